@@ -1,0 +1,200 @@
+"""Profiles: every hyperparameter of the study in one validated place.
+
+`tiny`  : the synthetic fixture, few epochs, small batches, 2 of the 10 folds, CPU (the default).
+`paper` : PhysioNet/CinC 2020, the paper's settings (SPEC sections 4 and 5), 10 folds, GPU.
+
+Values are read off ../shared/paper/SPEC.md; where the released code and the paper differ the
+SPEC's "faithful and correct" choice is the default and the alternative is a named option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .errors import UserError
+
+SETUPS = ("t", "s", "tsc", "tsg", "ssl-t", "ssl-s", "ssl-tsc", "ssl-tsg")
+MODALITIES = ("time", "spec")
+PROTOCOLS = ("paper", "honest")
+WINDOW = 250  # samples at 100 Hz = 2.5 s, every model (SPEC 1.6)
+TARGET_FS = 100  # Hz
+N_FOLDS = 10
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Self-distillation (DINO-style) settings for one modality (SPEC 4, 3.5, B7-B13)."""
+
+    epochs: int
+    batch_size: int  # records per step; each gives n_global + n_local views
+    n_global: int = 2
+    n_local: int = 8
+    out_dim: int = 65536  # DINO head output width
+    base_lr: float = 5e-4  # peak LR = base_lr * batch_size / 256
+    min_lr: float = 1e-6
+    warmup_epochs: int = 10
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+    teacher_temp: float = 0.04
+    warmup_teacher_temp: float = 0.04
+    warmup_teacher_temp_epochs: int = 30
+    student_temp: float = 0.1
+    center_momentum: float = 0.9
+    teacher_momentum: float = 0.996
+    teacher_momentum_schedule: str = "fixed"  # "fixed" (released) or "cosine" (to 1, official DINO)
+    optimizer: str = "adamw"  # "adamw" (DINO, no decay on biases/norms) or "adam-l2" (released, B10)
+    clip_grad: float = 0.0  # 0 = none (released); DINO uses 3.0
+    freeze_last_layer_epochs: int = 1  # B9: actually frozen during epoch 0
+    keep: str = "final"  # "final" (B12 fix) or "lowest-loss" (released)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Down-stream fine-tuning settings (SPEC 5)."""
+
+    epochs: dict  # setup family ("t", "s", "tsc", "tsg") -> epochs
+    batch_records: dict  # setup family -> records per step (each gives `crops` windows)
+    crops: int = 5
+    lr: float = 5e-3
+    min_lr: dict = field(default_factory=lambda: {"t": 1e-5, "s": 1e-6, "tsc": 1e-5, "tsg": 1e-5})
+    val_stride: int = 125
+    eval_batch_windows: int = 2048
+    select_metric: str = "auprc"  # the README's best-PRC checkpoint
+    threshold_grid: tuple = (0.1, 0.2, 0.3, 0.4, 0.5)
+    threshold_default: float = 0.1
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    data: str  # "fixture" or "physionet2020"
+    folds: tuple  # folds run by `reproduce` (each the outer validation fold once)
+    fixture_records: int  # size of the synthetic corpus (tiny profile only)
+    pretrain: dict  # modality -> PretrainConfig
+    finetune: FinetuneConfig
+    device: str = "cpu"
+    workers: int = 2  # prepare: processes
+    seed: int = 0
+
+    def family(self, setup: str) -> str:
+        """'ssl-tsg' -> 'tsg'."""
+        return check_setup(setup).removeprefix("ssl-")
+
+
+def _tiny() -> Profile:
+    pre = PretrainConfig(epochs=4, batch_size=32, out_dim=4096, warmup_epochs=1, warmup_teacher_temp_epochs=0)
+    return Profile(
+        name="tiny",
+        data="fixture",
+        folds=(0, 1),
+        fixture_records=400,
+        pretrain={"time": pre, "spec": replace(pre, batch_size=32)},
+        finetune=FinetuneConfig(
+            epochs={"t": 4, "s": 4, "tsc": 4, "tsg": 4},
+            batch_records={"t": 32, "s": 32, "tsc": 32, "tsg": 32},
+            crops=5,
+            lr=1e-3,
+        ),
+        device="cpu",
+    )
+
+
+def _paper() -> Profile:
+    pre = PretrainConfig(epochs=300, batch_size=196)
+    return Profile(
+        name="paper",
+        data="physionet2020",
+        folds=tuple(range(N_FOLDS)),
+        fixture_records=0,
+        pretrain={"time": pre, "spec": replace(pre, batch_size=256)},
+        finetune=FinetuneConfig(
+            epochs={"t": 100, "s": 200, "tsc": 100, "tsg": 100},
+            batch_records={"t": 128, "s": 256, "tsc": 128, "tsg": 128},
+        ),
+        device="cuda",
+        workers=max(1, (os.cpu_count() or 2)),
+    )
+
+
+PROFILES = {"tiny": _tiny, "paper": _paper}
+
+
+def get_profile(name: str = "tiny") -> Profile:
+    """The named profile; a clear error for an unknown name."""
+    if name not in PROFILES:
+        raise UserError(f"--profile {name!r} is not a profile; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name]()
+
+
+def check_setup(setup: str) -> str:
+    if setup not in SETUPS:
+        raise UserError(f"--setup {setup!r} is not a setup; choose one of {', '.join(SETUPS)}")
+    return setup
+
+
+def check_modality(modality: str) -> str:
+    if modality not in MODALITIES:
+        raise UserError(f"--modality {modality!r} is not a modality; choose one of {', '.join(MODALITIES)}")
+    return modality
+
+
+def check_fold(fold: int, n_folds: int = N_FOLDS) -> int:
+    if not (0 <= int(fold) < n_folds):
+        raise UserError(f"--fold {fold} is out of range: folds are 0..{n_folds - 1}")
+    return int(fold)
+
+
+def check_positive(name: str, value: Any) -> Any:
+    if value is None or value <= 0:
+        raise UserError(f"{name} must be a positive number, got {value!r}")
+    return value
+
+
+def parse_folds(spec: str, n_folds: int = N_FOLDS) -> tuple:
+    """'0-9' -> (0..9); '0,3,5' -> (0, 3, 5)."""
+    out: list[int] = []
+    try:
+        for part in str(spec).split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = part.split("-")
+                out.extend(range(int(lo), int(hi) + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise UserError(f"--folds {spec!r} is not a list of folds like '0-9' or '0,3,5'") from None
+    for f in out:
+        check_fold(f, n_folds)
+    if not out:
+        raise UserError(f"--folds {spec!r} names no fold")
+    return tuple(dict.fromkeys(out))
+
+
+def resolve_device(device: str | None) -> str:
+    """'auto' -> 'cuda' when available else 'cpu'; a clear error for an unavailable device."""
+    import torch
+
+    device = device or "auto"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device!r}: CUDA is not available on this machine (use --device cpu)")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device!r} is not a torch device (try cpu, cuda, cuda:1)") from None
+    return device
+
+
+def as_dict(obj: Any) -> Any:
+    """Dataclasses (nested) -> plain dicts, for result files."""
+    if dataclasses.is_dataclass(obj):
+        return {k: as_dict(v) for k, v in dataclasses.asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {k: as_dict(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return list(obj)
+    return obj

@@ -1,0 +1,103 @@
+"""The Challenge 2020 label space: 27 scored SNOMED codes, 3 official merges, 24 classes.
+
+The official tables (weights.csv, dx_mapping_scored.csv, dx_mapping_unscored.csv; BSD-2-Clause,
+PhysioNet/Computing in Cardiology Challenges) ship in `ecgssl_nb/data/`. Class order is the
+order of weights.csv with the merged duplicates dropped (SPEC 1.2), so class k of every array in
+this library is `CLASSES[k]`.
+"""
+
+from __future__ import annotations
+
+import csv
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+# removed code -> kept (representative) code, the Challenge's equivalence classes
+MERGES = {
+    "59118001": "713427006",  # RBBB -> CRBBB
+    "63593006": "284470004",  # SVPB -> PAC
+    "17338001": "427172004",  # VPB -> PVC
+}
+NORMAL_CLASS = "426783006"  # sinus rhythm (NSR)
+
+
+def data_file(name: str) -> Path:
+    """Path of one packaged official table, e.g. data_file('weights.csv')."""
+    return Path(str(resources.files("ecgssl_nb") / "data" / name))
+
+
+def _read_mapping(name: str) -> list[dict]:
+    with open(data_file(name), newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@lru_cache(maxsize=None)
+def _weights_table() -> tuple[tuple[str, ...], np.ndarray]:
+    with open(data_file("weights.csv"), newline="") as fh:
+        rows = list(csv.reader(fh))
+    codes = tuple(c.strip() for c in rows[0][1:])
+    matrix = np.array([[float(v) for v in row[1:]] for row in rows[1:]], dtype=np.float64)
+    return codes, matrix
+
+
+SCORED_CODES: tuple[str, ...] = tuple(r["SNOMED CT Code"] for r in _read_mapping("dx_mapping_scored.csv"))
+_ABBREV = {r["SNOMED CT Code"]: r["Abbreviation"] for r in _read_mapping("dx_mapping_scored.csv")}
+_NAMES = {r["SNOMED CT Code"]: r["Dx"] for r in _read_mapping("dx_mapping_scored.csv")}
+UNSCORED_CODES: tuple[str, ...] = tuple(r["SNOMED CT Code"] for r in _read_mapping("dx_mapping_unscored.csv"))
+
+CLASSES: tuple[str, ...] = tuple(c for c in _weights_table()[0] if c not in MERGES)
+ABBREVIATIONS: tuple[str, ...] = tuple(
+    _ABBREV[c] + ("+" + _ABBREV[r] if (r := next((k for k, v in MERGES.items() if v == c), None)) else "")
+    for c in CLASSES
+)
+NAMES: tuple[str, ...] = tuple(_NAMES[c] for c in CLASSES)
+CLASS_INDEX = {c: i for i, c in enumerate(CLASSES)}
+N_CLASSES = len(CLASSES)  # 24
+
+
+def weight_matrix() -> np.ndarray:
+    """The (24, 24) Challenge reward matrix in CLASSES order (merged codes' rows dropped)."""
+    codes, matrix = _weights_table()
+    keep = [codes.index(c) for c in CLASSES]
+    return matrix[np.ix_(keep, keep)].copy()
+
+
+def merge_codes(codes: Iterable[str]) -> list[str]:
+    """Scored codes of a record after the official merges: unique, in CLASSES order.
+    Unscored codes are dropped (they never crash anything)."""
+    kept = {MERGES.get(str(c).strip(), str(c).strip()) for c in codes}
+    return [c for c in CLASSES if c in kept]
+
+
+def encode(codes: Iterable[str]) -> np.ndarray:
+    """Multi-hot (24,) float32 vector of a record's codes (merged; unscored ignored)."""
+    out = np.zeros(N_CLASSES, dtype=np.float32)
+    for c in merge_codes(codes):
+        out[CLASS_INDEX[c]] = 1.0
+    return out
+
+
+def encode_many(label_strings: Iterable[str]) -> np.ndarray:
+    """(N, 24) float32 from index.csv's `labels` column (codes separated by spaces)."""
+    rows = [encode(str(s).split()) if isinstance(s, str) else encode([]) for s in label_strings]
+    return np.stack(rows) if rows else np.zeros((0, N_CLASSES), dtype=np.float32)
+
+
+def abbreviation(code: str) -> str:
+    """'426783006' -> 'NSR' (merged classes show both, e.g. 'CRBBB+RBBB')."""
+    code = MERGES.get(code, code)
+    return ABBREVIATIONS[CLASS_INDEX[code]] if code in CLASS_INDEX else _ABBREV.get(code, code)
+
+
+def official_totals() -> dict[str, dict[str, int]]:
+    """Per-source record counts of each scored code from dx_mapping_scored.csv (before merging)."""
+    out = {}
+    for r in _read_mapping("dx_mapping_scored.csv"):
+        out[r["SNOMED CT Code"]] = {
+            k: int(r[k]) for k in ("CPSC", "CPSC-Extra", "StPetersburg", "PTB", "PTB-XL", "Georgia", "Total")
+        }
+    return out
