@@ -1,0 +1,134 @@
+"""xresnet1d50, the time-series backbone S¹θ: (B, 12, 250) mV windows -> (B, 512) features.
+
+SPEC 3.1. A 1-D "bag of tricks" ResNet-50 (three-conv stem, bottleneck blocks, average-pool
+shortcuts) with every stage 64 wide, so each stage outputs 64 x 4 = 256 channels. The feature
+is the concatenation of an adaptive max pool and an adaptive average pool over time.
+
+The released model replaces the first stem conv after construction by a plain
+Conv1d(12, 32, 5, stride 2, padding 2) with a bias and PyTorch's default init; we build it that
+way directly. Backbone parameters: 886,432.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class XResNet1dConfig:
+    in_channels: int = 12
+    stem_widths: tuple = (32, 32, 64)
+    kernel_size: int = 5  # stem and the middle conv of every block
+    layers: tuple = (3, 4, 6, 3)  # blocks per stage (ResNet-50)
+    width: int = 64  # bottleneck width of every stage (the released "[64, 64, 64, 64]" variant)
+    expansion: int = 4  # block output channels = width * expansion = 256
+
+
+class ConvBN(nn.Sequential):
+    """Conv1d (no bias unless asked) -> BatchNorm1d -> optional ReLU; 'same' padding."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int = 1, act: bool = True,
+                 zero_gamma: bool = False, bias: bool = False):
+        layers = OrderedDict(
+            conv=nn.Conv1d(c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias),
+            bn=nn.BatchNorm1d(c_out),
+        )
+        if zero_gamma:
+            # The block's residual branch outputs exactly 0 at init: every block starts as
+            # relu(shortcut(x)), which makes the deep network easy to train from scratch.
+            nn.init.zeros_(layers["bn"].weight)
+        if act:
+            layers["act"] = nn.ReLU(inplace=True)
+        super().__init__(layers)
+
+
+class Bottleneck1d(nn.Module):
+    """1x1 down to `width`, k=5 carrying the stride, 1x1 up to width*4 (zero-gamma BN);
+    add the shortcut, then ReLU."""
+
+    def __init__(self, c_in: int, width: int, c_out: int, kernel_size: int, stride: int):
+        super().__init__()
+        self.convs = nn.Sequential(
+            ConvBN(c_in, width, 1),
+            ConvBN(width, width, kernel_size, stride=stride),
+            ConvBN(width, c_out, 1, act=False, zero_gamma=True),
+        )
+        # Shortcut: average-pool when the block halves time (ceil_mode keeps odd lengths aligned
+        # with the strided conv: 63 -> 32), a 1x1 conv + BN only when the channel count changes.
+        shortcut: list[nn.Module] = []
+        if stride != 1:
+            shortcut.append(nn.AvgPool1d(2, stride=stride, ceil_mode=True))
+        if c_in != c_out:
+            shortcut.append(ConvBN(c_in, c_out, 1, act=False))
+        self.shortcut = nn.Sequential(*shortcut)  # empty Sequential = identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.convs(x) + self.shortcut(x))
+
+
+class ConcatPool1d(nn.Module):
+    """(B, C, T) -> (B, 2C): adaptive max pool then adaptive average pool, flattened."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # flatten(1), not squeeze(): a batch of one keeps its batch dimension (B21)
+        return torch.cat([x.amax(dim=2), x.mean(dim=2)], dim=1)
+
+
+class XResNet1d(nn.Module):
+    """The xresnet1d backbone; `forward` gives the pooled feature (B, feature_dim)."""
+
+    def __init__(self, cfg: XResNet1dConfig = XResNet1dConfig()):
+        super().__init__()
+        self.cfg = cfg
+        k = cfg.kernel_size
+        w0, w1, w2 = cfg.stem_widths
+        self.stem = nn.Sequential(
+            ConvBN(cfg.in_channels, w0, k, stride=2, bias=True),  # the released replacement conv
+            ConvBN(w0, w1, k),
+            ConvBN(w1, w2, k),
+            nn.MaxPool1d(kernel_size=3, stride=2, padding=1),
+        )
+        c_out = cfg.width * cfg.expansion
+        stages = []
+        c_in = w2
+        for i, n_blocks in enumerate(cfg.layers):
+            stride = 1 if i == 0 else 2
+            blocks = [Bottleneck1d(c_in if j == 0 else c_out, cfg.width, c_out, k, stride if j == 0 else 1)
+                      for j in range(n_blocks)]
+            stages.append(nn.Sequential(*blocks))
+            c_in = c_out
+        self.stages = nn.Sequential(*stages)
+        self.pool = ConcatPool1d()
+        self.feature_dim = 2 * c_out
+        # Points whose output shapes `models.trace_shapes` reports by default.
+        self.trace_names = ("stem.0", "stem.2", "stem.3", "stages.0", "stages.1", "stages.2", "stages.3", "pool")
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """Kaiming-normal conv weights, zero conv biases; the first stem conv keeps PyTorch's
+        default init, as the released model builds it after the network's own init (SPEC 3.1)."""
+        first = self.stem[0].conv
+        for m in self.modules():
+            if isinstance(m, nn.Conv1d) and m is not first:
+                nn.init.kaiming_normal_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)  # (B, 12, 250) -> (B, 32, 125) -> (B, 64, 125) -> pool (B, 64, 63)
+        x = self.stages(x)  # -> (B, 256, 63) -> (B, 256, 32) -> (B, 256, 16) -> (B, 256, 8)
+        return self.pool(x)  # -> (B, 512)
+
+
+def xresnet1d50(in_channels: int = 12) -> XResNet1d:
+    """The paper's time-series backbone: (B, in_channels, T) -> (B, 512); 886,432 parameters
+    for 12 leads."""
+    if not isinstance(in_channels, int) or in_channels <= 0:
+        raise UserError(f"in_channels must be a positive integer, got {in_channels!r}")
+    return XResNet1d(XResNet1dConfig(in_channels=in_channels))
