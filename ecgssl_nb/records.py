@@ -1,0 +1,377 @@
+"""One PhysioNet/CinC Challenge 2020/2021 record: WFDB header (.hea) + MATLAB v4 signal (.mat).
+
+The header is parsed here (not by wfdb) because the released headers carry quirks that a general
+WFDB reader trips over or that cost time at 43k records:
+
+* the first line can name the record `E00009.mat` instead of `E00009`;
+* diagnosis lines are written `#Dx: a,b` (2020) or `# Dx: a,b` (2021), codes can repeat;
+* signal format `16+24` (2020) or `16x1+24` (2021; 1 sample per frame, 24-byte .mat header);
+* gain `1000/mV`, `4880/mV`, `1000.0(0)/mV` (with baseline in brackets) and unit `/mv`;
+* age `NaN` or `Unknown`.
+
+Physical value (mV) = (digital - baseline) / gain, as WFDB defines it. The signal is returned in
+the standard lead order I, II, III, aVR, aVL, aVF, V1..V6 whatever the header's order.
+A record that cannot be used raises `RecordError(path, reason)` with one of the stable reasons in
+`REASONS`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RecordError
+
+SOURCES = ("CPSC", "CPSC-Extra", "INCART", "PTB", "PTB-XL", "Georgia", "Chapman-Shaoxing", "Ningbo", "unknown")
+LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+_LEAD_INDEX = {name.lower(): i for i, name in enumerate(LEADS)}
+
+# Stable skip reasons (skipped.csv groups by these).
+REASONS = (
+    "missing header",
+    "unreadable header",
+    "missing signal file",
+    "unreadable signal file",
+    "truncated signal file",
+    "length mismatch",
+    "unsupported format",
+    "unsupported unit",
+    "not 12 leads",
+    "NaN samples",
+)
+
+# Record-name prefixes of the Challenge sources (2020 and 2021 releases).
+_PREFIX_SOURCE = {
+    "A": "CPSC",
+    "Q": "CPSC-Extra",
+    "I": "INCART",
+    "S": "PTB",
+    "HR": "PTB-XL",
+    "E": "Georgia",
+}
+# JS records: JS00001..JS10646 come from Chapman-Shaoxing, JS10647.. from Ningbo (Challenge 2021).
+_JS_LAST_CHAPMAN = 10646
+_NAME_RE = re.compile(r"^(HR|JS|A|Q|I|S|E)(\d+)$")
+# Folder names used by the Challenge tarballs, the authors' scripts and `download` (lower case).
+_FOLDER_SOURCE = {
+    "cpsc": "CPSC", "cpsc_2018": "CPSC", "cpsc2018": "CPSC", "icbeb2018": "CPSC", "training_wfdb": "CPSC",
+    "cpsc-extra": "CPSC-Extra", "cpsc_2018_extra": "CPSC-Extra", "icbeb2018_2": "CPSC-Extra",
+    "training_2": "CPSC-Extra",
+    "incart": "INCART", "st_petersburg_incart": "INCART", "stpetersburg": "INCART",
+    "training_stpetersburg": "INCART",
+    "ptb": "PTB", "training_ptb": "PTB",
+    "ptb-xl": "PTB-XL", "ptb_xl": "PTB-XL", "ptbxl": "PTB-XL",
+    "georgia": "Georgia",
+    "chapman-shaoxing": "Chapman-Shaoxing", "chapman_shaoxing": "Chapman-Shaoxing",
+    "ningbo": "Ningbo",
+}
+_DX_RE = re.compile(r"^#\s*dx\s*:(.*)$", re.IGNORECASE)
+_AGE_RE = re.compile(r"^#\s*age\s*:(.*)$", re.IGNORECASE)
+_SEX_RE = re.compile(r"^#\s*sex\s*:(.*)$", re.IGNORECASE)
+_GAIN_RE = re.compile(r"^([-+0-9.eE]+)?(?:\(([-+0-9.eE]+)\))?(?:/(.*))?$")
+_UNIT_SCALE = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "µv": 1e-3, "v": 1e3}  # to mV
+_MISSING = {"", "nan", "unknown", "none", "n/a", "na"}
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a Challenge header says. `gain` is in digital units per mV (unit already folded in)."""
+
+    name: str  # record name (the .hea file's stem)
+    path: Path  # the .hea file
+    n_leads: int
+    fs: float  # Hz
+    n_samples: int
+    signal_file: str  # file name of the signal, relative to the header's folder
+    fmt: str  # WFDB format, e.g. "16"
+    byte_offset: int  # from "16+24" (informative; the .mat header is parsed itself)
+    leads: tuple[str, ...]
+    gain: np.ndarray  # (n_leads,) float64, digital units per mV
+    baseline: np.ndarray  # (n_leads,) float64, digital units
+    dx: tuple[str, ...]  # SNOMED codes, header order, duplicates removed
+    age: float | None
+    sex: str | None
+
+
+@dataclass
+class Record:
+    """One record: signal float32 (12, N) in mV, standard lead order, at `fs` Hz."""
+
+    name: str
+    source: str
+    fs: float
+    signal: np.ndarray
+    dx: list[str] = field(default_factory=list)
+    age: float | None = None
+    sex: str | None = None
+    path: Path | None = None
+
+
+def source_of(name: str, path: str | Path | None = None) -> str:
+    """Source dataset of a record, from its name prefix ('A0001' -> 'CPSC'), else from a folder
+    name on its path ('.../georgia/g1/x.hea' -> 'Georgia'), else 'unknown'."""
+    stem = Path(str(name)).name
+    if stem.lower().endswith(".mat") or stem.lower().endswith(".hea"):
+        stem = stem[:-4]
+    m = _NAME_RE.match(stem)
+    folder_hint = None
+    if path is not None:
+        for part in reversed(Path(path).parts[:-1]):
+            hit = _FOLDER_SOURCE.get(part.lower())
+            if hit is None and part in SOURCES[:-1]:
+                hit = part
+            if hit is not None:
+                folder_hint = hit
+                break
+    if m:
+        prefix, number = m.group(1), int(m.group(2))
+        if prefix == "JS":
+            if folder_hint in ("Chapman-Shaoxing", "Ningbo"):
+                return folder_hint
+            return "Chapman-Shaoxing" if number <= _JS_LAST_CHAPMAN else "Ningbo"
+        return _PREFIX_SOURCE[prefix]
+    return folder_hint or "unknown"
+
+
+def _parse_missing_float(text: str) -> float | None:
+    text = text.strip()
+    if text.lower() in _MISSING:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return None if np.isnan(value) else value
+
+
+def _parse_sex(text: str) -> str | None:
+    text = text.strip()
+    low = text.lower()
+    if low in _MISSING:
+        return None
+    if low in ("m", "male"):
+        return "Male"
+    if low in ("f", "female"):
+        return "Female"
+    return text
+
+
+def _leading_number(text: str) -> float:
+    """'500' -> 500.0; '500/10' or '500(0)' (WFDB counter frequency / base) -> 500.0."""
+    return float(re.split(r"[/(]", text, maxsplit=1)[0])
+
+
+def read_header(hea_path: str | Path) -> Header:
+    """Parse one Challenge WFDB header; raises RecordError('unreadable header'|'unsupported format'|
+    'unsupported unit'|'missing header')."""
+    hea_path = Path(hea_path)
+    try:
+        text = hea_path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise RecordError(hea_path, "missing header") from None
+    except OSError as exc:
+        raise RecordError(hea_path, "unreadable header", str(exc)) from None
+
+    lines = [ln.strip() for ln in text.splitlines()]
+    body = [ln for ln in lines if ln and not ln.startswith("#")]
+    comments = [ln for ln in lines if ln.startswith("#")]
+    if not body:
+        raise RecordError(hea_path, "unreadable header", "no record line")
+    first = body[0].split()
+    try:
+        n_leads = int(first[1])
+        fs = _leading_number(first[2])
+        n_samples = int(first[3])
+    except (IndexError, ValueError):
+        raise RecordError(hea_path, "unreadable header", f"record line {body[0]!r}") from None
+    if n_leads <= 0 or fs <= 0 or n_samples < 0:
+        raise RecordError(hea_path, "unreadable header", f"record line {body[0]!r}")
+    if len(body) - 1 < n_leads:
+        raise RecordError(hea_path, "unreadable header", f"{n_leads} signals announced, {len(body) - 1} signal lines")
+
+    files, leads, gains, baselines = [], [], [], []
+    fmt, byte_offset = None, 0
+    for ln in body[1 : 1 + n_leads]:
+        parts = ln.split()
+        if len(parts) < 9:
+            raise RecordError(hea_path, "unreadable header", f"signal line without lead name: {ln!r}")
+        files.append(parts[0])
+        fmt_field = parts[1]
+        m = re.match(r"^(\d+)(?:x(\d+))?(?::\d+)?(?:\+(\d+))?$", fmt_field)
+        if not m:
+            raise RecordError(hea_path, "unreadable header", f"format {fmt_field!r}")
+        if m.group(1) != "16" or (m.group(2) not in (None, "1")):
+            raise RecordError(hea_path, "unsupported format", f"format {fmt_field!r} (need 16, 1 sample per frame)")
+        fmt, byte_offset = m.group(1), int(m.group(3) or 0)
+        g = _GAIN_RE.match(parts[2])
+        if not g:
+            raise RecordError(hea_path, "unreadable header", f"gain {parts[2]!r}")
+        try:
+            gain = float(g.group(1)) if g.group(1) else 0.0
+            adc_zero = float(parts[4])
+        except ValueError:
+            raise RecordError(hea_path, "unreadable header", f"gain or ADC zero in {ln!r}") from None
+        if gain < 0 or not np.isfinite(gain):
+            raise RecordError(hea_path, "unreadable header", f"gain {parts[2]!r}")
+        gain = gain or 200.0  # WFDB: a zero gain means the default 200 units per physical unit
+        baseline = float(g.group(2)) if g.group(2) else adc_zero  # WFDB: baseline defaults to ADC zero
+        unit = (g.group(3) or "mV").strip().lower()
+        if unit not in _UNIT_SCALE:
+            raise RecordError(hea_path, "unsupported unit", f"unit {g.group(3)!r}")
+        # gain per unit -> gain per mV: 1 mV = 1000 uV, so a gain per uV times 1000
+        gains.append(gain / _UNIT_SCALE[unit])
+        baselines.append(baseline)
+        leads.append(" ".join(parts[8:]))
+    if len(set(files)) != 1:
+        raise RecordError(hea_path, "unreadable header", f"signals in several files {sorted(set(files))}")
+
+    dx: list[str] = []
+    age = sex = None
+    for ln in comments:
+        if m := _DX_RE.match(ln):
+            for code in m.group(1).split(","):
+                code = code.strip()
+                if code and code not in dx:
+                    dx.append(code)
+        elif m := _AGE_RE.match(ln):
+            age = _parse_missing_float(m.group(1))
+        elif m := _SEX_RE.match(ln):
+            sex = _parse_sex(m.group(1))
+
+    return Header(
+        name=hea_path.stem,
+        path=hea_path,
+        n_leads=n_leads,
+        fs=fs,
+        n_samples=n_samples,
+        signal_file=files[0],
+        fmt=fmt or "16",
+        byte_offset=byte_offset,
+        leads=tuple(leads),
+        gain=np.asarray(gains, dtype=np.float64),
+        baseline=np.asarray(baselines, dtype=np.float64),
+        dx=tuple(dx),
+        age=age,
+        sex=sex,
+    )
+
+
+# MATLAB v4 numeric type digit P of the MOPT code -> numpy type (little-endian variant)
+_V4_TYPES = {0: "f8", 1: "f4", 2: "i4", 3: "i2", 4: "u2", 5: "u1"}
+
+
+def read_mat_val(mat_path: str | Path) -> np.ndarray:
+    """The `val` matrix of a Challenge .mat file as stored (rows x cols), without conversion.
+
+    MATLAB v4 files (what the Challenge ships) are parsed directly (about 10x faster than
+    scipy.io.loadmat); anything else falls back to scipy.io.loadmat."""
+    mat_path = Path(mat_path)
+    try:
+        raw = mat_path.read_bytes()
+    except FileNotFoundError:
+        raise RecordError(mat_path, "missing signal file") from None
+    except OSError as exc:
+        raise RecordError(mat_path, "unreadable signal file", str(exc)) from None
+    if len(raw) < 20:
+        raise RecordError(mat_path, "truncated signal file", f"{len(raw)} bytes")
+    head = np.frombuffer(raw[:20], dtype="<i4")
+    mopt, mrows, ncols, imagf, namlen = (int(v) for v in head)
+    m_digit, o_digit, p_digit, t_digit = mopt // 1000, (mopt // 100) % 10, (mopt // 10) % 10, mopt % 10
+    is_v4 = 0 <= mopt < 5000 and m_digit in (0, 1) and o_digit == 0 and t_digit == 0 and p_digit in _V4_TYPES
+    if not is_v4 or imagf != 0 or mrows < 0 or ncols < 0 or not (0 < namlen < 64):
+        return _read_mat_scipy(mat_path)
+    if m_digit == 1:  # big-endian file: re-read the header fields
+        mopt, mrows, ncols, imagf, namlen = (int(v) for v in np.frombuffer(raw[:20], dtype=">i4"))
+    name = raw[20 : 20 + namlen].rstrip(b"\x00").decode("latin-1")
+    if name != "val":
+        return _read_mat_scipy(mat_path)
+    dtype = np.dtype(("<" if m_digit == 0 else ">") + _V4_TYPES[p_digit])
+    start = 20 + namlen
+    need = mrows * ncols * dtype.itemsize
+    if len(raw) - start < need:
+        raise RecordError(mat_path, "truncated signal file", f"{len(raw) - start} of {need} data bytes")
+    # MATLAB stores column-major: the bytes are (ncols, mrows) in C order
+    data = np.frombuffer(raw, dtype=dtype, count=mrows * ncols, offset=start).reshape(ncols, mrows).T
+    return data
+
+
+def _read_mat_scipy(mat_path: Path) -> np.ndarray:
+    import scipy.io
+
+    try:
+        val = scipy.io.loadmat(str(mat_path), variable_names=["val"]).get("val")
+    except Exception as exc:  # scipy raises several types for corrupt files
+        msg = str(exc)
+        reason = "truncated signal file" if ("end of file" in msg.lower() or "truncat" in msg.lower()) else "unreadable signal file"
+        raise RecordError(mat_path, reason, msg[:200]) from None
+    if val is None:
+        raise RecordError(mat_path, "unreadable signal file", "no variable 'val'")
+    return np.asarray(val)
+
+
+def lead_order(leads: tuple[str, ...] | list[str], path: str | Path = "") -> np.ndarray:
+    """Row index of each standard lead (LEADS order) in the header's order; RecordError
+    'not 12 leads' if the header does not hold exactly the 12 standard leads."""
+    if len(leads) != 12:
+        raise RecordError(path, "not 12 leads", f"{len(leads)} leads")
+    found = [_LEAD_INDEX.get(name.strip().lower()) for name in leads]
+    missing = [LEADS[i] for i in range(12) if i not in found]
+    if missing:
+        raise RecordError(path, "not 12 leads", f"missing {', '.join(missing)}; header has {', '.join(leads)}")
+    order = np.empty(12, dtype=np.int64)
+    order[np.asarray(found)] = np.arange(12)
+    return order
+
+
+def read_digital(hea_path: str | Path) -> tuple[Header, np.ndarray]:
+    """Header and the digital signal (12, N) in standard lead order, as stored (usually int16)."""
+    header = read_header(hea_path)
+    order = lead_order(header.leads, header.path)
+    mat_path = header.path.parent / header.signal_file
+    if not mat_path.exists():
+        # headers that name the record file oddly: fall back to NAME.mat beside the header
+        alt = header.path.with_suffix(".mat")
+        if alt.exists():
+            mat_path = alt
+        else:
+            raise RecordError(header.path, "missing signal file", str(mat_path.name))
+    val = read_mat_val(mat_path)
+    if val.ndim != 2:
+        raise RecordError(mat_path, "unreadable signal file", f"val has shape {val.shape}")
+    if val.shape[0] != header.n_leads and val.shape[1] == header.n_leads:
+        val = val.T
+    if val.shape[0] != header.n_leads:
+        raise RecordError(mat_path, "not 12 leads", f"val has {val.shape[0]} rows, header {header.n_leads} leads")
+    if val.shape[1] != header.n_samples:
+        raise RecordError(mat_path, "length mismatch", f"val has {val.shape[1]} samples, header {header.n_samples}")
+    return header, val[order]
+
+
+def read_record(hea_path: str | Path) -> Record:
+    """Read one record: float32 (12, N) mV in LEADS order, dx codes, age, sex, source.
+
+    Digital -32768 is WFDB's 'no sample' marker for format 16 and counts as NaN, as wfdb does."""
+    header, val = read_digital(hea_path)
+    order = lead_order(header.leads, header.path)
+    if val.dtype.kind == "f":
+        bad = not np.isfinite(val).all()
+    else:
+        bad = val.dtype == np.int16 and bool((val == -32768).any())
+    if bad:
+        raise RecordError(header.path, "NaN samples")
+    gain = header.gain[order][:, None]
+    baseline = header.baseline[order][:, None]
+    signal = ((val.astype(np.float64) - baseline) / gain).astype(np.float32)
+    return Record(
+        name=header.name,
+        source=source_of(header.name, header.path),
+        fs=header.fs,
+        signal=signal,
+        dx=list(header.dx),
+        age=header.age,
+        sex=header.sex,
+        path=header.path,
+    )
