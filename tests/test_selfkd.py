@@ -1,0 +1,273 @@
+"""DINO self-distillation: head, loss, centre, EMA teacher, schedules, optimiser, and the
+pre-training loop on the synthetic fixture (resume, no collapse, files, bad arguments)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ecgssl_nb import selfkd
+from ecgssl_nb.errors import UserError
+from ecgssl_nb.schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
+from ecgssl_nb.selfkd import DINOHead, DINOLoss, MultiCropModel
+
+
+def small_model(out_dim: int = 16, seed: int = 0) -> MultiCropModel:
+    """A stand-in backbone (conv + BN, (N, 12, 250) -> (N, 8)) so the DINO machinery runs in
+    milliseconds; the real backbones are exercised by the pre-training tests below."""
+    torch.manual_seed(seed)
+    backbone = nn.Sequential(nn.Conv1d(12, 8, 5, stride=5), nn.BatchNorm1d(8), nn.ReLU(),
+                             nn.AdaptiveAvgPool1d(1), nn.Flatten())
+    return MultiCropModel(backbone, DINOHead(8, out_dim, hidden=16, bottleneck=4))
+
+
+# --- head --------------------------------------------------------------------------------------
+
+
+def test_dino_head_has_the_released_parameter_counts_and_frozen_unit_row_norms():
+    head = DINOHead(512, 65536)
+    total = sum(p.numel() for p in head.parameters())
+    trainable = sum(p.numel() for p in head.parameters() if p.requires_grad)
+    assert (total, trainable) == (9_045_120, 8_979_584)  # SPEC 3.5
+    assert not head.last_layer.weight_g.requires_grad
+    norms = head.last_layer.weight.norm(dim=1)
+    torch.testing.assert_close(norms, torch.ones(65536))
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in head.modules())
+    assert sum(isinstance(m, nn.GELU) for m in head.modules()) == 2
+
+
+def test_dino_head_mlp_is_trunc_normal_002_with_zero_biases():
+    torch.manual_seed(0)
+    head = DINOHead(512, 64)
+    linears = [m for m in head.mlp if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(512, 512), (512, 512), (512, 128)]
+    for m in linears:
+        assert torch.count_nonzero(m.bias) == 0
+        assert abs(m.weight.std().item() - 0.02) < 0.002
+
+
+def test_head_output_is_the_unit_embedding_times_unit_rows():
+    head = DINOHead(8, 6, hidden=16, bottleneck=4)
+    x = torch.randn(5, 8)
+    out, z = head(x, return_embedding=True)
+    torch.testing.assert_close(z.norm(dim=1), torch.ones(5))
+    v = head.last_layer.weight_v.detach()
+    torch.testing.assert_close(out, z @ (v / v.norm(dim=1, keepdim=True)).T)
+
+
+def test_weight_norm_gradient_is_orthogonal_to_each_row():
+    # W = V/||V||: scaling a row of V changes nothing, so dL/dV is orthogonal to V row by row.
+    head = DINOHead(8, 6, hidden=16, bottleneck=4)
+    head(torch.randn(7, 8)).pow(2).sum().backward()
+    v, g = head.last_layer.weight_v, head.last_layer.weight_v.grad
+    assert g.abs().sum() > 0
+    torch.testing.assert_close((v * g).sum(dim=1), torch.zeros(6), atol=1e-6, rtol=0)
+
+
+def test_multicrop_model_runs_all_views_in_one_forward_pass():
+    model = small_model().eval()
+    calls = []
+    model.backbone.register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape)))
+    views = torch.randn(10, 3, 12, 250)  # (V, B, 12, 250)
+    out = model(views)
+    assert out.shape == (10, 3, 16) and calls == [(30, 12, 250)]
+    torch.testing.assert_close(out[7], model(views[7:8])[0])  # view-major order is kept
+
+
+# --- loss and centre ---------------------------------------------------------------------------
+
+
+def numpy_dino_loss(s, t, c, tau_s, tau_t, n_global):
+    """The loss written out: loops over pairs, records and classes."""
+    def softmax(x):
+        e = np.exp(x - x.max())
+        return e / e.sum()
+
+    terms = []
+    for q in range(n_global):
+        for v in range(s.shape[0]):
+            if v == q:
+                continue
+            per_record = []
+            for b in range(s.shape[1]):
+                p = softmax((t[q, b] - c) / tau_t)
+                log_s = np.log(softmax(s[v, b] / tau_s))
+                per_record.append(-sum(p[k] * log_s[k] for k in range(len(p))))
+            terms.append(np.mean(per_record))
+    return np.mean(terms), len(terms)
+
+
+def test_loss_equals_a_hand_computation_over_the_18_pairs():
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(10, 3, 5))  # 2 global + 8 local student views, B = 3, K = 5
+    t = rng.normal(size=(2, 3, 5))
+    c = rng.normal(size=5) * 0.3
+    loss_fn = DINOLoss(5, n_global=2, teacher_temp=0.5, student_temp=0.2)
+    loss_fn.center.copy_(torch.tensor(c, dtype=torch.float32)[None])
+    got = loss_fn(torch.tensor(s, dtype=torch.float32), torch.tensor(t, dtype=torch.float32), update_center=False)
+    want, pairs = numpy_dino_loss(s, t, c, 0.2, 0.5, 2)
+    assert pairs == 18
+    assert got.item() == pytest.approx(want, rel=1e-5)
+
+
+def test_teacher_temperature_is_read_at_the_zero_based_epoch():
+    rng = np.random.default_rng(1)
+    s, t = rng.normal(size=(4, 2, 6)), rng.normal(size=(2, 2, 6))
+    loss_fn = DINOLoss(6, teacher_temp=[0.9, 0.3, 0.1], student_temp=0.1)
+    got = loss_fn(torch.tensor(s, dtype=torch.float32), torch.tensor(t, dtype=torch.float32), epoch=1, update_center=False)
+    assert got.item() == pytest.approx(numpy_dino_loss(s, t, np.zeros(6), 0.1, 0.3, 2)[0], rel=1e-5)
+    with pytest.raises(ValueError, match="epoch 3"):
+        loss_fn(torch.tensor(s, dtype=torch.float32), torch.tensor(t, dtype=torch.float32), epoch=3)
+
+
+def test_loss_has_no_gradient_through_the_teacher():
+    s = torch.randn(4, 2, 6, requires_grad=True)
+    t = torch.randn(2, 2, 6, requires_grad=True)
+    DINOLoss(6)(s, t).backward()
+    assert s.grad is not None and t.grad is None
+
+
+def test_centre_is_the_ema_of_the_batch_mean_divided_once():
+    loss_fn = DINOLoss(4, center_momentum=0.9)
+    loss_fn.update_center(torch.full((2, 196, 4), 3.0))
+    # B7: the released code gives 7.65e-4 here (a second division by 2B); the intended value:
+    torch.testing.assert_close(loss_fn.center, torch.full((1, 4), 0.3))
+    t = torch.arange(24, dtype=torch.float32).reshape(2, 3, 4)  # row mean = [10, 11, 12, 13]
+    loss_fn.update_center(t)
+    torch.testing.assert_close(loss_fn.center, 0.9 * 0.3 + 0.1 * torch.tensor([[10.0, 11.0, 12.0, 13.0]]))
+
+
+def test_forward_uses_the_old_centre_then_updates_it():
+    s, t = torch.randn(4, 2, 6), torch.randn(2, 2, 6) + 5
+    loss_fn = DINOLoss(6)
+    before = loss_fn(s, t, update_center=False)
+    after_first = loss_fn(s, t)
+    assert after_first.item() == pytest.approx(before.item())
+    torch.testing.assert_close(loss_fn.center, 0.1 * t.mean(dim=(0, 1))[None])
+
+
+def test_teacher_entropy_is_log_k_for_equal_logits():
+    loss_fn = DINOLoss(8)
+    loss_fn(torch.randn(4, 3, 8), torch.zeros(2, 3, 8))
+    assert loss_fn.last_teacher_entropy.item() == pytest.approx(math.log(8), rel=1e-6)
+
+
+# --- one training step -------------------------------------------------------------------------
+
+
+def step_setup(optimizer="adamw"):
+    student = small_model()
+    teacher = copy.deepcopy(student)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    loss_fn = DINOLoss(16, teacher_temp=0.04)
+    return student, teacher, loss_fn, selfkd.make_optimizer(student, optimizer)
+
+
+def test_teacher_gets_no_gradient_and_moves_only_by_the_ema_formula():
+    student, teacher, loss_fn, opt = step_setup()
+    t0 = [p.clone() for p in teacher.parameters()]
+    views = torch.randn(10, 4, 12, 250, generator=torch.Generator().manual_seed(0))
+    selfkd.train_step(student, teacher, loss_fn, opt, views, epoch=1, lr=1e-2, weight_decay=0.04, momentum=0.9)
+    for p_t, p0, p_s in zip(teacher.parameters(), t0, student.parameters()):
+        assert p_t.grad is None and not p_t.requires_grad
+        torch.testing.assert_close(p_t, 0.9 * p0 + 0.1 * p_s.detach())
+    moved = sum(not torch.equal(p, p0) for p, p0 in zip(teacher.parameters(), t0))
+    assert moved > 0
+
+
+def test_last_layer_is_frozen_in_epoch_0_and_trained_in_epoch_1():
+    student, teacher, loss_fn, opt = step_setup()
+    views = torch.randn(10, 4, 12, 250, generator=torch.Generator().manual_seed(0))
+    v0 = student.head.last_layer.weight_v.detach().clone()
+    mlp0 = student.head.mlp[0].weight.detach().clone()
+    selfkd.train_step(student, teacher, loss_fn, opt, views, epoch=0, lr=1e-2, weight_decay=0.04, momentum=0.99)
+    assert torch.equal(student.head.last_layer.weight_v, v0)  # not even decayed
+    assert not torch.equal(student.head.mlp[0].weight, mlp0)  # the rest trains
+    selfkd.train_step(student, teacher, loss_fn, opt, views, epoch=1, lr=1e-2, weight_decay=0.04, momentum=0.99)
+    assert not torch.equal(student.head.last_layer.weight_v, v0)
+
+
+def test_adamw_decays_weights_but_not_biases_or_norms():
+    student, _, _, opt = step_setup("adamw")
+    decay_ids = {id(p) for p in opt.param_groups[0]["params"]}
+    names = {n for n, p in student.named_parameters() if id(p) in decay_ids}
+    assert names == {"backbone.0.weight", "head.mlp.0.weight", "head.mlp.2.weight", "head.mlp.4.weight",
+                     "head.last_layer.weight_v"}
+    before = {n: p.detach().clone() for n, p in student.named_parameters()}
+    for i, g in enumerate(opt.param_groups):
+        g["lr"], g["weight_decay"] = 0.1, (0.5 if i == 0 else g["weight_decay"])
+    for p in student.parameters():
+        p.grad = torch.zeros_like(p) if p.requires_grad else None
+    opt.step()  # zero gradients: only decoupled decay can move a parameter, by the factor 1 - lr * wd
+    for n, p in student.named_parameters():
+        want = before[n] * (1 - 0.1 * 0.5) if n in names else before[n]
+        torch.testing.assert_close(p.detach(), want, rtol=1e-6, atol=0)
+
+
+def test_adam_l2_decays_every_parameter_including_biases():
+    student, _, _, opt = step_setup("adam-l2")
+    assert len(opt.param_groups) == 1
+    bias0 = student.backbone[1].bias.detach().clone() + 0.5
+    with torch.no_grad():
+        student.backbone[1].bias.copy_(bias0)
+    opt.param_groups[0]["lr"], opt.param_groups[0]["weight_decay"] = 0.1, 0.5
+    for p in student.parameters():
+        p.grad = torch.zeros_like(p) if p.requires_grad else None
+    opt.step()  # coupled L2: grad = wd * p, so Adam moves every nonzero parameter by lr
+    torch.testing.assert_close(student.backbone[1].bias.detach(), bias0 - 0.1 * torch.sign(bias0), rtol=0, atol=1e-6)
+
+
+def test_embedding_std_is_zero_for_collapsed_and_large_for_spread_embeddings():
+    z = torch.nn.functional.normalize(torch.randn(2, 4096, 128), dim=-1)
+    assert selfkd.embedding_std(z).item() == pytest.approx(1 / math.sqrt(128), rel=0.02)
+    assert selfkd.embedding_std(z[:, :1].expand(2, 50, 128)).item() == 0.0
+
+
+# --- schedules (B8) ----------------------------------------------------------------------------
+
+
+def test_cosine_schedule_warms_up_then_reaches_final_at_the_last_iteration():
+    s = cosine_schedule(1.0, 0.0, epochs=3, iters_per_epoch=2, warmup_epochs=1)
+    # warm-up 0, 1/2 ; cosine over 4 entries: (1 + cos(pi i / 3)) / 2 = 1, 3/4, 1/4, 0
+    np.testing.assert_allclose(s, [0.0, 0.5, 1.0, 0.75, 0.25, 0.0], atol=1e-12)
+
+
+def test_schedule_index_starts_at_epoch_zero_and_covers_every_iteration():
+    L, E = 7, 5
+    lr = cosine_schedule(3.8e-4, 1e-6, E, L, warmup_epochs=2, start_warmup=0.0)
+    assert len(lr) == E * L
+    assert lr[0 * L + 0] == 0.0  # epoch 0, batch 0 is the start of warm-up (the released code began at L)
+    assert lr[2 * L] == pytest.approx(3.8e-4)  # first iteration after warm-up = peak
+    assert lr[(E - 1) * L + (L - 1)] == pytest.approx(1e-6)  # the last epoch's last batch exists
+    assert np.all(np.diff(lr[: 2 * L + 1]) > 0) and np.all(np.diff(lr[2 * L:]) < 0)
+
+
+def test_weight_decay_and_momentum_schedules():
+    wd = cosine_schedule(0.04, 0.4, 3, 4)
+    assert (wd[0], wd[-1]) == (pytest.approx(0.04), pytest.approx(0.4))
+    np.testing.assert_array_equal(momentum_schedule(0.996, 3, 4, "fixed"), np.full(12, 0.996))
+    m = momentum_schedule(0.996, 3, 4, "cosine")
+    assert m[0] == pytest.approx(0.996) and m[-1] == pytest.approx(1.0)
+
+
+def test_teacher_temperature_warms_up_linearly_per_epoch():
+    np.testing.assert_allclose(teacher_temp_schedule(0.04, 0.07, 3, 5), [0.04, 0.055, 0.07, 0.07, 0.07])
+    np.testing.assert_allclose(teacher_temp_schedule(0.04, 0.04, 30, 4), [0.04] * 4)  # released: a no-op
+    np.testing.assert_allclose(teacher_temp_schedule(0.02, 0.08, 4, 2), [0.02, 0.04])  # cut at the run's end
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"epochs": 0}, "epochs"), ({"iters_per_epoch": 0}, "iters_per_epoch"), ({"warmup_epochs": 4}, "warmup_epochs"),
+])
+def test_bad_schedule_arguments_name_the_parameter(kwargs, word):
+    args = {"base": 1.0, "final": 0.0, "epochs": 3, "iters_per_epoch": 2, **kwargs}
+    with pytest.raises(UserError, match=word):
+        cosine_schedule(**args)
