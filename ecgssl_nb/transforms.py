@@ -155,7 +155,7 @@ def _resized_crop(x: torch.Tensor, ratio: torch.Tensor, gen: torch.Generator) ->
     k_next = k_prev + (~knot).long()  # the next knot's index (the same knot on a knot)
     p_prev = torch.cummax(torch.where(knot, grid, 0), dim=1).values  # its grid position
     p_next = torch.where(knot, grid, n).flip(1).cummin(dim=1).values.flip(1)
-    t = ((grid - p_prev) / (p_next - p_prev).clamp(min=1)).to(x.dtype)  # (B, N), 0 on knots
+    t = (grid - p_prev).to(x.dtype) / (p_next - p_prev).clamp(min=1).to(x.dtype)  # (B, N), 0 on knots
 
     src_prev = (start[:, None] + k_prev)[:, None, :].expand(b, c, n)  # (B, C, N) sample index
     src_next = (start[:, None] + k_next)[:, None, :].expand(b, c, n)

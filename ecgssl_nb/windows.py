@@ -1,0 +1,228 @@
+"""Windows of 250 samples cut from records held on the device (SPEC 1.6).
+
+A `Corpus` keeps the raw mV signals of the selected records back to back in ONE tensor
+`(12, T)` float32 on the training device, with each record's `offsets` and `lengths` (samples
+at 100 Hz). Batches of windows are then a single gather on that device: no per-record Python
+work, no loader processes.
+
+* Training crops (fine-tuning and self-distillation): `random_windows`, start uniform in
+  [0, length_of_record - 251] as released (`random.randint(0, T-251)`; a 250-sample record gets
+  start 0, the last sample is never used, SPEC B25).
+* Evaluation: `iter_sliding_windows`, windows at 0, 125, 250, ... while they fit; a shorter tail
+  is dropped (a 1,000-sample record gives 7 windows).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+N_LEADS = 12
+WINDOW = 250  # samples at 100 Hz = 2.5 s
+STRIDE = 125  # evaluation stride, 50 % overlap
+_COPY_CHUNK = 1 << 20  # samples per host->device copy in from_prepared (48 MiB of float32)
+
+
+def _as_long(v, name: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)
+    if t.ndim != 1 or t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise UserError(f"{name} must be a 1-D integer array, got {t.dtype} of shape {tuple(t.shape)}")
+    return t.to(torch.long)
+
+
+class Corpus:
+    """Raw mV signals of N records on one device, addressable by record position 0..N-1.
+
+    signal  (12, T) float32 (or a numpy array of that shape); records back to back.
+    offsets (N,) first sample of each record in `signal`; lengths (N,) samples per record.
+    labels  (N, 24) float32 multi-hot, optional. rows (N,) optional: each record's row in the
+    prepared index it came from (kept for writing predictions; default 0..N-1).
+    """
+
+    def __init__(self, signal, offsets, lengths, labels=None, device="cpu", rows=None):
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise UserError(f"device {device!r} is not a torch device (try cpu, cuda)") from None
+        sig = torch.as_tensor(signal)
+        if sig.ndim != 2 or sig.shape[0] != N_LEADS:
+            raise UserError(f"signal must have shape ({N_LEADS}, T), got {tuple(sig.shape)}")
+        off, ln = _as_long(offsets, "offsets"), _as_long(lengths, "lengths")
+        if off.shape != ln.shape:
+            raise UserError(f"offsets and lengths must have the same length, got {len(off)} and {len(ln)}")
+        total = sig.shape[1]
+        if len(off) and ((off < 0).any() or (ln < 0).any() or (off + ln > total).any()):
+            raise UserError(f"offsets/lengths must describe records inside the signal's {total} samples")
+        self.signal = sig.to(device=self.device, dtype=torch.float32)  # (12, T)
+        self.offsets = off.to(self.device)
+        self.lengths = ln.to(self.device)
+        self._lengths_host = ln.detach().cpu().clone()  # window counts without device syncs
+        self.labels = None
+        if labels is not None:
+            lab = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+            if lab.ndim != 2 or lab.shape[0] != len(off):
+                raise UserError(f"labels must have shape ({len(off)}, n_classes), got {tuple(lab.shape)}")
+            self.labels = lab.to(device=self.device, dtype=torch.float32)
+        self.rows = np.arange(len(off)) if rows is None else np.asarray(rows, dtype=np.int64)
+        if self.rows.shape != (len(off),):
+            raise UserError(f"rows must have shape ({len(off)},), got {self.rows.shape}")
+
+    # --- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def from_prepared(cls, prepared, rows=None, device="cpu") -> "Corpus":
+        """The records of `prepared` (from `prepare.load_prepared`) at index positions `rows`
+        (int array, or a boolean mask over the index; None = all), in that order.
+
+        Only the selected records are copied, run by run, from the (T, 12) memmap into one
+        preallocated (12, T_selected) tensor on `device`.
+        """
+        index = prepared.index
+        n_all = len(index)
+        if rows is None:
+            sel = np.arange(n_all)
+        else:
+            sel = np.asarray(rows)
+            if sel.dtype == bool:
+                if sel.shape != (n_all,):
+                    raise UserError(f"rows as a mask must have {n_all} entries, got {sel.shape}")
+                sel = np.flatnonzero(sel)
+            elif not np.issubdtype(sel.dtype, np.integer) or sel.ndim != 1:
+                raise UserError("rows must be a 1-D array of index positions or a boolean mask")
+            if len(sel) and (sel.min() < 0 or sel.max() >= n_all):
+                raise UserError(f"rows must be positions in 0..{n_all - 1} of the prepared index")
+        src_off = index["offset"].to_numpy(dtype=np.int64)[sel]
+        src_len = index["length"].to_numpy(dtype=np.int64)[sel]
+        signals = prepared.signals  # (T_all, 12) float32 memmap
+        if signals.ndim != 2 or signals.shape[1] != N_LEADS:
+            raise UserError(f"prepared.signals must have shape (T, {N_LEADS}), got {signals.shape}")
+        dev = torch.device(device)
+        new_off = np.concatenate([[0], np.cumsum(src_len)[:-1]]).astype(np.int64) if len(sel) else src_off
+        out = torch.empty((N_LEADS, int(src_len.sum())), dtype=torch.float32, device=dev)
+
+        # Merge records that are adjacent both in the file and in the selection into runs, then
+        # copy each run in chunks of at most _COPY_CHUNK samples.
+        if len(sel):
+            breaks = np.flatnonzero(src_off[1:] != src_off[:-1] + src_len[:-1]) + 1
+            starts = np.concatenate([[0], breaks])
+            ends = np.concatenate([breaks, [len(sel)]])
+            for a, e in zip(starts, ends):
+                file_pos, dst, n = int(src_off[a]), int(new_off[a]), int(src_len[a:e].sum())
+                for k in range(0, n, _COPY_CHUNK):
+                    m = min(_COPY_CHUNK, n - k)
+                    block = np.array(signals[file_pos + k : file_pos + k + m], dtype=np.float32)  # (m, 12), in RAM
+                    out[:, dst + k : dst + k + m] = torch.from_numpy(block).to(dev).T  # (m, 12) -> (12, m)
+        labels = np.asarray(prepared.label_matrix())[sel]
+        return cls(out, new_off, src_len, labels=labels, device=dev, rows=sel)
+
+    # --- basics --------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._lengths_host)
+
+    def __repr__(self) -> str:
+        return f"Corpus({len(self)} records, {self.signal.shape[1]} samples, device={self.device})"
+
+    def record(self, i: int) -> torch.Tensor:
+        """Record i's whole signal (12, length) mV (a view of the corpus tensor)."""
+        o, n = int(self.offsets[i]), int(self._lengths_host[i])
+        return self.signal[:, o : o + n]
+
+    def window_labels(self, rec: torch.Tensor, n_crops: int = 1) -> torch.Tensor:
+        """Labels (B*n_crops, 24) matching `random_windows(rec, n_crops, ...)` row for row."""
+        if self.labels is None:
+            raise UserError("this corpus has no labels")
+        return self.labels[self._check_rec(rec)].repeat_interleave(n_crops, dim=0)
+
+    def _check_rec(self, rec) -> torch.Tensor:
+        r = _as_long(rec, "rec").to(self.device)
+        if len(r) and (int(r.min()) < 0 or int(r.max()) >= len(self)):
+            raise UserError(f"rec must hold record positions in 0..{len(self) - 1}")
+        return r
+
+    # --- training crops ------------------------------------------------------------------------
+
+    def random_windows(
+        self, rec: torch.Tensor, n_crops: int, generator: torch.Generator, length: int = WINDOW
+    ) -> torch.Tensor:
+        """Independent random crops: (B,) record positions -> (B*n_crops, 12, length) raw mV.
+
+        Rows b*n_crops .. b*n_crops+n_crops-1 are crops of record rec[b]. Each start is uniform in
+        [0, len-length-1] (0 for a record of exactly `length`), drawn with `generator` on its own
+        device. Every record in the corpus must be at least `length` samples long.
+        """
+        if not isinstance(generator, torch.Generator):
+            raise UserError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        if not isinstance(n_crops, (int, np.integer)) or n_crops < 1:
+            raise UserError(f"n_crops must be an integer >= 1, got {n_crops!r}")
+        if not isinstance(length, (int, np.integer)) or length < 1:
+            raise UserError(f"length must be an integer >= 1, got {length!r}")
+        shortest = int(self._lengths_host.min()) if len(self) else 0
+        if shortest < length:
+            raise UserError(f"length {length} is longer than the shortest record ({shortest} samples)")
+        r = self._check_rec(rec).repeat_interleave(n_crops)  # (B*n,)
+        span = (self.lengths[r] - length).clamp(min=1)  # number of allowed starts
+        u = torch.rand(r.shape, generator=generator, device=generator.device, dtype=torch.float64)
+        start = torch.minimum((u.to(self.device) * span).long(), span - 1)  # (B*n,)
+        return self._gather(self.offsets[r] + start, length)
+
+    def _gather(self, first: torch.Tensor, length: int) -> torch.Tensor:
+        """Windows starting at absolute sample `first` (W,) -> (W, 12, length)."""
+        idx = first[:, None] + torch.arange(length, device=self.device)  # (W, length)
+        x = self.signal.index_select(1, idx.reshape(-1))  # (12, W*length)
+        return x.view(N_LEADS, len(first), length).permute(1, 0, 2).contiguous()  # (W, 12, length)
+
+    # --- evaluation windows --------------------------------------------------------------------
+
+    def _records(self, rows) -> torch.Tensor:
+        if rows is None:
+            return torch.arange(len(self))
+        r = _as_long(rows, "rows")
+        if len(r) and (int(r.min()) < 0 or int(r.max()) >= len(self)):
+            raise UserError(f"rows must hold record positions in 0..{len(self) - 1}")
+        return r
+
+    def sliding_windows(
+        self, length: int = WINDOW, stride: int = STRIDE, rows=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Index of the evaluation windows: (owner (W,), start (W,)) LongTensors on the CPU.
+
+        Record p (a corpus position; all records, or those in `rows`, in that order) has windows
+        at starts 0, stride, 2*stride, ... while start + length <= its length; the tail is
+        dropped and a record shorter than `length` has none.
+        """
+        for name, v in (("length", length), ("stride", stride)):
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise UserError(f"{name} must be an integer >= 1, got {v!r}")
+        recs = self._records(rows)
+        ln = self._lengths_host[recs]
+        count = torch.where(ln >= length, (ln - length) // stride + 1, 0)  # (R,) windows per record
+        owner = recs.repeat_interleave(count)  # (W,)
+        first = torch.cumsum(count, 0) - count  # first window of each record
+        k = torch.arange(len(owner)) - first.repeat_interleave(count)  # window number in record
+        return owner, k * stride
+
+    def n_sliding_windows(self, length: int = WINDOW, stride: int = STRIDE, rows=None) -> int:
+        """How many windows `iter_sliding_windows` yields in all."""
+        return len(self.sliding_windows(length, stride, rows)[0])
+
+    def iter_sliding_windows(
+        self, batch_windows: int, length: int = WINDOW, stride: int = STRIDE, rows=None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (x (w, 12, length) raw mV, owner (w,)) batches of at most `batch_windows`
+        evaluation windows, record by record in order; owner = the record's corpus position."""
+        if not isinstance(batch_windows, (int, np.integer)) or batch_windows < 1:
+            raise UserError(f"batch_windows must be an integer >= 1, got {batch_windows!r}")
+        owner, start = self.sliding_windows(length, stride, rows)
+        owner, start = owner.to(self.device), start.to(self.device)
+        for a in range(0, len(owner), batch_windows):
+            o = owner[a : a + batch_windows]
+            yield self._gather(self.offsets[o] + start[a : a + batch_windows], length), o
+
+    def to(self, device) -> "Corpus":
+        """The same corpus on another device."""
+        return Corpus(self.signal, self.offsets, self.lengths, self.labels, device=device, rows=self.rows)
