@@ -326,9 +326,10 @@ def lead_order(leads: tuple[str, ...] | list[str], path: str | Path = "") -> np.
     return order
 
 
-def read_digital(hea_path: str | Path) -> tuple[Header, np.ndarray]:
-    """Header and the digital signal (12, N) in standard lead order, as stored (usually int16)."""
-    header = read_header(hea_path)
+def read_digital(hea_path: str | Path, header: Header | None = None) -> tuple[Header, np.ndarray]:
+    """Header and the digital signal (12, N) in standard lead order, as stored (usually int16).
+    `header`: the already parsed header of `hea_path`, to skip parsing it again."""
+    header = header if header is not None else read_header(hea_path)
     order = lead_order(header.leads, header.path)
     mat_path = header.path.parent / header.signal_file
     if not mat_path.exists():
@@ -350,11 +351,12 @@ def read_digital(hea_path: str | Path) -> tuple[Header, np.ndarray]:
     return header, val[order]
 
 
-def read_record(hea_path: str | Path) -> Record:
+def read_record(hea_path: str | Path, header: Header | None = None) -> Record:
     """Read one record: float32 (12, N) mV in LEADS order, dx codes, age, sex, source.
 
-    Digital -32768 is WFDB's 'no sample' marker for format 16 and counts as NaN, as wfdb does."""
-    header, val = read_digital(hea_path)
+    Digital -32768 is WFDB's 'no sample' marker for format 16 and counts as NaN, as wfdb does.
+    `header`: the already parsed header of `hea_path`, to skip parsing it again."""
+    header, val = read_digital(hea_path, header)
     order = lead_order(header.leads, header.path)
     if val.dtype.kind == "f":
         bad = not np.isfinite(val).all()
