@@ -1,0 +1,412 @@
+"""Result files of the study, their aggregation over folds, and the paper's tables beside ours.
+
+Atomic files. `write_json_atomic`, `write_csv_atomic` and `write_text_atomic` write a temporary
+file in the target's folder, flush and fsync it, then `os.replace` it over the target: a reader
+sees the old file or the new one, never half of one, and a failure (an unserialisable value, a
+full disk, an interrupt) leaves the old file as it was and no temporary file behind. JSON gets
+numpy scalars and arrays as numbers and lists, paths as strings, datetimes as ISO strings, and
+NaN/inf as `null` (JSON has no NaN); `load_results` reads `null` metrics back as NaN.
+
+Result file schema: one per fine-tuning run, written by `finetune` to
+`RUNS/<profile>/finetune/<setup>/fold<k>/result.json` (ablation runs use the same schema under
+`RUNS/<profile>/ablation/finetune/<run>/fold<k>/`)::
+
+    {
+      "setup":   "ssl-tsg",                     # one of config.SETUPS
+      "fold":    3,                             # the outer validation fold, 0..9
+      "profile": "tiny" | "paper",
+      "data":    {"kind": "fixture" | "samples" | "physionet2020",
+                  "n_records": int, "n_train": int, "n_val": int, ...},
+      "seed":    int,
+      "epochs":  int,
+      "metrics": {                              # fractions 0..1, null when undefined
+        "paper":  {"auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge", "epoch"},
+        "honest": {... the same keys ...}       # SPEC B14; optional
+      },
+      "per_class":  {"paper": {"auroc": [24], "auprc": [24], "f1": [24]}, "honest": {...}},
+      "thresholds": {"paper": [24], "honest": [24]},
+      "gate_weights": {"classes": [24 codes], "time": [24], "spec": [24]} | null,
+      "wall_time_s": float,
+      "device":  "cpu" | "cuda" | ...,
+      "created": "2026-11-25T13:00:00+00:00"
+    }
+
+"paper" is the released protocol (checkpoint and thresholds chosen on the reported fold:
+optimistic); "honest" chooses both on an inner validation fold (SPEC B14, B15). `epoch` is the
+selected checkpoint's epoch. Required keys: setup, fold, profile, data.kind and, for at least one
+protocol, the seven metrics; `check_result` says what is missing.
+
+Tables. `load_results` gives one row per run and protocol (metrics as fractions);
+`aggregate` gives mean and sample std (ddof=1) over folds per setup in the paper's row order;
+`PAPER_TABLE_I` / `PAPER_TABLE_II` hold the paper's printed numbers (×100, SPEC 7);
+`compare_with_paper` puts ours (×100) beside them; `display_frame` / `format_table` render any
+of these with 2 decimals, "mean ± std", and "–" for missing values.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import PROTOCOLS, SETUPS
+from .errors import UserError
+
+METRIC_KEYS = ("auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge")  # = metrics.METRIC_KEYS
+METRIC_LABELS = {
+    "auroc": "AUROC", "auprc": "AUPRC", "accuracy": "Acc", "f1": "F1", "f2": "F2", "g2": "G2", "challenge": "ChM",
+}
+SETUP_LABELS = {s: s.upper() for s in SETUPS}  # "t" -> "T", "ssl-tsg" -> "SSL-TSG"
+DATA_KINDS = ("fixture", "samples", "physionet2020")
+
+
+class ResultFileWarning(UserWarning):
+    """A result file was skipped (unreadable or not in the schema); the message names it."""
+
+
+# ------------------------------------------------------------------------------------------
+# atomic files
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `path` atomically (temp file in the same folder, fsync, os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def to_jsonable(obj: Any, where: str = "$") -> Any:
+    """`obj` as plain JSON values: numpy -> Python, NaN/inf -> None, Path -> str, datetime -> ISO.
+    Raises TypeError naming the place (`$.metrics.paper`) of anything else."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, (int, np.integer)) and not isinstance(obj, np.bool_):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        out = {}
+        for key, value in obj.items():
+            if isinstance(key, (np.generic,)):
+                key = key.item()
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise TypeError(f"{where}: key {key!r} of type {type(key).__name__} cannot be a JSON key")
+            out[str(key) if not isinstance(key, str) else key] = to_jsonable(value, f"{where}.{key}")
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist(), where)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (_dt.datetime, _dt.date)):
+        return obj.isoformat()
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # torch tensors, pandas Series
+        return to_jsonable(obj.tolist(), where)
+    raise TypeError(f"{where}: a {type(obj).__name__} cannot be written to JSON")
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
+    """Write `obj` as JSON atomically. The whole text is made before the file is touched, so an
+    unserialisable value (TypeError naming where it is) leaves the old file intact."""
+    text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False, ensure_ascii=False)
+    return write_text_atomic(path, text + "\n")
+
+
+def write_csv_atomic(path: str | os.PathLike, df: pd.DataFrame, index: bool = False) -> Path:
+    """Write a DataFrame as CSV atomically (floats at full precision, NaN as an empty cell)."""
+    buf = io.StringIO()
+    df.to_csv(buf, index=index, lineterminator="\n")
+    return write_text_atomic(path, buf.getvalue())
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file; a missing or malformed file raises UserError naming it."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+
+
+# ------------------------------------------------------------------------------------------
+# result files -> tables
+
+
+def check_result(obj: Any) -> list[str]:
+    """The schema problems of one parsed result.json (empty list when it is usable)."""
+    if not isinstance(obj, dict):
+        return [f"top level is a {type(obj).__name__}, not an object"]
+    problems = []
+    for key in ("setup", "fold", "profile", "data", "metrics"):
+        if key not in obj:
+            problems.append(f"missing key {key!r}")
+    if "fold" in obj and not (isinstance(obj["fold"], int) and not isinstance(obj["fold"], bool)):
+        problems.append(f"fold must be an integer, got {obj['fold']!r}")
+    if "data" in obj and not (isinstance(obj["data"], dict) and "kind" in obj["data"]):
+        problems.append("data must be an object with a 'kind'")
+    metrics = obj.get("metrics")
+    if "metrics" in obj:
+        if not isinstance(metrics, dict) or not metrics:
+            problems.append("metrics must be a non-empty object of protocols")
+        else:
+            for protocol, values in metrics.items():
+                if protocol not in PROTOCOLS:
+                    problems.append(f"metrics: unknown protocol {protocol!r} (expected {', '.join(PROTOCOLS)})")
+                elif not isinstance(values, dict) or not set(METRIC_KEYS) <= set(values):
+                    missing = sorted(set(METRIC_KEYS) - set(values if isinstance(values, dict) else {}))
+                    problems.append(f"metrics.{protocol}: missing {', '.join(missing)}")
+    return problems
+
+
+def _num(x) -> float:
+    return float("nan") if x is None else float(x)
+
+
+RESULT_COLUMNS = (
+    ["setup", "fold", "protocol", "profile", "data", "n_records", "n_train", "n_val", "seed", "epochs", "epoch"]
+    + list(METRIC_KEYS)
+    + ["wall_time_s", "device", "created", "run", "path"]
+)
+
+
+def load_results(root: str | os.PathLike) -> pd.DataFrame:
+    """One row per (result.json under `root`, protocol); metric columns are fractions 0..1.
+
+    Unreadable files and files outside the schema are skipped with a `ResultFileWarning` that
+    names them. `run` is the run's folder name (the setup, or e.g. "ssl-t-tc" in the ablation);
+    point `root` at RUNS/<profile>/finetune to get the main study only."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"results folder {root} does not exist")
+    rows = []
+    for path in sorted(root.rglob("result.json")):
+        try:
+            obj = read_json(path)
+        except UserError as exc:
+            warnings.warn(f"skipped {exc}", ResultFileWarning, stacklevel=2)
+            continue
+        problems = check_result(obj)
+        if problems:
+            warnings.warn(f"skipped {path}: {'; '.join(problems)}", ResultFileWarning, stacklevel=2)
+            continue
+        data = obj["data"]
+        for protocol, values in obj["metrics"].items():
+            row = {
+                "setup": obj["setup"], "fold": obj["fold"], "protocol": protocol, "profile": obj["profile"],
+                "data": data["kind"], "n_records": data.get("n_records"), "n_train": data.get("n_train"),
+                "n_val": data.get("n_val"), "seed": obj.get("seed"), "epochs": obj.get("epochs"),
+                "epoch": values.get("epoch"),
+            }
+            row.update({m: _num(values[m]) for m in METRIC_KEYS})
+            row.update({
+                "wall_time_s": _num(obj.get("wall_time_s")), "device": obj.get("device"),
+                "created": obj.get("created"), "run": path.parent.parent.name, "path": str(path),
+            })
+            rows.append(row)
+    df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    if len(df):
+        df["_order"] = df["setup"].map(_setup_rank)
+        df = df.sort_values(["_order", "run", "fold", "protocol"]).drop(columns="_order").reset_index(drop=True)
+    return df
+
+
+def _setup_rank(setup: str) -> tuple:
+    return (SETUPS.index(setup), "") if setup in SETUPS else (len(SETUPS), str(setup))
+
+
+def aggregate(df: pd.DataFrame, protocol: str = "paper", by: str = "setup") -> pd.DataFrame:
+    """Mean and sample std (ddof=1; NaN for one fold) over folds of each metric, per `by`
+    (default the setup, in the paper's order T, S, TSC, TSG, SSL-T, ...; use by="run" for the
+    ablation). Columns `<metric>_mean`, `<metric>_std` (fractions), `n_folds`, `folds`, `profile`,
+    `data`, `protocol`. Mixing profiles, data kinds or two results for one fold is refused."""
+    if protocol not in PROTOCOLS:
+        raise UserError(f"protocol {protocol!r} must be one of {', '.join(PROTOCOLS)}")
+    if by not in ("setup", "run"):
+        raise UserError(f"by must be 'setup' or 'run', got {by!r}")
+    missing = [c for c in (by, "fold", "protocol", "profile", "data", *METRIC_KEYS) if c not in df.columns]
+    if missing:
+        raise UserError(f"df lacks columns {', '.join(missing)}; pass the output of load_results")
+    sub = df[df["protocol"] == protocol]
+    if sub.empty:
+        have = sorted(df["protocol"].unique())
+        raise UserError(f"no results for protocol {protocol!r} (have: {', '.join(have) or 'none'})")
+    dup = sub[sub.duplicated([by, "fold"], keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        paths = list(dup.loc[(dup[by] == first[by]) & (dup["fold"] == first["fold"]), "path"]) if "path" in dup else []
+        raise UserError(
+            f"{len(dup)} results share a ({by}, fold), e.g. {first[by]} fold {first['fold']}: {paths}; "
+            "point load_results at one study (e.g. RUNS/<profile>/finetune)"
+        )
+    for col in ("profile", "data"):
+        if sub[col].nunique() > 1:
+            raise UserError(f"results mix {col}s ({', '.join(map(str, sub[col].unique()))}); filter df first")
+    rows = {}
+    for key, group in sub.groupby(by, sort=False):
+        row = {}
+        for m in METRIC_KEYS:
+            row[f"{m}_mean"] = group[m].mean()
+            row[f"{m}_std"] = group[m].std(ddof=1)
+        folds = sorted(int(f) for f in group["fold"])
+        row.update(n_folds=len(folds), folds=",".join(map(str, folds)), profile=group["profile"].iloc[0],
+                   data=group["data"].iloc[0], protocol=protocol)
+        rows[key] = row
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out = out.loc[sorted(out.index, key=_setup_rank)]
+    out.index.name = by
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# the paper's tables (SPEC 7), values as printed (×100); NaN where the paper has "–"
+
+_NA = float("nan")
+PAPER_TABLE_I = pd.DataFrame(
+    [
+        ["[30]", 84.6, 32.2, 20.9, 25.5, _NA, _NA, 21.9, "other work"],
+        ["[31]", _NA, _NA, _NA, _NA, _NA, _NA, 23.6, "other work"],
+        ["[32]", 80.6, 26.1, 11.3, 26.0, 30.9, 12.6, 24.8, "other work"],
+        ["[33]", 82.5, 32.6, 33.1, 28.6, _NA, _NA, 30.5, "other work"],
+        ["[34]", 87.2, _NA, _NA, 39.9, 43.6, 23.7, 40.9, "other work"],
+        ["[35]", 55.1, 52.3, _NA, 53.8, _NA, _NA, 53.9, "other work"],
+        ["[36]", _NA, _NA, _NA, _NA, _NA, _NA, 53.3, "other work"],
+        ["[37]", _NA, _NA, _NA, _NA, _NA, _NA, 58.5, "other work"],
+        ["[38]", _NA, _NA, _NA, 60.3, _NA, _NA, 62.7, "other work"],
+        ["SSL-T", 95.7, 64.8, 48.8, 61.4, 64.9, 40.2, 64.7, "this paper"],
+        ["SSL-S", 93.8, 56.3, 40.7, 53.2, 57.4, 33.9, 58.0, "this paper"],
+        ["SSL-TSG", 96.0, 65.8, 48.9, 62.1, 65.9, 41.0, 65.4, "this paper"],
+    ],
+    columns=["model", *METRIC_KEYS, "source"],
+).set_index("model")
+PAPER_TABLE_I.attrs.update(
+    caption="Paper Table I (×100). 'other work' rows are other papers' results under other protocols "
+    "(hidden Challenge test sets or their own splits): not comparable with 10-fold CV on public data.",
+    decimals=1,
+)
+
+PAPER_TABLE_II = pd.DataFrame(
+    [
+        ["T", 95.34, 62.93, 46.14, 59.56, 63.37, 38.43, 63.25],
+        ["S", 93.47, 54.98, 39.53, 52.17, 56.31, 32.85, 56.78],
+        ["TSC", 95.41, 63.77, 47.13, 60.54, 64.12, 39.49, 63.72],
+        ["TSG", 95.57, 64.22, 48.04, 61.01, 64.18, 39.74, 64.16],
+        ["SSL-T", 95.70, 64.81, 48.78, 61.40, 64.89, 40.17, 64.71],
+        ["SSL-S", 93.76, 56.29, 40.68, 53.22, 57.44, 33.93, 58.01],
+        ["SSL-TSC", 95.65, 64.64, 48.13, 60.92, 64.33, 39.73, 64.37],
+        ["SSL-TSG", 95.99, 65.84, 48.91, 62.07, 65.95, 40.98, 65.39],
+    ],
+    columns=["setting", *METRIC_KEYS],
+).set_index("setting")
+PAPER_TABLE_II.attrs.update(caption="Paper Table II, ablation (×100).", decimals=2)
+
+
+COMPARE_COLUMNS = ["ours mean", "ours std", "paper", "ours - paper", "n_folds", "profile", "data", "protocol"]
+
+
+def compare_with_paper(agg: pd.DataFrame, table: str = "II") -> pd.DataFrame:
+    """Ours (×100) beside the paper's Table I or II: one row per (setting, metric), columns
+    `ours mean`, `ours std`, `paper`, `ours - paper` (all ×100) and the description of our runs
+    (`n_folds`, `profile`, `data`, `protocol`). `paper` is NaN where the paper gives no value."""
+    table = str(table).upper()
+    if table not in ("I", "II"):
+        raise UserError(f"table must be 'I' or 'II', got {table!r}")
+    paper = PAPER_TABLE_I if table == "I" else PAPER_TABLE_II
+    if not any(c.endswith("_mean") for c in agg.columns):
+        raise UserError("agg must be the output of aggregate (columns <metric>_mean, <metric>_std)")
+    rows, index = [], []
+    for setup, r in agg.iterrows():
+        setting = SETUP_LABELS.get(setup, str(setup))
+        for m in METRIC_KEYS:
+            ours, std = 100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]
+            ref = paper.at[setting, m] if setting in paper.index else _NA
+            rows.append([ours, std, ref, ours - ref, r["n_folds"], r["profile"], r["data"], r["protocol"]])
+            index.append((setting, m))
+    out = pd.DataFrame(rows, columns=COMPARE_COLUMNS,
+                       index=pd.MultiIndex.from_tuples(index, names=["setting", "metric"]))
+    out.attrs.update(caption=f"Ours beside paper Table {table} (all ×100).")
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# display
+
+
+def _cell(x: float, decimals: int = 2) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{decimals}f}"
+
+
+def _mean_std(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "–"
+    return _cell(mean) if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def display_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A table of strings for the book, columns AUROC ... ChM:
+
+    * an `aggregate` frame -> one row per setting, "mean ± std" ×100 (2 decimals), plus folds;
+    * a `compare_with_paper` frame -> rows (setting, "ours (profile, data, protocol, n folds)")
+      and (setting, "paper"), so ours and the paper's value sit one above the other;
+    * a paper table -> its values as printed ("–" where it has none)."""
+    labels = [METRIC_LABELS[m] for m in METRIC_KEYS]
+    if "ours mean" in df.columns:
+        rows, index = [], []
+        for setting in dict.fromkeys(df.index.get_level_values("setting")):
+            part = df.xs(setting, level="setting")
+            first = part.iloc[0]
+            who = f"ours ({first['profile']}, {first['data']}, {first['protocol']}, {int(first['n_folds'])} folds)"
+            rows.append([_mean_std(part.at[m, "ours mean"], part.at[m, "ours std"]) for m in METRIC_KEYS])
+            rows.append([_cell(part.at[m, "paper"]) for m in METRIC_KEYS])
+            index += [(setting, who), (setting, "paper")]
+        return pd.DataFrame(rows, columns=labels, index=pd.MultiIndex.from_tuples(index, names=["setting", "source"]))
+    if any(c.endswith("_mean") for c in df.columns):
+        rows = [[_mean_std(100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]) for m in METRIC_KEYS] + [str(r["n_folds"])]
+                for _, r in df.iterrows()]
+        index = pd.Index([SETUP_LABELS.get(s, str(s)) for s in df.index], name="setting")
+        return pd.DataFrame(rows, columns=labels + ["folds"], index=index)
+    if set(METRIC_KEYS) <= set(df.columns):
+        decimals = int(df.attrs.get("decimals", 2))
+        out = pd.DataFrame({METRIC_LABELS[m]: [_cell(v, decimals) for v in df[m]] for m in METRIC_KEYS}, index=df.index)
+        if "source" in df.columns:
+            out["source"] = df["source"]
+        return out
+    raise UserError("display_frame needs an aggregate, compare_with_paper or paper-table frame")
+
+
+def format_table(df: pd.DataFrame) -> str:
+    """`display_frame(df)` as a Markdown pipe table (×100, 2 decimals, mean ± std)."""
+    shown = display_frame(df)
+    index = [" / ".join(map(str, i)) if isinstance(i, tuple) else str(i) for i in shown.index]
+    head = ["" if shown.index.name is None else str(shown.index.name)] + list(map(str, shown.columns))
+    if isinstance(shown.index, pd.MultiIndex):
+        head[0] = " / ".join(str(n) for n in shown.index.names)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(shown.columns)) + "|"]
+    for name, (_, row) in zip(index, shown.iterrows()):
+        lines.append("| " + " | ".join([name] + [str(v) for v in row]) + " |")
+    return "\n".join(lines)
