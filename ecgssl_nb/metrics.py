@@ -70,7 +70,7 @@ METRIC_KEYS = ("auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge")
 DEFAULT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5)
 # The released code builds its grid with np.linspace(0.1, 0.5, 5, dtype=float16) (SPEC 6.3):
 # 0.0999755859375, 0.199951171875, 0.300048828125, 0.39990234375, 0.5. Pass this as `grid` to
-# reproduce the released binarisation to the last bit; it differs from DEFAULT_GRID only for
+# use the released grid exactly; its binarisation differs from DEFAULT_GRID only for
 # scores that fall in the gaps (< 5e-5 wide).
 CODE_GRID = tuple(float(x) for x in np.linspace(0.1, 0.5, 5, dtype=np.float16))
 
@@ -452,10 +452,18 @@ def write_challenge_outputs(out_dir, records, scores, binary, classes: Sequence[
     return paths
 
 
+# The official scorer reads '1', 'True', 'true', 'T', 't' as positive and anything else as 0;
+# here anything that is neither a known true nor a known false is an error, and so are scores
+# that are not numbers (the official reads them as 0).
+_BITS = {**dict.fromkeys(("1", "True", "true", "T", "t"), True), **dict.fromkeys(("0", "False", "false", "F", "f"), False)}
+
+
 def read_challenge_outputs(out_dir) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     """Read every `*.csv` output file of a folder (sorted by file name, as the official scorer).
 
-    Returns (records, classes, binary (N, K) bool, scores (N, K) float64). Class codes are mapped
+    Returns (records, classes, binary (N, K) bool, scores (N, K) float64); a record is named by
+    its file name (the official scorer pairs `<record>.hea` with `<record>.csv`, and ignores the
+    `#<record>` line like every line starting with '#'). Class codes are mapped
     to their representative (merged columns: binary = any, score = mean) and every file is put in
     the column order of the first one; files with a different set of classes raise UserError."""
     folder = Path(out_dir)
@@ -468,16 +476,15 @@ def read_challenge_outputs(out_dir) -> tuple[list[str], list[str], np.ndarray, n
     for path in files:
         with open(path) as fh:
             raw = [line.strip() for line in fh]
-        name = next((line[1:].strip() for line in raw if line.startswith("#")), "") or path.stem
         lines = [line for line in raw if line and not line.startswith("#")]
         cells = [[c.strip() for c in line.split(",")] for line in lines]
         if len(cells) < 3 or len({len(c) for c in cells[:3]}) != 1:
             raise UserError(f"{path}: expected 3 lines (classes, binary outputs, scores) of equal length")
         codes = [MERGES.get(c, c) for c in cells[0]]
         try:
-            bits = np.array([{"1": True, "0": False}[c] for c in cells[1]])
+            bits = np.array([_BITS[c] for c in cells[1]])
         except KeyError:
-            raise UserError(f"{path}: binary outputs must be 0 or 1; got {cells[1]}") from None
+            raise UserError(f"{path}: binary outputs must be 0/1 (or true/false); got {cells[1]}") from None
         try:
             vals = np.array([float(c) for c in cells[2]])
         except ValueError:
@@ -489,7 +496,7 @@ def read_challenge_outputs(out_dir) -> tuple[list[str], list[str], np.ndarray, n
             raise UserError(f"{path}: its classes differ from those of {files[0].name}")
         b = np.array([bits[[j for j, c in enumerate(codes) if c == x]].any() for x in classes])
         s = np.array([vals[[j for j, c in enumerate(codes) if c == x]].mean() for x in classes])
-        records.append(name)
+        records.append(path.stem)
         rows_b.append(b)
         rows_s.append(s)
     return records, list(classes), np.stack(rows_b), np.stack(rows_s)

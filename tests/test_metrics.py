@@ -394,6 +394,15 @@ def test_reading_merges_equivalent_columns_like_the_official_scorer(tmp_path):
     np.testing.assert_allclose(scores, [[0.4, 0.1]])
 
 
+def test_reading_accepts_the_official_true_false_spellings(tmp_path):
+    (tmp_path / "Y.csv").write_text("#Y\n713427006,426783006\nTrue,f\n0.5,0.25\n")
+    _, _, binary, _ = metrics.read_challenge_outputs(tmp_path)
+    np.testing.assert_array_equal(binary, [[True, False]])
+    (tmp_path / "Z.csv").write_text("#Z\n713427006,426783006\nyes,0\n0.5,0.25\n")
+    with pytest.raises(UserError, match="Z.csv: binary outputs"):
+        metrics.read_challenge_outputs(tmp_path)
+
+
 def test_unreadable_output_files_raise_a_user_error_naming_the_file(tmp_path):
     (tmp_path / "bad.csv").write_text("#bad\n713427006,426783006\n0,1\n")
     with pytest.raises(UserError, match="bad.csv"):
