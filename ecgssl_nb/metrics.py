@@ -50,7 +50,8 @@ so that the official scorer can check a run end to end::
     python evaluate_12ECG_score.py LABELS_DIR OUTPUTS_DIR scores.csv
 
 (`evaluate_12ECG_score.py` and `weights.csv` from physionetchallenges/evaluation-2020, run in a
-folder that holds weights.csv.) `evaluate_challenge_files(LABELS_DIR, OUTPUTS_DIR)` scores the
+folder that holds weights.csv; it uses `np.bool`, so it needs numpy < 1.24, SPEC 6.2.)
+`evaluate_challenge_files(LABELS_DIR, OUTPUTS_DIR)` scores the
 same folders with this module.
 """
 
@@ -455,7 +456,10 @@ def write_challenge_outputs(out_dir, records, scores, binary, classes: Sequence[
 # The official scorer reads '1', 'True', 'true', 'T', 't' as positive and anything else as 0;
 # here anything that is neither a known true nor a known false is an error, and so are scores
 # that are not numbers (the official reads them as 0).
-_BITS = {**dict.fromkeys(("1", "True", "true", "T", "t"), True), **dict.fromkeys(("0", "False", "false", "F", "f"), False)}
+_BITS = {
+    **dict.fromkeys(("1", "True", "true", "T", "t"), True),
+    **dict.fromkeys(("0", "False", "false", "F", "f"), False),
+}
 
 
 def read_challenge_outputs(out_dir) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:

@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 
 import numpy as np
 import pandas as pd
@@ -99,7 +98,8 @@ def write_study(root, entries):
 def test_aggregate_gives_hand_computed_mean_and_sample_std(tmp_path):
     # ssl-tsg: 0.90, 0.92, 0.94 -> mean 0.92, std sqrt((0.02² + 0 + 0.02²)/2) = 0.02
     # t:       0.50, 0.70       -> mean 0.60, std sqrt((0.1² + 0.1²)/1) = 0.1414...
-    write_study(tmp_path, [("ssl-tsg", 0, 0.90), ("ssl-tsg", 1, 0.92), ("ssl-tsg", 2, 0.94), ("t", 0, 0.5), ("t", 1, 0.7)])
+    runs = [("ssl-tsg", 0, 0.90), ("ssl-tsg", 1, 0.92), ("ssl-tsg", 2, 0.94), ("t", 0, 0.5), ("t", 1, 0.7)]
+    write_study(tmp_path, runs)
     df = results.load_results(tmp_path)
     assert len(df) == 10  # 5 runs x 2 protocols
     agg = results.aggregate(df, "paper")
