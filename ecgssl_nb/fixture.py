@@ -1,0 +1,668 @@
+"""A tiny, deterministic, learnable synthetic corpus in the exact Challenge 2020 on-disk format.
+
+`make_fixture(out, n_records=400, seed=0)` writes, per record, a WFDB header `NAME.hea` and a
+MATLAB v4 signal file `NAME.mat` (variable `val`, int16, 12 x N, gain 1000/mV, format `16+24`),
+as the PhysioNet/CinC Challenge 2020 training archives do. Layout (`FIXTURE_SOURCES`):
+
+    OUT/fixture.json                       what was made (seed, records, version); written first
+    OUT/fixture_records.csv                one row per record: name, source, path, fs, n_samples, dx
+    OUT/CPSC/Training_WFDB/A0001.hea       CPSC 2018        500 Hz,  6-30 s
+    OUT/CPSC-Extra/Training_2/Q0001.hea    CPSC-Extra       500 Hz,  6-30 s
+    OUT/INCART/Training_StPetersburg/I0001.hea  St Petersburg INCART  257 Hz, 30-40 s
+    OUT/PTB/Training_PTB/S0001.hea         PTB             1000 Hz, 10-14 s
+    OUT/PTB-XL/WFDB/HR00001.hea            PTB-XL           500 Hz, 10 s
+    OUT/Georgia/WFDB/E00001.hea            Georgia          500 Hz, 10 s
+
+Each source folder holds one sub-folder named like the real archive's, as in the authors' layout
+`<dataset>/<one sub-folder>/*.hea` (SPEC 1.1).
+
+Labels: every one of the 24 merged classes is the "primary" diagnosis of about n/24 records, to
+which a compatible rhythm and up to two further diagnoses are added (never NSR with AF, at most
+one bundle-branch pattern, ...). Some records carry the removed codes of the official merges
+(RBBB, SVPB, VPB), some carry unscored codes beside scored ones, n // 64 carry only unscored
+codes (prepare must skip them), one repeats a code, and n // 150 have `#Age: NaN`.
+
+Waveforms (`synth_ecg`): each beat is a sum of Gaussian waves (P, septal q, R, S, T, ...), each a
+3-D heart vector projected onto the 12 leads (limb leads obey Einthoven and Goldberger exactly,
+before noise and rounding), plus baseline wander and noise, in mV. The morphology follows the
+labels (rate, rhythm, PR, QRS width and shape, axis, QT, T polarity, voltage, ectopic beats,
+pacing spikes, fibrillation and flutter waves), so a model can learn them in a few epochs.
+Nothing here is a clinical model: it is test data that looks and reads like the real thing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import scipy.io
+from scipy.signal import sawtooth
+
+from . import labels
+from .errors import UserError
+
+LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+GAIN = 1000  # ADC units per mV, as in most Challenge 2020 headers
+FIXTURE_VERSION = 1
+MARKER = "fixture.json"
+MANIFEST = "fixture_records.csv"
+
+
+@dataclass(frozen=True)
+class FixtureSource:
+    """Where and how one source's records are written."""
+
+    name: str  # a `records.SOURCES` name
+    folder: str  # relative to OUT, "/"-separated
+    prefix: str  # record name prefix, as in the real archive
+    digits: int  # zero-padded record number width
+    fs: int  # sampling rate (Hz)
+    seconds: tuple  # (min, max) record length in seconds
+    share: float  # fraction of the corpus
+    date: str  # the conversion date the real headers carry
+
+
+FIXTURE_SOURCES: dict[str, FixtureSource] = {
+    s.name: s
+    for s in (
+        FixtureSource("CPSC", "CPSC/Training_WFDB", "A", 4, 500, (6.0, 30.0), 0.24, "12-May-2020"),
+        FixtureSource("CPSC-Extra", "CPSC-Extra/Training_2", "Q", 4, 500, (6.0, 30.0), 0.12, "15-May-2020"),
+        FixtureSource("INCART", "INCART/Training_StPetersburg", "I", 4, 257, (30.0, 40.0), 0.03, "16-May-2020"),
+        FixtureSource("PTB", "PTB/Training_PTB", "S", 4, 1000, (10.0, 14.0), 0.04, "18-May-2020"),
+        FixtureSource("PTB-XL", "PTB-XL/WFDB", "HR", 5, 500, (10.0, 10.0), 0.34, "04-Jun-2020"),
+        FixtureSource("Georgia", "Georgia/WFDB", "E", 5, 500, (10.0, 10.0), 0.23, "05-May-2020"),
+    )
+}
+
+# SNOMED codes by role (strings, as in the headers)
+IAVB, AF, AFL, BRADY = "270492004", "164889003", "164890007", "426627000"
+CRBBB, IRBBB, LANFB, LAD = "713427006", "713426002", "445118002", "39732003"
+LBBB, LQRSV, NSIVCB, PACED = "164909002", "251146004", "698252002", "10370003"
+PAC, PVC, LPR, LQT = "284470004", "427172004", "164947007", "111975006"
+QAB, RAD, SA, SB = "164917005", "47665007", "427393009", "426177001"
+NSR, STACH, TAB, TINV = "426783006", "427084000", "164934002", "59931005"
+RBBB, SVPB, VPB = "59118001", "63593006", "17338001"  # removed by the official merges
+
+RHYTHMS = (NSR, SB, STACH, SA, AF, AFL, PACED, BRADY)
+SINUS = (NSR, SB, STACH, SA)
+# precedence when synth_ecg is given several rhythm codes
+_RHYTHM_PRECEDENCE = (PACED, AF, AFL, BRADY, STACH, SB, SA, NSR)
+_RHYTHM_WEIGHTS = {NSR: 0.58, SB: 0.1, STACH: 0.1, SA: 0.05, AF: 0.1, AFL: 0.04, BRADY: 0.03}
+_GROUPS = ({CRBBB, IRBBB, LBBB, NSIVCB}, {LAD, RAD}, {TAB, TINV}, {IAVB, LPR})
+_NEEDS_SINUS = {IAVB, LPR, PAC}
+_FORBIDDEN_PAIRS = {
+    frozenset(p)
+    for p in [(LANFB, RAD), (LANFB, LBBB), (QAB, LBBB), (LQRSV, LBBB)]
+    + [(PACED, c) for c in (CRBBB, IRBBB, LBBB, NSIVCB, LANFB, LAD, RAD, QAB, TAB, TINV, IAVB, LPR, PAC)]
+}
+# unscored codes seen beside scored ones in the real headers, and alone (PTB, many Georgia)
+UNSCORED_EXTRAS = ("428750005", "164873001", "164865005", "67741000119109", "164867002", "253352002")
+UNSCORED_ONLY = ("164865005", "164867002", "428750005", "164873001", "164861001", "55930002")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass(frozen=True)
+class FixtureRecord:
+    """The plan of one synthetic record (everything but the signal)."""
+
+    index: int  # position in the plan; seeds the record's own random stream
+    name: str
+    source: str
+    fs: int  # Hz
+    n_samples: int
+    dx: tuple  # SNOMED codes as written in `#Dx:` (order kept, a duplicate possible)
+    age: float | None  # years; None is written as NaN
+    sex: str
+    time: str  # "HH:MM:SS" on the header's first line
+
+    @property
+    def path(self) -> str:
+        """Header path relative to OUT, '/'-separated."""
+        return f"{FIXTURE_SOURCES[self.source].folder}/{self.name}.hea"
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels
+
+
+def _compatible(chosen: Sequence[str], new: str) -> bool:
+    if new in chosen:
+        return False
+    for group in _GROUPS:
+        if new in group and group & set(chosen):
+            return False
+    if any(frozenset((new, c)) in _FORBIDDEN_PAIRS for c in chosen):
+        return False
+    rhythm = next((c for c in chosen if c in RHYTHMS), None)
+    if new in _NEEDS_SINUS and rhythm is not None and rhythm not in SINUS:
+        return False
+    if new in RHYTHMS and (rhythm is not None or (new not in SINUS and _NEEDS_SINUS & set(chosen))):
+        return False
+    return True
+
+
+def _draw_labels(primary: str, rng: np.random.Generator) -> list[str]:
+    """A plausible scored label set (merged codes) around one primary class."""
+    chosen = [primary]
+    if primary not in RHYTHMS:
+        options = [r for r in _RHYTHM_WEIGHTS if _compatible(chosen, r)]
+        w = np.array([_RHYTHM_WEIGHTS[r] for r in options])
+        chosen.append(options[rng.choice(len(options), p=w / w.sum())])
+    if primary == LANFB and rng.random() < 0.5 and _compatible(chosen, LAD):
+        chosen.append(LAD)
+    for _ in range(rng.choice(3, p=[0.55, 0.35, 0.10])):
+        options = [c for c in labels.CLASSES if c not in RHYTHMS and _compatible(chosen, c)]
+        if options:
+            chosen.append(options[rng.integers(len(options))])
+    return chosen
+
+
+def _written_codes(classes: list[str], rng: np.random.Generator) -> list[str]:
+    """Header codes for a label set: some merged classes under their removed code, an unscored
+    code now and then, in a random order (real headers have no fixed order)."""
+    removed = {CRBBB: (RBBB, 0.4), PAC: (SVPB, 0.35), PVC: (VPB, 0.4)}
+    codes = [removed[c][0] if c in removed and rng.random() < removed[c][1] else c for c in classes]
+    if rng.random() < 0.15:
+        codes.append(UNSCORED_EXTRAS[rng.integers(len(UNSCORED_EXTRAS))])
+    return [codes[i] for i in rng.permutation(len(codes))]
+
+
+def _allocate(n: int, shares: np.ndarray) -> np.ndarray:
+    """Largest-remainder split of n into len(shares) counts, every count >= 1 when n allows."""
+    raw = shares / shares.sum() * n
+    counts = np.floor(raw).astype(int)
+    if n >= len(shares):
+        counts = np.maximum(counts, 1)
+    while counts.sum() > n:
+        counts[np.argmax(counts)] -= 1
+    order = np.argsort(-(raw - np.floor(raw)), kind="stable")
+    i = 0
+    while counts.sum() < n:
+        counts[order[i % len(order)]] += 1
+        i += 1
+    return counts
+
+
+def _check_n_seed(n_records, seed) -> tuple[int, int]:
+    if isinstance(n_records, bool) or not isinstance(n_records, (int, np.integer)) or n_records < 1:
+        raise UserError(f"records must be a whole number >= 1, got {n_records!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"seed must be a whole number >= 0, got {seed!r}")
+    return int(n_records), int(seed)
+
+
+def plan_fixture(n_records: int = 400, seed: int = 0) -> list[FixtureRecord]:
+    """The records `make_fixture` writes (names, sources, rates, lengths, codes), cheaply, in
+    order of source then number. Every class is a primary label floor(n_scored / 24) times."""
+    n, seed = _check_n_seed(n_records, seed)
+    rng = np.random.default_rng([seed, 20200])
+    sources = list(FIXTURE_SOURCES.values())
+    counts = _allocate(n, np.array([s.share for s in sources]))
+    source_of = np.repeat(np.arange(len(sources)), counts)[rng.permutation(n)]
+    special = rng.permutation(n)
+    n_unscored = n // 64
+    unscored_only = set(special[:n_unscored].tolist())
+    scored_rows = [i for i in range(n) if i not in unscored_only]
+    duplicate_row = scored_rows[0] if n >= 2 else None
+    no_age = set(special[n_unscored : n_unscored + n // 150].tolist())
+    primaries = {}
+    for start in range(0, len(scored_rows), len(labels.CLASSES)):
+        perm = rng.permutation(len(labels.CLASSES))
+        for row, k in zip(scored_rows[start : start + len(labels.CLASSES)], perm):
+            primaries[row] = labels.CLASSES[k]
+    numbers = np.zeros(len(sources), dtype=int)
+    plan = []
+    for i in range(n):
+        src = sources[source_of[i]]
+        numbers[source_of[i]] += 1
+        if i in unscored_only:
+            k = rng.choice(len(UNSCORED_ONLY), size=rng.integers(1, 3), replace=False)
+            dx = [UNSCORED_ONLY[j] for j in k]
+        else:
+            dx = _written_codes(_draw_labels(primaries[i], rng), rng)
+            if i == duplicate_row:
+                dx.append(dx[-1])  # a real quirk: "#Dx: 251146004,284470004,284470004"
+        lo, hi = src.seconds
+        if src.name in ("CPSC", "CPSC-Extra"):
+            seconds = min(hi, lo + rng.exponential(4.0))  # mostly short, a few long, as in CPSC
+        else:
+            seconds = rng.uniform(lo, hi)
+        age = None if i in no_age else float(int(np.clip(rng.normal(60, 16), 18, 95)))
+        sex = "Male" if rng.random() < 0.52 else "Female"
+        hms = rng.integers(0, 86400)
+        plan.append(
+            FixtureRecord(
+                index=i,
+                name=f"{src.prefix}{numbers[source_of[i]]:0{src.digits}d}",
+                source=src.name,
+                fs=src.fs,
+                n_samples=int(round(seconds * src.fs)),
+                dx=tuple(dx),
+                age=age,
+                sex=sex,
+                time=f"{hms // 3600:02d}:{hms // 60 % 60:02d}:{hms % 60:02d}",
+            )
+        )
+    order = {s.name: k for k, s in enumerate(sources)}
+    return sorted(plan, key=lambda r: (order[r.source], r.name))
+
+
+# ---------------------------------------------------------------------------------------------
+# Waveforms
+
+
+def _unit(v) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.linalg.norm(v)
+
+
+def _frontal(theta_deg: float, z: float) -> np.ndarray:
+    """Unit heart vector with frontal angle theta (0 = leftward, +90 = inferior) and anterior
+    component z (x = left, y = inferior, z = anterior)."""
+    t = np.deg2rad(theta_deg)
+    return _unit([np.cos(t), np.sin(t), z])
+
+
+# precordial electrode angles in the horizontal plane (0 = left, 90 = anterior) and gains
+_V_ANGLE = np.deg2rad([115.0, 95.0, 75.0, 55.0, 30.0, 5.0])
+_V_GAIN = np.array([1.2, 1.7, 1.8, 1.7, 1.4, 1.1])
+
+
+def _lead_matrix(rng: np.random.Generator) -> np.ndarray:
+    """(8, 3) projection of the heart vector onto the recorded leads I, II, V1..V6."""
+    ang = _V_ANGLE + np.deg2rad(rng.normal(0, 5, 6))
+    gain = _V_GAIN * rng.uniform(0.85, 1.15, 6)
+    v = np.stack([np.cos(ang), np.full(6, 0.15), np.sin(ang)], axis=1) * gain[:, None]
+    limb = np.array([[1.0, 0.0, 0.0], [0.5, np.sqrt(3) / 2, 0.0]])
+    return np.concatenate([limb, v])
+
+
+def _twelve_leads(rec8: np.ndarray) -> np.ndarray:
+    """(8, N) leads I, II, V1..V6 -> (12, N) standard order, deriving III, aVR, aVL, aVF as an
+    electrocardiograph does (Einthoven and Goldberger)."""
+    i, ii = rec8[0], rec8[1]
+    return np.stack([i, ii, ii - i, -(i + ii) / 2, i - ii / 2, ii - i / 2, *rec8[2:]])
+
+
+def _render(waves: np.ndarray, fs: float, n: int) -> np.ndarray:
+    """Sum of Gaussian waves -> (3, n) heart vector in mV. waves: (K, 5) rows of
+    (centre s, sigma s, vx, vy, vz); each wave is evaluated within 4 sigma of its centre."""
+    out = np.zeros((3, n))
+    if len(waves) == 0:
+        return out
+    centre, sigma, vec = waves[:, 0], waves[:, 1], waves[:, 2:5]
+    half = int(np.ceil(4 * sigma.max() * fs)) + 1
+    idx = np.rint(centre * fs).astype(np.int64)[:, None] + np.arange(-half, half + 1)  # (K, W)
+    g = np.exp(-0.5 * ((idx / fs - centre[:, None]) / sigma[:, None]) ** 2)
+    keep = (idx >= 0) & (idx < n)
+    flat = idx[keep]
+    for a in range(3):
+        out[a] = np.bincount(flat, weights=(g * vec[:, a, None])[keep], minlength=n)
+    return out
+
+
+def _wave(centre, sigma, vec) -> list[float]:
+    return [float(centre), float(sigma), *map(float, vec)]
+
+
+@dataclass
+class _Heart:
+    """One patient's morphology: QRS/T/P templates (offsets relative to the R peak, s)."""
+
+    qrs: list  # rows (offset, sigma, vx, vy, vz)
+    t: np.ndarray  # T heart vector (mV)
+    t_sigma: float
+    t_biphasic: bool
+    p: np.ndarray
+    pr: float  # P centre to R peak (s)
+    qtc: float  # Bazett-corrected QT (s)
+    pvc: list
+    pvc_t: np.ndarray
+    paced: list
+
+
+def _heart(flags: set, rng: np.random.Generator) -> _Heart:
+    u = rng.uniform
+    if LANFB in flags:
+        theta = u(-75, -45)
+    elif LAD in flags:
+        theta = u(-80, -35)
+    elif RAD in flags:
+        theta = u(100, 150)
+    else:
+        theta = u(10, 80)
+    amp = u(1.0, 1.8) * (u(0.25, 0.4) if LQRSV in flags else 1.0)
+    main = _frontal(theta, -u(0.3, 0.6)) * amp
+    septal = _unit([-0.5, 0.2, 0.8]) * u(0.12, 0.25) * amp / 1.4
+    if LANFB in flags:  # small initial inferior-rightward force: rS in II, III, aVF; qR in aVL
+        septal = _unit([-0.3, 0.8, 0.3]) * u(0.2, 0.3) * amp / 1.4
+    terminal = _unit([-0.4, -0.6, -0.5]) * u(0.2, 0.45) * amp / 1.4
+    s_main = u(0.011, 0.015)
+    qrs = [_wave(-0.022, 0.008, septal), _wave(0.0, s_main, main), _wave(0.024, 0.010, terminal)]
+    t_vec = _frontal(theta + rng.normal(0, 15), u(0.2, 0.5)) * u(0.2, 0.45)
+    if LBBB in flags:  # septum activated right-to-left, broad notched R leftward-posterior
+        lb = _frontal(u(-20, 40), -u(0.7, 1.0)) * u(1.3, 2.0) * (amp / 1.4)
+        qrs = [
+            _wave(-0.03, 0.020, lb * 0.8),
+            _wave(0.025, 0.022, lb),
+            _wave(-0.055, 0.010, _unit([0.4, 0.0, -0.4]) * 0.15),
+        ]
+        t_vec = -_unit(lb) * u(0.3, 0.5)  # secondary, discordant T
+    elif NSIVCB in flags:  # everything slower
+        k = u(1.5, 1.8)
+        qrs = [[o * k, s * k, *v] for o, s, *v in qrs]
+    if CRBBB in flags or RBBB in flags:  # late rightward-anterior force: rsR' in V1, wide S in I, V6
+        qrs.append(_wave(0.06, 0.018, _unit([-0.55, 0.0, 0.85]) * u(0.5, 0.9)))
+        qrs[2][1] *= 1.6
+        t_vec = t_vec - np.array([0.0, 0.0, 0.35])
+    elif IRBBB in flags:
+        qrs.append(_wave(0.042, 0.010, _unit([-0.55, 0.0, 0.85]) * u(0.25, 0.45)))
+    if QAB in flags:  # pathological Q: inferior, anterior or lateral
+        direction = [[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]][rng.integers(3)]
+        qrs[0] = _wave(-0.03, u(0.012, 0.016), _unit(direction) * u(0.35, 0.6))
+    biphasic = False
+    if TINV in flags:
+        t_vec = -t_vec * u(1.0, 1.5)
+    elif TAB in flags:
+        biphasic = rng.random() < 0.5
+        t_vec = t_vec * (u(0.5, 0.8) if biphasic else u(0.05, 0.2))
+    if LQRSV in flags:  # low voltage is rarely the QRS alone
+        t_vec = t_vec * u(0.4, 0.7)
+    p = _frontal(u(40, 70), u(0.0, 0.3)) * u(0.08, 0.16)
+    pr = u(0.26, 0.36) if IAVB in flags else u(0.21, 0.25) if LPR in flags else u(0.12, 0.17)
+    qtc = u(0.50, 0.58) if LQT in flags else u(0.37, 0.42)
+    pvc_vec = _unit(rng.normal(size=3)) * u(1.5, 2.5)
+    pvc = [_wave(-0.02, u(0.025, 0.035), pvc_vec), _wave(0.03, 0.03, pvc_vec * 0.5)]
+    paced_vec = _frontal(u(-80, -50), -u(0.5, 0.9)) * u(1.2, 2.0)
+    paced = [_wave(-0.01, 0.024, paced_vec), _wave(0.04, 0.024, paced_vec * 0.7)]
+    return _Heart(qrs, t_vec, u(0.035, 0.05), biphasic, p, pr, qtc, pvc, -pvc_vec * 0.3, paced)
+
+
+def _beats(rhythm: str, flags: set, seconds: float, rng: np.random.Generator) -> tuple[list[tuple], float]:
+    """Ventricular beats (time s, kind, preceding RR s) covering [-1, seconds + 1] s, and the
+    flutter period (s; 0 unless AFL). kinds: 'sinus' (P + QRS), 'pac', 'pvc', 'paced', 'nop'
+    (QRS without P: AF, AFL, junctional). In AFL every QRS falls on the flutter cycle."""
+    u = rng.uniform
+    hr = {NSR: (60, 95), SA: (58, 88), SB: (40, 56), STACH: (105, 150), BRADY: (35, 52), AF: (75, 130)}
+    if rhythm == PACED:
+        hr_lo, hr_hi = 60, 80
+    elif rhythm == AFL:
+        hr_lo = hr_hi = 0
+    else:
+        hr_lo, hr_hi = hr[rhythm]
+    rr0 = 60.0 / u(hr_lo, hr_hi) if rhythm != AFL else 0.0
+    sa_depth, sa_period, sa_phase = (u(0.12, 0.22), u(3, 6), u(0, 2 * np.pi)) if rhythm == SA else (0, 1, 0)
+    if rhythm == AFL:
+        f_period = 60.0 / u(250, 320)
+        ratio = [2, 4, 0][rng.integers(3)]  # 0: variable 2:1 / 3:1 / 4:1 block
+    else:
+        f_period = 0.0
+
+    def next_rr(t: float) -> float:
+        if rhythm == AF:
+            return float(np.clip(rr0 * np.exp(rng.normal(0, 0.22)), 0.3, 2.0))
+        if rhythm == AFL:
+            return f_period * (ratio or (2, 3, 4)[rng.integers(3)])
+        if rhythm == PACED:
+            return rr0
+        return rr0 * (1 + sa_depth * np.sin(2 * np.pi * t / sa_period + sa_phase)) * (1 + rng.normal(0, 0.012))
+
+    base = "sinus" if rhythm in SINUS else "paced" if rhythm == PACED else "nop"
+    ectopics = [k for k, flag in (("pac", PAC in flags and rhythm in SINUS), ("pvc", PVC in flags)) if flag]
+    p_ectopic = u(0.08, 0.2)
+    forced = {k: u(0.25, 0.75) * seconds for k in ectopics}  # at least one of each in view
+    beats = []
+    nxt = -1.0 - u(0, 1) * (rr0 or f_period)
+    last = None
+    while nxt < seconds + 1.0:
+        kind = None
+        if last is not None and ectopics:
+            due = [k for k in ectopics if forced[k] is not None and nxt >= forced[k]]
+            if due:
+                kind = due[0]
+                forced[kind] = None
+            elif rng.random() < p_ectopic:
+                kind = ectopics[rng.integers(len(ectopics))]
+        if kind == "pac":
+            te = last + u(0.6, 0.75) * (nxt - last)
+            beats.append((te, "pac", te - last))
+            last, nxt = te, te + next_rr(te)
+        elif kind == "pvc":
+            te = last + u(0.5, 0.65) * (nxt - last)
+            beats.append((te, "pvc", te - last))
+            last, nxt = te, nxt + next_rr(nxt)  # compensatory pause: the scheduled beat is lost
+        else:
+            beats.append((nxt, base, (nxt - last) if last is not None else next_rr(nxt)))
+            last, nxt = nxt, nxt + next_rr(nxt)
+    return beats, f_period
+
+
+def _waves_for(beats: list[tuple], heart: _Heart, rhythm: str, rng: np.random.Generator) -> list[list[float]]:
+    """All Gaussian waves of a record, (K, 5)."""
+    rows = []
+    qrs = np.array(heart.qrs)
+    pvc = np.array(heart.pvc)
+    paced = np.array(heart.paced)
+    retro_p = rhythm == BRADY and rng.random() < 0.5
+    for t, kind, rr in beats:
+        jitter = 1 + rng.normal(0, 0.03)
+        if kind == "pvc":
+            block = pvc.copy()
+            t_centre, t_sigma, t_vec = t + 0.30, 0.07, heart.pvc_t
+        else:
+            block = paced.copy() if kind == "paced" else qrs.copy()
+            qt = heart.qtc * np.sqrt(np.clip(rr, 0.3, 2.0))
+            t_centre, t_sigma, t_vec = t + qt - 2.2 * heart.t_sigma, heart.t_sigma, heart.t
+            if kind == "paced":
+                t_vec = -_unit(paced[0, 2:]) * np.linalg.norm(heart.t)
+        block[:, 0] += t
+        block[:, 2:] *= jitter
+        rows.extend(block.tolist())
+        if heart.t_biphasic:
+            rows.append(_wave(t_centre - t_sigma, t_sigma * 0.8, t_vec))
+            rows.append(_wave(t_centre + t_sigma, t_sigma * 0.8, -t_vec))
+        else:
+            rows.append(_wave(t_centre - 0.5 * t_sigma, t_sigma * 1.25, t_vec * 0.55))
+            rows.append(_wave(t_centre, t_sigma, t_vec * 0.7))
+        if kind == "sinus":
+            rows.append(_wave(t - heart.pr, rng.uniform(0.018, 0.024), heart.p * jitter))
+        elif kind == "pac":  # ectopic atrial focus: different, often inverted P, shorter PR
+            rows.append(_wave(t - 0.13, 0.02, _unit([0.3, -0.8, 0.3]) * np.linalg.norm(heart.p)))
+        elif kind == "nop" and retro_p:
+            rows.append(_wave(t + 0.09, 0.018, _unit([0.0, -1.0, 0.2]) * 0.07))
+    return rows
+
+
+def _atrial_activity(rhythm: str, beats: list, f_period: float, fs: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(3, n) fibrillatory (AF) or flutter (AFL, period f_period s, locked to the QRS) waves,
+    zero otherwise."""
+    out = np.zeros((3, n))
+    t = np.arange(n) / fs
+    if rhythm == AF:
+        for _ in range(3):
+            f0 = rng.uniform(4.5, 8.0)
+            freq = f0 + 0.6 * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) * t + rng.uniform(0, 6.3))
+            phase = 2 * np.pi * np.cumsum(freq) / fs + rng.uniform(0, 6.3)
+            vec = _unit([0.2, 0.55, 0.8] + rng.normal(0, 0.2, 3)) * rng.uniform(0.02, 0.06)
+            out += vec[:, None] * np.sin(phase)
+    elif rhythm == AFL:
+        saw = sawtooth(2 * np.pi * (t - beats[0][0]) / f_period + rng.uniform(0, 6.3), width=0.85)
+        vec = _unit([0.05, -0.9, 0.4]) * rng.uniform(0.1, 0.2)
+        out += vec[:, None] * saw
+    return out
+
+
+def _rhythm_of(flags: set) -> str:
+    return next((r for r in _RHYTHM_PRECEDENCE if r in flags), NSR)
+
+
+def _synth(codes: Iterable[str], fs: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(12, n) float64 mV for the given header codes (merged and unscored handled)."""
+    flags = set(labels.merge_codes(codes))
+    rhythm = _rhythm_of(flags)
+    seconds = n / fs
+    heart = _heart(flags, rng)
+    beats, f_period = _beats(rhythm, flags, seconds, rng)
+    rows = _waves_for(beats, heart, rhythm, rng)
+    spikes = [b[0] - 0.045 for b in beats if b[1] == "paced"]  # just before the paced QRS
+    waves = np.array(rows, dtype=np.float64).reshape(-1, 5)
+    if spikes:  # pacemaker artefact: a spike centred on a sample (never missed) and an overshoot
+        spike_vec = _unit(rng.normal(size=3)) * rng.uniform(2.0, 4.0)
+        centres = np.rint(np.array(spikes) * fs) / fs
+        spike = np.column_stack([centres, np.full(len(spikes), 0.45 / fs), np.tile(spike_vec, (len(spikes), 1))])
+        overshoot = np.column_stack(
+            [centres + 0.004, np.full(len(spikes), 0.003), np.tile(-0.15 * spike_vec, (len(spikes), 1))]
+        )
+        waves = np.concatenate([waves, spike, overshoot])
+    heart_vector = _render(waves, fs, n) + _atrial_activity(rhythm, beats, f_period, fs, n, rng)
+    rec8 = _lead_matrix(rng) @ heart_vector  # I, II, V1..V6
+    t = np.arange(n) / fs
+    for _ in range(2):  # baseline wander, per electrode
+        f = rng.uniform(0.05, 0.5, (8, 1))
+        rec8 += rng.uniform(0.0, 0.1, (8, 1)) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3, (8, 1)))
+    rec8 += rng.normal(0.0, rng.uniform(0.005, 0.02), rec8.shape)
+    return _twelve_leads(rec8)
+
+
+def _as_rng(rng) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0:
+        return np.random.default_rng(int(rng))
+    raise UserError(f"rng must be a numpy Generator or a seed >= 0, got {rng!r}")
+
+
+def synth_ecg(codes: Iterable[str], fs: float, seconds: float, rng: np.random.Generator | int) -> np.ndarray:
+    """A synthetic 12-lead ECG for the SNOMED `codes`: float32 (12, round(fs * seconds)) in mV,
+    leads I, II, III, aVR, aVL, aVF, V1..V6, sampled at `fs` Hz. Unscored codes do not change the
+    morphology; several rhythm codes resolve as PR > AF > AFL > Brady > STach > SB > SA > NSR."""
+    codes = [codes] if isinstance(codes, str) else [str(c).strip() for c in codes]
+    known = set(labels.SCORED_CODES) | set(labels.UNSCORED_CODES)
+    bad = [c for c in codes if c not in known]
+    if bad:
+        raise UserError(f"codes: {', '.join(bad)} not a Challenge 2020 SNOMED code (see labels.SCORED_CODES)")
+    if not np.isfinite(fs) or fs < 50:
+        raise UserError(f"fs must be a sampling rate >= 50 Hz, got {fs!r}")
+    if not np.isfinite(seconds) or seconds <= 0:
+        raise UserError(f"seconds must be > 0, got {seconds!r}")
+    n = int(round(fs * seconds))
+    if n < 1:
+        raise UserError(f"seconds * fs must give at least one sample, got {seconds!r} s at {fs!r} Hz")
+    return _synth(codes, float(fs), n, _as_rng(rng)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def wfdb_checksum(digital: np.ndarray) -> np.ndarray:
+    """WFDB per-signal checksum of (channels, N) integer samples: the sum modulo 65536 as a
+    signed 16-bit number."""
+    s = np.asarray(digital, dtype=np.int64).sum(axis=1) % 65536
+    return np.where(s >= 32768, s - 65536, s)
+
+
+def header_text(rec: FixtureRecord, digital: np.ndarray) -> str:
+    """The `.hea` text of a record whose int16 samples (12, N) are `digital`."""
+    day = FIXTURE_SOURCES[rec.source].date
+    lines = [f"{rec.name} 12 {rec.fs} {digital.shape[1]} {day} {rec.time}"]
+    for lead, first, check in zip(LEADS, digital[:, 0], wfdb_checksum(digital)):
+        lines.append(f"{rec.name}.mat 16+24 {GAIN}/mV 16 0 {int(first)} {int(check)} 0 {lead}")
+    age = "NaN" if rec.age is None else str(int(rec.age))
+    lines += [f"#Age: {age}", f"#Sex: {rec.sex}", f"#Dx: {','.join(rec.dx)}", "#Rx: Unknown", "#Hx: Unknown", "#Sx: Unknown"]
+    return "\n".join(lines) + "\n"
+
+
+def record_signal(rec: FixtureRecord, seed: int) -> np.ndarray:
+    """The int16 (12, N) samples (1000 per mV) of one planned record; the same for the same seed."""
+    rng = np.random.default_rng([seed, 7919, rec.index])
+    mv = _synth(rec.dx, rec.fs, rec.n_samples, rng)
+    return np.clip(np.rint(mv * GAIN), -32768, 32767).astype(np.int16)
+
+
+def _mat_bytes(digital: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {"val": digital}, format="4")
+    return buf.getvalue()
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise UserError(f"--out {out}: folder is not empty and holds no {MARKER}; choose an empty or new folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"--out {out}: not writable ({exc.strerror or exc})") from None
+    # an older fixture here: remove only the files it wrote
+    if (out / MARKER).is_file():
+        for src in FIXTURE_SOURCES.values():
+            folder = out / src.folder
+            if folder.is_dir():
+                for f in folder.iterdir():
+                    if f.suffix in (".hea", ".mat") and f.name.startswith(src.prefix):
+                        f.unlink()
+
+
+def make_fixture(out: str | os.PathLike, n_records: int = 400, seed: int = 0) -> Path:
+    """Write the synthetic corpus (see the module doc for the layout) into `out`, which must be
+    new, empty or an earlier fixture. Same seed and size -> byte-identical files. Returns out."""
+    n, seed = _check_n_seed(n_records, seed)
+    out = Path(out)
+    _prepare_out(out)
+    plan = plan_fixture(n, seed)
+    meta = {
+        "what": "ecgssl_nb synthetic fixture (not real ECGs)",
+        "version": FIXTURE_VERSION,
+        "n_records": n,
+        "seed": seed,
+        "complete": False,
+        "sources": {s.name: {"folder": s.folder, "prefix": s.prefix, "fs": s.fs} for s in FIXTURE_SOURCES.values()},
+    }
+    (out / MARKER).write_text(json.dumps(meta, indent=1) + "\n")
+    for src in FIXTURE_SOURCES.values():
+        (out / src.folder).mkdir(parents=True, exist_ok=True)
+    rows = []
+    for rec in plan:
+        digital = record_signal(rec, seed)
+        hea = out / rec.path
+        hea.with_suffix(".mat").write_bytes(_mat_bytes(digital))
+        hea.write_text(header_text(rec, digital))
+        rows.append([rec.name, rec.source, rec.path, rec.fs, rec.n_samples, ",".join(rec.dx)])
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["record", "source", "path", "fs", "n_samples", "dx"])
+    writer.writerows(rows)
+    (out / MANIFEST).write_text(buf.getvalue())
+    meta["complete"] = True
+    tmp = out / (MARKER + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp, out / MARKER)
+    return out
+
+
+def cli(argv: list[str]) -> int:
+    """`python -m ecgssl_nb fixture --out DIR [--records N] [--seed S]`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m ecgssl_nb fixture",
+        description="Write the synthetic tiny corpus in the PhysioNet/CinC 2020 on-disk format.",
+    )
+    parser.add_argument("--out", required=True, help="folder to write (new, empty, or an earlier fixture)")
+    parser.add_argument("--records", type=int, default=400, help="number of records (default 400)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
+    args = parser.parse_args(argv)
+    out = make_fixture(args.out, args.records, args.seed)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"wrote {args.records} synthetic records ({size / 1e6:.1f} MB) to {out}")
+    return 0
