@@ -129,16 +129,21 @@ def random_resized_crop(
     x = _check_batch(x, "x", 3, "(B, leads, samples)")
     lo, hi = _check_range("scale", scale, 0.0, 1.0, lo_open=True)
     gen = _check_generator(generator)
-    ratio = _between(lo, hi, (x.shape[0],), gen, x.device)
-    return _resized_crop(x, ratio, gen)
+    ratio = _between(lo, hi, (1, x.shape[0]), gen, x.device)
+    return _resized_crop(x, ratio, gen)[0]
 
 
 def _resized_crop(x: torch.Tensor, ratio: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """random_resized_crop with one ratio per sample (`ratio` (B,) float64 on x's device)."""
-    b, c, n = x.shape
+    """random_resized_crop of V views at once: x (B, C, N), ratio (V, B) float64 on x's device
+    -> (V, B, C, N), view v of sample b cropped with ratio[v, b]. The views are gathered straight
+    from x (expanded, not copied)."""
+    n_views, b_rec = ratio.shape
+    _, c, n = x.shape
     if n < 3:
         raise UserError(f"x must have at least 3 samples per lead to crop, got {n}")
     dev = x.device
+    ratio = ratio.reshape(-1)  # (B,) with B = V * B_rec rows, view-major
+    b = ratio.shape[0]
     length = _floor_len(ratio, n).clamp(2, n - 1)  # (B,) L
     start = _randint_below(n - length, gen)  # (B,) in [0, N-L-1]
 
@@ -157,10 +162,12 @@ def _resized_crop(x: torch.Tensor, ratio: torch.Tensor, gen: torch.Generator) ->
     p_next = torch.where(knot, grid, n).flip(1).cummin(dim=1).values.flip(1)
     t = (grid - p_prev).to(x.dtype) / (p_next - p_prev).clamp(min=1).to(x.dtype)  # (B, N), 0 on knots
 
-    src_prev = (start[:, None] + k_prev)[:, None, :].expand(b, c, n)  # (B, C, N) sample index
-    src_next = (start[:, None] + k_next)[:, None, :].expand(b, c, n)
-    a = x.gather(2, src_prev)
-    return a + t[:, None, :] * (x.gather(2, src_next) - a)  # (B, C, N)
+    shape = (n_views, b_rec, c, n)
+    src_prev = (start[:, None] + k_prev).view(n_views, b_rec, 1, n).expand(shape)  # sample index
+    src_next = (start[:, None] + k_next).view(n_views, b_rec, 1, n).expand(shape)
+    xv = x.expand(shape)  # (V, B, C, N) without a copy
+    a = xv.gather(3, src_prev)
+    return a.lerp_(xv.gather(3, src_next), t.view(n_views, b_rec, 1, n))  # (V, B, C, N)
 
 
 def time_cutout(
@@ -182,7 +189,11 @@ def time_cutout(
     if ratio is None:
         ratio = (0.2, 0.4) if mode == "per_lead" else (0.0, 0.5)
     lo, hi = _check_range("ratio", ratio, 0.0, 1.0)
-    gen = _check_generator(generator)
+    return _time_cutout_(x.clone(), lo, hi, mode, _check_generator(generator))
+
+
+def _time_cutout_(x: torch.Tensor, lo: float, hi: float, mode: str, gen: torch.Generator) -> torch.Tensor:
+    """time_cutout in place on x (B, C, N)."""
     b, c, n = x.shape
     shape = (b, c) if mode == "per_lead" else (b, 1)
     length = _floor_len(_between(lo, hi, shape, gen, x.device), n)  # (B, C or 1)
@@ -193,7 +204,7 @@ def time_cutout(
         start = _randint_below(n - length + 1, gen)  # [0, N-alpha]
     g = torch.arange(n, device=x.device)
     span = (g >= start[..., None]) & (g < (start + length)[..., None])  # (B, C or 1, N)
-    return x.masked_fill(span, 0.0)
+    return x.masked_fill_(span, 0.0)
 
 
 def gaussian_noise(
@@ -202,10 +213,14 @@ def gaussian_noise(
     """Add i.i.d. N(0, s^2) noise to every sample of every lead, one s ~ U(sigma) mV per window."""
     x = _check_batch(x, "x", 3, "(B, leads, samples)")
     lo, hi = _check_range("sigma", sigma, 0.0, float("inf"))
-    gen = _check_generator(generator)
+    return _gaussian_noise_(x.clone(), lo, hi, _check_generator(generator))
+
+
+def _gaussian_noise_(x: torch.Tensor, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
+    """gaussian_noise in place on x (B, C, N)."""
     s = _between(lo, hi, (x.shape[0], 1, 1), gen, x.device).to(x.dtype)  # (B, 1, 1)
     noise = torch.randn(x.shape, generator=gen, device=gen.device, dtype=x.dtype).to(x.device)
-    return x + s * noise
+    return x.add_(noise.mul_(s))
 
 
 def _per_lead(v, name: str, n_leads: int, like: torch.Tensor) -> torch.Tensor:
@@ -288,24 +303,28 @@ def spec_time_crop(
     spec = _check_batch(spec, "spec", 4, "(B, leads, freq, frames)")
     lo, hi = _check_range("scale", scale, 0.0, 1.0, lo_open=True)
     gen = _check_generator(generator)
-    ratio = _between(lo, hi, (spec.shape[0],), gen, spec.device)
+    ratio = _between(lo, hi, (1, spec.shape[0]), gen, spec.device)
     out, widths = _spec_crop(spec, ratio, gen)
-    return (out, widths) if return_widths else out
+    return (out[0], widths) if return_widths else out[0]
 
 
 def _spec_crop(spec: torch.Tensor, ratio: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """spec_time_crop with one ratio per sample (`ratio` (B,) float64 on spec's device)."""
-    b, c, k, f = spec.shape
+    """spec_time_crop of V views at once: spec (B, C, K, F), ratio (V, B) float64 on spec's
+    device -> ((V, B, C, K, F), widths (V*B,) view-major), gathered from spec expanded."""
+    n_views, b_rec = ratio.shape
+    _, c, k, f = spec.shape
     if f < 2:
         raise UserError(f"spec must have at least 2 frames to crop, got {f}")
-    width = _floor_len(ratio, f).clamp(1, f - 1)  # (B,) W
-    start = _randint_below(f - width, gen)  # (B,) in [0, F-W-1]
+    width = _floor_len(ratio.reshape(-1), f).clamp(1, f - 1)  # (V*B,) W
+    start = _randint_below(f - width, gen)  # (V*B,) in [0, F-W-1]
     left = (f - width) // 2
     j = torch.arange(f, device=spec.device)
-    src = start[:, None] + j - left[:, None]  # (B, F): source frame of output frame j
-    inside = (j >= left[:, None]) & (j < (left + width)[:, None])  # (B, F)
-    taken = spec.gather(3, src.clamp(0, f - 1)[:, None, None, :].expand(b, c, k, f))
-    return taken.masked_fill(~inside[:, None, None, :], 0.0), width
+    src = start[:, None] + j - left[:, None]  # (V*B, F): source frame of output frame j
+    inside = (j >= left[:, None]) & (j < (left + width)[:, None])  # (V*B, F)
+    shape = (n_views, b_rec, c, k, f)
+    index = src.clamp(0, f - 1).view(n_views, b_rec, 1, 1, f).expand(shape)
+    taken = spec.expand(shape).gather(4, index)  # (V, B, C, K, F)
+    return taken.masked_fill_(~inside.view(n_views, b_rec, 1, 1, f), 0.0), width
 
 
 def _crop_extent(widths: torch.Tensor | None, b: int, f: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -333,25 +352,35 @@ def spec_time_cutout(
     spec = _check_batch(spec, "spec", 4, "(B, leads, freq, frames)")
     lo, hi = _check_range("ratio", ratio, 0.0, 1.0)
     gen = _check_generator(generator)
-    b, c, k, f = spec.shape
+    b, _, _, f = spec.shape
     width, left = _crop_extent(widths, b, f, spec.device)
+    return _spec_time_cutout_(spec.clone(), lo, hi, width, left, gen)
+
+
+def _spec_time_cutout_(spec, lo: float, hi: float, width, left, gen: torch.Generator) -> torch.Tensor:
+    """spec_time_cutout in place; width, left (B,) the centred crop of each sample."""
+    b, c, k, f = spec.shape
     span_w = _floor_len(_between(lo, hi, (b, c), gen, spec.device), width[:, None])  # (B, C)
     span_w = torch.minimum(span_w, width[:, None] - 1).clamp(min=0)
     start = left[:, None] + _randint_below(width[:, None] - span_w, gen)  # (B, C) output frame
     j = torch.arange(f, device=spec.device)
     cut = (j >= start[..., None]) & (j < (start + span_w)[..., None])  # (B, C, F)
-    return spec.masked_fill(cut[:, :, None, :], 0.0)
+    return spec.masked_fill_(cut[:, :, None, :], 0.0)
 
 
 def freq_cutout(spec: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Zero one random frequency row (uniform over the K rows) of every channel of every sample.
     `spec` (B, C, K, F) -> same shape."""
     spec = _check_batch(spec, "spec", 4, "(B, leads, freq, frames)")
-    gen = _check_generator(generator)
+    return _freq_cutout_(spec.clone(), _check_generator(generator))
+
+
+def _freq_cutout_(spec: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """freq_cutout in place."""
     b, c, k, _ = spec.shape
     row = _randint_below(torch.full((b, c), k, device=spec.device), gen)  # (B, C)
     hit = torch.arange(k, device=spec.device) == row[..., None]  # (B, C, K)
-    return spec.masked_fill(hit[..., None], 0.0)
+    return spec.masked_fill_(hit[..., None], 0.0)
 
 
 # --- views -------------------------------------------------------------------------------------
@@ -404,14 +433,18 @@ def time_views(
         raise UserError(f"tc_mode {tc_mode!r} is not a time-cutout mode; choose one of {', '.join(TC_MODES)}")
     b, c, n = raw.shape
     mean_t, std_t = _per_lead(mean, "mean", c, raw), _per_lead(std, "std", c, raw)
+    if (std_t < 0).any():
+        raise UserError("std must be >= 0 for every lead")
     ratio = _view_ratios(b, n_global, n_local, global_scale, local_scale, gen, raw.device)
     v = n_global + n_local
-    x = _resized_crop(raw.repeat(v, 1, 1), ratio, gen)  # (V*B, 12, 250), view-major
+    x = _resized_crop(raw, ratio.view(v, b), gen).view(v * b, c, n)  # (V*B, 12, 250), view-major
+    # The crop made a fresh tensor, so the rest works in place.
     if "time_cutout" in names:
-        x = time_cutout(x, mode=tc_mode, generator=gen)
+        lo, hi = (0.2, 0.4) if tc_mode == "per_lead" else (0.0, 0.5)
+        x = _time_cutout_(x, lo, hi, tc_mode, gen)
     if "gaussian_noise" in names:
-        x = gaussian_noise(x, generator=gen)
-    x = normalize(x, mean_t, std_t)
+        x = _gaussian_noise_(x, 0.005, 0.025, gen)
+    x = x.sub_(mean_t[:, None]).div_(std_t[:, None] + 1e-8)  # normalise (SPEC 1.4)
     return x.view(v, b, c, n)
 
 
@@ -439,9 +472,11 @@ def spec_views(
     b = spec.shape[0]
     ratio = _view_ratios(b, n_global, n_local, global_scale, local_scale, gen, raw.device)
     v = n_global + n_local
-    s, widths = _spec_crop(spec.repeat(v, 1, 1, 1), ratio, gen)  # (V*B, 12, 13, 21)
+    s, widths = _spec_crop(spec, ratio.view(v, b), gen)  # (V, B, 12, 13, 21)
+    s = s.view(v * b, *spec.shape[1:])  # view-major
+    # The crop made a fresh tensor, so the cutouts work in place.
     if "freq_cutout" in names and not released_fc:
-        s = freq_cutout(s, generator=gen)
+        s = _freq_cutout_(s, gen)
     if "time_cutout" in names:
-        s = spec_time_cutout(s, generator=gen, widths=widths)
+        s = _spec_time_cutout_(s, 0.1, 0.35, widths, (s.shape[-1] - widths) // 2, gen)
     return s.view(v, b, *spec.shape[1:])
