@@ -105,7 +105,6 @@ _FORBIDDEN_PAIRS = {
 # unscored codes seen beside scored ones in the real headers, and alone (PTB, many Georgia)
 UNSCORED_EXTRAS = ("428750005", "164873001", "164865005", "67741000119109", "164867002", "253352002")
 UNSCORED_ONLY = ("164865005", "164867002", "428750005", "164873001", "164861001", "55930002")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 @dataclass(frozen=True)
@@ -445,7 +444,7 @@ def _beats(rhythm: str, flags: set, seconds: float, rng: np.random.Generator) ->
 
 
 def _waves_for(beats: list[tuple], heart: _Heart, rhythm: str, rng: np.random.Generator) -> list[list[float]]:
-    """All Gaussian waves of a record, (K, 5)."""
+    """All Gaussian waves of a record: rows of (centre s, sigma s, vx, vy, vz mV)."""
     rows = []
     qrs = np.array(heart.qrs)
     pvc = np.array(heart.pvc)
@@ -480,7 +479,9 @@ def _waves_for(beats: list[tuple], heart: _Heart, rhythm: str, rng: np.random.Ge
     return rows
 
 
-def _atrial_activity(rhythm: str, beats: list, f_period: float, fs: float, n: int, rng: np.random.Generator) -> np.ndarray:
+def _atrial_activity(
+    rhythm: str, beats: list, f_period: float, fs: float, n: int, rng: np.random.Generator
+) -> np.ndarray:
     """(3, n) fibrillatory (AF) or flutter (AFL, period f_period s, locked to the QRS) waves,
     zero otherwise."""
     out = np.zeros((3, n))
@@ -576,7 +577,8 @@ def header_text(rec: FixtureRecord, digital: np.ndarray) -> str:
     for lead, first, check in zip(LEADS, digital[:, 0], wfdb_checksum(digital)):
         lines.append(f"{rec.name}.mat 16+24 {GAIN}/mV 16 0 {int(first)} {int(check)} 0 {lead}")
     age = "NaN" if rec.age is None else str(int(rec.age))
-    lines += [f"#Age: {age}", f"#Sex: {rec.sex}", f"#Dx: {','.join(rec.dx)}", "#Rx: Unknown", "#Hx: Unknown", "#Sx: Unknown"]
+    lines += [f"#Age: {age}", f"#Sex: {rec.sex}", f"#Dx: {','.join(rec.dx)}"]
+    lines += ["#Rx: Unknown", "#Hx: Unknown", "#Sx: Unknown"]
     return "\n".join(lines) + "\n"
 
 

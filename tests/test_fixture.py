@@ -153,7 +153,8 @@ def test_headers_follow_the_challenge_2020_format_and_the_plan(corpus, plan):
 
 def test_checksums_are_the_wfdb_16_bit_sums(corpus, plan):
     # definition, by hand: sum modulo 65536, read as a signed 16-bit number
-    np.testing.assert_array_equal(fixture.wfdb_checksum(np.array([[32767, 1], [-32768, -1], [5, -7]])), [-32768, 32767, -2])
+    by_hand = fixture.wfdb_checksum(np.array([[32767, 1], [-32768, -1], [5, -7]]))
+    np.testing.assert_array_equal(by_hand, [-32768, 32767, -2])
     # the same definition reproduces a real Challenge header
     real = scipy.io.loadmat(REAL / "A5432.mat")["val"]
     real_sums = [int(line.split()[6]) for line in (REAL / "A5432.hea").read_text().splitlines()[1:13]]
@@ -211,6 +212,15 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_differs(tmp_path)
     mats_a = sorted(p.read_bytes() for p in a.rglob("*.mat"))
     mats_c = sorted(p.read_bytes() for p in c.rglob("*.mat"))
     assert not set(mats_a) & set(mats_c)
+
+
+def test_the_smallest_corpora_are_complete_and_readable(tmp_path):
+    for n in (1, 2, 5):
+        out = fixture.make_fixture(tmp_path / f"n{n}", n, 0)
+        heads = sorted(out.rglob("*.hea"))
+        assert len(heads) == n
+        for h in heads:
+            assert wfdb.rdrecord(str(h.with_suffix(""))).p_signal.shape[1] == 12
 
 
 def test_rewriting_a_fixture_folder_replaces_its_records(tmp_path):
