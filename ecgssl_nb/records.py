@@ -326,11 +326,9 @@ def lead_order(leads: tuple[str, ...] | list[str], path: str | Path = "") -> np.
     return order
 
 
-def read_digital(hea_path: str | Path, header: Header | None = None) -> tuple[Header, np.ndarray]:
-    """Header and the digital signal (12, N) in standard lead order, as stored (usually int16).
-    `header`: the already parsed header of `hea_path`, to skip parsing it again."""
-    header = header if header is not None else read_header(hea_path)
-    order = lead_order(header.leads, header.path)
+def _read_val(header: Header) -> np.ndarray:
+    """The .mat `val` of a parsed header, (n_leads, N) in the header's lead order, as stored
+    (usually int16; for MATLAB v4 files a transposed view of the file's (N, n_leads) layout)."""
     mat_path = header.path.parent / header.signal_file
     if not mat_path.exists():
         # headers that name the record file oddly: fall back to NAME.mat beside the header
@@ -348,25 +346,38 @@ def read_digital(hea_path: str | Path, header: Header | None = None) -> tuple[He
         raise RecordError(mat_path, "not 12 leads", f"val has {val.shape[0]} rows, header {header.n_leads} leads")
     if val.shape[1] != header.n_samples:
         raise RecordError(mat_path, "length mismatch", f"val has {val.shape[1]} samples, header {header.n_samples}")
-    return header, val[order]
+    return val
+
+
+def read_digital(hea_path: str | Path, header: Header | None = None) -> tuple[Header, np.ndarray]:
+    """Header and the digital signal (12, N) in standard lead order, as stored (usually int16).
+    `header`: the already parsed header of `hea_path`, to skip parsing it again."""
+    header = header if header is not None else read_header(hea_path)
+    order = lead_order(header.leads, header.path)
+    return header, np.ascontiguousarray(_read_val(header)[order])
 
 
 def read_record(hea_path: str | Path, header: Header | None = None) -> Record:
-    """Read one record: float32 (12, N) mV in LEADS order, dx codes, age, sex, source.
+    """Read one record: float32 (12, N) mV in LEADS order (C-contiguous), dx codes, age, sex, source.
 
-    Digital -32768 is WFDB's 'no sample' marker for format 16 and counts as NaN, as wfdb does.
-    `header`: the already parsed header of `hea_path`, to skip parsing it again."""
-    header, val = read_digital(hea_path, header)
+    mV = (digital - baseline) / gain, computed in float32 (exact operands, one correctly rounded
+    division). Digital -32768 is WFDB's 'no sample' marker for format 16 and counts as NaN, as
+    wfdb does. `header`: the already parsed header of `hea_path`, to skip parsing it again."""
+    header = header if header is not None else read_header(hea_path)
     order = lead_order(header.leads, header.path)
-    if val.dtype.kind == "f":
-        bad = not np.isfinite(val).all()
+    nt = _read_val(header).T  # (N, 12): contiguous for MATLAB v4 files, so the passes below are fast
+    if nt.dtype.kind == "f":
+        bad = not np.isfinite(nt).all()
     else:
-        bad = val.dtype == np.int16 and bool((val == -32768).any())
+        bad = nt.dtype == np.int16 and bool((nt == -32768).any())
     if bad:
         raise RecordError(header.path, "NaN samples")
-    gain = header.gain[order][:, None]
-    baseline = header.baseline[order][:, None]
-    signal = ((val.astype(np.float64) - baseline) / gain).astype(np.float32)
+    x = nt.astype(np.float32)
+    x -= header.baseline.astype(np.float32)
+    x /= header.gain.astype(np.float32)
+    if not np.array_equal(order, np.arange(12)):
+        x = x[:, order]
+    signal = np.ascontiguousarray(x.T)
     return Record(
         name=header.name,
         source=source_of(header.name, header.path),

@@ -139,7 +139,7 @@ def test_leads_are_reordered_by_header_names(tmp_path):
     hea = write_record(tmp_path, "A0001", val, leads=[name.upper() for name in leads])
     rec = read_record(hea)
     for j, std_lead in enumerate(perm):
-        np.testing.assert_array_equal(rec.signal[std_lead], (val[j] / 1000.0).astype(np.float32))
+        np.testing.assert_allclose(rec.signal[std_lead], val[j] / 1000.0, rtol=1e-7, atol=0)
 
 
 def test_baseline_in_brackets_is_subtracted_and_uv_unit_scaled(tmp_path):
