@@ -77,7 +77,10 @@ class WeightNormLinear(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        return self.weight_g * F.normalize(self.weight_v, dim=1)  # (out, in), rows of norm g
+        # g / ||v|| per row, then one broadcast multiply: cheaper to differentiate than a division
+        # of the whole (out, in) matrix (F.normalize), which matters at out = 65,536.
+        scale = self.weight_g * torch.linalg.vector_norm(self.weight_v, dim=1, keepdim=True).clamp_min(1e-12).reciprocal()
+        return self.weight_v * scale  # (out, in), rows of norm g
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight)  # (N, in) -> (N, out)
@@ -345,6 +348,31 @@ def build_student(modality: str, out_dim: int, seed: int = 0) -> MultiCropModel:
     return model
 
 
+def _check_config(cfg: PretrainConfig) -> None:
+    """UserError naming the first PretrainConfig field out of range."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise UserError(f"optimizer {cfg.optimizer!r} is not an optimiser; choose one of {', '.join(OPTIMIZERS)}")
+    if cfg.teacher_momentum_schedule not in ("fixed", "cosine"):
+        raise UserError(f"teacher_momentum_schedule {cfg.teacher_momentum_schedule!r}: choose 'fixed' or 'cosine'")
+    ints = {"n_global": 1, "n_local": 0, "out_dim": 1, "warmup_epochs": 0, "warmup_teacher_temp_epochs": 0,
+            "freeze_last_layer_epochs": 0}
+    for name, low in ints.items():
+        v = getattr(cfg, name)
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
+            raise UserError(f"{name} must be an integer >= {low}, got {v!r}")
+    if cfg.n_global + cfg.n_local < 2:
+        raise UserError("n_global + n_local must be at least 2 (a teacher view and another student view)")
+    for name in ("base_lr", "teacher_temp", "warmup_teacher_temp", "student_temp"):
+        if not getattr(cfg, name) > 0:
+            raise UserError(f"{name} must be > 0, got {getattr(cfg, name)!r}")
+    for name in ("min_lr", "weight_decay", "weight_decay_end", "clip_grad"):
+        if not getattr(cfg, name) >= 0:
+            raise UserError(f"{name} must be >= 0, got {getattr(cfg, name)!r}")
+    for name in ("center_momentum", "teacher_momentum"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise UserError(f"{name} must be in [0, 1], got {getattr(cfg, name)!r}")
+
+
 def _check_transforms(modality: str, transforms: str | None) -> str:
     from .transforms import SPEC_TRANSFORMS, TIME_TRANSFORMS
 
@@ -390,11 +418,16 @@ def _atomic(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -480,6 +513,7 @@ def pretrain(
     records: int | Sequence[int] | None = None,
     stop_after: int | None = None,
     amp: bool = False,
+    overrides: dict | None = None,
 ) -> Path:
     """DINO pre-training of the `modality` ("time" or "spec") backbone on a prepared corpus.
 
@@ -487,7 +521,8 @@ def pretrain(
     `PretrainConfig`; transforms to "t1" (time) or "t2" (spec). `records` = a count (the first
     N rows of the index) or row numbers; None = every kept record of every fold (SPEC B13).
     `stop_after` = train at most this many epochs in this call and leave a resumable run
-    (schedules still span `epochs`). `amp` = bf16 autocast, CUDA only.
+    (schedules still span `epochs`). `amp` = bf16 autocast, CUDA only. `overrides` = other
+    PretrainConfig fields to replace, e.g. {"optimizer": "adam-l2", "clip_grad": 3.0}.
     Writes OUT/checkpoint.pt and OUT/log.csv every epoch; when finished OUT/backbone.pt (the
     student backbone's state_dict) and OUT/summary.json. Returns OUT.
     """
@@ -495,7 +530,7 @@ def pretrain(
     modality = check_modality(modality)
     prof = get_profile(profile)
     cfg: PretrainConfig = prof.pretrain[modality]
-    overrides = {}
+    overrides, given = {}, dict(overrides or {})
     if epochs is not None:
         if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 1:
             raise UserError(f"--epochs must be an integer >= 1, got {epochs!r}")
@@ -508,9 +543,13 @@ def pretrain(
         if keep not in KEEP_CHOICES:
             raise UserError(f"--keep {keep!r} is not a choice; choose one of {', '.join(KEEP_CHOICES)}")
         overrides["keep"] = keep
+    for name, value in given.items():
+        if name not in PretrainConfig.__dataclass_fields__ or name in ("epochs", "batch_size", "keep"):
+            raise UserError(f"overrides: {name!r} is not a PretrainConfig field that can be overridden "
+                            f"(epochs, batch_size and keep have their own parameters)")
+        overrides[name] = value
     cfg = replace(cfg, **overrides)
-    if cfg.optimizer not in OPTIMIZERS:
-        raise UserError(f"optimizer {cfg.optimizer!r} is not an optimiser; choose one of {', '.join(OPTIMIZERS)}")
+    _check_config(cfg)
     transforms = _check_transforms(modality, transforms)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise UserError(f"--seed must be an integer >= 0, got {seed!r}")
@@ -557,7 +596,9 @@ def pretrain(
                             f"use a batch of at most {n // world}")
         run_cfg = {
             "modality": modality, "profile": prof.name, "config": as_dict(cfg), "transforms": transforms,
-            "seed": int(seed), "records": None if rows is None else rows.tolist(), "world_size": world,
+            "seed": int(seed), "records": None if rows is None else (len(rows) if isinstance(records, (int, np.integer))
+                                                                     else rows.tolist()),
+            "world_size": world,
         }
         return _train(
             prepared, corpus, out, run_cfg, cfg, modality, transforms, int(seed), rank, world, device, steps,
