@@ -293,10 +293,11 @@ def test_time_views_apply_cutout_noise_and_normalisation_as_named():
     assert (gn != 0).all() and (gn.diff(dim=-1) < 0).any()  # noise, no cutout
     t1 = T.time_views(raw, ZERO, ONE, transforms="t1", tc_mode="paper", generator=gen(15))
     assert t1.shape == (10, 20, 12, N)
-    const = torch.full((4, 12, N), 2.0)
+    const = torch.full((4, 12, N), 2.0, dtype=torch.float64)
     mean, std = np.linspace(0, 1, 12), np.full(12, 4.0)
     norm = T.time_views(const, mean, std, transforms="none", generator=gen(16))
-    torch.testing.assert_close(norm[3, 2, :, 100], torch.tensor((2.0 - mean) / (4.0 + 1e-8), dtype=torch.float32))
+    assert norm.dtype == torch.float64
+    np.testing.assert_allclose(norm[3, 2, :, 100].numpy(), (2.0 - mean) / (4.0 + 1e-8), rtol=1e-15, atol=0)
 
 
 def test_time_cutout_in_views_precedes_noise_and_normalisation():
