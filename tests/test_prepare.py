@@ -283,3 +283,22 @@ def test_resample_keeps_length_rule_and_passes_100hz_through():
     y = P.resample_100hz(x, 257.0)
     assert y.shape == (int(777 * 100 / 257.0), 12) and y.dtype == np.float32
     np.testing.assert_array_equal(P.resample_100hz(x, 100.0), x.T)
+
+
+def test_synthetic_fixture_prepares_as_its_manifest_says(tmp_path):
+    fixture = pytest.importorskip("ecgssl_nb.fixture")
+    data = fixture.make_fixture(tmp_path / "fx", n_records=160, seed=0)
+    P.prepare(data, tmp_path / "out", workers=2, chunk_size=32, progress=False)
+    prep = P.load_prepared(tmp_path / "out")
+    manifest = pd.read_csv(data / "fixture_records.csv", dtype=str, keep_default_na=False).set_index("record")
+    skipped = pd.read_csv(tmp_path / "out" / "skipped.csv", keep_default_na=False).set_index("record")
+    assert sorted(prep.index["record"].tolist() + skipped.index.tolist()) == sorted(manifest.index)
+    unscored_only = {r for r, row in manifest.iterrows() if not set(row["dx"].split(",")) & set(L.SCORED_CODES)}
+    assert set(skipped.index[skipped["reason"] == "no scored label"]) == unscored_only
+    assert set(skipped["reason"]) <= {"no scored label", "duplicate signal"}
+    for rec, row in prep.index.set_index("record").iterrows():
+        m = manifest.loc[rec]
+        assert (row["source"], row["path"], int(row["n_samples"])) == (m["source"], m["path"], int(m["n_samples"]))
+        assert row["dx"].split() == list(dict.fromkeys(m["dx"].split(",")))
+        assert row["length"] == int(int(m["n_samples"]) * 100 / float(m["fs"]))
+    assert set(prep.index["source"]) == set(P.SOURCES[:6])
