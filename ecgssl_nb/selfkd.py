@@ -484,6 +484,19 @@ def _mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
+@torch.no_grad()
+def _average_buffers(module: nn.Module) -> None:
+    """Average the floating-point buffers (BatchNorm running statistics) over the processes, so
+    every rank holds, and rank 0 saves, the same model. Each rank's statistics come from its own
+    records (DDP only broadcasts rank 0's at each forward)."""
+    if not _dist_on():
+        return
+    bufs = [b for b in module.buffers() if b.is_floating_point()]
+    for b in bufs:
+        dist.all_reduce(b)
+    torch._foreach_div_(bufs, float(dist.get_world_size()))
+
+
 def _gather(obj) -> list:
     if not _dist_on():
         return [obj]
@@ -624,7 +637,12 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
     mom_s = momentum_schedule(cfg.teacher_momentum, E, L, cfg.teacher_momentum_schedule)
     temp_s = teacher_temp_schedule(cfg.warmup_teacher_temp, cfg.teacher_temp, cfg.warmup_teacher_temp_epochs, E)
 
-    student = build_student(modality, cfg.out_dim, seed).to(device)
+    student = build_student(modality, cfg.out_dim, seed)
+    if world > 1 and device.startswith("cuda"):
+        # As DINO for BatchNorm networks: batch statistics over the global batch of all GPUs, so
+        # K GPUs compute what one GPU would with K times the batch. (gloo on the CPU cannot.)
+        student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
+    student = student.to(device)
     teacher = copy.deepcopy(student)  # the teacher starts as the initialised student
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -687,6 +705,8 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
             if progress and rank == 0:
                 bar.set_postfix(loss=f"{stats['loss'].item():.4f}")
         loss, entropy, emb_std = (_mean_over_ranks(sums / L)).tolist()
+        _average_buffers(student)
+        _average_buffers(teacher)
         if loss < best_loss:
             best_loss, best_epoch = loss, epoch
             if cfg.keep == "lowest-loss":
