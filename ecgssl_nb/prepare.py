@@ -8,7 +8,7 @@ What it does (SPEC 1.2-1.5, B1-B3, B25):
   scored codes, has 12 leads and no NaN, and is at least 250 samples long at 100 Hz;
 * resamples **every lead** to 100 Hz with FFT resampling, `scipy.signal.resample`, new length
   `int(n * 100 / fs)` (B1 fixed: the released code copied lead I into all 12 channels);
-* drops exact duplicate signals (same samples in mV at the same rate): the first record in the
+* drops exact duplicate signals (the same raw int16 samples, hashed): the first record in the
   order above is kept, the others are skipped as 'duplicate signal' ('duplicate of <record>' in
   `detail`), so a duplicate never sits on both sides of a split nor counts twice;
 * assigns 10 folds by iterative multilabel stratification per source on the pre-merge scored
@@ -49,7 +49,7 @@ from . import labels as L
 from .config import TARGET_FS, WINDOW
 from .errors import RecordError, UserError
 from .folds import assign_folds
-from .records import LEADS, SOURCES, read_header, read_record, source_of
+from .records import LEADS, SOURCES, read_header, read_record_raw, source_of
 
 FORMAT_VERSION = 1
 DEFAULT_CHUNK = 256  # records per part file
@@ -87,11 +87,12 @@ def scored_codes(dx) -> list[str]:
     return [c for c in dx if c in _SCORED]
 
 
-def _signal_hash(signal: np.ndarray, fs: float) -> str:
-    """Identity of a record's samples (mV, float32, at its own rate) for duplicate detection."""
+def _signal_hash(raw: np.ndarray) -> str:
+    """Identity of a record's stored samples (the raw int16 signal as in its .mat file, with its
+    shape) for exact-duplicate detection."""
     h = hashlib.sha1()  # the fastest hashlib digest here; a collision only matters if forced
-    h.update(repr((float(fs), signal.shape, str(signal.dtype))).encode())
-    h.update(np.ascontiguousarray(signal).tobytes())
+    h.update(repr((raw.shape, str(raw.dtype))).encode())
+    h.update(np.ascontiguousarray(raw).tobytes())
     return h.hexdigest()
 
 
@@ -101,7 +102,7 @@ def _process_record(hea: Path, rel: str) -> tuple[dict, np.ndarray]:
     codes = scored_codes(header.dx)
     if not codes:
         raise RecordError(hea, "no scored label", ",".join(header.dx))
-    rec = read_record(hea, header)
+    rec, raw = read_record_raw(hea, header)
     x = resample_100hz(rec.signal, rec.fs)
     if x.shape[0] < WINDOW:
         raise RecordError(hea, "too short", f"{x.shape[0]} samples at {TARGET_FS} Hz < {WINDOW}")
@@ -116,7 +117,7 @@ def _process_record(hea: Path, rel: str) -> tuple[dict, np.ndarray]:
         "sex": rec.sex,
         "codes": codes,
         "dx": list(rec.dx),
-        "hash": _signal_hash(rec.signal, rec.fs),
+        "hash": _signal_hash(raw),
         "mean": x.mean(axis=0, dtype=np.float64).tolist(),
         "std": x.std(axis=0, dtype=np.float64).tolist(),
     }
@@ -169,8 +170,13 @@ def _process_chunk(task: tuple[int, str, list[str], str]) -> tuple[int, int]:
 
 
 def find_headers(data_dir: Path) -> list[str]:
-    """All *.hea below data_dir (relative POSIX paths), ordered by (source, record name, path)."""
-    rels = [p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*.hea") if p.is_file()]
+    """All *.hea below data_dir (relative POSIX paths), ordered by (source, record name, path).
+    Hidden files and folders (e.g. `download`'s unfinished `.extract-*`) are not searched."""
+    rels = []
+    for root, dirs, files in os.walk(data_dir, followlinks=True):  # sources may be symlinked folders
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        base = Path(root).relative_to(data_dir)
+        rels += [(base / f).as_posix() for f in files if f.endswith(".hea") and not f.startswith(".")]
     rank = {s: i for i, s in enumerate(SOURCES)}
 
     def key(rel: str):

@@ -164,6 +164,35 @@ def _leading_number(text: str) -> float:
     return float(re.split(r"[/(]", text, maxsplit=1)[0])
 
 
+_FMT_RE = re.compile(r"^(\d+)(?:x(\d+))?(?::\d+)?(?:\+(\d+))?$")
+
+
+def _signal_fields(hea_path: Path, fmt_field: str, gain_field: str, adc_zero_field: str) -> tuple[str, int, float, float]:
+    """(format, byte offset, gain in units per mV, baseline) of one signal line's fields."""
+    m = _FMT_RE.match(fmt_field)
+    if not m:
+        raise RecordError(hea_path, "unreadable header", f"format {fmt_field!r}")
+    if m.group(1) != "16" or (m.group(2) not in (None, "1")):
+        raise RecordError(hea_path, "unsupported format", f"format {fmt_field!r} (need 16, 1 sample per frame)")
+    g = _GAIN_RE.match(gain_field)
+    if not g:
+        raise RecordError(hea_path, "unreadable header", f"gain {gain_field!r}")
+    try:
+        gain = float(g.group(1)) if g.group(1) else 0.0
+        adc_zero = float(adc_zero_field)
+    except ValueError:
+        raise RecordError(hea_path, "unreadable header", f"gain {gain_field!r} or ADC zero {adc_zero_field!r}") from None
+    if gain < 0 or not np.isfinite(gain):
+        raise RecordError(hea_path, "unreadable header", f"gain {gain_field!r}")
+    gain = gain or 200.0  # WFDB: a zero gain means the default 200 units per physical unit
+    baseline = float(g.group(2)) if g.group(2) else adc_zero  # WFDB: baseline defaults to ADC zero
+    unit = (g.group(3) or "mV").strip().lower()
+    if unit not in _UNIT_SCALE:
+        raise RecordError(hea_path, "unsupported unit", f"unit {g.group(3)!r}")
+    # gain per unit -> gain per mV (a gain per uV times 1000)
+    return m.group(1), int(m.group(3) or 0), gain / _UNIT_SCALE[unit], baseline
+
+
 def read_header(hea_path: str | Path) -> Header:
     """Parse one Challenge WFDB header; raises RecordError('unreadable header'|'unsupported format'|
     'unsupported unit'|'missing header')."""
@@ -194,35 +223,18 @@ def read_header(hea_path: str | Path) -> Header:
 
     files, leads, gains, baselines = [], [], [], []
     fmt, byte_offset = None, 0
+    seen: dict[tuple[str, str, str], tuple[str, int, float, float]] = {}
     for ln in body[1 : 1 + n_leads]:
         parts = ln.split()
         if len(parts) < 9:
             raise RecordError(hea_path, "unreadable header", f"signal line without lead name: {ln!r}")
         files.append(parts[0])
-        fmt_field = parts[1]
-        m = re.match(r"^(\d+)(?:x(\d+))?(?::\d+)?(?:\+(\d+))?$", fmt_field)
-        if not m:
-            raise RecordError(hea_path, "unreadable header", f"format {fmt_field!r}")
-        if m.group(1) != "16" or (m.group(2) not in (None, "1")):
-            raise RecordError(hea_path, "unsupported format", f"format {fmt_field!r} (need 16, 1 sample per frame)")
-        fmt, byte_offset = m.group(1), int(m.group(3) or 0)
-        g = _GAIN_RE.match(parts[2])
-        if not g:
-            raise RecordError(hea_path, "unreadable header", f"gain {parts[2]!r}")
-        try:
-            gain = float(g.group(1)) if g.group(1) else 0.0
-            adc_zero = float(parts[4])
-        except ValueError:
-            raise RecordError(hea_path, "unreadable header", f"gain or ADC zero in {ln!r}") from None
-        if gain < 0 or not np.isfinite(gain):
-            raise RecordError(hea_path, "unreadable header", f"gain {parts[2]!r}")
-        gain = gain or 200.0  # WFDB: a zero gain means the default 200 units per physical unit
-        baseline = float(g.group(2)) if g.group(2) else adc_zero  # WFDB: baseline defaults to ADC zero
-        unit = (g.group(3) or "mV").strip().lower()
-        if unit not in _UNIT_SCALE:
-            raise RecordError(hea_path, "unsupported unit", f"unit {g.group(3)!r}")
-        # gain per unit -> gain per mV: 1 mV = 1000 uV, so a gain per uV times 1000
-        gains.append(gain / _UNIT_SCALE[unit])
+        key = (parts[1], parts[2], parts[4])  # the 12 lines of a header share these as a rule
+        fields = seen.get(key)
+        if fields is None:
+            fields = seen[key] = _signal_fields(hea_path, *key)
+        fmt, byte_offset, gain_mv, baseline = fields
+        gains.append(gain_mv)
         baselines.append(baseline)
         leads.append(" ".join(parts[8:]))
     if len(set(files)) != 1:
@@ -363,6 +375,12 @@ def read_record(hea_path: str | Path, header: Header | None = None) -> Record:
     mV = (digital - baseline) / gain, computed in float32 (exact operands, one correctly rounded
     division). Digital -32768 is WFDB's 'no sample' marker for format 16 and counts as NaN, as
     wfdb does. `header`: the already parsed header of `hea_path`, to skip parsing it again."""
+    return read_record_raw(hea_path, header)[0]
+
+
+def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple[Record, np.ndarray]:
+    """`read_record` plus the stored samples as read, (N, n_leads) in the header's lead order
+    (usually int16): what `prepare` hashes to find duplicate signals."""
     header = header if header is not None else read_header(hea_path)
     order = lead_order(header.leads, header.path)
     nt = _read_val(header).T  # (N, 12): contiguous for MATLAB v4 files, so the passes below are fast
@@ -378,7 +396,7 @@ def read_record(hea_path: str | Path, header: Header | None = None) -> Record:
     if not np.array_equal(order, np.arange(12)):
         x = x[:, order]
     signal = np.ascontiguousarray(x.T)
-    return Record(
+    record = Record(
         name=header.name,
         source=source_of(header.name, header.path),
         fs=header.fs,
@@ -388,3 +406,4 @@ def read_record(hea_path: str | Path, header: Header | None = None) -> Record:
         sex=header.sex,
         path=header.path,
     )
+    return record, nt

@@ -255,3 +255,14 @@ def test_record_error_names_the_file(tmp_path):
 )
 def test_source_from_prefix_then_folder(name, path, expected):
     assert source_of(name, path) == expected
+
+
+def test_read_record_raw_returns_the_stored_samples_as_n_by_leads():
+    from ecgssl_nb.records import read_record_raw
+
+    hea = SAMPLES / "cinc2021" / "JS00666.hea"
+    rec, raw = read_record_raw(hea)
+    val = scipy.io.loadmat(hea.with_suffix(".mat"))["val"]
+    assert raw.dtype == np.int16 and raw.shape == (val.shape[1], 12)
+    np.testing.assert_array_equal(raw, val.T)
+    np.testing.assert_array_equal(rec.signal, read_record(hea).signal)
