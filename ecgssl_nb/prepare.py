@@ -52,7 +52,8 @@ from .folds import assign_folds
 from .records import LEADS, SOURCES, read_header, read_record_raw, source_of
 
 FORMAT_VERSION = 1
-DEFAULT_CHUNK = 256  # records per part file
+DEFAULT_CHUNK = 256  # records per part file (at most)
+CHUNK_BYTES = 64 << 20  # signal-file bytes per part file (at most, unless one record is larger)
 _SCORED = frozenset(L.SCORED_CODES)
 INDEX_COLUMNS = (
     "record", "source", "path", "fs", "n_samples", "offset", "length", "age", "sex",
@@ -161,9 +162,15 @@ def _process_chunk(task: tuple[int, str, list[str], str]) -> tuple[int, int]:
             continue
         metas.append(meta)
         arrays.append(x)
-    block = np.concatenate(arrays, axis=0) if arrays else np.zeros((0, 12), dtype=np.float32)
     tmp = npy_path.with_name(npy_path.name + f".tmp{os.getpid()}.npy")
-    np.save(tmp, block)
+    block = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(sum(len(a) for a in arrays), 12))
+    pos = 0
+    for a in arrays:  # copied one by one: no second copy of the chunk in memory
+        block[pos : pos + len(a)] = a
+        pos += len(a)
+    block.flush()
+    del block
+    arrays.clear()
     os.replace(tmp, npy_path)
     _atomic_write_text(json_path, json.dumps({"rels": rels, "records": metas, "skipped": skipped}))
     return k, len(rels)
@@ -186,17 +193,44 @@ def find_headers(data_dir: Path) -> list[str]:
     return sorted(rels, key=key)
 
 
-def _manifest(data_dir: Path, rels: list[str], chunk_size: int) -> dict:
+def _signal_bytes(data_dir: Path, rel: str) -> int:
+    """Size of the record's .mat beside its header (0 if absent): the chunking budget."""
+    try:
+        return (data_dir / rel).with_suffix(".mat").stat().st_size
+    except OSError:
+        return 0
+
+
+def make_chunks(rels: list[str], sizes: list[int], chunk_size: int, chunk_bytes: int = CHUNK_BYTES) -> list[list[str]]:
+    """Consecutive groups of records: at most `chunk_size` records and, unless a single record
+    is larger, at most `chunk_bytes` of signal files (INCART's 30-min records are 11 MB each),
+    so one worker never holds much. Depends only on the file list and sizes (resume-safe)."""
+    chunks: list[list[str]] = []
+    cur: list[str] = []
+    cur_bytes = 0
+    for rel, size in zip(rels, sizes):
+        if cur and (len(cur) >= chunk_size or cur_bytes + size > chunk_bytes):
+            chunks.append(cur)
+            cur, cur_bytes = [], 0
+        cur.append(rel)
+        cur_bytes += size
+    if cur:
+        chunks.append(cur)
+    return chunks
+
+
+def _manifest(data_dir: Path, rels: list[str], sizes: list[int], chunk_size: int) -> dict:
     h = hashlib.blake2b(digest_size=16)
-    for rel in rels:
+    for rel, size in zip(rels, sizes):
         st = (data_dir / rel).stat()
-        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{size}\n".encode())
     return {
         "version": FORMAT_VERSION,
         "data_dir": str(data_dir.resolve()),
         "n_headers": len(rels),
         "headers": h.hexdigest(),
         "chunk_size": chunk_size,
+        "chunk_bytes": CHUNK_BYTES,
         "fs": TARGET_FS,
     }
 
@@ -365,7 +399,8 @@ def prepare(
     rels = find_headers(data_dir)
     if not rels:
         raise UserError(f"--data-dir {data_dir} holds no .hea header files (searched all sub-folders)")
-    manifest = _manifest(data_dir, rels, int(chunk_size))
+    sizes = [_signal_bytes(data_dir, rel) for rel in rels]
+    manifest = _manifest(data_dir, rels, sizes, int(chunk_size))
     done_mark = dict(manifest, n_folds=int(n_folds), seed=int(seed))
     complete = out / _COMPLETE
     if complete.exists() and all((out / f).exists() for f in ("signals.npy", "index.csv", "skipped.csv", "stats.json")):
@@ -392,7 +427,7 @@ def prepare(
     if not mpath.exists():
         _atomic_write_text(mpath, json.dumps(manifest, indent=2))
 
-    chunks = [rels[i : i + chunk_size] for i in range(0, len(rels), chunk_size)]
+    chunks = make_chunks(rels, sizes, int(chunk_size))
     todo = [k for k in range(len(chunks)) if not all(p.exists() for p in _chunk_paths(parts, k))]
     if len(todo) < len(chunks):
         print(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already done", file=sys.stderr)

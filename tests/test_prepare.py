@@ -308,3 +308,21 @@ def test_synthetic_fixture_prepares_as_its_manifest_says(tmp_path):
         assert row["dx"].split() == list(dict.fromkeys(m["dx"].split(",")))
         assert row["length"] == int(int(m["n_samples"]) * 100 / float(m["fs"]))
     assert set(prep.index["source"]) == set(P.SOURCES[:6])
+
+
+def test_chunks_respect_the_record_count_and_the_byte_budget():
+    rels = [f"r{i}" for i in range(10)]
+    sizes = [10, 10, 10, 50, 10, 200, 10, 10, 10, 10]
+    chunks = P.make_chunks(rels, sizes, chunk_size=4, chunk_bytes=60)
+    assert [c for c in chunks] == [["r0", "r1", "r2"], ["r3", "r4"], ["r5"], ["r6", "r7", "r8", "r9"]]
+    assert sum(chunks, []) == rels
+    assert P.make_chunks(rels, [0] * 10, chunk_size=3) == [rels[0:3], rels[3:6], rels[6:9], rels[9:]]
+
+
+def test_a_corpus_with_nothing_to_keep_gives_an_empty_but_valid_folder(tmp_path):
+    for i in range(3):
+        write_record(tmp_path / "data", f"A000{i}", rand_val(n=1500, seed=i), dx="#Dx: 55827005")
+    P.prepare(tmp_path / "data", tmp_path / "out", workers=1, progress=False)
+    prep = P.load_prepared(tmp_path / "out")
+    assert len(prep) == 0 and prep.signals.shape == (0, 12) and prep.label_matrix().shape == (0, 24)
+    assert prep.stats["per_skip_reason"] == {"no scored label": 3}
