@@ -585,12 +585,15 @@ def pretrain(
                             f"continue it or choose another --out")
     elif summary_path.is_file():
         done = json.loads(summary_path.read_text())
-        if done.get("epochs") == cfg.epochs and done.get("modality") == modality:
+        asked = {"modality": modality, "profile": prof.name, "config": as_dict(cfg), "transforms": transforms,
+                 "seed": int(seed)}
+        changed = sorted(k for k in asked if done.get(k) != asked[k])
+        if not changed:
             if progress:
                 print(f"pretrain: {out} already finished ({cfg.epochs} epochs); nothing to do")
             return out
-        raise UserError(f"--out {out} holds a finished run of {done.get('epochs')} epochs; it cannot be resumed "
-                        f"to {cfg.epochs} epochs (the schedules span the whole run): choose another --out")
+        raise UserError(f"--out {out} holds a finished run with other settings ({', '.join(changed)}; it ran "
+                        f"{done.get('epochs')} epochs); it cannot be resumed with these: choose another --out")
 
     from .prepare import load_prepared
     from .windows import Corpus

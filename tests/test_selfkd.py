@@ -7,6 +7,7 @@ import copy
 import csv
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -352,16 +353,22 @@ def test_a_finished_run_is_never_overwritten(prepared, run3):
     with pytest.raises(UserError, match="finished"):
         selfkd.pretrain(prepared, run3, **RUN)
     assert selfkd.pretrain(prepared, run3, resume=True, **RUN) == run3  # nothing left to do
-    with pytest.raises(UserError, match="epochs"):
-        selfkd.pretrain(prepared, run3, resume=True, **{**RUN, "epochs": 5})
+    with pytest.raises(UserError, match=r"other settings \(config;"):
+        selfkd.pretrain(prepared, run3, resume=True, **{**RUN, "epochs": 5})  # schedules span the whole run
+    with pytest.raises(UserError, match=r"other settings \(transforms;"):
+        selfkd.pretrain(prepared, run3, resume=True, transforms="tc", **RUN)
     assert (run3 / "backbone.pt").stat().st_mtime_ns == before
 
 
-def test_resume_refuses_a_checkpoint_written_with_other_settings(prepared, tmp_path):
+def test_resume_refuses_a_checkpoint_written_with_other_settings(prepared, run3, tmp_path):
     out = tmp_path / "time"
-    selfkd.pretrain(prepared, out, stop_after=1, **{**RUN, "epochs": 2, "records": 4})
-    with pytest.raises(UserError, match="seed"):
-        selfkd.pretrain(prepared, out, resume=True, seed=1, **{**RUN, "epochs": 2, "records": 4})
+    out.mkdir()
+    shutil.copy(run3 / "checkpoint.pt", out / "checkpoint.pt")  # an unfinished run of RUN
+    with pytest.raises(UserError, match="different settings \\(seed\\)"):
+        selfkd.pretrain(prepared, out, resume=True, seed=1, **RUN)
+    with pytest.raises(UserError, match="different settings \\(records\\)"):
+        selfkd.pretrain(prepared, out, resume=True, **{**RUN, "records": 4})
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]
 
 
 def test_spectrogram_pretraining_keeps_the_lowest_loss_student_when_asked(prepared, tmp_path):
