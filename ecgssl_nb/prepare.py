@@ -2,12 +2,14 @@
 
 What it does (SPEC 1.2-1.5, B1-B3, B25):
 
-* walks `--data-dir` recursively for `*.hea` and orders the records by (source, record name,
-  path), so nothing depends on the file system's listing order (B3);
+* walks `--data-dir` recursively for `*.hea` (hidden folders excepted, symlinks followed) and
+  orders the records by (source in `records.SOURCES` order, record name, path), so nothing
+  depends on the file system's listing order (B3);
 * reads each record (`records.read_record`), keeps it only if it carries at least one of the 27
   scored codes, has 12 leads and no NaN, and is at least 250 samples long at 100 Hz;
 * resamples **every lead** to 100 Hz with FFT resampling, `scipy.signal.resample`, new length
-  `int(n * 100 / fs)` (B1 fixed: the released code copied lead I into all 12 channels);
+  `int(n * 100 / fs)` (B1 fixed: the released code copied lead I into all 12 channels), in
+  float32 (within about 1e-6 mV of a float64 computation);
 * drops exact duplicate signals (the same raw int16 samples, hashed): the first record in the
   order above is kept, the others are skipped as 'duplicate signal' ('duplicate of <record>' in
   `detail`), so a duplicate never sits on both sides of a split nor counts twice;
@@ -18,15 +20,19 @@ Output folder:
 
 * `signals.npy`: float32 (T, 12) mV, all kept records back to back (load with mmap_mode='r');
 * `index.csv`: one row per kept record: record, source, path (relative to the data dir), fs,
-  n_samples (at fs), offset, length (at 100 Hz), age, sex, labels (merged scored codes, CLASSES
-  order), codes (pre-merge scored codes, header order), dx (all header codes), fold;
+  n_samples (at fs), offset, length (at 100 Hz), age (empty if unknown), sex (Male/Female,
+  empty if unknown), labels (merged scored codes, CLASSES order), codes (pre-merge scored codes,
+  header order), dx (all header codes, duplicates dropped), fold; codes separated by spaces;
 * `skipped.csv`: record, path, reason, detail (every header found is in one of the two files);
 * `stats.json`: per-lead mean and std (SPEC 1.4: average over records of the per-record, per-lead
   mean / standard deviation, over all kept records of all folds), counts.
 
-Work is done in chunks of records; each chunk's result is written atomically to `OUT/.parts/`, so
+Work is done in chunks (at most 256 records and 64 MiB of signal files), in `--workers`
+processes; each chunk's result is written atomically to `OUT/.parts/`, so
 a killed run, started again, only does the chunks that are missing and then assembles the same
-bytes as an uninterrupted run. The parts are removed after a successful assembly.
+bytes as an uninterrupted run (whatever the number of workers). The parts are removed after a
+successful assembly; `OUT/.complete.json` then marks the folder finished for this input and these
+settings, and running the command again does nothing.
 """
 
 from __future__ import annotations
