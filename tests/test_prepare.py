@@ -71,6 +71,7 @@ def test_real_index_offsets_are_back_to_back(real):
     assert ix["offset"].iloc[0] == 0
     np.testing.assert_array_equal(ix["offset"].to_numpy()[1:], (ix["offset"] + ix["length"]).to_numpy()[:-1])
     assert prep.signals.shape == (int(ix["length"].sum()), 12) == (prep.stats["total_samples"], 12)
+    assert isinstance(prep.signals, np.memmap) and prep.signals.dtype == np.float32
 
 
 def test_real_labels_are_merged_and_codes_keep_pre_merge_scored_codes(real):
