@@ -628,7 +628,7 @@ def pretrain(
 def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, modality: str, transforms: str,
            seed: int, rank: int, world: int, device: str, steps: int, resume: bool, progress: bool,
            stop_after: int | None, amp: bool, started_at: float, prepared_dir: Path) -> Path:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
     b, n = cfg.batch_size, len(corpus.lengths)
@@ -772,6 +772,19 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
 # --- command line ------------------------------------------------------------------------------
 
 
+def _parse_setting(item: str) -> tuple[str, int | float | str]:
+    """'clip_grad=3' -> ('clip_grad', 3); values are read as int, else float, else text."""
+    name, sep, text = item.partition("=")
+    if not sep or not name:
+        raise UserError(f"--set {item!r} must look like FIELD=VALUE, e.g. --set optimizer=adam-l2")
+    for kind in (int, float):
+        try:
+            return name, kind(text)
+        except ValueError:
+            pass
+    return name, text
+
+
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb pretrain --modality {time,spec} --prepared DIR --out OUT ...`."""
     p = argparse.ArgumentParser(prog="python -m ecgssl_nb pretrain",
@@ -791,11 +804,15 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--records", type=int, default=None, help="use only the first N prepared records (quick runs)")
     p.add_argument("--stop-after", type=int, default=None, help="train at most N epochs now; --resume goes on")
     p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a PretrainConfig field, e.g. --set optimizer=adam-l2 --set clip_grad=3 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     a = p.parse_args(argv)
+    overrides = dict(_parse_setting(item) for item in a.set)
     out = pretrain(a.prepared, a.out, a.modality, profile=a.profile, epochs=a.epochs, batch_size=a.batch_size,
                    device=a.device, transforms=a.transforms, seed=a.seed, resume=a.resume, keep=a.keep,
-                   progress=not a.no_progress, records=a.records, stop_after=a.stop_after, amp=a.amp)
+                   progress=not a.no_progress, records=a.records, stop_after=a.stop_after, amp=a.amp,
+                   overrides=overrides)
     if int(os.environ.get("RANK", "0")) == 0 and not a.no_progress:
         print(f"pretrain: wrote {out}")
     return 0

@@ -371,16 +371,20 @@ def test_resume_refuses_a_checkpoint_written_with_other_settings(prepared, run3,
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]
 
 
-def test_spectrogram_pretraining_keeps_the_lowest_loss_student_when_asked(prepared, tmp_path):
+def test_spectrogram_pretraining_from_the_command_line_keeps_the_lowest_loss_student(prepared, tmp_path):
+    from ecgssl_nb.__main__ import main
     from ecgssl_nb.models import load_backbone, se_resnet34
 
-    out = selfkd.pretrain(prepared, tmp_path / "spec", **{**RUN, "modality": "spec", "epochs": 2, "records": 4,
-                                                          "keep": "lowest-loss"})
+    out = tmp_path / "spec"
+    sets = [arg for k, v in FAST.items() for arg in ("--set", f"{k}={v}")]
+    code = main(["pretrain", "--modality", "spec", "--prepared", str(prepared), "--out", str(out), "--epochs", "2",
+                 "--batch-size", "4", "--records", "4", "--keep", "lowest-loss", "--no-progress", *sets])
+    assert code == 0
     log = read_log(out)
     best = int(np.argmin([float(r["loss"]) for r in log]))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["kept"] == "lowest-loss" and summary["kept_epoch"] == best == summary["best_epoch"]
-    assert summary["transforms"] == "t2"
+    assert summary["transforms"] == "t2" and summary["config"]["n_local"] == 2 and summary["config"]["base_lr"] == 0.5
     saved = torch.load(out / "backbone.pt", weights_only=True)
     ck = torch.load(out / "checkpoint.pt", weights_only=False)
     assert all(torch.equal(saved[k], ck["best_backbone"][k]) for k in saved)
@@ -420,9 +424,14 @@ def test_a_folder_that_is_not_prepared_is_refused(tmp_path):
         selfkd.pretrain(tmp_path / "empty", tmp_path / "out", "time")
 
 
-def test_cli_reports_bad_arguments_on_one_line_with_status_2(tmp_path, capsys):
+@pytest.mark.parametrize("args, word", [
+    (["--modality", "audio"], "--modality 'audio'"),
+    (["--modality", "time", "--set", "clip_grad"], "--set 'clip_grad'"),
+    (["--modality", "time", "--set", "teacher_momentum_schedule=linear"], "teacher_momentum_schedule"),
+])
+def test_cli_reports_bad_arguments_on_one_line_with_status_2(prepared, tmp_path, capsys, args, word):
     from ecgssl_nb.__main__ import main
 
-    code = main(["pretrain", "--modality", "audio", "--prepared", str(tmp_path), "--out", str(tmp_path / "o")])
+    code = main(["pretrain", *args, "--prepared", str(prepared), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "--modality 'audio'" in err
+    assert code == 2 and err.count("\n") == 1 and word in err
