@@ -56,6 +56,11 @@ __all__ = [
 DEFAULT_TRANSFORMS = {"time": "t1", "spec": "t2"}  # the paper's full view sets (Fig. 3)
 KEEP_CHOICES = ("final", "lowest-loss")
 OPTIMIZERS = ("adamw", "adam-l2")
+# OUT/log.csv, one row per epoch: epoch (0-based); loss (nats, mean over the epoch's steps and the
+# processes); lr, wd, teacher_momentum (means of the per-iteration schedules over the epoch);
+# teacher_temp; teacher_entropy (nats, mean entropy of the centred, sharpened teacher distribution;
+# at most log(out_dim)); embedding_std (`embedding_std` of the teacher's global views: ~0 means
+# collapse); time_s, views_time_s (windows + views), model_time_s (train_step), in seconds.
 LOG_COLUMNS = (
     "epoch", "loss", "lr", "wd", "teacher_temp", "teacher_momentum", "teacher_entropy",
     "embedding_std", "time_s", "views_time_s", "model_time_s",
@@ -741,7 +746,7 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
     if end_epoch < E:
         return out
     if rank == 0:
-        state = best_backbone if cfg.keep == "lowest-loss" else student.backbone.state_dict()
+        state = best_backbone if cfg.keep == "lowest-loss" else {k: v.detach().cpu() for k, v in student.backbone.state_dict().items()}
         _atomic(out / "backbone.pt", lambda tmp: torch.save(state, tmp))
         final = float(log_rows[-1]["loss"]) if log_rows else math.nan
         _write_json(out / "summary.json", {
