@@ -1,0 +1,245 @@
+"""The built book (`make book` -> _build/html), checked the way a reader meets it.
+
+* A headless Chromium opens the Table II page and the chapter pages; the rendered DOM must hold a
+  table with the eight setups and every one of the paper's Table II values, and each chapter its
+  figures. A screenshot of Table II is saved to _build/screenshots/table2.png for a person.
+* Every href/src of every built HTML file that points inside the site resolves to a file.
+* No page loads a script or stylesheet from the internet (the site reads offline).
+
+The site tests skip, saying why, only when _build/html does not exist (run `make book`) or no
+chromium is installed; CI (.ci/run) installs chromium and builds the book before the tests.
+The deviations page is checked from its source and never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SITE = ROOT / "_build" / "html"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CHAPTERS = ["01_data", "02_transforms", "03_selfkd", "04_finetune", "05_table1", "06_table2", "07_fig3"]
+SETUPS = ["T", "S", "TSC", "TSG", "SSL-T", "SSL-S", "SSL-TSC", "SSL-TSG"]
+
+
+# ------------------------------------------------------------------------------------------
+# the deviations page (source): every SPEC bug has its entry
+
+
+def test_deviations_page_has_an_entry_for_every_spec_bug_b1_to_b28():
+    text = (ROOT / "book" / "deviations.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^###\s+B(\d+)\.", text, flags=re.M)
+    assert [int(h) for h in headings] == list(range(1, 29)), f"B headings found: {headings}"
+    # each entry says what the code did, what we do, and why
+    entries = re.split(r"^###\s+B\d+\.", text, flags=re.M)[1:]
+    for number, entry in enumerate(entries, start=1):
+        body = entry.split("\n## ")[0]
+        for part in ("**Code:**", "**Here:**", "**Why:**"):
+            assert part in body, f"B{number} lacks {part}"
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+needs_site = pytest.mark.skipif(
+    not (SITE / "index.html").is_file(), reason=f"{SITE} does not exist: build the book first with `make book`"
+)
+needs_browser = pytest.mark.skipif(
+    _chromium() is None, reason="no chromium installed (`apt-get install -y chromium`; .ci/run does it)"
+)
+
+
+def _chromium_run(*args: str, timeout: int = 120) -> str:
+    """Run headless Chromium with the flags of TOOLCHAIN.md; returns stdout."""
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = [
+            _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args,
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise AssertionError(f"chromium failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def _rendered_dom(page: Path) -> str:
+    return _chromium_run("--dump-dom", page.as_uri())
+
+
+def _page(name: str) -> Path:
+    page = SITE / "notebooks" / f"{name}.html"
+    assert page.is_file(), f"{page} was not built"
+    return page
+
+
+class _Collector(HTMLParser):
+    """Tables (as lists of rows of cell texts), img srcs, and every href/src with its tag."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tables: list[list[list[str]]] = []
+        self._depth = 0
+        self._cell: list[str] | None = None
+        self.images: list[str] = []
+        self.links: list[tuple[str, str, str]] = []  # (tag, attribute, value)
+        self.scripts: list[str] = []
+        self.stylesheets: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table":
+            self._depth += 1
+            self.tables.append([])
+        elif tag == "tr" and self._depth:
+            self.tables[-1].append([])
+        elif tag in ("td", "th") and self._depth:
+            self._cell = []
+        if tag == "img":
+            self.images.append(a.get("src") or "")
+        if tag == "script" and a.get("src"):
+            self.scripts.append(a["src"])
+        if tag == "link" and "stylesheet" in (a.get("rel") or ""):
+            self.stylesheets.append(a.get("href") or "")
+        for attr in ("href", "src"):
+            if a.get(attr):
+                self.links.append((tag, attr, a[attr]))
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self._depth and self.tables[-1]:
+            self.tables[-1][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "table" and self._depth:
+            self._depth -= 1
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _parse(html: str) -> _Collector:
+    c = _Collector()
+    c.feed(html)
+    return c
+
+
+def _paper_table_ii() -> dict[str, list[str]]:
+    from ecgssl_nb.results import METRIC_KEYS, PAPER_TABLE_II
+
+    return {s: [f"{PAPER_TABLE_II.at[s, m]:.2f}" for m in METRIC_KEYS] for s in PAPER_TABLE_II.index}
+
+
+# ------------------------------------------------------------------------------------------
+# in the browser
+
+
+@needs_site
+@needs_browser
+def test_table2_page_renders_the_eight_setups_with_the_papers_values_and_is_screenshotted():
+    page = _page("06_table2")
+    dom = _parse(_rendered_dom(page))
+    paper = _paper_table_ii()
+    assert list(paper) == SETUPS
+    found = False
+    for table in dom.tables:
+        cells = [c for row in table for c in row]
+        if not all(s in cells for s in SETUPS):
+            continue
+        # the paper's seven values of each setup sit together on one row, labelled "paper"
+        rows_with_paper = [row for row in table if "paper" in row]
+        for setup, values in paper.items():
+            assert any(row[-7:] == values for row in rows_with_paper), f"paper's {setup} row {values} not in the table"
+        found = True
+        break
+    assert found, f"no table on {page.name} lists all eight setups {SETUPS}"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / "table2.png"
+    shot.unlink(missing_ok=True)
+    _chromium_run(f"--screenshot={shot}", "--window-size=1400,2600", "--hide-scrollbars", page.as_uri())
+    assert shot.is_file() and shot.stat().st_size > 10_000, "the screenshot was not written"
+
+
+@needs_site
+@needs_browser
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_chapter_page_shows_its_figures(chapter):
+    page = _page(chapter)
+    dom = _parse(_rendered_dom(page))
+    figures = [src for src in dom.images if "_images/" in src or src.startswith("data:image")]
+    assert figures, f"{page.name} shows no figure"
+    for src in figures:
+        assert src.strip(), f"{page.name}: an img has an empty src"
+        if not src.startswith("data:"):
+            path = (page.parent / unquote(urlsplit(src).path)).resolve()
+            assert path.is_file() and path.stat().st_size > 1000, f"{page.name}: figure {src} is missing or empty"
+
+
+# ------------------------------------------------------------------------------------------
+# every built file
+
+
+def _html_files() -> list[Path]:
+    return sorted(p for p in SITE.rglob("*.html") if "_static" not in p.parts)
+
+
+@needs_site
+def test_no_broken_internal_links_in_any_built_page():
+    broken = []
+    for page in _html_files():
+        for tag, attr, value in _parse(page.read_text(encoding="utf-8")).links:
+            parts = urlsplit(value)
+            if parts.scheme or value.startswith(("#", "//", "mailto:", "javascript:", "data:")):
+                continue
+            if not parts.path:
+                continue
+            target = (page.parent / unquote(parts.path)).resolve()
+            if not target.exists():
+                broken.append(f"{page.relative_to(SITE)}: <{tag} {attr}={value!r}>")
+    assert not broken, "broken internal links:\n" + "\n".join(broken[:30])
+
+
+@needs_site
+def test_the_site_loads_no_script_or_stylesheet_from_the_internet():
+    remote = []
+    for page in _html_files():
+        dom = _parse(page.read_text(encoding="utf-8"))
+        for src in dom.scripts + dom.stylesheets:
+            if urlsplit(src).scheme in ("http", "https") or src.startswith("//"):
+                remote.append(f"{page.relative_to(SITE)}: {src}")
+    assert not remote, "remote resources (the site must read offline):\n" + "\n".join(remote[:30])
+
+
+@needs_site
+def test_math_is_typeset_by_the_vendored_mathjax():
+    mathjax = SITE / "_static" / "mathjax" / "tex-chtml.js"
+    assert mathjax.is_file(), "the vendored MathJax was not copied into the site"
+    pages_with_math = [p for p in _html_files() if "tex-chtml.js" in p.read_text(encoding="utf-8")]
+    for page in pages_with_math:
+        assert "_static/mathjax/tex-chtml.js" in page.read_text(encoding="utf-8")
+
+
+@needs_site
+def test_every_chapter_offers_its_executed_notebook_as_ipynb():
+    for chapter in CHAPTERS:
+        html = _page(chapter).read_text(encoding="utf-8")
+        assert f"_sources/notebooks/{chapter}.ipynb" in html, f"{chapter}: no .ipynb download"
+        nb = SITE / "_sources" / "notebooks" / f"{chapter}.ipynb"
+        assert nb.is_file() and '"outputs"' in nb.read_text(encoding="utf-8")
