@@ -22,7 +22,6 @@ import argparse
 import copy
 import time
 
-import numpy as np
 import torch
 
 from ecgssl_nb.config import get_profile, resolve_device

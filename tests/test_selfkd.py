@@ -445,3 +445,12 @@ def test_cli_reports_bad_arguments_on_one_line_with_status_2(prepared, tmp_path,
     code = main(["pretrain", *args, "--prepared", str(prepared), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and word in err
+
+
+def test_pretraining_draws_on_every_record_of_every_fold_by_default(prepared, tmp_path):
+    from ecgssl_nb.prepare import load_prepared
+
+    index = load_prepared(prepared).index
+    assert index["fold"].nunique() > 1  # the fixture spans several folds ...
+    with pytest.raises(UserError, match=f"larger than the {len(index)} records"):  # ... and all are used (B13)
+        selfkd.pretrain(prepared, tmp_path / "out", "time", batch_size=len(index) + 1, progress=False)
