@@ -65,6 +65,8 @@ class FinetuneConfig:
     select_metric: str = "auprc"  # the README's best-PRC checkpoint
     threshold_grid: tuple = (0.1, 0.2, 0.3, 0.4, 0.5)
     threshold_default: float = 0.1
+    amp: bool = True  # bf16 autocast of the forward pass, on CUDA only (ignored on the CPU)
+    ablation_folds: tuple | None = None  # Fig. 3 fine-tunings run on these folds (None: the profile's)
 
 
 @dataclass(frozen=True)
@@ -166,8 +168,9 @@ def parse_folds(spec: str, n_folds: int = N_FOLDS) -> tuple:
                 out.append(int(part))
     except ValueError:
         raise UserError(f"--folds {spec!r} is not a list of folds like '0-9' or '0,3,5'") from None
-    for f in out:
-        check_fold(f, n_folds)
+    bad = [f for f in out if not 0 <= f < n_folds]
+    if bad:
+        raise UserError(f"--folds {spec!r}: fold {bad[0]} is out of range (folds are 0..{n_folds - 1})")
     if not out:
         raise UserError(f"--folds {spec!r} names no fold")
     return tuple(dict.fromkeys(out))

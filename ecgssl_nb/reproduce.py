@@ -1,0 +1,556 @@
+"""`python -m ecgssl_nb reproduce`: the whole study in one command, resumable, run by run.
+
+Steps, in order:
+
+1. Data. For the tiny profile without --data-dir, the synthetic fixture is written
+   (`profile.fixture_records` records; kept when a complete one is there). Then `prepare` runs,
+   which does nothing when the folder is already prepared from the same input.
+2. Pre-trainings (`selfkd.pretrain`). The main ones, time (t1 views) and spec (t2 views), run only
+   for the modalities the chosen ssl- setups need. With the ablation on, the Fig. 3 ones follow:
+   time-{none,tc,gn} and spec-{none,tc,fc}, for ssl-t / ssl-s. A finished pre-training (its
+   backbone.pt and summary.json) is skipped; an interrupted one resumes.
+3. Fine-tunings (`finetune.finetune`, protocol "both"): every chosen setup on every chosen fold,
+   then the ablation runs. The ablation fine-tunes ssl-t / ssl-s from each ablation backbone; t1
+   and t2 are the main ssl-t / ssl-s runs. A run whose result.json exists is skipped; an
+   interrupted one resumes from its checkpoint. With several devices, each device runs one
+   subprocess at a time (`python -m ecgssl_nb finetune ...`) from a shared queue. With one device
+   the runs execute in this process. A failing run does not stop the others: its traceback goes
+   to `<run>/error.txt` and it is listed at the end. A run whose pre-training failed is reported
+   as blocked.
+4. Tables. `tables/table2.csv` holds the 8 setups beside paper Table II, and `tables/table1.csv`
+   holds SSL-T, SSL-S and SSL-TSG beside Table I, for both protocols. `tables/fig3.csv` holds the
+   transform ablation. All come from `results.load_results` / `aggregate` / `compare_with_paper`.
+
+`manifest.json` records what ran, when, with which versions and devices, and the wall time of
+each step. It is rewritten after every step, so an interrupted study still shows how far it got.
+The folder layout is in `paths`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import queue
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import paths
+from .config import SETUPS, N_FOLDS, Profile, check_fold, check_setup, get_profile, parse_folds, resolve_device
+from .errors import UserError
+
+__all__ = ["reproduce", "cli", "RunsFailed", "parse_setups", "parse_devices", "write_tables", "Job"]
+
+
+class RunsFailed(Exception):
+    """Some runs of a study failed (the others finished; tables were written from them).
+    `failures` lists (job name, folder, one-line reason); `root` is the study folder."""
+
+    def __init__(self, root: Path, failures: list[tuple[str, str, str]]):
+        self.root = root
+        self.failures = failures
+        lines = "\n".join(f"  {name}: {reason} (see {folder}/error.txt)" for name, folder, reason in failures)
+        super().__init__(f"{len(failures)} run(s) failed in {root}:\n{lines}")
+
+
+# --- arguments ---------------------------------------------------------------------------------
+
+
+def parse_setups(setups) -> tuple[str, ...]:
+    """'all' -> every setup; 't,tsg' or a list -> those, in the paper's order."""
+    if setups is None or setups == "all":
+        return SETUPS
+    items = [s.strip() for s in setups.split(",")] if isinstance(setups, str) else list(setups)
+    items = [s for s in items if s]
+    if not items:
+        raise UserError(f"--setups {setups!r} names no setup; use 'all' or a list like t,tsg,ssl-t")
+    for s in items:
+        check_setup(s)
+    return tuple(s for s in SETUPS if s in items)
+
+
+def parse_devices(devices, profile: Profile) -> list[str]:
+    """'0,1' -> ['cuda:0', 'cuda:1']; 'cpu' -> ['cpu']; 'cpu,cpu' -> two CPU workers; None -> every
+    visible GPU for the paper profile (UserError when there is none), the profile's device
+    otherwise. One worker per entry runs one run at a time."""
+    if devices is None:
+        if profile.device.startswith("cuda"):
+            n = torch.cuda.device_count()
+            if n == 0:
+                raise UserError(f"profile {profile.name!r} runs on GPUs but none is visible; pass --devices cpu "
+                                f"to run it on the CPU anyway")
+            return [f"cuda:{i}" for i in range(n)]
+        return [resolve_device(profile.device)]
+    items = [d.strip() for d in devices.split(",")] if isinstance(devices, str) else [str(d) for d in devices]
+    items = [d for d in items if d]
+    if not items:
+        raise UserError(f"--devices {devices!r} names no device; use e.g. 0,1 or cpu")
+    out = []
+    for d in items:
+        d = f"cuda:{d}" if d.isdigit() else d
+        if d.startswith("cuda:") and d[5:].isdigit() and torch.cuda.is_available() \
+                and int(d[5:]) >= torch.cuda.device_count():
+            raise UserError(f"--devices: {d} does not exist ({torch.cuda.device_count()} GPUs visible)")
+        out.append(resolve_device(d))
+    return out  # a device named twice runs two runs on it at a time (e.g. cpu,cpu)
+
+
+def _folds(folds, default: tuple) -> tuple[int, ...]:
+    if folds is None:
+        return tuple(default)
+    if isinstance(folds, str):
+        return parse_folds(folds)
+    out = tuple(check_fold(f) for f in folds)
+    if not out:
+        raise UserError("--folds names no fold")
+    return tuple(dict.fromkeys(out))
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """One unit of work: a pre-training or a fine-tuning, runnable in-process or as a command."""
+
+    kind: str  # "pretrain" or "finetune"
+    name: str  # e.g. "finetune ssl-tsg fold 3", "pretrain time-gn"
+    folder: Path
+    run: Callable[[str], object]  # in-process: run(device)
+    argv: Callable[[str], list[str]]  # subprocess: argv(device) after `python -m ecgssl_nb`
+    needs: list = field(default_factory=list)  # Jobs that must have succeeded (or been done before)
+    status: str = "todo"  # todo, skipped (done before), done, failed, blocked
+    reason: str = ""
+    wall_s: float = 0.0
+    device: str = ""
+
+    def done_before(self) -> bool:
+        if self.kind == "finetune":
+            return (self.folder / "result.json").is_file()
+        return (self.folder / "backbone.pt").is_file() and (self.folder / "summary.json").is_file()
+
+
+def _write_error(folder: Path, text: str) -> None:
+    from .results import write_text_atomic
+
+    write_text_atomic(folder / "error.txt", text)
+
+
+def _run_inprocess(job: Job, device: str) -> None:
+    t0 = time.perf_counter()
+    job.device = device
+    try:
+        job.run(device)
+        job.status = "done"
+        err = job.folder / "error.txt"
+        if err.is_file():
+            err.unlink()  # an earlier failure of this run, now fixed
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a failing run must not lose the others
+        job.status, job.reason = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        _write_error(job.folder, traceback.format_exc())
+    job.wall_s = time.perf_counter() - t0
+
+
+def _run_subprocess(job: Job, device: str) -> None:
+    t0 = time.perf_counter()
+    job.device = device
+    job.folder.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "ecgssl_nb", *job.argv(device)]
+    log = job.folder / "run.log"
+    with open(log, "w") as fh:
+        fh.write(" ".join(cmd) + "\n")
+        fh.flush()
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT).returncode
+    if rc == 0:
+        job.status = "done"
+        err = job.folder / "error.txt"
+        if err.is_file():
+            err.unlink()
+    else:
+        tail = log.read_text(errors="replace").splitlines()[-60:]
+        last = next((ln for ln in reversed(tail) if ln.strip()), "")
+        job.status, job.reason = "failed", f"exit status {rc}: {last.strip()[:300]}"
+        _write_error(job.folder, f"$ {' '.join(cmd)}\nexit status {rc}\n\n" + "\n".join(tail) + "\n")
+    job.wall_s = time.perf_counter() - t0
+
+
+def run_jobs(jobs: list[Job], devices: list[str], progress: bool = True, on_update: Callable | None = None) -> None:
+    """Run `jobs` (skipping finished ones; blocking those whose needs failed): in this process
+    when there is one device, else one subprocess per device at a time from a shared queue."""
+    from tqdm.auto import tqdm
+
+    todo = []
+    for job in jobs:
+        if job.done_before():
+            job.status = "skipped"
+        else:
+            todo.append(job)
+    if not todo:
+        return
+    lock = threading.Lock()
+    bar = tqdm(total=len(todo), desc=f"{todo[0].kind} runs", unit="run", disable=not progress, file=sys.stderr)
+
+    def blocked(job: Job) -> bool:
+        bad = [n.name for n in job.needs if n.status in ("failed", "blocked")]
+        if bad:
+            job.status, job.reason = "blocked", f"needs {', '.join(bad)}, which failed"
+            _write_error(job.folder, f"not run: {job.reason}\n")
+            return True
+        return False
+
+    def finish(job: Job) -> None:
+        with lock:
+            bar.update(1)
+            bar.set_postfix_str(f"{job.name}: {job.status}")
+            if on_update is not None:
+                on_update()
+
+    if len(devices) == 1:
+        for job in todo:
+            if not blocked(job):
+                _run_inprocess(job, devices[0])
+            finish(job)
+    else:
+        q: queue.Queue = queue.Queue()
+        for job in todo:
+            q.put(job)
+
+        def worker(device: str) -> None:
+            while True:
+                try:
+                    job = q.get_nowait()
+                except queue.Empty:
+                    return
+                if not blocked(job):
+                    _run_subprocess(job, device)
+                finish(job)
+
+        threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devices]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    bar.close()
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+
+def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
+    """Write tables/table1.csv, table2.csv (ours beside the paper, both protocols) and
+    tables/fig3.csv (the transform ablation, both protocols) from the finished runs; a table
+    without any finished run is not written. Returns {name: path} of the tables written."""
+    import warnings
+
+    from .results import METRIC_KEYS, aggregate, compare_with_paper, load_results, write_csv_atomic
+
+    written = {}
+    ft_root = paths.profile_root(runs, profile) / "finetune"
+    ab_root = paths.profile_root(runs, profile) / "ablation" / "finetune"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        main = load_results(ft_root) if ft_root.is_dir() else pd.DataFrame()
+        if len(main):
+            for name, table, keep in (("table2", "II", None), ("table1", "I", ("ssl-t", "ssl-s", "ssl-tsg"))):
+                parts = []
+                for protocol in sorted(main["protocol"].unique()):
+                    agg = aggregate(main, protocol)
+                    if keep is not None:
+                        agg = agg.loc[[s for s in agg.index if s in keep]]
+                    if len(agg):
+                        parts.append(compare_with_paper(agg, table))
+                if parts:
+                    path = paths.table_path(runs, profile, name)
+                    write_csv_atomic(path, pd.concat(parts).reset_index())
+                    written[name] = path
+        ab = load_results(ab_root) if ab_root.is_dir() else pd.DataFrame()
+        rows = []
+        if len(ab) or len(main):
+            for modality, setup in paths.ABLATION_SETUPS.items():
+                full = main[main["setup"] == setup].assign(run=f"{setup}-{paths.MAIN_TRANSFORMS[modality]}") \
+                    if len(main) else pd.DataFrame()
+                part = ab[ab["run"].str.startswith(f"{setup}-")] if len(ab) else pd.DataFrame()
+                both = pd.concat([p for p in (part, full) if len(p)]) if len(part) or len(full) else pd.DataFrame()
+                if len(part) == 0 or len(both) == 0:  # no ablation for this modality
+                    continue
+                for protocol in sorted(both["protocol"].unique()):
+                    agg = aggregate(both, protocol, by="run")
+                    for run, r in agg.iterrows():
+                        transforms = run[len(setup) + 1:]
+                        rows.append({"modality": modality, "transforms": transforms, "setup": setup,
+                                     "protocol": protocol, "n_folds": r["n_folds"], "folds": r["folds"],
+                                     "profile": r["profile"], "data": r["data"],
+                                     **{f"{m}_mean": r[f"{m}_mean"] for m in METRIC_KEYS},
+                                     **{f"{m}_std": r[f"{m}_std"] for m in METRIC_KEYS}})
+        if rows:
+            order = {t: i for m in paths.ABLATION_TRANSFORMS
+                     for i, t in enumerate((*paths.ABLATION_TRANSFORMS[m], paths.MAIN_TRANSFORMS[m]))}
+            df = pd.DataFrame(rows)
+            df["_o"] = df["transforms"].map(order)
+            df = df.sort_values(["modality", "protocol", "_o"], ascending=[False, True, True]).drop(columns="_o")
+            path = paths.table_path(runs, profile, "fig3")
+            write_csv_atomic(path, df.reset_index(drop=True))
+            written["fig3"] = path
+    return written
+
+
+# --- the study ---------------------------------------------------------------------------------
+
+
+def _versions() -> dict:
+    from .finetune import package_version
+
+    return {"ecgssl_nb": package_version(), "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "pandas": pd.__version__, "platform": platform.platform()}
+
+
+def _device_names(devices: list[str]) -> dict:
+    out = {}
+    for d in devices:
+        if d.startswith("cuda") and torch.cuda.is_available():
+            out[d] = torch.cuda.get_device_name(torch.device(d))
+        else:
+            out[d] = platform.processor() or platform.machine() or "cpu"
+    return out
+
+
+def _job_record(job: Job) -> dict:
+    return {"name": job.name, "folder": str(job.folder), "status": job.status, "reason": job.reason,
+            "device": job.device, "wall_s": round(job.wall_s, 3)}
+
+
+def reproduce(
+    profile: str | Profile = "tiny",
+    data_dir: str | Path | None = None,
+    out: str | Path = "runs",
+    folds=None,
+    setups="all",
+    devices=None,
+    ablation: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Run the study of `profile` into OUT/<profile>/ (see the module docstring); returns that
+    folder. folds: '0-9', '0,3' or a list (default the profile's); setups: 'all', 't,tsg' or a
+    list; devices: '0,1', 'cpu' or a list (default: every visible GPU for the paper profile, the
+    profile's device otherwise). Finished work is skipped, so calling it again resumes. Raises
+    RunsFailed at the end (after the tables and the manifest) when any run failed."""
+    t_start = time.perf_counter()
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    if not isinstance(prof, Profile):
+        raise UserError(f"--profile must be a profile name, got {type(profile).__name__}")
+    if data_dir is None and prof.data != "fixture":
+        raise UserError(f"--data-dir is required for profile {prof.name!r}: the folder with the PhysioNet/CinC 2020 "
+                        f"records (`python -m ecgssl_nb download`)")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UserError(f"--data-dir {data_dir} is not a folder")
+    chosen = parse_setups(setups)
+    fold_list = _folds(folds, prof.folds)
+    if folds is None and prof.finetune.ablation_folds is not None:
+        ablation_folds = _folds(prof.finetune.ablation_folds, prof.folds)  # the profile's smaller ablation
+    else:
+        ablation_folds = fold_list
+    device_list = parse_devices(devices, prof)
+    if len(device_list) > 1 and not isinstance(profile, str):
+        raise UserError("a Profile object runs in this process only: pass one device, or the profile's name")
+    out = Path(out)
+    root = paths.profile_root(out, prof.name)
+    root.mkdir(parents=True, exist_ok=True)
+
+    from .results import write_json_atomic
+
+    manifest = {
+        "profile": prof.name, "started": started_at, "finished": None, "command": sys.argv,
+        "data_dir": str(data_dir) if data_dir is not None else None, "folds": list(fold_list),
+        "ablation_folds": list(ablation_folds) if ablation else [], "setups": list(chosen), "ablation": bool(ablation),
+        "devices": device_list, "device_names": _device_names(device_list), "versions": _versions(),
+        "steps": {}, "runs": {}, "failures": [],
+    }
+    mpath = paths.manifest_path(out, prof.name)
+
+    def save_manifest() -> None:
+        write_json_atomic(mpath, manifest)
+
+    def step(name: str, fn: Callable[[], object]) -> object:
+        t0 = time.perf_counter()
+        if progress:
+            print(f"reproduce [{prof.name}]: {name} ...", file=sys.stderr)
+        result = fn()
+        manifest["steps"][name] = {"wall_s": round(time.perf_counter() - t0, 3)}
+        save_manifest()
+        return result
+
+    # 1. data
+    if data_dir is None:
+        fx = paths.fixture_dir(out, prof.name)
+
+        def make() -> Path:
+            from .fixture import MARKER, make_fixture
+
+            try:
+                meta = json.loads((fx / MARKER).read_text())
+                if meta.get("complete") and meta.get("n_records") == prof.fixture_records and meta.get("seed") == prof.seed:
+                    return fx
+            except (OSError, ValueError):
+                pass
+            return make_fixture(fx, n_records=prof.fixture_records, seed=prof.seed)
+
+        data_dir = step("fixture", make)
+        data_kind = "fixture"
+    else:
+        data_kind = None  # inferred by finetune from the prepared folder
+    from .prepare import load_prepared, prepare
+
+    prep_dir = paths.prepared_dir(out, prof.name)
+    step("prepare", lambda: prepare(data_dir, prep_dir, workers=prof.workers, progress=progress))
+    prepared = load_prepared(prep_dir)
+    if data_kind is None:
+        from .finetune import infer_data_kind
+
+        data_kind = infer_data_kind(prepared)
+    manifest["data_kind"] = data_kind
+    manifest["n_records"] = int(len(prepared.index))
+
+    # 2. pre-trainings
+    from . import finetune as ft
+    from . import selfkd
+
+    def pretrain_job(modality: str, transforms: str, folder: Path, name: str) -> Job:
+        cfg = prof.pretrain[modality]
+
+        def run(device: str):
+            return selfkd.pretrain(prep_dir, folder, modality, profile=prof.name, epochs=cfg.epochs,
+                                   batch_size=cfg.batch_size, device=device, transforms=transforms, seed=prof.seed,
+                                   resume=True, progress=progress)
+
+        def argv(device: str) -> list[str]:
+            return ["pretrain", "--modality", modality, "--prepared", str(prep_dir), "--out", str(folder),
+                    "--profile", prof.name, "--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size),
+                    "--device", device, "--transforms", transforms, "--seed", str(prof.seed), "--resume",
+                    "--no-progress"]
+
+        return Job("pretrain", name, folder, run, argv)
+
+    needs_mod = {m: any(s.startswith("ssl-") and (m == "time" and s[4:] in ("t", "tsc", "tsg")
+                                                  or m == "spec" and s[4:] in ("s", "tsc", "tsg")) for s in chosen)
+                 for m in ("time", "spec")}
+    main_pre: dict[str, Job] = {}
+    ablation_pre: dict[tuple[str, str], Job] = {}
+    for m in ("time", "spec"):
+        if needs_mod[m]:
+            main_pre[m] = pretrain_job(m, paths.MAIN_TRANSFORMS[m], paths.pretrain_run_dir(out, prof.name, m),
+                                       f"pretrain {m}")
+    ablated = [m for m in ("time", "spec") if ablation and paths.ABLATION_SETUPS[m] in chosen]
+    for m in ablated:
+        for tr in paths.ABLATION_TRANSFORMS[m]:
+            ablation_pre[(m, tr)] = pretrain_job(m, tr, paths.ablation_pretrain_dir(out, prof.name, m, tr),
+                                                 f"pretrain {m}-{tr}")
+    pre_jobs = list(main_pre.values()) + list(ablation_pre.values())
+
+    def record_runs(jobs: list[Job]) -> Callable[[], None]:
+        def update() -> None:
+            for j in jobs:
+                manifest["runs"][j.name] = _job_record(j)
+            save_manifest()
+        return update
+
+    if pre_jobs:
+        step("pretrain", lambda: run_jobs(pre_jobs, device_list, progress, record_runs(pre_jobs)))
+        record_runs(pre_jobs)()
+
+    # 3. fine-tunings
+    ft_jobs: list[Job] = []
+
+    def finetune_job(setup: str, fold: int, folder: Path, name: str, pretrained, needs: list[Job]) -> Job:
+        def run(device: str):
+            return ft.finetune(setup, fold, prepared, folder, pretrained=pretrained, profile=prof, device=device,
+                               seed=prof.seed, resume=True, protocol="both", progress=progress, data_kind=data_kind)
+
+        def argv(device: str) -> list[str]:
+            a = ["finetune", "--setup", setup, "--fold", str(fold), "--prepared", str(prep_dir), "--out", str(folder),
+                 "--profile", prof.name, "--device", device, "--seed", str(prof.seed), "--resume",
+                 "--data-kind", data_kind, "--no-progress"]
+            if isinstance(pretrained, dict):
+                for m, p in pretrained.items():
+                    a += [f"--pretrained-{m}", str(p)]
+            elif pretrained is not None:
+                a += ["--pretrained", str(pretrained)]
+            return a
+
+        return Job("finetune", name, folder, run, argv, needs=needs)
+
+    pre_dir = paths.pretrain_dir(out, prof.name)
+    for fold in fold_list:
+        for setup in chosen:
+            ssl = setup.startswith("ssl-")
+            needs = [main_pre[m] for m in ("time", "spec") if ssl and m in main_pre
+                     and (m == "time" and setup[4:] in ("t", "tsc", "tsg") or m == "spec" and setup[4:] in ("s", "tsc", "tsg"))]
+            ft_jobs.append(finetune_job(setup, fold, paths.finetune_dir(out, prof.name, setup, fold),
+                                        f"finetune {setup} fold {fold}", pre_dir if ssl else None, needs))
+    for fold in ablation_folds:
+        for m in ablated:
+            setup = paths.ABLATION_SETUPS[m]
+            for tr in paths.ABLATION_TRANSFORMS[m]:
+                backbone = paths.ablation_pretrain_dir(out, prof.name, m, tr) / "backbone.pt"
+                ft_jobs.append(finetune_job(setup, fold, paths.ablation_finetune_dir(out, prof.name, m, tr, fold),
+                                            f"ablation {setup}-{tr} fold {fold}", {m: backbone},
+                                            [ablation_pre[(m, tr)]]))
+    all_jobs = pre_jobs + ft_jobs
+    step("finetune", lambda: run_jobs(ft_jobs, device_list, progress, record_runs(all_jobs)))
+    record_runs(all_jobs)()
+
+    # 4. tables
+    tables = step("tables", lambda: write_tables(out, prof.name))
+    manifest["tables"] = {k: str(v) for k, v in tables.items()}
+    failures = [(j.name, str(j.folder), j.reason) for j in all_jobs if j.status in ("failed", "blocked")]
+    manifest["failures"] = [{"name": n, "folder": f, "reason": r} for n, f, r in failures]
+    manifest["counts"] = {s: sum(j.status == s for j in all_jobs) for s in ("done", "skipped", "failed", "blocked")}
+    manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    manifest["wall_s"] = round(time.perf_counter() - t_start, 3)
+    save_manifest()
+    if progress:
+        c = manifest["counts"]
+        print(f"reproduce [{prof.name}]: {c['done']} runs done, {c['skipped']} already finished, "
+              f"{c['failed']} failed, {c['blocked']} blocked in {manifest['wall_s']:.0f} s; tables: "
+              f"{', '.join(str(p) for p in tables.values()) or 'none'}", file=sys.stderr)
+    if failures:
+        raise RunsFailed(root, failures)
+    return root
+
+
+def cli(argv: list[str]) -> int:
+    """`python -m ecgssl_nb reproduce --profile P [--data-dir D] [--out O] [--folds F] ...`."""
+    p = argparse.ArgumentParser(prog="python -m ecgssl_nb reproduce",
+                                description="Run the whole study (prepare, pre-train, fine-tune every setup on every "
+                                            "fold, ablation, tables), skipping finished work.")
+    p.add_argument("--profile", default="tiny", help="tiny (synthetic fixture, CPU; default) or paper")
+    p.add_argument("--data-dir", default=None, help="the Challenge records (required for --profile paper; "
+                                                    "default for tiny: the synthetic fixture)")
+    p.add_argument("--out", default="runs", help="runs folder; the study goes to OUT/<profile>/ (default runs)")
+    p.add_argument("--folds", default=None, help=f"outer folds, e.g. 0-{N_FOLDS - 1} or 0,3 (default: the profile's)")
+    p.add_argument("--setups", default="all", help=f"all (default) or a list like t,tsg,ssl-t from {', '.join(SETUPS)}")
+    p.add_argument("--devices", default=None, help="GPU numbers like 0,1 (one run per GPU at a time), or cpu "
+                                                   "(default: all visible GPUs for paper, cpu for tiny)")
+    p.add_argument("--no-ablation", action="store_true", help="skip the Fig. 3 transform ablation")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    a = p.parse_args(argv)
+    try:
+        root = reproduce(a.profile, data_dir=a.data_dir, out=a.out, folds=a.folds, setups=a.setups,
+                         devices=a.devices, ablation=not a.no_ablation, progress=not a.no_progress)
+    except RunsFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"reproduce: finished; results, tables and manifest in {root}")
+    return 0
