@@ -7,9 +7,12 @@ For each modality it times, separately and then together, on random raw windows 
 device (a synthetic Corpus: the view code cannot tell them from ECGs):
 * views: one random 250-sample window per record, then 2 global + 8 local views (`make_views`);
 * step:  `train_step` = teacher forward on the global views, student forward/backward on all
-  10 views in one pass, DINO loss, AdamW step, EMA (paper head: out_dim 65,536).
+  10 views in one pass, DINO loss, AdamW step, EMA (paper head: out_dim 65,536);
+* floor: the student's forward/backward alone on the same views, measured beside the step so
+  the step's overhead (teacher, loss, optimiser, EMA) can be read whatever else loads the machine.
 Defaults are the paper's batches (196 time, 256 spec) on CUDA; on the CPU they are far too slow
-to time, so the CPU default is 16 records (say so when quoting the figures).
+to time, so the CPU default is 16 records (say so when quoting the figures). On a small shared
+CPU, --threads 1 is usually fastest: spin-waiting OpenMP threads cost more than they give.
 
 Reference points (SPEC 10 and this project's measurements of the released code on a 2-core
 machine): a time-series DINO step of about 34 records/s, and view making of about 260 records/s
@@ -76,15 +79,22 @@ def bench(modality: str, batch: int, device: str, repeats: int, warmup: int, out
         train_step(student, teacher, loss_fn, opt, fixed if v is None else v, epoch=1, lr=1e-4,
                    weight_decay=0.04, momentum=0.996, amp=amp)
 
+    def floor():  # the student's forward + backward on all views and nothing else: the step's floor
+        student(fixed).float().logsumexp(-1).mean().backward()
+        student.zero_grad(set_to_none=True)
+
     for _ in range(warmup):
         views()
         step()
+        floor()
     t_views = _timed(views, repeats, device)
     t_step = _timed(step, repeats, device)
+    t_floor = _timed(floor, repeats, device)
     t_both = _timed(lambda: step(views()), repeats, device)
     return {"modality": modality, "batch": batch, "views_shape": tuple(fixed.shape),
             "views_records_s": batch / t_views, "step_records_s": batch / t_step,
-            "iteration_records_s": batch / t_both, "views_share": t_views / (t_views + t_step)}
+            "floor_records_s": batch / t_floor, "iteration_records_s": batch / t_both,
+            "views_share": t_views / (t_views + t_step)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
               f"views {r['views_records_s']:9.1f} rec/s ({r['views_records_s'] / REF_VIEWS_RECORDS_S:6.1f}x the "
               f"released {REF_VIEWS_RECORDS_S:.0f}/worker) | step {r['step_records_s']:8.1f} rec/s"
               + (f" ({r['step_records_s'] / REF_STEP_RECORDS_S:.2f}x the released {REF_STEP_RECORDS_S:.0f})" if m == "time" else "")
+              + f" | student fwd+bwd alone {r['floor_records_s']:8.1f} rec/s (the step costs "
+              f"{100 * (r['floor_records_s'] / r['step_records_s'] - 1):+.0f}%)"
               + f" | views + step {r['iteration_records_s']:8.1f} rec/s, views {100 * r['views_share']:.1f}% of the time")
     return 0
 
