@@ -239,12 +239,14 @@ def test_a_run_killed_mid_epoch_leaves_no_result_and_resumes_to_the_uninterrupte
 # --- it learns ---------------------------------------------------------------------------------
 
 
-def test_tsg_learns_the_fixture_well_above_chance(tmp_path):
-    # 400 records (~40 per fold): the waveforms follow the labels, so two epochs suffice.
+def test_tsg_on_the_tiny_profile_learns_the_fixture_well_above_chance(tmp_path):
+    # The tiny profile as `reproduce` runs it: 400 records (~40 per fold), 3 epochs of 2 crops.
+    # The fixture's waveforms follow the labels; measured: macro AUROC 0.755 on fold 0 (both
+    # protocols), against 0.5 for chance.
     make_fixture(tmp_path / "fixture", n_records=400, seed=0)
     prep = prepare(tmp_path / "fixture", tmp_path / "prepared", workers=2, progress=False)
-    tiny = get_profile("tiny")
-    res = ft.finetune("tsg", 0, prep, tmp_path / "run", profile=tiny, epochs=2, progress=False)
+    res = ft.finetune("tsg", 0, prep, tmp_path / "run", profile="tiny", progress=False)
+    assert res["epochs"] == 3
     assert res["metrics"]["honest"]["auroc"] > 0.65
     assert res["metrics"]["paper"]["auroc"] > 0.65
 
