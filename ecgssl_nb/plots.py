@@ -61,7 +61,7 @@ def spectrogram_leads(spec, title: str = "", leads: Sequence[str] = LEADS, label
     s = np.asarray(spec, dtype=float)
     if s.ndim != 3 or s.shape[0] != len(leads):
         raise ValueError(f"spec must have shape ({len(leads)}, frequencies, frames), got {s.shape}")
-    fig, axes = plt.subplots(3, 4, figsize=(11, 6), sharex=True, sharey=True)
+    fig, axes = plt.subplots(3, 4, figsize=(11, 6), sharex=True, sharey=True, layout="constrained")
     vmin, vmax = np.nanmin(s), np.nanmax(s)
     extent = (0.0, s.shape[2] * SPEC_HOP_S, 0.0, s.shape[1] * 4.0)
     im = None
@@ -74,7 +74,6 @@ def spectrogram_leads(spec, title: str = "", leads: Sequence[str] = LEADS, label
     for ax in axes[:, 0]:
         ax.set_ylabel("Hz")
     fig.suptitle(title)
-    fig.tight_layout()
     fig.colorbar(im, ax=axes, shrink=0.8, label=label)
     return fig
 
@@ -103,7 +102,8 @@ def spectrogram_panels(panels: Mapping[str, np.ndarray], title: str = "") -> Fig
     arrays = {k: _check_2d(v, f"panels[{k!r}]") for k, v in panels.items()}
     vmin = min(np.nanmin(a) for a in arrays.values())
     vmax = max(np.nanmax(a) for a in arrays.values())
-    fig, axes = plt.subplots(1, len(arrays), figsize=(2.6 * len(arrays) + 1, 2.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(arrays), figsize=(2.6 * len(arrays) + 1, 3.0), sharey=True, squeeze=False,
+                             layout="constrained")
     im = None
     for ax, (name, a) in zip(axes[0], arrays.items()):
         extent = (0.0, a.shape[1] * SPEC_HOP_S, 0.0, a.shape[0] * 4.0)
@@ -112,7 +112,6 @@ def spectrogram_panels(panels: Mapping[str, np.ndarray], title: str = "") -> Fig
         ax.set_xlabel("time (s)")
     axes[0, 0].set_ylabel("Hz")
     fig.suptitle(title)
-    fig.tight_layout()
     fig.colorbar(im, ax=axes, shrink=0.9)
     return fig
 
@@ -183,14 +182,13 @@ def fold_balance(counts: pd.DataFrame, title: str = "") -> Figure:
         raise ValueError("counts is empty")
     c = counts.astype(float)
     share = c / c.sum(axis=0).replace(0, np.nan)
-    fig, ax = plt.subplots(figsize=(11, 0.35 * len(c) + 1.8))
+    fig, ax = plt.subplots(figsize=(11, 0.35 * len(c) + 1.8), layout="constrained")
     ideal = 1.0 / len(c)
     im = ax.imshow(share.to_numpy(), aspect="auto", cmap="coolwarm", vmin=0, vmax=2 * ideal)
     ax.set_xticks(range(c.shape[1]), [str(x) for x in c.columns], rotation=90, fontsize=8)
     ax.set_yticks(range(len(c)), [f"fold {i}" for i in c.index], fontsize=8)
     fig.colorbar(im, ax=ax, label=f"share of the class's records (ideal {ideal:.2f})")
     ax.set_title(title)
-    fig.tight_layout()
     return fig
 
 
