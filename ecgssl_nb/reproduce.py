@@ -397,11 +397,12 @@ def reproduce(
         fx = paths.fixture_dir(out, prof.name)
 
         def make() -> Path:
-            from .fixture import MARKER, make_fixture
+            from .fixture import FIXTURE_VERSION, MARKER, make_fixture
 
-            try:
+            try:  # a complete fixture of this size, seed and version is kept
                 meta = json.loads((fx / MARKER).read_text())
-                if meta.get("complete") and meta.get("n_records") == prof.fixture_records and meta.get("seed") == prof.seed:
+                if meta.get("complete") and (meta.get("n_records"), meta.get("seed"), meta.get("version")) == (
+                        prof.fixture_records, prof.seed, FIXTURE_VERSION):
                     return fx
             except (OSError, ValueError):
                 pass
