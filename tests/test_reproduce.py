@@ -162,3 +162,6 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys):
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="CUDA is not available"):
             parse_devices("0", TINY)
+        with pytest.raises(UserError, match="none is visible; pass --devices cpu"):
+            reproduce("paper", data_dir=tmp_path, out=tmp_path)  # paper defaults to every visible GPU
+        assert not (tmp_path / "paper").exists()
