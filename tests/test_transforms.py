@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.io
 import scipy.signal
+import scipy.stats
 import torch
 
 from ecgssl_nb import transforms as T
@@ -95,6 +96,52 @@ def test_random_resized_crop_rejects_bad_scale_and_missing_generator():
         T.random_resized_crop(x, (0.1, 0.5))
     with pytest.raises(UserError, match="x must be"):
         T.random_resized_crop(torch.zeros(12, N), (0.1, 0.5), gen())
+
+
+def subset_counts(mask: torch.Tensor) -> np.ndarray:
+    """How often each subset (a row of the bool mask, read as a binary number) was drawn."""
+    code = (mask.long() * (2 ** torch.arange(mask.shape[1]))).sum(1)
+    return np.bincount(code.numpy(), minlength=2 ** mask.shape[1])
+
+
+def test_random_subset_draws_k_items_without_replacement_uniformly():
+    k = torch.tensor([0, 1, 5, 123, 246, 247]).repeat(50)
+    m = T._random_subset(k, 248, gen(60))
+    assert m.shape == (300, 248) and m.dtype == torch.bool
+    torch.testing.assert_close(m.sum(1), k, rtol=0, atol=0)  # exactly k, none twice
+    small = T._random_subset(torch.full((30000,), 2), 6, gen(61))  # the 15 pairs of 6 items
+    counts = subset_counts(small)
+    pairs = [code for code in range(64) if bin(code).count("1") == 2]
+    assert counts[pairs].sum() == 30000
+    assert scipy.stats.chisquare(counts[pairs]).pvalue > 1e-3  # every pair equally likely
+    inclusion = T._random_subset(torch.full((4000,), 124), 248, gen(62)).sum(0).numpy()  # ~ Bin(4000, 1/2)
+    assert scipy.stats.chisquare(inclusion).pvalue > 1e-3  # every position equally likely
+
+
+def test_random_subset_redraws_rows_whose_keys_tie_and_stays_uniform(monkeypatch):
+    # Keys rounded to 4 values tie all the time; taking the k smallest with ties broken by position
+    # would favour the first items. The sampler redraws rows with a tie at its threshold instead.
+    real_uniform, real_sort, sorts = T._uniform, T._sorted_rows, []
+    monkeypatch.setattr(T, "_uniform", lambda *a, **kw: (real_uniform(*a, **kw) * 4).floor() / 4)
+    monkeypatch.setattr(T, "_sorted_rows", lambda keys: sorts.append(len(keys)) or real_sort(keys))
+    m = T._random_subset(torch.full((30000,), 2), 6, gen(63))
+    assert len(sorts) > 3 and sorts[1] > 1000  # rows were drawn again, several rounds
+    assert (m.sum(1) == 2).all()
+    counts = subset_counts(m)
+    pairs = [code for code in range(64) if bin(code).count("1") == 2]
+    assert scipy.stats.chisquare(counts[pairs]).pvalue > 1e-3
+
+
+def test_random_resized_crop_knots_are_a_uniform_sample_of_the_grid():
+    # Crop length fixed at 50: 48 interior knots out of 248 positions, each position equally likely.
+    y = T.random_resized_crop(ramp(3000), (0.2, 0.2), gen(64)).numpy()[:, 0]
+    counts = np.zeros(N, dtype=int)
+    for row in y:
+        pos, _ = knots_of_ramp(row)
+        assert len(pos) == 50 and pos[0] == 0 and pos[-1] == N - 1
+        counts[pos] += 1
+    assert counts[0] == counts[-1] == 3000
+    assert scipy.stats.chisquare(counts[1:-1]).pvalue > 1e-3
 
 
 # --- time cutout -------------------------------------------------------------------------------
@@ -316,6 +363,62 @@ def test_views_reproduce_for_a_seed_and_differ_for_another():
     s = T.spec_views(raw, generator=gen(20))
     torch.testing.assert_close(s, T.spec_views(raw, generator=gen(20)), rtol=0, atol=0)
     assert not torch.equal(s, T.spec_views(raw, generator=gen(21)))
+
+
+@pytest.mark.parametrize(
+    "transforms,tc_mode,scales",
+    [
+        ("t1", "per_lead", (3, 0)),
+        ("t1", "paper", (0, 3)),
+        ("tc", "per_lead", (0, 3)),
+        ("gn", "per_lead", (3, 0)),
+        ("none", "per_lead", (0, 3)),
+    ],
+)
+def test_time_views_equal_crop_cutout_noise_normalise_one_after_the_other(transforms, tc_mode, scales):
+    # time_views makes its random draws in the order of the single transforms applied to the V*B
+    # stacked windows (view-major), so with one crop scale for all views the two must agree.
+    n_global, n_local = scales
+    scale = (0.45, 0.95) if n_global else (0.1, 0.5)
+    raw = torch.randn(7, 12, N, dtype=torch.float64) * 0.3
+    mean, std = np.linspace(-0.1, 0.1, 12), np.linspace(0.1, 0.3, 12)
+    views = T.time_views(raw, mean, std, transforms, n_global=n_global, n_local=n_local, global_scale=scale,
+                         local_scale=scale, tc_mode=tc_mode, generator=gen(40))  # fmt: skip
+    g = gen(40)
+    x = T.random_resized_crop(raw.repeat(3, 1, 1), scale, g)
+    if transforms in ("tc", "t1"):
+        x = T.time_cutout(x, mode=tc_mode, generator=g)
+    if transforms in ("gn", "t1"):
+        x = T.gaussian_noise(x, generator=g)
+    expect = T.normalize(x, mean, std).view(3, 7, 12, N)
+    torch.testing.assert_close(views, expect, rtol=0, atol=1e-12)
+
+
+def test_time_views_do_not_depend_on_the_cpu_block_size(monkeypatch):
+    raw = torch.randn(13, 12, N)
+    whole = T.time_views(raw, ZERO, ONE, generator=gen(41))
+    monkeypatch.setattr(T, "_CPU_BLOCK", 5 * 12 * N)  # blocks of 5, 5 and 3 records
+    torch.testing.assert_close(T.time_views(raw, ZERO, ONE, generator=gen(41)), whole, rtol=0, atol=0)
+
+
+def test_spec_views_equal_crop_frequency_then_time_cutout_one_after_the_other():
+    raw = torch.randn(5, 12, N)
+    views = T.spec_views(raw, "t2", n_global=0, n_local=3, local_scale=(0.3, 0.6), generator=gen(42))
+    g = gen(42)
+    s, widths = T.spec_time_crop(T.spectrogram(raw).repeat(3, 1, 1, 1), (0.3, 0.6), g, return_widths=True)
+    s = T.spec_time_cutout(T.freq_cutout(s, g), (0.1, 0.35), g, widths=widths)
+    torch.testing.assert_close(views, s.view(3, 5, 12, 13, 21), rtol=0, atol=0)
+
+
+def test_span_indicator_is_one_exactly_on_the_span():
+    start, length = torch.meshgrid(torch.arange(N), torch.arange(N + 1), indexing="ij")
+    keep = start + length <= N
+    start, length = start[keep], length[keep]
+    ind = T._span_indicator(start, length, N, torch.float32)
+    g = torch.arange(N)
+    expect = (g >= start[:, None]) & (g < (start + length)[:, None])
+    assert ind.dtype == torch.float32 and set(ind.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(ind.bool(), expect)
 
 
 def test_spec_views_are_centred_crops_of_the_record_spectrogram():
