@@ -249,7 +249,7 @@ def time_cutout(
         ratio = (0.2, 0.4) if mode == "per_lead" else (0.0, 0.5)
     lo, hi = _check_range("ratio", ratio, 0.0, 1.0)
     start, length = _cutout_spans(x.shape, lo, hi, mode, _check_generator(generator), x.device)
-    return x.masked_fill(_span_indicator(start, length, x.shape[-1], torch.float32).bool(), 0.0)
+    return x.masked_fill(_span_mask(start, length, x.shape[-1]), 0.0)
 
 
 def _cutout_spans(shape: tuple[int, int, int], lo: float, hi: float, mode: str, gen: torch.Generator, device):
@@ -265,11 +265,17 @@ def _cutout_spans(shape: tuple[int, int, int], lo: float, hi: float, mode: str, 
     return start, length
 
 
+def _span_mask(start: torch.Tensor, length: torch.Tensor, n: int) -> torch.Tensor:
+    """Bool (..., n), True on samples start <= g < start + length (start, length: LongTensors (...))."""
+    g = torch.arange(n, device=start.device)
+    return (g >= start[..., None]) & (g < (start + length)[..., None])
+
+
 def _span_indicator(start: torch.Tensor, length: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
-    """1 on samples start <= g < start + length, else 0, as a (..., n) `dtype` tensor (start,
-    length: LongTensors (...)). Computed as min(g - start + 1, start + length - g) clipped to
-    [0, 1], which for integers is that indicator: float arithmetic, which vectorises, costs
-    about a third of two comparisons and a boolean `and`."""
+    """_span_mask as 1.0 / 0.0 in `dtype`, for time_views' inner loop. Computed as
+    min(g - start + 1, start + length - g) clipped to [0, 1], which for integers is that
+    indicator: on cache-sized blocks this float arithmetic, which vectorises, costs about a
+    third of two comparisons and a boolean `and`."""
     g = torch.arange(n, dtype=torch.float32, device=start.device)
     s = start[..., None].float()
     inside = torch.minimum((g - s).add_(1.0), (s + length[..., None].float()) - g)
@@ -427,8 +433,7 @@ def spec_time_cutout(
     b, c, _, f = spec.shape
     width, _ = _crop_extent(widths, b, f, spec.device)
     start, span = _spec_cutout_spans(width, c, f, lo, hi, gen)
-    cut = _span_indicator(start, span, f, torch.float32).bool()  # (B, C, F)
-    return spec.masked_fill(cut[:, :, None, :], 0.0)
+    return spec.masked_fill(_span_mask(start, span, f)[:, :, None, :], 0.0)  # (B, C, 1, F) mask
 
 
 def _spec_cutout_spans(width: torch.Tensor, c: int, f: int, lo: float, hi: float, gen: torch.Generator):
@@ -586,7 +591,7 @@ def spec_views(
         row = _randint_below(torch.full((v * b, c), k, device=raw.device), gen)  # (V*B, C)
     if "time_cutout" in names:  # a cut frame reads the zero frame F: (V*B, C, F)
         start, span = _spec_cutout_spans(widths, c, f, 0.1, 0.35, gen)
-        frame = torch.where(_span_indicator(start, span, f, torch.float32) > 0, f, frame)
+        frame = torch.where(_span_mask(start, span, f), f, frame)
     views = _gather_frames(spec, frame, v)  # (V, B, 12, 13, 21): crop, padding, time cutout
     if fc:  # times 0 on the cut row (a -0.0 where the value was negative), 1 elsewhere
         keep = torch.arange(k, device=raw.device) != row[..., None]  # (V*B, C, K)

@@ -410,15 +410,18 @@ def test_spec_views_equal_crop_frequency_then_time_cutout_one_after_the_other():
     torch.testing.assert_close(views, s.view(3, 5, 12, 13, 21), rtol=0, atol=0)
 
 
-def test_span_indicator_is_one_exactly_on_the_span():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_span_mask_and_indicator_mark_exactly_the_span(dtype):
     start, length = torch.meshgrid(torch.arange(N), torch.arange(N + 1), indexing="ij")
     keep = start + length <= N
-    start, length = start[keep], length[keep]
-    ind = T._span_indicator(start, length, N, torch.float32)
-    g = torch.arange(N)
-    expect = (g >= start[:, None]) & (g < (start + length)[:, None])
-    assert ind.dtype == torch.float32 and set(ind.unique().tolist()) <= {0.0, 1.0}
-    assert torch.equal(ind.bool(), expect)
+    start, length = start[keep], length[keep]  # every span that fits
+    expect = np.zeros((len(start), N), dtype=bool)
+    for i, (s, ln) in enumerate(zip(start.tolist(), length.tolist())):
+        expect[i, s : s + ln] = True
+    np.testing.assert_array_equal(T._span_mask(start, length, N).numpy(), expect)
+    ind = T._span_indicator(start, length, N, dtype)
+    assert ind.dtype == dtype
+    np.testing.assert_array_equal(ind.float().numpy(), expect.astype(np.float32))
 
 
 def test_spec_views_are_centred_crops_of_the_record_spectrogram():
