@@ -1,10 +1,17 @@
 # Two commands for a new user (see README):
-#   make book   set up a local venv and build the book on the tiny profile
-#   make test   set up a local venv and run the tests (unit tests + nbval over the notebooks)
+#   make book   set up a local venv and build the book (every notebook executed; tiny profile)
+#   make test   set up a local venv and run every test: unit tests, nbval over the notebooks,
+#               and the browser test of the built site (skipped, with its reason, until
+#               `make book` has built _build/html and chromium is installed)
+# The notebooks read ECGSSL_PROFILE / ECGSSL_RUNS / ECGSSL_DATA / ECGSSL_DEVICE, e.g.
+#   ECGSSL_PROFILE=paper ECGSSL_RUNS=/scratch/runs make book   (shows a finished paper run)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# notebooks run in notebooks/: make sure they import this working tree's library even if the
+# venv's editable install is stale
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: book test venv clean bench
 
@@ -19,12 +26,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# clean first: the execution cache keys on notebook code only, not on ecgssl_nb
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book clean . --all
 	$(VENV)/bin/jupyter-book build . -W --keep-going
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-cell-timeout=3600 tests notebooks
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_prepare.py

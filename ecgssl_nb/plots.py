@@ -296,7 +296,7 @@ def compare_with_paper(ours: pd.DataFrame, paper: pd.Series | None, metric: str,
             raise ValueError(f"ours needs columns 'mean' and 'std', has {list(ours.columns)}")
     setups = list(ours.index)
     x = np.arange(len(setups))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(setups) + 2), 3.4))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(setups) + 2), 4.0))
     width = 0.38 if paper is not None else 0.6
     ax.bar(x - (width / 2 if paper is not None else 0), ours["mean"].astype(float), width=width,
            yerr=ours["std"].astype(float).fillna(0), capsize=3, color=OURS_COLOR, label=ours_label)
@@ -305,7 +305,7 @@ def compare_with_paper(ours: pd.DataFrame, paper: pd.Series | None, metric: str,
         ax.bar(x + width / 2, pv, width=width, color=PAPER_COLOR, alpha=0.8, label="paper (Phan et al. 2022)")
     ax.set_xticks(x, [str(s).upper() for s in setups], rotation=30, fontsize=8)
     ax.set_ylabel(metric)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

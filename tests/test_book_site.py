@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
@@ -25,8 +26,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SITE = ROOT / "_build" / "html"
-SCREENSHOTS = ROOT / "_build" / "screenshots"
+SITE = Path(os.environ.get("ECGSSL_SITE", ROOT / "_build" / "html"))  # override to test another build
+SCREENSHOTS = SITE.parent / "screenshots"  # _build/screenshots
 CHAPTERS = ["01_data", "02_transforms", "03_selfkd", "04_finetune", "05_table1", "06_table2", "07_fig3"]
 SETUPS = ["T", "S", "TSC", "TSG", "SSL-T", "SSL-S", "SSL-TSC", "SSL-TSG"]
 
@@ -243,3 +244,65 @@ def test_every_chapter_offers_its_executed_notebook_as_ipynb():
         assert f"_sources/notebooks/{chapter}.ipynb" in html, f"{chapter}: no .ipynb download"
         nb = SITE / "_sources" / "notebooks" / f"{chapter}.ipynb"
         assert nb.is_file() and '"outputs"' in nb.read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------
+# the notebooks' sources (no execution): parameters and the nbval collector
+
+
+PARAMETERS = ("profile", "runs", "data", "fold", "setup", "modality", "device", "seed")
+
+
+def _notebooks() -> list[Path]:
+    return sorted((ROOT / "notebooks").glob("*.py"))
+
+
+def test_every_chapter_notebook_is_in_the_toc_and_exists():
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    assert [p.stem for p in _notebooks()] == CHAPTERS
+    for chapter in CHAPTERS:
+        assert f"file: notebooks/{chapter}" in toc
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_notebook_starts_with_one_parameters_cell_whose_defaults_are_the_tiny_profile(name):
+    import jupytext
+
+    nb = jupytext.read(ROOT / "notebooks" / f"{name}.py")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and code[0] is tagged[0], "exactly one parameters cell, the first code cell"
+    namespace: dict = {}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECGSSL_")}
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        exec(tagged[0].source, namespace)  # noqa: S102 - our own parameters cell
+        defaults = {k: namespace.get(k) for k in PARAMETERS}
+        os.environ["ECGSSL_PROFILE"] = "paper"
+        os.environ["ECGSSL_RUNS"] = "/elsewhere/runs"
+        exec(tagged[0].source, namespace)  # noqa: S102
+        overridden = (namespace["profile"], namespace["runs"])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert all(v is not None for v in defaults.values()), f"parameters missing: {defaults}"
+    assert defaults["profile"] == "tiny" and defaults["device"] == "cpu" and defaults["runs"] == "../runs"
+    assert overridden == ("paper", "/elsewhere/runs"), "environment variables override the defaults"
+
+
+def test_nbval_collects_every_code_cell_of_every_notebook_through_the_jupytext_collector():
+    import jupytext
+
+    expected = sum(
+        sum(1 for c in jupytext.read(p).cells if c.cell_type == "code") for p in _notebooks()
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "--nbval-lax", "--nbval-current-env",
+         "-p", "no:cacheprovider", "notebooks"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    items = [line for line in done.stdout.splitlines() if line.startswith("notebooks/") and "::" in line]
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert len(items) == expected, f"collected {len(items)} cells, the notebooks have {expected} code cells"

@@ -1,0 +1,294 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The data
+#
+# The paper trains and evaluates on the public training set of the PhysioNet/Computing in
+# Cardiology Challenge 2020 {cite:p}`perezalday2020classification`: six databases, 43,101
+# twelve-lead ECGs, 111 diagnoses coded in SNOMED CT. This chapter shows:
+#
+# - the label space, and the official merge of 27 scored codes into 24 classes;
+# - how many records of each class the corpus in use holds, beside the official totals;
+# - the ten folds and how well they balance the classes;
+# - real 12-lead records and synthetic fixture records;
+# - what `prepare` skipped, and why.
+#
+# Everything here is computed by `ecgssl_nb` (`labels`, `records`, `prepare`, `folds`). The
+# notebook only calls it and shows the results.
+
+# %% tags=["parameters"]
+import os
+
+profile = os.environ.get("ECGSSL_PROFILE", "tiny")  # "tiny" (synthetic fixture, CPU) or "paper"
+runs = os.environ.get("ECGSSL_RUNS", "../runs")  # the study's results folder (reproduce --out)
+data = os.environ.get("ECGSSL_DATA", "")  # real data folder (paper profile); "" = the fixture
+samples = os.environ.get("ECGSSL_SAMPLES", "../tests/data/ecg-samples")  # the 81 real sample records
+fold = int(os.environ.get("ECGSSL_FOLD", "0"))
+setup = os.environ.get("ECGSSL_SETUP", "ssl-tsg")
+modality = os.environ.get("ECGSSL_MODALITY", "time")
+device = os.environ.get("ECGSSL_DEVICE", "cpu")
+seed = int(os.environ.get("ECGSSL_SEED", "0"))
+
+# %% tags=["remove-stderr", "hide-input"]
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+
+from ecgssl_nb import config, labels, paths, plots, prepare, records
+from ecgssl_nb import fixture as fx
+from ecgssl_nb import reproduce as rp
+
+prof = config.get_profile(profile)
+if profile == "tiny":
+    # The tiny study (fixture, preparation, pre-training, fine-tuning, tables) is run once and
+    # shared by the book build and nbval; finished work is skipped.
+    rp.reproduce(profile="tiny", out=runs, devices=device, data_dir=data or None, progress=False)
+prep = prepare.load_prepared(paths.prepared_dir(runs, profile))
+index = prep.index
+DATA = (
+    f"the synthetic fixture ({len(index)} records kept, seed {prof.seed})"
+    if prof.data == "fixture" and not data
+    else f"PhysioNet/CinC 2020 training data ({len(index)} records kept)"
+)
+display(Markdown(f"**Data in this chapter:** {DATA}; profile `{profile}`; prepared folder "
+                 f"`{paths.prepared_dir(runs, profile)}`."))
+
+# %% [markdown]
+# ## Sources and classes
+#
+# The Challenge scores 27 of the 111 diagnoses. Three pairs of them count as the same class
+# (the Challenge's equivalence classes). The second code of each pair is merged into the first,
+# which leaves **24 classes**; the paper's "25" is a slip (Deviations, B24). The class order is
+# the order of the official `weights.csv` with the merged duplicates dropped. The normal class
+# used by the Challenge metric is sinus rhythm (NSR, 426783006).
+
+# %%
+merges = pd.DataFrame(
+    [(removed, labels.abbreviation(removed).split("+")[-1], kept, labels.abbreviation(kept))
+     for removed, kept in labels.MERGES.items()],
+    columns=["removed code", "removed", "kept code", "merged class"],
+)
+assert len(labels.SCORED_CODES) == 27 and labels.N_CLASSES == 24 and len(merges) == 3
+merges
+
+# %%
+totals = labels.official_totals()  # per-source record counts of each scored code (dx_mapping_scored.csv)
+classes = pd.DataFrame({
+    "code": labels.CLASSES,
+    "class": labels.ABBREVIATIONS,
+    "diagnosis": labels.NAMES,
+})
+classes.index.name = "k"
+classes
+
+# %% [markdown]
+# ## Records per class: the corpus in use beside the official totals
+#
+# The official column adds up the Challenge's `dx_mapping_scored.csv` counts over the six
+# sources. For a merged class it adds both codes, so a record that carries both (say CRBBB
+# and RBBB) counts twice there: the official figure is an upper bound. Our column counts the
+# records that `prepare` kept with that class after merging.
+
+# %%
+ours = pd.Series(prep.label_matrix().sum(axis=0).astype(int), index=labels.ABBREVIATIONS)
+official = pd.Series(
+    [totals[c]["Total"] + sum(totals[r]["Total"] for r, k in labels.MERGES.items() if k == c) for c in labels.CLASSES],
+    index=labels.ABBREVIATIONS,
+)
+counts = pd.DataFrame({f"this corpus ({profile})": ours, "official total (6 sources)": official})
+if profile == "tiny":
+    # every class must be present in the fixture, or a class has no positives to learn or score
+    missing = counts.index[counts.iloc[:, 0] == 0].tolist()
+    assert not missing, f"classes absent from the fixture: {missing}"
+counts
+
+# %%
+fig = plots.class_counts(counts, title=f"Records per class: {DATA} vs the official Challenge 2020 totals")
+
+# %% [markdown]
+# The official counts of each source, for reference. The paper uses the six 2020 sources; the
+# St Petersburg INCART column is the `INCART` source here.
+
+# %%
+official_by_source = pd.DataFrame(
+    {labels.abbreviation(c): {k: v for k, v in totals[c].items() if k != "Total"} for c in labels.SCORED_CODES}
+).T
+official_by_source.index.name = "scored code (before merging)"
+official_by_source
+
+# %% [markdown]
+# Records kept per source in the corpus in use:
+
+# %%
+per_source = index.groupby("source").size().rename("records kept").to_frame()
+per_source["share"] = (per_source["records kept"] / per_source["records kept"].sum()).round(3)
+per_source
+
+# %% [markdown]
+# ## The ten folds
+#
+# The folds come from iterative multilabel stratification {cite:p}`sechidis2011stratification`,
+# run separately within each source on the scored codes before merging, with seed 0. Records
+# are sorted first, so the folds do not depend on the order in which the file system lists
+# them (B3). Records with an identical signal were already reduced to one by `prepare`.
+# The figure shows, for each class, the share of its records in each fold. With ten folds the
+# ideal share is 0.1.
+
+# %%
+Y = prep.label_matrix()
+fold_counts = pd.DataFrame(
+    [Y[index["fold"].to_numpy() == f].sum(axis=0) for f in range(config.N_FOLDS)],
+    columns=labels.ABBREVIATIONS, index=range(config.N_FOLDS),
+).astype(int)
+fold_sizes = index.groupby("fold").size()
+assert sorted(fold_sizes.index) == list(range(config.N_FOLDS)), "every record is in one of the ten folds"
+fold_table = fold_counts.copy()
+fold_table.insert(0, "records", fold_sizes)
+fold_table
+
+# %%
+fig = plots.fold_balance(fold_counts, title=f"Class balance over the ten folds ({DATA})")
+
+# %% [markdown]
+# The largest deviation from the ideal count per fold is a direct measure of the balance.
+# For each class, ideal = (records of the class) / 10. The stratification aims to keep each fold
+# within about one record of the ideal *within each source*. The folds here are unions over the
+# sources, so these deviations can add up across sources.
+
+# %%
+ideal = fold_counts.sum(axis=0) / config.N_FOLDS
+deviation = (fold_counts - ideal).abs().max(axis=0)
+balance = pd.DataFrame({"records": fold_counts.sum(axis=0), "ideal per fold": ideal.round(1),
+                        "largest deviation": deviation.round(1)})
+balance
+
+# %% [markdown]
+# ## Real 12-lead records
+#
+# Two real recordings from the Challenge training databases, read by `records.read_record` and
+# shown at their original sampling rate (500 Hz). Below each, the same record after `prepare`'s
+# resampling to 100 Hz, every lead on its own (B1: the authors' code copied lead I into all
+# twelve channels).
+#
+# *Data: PhysioNet/Computing in Cardiology Challenge 2020 training data, CC BY 4.0; PhysioNet
+# {cite:p}`goldberger2000physiobank`, Challenge {cite:p}`perezalday2020classification`.
+# Copies from `tests/data/ecg-samples/`.*
+
+# %%
+sample_dir = Path(samples)
+shown = {}
+for name in ("HR00599", "Q0096"):
+    hea = next(sample_dir.rglob(f"{name}.hea"))
+    rec = records.read_record(hea)
+    shown[name] = rec
+    dx = ", ".join(labels.abbreviation(c) for c in labels.merge_codes(rec.dx)) or "no scored class"
+    fig = plots.ecg_leads(rec.signal, fs=rec.fs, seconds=10,
+                          title=f"{rec.name} ({rec.source}, {rec.fs:g} Hz, real record): {dx}")
+
+# %%
+rec = shown["HR00599"]
+x100 = prepare.resample_100hz(rec.signal, rec.fs).T  # (n, 12) -> (12, n) mV at 100 Hz
+assert x100.shape == (12, int(rec.signal.shape[1] * 100 / rec.fs))
+assert not np.allclose(x100[0], x100[1]), "the twelve leads differ after resampling (B1 fixed)"
+fig = plots.ecg_leads(x100, fs=100, seconds=10, title=f"{rec.name} resampled to 100 Hz by prepare (FFT, every lead)")
+
+# %% [markdown]
+# ### `prepare` on the 81 real sample records
+#
+# The same `prepare` runs on the 81 sample records (30 from the 2020 release, 51 from the
+# 2021 release). It shows on real files what the full data set will meet:
+#
+# - records whose only codes are unscored;
+# - duplicate signals published under two names (CPSC-Extra Q0048 is CPSC A0101);
+# - several header styles.
+#
+# This is real data, but far too little to train on.
+
+# %%
+sample_prep_dir = Path(runs) / "samples" / "prepared"
+prepare.prepare(sample_dir, sample_prep_dir, workers=1, progress=False)
+sp = prepare.load_prepared(sample_prep_dir)
+sample_skipped = pd.read_csv(sample_prep_dir / "skipped.csv", keep_default_na=False)
+assert len(sp.index) + len(sample_skipped) == 81, "every sample header is either kept or skipped with a reason"
+display(Markdown(f"Real sample records: **{len(sp.index)} kept**, **{len(sample_skipped)} skipped**."))
+sample_skipped.groupby("reason").size().rename("records").to_frame()
+
+# %%
+sample_counts = pd.DataFrame({
+    "real sample records": sp.label_matrix().sum(axis=0).astype(int),
+}, index=labels.ABBREVIATIONS)
+sample_counts.T
+
+# %% [markdown]
+# ## Fixture records
+#
+# The `tiny` profile does not use real data. It uses a synthetic *fixture*: records written in
+# the Challenge's exact file format, with a waveform built from the labels. The fixture changes:
+#
+# - the rate for bradycardia and tachycardia;
+# - the rhythm for AF (irregular, no P waves) and flutter (flutter waves);
+# - QRS width for the bundle branch blocks;
+# - the voltage for low QRS voltage;
+# - and so on.
+#
+# A model can therefore learn it in a few epochs. These are not ECGs of people, and nothing
+# learned on them says anything about the paper's results. Below are clean examples of four
+# classes from `fixture.synth_ecg`, followed by a record of the prepared corpus in use.
+
+# %%
+rng = np.random.default_rng(seed)
+examples = {"NSR": ["426783006"], "AF": ["164889003"], "LBBB": ["164909002", "426783006"], "STach": ["427084000"]}
+for title, codes in examples.items():
+    x = fx.synth_ecg(codes, fs=500, seconds=5, rng=rng)
+    fig = plots.ecg_leads(x, fs=500, title=f"Synthetic fixture ECG (not a real record): {title}")
+
+# %%
+row = int(np.flatnonzero(Y[:, labels.CLASS_INDEX["164889003"]])[0]) if Y[:, labels.CLASS_INDEX["164889003"]].any() else 0
+r = index.iloc[row]
+fig = plots.ecg_leads(
+    prep.record(row), fs=100, seconds=10,
+    title=f"{r['record']} from the prepared corpus ({r['source']}, fold {r['fold']}, 100 Hz): "
+    + ", ".join(labels.abbreviation(c) for c in str(r["labels"]).split()),
+)
+
+# %% [markdown]
+# ## What `prepare` skipped, and why
+#
+# Every header found is either in `index.csv` or in `skipped.csv` with a reason; nothing is
+# dropped silently. The fixture deliberately includes records that carry only unscored codes
+# (the Challenge data has thousands of them), which must be skipped.
+
+# %%
+skipped = pd.read_csv(Path(prep.path) / "skipped.csv", keep_default_na=False)
+n_headers = len(index) + len(skipped)
+display(Markdown(f"{DATA}: {n_headers} headers found, **{len(index)} kept**, **{len(skipped)} skipped**."))
+reasons = skipped.groupby("reason").size().rename("records").to_frame()
+if profile == "tiny":
+    assert "no scored label" in reasons.index, "the fixture's unscored-only records are skipped"
+reasons
+
+# %%
+skipped.head(10)
+
+# %% [markdown]
+# The per-lead normalisation statistics (SPEC 1.4: the mean over records of each record's
+# per-lead mean and standard deviation, in mV). With the authors' lead-I bug these twelve
+# values would all be equal.
+
+# %%
+stats = pd.DataFrame({"mean (mV)": prep.mean, "std (mV)": prep.std}, index=records.LEADS).T
+assert np.unique(np.round(prep.std, 6)).size > 1, "per-lead statistics differ between leads"
+stats.round(4)

@@ -1,0 +1,196 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Self-distillation: the pre-stream task
+#
+# Each backbone is first trained without labels, by DINO-style self-distillation
+# {cite:p}`caron2021emerging`:
+#
+# - a *student* sees all ten views of a window (2 global + 8 local, see the Transforms chapter);
+# - a *teacher* sees only the two global views;
+# - the student learns to predict the teacher's output distribution with a cross-entropy loss;
+# - the teacher is an exponential moving average (EMA) of the student;
+# - the teacher's outputs are *centred* (minus an EMA of their batch mean) and *sharpened*
+#   (temperature 0.04), so that it neither collapses to one output nor spreads uniformly.
+#
+# The time-series backbone is an xresnet1d50 and the spectrogram backbone an SE-ResNet34.
+#
+# Where this differs from the authors' code: centring divided once, not twice (B7); schedules
+# indexed from epoch 0 (B8); the last layer frozen during the first epoch (B9); AdamW with no
+# decay on biases and norms (B10); the final-epoch student transferred (B12). Pre-training sees
+# every record of every fold but never a label, as in the released code (B13). The
+# [Deviations](../book/deviations.md) chapter gives the details.
+#
+# This notebook reads what `python -m ecgssl_nb pretrain` wrote:
+#
+# - `log.csv`: one row per epoch;
+# - `summary.json`: the settings and the final state;
+# - `backbone.pt`: the student backbone.
+#
+# It never trains, except that on the `tiny` profile it runs the tiny study once if the study's
+# results are missing. `modality` selects `time`, `spec`, or `all` (both, the default).
+
+# %% tags=["parameters"]
+import os
+
+profile = os.environ.get("ECGSSL_PROFILE", "tiny")  # "tiny" (synthetic fixture, CPU) or "paper"
+runs = os.environ.get("ECGSSL_RUNS", "../runs")  # the study's results folder (reproduce --out)
+data = os.environ.get("ECGSSL_DATA", "")  # real data folder (paper profile); "" = the fixture
+fold = int(os.environ.get("ECGSSL_FOLD", "0"))  # the fold whose records the feature map shows
+setup = os.environ.get("ECGSSL_SETUP", "ssl-tsg")
+modality = os.environ.get("ECGSSL_MODALITY", "all")  # "time", "spec" or "all"
+device = os.environ.get("ECGSSL_DEVICE", "cpu")
+seed = int(os.environ.get("ECGSSL_SEED", "0"))
+max_records = int(os.environ.get("ECGSSL_MAX_RECORDS", "2000"))  # records of the fold in the feature map
+
+# %% tags=["remove-stderr", "hide-input"]
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+from IPython.display import Markdown, display
+
+from ecgssl_nb import config, labels, models, paths, plots, prepare, results, windows
+from ecgssl_nb import reproduce as rp
+from ecgssl_nb import transforms as T
+
+prof = config.get_profile(profile)
+if profile == "tiny":
+    rp.reproduce(profile="tiny", out=runs, devices=device, data_dir=data or None, progress=False)  # skips finished work
+modalities = list(config.MODALITIES) if modality == "all" else [config.check_modality(modality)]
+prep = prepare.load_prepared(paths.prepared_dir(runs, profile))
+summaries = {m: json.loads((paths.pretrain_run_dir(runs, profile, m) / "summary.json").read_text()) for m in modalities}
+logs = {m: pd.read_csv(paths.pretrain_run_dir(runs, profile, m) / "log.csv") for m in modalities}
+NAMES = {"time": "time series (xresnet1d50)", "spec": "spectrogram (SE-ResNet34)"}
+
+
+def describe(m: str) -> str:
+    s = summaries[m]
+    d = s.get("data", {})
+    kind = "the synthetic fixture" if prof.data == "fixture" and not data else "PhysioNet/CinC 2020 training data"
+    return (f"{NAMES[m]}: {kind}, {d.get('n_records', '?')} records of all folds (no labels), profile `{profile}`, "
+            f"{s.get('epochs', '?')} epochs of batch {s.get('batch_size_per_process', '?')}, "
+            f"views `{s.get('transforms', '?')}`, kept student: {s.get('kept', '?')} epoch")
+
+
+display(Markdown("**Pre-trainings shown:**\n\n" + "\n".join(f"- {describe(m)}" for m in modalities)))
+
+# %% [markdown]
+# ## The settings of each run
+#
+# `summary.json` holds the settings each run actually used. For the `tiny` profile they are
+# shrunk: a few epochs, a 4,096-wide head instead of 65,536, batch 32.
+
+# %%
+keys = ["epochs", "batch_size_per_process", "steps_per_epoch", "peak_lr", "out_dim", "optimizer", "teacher_temp",
+        "student_temp", "teacher_momentum", "center_momentum", "transforms", "kept", "final_loss",
+        "final_teacher_entropy", "final_embedding_std", "wall_time_s", "device"]
+settings = pd.DataFrame({m: {k: summaries[m].get(k, summaries[m].get("config", {}).get(k, "–")) for k in keys}
+                         for m in modalities})
+settings
+
+# %% [markdown]
+# ## Training curves
+#
+# - **loss**: the cross-entropy between the teacher's and the student's distributions, averaged
+#   over the 18 (teacher view, student view) pairs.
+# - **lr**: the per-iteration learning rate (linear warm-up, then cosine decay), shown at its
+#   end-of-epoch value.
+# - **teacher entropy**: the entropy of the centred, sharpened teacher distribution. It falls
+#   towards 0 if the teacher collapses onto one output dimension, and sits at log(K) if the
+#   distribution is uniform.
+# - **embedding std**: the per-dimension standard deviation of the L2-normalised 128-d
+#   bottleneck embeddings, averaged over dimensions. It collapses towards 0 if every input maps
+#   to the same point.
+
+# %%
+for m in modalities:
+    log = logs[m]
+    assert {"epoch", "loss", "lr", "teacher_entropy", "embedding_std"} <= set(log.columns)
+    assert len(log) == summaries[m]["epochs"], "one log row per epoch"
+    fig = plots.curves(log, ["loss", "lr", "teacher_entropy", "embedding_std"],
+                       labels={"teacher_entropy": "teacher entropy (nats)", "embedding_std": "embedding std"},
+                       title=f"Self-distillation, {describe(m)}")
+
+# %%
+for m in modalities:
+    log = logs[m]
+    K = summaries[m].get("out_dim", summaries[m].get("config", {}).get("out_dim"))
+    display(Markdown(
+        f"**{NAMES[m]}:** loss {log['loss'].iloc[0]:.3f} → {log['loss'].iloc[-1]:.3f}; "
+        f"teacher entropy {log['teacher_entropy'].iloc[-1]:.2f} nats"
+        + (f" (uniform over {K} outputs would be {np.log(K):.2f})" if K else "")
+        + f"; embedding std {log['embedding_std'].iloc[-1]:.4f} (all inputs mapped to one point would give 0)."
+    ))
+    # collapse check: the embeddings of different windows must stay apart
+    assert log["embedding_std"].iloc[-1] > 1e-3, f"{m}: the embeddings collapsed"
+
+# %% [markdown]
+# ## What do the learned features separate?
+#
+# The transferred student backbone maps a 2.5 s window to 512 features. For the records of one
+# fold, the notebook:
+#
+# 1. averages the features of each record's evaluation windows (250 samples, stride 125);
+# 2. projects them onto their first two principal components;
+# 3. colours each record by its rarest class, which is usually its most specific one.
+#
+# An untrained backbone with the same architecture and the same seed is shown beside it. Any
+# structure that appears only after pre-training was learned without labels. Separation in two
+# principal components is only a rough first look: the fine-tuning chapters measure what the
+# features are worth.
+
+# %%
+rows = np.flatnonzero(prep.index["fold"].to_numpy() == fold)[:max_records]
+corpus = windows.Corpus.from_prepared(prep, rows=rows, device=device)
+mean = torch.as_tensor(prep.mean, device=device)
+std = torch.as_tensor(prep.std, device=device)
+Y = prep.label_matrix()[rows]
+freq = Y.sum(axis=0)
+rarest = [labels.ABBREVIATIONS[min(np.flatnonzero(y), key=lambda k: freq[k])] if y.any() else "none" for y in Y]
+
+
+@torch.no_grad()
+def record_features(backbone: torch.nn.Module, m: str) -> np.ndarray:
+    """(records, 512): each record's backbone features averaged over its evaluation windows."""
+    backbone.eval().to(device)
+    total = torch.zeros((len(rows), 512), dtype=torch.float64, device=device)
+    count = torch.zeros(len(rows), dtype=torch.float64, device=device)
+    for x, owner in corpus.iter_sliding_windows(512):  # x: (w, 12, 250) raw mV
+        x = T.normalize(x, mean, std) if m == "time" else T.spectrogram(x)
+        total.index_add_(0, owner.to(device), backbone(x).double())
+        count.index_add_(0, owner.to(device), torch.ones(len(owner), dtype=torch.float64, device=device))
+    return (total / count[:, None]).cpu().numpy()
+
+
+def pca2(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First two principal components of the standardised features, and their variance shares."""
+    z = (f - f.mean(axis=0)) / (f.std(axis=0) + 1e-8)
+    u, s, _ = np.linalg.svd(z, full_matrices=False)
+    return u[:, :2] * s[:2], (s[:2] ** 2) / (s ** 2).sum()
+
+
+for m in modalities:
+    trained = models.make_backbone(m)
+    models.load_backbone(trained, paths.pretrain_run_dir(runs, profile, m) / "backbone.pt")  # raises on a partial load (B6)
+    torch.manual_seed(seed)
+    untrained = models.make_backbone(m)
+    for name, net in (("pre-trained student", trained), ("untrained (same architecture)", untrained)):
+        pts, share = pca2(record_features(net, m))
+        fig = plots.feature_scatter(
+            pts, rarest,
+            title=f"{NAMES[m]}, {name}: fold {fold} ({len(rows)} records), PCA "
+            f"({100 * share[0]:.0f}% + {100 * share[1]:.0f}% of the variance)",
+        )

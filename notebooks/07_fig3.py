@@ -1,0 +1,127 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Fig. 3: which pre-training transforms matter
+#
+# The paper's Fig. 3 ablates the self-distillation transforms of each modality:
+#
+# - **time series:** no transform (the crops only), time cutout (TC), Gaussian noise (GN), and
+#   T1 = TC + GN;
+# - **time-frequency:** no transform, TC, frequency cutout (FC), and T2 = TC + FC.
+#
+# Each pre-trained backbone is then fine-tuned (SSL-T or SSL-S) and scored. The paper prints the
+# figure without its numbers. Its text says only that the baseline already does well, which it
+# credits to the random cropping, and that T1 and T2 were chosen. **There are no paper values
+# to put beside ours.** The comparison can only be qualitative: do the full sets T1 and T2 come
+# out on top?
+#
+# The full sets are the main pre-trainings (`pretrain/time` with T1, `pretrain/spec` with T2)
+# and their SSL-T and SSL-S fine-tunings. The six other settings are in `ablation/`.
+
+# %% tags=["parameters"]
+import os
+
+profile = os.environ.get("ECGSSL_PROFILE", "tiny")  # "tiny" (synthetic fixture, CPU) or "paper"
+runs = os.environ.get("ECGSSL_RUNS", "../runs")  # the study's results folder (reproduce --out)
+data = os.environ.get("ECGSSL_DATA", "")  # real data folder (paper profile); "" = the fixture
+fold = int(os.environ.get("ECGSSL_FOLD", "0"))
+setup = os.environ.get("ECGSSL_SETUP", "ssl-tsg")
+modality = os.environ.get("ECGSSL_MODALITY", "time")
+device = os.environ.get("ECGSSL_DEVICE", "cpu")
+seed = int(os.environ.get("ECGSSL_SEED", "0"))
+
+# %% tags=["remove-stderr", "hide-input"]
+import warnings
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from ecgssl_nb import config, paths, plots, results
+from ecgssl_nb import reproduce as rp
+
+if profile == "tiny":
+    rp.reproduce(profile="tiny", out=runs, devices=device, data_dir=data or None, progress=False)  # skips finished work
+root = paths.profile_root(runs, profile)
+with warnings.catch_warnings():
+    warnings.simplefilter("error", results.ResultFileWarning)
+    ablation = results.load_results(root / "ablation" / "finetune")
+    main = results.load_results(root / "finetune")
+# the full sets (T1, T2) are the main SSL-T / SSL-S runs, on the same folds as the ablation runs
+main = main[main["setup"].isin(paths.ABLATION_SETUPS.values()) & main["fold"].isin(set(ablation["fold"]))].copy()
+main["run"] = [f"{s}-{paths.MAIN_TRANSFORMS['time' if s == 'ssl-t' else 'spec']}" for s in main["setup"]]
+both = pd.concat([ablation, main], ignore_index=True)
+
+SETTINGS = [(m, t) for m in config.MODALITIES for t in (*paths.ABLATION_TRANSFORMS[m], paths.MAIN_TRANSFORMS[m])]
+names = [f"{paths.ABLATION_SETUPS[m]}-{t}" for m, t in SETTINGS]
+assert set(both["run"]) >= set(names), f"missing Fig. 3 settings: {sorted(set(names) - set(both['run']))}"
+both = both[both["run"].isin(names)]
+agg = {p: results.aggregate(both, protocol=p, by="run").loc[names] for p in config.PROTOCOLS}
+first = agg["paper"].iloc[0]
+KIND = {"fixture": "the synthetic fixture (not real ECGs)", "samples": "the real sample records",
+        "physionet2020": "the PhysioNet/CinC 2020 training data"}[first["data"]]
+FOLDS = sorted(set(both["fold"]))
+display(Markdown(
+    f"**Our runs:** data {KIND}; profile `{profile}`; outer folds {FOLDS}; each setting = one pre-training with "
+    f"those views + an SSL-T or SSL-S fine-tuning per fold; mean ± std over folds; protocols `paper` (optimistic) "
+    f"and `honest`. **No paper values exist for this figure.**"
+))
+
+# %%
+table = pd.DataFrame(
+    {
+        "modality": [m for m, _ in SETTINGS],
+        "transforms": [t.upper() for _, t in SETTINGS],
+        **{
+            f"{results.METRIC_LABELS[k]} ({p})": [
+                plots.mean_std(agg[p].at[n, f"{k}_mean"], agg[p].at[n, f"{k}_std"]) for n in names
+            ]
+            for p in config.PROTOCOLS for k in ("auroc", "challenge")
+        },
+        "folds": [agg["paper"].at[n, "folds"] for n in names],
+    },
+    index=pd.Index(names, name="run"),
+)
+assert len(table) == 8, "4 time-series + 4 time-frequency settings"
+table
+
+# %%
+for p in config.PROTOCOLS:
+    for k in ("auroc", "challenge"):
+        bars = pd.DataFrame({
+            "modality": [m for m, _ in SETTINGS],
+            "transforms": [t for _, t in SETTINGS],
+            "mean": [100 * agg[p].at[n, f"{k}_mean"] for n in names],
+            "std": [100 * agg[p].at[n, f"{k}_std"] for n in names],
+        })
+        fig = plots.ablation_bars(
+            bars, f"fine-tuned {results.METRIC_LABELS[k]} (×100)",
+            title=f"Fig. 3: pre-training transforms, {results.METRIC_LABELS[k]} after fine-tuning "
+            f"({p} protocol; {profile}, {first['data']}, folds {','.join(map(str, FOLDS))})",
+        )
+
+# %% [markdown]
+# ## Does the full set win?
+#
+# The paper implies that T1 and T2 are the best view sets for their modalities. This checks it
+# on our means: the answer is "yes" when the full set has the highest mean of the four.
+
+# %%
+check = {}
+for p in config.PROTOCOLS:
+    for m in config.MODALITIES:
+        runs_m = [n for (mm, _), n in zip(SETTINGS, names) if mm == m]
+        best = agg[p].loc[runs_m, "auroc_mean"].idxmax()
+        full = f"{paths.ABLATION_SETUPS[m]}-{paths.MAIN_TRANSFORMS[m]}"
+        check[(p, m)] = {"best by AUROC": best, "full set best?": "yes" if best == full else "no"}
+pd.DataFrame(check).T
