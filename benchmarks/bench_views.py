@@ -7,7 +7,9 @@ For scale: the authors' loader made time-series views at about 260 records/s per
 (numpy per record, per view; SPEC 2.1); the target is at least 20x that, 5,200 records/s, i.e.
 about 37 ms of one core per batch of 196. With one thread the CPU milliseconds are the cost of
 the work itself and the steadiest figure on a shared machine; "x authors (1 core)" is
-(B / CPU seconds) / 260.
+(B / CPU seconds) / 260. On a machine whose cores are busy with other work, 2 threads can be
+far slower than 1 (the threads wait for each other at every parallel op); a loader process
+is best given one thread.
 
     .venv/bin/python benchmarks/bench_views.py [--threads 1 2] [--repeats R] [--device cpu cuda]
                                                [--baseline GIT_REV]

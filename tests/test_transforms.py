@@ -398,7 +398,7 @@ def test_time_views_do_not_depend_on_the_cpu_block_size(monkeypatch):
     raw = torch.randn(13, 12, N)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # blocks are used on one thread
     whole = T.time_views(raw, ZERO, ONE, generator=gen(41))
-    monkeypatch.setattr(T, "_CPU_BLOCK", 5 * 12 * N)  # blocks of 5, 5 and 3 records
+    monkeypatch.setattr(T, "_CPU_BLOCK", 10 * 5 * 12 * N)  # 10 views of 5, 5 and 3 records
     torch.testing.assert_close(T.time_views(raw, ZERO, ONE, generator=gen(41)), whole, rtol=0, atol=0)
 
 
