@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Iterable
 
@@ -27,7 +26,9 @@ NORMAL_CLASS = "426783006"  # sinus rhythm (NSR)
 
 def data_file(name: str) -> Path:
     """Path of one packaged official table, e.g. data_file('weights.csv')."""
-    return Path(str(resources.files("ecgssl_nb") / "data" / name))
+    # next to this file: importlib.resources breaks when an editable install is seen as a
+    # namespace package (running from another folder)
+    return Path(__file__).resolve().parent / "data" / name
 
 
 def _read_mapping(name: str) -> list[dict]:
