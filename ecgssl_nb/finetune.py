@@ -58,7 +58,6 @@ import os
 import platform
 import random
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping
@@ -71,6 +70,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_write
 from .config import (
     SETUPS, WINDOW, FinetuneConfig, Profile, as_dict, check_fold, check_setup, get_profile, resolve_device,
 )
@@ -253,19 +253,7 @@ def predict(model, corpus, mean: torch.Tensor, std: torch.Tensor, batch_windows:
 # --- files -------------------------------------------------------------------------------------
 
 
-def _atomic(path: Path, write) -> None:
-    """Write `path` via a temporary file in the same folder and os.replace (all or nothing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
+_atomic = atomic_write  # one implementation, in atomic.py
 
 def _write_log(path: Path, history: list[dict], protocol: str) -> None:
     df = pd.DataFrame(history, columns=list(LOG_COLUMNS))

@@ -58,12 +58,12 @@ same folders with this module.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from .atomic import write_text_atomic
 from .errors import UserError
 from .labels import CLASSES, MERGES, NORMAL_CLASS, weight_matrix
 
@@ -386,19 +386,7 @@ def threshold_search(
 # Challenge files
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
+_write_text_atomic = write_text_atomic  # one implementation, in atomic.py
 
 def _check_records(records, n: int | None = None) -> list[str]:
     recs = [str(r) for r in records]

@@ -50,7 +50,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_write, write_text_atomic  # noqa: F401  (public here too)
 from .config import PROTOCOLS, SETUPS
 from .errors import UserError
 
@@ -77,23 +77,7 @@ class ResultFileWarning(UserWarning):
 # atomic files
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` to `path` atomically (temp file in the same folder, fsync, os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
+# write_text_atomic lives in atomic.py (imported above) so lower modules share it
 
 def to_jsonable(obj: Any, where: str = "$") -> Any:
     """`obj` as plain JSON values: numpy -> Python, NaN/inf -> None, Path -> str, datetime -> ISO.

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -42,6 +41,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .atomic import atomic_write
 from .config import MODALITIES, WINDOW, PretrainConfig, as_dict, check_modality, get_profile, resolve_device
 from .errors import UserError
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
@@ -417,22 +417,8 @@ def _select_rows(n_available: int, records: int | Sequence[int] | None) -> np.nd
 # --- files -------------------------------------------------------------------------------------
 
 
-def _atomic(path: Path, write) -> None:
-    """Write through `write(tmp_path)` to a temporary file beside `path`, then rename it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+_atomic = atomic_write  # one implementation, in atomic.py
 
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def _write_json(path: Path, obj: dict) -> None:
