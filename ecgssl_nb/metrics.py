@@ -57,7 +57,6 @@ same folders with this module.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
