@@ -42,7 +42,7 @@ seed = int(os.environ.get("ECGSSL_SEED", "0"))
 record = "HR00599"  # the real record shown (PTB-XL; LPR, NSR)
 lead = 1  # lead II
 
-# %%
+# %% tags=["hide-input"]
 from pathlib import Path
 
 import numpy as np
