@@ -379,6 +379,11 @@ def reproduce(
         "steps": {}, "runs": {}, "failures": [],
     }
     mpath = paths.manifest_path(out, prof.name)
+    # runs skipped now keep the wall time an earlier call measured for them
+    try:
+        earlier = json.loads(mpath.read_text()).get("runs", {}) if mpath.exists() else {}
+    except (OSError, ValueError):
+        earlier = {}
 
     def save_manifest() -> None:
         write_json_atomic(mpath, manifest)
@@ -463,7 +468,12 @@ def reproduce(
     def record_runs(jobs: list[Job]) -> Callable[[], None]:
         def update() -> None:
             for j in jobs:
-                manifest["runs"][j.name] = _job_record(j)
+                rec = _job_record(j)
+                before = earlier.get(j.name) or {}
+                if j.status == "skipped" and before.get("wall_s"):
+                    rec["wall_s"] = before["wall_s"]  # measured when it ran
+                    rec["reason"] = rec["reason"] or "finished earlier"
+                manifest["runs"][j.name] = rec
             save_manifest()
         return update
 

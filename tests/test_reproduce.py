@@ -87,7 +87,12 @@ def test_a_failing_run_loses_nothing_and_a_second_call_runs_only_what_is_missing
     assert calls == [("s", 1)]
     assert [p.stat().st_mtime_ns for p in done] == stamps
     assert not (root / "finetune/s/fold1/error.txt").exists()
-    assert json.loads((root / "manifest.json").read_text())["counts"] == {"done": 1, "skipped": 3, "failed": 0, "blocked": 0}
+    second = json.loads((root / "manifest.json").read_text())
+    assert second["counts"] == {"done": 1, "skipped": 3, "failed": 0, "blocked": 0}
+    first_walls = {k: v["wall_s"] for k, v in manifest["runs"].items() if v["status"] == "done"}
+    assert first_walls and all(w > 0 for w in first_walls.values())
+    for name, wall in first_walls.items():  # skipped runs keep the wall time measured when they ran
+        assert second["runs"][name]["status"] == "skipped" and second["runs"][name]["wall_s"] == wall
 
     calls[:] = []
     reproduce(fast(1), **kw)
