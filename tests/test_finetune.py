@@ -31,14 +31,7 @@ FAST = replace(get_profile("tiny"), finetune=replace(
     batch_records={"t": 32, "s": 32, "tsc": 32, "tsg": 32}, eval_batch_windows=512))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a small shared machine, OpenMP threads that spin-wait for each
-    other cost far more CPU than they save."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 @pytest.fixture(scope="module")
 def prepared_dir(tmp_path_factory):

@@ -29,14 +29,7 @@ def fast(epochs: int) -> object:
                                           epochs={f: epochs for f in ("t", "s", "tsc", "tsg")}))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a small shared machine, OpenMP threads that spin-wait for each
-    other cost far more CPU than they save."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):

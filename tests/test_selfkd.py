@@ -20,14 +20,7 @@ from ecgssl_nb.schedules import cosine_schedule, momentum_schedule, teacher_temp
 from ecgssl_nb.selfkd import DINOHead, DINOLoss, MultiCropModel
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a small, shared machine OpenMP threads that spin-wait for each
-    other cost many times the work itself. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def small_model(out_dim: int = 16, seed: int = 0) -> MultiCropModel:

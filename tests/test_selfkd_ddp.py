@@ -17,14 +17,7 @@ from ecgssl_nb import selfkd
 FAST = {"out_dim": 64, "n_local": 2, "base_lr": 0.5, "warmup_epochs": 0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a small, shared machine OpenMP threads that spin-wait for each
-    other cost many times the work itself. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _free_port() -> int:
