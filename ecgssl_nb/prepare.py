@@ -411,7 +411,7 @@ def prepare(
     complete = out / _COMPLETE
     if complete.exists() and all((out / f).exists() for f in ("signals.npy", "index.csv", "skipped.csv", "stats.json")):
         try:
-            if json.loads(complete.read_text()) == done_mark:
+            if {k: v for k, v in json.loads(complete.read_text()).items() if k != "digest"} == done_mark:
                 print(f"{out} is already prepared from {data_dir} ({len(rels)} headers); nothing to do", file=sys.stderr)
                 return out
         except ValueError:
@@ -441,6 +441,7 @@ def prepare(
     _run_tasks(tasks, workers, total=sum(len(t[2]) for t in tasks), progress=progress)
 
     stats = _assemble(out, parts, len(chunks), int(n_folds), int(seed))
+    done_mark = dict(done_mark, digest=corpus_digest(out))
     _atomic_write_text(complete, json.dumps(done_mark, indent=2))
     shutil.rmtree(parts, ignore_errors=True)
     print(
@@ -474,6 +475,15 @@ def _run_tasks(tasks: list, workers: int, total: int, progress: bool | None) -> 
 # reading a prepared folder
 
 
+def corpus_digest(out: Path) -> str:
+    """SHA-256 fingerprint of a prepared corpus's content: its signals, index and statistics
+    (skipped.csv is a report, not content). Stored in `.complete.json` as `digest`."""
+    from .provenance import sha256_file
+
+    parts = [f"{name}:{sha256_file(out / name)}" for name in ("signals.npy", "index.csv", "stats.json")]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 @dataclass
 class Prepared:
     """A prepared folder: signals (T, 12) float32 memmap in mV at 100 Hz, the index, the stats."""
@@ -484,6 +494,7 @@ class Prepared:
     stats: dict
     mean: np.ndarray  # (12,) mV
     std: np.ndarray  # (12,) mV
+    digest: str = ""  # corpus_digest, from .complete.json: the input fingerprint of every later stage
 
     def __len__(self) -> int:
         return len(self.index)
@@ -526,7 +537,12 @@ def load_prepared(path: str | Path) -> Prepared:
         raise UserError(f"{path}/index.csv points past the end of signals.npy: the folder is incomplete")
     mean = np.asarray(stats["mean"], dtype=np.float32)
     std = np.asarray(stats["std"], dtype=np.float32)
-    return Prepared(path=path, signals=signals, index=index, stats=stats, mean=mean, std=std)
+    try:
+        digest = str(json.loads((path / _COMPLETE).read_text())["digest"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest "
+                        f"(run `python -m ecgssl_nb prepare` again to finish it)") from None
+    return Prepared(path=path, signals=signals, index=index, stats=stats, mean=mean, std=std, digest=digest)
 
 
 class _Parser(argparse.ArgumentParser):
