@@ -28,17 +28,43 @@ Output folder:
   mean / standard deviation, over all kept records of all folds), counts.
 
 Work is done in chunks (at most 256 records and 64 MiB of signal files), in `--workers`
-processes; each chunk's result is written atomically to `OUT/.parts/`, so
-a killed run, started again, only does the chunks that are missing and then assembles the same
-bytes as an uninterrupted run (whatever the number of workers). The parts are removed after a
-successful assembly; `OUT/.complete.json` then marks the folder finished for this input and these
-settings, and running the command again does nothing.
+processes; each chunk's result is written atomically to `OUT.partial/.parts/`, so a killed run,
+started again, only does the chunks that are missing and then assembles the same bytes as an
+uninterrupted run (whatever the number of workers).
+
+What makes a prepared folder trustworthy:
+
+* **Built beside, renamed in.** Everything is written into `OUT.partial/` next to `OUT`; only
+  when signals.npy, index.csv, skipped.csv, stats.json, provenance.json and `.complete.json`
+  (with the corpus `digest`) are all there is it renamed onto `OUT`. A kill at any moment
+  leaves `OUT` absent, or the old finished folder, or the new finished folder, never a mix.
+* **Provenance.** `provenance.json` records the request (resolved settings, the fingerprint of
+  the headers found, the fold seed) and the code version. The same request on a finished `OUT`
+  does nothing; an `OUT` made from something else is refused unless `--force`, which moves it
+  aside (`OUT.stale-<time>`), never deletes it.
+* **One writer.** `OUT.partial/.lock` (`provenance.lock`): a second `prepare` into the same
+  `OUT` gets an error naming the first.
+* **Every file accounted for.** Each header is kept or in skipped.csv with a reason (records'
+  checks: gain, amplitude, UTF-8, ...); a `.mat` with no header beside it is in skipped.csv as
+  'missing header'. Folders reached twice through symlinks (loops included) are searched once.
+* **Nothing kept is an error**, with skipped.csv left in `OUT.partial/` to read.
+* **Disk full or a file-size limit** ends with one line naming the file; the half-written file
+  is removed, finished parts stay, and running the command again resumes. Arrays are written
+  with plain file writes (never through a memory map, whose failure would be a SIGBUS).
+* JSON outputs are strict JSON (no NaN).
+
+`load_prepared` checks what it opens: every file present and `.complete.json` with its digest;
+index.csv with every column, integers where integers belong, unique record names, known label
+codes, folds in range; records back to back inside signals.npy; counts equal to stats.json's.
+Each failure is one line naming the folder, the file and what is wrong.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -52,6 +78,8 @@ import pandas as pd
 import scipy.signal  # imported before the worker processes fork
 
 from . import labels as L
+from . import provenance
+from . import records as R
 from .config import TARGET_FS, WINDOW
 from .errors import RecordError, UserError
 from .folds import assign_folds
@@ -66,8 +94,11 @@ INDEX_COLUMNS = (
     "labels", "codes", "dx", "fold",
 )
 SKIPPED_COLUMNS = ("record", "path", "reason", "detail")
+OUTPUTS = ("signals.npy", "index.csv", "skipped.csv", "stats.json")
 _PARTS = ".parts"
 _COMPLETE = ".complete.json"
+_STAGING_SUFFIX = ".partial"
+_NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,17 +166,56 @@ def _process_record(hea: Path, rel: str) -> tuple[dict, np.ndarray]:
 # chunks and part files
 
 
+def _write_stream(path: Path, pieces) -> None:
+    """Write the byte pieces to `path` atomically (temporary file beside it, fsync, rename).
+    On any error the temporary file is removed; an OSError then names `path`."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            for piece in pieces:
+                fh.write(piece)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    _write_stream(path, [data])
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
+    _write_stream(path, [text.encode("utf-8")])
+
+
+def _write_json(path: Path, obj) -> None:
+    """Strict JSON (a NaN or inf is a ValueError, never a bare `NaN` in the file)."""
+    _atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def _write_npy(path: Path, n_rows: int, blocks) -> None:
+    """A float32 (n_rows, 12) .npy file from row blocks, with plain writes: a full disk is an
+    OSError (ENOSPC/EFBIG), not the SIGBUS of a write through a memory map."""
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False, "shape": (int(n_rows), 12)})
+    written = 0
+
+    def pieces():
+        nonlocal written
+        yield head.getvalue()
+        for b in blocks:
+            b = np.ascontiguousarray(b, dtype="<f4")
+            written += len(b)
+            yield b.data
+
+    _write_stream(path, pieces())
+    if written != n_rows:
+        path.unlink()
+        raise RuntimeError(f"{path}: wrote {written} rows, expected {n_rows}")
 
 
 def _chunk_paths(parts: Path, k: int) -> tuple[Path, Path]:
@@ -168,35 +238,59 @@ def _process_chunk(task: tuple[int, str, list[str], str]) -> tuple[int, int]:
             continue
         metas.append(meta)
         arrays.append(x)
-    tmp = npy_path.with_name(npy_path.name + f".tmp{os.getpid()}.npy")
-    block = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(sum(len(a) for a in arrays), 12))
-    pos = 0
-    for a in arrays:  # copied one by one: no second copy of the chunk in memory
-        block[pos : pos + len(a)] = a
-        pos += len(a)
-    block.flush()
-    del block
+    _write_npy(npy_path, sum(len(a) for a in arrays), arrays)  # written one by one: no second copy
     arrays.clear()
-    os.replace(tmp, npy_path)
-    _atomic_write_text(json_path, json.dumps({"rels": rels, "records": metas, "skipped": skipped}))
+    _atomic_write_text(json_path, json.dumps({"rels": rels, "records": metas, "skipped": skipped}, allow_nan=False))
     return k, len(rels)
 
 
-def find_headers(data_dir: Path) -> list[str]:
-    """All *.hea below data_dir (relative POSIX paths), ordered by (source, record name, path).
-    Hidden files and folders (e.g. `download`'s unfinished `.extract-*`) are not searched."""
-    rels = []
+def walk_corpus(data_dir: Path) -> tuple[list[str], list[str]]:
+    """(headers, orphan signal files) below data_dir: relative POSIX paths of every *.hea, and
+    of every *.mat with no header of the same name beside it, each ordered by (source, record
+    name, path). Hidden files and folders (e.g. `download`'s unfinished `.extract-*`) are not
+    searched. Symlinked folders are followed, but each real folder (device, inode) is searched
+    once, by the first path that reaches it in sorted order, so symlink loops end."""
+    data_dir = Path(data_dir)
+    seen = {_identity(data_dir)}
+    heas, mats = [], []
     for root, dirs, files in os.walk(data_dir, followlinks=True):  # sources may be symlinked folders
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        keep = []
+        for d in sorted(dirs):
+            ident = None if d.startswith(".") else _identity(Path(root) / d)
+            if ident is not None and ident not in seen:
+                seen.add(ident)
+                keep.append(d)
+        dirs[:] = keep
         base = Path(root).relative_to(data_dir)
-        rels += [(base / f).as_posix() for f in files if f.endswith(".hea") and not f.startswith(".")]
-    rank = {s: i for i, s in enumerate(SOURCES)}
+        for f in files:
+            if not f.startswith("."):
+                if f.endswith(".hea"):
+                    heas.append((base / f).as_posix())
+                elif f.endswith(".mat"):
+                    mats.append((base / f).as_posix())
+    have = set(heas)
+    orphans = [m for m in mats if m[: -len(".mat")] + ".hea" not in have]
+    return sorted(heas, key=_order_key), sorted(orphans, key=_order_key)
 
-    def key(rel: str):
-        stem = Path(rel).stem
-        return rank[source_of(stem, rel)], stem, rel
 
-    return sorted(rels, key=key)
+def _identity(path: Path):
+    """(device, inode) of the folder `path` leads to, None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _order_key(rel: str):
+    stem = Path(rel).stem
+    return SOURCES.index(source_of(stem, rel)), stem, rel
+
+
+def find_headers(data_dir: Path) -> list[str]:
+    """All *.hea below data_dir (relative POSIX paths), ordered by (source, record name, path);
+    see `walk_corpus`."""
+    return walk_corpus(data_dir)[0]
 
 
 def _signal_bytes(data_dir: Path, rel: str) -> int:
@@ -225,11 +319,15 @@ def make_chunks(rels: list[str], sizes: list[int], chunk_size: int, chunk_bytes:
     return chunks
 
 
-def _manifest(data_dir: Path, rels: list[str], sizes: list[int], chunk_size: int) -> dict:
+def _manifest(data_dir: Path, rels: list[str], sizes: list[int], chunk_size: int, orphans: list[str] = ()) -> dict:
+    """What the parts were made from: every header (path, size, mtime, its .mat's size) and every
+    orphan signal file, hashed; plus the chunking. `headers` is the input fingerprint."""
     h = hashlib.blake2b(digest_size=16)
     for rel, size in zip(rels, sizes):
         st = (data_dir / rel).stat()
         h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{size}\n".encode())
+    for rel in orphans:
+        h.update(f"orphan\0{rel}\n".encode())
     return {
         "version": FORMAT_VERSION,
         "data_dir": str(data_dir.resolve()),
@@ -250,9 +348,10 @@ def _fmt_float(v) -> str:
     return "" if v is None or v != v else repr(float(v))
 
 
-def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int) -> dict:
+def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, orphans: list[str] = ()) -> dict:
     """Read the part files in order, drop duplicates, write signals.npy, index.csv, skipped.csv,
-    stats.json (each atomically). Holds one chunk's signals in memory at a time."""
+    stats.json (each atomically). Holds one chunk's signals in memory at a time. UserError (after
+    writing skipped.csv) when no record is kept."""
     kept: list[dict] = []
     skipped: list[dict] = []
     first_by_hash: dict[str, str] = {}
@@ -286,21 +385,24 @@ def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int) ->
             chunk_take.append((block_start, item["length"]))
         take.append(chunk_take)
     total = offset
+    n_headers = len(kept) + len(skipped)
+    skipped += [{"record": Path(rel).stem, "path": rel, "reason": "missing header",
+                 "detail": f"signal file with no {Path(rel).stem}.hea beside it"} for rel in orphans]
+    skipped_df = pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS))
+    _write_csv(out / "skipped.csv", skipped_df, list(SKIPPED_COLUMNS))
+    if not kept:
+        reasons = ", ".join(f"{r}: {c}" for r, c in sorted(Counter(s["reason"] for s in skipped).items()))
+        raise UserError(f"no record kept: all {n_headers} headers were skipped ({reasons}); see {out / 'skipped.csv'}")
 
-    tmp_sig = out / "signals.tmp.npy"
-    sig = np.lib.format.open_memmap(tmp_sig, mode="w+", dtype=np.float32, shape=(total, 12))
-    pos = 0
-    for k in range(n_chunks):
-        if not take[k]:
-            continue
-        block = np.load(_chunk_paths(parts, k)[0], mmap_mode="r")
-        for s, n in take[k]:
-            sig[pos : pos + n] = block[s : s + n]
-            pos += n
-        del block
-    sig.flush()
-    del sig
-    os.replace(tmp_sig, out / "signals.npy")
+    def blocks():  # the kept records' rows, chunk by chunk
+        for k in range(n_chunks):
+            if take[k]:
+                block = np.load(_chunk_paths(parts, k)[0], mmap_mode="r")
+                for s, n in take[k]:
+                    yield block[s : s + n]
+                del block
+
+    _write_npy(out / "signals.npy", total, blocks())
 
     index = pd.DataFrame(
         {
@@ -318,11 +420,8 @@ def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int) ->
             "dx": [" ".join(m["dx"]) for m in kept],
         }
     )
-    index["fold"] = assign_folds(index, n_folds=n_folds, seed=seed, label_col="codes") if len(index) else []
-    skipped_df = pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS))
-
+    index["fold"] = assign_folds(index, n_folds=n_folds, seed=seed, label_col="codes")
     _write_csv(out / "index.csv", index, list(INDEX_COLUMNS))
-    _write_csv(out / "skipped.csv", skipped_df, list(SKIPPED_COLUMNS))
 
     means = np.array([m["mean"] for m in kept], dtype=np.float64).reshape(-1, 12)
     stds = np.array([m["std"] for m in kept], dtype=np.float64).reshape(-1, 12)
@@ -331,23 +430,23 @@ def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int) ->
         "format_version": FORMAT_VERSION,
         "fs": TARGET_FS,
         "leads": list(LEADS),
-        "mean": means.mean(axis=0).tolist() if len(kept) else [0.0] * 12,
-        "std": stds.mean(axis=0).tolist() if len(kept) else [1.0] * 12,
+        "mean": means.mean(axis=0).tolist(),
+        "std": stds.mean(axis=0).tolist(),
         "stats_definition": "average over kept records (all folds) of each record's per-lead mean / std (ddof 0) at 100 Hz, mV (SPEC 1.4)",
-        "n_headers": len(kept) + len(skipped),
+        "n_headers": n_headers,
+        "n_orphan_signal_files": len(orphans),
         "n_records": len(kept),
-        "n_skipped": len(skipped),
+        "n_skipped": len(skipped),  # = n_headers + n_orphan_signal_files - n_records
         "total_samples": int(total),
         "per_source": {s: int(c) for s in SOURCES if (c := sum(m["source"] == s for m in kept))},
         "classes": list(L.CLASSES),
-        "per_class": {a: int(c) for a, c in zip(L.ABBREVIATIONS, label_matrix.sum(axis=0))}
-        if len(kept) else {a: 0 for a in L.ABBREVIATIONS},
+        "per_class": {a: int(c) for a, c in zip(L.ABBREVIATIONS, label_matrix.sum(axis=0))},
         "per_skip_reason": dict(sorted(Counter(s["reason"] for s in skipped).items())),
         "n_folds": n_folds,
         "seed": seed,
-        "per_fold": np.bincount(index["fold"].to_numpy(dtype=np.int64), minlength=n_folds).tolist() if len(kept) else [0] * n_folds,
+        "per_fold": np.bincount(index["fold"].to_numpy(dtype=np.int64), minlength=n_folds).tolist(),
     }
-    _atomic_write_text(out / "stats.json", json.dumps(stats, indent=2) + "\n")
+    _write_json(out / "stats.json", stats)
     return stats
 
 
@@ -380,13 +479,74 @@ def _check_args(data_dir, out, workers, n_folds, seed, chunk_size) -> tuple[Path
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
+    parent = Path(os.path.abspath(out)).parent
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--out {out} cannot be created: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out} is not writable")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out} cannot be created: its folder {parent} is not writable")
     return data_dir, out
+
+
+def staging_dir(out: str | Path) -> Path:
+    """`OUT.partial`: where `prepare` builds (and resumes) a prepared folder before renaming it
+    onto OUT."""
+    out = Path(os.path.abspath(out))
+    return out.with_name(out.name + _STAGING_SUFFIX)
+
+
+def _request(manifest: dict, n_folds: int, seed: int) -> dict:
+    """The provenance request of a prepared folder: everything its content depends on."""
+    settings = {
+        "format_version": FORMAT_VERSION,
+        "data_dir": manifest["data_dir"],
+        "fs": TARGET_FS,
+        "min_length": WINDOW,
+        "max_abs_mv": R.MAX_ABS_MV,
+        "gain_range_per_mv": [R.GAIN_MIN, R.GAIN_MAX],
+        "n_folds": int(n_folds),
+    }
+    return provenance.request("prepare", settings, {"headers": manifest["headers"]}, seed)
+
+
+def _finished(folder: Path, req: dict) -> bool:
+    """True when `folder` is a complete prepared folder made by request `req`."""
+    if not all((folder / f).is_file() for f in (*OUTPUTS, _COMPLETE)):
+        return False
+    try:
+        rec = provenance.read(folder)
+        return rec is not None and rec["request"] == req and "digest" in json.loads((folder / _COMPLETE).read_text())
+    except (UserError, OSError, ValueError, TypeError):
+        return False
+
+
+def _foreign(out: Path, req: dict) -> str | None:
+    """Why `out` may not be replaced without --force (None: it is absent or empty)."""
+    if not out.exists() or not any(p.name != provenance.LOCK for p in out.iterdir()):
+        return None
+    try:
+        rec = provenance.read(out)
+    except UserError as exc:
+        return str(exc)
+    if rec is None:
+        return "it holds files but no provenance.json (made by something else, or by an older version)"
+    if rec["request"] == req:
+        return "it was made by this request but is not complete"
+    diff = provenance.differences(rec["request"], req)
+    return "it was made by a different request: " + "; ".join(diff[:6]) + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
+
+
+def _swap_in(stage: Path, out: Path) -> None:
+    """Rename the finished `stage` onto `out`; a non-empty `out` is first moved aside."""
+    if out.exists():
+        if any(p.name != provenance.LOCK for p in out.iterdir()):
+            moved = provenance.move_aside(out)
+            print(f"{out}: the previous folder was moved aside to {moved.name}", file=sys.stderr)
+        else:
+            (out / provenance.LOCK).unlink(missing_ok=True)
+            out.rmdir()
+    os.replace(stage, out)
 
 
 def prepare(
@@ -397,29 +557,50 @@ def prepare(
     seed: int = 0,
     chunk_size: int = DEFAULT_CHUNK,
     progress: bool | None = None,
+    force: bool = False,
 ) -> Path:
     """Prepare the records below `data_dir` into `out` (see the module docstring); returns `out`.
-    Resumes from `out/.parts` after an interruption; a finished `out` for the same input and
-    settings is left as it is."""
+    Builds in `OUT.partial/` and renames it onto `out` when complete; resumes from its parts after
+    an interruption. A finished `out` for the same request is left as it is; one made from
+    something else is refused unless `force` (then moved aside, never deleted)."""
     data_dir, out = _check_args(data_dir, out, workers, n_folds, seed, chunk_size)
-    rels = find_headers(data_dir)
+    rels, orphans = walk_corpus(data_dir)
     if not rels:
         raise UserError(f"--data-dir {data_dir} holds no .hea header files (searched all sub-folders)")
     sizes = [_signal_bytes(data_dir, rel) for rel in rels]
-    manifest = _manifest(data_dir, rels, sizes, int(chunk_size))
-    done_mark = dict(manifest, n_folds=int(n_folds), seed=int(seed))
-    complete = out / _COMPLETE
-    if complete.exists() and all((out / f).exists() for f in ("signals.npy", "index.csv", "skipped.csv", "stats.json")):
-        try:
-            if {k: v for k, v in json.loads(complete.read_text()).items() if k != "digest"} == done_mark:
-                print(f"{out} is already prepared from {data_dir} ({len(rels)} headers); nothing to do", file=sys.stderr)
+    manifest = _manifest(data_dir, rels, sizes, int(chunk_size), orphans)
+    req = _request(manifest, n_folds, seed)
+    if _finished(out, req):
+        print(f"{out} is already prepared from {data_dir} ({len(rels)} headers); nothing to do", file=sys.stderr)
+        return out
+    why = _foreign(out, req)
+    if why and not force:
+        raise UserError(f"--out {out}: {why}. Use another folder, or --force to move it aside (nothing is deleted)")
+    stage = staging_dir(out)
+    try:
+        with provenance.lock(stage):
+            if _finished(out, req):  # another writer finished it meanwhile
                 return out
-        except ValueError:
-            pass
-    if complete.exists():
-        complete.unlink()
+            if not _finished(stage, req):  # (else: finished but not yet renamed when it was stopped)
+                stats = _build(stage, data_dir, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress)
+                print(f"prepared {stats['n_records']} records ({stats['total_samples']} samples at {TARGET_FS} Hz), "
+                      f"skipped {stats['n_skipped']}: {stats['per_skip_reason']} -> {out}", file=sys.stderr)
+            _swap_in(stage, out)
+    except OSError as exc:
+        if exc.errno not in _NO_SPACE:
+            raise
+        what = "file-size limit reached" if exc.errno == errno.EFBIG else "no space left on device"
+        raise UserError(f"{exc.filename or stage}: {what} ({exc.strerror}); the partial file was removed and finished "
+                        f"parts kept: free space and run the same command again to resume") from None
+    return out
 
-    parts = out / _PARTS
+
+def _build(stage: Path, data_dir: Path, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress) -> dict:
+    """Process the missing chunks into `stage/.parts`, assemble the outputs in `stage`, write
+    provenance.json and `.complete.json` (last); returns the stats."""
+    for name in (_COMPLETE, provenance.PROVENANCE):
+        (stage / name).unlink(missing_ok=True)
+    parts = stage / _PARTS
     mpath = parts / "manifest.json"
     if parts.exists():
         try:
@@ -431,7 +612,7 @@ def prepare(
             shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
     if not mpath.exists():
-        _atomic_write_text(mpath, json.dumps(manifest, indent=2))
+        _write_json(mpath, manifest)
 
     chunks = make_chunks(rels, sizes, int(chunk_size))
     todo = [k for k in range(len(chunks)) if not all(p.exists() for p in _chunk_paths(parts, k))]
@@ -440,16 +621,11 @@ def prepare(
     tasks = [(k, str(data_dir), chunks[k], str(parts)) for k in todo]
     _run_tasks(tasks, workers, total=sum(len(t[2]) for t in tasks), progress=progress)
 
-    stats = _assemble(out, parts, len(chunks), int(n_folds), int(seed))
-    done_mark = dict(done_mark, digest=corpus_digest(out))
-    _atomic_write_text(complete, json.dumps(done_mark, indent=2))
+    stats = _assemble(stage, parts, len(chunks), int(n_folds), int(seed), orphans)
+    provenance.write(stage, req)
+    _write_json(stage / _COMPLETE, dict(manifest, n_folds=int(n_folds), seed=int(seed), digest=corpus_digest(stage)))
     shutil.rmtree(parts, ignore_errors=True)
-    print(
-        f"prepared {stats['n_records']} records ({stats['total_samples']} samples at {TARGET_FS} Hz), "
-        f"skipped {stats['n_skipped']}: {stats['per_skip_reason']} -> {out}",
-        file=sys.stderr,
-    )
-    return out
+    return stats
 
 
 def _run_tasks(tasks: list, workers: int, total: int, progress: bool | None) -> None:
@@ -511,8 +687,10 @@ class Prepared:
 
 
 def load_prepared(path: str | Path) -> Prepared:
-    """Open a folder written by `prepare`; UserError if it is not one."""
+    """Open a folder written by `prepare`, after checking that it is complete and consistent
+    (see the module docstring); UserError naming the folder, the file and the fault if not."""
     path = Path(path)
+    redo = f"run `python -m ecgssl_nb prepare --data-dir D --out {path}` (with --force to move this one aside)"
     if not path.is_dir():
         raise UserError(f"{path} is not a prepared folder: it does not exist (run `python -m ecgssl_nb prepare`)")
     missing = [f for f in ("signals.npy", "index.csv", "stats.json") if not (path / f).exists()]
@@ -521,28 +699,107 @@ def load_prepared(path: str | Path) -> Prepared:
             f"{path} is not a prepared folder: {', '.join(missing)} missing (run `python -m ecgssl_nb prepare --data-dir D --out {path}`)"
         )
     try:
-        signals = np.load(path / "signals.npy", mmap_mode="r")
-        stats = json.loads((path / "stats.json").read_text())
-        str_cols = {c: str for c in ("record", "source", "path", "sex", "labels", "codes", "dx")}
-        index = pd.read_csv(path / "index.csv", dtype=str_cols, keep_default_na=False)
-        index["age"] = pd.to_numeric(index["age"].replace("", np.nan), errors="coerce").astype(np.float64)
-        index["fs"] = index["fs"].astype(np.float64)
-        for col in ("n_samples", "offset", "length", "fold"):
-            index[col] = index[col].astype(np.int64)
-    except (ValueError, KeyError, OSError) as exc:
-        raise UserError(f"{path} is not a readable prepared folder: {exc}") from None
-    if signals.ndim != 2 or signals.shape[1] != 12 or signals.dtype != np.float32:
-        raise UserError(f"{path}/signals.npy must be float32 (T, 12), got {signals.dtype} {signals.shape}")
-    if len(index) and int((index["offset"] + index["length"]).max()) > signals.shape[0]:
-        raise UserError(f"{path}/index.csv points past the end of signals.npy: the folder is incomplete")
-    mean = np.asarray(stats["mean"], dtype=np.float32)
-    std = np.asarray(stats["std"], dtype=np.float32)
-    try:
         digest = str(json.loads((path / _COMPLETE).read_text())["digest"])
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"{path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest "
                         f"(run `python -m ecgssl_nb prepare` again to finish it)") from None
+    try:
+        signals = np.load(path / "signals.npy", mmap_mode="r")
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{path}/signals.npy is not a readable .npy array ({exc}); {redo}") from None
+    if signals.ndim != 2 or signals.shape[1] != 12 or signals.dtype != np.float32:
+        raise UserError(f"{path}/signals.npy must be float32 (T, 12), got {signals.dtype} {signals.shape}")
+    stats = _read_stats(path)
+    index = _read_index(path)
+    fault = _index_fault(index, signals.shape[0], stats)
+    if fault:
+        raise UserError(f"{path}/{fault}; the folder is damaged or was edited: {redo}")
+    mean = np.asarray(stats["mean"], dtype=np.float32)
+    std = np.asarray(stats["std"], dtype=np.float32)
     return Prepared(path=path, signals=signals, index=index, stats=stats, mean=mean, std=std, digest=digest)
+
+
+def _read_stats(path: Path) -> dict:
+    """stats.json, with the fields load_prepared relies on checked."""
+    try:
+        stats = json.loads((path / "stats.json").read_text(), parse_constant=_no_constant)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}/stats.json is not strict JSON: {exc}") from None
+    try:
+        mean, std = (np.asarray(stats[k], dtype=np.float64) for k in ("mean", "std"))
+        ok = mean.shape == std.shape == (12,) and bool(np.isfinite(mean).all() and (std > 0).all() and np.isfinite(std).all())
+        ok = ok and all(isinstance(stats[k], int) for k in ("n_records", "total_samples", "n_folds")) and stats["n_folds"] >= 2
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UserError(f"{path}/stats.json lacks 12 finite per-lead means and positive stds, n_records, "
+                        f"total_samples or n_folds: run `python -m ecgssl_nb prepare` again")
+    return stats
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _read_index(path: Path) -> pd.DataFrame:
+    """index.csv with every column present and typed (strings; fs, age float; ints)."""
+    str_cols = {c: str for c in ("record", "source", "path", "sex", "labels", "codes", "dx")}
+    try:
+        index = pd.read_csv(path / "index.csv", dtype=str_cols, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}/index.csv is not a readable CSV file: {exc}") from None
+    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+    if missing:
+        raise UserError(f"{path}/index.csv has no column {', '.join(map(repr, missing))} (columns: {', '.join(map(str, index.columns))})")
+    index["age"] = pd.to_numeric(index["age"].replace("", np.nan), errors="coerce").astype(np.float64)
+    for col, dtype in (("fs", np.float64), ("n_samples", np.int64), ("offset", np.int64), ("length", np.int64), ("fold", np.int64)):
+        try:
+            index[col] = index[col].astype(dtype)
+        except (ValueError, TypeError):
+            raise UserError(f"{path}/index.csv: column {col!r} holds a value that is not {'a number' if dtype is np.float64 else 'an integer'}") from None
+    return index
+
+
+def _index_fault(index: pd.DataFrame, n_rows: int, stats: dict) -> str | None:
+    """What is wrong with the index against signals.npy (`n_rows` rows) and stats.json, or None.
+    Vectorised: a few ms for 43k rows."""
+    n = len(index)
+    if n != stats["n_records"]:
+        return f"index.csv: {n} rows, but stats.json says n_records {stats['n_records']}"
+    if n == 0:
+        return "index.csv: no records"
+    end = index["offset"].to_numpy() + index["length"].to_numpy()
+    if int(end.max()) > n_rows or int(index["offset"].min()) < 0:
+        return f"index.csv points past the end of signals.npy ({n_rows} rows): the folder is incomplete"
+    if n_rows != stats["total_samples"]:
+        return f"signals.npy: {n_rows} rows, but stats.json says total_samples {stats['total_samples']}"
+    rec = index["record"].to_numpy()
+    dup = index["record"].duplicated().to_numpy()
+    if dup.any():
+        return f"index.csv: record name {rec[dup.argmax()]!r} appears more than once"
+    off, length = index["offset"].to_numpy(), index["length"].to_numpy()
+    if (length <= 0).any():
+        i = int((length <= 0).argmax())
+        return f"index.csv: record {rec[i]!r} has length {length[i]}"
+    starts = np.concatenate([[0], end[:-1]])
+    if (off != starts).any() or end[-1] != n_rows:
+        i = int((off != starts).argmax()) if (off != starts).any() else n - 1
+        return (f"index.csv: record {rec[i]!r} has offset {off[i]} and length {length[i]}; records must lie back to back "
+                f"and fill signals.npy ({n_rows} rows)")
+    fold, k = index["fold"].to_numpy(), int(stats["n_folds"])
+    bad = (fold < 0) | (fold >= k)
+    if bad.any():
+        return f"index.csv: record {rec[bad.argmax()]!r} has fold {fold[bad.argmax()]}, outside 0..{k - 1} (stats.json n_folds {k})"
+    codes = index["labels"].str.split()
+    empty = (codes.str.len() == 0).to_numpy()
+    if empty.any():
+        return f"index.csv: record {rec[empty.argmax()]!r} has no label"
+    flat = codes.explode()
+    unknown = ~flat.isin(L.CLASSES)
+    if unknown.any():
+        return (f"index.csv: record {index['record'].loc[flat.index[unknown.to_numpy().argmax()]]!r} has label code "
+                f"{flat[unknown].iloc[0]!r}, not one of the {L.N_CLASSES} classes")
+    return None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -551,7 +808,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def cli(argv: list[str]) -> int:
-    """`python -m ecgssl_nb prepare --data-dir DIR --out OUT [--workers N] [--n-folds K] [--seed S]`."""
+    """`python -m ecgssl_nb prepare --data-dir DIR --out OUT [--workers N] [--n-folds K] [--seed S] [--force]`."""
     p = _Parser(prog="python -m ecgssl_nb prepare", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", required=True, help="folder with the Challenge records (*.hea + *.mat), searched recursively")
     p.add_argument("--out", required=True, help="output folder (signals.npy, index.csv, skipped.csv, stats.json)")
@@ -559,6 +816,9 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--n-folds", type=int, default=10, help="folds for iterative stratification (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stratification's tie-breaks (default 0)")
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, help=f"records per resumable part (default {DEFAULT_CHUNK})")
+    p.add_argument("--force", action="store_true",
+                   help="replace an --out made from other data or settings (it is moved aside to OUT.stale-<time>, never deleted)")
     args = p.parse_args(argv)
-    prepare(args.data_dir, args.out, workers=args.workers, n_folds=args.n_folds, seed=args.seed, chunk_size=args.chunk_size)
+    prepare(args.data_dir, args.out, workers=args.workers, n_folds=args.n_folds, seed=args.seed,
+            chunk_size=args.chunk_size, force=args.force)
     return 0

@@ -13,6 +13,17 @@ Physical value (mV) = (digital - baseline) / gain, as WFDB defines it. The signa
 the standard lead order I, II, III, aVR, aVL, aVF, V1..V6 whatever the header's order.
 A record that cannot be used raises `RecordError(path, reason)` with one of the stable reasons in
 `REASONS`.
+
+What is checked, so that a bad record is skipped with a reason instead of poisoning the corpus:
+
+* the header must be UTF-8 (the Challenge headers are ASCII): other bytes are 'unreadable header',
+  never a mangled Dx code;
+* every gain must lie in [`GAIN_MIN`, `GAIN_MAX`] digital units per mV ('invalid gain'). A gain
+  of 0 is WFDB's "uncalibrated": the record's scale is unknown, so it is refused rather than
+  read with WFDB's default of 200 (a guess for this data);
+* after conversion to float32 mV every sample must be finite and within +-`MAX_ABS_MV`
+  ('implausible amplitude'): this catches float .mat values that overflow float32 and int32 or
+  float signals far beyond any ECG.
 """
 
 from __future__ import annotations
@@ -41,7 +52,24 @@ REASONS = (
     "unsupported unit",
     "not 12 leads",
     "NaN samples",
+    "invalid gain",
+    "implausible amplitude",
 )
+
+# Bounds of a usable record (see the module docstring).
+MAX_ABS_MV = 50.0
+"""Largest |sample| accepted, in mV. Surface ECG amplitudes are a few mV (a tall QRS is 3-5 mV;
+the 208 real sample records peak at 12.5 mV, baseline wander included); 50 mV is an order of
+magnitude beyond any physiological QRS, so a larger value is an artefact, a wrong gain or a
+corrupt file. (int16 at the Challenge gains of 1000-4880 units/mV cannot exceed 33 mV; only the
+2020 PTB-XL headers' 200 units/mV can, for samples above 10,000 units.)"""
+GAIN_MIN = 1.0
+"""Smallest gain accepted, digital units per mV: below it one unit is more than 1 mV, coarser
+than the QRS complex itself."""
+GAIN_MAX = 1e5
+"""Largest gain accepted, digital units per mV: above it one unit is under 10 nV (ECG amplifiers
+resolve about 0.5-5 uV; the Challenge headers use 200-4880 units/mV) and int16 full scale is
+under +-0.33 mV, less than a normal QRS."""
 
 # Record-name prefixes of the Challenge sources (2020 and 2021 releases).
 _PREFIX_SOURCE = {
@@ -182,27 +210,37 @@ def _signal_fields(hea_path: Path, fmt_field: str, gain_field: str, adc_zero_fie
         adc_zero = float(adc_zero_field)
     except ValueError:
         raise RecordError(hea_path, "unreadable header", f"gain {gain_field!r} or ADC zero {adc_zero_field!r}") from None
-    if gain < 0 or not np.isfinite(gain):
-        raise RecordError(hea_path, "unreadable header", f"gain {gain_field!r}")
-    gain = gain or 200.0  # WFDB: a zero gain means the default 200 units per physical unit
+    if gain == 0:  # WFDB: 0 means "uncalibrated"; its default of 200 would be a guess
+        raise RecordError(hea_path, "invalid gain", f"gain {gain_field!r} (0: uncalibrated)")
     baseline = float(g.group(2)) if g.group(2) else adc_zero  # WFDB: baseline defaults to ADC zero
     unit = (g.group(3) or "mV").strip().lower()
     if unit not in _UNIT_SCALE:
         raise RecordError(hea_path, "unsupported unit", f"unit {g.group(3)!r}")
-    # gain per unit -> gain per mV (a gain per uV times 1000)
-    return m.group(1), int(m.group(3) or 0), gain / _UNIT_SCALE[unit], baseline
+    gain_mv = gain / _UNIT_SCALE[unit]  # gain per unit -> gain per mV (a gain per uV times 1000)
+    if not GAIN_MIN <= gain_mv <= GAIN_MAX:  # also catches negative, inf and NaN
+        raise RecordError(hea_path, "invalid gain",
+                          f"gain {gain_field!r} = {gain_mv:g} units/mV, outside [{GAIN_MIN:g}, {GAIN_MAX:g}]")
+    if not np.isfinite(baseline):
+        raise RecordError(hea_path, "unreadable header", f"baseline {baseline!r}")
+    return m.group(1), int(m.group(3) or 0), gain_mv, baseline
 
 
 def read_header(hea_path: str | Path) -> Header:
     """Parse one Challenge WFDB header; raises RecordError('unreadable header'|'unsupported format'|
-    'unsupported unit'|'missing header')."""
+    'unsupported unit'|'invalid gain'|'missing header'). Bytes that are not UTF-8 are
+    'unreadable header' (never decoded into a wrong Dx code)."""
     hea_path = Path(hea_path)
     try:
-        text = hea_path.read_text(encoding="utf-8", errors="replace")
+        raw = hea_path.read_bytes()
     except FileNotFoundError:
         raise RecordError(hea_path, "missing header") from None
     except OSError as exc:
-        raise RecordError(hea_path, "unreadable header", str(exc)) from None
+        raise RecordError(hea_path, "unreadable header", exc.strerror or str(exc)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise RecordError(hea_path, "unreadable header", f"bytes that are not UTF-8 on line {line}") from None
 
     lines = [ln.strip() for ln in text.splitlines()]
     body = [ln for ln in lines if ln and not ln.startswith("#")]
@@ -380,7 +418,11 @@ def read_record(hea_path: str | Path, header: Header | None = None) -> Record:
 
 def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple[Record, np.ndarray]:
     """`read_record` plus the stored samples as read, (N, n_leads) in the header's lead order
-    (usually int16): what `prepare` hashes to find duplicate signals."""
+    (usually int16): what `prepare` hashes to find duplicate signals.
+
+    RecordError 'NaN samples' for NaN/inf stored samples or WFDB's int16 'no sample' marker, and
+    'implausible amplitude' when a converted sample is not finite (a float value that overflows
+    float32) or exceeds +-MAX_ABS_MV."""
     header = header if header is not None else read_header(hea_path)
     order = lead_order(header.leads, header.path)
     nt = _read_val(header).T  # (N, 12): contiguous for MATLAB v4 files, so the passes below are fast
@@ -393,6 +435,11 @@ def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple
     x = nt.astype(np.float32)
     x -= header.baseline.astype(np.float32)
     x /= header.gain.astype(np.float32)
+    peaks = np.abs(x).max(axis=0, initial=0.0)  # (12,) mV, header order; inf after an overflow
+    if not (peaks <= MAX_ABS_MV).all():  # NaN compares False too
+        j = int(np.argmax(np.where(peaks <= MAX_ABS_MV, -1.0, np.nan_to_num(peaks, nan=np.inf))))
+        raise RecordError(header.path, "implausible amplitude",
+                          f"|x| up to {peaks[j]:.3g} mV in lead {header.leads[j]} (limit {MAX_ABS_MV:g} mV)")
     if not np.array_equal(order, np.arange(12)):
         x = x[:, order]
     signal = np.ascontiguousarray(x.T)

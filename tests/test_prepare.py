@@ -184,8 +184,9 @@ def test_killed_run_resumes_only_missing_chunks_and_gives_identical_bytes(tmp_pa
     monkeypatch.setattr(P, "_process_chunk", dies_on_third)
     with pytest.raises(KeyboardInterrupt):
         P.prepare(tmp_path / "data", tmp_path / "out", workers=1, chunk_size=3, progress=False)
-    assert sorted(p.name for p in (tmp_path / "out" / ".parts").glob("chunk-*.json")) == ["chunk-00000.json", "chunk-00001.json"]
-    assert not (tmp_path / "out" / "index.csv").exists()
+    parts = P.staging_dir(tmp_path / "out") / ".parts"
+    assert sorted(p.name for p in parts.glob("chunk-*.json")) == ["chunk-00000.json", "chunk-00001.json"]
+    assert not (tmp_path / "out").exists()  # nothing half-made where a reader looks
 
     redone = []
     monkeypatch.setattr(P, "_process_chunk", lambda task: (redone.append(task[0]), real_chunk(task))[1])
@@ -193,7 +194,7 @@ def test_killed_run_resumes_only_missing_chunks_and_gives_identical_bytes(tmp_pa
     n_chunks = -(-len(list((tmp_path / "data").rglob("*.hea"))) // 3)
     assert redone == list(range(2, n_chunks))
     assert _bytes(tmp_path / "out") == _bytes(tmp_path / "ref")
-    assert not (tmp_path / "out" / ".parts").exists()
+    assert not (tmp_path / "out" / ".parts").exists() and not P.staging_dir(tmp_path / "out").exists()
 
     redone.clear()  # a finished folder is left alone
     P.prepare(tmp_path / "data", tmp_path / "out", workers=1, chunk_size=3, progress=False)
@@ -320,10 +321,11 @@ def test_chunks_respect_the_record_count_and_the_byte_budget():
     assert P.make_chunks(rels, [0] * 10, chunk_size=3) == [rels[0:3], rels[3:6], rels[6:9], rels[9:]]
 
 
-def test_a_corpus_with_nothing_to_keep_gives_an_empty_but_valid_folder(tmp_path):
+def test_a_corpus_with_nothing_to_keep_is_an_error_that_keeps_the_report(tmp_path):
     for i in range(3):
         write_record(tmp_path / "data", f"A000{i}", rand_val(n=1500, seed=i), dx="#Dx: 55827005")
-    P.prepare(tmp_path / "data", tmp_path / "out", workers=1, progress=False)
-    prep = P.load_prepared(tmp_path / "out")
-    assert len(prep) == 0 and prep.signals.shape == (0, 12) and prep.label_matrix().shape == (0, 24)
-    assert prep.stats["per_skip_reason"] == {"no scored label": 3}
+    with pytest.raises(UserError, match=r"no record kept: all 3 headers were skipped \(no scored label: 3\); see .*skipped.csv"):
+        P.prepare(tmp_path / "data", tmp_path / "out", workers=1, progress=False)
+    assert not (tmp_path / "out").exists()
+    report = pd.read_csv(P.staging_dir(tmp_path / "out") / "skipped.csv", keep_default_na=False)
+    assert report["reason"].tolist() == ["no scored label"] * 3

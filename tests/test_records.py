@@ -266,3 +266,51 @@ def test_read_record_raw_returns_the_stored_samples_as_n_by_leads():
     assert raw.dtype == np.int16 and raw.shape == (val.shape[1], 12)
     np.testing.assert_array_equal(raw, val.T)
     np.testing.assert_array_equal(rec.signal, read_record(hea).signal)
+
+
+# -- signals checked after conversion (issue 8, finding 5) ---------------------------------------
+
+
+def test_float_value_overflowing_float32_is_implausible_amplitude(tmp_path):
+    val = rand_val().astype(np.float64)
+    val[2, 40] = 1e300  # finite in the .mat, inf once converted to float32
+    hea = write_record(tmp_path, "A0001", val)
+    with pytest.raises(RecordError) as info:
+        read_record(hea)
+    assert info.value.reason == "implausible amplitude" and "lead II" in info.value.detail
+
+
+def test_int32_signal_of_1e5_mv_is_implausible_amplitude(tmp_path):
+    val = rand_val().astype(np.int32)
+    val[7, 3] = 100_000_000  # 1e5 mV at 1000 units/mV
+    assert _reason(write_record(tmp_path, "A0001", val)) == "implausible amplitude"
+
+
+@pytest.mark.parametrize("peak,ok", [(4990, True), (5010, False)])
+def test_amplitude_bound_is_50_mv(tmp_path, peak, ok):
+    val = rand_val()
+    val[0, 100] = peak  # at 100 units/mV: 49.9 mV is kept, 50.1 mV is not
+    hea = write_record(tmp_path, "A0001", val, gain="100/mV")
+    if ok:
+        assert np.abs(read_record(hea).signal).max() == pytest.approx(49.9)
+    else:
+        assert _reason(hea) == "implausible amplitude"
+
+
+def test_gain_zero_is_invalid_not_read_as_200(tmp_path):
+    with pytest.raises(RecordError) as info:
+        read_record(write_record(tmp_path, "A0001", rand_val(), gain="0/mV"))
+    assert info.value.reason == "invalid gain" and "uncalibrated" in info.value.detail
+
+
+@pytest.mark.parametrize("gain", ["1e30/mV", "-1000/mV", "1e400/mV", "0.5/mV", "2e5/mV", "0.0001/uV"])
+def test_absurd_gains_are_invalid_gain(tmp_path, gain):
+    assert _reason(write_record(tmp_path, "A0001", rand_val(), gain=gain)) == "invalid gain"
+
+
+def test_non_utf8_header_bytes_are_unreadable_header_not_a_mangled_code(tmp_path):
+    hea = write_record(tmp_path, "A0001", rand_val(), dx="#Dx: 426783006")
+    hea.write_bytes(hea.read_bytes().replace(b"#Dx: 426783006", b"#Dx: 42678\xe9006"))
+    with pytest.raises(RecordError) as info:
+        read_header(hea)
+    assert info.value.reason == "unreadable header" and "not UTF-8 on line 16"  # record line, 12 signal lines, age, sex, Dx in info.value.detail
