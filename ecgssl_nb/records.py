@@ -432,9 +432,10 @@ def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple
         bad = nt.dtype == np.int16 and bool((nt == -32768).any())
     if bad:
         raise RecordError(header.path, "NaN samples")
-    x = nt.astype(np.float32)
-    x -= header.baseline.astype(np.float32)
-    x /= header.gain.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught just below
+        x = nt.astype(np.float32)
+        x -= header.baseline.astype(np.float32)
+        x /= header.gain.astype(np.float32)
     peaks = np.abs(x).max(axis=0, initial=0.0)  # (12,) mV, header order; inf after an overflow
     if not (peaks <= MAX_ABS_MV).all():  # NaN compares False too
         j = int(np.argmax(np.where(peaks <= MAX_ABS_MV, -1.0, np.nan_to_num(peaks, nan=np.inf))))
