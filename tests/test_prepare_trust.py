@@ -295,3 +295,12 @@ def test_load_prepared_names_what_is_wrong(prepared, tmp_path, fault):
     with pytest.raises(UserError, match=message) as info:
         P.load_prepared(folder)
     assert str(folder) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_broken_and_looping_header_symlinks_are_skipped_not_a_traceback(tmp_path):
+    _good(tmp_path / "data")
+    (tmp_path / "data" / "cpsc" / "A0090.hea").symlink_to("nowhere.hea")
+    (tmp_path / "data" / "cpsc" / "A0091.hea").symlink_to("A0091.hea")
+    P.prepare(tmp_path / "data", tmp_path / "out", workers=1, progress=False)
+    skipped = pd.read_csv(tmp_path / "out" / "skipped.csv", keep_default_na=False).set_index("record")["reason"]
+    assert skipped.to_dict() == {"A0090": "missing header", "A0091": "unreadable header"}
