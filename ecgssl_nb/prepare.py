@@ -711,6 +711,10 @@ def load_prepared(path: str | Path) -> Prepared:
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"{path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest "
                         f"(run `python -m ecgssl_nb prepare` again to finish it)") from None
+    rec = provenance.read(path)
+    if rec is None or rec["request"].get("stage") != "prepare":
+        raise UserError(f"{path}/{provenance.PROVENANCE} is missing or not from `prepare`: the folder was made by "
+                        f"something else or an older version; {redo}")
     try:
         signals = np.load(path / "signals.npy", mmap_mode="r")
     except (ValueError, OSError) as exc:

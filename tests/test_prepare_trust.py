@@ -282,6 +282,7 @@ TAMPER = {
     "NaN in stats.json": (lambda f: (f / "stats.json").write_text((f / "stats.json").read_text().replace('"mean": [', '"mean": [NaN, ', 1)),
                           r"stats\.json is not strict JSON"),
     "no .complete.json": (lambda f: (f / ".complete.json").unlink(), r"not a finished prepared folder"),
+    "no provenance.json": (lambda f: (f / "provenance.json").unlink(), r"provenance\.json is missing or not from `prepare`"),
 }
 
 
