@@ -40,8 +40,13 @@ Files in OUT:
   result.json is written.
 * log.csv: one row per epoch with epoch, lr, train_loss, inner/outer macro AUROC and AUPRC, and
   seconds. It is rewritten atomically from the checkpointed history.
-* result.json: written atomically, last (schema in `results`). When it exists, `finetune` returns
-  it without training again.
+* provenance.json: the request that made the folder (`finetune_request`: resolved settings,
+  prepared and backbone digests, seed). A result is reused, a checkpoint resumed, only for an
+  equal request; another request is refused unless `force` moves the folder aside. OUT is
+  locked while a process writes it. Checkpoints hold tensors and plain values only and are read
+  with `weights_only=True` (`provenance.load_checkpoint`): a planted pickle never runs.
+* result.json: written atomically, last (schema in `results`), with the provenance record. When
+  it exists for an equal request, `finetune` returns it without training again.
 * predictions.csv: the record probabilities and labels at the selected epochs. The rows are
   (paper, outer), (honest, inner) and (honest, outer).
 * challenge_outputs/: official Challenge files for the outer fold under the paper protocol.

@@ -8,11 +8,11 @@ Steps, in order:
 2. Pre-trainings (`selfkd.pretrain`). The main ones, time (t1 views) and spec (t2 views), run only
    for the modalities the chosen ssl- setups need. With the ablation on, the Fig. 3 ones follow:
    time-{none,tc,gn} and spec-{none,tc,fc}, for ssl-t / ssl-s. A finished pre-training (its
-   backbone.pt and summary.json) is skipped; an interrupted one resumes.
+   backbone.pt and summary.json, of the same request) is skipped; an interrupted one resumes.
 3. Fine-tunings (`finetune.finetune`, protocol "both"): every chosen setup on every chosen fold,
    then the ablation runs. The ablation fine-tunes ssl-t / ssl-s from each ablation backbone; t1
-   and t2 are the main ssl-t / ssl-s runs. A run whose result.json exists is skipped; an
-   interrupted one resumes from its checkpoint. With several devices, each device runs one
+   and t2 are the main ssl-t / ssl-s runs. A run whose result.json exists (same request) is skipped; an
+   interrupted one resumes from its checkpoint (see Provenance below). With several devices, each device runs one
    subprocess at a time (`python -m ecgssl_nb finetune ...`) from a shared queue. With one device
    the runs execute in this process. A failing run does not stop the others: its traceback goes
    to `<run>/error.txt` and it is listed at the end. A run whose pre-training failed is reported
@@ -24,6 +24,19 @@ Steps, in order:
 `manifest.json` records what ran, when, with which versions and devices, and the wall time of
 each step. It is rewritten after every step, so an interrupted study still shows how far it got.
 The folder layout is in `paths`.
+
+Provenance. Every run's folder holds `provenance.json` (`provenance`): its request = the resolved
+settings, the prepared corpus's digest (and the backbone files' digests for ssl- runs), the seed.
+A run counts as finished only when its request equals the one asked now; otherwise its folder is
+moved aside (`<folder>.stale-<time>`, nothing is deleted), the differences are printed and kept
+in the manifest (`runs.<name>.replaced`), and it runs again. So only what depends on a change
+re-runs: new data re-runs everything; a pre-training setting re-runs that pre-training and the
+ssl- fine-tunings of its backbone; a fine-tuning setting re-runs the fine-tunings; `--seed` (the
+training seed: initialisation, record order, crops and views of every pre-training and
+fine-tuning) re-runs both, while the data (fixture, folds) keep the profile's seed. Jobs get the
+resolved settings, never a profile name: in this process as config objects, as subprocesses as
+`--config RUNS/<profile>/jobs/<job>.json`, so a customised profile runs the same on one device
+or several.
 """
 
 from __future__ import annotations
@@ -436,15 +449,10 @@ def resolve_settings(prof: Profile, items=()) -> tuple[dict[str, PretrainConfig]
     return pre, apply_settings(prof.finetune, ft_items)
 
 
-def _job_file(runs: Path, profile: str, name: str, suffix: str) -> Path:
-    """RUNS/<profile>/jobs/<name><suffix>: a job's resolved settings (.json) or output (.log)."""
-    return paths.profile_root(runs, profile) / "jobs" / (name.replace(" ", "_") + suffix)
-
-
 def _write_job_config(runs: Path, profile: str, name: str, cfg) -> Path:
     from .results import write_json_atomic
 
-    return write_json_atomic(_job_file(runs, profile, name, ".json"), as_dict(cfg))
+    return write_json_atomic(paths.job_file(runs, profile, name, ".json"), as_dict(cfg))
 
 
 def reproduce(
@@ -583,7 +591,7 @@ def reproduce(
         def request() -> dict:
             return selfkd.pretrain_request(cfg, modality, transforms, train_seed, prepared.digest)
 
-        return Job("pretrain", name, folder, run, argv, request=request, log=_job_file(out, prof.name, name, ".log"))
+        return Job("pretrain", name, folder, run, argv, request=request, log=paths.job_file(out, prof.name, name, ".log"))
 
     needs_mod = {m: any(s.startswith("ssl-") and (m == "time" and s[4:] in ("t", "tsc", "tsg")
                                                   or m == "spec" and s[4:] in ("s", "tsc", "tsg")) for s in chosen)
@@ -645,7 +653,7 @@ def reproduce(
                                        train_seed, prepared.digest, files)
 
         return Job("finetune", name, folder, run, argv, needs=needs, request=request,
-                   log=_job_file(out, prof.name, name, ".log"))
+                   log=paths.job_file(out, prof.name, name, ".log"))
 
     pre_dir = paths.pretrain_dir(out, prof.name)
     for fold in fold_list:

@@ -28,7 +28,8 @@ Result file schema: one per fine-tuning run, written by `finetune` to
       "gate_weights": {"classes": [24 codes], "time": [24], "spec": [24]} | null,
       "wall_time_s": float,
       "device":  "cpu" | "cuda" | ...,
-      "created": "2026-11-25T13:00:00+00:00"
+      "created": "2026-11-25T13:00:00+00:00",
+      "provenance": {"request": {...}, "code_version": ..., "created": ...}   # see provenance.py
     }
 
 "paper" is the released protocol (checkpoint and thresholds chosen on the reported fold:
@@ -37,7 +38,8 @@ selected checkpoint's epoch. Required keys: setup, fold, profile, data.kind and,
 protocol, the seven metrics; `check_result` says what is missing.
 
 Tables. `load_results` gives one row per run and protocol (metrics as fractions);
-`aggregate` gives mean and sample std (ddof=1) over folds per setup in the paper's row order;
+`aggregate` gives mean and sample std (ddof=1) over folds per setup in the paper's row order,
+and refuses runs of different prepared data or settings (`check_one_study`, naming two runs);
 `PAPER_TABLE_I` / `PAPER_TABLE_II` hold the paper's printed numbers (×100, SPEC 7);
 `compare_with_paper` puts ours (×100) beside them; `display_frame` / `format_table` render any
 of these with 2 decimals, "mean ± std", and "–" for missing values.

@@ -16,6 +16,11 @@ The file reads as the method:
   a resumable checkpoint and a row of collapse diagnostics; the student backbone of the final
   epoch is kept (B12 fixed; "lowest-loss" keeps the released choice).
 
+Provenance: OUT/provenance.json holds the request (`pretrain_request`: every resolved setting,
+the prepared corpus's digest, the seed); OUT is resumed or reused only for an equal request, and
+one process writes it at a time. Checkpoints hold tensors and plain values only and are read
+with `weights_only=True`, so nothing in a results folder can run code.
+
 Multi-GPU: under `torchrun` (RANK / WORLD_SIZE in the environment) the student is wrapped in
 DistributedDataParallel, every rank trains on its own share of each epoch's shuffled records,
 the centre and logged figures are all-reduced, and only rank 0 writes files.
