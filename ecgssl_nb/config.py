@@ -306,6 +306,14 @@ def config_from_dict(cls, data: dict, source: str = "--config") -> Any:
     if unknown:
         raise UserError(f"{source}: {', '.join(unknown)} is not a {cls.__name__} setting")
     values = {k: tuple(v) if types[k][0] is tuple and isinstance(v, list) else v for k, v in data.items()}
+    for k, v in values.items():
+        kind, nullable = types[k]
+        ok = (v is None and nullable) or (
+            isinstance(v, bool) if kind is bool else
+            isinstance(v, int) and not isinstance(v, bool) if kind is int else
+            isinstance(v, (int, float)) and not isinstance(v, bool) if kind is float else isinstance(v, kind))
+        if not ok:
+            raise UserError(f"{source}: {k} takes {_TYPE_WORDS[kind]}, got {v!r}")
     try:
         return cls(**values)
     except TypeError as exc:

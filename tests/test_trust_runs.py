@@ -317,3 +317,15 @@ def test_results_moved_aside_are_never_read(tmp_path):
     df = results.load_results(tmp_path)
     assert list(df["digest"]) == ["aaa"] and isinstance(df["code_version"].iloc[0], str)
     assert isinstance(pd.DataFrame(df)["settings_id"].iloc[0], str) and np.all(df["fold"] == 0)
+
+
+def test_a_job_config_file_round_trips_and_a_mistyped_one_is_one_line(tmp_path, capsys):
+    from ecgssl_nb.config import as_dict, read_config
+
+    for cls, cfg in ((PretrainConfig, TINY.pretrain["spec"]), (FinetuneConfig, TINY.finetune)):
+        (tmp_path / "c.json").write_text(json.dumps(as_dict(cfg)))
+        assert read_config(cls, tmp_path / "c.json") == cfg
+    (tmp_path / "bad.json").write_text(json.dumps({**as_dict(TINY.finetune), "lr": "fast"}))
+    assert main(["finetune", "--setup", "t", "--fold", "0", "--prepared", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--config", str(tmp_path / "bad.json")]) == 2
+    assert capsys.readouterr().err == f"error: --config {tmp_path / 'bad.json'}: lr takes a float, got 'fast'\n"
