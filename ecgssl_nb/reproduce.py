@@ -503,7 +503,16 @@ def reproduce(
     out = Path(out)
     root = paths.profile_root(out, prof.name)
     root.mkdir(parents=True, exist_ok=True)
+    with provenance.lock(root, what="runs folder"):  # one study writer at a time (runs lock their own folders)
+        return _study(prof, data_dir, out, root, chosen, pre_cfgs, ft_cfg, train_seed, fold_list, ablation_folds,
+                      ablation, device_list, progress, settings, t_start, started_at)
 
+
+def _study(prof: Profile, data_dir, out: Path, root: Path, chosen, pre_cfgs, ft_cfg, train_seed: int, fold_list,
+           ablation_folds, ablation: bool, device_list: list[str], progress: bool, settings, t_start: float,
+           started_at: str) -> Path:
+    """`reproduce` once its arguments are checked and OUT/<profile> is locked: data, pre-trainings,
+    fine-tunings, tables, manifest."""
     from .results import write_json_atomic
 
     manifest = {

@@ -217,6 +217,13 @@ def test_a_second_writer_of_one_folder_is_refused_naming_the_first(corpora, tmp_
     assert not (out / "result.json").exists() and not (out / "provenance.json").exists()
 
 
+def test_a_second_study_into_one_runs_folder_is_refused(corpora, tmp_path):
+    with provenance.lock(tmp_path / "tiny"):  # a study already writing RUNS/tiny
+        with pytest.raises(UserError, match=r"runs folder .*tiny is in use by pid \d+"):
+            reproduce(SMALL, data_dir=corpora["A_data"], out=tmp_path, setups="t", folds="0", progress=False)
+    assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == [".lock"]  # nothing was done
+
+
 # --- settings travel with the run; --set is type-checked (finding 6, runs side) --------------
 
 
