@@ -184,6 +184,14 @@ def _write_error(folder: Path, text: str) -> None:
     write_text_atomic(folder / "error.txt", text)
 
 
+def _drop_own_notes(folder: Path) -> None:
+    """Remove the error.txt that a blocked or failed-before-start run left in a folder holding
+    nothing else (no provenance.json, no results): our own note, so the run can claim the folder
+    instead of moving a note aside."""
+    if folder.is_dir() and {p.name for p in folder.iterdir()} <= {"error.txt", provenance.LOCK}:
+        (folder / "error.txt").unlink(missing_ok=True)
+
+
 def _run_inprocess(job: Job, device: str) -> None:
     t0 = time.perf_counter()
     job.device = device
@@ -235,6 +243,7 @@ def run_jobs(jobs: list[Job], devices: list[str], progress: bool = True, on_upda
         if job.done_before():
             job.status = "skipped"
             continue
+        _drop_own_notes(job.folder)
         if job.replaced and job.folder.exists():
             print(f"reproduce: {job.name}: {job.folder} was made by a different request ({'; '.join(job.replaced[:4])}"
                   f"{'; ...' if len(job.replaced) > 4 else ''}); moving it aside and running it again", file=sys.stderr)
