@@ -212,3 +212,120 @@ def as_dict(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return list(obj)
     return obj
+
+
+# --- resolved settings: --set KEY=VALUE and config files -----------------------------------------
+
+_TYPE_WORDS = {int: "an integer", float: "a float", str: "text", bool: "true or false", dict: "a JSON object",
+               tuple: "a JSON list"}
+
+
+def _field_types(cls) -> dict[str, tuple]:
+    """{field: (base type, may be None)} of a settings dataclass, from its annotations."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        parts = [p.strip() for p in text.split("|")]
+        base = next((p for p in parts if p != "None"), "str")
+        out[f.name] = ({"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "tuple": tuple}.get(base, str),
+                       "None" in parts)
+    return out
+
+
+def _convert(item: str, name: str, text: str, kind: type, nullable: bool) -> Any:
+    """`text` as a value of `kind`; UserError '--set clip_grad=abc: clip_grad takes a float'."""
+    import json
+    import math
+
+    if nullable and text.lower() in ("none", "null"):
+        return None
+    try:
+        if kind is bool:
+            low = text.lower()
+            if low not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return low in ("true", "1", "yes")
+        if kind is int:
+            return int(text)
+        if kind is float:
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+        if kind in (dict, tuple):
+            value = json.loads(text)
+            if kind is dict and isinstance(value, dict):
+                return value
+            if kind is tuple and isinstance(value, list):
+                return tuple(value)
+            raise ValueError
+        return text
+    except ValueError:
+        pass
+    raise UserError(f"--set {item}: {name} takes {_TYPE_WORDS[kind]}{' (or none)' if nullable else ''}")
+
+
+def apply_settings(cfg: Any, items: list[str] | tuple = ()) -> Any:
+    """`cfg` (a PretrainConfig or FinetuneConfig) with `--set KEY=VALUE` items applied, each value
+    type-checked against the field's type: 'clip_grad=3', 'optimizer=adam-l2', 'epochs.t=5' (one
+    entry of a dict field), 'threshold_grid=[0.1,0.5]' (JSON for dicts and lists). UserError on
+    one line naming the item for an unknown key or a value of the wrong type."""
+    types = _field_types(type(cfg))
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set {item!r} must look like KEY=VALUE, e.g. --set clip_grad=3")
+        name, dot, entry = key.partition(".")
+        if name not in types:
+            raise UserError(f"--set {item}: {name!r} is not a {type(cfg).__name__} setting; choose one of "
+                            f"{', '.join(types)}")
+        kind, nullable = types[name]
+        if dot:
+            current = dict(changes.get(name, getattr(cfg, name)) or {})
+            if kind is not dict or entry not in current:
+                raise UserError(f"--set {item}: {name} has no entry {entry!r}"
+                                + (f" (entries: {', '.join(map(str, current))})" if kind is dict else ""))
+            old = current[entry]
+            sub = float if isinstance(old, float) else int if isinstance(old, int) else str
+            current[entry] = _convert(item, key, text.strip(), sub, False)
+            changes[name] = current
+        else:
+            changes[name] = _convert(item, name, text.strip(), kind, nullable)
+    return replace(cfg, **changes) if changes else cfg
+
+
+def config_from_dict(cls, data: dict, source: str = "--config") -> Any:
+    """A settings dataclass rebuilt from `as_dict` output (lists back to tuples); UserError naming
+    `source` for a missing or unknown field."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a JSON object of {cls.__name__} settings")
+    types = _field_types(cls)
+    unknown = sorted(set(data) - set(types))
+    if unknown:
+        raise UserError(f"{source}: {', '.join(unknown)} is not a {cls.__name__} setting")
+    values = {k: tuple(v) if types[k][0] is tuple and isinstance(v, list) else v for k, v in data.items()}
+    for k, v in values.items():
+        kind, nullable = types[k]
+        ok = (v is None and nullable) or (
+            isinstance(v, bool) if kind is bool else
+            isinstance(v, int) and not isinstance(v, bool) if kind is int else
+            isinstance(v, (int, float)) and not isinstance(v, bool) if kind is float else isinstance(v, kind))
+        if not ok:
+            raise UserError(f"{source}: {k} takes {_TYPE_WORDS[kind]}, got {v!r}")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise UserError(f"{source}: {exc}") from None
+
+
+def read_config(cls, path: str | os.PathLike) -> Any:
+    """The settings dataclass saved as JSON in `path` (written by `reproduce` for its jobs)."""
+    import json
+
+    try:
+        data = json.loads(open(path, encoding="utf-8").read())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--config {path}: not a readable JSON settings file ({exc})") from None
+    return config_from_dict(cls, data, f"--config {path}")

@@ -40,8 +40,13 @@ Files in OUT:
   result.json is written.
 * log.csv: one row per epoch with epoch, lr, train_loss, inner/outer macro AUROC and AUPRC, and
   seconds. It is rewritten atomically from the checkpointed history.
-* result.json: written atomically, last (schema in `results`). When it exists, `finetune` returns
-  it without training again.
+* provenance.json: the request that made the folder (`finetune_request`: resolved settings,
+  prepared and backbone digests, seed). A result is reused, a checkpoint resumed, only for an
+  equal request; another request is refused unless `force` moves the folder aside. OUT is
+  locked while a process writes it. Checkpoints hold tensors and plain values only and are read
+  with `weights_only=True` (`provenance.load_checkpoint`): a planted pickle never runs.
+* result.json: written atomically, last (schema in `results`), with the provenance record. When
+  it exists for an equal request, `finetune` returns it without training again.
 * predictions.csv: the record probabilities and labels at the selected epochs. The rows are
   (paper, outer), (honest, inner) and (honest, outer).
 * challenge_outputs/: official Challenge files for the outer fold under the paper protocol.
@@ -70,9 +75,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from . import provenance
 from .atomic import atomic_write
 from .config import (
-    SETUPS, WINDOW, FinetuneConfig, Profile, as_dict, check_fold, check_setup, get_profile, resolve_device,
+    SETUPS, WINDOW, FinetuneConfig, Profile, apply_settings, as_dict, check_fold, check_setup, get_profile,
+    read_config, resolve_device,
 )
 from .errors import UserError
 from .labels import ABBREVIATIONS, CLASSES
@@ -81,6 +88,7 @@ from .results import METRIC_KEYS, write_csv_atomic, write_json_atomic
 __all__ = [
     "PROTOCOL_MODES", "RESULT_SCHEMA", "LOG_COLUMNS", "finetune", "cli", "build_finetune_model",
     "resolve_pretrained", "predict", "run_seed", "seed_everything", "infer_data_kind", "train_step",
+    "finetune_request",
 ]
 
 PROTOCOL_MODES = ("both", "paper-exact")
@@ -262,6 +270,43 @@ def _write_log(path: Path, history: list[dict], protocol: str) -> None:
     write_csv_atomic(path, df)
 
 
+# --- checkpoints of plain values (loaded with weights_only=True) --------------------------------
+
+
+def _tensors(obj):
+    """numpy arrays -> tensors, recursively (a checkpoint holds tensors and plain values only)."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, dict):
+        return {k: _tensors(v) for k, v in obj.items()}
+    return obj
+
+
+def _arrays(obj):
+    """The inverse of `_tensors`: tensors -> numpy arrays, recursively."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    if isinstance(obj, dict):
+        return {k: _arrays(v) for k, v in obj.items()}
+    return obj
+
+
+def _plain_numpy_state(state: tuple) -> list:
+    """np.random.get_state() with its key array as a tensor."""
+    name, keys, pos, has_gauss, cached = state
+    return [name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)]
+
+
+def _numpy_state(state: list) -> tuple:
+    name, keys, pos, has_gauss, cached = state
+    return (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
+
+
+def _python_state(state: list) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -334,6 +379,8 @@ def finetune(
     protocol: str = "both",
     progress: bool = True,
     data_kind: str | None = None,
+    config: FinetuneConfig | None = None,
+    force: bool = False,
 ) -> dict:
     """Fine-tune `setup` with outer fold `fold` held out; returns the result dict (result.json).
 
@@ -351,7 +398,9 @@ def finetune(
     if not isinstance(prof, Profile):
         raise UserError(f"--profile must be a profile name, got {type(profile).__name__}")
     family = setup.removeprefix("ssl-")
-    cfg: FinetuneConfig = prof.finetune
+    cfg: FinetuneConfig = prof.finetune if config is None else config
+    if not isinstance(cfg, FinetuneConfig):
+        raise UserError(f"config must be a FinetuneConfig, got {type(cfg).__name__}")
     n_epochs = cfg.epochs[family] if epochs is None else _check_int("--epochs", epochs, 0)
     seed = _check_int("--seed", seed, 0)
     if protocol not in PROTOCOL_MODES:
@@ -361,13 +410,6 @@ def finetune(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
-    result_path, ckpt_path, log_path = out / "result.json", out / "checkpoint.pt", out / "log.csv"
-    if result_path.is_file():
-        done = json.loads(result_path.read_text())
-        if progress:
-            print(f"finetune: {out} already finished; returning its result.json", file=sys.stderr)
-        return done
-
     prep = _load_prepared(prepared)
     n_folds = int(prep.stats.get("n_folds", int(prep.index["fold"].max()) + 1))
     fold = check_fold(fold, n_folds)
@@ -388,11 +430,40 @@ def finetune(
     if n_epochs > 0 and batch_records * cfg.crops < 2 and family != "t":
         raise UserError("batch_records * crops must be >= 2 (BatchNorm of the spectrogram backbone)")
 
+    req = finetune_request(cfg, setup, fold, inner, n_epochs, protocol, seed, prep.digest, files)
+    with provenance.lock(out):
+        status = provenance.claim(out, req, force=force)
+        if status == "same" and (out / "result.json").is_file():
+            if progress:
+                print(f"finetune: {out} already finished with this request; returning its result.json", file=sys.stderr)
+            return json.loads((out / "result.json").read_text())
+        return _finetune_claimed(setup, family, fold, inner, prep, out, prof, cfg, files, n_epochs, seed, dev, kind,
+                                 resume, protocol, progress, train_rows, outer_rows, inner_rows, n_folds, folds_col,
+                                 batch_records, started)
+
+
+def finetune_request(cfg: FinetuneConfig, setup: str, fold: int, inner: int | None, epochs: int, protocol: str,
+                     seed: int, prepared_digest: str, backbones: Mapping[str, Path] | None = None) -> dict:
+    """The provenance request of a fine-tuning: the resolved FinetuneConfig (with this setup's
+    epochs), setup, folds and protocol; inputs = the prepared corpus's digest and, for ssl-
+    setups, the SHA-256 of each backbone file loaded; the seed."""
+    family = setup.removeprefix("ssl-")
+    cfg = replace(cfg, epochs={**cfg.epochs, family: int(epochs)})
+    settings = {"setup": setup, "fold": int(fold), "inner_fold": inner, "protocol": protocol, "config": as_dict(cfg)}
+    inputs = {"prepared": prepared_digest,
+              **{f"backbone.{m}": provenance.sha256_file(p) for m, p in sorted((backbones or {}).items())}}
+    return provenance.request("finetune", settings, inputs, seed)
+
+
+def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: FinetuneConfig, files, n_epochs: int,
+                      seed: int, dev, kind: str, resume: bool, protocol: str, progress: bool, train_rows, outer_rows,
+                      inner_rows, n_folds: int, folds_col, batch_records: int, started: float) -> dict:
+    """`finetune` once OUT is claimed and locked: train (or resume), evaluate, write the files."""
+    result_path, ckpt_path, log_path = out / "result.json", out / "checkpoint.pt", out / "log.csv"
     signature = {
         "setup": setup, "fold": fold, "inner_fold": inner, "seed": seed, "epochs": n_epochs,
-        "protocol": protocol, "profile": prof.name, "config": as_dict(cfg),
+        "protocol": protocol, "config": as_dict(cfg),
         "data": {"n_records": int(len(prep.index)), "total_samples": prep.stats.get("total_samples")},
-        "pretrained": {m: str(p) for m, p in files.items()},
     }
 
     # --- state: fresh or from the checkpoint ---
@@ -411,7 +482,7 @@ def finetune(
             if progress:
                 print(f"finetune: {ckpt_path} exists; starting over (pass --resume to continue it)", file=sys.stderr)
         else:
-            ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+            ck = provenance.load_checkpoint(ckpt_path)  # tensors and plain values only, never code
             if ck.get("signature") != signature:
                 raise UserError(f"--resume: {ckpt_path} was written for other run settings; remove it or use "
                                 f"another --out (saved {ck.get('signature')})")
@@ -420,9 +491,9 @@ def finetune(
             scheduler.load_state_dict(ck["scheduler"])
             gen.set_state(ck["generator"])
             torch.set_rng_state(ck["torch_rng"])
-            np.random.set_state(ck["numpy_rng"])
-            random.setstate(ck["python_rng"])
-            history, best = ck["history"], ck["best"]
+            np.random.set_state(_numpy_state(ck["numpy_rng"]))
+            random.setstate(_python_state(ck["python_rng"]))
+            history, best = ck["history"], _arrays(ck["best"])
             start_epoch = ck["epoch"] + 1
             elapsed_before = ck["elapsed_s"]
             if progress:
@@ -498,8 +569,8 @@ def finetune(
                 "signature": signature, "epoch": epoch, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
-                "history": history, "best": best,
+                "numpy_rng": _plain_numpy_state(np.random.get_state()), "python_rng": list(random.getstate()),
+                "history": history, "best": _tensors(best),
                 "elapsed_s": elapsed_before + time.perf_counter() - started,
             }
             _atomic(ckpt_path, lambda tmp: torch.save(state, tmp))
@@ -570,6 +641,7 @@ def finetune(
                      "python": platform.python_version()},
         "pretrained": {m: str(p) for m, p in files.items()} or None,
         "config": {**as_dict(cfg), "epochs": n_epochs, "batch_records": batch_records, "min_lr": cfg.min_lr[family]},
+        "provenance": provenance.read(out),
         "classes": list(CLASSES),
         "abbreviations": list(ABBREVIATIONS),
         "history": history,
@@ -601,8 +673,17 @@ def cli(argv: list[str]) -> int:
                         "folds, paper protocol only")
     p.add_argument("--data-kind", default=None, choices=("fixture", "samples", "physionet2020"),
                    help="what the prepared data is (default: inferred)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a FinetuneConfig field, type-checked, e.g. --set lr=1e-3 --set epochs.tsg=5 "
+                        "(repeatable)")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="JSON file of the resolved FinetuneConfig (instead of the profile's; `reproduce` writes one "
+                        "per job); --set still applies on top")
+    p.add_argument("--force", action="store_true", help="if OUT was made by another request, move it aside "
+                                                        "(nothing is deleted) and start afresh")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
+    cfg = apply_settings(read_config(FinetuneConfig, a.config) if a.config else get_profile(a.profile).finetune, a.set)
     pretrained = a.pretrained
     if a.pretrained_time or a.pretrained_spec:
         base = Path(a.pretrained) if a.pretrained else None
@@ -610,7 +691,7 @@ def cli(argv: list[str]) -> int:
         pretrained = {m: v for m, v in pretrained.items() if v is not None}
     res = finetune(a.setup, a.fold, a.prepared, a.out, pretrained=pretrained, profile=a.profile, epochs=a.epochs,
                    device=a.device, seed=a.seed, resume=a.resume, protocol=a.protocol, progress=not a.no_progress,
-                   data_kind=a.data_kind)
+                   data_kind=a.data_kind, config=cfg, force=a.force)
     for name, m in res["metrics"].items():
         print(f"{res['setup']} fold {res['fold']} {name:6s} epoch {m['epoch']}: "
               + " ".join(f"{k}={m[k]:.4f}" if m[k] is not None else f"{k}=nan" for k in METRIC_KEYS))

@@ -7,8 +7,12 @@ notebooks so that both read and write the same places.
     RUNS/<profile>/finetune/<setup>/fold<k>/                 one fine-tuning run
     RUNS/<profile>/ablation/pretrain/<modality>-<transforms>/    Fig. 3 pre-trainings
     RUNS/<profile>/ablation/finetune/<ssl-t|ssl-s>-<transforms>/fold<k>/
-    RUNS/<profile>/tables/{table1,table2,fig3}.csv
+    RUNS/<profile>/tables/{table1,table2,fig3}.csv, provenance.json (the runs aggregated)
+    RUNS/<profile>/jobs/<job>.json, <job>.log                 resolved settings and output of each job
     RUNS/<profile>/manifest.json
+
+Every stage folder holds `provenance.json` (see `provenance`); a folder made by another request
+is moved aside to `<folder>.stale-<UTC time>` and never read again.
 
 `RUNS` is the `--out` of `reproduce` (default "runs"). The main pre-training folder `pretrain/`
 is the `--pretrained` folder of the ssl- fine-tunings (it holds `time/` and `spec/`).
@@ -25,7 +29,7 @@ from .errors import UserError
 __all__ = [
     "ABLATION_TRANSFORMS", "MAIN_TRANSFORMS", "ABLATION_SETUPS", "profile_root", "fixture_dir",
     "prepared_dir", "pretrain_dir", "pretrain_run_dir", "finetune_dir", "ablation_pretrain_dir",
-    "ablation_finetune_dir", "tables_dir", "table_path", "manifest_path",
+    "ablation_finetune_dir", "tables_dir", "table_path", "manifest_path", "job_file",
 ]
 
 # Fig. 3: the view sets each modality is pre-trained with in the ablation. The full sets (t1,
@@ -106,3 +110,9 @@ def manifest_path(runs: str | os.PathLike, profile: str) -> Path:
     """RUNS/<profile>/manifest.json: what ran, when, with which versions."""
     return profile_root(runs, profile) / "manifest.json"
 
+
+
+def job_file(runs: str | os.PathLike, profile: str, name: str, suffix: str) -> Path:
+    """RUNS/<profile>/jobs/<name with _ for spaces><suffix>: the resolved settings (.json) that
+    `reproduce` hands a subprocess job, or its output (.log)."""
+    return profile_root(runs, profile) / "jobs" / (str(name).replace(" ", "_") + suffix)

@@ -214,3 +214,22 @@ def lock(folder: str | os.PathLike, what: str = "--out") -> Iterator[Path]:
         yield folder
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+
+
+def load_checkpoint(path: str | os.PathLike) -> Any:
+    """A training checkpoint read with `torch.load(weights_only=True)`: tensors, dicts, lists and
+    plain values only. Anything that would need arbitrary code to unpickle (a planted file) is
+    refused with a UserError and never runs."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is not a checkpoint of plain tensors and values; refusing to load it "
+                        f"(nothing in it was run): {first}") from None

@@ -8,11 +8,11 @@ Steps, in order:
 2. Pre-trainings (`selfkd.pretrain`). The main ones, time (t1 views) and spec (t2 views), run only
    for the modalities the chosen ssl- setups need. With the ablation on, the Fig. 3 ones follow:
    time-{none,tc,gn} and spec-{none,tc,fc}, for ssl-t / ssl-s. A finished pre-training (its
-   backbone.pt and summary.json) is skipped; an interrupted one resumes.
+   backbone.pt and summary.json, of the same request) is skipped; an interrupted one resumes.
 3. Fine-tunings (`finetune.finetune`, protocol "both"): every chosen setup on every chosen fold,
    then the ablation runs. The ablation fine-tunes ssl-t / ssl-s from each ablation backbone; t1
-   and t2 are the main ssl-t / ssl-s runs. A run whose result.json exists is skipped; an
-   interrupted one resumes from its checkpoint. With several devices, each device runs one
+   and t2 are the main ssl-t / ssl-s runs. A run whose result.json exists (same request) is skipped; an
+   interrupted one resumes from its checkpoint (see Provenance below). With several devices, each device runs one
    subprocess at a time (`python -m ecgssl_nb finetune ...`) from a shared queue. With one device
    the runs execute in this process. A failing run does not stop the others: its traceback goes
    to `<run>/error.txt` and it is listed at the end. A run whose pre-training failed is reported
@@ -24,6 +24,19 @@ Steps, in order:
 `manifest.json` records what ran, when, with which versions and devices, and the wall time of
 each step. It is rewritten after every step, so an interrupted study still shows how far it got.
 The folder layout is in `paths`.
+
+Provenance. Every run's folder holds `provenance.json` (`provenance`): its request = the resolved
+settings, the prepared corpus's digest (and the backbone files' digests for ssl- runs), the seed.
+A run counts as finished only when its request equals the one asked now; otherwise its folder is
+moved aside (`<folder>.stale-<time>`, nothing is deleted), the differences are printed and kept
+in the manifest (`runs.<name>.replaced`), and it runs again. So only what depends on a change
+re-runs: new data re-runs everything; a pre-training setting re-runs that pre-training and the
+ssl- fine-tunings of its backbone; a fine-tuning setting re-runs the fine-tunings; `--seed` (the
+training seed: initialisation, record order, crops and views of every pre-training and
+fine-tuning) re-runs both, while the data (fixture, folds) keep the profile's seed. Jobs get the
+resolved settings, never a profile name: in this process as config objects, as subprocesses as
+`--config RUNS/<profile>/jobs/<job>.json`, so a customised profile runs the same on one device
+or several.
 """
 
 from __future__ import annotations
@@ -45,8 +58,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import paths
-from .config import SETUPS, N_FOLDS, Profile, check_fold, check_setup, get_profile, parse_folds, resolve_device
+from . import paths, provenance
+from .config import (
+    SETUPS, N_FOLDS, FinetuneConfig, PretrainConfig, Profile, apply_settings, as_dict, check_fold, check_setup,
+    get_profile, parse_folds, resolve_device,
+)
 from .errors import UserError
 
 __all__ = ["reproduce", "cli", "RunsFailed", "parse_setups", "parse_devices", "write_tables", "Job"]
@@ -133,17 +149,47 @@ class Job:
     reason: str = ""
     wall_s: float = 0.0
     device: str = ""
+    request: Callable[[], dict] | None = None  # the provenance request this run must match to be reused
+    log: Path | None = None  # subprocess output (default: beside the folder, <folder>.run.log)
+    replaced: list = field(default_factory=list)  # why an earlier folder was moved aside (differences)
 
-    def done_before(self) -> bool:
+    def finished_files(self) -> bool:
         if self.kind == "finetune":
             return (self.folder / "result.json").is_file()
         return (self.folder / "backbone.pt").is_file() and (self.folder / "summary.json").is_file()
+
+    def done_before(self) -> bool:
+        """Finished earlier with the request asked now. A folder made by another request is not:
+        its differences go to `replaced` (the run moves it aside and runs again)."""
+        if not self.finished_files():
+            return False
+        if self.request is None:
+            return True
+        try:
+            rec = provenance.read(self.folder)
+            want = self.request()
+        except UserError as exc:  # unreadable record, or an input (a backbone) missing
+            self.replaced = [str(exc)]
+            return False
+        if rec is None:
+            self.replaced = ["it has no provenance.json"]
+            return False
+        self.replaced = provenance.differences(rec["request"], want)
+        return not self.replaced
 
 
 def _write_error(folder: Path, text: str) -> None:
     from .results import write_text_atomic
 
     write_text_atomic(folder / "error.txt", text)
+
+
+def _drop_own_notes(folder: Path) -> None:
+    """Remove the error.txt that a blocked or failed-before-start run left in a folder holding
+    nothing else (no provenance.json, no results): our own note, so the run can claim the folder
+    instead of moving a note aside."""
+    if folder.is_dir() and {p.name for p in folder.iterdir()} <= {"error.txt", provenance.LOCK}:
+        (folder / "error.txt").unlink(missing_ok=True)
 
 
 def _run_inprocess(job: Job, device: str) -> None:
@@ -166,9 +212,9 @@ def _run_inprocess(job: Job, device: str) -> None:
 def _run_subprocess(job: Job, device: str) -> None:
     t0 = time.perf_counter()
     job.device = device
-    job.folder.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "ecgssl_nb", *job.argv(device)]
-    log = job.folder / "run.log"
+    log = job.log or job.folder.with_name(f"{job.folder.name}.run.log")  # not inside: the run claims its folder
+    log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as fh:
         fh.write(" ".join(cmd) + "\n")
         fh.flush()
@@ -182,6 +228,7 @@ def _run_subprocess(job: Job, device: str) -> None:
         tail = log.read_text(errors="replace").splitlines()[-60:]
         last = next((ln for ln in reversed(tail) if ln.strip()), "")
         job.status, job.reason = "failed", f"exit status {rc}: {last.strip()[:300]}"
+        job.folder.mkdir(parents=True, exist_ok=True)
         _write_error(job.folder, f"$ {' '.join(cmd)}\nexit status {rc}\n\n" + "\n".join(tail) + "\n")
     job.wall_s = time.perf_counter() - t0
 
@@ -195,8 +242,12 @@ def run_jobs(jobs: list[Job], devices: list[str], progress: bool = True, on_upda
     for job in jobs:
         if job.done_before():
             job.status = "skipped"
-        else:
-            todo.append(job)
+            continue
+        _drop_own_notes(job.folder)
+        if job.replaced and job.folder.exists():
+            print(f"reproduce: {job.name}: {job.folder} was made by a different request ({'; '.join(job.replaced[:4])}"
+                  f"{'; ...' if len(job.replaced) > 4 else ''}); moving it aside and running it again", file=sys.stderr)
+        todo.append(job)
     if not todo:
         return
     lock = threading.Lock()
@@ -251,10 +302,13 @@ def run_jobs(jobs: list[Job], devices: list[str], progress: bool = True, on_upda
 def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
     """Write tables/table1.csv, table2.csv (ours beside the paper, both protocols) and
     tables/fig3.csv (the transform ablation, both protocols) from the finished runs; a table
-    without any finished run is not written. Returns {name: path} of the tables written."""
+    without any finished run is not written. Returns {name: path} of the tables written.
+    tables/provenance.json lists every run aggregated (folder, result digest, prepared digest,
+    settings fingerprint, code version). Runs of different data or settings are refused
+    (UserError naming two of them); folders moved aside (*.stale-*) are never read."""
     import warnings
 
-    from .results import METRIC_KEYS, aggregate, compare_with_paper, load_results, write_csv_atomic
+    from .results import check_one_study, load_results
 
     written = {}
     ft_root = paths.profile_root(runs, profile) / "finetune"
@@ -262,6 +316,41 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         main = load_results(ft_root) if ft_root.is_dir() else pd.DataFrame()
+        ab = load_results(ab_root) if ab_root.is_dir() else pd.DataFrame()
+    if not len(main) and not len(ab):
+        return written
+    with provenance.lock(paths.tables_dir(runs, profile), what="tables folder"):
+        provenance.claim(paths.tables_dir(runs, profile), _tables_request(runs, profile, [main, ab]), force=True,
+                         what="tables folder")
+        check_one_study(pd.concat([f for f in (main, ab) if len(f)]))  # UserError naming two runs that differ
+        return _write_tables(runs, profile, main, ab)
+
+
+def _tables_request(runs, profile: str, frames: list[pd.DataFrame]) -> dict:
+    """The tables' provenance: every run they aggregate (its folder, result.json digest, prepared
+    digest, settings fingerprint and code version). Tables are rebuilt on every call; a folder
+    of tables made from other runs is moved aside first."""
+    root = paths.profile_root(runs, profile)
+    df = pd.concat([f for f in frames if len(f)]).drop_duplicates("path")
+    made = {}
+    for _, r in df.iterrows():
+        rel = str(Path(r["path"]).parent.relative_to(root))
+        made[rel] = {"result_sha256": provenance.sha256_file(r["path"]),
+                     **{k: r[k] if isinstance(r[k], str) else None for k in ("digest", "settings_id", "code_version")}}
+    digests = sorted({str(d) for d in df["digest"] if isinstance(d, str)})
+    seeds = sorted({int(x) for x in df["seed"] if x is not None and x == x})
+    return provenance.request("tables", {"profile": profile, "runs": made},
+                              {"prepared": ",".join(digests)}, seeds[0] if len(seeds) == 1 else -1)
+
+
+def _write_tables(runs, profile: str, main: pd.DataFrame, ab: pd.DataFrame) -> dict[str, Path]:
+    import warnings
+
+    from .results import METRIC_KEYS, aggregate, compare_with_paper, write_csv_atomic
+
+    written = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         if len(main):
             for name, table, keep in (("table2", "II", None), ("table1", "I", ("ssl-t", "ssl-s", "ssl-tsg"))):
                 parts = []
@@ -275,7 +364,6 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
                     path = paths.table_path(runs, profile, name)
                     write_csv_atomic(path, pd.concat(parts).reset_index())
                     written[name] = path
-        ab = load_results(ab_root) if ab_root.is_dir() else pd.DataFrame()
         rows = []
         if len(ab) or len(main):
             for modality, setup in paths.ABLATION_SETUPS.items():
@@ -327,8 +415,53 @@ def _device_names(devices: list[str]) -> dict:
 
 
 def _job_record(job: Job) -> dict:
-    return {"name": job.name, "folder": str(job.folder), "status": job.status, "reason": job.reason,
-            "device": job.device, "wall_s": round(job.wall_s, 3)}
+    rec = {"name": job.name, "folder": str(job.folder), "status": job.status, "reason": job.reason,
+           "device": job.device, "wall_s": round(job.wall_s, 3)}
+    if job.replaced and job.status != "skipped":
+        rec["replaced"] = job.replaced  # why the earlier folder was moved aside
+    return rec
+
+
+def resolve_settings(prof: Profile, items=()) -> tuple[dict[str, PretrainConfig], FinetuneConfig]:
+    """The profile's PretrainConfig per modality and FinetuneConfig with `--set` items applied:
+    'pretrain.KEY=V' (both modalities), 'pretrain.time.KEY=V', 'finetune.KEY=V', or 'KEY=V' when
+    only one of the two configs has KEY. Type-checked (config.apply_settings)."""
+    pre_fields = set(PretrainConfig.__dataclass_fields__)
+    ft_fields = set(FinetuneConfig.__dataclass_fields__)
+    pre_items: dict[str, list[str]] = {m: [] for m in prof.pretrain}
+    ft_items: list[str] = []
+    for item in items or ():
+        key, _, value = str(item).partition("=")
+        head, _, rest = key.partition(".")
+        if head == "pretrain":
+            sub, _, tail = rest.partition(".")
+            targets = [sub] if sub in prof.pretrain and tail else list(prof.pretrain)
+            for m in targets:
+                pre_items[m].append(f"{tail if sub in prof.pretrain and tail else rest}={value}")
+            continue
+        if head == "finetune":
+            ft_items.append(f"{rest}={value}")
+            continue
+        in_pre, in_ft = head in pre_fields, head in ft_fields
+        if in_pre and in_ft:
+            raise UserError(f"--set {item}: {head!r} is a setting of both pre-training and fine-tuning; write "
+                            f"pretrain.{key}=... or finetune.{key}=...")
+        if not in_pre and not in_ft:
+            raise UserError(f"--set {item}: {head!r} is not a setting (PretrainConfig: {', '.join(sorted(pre_fields))}; "
+                            f"FinetuneConfig: {', '.join(sorted(ft_fields))})")
+        if in_pre:
+            for m in pre_items:
+                pre_items[m].append(str(item))
+        else:
+            ft_items.append(str(item))
+    pre = {m: apply_settings(c, pre_items[m]) for m, c in prof.pretrain.items()}
+    return pre, apply_settings(prof.finetune, ft_items)
+
+
+def _write_job_config(runs: Path, profile: str, name: str, cfg) -> Path:
+    from .results import write_json_atomic
+
+    return write_json_atomic(paths.job_file(runs, profile, name, ".json"), as_dict(cfg))
 
 
 def reproduce(
@@ -340,11 +473,19 @@ def reproduce(
     devices=None,
     ablation: bool = True,
     progress: bool = True,
+    seed: int | None = None,
+    settings=(),
 ) -> Path:
     """Run the study of `profile` into OUT/<profile>/ (see the module docstring); returns that
     folder. folds: '0-9', '0,3' or a list (default the profile's); setups: 'all', 't,tsg' or a
     list; devices: '0,1', 'cpu' or a list (default: every visible GPU for the paper profile, the
-    profile's device otherwise). Finished work is skipped, so calling it again resumes. Raises
+    profile's device otherwise). seed: the training seed of every pre-training and fine-tuning
+    (default the profile's); the data (fixture, folds) keep the profile's seed, so runs of two
+    seeds are scored on the same folds. settings: `--set` items applied to the profile's configs
+    ('pretrain.clip_grad=3', 'finetune.lr=1e-3', or unprefixed when only one config has the key).
+    A run is skipped only when its folder's provenance request equals the one asked now; a run
+    made by another request (other data, settings, seed or backbone) is moved aside and run
+    again, and only what depends on the change re-runs. Calling it again resumes. Raises
     RunsFailed at the end (after the tables and the manifest) when any run failed."""
     t_start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -357,18 +498,30 @@ def reproduce(
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
     chosen = parse_setups(setups)
+    pre_cfgs, ft_cfg = resolve_settings(prof, settings)
+    train_seed = prof.seed if seed is None else seed
+    if isinstance(train_seed, bool) or not isinstance(train_seed, (int, np.integer)) or train_seed < 0:
+        raise UserError(f"--seed must be an integer >= 0, got {seed!r}")
+    train_seed = int(train_seed)
     fold_list = _folds(folds, prof.folds)
-    if folds is None and prof.finetune.ablation_folds is not None:
-        ablation_folds = _folds(prof.finetune.ablation_folds, prof.folds)  # the profile's smaller ablation
+    if folds is None and ft_cfg.ablation_folds is not None:
+        ablation_folds = _folds(ft_cfg.ablation_folds, prof.folds)  # the profile's smaller ablation
     else:
         ablation_folds = fold_list
     device_list = parse_devices(devices, prof)
-    if len(device_list) > 1 and not isinstance(profile, str):
-        raise UserError("a Profile object runs in this process only: pass one device, or the profile's name")
     out = Path(out)
     root = paths.profile_root(out, prof.name)
     root.mkdir(parents=True, exist_ok=True)
+    with provenance.lock(root, what="runs folder"):  # one study writer at a time (runs lock their own folders)
+        return _study(prof, data_dir, out, root, chosen, pre_cfgs, ft_cfg, train_seed, fold_list, ablation_folds,
+                      ablation, device_list, progress, settings, t_start, started_at)
 
+
+def _study(prof: Profile, data_dir, out: Path, root: Path, chosen, pre_cfgs, ft_cfg, train_seed: int, fold_list,
+           ablation_folds, ablation: bool, device_list: list[str], progress: bool, settings, t_start: float,
+           started_at: str) -> Path:
+    """`reproduce` once its arguments are checked and OUT/<profile> is locked: data, pre-trainings,
+    fine-tunings, tables, manifest."""
     from .results import write_json_atomic
 
     manifest = {
@@ -376,6 +529,9 @@ def reproduce(
         "data_dir": str(data_dir) if data_dir is not None else None, "folds": list(fold_list),
         "ablation_folds": list(ablation_folds) if ablation else [], "setups": list(chosen), "ablation": bool(ablation),
         "devices": device_list, "device_names": _device_names(device_list), "versions": _versions(),
+        "code_version": provenance.code_version(), "seed": train_seed,
+        "settings": {"pretrain": {m: as_dict(c) for m, c in pre_cfgs.items()}, "finetune": as_dict(ft_cfg),
+                     "set": list(settings)},
         "steps": {}, "runs": {}, "failures": [],
     }
     mpath = paths.manifest_path(out, prof.name)
@@ -420,8 +576,12 @@ def reproduce(
     from .prepare import load_prepared, prepare
 
     prep_dir = paths.prepared_dir(out, prof.name)
-    step("prepare", lambda: prepare(data_dir, prep_dir, workers=prof.workers, progress=progress))
+    import inspect
+
+    prep_kw = {"force": True} if "force" in inspect.signature(prepare).parameters else {}  # other data: moved aside
+    step("prepare", lambda: prepare(data_dir, prep_dir, workers=prof.workers, progress=progress, **prep_kw))
     prepared = load_prepared(prep_dir)
+    n_folds = int(prepared.stats.get("n_folds", int(prepared.index["fold"].max()) + 1))
     if data_kind is None:
         from .finetune import infer_data_kind
 
@@ -434,20 +594,22 @@ def reproduce(
     from . import selfkd
 
     def pretrain_job(modality: str, transforms: str, folder: Path, name: str) -> Job:
-        cfg = prof.pretrain[modality]
+        cfg = pre_cfgs[modality]
 
         def run(device: str):
-            return selfkd.pretrain(prep_dir, folder, modality, profile=prof.name, epochs=cfg.epochs,
-                                   batch_size=cfg.batch_size, device=device, transforms=transforms, seed=prof.seed,
-                                   resume=True, progress=progress)
+            return selfkd.pretrain(prep_dir, folder, modality, profile=prof.name, config=cfg, device=device,
+                                   transforms=transforms, seed=train_seed, resume=True, force=True, progress=progress)
 
-        def argv(device: str) -> list[str]:
+        def argv(device: str) -> list[str]:  # the resolved settings travel in a file, not as a profile name
+            config = _write_job_config(out, prof.name, name, cfg)
             return ["pretrain", "--modality", modality, "--prepared", str(prep_dir), "--out", str(folder),
-                    "--profile", prof.name, "--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size),
-                    "--device", device, "--transforms", transforms, "--seed", str(prof.seed), "--resume",
-                    "--no-progress"]
+                    "--profile", prof.name, "--config", str(config), "--device", device, "--transforms", transforms,
+                    "--seed", str(train_seed), "--resume", "--force", "--no-progress"]
 
-        return Job("pretrain", name, folder, run, argv)
+        def request() -> dict:
+            return selfkd.pretrain_request(cfg, modality, transforms, train_seed, prepared.digest)
+
+        return Job("pretrain", name, folder, run, argv, request=request, log=paths.job_file(out, prof.name, name, ".log"))
 
     needs_mod = {m: any(s.startswith("ssl-") and (m == "time" and s[4:] in ("t", "tsc", "tsg")
                                                   or m == "spec" and s[4:] in ("s", "tsc", "tsg")) for s in chosen)
@@ -487,12 +649,14 @@ def reproduce(
     def finetune_job(setup: str, fold: int, folder: Path, name: str, pretrained, needs: list[Job]) -> Job:
         def run(device: str):
             return ft.finetune(setup, fold, prepared, folder, pretrained=pretrained, profile=prof, device=device,
-                               seed=prof.seed, resume=True, protocol="both", progress=progress, data_kind=data_kind)
+                               seed=train_seed, resume=True, protocol="both", progress=progress, data_kind=data_kind,
+                               config=ft_cfg, force=True)
 
-        def argv(device: str) -> list[str]:
+        def argv(device: str) -> list[str]:  # the resolved settings travel in a file, not as a profile name
+            config = _write_job_config(out, prof.name, name, ft_cfg)
             a = ["finetune", "--setup", setup, "--fold", str(fold), "--prepared", str(prep_dir), "--out", str(folder),
-                 "--profile", prof.name, "--device", device, "--seed", str(prof.seed), "--resume",
-                 "--data-kind", data_kind, "--no-progress"]
+                 "--profile", prof.name, "--config", str(config), "--device", device, "--seed", str(train_seed),
+                 "--resume", "--force", "--data-kind", data_kind, "--no-progress"]
             if isinstance(pretrained, dict):
                 for m, p in pretrained.items():
                     a += [f"--pretrained-{m}", str(p)]
@@ -500,7 +664,14 @@ def reproduce(
                 a += ["--pretrained", str(pretrained)]
             return a
 
-        return Job("finetune", name, folder, run, argv, needs=needs)
+        def request() -> dict:
+            family = setup.removeprefix("ssl-")
+            files = ft.resolve_pretrained(setup, pretrained)
+            return ft.finetune_request(ft_cfg, setup, fold, (fold + 1) % n_folds, ft_cfg.epochs[family], "both",
+                                       train_seed, prepared.digest, files)
+
+        return Job("finetune", name, folder, run, argv, needs=needs, request=request,
+                   log=paths.job_file(out, prof.name, name, ".log"))
 
     pre_dir = paths.pretrain_dir(out, prof.name)
     for fold in fold_list:
@@ -522,8 +693,13 @@ def reproduce(
     step("finetune", lambda: run_jobs(ft_jobs, device_list, progress, record_runs(all_jobs)))
     record_runs(all_jobs)()
 
-    # 4. tables
-    tables = step("tables", lambda: write_tables(out, prof.name))
+    # 4. tables (refused, naming the runs, if the finished runs mix data or settings)
+    try:
+        tables = step("tables", lambda: write_tables(out, prof.name))
+    except UserError as exc:
+        manifest["tables_error"] = str(exc)
+        save_manifest()
+        raise
     manifest["tables"] = {k: str(v) for k, v in tables.items()}
     failures = [(j.name, str(j.folder), j.reason) for j in all_jobs if j.status in ("failed", "blocked")]
     manifest["failures"] = [{"name": n, "folder": f, "reason": r} for n, f, r in failures]
@@ -555,11 +731,17 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--devices", default=None, help="GPU numbers like 0,1 (one run per GPU at a time), or cpu "
                                                    "(default: all visible GPUs for paper, cpu for tiny)")
     p.add_argument("--no-ablation", action="store_true", help="skip the Fig. 3 transform ablation")
+    p.add_argument("--seed", type=int, default=None, help="training seed of every pre-training and fine-tuning "
+                                                           "(default: the profile's; the folds keep the profile's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, type-checked: pretrain.KEY=V, pretrain.time.KEY=V, finetune.KEY=V, or "
+                        "KEY=V when only one config has KEY (repeatable); runs made with other settings re-run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
     try:
         root = reproduce(a.profile, data_dir=a.data_dir, out=a.out, folds=a.folds, setups=a.setups,
-                         devices=a.devices, ablation=not a.no_ablation, progress=not a.no_progress)
+                         devices=a.devices, ablation=not a.no_ablation, progress=not a.no_progress, seed=a.seed,
+                         settings=a.set)
     except RunsFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

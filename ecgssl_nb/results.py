@@ -28,7 +28,8 @@ Result file schema: one per fine-tuning run, written by `finetune` to
       "gate_weights": {"classes": [24 codes], "time": [24], "spec": [24]} | null,
       "wall_time_s": float,
       "device":  "cpu" | "cuda" | ...,
-      "created": "2026-11-25T13:00:00+00:00"
+      "created": "2026-11-25T13:00:00+00:00",
+      "provenance": {"request": {...}, "code_version": ..., "created": ...}   # see provenance.py
     }
 
 "paper" is the released protocol (checkpoint and thresholds chosen on the reported fold:
@@ -37,7 +38,8 @@ selected checkpoint's epoch. Required keys: setup, fold, profile, data.kind and,
 protocol, the seven metrics; `check_result` says what is missing.
 
 Tables. `load_results` gives one row per run and protocol (metrics as fractions);
-`aggregate` gives mean and sample std (ddof=1) over folds per setup in the paper's row order;
+`aggregate` gives mean and sample std (ddof=1) over folds per setup in the paper's row order,
+and refuses runs of different prepared data or settings (`check_one_study`, naming two runs);
 `PAPER_TABLE_I` / `PAPER_TABLE_II` hold the paper's printed numbers (×100, SPEC 7);
 `compare_with_paper` puts ours (×100) beside them; `display_frame` / `format_table` render any
 of these with 2 decimals, "mean ± std", and "–" for missing values.
@@ -175,8 +177,42 @@ def _num(x) -> float:
 RESULT_COLUMNS = (
     ["setup", "fold", "protocol", "profile", "data", "n_records", "n_train", "n_val", "seed", "epochs", "epoch"]
     + list(METRIC_KEYS)
-    + ["wall_time_s", "device", "created", "run", "path"]
+    + ["wall_time_s", "device", "created", "run", "path", "digest", "settings_id", "code_version"]
 )
+# Provenance columns (None for result files written before provenance.json existed):
+# digest = the prepared corpus's content digest the run trained and was evaluated on;
+# settings_id = 12 hex digits of SHA-256 over the run's resolved settings other than setup,
+# folds and backbone files, plus its seed (see `study_settings`): runs of one table share it;
+# code_version = the package version and git commit that made the run.
+
+
+def study_settings(req: dict) -> dict:
+    """The part of a fine-tuning's provenance request that every run of one table must share:
+    its settings less setup/fold/inner_fold, and its seed. (Backbone digests differ by design.)"""
+    settings = {k: v for k, v in (req.get("settings") or {}).items() if k not in ("setup", "fold", "inner_fold")}
+    return {"settings": settings, "seed": req.get("seed")}
+
+
+def settings_id(req: dict) -> str:
+    """A short fingerprint of `study_settings(req)`."""
+    import hashlib
+
+    text = json.dumps(study_settings(req), sort_keys=True, allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _provenance_columns(obj: dict) -> dict:
+    rec = obj.get("provenance") if isinstance(obj.get("provenance"), dict) else None
+    req = rec.get("request") if rec and isinstance(rec.get("request"), dict) else None
+    if req is None:
+        return {"digest": None, "settings_id": None, "code_version": None}
+    return {"digest": (req.get("inputs") or {}).get("prepared"), "settings_id": settings_id(req),
+            "code_version": rec.get("code_version")}
+
+
+def is_stale(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """True for a file inside a folder moved aside by provenance.move_aside ('<name>.stale-<time>')."""
+    return any(".stale-" in part for part in Path(path).relative_to(root).parts)
 
 
 def load_results(root: str | os.PathLike) -> pd.DataFrame:
@@ -190,6 +226,8 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
         raise UserError(f"results folder {root} does not exist")
     rows = []
     for path in sorted(root.rglob("result.json")):
+        if is_stale(path, root):
+            continue  # an old run kept aside, never part of a table
         try:
             obj = read_json(path)
         except UserError as exc:
@@ -211,6 +249,7 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
             row.update({
                 "wall_time_s": _num(obj.get("wall_time_s")), "device": obj.get("device"),
                 "created": obj.get("created"), "run": path.parent.parent.name, "path": str(path),
+                **_provenance_columns(obj),
             })
             rows.append(row)
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
@@ -218,6 +257,24 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
         df["_order"] = df["setup"].map(_setup_rank)
         df = df.sort_values(["_order", "run", "fold", "protocol"]).drop(columns="_order").reset_index(drop=True)
     return df
+
+
+def check_one_study(df: pd.DataFrame) -> None:
+    """UserError naming two runs when the rows of `df` come from different prepared corpora
+    (`digest`) or different settings or seeds (`settings_id`): such runs never share a table."""
+    what = {"digest": "prepared data", "settings_id": "settings or seed"}
+    for col, words in what.items():
+        if col not in df.columns:
+            continue
+        known = df[df[col].notna()]
+        if known[col].nunique() > 1:
+            groups = list(known.groupby(col, sort=False))
+            (ka, a), (kb, b) = groups[0], groups[1]
+            name = (lambda r: f"{r['run']} fold {r['fold']}") if "run" in df.columns else (lambda r: f"fold {r['fold']}")
+            raise UserError(
+                f"results mix runs made from different {words}: {name(a.iloc[0])} ({col} {str(ka)[:12]}) and "
+                f"{name(b.iloc[0])} ({col} {str(kb)[:12]}), {known[col].nunique()} kinds in all; re-run the "
+                f"mismatched runs (`reproduce` does) or load one study")
 
 
 def _setup_rank(setup: str) -> tuple:
@@ -251,6 +308,7 @@ def aggregate(df: pd.DataFrame, protocol: str = "paper", by: str = "setup") -> p
     for col in ("profile", "data"):
         if sub[col].nunique() > 1:
             raise UserError(f"results mix {col}s ({', '.join(map(str, sub[col].unique()))}); filter df first")
+    check_one_study(sub)
     rows = {}
     for key, group in sub.groupby(by, sort=False):
         row = {}

@@ -16,6 +16,11 @@ The file reads as the method:
   a resumable checkpoint and a row of collapse diagnostics; the student backbone of the final
   epoch is kept (B12 fixed; "lowest-loss" keeps the released choice).
 
+Provenance: OUT/provenance.json holds the request (`pretrain_request`: every resolved setting,
+the prepared corpus's digest, the seed); OUT is resumed or reused only for an equal request, and
+one process writes it at a time. Checkpoints hold tensors and plain values only and are read
+with `weights_only=True`, so nothing in a results folder can run code.
+
 Multi-GPU: under `torchrun` (RANK / WORLD_SIZE in the environment) the student is wrapped in
 DistributedDataParallel, every rank trains on its own share of each epoch's shuffled records,
 the centre and logged figures are all-reduced, and only rank 0 writes files.
@@ -24,6 +29,7 @@ the centre and logged figures are all-reduced, and only rank 0 writes files.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import csv
 import json
@@ -42,7 +48,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atomic import atomic_write
-from .config import MODALITIES, WINDOW, PretrainConfig, as_dict, check_modality, get_profile, resolve_device
+from . import provenance
+from .config import (
+    MODALITIES, WINDOW, PretrainConfig, apply_settings, as_dict, check_modality, get_profile, read_config, resolve_device,
+)
 from .errors import UserError
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
 
@@ -50,7 +59,7 @@ __all__ = [
     "WeightNormLinear", "DINOHead", "MultiCropModel", "DINOLoss", "param_groups", "make_optimizer",
     "cancel_last_layer_grads", "ema_update", "embedding_std", "train_step", "make_views",
     "build_student", "pretrain", "cli", "DEFAULT_TRANSFORMS", "KEEP_CHOICES", "OPTIMIZERS",
-    "LOG_COLUMNS",
+    "LOG_COLUMNS", "pretrain_request",
 ]
 
 DEFAULT_TRANSFORMS = {"time": "t1", "spec": "t2"}  # the paper's full view sets (Fig. 3)
@@ -518,6 +527,8 @@ def pretrain(
     stop_after: int | None = None,
     amp: bool = False,
     overrides: dict | None = None,
+    config: PretrainConfig | None = None,
+    force: bool = False,
 ) -> Path:
     """DINO pre-training of the `modality` ("time" or "spec") backbone on a prepared corpus.
 
@@ -526,14 +537,20 @@ def pretrain(
     N rows of the index) or row numbers; None = every kept record of every fold (SPEC B13).
     `stop_after` = train at most this many epochs in this call and leave a resumable run
     (schedules still span `epochs`). `amp` = bf16 autocast, CUDA only. `overrides` = other
-    PretrainConfig fields to replace, e.g. {"optimizer": "adam-l2", "clip_grad": 3.0}.
+    PretrainConfig fields to replace, e.g. {"optimizer": "adam-l2", "clip_grad": 3.0}. `config` =
+    the resolved settings to use instead of the profile's (what `reproduce` passes its jobs).
+    OUT holds `provenance.json` (see `pretrain_request`): OUT is resumed or reported finished only
+    for an equal request; one made by another request is refused unless `force`, which moves it
+    aside. One process writes OUT at a time (a lock).
     Writes OUT/checkpoint.pt and OUT/log.csv every epoch; when finished OUT/backbone.pt (the
     student backbone's state_dict) and OUT/summary.json. Returns OUT.
     """
     started_at = time.perf_counter()
     modality = check_modality(modality)
     prof = get_profile(profile)
-    cfg: PretrainConfig = prof.pretrain[modality]
+    cfg: PretrainConfig = prof.pretrain[modality] if config is None else config
+    if not isinstance(cfg, PretrainConfig):
+        raise UserError(f"config must be a PretrainConfig, got {type(cfg).__name__}")
     overrides, given = {}, dict(overrides or {})
     if epochs is not None:
         if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 1:
@@ -566,34 +583,66 @@ def pretrain(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
-    ckpt_path, log_path, summary_path = out / "checkpoint.pt", out / "log.csv", out / "summary.json"
-    if not resume:
-        if summary_path.is_file():
-            raise UserError(f"--out {out} already holds a finished pre-training (summary.json); choose another "
-                            f"--out, delete it, or pass --resume to keep it")
-        if ckpt_path.is_file():
-            raise UserError(f"--out {out} holds an unfinished pre-training (checkpoint.pt); pass --resume to "
-                            f"continue it or choose another --out")
-    elif summary_path.is_file():
-        done = json.loads(summary_path.read_text())
-        asked = {"modality": modality, "profile": prof.name, "config": as_dict(cfg), "transforms": transforms,
-                 "seed": int(seed)}
-        changed = sorted(k for k in asked if done.get(k) != asked[k])
-        if not changed:
-            if progress:
-                print(f"pretrain: {out} already finished ({cfg.epochs} epochs); nothing to do")
-            return out
-        raise UserError(f"--out {out} holds a finished run with other settings ({', '.join(changed)}; it ran "
-                        f"{done.get('epochs')} epochs); it cannot be resumed with these: choose another --out")
-
     from .prepare import load_prepared
-    from .windows import Corpus
 
     prepared = load_prepared(prepared_dir)
     n_prepared = len(prepared.index)
     rows = _select_rows(n_prepared, records)
+    records_key = None if rows is None else (len(rows) if isinstance(records, (int, np.integer)) else rows.tolist())
+    world_env = int(os.environ.get("WORLD_SIZE", "1"))
+    n_used = n_prepared if rows is None else len(rows)
+    if n_used // (cfg.batch_size * world_env) < 1:
+        raise UserError(f"--batch-size {cfg.batch_size} x {world_env} process(es) is larger than the {n_used} records; "
+                        f"use a batch of at most {n_used // world_env}")
+    req = pretrain_request(cfg, modality, transforms, int(seed), prepared.digest, records_key, world_env, amp)
+    first = int(os.environ.get("RANK", "0")) == 0
+    with provenance.lock(out) if first else contextlib.nullcontext():
+        if first and _claim(out, req, resume, force, progress, cfg.epochs):
+            return out  # finished earlier with this very request
+        if not first and (out / "summary.json").is_file() and (provenance.read(out) or {}).get("request") == req:
+            return out
+        return _pretrain_claimed(prepared, prepared_dir, out, rows, records_key, req, prof.name, cfg, modality,
+                                 transforms, int(seed), device, resume, progress, stop_after, amp, started_at)
+
+
+def pretrain_request(cfg: PretrainConfig, modality: str, transforms: str, seed: int, prepared_digest: str,
+                     records=None, world_size: int = 1, amp: bool = False) -> dict:
+    """The provenance request of a pre-training: every resolved setting (never a profile name),
+    the prepared corpus's digest, the seed. Equal requests give equal runs."""
+    settings = {"modality": modality, "transforms": transforms, "config": as_dict(cfg), "records": records,
+                "world_size": int(world_size), "amp": bool(amp)}
+    return provenance.request("pretrain", settings, {"prepared": prepared_digest}, seed)
+
+
+def _claim(out: Path, req: dict, resume: bool, force: bool, progress: bool, epochs: int) -> bool:
+    """Make OUT the home of `req` (provenance.claim); True when it already holds this finished run.
+    A half-done run of the same request continues only with --resume."""
+    status = provenance.claim(out, req, force=force)
+    if status != "same":
+        return False
+    if (out / "summary.json").is_file() and (out / "backbone.pt").is_file():
+        if not resume:
+            raise UserError(f"--out {out} already holds this finished pre-training (summary.json); pass --resume "
+                            f"to keep it, or choose another --out")
+        if progress:
+            print(f"pretrain: {out} already finished ({epochs} epochs); nothing to do")
+        return True
+    if (out / "checkpoint.pt").is_file() and not resume:
+        raise UserError(f"--out {out} holds an unfinished pre-training (checkpoint.pt); pass --resume to "
+                        f"continue it or choose another --out")
+    return False
+
+
+def _pretrain_claimed(prepared, prepared_dir: Path, out: Path, rows, records_key, req: dict, profile_name: str,
+                      cfg: PretrainConfig, modality: str, transforms: str, seed: int, device: str, resume: bool,
+                      progress: bool, stop_after, amp: bool, started_at: float) -> Path:
+    """`pretrain` once OUT is claimed and locked: set up the processes, then train."""
+    from .windows import Corpus
+
     rank, world, device, started_dist = _dist_setup(device)
     try:
+        if world > 1:
+            dist.barrier()  # rank 0 has claimed OUT before any rank reads it
         corpus = Corpus.from_prepared(prepared, rows=rows, device=device)
         n = len(corpus.lengths)
         b = cfg.batch_size
@@ -602,10 +651,8 @@ def pretrain(
             raise UserError(f"--batch-size {b} x {world} process(es) is larger than the {n} records; "
                             f"use a batch of at most {n // world}")
         run_cfg = {
-            "modality": modality, "profile": prof.name, "config": as_dict(cfg), "transforms": transforms,
-            "seed": int(seed), "records": None if rows is None else (len(rows) if isinstance(records, (int, np.integer))
-                                                                     else rows.tolist()),
-            "world_size": world,
+            "modality": modality, "profile": profile_name, "config": as_dict(cfg), "transforms": transforms,
+            "seed": int(seed), "records": records_key, "world_size": world,
         }
         return _train(
             prepared, corpus, out, run_cfg, cfg, modality, transforms, int(seed), rank, world, device, steps,
@@ -657,8 +704,8 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
 
     start_epoch, best_loss, best_epoch, best_backbone = 0, math.inf, -1, None
     if resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        changed = sorted(k for k in run_cfg if ck["run"].get(k) != run_cfg[k])
+        ck = provenance.load_checkpoint(ckpt_path)  # tensors and plain values only, never code
+        changed = sorted(k for k in run_cfg if k != "profile" and ck["run"].get(k) != run_cfg[k])
         if changed:
             raise UserError(f"--resume: {ckpt_path} was written with different settings ({', '.join(changed)}); "
                             f"resume with the same settings or choose another --out")
@@ -754,6 +801,7 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
             "wall_time_s": time.perf_counter() - started_at,
             "device": device if not device.startswith("cuda") else f"{device} ({torch.cuda.get_device_name(device)})",
             "amp": amp, "torch": torch.__version__, "python": platform.python_version(),
+            "provenance": provenance.read(out),
         })
     if world > 1:
         dist.barrier()
@@ -761,19 +809,6 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
 
 
 # --- command line ------------------------------------------------------------------------------
-
-
-def _parse_setting(item: str) -> tuple[str, int | float | str]:
-    """'clip_grad=3' -> ('clip_grad', 3); values are read as int, else float, else text."""
-    name, sep, text = item.partition("=")
-    if not sep or not name:
-        raise UserError(f"--set {item!r} must look like FIELD=VALUE, e.g. --set optimizer=adam-l2")
-    for kind in (int, float):
-        try:
-            return name, kind(text)
-        except ValueError:
-            pass
-    return name, text
 
 
 def cli(argv: list[str]) -> int:
@@ -796,14 +831,22 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--stop-after", type=int, default=None, help="train at most N epochs now; --resume goes on")
     p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a PretrainConfig field, e.g. --set optimizer=adam-l2 --set clip_grad=3 (repeatable)")
+                   help="override a PretrainConfig field, type-checked, e.g. --set optimizer=adam-l2 --set clip_grad=3 "
+                        "(repeatable)")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="JSON file of the resolved PretrainConfig (instead of the profile's; `reproduce` writes one "
+                        "per job); --set and the options above still apply on top")
+    p.add_argument("--force", action="store_true", help="if OUT was made by another request, move it aside "
+                                                        "(nothing is deleted) and start afresh")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     a = p.parse_args(argv)
-    overrides = dict(_parse_setting(item) for item in a.set)
+    check_modality(a.modality)
+    base = read_config(PretrainConfig, a.config) if a.config else get_profile(a.profile).pretrain[a.modality]
+    cfg = apply_settings(base, a.set)
     out = pretrain(a.prepared, a.out, a.modality, profile=a.profile, epochs=a.epochs, batch_size=a.batch_size,
                    device=a.device, transforms=a.transforms, seed=a.seed, resume=a.resume, keep=a.keep,
                    progress=not a.no_progress, records=a.records, stop_after=a.stop_after, amp=a.amp,
-                   overrides=overrides)
+                   config=cfg, force=a.force)
     if int(os.environ.get("RANK", "0")) == 0 and not a.no_progress:
         print(f"pretrain: wrote {out}")
     return 0

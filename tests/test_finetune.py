@@ -217,7 +217,7 @@ def test_a_run_killed_mid_epoch_leaves_no_result_and_resumes_to_the_uninterrupte
     assert not (out / "result.json").exists()
     assert (out / "checkpoint.pt").is_file()
     assert list(pd.read_csv(out / "log.csv")["epoch"]) == [1]
-    with pytest.raises(UserError, match="other run settings"):
+    with pytest.raises(UserError, match="different request: seed: 0 -> 1"):
         _run("t", prepared_dir, out, epochs=2, seed=1, resume=True)
 
     monkeypatch.setattr(ft, "train_step", real)

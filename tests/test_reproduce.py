@@ -80,6 +80,7 @@ def test_a_failing_run_loses_nothing_and_a_second_call_runs_only_what_is_missing
     assert calls == [("s", 1)]
     assert [p.stat().st_mtime_ns for p in done] == stamps
     assert not (root / "finetune/s/fold1/error.txt").exists()
+    assert not list((root / "finetune").rglob("*.stale-*"))  # a failure note is not a run to move aside
     second = json.loads((root / "manifest.json").read_text())
     assert second["counts"] == {"done": 1, "skipped": 3, "failed": 0, "blocked": 0}
     first_walls = {k: v["wall_s"] for k, v in manifest["runs"].items() if v["status"] == "done"}

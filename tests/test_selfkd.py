@@ -312,7 +312,7 @@ def test_pretrain_writes_a_loadable_final_student_backbone_and_a_summary(run3):
 
     assert load_backbone(xresnet1d50(), run3 / "backbone.pt") == len(xresnet1d50().state_dict())
     saved = torch.load(run3 / "backbone.pt", weights_only=True)
-    ck = torch.load(run3 / "checkpoint.pt", weights_only=False)
+    ck = torch.load(run3 / "checkpoint.pt", weights_only=True)
     student_backbone = {k[len("backbone."):]: v for k, v in ck["student"].items() if k.startswith("backbone.")}
     assert saved.keys() == student_backbone.keys()
     assert all(torch.equal(saved[k], student_backbone[k]) for k in saved)  # final epoch's student (B12)
@@ -342,8 +342,8 @@ def test_resumed_run_ends_exactly_where_the_uninterrupted_run_ends(prepared, run
     with pytest.raises(UserError, match="unfinished"):
         selfkd.pretrain(prepared, out, **RUN)  # no silent restart over a half-done run
     selfkd.pretrain(prepared, out, resume=True, **RUN)
-    a = torch.load(run3 / "checkpoint.pt", weights_only=False)
-    b = torch.load(out / "checkpoint.pt", weights_only=False)
+    a = torch.load(run3 / "checkpoint.pt", weights_only=True)
+    b = torch.load(out / "checkpoint.pt", weights_only=True)
     for part in ("student", "teacher", "loss"):
         assert a[part].keys() == b[part].keys()
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
@@ -356,9 +356,9 @@ def test_a_finished_run_is_never_overwritten(prepared, run3):
     with pytest.raises(UserError, match="finished"):
         selfkd.pretrain(prepared, run3, **RUN)
     assert selfkd.pretrain(prepared, run3, resume=True, **RUN) == run3  # nothing left to do
-    with pytest.raises(UserError, match=r"other settings \(config;"):
+    with pytest.raises(UserError, match=r"different request: settings\.config\.epochs: 3 -> 5"):
         selfkd.pretrain(prepared, run3, resume=True, **{**RUN, "epochs": 5})  # schedules span the whole run
-    with pytest.raises(UserError, match=r"other settings \(transforms;"):
+    with pytest.raises(UserError, match=r"different request: settings\.transforms: t1 -> tc"):
         selfkd.pretrain(prepared, run3, resume=True, transforms="tc", **RUN)
     assert (run3 / "backbone.pt").stat().st_mtime_ns == before
 
@@ -367,11 +367,12 @@ def test_resume_refuses_a_checkpoint_written_with_other_settings(prepared, run3,
     out = tmp_path / "time"
     out.mkdir()
     shutil.copy(run3 / "checkpoint.pt", out / "checkpoint.pt")  # an unfinished run of RUN
-    with pytest.raises(UserError, match="different settings \\(seed\\)"):
+    shutil.copy(run3 / "provenance.json", out / "provenance.json")
+    with pytest.raises(UserError, match="different request: seed: 0 -> 1"):
         selfkd.pretrain(prepared, out, resume=True, seed=1, **RUN)
-    with pytest.raises(UserError, match="different settings \\(records\\)"):
+    with pytest.raises(UserError, match="different request: settings.records: 8 -> 4"):
         selfkd.pretrain(prepared, out, resume=True, **{**RUN, "records": 4})
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]
+    assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == ["checkpoint.pt", "provenance.json"]
 
 
 def test_spectrogram_pretraining_from_the_command_line_keeps_the_lowest_loss_student(prepared, tmp_path):
@@ -389,7 +390,7 @@ def test_spectrogram_pretraining_from_the_command_line_keeps_the_lowest_loss_stu
     assert summary["kept"] == "lowest-loss" and summary["kept_epoch"] == best == summary["best_epoch"]
     assert summary["transforms"] == "t2" and summary["config"]["n_local"] == 2 and summary["config"]["base_lr"] == 0.5
     saved = torch.load(out / "backbone.pt", weights_only=True)
-    ck = torch.load(out / "checkpoint.pt", weights_only=False)
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert all(torch.equal(saved[k], ck["best_backbone"][k]) for k in saved)
     assert load_backbone(se_resnet34(), out / "backbone.pt") == len(saved)
 

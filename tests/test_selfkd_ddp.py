@@ -93,7 +93,7 @@ def test_two_processes_share_the_centre_train_on_distinct_records_and_end_identi
     out, dump = tmp_path / "out", tmp_path / "dump"
     dump.mkdir()
     mp.spawn(_worker, args=(2, _free_port(), str(prepared), str(out), str(dump)), nprocs=2, join=True)
-    r0, r1 = (torch.load(dump / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    r0, r1 = (torch.load(dump / f"rank{r}.pt", weights_only=True) for r in (0, 1))
 
     # The centre update on its own, with 3 rows on rank 0 and 1 on rank 1.
     c0, c1 = r0["centre_check"], r1["centre_check"]
@@ -123,11 +123,12 @@ def test_two_processes_share_the_centre_train_on_distinct_records_and_end_identi
         assert torch.equal(after0, after1)
 
     # Only rank 0 wrote the run's files, and its backbone is the (shared) student's.
-    assert sorted(p.name for p in out.iterdir()) == ["backbone.pt", "checkpoint.pt", "log.csv", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "backbone.pt", "checkpoint.pt", "log.csv", "provenance.json",
+                                                    "summary.json"]
     logged = float((out / "log.csv").read_text().splitlines()[1].split(",")[1])
     assert logged == pytest.approx(sum(r0["loss"] + r1["loss"]) / 4, rel=1e-6)  # both ranks' steps
     saved = torch.load(out / "backbone.pt", weights_only=True)
     assert all(torch.equal(saved[k], r0["student"]["backbone." + k]) for k in saved)
-    ck = torch.load(out / "checkpoint.pt", weights_only=False)
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ck["run"]["world_size"] == 2 and len(ck["view_rng"]) == 2
     assert not torch.equal(ck["view_rng"][0], ck["view_rng"][1])  # each rank draws its own views
