@@ -576,10 +576,8 @@ def _study(prof: Profile, data_dir, out: Path, root: Path, chosen, pre_cfgs, ft_
     from .prepare import load_prepared, prepare
 
     prep_dir = paths.prepared_dir(out, prof.name)
-    import inspect
-
-    prep_kw = {"force": True} if "force" in inspect.signature(prepare).parameters else {}  # other data: moved aside
-    step("prepare", lambda: prepare(data_dir, prep_dir, workers=prof.workers, progress=progress, **prep_kw))
+    # force: a prepared folder made from other data or settings is moved aside, not reused
+    step("prepare", lambda: prepare(data_dir, prep_dir, workers=prof.workers, progress=progress, force=True))
     prepared = load_prepared(prep_dir)
     n_folds = int(prepared.stats.get("n_folds", int(prepared.index["fold"].max()) + 1))
     if data_kind is None:
