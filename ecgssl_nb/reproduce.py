@@ -340,12 +340,15 @@ def reproduce(
     devices=None,
     ablation: bool = True,
     progress: bool = True,
+    recipe="corrected",
 ) -> Path:
     """Run the study of `profile` into OUT/<profile>/ (see the module docstring); returns that
     folder. folds: '0-9', '0,3' or a list (default the profile's); setups: 'all', 't,tsg' or a
     list; devices: '0,1', 'cpu' or a list (default: every visible GPU for the paper profile, the
     profile's device otherwise). Finished work is skipped, so calling it again resumes. Raises
-    RunsFailed at the end (after the tables and the manifest) when any run failed."""
+    RunsFailed at the end (after the tables and the manifest) when any run failed. recipe:
+    "corrected" (default), "released" or a set of released departures (see `recipes`); a recipe
+    other than corrected runs below OUT/recipes/<label>/, sharing the stages it does not change."""
     t_start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     prof = get_profile(profile) if isinstance(profile, str) else profile
@@ -356,6 +359,10 @@ def reproduce(
                         f"records (`python -m ecgssl_nb download`)")
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
+    from .recipes import STAGES, apply_recipe, pretrain_overrides, recipe_spec, stage_runs
+
+    prof = apply_recipe(prof, recipe)
+    runs_prep, runs_pre, runs_ft = (stage_runs(out, prof.departures, st) for st in STAGES)
     chosen = parse_setups(setups)
     fold_list = _folds(folds, prof.folds)
     if folds is None and prof.finetune.ablation_folds is not None:
@@ -366,7 +373,7 @@ def reproduce(
     if len(device_list) > 1 and not isinstance(profile, str):
         raise UserError("a Profile object runs in this process only: pass one device, or the profile's name")
     out = Path(out)
-    root = paths.profile_root(out, prof.name)
+    root = paths.profile_root(runs_ft, prof.name)
     root.mkdir(parents=True, exist_ok=True)
 
     from .results import write_json_atomic
@@ -376,9 +383,9 @@ def reproduce(
         "data_dir": str(data_dir) if data_dir is not None else None, "folds": list(fold_list),
         "ablation_folds": list(ablation_folds) if ablation else [], "setups": list(chosen), "ablation": bool(ablation),
         "devices": device_list, "device_names": _device_names(device_list), "versions": _versions(),
-        "steps": {}, "runs": {}, "failures": [],
+        "steps": {}, "runs": {}, "failures": [], "recipe": prof.recipe, "departures": list(prof.departures),
     }
-    mpath = paths.manifest_path(out, prof.name)
+    mpath = paths.manifest_path(runs_ft, prof.name)
     # runs skipped now keep the wall time an earlier call measured for them
     try:
         earlier = json.loads(mpath.read_text()).get("runs", {}) if mpath.exists() else {}
@@ -419,8 +426,8 @@ def reproduce(
         data_kind = None  # inferred by finetune from the prepared folder
     from .prepare import load_prepared, prepare
 
-    prep_dir = paths.prepared_dir(out, prof.name)
-    step("prepare", lambda: prepare(data_dir, prep_dir, workers=prof.workers, progress=progress))
+    prep_dir = paths.prepared_dir(runs_prep, prof.name)
+    step("prepare", lambda: prepare(data_dir, prep_dir, workers=prof.workers, progress=progress, leads=prof.leads))
     prepared = load_prepared(prep_dir)
     if data_kind is None:
         from .finetune import infer_data_kind
@@ -435,17 +442,20 @@ def reproduce(
 
     def pretrain_job(modality: str, transforms: str, folder: Path, name: str) -> Job:
         cfg = prof.pretrain[modality]
+        recipe_set = pretrain_overrides(prof.departures)  # the released choices in PretrainConfig
+        keep = recipe_set.pop("keep", None)
 
         def run(device: str):
             return selfkd.pretrain(prep_dir, folder, modality, profile=prof.name, epochs=cfg.epochs,
                                    batch_size=cfg.batch_size, device=device, transforms=transforms, seed=prof.seed,
-                                   resume=True, progress=progress)
+                                   resume=True, progress=progress, keep=keep, overrides=recipe_set)
 
         def argv(device: str) -> list[str]:
             return ["pretrain", "--modality", modality, "--prepared", str(prep_dir), "--out", str(folder),
                     "--profile", prof.name, "--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size),
                     "--device", device, "--transforms", transforms, "--seed", str(prof.seed), "--resume",
-                    "--no-progress"]
+                    "--no-progress"] + (["--keep", keep] if keep else []) \
+                + [x for k, v in recipe_set.items() for x in ("--set", f"{k}={v}")]
 
         return Job("pretrain", name, folder, run, argv)
 
@@ -456,12 +466,12 @@ def reproduce(
     ablation_pre: dict[tuple[str, str], Job] = {}
     for m in ("time", "spec"):
         if needs_mod[m]:
-            main_pre[m] = pretrain_job(m, paths.MAIN_TRANSFORMS[m], paths.pretrain_run_dir(out, prof.name, m),
+            main_pre[m] = pretrain_job(m, paths.MAIN_TRANSFORMS[m], paths.pretrain_run_dir(runs_pre, prof.name, m),
                                        f"pretrain {m}")
     ablated = [m for m in ("time", "spec") if ablation and paths.ABLATION_SETUPS[m] in chosen]
     for m in ablated:
         for tr in paths.ABLATION_TRANSFORMS[m]:
-            ablation_pre[(m, tr)] = pretrain_job(m, tr, paths.ablation_pretrain_dir(out, prof.name, m, tr),
+            ablation_pre[(m, tr)] = pretrain_job(m, tr, paths.ablation_pretrain_dir(runs_pre, prof.name, m, tr),
                                                  f"pretrain {m}-{tr}")
     pre_jobs = list(main_pre.values()) + list(ablation_pre.values())
 
@@ -487,12 +497,12 @@ def reproduce(
     def finetune_job(setup: str, fold: int, folder: Path, name: str, pretrained, needs: list[Job]) -> Job:
         def run(device: str):
             return ft.finetune(setup, fold, prepared, folder, pretrained=pretrained, profile=prof, device=device,
-                               seed=prof.seed, resume=True, protocol="both", progress=progress, data_kind=data_kind)
+                               seed=prof.seed, resume=True, protocol=None, progress=progress, data_kind=data_kind)
 
         def argv(device: str) -> list[str]:
             a = ["finetune", "--setup", setup, "--fold", str(fold), "--prepared", str(prep_dir), "--out", str(folder),
                  "--profile", prof.name, "--device", device, "--seed", str(prof.seed), "--resume",
-                 "--data-kind", data_kind, "--no-progress"]
+                 "--data-kind", data_kind, "--no-progress", "--recipe", recipe_spec(prof.departures)]
             if isinstance(pretrained, dict):
                 for m, p in pretrained.items():
                     a += [f"--pretrained-{m}", str(p)]
@@ -502,20 +512,20 @@ def reproduce(
 
         return Job("finetune", name, folder, run, argv, needs=needs)
 
-    pre_dir = paths.pretrain_dir(out, prof.name)
+    pre_dir = paths.pretrain_dir(runs_pre, prof.name)
     for fold in fold_list:
         for setup in chosen:
             ssl = setup.startswith("ssl-")
             needs = [main_pre[m] for m in ("time", "spec") if ssl and m in main_pre
                      and (m == "time" and setup[4:] in ("t", "tsc", "tsg") or m == "spec" and setup[4:] in ("s", "tsc", "tsg"))]
-            ft_jobs.append(finetune_job(setup, fold, paths.finetune_dir(out, prof.name, setup, fold),
+            ft_jobs.append(finetune_job(setup, fold, paths.finetune_dir(runs_ft, prof.name, setup, fold),
                                         f"finetune {setup} fold {fold}", pre_dir if ssl else None, needs))
     for fold in ablation_folds:
         for m in ablated:
             setup = paths.ABLATION_SETUPS[m]
             for tr in paths.ABLATION_TRANSFORMS[m]:
-                backbone = paths.ablation_pretrain_dir(out, prof.name, m, tr) / "backbone.pt"
-                ft_jobs.append(finetune_job(setup, fold, paths.ablation_finetune_dir(out, prof.name, m, tr, fold),
+                backbone = paths.ablation_pretrain_dir(runs_pre, prof.name, m, tr) / "backbone.pt"
+                ft_jobs.append(finetune_job(setup, fold, paths.ablation_finetune_dir(runs_ft, prof.name, m, tr, fold),
                                             f"ablation {setup}-{tr} fold {fold}", {m: backbone},
                                             [ablation_pre[(m, tr)]]))
     all_jobs = pre_jobs + ft_jobs
@@ -523,7 +533,7 @@ def reproduce(
     record_runs(all_jobs)()
 
     # 4. tables
-    tables = step("tables", lambda: write_tables(out, prof.name))
+    tables = step("tables", lambda: write_tables(runs_ft, prof.name))
     manifest["tables"] = {k: str(v) for k, v in tables.items()}
     failures = [(j.name, str(j.folder), j.reason) for j in all_jobs if j.status in ("failed", "blocked")]
     manifest["failures"] = [{"name": n, "folder": f, "reason": r} for n, f, r in failures]
@@ -556,12 +566,20 @@ def cli(argv: list[str]) -> int:
                                                    "(default: all visible GPUs for paper, cpu for tiny)")
     p.add_argument("--no-ablation", action="store_true", help="skip the Fig. 3 transform ablation")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--recipe", action="append", default=None,
+                   help="corrected (default), released, departures like B6,B14, released-B7 (one fix), each (every "
+                        "departure alone) or each-fix; repeat to run several side by side")
     a = p.parse_args(argv)
-    try:
-        root = reproduce(a.profile, data_dir=a.data_dir, out=a.out, folds=a.folds, setups=a.setups,
-                         devices=a.devices, ablation=not a.no_ablation, progress=not a.no_progress)
-    except RunsFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"reproduce: finished; results, tables and manifest in {root}")
-    return 0
+    from .recipes import expand_recipes
+
+    failed = False
+    for recipe in expand_recipes(a.recipe or ["corrected"]):
+        try:
+            root = reproduce(a.profile, data_dir=a.data_dir, out=a.out, folds=a.folds, setups=a.setups,
+                             devices=a.devices, ablation=not a.no_ablation, progress=not a.no_progress, recipe=recipe)
+        except RunsFailed as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        print(f"reproduce: finished; results, tables and manifest in {root}")
+    return 1 if failed else 0
