@@ -33,7 +33,7 @@ from .errors import UserError
 
 __all__ = ["Departure", "DEPARTURES", "CRASHES", "STAGES", "departure_table", "parse_recipe", "recipe_label",
            "recipe_spec", "apply_recipe", "stage_departures", "stage_runs", "pretrain_overrides", "expand_recipes",
-           "reported_protocol", "load_recipe_results", "compare_recipes", "departure_effects"]
+           "reported_protocol", "affected_setups", "recipes_on_disk", "load_recipe_results", "compare_recipes", "departure_effects"]
 
 STAGES = ("prepare", "pretrain", "finetune")
 
@@ -232,6 +232,17 @@ def pretrain_overrides(keys) -> dict[str, object]:
     return {k.split(".", 1)[1]: v for k, v in _overrides(_ordered(keys)).items() if k.startswith("pretrain.")}
 
 
+def affected_setups(keys, setups) -> tuple[str, ...]:
+    """The setups of `setups` whose fine-tuning the recipe changes (the others would repeat the
+    corrected runs exactly): all for prepare or B14 departures; the ssl- setups for pre-training
+    departures; ssl-tsc and ssl-tsg for B6."""
+    keys = _ordered(keys)
+    if not keys or any(DEPARTURES[k].stage == "prepare" or k == "B14" for k in keys):
+        return tuple(setups)
+    pre = any(DEPARTURES[k].stage == "pretrain" for k in keys)
+    return tuple(s for s in setups if s.startswith("ssl-") and (pre or s in ("ssl-tsc", "ssl-tsg")))
+
+
 def reported_protocol(keys) -> str:
     """The protocol a recipe reports: 'paper' (selection on the reported fold) with B14, else
     'honest' (nested)."""
@@ -279,6 +290,15 @@ def load_recipe_results(runs: str | os.PathLike, profile: str, recipe) -> pd.Dat
             raise UserError(f"{path} records recipe {rec.get('name', 'corrected')!r}, not {recipe_label(keys)!r}: "
                             f"runs of two recipes are mixed in {root}")
     return df.assign(recipe=recipe_label(keys))
+
+
+def recipes_on_disk(runs: str | os.PathLike, profile: str) -> list[str]:
+    """Labels of the non-corrected recipes with fine-tuning results under RUNS/recipes/, in
+    table order (released first, then single departures, then the rest)."""
+    base = Path(runs) / "recipes"
+    found = [p.name for p in sorted(base.iterdir()) if (p / profile / "finetune").is_dir()] if base.is_dir() else []
+    rank = {recipe_label(k): i for i, k in enumerate(expand_recipes(["released", "each", "each-fix"]))}
+    return sorted(found, key=lambda name: (rank.get(name, len(rank)), name))
 
 
 def compare_recipes(runs: str | os.PathLike, profile: str, recipes=("released",), metrics=("auroc", "auprc", "challenge"),

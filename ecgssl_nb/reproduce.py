@@ -570,12 +570,15 @@ def cli(argv: list[str]) -> int:
                    help="corrected (default), released, departures like B6,B14, released-B7 (one fix), each (every "
                         "departure alone) or each-fix; repeat to run several side by side")
     a = p.parse_args(argv)
-    from .recipes import expand_recipes
+    from .recipes import affected_setups, expand_recipes
 
     failed = False
     for recipe in expand_recipes(a.recipe or ["corrected"]):
+        setups = affected_setups(recipe, parse_setups(a.setups))  # the others would repeat corrected runs
+        if not setups:
+            continue
         try:
-            root = reproduce(a.profile, data_dir=a.data_dir, out=a.out, folds=a.folds, setups=a.setups,
+            root = reproduce(a.profile, data_dir=a.data_dir, out=a.out, folds=a.folds, setups=setups,
                              devices=a.devices, ablation=not a.no_ablation, progress=not a.no_progress, recipe=recipe)
         except RunsFailed as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -248,3 +248,13 @@ def test_released_recipe_runs_end_to_end_records_itself_and_compares_with_correc
     (root / "finetune/ssl-tsg/fold0/result.json").write_text(json.dumps(res))
     with pytest.raises(UserError, match="mixed"):
         recipes.load_recipe_results(tmp_path / "runs", "tiny", "released")
+
+
+def test_only_the_setups_a_departure_changes_are_rerun():
+    from ecgssl_nb.config import SETUPS
+
+    assert recipes.affected_setups(("B7",), SETUPS) == ("ssl-t", "ssl-s", "ssl-tsc", "ssl-tsg")
+    assert recipes.affected_setups(("B6",), SETUPS) == ("ssl-tsc", "ssl-tsg")
+    assert recipes.affected_setups(("B1",), SETUPS) == SETUPS
+    assert recipes.affected_setups(("B14",), ("t", "ssl-t")) == ("t", "ssl-t")
+    assert recipes.affected_setups(recipes.parse_recipe("released"), SETUPS) == SETUPS
