@@ -221,11 +221,11 @@ def test_released_recipe_runs_end_to_end_records_itself_and_compares_with_correc
     from ecgssl_nb.reproduce import reproduce
 
     data = make_fixture(tmp_path / "fx", n_records=100, seed=0)
-    kw = dict(data_dir=data, out=tmp_path / "runs", folds="0", setups="ssl-tsg", ablation=False, progress=False)
+    kw = dict(data_dir=data, out=tmp_path / "runs", folds="0", setups="ssl-t", ablation=False, progress=False)
     reproduce(_quick(), **kw)
     root = reproduce(_quick(), recipe="released", **kw)
     assert root == tmp_path / "runs/recipes/released/tiny"
-    res = json.loads((root / "finetune/ssl-tsg/fold0/result.json").read_text())
+    res = json.loads((root / "finetune/ssl-t/fold0/result.json").read_text())
     assert res["recipe"] == {"name": "released", "departures": list(recipes.DEPARTURES)}
     assert set(res["metrics"]) == {"paper"} and len(res["data"]["train_folds"]) == 9  # B14
     assert res["config"]["fusion_ssl"] == "ignored" and res["config"]["protocol"] == "paper-exact"
@@ -233,7 +233,7 @@ def test_released_recipe_runs_end_to_end_records_itself_and_compares_with_correc
     assert summary["config"]["center_update"] == "twice" and summary["config"]["optimizer"] == "adam-l2"
     assert json.loads((root / "prepared/.complete.json").read_text())["leads"] == "lead-i"
     assert json.loads((root / "manifest.json").read_text())["recipe"] == "released"
-    corrected = json.loads((tmp_path / "runs/tiny/finetune/ssl-tsg/fold0/result.json").read_text())
+    corrected = json.loads((tmp_path / "runs/tiny/finetune/ssl-t/fold0/result.json").read_text())
     assert corrected["recipe"]["name"] == "corrected" and set(corrected["metrics"]) == {"paper", "honest"}
 
     cmp = recipes.compare_recipes(tmp_path / "runs", "tiny", ["released"], n_boot=200)
@@ -245,7 +245,7 @@ def test_released_recipe_runs_end_to_end_records_itself_and_compares_with_correc
 
     # a result of another recipe in the released folder is refused, not mixed in
     res["recipe"] = {"name": "corrected", "departures": []}
-    (root / "finetune/ssl-tsg/fold0/result.json").write_text(json.dumps(res))
+    (root / "finetune/ssl-t/fold0/result.json").write_text(json.dumps(res))
     with pytest.raises(UserError, match="mixed"):
         recipes.load_recipe_results(tmp_path / "runs", "tiny", "released")
 
