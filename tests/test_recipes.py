@@ -258,3 +258,20 @@ def test_only_the_setups_a_departure_changes_are_rerun():
     assert recipes.affected_setups(("B1",), SETUPS) == SETUPS
     assert recipes.affected_setups(("B14",), ("t", "ssl-t")) == ("t", "ssl-t")
     assert recipes.affected_setups(recipes.parse_recipe("released"), SETUPS) == SETUPS
+
+
+def test_reproduce_command_runs_each_recipe_with_only_its_changed_setups_and_no_second_ablation(monkeypatch, tmp_path):
+    from ecgssl_nb import reproduce as rp
+    from ecgssl_nb.__main__ import main
+
+    calls = []
+    monkeypatch.setattr(rp, "reproduce", lambda profile, **k: calls.append(k) or tmp_path)
+    assert main(["reproduce", "--out", str(tmp_path), "--recipe", "corrected", "--recipe", "released",
+                 "--recipe", "each", "--no-progress"]) == 0
+    got = [(recipes.recipe_label(c["recipe"]), c["setups"], c["ablation"]) for c in calls]
+    assert got[0] == ("corrected", rp.SETUPS, True)
+    assert got[1] == ("released", rp.SETUPS, False)
+    assert [g[0] for g in got[2:]] == [k.lower() for k in recipes.DEPARTURES]
+    by = {g[0]: g for g in got}
+    assert by["b7"][1] == ("ssl-t", "ssl-s", "ssl-tsc", "ssl-tsg") and by["b6"][1] == ("ssl-tsc", "ssl-tsg")
+    assert not any(g[2] for g in got[1:])
