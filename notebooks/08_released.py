@@ -207,7 +207,9 @@ side.round(2)
 #     --recipe corrected --recipe released --recipe each --devices 0
 # ```
 #
-# Every recipe other than `corrected` lives under `/scratch/runs/recipes/<recipe>/paper/`; a
+# Only the corrected recipe runs the Fig. 3 transform ablation, and every other recipe runs only
+# the setups it changes. Every recipe other than `corrected` lives under
+# `/scratch/runs/recipes/<recipe>/paper/`; a
 # stage a recipe does not change is shared (B6 and B14 fine-tune from the corrected
 # pre-trainings; B1 alone uses the released recipe's prepared corpus). Finished runs are skipped,
 # so the command can be repeated after an interruption, or extended later with
