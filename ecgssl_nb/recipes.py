@@ -33,7 +33,8 @@ from .errors import UserError
 
 __all__ = ["Departure", "DEPARTURES", "CRASHES", "STAGES", "departure_table", "parse_recipe", "recipe_label",
            "recipe_spec", "apply_recipe", "stage_departures", "stage_runs", "pretrain_overrides", "expand_recipes",
-           "reported_protocol", "affected_setups", "recipes_on_disk", "load_recipe_results", "compare_recipes", "departure_effects"]
+           "reported_protocol", "affected_setups", "recipes_on_disk", "load_recipe_results", "compare_recipes",
+           "departure_effects"]
 
 STAGES = ("prepare", "pretrain", "finetune")
 
@@ -301,8 +302,8 @@ def recipes_on_disk(runs: str | os.PathLike, profile: str) -> list[str]:
     return sorted(found, key=lambda name: (rank.get(name, len(rank)), name))
 
 
-def compare_recipes(runs: str | os.PathLike, profile: str, recipes=("released",), metrics=("auroc", "auprc", "challenge"),
-                    n_boot: int = 10_000, seed: int = 0) -> pd.DataFrame:
+def compare_recipes(runs: str | os.PathLike, profile: str, recipes=("released",),
+                    metrics=("auroc", "auprc", "challenge"), n_boot: int = 10_000, seed: int = 0) -> pd.DataFrame:
     """Each recipe against the corrected one, per setup and metric, on the folds both ran (x100):
     each in the protocol it reports (`reported_protocol`: paper for B14 recipes, else honest),
     the mean over those folds, the mean paired difference (recipe - corrected) and its bootstrap
