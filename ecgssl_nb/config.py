@@ -49,6 +49,8 @@ class PretrainConfig:
     clip_grad: float = 0.0  # 0 = none (released); DINO uses 3.0
     freeze_last_layer_epochs: int = 1  # B9: actually frozen during epoch 0
     keep: str = "final"  # "final" (B12 fix) or "lowest-loss" (released)
+    center_update: str = "once"  # B7: "once" (batch mean, official DINO) or "twice" (released: mean / (2B) again)
+    freq_cutout: str = "applied"  # B16: spec t2/fc views: "applied" (FC then TC) or "discarded" (released: TC only)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class FinetuneConfig:
     threshold_default: float = 0.1
     amp: bool = True  # bf16 autocast of the forward pass, on CUDA only (ignored on the CPU)
     ablation_folds: tuple | None = None  # Fig. 3 fine-tunings run on these folds (None: the profile's)
+    fusion_ssl: str = "loaded"  # B6: ssl-tsc/ssl-tsg backbones "loaded" or "ignored" (released: scratch, default init)
+    protocol: str = "both"  # B14: "both" (8 training folds, paper + honest) or "paper-exact" (released: 9 folds)
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,9 @@ class Profile:
     device: str = "cpu"
     workers: int = 2  # prepare: processes
     seed: int = 0
+    leads: str = "twelve"  # B1, prepare: "twelve" or "lead-i" (released: lead I copied into all 12 channels)
+    recipe: str = "corrected"  # the recipe label (see `recipes`): corrected, released or a set of departures
+    departures: tuple = ()  # the released behaviours switched on, e.g. ("B1", "B7")
 
     def family(self, setup: str) -> str:
         """'ssl-tsg' -> 'tsg'."""

@@ -92,6 +92,7 @@ __all__ = [
 ]
 
 PROTOCOL_MODES = ("both", "paper-exact")
+FUSION_SSL = ("loaded", "ignored")  # B6: the fusion models' SSL backbones
 RESULT_SCHEMA = "ecgssl_nb.finetune/1"
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "inner_auroc", "inner_auprc", "outer_auroc", "outer_auprc", "seconds")
 MODALITY_OF = {"time": "uses_time", "spec": "uses_spec"}
@@ -164,15 +165,21 @@ def resolve_pretrained(setup: str, pretrained) -> dict[str, Path]:
     return found
 
 
-def build_finetune_model(setup: str, pretrained=None, seed: int = 0) -> torch.nn.Module:
+def build_finetune_model(setup: str, pretrained=None, seed: int = 0, fusion_ssl: str = "loaded") -> torch.nn.Module:
     """The network of `setup` ready to fine-tune, on the CPU: scratch setups re-initialised with
     `init_xavier` (SPEC 3.6), ssl- setups with their backbones loaded all-or-nothing from
-    `pretrained` (see `resolve_pretrained`; B6) and heads at PyTorch's default init."""
+    `pretrained` (see `resolve_pretrained`; B6) and heads at PyTorch's default init.
+    fusion_ssl="ignored" reproduces the released fusion models (book: Deviations, B6): ssl-tsc and
+    ssl-tsg load nothing and skip xavier, so the whole network keeps PyTorch's default init."""
     from .models import init_xavier, load_backbone
 
+    if fusion_ssl not in FUSION_SSL:
+        raise UserError(f"fusion_ssl {fusion_ssl!r} must be one of {', '.join(FUSION_SSL)}")
     files = resolve_pretrained(setup, pretrained)
     torch.manual_seed(seed)  # default init of every layer (the heads of ssl- setups keep it)
     model = _model_setup(setup)
+    if fusion_ssl == "ignored" and setup in ("ssl-tsc", "ssl-tsg"):
+        return model  # released: the checkpoints match 0 keys and xavier is skipped
     if not files:
         init_xavier(model, generator=torch.Generator().manual_seed(seed))
     for modality, path in files.items():
@@ -376,7 +383,7 @@ def finetune(
     device: str = "cpu",
     seed: int = 0,
     resume: bool = False,
-    protocol: str = "both",
+    protocol: str | None = None,
     progress: bool = True,
     data_kind: str | None = None,
     config: FinetuneConfig | None = None,
@@ -388,7 +395,8 @@ def finetune(
     folder holding time/backbone.pt and spec/backbone.pt, or {modality: file}. epochs: default
     the profile's for the setup's family; 0 evaluates the initial network (selected epoch 0).
     protocol: "both" (paper and honest, 8 training folds) or "paper-exact" (9 training folds,
-    paper protocol only). resume: go on from OUT/checkpoint.pt when there is one (same run
+    paper protocol only); default the profile's `FinetuneConfig.protocol`, and the one used is
+    recorded there. resume: go on from OUT/checkpoint.pt when there is one (same run
     settings). data_kind: 'fixture', 'samples' or 'physionet2020' (default: inferred).
     See the module docstring for the protocol and the files written.
     """
@@ -401,6 +409,8 @@ def finetune(
     cfg: FinetuneConfig = prof.finetune if config is None else config
     if not isinstance(cfg, FinetuneConfig):
         raise UserError(f"config must be a FinetuneConfig, got {type(cfg).__name__}")
+    protocol = cfg.protocol if protocol is None else protocol
+    cfg = replace(cfg, protocol=protocol)  # the config records the protocol that ran (B14)
     n_epochs = cfg.epochs[family] if epochs is None else _check_int("--epochs", epochs, 0)
     seed = _check_int("--seed", seed, 0)
     if protocol not in PROTOCOL_MODES:
@@ -418,7 +428,7 @@ def finetune(
     kind = data_kind or infer_data_kind(prep)
 
     folds_col = prep.index["fold"].to_numpy()
-    inner = None if protocol == "paper-exact" else (fold + 1) % n_folds
+    inner = inner_fold(fold, n_folds, protocol)
     train_rows = np.flatnonzero((folds_col != fold) & (folds_col != (inner if inner is not None else -1)))
     outer_rows = np.flatnonzero(folds_col == fold)
     inner_rows = np.flatnonzero(folds_col == inner) if inner is not None else np.array([], dtype=np.int64)
@@ -440,6 +450,12 @@ def finetune(
         return _finetune_claimed(setup, family, fold, inner, prep, out, prof, cfg, files, n_epochs, seed, dev, kind,
                                  resume, protocol, progress, train_rows, outer_rows, inner_rows, n_folds, folds_col,
                                  batch_records, started)
+
+
+def inner_fold(fold: int, n_folds: int, protocol: str) -> int | None:
+    """The inner fold held out for the honest protocol's choices: the next fold; None under
+    paper-exact (nine training folds, choices on the reported fold, as the authors trained)."""
+    return None if protocol == "paper-exact" else (int(fold) + 1) % int(n_folds)
 
 
 def finetune_request(cfg: FinetuneConfig, setup: str, fold: int, inner: int | None, epochs: int, protocol: str,
@@ -469,7 +485,7 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
     # --- state: fresh or from the checkpoint ---
     rs = run_seed(seed, fold)
     seed_everything(rs)
-    model = build_finetune_model(setup, files, seed=rs).to(dev)
+    model = build_finetune_model(setup, files, seed=rs, fusion_ssl=cfg.fusion_ssl).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(n_epochs, 1), eta_min=cfg.min_lr[family])
     gen = torch.Generator().manual_seed(rs)  # record order and crop starts (CPU stream, any device)
@@ -640,6 +656,7 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
         "versions": {"ecgssl_nb": package_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
         "pretrained": {m: str(p) for m, p in files.items()} or None,
+        "recipe": {"name": prof.recipe, "departures": list(prof.departures)},
         "config": {**as_dict(cfg), "epochs": n_epochs, "batch_records": batch_records, "min_lr": cfg.min_lr[family]},
         "provenance": provenance.read(out),
         "classes": list(CLASSES),
@@ -668,9 +685,11 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed; python/numpy/torch are seeded per (seed, fold)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--protocol", default="both", choices=PROTOCOL_MODES,
-                   help="both: 8 training folds, paper + honest protocols (default); paper-exact: 9 training "
-                        "folds, paper protocol only")
+    p.add_argument("--protocol", default=None, choices=PROTOCOL_MODES,
+                   help="both: 8 training folds, paper + honest protocols (default, unless the recipe says "
+                        "otherwise); paper-exact: 9 training folds, paper protocol only")
+    p.add_argument("--recipe", default="corrected",
+                   help="corrected (default), released, or released departures like B6,B14 (see `recipes`)")
     p.add_argument("--data-kind", default=None, choices=("fixture", "samples", "physionet2020"),
                    help="what the prepared data is (default: inferred)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -683,13 +702,16 @@ def cli(argv: list[str]) -> int:
                                                         "(nothing is deleted) and start afresh")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
-    cfg = apply_settings(read_config(FinetuneConfig, a.config) if a.config else get_profile(a.profile).finetune, a.set)
+    from .recipes import apply_recipe
+
+    prof = apply_recipe(get_profile(a.profile), a.recipe)
+    cfg = apply_settings(read_config(FinetuneConfig, a.config) if a.config else prof.finetune, a.set)
     pretrained = a.pretrained
     if a.pretrained_time or a.pretrained_spec:
         base = Path(a.pretrained) if a.pretrained else None
         pretrained = {m: (getattr(a, f"pretrained_{m}") or (base / m if base else None)) for m in ("time", "spec")}
         pretrained = {m: v for m, v in pretrained.items() if v is not None}
-    res = finetune(a.setup, a.fold, a.prepared, a.out, pretrained=pretrained, profile=a.profile, epochs=a.epochs,
+    res = finetune(a.setup, a.fold, a.prepared, a.out, pretrained=pretrained, profile=prof, epochs=a.epochs,
                    device=a.device, seed=a.seed, resume=a.resume, protocol=a.protocol, progress=not a.no_progress,
                    data_kind=a.data_kind, config=cfg, force=a.force)
     for name, m in res["metrics"].items():

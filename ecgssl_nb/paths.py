@@ -13,6 +13,8 @@ notebooks so that both read and write the same places.
 
 Every stage folder holds `provenance.json` (see `provenance`); a folder made by another request
 is moved aside to `<folder>.stale-<UTC time>` and never read again.
+A recipe other than `corrected` (see `recipes`) uses the same layout below
+RUNS/recipes/<label>/ (`recipe_runs`), so its runs never mix with the corrected ones.
 
 `RUNS` is the `--out` of `reproduce` (default "runs"). The main pre-training folder `pretrain/`
 is the `--pretrained` folder of the ssl- fine-tunings (it holds `time/` and `spec/`).
@@ -29,7 +31,7 @@ from .errors import UserError
 __all__ = [
     "ABLATION_TRANSFORMS", "MAIN_TRANSFORMS", "ABLATION_SETUPS", "profile_root", "fixture_dir",
     "prepared_dir", "pretrain_dir", "pretrain_run_dir", "finetune_dir", "ablation_pretrain_dir",
-    "ablation_finetune_dir", "tables_dir", "table_path", "manifest_path", "job_file",
+    "ablation_finetune_dir", "tables_dir", "table_path", "manifest_path", "job_file", "recipe_runs",
 ]
 
 # Fig. 3: the view sets each modality is pre-trained with in the ablation. The full sets (t1,
@@ -41,6 +43,14 @@ ABLATION_SETUPS = {"time": "ssl-t", "spec": "ssl-s"}  # the fine-tuning that sco
 
 def _root(runs: str | os.PathLike) -> Path:
     return Path(runs)
+
+
+def recipe_runs(runs: str | os.PathLike, recipe: str = "corrected") -> Path:
+    """The runs folder of a recipe label: RUNS for "corrected", RUNS/recipes/<label> otherwise."""
+    recipe = str(recipe)
+    if not recipe or "/" in recipe or recipe.startswith("."):
+        raise UserError(f"recipe label {recipe!r} is not a folder name")
+    return _root(runs) if recipe == "corrected" else _root(runs) / "recipes" / recipe
 
 
 def profile_root(runs: str | os.PathLike, profile: str) -> Path:

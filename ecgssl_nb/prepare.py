@@ -138,8 +138,13 @@ def _signal_hash(raw: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _process_record(hea: Path, rel: str) -> tuple[dict, np.ndarray]:
-    """Meta data and the (L, 12) 100 Hz signal of one record; RecordError when it is unusable."""
+LEAD_MODES = ("twelve", "lead-i")  # B1: every lead resampled, or the released code's lead I in all 12 channels
+
+
+def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, np.ndarray]:
+    """Meta data and the (L, 12) 100 Hz signal of one record; RecordError when it is unusable.
+    leads="lead-i" copies lead I into all twelve channels, as the released code does (book:
+    Deviations, B1); the statistics are then those of the copied signal."""
     header = read_header(hea)
     codes = scored_codes(header.dx)
     if not codes:
@@ -148,6 +153,8 @@ def _process_record(hea: Path, rel: str) -> tuple[dict, np.ndarray]:
     x = resample_100hz(rec.signal, rec.fs)
     if x.shape[0] < WINDOW:
         raise RecordError(hea, "too short", f"{x.shape[0]} samples at {TARGET_FS} Hz < {WINDOW}")
+    if leads == "lead-i":
+        x = np.ascontiguousarray(np.repeat(x[:, :1], 12, axis=1))  # (L, 12), every column lead I
     meta = {
         "record": rec.name,
         "source": rec.source,
@@ -229,14 +236,14 @@ def _chunk_paths(parts: Path, k: int) -> tuple[Path, Path]:
 def _process_chunk(task: tuple[int, str, list[str], str]) -> tuple[int, int]:
     """Process records `rels` (paths relative to data_dir) into part files of chunk k.
     The .npy goes first, the .json (the completion mark) last, both atomically."""
-    k, data_dir, rels, parts = task
+    k, data_dir, rels, parts, leads = task
     parts_dir = Path(parts)
     npy_path, json_path = _chunk_paths(parts_dir, k)
     metas, skipped, arrays = [], [], []
     for rel in rels:
         hea = Path(data_dir) / rel
         try:
-            meta, x = _process_record(hea, rel)
+            meta, x = _process_record(hea, rel, leads)
         except RecordError as exc:
             skipped.append({"record": Path(rel).stem, "path": rel, "reason": exc.reason, "detail": exc.detail})
             continue
@@ -323,9 +330,11 @@ def make_chunks(rels: list[str], sizes: list[int], chunk_size: int, chunk_bytes:
     return chunks
 
 
-def _manifest(data_dir: Path, rels: list[str], sizes: list[int], chunk_size: int, orphans: list[str] = ()) -> dict:
+def _manifest(data_dir: Path, rels: list[str], sizes: list[int], chunk_size: int, orphans: list[str] = (),
+              leads: str = "twelve") -> dict:
     """What the parts were made from: every header (path, size, mtime, its .mat's size) and every
-    orphan signal file, hashed; plus the chunking. `headers` is the input fingerprint."""
+    orphan signal file, hashed; plus the chunking and the lead mode. `headers` is the input
+    fingerprint."""
     h = hashlib.blake2b(digest_size=16)
     for rel, size in zip(rels, sizes):
         try:
@@ -344,6 +353,7 @@ def _manifest(data_dir: Path, rels: list[str], sizes: list[int], chunk_size: int
         "chunk_size": chunk_size,
         "chunk_bytes": CHUNK_BYTES,
         "fs": TARGET_FS,
+        "leads": leads,  # B1: recorded so that a lead-I corpus is never taken for a 12-lead one
     }
 
 
@@ -514,6 +524,7 @@ def _request(manifest: dict, n_folds: int, seed: int) -> dict:
         "max_abs_mv": R.MAX_ABS_MV,
         "gain_range_per_mv": [R.GAIN_MIN, R.GAIN_MAX],
         "n_folds": int(n_folds),
+        "leads": manifest["leads"],  # B1: a lead-I corpus is never taken for a 12-lead one
     }
     return provenance.request("prepare", settings, {"headers": manifest["headers"]}, seed)
 
@@ -566,17 +577,21 @@ def prepare(
     chunk_size: int = DEFAULT_CHUNK,
     progress: bool | None = None,
     force: bool = False,
+    leads: str = "twelve",
 ) -> Path:
     """Prepare the records below `data_dir` into `out` (see the module docstring); returns `out`.
     Builds in `OUT.partial/` and renames it onto `out` when complete; resumes from its parts after
     an interruption. A finished `out` for the same request is left as it is; one made from
-    something else is refused unless `force` (then moved aside, never deleted)."""
+    something else is refused unless `force` (then moved aside, never deleted).
+    leads: "twelve" (every lead) or "lead-i" (the released code's lead I in all 12 channels, B1)."""
     data_dir, out = _check_args(data_dir, out, workers, n_folds, seed, chunk_size)
+    if leads not in LEAD_MODES:
+        raise UserError(f"--leads {leads!r} must be one of {', '.join(LEAD_MODES)}")
     rels, orphans = walk_corpus(data_dir)
     if not rels:
         raise UserError(f"--data-dir {data_dir} holds no .hea header files (searched all sub-folders)")
     sizes = [_signal_bytes(data_dir, rel) for rel in rels]
-    manifest = _manifest(data_dir, rels, sizes, int(chunk_size), orphans)
+    manifest = _manifest(data_dir, rels, sizes, int(chunk_size), orphans, leads)
     req = _request(manifest, n_folds, seed)
     if _finished(out, req):
         print(f"{out} is already prepared from {data_dir} ({len(rels)} headers); nothing to do", file=sys.stderr)
@@ -626,7 +641,7 @@ def _build(stage: Path, data_dir: Path, rels, orphans, sizes, manifest, req, wor
     todo = [k for k in range(len(chunks)) if not all(p.exists() for p in _chunk_paths(parts, k))]
     if len(todo) < len(chunks):
         print(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already done", file=sys.stderr)
-    tasks = [(k, str(data_dir), chunks[k], str(parts)) for k in todo]
+    tasks = [(k, str(data_dir), chunks[k], str(parts), manifest["leads"]) for k in todo]
     _run_tasks(tasks, workers, total=sum(len(t[2]) for t in tasks), progress=progress)
 
     stats = _assemble(stage, parts, len(chunks), int(n_folds), int(seed), orphans)
@@ -830,7 +845,9 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, help=f"records per resumable part (default {DEFAULT_CHUNK})")
     p.add_argument("--force", action="store_true",
                    help="replace an --out made from other data or settings (it is moved aside to OUT.stale-<time>, never deleted)")
+    p.add_argument("--leads", default="twelve", choices=LEAD_MODES,
+                   help="twelve (default) or lead-i: the released code's lead I copied into all 12 channels (B1)")
     args = p.parse_args(argv)
     prepare(args.data_dir, args.out, workers=args.workers, n_folds=args.n_folds, seed=args.seed,
-            chunk_size=args.chunk_size, force=args.force)
+            chunk_size=args.chunk_size, force=args.force, leads=args.leads)
     return 0

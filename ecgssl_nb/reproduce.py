@@ -59,6 +59,7 @@ import pandas as pd
 import torch
 
 from . import paths, provenance
+from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, recipe_spec, stage_runs
 from .config import (
     SETUPS, N_FOLDS, FinetuneConfig, PretrainConfig, Profile, apply_settings, as_dict, check_fold, check_setup,
     get_profile, parse_folds, resolve_device,
@@ -475,6 +476,7 @@ def reproduce(
     progress: bool = True,
     seed: int | None = None,
     settings=(),
+    recipe="corrected",
 ) -> Path:
     """Run the study of `profile` into OUT/<profile>/ (see the module docstring); returns that
     folder. folds: '0-9', '0,3' or a list (default the profile's); setups: 'all', 't,tsg' or a
@@ -483,9 +485,11 @@ def reproduce(
     (default the profile's); the data (fixture, folds) keep the profile's seed, so runs of two
     seeds are scored on the same folds. settings: `--set` items applied to the profile's configs
     ('pretrain.clip_grad=3', 'finetune.lr=1e-3', or unprefixed when only one config has the key).
-    A run is skipped only when its folder's provenance request equals the one asked now; a run
-    made by another request (other data, settings, seed or backbone) is moved aside and run
-    again, and only what depends on the change re-runs. Calling it again resumes. Raises
+    recipe: "corrected" (default), "released" or a set of released departures (see `recipes`); a
+    recipe other than corrected runs below OUT/recipes/<label>/, sharing the stages it does not
+    change. A run is skipped only when its folder's provenance request equals the one asked now; a
+    run made by another request (other data, settings, seed, recipe or backbone) is moved aside and
+    run again, and only what depends on the change re-runs. Calling it again resumes. Raises
     RunsFailed at the end (after the tables and the manifest) when any run failed."""
     t_start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -497,6 +501,8 @@ def reproduce(
                         f"records (`python -m ecgssl_nb download`)")
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
+    prof = apply_recipe(prof, recipe)
+    runs_prep, runs_pre, runs_ft = (stage_runs(out, prof.departures, st) for st in STAGES)
     chosen = parse_setups(setups)
     pre_cfgs, ft_cfg = resolve_settings(prof, settings)
     train_seed = prof.seed if seed is None else seed
@@ -510,18 +516,20 @@ def reproduce(
         ablation_folds = fold_list
     device_list = parse_devices(devices, prof)
     out = Path(out)
-    root = paths.profile_root(out, prof.name)
+    root = paths.profile_root(runs_ft, prof.name)
     root.mkdir(parents=True, exist_ok=True)
     with provenance.lock(root, what="runs folder"):  # one study writer at a time (runs lock their own folders)
-        return _study(prof, data_dir, out, root, chosen, pre_cfgs, ft_cfg, train_seed, fold_list, ablation_folds,
-                      ablation, device_list, progress, settings, t_start, started_at)
+        return _study(prof, data_dir, out, (runs_prep, runs_pre, runs_ft), root, chosen, pre_cfgs, ft_cfg, train_seed,
+                      fold_list, ablation_folds, ablation, device_list, progress, settings, t_start, started_at)
 
 
-def _study(prof: Profile, data_dir, out: Path, root: Path, chosen, pre_cfgs, ft_cfg, train_seed: int, fold_list,
-           ablation_folds, ablation: bool, device_list: list[str], progress: bool, settings, t_start: float,
-           started_at: str) -> Path:
+def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, chosen, pre_cfgs, ft_cfg,
+           train_seed: int, fold_list, ablation_folds, ablation: bool, device_list: list[str], progress: bool, settings,
+           t_start: float, started_at: str) -> Path:
     """`reproduce` once its arguments are checked and OUT/<profile> is locked: data, pre-trainings,
-    fine-tunings, tables, manifest."""
+    fine-tunings, tables, manifest. stage_roots: the runs folders of the prepare, pretrain and
+    finetune stages (all OUT for the corrected recipe; see `recipes.stage_runs`)."""
+    runs_prep, runs_pre, runs_ft = stage_roots
     from .results import write_json_atomic
 
     manifest = {
@@ -532,9 +540,9 @@ def _study(prof: Profile, data_dir, out: Path, root: Path, chosen, pre_cfgs, ft_
         "code_version": provenance.code_version(), "seed": train_seed,
         "settings": {"pretrain": {m: as_dict(c) for m, c in pre_cfgs.items()}, "finetune": as_dict(ft_cfg),
                      "set": list(settings)},
-        "steps": {}, "runs": {}, "failures": [],
+        "steps": {}, "runs": {}, "failures": [], "recipe": prof.recipe, "departures": list(prof.departures),
     }
-    mpath = paths.manifest_path(out, prof.name)
+    mpath = paths.manifest_path(runs_ft, prof.name)
     # runs skipped now keep the wall time an earlier call measured for them
     try:
         earlier = json.loads(mpath.read_text()).get("runs", {}) if mpath.exists() else {}
@@ -575,9 +583,10 @@ def _study(prof: Profile, data_dir, out: Path, root: Path, chosen, pre_cfgs, ft_
         data_kind = None  # inferred by finetune from the prepared folder
     from .prepare import load_prepared, prepare
 
-    prep_dir = paths.prepared_dir(out, prof.name)
+    prep_dir = paths.prepared_dir(runs_prep, prof.name)
     # force: a prepared folder made from other data or settings is moved aside, not reused
-    step("prepare", lambda: prepare(data_dir, prep_dir, workers=prof.workers, progress=progress, force=True))
+    step("prepare", lambda: prepare(data_dir, prep_dir, workers=prof.workers, progress=progress, force=True,
+                                    leads=prof.leads))
     prepared = load_prepared(prep_dir)
     n_folds = int(prepared.stats.get("n_folds", int(prepared.index["fold"].max()) + 1))
     if data_kind is None:
@@ -592,14 +601,14 @@ def _study(prof: Profile, data_dir, out: Path, root: Path, chosen, pre_cfgs, ft_
     from . import selfkd
 
     def pretrain_job(modality: str, transforms: str, folder: Path, name: str) -> Job:
-        cfg = pre_cfgs[modality]
+        cfg = pre_cfgs[modality]  # the recipe's departures are already in it (recipes.apply_recipe)
 
         def run(device: str):
             return selfkd.pretrain(prep_dir, folder, modality, profile=prof.name, config=cfg, device=device,
                                    transforms=transforms, seed=train_seed, resume=True, force=True, progress=progress)
 
         def argv(device: str) -> list[str]:  # the resolved settings travel in a file, not as a profile name
-            config = _write_job_config(out, prof.name, name, cfg)
+            config = _write_job_config(runs_pre, prof.name, name, cfg)
             return ["pretrain", "--modality", modality, "--prepared", str(prep_dir), "--out", str(folder),
                     "--profile", prof.name, "--config", str(config), "--device", device, "--transforms", transforms,
                     "--seed", str(train_seed), "--resume", "--force", "--no-progress"]
@@ -607,7 +616,8 @@ def _study(prof: Profile, data_dir, out: Path, root: Path, chosen, pre_cfgs, ft_
         def request() -> dict:
             return selfkd.pretrain_request(cfg, modality, transforms, train_seed, prepared.digest)
 
-        return Job("pretrain", name, folder, run, argv, request=request, log=paths.job_file(out, prof.name, name, ".log"))
+        return Job("pretrain", name, folder, run, argv, request=request,
+                   log=paths.job_file(runs_pre, prof.name, name, ".log"))
 
     needs_mod = {m: any(s.startswith("ssl-") and (m == "time" and s[4:] in ("t", "tsc", "tsg")
                                                   or m == "spec" and s[4:] in ("s", "tsc", "tsg")) for s in chosen)
@@ -616,12 +626,12 @@ def _study(prof: Profile, data_dir, out: Path, root: Path, chosen, pre_cfgs, ft_
     ablation_pre: dict[tuple[str, str], Job] = {}
     for m in ("time", "spec"):
         if needs_mod[m]:
-            main_pre[m] = pretrain_job(m, paths.MAIN_TRANSFORMS[m], paths.pretrain_run_dir(out, prof.name, m),
+            main_pre[m] = pretrain_job(m, paths.MAIN_TRANSFORMS[m], paths.pretrain_run_dir(runs_pre, prof.name, m),
                                        f"pretrain {m}")
     ablated = [m for m in ("time", "spec") if ablation and paths.ABLATION_SETUPS[m] in chosen]
     for m in ablated:
         for tr in paths.ABLATION_TRANSFORMS[m]:
-            ablation_pre[(m, tr)] = pretrain_job(m, tr, paths.ablation_pretrain_dir(out, prof.name, m, tr),
+            ablation_pre[(m, tr)] = pretrain_job(m, tr, paths.ablation_pretrain_dir(runs_pre, prof.name, m, tr),
                                                  f"pretrain {m}-{tr}")
     pre_jobs = list(main_pre.values()) + list(ablation_pre.values())
 
@@ -647,14 +657,15 @@ def _study(prof: Profile, data_dir, out: Path, root: Path, chosen, pre_cfgs, ft_
     def finetune_job(setup: str, fold: int, folder: Path, name: str, pretrained, needs: list[Job]) -> Job:
         def run(device: str):
             return ft.finetune(setup, fold, prepared, folder, pretrained=pretrained, profile=prof, device=device,
-                               seed=train_seed, resume=True, protocol="both", progress=progress, data_kind=data_kind,
+                               seed=train_seed, resume=True, protocol=None, progress=progress, data_kind=data_kind,
                                config=ft_cfg, force=True)
 
         def argv(device: str) -> list[str]:  # the resolved settings travel in a file, not as a profile name
-            config = _write_job_config(out, prof.name, name, ft_cfg)
+            config = _write_job_config(runs_ft, prof.name, name, ft_cfg)
             a = ["finetune", "--setup", setup, "--fold", str(fold), "--prepared", str(prep_dir), "--out", str(folder),
                  "--profile", prof.name, "--config", str(config), "--device", device, "--seed", str(train_seed),
-                 "--resume", "--force", "--data-kind", data_kind, "--no-progress"]
+                 "--resume", "--force", "--data-kind", data_kind, "--no-progress",
+                 "--recipe", recipe_spec(prof.departures)]
             if isinstance(pretrained, dict):
                 for m, p in pretrained.items():
                     a += [f"--pretrained-{m}", str(p)]
@@ -665,26 +676,27 @@ def _study(prof: Profile, data_dir, out: Path, root: Path, chosen, pre_cfgs, ft_
         def request() -> dict:
             family = setup.removeprefix("ssl-")
             files = ft.resolve_pretrained(setup, pretrained)
-            return ft.finetune_request(ft_cfg, setup, fold, (fold + 1) % n_folds, ft_cfg.epochs[family], "both",
+            inner = ft.inner_fold(fold, n_folds, ft_cfg.protocol)
+            return ft.finetune_request(ft_cfg, setup, fold, inner, ft_cfg.epochs[family], ft_cfg.protocol,
                                        train_seed, prepared.digest, files)
 
         return Job("finetune", name, folder, run, argv, needs=needs, request=request,
-                   log=paths.job_file(out, prof.name, name, ".log"))
+                   log=paths.job_file(runs_ft, prof.name, name, ".log"))
 
-    pre_dir = paths.pretrain_dir(out, prof.name)
+    pre_dir = paths.pretrain_dir(runs_pre, prof.name)
     for fold in fold_list:
         for setup in chosen:
             ssl = setup.startswith("ssl-")
             needs = [main_pre[m] for m in ("time", "spec") if ssl and m in main_pre
                      and (m == "time" and setup[4:] in ("t", "tsc", "tsg") or m == "spec" and setup[4:] in ("s", "tsc", "tsg"))]
-            ft_jobs.append(finetune_job(setup, fold, paths.finetune_dir(out, prof.name, setup, fold),
+            ft_jobs.append(finetune_job(setup, fold, paths.finetune_dir(runs_ft, prof.name, setup, fold),
                                         f"finetune {setup} fold {fold}", pre_dir if ssl else None, needs))
     for fold in ablation_folds:
         for m in ablated:
             setup = paths.ABLATION_SETUPS[m]
             for tr in paths.ABLATION_TRANSFORMS[m]:
-                backbone = paths.ablation_pretrain_dir(out, prof.name, m, tr) / "backbone.pt"
-                ft_jobs.append(finetune_job(setup, fold, paths.ablation_finetune_dir(out, prof.name, m, tr, fold),
+                backbone = paths.ablation_pretrain_dir(runs_pre, prof.name, m, tr) / "backbone.pt"
+                ft_jobs.append(finetune_job(setup, fold, paths.ablation_finetune_dir(runs_ft, prof.name, m, tr, fold),
                                             f"ablation {setup}-{tr} fold {fold}", {m: backbone},
                                             [ablation_pre[(m, tr)]]))
     all_jobs = pre_jobs + ft_jobs
@@ -693,7 +705,7 @@ def _study(prof: Profile, data_dir, out: Path, root: Path, chosen, pre_cfgs, ft_
 
     # 4. tables (refused, naming the runs, if the finished runs mix data or settings)
     try:
-        tables = step("tables", lambda: write_tables(out, prof.name))
+        tables = step("tables", lambda: write_tables(runs_ft, prof.name))
     except UserError as exc:
         manifest["tables_error"] = str(exc)
         save_manifest()
@@ -735,13 +747,23 @@ def cli(argv: list[str]) -> int:
                    help="override a setting, type-checked: pretrain.KEY=V, pretrain.time.KEY=V, finetune.KEY=V, or "
                         "KEY=V when only one config has KEY (repeatable); runs made with other settings re-run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--recipe", action="append", default=None,
+                   help="corrected (default), released, departures like B6,B14, released-B7 (one fix), each (every "
+                        "departure alone) or each-fix; repeat to run several side by side. Only the corrected "
+                        "recipe runs the Fig. 3 ablation, and each other recipe only the setups it changes")
     a = p.parse_args(argv)
-    try:
-        root = reproduce(a.profile, data_dir=a.data_dir, out=a.out, folds=a.folds, setups=a.setups,
-                         devices=a.devices, ablation=not a.no_ablation, progress=not a.no_progress, seed=a.seed,
-                         settings=a.set)
-    except RunsFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"reproduce: finished; results, tables and manifest in {root}")
-    return 0
+    failed = False
+    for recipe in expand_recipes(a.recipe or ["corrected"]):
+        setups = affected_setups(recipe, parse_setups(a.setups))  # the others would repeat corrected runs
+        if not setups:
+            continue
+        try:
+            root = reproduce(a.profile, data_dir=a.data_dir, out=a.out, folds=a.folds, setups=setups,
+                             devices=a.devices, ablation=not a.no_ablation and not recipe,  # Fig. 3: corrected only
+                             progress=not a.no_progress, seed=a.seed, settings=a.set, recipe=recipe)
+        except RunsFailed as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        print(f"reproduce: finished; results, tables and manifest in {root}")
+    return 1 if failed else 0

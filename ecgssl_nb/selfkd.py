@@ -150,6 +150,10 @@ class MultiCropModel(nn.Module):
 # --- the loss and the centre (SPEC 4, B7) ------------------------------------------------------
 
 
+CENTER_UPDATES = ("once", "twice")  # B7: official DINO / released code
+FREQ_CUTOUT = ("applied", "discarded")  # B16: FC chained before TC / released code (TC only)
+
+
 def _dist_on() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -171,8 +175,12 @@ class DINOLoss(nn.Module):
         teacher_temp: float | Sequence[float] | np.ndarray = 0.04,
         student_temp: float = 0.1,
         center_momentum: float = 0.9,
+        center_update: str = "once",
     ):
         super().__init__()
+        if center_update not in CENTER_UPDATES:
+            raise UserError(f"center_update {center_update!r} must be one of {', '.join(CENTER_UPDATES)}")
+        self.center_update = center_update
         if not isinstance(n_global, int) or n_global < 1:
             raise UserError(f"n_global must be an integer >= 1, got {n_global!r}")
         temps = np.atleast_1d(np.asarray(teacher_temp, dtype=np.float64))
@@ -226,14 +234,19 @@ class DINOLoss(nn.Module):
     @torch.no_grad()
     def update_center(self, teacher_out: torch.Tensor) -> None:
         """center <- m * center + (1 - m) * mean of the teacher outputs (G, B, K) over all rows
-        of all processes: the sum and the row count are all-reduced, then divided ONCE (B7)."""
+        of all processes: the sum and the row count are all-reduced, then divided ONCE (B7).
+        center_update="twice" reproduces the released code (book: Deviations, B7): that mean is
+        divided again by this process's row count G*B, so the centre moves towards mean/(G*B)."""
         t = teacher_out.detach().float().reshape(-1, teacher_out.shape[-1])  # (G*B, K)
         total = t.sum(0, keepdim=True)  # (1, K)
         count = torch.tensor([float(t.shape[0])], device=t.device)
         if _dist_on():
             dist.all_reduce(total)
             dist.all_reduce(count)
-        self.center.mul_(self.center_momentum).add_(total / count, alpha=1.0 - self.center_momentum)
+        mean = total / count
+        if self.center_update == "twice":
+            mean = mean / t.shape[0]  # the released double division
+        self.center.mul_(self.center_momentum).add_(mean, alpha=1.0 - self.center_momentum)
 
 
 # --- optimisation pieces -----------------------------------------------------------------------
@@ -337,15 +350,17 @@ def train_step(
 
 
 def make_views(corpus, rec: torch.Tensor, modality: str, mean, std, transforms: str, n_global: int,
-               n_local: int, generator: torch.Generator) -> torch.Tensor:
+               n_local: int, generator: torch.Generator, released_fc: bool = False) -> torch.Tensor:
     """One random 250-sample window of each record rec (B,), then its DINO views, on the corpus
-    device: (V, B, 12, 250) normalised time series or (V, B, 12, 13, 21) spectrograms."""
+    device: (V, B, 12, 250) normalised time series or (V, B, 12, 13, 21) spectrograms.
+    released_fc=True drops the spectrogram frequency cutout as the released code does (B16)."""
     from .transforms import spec_views, time_views
 
     raw = corpus.random_windows(rec, 1, generator, length=WINDOW)  # (B, 12, 250) mV
     if modality == "time":
         return time_views(raw, mean, std, transforms=transforms, n_global=n_global, n_local=n_local, generator=generator)
-    return spec_views(raw, transforms=transforms, n_global=n_global, n_local=n_local, generator=generator)
+    return spec_views(raw, transforms=transforms, n_global=n_global, n_local=n_local, released_fc=released_fc,
+                      generator=generator)
 
 
 def build_student(modality: str, out_dim: int, seed: int = 0) -> MultiCropModel:
@@ -374,6 +389,10 @@ def _check_config(cfg: PretrainConfig) -> None:
         v = getattr(cfg, name)
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
             raise UserError(f"{name} must be an integer >= {low}, got {v!r}")
+    if cfg.center_update not in CENTER_UPDATES:
+        raise UserError(f"center_update {cfg.center_update!r} must be one of {', '.join(CENTER_UPDATES)}")
+    if cfg.freq_cutout not in FREQ_CUTOUT:
+        raise UserError(f"freq_cutout {cfg.freq_cutout!r} must be one of {', '.join(FREQ_CUTOUT)}")
     if cfg.n_global + cfg.n_local < 2:
         raise UserError("n_global + n_local must be at least 2 (a teacher view and another student view)")
     for name in ("base_lr", "teacher_temp", "warmup_teacher_temp", "student_temp"):
@@ -688,7 +707,8 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
     for p in teacher.parameters():
         p.requires_grad_(False)
     teacher.train()  # BatchNorm on batch statistics, as DINO
-    loss_fn = DINOLoss(cfg.out_dim, cfg.n_global, temp_s, cfg.student_temp, cfg.center_momentum).to(device)
+    loss_fn = DINOLoss(cfg.out_dim, cfg.n_global, temp_s, cfg.student_temp, cfg.center_momentum,
+                       center_update=cfg.center_update).to(device)
     optimizer = make_optimizer(student, cfg.optimizer)
     model = student
     if world > 1:
@@ -734,7 +754,8 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
             it = epoch * L + i
             t0 = time.perf_counter()
             rec = perm[(i * world + rank) * b:(i * world + rank + 1) * b].to(device)  # (B,) this rank's share
-            views = make_views(corpus, rec, modality, mean, std, transforms, cfg.n_global, cfg.n_local, view_gen)
+            views = make_views(corpus, rec, modality, mean, std, transforms, cfg.n_global, cfg.n_local, view_gen,
+                               released_fc=cfg.freq_cutout == "discarded")
             _sync(device)
             t1 = time.perf_counter()
             stats = train_step(model, teacher, loss_fn, optimizer, views, epoch, float(lr_s[it]), float(wd_s[it]),
@@ -839,9 +860,15 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--force", action="store_true", help="if OUT was made by another request, move it aside "
                                                         "(nothing is deleted) and start afresh")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--recipe", default="corrected",
+                   help="corrected (default), released, or released departures like B7,B10 (see `recipes`); "
+                        "--keep and --set win over it")
     a = p.parse_args(argv)
     check_modality(a.modality)
+    from .recipes import parse_recipe, pretrain_overrides
+
     base = read_config(PretrainConfig, a.config) if a.config else get_profile(a.profile).pretrain[a.modality]
+    base = replace(base, **pretrain_overrides(parse_recipe(a.recipe)))  # the recipe first; --keep and --set win
     cfg = apply_settings(base, a.set)
     out = pretrain(a.prepared, a.out, a.modality, profile=a.profile, epochs=a.epochs, batch_size=a.batch_size,
                    device=a.device, transforms=a.transforms, seed=a.seed, resume=a.resume, keep=a.keep,

@@ -1,0 +1,254 @@
+"""The paper's claims tested against fold-to-fold noise, and pooled out-of-fold metrics.
+
+Every claim is "setting B beats setting A on a metric". With results for the same outer folds,
+the per-fold difference d_k = metric_k(B) - metric_k(A) is paired (both runs saw the same
+held-out records), so the noise that matters is the spread of d_k, not of either metric alone.
+
+* `paired_differences`: the d_k of one claim, one metric, one protocol.
+* `paired_stats`: mean of d_k with two 95 % intervals, stated: a percentile bootstrap over folds
+  (10,000 resamples of the folds with replacement, fixed seed) and the paired t interval
+  (mean +- t_{n-1, 0.975} * sd / sqrt(n)), with the two-sided paired t test's p-value and the
+  Wilcoxon signed-rank p-value (scipy). With 10 folds both intervals are rough; with 2 (the
+  tiny profile) they say almost nothing, and the book says so.
+* `claims_table`: every claim the book checks (SSL helps each setup; gate beats concatenation;
+  fusion beats each single modality; the full transform set beats each of its ablations).
+* `paper_margins`: the margins the paper claims (Table II means, x100). The paper reports no fold
+  standard deviation, so `margins_vs_noise` sets each claimed margin against the fold std our runs
+  measure: a margin below one fold std cannot be told from noise by a mean over folds.
+* `pooled_oof`: the outer folds' predictions concatenated (each binarised with its own fold's
+  thresholds) and scored once, beside the mean over folds.
+
+Metric values are fractions (0..1) in the inputs; every difference in the tables is x100, as the
+paper prints them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+
+__all__ = ["CLAIMS", "TRANSFORM_CLAIMS", "paired_differences", "bootstrap_ci", "paired_t", "paired_stats",
+           "claims_table", "paper_margins", "margins_vs_noise", "pooled_oof", "with_ablation_runs"]
+
+# (claim, worse setting A, better setting B): the paper says B beats A (paper Sec. III-B, Table II)
+CLAIMS = (
+    ("SSL helps T", "t", "ssl-t"),
+    ("SSL helps S", "s", "ssl-s"),
+    ("SSL helps TSC", "tsc", "ssl-tsc"),
+    ("SSL helps TSG", "tsg", "ssl-tsg"),
+    ("gate beats concatenation", "tsc", "tsg"),
+    ("gate beats concatenation (SSL)", "ssl-tsc", "ssl-tsg"),
+    ("fusion beats time only", "t", "tsg"),
+    ("fusion beats spectrogram only", "s", "tsg"),
+    ("fusion beats time only (SSL)", "ssl-t", "ssl-tsg"),
+    ("fusion beats spectrogram only (SSL)", "ssl-s", "ssl-tsg"),
+)
+# Fig. 3: the full view sets (T1 = TC+GN, T2 = TC+FC) beat each ablation; runs as named by `results.load_results`
+TRANSFORM_CLAIMS = tuple(
+    (f"{full.upper()} beats {tr}", f"{setup}-{tr}", f"{setup}-{full}")
+    for setup, full, ablated in (("ssl-t", "t1", ("none", "tc", "gn")), ("ssl-s", "t2", ("none", "tc", "fc")))
+    for tr in ablated
+)
+LEVEL = 0.95
+
+
+def paired_differences(df: pd.DataFrame, worse: str, better: str, metric: str, protocol: str,
+                       by: str = "setup") -> pd.DataFrame:
+    """Per outer fold present for both settings: columns fold, worse, better, diff = better -
+    worse (fractions). `df` is `results.load_results` output (or `with_ablation_runs`); `by` is
+    the column naming the setting ("setup" or "run")."""
+    for col in (by, "fold", "protocol", metric):
+        if col not in df.columns:
+            raise UserError(f"results lack column {col!r}; pass the output of results.load_results")
+    sub = df[df["protocol"] == protocol]
+    a = sub[sub[by] == worse].set_index("fold")[metric]
+    b = sub[sub[by] == better].set_index("fold")[metric]
+    for name, s in ((worse, a), (better, b)):
+        if s.index.duplicated().any():
+            raise UserError(f"{name}: two results for one fold under protocol {protocol!r}; load one study only")
+    folds = sorted(set(a.index) & set(b.index))
+    out = pd.DataFrame({"fold": folds, "worse": a.loc[folds].to_numpy(float), "better": b.loc[folds].to_numpy(float)})
+    out["diff"] = out["better"] - out["worse"]
+    return out
+
+
+def bootstrap_ci(diffs, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `diffs` (n,): resample the n folds with
+    replacement n_boot times (numpy default_rng(seed)), take the (1-level)/2 and (1+level)/2
+    quantiles of the resampled means. NaN for fewer than 2 values."""
+    d = np.asarray(diffs, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if len(d) < 2:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))  # (n_boot, n)
+    means = d[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def paired_t(diffs, level: float = LEVEL) -> dict:
+    """Paired t test of mean(diffs) = 0 (two-sided) and its t interval: {n, mean, sd, t, p, lo,
+    hi}. sd is the sample std (ddof=1). NaN where n < 2; t = +-inf and p = 0 when sd = 0 and the
+    mean is not 0."""
+    from scipy.stats import t as student_t
+
+    d = np.asarray(diffs, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    n = len(d)
+    nan = float("nan")
+    if n < 2:
+        return {"n": n, "mean": float(d.mean()) if n else nan, "sd": nan, "t": nan, "p": nan, "lo": nan, "hi": nan}
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    se = sd / np.sqrt(n)
+    crit = float(student_t.ppf((1 + level) / 2, n - 1))
+    if se == 0:
+        t = 0.0 if mean == 0 else float(np.sign(mean) * np.inf)
+        p = 1.0 if mean == 0 else 0.0
+    else:
+        t = mean / se
+        p = float(2 * student_t.sf(abs(t), n - 1))
+    return {"n": n, "mean": mean, "sd": sd, "t": t, "p": p, "lo": mean - crit * se, "hi": mean + crit * se}
+
+
+def paired_stats(diffs, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> dict:
+    """`paired_t` plus the bootstrap interval (boot_lo, boot_hi) and the Wilcoxon signed-rank
+    p-value (scipy, two-sided; NaN below 2 non-zero differences)."""
+    from scipy.stats import wilcoxon
+
+    out = paired_t(diffs, level)
+    out["boot_lo"], out["boot_hi"] = bootstrap_ci(diffs, level, n_boot, seed)
+    d = np.asarray(diffs, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    out["p_wilcoxon"] = float(wilcoxon(d).pvalue) if np.count_nonzero(d) >= 2 else float("nan")
+    return out
+
+
+def _verdict(s: dict) -> str:
+    if s["n"] < 2:
+        return "one fold: no test"
+    if s["boot_lo"] > 0 and s["lo"] > 0:
+        return "B better, beyond fold noise"
+    if s["boot_hi"] < 0 and s["hi"] < 0:
+        return "B worse, beyond fold noise"
+    return "within fold noise"
+
+
+def with_ablation_runs(main: pd.DataFrame, ablation: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One frame with a `run` column naming every setting: main runs by their setup, the ssl-t /
+    ssl-s main runs also as ssl-t-t1 / ssl-s-t2 (the full view sets of Fig. 3), plus the
+    ablation runs (`load_results` of the ablation folder names them ssl-t-tc etc.)."""
+    parts = [main.assign(run=main["setup"])]
+    for setup, full in (("ssl-t", "t1"), ("ssl-s", "t2")):
+        parts.append(main[main["setup"] == setup].assign(run=f"{setup}-{full}"))
+    if ablation is not None and len(ablation):
+        parts.append(ablation)
+    return pd.concat(parts, ignore_index=True)
+
+
+def claims_table(results: pd.DataFrame, protocol: str = "honest", metrics=("auroc", "auprc", "challenge"),
+                 claims=None, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """One row per (claim, metric) with results for both settings: n_folds, the mean paired
+    difference B - A and its intervals (x100), p-values and a verdict. `results` from
+    `with_ablation_runs` (or `load_results`, then transform claims are skipped); claims default to
+    CLAIMS + TRANSFORM_CLAIMS. Claims without a common fold are left out."""
+    by = "run" if "run" in results.columns and results["run"].notna().all() else "setup"
+    rows = []
+    for claim, worse, better in (claims or CLAIMS + TRANSFORM_CLAIMS):
+        for m in metrics:
+            d = paired_differences(results, worse, better, m, protocol, by=by)
+            if d.empty:
+                continue
+            s = paired_stats(d["diff"].to_numpy(), level, n_boot, seed)
+            rows.append({
+                "claim": claim, "A": worse, "B": better, "metric": m, "protocol": protocol, "n_folds": s["n"],
+                "mean B - A": 100 * s["mean"], "sd of B - A": 100 * s["sd"],
+                "bootstrap lo": 100 * s["boot_lo"], "bootstrap hi": 100 * s["boot_hi"],
+                "t lo": 100 * s["lo"], "t hi": 100 * s["hi"], "p (paired t)": s["p"],
+                "p (Wilcoxon)": s["p_wilcoxon"], "verdict": _verdict(s),
+            })
+    return pd.DataFrame(rows)
+
+
+def paper_margins(metrics=("auroc", "auprc", "challenge")) -> pd.DataFrame:
+    """The margin the paper claims for each claim of CLAIMS: Table II(B) - Table II(A), x100
+    as printed. Columns claim, A, B, metric, paper margin."""
+    from .results import PAPER_TABLE_II
+
+    rows = []
+    for claim, worse, better in CLAIMS:
+        for m in metrics:
+            margin = PAPER_TABLE_II.loc[better.upper(), m] - PAPER_TABLE_II.loc[worse.upper(), m]
+            rows.append({"claim": claim, "A": worse, "B": better, "metric": m, "paper margin": float(margin)})
+    return pd.DataFrame(rows)
+
+
+def margins_vs_noise(results: pd.DataFrame, protocol: str = "honest", metrics=("auroc", "auprc", "challenge")
+                     ) -> pd.DataFrame:
+    """`paper_margins` beside the fold-to-fold noise of our runs (x100): the fold std of A and of
+    B (sample std over folds), the std of the paired difference, and whether the claimed margin
+    exceeds the larger single-setting fold std ("margin > fold std"). The paper reports means
+    only (no fold std), so ours is the only noise estimate available."""
+    pm = paper_margins(metrics)
+    if "run" in results.columns:  # main runs only (not the ablation's ssl-t-tc, ...)
+        results = results[results["run"] == results["setup"]]
+    sub = results[results["protocol"] == protocol]
+    rows = []
+    for _, r in pm.iterrows():
+        sd = {k: 100 * sub.loc[sub["setup"] == r[k], r["metric"]].std(ddof=1) for k in ("A", "B")}
+        d = paired_differences(results, r["A"], r["B"], r["metric"], protocol)
+        sd_diff = 100 * d["diff"].std(ddof=1) if len(d) > 1 else float("nan")
+        noise = max(sd["A"], sd["B"])
+        rows.append({**r.to_dict(), "our fold std A": sd["A"], "our fold std B": sd["B"],
+                     "our sd of B - A": sd_diff, "n_folds": len(d),
+                     "margin > fold std": bool(r["paper margin"] > noise) if np.isfinite(noise) else None})
+    return pd.DataFrame(rows)
+
+
+def _fold_thresholds(run_dir: Path, protocol: str) -> np.ndarray:
+    res = json.loads((run_dir / "result.json").read_text())
+    if protocol not in res.get("thresholds", {}):
+        raise UserError(f"{run_dir}/result.json has no thresholds for protocol {protocol!r}")
+    return np.asarray(res["thresholds"][protocol], dtype=np.float64)
+
+
+def pooled_oof(finetune_root: str | os.PathLike, protocol: str = "honest") -> pd.DataFrame:
+    """Pooled out-of-fold metrics per setup under RUNS/<profile>/finetune (or an ablation
+    finetune folder): every fold's outer-fold predictions at the protocol's selected epoch,
+    binarised with that fold's thresholds, concatenated and scored once with
+    `metrics.evaluate_outputs`. One row per setup: n_folds, n_records and the seven metrics
+    (fractions)."""
+    from .metrics import binarize, evaluate_outputs
+    from .results import METRIC_KEYS
+
+    root = Path(finetune_root)
+    if not root.is_dir():
+        raise UserError(f"finetune folder {root} does not exist")
+    rows = []
+    for setup_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        labels, scores, outputs, folds = [], [], [], []
+        for run in sorted(setup_dir.glob("fold*")):
+            if not ((run / "result.json").is_file() and (run / "predictions.csv").is_file()):
+                continue
+            pred = pd.read_csv(run / "predictions.csv")
+            pred = pred[(pred["protocol"] == protocol) & (pred["role"] == "outer")]
+            if pred.empty:
+                continue
+            p = pred[[c for c in pred.columns if c.startswith("p_")]].to_numpy(np.float64)  # (n, 24)
+            y = pred[[c for c in pred.columns if c.startswith("y_")]].to_numpy(np.int8)  # (n, 24)
+            labels.append(y)
+            scores.append(p)
+            outputs.append(binarize(p, _fold_thresholds(run, protocol)))
+            folds.append(int(run.name[4:]))
+        if not folds:
+            continue
+        ev = evaluate_outputs(np.concatenate(labels), np.concatenate(scores), np.concatenate(outputs))
+        rows.append({"setup": setup_dir.name, "protocol": protocol, "n_folds": len(folds),
+                     "folds": ",".join(map(str, folds)), "n_records": int(sum(len(y) for y in labels)),
+                     **{m: float(ev[m]) for m in METRIC_KEYS}})
+    return pd.DataFrame(rows)

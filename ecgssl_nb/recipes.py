@@ -1,0 +1,350 @@
+"""Recipes: the corrected study (the default) and what the authors' released code actually does.
+
+The book lists where the released code departs from the paper or is broken (book: Deviations,
+B1..B28) and implements the corrected choice for each. A *departure* switches one of those
+choices back to the released behaviour; a *recipe* is a set of departures:
+
+* `corrected`: none (the default everywhere);
+* `released`: all of them, i.e. what the released code measured;
+* `B7` or `B1,B7`: those departures alone on top of the corrected study;
+* `released-B7`: the released recipe with B7 fixed (one fix at a time).
+
+Each departure is a field of the existing settings (`Profile.leads`, `PretrainConfig`,
+`FinetuneConfig`), so every result file, which records the resolved settings, records the recipe
+too, and `apply_recipe` stamps `Profile.recipe` / `Profile.departures` for the result files. The
+released behaviours that are crashes (B4, B8) are listed, and not reproduced.
+
+Folders (`paths.recipe_runs`): the corrected recipe keeps RUNS/<profile>/; any other recipe lives in
+RUNS/recipes/<label>/<profile>/. A stage only depends on the departures that act on it or before
+it, so a recipe shares the stages it does not change (`stage_runs`): e.g. `B6` (fine-tuning only)
+fine-tunes from the corrected pre-trainings, and `B1` alone uses the released recipe's prepared corpus.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import pandas as pd
+
+from .config import FinetuneConfig, PretrainConfig, Profile
+from .errors import UserError
+
+__all__ = ["Departure", "DEPARTURES", "CRASHES", "STAGES", "departure_table", "parse_recipe", "recipe_label",
+           "recipe_spec", "apply_recipe", "stage_departures", "stage_runs", "pretrain_overrides", "expand_recipes",
+           "reported_protocol", "affected_setups", "recipes_on_disk", "load_recipe_results", "compare_recipes",
+           "departure_effects"]
+
+STAGES = ("prepare", "pretrain", "finetune")
+
+
+@dataclass(frozen=True)
+class Departure:
+    """One released behaviour. `override` maps a setting to its released value: "leads" is a
+    Profile field (prepare), "pretrain.<field>" a PretrainConfig field of both modalities,
+    "finetune.<field>" a FinetuneConfig field. Crashes have no override."""
+
+    key: str  # "B7"
+    name: str  # short name, e.g. "centre-twice"
+    stage: str  # the first stage it changes: prepare, pretrain, finetune (or "crash")
+    released: str  # what the released code does
+    ours: str  # what the corrected recipe does
+    override: tuple = ()  # ((setting, released value), ...)
+
+
+DEPARTURES: dict[str, Departure] = {d.key: d for d in (
+    Departure("B1", "lead-i", "prepare",
+              "copies lead I into all twelve channels: every model sees lead I twelve times",
+              "resamples every lead and keeps the 12-lead order",
+              (("leads", "lead-i"),)),
+    Departure("B7", "centre-twice", "pretrain",
+              "divides the batch mean of the teacher outputs by the batch size again: the centre is "
+              "1/(2B) of the mean, so centring is essentially off",
+              "centre <- 0.9 centre + 0.1 batch mean (official DINO)",
+              (("pretrain.center_update", "twice"),)),
+    Departure("B9", "no-freeze", "pretrain",
+              "never freezes the DINO head's last layer (the freeze test is always false)",
+              "drops the last layer's gradients during the first epoch, as DINO does",
+              (("pretrain.freeze_last_layer_epochs", 0),)),
+    Departure("B10", "adam-l2", "pretrain",
+              "Adam with coupled L2 weight decay (0.04 -> 0.4) on every parameter, biases and norms included",
+              "AdamW, decoupled decay on weights only (DINO), same schedule",
+              (("pretrain.optimizer", "adam-l2"),)),
+    Departure("B12", "lowest-loss", "pretrain",
+              "transfers the student of the epoch with the lowest training loss",
+              "transfers the final student",
+              (("pretrain.keep", "lowest-loss"),)),
+    Departure("B16", "fc-discarded", "pretrain",
+              "computes the spectrogram frequency cutout and discards it: T2 views get time cutout only",
+              "frequency cutout then time cutout (T2 = TC + FC, as the paper says)",
+              (("pretrain.freq_cutout", "discarded"),)),
+    Departure("B6", "fusion-unloaded", "finetune",
+              "loads no SSL weight into the fusion models (0 keys match) and skips xavier: SSL-TSC and "
+              "SSL-TSG are scratch models at default init",
+              "loads both pre-trained backbones, refusing any missing or unexpected key",
+              (("finetune.fusion_ssl", "ignored"),)),
+    Departure("B14", "paper-exact", "finetune",
+              "trains on nine folds and selects the checkpoint and tunes thresholds on the reported fold",
+              "eight training folds; reports the nested (honest) protocol beside the paper's",
+              (("finetune.protocol", "paper-exact"),)),
+)}
+
+CRASHES: dict[str, Departure] = {d.key: d for d in (
+    Departure("B4", "model-type", "crash",
+              "reads args.model_type, which does not exist: AttributeError at the first checkpoint save",
+              "fixed checkpoint names; not reproduced (a crash measures nothing)"),
+    Departure("B8", "epoch-index", "crash",
+              "indexes the schedules with epochs starting at 1: IndexError in epoch 301 after 300 epochs "
+              "trained, warm-up shifted by one epoch",
+              "epochs 0..299; not reproduced (the crash comes after the last checkpoint)"),
+)}
+
+
+def departure_table() -> pd.DataFrame:
+    """One row per departure (and per crash): B-number, name, stage, what the released code
+    does, what we do, the setting it changes (for the book's chapter)."""
+    rows = []
+    for d in (*DEPARTURES.values(), *CRASHES.values()):
+        setting = ", ".join(f"{k} = {v!r}" for k, v in d.override) or "not reproduced"
+        rows.append({"B": d.key, "name": d.name, "stage": d.stage, "released code": d.released,
+                     "corrected": d.ours, "setting": setting})
+    return pd.DataFrame(rows).set_index("B")
+
+
+def _one(item: str) -> str:
+    """'b7', 'B7' or 'centre-twice' -> 'B7'."""
+    key = item.strip().upper()
+    by_name = {d.name: k for k, d in DEPARTURES.items()}
+    if key in DEPARTURES:
+        return key
+    if item.strip().lower() in by_name:
+        return by_name[item.strip().lower()]
+    if key in CRASHES:
+        raise UserError(f"--recipe: {key} is a crash in the released code ({CRASHES[key].released}); it is not "
+                        f"reproduced")
+    raise UserError(f"--recipe: {item!r} is not a departure; choose from {', '.join(DEPARTURES)} (or their names "
+                    f"{', '.join(d.name for d in DEPARTURES.values())}), 'corrected' or 'released'")
+
+
+def _ordered(keys) -> tuple[str, ...]:
+    keys = set(keys)
+    return tuple(k for k in DEPARTURES if k in keys)
+
+
+def parse_recipe(spec) -> tuple[str, ...]:
+    """A recipe -> its departures in table order. 'corrected' -> (); 'released' -> all;
+    'B1,B7' (or 'b1+b7', names allowed) -> those; 'released-B7-B9' -> all but those. A tuple of
+    keys passes through (checked)."""
+    if spec is None:
+        return ()
+    if isinstance(spec, (tuple, list)):
+        return _ordered(_one(s) for s in spec)
+    text = str(spec).strip()
+    low = text.lower()
+    if low in ("", "corrected"):
+        return ()
+    if low == "released":
+        return tuple(DEPARTURES)
+    if low.startswith("released-"):
+        fixed = {_one(s) for s in text[len("released-"):].replace(",", "-").split("-") if s}
+        return _ordered(set(DEPARTURES) - fixed)
+    return _ordered(_one(s) for s in text.replace("+", ",").split(",") if s.strip())
+
+
+def recipe_label(keys) -> str:
+    """Departures -> a folder-safe label: 'corrected', 'released', 'b1+b7', 'released-b7'."""
+    keys = parse_recipe(keys) if not isinstance(keys, (tuple, list)) else _ordered(keys)
+    if not keys:
+        return "corrected"
+    if set(keys) == set(DEPARTURES):
+        return "released"
+    missing = [k for k in DEPARTURES if k not in keys]
+    if len(missing) < len(keys):
+        return "released-" + "-".join(k.lower() for k in missing)
+    return "+".join(k.lower() for k in keys)
+
+
+def recipe_spec(keys) -> str:
+    """Departures -> a `--recipe` value that parses back to them (the label does)."""
+    return recipe_label(keys)
+
+
+def expand_recipes(specs) -> list[tuple[str, ...]]:
+    """`reproduce --recipe` values -> departure sets, in order, without repeats. 'each' adds
+    every departure alone (on the corrected study), 'each-fix' the released recipe with one
+    departure fixed."""
+    items = [specs] if isinstance(specs, str) else list(specs or ["corrected"])
+    out: list[tuple[str, ...]] = []
+    for item in items:
+        for part in (str(item).split() if " " in str(item) else [item]):
+            if part == "each":
+                sets = [(k,) for k in DEPARTURES]
+            elif part == "each-fix":
+                sets = [parse_recipe(f"released-{k}") for k in DEPARTURES]
+            else:
+                sets = [parse_recipe(part)]
+            out.extend(s for s in sets if s not in out)
+    return out
+
+
+def _overrides(keys) -> dict[str, object]:
+    return {setting: value for k in keys for setting, value in DEPARTURES[k].override}
+
+
+def apply_recipe(profile: Profile, spec) -> Profile:
+    """`profile` with the recipe's departures switched on (a new Profile; `recipe` and
+    `departures` record them). A profile that already carries another recipe is refused."""
+    keys = parse_recipe(spec)
+    if profile.departures and tuple(profile.departures) != keys:
+        raise UserError(f"profile {profile.name!r} already carries recipe {profile.recipe!r}; apply a recipe to the "
+                        f"plain profile")
+    ov = _overrides(keys)
+    pre = {k.split(".", 1)[1]: v for k, v in ov.items() if k.startswith("pretrain.")}
+    fin = {k.split(".", 1)[1]: v for k, v in ov.items() if k.startswith("finetune.")}
+    top = {k: v for k, v in ov.items() if "." not in k}
+    return replace(profile, **top, recipe=recipe_label(keys), departures=keys,
+                   pretrain={m: replace(c, **pre) for m, c in profile.pretrain.items()},
+                   finetune=replace(profile.finetune, **fin))
+
+
+def stage_departures(keys, stage: str) -> tuple[str, ...]:
+    """The departures a stage's output depends on: its own and those of earlier stages."""
+    if stage not in STAGES:
+        raise UserError(f"stage {stage!r} must be one of {', '.join(STAGES)}")
+    upto = STAGES[: STAGES.index(stage) + 1]
+    return tuple(k for k in _ordered(keys) if DEPARTURES[k].stage in upto)
+
+
+def stage_runs(runs: str | os.PathLike, keys, stage: str) -> Path:
+    """The runs folder whose `paths` layout holds `stage` of the recipe `keys`: shared with every
+    recipe that has the same departures up to that stage (RUNS itself for the corrected ones)."""
+    from .paths import recipe_runs
+
+    mine = stage_departures(keys, stage)
+    if mine and mine == stage_departures(tuple(DEPARTURES), stage):
+        return recipe_runs(runs, "released")  # the released recipe's folder holds the shared stage
+    return recipe_runs(runs, recipe_label(mine))
+
+
+def pretrain_overrides(keys) -> dict[str, object]:
+    """PretrainConfig fields the recipe changes ({} for corrected), for `selfkd.pretrain`'s
+    `overrides` / `--set` (the `keep` field included)."""
+    return {k.split(".", 1)[1]: v for k, v in _overrides(_ordered(keys)).items() if k.startswith("pretrain.")}
+
+
+def affected_setups(keys, setups) -> tuple[str, ...]:
+    """The setups of `setups` whose fine-tuning the recipe changes (the others would repeat the
+    corrected runs exactly): all for prepare or B14 departures; the ssl- setups for pre-training
+    departures; ssl-tsc and ssl-tsg for B6."""
+    keys = _ordered(keys)
+    if not keys or any(DEPARTURES[k].stage == "prepare" or k == "B14" for k in keys):
+        return tuple(setups)
+    pre = any(DEPARTURES[k].stage == "pretrain" for k in keys)
+    return tuple(s for s in setups if s.startswith("ssl-") and (pre or s in ("ssl-tsc", "ssl-tsg")))
+
+
+def reported_protocol(keys) -> str:
+    """The protocol a recipe reports: 'paper' (selection on the reported fold) with B14, else
+    'honest' (nested)."""
+    return "paper" if "B14" in _ordered(keys) else "honest"
+
+
+def _check_fields() -> None:
+    """Every override names an existing setting (checked at import: a typo fails loudly)."""
+    names = {"pretrain": {f.name for f in fields(PretrainConfig)}, "finetune": {f.name for f in fields(FinetuneConfig)},
+             "": {f.name for f in fields(Profile)}}
+    for d in DEPARTURES.values():
+        for setting, _ in d.override:
+            group, _, name = setting.rpartition(".")
+            if name not in names[group]:
+                raise AssertionError(f"{d.key}: {setting} is not a setting")
+
+
+_check_fields()
+
+
+# --- results of several recipes side by side ----------------------------------------------------
+
+
+def load_recipe_results(runs: str | os.PathLike, profile: str, recipe) -> pd.DataFrame:
+    """`results.load_results` of one recipe's fine-tunings (empty when none ran), with a `recipe`
+    column. Every result.json must record this recipe (results written before recipes existed
+    count as corrected); a result of another recipe raises UserError, so two recipes' runs are
+    never mixed."""
+    import json
+    import warnings
+
+    from .paths import profile_root
+    from .results import load_results
+
+    keys = parse_recipe(recipe)
+    root = profile_root(stage_runs(runs, keys, "finetune"), profile) / "finetune"
+    if not root.is_dir():
+        return pd.DataFrame()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        df = load_results(root)
+    for path in df["path"].unique() if len(df) else []:
+        rec = json.loads(Path(path).read_text()).get("recipe") or {"departures": []}
+        if _ordered(rec.get("departures", [])) != keys:
+            raise UserError(f"{path} records recipe {rec.get('name', 'corrected')!r}, not {recipe_label(keys)!r}: "
+                            f"runs of two recipes are mixed in {root}")
+    return df.assign(recipe=recipe_label(keys))
+
+
+def recipes_on_disk(runs: str | os.PathLike, profile: str) -> list[str]:
+    """Labels of the non-corrected recipes with fine-tuning results under RUNS/recipes/, in
+    table order (released first, then single departures, then the rest)."""
+    base = Path(runs) / "recipes"
+    found = [p.name for p in sorted(base.iterdir()) if (p / profile / "finetune").is_dir()] if base.is_dir() else []
+    rank = {recipe_label(k): i for i, k in enumerate(expand_recipes(["released", "each", "each-fix"]))}
+    return sorted(found, key=lambda name: (rank.get(name, len(rank)), name))
+
+
+def compare_recipes(runs: str | os.PathLike, profile: str, recipes=("released",),
+                    metrics=("auroc", "auprc", "challenge"), n_boot: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Each recipe against the corrected one, per setup and metric, on the folds both ran (x100):
+    each in the protocol it reports (`reported_protocol`: paper for B14 recipes, else honest),
+    the mean over those folds, the mean paired difference (recipe - corrected) and its bootstrap
+    interval (`claims.paired_stats`). Recipes or setups without runs are left out."""
+    from .claims import paired_stats
+
+    base = load_recipe_results(runs, profile, "corrected")
+    rows = []
+    if base.empty:
+        return pd.DataFrame()
+    for recipe in expand_recipes(recipes):
+        if not recipe:
+            continue
+        df = load_recipe_results(runs, profile, recipe)
+        if df.empty:
+            continue
+        proto = reported_protocol(recipe)
+        for setup in [s for s in df["setup"].unique() if s in set(base["setup"])]:
+            mine = df[(df["setup"] == setup) & (df["protocol"] == proto) & (df["run"] == setup)].set_index("fold")
+            ref = base[(base["setup"] == setup) & (base["protocol"] == "honest") & (base["run"] == setup)]
+            ref = ref.set_index("fold")
+            folds = sorted(set(mine.index) & set(ref.index))
+            if not folds:
+                continue
+            for m in metrics:
+                d = mine.loc[folds, m].to_numpy(float) - ref.loc[folds, m].to_numpy(float)
+                s = paired_stats(d, n_boot=n_boot, seed=seed)
+                rows.append({"recipe": recipe_label(recipe), "departures": ",".join(recipe), "setup": setup,
+                             "metric": m, "protocol": proto, "n_folds": len(folds),
+                             "recipe mean": 100 * mine.loc[folds, m].mean(),
+                             "corrected mean": 100 * ref.loc[folds, m].mean(), "difference": 100 * s["mean"],
+                             "bootstrap lo": 100 * s["boot_lo"], "bootstrap hi": 100 * s["boot_hi"]})
+    return pd.DataFrame(rows)
+
+
+def departure_effects(comparison: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
+    """A `compare_recipes` frame -> recipe x setup table of the mean difference (x100) on one
+    metric, rows ordered by the largest absolute effect first (which choice moves the numbers most)."""
+    if comparison.empty:
+        return pd.DataFrame()
+    sub = comparison[comparison["metric"] == metric]
+    table = sub.pivot_table(index="recipe", columns="setup", values="difference", aggfunc="first")
+    order = table.abs().max(axis=1).sort_values(ascending=False).index
+    return table.loc[order]
