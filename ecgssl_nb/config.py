@@ -49,6 +49,7 @@ class PretrainConfig:
     clip_grad: float = 0.0  # 0 = none (released); DINO uses 3.0
     freeze_last_layer_epochs: int = 1  # B9: actually frozen during epoch 0
     keep: str = "final"  # "final" (B12 fix) or "lowest-loss" (released)
+    max_steps: int = 0  # smoke run: stop after this many optimisation steps (0 = no limit)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class FinetuneConfig:
     threshold_default: float = 0.1
     amp: bool = True  # bf16 autocast of the forward pass, on CUDA only (ignored on the CPU)
     ablation_folds: tuple | None = None  # Fig. 3 fine-tunings run on these folds (None: the profile's)
+    max_steps: int = 0  # smoke run: stop after this many optimisation steps (0 = no limit)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,12 @@ def finetune_dir(runs: str | os.PathLike, profile: str, setup: str, fold: int) -
     return profile_root(runs, profile) / "finetune" / check_setup(setup) / f"fold{int(fold)}"
 
 
+def finetune_exact_dir(runs: str | os.PathLike, profile: str, setup: str, fold: int) -> Path:
+    """RUNS/<profile>/finetune-paper-exact/<setup>/fold<k>/: a run of `reproduce --protocol
+    paper-exact` (nine training folds, as the authors trained; paper protocol only)."""
+    return profile_root(runs, profile) / "finetune-paper-exact" / check_setup(setup) / f"fold{int(fold)}"
+
+
 def _check_ablation(modality: str, transforms: str) -> str:
     check_modality(modality)
     if transforms not in ABLATION_TRANSFORMS[modality]:
@@ -90,15 +96,19 @@ def ablation_finetune_dir(runs: str | os.PathLike, profile: str, modality: str, 
     return profile_root(runs, profile) / "ablation" / "finetune" / name / f"fold{int(fold)}"
 
 
+TABLES = ("table1", "table2", "fig3", "table1-paper-exact", "table2-paper-exact")
+
+
 def tables_dir(runs: str | os.PathLike, profile: str) -> Path:
     """RUNS/<profile>/tables/."""
     return profile_root(runs, profile) / "tables"
 
 
 def table_path(runs: str | os.PathLike, profile: str, name: str) -> Path:
-    """RUNS/<profile>/tables/<name>.csv for name in table1, table2, fig3."""
-    if name not in ("table1", "table2", "fig3"):
-        raise UserError(f"table name {name!r} must be one of table1, table2, fig3")
+    """RUNS/<profile>/tables/<name>.csv for name in table1, table2, fig3 (and table1-paper-exact,
+    table2-paper-exact: the runs of `reproduce --protocol paper-exact`)."""
+    if name not in TABLES:
+        raise UserError(f"table name {name!r} must be one of {', '.join(TABLES)}")
     return tables_dir(runs, profile) / f"{name}.csv"
 
 

@@ -248,16 +248,20 @@ def run_jobs(jobs: list[Job], devices: list[str], progress: bool = True, on_upda
 # --- tables ------------------------------------------------------------------------------------
 
 
-def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
+def write_tables(runs: str | Path, profile: str, protocol: str = "paper") -> dict[str, Path]:
     """Write tables/table1.csv, table2.csv (ours beside the paper, both protocols) and
     tables/fig3.csv (the transform ablation, both protocols) from the finished runs; a table
-    without any finished run is not written. Returns {name: path} of the tables written."""
+    without any finished run is not written. Returns {name: path} of the tables written.
+    protocol="paper-exact": table1-paper-exact.csv and table2-paper-exact.csv from the runs of
+    `--protocol paper-exact` instead (no fig3). Rows of smoke runs carry `smoke` = True."""
     import warnings
 
     from .results import METRIC_KEYS, aggregate, compare_with_paper, load_results, write_csv_atomic
 
     written = {}
-    ft_root = paths.profile_root(runs, profile) / "finetune"
+    exact = _check_protocol(protocol) == "paper-exact"
+    suffix = "-paper-exact" if exact else ""
+    ft_root = paths.profile_root(runs, profile) / ("finetune-paper-exact" if exact else "finetune")
     ab_root = paths.profile_root(runs, profile) / "ablation" / "finetune"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -272,9 +276,11 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
                     if len(agg):
                         parts.append(compare_with_paper(agg, table))
                 if parts:
-                    path = paths.table_path(runs, profile, name)
+                    path = paths.table_path(runs, profile, name + suffix)
                     write_csv_atomic(path, pd.concat(parts).reset_index())
-                    written[name] = path
+                    written[name + suffix] = path
+        if exact:
+            return written
         ab = load_results(ab_root) if ab_root.is_dir() else pd.DataFrame()
         rows = []
         if len(ab) or len(main):
@@ -291,7 +297,7 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
                         transforms = run[len(setup) + 1:]
                         rows.append({"modality": modality, "transforms": transforms, "setup": setup,
                                      "protocol": protocol, "n_folds": r["n_folds"], "folds": r["folds"],
-                                     "profile": r["profile"], "data": r["data"],
+                                     "profile": r["profile"], "data": r["data"], "smoke": r["smoke"],
                                      **{f"{m}_mean": r[f"{m}_mean"] for m in METRIC_KEYS},
                                      **{f"{m}_std": r[f"{m}_std"] for m in METRIC_KEYS}})
         if rows:
@@ -307,6 +313,23 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
 
 
 # --- the study ---------------------------------------------------------------------------------
+
+
+REPRODUCE_PROTOCOLS = ("paper", "paper-exact")
+
+
+def _check_protocol(protocol: str) -> str:
+    """'paper': 8 training folds, paper and honest protocols; 'paper-exact': 9 training folds as
+    the authors trained, paper protocol only (runs in finetune-paper-exact/)."""
+    if protocol not in REPRODUCE_PROTOCOLS:
+        raise UserError(f"--protocol {protocol!r} is not a protocol; choose one of {', '.join(REPRODUCE_PROTOCOLS)}")
+    return protocol
+
+
+def _check_max_steps(max_steps) -> int:
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 0:
+        raise UserError(f"--max-steps must be an integer >= 0 (0 = full run), got {max_steps!r}")
+    return int(max_steps)
 
 
 def _versions() -> dict:
@@ -340,12 +363,16 @@ def reproduce(
     devices=None,
     ablation: bool = True,
     progress: bool = True,
+    max_steps: int = 0,
+    protocol: str = "paper",
 ) -> Path:
     """Run the study of `profile` into OUT/<profile>/ (see the module docstring); returns that
     folder. folds: '0-9', '0,3' or a list (default the profile's); setups: 'all', 't,tsg' or a
     list; devices: '0,1', 'cpu' or a list (default: every visible GPU for the paper profile, the
     profile's device otherwise). Finished work is skipped, so calling it again resumes. Raises
-    RunsFailed at the end (after the tables and the manifest) when any run failed."""
+    RunsFailed at the end (after the tables and the manifest) when any run failed.
+    max_steps > 0: a smoke run of the profile's exact settings, every stage stopped after that many
+    optimisation steps and marked smoke everywhere. protocol: "paper" (default) or "paper-exact"."""
     t_start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     prof = get_profile(profile) if isinstance(profile, str) else profile
@@ -357,6 +384,7 @@ def reproduce(
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
     chosen = parse_setups(setups)
+    protocol, max_steps = _check_protocol(protocol), _check_max_steps(max_steps)
     fold_list = _folds(folds, prof.folds)
     if folds is None and prof.finetune.ablation_folds is not None:
         ablation_folds = _folds(prof.finetune.ablation_folds, prof.folds)  # the profile's smaller ablation
@@ -377,6 +405,7 @@ def reproduce(
         "ablation_folds": list(ablation_folds) if ablation else [], "setups": list(chosen), "ablation": bool(ablation),
         "devices": device_list, "device_names": _device_names(device_list), "versions": _versions(),
         "steps": {}, "runs": {}, "failures": [],
+        "smoke": bool(max_steps), "max_steps": max_steps, "protocol": protocol,
     }
     mpath = paths.manifest_path(out, prof.name)
     # runs skipped now keep the wall time an earlier call measured for them
@@ -439,13 +468,13 @@ def reproduce(
         def run(device: str):
             return selfkd.pretrain(prep_dir, folder, modality, profile=prof.name, epochs=cfg.epochs,
                                    batch_size=cfg.batch_size, device=device, transforms=transforms, seed=prof.seed,
-                                   resume=True, progress=progress)
+                                   resume=True, progress=progress, max_steps=max_steps or None)
 
         def argv(device: str) -> list[str]:
             return ["pretrain", "--modality", modality, "--prepared", str(prep_dir), "--out", str(folder),
                     "--profile", prof.name, "--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size),
                     "--device", device, "--transforms", transforms, "--seed", str(prof.seed), "--resume",
-                    "--no-progress"]
+                    "--no-progress"] + (["--max-steps", str(max_steps)] if max_steps else [])
 
         return Job("pretrain", name, folder, run, argv)
 
@@ -484,15 +513,19 @@ def reproduce(
     # 3. fine-tunings
     ft_jobs: list[Job] = []
 
-    def finetune_job(setup: str, fold: int, folder: Path, name: str, pretrained, needs: list[Job]) -> Job:
+    def finetune_job(setup: str, fold: int, folder: Path, name: str, pretrained, needs: list[Job],
+                     mode: str = "both") -> Job:
         def run(device: str):
             return ft.finetune(setup, fold, prepared, folder, pretrained=pretrained, profile=prof, device=device,
-                               seed=prof.seed, resume=True, protocol="both", progress=progress, data_kind=data_kind)
+                               seed=prof.seed, resume=True, protocol=mode, progress=progress, data_kind=data_kind,
+                               max_steps=max_steps or None)
 
         def argv(device: str) -> list[str]:
             a = ["finetune", "--setup", setup, "--fold", str(fold), "--prepared", str(prep_dir), "--out", str(folder),
                  "--profile", prof.name, "--device", device, "--seed", str(prof.seed), "--resume",
-                 "--data-kind", data_kind, "--no-progress"]
+                 "--data-kind", data_kind, "--no-progress", "--protocol", mode]
+            if max_steps:
+                a += ["--max-steps", str(max_steps)]
             if isinstance(pretrained, dict):
                 for m, p in pretrained.items():
                     a += [f"--pretrained-{m}", str(p)]
@@ -508,8 +541,13 @@ def reproduce(
             ssl = setup.startswith("ssl-")
             needs = [main_pre[m] for m in ("time", "spec") if ssl and m in main_pre
                      and (m == "time" and setup[4:] in ("t", "tsc", "tsg") or m == "spec" and setup[4:] in ("s", "tsc", "tsg"))]
-            ft_jobs.append(finetune_job(setup, fold, paths.finetune_dir(out, prof.name, setup, fold),
-                                        f"finetune {setup} fold {fold}", pre_dir if ssl else None, needs))
+            if protocol == "paper-exact":
+                ft_jobs.append(finetune_job(setup, fold, paths.finetune_exact_dir(out, prof.name, setup, fold),
+                                            f"finetune {setup} fold {fold} paper-exact", pre_dir if ssl else None,
+                                            needs, mode="paper-exact"))
+            else:
+                ft_jobs.append(finetune_job(setup, fold, paths.finetune_dir(out, prof.name, setup, fold),
+                                            f"finetune {setup} fold {fold}", pre_dir if ssl else None, needs))
     for fold in ablation_folds:
         for m in ablated:
             setup = paths.ABLATION_SETUPS[m]
@@ -523,7 +561,8 @@ def reproduce(
     record_runs(all_jobs)()
 
     # 4. tables
-    tables = step("tables", lambda: write_tables(out, prof.name))
+    tables = step("tables", lambda: {**write_tables(out, prof.name), **(
+        write_tables(out, prof.name, protocol) if protocol == "paper-exact" else {})})
     manifest["tables"] = {k: str(v) for k, v in tables.items()}
     failures = [(j.name, str(j.folder), j.reason) for j in all_jobs if j.status in ("failed", "blocked")]
     manifest["failures"] = [{"name": n, "folder": f, "reason": r} for n, f, r in failures]
@@ -555,11 +594,18 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--devices", default=None, help="GPU numbers like 0,1 (one run per GPU at a time), or cpu "
                                                    "(default: all visible GPUs for paper, cpu for tiny)")
     p.add_argument("--no-ablation", action="store_true", help="skip the Fig. 3 transform ablation")
+    p.add_argument("--max-steps", type=int, default=0,
+                   help="smoke run: the profile's exact settings, but every stage stops after N optimisation "
+                        "steps; outputs are marked smoke and are never results (default 0: full run)")
+    p.add_argument("--protocol", default="paper", choices=REPRODUCE_PROTOCOLS,
+                   help="paper (default): 8 training folds, paper + honest protocols; paper-exact: 9 training "
+                        "folds as the authors trained, paper protocol only (tables *-paper-exact.csv)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
     try:
         root = reproduce(a.profile, data_dir=a.data_dir, out=a.out, folds=a.folds, setups=a.setups,
-                         devices=a.devices, ablation=not a.no_ablation, progress=not a.no_progress)
+                         devices=a.devices, ablation=not a.no_ablation, progress=not a.no_progress,
+                         max_steps=a.max_steps, protocol=a.protocol)
     except RunsFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
