@@ -155,7 +155,6 @@ def child(a) -> None:
     """Run one stage in this process and print its figures as one JSON line."""
     import torch
 
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "0")) or torch.get_num_threads()))
     cuda = a.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats(a.device)

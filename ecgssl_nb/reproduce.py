@@ -21,6 +21,13 @@ Steps, in order:
    holds SSL-T, SSL-S and SSL-TSG beside Table I, for both protocols. `tables/fig3.csv` holds the
    transform ablation. All come from `results.load_results` / `aggregate` / `compare_with_paper`.
 
+Smoke mode (`--max-steps N`): the profile's exact settings, but every pre-training and fine-tuning
+stops after N optimisation steps, then evaluates and writes every output as usual, marked
+`"smoke": true` (summary.json, result.json, tables, manifest); such numbers are never results, and a
+smoke study and a full one never share a runs folder. `--protocol paper-exact` fine-tunes on the
+nine folds other than the outer one, as the authors trained (paper protocol only), into
+`finetune-paper-exact/`, and writes `tables/table{1,2}-paper-exact.csv`.
+
 `manifest.json` records what ran, when, with which versions and devices, and the wall time of
 each step. It is rewritten after every step, so an interrupted study still shows how far it got.
 The folder layout is in `paths`.
@@ -332,6 +339,18 @@ def _check_max_steps(max_steps) -> int:
     return int(max_steps)
 
 
+def _check_same_smoke(mpath: Path, max_steps: int) -> None:
+    """A smoke study and a full one never share a runs folder (neither may reuse the other's runs)."""
+    try:
+        before = json.loads(mpath.read_text()) if mpath.exists() else None
+    except (OSError, ValueError):
+        return
+    if before is not None and bool(before.get("smoke", False)) != bool(max_steps):
+        was = "a smoke study (--max-steps)" if before.get("smoke") else "a full study"
+        raise UserError(f"--out: {mpath.parent} holds {was}; run {'a full' if not max_steps else 'a smoke'} study "
+                        f"in another --out folder")
+
+
 def _versions() -> dict:
     from .finetune import package_version
 
@@ -413,6 +432,7 @@ def reproduce(
         earlier = json.loads(mpath.read_text()).get("runs", {}) if mpath.exists() else {}
     except (OSError, ValueError):
         earlier = {}
+    _check_same_smoke(mpath, max_steps)
 
     def save_manifest() -> None:
         write_json_atomic(mpath, manifest)

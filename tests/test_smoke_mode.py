@@ -163,3 +163,6 @@ def test_reproduce_smoke_and_paper_exact_reach_every_run_and_the_tables(tmp_path
     assert table["smoke"].all() and set(table["protocol"]) == {"paper"}
     assert write_tables(tmp_path / "runs", "tiny") == {}  # no 8-fold runs: no table2.csv
     assert not np.isnan(table["ours mean"]).all()
+    with pytest.raises(UserError, match="holds a smoke study"):  # a full study never reuses smoke runs
+        reproduce(prof, data_dir=fx, out=tmp_path / "runs", setups="t", devices="cpu", ablation=False,
+                  progress=False, protocol="paper-exact")
