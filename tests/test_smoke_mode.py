@@ -166,3 +166,18 @@ def test_reproduce_smoke_and_paper_exact_reach_every_run_and_the_tables(tmp_path
     with pytest.raises(UserError, match="holds a smoke study"):  # a full study never reuses smoke runs
         reproduce(prof, data_dir=fx, out=tmp_path / "runs", setups="t", devices="cpu", ablation=False,
                   progress=False, protocol="paper-exact")
+
+
+def test_the_commands_take_max_steps(prepared_dir, tmp_path):
+    from ecgssl_nb.__main__ import main
+
+    assert main(["pretrain", "--modality", "spec", "--prepared", str(prepared_dir), "--out", str(tmp_path / "pre"),
+                 "--epochs", "2", "--batch-size", "4", "--records", "8", "--set", "out_dim=64", "--max-steps", "1",
+                 "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "pre" / "summary.json").read_text())
+    assert summary["smoke"] is True and summary["steps"] == 1
+    assert main(["finetune", "--setup", "t", "--fold", "0", "--prepared", str(prepared_dir), "--out",
+                 str(tmp_path / "ft"), "--epochs", "1", "--max-steps", "1", "--protocol", "paper-exact",
+                 "--no-progress"]) == 0
+    res = json.loads((tmp_path / "ft" / "result.json").read_text())
+    assert res["smoke"] is True and res["config"]["max_steps"] == 1 and res["protocol_mode"] == "paper-exact"
