@@ -241,10 +241,11 @@ def report(res: dict, a, device_name: str) -> str:
     lines = [f"bench_paper: profile {a.profile}, {a.records} records ({a.records / FULL_RECORDS:.1%} of "
              f"{FULL_RECORDS}), {a.steps} step(s) per stage, device {a.device} ({device_name}); "
              f"smoke runs, not results"]
-    if fx is None or pr is None:
-        return "\n".join(lines + ["(no fixture/prepare figures: no estimate)"])
-    lines.append(f"fixture : {fx['wall_s']:.1f} s, {fx['records_per_s']:.1f} records/s, {fx['disk_mb']:.0f} MB on disk, "
-                 f"peak RSS {fx['peak_rss_mb']:.0f} MB")
+    if pr is None:
+        return "\n".join(lines + ["(no prepare figures: no estimate)"])
+    if fx is not None:
+        lines.append(f"fixture : {fx['wall_s']:.1f} s, {fx['records_per_s']:.1f} records/s, {fx['disk_mb']:.0f} MB on "
+                     f"disk, peak RSS {fx['peak_rss_mb']:.0f} MB")
     lines.append(f"prepare : {pr['wall_s']:.1f} s ({a.workers} workers), {pr['records_per_s']:.1f} records/s, "
                  f"{pr['n_prepared']} kept, signals.npy {pr['signals_mb']:.0f} MB, peak RSS {pr['peak_rss_mb']:.0f} MB "
                  f"(largest worker {pr['peak_rss_worker_mb']:.0f} MB)")
@@ -266,7 +267,7 @@ def report(res: dict, a, device_name: str) -> str:
         lines.append(f"{r['stage']:22s} {r['steps_per_run']:10d} {r['runs']:5d} {r['steps_per_run'] * r['runs']:10d} "
                      f"{r['eval_h_per_run']:10.2f} {r['hours']:9.1f}")
     total = sum(r["hours"] for r in rows)
-    data_h = (fx["wall_s"] + pr["wall_s"]) * scale / 3600
+    data_h = ((fx["wall_s"] if fx else 0.0) + pr["wall_s"]) * scale / 3600
     lines.append(f"total: {total:.1f} device-hours of training and evaluation (+ {data_h:.2f} h to write and "
                  f"prepare the corpus, scaled linearly); one device, runs one after another")
     return "\n".join(lines)
