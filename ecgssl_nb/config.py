@@ -51,6 +51,7 @@ class PretrainConfig:
     keep: str = "final"  # "final" (B12 fix) or "lowest-loss" (released)
     center_update: str = "once"  # B7: "once" (batch mean, official DINO) or "twice" (released: mean / (2B) again)
     freq_cutout: str = "applied"  # B16: spec t2/fc views: "applied" (FC then TC) or "discarded" (released: TC only)
+    max_steps: int = 0  # smoke run: stop after this many optimisation steps (0 = no limit)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class FinetuneConfig:
     ablation_folds: tuple | None = None  # Fig. 3 fine-tunings run on these folds (None: the profile's)
     fusion_ssl: str = "loaded"  # B6: ssl-tsc/ssl-tsg backbones "loaded" or "ignored" (released: scratch, default init)
     protocol: str = "both"  # B14: "both" (8 training folds, paper + honest) or "paper-exact" (released: 9 folds)
+    max_steps: int = 0  # smoke run: stop after this many optimisation steps (0 = no limit)
 
 
 @dataclass(frozen=True)

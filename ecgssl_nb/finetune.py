@@ -388,6 +388,7 @@ def finetune(
     data_kind: str | None = None,
     config: FinetuneConfig | None = None,
     force: bool = False,
+    max_steps: int | None = None,
 ) -> dict:
     """Fine-tune `setup` with outer fold `fold` held out; returns the result dict (result.json).
 
@@ -398,6 +399,8 @@ def finetune(
     paper protocol only); default the profile's `FinetuneConfig.protocol`, and the one used is
     recorded there. resume: go on from OUT/checkpoint.pt when there is one (same run
     settings). data_kind: 'fixture', 'samples' or 'physionet2020' (default: inferred).
+    max_steps: a smoke run (default the profile's `max_steps`, 0 = none): stop after that many
+    optimisation steps, evaluate, write every output as usual with `"smoke": true`.
     See the module docstring for the protocol and the files written.
     """
     started = time.perf_counter()
@@ -411,6 +414,8 @@ def finetune(
         raise UserError(f"config must be a FinetuneConfig, got {type(cfg).__name__}")
     protocol = cfg.protocol if protocol is None else protocol
     cfg = replace(cfg, protocol=protocol)  # the config records the protocol that ran (B14)
+    if max_steps is not None:
+        cfg = replace(cfg, max_steps=_check_int("--max-steps", max_steps, 0))
     n_epochs = cfg.epochs[family] if epochs is None else _check_int("--epochs", epochs, 0)
     seed = _check_int("--seed", seed, 0)
     if protocol not in PROTOCOL_MODES:
@@ -550,8 +555,10 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
     if len(bounds) > 2 and (bounds[-1] - bounds[-2]) * cfg.crops < 2:
         bounds.pop(-2)
     batches = list(zip(bounds[:-1], bounds[1:]))
-    bar = tqdm(range(start_epoch, n_epochs + 1), desc=f"finetune {setup} fold {fold}", unit="epoch",
-               disable=not progress, initial=start_epoch - 1, total=n_epochs, file=sys.stderr)
+    # a smoke run (cfg.max_steps > 0) stops after max_steps optimisation steps, at last_epoch
+    last_epoch = min(n_epochs, -(-cfg.max_steps // len(batches))) if cfg.max_steps else n_epochs
+    bar = tqdm(range(start_epoch, last_epoch + 1), desc=f"finetune {setup} fold {fold}", unit="epoch",
+               disable=not progress, initial=start_epoch - 1, total=last_epoch, file=sys.stderr)
     if n_epochs == 0 and best["paper"] is None:
         row = {"epoch": 0, "lr": cfg.lr, "train_loss": float("nan"), "seconds": 0.0}
         evaluate_epoch(0, row)
@@ -566,7 +573,9 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
         order = torch.randperm(n_train, generator=gen)
         loss_sum = torch.zeros((), device=dev)
         n_windows = 0
-        for a, b in batches:
+        for j, (a, b) in enumerate(batches):
+            if cfg.max_steps and (epoch - 1) * len(batches) + j >= cfg.max_steps:
+                break
             rec = order[a:b].to(dev)
             x = train.random_windows(rec, cfg.crops, gen)  # (B*crops, 12, 250) raw mV
             y = train.window_labels(rec, cfg.crops)  # (B*crops, 24)
@@ -580,7 +589,7 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
         _write_log(log_path, history, protocol)
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", outer_prc=f"{row['outer_auprc']:.3f}",
                         **({"inner_prc": f"{row['inner_auprc']:.3f}"} if inner_c is not None else {}))
-        if epoch < n_epochs:  # the last epoch goes straight to result.json
+        if epoch < last_epoch:  # the last epoch goes straight to result.json
             state = {
                 "signature": signature, "epoch": epoch, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -637,6 +646,7 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
         },
         "seed": seed,
         "epochs": n_epochs,
+        "smoke": bool(cfg.max_steps),  # stopped after max_steps optimisation steps: never a result
         "metrics": {k: v["metrics"] for k, v in protocols.items()},
         "per_class": {k: v["per_class"] for k, v in protocols.items()},
         "thresholds": {k: v["thresholds"] for k, v in protocols.items()},
@@ -700,11 +710,16 @@ def cli(argv: list[str]) -> int:
                         "per job); --set still applies on top")
     p.add_argument("--force", action="store_true", help="if OUT was made by another request, move it aside "
                                                         "(nothing is deleted) and start afresh")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="smoke run: stop after N optimisation steps, write every output marked smoke")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
-    from .recipes import apply_recipe
+    from .recipes import apply_recipe, parse_recipe
 
-    prof = apply_recipe(get_profile(a.profile), a.recipe)
+    recipe = parse_recipe(a.recipe)
+    if a.protocol == "paper-exact":  # the authors' nine training folds: the recipe's B14, recorded as such
+        recipe = tuple(sorted(set(recipe) | {"B14"}))
+    prof = apply_recipe(get_profile(a.profile), recipe)
     cfg = apply_settings(read_config(FinetuneConfig, a.config) if a.config else prof.finetune, a.set)
     pretrained = a.pretrained
     if a.pretrained_time or a.pretrained_spec:
@@ -713,7 +728,7 @@ def cli(argv: list[str]) -> int:
         pretrained = {m: v for m, v in pretrained.items() if v is not None}
     res = finetune(a.setup, a.fold, a.prepared, a.out, pretrained=pretrained, profile=prof, epochs=a.epochs,
                    device=a.device, seed=a.seed, resume=a.resume, protocol=a.protocol, progress=not a.no_progress,
-                   data_kind=a.data_kind, config=cfg, force=a.force)
+                   data_kind=a.data_kind, config=cfg, force=a.force, max_steps=a.max_steps)
     for name, m in res["metrics"].items():
         print(f"{res['setup']} fold {res['fold']} {name:6s} epoch {m['epoch']}: "
               + " ".join(f"{k}={m[k]:.4f}" if m[k] is not None else f"{k}=nan" for k in METRIC_KEYS))

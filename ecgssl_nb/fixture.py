@@ -37,7 +37,8 @@ import csv
 import io
 import json
 import os
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -79,6 +80,22 @@ FIXTURE_SOURCES: dict[str, FixtureSource] = {
         FixtureSource("PTB-XL", "PTB-XL/WFDB", "HR", 5, 500, (10.0, 10.0), 0.34, "04-Jun-2020"),
         FixtureSource("Georgia", "Georgia/WFDB", "E", 5, 500, (10.0, 10.0), 0.23, "05-May-2020"),
     )
+}
+
+# The real training set's shape (paper Sec. III-A): records per source and their rates and
+# lengths. `make_fixture(..., shape="physionet2020")` writes a synthetic corpus of this shape
+# (43,101 records at full size, with the 30-minute INCART and the long PTB records) for the
+# full-size benchmarks; same folders, names and headers as the tiny shape.
+PHYSIONET2020_RECORDS = {"CPSC": 6877, "CPSC-Extra": 3453, "INCART": 74, "PTB": 516, "PTB-XL": 21837,
+                         "Georgia": 10344}  # 43,101 in all
+_PHYSIONET2020_SECONDS = {"CPSC": (6.0, 60.0), "CPSC-Extra": (6.0, 60.0), "INCART": (1800.0, 1800.0),
+                          "PTB": (38.0, 120.0), "PTB-XL": (10.0, 10.0), "Georgia": (10.0, 10.0)}
+SHAPES = {
+    "tiny": FIXTURE_SOURCES,
+    "physionet2020": {
+        k: replace(s, seconds=_PHYSIONET2020_SECONDS[k], share=PHYSIONET2020_RECORDS[k] / 43101)
+        for k, s in FIXTURE_SOURCES.items()
+    },
 }
 
 # SNOMED codes by role (strings, as in the headers)
@@ -197,12 +214,19 @@ def _check_n_seed(n_records, seed) -> tuple[int, int]:
     return int(n_records), int(seed)
 
 
-def plan_fixture(n_records: int = 400, seed: int = 0) -> list[FixtureRecord]:
+def _check_shape(shape: str) -> dict:
+    if shape not in SHAPES:
+        raise UserError(f"--shape {shape!r} is not a fixture shape; choose one of {', '.join(SHAPES)}")
+    return SHAPES[shape]
+
+
+def plan_fixture(n_records: int = 400, seed: int = 0, shape: str = "tiny") -> list[FixtureRecord]:
     """The records `make_fixture` writes (names, sources, rates, lengths, codes), cheaply, in
-    order of source then number. Every class is a primary label floor(n_scored / 24) times."""
+    order of source then number. Every class is a primary label floor(n_scored / 24) times.
+    shape: "tiny" (default) or "physionet2020" (the real source shares and record lengths)."""
     n, seed = _check_n_seed(n_records, seed)
     rng = np.random.default_rng([seed, 20200])
-    sources = list(FIXTURE_SOURCES.values())
+    sources = list(_check_shape(shape).values())
     counts = _allocate(n, np.array([s.share for s in sources]))
     source_of = np.repeat(np.arange(len(sources)), counts)[rng.permutation(n)]
     special = rng.permutation(n)
@@ -230,7 +254,8 @@ def plan_fixture(n_records: int = 400, seed: int = 0) -> list[FixtureRecord]:
                 dx.append(dx[-1])  # a real quirk: "#Dx: 251146004,284470004,284470004"
         lo, hi = src.seconds
         if src.name in ("CPSC", "CPSC-Extra"):
-            seconds = min(hi, lo + rng.exponential(4.0))  # mostly short, a few long, as in CPSC
+            # mostly short, a few long, as in CPSC (real: 6-60 s, mean about 16 s)
+            seconds = min(hi, lo + rng.exponential(4.0 if shape == "tiny" else 10.0))
         else:
             seconds = rng.uniform(lo, hi)
         age = None if i in no_age else float(int(np.clip(rng.normal(60, 16), 18, 95)))
@@ -617,13 +642,29 @@ def _prepare_out(out: Path) -> None:
                         f.unlink()
 
 
-def make_fixture(out: str | os.PathLike, n_records: int = 400, seed: int = 0) -> Path:
+def _write_record(rec: FixtureRecord, out: Path, seed: int) -> list:
+    """Write one record's .mat and .hea under out; its row of the manifest."""
+    digital = record_signal(rec, seed)
+    hea = out / rec.path
+    hea.with_suffix(".mat").write_bytes(_mat_bytes(digital))
+    hea.write_text(header_text(rec, digital))
+    return [rec.name, rec.source, rec.path, rec.fs, rec.n_samples, ",".join(rec.dx)]
+
+
+def make_fixture(out: str | os.PathLike, n_records: int = 400, seed: int = 0, shape: str = "tiny",
+                 progress: bool = False, workers: int = 1) -> Path:
     """Write the synthetic corpus (see the module doc for the layout) into `out`, which must be
-    new, empty or an earlier fixture. Same seed and size -> byte-identical files. Returns out."""
+    new, empty or an earlier fixture. Same seed, size and shape -> byte-identical files. shape
+    "physionet2020": the real data set's source shares and record lengths (`SHAPES`). Records are
+    written one at a time, by `workers` processes (memory bounded by the longest record per
+    process). Returns out."""
     n, seed = _check_n_seed(n_records, seed)
+    _check_shape(shape)
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise UserError(f"--workers must be a whole number >= 1, got {workers!r}")
     out = Path(out)
     _prepare_out(out)
-    plan = plan_fixture(n, seed)
+    plan = plan_fixture(n, seed, shape)
     meta = {
         "what": "ecgssl_nb synthetic fixture (not real ECGs)",
         "version": FIXTURE_VERSION,
@@ -632,16 +673,24 @@ def make_fixture(out: str | os.PathLike, n_records: int = 400, seed: int = 0) ->
         "complete": False,
         "sources": {s.name: {"folder": s.folder, "prefix": s.prefix, "fs": s.fs} for s in FIXTURE_SOURCES.values()},
     }
+    if shape != "tiny":  # the tiny fixture's marker stays byte-identical
+        meta["shape"] = shape
     (out / MARKER).write_text(json.dumps(meta, indent=1) + "\n")
     for src in FIXTURE_SOURCES.values():
         (out / src.folder).mkdir(parents=True, exist_ok=True)
-    rows = []
-    for rec in plan:
-        digital = record_signal(rec, seed)
-        hea = out / rec.path
-        hea.with_suffix(".mat").write_bytes(_mat_bytes(digital))
-        hea.write_text(header_text(rec, digital))
-        rows.append([rec.name, rec.source, rec.path, rec.fs, rec.n_samples, ",".join(rec.dx)])
+    from functools import partial
+
+    from tqdm.auto import tqdm
+
+    write = partial(_write_record, out=out, seed=seed)
+    bar = dict(total=len(plan), desc="fixture", unit="record", disable=not progress, file=sys.stderr)
+    if workers > 1:  # records are independent: the same bytes in any order, written in parallel
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            rows = list(tqdm(pool.imap(write, plan, chunksize=16), **bar))
+    else:
+        rows = [write(rec) for rec in tqdm(plan, **bar)]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["record", "source", "path", "fs", "n_samples", "dx"])
@@ -663,8 +712,13 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="folder to write (new, empty, or an earlier fixture)")
     parser.add_argument("--records", type=int, default=400, help="number of records (default 400)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
+    parser.add_argument("--shape", default="tiny", help="tiny (default) or physionet2020: the real data set's source "
+                                                        "shares and record lengths (use --records 43101 for full size)")
+    parser.add_argument("--progress", action="store_true", help="a progress bar")
+    parser.add_argument("--workers", type=int, default=1, help="processes writing records (default 1)")
     args = parser.parse_args(argv)
-    out = make_fixture(args.out, args.records, args.seed)
+    out = make_fixture(args.out, args.records, args.seed, shape=args.shape, progress=args.progress,
+                       workers=args.workers)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"wrote {args.records} synthetic records ({size / 1e6:.1f} MB) to {out}")
     return 0

@@ -104,6 +104,9 @@ def ablation_finetune_dir(runs: str | os.PathLike, profile: str, modality: str, 
     return profile_root(runs, profile) / "ablation" / "finetune" / name / f"fold{int(fold)}"
 
 
+TABLES = ("table1", "table2", "fig3")
+
+
 def tables_dir(runs: str | os.PathLike, profile: str) -> Path:
     """RUNS/<profile>/tables/."""
     return profile_root(runs, profile) / "tables"
@@ -111,8 +114,8 @@ def tables_dir(runs: str | os.PathLike, profile: str) -> Path:
 
 def table_path(runs: str | os.PathLike, profile: str, name: str) -> Path:
     """RUNS/<profile>/tables/<name>.csv for name in table1, table2, fig3."""
-    if name not in ("table1", "table2", "fig3"):
-        raise UserError(f"table name {name!r} must be one of table1, table2, fig3")
+    if name not in TABLES:
+        raise UserError(f"table name {name!r} must be one of {', '.join(TABLES)}")
     return tables_dir(runs, profile) / f"{name}.csv"
 
 

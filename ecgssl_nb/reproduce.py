@@ -21,6 +21,14 @@ Steps, in order:
    holds SSL-T, SSL-S and SSL-TSG beside Table I, for both protocols. `tables/fig3.csv` holds the
    transform ablation. All come from `results.load_results` / `aggregate` / `compare_with_paper`.
 
+Smoke mode (`--max-steps N`): the profile's exact settings, but every pre-training and fine-tuning
+stops after N optimisation steps, then evaluates and writes every output as usual, marked
+`"smoke": true` (summary.json, result.json, tables, manifest); such numbers are never results, and a
+smoke study and a full one never share a runs folder. `--protocol paper-exact` fine-tunes on the
+nine folds other than the outer one, as the authors trained (paper protocol only): that is the
+released recipe's departure B14 (`recipes`), so its runs and tables live below
+`OUT/recipes/b14/<profile>/` and never mix with the eight-fold runs.
+
 `manifest.json` records what ran, when, with which versions and devices, and the wall time of
 each step. It is rewritten after every step, so an interrupted study still shows how far it got.
 The folder layout is in `paths`.
@@ -50,7 +58,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -59,7 +67,7 @@ import pandas as pd
 import torch
 
 from . import paths, provenance
-from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, recipe_spec, stage_runs
+from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, parse_recipe, recipe_spec, stage_runs
 from .config import (
     SETUPS, N_FOLDS, FinetuneConfig, PretrainConfig, Profile, apply_settings, as_dict, check_fold, check_setup,
     get_profile, parse_folds, resolve_device,
@@ -306,7 +314,8 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
     without any finished run is not written. Returns {name: path} of the tables written.
     tables/provenance.json lists every run aggregated (folder, result digest, prepared digest,
     settings fingerprint, code version). Runs of different data or settings are refused
-    (UserError naming two of them); folders moved aside (*.stale-*) are never read."""
+    (UserError naming two of them); folders moved aside (*.stale-*) are never read. Rows of smoke
+    runs carry `smoke` = True."""
     import warnings
 
     from .results import check_one_study, load_results
@@ -380,7 +389,7 @@ def _write_tables(runs, profile: str, main: pd.DataFrame, ab: pd.DataFrame) -> d
                         transforms = run[len(setup) + 1:]
                         rows.append({"modality": modality, "transforms": transforms, "setup": setup,
                                      "protocol": protocol, "n_folds": r["n_folds"], "folds": r["folds"],
-                                     "profile": r["profile"], "data": r["data"],
+                                     "profile": r["profile"], "data": r["data"], "smoke": r["smoke"],
                                      **{f"{m}_mean": r[f"{m}_mean"] for m in METRIC_KEYS},
                                      **{f"{m}_std": r[f"{m}_std"] for m in METRIC_KEYS}})
         if rows:
@@ -396,6 +405,35 @@ def _write_tables(runs, profile: str, main: pd.DataFrame, ab: pd.DataFrame) -> d
 
 
 # --- the study ---------------------------------------------------------------------------------
+
+
+REPRODUCE_PROTOCOLS = ("paper", "paper-exact")
+
+
+def _check_protocol(protocol: str) -> str:
+    """'paper': 8 training folds, paper and honest protocols; 'paper-exact': 9 training folds as
+    the authors trained, paper protocol only (the B14 departure, runs below OUT/recipes/b14/)."""
+    if protocol not in REPRODUCE_PROTOCOLS:
+        raise UserError(f"--protocol {protocol!r} is not a protocol; choose one of {', '.join(REPRODUCE_PROTOCOLS)}")
+    return protocol
+
+
+def _check_max_steps(max_steps) -> int:
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 0:
+        raise UserError(f"--max-steps must be an integer >= 0 (0 = full run), got {max_steps!r}")
+    return int(max_steps)
+
+
+def _check_same_smoke(mpath: Path, max_steps: int) -> None:
+    """A smoke study and a full one never share a runs folder (neither may reuse the other's runs)."""
+    try:
+        before = json.loads(mpath.read_text()) if mpath.exists() else None
+    except (OSError, ValueError):
+        return
+    if before is not None and bool(before.get("smoke", False)) != bool(max_steps):
+        was = "a smoke study (--max-steps)" if before.get("smoke") else "a full study"
+        raise UserError(f"--out: {mpath.parent} holds {was}; run {'a full' if not max_steps else 'a smoke'} study "
+                        f"in another --out folder")
 
 
 def _versions() -> dict:
@@ -477,6 +515,8 @@ def reproduce(
     seed: int | None = None,
     settings=(),
     recipe="corrected",
+    max_steps: int = 0,
+    protocol: str = "paper",
 ) -> Path:
     """Run the study of `profile` into OUT/<profile>/ (see the module docstring); returns that
     folder. folds: '0-9', '0,3' or a list (default the profile's); setups: 'all', 't,tsg' or a
@@ -487,10 +527,14 @@ def reproduce(
     ('pretrain.clip_grad=3', 'finetune.lr=1e-3', or unprefixed when only one config has the key).
     recipe: "corrected" (default), "released" or a set of released departures (see `recipes`); a
     recipe other than corrected runs below OUT/recipes/<label>/, sharing the stages it does not
-    change. A run is skipped only when its folder's provenance request equals the one asked now; a
-    run made by another request (other data, settings, seed, recipe or backbone) is moved aside and
-    run again, and only what depends on the change re-runs. Calling it again resumes. Raises
-    RunsFailed at the end (after the tables and the manifest) when any run failed."""
+    change. max_steps > 0: a smoke run of the profile's exact settings, every stage stopped after
+    that many optimisation steps and marked smoke everywhere. protocol: "paper" (default) or
+    "paper-exact" (nine training folds as the authors trained: the recipe's B14 departure, so its
+    runs live below OUT/recipes/b14/). A run is skipped only when its folder's provenance request
+    equals the one asked now; a run made by another request (other data, settings, seed, recipe or
+    backbone) is moved aside and run again, and only what depends on the change re-runs. Calling
+    it again resumes. Raises RunsFailed at the end (after the tables and the manifest) when any
+    run failed."""
     t_start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     prof = get_profile(profile) if isinstance(profile, str) else profile
@@ -501,10 +545,16 @@ def reproduce(
                         f"records (`python -m ecgssl_nb download`)")
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
+    protocol, max_steps = _check_protocol(protocol), _check_max_steps(max_steps)
+    if protocol == "paper-exact":  # the authors' nine training folds are the released recipe's B14
+        recipe = tuple(sorted(set(parse_recipe(recipe)) | {"B14"}))
     prof = apply_recipe(prof, recipe)
     runs_prep, runs_pre, runs_ft = (stage_runs(out, prof.departures, st) for st in STAGES)
     chosen = parse_setups(setups)
     pre_cfgs, ft_cfg = resolve_settings(prof, settings)
+    if max_steps:  # a smoke run: a setting like any other, so provenance never mixes it with a full run
+        pre_cfgs = {m: replace(c, max_steps=max_steps) for m, c in pre_cfgs.items()}
+        ft_cfg = replace(ft_cfg, max_steps=max_steps)
     train_seed = prof.seed if seed is None else seed
     if isinstance(train_seed, bool) or not isinstance(train_seed, (int, np.integer)) or train_seed < 0:
         raise UserError(f"--seed must be an integer >= 0, got {seed!r}")
@@ -541,6 +591,7 @@ def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, c
         "settings": {"pretrain": {m: as_dict(c) for m, c in pre_cfgs.items()}, "finetune": as_dict(ft_cfg),
                      "set": list(settings)},
         "steps": {}, "runs": {}, "failures": [], "recipe": prof.recipe, "departures": list(prof.departures),
+        "smoke": bool(ft_cfg.max_steps), "max_steps": ft_cfg.max_steps, "protocol": ft_cfg.protocol,
     }
     mpath = paths.manifest_path(runs_ft, prof.name)
     # runs skipped now keep the wall time an earlier call measured for them
@@ -548,6 +599,7 @@ def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, c
         earlier = json.loads(mpath.read_text()).get("runs", {}) if mpath.exists() else {}
     except (OSError, ValueError):
         earlier = {}
+    _check_same_smoke(mpath, ft_cfg.max_steps)
 
     def save_manifest() -> None:
         write_json_atomic(mpath, manifest)
@@ -746,6 +798,13 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, type-checked: pretrain.KEY=V, pretrain.time.KEY=V, finetune.KEY=V, or "
                         "KEY=V when only one config has KEY (repeatable); runs made with other settings re-run")
+    p.add_argument("--max-steps", type=int, default=0,
+                   help="smoke run: the profile's exact settings, but every stage stops after N optimisation "
+                        "steps; outputs are marked smoke and are never results (default 0: full run)")
+    p.add_argument("--protocol", default="paper", choices=REPRODUCE_PROTOCOLS,
+                   help="paper (default): 8 training folds, paper + honest protocols; paper-exact: 9 training "
+                        "folds as the authors trained, paper protocol only (the B14 departure: runs and tables "
+                        "below OUT/recipes/b14/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--recipe", action="append", default=None,
                    help="corrected (default), released, departures like B6,B14, released-B7 (one fix), each (every "
@@ -760,7 +819,8 @@ def cli(argv: list[str]) -> int:
         try:
             root = reproduce(a.profile, data_dir=a.data_dir, out=a.out, folds=a.folds, setups=setups,
                              devices=a.devices, ablation=not a.no_ablation and not recipe,  # Fig. 3: corrected only
-                             progress=not a.no_progress, seed=a.seed, settings=a.set, recipe=recipe)
+                             progress=not a.no_progress, seed=a.seed, settings=a.set, recipe=recipe,
+                             max_steps=a.max_steps, protocol=a.protocol)
         except RunsFailed as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True

@@ -177,7 +177,7 @@ def _num(x) -> float:
 RESULT_COLUMNS = (
     ["setup", "fold", "protocol", "profile", "data", "n_records", "n_train", "n_val", "seed", "epochs", "epoch"]
     + list(METRIC_KEYS)
-    + ["wall_time_s", "device", "created", "run", "path", "digest", "settings_id", "code_version"]
+    + ["wall_time_s", "device", "created", "run", "path", "digest", "settings_id", "code_version", "smoke"]
 )
 # Provenance columns (None for result files written before provenance.json existed):
 # digest = the prepared corpus's content digest the run trained and was evaluated on;
@@ -213,6 +213,7 @@ def _provenance_columns(obj: dict) -> dict:
 def is_stale(path: str | os.PathLike, root: str | os.PathLike) -> bool:
     """True for a file inside a folder moved aside by provenance.move_aside ('<name>.stale-<time>')."""
     return any(".stale-" in part for part in Path(path).relative_to(root).parts)
+SMOKE_LABEL = "SMOKE RUN, not a result"  # marks every row, table and label made from smoke runs
 
 
 def load_results(root: str | os.PathLike) -> pd.DataFrame:
@@ -250,6 +251,7 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
                 "wall_time_s": _num(obj.get("wall_time_s")), "device": obj.get("device"),
                 "created": obj.get("created"), "run": path.parent.parent.name, "path": str(path),
                 **_provenance_columns(obj),
+                "smoke": bool(obj.get("smoke", False)),
             })
             rows.append(row)
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
@@ -285,7 +287,8 @@ def aggregate(df: pd.DataFrame, protocol: str = "paper", by: str = "setup") -> p
     """Mean and sample std (ddof=1; NaN for one fold) over folds of each metric, per `by`
     (default the setup, in the paper's order T, S, TSC, TSG, SSL-T, ...; use by="run" for the
     ablation). Columns `<metric>_mean`, `<metric>_std` (fractions), `n_folds`, `folds`, `profile`,
-    `data`, `protocol`. Mixing profiles, data kinds or two results for one fold is refused."""
+    `data`, `protocol`, `smoke` (True: made from smoke runs, never a result). Mixing profiles,
+    data kinds, smoke with full runs, or two results for one fold is refused."""
     if protocol not in PROTOCOLS:
         raise UserError(f"protocol {protocol!r} must be one of {', '.join(PROTOCOLS)}")
     if by not in ("setup", "run"):
@@ -305,8 +308,8 @@ def aggregate(df: pd.DataFrame, protocol: str = "paper", by: str = "setup") -> p
             f"{len(dup)} results share a ({by}, fold), e.g. {first[by]} fold {first['fold']}: {paths}; "
             "point load_results at one study (e.g. RUNS/<profile>/finetune)"
         )
-    for col in ("profile", "data"):
-        if sub[col].nunique() > 1:
+    for col in ("profile", "data", "smoke"):
+        if col in sub and sub[col].nunique() > 1:
             raise UserError(f"results mix {col}s ({', '.join(map(str, sub[col].unique()))}); filter df first")
     check_one_study(sub)
     rows = {}
@@ -318,6 +321,7 @@ def aggregate(df: pd.DataFrame, protocol: str = "paper", by: str = "setup") -> p
         folds = sorted(int(f) for f in group["fold"])
         row.update(n_folds=len(folds), folds=",".join(map(str, folds)), profile=group["profile"].iloc[0],
                    data=group["data"].iloc[0], protocol=protocol)
+        row["smoke"] = bool(group["smoke"].any()) if "smoke" in group else False
         rows[key] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     out = out.loc[sorted(out.index, key=_setup_rank)]
@@ -368,7 +372,7 @@ PAPER_TABLE_II = pd.DataFrame(
 PAPER_TABLE_II.attrs.update(caption="Paper Table II, ablation (×100).", decimals=2)
 
 
-COMPARE_COLUMNS = ["ours mean", "ours std", "paper", "ours - paper", "n_folds", "profile", "data", "protocol"]
+COMPARE_COLUMNS = ["ours mean", "ours std", "paper", "ours - paper", "n_folds", "profile", "data", "protocol", "smoke"]
 
 
 def compare_with_paper(agg: pd.DataFrame, table: str = "II") -> pd.DataFrame:
@@ -387,7 +391,8 @@ def compare_with_paper(agg: pd.DataFrame, table: str = "II") -> pd.DataFrame:
         for m in METRIC_KEYS:
             ours, std = 100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]
             ref = paper.at[setting, m] if setting in paper.index else _NA
-            rows.append([ours, std, ref, ours - ref, r["n_folds"], r["profile"], r["data"], r["protocol"]])
+            rows.append([ours, std, ref, ours - ref, r["n_folds"], r["profile"], r["data"], r["protocol"],
+                         bool(r.get("smoke", False))])
             index.append((setting, m))
     out = pd.DataFrame(rows, columns=COMPARE_COLUMNS,
                        index=pd.MultiIndex.from_tuples(index, names=["setting", "metric"]))
@@ -423,6 +428,8 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
             part = df.xs(setting, level="setting")
             first = part.iloc[0]
             who = f"ours ({first['profile']}, {first['data']}, {first['protocol']}, {int(first['n_folds'])} folds)"
+            if bool(first.get("smoke", False)):
+                who = f"{SMOKE_LABEL}: {who}"
             rows.append([_mean_std(part.at[m, "ours mean"], part.at[m, "ours std"]) for m in METRIC_KEYS])
             rows.append([_cell(part.at[m, "paper"]) for m in METRIC_KEYS])
             index += [(setting, who), (setting, "paper")]
@@ -430,7 +437,8 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
     if any(c.endswith("_mean") for c in df.columns):
         rows = [[_mean_std(100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]) for m in METRIC_KEYS] + [str(r["n_folds"])]
                 for _, r in df.iterrows()]
-        index = pd.Index([SETUP_LABELS.get(s, str(s)) for s in df.index], name="setting")
+        index = pd.Index([SETUP_LABELS.get(s, str(s)) + (f" ({SMOKE_LABEL})" if bool(r.get("smoke", False)) else "")
+                          for s, r in df.iterrows()], name="setting")
         return pd.DataFrame(rows, columns=labels + ["folds"], index=index)
     if set(METRIC_KEYS) <= set(df.columns):
         decimals = int(df.attrs.get("decimals", 2))

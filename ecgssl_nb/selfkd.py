@@ -384,7 +384,7 @@ def _check_config(cfg: PretrainConfig) -> None:
     if cfg.teacher_momentum_schedule not in ("fixed", "cosine"):
         raise UserError(f"teacher_momentum_schedule {cfg.teacher_momentum_schedule!r}: choose 'fixed' or 'cosine'")
     ints = {"n_global": 1, "n_local": 0, "out_dim": 1, "warmup_epochs": 0, "warmup_teacher_temp_epochs": 0,
-            "freeze_last_layer_epochs": 0}
+            "freeze_last_layer_epochs": 0, "max_steps": 0}
     for name, low in ints.items():
         v = getattr(cfg, name)
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
@@ -548,6 +548,7 @@ def pretrain(
     overrides: dict | None = None,
     config: PretrainConfig | None = None,
     force: bool = False,
+    max_steps: int | None = None,
 ) -> Path:
     """DINO pre-training of the `modality` ("time" or "spec") backbone on a prepared corpus.
 
@@ -561,6 +562,8 @@ def pretrain(
     OUT holds `provenance.json` (see `pretrain_request`): OUT is resumed or reported finished only
     for an equal request; one made by another request is refused unless `force`, which moves it
     aside. One process writes OUT at a time (a lock).
+    `max_steps` = a smoke run: stop after that many optimisation steps (schedules still span
+    `epochs`), then write every output as usual with `"smoke": true` in summary.json.
     Writes OUT/checkpoint.pt and OUT/log.csv every epoch; when finished OUT/backbone.pt (the
     student backbone's state_dict) and OUT/summary.json. Returns OUT.
     """
@@ -588,6 +591,8 @@ def pretrain(
             raise UserError(f"overrides: {name!r} is not a PretrainConfig field that can be overridden "
                             f"(epochs, batch_size and keep have their own parameters)")
         overrides[name] = value
+    if max_steps is not None:
+        overrides["max_steps"] = max_steps
     cfg = replace(cfg, **overrides)
     _check_config(cfg)
     transforms = _check_transforms(modality, transforms)
@@ -743,13 +748,17 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
         out.mkdir(parents=True, exist_ok=True)
     log_rows = _read_log(log_path, start_epoch) if rank == 0 else []
 
-    end_epoch = E if stop_after is None else min(E, start_epoch + stop_after)
+    limit = min(cfg.max_steps, E * L) if cfg.max_steps else E * L  # optimisation steps of the whole run
+    last_epoch = -(-limit // L)  # epochs that run at least one step (E unless a smoke run)
+    end_epoch = last_epoch if stop_after is None else min(last_epoch, start_epoch + stop_after)
     for epoch in range(start_epoch, end_epoch):
         t_epoch = time.perf_counter()
         perm = torch.randperm(n, generator=perm_gen)  # (n,) the same on every rank
         sums = torch.zeros(3, device=device)  # loss, teacher entropy, embedding std
         views_time = model_time = 0.0
-        bar = tqdm(range(L), desc=f"pretrain {modality} {epoch + 1}/{E}", disable=not progress or rank != 0, leave=False)
+        n_steps = min(L, limit - epoch * L)  # L, but fewer in the last epoch of a smoke run
+        bar = tqdm(range(n_steps), desc=f"pretrain {modality} {epoch + 1}/{E}", disable=not progress or rank != 0,
+                   leave=False)
         for i in bar:
             it = epoch * L + i
             t0 = time.perf_counter()
@@ -766,7 +775,7 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
             model_time += time.perf_counter() - t1
             if progress and rank == 0:
                 bar.set_postfix(loss=f"{stats['loss'].item():.4f}")
-        loss, entropy, emb_std = (_mean_over_ranks(sums / L)).tolist()
+        loss, entropy, emb_std = (_mean_over_ranks(sums / n_steps)).tolist()
         _average_buffers(student)
         _average_buffers(teacher)
         if loss < best_loss:
@@ -774,7 +783,7 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
             if cfg.keep == "lowest-loss":
                 best_backbone = {k: v.detach().cpu().clone() for k, v in student.backbone.state_dict().items()}
         view_states = _gather(view_gen.get_state())
-        sl = slice(epoch * L, (epoch + 1) * L)
+        sl = slice(epoch * L, epoch * L + n_steps)
         row = {
             "epoch": epoch, "loss": loss, "lr": float(lr_s[sl].mean()), "wd": float(wd_s[sl].mean()),
             "teacher_temp": float(temp_s[epoch]), "teacher_momentum": float(mom_s[sl].mean()),
@@ -797,7 +806,7 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
         if world > 1:
             dist.barrier()  # the checkpoint is complete before any rank goes on
 
-    if end_epoch < E:
+    if end_epoch < last_epoch:
         return out
     if rank == 0:
         state = best_backbone if cfg.keep == "lowest-loss" else {k: v.detach().cpu() for k, v in student.backbone.state_dict().items()}
@@ -806,6 +815,7 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
         _write_json(out / "summary.json", {
             **run_cfg,
             "epochs": E,
+            "smoke": bool(cfg.max_steps), "steps": limit,  # a smoke run is never a result
             "batch_size_per_process": b,
             "steps_per_epoch": L,
             "peak_lr": peak_lr,
@@ -816,7 +826,7 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
                 "window_samples": WINDOW, "crops_per_record_per_epoch": 1,
             },
             "final_loss": final, "best_loss": best_loss, "best_epoch": best_epoch, "kept": cfg.keep,
-            "kept_epoch": best_epoch if cfg.keep == "lowest-loss" else E - 1,
+            "kept_epoch": best_epoch if cfg.keep == "lowest-loss" else last_epoch - 1,
             "final_teacher_entropy": float(log_rows[-1]["teacher_entropy"]) if log_rows else math.nan,
             "final_embedding_std": float(log_rows[-1]["embedding_std"]) if log_rows else math.nan,
             "wall_time_s": time.perf_counter() - started_at,
@@ -851,6 +861,8 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--records", type=int, default=None, help="use only the first N prepared records (quick runs)")
     p.add_argument("--stop-after", type=int, default=None, help="train at most N epochs now; --resume goes on")
     p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="smoke run: stop after N optimisation steps, write every output marked smoke")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a PretrainConfig field, type-checked, e.g. --set optimizer=adam-l2 --set clip_grad=3 "
                         "(repeatable)")
@@ -873,7 +885,7 @@ def cli(argv: list[str]) -> int:
     out = pretrain(a.prepared, a.out, a.modality, profile=a.profile, epochs=a.epochs, batch_size=a.batch_size,
                    device=a.device, transforms=a.transforms, seed=a.seed, resume=a.resume, keep=a.keep,
                    progress=not a.no_progress, records=a.records, stop_after=a.stop_after, amp=a.amp,
-                   config=cfg, force=a.force)
+                   config=cfg, force=a.force, max_steps=a.max_steps)
     if int(os.environ.get("RANK", "0")) == 0 and not a.no_progress:
         print(f"pretrain: wrote {out}")
     return 0

@@ -356,3 +356,55 @@ def test_a_linear_model_on_the_median_beat_recognises_morphology_classes(feature
         clf = LogisticRegression(C=0.05, max_iter=2000).fit(x[train], y[train, k])
         auc = roc_auc_score(y[~train, k], clf.decision_function(x[~train]))
         assert auc > 0.85, (labels.abbreviation(code), auc)
+
+
+# --- the full-size shape of the real data set (benchmarks) ------------------------------------------
+
+
+def test_physionet2020_shape_has_the_real_source_counts_rates_and_lengths():
+    sources = fixture.SHAPES["physionet2020"]
+    counts = dict(zip(sources, fixture._allocate(43101, np.array([s.share for s in sources.values()]))))
+    # paper Sec. III-A: CPSC 6,877, CPSC-Extra 3,453, INCART 74, PTB 516, PTB-XL 21,837, Georgia 10,344
+    assert counts == {"CPSC": 6877, "CPSC-Extra": 3453, "INCART": 74, "PTB": 516, "PTB-XL": 21837, "Georgia": 10344}
+    plan = fixture.plan_fixture(3000, 0, shape="physionet2020")  # the lengths, on a cheaper plan
+    counts = Counter(r.source for r in plan)
+    seconds = {s: np.array([r.n_samples / r.fs for r in plan if r.source == s]) for s in counts}
+    rates = {s: {r.fs for r in plan if r.source == s} for s in counts}
+    assert rates == {"CPSC": {500}, "CPSC-Extra": {500}, "INCART": {257}, "PTB": {1000}, "PTB-XL": {500},
+                     "Georgia": {500}}
+    assert np.all(seconds["INCART"] == 1800.0)  # 30-minute Holter excerpts: 462,600 samples
+    assert np.all(seconds["PTB-XL"] == 10.0) and np.all(seconds["Georgia"] == 10.0)
+    assert seconds["PTB"].min() >= 38.0 and seconds["PTB"].max() <= 120.0 and seconds["PTB"].mean() > 60
+    for s in ("CPSC", "CPSC-Extra"):
+        assert seconds[s].min() >= 6.0 and seconds[s].max() <= 60.0 and 12.0 < seconds[s].mean() < 20.0
+    assert max(s.digits for s in sources.values() if s.name in ("PTB-XL", "Georgia")) == 5  # 21,837 fits
+
+
+def test_physionet2020_shape_at_a_fraction_keeps_the_shares_and_writes_readable_records(tmp_path):
+    plan = fixture.plan_fixture(431, 0, shape="physionet2020")
+    counts = Counter(r.source for r in plan)
+    for name, real in fixture.PHYSIONET2020_RECORDS.items():
+        assert abs(counts[name] - 431 * real / 43101) <= 1.5, name  # every source at least once
+    assert counts["INCART"] >= 1
+    small = fixture.make_fixture(tmp_path / "fx", 40, 0, shape="physionet2020")
+    incart = next(small.rglob("I0001.hea"))
+    rec = wfdb.rdrecord(str(incart.with_suffix("")))
+    assert rec.fs == 257 and rec.sig_len == 1800 * 257
+    assert '"shape": "physionet2020"' in (small / fixture.MARKER).read_text()
+
+
+def test_parallel_writing_gives_the_same_bytes_as_one_process(tmp_path):
+    a = fixture.make_fixture(tmp_path / "a", 30, 1)
+    b = fixture.make_fixture(tmp_path / "b", 30, 1, workers=2)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for f in files:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    assert "shape" not in (a / fixture.MARKER).read_text()  # the tiny fixture's marker is unchanged
+
+
+def test_bad_shape_or_workers_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="--shape 'real'"):
+        fixture.make_fixture(tmp_path / "x", 10, 0, shape="real")
+    with pytest.raises(UserError, match="--workers"):
+        fixture.make_fixture(tmp_path / "y", 10, 0, workers=0)
