@@ -27,18 +27,17 @@
 # Each transform works on a batch of windows on any device, and draws all its random numbers
 # from the `torch.Generator` it is given, so the same seed gives the same figure.
 
-# %% tags=["parameters"]
-import os
-
-profile = os.environ.get("ECGSSL_PROFILE", "tiny")  # "tiny" (synthetic fixture, CPU) or "paper"
-runs = os.environ.get("ECGSSL_RUNS", "../runs")  # the study's results folder (reproduce --out)
-data = os.environ.get("ECGSSL_DATA", "")  # real data folder (paper profile); "" = the fixture
-samples = os.environ.get("ECGSSL_SAMPLES", "../tests/data/ecg-samples")  # the 81 real sample records
-fold = int(os.environ.get("ECGSSL_FOLD", "0"))
-setup = os.environ.get("ECGSSL_SETUP", "ssl-tsg")
-modality = os.environ.get("ECGSSL_MODALITY", "time")
-device = os.environ.get("ECGSSL_DEVICE", "cpu")
-seed = int(os.environ.get("ECGSSL_SEED", "0"))
+# %% tags=["parameters", "remove-cell"]
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
+runs = None  # the study's results folder (reproduce --out); default "../runs"
+data = None  # real data folder (paper profile); default: empty, meaning the fixture
+samples = None  # the real sample records; default "../tests/data/ecg-samples"
+fold = None  # the outer (reported) fold; default 0
+setup = None  # t, s, tsc, tsg, ssl-t, ssl-s, ssl-tsc, ssl-tsg; default "ssl-tsg"
+modality = None  # "time" or "spec"; default "time"
+device = None  # default "cpu"
+seed = None  # default 0
 record = "HR00599"  # the real record shown (PTB-XL; LPR, NSR)
 lead = 1  # lead II
 
@@ -52,6 +51,9 @@ import torch
 from IPython.display import Markdown, display
 
 from ecgssl_nb import labels, plots, prepare, records
+from ecgssl_nb import params
+
+params.resolve(globals())
 from ecgssl_nb import transforms as T
 
 rec = records.read_record(next(Path(samples).rglob(f"{record}.hea")))

@@ -41,18 +41,17 @@
 # It never trains, except that on the `tiny` profile it runs the tiny study once if the study's
 # results are missing. `modality` selects `time`, `spec`, or `all` (both, the default).
 
-# %% tags=["parameters"]
-import os
-
-profile = os.environ.get("ECGSSL_PROFILE", "tiny")  # "tiny" (synthetic fixture, CPU) or "paper"
-runs = os.environ.get("ECGSSL_RUNS", "../runs")  # the study's results folder (reproduce --out)
-data = os.environ.get("ECGSSL_DATA", "")  # real data folder (paper profile); "" = the fixture
-fold = int(os.environ.get("ECGSSL_FOLD", "0"))  # the fold whose records the feature map shows
-setup = os.environ.get("ECGSSL_SETUP", "ssl-tsg")
-modality = os.environ.get("ECGSSL_MODALITY", "all")  # "time", "spec" or "all"
-device = os.environ.get("ECGSSL_DEVICE", "cpu")
-seed = int(os.environ.get("ECGSSL_SEED", "0"))
-max_records = int(os.environ.get("ECGSSL_MAX_RECORDS", "2000"))  # records of the fold in the feature map
+# %% tags=["parameters", "remove-cell"]
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
+runs = None  # the study's results folder (reproduce --out); default "../runs"
+data = None  # real data folder (paper profile); default: empty, meaning the fixture
+fold = None  # the outer (reported) fold; default 0
+setup = None  # t, s, tsc, tsg, ssl-t, ssl-s, ssl-tsc, ssl-tsg; default "ssl-tsg"
+modality = None  # "time", "spec" or "all"; default "all"
+device = None  # default "cpu"
+seed = None  # default 0
+max_records = None  # records of the fold in the feature map; default 2000
 
 # %% tags=["remove-stderr", "hide-input"]
 import json
@@ -63,6 +62,9 @@ import torch
 from IPython.display import Markdown, display
 
 from ecgssl_nb import config, labels, models, paths, plots, prepare, results, windows
+from ecgssl_nb import params
+
+params.resolve(globals(), modality="all")
 from ecgssl_nb import reproduce as rp
 from ecgssl_nb import transforms as T
 

@@ -26,17 +26,16 @@
 # - **`honest`**: checkpoint and thresholds chosen on an inner fold, reported on an untouched
 #   outer fold.
 
-# %% tags=["parameters"]
-import os
-
-profile = os.environ.get("ECGSSL_PROFILE", "tiny")  # "tiny" (synthetic fixture, CPU) or "paper"
-runs = os.environ.get("ECGSSL_RUNS", "../runs")  # the study's results folder (reproduce --out)
-data = os.environ.get("ECGSSL_DATA", "")  # real data folder (paper profile); "" = the fixture
-fold = int(os.environ.get("ECGSSL_FOLD", "0"))
-setup = os.environ.get("ECGSSL_SETUP", "ssl-tsg")
-modality = os.environ.get("ECGSSL_MODALITY", "time")
-device = os.environ.get("ECGSSL_DEVICE", "cpu")
-seed = int(os.environ.get("ECGSSL_SEED", "0"))
+# %% tags=["parameters", "remove-cell"]
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
+runs = None  # the study's results folder (reproduce --out); default "../runs"
+data = None  # real data folder (paper profile); default: empty, meaning the fixture
+fold = None  # the outer (reported) fold; default 0
+setup = None  # t, s, tsc, tsg, ssl-t, ssl-s, ssl-tsc, ssl-tsg; default "ssl-tsg"
+modality = None  # "time" or "spec"; default "time"
+device = None  # default "cpu"
+seed = None  # default 0
 
 # %% tags=["remove-stderr", "hide-input"]
 import warnings
@@ -45,6 +44,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from ecgssl_nb import config, paths, plots, results
+from ecgssl_nb import params
+
+params.resolve(globals())
 from ecgssl_nb import reproduce as rp
 
 if profile == "tiny":
