@@ -145,13 +145,13 @@ def _samples() -> Profile:
         data="samples",
         folds=SAMPLES_FOLDS,
         fixture_records=0,
-        finetune=replace(tiny.finetune, epochs={"t": 12, "s": 12, "tsc": 12, "tsg": 12},
+        finetune=replace(tiny.finetune, epochs={"t": 8, "s": 8, "tsc": 8, "tsg": 8},
                          batch_records={"t": 8, "s": 8, "tsc": 8, "tsg": 8}, crops=4, lr=1e-3,
                          ablation_folds=None),
     )
 
 
-SAMPLES_FOLDS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
+SAMPLES_FOLDS = (0, 1, 2, 3, 4)  # half the records predicted out of fold: the build budget
 SAMPLES_SETUPS = ("t",)  # what the book runs on the sample records (reproduce --setups)
 
 

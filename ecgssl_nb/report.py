@@ -110,7 +110,142 @@ def pooled_auroc(runs: str | Path, profile: str, setup: str, folds, protocol: st
     pred = pd.concat(frames, ignore_index=True)
     y, p = _columns(pred)
     _, per_class = metrics.auroc(y, p)
-    table = pd.DataFrame({"positives": y.sum(axis=0), "negatives": len(y) - y.sum(axis=0),
-                          "AUROC": per_class}, index=list(ABBREVIATIONS))
-    table.loc["macro (classes with >= 1 positive)"] = [int(y.sum()), int(len(y)), float(np.nanmean(per_class))]
+    pos = y.sum(axis=0)
+    table = pd.DataFrame({"positives": pos, "negatives": len(y) - pos, "AUROC": per_class,
+                          "± (95%)": [auroc_halfwidth(a, n, len(y) - n) for a, n in zip(per_class, pos)]},
+                         index=list(ABBREVIATIONS))
+    table.loc["macro (classes with >= 1 positive)"] = [int(y.sum()), int(len(y)), float(np.nanmean(per_class)), np.nan]
     return table
+
+
+def auroc_halfwidth(auc: float, n_pos: int, n_neg: int, z: float = 1.96) -> float:
+    """Half-width of the normal-approximation 95% interval of an AUROC from `n_pos` positives
+    and `n_neg` negatives, with Hanley and McNeil's (1982) standard error:
+    SE^2 = [A(1-A) + (n_pos-1)(Q1-A^2) + (n_neg-1)(Q2-A^2)] / (n_pos n_neg),
+    Q1 = A/(2-A), Q2 = 2A^2/(1+A). NaN when A is NaN or a count is 0."""
+    if not np.isfinite(auc) or n_pos < 1 or n_neg < 1:
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc ** 2) + (n_neg - 1) * (q2 - auc ** 2)) / (n_pos * n_neg)
+    return float(z * np.sqrt(max(var, 0.0)))
+
+
+# ----------------------------------------------------------------------------------------------
+# the studies the book runs, and its tables
+
+PROTOCOL_LABELS = {  # protocol names as the book prints them: never confusable with "the paper's numbers"
+    "paper": "optimistic protocol (authors')",
+    "honest": "honest protocol (held-out)",
+}
+DATA_LABELS = {
+    "fixture": "synthetic fixture",
+    "samples": "real sample records",
+    "physionet2020": "PhysioNet/CinC 2020",
+}
+
+
+def run_samples_study(runs: str | Path, samples: str | Path, device: str = "cpu") -> Path:
+    """The book's study on the real sample records: profile `samples`, setups
+    `config.SAMPLES_SETUPS`, folds `config.SAMPLES_FOLDS`, no ablation; finished work is skipped.
+    Returns RUNS/samples/."""
+    from .config import SAMPLES_SETUPS
+    from .reproduce import reproduce
+
+    return reproduce(profile="samples", data_dir=samples, out=runs, setups=",".join(SAMPLES_SETUPS),
+                     devices=device, ablation=False, progress=False)
+
+
+def _fmt(x: float, decimals: int) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.{decimals}f}"
+
+
+def results_table(aggs: dict, metrics_shown=("auroc", "challenge"), paper: pd.DataFrame | None = None,
+                  decimals: int = 2) -> pd.DataFrame:
+    """One row per setup; for each metric, the paper's value as printed (only when `paper` is
+    given: a paper table of `results`, shown with its own `attrs['decimals']`) and ours under
+    each protocol of `aggs` ({protocol: results.aggregate(...)}), ×100, "mean ± std" when more
+    than one fold was averaged and the mean alone otherwise. Column labels say whose number it
+    is: "paper (as printed)" or "ours, <protocol label>"."""
+    from .results import METRIC_LABELS, SETUP_LABELS
+
+    first = next(iter(aggs.values()))
+    columns, data = [], []
+    for m in metrics_shown:
+        if paper is not None:
+            d = int(paper.attrs.get("decimals", 2))
+            columns.append((METRIC_LABELS[m], "paper (as printed)"))
+            data.append([_fmt(paper.at[SETUP_LABELS[s], m], d) if SETUP_LABELS[s] in paper.index else "–"
+                         for s in first.index])
+        for protocol, agg in aggs.items():
+            columns.append((METRIC_LABELS[m], f"ours, {PROTOCOL_LABELS[protocol]}"))
+            cells = []
+            for s in first.index:
+                mean, std = 100 * agg.at[s, f"{m}_mean"], 100 * agg.at[s, f"{m}_std"]
+                one = int(agg.at[s, "n_folds"]) < 2 or not np.isfinite(std)
+                cells.append(_fmt(mean, decimals) if one else f"{_fmt(mean, decimals)} ± {_fmt(std, decimals)}")
+            data.append(cells)
+    out = pd.DataFrame(dict(zip(columns, data)), index=[SETUP_LABELS[s] for s in first.index])
+    out.columns = pd.MultiIndex.from_tuples(columns, names=["metric", "whose number"])
+    out.index.name = "setup"
+    return out
+
+
+def describe_runs(agg: pd.DataFrame) -> str:
+    """'synthetic fixture, profile tiny, folds 0,1 (2 folds)': what produced an aggregate."""
+    first = agg.iloc[0]
+    return (f"{DATA_LABELS.get(first['data'], first['data'])}, profile `{first['profile']}`, "
+            f"outer folds {first['folds']} ({int(first['n_folds'])} fold{'s' if int(first['n_folds']) > 1 else ''})")
+
+
+def status_table() -> pd.DataFrame:
+    """What the book reproduces and on what data, read off the profiles (one row per part of the
+    study; columns: the paper's setting, and what the tiny, samples and paper profiles run)."""
+    from .config import SAMPLES_SETUPS, SETUPS, get_profile
+
+    tiny, samples, paper = get_profile("tiny"), get_profile("samples"), get_profile("paper")
+
+    def folds(p) -> str:
+        return f"{len(p.folds)} of 10 folds" if len(p.folds) < 10 else "10 folds"
+
+    def pre(p) -> str:
+        c = p.pretrain["time"]
+        return f"{c.epochs} epochs, {c.n_global} global + {c.n_local} local views, head {c.out_dim}"
+
+    def fine(p, setups) -> str:
+        f = p.finetune
+        e = sorted(set(f.epochs[p.family(s)] for s in setups))
+        return f"{len(setups)} setup{'s' if len(setups) > 1 else ''}, {folds(p)}, {'/'.join(map(str, e))} epochs"
+
+    rows = {
+        "data": (f"PhysioNet/CinC 2020, 43,101 records", f"synthetic fixture, {tiny.fixture_records} records",
+                 "the 208 real Challenge records shipped in tests/data/ecg-samples", "PhysioNet/CinC 2020 (download)"),
+        "pre-training (DINO, both backbones)": ("300 epochs, 2 + 8 views, head 65536", pre(tiny),
+                                                "none (T from scratch)" if all(not s.startswith("ssl-") for s in SAMPLES_SETUPS)
+                                                else pre(samples), pre(paper)),
+        "fine-tuning (Table II)": ("8 setups, 10 folds, 100-200 epochs", fine(tiny, SETUPS),
+                                   fine(samples, SAMPLES_SETUPS), fine(paper, SETUPS)),
+        "Fig. 3 ablation": ("10 folds", f"fold {', '.join(map(str, tiny.finetune.ablation_folds or tiny.folds))} only",
+                            "not run", "10 folds"),
+        "hardware, time": ("GPU", "CPU, minutes", "CPU, minutes", "GPU, days (not run for this build)"),
+    }
+    return pd.DataFrame(rows, index=["the paper", "tiny (this build)", "samples (this build)", "paper profile"]).T
+
+
+def samples_control_profile():
+    """The `samples` profile with the tiny profile's fine-tuning settings (3 epochs of 16 records
+    x 2 crops, lr 1e-3): the control that shows those settings learn nothing on real signals."""
+    from dataclasses import replace
+
+    from .config import get_profile
+
+    return replace(get_profile("samples"), finetune=replace(get_profile("tiny").finetune, ablation_folds=None))
+
+
+def run_samples_control(runs: str | Path, samples: str | Path, device: str = "cpu") -> Path:
+    """`samples_control_profile` on the same records, setups and folds as `run_samples_study`,
+    into RUNS/samples-control/samples/. Returns that folder."""
+    from .config import SAMPLES_SETUPS
+    from .reproduce import reproduce
+
+    return reproduce(samples_control_profile(), data_dir=samples, out=Path(runs) / "samples-control",
+                     setups=",".join(SAMPLES_SETUPS), devices=device, ablation=False, progress=False)

@@ -112,3 +112,12 @@ def test_pooled_auroc_pools_the_outer_predictions_of_every_fold_and_counts_posit
     assert table.loc["AF", "positives"] == y[:, 1].sum() and table.loc["AF", "negatives"] == 20 - y[:, 1].sum()
     assert table.loc["AF", "AUROC"] == pytest.approx(roc_auc_score(y[:, 1], p[:, 1]))
     assert np.isnan(table.iloc[5]["AUROC"]) and table.iloc[5]["positives"] == 0
+
+
+def test_auroc_halfwidth_is_hanley_mcneil_by_hand_and_shrinks_with_more_positives():
+    # A = 0.8, 10 positives, 90 negatives: Q1 = 0.8/1.2, Q2 = 1.28/1.8
+    a, q1, q2 = 0.8, 0.8 / 1.2, 1.28 / 1.8
+    se = np.sqrt((a * 0.2 + 9 * (q1 - 0.64) + 89 * (q2 - 0.64)) / 900)
+    assert report.auroc_halfwidth(0.8, 10, 90) == pytest.approx(1.96 * se)
+    assert report.auroc_halfwidth(0.8, 40, 90) < report.auroc_halfwidth(0.8, 10, 90)
+    assert np.isnan(report.auroc_halfwidth(0.8, 0, 90)) and np.isnan(report.auroc_halfwidth(float("nan"), 5, 5))

@@ -27,9 +27,9 @@ def _offer_ipynb(app, pagename, templatename, context, doctree):
 
 def _drop_thebe(app, pagename, templatename, context, doctree):
     """Leave sphinx-thebe's scripts out of every page: the book has no live-code (Binder/thebe)
-    launch, and Jupyter Book registers sphinx-thebe's inline `const THEBE_JS_URL = ...` config
-    once per read phase, so a page held it twice and the browser logged "Identifier
-    'THEBE_JS_URL' has already been declared"."""
+    launch, and in this build sphinx-thebe's inline `const THEBE_JS_URL = ...` config was added
+    to every page twice (its `env-before-read-docs` handler registers it each time it runs), so
+    the browser logged "Identifier 'THEBE_JS_URL' has already been declared"."""
     def thebe(js) -> bool:
         body = getattr(js, "attributes", {}).get("body", "") or ""
         return "THEBE_JS_URL" in body or str(js).endswith("sphinx-thebe.js")
