@@ -56,7 +56,7 @@ def dino_loss_parts(log: pd.DataFrame) -> pd.DataFrame:
 
 @torch.no_grad()
 def gate_at_init(prepared, pretrained, rows=None, seed: int = 0, n_windows: int = 256,
-                 setup: str = "ssl-tsg") -> dict:
+                 setup: str = "ssl-tsg", lr: float | None = None) -> dict:
     """The gate of a TSG network before any fine-tuning, on real windows of `prepared`.
 
     Builds the network exactly as fine-tuning does (`finetune.build_finetune_model`: the
@@ -66,7 +66,9 @@ def gate_at_init(prepared, pretrained, rows=None, seed: int = 0, n_windows: int 
     z2 - z1 split into the parts contributed by the time features, the spectrogram features and
     the bias, the mean spectrogram weight w2 = softmax(z)_2, the share of windows with w2 > 0.99,
     and the mean of w1 * w2 (the factor by which the softmax scales every gradient reaching
-    the gate's logits: 0 when saturated)."""
+    the gate's logits: 0 when saturated), and the mean L1 norm of [f1; f2]. With `lr`, also
+    `gap_step_bound` = lr * mean ||[f1; f2]||_1: Adam moves each gate weight by at most about
+    lr per step whatever the gradient's size, so this bounds how far one step can move z2 - z1."""
     from . import windows
     from .finetune import _inputs, build_finetune_model
 
@@ -95,6 +97,8 @@ def gate_at_init(prepared, pretrained, rows=None, seed: int = 0, n_windows: int 
         "w2_mean": float(w2.mean()),
         "w2_over_099": float((w2 > 0.99).float().mean()),
         "softmax_gradient_factor": float((w2 * (1 - w2)).mean()),
+        "feature_l1": float(torch.cat([f1, f2], dim=1).abs().sum(dim=1).mean()),
+        **({"gap_step_bound": float(lr * torch.cat([f1, f2], dim=1).abs().sum(dim=1).mean())} if lr else {}),
     }
 
 

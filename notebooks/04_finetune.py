@@ -254,7 +254,8 @@ else:
 if setup.endswith("tsg"):
     pre = paths.pretrain_dir(runs, profile) if setup.startswith("ssl-") else None
     outer_rows = np.flatnonzero(prep.index["fold"].to_numpy() == fold)
-    g0 = report.gate_at_init(prep, pre, rows=outer_rows, seed=res["seed"], setup=setup)
+    g0 = report.gate_at_init(prep, pre, rows=outer_rows, seed=res["seed"], setup=setup, lr=prof.finetune.lr)
+    n_steps = int(res["epochs"]) * -(-int(d["n_train"]) // prof.finetune.batch_records[prof.family(setup)])
     w2_after = float(gw["spec"].dropna().mean())
     display(pd.Series(g0).round(4).to_frame(f"{setup.upper()} at initialisation").T)
     cause = ("the spectrogram features" if g0["gap_from_spec_absmean"] > 3 * g0["gap_from_time_absmean"] else
@@ -269,7 +270,13 @@ if setup.endswith("tsg"):
         + (f"So the saturation is there **at initialisation**, caused by the **scale** of {cause}, which dominate the "
            "gate's logits; a saturated softmax passes almost no gradient, so fine-tuning cannot undo it in a few epochs."
            if g0["w2_over_099"] > 0.5 and cause else
-           "The gate starts unsaturated, so a saturation seen after fine-tuning was **learned**." if g0["w2_over_099"] < 0.5
+           f"The gate starts unsaturated, so the saturation was **learned**, and fast: Adam moves each of the 1,024 "
+           f"gate weights by up to about the learning rate ({prof.finetune.lr:g}) per step whatever the gradient's size, "
+           f"and the features' L1 norm is {g0['feature_l1']:.0f}, so one step can move the logit gap $z_2 - z_1$ by up "
+           f"to {g0['gap_step_bound']:.2f}, and the run's {n_steps} steps by up to {n_steps * g0['gap_step_bound']:.0f}. "
+           "A gap of 5 already gives $w_2$ = 0.993. Once one modality helps the loss a little more, the gate is pushed "
+           "to it for every record, and the saturated softmax then passes almost no gradient back."
+           if g0["w2_over_099"] < 0.5
            else "The gate starts saturated although neither feature vector dominates the logits: the bias and weights of "
                 "the initialisation decide it.")))
 else:

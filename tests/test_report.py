@@ -77,6 +77,8 @@ def test_gate_at_init_splits_the_logit_gap_and_agrees_with_the_network_gate(smal
     got = report.gate_at_init(small_prepared, tmp_path, n_windows=8, seed=0)
     assert got["windows"] == 8
     assert 0 <= got["w2_mean"] <= 1 and 0 <= got["softmax_gradient_factor"] <= 0.25
+    assert report.gate_at_init(small_prepared, tmp_path, n_windows=8, seed=0, lr=1e-3)["gap_step_bound"] == pytest.approx(
+        1e-3 * got["feature_l1"], rel=1e-5)
     # independent: the network's own forward pass returns the same gate weights
     from ecgssl_nb import windows
     from ecgssl_nb.finetune import _inputs, build_finetune_model
