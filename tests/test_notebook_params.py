@@ -11,7 +11,8 @@ import pytest
 from ecgssl_nb import params
 from ecgssl_nb.errors import UserError
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9]*.py"))
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = [*sorted((ROOT / "notebooks").glob("[0-9]*.py")), ROOT / "book" / "intro.py"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -24,7 +25,7 @@ def test_papermill_parses_every_parameter_of_each_notebook_without_a_warning(pat
         found = papermill.inspect_notebook(str(nb))
     noise = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert noise == [], f"{path.name}: papermill warned {noise}"
-    assert {"profile", "runs", "device"} <= set(found), f"{path.name}: parameters found {sorted(found)}"
+    assert {"runs", "device"} <= set(found), f"{path.name}: parameters found {sorted(found)}"
     # every resolvable parameter defaults to None, so that papermill's value > environment > default
     for name in set(found) & set(params.DEFAULTS):
         assert found[name]["default"] == "None", f"{path.name}: {name} = {found[name]['default']}"
