@@ -166,14 +166,14 @@ settings
 #   bottleneck embeddings, averaged over dimensions. It collapses towards 0 if every input maps
 #   to the same point.
 
-# %% mystnb={"figure": {"caption": "Self-distillation of the time-series backbone, per epoch: the DINO loss {eq}`eq-dino-loss`, the learning rate at the end of the epoch, the entropy of the centred, sharpened teacher distribution, and the spread of the embeddings. The data, profile and settings are listed above.", "name": "fig-pretrain-time"}, "image": {"alt": "Four line plots against epoch: loss, learning rate, teacher entropy, embedding std (time-series backbone)"}} tags=["remove-input"]
+# %% mystnb={"figure": {"caption": "Self-distillation of the time-series backbone, one point per epoch: the DINO loss {eq}`eq-dino-loss`, the learning rate at the end of the epoch, the entropy of the centred, sharpened teacher distribution, and the spread of the embeddings. The data, profile and settings are listed above.", "name": "fig-pretrain-time"}, "image": {"alt": "Four line plots against epoch: loss, learning rate, teacher entropy, embedding std (time-series backbone)"}} tags=["remove-input"]
 if "time" in modalities:
     log = logs["time"]
     assert {"epoch", "loss", "lr", "teacher_entropy", "embedding_std"} <= set(log.columns)
     assert len(log) == summaries["time"]["epochs"], "one log row per epoch"
     fig = plots.curves(log, ["loss", "lr", "teacher_entropy", "embedding_std"], title=NAMES["time"])
 
-# %% mystnb={"figure": {"caption": "Self-distillation of the spectrogram backbone, per epoch: the DINO loss {eq}`eq-dino-loss`, the learning rate at the end of the epoch, the entropy of the centred, sharpened teacher distribution, and the spread of the embeddings. The data, profile and settings are listed above.", "name": "fig-pretrain-spec"}, "image": {"alt": "Four line plots against epoch: loss, learning rate, teacher entropy, embedding std (spectrogram backbone)"}} tags=["remove-input"]
+# %% mystnb={"figure": {"caption": "Self-distillation of the spectrogram backbone, one point per epoch: the DINO loss {eq}`eq-dino-loss`, the learning rate at the end of the epoch, the entropy of the centred, sharpened teacher distribution, and the spread of the embeddings. The data, profile and settings are listed above.", "name": "fig-pretrain-spec"}, "image": {"alt": "Four line plots against epoch: loss, learning rate, teacher entropy, embedding std (spectrogram backbone)"}} tags=["remove-input"]
 if "spec" in modalities:
     log = logs["spec"]
     assert {"epoch", "loss", "lr", "teacher_entropy", "embedding_std"} <= set(log.columns)
@@ -212,8 +212,8 @@ for m in modalities:
     d_loss, d_h, d_kl = (p[c].iloc[-1] - p[c].iloc[0] for c in ("loss", "teacher_entropy", "kl"))
     lines.append(f"- **{NAMES[m]}:** loss {p['loss'].iloc[0]:.2f} → {p['loss'].iloc[-1]:.2f} ({d_loss:+.2f}); "
                  f"teacher entropy {d_h:+.2f}; KL {d_kl:+.2f} nats. "
-                 + ("The rise comes from the teacher's entropy: the centring spreads the teacher's distribution "
-                    "while the part the student controls falls." if d_loss > 0 and d_kl < 0 else
+                 + ("The whole rise is the teacher's entropy, which grows as the centring spreads the teacher's outputs, "
+                    "while the part the student controls (the KL) falls." if d_loss > 0 and d_kl < 0 else
                     "The loss rises with the KL term as well: in this short run the student has not yet caught up "
                     "with the moving teacher." if d_loss > 0 else "The loss falls."))
 display(Markdown("\n".join(lines)))

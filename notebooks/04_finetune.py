@@ -196,7 +196,7 @@ display(Markdown(
     f"{e['predicted_labels_per_record']:.1f} classes per record, so it gets {e['wrong_outputs_per_record']:.1f} of the "
     "24 outputs wrong on average, and one wrong output is enough to lose the record. "
     + ("The model switches on more classes than records carry: the per-class thresholds (a grid of 0.1 to 0.5) are "
-       "chosen to maximise the Challenge metric, which rewards catching a class more than it punishes a false alarm. "
+       "chosen to maximise the Challenge metric, not exact match, and each extra class switched on costs Acc a whole record. "
        if e["predicted_labels_per_record"] > e["true_labels_per_record"] else
        "The model switches on fewer classes than records carry: it misses labels. ")
     + f"Exact match is the harshest of the seven metrics; even the paper's best Acc is "
@@ -274,8 +274,9 @@ if setup.endswith("tsg"):
            f"gate weights by up to about the learning rate ({prof.finetune.lr:g}) per step whatever the gradient's size, "
            f"and the features' L1 norm is {g0['feature_l1']:.0f}, so one step can move the logit gap $z_2 - z_1$ by up "
            f"to {g0['gap_step_bound']:.2f}, and the run's {n_steps} steps by up to {n_steps * g0['gap_step_bound']:.0f}. "
-           "A gap of 5 already gives $w_2$ = 0.993. Once one modality helps the loss a little more, the gate is pushed "
-           "to it for every record, and the saturated softmax then passes almost no gradient back."
+           "A gap of 5 already gives $w_2$ = 0.993, so the run had room to saturate the gate many times over; once "
+           "saturated, the softmax passes almost no gradient back (the factor $w_1 w_2$ goes to 0), so nothing pulls "
+           "it back. Which modality wins is decided by the training, not by the initialisation."
            if g0["w2_over_099"] < 0.5
            else "The gate starts saturated although neither feature vector dominates the logits: the bias and weights of "
                 "the initialisation decide it.")))
