@@ -71,6 +71,7 @@ from ecgssl_nb import config, params, paths, report, results
 from ecgssl_nb import reproduce as rp
 
 params.resolve(globals())
+pd.set_option("display.max_columns", None)  # never cut a wide table
 if profile == "tiny":
     rp.reproduce(profile="tiny", out=runs, devices=device, data_dir=data or None, progress=False)  # skips finished work
 report.run_samples_study(runs, samples, device=device)  # skips finished work

@@ -54,6 +54,7 @@ from ecgssl_nb import labels, plots, prepare, records
 from ecgssl_nb import params
 
 params.resolve(globals())
+pd.set_option("display.max_columns", None)  # never cut a wide table
 from ecgssl_nb import transforms as T
 
 rec = records.read_record(next(Path(samples).rglob(f"{record}.hea")))

@@ -114,6 +114,7 @@ from ecgssl_nb import config, labels, models, paths, plots, prepare, report, res
 from ecgssl_nb import params
 
 params.resolve(globals(), modality="all")
+pd.set_option("display.max_columns", None)  # never cut a wide table
 from ecgssl_nb import reproduce as rp
 from ecgssl_nb import transforms as T
 

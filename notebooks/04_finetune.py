@@ -119,6 +119,7 @@ from ecgssl_nb import config, labels, paths, plots, prepare, report, results
 from ecgssl_nb import params
 
 params.resolve(globals())
+pd.set_option("display.max_columns", None)  # never cut a wide table
 from ecgssl_nb import reproduce as rp
 
 config.check_setup(setup)

@@ -50,6 +50,7 @@ from ecgssl_nb import config, paths, plots, report, results
 from ecgssl_nb import params
 
 params.resolve(globals())
+pd.set_option("display.max_columns", None)  # never cut a wide table
 from ecgssl_nb import reproduce as rp
 
 if profile == "tiny":

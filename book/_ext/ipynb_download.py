@@ -34,11 +34,11 @@ def _drop_thebe(app, pagename, templatename, context, doctree):
         body = getattr(js, "attributes", {}).get("body", "") or ""
         return "THEBE_JS_URL" in body or str(js).endswith("sphinx-thebe.js")
 
-    if "script_files" in context:
-        context["script_files"] = [js for js in context["script_files"] if not thebe(js)]
+    if "script_files" in context:  # filtered in place: Sphinx's mathjax handler appends to this very list
+        context["script_files"][:] = [js for js in context["script_files"] if not thebe(js)]
 
 
 def setup(app):
     app.connect("html-page-context", _offer_ipynb, priority=400)
-    app.connect("html-page-context", _drop_thebe, priority=400)
+    app.connect("html-page-context", _drop_thebe, priority=900)  # after every handler that adds scripts
     return {"parallel_read_safe": True, "parallel_write_safe": True}
