@@ -72,6 +72,7 @@ from ecgssl_nb import reproduce as rp
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
+pd.set_option("display.max_colwidth", None)  # nor a long cell
 if profile == "tiny":
     rp.reproduce(profile="tiny", out=runs, devices=device, data_dir=data or None, progress=False)  # skips finished work
 report.run_samples_study(runs, samples, device=device)  # skips finished work

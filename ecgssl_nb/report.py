@@ -222,7 +222,7 @@ def status_table() -> pd.DataFrame:
 
     rows = {
         "data": (f"PhysioNet/CinC 2020, 43,101 records", f"synthetic fixture, {tiny.fixture_records} records",
-                 "the 208 real Challenge records shipped in tests/data/ecg-samples", "PhysioNet/CinC 2020 (download)"),
+                 "208 real Challenge records (tests/data/ecg-samples)", "PhysioNet/CinC 2020 (download)"),
         "pre-training (DINO, both backbones)": ("300 epochs, 2 + 8 views, head 65536", pre(tiny),
                                                 "none (T from scratch)" if all(not s.startswith("ssl-") for s in SAMPLES_SETUPS)
                                                 else pre(samples), pre(paper)),

@@ -53,6 +53,7 @@ from ecgssl_nb import params
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
+pd.set_option("display.max_colwidth", None)  # nor a long cell
 from ecgssl_nb import fixture as fx
 from ecgssl_nb import reproduce as rp
 

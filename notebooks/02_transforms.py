@@ -55,6 +55,7 @@ from ecgssl_nb import params
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
+pd.set_option("display.max_colwidth", None)  # nor a long cell
 from ecgssl_nb import transforms as T
 
 rec = records.read_record(next(Path(samples).rglob(f"{record}.hea")))

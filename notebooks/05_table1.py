@@ -47,6 +47,7 @@ params.resolve(globals())
 from ecgssl_nb import reproduce as rp
 
 pd.set_option("display.max_columns", None)  # never cut a wide table
+pd.set_option("display.max_colwidth", None)  # nor a long cell
 TABLE_I_SETUPS = ["ssl-t", "ssl-s", "ssl-tsg"]
 if profile == "tiny":
     rp.reproduce(profile="tiny", out=runs, devices=device, data_dir=data or None, progress=False)  # skips finished work

@@ -46,6 +46,7 @@ from IPython.display import Markdown, display
 from ecgssl_nb import config, paths, plots, report, results
 
 pd.set_option("display.max_columns", None)  # never cut a wide table
+pd.set_option("display.max_colwidth", None)  # nor a long cell
 from ecgssl_nb import params
 
 params.resolve(globals())

@@ -40,6 +40,7 @@ from ecgssl_nb import config, params, paths, plots, prepare, report
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
+pd.set_option("display.max_colwidth", None)  # nor a long cell
 root = report.run_samples_study(runs, samples, device=device)  # skips finished work
 control_root = report.run_samples_control(runs, samples, device=device)
 prep = prepare.load_prepared(paths.prepared_dir(runs, "samples"))
