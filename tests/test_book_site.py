@@ -341,10 +341,30 @@ def test_the_site_loads_no_script_or_stylesheet_from_the_internet():
 
 
 @needs_site
+def test_no_page_links_to_a_placeholder_repository_binder_or_issue_tracker():
+    # the repository has no public address: _config.yml turns every such link off
+    bad = re.compile(r"github\.com/(ecgssl-book|executablebooks)|mybinder\.org|colab\.research|/issues/new")
+    found = []
+    for page in _html_files():
+        for tag, attr, value in _parse(page.read_text(encoding="utf-8")).links:
+            if bad.search(value):
+                found.append(f"{page.relative_to(SITE)}: {value}")
+    assert not found, "links to nowhere:\n" + "\n".join(found[:20])
+
+
+@needs_site
+def test_no_chapter_shows_stderr_noise():
+    for chapter in CHAPTERS:
+        html = _page(chapter).read_text(encoding="utf-8")
+        assert "output stderr" not in html and not re.search(r"prepared \d+ records", html), f"{chapter} shows stderr"
+
+
+@needs_site
 def test_math_is_typeset_by_the_vendored_mathjax():
     mathjax = SITE / "_static" / "mathjax" / "tex-chtml.js"
     assert mathjax.is_file(), "the vendored MathJax was not copied into the site"
     pages_with_math = [p for p in _html_files() if "tex-chtml.js" in p.read_text(encoding="utf-8")]
+    assert {_page("03_selfkd"), _page("04_finetune")} <= set(pages_with_math), "the method chapters load no MathJax"
     for page in pages_with_math:
         assert "_static/mathjax/tex-chtml.js" in page.read_text(encoding="utf-8")
 
