@@ -103,7 +103,7 @@ report.status_table()
 
 # %% tags=["remove-input"]
 paper_rows = results.PAPER_TABLE_II.loc[["T", "TSG", "SSL-T", "SSL-TSG"], ["auroc", "challenge"]]
-paper_rows.rename(columns={"auroc": "AUROC", "challenge": "ChM"}).style.format("{:.2f}")
+paper_rows.rename(columns={"auroc": "AUROC", "challenge": "ChM"}).map(lambda v: f"{v:.2f}")  # as printed
 
 # %% tags=["remove-input"]
 display(Markdown(
