@@ -102,17 +102,24 @@ def spectrogram_panels(panels: Mapping[str, np.ndarray], title: str = "") -> Fig
     arrays = {k: _check_2d(v, f"panels[{k!r}]") for k, v in panels.items()}
     vmin = min(np.nanmin(a) for a in arrays.values())
     vmax = max(np.nanmax(a) for a in arrays.values())
-    fig, axes = plt.subplots(1, len(arrays), figsize=(2.6 * len(arrays) + 1, 3.0), sharey=True, squeeze=False,
+    cols = min(3, len(arrays))
+    rows = -(-len(arrays) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 1.2, 2.9 * rows + 0.4), sharey=True, squeeze=False,
                              layout="constrained")
     im = None
-    for ax, (name, a) in zip(axes[0], arrays.items()):
+    for i, ax in enumerate(axes.ravel()):
+        if i >= len(arrays):
+            ax.axis("off")
+            continue
+        name, a = list(arrays.items())[i]
         extent = (0.0, a.shape[1] * SPEC_HOP_S, 0.0, a.shape[0] * 4.0)
         im = ax.imshow(a, origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax, cmap="magma")
-        ax.set_title(name, fontsize=9)
+        ax.set_title(name, fontsize=10)
         ax.set_xlabel("time (s)")
-    axes[0, 0].set_ylabel("Hz")
+        if i % cols == 0:
+            ax.set_ylabel("frequency (Hz)")
     fig.suptitle(title)
-    fig.colorbar(im, ax=axes, shrink=0.9)
+    fig.colorbar(im, ax=axes, shrink=0.9, label="normalised |STFT|")
     return fig
 
 
@@ -147,6 +154,10 @@ def views_grid(views, n_global: int, kind: str = "time", fs: float = 100.0, titl
             spine.set_edgecolor(color)
             spine.set_linewidth(2)
         ax.tick_params(labelsize=7)
+        if i // cols == rows - 1 or i + cols >= n_views:
+            ax.set_xlabel("time (s)", fontsize=8)
+        if i % cols == 0:
+            ax.set_ylabel("normalised amplitude" if kind == "time" else "frequency (Hz)", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -192,18 +203,28 @@ def fold_balance(counts: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
+CURVE_LABELS = {  # log.csv column -> axis label with its unit
+    "loss": "DINO loss (nats)", "train_loss": "training loss (BCE, nats)", "lr": "learning rate",
+    "teacher_entropy": "teacher entropy (nats)", "embedding_std": "embedding std (unit-norm features)",
+    "kl": "KL(teacher || student) (nats)", "epoch": "epoch",
+}
+
+
 def curves(log: pd.DataFrame, columns: Sequence[str], x: str = "epoch", title: str = "",
            labels: Mapping[str, str] | None = None, logy: Sequence[str] = ()) -> Figure:
     """Training curves from a per-epoch log.csv: one small panel per column, against `x`."""
     missing = [c for c in [x, *columns] if c not in log.columns]
     if missing:
         raise ValueError(f"log has no column(s) {missing}; it has {list(log.columns)}")
-    labels = dict(labels or {})
+    labels = {**CURVE_LABELS, **dict(labels or {})}
     fig, axes = plt.subplots(1, len(columns), figsize=(3.3 * len(columns), 2.9), squeeze=False)
     for ax, col in zip(axes[0], columns):
         ax.plot(log[x], log[col], marker="o", ms=3, lw=1.2)
         ax.set_title(labels.get(col, col), fontsize=9)
-        ax.set_xlabel(x)
+        ax.set_ylabel(labels.get(col, col), fontsize=8)
+        ax.set_xlabel(labels.get(x, x))
+        if x == "epoch":
+            ax.set_xticks(log[x].to_numpy())
         if col in logy:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -239,7 +260,7 @@ def feature_scatter(points, groups: Sequence[str], title: str = "", max_groups: 
 
 
 def per_class_bars(values: pd.DataFrame, title: str = "", ylabel: str = "", ylim: tuple | None = None,
-                   reference: float | None = None) -> Figure:
+                   reference: float | None = None, xlabel: str = "class") -> Figure:
     """One value per class for one or more series: `values` indexed by class, a column per
     series (e.g. per-class AUROC); NaN (a class absent from the fold) is left blank."""
     if values.empty:
@@ -253,6 +274,7 @@ def per_class_bars(values: pd.DataFrame, title: str = "", ylabel: str = "", ylim
     if reference is not None:
         ax.axhline(reference, color="grey", ls="--", lw=1)
     ax.set_xticks(x, [str(i) for i in v.index], rotation=90, fontsize=8)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if ylim:
         ax.set_ylim(*ylim)
@@ -298,8 +320,9 @@ def compare_with_paper(ours: pd.DataFrame, paper: pd.Series | None, metric: str,
     x = np.arange(len(setups))
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(setups) + 2), 4.0))
     width = 0.38 if paper is not None else 0.6
+    std = ours["std"].astype(float)
     ax.bar(x - (width / 2 if paper is not None else 0), ours["mean"].astype(float), width=width,
-           yerr=ours["std"].astype(float).fillna(0), capsize=3, color=OURS_COLOR, label=ours_label)
+           yerr=std if std.notna().any() else None, capsize=3, color=OURS_COLOR, label=ours_label)
     if paper is not None:
         pv = np.array([float(paper.get(s, np.nan)) for s in setups])
         ax.bar(x + width / 2, pv, width=width, color=PAPER_COLOR, alpha=0.8, label="paper (Phan et al. 2022)")
@@ -323,8 +346,10 @@ def ablation_bars(table: pd.DataFrame, metric: str, title: str = "") -> Figure:
     for ax, mod in zip(axes[0], mods):
         t = table[table["modality"] == mod]
         x = np.arange(len(t))
-        ax.bar(x, t["mean"].astype(float), yerr=t["std"].astype(float).fillna(0), capsize=3,
+        std = t["std"].astype(float)  # NaN for a single fold: no error bar is drawn then
+        ax.bar(x, t["mean"].astype(float), yerr=std if std.notna().any() else None, capsize=3,
                color=MODALITY_COLORS.get(mod, OURS_COLOR))
+        ax.set_xlabel("pre-training transforms")
         ax.set_xticks(x, [str(s).upper() for s in t["transforms"]])
         ax.set_title({"time": "time series", "spec": "time-frequency"}.get(mod, mod), fontsize=10)
         ax.grid(axis="y", alpha=0.3)

@@ -27,18 +27,17 @@
 # Each transform works on a batch of windows on any device, and draws all its random numbers
 # from the `torch.Generator` it is given, so the same seed gives the same figure.
 
-# %% tags=["parameters"]
-import os
-
-profile = os.environ.get("ECGSSL_PROFILE", "tiny")  # "tiny" (synthetic fixture, CPU) or "paper"
-runs = os.environ.get("ECGSSL_RUNS", "../runs")  # the study's results folder (reproduce --out)
-data = os.environ.get("ECGSSL_DATA", "")  # real data folder (paper profile); "" = the fixture
-samples = os.environ.get("ECGSSL_SAMPLES", "../tests/data/ecg-samples")  # the 81 real sample records
-fold = int(os.environ.get("ECGSSL_FOLD", "0"))
-setup = os.environ.get("ECGSSL_SETUP", "ssl-tsg")
-modality = os.environ.get("ECGSSL_MODALITY", "time")
-device = os.environ.get("ECGSSL_DEVICE", "cpu")
-seed = int(os.environ.get("ECGSSL_SEED", "0"))
+# %% tags=["parameters", "remove-cell"]
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
+runs = None  # the study's results folder (reproduce --out); default "../runs"
+data = None  # real data folder (paper profile); default: empty, meaning the fixture
+samples = None  # the real sample records; default "../tests/data/ecg-samples"
+fold = None  # the outer (reported) fold; default 0
+setup = None  # t, s, tsc, tsg, ssl-t, ssl-s, ssl-tsc, ssl-tsg; default "ssl-tsg"
+modality = None  # "time" or "spec"; default "time"
+device = None  # default "cpu"
+seed = None  # default 0
 record = "HR00599"  # the real record shown (PTB-XL; LPR, NSR)
 lead = 1  # lead II
 
@@ -52,6 +51,11 @@ import torch
 from IPython.display import Markdown, display
 
 from ecgssl_nb import labels, plots, prepare, records
+from ecgssl_nb import params
+
+params.resolve(globals())
+pd.set_option("display.max_columns", None)  # never cut a wide table
+pd.set_option("display.max_colwidth", None)  # nor a long cell
 from ecgssl_nb import transforms as T
 
 rec = records.read_record(next(Path(samples).rglob(f"{record}.hea")))
@@ -80,8 +84,8 @@ def gen(offset: int = 0) -> torch.Generator:
 # %% [markdown]
 # ## The window, all twelve leads
 
-# %%
-fig = plots.ecg_leads(window[0].numpy(), fs=100, title=f"{rec.name}: one 250-sample window (2.5 s at 100 Hz), raw mV")
+# %% mystnb={"figure": {"caption": "One 2.5 s window (250 samples at 100 Hz) of the real PTB-XL record HR00599, all twelve leads in millivolts: the unit every model sees.", "name": "fig-window"}, "image": {"alt": "Twelve leads of a 2.5 second window"}} tags=["remove-input"]
+fig = plots.ecg_leads(window[0].numpy(), fs=100, title=f"{rec.name}: one window")
 
 # %% [markdown]
 # ## Time-series transforms, one at a time (lead II)
@@ -97,7 +101,7 @@ fig = plots.ecg_leads(window[0].numpy(), fs=100, title=f"{rec.name}: one 250-sam
 #   view.
 # - **Normalisation** (`normalize`): (x − mean)/(std + 1e-8) per lead.
 
-# %%
+# %% mystnb={"figure": {"caption": "Each time-series transform applied alone to lead II of the window in {numref}`fig-window` (mV against seconds). The Gaussian noise is small beside the ECG (σ of 0.005 to 0.025 mV), so its row is followed by the noise itself (noisy minus raw) on its own scale.", "name": "fig-time-transforms"}, "image": {"alt": "Seven stacked line plots of lead II under each time-series transform"}} tags=["remove-input"]
 raw = window.clone()
 panels = {
     "raw window": raw[0, lead],
@@ -105,17 +109,18 @@ panels = {
     "random resized crop, local (r ~ U(0.1, 0.5))": T.random_resized_crop(raw, (0.1, 0.5), generator=gen(2))[0, lead],
     "time cutout, per lead U(0.2, 0.4) (released default)": T.time_cutout(raw, generator=gen(3))[0, lead],
     "Gaussian noise, sigma ~ U(0.005, 0.025) mV": T.gaussian_noise(raw, generator=gen(4))[0, lead],
+    "the added noise alone (noisy minus raw; its own scale)": T.gaussian_noise(raw, generator=gen(4))[0, lead] - raw[0, lead],
     "T1 = time cutout + Gaussian noise": T.gaussian_noise(T.time_cutout(raw, generator=gen(5)), generator=gen(6))[0, lead],
 }
 assert torch.equal(raw, window), "transforms return new tensors and leave their input alone"
-fig = plots.signal_panels({k: v.numpy() for k, v in panels.items()}, title=f"{rec.name}, lead {LEAD}: each time-series transform")
+fig = plots.signal_panels({k: v.numpy() for k, v in panels.items()}, title=f"{rec.name}, lead {LEAD}")
 
 # %% [markdown]
 # Per lead or shared: the released time cutout zeroes a different span in each lead, while the
 # paper's Eq. 1 zeroes the same span in all of them. The table counts the zeroed samples per
 # lead for each mode.
 
-# %%
+# %% tags=["hide-input"]
 per_lead = T.time_cutout(raw, generator=gen(7))[0]
 shared = T.time_cutout(raw, mode="paper", generator=gen(8))[0]
 zeros = pd.DataFrame({
@@ -125,11 +130,11 @@ zeros = pd.DataFrame({
 assert ((50 <= zeros.loc["per lead (released)"]) & (zeros.loc["per lead (released)"] < 100)).all()
 zeros
 
-# %%
+# %% mystnb={"figure": {"caption": "Time cutout in leads I, II and V2: the released code zeroes a different span in each lead (top three rows); the paper's Eq. 1 zeroes one span shared by all leads (bottom three).", "name": "fig-cutout-modes"}, "image": {"alt": "Six stacked line plots comparing per-lead and shared time cutout"}} tags=["remove-input"]
 fig = plots.signal_panels(
     {f"lead {records.LEADS[k]}, per lead": per_lead[k].numpy() for k in (0, 1, 7)}
     | {f"lead {records.LEADS[k]}, shared": shared[k].numpy() for k in (0, 1, 7)},
-    title="Time cutout: a span per lead (released) vs one span for all leads (paper)",
+    title="Time cutout: per lead vs shared",
 )
 
 # %% [markdown]
@@ -138,9 +143,9 @@ fig = plots.signal_panels(
 # The second modality is the magnitude of the short-time Fourier transform of the **raw**
 # (un-normalised) window, per lead. The settings equal `scipy.signal.stft(x, fs=100,
 # window='hann', nperseg=25)`; `ecgssl_nb` computes it with `torch.stft` on the training
-# device. The magnitudes are then normalised per lead with the released constants (SPEC 1.4).
+# device. The magnitudes are then normalised per lead with the released constants.
 
-# %%
+# %% tags=["hide-input"]
 stft_params = pd.Series({
     "sampling rate": f"{T.SPEC_FS} Hz",
     "window": f"Hann, {T.SPEC_NPERSEG} samples ({T.SPEC_NPERSEG / T.SPEC_FS:.2f} s)",
@@ -153,13 +158,13 @@ stft_params = pd.Series({
 }, name="STFT").to_frame()
 stft_params
 
-# %%
+# %% mystnb={"figure": {"caption": "The normalised magnitude spectrogram of the window in {numref}`fig-window`, per lead: 13 frequency rows (0 to 48 Hz) by 21 frames of 0.13 s.", "name": "fig-spectrogram"}, "image": {"alt": "Twelve small heat maps, one spectrogram per lead"}} tags=["remove-input"]
 mag = T.stft_magnitude(window.double())  # (1, 12, 13, 21)
 _, _, Z = scipy.signal.stft(window[0].double().numpy(), fs=100, window="hann", nperseg=25)
 assert mag.shape == (1, 12, 13, 21)
 np.testing.assert_allclose(mag[0].numpy(), np.abs(Z), atol=1e-6)  # equal to scipy on this real window
 spec = T.spectrogram(window)  # normalised, (1, 12, 13, 21)
-fig = plots.spectrogram_leads(spec[0].numpy(), title=f"{rec.name}: normalised magnitude spectrogram, 12 leads (13 x 21 each)")
+fig = plots.spectrogram_leads(spec[0].numpy(), title=f"{rec.name}: spectrogram")
 
 # %% [markdown]
 # ## Spectrogram transforms, one at a time (lead II)
@@ -173,7 +178,7 @@ fig = plots.spectrogram_leads(spec[0].numpy(), title=f"{rec.name}: normalised ma
 # - **Time cutout** (`spec_time_cutout`). It zeroes U(0.1, 0.35) of the crop's frames, per
 #   lead. In normalised units, 0 means "the lead's mean magnitude".
 
-# %%
+# %% mystnb={"figure": {"caption": "Each spectrogram transform applied alone to lead II of {numref}`fig-spectrogram` (frequency in Hz against time in s, one colour scale).", "name": "fig-spec-transforms"}, "image": {"alt": "Six heat maps of lead II's spectrogram under each spectrogram transform"}} tags=["remove-input"]
 s = spec.clone()
 crop, widths = T.spec_time_crop(s, (0.6, 1.0), generator=gen(10), return_widths=True)
 local_crop = T.spec_time_crop(s, (0.3, 0.6), generator=gen(11))
@@ -187,7 +192,7 @@ spanels = {
     "time cutout": T.spec_time_cutout(s, generator=gen(16))[0, lead],
     "T2 = crop + FC + TC": t2[0, lead],
 }
-fig = plots.spectrogram_panels({k: v.numpy() for k, v in spanels.items()}, title=f"{rec.name}, lead {LEAD}: each spectrogram transform")
+fig = plots.spectrogram_panels({k: v.numpy() for k, v in spanels.items()}, title=f"{rec.name}, lead {LEAD}")
 
 # %% [markdown]
 # ## Global and local views, as pre-training makes them
@@ -196,17 +201,17 @@ fig = plots.spectrogram_panels({k: v.numpy() for k, v in spanels.items()}, title
 # with the global views first. Each view draws its own crop and transforms. The teacher sees
 # the global views, and the student sees all ten.
 
-# %%
+# %% mystnb={"figure": {"caption": "The ten time-series views (T1) of the window that pre-training makes, lead II, normalised: two global views (blue frames), seen by teacher and student, and eight local views (orange), seen by the student only.", "name": "fig-time-views"}, "image": {"alt": "Grid of ten line plots, two global and eight local views"}} tags=["remove-input"]
 tv = T.time_views(window, mean, std, transforms="t1", generator=gen(20))  # (10, 1, 12, 250), normalised
 assert tv.shape == (10, 1, 12, 250)
 fig = plots.views_grid(tv[:, 0, lead].numpy(), n_global=2, kind="time",
-                       title=f"Time-series views (T1), lead {LEAD}, normalised: 2 global + 8 local")
+                       title=f"Time-series views (T1), lead {LEAD}")
 
-# %%
+# %% mystnb={"figure": {"caption": "The ten spectrogram views (T2), lead II, as {numref}`fig-time-views`.", "name": "fig-spec-views"}, "image": {"alt": "Grid of ten spectrogram heat maps, two global and eight local views"}} tags=["remove-input"]
 sv = T.spec_views(window, transforms="t2", generator=gen(21))  # (10, 1, 12, 13, 21)
 assert sv.shape == (10, 1, 12, 13, 21)
 fig = plots.views_grid(sv[:, 0, lead].numpy(), n_global=2, kind="spec",
-                       title=f"Spectrogram views (T2), lead {LEAD}: 2 global + 8 local")
+                       title=f"Spectrogram views (T2), lead {LEAD}")
 
 # %% [markdown]
 # ## The same seed, the same views
@@ -214,7 +219,7 @@ fig = plots.views_grid(sv[:, 0, lead].numpy(), n_global=2, kind="spec",
 # Views depend only on the generator's state: two generators with the same seed give identical
 # views. A test in `tests/` pins this for every transform; here it is checked on this window.
 
-# %%
+# %% tags=["hide-input"]
 again = T.time_views(window, mean, std, transforms="t1", generator=gen(20))
 assert torch.equal(again, tv)
 other = T.time_views(window, mean, std, transforms="t1", generator=gen(99))

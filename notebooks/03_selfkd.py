@@ -26,6 +26,54 @@
 #
 # The time-series backbone is an xresnet1d50 and the spectrogram backbone an SE-ResNet34.
 #
+# ## The method as equations
+#
+# For one window, let $\mathcal{G}$ be its two global views and $\mathcal{V}$ all ten views
+# (global and local). The student $g_{\theta_s}$ and the teacher $g_{\theta_t}$ map a view to
+# $K$ outputs ($K = 65{,}536$ in the paper). The student's distribution uses temperature
+# $\tau_s = 0.1$; the teacher's is *centred* by $c$ and *sharpened* by $\tau_t = 0.04$:
+#
+# ```{math}
+# :label: eq-dino-dists
+# P_s(v) = \operatorname{softmax}\!\left(\frac{g_{\theta_s}(v)}{\tau_s}\right),
+# \qquad
+# P_t(u) = \operatorname{softmax}\!\left(\frac{g_{\theta_t}(u) - c}{\tau_t}\right).
+# ```
+#
+# The loss is the cross-entropy $H(a, b) = -\sum_k a_k \log b_k$ from each teacher view to every
+# *other* student view, averaged over those pairs and over the batch:
+#
+# ```{math}
+# :label: eq-dino-loss
+# \mathcal{L} = \frac{1}{|\mathcal{G}|\,(|\mathcal{V}| - 1)}
+#   \sum_{u \in \mathcal{G}} \sum_{\substack{v \in \mathcal{V} \\ v \neq u}} H\big(P_t(u),\, P_s(v)\big).
+# ```
+#
+# After each step the centre follows the batch mean of the teacher's outputs over the $B$
+# windows and their global views (divided **once** by the number of rows; the released code
+# divided twice, B7), and the teacher follows the student as an exponential moving average:
+#
+# ```{math}
+# :label: eq-dino-ema
+# c \leftarrow m\,c + (1 - m)\,\frac{1}{B\,|\mathcal{G}|}\sum_{b=1}^{B}\sum_{u \in \mathcal{G}} g_{\theta_t}(u_b),
+# \qquad
+# \theta_t \leftarrow \lambda\,\theta_t + (1 - \lambda)\,\theta_s,
+# ```
+#
+# with $m = 0.9$ and $\lambda = 0.996$. In the code: {eq}`eq-dino-dists` and {eq}`eq-dino-loss`
+# are `selfkd.DINOLoss.forward`, the centre update is `DINOLoss.update_center`, and the EMA is
+# `selfkd.ema_update`. Only the student receives gradients.
+#
+# Because the loss is a cross-entropy, it splits into the teacher's own entropy and the part the
+# student can reduce:
+#
+# ```{math}
+# :label: eq-dino-split
+# H\big(P_t, P_s\big) = H\big(P_t\big) + \operatorname{KL}\big(P_t \,\|\, P_s\big).
+# ```
+#
+# {eq}`eq-dino-split` explains the loss curve below.
+#
 # Where this differs from the authors' code: centring divided once, not twice (B7); schedules
 # indexed from epoch 0 (B8); the last layer frozen during the first epoch (B9); AdamW with no
 # decay on biases and norms (B10); the final-epoch student transferred (B12). Pre-training sees
@@ -41,28 +89,33 @@
 # It never trains, except that on the `tiny` profile it runs the tiny study once if the study's
 # results are missing. `modality` selects `time`, `spec`, or `all` (both, the default).
 
-# %% tags=["parameters"]
-import os
-
-profile = os.environ.get("ECGSSL_PROFILE", "tiny")  # "tiny" (synthetic fixture, CPU) or "paper"
-runs = os.environ.get("ECGSSL_RUNS", "../runs")  # the study's results folder (reproduce --out)
-data = os.environ.get("ECGSSL_DATA", "")  # real data folder (paper profile); "" = the fixture
-fold = int(os.environ.get("ECGSSL_FOLD", "0"))  # the fold whose records the feature map shows
-setup = os.environ.get("ECGSSL_SETUP", "ssl-tsg")
-modality = os.environ.get("ECGSSL_MODALITY", "all")  # "time", "spec" or "all"
-device = os.environ.get("ECGSSL_DEVICE", "cpu")
-seed = int(os.environ.get("ECGSSL_SEED", "0"))
-max_records = int(os.environ.get("ECGSSL_MAX_RECORDS", "2000"))  # records of the fold in the feature map
+# %% tags=["parameters", "remove-cell"]
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
+runs = None  # the study's results folder (reproduce --out); default "../runs"
+data = None  # real data folder (paper profile); default: empty, meaning the fixture
+fold = None  # the outer (reported) fold; default 0
+setup = None  # t, s, tsc, tsg, ssl-t, ssl-s, ssl-tsc, ssl-tsg; default "ssl-tsg"
+modality = None  # "time", "spec" or "all"; default "all"
+device = None  # default "cpu"
+seed = None  # default 0
+max_records = None  # records of the fold in the feature map; default 2000
 
 # %% tags=["remove-stderr", "hide-input"]
 import json
 
 import numpy as np
 import pandas as pd
+import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from ecgssl_nb import config, labels, models, paths, plots, prepare, results, windows
+from ecgssl_nb import config, labels, models, paths, plots, prepare, report, results, windows
+from ecgssl_nb import params
+
+params.resolve(globals(), modality="all")
+pd.set_option("display.max_columns", None)  # never cut a wide table
+pd.set_option("display.max_colwidth", None)  # nor a long cell
 from ecgssl_nb import reproduce as rp
 from ecgssl_nb import transforms as T
 
@@ -93,7 +146,7 @@ display(Markdown("**Pre-trainings shown:**\n\n" + "\n".join(f"- {describe(m)}" f
 # `summary.json` holds the settings each run actually used. For the `tiny` profile they are
 # shrunk: a few epochs, a 4,096-wide head instead of 65,536, batch 32.
 
-# %%
+# %% tags=["hide-input"]
 keys = ["epochs", "batch_size_per_process", "steps_per_epoch", "peak_lr", "out_dim", "optimizer", "teacher_temp",
         "student_temp", "teacher_momentum", "center_momentum", "transforms", "kept", "final_loss",
         "final_teacher_entropy", "final_embedding_std", "wall_time_s", "device"]
@@ -115,16 +168,21 @@ settings
 #   bottleneck embeddings, averaged over dimensions. It collapses towards 0 if every input maps
 #   to the same point.
 
-# %%
-for m in modalities:
-    log = logs[m]
+# %% mystnb={"figure": {"caption": "Self-distillation of the time-series backbone, one point per epoch: the DINO loss {eq}`eq-dino-loss`, the learning rate at the end of the epoch, the entropy of the centred, sharpened teacher distribution, and the spread of the embeddings. The data, profile and settings are listed above.", "name": "fig-pretrain-time"}, "image": {"alt": "Four line plots against epoch: loss, learning rate, teacher entropy, embedding std (time-series backbone)"}} tags=["remove-input"]
+if "time" in modalities:
+    log = logs["time"]
     assert {"epoch", "loss", "lr", "teacher_entropy", "embedding_std"} <= set(log.columns)
-    assert len(log) == summaries[m]["epochs"], "one log row per epoch"
-    fig = plots.curves(log, ["loss", "lr", "teacher_entropy", "embedding_std"],
-                       labels={"teacher_entropy": "teacher entropy (nats)", "embedding_std": "embedding std"},
-                       title=f"Self-distillation, {describe(m)}")
+    assert len(log) == summaries["time"]["epochs"], "one log row per epoch"
+    fig = plots.curves(log, ["loss", "lr", "teacher_entropy", "embedding_std"], title=NAMES["time"])
 
-# %%
+# %% mystnb={"figure": {"caption": "Self-distillation of the spectrogram backbone, one point per epoch: the DINO loss {eq}`eq-dino-loss`, the learning rate at the end of the epoch, the entropy of the centred, sharpened teacher distribution, and the spread of the embeddings. The data, profile and settings are listed above.", "name": "fig-pretrain-spec"}, "image": {"alt": "Four line plots against epoch: loss, learning rate, teacher entropy, embedding std (spectrogram backbone)"}} tags=["remove-input"]
+if "spec" in modalities:
+    log = logs["spec"]
+    assert {"epoch", "loss", "lr", "teacher_entropy", "embedding_std"} <= set(log.columns)
+    assert len(log) == summaries["spec"]["epochs"], "one log row per epoch"
+    fig = plots.curves(log, ["loss", "lr", "teacher_entropy", "embedding_std"], title=NAMES["spec"])
+
+# %% tags=["remove-input"]
 for m in modalities:
     log = logs[m]
     K = summaries[m].get("out_dim", summaries[m].get("config", {}).get("out_dim"))
@@ -136,6 +194,31 @@ for m in modalities:
     ))
     # collapse check: the embeddings of different windows must stay apart
     assert log["embedding_std"].iloc[-1] > 1e-3, f"{m}: the embeddings collapsed"
+
+# %% [markdown]
+# ## Why the loss can rise
+#
+# With only a few epochs the loss may go *up* ({numref}`fig-pretrain-time`). Whether the
+# student is getting worse can be read off {eq}`eq-dino-split`: the loss is the teacher's entropy plus
+# $\operatorname{KL}(P_t \| P_s)$, and both are measured: `teacher_entropy` is logged, and
+# `report.dino_loss_parts` takes the difference. (Each teacher view enters the same number of
+# pairs, so the split holds exactly for the averaged loss; `tests/test_report.py` checks it
+# against an independent computation.)
+
+# %% tags=["remove-input"]
+parts = pd.concat({NAMES[m]: report.dino_loss_parts(logs[m]).set_index("epoch") for m in modalities}, axis=1)
+display(parts.round(3))
+lines = []
+for m in modalities:
+    p = report.dino_loss_parts(logs[m])
+    d_loss, d_h, d_kl = (p[c].iloc[-1] - p[c].iloc[0] for c in ("loss", "teacher_entropy", "kl"))
+    lines.append(f"- **{NAMES[m]}:** loss {p['loss'].iloc[0]:.2f} → {p['loss'].iloc[-1]:.2f} ({d_loss:+.2f}); "
+                 f"teacher entropy {d_h:+.2f}; KL {d_kl:+.2f} nats. "
+                 + ("The whole rise is the teacher's entropy, which grows as the centring spreads the teacher's outputs, "
+                    "while the part the student controls (the KL) falls." if d_loss > 0 and d_kl < 0 else
+                    "The loss rises with the KL term as well: in this short run the student has not yet caught up "
+                    "with the moving teacher." if d_loss > 0 else "The loss falls."))
+display(Markdown("\n".join(lines)))
 
 # %% [markdown]
 # ## What do the learned features separate?
@@ -152,7 +235,7 @@ for m in modalities:
 # principal components is only a rough first look: the fine-tuning chapters measure what the
 # features are worth.
 
-# %%
+# %% tags=["hide-input"]
 rows = np.flatnonzero(prep.index["fold"].to_numpy() == fold)[:max_records]
 corpus = windows.Corpus.from_prepared(prep, rows=rows, device=device)
 mean = torch.as_tensor(prep.mean, device=device)
@@ -182,15 +265,49 @@ def pca2(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return u[:, :2] * s[:2], (s[:2] ** 2) / (s ** 2).sum()
 
 
+from myst_nb import glue
+
 for m in modalities:
     trained = models.make_backbone(m)
     models.load_backbone(trained, paths.pretrain_run_dir(runs, profile, m) / "backbone.pt")  # raises on a partial load (B6)
     torch.manual_seed(seed)
     untrained = models.make_backbone(m)
-    for name, net in (("pre-trained student", trained), ("untrained (same architecture)", untrained)):
+    for key, name, net in (("trained", "pre-trained student", trained), ("untrained", "untrained (same architecture)", untrained)):
         pts, share = pca2(record_features(net, m))
         fig = plots.feature_scatter(
             pts, rarest,
-            title=f"{NAMES[m]}, {name}: fold {fold} ({len(rows)} records), PCA "
-            f"({100 * share[0]:.0f}% + {100 * share[1]:.0f}% of the variance)",
+            title=f"{NAMES[m]}, {name}: PCA ({100 * share[0]:.0f}% + {100 * share[1]:.0f}% of the variance)",
         )
+        glue(f"pca-{m}-{key}", fig, display=False)
+        plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} pca-time-trained
+# :name: fig-pca-time
+# :alt: Scatter plot of the records of one fold in the first two principal components of the pre-trained time-series features, coloured by class
+#
+# Records of one fold (profile and data as above) in the first two principal components of the
+# **pre-trained** time-series backbone's features, coloured by each record's rarest class.
+# ```
+#
+# ```{glue:figure} pca-time-untrained
+# :name: fig-pca-time-untrained
+# :alt: The same scatter plot for an untrained time-series backbone
+#
+# The same records through an **untrained** time-series backbone (same architecture and seed):
+# the baseline for {numref}`fig-pca-time`.
+# ```
+#
+# ```{glue:figure} pca-spec-trained
+# :name: fig-pca-spec
+# :alt: Scatter plot of the records of one fold in the first two principal components of the pre-trained spectrogram features, coloured by class
+#
+# As {numref}`fig-pca-time`, for the **pre-trained** spectrogram backbone.
+# ```
+#
+# ```{glue:figure} pca-spec-untrained
+# :name: fig-pca-spec-untrained
+# :alt: The same scatter plot for an untrained spectrogram backbone
+#
+# As {numref}`fig-pca-spec`, for an **untrained** spectrogram backbone.
+# ```

@@ -22,8 +22,64 @@
 # - **TSG**: both backbones, features fused by the gate.
 #
 # Each is trained either from scratch (xavier initialisation) or from the pre-trained students
-# ("SSL-" prefix). The gate is a softmax over two weights (w1, w2), computed from the
-# concatenated features. It scales each modality's 512 features before the two-layer head.
+# ("SSL-" prefix).
+#
+# ## The gate and the metrics as equations
+#
+# The time backbone gives $f_1 \in \mathbb{R}^{512}$, the spectrogram backbone
+# $f_2 \in \mathbb{R}^{512}$. The gate is one linear layer $W \in \mathbb{R}^{2 \times 1024}$,
+# $b \in \mathbb{R}^2$ followed by a softmax; it scales each modality before the head
+# (`models.ECGNet.forward`):
+#
+# ```{math}
+# :label: eq-gate
+# (w_1, w_2) = \operatorname{softmax}\big(W [f_1; f_2] + b\big),
+# \qquad
+# \hat{y} = \sigma\big(\operatorname{head}([\,w_1 f_1;\ w_2 f_2\,])\big) \in [0, 1]^{24}.
+# ```
+#
+# With two logits $z = W[f_1; f_2] + b$ the softmax is $w_2 = \sigma(z_2 - z_1)$, and every
+# gradient that reaches $z$ is multiplied by $w_1 w_2 = w_2(1 - w_2)$: it vanishes when the gate
+# is saturated ($w_2 \to 0$ or $1$).
+#
+# **Metrics** (`ecgssl_nb.metrics`, the Challenge 2020 evaluation code's definitions). For $N$
+# records with labels $y_{ik} \in \{0, 1\}$ and thresholded outputs $o_{ik}$ over $K = 24$
+# classes:
+#
+# - **AUROC** and **AUPRC**: per class over the record scores, then the mean over the classes
+#   (macro). They use the scores, not the thresholds.
+# - **Accuracy** (Acc) is *exact match*: a record counts only if all 24 outputs are right,
+#
+#   ```{math}
+#   :label: eq-acc
+#   \mathrm{Acc} = \frac{1}{N}\sum_{i=1}^{N} \mathbb{1}\big[o_{ik} = y_{ik}\ \text{for all}\ k\big].
+#   ```
+#
+# - **F1**: the macro mean of $2\,TP_k / (2\,TP_k + FP_k + FN_k)$.
+# - **F2** and **G2** (the Challenge 2020's $F_\beta$ and $G_\beta$ with $\beta = 2$): each record
+#   is weighted by $1/\max(|y_i|, 1)$, its number of labels, when $TP_k, FP_k, FN_k$ are counted;
+#   then, per class and averaged over classes,
+#
+#   ```{math}
+#   :label: eq-f2g2
+#   F_\beta = \frac{(1 + \beta^2)\,TP}{(1 + \beta^2)\,TP + FP + \beta^2 FN},
+#   \qquad
+#   G_\beta = \frac{TP}{TP + FP + \beta\,FN}.
+#   ```
+#
+# - **Challenge metric** (ChM): a reward for each record from the Challenge's $24 \times 24$
+#   weight matrix $A$ (full credit for the right class, partial credit for a related one),
+#   normalised so that the true labels score 1 and a model that always outputs only normal sinus
+#   rhythm scores 0:
+#
+#   ```{math}
+#   :label: eq-chm
+#   s(O) = \sum_{i=1}^{N} \frac{\sum_{j,k} y_{ij} A_{jk} o_{ik}}{\max(|y_i \cup o_i|, 1)},
+#   \qquad
+#   \mathrm{ChM} = \frac{s(O) - s(O_{\mathrm{NSR}})}{s(Y) - s(O_{\mathrm{NSR}})}.
+#   ```
+#
+# The book prints every metric ×100.
 #
 # A run (`python -m ecgssl_nb finetune --setup S --fold K`) works like this:
 #
@@ -41,17 +97,16 @@
 # This notebook reads one run's `log.csv`, `result.json` and `predictions.csv`. The `setup` and
 # `fold` parameters choose the run, so papermill can render one copy per run.
 
-# %% tags=["parameters"]
-import os
-
-profile = os.environ.get("ECGSSL_PROFILE", "tiny")  # "tiny" (synthetic fixture, CPU) or "paper"
-runs = os.environ.get("ECGSSL_RUNS", "../runs")  # the study's results folder (reproduce --out)
-data = os.environ.get("ECGSSL_DATA", "")  # real data folder (paper profile); "" = the fixture
-fold = int(os.environ.get("ECGSSL_FOLD", "0"))  # the outer (reported) fold
-setup = os.environ.get("ECGSSL_SETUP", "ssl-tsg")  # t, s, tsc, tsg, ssl-t, ssl-s, ssl-tsc, ssl-tsg
-modality = os.environ.get("ECGSSL_MODALITY", "time")
-device = os.environ.get("ECGSSL_DEVICE", "cpu")
-seed = int(os.environ.get("ECGSSL_SEED", "0"))
+# %% tags=["parameters", "remove-cell"]
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
+runs = None  # the study's results folder (reproduce --out); default "../runs"
+data = None  # real data folder (paper profile); default: empty, meaning the fixture
+fold = None  # the outer (reported) fold; default 0
+setup = None  # t, s, tsc, tsg, ssl-t, ssl-s, ssl-tsc, ssl-tsg; default "ssl-tsg"
+modality = None  # "time" or "spec"; default "time"
+device = None  # default "cpu"
+seed = None  # default 0
 
 # %% tags=["remove-stderr", "hide-input"]
 import json
@@ -60,7 +115,12 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import config, labels, paths, plots, results
+from ecgssl_nb import config, labels, paths, plots, prepare, report, results
+from ecgssl_nb import params
+
+params.resolve(globals())
+pd.set_option("display.max_columns", None)  # never cut a wide table
+pd.set_option("display.max_colwidth", None)  # nor a long cell
 from ecgssl_nb import reproduce as rp
 
 config.check_setup(setup)
@@ -71,6 +131,7 @@ run_dir = paths.finetune_dir(runs, profile, setup, fold)
 res = results.read_json(run_dir / "result.json")
 log = pd.read_csv(run_dir / "log.csv")
 pred = pd.read_csv(run_dir / "predictions.csv")
+prep = prepare.load_prepared(paths.prepared_dir(runs, profile))
 assert res["setup"] == setup and res["fold"] == fold and res["profile"] == profile
 d = res["data"]
 KIND = {"fixture": "the synthetic fixture", "samples": "the real sample records",
@@ -92,9 +153,11 @@ display(Markdown(
 # outer fold K after each epoch. The `paper` protocol picks the epoch with the best AUPRC on K;
 # the `honest` protocol picks the epoch with the best AUPRC on J.
 
-# %%
+# %% mystnb={"figure": {"caption": "Training of the run shown (setup, fold, data and profile as above), per epoch: the training loss (binary cross-entropy with logits) and the learning rate.", "name": "fig-ft-train"}, "image": {"alt": "Two line plots against epoch: training loss and learning rate"}} tags=["remove-input"]
 assert len(log) == res["epochs"], "one log row per epoch"
-fig = plots.curves(log, ["train_loss", "lr"], title=f"{setup.upper()}, fold {fold}: training ({KIND}, profile {profile})")
+fig = plots.curves(log, ["train_loss", "lr"], title=f"{setup.upper()}, fold {fold}: training")
+
+# %% mystnb={"figure": {"caption": "Macro AUROC and AUPRC of the same run after each epoch, on the inner fold J (used by the honest protocol to choose) and the outer fold K (reported).", "name": "fig-ft-val"}, "image": {"alt": "Line plots of AUROC and AUPRC against epoch for the inner and the outer fold"}} tags=["remove-input"]
 cols = [c for c in ("inner_auroc", "outer_auroc", "inner_auprc", "outer_auprc") if c in log.columns]
 fig = plots.curves(log, cols, labels={"inner_auroc": f"AUROC, inner fold {inner}", "outer_auroc": f"AUROC, outer fold {fold}",
                                       "inner_auprc": f"AUPRC, inner fold {inner}", "outer_auprc": f"AUPRC, outer fold {fold}"},
@@ -106,15 +169,40 @@ fig = plots.curves(log, cols, labels={"inner_auroc": f"AUROC, inner fold {inner}
 # All seven metrics of the paper, as defined by the Challenge 2020 evaluation code, on the
 # outer fold K. The selected epoch counts from 1, as in `log.csv`.
 
-# %%
+# %% tags=["remove-input"]
 metrics = pd.DataFrame(res["metrics"]).T
 metrics.index.name = "protocol"
 shown = metrics[list(results.METRIC_KEYS)].astype(float).mul(100).round(2)
 shown.columns = [results.METRIC_LABELS[m] for m in results.METRIC_KEYS]
 shown["selected epoch"] = metrics["epoch"].astype(int)
-shown.index = [f"{p} ({'optimistic: chosen on' if p == 'paper' else 'chosen on inner fold'} "
-               f"{'fold ' + str(fold) if p == 'paper' else str(inner)}, reported on fold {fold})" for p in shown.index]
+shown.index = [f"{report.PROTOCOL_LABELS[p]}: chosen on fold {fold if p == 'paper' else inner}, reported on fold {fold}"
+               for p in shown.index]
 shown
+
+# %% [markdown]
+# ### Why exact-match accuracy is (near) zero
+#
+# Acc {eq}`eq-acc` counts a record only when all 24 thresholded outputs equal its labels. The
+# measurement below (`report.exact_match`, on the run's saved predictions and thresholds)
+# counts those records and shows what the others get wrong.
+
+# %% tags=["remove-input"]
+em = {p: report.exact_match(pred, res["thresholds"][p], protocol=p) for p in res["thresholds"]}
+for p, e in em.items():
+    assert abs(e["accuracy"] - float(res["metrics"][p]["accuracy"])) < 1e-9, "the measurement reproduces the reported Acc"
+display(pd.DataFrame(em).T.rename(index=report.PROTOCOL_LABELS).round(2))
+e = em["paper"]
+display(Markdown(
+    f"Under the optimistic protocol, **{e['exact']} of {e['records']}** records have all 24 outputs right. A record "
+    f"carries {e['true_labels_per_record']:.1f} labels on average, but the model switches on "
+    f"{e['predicted_labels_per_record']:.1f} classes per record, so it gets {e['wrong_outputs_per_record']:.1f} of the "
+    "24 outputs wrong on average, and one wrong output is enough to lose the record. "
+    + ("The model switches on more classes than records carry: the per-class thresholds (a grid of 0.1 to 0.5) are "
+       "chosen to maximise the Challenge metric, not exact match, and each extra class switched on costs Acc a whole record. "
+       if e["predicted_labels_per_record"] > e["true_labels_per_record"] else
+       "The model switches on fewer classes than records carry: it misses labels. ")
+    + f"Exact match is the harshest of the seven metrics; even the paper's best Acc is "
+    f"{results.PAPER_TABLE_II['accuracy'].max():.2f}."))
 
 # %% [markdown]
 # ## Per-class AUROC
@@ -123,13 +211,16 @@ shown
 # large: rare classes rest on a handful of records. A dashed line marks chance (0.5). A class
 # with no positive record in the fold is blank.
 
-# %%
+# %% mystnb={"figure": {"caption": "Per-class AUROC of the run shown on the outer fold, under both protocols (the optimistic and the honest one choose different epochs). The dashed line is chance (0.5); a class with no positive record in the fold is blank. The table below the figure gives the number of positives behind each bar.", "name": "fig-ft-auroc"}, "image": {"alt": "Bar chart of AUROC per class under the two protocols"}} tags=["remove-input"]
 per_class = pd.DataFrame({p: res["per_class"][p]["auroc"] for p in res["per_class"]}, index=labels.ABBREVIATIONS).astype(float)
 positives = pred[(pred["protocol"] == "paper") & (pred["role"] == "outer")][[f"y_{a}" for a in labels.ABBREVIATIONS]].sum()
 per_class.insert(0, f"positives in fold {fold}", positives.to_numpy().astype(int))
-fig = plots.per_class_bars(per_class.drop(columns=per_class.columns[0]), ylabel="AUROC", ylim=(0, 1), reference=0.5,
-                           title=f"{setup.upper()}, fold {fold}: per-class AUROC on the outer fold ({KIND}, profile {profile})")
-per_class.round(3).astype(object).T
+fig = plots.per_class_bars(per_class.drop(columns=per_class.columns[0]).rename(columns=report.PROTOCOL_LABELS),
+                           ylabel="AUROC (outer fold)", ylim=(0, 1), reference=0.5,
+                           title=f"{setup.upper()}, fold {fold}: per-class AUROC")
+
+# %% tags=["remove-input"]
+per_class.rename(columns=report.PROTOCOL_LABELS).round(2).astype(object).T
 
 # %% [markdown]
 # ## The gate's weights per class (TSG setups)
@@ -139,32 +230,73 @@ per_class.round(3).astype(object).T
 # which modality the model leans on for which diagnosis. The paper gives no such analysis; it
 # is an extra view of its main idea.
 
-# %%
+# %% mystnb={"figure": {"caption": "Mean gate weights {eq}`eq-gate` per class over the outer-fold records of the run shown: $w_1$ (time series, blue) and $w_2$ (spectrogram, orange). The dotted line marks an even split.", "name": "fig-ft-gate"}, "image": {"alt": "Stacked horizontal bars of the two gate weights per class"}} tags=["remove-input"]
 gate = res.get("gate_weights")
 if setup.endswith("tsg"):
     assert gate is not None, "a TSG run records its gate weights"
     gw = pd.DataFrame({"time": gate["time"], "spec": gate["spec"]}, index=labels.ABBREVIATIONS).astype(float)
     ok = gw.dropna()
     assert np.allclose(ok["time"] + ok["spec"], 1.0, atol=1e-6), "w1 + w2 = 1 for every class"
-    fig = plots.gate_weights(gw.dropna(), title=f"{setup.upper()}, fold {fold}: mean gate weights per class (outer fold, {KIND})")
-    display(gw.round(3).T)
+    fig = plots.gate_weights(gw.dropna(), title=f"{setup.upper()}, fold {fold}: mean gate weights per class")
 else:
     assert gate is None, "only the gated setups have gate weights"
     display(Markdown(f"`{setup}` has no gate: the gate weights exist only for `tsg` and `ssl-tsg`."))
 
 # %% [markdown]
+# ### Why the gate leans on one modality
+#
+# If {numref}`fig-ft-gate` shows the same weight for every class, the gate is not choosing per
+# class. Three causes are possible: the initialisation, the scale of the two feature vectors,
+# or what fine-tuning learned. `report.gate_at_init` rebuilds the network exactly as
+# fine-tuning starts it (pre-trained backbones, gate and head at PyTorch's default
+# initialisation) and measures, on real windows of this corpus, the size of each feature vector
+# and how much of the gate's logit gap $z_2 - z_1$ each one contributes.
+
+# %% tags=["remove-input"]
+if setup.endswith("tsg"):
+    pre = paths.pretrain_dir(runs, profile) if setup.startswith("ssl-") else None
+    outer_rows = np.flatnonzero(prep.index["fold"].to_numpy() == fold)
+    g0 = report.gate_at_init(prep, pre, rows=outer_rows, seed=res["seed"], setup=setup, lr=prof.finetune.lr)
+    n_steps = int(res["epochs"]) * -(-int(d["n_train"]) // prof.finetune.batch_records[prof.family(setup)])
+    w2_after = float(gw["spec"].dropna().mean())
+    display(pd.Series(g0).round(4).to_frame(f"{setup.upper()} at initialisation").T)
+    cause = ("the spectrogram features" if g0["gap_from_spec_absmean"] > 3 * g0["gap_from_time_absmean"] else
+             "the time-series features" if g0["gap_from_time_absmean"] > 3 * g0["gap_from_spec_absmean"] else None)
+    display(Markdown(
+        f"Before any fine-tuning the features have mean norms **{g0['norm_time']:.1f}** (time series) and "
+        f"**{g0['norm_spec']:.1f}** (spectrogram). Their contributions to the logit gap average "
+        f"{g0['gap_from_time_absmean']:.2f} and {g0['gap_from_spec_absmean']:.2f} in size, and the gate starts at "
+        f"$w_2$ = **{g0['w2_mean']:.3f}** on average ({100 * g0['w2_over_099']:.0f}% of the windows above 0.99), "
+        f"with a softmax gradient factor $w_1 w_2$ of {g0['softmax_gradient_factor']:.4f}. After fine-tuning the "
+        f"mean $w_2$ over the classes is **{w2_after:.3f}**. "
+        + (f"So the saturation is there **at initialisation**, caused by the **scale** of {cause}, which dominate the "
+           "gate's logits; a saturated softmax passes almost no gradient, so fine-tuning cannot undo it in a few epochs."
+           if g0["w2_over_099"] > 0.5 and cause else
+           f"The gate starts unsaturated, so the saturation was **learned**, and fast: Adam moves each of the 1,024 "
+           f"gate weights by up to about the learning rate ({prof.finetune.lr:g}) per step whatever the gradient's size, "
+           f"and the features' L1 norm is {g0['feature_l1']:.0f}, so one step can move the logit gap $z_2 - z_1$ by up "
+           f"to {g0['gap_step_bound']:.2f}, and the run's {n_steps} steps by up to {n_steps * g0['gap_step_bound']:.0f}. "
+           "A gap of 5 already gives $w_2$ = 0.993, so the run had room to saturate the gate many times over; once "
+           "saturated, the softmax passes almost no gradient back (the factor $w_1 w_2$ goes to 0), so nothing pulls "
+           "it back. Which modality wins is decided by the training, not by the initialisation."
+           if g0["w2_over_099"] < 0.5
+           else "The gate starts saturated although neither feature vector dominates the logits: the bias and weights of "
+                "the initialisation decide it.")))
+else:
+    display(Markdown(f"`{setup}` has no gate."))
+
+# %% [markdown]
 # ## Thresholds under both protocols
 #
-# The released threshold search (SPEC 6.3) works class by class. Every other class is held at
+# The released threshold search works class by class. Every other class is held at
 # 0.1, and the class's threshold is set to the value in {0.1, …, 0.5} that maximises the
 # Challenge metric. The `paper` protocol searches on the reported fold itself; the `honest`
 # protocol searches on the inner fold. Where the two differ, the paper's protocol has fitted
 # the reported fold.
 
-# %%
-thr = pd.DataFrame(res["thresholds"], index=labels.ABBREVIATIONS).astype(float)
+# %% mystnb={"figure": {"caption": "Per-class decision thresholds chosen by the released search under the two protocols, for the run shown.", "name": "fig-ft-thr"}, "image": {"alt": "Bar chart of the chosen threshold per class under the two protocols"}} tags=["remove-input"]
+thr = pd.DataFrame(res["thresholds"], index=labels.ABBREVIATIONS).astype(float).rename(columns=report.PROTOCOL_LABELS)
 grid = set(np.round(config.get_profile(profile).finetune.threshold_grid, 3))
 assert set(np.round(thr.to_numpy().ravel(), 3)) <= grid, "every threshold is on the search grid"
-fig = plots.per_class_bars(thr, ylabel="threshold", ylim=(0, 0.55),
-                           title=f"{setup.upper()}, fold {fold}: per-class thresholds, paper vs honest protocol")
-thr.T
+fig = plots.per_class_bars(thr, ylabel="threshold (probability)", ylim=(0, 0.55),
+                           title=f"{setup.upper()}, fold {fold}: per-class thresholds")

@@ -29,25 +29,29 @@
 # The full sets are the main pre-trainings (`pretrain/time` with T1, `pretrain/spec` with T2)
 # and their SSL-T and SSL-S fine-tunings. The six other settings are in `ablation/`.
 
-# %% tags=["parameters"]
-import os
+# %% tags=["parameters", "remove-cell"]
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
+runs = None  # the study's results folder (reproduce --out); default "../runs"
+data = None  # real data folder (paper profile); default: empty, meaning the fixture
+fold = None  # the outer (reported) fold; default 0
+setup = None  # t, s, tsc, tsg, ssl-t, ssl-s, ssl-tsc, ssl-tsg; default "ssl-tsg"
+modality = None  # "time" or "spec"; default "time"
+device = None  # default "cpu"
+seed = None  # default 0
 
-profile = os.environ.get("ECGSSL_PROFILE", "tiny")  # "tiny" (synthetic fixture, CPU) or "paper"
-runs = os.environ.get("ECGSSL_RUNS", "../runs")  # the study's results folder (reproduce --out)
-data = os.environ.get("ECGSSL_DATA", "")  # real data folder (paper profile); "" = the fixture
-fold = int(os.environ.get("ECGSSL_FOLD", "0"))
-setup = os.environ.get("ECGSSL_SETUP", "ssl-tsg")
-modality = os.environ.get("ECGSSL_MODALITY", "time")
-device = os.environ.get("ECGSSL_DEVICE", "cpu")
-seed = int(os.environ.get("ECGSSL_SEED", "0"))
-
-# %% tags=["remove-stderr", "hide-input"]
+# %% tags=["remove-stderr", "remove-input"]
 import warnings
 
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import config, paths, plots, results
+from ecgssl_nb import config, paths, plots, report, results
+from ecgssl_nb import params
+
+params.resolve(globals())
+pd.set_option("display.max_columns", None)  # never cut a wide table
+pd.set_option("display.max_colwidth", None)  # nor a long cell
 from ecgssl_nb import reproduce as rp
 
 if profile == "tiny":
@@ -73,17 +77,18 @@ KIND = {"fixture": "the synthetic fixture (not real ECGs)", "samples": "the real
 FOLDS = sorted(set(both["fold"]))
 display(Markdown(
     f"**Our runs:** data {KIND}; profile `{profile}`; outer folds {FOLDS}; each setting = one pre-training with "
-    f"those views + an SSL-T or SSL-S fine-tuning per fold; mean ± std over folds; protocols `paper` (optimistic) "
-    f"and `honest`. **No paper values exist for this figure.**"
+    f"those views + an SSL-T or SSL-S fine-tuning per fold; "
+    + ("mean ± std over folds; " if len(FOLDS) > 1 else "one fold, so no spread can be given; ")
+    + "the optimistic (authors') and the honest protocol. **No paper values exist for this figure.**"
 ))
 
-# %%
+# %% tags=["remove-input"]
 table = pd.DataFrame(
     {
         "modality": [m for m, _ in SETTINGS],
         "transforms": [t.upper() for _, t in SETTINGS],
         **{
-            f"{results.METRIC_LABELS[k]} ({p})": [
+            f"{results.METRIC_LABELS[k]}, {report.PROTOCOL_LABELS[p]}": [
                 plots.mean_std(agg[p].at[n, f"{k}_mean"], agg[p].at[n, f"{k}_std"]) for n in names
             ]
             for p in config.PROTOCOLS for k in ("auroc", "challenge")
@@ -95,20 +100,23 @@ table = pd.DataFrame(
 assert len(table) == 8, "4 time-series + 4 time-frequency settings"
 table
 
-# %%
-for p in config.PROTOCOLS:
-    for k in ("auroc", "challenge"):
-        bars = pd.DataFrame({
-            "modality": [m for m, _ in SETTINGS],
-            "transforms": [t for _, t in SETTINGS],
-            "mean": [100 * agg[p].at[n, f"{k}_mean"] for n in names],
-            "std": [100 * agg[p].at[n, f"{k}_std"] for n in names],
-        })
-        fig = plots.ablation_bars(
-            bars, f"fine-tuned {results.METRIC_LABELS[k]} (×100)",
-            title=f"Fig. 3: pre-training transforms, {results.METRIC_LABELS[k]} after fine-tuning "
-            f"({p} protocol; {profile}, {first['data']}, folds {','.join(map(str, FOLDS))})",
-        )
+# %% tags=["remove-cell"]
+def fig3(k: str, p: str = "paper"):
+    bars = pd.DataFrame({
+        "modality": [m for m, _ in SETTINGS],
+        "transforms": [t for _, t in SETTINGS],
+        "mean": [100 * agg[p].at[n, f"{k}_mean"] for n in names],
+        "std": [100 * agg[p].at[n, f"{k}_std"] for n in names],
+    })
+    return plots.ablation_bars(bars, f"fine-tuned {results.METRIC_LABELS[k]} (×100)",
+                               title=f"Fig. 3 ({results.METRIC_LABELS[k]}, {report.PROTOCOL_LABELS[p]})")
+
+
+# %% mystnb={"figure": {"caption": "Our Fig. 3: macro AUROC (×100) after fine-tuning (SSL-T left, SSL-S right) for each set of pre-training transforms, optimistic (authors') protocol, on the data, profile and folds stated above. Error bars (±1 std over folds) appear only when more than one fold ran. The paper gives no values for this figure.", "name": "fig-fig3-auroc"}, "image": {"alt": "Bar charts of fine-tuned AUROC per pre-training transform set, time series and time-frequency"}} tags=["remove-input"]
+fig = fig3("auroc")
+
+# %% mystnb={"figure": {"caption": "As {numref}`fig-fig3-auroc`, for the Challenge metric (×100).", "name": "fig-fig3-chm"}, "image": {"alt": "Bar charts of the fine-tuned Challenge metric per pre-training transform set"}} tags=["remove-input"]
+fig = fig3("challenge")
 
 # %% [markdown]
 # ## Does the full set win?
@@ -116,12 +124,12 @@ for p in config.PROTOCOLS:
 # The paper implies that T1 and T2 are the best view sets for their modalities. This checks it
 # on our means: the answer is "yes" when the full set has the highest mean of the four.
 
-# %%
+# %% tags=["remove-input"]
 check = {}
 for p in config.PROTOCOLS:
     for m in config.MODALITIES:
         runs_m = [n for (mm, _), n in zip(SETTINGS, names) if mm == m]
         best = agg[p].loc[runs_m, "auroc_mean"].idxmax()
         full = f"{paths.ABLATION_SETUPS[m]}-{paths.MAIN_TRANSFORMS[m]}"
-        check[(p, m)] = {"best by AUROC": best, "full set best?": "yes" if best == full else "no"}
+        check[(report.PROTOCOL_LABELS[p], m)] = {"best by AUROC": best, "full set best?": "yes" if best == full else "no"}
 pd.DataFrame(check).T

@@ -3,6 +3,11 @@
 * A headless Chromium opens the Table II page and the chapter pages; the rendered DOM must hold a
   table with the eight setups and every one of the paper's Table II values, and each chapter its
   figures. A screenshot of Table II is saved to _build/screenshots/table2.png for a person.
+* What a reader needs: no console error on any page; every figure numbered, captioned and with
+  real alt text; the math typeset offline by the vendored MathJax; no table cut by pandas
+  ("..." columns); at a phone's 420 px width no page is wider than the screen (wide tables
+  scroll inside themselves). Screenshots of every page at 1400 and 420 px go to
+  _build/screenshots/ for a person.
 * Every href/src of every built HTML file that points inside the site resolves to a file.
 * No page loads a script or stylesheet from the internet (the site reads offline).
 
@@ -28,7 +33,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SITE = Path(os.environ.get("ECGSSL_SITE", ROOT / "_build" / "html"))  # override to test another build
 SCREENSHOTS = SITE.parent / "screenshots"  # _build/screenshots
-CHAPTERS = ["01_data", "02_transforms", "03_selfkd", "04_finetune", "05_table1", "06_table2", "07_fig3"]
+CHAPTERS = ["01_data", "02_transforms", "03_selfkd", "04_finetune", "05_table1", "06_table2", "07_fig3", "08_samples"]
 SETUPS = ["T", "S", "TSC", "TSG", "SSL-T", "SSL-S", "SSL-TSC", "SSL-TSG"]
 
 
@@ -68,17 +73,21 @@ needs_browser = pytest.mark.skipif(
 )
 
 
-def _chromium_run(*args: str, timeout: int = 120) -> str:
-    """Run headless Chromium with the flags of TOOLCHAIN.md; returns stdout."""
+def _chromium_run(*args: str, timeout: int = 120, console: list | None = None) -> str:
+    """Run headless Chromium with the flags of TOOLCHAIN.md; returns stdout. With `console` (a
+    list), the page's console messages are appended to it."""
     with tempfile.TemporaryDirectory() as profile:
         cmd = [
             _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args,
+            "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+            *(["--enable-logging=stderr", "--v=0"] if console is not None else []), *args,
         ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise AssertionError(f"chromium failed ({done.returncode}): {done.stderr[-2000:]}")
+    if console is not None:
+        console += [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
     return done.stdout
 
 
@@ -104,6 +113,10 @@ class _Collector(HTMLParser):
         self.links: list[tuple[str, str, str]] = []  # (tag, attribute, value)
         self.scripts: list[str] = []
         self.stylesheets: list[str] = []
+        self._figure = 0
+        self._caption: list[str] | None = None
+        self.figure_images: list[tuple[str, str, bool]] = []  # (src, alt, inside a <figure>) of output images
+        self.captions: list[str] = []  # text of every <figcaption>
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -116,6 +129,12 @@ class _Collector(HTMLParser):
             self._cell = []
         if tag == "img":
             self.images.append(a.get("src") or "")
+            if "_images/" in (a.get("src") or ""):
+                self.figure_images.append((a.get("src") or "", a.get("alt") or "", self._figure > 0))
+        if tag == "figure":
+            self._figure += 1
+        if tag == "figcaption":
+            self._caption = []
         if tag == "script" and a.get("src"):
             self.scripts.append(a["src"])
         if tag == "link" and "stylesheet" in (a.get("rel") or ""):
@@ -125,6 +144,11 @@ class _Collector(HTMLParser):
                 self.links.append((tag, attr, a[attr]))
 
     def handle_endtag(self, tag):
+        if tag == "figure" and self._figure:
+            self._figure -= 1
+        if tag == "figcaption" and self._caption is not None:
+            self.captions.append(" ".join("".join(self._caption).split()))
+            self._caption = None
         if tag in ("td", "th") and self._cell is not None and self._depth and self.tables[-1]:
             self.tables[-1][-1].append(" ".join("".join(self._cell).split()))
             self._cell = None
@@ -134,6 +158,8 @@ class _Collector(HTMLParser):
     def handle_data(self, data):
         if self._cell is not None:
             self._cell.append(data)
+        if self._caption is not None:
+            self._caption.append(data)
 
 
 def _parse(html: str) -> _Collector:
@@ -164,13 +190,11 @@ def test_table2_page_renders_the_eight_setups_with_the_papers_values_and_is_scre
         cells = [c for row in table for c in row]
         if not all(s in cells for s in SETUPS):
             continue
-        # the paper's seven values of each setup sit together on one row, labelled "paper"
-        rows_with_paper = [row for row in table if "paper" in row]
-        for setup, values in paper.items():
-            assert any(row[-7:] == values for row in rows_with_paper), f"paper's {setup} row {values} not in the table"
-        found = True
-        break
-    assert found, f"no table on {page.name} lists all eight setups {SETUPS}"
+        # the paper's seven values of each setup sit together on that setup's one row, as printed
+        if all(any(row and row[0] == setup and row[-7:] == values for row in table) for setup, values in paper.items()):
+            found = True
+            break
+    assert found, f"no table on {page.name} lists the paper's Table II values for all eight setups {SETUPS}"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shot = SCREENSHOTS / "table2.png"
     shot.unlink(missing_ok=True)
@@ -191,6 +215,94 @@ def test_every_chapter_page_shows_its_figures(chapter):
         if not src.startswith("data:"):
             path = (page.parent / unquote(urlsplit(src).path)).resolve()
             assert path.is_file() and path.stat().st_size > 1000, f"{page.name}: figure {src} is missing or empty"
+
+
+PAGES = ["index", *(f"notebooks/{c}" for c in CHAPTERS)]
+
+
+def _any_page(name: str) -> Path:
+    page = SITE / f"{name}.html"
+    assert page.is_file(), f"{page} was not built"
+    moved = re.search(r'http-equiv="Refresh" content="0; url=([^"]+)"', page.read_text(encoding="utf-8")[:500])
+    return page.parent / moved.group(1) if moved else page  # index.html redirects to the opening page
+
+
+@needs_site
+@needs_browser
+@pytest.mark.parametrize("name", PAGES)
+def test_page_loads_without_a_console_error(name):
+    console: list[str] = []
+    _chromium_run("--dump-dom", _any_page(name).resolve().as_uri(), console=console)
+    errors = [c for c in console if re.search(r"Uncaught|Error|Failed to load|has already been declared", c)]
+    assert not errors, f"{name}: console errors:\n" + "\n".join(errors[:10])
+
+
+@needs_site
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_figure_is_numbered_captioned_and_has_alt_text(chapter):
+    dom = _parse(_page(chapter).read_text(encoding="utf-8"))
+    assert dom.figure_images, f"{chapter}: no figure"
+    for src, alt, in_figure in dom.figure_images:
+        assert in_figure, f"{chapter}: image {src} is not in a numbered, captioned figure"
+        assert alt and not re.fullmatch(r"[0-9a-f]{16,}", alt), f"{chapter}: image {src} has no real alt text ({alt!r})"
+    numbered = [c for c in dom.captions if re.match(r"Fig\. \d+", c)]
+    assert len(numbered) >= len(dom.figure_images), f"{chapter}: {len(dom.figure_images)} figures, captions {dom.captions}"
+
+
+@needs_site
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_no_table_is_cut_and_no_title_shows_a_raw_column_name(chapter):
+    html = _page(chapter).read_text(encoding="utf-8")
+    dom = _parse(html)
+    cut = [row for table in dom.tables for row in table if any(c in ("...", "…") or c.endswith("...") for c in row)]
+    assert not cut, f"{chapter}: a table was cut by pandas: {cut[:2]}"
+    assert "train_loss" not in " ".join(dom.captions)
+
+
+@needs_site
+@needs_browser
+def test_math_renders_offline_in_the_method_chapters():
+    for chapter, equations in (("03_selfkd", 4), ("04_finetune", 4)):
+        dom = _rendered_dom(_page(chapter))
+        assert dom.count("<mjx-container") >= equations, f"{chapter}: MathJax typeset {dom.count('<mjx-container')} formulas"
+        assert "$$" not in re.sub(r"<(script|pre)[^>]*>.*?</\1>", "", dom, flags=re.S), f"{chapter}: raw TeX left"
+
+
+def _width_probe(page: Path, width: int) -> str:
+    """A page beside `page` that shows it in a `width` px iframe and writes the iframe's inner
+    width and the page's scroll width into its own body (headless Chromium lays out a window no
+    narrower than 500 px, an iframe at any width)."""
+    return f"""<html><body><iframe id="f" src="{page.name}" style="width:{width}px;height:900px;border:0"></iframe>
+<script>document.getElementById('f').onload = function () {{ setTimeout(function () {{
+var w = document.getElementById('f').contentWindow;
+document.body.setAttribute('data-inner-width', w.innerWidth);
+document.body.setAttribute('data-scroll-width', w.document.documentElement.scrollWidth); }}, 500); }};</script></body></html>"""
+
+
+@needs_site
+@needs_browser
+@pytest.mark.parametrize("name", PAGES)
+def test_page_is_usable_at_phone_width_and_is_screenshotted(name):
+    page = _any_page(name)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    stem = name.replace("/", "_")
+    for width, height in ((1400, 2200), (420, 2400)):
+        shot = SCREENSHOTS / f"{stem}_{width}.png"
+        shot.unlink(missing_ok=True)
+        _chromium_run(f"--screenshot={shot}", f"--window-size={width},{height}", "--hide-scrollbars", page.resolve().as_uri())
+        assert shot.is_file() and shot.stat().st_size > 5_000, f"{shot} was not written"
+    probe = page.with_name(f".probe_{page.name}")  # beside the page, so its relative links resolve
+    try:
+        probe.write_text(_width_probe(page, 420), encoding="utf-8")
+        dom = _chromium_run("--dump-dom", "--allow-file-access-from-files", probe.resolve().as_uri())
+    finally:
+        probe.unlink(missing_ok=True)
+    found = re.search(r'data-scroll-width="(\d+)"', dom)
+    inner = re.search(r'data-inner-width="(\d+)"', dom)
+    assert found and inner, f"{name}: the width probe did not run"
+    assert int(inner.group(1)) <= 420, f"the probe window is {inner.group(1)} px wide, not a phone's"
+    assert int(found.group(1)) <= int(inner.group(1)) + 2, (
+        f"{name} is {found.group(1)} px wide in a {inner.group(1)} px window: content is cut off at phone width")
 
 
 # ------------------------------------------------------------------------------------------
@@ -229,10 +341,30 @@ def test_the_site_loads_no_script_or_stylesheet_from_the_internet():
 
 
 @needs_site
+def test_no_page_links_to_a_placeholder_repository_binder_or_issue_tracker():
+    # the repository has no public address: _config.yml turns every such link off
+    bad = re.compile(r"github\.com/(ecgssl-book|executablebooks)|mybinder\.org|colab\.research|/issues/new")
+    found = []
+    for page in _html_files():
+        for tag, attr, value in _parse(page.read_text(encoding="utf-8")).links:
+            if bad.search(value):
+                found.append(f"{page.relative_to(SITE)}: {value}")
+    assert not found, "links to nowhere:\n" + "\n".join(found[:20])
+
+
+@needs_site
+def test_no_chapter_shows_stderr_noise():
+    for chapter in CHAPTERS:
+        html = _page(chapter).read_text(encoding="utf-8")
+        assert "output stderr" not in html and not re.search(r"prepared \d+ records", html), f"{chapter} shows stderr"
+
+
+@needs_site
 def test_math_is_typeset_by_the_vendored_mathjax():
     mathjax = SITE / "_static" / "mathjax" / "tex-chtml.js"
     assert mathjax.is_file(), "the vendored MathJax was not copied into the site"
     pages_with_math = [p for p in _html_files() if "tex-chtml.js" in p.read_text(encoding="utf-8")]
+    assert {_page("03_selfkd"), _page("04_finetune")} <= set(pages_with_math), "the method chapters load no MathJax"
     for page in pages_with_math:
         assert "_static/mathjax/tex-chtml.js" in page.read_text(encoding="utf-8")
 
@@ -265,31 +397,25 @@ def test_every_chapter_notebook_is_in_the_toc_and_exists():
 
 
 @pytest.mark.parametrize("name", CHAPTERS)
-def test_notebook_starts_with_one_parameters_cell_whose_defaults_are_the_tiny_profile(name):
+def test_notebook_starts_with_one_parameters_cell_resolved_to_the_tiny_profile_or_the_environment(name):
     import jupytext
 
     nb = jupytext.read(ROOT / "notebooks" / f"{name}.py")
     code = [c for c in nb.cells if c.cell_type == "code"]
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and code[0] is tagged[0], "exactly one parameters cell, the first code cell"
+    from ecgssl_nb import params
+
     namespace: dict = {}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ECGSSL_")}
-    saved = dict(os.environ)
-    try:
-        os.environ.clear()
-        os.environ.update(env)
-        exec(tagged[0].source, namespace)  # noqa: S102 - our own parameters cell
-        defaults = {k: namespace.get(k) for k in PARAMETERS}
-        os.environ["ECGSSL_PROFILE"] = "paper"
-        os.environ["ECGSSL_RUNS"] = "/elsewhere/runs"
-        exec(tagged[0].source, namespace)  # noqa: S102
-        overridden = (namespace["profile"], namespace["runs"])
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    assert all(v is not None for v in defaults.values()), f"parameters missing: {defaults}"
-    assert defaults["profile"] == "tiny" and defaults["device"] == "cpu" and defaults["runs"] == "../runs"
-    assert overridden == ("paper", "/elsewhere/runs"), "environment variables override the defaults"
+    exec(tagged[0].source, namespace)  # noqa: S102 - our own parameters cell: plain assignments
+    present = [k for k in PARAMETERS if k in namespace]
+    assert {"runs", "device"} <= set(present), f"parameters: {present}"
+    defaults = params.resolve(dict(namespace), environ={})
+    assert defaults["device"] == "cpu" and defaults["runs"] == "../runs"
+    assert defaults.get("profile", "tiny") == "tiny"
+    env = {"ECGSSL_PROFILE": "paper", "ECGSSL_RUNS": "/elsewhere/runs"}
+    overridden = params.resolve(dict(namespace), environ=env)
+    assert overridden["runs"] == "/elsewhere/runs" and overridden.get("profile", "paper") == "paper"
 
 
 def test_nbval_collects_every_code_cell_of_every_notebook_through_the_jupytext_collector():

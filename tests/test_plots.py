@@ -150,3 +150,33 @@ def test_mean_std_formats_fractions_as_percent():
     assert plots.mean_std(0.95987, 0.00312) == "95.99 ± 0.31"
     assert plots.mean_std(0.5, float("nan")) == "50.00"
     assert plots.mean_std(float("nan"), 0.1) == "–"
+
+
+def test_spectrogram_panels_wrap_into_rows_of_three_with_labelled_axes():
+    fig = plots.spectrogram_panels({str(i): np.full((13, 21), i) for i in range(6)})
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 6
+    assert len({round(ax.get_position().x0, 3) for ax in shown}) == 3  # three columns, two rows
+    assert all(ax.get_xlabel() == "time (s)" for ax in shown)
+    assert sum(ax.get_ylabel() == "frequency (Hz)" for ax in shown) == 2  # first column of each row
+
+
+def test_views_grid_labels_time_and_amplitude_axes():
+    fig = plots.views_grid(np.zeros((6, 250)), n_global=2, kind="time")
+    labelled = [ax for ax in fig.axes if ax.get_ylabel()]
+    assert {ax.get_ylabel() for ax in labelled} == {"normalised amplitude"}
+    assert any(ax.get_xlabel() == "time (s)" for ax in fig.axes)
+
+
+def test_curves_name_log_columns_in_words_with_units():
+    log = pd.DataFrame({"epoch": [1, 2], "train_loss": [0.7, 0.5]})
+    ax = plots.curves(log, ["train_loss"]).axes[0]
+    assert ax.get_title() == "training loss (BCE, nats)" and "train_loss" not in ax.get_title()
+    assert list(ax.get_xticks()) == [1, 2]
+
+
+def test_bars_draw_no_error_bar_for_a_single_fold():
+    one = pd.DataFrame({"modality": ["time"], "transforms": ["t1"], "mean": [0.8], "std": [np.nan]})
+    assert len(plots.ablation_bars(one, "AUROC").axes[0].lines) == 0  # an error bar is drawn as lines
+    two = pd.DataFrame({"modality": ["time"], "transforms": ["t1"], "mean": [0.8], "std": [0.1]})
+    assert len(plots.ablation_bars(two, "AUROC").axes[0].lines) > 0

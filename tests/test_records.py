@@ -49,8 +49,8 @@ def rand_val(n_leads=12, n=600, seed=0) -> np.ndarray:
 
 
 def test_real_samples_cover_both_folders():
-    assert {p.parent.name for p in REAL} == {"cinc2020", "cinc2021"}
-    assert len(REAL) == 81
+    assert {p.parent.name for p in REAL} == {"cinc2020", "cinc2021", "cinc2021-more"}
+    assert len(REAL) == 208  # 30 + 51 + 127 (tests/data/ecg-samples/README.md)
 
 
 @pytest.mark.parametrize("hea", REAL, ids=[p.stem for p in REAL])

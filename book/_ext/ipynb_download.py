@@ -25,6 +25,20 @@ def _offer_ipynb(app, pagename, templatename, context, doctree):
     context["ipynb_source"] = f"{pagename}.ipynb"
 
 
+def _drop_thebe(app, pagename, templatename, context, doctree):
+    """Leave sphinx-thebe's scripts out of every page: the book has no live-code (Binder/thebe)
+    launch, and in this build sphinx-thebe's inline `const THEBE_JS_URL = ...` config was added
+    to every page twice (its `env-before-read-docs` handler registers it each time it runs), so
+    the browser logged "Identifier 'THEBE_JS_URL' has already been declared"."""
+    def thebe(js) -> bool:
+        body = getattr(js, "attributes", {}).get("body", "") or ""
+        return "THEBE_JS_URL" in body or str(js).endswith("sphinx-thebe.js")
+
+    if "script_files" in context:  # filtered in place: Sphinx's mathjax handler appends to this very list
+        context["script_files"][:] = [js for js in context["script_files"] if not thebe(js)]
+
+
 def setup(app):
     app.connect("html-page-context", _offer_ipynb, priority=400)
+    app.connect("html-page-context", _drop_thebe, priority=900)  # after every handler that adds scripts
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,255 @@
+"""What the book's chapters compute about the results, beyond the tables: the measurements behind
+the "odd numbers" (exact-match accuracy, the rising pre-training loss, the saturated gate) and
+the pooled out-of-fold view of a small study. The notebooks only call these; tests call them too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import metrics, paths
+from .labels import ABBREVIATIONS
+
+
+def _columns(pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (N, 24) int, probabilities (N, 24) float) from predictions.csv rows."""
+    y = pred[[f"y_{a}" for a in ABBREVIATIONS]].to_numpy().astype(int)
+    p = pred[[f"p_{a}" for a in ABBREVIATIONS]].to_numpy().astype(float)
+    return y, p
+
+
+def exact_match(pred: pd.DataFrame, thresholds, protocol: str = "paper", role: str = "outer") -> dict:
+    """Why exact-match accuracy is what it is: one run's `predictions.csv` rows of `protocol` and
+    `role`, binarised with that protocol's 24 `thresholds`. Returns records, records whose 24
+    outputs all equal their labels (exact), the accuracy (exact / records, as the Challenge
+    code computes it), the mean numbers of true and of predicted labels per record, and the mean
+    number of wrong outputs (of 24) per record."""
+    rows = pred[(pred["protocol"] == protocol) & (pred["role"] == role)]
+    y, p = _columns(rows)
+    out = metrics.binarize(p, np.asarray(thresholds, dtype=float))
+    wrong = (out != y).sum(axis=1)
+    return {
+        "records": int(len(y)),
+        "exact": int((wrong == 0).sum()),
+        "accuracy": float(metrics.accuracy(y, out)) if len(y) else float("nan"),
+        "true_labels_per_record": float(y.sum(axis=1).mean()) if len(y) else float("nan"),
+        "predicted_labels_per_record": float(out.sum(axis=1).mean()) if len(y) else float("nan"),
+        "wrong_outputs_per_record": float(wrong.mean()) if len(y) else float("nan"),
+    }
+
+
+def dino_loss_parts(log: pd.DataFrame) -> pd.DataFrame:
+    """Split the self-distillation loss of each epoch into the teacher's entropy and the rest.
+
+    The loss is the cross-entropy H(P_t, P_s) averaged over (teacher view, student view) pairs,
+    and each teacher row enters the same number of pairs, so exactly
+    loss = mean H(P_t) + mean KL(P_t || P_s): `teacher_entropy` is logged, and
+    `kl` = loss - teacher_entropy >= 0 is the part the student can reduce."""
+    out = log[["epoch", "loss", "teacher_entropy"]].copy()
+    out["kl"] = out["loss"] - out["teacher_entropy"]
+    return out
+
+
+@torch.no_grad()
+def gate_at_init(prepared, pretrained, rows=None, seed: int = 0, n_windows: int = 256,
+                 setup: str = "ssl-tsg", lr: float | None = None) -> dict:
+    """The gate of a TSG network before any fine-tuning, on real windows of `prepared`.
+
+    Builds the network exactly as fine-tuning does (`finetune.build_finetune_model`: the
+    pre-trained backbones loaded, the gate and head at PyTorch's default init for ssl-tsg), takes
+    up to `n_windows` evaluation windows of the records `rows` (default: all), and returns the
+    mean L2 norms of the time and spectrogram features (512 each), the gate's logit gap
+    z2 - z1 split into the parts contributed by the time features, the spectrogram features and
+    the bias, the mean spectrogram weight w2 = softmax(z)_2, the share of windows with w2 > 0.99,
+    and the mean of w1 * w2 (the factor by which the softmax scales every gradient reaching
+    the gate's logits: 0 when saturated), and the mean L1 norm of [f1; f2]. With `lr`, also
+    `gap_step_bound` = lr * mean ||[f1; f2]||_1: Adam moves each gate weight by at most about
+    lr per step whatever the gradient's size, so this bounds how far one step can move z2 - z1."""
+    from . import windows
+    from .finetune import _inputs, build_finetune_model
+
+    model = build_finetune_model(setup, pretrained, seed=seed).eval()
+    rows = np.arange(len(prepared.index)) if rows is None else np.asarray(rows)
+    corpus = windows.Corpus.from_prepared(prepared, rows=rows, device="cpu")
+    mean = torch.as_tensor(prepared.mean, dtype=torch.float32)
+    std = torch.as_tensor(prepared.std, dtype=torch.float32)
+    x = torch.cat([w for w, _ in corpus.iter_sliding_windows(n_windows)])[:n_windows]  # (W, 12, 250) mV
+    x_time, x_spec = _inputs(model, x, mean, std)
+    f1 = model.time_backbone(x_time)  # (W, 512)
+    f2 = model.spec_backbone(x_spec)  # (W, 512)
+    weight, bias = model.gate.weight, model.gate.bias  # (2, 1024), (2,)
+    d = weight[1] - weight[0]  # (1024,): z2 - z1 = d . [f1, f2] + (b2 - b1)
+    from_time, from_spec = f1 @ d[:512], f2 @ d[512:]  # (W,)
+    gap = from_time + from_spec + (bias[1] - bias[0])
+    w2 = torch.sigmoid(gap)  # softmax over two logits: w2 = sigmoid(z2 - z1)
+    return {
+        "windows": int(len(x)),
+        "norm_time": float(f1.norm(dim=1).mean()),
+        "norm_spec": float(f2.norm(dim=1).mean()),
+        "gap_mean": float(gap.mean()),
+        "gap_from_time_absmean": float(from_time.abs().mean()),
+        "gap_from_spec_absmean": float(from_spec.abs().mean()),
+        "gap_from_bias": float(bias[1] - bias[0]),
+        "w2_mean": float(w2.mean()),
+        "w2_over_099": float((w2 > 0.99).float().mean()),
+        "softmax_gradient_factor": float((w2 * (1 - w2)).mean()),
+        "feature_l1": float(torch.cat([f1, f2], dim=1).abs().sum(dim=1).mean()),
+        **({"gap_step_bound": float(lr * torch.cat([f1, f2], dim=1).abs().sum(dim=1).mean())} if lr else {}),
+    }
+
+
+def pooled_auroc(runs: str | Path, profile: str, setup: str, folds, protocol: str = "honest") -> pd.DataFrame:
+    """Per-class AUROC of the out-of-fold predictions of `folds` pooled into one set (each
+    record is predicted once, by the run in which its fold was the outer fold), with the number
+    of positive and negative records behind each value; AUROC is NaN for a class without both.
+    Rows: the 24 classes and 'macro (classes with >= 1 positive)'."""
+    frames = []
+    for fold in folds:
+        pred = pd.read_csv(paths.finetune_dir(runs, profile, setup, fold) / "predictions.csv")
+        frames.append(pred[(pred["protocol"] == protocol) & (pred["role"] == "outer")])
+    pred = pd.concat(frames, ignore_index=True)
+    y, p = _columns(pred)
+    _, per_class = metrics.auroc(y, p)
+    pos = y.sum(axis=0)
+    table = pd.DataFrame({"positives": pos, "negatives": len(y) - pos, "AUROC": per_class,
+                          "± (95%)": [auroc_halfwidth(a, n, len(y) - n) for a, n in zip(per_class, pos)]},
+                         index=list(ABBREVIATIONS))
+    table.loc["macro (classes with >= 1 positive)"] = [int(y.sum()), int(len(y)), float(np.nanmean(per_class)), np.nan]
+    return table
+
+
+def auroc_halfwidth(auc: float, n_pos: int, n_neg: int, z: float = 1.96) -> float:
+    """Half-width of the normal-approximation 95% interval of an AUROC from `n_pos` positives
+    and `n_neg` negatives, with Hanley and McNeil's (1982) standard error:
+    SE^2 = [A(1-A) + (n_pos-1)(Q1-A^2) + (n_neg-1)(Q2-A^2)] / (n_pos n_neg),
+    Q1 = A/(2-A), Q2 = 2A^2/(1+A). NaN when A is NaN or a count is 0."""
+    if not np.isfinite(auc) or n_pos < 1 or n_neg < 1:
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc ** 2) + (n_neg - 1) * (q2 - auc ** 2)) / (n_pos * n_neg)
+    return float(z * np.sqrt(max(var, 0.0)))
+
+
+# ----------------------------------------------------------------------------------------------
+# the studies the book runs, and its tables
+
+PROTOCOL_LABELS = {  # protocol names as the book prints them: never confusable with "the paper's numbers"
+    "paper": "optimistic protocol (authors')",
+    "honest": "honest protocol (held-out)",
+}
+DATA_LABELS = {
+    "fixture": "synthetic fixture",
+    "samples": "real sample records",
+    "physionet2020": "PhysioNet/CinC 2020",
+}
+
+
+def run_samples_study(runs: str | Path, samples: str | Path, device: str = "cpu") -> Path:
+    """The book's study on the real sample records: profile `samples`, setups
+    `config.SAMPLES_SETUPS`, folds `config.SAMPLES_FOLDS`, no ablation; finished work is skipped.
+    Returns RUNS/samples/."""
+    from .config import SAMPLES_SETUPS
+    from .reproduce import reproduce
+
+    return reproduce(profile="samples", data_dir=samples, out=runs, setups=",".join(SAMPLES_SETUPS),
+                     devices=device, ablation=False, progress=False)
+
+
+def _fmt(x: float, decimals: int) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.{decimals}f}"
+
+
+def results_table(aggs: dict, metrics_shown=("auroc", "challenge"), paper: pd.DataFrame | None = None,
+                  decimals: int = 2) -> pd.DataFrame:
+    """One row per setup; for each metric, the paper's value as printed (only when `paper` is
+    given: a paper table of `results`, shown with its own `attrs['decimals']`) and ours under
+    each protocol of `aggs` ({protocol: results.aggregate(...)}), ×100, "mean ± std" when more
+    than one fold was averaged and the mean alone otherwise. Column labels say whose number it
+    is: "paper (as printed)" or "ours, <protocol label>"."""
+    from .results import METRIC_LABELS, SETUP_LABELS
+
+    first = next(iter(aggs.values()))
+    columns, data = [], []
+    for m in metrics_shown:
+        if paper is not None:
+            d = int(paper.attrs.get("decimals", 2))
+            columns.append((METRIC_LABELS[m], "paper (as printed)"))
+            data.append([_fmt(paper.at[SETUP_LABELS[s], m], d) if SETUP_LABELS[s] in paper.index else "–"
+                         for s in first.index])
+        for protocol, agg in aggs.items():
+            columns.append((METRIC_LABELS[m], f"ours, {PROTOCOL_LABELS[protocol]}"))
+            cells = []
+            for s in first.index:
+                mean, std = 100 * agg.at[s, f"{m}_mean"], 100 * agg.at[s, f"{m}_std"]
+                one = int(agg.at[s, "n_folds"]) < 2 or not np.isfinite(std)
+                cells.append(_fmt(mean, decimals) if one else f"{_fmt(mean, decimals)} ± {_fmt(std, decimals)}")
+            data.append(cells)
+    out = pd.DataFrame(dict(zip(columns, data)), index=[SETUP_LABELS[s] for s in first.index])
+    out.columns = pd.MultiIndex.from_tuples(columns, names=["metric", "whose number"])
+    out.index.name = "setup"
+    return out
+
+
+def describe_runs(agg: pd.DataFrame) -> str:
+    """'synthetic fixture, profile tiny, folds 0,1 (2 folds)': what produced an aggregate."""
+    first = agg.iloc[0]
+    return (f"{DATA_LABELS.get(first['data'], first['data'])}, profile `{first['profile']}`, "
+            f"outer folds {first['folds']} ({int(first['n_folds'])} fold{'s' if int(first['n_folds']) > 1 else ''})")
+
+
+def status_table() -> pd.DataFrame:
+    """What the book reproduces and on what data, read off the profiles (one row per part of the
+    study; columns: the paper's setting, and what the tiny, samples and paper profiles run)."""
+    from .config import SAMPLES_SETUPS, SETUPS, get_profile
+
+    tiny, samples, paper = get_profile("tiny"), get_profile("samples"), get_profile("paper")
+
+    def folds(p) -> str:
+        return f"{len(p.folds)} of 10 folds" if len(p.folds) < 10 else "10 folds"
+
+    def pre(p) -> str:
+        c = p.pretrain["time"]
+        return f"{c.epochs} epochs, {c.n_global} global + {c.n_local} local views, head {c.out_dim}"
+
+    def fine(p, setups) -> str:
+        f = p.finetune
+        e = sorted(set(f.epochs[p.family(s)] for s in setups))
+        return f"{len(setups)} setup{'s' if len(setups) > 1 else ''}, {folds(p)}, {'/'.join(map(str, e))} epochs"
+
+    rows = {
+        "data": (f"PhysioNet/CinC 2020, 43,101 records", f"synthetic fixture, {tiny.fixture_records} records",
+                 "208 real Challenge records (tests/data/ecg-samples)", "PhysioNet/CinC 2020 (download)"),
+        "pre-training (DINO, both backbones)": ("300 epochs, 2 + 8 views, head 65536", pre(tiny),
+                                                "none (T from scratch)" if all(not s.startswith("ssl-") for s in SAMPLES_SETUPS)
+                                                else pre(samples), pre(paper)),
+        "fine-tuning (Table II)": ("8 setups, 10 folds, 100-200 epochs", fine(tiny, SETUPS),
+                                   fine(samples, SAMPLES_SETUPS), fine(paper, SETUPS)),
+        "Fig. 3 ablation": ("10 folds", f"fold {', '.join(map(str, tiny.finetune.ablation_folds or tiny.folds))} only",
+                            "not run", "10 folds"),
+        "hardware, time": ("GPU", "CPU, minutes", "CPU, minutes", "GPU, days (not run for this build)"),
+    }
+    return pd.DataFrame(rows, index=["the paper", "tiny (this build)", "samples (this build)", "paper profile"]).T
+
+
+def samples_control_profile():
+    """The `samples` profile with the tiny profile's fine-tuning settings (3 epochs of 16 records
+    x 2 crops, lr 1e-3): the control that shows those settings learn nothing on real signals."""
+    from dataclasses import replace
+
+    from .config import get_profile
+
+    return replace(get_profile("samples"), finetune=replace(get_profile("tiny").finetune, ablation_folds=None))
+
+
+def run_samples_control(runs: str | Path, samples: str | Path, device: str = "cpu") -> Path:
+    """`samples_control_profile` on the same records, setups and folds as `run_samples_study`,
+    into RUNS/samples-control/samples/. Returns that folder."""
+    from .config import SAMPLES_SETUPS
+    from .reproduce import reproduce
+
+    return reproduce(samples_control_profile(), data_dir=samples, out=Path(runs) / "samples-control",
+                     setups=",".join(SAMPLES_SETUPS), devices=device, ablation=False, progress=False)
