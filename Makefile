@@ -3,6 +3,7 @@
 #   make test   set up a local venv and run every test: unit tests, nbval over the notebooks,
 #               and the browser test of the built site (skipped, with its reason, until
 #               `make book` has built _build/html and chromium is installed)
+# For development: `make test-fast` (unit tests without the slow ones) and `make lint` (ruff).
 # The notebooks read ECGSSL_PROFILE / ECGSSL_RUNS / ECGSSL_DATA / ECGSSL_DEVICE, e.g.
 #   ECGSSL_PROFILE=paper ECGSSL_RUNS=/scratch/runs make book   (shows a finished paper run)
 PYTHON ?= python3
@@ -13,7 +14,7 @@ STAMP  := $(VENV)/.installed
 # venv's editable install is stale
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: book test venv clean bench
+.PHONY: book test test-fast lint format-check venv clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,19 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-cell-timeout=3600 tests notebooks
+
+# the developer loop: unit tests without the `slow` ones, no notebooks, no browser test of the
+# site (under 2 minutes on an idle 2-core machine); `make test` still runs everything
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" --ignore tests/test_book_site.py tests
+
+# ruff: the rules in pyproject.toml [tool.ruff.lint]; CI runs it before the tests
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# not in CI yet: the tree has not been put through `ruff format` (see pyproject.toml)
+format-check: $(STAMP)
+	$(VENV)/bin/ruff format --check .
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_prepare.py

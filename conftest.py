@@ -12,8 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from unittest import mock
 
-import pytest
-
 NOTEBOOK_DIR = Path(__file__).resolve().parent / "notebooks"
 
 
