@@ -14,7 +14,7 @@ Defaults are the paper's batches (196 time, 256 spec) on CUDA; on the CPU they a
 to time, so the CPU default is 16 records (say so when quoting the figures). On a small shared
 CPU, --threads 1 is usually fastest: spin-waiting OpenMP threads cost more than they give.
 
-Reference points (SPEC 10 and this project's measurements of the released code on a 2-core
+Reference points (this project's measurements of the released code on a 2-core
 machine): a time-series DINO step of about 34 records/s, and view making of about 260 records/s
 per DataLoader worker process.
 """

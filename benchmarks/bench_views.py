@@ -4,7 +4,7 @@ is one. Prints wall and process-CPU milliseconds per batch, records/s, and for t
 ratio to the authors' loader.
 
 For scale: the authors' loader made time-series views at about 260 records/s per loader process
-(numpy per record, per view; SPEC 2.1); the target is at least 20x that, 5,200 records/s, i.e.
+(numpy per record, per view); the target is at least 20x that, 5,200 records/s, i.e.
 about 37 ms of one core per batch of 196. With one thread the CPU milliseconds are the cost of
 the work itself and the steadiest figure on a shared machine; "x authors (1 core)" is
 (B / CPU seconds) / 260. On a machine whose cores are busy with other work, 2 threads can be
@@ -35,7 +35,7 @@ import torch
 import ecgssl_nb
 from ecgssl_nb import transforms as T
 
-AUTHORS_RECORDS_PER_S = 260.0  # time views, one loader process (measured for the SPEC)
+AUTHORS_RECORDS_PER_S = 260.0  # time views, one loader process (measured on the released code)
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -1,10 +1,12 @@
 """Profiles: every hyperparameter of the study in one validated place.
 
 `tiny`  : the synthetic fixture, few epochs, small batches, 2 of the 10 folds, CPU (the default).
-`paper` : PhysioNet/CinC 2020, the paper's settings (SPEC sections 4 and 5), 10 folds, GPU.
+`paper` : PhysioNet/CinC 2020, the paper's settings (pre-training and fine-tuning as the authors
+          ran them), 10 folds, GPU.
 
-Values are read off ../shared/paper/SPEC.md; where the released code and the paper differ the
-SPEC's "faithful and correct" choice is the default and the alternative is a named option.
+Values are the paper's where it states them and the authors' released code's otherwise; where the
+two differ, or the released code has a bug, the corrected choice is the default and the released
+behaviour a named option (book: Deviations; `recipes`).
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from .errors import UserError
 SETUPS = ("t", "s", "tsc", "tsg", "ssl-t", "ssl-s", "ssl-tsc", "ssl-tsg")
 MODALITIES = ("time", "spec")
 PROTOCOLS = ("paper", "honest")
-WINDOW = 250  # samples at 100 Hz = 2.5 s, every model (SPEC 1.6)
+WINDOW = 250  # samples at 100 Hz = 2.5 s, every model (book: Transforms)
 TARGET_FS = 100  # Hz
 N_FOLDS = 10
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Self-distillation (DINO-style) settings for one modality (SPEC 4, 3.5, B7-B13)."""
+    """Self-distillation (DINO-style) settings for one modality (paper Sec. II-A, II-B;
+    book: Deviations, B7-B13)."""
 
     epochs: int
     batch_size: int  # records per step; each gives n_global + n_local views
@@ -56,7 +59,7 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Down-stream fine-tuning settings (SPEC 5)."""
+    """Down-stream fine-tuning settings (paper Sec. II-C; book: Fine-tuning)."""
 
     epochs: dict  # setup family ("t", "s", "tsc", "tsg") -> epochs
     batch_records: dict  # setup family -> records per step (each gives `crops` windows)

@@ -1,4 +1,5 @@
-"""Fine-tune one setup on one outer fold and evaluate it under two protocols (SPEC 5, 6.3, B14, B15).
+"""Fine-tune one setup on one outer fold and evaluate it under two protocols (paper Sec. II-C;
+book: Deviations, B14, B15).
 
 One function, `finetune(setup, fold, ...)`, serves all eight setups (t, s, tsc, tsg and their
 ssl- variants): the setup only decides which backbones the network has, what they are fed, how
@@ -8,11 +9,11 @@ Protocol (one training run per (setup, outer fold K)):
 
 * Folds. Outer fold K is held out. The inner fold is J = (K + 1) % n_folds. The network trains on
   the other n_folds - 2 folds (8 of 10). After every epoch it predicts J and K.
-* Prediction (SPEC 1.6). Windows of 250 samples at stride 125 (a shorter tail is dropped). The
+* Prediction (book: Fine-tuning). Windows of 250 samples at stride 125 (a shorter tail is dropped). The
   record's probability is the mean of its windows' sigmoid outputs.
 * Protocol "paper" (optimistic, as the authors did). The epoch with the best macro AUPRC on K
-  (first epoch on ties: strict improvement, SPEC 5) is selected. The per-class thresholds are
-  tuned on K's predictions at that epoch (grid {0.1..0.5}, others at 0.1, SPEC 6.3). Metrics are
+  (first epoch on ties: strict improvement, as released) is selected. The per-class thresholds are
+  tuned on K's predictions at that epoch (grid {0.1..0.5}, others at 0.1, book: Deviations, B15). Metrics are
   reported on K.
 * Protocol "honest" (nested). The epoch is selected by macro AUPRC on J. The thresholds are tuned
   on J's predictions at that epoch. Metrics are reported on K at that epoch. K is never used to
@@ -20,13 +21,13 @@ Protocol (one training run per (setup, outer fold K)):
 * `protocol="paper-exact"` trains on all nine folds other than K (the authors' exact split) and
   reports only the paper protocol.
 
-Training (SPEC 1.6, 2.3, 5). Every step takes `batch_records` records, shuffled each epoch with a
-seeded generator. From each record it cuts 5 random 250-sample crops (`Corpus.random_windows`,
+Training (paper Sec. II-C; book: Fine-tuning). Every step takes `batch_records` records,
+shuffled each epoch with a seeded generator. From each record it cuts 5 random 250-sample crops (`Corpus.random_windows`,
 on the device). Time inputs are normalised with the prepared mean/std. The spectrogram is taken
 from the raw crop (`transforms.spectrogram`). The optimiser is Adam(lr) with
 CosineAnnealingLR(T_max=epochs, eta_min per family), stepped at the START of every epoch, as
 released (B22): epoch 1 already runs below the peak rate. The loss is BCE-with-logits, mean over
-windows and classes. Scratch setups are re-initialised with `models.init_xavier` (SPEC 3.6). ssl-
+windows and classes. Scratch setups are re-initialised with `models.init_xavier` (as released). ssl-
 setups load PRE/time/backbone.pt and/or PRE/spec/backbone.pt with `models.load_backbone`, which
 refuses a partial load (B6); their heads keep PyTorch's default initialisation. Python, NumPy and
 torch are seeded from (seed, fold) (B26). On CUDA the forward pass runs under bf16 autocast
@@ -165,7 +166,7 @@ def resolve_pretrained(setup: str, pretrained) -> dict[str, Path]:
 
 def build_finetune_model(setup: str, pretrained=None, seed: int = 0, fusion_ssl: str = "loaded") -> torch.nn.Module:
     """The network of `setup` ready to fine-tune, on the CPU: scratch setups re-initialised with
-    `init_xavier` (SPEC 3.6), ssl- setups with their backbones loaded all-or-nothing from
+    `init_xavier` (as released), ssl- setups with their backbones loaded all-or-nothing from
     `pretrained` (see `resolve_pretrained`; B6) and heads at PyTorch's default init.
     fusion_ssl="ignored" reproduces the released fusion models (book: Deviations, B6): ssl-tsc and
     ssl-tsg load nothing and skip xavier, so the whole network keeps PyTorch's default init."""
@@ -209,8 +210,8 @@ def _inputs(model, x_raw: torch.Tensor, mean: torch.Tensor, std: torch.Tensor):
     """Raw mV windows (W, 12, 250) -> (x_time (W, 12, 250) normalised or None, x_spec (W, 12, 13, 21) or None)."""
     from .transforms import spectrogram
 
-    x_time = (x_raw - mean[:, None]) / (std[:, None] + 1e-8) if model.uses_time else None  # SPEC 1.4
-    x_spec = spectrogram(x_raw) if model.uses_spec else None  # STFT of the RAW crop (SPEC 2.3)
+    x_time = (x_raw - mean[:, None]) / (std[:, None] + 1e-8) if model.uses_time else None  # per-lead z-score
+    x_spec = spectrogram(x_raw) if model.uses_spec else None  # STFT of the RAW crop, as released
     return x_time, x_spec
 
 
@@ -238,7 +239,7 @@ def train_step(model, optimizer, x_raw: torch.Tensor, y: torch.Tensor, mean: tor
 def predict(model, corpus, mean: torch.Tensor, std: torch.Tensor, batch_windows: int = 2048,
             stride: int = 125, amp: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Record probabilities (N, 24) float64: the mean over each record's windows (250 samples at
-    `stride`) of the sigmoid outputs (SPEC 1.6); and for gated models the mean gate weights
+    `stride`) of the sigmoid outputs (book: Fine-tuning); and for gated models the mean gate weights
     (N, 2) = (time, spec) per record, else None. The model is left in eval mode."""
     model.eval()
     n = len(corpus)

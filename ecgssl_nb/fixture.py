@@ -14,7 +14,7 @@ as the PhysioNet/CinC Challenge 2020 training archives do. Layout (`FIXTURE_SOUR
     OUT/Georgia/WFDB/E00001.hea            Georgia          500 Hz, 10 s
 
 Each source folder holds one sub-folder named like the real archive's, as in the authors' layout
-`<dataset>/<one sub-folder>/*.hea` (SPEC 1.1).
+`<dataset>/<one sub-folder>/*.hea` (book: The data).
 
 Labels: every one of the 24 merged classes is the "primary" diagnosis of about n/24 records, to
 which a compatible rhythm and up to two further diagnoses are added (never NSR with AF, at most

@@ -1,11 +1,12 @@
 """The 10 folds: iterative multilabel stratification (Sechidis, Tsoumakas and Vlahavas 2011).
 
-SPEC 1.5. Each fold should receive 1/K of the records and 1/K of every label's occurrences.
+The paper adopts this stratification (paper Sec. III-A; book: The data). Each fold should
+receive 1/K of the records and 1/K of every label's occurrences.
 Repeat until every labelled record is placed:
 
 1. take the label with the fewest records not yet placed (ties: the first label in sorted order);
 2. go through the unplaced records carrying it in reverse index order (what the authors' stable
-   argsort of all-ones counts reversed amounts to, SPEC 1.5);
+   argsort of all-ones counts reversed amounts to);
 3. put each into the fold with the largest remaining need for that label; ties go to the tied fold
    with the largest remaining overall need, then to a seeded random choice among those;
 4. lower that fold's need for every label of the record and its overall need.
@@ -96,7 +97,7 @@ def _check_n_folds(n_folds: int) -> int:
 
 
 def stratify(label_sets: Sequence[Iterable[str]], n_folds: int = 10, seed: int = 0) -> np.ndarray:
-    """Fold (0..n_folds-1) of each record by iterative multilabel stratification (SPEC 1.5).
+    """Fold (0..n_folds-1) of each record by iterative multilabel stratification (paper Sec. III-A).
 
     label_sets[i] is the list of labels of record i (any hashable strings; repeats ignored)."""
     n_folds = _check_n_folds(n_folds)
@@ -132,7 +133,7 @@ def assign_folds(
     """Fold of each row of `index_df` (same order as the rows), stratified per source.
 
     Within each source, rows are sorted by (record, path) first, so the result never depends on
-    the input order. `label_col` holds space-separated codes (or lists): SPEC 1.5 stratifies on the
+    the input order. `label_col` holds space-separated codes (or lists): the authors stratify on the
     pre-merge scored codes. Rows sharing a `group_col` value (e.g. one signal under two names) are
     placed in the same fold; a group spanning sources is stratified within the source of its
     first member in (source, record) order."""

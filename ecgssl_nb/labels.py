@@ -2,7 +2,7 @@
 
 The official tables (weights.csv, dx_mapping_scored.csv, dx_mapping_unscored.csv; BSD-2-Clause,
 PhysioNet/Computing in Cardiology Challenges) ship in `ecgssl_nb/data/`. Class order is the
-order of weights.csv with the merged duplicates dropped (SPEC 1.2), so class k of every array in
+order of weights.csv with the merged duplicates dropped (book: Deviations, B24), so class k of every array in
 this library is `CLASSES[k]`.
 """
 

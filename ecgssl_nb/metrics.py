@@ -5,10 +5,10 @@ Arrays in, numbers out (scikit-learn style). `labels` is an (N, K) array of {0, 
 column k is class `classes[k]`, by default `labels.CLASSES` (K = 24). Other K work with explicit
 `classes` and `weights` (the Challenge metric needs them). Every result is a fraction in 0..1.
 
-Definitions (SPEC 6, read off the final `evaluate_12ECG_score.py` of
+Definitions (the paper's metrics, paper Sec. III-A, read off the final `evaluate_12ECG_score.py` of
 physionetchallenges/evaluation-2020, the copy the authors ship; our own code):
 
-* AUROC_k, AUPRC_k (SPEC 6.1). The Challenge sweeps every distinct score as a threshold
+* AUROC_k, AUPRC_k. The Challenge sweeps every distinct score as a threshold
   (`score >= t`), highest first, and sums ½ (TPR_{j+1} - TPR_j)(TNR_{j+1} + TNR_j) and
   (TPR_{j+1} - TPR_j) PPV_{j+1}. The first is the trapezoidal area under the ROC curve, because
   ∫ TNR dTPR = 1 - ∫ FPR dTPR, i.e. `sklearn.metrics.roc_auc_score`. The second is exactly
@@ -31,7 +31,7 @@ physionetchallenges/evaluation-2020, the copy the authors ship; our own code):
   an early revision of the scorer, labels and outputs are used as given: NSR is neither forced
   on for empty rows nor switched off beside other classes.
 
-Binarisation is `scores >= threshold`, per class, as in the released threshold search (SPEC 6.3).
+Binarisation is `scores >= threshold`, per class, as in the released threshold search (book: Deviations, B15).
 
 Bad input raises `MetricInputError`, which is both an `errors.UserError` (the CLI prints it on
 one line) and a `ValueError` (what scikit-learn raises), with the argument named.
@@ -50,7 +50,7 @@ so that the official scorer can check a run end to end::
     python evaluate_12ECG_score.py LABELS_DIR OUTPUTS_DIR scores.csv
 
 (`evaluate_12ECG_score.py` and `weights.csv` from physionetchallenges/evaluation-2020, run in a
-folder that holds weights.csv; it uses `np.bool`, so it needs numpy < 1.24, SPEC 6.2.)
+folder that holds weights.csv; it uses `np.bool`, so it needs numpy < 1.24, book: Deviations, B23.)
 `evaluate_challenge_files(LABELS_DIR, OUTPUTS_DIR)` scores the
 same folders with this module.
 """
@@ -68,7 +68,7 @@ from .labels import CLASSES, MERGES, NORMAL_CLASS, weight_matrix
 
 METRIC_KEYS = ("auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge")
 DEFAULT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5)
-# The released code builds its grid with np.linspace(0.1, 0.5, 5, dtype=float16) (SPEC 6.3):
+# The released code builds its grid with np.linspace(0.1, 0.5, 5, dtype=float16) (B15):
 # 0.0999755859375, 0.199951171875, 0.300048828125, 0.39990234375, 0.5. Pass this as `grid` to
 # use the released grid exactly; its binarisation differs from DEFAULT_GRID only for
 # scores that fall in the gaps (< 5e-5 wide).
@@ -166,7 +166,7 @@ def _nanmean(x: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------------------------
-# threshold-free metrics (SPEC 6.1)
+# threshold-free metrics
 
 
 def auroc(labels, scores) -> tuple[float, np.ndarray]:
@@ -213,7 +213,7 @@ def macro_auprc(labels, scores) -> float:
 
 
 # ------------------------------------------------------------------------------------------
-# binary metrics (SPEC 6.2)
+# binary metrics
 
 
 def binarize(scores, thresholds) -> np.ndarray:
@@ -332,7 +332,7 @@ def evaluate(labels, scores, thresholds, weights=None, classes=None, normal_clas
 
 
 # ------------------------------------------------------------------------------------------
-# threshold search (SPEC 6.3)
+# threshold search (book: Deviations, B15)
 
 
 def threshold_search(
@@ -344,7 +344,7 @@ def threshold_search(
     classes=None,
     normal_class: str = NORMAL_CLASS,
 ) -> np.ndarray:
-    """Per-class thresholds (K,) as in the released code (SPEC 6.3, B15 "faithful").
+    """Per-class thresholds (K,) as in the released code (book: Deviations, B15 "faithful").
 
     For each class k independently: every other class is binarised at `default`, class k tries
     each value of `grid` in order, and the value with the highest Challenge metric is kept (the

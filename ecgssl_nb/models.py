@@ -1,4 +1,4 @@
-"""The eight classifiers of the study (SPEC 3.3-3.6) and the tools around them.
+"""The eight classifiers of the study (paper Sec. II-C, Table II) and the tools around them.
 
 `ECGNet(setup)` puts the two backbones together with their head:
 
@@ -128,7 +128,7 @@ def build_model(setup: str, n_classes: int = 24) -> ECGNet:
 @torch.no_grad()
 def init_xavier(module: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
     """Re-initialise every layer of `module` as the released code does for scratch runs
-    (SPEC 3.6): conv weights xavier-normal and conv biases N(0, 1); BatchNorm gamma N(1, 0.02)
+    (book: Fine-tuning): conv weights xavier-normal and conv biases N(0, 1); BatchNorm gamma N(1, 0.02)
     and beta 0; Linear weights xavier-normal, Linear biases untouched. Returns `module`."""
     for m in module.modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d)):

@@ -1,6 +1,6 @@
 """`python -m ecgssl_nb prepare`: Challenge records -> one 100 Hz memmap, an index, stats and folds.
 
-What it does (SPEC 1.2-1.5, B1-B3, B25):
+What it does (paper Sec. III-A; book: The data; book: Deviations, B1-B3, B25):
 
 * walks `--data-dir` recursively for `*.hea` (hidden folders excepted, symlinks followed) and
   orders the records by (source in `records.SOURCES` order, record name, path), so nothing
@@ -26,7 +26,7 @@ Output folder:
   header order), dx (all header codes, duplicates dropped), fold; codes separated by spaces;
 * `skipped.csv`: record, path, reason, detail (every header found is in one of the two files;
   every `.mat` without a header beside it is here too, as 'missing header');
-* `stats.json`: per-lead mean and std (SPEC 1.4: average over records of the per-record, per-lead
+* `stats.json`: per-lead mean and std (as released: average over records of the per-record, per-lead
   mean / standard deviation, over all kept records of all folds), counts;
 * `provenance.json`: the request that made the folder (see below) and the code version;
 * `.complete.json`: the input manifest, folds, seed and `digest` (`corpus_digest`), written last.
@@ -111,7 +111,7 @@ _NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 def resample_100hz(signal: np.ndarray, fs: float) -> np.ndarray:
     """(12, n) mV at `fs` Hz -> (int(n*100/fs), 12) float32 mV at 100 Hz, every lead resampled
-    with scipy.signal.resample (FFT; the authors' method and length rule, SPEC 1.3).
+    with scipy.signal.resample (FFT; the authors' method and length rule).
 
     Computed in float32, 1.5-3x faster than float64 for the record lengths with large prime
     factors (CPSC lengths are arbitrary): it differs from a float64 computation by about 1e-6 mV

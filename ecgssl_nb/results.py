@@ -21,7 +21,7 @@ Result file schema: one per fine-tuning run, written by `finetune` to
       "epochs":  int,
       "metrics": {                              # fractions 0..1, null when undefined
         "paper":  {"auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge", "epoch"},
-        "honest": {... the same keys ...}       # SPEC B14; optional
+        "honest": {... the same keys ...}       # book: Deviations, B14; optional
       },
       "per_class":  {"paper": {"auroc": [24], "auprc": [24], "f1": [24]}, "honest": {...}},
       "thresholds": {"paper": [24], "honest": [24]},
@@ -33,14 +33,14 @@ Result file schema: one per fine-tuning run, written by `finetune` to
     }
 
 "paper" is the released protocol (checkpoint and thresholds chosen on the reported fold:
-optimistic); "honest" chooses both on an inner validation fold (SPEC B14, B15). `epoch` is the
+optimistic); "honest" chooses both on an inner validation fold (book: Deviations, B14, B15). `epoch` is the
 selected checkpoint's epoch. Required keys: setup, fold, profile, data.kind and, for at least one
 protocol, the seven metrics; `check_result` says what is missing.
 
 Tables. `load_results` gives one row per run and protocol (metrics as fractions);
 `aggregate` gives mean and sample std (ddof=1) over folds per setup in the paper's row order,
 and refuses runs of different prepared data or settings (`check_one_study`, naming two runs);
-`PAPER_TABLE_I` / `PAPER_TABLE_II` hold the paper's printed numbers (×100, SPEC 7);
+`PAPER_TABLE_I` / `PAPER_TABLE_II` hold the paper's printed numbers (×100, paper Tables I and II);
 `compare_with_paper` puts ours (×100) beside them; `display_frame` / `format_table` render any
 of these with 2 decimals, "mean ± std", and "–" for missing values.
 """
@@ -330,7 +330,7 @@ def aggregate(df: pd.DataFrame, protocol: str = "paper", by: str = "setup") -> p
 
 
 # ------------------------------------------------------------------------------------------
-# the paper's tables (SPEC 7), values as printed (×100); NaN where the paper has "–"
+# the paper's tables (paper Sec. III-B, Tables I and II), values as printed (×100); NaN where the paper has "–"
 
 _NA = float("nan")
 PAPER_TABLE_I = pd.DataFrame(

@@ -2,7 +2,7 @@
 
 The training loop only indexes these arrays (`lr[it]` with `it = epoch * L + i`, epoch from 0),
 so a schedule can be plotted, tested and checked for length before a run starts. This is the
-fix for SPEC B8: the released code indexed with epochs starting at 1, started one epoch into
+fix for B8 (book: Deviations): the released code indexed with epochs starting at 1, started one epoch into
 warm-up and crashed with an IndexError in its last configured epoch.
 """
 

@@ -1,4 +1,5 @@
-"""Self-knowledge-distillation (DINO-style) pre-training of one backbone (SPEC 3.5, 3.6, 4).
+"""Self-knowledge-distillation (DINO-style) pre-training of one backbone (paper Sec. II-A,
+II-B; book: Self-distillation).
 
 The file reads as the method:
 
@@ -11,7 +12,7 @@ The file reads as the method:
 * `train_step`: student forward/backward, last layer frozen in epoch 0 (B9 fixed), AdamW with
   no decay on biases and norms (B10 fixed, "adam-l2" keeps the released coupled L2), EMA teacher.
 * `pretrain`: the loop. Schedules are arrays indexed by `it = epoch * L + i`, epoch from 0 (B8
-  fixed). Data: every kept record of every fold (transductive, as released: SPEC B13), one random
+  fixed). Data: every kept record of every fold (transductive, as released: book: Deviations, B13), one random
   250-sample window per record per epoch, drawn and augmented on the device. Every epoch writes
   a resumable checkpoint and a row of collapse diagnostics; the student backbone of the final
   epoch is kept (B12 fixed; "lowest-loss" keeps the released choice).
@@ -76,7 +77,7 @@ LOG_COLUMNS = (
 )
 
 
-# --- the DINO head and the multi-crop wrapper (SPEC 3.5) ---------------------------------------
+# --- the DINO head and the multi-crop wrapper (paper Sec. II-A) ---------------------------------
 
 
 class WeightNormLinear(nn.Module):
@@ -147,7 +148,7 @@ class MultiCropModel(nn.Module):
         return (out, z) if return_embedding else out
 
 
-# --- the loss and the centre (SPEC 4, B7) ------------------------------------------------------
+# --- the loss and the centre (paper Sec. II-A; B7) ----------------------------------------------
 
 
 CENTER_UPDATES = ("once", "twice")  # B7: official DINO / released code
@@ -254,7 +255,7 @@ class DINOLoss(nn.Module):
 
 def param_groups(model: nn.Module) -> list[dict]:
     """Two groups of trainable parameters: [decayed (weights of Linear/Conv, >= 2-D),
-    not decayed (biases and every 1-D parameter: BatchNorm gamma/beta)] (SPEC B10)."""
+    not decayed (biases and every 1-D parameter: BatchNorm gamma/beta)] (book: Deviations, B10)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -364,8 +365,8 @@ def make_views(corpus, rec: torch.Tensor, modality: str, mean, std, transforms: 
 
 
 def build_student(modality: str, out_dim: int, seed: int = 0) -> MultiCropModel:
-    """Backbone + DINOHead(512 -> out_dim), initialised as the released DINO student (SPEC 3.6:
-    `init_xavier` over backbone and head MLP; the weight-normed last layer keeps its own init),
+    """Backbone + DINOHead(512 -> out_dim), initialised as the released DINO student
+    (`init_xavier` over backbone and head MLP; the weight-normed last layer keeps its own init),
     reproducibly from `seed` without touching the global RNG."""
     from .models import init_xavier, make_backbone
 
@@ -554,7 +555,7 @@ def pretrain(
 
     epochs / batch_size (records per step and per process) / keep default to the profile's
     `PretrainConfig`; transforms to "t1" (time) or "t2" (spec). `records` = a count (the first
-    N rows of the index) or row numbers; None = every kept record of every fold (SPEC B13).
+    N rows of the index) or row numbers; None = every kept record of every fold (book: Deviations, B13).
     `stop_after` = train at most this many epochs in this call and leave a resumable run
     (schedules still span `epochs`). `amp` = bf16 autocast, CUDA only. `overrides` = other
     PretrainConfig fields to replace, e.g. {"optimizer": "adam-l2", "clip_grad": 3.0}. `config` =
@@ -845,11 +846,11 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb pretrain --modality {time,spec} --prepared DIR --out OUT ...`."""
     p = argparse.ArgumentParser(prog="python -m ecgssl_nb pretrain",
-                                description="DINO self-distillation pre-training of one backbone (SPEC 4).")
+                                description="DINO self-distillation pre-training of one backbone (paper Sec. II-B).")
     p.add_argument("--modality", required=True, help=f"which backbone: {' or '.join(MODALITIES)}")
     p.add_argument("--prepared", required=True, help="a folder written by `python -m ecgssl_nb prepare`")
     p.add_argument("--out", required=True, help="output folder (checkpoint.pt, log.csv, backbone.pt, summary.json)")
-    p.add_argument("--profile", default="tiny", help="tiny (fixture, CPU) or paper (SPEC 4 settings); default tiny")
+    p.add_argument("--profile", default="tiny", help="tiny (fixture, CPU) or paper (the authors' settings); default tiny")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the profile's)")
     p.add_argument("--batch-size", type=int, default=None, help="records per step per process (default: the profile's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")

@@ -1,6 +1,6 @@
 """SE-ResNet34 2D, the spectrogram backbone S²θ̂: (B, 12, 13, 21) spectrograms -> (B, 512).
 
-SPEC 3.2. A ResNet-34 (basic blocks [3, 4, 6, 3], widths 64/128/256/512, 1x1 conv + BN
+Paper Sec. II-B.2. A ResNet-34 (basic blocks [3, 4, 6, 3], widths 64/128/256/512, 1x1 conv + BN
 shortcut where the stride or width changes) whose every block rescales its channels with a
 squeeze-and-excitation layer (reduction 16) before the residual add. The stem conv takes the
 12 leads as channels and, as in the released model, has a bias. The feature is a global
@@ -85,7 +85,7 @@ class SEResNet2d(nn.Module):
 
     def _init_weights(self) -> None:
         """Kaiming-normal (fan-out) conv weights and BN gamma 1 / beta 0, the usual ResNet init;
-        the stem conv keeps PyTorch's default init as in the released model (SPEC 3.2), and the
+        the stem conv keeps PyTorch's default init as in the released model, and the
         SE linears keep theirs."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d) and m is not self.conv1:

@@ -1,4 +1,5 @@
-"""DINO views of an ECG window: time-series (SPEC 2.1) and spectrogram (SPEC 1.4, 2.2) transforms.
+"""DINO views of an ECG window: time-series (paper Sec. II-B.1, Eq. 1) and
+spectrogram (paper Sec. II-B.2, Eq. 2-3) transforms.
 
 Every transform works on a whole batch at once and on whatever device the batch lives on.
 Random numbers come only from the `torch.Generator` passed in, never from the global RNG. They
@@ -9,7 +10,7 @@ the copy. The same generator state gives the same views.
 Time series are raw mV windows `(B, 12, 250)` (100 Hz). Spectrograms are `(B, 12, 13, 21)`
 (lead, frequency 0..48 Hz in 4 Hz steps, frame every 0.13 s).
 
-Faithful choices (SPEC section 8): local time views are 250 samples long like global ones (B17);
+Faithful choices (book: Deviations): local time views are 250 samples long like global ones (B17);
 time cutout is per lead U(0.2, 0.4) by default with the paper's shared U(0, 0.5) span as an
 option (B18); spectrogram crop ratios are the released 0.6-1 / 0.3-0.6 (B19); frequency
 cutout is applied before time cutout, with a flag for the released code's time-only views (B16).
@@ -32,7 +33,7 @@ SPEC_NPERSEG = 25  # samples per STFT segment (0.25 s)
 SPEC_NOVERLAP = 12  # scipy's default nperseg // 2
 SPEC_HOP = SPEC_NPERSEG - SPEC_NOVERLAP  # 13 samples
 SPEC_N_FREQ = SPEC_NPERSEG // 2 + 1  # 13 rows: 0, 4, ..., 48 Hz
-# Per-lead mean and shared std of |STFT| of raw mV windows, from the released code (SPEC 1.4).
+# Per-lead mean and shared std of |STFT| of raw mV windows, from the released code (book: Transforms).
 SPEC_MEAN: tuple[float, ...] = (
     0.01696577, 0.018700505, 0.01614143, 0.016069638, 0.013717703, 0.015169965,
     0.021021612, 0.031449795, 0.032050893, 0.031188736, 0.028222399, 0.024229238,
@@ -40,7 +41,7 @@ SPEC_MEAN: tuple[float, ...] = (
 SPEC_STD = 0.05418394
 
 # Transform sets of the Fig. 3 ablation. Crops are always on: they are what makes views global
-# or local. Names are applied in the order of SPEC 2.1 / 2.2 whatever order a set lists.
+# or local. Names are applied in the order of paper Sec. II-B.1 / II-B.2 whatever order a set lists.
 TIME_TRANSFORMS: dict[str, tuple[str, ...]] = {
     "none": (),
     "tc": ("time_cutout",),
@@ -51,7 +52,7 @@ SPEC_TRANSFORMS: dict[str, tuple[str, ...]] = {
     "none": (),
     "tc": ("time_cutout",),
     "fc": ("freq_cutout",),
-    "t2": ("freq_cutout", "time_cutout"),  # FC then TC (SPEC B16)
+    "t2": ("freq_cutout", "time_cutout"),  # FC then TC (book: Deviations, B16)
 }
 TC_MODES = ("per_lead", "paper")
 # time_views on one CPU thread works through blocks of about this many samples (1 MiB in float32).
@@ -161,7 +162,7 @@ def _random_subset(
     return chosen
 
 
-# --- time-series transforms (SPEC 2.1) ---------------------------------------------------------
+# --- time-series transforms (paper Sec. II-B.1) ------------------------------------------------
 
 
 def random_resized_crop(
@@ -306,7 +307,7 @@ def _per_lead(v, name: str, n_leads: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """(x - mean) / (std + 1e-8) per lead (SPEC 1.4). `x` (..., C, N); mean, std (C,) mV."""
+    """(x - mean) / (std + 1e-8) per lead (book: The data). `x` (..., C, N); mean, std (C,) mV."""
     if not isinstance(x, torch.Tensor) or x.ndim < 2 or not x.is_floating_point():
         raise UserError("x must be a floating-point tensor (..., leads, samples)")
     c = x.shape[-2]
@@ -317,7 +318,7 @@ def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     return (x - m[:, None]) / (s[:, None] + 1e-8)
 
 
-# --- spectrogram (SPEC 1.4) --------------------------------------------------------------------
+# --- spectrogram (paper Sec. II-B.2, Eq. 2) ----------------------------------------------------
 
 
 def stft_magnitude(x: torch.Tensor) -> torch.Tensor:
@@ -357,7 +358,7 @@ def spectrogram(x: torch.Tensor) -> torch.Tensor:
     return normalize_spectrogram(stft_magnitude(x))
 
 
-# --- spectrogram transforms (SPEC 2.2) ---------------------------------------------------------
+# --- spectrogram transforms (paper Sec. II-B.2, Eq. 3) -----------------------------------------
 
 
 def spec_time_crop(
@@ -494,7 +495,7 @@ def time_views(
     tc_mode: str = "per_lead",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """DINO time-series views (SPEC 2.1): raw mV (B, 12, 250) -> normalised (V, B, 12, 250).
+    """DINO time-series views (paper Sec. II-B.1): raw mV (B, 12, 250) -> normalised (V, B, 12, 250).
 
     V = n_global + n_local, global views first. Each view of each record draws its own random
     resized crop (global_scale or local_scale), then, as `transforms` (a TIME_TRANSFORMS key)
@@ -575,7 +576,7 @@ def spec_views(
     released_fc: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """DINO spectrogram views (SPEC 2.2): raw mV (B, 12, 250) -> (V, B, 12, 13, 21).
+    """DINO spectrogram views (paper Sec. II-B.2): raw mV (B, 12, 250) -> (V, B, 12, 13, 21).
 
     The normalised spectrogram of each raw window is computed once; then every view draws its
     own centred time crop (global_scale or local_scale of the 21 frames) and, as `transforms`

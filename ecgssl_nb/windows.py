@@ -1,4 +1,5 @@
-"""Windows of 250 samples cut from records held on the device (SPEC 1.6).
+"""Windows of 250 samples cut from records held on the device (book: Transforms;
+book: Fine-tuning).
 
 A `Corpus` keeps the raw mV signals of the selected records back to back in ONE tensor
 `(12, T)` float32 on the training device, with each record's `offsets` and `lengths` (samples
@@ -7,7 +8,7 @@ work, no loader processes.
 
 * Training crops (fine-tuning and self-distillation): `random_windows`, start uniform in
   [0, length_of_record - 251] as released (`random.randint(0, T-251)`; a 250-sample record gets
-  start 0, the last sample is never used, SPEC B25).
+  start 0, the last sample is never used, book: Deviations, B25).
 * Evaluation: `iter_sliding_windows`, windows at 0, 125, 250, ... while they fit; a shorter tail
   is dropped (a 1,000-sample record gives 7 windows).
 """

@@ -1,6 +1,6 @@
 """xresnet1d50, the time-series backbone S¹θ: (B, 12, 250) mV windows -> (B, 512) features.
 
-SPEC 3.1. A 1-D "bag of tricks" ResNet-50 (three-conv stem, bottleneck blocks, average-pool
+Paper Sec. II-B.1. A 1-D "bag of tricks" ResNet-50 (three-conv stem, bottleneck blocks, average-pool
 shortcuts) with every stage 64 wide, so each stage outputs 64 x 4 = 256 channels. The feature
 is the concatenation of an adaptive max pool and an adaptive average pool over time.
 
@@ -112,7 +112,7 @@ class XResNet1d(nn.Module):
 
     def _init_weights(self) -> None:
         """Kaiming-normal conv weights, zero conv biases; the first stem conv keeps PyTorch's
-        default init, as the released model builds it after the network's own init (SPEC 3.1)."""
+        default init, as the released model builds it after the network's own init."""
         first = self.stem[0].conv
         for m in self.modules():
             if isinstance(m, nn.Conv1d) and m is not first:

@@ -113,7 +113,7 @@ def test_a_finished_run_is_returned_without_training_again(prepared_dir, tmp_pat
     assert _run("t", prepared_dir, tmp_path) == first
 
 
-# --- initialisation and SSL weights (SPEC 3.6, B6) ---------------------------------------------
+# --- initialisation and SSL weights (book: Deviations, B6) -------------------------------------
 
 
 def test_ssl_setups_start_from_the_saved_backbones(prepared_dir, pretrained_dir, tmp_path, monkeypatch):
@@ -139,7 +139,7 @@ def test_scratch_setups_get_the_released_xavier_init_and_ssl_setups_do_not(tmp_p
         conv = next(m for m in model.time_backbone.modules() if isinstance(m, torch.nn.Conv1d) and m.bias is not None)
         return conv.bias
 
-    assert 0.6 < float(stem_bias(ft.build_finetune_model("t", seed=0)).detach().std()) < 1.5  # N(0, 1) (SPEC 3.6)
+    assert 0.6 < float(stem_bias(ft.build_finetune_model("t", seed=0)).detach().std()) < 1.5  # N(0, 1), as released
     torch.save(xresnet1d50().state_dict(), tmp_path / "backbone.pt")  # PyTorch default: |bias| < 1/sqrt(60)
     loaded = ft.build_finetune_model("ssl-t", {"time": tmp_path / "backbone.pt"}, seed=0)
     assert float(stem_bias(loaded).detach().abs().max()) < 0.2  # loaded, not re-initialised

@@ -93,7 +93,7 @@ def test_corpus_has_merged_codes_unscored_codes_unscored_only_records_and_one_du
 
 
 def test_sources_folders_prefixes_and_rates_are_as_documented(plan):
-    # sampling rates of the real archives (SPEC 1.3)
+    # sampling rates of the real archives (book: The data)
     rates = {"CPSC": 500, "CPSC-Extra": 500, "INCART": 257, "PTB": 1000, "PTB-XL": 500, "Georgia": 500}
     assert {k: s.fs for k, s in fixture.FIXTURE_SOURCES.items()} == rates
     prefixes = {"CPSC": "A", "CPSC-Extra": "Q", "INCART": "I", "PTB": "S", "PTB-XL": "HR", "Georgia": "E"}

@@ -1,4 +1,4 @@
-"""folds: iterative multilabel stratification (SPEC 1.5) and the per-source, order-free,
+"""folds: iterative multilabel stratification (paper Sec. III-A) and the per-source, order-free,
 duplicate-aware fold assignment."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from ecgssl_nb.folds import assign_folds, stratify
 
 
 def literal_sechidis(label_sets, n_folds, seed):
-    """Independent, deliberately plain reading of SPEC 1.5 with float needs (ratio 1/K), used as
-    the oracle for the optimised integer implementation."""
+    """Independent, deliberately plain reading of folds.py's algorithm with float needs (ratio 1/K), used
+    as the oracle for the optimised integer implementation."""
     rng = np.random.default_rng(seed)
     n = len(label_sets)
     r = 1.0 / n_folds

@@ -1,4 +1,4 @@
-"""Challenge 2020 metrics, the released threshold search, and Challenge output files (SPEC 6)."""
+"""Challenge 2020 metrics, the released threshold search, and Challenge output files (paper Sec. III-A)."""
 
 import numpy as np
 import pytest
@@ -26,7 +26,7 @@ def random_case(n=80, k=24, seed=0, ties=False):
 
 
 def challenge_sweep(lab, sco):
-    """SPEC 6.1 read literally: thresholds = distinct scores plus one above the maximum, highest
+    """The Challenge's sweep read literally: thresholds = distinct scores plus one above the maximum, highest
     first; outputs are `score >= t`; step sums of TPR/TNR/PPV. Our transcription, used as the
     reference that scikit-learn must match."""
     thresholds = np.append(np.unique(sco), sco.max() + 1)[::-1]
@@ -43,7 +43,7 @@ def challenge_sweep(lab, sco):
 
 
 def challenge_loop(lab, out, w, normal):
-    """SPEC 6.2 Challenge metric written as its double sum, record by record."""
+    """The Challenge metric written as its double sum, record by record."""
 
     def score(o):
         a = np.zeros(w.shape)

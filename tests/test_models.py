@@ -1,6 +1,8 @@
-"""Backbones, heads and the eight classifiers (SPEC 3.1-3.6, B6, B20, B21).
+"""Backbones, heads and the eight classifiers (paper Sec. II-B, II-C;
+book: Deviations, B6, B20, B21).
 
-Parameter counts are the SPEC's [V] figures or are worked out by hand in the comments.
+Parameter counts are those of the authors' released models (counted by running them) or are
+worked out by hand in the comments.
 Inputs are tiny (B <= 3) so the whole file runs in a few seconds on one CPU thread.
 """
 

@@ -39,7 +39,7 @@ def test_dino_head_has_the_released_parameter_counts_and_frozen_unit_row_norms()
     head = DINOHead(512, 65536)
     total = sum(p.numel() for p in head.parameters())
     trainable = sum(p.numel() for p in head.parameters() if p.requires_grad)
-    assert (total, trainable) == (9_045_120, 8_979_584)  # SPEC 3.5
+    assert (total, trainable) == (9_045_120, 8_979_584)  # the released DINO model's counts
     assert not head.last_layer.weight_g.requires_grad
     norms = head.last_layer.weight.norm(dim=1)
     torch.testing.assert_close(norms, torch.ones(65536))

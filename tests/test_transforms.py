@@ -1,4 +1,4 @@
-"""DINO view transforms (SPEC 1.4, 2.1, 2.2): each random transform's ranges and invariants, the
+"""DINO view transforms (paper Sec. II-B.1, II-B.2): each random transform's ranges and invariants, the
 STFT against scipy, and the view pipelines' order, shapes and reproducibility."""
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Windows cut from a device-resident corpus (SPEC 1.6): random training crops and sliding
+"""Windows cut from a device-resident corpus (book: Transforms): random training crops and sliding
 evaluation windows are exact slices of the records, in the documented ranges and order."""
 
 import numpy as np
