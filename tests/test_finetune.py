@@ -34,10 +34,8 @@ FAST = replace(get_profile("tiny"), finetune=replace(
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 @pytest.fixture(scope="module")
-def prepared_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ft")
-    make_fixture(root / "fixture", n_records=120, seed=0)
-    return prepare(root / "fixture", root / "prepared", workers=1, progress=False)
+def prepared_dir(prepared_corpus):
+    return prepared_corpus  # the session's prepared 120-record fixture (tests/conftest.py), read-only
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +230,7 @@ def test_a_run_killed_mid_epoch_leaves_no_result_and_resumes_to_the_uninterrupte
 # --- it learns ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 400 records, 3 epochs: ~54 s on a busy 2-core machine
 def test_tsg_on_the_tiny_profile_learns_the_fixture_well_above_chance(tmp_path):
     # The tiny profile as `reproduce` runs it: 400 records (~40 per fold), 3 epochs of 2 crops.
     # The fixture's waveforms follow the labels; measured: macro AUROC 0.755 on fold 0 (both

@@ -16,7 +16,6 @@ from ecgssl_nb import paths, selfkd
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.config import get_profile
 from ecgssl_nb.errors import UserError
-from ecgssl_nb.fixture import make_fixture
 from ecgssl_nb.models import make_backbone
 from ecgssl_nb.reproduce import Job, RunsFailed, parse_devices, parse_setups, reproduce, run_jobs
 
@@ -32,8 +31,8 @@ def fast(epochs: int) -> object:
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return make_fixture(tmp_path_factory.mktemp("rep") / "fixture", n_records=120, seed=0)
+def data_dir(fixture_corpus):
+    return fixture_corpus  # make_fixture(n_records=120, seed=0), shared by the session, read-only
 
 
 def test_runs_layout_is_the_documented_one():

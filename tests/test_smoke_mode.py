@@ -14,9 +14,7 @@ from ecgssl_nb import finetune as ft
 from ecgssl_nb import paths, results, selfkd
 from ecgssl_nb.config import get_profile
 from ecgssl_nb.errors import UserError
-from ecgssl_nb.fixture import make_fixture
 from ecgssl_nb.metrics import METRIC_KEYS
-from ecgssl_nb.prepare import prepare
 from ecgssl_nb.recipes import recipe_label
 from ecgssl_nb.reproduce import reproduce, write_tables
 
@@ -31,10 +29,8 @@ PRE = dict(modality="time", epochs=3, batch_size=4, records=8, progress=False,
 
 
 @pytest.fixture(scope="module")
-def prepared_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("smoke")
-    make_fixture(root / "fixture", n_records=120, seed=0)
-    return prepare(root / "fixture", root / "prepared", workers=1, progress=False)
+def prepared_dir(prepared_corpus):
+    return prepared_corpus  # the session's prepared 120-record fixture (tests/conftest.py), read-only
 
 
 def _count_calls(monkeypatch, module, name: str) -> list:
@@ -145,10 +141,10 @@ def test_aggregate_refuses_to_mix_smoke_and_full_runs():
 # --- reproduce: max_steps and the paper-exact protocol threaded to the runs -----------------------------
 
 
-def test_reproduce_smoke_and_paper_exact_reach_every_run_and_the_tables(tmp_path):
+def test_reproduce_smoke_and_paper_exact_reach_every_run_and_the_tables(fixture_corpus, tmp_path):
     prof = replace(FAST, folds=(0,), finetune=replace(FAST.finetune, ablation_folds=(0,)),
                    pretrain={m: replace(c, out_dim=256) for m, c in FAST.pretrain.items()})
-    fx = make_fixture(tmp_path / "fx", n_records=120, seed=0)
+    fx = fixture_corpus  # make_fixture(n_records=120, seed=0), shared, read-only
     root = reproduce(prof, data_dir=fx, out=tmp_path / "runs", setups="t,ssl-t", devices="cpu", ablation=False,
                      progress=False, max_steps=1, protocol="paper-exact")
     manifest = json.loads((root / "manifest.json").read_text())
