@@ -450,7 +450,7 @@ def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, or
         "leads": list(LEADS),
         "mean": means.mean(axis=0).tolist(),
         "std": stds.mean(axis=0).tolist(),
-        "stats_definition": "average over kept records (all folds) of each record's per-lead mean / std (ddof 0) at 100 Hz, mV (SPEC 1.4)",
+        "stats_definition": "average over kept records (all folds) of each record's per-lead mean / std (ddof 0) at 100 Hz, mV (book: The data, normalisation)",
         "n_headers": n_headers,
         "n_orphan_signal_files": len(orphans),
         "n_records": len(kept),

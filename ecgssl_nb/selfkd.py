@@ -823,7 +823,7 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
             "data": {
                 "prepared": str(prepared_dir), "n_prepared": len(prepared.index), "n_records": n,
                 "records_per_epoch": L * b * world,
-                "folds": "all (transductive, as the released code: SPEC B13)",
+                "folds": "all (transductive, as the released code: book Deviations, B13)",
                 "window_samples": WINDOW, "crops_per_record_per_epoch": 1,
             },
             "final_loss": final, "best_loss": best_loss, "best_epoch": best_epoch, "kept": cfg.keep,
