@@ -45,6 +45,14 @@ def chapter(kind: str) -> Path:
     return path
 
 
+def declared_parameters(nb) -> set[str]:
+    """The names assigned in a notebook's cell tagged `parameters` (plain `name = value` lines)."""
+    import re
+
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    return {m.group(1) for c in cells for m in re.finditer(r"^(\w+)\s*=", c.source, flags=re.M)}
+
+
 def partial_path(out: Path) -> Path:
     """Where papermill writes while it runs: beside the run folder, <folder>.notebook.partial.ipynb."""
     out = Path(out)
@@ -75,11 +83,15 @@ def execute(kind: str, parameters: dict, out: str | os.PathLike) -> Path:
     import papermill
 
     src, out = chapter(kind), Path(out)
+    nb = jupytext.read(src)
+    unknown = sorted(set(parameters) - declared_parameters(nb))
+    if unknown:  # papermill would only warn, and the run would silently use other settings
+        raise UserError(f"{src.name} has no parameter {', '.join(unknown)}")
     partial = partial_path(out)
     partial.parent.mkdir(parents=True, exist_ok=True)
     with _kernel_env():
         try:
-            papermill.execute_notebook(jupytext.read(src), str(partial), parameters=dict(parameters),
+            papermill.execute_notebook(nb, str(partial), parameters=dict(parameters),
                                        cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False)
         except papermill.PapermillExecutionError as exc:
             raise RuntimeError(f"{src.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "

@@ -704,7 +704,8 @@ def _plan(prof: Profile, train_seed: int, out: Path, data_dir, stage_roots: tupl
 
     def notebook_params(name: str, **extra) -> Callable[[str], dict]:
         def params(device: str) -> dict:  # the resolved study travels in a file: a custom profile runs the same
-            return {**base, **extra, "device": device, "config": str(write_study_config(runs_ft, prof, train_seed))}
+            return {**base, **extra, "device": device,
+                    "study_config": str(write_study_config(runs_ft, prof, train_seed))}
         return params
 
     def pretrain_job(modality: str, transforms: str, folder: Path, name: str, ablated: bool) -> Job:

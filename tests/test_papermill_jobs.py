@@ -192,3 +192,15 @@ def test_reproduce_as_notebooks_keeps_one_executed_notebook_per_run_and_matches_
     again = reproduce(SMALL, out=tmp_path / "nb", as_notebooks=True, **kw)
     counts = json.loads((again / "manifest.json").read_text())["counts"]
     assert counts == {"done": 0, "skipped": 3, "failed": 0, "blocked": 0}
+
+
+def test_chapter_notebooks_declare_every_parameter_a_job_passes_and_unknown_ones_are_refused(tmp_path):
+    import jupytext
+
+    job = {"profile", "runs", "data", "seed", "device", "study_config", "transforms"}
+    pre = notebook_jobs.declared_parameters(jupytext.read(notebook_jobs.chapter("pretrain")))
+    ft = notebook_jobs.declared_parameters(jupytext.read(notebook_jobs.chapter("finetune")))
+    assert job | {"modality"} <= pre and job | {"setup", "fold"} <= ft
+    with pytest.raises(UserError, match="04_finetune.py has no parameter config"):
+        notebook_jobs.execute("finetune", {"config": "x.json", "fold": 0}, tmp_path / "run" / "notebook.ipynb")
+    assert not list(tmp_path.rglob("*.ipynb"))
