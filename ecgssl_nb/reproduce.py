@@ -29,6 +29,24 @@ nine folds other than the outer one, as the authors trained (paper protocol only
 released recipe's departure B14 (`recipes`), so its runs and tables live below
 `OUT/recipes/b14/<profile>/` and never mix with the eight-fold runs.
 
+One run at a time (the notebooks' way in). `ensure_finetune(profile, runs, setup, fold, ...)` and
+`ensure_pretrain(profile, runs, modality, ...)` compute exactly one run and whatever it needs and is
+missing (the fixture, prepare, the pre-trainings its setup uses), through the same planning code
+(`_plan`), job specs and provenance rules as the study, skipping finished work; they return a
+`Target` (the run's folder, the prepared folder, the resolved profile). Notebooks 03 and 04 call
+them, so one papermill job per fold is a way to run the study, on one device or several:
+
+    jupytext --to ipynb -o - notebooks/04_finetune.py | papermill - out/04_ssl-tsg_fold3.ipynb \
+        --cwd notebooks -p profile paper -p data /data/challenge2020 -p runs /scratch/runs \
+        -p setup ssl-tsg -p fold 3 -p device cuda
+
+As notebooks (`--as-notebooks`): every pre-training and fine-tuning job runs as its chapter
+notebook (03 or 04) through papermill (`notebook_jobs`), with the job's parameters and
+`study_config` = RUNS/<profile>/jobs/study.json (the resolved profile and seed, so a customised
+profile runs the same in this process, as a subprocess and as a notebook). The executed notebook
+is kept as `<run folder>/notebook.ipynb`; a finished run without one runs its notebook, which then
+only shows it. With several devices each worker runs one notebook process at a time.
+
 `manifest.json` records what ran, when, with which versions and devices, and the wall time of
 each step. It is rewritten after every step, so an interrupted study still shows how far it got.
 The folder layout is in `paths`.
@@ -653,6 +671,17 @@ def _data(prof: Profile, out: Path, data_dir, runs_prep: Path, progress: bool,
           step: Callable[[str, Callable], object]) -> tuple[Path, object, str]:
     """Step 1: the fixture (tiny without data, a complete one kept), then `prepare` (nothing to do
     when the folder is prepared from the same input). Returns (prepared folder, Prepared, kind)."""
+    from .prepare import load_prepared, prepare
+
+    prep_dir = paths.prepared_dir(runs_prep, prof.name)
+    if data_dir is None and prof.data != "fixture":  # ensure_* without records: the prepared folder as it is
+        try:
+            prepared = load_prepared(prep_dir)
+        except UserError as exc:
+            raise UserError(f"data is required for profile {prof.name!r} to prepare the records ({exc})") from None
+        from .finetune import infer_data_kind
+
+        return prep_dir, prepared, infer_data_kind(prepared)
     if data_dir is None:
         fx = paths.fixture_dir(out, prof.name)
 
@@ -672,9 +701,6 @@ def _data(prof: Profile, out: Path, data_dir, runs_prep: Path, progress: bool,
         data_kind = "fixture"
     else:
         data_kind = None  # inferred by finetune from the prepared folder
-    from .prepare import load_prepared, prepare
-
-    prep_dir = paths.prepared_dir(runs_prep, prof.name)
     # force: a prepared folder made from other data or settings is moved aside, not reused
     step("prepare", lambda: prepare(data_dir, prep_dir, workers=prof.workers, progress=progress, force=True,
                                     leads=prof.leads))
@@ -958,7 +984,8 @@ def _ensure(folder_of, profile, runs, data, device, seed, settings, recipe, max_
     finished ones. RunsFailed when the target (or what it needs) failed."""
     prof, train_seed = _target_study(profile, seed, settings, recipe, max_steps, config)
     data = data or None
-    _check_data_dir(prof, data)
+    if data is not None:  # without data a real-data profile uses its prepared folder as it is (see _data)
+        _check_data_dir(prof, data)
     stage_roots = tuple(stage_runs(runs, prof.departures, st) for st in STAGES)
     device = parse_devices(device, prof)[0] if device else parse_devices(None, prof)[0]
     plan = _plan(prof, train_seed, Path(runs), data, stage_roots, chosen, folds, folds, ablation, progress)
@@ -978,7 +1005,8 @@ def ensure_pretrain(profile: str | Profile | None = "tiny", runs: str | Path = "
                     recipe="corrected", max_steps: int = 0, transforms: str | None = None, config=None,
                     progress: bool = False) -> Target:
     """Compute one pre-training of a study into RUNS (the layout of `paths`) and whatever it needs
-    and is missing (the fixture when a tiny profile has no data, `prepare`), skipping finished
+    and is missing (the fixture when a tiny profile has no data, `prepare`; a real-data profile
+    without `data` uses its prepared folder as it is, to show finished runs), skipping finished
     work under the provenance rules of `reproduce`; returns its `Target`. modality: time or spec;
     transforms: None (the main pre-training, t1 / t2) or an ablation view set of Fig. 3. The study
     is `profile` with `seed`, `settings` (`--set` items, or one string of them separated by ';'),

@@ -204,3 +204,13 @@ def test_chapter_notebooks_declare_every_parameter_a_job_passes_and_unknown_ones
     with pytest.raises(UserError, match="04_finetune.py has no parameter config"):
         notebook_jobs.execute("finetune", {"config": "x.json", "fold": 0}, tmp_path / "run" / "notebook.ipynb")
     assert not list(tmp_path.rglob("*.ipynb"))
+
+
+def test_a_real_data_profile_shows_its_finished_runs_without_the_records_and_needs_them_to_prepare(data_dir, tmp_path):
+    kw = dict(device="cpu", settings=SMALL_SETTINGS)
+    with pytest.raises(UserError, match="data is required for profile 'samples'"):
+        ensure_finetune("samples", tmp_path, "t", 0, **kw)
+    made = ensure_finetune("samples", tmp_path, "t", 0, data=data_dir, **kw)
+    assert made.statuses == {"finetune t fold 0": "done"}
+    shown = ensure_finetune("samples", tmp_path, "t", 0, **kw)  # no records: the prepared folder as it is
+    assert shown.statuses == {"finetune t fold 0": "skipped"} and shown.folder == made.folder
