@@ -24,8 +24,8 @@ from ecgssl_nb.config import get_profile
 from ecgssl_nb.errors import UserError
 from ecgssl_nb.fixture import make_fixture
 from ecgssl_nb.recipes import apply_recipe
-from ecgssl_nb.reproduce import (RunsFailed, ensure_finetune, ensure_pretrain, read_study_config, reproduce,
-                                 write_study_config)
+from ecgssl_nb.reproduce import (Job, RunsFailed, ensure_finetune, ensure_pretrain, read_study_config, reproduce,
+                                 run_jobs, write_study_config)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -214,3 +214,14 @@ def test_a_real_data_profile_shows_its_finished_runs_without_the_records_and_nee
     assert made.statuses == {"finetune t fold 0": "done"}
     shown = ensure_finetune("samples", tmp_path, "t", 0, **kw)  # no records: the prepared folder as it is
     assert shown.statuses == {"finetune t fold 0": "skipped"} and shown.folder == made.folder
+
+
+def test_several_devices_run_each_notebook_job_in_its_own_process_and_keep_its_failure(tmp_path):
+    job = Job("finetune", "finetune t fold 0", tmp_path / "run", run=None, argv=None,
+              notebook=lambda device: {"config": "x.json", "device": device})
+    run_jobs([job], ["cpu", "cpu"], progress=False, as_notebooks=True)
+    assert job.status == "failed" and job.device == "cpu"
+    assert "04_finetune.py has no parameter config" in job.reason
+    assert "04_finetune.py has no parameter config" in (tmp_path / "run" / "error.txt").read_text()
+    assert "-m ecgssl_nb.notebook_jobs finetune" in (tmp_path / "run.run.log").read_text()  # a child process ran it
+    assert not (tmp_path / "run" / notebook_jobs.NOTEBOOK_RECORD).exists()
