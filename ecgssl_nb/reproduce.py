@@ -726,7 +726,7 @@ def _plan(prof: Profile, train_seed: int, out: Path, data_dir, stage_roots: tupl
     n_folds = int(prepared.stats.get("n_folds", int(prepared.index["fold"].max()) + 1))
     pre_cfgs, ft_cfg = prof.pretrain, prof.finetune
     base = {"profile": prof.name, "runs": str(out.resolve()), "data": str(Path(data_dir).resolve()) if data_dir else "",
-            "seed": train_seed}
+            "seed": train_seed, "recipe": "corrected", "settings": "", "max_steps": 0}  # all in study_config
 
     def notebook_params(name: str, **extra) -> Callable[[str], dict]:
         def params(device: str) -> dict:  # the resolved study travels in a file: a custom profile runs the same
