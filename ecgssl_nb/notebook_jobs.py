@@ -23,8 +23,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .errors import UserError
 
@@ -50,7 +50,7 @@ def declared_parameters(nb) -> set[str]:
     import re
 
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    return {m.group(1) for c in cells for m in re.finditer(r"^(\w+)\s*=", c.source, flags=re.M)}
+    return {m.group(1) for c in cells for m in re.finditer(r"^(\w+)\s*=", c.source, flags=re.MULTILINE)}
 
 
 def partial_path(out: Path) -> Path:

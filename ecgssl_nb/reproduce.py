@@ -823,7 +823,7 @@ def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, c
     """`reproduce` once its arguments are checked and OUT/<profile> is locked: data, pre-trainings,
     fine-tunings, tables, manifest. stage_roots: the runs folders of the prepare, pretrain and
     finetune stages (all OUT for the corrected recipe; see `recipes.stage_runs`)."""
-    runs_prep, runs_pre, runs_ft = stage_roots
+    runs_ft = stage_roots[2]
     pre_cfgs, ft_cfg = prof.pretrain, prof.finetune
     from .results import write_json_atomic
 
@@ -863,7 +863,7 @@ def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, c
     plan = _plan(prof, train_seed, out, data_dir, stage_roots, chosen, fold_list, ablation_folds, ablation, progress,
                  step)
     manifest["data_kind"] = plan.data_kind
-    manifest["n_records"] = int(len(plan.prepared.index))
+    manifest["n_records"] = len(plan.prepared.index)
     pre_jobs, ft_jobs = plan.pre_jobs, plan.ft_jobs
 
     def record_runs(jobs: list[Job]) -> Callable[[], None]:

@@ -24,8 +24,16 @@ from ecgssl_nb.config import get_profile
 from ecgssl_nb.errors import UserError
 from ecgssl_nb.fixture import make_fixture
 from ecgssl_nb.recipes import apply_recipe
-from ecgssl_nb.reproduce import (Job, RunsFailed, ensure_finetune, ensure_pretrain, read_study_config, reproduce,
-                                 run_jobs, write_study_config)
+from ecgssl_nb.reproduce import (
+    Job,
+    RunsFailed,
+    ensure_finetune,
+    ensure_pretrain,
+    read_study_config,
+    reproduce,
+    run_jobs,
+    write_study_config,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
