@@ -26,6 +26,11 @@ DEFAULTS: dict[str, Any] = {
     "device": "cpu",
     "seed": 0,
     "max_records": 2000,  # records of one fold in the feature map
+    "transforms": "",  # an ablation view set of Fig. 3 (e.g. "gn"); "" = the main run
+    "study_config": "",  # the resolved study that `reproduce --as-notebooks` passes (jobs/study.json); "" = none
+    "recipe": "corrected",  # the recipe of the runs computed (reproduce --recipe)
+    "settings": "",  # `--set` items separated by ";" for the runs computed (reproduce --set)
+    "max_steps": 0,  # smoke run: stop each stage after this many optimisation steps (0 = full run)
 }
 
 

@@ -9,6 +9,9 @@ notebooks so that both read and write the same places.
     RUNS/<profile>/ablation/finetune/<ssl-t|ssl-s>-<transforms>/fold<k>/
     RUNS/<profile>/tables/{table1,table2,fig3}.csv, provenance.json (the runs aggregated)
     RUNS/<profile>/jobs/<job>.json, <job>.log                 resolved settings and output of each job
+    RUNS/<profile>/jobs/study.json                            the resolved study a notebook job runs
+    <run folder>/notebook.ipynb                               the executed chapter notebook of a run
+                                                              (reproduce --as-notebooks)
     RUNS/<profile>/manifest.json
 
 Every stage folder holds `provenance.json` (see `provenance`); a folder made by another request

@@ -29,6 +29,24 @@ nine folds other than the outer one, as the authors trained (paper protocol only
 released recipe's departure B14 (`recipes`), so its runs and tables live below
 `OUT/recipes/b14/<profile>/` and never mix with the eight-fold runs.
 
+One run at a time (the notebooks' way in). `ensure_finetune(profile, runs, setup, fold, ...)` and
+`ensure_pretrain(profile, runs, modality, ...)` compute exactly one run and whatever it needs and is
+missing (the fixture, prepare, the pre-trainings its setup uses), through the same planning code
+(`_plan`), job specs and provenance rules as the study, skipping finished work; they return a
+`Target` (the run's folder, the prepared folder, the resolved profile). Notebooks 03 and 04 call
+them, so one papermill job per fold is a way to run the study, on one device or several:
+
+    jupytext --to ipynb -o - notebooks/04_finetune.py | papermill - out/04_ssl-tsg_fold3.ipynb \
+        --cwd notebooks -p profile paper -p data /data/challenge2020 -p runs /scratch/runs \
+        -p setup ssl-tsg -p fold 3 -p device cuda
+
+As notebooks (`--as-notebooks`): every pre-training and fine-tuning job runs as its chapter
+notebook (03 or 04) through papermill (`notebook_jobs`), with the job's parameters and
+`study_config` = RUNS/<profile>/jobs/study.json (the resolved profile and seed, so a customised
+profile runs the same in this process, as a subprocess and as a notebook). The executed notebook
+is kept as `<run folder>/notebook.ipynb`; a finished run without one runs its notebook, which then
+only shows it. With several devices each worker runs one notebook process at a time.
+
 `manifest.json` records what ran, when, with which versions and devices, and the wall time of
 each step. It is rewritten after every step, so an interrupted study still shows how far it got.
 The folder layout is in `paths`.
@@ -66,15 +84,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import paths, provenance
+from . import notebook_jobs, paths, provenance
 from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, parse_recipe, recipe_spec, stage_runs
 from .config import (
-    SETUPS, N_FOLDS, FinetuneConfig, PretrainConfig, Profile, apply_settings, as_dict, check_fold, check_setup,
-    get_profile, parse_folds, resolve_device,
+    SETUPS, N_FOLDS, FinetuneConfig, PretrainConfig, Profile, apply_settings, as_dict, check_fold, check_modality,
+    check_setup, get_profile, parse_folds, resolve_device,
 )
 from .errors import UserError
 
-__all__ = ["reproduce", "cli", "RunsFailed", "parse_setups", "parse_devices", "write_tables", "Job"]
+__all__ = ["reproduce", "cli", "RunsFailed", "parse_setups", "parse_devices", "write_tables", "Job", "ensure_pretrain",
+           "ensure_finetune", "Target", "resolve_study"]
 
 
 class RunsFailed(Exception):
@@ -161,6 +180,12 @@ class Job:
     request: Callable[[], dict] | None = None  # the provenance request this run must match to be reused
     log: Path | None = None  # subprocess output (default: beside the folder, <folder>.run.log)
     replaced: list = field(default_factory=list)  # why an earlier folder was moved aside (differences)
+    notebook: Callable[[str], dict] | None = None  # as a notebook: notebook(device) -> papermill parameters
+
+    @property
+    def record(self) -> Path:
+        """<folder>/notebook.ipynb: the executed chapter notebook of this run (`--as-notebooks`)."""
+        return self.folder / notebook_jobs.NOTEBOOK_RECORD
 
     def finished_files(self) -> bool:
         if self.kind == "finetune":
@@ -242,14 +267,43 @@ def _run_subprocess(job: Job, device: str) -> None:
     job.wall_s = time.perf_counter() - t0
 
 
-def run_jobs(jobs: list[Job], devices: list[str], progress: bool = True, on_update: Callable | None = None) -> None:
+def _run_notebook(job: Job, device: str, subprocess_: bool) -> None:
+    """Run `job` as its chapter notebook (`notebook_jobs.CHAPTERS`) through papermill with the job's
+    parameters; the executed notebook goes to <folder>/notebook.ipynb (atomically, once it
+    succeeded). subprocess_: in a `python -m ecgssl_nb.notebook_jobs` process (several devices)."""
+    t0 = time.perf_counter()
+    job.device = device
+    params = job.notebook(device)
+    log = job.log or job.folder.with_name(f"{job.folder.name}.run.log")
+    try:
+        if subprocess_:
+            notebook_jobs.execute_subprocess(job.kind, params, job.record, log)
+        else:
+            notebook_jobs.execute(job.kind, params, job.record)
+        job.status = "done"
+        err = job.folder / "error.txt"
+        if err.is_file():
+            err.unlink()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a failing run must not lose the others
+        job.status, job.reason = "failed", f"{type(exc).__name__}: {exc}".strip().splitlines()[-1][:300]
+        job.folder.mkdir(parents=True, exist_ok=True)
+        _write_error(job.folder, traceback.format_exc())
+    job.wall_s = time.perf_counter() - t0
+
+
+def run_jobs(jobs: list[Job], devices: list[str], progress: bool = True, on_update: Callable | None = None,
+             as_notebooks: bool = False) -> None:
     """Run `jobs` (skipping finished ones; blocking those whose needs failed): in this process
-    when there is one device, else one subprocess per device at a time from a shared queue."""
+    when there is one device, else one subprocess per device at a time from a shared queue.
+    as_notebooks: each job runs as its chapter notebook (`notebook_jobs`), and a finished run without its
+    executed notebook runs the notebook (which then only shows the run)."""
     from tqdm.auto import tqdm
 
     todo = []
     for job in jobs:
-        if job.done_before():
+        if job.done_before() and not (as_notebooks and not job.record.is_file()):
             job.status = "skipped"
             continue
         _drop_own_notes(job.folder)
@@ -280,7 +334,7 @@ def run_jobs(jobs: list[Job], devices: list[str], progress: bool = True, on_upda
     if len(devices) == 1:
         for job in todo:
             if not blocked(job):
-                _run_inprocess(job, devices[0])
+                _run_notebook(job, devices[0], False) if as_notebooks else _run_inprocess(job, devices[0])
             finish(job)
     else:
         q: queue.Queue = queue.Queue()
@@ -294,7 +348,7 @@ def run_jobs(jobs: list[Job], devices: list[str], progress: bool = True, on_upda
                 except queue.Empty:
                     return
                 if not blocked(job):
-                    _run_subprocess(job, device)
+                    _run_notebook(job, device, True) if as_notebooks else _run_subprocess(job, device)
                 finish(job)
 
         threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devices]
@@ -503,6 +557,36 @@ def _write_job_config(runs: Path, profile: str, name: str, cfg) -> Path:
     return write_json_atomic(paths.job_file(runs, profile, name, ".json"), as_dict(cfg))
 
 
+def resolve_study(profile: str | Profile = "tiny", seed: int | None = None, settings=(), recipe="corrected",
+                  max_steps: int = 0, protocol: str = "paper") -> tuple[Profile, int]:
+    """The resolved request of a study: the profile with the recipe's departures, the `--set`
+    items and the smoke limit applied to its configs (`prof.pretrain`, `prof.finetune` are then
+    exactly what every job runs), and the training seed. `reproduce` and `ensure_*` share it."""
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    if not isinstance(prof, Profile):
+        raise UserError(f"--profile must be a profile name, got {type(profile).__name__}")
+    protocol, max_steps = _check_protocol(protocol), _check_max_steps(max_steps)
+    if protocol == "paper-exact":  # the authors' nine training folds are the released recipe's B14
+        recipe = tuple(sorted(set(parse_recipe(recipe)) | {"B14"}))
+    prof = apply_recipe(prof, recipe)
+    pre_cfgs, ft_cfg = resolve_settings(prof, settings)
+    if max_steps:  # a smoke run: a setting like any other, so provenance never mixes it with a full run
+        pre_cfgs = {m: replace(c, max_steps=max_steps) for m, c in pre_cfgs.items()}
+        ft_cfg = replace(ft_cfg, max_steps=max_steps)
+    train_seed = prof.seed if seed is None else seed
+    if isinstance(train_seed, bool) or not isinstance(train_seed, (int, np.integer)) or train_seed < 0:
+        raise UserError(f"--seed must be an integer >= 0, got {seed!r}")
+    return replace(prof, pretrain=pre_cfgs, finetune=ft_cfg), int(train_seed)
+
+
+def _check_data_dir(prof: Profile, data_dir) -> None:
+    if data_dir is None and prof.data != "fixture":
+        raise UserError(f"--data-dir is required for profile {prof.name!r}: the folder with the PhysioNet/CinC 2020 "
+                        f"records (`python -m ecgssl_nb download`)")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UserError(f"--data-dir {data_dir} is not a folder")
+
+
 def reproduce(
     profile: str | Profile = "tiny",
     data_dir: str | Path | None = None,
@@ -517,6 +601,7 @@ def reproduce(
     recipe="corrected",
     max_steps: int = 0,
     protocol: str = "paper",
+    as_notebooks: bool = False,
 ) -> Path:
     """Run the study of `profile` into OUT/<profile>/ (see the module docstring); returns that
     folder. folds: '0-9', '0,3' or a list (default the profile's); setups: 'all', 't,tsg' or a
@@ -530,38 +615,21 @@ def reproduce(
     change. max_steps > 0: a smoke run of the profile's exact settings, every stage stopped after
     that many optimisation steps and marked smoke everywhere. protocol: "paper" (default) or
     "paper-exact" (nine training folds as the authors trained: the recipe's B14 departure, so its
-    runs live below OUT/recipes/b14/). A run is skipped only when its folder's provenance request
-    equals the one asked now; a run made by another request (other data, settings, seed, recipe or
-    backbone) is moved aside and run again, and only what depends on the change re-runs. Calling
-    it again resumes. Raises RunsFailed at the end (after the tables and the manifest) when any
-    run failed."""
+    runs live below OUT/recipes/b14/). as_notebooks: run each pre-training and fine-tuning as its
+    chapter notebook through papermill (03 / 04), keeping `<run folder>/notebook.ipynb`. A run is
+    skipped only when its folder's provenance request equals the one asked now; a run made by
+    another request (other data, settings, seed, recipe or backbone) is moved aside and run
+    again, and only what depends on the change re-runs. Calling it again resumes. Raises
+    RunsFailed at the end (after the tables and the manifest) when any run failed."""
     t_start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    prof = get_profile(profile) if isinstance(profile, str) else profile
-    if not isinstance(prof, Profile):
-        raise UserError(f"--profile must be a profile name, got {type(profile).__name__}")
-    if data_dir is None and prof.data != "fixture":
-        raise UserError(f"--data-dir is required for profile {prof.name!r}: the folder with the PhysioNet/CinC 2020 "
-                        f"records (`python -m ecgssl_nb download`)")
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise UserError(f"--data-dir {data_dir} is not a folder")
-    protocol, max_steps = _check_protocol(protocol), _check_max_steps(max_steps)
-    if protocol == "paper-exact":  # the authors' nine training folds are the released recipe's B14
-        recipe = tuple(sorted(set(parse_recipe(recipe)) | {"B14"}))
-    prof = apply_recipe(prof, recipe)
+    prof, train_seed = resolve_study(profile, seed, settings, recipe, max_steps, protocol)
+    _check_data_dir(prof, data_dir)
     runs_prep, runs_pre, runs_ft = (stage_runs(out, prof.departures, st) for st in STAGES)
     chosen = parse_setups(setups)
-    pre_cfgs, ft_cfg = resolve_settings(prof, settings)
-    if max_steps:  # a smoke run: a setting like any other, so provenance never mixes it with a full run
-        pre_cfgs = {m: replace(c, max_steps=max_steps) for m, c in pre_cfgs.items()}
-        ft_cfg = replace(ft_cfg, max_steps=max_steps)
-    train_seed = prof.seed if seed is None else seed
-    if isinstance(train_seed, bool) or not isinstance(train_seed, (int, np.integer)) or train_seed < 0:
-        raise UserError(f"--seed must be an integer >= 0, got {seed!r}")
-    train_seed = int(train_seed)
     fold_list = _folds(folds, prof.folds)
-    if folds is None and ft_cfg.ablation_folds is not None:
-        ablation_folds = _folds(ft_cfg.ablation_folds, prof.folds)  # the profile's smaller ablation
+    if folds is None and prof.finetune.ablation_folds is not None:
+        ablation_folds = _folds(prof.finetune.ablation_folds, prof.folds)  # the profile's smaller ablation
     else:
         ablation_folds = fold_list
     device_list = parse_devices(devices, prof)
@@ -569,51 +637,51 @@ def reproduce(
     root = paths.profile_root(runs_ft, prof.name)
     root.mkdir(parents=True, exist_ok=True)
     with provenance.lock(root, what="runs folder"):  # one study writer at a time (runs lock their own folders)
-        return _study(prof, data_dir, out, (runs_prep, runs_pre, runs_ft), root, chosen, pre_cfgs, ft_cfg, train_seed,
-                      fold_list, ablation_folds, ablation, device_list, progress, settings, t_start, started_at)
+        return _study(prof, data_dir, out, (runs_prep, runs_pre, runs_ft), root, chosen, train_seed, fold_list,
+                      ablation_folds, ablation, device_list, progress, settings, t_start, started_at, as_notebooks)
 
 
-def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, chosen, pre_cfgs, ft_cfg,
-           train_seed: int, fold_list, ablation_folds, ablation: bool, device_list: list[str], progress: bool, settings,
-           t_start: float, started_at: str) -> Path:
-    """`reproduce` once its arguments are checked and OUT/<profile> is locked: data, pre-trainings,
-    fine-tunings, tables, manifest. stage_roots: the runs folders of the prepare, pretrain and
-    finetune stages (all OUT for the corrected recipe; see `recipes.stage_runs`)."""
-    runs_prep, runs_pre, runs_ft = stage_roots
-    from .results import write_json_atomic
+# --- planning: one source for the jobs of a study and of a single target -------------------------
 
-    manifest = {
-        "profile": prof.name, "started": started_at, "finished": None, "command": sys.argv,
-        "data_dir": str(data_dir) if data_dir is not None else None, "folds": list(fold_list),
-        "ablation_folds": list(ablation_folds) if ablation else [], "setups": list(chosen), "ablation": bool(ablation),
-        "devices": device_list, "device_names": _device_names(device_list), "versions": _versions(),
-        "code_version": provenance.code_version(), "seed": train_seed,
-        "settings": {"pretrain": {m: as_dict(c) for m, c in pre_cfgs.items()}, "finetune": as_dict(ft_cfg),
-                     "set": list(settings)},
-        "steps": {}, "runs": {}, "failures": [], "recipe": prof.recipe, "departures": list(prof.departures),
-        "smoke": bool(ft_cfg.max_steps), "max_steps": ft_cfg.max_steps, "protocol": ft_cfg.protocol,
-    }
-    mpath = paths.manifest_path(runs_ft, prof.name)
-    # runs skipped now keep the wall time an earlier call measured for them
-    try:
-        earlier = json.loads(mpath.read_text()).get("runs", {}) if mpath.exists() else {}
-    except (OSError, ValueError):
-        earlier = {}
-    _check_same_smoke(mpath, ft_cfg.max_steps)
 
-    def save_manifest() -> None:
-        write_json_atomic(mpath, manifest)
+@dataclass
+class Plan:
+    """The data and the jobs of a study: the prepared folder (made), the pre-training jobs (main
+    per modality, ablation per (modality, transforms)) and the fine-tuning jobs, not yet run."""
 
-    def step(name: str, fn: Callable[[], object]) -> object:
-        t0 = time.perf_counter()
-        if progress:
-            print(f"reproduce [{prof.name}]: {name} ...", file=sys.stderr)
-        result = fn()
-        manifest["steps"][name] = {"wall_s": round(time.perf_counter() - t0, 3)}
-        save_manifest()
-        return result
+    prep_dir: Path
+    prepared: object
+    data_kind: str
+    main_pre: dict
+    ablation_pre: dict
+    ft_jobs: list
 
-    # 1. data
+    @property
+    def pre_jobs(self) -> list[Job]:
+        return list(self.main_pre.values()) + list(self.ablation_pre.values())
+
+
+def _needs_modality(setup: str, m: str) -> bool:
+    """An ssl- setup fine-tunes from the main pre-training of modality m."""
+    return setup.startswith("ssl-") and (m == "time" and setup[4:] in ("t", "tsc", "tsg")
+                                         or m == "spec" and setup[4:] in ("s", "tsc", "tsg"))
+
+
+def _data(prof: Profile, out: Path, data_dir, runs_prep: Path, progress: bool,
+          step: Callable[[str, Callable], object]) -> tuple[Path, object, str]:
+    """Step 1: the fixture (tiny without data, a complete one kept), then `prepare` (nothing to do
+    when the folder is prepared from the same input). Returns (prepared folder, Prepared, kind)."""
+    from .prepare import load_prepared, prepare
+
+    prep_dir = paths.prepared_dir(runs_prep, prof.name)
+    if data_dir is None and prof.data != "fixture":  # ensure_* without records: the prepared folder as it is
+        try:
+            prepared = load_prepared(prep_dir)
+        except UserError as exc:
+            raise UserError(f"data is required for profile {prof.name!r} to prepare the records ({exc})") from None
+        from .finetune import infer_data_kind
+
+        return prep_dir, prepared, infer_data_kind(prepared)
     if data_dir is None:
         fx = paths.fixture_dir(out, prof.name)
 
@@ -633,26 +701,40 @@ def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, c
         data_kind = "fixture"
     else:
         data_kind = None  # inferred by finetune from the prepared folder
-    from .prepare import load_prepared, prepare
-
-    prep_dir = paths.prepared_dir(runs_prep, prof.name)
     # force: a prepared folder made from other data or settings is moved aside, not reused
     step("prepare", lambda: prepare(data_dir, prep_dir, workers=prof.workers, progress=progress, force=True,
                                     leads=prof.leads))
     prepared = load_prepared(prep_dir)
-    n_folds = int(prepared.stats.get("n_folds", int(prepared.index["fold"].max()) + 1))
     if data_kind is None:
         from .finetune import infer_data_kind
 
         data_kind = infer_data_kind(prepared)
-    manifest["data_kind"] = data_kind
-    manifest["n_records"] = int(len(prepared.index))
+    return prep_dir, prepared, data_kind
 
-    # 2. pre-trainings
+
+def _plan(prof: Profile, train_seed: int, out: Path, data_dir, stage_roots: tuple, chosen, fold_list, ablation_folds,
+          ablation: bool, progress: bool, step: Callable[[str, Callable], object] | None = None) -> Plan:
+    """Make the data (step 1), then build every job of the study (steps 2 and 3) without running
+    any. Each job runs in this process (`run`), as a subprocess (`argv`) or as its chapter notebook
+    (`notebook`), always with the resolved settings of `prof`."""
     from . import finetune as ft
     from . import selfkd
 
-    def pretrain_job(modality: str, transforms: str, folder: Path, name: str) -> Job:
+    runs_prep, runs_pre, runs_ft = stage_roots
+    step = step or (lambda name, fn: fn())
+    prep_dir, prepared, data_kind = _data(prof, out, data_dir, runs_prep, progress, step)
+    n_folds = int(prepared.stats.get("n_folds", int(prepared.index["fold"].max()) + 1))
+    pre_cfgs, ft_cfg = prof.pretrain, prof.finetune
+    base = {"profile": prof.name, "runs": str(out.resolve()), "data": str(Path(data_dir).resolve()) if data_dir else "",
+            "seed": train_seed, "recipe": "corrected", "settings": "", "max_steps": 0}  # all in study_config
+
+    def notebook_params(name: str, **extra) -> Callable[[str], dict]:
+        def params(device: str) -> dict:  # the resolved study travels in a file: a custom profile runs the same
+            return {**base, **extra, "device": device,
+                    "study_config": str(write_study_config(runs_ft, prof, train_seed))}
+        return params
+
+    def pretrain_job(modality: str, transforms: str, folder: Path, name: str, ablated: bool) -> Job:
         cfg = pre_cfgs[modality]  # the recipe's departures are already in it (recipes.apply_recipe)
 
         def run(device: str):
@@ -669,44 +751,24 @@ def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, c
             return selfkd.pretrain_request(cfg, modality, transforms, train_seed, prepared.digest)
 
         return Job("pretrain", name, folder, run, argv, request=request,
-                   log=paths.job_file(runs_pre, prof.name, name, ".log"))
+                   log=paths.job_file(runs_pre, prof.name, name, ".log"),
+                   notebook=notebook_params(name, modality=modality, transforms=transforms if ablated else ""))
 
-    needs_mod = {m: any(s.startswith("ssl-") and (m == "time" and s[4:] in ("t", "tsc", "tsg")
-                                                  or m == "spec" and s[4:] in ("s", "tsc", "tsg")) for s in chosen)
-                 for m in ("time", "spec")}
+    needs_mod = {m: any(_needs_modality(s, m) for s in chosen) for m in ("time", "spec")}
     main_pre: dict[str, Job] = {}
     ablation_pre: dict[tuple[str, str], Job] = {}
     for m in ("time", "spec"):
         if needs_mod[m]:
             main_pre[m] = pretrain_job(m, paths.MAIN_TRANSFORMS[m], paths.pretrain_run_dir(runs_pre, prof.name, m),
-                                       f"pretrain {m}")
+                                       f"pretrain {m}", False)
     ablated = [m for m in ("time", "spec") if ablation and paths.ABLATION_SETUPS[m] in chosen]
     for m in ablated:
         for tr in paths.ABLATION_TRANSFORMS[m]:
             ablation_pre[(m, tr)] = pretrain_job(m, tr, paths.ablation_pretrain_dir(runs_pre, prof.name, m, tr),
-                                                 f"pretrain {m}-{tr}")
-    pre_jobs = list(main_pre.values()) + list(ablation_pre.values())
+                                                 f"pretrain {m}-{tr}", True)
 
-    def record_runs(jobs: list[Job]) -> Callable[[], None]:
-        def update() -> None:
-            for j in jobs:
-                rec = _job_record(j)
-                before = earlier.get(j.name) or {}
-                if j.status == "skipped" and before.get("wall_s"):
-                    rec["wall_s"] = before["wall_s"]  # measured when it ran
-                    rec["reason"] = rec["reason"] or "finished earlier"
-                manifest["runs"][j.name] = rec
-            save_manifest()
-        return update
-
-    if pre_jobs:
-        step("pretrain", lambda: run_jobs(pre_jobs, device_list, progress, record_runs(pre_jobs)))
-        record_runs(pre_jobs)()
-
-    # 3. fine-tunings
-    ft_jobs: list[Job] = []
-
-    def finetune_job(setup: str, fold: int, folder: Path, name: str, pretrained, needs: list[Job]) -> Job:
+    def finetune_job(setup: str, fold: int, folder: Path, name: str, pretrained, needs: list[Job],
+                     transforms: str = "") -> Job:
         def run(device: str):
             return ft.finetune(setup, fold, prepared, folder, pretrained=pretrained, profile=prof, device=device,
                                seed=train_seed, resume=True, protocol=None, progress=progress, data_kind=data_kind,
@@ -733,14 +795,15 @@ def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, c
                                        train_seed, prepared.digest, files)
 
         return Job("finetune", name, folder, run, argv, needs=needs, request=request,
-                   log=paths.job_file(runs_ft, prof.name, name, ".log"))
+                   log=paths.job_file(runs_ft, prof.name, name, ".log"),
+                   notebook=notebook_params(name, setup=setup, fold=int(fold), transforms=transforms))
 
+    ft_jobs: list[Job] = []
     pre_dir = paths.pretrain_dir(runs_pre, prof.name)
     for fold in fold_list:
         for setup in chosen:
             ssl = setup.startswith("ssl-")
-            needs = [main_pre[m] for m in ("time", "spec") if ssl and m in main_pre
-                     and (m == "time" and setup[4:] in ("t", "tsc", "tsg") or m == "spec" and setup[4:] in ("s", "tsc", "tsg"))]
+            needs = [main_pre[m] for m in ("time", "spec") if m in main_pre and _needs_modality(setup, m)]
             ft_jobs.append(finetune_job(setup, fold, paths.finetune_dir(runs_ft, prof.name, setup, fold),
                                         f"finetune {setup} fold {fold}", pre_dir if ssl else None, needs))
     for fold in ablation_folds:
@@ -750,9 +813,79 @@ def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, c
                 backbone = paths.ablation_pretrain_dir(runs_pre, prof.name, m, tr) / "backbone.pt"
                 ft_jobs.append(finetune_job(setup, fold, paths.ablation_finetune_dir(runs_ft, prof.name, m, tr, fold),
                                             f"ablation {setup}-{tr} fold {fold}", {m: backbone},
-                                            [ablation_pre[(m, tr)]]))
+                                            [ablation_pre[(m, tr)]], tr))
+    return Plan(prep_dir, prepared, data_kind, main_pre, ablation_pre, ft_jobs)
+
+
+def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, chosen, train_seed: int, fold_list,
+           ablation_folds, ablation: bool, device_list: list[str], progress: bool, settings, t_start: float,
+           started_at: str, as_notebooks: bool = False) -> Path:
+    """`reproduce` once its arguments are checked and OUT/<profile> is locked: data, pre-trainings,
+    fine-tunings, tables, manifest. stage_roots: the runs folders of the prepare, pretrain and
+    finetune stages (all OUT for the corrected recipe; see `recipes.stage_runs`)."""
+    runs_ft = stage_roots[2]
+    pre_cfgs, ft_cfg = prof.pretrain, prof.finetune
+    from .results import write_json_atomic
+
+    manifest = {
+        "profile": prof.name, "started": started_at, "finished": None, "command": sys.argv,
+        "data_dir": str(data_dir) if data_dir is not None else None, "folds": list(fold_list),
+        "ablation_folds": list(ablation_folds) if ablation else [], "setups": list(chosen), "ablation": bool(ablation),
+        "devices": device_list, "device_names": _device_names(device_list), "versions": _versions(),
+        "code_version": provenance.code_version(), "seed": train_seed,
+        "settings": {"pretrain": {m: as_dict(c) for m, c in pre_cfgs.items()}, "finetune": as_dict(ft_cfg),
+                     "set": list(settings)},
+        "steps": {}, "runs": {}, "failures": [], "recipe": prof.recipe, "departures": list(prof.departures),
+        "smoke": bool(ft_cfg.max_steps), "max_steps": ft_cfg.max_steps, "protocol": ft_cfg.protocol,
+        "as_notebooks": bool(as_notebooks),
+    }
+    mpath = paths.manifest_path(runs_ft, prof.name)
+    # runs skipped now keep the wall time an earlier call measured for them
+    try:
+        earlier = json.loads(mpath.read_text()).get("runs", {}) if mpath.exists() else {}
+    except (OSError, ValueError):
+        earlier = {}
+    _check_same_smoke(mpath, ft_cfg.max_steps)
+
+    def save_manifest() -> None:
+        write_json_atomic(mpath, manifest)
+
+    def step(name: str, fn: Callable[[], object]) -> object:
+        t0 = time.perf_counter()
+        if progress:
+            print(f"reproduce [{prof.name}]: {name} ...", file=sys.stderr)
+        result = fn()
+        manifest["steps"][name] = {"wall_s": round(time.perf_counter() - t0, 3)}
+        save_manifest()
+        return result
+
+    # 1. data, and the jobs of steps 2 and 3
+    plan = _plan(prof, train_seed, out, data_dir, stage_roots, chosen, fold_list, ablation_folds, ablation, progress,
+                 step)
+    manifest["data_kind"] = plan.data_kind
+    manifest["n_records"] = len(plan.prepared.index)
+    pre_jobs, ft_jobs = plan.pre_jobs, plan.ft_jobs
+
+    def record_runs(jobs: list[Job]) -> Callable[[], None]:
+        def update() -> None:
+            for j in jobs:
+                rec = _job_record(j)
+                before = earlier.get(j.name) or {}
+                if j.status == "skipped" and before.get("wall_s"):
+                    rec["wall_s"] = before["wall_s"]  # measured when it ran
+                    rec["reason"] = rec["reason"] or "finished earlier"
+                manifest["runs"][j.name] = rec
+            save_manifest()
+        return update
+
+    # 2. pre-trainings
+    if pre_jobs:
+        step("pretrain", lambda: run_jobs(pre_jobs, device_list, progress, record_runs(pre_jobs), as_notebooks))
+        record_runs(pre_jobs)()
+
+    # 3. fine-tunings
     all_jobs = pre_jobs + ft_jobs
-    step("finetune", lambda: run_jobs(ft_jobs, device_list, progress, record_runs(all_jobs)))
+    step("finetune", lambda: run_jobs(ft_jobs, device_list, progress, record_runs(all_jobs), as_notebooks))
     record_runs(all_jobs)()
 
     # 4. tables (refused, naming the runs, if the finished runs mix data or settings)
@@ -777,6 +910,148 @@ def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, c
     if failures:
         raise RunsFailed(root, failures)
     return root
+
+
+# --- one target: a single run and whatever it needs (the notebooks' way in) ---------------------
+
+
+STUDY_CONFIG = "study"  # RUNS/<profile>/jobs/study.json: the resolved study a notebook job runs
+
+
+def write_study_config(runs: Path, prof: Profile, seed: int) -> Path:
+    """RUNS/<profile>/jobs/study.json: the resolved profile (recipe, `--set` items and smoke limit
+    applied) and the training seed, so that a job run as a notebook (`config` parameter) plans
+    exactly the runs `reproduce` planned, even for a customised profile."""
+    from .results import write_json_atomic
+
+    return write_json_atomic(paths.job_file(runs, prof.name, STUDY_CONFIG, ".json"),
+                             {"profile": as_dict(prof), "seed": int(seed)})
+
+
+def read_study_config(path: str | Path) -> tuple[Profile, int]:
+    """(resolved Profile, training seed) from a file of `write_study_config`; UserError naming
+    the file when it is unreadable or holds unknown settings."""
+    from .config import config_from_dict
+
+    src = f"config {path}"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        d, seed = dict(data["profile"]), int(data["seed"])
+        d["pretrain"] = {m: config_from_dict(PretrainConfig, c, src) for m, c in d["pretrain"].items()}
+        d["finetune"] = config_from_dict(FinetuneConfig, d["finetune"], src)
+        d["folds"], d["departures"] = tuple(d["folds"]), tuple(d["departures"])
+        return Profile(**d), seed
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{src}: not a study settings file written by reproduce ({type(exc).__name__}: {exc})") from None
+
+
+def _target_study(profile, seed, settings, recipe, max_steps, config) -> tuple[Profile, int]:
+    """The resolved study of an `ensure_*` call: from `config` (a study.json) or like `reproduce`."""
+    if isinstance(settings, str):  # notebook parameter: 'pretrain.epochs=1; finetune.lr=1e-3'
+        settings = [s.strip() for s in settings.split(";") if s.strip()]
+    if not config:
+        return resolve_study(profile, seed, settings, recipe, max_steps)
+    if settings or max_steps or parse_recipe(recipe):
+        raise UserError(f"config {config} holds the resolved settings; give settings, recipe and max_steps to the "
+                        f"reproduce call that wrote it, not beside it")
+    prof, file_seed = read_study_config(config)
+    name = profile.name if isinstance(profile, Profile) else profile
+    if name is not None and name != prof.name:
+        raise UserError(f"profile {name!r} differs from the profile {prof.name!r} of config {config}")
+    if seed is not None and int(seed) != file_seed:
+        raise UserError(f"seed {seed} differs from the seed {file_seed} of config {config}")
+    return prof, file_seed
+
+
+@dataclass
+class Target:
+    """What `ensure_pretrain` / `ensure_finetune` made or found: the run's folder, the prepared
+    corpus and the main pre-training folders (`--pretrained` of the ssl- setups), the resolved
+    profile and seed, and the status of each job involved (skipped = finished earlier)."""
+
+    folder: Path
+    prepared: Path
+    pretrain: Path
+    profile: Profile
+    seed: int
+    statuses: dict
+
+
+def _ensure(folder_of, profile, runs, data, device, seed, settings, recipe, max_steps, config, progress, chosen,
+            folds, ablation: bool) -> Target:
+    """Plan the study restricted to `chosen` setups on `folds` (the planning code of `reproduce`),
+    then run the job whose folder is `folder_of(prof, stage_roots)` and the jobs it needs, skipping
+    finished ones. RunsFailed when the target (or what it needs) failed."""
+    prof, train_seed = _target_study(profile, seed, settings, recipe, max_steps, config)
+    data = data or None
+    if data is not None:  # without data a real-data profile uses its prepared folder as it is (see _data)
+        _check_data_dir(prof, data)
+    stage_roots = tuple(stage_runs(runs, prof.departures, st) for st in STAGES)
+    device = parse_devices(device, prof)[0] if device else parse_devices(None, prof)[0]
+    plan = _plan(prof, train_seed, Path(runs), data, stage_roots, chosen, folds, folds, ablation, progress)
+    want = folder_of(prof, stage_roots)
+    target = next(j for j in plan.pre_jobs + plan.ft_jobs if j.folder == want)
+    todo = [*target.needs, target]
+    run_jobs(todo, [device], progress)
+    bad = [(j.name, str(j.folder), j.reason) for j in todo if j.status in ("failed", "blocked")]
+    if bad:
+        raise RunsFailed(paths.profile_root(stage_roots[2], prof.name), bad)
+    return Target(target.folder, plan.prep_dir, paths.pretrain_dir(stage_roots[1], prof.name), prof, train_seed,
+                  {j.name: j.status for j in todo})
+
+
+def ensure_pretrain(profile: str | Profile | None = "tiny", runs: str | Path = "runs", modality: str = "time",
+                    data: str | Path | None = None, device: str | None = None, seed: int | None = None, settings=(),
+                    recipe="corrected", max_steps: int = 0, transforms: str | None = None, config=None,
+                    progress: bool = False) -> Target:
+    """Compute one pre-training of a study into RUNS (the layout of `paths`) and whatever it needs
+    and is missing (the fixture when a tiny profile has no data, `prepare`; a real-data profile
+    without `data` uses its prepared folder as it is, to show finished runs), skipping finished
+    work under the provenance rules of `reproduce`; returns its `Target`. modality: time or spec;
+    transforms: None (the main pre-training, t1 / t2) or an ablation view set of Fig. 3. The study
+    is `profile` with `seed`, `settings` (`--set` items, or one string of them separated by ';'),
+    `recipe` and `max_steps` as in `reproduce`, or the resolved study in `config` (the study.json
+    that `reproduce --as-notebooks` hands its notebooks). device: e.g. cpu, cuda, cuda:1."""
+    check_modality(modality)
+    tr = None if transforms in (None, "", paths.MAIN_TRANSFORMS[modality]) else transforms
+    setup = paths.ABLATION_SETUPS[modality]  # ssl-t needs the time pre-training, ssl-s the spec one
+
+    def folder_of(prof: Profile, roots: tuple) -> Path:
+        if tr is None:
+            return paths.pretrain_run_dir(roots[1], prof.name, modality)
+        return paths.ablation_pretrain_dir(roots[1], prof.name, modality, tr)
+
+    if tr is not None:
+        paths.ablation_pretrain_dir(runs, "x", modality, tr)  # UserError for an unknown view set
+    return _ensure(folder_of, profile, runs, data, device, seed, settings, recipe, max_steps, config, progress,
+                   (setup,), (0,), tr is not None)
+
+
+def ensure_finetune(profile: str | Profile | None = "tiny", runs: str | Path = "runs", setup: str = "ssl-tsg",
+                    fold: int = 0, data: str | Path | None = None, device: str | None = None, seed: int | None = None,
+                    settings=(), recipe="corrected", max_steps: int = 0, transforms: str | None = None, config=None,
+                    progress: bool = False) -> Target:
+    """Compute one fine-tuning run (setup on outer fold) and whatever it needs and is missing:
+    the fixture (tiny profile without data), `prepare`, the pre-trainings its setup uses; finished
+    work is skipped, an interrupted run resumes. transforms: None for the main run, or an ablation
+    view set (setup ssl-t or ssl-s, Fig. 3). Other arguments as `ensure_pretrain`. Returns the run's
+    `Target` (RunsFailed when it or a pre-training it needs failed)."""
+    check_setup(setup)
+    fold = check_fold(fold)
+    tr = transforms or None
+    if tr is not None:
+        m = next((m for m, s in paths.ABLATION_SETUPS.items() if s == setup), None)
+        if m is None:
+            raise UserError(f"transforms {tr!r}: only {' and '.join(paths.ABLATION_SETUPS.values())} have ablation runs")
+        paths.ablation_finetune_dir(runs, "x", m, tr, fold)  # UserError for an unknown view set
+
+    def folder_of(prof: Profile, roots: tuple) -> Path:
+        if tr is None:
+            return paths.finetune_dir(roots[2], prof.name, setup, fold)
+        return paths.ablation_finetune_dir(roots[2], prof.name, m, tr, fold)
+
+    return _ensure(folder_of, profile, runs, data, device, seed, settings, recipe, max_steps, config, progress,
+                   (setup,), (fold,), tr is not None)
 
 
 def cli(argv: list[str]) -> int:
@@ -806,6 +1081,9 @@ def cli(argv: list[str]) -> int:
                         "folds as the authors trained, paper protocol only (the B14 departure: runs and tables "
                         "below OUT/recipes/b14/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--as-notebooks", action="store_true",
+                   help="run each pre-training and fine-tuning as its chapter notebook through papermill "
+                        "(03_selfkd, 04_finetune), keeping the executed notebook as <run folder>/notebook.ipynb")
     p.add_argument("--recipe", action="append", default=None,
                    help="corrected (default), released, departures like B6,B14, released-B7 (one fix), each (every "
                         "departure alone) or each-fix; repeat to run several side by side. Only the corrected "
@@ -820,7 +1098,7 @@ def cli(argv: list[str]) -> int:
             root = reproduce(a.profile, data_dir=a.data_dir, out=a.out, folds=a.folds, setups=setups,
                              devices=a.devices, ablation=not a.no_ablation and not recipe,  # Fig. 3: corrected only
                              progress=not a.no_progress, seed=a.seed, settings=a.set, recipe=recipe,
-                             max_steps=a.max_steps, protocol=a.protocol)
+                             max_steps=a.max_steps, protocol=a.protocol, as_notebooks=a.as_notebooks)
         except RunsFailed as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True

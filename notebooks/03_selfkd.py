@@ -86,8 +86,9 @@
 # - `summary.json`: the settings and the final state;
 # - `backbone.pt`: the student backbone.
 #
-# It never trains, except that on the `tiny` profile it runs the tiny study once if the study's
-# results are missing. `modality` selects `time`, `spec`, or `all` (both, the default).
+# It computes a pre-training only when it is missing (`reproduce.ensure_pretrain`: the data it
+# needs, then the run, skipping finished work), so papermill can run this notebook as the unit
+# of work of one modality. `modality` selects `time`, `spec`, or `all` (both, the default).
 
 # %% tags=["parameters", "remove-cell"]
 # None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
@@ -100,6 +101,11 @@ modality = None  # "time", "spec" or "all"; default "all"
 device = None  # default "cpu"
 seed = None  # default 0
 max_records = None  # records of the fold in the feature map; default 2000
+transforms = None  # an ablation view set of Fig. 3 (e.g. "gn"); default "": the main run
+study_config = None  # the resolved study (jobs/study.json) that `reproduce --as-notebooks` passes; default ""
+recipe = None  # corrected, released or departures like B1,B7 (reproduce --recipe); default corrected
+settings = None  # reproduce --set items, several separated by semicolons; default: none
+max_steps = None  # smoke run: stop each stage after this many steps; default 0 (full run)
 
 # %% tags=["remove-stderr", "hide-input"]
 import json
@@ -119,13 +125,16 @@ pd.set_option("display.max_colwidth", None)  # nor a long cell
 from ecgssl_nb import reproduce as rp
 from ecgssl_nb import transforms as T
 
-prof = config.get_profile(profile)
-if profile == "tiny":
-    rp.reproduce(profile="tiny", out=runs, devices=device, data_dir=data or None, progress=False)  # skips finished work
 modalities = list(config.MODALITIES) if modality == "all" else [config.check_modality(modality)]
-prep = prepare.load_prepared(paths.prepared_dir(runs, profile))
-summaries = {m: json.loads((paths.pretrain_run_dir(runs, profile, m) / "summary.json").read_text()) for m in modalities}
-logs = {m: pd.read_csv(paths.pretrain_run_dir(runs, profile, m) / "log.csv") for m in modalities}
+# compute each pre-training shown, and what it needs, unless finished (the provenance rules of reproduce)
+targets = {m: rp.ensure_pretrain(profile, runs, m, data=data or None, device=device, seed=seed, settings=settings,
+                                 recipe=recipe, max_steps=max_steps, transforms=transforms or None,
+                                 config=study_config or None) for m in modalities}
+prof = targets[modalities[0]].profile
+run_dirs = {m: t.folder for m, t in targets.items()}
+prep = prepare.load_prepared(targets[modalities[0]].prepared)
+summaries = {m: json.loads((run_dirs[m] / "summary.json").read_text()) for m in modalities}
+logs = {m: pd.read_csv(run_dirs[m] / "log.csv") for m in modalities}
 NAMES = {"time": "time series (xresnet1d50)", "spec": "spectrogram (SE-ResNet34)"}
 
 
@@ -269,7 +278,7 @@ from myst_nb import glue
 
 for m in modalities:
     trained = models.make_backbone(m)
-    models.load_backbone(trained, paths.pretrain_run_dir(runs, profile, m) / "backbone.pt")  # raises on a partial load (B6)
+    models.load_backbone(trained, run_dirs[m] / "backbone.pt")  # raises on a partial load (B6)
     torch.manual_seed(seed)
     untrained = models.make_backbone(m)
     for key, name, net in (("trained", "pre-trained student", trained), ("untrained", "untrained (same architecture)", untrained)):

@@ -94,8 +94,10 @@
 #   authors' protocol);
 # - **`honest`**: epoch and thresholds chosen on J, metrics on K.
 #
-# This notebook reads one run's `log.csv`, `result.json` and `predictions.csv`. The `setup` and
-# `fold` parameters choose the run, so papermill can render one copy per run.
+# This notebook shows one run's `log.csv`, `result.json` and `predictions.csv`. The `setup` and
+# `fold` parameters choose the run; when it is missing, the notebook computes it first
+# (`reproduce.ensure_finetune`: prepare and the pre-trainings it uses, skipping finished work).
+# So one papermill job per fold is a way to run the study.
 
 # %% tags=["parameters", "remove-cell"]
 # None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
@@ -107,6 +109,11 @@ setup = None  # t, s, tsc, tsg, ssl-t, ssl-s, ssl-tsc, ssl-tsg; default "ssl-tsg
 modality = None  # "time" or "spec"; default "time"
 device = None  # default "cpu"
 seed = None  # default 0
+transforms = None  # an ablation view set of Fig. 3 (e.g. "gn"); default "": the main run
+study_config = None  # the resolved study (jobs/study.json) that `reproduce --as-notebooks` passes; default ""
+recipe = None  # corrected, released or departures like B1,B7 (reproduce --recipe); default corrected
+settings = None  # reproduce --set items, several separated by semicolons; default: none
+max_steps = None  # smoke run: stop each stage after this many steps; default 0 (full run)
 
 # %% tags=["remove-stderr", "hide-input"]
 import json
@@ -124,14 +131,16 @@ pd.set_option("display.max_colwidth", None)  # nor a long cell
 from ecgssl_nb import reproduce as rp
 
 config.check_setup(setup)
-prof = config.get_profile(profile)
-if profile == "tiny":
-    rp.reproduce(profile="tiny", out=runs, devices=device, data_dir=data or None, progress=False)  # skips finished work
-run_dir = paths.finetune_dir(runs, profile, setup, fold)
+# compute the run and what it needs (prepare, its pre-trainings) unless finished: reproduce's planning and provenance
+target = rp.ensure_finetune(profile, runs, setup, fold, data=data or None, device=device, seed=seed, settings=settings,
+                            recipe=recipe, max_steps=max_steps, transforms=transforms or None,
+                            config=study_config or None)
+prof = target.profile
+run_dir = target.folder
 res = results.read_json(run_dir / "result.json")
 log = pd.read_csv(run_dir / "log.csv")
 pred = pd.read_csv(run_dir / "predictions.csv")
-prep = prepare.load_prepared(paths.prepared_dir(runs, profile))
+prep = prepare.load_prepared(target.prepared)
 assert res["setup"] == setup and res["fold"] == fold and res["profile"] == profile
 d = res["data"]
 KIND = {"fixture": "the synthetic fixture", "samples": "the real sample records",
@@ -254,7 +263,7 @@ else:
 
 # %% tags=["remove-input"]
 if setup.endswith("tsg"):
-    pre = paths.pretrain_dir(runs, profile) if setup.startswith("ssl-") else None
+    pre = target.pretrain if setup.startswith("ssl-") else None
     outer_rows = np.flatnonzero(prep.index["fold"].to_numpy() == fold)
     g0 = report.gate_at_init(prep, pre, rows=outer_rows, seed=res["seed"], setup=setup, lr=prof.finetune.lr)
     n_steps = int(res["epochs"]) * -(-int(d["n_train"]) // prof.finetune.batch_records[prof.family(setup)])
@@ -296,7 +305,7 @@ else:
 
 # %% mystnb={"figure": {"caption": "Per-class decision thresholds chosen by the released search under the two protocols, for the run shown.", "name": "fig-ft-thr"}, "image": {"alt": "Bar chart of the chosen threshold per class under the two protocols"}} tags=["remove-input"]
 thr = pd.DataFrame(res["thresholds"], index=labels.ABBREVIATIONS).astype(float).rename(columns=report.PROTOCOL_LABELS)
-grid = set(np.round(config.get_profile(profile).finetune.threshold_grid, 3))
+grid = set(np.round(prof.finetune.threshold_grid, 3))
 assert set(np.round(thr.to_numpy().ravel(), 3)) <= grid, "every threshold is on the search grid"
 fig = plots.per_class_bars(thr, ylabel="threshold (probability)", ylim=(0, 0.55),
                            title=f"{setup.upper()}, fold {fold}: per-class thresholds")
