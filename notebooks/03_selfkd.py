@@ -116,7 +116,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from ecgssl_nb import config, labels, models, paths, plots, prepare, report, results, windows
+from ecgssl_nb import config, labels, models, plots, prepare, report, windows
 from ecgssl_nb import params
 
 params.resolve(globals(), modality="all")

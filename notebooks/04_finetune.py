@@ -116,13 +116,12 @@ settings = None  # reproduce --set items, several separated by semicolons; defau
 max_steps = None  # smoke run: stop each stage after this many steps; default 0 (full run)
 
 # %% tags=["remove-stderr", "hide-input"]
-import json
 
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import config, labels, paths, plots, prepare, report, results
+from ecgssl_nb import config, labels, plots, prepare, report, results
 from ecgssl_nb import params
 
 params.resolve(globals())
