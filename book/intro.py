@@ -68,13 +68,12 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from ecgssl_nb import config, params, paths, report, results
-from ecgssl_nb import reproduce as rp
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
 if profile == "tiny":
-    rp.reproduce(profile="tiny", out=runs, devices=device, data_dir=data or None, progress=False)  # skips finished work
+    report.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
 report.run_samples_study(runs, samples, device=device)  # skips finished work
 with warnings.catch_warnings():
     warnings.simplefilter("error", results.ResultFileWarning)
