@@ -23,7 +23,8 @@
 #    both recipes can be compared setup by setup, and each departure can be switched on alone.
 # 2. **Are the paper's claimed gains larger than the fold-to-fold noise?** Every claim is a
 #    difference between two settings on the same folds, so it is tested on the paired per-fold
-#    differences, with a confidence interval.
+#    differences, with a confidence interval. The table chapters do this where each claim is
+#    made ({doc}`Table II <06_table2>`, {doc}`Fig. 3 <07_fig3>`); this chapter measures the first.
 #
 # This chapter shows the machinery on small runs: the `tiny` profile (synthetic fixture), with
 # the released recipe on fold 0 and three setups only. On the real sample records the same
@@ -74,7 +75,8 @@ KIND = {"fixture": "the synthetic fixture (not real ECGs)", "samples": "the real
         "physionet2020": "the PhysioNet/CinC 2020 training data"}[main["data"].iloc[0]]
 ANSWER = main["data"].iloc[0] == "physionet2020" and not report.is_smoke(means)
 # every label of this chapter's tables and figures: which runs, and whether they can answer
-WHO = report.describe_runs(means) + ("" if ANSWER else " (shows the machinery, not the answer)")
+RUNS_TEXT = report.describe_runs(means)
+WHO = RUNS_TEXT + ("" if ANSWER else "; shows the machinery, not the answer")
 display(Markdown(
     f"**Runs shown:** profile `{profile}`, data {KIND}; corrected recipe on folds "
     f"{','.join(map(str, sorted(main['fold'].unique())))}, each network trained on {report.SPLIT_LABELS['eight']}; "
@@ -82,7 +84,7 @@ display(Markdown(
 ))
 if not ANSWER:
     display(Markdown(
-        "```{warning}\nThese runs (" + WHO.replace("`", "") + ") **show the machinery, not the answer**: a few "
+        "```{warning}\nThese runs (" + RUNS_TEXT.replace("`", "") + ") **show the machinery, not the answer**: a few "
         "epochs, one or two folds. They show that both recipes run end to end and how the comparison is made. Their "
         "numbers say **nothing** about how much the released code's choices matter on the real data; only the "
         "command in the last section answers that.\n```"
@@ -139,7 +141,7 @@ def by_setup(rows: pd.DataFrame) -> pd.DataFrame:
         out[(name, "released − corrected [95 % bootstrap]")] = [
             f"{d:+.2f} " + ("[–]" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]")
             for d, lo, hi in zip(part["difference"], part["bootstrap lo"], part["bootstrap hi"])]
-        out[("", "folds")] = part["n_folds"]
+    out[("", "folds")] = part["n_folds"]
     t = pd.DataFrame(out)
     t.columns = pd.MultiIndex.from_tuples(t.columns, names=["metric", "recipe"])
     t.index = pd.Index([results.SETUP_LABELS[s] for s in t.index], name="setup")
