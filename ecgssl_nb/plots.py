@@ -359,6 +359,31 @@ def ablation_bars(table: pd.DataFrame, metric: str, title: str = "") -> Figure:
     return fig
 
 
+def paired_intervals(table: pd.DataFrame, xlabel: str, title: str = "", label: str = "") -> Figure:
+    """Mean paired differences with their intervals, one row per comparison: a dot at 'mean' and a
+    bar from 'lo' to 'hi' (no bar where either is NaN, e.g. one fold), a dashed line at 0 (no
+    difference). `table` is indexed by the row labels, top row first; `label` goes in the legend
+    (what data and runs the differences come from)."""
+    need = {"mean", "lo", "hi"}
+    if not need <= set(table.columns):
+        raise ValueError(f"table needs columns {sorted(need)}, has {list(table.columns)}")
+    y = np.arange(len(table))[::-1]  # first row on top
+    mean = table["mean"].astype(float).to_numpy()
+    lo, hi = table["lo"].astype(float).to_numpy(), table["hi"].astype(float).to_numpy()
+    fig, ax = plt.subplots(figsize=(6.0, 0.45 * len(table) + 1.6))
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    ax.hlines(y[ok], lo[ok], hi[ok], color=OURS_COLOR, lw=2, label="95 % interval" if ok.any() else None)
+    ax.plot(mean, y, "o", color=OURS_COLOR, label=label or "mean difference")
+    ax.axvline(0.0, color="0.3", ls="--", lw=1)
+    ax.set_yticks(y, [str(i) for i in table.index], fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=1, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def mean_std(mean, std, scale: float = 100.0, digits: int = 2) -> str:
     """'95.99 ± 0.31' from fractions (scale 100 -> percent); '–' for a missing value."""
     if mean is None or not np.isfinite(float(mean)):

@@ -5,6 +5,8 @@ the pooled out-of-fold view of a small study. The notebooks only call these; tes
 
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -148,15 +150,56 @@ DATA_LABELS = {
 }
 
 
-def run_samples_study(runs: str | Path, samples: str | Path, device: str = "cpu") -> Path:
-    """The book's study on the real sample records: profile `samples`, setups
-    `config.SAMPLES_SETUPS`, folds `config.SAMPLES_FOLDS`, no ablation; finished work is skipped.
-    Returns RUNS/samples/."""
-    from .config import SAMPLES_SETUPS
+def book_devices(device: str = "cpu", cpus: int | None = None) -> str:
+    """The `devices` the book's studies run on: "cpu,cpu" (two CPU workers, one subprocess each,
+    so two runs at a time) when `device` is "cpu" and the machine has at least two cores
+    (`cpus`, default os.cpu_count()); `device` unchanged otherwise."""
+    import os
+
+    cpus = os.cpu_count() if cpus is None else cpus
+    return "cpu,cpu" if device == "cpu" and (cpus or 1) >= 2 else device
+
+
+@contextmanager
+def one_thread_per_worker(devices: str):
+    """With several CPU workers, make each worker subprocess use one torch thread (sets
+    OMP_NUM_THREADS / MKL_NUM_THREADS to 1 where they are unset, which the subprocesses inherit;
+    restored on exit), so two workers never oversubscribe two cores."""
+    import os
+
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    before = {n: os.environ.get(n) for n in names}
+    if str(devices).split(",").count("cpu") > 1:
+        for n in names:
+            os.environ.setdefault(n, "1")
+    try:
+        yield
+    finally:
+        for n, v in before.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+
+
+def run_study(device: str = "cpu", **kwargs) -> Path:
+    """`reproduce.reproduce(**kwargs)` as the book starts it: on `book_devices(device)` with one
+    thread per CPU worker, progress bars off. Finished work is skipped. Returns its folder."""
     from .reproduce import reproduce
 
-    return reproduce(profile="samples", data_dir=samples, out=runs, setups=",".join(SAMPLES_SETUPS),
-                     devices=device, ablation=False, progress=False)
+    devices = book_devices(device)
+    with one_thread_per_worker(devices):
+        return reproduce(devices=devices, progress=False, **kwargs)
+
+
+def run_samples_study(runs: str | Path, samples: str | Path, device: str = "cpu") -> Path:
+    """The book's study on the real sample records: profile `samples`, setups
+    `config.SAMPLES_SETUPS`, folds `config.SAMPLES_FOLDS`, no ablation, on `book_devices(device)`;
+    finished work is skipped. Returns RUNS/samples/."""
+    from .config import SAMPLES_SETUPS
+
+    return run_study(device, profile="samples", data_dir=samples, out=runs, setups=",".join(SAMPLES_SETUPS),
+                     ablation=False)
 
 
 def _fmt(x: float, decimals: int) -> str:
@@ -170,7 +213,7 @@ def results_table(aggs: dict, metrics_shown=("auroc", "challenge"), paper: pd.Da
     each protocol of `aggs` ({protocol: results.aggregate(...)}), ×100, "mean ± std" when more
     than one fold was averaged and the mean alone otherwise. Column labels say whose number it
     is: "paper (as printed)" or "ours, <protocol label>"."""
-    from .results import METRIC_LABELS, SETUP_LABELS
+    from .results import METRIC_LABELS, SETUP_LABELS, SMOKE_LABEL
 
     first = next(iter(aggs.values()))
     columns, data = [], []
@@ -181,7 +224,8 @@ def results_table(aggs: dict, metrics_shown=("auroc", "challenge"), paper: pd.Da
             data.append([_fmt(paper.at[SETUP_LABELS[s], m], d) if SETUP_LABELS[s] in paper.index else "–"
                          for s in first.index])
         for protocol, agg in aggs.items():
-            columns.append((METRIC_LABELS[m], f"ours, {PROTOCOL_LABELS[protocol]}"))
+            smoke = f" ({SMOKE_LABEL})" if is_smoke(agg) else ""
+            columns.append((METRIC_LABELS[m], f"ours{smoke}, {PROTOCOL_LABELS[protocol]}"))
             cells = []
             for s in first.index:
                 mean, std = 100 * agg.at[s, f"{m}_mean"], 100 * agg.at[s, f"{m}_std"]
@@ -194,11 +238,53 @@ def results_table(aggs: dict, metrics_shown=("auroc", "challenge"), paper: pd.Da
     return out
 
 
-def describe_runs(agg: pd.DataFrame) -> str:
-    """'synthetic fixture, profile tiny, folds 0,1 (2 folds)': what produced an aggregate."""
+SPLIT_LABELS = {  # which folds trained the network: the tables always say which they show
+    "eight": "eight training folds (one outer fold reported, one inner fold held out for the honest protocol)",
+    "nine": "nine training folds, as the authors trained (paper-exact protocol, departure B14)",
+}
+
+
+def describe_runs(agg: pd.DataFrame, split: str | None = None) -> str:
+    """'synthetic fixture, profile tiny, outer folds 0,1 (2 folds)': what produced an aggregate,
+    prefixed with results.SMOKE_LABEL when it was made from smoke runs; with `split` ("eight" or
+    "nine"), also the training split (SPLIT_LABELS)."""
+    from .results import SMOKE_LABEL
+
     first = agg.iloc[0]
-    return (f"{DATA_LABELS.get(first['data'], first['data'])}, profile `{first['profile']}`, "
+    text = (f"{DATA_LABELS.get(first['data'], first['data'])}, profile `{first['profile']}`, "
             f"outer folds {first['folds']} ({int(first['n_folds'])} fold{'s' if int(first['n_folds']) > 1 else ''})")
+    if split is not None:
+        text += f", {SPLIT_LABELS[split]}"
+    return f"{SMOKE_LABEL}: {text}" if bool(first.get("smoke", False)) else text
+
+
+def is_smoke(agg: pd.DataFrame) -> bool:
+    """True when any row of an aggregate was made from smoke runs (`reproduce --max-steps`)."""
+    return "smoke" in agg.columns and bool(agg["smoke"].astype(bool).any())
+
+
+def runs_warning(agg: pd.DataFrame) -> str | None:
+    """The warning box (MyST markdown) a results chapter shows above its tables, or None for full
+    runs on the paper's data: smoke runs say they are not results (whatever their profile);
+    runs on the fixture or the sample records say they are not a reproduction of the paper."""
+    from .results import SMOKE_LABEL
+
+    first = agg.iloc[0]
+    profile, data = first["profile"], DATA_LABELS.get(first["data"], first["data"])
+    n = int(first["n_folds"])
+    if is_smoke(agg):
+        body = (f"**{SMOKE_LABEL}.** These runs of the `{profile}` profile (data: {data}) were stopped after a few "
+                "optimisation steps per stage (`reproduce --max-steps`): they check that every stage of this profile "
+                "runs at its exact settings. Every number below is untrained noise, labelled "
+                f"\"{SMOKE_LABEL}\", and means **nothing** about the paper or the method.")
+    elif first["data"] == "physionet2020":
+        return None
+    else:
+        body = (f"These are numbers from the `{profile}` profile (data: {data}): a few epochs, {n} fold{'s' if n > 1 else ''}. "
+                "They show that the pipeline runs and learns. They are **not** a reproduction of the paper, and their "
+                "distance from the paper's values means nothing. Run the `paper` profile on the real data to compare "
+                "(see the Reproduce chapter).")
+    return "```{warning}\n" + body + "\n```"
 
 
 def status_table() -> pd.DataFrame:
@@ -249,7 +335,83 @@ def run_samples_control(runs: str | Path, samples: str | Path, device: str = "cp
     """`samples_control_profile` on the same records, setups and folds as `run_samples_study`,
     into RUNS/samples-control/samples/. Returns that folder."""
     from .config import SAMPLES_SETUPS
-    from .reproduce import reproduce
 
-    return reproduce(samples_control_profile(), data_dir=samples, out=Path(runs) / "samples-control",
-                     setups=",".join(SAMPLES_SETUPS), devices=device, ablation=False, progress=False)
+    return run_study(device, profile=samples_control_profile(), data_dir=samples, out=Path(runs) / "samples-control",
+                     setups=",".join(SAMPLES_SETUPS), ablation=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# the paper's claims, as the table chapters show them (statistics: ecgssl_nb.claims)
+
+CLAIM_METRICS = ("auroc", "challenge")  # the two metrics the table chapters test claims on
+
+
+def _interval(lo: float, hi: float) -> str:
+    return "–" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:+.2f}, {hi:+.2f}]"
+
+
+def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`claims.claims_table` rows as the book prints them: one row per (claim, metric), readable
+    labels ("T → SSL-T"), the number of paired folds, the mean paired difference B − A (×100), its
+    95 % percentile-bootstrap interval over folds and its 95 % paired-t interval, the paired t
+    test's p-value and the verdict. With `noise` (`claims.margins_vs_noise`), also the paper's
+    claimed margin, the larger fold std of A and B in our runs (×100) and whether the margin
+    exceeds it."""
+    from .results import METRIC_LABELS, SETUP_LABELS
+
+    def name(run: str) -> str:  # "ssl-t" -> "SSL-T"; "ssl-t-tc" (a Fig. 3 setting) -> "SSL-T (TC)"
+        if run in SETUP_LABELS:
+            return SETUP_LABELS[run]
+        base, _, tr = run.rpartition("-")
+        return f"{SETUP_LABELS.get(base, base)} ({tr.upper()})"
+
+    rows, index = [], []
+    for _, r in claim_table.iterrows():
+        row = {
+            "A → B": f"{name(r['A'])} → {name(r['B'])}",
+            "folds": int(r["n_folds"]),
+            "B − A (×100)": f"{r['mean B - A']:+.2f}",
+            "95 % bootstrap over folds": _interval(r["bootstrap lo"], r["bootstrap hi"]),
+            "95 % paired t": _interval(r["t lo"], r["t hi"]),
+            "p (paired t)": "–" if not np.isfinite(r["p (paired t)"]) else f"{r['p (paired t)']:.2f}",
+            "verdict": r["verdict"],
+        }
+        if noise is not None:
+            n = noise[(noise["claim"] == r["claim"]) & (noise["metric"] == r["metric"])]
+            if len(n):
+                n = n.iloc[0]
+                std = np.nanmax([n["our fold std A"], n["our fold std B"]]) if np.isfinite(
+                    [n["our fold std A"], n["our fold std B"]]).any() else float("nan")
+                row["paper's margin (×100)"] = f"{n['paper margin']:+.2f}"
+                row["our larger fold std (×100)"] = _fmt(std, 2)
+                row["margin > fold std?"] = {True: "yes", False: "no"}.get(n["margin > fold std"], "– (one fold)")
+        rows.append(row)
+        claim = re.sub(r"beats (none|tc|gn|fc)$", lambda m: "beats " + ("no transform" if m[1] == "none" else m[1].upper()),
+                       r["claim"])  # Fig. 3 claims: "T1 beats tc" -> "T1 beats TC"
+        index.append((claim, METRIC_LABELS[r["metric"]]))
+    out = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["claim", "metric"]))
+    return out
+
+
+def pooled_beside_means(pooled: pd.DataFrame, agg_honest: pd.DataFrame, names=None,
+                        metrics_shown=("auroc", "auprc", "challenge")) -> pd.DataFrame:
+    """Per setting of `agg_honest` (`results.aggregate(..., protocol="honest")`, optionally only
+    the rows `names`): the pooled out-of-fold metric (rows of `claims.pooled_oof`, honest
+    protocol, its `setup` column naming the setting) beside the mean over folds, ×100, and the
+    folds behind each. Settings without predictions get "–"."""
+    from .results import METRIC_LABELS, SETUP_LABELS
+
+    pooled = pooled.set_index("setup") if len(pooled) else pd.DataFrame()
+    names = list(agg_honest.index) if names is None else list(names)
+    data = {}
+    for m in metrics_shown:
+        data[(METRIC_LABELS[m], "pooled out-of-fold")] = [
+            _fmt(100 * pooled.at[n, m], 2) if n in pooled.index else "–" for n in names]
+        data[(METRIC_LABELS[m], "mean over folds")] = [_fmt(100 * agg_honest.at[n, f"{m}_mean"], 2) for n in names]
+    data[("folds", "pooled")] = [pooled.at[n, "folds"] if n in pooled.index else "–" for n in names]
+    data[("folds", "mean")] = [agg_honest.at[n, "folds"] for n in names]
+    label = {n: SETUP_LABELS.get(n, f"{SETUP_LABELS.get(n.rpartition('-')[0], n)} ({n.rpartition('-')[2].upper()})")
+             for n in names}
+    out = pd.DataFrame(data, index=pd.Index([label[n] for n in names], name="setting"))
+    out.columns = pd.MultiIndex.from_tuples(out.columns, names=["metric", "how"])
+    return out

@@ -44,13 +44,12 @@ from ecgssl_nb import config, paths, plots, report, results
 from ecgssl_nb import params
 
 params.resolve(globals())
-from ecgssl_nb import reproduce as rp
 
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
 TABLE_I_SETUPS = ["ssl-t", "ssl-s", "ssl-tsg"]
 if profile == "tiny":
-    rp.reproduce(profile="tiny", out=runs, devices=device, data_dir=data or None, progress=False)  # skips finished work
+    report.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
 with warnings.catch_warnings():
     warnings.simplefilter("error", results.ResultFileWarning)
     df = results.load_results(paths.profile_root(runs, profile) / "finetune")
@@ -63,13 +62,14 @@ KIND = {"fixture": "the synthetic fixture (not real ECGs)", "samples": "the real
 FOLDS = first["folds"]
 display(Markdown(
     f"**Our runs:** data {KIND} ({int(df['n_records'].iloc[0])} records); profile `{profile}`; outer folds {FOLDS} "
-    f"({first['n_folds']} fold{'s' if first['n_folds'] > 1 else ''}); the optimistic (authors') and the honest protocol."
+    f"({first['n_folds']} fold{'s' if first['n_folds'] > 1 else ''}); each network trained on "
+    f"{report.SPLIT_LABELS['eight']}; the optimistic (authors') and the honest protocol. The paper-exact runs "
+    "(nine training folds, as the authors trained) are in the Table II chapter."
+    + (f" **{results.SMOKE_LABEL}.**" if report.is_smoke(agg["paper"]) else "")
 ))
-if first["data"] == "fixture":
-    display(Markdown(
-        "```{warning}\nThese are **fixture** numbers from the `tiny` profile. They are **not** a reproduction of "
-        "the paper and must not be compared with its values or with the earlier work.\n```"
-    ))
+warning = report.runs_warning(agg["paper"])
+if warning:
+    display(Markdown(warning.replace("\n```", " Nor can they be compared with the earlier work in the paper's Table I.\n```")))
 
 # %% [markdown]
 # ## The paper's Table I, as printed (×100)
@@ -98,7 +98,7 @@ comparable = first["data"] == "physionet2020"
 table = report.results_table(agg, metrics_shown=results.METRIC_KEYS,
                              paper=results.PAPER_TABLE_I if comparable else None, decimals=1)
 assert list(table.index) == ["SSL-T", "SSL-S", "SSL-TSG"]
-display(Markdown(f"*Ours: {report.describe_runs(agg['paper'])}.*"))
+display(Markdown(f"*Ours: {report.describe_runs(agg['paper'], split='eight')}.*"))
 table
 
 # %% [markdown]

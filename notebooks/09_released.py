@@ -23,63 +23,71 @@
 #    both recipes can be compared setup by setup, and each departure can be switched on alone.
 # 2. **Are the paper's claimed gains larger than the fold-to-fold noise?** Every claim is a
 #    difference between two settings on the same folds, so it is tested on the paired per-fold
-#    differences, with a confidence interval.
+#    differences, with a confidence interval. The table chapters do this where each claim is
+#    made ({doc}`Table II <06_table2>`, {doc}`Fig. 3 <07_fig3>`); this chapter measures the first.
 #
 # This chapter shows the machinery on small runs: the `tiny` profile (synthetic fixture), with
 # the released recipe on fold 0 and three setups only. On the real sample records the same
-# chapter runs with `ECGSSL_PROFILE=samples` (the commands below take `--profile samples`). **Those runs show that the machinery works,
-# not the answer.** The last section gives the command that answers both questions on the real
-# data and a GPU, and what it costs.
+# chapter runs with `ECGSSL_PROFILE=samples` (the commands below take `--profile samples`).
+# **Those runs show the machinery, not the answer**, and every table and figure made from them
+# says so. The last section gives the command that answers both questions on the real data and
+# a GPU, and what it costs.
 
-# %% tags=["parameters"]
-import os
+# %% tags=["parameters", "remove-cell"]
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
+runs = None  # the study's results folder (reproduce --out); default "../runs"
+data = None  # real data folder (paper profile); default: empty, meaning the fixture
+device = None  # default "cpu"
+released_folds = None  # folds of the released recipe's runs on the tiny profile; default "0"
+released_setups = None  # setups of the released recipe's runs on the tiny profile; default "t,ssl-t,ssl-tsg"
 
-profile = os.environ.get("ECGSSL_PROFILE", "tiny")  # "tiny" (synthetic fixture, CPU) or "paper"
-runs = os.environ.get("ECGSSL_RUNS", "../runs")  # the study's results folder (reproduce --out)
-data = os.environ.get("ECGSSL_DATA", "")  # real data folder (paper profile); "" = the fixture
-device = os.environ.get("ECGSSL_DEVICE", "cpu")
-released_folds = os.environ.get("ECGSSL_RELEASED_FOLDS", "0")  # tiny: the released recipe on fold 0 only
-released_setups = os.environ.get("ECGSSL_RELEASED_SETUPS", "t,ssl-t,ssl-tsg")  # tiny: three setups
-
-# %% tags=["remove-stderr", "hide-input"]
+# %% tags=["remove-stderr", "remove-input"]
 import time
 import warnings
 
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import claims, paths, recipes, results
-from ecgssl_nb import reproduce as rp
+from ecgssl_nb import params, paths, plots, recipes, report, results
 
-pd.set_option("display.precision", 2)
+params.resolve(globals(), released_folds="0", released_setups="t,ssl-t,ssl-tsg")
+pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # the departure table's sentences in full
 cost = {}
 if profile == "tiny":  # both recipes on the fixture; finished runs are skipped
     t0 = time.perf_counter()
-    rp.reproduce(profile="tiny", out=runs, devices=device, data_dir=data or None, progress=False)
+    report.run_study(device, profile="tiny", out=runs, data_dir=data or None)
     cost["corrected"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rp.reproduce(profile="tiny", out=runs, devices=device, data_dir=data or None, progress=False,
-                 recipe="released", folds=released_folds, setups=released_setups, ablation=False)
+    report.run_study(device, profile="tiny", out=runs, data_dir=data or None, recipe="released",
+                     folds=released_folds, setups=released_setups, ablation=False)
     cost["released"] = time.perf_counter() - t0
 with warnings.catch_warnings():
     warnings.simplefilter("error", results.ResultFileWarning)  # a broken result file fails the chapter
     main = recipes.load_recipe_results(runs, profile, "corrected")
     on_disk = recipes.recipes_on_disk(runs, profile)
 assert len(main), f"the corrected study has results under {paths.profile_root(runs, profile)}"
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)
+    means = results.aggregate(main[main["run"] == main["setup"]], protocol="honest")
 KIND = {"fixture": "the synthetic fixture (not real ECGs)", "samples": "the real sample records",
         "physionet2020": "the PhysioNet/CinC 2020 training data"}[main["data"].iloc[0]]
+ANSWER = main["data"].iloc[0] == "physionet2020" and not report.is_smoke(means)
+# every label of this chapter's tables and figures: which runs, and whether they can answer
+RUNS_TEXT = report.describe_runs(means)
+WHO = RUNS_TEXT + ("" if ANSWER else "; shows the machinery, not the answer")
 display(Markdown(
     f"**Runs shown:** profile `{profile}`, data {KIND}; corrected recipe on folds "
-    f"{','.join(map(str, sorted(main['fold'].unique())))}; other recipes found: "
-    f"{', '.join(f'`{r}`' for r in on_disk) or 'none'}."
+    f"{','.join(map(str, sorted(main['fold'].unique())))}, each network trained on {report.SPLIT_LABELS['eight']}; "
+    f"other recipes found: {', '.join(f'`{r}`' for r in on_disk) or 'none'}."
 ))
-if main["data"].iloc[0] != "physionet2020":
+if not ANSWER:
     display(Markdown(
-        "```{warning}\nThese runs use the `" + profile + "` profile on " + KIND + ": a few epochs, one or two folds. "
-        "They show that both recipes run end to end and how the comparison is made. Their numbers say **nothing** "
-        "about how much the released code's choices matter on the real data; only the command in the last section "
-        "answers that.\n```"
+        "```{warning}\nThese runs (" + RUNS_TEXT.replace("`", "") + ") **show the machinery, not the answer**: a few "
+        "epochs, one or two folds. They show that both recipes run end to end and how the comparison is made. Their "
+        "numbers say **nothing** about how much the released code's choices matter on the real data; only the "
+        "command in the last section answers that.\n```"
     ))
 
 # %% [markdown]
@@ -95,107 +103,102 @@ if main["data"].iloc[0] != "physionet2020":
 # `B7` or `B1,B7` (those alone, on top of the corrected study), `released-B7` (the released
 # recipe with one fix). Every command takes `--recipe`; `prepare` takes `--leads lead-i` for B1.
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 table = recipes.departure_table()
 assert {"B1", "B6", "B7", "B9", "B10", "B12", "B14", "B16", "B4", "B8"} == set(table.index)
+table.index.name = "departure"
 table
 
 # %% [markdown]
 # Two choices change what is *reported* rather than what is trained: with B14 the released
 # recipe trains on nine folds and picks its checkpoint and thresholds on the fold it reports
 # (the paper's protocol, optimistic); the corrected recipe reports the nested (`honest`)
-# protocol. The comparison below sets each recipe's reported protocol against the corrected
-# recipe's `honest` one: the difference is what a reader of each would have been told.
+# protocol, trained on eight folds. The comparison below sets each recipe's reported protocol
+# against the corrected recipe's `honest` one: the difference is what a reader of each would
+# have been told.
 #
 # ## Released against corrected
 #
-# Per setup and metric, on the folds both recipes ran: the released recipe's mean, the corrected
-# one's, and the mean paired difference (released − corrected, ×100) with its 95 % bootstrap
-# interval over folds. With one fold there is no interval.
+# One row per setup, on the folds both recipes ran: the released recipe's mean, the corrected
+# one's, and the mean paired difference (released − corrected, ×100) with its 95 % **bootstrap
+# interval over folds** (2,000 resamples, seed 0). With one fold there is no interval.
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 comparison = recipes.compare_recipes(runs, profile, on_disk or ["released"], n_boot=2000)
 if profile == "tiny":
     assert len(comparison) and "released" in set(comparison["recipe"]), "the released recipe ran on the fixture"
-    display(Markdown(f"Labelled: `{profile}` profile, released recipe on fold(s) {released_folds} and setups "
-                     f"{released_setups} only; wall time of this chapter's runs: "
-                     + ", ".join(f"{k} {v:.0f} s" for k, v in cost.items()) + " (0 s when already finished)."))
 released_vs = comparison[comparison["recipe"] == "released"] if len(comparison) else comparison
-released_vs.drop(columns=["departures"], errors="ignore").round(2)
+
+
+def by_setup(rows: pd.DataFrame) -> pd.DataFrame:
+    """compare_recipes rows -> one row per setup, AUROC and ChM side by side, readable labels."""
+    out = {}
+    for m in report.CLAIM_METRICS:
+        part = rows[rows["metric"] == m].set_index("setup")
+        name = results.METRIC_LABELS[m]
+        out[(name, "released")] = part["recipe mean"].map(lambda v: f"{v:.2f}")
+        out[(name, "corrected")] = part["corrected mean"].map(lambda v: f"{v:.2f}")
+        out[(name, "released − corrected [95 % bootstrap]")] = [
+            f"{d:+.2f} " + ("[–]" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]")
+            for d, lo, hi in zip(part["difference"], part["bootstrap lo"], part["bootstrap hi"])]
+    out[("", "folds")] = part["n_folds"]
+    t = pd.DataFrame(out)
+    t.columns = pd.MultiIndex.from_tuples(t.columns, names=["metric", "recipe"])
+    t.index = pd.Index([results.SETUP_LABELS[s] for s in t.index], name="setup")
+    return t
+
+
+if len(released_vs):
+    display(Markdown(f"*Released against corrected (×100); {WHO}; released recipe: optimistic protocol, nine "
+                     f"training folds; corrected: honest protocol, eight training folds.*"))
+    display(by_setup(released_vs))
+if profile == "tiny":
+    display(Markdown(f"The released recipe ran on fold(s) {released_folds} and setups {released_setups} only; wall "
+                     "time of this chapter's runs: " + ", ".join(f"{k} {v:.0f} s" for k, v in cost.items())
+                     + " (0 s when already finished)."))
+
+# %% [markdown]
+# {numref}`fig-released-auroc` draws the same differences on AUROC: a dot per setup at the mean
+# paired difference, and its bootstrap interval where more than one fold ran.
+
+# %% mystnb={"figure": {"caption": "Released minus corrected recipe, macro AUROC (×100) per setup: the mean paired difference over the folds both ran, with its 95 % bootstrap interval over folds when there are at least two. The legend names the runs; on the tiny or samples profile they show the machinery, not the answer.", "name": "fig-released-auroc"}, "image": {"alt": "Dot plot of the released-minus-corrected AUROC difference per setup, with a dashed line at zero"}} tags=["remove-input"]
+auroc = released_vs[released_vs["metric"] == "auroc"].set_index("setup")
+points = pd.DataFrame({"mean": auroc["difference"], "lo": auroc["bootstrap lo"], "hi": auroc["bootstrap hi"]})
+points.index = [results.SETUP_LABELS[s] for s in points.index]
+fig = plots.paired_intervals(points, "released − corrected, AUROC (×100)", title="Released against corrected recipe",
+                             label=WHO.replace("`", ""))
 
 # %% [markdown]
 # ## One departure at a time
 #
 # Which choice moves the numbers most? Each single-departure recipe (`--recipe each` runs them
 # all: every departure alone on top of the corrected study) gives one row: its mean difference
-# from the corrected recipe, per setup, on AUROC, largest effect first. A departure only reruns
-# the setups it can change: pre-training departures the `ssl-` setups, B6 the two `ssl-` fusion
-# setups. `--recipe each-fix` gives the mirror image: the released recipe with one fix at a time.
+# from the corrected recipe on AUROC (×100), one column per setup, largest effect first. A
+# departure only reruns the setups it can change: pre-training departures the `ssl-` setups, B6
+# the two `ssl-` fusion setups. `--recipe each-fix` gives the mirror image: the released recipe
+# with one fix at a time.
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 singles = recipes.departure_effects(comparison[comparison["recipe"] != "released"]) if len(comparison) else comparison
 if len(singles):
-    display(singles.round(2))
+    singles = singles.rename(columns=results.SETUP_LABELS).round(2)
+    singles.index.name = "recipe"
+    display(Markdown(f"*AUROC, recipe − corrected (×100); {WHO}.*"))
+    display(singles)
 else:
     display(Markdown("No single-departure runs in this runs folder: on the `tiny` profile they are left out to keep "
                      "the book's build short. The command in the last section runs them."))
 
 # %% [markdown]
-# ## The paper's claims against fold-to-fold noise
+# ## The paper's claims, and pooled metrics
 #
-# The claims the book checks: SSL helps each setup; the gate beats concatenation; fusion beats
-# each single modality; the full transform sets (T1 = TC + GN, T2 = TC + FC) beat each of their
-# ablations (Fig. 3). For each, on the corrected recipe's `honest` protocol, the per-fold paired
-# difference B − A (×100) and two 95 % intervals of its mean: a **percentile bootstrap over
-# folds** (2,000 resamples, seed 0) and the **paired t interval**; p-values of the paired t test
-# and of the Wilcoxon signed-rank test. A claim is "beyond fold noise" only when both intervals
-# exclude 0. With two folds (the `tiny` profile) the intervals are very wide by construction.
-
-# %% tags=["hide-input"]
-ablation_root = paths.profile_root(runs, profile) / "ablation" / "finetune"
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", RuntimeWarning)
-    ablation = results.load_results(ablation_root) if ablation_root.is_dir() else None
-everything = claims.with_ablation_runs(main, ablation)
-claim_table = claims.claims_table(everything, protocol="honest", n_boot=2000)
-assert len(claim_table) and claim_table["n_folds"].min() >= 1, "every claim with runs was tested"
-claim_table.drop(columns=["protocol"]).round(3)
-
-# %% [markdown]
-# ### The paper's margins against the fold standard deviation
-#
-# The paper prints means only: no fold standard deviation, no interval. Its claimed margins
-# (Table II, ×100) are therefore set against the fold standard deviations our runs measure for
-# the same two setups. A margin smaller than one fold standard deviation cannot be told apart
-# from fold noise by a mean over ten folds alone; only a paired test can, and the paper reports
-# none.
-
-# %% tags=["hide-input"]
-noise = claims.margins_vs_noise(main, protocol="honest")
-assert noise["paper margin"].notna().all()
-noise.round(2)
-
-# %% [markdown]
-# ## Pooled out-of-fold metrics beside the fold means
-#
-# The mean over folds weights every fold equally; the pooled metric concatenates the outer
-# folds' predictions (each binarised with its own fold's thresholds) and scores them once, so
-# rare classes get all their positives in one AUPRC. The two can differ noticeably when the
-# folds are small.
-
-# %% tags=["hide-input"]
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", RuntimeWarning)
-    means = results.aggregate(main[main["run"] == main["setup"]], protocol="honest")
-pooled = claims.pooled_oof(paths.profile_root(runs, profile) / "finetune", protocol="honest").set_index("setup")
-pooled = pooled.reindex(means.index)  # the paper's row order
-side = pd.DataFrame({
-    **{f"{results.METRIC_LABELS[m]} pooled": 100 * pooled[m] for m in ("auroc", "auprc", "challenge")},
-    **{f"{results.METRIC_LABELS[m]} fold mean": 100 * means[f"{m}_mean"] for m in ("auroc", "auprc", "challenge")},
-    "folds": pooled["folds"],
-})
-assert len(side) == len(means), "every setup has pooled out-of-fold metrics"
-side.round(2)
+# Whether the paper's claimed gains exceed the fold-to-fold noise is tested where the claims are
+# made: the {doc}`Table II chapter <06_table2>` (SSL helps each setup, the gate beats
+# concatenation, fusion beats each single modality, with the paper's margins set against our
+# fold standard deviations and the pooled out-of-fold metrics beside the fold means) and the
+# {doc}`Fig. 3 chapter <07_fig3>` (the full transform sets against their ablations).
+# The same tables, on the released recipe's runs, answer whether the claims survive the
+# released code's choices.
 
 # %% [markdown]
 # ## The command that answers the question

@@ -33,7 +33,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SITE = Path(os.environ.get("ECGSSL_SITE", ROOT / "_build" / "html"))  # override to test another build
 SCREENSHOTS = SITE.parent / "screenshots"  # _build/screenshots
-CHAPTERS = ["01_data", "02_transforms", "03_selfkd", "04_finetune", "05_table1", "06_table2", "07_fig3", "08_samples"]
+CHAPTERS = ["01_data", "02_transforms", "03_selfkd", "04_finetune", "05_table1", "06_table2", "07_fig3", "08_samples",
+            "09_released"]
 SETUPS = ["T", "S", "TSC", "TSG", "SSL-T", "SSL-S", "SSL-TSC", "SSL-TSG"]
 
 
@@ -247,6 +248,24 @@ def test_every_figure_is_numbered_captioned_and_has_alt_text(chapter):
         assert alt and not re.fullmatch(r"[0-9a-f]{16,}", alt), f"{chapter}: image {src} has no real alt text ({alt!r})"
     numbered = [c for c in dom.captions if re.match(r"Fig\. \d+", c)]
     assert len(numbered) >= len(dom.figure_images), f"{chapter}: {len(dom.figure_images)} figures, captions {dom.captions}"
+
+
+@needs_site
+@pytest.mark.parametrize("chapter", ["06_table2", "07_fig3"])
+def test_table_chapters_show_the_claims_with_named_intervals_pooled_metrics_and_the_training_split(chapter):
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", _page(chapter).read_text(encoding="utf-8")))
+    for phrase in ("95 % bootstrap over folds", "95 % paired t", "pooled out-of-fold", "mean over folds",
+                   "eight training folds", "can tell"):
+        assert phrase in text, f"{chapter}: {phrase!r} is not on the page"
+    if chapter == "06_table2":
+        assert "margin &gt; fold std?" in text or "margin > fold std?" in text
+        assert "paper-exact" in text and "nine training folds" in text
+
+
+@needs_site
+def test_released_chapter_labels_its_small_runs_as_machinery_not_the_answer():
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", _page("09_released").read_text(encoding="utf-8")))
+    assert text.count("machinery, not the answer") >= 3  # the warning, the table label, the figure legend/caption
 
 
 @needs_site

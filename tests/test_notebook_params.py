@@ -49,3 +49,16 @@ def test_resolve_uses_a_notebook_own_default_over_the_shared_one():
 def test_resolve_names_the_variable_when_an_integer_is_malformed():
     with pytest.raises(UserError, match="ECGSSL_FOLD='x'"):
         params.resolve({"fold": None}, environ={"ECGSSL_FOLD": "x"})
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_parameter_default_reads_the_environment_inside_the_parameters_cell(path, tmp_path):
+    """A default like os.environ.get("ECGSSL_PROFILE", "tiny") in the parameters cell (as
+    09_released had) bypasses params.resolve: the environment is read there, not in one place.
+    Environment-backed parameters are None there; constants (a record name) may stay literal."""
+    jupytext = pytest.importorskip("jupytext")
+    papermill = pytest.importorskip("papermill")
+    nb = tmp_path / f"{path.stem}.ipynb"
+    jupytext.write(jupytext.read(path), nb)
+    found = papermill.inspect_notebook(str(nb))
+    assert {n: p["default"] for n, p in found.items() if "environ" in p["default"]} == {}

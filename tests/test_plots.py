@@ -180,3 +180,16 @@ def test_bars_draw_no_error_bar_for_a_single_fold():
     assert len(plots.ablation_bars(one, "AUROC").axes[0].lines) == 0  # an error bar is drawn as lines
     two = pd.DataFrame({"modality": ["time"], "transforms": ["t1"], "mean": [0.8], "std": [0.1]})
     assert len(plots.ablation_bars(two, "AUROC").axes[0].lines) > 0
+
+
+def test_paired_intervals_draws_each_mean_and_only_the_intervals_that_exist():
+    table = pd.DataFrame({"mean": [1.5, -0.5], "lo": [0.5, np.nan], "hi": [2.5, np.nan]}, index=["SSL-T", "T"])
+    ax = plots.paired_intervals(table, "B − A (×100)", label="fixture, 1 fold").axes[0]
+    dots = next(line for line in ax.lines if line.get_marker() == "o")
+    assert list(dots.get_xdata()) == [1.5, -0.5] and list(dots.get_ydata()) == [1, 0]  # first row on top
+    segments = ax.collections[0].get_segments()
+    assert len(segments) == 1 and np.allclose(segments[0], [[0.5, 1], [2.5, 1]])  # no bar for the NaN interval
+    assert dict(zip(ax.get_yticks(), [t.get_text() for t in ax.get_yticklabels()])) == {1: "SSL-T", 0: "T"}
+    assert "fixture, 1 fold" in [t.get_text() for t in ax.get_legend().get_texts()]
+    with pytest.raises(ValueError, match="lo"):
+        plots.paired_intervals(table.drop(columns="lo"), "x")

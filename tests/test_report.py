@@ -123,3 +123,97 @@ def test_auroc_halfwidth_is_hanley_mcneil_by_hand_and_shrinks_with_more_positive
     assert report.auroc_halfwidth(0.8, 10, 90) == pytest.approx(1.96 * se)
     assert report.auroc_halfwidth(0.8, 40, 90) < report.auroc_halfwidth(0.8, 10, 90)
     assert np.isnan(report.auroc_halfwidth(0.8, 0, 90)) and np.isnan(report.auroc_halfwidth(float("nan"), 5, 5))
+
+
+# ----------------------------------------------------------------------------------------------
+# how the book starts its studies, and how its tables label runs
+
+
+def test_book_devices_uses_two_cpu_workers_only_on_a_cpu_with_two_cores():
+    assert report.book_devices("cpu", cpus=2) == "cpu,cpu"
+    assert report.book_devices("cpu", cpus=16) == "cpu,cpu"
+    assert report.book_devices("cpu", cpus=1) == "cpu"
+    assert report.book_devices("cuda:0", cpus=16) == "cuda:0"
+
+
+def test_run_study_gives_each_cpu_worker_one_thread_and_restores_the_environment(monkeypatch):
+    import ecgssl_nb.reproduce as rp
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "4")  # a value already set is kept
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    seen = {}
+
+    def fake(**kw):
+        import os
+        seen.update(kw, omp=os.environ.get("OMP_NUM_THREADS"), mkl=os.environ.get("MKL_NUM_THREADS"))
+        return Path("x")
+
+    monkeypatch.setattr(rp, "reproduce", fake)
+    assert report.run_study("cpu", profile="tiny", out="runs") == Path("x")
+    assert seen["devices"] == "cpu,cpu" and seen["omp"] == "1" and seen["mkl"] == "4"
+    assert seen["progress"] is False and seen["profile"] == "tiny"
+    import os
+    assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "4"
+
+
+def _agg(profile="tiny", data="fixture", n=2, smoke=False):
+    return pd.DataFrame({"profile": [profile], "data": [data], "n_folds": [n], "folds": ["0,1"][:1],
+                         "smoke": [smoke]}, index=["t"])
+
+
+def test_runs_warning_names_smoke_runs_of_the_paper_profile_without_calling_them_tiny():
+    from ecgssl_nb.results import SMOKE_LABEL
+
+    text = report.runs_warning(_agg("paper", "fixture", 1, smoke=True))
+    assert text.startswith("```{warning}") and text.endswith("```")
+    assert SMOKE_LABEL in text and "`paper`" in text and "tiny" not in text
+    assert "`tiny`" in report.runs_warning(_agg()) and SMOKE_LABEL not in report.runs_warning(_agg())
+    assert report.runs_warning(_agg("paper", "physionet2020", 10)) is None  # full runs on the paper's data
+    assert SMOKE_LABEL in report.runs_warning(_agg("paper", "physionet2020", 1, smoke=True))
+
+
+def test_describe_runs_prefixes_smoke_and_names_the_training_split():
+    from ecgssl_nb.results import SMOKE_LABEL
+
+    assert report.describe_runs(_agg(smoke=True)).startswith(f"{SMOKE_LABEL}: synthetic fixture")
+    assert not report.describe_runs(_agg()).startswith(SMOKE_LABEL)
+    assert report.describe_runs(_agg(), split="nine").endswith(report.SPLIT_LABELS["nine"])
+
+
+def test_claims_display_prints_one_row_per_claim_and_metric_with_both_intervals_and_the_margin_check():
+    from ecgssl_nb import claims
+
+    # two folds, differences computed by hand: ssl-t - t = +2 and +4 points (AUROC), -1 and +1 (ChM)
+    rows = []
+    for fold, (t, st, tc, stc) in enumerate([(0.80, 0.82, 0.50, 0.49), (0.70, 0.74, 0.40, 0.41)]):
+        for setup, a, c in (("t", t, tc), ("ssl-t", st, stc)):
+            rows.append({"setup": setup, "fold": fold, "protocol": "honest", "auroc": a, "challenge": c})
+    df = pd.DataFrame(rows)
+    ct = claims.claims_table(df, metrics=("auroc", "challenge"), claims=[("SSL helps T", "t", "ssl-t")], n_boot=200)
+    noise = claims.margins_vs_noise(df, metrics=("auroc", "challenge"))
+    shown = report.claims_display(ct, noise)
+    assert list(shown.index) == [("SSL helps T", "AUROC"), ("SSL helps T", "ChM")]
+    auroc = shown.iloc[0]
+    assert auroc["A → B"] == "T → SSL-T" and auroc["folds"] == 2 and auroc["B − A (×100)"] == "+3.00"
+    assert auroc["95 % bootstrap over folds"] == "[+2.00, +4.00]"  # two values: the bootstrap range is their range
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, 1) * np.sqrt(2) / np.sqrt(2)  # sd of (2, 4) = sqrt(2), n = 2
+    lo, hi = 3 - half, 3 + half
+    assert auroc["95 % paired t"] == f"[{lo:+.2f}, {hi:+.2f}]"
+    # the paper's SSL-T - T margin on AUROC against our larger fold std (T: 7.07, SSL-T: 5.66)
+    margin = float(auroc["paper's margin (×100)"])
+    assert auroc["our larger fold std (×100)"] == f"{100 * np.std([0.80, 0.70], ddof=1):.2f}"
+    assert auroc["margin > fold std?"] == ("yes" if margin > 100 * np.std([0.80, 0.70], ddof=1) else "no")
+
+
+def test_pooled_beside_means_puts_the_pooled_metric_beside_the_fold_mean_and_marks_missing_ones():
+    pooled = pd.DataFrame({"setup": ["t"], "auroc": [0.9], "challenge": [0.5], "folds": ["0,1"]})
+    agg = pd.DataFrame({"auroc_mean": [0.8, 0.7], "challenge_mean": [0.4, 0.3], "folds": ["0,1", "0,1"]},
+                       index=["t", "ssl-t-tc"])
+    side = report.pooled_beside_means(pooled, agg, metrics_shown=("auroc", "challenge"))
+    assert list(side.index) == ["T", "SSL-T (TC)"]
+    assert side.loc["T", ("AUROC", "pooled out-of-fold")] == "90.00" and side.loc["T", ("AUROC", "mean over folds")] == "80.00"
+    assert side.loc["SSL-T (TC)", ("AUROC", "pooled out-of-fold")] == "–"
+    assert side.loc["SSL-T (TC)", ("folds", "mean")] == "0,1"
