@@ -307,7 +307,7 @@ def status_table() -> pd.DataFrame:
         return f"{len(setups)} setup{'s' if len(setups) > 1 else ''}, {folds(p)}, {'/'.join(map(str, e))} epochs"
 
     rows = {
-        "data": (f"PhysioNet/CinC 2020, 43,101 records", f"synthetic fixture, {tiny.fixture_records} records",
+        "data": ("PhysioNet/CinC 2020, 43,101 records", f"synthetic fixture, {tiny.fixture_records} records",
                  "208 real Challenge records (tests/data/ecg-samples)", "PhysioNet/CinC 2020 (download)"),
         "pre-training (DINO, both backbones)": ("300 epochs, 2 + 8 views, head 65536", pre(tiny),
                                                 "none (T from scratch)" if all(not s.startswith("ssl-") for s in SAMPLES_SETUPS)
