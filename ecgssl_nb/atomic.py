@@ -20,7 +20,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     On any error the temporary file is removed and `path` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp")
     os.close(fd)
     try:
         write(tmp)

@@ -355,6 +355,19 @@ def config_from_dict(cls, data: dict, source: str = "--config") -> Any:
         raise UserError(f"{source}: {exc}") from None
 
 
+def add_settings_arguments(parser, cls, example: str) -> None:
+    """The options every training command shares: --set FIELD=VALUE (type-checked by
+    `apply_settings`), --config FILE (a resolved `cls` written by `reproduce`), --force."""
+    name = cls.__name__
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help=f"override a {name} field, type-checked, e.g. {example} (repeatable)")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help=f"JSON file of the resolved {name} (instead of the profile's; `reproduce` writes one per "
+                             f"job); --set and the other options still apply on top")
+    parser.add_argument("--force", action="store_true",
+                        help="if OUT was made by another request, move it aside (nothing is deleted) and start afresh")
+
+
 def read_config(cls, path: str | os.PathLike) -> Any:
     """The settings dataclass saved as JSON in `path` (written by `reproduce` for its jobs)."""
     import json

@@ -77,7 +77,7 @@ import torch.nn.functional as F
 from . import provenance
 from .atomic import atomic_write
 from .config import (
-    SETUPS, WINDOW, FinetuneConfig, Profile, apply_settings, as_dict, check_fold, check_setup, get_profile,
+    SETUPS, WINDOW, FinetuneConfig, Profile, add_settings_arguments, apply_settings, as_dict, check_fold, check_setup, get_profile,
     read_config, resolve_device,
 )
 from .errors import UserError
@@ -701,14 +701,7 @@ def cli(argv: list[str]) -> int:
                    help="corrected (default), released, or released departures like B6,B14 (see `recipes`)")
     p.add_argument("--data-kind", default=None, choices=("fixture", "samples", "physionet2020"),
                    help="what the prepared data is (default: inferred)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a FinetuneConfig field, type-checked, e.g. --set lr=1e-3 --set epochs.tsg=5 "
-                        "(repeatable)")
-    p.add_argument("--config", default=None, metavar="FILE",
-                   help="JSON file of the resolved FinetuneConfig (instead of the profile's; `reproduce` writes one "
-                        "per job); --set still applies on top")
-    p.add_argument("--force", action="store_true", help="if OUT was made by another request, move it aside "
-                                                        "(nothing is deleted) and start afresh")
+    add_settings_arguments(p, FinetuneConfig, "--set lr=1e-3 --set epochs.tsg=5")
     p.add_argument("--max-steps", type=int, default=None,
                    help="smoke run: stop after N optimisation steps, write every output marked smoke")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -84,6 +84,7 @@ import scipy.signal  # imported before the worker processes fork
 from . import labels as L
 from . import provenance
 from . import records as R
+from .atomic import atomic_write
 from .config import TARGET_FS, WINDOW
 from .errors import RecordError, UserError
 from .folds import assign_folds
@@ -178,19 +179,18 @@ def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, n
 
 
 def _write_stream(path: Path, pieces) -> None:
-    """Write the byte pieces to `path` atomically (temporary file beside it, fsync, rename).
-    On any error the temporary file is removed; an OSError then names `path`."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    """Write the byte pieces to `path` atomically (`atomic.atomic_write`: the temporary file is
+    removed on any error); an OSError (disk full, file-size limit) then names `path`."""
+
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as fh:
             for piece in pieces:
                 fh.write(piece)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.filename is None:
+
+    try:
+        atomic_write(path, write)
+    except OSError as exc:
+        if exc.filename is None:
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
 

@@ -33,7 +33,6 @@ import argparse
 import contextlib
 import copy
 import csv
-import json
 import math
 import os
 import platform
@@ -51,9 +50,11 @@ from torch import nn
 from .atomic import atomic_write
 from . import provenance
 from .config import (
-    MODALITIES, WINDOW, PretrainConfig, apply_settings, as_dict, check_modality, get_profile, read_config, resolve_device,
+    MODALITIES, WINDOW, PretrainConfig, add_settings_arguments, apply_settings, as_dict, check_modality, get_profile,
+    read_config, resolve_device,
 )
 from .errors import UserError
+from .results import write_json_atomic  # strict JSON: a NaN loss is written as null
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
 
 __all__ = [
@@ -450,15 +451,6 @@ _atomic = atomic_write  # one implementation, in atomic.py
 
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, default=str)
-            f.write("\n")
-
-    _atomic(path, write)
-
-
 def _write_log(path: Path, rows: list[dict]) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:
@@ -813,7 +805,7 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
         state = best_backbone if cfg.keep == "lowest-loss" else {k: v.detach().cpu() for k, v in student.backbone.state_dict().items()}
         _atomic(out / "backbone.pt", lambda tmp: torch.save(state, tmp))
         final = float(log_rows[-1]["loss"]) if log_rows else math.nan
-        _write_json(out / "summary.json", {
+        write_json_atomic(out / "summary.json", {
             **run_cfg,
             "epochs": E,
             "smoke": bool(cfg.max_steps), "steps": limit,  # a smoke run is never a result
@@ -864,14 +856,7 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="smoke run: stop after N optimisation steps, write every output marked smoke")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a PretrainConfig field, type-checked, e.g. --set optimizer=adam-l2 --set clip_grad=3 "
-                        "(repeatable)")
-    p.add_argument("--config", default=None, metavar="FILE",
-                   help="JSON file of the resolved PretrainConfig (instead of the profile's; `reproduce` writes one "
-                        "per job); --set and the options above still apply on top")
-    p.add_argument("--force", action="store_true", help="if OUT was made by another request, move it aside "
-                                                        "(nothing is deleted) and start afresh")
+    add_settings_arguments(p, PretrainConfig, "--set optimizer=adam-l2 --set clip_grad=3")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--recipe", default="corrected",
                    help="corrected (default), released, or released departures like B7,B10 (see `recipes`); "
