@@ -585,7 +585,6 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
         evaluate_epoch(epoch, row)
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
-        _write_log(log_path, history, protocol)
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", outer_prc=f"{row['outer_auprc']:.3f}",
                         **({"inner_prc": f"{row['inner_auprc']:.3f}"} if inner_c is not None else {}))
         if epoch < last_epoch:  # the last epoch goes straight to result.json
@@ -598,6 +597,8 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
                 "elapsed_s": elapsed_before + time.perf_counter() - started,
             }
             _atomic(ckpt_path, lambda tmp: torch.save(state, tmp))
+        # after the checkpoint: the log never shows an epoch that a resume would run again
+        _write_log(log_path, history, protocol)
     bar.close()
     if n_epochs == 0:
         _write_log(log_path, history, protocol)

@@ -227,6 +227,22 @@ def test_a_run_killed_mid_epoch_leaves_no_result_and_resumes_to_the_uninterrupte
     assert not (out / "checkpoint.pt").exists()
 
 
+def test_a_run_killed_while_checkpointing_leaves_no_log_row_that_the_resume_runs_again(
+        prepared_dir, tmp_path, monkeypatch):
+    real = ft._atomic
+
+    def dies_writing_the_checkpoint(path, write):
+        if path.name == "checkpoint.pt":
+            raise KeyboardInterrupt("killed")
+        return real(path, write)
+
+    monkeypatch.setattr(ft, "_atomic", dies_writing_the_checkpoint)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        _run("t", prepared_dir, out, epochs=2)
+    assert not (out / "checkpoint.pt").exists() and not (out / "log.csv").exists()
+
+
 # --- it learns ---------------------------------------------------------------------------------
 
 

@@ -144,6 +144,8 @@ def test_papermill_fold_computes_what_is_missing_resumes_after_a_kill_and_then_s
     assert not (run_dir / "result.json").exists(), "killed before the run finished"
     assert backbone.is_file() and (runs / "tiny" / "prepared" / "signals.npy").is_file()
     killed_log = pd.read_csv(run_dir / "log.csv")
+    # the log is written after the checkpoint: it never shows an epoch that the resume runs again
+    assert len(killed_log) <= provenance.load_checkpoint(run_dir / "checkpoint.pt")["epoch"]
     backbone_stamp = backbone.stat().st_mtime_ns
 
     # 2. the same command resumes: the pre-training is reused, the fine-tuning goes on from its checkpoint
