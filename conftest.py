@@ -41,4 +41,3 @@ def pytest_collect_file(file_path, parent):
                 return list(super().collect())
 
     return JupytextNbFile.from_parent(parent, path=path)
-

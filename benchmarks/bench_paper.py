@@ -58,6 +58,7 @@ def _sync(device: str) -> None:
 
 def _timed(fn, log: list, device: str):
     """fn wrapped so that each call's seconds (device synchronised) are appended to log."""
+
     def wrapper(*args, **kwargs):
         _sync(device)
         t = time.perf_counter()
@@ -65,6 +66,7 @@ def _timed(fn, log: list, device: str):
         _sync(device)
         log.append((time.perf_counter() - t, args, kwargs))
         return out
+
     return wrapper
 
 
@@ -101,9 +103,13 @@ def stage_prepare(a) -> dict:
     out = prepare(Path(a.out) / "data", Path(a.out) / "prepared", workers=a.workers, progress=False)
     wall = time.perf_counter() - t
     prep = load_prepared(out)
-    return {"wall_s": wall, "records_per_s": a.records / wall, "n_prepared": int(len(prep.index)),
-            "signals_mb": (Path(out) / "signals.npy").stat().st_size / 1e6,
-            "windows": _windows(prep.index["length"].to_numpy())}
+    return {
+        "wall_s": wall,
+        "records_per_s": a.records / wall,
+        "n_prepared": int(len(prep.index)),
+        "signals_mb": (Path(out) / "signals.npy").stat().st_size / 1e6,
+        "windows": _windows(prep.index["length"].to_numpy()),
+    }
 
 
 def stage_pretrain(a, modality: str) -> dict:
@@ -116,15 +122,31 @@ def stage_pretrain(a, modality: str) -> dict:
     selfkd.make_views = _timed(selfkd.make_views, views, a.device)
     out = Path(a.out) / "pretrain" / modality
     t = time.perf_counter()
-    selfkd.pretrain(Path(a.out) / "prepared", out, modality, profile=a.profile, device=a.device,
-                    max_steps=a.steps, amp=a.device.startswith("cuda"), progress=False)
+    selfkd.pretrain(
+        Path(a.out) / "prepared",
+        out,
+        modality,
+        profile=a.profile,
+        device=a.device,
+        max_steps=a.steps,
+        amp=a.device.startswith("cuda"),
+        progress=False,
+    )
     summary = json.loads((out / "summary.json").read_text())
     per_step = _per_step([s[0] + v[0] for s, v in zip(steps, views)])
-    return {"wall_s": time.perf_counter() - t, "smoke": summary["smoke"], "steps": len(steps),
-            "batch": cfg.batch_size, "views": cfg.n_global + cfg.n_local, "out_dim": cfg.out_dim,
-            "s_per_step": per_step, "views_s_per_step": _per_step([v[0] for v in views]),
-            "records_per_s": cfg.batch_size / per_step, "epochs": cfg.epochs,
-            "n_records": summary["data"]["n_records"]}
+    return {
+        "wall_s": time.perf_counter() - t,
+        "smoke": summary["smoke"],
+        "steps": len(steps),
+        "batch": cfg.batch_size,
+        "views": cfg.n_global + cfg.n_local,
+        "out_dim": cfg.out_dim,
+        "s_per_step": per_step,
+        "views_s_per_step": _per_step([v[0] for v in views]),
+        "records_per_s": cfg.batch_size / per_step,
+        "epochs": cfg.epochs,
+        "n_records": summary["data"]["n_records"],
+    }
 
 
 def stage_finetune(a, setup: str) -> dict:
@@ -138,17 +160,36 @@ def stage_finetune(a, setup: str) -> dict:
     ft.predict = _timed(ft.predict, preds, a.device)
     out = Path(a.out) / "finetune" / setup
     t = time.perf_counter()
-    res = ft.finetune(setup, 0, Path(a.out) / "prepared", out, pretrained=Path(a.out) / "pretrain",
-                      profile=a.profile, device=a.device, max_steps=a.steps, progress=False)
+    res = ft.finetune(
+        setup,
+        0,
+        Path(a.out) / "prepared",
+        out,
+        pretrained=Path(a.out) / "pretrain",
+        profile=a.profile,
+        device=a.device,
+        max_steps=a.steps,
+        progress=False,
+    )
     per_step = _per_step([s[0] for s in steps])
     eval_windows = sum(_windows(p[1][1].lengths.cpu().numpy()) for p in preds)  # args = (model, corpus, ...)
     eval_s = sum(p[0] for p in preds)
     batch = prof.finetune.batch_records[family]
-    return {"wall_s": time.perf_counter() - t, "smoke": res["smoke"], "steps": len(steps), "batch": batch,
-            "crops": prof.finetune.crops, "s_per_step": per_step,
-            "windows_per_s": batch * prof.finetune.crops / per_step, "eval_windows": eval_windows,
-            "eval_s": eval_s, "eval_windows_per_s": eval_windows / eval_s, "epochs": prof.finetune.epochs[family],
-            "n_train": res["data"]["n_train"], "auroc": res["metrics"]["paper"]["auroc"]}
+    return {
+        "wall_s": time.perf_counter() - t,
+        "smoke": res["smoke"],
+        "steps": len(steps),
+        "batch": batch,
+        "crops": prof.finetune.crops,
+        "s_per_step": per_step,
+        "windows_per_s": batch * prof.finetune.crops / per_step,
+        "eval_windows": eval_windows,
+        "eval_s": eval_s,
+        "eval_windows_per_s": eval_windows / eval_s,
+        "epochs": prof.finetune.epochs[family],
+        "n_train": res["data"]["n_train"],
+        "auroc": res["metrics"]["paper"]["auroc"],
+    }
 
 
 def child(a) -> None:
@@ -178,8 +219,24 @@ class StageFailed(Exception):
 
 
 def run_stage(stage: str, a) -> dict:
-    cmd = [sys.executable, __file__, "--stage", stage, "--device", a.device, "--records", str(a.records),
-           "--steps", str(a.steps), "--out", str(a.out), "--profile", a.profile, "--workers", str(a.workers)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--stage",
+        stage,
+        "--device",
+        a.device,
+        "--records",
+        str(a.records),
+        "--steps",
+        str(a.steps),
+        "--out",
+        str(a.out),
+        "--profile",
+        a.profile,
+        "--workers",
+        str(a.workers),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=a.stage_timeout)
@@ -189,7 +246,7 @@ def run_stage(stage: str, a) -> dict:
     if p.returncode != 0 or not lines:
         sys.stderr.write(p.stdout[-3000:] + p.stderr[-6000:])
         raise StageFailed(f"stage {stage} failed (exit status {p.returncode})")
-    return json.loads(lines[-1][len(MARK):])
+    return json.loads(lines[-1][len(MARK) :])
 
 
 # --- the estimate ------------------------------------------------------------------------------------
@@ -213,9 +270,16 @@ def estimate(res: dict, profile: str, records: int) -> list[dict]:
         per_epoch = int(n_full // r["batch"])
         steps = r["epochs"] * per_epoch
         runs = 1 + ABLATION_PRETRAININGS
-        rows.append({"stage": f"pretrain {m}", "s_per_step": r["s_per_step"], "steps_per_run": steps,
-                     "runs": runs, "eval_h_per_run": 0.0,
-                     "hours": runs * steps * r["s_per_step"] / 3600})
+        rows.append(
+            {
+                "stage": f"pretrain {m}",
+                "s_per_step": r["s_per_step"],
+                "steps_per_run": steps,
+                "runs": runs,
+                "eval_h_per_run": 0.0,
+                "hours": runs * steps * r["s_per_step"] / 3600,
+            }
+        )
     for f in FAMILIES:
         r = res.get(f"finetune-ssl-{f}")
         if r is None:
@@ -226,9 +290,16 @@ def estimate(res: dict, profile: str, records: int) -> list[dict]:
         # every epoch predicts the inner and the outer fold: 2 of 10 folds of the corpus's windows
         eval_s = r["epochs"] * 2 * res["prepare"]["windows"] * scale / N_FOLDS / r["eval_windows_per_s"]
         runs = 2 * n_folds + (ABLATION_PRETRAININGS * ablation_folds if f in ("t", "s") else 0)
-        rows.append({"stage": f"finetune {f} (+ ssl-{f})", "s_per_step": r["s_per_step"], "steps_per_run": steps,
-                     "runs": runs, "eval_h_per_run": eval_s / 3600,
-                     "hours": runs * (steps * r["s_per_step"] + eval_s) / 3600})
+        rows.append(
+            {
+                "stage": f"finetune {f} (+ ssl-{f})",
+                "s_per_step": r["s_per_step"],
+                "steps_per_run": steps,
+                "runs": runs,
+                "eval_h_per_run": eval_s / 3600,
+                "hours": runs * (steps * r["s_per_step"] + eval_s) / 3600,
+            }
+        )
     return rows
 
 
@@ -238,43 +309,58 @@ def _fmt(x, spec: str) -> str:
 
 def report(res: dict, a, device_name: str) -> str:
     fx, pr = res.get("fixture"), res.get("prepare")
-    lines = [f"bench_paper: profile {a.profile}, {a.records} records ({a.records / FULL_RECORDS:.1%} of "
-             f"{FULL_RECORDS}), {a.steps} step(s) per stage, device {a.device} ({device_name}); "
-             f"smoke runs, not results"]
+    lines = [
+        f"bench_paper: profile {a.profile}, {a.records} records ({a.records / FULL_RECORDS:.1%} of "
+        f"{FULL_RECORDS}), {a.steps} step(s) per stage, device {a.device} ({device_name}); "
+        f"smoke runs, not results"
+    ]
     if pr is None:
         return "\n".join(lines + ["(no prepare figures: no estimate)"])
     if fx is not None:
-        lines.append(f"fixture : {fx['wall_s']:.1f} s, {fx['records_per_s']:.1f} records/s, {fx['disk_mb']:.0f} MB on "
-                     f"disk, peak RSS {fx['peak_rss_mb']:.0f} MB")
-    lines.append(f"prepare : {pr['wall_s']:.1f} s ({a.workers} workers), {pr['records_per_s']:.1f} records/s, "
-                 f"{pr['n_prepared']} kept, signals.npy {pr['signals_mb']:.0f} MB, peak RSS {pr['peak_rss_mb']:.0f} MB "
-                 f"(largest worker {pr['peak_rss_worker_mb']:.0f} MB)")
-    lines.append(f"{'stage':22s} {'batch':>6s} {'s/step':>8s} {'rec/s':>8s} {'win/s':>8s} {'eval win/s':>10s} "
-                 f"{'RSS MB':>8s} {'GPU MB':>8s}")
+        lines.append(
+            f"fixture : {fx['wall_s']:.1f} s, {fx['records_per_s']:.1f} records/s, {fx['disk_mb']:.0f} MB on "
+            f"disk, peak RSS {fx['peak_rss_mb']:.0f} MB"
+        )
+    lines.append(
+        f"prepare : {pr['wall_s']:.1f} s ({a.workers} workers), {pr['records_per_s']:.1f} records/s, "
+        f"{pr['n_prepared']} kept, signals.npy {pr['signals_mb']:.0f} MB, peak RSS {pr['peak_rss_mb']:.0f} MB "
+        f"(largest worker {pr['peak_rss_worker_mb']:.0f} MB)"
+    )
+    lines.append(
+        f"{'stage':22s} {'batch':>6s} {'s/step':>8s} {'rec/s':>8s} {'win/s':>8s} {'eval win/s':>10s} "
+        f"{'RSS MB':>8s} {'GPU MB':>8s}"
+    )
     for k, r in res.items():
         if k.startswith("pretrain-"):
-            lines.append(f"{k:22s} {r['batch']:6d} {r['s_per_step']:8.2f} {r['records_per_s']:8.1f} {'-':>8s} "
-                         f"{'-':>10s} {r['peak_rss_mb']:8.0f} {_fmt(r['peak_gpu_mb'], '8.0f'):>8s}")
+            lines.append(
+                f"{k:22s} {r['batch']:6d} {r['s_per_step']:8.2f} {r['records_per_s']:8.1f} {'-':>8s} "
+                f"{'-':>10s} {r['peak_rss_mb']:8.0f} {_fmt(r['peak_gpu_mb'], '8.0f'):>8s}"
+            )
         elif k.startswith("finetune-"):
-            lines.append(f"{k:22s} {r['batch']:6d} {r['s_per_step']:8.2f} {r['batch'] / r['s_per_step']:8.1f} "
-                         f"{r['windows_per_s']:8.1f} {r['eval_windows_per_s']:10.1f} {r['peak_rss_mb']:8.0f} "
-                         f"{_fmt(r['peak_gpu_mb'], '8.0f'):>8s}")
+            lines.append(
+                f"{k:22s} {r['batch']:6d} {r['s_per_step']:8.2f} {r['batch'] / r['s_per_step']:8.1f} "
+                f"{r['windows_per_s']:8.1f} {r['eval_windows_per_s']:10.1f} {r['peak_rss_mb']:8.0f} "
+                f"{_fmt(r['peak_gpu_mb'], '8.0f'):>8s}"
+            )
     rows = estimate(res, a.profile, a.records)
     scale = FULL_RECORDS / a.records
     lines.append(f"study at full size ({FULL_RECORDS} records) on this device, profile {a.profile}:")
     lines.append(f"{'stage':22s} {'steps/run':>10s} {'runs':>5s} {'steps':>10s} {'eval h/run':>10s} {'hours':>9s}")
     for r in rows:
-        lines.append(f"{r['stage']:22s} {r['steps_per_run']:10d} {r['runs']:5d} {r['steps_per_run'] * r['runs']:10d} "
-                     f"{r['eval_h_per_run']:10.2f} {r['hours']:9.1f}")
+        lines.append(
+            f"{r['stage']:22s} {r['steps_per_run']:10d} {r['runs']:5d} {r['steps_per_run'] * r['runs']:10d} "
+            f"{r['eval_h_per_run']:10.2f} {r['hours']:9.1f}"
+        )
     total = sum(r["hours"] for r in rows)
     data_h = ((fx["wall_s"] if fx else 0.0) + pr["wall_s"]) * scale / 3600
-    lines.append(f"total: {total:.1f} device-hours of training and evaluation (+ {data_h:.2f} h to write and "
-                 f"prepare the corpus, scaled linearly); one device, runs one after another")
+    lines.append(
+        f"total: {total:.1f} device-hours of training and evaluation (+ {data_h:.2f} h to write and "
+        f"prepare the corpus, scaled linearly); one device, runs one after another"
+    )
     return "\n".join(lines)
 
 
-STAGES = ("fixture", "prepare", "pretrain-time", "pretrain-spec",
-          *(f"finetune-ssl-{f}" for f in FAMILIES))
+STAGES = ("fixture", "prepare", "pretrain-time", "pretrain-spec", *(f"finetune-ssl-{f}" for f in FAMILIES))
 
 
 def main(argv=None) -> int:
@@ -284,8 +370,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=2, help="optimisation steps per stage (default 2)")
     p.add_argument("--profile", default="paper", help="paper (default) or tiny (the reduced form)")
     p.add_argument("--out", default=None, help="working folder (default: a temporary one, removed)")
-    p.add_argument("--workers", type=int, default=max(1, min(16, os.cpu_count() or 1)),
-                   help="processes for fixture and prepare (default: the CPUs, at most 16)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, min(16, os.cpu_count() or 1)),
+        help="processes for fixture and prepare (default: the CPUs, at most 16)",
+    )
     p.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES))
     p.add_argument("--stage-timeout", type=float, default=3600, help="seconds per stage before giving up")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
@@ -301,8 +391,11 @@ def main(argv=None) -> int:
     from ecgssl_nb.config import resolve_device
 
     a.device = resolve_device(a.device)
-    name = torch.cuda.get_device_name(a.device) if a.device.startswith("cuda") else (platform.processor() or
-                                                                                      platform.machine())
+    name = (
+        torch.cuda.get_device_name(a.device)
+        if a.device.startswith("cuda")
+        else (platform.processor() or platform.machine())
+    )
     tmp = None
     if a.out is None:
         tmp = tempfile.TemporaryDirectory(prefix="bench_paper_")
@@ -321,15 +414,30 @@ def main(argv=None) -> int:
                 failed = str(exc)
                 print(f"bench_paper: {exc}; reporting the stages done", file=sys.stderr, flush=True)
                 break
-            print(f"bench_paper: {stage} done in {time.perf_counter() - t:.1f} s: {json.dumps(res[stage])}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"bench_paper: {stage} done in {time.perf_counter() - t:.1f} s: {json.dumps(res[stage])}",
+                file=sys.stderr,
+                flush=True,
+            )
         text = report(res, a, name)
         print(text)
         if a.json:
-            Path(a.json).write_text(json.dumps({"device": a.device, "device_name": name, "profile": a.profile,
-                                                "records": a.records, "steps": a.steps, "stages": res,
-                                                "failed": failed, "estimate": estimate(res, a.profile, a.records)
-                                                if "prepare" in res else []}, indent=1) + "\n")
+            Path(a.json).write_text(
+                json.dumps(
+                    {
+                        "device": a.device,
+                        "device_name": name,
+                        "profile": a.profile,
+                        "records": a.records,
+                        "steps": a.steps,
+                        "stages": res,
+                        "failed": failed,
+                        "estimate": estimate(res, a.profile, a.records) if "prepare" in res else [],
+                    },
+                    indent=1,
+                )
+                + "\n"
+            )
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -66,14 +66,18 @@ def run_once(data: str, out: str, workers: int) -> None:
     wall = time.perf_counter() - t0
     stats = json.loads((Path(out) / "stats.json").read_text())
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps({
-        "wall_s": wall,
-        "cpu_s": me.ru_utime + me.ru_stime - before.ru_utime - before.ru_stime + kids.ru_utime + kids.ru_stime,
-        "n_headers": stats["n_headers"],
-        "n_records": stats["n_records"],
-        "main_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "worker_maxrss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-    }))
+    print(
+        json.dumps(
+            {
+                "wall_s": wall,
+                "cpu_s": me.ru_utime + me.ru_stime - before.ru_utime - before.ru_stime + kids.ru_utime + kids.ru_stime,
+                "n_headers": stats["n_headers"],
+                "n_records": stats["n_records"],
+                "main_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "worker_maxrss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -110,7 +114,9 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         res = subprocess.run(
             [sys.executable, __file__, "--run", str(data), str(out), str(workers)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         r = json.loads(res.stdout.strip().splitlines()[-1])
         rates[workers] = r["n_headers"] / r["wall_s"]
@@ -120,10 +126,14 @@ def main() -> None:
             f"{r['n_headers'] / r['cpu_s']:.0f} records per CPU-second); peak RSS main {r['main_maxrss_mib']:.0f} MiB, "
             f"largest worker {r['worker_maxrss_mib']:.0f} MiB"
         )
-    same = all((tmp / "out1" / f).read_bytes() == (tmp / "out2" / f).read_bytes()
-               for f in ("signals.npy", "index.csv", "skipped.csv", "stats.json"))
-    print(f"2 vs 1 worker: {rates[2] / rates[1]:.2f}x; vs the authors' ~{AUTHORS_RATE:.0f} records/s: "
-          f"{rates[2] / AUTHORS_RATE:.1f}x; outputs byte-identical: {same}")
+    same = all(
+        (tmp / "out1" / f).read_bytes() == (tmp / "out2" / f).read_bytes()
+        for f in ("signals.npy", "index.csv", "skipped.csv", "stats.json")
+    )
+    print(
+        f"2 vs 1 worker: {rates[2] / rates[1]:.2f}x; vs the authors' ~{AUTHORS_RATE:.0f} records/s: "
+        f"{rates[2] / AUTHORS_RATE:.1f}x; outputs byte-identical: {same}"
+    )
     if not args.tmp:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -50,8 +50,17 @@ def _timed(fn, repeats: int, device: str) -> float:
     return (time.perf_counter() - t) / repeats
 
 
-def bench(modality: str, batch: int, device: str, repeats: int, warmup: int, out_dim: int, amp: bool,
-          n_records: int = 2048, seed: int = 0) -> dict:
+def bench(
+    modality: str,
+    batch: int,
+    device: str,
+    repeats: int,
+    warmup: int,
+    out_dim: int,
+    amp: bool,
+    n_records: int = 2048,
+    seed: int = 0,
+) -> dict:
     cfg = get_profile("paper").pretrain[modality]
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(250, 3000, (n_records,), generator=g)
@@ -76,8 +85,18 @@ def bench(modality: str, batch: int, device: str, repeats: int, warmup: int, out
     fixed = views()
 
     def step(v=None):
-        train_step(student, teacher, loss_fn, opt, fixed if v is None else v, epoch=1, lr=1e-4,
-                   weight_decay=0.04, momentum=0.996, amp=amp)
+        train_step(
+            student,
+            teacher,
+            loss_fn,
+            opt,
+            fixed if v is None else v,
+            epoch=1,
+            lr=1e-4,
+            weight_decay=0.04,
+            momentum=0.996,
+            amp=amp,
+        )
 
     def floor():  # the student's forward + backward on all views and nothing else: the step's floor
         student(fixed).float().logsumexp(-1).mean().backward()
@@ -91,10 +110,16 @@ def bench(modality: str, batch: int, device: str, repeats: int, warmup: int, out
     t_step = _timed(step, repeats, device)
     t_floor = _timed(floor, repeats, device)
     t_both = _timed(lambda: step(views()), repeats, device)
-    return {"modality": modality, "batch": batch, "views_shape": tuple(fixed.shape),
-            "views_records_s": batch / t_views, "step_records_s": batch / t_step,
-            "floor_records_s": batch / t_floor, "iteration_records_s": batch / t_both,
-            "views_share": t_views / (t_views + t_step)}
+    return {
+        "modality": modality,
+        "batch": batch,
+        "views_shape": tuple(fixed.shape),
+        "views_records_s": batch / t_views,
+        "step_records_s": batch / t_step,
+        "floor_records_s": batch / t_floor,
+        "iteration_records_s": batch / t_both,
+        "views_share": t_views / (t_views + t_step),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,20 +141,28 @@ def main(argv: list[str] | None = None) -> int:
     repeats = a.repeats or (20 if cuda else 3)
     batches = {"time": a.batch_time or (196 if cuda else 16), "spec": a.batch_spec or (256 if cuda else 16)}
     where = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {device} ({where}); torch {torch.__version__}; out_dim {a.out_dim}; amp {a.amp}; "
-          f"{repeats} timed calls after {a.warmup} warm-up")
+    print(
+        f"device: {device} ({where}); torch {torch.__version__}; out_dim {a.out_dim}; amp {a.amp}; "
+        f"{repeats} timed calls after {a.warmup} warm-up"
+    )
     if not cuda:
         print("note: CPU run, batches smaller than the paper's 196 / 256 records")
     modalities = ("time", "spec") if a.modality == "both" else (a.modality,)
     for m in modalities:
         r = bench(m, batches[m], device, repeats, a.warmup, a.out_dim, a.amp)
-        print(f"{m:>4}: B={r['batch']:>3} views {r['views_shape']}: "
-              f"views {r['views_records_s']:9.1f} rec/s ({r['views_records_s'] / REF_VIEWS_RECORDS_S:6.1f}x the "
-              f"released {REF_VIEWS_RECORDS_S:.0f}/worker) | step {r['step_records_s']:8.1f} rec/s"
-              + (f" ({r['step_records_s'] / REF_STEP_RECORDS_S:.2f}x the released {REF_STEP_RECORDS_S:.0f})" if m == "time" else "")
-              + f" | student fwd+bwd alone {r['floor_records_s']:8.1f} rec/s (the step costs "
-              f"{100 * (r['floor_records_s'] / r['step_records_s'] - 1):+.0f}%)"
-              + f" | views + step {r['iteration_records_s']:8.1f} rec/s, views {100 * r['views_share']:.1f}% of the time")
+        print(
+            f"{m:>4}: B={r['batch']:>3} views {r['views_shape']}: "
+            f"views {r['views_records_s']:9.1f} rec/s ({r['views_records_s'] / REF_VIEWS_RECORDS_S:6.1f}x the "
+            f"released {REF_VIEWS_RECORDS_S:.0f}/worker) | step {r['step_records_s']:8.1f} rec/s"
+            + (
+                f" ({r['step_records_s'] / REF_STEP_RECORDS_S:.2f}x the released {REF_STEP_RECORDS_S:.0f})"
+                if m == "time"
+                else ""
+            )
+            + f" | student fwd+bwd alone {r['floor_records_s']:8.1f} rec/s (the step costs "
+            f"{100 * (r['floor_records_s'] / r['step_records_s'] - 1):+.0f}%)"
+            + f" | views + step {r['iteration_records_s']:8.1f} rec/s, views {100 * r['views_share']:.1f}% of the time"
+        )
     return 0
 
 

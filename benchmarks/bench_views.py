@@ -41,8 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def load_baseline(rev: str):
     """ecgssl_nb/transforms.py at git revision `rev`, imported as a module of the package."""
-    src = subprocess.run(["git", "show", f"{rev}:ecgssl_nb/transforms.py"], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
+    src = subprocess.run(
+        ["git", "show", f"{rev}:ecgssl_nb/transforms.py"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
     path = Path(tempfile.mkdtemp()) / "transforms_baseline.py"
     path.write_text(src)
     spec = importlib.util.spec_from_file_location(f"{ecgssl_nb.__name__}._transforms_baseline", path)
@@ -97,8 +98,18 @@ def bench(device: str, repeats: int, modules: dict) -> list[dict]:
     for name, b, case in cases:
         fns = [lambda M=M, g=gen[label]: case(M, g) for label, M in modules.items()]
         for label, (sec, cpu) in zip(modules, _timeit(fns, device, repeats)):
-            rows.append({"device": device, "code": label, "what": name, "B": b, "ms": 1e3 * sec,
-                         "cpu_ms": 1e3 * cpu, "records/s": b / sec, "records/cpu-s": b / cpu})
+            rows.append(
+                {
+                    "device": device,
+                    "code": label,
+                    "what": name,
+                    "B": b,
+                    "ms": 1e3 * sec,
+                    "cpu_ms": 1e3 * cpu,
+                    "records/s": b / sec,
+                    "records/cpu-s": b / cpu,
+                }
+            )
     return rows
 
 
@@ -116,19 +127,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, devices {devices}" + (f", baseline {a.baseline}" if a.baseline else ""))
     if torch.cuda.is_available():
         print(f"cuda device: {torch.cuda.get_device_name(0)}")
-    head = (f"{'thr':>3} {'device':6} {'code':8} {'what':32} {'B':>4} {'ms/batch':>9} {'cpu ms':>8} "
-            f"{'records/s':>10} {'rec/cpu-s':>10}")
+    head = (
+        f"{'thr':>3} {'device':6} {'code':8} {'what':32} {'B':>4} {'ms/batch':>9} {'cpu ms':>8} "
+        f"{'records/s':>10} {'rec/cpu-s':>10}"
+    )
     print(head)
     for threads in a.threads:
         torch.set_num_threads(threads)
         for device in devices:
             for r in bench(device, a.repeats, modules):
-                print(f"{threads:3d} {r['device']:6} {r['code'][:8]:8} {r['what']:32} {r['B']:4d} {r['ms']:9.2f} "
-                      f"{r['cpu_ms']:8.2f} {r['records/s']:10.0f} {r['records/cpu-s']:10.0f}")
+                print(
+                    f"{threads:3d} {r['device']:6} {r['code'][:8]:8} {r['what']:32} {r['B']:4d} {r['ms']:9.2f} "
+                    f"{r['cpu_ms']:8.2f} {r['records/s']:10.0f} {r['records/cpu-s']:10.0f}"
+                )
                 if r["what"] == "time_views t1":
-                    print(f"{'':3} {'':6} {'':8} {'  = x authors (260 records/s)':32} {'':4} "
-                          f"{r['records/s'] / AUTHORS_RECORDS_PER_S:9.1f} {'':8} {'':10} "
-                          f"{r['records/cpu-s'] / AUTHORS_RECORDS_PER_S:10.1f}")
+                    print(
+                        f"{'':3} {'':6} {'':8} {'  = x authors (260 records/s)':32} {'':4} "
+                        f"{r['records/s'] / AUTHORS_RECORDS_PER_S:9.1f} {'':8} {'':10} "
+                        f"{r['records/cpu-s'] / AUTHORS_RECORDS_PER_S:10.1f}"
+                    )
     return 0
 
 

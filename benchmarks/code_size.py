@@ -23,7 +23,11 @@ def _docstring_lines(tree: ast.AST) -> set[int]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 lines.update(range(first.lineno, first.end_lineno + 1))
     return lines
 
@@ -41,8 +45,11 @@ def measure(folder: Path) -> tuple[int, int, list[tuple[int, str]]]:
             if tok.type not in SKIP:
                 with_code.update(range(tok.start[0], tok.end[0] + 1))
         code += len(with_code - _docstring_lines(tree))
-        functions += [(n.end_lineno - n.lineno + 1, f"{path.name}:{n.lineno} {n.name}")
-                      for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        functions += [
+            (n.end_lineno - n.lineno + 1, f"{path.name}:{n.lineno} {n.name}")
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+        ]
     return total, code, sorted(functions, reverse=True)
 
 

@@ -105,21 +105,27 @@ paper_rows = results.PAPER_TABLE_II.loc[["T", "TSG", "SSL-T", "SSL-TSG"], ["auro
 paper_rows.rename(columns={"auroc": "AUROC", "challenge": "ChM"}).map(lambda v: f"{v:.2f}")  # as printed
 
 # %% tags=["remove-input"]
-display(Markdown(
-    f"**This build, synthetic fixture** ({report.describe_runs(agg['honest'])}; honest protocol, ×100). "
-    "A check that the pipeline runs and learns on signals whose shape follows their labels; "
-    "not ECGs of people, not comparable with the paper:"))
+display(
+    Markdown(
+        f"**This build, synthetic fixture** ({report.describe_runs(agg['honest'])}; honest protocol, ×100). "
+        "A check that the pipeline runs and learns on signals whose shape follows their labels; "
+        "not ECGs of people, not comparable with the paper:"
+    )
+)
 report.results_table({"honest": agg["honest"]})
 
 # %% tags=["remove-input"]
 macro = pooled.iloc[-1]
 common = pooled.iloc[:-1].query("positives >= 10").sort_values("positives", ascending=False)
-display(Markdown(
-    f"**This build, real sample records** (setup T from scratch, profile `samples`, the out-of-fold "
-    f"predictions of folds {', '.join(map(str, config.SAMPLES_FOLDS))} pooled: {int(macro['negatives'])} records). "
-    f"Macro AUROC over the classes with a positive: **{macro['AUROC']:.2f}**. The classes with at least ten "
-    "positives, with the number of positives behind each value and the half-width of its 95% interval "
-    "(Hanley and McNeil); the {doc}`Real sample records <../notebooks/08_samples>` chapter shows all 24:"))
+display(
+    Markdown(
+        f"**This build, real sample records** (setup T from scratch, profile `samples`, the out-of-fold "
+        f"predictions of folds {', '.join(map(str, config.SAMPLES_FOLDS))} pooled: {int(macro['negatives'])} records). "
+        f"Macro AUROC over the classes with a positive: **{macro['AUROC']:.2f}**. The classes with at least ten "
+        "positives, with the number of positives behind each value and the half-width of its 95% interval "
+        "(Hanley and McNeil); the {doc}`Real sample records <../notebooks/08_samples>` chapter shows all 24:"
+    )
+)
 common.round(2).astype({"positives": int, "negatives": int})
 
 # %% [markdown]

@@ -33,8 +33,19 @@ import pandas as pd
 
 from .errors import UserError
 
-__all__ = ["CLAIMS", "TRANSFORM_CLAIMS", "paired_differences", "bootstrap_ci", "paired_t", "paired_stats",
-           "claims_table", "paper_margins", "margins_vs_noise", "pooled_oof", "with_ablation_runs"]
+__all__ = [
+    "CLAIMS",
+    "TRANSFORM_CLAIMS",
+    "paired_differences",
+    "bootstrap_ci",
+    "paired_t",
+    "paired_stats",
+    "claims_table",
+    "paper_margins",
+    "margins_vs_noise",
+    "pooled_oof",
+    "with_ablation_runs",
+]
 
 # (claim, worse setting A, better setting B): the paper says B beats A (paper Sec. III-B, Table II)
 CLAIMS = (
@@ -58,8 +69,9 @@ TRANSFORM_CLAIMS = tuple(
 LEVEL = 0.95
 
 
-def paired_differences(df: pd.DataFrame, worse: str, better: str, metric: str, protocol: str,
-                       by: str = "setup") -> pd.DataFrame:
+def paired_differences(
+    df: pd.DataFrame, worse: str, better: str, metric: str, protocol: str, by: str = "setup"
+) -> pd.DataFrame:
     """Per outer fold present for both settings: columns fold, worse, better, diff = better -
     worse (fractions). `df` is `results.load_results` output (or `with_ablation_runs`); `by` is
     the column naming the setting ("setup" or "run")."""
@@ -151,27 +163,46 @@ def with_ablation_runs(main: pd.DataFrame, ablation: pd.DataFrame | None = None)
     return pd.concat(parts, ignore_index=True)
 
 
-def claims_table(results: pd.DataFrame, protocol: str = "honest", metrics=("auroc", "auprc", "challenge"),
-                 claims=None, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> pd.DataFrame:
+def claims_table(
+    results: pd.DataFrame,
+    protocol: str = "honest",
+    metrics=("auroc", "auprc", "challenge"),
+    claims=None,
+    level: float = LEVEL,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One row per (claim, metric) with results for both settings: n_folds, the mean paired
     difference B - A and its intervals (x100), p-values and a verdict. `results` from
     `with_ablation_runs` (or `load_results`, then transform claims are skipped); claims default to
     CLAIMS + TRANSFORM_CLAIMS. Claims without a common fold are left out."""
     by = "run" if "run" in results.columns and results["run"].notna().all() else "setup"
     rows = []
-    for claim, worse, better in (claims or CLAIMS + TRANSFORM_CLAIMS):
+    for claim, worse, better in claims or CLAIMS + TRANSFORM_CLAIMS:
         for m in metrics:
             d = paired_differences(results, worse, better, m, protocol, by=by)
             if d.empty:
                 continue
             s = paired_stats(d["diff"].to_numpy(), level, n_boot, seed)
-            rows.append({
-                "claim": claim, "A": worse, "B": better, "metric": m, "protocol": protocol, "n_folds": s["n"],
-                "mean B - A": 100 * s["mean"], "sd of B - A": 100 * s["sd"],
-                "bootstrap lo": 100 * s["boot_lo"], "bootstrap hi": 100 * s["boot_hi"],
-                "t lo": 100 * s["lo"], "t hi": 100 * s["hi"], "p (paired t)": s["p"],
-                "p (Wilcoxon)": s["p_wilcoxon"], "verdict": _verdict(s),
-            })
+            rows.append(
+                {
+                    "claim": claim,
+                    "A": worse,
+                    "B": better,
+                    "metric": m,
+                    "protocol": protocol,
+                    "n_folds": s["n"],
+                    "mean B - A": 100 * s["mean"],
+                    "sd of B - A": 100 * s["sd"],
+                    "bootstrap lo": 100 * s["boot_lo"],
+                    "bootstrap hi": 100 * s["boot_hi"],
+                    "t lo": 100 * s["lo"],
+                    "t hi": 100 * s["hi"],
+                    "p (paired t)": s["p"],
+                    "p (Wilcoxon)": s["p_wilcoxon"],
+                    "verdict": _verdict(s),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -188,8 +219,9 @@ def paper_margins(metrics=("auroc", "auprc", "challenge")) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def margins_vs_noise(results: pd.DataFrame, protocol: str = "honest", metrics=("auroc", "auprc", "challenge")
-                     ) -> pd.DataFrame:
+def margins_vs_noise(
+    results: pd.DataFrame, protocol: str = "honest", metrics=("auroc", "auprc", "challenge")
+) -> pd.DataFrame:
     """`paper_margins` beside the fold-to-fold noise of our runs (x100): the fold std of A and of
     B (sample std over folds), the std of the paired difference, and whether the claimed margin
     exceeds the larger single-setting fold std ("margin > fold std"). The paper reports means
@@ -204,9 +236,16 @@ def margins_vs_noise(results: pd.DataFrame, protocol: str = "honest", metrics=("
         d = paired_differences(results, r["A"], r["B"], r["metric"], protocol)
         sd_diff = 100 * d["diff"].std(ddof=1) if len(d) > 1 else float("nan")
         noise = max(sd["A"], sd["B"])
-        rows.append({**r.to_dict(), "our fold std A": sd["A"], "our fold std B": sd["B"],
-                     "our sd of B - A": sd_diff, "n_folds": len(d),
-                     "margin > fold std": bool(r["paper margin"] > noise) if np.isfinite(noise) else None})
+        rows.append(
+            {
+                **r.to_dict(),
+                "our fold std A": sd["A"],
+                "our fold std B": sd["B"],
+                "our sd of B - A": sd_diff,
+                "n_folds": len(d),
+                "margin > fold std": bool(r["paper margin"] > noise) if np.isfinite(noise) else None,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -248,7 +287,14 @@ def pooled_oof(finetune_root: str | os.PathLike, protocol: str = "honest") -> pd
         if not folds:
             continue
         ev = evaluate_outputs(np.concatenate(labels), np.concatenate(scores), np.concatenate(outputs))
-        rows.append({"setup": setup_dir.name, "protocol": protocol, "n_folds": len(folds),
-                     "folds": ",".join(map(str, folds)), "n_records": int(sum(len(y) for y in labels)),
-                     **{m: float(ev[m]) for m in METRIC_KEYS}})
+        rows.append(
+            {
+                "setup": setup_dir.name,
+                "protocol": protocol,
+                "n_folds": len(folds),
+                "folds": ",".join(map(str, folds)),
+                "n_records": int(sum(len(y) for y in labels)),
+                **{m: float(ev[m]) for m in METRIC_KEYS},
+            }
+        )
     return pd.DataFrame(rows)

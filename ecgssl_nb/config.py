@@ -157,9 +157,14 @@ def _samples() -> Profile:
         data="samples",
         folds=SAMPLES_FOLDS,
         fixture_records=0,
-        finetune=replace(tiny.finetune, epochs={"t": 8, "s": 8, "tsc": 8, "tsg": 8},
-                         batch_records={"t": 8, "s": 8, "tsc": 8, "tsg": 8}, crops=4, lr=1e-3,
-                         ablation_folds=None),
+        finetune=replace(
+            tiny.finetune,
+            epochs={"t": 8, "s": 8, "tsc": 8, "tsg": 8},
+            batch_records={"t": 8, "s": 8, "tsc": 8, "tsg": 8},
+            crops=4,
+            lr=1e-3,
+            ablation_folds=None,
+        ),
     )
 
 
@@ -251,8 +256,14 @@ def as_dict(obj: Any) -> Any:
 
 # --- resolved settings: --set KEY=VALUE and config files -----------------------------------------
 
-_TYPE_WORDS = {int: "an integer", float: "a float", str: "text", bool: "true or false", dict: "a JSON object",
-               tuple: "a JSON list"}
+_TYPE_WORDS = {
+    int: "an integer",
+    float: "a float",
+    str: "text",
+    bool: "true or false",
+    dict: "a JSON object",
+    tuple: "a JSON list",
+}
 
 
 def _field_types(cls) -> dict[str, tuple]:
@@ -262,8 +273,10 @@ def _field_types(cls) -> dict[str, tuple]:
         text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         parts = [p.strip() for p in text.split("|")]
         base = next((p for p in parts if p != "None"), "str")
-        out[f.name] = ({"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "tuple": tuple}.get(base, str),
-                       "None" in parts)
+        out[f.name] = (
+            {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "tuple": tuple}.get(base, str),
+            "None" in parts,
+        )
     return out
 
 
@@ -314,14 +327,17 @@ def apply_settings(cfg: Any, items: list[str] | tuple = ()) -> Any:
             raise UserError(f"--set {item!r} must look like KEY=VALUE, e.g. --set clip_grad=3")
         name, dot, entry = key.partition(".")
         if name not in types:
-            raise UserError(f"--set {item}: {name!r} is not a {type(cfg).__name__} setting; choose one of "
-                            f"{', '.join(types)}")
+            raise UserError(
+                f"--set {item}: {name!r} is not a {type(cfg).__name__} setting; choose one of {', '.join(types)}"
+            )
         kind, nullable = types[name]
         if dot:
             current = dict(changes.get(name, getattr(cfg, name)) or {})
             if kind is not dict or entry not in current:
-                raise UserError(f"--set {item}: {name} has no entry {entry!r}"
-                                + (f" (entries: {', '.join(map(str, current))})" if kind is dict else ""))
+                raise UserError(
+                    f"--set {item}: {name} has no entry {entry!r}"
+                    + (f" (entries: {', '.join(map(str, current))})" if kind is dict else "")
+                )
             old = current[entry]
             sub = float if isinstance(old, float) else int if isinstance(old, int) else str
             current[entry] = _convert(item, key, text.strip(), sub, False)
@@ -344,9 +360,14 @@ def config_from_dict(cls, data: dict, source: str = "--config") -> Any:
     for k, v in values.items():
         kind, nullable = types[k]
         ok = (v is None and nullable) or (
-            isinstance(v, bool) if kind is bool else
-            isinstance(v, int) and not isinstance(v, bool) if kind is int else
-            isinstance(v, (int, float)) and not isinstance(v, bool) if kind is float else isinstance(v, kind))
+            isinstance(v, bool)
+            if kind is bool
+            else isinstance(v, int) and not isinstance(v, bool)
+            if kind is int
+            else isinstance(v, (int, float)) and not isinstance(v, bool)
+            if kind is float
+            else isinstance(v, kind)
+        )
         if not ok:
             raise UserError(f"{source}: {k} takes {_TYPE_WORDS[kind]}, got {v!r}")
     try:
@@ -359,13 +380,25 @@ def add_settings_arguments(parser, cls, example: str) -> None:
     """The options every training command shares: --set FIELD=VALUE (type-checked by
     `apply_settings`), --config FILE (a resolved `cls` written by `reproduce`), --force."""
     name = cls.__name__
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help=f"override a {name} field, type-checked, e.g. {example} (repeatable)")
-    parser.add_argument("--config", default=None, metavar="FILE",
-                        help=f"JSON file of the resolved {name} (instead of the profile's; `reproduce` writes one per "
-                             f"job); --set and the other options still apply on top")
-    parser.add_argument("--force", action="store_true",
-                        help="if OUT was made by another request, move it aside (nothing is deleted) and start afresh")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help=f"override a {name} field, type-checked, e.g. {example} (repeatable)",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help=f"JSON file of the resolved {name} (instead of the profile's; `reproduce` writes one per "
+        f"job); --set and the other options still apply on top",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="if OUT was made by another request, move it aside (nothing is deleted) and start afresh",
+    )
 
 
 def read_config(cls, path: str | os.PathLike) -> Any:

@@ -84,8 +84,10 @@ def parse_sources(spec: str) -> list[str]:
     wanted = [p.strip() for p in spec.split(",") if p.strip()]
     unknown = [p for p in wanted if p.lower() not in by_lower]
     if unknown or not wanted:
-        raise UserError(f"--sources {spec!r}: {'unknown ' + ', '.join(unknown) if unknown else 'names no source'}; "
-                        f"choose 'all' or some of {', '.join(ARCHIVES)}")
+        raise UserError(
+            f"--sources {spec!r}: {'unknown ' + ', '.join(unknown) if unknown else 'names no source'}; "
+            f"choose 'all' or some of {', '.join(ARCHIVES)}"
+        )
     chosen = {by_lower[p.lower()] for p in wanted}
     return [s for s in ARCHIVES if s in chosen]
 
@@ -130,13 +132,21 @@ def fetch(url: str, dest: Path, md5: str | None = None, progress: bool | None = 
         if status == 206:
             m = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range", ""))
             if not m or int(m.group(1)) != offset:
-                raise UserError(f"download of {url}: the server resumed at the wrong place ({resp.headers.get('Content-Range')!r})")
+                raise UserError(
+                    f"download of {url}: the server resumed at the wrong place ({resp.headers.get('Content-Range')!r})"
+                )
             mode = "ab"
         else:  # 200 (or a file:// URL): the server sent the whole file, start over
             offset, mode = 0, "wb"
         total = _total_from_headers(resp, offset)
-        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name,
-                   disable=(None if progress is None else not progress))
+        bar = tqdm(
+            total=total,
+            initial=offset,
+            unit="B",
+            unit_scale=True,
+            desc=dest.name,
+            disable=(None if progress is None else not progress),
+        )
         try:
             with open(part, mode) as fh:
                 while True:
@@ -162,7 +172,9 @@ def fetch(url: str, dest: Path, md5: str | None = None, progress: bool | None = 
                 digest.update(block)
         if digest.hexdigest() != md5.lower():
             part.unlink()
-            raise UserError(f"download of {url}: md5 {digest.hexdigest()} is not the expected {md5}; removed, run again")
+            raise UserError(
+                f"download of {url}: md5 {digest.hexdigest()} is not the expected {md5}; removed, run again"
+            )
     os.replace(part, dest)
     return dest
 
@@ -270,7 +282,9 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--out", required=True, help="data folder; each source goes to OUT/<source>/")
     p.add_argument("--sources", default="all", help=f"'all' (default) or a comma list of {', '.join(ARCHIVES)}")
     p.add_argument("--dry-run", action="store_true", help="print the URLs and what is already there; download nothing")
-    p.add_argument("--keep-archives", action="store_true", help="keep the .tar.gz files in OUT/.archives after extraction")
+    p.add_argument(
+        "--keep-archives", action="store_true", help="keep the .tar.gz files in OUT/.archives after extraction"
+    )
     p.add_argument("--base-url", default=BASE_URL, help="a mirror of the bucket (http(s):// or file://)")
     args = p.parse_args(argv)
     download(args.out, args.sources, dry_run=args.dry_run, keep_archives=args.keep_archives, base_url=args.base_url)

@@ -77,16 +77,36 @@ import torch.nn.functional as F
 from . import provenance
 from .atomic import atomic_write
 from .config import (
-    SETUPS, WINDOW, FinetuneConfig, Profile, add_settings_arguments, apply_settings, as_dict, check_fold, check_setup, get_profile,
-    read_config, resolve_device,
+    SETUPS,
+    WINDOW,
+    FinetuneConfig,
+    Profile,
+    add_settings_arguments,
+    apply_settings,
+    as_dict,
+    check_fold,
+    check_setup,
+    get_profile,
+    read_config,
+    resolve_device,
 )
 from .errors import UserError
 from .labels import ABBREVIATIONS, CLASSES
 from .results import METRIC_KEYS, write_csv_atomic, write_json_atomic
 
 __all__ = [
-    "PROTOCOL_MODES", "RESULT_SCHEMA", "LOG_COLUMNS", "finetune", "cli", "build_finetune_model",
-    "resolve_pretrained", "predict", "run_seed", "seed_everything", "infer_data_kind", "train_step",
+    "PROTOCOL_MODES",
+    "RESULT_SCHEMA",
+    "LOG_COLUMNS",
+    "finetune",
+    "cli",
+    "build_finetune_model",
+    "resolve_pretrained",
+    "predict",
+    "run_seed",
+    "seed_everything",
+    "infer_data_kind",
+    "train_step",
     "finetune_request",
 ]
 
@@ -140,8 +160,10 @@ def resolve_pretrained(setup: str, pretrained) -> dict[str, Path]:
             raise UserError(f"--pretrained is only for ssl- setups; setup {setup!r} trains from scratch")
         return {}
     if not pretrained:
-        raise UserError(f"--pretrained is required for setup {setup!r}: a folder with "
-                        f"{' and '.join(f'{m}/backbone.pt' for m in needed)} (from `python -m ecgssl_nb pretrain`)")
+        raise UserError(
+            f"--pretrained is required for setup {setup!r}: a folder with "
+            f"{' and '.join(f'{m}/backbone.pt' for m in needed)} (from `python -m ecgssl_nb pretrain`)"
+        )
     if isinstance(pretrained, Mapping):
         unknown = sorted(set(pretrained) - {"time", "spec"})
         if unknown:
@@ -155,12 +177,16 @@ def resolve_pretrained(setup: str, pretrained) -> dict[str, Path]:
     else:
         root = Path(pretrained)
         if not root.is_dir():
-            raise UserError(f"--pretrained {root} is not a folder (expected PRE/time/backbone.pt, PRE/spec/backbone.pt)")
+            raise UserError(
+                f"--pretrained {root} is not a folder (expected PRE/time/backbone.pt, PRE/spec/backbone.pt)"
+            )
         found = {m: root / m / "backbone.pt" for m in needed}
     for m, p in found.items():
         if not p.is_file():
-            raise UserError(f"--pretrained: {p} does not exist (the {m} backbone of setup {setup!r}; "
-                            f"run `python -m ecgssl_nb pretrain --modality {m}` first)")
+            raise UserError(
+                f"--pretrained: {p} does not exist (the {m} backbone of setup {setup!r}; "
+                f"run `python -m ecgssl_nb pretrain --modality {m}` first)"
+            )
     return found
 
 
@@ -221,8 +247,9 @@ def _autocast(device: torch.device, amp: bool):
     return contextlib.nullcontext()
 
 
-def train_step(model, optimizer, x_raw: torch.Tensor, y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-               amp: bool = False) -> torch.Tensor:
+def train_step(
+    model, optimizer, x_raw: torch.Tensor, y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, amp: bool = False
+) -> torch.Tensor:
     """One Adam step on a batch of raw crops (W, 12, 250) mV with labels (W, 24); returns the
     mean BCE-with-logits loss as a detached 0-d tensor (no device sync)."""
     x_time, x_spec = _inputs(model, x_raw, mean, std)
@@ -236,8 +263,15 @@ def train_step(model, optimizer, x_raw: torch.Tensor, y: torch.Tensor, mean: tor
 
 
 @torch.no_grad()
-def predict(model, corpus, mean: torch.Tensor, std: torch.Tensor, batch_windows: int = 2048,
-            stride: int = 125, amp: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def predict(
+    model,
+    corpus,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    batch_windows: int = 2048,
+    stride: int = 125,
+    amp: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Record probabilities (N, 24) float64: the mean over each record's windows (250 samples at
     `stride`) of the sigmoid outputs (book: Fine-tuning); and for gated models the mean gate weights
     (N, 2) = (time, spec) per record, else None. The model is left in eval mode."""
@@ -260,7 +294,7 @@ def predict(model, corpus, mean: torch.Tensor, std: torch.Tensor, batch_windows:
     counts_h = counts.cpu().numpy()
     if (counts_h == 0).any():
         raise UserError(f"{int((counts_h == 0).sum())} records are shorter than {WINDOW} samples and have no window")
-    probs = (sums.cpu().numpy() / counts_h[:, None])
+    probs = sums.cpu().numpy() / counts_h[:, None]
     return probs, (gates.cpu().numpy() / counts_h[:, None] if has_gate else None)
 
 
@@ -268,6 +302,7 @@ def predict(model, corpus, mean: torch.Tensor, std: torch.Tensor, batch_windows:
 
 
 _atomic = atomic_write  # one implementation, in atomic.py
+
 
 def _write_log(path: Path, history: list[dict], protocol: str) -> None:
     df = pd.DataFrame(history, columns=list(LOG_COLUMNS))
@@ -367,9 +402,16 @@ def _protocol_result(name: str, best: dict, tune_labels, tune_probs, report_labe
         "metrics": {**m, "epoch": best["epoch"]},
         "per_class": per_class,
         "thresholds": thresholds,
-        "selection": {"epoch": best["epoch"], "metric": cfg.select_metric, "score": best["score"],
-                      "selected_on": on, "thresholds_on": on, "reported_on": "outer"},
+        "selection": {
+            "epoch": best["epoch"],
+            "metric": cfg.select_metric,
+            "score": best["score"],
+            "selected_on": on,
+            "thresholds_on": on,
+            "reported_on": "outer",
+        },
     }
+
 
 def finetune(
     setup: str,
@@ -437,7 +479,8 @@ def finetune(
     outer_rows = np.flatnonzero(folds_col == fold)
     inner_rows = np.flatnonzero(folds_col == inner) if inner is not None else np.array([], dtype=np.int64)
     for what, rows in (("training", train_rows), (f"outer fold {fold}", outer_rows)) + (
-            ((f"inner fold {inner}", inner_rows),) if inner is not None else ()):
+        ((f"inner fold {inner}", inner_rows),) if inner is not None else ()
+    ):
         if len(rows) == 0:
             raise UserError(f"--fold {fold}: the {what} set of {prep.path} is empty")
     batch_records = cfg.batch_records[family]
@@ -451,9 +494,31 @@ def finetune(
             if progress:
                 print(f"finetune: {out} already finished with this request; returning its result.json", file=sys.stderr)
             return json.loads((out / "result.json").read_text())
-        return _finetune_claimed(setup, family, fold, inner, prep, out, prof, cfg, files, n_epochs, seed, dev, kind,
-                                 resume, protocol, progress, train_rows, outer_rows, inner_rows, n_folds, folds_col,
-                                 batch_records, started)
+        return _finetune_claimed(
+            setup,
+            family,
+            fold,
+            inner,
+            prep,
+            out,
+            prof,
+            cfg,
+            files,
+            n_epochs,
+            seed,
+            dev,
+            kind,
+            resume,
+            protocol,
+            progress,
+            train_rows,
+            outer_rows,
+            inner_rows,
+            n_folds,
+            folds_col,
+            batch_records,
+            started,
+        )
 
 
 def inner_fold(fold: int, n_folds: int, protocol: str) -> int | None:
@@ -462,27 +527,65 @@ def inner_fold(fold: int, n_folds: int, protocol: str) -> int | None:
     return None if protocol == "paper-exact" else (int(fold) + 1) % int(n_folds)
 
 
-def finetune_request(cfg: FinetuneConfig, setup: str, fold: int, inner: int | None, epochs: int, protocol: str,
-                     seed: int, prepared_digest: str, backbones: Mapping[str, Path] | None = None) -> dict:
+def finetune_request(
+    cfg: FinetuneConfig,
+    setup: str,
+    fold: int,
+    inner: int | None,
+    epochs: int,
+    protocol: str,
+    seed: int,
+    prepared_digest: str,
+    backbones: Mapping[str, Path] | None = None,
+) -> dict:
     """The provenance request of a fine-tuning: the resolved FinetuneConfig (with this setup's
     epochs), setup, folds and protocol; inputs = the prepared corpus's digest and, for ssl-
     setups, the SHA-256 of each backbone file loaded; the seed."""
     family = setup.removeprefix("ssl-")
     cfg = replace(cfg, epochs={**cfg.epochs, family: int(epochs)})
     settings = {"setup": setup, "fold": int(fold), "inner_fold": inner, "protocol": protocol, "config": as_dict(cfg)}
-    inputs = {"prepared": prepared_digest,
-              **{f"backbone.{m}": provenance.sha256_file(p) for m, p in sorted((backbones or {}).items())}}
+    inputs = {
+        "prepared": prepared_digest,
+        **{f"backbone.{m}": provenance.sha256_file(p) for m, p in sorted((backbones or {}).items())},
+    }
     return provenance.request("finetune", settings, inputs, seed)
 
 
-def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: FinetuneConfig, files, n_epochs: int,
-                      seed: int, dev, kind: str, resume: bool, protocol: str, progress: bool, train_rows, outer_rows,
-                      inner_rows, n_folds: int, folds_col, batch_records: int, started: float) -> dict:
+def _finetune_claimed(
+    setup,
+    family,
+    fold,
+    inner,
+    prep,
+    out: Path,
+    prof,
+    cfg: FinetuneConfig,
+    files,
+    n_epochs: int,
+    seed: int,
+    dev,
+    kind: str,
+    resume: bool,
+    protocol: str,
+    progress: bool,
+    train_rows,
+    outer_rows,
+    inner_rows,
+    n_folds: int,
+    folds_col,
+    batch_records: int,
+    started: float,
+) -> dict:
     """`finetune` once OUT is claimed and locked: train (or resume), evaluate, write the files."""
     result_path, ckpt_path, log_path = out / "result.json", out / "checkpoint.pt", out / "log.csv"
     signature = {
-        "setup": setup, "fold": fold, "inner_fold": inner, "seed": seed, "epochs": n_epochs,
-        "protocol": protocol, "config": as_dict(cfg),
+        "setup": setup,
+        "fold": fold,
+        "inner_fold": inner,
+        "seed": seed,
+        "epochs": n_epochs,
+        "protocol": protocol,
+        "config": as_dict(cfg),
         "data": {"n_records": int(len(prep.index)), "total_samples": prep.stats.get("total_samples")},
     }
 
@@ -491,7 +594,9 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
     seed_everything(rs)
     model = build_finetune_model(setup, files, seed=rs, fusion_ssl=cfg.fusion_ssl).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(n_epochs, 1), eta_min=cfg.min_lr[family])
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(n_epochs, 1), eta_min=cfg.min_lr[family]
+    )
     gen = torch.Generator().manual_seed(rs)  # record order and crop starts (CPU stream, any device)
     history: list[dict] = []
     best = {"paper": None, "honest": None}
@@ -504,8 +609,10 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
         else:
             ck = provenance.load_checkpoint(ckpt_path)  # tensors and plain values only, never code
             if ck.get("signature") != signature:
-                raise UserError(f"--resume: {ckpt_path} was written for other run settings; remove it or use "
-                                f"another --out (saved {ck.get('signature')})")
+                raise UserError(
+                    f"--resume: {ckpt_path} was written for other run settings; remove it or use "
+                    f"another --out (saved {ck.get('signature')})"
+                )
             model.load_state_dict(ck["model"])
             optimizer.load_state_dict(ck["optimizer"])
             scheduler.load_state_dict(ck["scheduler"])
@@ -556,8 +663,15 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
     batches = list(zip(bounds[:-1], bounds[1:]))
     # a smoke run (cfg.max_steps > 0) stops after max_steps optimisation steps, at last_epoch
     last_epoch = min(n_epochs, -(-cfg.max_steps // len(batches))) if cfg.max_steps else n_epochs
-    bar = tqdm(range(start_epoch, last_epoch + 1), desc=f"finetune {setup} fold {fold}", unit="epoch",
-               disable=not progress, initial=start_epoch - 1, total=last_epoch, file=sys.stderr)
+    bar = tqdm(
+        range(start_epoch, last_epoch + 1),
+        desc=f"finetune {setup} fold {fold}",
+        unit="epoch",
+        disable=not progress,
+        initial=start_epoch - 1,
+        total=last_epoch,
+        file=sys.stderr,
+    )
     if n_epochs == 0 and best["paper"] is None:
         row = {"epoch": 0, "lr": cfg.lr, "train_loss": float("nan"), "seconds": 0.0}
         evaluate_epoch(0, row)
@@ -585,15 +699,24 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
         evaluate_epoch(epoch, row)
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
-        bar.set_postfix(loss=f"{row['train_loss']:.4f}", outer_prc=f"{row['outer_auprc']:.3f}",
-                        **({"inner_prc": f"{row['inner_auprc']:.3f}"} if inner_c is not None else {}))
+        bar.set_postfix(
+            loss=f"{row['train_loss']:.4f}",
+            outer_prc=f"{row['outer_auprc']:.3f}",
+            **({"inner_prc": f"{row['inner_auprc']:.3f}"} if inner_c is not None else {}),
+        )
         if epoch < last_epoch:  # the last epoch goes straight to result.json
             state = {
-                "signature": signature, "epoch": epoch, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "numpy_rng": _plain_numpy_state(np.random.get_state()), "python_rng": list(random.getstate()),
-                "history": history, "best": _tensors(best),
+                "signature": signature,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": _plain_numpy_state(np.random.get_state()),
+                "python_rng": list(random.getstate()),
+                "history": history,
+                "best": _tensors(best),
                 "elapsed_s": elapsed_before + time.perf_counter() - started,
             }
             _atomic(ckpt_path, lambda tmp: torch.save(state, tmp))
@@ -606,32 +729,56 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
     # --- results ---
     from .metrics import binarize, write_challenge_outputs
 
-    protocols = {"paper": _protocol_result("paper", best["paper"], y_outer, best["paper"]["outer"], y_outer,
-                                           best["paper"]["outer"], cfg)}
+    protocols = {
+        "paper": _protocol_result(
+            "paper", best["paper"], y_outer, best["paper"]["outer"], y_outer, best["paper"]["outer"], cfg
+        )
+    }
     if inner_c is not None:
-        protocols["honest"] = _protocol_result("honest", best["honest"], y_inner, best["honest"]["inner"], y_outer,
-                                               best["honest"]["outer"], cfg)
+        protocols["honest"] = _protocol_result(
+            "honest", best["honest"], y_inner, best["honest"]["inner"], y_outer, best["honest"]["outer"], cfg
+        )
     gate = None
     if best["paper"]["gate"] is not None:
-        gate = {"classes": list(CLASSES), **_gate_by_class(best["paper"]["gate"], y_outer),
-                "epoch": best["paper"]["epoch"], "protocol": "paper", "records": "outer fold, positive for the class"}
+        gate = {
+            "classes": list(CLASSES),
+            **_gate_by_class(best["paper"]["gate"], y_outer),
+            "epoch": best["paper"]["epoch"],
+            "protocol": "paper",
+            "records": "outer fold, positive for the class",
+        }
 
     records = prep.index["record"].to_numpy()
     pred_frames = []
-    for proto, role, rows, labels_, probs, ep in (
-        [("paper", "outer", outer_rows, y_outer, best["paper"]["outer"], best["paper"]["epoch"])]
-        + ([("honest", "inner", inner_rows, y_inner, best["honest"]["inner"], best["honest"]["epoch"]),
-            ("honest", "outer", outer_rows, y_outer, best["honest"]["outer"], best["honest"]["epoch"])]
-           if inner_c is not None else [])
+    for proto, role, rows, labels_, probs, ep in [
+        ("paper", "outer", outer_rows, y_outer, best["paper"]["outer"], best["paper"]["epoch"])
+    ] + (
+        [
+            ("honest", "inner", inner_rows, y_inner, best["honest"]["inner"], best["honest"]["epoch"]),
+            ("honest", "outer", outer_rows, y_outer, best["honest"]["outer"], best["honest"]["epoch"]),
+        ]
+        if inner_c is not None
+        else []
     ):
-        df = pd.DataFrame({"record": records[rows], "fold": folds_col[rows], "role": role, "protocol": proto,
-                           "epoch": ep})
-        df = pd.concat([df, pd.DataFrame(probs, columns=[f"p_{a}" for a in ABBREVIATIONS]),
-                        pd.DataFrame(labels_.astype(np.int8), columns=[f"y_{a}" for a in ABBREVIATIONS])], axis=1)
+        df = pd.DataFrame(
+            {"record": records[rows], "fold": folds_col[rows], "role": role, "protocol": proto, "epoch": ep}
+        )
+        df = pd.concat(
+            [
+                df,
+                pd.DataFrame(probs, columns=[f"p_{a}" for a in ABBREVIATIONS]),
+                pd.DataFrame(labels_.astype(np.int8), columns=[f"y_{a}" for a in ABBREVIATIONS]),
+            ],
+            axis=1,
+        )
         pred_frames.append(df)
     write_csv_atomic(out / "predictions.csv", pd.concat(pred_frames, ignore_index=True))
-    write_challenge_outputs(out / "challenge_outputs", records[outer_rows], best["paper"]["outer"],
-                            binarize(best["paper"]["outer"], np.asarray(protocols["paper"]["thresholds"])))
+    write_challenge_outputs(
+        out / "challenge_outputs",
+        records[outer_rows],
+        best["paper"]["outer"],
+        binarize(best["paper"]["outer"], np.asarray(protocols["paper"]["thresholds"])),
+    )
 
     result = {
         # the schema of results.py
@@ -639,9 +786,14 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
         "fold": fold,
         "profile": prof.name,
         "data": {
-            "kind": kind, "n_records": int(len(prep.index)), "n_train": int(len(train_rows)),
-            "n_val": int(len(outer_rows)), "n_inner": int(len(inner_rows)), "n_folds": n_folds,
-            "train_folds": sorted(set(int(f) for f in folds_col[train_rows])), "inner_fold": inner,
+            "kind": kind,
+            "n_records": int(len(prep.index)),
+            "n_train": int(len(train_rows)),
+            "n_val": int(len(outer_rows)),
+            "n_inner": int(len(inner_rows)),
+            "n_folds": n_folds,
+            "train_folds": sorted(set(int(f) for f in folds_col[train_rows])),
+            "inner_fold": inner,
             "prepared": str(prep.path),
         },
         "seed": seed,
@@ -663,8 +815,12 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
         "selection": {k: v["selection"] for k, v in protocols.items()},
         "run_seed": rs,
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or "cpu"),
-        "versions": {"ecgssl_nb": package_version(), "torch": torch.__version__, "numpy": np.__version__,
-                     "python": platform.python_version()},
+        "versions": {
+            "ecgssl_nb": package_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
         "pretrained": {m: str(p) for m, p in files.items()} or None,
         "recipe": {"name": prof.recipe, "departures": list(prof.departures)},
         "config": {**as_dict(cfg), "epochs": n_epochs, "batch_records": batch_records, "min_lr": cfg.min_lr[family]},
@@ -678,11 +834,14 @@ def _finetune_claimed(setup, family, fold, inner, prep, out: Path, prof, cfg: Fi
         ckpt_path.unlink()
     return json.loads(result_path.read_text())
 
+
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb finetune --setup SETUP --fold K --prepared DIR --out OUT ...`."""
-    p = argparse.ArgumentParser(prog="python -m ecgssl_nb finetune",
-                                description="Fine-tune one setup with one outer fold held out; evaluate it under "
-                                            "the paper (optimistic) and honest (nested) protocols.")
+    p = argparse.ArgumentParser(
+        prog="python -m ecgssl_nb finetune",
+        description="Fine-tune one setup with one outer fold held out; evaluate it under "
+        "the paper (optimistic) and honest (nested) protocols.",
+    )
     p.add_argument("--setup", required=True, help=f"one of {', '.join(SETUPS)}")
     p.add_argument("--fold", required=True, type=int, help="outer (held-out) fold, 0..n_folds-1")
     p.add_argument("--prepared", required=True, help="a folder written by `python -m ecgssl_nb prepare`")
@@ -695,16 +854,31 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed; python/numpy/torch are seeded per (seed, fold)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--protocol", default=None, choices=PROTOCOL_MODES,
-                   help="both: 8 training folds, paper + honest protocols (default, unless the recipe says "
-                        "otherwise); paper-exact: 9 training folds, paper protocol only")
-    p.add_argument("--recipe", default="corrected",
-                   help="corrected (default), released, or released departures like B6,B14 (see `recipes`)")
-    p.add_argument("--data-kind", default=None, choices=("fixture", "samples", "physionet2020"),
-                   help="what the prepared data is (default: inferred)")
+    p.add_argument(
+        "--protocol",
+        default=None,
+        choices=PROTOCOL_MODES,
+        help="both: 8 training folds, paper + honest protocols (default, unless the recipe says "
+        "otherwise); paper-exact: 9 training folds, paper protocol only",
+    )
+    p.add_argument(
+        "--recipe",
+        default="corrected",
+        help="corrected (default), released, or released departures like B6,B14 (see `recipes`)",
+    )
+    p.add_argument(
+        "--data-kind",
+        default=None,
+        choices=("fixture", "samples", "physionet2020"),
+        help="what the prepared data is (default: inferred)",
+    )
     add_settings_arguments(p, FinetuneConfig, "--set lr=1e-3 --set epochs.tsg=5")
-    p.add_argument("--max-steps", type=int, default=None,
-                   help="smoke run: stop after N optimisation steps, write every output marked smoke")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="smoke run: stop after N optimisation steps, write every output marked smoke",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     from .recipes import apply_recipe, parse_recipe
@@ -719,10 +893,27 @@ def cli(argv: list[str]) -> int:
         base = Path(a.pretrained) if a.pretrained else None
         pretrained = {m: (getattr(a, f"pretrained_{m}") or (base / m if base else None)) for m in ("time", "spec")}
         pretrained = {m: v for m, v in pretrained.items() if v is not None}
-    res = finetune(a.setup, a.fold, a.prepared, a.out, pretrained=pretrained, profile=prof, epochs=a.epochs,
-                   device=a.device, seed=a.seed, resume=a.resume, protocol=a.protocol, progress=not a.no_progress,
-                   data_kind=a.data_kind, config=cfg, force=a.force, max_steps=a.max_steps)
+    res = finetune(
+        a.setup,
+        a.fold,
+        a.prepared,
+        a.out,
+        pretrained=pretrained,
+        profile=prof,
+        epochs=a.epochs,
+        device=a.device,
+        seed=a.seed,
+        resume=a.resume,
+        protocol=a.protocol,
+        progress=not a.no_progress,
+        data_kind=a.data_kind,
+        config=cfg,
+        force=a.force,
+        max_steps=a.max_steps,
+    )
     for name, m in res["metrics"].items():
-        print(f"{res['setup']} fold {res['fold']} {name:6s} epoch {m['epoch']}: "
-              + " ".join(f"{k}={m[k]:.4f}" if m[k] is not None else f"{k}=nan" for k in METRIC_KEYS))
+        print(
+            f"{res['setup']} fold {res['fold']} {name:6s} epoch {m['epoch']}: "
+            + " ".join(f"{k}={m[k]:.4f}" if m[k] is not None else f"{k}=nan" for k in METRIC_KEYS)
+        )
     return 0

@@ -86,10 +86,22 @@ FIXTURE_SOURCES: dict[str, FixtureSource] = {
 # lengths. `make_fixture(..., shape="physionet2020")` writes a synthetic corpus of this shape
 # (43,101 records at full size, with the 30-minute INCART and the long PTB records) for the
 # full-size benchmarks; same folders, names and headers as the tiny shape.
-PHYSIONET2020_RECORDS = {"CPSC": 6877, "CPSC-Extra": 3453, "INCART": 74, "PTB": 516, "PTB-XL": 21837,
-                         "Georgia": 10344}  # 43,101 in all
-_PHYSIONET2020_SECONDS = {"CPSC": (6.0, 60.0), "CPSC-Extra": (6.0, 60.0), "INCART": (1800.0, 1800.0),
-                          "PTB": (38.0, 120.0), "PTB-XL": (10.0, 10.0), "Georgia": (10.0, 10.0)}
+PHYSIONET2020_RECORDS = {
+    "CPSC": 6877,
+    "CPSC-Extra": 3453,
+    "INCART": 74,
+    "PTB": 516,
+    "PTB-XL": 21837,
+    "Georgia": 10344,
+}  # 43,101 in all
+_PHYSIONET2020_SECONDS = {
+    "CPSC": (6.0, 60.0),
+    "CPSC-Extra": (6.0, 60.0),
+    "INCART": (1800.0, 1800.0),
+    "PTB": (38.0, 120.0),
+    "PTB-XL": (10.0, 10.0),
+    "Georgia": (10.0, 10.0),
+}
 SHAPES = {
     "tiny": FIXTURE_SOURCES,
     "physionet2020": {
@@ -651,8 +663,14 @@ def _write_record(rec: FixtureRecord, out: Path, seed: int) -> list:
     return [rec.name, rec.source, rec.path, rec.fs, rec.n_samples, ",".join(rec.dx)]
 
 
-def make_fixture(out: str | os.PathLike, n_records: int = 400, seed: int = 0, shape: str = "tiny",
-                 progress: bool = False, workers: int = 1) -> Path:
+def make_fixture(
+    out: str | os.PathLike,
+    n_records: int = 400,
+    seed: int = 0,
+    shape: str = "tiny",
+    progress: bool = False,
+    workers: int = 1,
+) -> Path:
     """Write the synthetic corpus (see the module doc for the layout) into `out`, which must be
     new, empty or an earlier fixture. Same seed, size and shape -> byte-identical files. shape
     "physionet2020": the real data set's source shares and record lengths (`SHAPES`). Records are
@@ -712,13 +730,18 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="folder to write (new, empty, or an earlier fixture)")
     parser.add_argument("--records", type=int, default=400, help="number of records (default 400)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
-    parser.add_argument("--shape", default="tiny", help="tiny (default) or physionet2020: the real data set's source "
-                                                        "shares and record lengths (use --records 43101 for full size)")
+    parser.add_argument(
+        "--shape",
+        default="tiny",
+        help="tiny (default) or physionet2020: the real data set's source "
+        "shares and record lengths (use --records 43101 for full size)",
+    )
     parser.add_argument("--progress", action="store_true", help="a progress bar")
     parser.add_argument("--workers", type=int, default=1, help="processes writing records (default 1)")
     args = parser.parse_args(argv)
-    out = make_fixture(args.out, args.records, args.seed, shape=args.shape, progress=args.progress,
-                       workers=args.workers)
+    out = make_fixture(
+        args.out, args.records, args.seed, shape=args.shape, progress=args.progress, workers=args.workers
+    )
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"wrote {args.records} synthetic records ({size / 1e6:.1f} MB) to {out}")
     return 0

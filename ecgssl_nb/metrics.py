@@ -98,8 +98,7 @@ def _binary(x, name: str) -> np.ndarray:
     if bad.any():
         i, k = np.argwhere(bad)[0]
         raise MetricInputError(
-            f"{name} must be binary (0 or 1); found {a[i, k]!r} at record {i}, class {k} "
-            f"({int(bad.sum())} such values)"
+            f"{name} must be binary (0 or 1); found {a[i, k]!r} at record {i}, class {k} ({int(bad.sum())} such values)"
         )
     return a.astype(bool)
 
@@ -386,6 +385,7 @@ def threshold_search(
 
 
 _write_text_atomic = write_text_atomic  # one implementation, in atomic.py
+
 
 def _check_records(records, n: int | None = None) -> list[str]:
     recs = [str(r) for r in records]

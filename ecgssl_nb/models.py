@@ -27,9 +27,20 @@ from .seresnet2d import SEResNet2d, se_resnet34
 from .xresnet1d import XResNet1d, xresnet1d50
 
 __all__ = [
-    "ClassifierHead", "ECGNet", "build_model", "make_backbone", "init_xavier", "load_backbone",
-    "load_pretrained", "count_parameters", "trace_shapes", "xresnet1d50", "se_resnet34",
-    "XResNet1d", "SEResNet2d", "STRIP_PREFIXES",
+    "ClassifierHead",
+    "ECGNet",
+    "build_model",
+    "make_backbone",
+    "init_xavier",
+    "load_backbone",
+    "load_pretrained",
+    "count_parameters",
+    "trace_shapes",
+    "xresnet1d50",
+    "se_resnet34",
+    "XResNet1d",
+    "SEResNet2d",
+    "STRIP_PREFIXES",
 ]
 
 log = logging.getLogger(__name__)
@@ -93,8 +104,9 @@ class ECGNet(nn.Module):
             raise UserError(f"ECGNet({self.setup!r}).forward: {name} must be {shape}, got {got}")
         return x
 
-    def forward(self, x_time: torch.Tensor | None = None, x_spec: torch.Tensor | None = None,
-                return_gate: bool = False):
+    def forward(
+        self, x_time: torch.Tensor | None = None, x_spec: torch.Tensor | None = None, return_gate: bool = False
+    ):
         """Logits (B, n_classes); with return_gate=True, (logits, gate (B, 2) or None)."""
         feats = []
         if self.uses_time:
@@ -104,13 +116,16 @@ class ECGNet(nn.Module):
             x_spec = self._check("x_spec", x_spec, "(B, 12, F, frames)", 4)
             if self.training and x_spec.shape[0] == 1:
                 # layer4 maps are 1x1 for a 13x21 input: BatchNorm would see one value per channel
-                raise UserError("ECGNet: a batch of 1 cannot be run in training mode through the "
-                                "spectrogram backbone (BatchNorm needs >= 2 values per channel); "
-                                "call .eval() or use a larger batch")
+                raise UserError(
+                    "ECGNet: a batch of 1 cannot be run in training mode through the "
+                    "spectrogram backbone (BatchNorm needs >= 2 values per channel); "
+                    "call .eval() or use a larger batch"
+                )
             feats.append(self.spec_backbone(x_spec))  # (B, 12, 13, 21) -> (B, 512)
         if len(feats) == 2 and feats[0].shape[0] != feats[1].shape[0]:
-            raise UserError(f"ECGNet: x_time and x_spec have different batch sizes "
-                            f"({feats[0].shape[0]} and {feats[1].shape[0]})")
+            raise UserError(
+                f"ECGNet: x_time and x_spec have different batch sizes ({feats[0].shape[0]} and {feats[1].shape[0]})"
+            )
         f = torch.cat(feats, dim=1)  # (B, 512) or (B, 1024)
         gate = None
         if self.gate is not None:
@@ -159,8 +174,10 @@ def _read_state(source: str | Path | Mapping) -> dict:
         except Exception as e:  # a truncated or foreign file
             raise UserError(f"load_backbone: {path} is not a readable torch state_dict ({e})") from None
     if not isinstance(source, Mapping) or not all(isinstance(v, torch.Tensor) for v in source.values()):
-        raise UserError(f"load_backbone: source must be a state_dict (name -> tensor) or a file "
-                        f"holding one, got {type(source).__name__}")
+        raise UserError(
+            f"load_backbone: source must be a state_dict (name -> tensor) or a file "
+            f"holding one, got {type(source).__name__}"
+        )
     return dict(source)
 
 
@@ -171,7 +188,7 @@ def _strip_prefixes(state: dict, target_keys: set) -> tuple[dict, list[str]]:
         prefix = next((p for p in STRIP_PREFIXES if all(k.startswith(p) for k in state)), None)
         if prefix is None:
             break
-        state = {k[len(prefix):]: v for k, v in state.items()}
+        state = {k[len(prefix) :]: v for k, v in state.items()}
         stripped.append(prefix)
     return state, stripped
 
@@ -194,23 +211,41 @@ def load_backbone(backbone: nn.Module, source: str | Path | Mapping) -> int:
     state, stripped = _strip_prefixes(state, set(target))
     missing = [k for k in target if k not in state]  # in the backbone's order: stem first
     unexpected = [k for k in state if k not in target]
-    mismatched = [f"{k}: {tuple(state[k].shape)} vs {tuple(target[k].shape)} expected"
-                  for k in target if k in state and state[k].shape != target[k].shape]
+    mismatched = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(target[k].shape)} expected"
+        for k in target
+        if k in state and state[k].shape != target[k].shape
+    ]
     if missing or unexpected or mismatched:
         where = source if isinstance(source, (str, Path)) else "the given state_dict"
-        parts = [_listing(w, items) for w, items in
-                 (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
-                 if items]
+        parts = [
+            _listing(w, items)
+            for w, items in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("shape mismatches", mismatched),
+            )
+            if items
+        ]
         note = f"; stripped prefixes {stripped}" if stripped else ""
         heads = {k.split(".", 1)[0] for k in unexpected}
         if missing and len(heads) == 1 and len(unexpected) == len(state):
-            note += (f"; every key starts with {next(iter(heads)) + '.'!r}, which is not a known "
-                     f"wrapper prefix {list(STRIP_PREFIXES)}: rename the keys before loading")
-        raise UserError(f"load_backbone: {where} does not fit {type(backbone).__name__} "
-                        f"({len(target)} tensors): " + "; ".join(parts) + note)
+            note += (
+                f"; every key starts with {next(iter(heads)) + '.'!r}, which is not a known "
+                f"wrapper prefix {list(STRIP_PREFIXES)}: rename the keys before loading"
+            )
+        raise UserError(
+            f"load_backbone: {where} does not fit {type(backbone).__name__} "
+            f"({len(target)} tensors): " + "; ".join(parts) + note
+        )
     backbone.load_state_dict(state, strict=True)
-    log.info("load_backbone: loaded %d of %d tensors into %s%s", len(state), len(target),
-             type(backbone).__name__, f" (stripped {stripped})" if stripped else "")
+    log.info(
+        "load_backbone: loaded %d of %d tensors into %s%s",
+        len(state),
+        len(target),
+        type(backbone).__name__,
+        f" (stripped {stripped})" if stripped else "",
+    )
     return len(state)
 
 
@@ -239,6 +274,7 @@ def trace_shapes(module: nn.Module, *inputs: torch.Tensor, names: Sequence[str] 
     def recorder(name: str):
         def hook(_module, _inputs, out) -> None:  # returning None keeps the output unchanged
             shapes.setdefault(name, tuple(out.shape))
+
         return hook
 
     hooks = [subs[n].register_forward_hook(recorder(n)) for n in names]

@@ -40,8 +40,10 @@ def chapter(kind: str) -> Path:
         raise UserError(f"no chapter notebook runs a {kind!r} job (only {', '.join(CHAPTERS)})")
     path = NOTEBOOK_DIR / CHAPTERS[kind]
     if not path.is_file():
-        raise UserError(f"{path} is missing: running jobs as notebooks needs the repository checkout, not only "
-                        f"the installed package")
+        raise UserError(
+            f"{path} is missing: running jobs as notebooks needs the repository checkout, not only "
+            f"the installed package"
+        )
     return path
 
 
@@ -91,11 +93,19 @@ def execute(kind: str, parameters: dict, out: str | os.PathLike) -> Path:
     partial.parent.mkdir(parents=True, exist_ok=True)
     with _kernel_env():
         try:
-            papermill.execute_notebook(nb, str(partial), parameters=dict(parameters),
-                                       cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False)
+            papermill.execute_notebook(
+                nb,
+                str(partial),
+                parameters=dict(parameters),
+                cwd=str(NOTEBOOK_DIR),
+                kernel_name="python3",
+                progress_bar=False,
+            )
         except papermill.PapermillExecutionError as exc:
-            raise RuntimeError(f"{src.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
-                               f"(the executed notebook: {partial})") from None
+            raise RuntimeError(
+                f"{src.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
+                f"(the executed notebook: {partial})"
+            ) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(partial, out)
     return out

@@ -55,8 +55,9 @@ def _convert(name: str, text: str, default: Any) -> Any:
     return text
 
 
-def resolve(namespace: MutableMapping[str, Any], environ: MutableMapping[str, str] | None = None,
-            **defaults: Any) -> dict[str, Any]:
+def resolve(
+    namespace: MutableMapping[str, Any], environ: MutableMapping[str, str] | None = None, **defaults: Any
+) -> dict[str, Any]:
     """Fill the parameters in `namespace` (a notebook's globals()) that are still None.
 
     A parameter is a name of `DEFAULTS` (or of `defaults`, a notebook's own defaults, which win

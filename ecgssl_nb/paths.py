@@ -32,9 +32,22 @@ from .config import check_modality, check_setup
 from .errors import UserError
 
 __all__ = [
-    "ABLATION_TRANSFORMS", "MAIN_TRANSFORMS", "ABLATION_SETUPS", "profile_root", "fixture_dir",
-    "prepared_dir", "pretrain_dir", "pretrain_run_dir", "finetune_dir", "ablation_pretrain_dir",
-    "ablation_finetune_dir", "tables_dir", "table_path", "manifest_path", "job_file", "recipe_runs",
+    "ABLATION_TRANSFORMS",
+    "MAIN_TRANSFORMS",
+    "ABLATION_SETUPS",
+    "profile_root",
+    "fixture_dir",
+    "prepared_dir",
+    "pretrain_dir",
+    "pretrain_run_dir",
+    "finetune_dir",
+    "ablation_pretrain_dir",
+    "ablation_finetune_dir",
+    "tables_dir",
+    "table_path",
+    "manifest_path",
+    "job_file",
+    "recipe_runs",
 ]
 
 # Fig. 3: the view sets each modality is pre-trained with in the ablation. The full sets (t1,
@@ -89,8 +102,10 @@ def finetune_dir(runs: str | os.PathLike, profile: str, setup: str, fold: int) -
 def _check_ablation(modality: str, transforms: str) -> str:
     check_modality(modality)
     if transforms not in ABLATION_TRANSFORMS[modality]:
-        raise UserError(f"ablation transforms {transforms!r} for {modality} must be one of "
-                        f"{', '.join(ABLATION_TRANSFORMS[modality])}")
+        raise UserError(
+            f"ablation transforms {transforms!r} for {modality} must be one of "
+            f"{', '.join(ABLATION_TRANSFORMS[modality])}"
+        )
     return transforms
 
 
@@ -125,7 +140,6 @@ def table_path(runs: str | os.PathLike, profile: str, name: str) -> Path:
 def manifest_path(runs: str | os.PathLike, profile: str) -> Path:
     """RUNS/<profile>/manifest.json: what ran, when, with which versions."""
     return profile_root(runs, profile) / "manifest.json"
-
 
 
 def job_file(runs: str | os.PathLike, profile: str, name: str, suffix: str) -> Path:

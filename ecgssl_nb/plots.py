@@ -36,8 +36,9 @@ def _check_2d(a, name: str, rows: int | None = None) -> np.ndarray:
     return a
 
 
-def ecg_leads(signal, fs: float = 100.0, title: str = "", seconds: float | None = None,
-              leads: Sequence[str] = LEADS) -> Figure:
+def ecg_leads(
+    signal, fs: float = 100.0, title: str = "", seconds: float | None = None, leads: Sequence[str] = LEADS
+) -> Figure:
     """Twelve leads of one record, (12, N) mV at `fs` Hz, in a 6 x 2 grid (limb | chest leads)."""
     x = _check_2d(signal, "signal", rows=len(leads))
     n = x.shape[1] if seconds is None else min(x.shape[1], int(round(seconds * fs)))
@@ -104,8 +105,9 @@ def spectrogram_panels(panels: Mapping[str, np.ndarray], title: str = "") -> Fig
     vmax = max(np.nanmax(a) for a in arrays.values())
     cols = min(3, len(arrays))
     rows = -(-len(arrays) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 1.2, 2.9 * rows + 0.4), sharey=True, squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.4 * cols + 1.2, 2.9 * rows + 0.4), sharey=True, squeeze=False, layout="constrained"
+    )
     im = None
     for i, ax in enumerate(axes.ravel()):
         if i >= len(arrays):
@@ -130,7 +132,9 @@ def views_grid(views, n_global: int, kind: str = "time", fs: float = 100.0, titl
     if kind not in ("time", "spec"):
         raise ValueError(f"kind must be 'time' or 'spec', got {kind!r}")
     if (kind == "time" and v.ndim != 2) or (kind == "spec" and v.ndim != 3):
-        raise ValueError(f"views of kind {kind!r} must be {'(V, n)' if kind == 'time' else '(V, 13, 21)'}, got {v.shape}")
+        raise ValueError(
+            f"views of kind {kind!r} must be {'(V, n)' if kind == 'time' else '(V, 13, 21)'}, got {v.shape}"
+        )
     n_views = v.shape[0]
     if not 0 <= n_global <= n_views:
         raise ValueError(f"n_global must be between 0 and the number of views ({n_views}), got {n_global}")
@@ -146,8 +150,13 @@ def views_grid(views, n_global: int, kind: str = "time", fs: float = 100.0, titl
         if kind == "time":
             ax.plot(np.arange(v.shape[1]) / fs, v[i], lw=0.6, color="black")
         else:
-            ax.imshow(v[i], origin="lower", aspect="auto", cmap="magma",
-                      extent=(0.0, v.shape[2] * SPEC_HOP_S, 0.0, v.shape[1] * 4.0))
+            ax.imshow(
+                v[i],
+                origin="lower",
+                aspect="auto",
+                cmap="magma",
+                extent=(0.0, v.shape[2] * SPEC_HOP_S, 0.0, v.shape[1] * 4.0),
+            )
         ax.set_title(f"{'global' if is_global else 'local'} view {i + 1}", fontsize=8)
         color = "#1f77b4" if is_global else "#ff7f0e"
         for spine in ax.spines.values():
@@ -204,14 +213,24 @@ def fold_balance(counts: pd.DataFrame, title: str = "") -> Figure:
 
 
 CURVE_LABELS = {  # log.csv column -> axis label with its unit
-    "loss": "DINO loss (nats)", "train_loss": "training loss (BCE, nats)", "lr": "learning rate",
-    "teacher_entropy": "teacher entropy (nats)", "embedding_std": "embedding std (unit-norm features)",
-    "kl": "KL(teacher || student) (nats)", "epoch": "epoch",
+    "loss": "DINO loss (nats)",
+    "train_loss": "training loss (BCE, nats)",
+    "lr": "learning rate",
+    "teacher_entropy": "teacher entropy (nats)",
+    "embedding_std": "embedding std (unit-norm features)",
+    "kl": "KL(teacher || student) (nats)",
+    "epoch": "epoch",
 }
 
 
-def curves(log: pd.DataFrame, columns: Sequence[str], x: str = "epoch", title: str = "",
-           labels: Mapping[str, str] | None = None, logy: Sequence[str] = ()) -> Figure:
+def curves(
+    log: pd.DataFrame,
+    columns: Sequence[str],
+    x: str = "epoch",
+    title: str = "",
+    labels: Mapping[str, str] | None = None,
+    logy: Sequence[str] = (),
+) -> Figure:
     """Training curves from a per-epoch log.csv: one small panel per column, against `x`."""
     missing = [c for c in [x, *columns] if c not in log.columns]
     if missing:
@@ -259,8 +278,14 @@ def feature_scatter(points, groups: Sequence[str], title: str = "", max_groups: 
     return fig
 
 
-def per_class_bars(values: pd.DataFrame, title: str = "", ylabel: str = "", ylim: tuple | None = None,
-                   reference: float | None = None, xlabel: str = "class") -> Figure:
+def per_class_bars(
+    values: pd.DataFrame,
+    title: str = "",
+    ylabel: str = "",
+    ylim: tuple | None = None,
+    reference: float | None = None,
+    xlabel: str = "class",
+) -> Figure:
     """One value per class for one or more series: `values` indexed by class, a column per
     series (e.g. per-class AUROC); NaN (a class absent from the fold) is left blank."""
     if values.empty:
@@ -308,8 +333,9 @@ def gate_weights(weights: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
-def compare_with_paper(ours: pd.DataFrame, paper: pd.Series | None, metric: str, title: str = "",
-                       ours_label: str = "ours") -> Figure:
+def compare_with_paper(
+    ours: pd.DataFrame, paper: pd.Series | None, metric: str, title: str = "", ours_label: str = "ours"
+) -> Figure:
     """One metric per setup: ours (mean with a +-1 std error bar over folds) beside the paper's
     value. `ours` is indexed by setup with columns 'mean' and 'std' (same scale as `paper`,
     e.g. x100); `paper` is indexed by setup (missing setups are left out)."""
@@ -321,8 +347,15 @@ def compare_with_paper(ours: pd.DataFrame, paper: pd.Series | None, metric: str,
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(setups) + 2), 4.0))
     width = 0.38 if paper is not None else 0.6
     std = ours["std"].astype(float)
-    ax.bar(x - (width / 2 if paper is not None else 0), ours["mean"].astype(float), width=width,
-           yerr=std if std.notna().any() else None, capsize=3, color=OURS_COLOR, label=ours_label)
+    ax.bar(
+        x - (width / 2 if paper is not None else 0),
+        ours["mean"].astype(float),
+        width=width,
+        yerr=std if std.notna().any() else None,
+        capsize=3,
+        color=OURS_COLOR,
+        label=ours_label,
+    )
     if paper is not None:
         pv = np.array([float(paper.get(s, np.nan)) for s in setups])
         ax.bar(x + width / 2, pv, width=width, color=PAPER_COLOR, alpha=0.8, label="paper (Phan et al. 2022)")
@@ -347,8 +380,13 @@ def ablation_bars(table: pd.DataFrame, metric: str, title: str = "") -> Figure:
         t = table[table["modality"] == mod]
         x = np.arange(len(t))
         std = t["std"].astype(float)  # NaN for a single fold: no error bar is drawn then
-        ax.bar(x, t["mean"].astype(float), yerr=std if std.notna().any() else None, capsize=3,
-               color=MODALITY_COLORS.get(mod, OURS_COLOR))
+        ax.bar(
+            x,
+            t["mean"].astype(float),
+            yerr=std if std.notna().any() else None,
+            capsize=3,
+            color=MODALITY_COLORS.get(mod, OURS_COLOR),
+        )
         ax.set_xlabel("pre-training transforms")
         ax.set_xticks(x, [str(s).upper() for s in t["transforms"]])
         ax.set_title({"time": "time series", "spec": "time-frequency"}.get(mod, mod), fontsize=10)

@@ -95,8 +95,19 @@ DEFAULT_CHUNK = 256  # records per part file (at most)
 CHUNK_BYTES = 64 << 20  # signal-file bytes per part file (at most, unless one record is larger)
 _SCORED = frozenset(L.SCORED_CODES)
 INDEX_COLUMNS = (
-    "record", "source", "path", "fs", "n_samples", "offset", "length", "age", "sex",
-    "labels", "codes", "dx", "fold",
+    "record",
+    "source",
+    "path",
+    "fs",
+    "n_samples",
+    "offset",
+    "length",
+    "age",
+    "sex",
+    "labels",
+    "codes",
+    "dx",
+    "fold",
 )
 SKIPPED_COLUMNS = ("record", "path", "reason", "detail")
 OUTPUTS = ("signals.npy", "index.csv", "skipped.csv", "stats.json")
@@ -330,8 +341,9 @@ def make_chunks(rels: list[str], sizes: list[int], chunk_size: int, chunk_bytes:
     return chunks
 
 
-def _manifest(data_dir: Path, rels: list[str], sizes: list[int], chunk_size: int, orphans: list[str] = (),
-              leads: str = "twelve") -> dict:
+def _manifest(
+    data_dir: Path, rels: list[str], sizes: list[int], chunk_size: int, orphans: list[str] = (), leads: str = "twelve"
+) -> dict:
     """What the parts were made from: every header (path, size, mtime, its .mat's size) and every
     orphan signal file, hashed; plus the chunking and the lead mode. `headers` is the input
     fingerprint."""
@@ -404,8 +416,15 @@ def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, or
         take.append(chunk_take)
     total = offset
     n_headers = len(kept) + len(skipped)
-    skipped += [{"record": Path(rel).stem, "path": rel, "reason": "missing header",
-                 "detail": f"signal file with no {Path(rel).stem}.hea beside it"} for rel in orphans]
+    skipped += [
+        {
+            "record": Path(rel).stem,
+            "path": rel,
+            "reason": "missing header",
+            "detail": f"signal file with no {Path(rel).stem}.hea beside it",
+        }
+        for rel in orphans
+    ]
     skipped_df = pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS))
     _write_csv(out / "skipped.csv", skipped_df, list(SKIPPED_COLUMNS))
     if not kept:
@@ -553,7 +572,11 @@ def _foreign(out: Path, req: dict) -> str | None:
     if rec["request"] == req:
         return "it was made by this request but is not complete"
     diff = provenance.differences(rec["request"], req)
-    return "it was made by a different request: " + "; ".join(diff[:6]) + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
+    return (
+        "it was made by a different request: "
+        + "; ".join(diff[:6])
+        + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
+    )
 
 
 def _swap_in(stage: Path, out: Path) -> None:
@@ -605,20 +628,29 @@ def prepare(
             if _finished(out, req):  # another writer finished it meanwhile
                 return out
             if not _finished(stage, req):  # (else: finished but not yet renamed when it was stopped)
-                stats = _build(stage, data_dir, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress)
-                print(f"prepared {stats['n_records']} records ({stats['total_samples']} samples at {TARGET_FS} Hz), "
-                      f"skipped {stats['n_skipped']}: {stats['per_skip_reason']} -> {out}", file=sys.stderr)
+                stats = _build(
+                    stage, data_dir, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress
+                )
+                print(
+                    f"prepared {stats['n_records']} records ({stats['total_samples']} samples at {TARGET_FS} Hz), "
+                    f"skipped {stats['n_skipped']}: {stats['per_skip_reason']} -> {out}",
+                    file=sys.stderr,
+                )
             _swap_in(stage, out)
     except OSError as exc:
         if exc.errno not in _NO_SPACE:
             raise
         what = "file-size limit reached" if exc.errno == errno.EFBIG else "no space left on device"
-        raise UserError(f"{exc.filename or stage}: {what} ({exc.strerror}); the partial file was removed and finished "
-                        f"parts kept: free space and run the same command again to resume") from None
+        raise UserError(
+            f"{exc.filename or stage}: {what} ({exc.strerror}); the partial file was removed and finished "
+            f"parts kept: free space and run the same command again to resume"
+        ) from None
     return out
 
 
-def _build(stage: Path, data_dir: Path, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress) -> dict:
+def _build(
+    stage: Path, data_dir: Path, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress
+) -> dict:
     """Process the missing chunks into `stage/.parts`, assemble the outputs in `stage`, write
     provenance.json and `.complete.json` (last); returns the stats."""
     for name in (_COMPLETE, provenance.PROVENANCE):
@@ -724,12 +756,16 @@ def load_prepared(path: str | Path) -> Prepared:
     try:
         digest = str(json.loads((path / _COMPLETE).read_text())["digest"])
     except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(f"{path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest "
-                        f"(run `python -m ecgssl_nb prepare` again to finish it)") from None
+        raise UserError(
+            f"{path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest "
+            f"(run `python -m ecgssl_nb prepare` again to finish it)"
+        ) from None
     rec = provenance.read(path)
     if rec is None or rec["request"].get("stage") != "prepare":
-        raise UserError(f"{path}/{provenance.PROVENANCE} is missing or not from `prepare`: the folder was made by "
-                        f"something else or an older version; {redo}")
+        raise UserError(
+            f"{path}/{provenance.PROVENANCE} is missing or not from `prepare`: the folder was made by "
+            f"something else or an older version; {redo}"
+        )
     try:
         signals = np.load(path / "signals.npy", mmap_mode="r")
     except (ValueError, OSError) as exc:
@@ -754,13 +790,21 @@ def _read_stats(path: Path) -> dict:
         raise UserError(f"{path}/stats.json is not strict JSON: {exc}") from None
     try:
         mean, std = (np.asarray(stats[k], dtype=np.float64) for k in ("mean", "std"))
-        ok = mean.shape == std.shape == (12,) and bool(np.isfinite(mean).all() and (std > 0).all() and np.isfinite(std).all())
-        ok = ok and all(isinstance(stats[k], int) for k in ("n_records", "total_samples", "n_folds")) and stats["n_folds"] >= 2
+        ok = mean.shape == std.shape == (12,) and bool(
+            np.isfinite(mean).all() and (std > 0).all() and np.isfinite(std).all()
+        )
+        ok = (
+            ok
+            and all(isinstance(stats[k], int) for k in ("n_records", "total_samples", "n_folds"))
+            and stats["n_folds"] >= 2
+        )
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
-        raise UserError(f"{path}/stats.json lacks 12 finite per-lead means and positive stds, n_records, "
-                        f"total_samples or n_folds: run `python -m ecgssl_nb prepare` again")
+        raise UserError(
+            f"{path}/stats.json lacks 12 finite per-lead means and positive stds, n_records, "
+            f"total_samples or n_folds: run `python -m ecgssl_nb prepare` again"
+        )
     return stats
 
 
@@ -777,13 +821,23 @@ def _read_index(path: Path) -> pd.DataFrame:
         raise UserError(f"{path}/index.csv is not a readable CSV file: {exc}") from None
     missing = [c for c in INDEX_COLUMNS if c not in index.columns]
     if missing:
-        raise UserError(f"{path}/index.csv has no column {', '.join(map(repr, missing))} (columns: {', '.join(map(str, index.columns))})")
+        raise UserError(
+            f"{path}/index.csv has no column {', '.join(map(repr, missing))} (columns: {', '.join(map(str, index.columns))})"
+        )
     index["age"] = pd.to_numeric(index["age"].replace("", np.nan), errors="coerce").astype(np.float64)
-    for col, dtype in (("fs", np.float64), ("n_samples", np.int64), ("offset", np.int64), ("length", np.int64), ("fold", np.int64)):
+    for col, dtype in (
+        ("fs", np.float64),
+        ("n_samples", np.int64),
+        ("offset", np.int64),
+        ("length", np.int64),
+        ("fold", np.int64),
+    ):
         try:
             index[col] = index[col].astype(dtype)
         except (ValueError, TypeError):
-            raise UserError(f"{path}/index.csv: column {col!r} holds a value that is not {'a number' if dtype is np.float64 else 'an integer'}") from None
+            raise UserError(
+                f"{path}/index.csv: column {col!r} holds a value that is not {'a number' if dtype is np.float64 else 'an integer'}"
+            ) from None
     return index
 
 
@@ -811,8 +865,10 @@ def _index_fault(index: pd.DataFrame, n_rows: int, stats: dict) -> str | None:
     starts = np.concatenate([[0], end[:-1]])
     if (off != starts).any() or end[-1] != n_rows:
         i = int((off != starts).argmax()) if (off != starts).any() else n - 1
-        return (f"index.csv: record {rec[i]!r} has offset {off[i]} and length {length[i]}; records must lie back to back "
-                f"and fill signals.npy ({n_rows} rows)")
+        return (
+            f"index.csv: record {rec[i]!r} has offset {off[i]} and length {length[i]}; records must lie back to back "
+            f"and fill signals.npy ({n_rows} rows)"
+        )
     fold, k = index["fold"].to_numpy(), int(stats["n_folds"])
     bad = (fold < 0) | (fold >= k)
     if bad.any():
@@ -837,17 +893,36 @@ class _Parser(argparse.ArgumentParser):
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb prepare --data-dir DIR --out OUT [--workers N] [--n-folds K] [--seed S] [--force]`."""
     p = _Parser(prog="python -m ecgssl_nb prepare", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", required=True, help="folder with the Challenge records (*.hea + *.mat), searched recursively")
+    p.add_argument(
+        "--data-dir", required=True, help="folder with the Challenge records (*.hea + *.mat), searched recursively"
+    )
     p.add_argument("--out", required=True, help="output folder (signals.npy, index.csv, skipped.csv, stats.json)")
     p.add_argument("--workers", type=int, default=2, help="processes reading and resampling records (default 2)")
     p.add_argument("--n-folds", type=int, default=10, help="folds for iterative stratification (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stratification's tie-breaks (default 0)")
-    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, help=f"records per resumable part (default {DEFAULT_CHUNK})")
-    p.add_argument("--force", action="store_true",
-                   help="replace an --out made from other data or settings (it is moved aside to OUT.stale-<time>, never deleted)")
-    p.add_argument("--leads", default="twelve", choices=LEAD_MODES,
-                   help="twelve (default) or lead-i: the released code's lead I copied into all 12 channels (B1)")
+    p.add_argument(
+        "--chunk-size", type=int, default=DEFAULT_CHUNK, help=f"records per resumable part (default {DEFAULT_CHUNK})"
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an --out made from other data or settings (it is moved aside to OUT.stale-<time>, never deleted)",
+    )
+    p.add_argument(
+        "--leads",
+        default="twelve",
+        choices=LEAD_MODES,
+        help="twelve (default) or lead-i: the released code's lead I copied into all 12 channels (B1)",
+    )
     args = p.parse_args(argv)
-    prepare(args.data_dir, args.out, workers=args.workers, n_folds=args.n_folds, seed=args.seed,
-            chunk_size=args.chunk_size, force=args.force, leads=args.leads)
+    prepare(
+        args.data_dir,
+        args.out,
+        workers=args.workers,
+        n_folds=args.n_folds,
+        seed=args.seed,
+        chunk_size=args.chunk_size,
+        force=args.force,
+        leads=args.leads,
+    )
     return 0

@@ -87,7 +87,10 @@ def code_version() -> str:
             return base
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", str(here)],
-            cwd=here, capture_output=True, text=True, timeout=10,
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return base
@@ -101,7 +104,11 @@ def request(stage: str, settings: dict, inputs: dict[str, str], seed: int) -> di
 
 def record(req: dict) -> dict:
     """A full provenance record for `req`: the request plus the code version and a UTC time."""
-    return {"request": req, "code_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "request": req,
+        "code_version": code_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def differences(old: Any, new: Any, where: str = "") -> list[str]:
@@ -183,9 +190,15 @@ def claim(folder: str | os.PathLike, req: dict, force: bool = False, what: str =
             why = "it holds files but no provenance.json (made by something else, or by an older version)"
         else:
             diff = differences(old["request"], req)
-            why = "it was made by a different request: " + "; ".join(diff[:6]) + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
+            why = (
+                "it was made by a different request: "
+                + "; ".join(diff[:6])
+                + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
+            )
         if not force:
-            raise UserError(f"{what} {folder}: {why}. Use another folder, or --force to move it aside (nothing is deleted)")
+            raise UserError(
+                f"{what} {folder}: {why}. Use another folder, or --force to move it aside (nothing is deleted)"
+            )
         moved = move_aside(folder)
         print(f"{folder}: {why}; moved aside to {moved.name}", flush=True)
         status = "moved"
@@ -207,8 +220,12 @@ def lock(folder: str | os.PathLike, what: str = "--out") -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
-            raise UserError(f"{what} {folder} is in use by {holder}; wait for it to finish or use another folder") from None
-        info = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
+            raise UserError(
+                f"{what} {folder} is in use by {holder}; wait for it to finish or use another folder"
+            ) from None
+        info = (
+            f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
+        )
         os.ftruncate(fd, 0)
         os.pwrite(fd, info.encode(), 0)
         yield folder
@@ -231,5 +248,7 @@ def load_checkpoint(path: str | os.PathLike) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path} is not a checkpoint of plain tensors and values; refusing to load it "
-                        f"(nothing in it was run): {first}") from None
+        raise UserError(
+            f"{path} is not a checkpoint of plain tensors and values; refusing to load it "
+            f"(nothing in it was run): {first}"
+        ) from None

@@ -31,10 +31,27 @@ import pandas as pd
 from .config import FinetuneConfig, PretrainConfig, Profile
 from .errors import UserError
 
-__all__ = ["Departure", "DEPARTURES", "CRASHES", "STAGES", "departure_table", "parse_recipe", "recipe_label",
-           "recipe_spec", "apply_recipe", "stage_departures", "stage_runs", "pretrain_overrides", "expand_recipes",
-           "reported_protocol", "affected_setups", "recipes_on_disk", "load_recipe_results", "compare_recipes",
-           "departure_effects"]
+__all__ = [
+    "Departure",
+    "DEPARTURES",
+    "CRASHES",
+    "STAGES",
+    "departure_table",
+    "parse_recipe",
+    "recipe_label",
+    "recipe_spec",
+    "apply_recipe",
+    "stage_departures",
+    "stage_runs",
+    "pretrain_overrides",
+    "expand_recipes",
+    "reported_protocol",
+    "affected_setups",
+    "recipes_on_disk",
+    "load_recipe_results",
+    "compare_recipes",
+    "departure_effects",
+]
 
 STAGES = ("prepare", "pretrain", "finetune")
 
@@ -53,52 +70,98 @@ class Departure:
     override: tuple = ()  # ((setting, released value), ...)
 
 
-DEPARTURES: dict[str, Departure] = {d.key: d for d in (
-    Departure("B1", "lead-i", "prepare",
-              "copies lead I into all twelve channels: every model sees lead I twelve times",
-              "resamples every lead and keeps the 12-lead order",
-              (("leads", "lead-i"),)),
-    Departure("B7", "centre-twice", "pretrain",
-              "divides the batch mean of the teacher outputs by the batch size again: the centre is "
-              "1/(2B) of the mean, so centring is essentially off",
-              "centre <- 0.9 centre + 0.1 batch mean (official DINO)",
-              (("pretrain.center_update", "twice"),)),
-    Departure("B9", "no-freeze", "pretrain",
-              "never freezes the DINO head's last layer (the freeze test is always false)",
-              "drops the last layer's gradients during the first epoch, as DINO does",
-              (("pretrain.freeze_last_layer_epochs", 0),)),
-    Departure("B10", "adam-l2", "pretrain",
-              "Adam with coupled L2 weight decay (0.04 -> 0.4) on every parameter, biases and norms included",
-              "AdamW, decoupled decay on weights only (DINO), same schedule",
-              (("pretrain.optimizer", "adam-l2"),)),
-    Departure("B12", "lowest-loss", "pretrain",
-              "transfers the student of the epoch with the lowest training loss",
-              "transfers the final student",
-              (("pretrain.keep", "lowest-loss"),)),
-    Departure("B16", "fc-discarded", "pretrain",
-              "computes the spectrogram frequency cutout and discards it: T2 views get time cutout only",
-              "frequency cutout then time cutout (T2 = TC + FC, as the paper says)",
-              (("pretrain.freq_cutout", "discarded"),)),
-    Departure("B6", "fusion-unloaded", "finetune",
-              "loads no SSL weight into the fusion models (0 keys match) and skips xavier: SSL-TSC and "
-              "SSL-TSG are scratch models at default init",
-              "loads both pre-trained backbones, refusing any missing or unexpected key",
-              (("finetune.fusion_ssl", "ignored"),)),
-    Departure("B14", "paper-exact", "finetune",
-              "trains on nine folds and selects the checkpoint and tunes thresholds on the reported fold",
-              "eight training folds; reports the nested (honest) protocol beside the paper's",
-              (("finetune.protocol", "paper-exact"),)),
-)}
+DEPARTURES: dict[str, Departure] = {
+    d.key: d
+    for d in (
+        Departure(
+            "B1",
+            "lead-i",
+            "prepare",
+            "copies lead I into all twelve channels: every model sees lead I twelve times",
+            "resamples every lead and keeps the 12-lead order",
+            (("leads", "lead-i"),),
+        ),
+        Departure(
+            "B7",
+            "centre-twice",
+            "pretrain",
+            "divides the batch mean of the teacher outputs by the batch size again: the centre is "
+            "1/(2B) of the mean, so centring is essentially off",
+            "centre <- 0.9 centre + 0.1 batch mean (official DINO)",
+            (("pretrain.center_update", "twice"),),
+        ),
+        Departure(
+            "B9",
+            "no-freeze",
+            "pretrain",
+            "never freezes the DINO head's last layer (the freeze test is always false)",
+            "drops the last layer's gradients during the first epoch, as DINO does",
+            (("pretrain.freeze_last_layer_epochs", 0),),
+        ),
+        Departure(
+            "B10",
+            "adam-l2",
+            "pretrain",
+            "Adam with coupled L2 weight decay (0.04 -> 0.4) on every parameter, biases and norms included",
+            "AdamW, decoupled decay on weights only (DINO), same schedule",
+            (("pretrain.optimizer", "adam-l2"),),
+        ),
+        Departure(
+            "B12",
+            "lowest-loss",
+            "pretrain",
+            "transfers the student of the epoch with the lowest training loss",
+            "transfers the final student",
+            (("pretrain.keep", "lowest-loss"),),
+        ),
+        Departure(
+            "B16",
+            "fc-discarded",
+            "pretrain",
+            "computes the spectrogram frequency cutout and discards it: T2 views get time cutout only",
+            "frequency cutout then time cutout (T2 = TC + FC, as the paper says)",
+            (("pretrain.freq_cutout", "discarded"),),
+        ),
+        Departure(
+            "B6",
+            "fusion-unloaded",
+            "finetune",
+            "loads no SSL weight into the fusion models (0 keys match) and skips xavier: SSL-TSC and "
+            "SSL-TSG are scratch models at default init",
+            "loads both pre-trained backbones, refusing any missing or unexpected key",
+            (("finetune.fusion_ssl", "ignored"),),
+        ),
+        Departure(
+            "B14",
+            "paper-exact",
+            "finetune",
+            "trains on nine folds and selects the checkpoint and tunes thresholds on the reported fold",
+            "eight training folds; reports the nested (honest) protocol beside the paper's",
+            (("finetune.protocol", "paper-exact"),),
+        ),
+    )
+}
 
-CRASHES: dict[str, Departure] = {d.key: d for d in (
-    Departure("B4", "model-type", "crash",
-              "reads args.model_type, which does not exist: AttributeError at the first checkpoint save",
-              "fixed checkpoint names; not reproduced (a crash measures nothing)"),
-    Departure("B8", "epoch-index", "crash",
-              "indexes the schedules with epochs starting at 1: IndexError in epoch 301 after 300 epochs "
-              "trained, warm-up shifted by one epoch",
-              "epochs 0..299; not reproduced (the crash comes after the last checkpoint)"),
-)}
+CRASHES: dict[str, Departure] = {
+    d.key: d
+    for d in (
+        Departure(
+            "B4",
+            "model-type",
+            "crash",
+            "reads args.model_type, which does not exist: AttributeError at the first checkpoint save",
+            "fixed checkpoint names; not reproduced (a crash measures nothing)",
+        ),
+        Departure(
+            "B8",
+            "epoch-index",
+            "crash",
+            "indexes the schedules with epochs starting at 1: IndexError in epoch 301 after 300 epochs "
+            "trained, warm-up shifted by one epoch",
+            "epochs 0..299; not reproduced (the crash comes after the last checkpoint)",
+        ),
+    )
+}
 
 
 def departure_table() -> pd.DataFrame:
@@ -107,8 +170,16 @@ def departure_table() -> pd.DataFrame:
     rows = []
     for d in (*DEPARTURES.values(), *CRASHES.values()):
         setting = ", ".join(f"{k} = {v!r}" for k, v in d.override) or "not reproduced"
-        rows.append({"B": d.key, "name": d.name, "stage": d.stage, "released code": d.released,
-                     "corrected": d.ours, "setting": setting})
+        rows.append(
+            {
+                "B": d.key,
+                "name": d.name,
+                "stage": d.stage,
+                "released code": d.released,
+                "corrected": d.ours,
+                "setting": setting,
+            }
+        )
     return pd.DataFrame(rows).set_index("B")
 
 
@@ -121,10 +192,13 @@ def _one(item: str) -> str:
     if item.strip().lower() in by_name:
         return by_name[item.strip().lower()]
     if key in CRASHES:
-        raise UserError(f"--recipe: {key} is a crash in the released code ({CRASHES[key].released}); it is not "
-                        f"reproduced")
-    raise UserError(f"--recipe: {item!r} is not a departure; choose from {', '.join(DEPARTURES)} (or their names "
-                    f"{', '.join(d.name for d in DEPARTURES.values())}), 'corrected' or 'released'")
+        raise UserError(
+            f"--recipe: {key} is a crash in the released code ({CRASHES[key].released}); it is not reproduced"
+        )
+    raise UserError(
+        f"--recipe: {item!r} is not a departure; choose from {', '.join(DEPARTURES)} (or their names "
+        f"{', '.join(d.name for d in DEPARTURES.values())}), 'corrected' or 'released'"
+    )
 
 
 def _ordered(keys) -> tuple[str, ...]:
@@ -147,7 +221,7 @@ def parse_recipe(spec) -> tuple[str, ...]:
     if low == "released":
         return tuple(DEPARTURES)
     if low.startswith("released-"):
-        fixed = {_one(s) for s in text[len("released-"):].replace(",", "-").split("-") if s}
+        fixed = {_one(s) for s in text[len("released-") :].replace(",", "-").split("-") if s}
         return _ordered(set(DEPARTURES) - fixed)
     return _ordered(_one(s) for s in text.replace("+", ",").split(",") if s.strip())
 
@@ -177,7 +251,7 @@ def expand_recipes(specs) -> list[tuple[str, ...]]:
     items = [specs] if isinstance(specs, str) else list(specs or ["corrected"])
     out: list[tuple[str, ...]] = []
     for item in items:
-        for part in (str(item).split() if " " in str(item) else [item]):
+        for part in str(item).split() if " " in str(item) else [item]:
             if part == "each":
                 sets = [(k,) for k in DEPARTURES]
             elif part == "each-fix":
@@ -197,15 +271,21 @@ def apply_recipe(profile: Profile, spec) -> Profile:
     `departures` record them). A profile that already carries another recipe is refused."""
     keys = parse_recipe(spec)
     if profile.departures and tuple(profile.departures) != keys:
-        raise UserError(f"profile {profile.name!r} already carries recipe {profile.recipe!r}; apply a recipe to the "
-                        f"plain profile")
+        raise UserError(
+            f"profile {profile.name!r} already carries recipe {profile.recipe!r}; apply a recipe to the plain profile"
+        )
     ov = _overrides(keys)
     pre = {k.split(".", 1)[1]: v for k, v in ov.items() if k.startswith("pretrain.")}
     fin = {k.split(".", 1)[1]: v for k, v in ov.items() if k.startswith("finetune.")}
     top = {k: v for k, v in ov.items() if "." not in k}
-    return replace(profile, **top, recipe=recipe_label(keys), departures=keys,
-                   pretrain={m: replace(c, **pre) for m, c in profile.pretrain.items()},
-                   finetune=replace(profile.finetune, **fin))
+    return replace(
+        profile,
+        **top,
+        recipe=recipe_label(keys),
+        departures=keys,
+        pretrain={m: replace(c, **pre) for m, c in profile.pretrain.items()},
+        finetune=replace(profile.finetune, **fin),
+    )
 
 
 def stage_departures(keys, stage: str) -> tuple[str, ...]:
@@ -252,8 +332,11 @@ def reported_protocol(keys) -> str:
 
 def _check_fields() -> None:
     """Every override names an existing setting (checked at import: a typo fails loudly)."""
-    names = {"pretrain": {f.name for f in fields(PretrainConfig)}, "finetune": {f.name for f in fields(FinetuneConfig)},
-             "": {f.name for f in fields(Profile)}}
+    names = {
+        "pretrain": {f.name for f in fields(PretrainConfig)},
+        "finetune": {f.name for f in fields(FinetuneConfig)},
+        "": {f.name for f in fields(Profile)},
+    }
     for d in DEPARTURES.values():
         for setting, _ in d.override:
             group, _, name = setting.rpartition(".")
@@ -288,8 +371,10 @@ def load_recipe_results(runs: str | os.PathLike, profile: str, recipe) -> pd.Dat
     for path in df["path"].unique() if len(df) else []:
         rec = json.loads(Path(path).read_text()).get("recipe") or {"departures": []}
         if _ordered(rec.get("departures", [])) != keys:
-            raise UserError(f"{path} records recipe {rec.get('name', 'corrected')!r}, not {recipe_label(keys)!r}: "
-                            f"runs of two recipes are mixed in {root}")
+            raise UserError(
+                f"{path} records recipe {rec.get('name', 'corrected')!r}, not {recipe_label(keys)!r}: "
+                f"runs of two recipes are mixed in {root}"
+            )
     return df.assign(recipe=recipe_label(keys))
 
 
@@ -302,8 +387,14 @@ def recipes_on_disk(runs: str | os.PathLike, profile: str) -> list[str]:
     return sorted(found, key=lambda name: (rank.get(name, len(rank)), name))
 
 
-def compare_recipes(runs: str | os.PathLike, profile: str, recipes=("released",),
-                    metrics=("auroc", "auprc", "challenge"), n_boot: int = 10_000, seed: int = 0) -> pd.DataFrame:
+def compare_recipes(
+    runs: str | os.PathLike,
+    profile: str,
+    recipes=("released",),
+    metrics=("auroc", "auprc", "challenge"),
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Each recipe against the corrected one, per setup and metric, on the folds both ran (x100):
     each in the protocol it reports (`reported_protocol`: paper for B14 recipes, else honest),
     the mean over those folds, the mean paired difference (recipe - corrected) and its bootstrap
@@ -331,11 +422,21 @@ def compare_recipes(runs: str | os.PathLike, profile: str, recipes=("released",)
             for m in metrics:
                 d = mine.loc[folds, m].to_numpy(float) - ref.loc[folds, m].to_numpy(float)
                 s = paired_stats(d, n_boot=n_boot, seed=seed)
-                rows.append({"recipe": recipe_label(recipe), "departures": ",".join(recipe), "setup": setup,
-                             "metric": m, "protocol": proto, "n_folds": len(folds),
-                             "recipe mean": 100 * mine.loc[folds, m].mean(),
-                             "corrected mean": 100 * ref.loc[folds, m].mean(), "difference": 100 * s["mean"],
-                             "bootstrap lo": 100 * s["boot_lo"], "bootstrap hi": 100 * s["boot_hi"]})
+                rows.append(
+                    {
+                        "recipe": recipe_label(recipe),
+                        "departures": ",".join(recipe),
+                        "setup": setup,
+                        "metric": m,
+                        "protocol": proto,
+                        "n_folds": len(folds),
+                        "recipe mean": 100 * mine.loc[folds, m].mean(),
+                        "corrected mean": 100 * ref.loc[folds, m].mean(),
+                        "difference": 100 * s["mean"],
+                        "bootstrap lo": 100 * s["boot_lo"],
+                        "bootstrap hi": 100 * s["boot_hi"],
+                    }
+                )
     return pd.DataFrame(rows)
 
 

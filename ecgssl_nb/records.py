@@ -85,15 +85,27 @@ _JS_LAST_CHAPMAN = 10646
 _NAME_RE = re.compile(r"^(HR|JS|A|Q|I|S|E)(\d+)$")
 # Folder names used by the Challenge tarballs, the authors' scripts and `download` (lower case).
 _FOLDER_SOURCE = {
-    "cpsc": "CPSC", "cpsc_2018": "CPSC", "cpsc2018": "CPSC", "icbeb2018": "CPSC", "training_wfdb": "CPSC",
-    "cpsc-extra": "CPSC-Extra", "cpsc_2018_extra": "CPSC-Extra", "icbeb2018_2": "CPSC-Extra",
+    "cpsc": "CPSC",
+    "cpsc_2018": "CPSC",
+    "cpsc2018": "CPSC",
+    "icbeb2018": "CPSC",
+    "training_wfdb": "CPSC",
+    "cpsc-extra": "CPSC-Extra",
+    "cpsc_2018_extra": "CPSC-Extra",
+    "icbeb2018_2": "CPSC-Extra",
     "training_2": "CPSC-Extra",
-    "incart": "INCART", "st_petersburg_incart": "INCART", "stpetersburg": "INCART",
+    "incart": "INCART",
+    "st_petersburg_incart": "INCART",
+    "stpetersburg": "INCART",
     "training_stpetersburg": "INCART",
-    "ptb": "PTB", "training_ptb": "PTB",
-    "ptb-xl": "PTB-XL", "ptb_xl": "PTB-XL", "ptbxl": "PTB-XL",
+    "ptb": "PTB",
+    "training_ptb": "PTB",
+    "ptb-xl": "PTB-XL",
+    "ptb_xl": "PTB-XL",
+    "ptbxl": "PTB-XL",
     "georgia": "Georgia",
-    "chapman-shaoxing": "Chapman-Shaoxing", "chapman_shaoxing": "Chapman-Shaoxing",
+    "chapman-shaoxing": "Chapman-Shaoxing",
+    "chapman_shaoxing": "Chapman-Shaoxing",
     "ningbo": "Ningbo",
 }
 _DX_RE = re.compile(r"^#\s*dx\s*:(.*)$", re.IGNORECASE)
@@ -195,7 +207,9 @@ def _leading_number(text: str) -> float:
 _FMT_RE = re.compile(r"^(\d+)(?:x(\d+))?(?::\d+)?(?:\+(\d+))?$")
 
 
-def _signal_fields(hea_path: Path, fmt_field: str, gain_field: str, adc_zero_field: str) -> tuple[str, int, float, float]:
+def _signal_fields(
+    hea_path: Path, fmt_field: str, gain_field: str, adc_zero_field: str
+) -> tuple[str, int, float, float]:
     """(format, byte offset, gain in units per mV, baseline) of one signal line's fields."""
     m = _FMT_RE.match(fmt_field)
     if not m:
@@ -209,7 +223,9 @@ def _signal_fields(hea_path: Path, fmt_field: str, gain_field: str, adc_zero_fie
         gain = float(g.group(1)) if g.group(1) else 0.0
         adc_zero = float(adc_zero_field)
     except ValueError:
-        raise RecordError(hea_path, "unreadable header", f"gain {gain_field!r} or ADC zero {adc_zero_field!r}") from None
+        raise RecordError(
+            hea_path, "unreadable header", f"gain {gain_field!r} or ADC zero {adc_zero_field!r}"
+        ) from None
     if gain == 0:  # WFDB: 0 means "uncalibrated"; its default of 200 would be a guess
         raise RecordError(hea_path, "invalid gain", f"gain {gain_field!r} (0: uncalibrated)")
     baseline = float(g.group(2)) if g.group(2) else adc_zero  # WFDB: baseline defaults to ADC zero
@@ -218,8 +234,11 @@ def _signal_fields(hea_path: Path, fmt_field: str, gain_field: str, adc_zero_fie
         raise RecordError(hea_path, "unsupported unit", f"unit {g.group(3)!r}")
     gain_mv = gain / _UNIT_SCALE[unit]  # gain per unit -> gain per mV (a gain per uV times 1000)
     if not GAIN_MIN <= gain_mv <= GAIN_MAX:  # also catches negative, inf and NaN
-        raise RecordError(hea_path, "invalid gain",
-                          f"gain {gain_field!r} = {gain_mv:g} units/mV, outside [{GAIN_MIN:g}, {GAIN_MAX:g}]")
+        raise RecordError(
+            hea_path,
+            "invalid gain",
+            f"gain {gain_field!r} = {gain_mv:g} units/mV, outside [{GAIN_MIN:g}, {GAIN_MAX:g}]",
+        )
     if not np.isfinite(baseline):
         raise RecordError(hea_path, "unreadable header", f"baseline {baseline!r}")
     return m.group(1), int(m.group(3) or 0), gain_mv, baseline
@@ -355,7 +374,11 @@ def _read_mat_scipy(mat_path: Path) -> np.ndarray:
         val = scipy.io.loadmat(str(mat_path), variable_names=["val"]).get("val")
     except Exception as exc:  # scipy raises several types for corrupt files
         msg = str(exc)
-        reason = "truncated signal file" if ("end of file" in msg.lower() or "truncat" in msg.lower()) else "unreadable signal file"
+        reason = (
+            "truncated signal file"
+            if ("end of file" in msg.lower() or "truncat" in msg.lower())
+            else "unreadable signal file"
+        )
         raise RecordError(mat_path, reason, msg[:200]) from None
     if val is None:
         raise RecordError(mat_path, "unreadable signal file", "no variable 'val'")
@@ -439,8 +462,11 @@ def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple
     peaks = np.abs(x).max(axis=0, initial=0.0)  # (12,) mV, header order; inf after an overflow
     if not (peaks <= MAX_ABS_MV).all():  # NaN compares False too
         j = int(np.argmax(np.where(peaks <= MAX_ABS_MV, -1.0, np.nan_to_num(peaks, nan=np.inf))))
-        raise RecordError(header.path, "implausible amplitude",
-                          f"|x| up to {peaks[j]:.3g} mV in lead {header.leads[j]} (limit {MAX_ABS_MV:g} mV)")
+        raise RecordError(
+            header.path,
+            "implausible amplitude",
+            f"|x| up to {peaks[j]:.3g} mV in lead {header.leads[j]} (limit {MAX_ABS_MV:g} mV)",
+        )
     if not np.array_equal(order, np.arange(12)):
         x = x[:, order]
     signal = np.ascontiguousarray(x.T)

@@ -57,8 +57,15 @@ def dino_loss_parts(log: pd.DataFrame) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def gate_at_init(prepared, pretrained, rows=None, seed: int = 0, n_windows: int = 256,
-                 setup: str = "ssl-tsg", lr: float | None = None) -> dict:
+def gate_at_init(
+    prepared,
+    pretrained,
+    rows=None,
+    seed: int = 0,
+    n_windows: int = 256,
+    setup: str = "ssl-tsg",
+    lr: float | None = None,
+) -> dict:
     """The gate of a TSG network before any fine-tuning, on real windows of `prepared`.
 
     Builds the network exactly as fine-tuning does (`finetune.build_finetune_model`: the
@@ -117,9 +124,15 @@ def pooled_auroc(runs: str | Path, profile: str, setup: str, folds, protocol: st
     y, p = _columns(pred)
     _, per_class = metrics.auroc(y, p)
     pos = y.sum(axis=0)
-    table = pd.DataFrame({"positives": pos, "negatives": len(y) - pos, "AUROC": per_class,
-                          "± (95%)": [auroc_halfwidth(a, n, len(y) - n) for a, n in zip(per_class, pos)]},
-                         index=list(ABBREVIATIONS))
+    table = pd.DataFrame(
+        {
+            "positives": pos,
+            "negatives": len(y) - pos,
+            "AUROC": per_class,
+            "± (95%)": [auroc_halfwidth(a, n, len(y) - n) for a, n in zip(per_class, pos)],
+        },
+        index=list(ABBREVIATIONS),
+    )
     table.loc["macro (classes with >= 1 positive)"] = [int(y.sum()), int(len(y)), float(np.nanmean(per_class)), np.nan]
     return table
 
@@ -131,8 +144,8 @@ def auroc_halfwidth(auc: float, n_pos: int, n_neg: int, z: float = 1.96) -> floa
     Q1 = A/(2-A), Q2 = 2A^2/(1+A). NaN when A is NaN or a count is 0."""
     if not np.isfinite(auc) or n_pos < 1 or n_neg < 1:
         return float("nan")
-    q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
-    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc ** 2) + (n_neg - 1) * (q2 - auc ** 2)) / (n_pos * n_neg)
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)
     return float(z * np.sqrt(max(var, 0.0)))
 
 
@@ -198,16 +211,18 @@ def run_samples_study(runs: str | Path, samples: str | Path, device: str = "cpu"
     finished work is skipped. Returns RUNS/samples/."""
     from .config import SAMPLES_SETUPS
 
-    return run_study(device, profile="samples", data_dir=samples, out=runs, setups=",".join(SAMPLES_SETUPS),
-                     ablation=False)
+    return run_study(
+        device, profile="samples", data_dir=samples, out=runs, setups=",".join(SAMPLES_SETUPS), ablation=False
+    )
 
 
 def _fmt(x: float, decimals: int) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.{decimals}f}"
 
 
-def results_table(aggs: dict, metrics_shown=("auroc", "challenge"), paper: pd.DataFrame | None = None,
-                  decimals: int = 2) -> pd.DataFrame:
+def results_table(
+    aggs: dict, metrics_shown=("auroc", "challenge"), paper: pd.DataFrame | None = None, decimals: int = 2
+) -> pd.DataFrame:
     """One row per setup; for each metric, the paper's value as printed (only when `paper` is
     given: a paper table of `results`, shown with its own `attrs['decimals']`) and ours under
     each protocol of `aggs` ({protocol: results.aggregate(...)}), ×100, "mean ± std" when more
@@ -221,8 +236,9 @@ def results_table(aggs: dict, metrics_shown=("auroc", "challenge"), paper: pd.Da
         if paper is not None:
             d = int(paper.attrs.get("decimals", 2))
             columns.append((METRIC_LABELS[m], "paper (as printed)"))
-            data.append([_fmt(paper.at[SETUP_LABELS[s], m], d) if SETUP_LABELS[s] in paper.index else "–"
-                         for s in first.index])
+            data.append(
+                [_fmt(paper.at[SETUP_LABELS[s], m], d) if SETUP_LABELS[s] in paper.index else "–" for s in first.index]
+            )
         for protocol, agg in aggs.items():
             smoke = f" ({SMOKE_LABEL})" if is_smoke(agg) else ""
             columns.append((METRIC_LABELS[m], f"ours{smoke}, {PROTOCOL_LABELS[protocol]}"))
@@ -251,8 +267,10 @@ def describe_runs(agg: pd.DataFrame, split: str | None = None) -> str:
     from .results import SMOKE_LABEL
 
     first = agg.iloc[0]
-    text = (f"{DATA_LABELS.get(first['data'], first['data'])}, profile `{first['profile']}`, "
-            f"outer folds {first['folds']} ({int(first['n_folds'])} fold{'s' if int(first['n_folds']) > 1 else ''})")
+    text = (
+        f"{DATA_LABELS.get(first['data'], first['data'])}, profile `{first['profile']}`, "
+        f"outer folds {first['folds']} ({int(first['n_folds'])} fold{'s' if int(first['n_folds']) > 1 else ''})"
+    )
     if split is not None:
         text += f", {SPLIT_LABELS[split]}"
     return f"{SMOKE_LABEL}: {text}" if bool(first.get("smoke", False)) else text
@@ -273,17 +291,21 @@ def runs_warning(agg: pd.DataFrame) -> str | None:
     profile, data = first["profile"], DATA_LABELS.get(first["data"], first["data"])
     n = int(first["n_folds"])
     if is_smoke(agg):
-        body = (f"**{SMOKE_LABEL}.** These runs of the `{profile}` profile (data: {data}) were stopped after a few "
-                "optimisation steps per stage (`reproduce --max-steps`): they check that every stage of this profile "
-                "runs at its exact settings. Every number below is untrained noise, labelled "
-                f"\"{SMOKE_LABEL}\", and means **nothing** about the paper or the method.")
+        body = (
+            f"**{SMOKE_LABEL}.** These runs of the `{profile}` profile (data: {data}) were stopped after a few "
+            "optimisation steps per stage (`reproduce --max-steps`): they check that every stage of this profile "
+            "runs at its exact settings. Every number below is untrained noise, labelled "
+            f'"{SMOKE_LABEL}", and means **nothing** about the paper or the method.'
+        )
     elif first["data"] == "physionet2020":
         return None
     else:
-        body = (f"These are numbers from the `{profile}` profile (data: {data}): a few epochs, {n} fold{'s' if n > 1 else ''}. "
-                "They show that the pipeline runs and learns. They are **not** a reproduction of the paper, and their "
-                "distance from the paper's values means nothing. Run the `paper` profile on the real data to compare "
-                "(see the Reproduce chapter).")
+        body = (
+            f"These are numbers from the `{profile}` profile (data: {data}): a few epochs, {n} fold{'s' if n > 1 else ''}. "
+            "They show that the pipeline runs and learns. They are **not** a reproduction of the paper, and their "
+            "distance from the paper's values means nothing. Run the `paper` profile on the real data to compare "
+            "(see the Reproduce chapter)."
+        )
     return "```{warning}\n" + body + "\n```"
 
 
@@ -307,15 +329,30 @@ def status_table() -> pd.DataFrame:
         return f"{len(setups)} setup{'s' if len(setups) > 1 else ''}, {folds(p)}, {'/'.join(map(str, e))} epochs"
 
     rows = {
-        "data": ("PhysioNet/CinC 2020, 43,101 records", f"synthetic fixture, {tiny.fixture_records} records",
-                 "208 real Challenge records (tests/data/ecg-samples)", "PhysioNet/CinC 2020 (download)"),
-        "pre-training (DINO, both backbones)": ("300 epochs, 2 + 8 views, head 65536", pre(tiny),
-                                                "none (T from scratch)" if all(not s.startswith("ssl-") for s in SAMPLES_SETUPS)
-                                                else pre(samples), pre(paper)),
-        "fine-tuning (Table II)": ("8 setups, 10 folds, 100-200 epochs", fine(tiny, SETUPS),
-                                   fine(samples, SAMPLES_SETUPS), fine(paper, SETUPS)),
-        "Fig. 3 ablation": ("10 folds", f"fold {', '.join(map(str, tiny.finetune.ablation_folds or tiny.folds))} only",
-                            "not run", "10 folds"),
+        "data": (
+            "PhysioNet/CinC 2020, 43,101 records",
+            f"synthetic fixture, {tiny.fixture_records} records",
+            "208 real Challenge records (tests/data/ecg-samples)",
+            "PhysioNet/CinC 2020 (download)",
+        ),
+        "pre-training (DINO, both backbones)": (
+            "300 epochs, 2 + 8 views, head 65536",
+            pre(tiny),
+            "none (T from scratch)" if all(not s.startswith("ssl-") for s in SAMPLES_SETUPS) else pre(samples),
+            pre(paper),
+        ),
+        "fine-tuning (Table II)": (
+            "8 setups, 10 folds, 100-200 epochs",
+            fine(tiny, SETUPS),
+            fine(samples, SAMPLES_SETUPS),
+            fine(paper, SETUPS),
+        ),
+        "Fig. 3 ablation": (
+            "10 folds",
+            f"fold {', '.join(map(str, tiny.finetune.ablation_folds or tiny.folds))} only",
+            "not run",
+            "10 folds",
+        ),
         "hardware, time": ("GPU", "CPU, minutes", "CPU, minutes", "GPU, days (not run for this build)"),
     }
     return pd.DataFrame(rows, index=["the paper", "tiny (this build)", "samples (this build)", "paper profile"]).T
@@ -336,8 +373,14 @@ def run_samples_control(runs: str | Path, samples: str | Path, device: str = "cp
     into RUNS/samples-control/samples/. Returns that folder."""
     from .config import SAMPLES_SETUPS
 
-    return run_study(device, profile=samples_control_profile(), data_dir=samples, out=Path(runs) / "samples-control",
-                     setups=",".join(SAMPLES_SETUPS), ablation=False)
+    return run_study(
+        device,
+        profile=samples_control_profile(),
+        data_dir=samples,
+        out=Path(runs) / "samples-control",
+        setups=",".join(SAMPLES_SETUPS),
+        ablation=False,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -380,21 +423,28 @@ def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None)
             n = noise[(noise["claim"] == r["claim"]) & (noise["metric"] == r["metric"])]
             if len(n):
                 n = n.iloc[0]
-                std = np.nanmax([n["our fold std A"], n["our fold std B"]]) if np.isfinite(
-                    [n["our fold std A"], n["our fold std B"]]).any() else float("nan")
+                std = (
+                    np.nanmax([n["our fold std A"], n["our fold std B"]])
+                    if np.isfinite([n["our fold std A"], n["our fold std B"]]).any()
+                    else float("nan")
+                )
                 row["paper's margin (×100)"] = f"{n['paper margin']:+.2f}"
                 row["our larger fold std (×100)"] = _fmt(std, 2)
                 row["margin > fold std?"] = {True: "yes", False: "no"}.get(n["margin > fold std"], "– (one fold)")
         rows.append(row)
-        claim = re.sub(r"beats (none|tc|gn|fc)$", lambda m: "beats " + ("no transform" if m[1] == "none" else m[1].upper()),
-                       r["claim"])  # Fig. 3 claims: "T1 beats tc" -> "T1 beats TC"
+        claim = re.sub(
+            r"beats (none|tc|gn|fc)$",
+            lambda m: "beats " + ("no transform" if m[1] == "none" else m[1].upper()),
+            r["claim"],
+        )  # Fig. 3 claims: "T1 beats tc" -> "T1 beats TC"
         index.append((claim, METRIC_LABELS[r["metric"]]))
     out = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["claim", "metric"]))
     return out
 
 
-def pooled_beside_means(pooled: pd.DataFrame, agg_honest: pd.DataFrame, names=None,
-                        metrics_shown=("auroc", "auprc", "challenge")) -> pd.DataFrame:
+def pooled_beside_means(
+    pooled: pd.DataFrame, agg_honest: pd.DataFrame, names=None, metrics_shown=("auroc", "auprc", "challenge")
+) -> pd.DataFrame:
     """Per setting of `agg_honest` (`results.aggregate(..., protocol="honest")`, optionally only
     the rows `names`): the pooled out-of-fold metric (rows of `claims.pooled_oof`, honest
     protocol, its `setup` column naming the setting) beside the mean over folds, ×100, and the
@@ -406,12 +456,15 @@ def pooled_beside_means(pooled: pd.DataFrame, agg_honest: pd.DataFrame, names=No
     data = {}
     for m in metrics_shown:
         data[(METRIC_LABELS[m], "pooled out-of-fold")] = [
-            _fmt(100 * pooled.at[n, m], 2) if n in pooled.index else "–" for n in names]
+            _fmt(100 * pooled.at[n, m], 2) if n in pooled.index else "–" for n in names
+        ]
         data[(METRIC_LABELS[m], "mean over folds")] = [_fmt(100 * agg_honest.at[n, f"{m}_mean"], 2) for n in names]
     data[("folds", "pooled")] = [pooled.at[n, "folds"] if n in pooled.index else "–" for n in names]
     data[("folds", "mean")] = [agg_honest.at[n, "folds"] for n in names]
-    label = {n: SETUP_LABELS.get(n, f"{SETUP_LABELS.get(n.rpartition('-')[0], n)} ({n.rpartition('-')[2].upper()})")
-             for n in names}
+    label = {
+        n: SETUP_LABELS.get(n, f"{SETUP_LABELS.get(n.rpartition('-')[0], n)} ({n.rpartition('-')[2].upper()})")
+        for n in names
+    }
     out = pd.DataFrame(data, index=pd.Index([label[n] for n in names], name="setting"))
     out.columns = pd.MultiIndex.from_tuples(out.columns, names=["metric", "how"])
     return out

@@ -87,13 +87,35 @@ import torch
 from . import notebook_jobs, paths, provenance
 from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, parse_recipe, recipe_spec, stage_runs
 from .config import (
-    SETUPS, N_FOLDS, FinetuneConfig, PretrainConfig, Profile, apply_settings, as_dict, check_fold, check_modality,
-    check_setup, get_profile, parse_folds, resolve_device,
+    SETUPS,
+    N_FOLDS,
+    FinetuneConfig,
+    PretrainConfig,
+    Profile,
+    apply_settings,
+    as_dict,
+    check_fold,
+    check_modality,
+    check_setup,
+    get_profile,
+    parse_folds,
+    resolve_device,
 )
 from .errors import UserError
 
-__all__ = ["reproduce", "cli", "RunsFailed", "parse_setups", "parse_devices", "write_tables", "Job", "ensure_pretrain",
-           "ensure_finetune", "Target", "resolve_study"]
+__all__ = [
+    "reproduce",
+    "cli",
+    "RunsFailed",
+    "parse_setups",
+    "parse_devices",
+    "write_tables",
+    "Job",
+    "ensure_pretrain",
+    "ensure_finetune",
+    "Target",
+    "resolve_study",
+]
 
 
 class RunsFailed(Exception):
@@ -131,8 +153,10 @@ def parse_devices(devices, profile: Profile) -> list[str]:
         if profile.device.startswith("cuda"):
             n = torch.cuda.device_count()
             if n == 0:
-                raise UserError(f"profile {profile.name!r} runs on GPUs but none is visible; pass --devices cpu "
-                                f"to run it on the CPU anyway")
+                raise UserError(
+                    f"profile {profile.name!r} runs on GPUs but none is visible; pass --devices cpu "
+                    f"to run it on the CPU anyway"
+                )
             return [f"cuda:{i}" for i in range(n)]
         return [resolve_device(profile.device)]
     items = [d.strip() for d in devices.split(",")] if isinstance(devices, str) else [str(d) for d in devices]
@@ -142,8 +166,12 @@ def parse_devices(devices, profile: Profile) -> list[str]:
     out = []
     for d in items:
         d = f"cuda:{d}" if d.isdigit() else d
-        if d.startswith("cuda:") and d[5:].isdigit() and torch.cuda.is_available() \
-                and int(d[5:]) >= torch.cuda.device_count():
+        if (
+            d.startswith("cuda:")
+            and d[5:].isdigit()
+            and torch.cuda.is_available()
+            and int(d[5:]) >= torch.cuda.device_count()
+        ):
             raise UserError(f"--devices: {d} does not exist ({torch.cuda.device_count()} GPUs visible)")
         out.append(resolve_device(d))
     return out  # a device named twice runs two runs on it at a time (e.g. cpu,cpu)
@@ -293,8 +321,13 @@ def _run_notebook(job: Job, device: str, subprocess_: bool) -> None:
     job.wall_s = time.perf_counter() - t0
 
 
-def run_jobs(jobs: list[Job], devices: list[str], progress: bool = True, on_update: Callable | None = None,
-             as_notebooks: bool = False) -> None:
+def run_jobs(
+    jobs: list[Job],
+    devices: list[str],
+    progress: bool = True,
+    on_update: Callable | None = None,
+    as_notebooks: bool = False,
+) -> None:
     """Run `jobs` (skipping finished ones; blocking those whose needs failed): in this process
     when there is one device, else one subprocess per device at a time from a shared queue.
     as_notebooks: each job runs as its chapter notebook (`notebook_jobs`), and a finished run without its
@@ -308,8 +341,11 @@ def run_jobs(jobs: list[Job], devices: list[str], progress: bool = True, on_upda
             continue
         _drop_own_notes(job.folder)
         if job.replaced and job.folder.exists():
-            print(f"reproduce: {job.name}: {job.folder} was made by a different request ({'; '.join(job.replaced[:4])}"
-                  f"{'; ...' if len(job.replaced) > 4 else ''}); moving it aside and running it again", file=sys.stderr)
+            print(
+                f"reproduce: {job.name}: {job.folder} was made by a different request ({'; '.join(job.replaced[:4])}"
+                f"{'; ...' if len(job.replaced) > 4 else ''}); moving it aside and running it again",
+                file=sys.stderr,
+            )
         todo.append(job)
     if not todo:
         return
@@ -384,8 +420,12 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
     if not len(main) and not len(ab):
         return written
     with provenance.lock(paths.tables_dir(runs, profile), what="tables folder"):
-        provenance.claim(paths.tables_dir(runs, profile), _tables_request(runs, profile, [main, ab]), force=True,
-                         what="tables folder")
+        provenance.claim(
+            paths.tables_dir(runs, profile),
+            _tables_request(runs, profile, [main, ab]),
+            force=True,
+            what="tables folder",
+        )
         check_one_study(pd.concat([f for f in (main, ab) if len(f)]))  # UserError naming two runs that differ
         return _write_tables(runs, profile, main, ab)
 
@@ -399,12 +439,18 @@ def _tables_request(runs, profile: str, frames: list[pd.DataFrame]) -> dict:
     made = {}
     for _, r in df.iterrows():
         rel = str(Path(r["path"]).parent.relative_to(root))
-        made[rel] = {"result_sha256": provenance.sha256_file(r["path"]),
-                     **{k: r[k] if isinstance(r[k], str) else None for k in ("digest", "settings_id", "code_version")}}
+        made[rel] = {
+            "result_sha256": provenance.sha256_file(r["path"]),
+            **{k: r[k] if isinstance(r[k], str) else None for k in ("digest", "settings_id", "code_version")},
+        }
     digests = sorted({str(d) for d in df["digest"] if isinstance(d, str)})
     seeds = sorted({int(x) for x in df["seed"] if x is not None and x == x})
-    return provenance.request("tables", {"profile": profile, "runs": made},
-                              {"prepared": ",".join(digests)}, seeds[0] if len(seeds) == 1 else -1)
+    return provenance.request(
+        "tables",
+        {"profile": profile, "runs": made},
+        {"prepared": ",".join(digests)},
+        seeds[0] if len(seeds) == 1 else -1,
+    )
 
 
 def _write_tables(runs, profile: str, main: pd.DataFrame, ab: pd.DataFrame) -> dict[str, Path]:
@@ -431,8 +477,11 @@ def _write_tables(runs, profile: str, main: pd.DataFrame, ab: pd.DataFrame) -> d
         rows = []
         if len(ab) or len(main):
             for modality, setup in paths.ABLATION_SETUPS.items():
-                full = main[main["setup"] == setup].assign(run=f"{setup}-{paths.MAIN_TRANSFORMS[modality]}") \
-                    if len(main) else pd.DataFrame()
+                full = (
+                    main[main["setup"] == setup].assign(run=f"{setup}-{paths.MAIN_TRANSFORMS[modality]}")
+                    if len(main)
+                    else pd.DataFrame()
+                )
                 part = ab[ab["run"].str.startswith(f"{setup}-")] if len(ab) else pd.DataFrame()
                 both = pd.concat([p for p in (part, full) if len(p)]) if len(part) or len(full) else pd.DataFrame()
                 if len(part) == 0 or len(both) == 0:  # no ablation for this modality
@@ -440,15 +489,28 @@ def _write_tables(runs, profile: str, main: pd.DataFrame, ab: pd.DataFrame) -> d
                 for protocol in sorted(both["protocol"].unique()):
                     agg = aggregate(both, protocol, by="run")
                     for run, r in agg.iterrows():
-                        transforms = run[len(setup) + 1:]
-                        rows.append({"modality": modality, "transforms": transforms, "setup": setup,
-                                     "protocol": protocol, "n_folds": r["n_folds"], "folds": r["folds"],
-                                     "profile": r["profile"], "data": r["data"], "smoke": r["smoke"],
-                                     **{f"{m}_mean": r[f"{m}_mean"] for m in METRIC_KEYS},
-                                     **{f"{m}_std": r[f"{m}_std"] for m in METRIC_KEYS}})
+                        transforms = run[len(setup) + 1 :]
+                        rows.append(
+                            {
+                                "modality": modality,
+                                "transforms": transforms,
+                                "setup": setup,
+                                "protocol": protocol,
+                                "n_folds": r["n_folds"],
+                                "folds": r["folds"],
+                                "profile": r["profile"],
+                                "data": r["data"],
+                                "smoke": r["smoke"],
+                                **{f"{m}_mean": r[f"{m}_mean"] for m in METRIC_KEYS},
+                                **{f"{m}_std": r[f"{m}_std"] for m in METRIC_KEYS},
+                            }
+                        )
         if rows:
-            order = {t: i for m in paths.ABLATION_TRANSFORMS
-                     for i, t in enumerate((*paths.ABLATION_TRANSFORMS[m], paths.MAIN_TRANSFORMS[m]))}
+            order = {
+                t: i
+                for m in paths.ABLATION_TRANSFORMS
+                for i, t in enumerate((*paths.ABLATION_TRANSFORMS[m], paths.MAIN_TRANSFORMS[m]))
+            }
             df = pd.DataFrame(rows)
             df["_o"] = df["transforms"].map(order)
             df = df.sort_values(["modality", "protocol", "_o"], ascending=[False, True, True]).drop(columns="_o")
@@ -486,15 +548,23 @@ def _check_same_smoke(mpath: Path, max_steps: int) -> None:
         return
     if before is not None and bool(before.get("smoke", False)) != bool(max_steps):
         was = "a smoke study (--max-steps)" if before.get("smoke") else "a full study"
-        raise UserError(f"--out: {mpath.parent} holds {was}; run {'a full' if not max_steps else 'a smoke'} study "
-                        f"in another --out folder")
+        raise UserError(
+            f"--out: {mpath.parent} holds {was}; run {'a full' if not max_steps else 'a smoke'} study "
+            f"in another --out folder"
+        )
 
 
 def _versions() -> dict:
     from .finetune import package_version
 
-    return {"ecgssl_nb": package_version(), "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "pandas": pd.__version__, "platform": platform.platform()}
+    return {
+        "ecgssl_nb": package_version(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "platform": platform.platform(),
+    }
 
 
 def _device_names(devices: list[str]) -> dict:
@@ -508,8 +578,14 @@ def _device_names(devices: list[str]) -> dict:
 
 
 def _job_record(job: Job) -> dict:
-    rec = {"name": job.name, "folder": str(job.folder), "status": job.status, "reason": job.reason,
-           "device": job.device, "wall_s": round(job.wall_s, 3)}
+    rec = {
+        "name": job.name,
+        "folder": str(job.folder),
+        "status": job.status,
+        "reason": job.reason,
+        "device": job.device,
+        "wall_s": round(job.wall_s, 3),
+    }
     if job.replaced and job.status != "skipped":
         rec["replaced"] = job.replaced  # why the earlier folder was moved aside
     return rec
@@ -537,11 +613,15 @@ def resolve_settings(prof: Profile, items=()) -> tuple[dict[str, PretrainConfig]
             continue
         in_pre, in_ft = head in pre_fields, head in ft_fields
         if in_pre and in_ft:
-            raise UserError(f"--set {item}: {head!r} is a setting of both pre-training and fine-tuning; write "
-                            f"pretrain.{key}=... or finetune.{key}=...")
+            raise UserError(
+                f"--set {item}: {head!r} is a setting of both pre-training and fine-tuning; write "
+                f"pretrain.{key}=... or finetune.{key}=..."
+            )
         if not in_pre and not in_ft:
-            raise UserError(f"--set {item}: {head!r} is not a setting (PretrainConfig: {', '.join(sorted(pre_fields))}; "
-                            f"FinetuneConfig: {', '.join(sorted(ft_fields))})")
+            raise UserError(
+                f"--set {item}: {head!r} is not a setting (PretrainConfig: {', '.join(sorted(pre_fields))}; "
+                f"FinetuneConfig: {', '.join(sorted(ft_fields))})"
+            )
         if in_pre:
             for m in pre_items:
                 pre_items[m].append(str(item))
@@ -557,8 +637,14 @@ def _write_job_config(runs: Path, profile: str, name: str, cfg) -> Path:
     return write_json_atomic(paths.job_file(runs, profile, name, ".json"), as_dict(cfg))
 
 
-def resolve_study(profile: str | Profile = "tiny", seed: int | None = None, settings=(), recipe="corrected",
-                  max_steps: int = 0, protocol: str = "paper") -> tuple[Profile, int]:
+def resolve_study(
+    profile: str | Profile = "tiny",
+    seed: int | None = None,
+    settings=(),
+    recipe="corrected",
+    max_steps: int = 0,
+    protocol: str = "paper",
+) -> tuple[Profile, int]:
     """The resolved request of a study: the profile with the recipe's departures, the `--set`
     items and the smoke limit applied to its configs (`prof.pretrain`, `prof.finetune` are then
     exactly what every job runs), and the training seed. `reproduce` and `ensure_*` share it."""
@@ -581,8 +667,10 @@ def resolve_study(profile: str | Profile = "tiny", seed: int | None = None, sett
 
 def _check_data_dir(prof: Profile, data_dir) -> None:
     if data_dir is None and prof.data != "fixture":
-        raise UserError(f"--data-dir is required for profile {prof.name!r}: the folder with the PhysioNet/CinC 2020 "
-                        f"records (`python -m ecgssl_nb download`)")
+        raise UserError(
+            f"--data-dir is required for profile {prof.name!r}: the folder with the PhysioNet/CinC 2020 "
+            f"records (`python -m ecgssl_nb download`)"
+        )
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
 
@@ -637,8 +725,24 @@ def reproduce(
     root = paths.profile_root(runs_ft, prof.name)
     root.mkdir(parents=True, exist_ok=True)
     with provenance.lock(root, what="runs folder"):  # one study writer at a time (runs lock their own folders)
-        return _study(prof, data_dir, out, (runs_prep, runs_pre, runs_ft), root, chosen, train_seed, fold_list,
-                      ablation_folds, ablation, device_list, progress, settings, t_start, started_at, as_notebooks)
+        return _study(
+            prof,
+            data_dir,
+            out,
+            (runs_prep, runs_pre, runs_ft),
+            root,
+            chosen,
+            train_seed,
+            fold_list,
+            ablation_folds,
+            ablation,
+            device_list,
+            progress,
+            settings,
+            t_start,
+            started_at,
+            as_notebooks,
+        )
 
 
 # --- planning: one source for the jobs of a study and of a single target -------------------------
@@ -663,12 +767,14 @@ class Plan:
 
 def _needs_modality(setup: str, m: str) -> bool:
     """An ssl- setup fine-tunes from the main pre-training of modality m."""
-    return setup.startswith("ssl-") and (m == "time" and setup[4:] in ("t", "tsc", "tsg")
-                                         or m == "spec" and setup[4:] in ("s", "tsc", "tsg"))
+    return setup.startswith("ssl-") and (
+        m == "time" and setup[4:] in ("t", "tsc", "tsg") or m == "spec" and setup[4:] in ("s", "tsc", "tsg")
+    )
 
 
-def _data(prof: Profile, out: Path, data_dir, runs_prep: Path, progress: bool,
-          step: Callable[[str, Callable], object]) -> tuple[Path, object, str]:
+def _data(
+    prof: Profile, out: Path, data_dir, runs_prep: Path, progress: bool, step: Callable[[str, Callable], object]
+) -> tuple[Path, object, str]:
     """Step 1: the fixture (tiny without data, a complete one kept), then `prepare` (nothing to do
     when the folder is prepared from the same input). Returns (prepared folder, Prepared, kind)."""
     from .prepare import load_prepared, prepare
@@ -691,7 +797,10 @@ def _data(prof: Profile, out: Path, data_dir, runs_prep: Path, progress: bool,
             try:  # a complete fixture of this size, seed and version is kept
                 meta = json.loads((fx / MARKER).read_text())
                 if meta.get("complete") and (meta.get("n_records"), meta.get("seed"), meta.get("version")) == (
-                        prof.fixture_records, prof.seed, FIXTURE_VERSION):
+                    prof.fixture_records,
+                    prof.seed,
+                    FIXTURE_VERSION,
+                ):
                     return fx
             except (OSError, ValueError):
                 pass
@@ -702,8 +811,10 @@ def _data(prof: Profile, out: Path, data_dir, runs_prep: Path, progress: bool,
     else:
         data_kind = None  # inferred by finetune from the prepared folder
     # force: a prepared folder made from other data or settings is moved aside, not reused
-    step("prepare", lambda: prepare(data_dir, prep_dir, workers=prof.workers, progress=progress, force=True,
-                                    leads=prof.leads))
+    step(
+        "prepare",
+        lambda: prepare(data_dir, prep_dir, workers=prof.workers, progress=progress, force=True, leads=prof.leads),
+    )
     prepared = load_prepared(prep_dir)
     if data_kind is None:
         from .finetune import infer_data_kind
@@ -712,8 +823,19 @@ def _data(prof: Profile, out: Path, data_dir, runs_prep: Path, progress: bool,
     return prep_dir, prepared, data_kind
 
 
-def _plan(prof: Profile, train_seed: int, out: Path, data_dir, stage_roots: tuple, chosen, fold_list, ablation_folds,
-          ablation: bool, progress: bool, step: Callable[[str, Callable], object] | None = None) -> Plan:
+def _plan(
+    prof: Profile,
+    train_seed: int,
+    out: Path,
+    data_dir,
+    stage_roots: tuple,
+    chosen,
+    fold_list,
+    ablation_folds,
+    ablation: bool,
+    progress: bool,
+    step: Callable[[str, Callable], object] | None = None,
+) -> Plan:
     """Make the data (step 1), then build every job of the study (steps 2 and 3) without running
     any. Each job runs in this process (`run`), as a subprocess (`argv`) or as its chapter notebook
     (`notebook`), always with the resolved settings of `prof`."""
@@ -725,61 +847,148 @@ def _plan(prof: Profile, train_seed: int, out: Path, data_dir, stage_roots: tupl
     prep_dir, prepared, data_kind = _data(prof, out, data_dir, runs_prep, progress, step)
     n_folds = int(prepared.stats.get("n_folds", int(prepared.index["fold"].max()) + 1))
     pre_cfgs, ft_cfg = prof.pretrain, prof.finetune
-    base = {"profile": prof.name, "runs": str(out.resolve()), "data": str(Path(data_dir).resolve()) if data_dir else "",
-            "seed": train_seed, "recipe": "corrected", "settings": "", "max_steps": 0}  # all in study_config
+    base = {
+        "profile": prof.name,
+        "runs": str(out.resolve()),
+        "data": str(Path(data_dir).resolve()) if data_dir else "",
+        "seed": train_seed,
+        "recipe": "corrected",
+        "settings": "",
+        "max_steps": 0,
+    }  # all in study_config
 
     def notebook_params(name: str, **extra) -> Callable[[str], dict]:
         def params(device: str) -> dict:  # the resolved study travels in a file: a custom profile runs the same
-            return {**base, **extra, "device": device,
-                    "study_config": str(write_study_config(runs_ft, prof, train_seed))}
+            return {
+                **base,
+                **extra,
+                "device": device,
+                "study_config": str(write_study_config(runs_ft, prof, train_seed)),
+            }
+
         return params
 
     def pretrain_job(modality: str, transforms: str, folder: Path, name: str, ablated: bool) -> Job:
         cfg = pre_cfgs[modality]  # the recipe's departures are already in it (recipes.apply_recipe)
 
         def run(device: str):
-            return selfkd.pretrain(prep_dir, folder, modality, profile=prof.name, config=cfg, device=device,
-                                   transforms=transforms, seed=train_seed, resume=True, force=True, progress=progress)
+            return selfkd.pretrain(
+                prep_dir,
+                folder,
+                modality,
+                profile=prof.name,
+                config=cfg,
+                device=device,
+                transforms=transforms,
+                seed=train_seed,
+                resume=True,
+                force=True,
+                progress=progress,
+            )
 
         def argv(device: str) -> list[str]:  # the resolved settings travel in a file, not as a profile name
             config = _write_job_config(runs_pre, prof.name, name, cfg)
-            return ["pretrain", "--modality", modality, "--prepared", str(prep_dir), "--out", str(folder),
-                    "--profile", prof.name, "--config", str(config), "--device", device, "--transforms", transforms,
-                    "--seed", str(train_seed), "--resume", "--force", "--no-progress"]
+            return [
+                "pretrain",
+                "--modality",
+                modality,
+                "--prepared",
+                str(prep_dir),
+                "--out",
+                str(folder),
+                "--profile",
+                prof.name,
+                "--config",
+                str(config),
+                "--device",
+                device,
+                "--transforms",
+                transforms,
+                "--seed",
+                str(train_seed),
+                "--resume",
+                "--force",
+                "--no-progress",
+            ]
 
         def request() -> dict:
             return selfkd.pretrain_request(cfg, modality, transforms, train_seed, prepared.digest)
 
-        return Job("pretrain", name, folder, run, argv, request=request,
-                   log=paths.job_file(runs_pre, prof.name, name, ".log"),
-                   notebook=notebook_params(name, modality=modality, transforms=transforms if ablated else ""))
+        return Job(
+            "pretrain",
+            name,
+            folder,
+            run,
+            argv,
+            request=request,
+            log=paths.job_file(runs_pre, prof.name, name, ".log"),
+            notebook=notebook_params(name, modality=modality, transforms=transforms if ablated else ""),
+        )
 
     needs_mod = {m: any(_needs_modality(s, m) for s in chosen) for m in ("time", "spec")}
     main_pre: dict[str, Job] = {}
     ablation_pre: dict[tuple[str, str], Job] = {}
     for m in ("time", "spec"):
         if needs_mod[m]:
-            main_pre[m] = pretrain_job(m, paths.MAIN_TRANSFORMS[m], paths.pretrain_run_dir(runs_pre, prof.name, m),
-                                       f"pretrain {m}", False)
+            main_pre[m] = pretrain_job(
+                m, paths.MAIN_TRANSFORMS[m], paths.pretrain_run_dir(runs_pre, prof.name, m), f"pretrain {m}", False
+            )
     ablated = [m for m in ("time", "spec") if ablation and paths.ABLATION_SETUPS[m] in chosen]
     for m in ablated:
         for tr in paths.ABLATION_TRANSFORMS[m]:
-            ablation_pre[(m, tr)] = pretrain_job(m, tr, paths.ablation_pretrain_dir(runs_pre, prof.name, m, tr),
-                                                 f"pretrain {m}-{tr}", True)
+            ablation_pre[(m, tr)] = pretrain_job(
+                m, tr, paths.ablation_pretrain_dir(runs_pre, prof.name, m, tr), f"pretrain {m}-{tr}", True
+            )
 
-    def finetune_job(setup: str, fold: int, folder: Path, name: str, pretrained, needs: list[Job],
-                     transforms: str = "") -> Job:
+    def finetune_job(
+        setup: str, fold: int, folder: Path, name: str, pretrained, needs: list[Job], transforms: str = ""
+    ) -> Job:
         def run(device: str):
-            return ft.finetune(setup, fold, prepared, folder, pretrained=pretrained, profile=prof, device=device,
-                               seed=train_seed, resume=True, protocol=None, progress=progress, data_kind=data_kind,
-                               config=ft_cfg, force=True)
+            return ft.finetune(
+                setup,
+                fold,
+                prepared,
+                folder,
+                pretrained=pretrained,
+                profile=prof,
+                device=device,
+                seed=train_seed,
+                resume=True,
+                protocol=None,
+                progress=progress,
+                data_kind=data_kind,
+                config=ft_cfg,
+                force=True,
+            )
 
         def argv(device: str) -> list[str]:  # the resolved settings travel in a file, not as a profile name
             config = _write_job_config(runs_ft, prof.name, name, ft_cfg)
-            a = ["finetune", "--setup", setup, "--fold", str(fold), "--prepared", str(prep_dir), "--out", str(folder),
-                 "--profile", prof.name, "--config", str(config), "--device", device, "--seed", str(train_seed),
-                 "--resume", "--force", "--data-kind", data_kind, "--no-progress",
-                 "--recipe", recipe_spec(prof.departures)]
+            a = [
+                "finetune",
+                "--setup",
+                setup,
+                "--fold",
+                str(fold),
+                "--prepared",
+                str(prep_dir),
+                "--out",
+                str(folder),
+                "--profile",
+                prof.name,
+                "--config",
+                str(config),
+                "--device",
+                device,
+                "--seed",
+                str(train_seed),
+                "--resume",
+                "--force",
+                "--data-kind",
+                data_kind,
+                "--no-progress",
+                "--recipe",
+                recipe_spec(prof.departures),
+            ]
             if isinstance(pretrained, dict):
                 for m, p in pretrained.items():
                     a += [f"--pretrained-{m}", str(p)]
@@ -791,12 +1000,21 @@ def _plan(prof: Profile, train_seed: int, out: Path, data_dir, stage_roots: tupl
             family = setup.removeprefix("ssl-")
             files = ft.resolve_pretrained(setup, pretrained)
             inner = ft.inner_fold(fold, n_folds, ft_cfg.protocol)
-            return ft.finetune_request(ft_cfg, setup, fold, inner, ft_cfg.epochs[family], ft_cfg.protocol,
-                                       train_seed, prepared.digest, files)
+            return ft.finetune_request(
+                ft_cfg, setup, fold, inner, ft_cfg.epochs[family], ft_cfg.protocol, train_seed, prepared.digest, files
+            )
 
-        return Job("finetune", name, folder, run, argv, needs=needs, request=request,
-                   log=paths.job_file(runs_ft, prof.name, name, ".log"),
-                   notebook=notebook_params(name, setup=setup, fold=int(fold), transforms=transforms))
+        return Job(
+            "finetune",
+            name,
+            folder,
+            run,
+            argv,
+            needs=needs,
+            request=request,
+            log=paths.job_file(runs_ft, prof.name, name, ".log"),
+            notebook=notebook_params(name, setup=setup, fold=int(fold), transforms=transforms),
+        )
 
     ft_jobs: list[Job] = []
     pre_dir = paths.pretrain_dir(runs_pre, prof.name)
@@ -804,22 +1022,53 @@ def _plan(prof: Profile, train_seed: int, out: Path, data_dir, stage_roots: tupl
         for setup in chosen:
             ssl = setup.startswith("ssl-")
             needs = [main_pre[m] for m in ("time", "spec") if m in main_pre and _needs_modality(setup, m)]
-            ft_jobs.append(finetune_job(setup, fold, paths.finetune_dir(runs_ft, prof.name, setup, fold),
-                                        f"finetune {setup} fold {fold}", pre_dir if ssl else None, needs))
+            ft_jobs.append(
+                finetune_job(
+                    setup,
+                    fold,
+                    paths.finetune_dir(runs_ft, prof.name, setup, fold),
+                    f"finetune {setup} fold {fold}",
+                    pre_dir if ssl else None,
+                    needs,
+                )
+            )
     for fold in ablation_folds:
         for m in ablated:
             setup = paths.ABLATION_SETUPS[m]
             for tr in paths.ABLATION_TRANSFORMS[m]:
                 backbone = paths.ablation_pretrain_dir(runs_pre, prof.name, m, tr) / "backbone.pt"
-                ft_jobs.append(finetune_job(setup, fold, paths.ablation_finetune_dir(runs_ft, prof.name, m, tr, fold),
-                                            f"ablation {setup}-{tr} fold {fold}", {m: backbone},
-                                            [ablation_pre[(m, tr)]], tr))
+                ft_jobs.append(
+                    finetune_job(
+                        setup,
+                        fold,
+                        paths.ablation_finetune_dir(runs_ft, prof.name, m, tr, fold),
+                        f"ablation {setup}-{tr} fold {fold}",
+                        {m: backbone},
+                        [ablation_pre[(m, tr)]],
+                        tr,
+                    )
+                )
     return Plan(prep_dir, prepared, data_kind, main_pre, ablation_pre, ft_jobs)
 
 
-def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, chosen, train_seed: int, fold_list,
-           ablation_folds, ablation: bool, device_list: list[str], progress: bool, settings, t_start: float,
-           started_at: str, as_notebooks: bool = False) -> Path:
+def _study(
+    prof: Profile,
+    data_dir,
+    out: Path,
+    stage_roots: tuple,
+    root: Path,
+    chosen,
+    train_seed: int,
+    fold_list,
+    ablation_folds,
+    ablation: bool,
+    device_list: list[str],
+    progress: bool,
+    settings,
+    t_start: float,
+    started_at: str,
+    as_notebooks: bool = False,
+) -> Path:
     """`reproduce` once its arguments are checked and OUT/<profile> is locked: data, pre-trainings,
     fine-tunings, tables, manifest. stage_roots: the runs folders of the prepare, pretrain and
     finetune stages (all OUT for the corrected recipe; see `recipes.stage_runs`)."""
@@ -828,15 +1077,33 @@ def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, c
     from .results import write_json_atomic
 
     manifest = {
-        "profile": prof.name, "started": started_at, "finished": None, "command": sys.argv,
-        "data_dir": str(data_dir) if data_dir is not None else None, "folds": list(fold_list),
-        "ablation_folds": list(ablation_folds) if ablation else [], "setups": list(chosen), "ablation": bool(ablation),
-        "devices": device_list, "device_names": _device_names(device_list), "versions": _versions(),
-        "code_version": provenance.code_version(), "seed": train_seed,
-        "settings": {"pretrain": {m: as_dict(c) for m, c in pre_cfgs.items()}, "finetune": as_dict(ft_cfg),
-                     "set": list(settings)},
-        "steps": {}, "runs": {}, "failures": [], "recipe": prof.recipe, "departures": list(prof.departures),
-        "smoke": bool(ft_cfg.max_steps), "max_steps": ft_cfg.max_steps, "protocol": ft_cfg.protocol,
+        "profile": prof.name,
+        "started": started_at,
+        "finished": None,
+        "command": sys.argv,
+        "data_dir": str(data_dir) if data_dir is not None else None,
+        "folds": list(fold_list),
+        "ablation_folds": list(ablation_folds) if ablation else [],
+        "setups": list(chosen),
+        "ablation": bool(ablation),
+        "devices": device_list,
+        "device_names": _device_names(device_list),
+        "versions": _versions(),
+        "code_version": provenance.code_version(),
+        "seed": train_seed,
+        "settings": {
+            "pretrain": {m: as_dict(c) for m, c in pre_cfgs.items()},
+            "finetune": as_dict(ft_cfg),
+            "set": list(settings),
+        },
+        "steps": {},
+        "runs": {},
+        "failures": [],
+        "recipe": prof.recipe,
+        "departures": list(prof.departures),
+        "smoke": bool(ft_cfg.max_steps),
+        "max_steps": ft_cfg.max_steps,
+        "protocol": ft_cfg.protocol,
         "as_notebooks": bool(as_notebooks),
     }
     mpath = paths.manifest_path(runs_ft, prof.name)
@@ -860,8 +1127,9 @@ def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, c
         return result
 
     # 1. data, and the jobs of steps 2 and 3
-    plan = _plan(prof, train_seed, out, data_dir, stage_roots, chosen, fold_list, ablation_folds, ablation, progress,
-                 step)
+    plan = _plan(
+        prof, train_seed, out, data_dir, stage_roots, chosen, fold_list, ablation_folds, ablation, progress, step
+    )
     manifest["data_kind"] = plan.data_kind
     manifest["n_records"] = len(plan.prepared.index)
     pre_jobs, ft_jobs = plan.pre_jobs, plan.ft_jobs
@@ -876,6 +1144,7 @@ def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, c
                     rec["reason"] = rec["reason"] or "finished earlier"
                 manifest["runs"][j.name] = rec
             save_manifest()
+
         return update
 
     # 2. pre-trainings
@@ -904,9 +1173,12 @@ def _study(prof: Profile, data_dir, out: Path, stage_roots: tuple, root: Path, c
     save_manifest()
     if progress:
         c = manifest["counts"]
-        print(f"reproduce [{prof.name}]: {c['done']} runs done, {c['skipped']} already finished, "
-              f"{c['failed']} failed, {c['blocked']} blocked in {manifest['wall_s']:.0f} s; tables: "
-              f"{', '.join(str(p) for p in tables.values()) or 'none'}", file=sys.stderr)
+        print(
+            f"reproduce [{prof.name}]: {c['done']} runs done, {c['skipped']} already finished, "
+            f"{c['failed']} failed, {c['blocked']} blocked in {manifest['wall_s']:.0f} s; tables: "
+            f"{', '.join(str(p) for p in tables.values()) or 'none'}",
+            file=sys.stderr,
+        )
     if failures:
         raise RunsFailed(root, failures)
     return root
@@ -924,8 +1196,9 @@ def write_study_config(runs: Path, prof: Profile, seed: int) -> Path:
     exactly the runs `reproduce` planned, even for a customised profile."""
     from .results import write_json_atomic
 
-    return write_json_atomic(paths.job_file(runs, prof.name, STUDY_CONFIG, ".json"),
-                             {"profile": as_dict(prof), "seed": int(seed)})
+    return write_json_atomic(
+        paths.job_file(runs, prof.name, STUDY_CONFIG, ".json"), {"profile": as_dict(prof), "seed": int(seed)}
+    )
 
 
 def read_study_config(path: str | Path) -> tuple[Profile, int]:
@@ -942,7 +1215,9 @@ def read_study_config(path: str | Path) -> tuple[Profile, int]:
         d["folds"], d["departures"] = tuple(d["folds"]), tuple(d["departures"])
         return Profile(**d), seed
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{src}: not a study settings file written by reproduce ({type(exc).__name__}: {exc})") from None
+        raise UserError(
+            f"{src}: not a study settings file written by reproduce ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _target_study(profile, seed, settings, recipe, max_steps, config) -> tuple[Profile, int]:
@@ -952,8 +1227,10 @@ def _target_study(profile, seed, settings, recipe, max_steps, config) -> tuple[P
     if not config:
         return resolve_study(profile, seed, settings, recipe, max_steps)
     if settings or max_steps or parse_recipe(recipe):
-        raise UserError(f"config {config} holds the resolved settings; give settings, recipe and max_steps to the "
-                        f"reproduce call that wrote it, not beside it")
+        raise UserError(
+            f"config {config} holds the resolved settings; give settings, recipe and max_steps to the "
+            f"reproduce call that wrote it, not beside it"
+        )
     prof, file_seed = read_study_config(config)
     name = profile.name if isinstance(profile, Profile) else profile
     if name is not None and name != prof.name:
@@ -977,8 +1254,22 @@ class Target:
     statuses: dict
 
 
-def _ensure(folder_of, profile, runs, data, device, seed, settings, recipe, max_steps, config, progress, chosen,
-            folds, ablation: bool) -> Target:
+def _ensure(
+    folder_of,
+    profile,
+    runs,
+    data,
+    device,
+    seed,
+    settings,
+    recipe,
+    max_steps,
+    config,
+    progress,
+    chosen,
+    folds,
+    ablation: bool,
+) -> Target:
     """Plan the study restricted to `chosen` setups on `folds` (the planning code of `reproduce`),
     then run the job whose folder is `folder_of(prof, stage_roots)` and the jobs it needs, skipping
     finished ones. RunsFailed when the target (or what it needs) failed."""
@@ -996,14 +1287,30 @@ def _ensure(folder_of, profile, runs, data, device, seed, settings, recipe, max_
     bad = [(j.name, str(j.folder), j.reason) for j in todo if j.status in ("failed", "blocked")]
     if bad:
         raise RunsFailed(paths.profile_root(stage_roots[2], prof.name), bad)
-    return Target(target.folder, plan.prep_dir, paths.pretrain_dir(stage_roots[1], prof.name), prof, train_seed,
-                  {j.name: j.status for j in todo})
+    return Target(
+        target.folder,
+        plan.prep_dir,
+        paths.pretrain_dir(stage_roots[1], prof.name),
+        prof,
+        train_seed,
+        {j.name: j.status for j in todo},
+    )
 
 
-def ensure_pretrain(profile: str | Profile | None = "tiny", runs: str | Path = "runs", modality: str = "time",
-                    data: str | Path | None = None, device: str | None = None, seed: int | None = None, settings=(),
-                    recipe="corrected", max_steps: int = 0, transforms: str | None = None, config=None,
-                    progress: bool = False) -> Target:
+def ensure_pretrain(
+    profile: str | Profile | None = "tiny",
+    runs: str | Path = "runs",
+    modality: str = "time",
+    data: str | Path | None = None,
+    device: str | None = None,
+    seed: int | None = None,
+    settings=(),
+    recipe="corrected",
+    max_steps: int = 0,
+    transforms: str | None = None,
+    config=None,
+    progress: bool = False,
+) -> Target:
     """Compute one pre-training of a study into RUNS (the layout of `paths`) and whatever it needs
     and is missing (the fixture when a tiny profile has no data, `prepare`; a real-data profile
     without `data` uses its prepared folder as it is, to show finished runs), skipping finished
@@ -1023,14 +1330,39 @@ def ensure_pretrain(profile: str | Profile | None = "tiny", runs: str | Path = "
 
     if tr is not None:
         paths.ablation_pretrain_dir(runs, "x", modality, tr)  # UserError for an unknown view set
-    return _ensure(folder_of, profile, runs, data, device, seed, settings, recipe, max_steps, config, progress,
-                   (setup,), (0,), tr is not None)
+    return _ensure(
+        folder_of,
+        profile,
+        runs,
+        data,
+        device,
+        seed,
+        settings,
+        recipe,
+        max_steps,
+        config,
+        progress,
+        (setup,),
+        (0,),
+        tr is not None,
+    )
 
 
-def ensure_finetune(profile: str | Profile | None = "tiny", runs: str | Path = "runs", setup: str = "ssl-tsg",
-                    fold: int = 0, data: str | Path | None = None, device: str | None = None, seed: int | None = None,
-                    settings=(), recipe="corrected", max_steps: int = 0, transforms: str | None = None, config=None,
-                    progress: bool = False) -> Target:
+def ensure_finetune(
+    profile: str | Profile | None = "tiny",
+    runs: str | Path = "runs",
+    setup: str = "ssl-tsg",
+    fold: int = 0,
+    data: str | Path | None = None,
+    device: str | None = None,
+    seed: int | None = None,
+    settings=(),
+    recipe="corrected",
+    max_steps: int = 0,
+    transforms: str | None = None,
+    config=None,
+    progress: bool = False,
+) -> Target:
     """Compute one fine-tuning run (setup on outer fold) and whatever it needs and is missing:
     the fixture (tiny profile without data), `prepare`, the pre-trainings its setup uses; finished
     work is skipped, an interrupted run resumes. transforms: None for the main run, or an ablation
@@ -1042,7 +1374,9 @@ def ensure_finetune(profile: str | Profile | None = "tiny", runs: str | Path = "
     if tr is not None:
         m = next((m for m, s in paths.ABLATION_SETUPS.items() if s == setup), None)
         if m is None:
-            raise UserError(f"transforms {tr!r}: only {' and '.join(paths.ABLATION_SETUPS.values())} have ablation runs")
+            raise UserError(
+                f"transforms {tr!r}: only {' and '.join(paths.ABLATION_SETUPS.values())} have ablation runs"
+            )
         paths.ablation_finetune_dir(runs, "x", m, tr, fold)  # UserError for an unknown view set
 
     def folder_of(prof: Profile, roots: tuple) -> Path:
@@ -1050,44 +1384,92 @@ def ensure_finetune(profile: str | Profile | None = "tiny", runs: str | Path = "
             return paths.finetune_dir(roots[2], prof.name, setup, fold)
         return paths.ablation_finetune_dir(roots[2], prof.name, m, tr, fold)
 
-    return _ensure(folder_of, profile, runs, data, device, seed, settings, recipe, max_steps, config, progress,
-                   (setup,), (fold,), tr is not None)
+    return _ensure(
+        folder_of,
+        profile,
+        runs,
+        data,
+        device,
+        seed,
+        settings,
+        recipe,
+        max_steps,
+        config,
+        progress,
+        (setup,),
+        (fold,),
+        tr is not None,
+    )
 
 
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb reproduce --profile P [--data-dir D] [--out O] [--folds F] ...`."""
-    p = argparse.ArgumentParser(prog="python -m ecgssl_nb reproduce",
-                                description="Run the whole study (prepare, pre-train, fine-tune every setup on every "
-                                            "fold, ablation, tables), skipping finished work.")
+    p = argparse.ArgumentParser(
+        prog="python -m ecgssl_nb reproduce",
+        description="Run the whole study (prepare, pre-train, fine-tune every setup on every "
+        "fold, ablation, tables), skipping finished work.",
+    )
     p.add_argument("--profile", default="tiny", help="tiny (synthetic fixture, CPU; default) or paper")
-    p.add_argument("--data-dir", default=None, help="the Challenge records (required for --profile paper; "
-                                                    "default for tiny: the synthetic fixture)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="the Challenge records (required for --profile paper; default for tiny: the synthetic fixture)",
+    )
     p.add_argument("--out", default="runs", help="runs folder; the study goes to OUT/<profile>/ (default runs)")
     p.add_argument("--folds", default=None, help=f"outer folds, e.g. 0-{N_FOLDS - 1} or 0,3 (default: the profile's)")
     p.add_argument("--setups", default="all", help=f"all (default) or a list like t,tsg,ssl-t from {', '.join(SETUPS)}")
-    p.add_argument("--devices", default=None, help="GPU numbers like 0,1 (one run per GPU at a time), or cpu "
-                                                   "(default: all visible GPUs for paper, cpu for tiny)")
+    p.add_argument(
+        "--devices",
+        default=None,
+        help="GPU numbers like 0,1 (one run per GPU at a time), or cpu "
+        "(default: all visible GPUs for paper, cpu for tiny)",
+    )
     p.add_argument("--no-ablation", action="store_true", help="skip the Fig. 3 transform ablation")
-    p.add_argument("--seed", type=int, default=None, help="training seed of every pre-training and fine-tuning "
-                                                           "(default: the profile's; the folds keep the profile's)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, type-checked: pretrain.KEY=V, pretrain.time.KEY=V, finetune.KEY=V, or "
-                        "KEY=V when only one config has KEY (repeatable); runs made with other settings re-run")
-    p.add_argument("--max-steps", type=int, default=0,
-                   help="smoke run: the profile's exact settings, but every stage stops after N optimisation "
-                        "steps; outputs are marked smoke and are never results (default 0: full run)")
-    p.add_argument("--protocol", default="paper", choices=REPRODUCE_PROTOCOLS,
-                   help="paper (default): 8 training folds, paper + honest protocols; paper-exact: 9 training "
-                        "folds as the authors trained, paper protocol only (the B14 departure: runs and tables "
-                        "below OUT/recipes/b14/)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="training seed of every pre-training and fine-tuning "
+        "(default: the profile's; the folds keep the profile's)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, type-checked: pretrain.KEY=V, pretrain.time.KEY=V, finetune.KEY=V, or "
+        "KEY=V when only one config has KEY (repeatable); runs made with other settings re-run",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=0,
+        help="smoke run: the profile's exact settings, but every stage stops after N optimisation "
+        "steps; outputs are marked smoke and are never results (default 0: full run)",
+    )
+    p.add_argument(
+        "--protocol",
+        default="paper",
+        choices=REPRODUCE_PROTOCOLS,
+        help="paper (default): 8 training folds, paper + honest protocols; paper-exact: 9 training "
+        "folds as the authors trained, paper protocol only (the B14 departure: runs and tables "
+        "below OUT/recipes/b14/)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--as-notebooks", action="store_true",
-                   help="run each pre-training and fine-tuning as its chapter notebook through papermill "
-                        "(03_selfkd, 04_finetune), keeping the executed notebook as <run folder>/notebook.ipynb")
-    p.add_argument("--recipe", action="append", default=None,
-                   help="corrected (default), released, departures like B6,B14, released-B7 (one fix), each (every "
-                        "departure alone) or each-fix; repeat to run several side by side. Only the corrected "
-                        "recipe runs the Fig. 3 ablation, and each other recipe only the setups it changes")
+    p.add_argument(
+        "--as-notebooks",
+        action="store_true",
+        help="run each pre-training and fine-tuning as its chapter notebook through papermill "
+        "(03_selfkd, 04_finetune), keeping the executed notebook as <run folder>/notebook.ipynb",
+    )
+    p.add_argument(
+        "--recipe",
+        action="append",
+        default=None,
+        help="corrected (default), released, departures like B6,B14, released-B7 (one fix), each (every "
+        "departure alone) or each-fix; repeat to run several side by side. Only the corrected "
+        "recipe runs the Fig. 3 ablation, and each other recipe only the setups it changes",
+    )
     a = p.parse_args(argv)
     failed = False
     for recipe in expand_recipes(a.recipe or ["corrected"]):
@@ -1095,10 +1477,22 @@ def cli(argv: list[str]) -> int:
         if not setups:
             continue
         try:
-            root = reproduce(a.profile, data_dir=a.data_dir, out=a.out, folds=a.folds, setups=setups,
-                             devices=a.devices, ablation=not a.no_ablation and not recipe,  # Fig. 3: corrected only
-                             progress=not a.no_progress, seed=a.seed, settings=a.set, recipe=recipe,
-                             max_steps=a.max_steps, protocol=a.protocol, as_notebooks=a.as_notebooks)
+            root = reproduce(
+                a.profile,
+                data_dir=a.data_dir,
+                out=a.out,
+                folds=a.folds,
+                setups=setups,
+                devices=a.devices,
+                ablation=not a.no_ablation and not recipe,  # Fig. 3: corrected only
+                progress=not a.no_progress,
+                seed=a.seed,
+                settings=a.set,
+                recipe=recipe,
+                max_steps=a.max_steps,
+                protocol=a.protocol,
+                as_notebooks=a.as_notebooks,
+            )
         except RunsFailed as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True

@@ -65,7 +65,13 @@ from .errors import UserError
 
 METRIC_KEYS = ("auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge")  # = metrics.METRIC_KEYS
 METRIC_LABELS = {
-    "auroc": "AUROC", "auprc": "AUPRC", "accuracy": "Acc", "f1": "F1", "f2": "F2", "g2": "G2", "challenge": "ChM",
+    "auroc": "AUROC",
+    "auprc": "AUPRC",
+    "accuracy": "Acc",
+    "f1": "F1",
+    "f2": "F2",
+    "g2": "G2",
+    "challenge": "ChM",
 }
 SETUP_LABELS = {s: s.upper() for s in SETUPS}  # "t" -> "T", "ssl-tsg" -> "SSL-TSG"
 DATA_KINDS = ("fixture", "samples", "physionet2020")
@@ -80,6 +86,7 @@ class ResultFileWarning(UserWarning):
 
 
 # write_text_atomic lives in atomic.py (imported above) so lower modules share it
+
 
 def to_jsonable(obj: Any, where: str = "$") -> Any:
     """`obj` as plain JSON values: numpy -> Python, NaN/inf -> None, Path -> str, datetime -> ISO.
@@ -206,13 +213,18 @@ def _provenance_columns(obj: dict) -> dict:
     req = rec.get("request") if rec and isinstance(rec.get("request"), dict) else None
     if req is None:
         return {"digest": None, "settings_id": None, "code_version": None}
-    return {"digest": (req.get("inputs") or {}).get("prepared"), "settings_id": settings_id(req),
-            "code_version": rec.get("code_version")}
+    return {
+        "digest": (req.get("inputs") or {}).get("prepared"),
+        "settings_id": settings_id(req),
+        "code_version": rec.get("code_version"),
+    }
 
 
 def is_stale(path: str | os.PathLike, root: str | os.PathLike) -> bool:
     """True for a file inside a folder moved aside by provenance.move_aside ('<name>.stale-<time>')."""
     return any(".stale-" in part for part in Path(path).relative_to(root).parts)
+
+
 SMOKE_LABEL = "SMOKE RUN, not a result"  # marks every row, table and label made from smoke runs
 
 
@@ -241,18 +253,30 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
         data = obj["data"]
         for protocol, values in obj["metrics"].items():
             row = {
-                "setup": obj["setup"], "fold": obj["fold"], "protocol": protocol, "profile": obj["profile"],
-                "data": data["kind"], "n_records": data.get("n_records"), "n_train": data.get("n_train"),
-                "n_val": data.get("n_val"), "seed": obj.get("seed"), "epochs": obj.get("epochs"),
+                "setup": obj["setup"],
+                "fold": obj["fold"],
+                "protocol": protocol,
+                "profile": obj["profile"],
+                "data": data["kind"],
+                "n_records": data.get("n_records"),
+                "n_train": data.get("n_train"),
+                "n_val": data.get("n_val"),
+                "seed": obj.get("seed"),
+                "epochs": obj.get("epochs"),
                 "epoch": values.get("epoch"),
             }
             row.update({m: _num(values[m]) for m in METRIC_KEYS})
-            row.update({
-                "wall_time_s": _num(obj.get("wall_time_s")), "device": obj.get("device"),
-                "created": obj.get("created"), "run": path.parent.parent.name, "path": str(path),
-                **_provenance_columns(obj),
-                "smoke": bool(obj.get("smoke", False)),
-            })
+            row.update(
+                {
+                    "wall_time_s": _num(obj.get("wall_time_s")),
+                    "device": obj.get("device"),
+                    "created": obj.get("created"),
+                    "run": path.parent.parent.name,
+                    "path": str(path),
+                    **_provenance_columns(obj),
+                    "smoke": bool(obj.get("smoke", False)),
+                }
+            )
             rows.append(row)
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     if len(df):
@@ -272,11 +296,14 @@ def check_one_study(df: pd.DataFrame) -> None:
         if known[col].nunique() > 1:
             groups = list(known.groupby(col, sort=False))
             (ka, a), (kb, b) = groups[0], groups[1]
-            name = (lambda r: f"{r['run']} fold {r['fold']}") if "run" in df.columns else (lambda r: f"fold {r['fold']}")
+            name = (
+                (lambda r: f"{r['run']} fold {r['fold']}") if "run" in df.columns else (lambda r: f"fold {r['fold']}")
+            )
             raise UserError(
                 f"results mix runs made from different {words}: {name(a.iloc[0])} ({col} {str(ka)[:12]}) and "
                 f"{name(b.iloc[0])} ({col} {str(kb)[:12]}), {known[col].nunique()} kinds in all; re-run the "
-                f"mismatched runs (`reproduce` does) or load one study")
+                f"mismatched runs (`reproduce` does) or load one study"
+            )
 
 
 def _setup_rank(setup: str) -> tuple:
@@ -319,8 +346,13 @@ def aggregate(df: pd.DataFrame, protocol: str = "paper", by: str = "setup") -> p
             row[f"{m}_mean"] = group[m].mean()
             row[f"{m}_std"] = group[m].std(ddof=1)
         folds = sorted(int(f) for f in group["fold"])
-        row.update(n_folds=len(folds), folds=",".join(map(str, folds)), profile=group["profile"].iloc[0],
-                   data=group["data"].iloc[0], protocol=protocol)
+        row.update(
+            n_folds=len(folds),
+            folds=",".join(map(str, folds)),
+            profile=group["profile"].iloc[0],
+            data=group["data"].iloc[0],
+            protocol=protocol,
+        )
         row["smoke"] = bool(group["smoke"].any()) if "smoke" in group else False
         rows[key] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
@@ -391,11 +423,23 @@ def compare_with_paper(agg: pd.DataFrame, table: str = "II") -> pd.DataFrame:
         for m in METRIC_KEYS:
             ours, std = 100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]
             ref = paper.at[setting, m] if setting in paper.index else _NA
-            rows.append([ours, std, ref, ours - ref, r["n_folds"], r["profile"], r["data"], r["protocol"],
-                         bool(r.get("smoke", False))])
+            rows.append(
+                [
+                    ours,
+                    std,
+                    ref,
+                    ours - ref,
+                    r["n_folds"],
+                    r["profile"],
+                    r["data"],
+                    r["protocol"],
+                    bool(r.get("smoke", False)),
+                ]
+            )
             index.append((setting, m))
-    out = pd.DataFrame(rows, columns=COMPARE_COLUMNS,
-                       index=pd.MultiIndex.from_tuples(index, names=["setting", "metric"]))
+    out = pd.DataFrame(
+        rows, columns=COMPARE_COLUMNS, index=pd.MultiIndex.from_tuples(index, names=["setting", "metric"])
+    )
     out.attrs.update(caption=f"Ours beside paper Table {table} (all ×100).")
     return out
 
@@ -435,10 +479,17 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
             index += [(setting, who), (setting, "paper")]
         return pd.DataFrame(rows, columns=labels, index=pd.MultiIndex.from_tuples(index, names=["setting", "source"]))
     if any(c.endswith("_mean") for c in df.columns):
-        rows = [[_mean_std(100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]) for m in METRIC_KEYS] + [str(r["n_folds"])]
-                for _, r in df.iterrows()]
-        index = pd.Index([SETUP_LABELS.get(s, str(s)) + (f" ({SMOKE_LABEL})" if bool(r.get("smoke", False)) else "")
-                          for s, r in df.iterrows()], name="setting")
+        rows = [
+            [_mean_std(100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]) for m in METRIC_KEYS] + [str(r["n_folds"])]
+            for _, r in df.iterrows()
+        ]
+        index = pd.Index(
+            [
+                SETUP_LABELS.get(s, str(s)) + (f" ({SMOKE_LABEL})" if bool(r.get("smoke", False)) else "")
+                for s, r in df.iterrows()
+            ],
+            name="setting",
+        )
         return pd.DataFrame(rows, columns=labels + ["folds"], index=index)
     if set(METRIC_KEYS) <= set(df.columns):
         decimals = int(df.attrs.get("decimals", 2))

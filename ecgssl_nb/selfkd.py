@@ -50,18 +50,41 @@ from torch import nn
 from .atomic import atomic_write
 from . import provenance
 from .config import (
-    MODALITIES, WINDOW, PretrainConfig, add_settings_arguments, apply_settings, as_dict, check_modality, get_profile,
-    read_config, resolve_device,
+    MODALITIES,
+    WINDOW,
+    PretrainConfig,
+    add_settings_arguments,
+    apply_settings,
+    as_dict,
+    check_modality,
+    get_profile,
+    read_config,
+    resolve_device,
 )
 from .errors import UserError
 from .results import write_json_atomic  # strict JSON: a NaN loss is written as null
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
 
 __all__ = [
-    "WeightNormLinear", "DINOHead", "MultiCropModel", "DINOLoss", "param_groups", "make_optimizer",
-    "cancel_last_layer_grads", "ema_update", "embedding_std", "train_step", "make_views",
-    "build_student", "pretrain", "cli", "DEFAULT_TRANSFORMS", "KEEP_CHOICES", "OPTIMIZERS",
-    "LOG_COLUMNS", "pretrain_request",
+    "WeightNormLinear",
+    "DINOHead",
+    "MultiCropModel",
+    "DINOLoss",
+    "param_groups",
+    "make_optimizer",
+    "cancel_last_layer_grads",
+    "ema_update",
+    "embedding_std",
+    "train_step",
+    "make_views",
+    "build_student",
+    "pretrain",
+    "cli",
+    "DEFAULT_TRANSFORMS",
+    "KEEP_CHOICES",
+    "OPTIMIZERS",
+    "LOG_COLUMNS",
+    "pretrain_request",
 ]
 
 DEFAULT_TRANSFORMS = {"time": "t1", "spec": "t2"}  # the paper's full view sets (Fig. 3)
@@ -73,8 +96,17 @@ OPTIMIZERS = ("adamw", "adam-l2")
 # at most log(out_dim)); embedding_std (`embedding_std` of the teacher's global views: ~0 means
 # collapse); time_s, views_time_s (windows + views), model_time_s (train_step), in seconds.
 LOG_COLUMNS = (
-    "epoch", "loss", "lr", "wd", "teacher_temp", "teacher_momentum", "teacher_entropy",
-    "embedding_std", "time_s", "views_time_s", "model_time_s",
+    "epoch",
+    "loss",
+    "lr",
+    "wd",
+    "teacher_temp",
+    "teacher_momentum",
+    "teacher_entropy",
+    "embedding_std",
+    "time_s",
+    "views_time_s",
+    "model_time_s",
 )
 
 
@@ -95,7 +127,9 @@ class WeightNormLinear(nn.Module):
     def weight(self) -> torch.Tensor:
         # g / ||v|| per row, then one broadcast multiply: cheaper to differentiate than a division
         # of the whole (out, in) matrix (F.normalize), which matters at out = 65,536.
-        scale = self.weight_g * torch.linalg.vector_norm(self.weight_v, dim=1, keepdim=True).clamp_min(1e-12).reciprocal()
+        scale = (
+            self.weight_g * torch.linalg.vector_norm(self.weight_v, dim=1, keepdim=True).clamp_min(1e-12).reciprocal()
+        )
         return self.weight_v * scale  # (out, in), rows of norm g
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -204,7 +238,9 @@ class DINOLoss(nn.Module):
         if len(self.teacher_temp) == 1:
             return float(self.teacher_temp[0])
         if not 0 <= epoch < len(self.teacher_temp):
-            raise ValueError(f"epoch {epoch} is outside the teacher-temperature schedule (0..{len(self.teacher_temp) - 1})")
+            raise ValueError(
+                f"epoch {epoch} is outside the teacher-temperature schedule (0..{len(self.teacher_temp) - 1})"
+            )
         return float(self.teacher_temp[epoch])
 
     def forward(
@@ -215,8 +251,10 @@ class DINOLoss(nn.Module):
         v, b, k = student_out.shape
         g = teacher_out.shape[0]
         if g != self.n_global or teacher_out.shape[1:] != (b, k) or v < g:
-            raise ValueError(f"DINOLoss: student_out (V, B, K) = {tuple(student_out.shape)} and teacher_out "
-                             f"(G={self.n_global}, B, K) = {tuple(teacher_out.shape)} do not fit")
+            raise ValueError(
+                f"DINOLoss: student_out (V, B, K) = {tuple(student_out.shape)} and teacher_out "
+                f"(G={self.n_global}, B, K) = {tuple(teacher_out.shape)} do not fit"
+            )
         teacher_out = teacher_out.detach().float()
         log_s = F.log_softmax(student_out.float() / self.student_temp, dim=-1)  # (V, B, K)
         p_t = F.softmax((teacher_out - self.center) / self.temperature(epoch), dim=-1)  # (G, B, K)
@@ -266,7 +304,7 @@ def param_groups(model: nn.Module) -> list[dict]:
 
 
 def make_optimizer(model: nn.Module, kind: str = "adamw") -> torch.optim.Optimizer:
-    """"adamw": AdamW, decoupled decay on the first group only (DINO). "adam-l2": Adam with
+    """ "adamw": AdamW, decoupled decay on the first group only (DINO). "adam-l2": Adam with
     coupled L2 on every trainable parameter, one group (the released code). The learning rate
     and the first group's weight decay are set every iteration from the schedules."""
     if kind == "adamw":
@@ -351,8 +389,18 @@ def train_step(
 # --- data and models ---------------------------------------------------------------------------
 
 
-def make_views(corpus, rec: torch.Tensor, modality: str, mean, std, transforms: str, n_global: int,
-               n_local: int, generator: torch.Generator, released_fc: bool = False) -> torch.Tensor:
+def make_views(
+    corpus,
+    rec: torch.Tensor,
+    modality: str,
+    mean,
+    std,
+    transforms: str,
+    n_global: int,
+    n_local: int,
+    generator: torch.Generator,
+    released_fc: bool = False,
+) -> torch.Tensor:
     """One random 250-sample window of each record rec (B,), then its DINO views, on the corpus
     device: (V, B, 12, 250) normalised time series or (V, B, 12, 13, 21) spectrograms.
     released_fc=True drops the spectrogram frequency cutout as the released code does (B16)."""
@@ -360,9 +408,12 @@ def make_views(corpus, rec: torch.Tensor, modality: str, mean, std, transforms: 
 
     raw = corpus.random_windows(rec, 1, generator, length=WINDOW)  # (B, 12, 250) mV
     if modality == "time":
-        return time_views(raw, mean, std, transforms=transforms, n_global=n_global, n_local=n_local, generator=generator)
-    return spec_views(raw, transforms=transforms, n_global=n_global, n_local=n_local, released_fc=released_fc,
-                      generator=generator)
+        return time_views(
+            raw, mean, std, transforms=transforms, n_global=n_global, n_local=n_local, generator=generator
+        )
+    return spec_views(
+        raw, transforms=transforms, n_global=n_global, n_local=n_local, released_fc=released_fc, generator=generator
+    )
 
 
 def build_student(modality: str, out_dim: int, seed: int = 0) -> MultiCropModel:
@@ -385,8 +436,15 @@ def _check_config(cfg: PretrainConfig) -> None:
         raise UserError(f"optimizer {cfg.optimizer!r} is not an optimiser; choose one of {', '.join(OPTIMIZERS)}")
     if cfg.teacher_momentum_schedule not in ("fixed", "cosine"):
         raise UserError(f"teacher_momentum_schedule {cfg.teacher_momentum_schedule!r}: choose 'fixed' or 'cosine'")
-    ints = {"n_global": 1, "n_local": 0, "out_dim": 1, "warmup_epochs": 0, "warmup_teacher_temp_epochs": 0,
-            "freeze_last_layer_epochs": 0, "max_steps": 0}
+    ints = {
+        "n_global": 1,
+        "n_local": 0,
+        "out_dim": 1,
+        "warmup_epochs": 0,
+        "warmup_teacher_temp_epochs": 0,
+        "freeze_last_layer_epochs": 0,
+        "max_steps": 0,
+    }
     for name, low in ints.items():
         v = getattr(cfg, name)
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
@@ -414,18 +472,24 @@ def _check_transforms(modality: str, transforms: str | None) -> str:
     table = TIME_TRANSFORMS if modality == "time" else SPEC_TRANSFORMS
     transforms = DEFAULT_TRANSFORMS[modality] if transforms is None else transforms
     if transforms not in table:
-        raise UserError(f"--transforms {transforms!r} is not a {modality} transform set; choose one of {', '.join(table)}")
+        raise UserError(
+            f"--transforms {transforms!r} is not a {modality} transform set; choose one of {', '.join(table)}"
+        )
     return transforms
 
 
 def _check_prepared(prepared_dir: str | Path) -> Path:
     path = Path(prepared_dir)
     if not path.is_dir():
-        raise UserError(f"--prepared {path} does not exist or is not a folder (run `python -m ecgssl_nb prepare` first)")
+        raise UserError(
+            f"--prepared {path} does not exist or is not a folder (run `python -m ecgssl_nb prepare` first)"
+        )
     missing = [n for n in ("index.csv", "signals.npy", "stats.json") if not (path / n).is_file()]
     if missing:
-        raise UserError(f"--prepared {path} is not a prepared folder: {', '.join(missing)} missing "
-                        f"(run `python -m ecgssl_nb prepare --data-dir D --out {path}`)")
+        raise UserError(
+            f"--prepared {path} is not a prepared folder: {', '.join(missing)} missing "
+            f"(run `python -m ecgssl_nb prepare --data-dir D --out {path}`)"
+        )
     return path
 
 
@@ -448,7 +512,6 @@ def _select_rows(n_available: int, records: int | Sequence[int] | None) -> np.nd
 
 
 _atomic = atomic_write  # one implementation, in atomic.py
-
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
@@ -581,8 +644,10 @@ def pretrain(
         overrides["keep"] = keep
     for name, value in given.items():
         if name not in PretrainConfig.__dataclass_fields__ or name in ("epochs", "batch_size", "keep"):
-            raise UserError(f"overrides: {name!r} is not a PretrainConfig field that can be overridden "
-                            f"(epochs, batch_size and keep have their own parameters)")
+            raise UserError(
+                f"overrides: {name!r} is not a PretrainConfig field that can be overridden "
+                f"(epochs, batch_size and keep have their own parameters)"
+            )
         overrides[name] = value
     if max_steps is not None:
         overrides["max_steps"] = max_steps
@@ -609,8 +674,10 @@ def pretrain(
     world_env = int(os.environ.get("WORLD_SIZE", "1"))
     n_used = n_prepared if rows is None else len(rows)
     if n_used // (cfg.batch_size * world_env) < 1:
-        raise UserError(f"--batch-size {cfg.batch_size} x {world_env} process(es) is larger than the {n_used} records; "
-                        f"use a batch of at most {n_used // world_env}")
+        raise UserError(
+            f"--batch-size {cfg.batch_size} x {world_env} process(es) is larger than the {n_used} records; "
+            f"use a batch of at most {n_used // world_env}"
+        )
     req = pretrain_request(cfg, modality, transforms, int(seed), prepared.digest, records_key, world_env, amp)
     first = int(os.environ.get("RANK", "0")) == 0
     with provenance.lock(out) if first else contextlib.nullcontext():
@@ -618,16 +685,47 @@ def pretrain(
             return out  # finished earlier with this very request
         if not first and (out / "summary.json").is_file() and (provenance.read(out) or {}).get("request") == req:
             return out
-        return _pretrain_claimed(prepared, prepared_dir, out, rows, records_key, req, prof.name, cfg, modality,
-                                 transforms, int(seed), device, resume, progress, stop_after, amp, started_at)
+        return _pretrain_claimed(
+            prepared,
+            prepared_dir,
+            out,
+            rows,
+            records_key,
+            req,
+            prof.name,
+            cfg,
+            modality,
+            transforms,
+            int(seed),
+            device,
+            resume,
+            progress,
+            stop_after,
+            amp,
+            started_at,
+        )
 
 
-def pretrain_request(cfg: PretrainConfig, modality: str, transforms: str, seed: int, prepared_digest: str,
-                     records=None, world_size: int = 1, amp: bool = False) -> dict:
+def pretrain_request(
+    cfg: PretrainConfig,
+    modality: str,
+    transforms: str,
+    seed: int,
+    prepared_digest: str,
+    records=None,
+    world_size: int = 1,
+    amp: bool = False,
+) -> dict:
     """The provenance request of a pre-training: every resolved setting (never a profile name),
     the prepared corpus's digest, the seed. Equal requests give equal runs."""
-    settings = {"modality": modality, "transforms": transforms, "config": as_dict(cfg), "records": records,
-                "world_size": int(world_size), "amp": bool(amp)}
+    settings = {
+        "modality": modality,
+        "transforms": transforms,
+        "config": as_dict(cfg),
+        "records": records,
+        "world_size": int(world_size),
+        "amp": bool(amp),
+    }
     return provenance.request("pretrain", settings, {"prepared": prepared_digest}, seed)
 
 
@@ -639,20 +737,40 @@ def _claim(out: Path, req: dict, resume: bool, force: bool, progress: bool, epoc
         return False
     if (out / "summary.json").is_file() and (out / "backbone.pt").is_file():
         if not resume:
-            raise UserError(f"--out {out} already holds this finished pre-training (summary.json); pass --resume "
-                            f"to keep it, or choose another --out")
+            raise UserError(
+                f"--out {out} already holds this finished pre-training (summary.json); pass --resume "
+                f"to keep it, or choose another --out"
+            )
         if progress:
             print(f"pretrain: {out} already finished ({epochs} epochs); nothing to do")
         return True
     if (out / "checkpoint.pt").is_file() and not resume:
-        raise UserError(f"--out {out} holds an unfinished pre-training (checkpoint.pt); pass --resume to "
-                        f"continue it or choose another --out")
+        raise UserError(
+            f"--out {out} holds an unfinished pre-training (checkpoint.pt); pass --resume to "
+            f"continue it or choose another --out"
+        )
     return False
 
 
-def _pretrain_claimed(prepared, prepared_dir: Path, out: Path, rows, records_key, req: dict, profile_name: str,
-                      cfg: PretrainConfig, modality: str, transforms: str, seed: int, device: str, resume: bool,
-                      progress: bool, stop_after, amp: bool, started_at: float) -> Path:
+def _pretrain_claimed(
+    prepared,
+    prepared_dir: Path,
+    out: Path,
+    rows,
+    records_key,
+    req: dict,
+    profile_name: str,
+    cfg: PretrainConfig,
+    modality: str,
+    transforms: str,
+    seed: int,
+    device: str,
+    resume: bool,
+    progress: bool,
+    stop_after,
+    amp: bool,
+    started_at: float,
+) -> Path:
     """`pretrain` once OUT is claimed and locked: set up the processes, then train."""
     from .windows import Corpus
 
@@ -665,24 +783,64 @@ def _pretrain_claimed(prepared, prepared_dir: Path, out: Path, rows, records_key
         b = cfg.batch_size
         steps = n // (b * world)  # drop_last over the global batch of b * world records
         if steps < 1:
-            raise UserError(f"--batch-size {b} x {world} process(es) is larger than the {n} records; "
-                            f"use a batch of at most {n // world}")
+            raise UserError(
+                f"--batch-size {b} x {world} process(es) is larger than the {n} records; "
+                f"use a batch of at most {n // world}"
+            )
         run_cfg = {
-            "modality": modality, "profile": profile_name, "config": as_dict(cfg), "transforms": transforms,
-            "seed": int(seed), "records": records_key, "world_size": world,
+            "modality": modality,
+            "profile": profile_name,
+            "config": as_dict(cfg),
+            "transforms": transforms,
+            "seed": int(seed),
+            "records": records_key,
+            "world_size": world,
         }
         return _train(
-            prepared, corpus, out, run_cfg, cfg, modality, transforms, int(seed), rank, world, device, steps,
-            resume, progress, stop_after, amp, started_at, prepared_dir,
+            prepared,
+            corpus,
+            out,
+            run_cfg,
+            cfg,
+            modality,
+            transforms,
+            int(seed),
+            rank,
+            world,
+            device,
+            steps,
+            resume,
+            progress,
+            stop_after,
+            amp,
+            started_at,
+            prepared_dir,
         )
     finally:
         if started_dist:
             dist.destroy_process_group()
 
 
-def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, modality: str, transforms: str,
-           seed: int, rank: int, world: int, device: str, steps: int, resume: bool, progress: bool,
-           stop_after: int | None, amp: bool, started_at: float, prepared_dir: Path) -> Path:
+def _train(
+    prepared,
+    corpus,
+    out: Path,
+    run_cfg: dict,
+    cfg: PretrainConfig,
+    modality: str,
+    transforms: str,
+    seed: int,
+    rank: int,
+    world: int,
+    device: str,
+    steps: int,
+    resume: bool,
+    progress: bool,
+    stop_after: int | None,
+    amp: bool,
+    started_at: float,
+    prepared_dir: Path,
+) -> Path:
     from tqdm import tqdm
 
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
@@ -705,12 +863,15 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
     for p in teacher.parameters():
         p.requires_grad_(False)
     teacher.train()  # BatchNorm on batch statistics, as DINO
-    loss_fn = DINOLoss(cfg.out_dim, cfg.n_global, temp_s, cfg.student_temp, cfg.center_momentum,
-                       center_update=cfg.center_update).to(device)
+    loss_fn = DINOLoss(
+        cfg.out_dim, cfg.n_global, temp_s, cfg.student_temp, cfg.center_momentum, center_update=cfg.center_update
+    ).to(device)
     optimizer = make_optimizer(student, cfg.optimizer)
     model = student
     if world > 1:
-        model = nn.parallel.DistributedDataParallel(student, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
+        model = nn.parallel.DistributedDataParallel(
+            student, device_ids=[torch.device(device).index] if device.startswith("cuda") else None
+        )
 
     # Randomness: the record order is shared by all ranks (each takes its own share); views are
     # drawn from a per-rank generator on the device. Both states are checkpointed.
@@ -725,8 +886,10 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
         ck = provenance.load_checkpoint(ckpt_path)  # tensors and plain values only, never code
         changed = sorted(k for k in run_cfg if k != "profile" and ck["run"].get(k) != run_cfg[k])
         if changed:
-            raise UserError(f"--resume: {ckpt_path} was written with different settings ({', '.join(changed)}); "
-                            f"resume with the same settings or choose another --out")
+            raise UserError(
+                f"--resume: {ckpt_path} was written with different settings ({', '.join(changed)}); "
+                f"resume with the same settings or choose another --out"
+            )
         student.load_state_dict(ck["student"])
         teacher.load_state_dict(ck["teacher"])
         optimizer.load_state_dict(ck["optimizer"])
@@ -750,18 +913,41 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
         sums = torch.zeros(3, device=device)  # loss, teacher entropy, embedding std
         views_time = model_time = 0.0
         n_steps = min(L, limit - epoch * L)  # L, but fewer in the last epoch of a smoke run
-        bar = tqdm(range(n_steps), desc=f"pretrain {modality} {epoch + 1}/{E}", disable=not progress or rank != 0,
-                   leave=False)
+        bar = tqdm(
+            range(n_steps), desc=f"pretrain {modality} {epoch + 1}/{E}", disable=not progress or rank != 0, leave=False
+        )
         for i in bar:
             it = epoch * L + i
             t0 = time.perf_counter()
-            rec = perm[(i * world + rank) * b:(i * world + rank + 1) * b].to(device)  # (B,) this rank's share
-            views = make_views(corpus, rec, modality, mean, std, transforms, cfg.n_global, cfg.n_local, view_gen,
-                               released_fc=cfg.freq_cutout == "discarded")
+            rec = perm[(i * world + rank) * b : (i * world + rank + 1) * b].to(device)  # (B,) this rank's share
+            views = make_views(
+                corpus,
+                rec,
+                modality,
+                mean,
+                std,
+                transforms,
+                cfg.n_global,
+                cfg.n_local,
+                view_gen,
+                released_fc=cfg.freq_cutout == "discarded",
+            )
             _sync(device)
             t1 = time.perf_counter()
-            stats = train_step(model, teacher, loss_fn, optimizer, views, epoch, float(lr_s[it]), float(wd_s[it]),
-                               float(mom_s[it]), cfg.clip_grad, cfg.freeze_last_layer_epochs, amp)
+            stats = train_step(
+                model,
+                teacher,
+                loss_fn,
+                optimizer,
+                views,
+                epoch,
+                float(lr_s[it]),
+                float(wd_s[it]),
+                float(mom_s[it]),
+                cfg.clip_grad,
+                cfg.freeze_last_layer_epochs,
+                amp,
+            )
             sums += torch.stack([stats["loss"], stats["teacher_entropy"], stats["embedding_std"]])
             _sync(device)
             views_time += t1 - t0
@@ -778,55 +964,89 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
         view_states = _gather(view_gen.get_state())
         sl = slice(epoch * L, epoch * L + n_steps)
         row = {
-            "epoch": epoch, "loss": loss, "lr": float(lr_s[sl].mean()), "wd": float(wd_s[sl].mean()),
-            "teacher_temp": float(temp_s[epoch]), "teacher_momentum": float(mom_s[sl].mean()),
-            "teacher_entropy": entropy, "embedding_std": emb_std, "time_s": time.perf_counter() - t_epoch,
-            "views_time_s": views_time, "model_time_s": model_time,
+            "epoch": epoch,
+            "loss": loss,
+            "lr": float(lr_s[sl].mean()),
+            "wd": float(wd_s[sl].mean()),
+            "teacher_temp": float(temp_s[epoch]),
+            "teacher_momentum": float(mom_s[sl].mean()),
+            "teacher_entropy": entropy,
+            "embedding_std": emb_std,
+            "time_s": time.perf_counter() - t_epoch,
+            "views_time_s": views_time,
+            "model_time_s": model_time,
         }
         if rank == 0:
             ck = {
-                "run": run_cfg, "epoch": epoch + 1, "student": student.state_dict(), "teacher": teacher.state_dict(),
-                "optimizer": optimizer.state_dict(), "loss": loss_fn.state_dict(), "perm_rng": perm_gen.get_state(),
-                "view_rng": view_states, "best_loss": best_loss, "best_epoch": best_epoch,
+                "run": run_cfg,
+                "epoch": epoch + 1,
+                "student": student.state_dict(),
+                "teacher": teacher.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "loss": loss_fn.state_dict(),
+                "perm_rng": perm_gen.get_state(),
+                "view_rng": view_states,
+                "best_loss": best_loss,
+                "best_epoch": best_epoch,
                 "best_backbone": best_backbone,
             }
             _atomic(ckpt_path, lambda tmp: torch.save(ck, tmp))
             log_rows.append(row)
             _write_log(log_path, log_rows)
             if progress:
-                print(f"pretrain {modality} epoch {epoch + 1}/{E}: loss {loss:.4f}, teacher entropy {entropy:.3f}, "
-                      f"embedding std {emb_std:.4f}, {row['time_s']:.1f} s")
+                print(
+                    f"pretrain {modality} epoch {epoch + 1}/{E}: loss {loss:.4f}, teacher entropy {entropy:.3f}, "
+                    f"embedding std {emb_std:.4f}, {row['time_s']:.1f} s"
+                )
         if world > 1:
             dist.barrier()  # the checkpoint is complete before any rank goes on
 
     if end_epoch < last_epoch:
         return out
     if rank == 0:
-        state = best_backbone if cfg.keep == "lowest-loss" else {k: v.detach().cpu() for k, v in student.backbone.state_dict().items()}
+        state = (
+            best_backbone
+            if cfg.keep == "lowest-loss"
+            else {k: v.detach().cpu() for k, v in student.backbone.state_dict().items()}
+        )
         _atomic(out / "backbone.pt", lambda tmp: torch.save(state, tmp))
         final = float(log_rows[-1]["loss"]) if log_rows else math.nan
-        write_json_atomic(out / "summary.json", {
-            **run_cfg,
-            "epochs": E,
-            "smoke": bool(cfg.max_steps), "steps": limit,  # a smoke run is never a result
-            "batch_size_per_process": b,
-            "steps_per_epoch": L,
-            "peak_lr": peak_lr,
-            "data": {
-                "prepared": str(prepared_dir), "n_prepared": len(prepared.index), "n_records": n,
-                "records_per_epoch": L * b * world,
-                "folds": "all (transductive, as the released code: book Deviations, B13)",
-                "window_samples": WINDOW, "crops_per_record_per_epoch": 1,
+        write_json_atomic(
+            out / "summary.json",
+            {
+                **run_cfg,
+                "epochs": E,
+                "smoke": bool(cfg.max_steps),
+                "steps": limit,  # a smoke run is never a result
+                "batch_size_per_process": b,
+                "steps_per_epoch": L,
+                "peak_lr": peak_lr,
+                "data": {
+                    "prepared": str(prepared_dir),
+                    "n_prepared": len(prepared.index),
+                    "n_records": n,
+                    "records_per_epoch": L * b * world,
+                    "folds": "all (transductive, as the released code: book Deviations, B13)",
+                    "window_samples": WINDOW,
+                    "crops_per_record_per_epoch": 1,
+                },
+                "final_loss": final,
+                "best_loss": best_loss,
+                "best_epoch": best_epoch,
+                "kept": cfg.keep,
+                "kept_epoch": best_epoch if cfg.keep == "lowest-loss" else last_epoch - 1,
+                "final_teacher_entropy": float(log_rows[-1]["teacher_entropy"]) if log_rows else math.nan,
+                "final_embedding_std": float(log_rows[-1]["embedding_std"]) if log_rows else math.nan,
+                "wall_time_s": time.perf_counter() - started_at,
+                "device": device
+                if not device.startswith("cuda")
+                else f"{device} ({torch.cuda.get_device_name(device)})",
+                "amp": amp,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "provenance": provenance.read(out),
             },
-            "final_loss": final, "best_loss": best_loss, "best_epoch": best_epoch, "kept": cfg.keep,
-            "kept_epoch": best_epoch if cfg.keep == "lowest-loss" else last_epoch - 1,
-            "final_teacher_entropy": float(log_rows[-1]["teacher_entropy"]) if log_rows else math.nan,
-            "final_embedding_std": float(log_rows[-1]["embedding_std"]) if log_rows else math.nan,
-            "wall_time_s": time.perf_counter() - started_at,
-            "device": device if not device.startswith("cuda") else f"{device} ({torch.cuda.get_device_name(device)})",
-            "amp": amp, "torch": torch.__version__, "python": platform.python_version(),
-            "provenance": provenance.read(out),
-        })
+        )
     if world > 1:
         dist.barrier()
     return out
@@ -837,30 +1057,44 @@ def _train(prepared, corpus, out: Path, run_cfg: dict, cfg: PretrainConfig, moda
 
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb pretrain --modality {time,spec} --prepared DIR --out OUT ...`."""
-    p = argparse.ArgumentParser(prog="python -m ecgssl_nb pretrain",
-                                description="DINO self-distillation pre-training of one backbone (paper Sec. II-B).")
+    p = argparse.ArgumentParser(
+        prog="python -m ecgssl_nb pretrain",
+        description="DINO self-distillation pre-training of one backbone (paper Sec. II-B).",
+    )
     p.add_argument("--modality", required=True, help=f"which backbone: {' or '.join(MODALITIES)}")
     p.add_argument("--prepared", required=True, help="a folder written by `python -m ecgssl_nb prepare`")
     p.add_argument("--out", required=True, help="output folder (checkpoint.pt, log.csv, backbone.pt, summary.json)")
-    p.add_argument("--profile", default="tiny", help="tiny (fixture, CPU) or paper (the authors' settings); default tiny")
+    p.add_argument(
+        "--profile", default="tiny", help="tiny (fixture, CPU) or paper (the authors' settings); default tiny"
+    )
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the profile's)")
     p.add_argument("--batch-size", type=int, default=None, help="records per step per process (default: the profile's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
-    p.add_argument("--transforms", default=None, help="view transforms: time none|tc|gn|t1 (default t1), "
-                                                      "spec none|tc|fc|t2 (default t2)")
+    p.add_argument(
+        "--transforms",
+        default=None,
+        help="view transforms: time none|tc|gn|t1 (default t1), spec none|tc|fc|t2 (default t2)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation, record order and views (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same settings)")
     p.add_argument("--keep", default=None, help="backbone kept: final (default) or lowest-loss (released)")
     p.add_argument("--records", type=int, default=None, help="use only the first N prepared records (quick runs)")
     p.add_argument("--stop-after", type=int, default=None, help="train at most N epochs now; --resume goes on")
     p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
-    p.add_argument("--max-steps", type=int, default=None,
-                   help="smoke run: stop after N optimisation steps, write every output marked smoke")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="smoke run: stop after N optimisation steps, write every output marked smoke",
+    )
     add_settings_arguments(p, PretrainConfig, "--set optimizer=adam-l2 --set clip_grad=3")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
-    p.add_argument("--recipe", default="corrected",
-                   help="corrected (default), released, or released departures like B7,B10 (see `recipes`); "
-                        "--keep and --set win over it")
+    p.add_argument(
+        "--recipe",
+        default="corrected",
+        help="corrected (default), released, or released departures like B7,B10 (see `recipes`); "
+        "--keep and --set win over it",
+    )
     a = p.parse_args(argv)
     check_modality(a.modality)
     from .recipes import parse_recipe, pretrain_overrides
@@ -868,10 +1102,26 @@ def cli(argv: list[str]) -> int:
     base = read_config(PretrainConfig, a.config) if a.config else get_profile(a.profile).pretrain[a.modality]
     base = replace(base, **pretrain_overrides(parse_recipe(a.recipe)))  # the recipe first; --keep and --set win
     cfg = apply_settings(base, a.set)
-    out = pretrain(a.prepared, a.out, a.modality, profile=a.profile, epochs=a.epochs, batch_size=a.batch_size,
-                   device=a.device, transforms=a.transforms, seed=a.seed, resume=a.resume, keep=a.keep,
-                   progress=not a.no_progress, records=a.records, stop_after=a.stop_after, amp=a.amp,
-                   config=cfg, force=a.force, max_steps=a.max_steps)
+    out = pretrain(
+        a.prepared,
+        a.out,
+        a.modality,
+        profile=a.profile,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        device=a.device,
+        transforms=a.transforms,
+        seed=a.seed,
+        resume=a.resume,
+        keep=a.keep,
+        progress=not a.no_progress,
+        records=a.records,
+        stop_after=a.stop_after,
+        amp=a.amp,
+        config=cfg,
+        force=a.force,
+        max_steps=a.max_steps,
+    )
     if int(os.environ.get("RANK", "0")) == 0 and not a.no_progress:
         print(f"pretrain: wrote {out}")
     return 0

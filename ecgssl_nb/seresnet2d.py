@@ -74,8 +74,10 @@ class SEResNet2d(nn.Module):
         c_in = w0
         for i, (n_blocks, width) in enumerate(zip(cfg.layers, cfg.widths)):
             stride = 1 if i == 0 else 2
-            blocks = [SEBasicBlock(c_in if j == 0 else width, width, stride if j == 0 else 1, cfg.se_reduction)
-                      for j in range(n_blocks)]
+            blocks = [
+                SEBasicBlock(c_in if j == 0 else width, width, stride if j == 0 else 1, cfg.se_reduction)
+                for j in range(n_blocks)
+            ]
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
             c_in = width
         self.avgpool = nn.AdaptiveAvgPool2d(1)

@@ -80,7 +80,9 @@ def _check_batch(x: torch.Tensor, name: str, ndim: int, what: str) -> torch.Tens
     return x
 
 
-def _check_range(name: str, pair: Sequence[float], lo_min: float, hi_max: float, lo_open: bool = False) -> tuple[float, float]:
+def _check_range(
+    name: str, pair: Sequence[float], lo_min: float, hi_max: float, lo_open: bool = False
+) -> tuple[float, float]:
     """A (lo, hi) pair with lo_min <= lo <= hi <= hi_max (lo > lo_min when lo_open)."""
     try:
         lo, hi = (float(v) for v in pair)

@@ -33,8 +33,16 @@ class XResNet1dConfig:
 class ConvBN(nn.Sequential):
     """Conv1d (no bias unless asked) -> BatchNorm1d -> optional ReLU; 'same' padding."""
 
-    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int = 1, act: bool = True,
-                 zero_gamma: bool = False, bias: bool = False):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel_size: int,
+        stride: int = 1,
+        act: bool = True,
+        zero_gamma: bool = False,
+        bias: bool = False,
+    ):
         layers = OrderedDict(
             conv=nn.Conv1d(c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias),
             bn=nn.BatchNorm1d(c_out),
@@ -99,8 +107,10 @@ class XResNet1d(nn.Module):
         c_in = w2
         for i, n_blocks in enumerate(cfg.layers):
             stride = 1 if i == 0 else 2
-            blocks = [Bottleneck1d(c_in if j == 0 else c_out, cfg.width, c_out, k, stride if j == 0 else 1)
-                      for j in range(n_blocks)]
+            blocks = [
+                Bottleneck1d(c_in if j == 0 else c_out, cfg.width, c_out, k, stride if j == 0 else 1)
+                for j in range(n_blocks)
+            ]
             stages.append(nn.Sequential(*blocks))
             c_in = c_out
         self.stages = nn.Sequential(*stages)

@@ -69,8 +69,11 @@ DATA = (
     if prof.data == "fixture" and not data
     else f"PhysioNet/CinC 2020 training data ({len(index)} records kept)"
 )
-display(Markdown(f"**Data in this chapter:** {DATA}; profile `{profile}`; prepared folder "
-                 f"`{paths.prepared_dir(runs, profile)}`."))
+display(
+    Markdown(
+        f"**Data in this chapter:** {DATA}; profile `{profile}`; prepared folder `{paths.prepared_dir(runs, profile)}`."
+    )
+)
 
 # %% [markdown]
 # ## Sources and classes
@@ -83,8 +86,10 @@ display(Markdown(f"**Data in this chapter:** {DATA}; profile `{profile}`; prepar
 
 # %% tags=["hide-input"]
 merges = pd.DataFrame(
-    [(removed, labels.abbreviation(removed).split("+")[-1], kept, labels.abbreviation(kept))
-     for removed, kept in labels.MERGES.items()],
+    [
+        (removed, labels.abbreviation(removed).split("+")[-1], kept, labels.abbreviation(kept))
+        for removed, kept in labels.MERGES.items()
+    ],
     columns=["removed code", "removed", "kept code", "merged class"],
 )
 assert len(labels.SCORED_CODES) == 27 and labels.N_CLASSES == 24 and len(merges) == 3
@@ -92,11 +97,13 @@ merges
 
 # %% tags=["hide-input"]
 totals = labels.official_totals()  # per-source record counts of each scored code (dx_mapping_scored.csv)
-classes = pd.DataFrame({
-    "code": labels.CLASSES,
-    "class": labels.ABBREVIATIONS,
-    "diagnosis": labels.NAMES,
-})
+classes = pd.DataFrame(
+    {
+        "code": labels.CLASSES,
+        "class": labels.ABBREVIATIONS,
+        "diagnosis": labels.NAMES,
+    }
+)
 classes.index.name = "k"
 classes
 
@@ -157,7 +164,8 @@ per_source
 Y = prep.label_matrix()
 fold_counts = pd.DataFrame(
     [Y[index["fold"].to_numpy() == f].sum(axis=0) for f in range(config.N_FOLDS)],
-    columns=labels.ABBREVIATIONS, index=range(config.N_FOLDS),
+    columns=labels.ABBREVIATIONS,
+    index=range(config.N_FOLDS),
 ).astype(int)
 fold_sizes = index.groupby("fold").size()
 assert sorted(fold_sizes.index) == list(range(config.N_FOLDS)), "every record is in one of the ten folds"
@@ -177,8 +185,9 @@ fig = plots.fold_balance(fold_counts, title="Class balance over the ten folds")
 # %% tags=["hide-input"]
 ideal = fold_counts.sum(axis=0) / config.N_FOLDS
 deviation = (fold_counts - ideal).abs().max(axis=0)
-balance = pd.DataFrame({"records": fold_counts.sum(axis=0), "ideal per fold": ideal.round(1),
-                        "largest deviation": deviation.round(1)})
+balance = pd.DataFrame(
+    {"records": fold_counts.sum(axis=0), "ideal per fold": ideal.round(1), "largest deviation": deviation.round(1)}
+)
 balance
 
 # %% [markdown]
@@ -247,14 +256,19 @@ prepare.prepare(sample_dir, sample_prep_dir, workers=config.get_profile("samples
 sp = prepare.load_prepared(sample_prep_dir)
 sample_skipped = pd.read_csv(sample_prep_dir / "skipped.csv", keep_default_na=False)
 n_sample_headers = len(list(sample_dir.rglob("*.hea")))
-assert len(sp.index) + len(sample_skipped) == n_sample_headers, "every sample header is either kept or skipped with a reason"
+assert len(sp.index) + len(sample_skipped) == n_sample_headers, (
+    "every sample header is either kept or skipped with a reason"
+)
 display(Markdown(f"Real sample records: **{len(sp.index)} kept**, **{len(sample_skipped)} skipped**."))
 sample_skipped.groupby("reason").size().rename("records").to_frame()
 
 # %% tags=["remove-input"]
-sample_counts = pd.DataFrame({
-    "real sample records": sp.label_matrix().sum(axis=0).astype(int),
-}, index=labels.ABBREVIATIONS)
+sample_counts = pd.DataFrame(
+    {
+        "real sample records": sp.label_matrix().sum(axis=0).astype(int),
+    },
+    index=labels.ABBREVIATIONS,
+)
 sample_counts.T
 
 # %% [markdown]
@@ -313,10 +327,14 @@ for title, codes in examples.items():
 # ```
 
 # %% mystnb={"figure": {"caption": "A record of the prepared corpus used in this build (named in the title: record, source, fold, classes), at 100 Hz, in millivolts.", "name": "fig-fixture-prepared"}, "image": {"alt": "Twelve leads of one prepared record at 100 Hz"}} tags=["remove-input"]
-row = int(np.flatnonzero(Y[:, labels.CLASS_INDEX["164889003"]])[0]) if Y[:, labels.CLASS_INDEX["164889003"]].any() else 0
+row = (
+    int(np.flatnonzero(Y[:, labels.CLASS_INDEX["164889003"]])[0]) if Y[:, labels.CLASS_INDEX["164889003"]].any() else 0
+)
 r = index.iloc[row]
 fig = plots.ecg_leads(
-    prep.record(row), fs=100, seconds=10,
+    prep.record(row),
+    fs=100,
+    seconds=10,
     title=f"{r['record']} from the prepared corpus ({r['source']}, fold {r['fold']}, 100 Hz): "
     + ", ".join(labels.abbreviation(c) for c in str(r["labels"]).split()),
 )

@@ -61,19 +61,21 @@ from ecgssl_nb import transforms as T
 rec = records.read_record(next(Path(samples).rglob(f"{record}.hea")))
 x100 = prepare.resample_100hz(rec.signal, rec.fs).T  # (12, n) mV at 100 Hz, as prepare stores it
 start = 200  # 2 s in
-window = torch.from_numpy(np.ascontiguousarray(x100[:, start:start + 250]))[None]  # (1, 12, 250) raw mV
+window = torch.from_numpy(np.ascontiguousarray(x100[:, start : start + 250]))[None]  # (1, 12, 250) raw mV
 assert window.shape == (1, 12, 250)
 # normalisation statistics: the per-lead mean and std of this record (the corpus statistics of
 # the prepared data are used in training; here one record is enough to show the operation)
 mean, std = x100.mean(axis=1), x100.std(axis=1)
 LEAD = records.LEADS[lead]
 dx = ", ".join(labels.abbreviation(c) for c in labels.merge_codes(rec.dx))
-display(Markdown(
-    f"**Record shown:** `{rec.name}` ({rec.source}, real, resampled to 100 Hz), samples "
-    f"{start}..{start + 250} (2.5 s), classes {dx}. *Data: PhysioNet/Computing in Cardiology "
-    "Challenge 2020 training data, CC BY 4.0; PhysioNet {cite:p}`goldberger2000physiobank`, "
-    "Challenge {cite:p}`perezalday2020classification`.*"
-))
+display(
+    Markdown(
+        f"**Record shown:** `{rec.name}` ({rec.source}, real, resampled to 100 Hz), samples "
+        f"{start}..{start + 250} (2.5 s), classes {dx}. *Data: PhysioNet/Computing in Cardiology "
+        "Challenge 2020 training data, CC BY 4.0; PhysioNet {cite:p}`goldberger2000physiobank`, "
+        "Challenge {cite:p}`perezalday2020classification`.*"
+    )
+)
 
 
 def gen(offset: int = 0) -> torch.Generator:
@@ -109,8 +111,11 @@ panels = {
     "random resized crop, local (r ~ U(0.1, 0.5))": T.random_resized_crop(raw, (0.1, 0.5), generator=gen(2))[0, lead],
     "time cutout, per lead U(0.2, 0.4) (released default)": T.time_cutout(raw, generator=gen(3))[0, lead],
     "Gaussian noise, sigma ~ U(0.005, 0.025) mV": T.gaussian_noise(raw, generator=gen(4))[0, lead],
-    "the added noise alone (noisy minus raw; its own scale)": T.gaussian_noise(raw, generator=gen(4))[0, lead] - raw[0, lead],
-    "T1 = time cutout + Gaussian noise": T.gaussian_noise(T.time_cutout(raw, generator=gen(5)), generator=gen(6))[0, lead],
+    "the added noise alone (noisy minus raw; its own scale)": T.gaussian_noise(raw, generator=gen(4))[0, lead]
+    - raw[0, lead],
+    "T1 = time cutout + Gaussian noise": T.gaussian_noise(T.time_cutout(raw, generator=gen(5)), generator=gen(6))[
+        0, lead
+    ],
 }
 assert torch.equal(raw, window), "transforms return new tensors and leave their input alone"
 fig = plots.signal_panels({k: v.numpy() for k, v in panels.items()}, title=f"{rec.name}, lead {LEAD}")
@@ -123,10 +128,13 @@ fig = plots.signal_panels({k: v.numpy() for k, v in panels.items()}, title=f"{re
 # %% tags=["hide-input"]
 per_lead = T.time_cutout(raw, generator=gen(7))[0]
 shared = T.time_cutout(raw, mode="paper", generator=gen(8))[0]
-zeros = pd.DataFrame({
-    "per lead (released)": (per_lead == 0).sum(dim=1).numpy(),
-    "shared (paper, Eq. 1)": (shared == 0).sum(dim=1).numpy(),
-}, index=records.LEADS).T
+zeros = pd.DataFrame(
+    {
+        "per lead (released)": (per_lead == 0).sum(dim=1).numpy(),
+        "shared (paper, Eq. 1)": (shared == 0).sum(dim=1).numpy(),
+    },
+    index=records.LEADS,
+).T
 assert ((50 <= zeros.loc["per lead (released)"]) & (zeros.loc["per lead (released)"] < 100)).all()
 zeros
 
@@ -146,16 +154,19 @@ fig = plots.signal_panels(
 # device. The magnitudes are then normalised per lead with the released constants.
 
 # %% tags=["hide-input"]
-stft_params = pd.Series({
-    "sampling rate": f"{T.SPEC_FS} Hz",
-    "window": f"Hann, {T.SPEC_NPERSEG} samples ({T.SPEC_NPERSEG / T.SPEC_FS:.2f} s)",
-    "overlap / hop": f"{T.SPEC_NOVERLAP} / {T.SPEC_HOP} samples ({T.SPEC_HOP / T.SPEC_FS:.2f} s)",
-    "boundary": "12 zeros padded at each end; zeros appended to fill the last segment",
-    "frequency rows": f"{T.SPEC_N_FREQ}: 0, 4, ..., 48 Hz",
-    "frames for 250 samples": "21",
-    "scaling": "'spectrum' (divided by the window's sum), then magnitude",
-    "normalisation": f"(|Z| - mean[lead]) / {T.SPEC_STD}",
-}, name="STFT").to_frame()
+stft_params = pd.Series(
+    {
+        "sampling rate": f"{T.SPEC_FS} Hz",
+        "window": f"Hann, {T.SPEC_NPERSEG} samples ({T.SPEC_NPERSEG / T.SPEC_FS:.2f} s)",
+        "overlap / hop": f"{T.SPEC_NOVERLAP} / {T.SPEC_HOP} samples ({T.SPEC_HOP / T.SPEC_FS:.2f} s)",
+        "boundary": "12 zeros padded at each end; zeros appended to fill the last segment",
+        "frequency rows": f"{T.SPEC_N_FREQ}: 0, 4, ..., 48 Hz",
+        "frames for 250 samples": "21",
+        "scaling": "'spectrum' (divided by the window's sum), then magnitude",
+        "normalisation": f"(|Z| - mean[lead]) / {T.SPEC_STD}",
+    },
+    name="STFT",
+).to_frame()
 stft_params
 
 # %% mystnb={"figure": {"caption": "The normalised magnitude spectrogram of the window in {numref}`fig-window`, per lead: 13 frequency rows (0 to 48 Hz) by 21 frames of 0.13 s.", "name": "fig-spectrogram"}, "image": {"alt": "Twelve small heat maps, one spectrogram per lead"}} tags=["remove-input"]
@@ -204,14 +215,12 @@ fig = plots.spectrogram_panels({k: v.numpy() for k, v in spanels.items()}, title
 # %% mystnb={"figure": {"caption": "The ten time-series views (T1) of the window that pre-training makes, lead II, normalised: two global views (blue frames), seen by teacher and student, and eight local views (orange), seen by the student only.", "name": "fig-time-views"}, "image": {"alt": "Grid of ten line plots, two global and eight local views"}} tags=["remove-input"]
 tv = T.time_views(window, mean, std, transforms="t1", generator=gen(20))  # (10, 1, 12, 250), normalised
 assert tv.shape == (10, 1, 12, 250)
-fig = plots.views_grid(tv[:, 0, lead].numpy(), n_global=2, kind="time",
-                       title=f"Time-series views (T1), lead {LEAD}")
+fig = plots.views_grid(tv[:, 0, lead].numpy(), n_global=2, kind="time", title=f"Time-series views (T1), lead {LEAD}")
 
 # %% mystnb={"figure": {"caption": "The ten spectrogram views (T2), lead II, as {numref}`fig-time-views`.", "name": "fig-spec-views"}, "image": {"alt": "Grid of ten spectrogram heat maps, two global and eight local views"}} tags=["remove-input"]
 sv = T.spec_views(window, transforms="t2", generator=gen(21))  # (10, 1, 12, 13, 21)
 assert sv.shape == (10, 1, 12, 13, 21)
-fig = plots.views_grid(sv[:, 0, lead].numpy(), n_global=2, kind="spec",
-                       title=f"Spectrogram views (T2), lead {LEAD}")
+fig = plots.views_grid(sv[:, 0, lead].numpy(), n_global=2, kind="spec", title=f"Spectrogram views (T2), lead {LEAD}")
 
 # %% [markdown]
 # ## The same seed, the same views

@@ -127,9 +127,22 @@ from ecgssl_nb import transforms as T
 
 modalities = list(config.MODALITIES) if modality == "all" else [config.check_modality(modality)]
 # compute each pre-training shown, and what it needs, unless finished (the provenance rules of reproduce)
-targets = {m: rp.ensure_pretrain(profile, runs, m, data=data or None, device=device, seed=seed, settings=settings,
-                                 recipe=recipe, max_steps=max_steps, transforms=transforms or None,
-                                 config=study_config or None) for m in modalities}
+targets = {
+    m: rp.ensure_pretrain(
+        profile,
+        runs,
+        m,
+        data=data or None,
+        device=device,
+        seed=seed,
+        settings=settings,
+        recipe=recipe,
+        max_steps=max_steps,
+        transforms=transforms or None,
+        config=study_config or None,
+    )
+    for m in modalities
+}
 prof = targets[modalities[0]].profile
 run_dirs = {m: t.folder for m, t in targets.items()}
 prep = prepare.load_prepared(targets[modalities[0]].prepared)
@@ -142,9 +155,11 @@ def describe(m: str) -> str:
     s = summaries[m]
     d = s.get("data", {})
     kind = "the synthetic fixture" if prof.data == "fixture" and not data else "PhysioNet/CinC 2020 training data"
-    return (f"{NAMES[m]}: {kind}, {d.get('n_records', '?')} records of all folds (no labels), profile `{profile}`, "
-            f"{s.get('epochs', '?')} epochs of batch {s.get('batch_size_per_process', '?')}, "
-            f"views `{s.get('transforms', '?')}`, kept student: {s.get('kept', '?')} epoch")
+    return (
+        f"{NAMES[m]}: {kind}, {d.get('n_records', '?')} records of all folds (no labels), profile `{profile}`, "
+        f"{s.get('epochs', '?')} epochs of batch {s.get('batch_size_per_process', '?')}, "
+        f"views `{s.get('transforms', '?')}`, kept student: {s.get('kept', '?')} epoch"
+    )
 
 
 display(Markdown("**Pre-trainings shown:**\n\n" + "\n".join(f"- {describe(m)}" for m in modalities)))
@@ -156,11 +171,28 @@ display(Markdown("**Pre-trainings shown:**\n\n" + "\n".join(f"- {describe(m)}" f
 # shrunk: a few epochs, a 4,096-wide head instead of 65,536, batch 32.
 
 # %% tags=["hide-input"]
-keys = ["epochs", "batch_size_per_process", "steps_per_epoch", "peak_lr", "out_dim", "optimizer", "teacher_temp",
-        "student_temp", "teacher_momentum", "center_momentum", "transforms", "kept", "final_loss",
-        "final_teacher_entropy", "final_embedding_std", "wall_time_s", "device"]
-settings = pd.DataFrame({m: {k: summaries[m].get(k, summaries[m].get("config", {}).get(k, "–")) for k in keys}
-                         for m in modalities})
+keys = [
+    "epochs",
+    "batch_size_per_process",
+    "steps_per_epoch",
+    "peak_lr",
+    "out_dim",
+    "optimizer",
+    "teacher_temp",
+    "student_temp",
+    "teacher_momentum",
+    "center_momentum",
+    "transforms",
+    "kept",
+    "final_loss",
+    "final_teacher_entropy",
+    "final_embedding_std",
+    "wall_time_s",
+    "device",
+]
+settings = pd.DataFrame(
+    {m: {k: summaries[m].get(k, summaries[m].get("config", {}).get(k, "–")) for k in keys} for m in modalities}
+)
 settings
 
 # %% [markdown]
@@ -195,12 +227,14 @@ if "spec" in modalities:
 for m in modalities:
     log = logs[m]
     K = summaries[m].get("out_dim", summaries[m].get("config", {}).get("out_dim"))
-    display(Markdown(
-        f"**{NAMES[m]}:** loss {log['loss'].iloc[0]:.3f} → {log['loss'].iloc[-1]:.3f}; "
-        f"teacher entropy {log['teacher_entropy'].iloc[-1]:.2f} nats"
-        + (f" (uniform over {K} outputs would be {np.log(K):.2f})" if K else "")
-        + f"; embedding std {log['embedding_std'].iloc[-1]:.4f} (all inputs mapped to one point would give 0)."
-    ))
+    display(
+        Markdown(
+            f"**{NAMES[m]}:** loss {log['loss'].iloc[0]:.3f} → {log['loss'].iloc[-1]:.3f}; "
+            f"teacher entropy {log['teacher_entropy'].iloc[-1]:.2f} nats"
+            + (f" (uniform over {K} outputs would be {np.log(K):.2f})" if K else "")
+            + f"; embedding std {log['embedding_std'].iloc[-1]:.4f} (all inputs mapped to one point would give 0)."
+        )
+    )
     # collapse check: the embeddings of different windows must stay apart
     assert log["embedding_std"].iloc[-1] > 1e-3, f"{m}: the embeddings collapsed"
 
@@ -221,12 +255,19 @@ lines = []
 for m in modalities:
     p = report.dino_loss_parts(logs[m])
     d_loss, d_h, d_kl = (p[c].iloc[-1] - p[c].iloc[0] for c in ("loss", "teacher_entropy", "kl"))
-    lines.append(f"- **{NAMES[m]}:** loss {p['loss'].iloc[0]:.2f} → {p['loss'].iloc[-1]:.2f} ({d_loss:+.2f}); "
-                 f"teacher entropy {d_h:+.2f}; KL {d_kl:+.2f} nats. "
-                 + ("The whole rise is the teacher's entropy, which grows as the centring spreads the teacher's outputs, "
-                    "while the part the student controls (the KL) falls." if d_loss > 0 and d_kl < 0 else
-                    "The loss rises with the KL term as well: in this short run the student has not yet caught up "
-                    "with the moving teacher." if d_loss > 0 else "The loss falls."))
+    lines.append(
+        f"- **{NAMES[m]}:** loss {p['loss'].iloc[0]:.2f} → {p['loss'].iloc[-1]:.2f} ({d_loss:+.2f}); "
+        f"teacher entropy {d_h:+.2f}; KL {d_kl:+.2f} nats. "
+        + (
+            "The whole rise is the teacher's entropy, which grows as the centring spreads the teacher's outputs, "
+            "while the part the student controls (the KL) falls."
+            if d_loss > 0 and d_kl < 0
+            else "The loss rises with the KL term as well: in this short run the student has not yet caught up "
+            "with the moving teacher."
+            if d_loss > 0
+            else "The loss falls."
+        )
+    )
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
@@ -271,7 +312,7 @@ def pca2(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First two principal components of the standardised features, and their variance shares."""
     z = (f - f.mean(axis=0)) / (f.std(axis=0) + 1e-8)
     u, s, _ = np.linalg.svd(z, full_matrices=False)
-    return u[:, :2] * s[:2], (s[:2] ** 2) / (s ** 2).sum()
+    return u[:, :2] * s[:2], (s[:2] ** 2) / (s**2).sum()
 
 
 from myst_nb import glue
@@ -281,10 +322,14 @@ for m in modalities:
     models.load_backbone(trained, run_dirs[m] / "backbone.pt")  # raises on a partial load (B6)
     torch.manual_seed(seed)
     untrained = models.make_backbone(m)
-    for key, name, net in (("trained", "pre-trained student", trained), ("untrained", "untrained (same architecture)", untrained)):
+    for key, name, net in (
+        ("trained", "pre-trained student", trained),
+        ("untrained", "untrained (same architecture)", untrained),
+    ):
         pts, share = pca2(record_features(net, m))
         fig = plots.feature_scatter(
-            pts, rarest,
+            pts,
+            rarest,
             title=f"{NAMES[m]}, {name}: PCA ({100 * share[0]:.0f}% + {100 * share[1]:.0f}% of the variance)",
         )
         glue(f"pca-{m}-{key}", fig, display=False)

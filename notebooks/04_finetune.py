@@ -131,9 +131,20 @@ from ecgssl_nb import reproduce as rp
 
 config.check_setup(setup)
 # compute the run and what it needs (prepare, its pre-trainings) unless finished: reproduce's planning and provenance
-target = rp.ensure_finetune(profile, runs, setup, fold, data=data or None, device=device, seed=seed, settings=settings,
-                            recipe=recipe, max_steps=max_steps, transforms=transforms or None,
-                            config=study_config or None)
+target = rp.ensure_finetune(
+    profile,
+    runs,
+    setup,
+    fold,
+    data=data or None,
+    device=device,
+    seed=seed,
+    settings=settings,
+    recipe=recipe,
+    max_steps=max_steps,
+    transforms=transforms or None,
+    config=study_config or None,
+)
 prof = target.profile
 run_dir = target.folder
 res = results.read_json(run_dir / "result.json")
@@ -142,16 +153,24 @@ pred = pd.read_csv(run_dir / "predictions.csv")
 prep = prepare.load_prepared(target.prepared)
 assert res["setup"] == setup and res["fold"] == fold and res["profile"] == profile
 d = res["data"]
-KIND = {"fixture": "the synthetic fixture", "samples": "the real sample records",
-        "physionet2020": "PhysioNet/CinC 2020 training data"}[d["kind"]]
+KIND = {
+    "fixture": "the synthetic fixture",
+    "samples": "the real sample records",
+    "physionet2020": "PhysioNet/CinC 2020 training data",
+}[d["kind"]]
 inner = res.get("inner_fold", d.get("inner_fold"))
-display(Markdown(
-    f"**Run shown:** setup `{setup.upper()}`, outer fold {fold}, inner fold {inner}; data: {KIND} "
-    f"({d['n_train']} training records from folds {d.get('train_folds', '?')}, {d['n_val']} records in fold {fold}); "
-    f"profile `{profile}`; {res['epochs']} epochs on `{res['device']}` in {res['wall_time_s']:.0f} s; seed {res['seed']}."
-    + (" **Fixture numbers show that the pipeline works; they are not a reproduction of the paper.**"
-       if d["kind"] == "fixture" else "")
-))
+display(
+    Markdown(
+        f"**Run shown:** setup `{setup.upper()}`, outer fold {fold}, inner fold {inner}; data: {KIND} "
+        f"({d['n_train']} training records from folds {d.get('train_folds', '?')}, {d['n_val']} records in fold {fold}); "
+        f"profile `{profile}`; {res['epochs']} epochs on `{res['device']}` in {res['wall_time_s']:.0f} s; seed {res['seed']}."
+        + (
+            " **Fixture numbers show that the pipeline works; they are not a reproduction of the paper.**"
+            if d["kind"] == "fixture"
+            else ""
+        )
+    )
+)
 
 # %% [markdown]
 # ## Training curves
@@ -167,9 +186,17 @@ fig = plots.curves(log, ["train_loss", "lr"], title=f"{setup.upper()}, fold {fol
 
 # %% mystnb={"figure": {"caption": "Macro AUROC and AUPRC of the same run after each epoch, on the inner fold J (used by the honest protocol to choose) and the outer fold K (reported).", "name": "fig-ft-val"}, "image": {"alt": "Line plots of AUROC and AUPRC against epoch for the inner and the outer fold"}} tags=["remove-input"]
 cols = [c for c in ("inner_auroc", "outer_auroc", "inner_auprc", "outer_auprc") if c in log.columns]
-fig = plots.curves(log, cols, labels={"inner_auroc": f"AUROC, inner fold {inner}", "outer_auroc": f"AUROC, outer fold {fold}",
-                                      "inner_auprc": f"AUPRC, inner fold {inner}", "outer_auprc": f"AUPRC, outer fold {fold}"},
-                   title=f"{setup.upper()}, fold {fold}: validation after each epoch")
+fig = plots.curves(
+    log,
+    cols,
+    labels={
+        "inner_auroc": f"AUROC, inner fold {inner}",
+        "outer_auroc": f"AUROC, outer fold {fold}",
+        "inner_auprc": f"AUPRC, inner fold {inner}",
+        "outer_auprc": f"AUPRC, outer fold {fold}",
+    },
+    title=f"{setup.upper()}, fold {fold}: validation after each epoch",
+)
 
 # %% [markdown]
 # ## The metrics under both protocols
@@ -183,8 +210,10 @@ metrics.index.name = "protocol"
 shown = metrics[list(results.METRIC_KEYS)].astype(float).mul(100).round(2)
 shown.columns = [results.METRIC_LABELS[m] for m in results.METRIC_KEYS]
 shown["selected epoch"] = metrics["epoch"].astype(int)
-shown.index = [f"{report.PROTOCOL_LABELS[p]}: chosen on fold {fold if p == 'paper' else inner}, reported on fold {fold}"
-               for p in shown.index]
+shown.index = [
+    f"{report.PROTOCOL_LABELS[p]}: chosen on fold {fold if p == 'paper' else inner}, reported on fold {fold}"
+    for p in shown.index
+]
 shown
 
 # %% [markdown]
@@ -197,20 +226,27 @@ shown
 # %% tags=["remove-input"]
 em = {p: report.exact_match(pred, res["thresholds"][p], protocol=p) for p in res["thresholds"]}
 for p, e in em.items():
-    assert abs(e["accuracy"] - float(res["metrics"][p]["accuracy"])) < 1e-9, "the measurement reproduces the reported Acc"
+    assert abs(e["accuracy"] - float(res["metrics"][p]["accuracy"])) < 1e-9, (
+        "the measurement reproduces the reported Acc"
+    )
 display(pd.DataFrame(em).T.rename(index=report.PROTOCOL_LABELS).round(2))
 e = em["paper"]
-display(Markdown(
-    f"Under the optimistic protocol, **{e['exact']} of {e['records']}** records have all 24 outputs right. A record "
-    f"carries {e['true_labels_per_record']:.1f} labels on average, but the model switches on "
-    f"{e['predicted_labels_per_record']:.1f} classes per record, so it gets {e['wrong_outputs_per_record']:.1f} of the "
-    "24 outputs wrong on average, and one wrong output is enough to lose the record. "
-    + ("The model switches on more classes than records carry: the per-class thresholds (a grid of 0.1 to 0.5) are "
-       "chosen to maximise the Challenge metric, not exact match, and each extra class switched on costs Acc a whole record. "
-       if e["predicted_labels_per_record"] > e["true_labels_per_record"] else
-       "The model switches on fewer classes than records carry: it misses labels. ")
-    + f"Exact match is the harshest of the seven metrics; even the paper's best Acc is "
-    f"{results.PAPER_TABLE_II['accuracy'].max():.2f}."))
+display(
+    Markdown(
+        f"Under the optimistic protocol, **{e['exact']} of {e['records']}** records have all 24 outputs right. A record "
+        f"carries {e['true_labels_per_record']:.1f} labels on average, but the model switches on "
+        f"{e['predicted_labels_per_record']:.1f} classes per record, so it gets {e['wrong_outputs_per_record']:.1f} of the "
+        "24 outputs wrong on average, and one wrong output is enough to lose the record. "
+        + (
+            "The model switches on more classes than records carry: the per-class thresholds (a grid of 0.1 to 0.5) are "
+            "chosen to maximise the Challenge metric, not exact match, and each extra class switched on costs Acc a whole record. "
+            if e["predicted_labels_per_record"] > e["true_labels_per_record"]
+            else "The model switches on fewer classes than records carry: it misses labels. "
+        )
+        + f"Exact match is the harshest of the seven metrics; even the paper's best Acc is "
+        f"{results.PAPER_TABLE_II['accuracy'].max():.2f}."
+    )
+)
 
 # %% [markdown]
 # ## Per-class AUROC
@@ -220,12 +256,20 @@ display(Markdown(
 # with no positive record in the fold is blank.
 
 # %% mystnb={"figure": {"caption": "Per-class AUROC of the run shown on the outer fold, under both protocols (the optimistic and the honest one choose different epochs). The dashed line is chance (0.5); a class with no positive record in the fold is blank. The table below the figure gives the number of positives behind each bar.", "name": "fig-ft-auroc"}, "image": {"alt": "Bar chart of AUROC per class under the two protocols"}} tags=["remove-input"]
-per_class = pd.DataFrame({p: res["per_class"][p]["auroc"] for p in res["per_class"]}, index=labels.ABBREVIATIONS).astype(float)
-positives = pred[(pred["protocol"] == "paper") & (pred["role"] == "outer")][[f"y_{a}" for a in labels.ABBREVIATIONS]].sum()
+per_class = pd.DataFrame(
+    {p: res["per_class"][p]["auroc"] for p in res["per_class"]}, index=labels.ABBREVIATIONS
+).astype(float)
+positives = pred[(pred["protocol"] == "paper") & (pred["role"] == "outer")][
+    [f"y_{a}" for a in labels.ABBREVIATIONS]
+].sum()
 per_class.insert(0, f"positives in fold {fold}", positives.to_numpy().astype(int))
-fig = plots.per_class_bars(per_class.drop(columns=per_class.columns[0]).rename(columns=report.PROTOCOL_LABELS),
-                           ylabel="AUROC (outer fold)", ylim=(0, 1), reference=0.5,
-                           title=f"{setup.upper()}, fold {fold}: per-class AUROC")
+fig = plots.per_class_bars(
+    per_class.drop(columns=per_class.columns[0]).rename(columns=report.PROTOCOL_LABELS),
+    ylabel="AUROC (outer fold)",
+    ylim=(0, 1),
+    reference=0.5,
+    title=f"{setup.upper()}, fold {fold}: per-class AUROC",
+)
 
 # %% tags=["remove-input"]
 per_class.rename(columns=report.PROTOCOL_LABELS).round(2).astype(object).T
@@ -268,28 +312,38 @@ if setup.endswith("tsg"):
     n_steps = int(res["epochs"]) * -(-int(d["n_train"]) // prof.finetune.batch_records[prof.family(setup)])
     w2_after = float(gw["spec"].dropna().mean())
     display(pd.Series(g0).round(4).to_frame(f"{setup.upper()} at initialisation").T)
-    cause = ("the spectrogram features" if g0["gap_from_spec_absmean"] > 3 * g0["gap_from_time_absmean"] else
-             "the time-series features" if g0["gap_from_time_absmean"] > 3 * g0["gap_from_spec_absmean"] else None)
-    display(Markdown(
-        f"Before any fine-tuning the features have mean norms **{g0['norm_time']:.1f}** (time series) and "
-        f"**{g0['norm_spec']:.1f}** (spectrogram). Their contributions to the logit gap average "
-        f"{g0['gap_from_time_absmean']:.2f} and {g0['gap_from_spec_absmean']:.2f} in size, and the gate starts at "
-        f"$w_2$ = **{g0['w2_mean']:.3f}** on average ({100 * g0['w2_over_099']:.0f}% of the windows above 0.99), "
-        f"with a softmax gradient factor $w_1 w_2$ of {g0['softmax_gradient_factor']:.4f}. After fine-tuning the "
-        f"mean $w_2$ over the classes is **{w2_after:.3f}**. "
-        + (f"So the saturation is there **at initialisation**, caused by the **scale** of {cause}, which dominate the "
-           "gate's logits; a saturated softmax passes almost no gradient, so fine-tuning cannot undo it in a few epochs."
-           if g0["w2_over_099"] > 0.5 and cause else
-           f"The gate starts unsaturated, so the saturation was **learned**, and fast: Adam moves each of the 1,024 "
-           f"gate weights by up to about the learning rate ({prof.finetune.lr:g}) per step whatever the gradient's size, "
-           f"and the features' L1 norm is {g0['feature_l1']:.0f}, so one step can move the logit gap $z_2 - z_1$ by up "
-           f"to {g0['gap_step_bound']:.2f}, and the run's {n_steps} steps by up to {n_steps * g0['gap_step_bound']:.0f}. "
-           "A gap of 5 already gives $w_2$ = 0.993, so the run had room to saturate the gate many times over; once "
-           "saturated, the softmax passes almost no gradient back (the factor $w_1 w_2$ goes to 0), so nothing pulls "
-           "it back. Which modality wins is decided by the training, not by the initialisation."
-           if g0["w2_over_099"] < 0.5
-           else "The gate starts saturated although neither feature vector dominates the logits: the bias and weights of "
-                "the initialisation decide it.")))
+    cause = (
+        "the spectrogram features"
+        if g0["gap_from_spec_absmean"] > 3 * g0["gap_from_time_absmean"]
+        else "the time-series features"
+        if g0["gap_from_time_absmean"] > 3 * g0["gap_from_spec_absmean"]
+        else None
+    )
+    display(
+        Markdown(
+            f"Before any fine-tuning the features have mean norms **{g0['norm_time']:.1f}** (time series) and "
+            f"**{g0['norm_spec']:.1f}** (spectrogram). Their contributions to the logit gap average "
+            f"{g0['gap_from_time_absmean']:.2f} and {g0['gap_from_spec_absmean']:.2f} in size, and the gate starts at "
+            f"$w_2$ = **{g0['w2_mean']:.3f}** on average ({100 * g0['w2_over_099']:.0f}% of the windows above 0.99), "
+            f"with a softmax gradient factor $w_1 w_2$ of {g0['softmax_gradient_factor']:.4f}. After fine-tuning the "
+            f"mean $w_2$ over the classes is **{w2_after:.3f}**. "
+            + (
+                f"So the saturation is there **at initialisation**, caused by the **scale** of {cause}, which dominate the "
+                "gate's logits; a saturated softmax passes almost no gradient, so fine-tuning cannot undo it in a few epochs."
+                if g0["w2_over_099"] > 0.5 and cause
+                else f"The gate starts unsaturated, so the saturation was **learned**, and fast: Adam moves each of the 1,024 "
+                f"gate weights by up to about the learning rate ({prof.finetune.lr:g}) per step whatever the gradient's size, "
+                f"and the features' L1 norm is {g0['feature_l1']:.0f}, so one step can move the logit gap $z_2 - z_1$ by up "
+                f"to {g0['gap_step_bound']:.2f}, and the run's {n_steps} steps by up to {n_steps * g0['gap_step_bound']:.0f}. "
+                "A gap of 5 already gives $w_2$ = 0.993, so the run had room to saturate the gate many times over; once "
+                "saturated, the softmax passes almost no gradient back (the factor $w_1 w_2$ goes to 0), so nothing pulls "
+                "it back. Which modality wins is decided by the training, not by the initialisation."
+                if g0["w2_over_099"] < 0.5
+                else "The gate starts saturated although neither feature vector dominates the logits: the bias and weights of "
+                "the initialisation decide it."
+            )
+        )
+    )
 else:
     display(Markdown(f"`{setup}` has no gate."))
 
@@ -306,5 +360,6 @@ else:
 thr = pd.DataFrame(res["thresholds"], index=labels.ABBREVIATIONS).astype(float).rename(columns=report.PROTOCOL_LABELS)
 grid = set(np.round(prof.finetune.threshold_grid, 3))
 assert set(np.round(thr.to_numpy().ravel(), 3)) <= grid, "every threshold is on the search grid"
-fig = plots.per_class_bars(thr, ylabel="threshold (probability)", ylim=(0, 0.55),
-                           title=f"{setup.upper()}, fold {fold}: per-class thresholds")
+fig = plots.per_class_bars(
+    thr, ylabel="threshold (probability)", ylim=(0, 0.55), title=f"{setup.upper()}, fold {fold}: per-class thresholds"
+)

@@ -57,19 +57,28 @@ df = df[df["setup"].isin(TABLE_I_SETUPS)]
 assert set(df["setup"]) == set(TABLE_I_SETUPS), f"Table I needs {TABLE_I_SETUPS}, have {sorted(set(df['setup']))}"
 agg = {p: results.aggregate(df, protocol=p) for p in config.PROTOCOLS}
 first = agg["paper"].iloc[0]
-KIND = {"fixture": "the synthetic fixture (not real ECGs)", "samples": "the real sample records",
-        "physionet2020": "the PhysioNet/CinC 2020 training data"}[first["data"]]
+KIND = {
+    "fixture": "the synthetic fixture (not real ECGs)",
+    "samples": "the real sample records",
+    "physionet2020": "the PhysioNet/CinC 2020 training data",
+}[first["data"]]
 FOLDS = first["folds"]
-display(Markdown(
-    f"**Our runs:** data {KIND} ({int(df['n_records'].iloc[0])} records); profile `{profile}`; outer folds {FOLDS} "
-    f"({first['n_folds']} fold{'s' if first['n_folds'] > 1 else ''}); each network trained on "
-    f"{report.SPLIT_LABELS['eight']}; the optimistic (authors') and the honest protocol. The paper-exact runs "
-    "(nine training folds, as the authors trained) are in the Table II chapter."
-    + (f" **{results.SMOKE_LABEL}.**" if report.is_smoke(agg["paper"]) else "")
-))
+display(
+    Markdown(
+        f"**Our runs:** data {KIND} ({int(df['n_records'].iloc[0])} records); profile `{profile}`; outer folds {FOLDS} "
+        f"({first['n_folds']} fold{'s' if first['n_folds'] > 1 else ''}); each network trained on "
+        f"{report.SPLIT_LABELS['eight']}; the optimistic (authors') and the honest protocol. The paper-exact runs "
+        "(nine training folds, as the authors trained) are in the Table II chapter."
+        + (f" **{results.SMOKE_LABEL}.**" if report.is_smoke(agg["paper"]) else "")
+    )
+)
 warning = report.runs_warning(agg["paper"])
 if warning:
-    display(Markdown(warning.replace("\n```", " Nor can they be compared with the earlier work in the paper's Table I.\n```")))
+    display(
+        Markdown(
+            warning.replace("\n```", " Nor can they be compared with the earlier work in the paper's Table I.\n```")
+        )
+    )
 
 # %% [markdown]
 # ## The paper's Table I, as printed (×100)
@@ -95,8 +104,9 @@ paper_table
 
 # %% tags=["remove-input"]
 comparable = first["data"] == "physionet2020"
-table = report.results_table(agg, metrics_shown=results.METRIC_KEYS,
-                             paper=results.PAPER_TABLE_I if comparable else None, decimals=1)
+table = report.results_table(
+    agg, metrics_shown=results.METRIC_KEYS, paper=results.PAPER_TABLE_I if comparable else None, decimals=1
+)
 assert list(table.index) == ["SSL-T", "SSL-S", "SSL-TSG"]
 display(Markdown(f"*Ours: {report.describe_runs(agg['paper'], split='eight')}.*"))
 table
@@ -110,6 +120,10 @@ table
 # %% mystnb={"figure": {"caption": "Challenge metric (×100) of our three SSL setups under the optimistic (authors') protocol, with the data, profile and folds named in the legend; error bars are ±1 std over folds when more than one fold ran. The paper's values are drawn beside ours only when our runs used the paper's data.", "name": "fig-table1-chm"}, "image": {"alt": "Bar chart of the Challenge metric per SSL setup"}} tags=["remove-input"]
 paper1 = results.PAPER_TABLE_I.rename(index={v: k for k, v in results.SETUP_LABELS.items()})
 ours = pd.DataFrame({"mean": 100 * agg["paper"]["challenge_mean"], "std": 100 * agg["paper"]["challenge_std"]})
-fig = plots.compare_with_paper(ours, paper1["challenge"] if comparable else None, "ChM (×100)",
-                               ours_label=f"ours: {report.describe_runs(agg['paper']).replace('`', '')}, optimistic protocol",
-                               title="Table I setups: Challenge metric")
+fig = plots.compare_with_paper(
+    ours,
+    paper1["challenge"] if comparable else None,
+    "ChM (×100)",
+    ours_label=f"ours: {report.describe_runs(agg['paper']).replace('`', '')}, optimistic protocol",
+    title="Table I setups: Challenge metric",
+)

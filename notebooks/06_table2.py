@@ -58,19 +58,27 @@ assert set(df["setup"]) == set(config.SETUPS), f"all eight setups have results (
 agg = {p: results.aggregate(df, protocol=p) for p in config.PROTOCOLS}
 assert list(agg["paper"].index) == list(config.SETUPS), "Table II shows the eight setups in the paper's order"
 first = agg["paper"].iloc[0]
-KIND = {"fixture": "the synthetic fixture (not real ECGs)", "samples": "the real sample records",
-        "physionet2020": "the PhysioNet/CinC 2020 training data"}[first["data"]]
+KIND = {
+    "fixture": "the synthetic fixture (not real ECGs)",
+    "samples": "the real sample records",
+    "physionet2020": "the PhysioNet/CinC 2020 training data",
+}[first["data"]]
 FOLDS = first["folds"]
 n_records = int(df["n_records"].iloc[0])
-display(Markdown(
-    f"**Our runs:** data {KIND} ({n_records} records); profile `{profile}`; outer folds {FOLDS} "
-    f"({first['n_folds']} fold{'s' if first['n_folds'] > 1 else ''}); {int(df['epochs'].max())} epochs at most; "
-    f"each network trained on {report.SPLIT_LABELS['eight']}; the optimistic (authors') and the honest protocol. "
-    + (f"Paper-exact runs (nine training folds) found for {len(set(exact['setup']))} setups, shown separately below. "
-       if len(exact) else "No paper-exact runs (nine training folds) in this runs folder. ")
-    + "The paper: PhysioNet/CinC 2020, 10 folds, nine training folds, the optimistic protocol."
-    + (f" **{results.SMOKE_LABEL}.**" if report.is_smoke(agg["paper"]) else "")
-))
+display(
+    Markdown(
+        f"**Our runs:** data {KIND} ({n_records} records); profile `{profile}`; outer folds {FOLDS} "
+        f"({first['n_folds']} fold{'s' if first['n_folds'] > 1 else ''}); {int(df['epochs'].max())} epochs at most; "
+        f"each network trained on {report.SPLIT_LABELS['eight']}; the optimistic (authors') and the honest protocol. "
+        + (
+            f"Paper-exact runs (nine training folds) found for {len(set(exact['setup']))} setups, shown separately below. "
+            if len(exact)
+            else "No paper-exact runs (nine training folds) in this runs folder. "
+        )
+        + "The paper: PhysioNet/CinC 2020, 10 folds, nine training folds, the optimistic protocol."
+        + (f" **{results.SMOKE_LABEL}.**" if report.is_smoke(agg["paper"]) else "")
+    )
+)
 warning = report.runs_warning(agg["paper"])
 if warning:
     display(Markdown(warning))
@@ -95,8 +103,9 @@ paper_table
 
 # %% tags=["remove-input"]
 comparable = first["data"] == "physionet2020"
-table = report.results_table(agg, metrics_shown=results.METRIC_KEYS,
-                             paper=results.PAPER_TABLE_II if comparable else None)
+table = report.results_table(
+    agg, metrics_shown=results.METRIC_KEYS, paper=results.PAPER_TABLE_II if comparable else None
+)
 assert list(table.index) == [results.SETUP_LABELS[s] for s in config.SETUPS], "the eight setups in the paper's order"
 display(Markdown(f"*Ours: {report.describe_runs(agg['paper'], split='eight')}.*"))
 table
@@ -113,13 +122,18 @@ table
 # %% tags=["remove-input"]
 if len(exact):
     agg_exact = results.aggregate(exact, protocol="paper")
-    exact_table = report.results_table({"paper": agg_exact}, metrics_shown=results.METRIC_KEYS,
-                                       paper=results.PAPER_TABLE_II if comparable else None)
+    exact_table = report.results_table(
+        {"paper": agg_exact}, metrics_shown=results.METRIC_KEYS, paper=results.PAPER_TABLE_II if comparable else None
+    )
     display(Markdown(f"*Ours, paper-exact: {report.describe_runs(agg_exact, split='nine')}.*"))
     display(exact_table)
 else:
-    display(Markdown("*No paper-exact runs in this runs folder* (`reproduce --protocol paper-exact` makes them; "
-                     "the `tiny` build leaves them out to stay short)."))
+    display(
+        Markdown(
+            "*No paper-exact runs in this runs folder* (`reproduce --protocol paper-exact` makes them; "
+            "the `tiny` build leaves them out to stay short)."
+        )
+    )
 
 # %% [markdown]
 # ## The two protocols side by side (ours only)
@@ -128,10 +142,13 @@ else:
 # much choosing on the reported fold flatters the results.
 
 # %% tags=["remove-input"]
-gap = pd.DataFrame({
-    results.METRIC_LABELS[m]: (100 * (agg["paper"][f"{m}_mean"] - agg["honest"][f"{m}_mean"])).to_numpy()
-    for m in results.METRIC_KEYS
-}, index=[results.SETUP_LABELS[s] for s in agg["paper"].index]).round(2)
+gap = pd.DataFrame(
+    {
+        results.METRIC_LABELS[m]: (100 * (agg["paper"][f"{m}_mean"] - agg["honest"][f"{m}_mean"])).to_numpy()
+        for m in results.METRIC_KEYS
+    },
+    index=[results.SETUP_LABELS[s] for s in agg["paper"].index],
+).round(2)
 assert gap.notna().any(axis=None), "the two protocols were compared"
 gap.index.name = "setup"
 display(Markdown(f"*Optimistic minus honest, ×100; {report.describe_runs(agg['paper'], split='eight')}.*"))
@@ -151,8 +168,13 @@ who = f"ours: {report.describe_runs(agg['paper']).replace('`', '')}, eight train
 
 def bars(m: str):
     ours = pd.DataFrame({"mean": 100 * agg["paper"][f"{m}_mean"], "std": 100 * agg["paper"][f"{m}_std"]})
-    return plots.compare_with_paper(ours, paper2[m] if comparable else None, results.METRIC_LABELS[m] + " (×100)",
-                                    ours_label=who, title=f"Table II setups: {results.METRIC_LABELS[m]}")
+    return plots.compare_with_paper(
+        ours,
+        paper2[m] if comparable else None,
+        results.METRIC_LABELS[m] + " (×100)",
+        ours_label=who,
+        title=f"Table II setups: {results.METRIC_LABELS[m]}",
+    )
 
 
 fig = bars("auroc")
@@ -168,6 +190,7 @@ fig = bars("challenge")
 # folds, let alone on the fixture, is not evidence against the paper; the next section tests
 # each claim against that noise.
 
+
 # %% tags=["remove-input"]
 def holds(a: pd.DataFrame, metric: str, order: list[str]) -> bool:
     v = [a.at[s, f"{metric}_mean"] for s in order]
@@ -178,13 +201,19 @@ patterns = {
     "no SSL: TSG > TSC > T > S (AUROC)": lambda a: holds(a, "auroc", ["tsg", "tsc", "t", "s"]),
     "SSL: TSG > T > S (AUROC)": lambda a: holds(a, "auroc", ["ssl-tsg", "ssl-t", "ssl-s"]),
     "SSL beats scratch for every architecture (AUROC)": lambda a: all(
-        a.at[f"ssl-{f}", "auroc_mean"] > a.at[f, "auroc_mean"] for f in ("t", "s", "tsc", "tsg")),
+        a.at[f"ssl-{f}", "auroc_mean"] > a.at[f, "auroc_mean"] for f in ("t", "s", "tsc", "tsg")
+    ),
     "gate beats concatenation, with and without SSL (AUROC)": lambda a: all(
-        a.at[f"{p}tsg", "auroc_mean"] > a.at[f"{p}tsc", "auroc_mean"] for p in ("", "ssl-")),
+        a.at[f"{p}tsg", "auroc_mean"] > a.at[f"{p}tsc", "auroc_mean"] for p in ("", "ssl-")
+    ),
     "SSL-TSG is the best setup (ChM)": lambda a: a["challenge_mean"].idxmax() == "ssl-tsg",
 }
-patterns_table = pd.DataFrame({report.PROTOCOL_LABELS[p]: {name: "yes" if f(agg[p]) else "no"
-                                                           for name, f in patterns.items()} for p in config.PROTOCOLS})
+patterns_table = pd.DataFrame(
+    {
+        report.PROTOCOL_LABELS[p]: {name: "yes" if f(agg[p]) else "no" for name, f in patterns.items()}
+        for p in config.PROTOCOLS
+    }
+)
 patterns_table.index.name = "ordering" + (f" ({results.SMOKE_LABEL})" if report.is_smoke(agg["paper"]) else "")
 patterns_table
 
@@ -207,8 +236,9 @@ patterns_table
 
 # %% tags=["remove-input"]
 everything = claims.with_ablation_runs(df)
-claim_rows = claims.claims_table(everything, protocol="honest", metrics=report.CLAIM_METRICS,
-                                 claims=claims.CLAIMS, n_boot=2000)
+claim_rows = claims.claims_table(
+    everything, protocol="honest", metrics=report.CLAIM_METRICS, claims=claims.CLAIMS, n_boot=2000
+)
 noise = claims.margins_vs_noise(df, protocol="honest", metrics=report.CLAIM_METRICS)
 assert len(claim_rows) == len(claims.CLAIMS) * len(report.CLAIM_METRICS), "every claim of Table II was tested"
 display(Markdown(f"*Paired differences, honest protocol; {report.describe_runs(agg['honest'], split='eight')}.*"))
@@ -218,19 +248,25 @@ report.claims_display(claim_rows, noise)
 from scipy import stats
 
 n = int(first["n_folds"])
-display(Markdown(
-    f"**What {n} fold{'s' if n > 1 else ''} of {KIND} can tell.** "
-    + ("With one fold there is no spread: no interval and no test, only the sign of one difference. "
-       if n < 2 else
-       f"With {n} folds the t interval has {n - 1} degree{'s' if n > 2 else ''} of freedom "
-       f"(t = {stats.t.ppf(0.975, n - 1):.1f}) and the bootstrap can only resample "
-       f"{n} values, so the intervals are very wide or degenerate, and a verdict \"within fold noise\" is the "
-       "expected outcome whatever the truth. ")
-    + ("These runs can show that the statistics are computed and labelled; they cannot confirm or refute any "
-       "claim of the paper. Only ten folds of the real data (the `paper` profile) can."
-       if first["data"] != "physionet2020" or report.is_smoke(agg["paper"]) else
-       "On the paper's data these intervals are the answer, within the limits of the folds run.")
-))
+display(
+    Markdown(
+        f"**What {n} fold{'s' if n > 1 else ''} of {KIND} can tell.** "
+        + (
+            "With one fold there is no spread: no interval and no test, only the sign of one difference. "
+            if n < 2
+            else f"With {n} folds the t interval has {n - 1} degree{'s' if n > 2 else ''} of freedom "
+            f"(t = {stats.t.ppf(0.975, n - 1):.1f}) and the bootstrap can only resample "
+            f'{n} values, so the intervals are very wide or degenerate, and a verdict "within fold noise" is the '
+            "expected outcome whatever the truth. "
+        )
+        + (
+            "These runs can show that the statistics are computed and labelled; they cannot confirm or refute any "
+            "claim of the paper. Only ten folds of the real data (the `paper` profile) can."
+            if first["data"] != "physionet2020" or report.is_smoke(agg["paper"])
+            else "On the paper's data these intervals are the answer, within the limits of the folds run."
+        )
+    )
+)
 
 # %% [markdown]
 # ## Pooled out-of-fold metrics beside the fold means
@@ -244,5 +280,7 @@ display(Markdown(
 pooled = claims.pooled_oof(paths.profile_root(runs, profile) / "finetune", protocol="honest")
 side = report.pooled_beside_means(pooled, agg["honest"])
 assert (side[("AUROC", "pooled out-of-fold")] != "–").all(), "every setup has pooled out-of-fold metrics"
-display(Markdown(f"*Pooled and fold-mean metrics, honest protocol; {report.describe_runs(agg['honest'], split='eight')}.*"))
+display(
+    Markdown(f"*Pooled and fold-mean metrics, honest protocol; {report.describe_runs(agg['honest'], split='eight')}.*")
+)
 side

@@ -72,17 +72,22 @@ assert set(both["run"]) >= set(names), f"missing Fig. 3 settings: {sorted(set(na
 both = both[both["run"].isin(names)]
 agg = {p: results.aggregate(both, protocol=p, by="run").loc[names] for p in config.PROTOCOLS}
 first = agg["paper"].iloc[0]
-KIND = {"fixture": "the synthetic fixture (not real ECGs)", "samples": "the real sample records",
-        "physionet2020": "the PhysioNet/CinC 2020 training data"}[first["data"]]
+KIND = {
+    "fixture": "the synthetic fixture (not real ECGs)",
+    "samples": "the real sample records",
+    "physionet2020": "the PhysioNet/CinC 2020 training data",
+}[first["data"]]
 FOLDS = sorted(set(both["fold"]))
-display(Markdown(
-    f"**Our runs:** data {KIND}; profile `{profile}`; outer folds {FOLDS}; each setting = one pre-training with "
-    f"those views + an SSL-T or SSL-S fine-tuning per fold; "
-    + ("mean ± std over folds; " if len(FOLDS) > 1 else "one fold, so no spread can be given; ")
-    + f"each fine-tuning trained on {report.SPLIT_LABELS['eight']}; "
-    + "the optimistic (authors') and the honest protocol. **No paper values exist for this figure.**"
-    + (f" **{results.SMOKE_LABEL}.**" if report.is_smoke(agg["paper"]) else "")
-))
+display(
+    Markdown(
+        f"**Our runs:** data {KIND}; profile `{profile}`; outer folds {FOLDS}; each setting = one pre-training with "
+        f"those views + an SSL-T or SSL-S fine-tuning per fold; "
+        + ("mean ± std over folds; " if len(FOLDS) > 1 else "one fold, so no spread can be given; ")
+        + f"each fine-tuning trained on {report.SPLIT_LABELS['eight']}; "
+        + "the optimistic (authors') and the honest protocol. **No paper values exist for this figure.**"
+        + (f" **{results.SMOKE_LABEL}.**" if report.is_smoke(agg["paper"]) else "")
+    )
+)
 warning = report.runs_warning(agg["paper"])
 if warning:
     display(Markdown(warning))
@@ -96,27 +101,36 @@ table = pd.DataFrame(
             f"{results.METRIC_LABELS[k]}, {report.PROTOCOL_LABELS[p]}": [
                 plots.mean_std(agg[p].at[n, f"{k}_mean"], agg[p].at[n, f"{k}_std"]) for n in names
             ]
-            for p in config.PROTOCOLS for k in ("auroc", "challenge")
+            for p in config.PROTOCOLS
+            for k in ("auroc", "challenge")
         },
         "folds": [agg["paper"].at[n, "folds"] for n in names],
     },
-    index=pd.Index([f"{results.SETUP_LABELS[paths.ABLATION_SETUPS[m]]} ({t.upper()})" for m, t in SETTINGS],
-                   name="setting" + (f" ({results.SMOKE_LABEL})" if report.is_smoke(agg["paper"]) else "")),
+    index=pd.Index(
+        [f"{results.SETUP_LABELS[paths.ABLATION_SETUPS[m]]} ({t.upper()})" for m, t in SETTINGS],
+        name="setting" + (f" ({results.SMOKE_LABEL})" if report.is_smoke(agg["paper"]) else ""),
+    ),
 )
 assert len(table) == 8, "4 time-series + 4 time-frequency settings"
 table
 
+
 # %% tags=["remove-cell"]
 def fig3(k: str, p: str = "paper"):
-    bars = pd.DataFrame({
-        "modality": [m for m, _ in SETTINGS],
-        "transforms": [t for _, t in SETTINGS],
-        "mean": [100 * agg[p].at[n, f"{k}_mean"] for n in names],
-        "std": [100 * agg[p].at[n, f"{k}_std"] for n in names],
-    })
-    return plots.ablation_bars(bars, f"fine-tuned {results.METRIC_LABELS[k]} (×100)",
-                               title=(f"{results.SMOKE_LABEL}: " if report.is_smoke(agg[p]) else "")
-                               + f"Fig. 3 ({results.METRIC_LABELS[k]}, {report.PROTOCOL_LABELS[p]})")
+    bars = pd.DataFrame(
+        {
+            "modality": [m for m, _ in SETTINGS],
+            "transforms": [t for _, t in SETTINGS],
+            "mean": [100 * agg[p].at[n, f"{k}_mean"] for n in names],
+            "std": [100 * agg[p].at[n, f"{k}_std"] for n in names],
+        }
+    )
+    return plots.ablation_bars(
+        bars,
+        f"fine-tuned {results.METRIC_LABELS[k]} (×100)",
+        title=(f"{results.SMOKE_LABEL}: " if report.is_smoke(agg[p]) else "")
+        + f"Fig. 3 ({results.METRIC_LABELS[k]}, {report.PROTOCOL_LABELS[p]})",
+    )
 
 
 # %% mystnb={"figure": {"caption": "Our Fig. 3: macro AUROC (×100) after fine-tuning (SSL-T left, SSL-S right) for each set of pre-training transforms, optimistic (authors') protocol, on the data, profile and folds stated above. Error bars (±1 std over folds) appear only when more than one fold ran. The paper gives no values for this figure.", "name": "fig-fig3-auroc"}, "image": {"alt": "Bar charts of fine-tuned AUROC per pre-training transform set, time series and time-frequency"}} tags=["remove-input"]
@@ -138,7 +152,10 @@ for p in config.PROTOCOLS:
         runs_m = [n for (mm, _), n in zip(SETTINGS, names) if mm == m]
         best = agg[p].loc[runs_m, "auroc_mean"].idxmax()
         full = f"{paths.ABLATION_SETUPS[m]}-{paths.MAIN_TRANSFORMS[m]}"
-        check[(report.PROTOCOL_LABELS[p], m)] = {"best by AUROC": best, "full set best?": "yes" if best == full else "no"}
+        check[(report.PROTOCOL_LABELS[p], m)] = {
+            "best by AUROC": best,
+            "full set best?": "yes" if best == full else "no",
+        }
 check = pd.DataFrame(check).T
 check.index.names = ["protocol", "modality"]
 check
@@ -156,23 +173,32 @@ check
 
 # %% tags=["remove-input"]
 everything = claims.with_ablation_runs(all_main, ablation)
-transform_rows = claims.claims_table(everything, protocol="honest", metrics=report.CLAIM_METRICS,
-                                     claims=claims.TRANSFORM_CLAIMS, n_boot=2000)
+transform_rows = claims.claims_table(
+    everything, protocol="honest", metrics=report.CLAIM_METRICS, claims=claims.TRANSFORM_CLAIMS, n_boot=2000
+)
 assert len(transform_rows) == len(claims.TRANSFORM_CLAIMS) * len(report.CLAIM_METRICS), "every Fig. 3 claim was tested"
 display(Markdown(f"*Paired differences, honest protocol; {report.describe_runs(agg['honest'], split='eight')}.*"))
 report.claims_display(transform_rows)
 
 # %% tags=["remove-input"]
 n = len(FOLDS)
-display(Markdown(
-    f"**What {n} fold{'s' if n > 1 else ''} of {KIND} can tell.** "
-    + ("With one fold there is no spread: no interval and no test, only the sign of one difference per claim. "
-       if n < 2 else f"With {n} folds the intervals are very wide, and \"within fold noise\" is the expected verdict "
-       "whatever the truth. ")
-    + ("These runs show that the ablation runs and is tested; they cannot confirm or refute the paper's choice of "
-       "T1 and T2. Ten folds of the real data (the `paper` profile) can."
-       if first["data"] != "physionet2020" or report.is_smoke(agg["paper"]) else "")
-))
+display(
+    Markdown(
+        f"**What {n} fold{'s' if n > 1 else ''} of {KIND} can tell.** "
+        + (
+            "With one fold there is no spread: no interval and no test, only the sign of one difference per claim. "
+            if n < 2
+            else f'With {n} folds the intervals are very wide, and "within fold noise" is the expected verdict '
+            "whatever the truth. "
+        )
+        + (
+            "These runs show that the ablation runs and is tested; they cannot confirm or refute the paper's choice of "
+            "T1 and T2. Ten folds of the real data (the `paper` profile) can."
+            if first["data"] != "physionet2020" or report.is_smoke(agg["paper"])
+            else ""
+        )
+    )
+)
 
 # %% [markdown]
 # ## Pooled out-of-fold metrics beside the fold means
@@ -183,13 +209,23 @@ display(Markdown(
 # over every fold they ran; the columns *folds* say which folds are behind each number.
 
 # %% tags=["remove-input"]
-pooled = pd.concat([
-    claims.pooled_oof(root / "ablation" / "finetune", protocol="honest"),
-    claims.pooled_oof(root / "finetune", protocol="honest").replace(
-        {"setup": {paths.ABLATION_SETUPS[m]: f"{paths.ABLATION_SETUPS[m]}-{paths.MAIN_TRANSFORMS[m]}"
-                   for m in config.MODALITIES}}),
-], ignore_index=True)
+pooled = pd.concat(
+    [
+        claims.pooled_oof(root / "ablation" / "finetune", protocol="honest"),
+        claims.pooled_oof(root / "finetune", protocol="honest").replace(
+            {
+                "setup": {
+                    paths.ABLATION_SETUPS[m]: f"{paths.ABLATION_SETUPS[m]}-{paths.MAIN_TRANSFORMS[m]}"
+                    for m in config.MODALITIES
+                }
+            }
+        ),
+    ],
+    ignore_index=True,
+)
 side = report.pooled_beside_means(pooled, agg["honest"], names=names)
 assert (side[("AUROC", "pooled out-of-fold")] != "–").all(), "every Fig. 3 setting has pooled out-of-fold metrics"
-display(Markdown(f"*Pooled and fold-mean metrics, honest protocol; {report.describe_runs(agg['honest'], split='eight')}.*"))
+display(
+    Markdown(f"*Pooled and fold-mean metrics, honest protocol; {report.describe_runs(agg['honest'], split='eight')}.*")
+)
 side

@@ -60,8 +60,12 @@ control = report.pooled_auroc(control_root.parent, "samples", SETUP, FOLDS, prot
 
 # %% tags=["remove-input"]
 n_kept, n_skipped = len(prep.index), len(skipped)
-display(Markdown(f"**{n_kept + n_skipped} headers: {n_kept} kept, {n_skipped} skipped** "
-                 f"({', '.join(f'{n} {r}' for r, n in skipped.groupby('reason').size().items())})."))
+display(
+    Markdown(
+        f"**{n_kept + n_skipped} headers: {n_kept} kept, {n_skipped} skipped** "
+        f"({', '.join(f'{n} {r}' for r, n in skipped.groupby('reason').size().items())})."
+    )
+)
 prep.index.groupby("source").size().rename("records kept").to_frame().T
 
 # %% [markdown]
@@ -75,36 +79,49 @@ prep.index.groupby("source").size().rename("records kept").to_frame().T
 #
 # Two settings, measured on the same records and folds (the honest protocol throughout):
 
+
 # %% tags=["remove-input"]
 def describe(p) -> dict:
     f = p.finetune
     steps = -(-int(len(prep.index) * 0.8) // f.batch_records["t"])
-    return {"epochs": f.epochs["t"], "records per step": f.batch_records["t"], "crops per record": f.crops,
-            "learning rate": f.lr, "steps per epoch (about)": steps, "steps in all (about)": steps * f.epochs["t"]}
+    return {
+        "epochs": f.epochs["t"],
+        "records per step": f.batch_records["t"],
+        "crops per record": f.crops,
+        "learning rate": f.lr,
+        "steps per epoch (about)": steps,
+        "steps in all (about)": steps * f.epochs["t"],
+    }
 
 
-pd.DataFrame({"tiny profile's fine-tuning (control)": describe(ctrl), "samples profile": describe(prof)}, dtype=object).T
+pd.DataFrame(
+    {"tiny profile's fine-tuning (control)": describe(ctrl), "samples profile": describe(prof)}, dtype=object
+).T
 
 # %% mystnb={"figure": {"caption": "Per-class AUROC of setup T on the real sample records, out-of-fold predictions of the folds named above pooled, honest protocol: the `samples` profile's settings (blue) and the tiny profile's (orange). Each class label gives the number of positive records behind its bars; classes with no positive are left out. The dashed line is chance (0.5).", "name": "fig-samples-auroc"}, "image": {"alt": "Bar chart of per-class AUROC for two fine-tuning settings on the real sample records"}} tags=["remove-input"]
 shown = ours[ours["positives"] > 0].iloc[:-1]
 bars = pd.DataFrame({"samples profile": shown["AUROC"], "tiny settings (control)": control.loc[shown.index, "AUROC"]})
 bars.index = [f"{c} ({int(n)})" for c, n in zip(shown.index, shown["positives"])]
-fig = plots.per_class_bars(bars, ylabel="AUROC (out of fold)", ylim=(0, 1), reference=0.5,
-                           xlabel="class (positive records)")
+fig = plots.per_class_bars(
+    bars, ylabel="AUROC (out of fold)", ylim=(0, 1), reference=0.5, xlabel="class (positive records)"
+)
 
 # %% tags=["remove-input"]
 m_ours, m_ctrl = ours.iloc[-1]["AUROC"], control.iloc[-1]["AUROC"]
 well = ours.iloc[:-1].query("positives >= 10")
-display(Markdown(
-    f"Pooled over folds {', '.join(map(str, FOLDS))} ({int(ours.iloc[-1]['negatives'])} records), the macro AUROC "
-    f"is **{m_ours:.2f}** with the `samples` settings and **{m_ctrl:.2f}** with the tiny settings "
-    f"(chance is 0.50). On the {len(well)} classes with at least ten positives, the `samples` settings reach "
-    + ", ".join(f"{c} {a:.2f} ± {h:.2f}" for c, a, h in zip(well.index, well["AUROC"], well["± (95%)"]))
-    + " ({numref}`fig-samples-auroc`). The tiny settings take about "
-    f"{describe(ctrl)['steps in all (about)']} optimiser steps in all, against about "
-    f"{describe(prof)['steps in all (about)']}; with them even the rate classes stay near chance "
-    f"(SB {control.at['SB', 'AUROC']:.2f}, STach {control.at['STach', 'AUROC']:.2f}). A 2.5 s window shows a "
-    "fixture record's class plainly; real signals need more steps."))
+display(
+    Markdown(
+        f"Pooled over folds {', '.join(map(str, FOLDS))} ({int(ours.iloc[-1]['negatives'])} records), the macro AUROC "
+        f"is **{m_ours:.2f}** with the `samples` settings and **{m_ctrl:.2f}** with the tiny settings "
+        f"(chance is 0.50). On the {len(well)} classes with at least ten positives, the `samples` settings reach "
+        + ", ".join(f"{c} {a:.2f} ± {h:.2f}" for c, a, h in zip(well.index, well["AUROC"], well["± (95%)"]))
+        + " ({numref}`fig-samples-auroc`). The tiny settings take about "
+        f"{describe(ctrl)['steps in all (about)']} optimiser steps in all, against about "
+        f"{describe(prof)['steps in all (about)']}; with them even the rate classes stay near chance "
+        f"(SB {control.at['SB', 'AUROC']:.2f}, STach {control.at['STach', 'AUROC']:.2f}). A 2.5 s window shows a "
+        "fixture record's class plainly; real signals need more steps."
+    )
+)
 
 # %% [markdown]
 # The full table, all 24 classes, with the half-width of each AUROC's 95% interval (Hanley and

@@ -60,8 +60,16 @@ if profile == "tiny":  # both recipes on the fixture; finished runs are skipped
     report.run_study(device, profile="tiny", out=runs, data_dir=data or None)
     cost["corrected"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    report.run_study(device, profile="tiny", out=runs, data_dir=data or None, recipe="released",
-                     folds=released_folds, setups=released_setups, ablation=False)
+    report.run_study(
+        device,
+        profile="tiny",
+        out=runs,
+        data_dir=data or None,
+        recipe="released",
+        folds=released_folds,
+        setups=released_setups,
+        ablation=False,
+    )
     cost["released"] = time.perf_counter() - t0
 with warnings.catch_warnings():
     warnings.simplefilter("error", results.ResultFileWarning)  # a broken result file fails the chapter
@@ -71,24 +79,33 @@ assert len(main), f"the corrected study has results under {paths.profile_root(ru
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)
     means = results.aggregate(main[main["run"] == main["setup"]], protocol="honest")
-KIND = {"fixture": "the synthetic fixture (not real ECGs)", "samples": "the real sample records",
-        "physionet2020": "the PhysioNet/CinC 2020 training data"}[main["data"].iloc[0]]
+KIND = {
+    "fixture": "the synthetic fixture (not real ECGs)",
+    "samples": "the real sample records",
+    "physionet2020": "the PhysioNet/CinC 2020 training data",
+}[main["data"].iloc[0]]
 ANSWER = main["data"].iloc[0] == "physionet2020" and not report.is_smoke(means)
 # every label of this chapter's tables and figures: which runs, and whether they can answer
 RUNS_TEXT = report.describe_runs(means)
 WHO = RUNS_TEXT + ("" if ANSWER else "; shows the machinery, not the answer")
-display(Markdown(
-    f"**Runs shown:** profile `{profile}`, data {KIND}; corrected recipe on folds "
-    f"{','.join(map(str, sorted(main['fold'].unique())))}, each network trained on {report.SPLIT_LABELS['eight']}; "
-    f"other recipes found: {', '.join(f'`{r}`' for r in on_disk) or 'none'}."
-))
+display(
+    Markdown(
+        f"**Runs shown:** profile `{profile}`, data {KIND}; corrected recipe on folds "
+        f"{','.join(map(str, sorted(main['fold'].unique())))}, each network trained on {report.SPLIT_LABELS['eight']}; "
+        f"other recipes found: {', '.join(f'`{r}`' for r in on_disk) or 'none'}."
+    )
+)
 if not ANSWER:
-    display(Markdown(
-        "```{warning}\nThese runs (" + RUNS_TEXT.replace("`", "") + ") **show the machinery, not the answer**: a few "
-        "epochs, one or two folds. They show that both recipes run end to end and how the comparison is made. Their "
-        "numbers say **nothing** about how much the released code's choices matter on the real data; only the "
-        "command in the last section answers that.\n```"
-    ))
+    display(
+        Markdown(
+            "```{warning}\nThese runs ("
+            + RUNS_TEXT.replace("`", "")
+            + ") **show the machinery, not the answer**: a few "
+            "epochs, one or two folds. They show that both recipes run end to end and how the comparison is made. Their "
+            "numbers say **nothing** about how much the released code's choices matter on the real data; only the "
+            "command in the last section answers that.\n```"
+        )
+    )
 
 # %% [markdown]
 # ## The departures
@@ -140,7 +157,8 @@ def by_setup(rows: pd.DataFrame) -> pd.DataFrame:
         out[(name, "corrected")] = part["corrected mean"].map(lambda v: f"{v:.2f}")
         out[(name, "released − corrected [95 % bootstrap]")] = [
             f"{d:+.2f} " + ("[–]" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]")
-            for d, lo, hi in zip(part["difference"], part["bootstrap lo"], part["bootstrap hi"])]
+            for d, lo, hi in zip(part["difference"], part["bootstrap lo"], part["bootstrap hi"])
+        ]
     out[("", "folds")] = part["n_folds"]
     t = pd.DataFrame(out)
     t.columns = pd.MultiIndex.from_tuples(t.columns, names=["metric", "recipe"])
@@ -149,13 +167,22 @@ def by_setup(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 if len(released_vs):
-    display(Markdown(f"*Released against corrected (×100); {WHO}; released recipe: optimistic protocol, nine "
-                     f"training folds; corrected: honest protocol, eight training folds.*"))
+    display(
+        Markdown(
+            f"*Released against corrected (×100); {WHO}; released recipe: optimistic protocol, nine "
+            f"training folds; corrected: honest protocol, eight training folds.*"
+        )
+    )
     display(by_setup(released_vs))
 if profile == "tiny":
-    display(Markdown(f"The released recipe ran on fold(s) {released_folds} and setups {released_setups} only; wall "
-                     "time of this chapter's runs: " + ", ".join(f"{k} {v:.0f} s" for k, v in cost.items())
-                     + " (0 s when already finished)."))
+    display(
+        Markdown(
+            f"The released recipe ran on fold(s) {released_folds} and setups {released_setups} only; wall "
+            "time of this chapter's runs: "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in cost.items())
+            + " (0 s when already finished)."
+        )
+    )
 
 # %% [markdown]
 # {numref}`fig-released-auroc` draws the same differences on AUROC: a dot per setup at the mean
@@ -165,8 +192,9 @@ if profile == "tiny":
 auroc = released_vs[released_vs["metric"] == "auroc"].set_index("setup")
 points = pd.DataFrame({"mean": auroc["difference"], "lo": auroc["bootstrap lo"], "hi": auroc["bootstrap hi"]})
 points.index = [results.SETUP_LABELS[s] for s in points.index]
-fig = plots.paired_intervals(points, "released − corrected, AUROC (×100)", title="Released against corrected recipe",
-                             label=WHO.replace("`", ""))
+fig = plots.paired_intervals(
+    points, "released − corrected, AUROC (×100)", title="Released against corrected recipe", label=WHO.replace("`", "")
+)
 
 # %% [markdown]
 # ## One departure at a time
@@ -186,8 +214,12 @@ if len(singles):
     display(Markdown(f"*AUROC, recipe − corrected (×100); {WHO}.*"))
     display(singles)
 else:
-    display(Markdown("No single-departure runs in this runs folder: on the `tiny` profile they are left out to keep "
-                     "the book's build short. The command in the last section runs them."))
+    display(
+        Markdown(
+            "No single-departure runs in this runs folder: on the `tiny` profile they are left out to keep "
+            "the book's build short. The command in the last section runs them."
+        )
+    )
 
 # %% [markdown]
 # ## The paper's claims, and pooled metrics

@@ -29,8 +29,11 @@ SHARED_FIXTURE = dict(n_records=120, seed=0)
 
 def _tree_fingerprint(folder: Path) -> dict[str, str]:
     """{relative path: sha256} of every file below `folder`."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _read_only(folder: Path):

@@ -33,8 +33,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SITE = Path(os.environ.get("ECGSSL_SITE", ROOT / "_build" / "html"))  # override to test another build
 SCREENSHOTS = SITE.parent / "screenshots"  # _build/screenshots
-CHAPTERS = ["01_data", "02_transforms", "03_selfkd", "04_finetune", "05_table1", "06_table2", "07_fig3", "08_samples",
-            "09_released"]
+CHAPTERS = [
+    "01_data",
+    "02_transforms",
+    "03_selfkd",
+    "04_finetune",
+    "05_table1",
+    "06_table2",
+    "07_fig3",
+    "08_samples",
+    "09_released",
+]
 SETUPS = ["T", "S", "TSC", "TSG", "SSL-T", "SSL-S", "SSL-TSC", "SSL-TSG"]
 
 
@@ -79,10 +88,20 @@ def _chromium_run(*args: str, timeout: int = 120, console: list | None = None) -
     list), the page's console messages are appended to it."""
     with tempfile.TemporaryDirectory() as profile:
         cmd = [
-            _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
-            *(["--enable-logging=stderr", "--v=0"] if console is not None else []), *args,
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            *(["--enable-logging=stderr", "--v=0"] if console is not None else []),
+            *args,
         ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
@@ -247,15 +266,23 @@ def test_every_figure_is_numbered_captioned_and_has_alt_text(chapter):
         assert in_figure, f"{chapter}: image {src} is not in a numbered, captioned figure"
         assert alt and not re.fullmatch(r"[0-9a-f]{16,}", alt), f"{chapter}: image {src} has no real alt text ({alt!r})"
     numbered = [c for c in dom.captions if re.match(r"Fig\. \d+", c)]
-    assert len(numbered) >= len(dom.figure_images), f"{chapter}: {len(dom.figure_images)} figures, captions {dom.captions}"
+    assert len(numbered) >= len(dom.figure_images), (
+        f"{chapter}: {len(dom.figure_images)} figures, captions {dom.captions}"
+    )
 
 
 @needs_site
 @pytest.mark.parametrize("chapter", ["06_table2", "07_fig3"])
 def test_table_chapters_show_the_claims_with_named_intervals_pooled_metrics_and_the_training_split(chapter):
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", _page(chapter).read_text(encoding="utf-8")))
-    for phrase in ("95 % bootstrap over folds", "95 % paired t", "pooled out-of-fold", "mean over folds",
-                   "eight training folds", "can tell"):
+    for phrase in (
+        "95 % bootstrap over folds",
+        "95 % paired t",
+        "pooled out-of-fold",
+        "mean over folds",
+        "eight training folds",
+        "can tell",
+    ):
         assert phrase in text, f"{chapter}: {phrase!r} is not on the page"
     if chapter == "06_table2":
         assert "margin &gt; fold std?" in text or "margin > fold std?" in text
@@ -283,7 +310,9 @@ def test_no_table_is_cut_and_no_title_shows_a_raw_column_name(chapter):
 def test_math_renders_offline_in_the_method_chapters():
     for chapter, equations in (("03_selfkd", 4), ("04_finetune", 4)):
         dom = _rendered_dom(_page(chapter))
-        assert dom.count("<mjx-container") >= equations, f"{chapter}: MathJax typeset {dom.count('<mjx-container')} formulas"
+        assert dom.count("<mjx-container") >= equations, (
+            f"{chapter}: MathJax typeset {dom.count('<mjx-container')} formulas"
+        )
         assert "$$" not in re.sub(r"<(script|pre)[^>]*>.*?</\1>", "", dom, flags=re.S), f"{chapter}: raw TeX left"
 
 
@@ -308,7 +337,9 @@ def test_page_is_usable_at_phone_width_and_is_screenshotted(name):
     for width, height in ((1400, 2200), (420, 2400)):
         shot = SCREENSHOTS / f"{stem}_{width}.png"
         shot.unlink(missing_ok=True)
-        _chromium_run(f"--screenshot={shot}", f"--window-size={width},{height}", "--hide-scrollbars", page.resolve().as_uri())
+        _chromium_run(
+            f"--screenshot={shot}", f"--window-size={width},{height}", "--hide-scrollbars", page.resolve().as_uri()
+        )
         assert shot.is_file() and shot.stat().st_size > 5_000, f"{shot} was not written"
     probe = page.with_name(f".probe_{page.name}")  # beside the page, so its relative links resolve
     try:
@@ -321,7 +352,8 @@ def test_page_is_usable_at_phone_width_and_is_screenshotted(name):
     assert found and inner, f"{name}: the width probe did not run"
     assert int(inner.group(1)) <= 420, f"the probe window is {inner.group(1)} px wide, not a phone's"
     assert int(found.group(1)) <= int(inner.group(1)) + 2, (
-        f"{name} is {found.group(1)} px wide in a {inner.group(1)} px window: content is cut off at phone width")
+        f"{name} is {found.group(1)} px wide in a {inner.group(1)} px window: content is cut off at phone width"
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -440,13 +472,24 @@ def test_notebook_starts_with_one_parameters_cell_resolved_to_the_tiny_profile_o
 def test_nbval_collects_every_code_cell_of_every_notebook_through_the_jupytext_collector():
     import jupytext
 
-    expected = sum(
-        sum(1 for c in jupytext.read(p).cells if c.cell_type == "code") for p in _notebooks()
-    )
+    expected = sum(sum(1 for c in jupytext.read(p).cells if c.cell_type == "code") for p in _notebooks())
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "--nbval-lax", "--nbval-current-env",
-         "-p", "no:cacheprovider", "notebooks"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "--nbval-lax",
+            "--nbval-current-env",
+            "-p",
+            "no:cacheprovider",
+            "notebooks",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     items = [line for line in done.stdout.splitlines() if line.startswith("notebooks/") and "::" in line]
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

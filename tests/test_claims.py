@@ -19,8 +19,11 @@ from ecgssl_nb.metrics import evaluate_outputs
 
 def _results(values: dict, protocol: str = "honest") -> pd.DataFrame:
     """{setup: [metric per fold]} -> a load_results-like frame (auroc only varies)."""
-    rows = [{"setup": s, "run": s, "fold": k, "protocol": protocol, "auroc": v, "auprc": v / 2, "challenge": v / 3}
-            for s, vs in values.items() for k, v in enumerate(vs)]
+    rows = [
+        {"setup": s, "run": s, "fold": k, "protocol": protocol, "auroc": v, "auprc": v / 2, "challenge": v / 3}
+        for s, vs in values.items()
+        for k, v in enumerate(vs)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -61,8 +64,14 @@ def test_paired_t_agrees_with_scipy():
 
 
 def test_claims_table_says_beyond_noise_only_when_both_intervals_exclude_zero():
-    df = _results({"t": [0.80, 0.70, 0.90, 0.85], "ssl-t": [0.85, 0.75, 0.96, 0.90],  # +5 every fold
-                   "tsc": [0.80, 0.70, 0.90, 0.85], "tsg": [0.82, 0.69, 0.93, 0.84]})  # mixed signs
+    df = _results(
+        {
+            "t": [0.80, 0.70, 0.90, 0.85],
+            "ssl-t": [0.85, 0.75, 0.96, 0.90],  # +5 every fold
+            "tsc": [0.80, 0.70, 0.90, 0.85],
+            "tsg": [0.82, 0.69, 0.93, 0.84],
+        }
+    )  # mixed signs
     table = claims.claims_table(df, metrics=("auroc",), n_boot=500)
     assert set(table["claim"]) == {"SSL helps T", "gate beats concatenation", "fusion beats time only"}
     row = table.set_index("claim").loc["SSL helps T"]
@@ -91,18 +100,26 @@ def test_paper_margins_are_table_ii_differences_by_hand():
 def test_margins_vs_noise_compares_the_claimed_margin_with_our_fold_std():
     df = _results({"t": [0.950, 0.960, 0.940], "ssl-t": [0.953, 0.962, 0.944]})
     out = claims.margins_vs_noise(df, metrics=("auroc",)).set_index("claim").loc["SSL helps T"]
-    assert out["our fold std A"] == pytest.approx(1.0) and out["our fold std B"] == pytest.approx(np.std(
-        [95.3, 96.2, 94.4], ddof=1))
+    assert out["our fold std A"] == pytest.approx(1.0) and out["our fold std B"] == pytest.approx(
+        np.std([95.3, 96.2, 94.4], ddof=1)
+    )
     assert not out["margin > fold std"]  # the claimed +0.36 is below our fold std of ~1
 
 
 def _write_run(folder, fold, probs, labels, thresholds, protocol="honest"):
     folder.mkdir(parents=True)
     n = len(probs)
-    df = pd.DataFrame({"record": [f"r{fold}_{i}" for i in range(n)], "fold": fold, "role": "outer",
-                       "protocol": protocol, "epoch": 1})
-    df = pd.concat([df, pd.DataFrame(probs, columns=[f"p_{a}" for a in ABBREVIATIONS]),
-                    pd.DataFrame(labels, columns=[f"y_{a}" for a in ABBREVIATIONS])], axis=1)
+    df = pd.DataFrame(
+        {"record": [f"r{fold}_{i}" for i in range(n)], "fold": fold, "role": "outer", "protocol": protocol, "epoch": 1}
+    )
+    df = pd.concat(
+        [
+            df,
+            pd.DataFrame(probs, columns=[f"p_{a}" for a in ABBREVIATIONS]),
+            pd.DataFrame(labels, columns=[f"y_{a}" for a in ABBREVIATIONS]),
+        ],
+        axis=1,
+    )
     inner = df.assign(role="inner", record=df["record"] + "i")  # inner rows must be ignored
     pd.concat([df, inner]).to_csv(folder / "predictions.csv", index=False)
     (folder / "result.json").write_text(json.dumps({"thresholds": {protocol: list(thresholds)}}))
@@ -117,8 +134,9 @@ def test_pooled_oof_scores_the_concatenated_outer_folds_with_each_folds_threshol
         _write_run(tmp_path / "tsg" / f"fold{k}", k, p[k], y[k], th[k])
     out = claims.pooled_oof(tmp_path, "honest")
     assert list(out["setup"]) == ["tsg"] and out.loc[0, "n_records"] == 60 and out.loc[0, "folds"] == "0,1"
-    ref = evaluate_outputs(np.concatenate(y), np.concatenate(p),
-                           np.concatenate([(p[k] >= th[k]).astype(np.int8) for k in range(2)]))
+    ref = evaluate_outputs(
+        np.concatenate(y), np.concatenate(p), np.concatenate([(p[k] >= th[k]).astype(np.int8) for k in range(2)])
+    )
     for m in ("auroc", "auprc", "challenge", "f1"):
         assert out.loc[0, m] == pytest.approx(ref[m])
     assert claims.pooled_oof(tmp_path, "paper").empty  # no rows of that protocol

@@ -89,7 +89,12 @@ def challenge_archive(tmp: Path, top: str, names: list[str]) -> bytes:
     """A tar.gz like the Challenge's: one top folder holding .hea + .mat pairs."""
     folder = tmp / f"src-{top}-{names[0]}"
     for i, name in enumerate(names):
-        write_record(folder, name, rand_val(n=1500, seed=int(hashlib.md5(name.encode()).hexdigest()[:6], 16) + i), dx="#Dx: 426783006")
+        write_record(
+            folder,
+            name,
+            rand_val(n=1500, seed=int(hashlib.md5(name.encode()).hexdigest()[:6], 16) + i),
+            dx="#Dx: 426783006",
+        )
     return tar_gz({f"{top}/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())})
 
 
@@ -110,7 +115,12 @@ def test_url_table_has_the_six_official_archives():
 
 @pytest.mark.parametrize(
     "spec,expected",
-    [("all", list(D.ARCHIVES)), ("ALL", list(D.ARCHIVES)), ("ptb-xl,CPSC", ["CPSC", "PTB-XL"]), (" georgia ", ["Georgia"])],
+    [
+        ("all", list(D.ARCHIVES)),
+        ("ALL", list(D.ARCHIVES)),
+        ("ptb-xl,CPSC", ["CPSC", "PTB-XL"]),
+        (" georgia ", ["Georgia"]),
+    ],
 )
 def test_parse_sources(spec, expected):
     assert D.parse_sources(spec) == expected
@@ -192,7 +202,9 @@ def test_download_extracts_each_source_into_its_folder_and_prepare_reads_it(tmp_
     with Server(files) as srv:
         D.download(data, "CPSC,Georgia,PTB-XL", base_url=srv.url, progress=False)
         assert sorted(p.name for p in data.iterdir()) == [".archives", "CPSC", "Georgia", "PTB-XL"]
-        assert (data / "Georgia" / "WFDB" / "E00002.hea").exists() and (data / "PTB-XL" / "WFDB" / "HR00001.mat").exists()
+        assert (data / "Georgia" / "WFDB" / "E00002.hea").exists() and (
+            data / "PTB-XL" / "WFDB" / "HR00001.mat"
+        ).exists()
         assert all((data / s / ".complete").exists() for s in ("CPSC", "Georgia", "PTB-XL"))
         assert list((data / ".archives").iterdir()) == []  # archives removed after extraction
         n_requests = len(srv.log)

@@ -26,12 +26,20 @@ from ecgssl_nb.prepare import load_prepared, prepare
 from ecgssl_nb.results import check_result
 
 # A cheap variant of the tiny profile: one crop per record, 1 epoch by default.
-FAST = replace(get_profile("tiny"), finetune=replace(
-    get_profile("tiny").finetune, crops=1, epochs={"t": 1, "s": 1, "tsc": 1, "tsg": 1},
-    batch_records={"t": 32, "s": 32, "tsc": 32, "tsg": 32}, eval_batch_windows=512))
+FAST = replace(
+    get_profile("tiny"),
+    finetune=replace(
+        get_profile("tiny").finetune,
+        crops=1,
+        epochs={"t": 1, "s": 1, "tsc": 1, "tsg": 1},
+        batch_records={"t": 32, "s": 32, "tsc": 32, "tsg": 32},
+        eval_batch_windows=512,
+    ),
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 
 @pytest.fixture(scope="module")
 def prepared_dir(prepared_corpus):
@@ -83,7 +91,10 @@ def test_every_setup_trains_an_epoch_and_writes_a_result_in_the_schema(setup, pr
     pred = pd.read_csv(tmp_path / "predictions.csv")
     assert len(pred) == 2 * n_outer + n_inner
     assert sorted(pred.groupby(["protocol", "role"]).size().items()) == [
-        (("honest", "inner"), n_inner), (("honest", "outer"), n_outer), (("paper", "outer"), n_outer)]
+        (("honest", "inner"), n_inner),
+        (("honest", "outer"), n_outer),
+        (("paper", "outer"), n_outer),
+    ]
     probs = pred[[f"p_{a}" for a in ABBREVIATIONS]].to_numpy()
     assert ((probs > 0) & (probs < 1)).all()
     assert len(list((tmp_path / "challenge_outputs").glob("*.csv"))) == n_outer
@@ -196,7 +207,8 @@ def test_paper_exact_protocol_trains_on_all_nine_other_folds(prepared_dir, tmp_p
 
 
 def test_a_run_killed_mid_epoch_leaves_no_result_and_resumes_to_the_uninterrupted_result(
-        prepared_dir, tmp_path, monkeypatch):
+    prepared_dir, tmp_path, monkeypatch
+):
     whole = _run("t", prepared_dir, tmp_path / "whole", epochs=2)
 
     calls = {"n": 0}
@@ -223,12 +235,15 @@ def test_a_run_killed_mid_epoch_leaves_no_result_and_resumes_to_the_uninterrupte
     for key in ("metrics", "per_class", "thresholds", "selection"):
         assert resumed[key] == whole[key], key
     assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in whole["history"]]
-    pd.testing.assert_frame_equal(pd.read_csv(out / "predictions.csv"), pd.read_csv(tmp_path / "whole" / "predictions.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "predictions.csv"), pd.read_csv(tmp_path / "whole" / "predictions.csv")
+    )
     assert not (out / "checkpoint.pt").exists()
 
 
 def test_a_run_killed_while_checkpointing_leaves_no_log_row_that_the_resume_runs_again(
-        prepared_dir, tmp_path, monkeypatch):
+    prepared_dir, tmp_path, monkeypatch
+):
     real = ft._atomic
 
     def dies_writing_the_checkpoint(path, write):
@@ -278,12 +293,47 @@ def test_bad_arguments_raise_user_errors_that_name_the_parameter(prepared_dir, t
 
 
 def test_cli_exits_2_on_bad_input_and_runs_a_zero_epoch_evaluation(prepared_dir, tmp_path, capsys):
-    assert main(["finetune", "--setup", "nope", "--fold", "0", "--prepared", str(prepared_dir),
-                 "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                "--setup",
+                "nope",
+                "--fold",
+                "0",
+                "--prepared",
+                str(prepared_dir),
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
     assert "--setup 'nope'" in capsys.readouterr().err
-    assert main(["finetune", "--setup", "t", "--fold", "12", "--prepared", str(prepared_dir),
-                 "--out", str(tmp_path / "x")]) == 2
-    assert main(["finetune", "--setup", "t", "--fold", "0", "--prepared", str(prepared_dir), "--out",
-                 str(tmp_path / "y"), "--epochs", "0", "--no-progress"]) == 0
+    assert (
+        main(
+            ["finetune", "--setup", "t", "--fold", "12", "--prepared", str(prepared_dir), "--out", str(tmp_path / "x")]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                "finetune",
+                "--setup",
+                "t",
+                "--fold",
+                "0",
+                "--prepared",
+                str(prepared_dir),
+                "--out",
+                str(tmp_path / "y"),
+                "--epochs",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "t fold 0 paper  epoch 0" in capsys.readouterr().out
     assert json.loads((tmp_path / "y" / "result.json").read_text())["epochs"] == 0

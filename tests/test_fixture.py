@@ -45,8 +45,17 @@ def _parse_header(path: Path) -> dict:
     name, n_sig, fs, n, day, hms = lines[0].split()
     signals = [line.split() for line in lines[1:13]]
     comments = dict(line[1:].split(": ", 1) for line in lines[13:])
-    return {"name": name, "n_sig": int(n_sig), "fs": int(fs), "n": int(n), "day": day, "time": hms,
-            "signals": signals, "comments": comments, "n_lines": len(lines)}
+    return {
+        "name": name,
+        "n_sig": int(n_sig),
+        "fs": int(fs),
+        "n": int(n),
+        "day": day,
+        "time": hms,
+        "signals": signals,
+        "comments": comments,
+        "n_lines": len(lines),
+    }
 
 
 # --- the plan: labels and sources ---------------------------------------------------------------
@@ -106,7 +115,7 @@ def test_sources_folders_prefixes_and_rates_are_as_documented(plan):
     for r in plan:
         src = fixture.FIXTURE_SOURCES[r.source]
         assert r.fs == src.fs
-        assert r.name[len(src.prefix):].isdigit() and len(r.name) == len(src.prefix) + src.digits
+        assert r.name[len(src.prefix) :].isdigit() and len(r.name) == len(src.prefix) + src.digits
         assert r.name.startswith(src.prefix) and r.path == f"{src.folder}/{r.name}.hea"
         lo, hi = src.seconds
         assert round(lo * r.fs) <= r.n_samples <= round(hi * r.fs)
@@ -370,8 +379,14 @@ def test_physionet2020_shape_has_the_real_source_counts_rates_and_lengths():
     counts = Counter(r.source for r in plan)
     seconds = {s: np.array([r.n_samples / r.fs for r in plan if r.source == s]) for s in counts}
     rates = {s: {r.fs for r in plan if r.source == s} for s in counts}
-    assert rates == {"CPSC": {500}, "CPSC-Extra": {500}, "INCART": {257}, "PTB": {1000}, "PTB-XL": {500},
-                     "Georgia": {500}}
+    assert rates == {
+        "CPSC": {500},
+        "CPSC-Extra": {500},
+        "INCART": {257},
+        "PTB": {1000},
+        "PTB-XL": {500},
+        "Georgia": {500},
+    }
     assert np.all(seconds["INCART"] == 1800.0)  # 30-minute Holter excerpts: 462,600 samples
     assert np.all(seconds["PTB-XL"] == 10.0) and np.all(seconds["Georgia"] == 10.0)
     assert seconds["PTB"].min() >= 38.0 and seconds["PTB"].max() <= 120.0 and seconds["PTB"].mean() > 60

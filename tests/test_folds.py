@@ -95,7 +95,9 @@ def test_hand_computed_two_folds():
 
 def test_single_label_sets_are_within_one_of_the_ideal_share_for_every_label_and_fold():
     rng = np.random.default_rng(5)
-    sets = [[f"L{int(k)}"] for k in rng.choice(8, size=1234, p=np.geomspace(1, 0.02, 8) / np.geomspace(1, 0.02, 8).sum())]
+    sets = [
+        [f"L{int(k)}"] for k in rng.choice(8, size=1234, p=np.geomspace(1, 0.02, 8) / np.geomspace(1, 0.02, 8).sum())
+    ]
     f = stratify(sets, 10, 0)
     assert per_label_deviation(sets, f, 10) < 1.0
     assert np.abs(np.bincount(f, minlength=10) - 123.4).max() < 1.0
@@ -141,7 +143,14 @@ def make_index(seed=0):
     for source, prefix, n in [("CPSC", "A", 400), ("Georgia", "E", 300), ("INCART", "I", 30)]:
         sets = random_label_sets(n, max_labels=2, seed=seed + n)
         for i, s in enumerate(sets):
-            rows.append({"record": f"{prefix}{i:05d}", "source": source, "path": f"{source}/{prefix}{i:05d}.hea", "codes": " ".join(s)})
+            rows.append(
+                {
+                    "record": f"{prefix}{i:05d}",
+                    "source": source,
+                    "path": f"{source}/{prefix}{i:05d}.hea",
+                    "codes": " ".join(s),
+                }
+            )
     df = pd.DataFrame(rows)
     return df.iloc[rng.permutation(len(df))].reset_index(drop=True)
 

@@ -63,8 +63,13 @@ def test_gpu_check_refuses_a_bad_device_and_cuda_where_there_is_none():
 @pytest.mark.slow
 def test_gpu_check_runs_its_reduced_form_on_the_cpu(tmp_path):
     out = tmp_path / "figures.json"
-    p = subprocess.run(["bash", str(SCRIPT), "--device", "cpu", "--json", str(out)], capture_output=True, text=True,
-                       env=_env(), timeout=900)
+    p = subprocess.run(
+        ["bash", str(SCRIPT), "--device", "cpu", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=900,
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     figures = json.loads(out.read_text())
     bp = _bench_paper()

@@ -54,7 +54,7 @@ def test_xresnet1d50_has_886432_parameters_split_as_worked_out_by_hand():
     assert count_parameters(m.stages[0][0]) == 4096 + 128 + 20480 + 128 + 16384 + 512 + 16384 + 512
     # every other block (15 of them): 1x1 256->64, k5, 1x1 64->256; shortcut has no parameters
     for stage in m.stages:
-        for block in list(stage)[1 if stage is m.stages[0] else 0:]:
+        for block in list(stage)[1 if stage is m.stages[0] else 0 :]:
             assert count_parameters(block) == 54_016
             assert count_parameters(block.shortcut) == 0
     assert m.feature_dim == 512
@@ -96,17 +96,26 @@ def test_count_parameters_can_skip_frozen_ones(nets):
 def test_xresnet1d50_intermediate_shapes_follow_spec():
     x, _ = inputs(2)
     assert trace_shapes(xresnet1d50(), x) == {
-        "stem.0": (2, 32, 125), "stem.2": (2, 64, 125), "stem.3": (2, 64, 63),
-        "stages.0": (2, 256, 63), "stages.1": (2, 256, 32), "stages.2": (2, 256, 16),
-        "stages.3": (2, 256, 8), "pool": (2, 512),
+        "stem.0": (2, 32, 125),
+        "stem.2": (2, 64, 125),
+        "stem.3": (2, 64, 63),
+        "stages.0": (2, 256, 63),
+        "stages.1": (2, 256, 32),
+        "stages.2": (2, 256, 16),
+        "stages.3": (2, 256, 8),
+        "pool": (2, 512),
     }
 
 
 def test_se_resnet34_intermediate_shapes_follow_spec(nets):
     _, s = inputs(2)
     assert trace_shapes(nets["s"].spec_backbone, s) == {
-        "conv1": (2, 64, 7, 11), "maxpool": (2, 64, 4, 6), "layer1": (2, 64, 4, 6),
-        "layer2": (2, 128, 2, 3), "layer3": (2, 256, 1, 2), "layer4": (2, 512, 1, 1),
+        "conv1": (2, 64, 7, 11),
+        "maxpool": (2, 64, 4, 6),
+        "layer1": (2, 64, 4, 6),
+        "layer2": (2, 128, 2, 3),
+        "layer3": (2, 256, 1, 2),
+        "layer4": (2, 512, 1, 1),
         "avgpool": (2, 512, 1, 1),
     }
 
@@ -219,8 +228,13 @@ def test_gradients_reach_both_backbones_and_the_gate_in_tsg(nets):
     m.zero_grad(set_to_none=True)
     m(x, s).square().mean().backward()
     last_block = m.time_backbone.stages[3][2]
-    for p in (m.time_backbone.stem[0].conv.weight, last_block.convs[2].bn.weight,
-              m.spec_backbone.conv1.weight, m.spec_backbone.layer4[2].conv2.weight, m.gate.weight):
+    for p in (
+        m.time_backbone.stem[0].conv.weight,
+        last_block.convs[2].bn.weight,
+        m.spec_backbone.conv1.weight,
+        m.spec_backbone.layer4[2].conv2.weight,
+        m.gate.weight,
+    ):
         assert p.grad is not None and p.grad.abs().sum() > 0
     # zero-gamma: at init the residual branch is cut off below its last BN, so its convs get none
     assert last_block.convs[0].conv.weight.grad.abs().sum() == 0
@@ -361,11 +375,14 @@ def _edited(state, drop=None, add=None, reshape=None):
     return state
 
 
-@pytest.mark.parametrize("edit,needle", [
-    ({"drop": "stem.1.conv.weight"}, "1 missing keys (stem.1.conv.weight)"),
-    ({"add": "head.fc.weight"}, "1 unexpected keys (head.fc.weight)"),
-    ({"reshape": "stem.0.conv.bias"}, "stem.0.conv.bias: (7,) vs (32,) expected"),
-])
+@pytest.mark.parametrize(
+    "edit,needle",
+    [
+        ({"drop": "stem.1.conv.weight"}, "1 missing keys (stem.1.conv.weight)"),
+        ({"add": "head.fc.weight"}, "1 unexpected keys (head.fc.weight)"),
+        ({"reshape": "stem.0.conv.bias"}, "stem.0.conv.bias: (7,) vs (32,) expected"),
+    ],
+)
 def test_load_backbone_refuses_partial_loads_and_loads_nothing(edit, needle):
     a, b = _trained_pair()
     before = {k: v.clone() for k, v in b.state_dict().items()}

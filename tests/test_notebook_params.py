@@ -43,7 +43,9 @@ def test_resolve_precedence_is_papermill_then_environment_then_default():
 def test_resolve_uses_a_notebook_own_default_over_the_shared_one():
     ns = {"modality": None}
     assert params.resolve(ns, environ={}, modality="all") == {"modality": "all"}
-    assert params.resolve({"modality": None}, environ={"ECGSSL_MODALITY": "spec"}, modality="all") == {"modality": "spec"}
+    assert params.resolve({"modality": None}, environ={"ECGSSL_MODALITY": "spec"}, modality="all") == {
+        "modality": "spec"
+    }
 
 
 def test_resolve_names_the_variable_when_an_integer_is_malformed():

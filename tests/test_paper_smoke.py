@@ -32,8 +32,25 @@ def smoke_runs(tmp_path_factory):
     """RUNS of `reproduce --profile paper --max-steps 1 --folds 0 --devices cpu` (no ablation)."""
     tmp = tmp_path_factory.mktemp("paper_smoke")
     make_fixture(tmp / "fixture", n_records=N_RECORDS, seed=0)
-    rc = main(["reproduce", "--profile", "paper", "--data-dir", str(tmp / "fixture"), "--out", str(tmp / "runs"),
-               "--folds", "0", "--devices", "cpu", "--max-steps", "1", "--no-ablation", "--no-progress"])
+    rc = main(
+        [
+            "reproduce",
+            "--profile",
+            "paper",
+            "--data-dir",
+            str(tmp / "fixture"),
+            "--out",
+            str(tmp / "runs"),
+            "--folds",
+            "0",
+            "--devices",
+            "cpu",
+            "--max-steps",
+            "1",
+            "--no-ablation",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     return tmp / "runs"
 
@@ -72,7 +89,12 @@ def test_table_notebooks_execute_on_the_paper_smoke_and_label_it_smoke(smoke_run
     monkeypatch.setenv("ECGSSL_PROFILE", "paper")
     monkeypatch.setenv("ECGSSL_RUNS", str(smoke_runs))
     monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    nb = papermill.execute_notebook(jupytext.read(ROOT / "notebooks" / f"{notebook}.py"), str(tmp_path / "out.ipynb"),
-                                    cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3")
+    nb = papermill.execute_notebook(
+        jupytext.read(ROOT / "notebooks" / f"{notebook}.py"),
+        str(tmp_path / "out.ipynb"),
+        cwd=str(ROOT / "notebooks"),
+        progress_bar=False,
+        kernel_name="python3",
+    )
     shown = json.dumps([c.get("outputs", []) for c in nb["cells"]])
     assert SMOKE_LABEL in shown  # every table of ours says it is a smoke run

@@ -41,11 +41,22 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = get_profile("tiny")
 # The tiny profile shrunk to seconds: 1 pre-training epoch of 2 views and a 64-wide head,
 # fine-tunings of 1 crop per record and 1 epoch (3 for t: a checkpoint to kill after).
-SMALL_SETTINGS = ["pretrain.epochs=1", "pretrain.batch_size=16", "pretrain.n_local=0", "pretrain.out_dim=64",
-                  "pretrain.warmup_epochs=0", "finetune.crops=1", "finetune.epochs.t=1", "finetune.epochs.s=1"]
+SMALL_SETTINGS = [
+    "pretrain.epochs=1",
+    "pretrain.batch_size=16",
+    "pretrain.n_local=0",
+    "pretrain.out_dim=64",
+    "pretrain.warmup_epochs=0",
+    "finetune.crops=1",
+    "finetune.epochs.t=1",
+    "finetune.epochs.s=1",
+]
 SMALL_PRE = replace(TINY.pretrain["time"], epochs=1, batch_size=16, n_local=0, out_dim=64, warmup_epochs=0)
-SMALL = replace(TINY, pretrain={"time": SMALL_PRE, "spec": SMALL_PRE},
-                finetune=replace(TINY.finetune, crops=1, epochs={f: 1 for f in ("t", "s", "tsc", "tsg")}))
+SMALL = replace(
+    TINY,
+    pretrain={"time": SMALL_PRE, "spec": SMALL_PRE},
+    finetune=replace(TINY.finetune, crops=1, epochs={f: 1 for f in ("t", "s", "tsc", "tsg")}),
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +81,32 @@ def test_ensure_finetune_computes_prepare_and_its_pretraining_once_with_reproduc
     assert (first.folder / "result.json").stat().st_mtime_ns == stamp
     assert ensure_pretrain("tiny", tmp_path, "time", **kw).statuses == {"pretrain time": "skipped"}
     # one source of truth: reproduce plans the same runs with the same requests, so it skips them
-    root = reproduce("tiny", data_dir=data_dir, out=tmp_path, setups="ssl-t", folds="0", ablation=False,
-                     progress=False, settings=SMALL_SETTINGS)
-    assert json.loads((root / "manifest.json").read_text())["counts"] == {"done": 0, "skipped": 2, "failed": 0,
-                                                                         "blocked": 0}
+    root = reproduce(
+        "tiny",
+        data_dir=data_dir,
+        out=tmp_path,
+        setups="ssl-t",
+        folds="0",
+        ablation=False,
+        progress=False,
+        settings=SMALL_SETTINGS,
+    )
+    assert json.loads((root / "manifest.json").read_text())["counts"] == {
+        "done": 0,
+        "skipped": 2,
+        "failed": 0,
+        "blocked": 0,
+    }
     # another setting re-runs the fine-tuning only (the pre-training's request is unchanged)
-    changed = ensure_finetune("tiny", tmp_path, "ssl-t", 0, data=data_dir, device="cpu",
-                              settings=";".join(SMALL_SETTINGS + ["finetune.lr=2e-3"]))
+    changed = ensure_finetune(
+        "tiny",
+        tmp_path,
+        "ssl-t",
+        0,
+        data=data_dir,
+        device="cpu",
+        settings=";".join(SMALL_SETTINGS + ["finetune.lr=2e-3"]),
+    )
     assert changed.statuses == {"pretrain time": "skipped", "finetune ssl-t fold 0": "done"}
 
 
@@ -113,10 +143,12 @@ def test_study_config_carries_a_customised_profile_and_refuses_settings_beside_i
 
 def _papermill_fold(runs: Path, data_dir: Path, out: Path, settings: list[str]) -> str:
     """The documented command: jupytext to ipynb on stdout, piped into papermill with -p values."""
-    return (f"{shlex.quote(_bin('jupytext'))} --to ipynb -o - notebooks/04_finetune.py | "
-            f"{shlex.quote(_bin('papermill'))} - {shlex.quote(str(out))} --cwd notebooks --no-progress-bar "
-            f"-p profile tiny -p data {shlex.quote(str(data_dir))} -p runs {shlex.quote(str(runs))} "
-            f"-p setup ssl-t -p fold 0 -p device cpu -p settings {shlex.quote(';'.join(settings))}")
+    return (
+        f"{shlex.quote(_bin('jupytext'))} --to ipynb -o - notebooks/04_finetune.py | "
+        f"{shlex.quote(_bin('papermill'))} - {shlex.quote(str(out))} --cwd notebooks --no-progress-bar "
+        f"-p profile tiny -p data {shlex.quote(str(data_dir))} -p runs {shlex.quote(str(runs))} "
+        f"-p setup ssl-t -p fold 0 -p device cpu -p settings {shlex.quote(';'.join(settings))}"
+    )
 
 
 @pytest.mark.slow
@@ -131,8 +163,9 @@ def test_papermill_fold_computes_what_is_missing_resumes_after_a_kill_and_then_s
 
     # 1. kill papermill and its kernel once the pre-training is finished and the fine-tuning checkpointed
     with open(tmp_path / "killed.log", "w") as fh:
-        proc = subprocess.Popen(["bash", "-c", cmd], cwd=ROOT, env=env, start_new_session=True, stdout=fh,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            ["bash", "-c", cmd], cwd=ROOT, env=env, start_new_session=True, stdout=fh, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + 300
     while not (run_dir / "checkpoint.pt").is_file():
         assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-2000:]
@@ -153,13 +186,18 @@ def test_papermill_fold_computes_what_is_missing_resumes_after_a_kill_and_then_s
     assert backbone.stat().st_mtime_ns == backbone_stamp
     log = pd.read_csv(run_dir / "log.csv")
     assert len(log) == 4
-    pd.testing.assert_frame_equal(log.iloc[:len(killed_log)], killed_log)  # epochs before the kill kept, not re-run
+    pd.testing.assert_frame_equal(log.iloc[: len(killed_log)], killed_log)  # epochs before the kill kept, not re-run
     result = (run_dir / "result.json").read_bytes()
     assert json.loads(result)["setup"] == "ssl-t" and not (run_dir / "checkpoint.pt").exists()
     executed = nbformat.read(tmp_path / "out" / "04_ssl-t_fold0.ipynb", as_version=4)
     assert executed.metadata.papermill.parameters["fold"] == 0
-    assert not [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                if o.get("output_type") == "error"]
+    assert not [
+        o
+        for c in executed.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
 
     # 3. once more: everything is finished, nothing is rewritten
     stamps = {p: p.stat().st_mtime_ns for p in (run_dir / "result.json", run_dir / "provenance.json", backbone)}
@@ -169,22 +207,35 @@ def test_papermill_fold_computes_what_is_missing_resumes_after_a_kill_and_then_s
 
 
 def _requests(root: Path) -> dict:
-    return {str(p.parent.relative_to(root)): provenance.read(p.parent)["request"]
-            for p in sorted(root.rglob("provenance.json")) if p.parent.name not in ("tables", "prepared")}
+    return {
+        str(p.parent.relative_to(root)): provenance.read(p.parent)["request"]
+        for p in sorted(root.rglob("provenance.json"))
+        if p.parent.name not in ("tables", "prepared")
+    }
 
 
 @pytest.mark.slow
 def test_reproduce_as_notebooks_keeps_one_executed_notebook_per_run_and_matches_the_in_process_study(
-        data_dir, tmp_path):
+    data_dir, tmp_path
+):
     kw = dict(data_dir=data_dir, setups="t,ssl-t", folds="0", ablation=False, progress=False, devices="cpu")
     nb_root = reproduce(SMALL, out=tmp_path / "nb", as_notebooks=True, **kw)
-    runs = [nb_root / "pretrain" / "time", nb_root / "finetune" / "t" / "fold0", nb_root / "finetune" / "ssl-t" / "fold0"]
+    runs = [
+        nb_root / "pretrain" / "time",
+        nb_root / "finetune" / "t" / "fold0",
+        nb_root / "finetune" / "ssl-t" / "fold0",
+    ]
     for run in runs:
         executed = nbformat.read(run / notebook_jobs.NOTEBOOK_RECORD, as_version=4)
         given = executed.metadata.papermill.parameters
         assert given["study_config"] == str(nb_root / "jobs" / "study.json") and given["device"] == "cpu"
-        assert not [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                    if o.get("output_type") == "error"]
+        assert not [
+            o
+            for c in executed.cells
+            if c.cell_type == "code"
+            for o in c.get("outputs", [])
+            if o.get("output_type") == "error"
+        ]
     assert not list(tmp_path.rglob("*.partial.ipynb")) and not list((ROOT / "notebooks").glob("*.ipynb"))
 
     in_root = reproduce(SMALL, out=tmp_path / "inproc", **kw)
@@ -227,8 +278,14 @@ def test_a_real_data_profile_shows_its_finished_runs_without_the_records_and_nee
 
 
 def test_several_devices_run_each_notebook_job_in_its_own_process_and_keep_its_failure(tmp_path):
-    job = Job("finetune", "finetune t fold 0", tmp_path / "run", run=None, argv=None,
-              notebook=lambda device: {"config": "x.json", "device": device})
+    job = Job(
+        "finetune",
+        "finetune t fold 0",
+        tmp_path / "run",
+        run=None,
+        argv=None,
+        notebook=lambda device: {"config": "x.json", "device": device},
+    )
     run_jobs([job], ["cpu", "cpu"], progress=False, as_notebooks=True)
     assert job.status == "failed" and job.device == "cpu"
     assert "04_finetune.py has no parameter config" in job.reason

@@ -134,11 +134,14 @@ def test_compare_with_paper_puts_the_papers_value_beside_ours():
 
 
 def test_ablation_bars_one_panel_per_modality():
-    t = pd.DataFrame({
-        "modality": ["time"] * 2 + ["spec"] * 2,
-        "transforms": ["none", "t1", "none", "t2"],
-        "mean": [0.6, 0.7, 0.5, 0.55], "std": [0.01, 0.02, 0.0, np.nan],
-    })
+    t = pd.DataFrame(
+        {
+            "modality": ["time"] * 2 + ["spec"] * 2,
+            "transforms": ["none", "t1", "none", "t2"],
+            "mean": [0.6, 0.7, 0.5, 0.55],
+            "std": [0.01, 0.02, 0.0, np.nan],
+        }
+    )
     fig = plots.ablation_bars(t, "AUROC")
     assert [ax.get_title() for ax in fig.axes] == ["time series", "time-frequency"]
     assert _bar_heights(fig.axes[1]) == pytest.approx([0.5, 0.55])

@@ -83,7 +83,9 @@ def test_real_labels_are_merged_and_codes_keep_pre_merge_scored_codes(real):
         assert row["labels"]  # every kept record has a scored label
     q = prep.index.set_index("record")
     rbbb = [r for r, row in q.iterrows() if "59118001" in row["codes"].split()]
-    assert rbbb and all("713427006" in q.loc[r, "labels"].split() and "59118001" not in q.loc[r, "labels"] for r in rbbb)
+    assert rbbb and all(
+        "713427006" in q.loc[r, "labels"].split() and "59118001" not in q.loc[r, "labels"] for r in rbbb
+    )
     assert prep.label_matrix().shape == (len(prep), 24) and prep.label_matrix().dtype == np.float32
 
 
@@ -324,7 +326,9 @@ def test_chunks_respect_the_record_count_and_the_byte_budget():
 def test_a_corpus_with_nothing_to_keep_is_an_error_that_keeps_the_report(tmp_path):
     for i in range(3):
         write_record(tmp_path / "data", f"A000{i}", rand_val(n=1500, seed=i), dx="#Dx: 55827005")
-    with pytest.raises(UserError, match=r"no record kept: all 3 headers were skipped \(no scored label: 3\); see .*skipped.csv"):
+    with pytest.raises(
+        UserError, match=r"no record kept: all 3 headers were skipped \(no scored label: 3\); see .*skipped.csv"
+    ):
         P.prepare(tmp_path / "data", tmp_path / "out", workers=1, progress=False)
     assert not (tmp_path / "out").exists()
     report = pd.read_csv(P.staging_dir(tmp_path / "out") / "skipped.csv", keep_default_na=False)

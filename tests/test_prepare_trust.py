@@ -117,7 +117,21 @@ def test_out_holding_foreign_files_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "no provenance.json" in err and "--force" in err and len(err.strip().splitlines()) == 1
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
-    assert main(["prepare", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--workers", "1", "--force"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--out",
+                str(tmp_path / "out"),
+                "--workers",
+                "1",
+                "--force",
+            ]
+        )
+        == 0
+    )
     (aside,) = tmp_path.glob("out.stale-*")
     assert (aside / "notes.txt").read_text() == "mine"
 
@@ -148,8 +162,13 @@ def test_bad_signals_are_skipped_with_reasons_and_stats_json_is_strict(tmp_path)
     hea.write_bytes(hea.read_bytes().replace(b"#Dx: 426783006", b"#Dx: 4267830\xff6"))
     P.prepare(data, tmp_path / "out", workers=1, progress=False)
     skipped = pd.read_csv(tmp_path / "out" / "skipped.csv", keep_default_na=False).set_index("record")["reason"]
-    assert skipped.to_dict() == {"A0900": "implausible amplitude", "A0901": "invalid gain", "A0902": "invalid gain",
-                                 "A0903": "implausible amplitude", "A0904": "unreadable header"}
+    assert skipped.to_dict() == {
+        "A0900": "implausible amplitude",
+        "A0901": "invalid gain",
+        "A0902": "invalid gain",
+        "A0903": "implausible amplitude",
+        "A0904": "unreadable header",
+    }
 
     def no_nan(name):
         raise ValueError(f"bare {name} in stats.json")
@@ -262,27 +281,51 @@ def _edit_index(folder: Path, edit) -> None:
 def _set(col, row, value):
     def edit(ix):
         ix.loc[row, col] = value
+
     return edit
 
 
 TAMPER = {
-    "no labels column": (lambda f: _edit_index(f, lambda ix: ix.drop(columns="labels")),
-                         r"index\.csv has no column 'labels'"),
+    "no labels column": (
+        lambda f: _edit_index(f, lambda ix: ix.drop(columns="labels")),
+        r"index\.csv has no column 'labels'",
+    ),
     "fold 99": (lambda f: _edit_index(f, _set("fold", 2, "99")), r"index\.csv: record .* has fold 99, outside 0\.\.9"),
-    "unknown label code": (lambda f: _edit_index(f, _set("labels", 1, "164889003 123456")),
-                           r"index\.csv: record .* has label code '123456', not one of the 24 classes"),
-    "duplicate record name": (lambda f: _edit_index(f, lambda ix: ix.__setitem__("record", [ix["record"][0]] * len(ix))),
-                              r"index\.csv: record name .* appears more than once"),
-    "overlapping offsets": (lambda f: _edit_index(f, _set("offset", 3, "0")), r"index\.csv: record .* has offset 0 .*back to back"),
-    "row dropped": (lambda f: _edit_index(f, lambda ix: ix.drop(index=4)),
-                    r"index\.csv: \d+ rows, but stats\.json says n_records"),
-    "fold not an integer": (lambda f: _edit_index(f, _set("fold", 0, "x")), r"index\.csv: column 'fold' holds a value that is not an integer"),
-    "signals longer than the index": (lambda f: np.save(f / "signals.npy", np.zeros((99999, 12), np.float32)),
-                                      r"signals\.npy: 99999 rows, but stats\.json says total_samples"),
-    "NaN in stats.json": (lambda f: (f / "stats.json").write_text((f / "stats.json").read_text().replace('"mean": [', '"mean": [NaN, ', 1)),
-                          r"stats\.json is not strict JSON"),
+    "unknown label code": (
+        lambda f: _edit_index(f, _set("labels", 1, "164889003 123456")),
+        r"index\.csv: record .* has label code '123456', not one of the 24 classes",
+    ),
+    "duplicate record name": (
+        lambda f: _edit_index(f, lambda ix: ix.__setitem__("record", [ix["record"][0]] * len(ix))),
+        r"index\.csv: record name .* appears more than once",
+    ),
+    "overlapping offsets": (
+        lambda f: _edit_index(f, _set("offset", 3, "0")),
+        r"index\.csv: record .* has offset 0 .*back to back",
+    ),
+    "row dropped": (
+        lambda f: _edit_index(f, lambda ix: ix.drop(index=4)),
+        r"index\.csv: \d+ rows, but stats\.json says n_records",
+    ),
+    "fold not an integer": (
+        lambda f: _edit_index(f, _set("fold", 0, "x")),
+        r"index\.csv: column 'fold' holds a value that is not an integer",
+    ),
+    "signals longer than the index": (
+        lambda f: np.save(f / "signals.npy", np.zeros((99999, 12), np.float32)),
+        r"signals\.npy: 99999 rows, but stats\.json says total_samples",
+    ),
+    "NaN in stats.json": (
+        lambda f: (f / "stats.json").write_text(
+            (f / "stats.json").read_text().replace('"mean": [', '"mean": [NaN, ', 1)
+        ),
+        r"stats\.json is not strict JSON",
+    ),
     "no .complete.json": (lambda f: (f / ".complete.json").unlink(), r"not a finished prepared folder"),
-    "no provenance.json": (lambda f: (f / "provenance.json").unlink(), r"provenance\.json is missing or not from `prepare`"),
+    "no provenance.json": (
+        lambda f: (f / "provenance.json").unlink(),
+        r"provenance\.json is missing or not from `prepare`",
+    ),
 }
 
 

@@ -32,7 +32,11 @@ def test_request_refuses_nan():
 def test_differences_name_dotted_keys():
     a = P.request("s", {"epochs": 3, "opt": {"lr": 1}}, {"prepared": "a"}, 0)
     b = P.request("s", {"epochs": 5, "opt": {"lr": 1, "wd": 2}}, {"prepared": "b"}, 0)
-    assert P.differences(a, b) == ["inputs.prepared: a -> b", "settings.epochs: 3 -> 5", "settings.opt.wd: (absent) -> 2"]
+    assert P.differences(a, b) == [
+        "inputs.prepared: a -> b",
+        "settings.epochs: 3 -> 5",
+        "settings.opt.wd: (absent) -> 2",
+    ]
     assert P.differences(a, a) == []
 
 

@@ -59,20 +59,28 @@ def test_released_recipe_has_every_departure_and_records_itself():
     assert prof.leads == "lead-i" and prof.finetune.protocol == "paper-exact" and prof.finetune.fusion_ssl == "ignored"
     for cfg in prof.pretrain.values():
         assert (cfg.optimizer, cfg.keep, cfg.freeze_last_layer_epochs, cfg.center_update, cfg.freq_cutout) == (
-            "adam-l2", "lowest-loss", 0, "twice", "discarded")
+            "adam-l2",
+            "lowest-loss",
+            0,
+            "twice",
+            "discarded",
+        )
     corrected = recipes.apply_recipe(TINY, "corrected")
     assert corrected == TINY  # the default is the corrected study
     with pytest.raises(UserError, match="already carries"):
         recipes.apply_recipe(prof, "B7")
 
 
-@pytest.mark.parametrize("spec, keys, label", [
-    ("corrected", (), "corrected"),
-    ("B7", ("B7",), "b7"),
-    ("b1, centre-twice", ("B1", "B7"), "b1+b7"),
-    ("b7+b1", ("B1", "B7"), "b1+b7"),
-    ("released-B7", ("B1", "B9", "B10", "B12", "B16", "B6", "B14"), "released-b7"),
-])
+@pytest.mark.parametrize(
+    "spec, keys, label",
+    [
+        ("corrected", (), "corrected"),
+        ("B7", ("B7",), "b7"),
+        ("b1, centre-twice", ("B1", "B7"), "b1+b7"),
+        ("b7+b1", ("B1", "B7"), "b1+b7"),
+        ("released-B7", ("B1", "B9", "B10", "B12", "B16", "B6", "B14"), "released-b7"),
+    ],
+)
 def test_recipes_parse_and_their_labels_parse_back(spec, keys, label):
     assert recipes.parse_recipe(spec) == keys
     assert recipes.recipe_label(keys) == label
@@ -171,8 +179,10 @@ def test_b7_centre_after_one_update_equals_the_released_value_by_hand():
 
 def test_b9_released_never_freezes_the_last_layer():
     model = selfkd.MultiCropModel(torch.nn.Flatten(), selfkd.DINOHead(8, 4, hidden=8, bottleneck=4))
-    for epochs, frozen in ((TINY.pretrain["time"].freeze_last_layer_epochs, True),
-                           (recipes.apply_recipe(TINY, "B9").pretrain["time"].freeze_last_layer_epochs, False)):
+    for epochs, frozen in (
+        (TINY.pretrain["time"].freeze_last_layer_epochs, True),
+        (recipes.apply_recipe(TINY, "B9").pretrain["time"].freeze_last_layer_epochs, False),
+    ):
         model(torch.randn(2, 3, 8)).sum().backward()  # (V, B, features)
         selfkd.cancel_last_layer_grads(model, 0, epochs)
         assert (model.head.last_layer.weight_v.grad is None) == frozen
@@ -207,9 +217,11 @@ def test_b16_released_spectrogram_views_have_no_cut_frequency_row():
 
 def _quick():
     """The tiny profile shrunk to seconds: one pre-training epoch, one fine-tuning epoch."""
-    return replace(TINY, pretrain={m: replace(c, epochs=1, batch_size=16)
-                                   for m, c in TINY.pretrain.items()},
-                   finetune=replace(TINY.finetune, crops=1, epochs={f: 1 for f in ("t", "s", "tsc", "tsg")}))
+    return replace(
+        TINY,
+        pretrain={m: replace(c, epochs=1, batch_size=16) for m, c in TINY.pretrain.items()},
+        finetune=replace(TINY.finetune, crops=1, epochs={f: 1 for f in ("t", "s", "tsc", "tsg")}),
+    )
 
 
 @pytest.mark.slow
@@ -235,8 +247,9 @@ def test_released_recipe_runs_end_to_end_records_itself_and_compares_with_correc
     cmp = recipes.compare_recipes(tmp_path / "runs", "tiny", ["released"], n_boot=200)
     assert set(cmp["metric"]) == {"auroc", "auprc", "challenge"} and (cmp["protocol"] == "paper").all()
     row = cmp[cmp["metric"] == "auroc"].iloc[0]
-    assert row["difference"] == pytest.approx(100 * (res["metrics"]["paper"]["auroc"]
-                                                     - corrected["metrics"]["honest"]["auroc"]))
+    assert row["difference"] == pytest.approx(
+        100 * (res["metrics"]["paper"]["auroc"] - corrected["metrics"]["honest"]["auroc"])
+    )
     assert list(recipes.departure_effects(cmp).index) == ["released"]
 
     # a result of another recipe in the released folder is refused, not mixed in
@@ -262,8 +275,23 @@ def test_reproduce_command_runs_each_recipe_with_only_its_changed_setups_and_no_
 
     calls = []
     monkeypatch.setattr(rp, "reproduce", lambda profile, **k: calls.append(k) or tmp_path)
-    assert main(["reproduce", "--out", str(tmp_path), "--recipe", "corrected", "--recipe", "released",
-                 "--recipe", "each", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "--out",
+                str(tmp_path),
+                "--recipe",
+                "corrected",
+                "--recipe",
+                "released",
+                "--recipe",
+                "each",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     got = [(recipes.recipe_label(c["recipe"]), c["setups"], c["ablation"]) for c in calls]
     assert got[0] == ("corrected", rp.SETUPS, True)
     assert got[1] == ("released", rp.SETUPS, False)

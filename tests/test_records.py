@@ -70,7 +70,9 @@ def test_every_real_record_equals_loadmat_minus_baseline_over_gain(hea):
     assert all(isinstance(c, str) and c.isdigit() for c in rec.dx) and len(rec.dx) == len(set(rec.dx))
 
 
-@pytest.mark.parametrize("stem", ["cinc2020/E00009", "cinc2020/HR00599", "cinc2020/A5432", "cinc2021/HR06000", "cinc2021/JS20000"])
+@pytest.mark.parametrize(
+    "stem", ["cinc2020/E00009", "cinc2020/HR00599", "cinc2020/A5432", "cinc2021/HR06000", "cinc2021/JS20000"]
+)
 def test_real_records_agree_with_wfdb_rdrecord(stem, tmp_path):
     wfdb = pytest.importorskip("wfdb")
     src = SAMPLES / f"{stem}.hea"
@@ -313,4 +315,6 @@ def test_non_utf8_header_bytes_are_unreadable_header_not_a_mangled_code(tmp_path
     hea.write_bytes(hea.read_bytes().replace(b"#Dx: 426783006", b"#Dx: 42678\xe9006"))
     with pytest.raises(RecordError) as info:
         read_header(hea)
-    assert info.value.reason == "unreadable header" and "not UTF-8 on line 16"  # record line, 12 signal lines, age, sex, Dx in info.value.detail
+    assert (
+        info.value.reason == "unreadable header" and "not UTF-8 on line 16"
+    )  # record line, 12 signal lines, age, sex, Dx in info.value.detail

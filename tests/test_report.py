@@ -77,8 +77,9 @@ def test_gate_at_init_splits_the_logit_gap_and_agrees_with_the_network_gate(smal
     got = report.gate_at_init(small_prepared, tmp_path, n_windows=8, seed=0)
     assert got["windows"] == 8
     assert 0 <= got["w2_mean"] <= 1 and 0 <= got["softmax_gradient_factor"] <= 0.25
-    assert report.gate_at_init(small_prepared, tmp_path, n_windows=8, seed=0, lr=1e-3)["gap_step_bound"] == pytest.approx(
-        1e-3 * got["feature_l1"], rel=1e-5)
+    assert report.gate_at_init(small_prepared, tmp_path, n_windows=8, seed=0, lr=1e-3)[
+        "gap_step_bound"
+    ] == pytest.approx(1e-3 * got["feature_l1"], rel=1e-5)
     # independent: the network's own forward pass returns the same gate weights
     from ecgssl_nb import windows
     from ecgssl_nb.finetune import _inputs, build_finetune_model
@@ -108,7 +109,8 @@ def test_pooled_auroc_pools_the_outer_predictions_of_every_fold_and_counts_posit
         d = paths.finetune_dir(tmp_path, "samples", "t", fold)
         d.mkdir(parents=True)
         pd.concat([_pred_frame(y, p, "honest"), _pred_frame(1 - y, p, "honest", role="inner")]).to_csv(
-            d / "predictions.csv", index=False)
+            d / "predictions.csv", index=False
+        )
     table = report.pooled_auroc(tmp_path, "samples", "t", folds=(0, 1), protocol="honest")
     y, p = np.vstack(ys), np.vstack(ps)
     assert table.loc["AF", "positives"] == y[:, 1].sum() and table.loc["AF", "negatives"] == 20 - y[:, 1].sum()
@@ -146,6 +148,7 @@ def test_run_study_gives_each_cpu_worker_one_thread_and_restores_the_environment
 
     def fake(**kw):
         import os
+
         seen.update(kw, omp=os.environ.get("OMP_NUM_THREADS"), mkl=os.environ.get("MKL_NUM_THREADS"))
         return Path("x")
 
@@ -154,12 +157,14 @@ def test_run_study_gives_each_cpu_worker_one_thread_and_restores_the_environment
     assert seen["devices"] == "cpu,cpu" and seen["omp"] == "1" and seen["mkl"] == "4"
     assert seen["progress"] is False and seen["profile"] == "tiny"
     import os
+
     assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "4"
 
 
 def _agg(profile="tiny", data="fixture", n=2, smoke=False):
-    return pd.DataFrame({"profile": [profile], "data": [data], "n_folds": [n], "folds": ["0,1"][:1],
-                         "smoke": [smoke]}, index=["t"])
+    return pd.DataFrame(
+        {"profile": [profile], "data": [data], "n_folds": [n], "folds": ["0,1"][:1], "smoke": [smoke]}, index=["t"]
+    )
 
 
 def test_runs_warning_names_smoke_runs_of_the_paper_profile_without_calling_them_tiny():
@@ -210,10 +215,14 @@ def test_claims_display_prints_one_row_per_claim_and_metric_with_both_intervals_
 
 def test_pooled_beside_means_puts_the_pooled_metric_beside_the_fold_mean_and_marks_missing_ones():
     pooled = pd.DataFrame({"setup": ["t"], "auroc": [0.9], "challenge": [0.5], "folds": ["0,1"]})
-    agg = pd.DataFrame({"auroc_mean": [0.8, 0.7], "challenge_mean": [0.4, 0.3], "folds": ["0,1", "0,1"]},
-                       index=["t", "ssl-t-tc"])
+    agg = pd.DataFrame(
+        {"auroc_mean": [0.8, 0.7], "challenge_mean": [0.4, 0.3], "folds": ["0,1", "0,1"]}, index=["t", "ssl-t-tc"]
+    )
     side = report.pooled_beside_means(pooled, agg, metrics_shown=("auroc", "challenge"))
     assert list(side.index) == ["T", "SSL-T (TC)"]
-    assert side.loc["T", ("AUROC", "pooled out-of-fold")] == "90.00" and side.loc["T", ("AUROC", "mean over folds")] == "80.00"
+    assert (
+        side.loc["T", ("AUROC", "pooled out-of-fold")] == "90.00"
+        and side.loc["T", ("AUROC", "mean over folds")] == "80.00"
+    )
     assert side.loc["SSL-T (TC)", ("AUROC", "pooled out-of-fold")] == "–"
     assert side.loc["SSL-T (TC)", ("folds", "mean")] == "0,1"

@@ -24,11 +24,16 @@ TINY = get_profile("tiny")
 
 def fast(epochs: int) -> object:
     """The tiny profile with one crop per record and `epochs` epochs for every setup."""
-    return replace(TINY, finetune=replace(TINY.finetune, crops=1, eval_batch_windows=512,
-                                          epochs={f: epochs for f in ("t", "s", "tsc", "tsg")}))
+    return replace(
+        TINY,
+        finetune=replace(
+            TINY.finetune, crops=1, eval_batch_windows=512, epochs={f: epochs for f in ("t", "s", "tsc", "tsg")}
+        ),
+    )
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 
 @pytest.fixture(scope="module")
 def data_dir(fixture_corpus):
@@ -123,8 +128,14 @@ def test_ssl_and_ablation_runs_fine_tune_from_their_own_pretrainings(data_dir, t
     fig3 = pd.read_csv(root / "tables/fig3.csv")
     paper = fig3[fig3["protocol"] == "paper"]
     assert list(zip(paper["modality"], paper["transforms"])) == [
-        ("time", "none"), ("time", "tc"), ("time", "gn"), ("time", "t1"),
-        ("spec", "none"), ("spec", "tc"), ("spec", "t2")]
+        ("time", "none"),
+        ("time", "tc"),
+        ("time", "gn"),
+        ("time", "t1"),
+        ("spec", "none"),
+        ("spec", "tc"),
+        ("spec", "t2"),
+    ]
     assert set(pd.read_csv(root / "tables/table1.csv")["setting"]) == {"SSL-T", "SSL-S"}
 
 

@@ -20,14 +20,26 @@ def leftovers(folder):
 
 def test_json_round_trip_turns_numpy_into_numbers_and_nan_into_null(tmp_path):
     obj = {
-        "a": np.float32(0.5), "b": np.int64(3), "c": np.array([1.0, np.nan, np.inf]), "d": np.bool_(True),
-        "e": [float("nan"), 2], "f": tmp_path / "x", 7: "int key",
+        "a": np.float32(0.5),
+        "b": np.int64(3),
+        "c": np.array([1.0, np.nan, np.inf]),
+        "d": np.bool_(True),
+        "e": [float("nan"), 2],
+        "f": tmp_path / "x",
+        7: "int key",
     }
     path = results.write_json_atomic(tmp_path / "r.json", obj)
     assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
     back = results.read_json(path)
-    assert back == {"a": 0.5, "b": 3, "c": [1.0, None, None], "d": True, "e": [None, 2], "f": str(tmp_path / "x"),
-                    "7": "int key"}
+    assert back == {
+        "a": 0.5,
+        "b": 3,
+        "c": [1.0, None, None],
+        "d": True,
+        "e": [None, 2],
+        "f": str(tmp_path / "x"),
+        "7": "int key",
+    }
     assert leftovers(tmp_path) == []
 
 
@@ -78,12 +90,19 @@ def result(setup, fold, auroc, profile="tiny", kind="fixture", honest=True, **me
     m = {k: 0.5 for k in results.METRIC_KEYS}
     m.update(auroc=auroc, epoch=2, **metric)
     out = {
-        "setup": setup, "fold": fold, "profile": profile,
+        "setup": setup,
+        "fold": fold,
+        "profile": profile,
         "data": {"kind": kind, "n_records": 100, "n_train": 80, "n_val": 20},
-        "seed": 0, "epochs": 3, "metrics": {"paper": m},
+        "seed": 0,
+        "epochs": 3,
+        "metrics": {"paper": m},
         "per_class": {"paper": {"auroc": np.full(24, 0.5), "auprc": np.full(24, 0.5), "f1": np.full(24, np.nan)}},
-        "thresholds": {"paper": np.full(24, 0.1)}, "gate_weights": None,
-        "wall_time_s": 1.5, "device": "cpu", "created": "2026-11-25T13:00:00+00:00",
+        "thresholds": {"paper": np.full(24, 0.1)},
+        "gate_weights": None,
+        "wall_time_s": 1.5,
+        "device": "cpu",
+        "created": "2026-11-25T13:00:00+00:00",
     }
     if honest:
         out["metrics"]["honest"] = dict(m, auroc=auroc - 0.1)

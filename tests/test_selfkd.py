@@ -27,8 +27,9 @@ def small_model(out_dim: int = 16, seed: int = 0) -> MultiCropModel:
     """A stand-in backbone (conv + BN, (N, 12, 250) -> (N, 8)) so the DINO machinery runs in
     milliseconds; the real backbones are exercised by the pre-training tests below."""
     torch.manual_seed(seed)
-    backbone = nn.Sequential(nn.Conv1d(12, 8, 5, stride=5), nn.BatchNorm1d(8), nn.ReLU(),
-                             nn.AdaptiveAvgPool1d(1), nn.Flatten())
+    backbone = nn.Sequential(
+        nn.Conv1d(12, 8, 5, stride=5), nn.BatchNorm1d(8), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten()
+    )
     return MultiCropModel(backbone, DINOHead(8, out_dim, hidden=16, bottleneck=4))
 
 
@@ -91,6 +92,7 @@ def test_multicrop_model_runs_all_views_in_one_forward_pass():
 
 def numpy_dino_loss(s, t, c, tau_s, tau_t, n_global):
     """The loss written out: loops over pairs, records and classes."""
+
     def softmax(x):
         e = np.exp(x - x.max())
         return e / e.sum()
@@ -126,7 +128,9 @@ def test_teacher_temperature_is_read_at_the_zero_based_epoch():
     rng = np.random.default_rng(1)
     s, t = rng.normal(size=(4, 2, 6)), rng.normal(size=(2, 2, 6))
     loss_fn = DINOLoss(6, teacher_temp=[0.9, 0.3, 0.1], student_temp=0.1)
-    got = loss_fn(torch.tensor(s, dtype=torch.float32), torch.tensor(t, dtype=torch.float32), epoch=1, update_center=False)
+    got = loss_fn(
+        torch.tensor(s, dtype=torch.float32), torch.tensor(t, dtype=torch.float32), epoch=1, update_center=False
+    )
     assert got.item() == pytest.approx(numpy_dino_loss(s, t, np.zeros(6), 0.1, 0.3, 2)[0], rel=1e-5)
     with pytest.raises(ValueError, match="epoch 3"):
         loss_fn(torch.tensor(s, dtype=torch.float32), torch.tensor(t, dtype=torch.float32), epoch=3)
@@ -204,8 +208,13 @@ def test_adamw_decays_weights_but_not_biases_or_norms():
     student, _, _, opt = step_setup("adamw")
     decay_ids = {id(p) for p in opt.param_groups[0]["params"]}
     names = {n for n, p in student.named_parameters() if id(p) in decay_ids}
-    assert names == {"backbone.0.weight", "head.mlp.0.weight", "head.mlp.2.weight", "head.mlp.4.weight",
-                     "head.last_layer.weight_v"}
+    assert names == {
+        "backbone.0.weight",
+        "head.mlp.0.weight",
+        "head.mlp.2.weight",
+        "head.mlp.4.weight",
+        "head.last_layer.weight_v",
+    }
     before = {n: p.detach().clone() for n, p in student.named_parameters()}
     for i, g in enumerate(opt.param_groups):
         g["lr"], g["weight_decay"] = 0.1, (0.5 if i == 0 else g["weight_decay"])
@@ -252,7 +261,7 @@ def test_schedule_index_starts_at_epoch_zero_and_covers_every_iteration():
     assert lr[0 * L + 0] == 0.0  # epoch 0, batch 0 is the start of warm-up (the released code began at L)
     assert lr[2 * L] == pytest.approx(3.8e-4)  # first iteration after warm-up = peak
     assert lr[(E - 1) * L + (L - 1)] == pytest.approx(1e-6)  # the last epoch's last batch exists
-    assert np.all(np.diff(lr[: 2 * L + 1]) > 0) and np.all(np.diff(lr[2 * L:]) < 0)
+    assert np.all(np.diff(lr[: 2 * L + 1]) > 0) and np.all(np.diff(lr[2 * L :]) < 0)
 
 
 def test_weight_decay_and_momentum_schedules():
@@ -269,9 +278,14 @@ def test_teacher_temperature_warms_up_linearly_per_epoch():
     np.testing.assert_allclose(teacher_temp_schedule(0.02, 0.08, 4, 2), [0.02, 0.04])  # cut at the run's end
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    ({"epochs": 0}, "epochs"), ({"iters_per_epoch": 0}, "iters_per_epoch"), ({"warmup_epochs": 4}, "warmup_epochs"),
-])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"iters_per_epoch": 0}, "iters_per_epoch"),
+        ({"warmup_epochs": 4}, "warmup_epochs"),
+    ],
+)
 def test_bad_schedule_arguments_name_the_parameter(kwargs, word):
     args = {"base": 1.0, "final": 0.0, "epochs": 3, "iters_per_epoch": 2, **kwargs}
     with pytest.raises(UserError, match=word):
@@ -313,7 +327,7 @@ def test_pretrain_writes_a_loadable_final_student_backbone_and_a_summary(run3):
     assert load_backbone(xresnet1d50(), run3 / "backbone.pt") == len(xresnet1d50().state_dict())
     saved = torch.load(run3 / "backbone.pt", weights_only=True)
     ck = torch.load(run3 / "checkpoint.pt", weights_only=True)
-    student_backbone = {k[len("backbone."):]: v for k, v in ck["student"].items() if k.startswith("backbone.")}
+    student_backbone = {k[len("backbone.") :]: v for k, v in ck["student"].items() if k.startswith("backbone.")}
     assert saved.keys() == student_backbone.keys()
     assert all(torch.equal(saved[k], student_backbone[k]) for k in saved)  # final epoch's student (B12)
     assert not all(torch.equal(saved[k], v) for k, v in xresnet1d50().state_dict().items() if v.is_floating_point())
@@ -381,8 +395,27 @@ def test_spectrogram_pretraining_from_the_command_line_keeps_the_lowest_loss_stu
 
     out = tmp_path / "spec"
     sets = [arg for k, v in {**FAST, "n_local": 2}.items() for arg in ("--set", f"{k}={v}")]
-    code = main(["pretrain", "--modality", "spec", "--prepared", str(prepared), "--out", str(out), "--epochs", "2",
-                 "--batch-size", "4", "--records", "4", "--keep", "lowest-loss", "--no-progress", *sets])
+    code = main(
+        [
+            "pretrain",
+            "--modality",
+            "spec",
+            "--prepared",
+            str(prepared),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--records",
+            "4",
+            "--keep",
+            "lowest-loss",
+            "--no-progress",
+            *sets,
+        ]
+    )
     assert code == 0
     log = read_log(out)
     best = int(np.argmin([float(r["loss"]) for r in log]))
@@ -398,21 +431,24 @@ def test_spectrogram_pretraining_from_the_command_line_keeps_the_lowest_loss_stu
 # --- arguments ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    ({"modality": "ecg"}, "--modality"),
-    ({"transforms": "t2"}, "--transforms"),  # a spectrogram set for the time modality
-    ({"epochs": 0}, "--epochs"),
-    ({"batch_size": 1}, "--batch-size"),
-    ({"batch_size": 16, "records": 8}, "--batch-size"),  # more than the records
-    ({"keep": "best"}, "--keep"),
-    ({"profile": "huge"}, "--profile"),
-    ({"records": 10_000}, "records"),
-    ({"seed": -1}, "--seed"),
-    ({"device": "cuda:7"}, "--device"),
-    ({"overrides": {"optimizer": "sgd"}}, "optimizer"),
-    ({"overrides": {"learning_rate": 1.0}}, "learning_rate"),
-    ({"overrides": {"student_temp": 0.0}}, "student_temp"),
-])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"modality": "ecg"}, "--modality"),
+        ({"transforms": "t2"}, "--transforms"),  # a spectrogram set for the time modality
+        ({"epochs": 0}, "--epochs"),
+        ({"batch_size": 1}, "--batch-size"),
+        ({"batch_size": 16, "records": 8}, "--batch-size"),  # more than the records
+        ({"keep": "best"}, "--keep"),
+        ({"profile": "huge"}, "--profile"),
+        ({"records": 10_000}, "records"),
+        ({"seed": -1}, "--seed"),
+        ({"device": "cuda:7"}, "--device"),
+        ({"overrides": {"optimizer": "sgd"}}, "optimizer"),
+        ({"overrides": {"learning_rate": 1.0}}, "learning_rate"),
+        ({"overrides": {"student_temp": 0.0}}, "student_temp"),
+    ],
+)
 def test_bad_arguments_raise_user_errors_naming_the_parameter(prepared, tmp_path, kwargs, word):
     args = {"modality": "time", "progress": False, **kwargs}
     with pytest.raises(UserError, match=word):
@@ -428,11 +464,14 @@ def test_a_folder_that_is_not_prepared_is_refused(tmp_path):
         selfkd.pretrain(tmp_path / "empty", tmp_path / "out", "time")
 
 
-@pytest.mark.parametrize("args, word", [
-    (["--modality", "audio"], "--modality 'audio'"),
-    (["--modality", "time", "--set", "clip_grad"], "--set 'clip_grad'"),
-    (["--modality", "time", "--set", "teacher_momentum_schedule=linear"], "teacher_momentum_schedule"),
-])
+@pytest.mark.parametrize(
+    "args, word",
+    [
+        (["--modality", "audio"], "--modality 'audio'"),
+        (["--modality", "time", "--set", "clip_grad"], "--set 'clip_grad'"),
+        (["--modality", "time", "--set", "teacher_momentum_schedule=linear"], "teacher_momentum_schedule"),
+    ],
+)
 def test_cli_reports_bad_arguments_on_one_line_with_status_2(prepared, tmp_path, capsys, args, word):
     from ecgssl_nb.__main__ import main
 

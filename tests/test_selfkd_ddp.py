@@ -27,8 +27,9 @@ def _free_port() -> int:
 
 
 def _torchrun_env(rank: int, world: int, port: int) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
 
 
@@ -75,8 +76,14 @@ def _pretrain(prepared: str, out: str) -> dict:
     selfkd.pretrain(prepared, out, "time", epochs=1, batch_size=2, records=8, progress=False, overrides=FAST)
     assert dist.is_initialized()  # pretrain left the caller's group alone
     student = selfkd._unwrap(seen["student"])
-    return {"student": student.state_dict(), "teacher": seen["teacher"].state_dict(),
-            "centre": seen["loss_fn"].center, "rec": seen["rec"], "updates": seen["centre"], "loss": seen["loss"]}
+    return {
+        "student": student.state_dict(),
+        "teacher": seen["teacher"].state_dict(),
+        "centre": seen["loss_fn"].center,
+        "rec": seen["rec"],
+        "updates": seen["centre"],
+        "loss": seen["loss"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +130,14 @@ def test_two_processes_share_the_centre_train_on_distinct_records_and_end_identi
         assert torch.equal(after0, after1)
 
     # Only rank 0 wrote the run's files, and its backbone is the (shared) student's.
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "backbone.pt", "checkpoint.pt", "log.csv", "provenance.json",
-                                                    "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",
+        "backbone.pt",
+        "checkpoint.pt",
+        "log.csv",
+        "provenance.json",
+        "summary.json",
+    ]
     logged = float((out / "log.csv").read_text().splitlines()[1].split(",")[1])
     assert logged == pytest.approx(sum(r0["loss"] + r1["loss"]) / 4, rel=1e-6)  # both ranks' steps
     saved = torch.load(out / "backbone.pt", weights_only=True)

@@ -21,11 +21,19 @@ from ecgssl_nb.reproduce import reproduce, write_tables
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 # one crop per record, 16 records per step (the 120-record fixture gives 6 steps per epoch)
-FAST = replace(get_profile("tiny"), finetune=replace(
-    get_profile("tiny").finetune, crops=1, epochs={"t": 3, "s": 3, "tsc": 3, "tsg": 3},
-    batch_records={"t": 16, "s": 16, "tsc": 16, "tsg": 16}, eval_batch_windows=512))
-PRE = dict(modality="time", epochs=3, batch_size=4, records=8, progress=False,
-           overrides={"out_dim": 256, "warmup_epochs": 0})  # 2 steps per epoch
+FAST = replace(
+    get_profile("tiny"),
+    finetune=replace(
+        get_profile("tiny").finetune,
+        crops=1,
+        epochs={"t": 3, "s": 3, "tsc": 3, "tsg": 3},
+        batch_records={"t": 16, "s": 16, "tsc": 16, "tsg": 16},
+        eval_batch_windows=512,
+    ),
+)
+PRE = dict(
+    modality="time", epochs=3, batch_size=4, records=8, progress=False, overrides={"out_dim": 256, "warmup_epochs": 0}
+)  # 2 steps per epoch
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +54,8 @@ def _count_calls(monkeypatch, module, name: str) -> list:
 
 
 def test_finetune_stops_after_max_steps_then_evaluates_and_writes_every_output_marked_smoke(
-        prepared_dir, tmp_path, monkeypatch):
+    prepared_dir, tmp_path, monkeypatch
+):
     steps = _count_calls(monkeypatch, ft, "train_step")
     res = ft.finetune("t", 0, prepared_dir, tmp_path / "run", profile=FAST, progress=False, max_steps=2)
     assert len(steps) == 2  # of the 3 epochs x 6 steps configured
@@ -72,8 +81,7 @@ def test_a_full_finetune_is_not_marked_smoke(prepared_dir, tmp_path):
     assert res["smoke"] is False and res["config"]["max_steps"] == 0
 
 
-def test_pretrain_stops_after_max_steps_and_writes_a_backbone_and_a_smoke_summary(prepared_dir, tmp_path,
-                                                                                  monkeypatch):
+def test_pretrain_stops_after_max_steps_and_writes_a_backbone_and_a_smoke_summary(prepared_dir, tmp_path, monkeypatch):
     steps = _count_calls(monkeypatch, selfkd, "train_step")
     out = selfkd.pretrain(prepared_dir, tmp_path / "pre", max_steps=3, **PRE)
     assert len(steps) == 3  # 2 steps in epoch 0, 1 in epoch 1, of 3 epochs x 2 steps
@@ -110,8 +118,18 @@ def test_bad_max_steps_is_a_user_error(prepared_dir, tmp_path):
 def _frame(smoke_flags) -> pd.DataFrame:
     rows = []
     for fold, smoke in enumerate(smoke_flags):
-        rows.append({"setup": "t", "fold": fold, "protocol": "paper", "profile": "paper", "data": "fixture",
-                     "smoke": smoke, "path": f"t/fold{fold}/result.json", **{m: 0.5 for m in METRIC_KEYS}})
+        rows.append(
+            {
+                "setup": "t",
+                "fold": fold,
+                "protocol": "paper",
+                "profile": "paper",
+                "data": "fixture",
+                "smoke": smoke,
+                "path": f"t/fold{fold}/result.json",
+                **{m: 0.5 for m in METRIC_KEYS},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -142,11 +160,24 @@ def test_aggregate_refuses_to_mix_smoke_and_full_runs():
 
 
 def test_reproduce_smoke_and_paper_exact_reach_every_run_and_the_tables(fixture_corpus, tmp_path):
-    prof = replace(FAST, folds=(0,), finetune=replace(FAST.finetune, ablation_folds=(0,)),
-                   pretrain={m: replace(c, out_dim=256) for m, c in FAST.pretrain.items()})
+    prof = replace(
+        FAST,
+        folds=(0,),
+        finetune=replace(FAST.finetune, ablation_folds=(0,)),
+        pretrain={m: replace(c, out_dim=256) for m, c in FAST.pretrain.items()},
+    )
     fx = fixture_corpus  # make_fixture(n_records=120, seed=0), shared, read-only
-    root = reproduce(prof, data_dir=fx, out=tmp_path / "runs", setups="t,ssl-t", devices="cpu", ablation=False,
-                     progress=False, max_steps=1, protocol="paper-exact")
+    root = reproduce(
+        prof,
+        data_dir=fx,
+        out=tmp_path / "runs",
+        setups="t,ssl-t",
+        devices="cpu",
+        ablation=False,
+        progress=False,
+        max_steps=1,
+        protocol="paper-exact",
+    )
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["smoke"] is True and manifest["max_steps"] == 1 and manifest["protocol"] == "paper-exact"
     b14 = paths.recipe_runs(tmp_path / "runs", recipe_label(("B14",)))  # paper-exact is the departure B14
@@ -164,20 +195,70 @@ def test_reproduce_smoke_and_paper_exact_reach_every_run_and_the_tables(fixture_
     assert write_tables(tmp_path / "runs", "tiny") == {}  # no 8-fold runs: no table2.csv
     assert not np.isnan(table["ours mean"]).all()
     with pytest.raises(UserError, match="holds a smoke study"):  # a full study never reuses smoke runs
-        reproduce(prof, data_dir=fx, out=tmp_path / "runs", setups="t", devices="cpu", ablation=False,
-                  progress=False, protocol="paper-exact")
+        reproduce(
+            prof,
+            data_dir=fx,
+            out=tmp_path / "runs",
+            setups="t",
+            devices="cpu",
+            ablation=False,
+            progress=False,
+            protocol="paper-exact",
+        )
 
 
 def test_the_commands_take_max_steps(prepared_dir, tmp_path):
     from ecgssl_nb.__main__ import main
 
-    assert main(["pretrain", "--modality", "spec", "--prepared", str(prepared_dir), "--out", str(tmp_path / "pre"),
-                 "--epochs", "2", "--batch-size", "4", "--records", "8", "--set", "out_dim=64", "--max-steps", "1",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--modality",
+                "spec",
+                "--prepared",
+                str(prepared_dir),
+                "--out",
+                str(tmp_path / "pre"),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "4",
+                "--records",
+                "8",
+                "--set",
+                "out_dim=64",
+                "--max-steps",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "pre" / "summary.json").read_text())
     assert summary["smoke"] is True and summary["steps"] == 1
-    assert main(["finetune", "--setup", "t", "--fold", "0", "--prepared", str(prepared_dir), "--out",
-                 str(tmp_path / "ft"), "--epochs", "1", "--max-steps", "1", "--protocol", "paper-exact",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--setup",
+                "t",
+                "--fold",
+                "0",
+                "--prepared",
+                str(prepared_dir),
+                "--out",
+                str(tmp_path / "ft"),
+                "--epochs",
+                "1",
+                "--max-steps",
+                "1",
+                "--protocol",
+                "paper-exact",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     res = json.loads((tmp_path / "ft" / "result.json").read_text())
     assert res["smoke"] is True and res["config"]["max_steps"] == 1 and res["protocol_mode"] == "paper-exact"

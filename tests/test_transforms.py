@@ -154,7 +154,7 @@ def test_time_cutout_zeroes_one_span_per_lead_of_20_to_40_percent():
     for b in range(len(y)):
         leads = []
         for c in range(12):
-            (start, length), = spans(y[b, c] == 0)  # exactly one span
+            ((start, length),) = spans(y[b, c] == 0)  # exactly one span
             assert 50 <= length <= 99  # int(U(0.2, 0.4) * 250)
             assert start + length <= N - 1  # start <= N-len-1: the last sample is never cut
             lengths.append(length)
@@ -281,7 +281,7 @@ def test_spec_time_crop_widths_follow_the_scale():
     assert w.min() == 6 and w.max() == 12  # int(0.3*21)=6 .. int(0.6*21)=12
     nonzero = (out[:, 0, 0] != 0).numpy()
     for b in range(len(w)):
-        (start, length), = spans(nonzero[b])
+        ((start, length),) = spans(nonzero[b])
         assert length == w[b] and start == (21 - w[b]) // 2
 
 

@@ -30,9 +30,11 @@ TINY = get_profile("tiny")
 # A real but very small study: 1 pre-training epoch of 2 views and a 64-wide head; fine-tunings
 # of 0 epochs (the initial network is evaluated), so a whole `reproduce` call takes seconds.
 SMALL_PRE = replace(TINY.pretrain["time"], epochs=1, batch_size=16, n_local=0, out_dim=64, warmup_epochs=0)
-SMALL = replace(TINY, pretrain={"time": SMALL_PRE, "spec": SMALL_PRE},
-                finetune=replace(TINY.finetune, crops=1, eval_batch_windows=512,
-                                 epochs={f: 0 for f in ("t", "s", "tsc", "tsg")}))
+SMALL = replace(
+    TINY,
+    pretrain={"time": SMALL_PRE, "spec": SMALL_PRE},
+    finetune=replace(TINY.finetune, crops=1, eval_batch_windows=512, epochs={f: 0 for f in ("t", "s", "tsc", "tsg")}),
+)
 FAST_PRE = {"out_dim": 64, "base_lr": 0.5, "warmup_epochs": 0}
 PRE_RUN = dict(modality="time", epochs=2, batch_size=4, records=8, progress=False, overrides=FAST_PRE)
 
@@ -142,8 +144,7 @@ def test_reproduce_reruns_exactly_what_depends_on_a_change(corpora, tmp_path, ca
 
     lr = replace(SMALL, finetune=replace(SMALL.finetune, lr=2e-3))
     reproduce(lr, data_dir=corpora["A_data"], **kw)
-    assert _statuses(root) == {"pretrain time": "skipped", "finetune t fold 0": "done",
-                               "finetune ssl-t fold 0": "done"}
+    assert _statuses(root) == {"pretrain time": "skipped", "finetune t fold 0": "done", "finetune ssl-t fold 0": "done"}
     runs = json.loads((root / "manifest.json").read_text())["runs"]
     assert runs["finetune t fold 0"]["replaced"] == ["settings.config.lr: 0.001 -> 0.002"]
     (aside,) = (root / "finetune" / "t").glob("fold0.stale-*")  # moved aside, not deleted
@@ -152,8 +153,7 @@ def test_reproduce_reruns_exactly_what_depends_on_a_change(corpora, tmp_path, ca
 
     clip = replace(lr, pretrain={m: replace(c, clip_grad=3.0) for m, c in lr.pretrain.items()})
     reproduce(clip, data_dir=corpora["A_data"], **kw)
-    assert _statuses(root) == {"pretrain time": "done", "finetune t fold 0": "skipped",
-                               "finetune ssl-t fold 0": "done"}
+    assert _statuses(root) == {"pretrain time": "done", "finetune t fold 0": "skipped", "finetune ssl-t fold 0": "done"}
     assert runs != json.loads((root / "manifest.json").read_text())["runs"]
     replaced = json.loads((root / "manifest.json").read_text())["runs"]["finetune ssl-t fold 0"]["replaced"]
     assert [d.split(":")[0] for d in replaced] == ["inputs.backbone.time"]
@@ -171,7 +171,9 @@ def test_reproduce_reruns_exactly_what_depends_on_a_change(corpora, tmp_path, ca
     assert len(df) == 4 and set(df["digest"]) == {digest_b}
     tables = json.loads((root / "tables" / "provenance.json").read_text())["request"]
     assert tables["inputs"] == {"prepared": digest_b} and sorted(tables["settings"]["runs"]) == [
-        "finetune/ssl-t/fold0", "finetune/t/fold0"]
+        "finetune/ssl-t/fold0",
+        "finetune/t/fold0",
+    ]
     assert provenance.read(root / "pretrain" / "time")["request"]["inputs"]["prepared"] == digest_b
 
 
@@ -199,17 +201,54 @@ def test_finetune_into_a_folder_of_another_run_is_refused_unless_forced(corpora,
 def test_a_second_writer_of_one_folder_is_refused_naming_the_first(corpora, tmp_path, capsys):
     out = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom ecgssl_nb import provenance as P\n"
-                               f"with P.lock({str(out)!r}):\n    print('locked', flush=True)\n    time.sleep(60)\n"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom ecgssl_nb import provenance as P\n"
+            f"with P.lock({str(out)!r}):\n    print('locked', flush=True)\n    time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        code = main(["finetune", "--setup", "t", "--fold", "0", "--prepared", str(corpora["A"]), "--out", str(out),
-                     "--epochs", "0", "--no-progress"])
+        code = main(
+            [
+                "finetune",
+                "--setup",
+                "t",
+                "--fold",
+                "0",
+                "--prepared",
+                str(corpora["A"]),
+                "--out",
+                str(out),
+                "--epochs",
+                "0",
+                "--no-progress",
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 2 and f"in use by pid {holder.pid}" in err
-        code = main(["pretrain", "--modality", "time", "--prepared", str(corpora["A"]), "--out", str(out),
-                     "--epochs", "1", "--batch-size", "4", "--records", "8", "--no-progress"])
+        code = main(
+            [
+                "pretrain",
+                "--modality",
+                "time",
+                "--prepared",
+                str(corpora["A"]),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--records",
+                "8",
+                "--no-progress",
+            ]
+        )
         assert code == 2 and f"in use by pid {holder.pid}" in capsys.readouterr().err
     finally:
         holder.kill()
@@ -239,11 +278,14 @@ def test_subprocess_jobs_get_the_resolved_settings_and_match_in_process_runs(cor
     assert _statuses(root) == {"finetune t fold 0": "skipped"}
 
 
-@pytest.mark.parametrize("command", [
-    ["pretrain", "--modality", "time", "--prepared", "P", "--out", "O"],
-    ["finetune", "--setup", "t", "--fold", "0", "--prepared", "P", "--out", "O"],
-    ["reproduce", "--out", "O"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["pretrain", "--modality", "time", "--prepared", "P", "--out", "O"],
+        ["finetune", "--setup", "t", "--fold", "0", "--prepared", "P", "--out", "O"],
+        ["reproduce", "--out", "O"],
+    ],
+)
 def test_a_mistyped_set_value_is_one_line_naming_the_key(command, tmp_path, capsys):
     argv = [str(tmp_path / a) if a in ("P", "O") else a for a in command]
     key = "clip_grad" if command[0] != "finetune" else "lr"
@@ -259,17 +301,21 @@ def test_apply_settings_converts_by_field_type():
     pre = apply_settings(TINY.pretrain["time"], ["clip_grad=3", "n_local=6", "optimizer=adam-l2"])
     assert (pre.clip_grad, pre.n_local, pre.optimizer) == (3.0, 6, "adam-l2")
     assert isinstance(pre.clip_grad, float) and isinstance(pre.n_local, int)
-    fin = apply_settings(TINY.finetune, ["epochs.tsg=7", "amp=false", "threshold_grid=[0.2, 0.4]",
-                                         "ablation_folds=none", "min_lr.s=1e-4"])
+    fin = apply_settings(
+        TINY.finetune,
+        ["epochs.tsg=7", "amp=false", "threshold_grid=[0.2, 0.4]", "ablation_folds=none", "min_lr.s=1e-4"],
+    )
     assert fin.epochs == {**TINY.finetune.epochs, "tsg": 7} and fin.amp is False
     assert fin.threshold_grid == (0.2, 0.4) and fin.ablation_folds is None and fin.min_lr["s"] == 1e-4
     pre_cfg, ft_cfg = TINY.pretrain["time"], TINY.finetune
-    for cfg, item, word in ((pre_cfg, "n_local=2.5", "n_local takes an integer"),
-                            (ft_cfg, "amp=maybe", "amp takes true or false"),
-                            (ft_cfg, "epochs.x=1", "epochs has no entry 'x'"),
-                            (ft_cfg, "epochs=3", "epochs takes a JSON object"),
-                            (pre_cfg, "clip_grad", "must look like KEY=VALUE"),
-                            (ft_cfg, "lr=nan", "lr takes a float")):
+    for cfg, item, word in (
+        (pre_cfg, "n_local=2.5", "n_local takes an integer"),
+        (ft_cfg, "amp=maybe", "amp takes true or false"),
+        (ft_cfg, "epochs.x=1", "epochs has no entry 'x'"),
+        (ft_cfg, "epochs=3", "epochs takes a JSON object"),
+        (pre_cfg, "clip_grad", "must look like KEY=VALUE"),
+        (ft_cfg, "lr=nan", "lr takes a float"),
+    ):
         with pytest.raises(UserError, match=word):
             apply_settings(cfg, [item])
 
@@ -289,17 +335,31 @@ def test_reproduce_routes_set_items_to_the_config_that_has_the_key():
 
 def _result(setup, fold, digest, lr, seed=0):
     m = {k: 0.5 for k in results.METRIC_KEYS}
-    req = provenance.request("finetune", {"setup": setup, "fold": fold, "inner_fold": fold + 1, "config": {"lr": lr}},
-                             {"prepared": digest}, seed)
-    return {"setup": setup, "fold": fold, "profile": "tiny", "data": {"kind": "fixture"}, "seed": seed,
-            "metrics": {"paper": dict(m, epoch=1)}, "provenance": provenance.record(req)}
+    req = provenance.request(
+        "finetune",
+        {"setup": setup, "fold": fold, "inner_fold": fold + 1, "config": {"lr": lr}},
+        {"prepared": digest},
+        seed,
+    )
+    return {
+        "setup": setup,
+        "fold": fold,
+        "profile": "tiny",
+        "data": {"kind": "fixture"},
+        "seed": seed,
+        "metrics": {"paper": dict(m, epoch=1)},
+        "provenance": provenance.record(req),
+    }
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"digest": "bbb"}, "different prepared data"),
-    ({"lr": 0.5}, "different settings or seed"),
-    ({"seed": 3}, "different settings or seed"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"digest": "bbb"}, "different prepared data"),
+        ({"lr": 0.5}, "different settings or seed"),
+        ({"seed": 3}, "different settings or seed"),
+    ],
+)
 def test_tables_refuse_runs_of_other_data_or_settings_naming_them(tmp_path, change, words):
     from ecgssl_nb.reproduce import write_tables
 
@@ -333,6 +393,22 @@ def test_a_job_config_file_round_trips_and_a_mistyped_one_is_one_line(tmp_path, 
         (tmp_path / "c.json").write_text(json.dumps(as_dict(cfg)))
         assert read_config(cls, tmp_path / "c.json") == cfg
     (tmp_path / "bad.json").write_text(json.dumps({**as_dict(TINY.finetune), "lr": "fast"}))
-    assert main(["finetune", "--setup", "t", "--fold", "0", "--prepared", str(tmp_path), "--out", str(tmp_path / "o"),
-                 "--config", str(tmp_path / "bad.json")]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                "--setup",
+                "t",
+                "--fold",
+                "0",
+                "--prepared",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "o"),
+                "--config",
+                str(tmp_path / "bad.json"),
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err == f"error: --config {tmp_path / 'bad.json'}: lr takes a float, got 'fast'\n"

@@ -109,7 +109,7 @@ def test_iter_sliding_windows_yields_slices_with_their_owners_in_batches():
 def test_iter_sliding_windows_over_some_rows_reports_corpus_positions():
     corpus, offsets = make_corpus()
     parts = list(corpus.iter_sliding_windows(batch_windows=100, rows=[4, 1]))
-    (x, owner), = parts
+    ((x, owner),) = parts
     np.testing.assert_array_equal(owner.numpy(), [4] * 8 + [1])
     assert starts_of(x)[-1] == offsets[1]
     assert corpus.n_sliding_windows(rows=[4, 1]) == 9
@@ -137,7 +137,9 @@ class FakePrepared:
         data = (np.arange(total)[:, None] + 10000 * np.arange(12)[None, :]).astype(np.float32)  # (T, 12)
         np.save(path, data)
         self.signals = np.load(path, mmap_mode="r")
-        self.index = pd.DataFrame({"record": [f"R{i}" for i in range(len(lengths))], "offset": offsets, "length": self.lengths})
+        self.index = pd.DataFrame(
+            {"record": [f"R{i}" for i in range(len(lengths))], "offset": offsets, "length": self.lengths}
+        )
         self.offsets = offsets
 
     def label_matrix(self) -> np.ndarray:

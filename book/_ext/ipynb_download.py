@@ -30,6 +30,7 @@ def _drop_thebe(app, pagename, templatename, context, doctree):
     launch, and in this build sphinx-thebe's inline `const THEBE_JS_URL = ...` config was added
     to every page twice (its `env-before-read-docs` handler registers it each time it runs), so
     the browser logged "Identifier 'THEBE_JS_URL' has already been declared"."""
+
     def thebe(js) -> bool:
         body = getattr(js, "attributes", {}).get("body", "") or ""
         return "THEBE_JS_URL" in body or str(js).endswith("sphinx-thebe.js")
