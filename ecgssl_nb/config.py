@@ -95,7 +95,7 @@ class Profile:
 
     def family(self, setup: str) -> str:
         """'ssl-tsg' -> 'tsg'."""
-        return check_setup(setup).removeprefix("ssl-")
+        return setup_family(setup)
 
 
 def _tiny() -> Profile:
@@ -186,6 +186,26 @@ def check_setup(setup: str) -> str:
     if setup not in SETUPS:
         raise UserError(f"--setup {setup!r} is not a setup; choose one of {', '.join(SETUPS)}")
     return setup
+
+
+# The one source for what a setup is (paper Sec. II-C, Table II): its family without the "ssl-"
+# prefix, the modalities its classifier reads, and whether it starts from pre-trained backbones.
+SETUP_MODALITIES = {"t": ("time",), "s": ("spec",), "tsc": ("time", "spec"), "tsg": ("time", "spec")}
+
+
+def setup_family(setup: str) -> str:
+    """'ssl-tsg' -> 'tsg' (the classifier without the pre-training)."""
+    return check_setup(setup).removeprefix("ssl-")
+
+
+def setup_modalities(setup: str) -> tuple[str, ...]:
+    """The modalities a setup's classifier reads: 'tsg' -> ('time', 'spec'), 'ssl-s' -> ('spec',)."""
+    return SETUP_MODALITIES[setup_family(setup)]
+
+
+def is_ssl(setup: str) -> bool:
+    """True for the setups fine-tuned from self-distilled backbones ('ssl-t', ...)."""
+    return check_setup(setup).startswith("ssl-")
 
 
 def check_modality(modality: str) -> str:
