@@ -169,32 +169,41 @@ def move_aside(folder: str | os.PathLike) -> Path:
     return target
 
 
-def _is_empty(folder: Path) -> bool:
-    return not any(p.name != LOCK for p in folder.iterdir())
+def holds_files(folder: str | os.PathLike) -> bool:
+    """True when `folder` is a folder holding anything besides its lock file."""
+    folder = Path(folder)
+    return folder.is_dir() and any(p.name != LOCK for p in folder.iterdir())
+
+
+def refusal(folder: str | os.PathLike, req: dict) -> str | None:
+    """Why `folder` may not be used for `req` (it holds files with no provenance record, or one of
+    another request, naming the keys that differ); None when it is absent, empty or made by `req`.
+    UserError when its provenance.json is unreadable."""
+    if not holds_files(folder):
+        return None
+    old = read(folder)
+    if old is None:
+        return "it holds files but no provenance.json (made by something else, or by an older version)"
+    if old["request"] == req:
+        return None
+    diff = differences(old["request"], req)
+    more = f" (+{len(diff) - 6} more)" if len(diff) > 6 else ""
+    return "it was made by a different request: " + "; ".join(diff[:6]) + more
 
 
 def claim(folder: str | os.PathLike, req: dict, force: bool = False, what: str = "--out") -> str:
     """Make `folder` the home of `req`. Returns 'new' (created, or was empty), 'same' (it holds
     this request: resume it or reuse what is finished), or 'moved' (it held something else and
-    `force` moved it aside). Without `force`, a folder made by another request, or a non-empty
-    folder with no provenance record, is a UserError naming what differs. Writes the record."""
+    `force` moved it aside). Without `force`, a folder `refusal` objects to is a UserError naming
+    why. Writes the record."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{what} {folder} exists and is not a folder")
+    why = refusal(folder, req)
+    if why is None and holds_files(folder):
+        return "same"
     status = "new"
-    if folder.exists() and not _is_empty(folder):
-        old = read(folder)
-        if old is not None and old["request"] == req:
-            return "same"
-        if old is None:
-            why = "it holds files but no provenance.json (made by something else, or by an older version)"
-        else:
-            diff = differences(old["request"], req)
-            why = (
-                "it was made by a different request: "
-                + "; ".join(diff[:6])
-                + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
-            )
+    if why is not None:
         if not force:
             raise UserError(
                 f"{what} {folder}: {why}. Use another folder, or --force to move it aside (nothing is deleted)"
