@@ -25,7 +25,7 @@ need (Sechidis et al. compare only the tied ones); we follow the paper by Sechid
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -90,25 +90,6 @@ def _stratify_units(
     return fold
 
 
-def _check_n_folds(n_folds: int) -> int:
-    if not isinstance(n_folds, (int, np.integer)) or isinstance(n_folds, bool) or n_folds < 2:
-        raise UserError(f"n_folds must be an integer >= 2, got {n_folds!r}")
-    return int(n_folds)
-
-
-def stratify(label_sets: Sequence[Iterable[str]], n_folds: int = 10, seed: int = 0) -> np.ndarray:
-    """Fold (0..n_folds-1) of each record by iterative multilabel stratification (paper Sec. III-A).
-
-    label_sets[i] is the list of labels of record i (any hashable strings; repeats ignored)."""
-    n_folds = _check_n_folds(n_folds)
-    sets = [list(dict.fromkeys(s)) for s in label_sets]
-    labels = sorted({lab for s in sets for lab in s})
-    index = {lab: i for i, lab in enumerate(labels)}
-    unit_labels = [{index[lab]: 1 for lab in s} for s in sets]
-    rng = np.random.default_rng(seed)
-    return _stratify_units(unit_labels, [1] * len(sets), len(labels), n_folds, rng)
-
-
 def _label_lists(column: pd.Series) -> list[list[str]]:
     out = []
     for v in column.tolist():
@@ -137,7 +118,9 @@ def assign_folds(
     pre-merge scored codes. Rows sharing a `group_col` value (e.g. one signal under two names) are
     placed in the same fold; a group spanning sources is stratified within the source of its
     first member in (source, record) order."""
-    n_folds = _check_n_folds(n_folds)
+    if not isinstance(n_folds, (int, np.integer)) or isinstance(n_folds, bool) or n_folds < 2:
+        raise UserError(f"n_folds must be an integer >= 2, got {n_folds!r}")
+    n_folds = int(n_folds)
     for col in (label_col, source_col, record_col) + ((group_col,) if group_col else ()):
         if col not in index_df.columns:
             raise UserError(f"index has no column {col!r} (columns: {', '.join(map(str, index_df.columns))})")
