@@ -4,16 +4,8 @@ The Challenge 2020 training data were released as six tar.gz files in the public
 bucket `physionet-challenge-2020-12-lead-ecg-public` (announced on the physionet-challenges
 mailing list, "four new tranches of 12-lead ECG data", which lists the six files as
 `https://storage.cloud.google.com/physionet-challenge-2020-12-lead-ecg-public/<file>`; the same
-objects are served without a Google login at `https://storage.googleapis.com/<bucket>/<file>`):
-
-| source     | file                                           | records |
-|------------|------------------------------------------------|---------|
-| CPSC       | PhysioNetChallenge2020_Training_CPSC.tar.gz     | 6,877   |
-| CPSC-Extra | PhysioNetChallenge2020_Training_2.tar.gz        | 3,453   |
-| INCART     | PhysioNetChallenge2020_Training_StPetersburg.tar.gz | 74  |
-| PTB        | PhysioNetChallenge2020_Training_PTB.tar.gz      | 516     |
-| PTB-XL     | PhysioNetChallenge2020_PTB-XL.tar.gz            | 21,837  |
-| Georgia    | PhysioNetChallenge2020_Training_E.tar.gz        | 10,344  |
+objects are served without a Google login at `https://storage.googleapis.com/<bucket>/<file>`).
+`ARCHIVES` lists them: source, file, records announced.
 
 The same records are also on PhysioNet as loose files (physionet.org/content/challenge-2020/
 1.0.2/training/), which this command does not use. No official checksums were found, so the
@@ -58,6 +50,7 @@ class Archive:
     md5: str | None = None  # no official checksum published
 
     def url(self, base_url: str = BASE_URL) -> str:
+        """The archive's address below `base_url` (the public bucket, or a mirror)."""
         return base_url.rstrip("/") + "/" + self.file
 
 

@@ -656,9 +656,7 @@ def _run_tasks(tasks: list, workers: int, total: int, progress: bool | None) -> 
 def corpus_digest(out: Path) -> str:
     """SHA-256 fingerprint of a prepared corpus's content: its signals, index and statistics
     (skipped.csv is a report, not content). Stored in `.complete.json` as `digest`."""
-    from .provenance import sha256_file
-
-    parts = [f"{name}:{sha256_file(out / name)}" for name in ("signals.npy", "index.csv", "stats.json")]
+    parts = [f"{name}:{provenance.sha256_file(out / name)}" for name in ("signals.npy", "index.csv", "stats.json")]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
