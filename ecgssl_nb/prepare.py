@@ -51,7 +51,7 @@ import scipy.signal  # imported before the worker processes fork
 from . import labels as L
 from . import provenance
 from . import records as R
-from .atomic import atomic_write
+from .atomic import atomic_write, write_text_atomic
 from .config import TARGET_FS, WINDOW
 from .errors import RecordError, UserError
 from .folds import assign_folds
@@ -151,30 +151,9 @@ def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, n
 # chunks and part files
 
 
-def _write_stream(path: Path, pieces) -> None:
-    """Write the byte pieces to `path` atomically (`atomic.atomic_write`: the temporary file is
-    removed on any error); an OSError (disk full, file-size limit) then names `path`."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            for piece in pieces:
-                fh.write(piece)
-
-    try:
-        atomic_write(path, write)
-    except OSError as exc:
-        if exc.filename is None:
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _write_stream(path, [text.encode("utf-8")])
-
-
 def _write_json(path: Path, obj) -> None:
-    """Strict JSON (a NaN or inf is a ValueError, never a bare `NaN` in the file)."""
-    _atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    """Strict JSON (a NaN or inf is a ValueError, never a bare `NaN` in the file), atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
 def _write_npy(path: Path, n_rows: int, blocks) -> None:
@@ -184,15 +163,16 @@ def _write_npy(path: Path, n_rows: int, blocks) -> None:
     np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False, "shape": (int(n_rows), 12)})
     written = 0
 
-    def pieces():
+    def write(tmp: str) -> None:
         nonlocal written
-        yield head.getvalue()
-        for b in blocks:
-            b = np.ascontiguousarray(b, dtype="<f4")
-            written += len(b)
-            yield b.data
+        with open(tmp, "wb") as fh:
+            fh.write(head.getvalue())
+            for b in blocks:
+                b = np.ascontiguousarray(b, dtype="<f4")
+                written += len(b)
+                fh.write(b.data)
 
-    _write_stream(path, pieces())
+    atomic_write(path, write)
     if written != n_rows:
         path.unlink()
         raise RuntimeError(f"{path}: wrote {written} rows, expected {n_rows}")
@@ -220,7 +200,7 @@ def _process_chunk(task: tuple[int, str, list[str], str]) -> tuple[int, int]:
         arrays.append(x)
     _write_npy(npy_path, sum(len(a) for a in arrays), arrays)  # written one by one: no second copy
     arrays.clear()
-    _atomic_write_text(json_path, json.dumps({"rels": rels, "records": metas, "skipped": skipped}, allow_nan=False))
+    write_text_atomic(json_path, json.dumps({"rels": rels, "records": metas, "skipped": skipped}, allow_nan=False))
     return k, len(rels)
 
 
@@ -450,7 +430,7 @@ def _write_csv(path: Path, df: pd.DataFrame, columns: list[str]) -> None:
     for col in ("fs", "age"):  # repr() floats: exact, and the same bytes on every run
         if col in df.columns:
             df[col] = [_fmt_float(v) for v in df[col].tolist()]
-    _atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
+    write_text_atomic(path, df.to_csv(index=False, lineterminator="\n"))
 
 
 # ----------------------------------------------------------------------------------------------
