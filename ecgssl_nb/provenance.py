@@ -1,24 +1,17 @@
 """Provenance: what made a stage's output folder, and whether it may be reused.
 
-Every stage folder (prepared corpus, pre-training, fine-tuning, tables) holds `provenance.json`:
+Every stage folder holds `provenance.json` (format and reuse rules: ARCHITECTURE.md, Provenance):
 
-    {"request": {"stage": "finetune",
-                 "settings": {...every resolved hyperparameter, never a profile name...},
-                 "inputs": {"prepared": "<sha256 of the corpus>", "backbone.time": "<sha256>"},
-                 "seed": 3},
-     "code_version": "0.1.0+a7af6ff",          # recorded, not matched (see below)
-     "created": "2026-12-02T06:40:00Z"}
+    {"request": {"stage": "finetune", "settings": {...every resolved value...},
+                 "inputs": {"prepared": "<sha256>", "backbone.time": "<sha256>"}, "seed": 3},
+     "code_version": "0.1.0+a7af6ff", "created": "2026-12-02T06:40:00Z"}
 
-A folder is reused (resumed, or reported as finished) only when its `request` equals the one
-asked now, key for key. Anything else is refused with a message naming the keys that differ,
-unless the caller forces it, in which case the old folder is moved aside (`move_aside`), never
-deleted. The code version is recorded in every file and shown beside every table but not
-matched: a change of documentation must not invalidate a 300-epoch pre-training; a change that
-alters results must change a setting or the stage's `FORMAT` instead.
-
-One process writes a folder at a time: `lock(folder)` takes an exclusive, non-blocking `flock` on
-`folder/.lock`; a second writer gets a UserError naming the first (pid, host, since when). The
-kernel drops the lock when its holder dies, so a killed run never leaves a stale lock behind.
+A folder is reused only when its `request` equals the one asked now, key for key; otherwise it
+is refused naming the keys that differ (`refusal`), or with force moved aside (`move_aside`),
+never deleted. The code version is recorded but not matched: a change of documentation must not
+invalidate a 300-epoch pre-training; a change that alters results must change a setting or the
+stage's `FORMAT` instead. `lock(folder)` is an exclusive, non-blocking `flock` on `folder/.lock`
+that the kernel drops when its holder dies, so a killed run never leaves a stale lock.
 """
 
 from __future__ import annotations
