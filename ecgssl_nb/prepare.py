@@ -182,9 +182,9 @@ def _chunk_paths(parts: Path, k: int) -> tuple[Path, Path]:
     return parts / f"chunk-{k:05d}.npy", parts / f"chunk-{k:05d}.json"
 
 
-def _process_chunk(task: tuple[int, str, list[str], str]) -> tuple[int, int]:
-    """Process records `rels` (paths relative to data_dir) into part files of chunk k.
-    The .npy goes first, the .json (the completion mark) last, both atomically."""
+def _process_chunk(task: tuple[int, str, list[str], str, str]) -> tuple[int, int]:
+    """Process records `rels` (paths relative to data_dir) into part files of chunk k, in lead
+    mode `leads`. The .npy goes first, the .json (the completion mark) last, both atomically."""
     k, data_dir, rels, parts, leads = task
     parts_dir = Path(parts)
     npy_path, json_path = _chunk_paths(parts_dir, k)
@@ -582,6 +582,23 @@ def _build(
     provenance.json and `.complete.json` (last); returns the stats."""
     for name in (_COMPLETE, provenance.PROVENANCE):
         (stage / name).unlink(missing_ok=True)
+    parts = _parts_for(stage, manifest)
+    chunks = make_chunks(rels, sizes, int(chunk_size))
+    todo = [k for k in range(len(chunks)) if not all(p.exists() for p in _chunk_paths(parts, k))]
+    if len(todo) < len(chunks):
+        print(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already done", file=sys.stderr)
+    tasks = [(k, str(data_dir), chunks[k], str(parts), manifest["leads"]) for k in todo]
+    _run_tasks(tasks, workers, total=sum(len(t[2]) for t in tasks), progress=progress)
+
+    stats = _assemble(stage, parts, len(chunks), int(n_folds), int(seed), orphans)
+    provenance.write(stage, req)
+    _write_json(stage / _COMPLETE, dict(manifest, n_folds=int(n_folds), seed=int(seed), digest=corpus_digest(stage)))
+    shutil.rmtree(parts, ignore_errors=True)
+    return stats
+
+
+def _parts_for(stage: Path, manifest: dict) -> Path:
+    """`stage/.parts`, with the parts of an earlier run kept only when made from this `manifest`."""
     parts = stage / _PARTS
     mpath = parts / "manifest.json"
     if parts.exists():
@@ -595,19 +612,7 @@ def _build(
     parts.mkdir(parents=True, exist_ok=True)
     if not mpath.exists():
         _write_json(mpath, manifest)
-
-    chunks = make_chunks(rels, sizes, int(chunk_size))
-    todo = [k for k in range(len(chunks)) if not all(p.exists() for p in _chunk_paths(parts, k))]
-    if len(todo) < len(chunks):
-        print(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already done", file=sys.stderr)
-    tasks = [(k, str(data_dir), chunks[k], str(parts), manifest["leads"]) for k in todo]
-    _run_tasks(tasks, workers, total=sum(len(t[2]) for t in tasks), progress=progress)
-
-    stats = _assemble(stage, parts, len(chunks), int(n_folds), int(seed), orphans)
-    provenance.write(stage, req)
-    _write_json(stage / _COMPLETE, dict(manifest, n_folds=int(n_folds), seed=int(seed), digest=corpus_digest(stage)))
-    shutil.rmtree(parts, ignore_errors=True)
-    return stats
+    return parts
 
 
 def _run_tasks(tasks: list, workers: int, total: int, progress: bool | None) -> None:
