@@ -132,38 +132,37 @@ def assign_folds(
     frame = index_df[sort_cols].astype(str).reset_index(drop=True)
     order = np.lexsort([frame[c].to_numpy() for c in reversed(sort_cols)])  # sorted row positions
     labels_all = _label_lists(index_df[label_col])
-    sources_all = index_df[source_col].astype(str).to_numpy()
-    if group_col:
-        groups_all = index_df[group_col].astype(str).to_numpy()
-    else:
-        groups_all = np.arange(n).astype(str)
+    groups = index_df[group_col].astype(str).to_numpy() if group_col else np.arange(n).astype(str)
+    unit_rows, unit_source = _units(order, groups, index_df[source_col].astype(str).to_numpy())
+    for source in sorted(set(unit_source)):
+        rows = [r for r, s in zip(unit_rows, unit_source) if s == source]  # already sorted
+        labels = sorted({lab for r in rows for pos in r for lab in labels_all[pos]})
+        index = {lab: i for i, lab in enumerate(labels)}
+        unit_labels = []
+        for r in rows:  # records of the unit carrying each label
+            counts: dict[int, int] = {}
+            for pos in r:
+                for lab in dict.fromkeys(labels_all[pos]):
+                    counts[index[lab]] = counts.get(index[lab], 0) + 1
+            unit_labels.append(counts)
+        rng = np.random.default_rng(seed)  # a fresh seed per source, as the authors' per-call seed
+        unit_fold = _stratify_units(unit_labels, [len(r) for r in rows], len(labels), n_folds, rng)
+        for r, f in zip(rows, unit_fold):
+            result[r] = f
+    return result
 
-    # units: one per group, owned by the source of the group's first row in sorted order
+
+def _units(order: np.ndarray, groups: np.ndarray, sources: np.ndarray) -> tuple[list[list[int]], list[str]]:
+    """(row positions of each unit, its source): one unit per group, in the sorted row `order`,
+    owned by the source of its first row."""
     unit_of_group: dict[str, int] = {}
     unit_rows: list[list[int]] = []
     unit_source: list[str] = []
     for pos in order:
-        g = groups_all[pos]
-        u = unit_of_group.get(g)
+        u = unit_of_group.get(groups[pos])
         if u is None:
-            unit_of_group[g] = u = len(unit_rows)
+            unit_of_group[groups[pos]] = u = len(unit_rows)
             unit_rows.append([])
-            unit_source.append(sources_all[pos])
+            unit_source.append(sources[pos])
         unit_rows[u].append(int(pos))
-
-    for source in sorted(set(unit_source)):
-        units = [u for u in range(len(unit_rows)) if unit_source[u] == source]  # already sorted
-        labels = sorted({lab for u in units for pos in unit_rows[u] for lab in labels_all[pos]})
-        index = {lab: i for i, lab in enumerate(labels)}
-        unit_labels = []
-        for u in units:
-            counts: dict[int, int] = {}
-            for pos in unit_rows[u]:
-                for lab in dict.fromkeys(labels_all[pos]):
-                    counts[index[lab]] = counts.get(index[lab], 0) + 1
-            unit_labels.append(counts)
-        rng = np.random.default_rng(seed)
-        unit_fold = _stratify_units(unit_labels, [len(unit_rows[u]) for u in units], len(labels), n_folds, rng)
-        for u, f in zip(units, unit_fold):
-            result[unit_rows[u]] = f
-    return result
+    return unit_rows, unit_source
