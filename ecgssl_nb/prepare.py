@@ -61,21 +61,7 @@ FORMAT_VERSION = 1
 DEFAULT_CHUNK = 256  # records per part file (at most)
 CHUNK_BYTES = 64 << 20  # signal-file bytes per part file (at most, unless one record is larger)
 _SCORED = frozenset(L.SCORED_CODES)
-INDEX_COLUMNS = (
-    "record",
-    "source",
-    "path",
-    "fs",
-    "n_samples",
-    "offset",
-    "length",
-    "age",
-    "sex",
-    "labels",
-    "codes",
-    "dx",
-    "fold",
-)
+INDEX_COLUMNS = tuple("record source path fs n_samples offset length age sex labels codes dx fold".split())
 SKIPPED_COLUMNS = ("record", "path", "reason", "detail")
 OUTPUTS = ("signals.npy", "index.csv", "skipped.csv", "stats.json")
 _PARTS = ".parts"
