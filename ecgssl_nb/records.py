@@ -432,6 +432,25 @@ def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple
     header = header if header is not None else read_header(hea_path)
     order = _lead_order(header.leads, header.path)
     nt = _read_val(header).T  # (N, 12): contiguous for MATLAB v4 files, so the passes below are fast
+    x = _to_mv(header, nt)  # (N, 12) float32 mV, header order
+    if not np.array_equal(order, np.arange(12)):
+        x = x[:, order]
+    record = Record(
+        name=header.name,
+        source=source_of(header.name, header.path),
+        fs=header.fs,
+        signal=np.ascontiguousarray(x.T),
+        dx=list(header.dx),
+        age=header.age,
+        sex=header.sex,
+        path=header.path,
+    )
+    return record, nt
+
+
+def _to_mv(header: Header, nt: np.ndarray) -> np.ndarray:
+    """Stored samples (N, n_leads) -> float32 mV, (digital - baseline) / gain, after checking that
+    none is missing ('NaN samples') and none exceeds +-MAX_ABS_MV ('implausible amplitude')."""
     if nt.dtype.kind == "f":
         bad = not np.isfinite(nt).all()
     else:
@@ -442,25 +461,9 @@ def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple
         x = nt.astype(np.float32)
         x -= header.baseline.astype(np.float32)
         x /= header.gain.astype(np.float32)
-    peaks = np.abs(x).max(axis=0, initial=0.0)  # (12,) mV, header order; inf after an overflow
+    peaks = np.abs(x).max(axis=0, initial=0.0)  # (n_leads,) mV, header order; inf after an overflow
     if not (peaks <= MAX_ABS_MV).all():  # NaN compares False too
         j = int(np.argmax(np.where(peaks <= MAX_ABS_MV, -1.0, np.nan_to_num(peaks, nan=np.inf))))
-        raise RecordError(
-            header.path,
-            "implausible amplitude",
-            f"|x| up to {peaks[j]:.3g} mV in lead {header.leads[j]} (limit {MAX_ABS_MV:g} mV)",
-        )
-    if not np.array_equal(order, np.arange(12)):
-        x = x[:, order]
-    signal = np.ascontiguousarray(x.T)
-    record = Record(
-        name=header.name,
-        source=source_of(header.name, header.path),
-        fs=header.fs,
-        signal=signal,
-        dx=list(header.dx),
-        age=header.age,
-        sex=header.sex,
-        path=header.path,
-    )
-    return record, nt
+        detail = f"|x| up to {peaks[j]:.3g} mV in lead {header.leads[j]} (limit {MAX_ABS_MV:g} mV)"
+        raise RecordError(header.path, "implausible amplitude", detail)
+    return x
