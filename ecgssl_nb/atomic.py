@@ -17,7 +17,8 @@ os.umask(_UMASK)
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
     """Call `write(tmp_path)` to fill a temporary file beside `path`, then rename it onto `path`.
-    On any error the temporary file is removed and `path` is left as it was."""
+    On any error the temporary file is removed and `path` is left as it was; an OSError that names
+    no file (a full disk, a file-size limit) is raised again naming `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp")
@@ -28,9 +29,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
     return path
 

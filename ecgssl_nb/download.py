@@ -4,16 +4,8 @@ The Challenge 2020 training data were released as six tar.gz files in the public
 bucket `physionet-challenge-2020-12-lead-ecg-public` (announced on the physionet-challenges
 mailing list, "four new tranches of 12-lead ECG data", which lists the six files as
 `https://storage.cloud.google.com/physionet-challenge-2020-12-lead-ecg-public/<file>`; the same
-objects are served without a Google login at `https://storage.googleapis.com/<bucket>/<file>`):
-
-| source     | file                                           | records |
-|------------|------------------------------------------------|---------|
-| CPSC       | PhysioNetChallenge2020_Training_CPSC.tar.gz     | 6,877   |
-| CPSC-Extra | PhysioNetChallenge2020_Training_2.tar.gz        | 3,453   |
-| INCART     | PhysioNetChallenge2020_Training_StPetersburg.tar.gz | 74  |
-| PTB        | PhysioNetChallenge2020_Training_PTB.tar.gz      | 516     |
-| PTB-XL     | PhysioNetChallenge2020_PTB-XL.tar.gz            | 21,837  |
-| Georgia    | PhysioNetChallenge2020_Training_E.tar.gz        | 10,344  |
+objects are served without a Google login at `https://storage.googleapis.com/<bucket>/<file>`).
+`ARCHIVES` lists them: source, file, records announced.
 
 The same records are also on PhysioNet as loose files (physionet.org/content/challenge-2020/
 1.0.2/training/), which this command does not use. No official checksums were found, so the
@@ -58,6 +50,7 @@ class Archive:
     md5: str | None = None  # no official checksum published
 
     def url(self, base_url: str = BASE_URL) -> str:
+        """The archive's address below `base_url` (the public bucket, or a mirror)."""
         return base_url.rstrip("/") + "/" + self.file
 
 
@@ -110,8 +103,6 @@ def fetch(url: str, dest: Path, md5: str | None = None, progress: bool | None = 
     allows it (else starting over). Checks the announced size (and md5 if given), then renames
     `dest.part` to `dest` atomically. Returns dest. UserError on failure (the .part is kept when
     it may be resumed)."""
-    from tqdm import tqdm
-
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -128,55 +119,62 @@ def fetch(url: str, dest: Path, md5: str | None = None, progress: bool | None = 
         raise UserError(f"download of {url} failed: {getattr(exc, 'reason', exc)}; run again to resume") from None
 
     with resp:
-        status = getattr(resp, "status", None) or resp.getcode() or 200
-        if status == 206:
-            m = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range", ""))
-            if not m or int(m.group(1)) != offset:
-                raise UserError(
-                    f"download of {url}: the server resumed at the wrong place ({resp.headers.get('Content-Range')!r})"
-                )
-            mode = "ab"
-        else:  # 200 (or a file:// URL): the server sent the whole file, start over
-            offset, mode = 0, "wb"
-        total = _total_from_headers(resp, offset)
-        bar = tqdm(
-            total=total,
-            initial=offset,
-            unit="B",
-            unit_scale=True,
-            desc=dest.name,
-            disable=(None if progress is None else not progress),
-        )
-        try:
-            with open(part, mode) as fh:
-                while True:
-                    try:
-                        block = resp.read(_CHUNK)
-                    except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
-                        raise UserError(f"download of {url} interrupted: {exc}; run again to resume") from None
-                    if not block:
-                        break
-                    fh.write(block)
-                    bar.update(len(block))
-        finally:
-            bar.close()
+        total = _receive(resp, url, part, offset, progress)
     size = part.stat().st_size
     if total is not None and size != total:
         if size > total:
             part.unlink()
         raise UserError(f"download of {url}: got {size} bytes, the server announced {total}; run again to resume")
     if md5 is not None:
-        digest = hashlib.md5()
-        with open(part, "rb") as fh:
-            for block in iter(lambda: fh.read(_CHUNK), b""):
-                digest.update(block)
-        if digest.hexdigest() != md5.lower():
-            part.unlink()
-            raise UserError(
-                f"download of {url}: md5 {digest.hexdigest()} is not the expected {md5}; removed, run again"
-            )
+        _check_md5(url, part, md5)
     os.replace(part, dest)
     return dest
+
+
+def _receive(resp, url: str, part: Path, offset: int, progress: bool | None) -> int | None:
+    """Append the reply's body to `part` (206: a resumed range starting at `offset`) or write it
+    anew (200); returns the whole file's announced size in bytes (None when not announced)."""
+    from tqdm import tqdm
+
+    status = getattr(resp, "status", None) or resp.getcode() or 200
+    if status == 206:
+        m = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range", ""))
+        if not m or int(m.group(1)) != offset:
+            raise UserError(
+                f"download of {url}: the server resumed at the wrong place ({resp.headers.get('Content-Range')!r})"
+            )
+        mode = "ab"
+    else:  # 200 (or a file:// URL): the server sent the whole file, start over
+        offset, mode = 0, "wb"
+    total = _total_from_headers(resp, offset)
+    disable = None if progress is None else not progress
+    bar = tqdm(
+        total=total, initial=offset, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"), disable=disable
+    )
+    try:
+        with open(part, mode) as fh:
+            while True:
+                try:
+                    block = resp.read(_CHUNK)
+                except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
+                    raise UserError(f"download of {url} interrupted: {exc}; run again to resume") from None
+                if not block:
+                    return total
+                fh.write(block)
+                bar.update(len(block))
+    finally:
+        bar.close()
+
+
+def _check_md5(url: str, part: Path, md5: str) -> None:
+    """UserError (and `part` removed) unless the file's md5 is `md5`."""
+    digest = hashlib.md5()
+    with open(part, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    if digest.hexdigest() != md5.lower():
+        part.unlink()
+        raise UserError(f"download of {url}: md5 {digest.hexdigest()} is not the expected {md5}; removed, run again")
 
 
 def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:

@@ -218,12 +218,11 @@ def _allocate(n: int, shares: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _check_n_seed(n_records, seed) -> tuple[int, int]:
-    if isinstance(n_records, bool) or not isinstance(n_records, (int, np.integer)) or n_records < 1:
-        raise UserError(f"records must be a whole number >= 1, got {n_records!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UserError(f"seed must be a whole number >= 0, got {seed!r}")
-    return int(n_records), int(seed)
+def _whole(value, name: str, low: int) -> int:
+    """`value` as an int; UserError naming `name` unless it is a whole number >= low."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise UserError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(value)
 
 
 def _check_shape(shape: str) -> dict:
@@ -236,7 +235,7 @@ def plan_fixture(n_records: int = 400, seed: int = 0, shape: str = "tiny") -> li
     """The records `make_fixture` writes (names, sources, rates, lengths, codes), cheaply, in
     order of source then number. Every class is a primary label floor(n_scored / 24) times.
     shape: "tiny" (default) or "physionet2020" (the real source shares and record lengths)."""
-    n, seed = _check_n_seed(n_records, seed)
+    n, seed = _whole(n_records, "records", 1), _whole(seed, "seed", 0)
     rng = np.random.default_rng([seed, 20200])
     sources = list(_check_shape(shape).values())
     counts = _allocate(n, np.array([s.share for s in sources]))
@@ -676,10 +675,9 @@ def make_fixture(
     "physionet2020": the real data set's source shares and record lengths (`SHAPES`). Records are
     written one at a time, by `workers` processes (memory bounded by the longest record per
     process). Returns out."""
-    n, seed = _check_n_seed(n_records, seed)
+    n, seed = _whole(n_records, "records", 1), _whole(seed, "seed", 0)
     _check_shape(shape)
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise UserError(f"--workers must be a whole number >= 1, got {workers!r}")
+    _whole(workers, "--workers", 1)
     out = Path(out)
     _prepare_out(out)
     plan = plan_fixture(n, seed, shape)

@@ -25,7 +25,7 @@ need (Sechidis et al. compare only the tied ones); we follow the paper by Sechid
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -90,25 +90,6 @@ def _stratify_units(
     return fold
 
 
-def _check_n_folds(n_folds: int) -> int:
-    if not isinstance(n_folds, (int, np.integer)) or isinstance(n_folds, bool) or n_folds < 2:
-        raise UserError(f"n_folds must be an integer >= 2, got {n_folds!r}")
-    return int(n_folds)
-
-
-def stratify(label_sets: Sequence[Iterable[str]], n_folds: int = 10, seed: int = 0) -> np.ndarray:
-    """Fold (0..n_folds-1) of each record by iterative multilabel stratification (paper Sec. III-A).
-
-    label_sets[i] is the list of labels of record i (any hashable strings; repeats ignored)."""
-    n_folds = _check_n_folds(n_folds)
-    sets = [list(dict.fromkeys(s)) for s in label_sets]
-    labels = sorted({lab for s in sets for lab in s})
-    index = {lab: i for i, lab in enumerate(labels)}
-    unit_labels = [{index[lab]: 1 for lab in s} for s in sets]
-    rng = np.random.default_rng(seed)
-    return _stratify_units(unit_labels, [1] * len(sets), len(labels), n_folds, rng)
-
-
 def _label_lists(column: pd.Series) -> list[list[str]]:
     out = []
     for v in column.tolist():
@@ -137,7 +118,9 @@ def assign_folds(
     pre-merge scored codes. Rows sharing a `group_col` value (e.g. one signal under two names) are
     placed in the same fold; a group spanning sources is stratified within the source of its
     first member in (source, record) order."""
-    n_folds = _check_n_folds(n_folds)
+    if not isinstance(n_folds, (int, np.integer)) or isinstance(n_folds, bool) or n_folds < 2:
+        raise UserError(f"n_folds must be an integer >= 2, got {n_folds!r}")
+    n_folds = int(n_folds)
     for col in (label_col, source_col, record_col) + ((group_col,) if group_col else ()):
         if col not in index_df.columns:
             raise UserError(f"index has no column {col!r} (columns: {', '.join(map(str, index_df.columns))})")
@@ -149,38 +132,37 @@ def assign_folds(
     frame = index_df[sort_cols].astype(str).reset_index(drop=True)
     order = np.lexsort([frame[c].to_numpy() for c in reversed(sort_cols)])  # sorted row positions
     labels_all = _label_lists(index_df[label_col])
-    sources_all = index_df[source_col].astype(str).to_numpy()
-    if group_col:
-        groups_all = index_df[group_col].astype(str).to_numpy()
-    else:
-        groups_all = np.arange(n).astype(str)
+    groups = index_df[group_col].astype(str).to_numpy() if group_col else np.arange(n).astype(str)
+    unit_rows, unit_source = _units(order, groups, index_df[source_col].astype(str).to_numpy())
+    for source in sorted(set(unit_source)):
+        rows = [r for r, s in zip(unit_rows, unit_source) if s == source]  # already sorted
+        labels = sorted({lab for r in rows for pos in r for lab in labels_all[pos]})
+        index = {lab: i for i, lab in enumerate(labels)}
+        unit_labels = []
+        for r in rows:  # records of the unit carrying each label
+            counts: dict[int, int] = {}
+            for pos in r:
+                for lab in dict.fromkeys(labels_all[pos]):
+                    counts[index[lab]] = counts.get(index[lab], 0) + 1
+            unit_labels.append(counts)
+        rng = np.random.default_rng(seed)  # a fresh seed per source, as the authors' per-call seed
+        unit_fold = _stratify_units(unit_labels, [len(r) for r in rows], len(labels), n_folds, rng)
+        for r, f in zip(rows, unit_fold):
+            result[r] = f
+    return result
 
-    # units: one per group, owned by the source of the group's first row in sorted order
+
+def _units(order: np.ndarray, groups: np.ndarray, sources: np.ndarray) -> tuple[list[list[int]], list[str]]:
+    """(row positions of each unit, its source): one unit per group, in the sorted row `order`,
+    owned by the source of its first row."""
     unit_of_group: dict[str, int] = {}
     unit_rows: list[list[int]] = []
     unit_source: list[str] = []
     for pos in order:
-        g = groups_all[pos]
-        u = unit_of_group.get(g)
+        u = unit_of_group.get(groups[pos])
         if u is None:
-            unit_of_group[g] = u = len(unit_rows)
+            unit_of_group[groups[pos]] = u = len(unit_rows)
             unit_rows.append([])
-            unit_source.append(sources_all[pos])
+            unit_source.append(sources[pos])
         unit_rows[u].append(int(pos))
-
-    for source in sorted(set(unit_source)):
-        units = [u for u in range(len(unit_rows)) if unit_source[u] == source]  # already sorted
-        labels = sorted({lab for u in units for pos in unit_rows[u] for lab in labels_all[pos]})
-        index = {lab: i for i, lab in enumerate(labels)}
-        unit_labels = []
-        for u in units:
-            counts: dict[int, int] = {}
-            for pos in unit_rows[u]:
-                for lab in dict.fromkeys(labels_all[pos]):
-                    counts[index[lab]] = counts.get(index[lab], 0) + 1
-            unit_labels.append(counts)
-        rng = np.random.default_rng(seed)
-        unit_fold = _stratify_units(unit_labels, [len(unit_rows[u]) for u in units], len(labels), n_folds, rng)
-        for u, f in zip(units, unit_fold):
-            result[unit_rows[u]] = f
-    return result
+    return unit_rows, unit_source

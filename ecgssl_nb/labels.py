@@ -45,9 +45,10 @@ def _weights_table() -> tuple[tuple[str, ...], np.ndarray]:
     return codes, matrix
 
 
-SCORED_CODES: tuple[str, ...] = tuple(r["SNOMED CT Code"] for r in _read_mapping("dx_mapping_scored.csv"))
-_ABBREV = {r["SNOMED CT Code"]: r["Abbreviation"] for r in _read_mapping("dx_mapping_scored.csv")}
-_NAMES = {r["SNOMED CT Code"]: r["Dx"] for r in _read_mapping("dx_mapping_scored.csv")}
+_SCORED_ROWS = _read_mapping("dx_mapping_scored.csv")
+SCORED_CODES: tuple[str, ...] = tuple(r["SNOMED CT Code"] for r in _SCORED_ROWS)
+_ABBREV = {r["SNOMED CT Code"]: r["Abbreviation"] for r in _SCORED_ROWS}
+_NAMES = {r["SNOMED CT Code"]: r["Dx"] for r in _SCORED_ROWS}
 UNSCORED_CODES: tuple[str, ...] = tuple(r["SNOMED CT Code"] for r in _read_mapping("dx_mapping_unscored.csv"))
 
 CLASSES: tuple[str, ...] = tuple(c for c in _weights_table()[0] if c not in MERGES)
@@ -96,9 +97,5 @@ def abbreviation(code: str) -> str:
 
 def official_totals() -> dict[str, dict[str, int]]:
     """Per-source record counts of each scored code from dx_mapping_scored.csv (before merging)."""
-    out = {}
-    for r in _read_mapping("dx_mapping_scored.csv"):
-        out[r["SNOMED CT Code"]] = {
-            k: int(r[k]) for k in ("CPSC", "CPSC-Extra", "StPetersburg", "PTB", "PTB-XL", "Georgia", "Total")
-        }
-    return out
+    sources = ("CPSC", "CPSC-Extra", "StPetersburg", "PTB", "PTB-XL", "Georgia", "Total")
+    return {r["SNOMED CT Code"]: {k: int(r[k]) for k in sources} for r in _SCORED_ROWS}

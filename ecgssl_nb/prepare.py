@@ -2,65 +2,32 @@
 
 What it does (paper Sec. III-A; book: The data; book: Deviations, B1-B3, B25):
 
-* walks `--data-dir` recursively for `*.hea` (hidden folders excepted, symlinks followed) and
-  orders the records by (source in `records.SOURCES` order, record name, path), so nothing
-  depends on the file system's listing order (B3);
-* reads each record (`records.read_record`), keeps it only if it carries at least one of the 27
-  scored codes, has 12 leads, a UTF-8 header, valid gains, no NaN, every sample within
-  +-`records.MAX_ABS_MV` (50 mV), and is at least 250 samples long at 100 Hz;
-* resamples **every lead** to 100 Hz with FFT resampling, `scipy.signal.resample`, new length
-  `int(n * 100 / fs)` (B1 fixed: the released code copied lead I into all 12 channels), in
-  float32 (within about 1e-6 mV of a float64 computation);
-* drops exact duplicate signals (the same raw int16 samples, hashed): the first record in the
-  order above is kept, the others are skipped as 'duplicate signal' ('duplicate of <record>' in
-  `detail`), so a duplicate never sits on both sides of a split nor counts twice;
-* assigns 10 folds by iterative multilabel stratification per source on the pre-merge scored
-  codes (`folds.assign_folds`, seed 0).
+* walks `--data-dir` for `*.hea` (hidden folders excepted, symlinks followed, each real folder
+  once) in (source in `records.SOURCES` order, record name, path) order, never the file
+  system's (B3);
+* keeps a record only if it carries one of the 27 scored codes, passes `records`' checks and is
+  at least `WINDOW` (250) samples long at 100 Hz;
+* resamples every lead to 100 Hz (`resample_100hz`; B1 fixed: the released code copied lead I
+  into all 12 channels, still available as `--leads lead-i`);
+* skips exact duplicate signals (the raw int16 samples, hashed): the first in the order above is
+  kept, so a duplicate never sits on both sides of a split;
+* assigns folds by iterative multilabel stratification per source on the pre-merge scored codes
+  (`folds.assign_folds`).
 
-Output folder:
+The output folder and what makes it trustworthy (built in `OUT.partial/`, renamed in when
+complete, `provenance.json`, one writer, `--force` moves a foreign OUT aside) are described in
+ARCHITECTURE.md. Files: `signals.npy` float32 (T, 12) mV; `index.csv` one row per kept record
+(`INDEX_COLUMNS`; age empty if unknown, codes separated by spaces; labels merged, CLASSES order;
+codes pre-merge scored, header order; dx all header codes); `skipped.csv` (`SKIPPED_COLUMNS`:
+every header is kept or here with a reason, and so is every `.mat` with no header beside it);
+`stats.json` per-lead mean and std (mV) and counts; `provenance.json`; `.complete.json` (input
+manifest, folds, seed and `digest`), written last.
 
-* `signals.npy`: float32 (T, 12) mV, all kept records back to back (load with mmap_mode='r');
-* `index.csv`: one row per kept record: record, source, path (relative to the data dir), fs,
-  n_samples (at fs), offset, length (at 100 Hz), age (empty if unknown), sex (Male/Female,
-  empty if unknown), labels (merged scored codes, CLASSES order), codes (pre-merge scored codes,
-  header order), dx (all header codes, duplicates dropped), fold; codes separated by spaces;
-* `skipped.csv`: record, path, reason, detail (every header found is in one of the two files;
-  every `.mat` without a header beside it is here too, as 'missing header');
-* `stats.json`: per-lead mean and std (as released: average over records of the per-record, per-lead
-  mean / standard deviation, over all kept records of all folds), counts;
-* `provenance.json`: the request that made the folder (see below) and the code version;
-* `.complete.json`: the input manifest, folds, seed and `digest` (`corpus_digest`), written last.
-
-Work is done in chunks (at most 256 records and 64 MiB of signal files), in `--workers`
-processes; each chunk's result is written atomically to `OUT.partial/.parts/`, so a killed run,
-started again, only does the chunks that are missing and then assembles the same bytes as an
-uninterrupted run (whatever the number of workers).
-
-What makes a prepared folder trustworthy:
-
-* **Built beside, renamed in.** Everything is written into `OUT.partial/` next to `OUT`; only
-  when signals.npy, index.csv, skipped.csv, stats.json, provenance.json and `.complete.json`
-  (with the corpus `digest`) are all there is it renamed onto `OUT`. A kill at any moment
-  leaves `OUT` absent, or the old finished folder, or the new finished folder, never a mix.
-* **Provenance.** `provenance.json` records the request (resolved settings, the fingerprint of
-  the headers found, the fold seed) and the code version. The same request on a finished `OUT`
-  does nothing; an `OUT` made from something else is refused unless `--force`, which moves it
-  aside (`OUT.stale-<time>`), never deletes it.
-* **One writer.** `OUT.partial/.lock` (`provenance.lock`): a second `prepare` into the same
-  `OUT` gets an error naming the first.
-* **Every file accounted for.** Each header is kept or in skipped.csv with a reason (records'
-  checks: gain, amplitude, UTF-8, ...); a `.mat` with no header beside it is in skipped.csv as
-  'missing header'. Folders reached twice through symlinks (loops included) are searched once.
-* **Nothing kept is an error**, with skipped.csv left in `OUT.partial/` to read.
-* **Disk full or a file-size limit** ends with one line naming the file; the half-written file
-  is removed, finished parts stay, and running the command again resumes. Arrays are written
-  with plain file writes (never through a memory map, whose failure would be a SIGBUS).
-* JSON outputs are strict JSON (no NaN).
-
-`load_prepared` checks what it opens: every file present and `.complete.json` with its digest;
-index.csv with every column, integers where integers belong, unique record names, known label
-codes, folds in range; records back to back inside signals.npy; counts equal to stats.json's.
-Each failure is one line naming the folder, the file and what is wrong.
+Work is done in chunks (at most 256 records and 64 MiB of signal files) in `--workers`
+processes; each chunk's result is written atomically to `OUT.partial/.parts/`, so a killed run
+resumes with the missing chunks and assembles the same bytes (whatever the number of workers).
+Arrays are written with plain file writes (a full disk is then one line naming the file, never
+the SIGBUS of a memory map). `load_prepared` checks every file before use.
 """
 
 from __future__ import annotations
@@ -84,7 +51,7 @@ import scipy.signal  # imported before the worker processes fork
 from . import labels as L
 from . import provenance
 from . import records as R
-from .atomic import atomic_write
+from .atomic import atomic_write, write_text_atomic
 from .config import TARGET_FS, WINDOW
 from .errors import RecordError, UserError
 from .folds import assign_folds
@@ -94,21 +61,7 @@ FORMAT_VERSION = 1
 DEFAULT_CHUNK = 256  # records per part file (at most)
 CHUNK_BYTES = 64 << 20  # signal-file bytes per part file (at most, unless one record is larger)
 _SCORED = frozenset(L.SCORED_CODES)
-INDEX_COLUMNS = (
-    "record",
-    "source",
-    "path",
-    "fs",
-    "n_samples",
-    "offset",
-    "length",
-    "age",
-    "sex",
-    "labels",
-    "codes",
-    "dx",
-    "fold",
-)
+INDEX_COLUMNS = tuple("record source path fs n_samples offset length age sex labels codes dx fold".split())
 SKIPPED_COLUMNS = ("record", "path", "reason", "detail")
 OUTPUTS = ("signals.npy", "index.csv", "skipped.csv", "stats.json")
 _PARTS = ".parts"
@@ -136,11 +89,6 @@ def resample_100hz(signal: np.ndarray, fs: float) -> np.ndarray:
     return np.ascontiguousarray(x.T, dtype=np.float32)
 
 
-def scored_codes(dx) -> list[str]:
-    """The record's codes that are among the 27 scored ones, header order, before merging."""
-    return [c for c in dx if c in _SCORED]
-
-
 def _signal_hash(raw: np.ndarray) -> str:
     """Identity of a record's stored samples (the raw int16 signal as in its .mat file, with its
     shape) for exact-duplicate detection."""
@@ -158,7 +106,7 @@ def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, n
     leads="lead-i" copies lead I into all twelve channels, as the released code does (book:
     Deviations, B1); the statistics are then those of the copied signal."""
     header = read_header(hea)
-    codes = scored_codes(header.dx)
+    codes = [c for c in header.dx if c in _SCORED]  # pre-merge, header order
     if not codes:
         raise RecordError(hea, "no scored label", ",".join(header.dx))
     rec, raw = read_record_raw(hea, header)
@@ -189,34 +137,9 @@ def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, n
 # chunks and part files
 
 
-def _write_stream(path: Path, pieces) -> None:
-    """Write the byte pieces to `path` atomically (`atomic.atomic_write`: the temporary file is
-    removed on any error); an OSError (disk full, file-size limit) then names `path`."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            for piece in pieces:
-                fh.write(piece)
-
-    try:
-        atomic_write(path, write)
-    except OSError as exc:
-        if exc.filename is None:
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
-        raise
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    _write_stream(path, [data])
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _write_stream(path, [text.encode("utf-8")])
-
-
 def _write_json(path: Path, obj) -> None:
-    """Strict JSON (a NaN or inf is a ValueError, never a bare `NaN` in the file)."""
-    _atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    """Strict JSON (a NaN or inf is a ValueError, never a bare `NaN` in the file), atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
 def _write_npy(path: Path, n_rows: int, blocks) -> None:
@@ -226,15 +149,16 @@ def _write_npy(path: Path, n_rows: int, blocks) -> None:
     np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False, "shape": (int(n_rows), 12)})
     written = 0
 
-    def pieces():
+    def write(tmp: str) -> None:
         nonlocal written
-        yield head.getvalue()
-        for b in blocks:
-            b = np.ascontiguousarray(b, dtype="<f4")
-            written += len(b)
-            yield b.data
+        with open(tmp, "wb") as fh:
+            fh.write(head.getvalue())
+            for b in blocks:
+                b = np.ascontiguousarray(b, dtype="<f4")
+                written += len(b)
+                fh.write(b.data)
 
-    _write_stream(path, pieces())
+    atomic_write(path, write)
     if written != n_rows:
         path.unlink()
         raise RuntimeError(f"{path}: wrote {written} rows, expected {n_rows}")
@@ -244,9 +168,9 @@ def _chunk_paths(parts: Path, k: int) -> tuple[Path, Path]:
     return parts / f"chunk-{k:05d}.npy", parts / f"chunk-{k:05d}.json"
 
 
-def _process_chunk(task: tuple[int, str, list[str], str]) -> tuple[int, int]:
-    """Process records `rels` (paths relative to data_dir) into part files of chunk k.
-    The .npy goes first, the .json (the completion mark) last, both atomically."""
+def _process_chunk(task: tuple[int, str, list[str], str, str]) -> tuple[int, int]:
+    """Process records `rels` (paths relative to data_dir) into part files of chunk k, in lead
+    mode `leads`. The .npy goes first, the .json (the completion mark) last, both atomically."""
     k, data_dir, rels, parts, leads = task
     parts_dir = Path(parts)
     npy_path, json_path = _chunk_paths(parts_dir, k)
@@ -256,13 +180,13 @@ def _process_chunk(task: tuple[int, str, list[str], str]) -> tuple[int, int]:
         try:
             meta, x = _process_record(hea, rel, leads)
         except RecordError as exc:
-            skipped.append({"record": Path(rel).stem, "path": rel, "reason": exc.reason, "detail": exc.detail})
+            skipped.append(_skip_row(rel, exc.reason, exc.detail))
             continue
         metas.append(meta)
         arrays.append(x)
     _write_npy(npy_path, sum(len(a) for a in arrays), arrays)  # written one by one: no second copy
     arrays.clear()
-    _atomic_write_text(json_path, json.dumps({"rels": rels, "records": metas, "skipped": skipped}, allow_nan=False))
+    write_text_atomic(json_path, json.dumps({"rels": rels, "records": metas, "skipped": skipped}, allow_nan=False))
     return k, len(rels)
 
 
@@ -307,12 +231,6 @@ def _identity(path: Path):
 def _order_key(rel: str):
     stem = Path(rel).stem
     return SOURCES.index(source_of(stem, rel)), stem, rel
-
-
-def find_headers(data_dir: Path) -> list[str]:
-    """All *.hea below data_dir (relative POSIX paths), ordered by (source, record name, path);
-    see `walk_corpus`."""
-    return walk_corpus(data_dir)[0]
 
 
 def _signal_bytes(data_dir: Path, rel: str) -> int:
@@ -379,91 +297,99 @@ def _fmt_float(v) -> str:
 
 
 def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, orphans: list[str] = ()) -> dict:
-    """Read the part files in order, drop duplicates, write signals.npy, index.csv, skipped.csv,
-    stats.json (each atomically). Holds one chunk's signals in memory at a time. UserError (after
-    writing skipped.csv) when no record is kept."""
-    kept: list[dict] = []
-    skipped: list[dict] = []
+    """Read the part files in order, drop duplicates, write skipped.csv, signals.npy, index.csv and
+    stats.json (each atomically, in that order), holding one chunk's signals at a time; returns the
+    stats. UserError (after writing skipped.csv) when no record is kept."""
+    kept, skipped, take = _dedup(parts, n_chunks)
+    n_headers = len(kept) + len(skipped)
+    skipped += [
+        _skip_row(rel, "missing header", f"signal file with no {Path(rel).stem}.hea beside it") for rel in orphans
+    ]
+    _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS)), list(SKIPPED_COLUMNS))
+    if not kept:
+        reasons = ", ".join(f"{r}: {c}" for r, c in _reason_counts(skipped).items())
+        raise UserError(f"no record kept: all {n_headers} headers were skipped ({reasons}); see {out / 'skipped.csv'}")
+    total = sum(m["length"] for m in kept)
+    _write_npy(out / "signals.npy", total, _kept_blocks(parts, take))
+    index = _index_frame(kept, n_folds, seed)
+    _write_csv(out / "index.csv", index, list(INDEX_COLUMNS))
+    stats = _stats(kept, skipped, index, n_headers, len(orphans), n_folds, seed)
+    _write_json(out / "stats.json", stats)
+    return stats
+
+
+def _skip_row(rel: str, reason: str, detail: str) -> dict:
+    """A skipped.csv row for the file `rel` (relative to the data folder)."""
+    return {"record": Path(rel).stem, "path": rel, "reason": reason, "detail": detail}
+
+
+def _reason_counts(skipped: list[dict]) -> dict[str, int]:
+    return dict(sorted(Counter(s["reason"] for s in skipped).items()))
+
+
+def _dedup(parts: Path, n_chunks: int) -> tuple[list[dict], list[dict], list[list[tuple[int, int]]]]:
+    """(kept records, each with its `offset` in signals.npy; skipped rows; per chunk, the (start,
+    length) rows of its kept records in the chunk's block), in record order. A record whose signal
+    (hash) or name was kept before is skipped."""
+    kept, skipped, take = [], [], []
     first_by_hash: dict[str, str] = {}
     names: set[str] = set()
-    take: list[list[tuple[int, int]]] = []  # per chunk: (start, length) of kept records in its block
     offset = 0
     for k in range(n_chunks):
         info = json.loads(_chunk_paths(parts, k)[1].read_text())
-        by_rel = {m["path"]: ("ok", m) for m in info["records"]}
-        by_rel.update({s["path"]: ("skip", s) for s in info["skipped"]})
+        ok = {m["path"]: m for m in info["records"]}
+        bad = {s["path"]: s for s in info["skipped"]}
         start, chunk_take = 0, []
         for rel in info["rels"]:
-            kind, item = by_rel[rel]
-            if kind == "skip":
-                skipped.append(item)
+            if rel in bad:
+                skipped.append(bad[rel])
                 continue
+            item = ok[rel]
             block_start, start = start, start + item["length"]
-            reason = None
             if item["hash"] in first_by_hash:
-                reason, detail = "duplicate signal", f"duplicate of {first_by_hash[item['hash']]}"
+                skipped.append(_skip_row(rel, "duplicate signal", f"duplicate of {first_by_hash[item['hash']]}"))
             elif item["record"] in names:
-                reason, detail = "duplicate record name", f"another {item['record']} was kept"
-            if reason:
-                skipped.append({"record": item["record"], "path": rel, "reason": reason, "detail": detail})
-                continue
-            first_by_hash[item["hash"]] = item["record"]
-            names.add(item["record"])
-            item = dict(item, offset=offset)
-            offset += item["length"]
-            kept.append(item)
-            chunk_take.append((block_start, item["length"]))
+                skipped.append(_skip_row(rel, "duplicate record name", f"another {item['record']} was kept"))
+            else:
+                first_by_hash[item["hash"]] = item["record"]
+                names.add(item["record"])
+                kept.append(dict(item, offset=offset))
+                offset += item["length"]
+                chunk_take.append((block_start, item["length"]))
         take.append(chunk_take)
-    total = offset
-    n_headers = len(kept) + len(skipped)
-    skipped += [
-        {
-            "record": Path(rel).stem,
-            "path": rel,
-            "reason": "missing header",
-            "detail": f"signal file with no {Path(rel).stem}.hea beside it",
-        }
-        for rel in orphans
-    ]
-    skipped_df = pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS))
-    _write_csv(out / "skipped.csv", skipped_df, list(SKIPPED_COLUMNS))
-    if not kept:
-        reasons = ", ".join(f"{r}: {c}" for r, c in sorted(Counter(s["reason"] for s in skipped).items()))
-        raise UserError(f"no record kept: all {n_headers} headers were skipped ({reasons}); see {out / 'skipped.csv'}")
+    return kept, skipped, take
 
-    def blocks():  # the kept records' rows, chunk by chunk
-        for k in range(n_chunks):
-            if take[k]:
-                block = np.load(_chunk_paths(parts, k)[0], mmap_mode="r")
-                for s, n in take[k]:
-                    yield block[s : s + n]
-                del block
 
-    _write_npy(out / "signals.npy", total, blocks())
+def _kept_blocks(parts: Path, take: list[list[tuple[int, int]]]):
+    """The kept records' signal rows, (length, 12) float32 each, chunk by chunk."""
+    for k, rows in enumerate(take):
+        if rows:
+            block = np.load(_chunk_paths(parts, k)[0], mmap_mode="r")
+            for s, n in rows:
+                yield block[s : s + n]
+            del block
 
-    index = pd.DataFrame(
-        {
-            "record": [m["record"] for m in kept],
-            "source": [m["source"] for m in kept],
-            "path": [m["path"] for m in kept],
-            "fs": [m["fs"] for m in kept],
-            "n_samples": [m["n_samples"] for m in kept],
-            "offset": [m["offset"] for m in kept],
-            "length": [m["length"] for m in kept],
-            "age": [m["age"] for m in kept],
-            "sex": [m["sex"] or "" for m in kept],
-            "labels": [" ".join(L.merge_codes(m["codes"])) for m in kept],
-            "codes": [" ".join(m["codes"]) for m in kept],
-            "dx": [" ".join(m["dx"]) for m in kept],
-        }
-    )
+
+def _index_frame(kept: list[dict], n_folds: int, seed: int) -> pd.DataFrame:
+    """index.csv: one row per kept record, its fold stratified on the pre-merge scored codes."""
+    index = pd.DataFrame({c: [m[c] for m in kept] for c in INDEX_COLUMNS[:8]})  # record .. age
+    index["sex"] = [m["sex"] or "" for m in kept]
+    index["labels"] = [" ".join(L.merge_codes(m["codes"])) for m in kept]
+    index["codes"] = [" ".join(m["codes"]) for m in kept]
+    index["dx"] = [" ".join(m["dx"]) for m in kept]
     index["fold"] = assign_folds(index, n_folds=n_folds, seed=seed, label_col="codes")
-    _write_csv(out / "index.csv", index, list(INDEX_COLUMNS))
+    return index
 
+
+def _stats(
+    kept: list[dict], skipped: list[dict], index: pd.DataFrame, n_headers: int, n_orphans: int, n_folds: int, seed: int
+) -> dict:
+    """stats.json: per-lead mean and std in mV (the average over kept records of each record's own),
+    and counts."""
     means = np.array([m["mean"] for m in kept], dtype=np.float64).reshape(-1, 12)
     stds = np.array([m["std"] for m in kept], dtype=np.float64).reshape(-1, 12)
     label_matrix = L.encode_many(index["labels"].tolist())
-    stats = {
+    return {
         "format_version": FORMAT_VERSION,
         "fs": TARGET_FS,
         "leads": list(LEADS),
@@ -471,20 +397,18 @@ def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, or
         "std": stds.mean(axis=0).tolist(),
         "stats_definition": "average over kept records (all folds) of each record's per-lead mean / std (ddof 0) at 100 Hz, mV (book: The data, normalisation)",
         "n_headers": n_headers,
-        "n_orphan_signal_files": len(orphans),
+        "n_orphan_signal_files": n_orphans,
         "n_records": len(kept),
         "n_skipped": len(skipped),  # = n_headers + n_orphan_signal_files - n_records
-        "total_samples": int(total),
+        "total_samples": int(index["length"].sum()),
         "per_source": {s: int(c) for s in SOURCES if (c := sum(m["source"] == s for m in kept))},
         "classes": list(L.CLASSES),
         "per_class": {a: int(c) for a, c in zip(L.ABBREVIATIONS, label_matrix.sum(axis=0))},
-        "per_skip_reason": dict(sorted(Counter(s["reason"] for s in skipped).items())),
+        "per_skip_reason": _reason_counts(skipped),
         "n_folds": n_folds,
         "seed": seed,
         "per_fold": np.bincount(index["fold"].to_numpy(dtype=np.int64), minlength=n_folds).tolist(),
     }
-    _write_json(out / "stats.json", stats)
-    return stats
 
 
 def _write_csv(path: Path, df: pd.DataFrame, columns: list[str]) -> None:
@@ -492,7 +416,7 @@ def _write_csv(path: Path, df: pd.DataFrame, columns: list[str]) -> None:
     for col in ("fs", "age"):  # repr() floats: exact, and the same bytes on every run
         if col in df.columns:
             df[col] = [_fmt_float(v) for v in df[col].tolist()]
-    _atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
+    write_text_atomic(path, df.to_csv(index=False, lineterminator="\n"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -505,14 +429,14 @@ def _check_args(data_dir, out, workers, n_folds, seed, chunk_size) -> tuple[Path
         raise UserError(f"--data-dir {data_dir} does not exist")
     if not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
-    if not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise UserError(f"--workers must be an integer >= 1, got {workers!r}")
-    if not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
-        raise UserError(f"--n-folds must be an integer >= 2, got {n_folds!r}")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UserError(f"--seed must be a non-negative integer, got {seed!r}")
-    if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise UserError(f"--chunk-size must be an integer >= 1, got {chunk_size!r}")
+    for flag, value, low, need in (
+        ("--workers", workers, 1, "an integer >= 1"),
+        ("--n-folds", n_folds, 2, "an integer >= 2"),
+        ("--seed", seed, 0, "a non-negative integer"),
+        ("--chunk-size", chunk_size, 1, "an integer >= 1"),
+    ):
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise UserError(f"{flag} must be {need}, got {value!r}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
@@ -560,29 +484,18 @@ def _finished(folder: Path, req: dict) -> bool:
 
 
 def _foreign(out: Path, req: dict) -> str | None:
-    """Why `out` may not be replaced without --force (None: it is absent or empty)."""
-    if not out.exists() or not any(p.name != provenance.LOCK for p in out.iterdir()):
-        return None
+    """Why the unfinished `out` may not be replaced without --force (None: it is absent or empty)."""
     try:
-        rec = provenance.read(out)
-    except UserError as exc:
+        why = provenance.refusal(out, req)
+    except UserError as exc:  # an unreadable provenance.json
         return str(exc)
-    if rec is None:
-        return "it holds files but no provenance.json (made by something else, or by an older version)"
-    if rec["request"] == req:
-        return "it was made by this request but is not complete"
-    diff = provenance.differences(rec["request"], req)
-    return (
-        "it was made by a different request: "
-        + "; ".join(diff[:6])
-        + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
-    )
+    return why or ("it was made by this request but is not complete" if provenance.holds_files(out) else None)
 
 
 def _swap_in(stage: Path, out: Path) -> None:
     """Rename the finished `stage` onto `out`; a non-empty `out` is first moved aside."""
     if out.exists():
-        if any(p.name != provenance.LOCK for p in out.iterdir()):
+        if provenance.holds_files(out):
             moved = provenance.move_aside(out)
             print(f"{out}: the previous folder was moved aside to {moved.name}", file=sys.stderr)
         else:
@@ -655,6 +568,23 @@ def _build(
     provenance.json and `.complete.json` (last); returns the stats."""
     for name in (_COMPLETE, provenance.PROVENANCE):
         (stage / name).unlink(missing_ok=True)
+    parts = _parts_for(stage, manifest)
+    chunks = make_chunks(rels, sizes, int(chunk_size))
+    todo = [k for k in range(len(chunks)) if not all(p.exists() for p in _chunk_paths(parts, k))]
+    if len(todo) < len(chunks):
+        print(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already done", file=sys.stderr)
+    tasks = [(k, str(data_dir), chunks[k], str(parts), manifest["leads"]) for k in todo]
+    _run_tasks(tasks, workers, total=sum(len(t[2]) for t in tasks), progress=progress)
+
+    stats = _assemble(stage, parts, len(chunks), int(n_folds), int(seed), orphans)
+    provenance.write(stage, req)
+    _write_json(stage / _COMPLETE, dict(manifest, n_folds=int(n_folds), seed=int(seed), digest=corpus_digest(stage)))
+    shutil.rmtree(parts, ignore_errors=True)
+    return stats
+
+
+def _parts_for(stage: Path, manifest: dict) -> Path:
+    """`stage/.parts`, with the parts of an earlier run kept only when made from this `manifest`."""
     parts = stage / _PARTS
     mpath = parts / "manifest.json"
     if parts.exists():
@@ -668,19 +598,7 @@ def _build(
     parts.mkdir(parents=True, exist_ok=True)
     if not mpath.exists():
         _write_json(mpath, manifest)
-
-    chunks = make_chunks(rels, sizes, int(chunk_size))
-    todo = [k for k in range(len(chunks)) if not all(p.exists() for p in _chunk_paths(parts, k))]
-    if len(todo) < len(chunks):
-        print(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already done", file=sys.stderr)
-    tasks = [(k, str(data_dir), chunks[k], str(parts), manifest["leads"]) for k in todo]
-    _run_tasks(tasks, workers, total=sum(len(t[2]) for t in tasks), progress=progress)
-
-    stats = _assemble(stage, parts, len(chunks), int(n_folds), int(seed), orphans)
-    provenance.write(stage, req)
-    _write_json(stage / _COMPLETE, dict(manifest, n_folds=int(n_folds), seed=int(seed), digest=corpus_digest(stage)))
-    shutil.rmtree(parts, ignore_errors=True)
-    return stats
+    return parts
 
 
 def _run_tasks(tasks: list, workers: int, total: int, progress: bool | None) -> None:
@@ -709,9 +627,7 @@ def _run_tasks(tasks: list, workers: int, total: int, progress: bool | None) -> 
 def corpus_digest(out: Path) -> str:
     """SHA-256 fingerprint of a prepared corpus's content: its signals, index and statistics
     (skipped.csv is a report, not content). Stored in `.complete.json` as `digest`."""
-    from .provenance import sha256_file
-
-    parts = [f"{name}:{sha256_file(out / name)}" for name in ("signals.npy", "index.csv", "stats.json")]
+    parts = [f"{name}:{provenance.sha256_file(out / name)}" for name in ("signals.npy", "index.csv", "stats.json")]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -742,22 +658,25 @@ class Prepared:
 
 
 def load_prepared(path: str | Path) -> Prepared:
-    """Open a folder written by `prepare`, after checking that it is complete and consistent
-    (see the module docstring); UserError naming the folder, the file and the fault if not."""
+    """Open the prepared folder `path` (the `--prepared` of every later stage) after checking that
+    it exists, is complete and consistent: every file present, `.complete.json` with its digest,
+    provenance from `prepare`, index.csv typed with unique names, known labels, folds in range and
+    records back to back in signals.npy, counts equal to stats.json's. The one check of a prepared
+    folder; a UserError naming the folder, the file and the fault if it fails."""
     path = Path(path)
-    redo = f"run `python -m ecgssl_nb prepare --data-dir D --out {path}` (with --force to move this one aside)"
+    make = f"run `python -m ecgssl_nb prepare --data-dir D --out {path}`"
+    redo = f"{make} (with --force to move this one aside)"
     if not path.is_dir():
-        raise UserError(f"{path} is not a prepared folder: it does not exist (run `python -m ecgssl_nb prepare`)")
-    missing = [f for f in ("signals.npy", "index.csv", "stats.json") if not (path / f).exists()]
+        what = "it does not exist" if not path.exists() else "it is not a folder"
+        raise UserError(f"--prepared {path} is not a prepared folder: {what} ({make})")
+    missing = [f for f in ("index.csv", "signals.npy", "stats.json") if not (path / f).is_file()]
     if missing:
-        raise UserError(
-            f"{path} is not a prepared folder: {', '.join(missing)} missing (run `python -m ecgssl_nb prepare --data-dir D --out {path}`)"
-        )
+        raise UserError(f"--prepared {path} is not a prepared folder: {', '.join(missing)} missing ({make})")
     try:
         digest = str(json.loads((path / _COMPLETE).read_text())["digest"])
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(
-            f"{path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest "
+            f"--prepared {path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest "
             f"(run `python -m ecgssl_nb prepare` again to finish it)"
         ) from None
     rec = provenance.read(path)

@@ -1,24 +1,17 @@
 """Provenance: what made a stage's output folder, and whether it may be reused.
 
-Every stage folder (prepared corpus, pre-training, fine-tuning, tables) holds `provenance.json`:
+Every stage folder holds `provenance.json` (format and reuse rules: ARCHITECTURE.md, Provenance):
 
-    {"request": {"stage": "finetune",
-                 "settings": {...every resolved hyperparameter, never a profile name...},
-                 "inputs": {"prepared": "<sha256 of the corpus>", "backbone.time": "<sha256>"},
-                 "seed": 3},
-     "code_version": "0.1.0+a7af6ff",          # recorded, not matched (see below)
-     "created": "2026-12-02T06:40:00Z"}
+    {"request": {"stage": "finetune", "settings": {...every resolved value...},
+                 "inputs": {"prepared": "<sha256>", "backbone.time": "<sha256>"}, "seed": 3},
+     "code_version": "0.1.0+a7af6ff", "created": "2026-12-02T06:40:00Z"}
 
-A folder is reused (resumed, or reported as finished) only when its `request` equals the one
-asked now, key for key. Anything else is refused with a message naming the keys that differ,
-unless the caller forces it, in which case the old folder is moved aside (`move_aside`), never
-deleted. The code version is recorded in every file and shown beside every table but not
-matched: a change of documentation must not invalidate a 300-epoch pre-training; a change that
-alters results must change a setting or the stage's `FORMAT` instead.
-
-One process writes a folder at a time: `lock(folder)` takes an exclusive, non-blocking `flock` on
-`folder/.lock`; a second writer gets a UserError naming the first (pid, host, since when). The
-kernel drops the lock when its holder dies, so a killed run never leaves a stale lock behind.
+A folder is reused only when its `request` equals the one asked now, key for key; otherwise it
+is refused naming the keys that differ (`refusal`), or with force moved aside (`move_aside`),
+never deleted. The code version is recorded but not matched: a change of documentation must not
+invalidate a 300-epoch pre-training; a change that alters results must change a setting or the
+stage's `FORMAT` instead. `lock(folder)` is an exclusive, non-blocking `flock` on `folder/.lock`
+that the kernel drops when its holder dies, so a killed run never leaves a stale lock.
 """
 
 from __future__ import annotations
@@ -169,32 +162,41 @@ def move_aside(folder: str | os.PathLike) -> Path:
     return target
 
 
-def _is_empty(folder: Path) -> bool:
-    return not any(p.name != LOCK for p in folder.iterdir())
+def holds_files(folder: str | os.PathLike) -> bool:
+    """True when `folder` is a folder holding anything besides its lock file."""
+    folder = Path(folder)
+    return folder.is_dir() and any(p.name != LOCK for p in folder.iterdir())
+
+
+def refusal(folder: str | os.PathLike, req: dict) -> str | None:
+    """Why `folder` may not be used for `req` (it holds files with no provenance record, or one of
+    another request, naming the keys that differ); None when it is absent, empty or made by `req`.
+    UserError when its provenance.json is unreadable."""
+    if not holds_files(folder):
+        return None
+    old = read(folder)
+    if old is None:
+        return "it holds files but no provenance.json (made by something else, or by an older version)"
+    if old["request"] == req:
+        return None
+    diff = differences(old["request"], req)
+    more = f" (+{len(diff) - 6} more)" if len(diff) > 6 else ""
+    return "it was made by a different request: " + "; ".join(diff[:6]) + more
 
 
 def claim(folder: str | os.PathLike, req: dict, force: bool = False, what: str = "--out") -> str:
     """Make `folder` the home of `req`. Returns 'new' (created, or was empty), 'same' (it holds
     this request: resume it or reuse what is finished), or 'moved' (it held something else and
-    `force` moved it aside). Without `force`, a folder made by another request, or a non-empty
-    folder with no provenance record, is a UserError naming what differs. Writes the record."""
+    `force` moved it aside). Without `force`, a folder `refusal` objects to is a UserError naming
+    why. Writes the record."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{what} {folder} exists and is not a folder")
+    why = refusal(folder, req)
+    if why is None and holds_files(folder):
+        return "same"
     status = "new"
-    if folder.exists() and not _is_empty(folder):
-        old = read(folder)
-        if old is not None and old["request"] == req:
-            return "same"
-        if old is None:
-            why = "it holds files but no provenance.json (made by something else, or by an older version)"
-        else:
-            diff = differences(old["request"], req)
-            why = (
-                "it was made by a different request: "
-                + "; ".join(diff[:6])
-                + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
-            )
+    if why is not None:
         if not force:
             raise UserError(
                 f"{what} {folder}: {why}. Use another folder, or --force to move it aside (nothing is deleted)"

@@ -11,8 +11,10 @@ WFDB reader trips over or that cost time at 43k records:
 
 Physical value (mV) = (digital - baseline) / gain, as WFDB defines it. The signal is returned in
 the standard lead order I, II, III, aVR, aVL, aVF, V1..V6 whatever the header's order.
-A record that cannot be used raises `RecordError(path, reason)` with one of the stable reasons in
-`REASONS`.
+A record that cannot be used raises `RecordError(path, reason)` with a stable reason (skipped.csv
+groups by it): missing header, unreadable header, missing signal file, unreadable signal file,
+truncated signal file, length mismatch, unsupported format, unsupported unit, not 12 leads, NaN
+samples, invalid gain, implausible amplitude.
 
 What is checked, so that a bad record is skipped with a reason instead of poisoning the corpus:
 
@@ -39,22 +41,6 @@ from .errors import RecordError
 SOURCES = ("CPSC", "CPSC-Extra", "INCART", "PTB", "PTB-XL", "Georgia", "Chapman-Shaoxing", "Ningbo", "unknown")
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 _LEAD_INDEX = {name.lower(): i for i, name in enumerate(LEADS)}
-
-# Stable skip reasons (skipped.csv groups by these).
-REASONS = (
-    "missing header",
-    "unreadable header",
-    "missing signal file",
-    "unreadable signal file",
-    "truncated signal file",
-    "length mismatch",
-    "unsupported format",
-    "unsupported unit",
-    "not 12 leads",
-    "NaN samples",
-    "invalid gain",
-    "implausible amplitude",
-)
 
 # Bounds of a usable record (see the module docstring).
 MAX_ABS_MV = 50.0
@@ -126,8 +112,6 @@ class Header:
     fs: float  # Hz
     n_samples: int
     signal_file: str  # file name of the signal, relative to the header's folder
-    fmt: str  # WFDB format, e.g. "16"
-    byte_offset: int  # from "16+24" (informative; the .mat header is parsed itself)
     leads: tuple[str, ...]
     gain: np.ndarray  # (n_leads,) float64, digital units per mV
     baseline: np.ndarray  # (n_leads,) float64, digital units
@@ -207,14 +191,12 @@ def _leading_number(text: str) -> float:
 _FMT_RE = re.compile(r"^(\d+)(?:x(\d+))?(?::\d+)?(?:\+(\d+))?$")
 
 
-def _signal_fields(
-    hea_path: Path, fmt_field: str, gain_field: str, adc_zero_field: str
-) -> tuple[str, int, float, float]:
-    """(format, byte offset, gain in units per mV, baseline) of one signal line's fields."""
+def _signal_fields(hea_path: Path, fmt_field: str, gain_field: str, adc_zero_field: str) -> tuple[float, float]:
+    """(gain in units per mV, baseline in units) of one signal line's format, gain and ADC zero fields."""
     m = _FMT_RE.match(fmt_field)
     if not m:
         raise RecordError(hea_path, "unreadable header", f"format {fmt_field!r}")
-    if m.group(1) != "16" or (m.group(2) not in (None, "1")):
+    if m.group(1) != "16" or (m.group(2) not in (None, "1")):  # the byte offset (+24) is not needed
         raise RecordError(hea_path, "unsupported format", f"format {fmt_field!r} (need 16, 1 sample per frame)")
     g = _GAIN_RE.match(gain_field)
     if not g:
@@ -241,88 +223,102 @@ def _signal_fields(
         )
     if not np.isfinite(baseline):
         raise RecordError(hea_path, "unreadable header", f"baseline {baseline!r}")
-    return m.group(1), int(m.group(3) or 0), gain_mv, baseline
+    return gain_mv, baseline
 
 
-def read_header(hea_path: str | Path) -> Header:
-    """Parse one Challenge WFDB header; raises RecordError('unreadable header'|'unsupported format'|
-    'unsupported unit'|'invalid gain'|'missing header'). Bytes that are not UTF-8 are
-    'unreadable header' (never decoded into a wrong Dx code)."""
-    hea_path = Path(hea_path)
+def _read_bytes(path: Path, missing: str, unreadable: str) -> bytes:
+    """The bytes of `path`; RecordError with reason `missing` or `unreadable` when it cannot be read."""
     try:
-        raw = hea_path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
-        raise RecordError(hea_path, "missing header") from None
+        raise RecordError(path, missing) from None
     except OSError as exc:
-        raise RecordError(hea_path, "unreadable header", exc.strerror or str(exc)) from None
+        raise RecordError(path, unreadable, exc.strerror or str(exc)) from None
+
+
+def _header_lines(hea_path: Path) -> tuple[list[str], list[str]]:
+    """(record and signal lines, comment lines) of a header, stripped. Bytes that are not UTF-8 are
+    'unreadable header' (never decoded into a wrong Dx code)."""
+    raw = _read_bytes(hea_path, "missing header", "unreadable header")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise RecordError(hea_path, "unreadable header", f"bytes that are not UTF-8 on line {line}") from None
-
     lines = [ln.strip() for ln in text.splitlines()]
     body = [ln for ln in lines if ln and not ln.startswith("#")]
-    comments = [ln for ln in lines if ln.startswith("#")]
     if not body:
         raise RecordError(hea_path, "unreadable header", "no record line")
-    first = body[0].split()
-    try:
-        n_leads = int(first[1])
-        fs = _leading_number(first[2])
-        n_samples = int(first[3])
-    except (IndexError, ValueError):
-        raise RecordError(hea_path, "unreadable header", f"record line {body[0]!r}") from None
-    if n_leads <= 0 or fs <= 0 or n_samples < 0:
-        raise RecordError(hea_path, "unreadable header", f"record line {body[0]!r}")
-    if len(body) - 1 < n_leads:
-        raise RecordError(hea_path, "unreadable header", f"{n_leads} signals announced, {len(body) - 1} signal lines")
+    return body, [ln for ln in lines if ln.startswith("#")]
 
+
+def _record_line(hea_path: Path, line: str) -> tuple[int, float, int]:
+    """(leads, sampling rate in Hz, samples per lead) from the header's first line."""
+    first = line.split()
+    try:
+        n_leads, fs, n_samples = int(first[1]), _leading_number(first[2]), int(first[3])
+    except (IndexError, ValueError):
+        raise RecordError(hea_path, "unreadable header", f"record line {line!r}") from None
+    if n_leads <= 0 or fs <= 0 or n_samples < 0:
+        raise RecordError(hea_path, "unreadable header", f"record line {line!r}")
+    return n_leads, fs, n_samples
+
+
+def _signal_lines(hea_path: Path, lines: list[str]) -> tuple[str, list[str], list[float], list[float]]:
+    """(signal file, lead names, gains in units per mV, baselines in units) of the signal lines."""
     files, leads, gains, baselines = [], [], [], []
-    fmt, byte_offset = None, 0
-    seen: dict[tuple[str, str, str], tuple[str, int, float, float]] = {}
-    for ln in body[1 : 1 + n_leads]:
+    seen: dict[tuple[str, str, str], tuple[float, float]] = {}
+    for ln in lines:
         parts = ln.split()
         if len(parts) < 9:
             raise RecordError(hea_path, "unreadable header", f"signal line without lead name: {ln!r}")
         files.append(parts[0])
-        key = (parts[1], parts[2], parts[4])  # the 12 lines of a header share these as a rule
-        fields = seen.get(key)
-        if fields is None:
-            fields = seen[key] = _signal_fields(hea_path, *key)
-        fmt, byte_offset, gain_mv, baseline = fields
-        gains.append(gain_mv)
-        baselines.append(baseline)
+        key = (parts[1], parts[2], parts[4])  # format, gain, ADC zero: shared by the 12 lines as a rule
+        if key not in seen:
+            seen[key] = _signal_fields(hea_path, *key)
+        gains.append(seen[key][0])
+        baselines.append(seen[key][1])
         leads.append(" ".join(parts[8:]))
     if len(set(files)) != 1:
         raise RecordError(hea_path, "unreadable header", f"signals in several files {sorted(set(files))}")
+    return files[0], leads, gains, baselines
 
-    dx: list[str] = []
+
+def _comments(comments: list[str]) -> tuple[tuple[str, ...], float | None, str | None]:
+    """(Dx codes in header order without repeats, age in years, sex) from the `#` lines."""
+    dx: dict[str, None] = {}
     age = sex = None
     for ln in comments:
         if m := _DX_RE.match(ln):
-            for code in m.group(1).split(","):
-                code = code.strip()
-                if code and code not in dx:
-                    dx.append(code)
+            dx.update(dict.fromkeys(c.strip() for c in m.group(1).split(",") if c.strip()))
         elif m := _AGE_RE.match(ln):
             age = _parse_missing_float(m.group(1))
         elif m := _SEX_RE.match(ln):
             sex = _parse_sex(m.group(1))
+    return tuple(dx), age, sex
 
+
+def read_header(hea_path: str | Path) -> Header:
+    """Parse one Challenge WFDB header; raises RecordError('missing header'|'unreadable header'|
+    'unsupported format'|'unsupported unit'|'invalid gain')."""
+    hea_path = Path(hea_path)
+    body, comments = _header_lines(hea_path)
+    n_leads, fs, n_samples = _record_line(hea_path, body[0])
+    if len(body) - 1 < n_leads:
+        raise RecordError(hea_path, "unreadable header", f"{n_leads} signals announced, {len(body) - 1} signal lines")
+    signal_file, leads, gains, baselines = _signal_lines(hea_path, body[1 : 1 + n_leads])
+    dx, age, sex = _comments(comments)
     return Header(
         name=hea_path.stem,
         path=hea_path,
         n_leads=n_leads,
         fs=fs,
         n_samples=n_samples,
-        signal_file=files[0],
-        fmt=fmt or "16",
-        byte_offset=byte_offset,
+        signal_file=signal_file,
         leads=tuple(leads),
         gain=np.asarray(gains, dtype=np.float64),
         baseline=np.asarray(baselines, dtype=np.float64),
-        dx=tuple(dx),
+        dx=dx,
         age=age,
         sex=sex,
     )
@@ -338,12 +334,7 @@ def read_mat_val(mat_path: str | Path) -> np.ndarray:
     MATLAB v4 files (what the Challenge ships) are parsed directly (about 10x faster than
     scipy.io.loadmat); anything else falls back to scipy.io.loadmat."""
     mat_path = Path(mat_path)
-    try:
-        raw = mat_path.read_bytes()
-    except FileNotFoundError:
-        raise RecordError(mat_path, "missing signal file") from None
-    except OSError as exc:
-        raise RecordError(mat_path, "unreadable signal file", str(exc)) from None
+    raw = _read_bytes(mat_path, "missing signal file", "unreadable signal file")
     if len(raw) < 20:
         raise RecordError(mat_path, "truncated signal file", f"{len(raw)} bytes")
     head = np.frombuffer(raw[:20], dtype="<i4")
@@ -385,7 +376,7 @@ def _read_mat_scipy(mat_path: Path) -> np.ndarray:
     return np.asarray(val)
 
 
-def lead_order(leads: tuple[str, ...] | list[str], path: str | Path = "") -> np.ndarray:
+def _lead_order(leads: tuple[str, ...] | list[str], path: str | Path = "") -> np.ndarray:
     """Row index of each standard lead (LEADS order) in the header's order; RecordError
     'not 12 leads' if the header does not hold exactly the 12 standard leads."""
     if len(leads) != 12:
@@ -422,14 +413,6 @@ def _read_val(header: Header) -> np.ndarray:
     return val
 
 
-def read_digital(hea_path: str | Path, header: Header | None = None) -> tuple[Header, np.ndarray]:
-    """Header and the digital signal (12, N) in standard lead order, as stored (usually int16).
-    `header`: the already parsed header of `hea_path`, to skip parsing it again."""
-    header = header if header is not None else read_header(hea_path)
-    order = lead_order(header.leads, header.path)
-    return header, np.ascontiguousarray(_read_val(header)[order])
-
-
 def read_record(hea_path: str | Path, header: Header | None = None) -> Record:
     """Read one record: float32 (12, N) mV in LEADS order (C-contiguous), dx codes, age, sex, source.
 
@@ -447,8 +430,27 @@ def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple
     'implausible amplitude' when a converted sample is not finite (a float value that overflows
     float32) or exceeds +-MAX_ABS_MV."""
     header = header if header is not None else read_header(hea_path)
-    order = lead_order(header.leads, header.path)
+    order = _lead_order(header.leads, header.path)
     nt = _read_val(header).T  # (N, 12): contiguous for MATLAB v4 files, so the passes below are fast
+    x = _to_mv(header, nt)  # (N, 12) float32 mV, header order
+    if not np.array_equal(order, np.arange(12)):
+        x = x[:, order]
+    record = Record(
+        name=header.name,
+        source=source_of(header.name, header.path),
+        fs=header.fs,
+        signal=np.ascontiguousarray(x.T),
+        dx=list(header.dx),
+        age=header.age,
+        sex=header.sex,
+        path=header.path,
+    )
+    return record, nt
+
+
+def _to_mv(header: Header, nt: np.ndarray) -> np.ndarray:
+    """Stored samples (N, n_leads) -> float32 mV, (digital - baseline) / gain, after checking that
+    none is missing ('NaN samples') and none exceeds +-MAX_ABS_MV ('implausible amplitude')."""
     if nt.dtype.kind == "f":
         bad = not np.isfinite(nt).all()
     else:
@@ -459,25 +461,9 @@ def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple
         x = nt.astype(np.float32)
         x -= header.baseline.astype(np.float32)
         x /= header.gain.astype(np.float32)
-    peaks = np.abs(x).max(axis=0, initial=0.0)  # (12,) mV, header order; inf after an overflow
+    peaks = np.abs(x).max(axis=0, initial=0.0)  # (n_leads,) mV, header order; inf after an overflow
     if not (peaks <= MAX_ABS_MV).all():  # NaN compares False too
         j = int(np.argmax(np.where(peaks <= MAX_ABS_MV, -1.0, np.nan_to_num(peaks, nan=np.inf))))
-        raise RecordError(
-            header.path,
-            "implausible amplitude",
-            f"|x| up to {peaks[j]:.3g} mV in lead {header.leads[j]} (limit {MAX_ABS_MV:g} mV)",
-        )
-    if not np.array_equal(order, np.arange(12)):
-        x = x[:, order]
-    signal = np.ascontiguousarray(x.T)
-    record = Record(
-        name=header.name,
-        source=source_of(header.name, header.path),
-        fs=header.fs,
-        signal=signal,
-        dx=list(header.dx),
-        age=header.age,
-        sex=header.sex,
-        path=header.path,
-    )
-    return record, nt
+        detail = f"|x| up to {peaks[j]:.3g} mV in lead {header.leads[j]} (limit {MAX_ABS_MV:g} mV)"
+        raise RecordError(header.path, "implausible amplitude", detail)
+    return x

@@ -163,7 +163,7 @@ def test_bad_records_are_skipped_with_their_reason(tmp_path):
 def test_hidden_folders_are_not_searched(tmp_path):
     write_record(tmp_path / "data" / "cpsc", "A0001", rand_val(n=1500), dx="#Dx: 426783006")
     write_record(tmp_path / "data" / ".extract-CPSC" / "WFDB", "A0002", rand_val(n=1500, seed=1))
-    assert P.find_headers(tmp_path / "data") == ["cpsc/A0001.hea"]
+    assert P.walk_corpus(tmp_path / "data")[0] == ["cpsc/A0001.hea"]
 
 
 def _bytes(out: Path) -> dict:
