@@ -37,7 +37,8 @@ Files in OUT:
 
 * checkpoint.pt: written atomically after every epoch but the last. It holds the model,
   optimiser, scheduler and generator states and the best-so-far predictions of both protocols, so
-  `resume=True` ends with the same result as an uninterrupted run. It is removed once
+  `resume=True` ends with the same result as an uninterrupted run; without `resume` a folder
+  holding one is refused (`checkpoint.load`, the rule of both stages). It is removed once
   result.json is written.
 * log.csv: one row per epoch with epoch, lr, train_loss, inner/outer macro AUROC and AUPRC, and
   seconds. It is rewritten atomically from the checkpointed history.
@@ -68,6 +69,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -95,6 +97,10 @@ from .config import (
 from .errors import UserError
 from .labels import ABBREVIATIONS, CLASSES
 from .results import METRIC_KEYS, write_csv_atomic, write_json_atomic
+
+if TYPE_CHECKING:  # layer 2 modules, imported when a run starts
+    from .prepare import Prepared
+    from .windows import Corpus
 
 __all__ = [
     "PROTOCOL_MODES",
@@ -358,7 +364,7 @@ class Run:
     """One fine-tuning as `finetune` resolved and checked it."""
 
     setup: str
-    prep: object  # prepare.Prepared
+    prep: Prepared
     split: Split
     out: Path
     prof: Profile
@@ -385,29 +391,14 @@ class Run:
         return bool(self.cfg.amp) and self.device.type == "cuda"
 
 
-def _resolve(
-    setup,
-    fold,
-    prepared,
-    out,
-    pretrained,
-    profile,
-    epochs,
-    device,
-    seed,
-    resume,
-    protocol,
-    progress,
-    data_kind,
-    config,
-    max_steps,
-) -> Run:
+def _resolve(setup, fold, prepared, out, pretrained, profile, epochs, device, seed, resume, protocol, progress,
+             data_kind, config, max_steps) -> Run:  # fmt: skip
     """`finetune`'s arguments (but `force`), checked and resolved; UserError naming the first bad one."""
     started = time.perf_counter()
+    family = setup_family(setup)  # UserError naming --setup
     prof = get_profile(profile) if isinstance(profile, str) else profile
     if not isinstance(prof, Profile):
         raise UserError(f"--profile must be a profile name, got {type(profile).__name__}")
-    family = setup_family(setup)
     cfg = prof.finetune if config is None else config
     if not isinstance(cfg, FinetuneConfig):
         raise UserError(f"config must be a FinetuneConfig, got {type(cfg).__name__}")
@@ -590,9 +581,9 @@ def save(run: Run, tr: Trainer, done: Progress, epoch: int) -> None:
 class Data:
     """The run's records on the device, and the labels of the evaluated folds."""
 
-    train: object  # windows.Corpus
-    outer: object
-    inner: object | None
+    train: Corpus
+    outer: Corpus
+    inner: Corpus | None
     mean: torch.Tensor  # (12,) mV, per lead
     std: torch.Tensor  # (12,) mV
     y_outer: np.ndarray  # (N_outer, 24)

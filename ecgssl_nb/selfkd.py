@@ -11,11 +11,13 @@ The file reads as the method:
   of the teacher outputs, divided once (B7 fixed), all-reduced across processes.
 * `train_step`: student forward/backward, last layer frozen in epoch 0 (B9 fixed), AdamW with
   no decay on biases and norms (B10 fixed, "adam-l2" keeps the released coupled L2), EMA teacher.
-* `pretrain`: the loop. Schedules are arrays indexed by `it = epoch * L + i`, epoch from 0 (B8
-  fixed). Data: every kept record of every fold (transductive, as released: book: Deviations, B13), one random
-  250-sample window per record per epoch, drawn and augmented on the device. Every epoch writes
-  a resumable checkpoint and a row of collapse diagnostics; the student backbone of the final
-  epoch is kept (B12 fixed; "lowest-loss" keeps the released choice).
+* `pretrain`: the loop (`_train`: `make_schedules`, `build_state`, `restore`, then per epoch
+  `train_one_epoch`, the checkpoint and the log row). Schedules are arrays indexed by
+  `it = epoch * L + i`, epoch from 0 (B8 fixed). Data: every kept record of every fold
+  (transductive, as released: book: Deviations, B13), one random 250-sample window per record
+  per epoch, drawn and augmented on the device. Every epoch writes a checkpoint (continued only
+  with `resume`: `checkpoint.load`), then a row of collapse diagnostics; the student backbone of
+  the final epoch is kept (B12 fixed; "lowest-loss" keeps the released choice).
 
 Provenance: OUT/provenance.json holds the request (`pretrain_request`: every resolved setting,
 the prepared corpus's digest, the seed); OUT is resumed or reused only for an equal request, and
@@ -40,6 +42,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -65,6 +68,10 @@ from .config import (
 from .errors import UserError
 from .results import write_json_atomic  # strict JSON: a NaN loss is written as null
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
+
+if TYPE_CHECKING:  # imported when a run starts
+    from .prepare import Prepared
+    from .windows import Corpus
 
 __all__ = [
     "WeightNormLinear",
@@ -577,7 +584,7 @@ class Run:
     `rank`, `world` and `device` are this process's (set by `_dist_setup` under torchrun)."""
 
     cfg: PretrainConfig
-    prepared: object  # prepare.Prepared
+    prepared: Prepared
     out: Path
     modality: str
     transforms: str
@@ -802,8 +809,10 @@ class Schedules:
         return -(-self.limit // self.steps)
 
 
-def make_schedules(cfg: PretrainConfig, steps: int, world: int) -> Schedules:
-    E, L = cfg.epochs, steps
+def make_schedules(cfg: PretrainConfig, n_records: int, world: int) -> Schedules:
+    """The schedules of `n_records` records per epoch shared by `world` processes (drop_last over
+    the global batch of batch_size * world records; `pretrain` checked that one step fits)."""
+    E, L = cfg.epochs, n_records // (cfg.batch_size * world)
     peak_lr = cfg.base_lr * cfg.batch_size * world / 256.0  # linear scaling with the total batch
     return Schedules(
         lr=cosine_schedule(peak_lr, cfg.min_lr, E, L, warmup_epochs=min(cfg.warmup_epochs, E)),
@@ -908,7 +917,9 @@ def save(run: Run, st: State, view_states: list[torch.Tensor]) -> None:
 # --- the loop ----------------------------------------------------------------------------------
 
 
-def train_one_epoch(run: Run, st: State, sched: Schedules, corpus, mean: torch.Tensor, std: torch.Tensor) -> dict:
+def train_one_epoch(
+    run: Run, st: State, sched: Schedules, corpus: Corpus, mean: torch.Tensor, std: torch.Tensor
+) -> dict:
     """Epoch st.epoch: each step takes this rank's share of the shuffled records, one random window
     each, its views, and one `train_step`. Returns the log row (figures averaged over the ranks)."""
     cfg, device, epoch, L = run.cfg, run.device, st.epoch, sched.steps
@@ -919,11 +930,12 @@ def train_one_epoch(run: Run, st: State, sched: Schedules, corpus, mean: torch.T
     n_steps = min(L, sched.limit - epoch * L)  # L, but fewer in the last epoch of a smoke run
     shown = run.progress and run.rank == 0
     bar = tqdm(range(n_steps), desc=f"pretrain {run.modality} {epoch + 1}/{cfg.epochs}", disable=not shown, leave=False)
-    b, share = cfg.batch_size, run.rank
+    b = cfg.batch_size
     for i in bar:
         it = epoch * L + i
         t0 = time.perf_counter()
-        rec = perm[(i * run.world + share) * b : (i * run.world + share + 1) * b].to(device)  # (B,) this rank's
+        first = (i * run.world + run.rank) * b
+        rec = perm[first : first + b].to(device)  # (B,) this rank's share of step i
         views = make_views(corpus, rec, run.modality, mean, std, run.transforms, cfg.n_global, cfg.n_local,
                            st.view_gen, released_fc=cfg.freq_cutout == "discarded")  # fmt: skip
         _sync(device)
@@ -954,20 +966,13 @@ def train_one_epoch(run: Run, st: State, sched: Schedules, corpus, mean: torch.T
     }
 
 
-def _steps_per_epoch(run: Run, n: int) -> int:
-    steps = n // (run.cfg.batch_size * run.world)  # drop_last over the global batch of b * world records
-    if steps < 1:
-        _check_batch(run.cfg.batch_size, run.world, n)
-    return steps
-
-
 def _train(run: Run) -> Path:
     """The DINO loop of this process: per epoch, train_one_epoch, then (rank 0) the checkpoint,
     then the log row; when the run is complete, the backbone and summary.json."""
     from .windows import Corpus
 
     corpus = Corpus.from_prepared(run.prepared, rows=run.rows, device=run.device)
-    sched = make_schedules(run.cfg, _steps_per_epoch(run, len(corpus.lengths)), run.world)
+    sched = make_schedules(run.cfg, len(corpus.lengths), run.world)
     st = build_state(run, sched)
     restore(run, st)
     mean = torch.as_tensor(np.asarray(run.prepared.mean), dtype=torch.float32, device=run.device)
