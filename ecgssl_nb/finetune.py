@@ -544,7 +544,7 @@ def _checkpoint_run(run: Run) -> dict:
     }
 
 
-def restore(run: Run, tr: Trainer) -> Progress:
+def restore_checkpoint(run: Run, tr: Trainer) -> Progress:
     """Load OUT/checkpoint.pt into `tr` when resuming (the rule of `checkpoint.load`)."""
     ck = checkpoint.load(run.out / checkpoint.NAME, run.resume, _checkpoint_run(run))
     if ck is None:
@@ -558,7 +558,7 @@ def restore(run: Run, tr: Trainer) -> Progress:
     return Progress(ck["epoch"] + 1, ck["history"], checkpoint.to_arrays(ck["best"]), ck["elapsed_s"])
 
 
-def save(run: Run, tr: Trainer, done: Progress, epoch: int) -> None:
+def save_checkpoint(run: Run, tr: Trainer, done: Progress, epoch: int) -> None:
     """Write OUT/checkpoint.pt after `epoch`: everything a resume needs to repeat the run."""
     state = {
         "run": _checkpoint_run(run),
@@ -704,7 +704,7 @@ def _train(run: Run) -> dict:
     from tqdm.auto import tqdm
 
     tr = build_trainer(run)
-    done = restore(run, tr)
+    done = restore_checkpoint(run, tr)
     data = load_data(run)
     batches = batch_bounds(len(data.train), run.batch_records, run.cfg.crops)
     # a smoke run (cfg.max_steps > 0) stops after max_steps optimisation steps, at last_epoch
@@ -731,7 +731,7 @@ def _train(run: Run) -> dict:
         shown = {"loss": f"{loss:.4f}", "outer_prc": f"{row['outer_auprc']:.3f}"}
         bar.set_postfix(shown | ({"inner_prc": f"{row['inner_auprc']:.3f}"} if data.inner is not None else {}))
         if epoch < last_epoch:  # the last epoch goes straight to result.json
-            save(run, tr, done, epoch)
+            save_checkpoint(run, tr, done, epoch)
         # after the checkpoint: the log never shows an epoch that a resume would run again
         _write_log(log_path, done.history, run.cfg.protocol)
     bar.close()

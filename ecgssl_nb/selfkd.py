@@ -11,8 +11,8 @@ The file reads as the method:
   of the teacher outputs, divided once (B7 fixed), all-reduced across processes.
 * `train_step`: student forward/backward, last layer frozen in epoch 0 (B9 fixed), AdamW with
   no decay on biases and norms (B10 fixed, "adam-l2" keeps the released coupled L2), EMA teacher.
-* `pretrain`: the loop (`_train`: `make_schedules`, `build_state`, `restore`, then per epoch
-  `train_one_epoch`, the checkpoint and the log row). Schedules are arrays indexed by
+* `pretrain`: the loop (`_train`: `make_schedules`, `build_state`, `restore_checkpoint`, then
+  per epoch `train_one_epoch`, `save_checkpoint` and the log row). Schedules are arrays indexed by
   `it = epoch * L + i`, epoch from 0 (B8 fixed). Data: every kept record of every fold
   (transductive, as released: book: Deviations, B13), one random 250-sample window per record
   per epoch, drawn and augmented on the device. Every epoch writes a checkpoint (continued only
@@ -877,7 +877,7 @@ def build_state(run: Run, sched: Schedules) -> State:
     )
 
 
-def restore(run: Run, st: State) -> None:
+def restore_checkpoint(run: Run, st: State) -> None:
     """Load OUT/checkpoint.pt into `st` when resuming (the rule of `checkpoint.load`; the
     profile's name is not compared, its settings are)."""
     must_match = {k: v for k, v in run.settings().items() if k != "profile"}
@@ -896,7 +896,7 @@ def restore(run: Run, st: State) -> None:
     st.best_backbone = ck.get("best_backbone")
 
 
-def save(run: Run, st: State, view_states: list[torch.Tensor]) -> None:
+def save_checkpoint(run: Run, st: State, view_states: list[torch.Tensor]) -> None:
     """Write OUT/checkpoint.pt after epoch st.epoch - 1 (rank 0; `view_states` of every rank)."""
     state = {
         "run": run.settings(),
@@ -974,7 +974,7 @@ def _train(run: Run) -> Path:
     corpus = Corpus.from_prepared(run.prepared, rows=run.rows, device=run.device)
     sched = make_schedules(run.cfg, len(corpus.lengths), run.world)
     st = build_state(run, sched)
-    restore(run, st)
+    restore_checkpoint(run, st)
     mean = torch.as_tensor(np.asarray(run.prepared.mean), dtype=torch.float32, device=run.device)
     std = torch.as_tensor(np.asarray(run.prepared.std), dtype=torch.float32, device=run.device)
     log_path = run.out / "log.csv"
@@ -993,7 +993,7 @@ def _train(run: Run) -> Path:
         st.epoch += 1
         view_states = _gather(st.view_gen.get_state())
         if run.rank == 0:
-            save(run, st, view_states)
+            save_checkpoint(run, st, view_states)
             log_rows.append(row)  # after the checkpoint: the log never shows an epoch a resume runs again
             _write_log(log_path, log_rows)
             _print_epoch(run, row)
