@@ -37,7 +37,8 @@ Files in OUT:
 
 * checkpoint.pt: written atomically after every epoch but the last. It holds the model,
   optimiser, scheduler and generator states and the best-so-far predictions of both protocols, so
-  `resume=True` ends with the same result as an uninterrupted run. It is removed once
+  `resume=True` ends with the same result as an uninterrupted run; without `resume` a folder
+  holding one is refused (`checkpoint.load`, the rule of both stages). It is removed once
   result.json is written.
 * log.csv: one row per epoch with epoch, lr, train_loss, inner/outer macro AUROC and AUPRC, and
   seconds. It is rewritten atomically from the checkpointed history.
@@ -66,16 +67,16 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import provenance
-from .atomic import atomic_write
+from . import checkpoint, provenance
 from .config import (
     SETUPS,
     WINDOW,
@@ -87,12 +88,19 @@ from .config import (
     check_fold,
     check_setup,
     get_profile,
+    is_ssl,
     read_config,
     resolve_device,
+    setup_family,
+    setup_modalities,
 )
 from .errors import UserError
 from .labels import ABBREVIATIONS, CLASSES
 from .results import METRIC_KEYS, write_csv_atomic, write_json_atomic
+
+if TYPE_CHECKING:  # layer 2 modules, imported when a run starts
+    from .prepare import Prepared
+    from .windows import Corpus
 
 __all__ = [
     "PROTOCOL_MODES",
@@ -114,7 +122,6 @@ PROTOCOL_MODES = ("both", "paper-exact")
 FUSION_SSL = ("loaded", "ignored")  # B6: the fusion models' SSL backbones
 RESULT_SCHEMA = "ecgssl_nb.finetune/1"
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "inner_auroc", "inner_auprc", "outer_auroc", "outer_auprc", "seconds")
-MODALITY_OF = {"time": "uses_time", "spec": "uses_spec"}
 
 
 # --- seeds, inputs, models ---------------------------------------------------------------------
@@ -153,9 +160,8 @@ def resolve_pretrained(setup: str, pretrained) -> dict[str, Path]:
     PRE/time/backbone.pt and/or PRE/spec/backbone.pt, or a mapping {modality: file or folder}
     (a folder means folder/backbone.pt). Scratch setups take none. UserError naming what is missing."""
     setup = check_setup(setup)
-    family = setup.removeprefix("ssl-")
-    needed = [m for m, fams in (("time", ("t", "tsc", "tsg")), ("spec", ("s", "tsc", "tsg"))) if family in fams]
-    if not setup.startswith("ssl-"):
+    needed = setup_modalities(setup)
+    if not is_ssl(setup):
         if pretrained:
             raise UserError(f"--pretrained is only for ssl- setups; setup {setup!r} trains from scratch")
         return {}
@@ -203,7 +209,7 @@ def build_finetune_model(setup: str, pretrained=None, seed: int = 0, fusion_ssl:
     files = resolve_pretrained(setup, pretrained)
     torch.manual_seed(seed)  # default init of every layer (the heads of ssl- setups keep it)
     model = _model_setup(setup)
-    if fusion_ssl == "ignored" and setup in ("ssl-tsc", "ssl-tsg"):
+    if fusion_ssl == "ignored" and is_ssl(setup) and len(setup_modalities(setup)) == 2:
         return model  # released: the checkpoints match 0 keys and xavier is skipped
     if not files:
         init_xavier(model, generator=torch.Generator().manual_seed(seed))
@@ -298,57 +304,7 @@ def predict(
     return probs, (gates.cpu().numpy() / counts_h[:, None] if has_gate else None)
 
 
-# --- files -------------------------------------------------------------------------------------
-
-
-_atomic = atomic_write  # one implementation, in atomic.py
-
-
-def _write_log(path: Path, history: list[dict], protocol: str) -> None:
-    df = pd.DataFrame(history, columns=list(LOG_COLUMNS))
-    if protocol == "paper-exact":
-        df = df.drop(columns=["inner_auroc", "inner_auprc"])
-    write_csv_atomic(path, df)
-
-
-# --- checkpoints of plain values (loaded with weights_only=True) --------------------------------
-
-
-def _tensors(obj):
-    """numpy arrays -> tensors, recursively (a checkpoint holds tensors and plain values only)."""
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(obj))
-    if isinstance(obj, dict):
-        return {k: _tensors(v) for k, v in obj.items()}
-    return obj
-
-
-def _arrays(obj):
-    """The inverse of `_tensors`: tensors -> numpy arrays, recursively."""
-    if isinstance(obj, torch.Tensor):
-        return obj.numpy()
-    if isinstance(obj, dict):
-        return {k: _arrays(v) for k, v in obj.items()}
-    return obj
-
-
-def _plain_numpy_state(state: tuple) -> list:
-    """np.random.get_state() with its key array as a tensor."""
-    name, keys, pos, has_gauss, cached = state
-    return [name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)]
-
-
-def _numpy_state(state: list) -> tuple:
-    name, keys, pos, has_gauss, cached = state
-    return (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
-
-
-def _python_state(state: list) -> tuple:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
-
-
-# --- the run -----------------------------------------------------------------------------------
+# --- the run, resolved -------------------------------------------------------------------------
 
 
 def _check_int(name: str, value, lo: int) -> int:
@@ -367,6 +323,359 @@ def _load_prepared(prepared):
     return load_prepared(prepared)
 
 
+@dataclass(frozen=True)
+class Split:
+    """The prepared rows of one run: training rows, outer fold K (reported), inner fold J."""
+
+    fold: int
+    inner: int | None  # J, None under paper-exact
+    n_folds: int
+    folds: np.ndarray  # (N,) the fold of every prepared record
+    train: np.ndarray  # row numbers into the prepared index
+    outer: np.ndarray
+    inner_rows: np.ndarray  # empty under paper-exact
+
+
+def inner_fold(fold: int, n_folds: int, protocol: str) -> int | None:
+    """The inner fold held out for the honest protocol's choices: the next fold; None under
+    paper-exact (nine training folds, choices on the reported fold, as the authors trained)."""
+    return None if protocol == "paper-exact" else (int(fold) + 1) % int(n_folds)
+
+
+def split_folds(prep, fold: int, protocol: str) -> Split:
+    """Train on every fold but K and J; UserError naming the fold when a set is empty."""
+    folds = prep.index["fold"].to_numpy()
+    n_folds = int(prep.stats.get("n_folds", int(prep.index["fold"].max()) + 1))
+    fold = check_fold(fold, n_folds)
+    inner = inner_fold(fold, n_folds, protocol)
+    train = np.flatnonzero((folds != fold) & (folds != (inner if inner is not None else -1)))
+    outer = np.flatnonzero(folds == fold)
+    inner_rows = np.flatnonzero(folds == inner) if inner is not None else np.array([], dtype=np.int64)
+    sets = [("training", train), (f"outer fold {fold}", outer)]
+    sets += [(f"inner fold {inner}", inner_rows)] if inner is not None else []
+    for what, rows in sets:
+        if len(rows) == 0:
+            raise UserError(f"--fold {fold}: the {what} set of {prep.path} is empty")
+    return Split(fold, inner, n_folds, folds, train, outer, inner_rows)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One fine-tuning as `finetune` resolved and checked it."""
+
+    setup: str
+    prep: Prepared
+    split: Split
+    out: Path
+    prof: Profile
+    cfg: FinetuneConfig  # with the protocol and max_steps that run
+    files: dict[str, Path]  # {modality: backbone file} of an ssl- setup
+    n_epochs: int
+    seed: int
+    device: torch.device
+    kind: str  # 'fixture', 'samples' or 'physionet2020'
+    resume: bool
+    progress: bool
+    started: float  # time.perf_counter() when `finetune` was called
+
+    @property
+    def family(self) -> str:
+        return setup_family(self.setup)
+
+    @property
+    def batch_records(self) -> int:
+        return self.cfg.batch_records[self.family]
+
+    @property
+    def amp(self) -> bool:
+        return bool(self.cfg.amp) and self.device.type == "cuda"
+
+
+def _resolve(setup, fold, prepared, out, pretrained, profile, epochs, device, seed, resume, protocol, progress,
+             data_kind, config, max_steps) -> Run:  # fmt: skip
+    """`finetune`'s arguments (but `force`), checked and resolved; UserError naming the first bad one."""
+    started = time.perf_counter()
+    family = setup_family(setup)  # UserError naming --setup
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    if not isinstance(prof, Profile):
+        raise UserError(f"--profile must be a profile name, got {type(profile).__name__}")
+    cfg = prof.finetune if config is None else config
+    if not isinstance(cfg, FinetuneConfig):
+        raise UserError(f"config must be a FinetuneConfig, got {type(cfg).__name__}")
+    cfg = replace(cfg, protocol=cfg.protocol if protocol is None else protocol)  # the protocol that ran (B14)
+    if max_steps is not None:
+        cfg = replace(cfg, max_steps=_check_int("--max-steps", max_steps, 0))
+    n_epochs = cfg.epochs[family] if epochs is None else _check_int("--epochs", epochs, 0)
+    seed = _check_int("--seed", seed, 0)
+    if cfg.protocol not in PROTOCOL_MODES:
+        raise UserError(f"--protocol {cfg.protocol!r} is not a protocol; choose one of {', '.join(PROTOCOL_MODES)}")
+    if cfg.select_metric not in ("auprc", "auroc"):
+        raise UserError(f"select_metric {cfg.select_metric!r} must be 'auprc' or 'auroc'")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    prep = _load_prepared(prepared)
+    split = split_folds(prep, fold, cfg.protocol)
+    files = resolve_pretrained(setup, pretrained)  # fail early, before any work
+    dev = torch.device(resolve_device(device))
+    if n_epochs > 0 and cfg.batch_records[family] * cfg.crops < 2 and "spec" in setup_modalities(setup):
+        raise UserError("batch_records * crops must be >= 2 (BatchNorm of the spectrogram backbone)")
+    kind = data_kind or infer_data_kind(prep)
+    return Run(setup, prep, split, out, prof, cfg, files, n_epochs, seed, dev, kind, resume, progress, started)
+
+
+def finetune(
+    setup: str,
+    fold: int,
+    prepared,
+    out: str | os.PathLike,
+    pretrained=None,
+    profile: str | Profile = "tiny",
+    epochs: int | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    resume: bool = False,
+    protocol: str | None = None,
+    progress: bool = True,
+    data_kind: str | None = None,
+    config: FinetuneConfig | None = None,
+    force: bool = False,
+    max_steps: int | None = None,
+) -> dict:
+    """Fine-tune `setup` with outer fold `fold` held out; returns the result dict (result.json).
+
+    prepared: a prepared folder (or a `prepare.Prepared`). pretrained: for ssl- setups, the
+    folder holding time/backbone.pt and spec/backbone.pt, or {modality: file}. epochs: default
+    the profile's for the setup's family; 0 evaluates the initial network (selected epoch 0).
+    protocol: "both" (paper and honest, 8 training folds) or "paper-exact" (9 training folds,
+    paper protocol only); default the profile's `FinetuneConfig.protocol`, and the one used is
+    recorded there. resume: go on from OUT/checkpoint.pt (same run settings); without it an
+    OUT holding a checkpoint is refused (`checkpoint.load`). data_kind: 'fixture', 'samples' or
+    'physionet2020' (default: inferred).
+    max_steps: a smoke run (default the profile's `max_steps`, 0 = none): stop after that many
+    optimisation steps, evaluate, write every output as usual with `"smoke": true`.
+    See the module docstring for the protocol and the files written.
+    """
+    args = (setup, fold, prepared, out, pretrained, profile, epochs, device, seed, resume, protocol, progress)
+    run = _resolve(*args, data_kind, config, max_steps)
+    cfg, split = run.cfg, run.split
+    req = finetune_request(
+        cfg, setup, split.fold, split.inner, run.n_epochs, cfg.protocol, run.seed, run.prep.digest, run.files
+    )
+    with provenance.lock(run.out):
+        status = provenance.claim(run.out, req, force=force)
+        if status == "same" and (run.out / "result.json").is_file():
+            if progress:
+                print(f"finetune: {out} already finished with this request; returning its result.json", file=sys.stderr)
+            return json.loads((run.out / "result.json").read_text())
+        return _train(run)
+
+
+def finetune_request(
+    cfg: FinetuneConfig,
+    setup: str,
+    fold: int,
+    inner: int | None,
+    epochs: int,
+    protocol: str,
+    seed: int,
+    prepared_digest: str,
+    backbones: Mapping[str, Path] | None = None,
+) -> dict:
+    """The provenance request of a fine-tuning: the resolved FinetuneConfig (with this setup's
+    epochs), setup, folds and protocol; inputs = the prepared corpus's digest and, for ssl-
+    setups, the SHA-256 of each backbone file loaded; the seed."""
+    family = setup_family(setup)
+    cfg = replace(cfg, epochs={**cfg.epochs, family: int(epochs)})
+    settings = {"setup": setup, "fold": int(fold), "inner_fold": inner, "protocol": protocol, "config": as_dict(cfg)}
+    inputs = {
+        "prepared": prepared_digest,
+        **{f"backbone.{m}": provenance.sha256_file(p) for m, p in sorted((backbones or {}).items())},
+    }
+    return provenance.request("finetune", settings, inputs, seed)
+
+
+# --- the state of a run: built fresh, or from its checkpoint -----------------------------------
+
+
+@dataclass
+class Trainer:
+    """What training changes: the network, its optimiser and scheduler, the record/crop stream."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator  # record order and crop starts (a CPU stream on any device)
+
+
+@dataclass
+class Progress:
+    """What the checkpoint carries besides the Trainer: epochs done, their log rows, the best so far."""
+
+    start_epoch: int = 1
+    history: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"paper": None, "honest": None})
+    elapsed_s: float = 0.0  # seconds spent before this process started
+
+
+def build_trainer(run: Run) -> Trainer:
+    """Seed everything from (seed, fold) (B26), then the network, Adam and the cosine schedule."""
+    rs = run_seed(run.seed, run.split.fold)
+    seed_everything(rs)
+    model = build_finetune_model(run.setup, run.files, seed=rs, fusion_ssl=run.cfg.fusion_ssl).to(run.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=run.cfg.lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(run.n_epochs, 1), eta_min=run.cfg.min_lr[run.family]
+    )
+    return Trainer(model, optimizer, scheduler, torch.Generator().manual_seed(rs))
+
+
+def _checkpoint_run(run: Run) -> dict:
+    """The settings a checkpoint must have been written with to be continued."""
+    return {
+        "setup": run.setup,
+        "fold": run.split.fold,
+        "inner_fold": run.split.inner,
+        "seed": run.seed,
+        "epochs": run.n_epochs,
+        "protocol": run.cfg.protocol,
+        "config": as_dict(run.cfg),
+        "data": {"n_records": int(len(run.prep.index)), "total_samples": run.prep.stats.get("total_samples")},
+    }
+
+
+def restore_checkpoint(run: Run, tr: Trainer) -> Progress:
+    """Load OUT/checkpoint.pt into `tr` when resuming (the rule of `checkpoint.load`)."""
+    ck = checkpoint.load(run.out / checkpoint.NAME, run.resume, _checkpoint_run(run))
+    if ck is None:
+        return Progress()
+    tr.model.load_state_dict(ck["model"])
+    tr.optimizer.load_state_dict(ck["optimizer"])
+    tr.scheduler.load_state_dict(ck["scheduler"])
+    checkpoint.set_rng_state(ck["rng"], tr.generator)
+    if run.progress:
+        print(f"finetune: resuming {run.out} after epoch {ck['epoch']}", file=sys.stderr)
+    return Progress(ck["epoch"] + 1, ck["history"], checkpoint.to_arrays(ck["best"]), ck["elapsed_s"])
+
+
+def save_checkpoint(run: Run, tr: Trainer, done: Progress, epoch: int) -> None:
+    """Write OUT/checkpoint.pt after `epoch`: everything a resume needs to repeat the run."""
+    state = {
+        "run": _checkpoint_run(run),
+        "epoch": epoch,
+        "model": tr.model.state_dict(),
+        "optimizer": tr.optimizer.state_dict(),
+        "scheduler": tr.scheduler.state_dict(),
+        "rng": checkpoint.rng_state(tr.generator),
+        "history": done.history,
+        "best": checkpoint.to_tensors(done.best),
+        "elapsed_s": done.elapsed_s + time.perf_counter() - run.started,
+    }
+    checkpoint.save(run.out / checkpoint.NAME, state)
+
+
+# --- the data on the device, one epoch, one evaluation, the selection --------------------------
+
+
+@dataclass(frozen=True)
+class Data:
+    """The run's records on the device, and the labels of the evaluated folds."""
+
+    train: Corpus
+    outer: Corpus
+    inner: Corpus | None
+    mean: torch.Tensor  # (12,) mV, per lead
+    std: torch.Tensor  # (12,) mV
+    y_outer: np.ndarray  # (N_outer, 24)
+    y_inner: np.ndarray | None  # (N_inner, 24)
+
+
+def load_data(run: Run) -> Data:
+    from .windows import Corpus
+
+    prep, dev, split = run.prep, run.device, run.split
+    outer = Corpus.from_prepared(prep, rows=split.outer, device=dev)
+    inner = Corpus.from_prepared(prep, rows=split.inner_rows, device=dev) if split.inner is not None else None
+    return Data(
+        train=Corpus.from_prepared(prep, rows=split.train, device=dev),
+        outer=outer,
+        inner=inner,
+        mean=torch.as_tensor(np.asarray(prep.mean, dtype=np.float32), device=dev),
+        std=torch.as_tensor(np.asarray(prep.std, dtype=np.float32), device=dev),
+        y_outer=outer.labels.cpu().numpy(),
+        y_inner=inner.labels.cpu().numpy() if inner is not None else None,
+    )
+
+
+def batch_bounds(n_train: int, batch_records: int, crops: int) -> list[tuple[int, int]]:
+    """Steps of batch_records records (the last one shorter, as with drop_last=False); a last step
+    of a single window is merged into the one before (BatchNorm needs two values per channel)."""
+    bounds = list(range(0, n_train, batch_records)) + [n_train]
+    if len(bounds) > 2 and (bounds[-1] - bounds[-2]) * crops < 2:
+        bounds.pop(-2)
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def train_one_epoch(run: Run, tr: Trainer, data: Data, batches: list[tuple[int, int]], epoch: int) -> float:
+    """Step the learning rate (at the START of the epoch, as released: B22), then one pass over
+    the shuffled training records, `crops` random windows each; returns the mean training loss
+    over the windows. A smoke run stops after cfg.max_steps steps of the whole run."""
+    cfg = run.cfg
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+        tr.scheduler.step()
+    tr.model.train()
+    order = torch.randperm(len(data.train), generator=tr.generator)
+    loss_sum = torch.zeros((), device=run.device)
+    n_windows = 0
+    for j, (a, b) in enumerate(batches):
+        if cfg.max_steps and (epoch - 1) * len(batches) + j >= cfg.max_steps:
+            break
+        rec = order[a:b].to(run.device)
+        x = data.train.random_windows(rec, cfg.crops, tr.generator)  # (B*crops, 12, 250) raw mV
+        y = data.train.window_labels(rec, cfg.crops)  # (B*crops, 24)
+        loss = train_step(tr.model, tr.optimizer, x, y, data.mean, data.std, amp=run.amp)
+        loss_sum += loss * len(x)
+        n_windows += len(x)
+    return float(loss_sum.item() / max(n_windows, 1))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The record probabilities of one epoch and their macro AUROC/AUPRC (log.csv's columns)."""
+
+    outer: np.ndarray  # (N_outer, 24)
+    gate: np.ndarray | None  # (N_outer, 2) mean (time, spec) gate weights, tsg only
+    inner: np.ndarray | None  # (N_inner, 24)
+    metrics: dict  # outer_auroc, outer_auprc[, inner_auroc, inner_auprc]
+
+
+def evaluate(run: Run, model, data: Data) -> Evaluation:
+    kw = dict(batch_windows=run.cfg.eval_batch_windows, stride=run.cfg.val_stride, amp=run.amp)
+    p_out, g_out = predict(model, data.outer, data.mean, data.std, **kw)
+    metrics = dict(zip(("outer_auroc", "outer_auprc"), _macro(data.y_outer, p_out)))
+    p_in = None
+    if data.inner is not None:
+        p_in, _ = predict(model, data.inner, data.mean, data.std, **kw)
+        metrics.update(zip(("inner_auroc", "inner_auprc"), _macro(data.y_inner, p_in)))
+    return Evaluation(p_out, g_out, p_in, metrics)
+
+
+def select(best: dict, epoch: int, ev: Evaluation, metric: str) -> dict:
+    """The best epochs so far after `epoch`: "paper" by `metric` (macro auprc or auroc) on the
+    outer fold, "honest" on the inner fold; a later epoch wins only by strict improvement (as
+    released), a NaN score never does."""
+    best = dict(best)
+    score = _score(ev.metrics[f"outer_{metric}"])
+    if best["paper"] is None or score > best["paper"]["score"]:
+        best["paper"] = {"epoch": epoch, "score": score, "outer": ev.outer, "gate": ev.gate}
+    if ev.inner is not None:
+        score = _score(ev.metrics[f"inner_{metric}"])
+        if best["honest"] is None or score > best["honest"]["score"]:
+            best["honest"] = {"epoch": epoch, "score": score, "inner": ev.inner, "outer": ev.outer}
+    return best
+
+
 def _macro(labels: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
     from .metrics import auprc, auroc
 
@@ -377,6 +686,59 @@ def _macro(labels: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
 
 def _score(x: float) -> float:
     return x if math.isfinite(x) else -math.inf
+
+
+def _write_log(path: Path, history: list[dict], protocol: str) -> None:
+    df = pd.DataFrame(history, columns=list(LOG_COLUMNS))
+    if protocol == "paper-exact":
+        df = df.drop(columns=["inner_auroc", "inner_auprc"])
+    write_csv_atomic(path, df)
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+def _train(run: Run) -> dict:
+    """`finetune` once OUT is claimed and locked: train (or resume), evaluate every epoch, select,
+    write the files."""
+    from tqdm.auto import tqdm
+
+    tr = build_trainer(run)
+    done = restore_checkpoint(run, tr)
+    data = load_data(run)
+    batches = batch_bounds(len(data.train), run.batch_records, run.cfg.crops)
+    # a smoke run (cfg.max_steps > 0) stops after max_steps optimisation steps, at last_epoch
+    last_epoch = min(run.n_epochs, -(-run.cfg.max_steps // len(batches))) if run.cfg.max_steps else run.n_epochs
+    log_path, metric = run.out / "log.csv", run.cfg.select_metric
+    if run.n_epochs == 0 and done.best["paper"] is None:  # the initial network, "epoch 0"
+        ev = evaluate(run, tr.model, data)
+        done.history.append({"epoch": 0, "lr": run.cfg.lr, "train_loss": math.nan, "seconds": 0.0, **ev.metrics})
+        done.best = select(done.best, 0, ev, metric)
+        _write_log(log_path, done.history, run.cfg.protocol)
+    epochs = range(done.start_epoch, last_epoch + 1)
+    desc = f"finetune {run.setup} fold {run.split.fold}"
+    bar = tqdm(
+        epochs, desc=desc, unit="epoch", disable=not run.progress, initial=done.start_epoch - 1, total=last_epoch
+    )
+    for epoch in bar:
+        t0 = time.perf_counter()
+        loss = train_one_epoch(run, tr, data, batches, epoch)
+        ev = evaluate(run, tr.model, data)
+        done.best = select(done.best, epoch, ev, metric)
+        lr = tr.optimizer.param_groups[0]["lr"]
+        row = {"epoch": epoch, "lr": lr, "train_loss": loss, **ev.metrics, "seconds": time.perf_counter() - t0}
+        done.history.append(row)
+        shown = {"loss": f"{loss:.4f}", "outer_prc": f"{row['outer_auprc']:.3f}"}
+        bar.set_postfix(shown | ({"inner_prc": f"{row['inner_auprc']:.3f}"} if data.inner is not None else {}))
+        if epoch < last_epoch:  # the last epoch goes straight to result.json
+            save_checkpoint(run, tr, done, epoch)
+        # after the checkpoint: the log never shows an epoch that a resume would run again
+        _write_log(log_path, done.history, run.cfg.protocol)
+    bar.close()
+    return write_outputs(run, data, done)
+
+
+# --- the files of a finished run ---------------------------------------------------------------
 
 
 def _gate_by_class(gate: np.ndarray, labels: np.ndarray) -> dict:
@@ -413,407 +775,89 @@ def _protocol_result(name: str, best: dict, tune_labels, tune_probs, report_labe
     }
 
 
-def finetune(
-    setup: str,
-    fold: int,
-    prepared,
-    out: str | os.PathLike,
-    pretrained=None,
-    profile: str | Profile = "tiny",
-    epochs: int | None = None,
-    device: str = "cpu",
-    seed: int = 0,
-    resume: bool = False,
-    protocol: str | None = None,
-    progress: bool = True,
-    data_kind: str | None = None,
-    config: FinetuneConfig | None = None,
-    force: bool = False,
-    max_steps: int | None = None,
-) -> dict:
-    """Fine-tune `setup` with outer fold `fold` held out; returns the result dict (result.json).
-
-    prepared: a prepared folder (or a `prepare.Prepared`). pretrained: for ssl- setups, the
-    folder holding time/backbone.pt and spec/backbone.pt, or {modality: file}. epochs: default
-    the profile's for the setup's family; 0 evaluates the initial network (selected epoch 0).
-    protocol: "both" (paper and honest, 8 training folds) or "paper-exact" (9 training folds,
-    paper protocol only); default the profile's `FinetuneConfig.protocol`, and the one used is
-    recorded there. resume: go on from OUT/checkpoint.pt when there is one (same run
-    settings). data_kind: 'fixture', 'samples' or 'physionet2020' (default: inferred).
-    max_steps: a smoke run (default the profile's `max_steps`, 0 = none): stop after that many
-    optimisation steps, evaluate, write every output as usual with `"smoke": true`.
-    See the module docstring for the protocol and the files written.
-    """
-    started = time.perf_counter()
-    setup = check_setup(setup)
-    prof = get_profile(profile) if isinstance(profile, str) else profile
-    if not isinstance(prof, Profile):
-        raise UserError(f"--profile must be a profile name, got {type(profile).__name__}")
-    family = setup.removeprefix("ssl-")
-    cfg: FinetuneConfig = prof.finetune if config is None else config
-    if not isinstance(cfg, FinetuneConfig):
-        raise UserError(f"config must be a FinetuneConfig, got {type(cfg).__name__}")
-    protocol = cfg.protocol if protocol is None else protocol
-    cfg = replace(cfg, protocol=protocol)  # the config records the protocol that ran (B14)
-    if max_steps is not None:
-        cfg = replace(cfg, max_steps=_check_int("--max-steps", max_steps, 0))
-    n_epochs = cfg.epochs[family] if epochs is None else _check_int("--epochs", epochs, 0)
-    seed = _check_int("--seed", seed, 0)
-    if protocol not in PROTOCOL_MODES:
-        raise UserError(f"--protocol {protocol!r} is not a protocol; choose one of {', '.join(PROTOCOL_MODES)}")
-    if cfg.select_metric not in ("auprc", "auroc"):
-        raise UserError(f"select_metric {cfg.select_metric!r} must be 'auprc' or 'auroc'")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
-    prep = _load_prepared(prepared)
-    n_folds = int(prep.stats.get("n_folds", int(prep.index["fold"].max()) + 1))
-    fold = check_fold(fold, n_folds)
-    files = resolve_pretrained(setup, pretrained)  # fail early, before any work
-    dev = torch.device(resolve_device(device))
-    kind = data_kind or infer_data_kind(prep)
-
-    folds_col = prep.index["fold"].to_numpy()
-    inner = inner_fold(fold, n_folds, protocol)
-    train_rows = np.flatnonzero((folds_col != fold) & (folds_col != (inner if inner is not None else -1)))
-    outer_rows = np.flatnonzero(folds_col == fold)
-    inner_rows = np.flatnonzero(folds_col == inner) if inner is not None else np.array([], dtype=np.int64)
-    for what, rows in (("training", train_rows), (f"outer fold {fold}", outer_rows)) + (
-        ((f"inner fold {inner}", inner_rows),) if inner is not None else ()
-    ):
-        if len(rows) == 0:
-            raise UserError(f"--fold {fold}: the {what} set of {prep.path} is empty")
-    batch_records = cfg.batch_records[family]
-    if n_epochs > 0 and batch_records * cfg.crops < 2 and family != "t":
-        raise UserError("batch_records * crops must be >= 2 (BatchNorm of the spectrogram backbone)")
-
-    req = finetune_request(cfg, setup, fold, inner, n_epochs, protocol, seed, prep.digest, files)
-    with provenance.lock(out):
-        status = provenance.claim(out, req, force=force)
-        if status == "same" and (out / "result.json").is_file():
-            if progress:
-                print(f"finetune: {out} already finished with this request; returning its result.json", file=sys.stderr)
-            return json.loads((out / "result.json").read_text())
-        return _finetune_claimed(
-            setup,
-            family,
-            fold,
-            inner,
-            prep,
-            out,
-            prof,
-            cfg,
-            files,
-            n_epochs,
-            seed,
-            dev,
-            kind,
-            resume,
-            protocol,
-            progress,
-            train_rows,
-            outer_rows,
-            inner_rows,
-            n_folds,
-            folds_col,
-            batch_records,
-            started,
-        )
-
-
-def inner_fold(fold: int, n_folds: int, protocol: str) -> int | None:
-    """The inner fold held out for the honest protocol's choices: the next fold; None under
-    paper-exact (nine training folds, choices on the reported fold, as the authors trained)."""
-    return None if protocol == "paper-exact" else (int(fold) + 1) % int(n_folds)
-
-
-def finetune_request(
-    cfg: FinetuneConfig,
-    setup: str,
-    fold: int,
-    inner: int | None,
-    epochs: int,
-    protocol: str,
-    seed: int,
-    prepared_digest: str,
-    backbones: Mapping[str, Path] | None = None,
-) -> dict:
-    """The provenance request of a fine-tuning: the resolved FinetuneConfig (with this setup's
-    epochs), setup, folds and protocol; inputs = the prepared corpus's digest and, for ssl-
-    setups, the SHA-256 of each backbone file loaded; the seed."""
-    family = setup.removeprefix("ssl-")
-    cfg = replace(cfg, epochs={**cfg.epochs, family: int(epochs)})
-    settings = {"setup": setup, "fold": int(fold), "inner_fold": inner, "protocol": protocol, "config": as_dict(cfg)}
-    inputs = {
-        "prepared": prepared_digest,
-        **{f"backbone.{m}": provenance.sha256_file(p) for m, p in sorted((backbones or {}).items())},
+def _protocols(run: Run, data: Data, best: dict) -> dict:
+    """{"paper": ..., "honest": ...}: thresholds and metrics of each protocol's selected epoch."""
+    paper = best["paper"]
+    out = {
+        "paper": _protocol_result("paper", paper, data.y_outer, paper["outer"], data.y_outer, paper["outer"], run.cfg)
     }
-    return provenance.request("finetune", settings, inputs, seed)
+    if data.inner is not None:
+        honest = best["honest"]
+        out["honest"] = _protocol_result(
+            "honest", honest, data.y_inner, honest["inner"], data.y_outer, honest["outer"], run.cfg
+        )
+    return out
 
 
-def _finetune_claimed(
-    setup,
-    family,
-    fold,
-    inner,
-    prep,
-    out: Path,
-    prof,
-    cfg: FinetuneConfig,
-    files,
-    n_epochs: int,
-    seed: int,
-    dev,
-    kind: str,
-    resume: bool,
-    protocol: str,
-    progress: bool,
-    train_rows,
-    outer_rows,
-    inner_rows,
-    n_folds: int,
-    folds_col,
-    batch_records: int,
-    started: float,
-) -> dict:
-    """`finetune` once OUT is claimed and locked: train (or resume), evaluate, write the files."""
-    result_path, ckpt_path, log_path = out / "result.json", out / "checkpoint.pt", out / "log.csv"
-    signature = {
-        "setup": setup,
-        "fold": fold,
-        "inner_fold": inner,
-        "seed": seed,
-        "epochs": n_epochs,
-        "protocol": protocol,
-        "config": as_dict(cfg),
-        "data": {"n_records": int(len(prep.index)), "total_samples": prep.stats.get("total_samples")},
+def _gate_weights(data: Data, best: dict) -> dict | None:
+    paper = best["paper"]
+    if paper["gate"] is None:
+        return None
+    return {
+        "classes": list(CLASSES),
+        **_gate_by_class(paper["gate"], data.y_outer),
+        "epoch": paper["epoch"],
+        "protocol": "paper",
+        "records": "outer fold, positive for the class",
     }
 
-    # --- state: fresh or from the checkpoint ---
-    rs = run_seed(seed, fold)
-    seed_everything(rs)
-    model = build_finetune_model(setup, files, seed=rs, fusion_ssl=cfg.fusion_ssl).to(dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=max(n_epochs, 1), eta_min=cfg.min_lr[family]
-    )
-    gen = torch.Generator().manual_seed(rs)  # record order and crop starts (CPU stream, any device)
-    history: list[dict] = []
-    best = {"paper": None, "honest": None}
-    start_epoch = 1
-    elapsed_before = 0.0
-    if ckpt_path.is_file():
-        if not resume:
-            if progress:
-                print(f"finetune: {ckpt_path} exists; starting over (pass --resume to continue it)", file=sys.stderr)
-        else:
-            ck = provenance.load_checkpoint(ckpt_path)  # tensors and plain values only, never code
-            if ck.get("signature") != signature:
-                raise UserError(
-                    f"--resume: {ckpt_path} was written for other run settings; remove it or use "
-                    f"another --out (saved {ck.get('signature')})"
-                )
-            model.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-            scheduler.load_state_dict(ck["scheduler"])
-            gen.set_state(ck["generator"])
-            torch.set_rng_state(ck["torch_rng"])
-            np.random.set_state(_numpy_state(ck["numpy_rng"]))
-            random.setstate(_python_state(ck["python_rng"]))
-            history, best = ck["history"], _arrays(ck["best"])
-            start_epoch = ck["epoch"] + 1
-            elapsed_before = ck["elapsed_s"]
-            if progress:
-                print(f"finetune: resuming {out} after epoch {ck['epoch']}", file=sys.stderr)
 
-    from .windows import Corpus
-
-    train = Corpus.from_prepared(prep, rows=train_rows, device=dev)
-    outer_c = Corpus.from_prepared(prep, rows=outer_rows, device=dev)
-    inner_c = Corpus.from_prepared(prep, rows=inner_rows, device=dev) if inner is not None else None
-    mean = torch.as_tensor(np.asarray(prep.mean, dtype=np.float32), device=dev)
-    std = torch.as_tensor(np.asarray(prep.std, dtype=np.float32), device=dev)
-    y_outer = outer_c.labels.cpu().numpy()
-    y_inner = inner_c.labels.cpu().numpy() if inner_c is not None else None
-    amp = bool(cfg.amp) and dev.type == "cuda"
-    pred_kw = dict(batch_windows=cfg.eval_batch_windows, stride=cfg.val_stride, amp=amp)
-    pick = 1 if cfg.select_metric == "auprc" else 0  # index into (auroc, auprc)
-
-    def evaluate_epoch(epoch: int, row: dict) -> None:
-        p_out, g_out = predict(model, outer_c, mean, std, **pred_kw)
-        m_out = _macro(y_outer, p_out)
-        row.update(outer_auroc=m_out[0], outer_auprc=m_out[1])
-        if best["paper"] is None or _score(m_out[pick]) > best["paper"]["score"]:  # strict improvement
-            best["paper"] = {"epoch": epoch, "score": _score(m_out[pick]), "outer": p_out, "gate": g_out}
-        if inner_c is not None:
-            p_in, _ = predict(model, inner_c, mean, std, **pred_kw)
-            m_in = _macro(y_inner, p_in)
-            row.update(inner_auroc=m_in[0], inner_auprc=m_in[1])
-            if best["honest"] is None or _score(m_in[pick]) > best["honest"]["score"]:
-                best["honest"] = {"epoch": epoch, "score": _score(m_in[pick]), "inner": p_in, "outer": p_out}
-
-    from tqdm.auto import tqdm
-
-    n_train = len(train)
-    # Steps of batch_records records (the last one shorter, as with drop_last=False); a last step
-    # of a single window is merged into the one before (BatchNorm needs two values per channel).
-    bounds = list(range(0, n_train, batch_records)) + [n_train]
-    if len(bounds) > 2 and (bounds[-1] - bounds[-2]) * cfg.crops < 2:
-        bounds.pop(-2)
-    batches = list(zip(bounds[:-1], bounds[1:]))
-    # a smoke run (cfg.max_steps > 0) stops after max_steps optimisation steps, at last_epoch
-    last_epoch = min(n_epochs, -(-cfg.max_steps // len(batches))) if cfg.max_steps else n_epochs
-    bar = tqdm(
-        range(start_epoch, last_epoch + 1),
-        desc=f"finetune {setup} fold {fold}",
-        unit="epoch",
-        disable=not progress,
-        initial=start_epoch - 1,
-        total=last_epoch,
-        file=sys.stderr,
-    )
-    if n_epochs == 0 and best["paper"] is None:
-        row = {"epoch": 0, "lr": cfg.lr, "train_loss": float("nan"), "seconds": 0.0}
-        evaluate_epoch(0, row)
-        history.append(row)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
-            scheduler.step()  # at the START of the epoch, as released (B22)
-        lr = optimizer.param_groups[0]["lr"]
-        model.train()
-        order = torch.randperm(n_train, generator=gen)
-        loss_sum = torch.zeros((), device=dev)
-        n_windows = 0
-        for j, (a, b) in enumerate(batches):
-            if cfg.max_steps and (epoch - 1) * len(batches) + j >= cfg.max_steps:
-                break
-            rec = order[a:b].to(dev)
-            x = train.random_windows(rec, cfg.crops, gen)  # (B*crops, 12, 250) raw mV
-            y = train.window_labels(rec, cfg.crops)  # (B*crops, 24)
-            loss = train_step(model, optimizer, x, y, mean, std, amp=amp)
-            loss_sum += loss * len(x)
-            n_windows += len(x)
-        row = {"epoch": epoch, "lr": lr, "train_loss": float(loss_sum.item() / max(n_windows, 1))}
-        evaluate_epoch(epoch, row)
-        row["seconds"] = time.perf_counter() - t0
-        history.append(row)
-        bar.set_postfix(
-            loss=f"{row['train_loss']:.4f}",
-            outer_prc=f"{row['outer_auprc']:.3f}",
-            **({"inner_prc": f"{row['inner_auprc']:.3f}"} if inner_c is not None else {}),
-        )
-        if epoch < last_epoch:  # the last epoch goes straight to result.json
-            state = {
-                "signature": signature,
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "generator": gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "numpy_rng": _plain_numpy_state(np.random.get_state()),
-                "python_rng": list(random.getstate()),
-                "history": history,
-                "best": _tensors(best),
-                "elapsed_s": elapsed_before + time.perf_counter() - started,
-            }
-            _atomic(ckpt_path, lambda tmp: torch.save(state, tmp))
-        # after the checkpoint: the log never shows an epoch that a resume would run again
-        _write_log(log_path, history, protocol)
-    bar.close()
-    if n_epochs == 0:
-        _write_log(log_path, history, protocol)
-
-    # --- results ---
-    from .metrics import binarize, write_challenge_outputs
-
-    protocols = {
-        "paper": _protocol_result(
-            "paper", best["paper"], y_outer, best["paper"]["outer"], y_outer, best["paper"]["outer"], cfg
-        )
-    }
-    if inner_c is not None:
-        protocols["honest"] = _protocol_result(
-            "honest", best["honest"], y_inner, best["honest"]["inner"], y_outer, best["honest"]["outer"], cfg
-        )
-    gate = None
-    if best["paper"]["gate"] is not None:
-        gate = {
-            "classes": list(CLASSES),
-            **_gate_by_class(best["paper"]["gate"], y_outer),
-            "epoch": best["paper"]["epoch"],
-            "protocol": "paper",
-            "records": "outer fold, positive for the class",
-        }
-
-    records = prep.index["record"].to_numpy()
-    pred_frames = []
-    for proto, role, rows, labels_, probs, ep in [
-        ("paper", "outer", outer_rows, y_outer, best["paper"]["outer"], best["paper"]["epoch"])
-    ] + (
-        [
-            ("honest", "inner", inner_rows, y_inner, best["honest"]["inner"], best["honest"]["epoch"]),
-            ("honest", "outer", outer_rows, y_outer, best["honest"]["outer"], best["honest"]["epoch"]),
+def _predictions(run: Run, data: Data, best: dict) -> pd.DataFrame:
+    """predictions.csv: one row per (protocol, role, record) with its probabilities and labels."""
+    split, records = run.split, run.prep.index["record"].to_numpy()
+    parts = [("paper", "outer", split.outer, data.y_outer, best["paper"]["outer"], best["paper"]["epoch"])]
+    if data.inner is not None:
+        honest = best["honest"]
+        parts += [
+            ("honest", "inner", split.inner_rows, data.y_inner, honest["inner"], honest["epoch"]),
+            ("honest", "outer", split.outer, data.y_outer, honest["outer"], honest["epoch"]),
         ]
-        if inner_c is not None
-        else []
-    ):
+    frames = []
+    for proto, role, rows, labels, probs, epoch in parts:
         df = pd.DataFrame(
-            {"record": records[rows], "fold": folds_col[rows], "role": role, "protocol": proto, "epoch": ep}
+            {"record": records[rows], "fold": split.folds[rows], "role": role, "protocol": proto, "epoch": epoch}
         )
-        df = pd.concat(
-            [
-                df,
-                pd.DataFrame(probs, columns=[f"p_{a}" for a in ABBREVIATIONS]),
-                pd.DataFrame(labels_.astype(np.int8), columns=[f"y_{a}" for a in ABBREVIATIONS]),
-            ],
-            axis=1,
-        )
-        pred_frames.append(df)
-    write_csv_atomic(out / "predictions.csv", pd.concat(pred_frames, ignore_index=True))
-    write_challenge_outputs(
-        out / "challenge_outputs",
-        records[outer_rows],
-        best["paper"]["outer"],
-        binarize(best["paper"]["outer"], np.asarray(protocols["paper"]["thresholds"])),
-    )
+        p = pd.DataFrame(probs, columns=[f"p_{a}" for a in ABBREVIATIONS])
+        y = pd.DataFrame(labels.astype(np.int8), columns=[f"y_{a}" for a in ABBREVIATIONS])
+        frames.append(pd.concat([df, p, y], axis=1))
+    return pd.concat(frames, ignore_index=True)
 
-    result = {
-        # the schema of results.py
-        "setup": setup,
-        "fold": fold,
-        "profile": prof.name,
+
+def _result(run: Run, protocols: dict, gate: dict | None, done: Progress) -> dict:
+    """result.json (the schema of `results`, then more about the run)."""
+    cfg, split, dev = run.cfg, run.split, run.device
+    return {
+        "setup": run.setup,
+        "fold": split.fold,
+        "profile": run.prof.name,
         "data": {
-            "kind": kind,
-            "n_records": int(len(prep.index)),
-            "n_train": int(len(train_rows)),
-            "n_val": int(len(outer_rows)),
-            "n_inner": int(len(inner_rows)),
-            "n_folds": n_folds,
-            "train_folds": sorted(set(int(f) for f in folds_col[train_rows])),
-            "inner_fold": inner,
-            "prepared": str(prep.path),
+            "kind": run.kind,
+            "n_records": int(len(run.prep.index)),
+            "n_train": int(len(split.train)),
+            "n_val": int(len(split.outer)),
+            "n_inner": int(len(split.inner_rows)),
+            "n_folds": split.n_folds,
+            "train_folds": sorted(set(int(f) for f in split.folds[split.train])),
+            "inner_fold": split.inner,
+            "prepared": str(run.prep.path),
         },
-        "seed": seed,
-        "epochs": n_epochs,
+        "seed": run.seed,
+        "epochs": run.n_epochs,
         "smoke": bool(cfg.max_steps),  # stopped after max_steps optimisation steps: never a result
         "metrics": {k: v["metrics"] for k, v in protocols.items()},
         "per_class": {k: v["per_class"] for k, v in protocols.items()},
         "thresholds": {k: v["thresholds"] for k, v in protocols.items()},
         "gate_weights": gate,
-        "wall_time_s": elapsed_before + time.perf_counter() - started,
+        "wall_time_s": done.elapsed_s + time.perf_counter() - run.started,
         "device": str(dev),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        # more about the run
         "schema": RESULT_SCHEMA,
-        "family": family,
-        "ssl": setup.startswith("ssl-"),
-        "inner_fold": inner,
-        "protocol_mode": protocol,
+        "family": run.family,
+        "ssl": is_ssl(run.setup),
+        "inner_fold": split.inner,
+        "protocol_mode": cfg.protocol,
         "selection": {k: v["selection"] for k, v in protocols.items()},
-        "run_seed": rs,
+        "run_seed": run_seed(run.seed, split.fold),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or "cpu"),
         "versions": {
             "ecgssl_nb": package_version(),
@@ -821,22 +865,38 @@ def _finetune_claimed(
             "numpy": np.__version__,
             "python": platform.python_version(),
         },
-        "pretrained": {m: str(p) for m, p in files.items()} or None,
-        "recipe": {"name": prof.recipe, "departures": list(prof.departures)},
-        "config": {**as_dict(cfg), "epochs": n_epochs, "batch_records": batch_records, "min_lr": cfg.min_lr[family]},
-        "provenance": provenance.read(out),
+        "pretrained": {m: str(p) for m, p in run.files.items()} or None,
+        "recipe": {"name": run.prof.recipe, "departures": list(run.prof.departures)},
+        "config": {
+            **as_dict(cfg),
+            "epochs": run.n_epochs,
+            "batch_records": run.batch_records,
+            "min_lr": cfg.min_lr[run.family],
+        },
+        "provenance": provenance.read(run.out),
         "classes": list(CLASSES),
         "abbreviations": list(ABBREVIATIONS),
-        "history": history,
+        "history": done.history,
     }
-    write_json_atomic(result_path, result)
+
+
+def write_outputs(run: Run, data: Data, done: Progress) -> dict:
+    """predictions.csv, challenge_outputs/, then result.json (last); removes the checkpoint."""
+    from .metrics import binarize, write_challenge_outputs
+
+    protocols = _protocols(run, data, done.best)
+    write_csv_atomic(run.out / "predictions.csv", _predictions(run, data, done.best))
+    outer = done.best["paper"]["outer"]
+    records = run.prep.index["record"].to_numpy()[run.split.outer]
+    thresholds = np.asarray(protocols["paper"]["thresholds"])
+    write_challenge_outputs(run.out / "challenge_outputs", records, outer, binarize(outer, thresholds))
+    write_json_atomic(run.out / "result.json", _result(run, protocols, _gate_weights(data, done.best), done))
     with contextlib.suppress(FileNotFoundError):
-        ckpt_path.unlink()
-    return json.loads(result_path.read_text())
+        (run.out / checkpoint.NAME).unlink()
+    return json.loads((run.out / "result.json").read_text())
 
 
-def cli(argv: list[str]) -> int:
-    """`python -m ecgssl_nb finetune --setup SETUP --fold K --prepared DIR --out OUT ...`."""
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ecgssl_nb finetune",
         description="Fine-tune one setup with one outer fold held out; evaluate it under "
@@ -880,8 +940,14 @@ def cli(argv: list[str]) -> int:
         help="smoke run: stop after N optimisation steps, write every output marked smoke",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    a = p.parse_args(argv)
+    return p
+
+
+def cli(argv: list[str]) -> int:
+    """`python -m ecgssl_nb finetune --setup SETUP --fold K --prepared DIR --out OUT ...`."""
     from .recipes import apply_recipe, parse_recipe
+
+    a = _parser().parse_args(argv)
 
     recipe = parse_recipe(a.recipe)
     if a.protocol == "paper-exact":  # the authors' nine training folds: the recipe's B14, recorded as such

@@ -11,11 +11,13 @@ The file reads as the method:
   of the teacher outputs, divided once (B7 fixed), all-reduced across processes.
 * `train_step`: student forward/backward, last layer frozen in epoch 0 (B9 fixed), AdamW with
   no decay on biases and norms (B10 fixed, "adam-l2" keeps the released coupled L2), EMA teacher.
-* `pretrain`: the loop. Schedules are arrays indexed by `it = epoch * L + i`, epoch from 0 (B8
-  fixed). Data: every kept record of every fold (transductive, as released: book: Deviations, B13), one random
-  250-sample window per record per epoch, drawn and augmented on the device. Every epoch writes
-  a resumable checkpoint and a row of collapse diagnostics; the student backbone of the final
-  epoch is kept (B12 fixed; "lowest-loss" keeps the released choice).
+* `pretrain`: the loop (`_train`: `make_schedules`, `build_state`, `restore_checkpoint`, then
+  per epoch `train_one_epoch`, `save_checkpoint` and the log row). Schedules are arrays indexed by
+  `it = epoch * L + i`, epoch from 0 (B8 fixed). Data: every kept record of every fold
+  (transductive, as released: book: Deviations, B13), one random 250-sample window per record
+  per epoch, drawn and augmented on the device. Every epoch writes a checkpoint (continued only
+  with `resume`: `checkpoint.load`), then a row of collapse diagnostics; the student backbone of
+  the final epoch is kept (B12 fixed; "lowest-loss" keeps the released choice).
 
 Provenance: OUT/provenance.json holds the request (`pretrain_request`: every resolved setting,
 the prepared corpus's digest, the seed); OUT is resumed or reused only for an equal request, and
@@ -38,17 +40,19 @@ import os
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
+from . import checkpoint, provenance
 from .atomic import atomic_write
-from . import provenance
 from .config import (
     MODALITIES,
     WINDOW,
@@ -64,6 +68,10 @@ from .config import (
 from .errors import UserError
 from .results import write_json_atomic  # strict JSON: a NaN loss is written as null
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
+
+if TYPE_CHECKING:  # imported when a run starts
+    from .prepare import Prepared
+    from .windows import Corpus
 
 __all__ = [
     "WeightNormLinear",
@@ -478,21 +486,6 @@ def _check_transforms(modality: str, transforms: str | None) -> str:
     return transforms
 
 
-def _check_prepared(prepared_dir: str | Path) -> Path:
-    path = Path(prepared_dir)
-    if not path.is_dir():
-        raise UserError(
-            f"--prepared {path} does not exist or is not a folder (run `python -m ecgssl_nb prepare` first)"
-        )
-    missing = [n for n in ("index.csv", "signals.npy", "stats.json") if not (path / n).is_file()]
-    if missing:
-        raise UserError(
-            f"--prepared {path} is not a prepared folder: {', '.join(missing)} missing "
-            f"(run `python -m ecgssl_nb prepare --data-dir D --out {path}`)"
-        )
-    return path
-
-
 def _select_rows(n_available: int, records: int | Sequence[int] | None) -> np.ndarray | None:
     if records is None:
         return None
@@ -511,9 +504,6 @@ def _select_rows(n_available: int, records: int | Sequence[int] | None) -> np.nd
 # --- files -------------------------------------------------------------------------------------
 
 
-_atomic = atomic_write  # one implementation, in atomic.py
-
-
 def _write_log(path: Path, rows: list[dict]) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:
@@ -521,7 +511,7 @@ def _write_log(path: Path, rows: list[dict]) -> None:
             w.writeheader()
             w.writerows(rows)
 
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def _read_log(path: Path, before_epoch: int) -> list[dict]:
@@ -585,6 +575,84 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
+# --- one run, resolved -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """One pre-training as `pretrain` resolved it: the one config object of the loop.
+    `rank`, `world` and `device` are this process's (set by `_dist_setup` under torchrun)."""
+
+    cfg: PretrainConfig
+    prepared: Prepared
+    out: Path
+    modality: str
+    transforms: str
+    seed: int
+    rows: np.ndarray | None  # prepared rows used; None = all (B13)
+    records: int | list[int] | None  # what the request records of `rows`
+    profile: str
+    device: str
+    resume: bool
+    progress: bool
+    stop_after: int | None  # train at most this many epochs in this call
+    amp: bool
+    started_at: float  # time.perf_counter() when `pretrain` was called
+    rank: int = 0
+    world: int = 1
+
+    def settings(self) -> dict:
+        """The run's settings: the first keys of summary.json, and the "run" of its checkpoints."""
+        return {
+            "modality": self.modality,
+            "profile": self.profile,
+            "config": as_dict(self.cfg),
+            "transforms": self.transforms,
+            "seed": self.seed,
+            "records": self.records,
+            "world_size": self.world,
+        }
+
+
+def _resolve_config(cfg: PretrainConfig, epochs, batch_size, keep, overrides, max_steps) -> PretrainConfig:
+    """`cfg` with pretrain's explicit arguments and `overrides` applied and checked (UserError)."""
+    changes, given = {}, dict(overrides or {})
+    if epochs is not None:
+        if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 1:
+            raise UserError(f"--epochs must be an integer >= 1, got {epochs!r}")
+        changes["epochs"] = int(epochs)
+    if batch_size is not None:
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 2:
+            raise UserError(f"--batch-size must be an integer >= 2 (BatchNorm needs two records), got {batch_size!r}")
+        changes["batch_size"] = int(batch_size)
+    if keep is not None:
+        if keep not in KEEP_CHOICES:
+            raise UserError(f"--keep {keep!r} is not a choice; choose one of {', '.join(KEEP_CHOICES)}")
+        changes["keep"] = keep
+    for name, value in given.items():
+        if name not in PretrainConfig.__dataclass_fields__ or name in ("epochs", "batch_size", "keep"):
+            raise UserError(
+                f"overrides: {name!r} is not a PretrainConfig field that can be overridden "
+                f"(epochs, batch_size and keep have their own parameters)"
+            )
+        changes[name] = value
+    if max_steps is not None:
+        changes["max_steps"] = max_steps
+    cfg = replace(cfg, **changes)
+    _check_config(cfg)
+    return cfg
+
+
+def _open_prepared(prepared_dir: str | Path):
+    """`prepare.load_prepared`, its UserError naming the --prepared parameter."""
+    from .prepare import load_prepared
+
+    try:
+        return load_prepared(prepared_dir)
+    except UserError as exc:
+        raise UserError(f"--prepared {exc}") from None
+
+
 def pretrain(
     prepared_dir: str | Path,
     out: str | Path,
@@ -617,7 +685,8 @@ def pretrain(
     the resolved settings to use instead of the profile's (what `reproduce` passes its jobs).
     OUT holds `provenance.json` (see `pretrain_request`): OUT is resumed or reported finished only
     for an equal request; one made by another request is refused unless `force`, which moves it
-    aside. One process writes OUT at a time (a lock).
+    aside. One process writes OUT at a time (a lock). An unfinished run (OUT/checkpoint.pt) is
+    continued only with `resume` (`checkpoint.load`).
     `max_steps` = a smoke run: stop after that many optimisation steps (schedules still span
     `epochs`), then write every output as usual with `"smoke": true` in summary.json.
     Writes OUT/checkpoint.pt and OUT/log.csv every epoch; when finished OUT/backbone.pt (the
@@ -626,33 +695,10 @@ def pretrain(
     started_at = time.perf_counter()
     modality = check_modality(modality)
     prof = get_profile(profile)
-    cfg: PretrainConfig = prof.pretrain[modality] if config is None else config
-    if not isinstance(cfg, PretrainConfig):
-        raise UserError(f"config must be a PretrainConfig, got {type(cfg).__name__}")
-    overrides, given = {}, dict(overrides or {})
-    if epochs is not None:
-        if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 1:
-            raise UserError(f"--epochs must be an integer >= 1, got {epochs!r}")
-        overrides["epochs"] = int(epochs)
-    if batch_size is not None:
-        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 2:
-            raise UserError(f"--batch-size must be an integer >= 2 (BatchNorm needs two records), got {batch_size!r}")
-        overrides["batch_size"] = int(batch_size)
-    if keep is not None:
-        if keep not in KEEP_CHOICES:
-            raise UserError(f"--keep {keep!r} is not a choice; choose one of {', '.join(KEEP_CHOICES)}")
-        overrides["keep"] = keep
-    for name, value in given.items():
-        if name not in PretrainConfig.__dataclass_fields__ or name in ("epochs", "batch_size", "keep"):
-            raise UserError(
-                f"overrides: {name!r} is not a PretrainConfig field that can be overridden "
-                f"(epochs, batch_size and keep have their own parameters)"
-            )
-        overrides[name] = value
-    if max_steps is not None:
-        overrides["max_steps"] = max_steps
-    cfg = replace(cfg, **overrides)
-    _check_config(cfg)
+    base = prof.pretrain[modality] if config is None else config
+    if not isinstance(base, PretrainConfig):
+        raise UserError(f"config must be a PretrainConfig, got {type(base).__name__}")
+    cfg = _resolve_config(base, epochs, batch_size, keep, overrides, max_steps)
     transforms = _check_transforms(modality, transforms)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise UserError(f"--seed must be an integer >= 0, got {seed!r}")
@@ -661,48 +707,31 @@ def pretrain(
     device = resolve_device(device)
     if amp and not device.startswith("cuda"):
         raise UserError("--amp (bf16 autocast) is for CUDA devices only; drop it on the CPU")
-    prepared_dir = _check_prepared(prepared_dir)
+    prepared = _open_prepared(prepared_dir)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
-    from .prepare import load_prepared
-
-    prepared = load_prepared(prepared_dir)
-    n_prepared = len(prepared.index)
-    rows = _select_rows(n_prepared, records)
+    rows = _select_rows(len(prepared.index), records)
     records_key = None if rows is None else (len(rows) if isinstance(records, (int, np.integer)) else rows.tolist())
-    world_env = int(os.environ.get("WORLD_SIZE", "1"))
-    n_used = n_prepared if rows is None else len(rows)
-    if n_used // (cfg.batch_size * world_env) < 1:
-        raise UserError(
-            f"--batch-size {cfg.batch_size} x {world_env} process(es) is larger than the {n_used} records; "
-            f"use a batch of at most {n_used // world_env}"
-        )
-    req = pretrain_request(cfg, modality, transforms, int(seed), prepared.digest, records_key, world_env, amp)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    _check_batch(cfg.batch_size, world, len(prepared.index) if rows is None else len(rows))
+    run = Run(cfg, prepared, out, modality, transforms, int(seed), rows, records_key, prof.name, device, resume,
+              progress, stop_after, amp, started_at)  # fmt: skip
+    req = pretrain_request(cfg, modality, transforms, int(seed), prepared.digest, records_key, world, amp)
     first = int(os.environ.get("RANK", "0")) == 0
     with provenance.lock(out) if first else contextlib.nullcontext():
         if first and _claim(out, req, resume, force, progress, cfg.epochs):
             return out  # finished earlier with this very request
         if not first and (out / "summary.json").is_file() and (provenance.read(out) or {}).get("request") == req:
             return out
-        return _pretrain_claimed(
-            prepared,
-            prepared_dir,
-            out,
-            rows,
-            records_key,
-            req,
-            prof.name,
-            cfg,
-            modality,
-            transforms,
-            int(seed),
-            device,
-            resume,
-            progress,
-            stop_after,
-            amp,
-            started_at,
+        return _run_processes(run)
+
+
+def _check_batch(batch_size: int, world: int, n_records: int) -> None:
+    if n_records // (batch_size * world) < 1:  # drop_last over the global batch of batch_size * world
+        raise UserError(
+            f"--batch-size {batch_size} x {world} process(es) is larger than the {n_records} records; "
+            f"use a batch of at most {n_records // world}"
         )
 
 
@@ -730,8 +759,8 @@ def pretrain_request(
 
 
 def _claim(out: Path, req: dict, resume: bool, force: bool, progress: bool, epochs: int) -> bool:
-    """Make OUT the home of `req` (provenance.claim); True when it already holds this finished run.
-    A half-done run of the same request continues only with --resume."""
+    """Make OUT the home of `req` (provenance.claim); True when it already holds this finished run
+    (which is kept only with --resume). A half-done run is `checkpoint.load`'s to judge."""
     status = provenance.claim(out, req, force=force)
     if status != "same":
         return False
@@ -744,117 +773,82 @@ def _claim(out: Path, req: dict, resume: bool, force: bool, progress: bool, epoc
         if progress:
             print(f"pretrain: {out} already finished ({epochs} epochs); nothing to do")
         return True
-    if (out / "checkpoint.pt").is_file() and not resume:
-        raise UserError(
-            f"--out {out} holds an unfinished pre-training (checkpoint.pt); pass --resume to "
-            f"continue it or choose another --out"
-        )
     return False
 
 
-def _pretrain_claimed(
-    prepared,
-    prepared_dir: Path,
-    out: Path,
-    rows,
-    records_key,
-    req: dict,
-    profile_name: str,
-    cfg: PretrainConfig,
-    modality: str,
-    transforms: str,
-    seed: int,
-    device: str,
-    resume: bool,
-    progress: bool,
-    stop_after,
-    amp: bool,
-    started_at: float,
-) -> Path:
-    """`pretrain` once OUT is claimed and locked: set up the processes, then train."""
-    from .windows import Corpus
-
-    rank, world, device, started_dist = _dist_setup(device)
+def _run_processes(run: Run) -> Path:
+    """`pretrain` once OUT is claimed and locked: join the processes (torchrun), then train."""
+    rank, world, device, started_dist = _dist_setup(run.device)
     try:
         if world > 1:
             dist.barrier()  # rank 0 has claimed OUT before any rank reads it
-        corpus = Corpus.from_prepared(prepared, rows=rows, device=device)
-        n = len(corpus.lengths)
-        b = cfg.batch_size
-        steps = n // (b * world)  # drop_last over the global batch of b * world records
-        if steps < 1:
-            raise UserError(
-                f"--batch-size {b} x {world} process(es) is larger than the {n} records; "
-                f"use a batch of at most {n // world}"
-            )
-        run_cfg = {
-            "modality": modality,
-            "profile": profile_name,
-            "config": as_dict(cfg),
-            "transforms": transforms,
-            "seed": int(seed),
-            "records": records_key,
-            "world_size": world,
-        }
-        return _train(
-            prepared,
-            corpus,
-            out,
-            run_cfg,
-            cfg,
-            modality,
-            transforms,
-            int(seed),
-            rank,
-            world,
-            device,
-            steps,
-            resume,
-            progress,
-            stop_after,
-            amp,
-            started_at,
-            prepared_dir,
-        )
+        return _train(replace(run, rank=rank, world=world, device=device))
     finally:
         if started_dist:
             dist.destroy_process_group()
 
 
-def _train(
-    prepared,
-    corpus,
-    out: Path,
-    run_cfg: dict,
-    cfg: PretrainConfig,
-    modality: str,
-    transforms: str,
-    seed: int,
-    rank: int,
-    world: int,
-    device: str,
-    steps: int,
-    resume: bool,
-    progress: bool,
-    stop_after: int | None,
-    amp: bool,
-    started_at: float,
-    prepared_dir: Path,
-) -> Path:
-    from tqdm import tqdm
+# --- the state of a run: built fresh, or from its checkpoint -----------------------------------
 
-    ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
-    b, n = cfg.batch_size, len(corpus.lengths)
-    L, E = steps, cfg.epochs
-    # Schedules, one entry per iteration (index epoch * L + i, epoch from 0; B8).
-    peak_lr = cfg.base_lr * b * world / 256.0  # linear scaling with the total batch
-    lr_s = cosine_schedule(peak_lr, cfg.min_lr, E, L, warmup_epochs=min(cfg.warmup_epochs, E))
-    wd_s = cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, E, L)
-    mom_s = momentum_schedule(cfg.teacher_momentum, E, L, cfg.teacher_momentum_schedule)
-    temp_s = teacher_temp_schedule(cfg.warmup_teacher_temp, cfg.teacher_temp, cfg.warmup_teacher_temp_epochs, E)
 
-    student = build_student(modality, cfg.out_dim, seed)
-    if world > 1 and device.startswith("cuda"):
+@dataclass(frozen=True)
+class Schedules:
+    """Per-iteration arrays (index it = epoch * steps + i, epoch from 0; B8) and the run's length."""
+
+    lr: np.ndarray
+    wd: np.ndarray
+    momentum: np.ndarray  # teacher EMA momentum
+    teacher_temp: np.ndarray  # per epoch
+    peak_lr: float  # base_lr * total batch / 256
+    steps: int  # optimisation steps per epoch, L
+    limit: int  # optimisation steps of the whole run (fewer in a smoke run)
+
+    @property
+    def last_epoch(self) -> int:
+        """Epochs that run at least one step (cfg.epochs unless a smoke run)."""
+        return -(-self.limit // self.steps)
+
+
+def make_schedules(cfg: PretrainConfig, n_records: int, world: int) -> Schedules:
+    """The schedules of `n_records` records per epoch shared by `world` processes (drop_last over
+    the global batch of batch_size * world records; `pretrain` checked that one step fits)."""
+    E, L = cfg.epochs, n_records // (cfg.batch_size * world)
+    peak_lr = cfg.base_lr * cfg.batch_size * world / 256.0  # linear scaling with the total batch
+    return Schedules(
+        lr=cosine_schedule(peak_lr, cfg.min_lr, E, L, warmup_epochs=min(cfg.warmup_epochs, E)),
+        wd=cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, E, L),
+        momentum=momentum_schedule(cfg.teacher_momentum, E, L, cfg.teacher_momentum_schedule),
+        teacher_temp=teacher_temp_schedule(
+            cfg.warmup_teacher_temp, cfg.teacher_temp, cfg.warmup_teacher_temp_epochs, E
+        ),
+        peak_lr=peak_lr,
+        steps=L,
+        limit=min(cfg.max_steps, E * L) if cfg.max_steps else E * L,
+    )
+
+
+@dataclass
+class State:
+    """What training changes, all of it checkpointed every epoch."""
+
+    student: MultiCropModel
+    teacher: MultiCropModel
+    model: nn.Module  # the student, in DistributedDataParallel across processes
+    loss_fn: DINOLoss
+    optimizer: torch.optim.Optimizer
+    perm_gen: torch.Generator  # record order, the same on every rank (CPU)
+    view_gen: torch.Generator  # windows and views, one stream per rank (on the device)
+    epoch: int = 0  # the next epoch to run (0-based)
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    best_backbone: dict | None = None  # the lowest-loss student backbone (keep="lowest-loss")
+
+
+def build_state(run: Run, sched: Schedules) -> State:
+    """The seeded student, its EMA teacher, the loss with its centre, the optimiser, the generators."""
+    cfg, device = run.cfg, run.device
+    student = build_student(run.modality, cfg.out_dim, run.seed)
+    if run.world > 1 and device.startswith("cuda"):
         # As DINO for BatchNorm networks: batch statistics over the global batch of all GPUs, so
         # K GPUs compute what one GPU would with K times the batch. (gloo on the CPU cannot.)
         student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
@@ -864,199 +858,212 @@ def _train(
         p.requires_grad_(False)
     teacher.train()  # BatchNorm on batch statistics, as DINO
     loss_fn = DINOLoss(
-        cfg.out_dim, cfg.n_global, temp_s, cfg.student_temp, cfg.center_momentum, center_update=cfg.center_update
+        cfg.out_dim, cfg.n_global, sched.teacher_temp, cfg.student_temp, cfg.center_momentum, cfg.center_update
     ).to(device)
     optimizer = make_optimizer(student, cfg.optimizer)
     model = student
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(
-            student, device_ids=[torch.device(device).index] if device.startswith("cuda") else None
-        )
+    if run.world > 1:
+        ids = [torch.device(device).index] if device.startswith("cuda") else None
+        model = nn.parallel.DistributedDataParallel(student, device_ids=ids)
+    view_seed = int(np.random.SeedSequence([run.seed, run.rank]).generate_state(1)[0])
+    return State(
+        student,
+        teacher,
+        model,
+        loss_fn,
+        optimizer,
+        perm_gen=torch.Generator().manual_seed(run.seed),
+        view_gen=torch.Generator(device=device).manual_seed(view_seed),
+    )
 
-    # Randomness: the record order is shared by all ranks (each takes its own share); views are
-    # drawn from a per-rank generator on the device. Both states are checkpointed.
-    perm_gen = torch.Generator().manual_seed(seed)
-    view_seed = int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
-    view_gen = torch.Generator(device=device).manual_seed(view_seed)
-    mean = torch.as_tensor(np.asarray(prepared.mean), dtype=torch.float32, device=device)
-    std = torch.as_tensor(np.asarray(prepared.std), dtype=torch.float32, device=device)
 
-    start_epoch, best_loss, best_epoch, best_backbone = 0, math.inf, -1, None
-    if resume and ckpt_path.is_file():
-        ck = provenance.load_checkpoint(ckpt_path)  # tensors and plain values only, never code
-        changed = sorted(k for k in run_cfg if k != "profile" and ck["run"].get(k) != run_cfg[k])
-        if changed:
-            raise UserError(
-                f"--resume: {ckpt_path} was written with different settings ({', '.join(changed)}); "
-                f"resume with the same settings or choose another --out"
-            )
-        student.load_state_dict(ck["student"])
-        teacher.load_state_dict(ck["teacher"])
-        optimizer.load_state_dict(ck["optimizer"])
-        loss_fn.load_state_dict(ck["loss"])
-        perm_gen.set_state(ck["perm_rng"])
-        view_gen.set_state(ck["view_rng"][rank])
-        start_epoch, best_loss, best_epoch = ck["epoch"], ck["best_loss"], ck["best_epoch"]
-        best_backbone = ck.get("best_backbone")
-    elif resume and progress and rank == 0:
-        print(f"pretrain: no checkpoint in {out}; starting from epoch 0")
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    log_rows = _read_log(log_path, start_epoch) if rank == 0 else []
+def restore_checkpoint(run: Run, st: State) -> None:
+    """Load OUT/checkpoint.pt into `st` when resuming (the rule of `checkpoint.load`; the
+    profile's name is not compared, its settings are)."""
+    must_match = {k: v for k, v in run.settings().items() if k != "profile"}
+    ck = checkpoint.load(run.out / checkpoint.NAME, run.resume, must_match)
+    if ck is None:
+        if run.resume and run.progress and run.rank == 0:
+            print(f"pretrain: no checkpoint in {run.out}; starting from epoch 0")
+        return
+    st.student.load_state_dict(ck["student"])
+    st.teacher.load_state_dict(ck["teacher"])
+    st.optimizer.load_state_dict(ck["optimizer"])
+    st.loss_fn.load_state_dict(ck["loss"])
+    st.perm_gen.set_state(ck["perm_rng"])
+    st.view_gen.set_state(ck["view_rng"][run.rank])
+    st.epoch, st.best_loss, st.best_epoch = ck["epoch"], ck["best_loss"], ck["best_epoch"]
+    st.best_backbone = ck.get("best_backbone")
 
-    limit = min(cfg.max_steps, E * L) if cfg.max_steps else E * L  # optimisation steps of the whole run
-    last_epoch = -(-limit // L)  # epochs that run at least one step (E unless a smoke run)
-    end_epoch = last_epoch if stop_after is None else min(last_epoch, start_epoch + stop_after)
-    for epoch in range(start_epoch, end_epoch):
-        t_epoch = time.perf_counter()
-        perm = torch.randperm(n, generator=perm_gen)  # (n,) the same on every rank
-        sums = torch.zeros(3, device=device)  # loss, teacher entropy, embedding std
-        views_time = model_time = 0.0
-        n_steps = min(L, limit - epoch * L)  # L, but fewer in the last epoch of a smoke run
-        bar = tqdm(
-            range(n_steps), desc=f"pretrain {modality} {epoch + 1}/{E}", disable=not progress or rank != 0, leave=False
-        )
-        for i in bar:
-            it = epoch * L + i
-            t0 = time.perf_counter()
-            rec = perm[(i * world + rank) * b : (i * world + rank + 1) * b].to(device)  # (B,) this rank's share
-            views = make_views(
-                corpus,
-                rec,
-                modality,
-                mean,
-                std,
-                transforms,
-                cfg.n_global,
-                cfg.n_local,
-                view_gen,
-                released_fc=cfg.freq_cutout == "discarded",
-            )
-            _sync(device)
-            t1 = time.perf_counter()
-            stats = train_step(
-                model,
-                teacher,
-                loss_fn,
-                optimizer,
-                views,
-                epoch,
-                float(lr_s[it]),
-                float(wd_s[it]),
-                float(mom_s[it]),
-                cfg.clip_grad,
-                cfg.freeze_last_layer_epochs,
-                amp,
-            )
-            sums += torch.stack([stats["loss"], stats["teacher_entropy"], stats["embedding_std"]])
-            _sync(device)
-            views_time += t1 - t0
-            model_time += time.perf_counter() - t1
-            if progress and rank == 0:
-                bar.set_postfix(loss=f"{stats['loss'].item():.4f}")
-        loss, entropy, emb_std = (_mean_over_ranks(sums / n_steps)).tolist()
-        _average_buffers(student)
-        _average_buffers(teacher)
-        if loss < best_loss:
-            best_loss, best_epoch = loss, epoch
-            if cfg.keep == "lowest-loss":
-                best_backbone = {k: v.detach().cpu().clone() for k, v in student.backbone.state_dict().items()}
-        view_states = _gather(view_gen.get_state())
-        sl = slice(epoch * L, epoch * L + n_steps)
-        row = {
-            "epoch": epoch,
-            "loss": loss,
-            "lr": float(lr_s[sl].mean()),
-            "wd": float(wd_s[sl].mean()),
-            "teacher_temp": float(temp_s[epoch]),
-            "teacher_momentum": float(mom_s[sl].mean()),
-            "teacher_entropy": entropy,
-            "embedding_std": emb_std,
-            "time_s": time.perf_counter() - t_epoch,
-            "views_time_s": views_time,
-            "model_time_s": model_time,
-        }
-        if rank == 0:
-            ck = {
-                "run": run_cfg,
-                "epoch": epoch + 1,
-                "student": student.state_dict(),
-                "teacher": teacher.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "loss": loss_fn.state_dict(),
-                "perm_rng": perm_gen.get_state(),
-                "view_rng": view_states,
-                "best_loss": best_loss,
-                "best_epoch": best_epoch,
-                "best_backbone": best_backbone,
-            }
-            _atomic(ckpt_path, lambda tmp: torch.save(ck, tmp))
-            log_rows.append(row)
+
+def save_checkpoint(run: Run, st: State, view_states: list[torch.Tensor]) -> None:
+    """Write OUT/checkpoint.pt after epoch st.epoch - 1 (rank 0; `view_states` of every rank)."""
+    state = {
+        "run": run.settings(),
+        "epoch": st.epoch,
+        "student": st.student.state_dict(),
+        "teacher": st.teacher.state_dict(),
+        "optimizer": st.optimizer.state_dict(),
+        "loss": st.loss_fn.state_dict(),
+        "perm_rng": st.perm_gen.get_state(),
+        "view_rng": view_states,
+        "best_loss": st.best_loss,
+        "best_epoch": st.best_epoch,
+        "best_backbone": st.best_backbone,
+    }
+    checkpoint.save(run.out / checkpoint.NAME, state)
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+def train_one_epoch(
+    run: Run, st: State, sched: Schedules, corpus: Corpus, mean: torch.Tensor, std: torch.Tensor
+) -> dict:
+    """Epoch st.epoch: each step takes this rank's share of the shuffled records, one random window
+    each, its views, and one `train_step`. Returns the log row (figures averaged over the ranks)."""
+    cfg, device, epoch, L = run.cfg, run.device, st.epoch, sched.steps
+    t_epoch = time.perf_counter()
+    perm = torch.randperm(len(corpus.lengths), generator=st.perm_gen)  # (n,) the same on every rank
+    sums = torch.zeros(3, device=device)  # loss, teacher entropy, embedding std
+    views_time = model_time = 0.0
+    n_steps = min(L, sched.limit - epoch * L)  # L, but fewer in the last epoch of a smoke run
+    shown = run.progress and run.rank == 0
+    bar = tqdm(range(n_steps), desc=f"pretrain {run.modality} {epoch + 1}/{cfg.epochs}", disable=not shown, leave=False)
+    b = cfg.batch_size
+    for i in bar:
+        it = epoch * L + i
+        t0 = time.perf_counter()
+        first = (i * run.world + run.rank) * b
+        rec = perm[first : first + b].to(device)  # (B,) this rank's share of step i
+        views = make_views(corpus, rec, run.modality, mean, std, run.transforms, cfg.n_global, cfg.n_local,
+                           st.view_gen, released_fc=cfg.freq_cutout == "discarded")  # fmt: skip
+        _sync(device)
+        t1 = time.perf_counter()
+        stats = train_step(st.model, st.teacher, st.loss_fn, st.optimizer, views, epoch, float(sched.lr[it]),
+                           float(sched.wd[it]), float(sched.momentum[it]), cfg.clip_grad,
+                           cfg.freeze_last_layer_epochs, run.amp)  # fmt: skip
+        sums += torch.stack([stats["loss"], stats["teacher_entropy"], stats["embedding_std"]])
+        _sync(device)
+        views_time += t1 - t0
+        model_time += time.perf_counter() - t1
+        if shown:
+            bar.set_postfix(loss=f"{stats['loss'].item():.4f}")
+    loss, entropy, emb_std = (_mean_over_ranks(sums / n_steps)).tolist()
+    sl = slice(epoch * L, epoch * L + n_steps)
+    return {
+        "epoch": epoch,
+        "loss": loss,
+        "lr": float(sched.lr[sl].mean()),
+        "wd": float(sched.wd[sl].mean()),
+        "teacher_temp": float(sched.teacher_temp[epoch]),
+        "teacher_momentum": float(sched.momentum[sl].mean()),
+        "teacher_entropy": entropy,
+        "embedding_std": emb_std,
+        "time_s": time.perf_counter() - t_epoch,
+        "views_time_s": views_time,
+        "model_time_s": model_time,
+    }
+
+
+def _train(run: Run) -> Path:
+    """The DINO loop of this process: per epoch, train_one_epoch, then (rank 0) the checkpoint,
+    then the log row; when the run is complete, the backbone and summary.json."""
+    from .windows import Corpus
+
+    corpus = Corpus.from_prepared(run.prepared, rows=run.rows, device=run.device)
+    sched = make_schedules(run.cfg, len(corpus.lengths), run.world)
+    st = build_state(run, sched)
+    restore_checkpoint(run, st)
+    mean = torch.as_tensor(np.asarray(run.prepared.mean), dtype=torch.float32, device=run.device)
+    std = torch.as_tensor(np.asarray(run.prepared.std), dtype=torch.float32, device=run.device)
+    log_path = run.out / "log.csv"
+    if run.rank == 0:
+        run.out.mkdir(parents=True, exist_ok=True)
+    log_rows = _read_log(log_path, st.epoch) if run.rank == 0 else []
+    end_epoch = sched.last_epoch if run.stop_after is None else min(sched.last_epoch, st.epoch + run.stop_after)
+    while st.epoch < end_epoch:
+        row = train_one_epoch(run, st, sched, corpus, mean, std)
+        _average_buffers(st.student)
+        _average_buffers(st.teacher)
+        if row["loss"] < st.best_loss:
+            st.best_loss, st.best_epoch = row["loss"], st.epoch
+            if run.cfg.keep == "lowest-loss":
+                st.best_backbone = {k: v.detach().cpu().clone() for k, v in st.student.backbone.state_dict().items()}
+        st.epoch += 1
+        view_states = _gather(st.view_gen.get_state())
+        if run.rank == 0:
+            save_checkpoint(run, st, view_states)
+            log_rows.append(row)  # after the checkpoint: the log never shows an epoch a resume runs again
             _write_log(log_path, log_rows)
-            if progress:
-                print(
-                    f"pretrain {modality} epoch {epoch + 1}/{E}: loss {loss:.4f}, teacher entropy {entropy:.3f}, "
-                    f"embedding std {emb_std:.4f}, {row['time_s']:.1f} s"
-                )
-        if world > 1:
+            _print_epoch(run, row)
+        if run.world > 1:
             dist.barrier()  # the checkpoint is complete before any rank goes on
-
-    if end_epoch < last_epoch:
-        return out
-    if rank == 0:
-        state = (
-            best_backbone
-            if cfg.keep == "lowest-loss"
-            else {k: v.detach().cpu() for k, v in student.backbone.state_dict().items()}
-        )
-        _atomic(out / "backbone.pt", lambda tmp: torch.save(state, tmp))
-        final = float(log_rows[-1]["loss"]) if log_rows else math.nan
-        write_json_atomic(
-            out / "summary.json",
-            {
-                **run_cfg,
-                "epochs": E,
-                "smoke": bool(cfg.max_steps),
-                "steps": limit,  # a smoke run is never a result
-                "batch_size_per_process": b,
-                "steps_per_epoch": L,
-                "peak_lr": peak_lr,
-                "data": {
-                    "prepared": str(prepared_dir),
-                    "n_prepared": len(prepared.index),
-                    "n_records": n,
-                    "records_per_epoch": L * b * world,
-                    "folds": "all (transductive, as the released code: book Deviations, B13)",
-                    "window_samples": WINDOW,
-                    "crops_per_record_per_epoch": 1,
-                },
-                "final_loss": final,
-                "best_loss": best_loss,
-                "best_epoch": best_epoch,
-                "kept": cfg.keep,
-                "kept_epoch": best_epoch if cfg.keep == "lowest-loss" else last_epoch - 1,
-                "final_teacher_entropy": float(log_rows[-1]["teacher_entropy"]) if log_rows else math.nan,
-                "final_embedding_std": float(log_rows[-1]["embedding_std"]) if log_rows else math.nan,
-                "wall_time_s": time.perf_counter() - started_at,
-                "device": device
-                if not device.startswith("cuda")
-                else f"{device} ({torch.cuda.get_device_name(device)})",
-                "amp": amp,
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-                "provenance": provenance.read(out),
-            },
-        )
-    if world > 1:
+    if end_epoch < sched.last_epoch:
+        return run.out
+    if run.rank == 0:
+        _write_final(run, st, sched, log_rows, len(corpus.lengths))
+    if run.world > 1:
         dist.barrier()
-    return out
+    return run.out
+
+
+def _print_epoch(run: Run, row: dict) -> None:
+    if run.progress:
+        print(
+            f"pretrain {run.modality} epoch {row['epoch'] + 1}/{run.cfg.epochs}: loss {row['loss']:.4f}, "
+            f"teacher entropy {row['teacher_entropy']:.3f}, embedding std {row['embedding_std']:.4f}, "
+            f"{row['time_s']:.1f} s"
+        )
+
+
+def _write_final(run: Run, st: State, sched: Schedules, log_rows: list[dict], n: int) -> None:
+    """OUT/backbone.pt (the kept student backbone), then OUT/summary.json."""
+    cfg, device = run.cfg, run.device
+    if cfg.keep == "lowest-loss":
+        state = st.best_backbone
+    else:
+        state = {k: v.detach().cpu() for k, v in st.student.backbone.state_dict().items()}
+    atomic_write(run.out / "backbone.pt", lambda tmp: torch.save(state, tmp))
+    last = log_rows[-1] if log_rows else {}
+    summary = {
+        **run.settings(),
+        "epochs": cfg.epochs,
+        "smoke": bool(cfg.max_steps),
+        "steps": sched.limit,  # a smoke run is never a result
+        "batch_size_per_process": cfg.batch_size,
+        "steps_per_epoch": sched.steps,
+        "peak_lr": sched.peak_lr,
+        "data": {
+            "prepared": str(run.prepared.path),
+            "n_prepared": len(run.prepared.index),
+            "n_records": n,
+            "records_per_epoch": sched.steps * cfg.batch_size * run.world,
+            "folds": "all (transductive, as the released code: book Deviations, B13)",
+            "window_samples": WINDOW,
+            "crops_per_record_per_epoch": 1,
+        },
+        "final_loss": float(last["loss"]) if last else math.nan,
+        "best_loss": st.best_loss,
+        "best_epoch": st.best_epoch,
+        "kept": cfg.keep,
+        "kept_epoch": st.best_epoch if cfg.keep == "lowest-loss" else sched.last_epoch - 1,
+        "final_teacher_entropy": float(last["teacher_entropy"]) if last else math.nan,
+        "final_embedding_std": float(last["embedding_std"]) if last else math.nan,
+        "wall_time_s": time.perf_counter() - run.started_at,
+        "device": device if not device.startswith("cuda") else f"{device} ({torch.cuda.get_device_name(device)})",
+        "amp": run.amp,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "provenance": provenance.read(run.out),
+    }
+    write_json_atomic(run.out / "summary.json", summary)
 
 
 # --- command line ------------------------------------------------------------------------------
 
 
-def cli(argv: list[str]) -> int:
-    """`python -m ecgssl_nb pretrain --modality {time,spec} --prepared DIR --out OUT ...`."""
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ecgssl_nb pretrain",
         description="DINO self-distillation pre-training of one backbone (paper Sec. II-B).",
@@ -1095,7 +1102,12 @@ def cli(argv: list[str]) -> int:
         help="corrected (default), released, or released departures like B7,B10 (see `recipes`); "
         "--keep and --set win over it",
     )
-    a = p.parse_args(argv)
+    return p
+
+
+def cli(argv: list[str]) -> int:
+    """`python -m ecgssl_nb pretrain --modality {time,spec} --prepared DIR --out OUT ...`."""
+    a = _parser().parse_args(argv)
     check_modality(a.modality)
     from .recipes import parse_recipe, pretrain_overrides
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+from ecgssl_nb import checkpoint
 from ecgssl_nb import finetune as ft
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.config import SETUPS, get_profile
@@ -229,6 +230,10 @@ def test_a_run_killed_mid_epoch_leaves_no_result_and_resumes_to_the_uninterrupte
     assert list(pd.read_csv(out / "log.csv")["epoch"]) == [1]
     with pytest.raises(UserError, match="different request: seed: 0 -> 1"):
         _run("t", prepared_dir, out, epochs=2, seed=1, resume=True)
+    before = (out / "checkpoint.pt").read_bytes()
+    with pytest.raises(UserError, match=r"unfinished run \(.*checkpoint\.pt\); pass --resume .* or remove"):
+        _run("t", prepared_dir, out, epochs=2)  # the one rule of both stages: never silently start over
+    assert (out / "checkpoint.pt").read_bytes() == before
 
     monkeypatch.setattr(ft, "train_step", real)
     resumed = _run("t", prepared_dir, out, epochs=2, resume=True)
@@ -244,14 +249,14 @@ def test_a_run_killed_mid_epoch_leaves_no_result_and_resumes_to_the_uninterrupte
 def test_a_run_killed_while_checkpointing_leaves_no_log_row_that_the_resume_runs_again(
     prepared_dir, tmp_path, monkeypatch
 ):
-    real = ft._atomic
+    real = checkpoint.atomic_write
 
     def dies_writing_the_checkpoint(path, write):
         if path.name == "checkpoint.pt":
             raise KeyboardInterrupt("killed")
         return real(path, write)
 
-    monkeypatch.setattr(ft, "_atomic", dies_writing_the_checkpoint)
+    monkeypatch.setattr(checkpoint, "atomic_write", dies_writing_the_checkpoint)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         _run("t", prepared_dir, out, epochs=2)

@@ -353,8 +353,10 @@ def test_resumed_run_ends_exactly_where_the_uninterrupted_run_ends(prepared, run
     out = tmp_path / "time"
     selfkd.pretrain(prepared, out, stop_after=1, **RUN)
     assert not (out / "backbone.pt").exists() and len(read_log(out)) == 1
-    with pytest.raises(UserError, match="unfinished"):
-        selfkd.pretrain(prepared, out, **RUN)  # no silent restart over a half-done run
+    before = (out / "checkpoint.pt").read_bytes()
+    with pytest.raises(UserError, match=r"unfinished run \(.*checkpoint\.pt\); pass --resume .* or remove"):
+        selfkd.pretrain(prepared, out, **RUN)  # the one rule of both stages: no silent restart over a half-done run
+    assert (out / "checkpoint.pt").read_bytes() == before and len(read_log(out)) == 1
     selfkd.pretrain(prepared, out, resume=True, **RUN)
     a = torch.load(run3 / "checkpoint.pt", weights_only=True)
     b = torch.load(out / "checkpoint.pt", weights_only=True)
@@ -460,7 +462,9 @@ def test_a_folder_that_is_not_prepared_is_refused(tmp_path):
     with pytest.raises(UserError, match="--prepared .* does not exist"):
         selfkd.pretrain(tmp_path / "nowhere", tmp_path / "out", "time")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="not a prepared folder: index.csv"):
+    with pytest.raises(
+        UserError, match="--prepared .* not a prepared folder: signals.npy, index.csv, stats.json missing"
+    ):
         selfkd.pretrain(tmp_path / "empty", tmp_path / "out", "time")
 
 
