@@ -66,6 +66,7 @@ from .config import (
     resolve_device,
 )
 from .errors import UserError
+from .prepare import load_prepared
 from .results import write_json_atomic  # strict JSON: a NaN loss is written as null
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
 
@@ -643,16 +644,6 @@ def _resolve_config(cfg: PretrainConfig, epochs, batch_size, keep, overrides, ma
     return cfg
 
 
-def _open_prepared(prepared_dir: str | Path):
-    """`prepare.load_prepared`, its UserError naming the --prepared parameter."""
-    from .prepare import load_prepared
-
-    try:
-        return load_prepared(prepared_dir)
-    except UserError as exc:
-        raise UserError(f"--prepared {exc}") from None
-
-
 def pretrain(
     prepared_dir: str | Path,
     out: str | Path,
@@ -707,7 +698,7 @@ def pretrain(
     device = resolve_device(device)
     if amp and not device.startswith("cuda"):
         raise UserError("--amp (bf16 autocast) is for CUDA devices only; drop it on the CPU")
-    prepared = _open_prepared(prepared_dir)
+    prepared = load_prepared(prepared_dir)  # the one check: exists, finished, consistent
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")

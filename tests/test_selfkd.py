@@ -463,7 +463,7 @@ def test_a_folder_that_is_not_prepared_is_refused(tmp_path):
         selfkd.pretrain(tmp_path / "nowhere", tmp_path / "out", "time")
     (tmp_path / "empty").mkdir()
     with pytest.raises(
-        UserError, match="--prepared .* not a prepared folder: signals.npy, index.csv, stats.json missing"
+        UserError, match="--prepared .* not a prepared folder: index.csv, signals.npy, stats.json missing"
     ):
         selfkd.pretrain(tmp_path / "empty", tmp_path / "out", "time")
 
