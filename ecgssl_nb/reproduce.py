@@ -1125,7 +1125,7 @@ class _Manifest:
 STUDY_CONFIG = "study"  # RUNS/<profile>/jobs/study.json: the resolved study a notebook job runs
 
 
-def write_study_config(runs: Path, prof: Profile, seed: int) -> Path:
+def write_study_config(runs: str | Path, prof: Profile, seed: int) -> Path:
     """RUNS/<profile>/jobs/study.json: the resolved profile (recipe, `--set` items and smoke limit
     applied) and the training seed, so that a job run as a notebook (`config` parameter) plans
     exactly the runs `reproduce` planned, even for a customised profile."""
@@ -1186,7 +1186,7 @@ class Target:
     pretrain: Path
     profile: Profile
     seed: int
-    statuses: dict
+    statuses: dict[str, str]  # job name -> done, skipped, failed or blocked
 
 
 LOCK_WAIT_S = 2 * 24 * 3600.0  # the longest a run waits for another process that holds a folder it needs (s)
