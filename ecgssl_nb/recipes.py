@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import FinetuneConfig, PretrainConfig, Profile
+from .config import FinetuneConfig, PretrainConfig, Profile, is_ssl, setup_modalities
 from .errors import UserError
 
 __all__ = [
@@ -316,12 +316,12 @@ def pretrain_overrides(keys) -> dict[str, object]:
 def affected_setups(keys, setups) -> tuple[str, ...]:
     """The setups of `setups` whose fine-tuning the recipe changes (the others would repeat the
     corrected runs exactly): all for prepare or B14 departures; the ssl- setups for pre-training
-    departures; ssl-tsc and ssl-tsg for B6."""
+    departures; the ssl- fusions (ssl-tsc, ssl-tsg) for B6."""
     keys = _ordered(keys)
     if not keys or any(DEPARTURES[k].stage == "prepare" or k == "B14" for k in keys):
         return tuple(setups)
     pre = any(DEPARTURES[k].stage == "pretrain" for k in keys)
-    return tuple(s for s in setups if s.startswith("ssl-") and (pre or s in ("ssl-tsc", "ssl-tsg")))
+    return tuple(s for s in setups if is_ssl(s) and (pre or len(setup_modalities(s)) == 2))  # B6: the fusions
 
 
 def reported_protocol(keys) -> str:

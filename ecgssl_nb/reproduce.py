@@ -1,6 +1,9 @@
 """`python -m ecgssl_nb reproduce`: the whole study in one command, resumable, run by run.
 
-Steps, in order:
+The study is planned, then run: `plan(...)` returns every job as data (a `Job`: the command,
+the keyword arguments of its function, what it needs) without writing or running anything;
+`run_jobs` runs the same spec in this process, as a `python -m ecgssl_nb` subprocess or as its
+chapter notebook; `write_tables` makes the tables. Steps, in order:
 
 1. Data. For the tiny profile without --data-dir, the synthetic fixture is written
    (`profile.fixture_records` records; kept when a complete one is there). Then `prepare` runs,
@@ -32,9 +35,11 @@ released recipe's departure B14 (`recipes`), so its runs and tables live below
 One run at a time (the notebooks' way in). `ensure_finetune(profile, runs, setup, fold, ...)` and
 `ensure_pretrain(profile, runs, modality, ...)` compute exactly one run and whatever it needs and is
 missing (the fixture, prepare, the pre-trainings its setup uses), through the same planning code
-(`_plan`), job specs and provenance rules as the study, skipping finished work; they return a
-`Target` (the run's folder, the prepared folder, the resolved profile). Notebooks 03 and 04 call
-them, so one papermill job per fold is a way to run the study, on one device or several:
+(`plan`), job specs and provenance rules as the study, skipping finished work; they return a
+`Target` (the run's folder, the prepared folder, the resolved profile). A folder that another
+process is writing (two folds that need the same missing pre-training) is waited for, at most
+`LOCK_WAIT_S`, then reused. Notebooks 03 and 04 call them, so one papermill job per fold is a way
+to run the study, on one device or several:
 
     jupytext --to ipynb -o - notebooks/04_finetune.py | papermill - out/04_ssl-tsg_fold3.ipynb \
         --cwd notebooks -p profile paper -p data /data/challenge2020 -p runs /scratch/runs \
@@ -48,7 +53,9 @@ is kept as `<run folder>/notebook.ipynb`; a finished run without one runs its no
 only shows it. With several devices each worker runs one notebook process at a time.
 
 `manifest.json` records what ran, when, with which versions and devices, and the wall time of
-each step. It is rewritten after every step, so an interrupted study still shows how far it got.
+each step and run (s); `wall_s` is the study's total over every call (`call_wall_s` the last
+call's), and a run skipped now keeps the wall time measured when it ran. It is rewritten after
+every step, so an interrupted study still shows how far it got.
 The folder layout is in `paths`.
 
 Provenance. Every run's folder holds `provenance.json` (`provenance`): its request = the resolved
@@ -76,9 +83,10 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -87,6 +95,7 @@ import torch
 from . import notebook_jobs, paths, provenance
 from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, parse_recipe, recipe_spec, stage_runs
 from .config import (
+    MODALITIES,
     SETUPS,
     N_FOLDS,
     FinetuneConfig,
@@ -98,8 +107,11 @@ from .config import (
     check_modality,
     check_setup,
     get_profile,
+    is_ssl,
     parse_folds,
     resolve_device,
+    setup_family,
+    setup_modalities,
 )
 from .errors import UserError
 
@@ -115,6 +127,11 @@ __all__ = [
     "ensure_finetune",
     "Target",
     "resolve_study",
+    "plan",
+    "Plan",
+    "run_jobs",
+    "write_study_config",
+    "read_study_config",
 ]
 
 
@@ -132,7 +149,7 @@ class RunsFailed(Exception):
 # --- arguments ---------------------------------------------------------------------------------
 
 
-def parse_setups(setups) -> tuple[str, ...]:
+def parse_setups(setups: str | Sequence[str] | None) -> tuple[str, ...]:
     """'all' -> every setup; 't,tsg' or a list -> those, in the paper's order."""
     if setups is None or setups == "all":
         return SETUPS
@@ -145,7 +162,7 @@ def parse_setups(setups) -> tuple[str, ...]:
     return tuple(s for s in SETUPS if s in items)
 
 
-def parse_devices(devices, profile: Profile) -> list[str]:
+def parse_devices(devices: str | Sequence[str] | None, profile: Profile) -> list[str]:
     """'0,1' -> ['cuda:0', 'cuda:1']; 'cpu' -> ['cpu']; 'cpu,cpu' -> two CPU workers; None -> every
     visible GPU for the paper profile (UserError when there is none), the profile's device
     otherwise. One worker per entry runs one run at a time."""
@@ -188,27 +205,31 @@ def _folds(folds, default: tuple) -> tuple[int, ...]:
     return tuple(dict.fromkeys(out))
 
 
-# --- jobs --------------------------------------------------------------------------------------
+# --- jobs: one spec, run in this process, as a subprocess or as a notebook ----------------------
+
+
+_FLAGS = {"prepared_dir": "--prepared"}  # keyword argument -> command-line flag, where the names differ
 
 
 @dataclass
 class Job:
-    """One unit of work: a pre-training or a fine-tuning, runnable in-process or as a command."""
+    """One unit of work as data: a `python -m ecgssl_nb` command (`kind`) and the keyword
+    arguments of its function (`args`, without the device), so that it runs the same in this
+    process (`call`), as a subprocess (`argv`) and as its chapter notebook (`notebook`)."""
 
-    kind: str  # "pretrain" or "finetune"
+    kind: str  # "fixture", "prepare", "pretrain" or "finetune"
     name: str  # e.g. "finetune ssl-tsg fold 3", "pretrain time-gn"
     folder: Path
-    run: Callable[[str], object]  # in-process: run(device)
-    argv: Callable[[str], list[str]]  # subprocess: argv(device) after `python -m ecgssl_nb`
-    needs: list = field(default_factory=list)  # Jobs that must have succeeded (or been done before)
+    args: dict = field(default_factory=dict)  # selfkd.pretrain / finetune.finetune keyword arguments
+    needs: list[Job] = field(default_factory=list)  # jobs that must have succeeded (or been done before)
+    log: Path | None = None  # subprocess output (default: beside the folder, <folder>.run.log)
+    config_file: Path | None = None  # where a subprocess's --config (args["config"]) is written
+    notebook: dict | None = None  # papermill parameters of its chapter, without the device
     status: str = "todo"  # todo, skipped (done before), done, failed, blocked
     reason: str = ""
     wall_s: float = 0.0
     device: str = ""
-    request: Callable[[], dict] | None = None  # the provenance request this run must match to be reused
-    log: Path | None = None  # subprocess output (default: beside the folder, <folder>.run.log)
-    replaced: list = field(default_factory=list)  # why an earlier folder was moved aside (differences)
-    notebook: Callable[[str], dict] | None = None  # as a notebook: notebook(device) -> papermill parameters
+    replaced: list[str] = field(default_factory=list)  # why an earlier folder was moved aside (differences)
 
     @property
     def record(self) -> Path:
@@ -220,24 +241,84 @@ class Job:
             return (self.folder / "result.json").is_file()
         return (self.folder / "backbone.pt").is_file() and (self.folder / "summary.json").is_file()
 
+    def request(self) -> dict | None:
+        """The provenance request this run must match to be reused (read off the prepared folder
+        and the backbone files, so only once they exist); None: reused when its files are there."""
+        from .prepare import load_prepared
+
+        a = self.args
+        if self.kind == "pretrain":
+            from .selfkd import pretrain_request
+
+            digest = load_prepared(a["prepared_dir"]).digest
+            return pretrain_request(a["config"], a["modality"], a["transforms"], a["seed"], digest)
+        if self.kind != "finetune":
+            return None
+        from . import finetune as ft
+
+        prep, cfg, setup, fold = load_prepared(a["prepared"]), a["config"], a["setup"], a["fold"]
+        n_folds = int(prep.stats.get("n_folds", int(prep.index["fold"].max()) + 1))
+        inner = ft.inner_fold(fold, n_folds, cfg.protocol)
+        files = ft.resolve_pretrained(setup, a["pretrained"])
+        epochs = cfg.epochs[setup_family(setup)]
+        return ft.finetune_request(cfg, setup, fold, inner, epochs, cfg.protocol, a["seed"], prep.digest, files)
+
     def done_before(self) -> bool:
         """Finished earlier with the request asked now. A folder made by another request is not:
         its differences go to `replaced` (the run moves it aside and runs again)."""
         if not self.finished_files():
             return False
-        if self.request is None:
-            return True
         try:
-            rec = provenance.read(self.folder)
             want = self.request()
+            rec = provenance.read(self.folder) if want is not None else None
         except UserError as exc:  # unreadable record, or an input (a backbone) missing
             self.replaced = [str(exc)]
             return False
+        if want is None:
+            return True
         if rec is None:
             self.replaced = ["it has no provenance.json"]
             return False
         self.replaced = provenance.differences(rec["request"], want)
         return not self.replaced
+
+    def call(self, device: str) -> object:
+        """Run a pre-training or fine-tuning job in this process on `device`."""
+        if self.kind == "pretrain":
+            from . import selfkd
+
+            return selfkd.pretrain(**self.args, device=device)
+        from . import finetune as ft
+
+        return ft.finetune(**self.args, device=device)
+
+    def argv(self, device: str) -> list[str]:
+        """The command line after `python -m ecgssl_nb` that runs this job on `device`: each
+        keyword argument as its flag, the config written to `config_file` (resolved settings,
+        never a profile name), a Profile as --profile and --recipe, a dict as --KEY-<key> items."""
+        out = [self.kind]
+        on_device = {"device": device} if self.kind in ("pretrain", "finetune") else {}  # (fixture, prepare: none)
+        for key, value in {**self.args, **on_device}.items():
+            flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
+            if key == "progress":
+                out.append("--no-progress")  # the output goes to a log
+            elif key == "config":
+                out += [flag, str(_write_json(self.config_file, as_dict(value)))]
+            elif isinstance(value, Profile):
+                out += [flag, value.name, "--recipe", recipe_spec(value.departures)]
+            elif isinstance(value, dict):
+                out += [arg for m, p in value.items() for arg in (f"{flag}-{m}", str(p))]
+            elif value is True:
+                out.append(flag)
+            elif value is not None and value is not False:
+                out += [flag, str(value)]
+        return out
+
+
+def _write_json(path: Path, data: dict) -> Path:
+    from .results import write_json_atomic
+
+    return write_json_atomic(path, data)
 
 
 def _write_error(folder: Path, text: str) -> None:
@@ -254,86 +335,83 @@ def _drop_own_notes(folder: Path) -> None:
         (folder / "error.txt").unlink(missing_ok=True)
 
 
+def _succeeded(job: Job) -> None:
+    job.status = "done"
+    (job.folder / "error.txt").unlink(missing_ok=True)  # an earlier failure of this run, now fixed
+
+
+def _failed(job: Job, reason: str, text: str) -> None:
+    """A failing run must not lose the others: its reason and its traceback (error.txt) are kept."""
+    job.status, job.reason = "failed", reason[:300]
+    job.folder.mkdir(parents=True, exist_ok=True)
+    _write_error(job.folder, text)
+
+
+def _log_path(job: Job) -> Path:
+    return job.log or job.folder.with_name(f"{job.folder.name}.run.log")  # not inside: the run claims its folder
+
+
 def _run_inprocess(job: Job, device: str) -> None:
-    t0 = time.perf_counter()
-    job.device = device
     try:
-        job.run(device)
-        job.status = "done"
-        err = job.folder / "error.txt"
-        if err.is_file():
-            err.unlink()  # an earlier failure of this run, now fixed
+        job.call(device)
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # a failing run must not lose the others
-        job.status, job.reason = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-        _write_error(job.folder, traceback.format_exc())
-    job.wall_s = time.perf_counter() - t0
+    except Exception as exc:
+        return _failed(job, f"{type(exc).__name__}: {exc}".splitlines()[0], traceback.format_exc())
+    _succeeded(job)
 
 
 def _run_subprocess(job: Job, device: str) -> None:
-    t0 = time.perf_counter()
-    job.device = device
     cmd = [sys.executable, "-m", "ecgssl_nb", *job.argv(device)]
-    log = job.log or job.folder.with_name(f"{job.folder.name}.run.log")  # not inside: the run claims its folder
+    log = _log_path(job)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as fh:
         fh.write(" ".join(cmd) + "\n")
         fh.flush()
         rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT).returncode
     if rc == 0:
-        job.status = "done"
-        err = job.folder / "error.txt"
-        if err.is_file():
-            err.unlink()
-    else:
-        tail = log.read_text(errors="replace").splitlines()[-60:]
-        last = next((ln for ln in reversed(tail) if ln.strip()), "")
-        job.status, job.reason = "failed", f"exit status {rc}: {last.strip()[:300]}"
-        job.folder.mkdir(parents=True, exist_ok=True)
-        _write_error(job.folder, f"$ {' '.join(cmd)}\nexit status {rc}\n\n" + "\n".join(tail) + "\n")
-    job.wall_s = time.perf_counter() - t0
+        return _succeeded(job)
+    tail = log.read_text(errors="replace").splitlines()[-60:]
+    last = next((ln for ln in reversed(tail) if ln.strip()), "")
+    _failed(
+        job, f"exit status {rc}: {last.strip()}", f"$ {' '.join(cmd)}\nexit status {rc}\n\n" + "\n".join(tail) + "\n"
+    )
 
 
-def _run_notebook(job: Job, device: str, subprocess_: bool) -> None:
+def _run_notebook(job: Job, device: str, in_child: bool) -> None:
     """Run `job` as its chapter notebook (`notebook_jobs.CHAPTERS`) through papermill with the job's
     parameters; the executed notebook goes to <folder>/notebook.ipynb (atomically, once it
-    succeeded). subprocess_: in a `python -m ecgssl_nb.notebook_jobs` process (several devices)."""
-    t0 = time.perf_counter()
-    job.device = device
-    params = job.notebook(device)
-    log = job.log or job.folder.with_name(f"{job.folder.name}.run.log")
+    succeeded). in_child: in a `python -m ecgssl_nb.notebook_jobs` process (several devices)."""
+    params = {**job.notebook, "device": device}
     try:
-        if subprocess_:
-            notebook_jobs.execute_subprocess(job.kind, params, job.record, log)
+        if in_child:
+            notebook_jobs.execute_subprocess(job.kind, params, job.record, _log_path(job))
         else:
             notebook_jobs.execute(job.kind, params, job.record)
-        job.status = "done"
-        err = job.folder / "error.txt"
-        if err.is_file():
-            err.unlink()
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # a failing run must not lose the others
-        job.status, job.reason = "failed", f"{type(exc).__name__}: {exc}".strip().splitlines()[-1][:300]
-        job.folder.mkdir(parents=True, exist_ok=True)
-        _write_error(job.folder, traceback.format_exc())
+    except Exception as exc:
+        return _failed(job, f"{type(exc).__name__}: {exc}".strip().splitlines()[-1], traceback.format_exc())
+    _succeeded(job)
+
+
+def _run_one(job: Job, device: str, as_notebooks: bool, several: bool) -> None:
+    """Run one job on `device`: with one device in this process, with several in a child process
+    (each device runs one at a time); as_notebooks: as its chapter notebook."""
+    t0 = time.perf_counter()
+    job.device = device
+    if as_notebooks:
+        _run_notebook(job, device, several)
+    elif several:
+        _run_subprocess(job, device)
+    else:
+        _run_inprocess(job, device)
     job.wall_s = time.perf_counter() - t0
 
 
-def run_jobs(
-    jobs: list[Job],
-    devices: list[str],
-    progress: bool = True,
-    on_update: Callable | None = None,
-    as_notebooks: bool = False,
-) -> None:
-    """Run `jobs` (skipping finished ones; blocking those whose needs failed): in this process
-    when there is one device, else one subprocess per device at a time from a shared queue.
-    as_notebooks: each job runs as its chapter notebook (`notebook_jobs`), and a finished run without its
-    executed notebook runs the notebook (which then only shows the run)."""
-    from tqdm.auto import tqdm
-
+def _pending(jobs: list[Job], as_notebooks: bool) -> list[Job]:
+    """The jobs to run: those not finished before with the request asked now (as notebooks: also
+    a finished one without its executed notebook). The others are marked skipped."""
     todo = []
     for job in jobs:
         if job.done_before() and not (as_notebooks and not job.record.is_file()):
@@ -347,52 +425,79 @@ def run_jobs(
                 file=sys.stderr,
             )
         todo.append(job)
+    return todo
+
+
+def _blocked(job: Job) -> bool:
+    """Mark `job` blocked (with a note in its folder) when a job it needs failed or was blocked."""
+    bad = [n.name for n in job.needs if n.status in ("failed", "blocked")]
+    if bad:
+        job.status, job.reason = "blocked", f"needs {', '.join(bad)}, which failed"
+        _write_error(job.folder, f"not run: {job.reason}\n")
+    return bool(bad)
+
+
+class _Progress:
+    """A progress bar over the runs of `run_jobs`, shared by the device workers; calls
+    `on_update` after each run (reproduce rewrites its manifest)."""
+
+    def __init__(self, todo: list[Job], progress: bool, on_update: Callable[[], None] | None):
+        from tqdm.auto import tqdm
+
+        self.lock = threading.Lock()
+        self.on_update = on_update
+        desc = f"{todo[0].kind} runs"
+        self.bar = tqdm(total=len(todo), desc=desc, unit="run", disable=not progress, file=sys.stderr)
+
+    def done(self, job: Job) -> None:
+        with self.lock:
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"{job.name}: {job.status}")
+            if self.on_update is not None:
+                self.on_update()
+
+
+def _work(jobs: queue.Queue, device: str, as_notebooks: bool, several: bool, bar: _Progress) -> None:
+    """One device's worker: take jobs from the shared queue and run them, one at a time."""
+    while True:
+        try:
+            job = jobs.get_nowait()
+        except queue.Empty:
+            return
+        if not _blocked(job):
+            _run_one(job, device, as_notebooks, several)
+        bar.done(job)
+
+
+def run_jobs(
+    jobs: list[Job],
+    devices: list[str],
+    progress: bool = True,
+    on_update: Callable[[], None] | None = None,
+    as_notebooks: bool = False,
+) -> None:
+    """Run `jobs` in order (skipping finished ones; blocking those whose needs failed): in this
+    process when there is one device, else one subprocess per device at a time from a shared
+    queue. as_notebooks: each job runs as its chapter notebook (`notebook_jobs`), and a finished
+    run without its executed notebook runs the notebook (which then only shows the run)."""
+    todo = _pending(jobs, as_notebooks)
     if not todo:
         return
-    lock = threading.Lock()
-    bar = tqdm(total=len(todo), desc=f"{todo[0].kind} runs", unit="run", disable=not progress, file=sys.stderr)
-
-    def blocked(job: Job) -> bool:
-        bad = [n.name for n in job.needs if n.status in ("failed", "blocked")]
-        if bad:
-            job.status, job.reason = "blocked", f"needs {', '.join(bad)}, which failed"
-            _write_error(job.folder, f"not run: {job.reason}\n")
-            return True
-        return False
-
-    def finish(job: Job) -> None:
-        with lock:
-            bar.update(1)
-            bar.set_postfix_str(f"{job.name}: {job.status}")
-            if on_update is not None:
-                on_update()
-
-    if len(devices) == 1:
-        for job in todo:
-            if not blocked(job):
-                _run_notebook(job, devices[0], False) if as_notebooks else _run_inprocess(job, devices[0])
-            finish(job)
+    bar = _Progress(todo, progress, on_update)
+    shared: queue.Queue = queue.Queue()
+    for job in todo:
+        shared.put(job)
+    if len(devices) == 1:  # in this process, in this thread
+        _work(shared, devices[0], as_notebooks, False, bar)
     else:
-        q: queue.Queue = queue.Queue()
-        for job in todo:
-            q.put(job)
-
-        def worker(device: str) -> None:
-            while True:
-                try:
-                    job = q.get_nowait()
-                except queue.Empty:
-                    return
-                if not blocked(job):
-                    _run_notebook(job, device, True) if as_notebooks else _run_subprocess(job, device)
-                finish(job)
-
-        threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devices]
+        threads = [
+            threading.Thread(target=_work, args=(shared, d, as_notebooks, True, bar), daemon=True) for d in devices
+        ]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-    bar.close()
+    bar.bar.close()
 
 
 # --- tables ------------------------------------------------------------------------------------
@@ -456,68 +561,68 @@ def _tables_request(runs, profile: str, frames: list[pd.DataFrame]) -> dict:
 def _write_tables(runs, profile: str, main: pd.DataFrame, ab: pd.DataFrame) -> dict[str, Path]:
     import warnings
 
-    from .results import METRIC_KEYS, aggregate, compare_with_paper, write_csv_atomic
+    from .results import write_csv_atomic
 
     written = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        if len(main):
-            for name, table, keep in (("table2", "II", None), ("table1", "I", ("ssl-t", "ssl-s", "ssl-tsg"))):
-                parts = []
-                for protocol in sorted(main["protocol"].unique()):
-                    agg = aggregate(main, protocol)
-                    if keep is not None:
-                        agg = agg.loc[[s for s in agg.index if s in keep]]
-                    if len(agg):
-                        parts.append(compare_with_paper(agg, table))
-                if parts:
-                    path = paths.table_path(runs, profile, name)
-                    write_csv_atomic(path, pd.concat(parts).reset_index())
-                    written[name] = path
-        rows = []
-        if len(ab) or len(main):
-            for modality, setup in paths.ABLATION_SETUPS.items():
-                full = (
-                    main[main["setup"] == setup].assign(run=f"{setup}-{paths.MAIN_TRANSFORMS[modality]}")
-                    if len(main)
-                    else pd.DataFrame()
-                )
-                part = ab[ab["run"].str.startswith(f"{setup}-")] if len(ab) else pd.DataFrame()
-                both = pd.concat([p for p in (part, full) if len(p)]) if len(part) or len(full) else pd.DataFrame()
-                if len(part) == 0 or len(both) == 0:  # no ablation for this modality
-                    continue
-                for protocol in sorted(both["protocol"].unique()):
-                    agg = aggregate(both, protocol, by="run")
-                    for run, r in agg.iterrows():
-                        transforms = run[len(setup) + 1 :]
-                        rows.append(
-                            {
-                                "modality": modality,
-                                "transforms": transforms,
-                                "setup": setup,
-                                "protocol": protocol,
-                                "n_folds": r["n_folds"],
-                                "folds": r["folds"],
-                                "profile": r["profile"],
-                                "data": r["data"],
-                                "smoke": r["smoke"],
-                                **{f"{m}_mean": r[f"{m}_mean"] for m in METRIC_KEYS},
-                                **{f"{m}_std": r[f"{m}_std"] for m in METRIC_KEYS},
-                            }
-                        )
-        if rows:
-            order = {
-                t: i
-                for m in paths.ABLATION_TRANSFORMS
-                for i, t in enumerate((*paths.ABLATION_TRANSFORMS[m], paths.MAIN_TRANSFORMS[m]))
-            }
-            df = pd.DataFrame(rows)
-            df["_o"] = df["transforms"].map(order)
-            df = df.sort_values(["modality", "protocol", "_o"], ascending=[False, True, True]).drop(columns="_o")
-            path = paths.table_path(runs, profile, "fig3")
-            write_csv_atomic(path, df.reset_index(drop=True))
-            written["fig3"] = path
+        tables = {**(_paper_tables(main) if len(main) else {}), "fig3": _fig3_table(main, ab)}
+        for name, df in tables.items():
+            if df is not None:
+                written[name] = write_csv_atomic(paths.table_path(runs, profile, name), df)
     return written
+
+
+def _paper_tables(main: pd.DataFrame) -> dict[str, pd.DataFrame | None]:
+    """table2 (every setup beside paper Table II) and table1 (SSL-T, SSL-S, SSL-TSG beside Table I),
+    one block per protocol; None for a table without any run."""
+    from .results import aggregate, compare_with_paper
+
+    tables = {}
+    for name, table, keep in (("table2", "II", None), ("table1", "I", ("ssl-t", "ssl-s", "ssl-tsg"))):
+        parts = []
+        for protocol in sorted(main["protocol"].unique()):
+            agg = aggregate(main, protocol)
+            if keep is not None:
+                agg = agg.loc[[s for s in agg.index if s in keep]]
+            if len(agg):
+                parts.append(compare_with_paper(agg, table))
+        tables[name] = pd.concat(parts).reset_index() if parts else None
+    return tables
+
+
+def _fig3_table(main: pd.DataFrame, ab: pd.DataFrame) -> pd.DataFrame | None:
+    """Fig. 3: per modality, protocol and view set (the ablation runs, and the main ssl-t / ssl-s
+    runs as t1 / t2), mean and std over folds of every metric; None without ablation runs."""
+    rows = []
+    for modality, setup in paths.ABLATION_SETUPS.items():
+        part = ab[ab["run"].str.startswith(f"{setup}-")] if len(ab) else pd.DataFrame()
+        if len(part) == 0:  # no ablation for this modality
+            continue
+        full = (
+            main[main["setup"] == setup].assign(run=f"{setup}-{paths.MAIN_TRANSFORMS[modality]}") if len(main) else main
+        )
+        rows += _fig3_rows(modality, setup, pd.concat([p for p in (part, full) if len(p)]))
+    if not rows:
+        return None
+    order = {t: i for m, ts in paths.ABLATION_TRANSFORMS.items() for i, t in enumerate((*ts, paths.MAIN_TRANSFORMS[m]))}
+    df = pd.DataFrame(rows)
+    df["_o"] = df["transforms"].map(order)
+    df = df.sort_values(["modality", "protocol", "_o"], ascending=[False, True, True]).drop(columns="_o")
+    return df.reset_index(drop=True)
+
+
+def _fig3_rows(modality: str, setup: str, both: pd.DataFrame) -> list[dict]:
+    from .results import METRIC_KEYS, aggregate
+
+    rows = []
+    for protocol in sorted(both["protocol"].unique()):
+        for run, r in aggregate(both, protocol, by="run").iterrows():
+            row = {"modality": modality, "transforms": run[len(setup) + 1 :], "setup": setup, "protocol": protocol}
+            row |= {k: r[k] for k in ("n_folds", "folds", "profile", "data", "smoke")}
+            row |= {f"{m}_mean": r[f"{m}_mean"] for m in METRIC_KEYS} | {f"{m}_std": r[f"{m}_std"] for m in METRIC_KEYS}
+            rows.append(row)
+    return rows
 
 
 # --- the study ---------------------------------------------------------------------------------
@@ -577,21 +682,7 @@ def _device_names(devices: list[str]) -> dict:
     return out
 
 
-def _job_record(job: Job) -> dict:
-    rec = {
-        "name": job.name,
-        "folder": str(job.folder),
-        "status": job.status,
-        "reason": job.reason,
-        "device": job.device,
-        "wall_s": round(job.wall_s, 3),
-    }
-    if job.replaced and job.status != "skipped":
-        rec["replaced"] = job.replaced  # why the earlier folder was moved aside
-    return rec
-
-
-def resolve_settings(prof: Profile, items=()) -> tuple[dict[str, PretrainConfig], FinetuneConfig]:
+def resolve_settings(prof: Profile, items: Sequence[str] = ()) -> tuple[dict[str, PretrainConfig], FinetuneConfig]:
     """The profile's PretrainConfig per modality and FinetuneConfig with `--set` items applied:
     'pretrain.KEY=V' (both modalities), 'pretrain.time.KEY=V', 'finetune.KEY=V', or 'KEY=V' when
     only one of the two configs has KEY. Type-checked (config.apply_settings)."""
@@ -631,17 +722,11 @@ def resolve_settings(prof: Profile, items=()) -> tuple[dict[str, PretrainConfig]
     return pre, apply_settings(prof.finetune, ft_items)
 
 
-def _write_job_config(runs: Path, profile: str, name: str, cfg) -> Path:
-    from .results import write_json_atomic
-
-    return write_json_atomic(paths.job_file(runs, profile, name, ".json"), as_dict(cfg))
-
-
 def resolve_study(
     profile: str | Profile = "tiny",
     seed: int | None = None,
-    settings=(),
-    recipe="corrected",
+    settings: Sequence[str] = (),
+    recipe: str | Sequence[str] = "corrected",
     max_steps: int = 0,
     protocol: str = "paper",
 ) -> tuple[Profile, int]:
@@ -675,18 +760,209 @@ def _check_data_dir(prof: Profile, data_dir) -> None:
         raise UserError(f"--data-dir {data_dir} is not a folder")
 
 
+# --- planning: the jobs of a study, as data (nothing is written or run) ----------------------------
+
+
+@dataclass
+class Plan:
+    """Every job of a study, not run: the data (the fixture when one is made, then prepare), the
+    main pre-training of each modality the ssl- setups read, the Fig. 3 pre-trainings per
+    (modality, transforms), and the fine-tunings (every setup on every fold, then the ablation)."""
+
+    data: list[Job]
+    main_pre: dict[str, Job]
+    ablation_pre: dict[tuple[str, str], Job]
+    ft_jobs: list[Job]
+    data_kind: str | None  # 'fixture' when the plan makes the fixture; else inferred from the prepared folder
+
+    @property
+    def prep_dir(self) -> Path:
+        return self.data[-1].folder
+
+    @property
+    def pre_jobs(self) -> list[Job]:
+        return list(self.main_pre.values()) + list(self.ablation_pre.values())
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every job of one plan shares: the resolved study and its folders."""
+
+    prof: Profile
+    seed: int
+    out: Path
+    data_dir: Path | None
+    runs_pre: Path
+    runs_ft: Path
+    prep_dir: Path
+    data_kind: str | None
+    progress: bool
+
+    def notebook(self, **extra) -> dict:
+        """A job's papermill parameters: the resolved study travels in study.json (written by
+        `reproduce --as-notebooks`), so a customised profile runs the same as a notebook."""
+        study = paths.job_file(self.runs_ft, self.prof.name, STUDY_CONFIG, ".json")
+        data = str(Path(self.data_dir).resolve()) if self.data_dir else ""
+        base = {"profile": self.prof.name, "runs": str(self.out.resolve()), "data": data, "seed": self.seed}
+        return {**base, "recipe": "corrected", "settings": "", "max_steps": 0, **extra, "study_config": str(study)}
+
+
+def plan(
+    prof: Profile,
+    seed: int,
+    out: str | Path,
+    data_dir: str | Path | None = None,
+    setups: tuple[str, ...] = SETUPS,
+    folds: tuple[int, ...] | None = None,
+    ablation_folds: tuple[int, ...] | None = None,
+    ablation: bool = True,
+    progress: bool = False,
+) -> Plan:
+    """The jobs of the study of `prof` (resolved, as `resolve_study` returns it) with training
+    seed `seed` into the runs folder `out`, without writing or running anything. data_dir: the
+    records (None: the synthetic fixture for a fixture profile, else the prepared folder as it
+    is); folds / ablation_folds: the outer folds of the main / Fig. 3 fine-tunings (default the
+    profile's). Each job runs with the resolved settings of `prof`."""
+    out = Path(out)
+    runs_prep, runs_pre, runs_ft = (stage_runs(out, prof.departures, st) for st in STAGES)
+    prep_dir = paths.prepared_dir(runs_prep, prof.name)
+    data = _data_jobs(prof, out, data_dir, prep_dir, progress)
+    kind = "fixture" if data[0].kind == "fixture" else None
+    c = _Context(prof, seed, out, data_dir, runs_pre, runs_ft, prep_dir, kind, progress)
+    folds, default_ablation_folds = _fold_lists(prof, folds)
+    ablation_folds = default_ablation_folds if ablation_folds is None else tuple(ablation_folds)
+    used = [m for m in MODALITIES if any(is_ssl(s) and m in setup_modalities(s) for s in setups)]
+    main_pre = {m: _pretrain_job(c, m, paths.MAIN_TRANSFORMS[m], ablated=False) for m in used}
+    ablated = [m for m in MODALITIES if ablation and paths.ABLATION_SETUPS[m] in setups]
+    ablation_pre = {
+        (m, tr): _pretrain_job(c, m, tr, ablated=True) for m in ablated for tr in paths.ABLATION_TRANSFORMS[m]
+    }
+    ft_jobs = [_main_finetune_job(c, s, k, main_pre) for k in folds for s in setups]
+    for k in ablation_folds:
+        ft_jobs += [_ablation_finetune_job(c, m, tr, k, ablation_pre[(m, tr)]) for m, tr in ablation_pre]
+    return Plan(data, main_pre, ablation_pre, ft_jobs, kind)
+
+
+def _data_jobs(prof: Profile, out: Path, data_dir, prep_dir: Path, progress: bool) -> list[Job]:
+    """Step 1: the fixture (a fixture profile without data), then `prepare` (force: a folder
+    prepared from other data or settings is moved aside). A real-data profile without data: a
+    prepare job without `data_dir`, which only checks the prepared folder (ensure_* shows it)."""
+    if data_dir is None and prof.data != "fixture":
+        return [Job("prepare", "prepare", prep_dir, {"data_dir": None, "out": prep_dir})]
+    jobs = []
+    if data_dir is None:
+        fx = paths.fixture_dir(out, prof.name)
+        jobs.append(Job("fixture", "fixture", fx, {"out": fx, "n_records": prof.fixture_records, "seed": prof.seed}))
+        data_dir = fx
+    args = {"data_dir": data_dir, "out": prep_dir, "workers": prof.workers, "progress": progress, "force": True}
+    return [*jobs, Job("prepare", "prepare", prep_dir, {**args, "leads": prof.leads}, needs=list(jobs))]
+
+
+def _pretrain_job(c: _Context, modality: str, transforms: str, ablated: bool) -> Job:
+    """A pre-training: the main one of `modality` (t1 / t2 views) or a Fig. 3 one (`ablated`)."""
+    name = f"pretrain {modality}-{transforms}" if ablated else f"pretrain {modality}"
+    if ablated:
+        folder = paths.ablation_pretrain_dir(c.runs_pre, c.prof.name, modality, transforms)
+    else:
+        folder = paths.pretrain_run_dir(c.runs_pre, c.prof.name, modality)
+    args = {"prepared_dir": c.prep_dir, "out": folder, "modality": modality, "profile": c.prof.name}
+    args |= {"config": c.prof.pretrain[modality], "transforms": transforms, "seed": c.seed}  # recipe applied
+    args |= {"resume": True, "force": True, "progress": c.progress}
+    notebook = c.notebook(modality=modality, transforms=transforms if ablated else "")
+    return _job("pretrain", name, folder, args, [], c.runs_pre, c.prof.name, notebook)
+
+
+def _finetune_job(
+    c: _Context, name: str, folder: Path, setup: str, fold: int, pretrained, needs: list[Job], transforms: str = ""
+) -> Job:
+    args = {"setup": setup, "fold": int(fold), "prepared": c.prep_dir, "out": folder, "pretrained": pretrained}
+    args |= {"profile": c.prof, "config": c.prof.finetune, "seed": c.seed, "data_kind": c.data_kind}
+    args |= {"resume": True, "force": True, "protocol": None, "progress": c.progress}
+    notebook = c.notebook(setup=setup, fold=int(fold), transforms=transforms)
+    return _job("finetune", name, folder, args, needs, c.runs_ft, c.prof.name, notebook)
+
+
+def _job(
+    kind: str, name: str, folder: Path, args: dict, needs: list[Job], runs: Path, profile: str, notebook: dict
+) -> Job:
+    """A pre-training or fine-tuning job, its log and --config file in RUNS/<profile>/jobs/."""
+    log, config = (paths.job_file(runs, profile, name, ext) for ext in (".log", ".json"))
+    return Job(kind, name, folder, args, needs, log=log, config_file=config, notebook=notebook)
+
+
+def _main_finetune_job(c: _Context, setup: str, fold: int, main_pre: dict[str, Job]) -> Job:
+    """`setup` on outer `fold`; an ssl- setup reads the main pre-trainings of its modalities."""
+    folder = paths.finetune_dir(c.runs_ft, c.prof.name, setup, fold)
+    ssl = is_ssl(setup)
+    needs = [main_pre[m] for m in setup_modalities(setup)] if ssl else []
+    pretrained = paths.pretrain_dir(c.runs_pre, c.prof.name) if ssl else None
+    return _finetune_job(c, f"finetune {setup} fold {fold}", folder, setup, fold, pretrained, needs)
+
+
+def _ablation_finetune_job(c: _Context, modality: str, transforms: str, fold: int, pre: Job) -> Job:
+    """Fig. 3: ssl-t / ssl-s on outer `fold` from the backbone of the ablation pre-training `pre`."""
+    setup = paths.ABLATION_SETUPS[modality]
+    folder = paths.ablation_finetune_dir(c.runs_ft, c.prof.name, modality, transforms, fold)
+    name = f"ablation {setup}-{transforms} fold {fold}"
+    return _finetune_job(c, name, folder, setup, fold, {modality: pre.folder / "backbone.pt"}, [pre], transforms)
+
+
+def _make_data(job: Job, profile: str) -> Path:
+    """Run a data job in this process: the fixture (a complete one of the same size, seed and
+    version is kept), `prepare` (nothing to do when prepared from the same input), or, without
+    records, check the prepared folder (UserError naming the profile when it is not usable)."""
+    from .prepare import load_prepared, prepare
+
+    if job.kind == "fixture":
+        return _make_fixture(**job.args)
+    if job.args["data_dir"] is not None:
+        return prepare(**job.args)
+    try:
+        return load_prepared(job.folder).path
+    except UserError as exc:
+        raise UserError(f"data is required for profile {profile!r} to prepare the records ({exc})") from None
+
+
+def _make_fixture(out: Path, n_records: int, seed: int) -> Path:
+    from .fixture import FIXTURE_VERSION, MARKER, make_fixture
+
+    try:  # a complete fixture of this size, seed and version is kept
+        meta = json.loads((out / MARKER).read_text())
+        if meta.get("complete") and (meta.get("n_records"), meta.get("seed"), meta.get("version")) == (
+            n_records,
+            seed,
+            FIXTURE_VERSION,
+        ):
+            return out
+    except (OSError, ValueError):
+        pass
+    return make_fixture(out, n_records=n_records, seed=seed)
+
+
+# --- the study: plan, run, tables, manifest ------------------------------------------------------
+
+
+def _fold_lists(prof: Profile, folds) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(outer folds of the main fine-tunings, of the Fig. 3 ones): `folds` for both, or by default
+    the profile's folds and its smaller ablation folds."""
+    fold_list = _folds(folds, prof.folds)
+    if folds is None and prof.finetune.ablation_folds is not None:
+        return fold_list, _folds(prof.finetune.ablation_folds, prof.folds)
+    return fold_list, fold_list
+
+
 def reproduce(
     profile: str | Profile = "tiny",
     data_dir: str | Path | None = None,
     out: str | Path = "runs",
-    folds=None,
-    setups="all",
-    devices=None,
+    folds: str | Sequence[int] | None = None,
+    setups: str | Sequence[str] = "all",
+    devices: str | Sequence[str] | None = None,
     ablation: bool = True,
     progress: bool = True,
     seed: int | None = None,
-    settings=(),
-    recipe="corrected",
+    settings: Sequence[str] = (),
+    recipe: str | Sequence[str] = "corrected",
     max_steps: int = 0,
     protocol: str = "paper",
     as_notebooks: bool = False,
@@ -709,479 +985,138 @@ def reproduce(
     another request (other data, settings, seed, recipe or backbone) is moved aside and run
     again, and only what depends on the change re-runs. Calling it again resumes. Raises
     RunsFailed at the end (after the tables and the manifest) when any run failed."""
-    t_start = time.perf_counter()
-    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    t_start, started_at = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     prof, train_seed = resolve_study(profile, seed, settings, recipe, max_steps, protocol)
     _check_data_dir(prof, data_dir)
-    runs_prep, runs_pre, runs_ft = (stage_runs(out, prof.departures, st) for st in STAGES)
     chosen = parse_setups(setups)
-    fold_list = _folds(folds, prof.folds)
-    if folds is None and prof.finetune.ablation_folds is not None:
-        ablation_folds = _folds(prof.finetune.ablation_folds, prof.folds)  # the profile's smaller ablation
-    else:
-        ablation_folds = fold_list
+    fold_list, ablation_folds = _fold_lists(prof, folds)
     device_list = parse_devices(devices, prof)
-    out = Path(out)
+    jobs = plan(prof, train_seed, out, data_dir, chosen, fold_list, ablation_folds, ablation, progress)
+    runs_ft = stage_runs(out, prof.departures, "finetune")
     root = paths.profile_root(runs_ft, prof.name)
     root.mkdir(parents=True, exist_ok=True)
     with provenance.lock(root, what="runs folder"):  # one study writer at a time (runs lock their own folders)
-        return _study(
-            prof,
-            data_dir,
-            out,
-            (runs_prep, runs_pre, runs_ft),
-            root,
-            chosen,
-            train_seed,
-            fold_list,
-            ablation_folds,
-            ablation,
-            device_list,
-            progress,
-            settings,
-            t_start,
-            started_at,
-            as_notebooks,
-        )
-
-
-# --- planning: one source for the jobs of a study and of a single target -------------------------
-
-
-@dataclass
-class Plan:
-    """The data and the jobs of a study: the prepared folder (made), the pre-training jobs (main
-    per modality, ablation per (modality, transforms)) and the fine-tuning jobs, not yet run."""
-
-    prep_dir: Path
-    prepared: object
-    data_kind: str
-    main_pre: dict
-    ablation_pre: dict
-    ft_jobs: list
-
-    @property
-    def pre_jobs(self) -> list[Job]:
-        return list(self.main_pre.values()) + list(self.ablation_pre.values())
-
-
-def _needs_modality(setup: str, m: str) -> bool:
-    """An ssl- setup fine-tunes from the main pre-training of modality m."""
-    return setup.startswith("ssl-") and (
-        m == "time" and setup[4:] in ("t", "tsc", "tsg") or m == "spec" and setup[4:] in ("s", "tsc", "tsg")
-    )
-
-
-def _data(
-    prof: Profile, out: Path, data_dir, runs_prep: Path, progress: bool, step: Callable[[str, Callable], object]
-) -> tuple[Path, object, str]:
-    """Step 1: the fixture (tiny without data, a complete one kept), then `prepare` (nothing to do
-    when the folder is prepared from the same input). Returns (prepared folder, Prepared, kind)."""
-    from .prepare import load_prepared, prepare
-
-    prep_dir = paths.prepared_dir(runs_prep, prof.name)
-    if data_dir is None and prof.data != "fixture":  # ensure_* without records: the prepared folder as it is
-        try:
-            prepared = load_prepared(prep_dir)
-        except UserError as exc:
-            raise UserError(f"data is required for profile {prof.name!r} to prepare the records ({exc})") from None
-        from .finetune import infer_data_kind
-
-        return prep_dir, prepared, infer_data_kind(prepared)
-    if data_dir is None:
-        fx = paths.fixture_dir(out, prof.name)
-
-        def make() -> Path:
-            from .fixture import FIXTURE_VERSION, MARKER, make_fixture
-
-            try:  # a complete fixture of this size, seed and version is kept
-                meta = json.loads((fx / MARKER).read_text())
-                if meta.get("complete") and (meta.get("n_records"), meta.get("seed"), meta.get("version")) == (
-                    prof.fixture_records,
-                    prof.seed,
-                    FIXTURE_VERSION,
-                ):
-                    return fx
-            except (OSError, ValueError):
-                pass
-            return make_fixture(fx, n_records=prof.fixture_records, seed=prof.seed)
-
-        data_dir = step("fixture", make)
-        data_kind = "fixture"
-    else:
-        data_kind = None  # inferred by finetune from the prepared folder
-    # force: a prepared folder made from other data or settings is moved aside, not reused
-    step(
-        "prepare",
-        lambda: prepare(data_dir, prep_dir, workers=prof.workers, progress=progress, force=True, leads=prof.leads),
-    )
-    prepared = load_prepared(prep_dir)
-    if data_kind is None:
-        from .finetune import infer_data_kind
-
-        data_kind = infer_data_kind(prepared)
-    return prep_dir, prepared, data_kind
-
-
-def _plan(
-    prof: Profile,
-    train_seed: int,
-    out: Path,
-    data_dir,
-    stage_roots: tuple,
-    chosen,
-    fold_list,
-    ablation_folds,
-    ablation: bool,
-    progress: bool,
-    step: Callable[[str, Callable], object] | None = None,
-) -> Plan:
-    """Make the data (step 1), then build every job of the study (steps 2 and 3) without running
-    any. Each job runs in this process (`run`), as a subprocess (`argv`) or as its chapter notebook
-    (`notebook`), always with the resolved settings of `prof`."""
-    from . import finetune as ft
-    from . import selfkd
-
-    runs_prep, runs_pre, runs_ft = stage_roots
-    step = step or (lambda name, fn: fn())
-    prep_dir, prepared, data_kind = _data(prof, out, data_dir, runs_prep, progress, step)
-    n_folds = int(prepared.stats.get("n_folds", int(prepared.index["fold"].max()) + 1))
-    pre_cfgs, ft_cfg = prof.pretrain, prof.finetune
-    base = {
-        "profile": prof.name,
-        "runs": str(out.resolve()),
-        "data": str(Path(data_dir).resolve()) if data_dir else "",
-        "seed": train_seed,
-        "recipe": "corrected",
-        "settings": "",
-        "max_steps": 0,
-    }  # all in study_config
-
-    def notebook_params(name: str, **extra) -> Callable[[str], dict]:
-        def params(device: str) -> dict:  # the resolved study travels in a file: a custom profile runs the same
-            return {
-                **base,
-                **extra,
-                "device": device,
-                "study_config": str(write_study_config(runs_ft, prof, train_seed)),
-            }
-
-        return params
-
-    def pretrain_job(modality: str, transforms: str, folder: Path, name: str, ablated: bool) -> Job:
-        cfg = pre_cfgs[modality]  # the recipe's departures are already in it (recipes.apply_recipe)
-
-        def run(device: str):
-            return selfkd.pretrain(
-                prep_dir,
-                folder,
-                modality,
-                profile=prof.name,
-                config=cfg,
-                device=device,
-                transforms=transforms,
-                seed=train_seed,
-                resume=True,
-                force=True,
-                progress=progress,
-            )
-
-        def argv(device: str) -> list[str]:  # the resolved settings travel in a file, not as a profile name
-            config = _write_job_config(runs_pre, prof.name, name, cfg)
-            return [
-                "pretrain",
-                "--modality",
-                modality,
-                "--prepared",
-                str(prep_dir),
-                "--out",
-                str(folder),
-                "--profile",
-                prof.name,
-                "--config",
-                str(config),
-                "--device",
-                device,
-                "--transforms",
-                transforms,
-                "--seed",
-                str(train_seed),
-                "--resume",
-                "--force",
-                "--no-progress",
-            ]
-
-        def request() -> dict:
-            return selfkd.pretrain_request(cfg, modality, transforms, train_seed, prepared.digest)
-
-        return Job(
-            "pretrain",
-            name,
-            folder,
-            run,
-            argv,
-            request=request,
-            log=paths.job_file(runs_pre, prof.name, name, ".log"),
-            notebook=notebook_params(name, modality=modality, transforms=transforms if ablated else ""),
-        )
-
-    needs_mod = {m: any(_needs_modality(s, m) for s in chosen) for m in ("time", "spec")}
-    main_pre: dict[str, Job] = {}
-    ablation_pre: dict[tuple[str, str], Job] = {}
-    for m in ("time", "spec"):
-        if needs_mod[m]:
-            main_pre[m] = pretrain_job(
-                m, paths.MAIN_TRANSFORMS[m], paths.pretrain_run_dir(runs_pre, prof.name, m), f"pretrain {m}", False
-            )
-    ablated = [m for m in ("time", "spec") if ablation and paths.ABLATION_SETUPS[m] in chosen]
-    for m in ablated:
-        for tr in paths.ABLATION_TRANSFORMS[m]:
-            ablation_pre[(m, tr)] = pretrain_job(
-                m, tr, paths.ablation_pretrain_dir(runs_pre, prof.name, m, tr), f"pretrain {m}-{tr}", True
-            )
-
-    def finetune_job(
-        setup: str, fold: int, folder: Path, name: str, pretrained, needs: list[Job], transforms: str = ""
-    ) -> Job:
-        def run(device: str):
-            return ft.finetune(
-                setup,
-                fold,
-                prepared,
-                folder,
-                pretrained=pretrained,
-                profile=prof,
-                device=device,
-                seed=train_seed,
-                resume=True,
-                protocol=None,
-                progress=progress,
-                data_kind=data_kind,
-                config=ft_cfg,
-                force=True,
-            )
-
-        def argv(device: str) -> list[str]:  # the resolved settings travel in a file, not as a profile name
-            config = _write_job_config(runs_ft, prof.name, name, ft_cfg)
-            a = [
-                "finetune",
-                "--setup",
-                setup,
-                "--fold",
-                str(fold),
-                "--prepared",
-                str(prep_dir),
-                "--out",
-                str(folder),
-                "--profile",
-                prof.name,
-                "--config",
-                str(config),
-                "--device",
-                device,
-                "--seed",
-                str(train_seed),
-                "--resume",
-                "--force",
-                "--data-kind",
-                data_kind,
-                "--no-progress",
-                "--recipe",
-                recipe_spec(prof.departures),
-            ]
-            if isinstance(pretrained, dict):
-                for m, p in pretrained.items():
-                    a += [f"--pretrained-{m}", str(p)]
-            elif pretrained is not None:
-                a += ["--pretrained", str(pretrained)]
-            return a
-
-        def request() -> dict:
-            family = setup.removeprefix("ssl-")
-            files = ft.resolve_pretrained(setup, pretrained)
-            inner = ft.inner_fold(fold, n_folds, ft_cfg.protocol)
-            return ft.finetune_request(
-                ft_cfg, setup, fold, inner, ft_cfg.epochs[family], ft_cfg.protocol, train_seed, prepared.digest, files
-            )
-
-        return Job(
-            "finetune",
-            name,
-            folder,
-            run,
-            argv,
-            needs=needs,
-            request=request,
-            log=paths.job_file(runs_ft, prof.name, name, ".log"),
-            notebook=notebook_params(name, setup=setup, fold=int(fold), transforms=transforms),
-        )
-
-    ft_jobs: list[Job] = []
-    pre_dir = paths.pretrain_dir(runs_pre, prof.name)
-    for fold in fold_list:
-        for setup in chosen:
-            ssl = setup.startswith("ssl-")
-            needs = [main_pre[m] for m in ("time", "spec") if m in main_pre and _needs_modality(setup, m)]
-            ft_jobs.append(
-                finetune_job(
-                    setup,
-                    fold,
-                    paths.finetune_dir(runs_ft, prof.name, setup, fold),
-                    f"finetune {setup} fold {fold}",
-                    pre_dir if ssl else None,
-                    needs,
-                )
-            )
-    for fold in ablation_folds:
-        for m in ablated:
-            setup = paths.ABLATION_SETUPS[m]
-            for tr in paths.ABLATION_TRANSFORMS[m]:
-                backbone = paths.ablation_pretrain_dir(runs_pre, prof.name, m, tr) / "backbone.pt"
-                ft_jobs.append(
-                    finetune_job(
-                        setup,
-                        fold,
-                        paths.ablation_finetune_dir(runs_ft, prof.name, m, tr, fold),
-                        f"ablation {setup}-{tr} fold {fold}",
-                        {m: backbone},
-                        [ablation_pre[(m, tr)]],
-                        tr,
-                    )
-                )
-    return Plan(prep_dir, prepared, data_kind, main_pre, ablation_pre, ft_jobs)
-
-
-def _study(
-    prof: Profile,
-    data_dir,
-    out: Path,
-    stage_roots: tuple,
-    root: Path,
-    chosen,
-    train_seed: int,
-    fold_list,
-    ablation_folds,
-    ablation: bool,
-    device_list: list[str],
-    progress: bool,
-    settings,
-    t_start: float,
-    started_at: str,
-    as_notebooks: bool = False,
-) -> Path:
-    """`reproduce` once its arguments are checked and OUT/<profile> is locked: data, pre-trainings,
-    fine-tunings, tables, manifest. stage_roots: the runs folders of the prepare, pretrain and
-    finetune stages (all OUT for the corrected recipe; see `recipes.stage_runs`)."""
-    runs_ft = stage_roots[2]
-    pre_cfgs, ft_cfg = prof.pretrain, prof.finetune
-    from .results import write_json_atomic
-
-    manifest = {
-        "profile": prof.name,
-        "started": started_at,
-        "finished": None,
-        "command": sys.argv,
-        "data_dir": str(data_dir) if data_dir is not None else None,
-        "folds": list(fold_list),
-        "ablation_folds": list(ablation_folds) if ablation else [],
-        "setups": list(chosen),
-        "ablation": bool(ablation),
-        "devices": device_list,
-        "device_names": _device_names(device_list),
-        "versions": _versions(),
-        "code_version": provenance.code_version(),
-        "seed": train_seed,
-        "settings": {
-            "pretrain": {m: as_dict(c) for m, c in pre_cfgs.items()},
-            "finetune": as_dict(ft_cfg),
-            "set": list(settings),
-        },
-        "steps": {},
-        "runs": {},
-        "failures": [],
-        "recipe": prof.recipe,
-        "departures": list(prof.departures),
-        "smoke": bool(ft_cfg.max_steps),
-        "max_steps": ft_cfg.max_steps,
-        "protocol": ft_cfg.protocol,
-        "as_notebooks": bool(as_notebooks),
-    }
-    mpath = paths.manifest_path(runs_ft, prof.name)
-    # runs skipped now keep the wall time an earlier call measured for them
-    try:
-        earlier = json.loads(mpath.read_text()).get("runs", {}) if mpath.exists() else {}
-    except (OSError, ValueError):
-        earlier = {}
-    _check_same_smoke(mpath, ft_cfg.max_steps)
-
-    def save_manifest() -> None:
-        write_json_atomic(mpath, manifest)
-
-    def step(name: str, fn: Callable[[], object]) -> object:
-        t0 = time.perf_counter()
-        if progress:
-            print(f"reproduce [{prof.name}]: {name} ...", file=sys.stderr)
-        result = fn()
-        manifest["steps"][name] = {"wall_s": round(time.perf_counter() - t0, 3)}
-        save_manifest()
-        return result
-
-    # 1. data, and the jobs of steps 2 and 3
-    plan = _plan(
-        prof, train_seed, out, data_dir, stage_roots, chosen, fold_list, ablation_folds, ablation, progress, step
-    )
-    manifest["data_kind"] = plan.data_kind
-    manifest["n_records"] = len(plan.prepared.index)
-    pre_jobs, ft_jobs = plan.pre_jobs, plan.ft_jobs
-
-    def record_runs(jobs: list[Job]) -> Callable[[], None]:
-        def update() -> None:
-            for j in jobs:
-                rec = _job_record(j)
-                before = earlier.get(j.name) or {}
-                if j.status == "skipped" and before.get("wall_s"):
-                    rec["wall_s"] = before["wall_s"]  # measured when it ran
-                    rec["reason"] = rec["reason"] or "finished earlier"
-                manifest["runs"][j.name] = rec
-            save_manifest()
-
-        return update
-
-    # 2. pre-trainings
-    if pre_jobs:
-        step("pretrain", lambda: run_jobs(pre_jobs, device_list, progress, record_runs(pre_jobs), as_notebooks))
-        record_runs(pre_jobs)()
-
-    # 3. fine-tunings
-    all_jobs = pre_jobs + ft_jobs
-    step("finetune", lambda: run_jobs(ft_jobs, device_list, progress, record_runs(all_jobs), as_notebooks))
-    record_runs(all_jobs)()
-
-    # 4. tables (refused, naming the runs, if the finished runs mix data or settings)
-    try:
-        tables = step("tables", lambda: write_tables(runs_ft, prof.name))
-    except UserError as exc:
-        manifest["tables_error"] = str(exc)
-        save_manifest()
-        raise
-    manifest["tables"] = {k: str(v) for k, v in tables.items()}
-    failures = [(j.name, str(j.folder), j.reason) for j in all_jobs if j.status in ("failed", "blocked")]
-    manifest["failures"] = [{"name": n, "folder": f, "reason": r} for n, f, r in failures]
-    manifest["counts"] = {s: sum(j.status == s for j in all_jobs) for s in ("done", "skipped", "failed", "blocked")}
-    manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    manifest["wall_s"] = round(time.perf_counter() - t_start, 3)
-    save_manifest()
-    if progress:
-        c = manifest["counts"]
-        print(
-            f"reproduce [{prof.name}]: {c['done']} runs done, {c['skipped']} already finished, "
-            f"{c['failed']} failed, {c['blocked']} blocked in {manifest['wall_s']:.0f} s; tables: "
-            f"{', '.join(str(p) for p in tables.values()) or 'none'}",
-            file=sys.stderr,
-        )
+        head = {"started": started_at, "data_dir": str(data_dir) if data_dir is not None else None}
+        head |= {"folds": list(fold_list), "ablation_folds": list(ablation_folds) if ablation else []}
+        head |= {"setups": list(chosen), "ablation": bool(ablation), "as_notebooks": bool(as_notebooks)}
+        manifest = _Manifest(paths.manifest_path(runs_ft, prof.name), prof, train_seed, device_list, settings, head)
+        _study(jobs, prof, train_seed, runs_ft, manifest, device_list, progress, as_notebooks)
+        failures = manifest.finish(jobs.pre_jobs + jobs.ft_jobs, time.perf_counter() - t_start, progress)
     if failures:
         raise RunsFailed(root, failures)
     return root
+
+
+def _study(
+    p: Plan,
+    prof: Profile,
+    seed: int,
+    runs_ft: Path,
+    manifest: _Manifest,
+    devices: list[str],
+    progress: bool,
+    as_notebooks: bool,
+) -> None:
+    """`reproduce` once its arguments are checked and OUT/<profile> is locked: data (step 1),
+    pre-trainings (2), fine-tunings (3), tables (4), the manifest rewritten after each step."""
+    from .finetune import infer_data_kind
+    from .prepare import load_prepared
+
+    for job in p.data:
+        manifest.step(job.kind, partial(_make_data, job, prof.name), progress)
+    prepared = load_prepared(p.prep_dir)
+    manifest.data |= {"data_kind": p.data_kind or infer_data_kind(prepared), "n_records": len(prepared.index)}
+    if as_notebooks:  # the resolved study that every notebook job reads (`study_config`)
+        write_study_config(runs_ft, prof, seed)
+    if p.pre_jobs:
+        update = partial(manifest.record_runs, p.pre_jobs)
+        manifest.step("pretrain", partial(run_jobs, p.pre_jobs, devices, progress, update, as_notebooks), progress)
+        update()
+    update = partial(manifest.record_runs, p.pre_jobs + p.ft_jobs)
+    manifest.step("finetune", partial(run_jobs, p.ft_jobs, devices, progress, update, as_notebooks), progress)
+    update()
+    try:  # refused, naming the runs, if the finished runs mix data or settings
+        tables = manifest.step("tables", partial(write_tables, runs_ft, prof.name), progress)
+    except UserError as exc:
+        manifest.data["tables_error"] = str(exc)
+        manifest.save()
+        raise
+    manifest.data["tables"] = {k: str(v) for k, v in tables.items()}
+
+
+class _Manifest:
+    """RUNS/<profile>/manifest.json: what ran, when, with which versions, devices and settings,
+    and the wall time of each step and run; rewritten after every step, so an interrupted study
+    still shows how far it got. Runs skipped now keep the wall time measured when they ran, and
+    `wall_s` adds this call's time to the earlier calls' (a call that only skips keeps it)."""
+
+    def __init__(self, path: Path, prof: Profile, seed: int, devices: list[str], settings, head: dict):
+        self.path = path
+        try:
+            earlier = json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, ValueError):
+            earlier = {}
+        _check_same_smoke(path, prof.finetune.max_steps)
+        self.earlier_runs = earlier.get("runs", {})
+        self.earlier_wall_s = float(earlier.get("wall_s") or 0.0)
+        pre = {m: as_dict(c) for m, c in prof.pretrain.items()}
+        self.data = {"profile": prof.name, **head, "finished": None, "command": sys.argv}
+        self.data |= {"devices": devices, "device_names": _device_names(devices), "versions": _versions()}
+        self.data |= {"code_version": provenance.code_version(), "seed": seed}
+        self.data["settings"] = {"pretrain": pre, "finetune": as_dict(prof.finetune), "set": list(settings)}
+        self.data |= {
+            "steps": {},
+            "runs": {},
+            "failures": [],
+            "recipe": prof.recipe,
+            "departures": list(prof.departures),
+        }
+        ft = prof.finetune
+        self.data |= {"smoke": bool(ft.max_steps), "max_steps": ft.max_steps, "protocol": ft.protocol}
+
+    def save(self) -> None:
+        _write_json(self.path, self.data)
+
+    def step(self, name: str, fn: Callable[[], object], progress: bool) -> object:
+        """Run one step of the study, recording its wall time (s)."""
+        t0 = time.perf_counter()
+        if progress:
+            print(f"reproduce [{self.data['profile']}]: {name} ...", file=sys.stderr)
+        result = fn()
+        self.data["steps"][name] = {"wall_s": round(time.perf_counter() - t0, 3)}
+        self.save()
+        return result
+
+    def record_runs(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            rec = {"name": job.name, "folder": str(job.folder), "status": job.status, "reason": job.reason}
+            rec |= {"device": job.device, "wall_s": round(job.wall_s, 3)}
+            if job.replaced and job.status != "skipped":
+                rec["replaced"] = job.replaced  # why the earlier folder was moved aside
+            before = self.earlier_runs.get(job.name) or {}
+            if job.status == "skipped" and before.get("wall_s"):
+                rec["wall_s"] = before["wall_s"]  # measured when it ran
+                rec["reason"] = rec["reason"] or "finished earlier"
+            self.data["runs"][job.name] = rec
+        self.save()
+
+    def finish(self, jobs: list[Job], call_wall_s: float, progress: bool) -> list[tuple[str, str, str]]:
+        """Counts, failures and wall times; returns the failures (name, folder, reason)."""
+        failures = [(j.name, str(j.folder), j.reason) for j in jobs if j.status in ("failed", "blocked")]
+        counts = {s: sum(j.status == s for j in jobs) for s in ("done", "skipped", "failed", "blocked")}
+        self.data["failures"] = [{"name": n, "folder": f, "reason": r} for n, f, r in failures]
+        self.data |= {"counts": counts, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self.data |= {"call_wall_s": round(call_wall_s, 3), "wall_s": round(self.earlier_wall_s + call_wall_s, 3)}
+        self.save()
+        if progress:
+            tables = ", ".join(self.data.get("tables", {}).values()) or "none"
+            print(
+                f"reproduce [{self.data['profile']}]: {counts['done']} runs done, {counts['skipped']} already "
+                f"finished, {counts['failed']} failed, {counts['blocked']} blocked in {call_wall_s:.0f} s; "
+                f"tables: {tables}",
+                file=sys.stderr,
+            )
+        return failures
 
 
 # --- one target: a single run and whatever it needs (the notebooks' way in) ---------------------
@@ -1190,7 +1125,7 @@ def _study(
 STUDY_CONFIG = "study"  # RUNS/<profile>/jobs/study.json: the resolved study a notebook job runs
 
 
-def write_study_config(runs: Path, prof: Profile, seed: int) -> Path:
+def write_study_config(runs: str | Path, prof: Profile, seed: int) -> Path:
     """RUNS/<profile>/jobs/study.json: the resolved profile (recipe, `--set` items and smoke limit
     applied) and the training seed, so that a job run as a notebook (`config` parameter) plans
     exactly the runs `reproduce` planned, even for a customised profile."""
@@ -1251,50 +1186,56 @@ class Target:
     pretrain: Path
     profile: Profile
     seed: int
-    statuses: dict
+    statuses: dict[str, str]  # job name -> done, skipped, failed or blocked
 
 
-def _ensure(
-    folder_of,
-    profile,
-    runs,
-    data,
-    device,
-    seed,
-    settings,
-    recipe,
-    max_steps,
-    config,
-    progress,
-    chosen,
-    folds,
-    ablation: bool,
-) -> Target:
-    """Plan the study restricted to `chosen` setups on `folds` (the planning code of `reproduce`),
-    then run the job whose folder is `folder_of(prof, stage_roots)` and the jobs it needs, skipping
-    finished ones. RunsFailed when the target (or what it needs) failed."""
-    prof, train_seed = _target_study(profile, seed, settings, recipe, max_steps, config)
-    data = data or None
-    if data is not None:  # without data a real-data profile uses its prepared folder as it is (see _data)
+LOCK_WAIT_S = 2 * 24 * 3600.0  # the longest a run waits for another process that holds a folder it needs (s)
+
+
+def _wait_free(folder: Path, progress: bool, limit_s: float | None = None, poll_s: float = 1.0) -> None:
+    """Wait while another process holds `folder`'s lock (`provenance.lock`), e.g. a second
+    papermill fold computing the pre-training this one needs, at most `limit_s` seconds (default
+    LOCK_WAIT_S; a lock dies with its process). Then the run goes on: it skips what the other
+    process finished, or reports the lock still held."""
+    if not (folder / provenance.LOCK).is_file():
+        return
+    deadline = time.monotonic() + (LOCK_WAIT_S if limit_s is None else limit_s)
+    told = False
+    while True:
+        try:
+            with provenance.lock(folder):
+                return
+        except UserError as exc:
+            if time.monotonic() >= deadline:
+                return
+            if progress and not told:
+                print(f"reproduce: waiting: {exc}", file=sys.stderr)
+                told = True
+            time.sleep(poll_s)
+
+
+def _run_target(p: Plan, name: str, prof: Profile, seed: int, runs, data, device, progress: bool) -> Target:
+    """Make the data, then run the job called `name` and the jobs it needs in this process,
+    skipping finished ones and waiting for a folder that another process is writing (e.g. the
+    pre-training two papermill folds need). RunsFailed when it or a job it needs failed."""
+    from .prepare import staging_dir
+
+    if data is not None:  # without data a real-data profile uses its prepared folder as it is
         _check_data_dir(prof, data)
-    stage_roots = tuple(stage_runs(runs, prof.departures, st) for st in STAGES)
-    device = parse_devices(device, prof)[0] if device else parse_devices(None, prof)[0]
-    plan = _plan(prof, train_seed, Path(runs), data, stage_roots, chosen, folds, folds, ablation, progress)
-    want = folder_of(prof, stage_roots)
-    target = next(j for j in plan.pre_jobs + plan.ft_jobs if j.folder == want)
+    device = parse_devices(device or None, prof)[0]
+    for job in p.data:
+        _wait_free(staging_dir(job.folder) if job.kind == "prepare" else job.folder, progress)
+        _make_data(job, prof.name)
+    target = next(j for j in p.pre_jobs + p.ft_jobs if j.name == name)
     todo = [*target.needs, target]
-    run_jobs(todo, [device], progress)
+    for job in todo:
+        _wait_free(job.folder, progress)
+        run_jobs([job], [device], progress)
     bad = [(j.name, str(j.folder), j.reason) for j in todo if j.status in ("failed", "blocked")]
     if bad:
-        raise RunsFailed(paths.profile_root(stage_roots[2], prof.name), bad)
-    return Target(
-        target.folder,
-        plan.prep_dir,
-        paths.pretrain_dir(stage_roots[1], prof.name),
-        prof,
-        train_seed,
-        {j.name: j.status for j in todo},
-    )
+        raise RunsFailed(paths.profile_root(stage_runs(runs, prof.departures, "finetune"), prof.name), bad)
+    pre_dir = paths.pretrain_dir(stage_runs(runs, prof.departures, "pretrain"), prof.name)
+    return Target(target.folder, p.prep_dir, pre_dir, prof, seed, {j.name: j.status for j in todo})
 
 
 def ensure_pretrain(
@@ -1304,11 +1245,11 @@ def ensure_pretrain(
     data: str | Path | None = None,
     device: str | None = None,
     seed: int | None = None,
-    settings=(),
-    recipe="corrected",
+    settings: str | Sequence[str] = (),
+    recipe: str | Sequence[str] = "corrected",
     max_steps: int = 0,
     transforms: str | None = None,
-    config=None,
+    config: str | Path | None = None,
     progress: bool = False,
 ) -> Target:
     """Compute one pre-training of a study into RUNS (the layout of `paths`) and whatever it needs
@@ -1321,31 +1262,13 @@ def ensure_pretrain(
     that `reproduce --as-notebooks` hands its notebooks). device: e.g. cpu, cuda, cuda:1."""
     check_modality(modality)
     tr = None if transforms in (None, "", paths.MAIN_TRANSFORMS[modality]) else transforms
-    setup = paths.ABLATION_SETUPS[modality]  # ssl-t needs the time pre-training, ssl-s the spec one
-
-    def folder_of(prof: Profile, roots: tuple) -> Path:
-        if tr is None:
-            return paths.pretrain_run_dir(roots[1], prof.name, modality)
-        return paths.ablation_pretrain_dir(roots[1], prof.name, modality, tr)
-
     if tr is not None:
         paths.ablation_pretrain_dir(runs, "x", modality, tr)  # UserError for an unknown view set
-    return _ensure(
-        folder_of,
-        profile,
-        runs,
-        data,
-        device,
-        seed,
-        settings,
-        recipe,
-        max_steps,
-        config,
-        progress,
-        (setup,),
-        (0,),
-        tr is not None,
-    )
+    prof, train_seed = _target_study(profile, seed, settings, recipe, max_steps, config)
+    setups = (paths.ABLATION_SETUPS[modality],)  # ssl-t needs the time pre-training, ssl-s the spec one
+    p = plan(prof, train_seed, runs, data or None, setups, (0,), (0,), tr is not None, progress)
+    name = f"pretrain {modality}" if tr is None else f"pretrain {modality}-{tr}"
+    return _run_target(p, name, prof, train_seed, runs, data or None, device, progress)
 
 
 def ensure_finetune(
@@ -1356,11 +1279,11 @@ def ensure_finetune(
     data: str | Path | None = None,
     device: str | None = None,
     seed: int | None = None,
-    settings=(),
-    recipe="corrected",
+    settings: str | Sequence[str] = (),
+    recipe: str | Sequence[str] = "corrected",
     max_steps: int = 0,
     transforms: str | None = None,
-    config=None,
+    config: str | Path | None = None,
     progress: bool = False,
 ) -> Target:
     """Compute one fine-tuning run (setup on outer fold) and whatever it needs and is missing:
@@ -1378,32 +1301,13 @@ def ensure_finetune(
                 f"transforms {tr!r}: only {' and '.join(paths.ABLATION_SETUPS.values())} have ablation runs"
             )
         paths.ablation_finetune_dir(runs, "x", m, tr, fold)  # UserError for an unknown view set
-
-    def folder_of(prof: Profile, roots: tuple) -> Path:
-        if tr is None:
-            return paths.finetune_dir(roots[2], prof.name, setup, fold)
-        return paths.ablation_finetune_dir(roots[2], prof.name, m, tr, fold)
-
-    return _ensure(
-        folder_of,
-        profile,
-        runs,
-        data,
-        device,
-        seed,
-        settings,
-        recipe,
-        max_steps,
-        config,
-        progress,
-        (setup,),
-        (fold,),
-        tr is not None,
-    )
+    prof, train_seed = _target_study(profile, seed, settings, recipe, max_steps, config)
+    p = plan(prof, train_seed, runs, data or None, (setup,), (fold,), (fold,), tr is not None, progress)
+    name = f"finetune {setup} fold {fold}" if tr is None else f"ablation {setup}-{tr} fold {fold}"
+    return _run_target(p, name, prof, train_seed, runs, data or None, device, progress)
 
 
-def cli(argv: list[str]) -> int:
-    """`python -m ecgssl_nb reproduce --profile P [--data-dir D] [--out O] [--folds F] ...`."""
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ecgssl_nb reproduce",
         description="Run the whole study (prepare, pre-train, fine-tune every setup on every "
@@ -1470,29 +1374,27 @@ def cli(argv: list[str]) -> int:
         "departure alone) or each-fix; repeat to run several side by side. Only the corrected "
         "recipe runs the Fig. 3 ablation, and each other recipe only the setups it changes",
     )
-    a = p.parse_args(argv)
+    return p
+
+
+def cli(argv: list[str]) -> int:
+    """`python -m ecgssl_nb reproduce --profile P [--data-dir D] [--out O] [--folds F] ...`: each
+    recipe asked runs its study (only the setups it changes); exit status 1 when a run failed."""
+    a = _parser().parse_args(argv)
     failed = False
     for recipe in expand_recipes(a.recipe or ["corrected"]):
         setups = affected_setups(recipe, parse_setups(a.setups))  # the others would repeat corrected runs
         if not setups:
             continue
+        kw = {"data_dir": a.data_dir, "out": a.out, "folds": a.folds, "setups": setups, "devices": a.devices}
+        kw |= {
+            "ablation": not a.no_ablation and not recipe,
+            "progress": not a.no_progress,
+            "seed": a.seed,
+        }  # Fig. 3: corrected only
+        kw |= {"settings": a.set, "recipe": recipe, "max_steps": a.max_steps, "protocol": a.protocol}
         try:
-            root = reproduce(
-                a.profile,
-                data_dir=a.data_dir,
-                out=a.out,
-                folds=a.folds,
-                setups=setups,
-                devices=a.devices,
-                ablation=not a.no_ablation and not recipe,  # Fig. 3: corrected only
-                progress=not a.no_progress,
-                seed=a.seed,
-                settings=a.set,
-                recipe=recipe,
-                max_steps=a.max_steps,
-                protocol=a.protocol,
-                as_notebooks=a.as_notebooks,
-            )
+            root = reproduce(a.profile, **kw, as_notebooks=a.as_notebooks)
         except RunsFailed as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True

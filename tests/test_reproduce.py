@@ -5,6 +5,8 @@ bad arguments."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from dataclasses import replace
 
 import pandas as pd
@@ -17,7 +19,20 @@ from ecgssl_nb.__main__ import main
 from ecgssl_nb.config import get_profile
 from ecgssl_nb.errors import UserError
 from ecgssl_nb.models import make_backbone
-from ecgssl_nb.reproduce import Job, RunsFailed, parse_devices, parse_setups, reproduce, run_jobs
+from ecgssl_nb import reproduce as rp
+from ecgssl_nb.config import SETUPS, is_ssl, setup_modalities
+from ecgssl_nb.prepare import load_prepared, prepare
+from ecgssl_nb.reproduce import (
+    Job,
+    RunsFailed,
+    ensure_pretrain,
+    parse_devices,
+    parse_setups,
+    plan,
+    reproduce,
+    resolve_study,
+    run_jobs,
+)
 
 TINY = get_profile("tiny")
 
@@ -95,6 +110,10 @@ def test_a_failing_run_loses_nothing_and_a_second_call_runs_only_what_is_missing
     calls[:] = []
     reproduce(fast(1), **kw)
     assert calls == []
+    third = json.loads((root / "manifest.json").read_text())
+    assert third["counts"]["done"] == 0  # a call that only skips keeps the study's total wall time, adding its own
+    assert second["wall_s"] == pytest.approx(manifest["wall_s"] + second["call_wall_s"], abs=0.002)
+    assert third["wall_s"] == pytest.approx(second["wall_s"] + third["call_wall_s"], abs=0.002)
 
 
 def test_ssl_and_ablation_runs_fine_tune_from_their_own_pretrainings(data_dir, tmp_path, monkeypatch):
@@ -140,11 +159,21 @@ def test_ssl_and_ablation_runs_fine_tune_from_their_own_pretrainings(data_dir, t
 
 
 def test_several_devices_run_subprocesses_from_one_queue_and_keep_their_failures(tmp_path):
-    def job(name, argv):
-        return Job("pretrain", name, tmp_path / name, run=None, argv=lambda device: argv)
-
-    good = job("good", ["fixture", "--out", str(tmp_path / "fx"), "--records", "24"])
-    bad = job("bad", ["finetune", "--setup", "bogus", "--fold", "0", "--prepared", "x", "--out", "y"])
+    good = Job("fixture", "good", tmp_path / "good", {"out": tmp_path / "fx", "records": 24})
+    bad = Job("finetune", "bad", tmp_path / "bad", {"setup": "bogus", "fold": 0, "prepared": "x", "out": "y"})
+    assert bad.argv("cpu") == [
+        "finetune",
+        "--setup",
+        "bogus",
+        "--fold",
+        "0",
+        "--prepared",
+        "x",
+        "--out",
+        "y",
+        "--device",
+        "cpu",
+    ]
     run_jobs([good, bad], ["cpu", "cpu"], progress=False)
     assert (good.status, bad.status) == ("done", "failed")
     assert (tmp_path / "fx" / "fixture.json").is_file()
@@ -174,3 +203,115 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys):
         with pytest.raises(UserError, match="none is visible; pass --devices cpu"):
             reproduce("paper", data_dir=tmp_path, out=tmp_path)  # paper defaults to every visible GPU
         assert not (tmp_path / "paper").exists()
+
+
+def test_the_tiny_plan_lists_every_job_and_what_it_needs_without_writing_anything(tmp_path):
+    prof, seed = resolve_study("tiny")
+    p = plan(prof, seed, tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()  # a plan is data: nothing written, nothing run
+    root = tmp_path / "runs" / "tiny"
+    assert [(j.kind, j.folder) for j in p.data] == [("fixture", root / "fixture"), ("prepare", root / "prepared")]
+    assert p.data[1].args["data_dir"] == root / "fixture" and p.data_kind == "fixture"
+    assert [j.name for j in p.main_pre.values()] == ["pretrain time", "pretrain spec"]
+    assert [j.name for j in p.ablation_pre.values()] == [
+        f"pretrain {m}-{tr}" for m in ("time", "spec") for tr in paths.ABLATION_TRANSFORMS[m]
+    ]
+    main_ft = [j for j in p.ft_jobs if j.name.startswith("finetune ")]
+    assert [j.name for j in main_ft] == [f"finetune {s} fold {k}" for k in prof.folds for s in SETUPS]  # 8 x 2
+    for job in main_ft:  # ssl- jobs depend on the main pre-trainings of the modalities they read
+        setup = job.args["setup"]
+        want = [p.main_pre[m] for m in setup_modalities(setup)] if is_ssl(setup) else []
+        assert [id(n) for n in job.needs] == [id(n) for n in want]
+        assert job.folder == paths.finetune_dir(tmp_path / "runs", "tiny", setup, job.args["fold"])
+    ablation_ft = p.ft_jobs[len(main_ft) :]
+    assert [j.name for j in ablation_ft] == [
+        f"ablation {paths.ABLATION_SETUPS[m]}-{tr} fold 0"
+        for m in ("time", "spec")
+        for tr in paths.ABLATION_TRANSFORMS[m]
+    ]  # the tiny profile's Fig. 3 runs on fold 0
+    for job, pre in zip(ablation_ft, p.ablation_pre.values()):
+        assert job.needs == [pre] and job.args["pretrained"] == {pre.args["modality"]: pre.folder / "backbone.pt"}
+    assert (len(p.pre_jobs), len(p.ft_jobs)) == (8, 22)
+
+    # one spec for the three ways to run a job: its arguments, its command line, its notebook parameters
+    job = p.main_pre["spec"]
+    assert job.argv("cuda:1")[:8] == [
+        "pretrain",
+        "--prepared",
+        str(root / "prepared"),
+        "--out",
+        str(root / "pretrain/spec"),
+        "--modality",
+        "spec",
+        "--profile",
+    ]
+    assert {"--resume", "--force", "--no-progress", "--transforms", "t2"} <= set(job.argv("cuda:1"))
+    assert (
+        json.loads((root / "jobs" / "pretrain_spec.json").read_text())["batch_size"] == prof.pretrain["spec"].batch_size
+    )
+    assert job.notebook["modality"] == "spec" and job.notebook["study_config"] == str(root / "jobs" / "study.json")
+    ssl_tsg = main_ft[-1].argv("cpu")
+    assert ssl_tsg[ssl_tsg.index("--pretrained") + 1] == str(root / "pretrain")
+    assert ssl_tsg[ssl_tsg.index("--recipe") + 1] == "corrected" and "--data-kind" in ssl_tsg
+
+    scratch = plan(prof, seed, tmp_path / "runs", "DATA", ("t", "s"), (3,))  # no ssl- setup: no pre-training
+    assert [j.kind for j in scratch.data] == ["prepare"] and scratch.data_kind is None
+    assert scratch.pre_jobs == [] and [j.name for j in scratch.ft_jobs] == ["finetune t fold 3", "finetune s fold 3"]
+
+
+def _finish_pretraining(prepared_dir, out, modality, transforms, config, seed, hold_s=0.0, started=None, **kw):
+    """Stands in for DINO as the real one writes a folder: under its lock, provenance first."""
+    with rp.provenance.lock(out):
+        if started is not None:
+            started.set()
+        time.sleep(hold_s)
+        req = selfkd.pretrain_request(config, modality, transforms, seed, load_prepared(prepared_dir).digest)
+        rp.provenance.claim(out, req, force=True)
+        torch.save(make_backbone(modality).state_dict(), out / "backbone.pt")
+        (out / "summary.json").write_text("{}")
+    return out
+
+
+def test_two_folds_that_need_one_missing_pretraining_wait_for_each_other_and_the_wait_is_bounded(
+    data_dir, tmp_path, monkeypatch
+):
+    prepare(data_dir, paths.prepared_dir(tmp_path, "tiny"), workers=TINY.workers, progress=False)
+    started, made = threading.Event(), []
+
+    def slow(*a, **k):
+        made.append(k["modality"])
+        return _finish_pretraining(*a, hold_s=1.5, started=started, **k)
+
+    monkeypatch.setattr(selfkd, "pretrain", slow)
+    kw = dict(data=data_dir, device="cpu")
+    first = threading.Thread(target=lambda: results.append(ensure_pretrain("tiny", tmp_path, "time", **kw)))
+    results: list = []
+    first.start()
+    assert started.wait(60)
+    second = ensure_pretrain("tiny", tmp_path, "time", **kw)  # another notebook: waits for the lock, then reuses
+    first.join()
+    assert made == ["time"] and results[0].statuses == {"pretrain time": "done"}
+    assert second.statuses == {"pretrain time": "skipped"} and second.folder == results[0].folder
+
+    # a holder that never lets go: the wait ends after LOCK_WAIT_S and the run reports the lock
+    monkeypatch.setattr(rp, "LOCK_WAIT_S", 0.5)
+    release = threading.Event()
+    spec = paths.pretrain_run_dir(tmp_path, "tiny", "spec")
+
+    def hold() -> None:
+        with rp.provenance.lock(spec):
+            started.set()
+            release.wait(60)
+
+    started.clear()
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert started.wait(60)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(RunsFailed, match="is in use by"):
+            ensure_pretrain("tiny", tmp_path, "spec", **kw)
+        assert time.monotonic() - t0 < 30
+    finally:
+        release.set()
+        holder.join()
