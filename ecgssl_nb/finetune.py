@@ -155,7 +155,7 @@ def _model_setup(setup: str):
     return build_model(setup)
 
 
-def resolve_pretrained(setup: str, pretrained) -> dict[str, Path]:
+def resolve_pretrained(setup: str, pretrained: str | os.PathLike | Mapping | None) -> dict[str, Path]:
     """Backbone files an ssl- setup loads: {modality: path}. `pretrained` is a folder PRE holding
     PRE/time/backbone.pt and/or PRE/spec/backbone.pt, or a mapping {modality: file or folder}
     (a folder means folder/backbone.pt). Scratch setups take none. UserError naming what is missing."""
@@ -196,7 +196,9 @@ def resolve_pretrained(setup: str, pretrained) -> dict[str, Path]:
     return found
 
 
-def build_finetune_model(setup: str, pretrained=None, seed: int = 0, fusion_ssl: str = "loaded") -> torch.nn.Module:
+def build_finetune_model(
+    setup: str, pretrained: str | os.PathLike | Mapping | None = None, seed: int = 0, fusion_ssl: str = "loaded"
+) -> torch.nn.Module:
     """The network of `setup` ready to fine-tune, on the CPU: scratch setups re-initialised with
     `init_xavier` (as released), ssl- setups with their backbones loaded all-or-nothing from
     `pretrained` (see `resolve_pretrained`; B6) and heads at PyTorch's default init.
@@ -219,7 +221,7 @@ def build_finetune_model(setup: str, pretrained=None, seed: int = 0, fusion_ssl:
     return model
 
 
-def infer_data_kind(prepared) -> str:
+def infer_data_kind(prepared: Prepared) -> str:
     """'fixture', 'samples' or 'physionet2020' for a prepared corpus: the stats' `data_kind` when
     present, else 'fixture' when its data folder holds the fixture's marker, else by size
     (>= 1,000 records: physionet2020; fewer: the sample records)."""
@@ -254,7 +256,13 @@ def _autocast(device: torch.device, amp: bool):
 
 
 def train_step(
-    model, optimizer, x_raw: torch.Tensor, y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, amp: bool = False
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x_raw: torch.Tensor,
+    y: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    amp: bool = False,
 ) -> torch.Tensor:
     """One Adam step on a batch of raw crops (W, 12, 250) mV with labels (W, 24); returns the
     mean BCE-with-logits loss as a detached 0-d tensor (no device sync)."""
@@ -270,8 +278,8 @@ def train_step(
 
 @torch.no_grad()
 def predict(
-    model,
-    corpus,
+    model: torch.nn.Module,
+    corpus: Corpus,
     mean: torch.Tensor,
     std: torch.Tensor,
     batch_windows: int = 2048,
@@ -342,7 +350,7 @@ def inner_fold(fold: int, n_folds: int, protocol: str) -> int | None:
     return None if protocol == "paper-exact" else (int(fold) + 1) % int(n_folds)
 
 
-def split_folds(prep, fold: int, protocol: str) -> Split:
+def split_folds(prep: Prepared, fold: int, protocol: str) -> Split:
     """Train on every fold but K and J; UserError naming the fold when a set is empty."""
     folds = prep.index["fold"].to_numpy()
     n_folds = int(prep.stats.get("n_folds", int(prep.index["fold"].max()) + 1))
@@ -427,9 +435,9 @@ def _resolve(setup, fold, prepared, out, pretrained, profile, epochs, device, se
 def finetune(
     setup: str,
     fold: int,
-    prepared,
+    prepared: Prepared | str | os.PathLike,
     out: str | os.PathLike,
-    pretrained=None,
+    pretrained: str | os.PathLike | Mapping | None = None,
     profile: str | Profile = "tiny",
     epochs: int | None = None,
     device: str = "cpu",
@@ -650,7 +658,8 @@ class Evaluation:
     metrics: dict  # outer_auroc, outer_auprc[, inner_auroc, inner_auprc]
 
 
-def evaluate(run: Run, model, data: Data) -> Evaluation:
+def evaluate(run: Run, model: torch.nn.Module, data: Data) -> Evaluation:
+    """Record probabilities on the outer (and inner) fold, and their macro AUROC and AUPRC."""
     kw = dict(batch_windows=run.cfg.eval_batch_windows, stride=run.cfg.val_stride, amp=run.amp)
     p_out, g_out = predict(model, data.outer, data.mean, data.std, **kw)
     metrics = dict(zip(("outer_auroc", "outer_auprc"), _macro(data.y_outer, p_out)))

@@ -25,8 +25,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import UserError
+
+if TYPE_CHECKING:  # papermill's dependency, imported where a notebook runs
+    import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository checkout holding notebooks/
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -47,7 +51,7 @@ def chapter(kind: str) -> Path:
     return path
 
 
-def declared_parameters(nb) -> set[str]:
+def declared_parameters(nb: nbformat.NotebookNode) -> set[str]:
     """The names assigned in a notebook's cell tagged `parameters` (plain `name = value` lines)."""
     import re
 

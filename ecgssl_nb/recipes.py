@@ -23,6 +23,7 @@ fine-tunes from the corrected pre-trainings, and `B1` alone uses the released re
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -206,7 +207,7 @@ def _ordered(keys) -> tuple[str, ...]:
     return tuple(k for k in DEPARTURES if k in keys)
 
 
-def parse_recipe(spec) -> tuple[str, ...]:
+def parse_recipe(spec: str | Sequence[str]) -> tuple[str, ...]:
     """A recipe -> its departures in table order. 'corrected' -> (); 'released' -> all;
     'B1,B7' (or 'b1+b7', names allowed) -> those; 'released-B7-B9' -> all but those. A tuple of
     keys passes through (checked)."""
@@ -226,7 +227,7 @@ def parse_recipe(spec) -> tuple[str, ...]:
     return _ordered(_one(s) for s in text.replace("+", ",").split(",") if s.strip())
 
 
-def recipe_label(keys) -> str:
+def recipe_label(keys: str | Sequence[str]) -> str:
     """Departures -> a folder-safe label: 'corrected', 'released', 'b1+b7', 'released-b7'."""
     keys = parse_recipe(keys) if not isinstance(keys, (tuple, list)) else _ordered(keys)
     if not keys:
@@ -239,12 +240,12 @@ def recipe_label(keys) -> str:
     return "+".join(k.lower() for k in keys)
 
 
-def recipe_spec(keys) -> str:
+def recipe_spec(keys: str | Sequence[str]) -> str:
     """Departures -> a `--recipe` value that parses back to them (the label does)."""
     return recipe_label(keys)
 
 
-def expand_recipes(specs) -> list[tuple[str, ...]]:
+def expand_recipes(specs: str | Sequence[str]) -> list[tuple[str, ...]]:
     """`reproduce --recipe` values -> departure sets, in order, without repeats. 'each' adds
     every departure alone (on the corrected study), 'each-fix' the released recipe with one
     departure fixed."""
@@ -266,7 +267,7 @@ def _overrides(keys) -> dict[str, object]:
     return {setting: value for k in keys for setting, value in DEPARTURES[k].override}
 
 
-def apply_recipe(profile: Profile, spec) -> Profile:
+def apply_recipe(profile: Profile, spec: str | Sequence[str]) -> Profile:
     """`profile` with the recipe's departures switched on (a new Profile; `recipe` and
     `departures` record them). A profile that already carries another recipe is refused."""
     keys = parse_recipe(spec)
@@ -288,7 +289,7 @@ def apply_recipe(profile: Profile, spec) -> Profile:
     )
 
 
-def stage_departures(keys, stage: str) -> tuple[str, ...]:
+def stage_departures(keys: Sequence[str], stage: str) -> tuple[str, ...]:
     """The departures a stage's output depends on: its own and those of earlier stages."""
     if stage not in STAGES:
         raise UserError(f"stage {stage!r} must be one of {', '.join(STAGES)}")
@@ -296,7 +297,7 @@ def stage_departures(keys, stage: str) -> tuple[str, ...]:
     return tuple(k for k in _ordered(keys) if DEPARTURES[k].stage in upto)
 
 
-def stage_runs(runs: str | os.PathLike, keys, stage: str) -> Path:
+def stage_runs(runs: str | os.PathLike, keys: Sequence[str], stage: str) -> Path:
     """The runs folder whose `paths` layout holds `stage` of the recipe `keys`: shared with every
     recipe that has the same departures up to that stage (RUNS itself for the corrected ones)."""
     from .paths import recipe_runs
@@ -307,13 +308,13 @@ def stage_runs(runs: str | os.PathLike, keys, stage: str) -> Path:
     return recipe_runs(runs, recipe_label(mine))
 
 
-def pretrain_overrides(keys) -> dict[str, object]:
+def pretrain_overrides(keys: Sequence[str]) -> dict[str, object]:
     """PretrainConfig fields the recipe changes ({} for corrected), for `selfkd.pretrain`'s
     `overrides` / `--set` (the `keep` field included)."""
     return {k.split(".", 1)[1]: v for k, v in _overrides(_ordered(keys)).items() if k.startswith("pretrain.")}
 
 
-def affected_setups(keys, setups) -> tuple[str, ...]:
+def affected_setups(keys: Sequence[str], setups: Sequence[str]) -> tuple[str, ...]:
     """The setups of `setups` whose fine-tuning the recipe changes (the others would repeat the
     corrected runs exactly): all for prepare or B14 departures; the ssl- setups for pre-training
     departures; the ssl- fusions (ssl-tsc, ssl-tsg) for B6."""
@@ -324,7 +325,7 @@ def affected_setups(keys, setups) -> tuple[str, ...]:
     return tuple(s for s in setups if is_ssl(s) and (pre or len(setup_modalities(s)) == 2))  # B6: the fusions
 
 
-def reported_protocol(keys) -> str:
+def reported_protocol(keys: Sequence[str]) -> str:
     """The protocol a recipe reports: 'paper' (selection on the reported fold) with B14, else
     'honest' (nested)."""
     return "paper" if "B14" in _ordered(keys) else "honest"
@@ -350,7 +351,7 @@ _check_fields()
 # --- results of several recipes side by side ----------------------------------------------------
 
 
-def load_recipe_results(runs: str | os.PathLike, profile: str, recipe) -> pd.DataFrame:
+def load_recipe_results(runs: str | os.PathLike, profile: str, recipe: str | Sequence[str]) -> pd.DataFrame:
     """`results.load_results` of one recipe's fine-tunings (empty when none ran), with a `recipe`
     column. Every result.json must record this recipe (results written before recipes existed
     count as corrected); a result of another recipe raises UserError, so two recipes' runs are
@@ -390,8 +391,8 @@ def recipes_on_disk(runs: str | os.PathLike, profile: str) -> list[str]:
 def compare_recipes(
     runs: str | os.PathLike,
     profile: str,
-    recipes=("released",),
-    metrics=("auroc", "auprc", "challenge"),
+    recipes: Sequence[str] = ("released",),
+    metrics: Sequence[str] = ("auroc", "auprc", "challenge"),
     n_boot: int = 10_000,
     seed: int = 0,
 ) -> pd.DataFrame:
