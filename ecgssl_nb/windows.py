@@ -207,10 +207,6 @@ class Corpus:
         k = torch.arange(len(owner)) - first.repeat_interleave(count)  # window number in record
         return owner, k * stride
 
-    def n_sliding_windows(self, length: int = WINDOW, stride: int = STRIDE, rows=None) -> int:
-        """How many windows `iter_sliding_windows` yields in all."""
-        return len(self.sliding_windows(length, stride, rows)[0])
-
     def iter_sliding_windows(
         self, batch_windows: int, length: int = WINDOW, stride: int = STRIDE, rows=None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -223,7 +219,3 @@ class Corpus:
         for a in range(0, len(owner), batch_windows):
             o = owner[a : a + batch_windows]
             yield self._gather(self.offsets[o] + start[a : a + batch_windows], length), o
-
-    def to(self, device) -> "Corpus":
-        """The same corpus on another device."""
-        return Corpus(self.signal, self.offsets, self.lengths, self.labels, device=device, rows=self.rows)
