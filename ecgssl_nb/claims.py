@@ -27,11 +27,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from .config import ABLATION_SETUPS, ABLATION_TRANSFORMS, MAIN_TRANSFORMS, MODALITIES
 from .errors import UserError
+from .metrics import HEADLINE_METRICS
 
 __all__ = [
     "CLAIMS",
@@ -62,9 +65,13 @@ CLAIMS = (
 )
 # Fig. 3: the full view sets (T1 = TC+GN, T2 = TC+FC) beat each ablation; runs as named by `results.load_results`
 TRANSFORM_CLAIMS = tuple(
-    (f"{full.upper()} beats {tr}", f"{setup}-{tr}", f"{setup}-{full}")
-    for setup, full, ablated in (("ssl-t", "t1", ("none", "tc", "gn")), ("ssl-s", "t2", ("none", "tc", "fc")))
-    for tr in ablated
+    (
+        f"{MAIN_TRANSFORMS[m].upper()} beats {tr}",
+        f"{ABLATION_SETUPS[m]}-{tr}",
+        f"{ABLATION_SETUPS[m]}-{MAIN_TRANSFORMS[m]}",
+    )
+    for m in MODALITIES
+    for tr in ABLATION_TRANSFORMS[m]
 )
 LEVEL = 0.95
 
@@ -156,8 +163,9 @@ def with_ablation_runs(main: pd.DataFrame, ablation: pd.DataFrame | None = None)
     ssl-s main runs also as ssl-t-t1 / ssl-s-t2 (the full view sets of Fig. 3), plus the
     ablation runs (`load_results` of the ablation folder names them ssl-t-tc etc.)."""
     parts = [main.assign(run=main["setup"])]
-    for setup, full in (("ssl-t", "t1"), ("ssl-s", "t2")):
-        parts.append(main[main["setup"] == setup].assign(run=f"{setup}-{full}"))
+    for m in MODALITIES:
+        setup = ABLATION_SETUPS[m]
+        parts.append(main[main["setup"] == setup].assign(run=f"{setup}-{MAIN_TRANSFORMS[m]}"))
     if ablation is not None and len(ablation):
         parts.append(ablation)
     return pd.concat(parts, ignore_index=True)
@@ -166,7 +174,7 @@ def with_ablation_runs(main: pd.DataFrame, ablation: pd.DataFrame | None = None)
 def claims_table(
     results: pd.DataFrame,
     protocol: str = "honest",
-    metrics=("auroc", "auprc", "challenge"),
+    metrics: Sequence[str] = HEADLINE_METRICS,
     claims=None,
     level: float = LEVEL,
     n_boot: int = 10_000,
@@ -206,7 +214,7 @@ def claims_table(
     return pd.DataFrame(rows)
 
 
-def paper_margins(metrics=("auroc", "auprc", "challenge")) -> pd.DataFrame:
+def paper_margins(metrics: Sequence[str] = HEADLINE_METRICS) -> pd.DataFrame:
     """The margin the paper claims for each claim of CLAIMS: Table II(B) - Table II(A), x100
     as printed. Columns claim, A, B, metric, paper margin."""
     from .results import PAPER_TABLE_II
@@ -220,7 +228,7 @@ def paper_margins(metrics=("auroc", "auprc", "challenge")) -> pd.DataFrame:
 
 
 def margins_vs_noise(
-    results: pd.DataFrame, protocol: str = "honest", metrics=("auroc", "auprc", "challenge")
+    results: pd.DataFrame, protocol: str = "honest", metrics: Sequence[str] = HEADLINE_METRICS
 ) -> pd.DataFrame:
     """`paper_margins` beside the fold-to-fold noise of our runs (x100): the fold std of A and of
     B (sample std over folds), the std of the paired difference, and whether the claimed margin

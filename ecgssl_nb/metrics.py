@@ -65,7 +65,9 @@ from .errors import UserError
 from .labels import CLASSES, MERGES, NORMAL_CLASS, weight_matrix
 
 METRIC_KEYS = ("auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge")
+HEADLINE_METRICS = ("auroc", "auprc", "challenge")  # the two threshold-free scores and the Challenge metric
 DEFAULT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5)  # the threshold search's grid (FinetuneConfig.threshold_grid)
+DEFAULT_THRESHOLD = 0.1  # every other class's threshold while one class is searched (FinetuneConfig.threshold_default)
 # The released code builds its grid with np.linspace(0.1, 0.5, 5, dtype=float16) (B15): 0.0999755859375, ...,
 # 0.5; its binarisation differs from DEFAULT_GRID only for scores in the gaps (at most 1e-4 wide).
 
@@ -333,7 +335,7 @@ def threshold_search(
     labels,
     scores,
     grid: Sequence[float] = DEFAULT_GRID,
-    default: float = 0.1,
+    default: float = DEFAULT_THRESHOLD,
     weights=None,
     classes=None,
     normal_class: str = NORMAL_CLASS,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -312,12 +313,12 @@ def runs_warning(agg: pd.DataFrame) -> str | None:
 def status_table() -> pd.DataFrame:
     """What the book reproduces and on what data, read off the profiles (one row per part of the
     study; columns: the paper's setting, and what the tiny, samples and paper profiles run)."""
-    from .config import SAMPLES_SETUPS, SETUPS, get_profile
+    from .config import N_FOLDS, SAMPLES_SETUPS, SETUPS, get_profile, is_ssl
 
     tiny, samples, paper = get_profile("tiny"), get_profile("samples"), get_profile("paper")
 
     def folds(p) -> str:
-        return f"{len(p.folds)} of 10 folds" if len(p.folds) < 10 else "10 folds"
+        return f"{len(p.folds)} of {N_FOLDS} folds" if len(p.folds) < N_FOLDS else f"{N_FOLDS} folds"
 
     def pre(p) -> str:
         c = p.pretrain["time"]
@@ -338,7 +339,7 @@ def status_table() -> pd.DataFrame:
         "pre-training (DINO, both backbones)": (
             "300 epochs, 2 + 8 views, head 65536",
             pre(tiny),
-            "none (T from scratch)" if all(not s.startswith("ssl-") for s in SAMPLES_SETUPS) else pre(samples),
+            "none (T from scratch)" if not any(is_ssl(s) for s in SAMPLES_SETUPS) else pre(samples),
             pre(paper),
         ),
         "fine-tuning (Table II)": (
@@ -443,7 +444,7 @@ def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None)
 
 
 def pooled_beside_means(
-    pooled: pd.DataFrame, agg_honest: pd.DataFrame, names=None, metrics_shown=("auroc", "auprc", "challenge")
+    pooled: pd.DataFrame, agg_honest: pd.DataFrame, names=None, metrics_shown: Sequence[str] = metrics.HEADLINE_METRICS
 ) -> pd.DataFrame:
     """Per setting of `agg_honest` (`results.aggregate(..., protocol="honest")`, optionally only
     the rows `names`): the pooled out-of-fold metric (rows of `claims.pooled_oof`, honest

@@ -61,9 +61,9 @@ import pandas as pd
 
 from .atomic import atomic_write, write_text_atomic  # noqa: F401  (public here too)
 from .config import PROTOCOLS, SETUPS
+from .metrics import METRIC_KEYS
 from .errors import UserError
 
-METRIC_KEYS = ("auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge")  # = metrics.METRIC_KEYS
 METRIC_LABELS = {
     "auroc": "AUROC",
     "auprc": "AUPRC",

@@ -20,11 +20,12 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .config import WINDOW
 from .errors import UserError
+from .records import LEADS
 
-N_LEADS = 12
-WINDOW = 250  # samples at 100 Hz = 2.5 s
-STRIDE = 125  # evaluation stride, 50 % overlap
+N_LEADS = len(LEADS)  # 12
+STRIDE = WINDOW // 2  # evaluation stride, 50 % overlap: 125 samples
 _COPY_CHUNK = 1 << 20  # samples per host->device copy in from_prepared (48 MiB of float32)
 
 
