@@ -15,7 +15,8 @@ import pandas as pd
 import torch
 
 from . import metrics, paths
-from .labels import ABBREVIATIONS
+from .errors import UserError
+from .labels import ABBREVIATIONS, CLASSES, MERGES, official_totals
 
 
 def _columns(pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -157,11 +158,23 @@ PROTOCOL_LABELS = {  # protocol names as the book prints them: never confusable 
     "paper": "optimistic protocol (authors')",
     "honest": "honest protocol (held-out)",
 }
-DATA_LABELS = {
+DATA_LABELS = {  # a run's `data` (result.json, Profile.data) as table captions name it
     "fixture": "synthetic fixture",
     "samples": "real sample records",
     "physionet2020": "PhysioNet/CinC 2020",
 }
+
+
+def data_kind(data: str) -> str:
+    """A run's `data` as a chapter's sentence names it: 'fixture' -> 'the synthetic fixture (not
+    real ECGs)', 'samples' -> 'the real sample records', 'physionet2020' -> 'the PhysioNet/CinC 2020
+    training data'."""
+    if data not in DATA_LABELS:
+        raise UserError(f"data {data!r} is not a kind of data; choose one of {', '.join(DATA_LABELS)}")
+    return {
+        "fixture": "the synthetic fixture (not real ECGs)",
+        "physionet2020": "the PhysioNet/CinC 2020 training data",
+    }.get(data, f"the {DATA_LABELS[data]}")
 
 
 def book_devices(device: str = "cpu", cpus: int | None = None) -> str:
@@ -468,4 +481,203 @@ def pooled_beside_means(
     }
     out = pd.DataFrame(data, index=pd.Index([label[n] for n in names], name="setting"))
     out.columns = pd.MultiIndex.from_tuples(out.columns, names=["metric", "how"])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the data chapter: classes and folds
+
+
+def class_counts(label_matrix: np.ndarray, name: str = "this corpus") -> pd.DataFrame:
+    """Records per class (24 rows, labels.ABBREVIATIONS): column `name` counts the positives of
+    `label_matrix` (N, 24), column "official total (6 sources)" the official Challenge 2020 total
+    (labels.official_totals), the codes merged into a class (labels.MERGES) added to it."""
+    totals = official_totals()
+    official = [totals[c]["Total"] + sum(totals[r]["Total"] for r, k in MERGES.items() if k == c) for c in CLASSES]
+    ours = np.asarray(label_matrix).sum(axis=0).astype(int)
+    return pd.DataFrame({name: ours, "official total (6 sources)": official}, index=list(ABBREVIATIONS))
+
+
+def fold_counts(label_matrix: np.ndarray, folds, n_folds: int | None = None) -> pd.DataFrame:
+    """Per fold 0..n_folds-1 (default config.N_FOLDS): its records, then its positives of each of the
+    24 classes (columns labels.ABBREVIATIONS). `folds` (N,) gives each row's fold."""
+    from .config import N_FOLDS
+
+    n_folds = N_FOLDS if n_folds is None else n_folds
+    y, f = np.asarray(label_matrix), np.asarray(folds)
+    counts = pd.DataFrame([y[f == k].sum(axis=0) for k in range(n_folds)], columns=list(ABBREVIATIONS)).astype(int)
+    counts.insert(0, "records", [int((f == k).sum()) for k in range(n_folds)])
+    counts.index.name = "fold"
+    return counts
+
+
+def fold_balance(counts: pd.DataFrame) -> pd.DataFrame:
+    """Per class, from `fold_counts`: its records, the ideal count per fold (records / folds) and
+    the largest distance of a fold's count from that ideal (1 decimal)."""
+    per_class = counts.drop(columns="records")
+    ideal = per_class.sum(axis=0) / len(per_class)
+    return pd.DataFrame(
+        {
+            "records": per_class.sum(axis=0),
+            "ideal per fold": ideal.round(1),
+            "largest deviation": (per_class - ideal).abs().max(axis=0).round(1),
+        }
+    )
+
+
+def records_per_source(index: pd.DataFrame) -> pd.DataFrame:
+    """Records kept per source (a prepared `index.csv`) and their share of all (3 decimals)."""
+    out = index.groupby("source").size().rename("records kept").to_frame()
+    out["share"] = (out["records kept"] / out["records kept"].sum()).round(3)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the self-distillation chapter: what the backbones' features separate
+
+
+@torch.no_grad()
+def record_features(
+    backbone: torch.nn.Module, corpus, mean, std, modality: str, batch_windows: int = 512
+) -> np.ndarray:
+    """(records, feature_dim) float64: each record's backbone features averaged over its evaluation
+    windows (`corpus.iter_sliding_windows`, 250 samples every 125), each window given to the
+    backbone as fine-tuning gives it: normalised per lead with `mean`, `std` (12,) mV ("time") or
+    as its normalised spectrogram ("spec"). The backbone is left in eval mode, on the corpus device."""
+    from .config import check_modality
+    from .transforms import normalize, spectrogram
+
+    check_modality(modality)
+    backbone.eval().to(corpus.device)
+    total = count = None
+    for x, owner in corpus.iter_sliding_windows(batch_windows):  # x: (w, 12, 250) raw mV
+        f = backbone(normalize(x, mean, std) if modality == "time" else spectrogram(x)).double()  # (w, D)
+        if total is None:
+            total = torch.zeros((len(corpus), f.shape[1]), dtype=torch.float64, device=f.device)
+            count = torch.zeros(len(corpus), dtype=torch.float64, device=f.device)
+        total.index_add_(0, owner, f)
+        count.index_add_(0, owner, torch.ones(len(owner), dtype=torch.float64, device=f.device))
+    if total is None or (count == 0).any():
+        raise UserError("record_features: every record needs at least one 250-sample window")
+    return (total / count[:, None]).cpu().numpy()
+
+
+def pca2(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first two principal components of the standardised features (N, D): (points (N, 2),
+    their shares of the total variance (2,))."""
+    f = np.asarray(features, dtype=np.float64)
+    z = (f - f.mean(axis=0)) / (f.std(axis=0) + 1e-8)
+    u, s, _ = np.linalg.svd(z, full_matrices=False)
+    return u[:, :2] * s[:2], (s[:2] ** 2) / (s**2).sum()
+
+
+def rarest_class(label_matrix: np.ndarray) -> list[str]:
+    """Per record (rows of `label_matrix` (N, 24)), the abbreviation of its class with the fewest
+    records among these rows (usually its most specific one), or "none" for a record without any."""
+    y = np.asarray(label_matrix)
+    freq = y.sum(axis=0)
+    return [ABBREVIATIONS[min(np.flatnonzero(r), key=lambda k: freq[k])] if r.any() else "none" for r in y]
+
+
+# ----------------------------------------------------------------------------------------------
+# the Table II and Fig. 3 chapters: the paper's orderings in our means
+
+
+def _descending(a: pd.DataFrame, metric: str, order: list[str]) -> bool:
+    v = [a.at[s, f"{metric}_mean"] for s in order]
+    return all(x > y for x, y in zip(v, v[1:]))
+
+
+# (ordering the paper reads off Table II, test on an aggregate of the eight setups)
+PAPER_PATTERNS = {
+    "no SSL: TSG > TSC > T > S (AUROC)": lambda a: _descending(a, "auroc", ["tsg", "tsc", "t", "s"]),
+    "SSL: TSG > T > S (AUROC)": lambda a: _descending(a, "auroc", ["ssl-tsg", "ssl-t", "ssl-s"]),
+    "SSL beats scratch for every architecture (AUROC)": lambda a: all(
+        a.at[f"ssl-{f}", "auroc_mean"] > a.at[f, "auroc_mean"] for f in ("t", "s", "tsc", "tsg")
+    ),
+    "gate beats concatenation, with and without SSL (AUROC)": lambda a: all(
+        a.at[f"{p}tsg", "auroc_mean"] > a.at[f"{p}tsc", "auroc_mean"] for p in ("", "ssl-")
+    ),
+    "SSL-TSG is the best setup (ChM)": lambda a: a["challenge_mean"].idxmax() == "ssl-tsg",
+}
+
+
+def paper_patterns(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Does each ordering of PAPER_PATTERNS hold in our means? "yes"/"no" per ordering (rows) and
+    protocol (columns, PROTOCOL_LABELS), from {protocol: results.aggregate(...)} of the eight setups."""
+    from .results import SMOKE_LABEL
+
+    out = pd.DataFrame(
+        {
+            PROTOCOL_LABELS[p]: {name: "yes" if f(a) else "no" for name, f in PAPER_PATTERNS.items()}
+            for p, a in aggs.items()
+        }
+    )
+    out.index.name = "ordering" + (f" ({SMOKE_LABEL})" if any(is_smoke(a) for a in aggs.values()) else "")
+    return out
+
+
+def read_fig3(runs: str | Path, profile: str) -> dict[str, pd.DataFrame]:
+    """The Fig. 3 table `reproduce` wrote (RUNS/<profile>/tables/fig3.csv) as {protocol: frame}, each
+    frame indexed by run ("ssl-t-tc", ..., "ssl-t-t1", "ssl-s-none", ...) in the figure's order,
+    with the columns of a `results.aggregate` (modality, transforms, n_folds, folds, <metric>_mean,
+    <metric>_std, ...). UserError when the table is missing."""
+    path = paths.table_path(runs, profile, "fig3")
+    if not path.is_file():
+        raise UserError(f"{path} does not exist: run `reproduce --profile {profile}` with the ablation first")
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"folds": str})
+    from .config import PROTOCOLS
+
+    df.index = pd.Index(df["setup"] + "-" + df["transforms"], name="run")
+    return {p: df[df["protocol"] == p] for p in PROTOCOLS if (df["protocol"] == p).any()}
+
+
+def fig3_table(fig3: dict[str, pd.DataFrame], metrics_shown: Sequence[str] = CLAIM_METRICS) -> pd.DataFrame:
+    """The Fig. 3 table as the chapter prints it: per setting (index "SSL-T (TC)", ...) its modality,
+    transforms, mean ± std ×100 of each metric under each protocol of `fig3` (from `read_fig3`), and
+    the folds behind it."""
+    from .plots import mean_std
+    from .results import METRIC_LABELS, SETUP_LABELS, SMOKE_LABEL
+
+    first = next(iter(fig3.values()))
+    data = {"modality": list(first["modality"]), "transforms": [t.upper() for t in first["transforms"]]}
+    for p, a in fig3.items():
+        for k in metrics_shown:
+            data[f"{METRIC_LABELS[k]}, {PROTOCOL_LABELS[p]}"] = [
+                mean_std(a.at[n, f"{k}_mean"], a.at[n, f"{k}_std"]) for n in first.index
+            ]
+    data["folds"] = list(first["folds"])
+    smoke = any(is_smoke(a) for a in fig3.values())
+    index = [f"{SETUP_LABELS[s]} ({t.upper()})" for s, t in zip(first["setup"], first["transforms"])]
+    return pd.DataFrame(data, index=pd.Index(index, name="setting" + (f" ({SMOKE_LABEL})" if smoke else "")))
+
+
+def fig3_bars(fig3: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The bars of one Fig. 3 panel pair from one protocol's frame of `read_fig3`: modality,
+    transforms, mean and std of `metric` ×100, one row per setting."""
+    return pd.DataFrame(
+        {
+            "modality": list(fig3["modality"]),
+            "transforms": list(fig3["transforms"]),
+            "mean": list(100 * fig3[f"{metric}_mean"]),
+            "std": list(100 * fig3[f"{metric}_std"]),
+        }
+    )
+
+
+def full_set_best(fig3: dict[str, pd.DataFrame], metric: str = "auroc") -> pd.DataFrame:
+    """Per protocol and modality: the setting with the highest mean `metric` and whether it is the
+    full view set (config.MAIN_TRANSFORMS: T1 for time, T2 for spectrograms), "yes" or "no"."""
+    from .config import MAIN_TRANSFORMS
+
+    rows = {}
+    for p, a in fig3.items():
+        for m, part in a.groupby("modality", sort=False):
+            best = part[f"{metric}_mean"].idxmax()
+            rows[(PROTOCOL_LABELS[p], m)] = {
+                f"best by {metric.upper()}": best,
+                "full set best?": "yes" if part.at[best, "transforms"] == MAIN_TRANSFORMS[m] else "no",
+            }
+    out = pd.DataFrame(rows).T
+    out.index.names = ["protocol", "modality"]
     return out
