@@ -46,22 +46,32 @@ def _check_pair(name: str, pair: Any, lo_min: float, hi_max: float, lo_open: boo
     return lo, hi
 
 
+def _setting(default: Any, what: str) -> Any:
+    """A settings field with its meaning attached (`dataclasses.fields(cls)[i].metadata["what"]`)."""
+    return field(default=default, metadata={"what": what})
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """The settings of the DINO views (paper Sec. II-B; book: Transforms, Deviations B16-B19), read
     by `transforms`. Each pair (lo, hi) is the range of a uniform draw: crop scales and cut spans
     are fractions of the window (time: of its 250 samples; spectrogram: of its 21 frames, cut
-    spans of the crop), the noise sigma is in mV. Checked once, when built."""
+    spans of the crop), the noise sigma is in mV. Checked once, when built. Each field's meaning is
+    in its metadata["what"]."""
 
-    time_global_scale: tuple = (0.5, 1.0)  # random resized crop of a global time view
-    time_local_scale: tuple = (0.1, 0.5)  # ... of a local one, stretched back to 250 samples too (B17)
-    time_cutout_mode: str = "per_lead"  # B18: "per_lead" (released) or "paper" (Eq. 1)
-    time_cutout: tuple = (0.2, 0.4)  # cut span, mode "per_lead": one span per lead
-    paper_time_cutout: tuple = (0.0, 0.5)  # cut span, mode "paper": one span shared by the leads
-    noise_sigma: tuple = (0.005, 0.025)  # mV, one sigma per view
-    spec_global_scale: tuple = (0.6, 1.0)  # centred time crop of a global spectrogram view (B19)
-    spec_local_scale: tuple = (0.3, 0.6)  # ... of a local one
-    spec_time_cutout: tuple = (0.1, 0.35)  # cut span of the crop's frames
+    time_global_scale: tuple = _setting((0.5, 1.0), "crop ratio r of a global time view")
+    time_local_scale: tuple = _setting(
+        (0.1, 0.5), "crop ratio r of a local time view, stretched to 250 samples too (B17)"
+    )
+    time_cutout_mode: str = _setting(
+        "per_lead", "time cutout: a span per lead (per_lead, released) or one for all (paper, B18)"
+    )
+    time_cutout: tuple = _setting((0.2, 0.4), "time cutout span / window, mode per_lead")
+    paper_time_cutout: tuple = _setting((0.0, 0.5), "time cutout span / window, mode paper (Eq. 1)")
+    noise_sigma: tuple = _setting((0.005, 0.025), "Gaussian noise sigma, mV, one per view")
+    spec_global_scale: tuple = _setting((0.6, 1.0), "crop ratio of a global spectrogram view, of its 21 frames (B19)")
+    spec_local_scale: tuple = _setting((0.3, 0.6), "crop ratio of a local spectrogram view")
+    spec_time_cutout: tuple = _setting((0.1, 0.35), "spectrogram time cutout span / crop width")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

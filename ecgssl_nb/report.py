@@ -46,6 +46,33 @@ def exact_match(pred: pd.DataFrame, thresholds, protocol: str = "paper", role: s
     }
 
 
+def run_metrics(res: dict) -> pd.DataFrame:
+    """One fine-tuning run's seven metrics (×100, 2 decimals) and selected epoch, one row per
+    protocol of its result.json `res`, each row saying where the epoch and thresholds were chosen
+    (paper: the outer fold; honest: the inner fold) and that the outer fold is reported."""
+    from .results import METRIC_LABELS
+
+    fold, inner = res["fold"], res.get("inner_fold", res["data"].get("inner_fold"))
+    m = pd.DataFrame(res["metrics"]).T
+    shown = m[list(metrics.METRIC_KEYS)].astype(float).mul(100).round(2)
+    shown.columns = [METRIC_LABELS[k] for k in metrics.METRIC_KEYS]
+    shown["selected epoch"] = m["epoch"].astype(int)
+    shown.index = [
+        f"{PROTOCOL_LABELS[p]}: chosen on fold {fold if p == 'paper' else inner}, reported on fold {fold}"
+        for p in shown.index
+    ]
+    return shown
+
+
+def per_class_auroc(res: dict, pred: pd.DataFrame) -> pd.DataFrame:
+    """Per class (rows labels.ABBREVIATIONS): the positives of the run's outer fold (its
+    predictions.csv rows `pred`), then the outer-fold AUROC under each protocol of result.json `res`."""
+    out = pd.DataFrame({p: res["per_class"][p]["auroc"] for p in res["per_class"]}, index=list(ABBREVIATIONS))
+    y, _ = _columns(pred[(pred["protocol"] == "paper") & (pred["role"] == "outer")])
+    out.insert(0, f"positives in fold {res['fold']}", y.sum(axis=0).astype(int))
+    return out.astype({p: float for p in res["per_class"]})
+
+
 def dino_loss_parts(log: pd.DataFrame) -> pd.DataFrame:
     """Split the self-distillation loss of each epoch into the teacher's entropy and the rest.
 
@@ -56,6 +83,42 @@ def dino_loss_parts(log: pd.DataFrame) -> pd.DataFrame:
     out = log[["epoch", "loss", "teacher_entropy"]].copy()
     out["kl"] = out["loss"] - out["teacher_entropy"]
     return out
+
+
+def stft_settings() -> pd.DataFrame:
+    """The spectrogram's STFT settings (transforms' constants, config.TARGET_FS) as the Transforms
+    chapter lists them, one row each."""
+    from . import transforms as T
+    from .config import TARGET_FS, WINDOW
+
+    frames = T.stft_magnitude(torch.zeros(1, 1, WINDOW)).shape[-1]
+    top = (T.SPEC_N_FREQ - 1) * T.SPEC_FREQ_STEP_HZ
+    rows = {
+        "sampling rate": f"{TARGET_FS} Hz",
+        "window": f"Hann, {T.SPEC_NPERSEG} samples ({T.SPEC_NPERSEG / TARGET_FS:.2f} s)",
+        "overlap / hop": f"{T.SPEC_NOVERLAP} / {T.SPEC_HOP} samples ({T.SPEC_HOP_S:.2f} s)",
+        "boundary": f"{T.SPEC_NPERSEG // 2} zeros padded at each end; zeros appended to fill the last segment",
+        "frequency rows": f"{T.SPEC_N_FREQ}: 0, {T.SPEC_FREQ_STEP_HZ:g}, ..., {top:g} Hz",
+        f"frames for {WINDOW} samples": str(frames),
+        "scaling": "'spectrum' (divided by the window's sum), then magnitude",
+        "normalisation": f"(|Z| - mean[lead]) / {T.SPEC_STD}",
+    }
+    return pd.Series(rows, name="STFT").to_frame()
+
+
+def augment_settings(augment=None) -> pd.DataFrame:
+    """The view settings (`config.AugmentConfig`, default: its defaults), one row per field as
+    `--set augment.KEY=VALUE` names it: its value and what it sets (the field's metadata)."""
+    import dataclasses
+
+    from .config import AugmentConfig
+
+    augment = AugmentConfig() if augment is None else augment
+    fields = dataclasses.fields(augment)
+    return pd.DataFrame(
+        {"value": [str(getattr(augment, f.name)) for f in fields], "what": [f.metadata["what"] for f in fields]},
+        index=pd.Index([f"augment.{f.name}" for f in fields], name="setting"),
+    )
 
 
 @torch.no_grad()
@@ -536,6 +599,35 @@ def records_per_source(index: pd.DataFrame) -> pd.DataFrame:
 # the self-distillation chapter: what the backbones' features separate
 
 
+PRETRAIN_SUMMARY_KEYS = (  # what the self-distillation chapter shows of each run's summary.json
+    "epochs",
+    "batch_size_per_process",
+    "steps_per_epoch",
+    "peak_lr",
+    "out_dim",
+    "optimizer",
+    "teacher_temp",
+    "student_temp",
+    "teacher_momentum",
+    "center_momentum",
+    "transforms",
+    "kept",
+    "final_loss",
+    "final_teacher_entropy",
+    "final_embedding_std",
+    "wall_time_s",
+    "device",
+)
+
+
+def pretrain_settings(summaries: dict[str, dict]) -> pd.DataFrame:
+    """The settings and final state of pre-trainings, one column per run ({name: summary.json}),
+    one row per PRETRAIN_SUMMARY_KEYS: the summary's value, else its `config` entry's, else "–"."""
+    return pd.DataFrame(
+        {m: {k: s.get(k, s.get("config", {}).get(k, "–")) for k in PRETRAIN_SUMMARY_KEYS} for m, s in summaries.items()}
+    )
+
+
 @torch.no_grad()
 def record_features(
     backbone: torch.nn.Module, corpus, mean, std, modality: str, batch_windows: int = 512
@@ -581,6 +673,19 @@ def rarest_class(label_matrix: np.ndarray) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------
 # the Table II and Fig. 3 chapters: the paper's orderings in our means
+
+
+def protocol_gap(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Optimistic minus honest mean of each metric (×100, 2 decimals) per setup (index
+    results.SETUP_LABELS, named "setup"), from {protocol: results.aggregate(...)}."""
+    from .results import METRIC_LABELS, SETUP_LABELS
+
+    paper, honest = aggs["paper"], aggs["honest"]
+    gap = pd.DataFrame(
+        {METRIC_LABELS[m]: (100 * (paper[f"{m}_mean"] - honest[f"{m}_mean"])).to_numpy() for m in metrics.METRIC_KEYS},
+        index=pd.Index([SETUP_LABELS[s] for s in paper.index], name="setup"),
+    )
+    return gap.round(2)
 
 
 def _descending(a: pd.DataFrame, metric: str, order: list[str]) -> bool:

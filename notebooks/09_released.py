@@ -79,11 +79,7 @@ assert len(main), f"the corrected study has results under {paths.profile_root(ru
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)
     means = results.aggregate(main[main["run"] == main["setup"]], protocol="honest")
-KIND = {
-    "fixture": "the synthetic fixture (not real ECGs)",
-    "samples": "the real sample records",
-    "physionet2020": "the PhysioNet/CinC 2020 training data",
-}[main["data"].iloc[0]]
+KIND = report.data_kind(main["data"].iloc[0])
 ANSWER = main["data"].iloc[0] == "physionet2020" and not report.is_smoke(means)
 # every label of this chapter's tables and figures: which runs, and whether they can answer
 RUNS_TEXT = report.describe_runs(means)

@@ -368,3 +368,66 @@ def test_fig3_table_reads_the_table_reproduce_wrote(tmp_path):
     assert best["best by AUROC"].tolist() == ["ssl-t-t1"] * 2 and (best["full set best?"] == "yes").all()
     bars = report.fig3_bars(fig3["paper"], "auroc")
     assert bars[["transforms", "mean"]].values.tolist() == [["tc", pytest.approx(65.0)], ["t1", pytest.approx(85.0)]]
+
+
+def test_pretrain_settings_read_the_summary_then_its_config():
+    got = report.pretrain_settings({"time": {"epochs": 2, "config": {"out_dim": 4096, "epochs": 9}}, "spec": {}})
+    assert list(got.index) == list(report.PRETRAIN_SUMMARY_KEYS) and list(got.columns) == ["time", "spec"]
+    assert got.at["epochs", "time"] == 2 and got.at["out_dim", "time"] == 4096 and got.at["epochs", "spec"] == "–"
+
+
+def _run_result() -> dict:
+    m = {k: 0.5 for k in ("auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge")}
+    return {
+        "fold": 3,
+        "inner_fold": 4,
+        "data": {},
+        "metrics": {"paper": dict(m, auroc=0.91234, epoch=2), "honest": dict(m, epoch=1)},
+        "per_class": {"paper": {"auroc": np.linspace(0, 1, 24)}, "honest": {"auroc": np.full(24, np.nan)}},
+    }
+
+
+def test_run_metrics_show_each_protocol_x100_with_where_it_chose():
+    got = report.run_metrics(_run_result())
+    paper, honest = report.PROTOCOL_LABELS["paper"], report.PROTOCOL_LABELS["honest"]
+    assert list(got.index) == [
+        f"{paper}: chosen on fold 3, reported on fold 3",
+        f"{honest}: chosen on fold 4, reported on fold 3",
+    ]
+    assert list(got.columns) == ["AUROC", "AUPRC", "Acc", "F1", "F2", "G2", "ChM", "selected epoch"]
+    assert got.iloc[0]["AUROC"] == 91.23 and got.iloc[1]["AUROC"] == 50.0 and got["selected epoch"].tolist() == [2, 1]
+
+
+def test_per_class_auroc_counts_the_outer_folds_positives():
+    y = np.zeros((3, 24), dtype=int)
+    y[:, 0] = 1
+    y[1, 5] = 1
+    pred = pd.concat([_pred_frame(y, np.zeros((3, 24))), _pred_frame(1 - y, np.zeros((3, 24)), role="inner")])
+    got = report.per_class_auroc(_run_result(), pred)
+    assert list(got.columns) == ["positives in fold 3", "paper", "honest"] and list(got.index) == list(ABBREVIATIONS)
+    assert got.iloc[0, 0] == 3 and got.iloc[5, 0] == 1 and got.iloc[:, 0].sum() == 4
+    assert got["paper"].iloc[-1] == 1.0 and got["honest"].isna().all()
+
+
+def test_protocol_gap_is_optimistic_minus_honest_x100():
+    cols = {f"{m}_mean": 0.5 for m in ("auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge")}
+    paper = pd.DataFrame([dict(cols, auroc_mean=0.9), cols], index=["t", "ssl-tsg"])
+    honest = pd.DataFrame([dict(cols, auroc_mean=0.85), cols], index=["t", "ssl-tsg"])
+    gap = report.protocol_gap({"paper": paper, "honest": honest})
+    assert list(gap.index) == ["T", "SSL-TSG"] and gap.index.name == "setup"
+    assert gap.at["T", "AUROC"] == 5.0 and gap.at["SSL-TSG", "AUROC"] == 0.0 and gap.at["T", "ChM"] == 0.0
+
+
+def test_stft_settings_list_the_transforms_constants():
+    got = report.stft_settings()["STFT"]
+    assert got["sampling rate"] == "100 Hz" and got["window"] == "Hann, 25 samples (0.25 s)"
+    assert got["overlap / hop"] == "12 / 13 samples (0.13 s)" and got["frequency rows"] == "13: 0, 4, ..., 48 Hz"
+    assert got["frames for 250 samples"] == "21" and got["normalisation"] == "(|Z| - mean[lead]) / 0.05418394"
+
+
+def test_augment_settings_show_every_field_with_its_value_and_meaning():
+    from ecgssl_nb.config import AugmentConfig
+
+    got = report.augment_settings(AugmentConfig(noise_sigma=(0.01, 0.02)))
+    assert len(got) == 9 and got.at["augment.noise_sigma", "value"] == "(0.01, 0.02)"
+    assert got.at["augment.time_cutout", "value"] == "(0.2, 0.4)" and (got["what"].str.len() > 10).all()
