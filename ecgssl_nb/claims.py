@@ -29,6 +29,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from numpy.typing import ArrayLike
+
 import numpy as np
 import pandas as pd
 
@@ -97,7 +99,7 @@ def paired_differences(
     return out
 
 
-def bootstrap_ci(diffs, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(diffs: ArrayLike, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of `diffs` (n,): resample the n folds with
     replacement n_boot times (numpy default_rng(seed)), take the (1-level)/2 and (1+level)/2
     quantiles of the resampled means. NaN for fewer than 2 values."""
@@ -111,7 +113,7 @@ def bootstrap_ci(diffs, level: float = LEVEL, n_boot: int = 10_000, seed: int = 
     return float(lo), float(hi)
 
 
-def paired_t(diffs, level: float = LEVEL) -> dict:
+def paired_t(diffs: ArrayLike, level: float = LEVEL) -> dict:
     """Paired t test of mean(diffs) = 0 (two-sided) and its t interval: {n, mean, sd, t, p, lo,
     hi}. sd is the sample std (ddof=1). NaN where n < 2; t = +-inf and p = 0 when sd = 0 and the
     mean is not 0."""
@@ -135,7 +137,7 @@ def paired_t(diffs, level: float = LEVEL) -> dict:
     return {"n": n, "mean": mean, "sd": sd, "t": t, "p": p, "lo": mean - crit * se, "hi": mean + crit * se}
 
 
-def paired_stats(diffs, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> dict:
+def paired_stats(diffs: ArrayLike, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> dict:
     """`paired_t` plus the bootstrap interval (boot_lo, boot_hi) and the Wilcoxon signed-rank
     p-value (scipy, two-sided; NaN below 2 non-zero differences)."""
     from scipy.stats import wilcoxon
@@ -175,7 +177,7 @@ def claims_table(
     results: pd.DataFrame,
     protocol: str = "honest",
     metrics: Sequence[str] = HEADLINE_METRICS,
-    claims=None,
+    claims: Sequence[tuple[str, str, str]] | None = None,
     level: float = LEVEL,
     n_boot: int = 10_000,
     seed: int = 0,

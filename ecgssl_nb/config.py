@@ -11,6 +11,7 @@ behaviour a named option (book: Deviations; `recipes`).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from dataclasses import dataclass, field, replace
@@ -492,7 +493,7 @@ def config_from_dict(cls, data: dict, source: str = "--config") -> Any:
         raise UserError(f"{source}: {exc}") from None
 
 
-def add_settings_arguments(parser, cls, example: str) -> None:
+def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, example: str) -> None:
     """The options every training command shares: --set FIELD=VALUE (type-checked by
     `apply_settings`), --config FILE (a resolved `cls` written by `reproduce`), --force."""
     name = cls.__name__

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .atomic import write_text_atomic
 from .errors import UserError
@@ -165,7 +166,7 @@ def _nanmean(x: np.ndarray) -> float:
 # threshold-free metrics
 
 
-def auroc(labels, scores) -> tuple[float, np.ndarray]:
+def auroc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
     """Challenge AUROC: (macro over classes with positives and negatives, per class (K,)).
 
     Per class this is `sklearn.metrics.roc_auc_score`; NaN for a class with no positives or no
@@ -182,7 +183,7 @@ def auroc(labels, scores) -> tuple[float, np.ndarray]:
     return _nanmean(per), per
 
 
-def auprc(labels, scores) -> tuple[float, np.ndarray]:
+def auprc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
     """Challenge AUPRC: (macro over classes with positives, per class (K,)).
 
     Per class this is `sklearn.metrics.average_precision_score` (the Challenge's step sum
@@ -198,12 +199,12 @@ def auprc(labels, scores) -> tuple[float, np.ndarray]:
     return _nanmean(per), per
 
 
-def macro_auroc(labels, scores) -> float:
+def macro_auroc(labels: ArrayLike, scores: ArrayLike) -> float:
     """Macro Challenge AUROC only (see `auroc`)."""
     return auroc(labels, scores)[0]
 
 
-def macro_auprc(labels, scores) -> float:
+def macro_auprc(labels: ArrayLike, scores: ArrayLike) -> float:
     """Macro Challenge AUPRC only (see `auprc`)."""
     return auprc(labels, scores)[0]
 
@@ -212,7 +213,7 @@ def macro_auprc(labels, scores) -> float:
 # binary metrics
 
 
-def binarize(scores, thresholds) -> np.ndarray:
+def binarize(scores: ArrayLike, thresholds: ArrayLike) -> np.ndarray:
     """(N, K) bool outputs `scores >= thresholds` (a scalar or one threshold per class)."""
     sco = np.asarray(scores)
     if sco.ndim != 2:
@@ -228,7 +229,7 @@ def binarize(scores, thresholds) -> np.ndarray:
     return sco >= thr[None, :]
 
 
-def accuracy(labels, outputs) -> float:
+def accuracy(labels: ArrayLike, outputs: ArrayLike) -> float:
     """Fraction of records whose whole binary output vector equals the label vector."""
     lab, out = _pair(labels, outputs)
     return float(np.mean(np.all(lab == out, axis=1)))
@@ -249,7 +250,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def f_measure(labels, outputs) -> tuple[float, np.ndarray]:
+def f_measure(labels: ArrayLike, outputs: ArrayLike) -> tuple[float, np.ndarray]:
     """Challenge F1: (macro nanmean, per class 2TP/(2TP+FP+FN), NaN where that is 0/0)."""
     lab, out = _pair(labels, outputs)
     tp, fp, fn = _counts(lab, out)
@@ -257,7 +258,7 @@ def f_measure(labels, outputs) -> tuple[float, np.ndarray]:
     return _nanmean(per), per
 
 
-def fbeta_gbeta(labels, outputs, beta: float = 2) -> tuple[float, float]:
+def fbeta_gbeta(labels: ArrayLike, outputs: ArrayLike, beta: float = 2) -> tuple[float, float]:
     """Challenge (macro F_beta, macro G_beta); each record counts 1/max(n_i, 1), n_i = its true labels."""
     lab, out = _pair(labels, outputs)
     beta = float(beta)
@@ -277,7 +278,13 @@ def _reward(lab: np.ndarray, out: np.ndarray, lw: np.ndarray) -> float:
     return float(np.sum(num / union))
 
 
-def challenge_metric(labels, outputs, weights=None, classes=None, normal_class: str = NORMAL_CLASS) -> float:
+def challenge_metric(
+    labels: ArrayLike,
+    outputs: ArrayLike,
+    weights: ArrayLike | None = None,
+    classes: Sequence[str] | None = None,
+    normal_class: str = NORMAL_CLASS,
+) -> float:
     """The Challenge 2020 metric: 1 for the labels themselves, 0 for NSR-only outputs
     (0.0 when those two score the same). `weights` (K, K) defaults to `labels.weight_matrix()`."""
     lab, out = _pair(labels, outputs)
@@ -295,7 +302,14 @@ def _challenge(lab: np.ndarray, out: np.ndarray, w: np.ndarray, normal: int) -> 
     return float((s_obs - s_inact) / (s_true - s_inact))
 
 
-def evaluate_outputs(labels, scores, outputs, weights=None, classes=None, normal_class: str = NORMAL_CLASS) -> dict:
+def evaluate_outputs(
+    labels: ArrayLike,
+    scores: ArrayLike,
+    outputs: ArrayLike,
+    weights: ArrayLike | None = None,
+    classes: Sequence[str] | None = None,
+    normal_class: str = NORMAL_CLASS,
+) -> dict:
     """All seven scores from scores (threshold-free ones) and binary outputs (the others).
 
     Returns {auroc, auprc, accuracy, f1, f2, g2, challenge} as floats in 0..1 and
@@ -320,7 +334,14 @@ def evaluate_outputs(labels, scores, outputs, weights=None, classes=None, normal
     }
 
 
-def evaluate(labels, scores, thresholds, weights=None, classes=None, normal_class: str = NORMAL_CLASS) -> dict:
+def evaluate(
+    labels: ArrayLike,
+    scores: ArrayLike,
+    thresholds: ArrayLike,
+    weights: ArrayLike | None = None,
+    classes: Sequence[str] | None = None,
+    normal_class: str = NORMAL_CLASS,
+) -> dict:
     """`evaluate_outputs` with outputs = scores >= thresholds (scalar or (K,))."""
     lab = _binary(labels, "labels")
     sco = _real(scores, "scores", lab.shape)
@@ -332,12 +353,12 @@ def evaluate(labels, scores, thresholds, weights=None, classes=None, normal_clas
 
 
 def threshold_search(
-    labels,
-    scores,
+    labels: ArrayLike,
+    scores: ArrayLike,
     grid: Sequence[float] = DEFAULT_GRID,
     default: float = DEFAULT_THRESHOLD,
-    weights=None,
-    classes=None,
+    weights: ArrayLike | None = None,
+    classes: Sequence[str] | None = None,
     normal_class: str = NORMAL_CLASS,
 ) -> np.ndarray:
     """Per-class thresholds (K,) as in the released code (book: Deviations, B15 "faithful").
@@ -398,7 +419,9 @@ def _fmt_score(x: float) -> str:
     return repr(float(x))  # shortest text that reads back to the same float64
 
 
-def write_challenge_outputs(out_dir, records, scores, binary, classes: Sequence[str] = CLASSES) -> list[Path]:
+def write_challenge_outputs(
+    out_dir: str | Path, records: Sequence[str], scores: ArrayLike, binary: ArrayLike, classes: Sequence[str] = CLASSES
+) -> list[Path]:
     """Write one official-format output file `<record>.csv` per record (each atomically).
 
     Merged classes are written as their representative code (labels.MERGES). Returns the paths."""

@@ -103,7 +103,7 @@ class ECGNet(nn.Module):
 
     def forward(
         self, x_time: torch.Tensor | None = None, x_spec: torch.Tensor | None = None, return_gate: bool = False
-    ):
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, n_classes); with return_gate=True, (logits, gate (B, 2) or None)."""
         feats = []
         if self.uses_time:

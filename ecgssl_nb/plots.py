@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from numpy.typing import ArrayLike
+
 import matplotlib
 
 matplotlib.rcParams.setdefault("figure.dpi", 100)
@@ -38,7 +40,11 @@ def _check_2d(a, name: str, rows: int | None = None) -> np.ndarray:
 
 
 def ecg_leads(
-    signal, fs: float = TARGET_FS, title: str = "", seconds: float | None = None, leads: Sequence[str] = LEADS
+    signal: ArrayLike,
+    fs: float = TARGET_FS,
+    title: str = "",
+    seconds: float | None = None,
+    leads: Sequence[str] = LEADS,
 ) -> Figure:
     """Twelve leads of one record, (12, N) mV at `fs` Hz, in a 6 x 2 grid (limb | chest leads)."""
     x = _check_2d(signal, "signal", rows=len(leads))
@@ -58,7 +64,9 @@ def ecg_leads(
     return fig
 
 
-def spectrogram_leads(spec, title: str = "", leads: Sequence[str] = LEADS, label: str = "normalised |STFT|") -> Figure:
+def spectrogram_leads(
+    spec: ArrayLike, title: str = "", leads: Sequence[str] = LEADS, label: str = "normalised |STFT|"
+) -> Figure:
     """Spectrogram of every lead, (12, 13, 21) = lead x frequency (0..48 Hz) x frame (0.13 s)."""
     s = np.asarray(spec, dtype=float)
     if s.ndim != 3 or s.shape[0] != len(leads):
@@ -128,7 +136,7 @@ def spectrogram_panels(panels: Mapping[str, np.ndarray], title: str = "") -> Fig
     return fig
 
 
-def views_grid(views, n_global: int, kind: str = "time", fs: float = TARGET_FS, title: str = "") -> Figure:
+def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = TARGET_FS, title: str = "") -> Figure:
     """DINO views of one record and one lead: (V, n) time views or (V, 13, 21) spectrogram views,
     global views first (outlined in blue), local views after (orange)."""
     v = np.asarray(views, dtype=float)
@@ -255,7 +263,7 @@ def curves(
     return fig
 
 
-def feature_scatter(points, groups: Sequence[str], title: str = "", max_groups: int = 10) -> Figure:
+def feature_scatter(points: ArrayLike, groups: Sequence[str], title: str = "", max_groups: int = 10) -> Figure:
     """A 2-D projection of features (N, 2), one colour per group label; the `max_groups`
     largest groups are coloured, the rest drawn in grey as 'other'."""
     p = _check_2d(points, "points")
@@ -425,7 +433,7 @@ def paired_intervals(table: pd.DataFrame, xlabel: str, title: str = "", label: s
     return fig
 
 
-def mean_std(mean, std, scale: float = 100.0, digits: int = 2) -> str:
+def mean_std(mean: float | None, std: float | None, scale: float = 100.0, digits: int = 2) -> str:
     """'95.99 ± 0.31' from fractions (scale 100 -> percent); '–' for a missing value."""
     if mean is None or not np.isfinite(float(mean)):
         return "–"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,13 @@ from . import metrics, paths
 from .errors import UserError
 from .labels import ABBREVIATIONS, CLASSES, MERGES, official_totals
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from .config import AugmentConfig, Profile
+    from .prepare import Prepared
+    from .windows import Corpus
+
 
 def _columns(pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(labels (N, 24) int, probabilities (N, 24) float) from predictions.csv rows."""
@@ -26,7 +33,7 @@ def _columns(pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
-def exact_match(pred: pd.DataFrame, thresholds, protocol: str = "paper", role: str = "outer") -> dict:
+def exact_match(pred: pd.DataFrame, thresholds: ArrayLike, protocol: str = "paper", role: str = "outer") -> dict:
     """Why exact-match accuracy is what it is: one run's `predictions.csv` rows of `protocol` and
     `role`, binarised with that protocol's 24 `thresholds`. Returns records, records whose 24
     outputs all equal their labels (exact), the accuracy (exact / records, as the Challenge
@@ -106,7 +113,7 @@ def stft_settings() -> pd.DataFrame:
     return pd.Series(rows, name="STFT").to_frame()
 
 
-def augment_settings(augment=None) -> pd.DataFrame:
+def augment_settings(augment: AugmentConfig | None = None) -> pd.DataFrame:
     """The view settings (`config.AugmentConfig`, default: its defaults), one row per field as
     `--set augment.KEY=VALUE` names it: its value and what it sets (the field's metadata)."""
     import dataclasses
@@ -123,9 +130,9 @@ def augment_settings(augment=None) -> pd.DataFrame:
 
 @torch.no_grad()
 def gate_at_init(
-    prepared,
-    pretrained,
-    rows=None,
+    prepared: Prepared,
+    pretrained: str | Path | None,
+    rows: ArrayLike | None = None,
     seed: int = 0,
     n_windows: int = 256,
     setup: str = "ssl-tsg",
@@ -176,7 +183,9 @@ def gate_at_init(
     }
 
 
-def pooled_auroc(runs: str | Path, profile: str, setup: str, folds, protocol: str = "honest") -> pd.DataFrame:
+def pooled_auroc(
+    runs: str | Path, profile: str, setup: str, folds: Sequence[int], protocol: str = "honest"
+) -> pd.DataFrame:
     """Per-class AUROC of the out-of-fold predictions of `folds` pooled into one set (each
     record is predicted once, by the run in which its fold was the outer fold), with the number
     of positive and negative records behind each value; AUROC is NaN for a class without both.
@@ -217,6 +226,7 @@ def auroc_halfwidth(auc: float, n_pos: int, n_neg: int, z: float = 1.96) -> floa
 # ----------------------------------------------------------------------------------------------
 # the studies the book runs, and its tables
 
+CLAIM_METRICS = ("auroc", "challenge")  # the two metrics the table chapters show beside the paper and test claims on
 PROTOCOL_LABELS = {  # protocol names as the book prints them: never confusable with "the paper's numbers"
     "paper": "optimistic protocol (authors')",
     "honest": "honest protocol (held-out)",
@@ -251,7 +261,7 @@ def book_devices(device: str = "cpu", cpus: int | None = None) -> str:
 
 
 @contextmanager
-def one_thread_per_worker(devices: str):
+def one_thread_per_worker(devices: str) -> Iterator[None]:
     """With several CPU workers, make each worker subprocess use one torch thread (sets
     OMP_NUM_THREADS / MKL_NUM_THREADS to 1 where they are unset, which the subprocesses inherit;
     restored on exit), so two workers never oversubscribe two cores."""
@@ -272,7 +282,7 @@ def one_thread_per_worker(devices: str):
                 os.environ[n] = v
 
 
-def run_study(device: str = "cpu", **kwargs) -> Path:
+def run_study(device: str = "cpu", **kwargs: Any) -> Path:
     """`reproduce.reproduce(**kwargs)` as the book starts it: on `book_devices(device)` with one
     thread per CPU worker, progress bars off. Finished work is skipped. Returns its folder."""
     from .reproduce import reproduce
@@ -298,7 +308,10 @@ def _fmt(x: float, decimals: int) -> str:
 
 
 def results_table(
-    aggs: dict, metrics_shown=("auroc", "challenge"), paper: pd.DataFrame | None = None, decimals: int = 2
+    aggs: dict[str, pd.DataFrame],
+    metrics_shown: Sequence[str] = CLAIM_METRICS,
+    paper: pd.DataFrame | None = None,
+    decimals: int = 2,
 ) -> pd.DataFrame:
     """One row per setup; for each metric, the paper's value as printed (only when `paper` is
     given: a paper table of `results`, shown with its own `attrs['decimals']`) and ours under
@@ -393,14 +406,14 @@ def status_table() -> pd.DataFrame:
 
     tiny, samples, paper = get_profile("tiny"), get_profile("samples"), get_profile("paper")
 
-    def folds(p) -> str:
+    def folds(p: Profile) -> str:
         return f"{len(p.folds)} of {N_FOLDS} folds" if len(p.folds) < N_FOLDS else f"{N_FOLDS} folds"
 
-    def pre(p) -> str:
+    def pre(p: Profile) -> str:
         c = p.pretrain["time"]
         return f"{c.epochs} epochs, {c.n_global} global + {c.n_local} local views, head {c.out_dim}"
 
-    def fine(p, setups) -> str:
+    def fine(p: Profile, setups: Sequence[str]) -> str:
         f = p.finetune
         e = sorted(set(f.epochs[p.family(s)] for s in setups))
         return f"{len(setups)} setup{'s' if len(setups) > 1 else ''}, {folds(p)}, {'/'.join(map(str, e))} epochs"
@@ -435,7 +448,7 @@ def status_table() -> pd.DataFrame:
     return pd.DataFrame(rows, index=["the paper", "tiny (this build)", "samples (this build)", "paper profile"]).T
 
 
-def samples_control_profile():
+def samples_control_profile() -> Profile:
     """The `samples` profile with the tiny profile's fine-tuning settings (3 epochs of 16 records
     x 2 crops, lr 1e-3): the control that shows those settings learn nothing on real signals."""
     from dataclasses import replace
@@ -462,8 +475,6 @@ def run_samples_control(runs: str | Path, samples: str | Path, device: str = "cp
 
 # ----------------------------------------------------------------------------------------------
 # the paper's claims, as the table chapters show them (statistics: ecgssl_nb.claims)
-
-CLAIM_METRICS = ("auroc", "challenge")  # the two metrics the table chapters test claims on
 
 
 def _interval(lo: float, hi: float) -> str:
@@ -520,7 +531,10 @@ def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None)
 
 
 def pooled_beside_means(
-    pooled: pd.DataFrame, agg_honest: pd.DataFrame, names=None, metrics_shown: Sequence[str] = metrics.HEADLINE_METRICS
+    pooled: pd.DataFrame,
+    agg_honest: pd.DataFrame,
+    names: Sequence[str] | None = None,
+    metrics_shown: Sequence[str] = metrics.HEADLINE_METRICS,
 ) -> pd.DataFrame:
     """Per setting of `agg_honest` (`results.aggregate(..., protocol="honest")`, optionally only
     the rows `names`): the pooled out-of-fold metric (rows of `claims.pooled_oof`, honest
@@ -561,7 +575,7 @@ def class_counts(label_matrix: np.ndarray, name: str = "this corpus") -> pd.Data
     return pd.DataFrame({name: ours, "official total (6 sources)": official}, index=list(ABBREVIATIONS))
 
 
-def fold_counts(label_matrix: np.ndarray, folds, n_folds: int | None = None) -> pd.DataFrame:
+def fold_counts(label_matrix: np.ndarray, folds: ArrayLike, n_folds: int | None = None) -> pd.DataFrame:
     """Per fold 0..n_folds-1 (default config.N_FOLDS): its records, then its positives of each of the
     24 classes (columns labels.ABBREVIATIONS). `folds` (N,) gives each row's fold."""
     from .config import N_FOLDS
@@ -630,7 +644,7 @@ def pretrain_settings(summaries: dict[str, dict]) -> pd.DataFrame:
 
 @torch.no_grad()
 def record_features(
-    backbone: torch.nn.Module, corpus, mean, std, modality: str, batch_windows: int = 512
+    backbone: torch.nn.Module, corpus: Corpus, mean: ArrayLike, std: ArrayLike, modality: str, batch_windows: int = 512
 ) -> np.ndarray:
     """(records, feature_dim) float64: each record's backbone features averaged over its evaluation
     windows (`corpus.iter_sliding_windows`, 250 samples every 125), each window given to the

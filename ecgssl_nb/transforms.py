@@ -58,6 +58,7 @@ SPEC_TRANSFORMS: dict[str, tuple[str, ...]] = {
     "fc": ("freq_cutout",),
     "t2": ("freq_cutout", "time_cutout"),  # FC then TC (book: Deviations, B16)
 }
+PerLead = Sequence[float] | np.ndarray | torch.Tensor  # one value per lead, (12,)
 AUGMENT = AugmentConfig()  # the default view settings: every range below defaults to one of its fields
 # time_views on one CPU thread works through blocks of about this many samples (1 MiB in float32).
 _CPU_BLOCK = 2**18
@@ -318,7 +319,7 @@ def _per_lead(v, name: str, n_leads: int, like: torch.Tensor) -> torch.Tensor:
     return t.to(device=like.device, dtype=like.dtype)
 
 
-def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+def normalize(x: torch.Tensor, mean: PerLead, std: PerLead) -> torch.Tensor:
     """(x - mean) / (std + 1e-8) per lead (book: The data). `x` (..., C, N); mean, std (C,) mV."""
     if not isinstance(x, torch.Tensor) or x.ndim < 2 or not x.is_floating_point():
         raise UserError("x must be a floating-point tensor (..., leads, samples)")
@@ -378,7 +379,7 @@ def spec_time_crop(
     scale: Sequence[float] = AUGMENT.spec_global_scale,
     generator: torch.Generator | None = None,
     return_widths: bool = False,
-):
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Crop W = int(r*F) frames (r ~ U(scale)) starting at randint(0, F-W-1), no resize, then
     zero-pad back to F frames with the crop centred (left pad (F-W)//2).
 
@@ -497,8 +498,8 @@ def _view_ratios(b: int, n_global: int, n_local: int, global_scale, local_scale,
 
 def time_views(
     raw: torch.Tensor,
-    mean,
-    std,
+    mean: PerLead,
+    std: PerLead,
     transforms: str = MAIN_TRANSFORMS["time"],
     n_global: int = 2,
     n_local: int = 8,
