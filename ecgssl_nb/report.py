@@ -800,3 +800,52 @@ def full_set_best(fig3: dict[str, pd.DataFrame], metric: str = "auroc") -> pd.Da
     out = pd.DataFrame(rows).T
     out.index.names = ["protocol", "modality"]
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the samples and released-code chapters
+
+
+def finetune_budget(profiles: dict[str, Profile], n_train: int, setup: str = "t") -> pd.DataFrame:
+    """How much one fine-tuning of `setup` trains under each profile ({name: Profile}, one row
+    each) on `n_train` training records: epochs, records per step, crops per record, learning
+    rate, and the (ceil) steps per epoch and in all."""
+    from .config import setup_family
+
+    family = setup_family(setup)
+    rows = {}
+    for name, p in profiles.items():
+        f = p.finetune
+        steps = -(-n_train // f.batch_records[family])
+        rows[name] = {
+            "epochs": f.epochs[family],
+            "records per step": f.batch_records[family],
+            "crops per record": f.crops,
+            "learning rate": f.lr,
+            "steps per epoch (about)": steps,
+            "steps in all (about)": steps * f.epochs[family],
+        }
+    return pd.DataFrame(rows, dtype=object).T
+
+
+def recipe_differences(rows: pd.DataFrame) -> pd.DataFrame:
+    """`recipes.compare_recipes` rows of one recipe -> one row per setup (results.SETUP_LABELS):
+    per metric of CLAIM_METRICS the recipe's and the corrected mean (×100, 2 decimals) and their
+    paired difference with its 95 % bootstrap interval ("[–]" without one), then the folds."""
+    from .results import METRIC_LABELS, SETUP_LABELS
+
+    out = {}
+    for m in CLAIM_METRICS:
+        part = rows[rows["metric"] == m].set_index("setup")
+        name = METRIC_LABELS[m]
+        out[(name, "released")] = part["recipe mean"].map(lambda v: f"{v:.2f}")
+        out[(name, "corrected")] = part["corrected mean"].map(lambda v: f"{v:.2f}")
+        out[(name, "released − corrected [95 % bootstrap]")] = [
+            f"{d:+.2f} " + ("[–]" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]")
+            for d, lo, hi in zip(part["difference"], part["bootstrap lo"], part["bootstrap hi"])
+        ]
+    out[("", "folds")] = part["n_folds"]
+    t = pd.DataFrame(out)
+    t.columns = pd.MultiIndex.from_tuples(t.columns, names=["metric", "recipe"])
+    t.index = pd.Index([SETUP_LABELS[s] for s in t.index], name="setup")
+    return t

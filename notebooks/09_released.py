@@ -143,25 +143,6 @@ if profile == "tiny":
 released_vs = comparison[comparison["recipe"] == "released"] if len(comparison) else comparison
 
 
-def by_setup(rows: pd.DataFrame) -> pd.DataFrame:
-    """compare_recipes rows -> one row per setup, AUROC and ChM side by side, readable labels."""
-    out = {}
-    for m in report.CLAIM_METRICS:
-        part = rows[rows["metric"] == m].set_index("setup")
-        name = results.METRIC_LABELS[m]
-        out[(name, "released")] = part["recipe mean"].map(lambda v: f"{v:.2f}")
-        out[(name, "corrected")] = part["corrected mean"].map(lambda v: f"{v:.2f}")
-        out[(name, "released − corrected [95 % bootstrap]")] = [
-            f"{d:+.2f} " + ("[–]" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]")
-            for d, lo, hi in zip(part["difference"], part["bootstrap lo"], part["bootstrap hi"])
-        ]
-    out[("", "folds")] = part["n_folds"]
-    t = pd.DataFrame(out)
-    t.columns = pd.MultiIndex.from_tuples(t.columns, names=["metric", "recipe"])
-    t.index = pd.Index([results.SETUP_LABELS[s] for s in t.index], name="setup")
-    return t
-
-
 if len(released_vs):
     display(
         Markdown(
@@ -169,7 +150,7 @@ if len(released_vs):
             f"training folds; corrected: honest protocol, eight training folds.*"
         )
     )
-    display(by_setup(released_vs))
+    display(report.recipe_differences(released_vs))
 if profile == "tiny":
     display(
         Markdown(

@@ -431,3 +431,34 @@ def test_augment_settings_show_every_field_with_its_value_and_meaning():
     got = report.augment_settings(AugmentConfig(noise_sigma=(0.01, 0.02)))
     assert len(got) == 9 and got.at["augment.noise_sigma", "value"] == "(0.01, 0.02)"
     assert got.at["augment.time_cutout", "value"] == "(0.2, 0.4)" and (got["what"].str.len() > 10).all()
+
+
+def test_finetune_budget_counts_the_steps_of_each_profile():
+    from ecgssl_nb.config import get_profile
+
+    got = report.finetune_budget({"tiny": get_profile("tiny"), "samples": get_profile("samples")}, n_train=100)
+    assert got.loc["tiny"].tolist() == [3, 16, 2, 1e-3, 7, 21]  # ceil(100 / 16) = 7 steps per epoch
+    assert got.loc["samples"].tolist() == [8, 8, 4, 1e-3, 13, 104]
+
+
+def test_recipe_differences_put_both_means_and_the_interval_side_by_side():
+    rows = pd.DataFrame(
+        {
+            "setup": ["t", "t"],
+            "metric": ["auroc", "challenge"],
+            "recipe mean": [80.0, 40.0],
+            "corrected mean": [82.5, 41.0],
+            "difference": [-2.5, -1.0],
+            "bootstrap lo": [-4.0, np.nan],
+            "bootstrap hi": [-1.0, np.nan],
+            "n_folds": [2, 2],
+        }
+    )
+    got = report.recipe_differences(rows)
+    assert list(got.index) == ["T"] and got.index.name == "setup"
+    assert got.loc["T", ("AUROC", "released")] == "80.00" and got.loc["T", ("AUROC", "corrected")] == "82.50"
+    assert got.loc["T", ("AUROC", "released − corrected [95 % bootstrap]")] == "-2.50 [-4.00, -1.00]"
+    assert (
+        got.loc["T", ("ChM", "released − corrected [95 % bootstrap]")] == "-1.00 [–]"
+        and got.loc["T", ("", "folds")] == 2
+    )
