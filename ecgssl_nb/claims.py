@@ -27,11 +27,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Sequence
+
+from numpy.typing import ArrayLike
 
 import numpy as np
 import pandas as pd
 
+from .config import ABLATION_SETUPS, ABLATION_TRANSFORMS, MAIN_TRANSFORMS, MODALITIES
 from .errors import UserError
+from .metrics import HEADLINE_METRICS
 
 __all__ = [
     "CLAIMS",
@@ -62,9 +67,13 @@ CLAIMS = (
 )
 # Fig. 3: the full view sets (T1 = TC+GN, T2 = TC+FC) beat each ablation; runs as named by `results.load_results`
 TRANSFORM_CLAIMS = tuple(
-    (f"{full.upper()} beats {tr}", f"{setup}-{tr}", f"{setup}-{full}")
-    for setup, full, ablated in (("ssl-t", "t1", ("none", "tc", "gn")), ("ssl-s", "t2", ("none", "tc", "fc")))
-    for tr in ablated
+    (
+        f"{MAIN_TRANSFORMS[m].upper()} beats {tr}",
+        f"{ABLATION_SETUPS[m]}-{tr}",
+        f"{ABLATION_SETUPS[m]}-{MAIN_TRANSFORMS[m]}",
+    )
+    for m in MODALITIES
+    for tr in ABLATION_TRANSFORMS[m]
 )
 LEVEL = 0.95
 
@@ -90,7 +99,7 @@ def paired_differences(
     return out
 
 
-def bootstrap_ci(diffs, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(diffs: ArrayLike, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of `diffs` (n,): resample the n folds with
     replacement n_boot times (numpy default_rng(seed)), take the (1-level)/2 and (1+level)/2
     quantiles of the resampled means. NaN for fewer than 2 values."""
@@ -104,7 +113,7 @@ def bootstrap_ci(diffs, level: float = LEVEL, n_boot: int = 10_000, seed: int = 
     return float(lo), float(hi)
 
 
-def paired_t(diffs, level: float = LEVEL) -> dict:
+def paired_t(diffs: ArrayLike, level: float = LEVEL) -> dict:
     """Paired t test of mean(diffs) = 0 (two-sided) and its t interval: {n, mean, sd, t, p, lo,
     hi}. sd is the sample std (ddof=1). NaN where n < 2; t = +-inf and p = 0 when sd = 0 and the
     mean is not 0."""
@@ -128,7 +137,7 @@ def paired_t(diffs, level: float = LEVEL) -> dict:
     return {"n": n, "mean": mean, "sd": sd, "t": t, "p": p, "lo": mean - crit * se, "hi": mean + crit * se}
 
 
-def paired_stats(diffs, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> dict:
+def paired_stats(diffs: ArrayLike, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> dict:
     """`paired_t` plus the bootstrap interval (boot_lo, boot_hi) and the Wilcoxon signed-rank
     p-value (scipy, two-sided; NaN below 2 non-zero differences)."""
     from scipy.stats import wilcoxon
@@ -156,8 +165,9 @@ def with_ablation_runs(main: pd.DataFrame, ablation: pd.DataFrame | None = None)
     ssl-s main runs also as ssl-t-t1 / ssl-s-t2 (the full view sets of Fig. 3), plus the
     ablation runs (`load_results` of the ablation folder names them ssl-t-tc etc.)."""
     parts = [main.assign(run=main["setup"])]
-    for setup, full in (("ssl-t", "t1"), ("ssl-s", "t2")):
-        parts.append(main[main["setup"] == setup].assign(run=f"{setup}-{full}"))
+    for m in MODALITIES:
+        setup = ABLATION_SETUPS[m]
+        parts.append(main[main["setup"] == setup].assign(run=f"{setup}-{MAIN_TRANSFORMS[m]}"))
     if ablation is not None and len(ablation):
         parts.append(ablation)
     return pd.concat(parts, ignore_index=True)
@@ -166,8 +176,8 @@ def with_ablation_runs(main: pd.DataFrame, ablation: pd.DataFrame | None = None)
 def claims_table(
     results: pd.DataFrame,
     protocol: str = "honest",
-    metrics=("auroc", "auprc", "challenge"),
-    claims=None,
+    metrics: Sequence[str] = HEADLINE_METRICS,
+    claims: Sequence[tuple[str, str, str]] | None = None,
     level: float = LEVEL,
     n_boot: int = 10_000,
     seed: int = 0,
@@ -206,7 +216,7 @@ def claims_table(
     return pd.DataFrame(rows)
 
 
-def paper_margins(metrics=("auroc", "auprc", "challenge")) -> pd.DataFrame:
+def paper_margins(metrics: Sequence[str] = HEADLINE_METRICS) -> pd.DataFrame:
     """The margin the paper claims for each claim of CLAIMS: Table II(B) - Table II(A), x100
     as printed. Columns claim, A, B, metric, paper margin."""
     from .results import PAPER_TABLE_II
@@ -220,7 +230,7 @@ def paper_margins(metrics=("auroc", "auprc", "challenge")) -> pd.DataFrame:
 
 
 def margins_vs_noise(
-    results: pd.DataFrame, protocol: str = "honest", metrics=("auroc", "auprc", "challenge")
+    results: pd.DataFrame, protocol: str = "honest", metrics: Sequence[str] = HEADLINE_METRICS
 ) -> pd.DataFrame:
     """`paper_margins` beside the fold-to-fold noise of our runs (x100): the fold std of A and of
     B (sample std over folds), the std of the paired difference, and whether the claimed margin

@@ -11,12 +11,14 @@ behaviour a named option (book: Deviations; `recipes`).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import UserError
+from .metrics import DEFAULT_GRID, DEFAULT_THRESHOLD
 
 SETUPS = ("t", "s", "tsc", "tsg", "ssl-t", "ssl-s", "ssl-tsc", "ssl-tsg")
 MODALITIES = ("time", "spec")
@@ -24,6 +26,82 @@ PROTOCOLS = ("paper", "honest")
 WINDOW = 250  # samples at 100 Hz = 2.5 s, every model (book: Transforms)
 TARGET_FS = 100  # Hz
 N_FOLDS = 10
+# The view transform sets of the Fig. 3 ablation, by modality (transforms.TIME_TRANSFORMS / SPEC_TRANSFORMS
+# say what each name applies): the full set the main pre-training uses, and the ablated ones.
+MAIN_TRANSFORMS = {"time": "t1", "spec": "t2"}
+ABLATION_TRANSFORMS = {"time": ("none", "tc", "gn"), "spec": ("none", "tc", "fc")}
+ABLATION_SETUPS = {"time": "ssl-t", "spec": "ssl-s"}  # the fine-tuning that scores each ablated backbone
+TC_MODES = ("per_lead", "paper")  # time cutout: one span per lead (released) or one shared by all leads (Eq. 1)
+
+
+def _check_pair(name: str, pair: Any, lo_min: float, hi_max: float, lo_open: bool = False) -> tuple[float, float]:
+    """(lo, hi) with lo_min <= lo <= hi <= hi_max (lo > lo_min when lo_open); UserError naming `name`."""
+    import math
+
+    try:
+        lo, hi = (float(v) for v in pair)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a pair (lo, hi) of numbers, got {pair!r}") from None
+    if not (lo > lo_min if lo_open else lo >= lo_min) or not lo <= hi <= hi_max or not math.isfinite(lo + hi):
+        raise UserError(f"{name} must satisfy {lo_min} {'<' if lo_open else '<='} lo <= hi <= {hi_max}, got {pair!r}")
+    return lo, hi
+
+
+def _setting(default: Any, what: str) -> Any:
+    """A settings field with its meaning attached (`dataclasses.fields(cls)[i].metadata["what"]`)."""
+    return field(default=default, metadata={"what": what})
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The settings of the DINO views (paper Sec. II-B; book: Transforms, Deviations B16-B19), read
+    by `transforms`. Each pair (lo, hi) is the range of a uniform draw: crop scales and cut spans
+    are fractions of the window (time: of its 250 samples; spectrogram: of its 21 frames, cut
+    spans of the crop), the noise sigma is in mV. Checked once, when built. Each field's meaning is
+    in its metadata["what"]."""
+
+    time_global_scale: tuple = _setting((0.5, 1.0), "crop ratio r of a global time view")
+    time_local_scale: tuple = _setting(
+        (0.1, 0.5), "crop ratio r of a local time view, stretched to 250 samples too (B17)"
+    )
+    time_cutout_mode: str = _setting(
+        "per_lead", "time cutout: a span per lead (per_lead, released) or one for all (paper, B18)"
+    )
+    time_cutout: tuple = _setting((0.2, 0.4), "time cutout span / window, mode per_lead")
+    paper_time_cutout: tuple = _setting((0.0, 0.5), "time cutout span / window, mode paper (Eq. 1)")
+    noise_sigma: tuple = _setting((0.005, 0.025), "Gaussian noise sigma, mV, one per view")
+    spec_global_scale: tuple = _setting((0.6, 1.0), "crop ratio of a global spectrogram view, of its 21 frames (B19)")
+    spec_local_scale: tuple = _setting((0.3, 0.6), "crop ratio of a local spectrogram view")
+    spec_time_cutout: tuple = _setting((0.1, 0.35), "spectrogram time cutout span / crop width")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "time_cutout_mode":
+                if value not in TC_MODES:
+                    raise UserError(f"augment.time_cutout_mode {value!r} is not one of {', '.join(TC_MODES)}")
+            elif f.name == "noise_sigma":
+                _check_pair("augment.noise_sigma", value, 0.0, float("inf"))
+            else:
+                _check_pair(f"augment.{f.name}", value, 0.0, 1.0, lo_open=f.name.endswith("scale"))
+
+    def time_view_args(self) -> dict[str, Any]:
+        """Keyword arguments of `transforms.time_views` for these settings."""
+        mode = self.time_cutout_mode
+        ratio = self.time_cutout if mode == "per_lead" else self.paper_time_cutout
+        return dict(
+            global_scale=self.time_global_scale,
+            local_scale=self.time_local_scale,
+            tc_mode=mode,
+            tc_ratio=ratio,
+            sigma=self.noise_sigma,
+        )
+
+    def spec_view_args(self) -> dict[str, Any]:
+        """Keyword arguments of `transforms.spec_views` for these settings."""
+        return dict(
+            global_scale=self.spec_global_scale, local_scale=self.spec_local_scale, tc_ratio=self.spec_time_cutout
+        )
 
 
 @dataclass(frozen=True)
@@ -55,6 +133,7 @@ class PretrainConfig:
     center_update: str = "once"  # B7: "once" (batch mean, official DINO) or "twice" (released: mean / (2B) again)
     freq_cutout: str = "applied"  # B16: spec t2/fc views: "applied" (FC then TC) or "discarded" (released: TC only)
     max_steps: int = 0  # smoke run: stop after this many optimisation steps (0 = no limit)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # the views' crop, cutout and noise ranges
 
 
 @dataclass(frozen=True)
@@ -69,8 +148,8 @@ class FinetuneConfig:
     val_stride: int = 125
     eval_batch_windows: int = 2048
     select_metric: str = "auprc"  # the README's best-PRC checkpoint
-    threshold_grid: tuple = (0.1, 0.2, 0.3, 0.4, 0.5)
-    threshold_default: float = 0.1
+    threshold_grid: tuple = DEFAULT_GRID
+    threshold_default: float = DEFAULT_THRESHOLD
     amp: bool = True  # bf16 autocast of the forward pass, on CUDA only (ignored on the CPU)
     ablation_folds: tuple | None = None  # Fig. 3 fine-tunings run on these folds (None: the profile's)
     fusion_ssl: str = "loaded"  # B6: ssl-tsc/ssl-tsg backbones "loaded" or "ignored" (released: scratch, default init)
@@ -286,6 +365,9 @@ _TYPE_WORDS = {
 }
 
 
+_NESTED = {"AugmentConfig": AugmentConfig}  # settings dataclasses held by another one
+
+
 def _field_types(cls) -> dict[str, tuple]:
     """{field: (base type, may be None)} of a settings dataclass, from its annotations."""
     out = {}
@@ -293,10 +375,8 @@ def _field_types(cls) -> dict[str, tuple]:
         text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         parts = [p.strip() for p in text.split("|")]
         base = next((p for p in parts if p != "None"), "str")
-        out[f.name] = (
-            {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "tuple": tuple}.get(base, str),
-            "None" in parts,
-        )
+        kinds = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "tuple": tuple}
+        out[f.name] = (kinds.get(base, _NESTED.get(base, str)), "None" in parts)
     return out
 
 
@@ -351,7 +431,21 @@ def apply_settings(cfg: Any, items: list[str] | tuple = ()) -> Any:
                 f"--set {item}: {name!r} is not a {type(cfg).__name__} setting; choose one of {', '.join(types)}"
             )
         kind, nullable = types[name]
-        if dot:
+        if dot and dataclasses.is_dataclass(kind):  # 'augment.noise_sigma=[0.01, 0.02]'
+            sub = changes.get(name, getattr(cfg, name))
+            if entry not in _field_types(kind):
+                raise UserError(
+                    f"--set {item}: {name} has no setting {entry!r}; choose one of {', '.join(_field_types(kind))}"
+                )
+            try:
+                changes[name] = apply_settings(sub, [f"{entry}={text}"])
+            except UserError as exc:
+                raise UserError(f"--set {item}: {str(exc).split(': ', 1)[-1]}") from None
+        elif dataclasses.is_dataclass(kind):
+            raise UserError(
+                f"--set {item}: set one entry of {name} at a time, e.g. {name}.{dataclasses.fields(kind)[0].name}=..."
+            )
+        elif dot:
             current = dict(changes.get(name, getattr(cfg, name)) or {})
             if kind is not dict or entry not in current:
                 raise UserError(
@@ -378,6 +472,9 @@ def config_from_dict(cls, data: dict, source: str = "--config") -> Any:
         raise UserError(f"{source}: {', '.join(unknown)} is not a {cls.__name__} setting")
     values = {k: tuple(v) if types[k][0] is tuple and isinstance(v, list) else v for k, v in data.items()}
     for k, v in values.items():
+        if dataclasses.is_dataclass(types[k][0]) and isinstance(v, dict):
+            values[k] = config_from_dict(types[k][0], v, f"{source}: {k}")
+    for k, v in values.items():
         kind, nullable = types[k]
         ok = (v is None and nullable) or (
             isinstance(v, bool)
@@ -392,11 +489,11 @@ def config_from_dict(cls, data: dict, source: str = "--config") -> Any:
             raise UserError(f"{source}: {k} takes {_TYPE_WORDS[kind]}, got {v!r}")
     try:
         return cls(**values)
-    except TypeError as exc:
+    except (TypeError, UserError) as exc:
         raise UserError(f"{source}: {exc}") from None
 
 
-def add_settings_arguments(parser, cls, example: str) -> None:
+def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, example: str) -> None:
     """The options every training command shares: --set FIELD=VALUE (type-checked by
     `apply_settings`), --config FILE (a resolved `cls` written by `reproduce`), --force."""
     name = cls.__name__

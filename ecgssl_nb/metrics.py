@@ -44,15 +44,13 @@ record, `<record>.csv`::
     0,1,...                      binary outputs
     0.0123,0.8765,...            scores
 
-`write_challenge_labels` writes the matching label files (`<record>.hea` holding a `#Dx:` line)
-so that the official scorer can check a run end to end::
+The official scorer checks a run end to end, with the run's labelled `.hea` records as LABELS_DIR::
 
     python evaluate_12ECG_score.py LABELS_DIR OUTPUTS_DIR scores.csv
 
 (`evaluate_12ECG_score.py` and `weights.csv` from physionetchallenges/evaluation-2020, run in a
 folder that holds weights.csv; it uses `np.bool`, so it needs numpy < 1.24, book: Deviations, B23.)
-`evaluate_challenge_files(LABELS_DIR, OUTPUTS_DIR)` scores the
-same folders with this module.
+`tests/test_metrics.py` reads written files back as that scorer does and checks the scores agree.
 """
 
 from __future__ import annotations
@@ -61,18 +59,18 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .atomic import write_text_atomic
 from .errors import UserError
 from .labels import CLASSES, MERGES, NORMAL_CLASS, weight_matrix
 
 METRIC_KEYS = ("auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge")
-DEFAULT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5)
-# The released code builds its grid with np.linspace(0.1, 0.5, 5, dtype=float16) (B15):
-# 0.0999755859375, 0.199951171875, 0.300048828125, 0.39990234375, 0.5. Pass this as `grid` to
-# use the released grid exactly; its binarisation differs from DEFAULT_GRID only for
-# scores that fall in the gaps (< 5e-5 wide).
-CODE_GRID = tuple(float(x) for x in np.linspace(0.1, 0.5, 5, dtype=np.float16))
+HEADLINE_METRICS = ("auroc", "auprc", "challenge")  # the two threshold-free scores and the Challenge metric
+DEFAULT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5)  # the threshold search's grid (FinetuneConfig.threshold_grid)
+DEFAULT_THRESHOLD = 0.1  # every other class's threshold while one class is searched (FinetuneConfig.threshold_default)
+# The released code builds its grid with np.linspace(0.1, 0.5, 5, dtype=float16) (B15): 0.0999755859375, ...,
+# 0.5; its binarisation differs from DEFAULT_GRID only for scores in the gaps (at most 1e-4 wide).
 
 
 class MetricInputError(UserError, ValueError):
@@ -168,7 +166,7 @@ def _nanmean(x: np.ndarray) -> float:
 # threshold-free metrics
 
 
-def auroc(labels, scores) -> tuple[float, np.ndarray]:
+def auroc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
     """Challenge AUROC: (macro over classes with positives and negatives, per class (K,)).
 
     Per class this is `sklearn.metrics.roc_auc_score`; NaN for a class with no positives or no
@@ -185,7 +183,7 @@ def auroc(labels, scores) -> tuple[float, np.ndarray]:
     return _nanmean(per), per
 
 
-def auprc(labels, scores) -> tuple[float, np.ndarray]:
+def auprc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
     """Challenge AUPRC: (macro over classes with positives, per class (K,)).
 
     Per class this is `sklearn.metrics.average_precision_score` (the Challenge's step sum
@@ -201,12 +199,12 @@ def auprc(labels, scores) -> tuple[float, np.ndarray]:
     return _nanmean(per), per
 
 
-def macro_auroc(labels, scores) -> float:
+def macro_auroc(labels: ArrayLike, scores: ArrayLike) -> float:
     """Macro Challenge AUROC only (see `auroc`)."""
     return auroc(labels, scores)[0]
 
 
-def macro_auprc(labels, scores) -> float:
+def macro_auprc(labels: ArrayLike, scores: ArrayLike) -> float:
     """Macro Challenge AUPRC only (see `auprc`)."""
     return auprc(labels, scores)[0]
 
@@ -215,7 +213,7 @@ def macro_auprc(labels, scores) -> float:
 # binary metrics
 
 
-def binarize(scores, thresholds) -> np.ndarray:
+def binarize(scores: ArrayLike, thresholds: ArrayLike) -> np.ndarray:
     """(N, K) bool outputs `scores >= thresholds` (a scalar or one threshold per class)."""
     sco = np.asarray(scores)
     if sco.ndim != 2:
@@ -231,7 +229,7 @@ def binarize(scores, thresholds) -> np.ndarray:
     return sco >= thr[None, :]
 
 
-def accuracy(labels, outputs) -> float:
+def accuracy(labels: ArrayLike, outputs: ArrayLike) -> float:
     """Fraction of records whose whole binary output vector equals the label vector."""
     lab, out = _pair(labels, outputs)
     return float(np.mean(np.all(lab == out, axis=1)))
@@ -252,7 +250,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def f_measure(labels, outputs) -> tuple[float, np.ndarray]:
+def f_measure(labels: ArrayLike, outputs: ArrayLike) -> tuple[float, np.ndarray]:
     """Challenge F1: (macro nanmean, per class 2TP/(2TP+FP+FN), NaN where that is 0/0)."""
     lab, out = _pair(labels, outputs)
     tp, fp, fn = _counts(lab, out)
@@ -260,7 +258,7 @@ def f_measure(labels, outputs) -> tuple[float, np.ndarray]:
     return _nanmean(per), per
 
 
-def fbeta_gbeta(labels, outputs, beta: float = 2) -> tuple[float, float]:
+def fbeta_gbeta(labels: ArrayLike, outputs: ArrayLike, beta: float = 2) -> tuple[float, float]:
     """Challenge (macro F_beta, macro G_beta); each record counts 1/max(n_i, 1), n_i = its true labels."""
     lab, out = _pair(labels, outputs)
     beta = float(beta)
@@ -280,7 +278,13 @@ def _reward(lab: np.ndarray, out: np.ndarray, lw: np.ndarray) -> float:
     return float(np.sum(num / union))
 
 
-def challenge_metric(labels, outputs, weights=None, classes=None, normal_class: str = NORMAL_CLASS) -> float:
+def challenge_metric(
+    labels: ArrayLike,
+    outputs: ArrayLike,
+    weights: ArrayLike | None = None,
+    classes: Sequence[str] | None = None,
+    normal_class: str = NORMAL_CLASS,
+) -> float:
     """The Challenge 2020 metric: 1 for the labels themselves, 0 for NSR-only outputs
     (0.0 when those two score the same). `weights` (K, K) defaults to `labels.weight_matrix()`."""
     lab, out = _pair(labels, outputs)
@@ -298,7 +302,14 @@ def _challenge(lab: np.ndarray, out: np.ndarray, w: np.ndarray, normal: int) -> 
     return float((s_obs - s_inact) / (s_true - s_inact))
 
 
-def evaluate_outputs(labels, scores, outputs, weights=None, classes=None, normal_class: str = NORMAL_CLASS) -> dict:
+def evaluate_outputs(
+    labels: ArrayLike,
+    scores: ArrayLike,
+    outputs: ArrayLike,
+    weights: ArrayLike | None = None,
+    classes: Sequence[str] | None = None,
+    normal_class: str = NORMAL_CLASS,
+) -> dict:
     """All seven scores from scores (threshold-free ones) and binary outputs (the others).
 
     Returns {auroc, auprc, accuracy, f1, f2, g2, challenge} as floats in 0..1 and
@@ -323,7 +334,14 @@ def evaluate_outputs(labels, scores, outputs, weights=None, classes=None, normal
     }
 
 
-def evaluate(labels, scores, thresholds, weights=None, classes=None, normal_class: str = NORMAL_CLASS) -> dict:
+def evaluate(
+    labels: ArrayLike,
+    scores: ArrayLike,
+    thresholds: ArrayLike,
+    weights: ArrayLike | None = None,
+    classes: Sequence[str] | None = None,
+    normal_class: str = NORMAL_CLASS,
+) -> dict:
     """`evaluate_outputs` with outputs = scores >= thresholds (scalar or (K,))."""
     lab = _binary(labels, "labels")
     sco = _real(scores, "scores", lab.shape)
@@ -335,12 +353,12 @@ def evaluate(labels, scores, thresholds, weights=None, classes=None, normal_clas
 
 
 def threshold_search(
-    labels,
-    scores,
+    labels: ArrayLike,
+    scores: ArrayLike,
     grid: Sequence[float] = DEFAULT_GRID,
-    default: float = 0.1,
-    weights=None,
-    classes=None,
+    default: float = DEFAULT_THRESHOLD,
+    weights: ArrayLike | None = None,
+    classes: Sequence[str] | None = None,
     normal_class: str = NORMAL_CLASS,
 ) -> np.ndarray:
     """Per-class thresholds (K,) as in the released code (book: Deviations, B15 "faithful").
@@ -384,9 +402,6 @@ def threshold_search(
 # Challenge files
 
 
-_write_text_atomic = write_text_atomic  # one implementation, in atomic.py
-
-
 def _check_records(records, n: int | None = None) -> list[str]:
     recs = [str(r) for r in records]
     if n is not None and len(recs) != n:
@@ -404,7 +419,9 @@ def _fmt_score(x: float) -> str:
     return repr(float(x))  # shortest text that reads back to the same float64
 
 
-def write_challenge_outputs(out_dir, records, scores, binary, classes: Sequence[str] = CLASSES) -> list[Path]:
+def write_challenge_outputs(
+    out_dir: str | Path, records: Sequence[str], scores: ArrayLike, binary: ArrayLike, classes: Sequence[str] = CLASSES
+) -> list[Path]:
     """Write one official-format output file `<record>.csv` per record (each atomically).
 
     Merged classes are written as their representative code (labels.MERGES). Returns the paths."""
@@ -435,121 +452,6 @@ def write_challenge_outputs(out_dir, records, scores, binary, classes: Sequence[
             ]
         )
         path = folder / f"{rec}.csv"
-        _write_text_atomic(path, text + "\n")
+        write_text_atomic(path, text + "\n")
         paths.append(path)
     return paths
-
-
-# The official scorer reads '1', 'True', 'true', 'T', 't' as positive and anything else as 0;
-# here anything that is neither a known true nor a known false is an error, and so are scores
-# that are not numbers (the official reads them as 0).
-_BITS = {
-    **dict.fromkeys(("1", "True", "true", "T", "t"), True),
-    **dict.fromkeys(("0", "False", "false", "F", "f"), False),
-}
-
-
-def read_challenge_outputs(out_dir) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
-    """Read every `*.csv` output file of a folder (sorted by file name, as the official scorer).
-
-    Returns (records, classes, binary (N, K) bool, scores (N, K) float64); a record is named by
-    its file name (the official scorer pairs `<record>.hea` with `<record>.csv`, and ignores the
-    `#<record>` line like every line starting with '#'). Class codes are mapped
-    to their representative (merged columns: binary = any, score = mean) and every file is put in
-    the column order of the first one; files with a different set of classes raise UserError."""
-    folder = Path(out_dir)
-    if not folder.is_dir():
-        raise UserError(f"outputs folder {folder} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".csv" and not p.name.startswith("."))
-    if not files:
-        raise UserError(f"no Challenge output files (*.csv) in {folder}")
-    records, rows_b, rows_s, classes = [], [], [], None
-    for path in files:
-        with open(path) as fh:
-            raw = [line.strip() for line in fh]
-        lines = [line for line in raw if line and not line.startswith("#")]
-        cells = [[c.strip() for c in line.split(",")] for line in lines]
-        if len(cells) < 3 or len({len(c) for c in cells[:3]}) != 1:
-            raise UserError(f"{path}: expected 3 lines (classes, binary outputs, scores) of equal length")
-        codes = [MERGES.get(c, c) for c in cells[0]]
-        try:
-            bits = np.array([_BITS[c] for c in cells[1]])
-        except KeyError:
-            raise UserError(f"{path}: binary outputs must be 0/1 (or true/false); got {cells[1]}") from None
-        try:
-            vals = np.array([float(c) for c in cells[2]])
-        except ValueError:
-            raise UserError(f"{path}: scores must be numbers; got {cells[2]}") from None
-        uniq = list(dict.fromkeys(codes))
-        if classes is None:
-            classes = uniq
-        elif set(uniq) != set(classes):
-            raise UserError(f"{path}: its classes differ from those of {files[0].name}")
-        b = np.array([bits[[j for j, c in enumerate(codes) if c == x]].any() for x in classes])
-        s = np.array([vals[[j for j, c in enumerate(codes) if c == x]].mean() for x in classes])
-        records.append(path.stem)
-        rows_b.append(b)
-        rows_s.append(s)
-    return records, list(classes), np.stack(rows_b), np.stack(rows_s)
-
-
-def write_challenge_labels(label_dir, records, labels, classes: Sequence[str] = CLASSES) -> list[Path]:
-    """Write minimal label files `<record>.hea` (a record line and `#Dx: code,code`) that the
-    official scorer reads; see the module docstring for the command. Returns the paths."""
-    lab = _binary(labels, "labels")
-    codes = [str(c) for c in classes]
-    if len(codes) != lab.shape[1]:
-        raise MetricInputError(f"classes has {len(codes)} codes but labels have {lab.shape[1]} classes")
-    recs = _check_records(records, lab.shape[0])
-    folder = Path(label_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, rec in enumerate(recs):
-        dx = ",".join(c for c, on in zip(codes, lab[i]) if on)
-        # "#Dx: " keeps its space even when empty: the scorer splits the line on ": ".
-        path = folder / f"{rec}.hea"
-        _write_text_atomic(path, f"{rec} 0\n#Dx: {dx}\n")
-        paths.append(path)
-    return paths
-
-
-def read_challenge_labels(label_dir, classes: Sequence[str] = CLASSES) -> tuple[list[str], np.ndarray]:
-    """(records, labels (N, K) bool) from the `#Dx:` lines of the `*.hea` files of a folder,
-    sorted by file name; codes are merged, codes outside `classes` ignored."""
-    folder = Path(label_dir)
-    if not folder.is_dir():
-        raise UserError(f"labels folder {folder} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".hea" and not p.name.startswith("."))
-    if not files:
-        raise UserError(f"no label files (*.hea) in {folder}")
-    index = {str(c): k for k, c in enumerate(classes)}
-    lab = np.zeros((len(files), len(index)), dtype=bool)
-    for i, path in enumerate(files):
-        with open(path) as fh:
-            dx_lines = [line for line in fh if line.startswith("#Dx")]
-        if not dx_lines:
-            raise UserError(f"{path}: no '#Dx:' line")
-        for code in dx_lines[0].split(":", 1)[1].split(","):
-            code = MERGES.get(code.strip(), code.strip())
-            if code in index:
-                lab[i, index[code]] = True
-    return [p.stem for p in files], lab
-
-
-def evaluate_challenge_files(label_dir, output_dir) -> dict:
-    """Score a labels folder against an outputs folder as the official scorer does: records are
-    matched by file name, the 24 classes of labels.CLASSES are scored, output columns of other
-    codes are ignored and missing ones count as 0, binary outputs and scores are used as written."""
-    recs_l, lab = read_challenge_labels(label_dir)
-    recs_o, classes, out, sco = read_challenge_outputs(output_dir)
-    missing = sorted(set(recs_l) - set(recs_o))
-    if missing:
-        raise UserError(f"{output_dir}: no output file for {len(missing)} labelled records, e.g. {missing[:3]}")
-    take = [recs_o.index(r) for r in recs_l]
-    binary = np.zeros(lab.shape, dtype=bool)
-    scores = np.zeros(lab.shape)
-    for k, code in enumerate(CLASSES):
-        if code in classes:
-            binary[:, k] = out[take, classes.index(code)]
-            scores[:, k] = sco[take, classes.index(code)]
-    return evaluate_outputs(lab, scores, binary)

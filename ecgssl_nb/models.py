@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import check_modality, check_positive, check_setup
+from .config import check_modality, check_positive, check_setup, setup_family, setup_modalities
 from .errors import UserError
 from .seresnet2d import SEResNet2d, se_resnet34
 from .xresnet1d import XResNet1d, xresnet1d50
@@ -33,9 +33,6 @@ __all__ = [
     "make_backbone",
     "init_xavier",
     "load_backbone",
-    "load_pretrained",
-    "count_parameters",
-    "trace_shapes",
     "xresnet1d50",
     "se_resnet34",
     "XResNet1d",
@@ -83,12 +80,12 @@ class ECGNet(nn.Module):
     def __init__(self, setup: str, n_classes: int = 24):
         super().__init__()
         self.setup = check_setup(setup)
-        self.family = setup.removeprefix("ssl-")  # "t", "s", "tsc" or "tsg"
+        self.family = setup_family(setup)  # "t", "s", "tsc" or "tsg"
         if not isinstance(n_classes, int):
             raise UserError(f"n_classes must be a positive integer, got {n_classes!r}")
         check_positive("n_classes", n_classes)
-        self.uses_time = self.family in ("t", "tsc", "tsg")
-        self.uses_spec = self.family in ("s", "tsc", "tsg")
+        self.uses_time = "time" in setup_modalities(setup)
+        self.uses_spec = "spec" in setup_modalities(setup)
         self.time_backbone = xresnet1d50() if self.uses_time else None
         self.spec_backbone = se_resnet34() if self.uses_spec else None
         dims = [b.feature_dim for b in (self.time_backbone, self.spec_backbone) if b is not None]
@@ -106,7 +103,7 @@ class ECGNet(nn.Module):
 
     def forward(
         self, x_time: torch.Tensor | None = None, x_spec: torch.Tensor | None = None, return_gate: bool = False
-    ):
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, n_classes); with return_gate=True, (logits, gate (B, 2) or None)."""
         feats = []
         if self.uses_time:
@@ -157,11 +154,6 @@ def init_xavier(module: nn.Module, generator: torch.Generator | None = None) -> 
         elif isinstance(m, nn.Linear):
             nn.init.xavier_normal_(m.weight, generator=generator)
     return module
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (each shared tensor counted once)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
 def _read_state(source: str | Path | Mapping) -> dict:
@@ -247,41 +239,3 @@ def load_backbone(backbone: nn.Module, source: str | Path | Mapping) -> int:
         f" (stripped {stripped})" if stripped else "",
     )
     return len(state)
-
-
-def load_pretrained(model: ECGNet, pretrained_dir: str | Path) -> dict[str, int]:
-    """Load PRE/time/backbone.pt and/or PRE/spec/backbone.pt into the backbones `model` has;
-    returns {modality: tensors loaded}. Every backbone the model has must load completely."""
-    root = Path(pretrained_dir)
-    loaded = {}
-    for modality, backbone in (("time", model.time_backbone), ("spec", model.spec_backbone)):
-        if backbone is not None:
-            loaded[modality] = load_backbone(backbone, root / modality / "backbone.pt")
-    return loaded
-
-
-def trace_shapes(module: nn.Module, *inputs: torch.Tensor, names: Sequence[str] | None = None) -> dict:
-    """Run `module(*inputs)` without gradients and return {submodule name: output shape} for
-    `names` (default: the module's `trace_names`, else its direct children), in call order."""
-    if names is None:
-        names = getattr(module, "trace_names", None) or [n for n, _ in module.named_children()]
-    subs = dict(module.named_modules())
-    unknown = [n for n in names if n not in subs]
-    if unknown:
-        raise UserError(f"trace_shapes: names {unknown} are not submodules of {type(module).__name__}")
-    shapes: dict[str, tuple] = {}
-
-    def recorder(name: str):
-        def hook(_module, _inputs, out) -> None:  # returning None keeps the output unchanged
-            shapes.setdefault(name, tuple(out.shape))
-
-        return hook
-
-    hooks = [subs[n].register_forward_hook(recorder(n)) for n in names]
-    try:
-        with torch.no_grad():
-            module(*inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-    return shapes

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from numpy.typing import ArrayLike
+
 import matplotlib
 
 matplotlib.rcParams.setdefault("figure.dpi", 100)
@@ -20,9 +22,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-SPEC_FREQS_HZ = np.arange(13) * 4.0  # rows of a (13, 21) spectrogram: 0, 4, ..., 48 Hz
-SPEC_HOP_S = 0.13  # frame spacing of the STFT (hop 13 samples at 100 Hz)
+from .config import TARGET_FS  # noqa: E402
+from .records import LEADS  # noqa: E402
+from .transforms import SPEC_FREQ_STEP_HZ, SPEC_HOP_S  # noqa: E402  (4 Hz rows, 0.13 s frames)
+
 OURS_COLOR = "#1f77b4"
 PAPER_COLOR = "#d62728"
 MODALITY_COLORS = {"time": "#1f77b4", "spec": "#ff7f0e"}
@@ -37,7 +40,11 @@ def _check_2d(a, name: str, rows: int | None = None) -> np.ndarray:
 
 
 def ecg_leads(
-    signal, fs: float = 100.0, title: str = "", seconds: float | None = None, leads: Sequence[str] = LEADS
+    signal: ArrayLike,
+    fs: float = TARGET_FS,
+    title: str = "",
+    seconds: float | None = None,
+    leads: Sequence[str] = LEADS,
 ) -> Figure:
     """Twelve leads of one record, (12, N) mV at `fs` Hz, in a 6 x 2 grid (limb | chest leads)."""
     x = _check_2d(signal, "signal", rows=len(leads))
@@ -57,14 +64,16 @@ def ecg_leads(
     return fig
 
 
-def spectrogram_leads(spec, title: str = "", leads: Sequence[str] = LEADS, label: str = "normalised |STFT|") -> Figure:
+def spectrogram_leads(
+    spec: ArrayLike, title: str = "", leads: Sequence[str] = LEADS, label: str = "normalised |STFT|"
+) -> Figure:
     """Spectrogram of every lead, (12, 13, 21) = lead x frequency (0..48 Hz) x frame (0.13 s)."""
     s = np.asarray(spec, dtype=float)
     if s.ndim != 3 or s.shape[0] != len(leads):
         raise ValueError(f"spec must have shape ({len(leads)}, frequencies, frames), got {s.shape}")
     fig, axes = plt.subplots(3, 4, figsize=(11, 6), sharex=True, sharey=True, layout="constrained")
     vmin, vmax = np.nanmin(s), np.nanmax(s)
-    extent = (0.0, s.shape[2] * SPEC_HOP_S, 0.0, s.shape[1] * 4.0)
+    extent = (0.0, s.shape[2] * SPEC_HOP_S, 0.0, s.shape[1] * SPEC_FREQ_STEP_HZ)
     im = None
     for k, name in enumerate(leads):
         ax = axes[k // 4, k % 4]
@@ -79,7 +88,9 @@ def spectrogram_leads(spec, title: str = "", leads: Sequence[str] = LEADS, label
     return fig
 
 
-def signal_panels(panels: Mapping[str, np.ndarray], fs: float = 100.0, title: str = "", ylabel: str = "mV") -> Figure:
+def signal_panels(
+    panels: Mapping[str, np.ndarray], fs: float = TARGET_FS, title: str = "", ylabel: str = "mV"
+) -> Figure:
     """One lead under several transforms: {name: (n,) array}, one row each, same time axis."""
     if not panels:
         raise ValueError("panels is empty: give at least one {name: signal} entry")
@@ -114,7 +125,7 @@ def spectrogram_panels(panels: Mapping[str, np.ndarray], title: str = "") -> Fig
             ax.axis("off")
             continue
         name, a = list(arrays.items())[i]
-        extent = (0.0, a.shape[1] * SPEC_HOP_S, 0.0, a.shape[0] * 4.0)
+        extent = (0.0, a.shape[1] * SPEC_HOP_S, 0.0, a.shape[0] * SPEC_FREQ_STEP_HZ)
         im = ax.imshow(a, origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax, cmap="magma")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("time (s)")
@@ -125,7 +136,7 @@ def spectrogram_panels(panels: Mapping[str, np.ndarray], title: str = "") -> Fig
     return fig
 
 
-def views_grid(views, n_global: int, kind: str = "time", fs: float = 100.0, title: str = "") -> Figure:
+def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = TARGET_FS, title: str = "") -> Figure:
     """DINO views of one record and one lead: (V, n) time views or (V, 13, 21) spectrogram views,
     global views first (outlined in blue), local views after (orange)."""
     v = np.asarray(views, dtype=float)
@@ -155,7 +166,7 @@ def views_grid(views, n_global: int, kind: str = "time", fs: float = 100.0, titl
                 origin="lower",
                 aspect="auto",
                 cmap="magma",
-                extent=(0.0, v.shape[2] * SPEC_HOP_S, 0.0, v.shape[1] * 4.0),
+                extent=(0.0, v.shape[2] * SPEC_HOP_S, 0.0, v.shape[1] * SPEC_FREQ_STEP_HZ),
             )
         ax.set_title(f"{'global' if is_global else 'local'} view {i + 1}", fontsize=8)
         color = "#1f77b4" if is_global else "#ff7f0e"
@@ -252,7 +263,7 @@ def curves(
     return fig
 
 
-def feature_scatter(points, groups: Sequence[str], title: str = "", max_groups: int = 10) -> Figure:
+def feature_scatter(points: ArrayLike, groups: Sequence[str], title: str = "", max_groups: int = 10) -> Figure:
     """A 2-D projection of features (N, 2), one colour per group label; the `max_groups`
     largest groups are coloured, the rest drawn in grey as 'other'."""
     p = _check_2d(points, "points")
@@ -422,7 +433,7 @@ def paired_intervals(table: pd.DataFrame, xlabel: str, title: str = "", label: s
     return fig
 
 
-def mean_std(mean, std, scale: float = 100.0, digits: int = 2) -> str:
+def mean_std(mean: float | None, std: float | None, scale: float = 100.0, digits: int = 2) -> str:
     """'95.99 ± 0.31' from fractions (scale 100 -> percent); '–' for a missing value."""
     if mean is None or not np.isfinite(float(mean)):
         return "–"

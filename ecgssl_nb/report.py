@@ -8,13 +8,22 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from . import metrics, paths
-from .labels import ABBREVIATIONS
+from .errors import UserError
+from .labels import ABBREVIATIONS, CLASSES, MERGES, official_totals
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from .config import AugmentConfig, Profile
+    from .prepare import Prepared
+    from .windows import Corpus
 
 
 def _columns(pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -24,7 +33,7 @@ def _columns(pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
-def exact_match(pred: pd.DataFrame, thresholds, protocol: str = "paper", role: str = "outer") -> dict:
+def exact_match(pred: pd.DataFrame, thresholds: ArrayLike, protocol: str = "paper", role: str = "outer") -> dict:
     """Why exact-match accuracy is what it is: one run's `predictions.csv` rows of `protocol` and
     `role`, binarised with that protocol's 24 `thresholds`. Returns records, records whose 24
     outputs all equal their labels (exact), the accuracy (exact / records, as the Challenge
@@ -44,6 +53,33 @@ def exact_match(pred: pd.DataFrame, thresholds, protocol: str = "paper", role: s
     }
 
 
+def run_metrics(res: dict) -> pd.DataFrame:
+    """One fine-tuning run's seven metrics (×100, 2 decimals) and selected epoch, one row per
+    protocol of its result.json `res`, each row saying where the epoch and thresholds were chosen
+    (paper: the outer fold; honest: the inner fold) and that the outer fold is reported."""
+    from .results import METRIC_LABELS
+
+    fold, inner = res["fold"], res.get("inner_fold", res["data"].get("inner_fold"))
+    m = pd.DataFrame(res["metrics"]).T
+    shown = m[list(metrics.METRIC_KEYS)].astype(float).mul(100).round(2)
+    shown.columns = [METRIC_LABELS[k] for k in metrics.METRIC_KEYS]
+    shown["selected epoch"] = m["epoch"].astype(int)
+    shown.index = [
+        f"{PROTOCOL_LABELS[p]}: chosen on fold {fold if p == 'paper' else inner}, reported on fold {fold}"
+        for p in shown.index
+    ]
+    return shown
+
+
+def per_class_auroc(res: dict, pred: pd.DataFrame) -> pd.DataFrame:
+    """Per class (rows labels.ABBREVIATIONS): the positives of the run's outer fold (its
+    predictions.csv rows `pred`), then the outer-fold AUROC under each protocol of result.json `res`."""
+    out = pd.DataFrame({p: res["per_class"][p]["auroc"] for p in res["per_class"]}, index=list(ABBREVIATIONS))
+    y, _ = _columns(pred[(pred["protocol"] == "paper") & (pred["role"] == "outer")])
+    out.insert(0, f"positives in fold {res['fold']}", y.sum(axis=0).astype(int))
+    return out.astype({p: float for p in res["per_class"]})
+
+
 def dino_loss_parts(log: pd.DataFrame) -> pd.DataFrame:
     """Split the self-distillation loss of each epoch into the teacher's entropy and the rest.
 
@@ -56,11 +92,47 @@ def dino_loss_parts(log: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def stft_settings() -> pd.DataFrame:
+    """The spectrogram's STFT settings (transforms' constants, config.TARGET_FS) as the Transforms
+    chapter lists them, one row each."""
+    from . import transforms as T
+    from .config import TARGET_FS, WINDOW
+
+    frames = T.stft_magnitude(torch.zeros(1, 1, WINDOW)).shape[-1]
+    top = (T.SPEC_N_FREQ - 1) * T.SPEC_FREQ_STEP_HZ
+    rows = {
+        "sampling rate": f"{TARGET_FS} Hz",
+        "window": f"Hann, {T.SPEC_NPERSEG} samples ({T.SPEC_NPERSEG / TARGET_FS:.2f} s)",
+        "overlap / hop": f"{T.SPEC_NOVERLAP} / {T.SPEC_HOP} samples ({T.SPEC_HOP_S:.2f} s)",
+        "boundary": f"{T.SPEC_NPERSEG // 2} zeros padded at each end; zeros appended to fill the last segment",
+        "frequency rows": f"{T.SPEC_N_FREQ}: 0, {T.SPEC_FREQ_STEP_HZ:g}, ..., {top:g} Hz",
+        f"frames for {WINDOW} samples": str(frames),
+        "scaling": "'spectrum' (divided by the window's sum), then magnitude",
+        "normalisation": f"(|Z| - mean[lead]) / {T.SPEC_STD}",
+    }
+    return pd.Series(rows, name="STFT").to_frame()
+
+
+def augment_settings(augment: AugmentConfig | None = None) -> pd.DataFrame:
+    """The view settings (`config.AugmentConfig`, default: its defaults), one row per field as
+    `--set augment.KEY=VALUE` names it: its value and what it sets (the field's metadata)."""
+    import dataclasses
+
+    from .config import AugmentConfig
+
+    augment = AugmentConfig() if augment is None else augment
+    fields = dataclasses.fields(augment)
+    return pd.DataFrame(
+        {"value": [str(getattr(augment, f.name)) for f in fields], "what": [f.metadata["what"] for f in fields]},
+        index=pd.Index([f"augment.{f.name}" for f in fields], name="setting"),
+    )
+
+
 @torch.no_grad()
 def gate_at_init(
-    prepared,
-    pretrained,
-    rows=None,
+    prepared: Prepared,
+    pretrained: str | Path | None,
+    rows: ArrayLike | None = None,
     seed: int = 0,
     n_windows: int = 256,
     setup: str = "ssl-tsg",
@@ -111,7 +183,9 @@ def gate_at_init(
     }
 
 
-def pooled_auroc(runs: str | Path, profile: str, setup: str, folds, protocol: str = "honest") -> pd.DataFrame:
+def pooled_auroc(
+    runs: str | Path, profile: str, setup: str, folds: Sequence[int], protocol: str = "honest"
+) -> pd.DataFrame:
     """Per-class AUROC of the out-of-fold predictions of `folds` pooled into one set (each
     record is predicted once, by the run in which its fold was the outer fold), with the number
     of positive and negative records behind each value; AUROC is NaN for a class without both.
@@ -152,15 +226,28 @@ def auroc_halfwidth(auc: float, n_pos: int, n_neg: int, z: float = 1.96) -> floa
 # ----------------------------------------------------------------------------------------------
 # the studies the book runs, and its tables
 
+CLAIM_METRICS = ("auroc", "challenge")  # the two metrics the table chapters show beside the paper and test claims on
 PROTOCOL_LABELS = {  # protocol names as the book prints them: never confusable with "the paper's numbers"
     "paper": "optimistic protocol (authors')",
     "honest": "honest protocol (held-out)",
 }
-DATA_LABELS = {
+DATA_LABELS = {  # a run's `data` (result.json, Profile.data) as table captions name it
     "fixture": "synthetic fixture",
     "samples": "real sample records",
     "physionet2020": "PhysioNet/CinC 2020",
 }
+
+
+def data_kind(data: str) -> str:
+    """A run's `data` as a chapter's sentence names it: 'fixture' -> 'the synthetic fixture (not
+    real ECGs)', 'samples' -> 'the real sample records', 'physionet2020' -> 'the PhysioNet/CinC 2020
+    training data'."""
+    if data not in DATA_LABELS:
+        raise UserError(f"data {data!r} is not a kind of data; choose one of {', '.join(DATA_LABELS)}")
+    return {
+        "fixture": "the synthetic fixture (not real ECGs)",
+        "physionet2020": "the PhysioNet/CinC 2020 training data",
+    }.get(data, f"the {DATA_LABELS[data]}")
 
 
 def book_devices(device: str = "cpu", cpus: int | None = None) -> str:
@@ -174,7 +261,7 @@ def book_devices(device: str = "cpu", cpus: int | None = None) -> str:
 
 
 @contextmanager
-def one_thread_per_worker(devices: str):
+def one_thread_per_worker(devices: str) -> Iterator[None]:
     """With several CPU workers, make each worker subprocess use one torch thread (sets
     OMP_NUM_THREADS / MKL_NUM_THREADS to 1 where they are unset, which the subprocesses inherit;
     restored on exit), so two workers never oversubscribe two cores."""
@@ -195,7 +282,7 @@ def one_thread_per_worker(devices: str):
                 os.environ[n] = v
 
 
-def run_study(device: str = "cpu", **kwargs) -> Path:
+def run_study(device: str = "cpu", **kwargs: Any) -> Path:
     """`reproduce.reproduce(**kwargs)` as the book starts it: on `book_devices(device)` with one
     thread per CPU worker, progress bars off. Finished work is skipped. Returns its folder."""
     from .reproduce import reproduce
@@ -221,7 +308,10 @@ def _fmt(x: float, decimals: int) -> str:
 
 
 def results_table(
-    aggs: dict, metrics_shown=("auroc", "challenge"), paper: pd.DataFrame | None = None, decimals: int = 2
+    aggs: dict[str, pd.DataFrame],
+    metrics_shown: Sequence[str] = CLAIM_METRICS,
+    paper: pd.DataFrame | None = None,
+    decimals: int = 2,
 ) -> pd.DataFrame:
     """One row per setup; for each metric, the paper's value as printed (only when `paper` is
     given: a paper table of `results`, shown with its own `attrs['decimals']`) and ours under
@@ -312,18 +402,18 @@ def runs_warning(agg: pd.DataFrame) -> str | None:
 def status_table() -> pd.DataFrame:
     """What the book reproduces and on what data, read off the profiles (one row per part of the
     study; columns: the paper's setting, and what the tiny, samples and paper profiles run)."""
-    from .config import SAMPLES_SETUPS, SETUPS, get_profile
+    from .config import N_FOLDS, SAMPLES_SETUPS, SETUPS, get_profile, is_ssl
 
     tiny, samples, paper = get_profile("tiny"), get_profile("samples"), get_profile("paper")
 
-    def folds(p) -> str:
-        return f"{len(p.folds)} of 10 folds" if len(p.folds) < 10 else "10 folds"
+    def folds(p: Profile) -> str:
+        return f"{len(p.folds)} of {N_FOLDS} folds" if len(p.folds) < N_FOLDS else f"{N_FOLDS} folds"
 
-    def pre(p) -> str:
+    def pre(p: Profile) -> str:
         c = p.pretrain["time"]
         return f"{c.epochs} epochs, {c.n_global} global + {c.n_local} local views, head {c.out_dim}"
 
-    def fine(p, setups) -> str:
+    def fine(p: Profile, setups: Sequence[str]) -> str:
         f = p.finetune
         e = sorted(set(f.epochs[p.family(s)] for s in setups))
         return f"{len(setups)} setup{'s' if len(setups) > 1 else ''}, {folds(p)}, {'/'.join(map(str, e))} epochs"
@@ -338,7 +428,7 @@ def status_table() -> pd.DataFrame:
         "pre-training (DINO, both backbones)": (
             "300 epochs, 2 + 8 views, head 65536",
             pre(tiny),
-            "none (T from scratch)" if all(not s.startswith("ssl-") for s in SAMPLES_SETUPS) else pre(samples),
+            "none (T from scratch)" if not any(is_ssl(s) for s in SAMPLES_SETUPS) else pre(samples),
             pre(paper),
         ),
         "fine-tuning (Table II)": (
@@ -358,7 +448,7 @@ def status_table() -> pd.DataFrame:
     return pd.DataFrame(rows, index=["the paper", "tiny (this build)", "samples (this build)", "paper profile"]).T
 
 
-def samples_control_profile():
+def samples_control_profile() -> Profile:
     """The `samples` profile with the tiny profile's fine-tuning settings (3 epochs of 16 records
     x 2 crops, lr 1e-3): the control that shows those settings learn nothing on real signals."""
     from dataclasses import replace
@@ -385,8 +475,6 @@ def run_samples_control(runs: str | Path, samples: str | Path, device: str = "cp
 
 # ----------------------------------------------------------------------------------------------
 # the paper's claims, as the table chapters show them (statistics: ecgssl_nb.claims)
-
-CLAIM_METRICS = ("auroc", "challenge")  # the two metrics the table chapters test claims on
 
 
 def _interval(lo: float, hi: float) -> str:
@@ -443,7 +531,10 @@ def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None)
 
 
 def pooled_beside_means(
-    pooled: pd.DataFrame, agg_honest: pd.DataFrame, names=None, metrics_shown=("auroc", "auprc", "challenge")
+    pooled: pd.DataFrame,
+    agg_honest: pd.DataFrame,
+    names: Sequence[str] | None = None,
+    metrics_shown: Sequence[str] = metrics.HEADLINE_METRICS,
 ) -> pd.DataFrame:
     """Per setting of `agg_honest` (`results.aggregate(..., protocol="honest")`, optionally only
     the rows `names`): the pooled out-of-fold metric (rows of `claims.pooled_oof`, honest
@@ -468,3 +559,293 @@ def pooled_beside_means(
     out = pd.DataFrame(data, index=pd.Index([label[n] for n in names], name="setting"))
     out.columns = pd.MultiIndex.from_tuples(out.columns, names=["metric", "how"])
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the data chapter: classes and folds
+
+
+def class_counts(label_matrix: np.ndarray, name: str = "this corpus") -> pd.DataFrame:
+    """Records per class (24 rows, labels.ABBREVIATIONS): column `name` counts the positives of
+    `label_matrix` (N, 24), column "official total (6 sources)" the official Challenge 2020 total
+    (labels.official_totals), the codes merged into a class (labels.MERGES) added to it."""
+    totals = official_totals()
+    official = [totals[c]["Total"] + sum(totals[r]["Total"] for r, k in MERGES.items() if k == c) for c in CLASSES]
+    ours = np.asarray(label_matrix).sum(axis=0).astype(int)
+    return pd.DataFrame({name: ours, "official total (6 sources)": official}, index=list(ABBREVIATIONS))
+
+
+def fold_counts(label_matrix: np.ndarray, folds: ArrayLike, n_folds: int | None = None) -> pd.DataFrame:
+    """Per fold 0..n_folds-1 (default config.N_FOLDS): its records, then its positives of each of the
+    24 classes (columns labels.ABBREVIATIONS). `folds` (N,) gives each row's fold."""
+    from .config import N_FOLDS
+
+    n_folds = N_FOLDS if n_folds is None else n_folds
+    y, f = np.asarray(label_matrix), np.asarray(folds)
+    counts = pd.DataFrame([y[f == k].sum(axis=0) for k in range(n_folds)], columns=list(ABBREVIATIONS)).astype(int)
+    counts.insert(0, "records", [int((f == k).sum()) for k in range(n_folds)])
+    counts.index.name = "fold"
+    return counts
+
+
+def fold_balance(counts: pd.DataFrame) -> pd.DataFrame:
+    """Per class, from `fold_counts`: its records, the ideal count per fold (records / folds) and
+    the largest distance of a fold's count from that ideal (1 decimal)."""
+    per_class = counts.drop(columns="records")
+    ideal = per_class.sum(axis=0) / len(per_class)
+    return pd.DataFrame(
+        {
+            "records": per_class.sum(axis=0),
+            "ideal per fold": ideal.round(1),
+            "largest deviation": (per_class - ideal).abs().max(axis=0).round(1),
+        }
+    )
+
+
+def records_per_source(index: pd.DataFrame) -> pd.DataFrame:
+    """Records kept per source (a prepared `index.csv`) and their share of all (3 decimals)."""
+    out = index.groupby("source").size().rename("records kept").to_frame()
+    out["share"] = (out["records kept"] / out["records kept"].sum()).round(3)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the self-distillation chapter: what the backbones' features separate
+
+
+PRETRAIN_SUMMARY_KEYS = (  # what the self-distillation chapter shows of each run's summary.json
+    "epochs",
+    "batch_size_per_process",
+    "steps_per_epoch",
+    "peak_lr",
+    "out_dim",
+    "optimizer",
+    "teacher_temp",
+    "student_temp",
+    "teacher_momentum",
+    "center_momentum",
+    "transforms",
+    "kept",
+    "final_loss",
+    "final_teacher_entropy",
+    "final_embedding_std",
+    "wall_time_s",
+    "device",
+)
+
+
+def pretrain_settings(summaries: dict[str, dict]) -> pd.DataFrame:
+    """The settings and final state of pre-trainings, one column per run ({name: summary.json}),
+    one row per PRETRAIN_SUMMARY_KEYS: the summary's value, else its `config` entry's, else "–"."""
+    return pd.DataFrame(
+        {m: {k: s.get(k, s.get("config", {}).get(k, "–")) for k in PRETRAIN_SUMMARY_KEYS} for m, s in summaries.items()}
+    )
+
+
+@torch.no_grad()
+def record_features(
+    backbone: torch.nn.Module, corpus: Corpus, mean: ArrayLike, std: ArrayLike, modality: str, batch_windows: int = 512
+) -> np.ndarray:
+    """(records, feature_dim) float64: each record's backbone features averaged over its evaluation
+    windows (`corpus.iter_sliding_windows`, 250 samples every 125), each window given to the
+    backbone as fine-tuning gives it: normalised per lead with `mean`, `std` (12,) mV ("time") or
+    as its normalised spectrogram ("spec"). The backbone is left in eval mode, on the corpus device."""
+    from .config import check_modality
+    from .transforms import normalize, spectrogram
+
+    check_modality(modality)
+    backbone.eval().to(corpus.device)
+    total = count = None
+    for x, owner in corpus.iter_sliding_windows(batch_windows):  # x: (w, 12, 250) raw mV
+        f = backbone(normalize(x, mean, std) if modality == "time" else spectrogram(x)).double()  # (w, D)
+        if total is None:
+            total = torch.zeros((len(corpus), f.shape[1]), dtype=torch.float64, device=f.device)
+            count = torch.zeros(len(corpus), dtype=torch.float64, device=f.device)
+        total.index_add_(0, owner, f)
+        count.index_add_(0, owner, torch.ones(len(owner), dtype=torch.float64, device=f.device))
+    if total is None or (count == 0).any():
+        raise UserError("record_features: every record needs at least one 250-sample window")
+    return (total / count[:, None]).cpu().numpy()
+
+
+def pca2(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first two principal components of the standardised features (N, D): (points (N, 2),
+    their shares of the total variance (2,))."""
+    f = np.asarray(features, dtype=np.float64)
+    z = (f - f.mean(axis=0)) / (f.std(axis=0) + 1e-8)
+    u, s, _ = np.linalg.svd(z, full_matrices=False)
+    return u[:, :2] * s[:2], (s[:2] ** 2) / (s**2).sum()
+
+
+def rarest_class(label_matrix: np.ndarray) -> list[str]:
+    """Per record (rows of `label_matrix` (N, 24)), the abbreviation of its class with the fewest
+    records among these rows (usually its most specific one), or "none" for a record without any."""
+    y = np.asarray(label_matrix)
+    freq = y.sum(axis=0)
+    return [ABBREVIATIONS[min(np.flatnonzero(r), key=lambda k: freq[k])] if r.any() else "none" for r in y]
+
+
+# ----------------------------------------------------------------------------------------------
+# the Table II and Fig. 3 chapters: the paper's orderings in our means
+
+
+def protocol_gap(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Optimistic minus honest mean of each metric (×100, 2 decimals) per setup (index
+    results.SETUP_LABELS, named "setup"), from {protocol: results.aggregate(...)}."""
+    from .results import METRIC_LABELS, SETUP_LABELS
+
+    paper, honest = aggs["paper"], aggs["honest"]
+    gap = pd.DataFrame(
+        {METRIC_LABELS[m]: (100 * (paper[f"{m}_mean"] - honest[f"{m}_mean"])).to_numpy() for m in metrics.METRIC_KEYS},
+        index=pd.Index([SETUP_LABELS[s] for s in paper.index], name="setup"),
+    )
+    return gap.round(2)
+
+
+def _descending(a: pd.DataFrame, metric: str, order: list[str]) -> bool:
+    v = [a.at[s, f"{metric}_mean"] for s in order]
+    return all(x > y for x, y in zip(v, v[1:]))
+
+
+# (ordering the paper reads off Table II, test on an aggregate of the eight setups)
+PAPER_PATTERNS = {
+    "no SSL: TSG > TSC > T > S (AUROC)": lambda a: _descending(a, "auroc", ["tsg", "tsc", "t", "s"]),
+    "SSL: TSG > T > S (AUROC)": lambda a: _descending(a, "auroc", ["ssl-tsg", "ssl-t", "ssl-s"]),
+    "SSL beats scratch for every architecture (AUROC)": lambda a: all(
+        a.at[f"ssl-{f}", "auroc_mean"] > a.at[f, "auroc_mean"] for f in ("t", "s", "tsc", "tsg")
+    ),
+    "gate beats concatenation, with and without SSL (AUROC)": lambda a: all(
+        a.at[f"{p}tsg", "auroc_mean"] > a.at[f"{p}tsc", "auroc_mean"] for p in ("", "ssl-")
+    ),
+    "SSL-TSG is the best setup (ChM)": lambda a: a["challenge_mean"].idxmax() == "ssl-tsg",
+}
+
+
+def paper_patterns(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Does each ordering of PAPER_PATTERNS hold in our means? "yes"/"no" per ordering (rows) and
+    protocol (columns, PROTOCOL_LABELS), from {protocol: results.aggregate(...)} of the eight setups."""
+    from .results import SMOKE_LABEL
+
+    out = pd.DataFrame(
+        {
+            PROTOCOL_LABELS[p]: {name: "yes" if f(a) else "no" for name, f in PAPER_PATTERNS.items()}
+            for p, a in aggs.items()
+        }
+    )
+    out.index.name = "ordering" + (f" ({SMOKE_LABEL})" if any(is_smoke(a) for a in aggs.values()) else "")
+    return out
+
+
+def read_fig3(runs: str | Path, profile: str) -> dict[str, pd.DataFrame]:
+    """The Fig. 3 table `reproduce` wrote (RUNS/<profile>/tables/fig3.csv) as {protocol: frame}, each
+    frame indexed by run ("ssl-t-tc", ..., "ssl-t-t1", "ssl-s-none", ...) in the figure's order,
+    with the columns of a `results.aggregate` (modality, transforms, n_folds, folds, <metric>_mean,
+    <metric>_std, ...). UserError when the table is missing."""
+    path = paths.table_path(runs, profile, "fig3")
+    if not path.is_file():
+        raise UserError(f"{path} does not exist: run `reproduce --profile {profile}` with the ablation first")
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"folds": str})
+    from .config import PROTOCOLS
+
+    df.index = pd.Index(df["setup"] + "-" + df["transforms"], name="run")
+    return {p: df[df["protocol"] == p] for p in PROTOCOLS if (df["protocol"] == p).any()}
+
+
+def fig3_table(fig3: dict[str, pd.DataFrame], metrics_shown: Sequence[str] = CLAIM_METRICS) -> pd.DataFrame:
+    """The Fig. 3 table as the chapter prints it: per setting (index "SSL-T (TC)", ...) its modality,
+    transforms, mean ± std ×100 of each metric under each protocol of `fig3` (from `read_fig3`), and
+    the folds behind it."""
+    from .plots import mean_std
+    from .results import METRIC_LABELS, SETUP_LABELS, SMOKE_LABEL
+
+    first = next(iter(fig3.values()))
+    data = {"modality": list(first["modality"]), "transforms": [t.upper() for t in first["transforms"]]}
+    for p, a in fig3.items():
+        for k in metrics_shown:
+            data[f"{METRIC_LABELS[k]}, {PROTOCOL_LABELS[p]}"] = [
+                mean_std(a.at[n, f"{k}_mean"], a.at[n, f"{k}_std"]) for n in first.index
+            ]
+    data["folds"] = list(first["folds"])
+    smoke = any(is_smoke(a) for a in fig3.values())
+    index = [f"{SETUP_LABELS[s]} ({t.upper()})" for s, t in zip(first["setup"], first["transforms"])]
+    return pd.DataFrame(data, index=pd.Index(index, name="setting" + (f" ({SMOKE_LABEL})" if smoke else "")))
+
+
+def fig3_bars(fig3: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The bars of one Fig. 3 panel pair from one protocol's frame of `read_fig3`: modality,
+    transforms, mean and std of `metric` ×100, one row per setting."""
+    return pd.DataFrame(
+        {
+            "modality": list(fig3["modality"]),
+            "transforms": list(fig3["transforms"]),
+            "mean": list(100 * fig3[f"{metric}_mean"]),
+            "std": list(100 * fig3[f"{metric}_std"]),
+        }
+    )
+
+
+def full_set_best(fig3: dict[str, pd.DataFrame], metric: str = "auroc") -> pd.DataFrame:
+    """Per protocol and modality: the setting with the highest mean `metric` and whether it is the
+    full view set (config.MAIN_TRANSFORMS: T1 for time, T2 for spectrograms), "yes" or "no"."""
+    from .config import MAIN_TRANSFORMS
+
+    rows = {}
+    for p, a in fig3.items():
+        for m, part in a.groupby("modality", sort=False):
+            best = part[f"{metric}_mean"].idxmax()
+            rows[(PROTOCOL_LABELS[p], m)] = {
+                f"best by {metric.upper()}": best,
+                "full set best?": "yes" if part.at[best, "transforms"] == MAIN_TRANSFORMS[m] else "no",
+            }
+    out = pd.DataFrame(rows).T
+    out.index.names = ["protocol", "modality"]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the samples and released-code chapters
+
+
+def finetune_budget(profiles: dict[str, Profile], n_train: int, setup: str = "t") -> pd.DataFrame:
+    """How much one fine-tuning of `setup` trains under each profile ({name: Profile}, one row
+    each) on `n_train` training records: epochs, records per step, crops per record, learning
+    rate, and the (ceil) steps per epoch and in all."""
+    from .config import setup_family
+
+    family = setup_family(setup)
+    rows = {}
+    for name, p in profiles.items():
+        f = p.finetune
+        steps = -(-n_train // f.batch_records[family])
+        rows[name] = {
+            "epochs": f.epochs[family],
+            "records per step": f.batch_records[family],
+            "crops per record": f.crops,
+            "learning rate": f.lr,
+            "steps per epoch (about)": steps,
+            "steps in all (about)": steps * f.epochs[family],
+        }
+    return pd.DataFrame(rows, dtype=object).T
+
+
+def recipe_differences(rows: pd.DataFrame) -> pd.DataFrame:
+    """`recipes.compare_recipes` rows of one recipe -> one row per setup (results.SETUP_LABELS):
+    per metric of CLAIM_METRICS the recipe's and the corrected mean (×100, 2 decimals) and their
+    paired difference with its 95 % bootstrap interval ("[–]" without one), then the folds."""
+    from .results import METRIC_LABELS, SETUP_LABELS
+
+    out = {}
+    for m in CLAIM_METRICS:
+        part = rows[rows["metric"] == m].set_index("setup")
+        name = METRIC_LABELS[m]
+        out[(name, "released")] = part["recipe mean"].map(lambda v: f"{v:.2f}")
+        out[(name, "corrected")] = part["corrected mean"].map(lambda v: f"{v:.2f}")
+        out[(name, "released − corrected [95 % bootstrap]")] = [
+            f"{d:+.2f} " + ("[–]" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]")
+            for d, lo, hi in zip(part["difference"], part["bootstrap lo"], part["bootstrap hi"])
+        ]
+    out[("", "folds")] = part["n_folds"]
+    t = pd.DataFrame(out)
+    t.columns = pd.MultiIndex.from_tuples(t.columns, names=["metric", "recipe"])
+    t.index = pd.Index([SETUP_LABELS[s] for s in t.index], name="setup")
+    return t

@@ -41,7 +41,7 @@ Tables. `load_results` gives one row per run and protocol (metrics as fractions)
 `aggregate` gives mean and sample std (ddof=1) over folds per setup in the paper's row order,
 and refuses runs of different prepared data or settings (`check_one_study`, naming two runs);
 `PAPER_TABLE_I` / `PAPER_TABLE_II` hold the paper's printed numbers (×100, paper Tables I and II);
-`compare_with_paper` puts ours (×100) beside them; `display_frame` / `format_table` render any
+`compare_with_paper` puts ours (×100) beside them; `display_frame` renders any
 of these with 2 decimals, "mean ± std", and "–" for missing values.
 """
 
@@ -61,9 +61,9 @@ import pandas as pd
 
 from .atomic import atomic_write, write_text_atomic  # noqa: F401  (public here too)
 from .config import PROTOCOLS, SETUPS
+from .metrics import METRIC_KEYS
 from .errors import UserError
 
-METRIC_KEYS = ("auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge")  # = metrics.METRIC_KEYS
 METRIC_LABELS = {
     "auroc": "AUROC",
     "auprc": "AUPRC",
@@ -498,16 +498,3 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
             out["source"] = df["source"]
         return out
     raise UserError("display_frame needs an aggregate, compare_with_paper or paper-table frame")
-
-
-def format_table(df: pd.DataFrame) -> str:
-    """`display_frame(df)` as a Markdown pipe table (×100, 2 decimals, mean ± std)."""
-    shown = display_frame(df)
-    index = [" / ".join(map(str, i)) if isinstance(i, tuple) else str(i) for i in shown.index]
-    head = ["" if shown.index.name is None else str(shown.index.name)] + list(map(str, shown.columns))
-    if isinstance(shown.index, pd.MultiIndex):
-        head[0] = " / ".join(str(n) for n in shown.index.names)
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(shown.columns)) + "|"]
-    for name, (_, row) in zip(index, shown.iterrows()):
-        lines.append("| " + " | ".join([name] + [str(v) for v in row]) + " |")
-    return "\n".join(lines)

@@ -82,7 +82,6 @@ class SEResNet2d(nn.Module):
             c_in = width
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.feature_dim = c_in
-        self.trace_names = ("conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool")
         self._init_weights()
 
     def _init_weights(self) -> None:

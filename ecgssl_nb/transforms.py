@@ -8,7 +8,9 @@ generator works for a CUDA batch (and the reverse); a generator on the batch's d
 the copy. The same generator state gives the same views.
 
 Time series are raw mV windows `(B, 12, 250)` (100 Hz). Spectrograms are `(B, 12, 13, 21)`
-(lead, frequency 0..48 Hz in 4 Hz steps, frame every 0.13 s).
+(lead, frequency 0..48 Hz in SPEC_FREQ_STEP_HZ = 4 Hz steps, frame every SPEC_HOP_S = 0.13 s).
+The ranges of the random draws default to `config.AugmentConfig`'s (`AUGMENT`); a pre-training
+passes its own with `**cfg.augment.time_view_args()` / `spec_view_args()`.
 
 Faithful choices (book: Deviations): local time views are 250 samples long like global ones (B17);
 time cutout is per lead U(0.2, 0.4) by default with the paper's shared U(0, 0.5) span as an
@@ -24,15 +26,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import MAIN_TRANSFORMS, TARGET_FS, TC_MODES, AugmentConfig
 from .errors import UserError
 
 # --- constants ---------------------------------------------------------------------------------
 
-SPEC_FS = 100  # Hz
-SPEC_NPERSEG = 25  # samples per STFT segment (0.25 s)
-SPEC_NOVERLAP = 12  # scipy's default nperseg // 2
-SPEC_HOP = SPEC_NPERSEG - SPEC_NOVERLAP  # 13 samples
-SPEC_N_FREQ = SPEC_NPERSEG // 2 + 1  # 13 rows: 0, 4, ..., 48 Hz
+SPEC_NPERSEG = 25  # samples per STFT segment (0.25 s at TARGET_FS)
+SPEC_NOVERLAP = SPEC_NPERSEG // 2  # 12 samples, scipy's default
+SPEC_HOP = SPEC_NPERSEG - SPEC_NOVERLAP  # 13 samples between frames
+SPEC_HOP_S = SPEC_HOP / TARGET_FS  # 0.13 s between frames
+SPEC_N_FREQ = SPEC_NPERSEG // 2 + 1  # 13 frequency rows
+SPEC_FREQ_STEP_HZ = TARGET_FS / SPEC_NPERSEG  # 4 Hz between rows: 0, 4, ..., 48 Hz
 # Per-lead mean and shared std of |STFT| of raw mV windows, from the released code (book: Transforms).
 SPEC_MEAN: tuple[float, ...] = (
     0.01696577, 0.018700505, 0.01614143, 0.016069638, 0.013717703, 0.015169965,
@@ -54,7 +58,8 @@ SPEC_TRANSFORMS: dict[str, tuple[str, ...]] = {
     "fc": ("freq_cutout",),
     "t2": ("freq_cutout", "time_cutout"),  # FC then TC (book: Deviations, B16)
 }
-TC_MODES = ("per_lead", "paper")
+PerLead = Sequence[float] | np.ndarray | torch.Tensor  # one value per lead, (12,)
+AUGMENT = AugmentConfig()  # the default view settings: every range below defaults to one of its fields
 # time_views on one CPU thread works through blocks of about this many samples (1 MiB in float32).
 _CPU_BLOCK = 2**18
 
@@ -168,7 +173,7 @@ def _random_subset(
 
 
 def random_resized_crop(
-    x: torch.Tensor, scale: Sequence[float] = (0.5, 1.0), generator: torch.Generator | None = None
+    x: torch.Tensor, scale: Sequence[float] = AUGMENT.time_global_scale, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Random crop of each window stretched back to its full length by a random time warp.
 
@@ -243,19 +248,25 @@ def time_cutout(
 ) -> torch.Tensor:
     """Zero one random span of each window (raw mV in, same shape out).
 
-    mode "per_lead" (released default, ratio (0.2, 0.4)): every lead of every sample gets its
-    own span of int(U(ratio)*N) samples starting at randint(0, N-len-1).
-    mode "paper" (Eq. 1, ratio (0.0, 0.5)): one span of alpha = int(U(ratio)*N) samples shared by
-    all leads, starting at an integer t1 uniform in [0, N-alpha].
+    mode "per_lead" (released default, ratio AUGMENT.time_cutout = (0.2, 0.4)): every lead of
+    every sample gets its own span of int(U(ratio)*N) samples starting at randint(0, N-len-1).
+    mode "paper" (Eq. 1, ratio AUGMENT.paper_time_cutout = (0.0, 0.5)): one span of
+    alpha = int(U(ratio)*N) samples shared by all leads, starting at an integer t1 uniform in [0, N-alpha].
     """
     x = _check_batch(x, "x", 3, "(B, leads, samples)")
-    if mode not in TC_MODES:
-        raise UserError(f"mode {mode!r} is not a time-cutout mode; choose one of {', '.join(TC_MODES)}")
-    if ratio is None:
-        ratio = (0.2, 0.4) if mode == "per_lead" else (0.0, 0.5)
+    ratio = _cutout_ratio(mode, ratio, "mode")
     lo, hi = _check_range("ratio", ratio, 0.0, 1.0)
     start, length = _cutout_spans(x.shape, lo, hi, mode, _check_generator(generator), x.device)
     return x.masked_fill(_span_mask(start, length, x.shape[-1]), 0.0)
+
+
+def _cutout_ratio(mode: str, ratio: Sequence[float] | None, param: str) -> Sequence[float]:
+    """The time-cutout span range: `ratio`, or the mode's default from AUGMENT when None."""
+    if mode not in TC_MODES:
+        raise UserError(f"{param} {mode!r} is not a time-cutout mode; choose one of {', '.join(TC_MODES)}")
+    if ratio is None:
+        return AUGMENT.time_cutout if mode == "per_lead" else AUGMENT.paper_time_cutout
+    return ratio
 
 
 def _cutout_spans(shape: tuple[int, int, int], lo: float, hi: float, mode: str, gen: torch.Generator, device):
@@ -289,7 +300,7 @@ def _span_indicator(start: torch.Tensor, length: torch.Tensor, n: int, dtype: to
 
 
 def gaussian_noise(
-    x: torch.Tensor, sigma: Sequence[float] = (0.005, 0.025), generator: torch.Generator | None = None
+    x: torch.Tensor, sigma: Sequence[float] = AUGMENT.noise_sigma, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Add i.i.d. N(0, s^2) noise to every sample of every lead, one s ~ U(sigma) mV per window."""
     x = _check_batch(x, "x", 3, "(B, leads, samples)")
@@ -308,7 +319,7 @@ def _per_lead(v, name: str, n_leads: int, like: torch.Tensor) -> torch.Tensor:
     return t.to(device=like.device, dtype=like.dtype)
 
 
-def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+def normalize(x: torch.Tensor, mean: PerLead, std: PerLead) -> torch.Tensor:
     """(x - mean) / (std + 1e-8) per lead (book: The data). `x` (..., C, N); mean, std (C,) mV."""
     if not isinstance(x, torch.Tensor) or x.ndim < 2 or not x.is_floating_point():
         raise UserError("x must be a floating-point tensor (..., leads, samples)")
@@ -365,10 +376,10 @@ def spectrogram(x: torch.Tensor) -> torch.Tensor:
 
 def spec_time_crop(
     spec: torch.Tensor,
-    scale: Sequence[float] = (0.6, 1.0),
+    scale: Sequence[float] = AUGMENT.spec_global_scale,
     generator: torch.Generator | None = None,
     return_widths: bool = False,
-):
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Crop W = int(r*F) frames (r ~ U(scale)) starting at randint(0, F-W-1), no resize, then
     zero-pad back to F frames with the crop centred (left pad (F-W)//2).
 
@@ -424,7 +435,7 @@ def _crop_extent(widths: torch.Tensor | None, b: int, f: int, device) -> tuple[t
 
 def spec_time_cutout(
     spec: torch.Tensor,
-    ratio: Sequence[float] = (0.1, 0.35),
+    ratio: Sequence[float] = AUGMENT.spec_time_cutout,
     generator: torch.Generator | None = None,
     widths: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -487,21 +498,24 @@ def _view_ratios(b: int, n_global: int, n_local: int, global_scale, local_scale,
 
 def time_views(
     raw: torch.Tensor,
-    mean,
-    std,
-    transforms: str = "t1",
+    mean: PerLead,
+    std: PerLead,
+    transforms: str = MAIN_TRANSFORMS["time"],
     n_global: int = 2,
     n_local: int = 8,
-    global_scale: Sequence[float] = (0.5, 1.0),
-    local_scale: Sequence[float] = (0.1, 0.5),
-    tc_mode: str = "per_lead",
+    global_scale: Sequence[float] = AUGMENT.time_global_scale,
+    local_scale: Sequence[float] = AUGMENT.time_local_scale,
+    tc_mode: str = AUGMENT.time_cutout_mode,
     generator: torch.Generator | None = None,
+    tc_ratio: Sequence[float] | None = None,
+    sigma: Sequence[float] = AUGMENT.noise_sigma,
 ) -> torch.Tensor:
     """DINO time-series views (paper Sec. II-B.1): raw mV (B, 12, 250) -> normalised (V, B, 12, 250).
 
     V = n_global + n_local, global views first. Each view of each record draws its own random
     resized crop (global_scale or local_scale), then, as `transforms` (a TIME_TRANSFORMS key)
-    says, time cutout (mode `tc_mode`) and Gaussian noise in mV, then (x - mean)/(std + 1e-8)
+    says, time cutout (mode `tc_mode`, span range `tc_ratio`, None: the mode's default) and Gaussian
+    noise (sigma ~ U(`sigma`) mV), then (x - mean)/(std + 1e-8)
     with the per-lead dataset `mean`, `std` (12,) mV.
 
     The random draws are those of random_resized_crop, time_cutout and gaussian_noise applied
@@ -511,8 +525,8 @@ def time_views(
     names = _check_set(transforms, TIME_TRANSFORMS, "transforms")
     raw = _check_batch(raw, "raw", 3, "(B, leads, samples)")
     gen = _check_generator(generator)
-    if tc_mode not in TC_MODES:
-        raise UserError(f"tc_mode {tc_mode!r} is not a time-cutout mode; choose one of {', '.join(TC_MODES)}")
+    tc_lo, tc_hi = _check_range("tc_ratio", _cutout_ratio(tc_mode, tc_ratio, "tc_mode"), 0.0, 1.0)
+    sigma_lo, sigma_hi = _check_range("sigma", sigma, 0.0, float("inf"))
     b, c, n = raw.shape
     mean_t, std_t = _per_lead(mean, "mean", c, raw), _per_lead(std, "std", c, raw)
     if (std_t < 0).any():
@@ -524,10 +538,9 @@ def time_views(
     src, t = _crop_plan(ratio, n, gen, raw.dtype)  # (V*B, N) each, row v*B + b = view v of record b
     cutout, noise = "time_cutout" in names, "gaussian_noise" in names
     if cutout:
-        lo, hi = (0.2, 0.4) if tc_mode == "per_lead" else (0.0, 0.5)
-        cut_start, cut_len = _cutout_spans((v * b, c, n), lo, hi, tc_mode, gen, raw.device)  # (V*B, C or 1)
+        cut_start, cut_len = _cutout_spans((v * b, c, n), tc_lo, tc_hi, tc_mode, gen, raw.device)  # (V*B, C or 1)
     if noise:
-        sigma = _between(0.005, 0.025, (v * b, 1, 1), gen, raw.device).to(raw.dtype)  # mV, one per view
+        s = _between(sigma_lo, sigma_hi, (v * b, 1, 1), gen, raw.device).to(raw.dtype)  # mV, one per view
         views = _standard_normal((v, b, c, n), gen, raw)  # N(0, 1), scaled and the crops added below
     else:
         views = torch.empty((v, b, c, n), dtype=raw.dtype, device=raw.device)
@@ -541,48 +554,57 @@ def time_views(
     fill = -mean_t[:, None] / (std_t[:, None] + 1e-8)  # (C, 1)
     inv = 1.0 / (std_t[:, None] + 1e-8)  # (C, 1)
 
-    # The rest goes block by block of records, all views of a block at once, each output
-    # sample written by a few in-place passes. On one CPU thread a block is about _CPU_BLOCK
-    # samples, so its records and scratch tensors stay in cache: on one core this loop took
-    # ~16 ms per batch of 196 against ~27 ms for whole-view passes. With several threads (or
-    # on CUDA) the whole batch is one block, i.e. few and large ops: each parallel op is a
-    # synchronisation of the threads, which costs most when the cores are busy.
-    blocked = raw.device.type == "cpu" and torch.get_num_threads() == 1
+    cuts = (cut_start.view(v, b, -1), cut_len.view(v, b, -1)) if cutout else None  # (V, B, C or 1) each
+    scale = s.view(v, b, 1, 1) * inv if noise else None  # (V, B, C, 1): sigma / (std + 1e-8)
+    _fill_views(views, x, step, src.view(v, b, n), t.view(v, b, n), cuts, fill, scale)
+    return views
+
+
+def _fill_views(views, x, step, src, t, cuts, fill, scale) -> None:
+    """Write time_views' output `views` (V, B, C, N) in place: the crop plans (src, t (V, B, N)) of
+    the normalised batch x (B, C, N) (step = x.diff(-1)), `fill` (C, 1) on the cut spans `cuts`
+    ((start, length) (V, B, C or 1) or None), plus `scale` (V, B, C, 1) times the N(0, 1) that
+    `views` holds (or None: no noise, `views` is uninitialised).
+
+    The work goes block by block of records, all views of a block at once, each output sample
+    written by a few in-place passes. On one CPU thread a block is about _CPU_BLOCK samples, so
+    its records and scratch tensors stay in cache: on one core this loop took ~16 ms per batch
+    of 196 against ~27 ms for whole-view passes. With several threads (or on CUDA) the whole
+    batch is one block, i.e. few and large ops: each parallel op is a synchronisation of the
+    threads, which costs most when the cores are busy."""
+    v, b, c, n = views.shape
+    blocked = views.device.type == "cpu" and torch.get_num_threads() == 1
     size = max(1, _CPU_BLOCK // (v * c * n)) if blocked else max(1, b)  # records per block
-    src, t = src.view(v, b, n), t.view(v, b, n)
-    if cutout:
-        cut_start, cut_len = cut_start.view(v, b, -1), cut_len.view(v, b, -1)  # (V, B, C or 1)
-    if noise:
-        scale = sigma.view(v, b, 1, 1) * inv  # (V, B, C, 1): sigma / (std + 1e-8)
-    warped, scratch = torch.empty((2, v, min(size, b), c, n), dtype=raw.dtype, device=raw.device)
+    warped, scratch = torch.empty((2, v, min(size, b), c, n), dtype=views.dtype, device=views.device)
     for r0 in range(0, b, size):
         rec = slice(r0, min(r0 + size, b))  # these records, all their views
         m = rec.stop - rec.start
         out = views[:, rec]  # (V, m, C, N)
-        w = warped[:, :m] if noise else out
+        w = warped[:, :m] if scale is not None else out
         _warp(x[rec], step[rec], src[:, rec], t[:, rec], w, scratch[:, :m])  # crop, normalised
-        if cutout:  # w -> fill on the cut spans (lerp with weight 1), unchanged elsewhere
-            w.lerp_(fill.expand_as(w), _span_indicator(cut_start[:, rec], cut_len[:, rec], n, w.dtype))
-        if noise:  # out = crop + sigma / (std + 1e-8) * N(0, 1)
+        if cuts is not None:  # w -> fill on the cut spans (lerp with weight 1), unchanged elsewhere
+            w.lerp_(fill.expand_as(w), _span_indicator(cuts[0][:, rec], cuts[1][:, rec], n, w.dtype))
+        if scale is not None:  # out = crop + sigma / (std + 1e-8) * N(0, 1)
             torch.addcmul(w, out, scale[:, rec], out=out)
-    return views
 
 
 def spec_views(
     raw: torch.Tensor,
-    transforms: str = "t2",
+    transforms: str = MAIN_TRANSFORMS["spec"],
     n_global: int = 2,
     n_local: int = 8,
-    global_scale: Sequence[float] = (0.6, 1.0),
-    local_scale: Sequence[float] = (0.3, 0.6),
+    global_scale: Sequence[float] = AUGMENT.spec_global_scale,
+    local_scale: Sequence[float] = AUGMENT.spec_local_scale,
     released_fc: bool = False,
     generator: torch.Generator | None = None,
+    tc_ratio: Sequence[float] = AUGMENT.spec_time_cutout,
 ) -> torch.Tensor:
     """DINO spectrogram views (paper Sec. II-B.2): raw mV (B, 12, 250) -> (V, B, 12, 13, 21).
 
     The normalised spectrogram of each raw window is computed once; then every view draws its
     own centred time crop (global_scale or local_scale of the 21 frames) and, as `transforms`
-    (a SPEC_TRANSFORMS key) says, frequency cutout then time cutout within the crop. Global
+    (a SPEC_TRANSFORMS key) says, frequency cutout then time cutout (span ~ U(`tc_ratio`) of the
+    crop's frames) within the crop. Global
     views first. released_fc=True drops the frequency cutout, as the released code does (B16).
 
     The random draws are those of spec_time_crop, freq_cutout and spec_time_cutout applied in
@@ -592,6 +614,7 @@ def spec_views(
     names = _check_set(transforms, SPEC_TRANSFORMS, "transforms")
     raw = _check_batch(raw, "raw", 3, "(B, leads, samples)")
     gen = _check_generator(generator)
+    tc_lo, tc_hi = _check_range("tc_ratio", tc_ratio, 0.0, 1.0)
     spec = spectrogram(raw)  # (B, 12, 13, 21)
     b, c, k, f = spec.shape
     ratio = _view_ratios(b, n_global, n_local, global_scale, local_scale, gen, raw.device)
@@ -604,7 +627,7 @@ def spec_views(
     if fc:
         row = _randint_below(torch.full((v * b, c), k, device=raw.device), gen)  # (V*B, C)
     if "time_cutout" in names:  # a cut frame reads the zero frame F: (V*B, C, F)
-        start, span = _spec_cutout_spans(widths, c, f, 0.1, 0.35, gen)
+        start, span = _spec_cutout_spans(widths, c, f, tc_lo, tc_hi, gen)
         frame = torch.where(_span_mask(start, span, f), f, frame)
     views = _gather_frames(spec, frame, v)  # (V, B, 12, 13, 21): crop, padding, time cutout
     if fc:  # times 0 on the cut row, 1 elsewhere: ~4x cheaper than masked_fill_ here (a cut

@@ -15,16 +15,22 @@ work, no loader processes.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from .config import WINDOW
 from .errors import UserError
+from .records import LEADS
 
-N_LEADS = 12
-WINDOW = 250  # samples at 100 Hz = 2.5 s
-STRIDE = 125  # evaluation stride, 50 % overlap
+if TYPE_CHECKING:
+    from .prepare import Prepared
+
+Rows = np.ndarray | Sequence[int] | None  # corpus positions (or a boolean mask); None = all
+
+N_LEADS = len(LEADS)  # 12
+STRIDE = WINDOW // 2  # evaluation stride, 50 % overlap: 125 samples
 _COPY_CHUNK = 1 << 20  # samples per host->device copy in from_prepared (48 MiB of float32)
 
 
@@ -44,7 +50,15 @@ class Corpus:
     prepared index it came from (kept for writing predictions; default 0..N-1).
     """
 
-    def __init__(self, signal, offsets, lengths, labels=None, device="cpu", rows=None):
+    def __init__(
+        self,
+        signal: np.ndarray | torch.Tensor,
+        offsets: np.ndarray | torch.Tensor,
+        lengths: np.ndarray | torch.Tensor,
+        labels: np.ndarray | torch.Tensor | None = None,
+        device: str | torch.device = "cpu",
+        rows: np.ndarray | None = None,
+    ) -> None:
         try:
             self.device = torch.device(device)
         except (RuntimeError, TypeError):
@@ -75,7 +89,7 @@ class Corpus:
     # --- construction --------------------------------------------------------------------------
 
     @classmethod
-    def from_prepared(cls, prepared, rows=None, device="cpu") -> "Corpus":
+    def from_prepared(cls, prepared: Prepared, rows: Rows = None, device: str | torch.device = "cpu") -> Corpus:
         """The records of `prepared` (from `prepare.load_prepared`) at index positions `rows`
         (int array, or a boolean mask over the index; None = all), in that order.
 
@@ -188,7 +202,7 @@ class Corpus:
         return r
 
     def sliding_windows(
-        self, length: int = WINDOW, stride: int = STRIDE, rows=None
+        self, length: int = WINDOW, stride: int = STRIDE, rows: Rows = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Index of the evaluation windows: (owner (W,), start (W,)) LongTensors on the CPU.
 
@@ -207,12 +221,8 @@ class Corpus:
         k = torch.arange(len(owner)) - first.repeat_interleave(count)  # window number in record
         return owner, k * stride
 
-    def n_sliding_windows(self, length: int = WINDOW, stride: int = STRIDE, rows=None) -> int:
-        """How many windows `iter_sliding_windows` yields in all."""
-        return len(self.sliding_windows(length, stride, rows)[0])
-
     def iter_sliding_windows(
-        self, batch_windows: int, length: int = WINDOW, stride: int = STRIDE, rows=None
+        self, batch_windows: int, length: int = WINDOW, stride: int = STRIDE, rows: Rows = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (x (w, 12, length) raw mV, owner (w,)) batches of at most `batch_windows`
         evaluation windows, record by record in order; owner = the record's corpus position."""
@@ -223,7 +233,3 @@ class Corpus:
         for a in range(0, len(owner), batch_windows):
             o = owner[a : a + batch_windows]
             yield self._gather(self.offsets[o] + start[a : a + batch_windows], length), o
-
-    def to(self, device) -> "Corpus":
-        """The same corpus on another device."""
-        return Corpus(self.signal, self.offsets, self.lengths, self.labels, device=device, rows=self.rows)

@@ -116,8 +116,6 @@ class XResNet1d(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pool = ConcatPool1d()
         self.feature_dim = 2 * c_out
-        # Points whose output shapes `models.trace_shapes` reports by default.
-        self.trace_names = ("stem.0", "stem.2", "stem.3", "stages.0", "stages.1", "stages.2", "stages.3", "pool")
         self._init_weights()
 
     def _init_weights(self) -> None:

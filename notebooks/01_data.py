@@ -48,7 +48,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from ecgssl_nb import config, labels, paths, plots, prepare, records
+from ecgssl_nb import config, labels, paths, plots, prepare, records, report
 from ecgssl_nb import params
 
 params.resolve(globals())
@@ -64,14 +64,12 @@ if profile == "tiny":
     rp.reproduce(profile="tiny", out=runs, devices=device, data_dir=data or None, progress=False)
 prep = prepare.load_prepared(paths.prepared_dir(runs, profile))
 index = prep.index
-DATA = (
-    f"the synthetic fixture ({len(index)} records kept, seed {prof.seed})"
-    if prof.data == "fixture" and not data
-    else f"PhysioNet/CinC 2020 training data ({len(index)} records kept)"
-)
+DATA = report.data_kind("physionet2020" if prof.data == "fixture" and data else prof.data)
 display(
     Markdown(
-        f"**Data in this chapter:** {DATA}; profile `{profile}`; prepared folder `{paths.prepared_dir(runs, profile)}`."
+        f"**Data in this chapter:** {DATA}, {len(index)} records kept"
+        + (f" (seed {prof.seed})" if prof.data == "fixture" and not data else "")
+        + f"; profile `{profile}`; prepared folder `{paths.prepared_dir(runs, profile)}`."
     )
 )
 
@@ -116,12 +114,7 @@ classes
 # records that `prepare` kept with that class after merging.
 
 # %% tags=["hide-input"]
-ours = pd.Series(prep.label_matrix().sum(axis=0).astype(int), index=labels.ABBREVIATIONS)
-official = pd.Series(
-    [totals[c]["Total"] + sum(totals[r]["Total"] for r, k in labels.MERGES.items() if k == c) for c in labels.CLASSES],
-    index=labels.ABBREVIATIONS,
-)
-counts = pd.DataFrame({f"this corpus ({profile})": ours, "official total (6 sources)": official})
+counts = report.class_counts(prep.label_matrix(), name=f"this corpus ({profile})")
 if profile == "tiny":
     # every class must be present in the fixture, or a class has no positives to learn or score
     missing = counts.index[counts.iloc[:, 0] == 0].tolist()
@@ -146,9 +139,7 @@ official_by_source
 # Records kept per source in the corpus in use:
 
 # %% tags=["hide-input"]
-per_source = index.groupby("source").size().rename("records kept").to_frame()
-per_source["share"] = (per_source["records kept"] / per_source["records kept"].sum()).round(3)
-per_source
+report.records_per_source(index)
 
 # %% [markdown]
 # ## The ten folds
@@ -162,19 +153,12 @@ per_source
 
 # %% tags=["hide-input"]
 Y = prep.label_matrix()
-fold_counts = pd.DataFrame(
-    [Y[index["fold"].to_numpy() == f].sum(axis=0) for f in range(config.N_FOLDS)],
-    columns=labels.ABBREVIATIONS,
-    index=range(config.N_FOLDS),
-).astype(int)
-fold_sizes = index.groupby("fold").size()
-assert sorted(fold_sizes.index) == list(range(config.N_FOLDS)), "every record is in one of the ten folds"
-fold_table = fold_counts.copy()
-fold_table.insert(0, "records", fold_sizes)
+fold_table = report.fold_counts(Y, index["fold"])  # records and positives per class of each fold
+assert fold_table["records"].sum() == len(index) and (fold_table["records"] > 0).all(), "every fold holds records"
 fold_table
 
 # %% mystnb={"figure": {"caption": "Share of each class's records in each of the ten folds, for the corpus used in this build; the ideal share is 0.1.", "name": "fig-fold-balance"}, "image": {"alt": "Heat map of the share of each class in each fold"}} tags=["remove-input"]
-fig = plots.fold_balance(fold_counts, title="Class balance over the ten folds")
+fig = plots.fold_balance(fold_table.drop(columns="records"), title="Class balance over the ten folds")
 
 # %% [markdown]
 # The largest deviation from the ideal count per fold is a direct measure of the balance.
@@ -183,12 +167,7 @@ fig = plots.fold_balance(fold_counts, title="Class balance over the ten folds")
 # sources, so these deviations can add up across sources.
 
 # %% tags=["hide-input"]
-ideal = fold_counts.sum(axis=0) / config.N_FOLDS
-deviation = (fold_counts - ideal).abs().max(axis=0)
-balance = pd.DataFrame(
-    {"records": fold_counts.sum(axis=0), "ideal per fold": ideal.round(1), "largest deviation": deviation.round(1)}
-)
-balance
+report.fold_balance(fold_table)
 
 # %% [markdown]
 # ## Real 12-lead records

@@ -50,7 +50,7 @@ import scipy.signal
 import torch
 from IPython.display import Markdown, display
 
-from ecgssl_nb import labels, plots, prepare, records
+from ecgssl_nb import labels, plots, prepare, records, report
 from ecgssl_nb import params
 
 params.resolve(globals())
@@ -102,15 +102,26 @@ fig = plots.ecg_leads(window[0].numpy(), fs=100, title=f"{rec.name}: one window"
 # - **Gaussian noise** (`gaussian_noise`). It adds N(0, σ²) with one σ ~ U(0.005, 0.025) mV per
 #   view.
 # - **Normalisation** (`normalize`): (x − mean)/(std + 1e-8) per lead.
+#
+# Every range above is a field of `config.AugmentConfig` (`PretrainConfig.augment`), which a run
+# can change with `--set augment.KEY=VALUE`; its defaults are the ones listed here:
+
+# %% tags=["hide-input"]
+report.augment_settings()
 
 # %% mystnb={"figure": {"caption": "Each time-series transform applied alone to lead II of the window in {numref}`fig-window` (mV against seconds). The Gaussian noise is small beside the ECG (σ of 0.005 to 0.025 mV), so its row is followed by the noise itself (noisy minus raw) on its own scale.", "name": "fig-time-transforms"}, "image": {"alt": "Seven stacked line plots of lead II under each time-series transform"}} tags=["remove-input"]
 raw = window.clone()
+A = T.AUGMENT  # the default view settings (config.AugmentConfig)
 panels = {
     "raw window": raw[0, lead],
-    "random resized crop, global (r ~ U(0.5, 1))": T.random_resized_crop(raw, (0.5, 1.0), generator=gen(1))[0, lead],
-    "random resized crop, local (r ~ U(0.1, 0.5))": T.random_resized_crop(raw, (0.1, 0.5), generator=gen(2))[0, lead],
-    "time cutout, per lead U(0.2, 0.4) (released default)": T.time_cutout(raw, generator=gen(3))[0, lead],
-    "Gaussian noise, sigma ~ U(0.005, 0.025) mV": T.gaussian_noise(raw, generator=gen(4))[0, lead],
+    f"random resized crop, global (r ~ U{A.time_global_scale})": T.random_resized_crop(
+        raw, A.time_global_scale, generator=gen(1)
+    )[0, lead],
+    f"random resized crop, local (r ~ U{A.time_local_scale})": T.random_resized_crop(
+        raw, A.time_local_scale, generator=gen(2)
+    )[0, lead],
+    f"time cutout, per lead U{A.time_cutout} (released default)": T.time_cutout(raw, generator=gen(3))[0, lead],
+    f"Gaussian noise, sigma ~ U{A.noise_sigma} mV": T.gaussian_noise(raw, generator=gen(4))[0, lead],
     "the added noise alone (noisy minus raw; its own scale)": T.gaussian_noise(raw, generator=gen(4))[0, lead]
     - raw[0, lead],
     "T1 = time cutout + Gaussian noise": T.gaussian_noise(T.time_cutout(raw, generator=gen(5)), generator=gen(6))[
@@ -154,20 +165,7 @@ fig = plots.signal_panels(
 # device. The magnitudes are then normalised per lead with the released constants.
 
 # %% tags=["hide-input"]
-stft_params = pd.Series(
-    {
-        "sampling rate": f"{T.SPEC_FS} Hz",
-        "window": f"Hann, {T.SPEC_NPERSEG} samples ({T.SPEC_NPERSEG / T.SPEC_FS:.2f} s)",
-        "overlap / hop": f"{T.SPEC_NOVERLAP} / {T.SPEC_HOP} samples ({T.SPEC_HOP / T.SPEC_FS:.2f} s)",
-        "boundary": "12 zeros padded at each end; zeros appended to fill the last segment",
-        "frequency rows": f"{T.SPEC_N_FREQ}: 0, 4, ..., 48 Hz",
-        "frames for 250 samples": "21",
-        "scaling": "'spectrum' (divided by the window's sum), then magnitude",
-        "normalisation": f"(|Z| - mean[lead]) / {T.SPEC_STD}",
-    },
-    name="STFT",
-).to_frame()
-stft_params
+report.stft_settings()  # transforms' STFT constants and their meaning
 
 # %% mystnb={"figure": {"caption": "The normalised magnitude spectrogram of the window in {numref}`fig-window`, per lead: 13 frequency rows (0 to 48 Hz) by 21 frames of 0.13 s.", "name": "fig-spectrogram"}, "image": {"alt": "Twelve small heat maps, one spectrogram per lead"}} tags=["remove-input"]
 mag = T.stft_magnitude(window.double())  # (1, 12, 13, 21)
@@ -191,9 +189,9 @@ fig = plots.spectrogram_leads(spec[0].numpy(), title=f"{rec.name}: spectrogram")
 
 # %% mystnb={"figure": {"caption": "Each spectrogram transform applied alone to lead II of {numref}`fig-spectrogram` (frequency in Hz against time in s, one colour scale).", "name": "fig-spec-transforms"}, "image": {"alt": "Six heat maps of lead II's spectrogram under each spectrogram transform"}} tags=["remove-input"]
 s = spec.clone()
-crop, widths = T.spec_time_crop(s, (0.6, 1.0), generator=gen(10), return_widths=True)
-local_crop = T.spec_time_crop(s, (0.3, 0.6), generator=gen(11))
-t2_crop, t2_w = T.spec_time_crop(s, (0.6, 1.0), generator=gen(12), return_widths=True)
+crop, widths = T.spec_time_crop(s, A.spec_global_scale, generator=gen(10), return_widths=True)
+local_crop = T.spec_time_crop(s, A.spec_local_scale, generator=gen(11))
+t2_crop, t2_w = T.spec_time_crop(s, A.spec_global_scale, generator=gen(12), return_widths=True)
 t2 = T.spec_time_cutout(T.freq_cutout(t2_crop, generator=gen(13)), generator=gen(14), widths=t2_w)
 spanels = {
     "spectrogram": s[0, lead],

@@ -116,14 +116,13 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from ecgssl_nb import config, labels, models, plots, prepare, report, windows
+from ecgssl_nb import config, models, plots, prepare, report, windows
 from ecgssl_nb import params
 
 params.resolve(globals(), modality="all")
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
 from ecgssl_nb import reproduce as rp
-from ecgssl_nb import transforms as T
 
 modalities = list(config.MODALITIES) if modality == "all" else [config.check_modality(modality)]
 # compute each pre-training shown, and what it needs, unless finished (the provenance rules of reproduce)
@@ -154,7 +153,7 @@ NAMES = {"time": "time series (xresnet1d50)", "spec": "spectrogram (SE-ResNet34)
 def describe(m: str) -> str:
     s = summaries[m]
     d = s.get("data", {})
-    kind = "the synthetic fixture" if prof.data == "fixture" and not data else "PhysioNet/CinC 2020 training data"
+    kind = report.data_kind("physionet2020" if prof.data == "fixture" and data else prof.data)
     return (
         f"{NAMES[m]}: {kind}, {d.get('n_records', '?')} records of all folds (no labels), profile `{profile}`, "
         f"{s.get('epochs', '?')} epochs of batch {s.get('batch_size_per_process', '?')}, "
@@ -171,29 +170,7 @@ display(Markdown("**Pre-trainings shown:**\n\n" + "\n".join(f"- {describe(m)}" f
 # shrunk: a few epochs, a 4,096-wide head instead of 65,536, batch 32.
 
 # %% tags=["hide-input"]
-keys = [
-    "epochs",
-    "batch_size_per_process",
-    "steps_per_epoch",
-    "peak_lr",
-    "out_dim",
-    "optimizer",
-    "teacher_temp",
-    "student_temp",
-    "teacher_momentum",
-    "center_momentum",
-    "transforms",
-    "kept",
-    "final_loss",
-    "final_teacher_entropy",
-    "final_embedding_std",
-    "wall_time_s",
-    "device",
-]
-settings = pd.DataFrame(
-    {m: {k: summaries[m].get(k, summaries[m].get("config", {}).get(k, "–")) for k in keys} for m in modalities}
-)
-settings
+report.pretrain_settings(summaries)
 
 # %% [markdown]
 # ## Training curves
@@ -288,32 +265,7 @@ display(Markdown("\n".join(lines)))
 # %% tags=["hide-input"]
 rows = np.flatnonzero(prep.index["fold"].to_numpy() == fold)[:max_records]
 corpus = windows.Corpus.from_prepared(prep, rows=rows, device=device)
-mean = torch.as_tensor(prep.mean, device=device)
-std = torch.as_tensor(prep.std, device=device)
-Y = prep.label_matrix()[rows]
-freq = Y.sum(axis=0)
-rarest = [labels.ABBREVIATIONS[min(np.flatnonzero(y), key=lambda k: freq[k])] if y.any() else "none" for y in Y]
-
-
-@torch.no_grad()
-def record_features(backbone: torch.nn.Module, m: str) -> np.ndarray:
-    """(records, 512): each record's backbone features averaged over its evaluation windows."""
-    backbone.eval().to(device)
-    total = torch.zeros((len(rows), 512), dtype=torch.float64, device=device)
-    count = torch.zeros(len(rows), dtype=torch.float64, device=device)
-    for x, owner in corpus.iter_sliding_windows(512):  # x: (w, 12, 250) raw mV
-        x = T.normalize(x, mean, std) if m == "time" else T.spectrogram(x)
-        total.index_add_(0, owner.to(device), backbone(x).double())
-        count.index_add_(0, owner.to(device), torch.ones(len(owner), dtype=torch.float64, device=device))
-    return (total / count[:, None]).cpu().numpy()
-
-
-def pca2(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First two principal components of the standardised features, and their variance shares."""
-    z = (f - f.mean(axis=0)) / (f.std(axis=0) + 1e-8)
-    u, s, _ = np.linalg.svd(z, full_matrices=False)
-    return u[:, :2] * s[:2], (s[:2] ** 2) / (s**2).sum()
-
+rarest = report.rarest_class(prep.label_matrix()[rows])  # each record's rarest class, for the colours
 
 from myst_nb import glue
 
@@ -326,7 +278,7 @@ for m in modalities:
         ("trained", "pre-trained student", trained),
         ("untrained", "untrained (same architecture)", untrained),
     ):
-        pts, share = pca2(record_features(net, m))
+        pts, share = report.pca2(report.record_features(net, corpus, prep.mean, prep.std, m))
         fig = plots.feature_scatter(
             pts,
             rarest,

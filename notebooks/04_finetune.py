@@ -153,11 +153,7 @@ pred = pd.read_csv(run_dir / "predictions.csv")
 prep = prepare.load_prepared(target.prepared)
 assert res["setup"] == setup and res["fold"] == fold and res["profile"] == profile
 d = res["data"]
-KIND = {
-    "fixture": "the synthetic fixture",
-    "samples": "the real sample records",
-    "physionet2020": "PhysioNet/CinC 2020 training data",
-}[d["kind"]]
+KIND = report.data_kind(d["kind"])
 inner = res.get("inner_fold", d.get("inner_fold"))
 display(
     Markdown(
@@ -205,16 +201,7 @@ fig = plots.curves(
 # outer fold K. The selected epoch counts from 1, as in `log.csv`.
 
 # %% tags=["remove-input"]
-metrics = pd.DataFrame(res["metrics"]).T
-metrics.index.name = "protocol"
-shown = metrics[list(results.METRIC_KEYS)].astype(float).mul(100).round(2)
-shown.columns = [results.METRIC_LABELS[m] for m in results.METRIC_KEYS]
-shown["selected epoch"] = metrics["epoch"].astype(int)
-shown.index = [
-    f"{report.PROTOCOL_LABELS[p]}: chosen on fold {fold if p == 'paper' else inner}, reported on fold {fold}"
-    for p in shown.index
-]
-shown
+report.run_metrics(res)
 
 # %% [markdown]
 # ### Why exact-match accuracy is (near) zero
@@ -256,13 +243,7 @@ display(
 # with no positive record in the fold is blank.
 
 # %% mystnb={"figure": {"caption": "Per-class AUROC of the run shown on the outer fold, under both protocols (the optimistic and the honest one choose different epochs). The dashed line is chance (0.5); a class with no positive record in the fold is blank. The table below the figure gives the number of positives behind each bar.", "name": "fig-ft-auroc"}, "image": {"alt": "Bar chart of AUROC per class under the two protocols"}} tags=["remove-input"]
-per_class = pd.DataFrame(
-    {p: res["per_class"][p]["auroc"] for p in res["per_class"]}, index=labels.ABBREVIATIONS
-).astype(float)
-positives = pred[(pred["protocol"] == "paper") & (pred["role"] == "outer")][
-    [f"y_{a}" for a in labels.ABBREVIATIONS]
-].sum()
-per_class.insert(0, f"positives in fold {fold}", positives.to_numpy().astype(int))
+per_class = report.per_class_auroc(res, pred)  # positives in the outer fold, then AUROC per protocol
 fig = plots.per_class_bars(
     per_class.drop(columns=per_class.columns[0]).rename(columns=report.PROTOCOL_LABELS),
     ylabel="AUROC (outer fold)",
@@ -284,7 +265,7 @@ per_class.rename(columns=report.PROTOCOL_LABELS).round(2).astype(object).T
 
 # %% mystnb={"figure": {"caption": "Mean gate weights {eq}`eq-gate` per class over the outer-fold records of the run shown: $w_1$ (time series, blue) and $w_2$ (spectrogram, orange). The dotted line marks an even split.", "name": "fig-ft-gate"}, "image": {"alt": "Stacked horizontal bars of the two gate weights per class"}} tags=["remove-input"]
 gate = res.get("gate_weights")
-if setup.endswith("tsg"):
+if config.setup_family(setup) == "tsg":
     assert gate is not None, "a TSG run records its gate weights"
     gw = pd.DataFrame({"time": gate["time"], "spec": gate["spec"]}, index=labels.ABBREVIATIONS).astype(float)
     ok = gw.dropna()
@@ -305,8 +286,8 @@ else:
 # and how much of the gate's logit gap $z_2 - z_1$ each one contributes.
 
 # %% tags=["remove-input"]
-if setup.endswith("tsg"):
-    pre = target.pretrain if setup.startswith("ssl-") else None
+if config.setup_family(setup) == "tsg":
+    pre = target.pretrain if config.is_ssl(setup) else None
     outer_rows = np.flatnonzero(prep.index["fold"].to_numpy() == fold)
     g0 = report.gate_at_init(prep, pre, rows=outer_rows, seed=res["seed"], setup=setup, lr=prof.finetune.lr)
     n_steps = int(res["epochs"]) * -(-int(d["n_train"]) // prof.finetune.batch_records[prof.family(setup)])

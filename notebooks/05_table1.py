@@ -57,11 +57,7 @@ df = df[df["setup"].isin(TABLE_I_SETUPS)]
 assert set(df["setup"]) == set(TABLE_I_SETUPS), f"Table I needs {TABLE_I_SETUPS}, have {sorted(set(df['setup']))}"
 agg = {p: results.aggregate(df, protocol=p) for p in config.PROTOCOLS}
 first = agg["paper"].iloc[0]
-KIND = {
-    "fixture": "the synthetic fixture (not real ECGs)",
-    "samples": "the real sample records",
-    "physionet2020": "the PhysioNet/CinC 2020 training data",
-}[first["data"]]
+KIND = report.data_kind(first["data"])
 FOLDS = first["folds"]
 display(
     Markdown(

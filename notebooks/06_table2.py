@@ -58,11 +58,7 @@ assert set(df["setup"]) == set(config.SETUPS), f"all eight setups have results (
 agg = {p: results.aggregate(df, protocol=p) for p in config.PROTOCOLS}
 assert list(agg["paper"].index) == list(config.SETUPS), "Table II shows the eight setups in the paper's order"
 first = agg["paper"].iloc[0]
-KIND = {
-    "fixture": "the synthetic fixture (not real ECGs)",
-    "samples": "the real sample records",
-    "physionet2020": "the PhysioNet/CinC 2020 training data",
-}[first["data"]]
+KIND = report.data_kind(first["data"])
 FOLDS = first["folds"]
 n_records = int(df["n_records"].iloc[0])
 display(
@@ -142,15 +138,8 @@ else:
 # much choosing on the reported fold flatters the results.
 
 # %% tags=["remove-input"]
-gap = pd.DataFrame(
-    {
-        results.METRIC_LABELS[m]: (100 * (agg["paper"][f"{m}_mean"] - agg["honest"][f"{m}_mean"])).to_numpy()
-        for m in results.METRIC_KEYS
-    },
-    index=[results.SETUP_LABELS[s] for s in agg["paper"].index],
-).round(2)
+gap = report.protocol_gap(agg)
 assert gap.notna().any(axis=None), "the two protocols were compared"
-gap.index.name = "setup"
 display(Markdown(f"*Optimistic minus honest, ×100; {report.describe_runs(agg['paper'], split='eight')}.*"))
 gap
 
@@ -192,30 +181,7 @@ fig = bars("challenge")
 
 
 # %% tags=["remove-input"]
-def holds(a: pd.DataFrame, metric: str, order: list[str]) -> bool:
-    v = [a.at[s, f"{metric}_mean"] for s in order]
-    return all(x > y for x, y in zip(v, v[1:]))
-
-
-patterns = {
-    "no SSL: TSG > TSC > T > S (AUROC)": lambda a: holds(a, "auroc", ["tsg", "tsc", "t", "s"]),
-    "SSL: TSG > T > S (AUROC)": lambda a: holds(a, "auroc", ["ssl-tsg", "ssl-t", "ssl-s"]),
-    "SSL beats scratch for every architecture (AUROC)": lambda a: all(
-        a.at[f"ssl-{f}", "auroc_mean"] > a.at[f, "auroc_mean"] for f in ("t", "s", "tsc", "tsg")
-    ),
-    "gate beats concatenation, with and without SSL (AUROC)": lambda a: all(
-        a.at[f"{p}tsg", "auroc_mean"] > a.at[f"{p}tsc", "auroc_mean"] for p in ("", "ssl-")
-    ),
-    "SSL-TSG is the best setup (ChM)": lambda a: a["challenge_mean"].idxmax() == "ssl-tsg",
-}
-patterns_table = pd.DataFrame(
-    {
-        report.PROTOCOL_LABELS[p]: {name: "yes" if f(agg[p]) else "no" for name, f in patterns.items()}
-        for p in config.PROTOCOLS
-    }
-)
-patterns_table.index.name = "ordering" + (f" ({results.SMOKE_LABEL})" if report.is_smoke(agg["paper"]) else "")
-patterns_table
+report.paper_patterns(agg)  # each ordering of report.PAPER_PATTERNS, yes or no per protocol
 
 # %% [markdown]
 # ## The paper's claims against fold-to-fold noise

@@ -59,25 +59,14 @@ root = paths.profile_root(runs, profile)
 with warnings.catch_warnings():
     warnings.simplefilter("error", results.ResultFileWarning)
     ablation = results.load_results(root / "ablation" / "finetune")
-    main = results.load_results(root / "finetune")
-all_main = main
-# the full sets (T1, T2) are the main SSL-T / SSL-S runs, on the same folds as the ablation runs
-main = main[main["setup"].isin(paths.ABLATION_SETUPS.values()) & main["fold"].isin(set(ablation["fold"]))].copy()
-main["run"] = [f"{s}-{paths.MAIN_TRANSFORMS['time' if s == 'ssl-t' else 'spec']}" for s in main["setup"]]
-both = pd.concat([ablation, main], ignore_index=True)
-
-SETTINGS = [(m, t) for m in config.MODALITIES for t in (*paths.ABLATION_TRANSFORMS[m], paths.MAIN_TRANSFORMS[m])]
-names = [f"{paths.ABLATION_SETUPS[m]}-{t}" for m, t in SETTINGS]
-assert set(both["run"]) >= set(names), f"missing Fig. 3 settings: {sorted(set(names) - set(both['run']))}"
-both = both[both["run"].isin(names)]
-agg = {p: results.aggregate(both, protocol=p, by="run").loc[names] for p in config.PROTOCOLS}
+    all_main = results.load_results(root / "finetune")
+# the table `reproduce` wrote (tables/fig3.csv): the full sets (T1, T2) are the main SSL-T / SSL-S runs
+agg = report.read_fig3(runs, profile)  # {protocol: one row per setting, in the figure's order}
+names = list(agg["paper"].index)  # "ssl-t-none", ..., "ssl-t-t1", "ssl-s-none", ..., "ssl-s-t2"
+assert set(config.PROTOCOLS) <= set(agg) and len(names) == 8, "both protocols, 4 + 4 settings in the Fig. 3 table"
 first = agg["paper"].iloc[0]
-KIND = {
-    "fixture": "the synthetic fixture (not real ECGs)",
-    "samples": "the real sample records",
-    "physionet2020": "the PhysioNet/CinC 2020 training data",
-}[first["data"]]
-FOLDS = sorted(set(both["fold"]))
+KIND = report.data_kind(first["data"])
+FOLDS = sorted({int(f) for folds in agg["paper"]["folds"] for f in str(folds).split(",")})
 display(
     Markdown(
         f"**Our runs:** data {KIND}; profile `{profile}`; outer folds {FOLDS}; each setting = one pre-training with "
@@ -93,40 +82,15 @@ if warning:
     display(Markdown(warning))
 
 # %% tags=["remove-input"]
-table = pd.DataFrame(
-    {
-        "modality": [m for m, _ in SETTINGS],
-        "transforms": [t.upper() for _, t in SETTINGS],
-        **{
-            f"{results.METRIC_LABELS[k]}, {report.PROTOCOL_LABELS[p]}": [
-                plots.mean_std(agg[p].at[n, f"{k}_mean"], agg[p].at[n, f"{k}_std"]) for n in names
-            ]
-            for p in config.PROTOCOLS
-            for k in ("auroc", "challenge")
-        },
-        "folds": [agg["paper"].at[n, "folds"] for n in names],
-    },
-    index=pd.Index(
-        [f"{results.SETUP_LABELS[paths.ABLATION_SETUPS[m]]} ({t.upper()})" for m, t in SETTINGS],
-        name="setting" + (f" ({results.SMOKE_LABEL})" if report.is_smoke(agg["paper"]) else ""),
-    ),
-)
+table = report.fig3_table(agg)
 assert len(table) == 8, "4 time-series + 4 time-frequency settings"
 table
 
 
 # %% tags=["remove-cell"]
 def fig3(k: str, p: str = "paper"):
-    bars = pd.DataFrame(
-        {
-            "modality": [m for m, _ in SETTINGS],
-            "transforms": [t for _, t in SETTINGS],
-            "mean": [100 * agg[p].at[n, f"{k}_mean"] for n in names],
-            "std": [100 * agg[p].at[n, f"{k}_std"] for n in names],
-        }
-    )
     return plots.ablation_bars(
-        bars,
+        report.fig3_bars(agg[p], k),
         f"fine-tuned {results.METRIC_LABELS[k]} (×100)",
         title=(f"{results.SMOKE_LABEL}: " if report.is_smoke(agg[p]) else "")
         + f"Fig. 3 ({results.METRIC_LABELS[k]}, {report.PROTOCOL_LABELS[p]})",
@@ -146,19 +110,7 @@ fig = fig3("challenge")
 # on our means: the answer is "yes" when the full set has the highest mean of the four.
 
 # %% tags=["remove-input"]
-check = {}
-for p in config.PROTOCOLS:
-    for m in config.MODALITIES:
-        runs_m = [n for (mm, _), n in zip(SETTINGS, names) if mm == m]
-        best = agg[p].loc[runs_m, "auroc_mean"].idxmax()
-        full = f"{paths.ABLATION_SETUPS[m]}-{paths.MAIN_TRANSFORMS[m]}"
-        check[(report.PROTOCOL_LABELS[p], m)] = {
-            "best by AUROC": best,
-            "full set best?": "yes" if best == full else "no",
-        }
-check = pd.DataFrame(check).T
-check.index.names = ["protocol", "modality"]
-check
+report.full_set_best(agg)
 
 # %% [markdown]
 # ## The claim against fold-to-fold noise
@@ -215,7 +167,7 @@ pooled = pd.concat(
         claims.pooled_oof(root / "finetune", protocol="honest").replace(
             {
                 "setup": {
-                    paths.ABLATION_SETUPS[m]: f"{paths.ABLATION_SETUPS[m]}-{paths.MAIN_TRANSFORMS[m]}"
+                    config.ABLATION_SETUPS[m]: f"{config.ABLATION_SETUPS[m]}-{config.MAIN_TRANSFORMS[m]}"
                     for m in config.MODALITIES
                 }
             }

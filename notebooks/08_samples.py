@@ -66,7 +66,7 @@ display(
         f"({', '.join(f'{n} {r}' for r, n in skipped.groupby('reason').size().items())})."
     )
 )
-prep.index.groupby("source").size().rename("records kept").to_frame().T
+report.records_per_source(prep.index)[["records kept"]].T
 
 # %% [markdown]
 # ## Settings that learn
@@ -81,22 +81,10 @@ prep.index.groupby("source").size().rename("records kept").to_frame().T
 
 
 # %% tags=["remove-input"]
-def describe(p) -> dict:
-    f = p.finetune
-    steps = -(-int(len(prep.index) * 0.8) // f.batch_records["t"])
-    return {
-        "epochs": f.epochs["t"],
-        "records per step": f.batch_records["t"],
-        "crops per record": f.crops,
-        "learning rate": f.lr,
-        "steps per epoch (about)": steps,
-        "steps in all (about)": steps * f.epochs["t"],
-    }
-
-
-pd.DataFrame(
-    {"tiny profile's fine-tuning (control)": describe(ctrl), "samples profile": describe(prof)}, dtype=object
-).T
+budget = report.finetune_budget(
+    {"tiny profile's fine-tuning (control)": ctrl, "samples profile": prof}, n_train=int(len(prep.index) * 0.8)
+)
+budget
 
 # %% mystnb={"figure": {"caption": "Per-class AUROC of setup T on the real sample records, out-of-fold predictions of the folds named above pooled, honest protocol: the `samples` profile's settings (blue) and the tiny profile's (orange). Each class label gives the number of positive records behind its bars; classes with no positive are left out. The dashed line is chance (0.5).", "name": "fig-samples-auroc"}, "image": {"alt": "Bar chart of per-class AUROC for two fine-tuning settings on the real sample records"}} tags=["remove-input"]
 shown = ours[ours["positives"] > 0].iloc[:-1]
@@ -116,8 +104,8 @@ display(
         f"(chance is 0.50). On the {len(well)} classes with at least ten positives, the `samples` settings reach "
         + ", ".join(f"{c} {a:.2f} ± {h:.2f}" for c, a, h in zip(well.index, well["AUROC"], well["± (95%)"]))
         + " ({numref}`fig-samples-auroc`). The tiny settings take about "
-        f"{describe(ctrl)['steps in all (about)']} optimiser steps in all, against about "
-        f"{describe(prof)['steps in all (about)']}; with them even the rate classes stay near chance "
+        f"{budget.iat[0, -1]} optimiser steps in all, against about "
+        f"{budget.iat[1, -1]}; with them even the rate classes stay near chance "
         f"(SB {control.at['SB', 'AUROC']:.2f}, STach {control.at['STach', 'AUROC']:.2f}). A 2.5 s window shows a "
         "fixture record's class plainly; real signals need more steps."
     )

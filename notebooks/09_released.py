@@ -79,11 +79,7 @@ assert len(main), f"the corrected study has results under {paths.profile_root(ru
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)
     means = results.aggregate(main[main["run"] == main["setup"]], protocol="honest")
-KIND = {
-    "fixture": "the synthetic fixture (not real ECGs)",
-    "samples": "the real sample records",
-    "physionet2020": "the PhysioNet/CinC 2020 training data",
-}[main["data"].iloc[0]]
+KIND = report.data_kind(main["data"].iloc[0])
 ANSWER = main["data"].iloc[0] == "physionet2020" and not report.is_smoke(means)
 # every label of this chapter's tables and figures: which runs, and whether they can answer
 RUNS_TEXT = report.describe_runs(means)
@@ -147,25 +143,6 @@ if profile == "tiny":
 released_vs = comparison[comparison["recipe"] == "released"] if len(comparison) else comparison
 
 
-def by_setup(rows: pd.DataFrame) -> pd.DataFrame:
-    """compare_recipes rows -> one row per setup, AUROC and ChM side by side, readable labels."""
-    out = {}
-    for m in report.CLAIM_METRICS:
-        part = rows[rows["metric"] == m].set_index("setup")
-        name = results.METRIC_LABELS[m]
-        out[(name, "released")] = part["recipe mean"].map(lambda v: f"{v:.2f}")
-        out[(name, "corrected")] = part["corrected mean"].map(lambda v: f"{v:.2f}")
-        out[(name, "released − corrected [95 % bootstrap]")] = [
-            f"{d:+.2f} " + ("[–]" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]")
-            for d, lo, hi in zip(part["difference"], part["bootstrap lo"], part["bootstrap hi"])
-        ]
-    out[("", "folds")] = part["n_folds"]
-    t = pd.DataFrame(out)
-    t.columns = pd.MultiIndex.from_tuples(t.columns, names=["metric", "recipe"])
-    t.index = pd.Index([results.SETUP_LABELS[s] for s in t.index], name="setup")
-    return t
-
-
 if len(released_vs):
     display(
         Markdown(
@@ -173,7 +150,7 @@ if len(released_vs):
             f"training folds; corrected: honest protocol, eight training folds.*"
         )
     )
-    display(by_setup(released_vs))
+    display(report.recipe_differences(released_vs))
 if profile == "tiny":
     display(
         Markdown(

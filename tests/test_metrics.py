@@ -1,14 +1,50 @@
 """Challenge 2020 metrics, the released threshold search, and Challenge output files (paper Sec. III-A)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, fbeta_score
 
 from ecgssl_nb import metrics
 from ecgssl_nb.errors import UserError
-from ecgssl_nb.labels import CLASSES, NORMAL_CLASS, weight_matrix
+from ecgssl_nb.labels import CLASSES, MERGES, NORMAL_CLASS, weight_matrix
 
 NSR = CLASSES.index(NORMAL_CLASS)
+
+
+# The official scorer (evaluate_12ECG_score.py) reads '1', 'True', 'true', 'T', 't' as positive and
+# anything else as 0; this reader calls anything that is neither a known true nor a known false an
+# error, and so are scores that are not numbers (the official reads them as 0).
+_BITS = {
+    **dict.fromkeys(("1", "True", "true", "T", "t"), True),
+    **dict.fromkeys(("0", "False", "false", "F", "f"), False),
+}
+
+
+def read_outputs_as_official_scorer(out_dir):
+    """Every `*.csv` output file of a folder, sorted by file name, read as the official scorer does:
+    (records, classes, binary (N, K) bool, scores (N, K) float64). A record is named by its file
+    name; lines starting with '#' are skipped; codes are mapped to their representative (merged
+    columns: binary = any, score = mean) in the column order of the first file."""
+    files = sorted(p for p in Path(out_dir).iterdir() if p.suffix.lower() == ".csv" and not p.name.startswith("."))
+    records, rows_b, rows_s, classes = [], [], [], None
+    for path in files:
+        lines = [line.strip() for line in path.read_text().splitlines()]
+        cells = [[c.strip() for c in line.split(",")] for line in lines if line and not line.startswith("#")]
+        if len(cells) < 3 or len({len(c) for c in cells[:3]}) != 1:
+            raise UserError(f"{path}: expected 3 lines (classes, binary outputs, scores) of equal length")
+        codes = [MERGES.get(c, c) for c in cells[0]]
+        try:
+            bits = np.array([_BITS[c] for c in cells[1]])
+        except KeyError:
+            raise UserError(f"{path}: binary outputs must be 0/1 (or true/false); got {cells[1]}") from None
+        vals = np.array([float(c) for c in cells[2]])
+        classes = classes or list(dict.fromkeys(codes))
+        records.append(path.stem)
+        rows_b.append([bits[[j for j, c in enumerate(codes) if c == x]].any() for x in classes])
+        rows_s.append([vals[[j for j, c in enumerate(codes) if c == x]].mean() for x in classes])
+    return records, classes, np.array(rows_b), np.array(rows_s)
 
 
 def col(*values):
@@ -297,9 +333,9 @@ def test_threshold_search_equals_a_brute_force_over_classes_and_grid():
     np.testing.assert_array_equal(metrics.threshold_search(lab, sco, grid=grid, default=0.1), expected)
 
 
-def test_code_grid_is_the_float16_linspace_of_the_released_code():
-    assert metrics.CODE_GRID[0] == pytest.approx(0.1, abs=1e-4) and metrics.CODE_GRID[0] != 0.1
-    assert metrics.CODE_GRID[-1] == 0.5 and len(metrics.CODE_GRID) == 5
+def test_the_released_float16_grid_is_within_1e_4_of_the_default_grid():
+    released = np.linspace(0.1, 0.5, 5, dtype=np.float16).astype(np.float64)  # B15
+    assert released[0] != 0.1 and np.abs(released - metrics.DEFAULT_GRID).max() <= 1e-4
 
 
 # ---------------------------------------------------------------- input checks
@@ -362,24 +398,21 @@ def test_output_files_round_trip_exactly(tmp_path):
     out = metrics.binarize(sco, 0.3)
     names = [f"R{i:03d}" for i in range(25)]
     metrics.write_challenge_outputs(tmp_path, names, sco, out)
-    records, classes, binary, scores = metrics.read_challenge_outputs(tmp_path)
+    records, classes, binary, scores = read_outputs_as_official_scorer(tmp_path)
     assert records == names and classes == list(CLASSES)
     np.testing.assert_array_equal(binary, out)
     np.testing.assert_array_equal(scores, sco.astype(np.float64))
 
 
-def test_scoring_written_label_and_output_files_gives_the_array_results(tmp_path):
+def test_written_output_files_read_as_the_official_scorer_give_the_array_results(tmp_path):
     lab, sco = random_case(n=40, seed=13)
-    lab[0] = False  # a record with no scored label: '#Dx: ' stays parseable
+    lab[0] = False  # a record with no scored label
     thr = metrics.threshold_search(lab, sco)
     names = [f"Q{i:04d}" for i in range(40)]
-    metrics.write_challenge_labels(tmp_path / "labels", names, lab)
-    metrics.write_challenge_outputs(tmp_path / "outputs", names, sco, metrics.binarize(sco, thr))
-    assert (tmp_path / "labels" / "Q0000.hea").read_text() == "Q0000 0\n#Dx: \n"
-    recs, lab_back = metrics.read_challenge_labels(tmp_path / "labels")
-    assert recs == names
-    np.testing.assert_array_equal(lab_back, lab)
-    from_files = metrics.evaluate_challenge_files(tmp_path / "labels", tmp_path / "outputs")
+    metrics.write_challenge_outputs(tmp_path, names, sco, metrics.binarize(sco, thr))
+    records, classes, binary, scores = read_outputs_as_official_scorer(tmp_path)
+    assert records == names and classes == list(CLASSES)
+    from_files = metrics.evaluate_outputs(lab, scores, binary)
     from_arrays = metrics.evaluate(lab, sco, thr)
     for key in metrics.METRIC_KEYS:
         assert from_files[key] == from_arrays[key]
@@ -388,7 +421,7 @@ def test_scoring_written_label_and_output_files_gives_the_array_results(tmp_path
 def test_reading_merges_equivalent_columns_like_the_official_scorer(tmp_path):
     # 713427006 and 59118001 are one class: binary = any, score = mean
     (tmp_path / "X.csv").write_text("#X\n713427006,59118001,426783006\n0,1,0\n0.2,0.6,0.1\n")
-    records, classes, binary, scores = metrics.read_challenge_outputs(tmp_path)
+    records, classes, binary, scores = read_outputs_as_official_scorer(tmp_path)
     assert records == ["X"] and classes == ["713427006", "426783006"]
     np.testing.assert_array_equal(binary, [[True, False]])
     np.testing.assert_allclose(scores, [[0.4, 0.1]])
@@ -396,17 +429,17 @@ def test_reading_merges_equivalent_columns_like_the_official_scorer(tmp_path):
 
 def test_reading_accepts_the_official_true_false_spellings(tmp_path):
     (tmp_path / "Y.csv").write_text("#Y\n713427006,426783006\nTrue,f\n0.5,0.25\n")
-    _, _, binary, _ = metrics.read_challenge_outputs(tmp_path)
+    _, _, binary, _ = read_outputs_as_official_scorer(tmp_path)
     np.testing.assert_array_equal(binary, [[True, False]])
     (tmp_path / "Z.csv").write_text("#Z\n713427006,426783006\nyes,0\n0.5,0.25\n")
     with pytest.raises(UserError, match="Z.csv: binary outputs"):
-        metrics.read_challenge_outputs(tmp_path)
+        read_outputs_as_official_scorer(tmp_path)
 
 
 def test_unreadable_output_files_raise_a_user_error_naming_the_file(tmp_path):
     (tmp_path / "bad.csv").write_text("#bad\n713427006,426783006\n0,1\n")
     with pytest.raises(UserError, match="bad.csv"):
-        metrics.read_challenge_outputs(tmp_path)
+        read_outputs_as_official_scorer(tmp_path)
 
 
 def test_record_names_must_be_unique_file_names(tmp_path):

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from ecgssl_nb import models, paths, prepare, report
+from ecgssl_nb import labels, models, paths, prepare, report
+from ecgssl_nb.errors import UserError
 from ecgssl_nb.labels import ABBREVIATIONS
 
 SAMPLES = Path(__file__).parent / "data" / "ecg-samples" / "cinc2020"
@@ -226,3 +227,238 @@ def test_pooled_beside_means_puts_the_pooled_metric_beside_the_fold_mean_and_mar
     )
     assert side.loc["SSL-T (TC)", ("AUROC", "pooled out-of-fold")] == "–"
     assert side.loc["SSL-T (TC)", ("folds", "mean")] == "0,1"
+
+
+# ------------------------------------------------------------------ what the chapters show
+
+
+def test_data_kind_names_each_kind_of_data_in_one_phrase():
+    assert report.data_kind("fixture") == "the synthetic fixture (not real ECGs)"
+    assert report.data_kind("samples") == "the real sample records"
+    assert report.data_kind("physionet2020") == "the PhysioNet/CinC 2020 training data"
+    with pytest.raises(UserError, match="data 'x' is not a kind of data"):
+        report.data_kind("x")
+
+
+def test_class_counts_add_the_merged_codes_to_the_official_totals():
+    y = np.zeros((5, 24), dtype=np.float32)
+    y[:3, 0] = 1
+    y[4, [0, 23]] = 1
+    counts = report.class_counts(y, name="ours")
+    assert list(counts.index) == list(ABBREVIATIONS) and list(counts.columns) == ["ours", "official total (6 sources)"]
+    assert counts["ours"].tolist() == [4] + [0] * 22 + [1]
+    totals = labels.official_totals()
+    for removed, kept in labels.MERGES.items():  # e.g. RBBB's records count for CRBBB
+        k = labels.CLASSES.index(kept)
+        assert counts.iloc[k, 1] == totals[kept]["Total"] + totals[removed]["Total"]
+    nsr = labels.CLASSES.index(labels.NORMAL_CLASS)
+    assert counts.iloc[nsr, 1] == totals[labels.NORMAL_CLASS]["Total"]
+
+
+def test_fold_counts_and_balance_by_hand():
+    y = np.zeros((6, 24), dtype=np.float32)
+    y[[0, 1, 2, 3], 0] = 1  # class 0: folds 0, 0, 0, 1
+    y[5, 1] = 1  # class 1: fold 2
+    counts = report.fold_counts(y, [0, 0, 0, 1, 2, 2], n_folds=3)
+    assert counts["records"].tolist() == [3, 1, 2] and counts.index.name == "fold"
+    assert counts[ABBREVIATIONS[0]].tolist() == [3, 1, 0] and counts[ABBREVIATIONS[1]].tolist() == [0, 0, 1]
+    balance = report.fold_balance(counts)
+    assert balance.loc[ABBREVIATIONS[0]].tolist() == [4, 1.3, 1.7]  # ideal 4/3; fold 0 has 3
+    assert balance.loc[ABBREVIATIONS[1]].tolist() == [1, 0.3, 0.7]
+    assert report.fold_counts(y, np.zeros(6)).shape == (10, 25)  # config.N_FOLDS folds by default
+
+
+def test_records_per_source_counts_and_shares():
+    index = pd.DataFrame({"source": ["PTB", "PTB", "PTB", "CPSC"]})
+    got = report.records_per_source(index)
+    assert got.to_dict("index") == {
+        "CPSC": {"records kept": 1, "share": 0.25},
+        "PTB": {"records kept": 3, "share": 0.75},
+    }
+
+
+def test_record_features_average_each_records_window_features(small_prepared, one_thread):
+    from ecgssl_nb import transforms, windows
+
+    corpus = windows.Corpus.from_prepared(small_prepared, rows=[0, 1, 2])
+    torch.manual_seed(0)
+    for modality in ("time", "spec"):
+        backbone = models.make_backbone(modality)
+        feats = report.record_features(backbone, corpus, small_prepared.mean, small_prepared.std, modality, 7)
+        assert feats.shape == (3, 512) and feats.dtype == np.float64 and not backbone.training
+        # independent: every window of record 1 through the backbone, then the mean
+        owner, start = corpus.sliding_windows()
+        x = torch.stack([corpus.signal[:, int(corpus.offsets[1]) + s : int(corpus.offsets[1]) + s + 250]
+                         for s in start[owner == 1].tolist()])  # fmt: skip
+        x = (
+            transforms.normalize(x, small_prepared.mean, small_prepared.std)
+            if modality == "time"
+            else transforms.spectrogram(x)
+        )
+        with torch.no_grad():
+            want = backbone(x).double().mean(0).numpy()
+        np.testing.assert_allclose(feats[1], want, rtol=1e-4, atol=1e-6)
+
+
+def test_pca2_finds_the_direction_of_a_line_and_its_variance_share():
+    t = np.linspace(-1, 1, 50)
+    f = np.stack([t, 2 * t, -t], axis=1)  # every standardised column is +-t: one component
+    pts, share = report.pca2(f)
+    assert pts.shape == (50, 2) and share[0] == pytest.approx(1.0) and share[1] == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(np.abs(pts[:, 0]), np.sqrt(3) * np.abs(t / t.std()), rtol=1e-6)
+
+
+def test_rarest_class_is_the_least_frequent_label_of_each_record():
+    y = np.zeros((4, 24))
+    y[:3, 0] = 1
+    y[2, 5] = 1
+    assert report.rarest_class(y) == [ABBREVIATIONS[0], ABBREVIATIONS[0], ABBREVIATIONS[5], "none"]
+
+
+def _setup_means(values: dict) -> pd.DataFrame:
+    return pd.DataFrame({"auroc_mean": values, "challenge_mean": values, "smoke": False})
+
+
+def test_paper_patterns_check_each_ordering_under_each_protocol():
+    paper_like = {"t": 0.92, "s": 0.90, "tsc": 0.93, "tsg": 0.94, "ssl-t": 0.95, "ssl-s": 0.91, "ssl-tsc": 0.955}
+    paper_like["ssl-tsg"] = 0.96
+    flat = dict.fromkeys(paper_like, 0.5)
+    got = report.paper_patterns({"paper": _setup_means(paper_like), "honest": _setup_means(flat)})
+    assert list(got.columns) == [report.PROTOCOL_LABELS["paper"], report.PROTOCOL_LABELS["honest"]]
+    assert list(got.index) == list(report.PAPER_PATTERNS) and got.index.name == "ordering"
+    assert (got.iloc[:, 0] == "yes").all() and (got.iloc[:4, 1] == "no").all()
+    swapped = dict(paper_like, tsc=0.95)  # TSC above TSG: the first and the gate orderings fail
+    assert report.paper_patterns({"paper": _setup_means(swapped)}).iloc[:, 0].tolist() == [
+        "no",
+        "yes",
+        "yes",
+        "no",
+        "yes",
+    ]
+
+
+def test_fig3_table_reads_the_table_reproduce_wrote(tmp_path):
+    from test_results import result
+
+    from ecgssl_nb import reproduce, results
+
+    prof = paths.profile_root(tmp_path, "tiny")
+    for fold, (t1, tc) in enumerate([(0.8, 0.7), (0.9, 0.6)]):
+        results.write_json_atomic(
+            prof / "finetune" / "ssl-t" / f"fold{fold}" / "result.json", result("ssl-t", fold, t1)
+        )
+        ab = prof / "ablation" / "finetune" / "ssl-t-tc" / f"fold{fold}" / "result.json"
+        results.write_json_atomic(ab, result("ssl-t", fold, tc))
+    with pytest.raises(UserError, match="fig3.csv does not exist"):
+        report.read_fig3(tmp_path, "tiny")
+    reproduce.write_tables(tmp_path, "tiny")
+    fig3 = report.read_fig3(tmp_path, "tiny")
+    assert list(fig3) == ["paper", "honest"] and list(fig3["paper"].index) == ["ssl-t-tc", "ssl-t-t1"]
+    assert (
+        fig3["paper"].at["ssl-t-t1", "auroc_mean"] == pytest.approx(0.85)
+        and fig3["paper"].at["ssl-t-t1", "folds"] == "0,1"
+    )
+    table = report.fig3_table(fig3)
+    assert list(table.index) == ["SSL-T (TC)", "SSL-T (T1)"] and table["transforms"].tolist() == ["TC", "T1"]
+    # paper protocol: tc 0.7, 0.6 -> 65.00 ± 7.07; honest (result() gives auroc - 0.1): 55.00 ± 7.07
+    assert table.at["SSL-T (TC)", f"AUROC, {report.PROTOCOL_LABELS['paper']}"] == "65.00 ± 7.07"
+    assert table.at["SSL-T (TC)", f"AUROC, {report.PROTOCOL_LABELS['honest']}"] == "55.00 ± 7.07"
+    assert table["folds"].tolist() == ["0,1", "0,1"]
+    best = report.full_set_best(fig3)
+    assert best["best by AUROC"].tolist() == ["ssl-t-t1"] * 2 and (best["full set best?"] == "yes").all()
+    bars = report.fig3_bars(fig3["paper"], "auroc")
+    assert bars[["transforms", "mean"]].values.tolist() == [["tc", pytest.approx(65.0)], ["t1", pytest.approx(85.0)]]
+
+
+def test_pretrain_settings_read_the_summary_then_its_config():
+    got = report.pretrain_settings({"time": {"epochs": 2, "config": {"out_dim": 4096, "epochs": 9}}, "spec": {}})
+    assert list(got.index) == list(report.PRETRAIN_SUMMARY_KEYS) and list(got.columns) == ["time", "spec"]
+    assert got.at["epochs", "time"] == 2 and got.at["out_dim", "time"] == 4096 and got.at["epochs", "spec"] == "–"
+
+
+def _run_result() -> dict:
+    m = {k: 0.5 for k in ("auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge")}
+    return {
+        "fold": 3,
+        "inner_fold": 4,
+        "data": {},
+        "metrics": {"paper": dict(m, auroc=0.91234, epoch=2), "honest": dict(m, epoch=1)},
+        "per_class": {"paper": {"auroc": np.linspace(0, 1, 24)}, "honest": {"auroc": np.full(24, np.nan)}},
+    }
+
+
+def test_run_metrics_show_each_protocol_x100_with_where_it_chose():
+    got = report.run_metrics(_run_result())
+    paper, honest = report.PROTOCOL_LABELS["paper"], report.PROTOCOL_LABELS["honest"]
+    assert list(got.index) == [
+        f"{paper}: chosen on fold 3, reported on fold 3",
+        f"{honest}: chosen on fold 4, reported on fold 3",
+    ]
+    assert list(got.columns) == ["AUROC", "AUPRC", "Acc", "F1", "F2", "G2", "ChM", "selected epoch"]
+    assert got.iloc[0]["AUROC"] == 91.23 and got.iloc[1]["AUROC"] == 50.0 and got["selected epoch"].tolist() == [2, 1]
+
+
+def test_per_class_auroc_counts_the_outer_folds_positives():
+    y = np.zeros((3, 24), dtype=int)
+    y[:, 0] = 1
+    y[1, 5] = 1
+    pred = pd.concat([_pred_frame(y, np.zeros((3, 24))), _pred_frame(1 - y, np.zeros((3, 24)), role="inner")])
+    got = report.per_class_auroc(_run_result(), pred)
+    assert list(got.columns) == ["positives in fold 3", "paper", "honest"] and list(got.index) == list(ABBREVIATIONS)
+    assert got.iloc[0, 0] == 3 and got.iloc[5, 0] == 1 and got.iloc[:, 0].sum() == 4
+    assert got["paper"].iloc[-1] == 1.0 and got["honest"].isna().all()
+
+
+def test_protocol_gap_is_optimistic_minus_honest_x100():
+    cols = {f"{m}_mean": 0.5 for m in ("auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge")}
+    paper = pd.DataFrame([dict(cols, auroc_mean=0.9), cols], index=["t", "ssl-tsg"])
+    honest = pd.DataFrame([dict(cols, auroc_mean=0.85), cols], index=["t", "ssl-tsg"])
+    gap = report.protocol_gap({"paper": paper, "honest": honest})
+    assert list(gap.index) == ["T", "SSL-TSG"] and gap.index.name == "setup"
+    assert gap.at["T", "AUROC"] == 5.0 and gap.at["SSL-TSG", "AUROC"] == 0.0 and gap.at["T", "ChM"] == 0.0
+
+
+def test_stft_settings_list_the_transforms_constants():
+    got = report.stft_settings()["STFT"]
+    assert got["sampling rate"] == "100 Hz" and got["window"] == "Hann, 25 samples (0.25 s)"
+    assert got["overlap / hop"] == "12 / 13 samples (0.13 s)" and got["frequency rows"] == "13: 0, 4, ..., 48 Hz"
+    assert got["frames for 250 samples"] == "21" and got["normalisation"] == "(|Z| - mean[lead]) / 0.05418394"
+
+
+def test_augment_settings_show_every_field_with_its_value_and_meaning():
+    from ecgssl_nb.config import AugmentConfig
+
+    got = report.augment_settings(AugmentConfig(noise_sigma=(0.01, 0.02)))
+    assert len(got) == 9 and got.at["augment.noise_sigma", "value"] == "(0.01, 0.02)"
+    assert got.at["augment.time_cutout", "value"] == "(0.2, 0.4)" and (got["what"].str.len() > 10).all()
+
+
+def test_finetune_budget_counts_the_steps_of_each_profile():
+    from ecgssl_nb.config import get_profile
+
+    got = report.finetune_budget({"tiny": get_profile("tiny"), "samples": get_profile("samples")}, n_train=100)
+    assert got.loc["tiny"].tolist() == [3, 16, 2, 1e-3, 7, 21]  # ceil(100 / 16) = 7 steps per epoch
+    assert got.loc["samples"].tolist() == [8, 8, 4, 1e-3, 13, 104]
+
+
+def test_recipe_differences_put_both_means_and_the_interval_side_by_side():
+    rows = pd.DataFrame(
+        {
+            "setup": ["t", "t"],
+            "metric": ["auroc", "challenge"],
+            "recipe mean": [80.0, 40.0],
+            "corrected mean": [82.5, 41.0],
+            "difference": [-2.5, -1.0],
+            "bootstrap lo": [-4.0, np.nan],
+            "bootstrap hi": [-1.0, np.nan],
+            "n_folds": [2, 2],
+        }
+    )
+    got = report.recipe_differences(rows)
+    assert list(got.index) == ["T"] and got.index.name == "setup"
+    assert got.loc["T", ("AUROC", "released")] == "80.00" and got.loc["T", ("AUROC", "corrected")] == "82.50"
+    assert got.loc["T", ("AUROC", "released − corrected [95 % bootstrap]")] == "-2.50 [-4.00, -1.00]"
+    assert (
+        got.loc["T", ("ChM", "released − corrected [95 % bootstrap]")] == "-1.00 [–]"
+        and got.loc["T", ("", "folds")] == 2
+    )

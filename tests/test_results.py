@@ -238,7 +238,7 @@ def test_tables_are_shown_as_percent_mean_plus_minus_std(tmp_path):
     shown = results.display_frame(agg)
     # t: mean 0.9334, std sqrt(2 * 0.01²) = 0.014142 -> "93.34 ± 1.41"; s has one fold: no std
     assert shown.at["T", "AUROC"] == "93.34 ± 1.41" and shown.at["S", "AUROC"] == "50.00"
-    text = results.format_table(results.compare_with_paper(agg))
-    assert "| T / ours (tiny, fixture, paper, 2 folds) | 93.34 ± 1.41 |" in text
-    assert "| T / paper | 95.34 | 62.93 |" in text
-    assert "| [31] | – | – |" in results.format_table(results.PAPER_TABLE_I)
+    cmp = results.display_frame(results.compare_with_paper(agg))
+    assert cmp.loc[("T", "ours (tiny, fixture, paper, 2 folds)"), "AUROC"] == "93.34 ± 1.41"
+    assert list(cmp.loc[("T", "paper")].iloc[:2]) == ["95.34", "62.93"]
+    assert list(results.display_frame(results.PAPER_TABLE_I).loc["[31]"].iloc[:2]) == ["–", "–"]

@@ -11,6 +11,7 @@ import scipy.stats
 import torch
 
 from ecgssl_nb import transforms as T
+from ecgssl_nb.config import AugmentConfig
 from ecgssl_nb.errors import UserError
 
 N = 250
@@ -392,6 +393,37 @@ def test_time_views_equal_crop_cutout_noise_normalise_one_after_the_other(transf
         x = T.gaussian_noise(x, generator=g)
     expect = T.normalize(x, mean, std).view(3, 7, 12, N)
     torch.testing.assert_close(views, expect, rtol=0, atol=1e-12)
+
+
+def test_time_views_take_their_ranges_from_the_augment_settings():
+    # Settings other than the defaults: the views equal the single transforms with those ranges.
+    aug = AugmentConfig(time_global_scale=(0.7, 0.9), time_cutout=(0.05, 0.1), noise_sigma=(0.1, 0.2))
+    raw = torch.randn(4, 12, N, dtype=torch.float64) * 0.3
+    views = T.time_views(raw, ZERO, ONE, n_global=2, n_local=0, generator=gen(43), **aug.time_view_args())
+    g = gen(43)
+    x = T.random_resized_crop(raw.repeat(2, 1, 1), (0.7, 0.9), g)
+    x = T.gaussian_noise(T.time_cutout(x, (0.05, 0.1), generator=g), (0.1, 0.2), g)
+    torch.testing.assert_close(views, T.normalize(x, ZERO, ONE).view(2, 4, 12, N), rtol=0, atol=1e-12)
+    default = T.time_views(raw, ZERO, ONE, n_global=2, n_local=0, generator=gen(43))
+    assert torch.equal(default, T.time_views(raw, ZERO, ONE, n_global=2, n_local=0, generator=gen(43),
+                                             **AugmentConfig().time_view_args()))  # fmt: skip
+    with pytest.raises(UserError, match="sigma must satisfy"):
+        T.time_views(raw, ZERO, ONE, sigma=(0.2, 0.1), generator=gen(0))
+
+
+def test_spec_views_take_their_ranges_from_the_augment_settings():
+    aug = AugmentConfig(spec_local_scale=(0.4, 0.5), spec_time_cutout=(0.3, 0.6))
+    raw = torch.randn(5, 12, N)
+    views = T.spec_views(raw, "t2", n_global=0, n_local=2, generator=gen(44), **aug.spec_view_args())
+    g = gen(44)
+    s, widths = T.spec_time_crop(T.spectrogram(raw).repeat(2, 1, 1, 1), (0.4, 0.5), g, return_widths=True)
+    s = T.spec_time_cutout(T.freq_cutout(s, g), (0.3, 0.6), g, widths=widths)
+    torch.testing.assert_close(views, s.view(2, 5, 12, 13, 21), rtol=0, atol=0)
+
+
+def test_spectrogram_axes_come_from_the_stft_settings():
+    assert (T.SPEC_HOP, T.SPEC_HOP_S, T.SPEC_N_FREQ, T.SPEC_FREQ_STEP_HZ) == (13, 0.13, 13, 4.0)
+    assert T.stft_magnitude(torch.zeros(1, 12, N)).shape == (1, 12, T.SPEC_N_FREQ, 21)
 
 
 def test_time_views_do_not_depend_on_the_cpu_block_size(monkeypatch):

@@ -90,8 +90,8 @@ def test_sliding_windows_step_by_125_and_drop_the_tail():
     # 1000 -> 7 (0..750); 250 -> 1; 260 -> 1; 1124 -> 7 (tail of 124 dropped); 1125 -> 8; 499 -> 2
     np.testing.assert_array_equal(counts, [7, 1, 1, 7, 8, 2])
     np.testing.assert_array_equal(start[owner == 0].numpy(), np.arange(0, 751, 125))
-    assert corpus.n_sliding_windows() == 26
-    assert corpus.n_sliding_windows(length=1000, stride=1) == 1 + 125 + 126
+    assert len(corpus.sliding_windows()[0]) == 26
+    assert len(corpus.sliding_windows(length=1000, stride=1)[0]) == 1 + 125 + 126
 
 
 def test_iter_sliding_windows_yields_slices_with_their_owners_in_batches():
@@ -112,9 +112,9 @@ def test_iter_sliding_windows_over_some_rows_reports_corpus_positions():
     ((x, owner),) = parts
     np.testing.assert_array_equal(owner.numpy(), [4] * 8 + [1])
     assert starts_of(x)[-1] == offsets[1]
-    assert corpus.n_sliding_windows(rows=[4, 1]) == 9
+    assert len(corpus.sliding_windows(rows=[4, 1])[0]) == 9
     short, _ = make_corpus([249, 300])
-    assert short.n_sliding_windows() == 1  # a record shorter than 250 has no window
+    assert len(short.sliding_windows()[0]) == 1  # a record shorter than 250 has no window
 
 
 def test_corpus_rejects_records_outside_the_signal():
@@ -177,7 +177,7 @@ def test_from_prepared_accepts_a_mask_and_rejects_bad_rows(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_corpus_on_cuda_gives_the_cpu_windows_for_a_cpu_generator():
     corpus, _ = make_corpus()
-    gpu = corpus.to("cuda")
+    gpu = W.Corpus(corpus.signal, corpus.offsets, corpus.lengths, corpus.labels, device="cuda")
     rec = torch.tensor([0, 3, 4])
     a = corpus.random_windows(rec, 4, torch.Generator().manual_seed(3))
     b = gpu.random_windows(rec, 4, torch.Generator().manual_seed(3))
