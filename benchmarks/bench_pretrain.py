@@ -28,7 +28,8 @@ import time
 import torch
 
 from ecgssl_nb.config import get_profile, resolve_device
-from ecgssl_nb.selfkd import DEFAULT_TRANSFORMS, DINOLoss, build_student, make_optimizer, make_views, train_step
+from ecgssl_nb.config import MAIN_TRANSFORMS
+from ecgssl_nb.selfkd import DINOLoss, build_student, make_optimizer, make_views, train_step
 from ecgssl_nb.windows import Corpus
 
 REF_STEP_RECORDS_S = 34.0  # released code, time-series DINO step on the 2-core machine
@@ -70,7 +71,7 @@ def bench(
     mean = torch.zeros(12, device=device)
     std = torch.full((12,), 0.2, device=device)
     view_gen = torch.Generator(device=device).manual_seed(seed)
-    transforms = DEFAULT_TRANSFORMS[modality]
+    transforms = MAIN_TRANSFORMS[modality]
 
     def views():
         rec = torch.randint(0, n_records, (batch,), generator=view_gen, device=device)

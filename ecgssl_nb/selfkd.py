@@ -54,8 +54,10 @@ from tqdm import tqdm
 from . import checkpoint, provenance
 from .atomic import atomic_write
 from .config import (
+    MAIN_TRANSFORMS,
     MODALITIES,
     WINDOW,
+    AugmentConfig,
     PretrainConfig,
     add_settings_arguments,
     apply_settings,
@@ -89,14 +91,12 @@ __all__ = [
     "build_student",
     "pretrain",
     "cli",
-    "DEFAULT_TRANSFORMS",
     "KEEP_CHOICES",
     "OPTIMIZERS",
     "LOG_COLUMNS",
     "pretrain_request",
 ]
 
-DEFAULT_TRANSFORMS = {"time": "t1", "spec": "t2"}  # the paper's full view sets (Fig. 3)
 KEEP_CHOICES = ("final", "lowest-loss")
 OPTIMIZERS = ("adamw", "adam-l2")
 # OUT/log.csv, one row per epoch: epoch (0-based); loss (nats, mean over the epoch's steps and the
@@ -409,20 +409,20 @@ def make_views(
     n_local: int,
     generator: torch.Generator,
     released_fc: bool = False,
+    augment: AugmentConfig | None = None,
 ) -> torch.Tensor:
     """One random 250-sample window of each record rec (B,), then its DINO views, on the corpus
     device: (V, B, 12, 250) normalised time series or (V, B, 12, 13, 21) spectrograms.
+    `augment` holds the crop scales, cutout and noise ranges (PretrainConfig.augment).
     released_fc=True drops the spectrogram frequency cutout as the released code does (B16)."""
     from .transforms import spec_views, time_views
 
+    augment = AugmentConfig() if augment is None else augment
     raw = corpus.random_windows(rec, 1, generator, length=WINDOW)  # (B, 12, 250) mV
+    views = dict(transforms=transforms, n_global=n_global, n_local=n_local, generator=generator)
     if modality == "time":
-        return time_views(
-            raw, mean, std, transforms=transforms, n_global=n_global, n_local=n_local, generator=generator
-        )
-    return spec_views(
-        raw, transforms=transforms, n_global=n_global, n_local=n_local, released_fc=released_fc, generator=generator
-    )
+        return time_views(raw, mean, std, **views, **augment.time_view_args())
+    return spec_views(raw, released_fc=released_fc, **views, **augment.spec_view_args())
 
 
 def build_student(modality: str, out_dim: int, seed: int = 0) -> MultiCropModel:
@@ -479,7 +479,7 @@ def _check_transforms(modality: str, transforms: str | None) -> str:
     from .transforms import SPEC_TRANSFORMS, TIME_TRANSFORMS
 
     table = TIME_TRANSFORMS if modality == "time" else SPEC_TRANSFORMS
-    transforms = DEFAULT_TRANSFORMS[modality] if transforms is None else transforms
+    transforms = MAIN_TRANSFORMS[modality] if transforms is None else transforms
     if transforms not in table:
         raise UserError(
             f"--transforms {transforms!r} is not a {modality} transform set; choose one of {', '.join(table)}"
@@ -928,7 +928,7 @@ def train_one_epoch(
         first = (i * run.world + run.rank) * b
         rec = perm[first : first + b].to(device)  # (B,) this rank's share of step i
         views = make_views(corpus, rec, run.modality, mean, std, run.transforms, cfg.n_global, cfg.n_local,
-                           st.view_gen, released_fc=cfg.freq_cutout == "discarded")  # fmt: skip
+                           st.view_gen, released_fc=cfg.freq_cutout == "discarded", augment=cfg.augment)  # fmt: skip
         _sync(device)
         t1 = time.perf_counter()
         stats = train_step(st.model, st.teacher, st.loss_fn, st.optimizer, views, epoch, float(sched.lr[it]),

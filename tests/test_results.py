@@ -242,3 +242,17 @@ def test_tables_are_shown_as_percent_mean_plus_minus_std(tmp_path):
     assert cmp.loc[("T", "ours (tiny, fixture, paper, 2 folds)"), "AUROC"] == "93.34 ± 1.41"
     assert list(cmp.loc[("T", "paper")].iloc[:2]) == ["95.34", "62.93"]
     assert list(results.display_frame(results.PAPER_TABLE_I).loc["[31]"].iloc[:2]) == ["–", "–"]
+
+
+def test_an_oserror_that_names_no_file_is_raised_again_naming_the_target_and_keeping_its_text(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "result.json"
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(results.os, "replace", full)
+    with pytest.raises(OSError, match="No space left on device") as info:
+        results.write_json_atomic(path, {"ok": 1})
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)

@@ -142,13 +142,13 @@ def test_aggregates_and_tables_of_smoke_runs_carry_the_flag_and_the_label():
     ours = [s for _, s in shown.index if s != "paper"]
     assert ours and all(s.startswith(results.SMOKE_LABEL) for s in ours)
     assert results.display_frame(agg).index[0] == f"T ({results.SMOKE_LABEL})"
-    assert results.SMOKE_LABEL in results.format_table(cmp)
+    assert results.SMOKE_LABEL in results.display_frame(cmp).to_string()
 
 
 def test_full_runs_are_shown_without_the_smoke_label():
     agg = results.aggregate(_frame([False, False]), "paper")
     assert bool(agg.loc["t", "smoke"]) is False
-    assert results.SMOKE_LABEL not in results.format_table(results.compare_with_paper(agg, "II"))
+    assert results.SMOKE_LABEL not in results.display_frame(results.compare_with_paper(agg, "II")).to_string()
 
 
 def test_aggregate_refuses_to_mix_smoke_and_full_runs():
