@@ -593,15 +593,16 @@ def _paper_tables(main: pd.DataFrame) -> dict[str, pd.DataFrame | None]:
 
 def _fig3_table(main: pd.DataFrame, ab: pd.DataFrame) -> pd.DataFrame | None:
     """Fig. 3: per modality, protocol and view set (the ablation runs, and the main ssl-t / ssl-s
-    runs as t1 / t2), mean and std over folds of every metric; None without ablation runs."""
+    runs on the same folds as t1 / t2), mean and std over folds of every metric; None without
+    ablation runs."""
     rows = []
     for modality, setup in paths.ABLATION_SETUPS.items():
         part = ab[ab["run"].str.startswith(f"{setup}-")] if len(ab) else pd.DataFrame()
         if len(part) == 0:  # no ablation for this modality
             continue
-        full = (
-            main[main["setup"] == setup].assign(run=f"{setup}-{paths.MAIN_TRANSFORMS[modality]}") if len(main) else main
-        )
+        # the full view set (t1 / t2) on the folds the ablation ran, so every bar compares like with like
+        same = (main["setup"] == setup) & main["fold"].isin(part["fold"]) if len(main) else None
+        full = main[same].assign(run=f"{setup}-{paths.MAIN_TRANSFORMS[modality]}") if len(main) else main
         rows += _fig3_rows(modality, setup, pd.concat([p for p in (part, full) if len(p)]))
     if not rows:
         return None

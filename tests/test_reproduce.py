@@ -131,8 +131,9 @@ def test_ssl_and_ablation_runs_fine_tune_from_their_own_pretrainings(data_dir, t
         return out
 
     monkeypatch.setattr(selfkd, "pretrain", fake_pretrain)
+    prof = replace(fast(0), folds=(0, 1), finetune=replace(fast(0).finetune, ablation_folds=(0,)))
     with pytest.raises(RunsFailed) as err:
-        reproduce(fast(0), data_dir=data_dir, out=tmp_path, setups="ssl-t,ssl-s", folds="0", progress=False)
+        reproduce(prof, data_dir=data_dir, out=tmp_path, setups="ssl-t,ssl-s", progress=False)
     assert made == ["time-t1", "spec-t2", "time-none", "time-tc", "time-gn", "spec-none", "spec-tc", "spec-fc"]
     assert [f[0] for f in err.value.failures] == ["pretrain spec-fc", "ablation ssl-s-fc fold 0"]
     root = tmp_path / "tiny"
@@ -155,6 +156,8 @@ def test_ssl_and_ablation_runs_fine_tune_from_their_own_pretrainings(data_dir, t
         ("spec", "tc"),
         ("spec", "t2"),
     ]
+    # the main runs ran folds 0 and 1, the ablation fold 0: Fig. 3 compares every view set on fold 0
+    assert set(paper["folds"].astype(str)) == {"0"} and set(paper["n_folds"]) == {1}
     assert set(pd.read_csv(root / "tables/table1.csv")["setting"]) == {"SSL-T", "SSL-S"}
 
 
