@@ -167,7 +167,9 @@ class DINOHead(nn.Module):
         self.last_layer = WeightNormLinear(bottleneck, out_dim)
         self.out_dim = out_dim
 
-    def forward(self, x: torch.Tensor, return_embedding: bool = False):
+    def forward(
+        self, x: torch.Tensor, return_embedding: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """(N, in_dim) -> logits (N, out_dim); with return_embedding, also the unit-norm
         bottleneck embedding (N, bottleneck)."""
         z = F.normalize(self.mlp(x), dim=-1)  # (N, bottleneck), ||z|| = 1
@@ -184,7 +186,10 @@ class MultiCropModel(nn.Module):
         self.backbone = backbone
         self.head = head
 
-    def forward(self, views: torch.Tensor, return_embedding: bool = False):
+    def forward(
+        self, views: torch.Tensor, return_embedding: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """(V, B, ...) views -> logits (V, B, out_dim); with return_embedding, also (V, B, bottleneck)."""
         v, b = views.shape[:2]
         f = self.backbone(views.flatten(0, 1))  # (V*B, ...) -> (V*B, 512)
         out, z = self.head(f, return_embedding=True)  # (V*B, K), (V*B, bottleneck)
@@ -399,11 +404,11 @@ def train_step(
 
 
 def make_views(
-    corpus,
+    corpus: Corpus,
     rec: torch.Tensor,
     modality: str,
-    mean,
-    std,
+    mean: torch.Tensor,
+    std: torch.Tensor,
     transforms: str,
     n_global: int,
     n_local: int,
@@ -732,7 +737,7 @@ def pretrain_request(
     transforms: str,
     seed: int,
     prepared_digest: str,
-    records=None,
+    records: int | list[int] | None = None,
     world_size: int = 1,
     amp: bool = False,
 ) -> dict:
