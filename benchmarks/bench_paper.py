@@ -151,10 +151,10 @@ def stage_pretrain(a, modality: str) -> dict:
 
 def stage_finetune(a, setup: str) -> dict:
     from ecgssl_nb import finetune as ft
-    from ecgssl_nb.config import get_profile
+    from ecgssl_nb.config import get_profile, setup_family
 
     prof = get_profile(a.profile)
-    family = prof.family(setup)
+    family = setup_family(setup)
     steps, preds = [], []
     ft.train_step = _timed(ft.train_step, steps, a.device)
     ft.predict = _timed(ft.predict, preds, a.device)

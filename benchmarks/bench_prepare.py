@@ -31,7 +31,6 @@ import numpy as np
 # resolve `ecgssl_nb` as a regular package when sys.path[0] is benchmarks/)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 AUTHORS_RATE = 140.0  # records/s, the released extraction script
 
 
@@ -39,7 +38,7 @@ def simple_corpus(root: Path, n: int, seed: int = 0) -> None:
     """n records (A/E/HR prefixes), 12 x 5000 int16 random walks, one or two scored codes."""
     import scipy.io
 
-    from ecgssl_nb.labels import SCORED_CODES
+    from ecgssl_nb.labels import LEADS, SCORED_CODES
 
     rng = np.random.default_rng(seed)
     for i in range(n):

@@ -172,10 +172,6 @@ class Profile:
     recipe: str = "corrected"  # the recipe label (see `recipes`): corrected, released or a set of departures
     departures: tuple = ()  # the released behaviours switched on, e.g. ("B1", "B7")
 
-    def family(self, setup: str) -> str:
-        """'ssl-tsg' -> 'tsg'."""
-        return setup_family(setup)
-
 
 def _tiny() -> Profile:
     # Sized so that the whole tiny study (8 pre-trainings with the Fig. 3 ablation, 22 fine-tunings)

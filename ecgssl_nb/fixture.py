@@ -48,8 +48,8 @@ from scipy.signal import sawtooth
 
 from . import labels
 from .errors import UserError
+from .labels import LEADS
 
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 GAIN = 1000  # ADC units per mV, as in most Challenge 2020 headers
 FIXTURE_VERSION = 1
 MARKER = "fixture.json"

@@ -22,6 +22,8 @@ MERGES = {
     "17338001": "427172004",  # VPB -> PVC
 }
 NORMAL_CLASS = "426783006"  # sinus rhythm (NSR)
+# the twelve standard leads, in the order of the Challenge headers and of every array here
+LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 
 def data_file(name: str) -> Path:

@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RecordError
+from .labels import LEADS
 
 SOURCES = ("CPSC", "CPSC-Extra", "INCART", "PTB", "PTB-XL", "Georgia", "Chapman-Shaoxing", "Ningbo", "unknown")
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 _LEAD_INDEX = {name.lower(): i for i, name in enumerate(LEADS)}
 
 # Bounds of a usable record (see the module docstring).

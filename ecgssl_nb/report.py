@@ -402,7 +402,7 @@ def runs_warning(agg: pd.DataFrame) -> str | None:
 def status_table() -> pd.DataFrame:
     """What the book reproduces and on what data, read off the profiles (one row per part of the
     study; columns: the paper's setting, and what the tiny, samples and paper profiles run)."""
-    from .config import N_FOLDS, SAMPLES_SETUPS, SETUPS, get_profile, is_ssl
+    from .config import N_FOLDS, SAMPLES_SETUPS, SETUPS, get_profile, is_ssl, setup_family
 
     tiny, samples, paper = get_profile("tiny"), get_profile("samples"), get_profile("paper")
 
@@ -415,7 +415,7 @@ def status_table() -> pd.DataFrame:
 
     def fine(p: Profile, setups: Sequence[str]) -> str:
         f = p.finetune
-        e = sorted(set(f.epochs[p.family(s)] for s in setups))
+        e = sorted(set(f.epochs[setup_family(s)] for s in setups))
         return f"{len(setups)} setup{'s' if len(setups) > 1 else ''}, {folds(p)}, {'/'.join(map(str, e))} epochs"
 
     rows = {

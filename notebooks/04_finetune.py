@@ -290,7 +290,7 @@ if config.setup_family(setup) == "tsg":
     pre = target.pretrain if config.is_ssl(setup) else None
     outer_rows = np.flatnonzero(prep.index["fold"].to_numpy() == fold)
     g0 = report.gate_at_init(prep, pre, rows=outer_rows, seed=res["seed"], setup=setup, lr=prof.finetune.lr)
-    n_steps = int(res["epochs"]) * -(-int(d["n_train"]) // prof.finetune.batch_records[prof.family(setup)])
+    n_steps = int(res["epochs"]) * -(-int(d["n_train"]) // prof.finetune.batch_records[config.setup_family(setup)])
     w2_after = float(gw["spec"].dropna().mean())
     display(pd.Series(g0).round(4).to_frame(f"{setup.upper()} at initialisation").T)
     cause = (
