@@ -42,7 +42,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -68,13 +67,10 @@ from .config import (
     resolve_device,
 )
 from .errors import UserError
-from .prepare import load_prepared
-from .results import write_json_atomic  # strict JSON: a NaN loss is written as null
+from .prepare import Prepared, load_prepared
+from .results import write_json_atomic
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
-
-if TYPE_CHECKING:  # imported when a run starts
-    from .prepare import Prepared
-    from .windows import Corpus
+from .windows import Corpus
 
 __all__ = [
     "WeightNormLinear",
@@ -420,7 +416,7 @@ def make_views(
     device: (V, B, 12, 250) normalised time series or (V, B, 12, 13, 21) spectrograms.
     `augment` holds the crop scales, cutout and noise ranges (PretrainConfig.augment).
     released_fc=True drops the spectrogram frequency cutout as the released code does (B16)."""
-    from .transforms import spec_views, time_views
+    from .transforms import spec_views, time_views  # ~6 ms at import: only when a run starts
 
     augment = AugmentConfig() if augment is None else augment
     raw = corpus.random_windows(rec, 1, generator, length=WINDOW)  # (B, 12, 250) mV
@@ -434,7 +430,7 @@ def build_student(modality: str, out_dim: int, seed: int = 0) -> MultiCropModel:
     """Backbone + DINOHead(512 -> out_dim), initialised as the released DINO student
     (`init_xavier` over backbone and head MLP; the weight-normed last layer keeps its own init),
     reproducibly from `seed` without touching the global RNG."""
-    from .models import init_xavier, make_backbone
+    from .models import init_xavier, make_backbone  # ~10 ms at import: only when a run builds a model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -481,7 +477,7 @@ def _check_config(cfg: PretrainConfig) -> None:
 
 
 def _check_transforms(modality: str, transforms: str | None) -> str:
-    from .transforms import SPEC_TRANSFORMS, TIME_TRANSFORMS
+    from .transforms import SPEC_TRANSFORMS, TIME_TRANSFORMS  # ~6 ms at import: only when a run starts
 
     table = TIME_TRANSFORMS if modality == "time" else SPEC_TRANSFORMS
     transforms = MAIN_TRANSFORMS[modality] if transforms is None else transforms
@@ -965,8 +961,6 @@ def train_one_epoch(
 def _train(run: Run) -> Path:
     """The DINO loop of this process: per epoch, train_one_epoch, then (rank 0) the checkpoint,
     then the log row; when the run is complete, the backbone and summary.json."""
-    from .windows import Corpus
-
     corpus = Corpus.from_prepared(run.prepared, rows=run.rows, device=run.device)
     sched = make_schedules(run.cfg, len(corpus.lengths), run.world)
     st = build_state(run, sched)
@@ -1105,7 +1099,7 @@ def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb pretrain --modality {time,spec} --prepared DIR --out OUT ...`."""
     a = _parser().parse_args(argv)
     check_modality(a.modality)
-    from .recipes import parse_recipe, pretrain_overrides
+    from .recipes import parse_recipe, pretrain_overrides  # ~4 ms at import: only for --recipe
 
     base = read_config(PretrainConfig, a.config) if a.config else get_profile(a.profile).pretrain[a.modality]
     base = replace(base, **pretrain_overrides(parse_recipe(a.recipe)))  # the recipe first; --keep and --set win
