@@ -94,7 +94,7 @@ from .config import (
     setup_family,
     setup_modalities,
 )
-from .errors import UserError
+from .errors import UserError, check_int
 from .labels import ABBREVIATIONS, CLASSES
 from .metrics import auprc, auroc, binarize, threshold_search, write_challenge_outputs
 from .results import METRIC_KEYS, write_csv_atomic, write_json_atomic
@@ -316,12 +316,6 @@ def predict(
 # --- the run, resolved -------------------------------------------------------------------------
 
 
-def _check_int(name: str, value, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise UserError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
-
-
 def _load_prepared(prepared):
     from .prepare import Prepared, load_prepared  # scipy: only when a stage reads or writes its data
 
@@ -413,9 +407,9 @@ def _resolve(setup, fold, prepared, out, pretrained, profile, epochs, device, se
         raise UserError(f"config must be a FinetuneConfig, got {type(cfg).__name__}")
     cfg = replace(cfg, protocol=cfg.protocol if protocol is None else protocol)  # the protocol that ran (B14)
     if max_steps is not None:
-        cfg = replace(cfg, max_steps=_check_int("--max-steps", max_steps, 0))
-    n_epochs = cfg.epochs[family] if epochs is None else _check_int("--epochs", epochs, 0)
-    seed = _check_int("--seed", seed, 0)
+        cfg = replace(cfg, max_steps=check_int("--max-steps", max_steps, 0))
+    n_epochs = cfg.epochs[family] if epochs is None else check_int("--epochs", epochs, 0)
+    seed = check_int("--seed", seed, 0)
     if cfg.protocol not in PROTOCOL_MODES:
         raise UserError(f"--protocol {cfg.protocol!r} is not a protocol; choose one of {', '.join(PROTOCOL_MODES)}")
     if cfg.select_metric not in ("auprc", "auroc"):

@@ -113,7 +113,7 @@ from .config import (
     setup_family,
     setup_modalities,
 )
-from .errors import UserError
+from .errors import UserError, check_int
 from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, parse_recipe, recipe_spec, stage_runs
 
 __all__ = [
@@ -747,9 +747,7 @@ def resolve_study(
         pre_cfgs = {m: replace(c, max_steps=max_steps) for m, c in pre_cfgs.items()}
         ft_cfg = replace(ft_cfg, max_steps=max_steps)
     train_seed = prof.seed if seed is None else seed
-    if isinstance(train_seed, bool) or not isinstance(train_seed, (int, np.integer)) or train_seed < 0:
-        raise UserError(f"--seed must be an integer >= 0, got {seed!r}")
-    return replace(prof, pretrain=pre_cfgs, finetune=ft_cfg), int(train_seed)
+    return replace(prof, pretrain=pre_cfgs, finetune=ft_cfg), check_int("--seed", train_seed, 0)
 
 
 def _check_data_dir(prof: Profile, data_dir) -> None:

@@ -66,7 +66,7 @@ from .config import (
     read_config,
     resolve_device,
 )
-from .errors import UserError
+from .errors import UserError, check_int
 from .prepare import Prepared, load_prepared
 from .results import write_json_atomic
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
@@ -456,9 +456,7 @@ def _check_config(cfg: PretrainConfig) -> None:
         "max_steps": 0,
     }
     for name, low in ints.items():
-        v = getattr(cfg, name)
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
-            raise UserError(f"{name} must be an integer >= {low}, got {v!r}")
+        check_int(name, getattr(cfg, name), low)
     if cfg.center_update not in CENTER_UPDATES:
         raise UserError(f"center_update {cfg.center_update!r} must be one of {', '.join(CENTER_UPDATES)}")
     if cfg.freq_cutout not in FREQ_CUTOUT:
@@ -620,9 +618,7 @@ def _resolve_config(cfg: PretrainConfig, epochs, batch_size, keep, overrides, ma
     """`cfg` with pretrain's explicit arguments and `overrides` applied and checked (UserError)."""
     changes, given = {}, dict(overrides or {})
     if epochs is not None:
-        if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 1:
-            raise UserError(f"--epochs must be an integer >= 1, got {epochs!r}")
-        changes["epochs"] = int(epochs)
+        changes["epochs"] = check_int("--epochs", epochs, 1)
     if batch_size is not None:
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 2:
             raise UserError(f"--batch-size must be an integer >= 2 (BatchNorm needs two records), got {batch_size!r}")
@@ -692,8 +688,7 @@ def pretrain(
         raise UserError(f"config must be a PretrainConfig, got {type(base).__name__}")
     cfg = _resolve_config(base, epochs, batch_size, keep, overrides, max_steps)
     transforms = _check_transforms(modality, transforms)
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise UserError(f"--seed must be an integer >= 0, got {seed!r}")
+    seed = check_int("--seed", seed, 0)
     if stop_after is not None and (not isinstance(stop_after, (int, np.integer)) or stop_after < 1):
         raise UserError(f"--stop-after must be an integer >= 1, got {stop_after!r}")
     device = resolve_device(device)
@@ -707,9 +702,9 @@ def pretrain(
     records_key = None if rows is None else (len(rows) if isinstance(records, (int, np.integer)) else rows.tolist())
     world = int(os.environ.get("WORLD_SIZE", "1"))
     _check_batch(cfg.batch_size, world, len(prepared.index) if rows is None else len(rows))
-    run = Run(cfg, prepared, out, modality, transforms, int(seed), rows, records_key, prof.name, device, resume,
+    run = Run(cfg, prepared, out, modality, transforms, seed, rows, records_key, prof.name, device, resume,
               progress, stop_after, amp, started_at)  # fmt: skip
-    req = pretrain_request(cfg, modality, transforms, int(seed), prepared.digest, records_key, world, amp)
+    req = pretrain_request(cfg, modality, transforms, seed, prepared.digest, records_key, world, amp)
     first = int(os.environ.get("RANK", "0")) == 0
     with provenance.lock(out) if first else contextlib.nullcontext():
         if first and _claim(out, req, resume, force, progress, cfg.epochs):
