@@ -1,5 +1,7 @@
 """Errors that carry a message meant for a person (file or parameter named, what is wrong)."""
 
+from numbers import Integral
+
 
 class UserError(Exception):
     """Bad input from the user: a missing folder, a wrong parameter. The CLI prints it on one
@@ -15,3 +17,12 @@ class RecordError(Exception):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{self.path}: {reason}" + (f" ({detail})" if detail else ""))
+
+
+def check_int(name: str, value: object, low: int) -> int:
+    """`value` as an int when it is an integer >= `low` (a Python or numpy integer; a bool is
+    not one, nor is an integral float such as 3.0); else UserError
+    "{name} must be an integer >= {low}, got {value!r}"."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+        raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)

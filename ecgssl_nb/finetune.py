@@ -76,7 +76,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, provenance
+from . import checkpoint, metrics, provenance
 from .config import (
     SETUPS,
     WINDOW,
@@ -94,8 +94,9 @@ from .config import (
     setup_family,
     setup_modalities,
 )
-from .errors import UserError
+from .errors import UserError, check_int
 from .labels import ABBREVIATIONS, CLASSES
+from .metrics import auprc, auroc, binarize, threshold_search, write_challenge_outputs
 from .results import METRIC_KEYS, write_csv_atomic, write_json_atomic
 
 if TYPE_CHECKING:  # layer 2 modules, imported when a run starts
@@ -150,7 +151,7 @@ def seed_everything(seed: int) -> None:
 
 
 def _model_setup(setup: str):
-    from .models import build_model
+    from .models import build_model  # ~10 ms at import: only when a run builds a model
 
     return build_model(setup)
 
@@ -204,7 +205,7 @@ def build_finetune_model(
     `pretrained` (see `resolve_pretrained`; B6) and heads at PyTorch's default init.
     fusion_ssl="ignored" reproduces the released fusion models (book: Deviations, B6): ssl-tsc and
     ssl-tsg load nothing and skip xavier, so the whole network keeps PyTorch's default init."""
-    from .models import init_xavier, load_backbone
+    from .models import init_xavier, load_backbone  # ~10 ms at import: only when a run builds a model
 
     if fusion_ssl not in FUSION_SSL:
         raise UserError(f"fusion_ssl {fusion_ssl!r} must be one of {', '.join(FUSION_SSL)}")
@@ -242,7 +243,7 @@ def infer_data_kind(prepared: Prepared) -> str:
 
 def _inputs(model, x_raw: torch.Tensor, mean: torch.Tensor, std: torch.Tensor):
     """Raw mV windows (W, 12, 250) -> (x_time (W, 12, 250) normalised or None, x_spec (W, 12, 13, 21) or None)."""
-    from .transforms import spectrogram
+    from .transforms import spectrogram  # ~6 ms at import: only for spectrogram inputs
 
     x_time = (x_raw - mean[:, None]) / (std[:, None] + 1e-8) if model.uses_time else None  # per-lead z-score
     x_spec = spectrogram(x_raw) if model.uses_spec else None  # STFT of the RAW crop, as released
@@ -315,14 +316,8 @@ def predict(
 # --- the run, resolved -------------------------------------------------------------------------
 
 
-def _check_int(name: str, value, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise UserError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
-
-
 def _load_prepared(prepared):
-    from .prepare import Prepared, load_prepared
+    from .prepare import Prepared, load_prepared  # scipy: only when a stage reads or writes its data
 
     if isinstance(prepared, Prepared):
         return prepared
@@ -412,9 +407,9 @@ def _resolve(setup, fold, prepared, out, pretrained, profile, epochs, device, se
         raise UserError(f"config must be a FinetuneConfig, got {type(cfg).__name__}")
     cfg = replace(cfg, protocol=cfg.protocol if protocol is None else protocol)  # the protocol that ran (B14)
     if max_steps is not None:
-        cfg = replace(cfg, max_steps=_check_int("--max-steps", max_steps, 0))
-    n_epochs = cfg.epochs[family] if epochs is None else _check_int("--epochs", epochs, 0)
-    seed = _check_int("--seed", seed, 0)
+        cfg = replace(cfg, max_steps=check_int("--max-steps", max_steps, 0))
+    n_epochs = cfg.epochs[family] if epochs is None else check_int("--epochs", epochs, 0)
+    seed = check_int("--seed", seed, 0)
     if cfg.protocol not in PROTOCOL_MODES:
         raise UserError(f"--protocol {cfg.protocol!r} is not a protocol; choose one of {', '.join(PROTOCOL_MODES)}")
     if cfg.select_metric not in ("auprc", "auroc"):
@@ -599,7 +594,7 @@ class Data:
 
 
 def load_data(run: Run) -> Data:
-    from .windows import Corpus
+    from .windows import Corpus  # ~3 ms at import: only when a run loads its data
 
     prep, dev, split = run.prep, run.device, run.split
     outer = Corpus.from_prepared(prep, rows=split.outer, device=dev)
@@ -686,8 +681,6 @@ def select(best: dict, epoch: int, ev: Evaluation, metric: str) -> dict:
 
 
 def _macro(labels: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
-    from .metrics import auprc, auroc
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of a fold with no positives at all
         return float(auroc(labels, probs)[0]), float(auprc(labels, probs)[0])
@@ -761,12 +754,10 @@ def _gate_by_class(gate: np.ndarray, labels: np.ndarray) -> dict:
 
 def _protocol_result(name: str, best: dict, tune_labels, tune_probs, report_labels, report_probs, cfg) -> dict:
     """Thresholds tuned on (tune_labels, tune_probs); metrics of (report_labels, report_probs)."""
-    from .metrics import evaluate, threshold_search
-
     thresholds = threshold_search(tune_labels, tune_probs, grid=cfg.threshold_grid, default=cfg.threshold_default)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        m = evaluate(report_labels, report_probs, thresholds)
+        m = metrics.evaluate(report_labels, report_probs, thresholds)
     per_class = m.pop("per_class")
     on = "outer" if name == "paper" else "inner"
     return {
@@ -891,8 +882,6 @@ def _result(run: Run, protocols: dict, gate: dict | None, done: Progress) -> dic
 
 def write_outputs(run: Run, data: Data, done: Progress) -> dict:
     """predictions.csv, challenge_outputs/, then result.json (last); removes the checkpoint."""
-    from .metrics import binarize, write_challenge_outputs
-
     protocols = _protocols(run, data, done.best)
     write_csv_atomic(run.out / "predictions.csv", _predictions(run, data, done.best))
     outer = done.best["paper"]["outer"]
@@ -954,7 +943,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb finetune --setup SETUP --fold K --prepared DIR --out OUT ...`."""
-    from .recipes import apply_recipe, parse_recipe
+    from .recipes import apply_recipe, parse_recipe  # ~4 ms at import: only for --recipe
 
     a = _parser().parse_args(argv)
 

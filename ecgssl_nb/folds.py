@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from .errors import UserError, check_int
 
 
 def _stratify_units(
@@ -118,9 +118,7 @@ def assign_folds(
     pre-merge scored codes. Rows sharing a `group_col` value (e.g. one signal under two names) are
     placed in the same fold; a group spanning sources is stratified within the source of its
     first member in (source, record) order."""
-    if not isinstance(n_folds, (int, np.integer)) or isinstance(n_folds, bool) or n_folds < 2:
-        raise UserError(f"n_folds must be an integer >= 2, got {n_folds!r}")
-    n_folds = int(n_folds)
+    n_folds = check_int("n_folds", n_folds, 2)
     for col in (label_col, source_col, record_col) + ((group_col,) if group_col else ()):
         if col not in index_df.columns:
             raise UserError(f"index has no column {col!r} (columns: {', '.join(map(str, index_df.columns))})")

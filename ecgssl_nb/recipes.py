@@ -31,6 +31,7 @@ import pandas as pd
 
 from .config import FinetuneConfig, PretrainConfig, Profile, is_ssl, setup_modalities
 from .errors import UserError
+from .paths import profile_root, recipe_runs
 
 __all__ = [
     "Departure",
@@ -300,8 +301,6 @@ def stage_departures(keys: Sequence[str], stage: str) -> tuple[str, ...]:
 def stage_runs(runs: str | os.PathLike, keys: Sequence[str], stage: str) -> Path:
     """The runs folder whose `paths` layout holds `stage` of the recipe `keys`: shared with every
     recipe that has the same departures up to that stage (RUNS itself for the corrected ones)."""
-    from .paths import recipe_runs
-
     mine = stage_departures(keys, stage)
     if mine and mine == stage_departures(tuple(DEPARTURES), stage):
         return recipe_runs(runs, "released")  # the released recipe's folder holds the shared stage
@@ -359,8 +358,7 @@ def load_recipe_results(runs: str | os.PathLike, profile: str, recipe: str | Seq
     import json
     import warnings
 
-    from .paths import profile_root
-    from .results import load_results
+    from .results import load_results  # pandas tables: ~10 ms at import
 
     keys = parse_recipe(recipe)
     root = profile_root(stage_runs(runs, keys, "finetune"), profile) / "finetune"
@@ -400,7 +398,7 @@ def compare_recipes(
     each in the protocol it reports (`reported_protocol`: paper for B14 recipes, else honest),
     the mean over those folds, the mean paired difference (recipe - corrected) and its bootstrap
     interval (`claims.paired_stats`). Recipes or setups without runs are left out."""
-    from .claims import paired_stats
+    from .claims import paired_stats  # ~4 ms at import: only for the comparison
 
     base = load_recipe_results(runs, profile, "corrected")
     rows = []

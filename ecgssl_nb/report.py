@@ -15,13 +15,27 @@ import pandas as pd
 import torch
 
 from . import metrics, paths
+from .config import (
+    MAIN_TRANSFORMS,
+    N_FOLDS,
+    PROTOCOLS,
+    SAMPLES_SETUPS,
+    SETUPS,
+    TARGET_FS,
+    WINDOW,
+    AugmentConfig,
+    Profile,
+    check_modality,
+    get_profile,
+    is_ssl,
+    setup_family,
+)
 from .errors import UserError
 from .labels import ABBREVIATIONS, CLASSES, MERGES, official_totals
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
-    from .config import AugmentConfig, Profile
     from .prepare import Prepared
     from .windows import Corpus
 
@@ -57,7 +71,7 @@ def run_metrics(res: dict) -> pd.DataFrame:
     """One fine-tuning run's seven metrics (×100, 2 decimals) and selected epoch, one row per
     protocol of its result.json `res`, each row saying where the epoch and thresholds were chosen
     (paper: the outer fold; honest: the inner fold) and that the outer fold is reported."""
-    from .results import METRIC_LABELS
+    from .results import METRIC_LABELS  # pandas tables: ~10 ms at import
 
     fold, inner = res["fold"], res.get("inner_fold", res["data"].get("inner_fold"))
     m = pd.DataFrame(res["metrics"]).T
@@ -95,8 +109,7 @@ def dino_loss_parts(log: pd.DataFrame) -> pd.DataFrame:
 def stft_settings() -> pd.DataFrame:
     """The spectrogram's STFT settings (transforms' constants, config.TARGET_FS) as the Transforms
     chapter lists them, one row each."""
-    from . import transforms as T
-    from .config import TARGET_FS, WINDOW
+    from . import transforms as T  # ~6 ms at import: only for the transforms chapter
 
     frames = T.stft_magnitude(torch.zeros(1, 1, WINDOW)).shape[-1]
     top = (T.SPEC_N_FREQ - 1) * T.SPEC_FREQ_STEP_HZ
@@ -117,8 +130,6 @@ def augment_settings(augment: AugmentConfig | None = None) -> pd.DataFrame:
     """The view settings (`config.AugmentConfig`, default: its defaults), one row per field as
     `--set augment.KEY=VALUE` names it: its value and what it sets (the field's metadata)."""
     import dataclasses
-
-    from .config import AugmentConfig
 
     augment = AugmentConfig() if augment is None else augment
     fields = dataclasses.fields(augment)
@@ -150,8 +161,8 @@ def gate_at_init(
     the gate's logits: 0 when saturated), and the mean L1 norm of [f1; f2]. With `lr`, also
     `gap_step_bound` = lr * mean ||[f1; f2]||_1: Adam moves each gate weight by at most about
     lr per step whatever the gradient's size, so this bounds how far one step can move z2 - z1."""
-    from . import windows
-    from .finetune import _inputs, build_finetune_model
+    from . import windows  # ~3 ms at import: only when a figure needs windows
+    from .finetune import _inputs, build_finetune_model  # ~25 ms at import: only when a figure needs a model
 
     model = build_finetune_model(setup, pretrained, seed=seed).eval()
     rows = np.arange(len(prepared.index)) if rows is None else np.asarray(rows)
@@ -285,7 +296,7 @@ def one_thread_per_worker(devices: str) -> Iterator[None]:
 def run_study(device: str = "cpu", **kwargs: Any) -> Path:
     """`reproduce.reproduce(**kwargs)` as the book starts it: on `book_devices(device)` with one
     thread per CPU worker, progress bars off. Finished work is skipped. Returns its folder."""
-    from .reproduce import reproduce
+    from .reproduce import reproduce  # the whole study (~60 ms at import): only when one runs
 
     devices = book_devices(device)
     with one_thread_per_worker(devices):
@@ -296,8 +307,6 @@ def run_samples_study(runs: str | Path, samples: str | Path, device: str = "cpu"
     """The book's study on the real sample records: profile `samples`, setups
     `config.SAMPLES_SETUPS`, folds `config.SAMPLES_FOLDS`, no ablation, on `book_devices(device)`;
     finished work is skipped. Returns RUNS/samples/."""
-    from .config import SAMPLES_SETUPS
-
     return run_study(
         device, profile="samples", data_dir=samples, out=runs, setups=",".join(SAMPLES_SETUPS), ablation=False
     )
@@ -318,7 +327,7 @@ def results_table(
     each protocol of `aggs` ({protocol: results.aggregate(...)}), ×100, "mean ± std" when more
     than one fold was averaged and the mean alone otherwise. Column labels say whose number it
     is: "paper (as printed)" or "ours, <protocol label>"."""
-    from .results import METRIC_LABELS, SETUP_LABELS, SMOKE_LABEL
+    from .results import METRIC_LABELS, SETUP_LABELS, SMOKE_LABEL  # pandas tables: ~10 ms at import
 
     first = next(iter(aggs.values()))
     columns, data = [], []
@@ -354,7 +363,7 @@ def describe_runs(agg: pd.DataFrame, split: str | None = None) -> str:
     """'synthetic fixture, profile tiny, outer folds 0,1 (2 folds)': what produced an aggregate,
     prefixed with results.SMOKE_LABEL when it was made from smoke runs; with `split` ("eight" or
     "nine"), also the training split (SPLIT_LABELS)."""
-    from .results import SMOKE_LABEL
+    from .results import SMOKE_LABEL  # pandas tables: ~10 ms at import
 
     first = agg.iloc[0]
     text = (
@@ -375,7 +384,7 @@ def runs_warning(agg: pd.DataFrame) -> str | None:
     """The warning box (MyST markdown) a results chapter shows above its tables, or None for full
     runs on the paper's data: smoke runs say they are not results (whatever their profile);
     runs on the fixture or the sample records say they are not a reproduction of the paper."""
-    from .results import SMOKE_LABEL
+    from .results import SMOKE_LABEL  # pandas tables: ~10 ms at import
 
     first = agg.iloc[0]
     profile, data = first["profile"], DATA_LABELS.get(first["data"], first["data"])
@@ -402,8 +411,6 @@ def runs_warning(agg: pd.DataFrame) -> str | None:
 def status_table() -> pd.DataFrame:
     """What the book reproduces and on what data, read off the profiles (one row per part of the
     study; columns: the paper's setting, and what the tiny, samples and paper profiles run)."""
-    from .config import N_FOLDS, SAMPLES_SETUPS, SETUPS, get_profile, is_ssl, setup_family
-
     tiny, samples, paper = get_profile("tiny"), get_profile("samples"), get_profile("paper")
 
     def folds(p: Profile) -> str:
@@ -453,16 +460,12 @@ def samples_control_profile() -> Profile:
     x 2 crops, lr 1e-3): the control that shows those settings learn nothing on real signals."""
     from dataclasses import replace
 
-    from .config import get_profile
-
     return replace(get_profile("samples"), finetune=replace(get_profile("tiny").finetune, ablation_folds=None))
 
 
 def run_samples_control(runs: str | Path, samples: str | Path, device: str = "cpu") -> Path:
     """`samples_control_profile` on the same records, setups and folds as `run_samples_study`,
     into RUNS/samples-control/samples/. Returns that folder."""
-    from .config import SAMPLES_SETUPS
-
     return run_study(
         device,
         profile=samples_control_profile(),
@@ -488,7 +491,7 @@ def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None)
     test's p-value and the verdict. With `noise` (`claims.margins_vs_noise`), also the paper's
     claimed margin, the larger fold std of A and B in our runs (×100) and whether the margin
     exceeds it."""
-    from .results import METRIC_LABELS, SETUP_LABELS
+    from .results import METRIC_LABELS, SETUP_LABELS  # pandas tables: ~10 ms at import
 
     def name(run: str) -> str:  # "ssl-t" -> "SSL-T"; "ssl-t-tc" (a Fig. 3 setting) -> "SSL-T (TC)"
         if run in SETUP_LABELS:
@@ -540,7 +543,7 @@ def pooled_beside_means(
     the rows `names`): the pooled out-of-fold metric (rows of `claims.pooled_oof`, honest
     protocol, its `setup` column naming the setting) beside the mean over folds, ×100, and the
     folds behind each. Settings without predictions get "–"."""
-    from .results import METRIC_LABELS, SETUP_LABELS
+    from .results import METRIC_LABELS, SETUP_LABELS  # pandas tables: ~10 ms at import
 
     pooled = pooled.set_index("setup") if len(pooled) else pd.DataFrame()
     names = list(agg_honest.index) if names is None else list(names)
@@ -578,8 +581,6 @@ def class_counts(label_matrix: np.ndarray, name: str = "this corpus") -> pd.Data
 def fold_counts(label_matrix: np.ndarray, folds: ArrayLike, n_folds: int | None = None) -> pd.DataFrame:
     """Per fold 0..n_folds-1 (default config.N_FOLDS): its records, then its positives of each of the
     24 classes (columns labels.ABBREVIATIONS). `folds` (N,) gives each row's fold."""
-    from .config import N_FOLDS
-
     n_folds = N_FOLDS if n_folds is None else n_folds
     y, f = np.asarray(label_matrix), np.asarray(folds)
     counts = pd.DataFrame([y[f == k].sum(axis=0) for k in range(n_folds)], columns=list(ABBREVIATIONS)).astype(int)
@@ -650,8 +651,7 @@ def record_features(
     windows (`corpus.iter_sliding_windows`, 250 samples every 125), each window given to the
     backbone as fine-tuning gives it: normalised per lead with `mean`, `std` (12,) mV ("time") or
     as its normalised spectrogram ("spec"). The backbone is left in eval mode, on the corpus device."""
-    from .config import check_modality
-    from .transforms import normalize, spectrogram
+    from .transforms import normalize, spectrogram  # ~6 ms at import: only for the transforms chapter
 
     check_modality(modality)
     backbone.eval().to(corpus.device)
@@ -692,7 +692,7 @@ def rarest_class(label_matrix: np.ndarray) -> list[str]:
 def protocol_gap(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Optimistic minus honest mean of each metric (×100, 2 decimals) per setup (index
     results.SETUP_LABELS, named "setup"), from {protocol: results.aggregate(...)}."""
-    from .results import METRIC_LABELS, SETUP_LABELS
+    from .results import METRIC_LABELS, SETUP_LABELS  # pandas tables: ~10 ms at import
 
     paper, honest = aggs["paper"], aggs["honest"]
     gap = pd.DataFrame(
@@ -724,7 +724,7 @@ PAPER_PATTERNS = {
 def paper_patterns(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Does each ordering of PAPER_PATTERNS hold in our means? "yes"/"no" per ordering (rows) and
     protocol (columns, PROTOCOL_LABELS), from {protocol: results.aggregate(...)} of the eight setups."""
-    from .results import SMOKE_LABEL
+    from .results import SMOKE_LABEL  # pandas tables: ~10 ms at import
 
     out = pd.DataFrame(
         {
@@ -745,8 +745,6 @@ def read_fig3(runs: str | Path, profile: str) -> dict[str, pd.DataFrame]:
     if not path.is_file():
         raise UserError(f"{path} does not exist: run `reproduce --profile {profile}` with the ablation first")
     df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"folds": str})
-    from .config import PROTOCOLS
-
     df.index = pd.Index(df["setup"] + "-" + df["transforms"], name="run")
     return {p: df[df["protocol"] == p] for p in PROTOCOLS if (df["protocol"] == p).any()}
 
@@ -755,8 +753,8 @@ def fig3_table(fig3: dict[str, pd.DataFrame], metrics_shown: Sequence[str] = CLA
     """The Fig. 3 table as the chapter prints it: per setting (index "SSL-T (TC)", ...) its modality,
     transforms, mean ± std ×100 of each metric under each protocol of `fig3` (from `read_fig3`), and
     the folds behind it."""
-    from .plots import mean_std
-    from .results import METRIC_LABELS, SETUP_LABELS, SMOKE_LABEL
+    from .plots import mean_std  # matplotlib
+    from .results import METRIC_LABELS, SETUP_LABELS, SMOKE_LABEL  # pandas tables: ~10 ms at import
 
     first = next(iter(fig3.values()))
     data = {"modality": list(first["modality"]), "transforms": [t.upper() for t in first["transforms"]]}
@@ -787,8 +785,6 @@ def fig3_bars(fig3: pd.DataFrame, metric: str) -> pd.DataFrame:
 def full_set_best(fig3: dict[str, pd.DataFrame], metric: str = "auroc") -> pd.DataFrame:
     """Per protocol and modality: the setting with the highest mean `metric` and whether it is the
     full view set (config.MAIN_TRANSFORMS: T1 for time, T2 for spectrograms), "yes" or "no"."""
-    from .config import MAIN_TRANSFORMS
-
     rows = {}
     for p, a in fig3.items():
         for m, part in a.groupby("modality", sort=False):
@@ -810,8 +806,6 @@ def finetune_budget(profiles: dict[str, Profile], n_train: int, setup: str = "t"
     """How much one fine-tuning of `setup` trains under each profile ({name: Profile}, one row
     each) on `n_train` training records: epochs, records per step, crops per record, learning
     rate, and the (ceil) steps per epoch and in all."""
-    from .config import setup_family
-
     family = setup_family(setup)
     rows = {}
     for name, p in profiles.items():
@@ -832,7 +826,7 @@ def recipe_differences(rows: pd.DataFrame) -> pd.DataFrame:
     """`recipes.compare_recipes` rows of one recipe -> one row per setup (results.SETUP_LABELS):
     per metric of CLAIM_METRICS the recipe's and the corrected mean (×100, 2 decimals) and their
     paired difference with its 95 % bootstrap interval ("[–]" without one), then the folds."""
-    from .results import METRIC_LABELS, SETUP_LABELS
+    from .results import METRIC_LABELS, SETUP_LABELS  # pandas tables: ~10 ms at import
 
     out = {}
     for m in CLAIM_METRICS:

@@ -93,11 +93,10 @@ import pandas as pd
 import torch
 
 from . import notebook_jobs, paths, provenance
-from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, parse_recipe, recipe_spec, stage_runs
 from .config import (
     MODALITIES,
-    SETUPS,
     N_FOLDS,
+    SETUPS,
     FinetuneConfig,
     PretrainConfig,
     Profile,
@@ -106,6 +105,7 @@ from .config import (
     check_fold,
     check_modality,
     check_setup,
+    config_from_dict,
     get_profile,
     is_ssl,
     parse_folds,
@@ -113,7 +113,8 @@ from .config import (
     setup_family,
     setup_modalities,
 )
-from .errors import UserError
+from .errors import UserError, check_int
+from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, parse_recipe, recipe_spec, stage_runs
 
 __all__ = [
     "reproduce",
@@ -244,17 +245,17 @@ class Job:
     def request(self) -> dict | None:
         """The provenance request this run must match to be reused (read off the prepared folder
         and the backbone files, so only once they exist); None: reused when its files are there."""
-        from .prepare import load_prepared
+        from .prepare import load_prepared  # scipy: only when a stage reads or writes its data
 
         a = self.args
         if self.kind == "pretrain":
-            from .selfkd import pretrain_request
+            from .selfkd import pretrain_request  # scipy (via prepare): only when a stage runs
 
             digest = load_prepared(a["prepared_dir"]).digest
             return pretrain_request(a["config"], a["modality"], a["transforms"], a["seed"], digest)
         if self.kind != "finetune":
             return None
-        from . import finetune as ft
+        from . import finetune as ft  # ~25 ms at import: only when a stage runs
 
         prep, cfg, setup, fold = load_prepared(a["prepared"]), a["config"], a["setup"], a["fold"]
         n_folds = int(prep.stats.get("n_folds", int(prep.index["fold"].max()) + 1))
@@ -285,10 +286,10 @@ class Job:
     def call(self, device: str) -> object:
         """Run a pre-training or fine-tuning job in this process on `device`."""
         if self.kind == "pretrain":
-            from . import selfkd
+            from . import selfkd  # scipy (via prepare): only when a stage runs
 
             return selfkd.pretrain(**self.args, device=device)
-        from . import finetune as ft
+        from . import finetune as ft  # ~25 ms at import: only when a stage runs
 
         return ft.finetune(**self.args, device=device)
 
@@ -316,13 +317,13 @@ class Job:
 
 
 def _write_json(path: Path, data: dict) -> Path:
-    from .results import write_json_atomic
+    from .results import write_json_atomic  # pandas tables: ~10 ms at import
 
     return write_json_atomic(path, data)
 
 
 def _write_error(folder: Path, text: str) -> None:
-    from .results import write_text_atomic
+    from .results import write_text_atomic  # pandas tables: ~10 ms at import
 
     write_text_atomic(folder / "error.txt", text)
 
@@ -513,7 +514,7 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
     runs carry `smoke` = True."""
     import warnings
 
-    from .results import check_one_study, load_results
+    from .results import check_one_study, load_results  # pandas tables: ~10 ms at import
 
     written = {}
     ft_root = paths.profile_root(runs, profile) / "finetune"
@@ -561,7 +562,7 @@ def _tables_request(runs, profile: str, frames: list[pd.DataFrame]) -> dict:
 def _write_tables(runs, profile: str, main: pd.DataFrame, ab: pd.DataFrame) -> dict[str, Path]:
     import warnings
 
-    from .results import write_csv_atomic
+    from .results import write_csv_atomic  # pandas tables: ~10 ms at import
 
     written = {}
     with warnings.catch_warnings():
@@ -576,7 +577,7 @@ def _write_tables(runs, profile: str, main: pd.DataFrame, ab: pd.DataFrame) -> d
 def _paper_tables(main: pd.DataFrame) -> dict[str, pd.DataFrame | None]:
     """table2 (every setup beside paper Table II) and table1 (SSL-T, SSL-S, SSL-TSG beside Table I),
     one block per protocol; None for a table without any run."""
-    from .results import aggregate, compare_with_paper
+    from .results import aggregate, compare_with_paper  # pandas tables: ~10 ms at import
 
     tables = {}
     for name, table, keep in (("table2", "II", None), ("table1", "I", ("ssl-t", "ssl-s", "ssl-tsg"))):
@@ -614,7 +615,7 @@ def _fig3_table(main: pd.DataFrame, ab: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def _fig3_rows(modality: str, setup: str, both: pd.DataFrame) -> list[dict]:
-    from .results import METRIC_KEYS, aggregate
+    from .results import METRIC_KEYS, aggregate  # pandas tables: ~10 ms at import
 
     rows = []
     for protocol in sorted(both["protocol"].unique()):
@@ -661,7 +662,7 @@ def _check_same_smoke(mpath: Path, max_steps: int) -> None:
 
 
 def _versions() -> dict:
-    from .finetune import package_version
+    from .finetune import package_version  # ~25 ms at import: only when a stage runs
 
     return {
         "ecgssl_nb": package_version(),
@@ -746,9 +747,7 @@ def resolve_study(
         pre_cfgs = {m: replace(c, max_steps=max_steps) for m, c in pre_cfgs.items()}
         ft_cfg = replace(ft_cfg, max_steps=max_steps)
     train_seed = prof.seed if seed is None else seed
-    if isinstance(train_seed, bool) or not isinstance(train_seed, (int, np.integer)) or train_seed < 0:
-        raise UserError(f"--seed must be an integer >= 0, got {seed!r}")
-    return replace(prof, pretrain=pre_cfgs, finetune=ft_cfg), int(train_seed)
+    return replace(prof, pretrain=pre_cfgs, finetune=ft_cfg), check_int("--seed", train_seed, 0)
 
 
 def _check_data_dir(prof: Profile, data_dir) -> None:
@@ -912,7 +911,7 @@ def _make_data(job: Job, profile: str) -> Path:
     """Run a data job in this process: the fixture (a complete one of the same size, seed and
     version is kept), `prepare` (nothing to do when prepared from the same input), or, without
     records, check the prepared folder (UserError naming the profile when it is not usable)."""
-    from .prepare import load_prepared, prepare
+    from .prepare import load_prepared, prepare  # scipy: only when a stage reads or writes its data
 
     if job.kind == "fixture":
         return _make_fixture(**job.args)
@@ -925,7 +924,7 @@ def _make_data(job: Job, profile: str) -> Path:
 
 
 def _make_fixture(out: Path, n_records: int, seed: int) -> Path:
-    from .fixture import FIXTURE_VERSION, MARKER, make_fixture
+    from .fixture import FIXTURE_VERSION, MARKER, make_fixture  # scipy: only when the fixture is made
 
     try:  # a complete fixture of this size, seed and version is kept
         meta = json.loads((out / MARKER).read_text())
@@ -1020,8 +1019,8 @@ def _study(
 ) -> None:
     """`reproduce` once its arguments are checked and OUT/<profile> is locked: data (step 1),
     pre-trainings (2), fine-tunings (3), tables (4), the manifest rewritten after each step."""
-    from .finetune import infer_data_kind
-    from .prepare import load_prepared
+    from .finetune import infer_data_kind  # ~25 ms at import: only when a stage runs
+    from .prepare import load_prepared  # scipy: only when a stage reads or writes its data
 
     for job in p.data:
         manifest.step(job.kind, partial(_make_data, job, prof.name), progress)
@@ -1130,7 +1129,7 @@ def write_study_config(runs: str | Path, prof: Profile, seed: int) -> Path:
     """RUNS/<profile>/jobs/study.json: the resolved profile (recipe, `--set` items and smoke limit
     applied) and the training seed, so that a job run as a notebook (`config` parameter) plans
     exactly the runs `reproduce` planned, even for a customised profile."""
-    from .results import write_json_atomic
+    from .results import write_json_atomic  # pandas tables: ~10 ms at import
 
     return write_json_atomic(
         paths.job_file(runs, prof.name, STUDY_CONFIG, ".json"), {"profile": as_dict(prof), "seed": int(seed)}
@@ -1140,8 +1139,6 @@ def write_study_config(runs: str | Path, prof: Profile, seed: int) -> Path:
 def read_study_config(path: str | Path) -> tuple[Profile, int]:
     """(resolved Profile, training seed) from a file of `write_study_config`; UserError naming
     the file when it is unreadable or holds unknown settings."""
-    from .config import config_from_dict
-
     src = f"config {path}"
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -1219,7 +1216,7 @@ def _run_target(p: Plan, name: str, prof: Profile, seed: int, runs, data, device
     """Make the data, then run the job called `name` and the jobs it needs in this process,
     skipping finished ones and waiting for a folder that another process is writing (e.g. the
     pre-training two papermill folds need). RunsFailed when it or a job it needs failed."""
-    from .prepare import staging_dir
+    from .prepare import staging_dir  # scipy: only when a stage reads or writes its data
 
     if data is not None:  # without data a real-data profile uses its prepared folder as it is
         _check_data_dir(prof, data)

@@ -42,7 +42,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -67,14 +66,11 @@ from .config import (
     read_config,
     resolve_device,
 )
-from .errors import UserError
-from .prepare import load_prepared
-from .results import write_json_atomic  # strict JSON: a NaN loss is written as null
+from .errors import UserError, check_int
+from .prepare import Prepared, load_prepared
+from .results import write_json_atomic
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
-
-if TYPE_CHECKING:  # imported when a run starts
-    from .prepare import Prepared
-    from .windows import Corpus
+from .windows import Corpus
 
 __all__ = [
     "WeightNormLinear",
@@ -420,7 +416,7 @@ def make_views(
     device: (V, B, 12, 250) normalised time series or (V, B, 12, 13, 21) spectrograms.
     `augment` holds the crop scales, cutout and noise ranges (PretrainConfig.augment).
     released_fc=True drops the spectrogram frequency cutout as the released code does (B16)."""
-    from .transforms import spec_views, time_views
+    from .transforms import spec_views, time_views  # ~6 ms at import: only when a run starts
 
     augment = AugmentConfig() if augment is None else augment
     raw = corpus.random_windows(rec, 1, generator, length=WINDOW)  # (B, 12, 250) mV
@@ -434,7 +430,7 @@ def build_student(modality: str, out_dim: int, seed: int = 0) -> MultiCropModel:
     """Backbone + DINOHead(512 -> out_dim), initialised as the released DINO student
     (`init_xavier` over backbone and head MLP; the weight-normed last layer keeps its own init),
     reproducibly from `seed` without touching the global RNG."""
-    from .models import init_xavier, make_backbone
+    from .models import init_xavier, make_backbone  # ~10 ms at import: only when a run builds a model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -460,9 +456,7 @@ def _check_config(cfg: PretrainConfig) -> None:
         "max_steps": 0,
     }
     for name, low in ints.items():
-        v = getattr(cfg, name)
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
-            raise UserError(f"{name} must be an integer >= {low}, got {v!r}")
+        check_int(name, getattr(cfg, name), low)
     if cfg.center_update not in CENTER_UPDATES:
         raise UserError(f"center_update {cfg.center_update!r} must be one of {', '.join(CENTER_UPDATES)}")
     if cfg.freq_cutout not in FREQ_CUTOUT:
@@ -481,7 +475,7 @@ def _check_config(cfg: PretrainConfig) -> None:
 
 
 def _check_transforms(modality: str, transforms: str | None) -> str:
-    from .transforms import SPEC_TRANSFORMS, TIME_TRANSFORMS
+    from .transforms import SPEC_TRANSFORMS, TIME_TRANSFORMS  # ~6 ms at import: only when a run starts
 
     table = TIME_TRANSFORMS if modality == "time" else SPEC_TRANSFORMS
     transforms = MAIN_TRANSFORMS[modality] if transforms is None else transforms
@@ -624,9 +618,7 @@ def _resolve_config(cfg: PretrainConfig, epochs, batch_size, keep, overrides, ma
     """`cfg` with pretrain's explicit arguments and `overrides` applied and checked (UserError)."""
     changes, given = {}, dict(overrides or {})
     if epochs is not None:
-        if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 1:
-            raise UserError(f"--epochs must be an integer >= 1, got {epochs!r}")
-        changes["epochs"] = int(epochs)
+        changes["epochs"] = check_int("--epochs", epochs, 1)
     if batch_size is not None:
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 2:
             raise UserError(f"--batch-size must be an integer >= 2 (BatchNorm needs two records), got {batch_size!r}")
@@ -696,8 +688,7 @@ def pretrain(
         raise UserError(f"config must be a PretrainConfig, got {type(base).__name__}")
     cfg = _resolve_config(base, epochs, batch_size, keep, overrides, max_steps)
     transforms = _check_transforms(modality, transforms)
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise UserError(f"--seed must be an integer >= 0, got {seed!r}")
+    seed = check_int("--seed", seed, 0)
     if stop_after is not None and (not isinstance(stop_after, (int, np.integer)) or stop_after < 1):
         raise UserError(f"--stop-after must be an integer >= 1, got {stop_after!r}")
     device = resolve_device(device)
@@ -711,9 +702,9 @@ def pretrain(
     records_key = None if rows is None else (len(rows) if isinstance(records, (int, np.integer)) else rows.tolist())
     world = int(os.environ.get("WORLD_SIZE", "1"))
     _check_batch(cfg.batch_size, world, len(prepared.index) if rows is None else len(rows))
-    run = Run(cfg, prepared, out, modality, transforms, int(seed), rows, records_key, prof.name, device, resume,
+    run = Run(cfg, prepared, out, modality, transforms, seed, rows, records_key, prof.name, device, resume,
               progress, stop_after, amp, started_at)  # fmt: skip
-    req = pretrain_request(cfg, modality, transforms, int(seed), prepared.digest, records_key, world, amp)
+    req = pretrain_request(cfg, modality, transforms, seed, prepared.digest, records_key, world, amp)
     first = int(os.environ.get("RANK", "0")) == 0
     with provenance.lock(out) if first else contextlib.nullcontext():
         if first and _claim(out, req, resume, force, progress, cfg.epochs):
@@ -965,8 +956,6 @@ def train_one_epoch(
 def _train(run: Run) -> Path:
     """The DINO loop of this process: per epoch, train_one_epoch, then (rank 0) the checkpoint,
     then the log row; when the run is complete, the backbone and summary.json."""
-    from .windows import Corpus
-
     corpus = Corpus.from_prepared(run.prepared, rows=run.rows, device=run.device)
     sched = make_schedules(run.cfg, len(corpus.lengths), run.world)
     st = build_state(run, sched)
@@ -1105,7 +1094,7 @@ def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb pretrain --modality {time,spec} --prepared DIR --out OUT ...`."""
     a = _parser().parse_args(argv)
     check_modality(a.modality)
-    from .recipes import parse_recipe, pretrain_overrides
+    from .recipes import parse_recipe, pretrain_overrides  # ~4 ms at import: only for --recipe
 
     base = read_config(PretrainConfig, a.config) if a.config else get_profile(a.profile).pretrain[a.modality]
     base = replace(base, **pretrain_overrides(parse_recipe(a.recipe)))  # the recipe first; --keep and --set win

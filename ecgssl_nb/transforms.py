@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import MAIN_TRANSFORMS, TARGET_FS, TC_MODES, AugmentConfig
-from .errors import UserError
+from .errors import UserError, check_int
 
 # --- constants ---------------------------------------------------------------------------------
 
@@ -484,8 +484,7 @@ def _check_set(transforms: str, table: dict, param: str) -> tuple[str, ...]:
 def _view_ratios(b: int, n_global: int, n_local: int, global_scale, local_scale, gen, device) -> torch.Tensor:
     """Crop ratios (V*B,) float64, view-major: n_global*B from global_scale then n_local*B."""
     for name, v in (("n_global", n_global), ("n_local", n_local)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
-            raise UserError(f"{name} must be an integer >= 0, got {v!r}")
+        check_int(name, v, 0)
     if n_global + n_local < 1:
         raise UserError("n_global + n_local must be at least 1")
     glo, ghi = _check_range("global_scale", global_scale, 0.0, 1.0, lo_open=True)
