@@ -79,7 +79,6 @@ import torch.nn.functional as F
 from . import checkpoint, metrics, provenance
 from .config import (
     SETUPS,
-    WINDOW,
     FinetuneConfig,
     Profile,
     add_settings_arguments,
@@ -291,26 +290,14 @@ def predict(
     `stride`) of the sigmoid outputs (book: Fine-tuning); and for gated models the mean gate weights
     (N, 2) = (time, spec) per record, else None. The model is left in eval mode."""
     model.eval()
-    n = len(corpus)
-    dev = corpus.device
-    sums = torch.zeros((n, len(CLASSES)), dtype=torch.float64, device=dev)
-    gates = torch.zeros((n, 2), dtype=torch.float64, device=dev)
-    counts = torch.zeros(n, dtype=torch.float64, device=dev)
-    has_gate = False
-    for x, owner in corpus.iter_sliding_windows(batch_windows, length=WINDOW, stride=stride):
-        x_time, x_spec = _inputs(model, x, mean, std)
-        with _autocast(dev, amp):
-            logits, gate = model(x_time, x_spec, return_gate=True)
-        sums.index_add_(0, owner, torch.sigmoid(logits.float()).double())
-        counts.index_add_(0, owner, torch.ones_like(owner, dtype=torch.float64))
-        if gate is not None:
-            has_gate = True
-            gates.index_add_(0, owner, gate.float().double())
-    counts_h = counts.cpu().numpy()
-    if (counts_h == 0).any():
-        raise UserError(f"{int((counts_h == 0).sum())} records are shorter than {WINDOW} samples and have no window")
-    probs = sums.cpu().numpy() / counts_h[:, None]
-    return probs, (gates.cpu().numpy() / counts_h[:, None] if has_gate else None)
+
+    def probs_and_gate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x_time, x_spec = _inputs(model, x, mean, std)  # x: (w, 12, 250) raw mV
+        with _autocast(corpus.device, amp):
+            logits, gate = model(x_time, x_spec, return_gate=True)  # (w, 24), (w, 2) or None
+        return torch.sigmoid(logits.float()), None if gate is None else gate.float()
+
+    return corpus.mean_over_windows(probs_and_gate, batch_windows, stride)
 
 
 # --- the run, resolved -------------------------------------------------------------------------

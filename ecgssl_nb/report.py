@@ -655,17 +655,11 @@ def record_features(
 
     check_modality(modality)
     backbone.eval().to(corpus.device)
-    total = count = None
-    for x, owner in corpus.iter_sliding_windows(batch_windows):  # x: (w, 12, 250) raw mV
-        f = backbone(normalize(x, mean, std) if modality == "time" else spectrogram(x)).double()  # (w, D)
-        if total is None:
-            total = torch.zeros((len(corpus), f.shape[1]), dtype=torch.float64, device=f.device)
-            count = torch.zeros(len(corpus), dtype=torch.float64, device=f.device)
-        total.index_add_(0, owner, f)
-        count.index_add_(0, owner, torch.ones(len(owner), dtype=torch.float64, device=f.device))
-    if total is None or (count == 0).any():
-        raise UserError("record_features: every record needs at least one 250-sample window")
-    return (total / count[:, None]).cpu().numpy()
+
+    def features(x: torch.Tensor) -> tuple[torch.Tensor]:  # x: (w, 12, 250) raw mV -> (w, D)
+        return (backbone(normalize(x, mean, std) if modality == "time" else spectrogram(x)),)
+
+    return corpus.mean_over_windows(features, batch_windows)[0]
 
 
 def pca2(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

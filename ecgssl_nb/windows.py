@@ -15,7 +15,7 @@ work, no loader processes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -233,3 +233,29 @@ class Corpus:
         for a in range(0, len(owner), batch_windows):
             o = owner[a : a + batch_windows]
             yield self._gather(self.offsets[o] + start[a : a + batch_windows], length), o
+
+    def mean_over_windows(
+        self, fn: Callable[[torch.Tensor], tuple[torch.Tensor | None, ...]], batch_windows: int, stride: int = STRIDE
+    ) -> tuple[np.ndarray | None, ...]:
+        """Per record, the mean of each output of `fn` over the record's evaluation windows
+        (`iter_sliding_windows`: WINDOW samples every `stride`). `fn` maps a batch x (w, 12, 250)
+        raw mV to a tuple of (w, D_i) tensors (or None for an output it does not give); the result
+        is a tuple of (records, D_i) float64 arrays (None where every batch gave None).
+        UserError when a record is too short to have a window."""
+        sums: list[torch.Tensor | None] | None = None
+        counts = torch.zeros(len(self), dtype=torch.float64, device=self.device)
+        for x, owner in self.iter_sliding_windows(batch_windows, length=WINDOW, stride=stride):
+            outs = fn(x)
+            if sums is None:
+                sums = [None] * len(outs)
+            for i, out in enumerate(outs):
+                if out is None:
+                    continue
+                if sums[i] is None:
+                    sums[i] = torch.zeros((len(self), out.shape[1]), dtype=torch.float64, device=self.device)
+                sums[i].index_add_(0, owner, out.double())
+            counts.index_add_(0, owner, torch.ones_like(owner, dtype=torch.float64))
+        n = counts.cpu().numpy()
+        if sums is None or (n == 0).any():
+            raise UserError(f"{int((n == 0).sum())} records are shorter than {WINDOW} samples and have no window")
+        return tuple(None if s is None else s.cpu().numpy() / n[:, None] for s in sums)

@@ -117,6 +117,24 @@ def test_iter_sliding_windows_over_some_rows_reports_corpus_positions():
     assert len(short.sliding_windows()[0]) == 1  # a record shorter than 250 has no window
 
 
+def test_mean_over_windows_averages_each_output_over_the_records_own_windows_in_any_batching():
+    corpus, offsets = make_corpus()
+
+    def start_and_nothing(x):  # (w, 12, 250) -> ((w, 2) absolute start and 1, None)
+        return torch.stack([x[:, 0, 0], torch.ones(len(x))], dim=1), None
+
+    # mean window start by hand: 1000 -> 0..750 (375); 250, 260 -> 0; 1124 -> 375; 1125 -> 0..875
+    # (437.5); 499 -> 0, 125 (62.5)
+    expect = offsets + np.array([375, 0, 0, 375, 437.5, 62.5])
+    for batch in (4, 100):
+        means, none = corpus.mean_over_windows(start_and_nothing, batch_windows=batch)
+        assert means.dtype == np.float64 and none is None
+        np.testing.assert_array_equal(means, np.stack([expect, np.ones(6)], axis=1))
+    short, _ = make_corpus(lengths=[1000, 200])
+    with pytest.raises(UserError, match="1 records are shorter than 250 samples and have no window"):
+        short.mean_over_windows(start_and_nothing, batch_windows=4)
+
+
 def test_corpus_rejects_records_outside_the_signal():
     with pytest.raises(UserError, match="signal must have shape"):
         W.Corpus(np.zeros((250, 12), np.float32), [0], [250])
