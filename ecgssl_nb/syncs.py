@@ -1,0 +1,92 @@
+"""Counting host-device synchronisations and aten calls, on any device (issue: the GPU path).
+
+A CUDA step that reads a tensor's value on the host (`.item()`, `bool(t)`, `int(t)`, `if t:`),
+asks for a data-dependent shape (`nonzero`, boolean-mask indexing, `masked_select`, `unique`) or
+compares whole tensors (`torch.equal`) blocks the host until the GPU has caught up: the queue of
+kernels drains and the step runs at the speed of Python. Those ops reach the dispatcher as a few
+aten operators whatever the device, so counting them under a `TorchDispatchMode` on the CPU
+counts the synchronisations the same code would make on CUDA. On CUDA itself
+`torch.cuda.set_sync_debug_mode("error")` is the independent check (`gpu_check.sh` uses both).
+
+    with count_ops() as c:
+        train_step(...)
+    c.syncs        # {'aten._local_scalar_dense': 2, 'aten.nonzero': 1}
+    c.n_syncs, c.n_calls
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+# aten operators that block the host on CUDA (their output's value or shape lives on the device)
+SYNC_OPS = frozenset(
+    {
+        "aten._local_scalar_dense",  # .item(), int(t), float(t), bool(t), `if t:`
+        "aten.is_nonzero",
+        "aten.nonzero",
+        "aten.masked_select",
+        "aten.unique",
+        "aten._unique",
+        "aten._unique2",
+        "aten.unique_dim",
+        "aten.unique_consecutive",
+        "aten.equal",
+        "aten.repeat_interleave",  # without output_size: its length is data-dependent
+        "aten.allclose",
+    }
+)
+
+
+def _name(func: Any) -> str:
+    packet = getattr(func, "overloadpacket", func)
+    return f"aten.{getattr(packet, '__name__', str(packet))}"
+
+
+def _bool_index(args: tuple) -> bool:
+    """aten.index / index_put with a boolean mask among its indices (a data-dependent shape)."""
+    indices = args[1] if len(args) > 1 else ()
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (indices or ()))
+
+
+@dataclass
+class OpCounts:
+    """What ran under `count_ops`: every aten call by name, and the synchronising ones."""
+
+    calls: Counter = field(default_factory=Counter)
+    syncs: Counter = field(default_factory=Counter)
+
+    @property
+    def n_calls(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def n_syncs(self) -> int:
+        return sum(self.syncs.values())
+
+
+class _Counter(TorchDispatchMode):
+    def __init__(self, counts: OpCounts):
+        super().__init__()
+        self.counts = counts
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = _name(func)
+        self.counts.calls[name] += 1
+        if name in SYNC_OPS or (name in ("aten.index", "aten.index_put", "aten.index_put_") and _bool_index(args)):
+            if not (name == "aten.repeat_interleave" and (kwargs or {}).get("output_size") is not None):
+                self.counts.syncs[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def count_ops() -> Iterator[OpCounts]:
+    """Count the aten calls made in the block, and those that synchronise host and device."""
+    counts = OpCounts()
+    with _Counter(counts):
+        yield counts
