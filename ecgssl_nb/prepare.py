@@ -739,7 +739,7 @@ def load_prepared(path: str | Path) -> Prepared:
         raise UserError(f"{path}/{fault}; the folder is damaged or was edited: {redo}")
     fault = _content_fault(path, full=False)  # sizes, sampled blocks; a changed mtime: every byte
     if fault:
-        raise UserError(f"--prepared {fault}; the folder is damaged or was edited: {redo}")
+        raise UserError(f"--prepared {fault}; {redo}")
     mean = np.asarray(stats["mean"], dtype=np.float32)
     std = np.asarray(stats["std"], dtype=np.float32)
     return Prepared(path=path, signals=signals, index=index, stats=stats, mean=mean, std=std, digest=digest)

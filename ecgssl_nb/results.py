@@ -243,7 +243,7 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
     for path in sorted(root.rglob("result.json")):
         if is_stale(path, root):
             continue  # an old run kept aside, never part of a table
-        fault = _unverified(path)
+        fault = run_file_fault(path.parent, ("result.json",))
         if fault:
             warnings.warn(f"skipped {path}: {fault}", ResultFileWarning, stacklevel=2)
             continue
@@ -291,14 +291,15 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def _unverified(path: Path) -> str | None:
-    """Why the result.json at `path` is not the one its run wrote (the cheap check against the
-    run's digests.json; a run folder without one is unfinished or of an older version), None when
-    it is, or when it lies outside a run folder (no provenance.json: a file written by hand)."""
-    folder = path.parent
+def run_file_fault(folder: str | os.PathLike, names: tuple[str, ...]) -> str | None:
+    """Why the files `names` of the run folder `folder` are not the ones its run wrote (the cheap
+    check against its digests.json; a run folder without one is unfinished or of an older
+    version), None when they are, or when `folder` is no run folder (no provenance.json: files
+    written by hand)."""
+    folder = Path(folder)
     if not (folder / provenance.PROVENANCE).is_file() and not (folder / provenance.DIGESTS).exists():
         return None
-    return provenance.digest_fault(folder, ("result.json",))
+    return provenance.digest_fault(folder, names)
 
 
 def check_one_study(df: pd.DataFrame) -> None:

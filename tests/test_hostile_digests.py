@@ -195,6 +195,20 @@ def test_a_result_edited_by_hand_is_left_out_of_the_tables_naming_why(run_t0, tm
         assert results.load_results(root).empty
 
 
+def test_predictions_edited_by_hand_are_not_pooled_or_reported(run_t0, tmp_path):
+    from ecgssl_nb import claims, paths, report
+
+    run = paths.finetune_dir(tmp_path, "tiny", "t", 0)
+    shutil.copytree(run_t0, run)
+    assert len(claims.pooled_oof(run.parent.parent)) == 1
+    pred = run / "predictions.csv"
+    pred.write_text(pred.read_text().replace("0.", "0.9", 1))
+    with pytest.warns(results.ResultFileWarning, match=r"predictions\.csv changed since it was written"):
+        assert claims.pooled_oof(run.parent.parent).empty
+    with pytest.raises(UserError, match=r"predictions\.csv changed since it was written"):
+        report.pooled_auroc(tmp_path, "tiny", "t", folds=(0,))
+
+
 def test_a_truncated_result_is_run_again_by_reproduce_and_tabled(data, tmp_path):
     kw = dict(out=tmp_path, setups="t", folds="0", ablation=False, progress=False)
     reproduce(SMALL, data_dir=data["records"], **kw)
