@@ -259,6 +259,16 @@ def make_chunks(rels: list[str], sizes: list[int], chunk_size: int, chunk_bytes:
     return chunks
 
 
+def _stamp(path: Path) -> str:
+    """'size mtime_ns' of a record file; 'error N' when it cannot be read (a missing .mat, a
+    broken or looping symlink: its record is skipped as unreadable)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return f"error {exc.errno}"
+    return f"{st.st_size}\0{st.st_mtime_ns}"
+
+
 def _manifest(
     data_dir: Path, rels: list[str], sizes: list[int], chunk_size: int, orphans: list[str] = (), leads: str = "twelve"
 ) -> dict:
@@ -418,16 +428,6 @@ def _write_csv(path: Path, df: pd.DataFrame, columns: list[str]) -> None:
 
 # ----------------------------------------------------------------------------------------------
 # the command
-
-
-def _stamp(path: Path) -> str:
-    """'size mtime_ns' of a record file; 'error N' when it cannot be read (a missing .mat, a
-    broken or looping symlink: its record is skipped as unreadable)."""
-    try:
-        st = path.stat()
-    except OSError as exc:
-        return f"error {exc.errno}"
-    return f"{st.st_size}\0{st.st_mtime_ns}"
 
 
 def _check_args(data_dir, out, workers, n_folds, seed, chunk_size) -> tuple[Path, Path]:
