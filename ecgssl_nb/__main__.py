@@ -1,4 +1,4 @@
-"""`python -m ecgssl_nb COMMAND ...`: fixture, download, prepare, pretrain, finetune, reproduce.
+"""`python -m ecgssl_nb COMMAND ...`: fixture, download, prepare, pretrain, finetune, reproduce, verify.
 
 Each command lives in its own module as `cli(argv) -> int`; this file only dispatches and turns
 a `UserError` into a one-line message and exit status 2.
@@ -18,6 +18,7 @@ COMMANDS = {
     "pretrain": ("ecgssl_nb.selfkd", "self-distillation pre-training of one backbone"),
     "finetune": ("ecgssl_nb.finetune", "fine-tune one setup on one fold and evaluate it"),
     "reproduce": ("ecgssl_nb.reproduce", "run the whole study and write the tables"),
+    "verify": ("ecgssl_nb.provenance", "hash every recorded output below a folder against its digests.json"),
 }
 
 

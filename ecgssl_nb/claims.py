@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -272,7 +273,7 @@ def pooled_oof(finetune_root: str | os.PathLike, protocol: str = "honest") -> pd
     binarised with that fold's thresholds, concatenated and scored once with
     `metrics.evaluate_outputs`. One row per setup: n_folds, n_records and the seven metrics
     (fractions)."""
-    from .results import METRIC_KEYS  # pandas tables: ~10 ms at import
+    from .results import METRIC_KEYS, ResultFileWarning, run_file_fault  # pandas tables: ~10 ms at import
 
     root = Path(finetune_root)
     if not root.is_dir():
@@ -282,6 +283,10 @@ def pooled_oof(finetune_root: str | os.PathLike, protocol: str = "honest") -> pd
         labels, scores, outputs, folds = [], [], [], []
         for run in sorted(setup_dir.glob("fold*")):
             if not ((run / "result.json").is_file() and (run / "predictions.csv").is_file()):
+                continue
+            fault = run_file_fault(run, ("result.json", "predictions.csv"))
+            if fault:  # as load_results: left out, naming why
+                warnings.warn(f"skipped {run}: {fault}", ResultFileWarning, stacklevel=2)
                 continue
             pred = pd.read_csv(run / "predictions.csv")
             pred = pred[(pred["protocol"] == protocol) & (pred["role"] == "outer")]

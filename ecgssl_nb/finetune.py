@@ -47,8 +47,12 @@ Files in OUT:
   equal request; another request is refused unless `force` moves the folder aside. OUT is
   locked while a process writes it. Checkpoints hold tensors and plain values only and are read
   with `weights_only=True` (`provenance.load_checkpoint`): a planted pickle never runs.
-* result.json: written atomically, last (schema in `results`), with the provenance record. When
-  it exists for an equal request, `finetune` returns it without training again.
+* result.json: written atomically (schema in `results`), with the provenance record. When it
+  exists for an equal request, is as written and was made under that request (`finished_fault`),
+  `finetune` returns it without training again; otherwise the folder is refused, or with `force`
+  moved aside and run again.
+* digests.json: written last, the completion mark: the size, mtime, sampled and full SHA-256 of
+  result.json and predictions.csv (`OUTPUTS`, what the tables and the book read) and the request.
 * predictions.csv: the record probabilities and labels at the selected epochs. The rows are
   (paper, outer), (honest, inner) and (honest, outer).
 * challenge_outputs/: official Challenge files for the outer fold under the paper protocol.
@@ -120,6 +124,7 @@ __all__ = [
 
 PROTOCOL_MODES = ("both", "paper-exact")
 FUSION_SSL = ("loaded", "ignored")  # B6: the fusion models' SSL backbones
+OUTPUTS = ("result.json", "predictions.csv")  # what the tables and the book read: in digests.json
 RESULT_SCHEMA = "ecgssl_nb.finetune/1"
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "inner_auroc", "inner_auprc", "outer_auroc", "outer_auprc", "seconds")
 
@@ -192,6 +197,12 @@ def resolve_pretrained(setup: str, pretrained: str | os.PathLike | Mapping | Non
             raise UserError(
                 f"--pretrained: {p} does not exist (the {m} backbone of setup {setup!r}; "
                 f"run `python -m ecgssl_nb pretrain --modality {m}` first)"
+            )
+        fault = provenance.digest_fault(p.parent, (p.name,)) if (p.parent / provenance.PROVENANCE).is_file() else None
+        if fault:  # a file of a pre-training folder is what that pre-training wrote, or it is refused
+            raise UserError(
+                f"--pretrained: {fault}, so it is not the {m} backbone its pre-training wrote; run that "
+                f"pre-training again (with --resume, or --force to move it aside)"
             )
     return found
 
@@ -455,10 +466,41 @@ def finetune(
     with provenance.lock(run.out):
         status = provenance.claim(run.out, req, force=force)
         if status == "same" and (run.out / "result.json").is_file():
-            if progress:
-                print(f"finetune: {out} already finished with this request; returning its result.json", file=sys.stderr)
-            return json.loads((run.out / "result.json").read_text())
+            fault = finished_fault(run.out, req)
+            if fault is None:
+                if progress:
+                    print(f"finetune: {out} already finished with this request; returning its result", file=sys.stderr)
+                return json.loads((run.out / "result.json").read_text())
+            if not (run.out / checkpoint.NAME).is_file():  # (with one: stopped before its last files; resume it)
+                _move_aside_unfinished(run.out, req, fault, force)
         return _train(run)
+
+
+def finished_fault(out: Path, req: dict) -> str | None:
+    """Why the finished-looking run folder `out` may not be returned as the run of `req` (None:
+    it may): its outputs as written, byte for byte (`provenance.digest_fault`, full), and
+    result.json made under `req` (it holds its own provenance)."""
+    fault = provenance.digest_fault(out, OUTPUTS, full=True)
+    if fault:
+        return fault
+    try:
+        made = json.loads((out / "result.json").read_text())["provenance"]["request"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{out / 'result.json'} records no provenance"
+    if made != req:
+        diff = "; ".join(provenance.differences(made, req)[:3])
+        return f"{out / 'result.json'} was made by another request than its provenance.json says ({diff})"
+    return None
+
+
+def _move_aside_unfinished(out: Path, req: dict, fault: str, force: bool) -> None:
+    """A run folder whose result cannot be trusted (`fault`): refused, or with `force` moved aside
+    and claimed afresh for `req`."""
+    if not force:
+        raise UserError(f"--out {out}: {fault}. Use another folder, or --force to move it aside (nothing is deleted)")
+    moved = provenance.move_aside(out)
+    print(f"{out}: {fault}; moved aside to {moved.name}", file=sys.stderr, flush=True)
+    provenance.claim(out, req)
 
 
 def finetune_request(
@@ -868,7 +910,8 @@ def _result(run: Run, protocols: dict, gate: dict | None, done: Progress) -> dic
 
 
 def write_outputs(run: Run, data: Data, done: Progress) -> dict:
-    """predictions.csv, challenge_outputs/, then result.json (last); removes the checkpoint."""
+    """predictions.csv, challenge_outputs/, result.json, then digests.json (the digests of
+    OUTPUTS, the completion mark); removes the checkpoint."""
     protocols = _protocols(run, data, done.best)
     write_csv_atomic(run.out / "predictions.csv", _predictions(run, data, done.best))
     outer = done.best["paper"]["outer"]
@@ -876,6 +919,7 @@ def write_outputs(run: Run, data: Data, done: Progress) -> dict:
     thresholds = np.asarray(protocols["paper"]["thresholds"])
     write_challenge_outputs(run.out / "challenge_outputs", records, outer, binarize(outer, thresholds))
     write_json_atomic(run.out / "result.json", _result(run, protocols, _gate_weights(data, done.best), done))
+    provenance.write_digests(run.out, OUTPUTS)  # last but the checkpoint's removal: the completion mark
     with contextlib.suppress(FileNotFoundError):
         (run.out / checkpoint.NAME).unlink()
     return json.loads((run.out / "result.json").read_text())

@@ -259,20 +259,27 @@ def make_chunks(rels: list[str], sizes: list[int], chunk_size: int, chunk_bytes:
     return chunks
 
 
+def _stamp(path: Path) -> str:
+    """'size mtime_ns' of a record file; 'error N' when it cannot be read (a missing .mat, a
+    broken or looping symlink: its record is skipped as unreadable)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return f"error {exc.errno}"
+    return f"{st.st_size}\0{st.st_mtime_ns}"
+
+
 def _manifest(
     data_dir: Path, rels: list[str], sizes: list[int], chunk_size: int, orphans: list[str] = (), leads: str = "twelve"
 ) -> dict:
-    """What the parts were made from: every header (path, size, mtime, its .mat's size) and every
-    orphan signal file, hashed; plus the chunking and the lead mode. `headers` is the input
-    fingerprint."""
+    """What the parts were made from: every header and its .mat (path, size and mtime of each)
+    and every orphan signal file, hashed; plus the chunking and the lead mode. `headers` is the
+    input fingerprint: a signal file rewritten in place (its header untouched) changes it, as a
+    header does. (Hashing every byte of the records would read the whole corpus on every call.)"""
     h = hashlib.blake2b(digest_size=16)
     for rel, size in zip(rels, sizes):
-        try:
-            st = (data_dir / rel).stat()
-            stamp = f"{st.st_size}\0{st.st_mtime_ns}"
-        except OSError as exc:  # a broken or looping symlink: its record is skipped as unreadable
-            stamp = f"error {exc.errno}"
-        h.update(f"{rel}\0{stamp}\0{size}\n".encode())
+        stamps = [_stamp(data_dir / rel), _stamp((data_dir / rel).with_suffix(".mat"))]
+        h.update(f"{rel}\0{stamps[0]}\0{size}\0{stamps[1]}\n".encode())
     for rel in orphans:
         h.update(f"orphan\0{rel}\n".encode())
     return {
@@ -473,14 +480,34 @@ def _request(manifest: dict, n_folds: int, seed: int) -> dict:
 
 
 def _finished(folder: Path, req: dict) -> bool:
-    """True when `folder` is a complete prepared folder made by request `req`."""
+    """True when `folder` is a complete prepared folder made by request `req` whose outputs are
+    as written, byte for byte (the full check: it is about to be reused)."""
     if not all((folder / f).is_file() for f in (*OUTPUTS, _COMPLETE)):
         return False
     try:
         rec = provenance.read(folder)
-        return rec is not None and rec["request"] == req and "digest" in json.loads((folder / _COMPLETE).read_text())
-    except (UserError, OSError, ValueError, TypeError):
+        if rec is None or rec["request"] != req:
+            return False
+    except UserError:
         return False
+    return _content_fault(folder, full=True) is None
+
+
+def _content_fault(folder: Path, full: bool) -> str | None:
+    """Why the outputs of the prepared `folder` are not the ones `prepare` wrote (a sentence
+    naming the file), None when they are: `provenance.digest_fault` (cheap, or `full`), and the
+    `digest` of .complete.json, which later stages record, made from those files."""
+    fault = provenance.digest_fault(folder, OUTPUTS, full=full)
+    if fault:
+        return fault
+    files = provenance.read_digests(folder)["files"]
+    try:
+        digest = json.loads((folder / _COMPLETE).read_text())["digest"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{folder / _COMPLETE} is unreadable or has no digest"
+    if digest != _combined_digest({n: files[n].get("sha256") for n in _CONTENT}):
+        return f"{folder / _COMPLETE}: its digest is not the one of the files recorded in {provenance.DIGESTS}"
+    return None
 
 
 def _foreign(out: Path, req: dict) -> str | None:
@@ -489,7 +516,11 @@ def _foreign(out: Path, req: dict) -> str | None:
         why = provenance.refusal(out, req)
     except UserError as exc:  # an unreadable provenance.json
         return str(exc)
-    return why or ("it was made by this request but is not complete" if provenance.holds_files(out) else None)
+    if why or not provenance.holds_files(out):
+        return why
+    if all((out / f).is_file() for f in (*OUTPUTS, _COMPLETE)):
+        return _content_fault(out, full=True) or "it was made by this request but is not complete"
+    return "it was made by this request but is not complete"
 
 
 def _swap_in(stage: Path, out: Path) -> None:
@@ -578,7 +609,9 @@ def _build(
 
     stats = _assemble(stage, parts, len(chunks), int(n_folds), int(seed), orphans)
     provenance.write(stage, req)
-    _write_json(stage / _COMPLETE, dict(manifest, n_folds=int(n_folds), seed=int(seed), digest=corpus_digest(stage)))
+    files = provenance.write_digests(stage, OUTPUTS)["files"]  # one pass over signals.npy
+    digest = _combined_digest({n: files[n]["sha256"] for n in _CONTENT})
+    _write_json(stage / _COMPLETE, dict(manifest, n_folds=int(n_folds), seed=int(seed), digest=digest))
     shutil.rmtree(parts, ignore_errors=True)
     return stats
 
@@ -624,11 +657,18 @@ def _run_tasks(tasks: list, workers: int, total: int, progress: bool | None) -> 
 # reading a prepared folder
 
 
+_CONTENT = ("signals.npy", "index.csv", "stats.json")  # what corpus_digest covers
+
+
 def corpus_digest(out: Path) -> str:
     """SHA-256 fingerprint of a prepared corpus's content: its signals, index and statistics
     (skipped.csv is a report, not content). Stored in `.complete.json` as `digest`."""
-    parts = [f"{name}:{provenance.sha256_file(out / name)}" for name in ("signals.npy", "index.csv", "stats.json")]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return _combined_digest({name: provenance.sha256_file(out / name) for name in _CONTENT})
+
+
+def _combined_digest(shas: dict[str, str]) -> str:
+    """corpus_digest from the SHA-256 of each file of _CONTENT."""
+    return hashlib.sha256("\n".join(f"{name}:{shas[name]}" for name in _CONTENT).encode()).hexdigest()
 
 
 @dataclass
@@ -661,8 +701,9 @@ def load_prepared(path: str | Path) -> Prepared:
     """Open the prepared folder `path` (the `--prepared` of every later stage) after checking that
     it exists, is complete and consistent: every file present, `.complete.json` with its digest,
     provenance from `prepare`, index.csv typed with unique names, known labels, folds in range and
-    records back to back in signals.npy, counts equal to stats.json's. The one check of a prepared
-    folder; a UserError naming the folder, the file and the fault if it fails."""
+    records back to back in signals.npy, counts equal to stats.json's, and every file as `prepare`
+    wrote it (digests.json: sizes and sampled blocks, every byte of a file whose mtime changed).
+    The one check of a prepared folder; a UserError naming the folder, the file and the fault."""
     path = Path(path)
     make = f"run `python -m ecgssl_nb prepare --data-dir D --out {path}`"
     redo = f"{make} (with --force to move this one aside)"
@@ -696,6 +737,9 @@ def load_prepared(path: str | Path) -> Prepared:
     fault = _index_fault(index, signals.shape[0], stats)
     if fault:
         raise UserError(f"{path}/{fault}; the folder is damaged or was edited: {redo}")
+    fault = _content_fault(path, full=False)  # sizes, sampled blocks; a changed mtime: every byte
+    if fault:
+        raise UserError(f"--prepared {fault}; {redo}")
     mean = np.asarray(stats["mean"], dtype=np.float32)
     std = np.asarray(stats["std"], dtype=np.float32)
     return Prepared(path=path, signals=signals, index=index, stats=stats, mean=mean, std=std, digest=digest)

@@ -31,6 +31,7 @@ from .config import (
     setup_family,
 )
 from .errors import UserError
+from .results import run_file_fault
 from .labels import ABBREVIATIONS, CLASSES, MERGES, official_totals
 
 if TYPE_CHECKING:
@@ -203,7 +204,11 @@ def pooled_auroc(
     Rows: the 24 classes and 'macro (classes with >= 1 positive)'."""
     frames = []
     for fold in folds:
-        pred = pd.read_csv(paths.finetune_dir(runs, profile, setup, fold) / "predictions.csv")
+        run = paths.finetune_dir(runs, profile, setup, fold)
+        fault = run_file_fault(run, ("predictions.csv",))
+        if fault:
+            raise UserError(f"{fault}: run the fine-tuning again (`reproduce` does)")
+        pred = pd.read_csv(run / "predictions.csv")
         frames.append(pred[(pred["protocol"] == protocol) & (pred["role"] == "outer")])
     pred = pd.concat(frames, ignore_index=True)
     y, p = _columns(pred)

@@ -14,8 +14,8 @@ chapter notebook; `write_tables` makes the tables. Steps, in order:
    backbone.pt and summary.json, of the same request) is skipped; an interrupted one resumes.
 3. Fine-tunings (`finetune.finetune`, protocol "both"): every chosen setup on every chosen fold,
    then the ablation runs. The ablation fine-tunes ssl-t / ssl-s from each ablation backbone; t1
-   and t2 are the main ssl-t / ssl-s runs. A run whose result.json exists (same request) is skipped; an
-   interrupted one resumes from its checkpoint (see Provenance below). With several devices, each device runs one
+   and t2 are the main ssl-t / ssl-s runs. A run whose result.json exists (same request) is
+   skipped; an interrupted one resumes from its checkpoint (see Provenance below). With several devices, each device runs one
    subprocess at a time (`python -m ecgssl_nb finetune ...`) from a shared queue. With one device
    the runs execute in this process. A failing run does not stop the others: its traceback goes
    to `<run>/error.txt` and it is listed at the end. A run whose pre-training failed is reported
@@ -60,7 +60,9 @@ The folder layout is in `paths`.
 
 Provenance. Every run's folder holds `provenance.json` (`provenance`): its request = the resolved
 settings, the prepared corpus's digest (and the backbone files' digests for ssl- runs), the seed.
-A run counts as finished only when its request equals the one asked now; otherwise its folder is
+A run counts as finished only when its request equals the one asked now and every output its
+digests.json records hashes as written (`Job.output_fault`: a changed, truncated or replaced
+backbone.pt or result.json is not finished); otherwise its folder is
 moved aside (`<folder>.stale-<time>`, nothing is deleted), the differences are printed and kept
 in the manifest (`runs.<name>.replaced`), and it runs again. So only what depends on a change
 re-runs: new data re-runs everything; a pre-training setting re-runs that pre-training and the
@@ -238,9 +240,20 @@ class Job:
         return self.folder / notebook_jobs.NOTEBOOK_RECORD
 
     def finished_files(self) -> bool:
+        """The run's outputs and their digests.json (the completion mark) are there."""
+        names = ("result.json",) if self.kind == "finetune" else ("backbone.pt", "summary.json")
+        return all((self.folder / n).is_file() for n in (*names, provenance.DIGESTS))
+
+    def output_fault(self, want: dict) -> str | None:
+        """Why the finished outputs may not be reused for `want` (the full check: every byte
+        against digests.json; a fine-tuning's result.json made under `want`), None if they may."""
         if self.kind == "finetune":
-            return (self.folder / "result.json").is_file()
-        return (self.folder / "backbone.pt").is_file() and (self.folder / "summary.json").is_file()
+            from . import finetune as ft  # ~25 ms at import: only when a stage runs
+
+            return ft.finished_fault(self.folder, want)
+        from .selfkd import OUTPUTS  # scipy (via prepare): only when a stage runs
+
+        return provenance.digest_fault(self.folder, OUTPUTS, full=True)
 
     def request(self) -> dict | None:
         """The provenance request this run must match to be reused (read off the prepared folder
@@ -281,6 +294,9 @@ class Job:
             self.replaced = ["it has no provenance.json"]
             return False
         self.replaced = provenance.differences(rec["request"], want)
+        fault = None if self.replaced else self.output_fault(want)
+        if fault:
+            self.replaced = [fault]
         return not self.replaced
 
     def call(self, device: str) -> object:
@@ -421,8 +437,8 @@ def _pending(jobs: list[Job], as_notebooks: bool) -> list[Job]:
         _drop_own_notes(job.folder)
         if job.replaced and job.folder.exists():
             print(
-                f"reproduce: {job.name}: {job.folder} was made by a different request ({'; '.join(job.replaced[:4])}"
-                f"{'; ...' if len(job.replaced) > 4 else ''}); moving it aside and running it again",
+                f"reproduce: {job.name}: {job.folder} cannot be reused ({'; '.join(job.replaced[:4])}"
+                f"{'; ...' if len(job.replaced) > 4 else ''}); running it again (what it holds is moved aside)",
                 file=sys.stderr,
             )
         todo.append(job)

@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import provenance
 from .atomic import atomic_write, write_text_atomic  # noqa: F401  (public here too)
 from .config import PROTOCOLS, SETUPS
 from .metrics import METRIC_KEYS
@@ -231,8 +232,9 @@ SMOKE_LABEL = "SMOKE RUN, not a result"  # marks every row, table and label made
 def load_results(root: str | os.PathLike) -> pd.DataFrame:
     """One row per (result.json under `root`, protocol); metric columns are fractions 0..1.
 
-    Unreadable files and files outside the schema are skipped with a `ResultFileWarning` that
-    names them. `run` is the run's folder name (the setup, or e.g. "ssl-t-tc" in the ablation);
+    Unreadable files, files outside the schema and files of a run folder that are not as the run
+    wrote them (`provenance.digest_fault` against its digests.json) are skipped with a
+    `ResultFileWarning` that names them and why. `run` is the run's folder name (the setup, or e.g. "ssl-t-tc" in the ablation);
     point `root` at RUNS/<profile>/finetune to get the main study only."""
     root = Path(root)
     if not root.is_dir():
@@ -241,6 +243,10 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
     for path in sorted(root.rglob("result.json")):
         if is_stale(path, root):
             continue  # an old run kept aside, never part of a table
+        fault = run_file_fault(path.parent, ("result.json",))
+        if fault:
+            warnings.warn(f"skipped {path}: {fault}", ResultFileWarning, stacklevel=2)
+            continue
         try:
             obj = read_json(path)
         except UserError as exc:
@@ -283,6 +289,17 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
         df["_order"] = df["setup"].map(_setup_rank)
         df = df.sort_values(["_order", "run", "fold", "protocol"]).drop(columns="_order").reset_index(drop=True)
     return df
+
+
+def run_file_fault(folder: str | os.PathLike, names: tuple[str, ...]) -> str | None:
+    """Why the files `names` of the run folder `folder` are not the ones its run wrote (the cheap
+    check against its digests.json; a run folder without one is unfinished or of an older
+    version), None when they are, or when `folder` is no run folder (no provenance.json: files
+    written by hand)."""
+    folder = Path(folder)
+    if not (folder / provenance.PROVENANCE).is_file() and not (folder / provenance.DIGESTS).exists():
+        return None
+    return provenance.digest_fault(folder, names)
 
 
 def check_one_study(df: pd.DataFrame) -> None:

@@ -72,6 +72,8 @@ from .results import write_json_atomic
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
 from .windows import Corpus
 
+OUTPUTS = ("backbone.pt", "summary.json")  # what later stages read: recorded in digests.json, written last
+
 __all__ = [
     "WeightNormLinear",
     "DINOHead",
@@ -709,7 +711,7 @@ def pretrain(
     with provenance.lock(out) if first else contextlib.nullcontext():
         if first and _claim(out, req, resume, force, progress, cfg.epochs):
             return out  # finished earlier with this very request
-        if not first and (out / "summary.json").is_file() and (provenance.read(out) or {}).get("request") == req:
+        if not first and provenance.digest_fault(out, OUTPUTS) is None and provenance.read(out)["request"] == req:
             return out
         return _run_processes(run)
 
@@ -752,6 +754,20 @@ def _claim(out: Path, req: dict, resume: bool, force: bool, progress: bool, epoc
     if status != "same":
         return False
     if (out / "summary.json").is_file() and (out / "backbone.pt").is_file():
+        fault = provenance.digest_fault(out, OUTPUTS, full=True)  # reused as finished: every byte
+        if fault and (out / checkpoint.NAME).is_file():  # the last epoch's state: write the outputs again from it
+            print(f"{out}: {fault}; writing its outputs again from {checkpoint.NAME}", flush=True)
+            return False
+        if fault:
+            if not force:
+                raise UserError(
+                    f"--out {out} holds a finished pre-training whose files are not as written: {fault}. "
+                    f"Use another --out, or --force to move it aside (nothing is deleted)"
+                )
+            moved = provenance.move_aside(out)
+            print(f"{out}: {fault}; moved aside to {moved.name}", flush=True)
+            provenance.claim(out, req)
+            return False
         if not resume:
             raise UserError(
                 f"--out {out} already holds this finished pre-training (summary.json); pass --resume "
@@ -1043,6 +1059,7 @@ def _write_final(run: Run, st: State, sched: Schedules, log_rows: list[dict], n:
         "provenance": provenance.read(run.out),
     }
     write_json_atomic(run.out / "summary.json", summary)
+    provenance.write_digests(run.out, OUTPUTS)  # last: what a fine-tuning or the book may trust
 
 
 # --- command line ------------------------------------------------------------------------------

@@ -175,6 +175,16 @@ def test_a_missing_or_partial_backbone_file_is_refused(prepared_dir, pretrained_
 # --- protocols (B14) ---------------------------------------------------------------------------
 
 
+def reseal_prepared(folder) -> None:
+    """Record a prepared folder edited on purpose as if `prepare` had written it: its digests.json
+    and the content digest in .complete.json (else every stage refuses it as damaged)."""
+    from ecgssl_nb import prepare as P
+
+    P.provenance.write_digests(folder, P.OUTPUTS)
+    complete = json.loads((folder / ".complete.json").read_text())
+    (folder / ".complete.json").write_text(json.dumps({**complete, "digest": P.corpus_digest(folder)}))
+
+
 def test_honest_protocol_never_looks_at_the_outer_fold(prepared_dir, tmp_path):
     # Same signals, outer fold 0's labels shuffled among its records.
     shuffled = tmp_path / "shuffled"
@@ -183,6 +193,7 @@ def test_honest_protocol_never_looks_at_the_outer_fold(prepared_dir, tmp_path):
     outer = np.flatnonzero(index["fold"].astype(int).to_numpy() == 0)
     index.loc[outer, "labels"] = index.loc[np.roll(outer, 3), "labels"].to_numpy()
     index.to_csv(shuffled / "index.csv", index=False)
+    reseal_prepared(shuffled)
 
     a = _run("t", prepared_dir, tmp_path / "a", epochs=3)
     b = _run("t", shuffled, tmp_path / "b", epochs=3)

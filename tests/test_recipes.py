@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from ecgssl_nb import finetune as ft
-from ecgssl_nb import paths, recipes, selfkd
+from ecgssl_nb import paths, provenance, recipes, selfkd
 from ecgssl_nb.config import as_dict, get_profile
 from ecgssl_nb.errors import UserError
 from ecgssl_nb.fixture import make_fixture
@@ -255,6 +255,7 @@ def test_released_recipe_runs_end_to_end_records_itself_and_compares_with_correc
     # a result of another recipe in the released folder is refused, not mixed in
     res["recipe"] = {"name": "corrected", "departures": []}
     (root / "finetune/ssl-t/fold0/result.json").write_text(json.dumps(res))
+    provenance.write_digests(root / "finetune/ssl-t/fold0", ("result.json", "predictions.csv"))  # as if it ran so
     with pytest.raises(UserError, match="mixed"):
         recipes.load_recipe_results(tmp_path / "runs", "tiny", "released")
 

@@ -272,6 +272,7 @@ def _finish_pretraining(prepared_dir, out, modality, transforms, config, seed, h
         rp.provenance.claim(out, req, force=True)
         torch.save(make_backbone(modality).state_dict(), out / "backbone.pt")
         (out / "summary.json").write_text("{}")
+        rp.provenance.write_digests(out, selfkd.OUTPUTS)  # last, as the real one
     return out
 
 
