@@ -485,10 +485,7 @@ def _finished(folder: Path, req: dict) -> bool:
 
 def _foreign(out: Path, req: dict) -> str | None:
     """Why the unfinished `out` may not be replaced without --force (None: it is absent or empty)."""
-    try:
-        why = provenance.refusal(out, req)
-    except UserError as exc:  # an unreadable provenance.json
-        return str(exc)
+    why = provenance.refusal(out, req)
     return why or ("it was made by this request but is not complete" if provenance.holds_files(out) else None)
 
 
@@ -517,8 +514,10 @@ def prepare(
 ) -> Path:
     """Prepare the records below `data_dir` into `out` (see the module docstring); returns `out`.
     Builds in `OUT.partial/` and renames it onto `out` when complete; resumes from its parts after
-    an interruption. A finished `out` for the same request is left as it is; one made from
-    something else is refused unless `force` (then moved aside, never deleted).
+    an interruption. A finished `out` for the same request is left as it is unless `force`; one
+    made from something else is refused unless `force`. With `force` the folder is built anew
+    and the old `out` moved aside (`OUT.stale-<time>`), never deleted: the remedy for a damaged
+    prepared folder that `load_prepared` names.
     leads: "twelve" (every lead) or "lead-i" (the released code's lead I in all 12 channels, B1)."""
     data_dir, out = _check_args(data_dir, out, workers, n_folds, seed, chunk_size)
     if leads not in LEAD_MODES:
@@ -529,8 +528,12 @@ def prepare(
     sizes = [_signal_bytes(data_dir, rel) for rel in rels]
     manifest = _manifest(data_dir, rels, sizes, int(chunk_size), orphans, leads)
     req = _request(manifest, n_folds, seed)
-    if _finished(out, req):
-        print(f"{out} is already prepared from {data_dir} ({len(rels)} headers); nothing to do", file=sys.stderr)
+    if _finished(out, req) and not force:
+        print(
+            f"{out} is already prepared from {data_dir} ({len(rels)} headers); nothing to do "
+            f"(--force rebuilds it, moving this one aside)",
+            file=sys.stderr,
+        )
         return out
     why = _foreign(out, req)
     if why and not force:
@@ -538,9 +541,9 @@ def prepare(
     stage = staging_dir(out)
     try:
         with provenance.lock(stage):
-            if _finished(out, req):  # another writer finished it meanwhile
+            if _finished(out, req) and not force:  # another writer finished it meanwhile
                 return out
-            if not _finished(stage, req):  # (else: finished but not yet renamed when it was stopped)
+            if force or not _finished(stage, req):  # (else: finished but not yet renamed when it was stopped)
                 stats = _build(
                     stage, data_dir, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress
                 )
@@ -671,15 +674,17 @@ def load_prepared(path: str | Path) -> Prepared:
         raise UserError(f"--prepared {path} is not a prepared folder: {what} ({make})")
     missing = [f for f in ("index.csv", "signals.npy", "stats.json") if not (path / f).is_file()]
     if missing:
-        raise UserError(f"--prepared {path} is not a prepared folder: {', '.join(missing)} missing ({make})")
+        raise UserError(f"--prepared {path} is not a prepared folder: {', '.join(missing)} missing; {redo}")
     try:
         digest = str(json.loads((path / _COMPLETE).read_text())["digest"])
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(
-            f"--prepared {path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest "
-            f"(run `python -m ecgssl_nb prepare` again to finish it)"
+            f"--prepared {path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest; {redo}"
         ) from None
-    rec = provenance.read(path)
+    try:
+        rec = provenance.read(path)
+    except UserError as exc:  # an unreadable provenance.json
+        raise UserError(f"{exc}; {redo}") from None
     if rec is None or rec["request"].get("stage") != "prepare":
         raise UserError(
             f"{path}/{provenance.PROVENANCE} is missing or not from `prepare`: the folder was made by "
@@ -690,9 +695,11 @@ def load_prepared(path: str | Path) -> Prepared:
     except (ValueError, OSError) as exc:
         raise UserError(f"{path}/signals.npy is not a readable .npy array ({exc}); {redo}") from None
     if signals.ndim != 2 or signals.shape[1] != 12 or signals.dtype != np.float32:
-        raise UserError(f"{path}/signals.npy must be float32 (T, 12), got {signals.dtype} {signals.shape}")
-    stats = _read_stats(path)
-    index = _read_index(path)
+        raise UserError(f"{path}/signals.npy must be float32 (T, 12), got {signals.dtype} {signals.shape}; {redo}")
+    try:
+        stats, index = _read_stats(path), _read_index(path)
+    except UserError as exc:  # an unreadable or incomplete stats.json or index.csv
+        raise UserError(f"{exc}; {redo}") from None
     fault = _index_fault(index, signals.shape[0], stats)
     if fault:
         raise UserError(f"{path}/{fault}; the folder is damaged or was edited: {redo}")
@@ -721,8 +728,7 @@ def _read_stats(path: Path) -> dict:
         ok = False
     if not ok:
         raise UserError(
-            f"{path}/stats.json lacks 12 finite per-lead means and positive stds, n_records, "
-            f"total_samples or n_folds: run `python -m ecgssl_nb prepare` again"
+            f"{path}/stats.json lacks 12 finite per-lead means and positive stds, n_records, total_samples or n_folds"
         )
     return stats
 
@@ -825,7 +831,8 @@ def cli(argv: list[str]) -> int:
     p.add_argument(
         "--force",
         action="store_true",
-        help="replace an --out made from other data or settings (it is moved aside to OUT.stale-<time>, never deleted)",
+        help="build --out anew even if it looks finished or was made from other data or settings "
+        "(the old one is moved aside to OUT.stale-<time>, never deleted)",
     )
     p.add_argument(
         "--leads",
