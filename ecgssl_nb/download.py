@@ -264,7 +264,7 @@ def extract(archive: Path, target: Path, sums: dict[str, str] | None = None, for
     is marked complete), and for a `target` that holds files, unless `force` (then it is moved
     to `<target's folder>/.moved-aside/`, never deleted)."""
     archive, target = Path(archive), Path(target)
-    if provenance.holds_files(target) and not force:
+    if _occupied(target) and not force:
         raise UserError(_in_the_way(target))
     tmp = target.with_name(f".extract-{target.name}")
     shutil.rmtree(tmp, ignore_errors=True)  # our own unfinished extraction, never a user's folder
@@ -285,10 +285,20 @@ def extract(archive: Path, target: Path, sums: dict[str, str] | None = None, for
             f"delete it and run again"
         ) from None
     (tmp / ".complete").write_text(archive.name + "\n")
-    if target.exists():
+    if _occupied(target) or (target / ".complete").exists():
         _move_aside(target)
+    elif target.exists():
+        target.rmdir()  # an empty folder
     os.replace(tmp, target)
     return target
+
+
+def _occupied(target: Path) -> bool:
+    """True when `target` is a file, or a folder holding anything, that `download` did not finish
+    (no `.complete` in it)."""
+    if not target.exists() or (target / ".complete").exists():
+        return False
+    return not target.is_dir() or any(target.iterdir())
 
 
 def _in_the_way(target: Path) -> str:
@@ -315,7 +325,7 @@ def source_state(out: Path, archive: Archive) -> str:
     'partial (N bytes)' or 'missing'."""
     if (out / archive.source / ".complete").exists():
         return "extracted"
-    if provenance.holds_files(out / archive.source):
+    if _occupied(out / archive.source):
         return "in the way"
     store = out / ".archives"
     if (store / archive.file).exists():
@@ -372,7 +382,7 @@ def download(
 def _check_plan(out: Path, todo: list[Archive], expected: dict[str, str | None], unverified: bool, force: bool) -> None:
     """Refuse, before anything is written, a source folder in the way (without `force`) or an
     archive with no known SHA-256 (without `unverified`)."""
-    blocked = [a.source for a in todo if provenance.holds_files(out / a.source)]
+    blocked = [a.source for a in todo if _occupied(out / a.source)]
     if blocked and not force:
         raise UserError(_in_the_way(out / blocked[0]) + (f" (also: {', '.join(blocked[1:])})" if blocked[1:] else ""))
     unknown = [a.file for a in todo if expected[a.source] is None]

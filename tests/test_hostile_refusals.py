@@ -49,6 +49,18 @@ def test_a_refused_table_write_keeps_the_old_tables_and_its_remedy_works(tmp_pat
     assert "reproduce` does" not in str(err.value)  # the old remedy promised a re-run that never came
 
 
+def test_a_table_write_refused_by_aggregate_keeps_the_old_tables(tmp_path):
+    ft_root = tmp_path / "tiny" / "finetune"
+    results.write_json_atomic(ft_root / "t/fold0/result.json", _result("t", 0, "aaa", 0.1))
+    assert "table2" in write_tables(tmp_path, "tiny")
+    tables = tmp_path / "tiny" / "tables"
+    before = _tree(tables)
+    results.write_json_atomic(ft_root / "t/fold1/result.json", dict(_result("t", 1, "aaa", 0.1), smoke=True))
+    with pytest.raises(UserError, match="mix smokes"):  # a smoke run beside a full one
+        write_tables(tmp_path, "tiny")
+    assert _tree(tables) == before and not list(tables.parent.glob("tables.stale-*"))
+
+
 # --- prepare: the remedy load_prepared names rebuilds, moving the damaged folder aside ----------
 
 
