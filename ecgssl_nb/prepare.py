@@ -15,8 +15,8 @@ What it does (paper Sec. III-A; book: The data; book: Deviations, B1-B3, B25):
   (`folds.assign_folds`).
 
 The output folder and what makes it trustworthy (built in `OUT.partial/`, renamed in when
-complete, `provenance.json`, one writer, `--force` moves a foreign OUT aside) are described in
-ARCHITECTURE.md. Files: `signals.npy` float32 (T, 12) mV; `index.csv` one row per kept record
+complete, `provenance.json`, one writer, `--force` moves OUT aside, foreign or damaged, and
+builds it anew) are described in ARCHITECTURE.md. Files: `signals.npy` float32 (T, 12) mV; `index.csv` one row per kept record
 (`INDEX_COLUMNS`; age empty if unknown, codes separated by spaces; labels merged, CLASSES order;
 codes pre-merge scored, header order; dx all header codes); `skipped.csv` (`SKIPPED_COLUMNS`:
 every header is kept or here with a reason, and so is every `.mat` with no header beside it);

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from test_download import Server, challenge_archive, sums_file
 from test_prepare_trust import _good
-from test_trust_runs import _result
+from test_trust_runs import PRE_RUN, _result
 
 from ecgssl_nb import download as D
-from ecgssl_nb import provenance, results
+from ecgssl_nb import provenance, results, selfkd
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.errors import UserError
+from ecgssl_nb.fixture import make_fixture
 from ecgssl_nb.prepare import load_prepared, prepare
 from ecgssl_nb.reproduce import write_tables
 
@@ -160,3 +161,19 @@ def test_a_damaged_provenance_json_in_a_prepare_out_is_moved_aside_with_force(tm
     assert _tree(tmp_path / "out") == {"provenance.json": b"not json"}  # untouched
     prepare(tmp_path / "data", tmp_path / "out", workers=1, progress=False, force=True)
     assert len(load_prepared(tmp_path / "out")) == 4 and len(list(tmp_path.glob("out.stale-*"))) == 1
+
+
+def test_a_pretraining_with_a_damaged_provenance_json_runs_after_force_as_its_message_says(tmp_path):
+    make_fixture(tmp_path / "data", n_records=24, seed=0)
+    prep = prepare(tmp_path / "data", tmp_path / "prep", workers=1, progress=False)
+    out = tmp_path / "pre"
+    out.mkdir()
+    (out / "provenance.json").write_bytes(b"\x00" * 40)  # e.g. a crash of the file system
+    (out / "log.csv").write_text("epoch\n")
+    with pytest.raises(UserError, match="--force to move it aside"):
+        selfkd.pretrain(prep, out, **PRE_RUN)
+    assert (out / "provenance.json").read_bytes() == b"\x00" * 40
+    selfkd.pretrain(prep, out, force=True, **PRE_RUN)  # the remedy
+    assert (out / "backbone.pt").is_file() and provenance.read(out)["request"]["stage"] == "pretrain"
+    (aside,) = tmp_path.glob("pre.stale-*")
+    assert (aside / "provenance.json").read_bytes() == b"\x00" * 40
