@@ -15,7 +15,7 @@ What it does (paper Sec. III-A; book: The data; book: Deviations, B1-B3, B25):
   (`folds.assign_folds`).
 
 The output folder and what makes it trustworthy (built in `OUT.partial/`, renamed in when
-complete, `provenance.json`, one writer, `--force` moves OUT aside, foreign or damaged, and
+complete, `provenance.json`, one writer, `--force` moves a foreign or damaged OUT aside and
 builds it anew) are described in ARCHITECTURE.md. Files: `signals.npy` float32 (T, 12) mV; `index.csv` one row per kept record
 (`INDEX_COLUMNS`; age empty if unknown, codes separated by spaces; labels merged, CLASSES order;
 codes pre-merge scored, header order; dx all header codes); `skipped.csv` (`SKIPPED_COLUMNS`:
@@ -473,12 +473,17 @@ def _request(manifest: dict, n_folds: int, seed: int) -> dict:
 
 
 def _finished(folder: Path, req: dict) -> bool:
-    """True when `folder` is a complete prepared folder made by request `req`."""
+    """True when `folder` is a complete prepared folder made by request `req` that passes every
+    check of `load_prepared`: a damaged one is never "already prepared" (without --force it is
+    refused, with --force rebuilt)."""
     if not all((folder / f).is_file() for f in (*OUTPUTS, _COMPLETE)):
         return False
     try:
         rec = provenance.read(folder)
-        return rec is not None and rec["request"] == req and "digest" in json.loads((folder / _COMPLETE).read_text())
+        if rec is None or rec["request"] != req or "digest" not in json.loads((folder / _COMPLETE).read_text()):
+            return False
+        load_prepared(folder)
+        return True
     except (UserError, OSError, ValueError, TypeError):
         return False
 
@@ -486,7 +491,7 @@ def _finished(folder: Path, req: dict) -> bool:
 def _foreign(out: Path, req: dict) -> str | None:
     """Why the unfinished `out` may not be replaced without --force (None: it is absent or empty)."""
     why = provenance.refusal(out, req)
-    return why or ("it was made by this request but is not complete" if provenance.holds_files(out) else None)
+    return why or ("it was made by this request but is incomplete or damaged" if provenance.holds_files(out) else None)
 
 
 def _swap_in(stage: Path, out: Path) -> None:
@@ -514,10 +519,10 @@ def prepare(
 ) -> Path:
     """Prepare the records below `data_dir` into `out` (see the module docstring); returns `out`.
     Builds in `OUT.partial/` and renames it onto `out` when complete; resumes from its parts after
-    an interruption. A finished `out` for the same request is left as it is unless `force`; one
-    made from something else is refused unless `force`. With `force` the folder is built anew
-    and the old `out` moved aside (`OUT.stale-<time>`), never deleted: the remedy for a damaged
-    prepared folder that `load_prepared` names.
+    an interruption. A finished `out` for the same request that passes `load_prepared`'s checks is
+    left as it is; one made from something else, or damaged, is refused unless `force`, which
+    builds it anew and moves the old one aside (`OUT.stale-<time>`), never deleted: the remedy
+    that `load_prepared`'s errors name.
     leads: "twelve" (every lead) or "lead-i" (the released code's lead I in all 12 channels, B1)."""
     data_dir, out = _check_args(data_dir, out, workers, n_folds, seed, chunk_size)
     if leads not in LEAD_MODES:
@@ -528,12 +533,8 @@ def prepare(
     sizes = [_signal_bytes(data_dir, rel) for rel in rels]
     manifest = _manifest(data_dir, rels, sizes, int(chunk_size), orphans, leads)
     req = _request(manifest, n_folds, seed)
-    if _finished(out, req) and not force:
-        print(
-            f"{out} is already prepared from {data_dir} ({len(rels)} headers); nothing to do "
-            f"(--force rebuilds it, moving this one aside)",
-            file=sys.stderr,
-        )
+    if _finished(out, req):
+        print(f"{out} is already prepared from {data_dir} ({len(rels)} headers); nothing to do", file=sys.stderr)
         return out
     why = _foreign(out, req)
     if why and not force:
@@ -541,9 +542,9 @@ def prepare(
     stage = staging_dir(out)
     try:
         with provenance.lock(stage):
-            if _finished(out, req) and not force:  # another writer finished it meanwhile
+            if _finished(out, req):  # another writer finished it meanwhile
                 return out
-            if force or not _finished(stage, req):  # (else: finished but not yet renamed when it was stopped)
+            if not _finished(stage, req):  # (else: finished but not yet renamed when it was stopped)
                 stats = _build(
                     stage, data_dir, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress
                 )
@@ -831,7 +832,7 @@ def cli(argv: list[str]) -> int:
     p.add_argument(
         "--force",
         action="store_true",
-        help="build --out anew even if it looks finished or was made from other data or settings "
+        help="rebuild an --out made from other data or settings, or damaged "
         "(the old one is moved aside to OUT.stale-<time>, never deleted)",
     )
     p.add_argument(

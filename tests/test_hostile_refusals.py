@@ -91,21 +91,14 @@ def test_prepare_force_rebuilds_a_damaged_prepared_folder_as_load_prepared_says(
         load_prepared(out)
     msg = str(err.value)
     assert f"prepare --data-dir D --out {out}" in msg and "--force" in msg, msg
+    assert main(["prepare", "--data-dir", str(tmp_path / "data"), "--out", str(out), "--workers", "1"]) == 2
+    assert "--force" in capsys.readouterr().err and _tree(out) == damaged  # never "already prepared"
 
     assert main(["prepare", "--data-dir", str(tmp_path / "data"), "--out", str(out), "--force", "--workers", "1"]) == 0
     assert "nothing to do" not in capsys.readouterr().err
     assert load_prepared(out).digest == good  # rebuilt
     (aside,) = tmp_path.glob("out.stale-*")
     assert _tree(aside) == damaged  # moved aside, never deleted
-
-
-def test_prepare_of_a_finished_folder_says_how_to_rebuild_it(tmp_path, capsys):
-    _good(tmp_path / "data")
-    prepare(tmp_path / "data", tmp_path / "out", workers=1, progress=False)
-    capsys.readouterr()
-    assert main(["prepare", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out")]) == 0
-    assert "nothing to do (--force rebuilds it" in capsys.readouterr().err
-    assert not list(tmp_path.glob("out.stale-*"))
 
 
 # --- download: a folder it did not make is never deleted --------------------------------------
