@@ -1,60 +1,90 @@
-"""`python -m ecgssl_nb download`: the six PhysioNet/CinC Challenge 2020 training archives.
+"""`python -m ecgssl_nb download`: the PhysioNet/CinC Challenge 2020 training data, verified.
 
-The Challenge 2020 training data were released as six tar.gz files in the public Google Cloud
-bucket `physionet-challenge-2020-12-lead-ecg-public` (announced on the physionet-challenges
-mailing list, "four new tranches of 12-lead ECG data", which lists the six files as
-`https://storage.cloud.google.com/physionet-challenge-2020-12-lead-ecg-public/<file>`; the same
-objects are served without a Google login at `https://storage.googleapis.com/<bucket>/<file>`).
-`ARCHIVES` lists them: source, file, records announced.
+By default (`--from physionet`) the records come from PhysioNet as loose files: project
+challenge-2020, version 1.0.2, `https://physionet.org/files/challenge-2020/1.0.2/training/<tranche>/
+<gN>/<record>.hea|.mat`, with `SHA256SUMS.txt` at the version's root listing the SHA-256 of every
+file (one "<sha256> <path>" line each, paths from the version's root). `TRANCHES` maps the six
+tranche folders to the sources (`records.SOURCES`), so `--sources` picks tranches. How big and how
+long (estimates, not measurements): 43,101 records are about 86,200 files and roughly 8 GB (12
+leads of int16 at 257-1000 Hz); the list itself is a few MB. The time is set by PhysioNet, one
+request per file: expect roughly 1-3 hours with the default 8 workers, less on a fast link.
 
-The same records are also on PhysioNet as loose files (physionet.org/content/challenge-2020/
-1.0.2/training/), which this command does not use.
+What is verified, and when. The list is fetched first (or read from `--sha256 FILE`, a copy you
+trust, e.g. for a mirror of the tree at `--base-url`); only its `training/` .hea/.mat entries of
+the chosen sources are fetched. Each file is hashed as it is written to `<file>.part` and renamed
+into place only when its SHA-256 is the listed one; a mismatch is kept in
+`DIR/.physionet/rejected/` and tried again (3 tries per file, `--workers` at a time). A file
+already there with the listed SHA-256 is not fetched again; a `.part` is resumed with an HTTP
+Range request (or restarted when the server sends the whole file). A source is marked complete
+only when every one of its listed files is present and verified; otherwise the command fails with
+one line naming the first bad file, and running it again fetches only what is missing.
 
-Verification. No checksum of these six archives is published: PhysioNet's `SHA256SUMS.txt` for
-challenge-2020 1.0.2 lists the loose files, not the bucket's archives, and no sum is recorded
-here that was not found verbatim in an official source (`Archive.sha256` is None for all six).
-So an archive is only accepted with a SHA-256 from `--sha256 FILE` (lines "<hex>  <file name>",
-as `sha256sum` writes them; for a mirror, or sums you computed from a copy you trust), and
-without one the command refuses before it downloads anything, unless you pass the loudly named
-`--unverified-archives` (then each archive is reported as unverified). A mismatch moves the file
-to `DIR/.archives/<file>.bad` (kept for inspection, never deleted) and fails; running again
-downloads it afresh. The sums file may also list extracted files by name (PhysioNet's own
-`SHA256SUMS.txt`, say): every extracted file whose name it lists must match. Extraction fails
-loudly on any fault of the gzip or tar stream (a CRC error, a truncated stream, a damaged header
-anywhere, data after the end of the archive): the archive is kept, nothing is marked complete.
+Layout written (what `prepare --data-dir DIR` reads; hidden folders are not read by it):
 
-Layout written (what `prepare --data-dir DIR` reads; two archives both unpack to `WFDB/`, so each
-goes into its own folder):
+    DIR/.physionet/SHA256SUMS.txt     the list the files were checked against
+    DIR/.physionet/<source>/...       a source being fetched (files, <file>.part partials)
+    DIR/.physionet/rejected/...       bytes that did not match the list (kept, never used)
+    DIR/<source>/gN/<record>.hea|mat  a finished source, moved from .physionet/ in one rename;
+                                      DIR/<source>/.complete marks it finished
+
+`--from bucket`: the six tar.gz archives the Challenge released in the public Google Cloud bucket
+`physionet-challenge-2020-12-lead-ecg-public` (announced on the physionet-challenges mailing
+list, "four new tranches of 12-lead ECG data", as `https://storage.cloud.google.com/<bucket>/
+<file>`; served without a login at `https://storage.googleapis.com/<bucket>/<file>`). `ARCHIVES`
+lists them: source, file, records announced. No checksum of these archives is published
+(PhysioNet's SHA256SUMS.txt lists the loose files, not the archives), and no sum is recorded here
+that was not found verbatim in an official source (`Archive.sha256` is None for all six). So an
+archive is only accepted with a SHA-256 from `--sha256 FILE` (lines "<hex>  <file name>", as
+`sha256sum` writes them), and without one the command refuses before it downloads anything,
+unless you pass the loudly named `--unverified-archives` (then each archive is reported as
+unverified). A mismatch moves the file to `DIR/.archives/<file>.bad` (kept, never deleted) and
+fails; running again downloads it afresh. The sums file may also list extracted files by name
+(PhysioNet's own SHA256SUMS.txt, say): every extracted file whose name it lists must match.
+Extraction fails loudly on any fault of the gzip or tar stream (a CRC error, a truncated stream,
+a damaged header anywhere, data after the end of the archive): the archive is kept, nothing is
+marked complete. Its layout (two archives both unpack to `WFDB/`, so each gets its own folder):
 
     DIR/.archives/<file>.part   a partial download (resumed with an HTTP Range request)
     DIR/.archives/<file>        a finished download (removed after extraction unless --keep-archives)
     DIR/<source>/...            the extracted archive; DIR/<source>/.complete marks it finished
 
-Running the command again skips finished sources and resumes partial downloads. A folder
-`DIR/<source>` without `.complete` (not made by this command) is refused before anything is
-downloaded; with `--force` it is moved to `DIR/.moved-aside/<source>.stale-<time>` (hidden, so
-`prepare` never reads it), never deleted.
+Either way, running the command again skips finished sources. A folder `DIR/<source>` without
+`.complete` (not made by this command) is refused before anything is downloaded; with `--force`
+it is moved to `DIR/.moved-aside/<source>.stale-<time>` (hidden, so `prepare` never reads it),
+never deleted.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import os
 import re
 import shutil
 import sys
 import tarfile
+import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from . import provenance
-from .errors import UserError
+from .errors import UserError, check_int
 
 BASE_URL = "https://storage.googleapis.com/physionet-challenge-2020-12-lead-ecg-public/"
+_USER_AGENT = "ecgssl_nb-download (python urllib)"
+_SIZE_NOTE = (
+    "By default from PhysioNet's loose files (challenge-2020 1.0.2), each checked against its "
+    "SHA256SUMS.txt: about 86,200 files, roughly 8 GB, roughly 1-3 hours with 8 workers "
+    "(estimates, not measurements); --from bucket for the six archives."
+)
 
 
 @dataclass(frozen=True)
@@ -123,7 +153,8 @@ def fetch(url: str, dest: Path, sha256: str | None = None, progress: bool | None
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     offset = part.stat().st_size if part.exists() else 0
-    req = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    headers = {"User-Agent": _USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
+    req = urllib.request.Request(url, headers=headers)
     try:
         resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as exc:
@@ -194,29 +225,42 @@ def check_sha256(path: Path, expected: str, what: str, bad: Path) -> None:
         )
 
 
-_SUM_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
+# "<64 hex> <name>" as PhysioNet writes SHA256SUMS.txt (one space, paths from the version's root),
+# "<64 hex>  <name>" or "<64 hex> *<name>" as `sha256sum` writes it.
+_SUM_LINE = re.compile(r"([0-9a-fA-F]{64})(?: \*| {1,2})(.+)")
 
 
-def read_sums(path: str | Path) -> dict[str, str]:
-    """{file name: lower-case hex SHA-256} from a SHA256SUMS-style file (`sha256sum` output:
-    "<64 hex>  <name>" or "<64 hex> *<name>"; blank lines and # comments ignored). A name with
-    folders is also listed under its last part. UserError naming the file and line otherwise."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"--sha256 {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+def parse_sums(text: str, where: str) -> dict[str, str]:
+    """{listed path: lower-case hex SHA-256} from the text of a SHA256SUMS-style file (blank lines
+    and # comments ignored). UserError naming `where` and the line for anything else, or for a
+    path listed twice with different sums."""
     sums: dict[str, str] = {}
-    for n, line in enumerate(lines, 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         m = _SUM_LINE.fullmatch(line.strip())
         if not m:
-            raise UserError(f"--sha256 {path} line {n}: expected '<64 hex digits>  <file name>', got {line.strip()!r}")
+            raise UserError(f"{where} line {n}: expected '<64 hex digits>  <file name>', got {line.strip()!r}")
         name, digest = m.group(2).strip(), m.group(1).lower()
+        if sums.get(name, digest) != digest:
+            raise UserError(f"{where} line {n}: {name!r} is listed twice with different sums")
+        sums[name] = digest
+    return sums
+
+
+def read_sums(path: str | Path) -> dict[str, str]:
+    """{file name: lower-case hex SHA-256} from a SHA256SUMS-style file (see `parse_sums`). A name
+    with folders is also listed under its last part. UserError naming the file and line otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--sha256 {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    sums: dict[str, str] = {}
+    for name, digest in parse_sums(text, f"--sha256 {path}").items():
         for key in {name, PurePosixPath(name).name}:
             if sums.get(key, digest) != digest:
-                raise UserError(f"--sha256 {path} line {n}: {key!r} is listed twice with different sums")
+                raise UserError(f"--sha256 {path}: {key!r} is listed twice with different sums")
             sums[key] = digest
     return sums
 
@@ -336,7 +380,7 @@ def source_state(out: Path, archive: Archive) -> str:
     return "missing"
 
 
-def download(
+def download_archives(
     out: str | Path,
     sources: str | list[str] = "all",
     dry_run: bool = False,
@@ -347,8 +391,8 @@ def download(
     unverified: bool = False,
     force: bool = False,
 ) -> Path:
-    """Download, verify and extract the chosen sources into `out/<source>/` (see the module
-    docstring); returns `out`. sha256: a SHA256SUMS-style file with the archives' sums (and maybe
+    """`--from bucket`: download, verify and extract the chosen sources' archives into
+    `out/<source>/` (see the module docstring); returns `out`. sha256: a SHA256SUMS-style file with the archives' sums (and maybe
     the extracted files'); unverified: accept an archive with no known sum (said loudly); force:
     move a folder `out/<source>` that `download` did not make aside. With dry_run, only prints
     what would be done. Every refusal comes before anything is downloaded or moved."""
@@ -415,31 +459,368 @@ def _get_one(
         archive.unlink()
 
 
+# --- the default origin: PhysioNet's loose files, each verified against its SHA256SUMS.txt -------
+
+PHYSIONET_URL = "https://physionet.org/files/challenge-2020/1.0.2/"
+SUMS_NAME = "SHA256SUMS.txt"  # at the version's root; lists every file of the version
+# Tranche folder below `training/` on PhysioNet -> the source it holds (records.SOURCES names).
+TRANCHES: dict[str, str] = {
+    "CPSC": "cpsc_2018",
+    "CPSC-Extra": "cpsc_2018_extra",
+    "INCART": "st_petersburg_incart",
+    "PTB": "ptb",
+    "PTB-XL": "ptb-xl",
+    "Georgia": "georgia",
+}
+_STAGE = ".physionet"  # OUT/.physionet/<source>/: a source being fetched (hidden from `prepare`)
+_NO_RETRY = (400, 401, 403, 404, 410)  # HTTP errors that another try will not cure
+RETRY_BACKOFF_S = 1.0  # seconds before the 2nd try of a file, twice that before the 3rd
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One file PhysioNet lists: its path below the version's root, below its source folder, and
+    its SHA-256."""
+
+    path: str  # 'training/cpsc_2018/g1/A0001.hea'
+    rel: str  # 'g1/A0001.hea' (where it goes below OUT/<source>/)
+    sha256: str
+
+
+def physionet_plan(sums: dict[str, str], names: list[str], where: str = SUMS_NAME) -> dict[str, list[Listed]]:
+    """{source: its listed .hea/.mat files} for the chosen sources, from a parsed SHA256SUMS.txt.
+    UserError naming `where` when a listed path is unsafe or a chosen source has no file."""
+    plan: dict[str, list[Listed]] = {name: [] for name in names}
+    folder_source = {f"training/{folder}": s for s, folder in TRANCHES.items() if s in plan}
+    for path, digest in sorted(sums.items()):
+        parts = PurePosixPath(path).parts
+        if PurePosixPath(path).is_absolute() or ".." in parts or "\\" in path:
+            raise UserError(f"{where} lists an unsafe path {path!r} (it leaves the data folder)")
+        source = folder_source.get("/".join(parts[:2]))
+        if source is not None and len(parts) > 2 and path.endswith((".hea", ".mat")):
+            plan[source].append(Listed(path, "/".join(parts[2:]), digest))
+    empty = [s for s, files in plan.items() if not files]
+    if empty:
+        raise UserError(
+            f"{where} lists no .hea/.mat file under training/{TRANCHES[empty[0]]}/ for {empty[0]}: "
+            f"is it the SHA256SUMS.txt of challenge-2020 1.0.2?"
+        )
+    return plan
+
+
+class _Failed(Exception):
+    """One try at one file failed; `final` when another try cannot help."""
+
+    def __init__(self, reason: str, final: bool = False):
+        super().__init__(reason)
+        self.final = final
+
+
+def _open(url: str, offset: int, timeout: float):
+    """The reply to a GET of `url` (from byte `offset` on when > 0); _Failed otherwise."""
+    headers = {"User-Agent": _USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise _Failed(f"HTTP {exc.code} {exc.reason}", final=exc.code in _NO_RETRY) from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise _Failed(f"{getattr(exc, 'reason', exc)}") from None
+
+
+def _fetch_once(url: str, dest: Path, want: str, rejected: Path, count, timeout: float) -> None:
+    """One try: resume `dest.part` (or start it over when the server sends the whole file),
+    hashing the bytes as they are written, then rename it to `dest` only if its SHA-256 is `want`.
+    A mismatching file is moved to `rejected` (kept, never used). `count(n)` gets each block's size."""
+    part = dest.with_name(dest.name + ".part")
+    h, offset = hashlib.sha256(), part.stat().st_size if part.exists() else 0
+    if offset:
+        with open(part, "rb") as fh:
+            while block := fh.read(_CHUNK):
+                h.update(block)
+    try:
+        resp = _open(url, offset, timeout)
+    except _Failed as exc:
+        if offset and str(exc).startswith("HTTP 416"):  # our .part is no prefix the server can continue
+            part.unlink()
+        raise
+    with resp:
+        start = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range") or "")
+        if getattr(resp, "status", 200) != 206 or not start or int(start.group(1)) != offset:
+            h, offset = hashlib.sha256(), 0  # the whole file: start over
+        total = _total_from_headers(resp, offset)
+        with open(part, "ab" if offset else "wb") as fh:
+            try:
+                while block := resp.read(_CHUNK):
+                    fh.write(block)
+                    h.update(block)
+                    count(len(block))
+            except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
+                raise _Failed(f"interrupted ({exc})") from None
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise _Failed(f"got {size} bytes, the server announced {total}")
+    if h.hexdigest() != want:
+        rejected.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(part, rejected)
+        raise _Failed(f"SHA-256 {h.hexdigest()} is not the listed {want} (the bytes are kept in {rejected})")
+    os.replace(part, dest)
+
+
+def fetch_listed(
+    url: str, dest: Path, want: str, rejected: Path, count: Callable[[int], object] = lambda n: None, **opts
+) -> str | None:
+    """Make `dest` a verified copy of `url`: skipped when it is already there with SHA-256 `want`,
+    else fetched (resuming a `.part`) with up to `retries` (3) tries, `backoff` s apart times the try
+    (RETRY_BACKOFF_S). Returns None on success, else the last reason it failed (the .part is kept)."""
+    retries, timeout = opts.get("retries", 3), opts.get("timeout", 60.0)
+    backoff = opts.get("backoff", RETRY_BACKOFF_S)
+    if dest.exists() and provenance.sha256_file(dest) == want:
+        return None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    reason = "not tried"
+    for attempt in range(1, retries + 1):
+        try:
+            _fetch_once(url, dest, want, rejected, count, timeout)
+            return None
+        except _Failed as exc:
+            reason = str(exc)
+            if exc.final or attempt == retries:
+                break
+            time.sleep(backoff * attempt)
+    return reason
+
+
+def _physionet_state(out: Path, source: str) -> str:
+    """'extracted' (OUT/<source>/.complete), 'in the way', 'partial (N files)' or 'missing'."""
+    if (out / source / ".complete").exists():
+        return "extracted"
+    if _occupied(out / source):
+        return "in the way"
+    stage = out / _STAGE / source
+    n = sum(1 for p in stage.rglob("*") if p.is_file() and not p.name.endswith(".part")) if stage.is_dir() else 0
+    return f"partial ({n} files)" if n else "missing"
+
+
+def _read_list(sums_file: str | Path) -> tuple[dict[str, str], str]:
+    """`--sha256 FILE` in place of the fetched list (a copy you trust, e.g. for a mirror)."""
+    path = Path(sums_file)
+    try:
+        return parse_sums(path.read_text(encoding="utf-8"), f"--sha256 {path}"), f"--sha256 {path}"
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--sha256 {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _fetch_list(out: Path, base_url: str) -> tuple[dict[str, str], str]:
+    """SHA256SUMS.txt fetched beside the data into OUT/.physionet/ (atomically), parsed."""
+    url = base_url.rstrip("/") + "/" + SUMS_NAME
+    dest = out / _STAGE / SUMS_NAME
+    print(f"downloading the list of files and their SHA-256: {url}", file=sys.stderr)
+    dest.with_name(dest.name + ".part").unlink(missing_ok=True)  # small: always fetched whole
+    fetch(url, dest, progress=False)
+    try:
+        return parse_sums(dest.read_text(encoding="utf-8"), url), url
+    except UnicodeDecodeError:
+        raise UserError(f"{url} is not a text SHA256SUMS file; run again, or pass --sha256 FILE") from None
+
+
+def download_physionet(
+    out: str | Path,
+    sources: str | list[str] = "all",
+    base_url: str = PHYSIONET_URL,
+    sums_file: str | Path | None = None,
+    workers: int = 8,
+    force: bool = False,
+    progress: bool | None = None,
+    dry_run: bool = False,
+    **opts,
+) -> Path:
+    """Fetch the chosen sources' .hea/.mat files from PhysioNet (or a mirror of its tree at
+    `base_url`), each verified against SHA256SUMS.txt (or `sums_file`), into `out/<source>/`
+    (see the module docstring); returns `out`. `opts`: retries, backoff, timeout (per file)."""
+    out = Path(out)
+    names = parse_sources(sources) if isinstance(sources, str) else parse_sources(",".join(sources))
+    workers = check_int("--workers", workers, 1)
+    if workers > 64:
+        raise UserError(f"--workers {workers}: at most 64 (PhysioNet is a shared server)")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    if dry_run:
+        print(f"{'list':<11} {'':>6}          {'':<20} {base_url.rstrip('/')}/{SUMS_NAME}")
+        for name in names:
+            a, folder = ARCHIVES[name], f"{base_url.rstrip('/')}/training/{TRANCHES[name]}/"
+            print(f"{name:<11} {a.records:>6} records  {_physionet_state(out, name):<20} {folder} -> {out / name}")
+        return out
+    todo = [n for n in names if _physionet_state(out, n) != "extracted"]
+    blocked = [n for n in todo if _occupied(out / n)]
+    if blocked and not force:
+        raise UserError(_in_the_way(out / blocked[0]) + (f" (also: {', '.join(blocked[1:])})" if blocked[1:] else ""))
+    for name in names:
+        if name not in todo:
+            print(f"{name}: already complete in {out / name}", file=sys.stderr)
+    if not todo:
+        return out
+    given = _read_list(sums_file) if sums_file is not None else None  # a bad FILE is refused first
+    try:
+        (out / _STAGE).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out} cannot be created: {exc.strerror or exc}") from None
+    sums, origin = given or _fetch_list(out, base_url)
+    plan = physionet_plan(sums, todo, origin)
+    failed = _fetch_plan(out, plan, base_url, workers, progress, opts)
+    for name in todo:
+        if name not in failed:
+            _finish_source(out, name, plan[name], origin, force)
+    if failed:
+        name, (n_bad, path, reason) = next(iter(failed.items()))
+        others = f"; also {', '.join(failed)[len(name) + 2 :]}" if len(failed) > 1 else ""
+        raise UserError(
+            f"{name}: {n_bad} of {len(plan[name])} files not verified (first: {path}: {reason}){others}; "
+            f"nothing of {', '.join(failed)} was marked complete and every verified file is kept in "
+            f"{out / _STAGE}: run the same command again to fetch the rest"
+        )
+    return out
+
+
+def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers: int, progress, opts) -> dict:
+    """Fetch every planned file with a pool of `workers` threads, counting files and bytes with
+    tqdm; returns {source: (files not verified, first such path, its reason)} for the failures."""
+    from tqdm import tqdm
+
+    jobs = [(name, f) for name, files in plan.items() for f in files]
+    disable = None if progress is None else not progress
+    files_bar = tqdm(total=len(jobs), unit="file", desc="files verified", disable=disable)
+    bytes_bar = tqdm(unit="B", unit_scale=True, desc="downloaded", disable=disable)
+    lock = threading.Lock()
+
+    def count(n: int) -> None:
+        with lock:
+            bytes_bar.update(n)
+
+    def one(job: tuple[str, Listed]) -> str | None:
+        name, f = job
+        url = base_url.rstrip("/") + "/" + urllib.parse.quote(f.path)
+        try:
+            reason = fetch_listed(
+                url, out / _STAGE / name / f.rel, f.sha256, out / _STAGE / "rejected" / name / f.rel, count, **opts
+            )
+        except OSError as exc:  # a folder or file that cannot be written here
+            reason = f"cannot be written: {exc.strerror or exc}"
+        with lock:
+            files_bar.update(reason is None)
+        return reason
+
+    failed: dict[str, tuple[int, str, str]] = {}
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        for (name, f), reason in zip(jobs, pool.map(one, jobs)):
+            if reason is not None:
+                n, first, why = failed.get(name, (0, f.path, reason))
+                failed[name] = (n + 1, first, why)
+    finally:  # on Ctrl-C: the files in flight finish (or keep their .part), the queued ones never start
+        pool.shutdown(wait=True, cancel_futures=True)
+        files_bar.close()
+        bytes_bar.close()
+    return failed
+
+
+def _finish_source(out: Path, name: str, files: list[Listed], origin: str, force: bool) -> None:
+    """Mark a source whose every listed file is present and verified complete, and move it from
+    OUT/.physionet/<source> to OUT/<source> (a folder in the way there is moved aside, with
+    `force`, never deleted)."""
+    stage, target = out / _STAGE / name, out / name
+    missing = [f.path for f in files if not (stage / f.rel).is_file()]
+    if missing:  # cannot happen after a clean _fetch_plan; checked because it is what .complete claims
+        raise UserError(f"{name}: {missing[0]} is missing from {stage} after its download; run again")
+    (stage / ".complete").write_text(
+        f"challenge-2020 1.0.2, {len(files)} .hea/.mat files, each verified against {origin}\n"
+    )
+    if _occupied(target):
+        if not force:
+            raise UserError(_in_the_way(target))
+        _move_aside(target)
+    elif target.exists():
+        target.rmdir()  # an empty folder
+    os.replace(stage, target)
+    print(f"{name}: {len(files)} files verified, complete in {target}", file=sys.stderr)
+
+
+ORIGINS = ("physionet", "bucket")
+
+
+def download(
+    out: str | Path,
+    sources: str | list[str] = "all",
+    origin: str = "physionet",
+    dry_run: bool = False,
+    force: bool = False,
+    progress: bool | None = None,
+    base_url: str | None = None,
+    sha256: str | Path | None = None,
+    unverified: bool = False,
+    keep_archives: bool = False,
+    workers: int = 8,
+) -> Path:
+    """The chosen sources into `out/<source>/`, each marked complete only when verified: from
+    PhysioNet's loose files (`origin` 'physionet', the default; `sha256` then replaces the fetched
+    SHA256SUMS.txt) or the bucket's archives ('bucket'; see `download_archives`). Returns `out`."""
+    if origin not in ORIGINS:
+        raise UserError(f"--from {origin!r}: choose one of {', '.join(ORIGINS)}")
+    if origin == "bucket":
+        return download_archives(
+            out, sources, dry_run, keep_archives, base_url or BASE_URL, progress, sha256, unverified, force
+        )
+    wrong = [flag for flag, on in (("--unverified-archives", unverified), ("--keep-archives", keep_archives)) if on]
+    if wrong:
+        raise UserError(f"{wrong[0]} applies to --from bucket only (PhysioNet's files are always verified)")
+    return download_physionet(
+        out, sources, base_url or PHYSIONET_URL, sha256, workers, force, progress=progress, dry_run=dry_run
+    )
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UserError(f"download: {message}")
 
 
 def cli(argv: list[str]) -> int:
-    """`python -m ecgssl_nb download --out DIR [--sources all|CPSC,...] [--sha256 FILE] [--dry-run]`."""
-    p = _Parser(prog="python -m ecgssl_nb download", description=__doc__.split("\n\n")[0])
+    """`python -m ecgssl_nb download --out DIR [--sources all|CPSC,...] [--from physionet|bucket] ...`."""
+    p = _Parser(
+        prog="python -m ecgssl_nb download",
+        description=__doc__.split("\n\n")[0] + " " + _SIZE_NOTE,
+        epilog="The module docstring (python -m pydoc ecgssl_nb.download) describes the layout and each check.",
+    )
     p.add_argument("--out", required=True, help="data folder; each source goes to OUT/<source>/")
     p.add_argument("--sources", default="all", help=f"'all' (default) or a comma list of {', '.join(ARCHIVES)}")
-    p.add_argument("--dry-run", action="store_true", help="print the URLs and what is already there; download nothing")
     p.add_argument(
-        "--keep-archives", action="store_true", help="keep the .tar.gz files in OUT/.archives after extraction"
+        "--from",
+        dest="origin",
+        default="physionet",
+        choices=ORIGINS,
+        help="physionet (default): PhysioNet's loose files, each checked against its SHA256SUMS.txt; "
+        "bucket: the six tar.gz archives of the Challenge's cloud bucket (no published sums: needs "
+        "--sha256 FILE or --unverified-archives)",
     )
-    p.add_argument("--base-url", default=BASE_URL, help="a mirror of the bucket (http(s):// or file://)")
+    p.add_argument("--dry-run", action="store_true", help="print the URLs and what is already there; download nothing")
+    p.add_argument("--workers", type=int, default=8, help="files fetched at once from PhysioNet (default 8)")
+    p.add_argument(
+        "--base-url",
+        help=f"a mirror: of PhysioNet's tree (default {PHYSIONET_URL}) or, with --from bucket, of the "
+        f"bucket (default {BASE_URL}); http(s):// or file://",
+    )
     p.add_argument(
         "--sha256",
         metavar="FILE",
-        help="SHA256SUMS-style file ('<sha256>  <file name>' lines) with the archives' sums; "
-        "extracted files it lists are checked too",
+        help="a SHA256SUMS-style file ('<sha256>  <file name>' lines): for physionet, used instead of "
+        "the fetched SHA256SUMS.txt (a copy you trust, for a mirror); for bucket, the archives' sums "
+        "(extracted files it lists are checked too)",
     )
     p.add_argument(
         "--unverified-archives",
         action="store_true",
-        help="accept archives with no known SHA-256 (UNSAFE: a damaged or altered archive goes unnoticed)",
+        help="--from bucket: accept archives with no known SHA-256 (UNSAFE: a damaged or altered archive goes unnoticed)",
+    )
+    p.add_argument(
+        "--keep-archives", action="store_true", help="--from bucket: keep the .tar.gz files in OUT/.archives"
     )
     p.add_argument(
         "--force",
@@ -450,11 +831,13 @@ def cli(argv: list[str]) -> int:
     download(
         args.out,
         args.sources,
+        origin=args.origin,
         dry_run=args.dry_run,
-        keep_archives=args.keep_archives,
+        force=args.force,
         base_url=args.base_url,
         sha256=args.sha256,
         unverified=args.unverified_archives,
-        force=args.force,
+        keep_archives=args.keep_archives,
+        workers=args.workers,
     )
     return 0

@@ -140,7 +140,7 @@ def test_parse_sources_rejects_unknown_names(spec):
 
 
 def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
-    rc = main(["download", "--out", str(tmp_path / "data"), "--dry-run"])
+    rc = main(["download", "--from", "bucket", "--out", str(tmp_path / "data"), "--dry-run"])
     out = capsys.readouterr().out
     assert rc == 0 and not (tmp_path / "data").exists()
     assert all(a.url() in out for a in D.ARCHIVES.values()) and out.count("missing") == 6
@@ -208,7 +208,7 @@ def test_download_extracts_each_source_into_its_folder_and_prepare_reads_it(tmp_
     }
     data, sums = tmp_path / "data", sums_file(tmp_path, files)
     with Server(files) as srv:
-        D.download(data, "CPSC,Georgia,PTB-XL", base_url=srv.url, progress=False, sha256=sums)
+        D.download_archives(data, "CPSC,Georgia,PTB-XL", base_url=srv.url, progress=False, sha256=sums)
         assert sorted(p.name for p in data.iterdir()) == [".archives", "CPSC", "Georgia", "PTB-XL"]
         assert (data / "Georgia" / "WFDB" / "E00002.hea").exists() and (
             data / "PTB-XL" / "WFDB" / "HR00001.mat"
@@ -216,7 +216,9 @@ def test_download_extracts_each_source_into_its_folder_and_prepare_reads_it(tmp_
         assert all((data / s / ".complete").exists() for s in ("CPSC", "Georgia", "PTB-XL"))
         assert list((data / ".archives").iterdir()) == []  # archives removed after extraction
         n_requests = len(srv.log)
-        D.download(data, "CPSC,Georgia,PTB-XL", base_url=srv.url, progress=False, sha256=sums)  # nothing left to do
+        D.download_archives(
+            data, "CPSC,Georgia,PTB-XL", base_url=srv.url, progress=False, sha256=sums
+        )  # nothing left to do
         assert len(srv.log) == n_requests
     prepare(data, tmp_path / "prep", workers=1, progress=False)
     ix = load_prepared(tmp_path / "prep").index
@@ -232,7 +234,7 @@ def test_download_resumes_after_an_interrupted_transfer_and_keeps_archives_on_re
     sums = sums_file(tmp_path, {name: archive})
     assert D.source_state(data, D.ARCHIVES["PTB"]) == "partial (100 bytes)"
     with Server({name: archive}) as srv:
-        D.download(data, "PTB", base_url=srv.url, keep_archives=True, progress=False, sha256=sums)
+        D.download_archives(data, "PTB", base_url=srv.url, keep_archives=True, progress=False, sha256=sums)
     assert srv.log == [(name, "bytes=100-", len(archive) - 100)]
     assert (data / ".archives" / name).read_bytes() == archive
     assert D.source_state(data, D.ARCHIVES["PTB"]) == "extracted"
@@ -246,7 +248,7 @@ def test_download_extracts_an_already_downloaded_archive_without_the_network(tmp
     archive = challenge_archive(tmp_path, "Training_StPetersburg", ["I0001"])
     (data / ".archives" / name).write_bytes(archive)
     sums = sums_file(tmp_path, {name: archive})
-    D.download(data, "INCART", base_url="http://127.0.0.1:9/unreachable/", progress=False, sha256=sums)
+    D.download_archives(data, "INCART", base_url="http://127.0.0.1:9/unreachable/", progress=False, sha256=sums)
     assert (data / "INCART" / "Training_StPetersburg" / "I0001.hea").exists()
 
 

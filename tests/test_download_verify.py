@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import io
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from test_download import Server, sums_file, tar_gz
 from ecgssl_nb import download as D
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.errors import UserError
+from ecgssl_nb.prepare import load_prepared, prepare
 
 CPSC = D.ARCHIVES["CPSC"].file
 
@@ -85,11 +87,11 @@ def test_a_flipped_archive_of_the_right_size_is_refused_by_its_sha256_and_a_reru
     files = {CPSC: bad}
     with Server(files) as srv:
         with pytest.raises(UserError, match="SHA-256 .* moved to .*bad .*run again to download it afresh"):
-            D.download(data, "CPSC", base_url=srv.url, progress=False, sha256=sums)
+            D.download_archives(data, "CPSC", base_url=srv.url, progress=False, sha256=sums)
         assert not (data / "CPSC").exists() and not (data / ".archives" / CPSC).exists()
         assert (data / ".archives" / (CPSC + ".bad")).read_bytes() == bad  # kept, never deleted
         files[CPSC] = GOOD  # the mirror is repaired: the remedy, followed, works
-        D.download(data, "CPSC", base_url=srv.url, progress=False, sha256=sums)
+        D.download_archives(data, "CPSC", base_url=srv.url, progress=False, sha256=sums)
     assert D.source_state(data, D.ARCHIVES["CPSC"]) == "extracted"
     assert len(list((data / "CPSC" / "Training_WFDB").iterdir())) == 29
 
@@ -99,29 +101,54 @@ def test_an_extraction_failure_keeps_the_archive_and_deleting_it_then_rerunning_
     files = {CPSC: flipped(GOOD, 0.5)}
     with Server(files) as srv:
         with pytest.raises(UserError, match="delete it and run again"):
-            D.download(data, "CPSC", base_url=srv.url, progress=False, unverified=True)
+            D.download_archives(data, "CPSC", base_url=srv.url, progress=False, unverified=True)
         assert (data / ".archives" / CPSC).exists() and not (data / "CPSC").exists()
         (data / ".archives" / CPSC).unlink()  # the remedy
         files[CPSC] = GOOD
-        D.download(data, "CPSC", base_url=srv.url, progress=False, unverified=True)
+        D.download_archives(data, "CPSC", base_url=srv.url, progress=False, unverified=True)
     assert (data / "CPSC" / ".complete").exists()
 
 
 def test_an_archive_with_no_known_sha256_is_refused_before_anything_is_downloaded(tmp_path, capsys):
     data = tmp_path / "data"
     with Server({CPSC: GOOD}) as srv:
-        rc = main(["download", "--out", str(data), "--sources", "CPSC", "--base-url", srv.url])
+        rc = main(["download", "--from", "bucket", "--out", str(data), "--sources", "CPSC", "--base-url", srv.url])
         err = capsys.readouterr().err
         assert rc == 2 and len(err.strip().splitlines()) == 1
         assert CPSC in err and "--sha256 FILE" in err and "--unverified-archives" in err
         assert srv.log == [] and not data.exists()
         # either remedy, followed, works
         sums = sums_file(tmp_path, {CPSC: GOOD})
-        rc = main(["download", "--out", str(data), "--sources", "CPSC", "--base-url", srv.url, "--sha256", str(sums)])
+        rc = main(
+            [
+                "download",
+                "--from",
+                "bucket",
+                "--out",
+                str(data),
+                "--sources",
+                "CPSC",
+                "--base-url",
+                srv.url,
+                "--sha256",
+                str(sums),
+            ]
+        )
         assert rc == 0 and (data / "CPSC" / ".complete").exists()
         other = tmp_path / "other"
         rc = main(
-            ["download", "--out", str(other), "--sources", "CPSC", "--base-url", srv.url, "--unverified-archives"]
+            [
+                "download",
+                "--from",
+                "bucket",
+                "--out",
+                str(other),
+                "--sources",
+                "CPSC",
+                "--base-url",
+                srv.url,
+                "--unverified-archives",
+            ]
         )
         assert rc == 0 and (other / "CPSC" / ".complete").exists()
         assert "UNVERIFIED" in capsys.readouterr().err
@@ -132,7 +159,7 @@ def test_an_archive_already_downloaded_is_verified_before_it_is_extracted(tmp_pa
     (data / ".archives").mkdir(parents=True)
     (data / ".archives" / CPSC).write_bytes(flipped(GOOD, 0.6))
     with pytest.raises(UserError, match="SHA-256"):
-        D.download(
+        D.download_archives(
             data, "CPSC", base_url="http://127.0.0.1:9/", progress=False, sha256=sums_file(tmp_path, {CPSC: GOOD})
         )
     assert not (data / "CPSC").exists() and (data / ".archives" / (CPSC + ".bad")).exists()
@@ -145,9 +172,11 @@ def test_extracted_files_the_sums_file_lists_are_checked(tmp_path):
     wrong = {CPSC: archive, "training/cpsc_2018/g1/A0001.hea": b"another header"}
     with Server({CPSC: archive}) as srv:
         with pytest.raises(UserError, match="extracted Training_WFDB/A0001.hea does not have the SHA-256"):
-            D.download(tmp_path / "a", "CPSC", base_url=srv.url, progress=False, sha256=sums_file(tmp_path, wrong))
+            D.download_archives(
+                tmp_path / "a", "CPSC", base_url=srv.url, progress=False, sha256=sums_file(tmp_path, wrong)
+            )
         assert not (tmp_path / "a" / "CPSC").exists() and (tmp_path / "a" / ".archives" / CPSC).exists()
-        D.download(tmp_path / "b", "CPSC", base_url=srv.url, progress=False, sha256=sums_file(tmp_path, right))
+        D.download_archives(tmp_path / "b", "CPSC", base_url=srv.url, progress=False, sha256=sums_file(tmp_path, right))
     assert (tmp_path / "b" / "CPSC" / ".complete").exists()
 
 
@@ -161,3 +190,172 @@ def test_sha256_files_are_read_as_sha256sum_writes_them_and_a_bad_line_is_named(
         D.read_sums(path)
     assert main(["download", "--out", str(tmp_path / "d"), "--sha256", str(path)]) == 2
     assert "line 2" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
+# --- the default origin: PhysioNet's loose files, each checked against its SHA256SUMS.txt ----------
+
+SAMPLES = Path(__file__).parent / "data" / "ecg-samples" / "cinc2020"
+# A fake PhysioNet challenge-2020/1.0.2 tree: {path below the version's root: the real sample record}.
+TREE_RECORDS = {
+    "training/cpsc_2018/g1/A5432": "A5432",
+    "training/cpsc_2018_extra/g1/Q0001": "Q0001",
+    "training/cpsc_2018_extra/g1/Q0010": "Q0010",
+    "training/georgia/g1/E00009": "E00009",
+    "training/georgia/g2/E00015": "E00015",
+    "training/ptb-xl/g1/HR00599": "HR00599",
+}
+
+
+def physionet_tree(extra: dict[str, bytes] | None = None) -> dict[str, bytes]:
+    """The served files, SHA256SUMS.txt included (as PhysioNet writes it: '<sha256> <path>', one
+    space, every file of the version but itself), with a few files that are not records."""
+    files = {
+        f"{path}.{ext}": (SAMPLES / f"{name}.{ext}").read_bytes()
+        for path, name in TREE_RECORDS.items()
+        for ext in ("hea", "mat")
+    }
+    files |= {"LICENSE.txt": b"ODC-BY\n", "training/georgia/g1/RECORDS": b"E00009\n", **(extra or {})}
+    files["SHA256SUMS.txt"] = "".join(
+        f"{hashlib.sha256(data).hexdigest()} {path}\n" for path, data in sorted(files.items())
+    ).encode()
+    return files
+
+
+def requested(srv) -> list[str]:
+    return [name for name, _, _ in srv.log]
+
+
+@pytest.fixture
+def no_backoff(monkeypatch):
+    monkeypatch.setattr(D, "RETRY_BACKOFF_S", 0.0)
+
+
+def test_physionets_sums_file_is_read_as_physionet_writes_it(tmp_path):
+    h = hashlib.sha256(b"x").hexdigest()
+    text = f"{h} training/cpsc_2018/g1/A0001.hea\n{h} LICENSE.txt\n"
+    assert D.parse_sums(text, "SHA256SUMS.txt") == {"training/cpsc_2018/g1/A0001.hea": h, "LICENSE.txt": h}
+    (tmp_path / "SHA256SUMS.txt").write_text(text)
+    assert D.read_sums(tmp_path / "SHA256SUMS.txt")["A0001.hea"] == h
+
+
+def test_the_plain_command_downloads_from_physionet_verifies_every_file_and_prepare_reads_it(tmp_path, capsys):
+    files = physionet_tree()
+    data = tmp_path / "data"
+    with Server(files) as srv:
+        rc = main(["download", "--out", str(data), "--sources", "all", "--base-url", srv.url])
+        assert rc == 2 and "lists no .hea/.mat file under training/st_petersburg_incart/ for INCART" in (
+            capsys.readouterr().err
+        )  # the fake tree has no INCART nor PTB: said, nothing fetched but the list
+        assert requested(srv) == ["SHA256SUMS.txt"]
+        argv = ["download", "--out", str(data), "--sources", "CPSC,CPSC-Extra,Georgia,PTB-XL", "--base-url", srv.url]
+        assert main(argv) == 0
+        records = [n for n in requested(srv) if n.endswith((".hea", ".mat"))]
+        assert sorted(records) == sorted(f for f in files if f.startswith("training/") and f.endswith((".hea", ".mat")))
+        assert "LICENSE.txt" not in requested(srv) and "training/georgia/g1/RECORDS" not in requested(srv)
+        n = len(srv.log)
+        assert main(argv) == 0 and len(srv.log) == n  # finished sources: nothing fetched, not even the list
+    assert sorted(p.name for p in data.iterdir()) == [".physionet", "CPSC", "CPSC-Extra", "Georgia", "PTB-XL"]
+    assert (data / "Georgia" / "g2" / "E00015.mat").read_bytes() == files["training/georgia/g2/E00015.mat"]
+    assert all((data / s / ".complete").exists() for s in ("CPSC", "CPSC-Extra", "Georgia", "PTB-XL"))
+    assert sorted(p.name for p in (data / ".physionet").iterdir()) == ["SHA256SUMS.txt"]
+    prepare(data, tmp_path / "prep", workers=1, progress=False)
+    ix = load_prepared(tmp_path / "prep").index
+    assert ix.groupby("source")["record"].count().to_dict() == {"CPSC": 1, "CPSC-Extra": 2, "Georgia": 2, "PTB-XL": 1}
+
+
+def test_a_file_that_differs_from_its_listed_sum_is_refused_in_one_line_and_a_rerun_after_the_fix_completes(
+    tmp_path, capsys, no_backoff
+):
+    files = physionet_tree()
+    good = files["training/georgia/g2/E00015.mat"]
+    files["training/georgia/g2/E00015.mat"] = flipped(good, 0.5)  # same size, 64 bytes flipped
+    data = tmp_path / "data"
+    argv = ["download", "--out", str(data), "--sources", "Georgia,PTB-XL", "--base-url", "URL"]
+    with Server(files) as srv:
+        argv[-1] = srv.url
+        assert main(argv) == 2
+        (err,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert "Georgia: 1 of 4 files not verified" in err  # the error, on one line (progress aside)
+        assert "training/georgia/g2/E00015.mat: SHA-256" in err and "run the same command again" in err
+        assert requested(srv).count("training/georgia/g2/E00015.mat") == 3  # tried three times
+        assert not (data / "Georgia").exists()  # not marked complete, not where prepare looks
+        assert (data / "PTB-XL" / ".complete").exists()  # the sound source is finished
+        assert (data / ".physionet" / "Georgia" / "g1" / "E00009.mat").exists()  # verified files kept
+        assert (data / ".physionet" / "rejected" / "Georgia" / "g2" / "E00015.mat").read_bytes() != good
+        files["training/georgia/g2/E00015.mat"] = good  # PhysioNet (or the link) is fixed: the remedy
+        n = len(srv.log)
+        assert main(argv) == 0
+        assert requested(srv)[n:] == ["SHA256SUMS.txt", "training/georgia/g2/E00015.mat"]
+    assert (data / "Georgia" / ".complete").exists() and (data / "Georgia" / "g2" / "E00015.mat").read_bytes() == good
+
+
+def test_a_rerun_skips_verified_files_resumes_a_part_and_restarts_a_part_that_is_no_prefix(tmp_path, no_backoff):
+    files = physionet_tree()
+    stage = tmp_path / "data" / ".physionet" / "Georgia"
+    (stage / "g1").mkdir(parents=True)
+    (stage / "g1" / "E00009.hea").write_bytes(files["training/georgia/g1/E00009.hea"])  # verified earlier
+    (stage / "g1" / "E00009.mat.part").write_bytes(files["training/georgia/g1/E00009.mat"][:5000])  # cut off
+    (stage / "g2").mkdir()
+    (stage / "g2" / "E00015.hea").write_bytes(b"not the listed bytes")  # damaged since: fetched again
+    (stage / "g2" / "E00015.mat.part").write_bytes(b"\xff" * 7000)  # no prefix of the file
+    assert D._physionet_state(tmp_path / "data", "Georgia") == "partial (2 files)"
+    with Server(files) as srv:
+        D.download(tmp_path / "data", "Georgia", base_url=srv.url, progress=False)
+    assert srv.log[0][0] == "SHA256SUMS.txt"  # the pool's order varies: the rest compared sorted
+    got = sorted((n, r or "") for n, r, _ in srv.log[1:])
+    assert got == [
+        ("training/georgia/g1/E00009.mat", "bytes=5000-"),  # resumed: only the rest was sent
+        ("training/georgia/g2/E00015.hea", ""),  # a damaged file is not skipped
+        ("training/georgia/g2/E00015.mat", ""),  # ... then started over
+        ("training/georgia/g2/E00015.mat", "bytes=7000-"),  # resumed, failed its sum ...
+    ]  # and g1/E00009.hea, verified earlier, was not asked for
+    assert [b for n, r, b in srv.log if r == "bytes=5000-"] == [len(files["training/georgia/g1/E00009.mat"]) - 5000]
+    for rel in ("g1/E00009.hea", "g1/E00009.mat", "g2/E00015.hea", "g2/E00015.mat"):
+        assert (tmp_path / "data" / "Georgia" / rel).read_bytes() == files[f"training/georgia/{rel}"]
+
+
+def test_sources_selects_tranches_and_the_sums_file_can_replace_the_fetched_list(tmp_path):
+    files = physionet_tree()
+    listed = tmp_path / "my-SHA256SUMS.txt"
+    listed.write_bytes(files["SHA256SUMS.txt"])
+    with Server(files) as srv:
+        D.download(tmp_path / "data", "ptb-xl", base_url=srv.url, progress=False, sha256=listed)
+    assert sorted(requested(srv)) == ["training/ptb-xl/g1/HR00599.hea", "training/ptb-xl/g1/HR00599.mat"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [".physionet", "PTB-XL"]
+
+
+def test_a_source_folder_download_did_not_make_is_refused_before_the_list_is_fetched(tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "PTB-XL").mkdir(parents=True)
+    (data / "PTB-XL" / "notes.txt").write_text("mine")
+    with Server(physionet_tree()) as srv:
+        argv = ["download", "--out", str(data), "--sources", "PTB-XL", "--base-url", srv.url]
+        assert main(argv) == 2 and "no .complete marker" in capsys.readouterr().err and srv.log == []
+        assert main([*argv, "--force"]) == 0  # the remedy
+    assert (data / "PTB-XL" / ".complete").exists()
+    (kept,) = (data / ".moved-aside").glob("PTB-XL.stale-*/notes.txt")
+    assert kept.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--unverified-archives"], "--unverified-archives applies to --from bucket only"),
+        (["--keep-archives"], "--keep-archives applies to --from bucket only"),
+        (["--workers", "0"], "--workers must be an integer >= 1"),
+        (["--workers", "many"], "argument --workers: invalid int value"),
+        (["--from", "ftp"], "argument --from: invalid choice"),
+    ],
+)
+def test_bad_physionet_options_are_one_line_before_anything_is_written(tmp_path, capsys, flags, message):
+    assert main(["download", "--out", str(tmp_path / "d"), "--base-url", "http://127.0.0.1:9/", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "d").exists()
+
+
+def test_dry_run_names_physionets_list_and_tranche_folders_and_writes_nothing(tmp_path, capsys):
+    assert main(["download", "--out", str(tmp_path / "d"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert D.PHYSIONET_URL + "SHA256SUMS.txt" in out and not (tmp_path / "d").exists()
+    assert all(f"{D.PHYSIONET_URL}training/{folder}/" in out for folder in D.TRANCHES.values())
+    assert out.count("missing") == 6

@@ -110,7 +110,17 @@ def test_download_refuses_a_source_folder_it_did_not_make_and_force_moves_it_asi
     (data / "CPSC" / "my-notes.txt").write_text("a week of annotations")
     name = D.ARCHIVES["CPSC"].file
     archive = challenge_archive(tmp_path, "Training_WFDB", ["A0001"])
-    argv = ["download", "--out", str(data), "--sources", "CPSC", "--sha256", str(sums_file(tmp_path, {name: archive}))]
+    argv = [
+        "download",
+        "--from",
+        "bucket",
+        "--out",
+        str(data),
+        "--sources",
+        "CPSC",
+        "--sha256",
+        str(sums_file(tmp_path, {name: archive})),
+    ]
     with Server({name: archive}) as srv:
         assert main([*argv, "--base-url", srv.url]) == 2
         err = capsys.readouterr().err
