@@ -537,6 +537,9 @@ def _fetch_once(url: str, dest: Path, want: str, rejected: Path, count, timeout:
         with open(part, "rb") as fh:
             while block := fh.read(_CHUNK):
                 h.update(block)
+        if h.hexdigest() == want:  # all there already (stopped before its rename)
+            os.replace(part, dest)
+            return
     try:
         resp = _open(url, offset, timeout)
     except _Failed as exc:
@@ -545,8 +548,11 @@ def _fetch_once(url: str, dest: Path, want: str, rejected: Path, count, timeout:
         raise
     with resp:
         start = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range") or "")
-        if getattr(resp, "status", 200) != 206 or not start or int(start.group(1)) != offset:
+        if getattr(resp, "status", 200) != 206:
             h, offset = hashlib.sha256(), 0  # the whole file: start over
+        elif not start or int(start.group(1)) != offset:
+            part.unlink()
+            raise _Failed(f"the server resumed at the wrong place ({resp.headers.get('Content-Range')!r})")
         total = _total_from_headers(resp, offset)
         with open(part, "ab" if offset else "wb") as fh:
             try:
@@ -558,6 +564,8 @@ def _fetch_once(url: str, dest: Path, want: str, rejected: Path, count, timeout:
                 raise _Failed(f"interrupted ({exc})") from None
     size = part.stat().st_size
     if total is not None and size != total:
+        if size > total:  # no prefix of the file: start over next time
+            part.unlink()
         raise _Failed(f"got {size} bytes, the server announced {total}")
     if h.hexdigest() != want:
         rejected.parent.mkdir(parents=True, exist_ok=True)

@@ -24,10 +24,11 @@ from test_records import rand_val, write_record
 
 class Server:
     """Loopback HTTP server for `files` {name: bytes}; honours 'Range: bytes=N-' unless
-    `ranges` is False; records (path, range header, bytes sent) for each request."""
+    `ranges` is False; records (path, range header, bytes sent) for each request. The first
+    reply for a name in `cut` announces the whole length but breaks off after half of it."""
 
-    def __init__(self, files: dict[str, bytes], ranges: bool = True):
-        self.files, self.ranges, self.log = files, ranges, []
+    def __init__(self, files: dict[str, bytes], ranges: bool = True, cut: set[str] | None = None):
+        self.files, self.ranges, self.log, self.cut = files, ranges, [], set(cut or ())
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,6 +60,10 @@ class Server:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if name in outer.cut:
+                    outer.cut.discard(name)
+                    body = body[: len(body) // 2]
+                    self.close_connection = True
                 self.wfile.write(body)
                 outer.log.append((name, rng, len(body)))
 

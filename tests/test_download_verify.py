@@ -359,3 +359,13 @@ def test_dry_run_names_physionets_list_and_tranche_folders_and_writes_nothing(tm
     assert D.PHYSIONET_URL + "SHA256SUMS.txt" in out and not (tmp_path / "d").exists()
     assert all(f"{D.PHYSIONET_URL}training/{folder}/" in out for folder in D.TRANCHES.values())
     assert out.count("missing") == 6
+
+
+def test_a_transfer_cut_off_midway_is_resumed_from_where_it_stopped(tmp_path, no_backoff):
+    files = physionet_tree()
+    name = "training/ptb-xl/g1/HR00599.mat"
+    with Server(files, cut={name}) as srv:
+        D.download(tmp_path / "data", "PTB-XL", base_url=srv.url, progress=False)
+    half = len(files[name]) // 2
+    assert [(r, b) for n, r, b in srv.log if n == name] == [(None, half), (f"bytes={half}-", len(files[name]) - half)]
+    assert (tmp_path / "data" / "PTB-XL" / "g1" / "HR00599.mat").read_bytes() == files[name]
