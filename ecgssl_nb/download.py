@@ -652,6 +652,7 @@ def download_physionet(
         raise UserError(f"--workers {workers}: at most 64 (PhysioNet is a shared server)")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
+    given = _read_list(sums_file) if sums_file is not None else None  # a bad FILE is refused first
     if dry_run:
         print(f"{'list':<11} {'':>6}          {'':<20} {base_url.rstrip('/')}/{SUMS_NAME}")
         for name in names:
@@ -667,7 +668,6 @@ def download_physionet(
             print(f"{name}: already complete in {out / name}", file=sys.stderr)
     if not todo:
         return out
-    given = _read_list(sums_file) if sums_file is not None else None  # a bad FILE is refused first
     try:
         (out / _STAGE).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -680,7 +680,7 @@ def download_physionet(
             _finish_source(out, name, plan[name], origin, force)
     if failed:
         name, (n_bad, path, reason) = next(iter(failed.items()))
-        others = f"; also {', '.join(failed)[len(name) + 2 :]}" if len(failed) > 1 else ""
+        others = f"; also {', '.join(list(failed)[1:])}" if len(failed) > 1 else ""
         raise UserError(
             f"{name}: {n_bad} of {len(plan[name])} files not verified (first: {path}: {reason}){others}; "
             f"nothing of {', '.join(failed)} was marked complete and every verified file is kept in "
