@@ -1,25 +1,57 @@
-"""`python -m ecgssl_nb download`: the six PhysioNet/CinC Challenge 2020 training archives.
+"""`python -m ecgssl_nb download`: the PhysioNet/CinC Challenge 2020 training data, verified.
 
-The Challenge 2020 training data were released as six tar.gz files in the public Google Cloud
-bucket `physionet-challenge-2020-12-lead-ecg-public` (announced on the physionet-challenges
-mailing list, "four new tranches of 12-lead ECG data", which lists the six files as
-`https://storage.cloud.google.com/physionet-challenge-2020-12-lead-ecg-public/<file>`; the same
-objects are served without a Google login at `https://storage.googleapis.com/<bucket>/<file>`).
-`ARCHIVES` lists them: source, file, records announced.
+By default (`--from physionet`) the records come from PhysioNet as loose files: project
+challenge-2020, version 1.0.2, `https://physionet.org/files/challenge-2020/1.0.2/training/<tranche>/
+<gN>/<record>.hea|.mat`, with `SHA256SUMS.txt` at the version's root listing the SHA-256 of every
+file (one "<sha256> <path>" line each, paths from the version's root). `TRANCHES` maps the six
+tranche folders to the sources (`records.SOURCES`), so `--sources` picks tranches. How big and how
+long (estimates, not measurements): 43,101 records are about 86,200 files and roughly 8 GB (12
+leads of int16 at 257-1000 Hz); the list itself is a few MB. The time is set by PhysioNet, one
+request per file: expect roughly 1-3 hours with the default 8 workers, less on a fast link.
 
-The same records are also on PhysioNet as loose files (physionet.org/content/challenge-2020/
-1.0.2/training/), which this command does not use. No official checksums were found, so the
-check is the server's announced size (Content-Length / Content-Range) plus a full read of the
-archive while extracting; `Archive.md5` is there for anyone who records one.
+What is verified, and when. The list is fetched first (or read from `--sha256 FILE`, a copy you
+trust, e.g. for a mirror of the tree at `--base-url`); only its `training/` .hea/.mat entries of
+the chosen sources are fetched. Each file is hashed as it is written to `<file>.part` and renamed
+into place only when its SHA-256 is the listed one; a mismatch is kept in
+`DIR/.physionet/rejected/` and tried again (3 tries per file, `--workers` at a time). A file
+already there with the listed SHA-256 is not fetched again; a `.part` is resumed with an HTTP
+Range request (or restarted when the server sends the whole file). A source is marked complete
+only when every one of its listed files is present and verified; otherwise the command fails with
+one line naming the first bad file, and running it again fetches only what is missing.
 
-Layout written (what `prepare --data-dir DIR` reads; two archives both unpack to `WFDB/`, so each
-goes into its own folder):
+Layout written (what `prepare --data-dir DIR` reads; hidden folders are not read by it):
+
+    DIR/.physionet/SHA256SUMS.txt     the list the files were checked against
+    DIR/.physionet/<source>/...       a source being fetched (files, <file>.part partials)
+    DIR/.physionet/rejected/...       bytes that did not match the list (kept, never used)
+    DIR/<source>/gN/<record>.hea|mat  a finished source, moved from .physionet/ in one rename;
+                                      DIR/<source>/.complete marks it finished
+
+`--from bucket`: the six tar.gz archives the Challenge released in the public Google Cloud bucket
+`physionet-challenge-2020-12-lead-ecg-public` (announced on the physionet-challenges mailing
+list, "four new tranches of 12-lead ECG data", as `https://storage.cloud.google.com/<bucket>/
+<file>`; served without a login at `https://storage.googleapis.com/<bucket>/<file>`). `ARCHIVES`
+lists them: source, file, records announced. No checksum of these archives is published
+(PhysioNet's SHA256SUMS.txt lists the loose files, not the archives), and no sum is recorded here
+that was not found verbatim in an official source (`Archive.sha256` is None for all six). So an
+archive is only accepted with a SHA-256 from `--sha256 FILE` (lines "<hex>  <file name>", as
+`sha256sum` writes them), and without one the command refuses before it downloads anything,
+unless you pass the loudly named `--unverified-archives` (then each archive is reported as
+unverified). A mismatch moves the file to `DIR/.archives/<file>.bad` (kept, never deleted) and
+fails; running again downloads it afresh. The sums file may also list extracted files by name
+(PhysioNet's own SHA256SUMS.txt, say): every extracted file whose name it lists must match.
+Extraction fails loudly on any fault of the gzip or tar stream (a CRC error, a truncated stream,
+a damaged header anywhere, data after the end of the archive): the archive is kept, nothing is
+marked complete. Its layout (two archives both unpack to `WFDB/`, so each gets its own folder):
 
     DIR/.archives/<file>.part   a partial download (resumed with an HTTP Range request)
     DIR/.archives/<file>        a finished download (removed after extraction unless --keep-archives)
     DIR/<source>/...            the extracted archive; DIR/<source>/.complete marks it finished
 
-Running the command again skips finished sources and resumes partial downloads.
+Either way, running the command again skips finished sources. A folder `DIR/<source>` without
+`.complete` (not made by this command) is refused before anything is downloaded; with `--force`
+it is moved to `DIR/.moved-aside/<source>.stale-<time>` (hidden, so `prepare` never reads it),
+never deleted.
 """
 
 from __future__ import annotations
@@ -32,14 +64,27 @@ import re
 import shutil
 import sys
 import tarfile
+import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import UserError
+from . import provenance
+from .errors import UserError, check_int
 
 BASE_URL = "https://storage.googleapis.com/physionet-challenge-2020-12-lead-ecg-public/"
+_USER_AGENT = "ecgssl_nb-download (python urllib)"
+_SIZE_NOTE = (
+    "By default from PhysioNet's loose files (challenge-2020 1.0.2), each checked against its "
+    "SHA256SUMS.txt: about 86,200 files, roughly 8 GB, roughly 1-3 hours with 8 workers "
+    "(estimates, not measurements); --from bucket for the six archives."
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +92,7 @@ class Archive:
     source: str  # one of records.SOURCES
     file: str  # object name in the bucket
     records: int  # records announced by the Challenge
-    md5: str | None = None  # no official checksum published
+    sha256: str | None = None  # None: no official checksum published (see the module docstring)
 
     def url(self, base_url: str = BASE_URL) -> str:
         """The archive's address below `base_url` (the public bucket, or a mirror)."""
@@ -66,6 +111,7 @@ ARCHIVES: dict[str, Archive] = {
     )
 }
 _CHUNK = 1 << 20  # bytes per read
+_MOVED = ".moved-aside"  # where --force puts a folder that was in the way (hidden from `prepare`)
 
 
 def parse_sources(spec: str) -> list[str]:
@@ -98,22 +144,23 @@ def _total_from_headers(resp, offset: int) -> int | None:
     return None
 
 
-def fetch(url: str, dest: Path, md5: str | None = None, progress: bool | None = None, timeout: float = 60.0) -> Path:
+def fetch(url: str, dest: Path, sha256: str | None = None, progress: bool | None = None, timeout: float = 60.0) -> Path:
     """Download `url` to `dest`, resuming `dest.part` with an HTTP Range request when the server
-    allows it (else starting over). Checks the announced size (and md5 if given), then renames
-    `dest.part` to `dest` atomically. Returns dest. UserError on failure (the .part is kept when
-    it may be resumed)."""
+    allows it (else starting over). Checks the announced size (and the SHA-256 if given), then
+    renames `dest.part` to `dest` atomically. Returns dest. UserError on failure (the .part is
+    kept when it may be resumed; one with the wrong SHA-256 is moved to `dest.bad`)."""
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     offset = part.stat().st_size if part.exists() else 0
-    req = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    headers = {"User-Agent": _USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
+    req = urllib.request.Request(url, headers=headers)
     try:
         resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:  # our .part is not a prefix the server can continue
             part.unlink()
-            return fetch(url, dest, md5=md5, progress=progress, timeout=timeout)
+            return fetch(url, dest, sha256=sha256, progress=progress, timeout=timeout)
         raise UserError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise UserError(f"download of {url} failed: {getattr(exc, 'reason', exc)}; run again to resume") from None
@@ -125,8 +172,8 @@ def fetch(url: str, dest: Path, md5: str | None = None, progress: bool | None = 
         if size > total:
             part.unlink()
         raise UserError(f"download of {url}: got {size} bytes, the server announced {total}; run again to resume")
-    if md5 is not None:
-        _check_md5(url, part, md5)
+    if sha256 is not None:
+        check_sha256(part, sha256, url, bad=dest.with_name(dest.name + ".bad"))
     os.replace(part, dest)
     return dest
 
@@ -166,15 +213,56 @@ def _receive(resp, url: str, part: Path, offset: int, progress: bool | None) -> 
         bar.close()
 
 
-def _check_md5(url: str, part: Path, md5: str) -> None:
-    """UserError (and `part` removed) unless the file's md5 is `md5`."""
-    digest = hashlib.md5()
-    with open(part, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    if digest.hexdigest() != md5.lower():
-        part.unlink()
-        raise UserError(f"download of {url}: md5 {digest.hexdigest()} is not the expected {md5}; removed, run again")
+def check_sha256(path: Path, expected: str, what: str, bad: Path) -> None:
+    """UserError unless the file's SHA-256 is `expected`; a mismatching file is first moved to
+    `bad` (kept for inspection, never deleted), so that running again downloads it afresh."""
+    got = provenance.sha256_file(path)
+    if got != expected.lower():
+        os.replace(path, bad)
+        raise UserError(
+            f"{what}: SHA-256 {got} is not the expected {expected.lower()}; the file was moved to {bad} "
+            f"(kept, not deleted): run again to download it afresh"
+        )
+
+
+# "<64 hex> <name>" as PhysioNet writes SHA256SUMS.txt (one space, paths from the version's root),
+# "<64 hex>  <name>" or "<64 hex> *<name>" as `sha256sum` writes it.
+_SUM_LINE = re.compile(r"([0-9a-fA-F]{64})(?: \*| {1,2})(.+)")
+
+
+def parse_sums(text: str, where: str) -> dict[str, str]:
+    """{listed path: lower-case hex SHA-256} from the text of a SHA256SUMS-style file (blank lines
+    and # comments ignored). UserError naming `where` and the line for anything else, or for a
+    path listed twice with different sums."""
+    sums: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = _SUM_LINE.fullmatch(line.strip())
+        if not m:
+            raise UserError(f"{where} line {n}: expected '<64 hex digits>  <file name>', got {line.strip()!r}")
+        name, digest = m.group(2).strip(), m.group(1).lower()
+        if sums.get(name, digest) != digest:
+            raise UserError(f"{where} line {n}: {name!r} is listed twice with different sums")
+        sums[name] = digest
+    return sums
+
+
+def read_sums(path: str | Path) -> dict[str, str]:
+    """{file name: lower-case hex SHA-256} from a SHA256SUMS-style file (see `parse_sums`). A name
+    with folders is also listed under its last part. UserError naming the file and line otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--sha256 {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    sums: dict[str, str] = {}
+    for name, digest in parse_sums(text, f"--sha256 {path}").items():
+        for key in {name, PurePosixPath(name).name}:
+            if sums.get(key, digest) != digest:
+                raise UserError(f"--sha256 {path}: {key!r} is listed twice with different sums")
+            sums[key] = digest
+    return sums
 
 
 def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
@@ -190,34 +278,99 @@ def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
     return members
 
 
-def extract(archive: Path, target: Path) -> Path:
+def _read_to_the_end(tar: tarfile.TarFile, archive: Path) -> None:
+    """UserError unless everything after the last member is the tar end blocks (zeros) up to a
+    clean end of the compressed stream. `tarfile` ends its listing, without a word, at the first
+    damaged header after the first one; reading on to the end also makes gzip check its CRC and
+    length."""
+    stream = tar.fileobj
+    stream.seek(tar.offset)
+    while block := stream.read(_CHUNK):
+        if block.count(0) != len(block):
+            raise UserError(
+                f"{archive}: damaged tar stream (unreadable data at byte {tar.offset} of the unpacked "
+                f"archive, after {len(tar.getmembers())} members)"
+            )
+
+
+def _check_members(tmp: Path, members: list[tarfile.TarInfo], sums: dict[str, str], archive: Path) -> None:
+    """UserError naming the first extracted file whose name `sums` lists with another SHA-256."""
+    for m in members:
+        want = sums.get(m.name) or sums.get(PurePosixPath(m.name).name)
+        if m.isfile() and want is not None and provenance.sha256_file(tmp / m.name) != want:
+            raise UserError(f"{archive}: the extracted {m.name} does not have the SHA-256 the sums file lists")
+
+
+def extract(archive: Path, target: Path, sums: dict[str, str] | None = None, force: bool = False) -> Path:
     """Unpack `archive` (tar.gz) into `target` via a temporary sibling folder renamed at the end,
-    then mark it with `target/.complete`. UserError for a corrupt or unsafe archive."""
+    then mark it with `target/.complete`. Every extracted file that `sums` names must match it.
+    UserError for a corrupt, truncated or unsafe archive (the archive is left where it is, nothing
+    is marked complete), and for a `target` that holds files, unless `force` (then it is moved
+    to `<target's folder>/.moved-aside/`, never deleted)."""
     archive, target = Path(archive), Path(target)
+    if _occupied(target) and not force:
+        raise UserError(_in_the_way(target))
     tmp = target.with_name(f".extract-{target.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)  # our own unfinished extraction, never a user's folder
     tmp.mkdir(parents=True)
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = _safe_members(tar, archive)
             kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(tmp, members=members, **kwargs)
-    except (tarfile.TarError, EOFError, OSError, UserError) as exc:
+            _read_to_the_end(tar, archive)
+        _check_members(tmp, members, sums or {}, archive)
+    except (tarfile.TarError, EOFError, OSError, zlib.error, UserError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, UserError):
-            raise
-        raise UserError(f"{archive} is not a readable tar.gz ({exc}); delete it and run again") from None
+            raise UserError(f"{exc}; nothing was extracted and {archive} is kept: delete it and run again") from None
+        raise UserError(
+            f"{archive} is not a readable tar.gz ({exc}); nothing was extracted and the archive is kept: "
+            f"delete it and run again"
+        ) from None
     (tmp / ".complete").write_text(archive.name + "\n")
-    if target.exists():
-        shutil.rmtree(target)
+    if _occupied(target) or (target / ".complete").exists():
+        _move_aside(target)
+    elif target.exists():
+        target.rmdir()  # an empty folder
     os.replace(tmp, target)
     return target
 
 
+def _occupied(target: Path) -> bool:
+    """True when `target` is a file, or a folder holding anything, that `download` did not finish
+    (no `.complete` in it)."""
+    if not target.exists() or (target / ".complete").exists():
+        return False
+    return not target.is_dir() or any(target.iterdir())
+
+
+def _in_the_way(target: Path) -> str:
+    return (
+        f"{target} holds files but no .complete marker (it was not made by `download`); move it away, "
+        f"or pass --force to move it to {target.parent / _MOVED} (nothing is deleted)"
+    )
+
+
+def _move_aside(target: Path) -> Path:
+    """Move `target` to `<its folder>/.moved-aside/<name>.stale-<UTC time>` (hidden: `prepare`
+    never reads it) and say so."""
+    aside = target.parent / _MOVED
+    aside.mkdir(exist_ok=True)
+    moved = provenance.move_aside(target)
+    final = aside / moved.name
+    os.replace(moved, final)
+    print(f"{target}: moved aside to {final}", file=sys.stderr)
+    return final
+
+
 def source_state(out: Path, archive: Archive) -> str:
-    """'extracted', 'downloaded', 'partial (N bytes)' or 'missing'."""
+    """'extracted', 'in the way' (OUT/<source> holds files but no .complete), 'downloaded',
+    'partial (N bytes)' or 'missing'."""
     if (out / archive.source / ".complete").exists():
         return "extracted"
+    if _occupied(out / archive.source):
+        return "in the way"
     store = out / ".archives"
     if (store / archive.file).exists():
         return "downloaded"
@@ -227,25 +380,35 @@ def source_state(out: Path, archive: Archive) -> str:
     return "missing"
 
 
-def download(
+def download_archives(
     out: str | Path,
     sources: str | list[str] = "all",
     dry_run: bool = False,
     keep_archives: bool = False,
     base_url: str = BASE_URL,
     progress: bool | None = None,
+    sha256: str | Path | None = None,
+    unverified: bool = False,
+    force: bool = False,
 ) -> Path:
-    """Download and extract the chosen sources into `out/<source>/` (see the module docstring);
-    returns `out`. With dry_run, only prints what would be done."""
+    """`--from bucket`: download, verify and extract the chosen sources' archives into
+    `out/<source>/` (see the module docstring); returns `out`. sha256: a SHA256SUMS-style file with the archives' sums (and maybe
+    the extracted files'); unverified: accept an archive with no known sum (said loudly); force:
+    move a folder `out/<source>` that `download` did not make aside. With dry_run, only prints
+    what would be done. Every refusal comes before anything is downloaded or moved."""
     out = Path(out)
     names = parse_sources(sources) if isinstance(sources, str) else parse_sources(",".join(sources))
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
+    sums = read_sums(sha256) if sha256 is not None else {}
     if dry_run:
         for name in names:
             a = ARCHIVES[name]
             print(f"{name:<11} {a.records:>6} records  {source_state(out, a):<20} {a.url(base_url)} -> {out / name}")
         return out
+    todo = [ARCHIVES[n] for n in names if source_state(out, ARCHIVES[n]) != "extracted"]
+    expected = {a.source: sums.get(a.file) or a.sha256 for a in todo}
+    _check_plan(out, todo, expected, unverified, force)
     try:
         (out / ".archives").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -253,20 +416,373 @@ def download(
     if not os.access(out, os.W_OK | os.X_OK):
         raise UserError(f"--out {out} is not writable")
     for name in names:
-        a = ARCHIVES[name]
-        state = source_state(out, a)
-        if state == "extracted":
+        if name not in expected:
             print(f"{name}: already extracted in {out / name}", file=sys.stderr)
-            continue
-        archive = out / ".archives" / a.file
-        if state != "downloaded":
-            print(f"{name}: downloading {a.url(base_url)}", file=sys.stderr)
-            fetch(a.url(base_url), archive, md5=a.md5, progress=progress)
-        print(f"{name}: extracting into {out / name}", file=sys.stderr)
-        extract(archive, out / name)
-        if not keep_archives:
-            archive.unlink()
+    for a in todo:
+        _get_one(out, a, expected[a.source], sums, base_url, keep_archives, progress, force)
     return out
+
+
+def _check_plan(out: Path, todo: list[Archive], expected: dict[str, str | None], unverified: bool, force: bool) -> None:
+    """Refuse, before anything is written, a source folder in the way (without `force`) or an
+    archive with no known SHA-256 (without `unverified`)."""
+    blocked = [a.source for a in todo if _occupied(out / a.source)]
+    if blocked and not force:
+        raise UserError(_in_the_way(out / blocked[0]) + (f" (also: {', '.join(blocked[1:])})" if blocked[1:] else ""))
+    unknown = [a.file for a in todo if expected[a.source] is None]
+    if unknown and not unverified:
+        raise UserError(
+            f"no SHA-256 is known for {', '.join(unknown)} (none is published for the Challenge's archives): "
+            f"pass --sha256 FILE with lines '<sha256>  <file name>', or --unverified-archives to accept "
+            f"them unchecked; nothing was downloaded"
+        )
+
+
+def _get_one(
+    out: Path, a: Archive, sha256: str | None, sums: dict, base_url: str, keep: bool, progress, force: bool
+) -> None:
+    """Fetch (unless already downloaded), verify and extract one source; the archive is removed
+    only after a clean extraction (unless `keep`)."""
+    archive = out / ".archives" / a.file
+    bad = archive.with_name(archive.name + ".bad")
+    if archive.exists():  # downloaded earlier: verified again before use
+        if sha256 is not None:
+            check_sha256(archive, sha256, str(archive), bad)
+    else:
+        print(f"{a.source}: downloading {a.url(base_url)}", file=sys.stderr)
+        fetch(a.url(base_url), archive, sha256=sha256, progress=progress)
+    if sha256 is None:
+        print(f"{a.source}: WARNING: {a.file} is UNVERIFIED (no SHA-256 known; --unverified-archives)", file=sys.stderr)
+    print(f"{a.source}: extracting into {out / a.source}", file=sys.stderr)
+    extract(archive, out / a.source, sums=sums, force=force)
+    if not keep:
+        archive.unlink()
+
+
+# --- the default origin: PhysioNet's loose files, each verified against its SHA256SUMS.txt -------
+
+PHYSIONET_URL = "https://physionet.org/files/challenge-2020/1.0.2/"
+SUMS_NAME = "SHA256SUMS.txt"  # at the version's root; lists every file of the version
+# Tranche folder below `training/` on PhysioNet -> the source it holds (records.SOURCES names).
+TRANCHES: dict[str, str] = {
+    "CPSC": "cpsc_2018",
+    "CPSC-Extra": "cpsc_2018_extra",
+    "INCART": "st_petersburg_incart",
+    "PTB": "ptb",
+    "PTB-XL": "ptb-xl",
+    "Georgia": "georgia",
+}
+_STAGE = ".physionet"  # OUT/.physionet/<source>/: a source being fetched (hidden from `prepare`)
+_NO_RETRY = (400, 401, 403, 404, 410)  # HTTP errors that another try will not cure
+RETRY_BACKOFF_S = 1.0  # seconds before the 2nd try of a file, twice that before the 3rd
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One file PhysioNet lists: its path below the version's root, below its source folder, and
+    its SHA-256."""
+
+    path: str  # 'training/cpsc_2018/g1/A0001.hea'
+    rel: str  # 'g1/A0001.hea' (where it goes below OUT/<source>/)
+    sha256: str
+
+
+def physionet_plan(sums: dict[str, str], names: list[str], where: str = SUMS_NAME) -> dict[str, list[Listed]]:
+    """{source: its listed .hea/.mat files} for the chosen sources, from a parsed SHA256SUMS.txt.
+    UserError naming `where` when a listed path is unsafe or a chosen source has no file."""
+    plan: dict[str, list[Listed]] = {name: [] for name in names}
+    folder_source = {f"training/{folder}": s for s, folder in TRANCHES.items() if s in plan}
+    for path, digest in sorted(sums.items()):
+        parts = PurePosixPath(path).parts
+        if PurePosixPath(path).is_absolute() or ".." in parts or "\\" in path:
+            raise UserError(f"{where} lists an unsafe path {path!r} (it leaves the data folder)")
+        source = folder_source.get("/".join(parts[:2]))
+        if source is not None and len(parts) > 2 and path.endswith((".hea", ".mat")):
+            plan[source].append(Listed(path, "/".join(parts[2:]), digest))
+    empty = [s for s, files in plan.items() if not files]
+    if empty:
+        raise UserError(
+            f"{where} lists no .hea/.mat file under training/{TRANCHES[empty[0]]}/ for {empty[0]}: "
+            f"is it the SHA256SUMS.txt of challenge-2020 1.0.2?"
+        )
+    return plan
+
+
+class _Failed(Exception):
+    """One try at one file failed; `final` when another try cannot help."""
+
+    def __init__(self, reason: str, final: bool = False):
+        super().__init__(reason)
+        self.final = final
+
+
+def _open(url: str, offset: int, timeout: float):
+    """The reply to a GET of `url` (from byte `offset` on when > 0); _Failed otherwise."""
+    headers = {"User-Agent": _USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise _Failed(f"HTTP {exc.code} {exc.reason}", final=exc.code in _NO_RETRY) from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise _Failed(f"{getattr(exc, 'reason', exc)}") from None
+
+
+def _fetch_once(url: str, dest: Path, want: str, rejected: Path, count, timeout: float) -> None:
+    """One try: resume `dest.part` (or start it over when the server sends the whole file),
+    hashing the bytes as they are written, then rename it to `dest` only if its SHA-256 is `want`.
+    A mismatching file is moved to `rejected` (kept, never used). `count(n)` gets each block's size."""
+    part = dest.with_name(dest.name + ".part")
+    h, offset = hashlib.sha256(), part.stat().st_size if part.exists() else 0
+    if offset:
+        with open(part, "rb") as fh:
+            while block := fh.read(_CHUNK):
+                h.update(block)
+        if h.hexdigest() == want:  # all there already (stopped before its rename)
+            os.replace(part, dest)
+            return
+    try:
+        resp = _open(url, offset, timeout)
+    except _Failed as exc:
+        if offset and str(exc).startswith("HTTP 416"):  # our .part is no prefix the server can continue
+            part.unlink()
+        raise
+    with resp:
+        start = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range") or "")
+        if getattr(resp, "status", 200) != 206:
+            h, offset = hashlib.sha256(), 0  # the whole file: start over
+        elif not start or int(start.group(1)) != offset:
+            part.unlink()
+            raise _Failed(f"the server resumed at the wrong place ({resp.headers.get('Content-Range')!r})")
+        total = _total_from_headers(resp, offset)
+        with open(part, "ab" if offset else "wb") as fh:
+            try:
+                while block := resp.read(_CHUNK):
+                    fh.write(block)
+                    h.update(block)
+                    count(len(block))
+            except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
+                raise _Failed(f"interrupted ({exc})") from None
+    size = part.stat().st_size
+    if total is not None and size != total:
+        if size > total:  # no prefix of the file: start over next time
+            part.unlink()
+        raise _Failed(f"got {size} bytes, the server announced {total}")
+    if h.hexdigest() != want:
+        rejected.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(part, rejected)
+        raise _Failed(f"SHA-256 {h.hexdigest()} is not the listed {want} (the bytes are kept in {rejected})")
+    os.replace(part, dest)
+
+
+def fetch_listed(
+    url: str, dest: Path, want: str, rejected: Path, count: Callable[[int], object] = lambda n: None, **opts
+) -> str | None:
+    """Make `dest` a verified copy of `url`: skipped when it is already there with SHA-256 `want`,
+    else fetched (resuming a `.part`) with up to `retries` (3) tries, `backoff` s apart times the try
+    (RETRY_BACKOFF_S). Returns None on success, else the last reason it failed (the .part is kept)."""
+    retries, timeout = opts.get("retries", 3), opts.get("timeout", 60.0)
+    backoff = opts.get("backoff", RETRY_BACKOFF_S)
+    if dest.exists() and provenance.sha256_file(dest) == want:
+        return None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    reason = "not tried"
+    for attempt in range(1, retries + 1):
+        try:
+            _fetch_once(url, dest, want, rejected, count, timeout)
+            return None
+        except _Failed as exc:
+            reason = str(exc)
+            if exc.final or attempt == retries:
+                break
+            time.sleep(backoff * attempt)
+    return reason
+
+
+def _physionet_state(out: Path, source: str) -> str:
+    """'extracted' (OUT/<source>/.complete), 'in the way', 'partial (N files)' or 'missing'."""
+    if (out / source / ".complete").exists():
+        return "extracted"
+    if _occupied(out / source):
+        return "in the way"
+    stage = out / _STAGE / source
+    n = sum(1 for p in stage.rglob("*") if p.is_file() and not p.name.endswith(".part")) if stage.is_dir() else 0
+    return f"partial ({n} files)" if n else "missing"
+
+
+def _read_list(sums_file: str | Path) -> tuple[dict[str, str], str]:
+    """`--sha256 FILE` in place of the fetched list (a copy you trust, e.g. for a mirror)."""
+    path = Path(sums_file)
+    try:
+        return parse_sums(path.read_text(encoding="utf-8"), f"--sha256 {path}"), f"--sha256 {path}"
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--sha256 {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _fetch_list(out: Path, base_url: str) -> tuple[dict[str, str], str]:
+    """SHA256SUMS.txt fetched beside the data into OUT/.physionet/ (atomically), parsed."""
+    url = base_url.rstrip("/") + "/" + SUMS_NAME
+    dest = out / _STAGE / SUMS_NAME
+    print(f"downloading the list of files and their SHA-256: {url}", file=sys.stderr)
+    dest.with_name(dest.name + ".part").unlink(missing_ok=True)  # small: always fetched whole
+    fetch(url, dest, progress=False)
+    try:
+        return parse_sums(dest.read_text(encoding="utf-8"), url), url
+    except UnicodeDecodeError:
+        raise UserError(f"{url} is not a text SHA256SUMS file; run again, or pass --sha256 FILE") from None
+
+
+def download_physionet(
+    out: str | Path,
+    sources: str | list[str] = "all",
+    base_url: str = PHYSIONET_URL,
+    sums_file: str | Path | None = None,
+    workers: int = 8,
+    force: bool = False,
+    progress: bool | None = None,
+    dry_run: bool = False,
+    **opts,
+) -> Path:
+    """Fetch the chosen sources' .hea/.mat files from PhysioNet (or a mirror of its tree at
+    `base_url`), each verified against SHA256SUMS.txt (or `sums_file`), into `out/<source>/`
+    (see the module docstring); returns `out`. `opts`: retries, backoff, timeout (per file)."""
+    out = Path(out)
+    names = parse_sources(sources) if isinstance(sources, str) else parse_sources(",".join(sources))
+    workers = check_int("--workers", workers, 1)
+    if workers > 64:
+        raise UserError(f"--workers {workers}: at most 64 (PhysioNet is a shared server)")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    given = _read_list(sums_file) if sums_file is not None else None  # a bad FILE is refused first
+    if dry_run:
+        print(f"{'list':<11} {'':>6}          {'':<20} {base_url.rstrip('/')}/{SUMS_NAME}")
+        for name in names:
+            a, folder = ARCHIVES[name], f"{base_url.rstrip('/')}/training/{TRANCHES[name]}/"
+            print(f"{name:<11} {a.records:>6} records  {_physionet_state(out, name):<20} {folder} -> {out / name}")
+        return out
+    todo = [n for n in names if _physionet_state(out, n) != "extracted"]
+    blocked = [n for n in todo if _occupied(out / n)]
+    if blocked and not force:
+        raise UserError(_in_the_way(out / blocked[0]) + (f" (also: {', '.join(blocked[1:])})" if blocked[1:] else ""))
+    for name in names:
+        if name not in todo:
+            print(f"{name}: already complete in {out / name}", file=sys.stderr)
+    if not todo:
+        return out
+    try:
+        (out / _STAGE).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out} cannot be created: {exc.strerror or exc}") from None
+    sums, origin = given or _fetch_list(out, base_url)
+    plan = physionet_plan(sums, todo, origin)
+    failed = _fetch_plan(out, plan, base_url, workers, progress, opts)
+    for name in todo:
+        if name not in failed:
+            _finish_source(out, name, plan[name], origin, force)
+    if failed:
+        name, (n_bad, path, reason) = next(iter(failed.items()))
+        others = f"; also {', '.join(list(failed)[1:])}" if len(failed) > 1 else ""
+        raise UserError(
+            f"{name}: {n_bad} of {len(plan[name])} files not verified (first: {path}: {reason}){others}; "
+            f"nothing of {', '.join(failed)} was marked complete and every verified file is kept in "
+            f"{out / _STAGE}: run the same command again to fetch the rest"
+        )
+    return out
+
+
+def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers: int, progress, opts) -> dict:
+    """Fetch every planned file with a pool of `workers` threads, counting files and bytes with
+    tqdm; returns {source: (files not verified, first such path, its reason)} for the failures."""
+    from tqdm import tqdm
+
+    jobs = [(name, f) for name, files in plan.items() for f in files]
+    disable = None if progress is None else not progress
+    files_bar = tqdm(total=len(jobs), unit="file", desc="files verified", disable=disable)
+    bytes_bar = tqdm(unit="B", unit_scale=True, desc="downloaded", disable=disable)
+    lock = threading.Lock()
+
+    def count(n: int) -> None:
+        with lock:
+            bytes_bar.update(n)
+
+    def one(job: tuple[str, Listed]) -> str | None:
+        name, f = job
+        url = base_url.rstrip("/") + "/" + urllib.parse.quote(f.path)
+        try:
+            reason = fetch_listed(
+                url, out / _STAGE / name / f.rel, f.sha256, out / _STAGE / "rejected" / name / f.rel, count, **opts
+            )
+        except OSError as exc:  # a folder or file that cannot be written here
+            reason = f"cannot be written: {exc.strerror or exc}"
+        with lock:
+            files_bar.update(reason is None)
+        return reason
+
+    failed: dict[str, tuple[int, str, str]] = {}
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        for (name, f), reason in zip(jobs, pool.map(one, jobs)):
+            if reason is not None:
+                n, first, why = failed.get(name, (0, f.path, reason))
+                failed[name] = (n + 1, first, why)
+    finally:  # on Ctrl-C: the files in flight finish (or keep their .part), the queued ones never start
+        pool.shutdown(wait=True, cancel_futures=True)
+        files_bar.close()
+        bytes_bar.close()
+    return failed
+
+
+def _finish_source(out: Path, name: str, files: list[Listed], origin: str, force: bool) -> None:
+    """Mark a source whose every listed file is present and verified complete, and move it from
+    OUT/.physionet/<source> to OUT/<source> (a folder in the way there is moved aside, with
+    `force`, never deleted)."""
+    stage, target = out / _STAGE / name, out / name
+    missing = [f.path for f in files if not (stage / f.rel).is_file()]
+    if missing:  # cannot happen after a clean _fetch_plan; checked because it is what .complete claims
+        raise UserError(f"{name}: {missing[0]} is missing from {stage} after its download; run again")
+    (stage / ".complete").write_text(
+        f"challenge-2020 1.0.2, {len(files)} .hea/.mat files, each verified against {origin}\n"
+    )
+    if _occupied(target):
+        if not force:
+            raise UserError(_in_the_way(target))
+        _move_aside(target)
+    elif target.exists():
+        target.rmdir()  # an empty folder
+    os.replace(stage, target)
+    print(f"{name}: {len(files)} files verified, complete in {target}", file=sys.stderr)
+
+
+ORIGINS = ("physionet", "bucket")
+
+
+def download(
+    out: str | Path,
+    sources: str | list[str] = "all",
+    origin: str = "physionet",
+    dry_run: bool = False,
+    force: bool = False,
+    progress: bool | None = None,
+    base_url: str | None = None,
+    sha256: str | Path | None = None,
+    unverified: bool = False,
+    keep_archives: bool = False,
+    workers: int = 8,
+) -> Path:
+    """The chosen sources into `out/<source>/`, each marked complete only when verified: from
+    PhysioNet's loose files (`origin` 'physionet', the default; `sha256` then replaces the fetched
+    SHA256SUMS.txt) or the bucket's archives ('bucket'; see `download_archives`). Returns `out`."""
+    if origin not in ORIGINS:
+        raise UserError(f"--from {origin!r}: choose one of {', '.join(ORIGINS)}")
+    if origin == "bucket":
+        return download_archives(
+            out, sources, dry_run, keep_archives, base_url or BASE_URL, progress, sha256, unverified, force
+        )
+    wrong = [flag for flag, on in (("--unverified-archives", unverified), ("--keep-archives", keep_archives)) if on]
+    if wrong:
+        raise UserError(f"{wrong[0]} applies to --from bucket only (PhysioNet's files are always verified)")
+    return download_physionet(
+        out, sources, base_url or PHYSIONET_URL, sha256, workers, force, progress=progress, dry_run=dry_run
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -275,15 +791,61 @@ class _Parser(argparse.ArgumentParser):
 
 
 def cli(argv: list[str]) -> int:
-    """`python -m ecgssl_nb download --out DIR [--sources all|CPSC,...] [--dry-run]`."""
-    p = _Parser(prog="python -m ecgssl_nb download", description=__doc__.split("\n\n")[0])
+    """`python -m ecgssl_nb download --out DIR [--sources all|CPSC,...] [--from physionet|bucket] ...`."""
+    p = _Parser(
+        prog="python -m ecgssl_nb download",
+        description=__doc__.split("\n\n")[0] + " " + _SIZE_NOTE,
+        epilog="The module docstring (python -m pydoc ecgssl_nb.download) describes the layout and each check.",
+    )
     p.add_argument("--out", required=True, help="data folder; each source goes to OUT/<source>/")
     p.add_argument("--sources", default="all", help=f"'all' (default) or a comma list of {', '.join(ARCHIVES)}")
-    p.add_argument("--dry-run", action="store_true", help="print the URLs and what is already there; download nothing")
     p.add_argument(
-        "--keep-archives", action="store_true", help="keep the .tar.gz files in OUT/.archives after extraction"
+        "--from",
+        dest="origin",
+        default="physionet",
+        choices=ORIGINS,
+        help="physionet (default): PhysioNet's loose files, each checked against its SHA256SUMS.txt; "
+        "bucket: the six tar.gz archives of the Challenge's cloud bucket (no published sums: needs "
+        "--sha256 FILE or --unverified-archives)",
     )
-    p.add_argument("--base-url", default=BASE_URL, help="a mirror of the bucket (http(s):// or file://)")
+    p.add_argument("--dry-run", action="store_true", help="print the URLs and what is already there; download nothing")
+    p.add_argument("--workers", type=int, default=8, help="files fetched at once from PhysioNet (default 8)")
+    p.add_argument(
+        "--base-url",
+        help=f"a mirror: of PhysioNet's tree (default {PHYSIONET_URL}) or, with --from bucket, of the "
+        f"bucket (default {BASE_URL}); http(s):// or file://",
+    )
+    p.add_argument(
+        "--sha256",
+        metavar="FILE",
+        help="a SHA256SUMS-style file ('<sha256>  <file name>' lines): for physionet, used instead of "
+        "the fetched SHA256SUMS.txt (a copy you trust, for a mirror); for bucket, the archives' sums "
+        "(extracted files it lists are checked too)",
+    )
+    p.add_argument(
+        "--unverified-archives",
+        action="store_true",
+        help="--from bucket: accept archives with no known SHA-256 (UNSAFE: a damaged or altered archive goes unnoticed)",
+    )
+    p.add_argument(
+        "--keep-archives", action="store_true", help="--from bucket: keep the .tar.gz files in OUT/.archives"
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="move a folder OUT/<source> that download did not make to OUT/.moved-aside/ (never deleted)",
+    )
     args = p.parse_args(argv)
-    download(args.out, args.sources, dry_run=args.dry_run, keep_archives=args.keep_archives, base_url=args.base_url)
+    download(
+        args.out,
+        args.sources,
+        origin=args.origin,
+        dry_run=args.dry_run,
+        force=args.force,
+        base_url=args.base_url,
+        sha256=args.sha256,
+        unverified=args.unverified_archives,
+        keep_archives=args.keep_archives,
+        workers=args.workers,
+    )
     return 0

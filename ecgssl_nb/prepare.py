@@ -15,8 +15,8 @@ What it does (paper Sec. III-A; book: The data; book: Deviations, B1-B3, B25):
   (`folds.assign_folds`).
 
 The output folder and what makes it trustworthy (built in `OUT.partial/`, renamed in when
-complete, `provenance.json`, one writer, `--force` moves a foreign OUT aside) are described in
-ARCHITECTURE.md. Files: `signals.npy` float32 (T, 12) mV; `index.csv` one row per kept record
+complete, `provenance.json`, one writer, `--force` moves a foreign or damaged OUT aside and
+builds it anew) are described in ARCHITECTURE.md. Files: `signals.npy` float32 (T, 12) mV; `index.csv` one row per kept record
 (`INDEX_COLUMNS`; age empty if unknown, codes separated by spaces; labels merged, CLASSES order;
 codes pre-merge scored, header order; dx all header codes); `skipped.csv` (`SKIPPED_COLUMNS`:
 every header is kept or here with a reason, and so is every `.mat` with no header beside it);
@@ -480,15 +480,18 @@ def _request(manifest: dict, n_folds: int, seed: int) -> dict:
 
 
 def _finished(folder: Path, req: dict) -> bool:
-    """True when `folder` is a complete prepared folder made by request `req` whose outputs are
-    as written, byte for byte (the full check: it is about to be reused)."""
+    """True when `folder` is a complete prepared folder made by request `req` that passes every
+    check of `load_prepared` and whose outputs are as written, byte for byte (the full check: it is
+    about to be reused). A damaged one is never "already prepared" (without --force it is refused,
+    with --force rebuilt)."""
     if not all((folder / f).is_file() for f in (*OUTPUTS, _COMPLETE)):
         return False
     try:
         rec = provenance.read(folder)
-        if rec is None or rec["request"] != req:
+        if rec is None or rec["request"] != req or "digest" not in json.loads((folder / _COMPLETE).read_text()):
             return False
-    except UserError:
+        load_prepared(folder)
+    except (UserError, OSError, ValueError, TypeError):
         return False
     return _content_fault(folder, full=True) is None
 
@@ -512,10 +515,7 @@ def _content_fault(folder: Path, full: bool) -> str | None:
 
 def _foreign(out: Path, req: dict) -> str | None:
     """Why the unfinished `out` may not be replaced without --force (None: it is absent or empty)."""
-    try:
-        why = provenance.refusal(out, req)
-    except UserError as exc:  # an unreadable provenance.json
-        return str(exc)
+    why = provenance.refusal(out, req)  # an unreadable provenance.json is a refusal too
     if why or not provenance.holds_files(out):
         return why
     if all((out / f).is_file() for f in (*OUTPUTS, _COMPLETE)):
@@ -548,8 +548,10 @@ def prepare(
 ) -> Path:
     """Prepare the records below `data_dir` into `out` (see the module docstring); returns `out`.
     Builds in `OUT.partial/` and renames it onto `out` when complete; resumes from its parts after
-    an interruption. A finished `out` for the same request is left as it is; one made from
-    something else is refused unless `force` (then moved aside, never deleted).
+    an interruption. A finished `out` for the same request that passes `load_prepared`'s checks is
+    left as it is; one made from something else, or damaged, is refused unless `force`, which
+    builds it anew and moves the old one aside (`OUT.stale-<time>`), never deleted: the remedy
+    that `load_prepared`'s errors name.
     leads: "twelve" (every lead) or "lead-i" (the released code's lead I in all 12 channels, B1)."""
     data_dir, out = _check_args(data_dir, out, workers, n_folds, seed, chunk_size)
     if leads not in LEAD_MODES:
@@ -712,15 +714,17 @@ def load_prepared(path: str | Path) -> Prepared:
         raise UserError(f"--prepared {path} is not a prepared folder: {what} ({make})")
     missing = [f for f in ("index.csv", "signals.npy", "stats.json") if not (path / f).is_file()]
     if missing:
-        raise UserError(f"--prepared {path} is not a prepared folder: {', '.join(missing)} missing ({make})")
+        raise UserError(f"--prepared {path} is not a prepared folder: {', '.join(missing)} missing; {redo}")
     try:
         digest = str(json.loads((path / _COMPLETE).read_text())["digest"])
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(
-            f"--prepared {path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest "
-            f"(run `python -m ecgssl_nb prepare` again to finish it)"
+            f"--prepared {path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest; {redo}"
         ) from None
-    rec = provenance.read(path)
+    try:
+        rec = provenance.read(path)
+    except UserError as exc:  # an unreadable provenance.json
+        raise UserError(f"{exc}; {redo}") from None
     if rec is None or rec["request"].get("stage") != "prepare":
         raise UserError(
             f"{path}/{provenance.PROVENANCE} is missing or not from `prepare`: the folder was made by "
@@ -731,9 +735,11 @@ def load_prepared(path: str | Path) -> Prepared:
     except (ValueError, OSError) as exc:
         raise UserError(f"{path}/signals.npy is not a readable .npy array ({exc}); {redo}") from None
     if signals.ndim != 2 or signals.shape[1] != 12 or signals.dtype != np.float32:
-        raise UserError(f"{path}/signals.npy must be float32 (T, 12), got {signals.dtype} {signals.shape}")
-    stats = _read_stats(path)
-    index = _read_index(path)
+        raise UserError(f"{path}/signals.npy must be float32 (T, 12), got {signals.dtype} {signals.shape}; {redo}")
+    try:
+        stats, index = _read_stats(path), _read_index(path)
+    except UserError as exc:  # an unreadable or incomplete stats.json or index.csv
+        raise UserError(f"{exc}; {redo}") from None
     fault = _index_fault(index, signals.shape[0], stats)
     if fault:
         raise UserError(f"{path}/{fault}; the folder is damaged or was edited: {redo}")
@@ -765,8 +771,7 @@ def _read_stats(path: Path) -> dict:
         ok = False
     if not ok:
         raise UserError(
-            f"{path}/stats.json lacks 12 finite per-lead means and positive stds, n_records, "
-            f"total_samples or n_folds: run `python -m ecgssl_nb prepare` again"
+            f"{path}/stats.json lacks 12 finite per-lead means and positive stds, n_records, total_samples or n_folds"
         )
     return stats
 
@@ -869,7 +874,8 @@ def cli(argv: list[str]) -> int:
     p.add_argument(
         "--force",
         action="store_true",
-        help="replace an --out made from other data or settings (it is moved aside to OUT.stale-<time>, never deleted)",
+        help="rebuild an --out made from other data or settings, or damaged "
+        "(the old one is moved aside to OUT.stale-<time>, never deleted)",
     )
     p.add_argument(
         "--leads",

@@ -289,12 +289,16 @@ def holds_files(folder: str | os.PathLike) -> bool:
 
 
 def refusal(folder: str | os.PathLike, req: dict) -> str | None:
-    """Why `folder` may not be used for `req` (it holds files with no provenance record, or one of
-    another request, naming the keys that differ); None when it is absent, empty or made by `req`.
-    UserError when its provenance.json is unreadable."""
+    """Why `folder` may not be used for `req` (it holds files with no provenance record, an
+    unreadable one, or one of another request, naming the keys that differ); None when it is
+    absent, empty or made by `req`. An unreadable record is a reason like any other, so that
+    `claim(force=True)` moves such a folder aside too."""
     if not holds_files(folder):
         return None
-    old = read(folder)
+    try:
+        old = read(folder)
+    except UserError as exc:
+        return f"its {PROVENANCE} is damaged ({exc})"
     if old is None:
         return "it holds files but no provenance.json (made by something else, or by an older version)"
     if old["request"] == req:

@@ -527,7 +527,8 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
     tables/provenance.json lists every run aggregated (folder, result digest, prepared digest,
     settings fingerprint, code version). Runs of different data or settings are refused
     (UserError naming two of them); folders moved aside (*.stale-*) are never read. Rows of smoke
-    runs carry `smoke` = True."""
+    runs carry `smoke` = True. Every table is computed before the tables folder is touched, so a
+    refusal leaves the tables written before as they were."""
     import warnings
 
     from .results import check_one_study, load_results  # pandas tables: ~10 ms at import
@@ -541,6 +542,8 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
         ab = load_results(ab_root) if ab_root.is_dir() else pd.DataFrame()
     if not len(main) and not len(ab):
         return written
+    check_one_study(pd.concat([f for f in (main, ab) if len(f)]))  # UserError naming two runs that differ
+    tables = _tables(main, ab)  # every other refusal (aggregate's) also comes before anything moves
     with provenance.lock(paths.tables_dir(runs, profile), what="tables folder"):
         provenance.claim(
             paths.tables_dir(runs, profile),
@@ -548,8 +551,7 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
             force=True,
             what="tables folder",
         )
-        check_one_study(pd.concat([f for f in (main, ab) if len(f)]))  # UserError naming two runs that differ
-        return _write_tables(runs, profile, main, ab)
+        return _write_tables(runs, profile, tables)
 
 
 def _tables_request(runs, profile: str, frames: list[pd.DataFrame]) -> dict:
@@ -575,19 +577,24 @@ def _tables_request(runs, profile: str, frames: list[pd.DataFrame]) -> dict:
     )
 
 
-def _write_tables(runs, profile: str, main: pd.DataFrame, ab: pd.DataFrame) -> dict[str, Path]:
+def _tables(main: pd.DataFrame, ab: pd.DataFrame) -> dict[str, pd.DataFrame | None]:
+    """table1, table2 and fig3 as frames (None: no run for it); UserError if the runs may not be
+    aggregated."""
     import warnings
 
-    from .results import write_csv_atomic  # pandas tables: ~10 ms at import
-
-    written = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        tables = {**(_paper_tables(main) if len(main) else {}), "fig3": _fig3_table(main, ab)}
-        for name, df in tables.items():
-            if df is not None:
-                written[name] = write_csv_atomic(paths.table_path(runs, profile, name), df)
-    return written
+        return {**(_paper_tables(main) if len(main) else {}), "fig3": _fig3_table(main, ab)}
+
+
+def _write_tables(runs, profile: str, tables: dict[str, pd.DataFrame | None]) -> dict[str, Path]:
+    from .results import write_csv_atomic  # pandas tables: ~10 ms at import
+
+    return {
+        name: write_csv_atomic(paths.table_path(runs, profile, name), df)
+        for name, df in tables.items()
+        if df is not None
+    }
 
 
 def _paper_tables(main: pd.DataFrame) -> dict[str, pd.DataFrame | None]:

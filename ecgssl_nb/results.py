@@ -318,9 +318,20 @@ def check_one_study(df: pd.DataFrame) -> None:
             )
             raise UserError(
                 f"results mix runs made from different {words}: {name(a.iloc[0])} ({col} {str(ka)[:12]}) and "
-                f"{name(b.iloc[0])} ({col} {str(kb)[:12]}), {known[col].nunique()} kinds in all; re-run the "
-                f"mismatched runs (`reproduce` does) or load one study"
+                f"{name(b.iloc[0])} ({col} {str(kb)[:12]}), {known[col].nunique()} kinds in all; {_unmix(b)}"
             )
+
+
+def _unmix(runs: pd.DataFrame) -> str:
+    """The remedy for a mixed study: take the runs that do not belong out of it (a folder renamed
+    `<name>.stale-<anything>` is never read, see `is_stale`), or re-run them like the others."""
+    if "path" not in runs.columns:
+        return "load the results of one study"
+    folder = Path(runs["path"].iloc[0]).parent
+    return (
+        f"move the runs that do not belong out of the study (rename e.g. {folder} to {folder.name}.stale-mixed "
+        f"beside it: folders named *.stale-* are never read), or re-run them with the study's data and settings"
+    )
 
 
 def _setup_rank(setup: str) -> tuple:

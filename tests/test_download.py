@@ -24,10 +24,11 @@ from test_records import rand_val, write_record
 
 class Server:
     """Loopback HTTP server for `files` {name: bytes}; honours 'Range: bytes=N-' unless
-    `ranges` is False; records (path, range header, bytes sent) for each request."""
+    `ranges` is False; records (path, range header, bytes sent) for each request. The first
+    reply for a name in `cut` announces the whole length but breaks off after half of it."""
 
-    def __init__(self, files: dict[str, bytes], ranges: bool = True):
-        self.files, self.ranges, self.log = files, ranges, []
+    def __init__(self, files: dict[str, bytes], ranges: bool = True, cut: set[str] | None = None):
+        self.files, self.ranges, self.log, self.cut = files, ranges, [], set(cut or ())
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,6 +60,10 @@ class Server:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if name in outer.cut:
+                    outer.cut.discard(name)
+                    body = body[: len(body) // 2]
+                    self.close_connection = True
                 self.wfile.write(body)
                 outer.log.append((name, rng, len(body)))
 
@@ -98,6 +103,13 @@ def challenge_archive(tmp: Path, top: str, names: list[str]) -> bytes:
     return tar_gz({f"{top}/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())})
 
 
+def sums_file(tmp: Path, files: dict[str, bytes]) -> Path:
+    """A SHA256SUMS file (as `sha256sum` writes it) listing `files` {name: bytes}."""
+    path = tmp / "SHA256SUMS"
+    path.write_text("".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in files.items()))
+    return path
+
+
 def test_url_table_has_the_six_official_archives():
     assert list(D.ARCHIVES) == list(SOURCES[:6])
     assert {a.file for a in D.ARCHIVES.values()} == {
@@ -133,7 +145,7 @@ def test_parse_sources_rejects_unknown_names(spec):
 
 
 def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
-    rc = main(["download", "--out", str(tmp_path / "data"), "--dry-run"])
+    rc = main(["download", "--from", "bucket", "--out", str(tmp_path / "data"), "--dry-run"])
     out = capsys.readouterr().out
     assert rc == 0 and not (tmp_path / "data").exists()
     assert all(a.url() in out for a in D.ARCHIVES.values()) and out.count("missing") == 6
@@ -151,7 +163,7 @@ def test_fetch_resumes_a_partial_file_with_a_range_request(tmp_path):
     dest = tmp_path / "f.bin"
     (tmp_path / "f.bin.part").write_bytes(payload[:123_456])
     with Server({"f.bin": payload}) as srv:
-        D.fetch(srv.url + "f.bin", dest, md5=hashlib.md5(payload).hexdigest(), progress=False)
+        D.fetch(srv.url + "f.bin", dest, sha256=hashlib.sha256(payload).hexdigest(), progress=False)
     assert dest.read_bytes() == payload and not (tmp_path / "f.bin.part").exists()
     assert srv.log == [("f.bin", "bytes=123456-", 300_000 - 123_456)]  # only the rest was sent
 
@@ -174,10 +186,11 @@ def test_fetch_drops_a_part_longer_than_the_file(tmp_path):
     assert [entry[1] for entry in srv.log] == ["bytes=5000-", None]
 
 
-def test_fetch_rejects_a_wrong_md5_and_removes_the_part(tmp_path):
-    with Server({"f.bin": b"abc" * 100}) as srv, pytest.raises(UserError, match="md5"):
-        D.fetch(srv.url + "f.bin", tmp_path / "f.bin", md5="0" * 32, progress=False)
+def test_fetch_rejects_a_wrong_sha256_and_moves_the_file_aside(tmp_path):
+    with Server({"f.bin": b"abc" * 100}) as srv, pytest.raises(UserError, match="SHA-256"):
+        D.fetch(srv.url + "f.bin", tmp_path / "f.bin", sha256="0" * 64, progress=False)
     assert not (tmp_path / "f.bin").exists() and not (tmp_path / "f.bin.part").exists()
+    assert (tmp_path / "f.bin.bad").read_bytes() == b"abc" * 100  # kept for inspection
 
 
 def test_fetch_reports_http_errors(tmp_path):
@@ -198,9 +211,9 @@ def test_download_extracts_each_source_into_its_folder_and_prepare_reads_it(tmp_
         D.ARCHIVES["Georgia"].file: challenge_archive(tmp_path, "WFDB", ["E00001", "E00002", "E00003"]),
         D.ARCHIVES["PTB-XL"].file: challenge_archive(tmp_path, "WFDB", ["HR00001"]),
     }
-    data = tmp_path / "data"
+    data, sums = tmp_path / "data", sums_file(tmp_path, files)
     with Server(files) as srv:
-        D.download(data, "CPSC,Georgia,PTB-XL", base_url=srv.url, progress=False)
+        D.download_archives(data, "CPSC,Georgia,PTB-XL", base_url=srv.url, progress=False, sha256=sums)
         assert sorted(p.name for p in data.iterdir()) == [".archives", "CPSC", "Georgia", "PTB-XL"]
         assert (data / "Georgia" / "WFDB" / "E00002.hea").exists() and (
             data / "PTB-XL" / "WFDB" / "HR00001.mat"
@@ -208,7 +221,9 @@ def test_download_extracts_each_source_into_its_folder_and_prepare_reads_it(tmp_
         assert all((data / s / ".complete").exists() for s in ("CPSC", "Georgia", "PTB-XL"))
         assert list((data / ".archives").iterdir()) == []  # archives removed after extraction
         n_requests = len(srv.log)
-        D.download(data, "CPSC,Georgia,PTB-XL", base_url=srv.url, progress=False)  # nothing left to do
+        D.download_archives(
+            data, "CPSC,Georgia,PTB-XL", base_url=srv.url, progress=False, sha256=sums
+        )  # nothing left to do
         assert len(srv.log) == n_requests
     prepare(data, tmp_path / "prep", workers=1, progress=False)
     ix = load_prepared(tmp_path / "prep").index
@@ -221,9 +236,10 @@ def test_download_resumes_after_an_interrupted_transfer_and_keeps_archives_on_re
     data = tmp_path / "data"
     (data / ".archives").mkdir(parents=True)
     (data / ".archives" / (name + ".part")).write_bytes(archive[:100])
+    sums = sums_file(tmp_path, {name: archive})
     assert D.source_state(data, D.ARCHIVES["PTB"]) == "partial (100 bytes)"
     with Server({name: archive}) as srv:
-        D.download(data, "PTB", base_url=srv.url, keep_archives=True, progress=False)
+        D.download_archives(data, "PTB", base_url=srv.url, keep_archives=True, progress=False, sha256=sums)
     assert srv.log == [(name, "bytes=100-", len(archive) - 100)]
     assert (data / ".archives" / name).read_bytes() == archive
     assert D.source_state(data, D.ARCHIVES["PTB"]) == "extracted"
@@ -234,8 +250,10 @@ def test_download_extracts_an_already_downloaded_archive_without_the_network(tmp
     name = D.ARCHIVES["INCART"].file
     data = tmp_path / "data"
     (data / ".archives").mkdir(parents=True)
-    (data / ".archives" / name).write_bytes(challenge_archive(tmp_path, "Training_StPetersburg", ["I0001"]))
-    D.download(data, "INCART", base_url="http://127.0.0.1:9/unreachable/", progress=False)
+    archive = challenge_archive(tmp_path, "Training_StPetersburg", ["I0001"])
+    (data / ".archives" / name).write_bytes(archive)
+    sums = sums_file(tmp_path, {name: archive})
+    D.download_archives(data, "INCART", base_url="http://127.0.0.1:9/unreachable/", progress=False, sha256=sums)
     assert (data / "INCART" / "Training_StPetersburg" / "I0001.hea").exists()
 
 
