@@ -95,9 +95,10 @@ def _sync(device: str) -> None:
 
 
 class Meter:
-    """Per call of a wrapped function: its seconds (device synchronised) and, from call number
-    `warmup` on (the steady state), the synchronisations it made: `ops` counted by
-    `syncs.count_ops` where `count_ops` is on, `cuda` by the CUDA sync debug mode."""
+    """Per call of a wrapped function: its seconds (device synchronised), and the syncs of call
+    number `warmup` (the first steady-state one): `ops` counted by `syncs.count_ops` where
+    `count_ops` is on, `cuda` by the CUDA sync debug mode. That call is counted, not timed (a
+    dispatch mode costs host time per aten call): the mean is over the calls after it."""
 
     def __init__(self, device: str, warmup: int, count_ops: bool):
         self.device, self.warmup, self.count_ops = device, warmup, count_ops
@@ -107,31 +108,27 @@ class Meter:
 
     def wrap(self, fn):
         def wrapper(*args, **kwargs):
-            steady = len(self.seconds) >= self.warmup
+            counted = len(self.seconds) == self.warmup
             _sync(self.device)
             t = time.perf_counter()
-            with self._watch(steady) as seen:
+            with self._watch(counted):
                 out = fn(*args, **kwargs)
             _sync(self.device)
             self.seconds.append(time.perf_counter() - t)
-            if steady:
-                self.ops.append(seen["ops"]) if seen["ops"] is not None else None
-                self.cuda.append(seen["cuda"]) if seen["cuda"] is not None else None
             return out
 
         return wrapper
 
     @contextlib.contextmanager
-    def _watch(self, steady: bool):
+    def _watch(self, counted: bool):
         import torch
 
         from ecgssl_nb.syncs import count_ops
 
-        seen = {"ops": None, "cuda": None}
-        if not steady:
-            yield seen
-            return
         cuda = self.device.startswith("cuda")
+        if not counted:
+            yield
+            return
         with contextlib.ExitStack() as stack:
             counts = stack.enter_context(count_ops()) if self.count_ops else None
             caught = stack.enter_context(warnings.catch_warnings(record=True)) if cuda else None
@@ -139,20 +136,20 @@ class Meter:
                 warnings.simplefilter("always")
                 torch.cuda.set_sync_debug_mode("warn")
             try:
-                yield seen
+                yield
             finally:
                 if cuda:
                     torch.cuda.set_sync_debug_mode("default")
-                    seen["cuda"] = sum("synchroniz" in str(w.message) for w in caught)
+                    self.cuda.append(sum("synchroniz" in str(w.message) for w in caught))
                 if counts is not None:
-                    seen["ops"] = counts.n_syncs
+                    self.ops.append(counts.n_syncs)
 
     def per_step(self) -> float:
-        """Mean seconds per call over the steady-state calls (all calls when there are no more)."""
-        steady = self.seconds[self.warmup :] or self.seconds
-        if not steady:
+        """Mean seconds per call after the counted one (or from it, or all, when there are no more)."""
+        timed = self.seconds[self.warmup + 1 :] or self.seconds[self.warmup :] or self.seconds
+        if not timed:
             raise RuntimeError("the stage ran no step")
-        return sum(steady) / len(steady)
+        return sum(timed) / len(timed)
 
 
 def _per_step_syncs(*meters: Meter, key: str) -> float | None:
@@ -178,6 +175,13 @@ def run_settings(cfg) -> dict:
 
 def _compiled(cfg) -> bool:
     return getattr(cfg, "compile", "off") not in (None, "off", False)
+
+
+def _count_ops(device: str, cfg) -> bool:
+    """count_ops on the CPU (where it is the only count; a compiled step then runs eagerly under
+    it) and on CUDA for an eager step (a dispatch mode would change what a compiled step runs:
+    there the CUDA sync debug mode counts alone)."""
+    return not device.startswith("cuda") or not _compiled(cfg)
 
 
 def _warmup(cfg, steps: int) -> int:
@@ -244,7 +248,7 @@ def stage_pretrain(a, modality: str) -> dict:
 
     prof, p = study_plan(a)
     job, cfg = p.main_pre[modality], prof.pretrain[modality]
-    warm, eager = _warmup(cfg, a.steps), not _compiled(cfg)
+    warm, eager = _warmup(cfg, a.steps), _count_ops(a.device, cfg)
     step, views, ckpt = Meter(a.device, warm, eager), Meter(a.device, warm, eager), Meter(a.device, 0, False)
     selfkd.train_step, selfkd.make_views = step.wrap(selfkd.train_step), views.wrap(selfkd.make_views)
     selfkd.save_checkpoint = ckpt.wrap(selfkd.save_checkpoint)
@@ -296,7 +300,7 @@ def stage_finetune(a, setup: str) -> dict:
     prof, p = study_plan(a)
     cfg, family = prof.finetune, setup_family(setup)
     job = next(j for j in p.ft_jobs if j.args["setup"] == setup and j.args["fold"] == a.fold)
-    warm, eager = _warmup(cfg, a.steps), not _compiled(cfg)
+    warm, eager = _warmup(cfg, a.steps), _count_ops(a.device, cfg)
     step, crops, labels = (Meter(a.device, warm, eager) for _ in range(3))
     preds, ckpt, trainers = Meter(a.device, 0, False), Meter(a.device, 0, False), []
     ft.train_step, ft.predict = step.wrap(ft.train_step), preds.wrap(ft.predict)
@@ -386,10 +390,13 @@ def run_stage(stage: str, a, fold: int = 0) -> dict:
     cmd += ["--steps", str(a.steps), "--out", str(a.out), "--profile", a.profile, "--workers", str(a.workers)]
     cmd += ["--fold", str(fold), *(arg for item in a.set for arg in ("--set", item))]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    limit = a.stage_timeout if a.deadline is None else min(a.stage_timeout, a.deadline - time.time())
+    if limit <= 0:
+        raise StageFailed(f"stage {stage}: no time left (--time-limit)")
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=a.stage_timeout)
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=limit)
     except subprocess.TimeoutExpired:
-        raise StageFailed(f"stage {stage} ran past {a.stage_timeout:.0f} s") from None
+        raise StageFailed(f"stage {stage} ran past {limit:.0f} s (--stage-timeout / --time-limit)") from None
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith(MARK)]
     if p.returncode != 0 or not lines:
         sys.stderr.write(p.stdout[-3000:] + p.stderr[-6000:])
@@ -724,6 +731,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-flops", action="store_true", help="leave out the FLOP floor")
     p.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES))
     p.add_argument("--stage-timeout", type=float, default=3600, help="seconds per stage before giving up")
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="seconds for all the stages; the stages done by then are reported (default: none)",
+    )
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # internal: run one stage
     p.add_argument("--fold", type=int, default=0, help=argparse.SUPPRESS)  # internal: a fine-tuning's fold
@@ -765,6 +778,7 @@ def main(argv=None) -> int:
     from ecgssl_nb.errors import check_int
 
     a.device = resolve_device(a.device)
+    a.deadline = None if a.time_limit is None else time.time() + a.time_limit
     prof = get_profile(a.profile)
     a.runs_per_device = check_int("--runs-per-device", a.runs_per_device or prof.runs_per_device, 1)
     stages = [s.strip() for s in a.stages.split(",") if s.strip()]
@@ -785,6 +799,8 @@ def main(argv=None) -> int:
 def _run(a, stages: list[str], name: str) -> int:
     """Run the stages in order (the fine-tunings as one packed wave), print the report, write JSON."""
     res, failed, packing = {}, None, None
+    flops = None if a.no_flops else count_flops(a.profile)  # first: seconds on the CPU, never cut off
+    mem = memory_estimate(a.profile) if a.device.startswith("cuda") else None
     todo = [s for s in stages if not s.startswith("finetune-")]
     try:
         for stage in todo:
@@ -797,8 +813,6 @@ def _run(a, stages: list[str], name: str) -> int:
     except StageFailed as exc:
         failed = str(exc)
         print(f"bench_paper: {exc}; reporting the stages done", file=sys.stderr, flush=True)
-    flops = None if a.no_flops else count_flops(a.profile)
-    mem = memory_estimate(a.profile) if a.device.startswith("cuda") else None
     print(report(res, a, name, packing, flops, mem))
     if a.json:
         figures = {"device": a.device, "device_name": name, "profile": a.profile, "records": a.records}

@@ -70,8 +70,9 @@ fi
 
 echo "== what reproduce runs, on $DEVICE: profile $PROFILE, $RECORDS records, $STEPS step(s) per stage"
 LEFT=$(( LIMIT - ($(date +%s) - START) ))
+# the stages get LEFT - 20 s, the report the rest (a stage cut off is reported as failed, the others shown)
 timeout "$LEFT" "$PY" benchmarks/bench_paper.py --device "$DEVICE" --records "$RECORDS" --steps "$STEPS" \
-  --profile "$PROFILE" --workers "$WORKERS" --out "$OUT/bench" --stage-timeout "$LEFT" \
+  --profile "$PROFILE" --workers "$WORKERS" --out "$OUT/bench" --time-limit $(( LEFT - 20 )) \
   ${K:+--runs-per-device "$K"} ${SETS[@]+"${SETS[@]}"} ${JSON:+--json "$JSON"} \
   || FAILED=1
 echo "gpu_check.sh: done in $(( $(date +%s) - START )) s$([ "$FAILED" = 1 ] && echo ', with FAILURES above')"
