@@ -761,6 +761,19 @@ def _print_memory_estimate(profile: str) -> None:
     )
 
 
+def _check_arguments(a) -> None:
+    """The device, the runs per device and the `--set` items, checked as `reproduce` checks them."""
+    from ecgssl_nb.config import resolve_device
+    from ecgssl_nb.errors import check_int
+    from ecgssl_nb.reproduce import resolve_study
+
+    a.device = resolve_device(a.device)
+    a.deadline = None if a.time_limit is None else time.time() + a.time_limit
+    prof, _ = resolve_study(a.profile, settings=a.set, max_steps=a.steps)
+    k = prof.runs_per_device if a.runs_per_device is None else a.runs_per_device
+    a.runs_per_device = check_int("--runs-per-device", k, 1)
+
+
 def main(argv=None) -> int:
     p = _parser()
     a = p.parse_args(argv)
@@ -774,13 +787,13 @@ def main(argv=None) -> int:
         return 0
     import torch
 
-    from ecgssl_nb.config import get_profile, resolve_device
-    from ecgssl_nb.errors import check_int
+    from ecgssl_nb.errors import UserError
 
-    a.device = resolve_device(a.device)
-    a.deadline = None if a.time_limit is None else time.time() + a.time_limit
-    prof = get_profile(a.profile)
-    a.runs_per_device = check_int("--runs-per-device", a.runs_per_device or prof.runs_per_device, 1)
+    try:
+        _check_arguments(a)
+    except UserError as exc:  # one line, before minutes of work
+        print(f"bench_paper: {exc}", file=sys.stderr)
+        return 2
     stages = [s.strip() for s in a.stages.split(",") if s.strip()]
     for stage in stages:
         if stage not in STAGES:

@@ -101,6 +101,17 @@ def test_gpu_check_refuses_a_bad_device_and_cuda_where_there_is_none():
         assert p.returncode == 2 and "CUDA is not available" in p.stderr
 
 
+def test_gpu_check_passes_set_items_to_the_study_and_refuses_a_bad_one_before_any_work(tmp_path):
+    # --set reaches the study's settings as `reproduce --set` takes them: a bad value is one line,
+    # before the corpus is written
+    cmd = ["bash", str(SCRIPT), "--device", "cpu", "--out", str(tmp_path), "--set", "finetune.lr=fast"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=120)
+    assert p.returncode == 1 and "bench_paper: --set lr=fast: lr takes a float" in p.stderr
+    p = subprocess.run(cmd[:6] + ["--runs-per-device", "0"], capture_output=True, text=True, env=_env(), timeout=120)
+    assert "bench_paper: --runs-per-device must be an integer >= 1, got 0" in p.stderr
+    assert not (tmp_path / "bench").exists()
+
+
 @pytest.mark.slow
 def test_gpu_check_runs_its_reduced_form_on_the_cpu_packing_two_fine_tunings(tmp_path):
     out = tmp_path / "figures.json"
