@@ -349,7 +349,9 @@ def _count_eval_windows(ft) -> None:
 
     def wrapper(model, corpus, *args, **kwargs):
         stride = kwargs.get("stride", 125)
-        _EVAL_WINDOWS["n"] = _EVAL_WINDOWS.get("n", 0) + _windows(corpus._lengths_host.numpy(), stride)
+        lengths = getattr(corpus, "_lengths_host", None)  # the host copy (no sync), where there is one
+        lengths = corpus.lengths.cpu() if lengths is None else lengths
+        _EVAL_WINDOWS["n"] = _EVAL_WINDOWS.get("n", 0) + _windows(lengths.numpy(), stride)
         return predict(model, corpus, *args, **kwargs)
 
     ft.predict = wrapper
