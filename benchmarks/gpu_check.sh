@@ -6,27 +6,35 @@
 #
 # Run from anywhere; it works in the repository root with `python3` (or $PYTHON), which needs
 # torch, numpy, scipy, pandas, tqdm, scikit-learn and pytest, and nothing installed from a
-# registry. On CUDA it:
+# registry. It measures what `reproduce` runs (`benchmarks/bench_paper.py`): the study's own jobs,
+# with the profile's precision (bf16 autocast), compile mode (the paper profile: CUDA graphs),
+# checkpoint cadence and runs per device, smoke-limited to a few steps. On CUDA it:
 #   1. runs the CUDA-only tests (those skipped on a machine without CUDA);
 #   2. writes a full-size synthetic corpus (43,101 records of the real data set's shape) and
-#      prepares it, then runs the paper smoke (bf16) of both pre-trainings and of one setup per
-#      fine-tuning family (`benchmarks/bench_paper.py`), printing per stage records or windows per
-#      second, peak GPU memory, and the extrapolated GPU-hours of the whole study, with the card's
-#      name.
+#      prepares it, runs both main pre-trainings (a whole GPU each), then K fine-tunings at once
+#      (the families in turn; K = the profile's runs_per_device), each with one evaluation and one
+#      checkpoint, and prints per stage: steps/s, syncs per step (syncs.count_ops and the CUDA sync
+#      debug mode), peak GPU memory beside the estimate, the projected H100-hours of the main study
+#      and of the study with Fig. 3 beside the FLOP floor, with the card's name.
 # Options: --device cuda|cpu, --records N (default 43101 on CUDA, 300 on the CPU), --steps N
-# (default 3 on CUDA, 1 on the CPU), --out DIR (default a temporary folder, removed), --json FILE.
+# (default 8 on CUDA, 1 on the CPU), --runs-per-device K (default the profile's), --set KEY=VALUE
+# (repeatable, as `reproduce --set` takes it, e.g. --set pretrain.compile=off; default the
+# profile's own values), --out DIR (default a temporary folder, removed), --json FILE.
 # Each part runs under a time limit so that the whole stays within 8 minutes.
 set -euo pipefail
 
-DEVICE=cuda RECORDS="" STEPS="" OUT="" JSON=""
+DEVICE=cuda RECORDS="" STEPS="" OUT="" JSON="" K=""
+SETS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) DEVICE="$2"; shift 2 ;;
     --records) RECORDS="$2"; shift 2 ;;
     --steps) STEPS="$2"; shift 2 ;;
+    --runs-per-device) K="$2"; shift 2 ;;
+    --set) SETS+=(--set "$2"); shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --json) JSON="$2"; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -47,9 +55,11 @@ if [ "$DEVICE" = cpu ]; then
 else
   "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
     || { echo "gpu_check.sh: CUDA is not available here (use --device cpu for the reduced form)" >&2; exit 2; }
-  : "${RECORDS:=43101}" "${STEPS:=3}"
+  : "${RECORDS:=43101}" "${STEPS:=8}"
   PROFILE=paper LIMIT=420
   WORKERS=$(nproc 2>/dev/null || echo 4); [ "$WORKERS" -gt 16 ] && WORKERS=16
+  # K compiling processes at once share the host's cores: one inductor compile thread each
+  export TORCHINDUCTOR_COMPILE_THREADS="${TORCHINDUCTOR_COMPILE_THREADS:-1}"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   echo "== CUDA-only tests"
   timeout 60 "$PY" -m pytest -q -p no:cacheprovider -rs \
@@ -58,10 +68,12 @@ else
     || { echo "gpu_check.sh: the CUDA-only tests FAILED (going on with the smoke)" >&2; FAILED=1; }
 fi
 
-echo "== paper smoke on $DEVICE: profile $PROFILE, $RECORDS records, $STEPS step(s) per stage"
+echo "== what reproduce runs, on $DEVICE: profile $PROFILE, $RECORDS records, $STEPS step(s) per stage"
 LEFT=$(( LIMIT - ($(date +%s) - START) ))
+# the stages get LEFT - 20 s, the report the rest (a stage cut off is reported as failed, the others shown)
 timeout "$LEFT" "$PY" benchmarks/bench_paper.py --device "$DEVICE" --records "$RECORDS" --steps "$STEPS" \
-  --profile "$PROFILE" --workers "$WORKERS" --out "$OUT/bench" --stage-timeout "$LEFT" ${JSON:+--json "$JSON"} \
+  --profile "$PROFILE" --workers "$WORKERS" --out "$OUT/bench" --time-limit $(( LEFT - 20 )) \
+  ${K:+--runs-per-device "$K"} ${SETS[@]+"${SETS[@]}"} ${JSON:+--json "$JSON"} \
   || FAILED=1
 echo "gpu_check.sh: done in $(( $(date +%s) - START )) s$([ "$FAILED" = 1 ] && echo ', with FAILURES above')"
 exit "$FAILED"

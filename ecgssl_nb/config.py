@@ -171,6 +171,7 @@ class Profile:
     leads: str = "twelve"  # B1, prepare: "twelve" or "lead-i" (released: lead I copied into all 12 channels)
     recipe: str = "corrected"  # the recipe label (see `recipes`): corrected, released or a set of departures
     departures: tuple = ()  # the released behaviours switched on, e.g. ("B1", "B7")
+    runs_per_device: int = 1  # fine-tunings at once per `reproduce --devices` entry: an integer >= 1
 
 
 def _tiny() -> Profile:
@@ -202,6 +203,17 @@ def _tiny() -> Profile:
     )
 
 
+# An ESTIMATE, not a measurement (no GPU has run this code yet): the fine-tunings of the paper
+# profile that fit at once on one 80 GB H100 with 16 host cores. `benchmarks/bench_paper.py
+# --memory-estimate` derives it on the CPU: per run, the bytes autograd saves at the paper's
+# batches under bf16 autocast (x 1.5 for backward, the allocator and CUDA graphs), weights,
+# gradients and AdamW moments, the 3.1 GB corpus each run keeps on the device and a CUDA context;
+# about 5 GB for the fusion families, so 14 fit in 90 % of 80 GB, which is also the host's 16
+# cores less 2. A test keeps this constant equal to what it derives; `benchmarks/gpu_check.sh`
+# measures the real peak with this many runs at once.
+PAPER_RUNS_PER_DEVICE = 14
+
+
 def _paper() -> Profile:
     pre = PretrainConfig(epochs=300, batch_size=196)
     return Profile(
@@ -216,6 +228,7 @@ def _paper() -> Profile:
         ),
         device="cuda",
         workers=max(1, (os.cpu_count() or 2)),
+        runs_per_device=PAPER_RUNS_PER_DEVICE,
     )
 
 

@@ -14,10 +14,12 @@ chapter notebook; `write_tables` makes the tables. Steps, in order:
    backbone.pt and summary.json, of the same request) is skipped; an interrupted one resumes.
 3. Fine-tunings (`finetune.finetune`, protocol "both"): every chosen setup on every chosen fold,
    then the ablation runs. The ablation fine-tunes ssl-t / ssl-s from each ablation backbone; t1
-   and t2 are the main ssl-t / ssl-s runs. A run whose result.json exists (same request) is
-   skipped; an interrupted one resumes from its checkpoint (see Provenance below). With several devices, each device runs one
-   subprocess at a time (`python -m ecgssl_nb finetune ...`) from a shared queue. With one device
-   the runs execute in this process. A failing run does not stop the others: its traceback goes
+   and t2 are the main ssl-t / ssl-s runs. A run whose result.json exists (same request, its digests intact) is
+   skipped; an interrupted one resumes from its checkpoint (see Provenance below). With several devices, or
+   `runs_per_device` k > 1, the runs are subprocesses (`python -m ecgssl_nb finetune ...`) from a
+   shared queue, k fine-tunings at a time on each device (`--runs-per-device`, default the
+   profile's; a pre-training keeps a whole device). With one device and k = 1 the runs execute in
+   this process. A failing run does not stop the others: its traceback goes
    to `<run>/error.txt` and it is listed at the end. A run whose pre-training failed is reported
    as blocked.
 4. Tables. `tables/table2.csv` holds the 8 setups beside paper Table II, and `tables/table1.csv`
@@ -50,10 +52,11 @@ notebook (03 or 04) through papermill (`notebook_jobs`), with the job's paramete
 `study_config` = RUNS/<profile>/jobs/study.json (the resolved profile and seed, so a customised
 profile runs the same in this process, as a subprocess and as a notebook). The executed notebook
 is kept as `<run folder>/notebook.ipynb`; a finished run without one runs its notebook, which then
-only shows it. With several devices each worker runs one notebook process at a time.
+only shows it. With several devices (or k > 1) each worker runs one notebook process at a time.
 
-`manifest.json` records what ran, when, with which versions and devices, and the wall time of
-each step and run (s); `wall_s` is the study's total over every call (`call_wall_s` the last
+`manifest.json` records what ran, when, with which versions and devices, the runs per device of
+each stage, which device (and which of its k slots) ran each run, when it started, and the wall
+time of each step and run (s); `wall_s` is the study's total over every call (`call_wall_s` the last
 call's), and a run skipped now keeps the wall time measured when it ran. It is rewritten after
 every step, so an interrupted study still shows how far it got.
 The folder layout is in `paths`.
@@ -168,7 +171,8 @@ def parse_setups(setups: str | Sequence[str] | None) -> tuple[str, ...]:
 def parse_devices(devices: str | Sequence[str] | None, profile: Profile) -> list[str]:
     """'0,1' -> ['cuda:0', 'cuda:1']; 'cpu' -> ['cpu']; 'cpu,cpu' -> two CPU workers; None -> every
     visible GPU for the paper profile (UserError when there is none), the profile's device
-    otherwise. One worker per entry runs one run at a time."""
+    otherwise. Each entry runs one pre-training at a time and `runs_per_device` fine-tunings
+    (`run_jobs`)."""
     if devices is None:
         if profile.device.startswith("cuda"):
             n = torch.cuda.device_count()
@@ -194,7 +198,7 @@ def parse_devices(devices: str | Sequence[str] | None, profile: Profile) -> list
         ):
             raise UserError(f"--devices: {d} does not exist ({torch.cuda.device_count()} GPUs visible)")
         out.append(resolve_device(d))
-    return out  # a device named twice runs two runs on it at a time (e.g. cpu,cpu)
+    return out  # a device named twice is two entries: twice the runs on it at a time (e.g. cpu,cpu)
 
 
 def _folds(folds, default: tuple) -> tuple[int, ...]:
@@ -232,6 +236,9 @@ class Job:
     reason: str = ""
     wall_s: float = 0.0
     device: str = ""
+    slot: str = ""  # which worker ran it: "<entry of --devices>.<slot 0..k-1>", e.g. "1.0"
+    started: float = 0.0  # time.time() when it started and ended (0: not run in this call)
+    ended: float = 0.0
     replaced: list[str] = field(default_factory=list)  # why an earlier folder was moved aside (differences)
 
     @property
@@ -413,9 +420,9 @@ def _run_notebook(job: Job, device: str, in_child: bool) -> None:
 
 
 def _run_one(job: Job, device: str, as_notebooks: bool, several: bool) -> None:
-    """Run one job on `device`: with one device in this process, with several in a child process
-    (each device runs one at a time); as_notebooks: as its chapter notebook."""
-    t0 = time.perf_counter()
+    """Run one job on `device`: with one worker in this process, with several in a child process;
+    as_notebooks: as its chapter notebook."""
+    t0, job.started = time.perf_counter(), time.time()
     job.device = device
     if as_notebooks:
         _run_notebook(job, device, several)
@@ -423,7 +430,7 @@ def _run_one(job: Job, device: str, as_notebooks: bool, several: bool) -> None:
         _run_subprocess(job, device)
     else:
         _run_inprocess(job, device)
-    job.wall_s = time.perf_counter() - t0
+    job.wall_s, job.ended = time.perf_counter() - t0, time.time()
 
 
 def _pending(jobs: list[Job], as_notebooks: bool) -> list[Job]:
@@ -474,14 +481,16 @@ class _Progress:
                 self.on_update()
 
 
-def _work(jobs: queue.Queue, device: str, as_notebooks: bool, several: bool, bar: _Progress) -> None:
-    """One device's worker: take jobs from the shared queue and run them, one at a time."""
+def _work(jobs: queue.Queue, device: str, slot: str, as_notebooks: bool, several: bool, bar: _Progress) -> None:
+    """One worker (one of a device's `runs_per_device` slots): take jobs from the shared queue and
+    run them, one at a time."""
     while True:
         try:
             job = jobs.get_nowait()
         except queue.Empty:
             return
         if not _blocked(job):
+            job.slot = slot
             _run_one(job, device, as_notebooks, several)
         bar.done(job)
 
@@ -492,11 +501,15 @@ def run_jobs(
     progress: bool = True,
     on_update: Callable[[], None] | None = None,
     as_notebooks: bool = False,
+    runs_per_device: int = 1,
 ) -> None:
     """Run `jobs` in order (skipping finished ones; blocking those whose needs failed): in this
-    process when there is one device, else one subprocess per device at a time from a shared
-    queue. as_notebooks: each job runs as its chapter notebook (`notebook_jobs`), and a finished
-    run without its executed notebook runs the notebook (which then only shows the run)."""
+    process when there is one device and runs_per_device is 1, else as subprocesses from a shared
+    queue, at most `runs_per_device` at a time on each entry of `devices` (k workers per entry,
+    each running one job at a time). as_notebooks: each job runs as its chapter notebook
+    (`notebook_jobs`), and a finished run without its executed notebook runs the notebook (which
+    then only shows the run)."""
+    k = check_int("--runs-per-device", runs_per_device, 1)
     todo = _pending(jobs, as_notebooks)
     if not todo:
         return
@@ -504,11 +517,13 @@ def run_jobs(
     shared: queue.Queue = queue.Queue()
     for job in todo:
         shared.put(job)
-    if len(devices) == 1:  # in this process, in this thread
-        _work(shared, devices[0], as_notebooks, False, bar)
+    slots = [(d, f"{i}.{s}") for s in range(k) for i, d in enumerate(devices)]  # each device's first slot first
+    if len(slots) == 1:  # in this process, in this thread
+        _work(shared, devices[0], slots[0][1], as_notebooks, False, bar)
     else:
         threads = [
-            threading.Thread(target=_work, args=(shared, d, as_notebooks, True, bar), daemon=True) for d in devices
+            threading.Thread(target=_work, args=(shared, d, slot, as_notebooks, True, bar), daemon=True)
+            for d, slot in slots
         ]
         for t in threads:
             t.start()
@@ -989,6 +1004,7 @@ def reproduce(
     max_steps: int = 0,
     protocol: str = "paper",
     as_notebooks: bool = False,
+    runs_per_device: int | None = None,
 ) -> Path:
     """Run the study of `profile` into OUT/<profile>/ (see the module docstring); returns that
     folder. folds: '0-9', '0,3' or a list (default the profile's); setups: 'all', 't,tsg' or a
@@ -1003,13 +1019,18 @@ def reproduce(
     that many optimisation steps and marked smoke everywhere. protocol: "paper" (default) or
     "paper-exact" (nine training folds as the authors trained: the recipe's B14 departure, so its
     runs live below OUT/recipes/b14/). as_notebooks: run each pre-training and fine-tuning as its
-    chapter notebook through papermill (03 / 04), keeping `<run folder>/notebook.ipynb`. A run is
+    chapter notebook through papermill (03 / 04), keeping `<run folder>/notebook.ipynb`.
+    runs_per_device: fine-tunings at once on each device entry (default the profile's
+    `runs_per_device`; pre-trainings keep a whole device); it does not change any result, so it is
+    recorded in the manifest, not in the runs' provenance. A run is
     skipped only when its folder's provenance request equals the one asked now; a run made by
     another request (other data, settings, seed, recipe or backbone) is moved aside and run
     again, and only what depends on the change re-runs. Calling it again resumes. Raises
     RunsFailed at the end (after the tables and the manifest) when any run failed."""
     t_start, started_at = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     prof, train_seed = resolve_study(profile, seed, settings, recipe, max_steps, protocol)
+    if runs_per_device is not None:
+        prof = replace(prof, runs_per_device=check_int("--runs-per-device", runs_per_device, 1))
     _check_data_dir(prof, data_dir)
     chosen = parse_setups(setups)
     fold_list, ablation_folds = _fold_lists(prof, folds)
@@ -1051,12 +1072,13 @@ def _study(
     manifest.data |= {"data_kind": p.data_kind or infer_data_kind(prepared), "n_records": len(prepared.index)}
     if as_notebooks:  # the resolved study that every notebook job reads (`study_config`)
         write_study_config(runs_ft, prof, seed)
-    if p.pre_jobs:
+    if p.pre_jobs:  # a pre-training keeps a whole device (one per device entry at a time)
         update = partial(manifest.record_runs, p.pre_jobs)
-        manifest.step("pretrain", partial(run_jobs, p.pre_jobs, devices, progress, update, as_notebooks), progress)
+        manifest.step("pretrain", partial(run_jobs, p.pre_jobs, devices, progress, update, as_notebooks, 1), progress)
         update()
     update = partial(manifest.record_runs, p.pre_jobs + p.ft_jobs)
-    manifest.step("finetune", partial(run_jobs, p.ft_jobs, devices, progress, update, as_notebooks), progress)
+    k = prof.runs_per_device
+    manifest.step("finetune", partial(run_jobs, p.ft_jobs, devices, progress, update, as_notebooks, k), progress)
     update()
     try:  # refused, naming the runs, if the finished runs mix data or settings
         tables = manifest.step("tables", partial(write_tables, runs_ft, prof.name), progress)
@@ -1085,6 +1107,7 @@ class _Manifest:
         pre = {m: as_dict(c) for m, c in prof.pretrain.items()}
         self.data = {"profile": prof.name, **head, "finished": None, "command": sys.argv}
         self.data |= {"devices": devices, "device_names": _device_names(devices), "versions": _versions()}
+        self.data["runs_per_device"] = {"pretrain": 1, "finetune": prof.runs_per_device}  # at once per device entry
         self.data |= {"code_version": provenance.code_version(), "seed": seed}
         self.data["settings"] = {"pretrain": pre, "finetune": as_dict(prof.finetune), "set": list(settings)}
         self.data |= {
@@ -1113,12 +1136,15 @@ class _Manifest:
     def record_runs(self, jobs: list[Job]) -> None:
         for job in jobs:
             rec = {"name": job.name, "folder": str(job.folder), "status": job.status, "reason": job.reason}
-            rec |= {"device": job.device, "wall_s": round(job.wall_s, 3)}
+            rec |= {"device": job.device, "slot": job.slot, "wall_s": round(job.wall_s, 3)}
+            if job.started:
+                rec["started"] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(job.started))
             if job.replaced and job.status != "skipped":
                 rec["replaced"] = job.replaced  # why the earlier folder was moved aside
             before = self.earlier_runs.get(job.name) or {}
             if job.status == "skipped" and before.get("wall_s"):
-                rec["wall_s"] = before["wall_s"]  # measured when it ran
+                rec["wall_s"] = before["wall_s"]  # measured when it ran, where it ran
+                rec |= {k: before[k] for k in ("device", "slot", "started") if before.get(k)}
                 rec["reason"] = rec["reason"] or "finished earlier"
             self.data["runs"][job.name] = rec
         self.save()
@@ -1346,8 +1372,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--devices",
         default=None,
-        help="GPU numbers like 0,1 (one run per GPU at a time), or cpu "
-        "(default: all visible GPUs for paper, cpu for tiny)",
+        help="GPU numbers like 0,1 (one pre-training per GPU at a time, --runs-per-device fine-tunings), "
+        "or cpu (default: all visible GPUs for paper, cpu for tiny)",
+    )
+    p.add_argument(
+        "--runs-per-device",
+        type=int,
+        default=None,
+        metavar="K",
+        help="fine-tunings at once on each device, as subprocesses (default: the profile's, 1 for tiny; "
+        "for paper an estimate of what fits an 80 GB GPU, see the Reproduce chapter)",
     )
     p.add_argument("--no-ablation", action="store_true", help="skip the Fig. 3 transform ablation")
     p.add_argument(
@@ -1414,6 +1448,7 @@ def cli(argv: list[str]) -> int:
             "seed": a.seed,
         }  # Fig. 3: corrected only
         kw |= {"settings": a.set, "recipe": recipe, "max_steps": a.max_steps, "protocol": a.protocol}
+        kw["runs_per_device"] = a.runs_per_device
         try:
             root = reproduce(a.profile, **kw, as_notebooks=a.as_notebooks)
         except RunsFailed as exc:

@@ -184,6 +184,49 @@ def test_several_devices_run_subprocesses_from_one_queue_and_keep_their_failures
     assert "exit status 2" in bad.reason
 
 
+def _most_at_once(jobs: list[Job]) -> int:
+    """The most of `jobs` that ran at the same time (from their start and end times)."""
+    return max(sum(j.started <= k.started < j.ended for j in jobs) for k in jobs) if jobs else 0
+
+
+@pytest.mark.slow  # two waves of real subprocesses: 17 s on a loaded 2-core machine
+def test_runs_per_device_runs_up_to_k_jobs_at_once_on_each_device_never_more(tmp_path):
+    # real subprocess jobs (a small fixture each, ~1-3 s); their start and end times show the
+    # packing. 5 jobs on 2 entries x 2 slots: the fifth waits for a slot.
+    jobs = [Job("fixture", f"fx{i}", tmp_path / f"fx{i}", {"out": tmp_path / f"fx{i}", "records": 6}) for i in range(5)]
+    run_jobs(jobs, ["cpu", "cpu"], progress=False, runs_per_device=2)
+    assert [j.status for j in jobs] == ["done"] * 5 and all(j.device == "cpu" for j in jobs)
+    per_entry = {e: [j for j in jobs if j.slot.split(".")[0] == e] for e in ("0", "1")}
+    assert {j.slot for j in jobs} == {"0.0", "0.1", "1.0", "1.1"}  # k slots of each --devices entry
+    assert [_most_at_once(js) for js in per_entry.values()] == [2, 2]  # k at once on each device, never more
+    assert _most_at_once(jobs) == 4
+    with pytest.raises(UserError, match="--runs-per-device must be an integer >= 1, got 0"):
+        run_jobs(jobs, ["cpu"], progress=False, runs_per_device=0)
+
+
+@pytest.mark.slow
+def test_the_study_packs_fine_tunings_k_per_device_keeps_a_device_per_pretraining_and_records_where_each_ran(
+    data_dir, tmp_path, capsys
+):
+    kw = dict(data_dir=data_dir, out=tmp_path, setups="ssl-t", folds="0,1", ablation=False, progress=False)
+    reproduce(fast(1), **kw, max_steps=1, runs_per_device=2)
+    root = tmp_path / "tiny"
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["runs_per_device"] == {"pretrain": 1, "finetune": 2}
+    runs = manifest["runs"]
+    # the pre-training had the device to itself (in this process: no subprocess log), the two
+    # fine-tunings ran as subprocesses in the device's two slots
+    assert runs["pretrain time"]["device"] == "cpu" and runs["pretrain time"]["slot"] == "0.0"
+    assert not paths.job_file(tmp_path, "tiny", "pretrain time", ".log").exists()
+    fts = [runs[f"finetune ssl-t fold {k}"] for k in (0, 1)]
+    assert {r["device"] for r in fts} == {"cpu"} and {r["slot"] for r in fts} <= {"0.0", "0.1"}
+    assert all(paths.job_file(tmp_path, "tiny", f"finetune ssl-t fold {k}", ".log").is_file() for k in (0, 1))
+    assert all(r["started"] and r["status"] == "done" for r in fts)
+    assert main(["reproduce", "--out", str(tmp_path / "x"), "--runs-per-device", "0"]) == 2
+    assert "--runs-per-device must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys):
     with pytest.raises(UserError, match="--data-dir is required"):
         reproduce("paper", out=tmp_path)
