@@ -342,13 +342,15 @@ class PretrainConfig:
         "adamw", "adamw (DINO, no decay on biases/norms) or adam-l2 (released, B10)", one_of(*OPTIMIZERS)
     )
     clip_grad: float = _setting(0.0, "gradient norm clip; 0 = none (released); DINO uses 3.0", number(0))
-    freeze_last_layer_epochs: int = _setting(1, "epochs the head's last layer stays frozen (B9)", integer(0))
+    freeze_last_layer_epochs: int = _setting(
+        1, "epochs the head's last layer stays frozen (B9: frozen during epoch 0)", integer(0)
+    )
     keep: str = _setting("final", "backbone kept: final (B12 fix) or lowest-loss (released)", one_of(*KEEP_CHOICES))
     center_update: str = _setting(
-        "once", "B7: once (batch mean, official DINO) or twice (released)", one_of(*CENTER_UPDATES)
+        "once", "B7: once (batch mean, official DINO) or twice (released: mean / (2B) again)", one_of(*CENTER_UPDATES)
     )
     freq_cutout: str = _setting(
-        "applied", "B16: spec t2/fc views: applied (FC then TC) or discarded (released)", one_of(*FREQ_CUTOUT)
+        "applied", "B16: spec t2/fc views: applied (FC then TC) or discarded (released: TC only)", one_of(*FREQ_CUTOUT)
     )
     max_steps: int = _setting(0, "smoke run: stop after this many optimisation steps (0 = no limit)", integer(0))
     augment: AugmentConfig = _setting(
@@ -380,7 +382,9 @@ class FinetuneConfig:
     )
     val_stride: int = _setting(125, "samples between validation windows", integer(1))
     eval_batch_windows: int = _setting(2048, "windows per evaluation batch", integer(1))
-    select_metric: str = _setting("auprc", "the checkpoint kept: best auprc (README) or auroc", one_of(*SELECT_METRICS))
+    select_metric: str = _setting(
+        "auprc", "the checkpoint kept: best auprc (the README's best-PRC) or auroc", one_of(*SELECT_METRICS)
+    )
     threshold_grid: tuple = _setting(DEFAULT_GRID, "the threshold search's grid", numbers_in(0.0, 1.0))
     threshold_default: float = _setting(
         DEFAULT_THRESHOLD, "every other class's threshold while one is searched", number(0.0, 1.0)
@@ -390,7 +394,9 @@ class FinetuneConfig:
         None, "Fig. 3 fine-tunings run on these folds (none: the profile's)", fold_list(nullable=True)
     )
     fusion_ssl: str = _setting(
-        "loaded", "B6: ssl-tsc/ssl-tsg backbones loaded or ignored (released)", one_of(*FUSION_SSL)
+        "loaded",
+        "B6: ssl-tsc/ssl-tsg backbones loaded or ignored (released: scratch, default init)",
+        one_of(*FUSION_SSL),
     )
     protocol: str = _setting(
         "both", "B14: both (8 training folds) or paper-exact (released: 9 folds)", one_of(*PROTOCOL_MODES)
@@ -731,8 +737,8 @@ def _blame(exc: SettingError, items: list, shown: list[str]) -> UserError:
 
 def config_from_dict(cls, data: dict, source: str = "--config") -> Any:
     """A settings dataclass rebuilt from `as_dict` output (lists back to tuples); UserError naming
-    `source` and the field for a missing or unknown field or a value out of its range (the class
-    checks every field when built)."""
+    `source` and the field for a missing or unknown field, a value of the wrong JSON type, or one
+    out of its range (the class checks every field's range when built)."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a JSON object of {cls.__name__} settings")
     types = _field_types(cls)
@@ -743,6 +749,19 @@ def config_from_dict(cls, data: dict, source: str = "--config") -> Any:
     for k, v in values.items():
         if dataclasses.is_dataclass(types[k][0]) and isinstance(v, dict):
             values[k] = config_from_dict(types[k][0], v, f"{source}: {k}")
+    for k, v in values.items():  # the JSON type first, as --set parses it; then the class checks the range
+        kind, nullable = types[k]
+        ok = (v is None and nullable) or (
+            isinstance(v, bool)
+            if kind is bool
+            else isinstance(v, int) and not isinstance(v, bool)
+            if kind is int
+            else isinstance(v, (int, float)) and not isinstance(v, bool)
+            if kind is float
+            else isinstance(v, kind)
+        )
+        if not ok:
+            raise UserError(f"{source}: {k} takes {_TYPE_WORDS[kind]}, got {v!r}")
     try:
         return cls(**values)
     except (TypeError, UserError) as exc:
