@@ -141,9 +141,16 @@ def test_seeds_are_zero_to_two_to_the_63_the_range_torch_and_the_results_tables_
 
 
 def test_a_seed_beyond_64_bits_is_refused_by_every_command_before_anything_is_written(
-    prepared_corpus, tmp_path, capsys, monkeypatch
+    fixture_corpus, prepared_corpus, tmp_path, capsys, monkeypatch
 ):
     big = str(2**64)
+    for argv, out in (
+        (["fixture", "--records", "24"], tmp_path / "fx"),
+        (["prepare", "--data-dir", str(fixture_corpus), "--workers", "1"], tmp_path / "prep"),
+    ):
+        assert main([*argv, "--out", str(out), "--seed", big]) == 2
+        assert "seed must be an integer 0 <= n < 2**63" in _one_line(capsys.readouterr().err)
+        assert not out.exists()
     out = tmp_path / "ft"
     assert main(_finetune_argv(prepared_corpus, out, "--seed", big)) == 2
     assert "--seed must be an integer 0 <= n < 2**63" in _one_line(capsys.readouterr().err)
