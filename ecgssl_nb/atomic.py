@@ -11,16 +11,14 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from .errors import UserError
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class WriteError(UserError, OSError):
-    """A file the system refused to write (a full disk, a file-size limit, no permission): one
-    line naming the file and the cause. Both a UserError (the CLI prints it, exit 2) and an
-    OSError (errno, filename), so code that handles either keeps working."""
+class WriteError(OSError):
+    """A file the system refused to write (a full disk, a file-size limit): one line naming the
+    file and the cause. An OSError (errno, filename), so code that handles one keeps working;
+    the CLI prints it on one line and exits with status 1 (`__main__`)."""
 
     def __str__(self) -> str:
         return f"cannot write {self.filename}: {self.strerror} (errno {self.errno}); the file is left as it was"

@@ -18,9 +18,9 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, Callable
 
-from .errors import UserError
+from .errors import SEED_LIMIT, UserError
 from .metrics import DEFAULT_GRID, DEFAULT_THRESHOLD
 
 SETUPS = ("t", "s", "tsc", "tsg", "ssl-t", "ssl-s", "ssl-tsc", "ssl-tsg")
@@ -56,7 +56,6 @@ def _check_pair(name: str, pair: Any, lo_min: float, hi_max: float, lo_open: boo
 #     log_every: int = _setting(0, "a log line every N steps (0 = once per epoch)", integer(0))
 
 FAMILIES = ("t", "s", "tsc", "tsg")  # the setup families, keys of the per-family fine-tuning settings
-SEED_LIMIT = 2**63  # seeds are 0 <= seed < 2**63: torch takes < 2**64, the results tables hold int64
 
 
 class SettingError(UserError):
@@ -74,7 +73,7 @@ class Range:
     for a value in range, else what is wrong ('must be an integer >= 1, got 0')."""
 
     text: str
-    problem: Any  # Callable[[Any], str | None]
+    problem: Callable[[Any], str | None]
     entries: tuple[str, ...] = ()  # a dict setting: exactly these keys, each value checked by `problem`
 
     def check(self, key: str, value: Any) -> None:
@@ -223,20 +222,10 @@ def _check_fields(obj: Any) -> None:
         values.check(f.name, getattr(obj, f.name))
 
 
-_SEED_INT = integer(0, SEED_LIMIT)
-SEED = Range(  # the range of every seed (Profile.seed, --seed of every command, the notebooks' seed)
+SEED = Range(  # the range of every seed (Profile.seed; errors.check_seed for each command's --seed)
     "an integer 0 <= n < 2**63",
-    lambda v: _SEED_INT.problem(v) and f"must be an integer 0 <= n < 2**63, got {v!r}",
+    lambda v: integer(0, SEED_LIMIT).problem(v) and f"must be an integer 0 <= n < 2**63, got {v!r}",
 )
-
-
-def check_seed(name: str, value: Any) -> int:
-    """`value` as a seed, 0 <= seed < 2**63 (torch takes < 2**64; results tables hold int64);
-    else UserError '{name} must be an integer 0 <= n < 2**63, got ...'."""
-    wrong = SEED.problem(value)
-    if wrong:
-        raise UserError(f"{name} {wrong}")
-    return int(value)
 
 
 def settings_help(cls: type, prefix: str = "") -> str:

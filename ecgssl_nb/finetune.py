@@ -87,7 +87,6 @@ from .config import (
     apply_settings,
     as_dict,
     check_fold,
-    check_seed,
     check_setup,
     get_profile,
     is_ssl,
@@ -96,7 +95,7 @@ from .config import (
     setup_family,
     setup_modalities,
 )
-from .errors import UserError, check_int
+from .errors import UserError, check_int, check_seed
 from .labels import ABBREVIATIONS, CLASSES
 from .metrics import auprc, auroc, binarize, threshold_search, write_challenge_outputs
 from .results import METRIC_KEYS, write_csv_atomic, write_json_atomic

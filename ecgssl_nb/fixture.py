@@ -47,8 +47,7 @@ import scipy.io
 from scipy.signal import sawtooth
 
 from . import labels
-from .config import check_seed
-from .errors import UserError
+from .errors import UserError, check_seed
 from .labels import LEADS
 
 GAIN = 1000  # ADC units per mV, as in most Challenge 2020 headers

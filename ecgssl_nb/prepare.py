@@ -52,8 +52,8 @@ from . import labels as L
 from . import provenance
 from . import records as R
 from .atomic import atomic_write, write_text_atomic
-from .config import TARGET_FS, WINDOW, check_seed
-from .errors import RecordError, UserError
+from .config import TARGET_FS, WINDOW
+from .errors import RecordError, UserError, check_seed
 from .folds import assign_folds
 from .records import LEADS, SOURCES, read_header, read_record_raw, source_of
 

@@ -105,7 +105,6 @@ from .config import (
     check_fold,
     SettingError,
     check_modality,
-    check_seed,
     check_setup,
     config_from_dict,
     get_profile,
@@ -115,7 +114,7 @@ from .config import (
     setup_family,
     setup_modalities,
 )
-from .errors import UserError
+from .errors import UserError, check_seed
 from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, parse_recipe, recipe_spec, stage_runs
 
 __all__ = [

@@ -65,12 +65,11 @@ from .config import (
     apply_settings,
     as_dict,
     check_modality,
-    check_seed,
     get_profile,
     read_config,
     resolve_device,
 )
-from .errors import UserError, check_int
+from .errors import UserError, check_int, check_seed
 from .prepare import Prepared, load_prepared
 from .results import write_json_atomic
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule

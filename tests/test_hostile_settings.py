@@ -134,10 +134,12 @@ def test_reproduce_set_names_the_key_as_written_and_plans_nothing(tmp_path, caps
 
 
 def test_seeds_are_zero_to_two_to_the_63_the_range_torch_and_the_results_tables_hold():
-    assert config.check_seed("--seed", 2**63 - 1) == 2**63 - 1
+    from ecgssl_nb.errors import check_seed
+
+    assert check_seed("--seed", 2**63 - 1) == 2**63 - 1
     for bad in (2**63, 2**64, -1, True, 1.0):
         with pytest.raises(UserError, match=r"^--seed must be an integer 0 <= n < 2\*\*63"):
-            config.check_seed("--seed", bad)
+            check_seed("--seed", bad)
 
 
 def test_a_seed_beyond_64_bits_is_refused_by_every_command_before_anything_is_written(
@@ -182,16 +184,16 @@ def test_a_papermill_fold_that_is_not_an_integer_is_one_line_naming_the_paramete
 _FSIZE_SCRIPT = """
 import resource, signal, sys, torch
 from ecgssl_nb import checkpoint
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.atomic import WriteError
 path = sys.argv[1]
 checkpoint.save(path, {"run": {"epoch": 0}})  # the last good checkpoint, a few hundred bytes
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process at the limit
 resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
 try:
     checkpoint.save(path, {"run": {"epoch": 1}, "w": torch.zeros(10_000)})
-except UserError as exc:
+except WriteError as exc:
     print(f"error: {exc}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(1)
 """
 
 
@@ -199,7 +201,7 @@ def test_a_checkpoint_write_under_a_file_size_limit_is_one_line_naming_the_file_
     path = tmp_path / "run" / "checkpoint.pt"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", _FSIZE_SCRIPT, str(path)], capture_output=True, text=True, env=env)
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 1, done.stderr
     line = _one_line(done.stderr)
     assert line.startswith(f"error: cannot write {path}: File too large"), line
     assert "unexpected pos" not in line
@@ -207,6 +209,18 @@ def test_a_checkpoint_write_under_a_file_size_limit_is_one_line_naming_the_file_
 
     assert provenance.load_checkpoint(path)["run"] == {"epoch": 0}  # the old checkpoint is intact
     assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pt"]  # no temporary file left
+
+
+def test_the_cli_prints_a_refused_write_on_one_line_naming_the_file(monkeypatch, capsys):
+    from ecgssl_nb import atomic, fixture
+
+    def refused(argv):
+        raise atomic.WriteError(27, "File too large", "runs/x/checkpoint.pt")  # what atomic_write raises
+
+    monkeypatch.setattr(fixture, "cli", refused)
+    assert main(["fixture"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert line == "error: cannot write runs/x/checkpoint.pt: File too large (errno 27); the file is left as it was"
 
 
 def test_reproduce_as_notebooks_hands_every_notebook_absolute_paths_when_out_is_relative(tmp_path, monkeypatch):
