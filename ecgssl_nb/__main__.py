@@ -1,7 +1,8 @@
 """`python -m ecgssl_nb COMMAND ...`: fixture, download, prepare, pretrain, finetune, reproduce, verify.
 
 Each command lives in its own module as `cli(argv) -> int`; this file only dispatches and turns
-a `UserError` into a one-line message and exit status 2.
+a `UserError` into a one-line message and exit status 2, and a write the system refused
+(`atomic.WriteError`: a full disk, a file-size limit) into one naming the file, status 1.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from .atomic import WriteError
 from .errors import UserError
 
 COMMANDS = {
@@ -43,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except WriteError as exc:  # a full disk, a file-size limit: the file and the cause, on one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
         return 130

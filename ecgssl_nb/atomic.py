@@ -15,10 +15,33 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+class WriteError(OSError):
+    """A file the system refused to write (a full disk, a file-size limit): one line naming the
+    file and the cause. An OSError (errno, filename), so code that handles one keeps working;
+    the CLI prints it on one line and exits with status 1 (`__main__`)."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror} (errno {self.errno}); the file is left as it was"
+
+
+def _system_cause(exc: BaseException, tmp: str) -> OSError | None:
+    """The OSError behind `exc` that concerns the file being written (`tmp`, or no file named):
+    `exc` itself, or one it was raised from or during (torch.save turns a failed write into a
+    RuntimeError 'unexpected pos 64 vs 0' raised while handling the OSError)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
     """Call `write(tmp_path)` to fill a temporary file beside `path`, then rename it onto `path`.
-    On any error the temporary file is removed and `path` is left as it was; an OSError that names
-    no file (a full disk, a file-size limit) is raised again naming `path`."""
+    On any error the temporary file is removed and `path` is left as it was; a failure of the
+    write itself (a full disk, a file-size limit: an OSError naming no file or the temporary one,
+    also when wrapped by the writer) is raised as one `WriteError` naming `path` and the cause."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp")
@@ -32,8 +55,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None:
-            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        cause = _system_cause(exc, tmp)
+        if cause is not None:
+            raise WriteError(cause.errno, cause.strerror or str(cause), str(path)) from None
         raise
     return path
 

@@ -30,8 +30,16 @@ NAME = "checkpoint.pt"
 
 
 def save(path: str | os.PathLike, state: dict) -> None:
-    """Write the checkpoint `state` (tensors and plain values, with a "run" entry) atomically."""
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """Write `state` (tensors and plain values; a checkpoint's with a "run" entry) atomically with
+    torch.save. A refused write (a full disk, a file-size limit) is one `atomic.WriteError` naming
+    `path` and the cause: torch writes through a Python file here, so the OSError survives its
+    RuntimeError ('unexpected pos 64 vs 0') for `atomic_write` to find."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+
+    atomic_write(path, write)
 
 
 def load(path: str | os.PathLike, resume: bool, run: dict) -> dict | None:

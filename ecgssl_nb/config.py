@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from numbers import Integral, Real
+from typing import Any, Callable
 
-from .errors import UserError
+from .errors import SEED_LIMIT, UserError
 from .metrics import DEFAULT_GRID, DEFAULT_THRESHOLD
 
 SETUPS = ("t", "s", "tsc", "tsg", "ssl-t", "ssl-s", "ssl-tsc", "ssl-tsg")
@@ -36,8 +39,6 @@ TC_MODES = ("per_lead", "paper")  # time cutout: one span per lead (released) or
 
 def _check_pair(name: str, pair: Any, lo_min: float, hi_max: float, lo_open: bool = False) -> tuple[float, float]:
     """(lo, hi) with lo_min <= lo <= hi <= hi_max (lo > lo_min when lo_open); UserError naming `name`."""
-    import math
-
     try:
         lo, hi = (float(v) for v in pair)
     except (TypeError, ValueError):
@@ -47,9 +48,211 @@ def _check_pair(name: str, pair: Any, lo_min: float, hi_max: float, lo_open: boo
     return lo, hi
 
 
-def _setting(default: Any, what: str) -> Any:
-    """A settings field with its meaning attached (`dataclasses.fields(cls)[i].metadata["what"]`)."""
-    return field(default=default, metadata={"what": what})
+# --- the range of every setting: declared with its field, checked once when the settings are built --
+#
+# Each settings field is declared with `_setting(default, what, range)`: its meaning and the values it
+# takes sit in the field's metadata, so one table serves the check (`__post_init__` of every settings
+# class calls `_check_fields`), --help (`settings_help`) and the book. A new field is one line, e.g.
+#     log_every: int = _setting(0, "a log line every N steps (0 = once per epoch)", integer(0))
+
+FAMILIES = ("t", "s", "tsc", "tsg")  # the setup families, keys of the per-family fine-tuning settings
+
+
+class SettingError(UserError):
+    """A setting outside its range. `key` is the setting as written ('lr', 'epochs.t'), `keys` the
+    fields a check of several fields involves; the message is '{key} {problem}'."""
+
+    def __init__(self, key: str, problem: str, keys: tuple[str, ...] = ()):
+        super().__init__(f"{key} {problem}")
+        self.key, self.problem, self.keys = key, problem, keys or (key.partition(".")[0],)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values one setting takes: `text` says which (--help, the book); `problem(value)` is None
+    for a value in range, else what is wrong ('must be an integer >= 1, got 0')."""
+
+    text: str
+    problem: Callable[[Any], str | None]
+    entries: tuple[str, ...] = ()  # a dict setting: exactly these keys, each value checked by `problem`
+
+    def check(self, key: str, value: Any) -> None:
+        """SettingError naming `key` (and the entry, for a dict) when `value` is out of range."""
+        if self.entries:
+            if not isinstance(value, dict) or sorted(map(str, value)) != sorted(self.entries):
+                got = sorted(map(str, value)) if isinstance(value, dict) else value
+                raise SettingError(key, f"must have exactly the entries {', '.join(self.entries)}, got {got!r}")
+            for entry in self.entries:
+                wrong = self.problem(value[entry])
+                if wrong:
+                    raise SettingError(f"{key}.{entry}", wrong, (key,))
+            return
+        wrong = self.problem(value)
+        if wrong:
+            raise SettingError(key, wrong)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def integer(low: int, high: int | None = None) -> Range:
+    """An integer (not a bool, not 3.0) with low <= value (< high when given)."""
+    text = f"an integer >= {low}" if high is None else f"an integer {low} <= n < {high}"
+
+    def problem(v: Any) -> str | None:
+        ok = isinstance(v, Integral) and not isinstance(v, bool) and low <= v and (high is None or v < high)
+        return None if ok else f"must be {text}, got {v!r}"
+
+    return Range(text, problem)
+
+
+def number(low: float | None = None, high: float | None = None, low_open: bool = False) -> Range:
+    """A finite real number (not a bool) with low <= value (low < value when low_open) <= high."""
+    sign = ">" if low_open else ">="
+    if low is not None and high is not None:
+        text = f"a number in {'(' if low_open else '['}{low}, {high}]"
+    else:
+        text = "a finite number" + (f" {sign} {low}" if low is not None else "")
+
+    def problem(v: Any) -> str | None:
+        ok = _is_number(v) and (low is None or (v > low if low_open else v >= low)) and (high is None or v <= high)
+        return None if ok else f"must be {text}, got {v!r}"
+
+    return Range(text, problem)
+
+
+def one_of(*choices: str) -> Range:
+    """One of the named choices."""
+    return Range(
+        f"one of {', '.join(choices)}",
+        lambda v: None if isinstance(v, str) and v in choices else f"{v!r} is not one of {', '.join(choices)}",
+    )
+
+
+def flag() -> Range:
+    """true or false (a bool, not 1 or 'yes')."""
+    return Range("true or false", lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}")
+
+
+def any_text() -> Range:
+    """Any non-empty text."""
+    return Range("text", lambda v: None if isinstance(v, str) and v else f"must be non-empty text, got {v!r}")
+
+
+def pair(lo_min: float, hi_max: float, lo_open: bool = False) -> Range:
+    """A pair (lo, hi) of numbers with lo_min <= lo <= hi <= hi_max (lo > lo_min when lo_open)."""
+
+    def problem(v: Any) -> str | None:
+        try:
+            _check_pair("", v, lo_min, hi_max, lo_open)
+        except UserError as exc:
+            return str(exc).strip()
+        return None
+
+    return Range(f"a pair (lo, hi) with {lo_min} {'<' if lo_open else '<='} lo <= hi <= {hi_max}", problem)
+
+
+def per_family(entry: Range) -> Range:
+    """A dict of one value per setup family (t, s, tsc, tsg), each in `entry`'s range."""
+    return Range(f"{{t, s, tsc, tsg}} -> {entry.text}", entry.problem, FAMILIES)
+
+
+def numbers_in(low: float, high: float) -> Range:
+    """A non-empty list of numbers in [low, high] (the threshold grid)."""
+    inner = number(low, high)
+
+    def problem(v: Any) -> str | None:
+        ok = isinstance(v, (tuple, list)) and len(v) > 0 and not any(inner.problem(x) for x in v)
+        return None if ok else f"must be a non-empty list of numbers in [{low}, {high}], got {v!r}"
+
+    return Range(f"a non-empty list of numbers in [{low}, {high}]", problem)
+
+
+def fold_list(nullable: bool = False) -> Range:
+    """A non-empty list of distinct folds 0..N_FOLDS-1 (or None when nullable)."""
+    text = f"a non-empty list of distinct folds 0..{N_FOLDS - 1}" + (" (or none)" if nullable else "")
+
+    def problem(v: Any) -> str | None:
+        if v is None and nullable:
+            return None
+        ok = isinstance(v, (tuple, list)) and len(v) > 0 and len(set(v)) == len(v)
+        ok = ok and not any(integer(0, N_FOLDS).problem(f) for f in v)
+        return None if ok else f"must be {text}, got {v!r}"
+
+    return Range(text, problem)
+
+
+def instance(cls: type, per_modality: bool = False) -> Range:
+    """A `cls` (built, hence checked), or a dict {time, spec} of them when per_modality."""
+    if per_modality:
+        return Range(f"{{time, spec}} -> a {cls.__name__}", instance(cls).problem, MODALITIES)
+    return Range(f"a {cls.__name__}", lambda v: None if isinstance(v, cls) else f"must be a {cls.__name__}, got {v!r}")
+
+
+def codes() -> Range:
+    """A list of departure codes like ('B1', 'B7')."""
+    return Range(
+        "a list of codes like B1, B7",
+        lambda v: (
+            None
+            if isinstance(v, (tuple, list)) and all(isinstance(c, str) and re.fullmatch(r"B\d+", c) for c in v)
+            else f"must be a list of codes like B1, B7, got {v!r}"
+        ),
+    )
+
+
+def _setting(default: Any = dataclasses.MISSING, what: str = "", values: Range | None = None) -> Any:
+    """A settings field with its meaning and its range attached (`dataclasses.fields(cls)[i].metadata`:
+    "what" and "range"); a dict default is copied for each instance."""
+    meta = {"what": what, "range": values}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    if isinstance(default, type) and dataclasses.is_dataclass(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _check_fields(obj: Any) -> None:
+    """SettingError for the first field of the settings dataclass `obj` outside its declared range."""
+    for f in dataclasses.fields(obj):
+        values = f.metadata.get("range")
+        if values is None:
+            raise TypeError(f"{type(obj).__name__}.{f.name} declares no range (config._setting)")
+        values.check(f.name, getattr(obj, f.name))
+
+
+SEED = Range(  # the range of every seed (Profile.seed; errors.check_seed for each command's --seed)
+    "an integer 0 <= n < 2**63",
+    lambda v: integer(0, SEED_LIMIT).problem(v) and f"must be an integer 0 <= n < 2**63, got {v!r}",
+)
+
+
+def settings_help(cls: type, prefix: str = "") -> str:
+    """One line per field of the settings dataclass `cls` (and of the settings it holds, as
+    'augment.noise_sigma'): name, range, default, meaning. The epilog of the stages' --help."""
+    lines = [] if prefix else [f"{cls.__name__} settings (--set FIELD=VALUE):"]
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            lines.append(settings_help(type(default), f"{prefix}{f.name}."))
+            continue
+        values = f.metadata.get("range")
+        shown = "" if default is dataclasses.MISSING else f" (default {default!r})"
+        lines.append(f"  {prefix}{f.name}: {values.text if values else '?'}{shown}; {f.metadata.get('what', '')}")
+    return "\n".join(lines)
+
+
+# The choices of the settings that name a behaviour (the stages import them from here).
+KEEP_CHOICES = ("final", "lowest-loss")  # B12: the backbone kept
+OPTIMIZERS = ("adamw", "adam-l2")  # B10: DINO's AdamW / the released Adam with L2
+CENTER_UPDATES = ("once", "twice")  # B7: official DINO / released code
+FREQ_CUTOUT = ("applied", "discarded")  # B16: FC chained before TC / released code (TC only)
+PROTOCOL_MODES = ("both", "paper-exact")  # B14: 8 training folds (paper + honest) / the released 9
+FUSION_SSL = ("loaded", "ignored")  # B6: the fusion models' SSL backbones
+SELECT_METRICS = ("auprc", "auroc")
+DATA_KINDS = ("fixture", "samples", "physionet2020")
+LEAD_MODES = ("twelve", "lead-i")  # B1: every lead resampled, or the released lead I in all 12 channels
 
 
 @dataclass(frozen=True)
@@ -58,32 +261,26 @@ class AugmentConfig:
     by `transforms`. Each pair (lo, hi) is the range of a uniform draw: crop scales and cut spans
     are fractions of the window (time: of its 250 samples; spectrogram: of its 21 frames, cut
     spans of the crop), the noise sigma is in mV. Checked once, when built. Each field's meaning is
-    in its metadata["what"]."""
+    in its metadata["what"], its range in metadata["range"]."""
 
-    time_global_scale: tuple = _setting((0.5, 1.0), "crop ratio r of a global time view")
+    time_global_scale: tuple = _setting((0.5, 1.0), "crop ratio r of a global time view", pair(0.0, 1.0, True))
     time_local_scale: tuple = _setting(
-        (0.1, 0.5), "crop ratio r of a local time view, stretched to 250 samples too (B17)"
+        (0.1, 0.5), "crop ratio r of a local time view, stretched to 250 samples too (B17)", pair(0.0, 1.0, True)
     )
     time_cutout_mode: str = _setting(
-        "per_lead", "time cutout: a span per lead (per_lead, released) or one for all (paper, B18)"
+        "per_lead", "time cutout: a span per lead (per_lead, released) or one for all (paper, B18)", one_of(*TC_MODES)
     )
-    time_cutout: tuple = _setting((0.2, 0.4), "time cutout span / window, mode per_lead")
-    paper_time_cutout: tuple = _setting((0.0, 0.5), "time cutout span / window, mode paper (Eq. 1)")
-    noise_sigma: tuple = _setting((0.005, 0.025), "Gaussian noise sigma, mV, one per view")
-    spec_global_scale: tuple = _setting((0.6, 1.0), "crop ratio of a global spectrogram view, of its 21 frames (B19)")
-    spec_local_scale: tuple = _setting((0.3, 0.6), "crop ratio of a local spectrogram view")
-    spec_time_cutout: tuple = _setting((0.1, 0.35), "spectrogram time cutout span / crop width")
+    time_cutout: tuple = _setting((0.2, 0.4), "time cutout span / window, mode per_lead", pair(0.0, 1.0))
+    paper_time_cutout: tuple = _setting((0.0, 0.5), "time cutout span / window, mode paper (Eq. 1)", pair(0.0, 1.0))
+    noise_sigma: tuple = _setting((0.005, 0.025), "Gaussian noise sigma, mV, one per view", pair(0.0, float("inf")))
+    spec_global_scale: tuple = _setting(
+        (0.6, 1.0), "crop ratio of a global spectrogram view, of its 21 frames (B19)", pair(0.0, 1.0, True)
+    )
+    spec_local_scale: tuple = _setting((0.3, 0.6), "crop ratio of a local spectrogram view", pair(0.0, 1.0, True))
+    spec_time_cutout: tuple = _setting((0.1, 0.35), "spectrogram time cutout span / crop width", pair(0.0, 1.0))
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "time_cutout_mode":
-                if value not in TC_MODES:
-                    raise UserError(f"augment.time_cutout_mode {value!r} is not one of {', '.join(TC_MODES)}")
-            elif f.name == "noise_sigma":
-                _check_pair("augment.noise_sigma", value, 0.0, float("inf"))
-            else:
-                _check_pair(f"augment.{f.name}", value, 0.0, 1.0, lo_open=f.name.endswith("scale"))
+        _check_fields(self)
 
     def time_view_args(self) -> dict[str, Any]:
         """Keyword arguments of `transforms.time_views` for these settings."""
@@ -107,71 +304,121 @@ class AugmentConfig:
 @dataclass(frozen=True)
 class PretrainConfig:
     """Self-distillation (DINO-style) settings for one modality (paper Sec. II-A, II-B;
-    book: Deviations, B7-B13)."""
+    book: Deviations, B7-B13). Every field's range is declared with it and checked when built."""
 
-    epochs: int
-    batch_size: int  # records per step; each gives n_global + n_local views
-    n_global: int = 2
-    n_local: int = 8
-    out_dim: int = 65536  # DINO head output width
-    base_lr: float = 5e-4  # peak LR = base_lr * batch_size / 256
-    min_lr: float = 1e-6
-    warmup_epochs: int = 10
-    weight_decay: float = 0.04
-    weight_decay_end: float = 0.4
-    teacher_temp: float = 0.04
-    warmup_teacher_temp: float = 0.04
-    warmup_teacher_temp_epochs: int = 30
-    student_temp: float = 0.1
-    center_momentum: float = 0.9
-    teacher_momentum: float = 0.996
-    teacher_momentum_schedule: str = "fixed"  # "fixed" (released) or "cosine" (to 1, official DINO)
-    optimizer: str = "adamw"  # "adamw" (DINO, no decay on biases/norms) or "adam-l2" (released, B10)
-    clip_grad: float = 0.0  # 0 = none (released); DINO uses 3.0
-    freeze_last_layer_epochs: int = 1  # B9: actually frozen during epoch 0
-    keep: str = "final"  # "final" (B12 fix) or "lowest-loss" (released)
-    center_update: str = "once"  # B7: "once" (batch mean, official DINO) or "twice" (released: mean / (2B) again)
-    freq_cutout: str = "applied"  # B16: spec t2/fc views: "applied" (FC then TC) or "discarded" (released: TC only)
-    max_steps: int = 0  # smoke run: stop after this many optimisation steps (0 = no limit)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)  # the views' crop, cutout and noise ranges
+    epochs: int = _setting(what="training epochs", values=integer(1))
+    batch_size: int = _setting(
+        what="records per step and process; each gives n_global + n_local views (BatchNorm: >= 2)", values=integer(2)
+    )
+    n_global: int = _setting(2, "global views per record", integer(1))
+    n_local: int = _setting(8, "local views per record", integer(0))
+    out_dim: int = _setting(65536, "DINO head output width", integer(1))
+    base_lr: float = _setting(5e-4, "peak LR = base_lr * batch_size / 256", number(0, low_open=True))
+    min_lr: float = _setting(1e-6, "final LR of the cosine schedule", number(0))
+    warmup_epochs: int = _setting(10, "epochs of linear LR warm-up", integer(0))
+    weight_decay: float = _setting(0.04, "weight decay at the start of its cosine schedule", number(0))
+    weight_decay_end: float = _setting(0.4, "weight decay at the end", number(0))
+    teacher_temp: float = _setting(0.04, "teacher softmax temperature after its warm-up", number(0, low_open=True))
+    warmup_teacher_temp: float = _setting(0.04, "teacher temperature at the start", number(0, low_open=True))
+    warmup_teacher_temp_epochs: int = _setting(30, "epochs of the teacher temperature warm-up", integer(0))
+    student_temp: float = _setting(0.1, "student softmax temperature", number(0, low_open=True))
+    center_momentum: float = _setting(0.9, "EMA momentum of the teacher centre", number(0, 1))
+    teacher_momentum: float = _setting(0.996, "EMA momentum of the teacher weights", number(0, 1))
+    teacher_momentum_schedule: str = _setting(
+        "fixed", "fixed (released) or cosine (to 1, official DINO)", one_of("fixed", "cosine")
+    )
+    optimizer: str = _setting(
+        "adamw", "adamw (DINO, no decay on biases/norms) or adam-l2 (released, B10)", one_of(*OPTIMIZERS)
+    )
+    clip_grad: float = _setting(0.0, "gradient norm clip; 0 = none (released); DINO uses 3.0", number(0))
+    freeze_last_layer_epochs: int = _setting(
+        1, "epochs the head's last layer stays frozen (B9: frozen during epoch 0)", integer(0)
+    )
+    keep: str = _setting("final", "backbone kept: final (B12 fix) or lowest-loss (released)", one_of(*KEEP_CHOICES))
+    center_update: str = _setting(
+        "once", "B7: once (batch mean, official DINO) or twice (released: mean / (2B) again)", one_of(*CENTER_UPDATES)
+    )
+    freq_cutout: str = _setting(
+        "applied", "B16: spec t2/fc views: applied (FC then TC) or discarded (released: TC only)", one_of(*FREQ_CUTOUT)
+    )
+    max_steps: int = _setting(0, "smoke run: stop after this many optimisation steps (0 = no limit)", integer(0))
+    augment: AugmentConfig = _setting(
+        AugmentConfig, "the views' crop, cutout and noise ranges", instance(AugmentConfig)
+    )
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        if self.n_global + self.n_local < 2:
+            raise SettingError(
+                "n_global + n_local", "must be at least 2 (a teacher view and another student view)",
+                ("n_global", "n_local"),
+            )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Down-stream fine-tuning settings (paper Sec. II-C; book: Fine-tuning)."""
+    """Down-stream fine-tuning settings (paper Sec. II-C; book: Fine-tuning). Every field's range
+    is declared with it and checked when built."""
 
-    epochs: dict  # setup family ("t", "s", "tsc", "tsg") -> epochs
-    batch_records: dict  # setup family -> records per step (each gives `crops` windows)
-    crops: int = 5
-    lr: float = 5e-3
-    min_lr: dict = field(default_factory=lambda: {"t": 1e-5, "s": 1e-6, "tsc": 1e-5, "tsg": 1e-5})
-    val_stride: int = 125
-    eval_batch_windows: int = 2048
-    select_metric: str = "auprc"  # the README's best-PRC checkpoint
-    threshold_grid: tuple = DEFAULT_GRID
-    threshold_default: float = DEFAULT_THRESHOLD
-    amp: bool = True  # bf16 autocast of the forward pass, on CUDA only (ignored on the CPU)
-    ablation_folds: tuple | None = None  # Fig. 3 fine-tunings run on these folds (None: the profile's)
-    fusion_ssl: str = "loaded"  # B6: ssl-tsc/ssl-tsg backbones "loaded" or "ignored" (released: scratch, default init)
-    protocol: str = "both"  # B14: "both" (8 training folds, paper + honest) or "paper-exact" (released: 9 folds)
-    max_steps: int = 0  # smoke run: stop after this many optimisation steps (0 = no limit)
+    epochs: dict = _setting(what="epochs per setup family", values=per_family(integer(0)))
+    batch_records: dict = _setting(
+        what="records per step per setup family (each gives `crops` windows)", values=per_family(integer(1))
+    )
+    crops: int = _setting(5, "random 250-sample crops per record and step", integer(1))
+    lr: float = _setting(5e-3, "peak learning rate (Adam, cosine schedule)", number(0, low_open=True))
+    min_lr: dict = _setting(
+        {"t": 1e-5, "s": 1e-6, "tsc": 1e-5, "tsg": 1e-5}, "final LR per setup family (<= lr)", per_family(number(0))
+    )
+    val_stride: int = _setting(125, "samples between validation windows", integer(1))
+    eval_batch_windows: int = _setting(2048, "windows per evaluation batch", integer(1))
+    select_metric: str = _setting(
+        "auprc", "the checkpoint kept: best auprc (the README's best-PRC) or auroc", one_of(*SELECT_METRICS)
+    )
+    threshold_grid: tuple = _setting(DEFAULT_GRID, "the threshold search's grid", numbers_in(0.0, 1.0))
+    threshold_default: float = _setting(
+        DEFAULT_THRESHOLD, "every other class's threshold while one is searched", number(0.0, 1.0)
+    )
+    amp: bool = _setting(True, "bf16 autocast of the forward pass, on CUDA only (ignored on the CPU)", flag())
+    ablation_folds: tuple | None = _setting(
+        None, "Fig. 3 fine-tunings run on these folds (none: the profile's)", fold_list(nullable=True)
+    )
+    fusion_ssl: str = _setting(
+        "loaded",
+        "B6: ssl-tsc/ssl-tsg backbones loaded or ignored (released: scratch, default init)",
+        one_of(*FUSION_SSL),
+    )
+    protocol: str = _setting(
+        "both", "B14: both (8 training folds) or paper-exact (released: 9 folds)", one_of(*PROTOCOL_MODES)
+    )
+    max_steps: int = _setting(0, "smoke run: stop after this many optimisation steps (0 = no limit)", integer(0))
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        for family, low in self.min_lr.items():
+            if low > self.lr:  # the cosine would climb, not decay
+                raise SettingError(f"min_lr.{family}", f"must be <= lr ({self.lr}), got {low!r}", ("min_lr", "lr"))
 
 
 @dataclass(frozen=True)
 class Profile:
-    name: str
-    data: str  # "fixture" or "physionet2020"
-    folds: tuple  # folds run by `reproduce` (each the outer validation fold once)
-    fixture_records: int  # size of the synthetic corpus (tiny profile only)
-    pretrain: dict  # modality -> PretrainConfig
-    finetune: FinetuneConfig
-    device: str = "cpu"
-    workers: int = 2  # prepare: processes
-    seed: int = 0
-    leads: str = "twelve"  # B1, prepare: "twelve" or "lead-i" (released: lead I copied into all 12 channels)
-    recipe: str = "corrected"  # the recipe label (see `recipes`): corrected, released or a set of departures
-    departures: tuple = ()  # the released behaviours switched on, e.g. ("B1", "B7")
-    runs_per_device: int = 1  # fine-tunings at once per `reproduce --devices` entry: an integer >= 1
+    """A study: its data, folds, the settings of both stages and the training seed."""
+
+    name: str = _setting(what="the profile's name", values=any_text())
+    data: str = _setting(what="the records: fixture, samples or physionet2020", values=one_of(*DATA_KINDS))
+    folds: tuple = _setting(what="folds run by `reproduce` (each the outer validation fold once)", values=fold_list())
+    fixture_records: int = _setting(what="size of the synthetic corpus (tiny profile only)", values=integer(0))
+    pretrain: dict = _setting(what="modality -> PretrainConfig", values=instance(PretrainConfig, per_modality=True))
+    finetune: FinetuneConfig = _setting(what="the fine-tuning settings", values=instance(FinetuneConfig))
+    device: str = _setting("cpu", "cpu, cuda, cuda:1 or auto", any_text())
+    workers: int = _setting(2, "prepare: processes", integer(1))
+    seed: int = _setting(0, "seed of the data (fixture, folds) and default training seed", SEED)
+    leads: str = _setting("twelve", "B1, prepare: twelve or lead-i (released)", one_of(*LEAD_MODES))
+    recipe: str = _setting("corrected", "the recipe label (see `recipes`)", any_text())
+    departures: tuple = _setting((), "the released behaviours switched on, e.g. (B1, B7)", codes())
+    runs_per_device: int = _setting(1, "fine-tunings at once per `reproduce --devices` entry", integer(1))
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
 
 
 def _tiny() -> Profile:
@@ -392,7 +639,6 @@ def _field_types(cls) -> dict[str, tuple]:
 def _convert(item: str, name: str, text: str, kind: type, nullable: bool) -> Any:
     """`text` as a value of `kind`; UserError '--set clip_grad=abc: clip_grad takes a float'."""
     import json
-    import math
 
     if nullable and text.lower() in ("none", "null"):
         return None
@@ -422,57 +668,79 @@ def _convert(item: str, name: str, text: str, kind: type, nullable: bool) -> Any
     raise UserError(f"--set {item}: {name} takes {_TYPE_WORDS[kind]}{' (or none)' if nullable else ''}")
 
 
-def apply_settings(cfg: Any, items: list[str] | tuple = ()) -> Any:
-    """`cfg` (a PretrainConfig or FinetuneConfig) with `--set KEY=VALUE` items applied, each value
-    type-checked against the field's type: 'clip_grad=3', 'optimizer=adam-l2', 'epochs.t=5' (one
-    entry of a dict field), 'threshold_grid=[0.1,0.5]' (JSON for dicts and lists). UserError on
-    one line naming the item for an unknown key or a value of the wrong type."""
+def _change(cfg: Any, changes: dict, item: str, shown: str) -> None:
+    """Put the value of one `--set` item into `changes` (type-checked; `shown` is the item as the
+    user wrote it, for the message)."""
     types = _field_types(type(cfg))
+    key, sep, text = str(item).partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UserError(f"--set {shown!r} must look like KEY=VALUE, e.g. --set clip_grad=3")
+    name, dot, entry = key.partition(".")
+    if name not in types:
+        raise UserError(
+            f"--set {shown}: {name!r} is not a {type(cfg).__name__} setting; choose one of {', '.join(types)}"
+        )
+    kind, nullable = types[name]
+    if dot and dataclasses.is_dataclass(kind):  # 'augment.noise_sigma=[0.01, 0.02]'
+        if entry not in _field_types(kind):
+            raise UserError(
+                f"--set {shown}: {name} has no setting {entry!r}; choose one of {', '.join(_field_types(kind))}"
+            )
+        changes[name] = apply_settings(changes.get(name, getattr(cfg, name)), [f"{entry}={text}"], [shown])
+    elif dataclasses.is_dataclass(kind):
+        raise UserError(
+            f"--set {shown}: set one entry of {name} at a time, e.g. {name}.{dataclasses.fields(kind)[0].name}=..."
+        )
+    elif dot:
+        current = dict(changes.get(name, getattr(cfg, name)) or {})
+        if kind is not dict or entry not in current:
+            raise UserError(
+                f"--set {shown}: {name} has no entry {entry!r}"
+                + (f" (entries: {', '.join(map(str, current))})" if kind is dict else "")
+            )
+        old = current[entry]
+        sub = float if isinstance(old, float) else int if isinstance(old, int) else str
+        current[entry] = _convert(shown, shown.partition("=")[0].strip(), text.strip(), sub, False)
+        changes[name] = current
+    else:
+        changes[name] = _convert(shown, shown.partition("=")[0].strip(), text.strip(), kind, nullable)
+
+
+def apply_settings(cfg: Any, items: list[str] | tuple = (), shown: list[str] | tuple | None = None) -> Any:
+    """`cfg` (a PretrainConfig or FinetuneConfig) with `--set KEY=VALUE` items applied, each value
+    type-checked against the field's type and then range-checked by the settings class (all items
+    at once, so that a check of two fields sees both): 'clip_grad=3', 'optimizer=adam-l2',
+    'epochs.t=5' (one entry of a dict field), 'threshold_grid=[0.1,0.5]' (JSON for dicts and
+    lists). `shown`: the items as the user wrote them (`reproduce` strips 'finetune.'), for the
+    messages. UserError on one line naming the item: an unknown key, a value of the wrong type or
+    out of its range."""
+    shown = [str(i) for i in items] if shown is None else [str(i) for i in shown]
     changes: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = str(item).partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UserError(f"--set {item!r} must look like KEY=VALUE, e.g. --set clip_grad=3")
-        name, dot, entry = key.partition(".")
-        if name not in types:
-            raise UserError(
-                f"--set {item}: {name!r} is not a {type(cfg).__name__} setting; choose one of {', '.join(types)}"
-            )
-        kind, nullable = types[name]
-        if dot and dataclasses.is_dataclass(kind):  # 'augment.noise_sigma=[0.01, 0.02]'
-            sub = changes.get(name, getattr(cfg, name))
-            if entry not in _field_types(kind):
-                raise UserError(
-                    f"--set {item}: {name} has no setting {entry!r}; choose one of {', '.join(_field_types(kind))}"
-                )
-            try:
-                changes[name] = apply_settings(sub, [f"{entry}={text}"])
-            except UserError as exc:
-                raise UserError(f"--set {item}: {str(exc).split(': ', 1)[-1]}") from None
-        elif dataclasses.is_dataclass(kind):
-            raise UserError(
-                f"--set {item}: set one entry of {name} at a time, e.g. {name}.{dataclasses.fields(kind)[0].name}=..."
-            )
-        elif dot:
-            current = dict(changes.get(name, getattr(cfg, name)) or {})
-            if kind is not dict or entry not in current:
-                raise UserError(
-                    f"--set {item}: {name} has no entry {entry!r}"
-                    + (f" (entries: {', '.join(map(str, current))})" if kind is dict else "")
-                )
-            old = current[entry]
-            sub = float if isinstance(old, float) else int if isinstance(old, int) else str
-            current[entry] = _convert(item, key, text.strip(), sub, False)
-            changes[name] = current
-        else:
-            changes[name] = _convert(item, name, text.strip(), kind, nullable)
-    return replace(cfg, **changes) if changes else cfg
+    for item, seen in zip(items, shown):
+        _change(cfg, changes, str(item), seen)
+    try:
+        return replace(cfg, **changes) if changes else cfg
+    except SettingError as exc:
+        raise _blame(exc, list(items), shown) from None
+
+
+def _blame(exc: SettingError, items: list, shown: list[str]) -> UserError:
+    """The SettingError `exc` as one line naming the last item that set a field it involves:
+    '--set finetune.epochs.t=-1: finetune.epochs.t must be an integer >= 0, got -1'."""
+    for item, seen in reversed(list(zip(items, shown))):
+        key = str(item).partition("=")[0].strip()
+        if key.partition(".")[0] in exc.keys:
+            written = seen.partition("=")[0].strip()
+            prefix = written[: len(written) - len(key)] if written.endswith(key) else ""
+            return UserError(f"--set {seen}: {prefix}{exc.key} {exc.problem}")
+    return UserError(f"--set: {exc}")
 
 
 def config_from_dict(cls, data: dict, source: str = "--config") -> Any:
     """A settings dataclass rebuilt from `as_dict` output (lists back to tuples); UserError naming
-    `source` for a missing or unknown field."""
+    `source` and the field for a missing or unknown field, a value of the wrong JSON type, or one
+    out of its range (the class checks every field's range when built)."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a JSON object of {cls.__name__} settings")
     types = _field_types(cls)
@@ -483,7 +751,7 @@ def config_from_dict(cls, data: dict, source: str = "--config") -> Any:
     for k, v in values.items():
         if dataclasses.is_dataclass(types[k][0]) and isinstance(v, dict):
             values[k] = config_from_dict(types[k][0], v, f"{source}: {k}")
-    for k, v in values.items():
+    for k, v in values.items():  # the JSON type first, as --set parses it; then the class checks the range
         kind, nullable = types[k]
         ok = (v is None and nullable) or (
             isinstance(v, bool)
@@ -503,15 +771,18 @@ def config_from_dict(cls, data: dict, source: str = "--config") -> Any:
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, example: str) -> None:
-    """The options every training command shares: --set FIELD=VALUE (type-checked by
-    `apply_settings`), --config FILE (a resolved `cls` written by `reproduce`), --force."""
+    """The options every training command shares: --set FIELD=VALUE (type- and range-checked by
+    `apply_settings`), --config FILE (a resolved `cls` written by `reproduce`), --force; --help
+    ends with every field's range and meaning (`settings_help`)."""
     name = cls.__name__
+    parser.epilog = settings_help(cls)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the epilog's one line per field
     parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help=f"override a {name} field, type-checked, e.g. {example} (repeatable)",
+        help=f"override a {name} field, type- and range-checked, e.g. {example} (repeatable; the fields below)",
     )
     parser.add_argument(
         "--config",

@@ -26,3 +26,15 @@ def check_int(name: str, value: object, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
         raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
+
+
+SEED_LIMIT = 2**63  # seeds are 0 <= seed < 2**63: torch takes < 2**64, the results tables hold int64
+
+
+def check_seed(name: str, value: object) -> int:
+    """`value` as a seed when it is an integer 0 <= seed < 2**63 (what torch and the results
+    tables hold; numpy takes any such integer through SeedSequence); else UserError
+    "{name} must be an integer 0 <= n < 2**63, got {value!r}". Every command's --seed."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or not 0 <= value < SEED_LIMIT:
+        raise UserError(f"{name} must be an integer 0 <= n < 2**63, got {value!r}")
+    return int(value)

@@ -82,6 +82,8 @@ import torch.nn.functional as F
 
 from . import checkpoint, metrics, provenance
 from .config import (
+    FUSION_SSL,
+    PROTOCOL_MODES,
     SETUPS,
     FinetuneConfig,
     Profile,
@@ -97,7 +99,7 @@ from .config import (
     setup_family,
     setup_modalities,
 )
-from .errors import UserError, check_int
+from .errors import UserError, check_int, check_seed
 from .labels import ABBREVIATIONS, CLASSES
 from .metrics import auprc, auroc, binarize, threshold_search, write_challenge_outputs
 from .results import METRIC_KEYS, write_csv_atomic, write_json_atomic
@@ -122,8 +124,6 @@ __all__ = [
     "finetune_request",
 ]
 
-PROTOCOL_MODES = ("both", "paper-exact")
-FUSION_SSL = ("loaded", "ignored")  # B6: the fusion models' SSL backbones
 OUTPUTS = ("result.json", "predictions.csv")  # what the tables and the book read: in digests.json
 RESULT_SCHEMA = "ecgssl_nb.finetune/1"
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "inner_auroc", "inner_auprc", "outer_auroc", "outer_auprc", "seconds")
@@ -403,15 +403,13 @@ def _resolve(setup, fold, prepared, out, pretrained, profile, epochs, device, se
     cfg = prof.finetune if config is None else config
     if not isinstance(cfg, FinetuneConfig):
         raise UserError(f"config must be a FinetuneConfig, got {type(cfg).__name__}")
+    if protocol is not None and protocol not in PROTOCOL_MODES:
+        raise UserError(f"--protocol {protocol!r} is not a protocol; choose one of {', '.join(PROTOCOL_MODES)}")
     cfg = replace(cfg, protocol=cfg.protocol if protocol is None else protocol)  # the protocol that ran (B14)
     if max_steps is not None:
         cfg = replace(cfg, max_steps=check_int("--max-steps", max_steps, 0))
     n_epochs = cfg.epochs[family] if epochs is None else check_int("--epochs", epochs, 0)
-    seed = check_int("--seed", seed, 0)
-    if cfg.protocol not in PROTOCOL_MODES:
-        raise UserError(f"--protocol {cfg.protocol!r} is not a protocol; choose one of {', '.join(PROTOCOL_MODES)}")
-    if cfg.select_metric not in ("auprc", "auroc"):
-        raise UserError(f"select_metric {cfg.select_metric!r} must be 'auprc' or 'auroc'")
+    seed = check_seed("--seed", seed)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")

@@ -47,7 +47,7 @@ import scipy.io
 from scipy.signal import sawtooth
 
 from . import labels
-from .errors import UserError
+from .errors import UserError, check_seed
 from .labels import LEADS
 
 GAIN = 1000  # ADC units per mV, as in most Challenge 2020 headers
@@ -235,7 +235,7 @@ def plan_fixture(n_records: int = 400, seed: int = 0, shape: str = "tiny") -> li
     """The records `make_fixture` writes (names, sources, rates, lengths, codes), cheaply, in
     order of source then number. Every class is a primary label floor(n_scored / 24) times.
     shape: "tiny" (default) or "physionet2020" (the real source shares and record lengths)."""
-    n, seed = _whole(n_records, "records", 1), _whole(seed, "seed", 0)
+    n, seed = _whole(n_records, "records", 1), check_seed("seed", seed)
     rng = np.random.default_rng([seed, 20200])
     sources = list(_check_shape(shape).values())
     counts = _allocate(n, np.array([s.share for s in sources]))
@@ -675,7 +675,7 @@ def make_fixture(
     "physionet2020": the real data set's source shares and record lengths (`SHAPES`). Records are
     written one at a time, by `workers` processes (memory bounded by the longest record per
     process). Returns out."""
-    n, seed = _whole(n_records, "records", 1), _whole(seed, "seed", 0)
+    n, seed = _whole(n_records, "records", 1), check_seed("seed", seed)
     _check_shape(shape)
     _whole(workers, "--workers", 1)
     out = Path(out)

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository checkout holding
 NOTEBOOK_DIR = ROOT / "notebooks"
 CHAPTERS = {"pretrain": "03_selfkd.py", "finetune": "04_finetune.py"}  # job kind -> chapter notebook
 NOTEBOOK_RECORD = "notebook.ipynb"  # the executed notebook, inside the run folder
+PATH_PARAMETERS = ("runs", "data", "samples", "study_config")  # parameters that name a file or folder
 
 
 def chapter(kind: str) -> Path:
@@ -80,15 +81,24 @@ def _kernel_env() -> Iterator[None]:
             os.environ["PYTHONPATH"] = before
 
 
+def absolute_paths(parameters: dict) -> dict:
+    """`parameters` with every relative path (`PATH_PARAMETERS`, when not "") made absolute from
+    this process's folder: the kernel runs in notebooks/, where a relative path means another place."""
+    return {
+        k: str(Path(v).resolve()) if k in PATH_PARAMETERS and isinstance(v, str) and v else v
+        for k, v in parameters.items()
+    }
+
+
 def execute(kind: str, parameters: dict, out: str | os.PathLike) -> Path:
-    """Execute the chapter notebook of `kind` with `parameters` (papermill, kernel in notebooks/)
-    and keep the executed notebook at `out` (written atomically: moved in only when every cell
-    succeeded). A failing cell raises RuntimeError naming the cell's error and the partial
-    notebook kept beside the run folder."""
+    """Execute the chapter notebook of `kind` with `parameters` (papermill, kernel in notebooks/;
+    relative paths are made absolute first, `absolute_paths`) and keep the executed notebook at
+    `out` (written atomically: moved in only when every cell succeeded). A failing cell raises
+    RuntimeError naming the cell's error and the partial notebook kept beside the run folder."""
     import jupytext
     import papermill
 
-    src, out = chapter(kind), Path(out)
+    src, out, parameters = chapter(kind), Path(out).resolve(), absolute_paths(parameters)
     nb = jupytext.read(src)
     unknown = sorted(set(parameters) - declared_parameters(nb))
     if unknown:  # papermill would only warn, and the run would silently use other settings

@@ -11,9 +11,10 @@ given to papermill wins over the environment, and the environment wins over the 
 from __future__ import annotations
 
 import os
+from numbers import Integral, Real
 from typing import Any, MutableMapping
 
-from .errors import UserError
+from .errors import UserError, check_seed
 
 DEFAULTS: dict[str, Any] = {
     "profile": "tiny",  # tiny (synthetic fixture, CPU), samples (real sample records, CPU) or paper
@@ -39,20 +40,38 @@ def env_name(name: str) -> str:
     return "ECGSSL_" + name.upper()
 
 
-def _convert(name: str, text: str, default: Any) -> Any:
+def _convert(shown: str, text: str, default: Any) -> Any:
+    """`text` (from the environment or papermill's command line) as a value of the default's type;
+    UserError '{shown} is not an integer' otherwise."""
     if isinstance(default, bool):
         return text.strip().lower() in ("1", "true", "yes", "on")
     if isinstance(default, int):
         try:
             return int(text)
         except ValueError:
-            raise UserError(f"{env_name(name)}={text!r} is not an integer") from None
+            raise UserError(f"{shown} is not an integer") from None
     if isinstance(default, float):
         try:
             return float(text)
         except ValueError:
-            raise UserError(f"{env_name(name)}={text!r} is not a number") from None
+            raise UserError(f"{shown} is not a number") from None
     return text
+
+
+def _given(name: str, value: Any, default: Any) -> Any:
+    """A value papermill injected, as the default's type: `-p fold abc` arrives as the text 'abc'
+    and `-p fold 1.5` as a float; UserError 'parameter fold='abc' is not an integer'."""
+    shown = f"parameter {name}={value!r}"
+    if isinstance(value, str) and isinstance(default, (int, float)):
+        return _convert(shown, value, default)
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise UserError(f"{shown} is not true or false")
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, Integral):
+            raise UserError(f"{shown} is not an integer")
+    if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, Real)):
+        raise UserError(f"{shown} is not a number")
+    return value
 
 
 def resolve(
@@ -73,7 +92,11 @@ def resolve(
         value = namespace[name]
         if value is None:
             text = environ.get(env_name(name))
-            value = default if text is None else _convert(name, text, default)
+            value = default if text is None else _convert(f"{env_name(name)}={text!r}", text, default)
+        else:
+            value = _given(name, value, default)
+        if name == "seed":
+            value = check_seed(f"parameter seed (or {env_name(name)})", value)
         namespace[name] = value
         resolved[name] = value
     return resolved

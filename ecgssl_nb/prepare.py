@@ -53,7 +53,7 @@ from . import provenance
 from . import records as R
 from .atomic import atomic_write, write_text_atomic
 from .config import TARGET_FS, WINDOW
-from .errors import RecordError, UserError
+from .errors import RecordError, UserError, check_seed
 from .folds import assign_folds
 from .records import LEADS, SOURCES, read_header, read_record_raw, source_of
 
@@ -439,11 +439,11 @@ def _check_args(data_dir, out, workers, n_folds, seed, chunk_size) -> tuple[Path
     for flag, value, low, need in (
         ("--workers", workers, 1, "an integer >= 1"),
         ("--n-folds", n_folds, 2, "an integer >= 2"),
-        ("--seed", seed, 0, "a non-negative integer"),
         ("--chunk-size", chunk_size, 1, "an integer >= 1"),
     ):
         if not isinstance(value, (int, np.integer)) or value < low:
             raise UserError(f"{flag} must be {need}, got {value!r}")
+    check_seed("--seed", seed)  # 0 <= seed < 2**63, as in every command
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")

@@ -129,13 +129,18 @@ def stft_settings() -> pd.DataFrame:
 
 def augment_settings(augment: AugmentConfig | None = None) -> pd.DataFrame:
     """The view settings (`config.AugmentConfig`, default: its defaults), one row per field as
-    `--set augment.KEY=VALUE` names it: its value and what it sets (the field's metadata)."""
+    `--set augment.KEY=VALUE` names it: its value, the values it takes and what it sets (the
+    field's metadata, the same facts that check it and that --help lists)."""
     import dataclasses
 
     augment = AugmentConfig() if augment is None else augment
     fields = dataclasses.fields(augment)
     return pd.DataFrame(
-        {"value": [str(getattr(augment, f.name)) for f in fields], "what": [f.metadata["what"] for f in fields]},
+        {
+            "value": [str(getattr(augment, f.name)) for f in fields],
+            "range": [f.metadata["range"].text for f in fields],
+            "what": [f.metadata["what"] for f in fields],
+        },
         index=pd.Index([f"augment.{f.name}" for f in fields], name="setting"),
     )
 

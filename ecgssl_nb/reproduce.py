@@ -108,6 +108,7 @@ from .config import (
     apply_settings,
     as_dict,
     check_fold,
+    SettingError,
     check_modality,
     check_setup,
     config_from_dict,
@@ -118,7 +119,7 @@ from .config import (
     setup_family,
     setup_modalities,
 )
-from .errors import UserError, check_int
+from .errors import UserError, check_int, check_seed
 from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, parse_recipe, recipe_spec, stage_runs
 
 __all__ = [
@@ -728,19 +729,19 @@ def resolve_settings(prof: Profile, items: Sequence[str] = ()) -> tuple[dict[str
     only one of the two configs has KEY. Type-checked (config.apply_settings)."""
     pre_fields = set(PretrainConfig.__dataclass_fields__)
     ft_fields = set(FinetuneConfig.__dataclass_fields__)
-    pre_items: dict[str, list[str]] = {m: [] for m in prof.pretrain}
-    ft_items: list[str] = []
-    for item in items or ():
-        key, _, value = str(item).partition("=")
+    pre_items: dict[str, list[tuple[str, str]]] = {m: [] for m in prof.pretrain}  # (item, as written)
+    ft_items: list[tuple[str, str]] = []
+    for item in map(str, items or ()):
+        key, _, value = item.partition("=")
         head, _, rest = key.partition(".")
         if head == "pretrain":
             sub, _, tail = rest.partition(".")
             targets = [sub] if sub in prof.pretrain and tail else list(prof.pretrain)
             for m in targets:
-                pre_items[m].append(f"{tail if sub in prof.pretrain and tail else rest}={value}")
+                pre_items[m].append((f"{tail if sub in prof.pretrain and tail else rest}={value}", item))
             continue
         if head == "finetune":
-            ft_items.append(f"{rest}={value}")
+            ft_items.append((f"{rest}={value}", item))
             continue
         in_pre, in_ft = head in pre_fields, head in ft_fields
         if in_pre and in_ft:
@@ -753,13 +754,15 @@ def resolve_settings(prof: Profile, items: Sequence[str] = ()) -> tuple[dict[str
                 f"--set {item}: {head!r} is not a setting (PretrainConfig: {', '.join(sorted(pre_fields))}; "
                 f"FinetuneConfig: {', '.join(sorted(ft_fields))})"
             )
-        if in_pre:
-            for m in pre_items:
-                pre_items[m].append(str(item))
-        else:
-            ft_items.append(str(item))
-    pre = {m: apply_settings(c, pre_items[m]) for m, c in prof.pretrain.items()}
-    return pre, apply_settings(prof.finetune, ft_items)
+        for m in pre_items if in_pre else ():
+            pre_items[m].append((item, item))
+        if in_ft:
+            ft_items.append((item, item))
+
+    def _apply(cfg, pairs: list[tuple[str, str]]):
+        return apply_settings(cfg, [i for i, _ in pairs], [w for _, w in pairs])  # messages name what was written
+
+    return {m: _apply(c, pre_items[m]) for m, c in prof.pretrain.items()}, _apply(prof.finetune, ft_items)
 
 
 def resolve_study(
@@ -785,7 +788,7 @@ def resolve_study(
         pre_cfgs = {m: replace(c, max_steps=max_steps) for m, c in pre_cfgs.items()}
         ft_cfg = replace(ft_cfg, max_steps=max_steps)
     train_seed = prof.seed if seed is None else seed
-    return replace(prof, pretrain=pre_cfgs, finetune=ft_cfg), check_int("--seed", train_seed, 0)
+    return replace(prof, pretrain=pre_cfgs, finetune=ft_cfg), check_seed("--seed", train_seed)
 
 
 def _check_data_dir(prof: Profile, data_dir) -> None:
@@ -838,11 +841,19 @@ class _Context:
 
     def notebook(self, **extra) -> dict:
         """A job's papermill parameters: the resolved study travels in study.json (written by
-        `reproduce --as-notebooks`), so a customised profile runs the same as a notebook."""
+        `reproduce --as-notebooks`), so a customised profile runs the same as a notebook. Every
+        path is absolute: the kernel runs in notebooks/, not in this process's folder."""
         study = paths.job_file(self.runs_ft, self.prof.name, STUDY_CONFIG, ".json")
         data = str(Path(self.data_dir).resolve()) if self.data_dir else ""
         base = {"profile": self.prof.name, "runs": str(self.out.resolve()), "data": data, "seed": self.seed}
-        return {**base, "recipe": "corrected", "settings": "", "max_steps": 0, **extra, "study_config": str(study)}
+        return {
+            **base,
+            "recipe": "corrected",
+            "settings": "",
+            "max_steps": 0,
+            **extra,
+            "study_config": str(study.resolve()),
+        }
 
 
 def plan(
@@ -1191,11 +1202,13 @@ def read_study_config(path: str | Path) -> tuple[Profile, int]:
     src = f"config {path}"
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        d, seed = dict(data["profile"]), int(data["seed"])
+        d, seed = dict(data["profile"]), check_seed(f"{src}: seed", data["seed"])
         d["pretrain"] = {m: config_from_dict(PretrainConfig, c, src) for m, c in d["pretrain"].items()}
         d["finetune"] = config_from_dict(FinetuneConfig, d["finetune"], src)
         d["folds"], d["departures"] = tuple(d["folds"]), tuple(d["departures"])
         return Profile(**d), seed
+    except SettingError as exc:  # a profile field out of its range
+        raise UserError(f"{src}: {exc}") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(
             f"{src}: not a study settings file written by reproduce ({type(exc).__name__}: {exc})"

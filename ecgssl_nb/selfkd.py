@@ -53,8 +53,11 @@ from tqdm import tqdm
 from . import checkpoint, provenance
 from .atomic import atomic_write
 from .config import (
+    CENTER_UPDATES,
+    KEEP_CHOICES,
     MAIN_TRANSFORMS,
     MODALITIES,
+    OPTIMIZERS,
     WINDOW,
     AugmentConfig,
     PretrainConfig,
@@ -66,7 +69,7 @@ from .config import (
     read_config,
     resolve_device,
 )
-from .errors import UserError, check_int
+from .errors import UserError, check_int, check_seed
 from .prepare import Prepared, load_prepared
 from .results import write_json_atomic
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
@@ -95,8 +98,6 @@ __all__ = [
     "pretrain_request",
 ]
 
-KEEP_CHOICES = ("final", "lowest-loss")
-OPTIMIZERS = ("adamw", "adam-l2")
 # OUT/log.csv, one row per epoch: epoch (0-based); loss (nats, mean over the epoch's steps and the
 # processes); lr, wd, teacher_momentum (means of the per-iteration schedules over the epoch);
 # teacher_temp; teacher_entropy (nats, mean entropy of the centred, sharpened teacher distribution;
@@ -196,10 +197,6 @@ class MultiCropModel(nn.Module):
 
 
 # --- the loss and the centre (paper Sec. II-A; B7) ----------------------------------------------
-
-
-CENTER_UPDATES = ("once", "twice")  # B7: official DINO / released code
-FREQ_CUTOUT = ("applied", "discarded")  # B16: FC chained before TC / released code (TC only)
 
 
 def _dist_on() -> bool:
@@ -442,40 +439,6 @@ def build_student(modality: str, out_dim: int, seed: int = 0) -> MultiCropModel:
     return model
 
 
-def _check_config(cfg: PretrainConfig) -> None:
-    """UserError naming the first PretrainConfig field out of range."""
-    if cfg.optimizer not in OPTIMIZERS:
-        raise UserError(f"optimizer {cfg.optimizer!r} is not an optimiser; choose one of {', '.join(OPTIMIZERS)}")
-    if cfg.teacher_momentum_schedule not in ("fixed", "cosine"):
-        raise UserError(f"teacher_momentum_schedule {cfg.teacher_momentum_schedule!r}: choose 'fixed' or 'cosine'")
-    ints = {
-        "n_global": 1,
-        "n_local": 0,
-        "out_dim": 1,
-        "warmup_epochs": 0,
-        "warmup_teacher_temp_epochs": 0,
-        "freeze_last_layer_epochs": 0,
-        "max_steps": 0,
-    }
-    for name, low in ints.items():
-        check_int(name, getattr(cfg, name), low)
-    if cfg.center_update not in CENTER_UPDATES:
-        raise UserError(f"center_update {cfg.center_update!r} must be one of {', '.join(CENTER_UPDATES)}")
-    if cfg.freq_cutout not in FREQ_CUTOUT:
-        raise UserError(f"freq_cutout {cfg.freq_cutout!r} must be one of {', '.join(FREQ_CUTOUT)}")
-    if cfg.n_global + cfg.n_local < 2:
-        raise UserError("n_global + n_local must be at least 2 (a teacher view and another student view)")
-    for name in ("base_lr", "teacher_temp", "warmup_teacher_temp", "student_temp"):
-        if not getattr(cfg, name) > 0:
-            raise UserError(f"{name} must be > 0, got {getattr(cfg, name)!r}")
-    for name in ("min_lr", "weight_decay", "weight_decay_end", "clip_grad"):
-        if not getattr(cfg, name) >= 0:
-            raise UserError(f"{name} must be >= 0, got {getattr(cfg, name)!r}")
-    for name in ("center_momentum", "teacher_momentum"):
-        if not 0 <= getattr(cfg, name) <= 1:
-            raise UserError(f"{name} must be in [0, 1], got {getattr(cfg, name)!r}")
-
-
 def _check_transforms(modality: str, transforms: str | None) -> str:
     from .transforms import SPEC_TRANSFORMS, TIME_TRANSFORMS  # ~6 ms at import: only when a run starts
 
@@ -638,9 +601,7 @@ def _resolve_config(cfg: PretrainConfig, epochs, batch_size, keep, overrides, ma
         changes[name] = value
     if max_steps is not None:
         changes["max_steps"] = max_steps
-    cfg = replace(cfg, **changes)
-    _check_config(cfg)
-    return cfg
+    return replace(cfg, **changes)  # PretrainConfig checks every field's range when built
 
 
 def pretrain(
@@ -690,7 +651,7 @@ def pretrain(
         raise UserError(f"config must be a PretrainConfig, got {type(base).__name__}")
     cfg = _resolve_config(base, epochs, batch_size, keep, overrides, max_steps)
     transforms = _check_transforms(modality, transforms)
-    seed = check_int("--seed", seed, 0)
+    seed = check_seed("--seed", seed)
     if stop_after is not None and (not isinstance(stop_after, (int, np.integer)) or stop_after < 1):
         raise UserError(f"--stop-after must be an integer >= 1, got {stop_after!r}")
     device = resolve_device(device)
@@ -1025,7 +986,7 @@ def _write_final(run: Run, st: State, sched: Schedules, log_rows: list[dict], n:
         state = st.best_backbone
     else:
         state = {k: v.detach().cpu() for k, v in st.student.backbone.state_dict().items()}
-    atomic_write(run.out / "backbone.pt", lambda tmp: torch.save(state, tmp))
+    checkpoint.save(run.out / "backbone.pt", state)  # atomic; a refused write names the file
     last = log_rows[-1] if log_rows else {}
     summary = {
         **run.settings(),
