@@ -452,13 +452,18 @@ def finetune(
     req = finetune_request(
         cfg, setup, split.fold, split.inner, run.n_epochs, cfg.protocol, run.seed, run.prep.digest, run.files
     )
-    with provenance.lock(run.out):
-        status = provenance.claim(run.out, req, force=force)
-        if status == "same" and (run.out / "result.json").is_file():
-            if progress:
-                print(f"finetune: {out} already finished with this request; returning its result.json", file=sys.stderr)
-            return json.loads((run.out / "result.json").read_text())
+    if provenance.finished(run.out, req, "result.json"):  # read as it is: no lock, no write access needed
+        return _finished_result(run.out, progress)
+    with provenance.lock(run.out):  # then claimed under the lock, checked again: another may have finished it
+        if provenance.claim(run.out, req, force=force) == "same" and (run.out / "result.json").is_file():
+            return _finished_result(run.out, progress)
         return _train(run)
+
+
+def _finished_result(out: Path, progress: bool) -> dict:
+    if progress:
+        print(f"finetune: {out} already finished with this request; returning its result.json", file=sys.stderr)
+    return json.loads((out / "result.json").read_text())
 
 
 def finetune_request(

@@ -514,12 +514,15 @@ def prepare(
     progress: bool | None = None,
     force: bool = False,
     leads: str = "twelve",
+    wait_s: float = 0.0,
 ) -> Path:
     """Prepare the records below `data_dir` into `out` (see the module docstring); returns `out`.
     Builds in `OUT.partial/` and renames it onto `out` when complete; resumes from its parts after
     an interruption. A finished `out` for the same request is left as it is; one made from
     something else is refused unless `force` (then moved aside, never deleted).
-    leads: "twelve" (every lead) or "lead-i" (the released code's lead I in all 12 channels, B1)."""
+    leads: "twelve" (every lead) or "lead-i" (the released code's lead I in all 12 channels, B1).
+    One process writes `out` and `OUT.partial` at a time (the lock of `out`, beside it); another
+    one's is waited for at most `wait_s` seconds, then refused naming it."""
     data_dir, out = _check_args(data_dir, out, workers, n_folds, seed, chunk_size)
     if leads not in LEAD_MODES:
         raise UserError(f"--leads {leads!r} must be one of {', '.join(LEAD_MODES)}")
@@ -536,10 +539,11 @@ def prepare(
     if why and not force:
         raise UserError(f"--out {out}: {why}. Use another folder, or --force to move it aside (nothing is deleted)")
     stage = staging_dir(out)
-    try:
-        with provenance.lock(stage):
+    try:  # the lock of `out` guards the staging folder too: it is renamed onto `out` under that lock
+        with provenance.lock(out, wait_s=wait_s):
             if _finished(out, req):  # another writer finished it meanwhile
                 return out
+            stage.mkdir(parents=True, exist_ok=True)
             if not _finished(stage, req):  # (else: finished but not yet renamed when it was stopped)
                 stats = _build(
                     stage, data_dir, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress

@@ -706,6 +706,9 @@ def pretrain(
               progress, stop_after, amp, started_at)  # fmt: skip
     req = pretrain_request(cfg, modality, transforms, seed, prepared.digest, records_key, world, amp)
     first = int(os.environ.get("RANK", "0")) == 0
+    if first and provenance.finished(out, req, "summary.json", "backbone.pt"):  # read as it is: no lock
+        _keep_finished(out, resume, progress, cfg.epochs)
+        return out
     with provenance.lock(out) if first else contextlib.nullcontext():
         if first and _claim(out, req, resume, force, progress, cfg.epochs):
             return out  # finished earlier with this very request
@@ -752,15 +755,20 @@ def _claim(out: Path, req: dict, resume: bool, force: bool, progress: bool, epoc
     if status != "same":
         return False
     if (out / "summary.json").is_file() and (out / "backbone.pt").is_file():
-        if not resume:
-            raise UserError(
-                f"--out {out} already holds this finished pre-training (summary.json); pass --resume "
-                f"to keep it, or choose another --out"
-            )
-        if progress:
-            print(f"pretrain: {out} already finished ({epochs} epochs); nothing to do")
+        _keep_finished(out, resume, progress, epochs)
         return True
     return False
+
+
+def _keep_finished(out: Path, resume: bool, progress: bool, epochs: int) -> None:
+    """OUT holds this finished pre-training: kept with --resume, else a UserError saying so."""
+    if not resume:
+        raise UserError(
+            f"--out {out} already holds this finished pre-training (summary.json); pass --resume "
+            f"to keep it, or choose another --out"
+        )
+    if progress:
+        print(f"pretrain: {out} already finished ({epochs} epochs); nothing to do")
 
 
 def _run_processes(run: Run) -> Path:
