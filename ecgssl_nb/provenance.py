@@ -12,7 +12,7 @@ never deleted. The code version is recorded but not matched: a change of documen
 invalidate a 300-epoch pre-training; a change that alters results must change a setting or the
 stage's `FORMAT` instead.
 
-`lock(folder)` is an exclusive lock (the `filelock` package: `flock` on POSIX, `LockFileEx` on
+`lock(folder)` is an exclusive lock (the `filelock` package: `flock` on POSIX, the native lock on
 Windows) on `.<name>.lock` BESIDE the folder, never inside it: moving a folder aside (`--force`)
 neither moves nor frees its lock, so a second writer is refused while the first lives. The
 operating system drops the lock when its holder dies, so a killed run never leaves a stale lock;
