@@ -350,10 +350,20 @@ def _failed(job: Job, reason: str, text: str | None) -> None:
     """A failing run must not lose the others: its reason and its traceback (error.txt) are kept.
     text None: nothing is written (the folder is another process's, which holds its lock)."""
     job.status, job.reason = "failed", reason[:300]
-    if text is None:
+    if text is not None:
+        _note(job, text)
+
+
+def _note(job: Job, text: str) -> None:
+    """`text` as the job's error.txt, written under its folder's lock; a folder that another
+    process holds (it is writing that run, e.g. a notebook) is left alone: the reason stays in
+    the job, the manifest and RunsFailed."""
+    try:
+        with provenance.lock(job.folder, what=job.name):
+            job.folder.mkdir(parents=True, exist_ok=True)
+            _write_error(job.folder, text)
+    except UserError:  # Busy, or a lock that cannot be taken (named in the job's reason when it is the cause)
         return
-    job.folder.mkdir(parents=True, exist_ok=True)
-    _write_error(job.folder, text)
 
 
 def _log_path(job: Job) -> Path:
@@ -451,7 +461,7 @@ def _blocked(job: Job) -> bool:
     bad = [n.name for n in job.needs if n.status in ("failed", "blocked")]
     if bad:
         job.status, job.reason = "blocked", f"needs {', '.join(bad)}, which failed"
-        _write_error(job.folder, f"not run: {job.reason}\n")
+        _note(job, f"not run: {job.reason}\n")
     return bool(bad)
 
 

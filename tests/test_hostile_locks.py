@@ -191,6 +191,20 @@ def test_a_lock_taken_between_the_look_and_the_run_is_waited_for_and_leaves_no_n
     assert f"waiting: finetune t fold 0 {folder} is in use by pid {holders[0].pid}" in capsys.readouterr().err
 
 
+def test_a_run_refused_in_a_subprocess_leaves_no_note_in_the_folder_another_process_holds(prepared_corpus, tmp_path):
+    folder = tmp_path / "t-fold0"
+    job = rp.Job("finetune", "finetune t fold 0", folder, {"setup": "t", "fold": 0, "prepared": prepared_corpus})
+    job.args |= {"out": folder, "epochs": 0, "progress": False}
+    holder = _hold(folder, 60)  # e.g. a notebook computing this run
+    try:
+        rp.run_jobs([job], ["cpu", "cpu"], progress=False)  # two workers: the run is a subprocess
+    finally:
+        holder.kill()
+        holder.wait()
+    assert job.status == "failed" and f"in use by pid {holder.pid}" in job.reason
+    assert not (folder / "error.txt").exists()
+
+
 def test_a_wait_says_whom_it_waits_for_then_says_it_again_and_ends_when_the_holder_does(tmp_path, capsys):
     holder = _hold(tmp_path / "run", 1.2)
     try:
