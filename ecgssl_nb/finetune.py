@@ -461,14 +461,14 @@ def finetune(
     req = finetune_request(
         cfg, setup, split.fold, split.inner, run.n_epochs, cfg.protocol, run.seed, run.prep.digest, run.files
     )
-    with provenance.lock(run.out):
+    if provenance.finished(run.out, req, *OUTPUTS) and finished_fault(run.out, req) is None:
+        return _finished_result(run.out, progress)  # read as it is: no lock, no write access needed
+    with provenance.lock(run.out):  # then claimed under the lock, checked again: another may have finished it
         status = provenance.claim(run.out, req, force=force)
         if status == "same" and (run.out / "result.json").is_file():
             fault = finished_fault(run.out, req)
             if fault is None:
-                if progress:
-                    print(f"finetune: {out} already finished with this request; returning its result", file=sys.stderr)
-                return json.loads((run.out / "result.json").read_text())
+                return _finished_result(run.out, progress)
             if not (run.out / checkpoint.NAME).is_file():  # (with one: stopped before its last files; resume it)
                 _move_aside_unfinished(run.out, req, fault, force)
         return _train(run)
@@ -499,6 +499,12 @@ def _move_aside_unfinished(out: Path, req: dict, fault: str, force: bool) -> Non
     moved = provenance.move_aside(out)
     print(f"{out}: {fault}; moved aside to {moved.name}", file=sys.stderr, flush=True)
     provenance.claim(out, req)
+
+
+def _finished_result(out: Path, progress: bool) -> dict:
+    if progress:
+        print(f"finetune: {out} already finished with this request; returning its result.json", file=sys.stderr)
+    return json.loads((out / "result.json").read_text())
 
 
 def finetune_request(

@@ -545,6 +545,7 @@ def prepare(
     progress: bool | None = None,
     force: bool = False,
     leads: str = "twelve",
+    wait_s: float = 0.0,
 ) -> Path:
     """Prepare the records below `data_dir` into `out` (see the module docstring); returns `out`.
     Builds in `OUT.partial/` and renames it onto `out` when complete; resumes from its parts after
@@ -552,7 +553,9 @@ def prepare(
     left as it is; one made from something else, or damaged, is refused unless `force`, which
     builds it anew and moves the old one aside (`OUT.stale-<time>`), never deleted: the remedy
     that `load_prepared`'s errors name.
-    leads: "twelve" (every lead) or "lead-i" (the released code's lead I in all 12 channels, B1)."""
+    leads: "twelve" (every lead) or "lead-i" (the released code's lead I in all 12 channels, B1).
+    One process writes `out` and `OUT.partial` at a time (the lock of `out`, beside it); another
+    one's is waited for at most `wait_s` seconds, then refused naming it."""
     data_dir, out = _check_args(data_dir, out, workers, n_folds, seed, chunk_size)
     if leads not in LEAD_MODES:
         raise UserError(f"--leads {leads!r} must be one of {', '.join(LEAD_MODES)}")
@@ -569,10 +572,11 @@ def prepare(
     if why and not force:
         raise UserError(f"--out {out}: {why}. Use another folder, or --force to move it aside (nothing is deleted)")
     stage = staging_dir(out)
-    try:
-        with provenance.lock(stage):
+    try:  # the lock of `out` guards the staging folder too: it is renamed onto `out` under that lock
+        with provenance.lock(out, wait_s=wait_s):
             if _finished(out, req):  # another writer finished it meanwhile
                 return out
+            stage.mkdir(parents=True, exist_ok=True)
             if not _finished(stage, req):  # (else: finished but not yet renamed when it was stopped)
                 stats = _build(
                     stage, data_dir, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress

@@ -10,8 +10,15 @@ A folder is reused only when its `request` equals the one asked now, key for key
 is refused naming the keys that differ (`refusal`), or with force moved aside (`move_aside`),
 never deleted. The code version is recorded but not matched: a change of documentation must not
 invalidate a 300-epoch pre-training; a change that alters results must change a setting or the
-stage's `FORMAT` instead. `lock(folder)` is an exclusive, non-blocking `flock` on `folder/.lock`
-that the kernel drops when its holder dies, so a killed run never leaves a stale lock.
+stage's `FORMAT` instead.
+
+`lock(folder)` is an exclusive lock (the `filelock` package: `flock` on POSIX, the native lock on
+Windows) on `.<name>.lock` BESIDE the folder, never inside it: moving a folder aside (`--force`)
+neither moves nor frees its lock, so a second writer is refused while the first lives. The
+operating system drops the lock when its holder dies, so a killed run never leaves a stale lock;
+the file itself stays, holding the last holder's pid, host and start time for refusals. A
+finished run is read without its lock (`finished`): its outputs are written atomically, last,
+and never change, so reading a finished study needs no write access.
 
 A finished folder also holds `digests.json` (`write_digests`, written last): the fingerprint of
 every output a later stage reads, checked cheaply on every open and in full before reuse
@@ -22,22 +29,29 @@ every stage folder below PATH in full.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import json
 import os
 import socket
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
+
+from filelock import FileLock, Timeout
 
 from .atomic import write_text_atomic
 from .errors import UserError
 
 PROVENANCE = "provenance.json"
-LOCK = ".lock"
+LOCK = ".lock"  # where versions before the sibling lock kept it, inside the folder: ignored there
+
+
+class Busy(UserError):
+    """A folder's lock is held by another process (or thread), and waiting for it ran out."""
 
 
 # --- fingerprints -------------------------------------------------------------------------------
@@ -283,7 +297,7 @@ def move_aside(folder: str | os.PathLike) -> Path:
 
 
 def holds_files(folder: str | os.PathLike) -> bool:
-    """True when `folder` is a folder holding anything besides its lock file."""
+    """True when `folder` is a folder holding anything besides an old in-folder lock file."""
     folder = Path(folder)
     return folder.is_dir() and any(p.name != LOCK for p in folder.iterdir())
 
@@ -333,30 +347,119 @@ def claim(folder: str | os.PathLike, req: dict, force: bool = False, what: str =
     return status
 
 
-@contextlib.contextmanager
-def lock(folder: str | os.PathLike, what: str = "--out") -> Iterator[Path]:
-    """Hold an exclusive lock on `folder` (created if missing) for the duration of the block.
-    A second writer gets a UserError naming the holder; the lock dies with its process."""
+def finished(folder: str | os.PathLike, req: dict, *outputs: str) -> bool:
+    """True when `folder` holds every file of `outputs`, a provenance record of `req`, and those
+    outputs as its digests.json recorded them, byte for byte (`digest_fault`, full: the run is about
+    to be reused): a finished run, which is read as it is, without its lock (so without write
+    access). Anything less is False, and the locked path judges and reports it."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
+        if not all((folder / f).is_file() for f in outputs) or (read(folder) or {}).get("request") != req:
+            return False
+    except UserError:  # an unreadable record: the locked path reports it
+        return False
+    return digest_fault(folder, outputs, full=True) is None
+
+
+def lock_path(folder: str | os.PathLike) -> Path:
+    """The lock file of `folder`: `.<name>.lock` beside it (outside: see the module docstring)."""
+    folder = Path(os.path.abspath(folder))
+    if not folder.name:
+        raise UserError(f"{folder} is a file system root; choose a folder below it")
+    return folder.with_name(f".{folder.name}.lock")
+
+
+def holder(folder: str | os.PathLike) -> str:
+    """Who holds (or last held) `folder`'s lock: 'pid N on HOST since TIME', as its holder wrote it."""
+    try:
+        text = lock_path(folder).read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        text = ""
+    return text[:200] or "another process"
+
+
+def _write_holder(fd: int) -> None:
+    """Record the new holder in the lock file, through the descriptor that holds the lock."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}".encode())
+
+
+_LENT = threading.local()  # .held: {lock file: FileLock} held by this thread and lent to its block
+
+
+@contextlib.contextmanager
+def lock(
+    folder: str | os.PathLike, what: str = "--out", wait_s: float = 0.0, tell_every_s: float = 300.0, lend: bool = False
+) -> Iterator[Path]:
+    """Hold the exclusive lock of `folder` (`lock_path`; its parent is created, not the folder)
+    for the duration of the block. Held by another process or thread (or by this thread,
+    unlent): wait up to `wait_s` seconds (saying on stderr whom it waits for, then every
+    `tell_every_s`), then `Busy` naming the holder. lend: the block's own code in this thread may
+    take the lock again (a stage that its orchestrator runs once it holds the stage's folder)."""
+    folder = Path(folder)
+    path = lock_path(folder)
+    lent = _LENT.__dict__.setdefault("held", {})
+    if str(path) in lent:  # taken again inside the block that lent it: the same hold, counted
+        lent[str(path)].acquire(timeout=0)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
-            raise UserError(
-                f"{what} {folder} is in use by {holder}; wait for it to finish or use another folder"
-            ) from None
-        info = (
-            f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
-        )
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, info.encode(), 0)
+            yield folder
+        finally:
+            lent[str(path)].release()
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{what} {folder}: cannot create {path.parent} for its lock: {exc.strerror or exc}") from None
+    held = FileLock(path, on_acquired=_write_holder)
+    _acquire(held, folder, what, float(wait_s), float(tell_every_s))
+    if lend:
+        lent[str(path)] = held
+    try:
         yield folder
     finally:
-        os.close(fd)  # closing the descriptor releases the flock
+        if lend:
+            del lent[str(path)]
+        held.release()
+
+
+def _acquire(held: FileLock, folder: Path, what: str, wait_s: float, tell_every_s: float) -> None:
+    """Acquire `held` (the lock of `folder`), waiting in the lock itself: no look-then-leap."""
+    t0 = time.monotonic()
+    waited = False
+    while True:
+        left = max(0.0, wait_s - (time.monotonic() - t0))
+        try:
+            held.acquire(timeout=min(left, tell_every_s) if waited else 0)
+            return
+        except Timeout:
+            pass
+        except IsADirectoryError:
+            raise UserError(
+                f"{what} {folder}: its lock file {held.lock_file} is a folder; move that folder away and try again"
+            ) from None
+        except OSError as exc:
+            raise UserError(f"{what} {folder}: cannot take its lock {held.lock_file}: {exc.strerror or exc}") from None
+        busy = f"{what} {folder} is in use by {holder(folder)}"
+        elapsed = time.monotonic() - t0
+        if elapsed >= wait_s:
+            if wait_s <= 0:
+                raise Busy(f"{busy}; wait for it to finish or use another folder")
+            raise Busy(
+                f"{busy}; gave up after waiting {_duration(elapsed)} (the wait limit, wait_s): run again once "
+                f"it has finished, or wait longer"
+            )
+        head = f"still waiting ({_duration(elapsed)} so far)" if waited else "waiting"
+        print(f"{head}: {busy} (for at most {_duration(wait_s)})", file=sys.stderr, flush=True)
+        waited = True
+
+
+def _duration(seconds: float) -> str:
+    """'0.5 s', '12 min', '48.0 h': a wait as a reader says it."""
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 # --- checkpoints --------------------------------------------------------------------------------

@@ -39,8 +39,10 @@ One run at a time (the notebooks' way in). `ensure_finetune(profile, runs, setup
 missing (the fixture, prepare, the pre-trainings its setup uses), through the same planning code
 (`plan`), job specs and provenance rules as the study, skipping finished work; they return a
 `Target` (the run's folder, the prepared folder, the resolved profile). A folder that another
-process is writing (two folds that need the same missing pre-training) is waited for, at most
-`LOCK_WAIT_S`, then reused. Notebooks 03 and 04 call them, so one papermill job per fold is a way
+process is writing (two folds that need the same missing pre-training) is waited for in its lock
+(taken first, then the folder checked again: no look-then-leap), at most `wait_s` (default
+`LOCK_WAIT_S`), saying on stderr whom it waits for, then reused; a finished run is read without
+its lock, so a finished study can be shown from a read-only folder. Notebooks 03 and 04 call them, so one papermill job per fold is a way
 to run the study, on one device or several:
 
     jupytext --to ipynb -o - notebooks/04_finetune.py | papermill - out/04_ssl-tsg_fold3.ipynb \
@@ -241,6 +243,9 @@ class Job:
     started: float = 0.0  # time.time() when it started and ended (0: not run in this call)
     ended: float = 0.0
     replaced: list[str] = field(default_factory=list)  # why an earlier folder was moved aside (differences)
+    lock_wait_s: float | None = (
+        None  # in this process: wait this long for another writer of the folder (None: LOCK_WAIT_S)
+    )
 
     @property
     def record(self) -> Path:
@@ -365,11 +370,24 @@ def _succeeded(job: Job) -> None:
     (job.folder / "error.txt").unlink(missing_ok=True)  # an earlier failure of this run, now fixed
 
 
-def _failed(job: Job, reason: str, text: str) -> None:
-    """A failing run must not lose the others: its reason and its traceback (error.txt) are kept."""
+def _failed(job: Job, reason: str, text: str | None) -> None:
+    """A failing run must not lose the others: its reason and its traceback (error.txt) are kept.
+    text None: nothing is written (the folder is another process's, which holds its lock)."""
     job.status, job.reason = "failed", reason[:300]
-    job.folder.mkdir(parents=True, exist_ok=True)
-    _write_error(job.folder, text)
+    if text is not None:
+        _note(job, text)
+
+
+def _note(job: Job, text: str) -> None:
+    """`text` as the job's error.txt, written under its folder's lock; a folder that another
+    process holds (it is writing that run, e.g. a notebook) is left alone: the reason stays in
+    the job, the manifest and RunsFailed."""
+    try:
+        with provenance.lock(job.folder, what=job.name):
+            job.folder.mkdir(parents=True, exist_ok=True)
+            _write_error(job.folder, text)
+    except UserError:  # Busy, or a lock that cannot be taken (named in the job's reason when it is the cause)
+        return
 
 
 def _log_path(job: Job) -> Path:
@@ -377,10 +395,19 @@ def _log_path(job: Job) -> Path:
 
 
 def _run_inprocess(job: Job, device: str) -> None:
+    """Run `job` here under its folder's lock, taken first and waited for (another process, e.g. a
+    notebook, may be writing it), then checked again: what that process finished is skipped."""
+    wait_s = LOCK_WAIT_S if job.lock_wait_s is None else job.lock_wait_s
     try:
-        job.call(device)
+        with provenance.lock(job.folder, what=job.name, wait_s=wait_s, lend=True):  # the stage's own lock: lent
+            if job.done_before():
+                job.status = "skipped"
+                return
+            job.call(device)
     except KeyboardInterrupt:
         raise
+    except provenance.Busy as exc:  # never got the folder: leave nothing in it
+        return _failed(job, f"{type(exc).__name__}: {exc}", None)
     except Exception as exc:
         return _failed(job, f"{type(exc).__name__}: {exc}".splitlines()[0], traceback.format_exc())
     _succeeded(job)
@@ -458,7 +485,7 @@ def _blocked(job: Job) -> bool:
     bad = [n.name for n in job.needs if n.status in ("failed", "blocked")]
     if bad:
         job.status, job.reason = "blocked", f"needs {', '.join(bad)}, which failed"
-        _write_error(job.folder, f"not run: {job.reason}\n")
+        _note(job, f"not run: {job.reason}\n")
     return bool(bad)
 
 
@@ -956,36 +983,48 @@ def _ablation_finetune_job(c: _Context, modality: str, transforms: str, fold: in
     return _finetune_job(c, name, folder, setup, fold, {modality: pre.folder / "backbone.pt"}, [pre], transforms)
 
 
-def _make_data(job: Job, profile: str) -> Path:
+def _make_data(job: Job, profile: str, wait_s: float = 0.0) -> Path:
     """Run a data job in this process: the fixture (a complete one of the same size, seed and
     version is kept), `prepare` (nothing to do when prepared from the same input), or, without
-    records, check the prepared folder (UserError naming the profile when it is not usable)."""
+    records, check the prepared folder (UserError naming the profile when it is not usable).
+    Another process writing the same folder is waited for at most `wait_s` seconds."""
     from .prepare import load_prepared, prepare  # scipy: only when a stage reads or writes its data
 
     if job.kind == "fixture":
-        return _make_fixture(**job.args)
+        return _make_fixture(**job.args, wait_s=wait_s)
     if job.args["data_dir"] is not None:
-        return prepare(**job.args)
+        return prepare(**job.args, wait_s=wait_s)
     try:
         return load_prepared(job.folder).path
     except UserError as exc:
         raise UserError(f"data is required for profile {profile!r} to prepare the records ({exc})") from None
 
 
-def _make_fixture(out: Path, n_records: int, seed: int) -> Path:
-    from .fixture import FIXTURE_VERSION, MARKER, make_fixture  # scipy: only when the fixture is made
+def _make_fixture(out: Path, n_records: int, seed: int, wait_s: float = 0.0) -> Path:
+    """The fixture in `out`: a complete one of this size, seed and version is read as it is (no
+    lock); else it is made under the folder's lock, checked again once the lock is held."""
+    from .fixture import make_fixture  # scipy: only when the fixture is made
 
-    try:  # a complete fixture of this size, seed and version is kept
-        meta = json.loads((out / MARKER).read_text())
-        if meta.get("complete") and (meta.get("n_records"), meta.get("seed"), meta.get("version")) == (
-            n_records,
-            seed,
-            FIXTURE_VERSION,
-        ):
+    if _fixture_done(out, n_records, seed):
+        return out
+    with provenance.lock(out, what="fixture", wait_s=wait_s):
+        if _fixture_done(out, n_records, seed):  # made meanwhile by the process waited for
             return out
+        return make_fixture(out, n_records=n_records, seed=seed)
+
+
+def _fixture_done(out: Path, n_records: int, seed: int) -> bool:
+    from .fixture import FIXTURE_VERSION, MARKER
+
+    try:
+        meta = json.loads((out / MARKER).read_text())
     except (OSError, ValueError):
-        pass
-    return make_fixture(out, n_records=n_records, seed=seed)
+        return False
+    return bool(meta.get("complete")) and (meta.get("n_records"), meta.get("seed"), meta.get("version")) == (
+        n_records,
+        seed,
+        FIXTURE_VERSION,
+    )
 
 
 # --- the study: plan, run, tables, manifest ------------------------------------------------------
@@ -1078,7 +1117,7 @@ def _study(
     from .prepare import load_prepared  # scipy: only when a stage reads or writes its data
 
     for job in p.data:
-        manifest.step(job.kind, partial(_make_data, job, prof.name), progress)
+        manifest.step(job.kind, partial(_make_data, job, prof.name, LOCK_WAIT_S), progress)
     prepared = load_prepared(p.prep_dir)
     manifest.data |= {"data_kind": p.data_kind or infer_data_kind(prepared), "n_records": len(prepared.index)}
     if as_notebooks:  # the resolved study that every notebook job reads (`study_config`)
@@ -1252,50 +1291,39 @@ class Target:
 LOCK_WAIT_S = 2 * 24 * 3600.0  # the longest a run waits for another process that holds a folder it needs (s)
 
 
-def _wait_free(folder: Path, progress: bool, limit_s: float | None = None, poll_s: float = 1.0) -> None:
-    """Wait while another process holds `folder`'s lock (`provenance.lock`), e.g. a second
-    papermill fold computing the pre-training this one needs, at most `limit_s` seconds (default
-    LOCK_WAIT_S; a lock dies with its process). Then the run goes on: it skips what the other
-    process finished, or reports the lock still held."""
-    if not (folder / provenance.LOCK).is_file():
-        return
-    deadline = time.monotonic() + (LOCK_WAIT_S if limit_s is None else limit_s)
-    told = False
-    while True:
-        try:
-            with provenance.lock(folder):
-                return
-        except UserError as exc:
-            if time.monotonic() >= deadline:
-                return
-            if progress and not told:
-                print(f"reproduce: waiting: {exc}", file=sys.stderr)
-                told = True
-            time.sleep(poll_s)
-
-
-def _run_target(p: Plan, name: str, prof: Profile, seed: int, runs, data, device, progress: bool) -> Target:
+def _run_target(
+    p: Plan, name: str, prof: Profile, seed: int, runs, data, device, progress: bool, wait_s: float | None
+) -> Target:
     """Make the data, then run the job called `name` and the jobs it needs in this process,
-    skipping finished ones and waiting for a folder that another process is writing (e.g. the
-    pre-training two papermill folds need). RunsFailed when it or a job it needs failed."""
-    from .prepare import staging_dir  # scipy: only when a stage reads or writes its data
-
+    skipping finished ones (read without their locks) and waiting at most `wait_s` seconds
+    (default LOCK_WAIT_S) for a folder that another process is writing (e.g. the pre-training two
+    papermill folds need): the lock is taken first, then the run is checked again, so what the
+    other process finished is skipped. RunsFailed when it or a job it needs failed."""
+    wait_s = _check_wait(wait_s)
     if data is not None:  # without data a real-data profile uses its prepared folder as it is
         _check_data_dir(prof, data)
     device = parse_devices(device or None, prof)[0]
     for job in p.data:
-        _wait_free(staging_dir(job.folder) if job.kind == "prepare" else job.folder, progress)
-        _make_data(job, prof.name)
+        _make_data(job, prof.name, wait_s)
     target = next(j for j in p.pre_jobs + p.ft_jobs if j.name == name)
     todo = [*target.needs, target]
     for job in todo:
-        _wait_free(job.folder, progress)
+        job.lock_wait_s = wait_s
         run_jobs([job], [device], progress)
     bad = [(j.name, str(j.folder), j.reason) for j in todo if j.status in ("failed", "blocked")]
     if bad:
         raise RunsFailed(paths.profile_root(stage_runs(runs, prof.departures, "finetune"), prof.name), bad)
     pre_dir = paths.pretrain_dir(stage_runs(runs, prof.departures, "pretrain"), prof.name)
     return Target(target.folder, p.prep_dir, pre_dir, prof, seed, {j.name: j.status for j in todo})
+
+
+def _check_wait(wait_s: float | None) -> float:
+    """`wait_s` of `ensure_*` in seconds: None -> LOCK_WAIT_S; else a finite number >= 0."""
+    if wait_s is None:
+        return LOCK_WAIT_S
+    if isinstance(wait_s, bool) or not isinstance(wait_s, (int, float)) or not 0 <= wait_s < float("inf"):
+        raise UserError(f"wait_s must be a number of seconds >= 0, got {wait_s!r}")
+    return float(wait_s)
 
 
 def ensure_pretrain(
@@ -1311,6 +1339,7 @@ def ensure_pretrain(
     transforms: str | None = None,
     config: str | Path | None = None,
     progress: bool = False,
+    wait_s: float | None = None,
 ) -> Target:
     """Compute one pre-training of a study into RUNS (the layout of `paths`) and whatever it needs
     and is missing (the fixture when a tiny profile has no data, `prepare`; a real-data profile
@@ -1319,7 +1348,10 @@ def ensure_pretrain(
     transforms: None (the main pre-training, t1 / t2) or an ablation view set of Fig. 3. The study
     is `profile` with `seed`, `settings` (`--set` items, or one string of them separated by ';'),
     `recipe` and `max_steps` as in `reproduce`, or the resolved study in `config` (the study.json
-    that `reproduce --as-notebooks` hands its notebooks). device: e.g. cpu, cuda, cuda:1."""
+    that `reproduce --as-notebooks` hands its notebooks). device: e.g. cpu, cuda, cuda:1. wait_s:
+    how long to wait for another process writing a folder this run needs (default LOCK_WAIT_S,
+    48 h: another notebook's pre-training), saying on stderr whom it waits for; then RunsFailed
+    naming the holder."""
     check_modality(modality)
     tr = None if transforms in (None, "", paths.MAIN_TRANSFORMS[modality]) else transforms
     if tr is not None:
@@ -1328,7 +1360,7 @@ def ensure_pretrain(
     setups = (paths.ABLATION_SETUPS[modality],)  # ssl-t needs the time pre-training, ssl-s the spec one
     p = plan(prof, train_seed, runs, data or None, setups, (0,), (0,), tr is not None, progress)
     name = f"pretrain {modality}" if tr is None else f"pretrain {modality}-{tr}"
-    return _run_target(p, name, prof, train_seed, runs, data or None, device, progress)
+    return _run_target(p, name, prof, train_seed, runs, data or None, device, progress, wait_s)
 
 
 def ensure_finetune(
@@ -1345,6 +1377,7 @@ def ensure_finetune(
     transforms: str | None = None,
     config: str | Path | None = None,
     progress: bool = False,
+    wait_s: float | None = None,
 ) -> Target:
     """Compute one fine-tuning run (setup on outer fold) and whatever it needs and is missing:
     the fixture (tiny profile without data), `prepare`, the pre-trainings its setup uses; finished
@@ -1364,7 +1397,7 @@ def ensure_finetune(
     prof, train_seed = _target_study(profile, seed, settings, recipe, max_steps, config)
     p = plan(prof, train_seed, runs, data or None, (setup,), (fold,), (fold,), tr is not None, progress)
     name = f"finetune {setup} fold {fold}" if tr is None else f"ablation {setup}-{tr} fold {fold}"
-    return _run_target(p, name, prof, train_seed, runs, data or None, device, progress)
+    return _run_target(p, name, prof, train_seed, runs, data or None, device, progress, wait_s)
 
 
 def _parser() -> argparse.ArgumentParser:

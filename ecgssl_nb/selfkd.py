@@ -669,6 +669,9 @@ def pretrain(
               progress, stop_after, amp, started_at)  # fmt: skip
     req = pretrain_request(cfg, modality, transforms, seed, prepared.digest, records_key, world, amp)
     first = int(os.environ.get("RANK", "0")) == 0
+    if first and provenance.finished(out, req, "summary.json", "backbone.pt"):  # read as it is: no lock
+        _keep_finished(out, resume, progress, cfg.epochs)
+        return out
     with provenance.lock(out) if first else contextlib.nullcontext():
         if first and _claim(out, req, resume, force, progress, cfg.epochs):
             return out  # finished earlier with this very request
@@ -715,29 +718,43 @@ def _claim(out: Path, req: dict, resume: bool, force: bool, progress: bool, epoc
     if status != "same":
         return False
     if (out / "summary.json").is_file() and (out / "backbone.pt").is_file():
-        fault = provenance.digest_fault(out, OUTPUTS, full=True)  # reused as finished: every byte
-        if fault and (out / checkpoint.NAME).is_file():  # the last epoch's state: write the outputs again from it
-            print(f"{out}: {fault}; writing its outputs again from {checkpoint.NAME}", flush=True)
+        if _damaged(out, req, force):
             return False
-        if fault:
-            if not force:
-                raise UserError(
-                    f"--out {out} holds a finished pre-training whose files are not as written: {fault}. "
-                    f"Use another --out, or --force to move it aside (nothing is deleted)"
-                )
-            moved = provenance.move_aside(out)
-            print(f"{out}: {fault}; moved aside to {moved.name}", flush=True)
-            provenance.claim(out, req)
-            return False
-        if not resume:
-            raise UserError(
-                f"--out {out} already holds this finished pre-training (summary.json); pass --resume "
-                f"to keep it, or choose another --out"
-            )
-        if progress:
-            print(f"pretrain: {out} already finished ({epochs} epochs); nothing to do")
+        _keep_finished(out, resume, progress, epochs)
         return True
     return False
+
+
+def _damaged(out: Path, req: dict, force: bool) -> bool:
+    """True when the finished-looking OUT's outputs are not as written (the full digest check: it
+    is about to be reused) and must be written again: from its checkpoint when it has one, else
+    after `force` moved it aside (without `force`, a UserError naming the file)."""
+    fault = provenance.digest_fault(out, OUTPUTS, full=True)
+    if not fault:
+        return False
+    if (out / checkpoint.NAME).is_file():  # the last epoch's state: write the outputs again from it
+        print(f"{out}: {fault}; writing its outputs again from {checkpoint.NAME}", flush=True)
+        return True
+    if not force:
+        raise UserError(
+            f"--out {out} holds a finished pre-training whose files are not as written: {fault}. "
+            f"Use another --out, or --force to move it aside (nothing is deleted)"
+        )
+    moved = provenance.move_aside(out)
+    print(f"{out}: {fault}; moved aside to {moved.name}", flush=True)
+    provenance.claim(out, req)
+    return True
+
+
+def _keep_finished(out: Path, resume: bool, progress: bool, epochs: int) -> None:
+    """OUT holds this finished pre-training: kept with --resume, else a UserError saying so."""
+    if not resume:
+        raise UserError(
+            f"--out {out} already holds this finished pre-training (summary.json); pass --resume "
+            f"to keep it, or choose another --out"
+        )
+    if progress:
+        print(f"pretrain: {out} already finished ({epochs} epochs); nothing to do")
 
 
 def _run_processes(run: Run) -> Path:

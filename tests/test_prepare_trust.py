@@ -138,7 +138,7 @@ def test_out_holding_foreign_files_is_refused(tmp_path, capsys):
 
 def test_second_writer_is_refused_naming_the_first(tmp_path):
     _good(tmp_path / "data")
-    with provenance.lock(P.staging_dir(tmp_path / "out")):
+    with provenance.lock(tmp_path / "out"):  # the lock of OUT guards OUT.partial too
         with pytest.raises(UserError, match=rf"in use by pid {os.getpid()}"):
             P.prepare(tmp_path / "data", tmp_path / "out", workers=1, progress=False)
     assert not (tmp_path / "out").exists()
