@@ -133,6 +133,7 @@ def test_two_processes_share_the_centre_train_on_distinct_records_and_end_identi
     assert sorted(p.name for p in out.iterdir()) == [  # (its lock lives beside it)
         "backbone.pt",
         "checkpoint.pt",
+        "digests.json",
         "log.csv",
         "provenance.json",
         "summary.json",
