@@ -106,7 +106,7 @@ def test_gpu_check_passes_set_items_to_the_study_and_refuses_a_bad_one_before_an
     # before the corpus is written
     cmd = ["bash", str(SCRIPT), "--device", "cpu", "--out", str(tmp_path), "--set", "finetune.lr=fast"]
     p = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=120)
-    assert p.returncode == 1 and "bench_paper: --set lr=fast: lr takes a float" in p.stderr
+    assert p.returncode == 1 and "bench_paper: --set finetune.lr=fast: finetune.lr takes a float" in p.stderr
     p = subprocess.run(cmd[:6] + ["--runs-per-device", "0"], capture_output=True, text=True, env=_env(), timeout=120)
     assert "bench_paper: --runs-per-device must be an integer >= 1, got 0" in p.stderr
     assert not (tmp_path / "bench").exists()
