@@ -155,6 +155,10 @@ class FinetuneConfig:
     fusion_ssl: str = "loaded"  # B6: ssl-tsc/ssl-tsg backbones "loaded" or "ignored" (released: scratch, default init)
     protocol: str = "both"  # B14: "both" (8 training folds, paper + honest) or "paper-exact" (released: 9 folds)
     max_steps: int = 0  # smoke run: stop after this many optimisation steps (0 = no limit)
+    compile: str = "off"  # the training step: "off" (eager) | "default" | "reduce-overhead" (CUDA graphs on CUDA)
+    checkpoint_epochs: int = 1  # a checkpoint after every N-th epoch: N >= 1 (0 = by checkpoint_minutes only)
+    checkpoint_minutes: float = 0.0  # also one when M minutes passed since the last: M >= 0 (0 = off)
+    log_every: int = 0  # read the running training loss every N steps: N >= 0 (0 = once per epoch)
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,7 @@ def _paper() -> Profile:
         finetune=FinetuneConfig(
             epochs={"t": 100, "s": 200, "tsc": 100, "tsg": 100},
             batch_records={"t": 128, "s": 256, "tsc": 128, "tsg": 128},
+            compile="reduce-overhead",
         ),
         device="cuda",
         workers=max(1, (os.cpu_count() or 2)),
