@@ -22,7 +22,9 @@ Protocol (one training run per (setup, outer fold K)):
   reports only the paper protocol.
 
 Training (paper Sec. II-C; book: Fine-tuning). Every step takes `batch_records` records,
-shuffled each epoch with a seeded generator. From each record it cuts 5 random 250-sample crops (`Corpus.random_windows`,
+shuffled each epoch with a seeded generator on the run's device (`epoch_plan`: all steps of the
+epoch drawn at its start, each of the same shape; a short last step is filled with the first
+records of the shuffle). From each record it cuts 5 random 250-sample crops (`Corpus.random_windows`,
 on the device). Time inputs are normalised with the prepared mean/std. The spectrogram is taken
 from the raw crop (`transforms.spectrogram`). The optimiser is Adam(lr) with
 CosineAnnealingLR(T_max=epochs, eta_min per family), stepped at the START of every epoch, as
@@ -30,18 +32,28 @@ released (B22): epoch 1 already runs below the peak rate. The loss is BCE-with-l
 windows and classes. Scratch setups are re-initialised with `models.init_xavier` (as released). ssl-
 setups load PRE/time/backbone.pt and/or PRE/spec/backbone.pt with `models.load_backbone`, which
 refuses a partial load (B6); their heads keep PyTorch's default initialisation. Python, NumPy and
-torch are seeded from (seed, fold) (B26). On CUDA the forward pass runs under bf16 autocast
-(`FinetuneConfig.amp`).
+torch are seeded from (seed, fold) (B26).
+
+The GPU path. A steady-state step and an evaluation pass make no host-device synchronisation
+(tests/test_gpu_path_finetune.py): checks that need a host value run at set-up, the losses add
+up on the device and are read once per epoch (or every `log_every` steps), evaluation reads its
+probabilities back once. Adam is fused (`build_trainer`). `FinetuneConfig.compile` compiles the
+step's forward and loss (`make_step_loss`: fullgraph, static shapes; "reduce-overhead" replays
+CUDA graphs). On CUDA the network runs under bf16 autocast (`FinetuneConfig.amp`; inputs, STFT
+and loss stay fp32) with TF32 and cudnn.benchmark on (`use_fast_cuda_math`).
 
 Files in OUT:
 
-* checkpoint.pt: written atomically after every epoch but the last. It holds the model,
+* checkpoint.pt: written atomically after every `checkpoint_epochs`-th epoch (and, when
+  `checkpoint_minutes` > 0, once that many minutes passed), never after the last; from a host
+  copy of the state, on a background thread while the next epoch trains. It holds the model,
   optimiser, scheduler and generator states and the best-so-far predictions of both protocols, so
   `resume=True` ends with the same result as an uninterrupted run; without `resume` a folder
   holding one is refused (`checkpoint.load`, the rule of both stages). It is removed once
   result.json is written.
 * log.csv: one row per epoch with epoch, lr, train_loss, inner/outer macro AUROC and AUPRC, and
-  seconds. It is rewritten atomically from the checkpointed history.
+  seconds. It is rewritten atomically from the checkpointed history after each checkpoint (so
+  it never shows an epoch a resume runs again) and with every epoch at the end.
 * provenance.json: the request that made the folder (`finetune_request`: resolved settings,
   prepared and backbone digests, seed). A result is reused, a checkpoint resumed, only for an
   equal request; another request is refused unless `force` moves the folder aside. OUT is
