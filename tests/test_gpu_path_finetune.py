@@ -250,3 +250,15 @@ def test_the_shortcut_pool_is_ceil_mode_average_pooling_and_compiles_to_the_same
     assert torch.equal(pool(x), ref(x)) and torch.equal(got, want)  # eager: bit for bit
     (compiled,) = torch.autograd.grad(torch.compile(lambda v: (pool(v) * w).sum(), fullgraph=True)(x), x)
     torch.testing.assert_close(compiled, want)  # Inductor on nn.AvgPool1d(ceil_mode) gives 1/2 of it
+
+
+@pytest.mark.slow  # two 1-epoch runs of t, one compiled with inductor: ~50 s on 2 busy cores
+def test_a_compiled_finetune_runs_end_to_end_and_its_training_loss_matches_eager(prepared_corpus, tmp_path):
+    prof = replace(FAST, finetune=replace(FAST.finetune, batch_records={f: 32 for f in ("t", "s", "tsc", "tsg")}))
+    runs = {}
+    for mode in ("off", "reduce-overhead"):  # on the CPU, "reduce-overhead" compiles as "default"
+        cfg = replace(prof.finetune, compile=mode)
+        runs[mode] = ft.finetune("t", 0, prepared_corpus, tmp_path / mode, profile=prof, config=cfg, progress=False)
+    assert runs["reduce-overhead"]["config"]["compile"] == "reduce-overhead"
+    eager, compiled = (runs[m]["history"][0]["train_loss"] for m in ("off", "reduce-overhead"))
+    assert compiled == pytest.approx(eager, rel=1e-3)  # 4 Adam steps: rounding noise, not a different step
