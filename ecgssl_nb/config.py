@@ -250,6 +250,7 @@ CENTER_UPDATES = ("once", "twice")  # B7: official DINO / released code
 FREQ_CUTOUT = ("applied", "discarded")  # B16: FC chained before TC / released code (TC only)
 PROTOCOL_MODES = ("both", "paper-exact")  # B14: 8 training folds (paper + honest) / the released 9
 FUSION_SSL = ("loaded", "ignored")  # B6: the fusion models' SSL backbones
+COMPILE_MODES = ("off", "default", "reduce-overhead")  # the training steps: eager, compiled, compiled + CUDA graphs
 SELECT_METRICS = ("auprc", "auroc")
 DATA_KINDS = ("fixture", "samples", "physionet2020")
 LEAD_MODES = ("twelve", "lead-i")  # B1: every lead resampled, or the released lead I in all 12 channels
@@ -391,6 +392,16 @@ class FinetuneConfig:
         "both", "B14: both (8 training folds) or paper-exact (released: 9 folds)", one_of(*PROTOCOL_MODES)
     )
     max_steps: int = _setting(0, "smoke run: stop after this many optimisation steps (0 = no limit)", integer(0))
+    compile: str = _setting(
+        "off",
+        "the training step: off (eager), default, or reduce-overhead (CUDA graphs on CUDA)",
+        one_of(*COMPILE_MODES),
+    )
+    checkpoint_epochs: int = _setting(
+        1, "a checkpoint after every N-th epoch (0: by checkpoint_minutes only)", integer(0)
+    )
+    checkpoint_minutes: float = _setting(0.0, "also one when M minutes passed since the last (0 = off)", number(0))
+    log_every: int = _setting(0, "read the running training loss every N steps (0 = once per epoch)", integer(0))
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -472,6 +483,7 @@ def _paper() -> Profile:
         finetune=FinetuneConfig(
             epochs={"t": 100, "s": 200, "tsc": 100, "tsg": 100},
             batch_records={"t": 128, "s": 256, "tsc": 128, "tsg": 128},
+            compile="reduce-overhead",
         ),
         device="cuda",
         workers=max(1, (os.cpu_count() or 2)),

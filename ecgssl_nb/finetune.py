@@ -22,7 +22,9 @@ Protocol (one training run per (setup, outer fold K)):
   reports only the paper protocol.
 
 Training (paper Sec. II-C; book: Fine-tuning). Every step takes `batch_records` records,
-shuffled each epoch with a seeded generator. From each record it cuts 5 random 250-sample crops (`Corpus.random_windows`,
+shuffled each epoch with a seeded generator on the run's device (`epoch_plan`: all steps of the
+epoch drawn at its start, each of the same shape; a short last step is filled with the first
+records of the shuffle). From each record it cuts 5 random 250-sample crops (`Corpus.random_windows`,
 on the device). Time inputs are normalised with the prepared mean/std. The spectrogram is taken
 from the raw crop (`transforms.spectrogram`). The optimiser is Adam(lr) with
 CosineAnnealingLR(T_max=epochs, eta_min per family), stepped at the START of every epoch, as
@@ -30,18 +32,28 @@ released (B22): epoch 1 already runs below the peak rate. The loss is BCE-with-l
 windows and classes. Scratch setups are re-initialised with `models.init_xavier` (as released). ssl-
 setups load PRE/time/backbone.pt and/or PRE/spec/backbone.pt with `models.load_backbone`, which
 refuses a partial load (B6); their heads keep PyTorch's default initialisation. Python, NumPy and
-torch are seeded from (seed, fold) (B26). On CUDA the forward pass runs under bf16 autocast
-(`FinetuneConfig.amp`).
+torch are seeded from (seed, fold) (B26).
+
+The GPU path. A steady-state step and an evaluation pass make no host-device synchronisation
+(tests/test_gpu_path_finetune.py): checks that need a host value run at set-up, the losses add
+up on the device and are read once per epoch (or every `log_every` steps), evaluation reads its
+probabilities back once. Adam is fused (`build_trainer`). `FinetuneConfig.compile` compiles the
+step's forward and loss (`make_step_loss`: fullgraph, static shapes; "reduce-overhead" replays
+CUDA graphs). On CUDA the network runs under bf16 autocast (`FinetuneConfig.amp`; inputs, STFT
+and loss stay fp32) with TF32 and cudnn.benchmark on (`use_fast_cuda_math`).
 
 Files in OUT:
 
-* checkpoint.pt: written atomically after every epoch but the last. It holds the model,
+* checkpoint.pt: written atomically after every `checkpoint_epochs`-th epoch (and, when
+  `checkpoint_minutes` > 0, once that many minutes passed), never after the last; from a host
+  copy of the state, on a background thread while the next epoch trains. It holds the model,
   optimiser, scheduler and generator states and the best-so-far predictions of both protocols, so
   `resume=True` ends with the same result as an uninterrupted run; without `resume` a folder
   holding one is refused (`checkpoint.load`, the rule of both stages). It is removed once
   result.json is written.
 * log.csv: one row per epoch with epoch, lr, train_loss, inner/outer macro AUROC and AUPRC, and
-  seconds. It is rewritten atomically from the checkpointed history.
+  seconds. It is rewritten atomically from the checkpointed history after each checkpoint (so
+  it never shows an epoch a resume runs again) and with every epoch at the end.
 * provenance.json: the request that made the folder (`finetune_request`: resolved settings,
   prepared and backbone digests, seed). A result is reused, a checkpoint resumed, only for an
   equal request; another request is refused unless `force` moves the folder aside. OUT is
@@ -70,7 +82,7 @@ import random
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,6 +94,7 @@ import torch.nn.functional as F
 
 from . import checkpoint, metrics, provenance
 from .config import (
+    COMPILE_MODES,
     FUSION_SSL,
     PROTOCOL_MODES,
     SETUPS,
@@ -103,6 +116,8 @@ from .errors import UserError, check_int, check_seed
 from .labels import ABBREVIATIONS, CLASSES
 from .metrics import auprc, auroc, binarize, threshold_search, write_challenge_outputs
 from .results import METRIC_KEYS, write_csv_atomic, write_json_atomic
+from .transforms import SPEC_MEAN, SPEC_STD, stft_magnitude
+from .writer import Writer, host_copy
 
 if TYPE_CHECKING:  # layer 2 modules, imported when a run starts
     from .prepare import Prepared
@@ -121,6 +136,14 @@ __all__ = [
     "seed_everything",
     "infer_data_kind",
     "train_step",
+    "step_loss",
+    "make_step_loss",
+    "epoch_plan",
+    "steps_per_epoch",
+    "checkpoint_due",
+    "spec_lead_mean",
+    "use_fast_cuda_math",
+    "COMPILE_MODES",
     "finetune_request",
 ]
 
@@ -251,12 +274,18 @@ def infer_data_kind(prepared: Prepared) -> str:
 # --- one step, one evaluation pass -------------------------------------------------------------
 
 
-def _inputs(model, x_raw: torch.Tensor, mean: torch.Tensor, std: torch.Tensor):
-    """Raw mV windows (W, 12, 250) -> (x_time (W, 12, 250) normalised or None, x_spec (W, 12, 13, 21) or None)."""
-    from .transforms import spectrogram  # ~6 ms at import: only for spectrogram inputs
+def spec_lead_mean(device: torch.device | str) -> torch.Tensor:
+    """`transforms.SPEC_MEAN` (12,) float32 on `device`: built once per run, never per batch (a
+    constant copied from the host each call would stall a CUDA step)."""
+    return torch.tensor(SPEC_MEAN, dtype=torch.float32, device=device)
 
+
+def _inputs(model, x_raw: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, spec_mean: torch.Tensor):
+    """Raw mV windows (W, 12, 250) -> (x_time (W, 12, 250) normalised or None, x_spec (W, 12, 13, 21) or None).
+    x_spec is `transforms.spectrogram(x_raw)` with its lead means `spec_mean` already on the device."""
     x_time = (x_raw - mean[:, None]) / (std[:, None] + 1e-8) if model.uses_time else None  # per-lead z-score
-    x_spec = spectrogram(x_raw) if model.uses_spec else None  # STFT of the RAW crop, as released
+    # STFT of the RAW crop, as released, in fp32 (outside autocast)
+    x_spec = (stft_magnitude(x_raw) - spec_mean[:, None, None]) / SPEC_STD if model.uses_spec else None
     return x_time, x_spec
 
 
@@ -264,6 +293,47 @@ def _autocast(device: torch.device, amp: bool):
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def step_loss(
+    model: torch.nn.Module,
+    x_raw: torch.Tensor,
+    y: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    spec_mean: torch.Tensor,
+    amp: bool = False,
+) -> torch.Tensor:
+    """The forward half of a training step, the part that `torch.compile(fullgraph=True)` takes
+    whole: z-score and spectrogram of raw crops (W, 12, 250) mV (fp32), the network (bf16 autocast
+    on CUDA when `amp`), then the BCE-with-logits loss in fp32 against labels (W, 24)."""
+    x_time, x_spec = _inputs(model, x_raw, mean, std, spec_mean)
+    with _autocast(x_raw.device, amp):
+        logits = model(x_time, x_spec)  # (W, 24)
+    return F.binary_cross_entropy_with_logits(logits.float(), y)
+
+
+def make_step_loss(mode: str = "off", backend: str = "inductor") -> Callable[..., torch.Tensor]:
+    """`step_loss` as a training step runs it: eager for mode "off"; else compiled with
+    fullgraph=True (a graph break is an error) and static shapes, its backward compiled with it
+    (AOTAutograd). "reduce-overhead" replays CUDA graphs on CUDA (on the CPU it is "default");
+    each call then marks a new step, so the graphs' outputs of the step before may be reused.
+    `backend` is torch.compile's (tests use "aot_eager" to check the graph without code generation)."""
+    if mode not in COMPILE_MODES:
+        raise UserError(f"compile {mode!r} must be one of {', '.join(COMPILE_MODES)}")
+    if mode == "off":
+        return step_loss
+    compiled = torch.compile(
+        step_loss, fullgraph=True, dynamic=False, backend=backend, mode=None if mode == "default" else mode
+    )
+    if mode == "default":
+        return compiled
+
+    def graphed(*args, **kwargs) -> torch.Tensor:
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(*args, **kwargs)
+
+    return graphed
 
 
 def train_step(
@@ -274,13 +344,15 @@ def train_step(
     mean: torch.Tensor,
     std: torch.Tensor,
     amp: bool = False,
+    spec_mean: torch.Tensor | None = None,
+    loss_fn: Callable[..., torch.Tensor] = step_loss,
 ) -> torch.Tensor:
     """One Adam step on a batch of raw crops (W, 12, 250) mV with labels (W, 24); returns the
-    mean BCE-with-logits loss as a detached 0-d tensor (no device sync)."""
-    x_time, x_spec = _inputs(model, x_raw, mean, std)
-    with _autocast(x_raw.device, amp):
-        logits = model(x_time, x_spec)  # (W, 24)
-    loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+    mean BCE-with-logits loss as a detached 0-d tensor on the device (no host-device sync).
+    `loss_fn` is `step_loss` or its compiled form (`make_step_loss`); spec_mean defaults to
+    `spec_lead_mean` (pass it, built once, in a loop)."""
+    spec_mean = spec_lead_mean(x_raw.device) if spec_mean is None else spec_mean
+    loss = loss_fn(model, x_raw, y, mean, std, spec_mean, amp)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -296,14 +368,18 @@ def predict(
     batch_windows: int = 2048,
     stride: int = 125,
     amp: bool = False,
+    spec_mean: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Record probabilities (N, 24) float64: the mean over each record's windows (250 samples at
     `stride`) of the sigmoid outputs (book: Fine-tuning); and for gated models the mean gate weights
-    (N, 2) = (time, spec) per record, else None. The model is left in eval mode."""
+    (N, 2) = (time, spec) per record, else None. The model is left in eval mode. Nothing is read
+    back to the host but the result, once (`Corpus.mean_over_windows`); pass spec_mean
+    (`spec_lead_mean`, built once) to copy nothing to the device either."""
     model.eval()
+    spec_mean = spec_lead_mean(corpus.device) if spec_mean is None else spec_mean
 
     def probs_and_gate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x_time, x_spec = _inputs(model, x, mean, std)  # x: (w, 12, 250) raw mV
+        x_time, x_spec = _inputs(model, x, mean, std, spec_mean)  # x: (w, 12, 250) raw mV
         with _autocast(corpus.device, amp):
             logits, gate = model(x_time, x_spec, return_gate=True)  # (w, 24), (w, 2) or None
         return torch.sigmoid(logits.float()), None if gate is None else gate.float()
@@ -541,7 +617,8 @@ class Trainer:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    generator: torch.Generator  # record order and crop starts (a CPU stream on any device)
+    generator: torch.Generator  # record order and crop starts, on the run's device (no copies per step)
+    loss_fn: Callable[..., torch.Tensor] = step_loss  # `make_step_loss(cfg.compile)`
 
 
 @dataclass
@@ -554,16 +631,32 @@ class Progress:
     elapsed_s: float = 0.0  # seconds spent before this process started
 
 
+def use_fast_cuda_math(device: torch.device) -> None:
+    """On CUDA, TF32 for fp32 matmuls and convolutions and cudnn.benchmark (the one place the
+    fine-tuning stage sets them; process-wide); nothing on other devices. bf16 autocast of the
+    forward pass is `FinetuneConfig.amp`. cudnn.benchmark picks kernels by timing them, so two CUDA
+    runs may differ in the last bits; on the CPU a resumed run still equals an uninterrupted one."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+        torch.backends.cudnn.benchmark = True
+
+
 def build_trainer(run: Run) -> Trainer:
-    """Seed everything from (seed, fold) (B26), then the network, Adam and the cosine schedule."""
+    """Seed everything from (seed, fold) (B26), then the network, Adam and the cosine schedule.
+    Adam is the fused implementation (one kernel for all parameters, its step counts on the
+    device: no host read per step) on CUDA and on the CPU alike; the step is compiled as
+    `cfg.compile` says (`make_step_loss`)."""
     rs = run_seed(run.seed, run.split.fold)
     seed_everything(rs)
+    use_fast_cuda_math(run.device)
     model = build_finetune_model(run.setup, run.files, seed=rs, fusion_ssl=run.cfg.fusion_ssl).to(run.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=run.cfg.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=run.cfg.lr, fused=True)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=max(run.n_epochs, 1), eta_min=run.cfg.min_lr[run.family]
     )
-    return Trainer(model, optimizer, scheduler, torch.Generator().manual_seed(rs))
+    generator = torch.Generator(device=run.device).manual_seed(rs)
+    return Trainer(model, optimizer, scheduler, generator, make_step_loss(run.cfg.compile))
 
 
 def _checkpoint_run(run: Run) -> dict:
@@ -594,20 +687,40 @@ def restore_checkpoint(run: Run, tr: Trainer) -> Progress:
     return Progress(ck["epoch"] + 1, ck["history"], checkpoint.to_arrays(ck["best"]), ck["elapsed_s"])
 
 
-def save_checkpoint(run: Run, tr: Trainer, done: Progress, epoch: int) -> None:
-    """Write OUT/checkpoint.pt after `epoch`: everything a resume needs to repeat the run."""
-    state = {
-        "run": _checkpoint_run(run),
-        "epoch": epoch,
-        "model": tr.model.state_dict(),
-        "optimizer": tr.optimizer.state_dict(),
-        "scheduler": tr.scheduler.state_dict(),
-        "rng": checkpoint.rng_state(tr.generator),
-        "history": done.history,
-        "best": checkpoint.to_tensors(done.best),
-        "elapsed_s": done.elapsed_s + time.perf_counter() - run.started,
-    }
-    checkpoint.save(run.out / checkpoint.NAME, state)
+def checkpoint_due(cfg: FinetuneConfig, epoch: int, minutes_since_last: float) -> bool:
+    """Whether a checkpoint follows `epoch`: every `checkpoint_epochs`-th epoch, or when
+    `checkpoint_minutes` (> 0) minutes have passed since the last one (or since the run started)."""
+    every = cfg.checkpoint_epochs
+    return (every > 0 and epoch % every == 0) or 0 < cfg.checkpoint_minutes <= minutes_since_last
+
+
+def save_checkpoint(run: Run, tr: Trainer, done: Progress, epoch: int, writer: Writer | None = None) -> None:
+    """Write OUT/checkpoint.pt after `epoch` (everything a resume needs to repeat the run), THEN
+    log.csv with the epochs it holds: the log never shows an epoch that a resume would run again.
+    The state is copied to the host now; with a `writer` both files are written in the background
+    (one checkpoint in flight), else at once."""
+    state = host_copy(
+        {
+            "run": _checkpoint_run(run),
+            "epoch": epoch,
+            "model": tr.model.state_dict(),
+            "optimizer": tr.optimizer.state_dict(),
+            "scheduler": tr.scheduler.state_dict(),
+            "rng": checkpoint.rng_state(tr.generator),
+            "history": done.history,
+            "best": checkpoint.to_tensors(done.best),
+            "elapsed_s": done.elapsed_s + time.perf_counter() - run.started,
+        }
+    )
+
+    def job() -> None:
+        checkpoint.save(run.out / checkpoint.NAME, state)
+        _write_log(run.out / "log.csv", state["history"], run.cfg.protocol)
+
+    if writer is None:
+        job()
+    else:
+        writer.submit(job)
 
 
 # --- the data on the device, one epoch, one evaluation, the selection --------------------------
@@ -622,6 +735,7 @@ class Data:
     inner: Corpus | None
     mean: torch.Tensor  # (12,) mV, per lead
     std: torch.Tensor  # (12,) mV
+    spec_mean: torch.Tensor  # (12,) `spec_lead_mean`, on the device
     y_outer: np.ndarray  # (N_outer, 24)
     y_inner: np.ndarray | None  # (N_inner, 24)
 
@@ -638,42 +752,56 @@ def load_data(run: Run) -> Data:
         inner=inner,
         mean=torch.as_tensor(np.asarray(prep.mean, dtype=np.float32), device=dev),
         std=torch.as_tensor(np.asarray(prep.std, dtype=np.float32), device=dev),
+        spec_mean=spec_lead_mean(dev),
         y_outer=outer.labels.cpu().numpy(),
         y_inner=inner.labels.cpu().numpy() if inner is not None else None,
     )
 
 
-def batch_bounds(n_train: int, batch_records: int, crops: int) -> list[tuple[int, int]]:
-    """Steps of batch_records records (the last one shorter, as with drop_last=False); a last step
-    of a single window is merged into the one before (BatchNorm needs two values per channel)."""
-    bounds = list(range(0, n_train, batch_records)) + [n_train]
-    if len(bounds) > 2 and (bounds[-1] - bounds[-2]) * crops < 2:
-        bounds.pop(-2)
-    return list(zip(bounds[:-1], bounds[1:]))
+def steps_per_epoch(n_train: int, batch_records: int) -> int:
+    """Optimisation steps in an epoch: ceil(n_train / batch), batch = min(batch_records, n_train)."""
+    return -(-n_train // max(1, min(batch_records, n_train)))
 
 
-def train_one_epoch(run: Run, tr: Trainer, data: Data, batches: list[tuple[int, int]], epoch: int) -> float:
+def epoch_plan(n_train: int, batch_records: int, generator: torch.Generator) -> torch.Tensor:
+    """The records of every step of one epoch, drawn at its start on the generator's device:
+    (steps, batch) positions, batch = min(batch_records, n_train). Every step has the same shape
+    (static shapes: one compiled graph, CUDA graphs replayable). The records are shuffled
+    (`torch.randperm`); a last step that would be short is filled with the first records of the
+    shuffle, so every record is seen once per epoch and batch - n_train % batch of them twice."""
+    batch = max(1, min(batch_records, n_train))
+    steps = steps_per_epoch(n_train, batch)
+    order = torch.randperm(n_train, generator=generator, device=generator.device)  # (n_train,)
+    return torch.cat([order, order[: steps * batch - n_train]]).view(steps, batch)
+
+
+def train_one_epoch(
+    run: Run, tr: Trainer, data: Data, epoch: int, log: Callable[[int, float], None] | None = None
+) -> float:
     """Step the learning rate (at the START of the epoch, as released: B22), then one pass over
-    the shuffled training records, `crops` random windows each; returns the mean training loss
-    over the windows. A smoke run stops after cfg.max_steps steps of the whole run."""
+    the shuffled training records (`epoch_plan`), `crops` random windows each; returns the mean
+    training loss of the epoch's steps. The losses add up on the device and are read once, at the
+    end (and every cfg.log_every steps when > 0, given to `log(step, running mean)`). A smoke run
+    stops after cfg.max_steps steps of the whole run."""
     cfg = run.cfg
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
         tr.scheduler.step()
     tr.model.train()
-    order = torch.randperm(len(data.train), generator=tr.generator)
-    loss_sum = torch.zeros((), device=run.device)
-    n_windows = 0
-    for j, (a, b) in enumerate(batches):
-        if cfg.max_steps and (epoch - 1) * len(batches) + j >= cfg.max_steps:
+    plan = epoch_plan(len(data.train), run.batch_records, tr.generator)  # (steps, batch) on the device
+    loss_sum, n_steps = torch.zeros((), device=run.device), 0
+    for j, rec in enumerate(plan):
+        step = (epoch - 1) * len(plan) + j
+        if cfg.max_steps and step >= cfg.max_steps:
             break
-        rec = order[a:b].to(run.device)
-        x = data.train.random_windows(rec, cfg.crops, tr.generator)  # (B*crops, 12, 250) raw mV
-        y = data.train.window_labels(rec, cfg.crops)  # (B*crops, 24)
-        loss = train_step(tr.model, tr.optimizer, x, y, data.mean, data.std, amp=run.amp)
-        loss_sum += loss * len(x)
-        n_windows += len(x)
-    return float(loss_sum.item() / max(n_windows, 1))
+        x = data.train.random_windows(rec, cfg.crops, tr.generator)  # (batch*crops, 12, 250) raw mV
+        y = data.train.window_labels(rec, cfg.crops)  # (batch*crops, 24)
+        loss = train_step(tr.model, tr.optimizer, x, y, data.mean, data.std, run.amp, data.spec_mean, tr.loss_fn)
+        loss_sum += loss
+        n_steps += 1
+        if log is not None and cfg.log_every and n_steps % cfg.log_every == 0:
+            log(step + 1, float(loss_sum.item() / n_steps))  # a host read every log_every steps
+    return float(loss_sum.item() / max(n_steps, 1))
 
 
 @dataclass(frozen=True)
@@ -688,7 +816,9 @@ class Evaluation:
 
 def evaluate(run: Run, model: torch.nn.Module, data: Data) -> Evaluation:
     """Record probabilities on the outer (and inner) fold, and their macro AUROC and AUPRC."""
-    kw = dict(batch_windows=run.cfg.eval_batch_windows, stride=run.cfg.val_stride, amp=run.amp)
+    kw = dict(
+        batch_windows=run.cfg.eval_batch_windows, stride=run.cfg.val_stride, amp=run.amp, spec_mean=data.spec_mean
+    )
     p_out, g_out = predict(model, data.outer, data.mean, data.std, **kw)
     metrics = dict(zip(("outer_auroc", "outer_auprc"), _macro(data.y_outer, p_out)))
     p_in = None
@@ -741,23 +871,40 @@ def _train(run: Run) -> dict:
     tr = build_trainer(run)
     done = restore_checkpoint(run, tr)
     data = load_data(run)
-    batches = batch_bounds(len(data.train), run.batch_records, run.cfg.crops)
+    n_steps = steps_per_epoch(len(data.train), run.batch_records)
     # a smoke run (cfg.max_steps > 0) stops after max_steps optimisation steps, at last_epoch
-    last_epoch = min(run.n_epochs, -(-run.cfg.max_steps // len(batches))) if run.cfg.max_steps else run.n_epochs
+    last_epoch = min(run.n_epochs, -(-run.cfg.max_steps // n_steps)) if run.cfg.max_steps else run.n_epochs
     log_path, metric = run.out / "log.csv", run.cfg.select_metric
     if run.n_epochs == 0 and done.best["paper"] is None:  # the initial network, "epoch 0"
         ev = evaluate(run, tr.model, data)
         done.history.append({"epoch": 0, "lr": run.cfg.lr, "train_loss": math.nan, "seconds": 0.0, **ev.metrics})
         done.best = select(done.best, 0, ev, metric)
         _write_log(log_path, done.history, run.cfg.protocol)
-    epochs = range(done.start_epoch, last_epoch + 1)
     desc = f"finetune {run.setup} fold {run.split.fold}"
+    epochs = range(done.start_epoch, last_epoch + 1)
     bar = tqdm(
         epochs, desc=desc, unit="epoch", disable=not run.progress, initial=done.start_epoch - 1, total=last_epoch
     )
+    writer = Writer()  # checkpoints (then the log) are written beside the next epoch's steps
+    try:
+        _epochs(run, tr, data, done, bar, last_epoch, writer)
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            writer.wait()  # the checkpoint in flight is finished before the error goes on
+        raise
+    writer.wait()  # raises the error of a failed checkpoint: no result after a lost one
+    bar.close()
+    _write_log(log_path, done.history, run.cfg.protocol)  # every epoch, the last one included
+    return write_outputs(run, data, done)
+
+
+def _epochs(run: Run, tr: Trainer, data: Data, done: Progress, bar, last_epoch: int, writer: Writer) -> None:
+    """Train and evaluate each epoch of `bar`, select, and checkpoint as the cadence says
+    (`checkpoint_due`; never after the last epoch, which goes straight to result.json)."""
+    metric, last_saved = run.cfg.select_metric, time.monotonic()
     for epoch in bar:
         t0 = time.perf_counter()
-        loss = train_one_epoch(run, tr, data, batches, epoch)
+        loss = train_one_epoch(run, tr, data, epoch, log=lambda step, x: bar.set_postfix(step=step, loss=f"{x:.4f}"))
         ev = evaluate(run, tr.model, data)
         done.best = select(done.best, epoch, ev, metric)
         lr = tr.optimizer.param_groups[0]["lr"]
@@ -765,12 +912,9 @@ def _train(run: Run) -> dict:
         done.history.append(row)
         shown = {"loss": f"{loss:.4f}", "outer_prc": f"{row['outer_auprc']:.3f}"}
         bar.set_postfix(shown | ({"inner_prc": f"{row['inner_auprc']:.3f}"} if data.inner is not None else {}))
-        if epoch < last_epoch:  # the last epoch goes straight to result.json
-            save_checkpoint(run, tr, done, epoch)
-        # after the checkpoint: the log never shows an epoch that a resume would run again
-        _write_log(log_path, done.history, run.cfg.protocol)
-    bar.close()
-    return write_outputs(run, data, done)
+        if epoch < last_epoch and checkpoint_due(run.cfg, epoch, (time.monotonic() - last_saved) / 60):
+            save_checkpoint(run, tr, done, epoch, writer)  # then the log: it never runs ahead of the checkpoint
+            last_saved = time.monotonic()
 
 
 # --- the files of a finished run ---------------------------------------------------------------

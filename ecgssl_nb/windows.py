@@ -76,6 +76,8 @@ class Corpus:
         self.offsets = off.to(self.device)
         self.lengths = ln.to(self.device)
         self._lengths_host = ln.detach().cpu().clone()  # window counts without device syncs
+        self._shortest = int(ln.min()) if len(ln) else 0  # set-up time: random_windows checks against it
+        self._eval_index: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, np.ndarray]] = {}
         self.labels = None
         if labels is not None:
             lab = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
@@ -154,9 +156,15 @@ class Corpus:
         return self.labels[self._check_rec(rec)].repeat_interleave(n_crops, dim=0)
 
     def _check_rec(self, rec) -> torch.Tensor:
+        """rec as a LongTensor on the device, its range checked there without reading it back:
+        `torch._assert_async` raises at once on the CPU (a UserError here) and as a device-side
+        assert on CUDA, where a host check would stall every training step."""
         r = _as_long(rec, "rec").to(self.device)
-        if len(r) and (int(r.min()) < 0 or int(r.max()) >= len(self)):
-            raise UserError(f"rec must hold record positions in 0..{len(self) - 1}")
+        msg = f"rec must hold record positions in 0..{len(self) - 1}"
+        try:
+            torch._assert_async(((r >= 0) & (r < len(self))).all(), msg)
+        except RuntimeError:
+            raise UserError(msg) from None
         return r
 
     # --- training crops ------------------------------------------------------------------------
@@ -176,9 +184,8 @@ class Corpus:
             raise UserError(f"n_crops must be an integer >= 1, got {n_crops!r}")
         if not isinstance(length, (int, np.integer)) or length < 1:
             raise UserError(f"length must be an integer >= 1, got {length!r}")
-        shortest = int(self._lengths_host.min()) if len(self) else 0
-        if shortest < length:
-            raise UserError(f"length {length} is longer than the shortest record ({shortest} samples)")
+        if self._shortest < length:
+            raise UserError(f"length {length} is longer than the shortest record ({self._shortest} samples)")
         r = self._check_rec(rec).repeat_interleave(n_crops)  # (B*n,)
         span = (self.lengths[r] - length).clamp(min=1)  # number of allowed starts
         u = torch.rand(r.shape, generator=generator, device=generator.device, dtype=torch.float64)
@@ -228,11 +235,25 @@ class Corpus:
         evaluation windows, record by record in order; owner = the record's corpus position."""
         if not isinstance(batch_windows, (int, np.integer)) or batch_windows < 1:
             raise UserError(f"batch_windows must be an integer >= 1, got {batch_windows!r}")
-        owner, start = self.sliding_windows(length, stride, rows)
-        owner, start = owner.to(self.device), start.to(self.device)
+        if rows is None:  # all records: the index is built once and kept on the device
+            owner, start, _ = self._all_windows(length, stride)
+        else:
+            owner, start = self.sliding_windows(length, stride, rows)
+            owner, start = owner.to(self.device), start.to(self.device)
         for a in range(0, len(owner), batch_windows):
             o = owner[a : a + batch_windows]
             yield self._gather(self.offsets[o] + start[a : a + batch_windows], length), o
+
+    def _all_windows(self, length: int, stride: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """(owner, start) of every record's evaluation windows on the device, and the windows per
+        record (N,) on the host: built on first use, then reused, so that an evaluation pass
+        copies nothing to the device."""
+        key = (int(length), int(stride))
+        if key not in self._eval_index:
+            owner, start = self.sliding_windows(length, stride)
+            counts = np.bincount(owner.numpy(), minlength=len(self)).astype(np.float64)
+            self._eval_index[key] = (owner.to(self.device), start.to(self.device), counts)
+        return self._eval_index[key]
 
     def mean_over_windows(
         self, fn: Callable[[torch.Tensor], tuple[torch.Tensor | None, ...]], batch_windows: int, stride: int = STRIDE
@@ -241,9 +262,12 @@ class Corpus:
         (`iter_sliding_windows`: WINDOW samples every `stride`). `fn` maps a batch x (w, 12, 250)
         raw mV to a tuple of (w, D_i) tensors (or None for an output it does not give); the result
         is a tuple of (records, D_i) float64 arrays (None where every batch gave None).
-        UserError when a record is too short to have a window."""
+        UserError when a record is too short to have a window. Nothing is read back to the host
+        but the sums, once, at the end."""
+        n = self._all_windows(WINDOW, stride)[2]  # (N,) windows per record, on the host
+        if (n == 0).any():
+            raise UserError(f"{int((n == 0).sum())} records are shorter than {WINDOW} samples and have no window")
         sums: list[torch.Tensor | None] | None = None
-        counts = torch.zeros(len(self), dtype=torch.float64, device=self.device)
         for x, owner in self.iter_sliding_windows(batch_windows, length=WINDOW, stride=stride):
             outs = fn(x)
             if sums is None:
@@ -254,8 +278,9 @@ class Corpus:
                 if sums[i] is None:
                     sums[i] = torch.zeros((len(self), out.shape[1]), dtype=torch.float64, device=self.device)
                 sums[i].index_add_(0, owner, out.double())
-            counts.index_add_(0, owner, torch.ones_like(owner, dtype=torch.float64))
-        n = counts.cpu().numpy()
-        if sums is None or (n == 0).any():
-            raise UserError(f"{int((n == 0).sum())} records are shorter than {WINDOW} samples and have no window")
-        return tuple(None if s is None else s.cpu().numpy() / n[:, None] for s in sums)
+        if sums is None:
+            raise UserError(f"{len(self)} records are shorter than {WINDOW} samples and have no window")
+        given = [s for s in sums if s is not None]
+        host = torch.cat(given, dim=1).cpu().numpy() if given else np.zeros((len(self), 0))  # the one read-back
+        parts = iter(np.split(host, np.cumsum([s.shape[1] for s in given])[:-1], axis=1))
+        return tuple(None if s is None else next(parts) / n[:, None] for s in sums)

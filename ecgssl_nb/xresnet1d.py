@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import UserError
@@ -71,13 +72,25 @@ class Bottleneck1d(nn.Module):
         # with the strided conv: 63 -> 32), a 1x1 conv + BN only when the channel count changes.
         shortcut: list[nn.Module] = []
         if stride != 1:
-            shortcut.append(nn.AvgPool1d(2, stride=stride, ceil_mode=True))
+            shortcut.append(HalvingAvgPool1d())
         if c_in != c_out:
             shortcut.append(ConvBN(c_in, c_out, 1, act=False))
         self.shortcut = nn.Sequential(*shortcut)  # empty Sequential = identity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.convs(x) + self.shortcut(x))
+
+
+class HalvingAvgPool1d(nn.Module):
+    """`nn.AvgPool1d(2, stride=2, ceil_mode=True)`, bit for bit in value and gradient: an odd
+    last sample is its own window. Written as a replicate pad of one sample then an exact
+    halving pool, because Inductor's backward of ceil_mode average pooling divides that last
+    window by 2 (pytorch/pytorch#198119: a compiled run would train on wrong gradients)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % 2:  # (B, C, T) -> (B, C, T + 1): (x + x) / 2 == x exactly
+            x = F.pad(x, (0, 1), mode="replicate")
+        return F.avg_pool1d(x, 2, stride=2)  # (B, C, ceil(T / 2))
 
 
 class ConcatPool1d(nn.Module):

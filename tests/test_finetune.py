@@ -228,7 +228,7 @@ def test_a_run_killed_mid_epoch_leaves_no_result_and_resumes_to_the_uninterrupte
 
     def dies_in_epoch_two(*a, **k):
         calls["n"] += 1
-        if calls["n"] == 5:  # 97 training records: steps of 32, 32, 33 records per epoch
+        if calls["n"] == 5:  # 97 training records: 4 steps of 32 per epoch (the last filled from the shuffle)
             raise KeyboardInterrupt("killed")
         return real(*a, **k)
 
