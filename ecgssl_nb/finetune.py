@@ -280,9 +280,12 @@ def spec_lead_mean(device: torch.device | str) -> torch.Tensor:
     return torch.tensor(SPEC_MEAN, dtype=torch.float32, device=device)
 
 
-def _inputs(model, x_raw: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, spec_mean: torch.Tensor):
+def _inputs(model, x_raw: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, spec_mean: torch.Tensor | None = None):
     """Raw mV windows (W, 12, 250) -> (x_time (W, 12, 250) normalised or None, x_spec (W, 12, 13, 21) or None).
-    x_spec is `transforms.spectrogram(x_raw)` with its lead means `spec_mean` already on the device."""
+    x_spec is `transforms.spectrogram(x_raw)` with its lead means `spec_mean` already on the device
+    (built here when not given: pass it, built once, in a loop)."""
+    if spec_mean is None:
+        spec_mean = spec_lead_mean(x_raw.device)
     x_time = (x_raw - mean[:, None]) / (std[:, None] + 1e-8) if model.uses_time else None  # per-lead z-score
     # STFT of the RAW crop, as released, in fp32 (outside autocast)
     x_spec = (stft_magnitude(x_raw) - spec_mean[:, None, None]) / SPEC_STD if model.uses_spec else None
