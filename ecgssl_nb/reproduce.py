@@ -84,10 +84,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import queue
-import subprocess
+import os
+import socket
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -99,7 +98,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import notebook_jobs, paths, provenance
+from . import cluster, notebook_jobs, paths, provenance
+from .cluster import Placement
 from .config import (
     MODALITIES,
     N_FOLDS,
@@ -139,6 +139,7 @@ __all__ = [
     "plan",
     "Plan",
     "run_jobs",
+    "Placement",
     "write_study_config",
     "read_study_config",
 ]
@@ -239,7 +240,9 @@ class Job:
     reason: str = ""
     wall_s: float = 0.0
     device: str = ""
-    slot: str = ""  # which worker ran it: "<entry of --devices>.<slot 0..k-1>", e.g. "1.0"
+    node: str = ""  # where it ran on Ray: the node id, its host name and the GPU ids Ray gave it
+    host: str = ""
+    gpu_ids: list[str] = field(default_factory=list)
     started: float = 0.0  # time.time() when it started and ended (0: not run in this call)
     ended: float = 0.0
     replaced: list[str] = field(default_factory=list)  # why an earlier folder was moved aside (differences)
@@ -413,23 +416,6 @@ def _run_inprocess(job: Job, device: str) -> None:
     _succeeded(job)
 
 
-def _run_subprocess(job: Job, device: str) -> None:
-    cmd = [sys.executable, "-m", "ecgssl_nb", *job.argv(device)]
-    log = _log_path(job)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as fh:
-        fh.write(" ".join(cmd) + "\n")
-        fh.flush()
-        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT).returncode
-    if rc == 0:
-        return _succeeded(job)
-    tail = log.read_text(errors="replace").splitlines()[-60:]
-    last = next((ln for ln in reversed(tail) if ln.strip()), "")
-    _failed(
-        job, f"exit status {rc}: {last.strip()}", f"$ {' '.join(cmd)}\nexit status {rc}\n\n" + "\n".join(tail) + "\n"
-    )
-
-
 def _run_notebook(job: Job, device: str, in_child: bool) -> None:
     """Run `job` as its chapter notebook (`notebook_jobs.CHAPTERS`) through papermill with the job's
     parameters; the executed notebook goes to <folder>/notebook.ipynb (atomically, once it
@@ -447,15 +433,12 @@ def _run_notebook(job: Job, device: str, in_child: bool) -> None:
     _succeeded(job)
 
 
-def _run_one(job: Job, device: str, as_notebooks: bool, several: bool) -> None:
-    """Run one job on `device`: with one worker in this process, with several in a child process;
-    as_notebooks: as its chapter notebook."""
+def _run_one(job: Job, device: str, as_notebooks: bool) -> None:
+    """Run one job on `device` in this process (as_notebooks: as its chapter notebook)."""
     t0, job.started = time.perf_counter(), time.time()
     job.device = device
     if as_notebooks:
-        _run_notebook(job, device, several)
-    elif several:
-        _run_subprocess(job, device)
+        _run_notebook(job, device, False)
     else:
         _run_inprocess(job, device)
     job.wall_s, job.ended = time.perf_counter() - t0, time.time()
@@ -489,75 +472,60 @@ def _blocked(job: Job) -> bool:
     return bool(bad)
 
 
-class _Progress:
-    """A progress bar over the runs of `run_jobs`, shared by the device workers; calls
-    `on_update` after each run (reproduce rewrites its manifest)."""
+class _Bar:
+    """One progress bar over the study's runs: done (or found finished), in flight and failed,
+    by kind; calls `on_update` after each run (reproduce rewrites its manifest)."""
 
     def __init__(self, todo: list[Job], progress: bool, on_update: Callable[[], None] | None):
         from tqdm.auto import tqdm
 
-        self.lock = threading.Lock()
-        self.on_update = on_update
-        desc = f"{todo[0].kind} runs"
-        self.bar = tqdm(total=len(todo), desc=desc, unit="run", disable=not progress, file=sys.stderr)
+        self.todo, self.on_update = todo, on_update
+        self.bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not progress, file=sys.stderr)
 
     def done(self, job: Job) -> None:
-        with self.lock:
-            self.bar.update(1)
-            self.bar.set_postfix_str(f"{job.name}: {job.status}")
-            if self.on_update is not None:
-                self.on_update()
-
-
-def _work(jobs: queue.Queue, device: str, slot: str, as_notebooks: bool, several: bool, bar: _Progress) -> None:
-    """One worker (one of a device's `runs_per_device` slots): take jobs from the shared queue and
-    run them, one at a time."""
-    while True:
-        try:
-            job = jobs.get_nowait()
-        except queue.Empty:
-            return
-        if not _blocked(job):
-            job.slot = slot
-            _run_one(job, device, as_notebooks, several)
-        bar.done(job)
+        self.bar.update(1)
+        ended = {"done", "skipped", "failed", "blocked"}
+        parts = []
+        for kind in ("pretrain", "finetune"):
+            mine = [j for j in self.todo if j.kind == kind]
+            if mine:
+                n_ok = sum(j.status in ("done", "skipped") for j in mine)
+                parts.append(f"{kind} {n_ok}/{len(mine)}")
+        ready = [j for j in self.todo if j.status not in ended and all(n.status in ended for n in j.needs)]
+        failed = sum(j.status in ("failed", "blocked") for j in self.todo)
+        self.bar.set_postfix_str(f"{', '.join(parts)}; {len(ready)} running or queued, {failed} failed")
+        if self.on_update is not None:
+            self.on_update()
 
 
 def run_jobs(
     jobs: list[Job],
-    devices: list[str],
+    device: str = "cpu",
+    place: Placement | None = None,
     progress: bool = True,
     on_update: Callable[[], None] | None = None,
     as_notebooks: bool = False,
-    runs_per_device: int = 1,
 ) -> None:
-    """Run `jobs` in order (skipping finished ones; blocking those whose needs failed): in this
-    process when there is one device and runs_per_device is 1, else as subprocesses from a shared
-    queue, at most `runs_per_device` at a time on each entry of `devices` (k workers per entry,
-    each running one job at a time). as_notebooks: each job runs as its chapter notebook
-    (`notebook_jobs`), and a finished run without its executed notebook runs the notebook (which
-    then only shows the run)."""
-    k = check_int("--runs-per-device", runs_per_device, 1)
+    """Run `jobs` (needs first; finished ones skipped, those whose needs failed blocked): one at a
+    time in this process on `device` when `place` is None, else as Ray tasks placed by `place`
+    (`cluster`), each starting once the jobs it needs succeeded. as_notebooks: each job runs as its
+    chapter notebook (`notebook_jobs`), and a finished run without its executed notebook runs the
+    notebook (which then only shows the run)."""
     todo = _pending(jobs, as_notebooks)
     if not todo:
         return
-    bar = _Progress(todo, progress, on_update)
-    shared: queue.Queue = queue.Queue()
-    for job in todo:
-        shared.put(job)
-    slots = [(d, f"{i}.{s}") for s in range(k) for i, d in enumerate(devices)]  # each device's first slot first
-    if len(slots) == 1:  # in this process, in this thread
-        _work(shared, devices[0], slots[0][1], as_notebooks, False, bar)
-    else:
-        threads = [
-            threading.Thread(target=_work, args=(shared, d, slot, as_notebooks, True, bar), daemon=True)
-            for d, slot in slots
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    bar.bar.close()
+    bar = _Bar(todo, progress, on_update)
+    try:
+        if place is None:
+            for job in todo:
+                if not _blocked(job):
+                    _run_one(job, device, as_notebooks)
+                bar.done(job)
+        else:
+            with cluster.connect(place):
+                cluster.run(todo, place, Path.cwd(), as_notebooks, bar.done)
+    finally:
+        bar.bar.close()
 
 
 # --- tables ------------------------------------------------------------------------------------
@@ -587,7 +555,7 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
         return written
     check_one_study(pd.concat([f for f in (main, ab) if len(f)]))  # UserError naming two runs that differ
     tables = _tables(main, ab)  # every other refusal (aggregate's) also comes before anything moves
-    with provenance.lock(paths.tables_dir(runs, profile), what="tables folder"):
+    with provenance.lock(paths.tables_dir(runs, profile), what="tables folder", wait_s=600):  # another driver
         provenance.claim(
             paths.tables_dir(runs, profile),
             _tables_request(runs, profile, [main, ab]),
@@ -1055,6 +1023,10 @@ def reproduce(
     protocol: str = "paper",
     as_notebooks: bool = False,
     runs_per_device: int | None = None,
+    address: str | None = None,
+    gpus_per_run: float | None = None,
+    cpus_per_run: float = 1.0,
+    retries: int = cluster.RETRIES,
 ) -> Path:
     """Run the study of `profile` into OUT/<profile>/ (see the module docstring); returns that
     folder. folds: '0-9', '0,3' or a list (default the profile's); setups: 'all', 't,tsg' or a
@@ -1070,9 +1042,14 @@ def reproduce(
     "paper-exact" (nine training folds as the authors trained: the recipe's B14 departure, so its
     runs live below OUT/recipes/b14/). as_notebooks: run each pre-training and fine-tuning as its
     chapter notebook through papermill (03 / 04), keeping `<run folder>/notebook.ipynb`.
-    runs_per_device: fine-tunings at once on each device entry (default the profile's
-    `runs_per_device`; pre-trainings keep a whole device); it does not change any result, so it is
-    recorded in the manifest, not in the runs' provenance. A run is
+    runs_per_device: fine-tunings at once on each GPU (default the profile's `runs_per_device`,
+    so gpus_per_run defaults to 1/k; pre-trainings keep a whole GPU). address: the Ray cluster to
+    run on (default RAY_ADDRESS; else a local one when the study runs several jobs at once or on
+    GPUs, and in this process when it runs one job at a time on one device); gpus_per_run: each
+    fine-tuning's GPU share; cpus_per_run: CPU threads per job; retries: how often a job whose
+    worker died runs again (`cluster`). None of these changes a result, so they are recorded in
+    the manifest, not in the runs' provenance. Several calls on one runs folder share its work:
+    each run is claimed by one of them (its folder's lock), the others wait for it. A run is
     skipped only when its folder's provenance request equals the one asked now; a run made by
     another request (other data, settings, seed, recipe or backbone) is moved aside and run
     again, and only what depends on the change re-runs. Calling it again resumes. Raises
@@ -1084,21 +1061,66 @@ def reproduce(
     _check_data_dir(prof, data_dir)
     chosen = parse_setups(setups)
     fold_list, ablation_folds = _fold_lists(prof, folds)
-    device_list = parse_devices(devices, prof)
+    device_list = parse_devices(devices, prof) if not (address or os.environ.get("RAY_ADDRESS")) else ["ray"]
+    place = _placement(prof, device_list, address, gpus_per_run, cpus_per_run, retries)
     jobs = plan(prof, train_seed, out, data_dir, chosen, fold_list, ablation_folds, ablation, progress)
     runs_ft = stage_runs(out, prof.departures, "finetune")
     root = paths.profile_root(runs_ft, prof.name)
-    root.mkdir(parents=True, exist_ok=True)
-    with provenance.lock(root, what="runs folder"):  # one study writer at a time (runs lock their own folders)
-        head = {"started": started_at, "data_dir": str(data_dir) if data_dir is not None else None}
-        head |= {"folds": list(fold_list), "ablation_folds": list(ablation_folds) if ablation else []}
-        head |= {"setups": list(chosen), "ablation": bool(ablation), "as_notebooks": bool(as_notebooks)}
-        manifest = _Manifest(paths.manifest_path(runs_ft, prof.name), prof, train_seed, device_list, settings, head)
-        _study(jobs, prof, train_seed, runs_ft, manifest, device_list, progress, as_notebooks)
-        failures = manifest.finish(jobs.pre_jobs + jobs.ft_jobs, time.perf_counter() - t_start, progress)
+    root.mkdir(
+        parents=True, exist_ok=True
+    )  # no study-wide lock: other drivers share the runs (each run locks its folder)
+    head = {"started": started_at, "data_dir": str(data_dir) if data_dir is not None else None}
+    head |= {"folds": list(fold_list), "ablation_folds": list(ablation_folds) if ablation else []}
+    head |= {"setups": list(chosen), "ablation": bool(ablation), "as_notebooks": bool(as_notebooks)}
+    head["placement"] = _placement_record(place, device_list)
+    manifest = _Manifest(paths.manifest_path(runs_ft, prof.name), prof, train_seed, device_list, settings, head)
+    _study(jobs, prof, train_seed, runs_ft, manifest, device_list[0], place, progress, as_notebooks)
+    failures = manifest.finish(jobs.pre_jobs + jobs.ft_jobs, time.perf_counter() - t_start, progress)
     if failures:
         raise RunsFailed(root, failures)
     return root
+
+
+def _placement(prof: Profile, devices: list[str], address, gpus_per_run, cpus_per_run, retries) -> Placement | None:
+    """Where the study's runs go: None (one at a time in this process: one CPU device, one run per
+    device, no cluster asked) or the Ray placement: GPUs when the devices (or --gpus-per-run) say
+    so, each fine-tuning 1/runs_per_device of one by default, a pre-training a whole one."""
+    k = prof.runs_per_device
+    retries = check_int("--retries", retries, 0)
+    cpus = cluster.check_share("--cpus-per-run", cpus_per_run, 1024)
+    gpu = (
+        any(d.startswith("cuda") for d in devices)
+        or bool(gpus_per_run)
+        or (devices == ["ray"] and prof.device != "cpu")
+    )
+    share = cluster.check_share("--gpus-per-run", gpus_per_run if gpus_per_run else 1 / k, 1) if gpu else 0.0
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None and not gpu and len(devices) == 1 and k == 1:
+        return None  # the tiny book build: no cluster, as fast as before
+    place = Placement(address, share, 1.0 if gpu else 0.0, cpus, retries)
+    if address is not None:
+        return place
+    cuda = [d for d in devices if d.startswith("cuda")]
+    if cuda:  # a local cluster over the GPUs named (--devices 0,1), all visible ones by default
+        ids = [d.partition(":")[2] or "0" for d in cuda]
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(dict.fromkeys(ids))
+        return replace(place, local_gpus=len(set(ids)), local_cpus=os.cpu_count())
+    if gpu:
+        raise UserError(
+            f"--gpus-per-run {gpus_per_run:g}: no GPU among --devices {','.join(devices)}; name GPUs "
+            f"(--devices 0,1) or a Ray cluster that has them (--address)"
+        )
+    n = len(devices) * k  # CPU: the runs asked to run at once (--devices cpu,cpu, --runs-per-device)
+    return replace(place, local_cpus=max(1, int(n * cpus)), local_gpus=0)
+
+
+def _placement_record(place: Placement | None, devices: list[str]) -> dict:
+    """The manifest's record of where the runs went (in this process, a local or a joined cluster)."""
+    if place is None:
+        return {"engine": "in-process", "device": devices[0]}
+    from dataclasses import asdict
+
+    return {"engine": "ray", **asdict(place)}
 
 
 def _study(
@@ -1107,12 +1129,14 @@ def _study(
     seed: int,
     runs_ft: Path,
     manifest: _Manifest,
-    devices: list[str],
+    device: str,
+    place: Placement | None,
     progress: bool,
     as_notebooks: bool,
 ) -> None:
-    """`reproduce` once its arguments are checked and OUT/<profile> is locked: data (step 1),
-    pre-trainings (2), fine-tunings (3), tables (4), the manifest rewritten after each step."""
+    """`reproduce` once its arguments are checked: data (step 1), the pre-trainings and
+    fine-tunings together (2, 3: each run starts once the runs it needs exist), tables (4), the
+    manifest rewritten after each step and run."""
     from .finetune import infer_data_kind  # ~25 ms at import: only when a stage runs
     from .prepare import load_prepared  # scipy: only when a stage reads or writes its data
 
@@ -1122,13 +1146,9 @@ def _study(
     manifest.data |= {"data_kind": p.data_kind or infer_data_kind(prepared), "n_records": len(prepared.index)}
     if as_notebooks:  # the resolved study that every notebook job reads (`study_config`)
         write_study_config(runs_ft, prof, seed)
-    if p.pre_jobs:  # a pre-training keeps a whole device (one per device entry at a time)
-        update = partial(manifest.record_runs, p.pre_jobs)
-        manifest.step("pretrain", partial(run_jobs, p.pre_jobs, devices, progress, update, as_notebooks, 1), progress)
-        update()
-    update = partial(manifest.record_runs, p.pre_jobs + p.ft_jobs)
-    k = prof.runs_per_device
-    manifest.step("finetune", partial(run_jobs, p.ft_jobs, devices, progress, update, as_notebooks, k), progress)
+    runs = p.pre_jobs + p.ft_jobs
+    update = partial(manifest.record_runs, runs)
+    manifest.step("runs", partial(run_jobs, runs, device, place, progress, update, as_notebooks), progress)
     update()
     try:  # refused, naming the runs, if the finished runs mix data or settings
         tables = manifest.step("tables", partial(write_tables, runs_ft, prof.name), progress)
@@ -1141,23 +1161,23 @@ def _study(
 
 class _Manifest:
     """RUNS/<profile>/manifest.json: what ran, when, with which versions, devices and settings,
-    and the wall time of each step and run; rewritten after every step, so an interrupted study
-    still shows how far it got. Runs skipped now keep the wall time measured when they ran, and
-    `wall_s` adds this call's time to the earlier calls' (a call that only skips keeps it)."""
+    where each run ran and the wall time of each step and run; rewritten after every step and
+    run, so an interrupted study still shows how far it got. Several drivers share it: each save
+    merges, under the manifest's lock, what the others recorded (a run another driver did keeps
+    its record here, and `drivers` holds each driver's counts). Runs skipped now keep the wall
+    time measured when they ran, and `wall_s` adds this call's time to the earlier calls'."""
 
     def __init__(self, path: Path, prof: Profile, seed: int, devices: list[str], settings, head: dict):
         self.path = path
-        try:
-            earlier = json.loads(path.read_text()) if path.exists() else {}
-        except (OSError, ValueError):
-            earlier = {}
+        earlier = self._read()
         _check_same_smoke(path, prof.finetune.max_steps)
         self.earlier_runs = earlier.get("runs", {})
         self.earlier_wall_s = float(earlier.get("wall_s") or 0.0)
+        self.driver = f"{socket.gethostname()}:{os.getpid()}"
         pre = {m: as_dict(c) for m, c in prof.pretrain.items()}
         self.data = {"profile": prof.name, **head, "finished": None, "command": sys.argv}
         self.data |= {"devices": devices, "device_names": _device_names(devices), "versions": _versions()}
-        self.data["runs_per_device"] = {"pretrain": 1, "finetune": prof.runs_per_device}  # at once per device entry
+        self.data["runs_per_device"] = {"pretrain": 1, "finetune": prof.runs_per_device}  # at once per GPU
         self.data |= {"code_version": provenance.code_version(), "seed": seed}
         self.data["settings"] = {"pretrain": pre, "finetune": as_dict(prof.finetune), "set": list(settings)}
         self.data |= {
@@ -1170,8 +1190,23 @@ class _Manifest:
         ft = prof.finetune
         self.data |= {"smoke": bool(ft.max_steps), "max_steps": ft.max_steps, "protocol": ft.protocol}
 
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text()) if self.path.exists() else {}
+        except (OSError, ValueError):
+            return {}
+
     def save(self) -> None:
-        _write_json(self.path, self.data)
+        """Write the manifest, merged with what another driver wrote meanwhile (under its lock)."""
+        with provenance.lock(self.path, what="manifest", wait_s=600):
+            theirs = self._read()
+            for name, rec in (theirs.get("runs") or {}).items():
+                ours = self.data["runs"].get(name)
+                new = rec != self.earlier_runs.get(name)  # written by another driver since this one started
+                if ours is None or (new and ours["status"] in ("todo", "skipped") and rec.get("status") == "done"):
+                    self.data["runs"][name] = rec  # recorded by the driver that ran it
+            self.data["drivers"] = {**(theirs.get("drivers") or {}), **self.data.get("drivers", {})}
+            _write_json(self.path, self.data)
 
     def step(self, name: str, fn: Callable[[], object], progress: bool) -> object:
         """Run one step of the study, recording its wall time (s)."""
@@ -1186,16 +1221,16 @@ class _Manifest:
     def record_runs(self, jobs: list[Job]) -> None:
         for job in jobs:
             rec = {"name": job.name, "folder": str(job.folder), "status": job.status, "reason": job.reason}
-            rec |= {"device": job.device, "slot": job.slot, "wall_s": round(job.wall_s, 3)}
+            rec |= {"device": job.device, "wall_s": round(job.wall_s, 3), "driver": self.driver}
+            rec |= {"node": job.node, "host": job.host, "gpu_ids": job.gpu_ids} if job.node else {}
             if job.started:
-                rec["started"] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(job.started))
+                rec |= {"started": _stamp(job.started), "ended": _stamp(job.ended)}
+                rec |= {"started_s": round(job.started, 3), "ended_s": round(job.ended, 3)}
             if job.replaced and job.status != "skipped":
                 rec["replaced"] = job.replaced  # why the earlier folder was moved aside
             before = self.earlier_runs.get(job.name) or {}
             if job.status == "skipped" and before.get("wall_s"):
-                rec["wall_s"] = before["wall_s"]  # measured when it ran, where it ran
-                rec |= {k: before[k] for k in ("device", "slot", "started") if before.get(k)}
-                rec["reason"] = rec["reason"] or "finished earlier"
+                rec = {**before, "status": "skipped", "reason": before.get("reason") or "finished earlier"}
             self.data["runs"][job.name] = rec
         self.save()
 
@@ -1205,6 +1240,7 @@ class _Manifest:
         counts = {s: sum(j.status == s for j in jobs) for s in ("done", "skipped", "failed", "blocked")}
         self.data["failures"] = [{"name": n, "folder": f, "reason": r} for n, f, r in failures]
         self.data |= {"counts": counts, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self.data["drivers"] = {self.driver: counts}
         self.data |= {"call_wall_s": round(call_wall_s, 3), "wall_s": round(self.earlier_wall_s + call_wall_s, 3)}
         self.save()
         if progress:
@@ -1216,6 +1252,10 @@ class _Manifest:
                 file=sys.stderr,
             )
         return failures
+
+
+def _stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
 
 
 # --- one target: a single run and whatever it needs (the notebooks' way in) ---------------------
@@ -1309,7 +1349,7 @@ def _run_target(
     todo = [*target.needs, target]
     for job in todo:
         job.lock_wait_s = wait_s
-        run_jobs([job], [device], progress)
+        run_jobs([job], device, None, progress)
     bad = [(j.name, str(j.folder), j.reason) for j in todo if j.status in ("failed", "blocked")]
     if bad:
         raise RunsFailed(paths.profile_root(stage_runs(runs, prof.departures, "finetune"), prof.name), bad)
@@ -1418,17 +1458,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--devices",
         default=None,
-        help="GPU numbers like 0,1 (one pre-training per GPU at a time, --runs-per-device fine-tunings), "
-        "or cpu (default: all visible GPUs for paper, cpu for tiny)",
+        help="GPU numbers like 0,1 for a local Ray cluster over them, or cpu; cpu,cpu: two runs at once "
+        "(default: all visible GPUs for paper, cpu for tiny: one run at a time in this process)",
     )
     p.add_argument(
         "--runs-per-device",
         type=int,
         default=None,
         metavar="K",
-        help="fine-tunings at once on each device, as subprocesses (default: the profile's, 1 for tiny; "
-        "for paper an estimate of what fits an 80 GB GPU, see the Reproduce chapter)",
+        help="fine-tunings at once on each device (default: the profile's, 1 for tiny; for paper an "
+        "estimate of what fits an 80 GB GPU, see the Reproduce chapter); --gpus-per-run defaults to 1/K",
     )
+    p.add_argument("--address", default=None, help="run on this Ray cluster, e.g. 10.0.0.1:6379 (default RAY_ADDRESS)")
+    p.add_argument("--gpus-per-run", type=float, default=None, help="a fine-tuning's GPU share on Ray, 1 or 1/k")
+    p.add_argument("--cpus-per-run", type=float, default=1.0, help="CPU threads per run on Ray (default 1)")
+    p.add_argument("--retries", type=int, default=cluster.RETRIES, help="reruns of a run whose worker or node died")
     p.add_argument("--no-ablation", action="store_true", help="skip the Fig. 3 transform ablation")
     p.add_argument(
         "--seed",
@@ -1494,7 +1538,8 @@ def cli(argv: list[str]) -> int:
             "seed": a.seed,
         }  # Fig. 3: corrected only
         kw |= {"settings": a.set, "recipe": recipe, "max_steps": a.max_steps, "protocol": a.protocol}
-        kw["runs_per_device"] = a.runs_per_device
+        kw |= {"runs_per_device": a.runs_per_device, "address": a.address, "gpus_per_run": a.gpus_per_run}
+        kw |= {"cpus_per_run": a.cpus_per_run, "retries": a.retries}
         try:
             root = reproduce(a.profile, **kw, as_notebooks=a.as_notebooks)
         except RunsFailed as exc:

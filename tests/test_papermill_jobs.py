@@ -31,6 +31,7 @@ from ecgssl_nb.reproduce import (
     ensure_pretrain,
     read_study_config,
     reproduce,
+    Placement,
     run_jobs,
     write_study_config,
 )
@@ -279,7 +280,7 @@ def test_a_real_data_profile_shows_its_finished_runs_without_the_records_and_nee
 
 def test_several_devices_run_each_notebook_job_in_its_own_process_and_keep_its_failure(tmp_path):
     job = Job("finetune", "finetune t fold 0", tmp_path / "run", notebook={"config": "x.json"})
-    run_jobs([job], ["cpu", "cpu"], progress=False, as_notebooks=True)
+    run_jobs([job], "cpu", Placement(local_cpus=2), progress=False, as_notebooks=True)
     assert job.status == "failed" and job.device == "cpu"
     assert "04_finetune.py has no parameter config" in job.reason
     assert "04_finetune.py has no parameter config" in (tmp_path / "run" / "error.txt").read_text()

@@ -32,6 +32,7 @@ from ecgssl_nb.reproduce import (
     reproduce,
     resolve_study,
     run_jobs,
+    Placement,
 )
 
 TINY = get_profile("tiny")
@@ -90,7 +91,7 @@ def test_a_failing_run_loses_nothing_and_a_second_call_runs_only_what_is_missing
     assert not (root / "tables/table1.csv").exists()  # no SSL setup ran
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["counts"] == {"done": 3, "skipped": 0, "failed": 1, "blocked": 0}
-    assert set(manifest["steps"]) == {"prepare", "finetune", "tables"}
+    assert set(manifest["steps"]) == {"prepare", "runs", "tables"}  # pre-trainings and fine-tunings: one step
     assert manifest["data_kind"] == "fixture" and manifest["finished"]
 
     stamps = [p.stat().st_mtime_ns for p in done]
@@ -161,8 +162,8 @@ def test_ssl_and_ablation_runs_fine_tune_from_their_own_pretrainings(data_dir, t
     assert set(pd.read_csv(root / "tables/table1.csv")["setting"]) == {"SSL-T", "SSL-S"}
 
 
-def test_several_devices_run_subprocesses_from_one_queue_and_keep_their_failures(tmp_path):
-    good = Job("fixture", "good", tmp_path / "good", {"out": tmp_path / "fx", "records": 24})
+@pytest.mark.slow  # a local Ray cluster (~5 s) and a child process
+def test_a_run_failing_in_a_ray_task_keeps_its_traceback_in_error_txt(tmp_path):
     bad = Job("finetune", "bad", tmp_path / "bad", {"setup": "bogus", "fold": 0, "prepared": "x", "out": "y"})
     assert bad.argv("cpu") == [
         "finetune",
@@ -177,35 +178,14 @@ def test_several_devices_run_subprocesses_from_one_queue_and_keep_their_failures
         "--device",
         "cpu",
     ]
-    run_jobs([good, bad], ["cpu", "cpu"], progress=False)
-    assert (good.status, bad.status) == ("done", "failed")
-    assert (tmp_path / "fx" / "fixture.json").is_file()
+    run_jobs([bad], "cpu", Placement(local_cpus=1), progress=False)
+    assert bad.status == "failed" and "'bogus' is not a setup" in bad.reason
     assert "'bogus' is not a setup" in (tmp_path / "bad" / "error.txt").read_text()
-    assert "exit status 2" in bad.reason
-
-
-def _most_at_once(jobs: list[Job]) -> int:
-    """The most of `jobs` that ran at the same time (from their start and end times)."""
-    return max(sum(j.started <= k.started < j.ended for j in jobs) for k in jobs) if jobs else 0
-
-
-@pytest.mark.slow  # two waves of real subprocesses: 17 s on a loaded 2-core machine
-def test_runs_per_device_runs_up_to_k_jobs_at_once_on_each_device_never_more(tmp_path):
-    # real subprocess jobs (a small fixture each, ~1-3 s); their start and end times show the
-    # packing. 5 jobs on 2 entries x 2 slots: the fifth waits for a slot.
-    jobs = [Job("fixture", f"fx{i}", tmp_path / f"fx{i}", {"out": tmp_path / f"fx{i}", "records": 6}) for i in range(5)]
-    run_jobs(jobs, ["cpu", "cpu"], progress=False, runs_per_device=2)
-    assert [j.status for j in jobs] == ["done"] * 5 and all(j.device == "cpu" for j in jobs)
-    per_entry = {e: [j for j in jobs if j.slot.split(".")[0] == e] for e in ("0", "1")}
-    assert {j.slot for j in jobs} == {"0.0", "0.1", "1.0", "1.1"}  # k slots of each --devices entry
-    assert [_most_at_once(js) for js in per_entry.values()] == [2, 2]  # k at once on each device, never more
-    assert _most_at_once(jobs) == 4
-    with pytest.raises(UserError, match="--runs-per-device must be an integer >= 1, got 0"):
-        run_jobs(jobs, ["cpu"], progress=False, runs_per_device=0)
+    assert bad.node and bad.host  # where Ray ran it
 
 
 @pytest.mark.slow
-def test_the_study_packs_fine_tunings_k_per_device_keeps_a_device_per_pretraining_and_records_where_each_ran(
+def test_the_study_on_a_local_ray_cluster_runs_k_fine_tunings_at_once_and_records_where_each_ran(
     data_dir, tmp_path, capsys
 ):
     kw = dict(data_dir=data_dir, out=tmp_path, setups="ssl-t", folds="0,1", ablation=False, progress=False)
@@ -213,15 +193,12 @@ def test_the_study_packs_fine_tunings_k_per_device_keeps_a_device_per_pretrainin
     root = tmp_path / "tiny"
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["runs_per_device"] == {"pretrain": 1, "finetune": 2}
+    assert manifest["placement"]["engine"] == "ray" and manifest["placement"]["local_cpus"] == 2
     runs = manifest["runs"]
-    # the pre-training had the device to itself (in this process: no subprocess log), the two
-    # fine-tunings ran as subprocesses in the device's two slots
-    assert runs["pretrain time"]["device"] == "cpu" and runs["pretrain time"]["slot"] == "0.0"
-    assert not paths.job_file(tmp_path, "tiny", "pretrain time", ".log").exists()
+    assert all(r["status"] == "done" and r["node"] and r["device"] == "cpu" for r in runs.values())
     fts = [runs[f"finetune ssl-t fold {k}"] for k in (0, 1)]
-    assert {r["device"] for r in fts} == {"cpu"} and {r["slot"] for r in fts} <= {"0.0", "0.1"}
+    assert all(r["started_s"] >= runs["pretrain time"]["ended_s"] for r in fts)  # each after its backbone
     assert all(paths.job_file(tmp_path, "tiny", f"finetune ssl-t fold {k}", ".log").is_file() for k in (0, 1))
-    assert all(r["started"] and r["status"] == "done" for r in fts)
     assert main(["reproduce", "--out", str(tmp_path / "x"), "--runs-per-device", "0"]) == 2
     assert "--runs-per-device must be an integer >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

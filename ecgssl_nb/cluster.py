@@ -1,0 +1,247 @@
+"""The study's jobs as Ray tasks: on this machine's cores and GPUs, or on a cluster (`--address`).
+
+`reproduce` hands the jobs it has to run (`Job`s of `reproduce.plan`, already checked against
+provenance) to `run`. Each job becomes one Ray task that depends only on the jobs it needs (an
+ssl- fine-tuning on its pre-trainings; a scratch one starts at once) and asks for its share of
+a GPU (`Placement.gpus_per_run`: 1/k packs k fine-tunings on one GPU; a pre-training asks for
+`gpus_per_pretrain`) and `cpus_per_run` CPU threads. Ray places it and sets CUDA_VISIBLE_DEVICES;
+the task runs the job in a child process (`python -m ecgssl_nb.cluster`) exactly as `reproduce`
+runs it in its own process (`reproduce._run_inprocess`: the folder's lock waited for, the run
+checked again under it, so a run another driver finished is skipped), and returns where it ran
+(node, host, GPU ids) and when. A task whose worker dies (a killed process, a lost node) is
+retried `retries` times; the run resumes from its checkpoint. A failed run is reported and the
+others go on; a run whose needs failed is blocked. Ctrl-C cancels every task: finished runs
+stay usable (their files are written atomically).
+
+Ray starts only here: `reproduce` keeps a study that runs one job at a time on one device in its
+own process (the tiny book build). Without `address` a local cluster is started with the
+resources asked (`local_cpus`, `local_gpus`), its session files in a temporary folder, no
+dashboard and a small object store, and shut down at the end; with one (or RAY_ADDRESS) the
+driver joins that cluster and leaves it running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import UserError
+
+__all__ = ["Placement", "check_share", "connect", "run", "RETRIES"]
+
+RETRIES = 2  # default: how often a task whose worker died runs again
+OBJECT_STORE_BYTES = 512 * 2**20  # a local cluster's object store: the tasks pass only small records
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and with what the tasks run: the cluster (`address`; None: a local one with
+    `local_cpus` CPUs and `local_gpus` GPUs), each task's resources, and the retries."""
+
+    address: str | None = None
+    gpus_per_run: float = 0.0  # a fine-tuning's share of a GPU (0: CPU only)
+    gpus_per_pretrain: float = 0.0  # a pre-training's GPUs (1 on a GPU study)
+    cpus_per_run: float = 1.0  # CPU threads of each task
+    retries: int = RETRIES
+    local_cpus: int | None = None
+    local_gpus: int | None = None
+
+    def resources(self, kind: str) -> dict:
+        """The Ray resources of one job of `kind` (pretrain or finetune)."""
+        gpus = self.gpus_per_pretrain if kind == "pretrain" else self.gpus_per_run
+        return {"num_cpus": self.cpus_per_run, "num_gpus": gpus}
+
+
+def check_share(flag: str, value: float, most: float) -> float:
+    """A resource share such as --gpus-per-run: a number > 0 and <= `most`; a share below 1 must
+    divide 1 (k runs per GPU), as Ray requires."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= most:
+        raise UserError(f"{flag} must be a number > 0 and <= {most:g}, got {value!r}")
+    if value < 1 and abs(round(1 / value) * value - 1) > 1e-9:
+        raise UserError(f"{flag} {value:g}: a share below 1 must be 1/k (e.g. 0.5, 0.25), so k runs fit a GPU")
+    return float(value)
+
+
+@contextlib.contextmanager
+def connect(place: Placement) -> Iterator[None]:
+    """Ray for the length of the block: joins `place.address` (or RAY_ADDRESS) and leaves that
+    cluster running, or starts a local cluster and shuts it down afterwards."""
+    import ray  # ~1 s at import: only when the study runs on Ray
+
+    address = place.address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UserError(f"--address {address}: no Ray cluster answers there ({exc})") from None
+        try:
+            yield
+        finally:
+            ray.shutdown()
+        return
+    tmp = tempfile.mkdtemp(prefix="ecgssl-ray-")  # short: Ray's socket paths must stay under 107 characters
+    kw = {"num_cpus": place.local_cpus, "num_gpus": place.local_gpus, "object_store_memory": OBJECT_STORE_BYTES}
+    try:
+        ray.init(**kw, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(todo: list, place: Placement, cwd: Path, as_notebooks: bool, done: Callable[[object], None]) -> None:
+    """Run the jobs `todo` (needs first) as Ray tasks on the cluster of `connect`; each job's
+    status, reason, where and when it ran are set on it, and `done(job)` is called as each one
+    ends. KeyboardInterrupt cancels the tasks still running, then is raised again."""
+    import ray
+
+    _check_fits(todo, place, ray.cluster_resources())
+    task = ray.remote(_task)
+    refs: dict[int, object] = {}
+    for job in todo:  # needs come before the jobs that need them (the plan's order)
+        deps = [refs[id(n)] for n in job.needs if id(n) in refs]
+        opts = {**place.resources(job.kind), "max_retries": place.retries, "retry_exceptions": False}
+        refs[id(job)] = task.options(**opts, name=job.name).remote(_slim(job), str(cwd), as_notebooks, *deps)
+    by_ref = {ref: job for job in todo for ref in [refs[id(job)]]}
+    pending = list(by_ref)
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            job = by_ref[ready[0]]
+            _collect(job, ready[0])
+            done(job)
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+
+
+def _check_fits(todo: list, place: Placement, have: dict) -> None:
+    """UserError when a job asks for more GPUs or CPUs than the whole cluster has (it would wait
+    forever)."""
+    for key, name in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
+        need = max(place.resources(j.kind)[key] for j in todo)
+        if need > have.get(name, 0.0):
+            flag = "--gpus-per-run" if name == "GPU" else "--cpus-per-run"
+            raise UserError(
+                f"{flag}: a run asks for {need:g} {name}(s) but the Ray cluster has {have.get(name, 0.0):g} "
+                f"(start it with more, or ask for less)"
+            )
+
+
+def _slim(job):
+    """The job as a task sends it: without the jobs it needs (their results come as arguments)."""
+    return replace(job, needs=[])
+
+
+def _collect(job, ref) -> None:
+    """The task's record onto `job`; a task that raised (its worker died more than `retries`
+    times, or a need did) fails the job, or blocks it when a job it needs failed."""
+    import ray
+
+    from .reproduce import _note
+
+    try:
+        rec = ray.get(ref)
+    except Exception as exc:  # RayTaskError, WorkerCrashedError, NodeDiedError, ...
+        bad = [n.name for n in job.needs if n.status in ("failed", "blocked")]
+        rec = {"status": "blocked", "reason": f"needs {', '.join(bad)}, which failed"} if bad else {}
+        rec = rec or {"status": "failed", "reason": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
+    for key in ("status", "reason", "device", "node", "host", "gpu_ids", "started", "ended", "wall_s"):
+        if key in rec:
+            setattr(job, key, rec[key])
+    if job.status == "blocked":
+        _note(job, f"not run: {job.reason}\n")
+
+
+def _task(job, cwd: str, as_notebooks: bool, *needs: dict) -> dict:
+    """One job in a Ray worker: blocked when a job it needs did not succeed; else run in a child
+    process on the GPU(s) Ray gave this task (CUDA_VISIBLE_DEVICES), or on the CPU."""
+    import ray
+
+    os.chdir(cwd)  # the driver's folder: a job's paths may be relative to it
+    bad = [n["name"] for n in needs if n["status"] not in ("done", "skipped")]
+    if bad:
+        return {"name": job.name, "status": "blocked", "reason": f"needs {', '.join(bad)}, which failed"}
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    where = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "gpu_ids": gpu_ids}
+    t0, started = time.perf_counter(), time.time()
+    if as_notebooks:
+        from .reproduce import _run_notebook
+
+        _run_notebook(job, "cuda" if gpu_ids else "cpu", True)
+        rec = {"status": job.status, "reason": job.reason, "device": "cuda" if gpu_ids else "cpu"}
+    else:
+        rec = _child(job, cwd, "cuda" if gpu_ids else "cpu")
+    return {
+        "name": job.name,
+        **rec,
+        **where,
+        "started": started,
+        "ended": time.time(),
+        "wall_s": time.perf_counter() - t0,
+    }
+
+
+def _child(job, cwd: str, device: str) -> dict:
+    """Run `job` in `python -m ecgssl_nb.cluster` (its output to the job's log), which dies with
+    this worker; its record, or a failure with the log's tail when it did not write one."""
+    from .reproduce import _failed, _log_path
+
+    log = _log_path(job)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ecgssl-task-") as tmp:
+        out = Path(tmp) / "record.json"
+        cmd = [sys.executable, "-m", "ecgssl_nb.cluster", device, str(out)]
+        with open(log, "w") as fh:
+            fh.write(f"$ {' '.join(cmd)}  # {job.name}\n")
+            fh.flush()
+            rc = subprocess.run(
+                cmd, input=pickle.dumps(job), stdout=fh, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            ).returncode
+        if out.is_file():
+            return json.loads(out.read_text())
+    tail = log.read_text(errors="replace").splitlines()[-60:]
+    last = next((ln for ln in reversed(tail) if ln.strip()), "")
+    _failed(job, f"exit status {rc}: {last.strip()}", f"exit status {rc}\n\n" + "\n".join(tail) + "\n")
+    return {"status": job.status, "reason": job.reason, "device": device}
+
+
+def _die_with_parent() -> None:
+    """In the child, before it starts: SIGKILL when the Ray worker that started it dies (Linux),
+    so a retried task never meets an orphan still writing its folder."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _main(argv: list[str]) -> int:
+    """`python -m ecgssl_nb.cluster DEVICE RECORD` with a pickled Job on stdin (from `_child`):
+    run it as `reproduce` runs a job in its own process; its status goes to the RECORD file."""
+    from .config import resolve_device
+    from .reproduce import _run_inprocess
+
+    device, record = argv
+    job = pickle.loads(sys.stdin.buffer.read())
+    if device == "cuda" and resolve_device("auto") == "cpu":
+        device = "cpu"  # GPUs declared to Ray but absent here (a test cluster's fake GPUs)
+    _run_inprocess(job, device)
+    Path(record).write_text(json.dumps({"status": job.status, "reason": job.reason, "device": device}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
