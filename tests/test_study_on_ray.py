@@ -1,0 +1,165 @@
+"""The study on Ray (`cluster`): real clusters started on this machine (loopback only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
+RAY = str(Path(sys.executable).with_name("ray"))
+STUDY = ["--no-ablation", "--max-steps", "1", "--no-progress"]
+
+pytestmark = pytest.mark.slow  # each starts Ray and real runs: 30-120 s on 2 loaded cores
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_dir():
+    """Session folders of `ray start` (short: Ray's socket paths must stay under 107 characters);
+    every Ray process is stopped afterwards."""
+    d = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    yield d
+    subprocess.run([RAY, "stop", "--force"], env=ENV, capture_output=True, timeout=120)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _start(args: list[str]) -> None:
+    subprocess.run(
+        [RAY, "start", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", *args],
+        env=ENV,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def _reproduce(out: Path, *args: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "ecgssl_nb", "reproduce", "--out", str(out), *STUDY, *args]
+    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(p: subprocess.Popen, timeout: float = 400) -> str:
+    text = p.communicate(timeout=timeout)[0]
+    assert p.returncode == 0, text[-3000:]
+    return text
+
+
+def _runs(out: Path) -> dict:
+    return json.loads((out / "tiny" / "manifest.json").read_text())["runs"]
+
+
+def test_fractional_gpus_place_two_fine_tunings_on_each_declared_gpu_at_once(ray_dir, tmp_path):
+    port = _free_port()
+    _start(
+        [
+            "--head",
+            "--port",
+            str(port),
+            "--num-cpus",
+            "4",
+            "--num-gpus",
+            "2",
+            "--include-dashboard",
+            "false",
+            "--temp-dir",
+            str(ray_dir / "h"),
+        ]
+    )
+    p = _reproduce(
+        tmp_path, "--address", f"127.0.0.1:{port}", "--gpus-per-run", "0.5", "--setups", "t,s", "--folds", "0,1"
+    )
+    _finish(p)
+    runs = list(_runs(tmp_path).values())
+    assert len(runs) == 4 and all(r["status"] == "done" for r in runs)
+    assert Counter(g for r in runs for g in r["gpu_ids"]) == {"0": 2, "1": 2}  # two runs per GPU id
+    assert all(len(r["gpu_ids"]) == 1 for r in runs)
+    assert max(r["started_s"] for r in runs) < min(r["ended_s"] for r in runs)  # all four at once
+
+
+def test_two_drivers_on_one_runs_folder_finish_the_study_together_each_run_trained_once(tmp_path):
+    a = _reproduce(tmp_path, "--setups", "t,s,ssl-t", "--folds", "0", "--devices", "cpu,cpu")  # on Ray
+    b = _reproduce(tmp_path, "--setups", "t,s,ssl-t", "--folds", "0")  # in its own process
+    _finish(a), _finish(b)
+    manifest = json.loads((tmp_path / "tiny" / "manifest.json").read_text())
+    assert len(manifest["drivers"]) == 2
+    assert sum(c["done"] for c in manifest["drivers"].values()) == 4  # each run trained by one of them
+    assert all(c["failed"] == c["blocked"] == 0 for c in manifest["drivers"].values())
+    assert {r["status"] for r in manifest["runs"].values()} == {"done"} and len(manifest["runs"]) == 4
+    assert not list((tmp_path / "tiny").rglob("*.stale-*"))  # nothing was moved aside and redone
+    assert (tmp_path / "tiny" / "tables" / "table2.csv").is_file()
+
+
+def _raylet_pids(session: Path) -> list[int]:
+    pids = []
+    for f in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmd = f.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "raylet/raylet" in cmd and str(session) in cmd:
+            pids.append(int(f.parent.name))
+    return pids
+
+
+def test_a_worker_node_lost_mid_study_leaves_the_study_finished_on_the_head_with_nothing_lost(ray_dir, tmp_path):
+    port = _free_port()
+    _start(
+        [
+            "--head",
+            "--port",
+            str(port),
+            "--num-cpus",
+            "1",
+            "--num-gpus",
+            "0",
+            "--include-dashboard",
+            "false",
+            "--temp-dir",
+            str(ray_dir / "h"),
+        ]
+    )
+    _start(
+        [
+            "--address",
+            f"127.0.0.1:{port}",
+            "--num-cpus",
+            "1",
+            "--resources",
+            '{"spare": 1}',
+            "--temp-dir",
+            str(ray_dir / "w"),
+        ]
+    )
+    p = _reproduce(tmp_path, "--address", f"127.0.0.1:{port}", "--setups", "t,s", "--folds", "0,1")
+    jobs = tmp_path / "tiny" / "jobs"
+    deadline = time.monotonic() + 120
+    while len(list(jobs.glob("*.log"))) < 2 and time.monotonic() < deadline:  # a run on each node
+        time.sleep(0.5)
+    pids = _raylet_pids(ray_dir / "w")
+    assert pids, "the worker node's raylet is not running"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)  # the node is lost
+    _finish(p)
+    runs = _runs(tmp_path)
+    assert len(runs) == 4 and {r["status"] for r in runs.values()} == {"done"}
+    assert len({r["node"] for r in runs.values()}) >= 1
+    for setup in ("t", "s"):
+        for fold in (0, 1):
+            assert (tmp_path / "tiny" / "finetune" / setup / f"fold{fold}" / "result.json").is_file()
