@@ -129,7 +129,6 @@ def stage_pretrain(a, modality: str) -> dict:
         profile=a.profile,
         device=a.device,
         max_steps=a.steps,
-        amp=a.device.startswith("cuda"),
         progress=False,
     )
     summary = json.loads((out / "summary.json").read_text())

@@ -134,6 +134,11 @@ class PretrainConfig:
     freq_cutout: str = "applied"  # B16: spec t2/fc views: "applied" (FC then TC) or "discarded" (released: TC only)
     max_steps: int = 0  # smoke run: stop after this many optimisation steps (0 = no limit)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # the views' crop, cutout and noise ranges
+    amp: bool = True  # True or False: bf16 autocast of backbone and head, on CUDA only (ignored on the CPU)
+    compile: str = "off"  # "off", "default" or "reduce-overhead" (CUDA graphs): torch.compile of the step
+    checkpoint_epochs: int = 1  # an integer >= 1: write checkpoint.pt every N epochs (and after the last)
+    checkpoint_minutes: float = 0.0  # a number >= 0: also when M minutes passed since the last one (0 = off)
+    log_every: int = 0  # an integer >= 0: read the step figures every N steps (0 = once per epoch)
 
 
 @dataclass(frozen=True)
@@ -203,7 +208,7 @@ def _tiny() -> Profile:
 
 
 def _paper() -> Profile:
-    pre = PretrainConfig(epochs=300, batch_size=196)
+    pre = PretrainConfig(epochs=300, batch_size=196, compile="reduce-overhead")
     return Profile(
         name="paper",
         data="physionet2020",
