@@ -297,7 +297,10 @@ class DINOLoss(nn.Module):
             )
         if v == 1:
             raise ValueError("DINOLoss: one view only; there is no (teacher, other student view) pair")
-        temp = self.temps[epoch] if isinstance(epoch, torch.Tensor) else self.temperature(epoch)
+        if isinstance(epoch, torch.Tensor):  # a gather, not temps[epoch] (which reads the index on the host)
+            temp = self.temps.index_select(0, epoch.reshape(1)).reshape(())
+        else:
+            temp = self.temperature(epoch)
         teacher_out = teacher_out.detach().float()
         log_s = F.log_softmax(student_out.float() / self.student_temp, dim=-1)  # (V, B, K)
         p_t = F.softmax((teacher_out - self.center) / temp, dim=-1)  # (G, B, K), the centring in fp32
@@ -431,8 +434,9 @@ class CompiledForward:
     passed as a 0-d device tensor (filled on the device once per epoch), so the compiled graph
     neither specialises on it nor copies it from the host."""
 
-    def __init__(self, mode: str, fullgraph: bool = True):
-        self.fn = torch.compile(forward_loss, mode=None if mode == "default" else mode, fullgraph=fullgraph)
+    def __init__(self, mode: str, fullgraph: bool = True, backend: str = "inductor"):
+        mode = None if mode == "default" else mode
+        self.fn = torch.compile(forward_loss, mode=mode, fullgraph=fullgraph, backend=backend)
         self._epoch: tuple[int, torch.Tensor] | None = None
 
     def __call__(self, student, teacher, loss_fn, views, epoch, amp=False):
