@@ -12,12 +12,22 @@ The file reads as the method:
 * `train_step`: student forward/backward, last layer frozen in epoch 0 (B9 fixed), AdamW with
   no decay on biases and norms (B10 fixed, "adam-l2" keeps the released coupled L2), EMA teacher.
 * `pretrain`: the loop (`_train`: `make_schedules`, `build_state`, `restore_checkpoint`, then
-  per epoch `train_one_epoch`, `save_checkpoint` and the log row). Schedules are arrays indexed by
+  per epoch `train_one_epoch` of `pretrain_step`s, and at the checkpoint cadence the checkpoint
+  and the log). Schedules are arrays indexed by
   `it = epoch * L + i`, epoch from 0 (B8 fixed). Data: every kept record of every fold
   (transductive, as released: book: Deviations, B13), one random 250-sample window per record
-  per epoch, drawn and augmented on the device. Every epoch writes a checkpoint (continued only
-  with `resume`: `checkpoint.load`), then a row of collapse diagnostics; the student backbone of
-  the final epoch is kept (B12 fixed; "lowest-loss" keeps the released choice).
+  per epoch, drawn and augmented on the device. Every `checkpoint_epochs` epochs (or
+  `checkpoint_minutes`, and always at the end) a checkpoint is copied to the host and written in
+  the background (continued only with `resume`: `checkpoint.load`), then the log of collapse
+  diagnostics; the student backbone of the final epoch is kept (B12 fixed; "lowest-loss" keeps
+  the released choice).
+
+The GPU path (issue 15): a steady-state step never blocks the host (no value read back, no
+data-dependent shape; tests/test_gpu_path_pretrain.py counts it), every step has the same
+shapes (drop_last), the optimiser is fused AdamW, `compile` runs the forward half (and with it
+its backward) as one torch.compile graph, CUDA graphs with "reduce-overhead" (the paper
+profile), and on CUDA the backbone and head run in bf16 autocast (`amp`) with TF32 and
+cudnn.benchmark on, the head's last layer, the centring and the loss in fp32.
 
 Provenance: OUT/provenance.json holds the request (`pretrain_request`: every resolved setting,
 the prepared corpus's digest, the seed); OUT is resumed or reused only for an equal request, and
@@ -25,8 +35,12 @@ one process writes it at a time. Checkpoints hold tensors and plain values only 
 with `weights_only=True`, so nothing in a results folder can run code.
 
 Multi-GPU: under `torchrun` (RANK / WORLD_SIZE in the environment) the student is wrapped in
-DistributedDataParallel, every rank trains on its own share of each epoch's shuffled records,
-the centre and logged figures are all-reduced, and only rank 0 writes files.
+DistributedDataParallel, every rank trains on its own share (batch_size / world records) of each
+step's global batch of shuffled records, the centre and logged figures are all-reduced, and only
+rank 0 writes files. The device is the profile's unless --device says otherwise (paper: cuda,
+cuda:LOCAL_RANK per process). The global batch, not the process count, is part of the request,
+so `reproduce` reuses a finished torchrun backbone (`pretrain_request`). Rank 0 claims OUT after
+the processes have joined and tells every rank the outcome, so its failure ends all of them.
 """
 
 from __future__ import annotations
@@ -40,7 +54,7 @@ import os
 import platform
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -458,7 +472,7 @@ def train_step(
     clip_grad: float = 0.0,
     freeze_last_layer_epochs: int = 1,
     amp: bool = False,
-    forward=forward_loss,
+    forward: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = forward_loss,
 ) -> dict[str, torch.Tensor]:
     """One DINO iteration on views (V, B, ...) (global views first). Sets the learning rate of
     every group and the weight decay of the first group (host numbers: nothing is copied),

@@ -506,6 +506,7 @@ def _view_ratios(b: int, n_global: int, n_local: int, global_scale, local_scale,
         raise UserError("n_global + n_local must be at least 1")
     glo, ghi = _check_range("global_scale", global_scale, 0.0, 1.0, lo_open=True)
     llo, lhi = _check_range("local_scale", local_scale, 0.0, 1.0, lo_open=True)
+
     # The bounds are filled on the device (no host-to-device copy of Python numbers per call).
     def bounds(g: float, loc: float) -> torch.Tensor:
         f64 = dict(dtype=torch.float64, device=device)

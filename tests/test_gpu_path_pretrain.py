@@ -11,6 +11,7 @@ dispatcher with the same operators on the CPU, so counting here counts what CUDA
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -154,7 +155,11 @@ def test_head_last_layer_and_loss_run_in_fp32_under_bf16_autocast():
 
 
 def test_cuda_runs_turn_on_tf32_and_cudnn_benchmark():
-    flags = (torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32"), (torch.backends.cudnn, "benchmark")
+    flags = (
+        (torch.backends.cuda.matmul, "allow_tf32"),
+        (torch.backends.cudnn, "allow_tf32"),
+        (torch.backends.cudnn, "benchmark"),
+    )
     before = [getattr(obj, name) for obj, name in flags]
     try:
         for obj, name in flags:
@@ -214,7 +219,9 @@ def test_pretrain_without_device_uses_the_profiles_device(prepared, tmp_path):
     # The paper profile names cuda: without --device the stage must use it (here: refuse, as this
     # machine has none) rather than train the paper's settings on the CPU.
     with pytest.raises(UserError, match="CUDA is not available"):
-        selfkd.cli(["--modality", "time", "--profile", "paper", "--prepared", str(prepared), "--out", str(tmp_path / "o")])
+        selfkd.cli(
+            ["--modality", "time", "--profile", "paper", "--prepared", str(prepared), "--out", str(tmp_path / "o")]
+        )
 
 
 def _free_port() -> int:
@@ -259,7 +266,7 @@ def test_a_torchrun_backbone_is_reused_by_reproduce_not_moved_aside(prepared_cor
     assert (job.folder / "backbone.pt").is_file()
     again = reproduce.plan(prof, 0, tmp_path / "runs", setups=("ssl-t",), ablation=False).main_pre["time"]
     assert again.done_before(), again.replaced  # reused: nothing to move aside
-    rec = __import__("json").loads((job.folder / "provenance.json").read_text())
+    rec = json.loads((job.folder / "provenance.json").read_text())
     assert rec["recorded"]["world_size"] == 2  # recorded, not matched
 
 
