@@ -312,7 +312,10 @@ class DINOLoss(nn.Module):
         if v == 1:
             raise ValueError("DINOLoss: one view only; there is no (teacher, other student view) pair")
         if isinstance(epoch, torch.Tensor):  # a gather, not temps[epoch] (which reads the index on the host)
-            temp = self.temps.index_select(0, epoch.reshape(1)).reshape(())
+            at = (
+                epoch.reshape(1) if len(self.temps) > 1 else torch.zeros_like(epoch).reshape(1)
+            )  # a constant serves all
+            temp = self.temps.index_select(0, at).reshape(())
         else:
             temp = self.temperature(epoch)
         teacher_out = teacher_out.detach().float()
