@@ -449,16 +449,23 @@ class CompiledForward:
     """`forward_loss` under torch.compile (`mode` "default" or "reduce-overhead": CUDA graphs),
     with fullgraph=True so that a graph break is an error rather than a slow step. The epoch is
     passed as a 0-d device tensor (filled on the device once per epoch), so the compiled graph
-    neither specialises on it nor copies it from the host."""
+    neither specialises on it nor copies it from the host. Under CUDA graphs the outputs live in
+    the graphs' memory until the next step begins (marked here): `train_step` and its caller use
+    them within the step (the loop adds them to its sums at once)."""
 
     def __init__(self, mode: str, fullgraph: bool = True, backend: str = "inductor"):
-        mode = None if mode == "default" else mode
-        self.fn = torch.compile(forward_loss, mode=mode, fullgraph=fullgraph, backend=backend)
+        self.graphs = mode == "reduce-overhead"
+        self.fn = torch.compile(forward_loss, mode=None if mode == "default" else mode, fullgraph=fullgraph,
+                                backend=backend)  # fmt: skip
         self._epoch: tuple[int, torch.Tensor] | None = None
 
-    def __call__(self, student, teacher, loss_fn, views, epoch, amp=False):
+    def __call__(
+        self, student: nn.Module, teacher: nn.Module, loss_fn: DINOLoss, views: torch.Tensor, epoch: int, amp=False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self._epoch is None or self._epoch[0] != epoch or self._epoch[1].device != views.device:
             self._epoch = (epoch, torch.full((), epoch, dtype=torch.long, device=views.device))
+        if self.graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs may be reused
         return self.fn(student, teacher, loss_fn, views, self._epoch[1], amp)
 
 
@@ -496,7 +503,6 @@ def train_step(
     cancel_last_layer_grads(student, epoch, freeze_last_layer_epochs)
     optimizer.step()
     ema_update(teacher, student, momentum)
-    loss_fn.last_teacher_entropy = entropy
     return {"loss": loss.detach(), "teacher_entropy": entropy, "embedding_std": emb_std}
 
 
