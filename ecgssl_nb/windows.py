@@ -76,7 +76,7 @@ class Corpus:
         self.offsets = off.to(self.device)
         self.lengths = ln.to(self.device)
         self._lengths_host = ln.detach().cpu().clone()  # window counts without device syncs
-        self._shortest = int(ln.min()) if len(ln) else 0  # samples, read once (random_windows checks it)
+        self._shortest = int(self._lengths_host.min()) if len(ln) else 0  # samples, read once (random_windows)
         self.labels = None
         if labels is not None:
             lab = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
