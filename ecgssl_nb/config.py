@@ -309,7 +309,8 @@ class PretrainConfig:
 
     epochs: int = _setting(what="training epochs", values=integer(1))
     batch_size: int = _setting(
-        what="records per step and process; each gives n_global + n_local views (BatchNorm: >= 2)", values=integer(2)
+        what="records per step, the global batch (split over DDP processes); each gives n_global + n_local views",
+        values=integer(2),
     )
     n_global: int = _setting(2, "global views per record", integer(1))
     n_local: int = _setting(8, "local views per record", integer(0))
@@ -346,6 +347,17 @@ class PretrainConfig:
     augment: AugmentConfig = _setting(
         AugmentConfig, "the views' crop, cutout and noise ranges", instance(AugmentConfig)
     )
+    amp: bool = _setting(True, "bf16 autocast of backbone and head, on CUDA only (ignored on the CPU)", flag())
+    compile: str = _setting(
+        "off",
+        "the training step: off (eager), default, or reduce-overhead (CUDA graphs on CUDA)",
+        one_of(*COMPILE_MODES),
+    )
+    checkpoint_epochs: int = _setting(
+        1, "a checkpoint after every N-th epoch (0: by checkpoint_minutes only); always after the last", integer(0)
+    )
+    checkpoint_minutes: float = _setting(0.0, "also one when M minutes passed since the last (0 = off)", number(0))
+    log_every: int = _setting(0, "read the step figures every N steps (0 = once per epoch)", integer(0))
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -473,7 +485,7 @@ PAPER_RUNS_PER_DEVICE = 13
 
 
 def _paper() -> Profile:
-    pre = PretrainConfig(epochs=300, batch_size=196)
+    pre = PretrainConfig(epochs=300, batch_size=196, compile="reduce-overhead")
     return Profile(
         name="paper",
         data="physionet2020",
