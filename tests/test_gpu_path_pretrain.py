@@ -156,21 +156,22 @@ def test_head_last_layer_and_loss_run_in_fp32_under_bf16_autocast():
 
 
 def test_cuda_runs_turn_on_tf32_and_cudnn_benchmark():
+    # torch's new TF32 API (fp32_precision); mixing it with the legacy allow_tf32 flags is an error
     flags = (
-        (torch.backends.cuda.matmul, "allow_tf32"),
-        (torch.backends.cudnn, "allow_tf32"),
-        (torch.backends.cudnn, "benchmark"),
+        (torch.backends.cuda.matmul, "fp32_precision", "ieee", "tf32"),
+        (torch.backends.cudnn.conv, "fp32_precision", "ieee", "tf32"),
+        (torch.backends.cudnn, "benchmark", False, True),
     )
-    before = [getattr(obj, name) for obj, name in flags]
+    before = [getattr(obj, name) for obj, name, _, _ in flags]
     try:
-        for obj, name in flags:
-            setattr(obj, name, False)
+        for obj, name, off, _ in flags:
+            setattr(obj, name, off)
         use_fast_cuda_math("cpu")
-        assert not any(getattr(obj, name) for obj, name in flags)  # a CPU run leaves them alone
+        assert [getattr(obj, name) for obj, name, _, _ in flags] == [off for *_, off, _ in flags]  # CPU: untouched
         use_fast_cuda_math("cuda:0")
-        assert all(getattr(obj, name) for obj, name in flags)
+        assert [getattr(obj, name) for obj, name, _, _ in flags] == [on for *_, on in flags]
     finally:
-        for (obj, name), value in zip(flags, before):
+        for (obj, name, _, _), value in zip(flags, before):
             setattr(obj, name, value)
 
 
