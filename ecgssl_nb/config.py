@@ -251,6 +251,10 @@ FREQ_CUTOUT = ("applied", "discarded")  # B16: FC chained before TC / released c
 PROTOCOL_MODES = ("both", "paper-exact")  # B14: 8 training folds (paper + honest) / the released 9
 FUSION_SSL = ("loaded", "ignored")  # B6: the fusion models' SSL backbones
 COMPILE_MODES = ("off", "default", "reduce-overhead")  # the training steps: eager, compiled, compiled + CUDA graphs
+# How a run is executed, not what it computes (both stages' configs): recorded in provenance.json,
+# never matched for reuse or resume, so a backbone compiled or checkpointed otherwise is the same run
+# (selfkd.pretrain_request says why; compiled results agree with eager within the tolerance the tests state).
+RECORDED_ONLY = ("compile", "checkpoint_epochs", "checkpoint_minutes", "log_every")
 SELECT_METRICS = ("auprc", "auroc")
 DATA_KINDS = ("fixture", "samples", "physionet2020")
 LEAD_MODES = ("twelve", "lead-i")  # B1: every lead resampled, or the released lead I in all 12 channels
@@ -831,3 +835,13 @@ def read_config(cls, path: str | os.PathLike) -> Any:
     except (OSError, ValueError) as exc:
         raise UserError(f"--config {path}: not a readable JSON settings file ({exc})") from None
     return config_from_dict(cls, data, f"--config {path}")
+
+
+def matched_settings(cfg: Any) -> dict:
+    """`as_dict(cfg)` without the RECORDED_ONLY fields: what a reuse or a resume must match."""
+    return {k: v for k, v in as_dict(cfg).items() if k not in RECORDED_ONLY}
+
+
+def recorded_settings(cfg: Any) -> dict:
+    """The RECORDED_ONLY fields of `cfg`: written beside the request, never compared."""
+    return {k: getattr(cfg, k) for k in RECORDED_ONLY}

@@ -94,6 +94,8 @@ import torch.nn.functional as F
 
 from . import checkpoint, metrics, provenance
 from .config import (
+    matched_settings,
+    recorded_settings,
     COMPILE_MODES,
     FUSION_SSL,
     PROTOCOL_MODES,
@@ -543,7 +545,7 @@ def finetune(
     if provenance.finished(run.out, req, *OUTPUTS) and finished_fault(run.out, req) is None:
         return _finished_result(run.out, progress)  # read as it is: no lock, no write access needed
     with provenance.lock(run.out):  # then claimed under the lock, checked again: another may have finished it
-        status = provenance.claim(run.out, req, force=force)
+        status = provenance.claim(run.out, req, force=force, recorded=recorded_settings(run.cfg))
         if status == "same" and (run.out / "result.json").is_file():
             fault = finished_fault(run.out, req)
             if fault is None:
@@ -602,7 +604,8 @@ def finetune_request(
     setups, the SHA-256 of each backbone file loaded; the seed."""
     family = setup_family(setup)
     cfg = replace(cfg, epochs={**cfg.epochs, family: int(epochs)})
-    settings = {"setup": setup, "fold": int(fold), "inner_fold": inner, "protocol": protocol, "config": as_dict(cfg)}
+    config = matched_settings(cfg)  # compile, checkpoint cadence, log_every: recorded only (config.RECORDED_ONLY)
+    settings = {"setup": setup, "fold": int(fold), "inner_fold": inner, "protocol": protocol, "config": config}
     inputs = {
         "prepared": prepared_digest,
         **{f"backbone.{m}": provenance.sha256_file(p) for m, p in sorted((backbones or {}).items())},
@@ -662,7 +665,7 @@ def _checkpoint_run(run: Run) -> dict:
         "seed": run.seed,
         "epochs": run.n_epochs,
         "protocol": run.cfg.protocol,
-        "config": as_dict(run.cfg),
+        "config": matched_settings(run.cfg),
         "data": {"n_records": int(len(run.prep.index)), "total_samples": run.prep.stats.get("total_samples")},
     }
 

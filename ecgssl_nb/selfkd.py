@@ -66,7 +66,9 @@ from tqdm import tqdm
 
 from . import checkpoint, provenance
 from .atomic import atomic_write
+from .config import recorded_settings as config_recorded
 from .config import (
+    matched_settings,
     CENTER_UPDATES,
     KEEP_CHOICES,
     MAIN_TRANSFORMS,
@@ -77,7 +79,6 @@ from .config import (
     PretrainConfig,
     add_settings_arguments,
     apply_settings,
-    as_dict,
     check_modality,
     get_profile,
     read_config,
@@ -678,12 +679,12 @@ class Run:
         return {
             "modality": self.modality,
             "profile": self.profile,
-            "config": {k: v for k, v in as_dict(self.cfg).items() if k not in RECORDED_ONLY},
+            "config": matched_settings(self.cfg),
             "transforms": self.transforms,
             "seed": self.seed,
             "records": self.records,
             "world_size": self.world,
-            "execution": {k: getattr(self.cfg, k) for k in RECORDED_ONLY},  # not matched on resume
+            "execution": config_recorded(self.cfg),  # not matched on resume
         }
 
 
@@ -818,18 +819,15 @@ def pretrain_request(
       cadence and `log_every` (they change when files are written and figures read, not values).
     A resume is stricter: it continues a checkpoint only for the same settings, the process count
     included (`restore_checkpoint`), since one random stream per rank is saved."""
-    config = {k: v for k, v in as_dict(cfg).items() if k not in RECORDED_ONLY}
+    config = matched_settings(cfg)
     settings = {"modality": modality, "transforms": transforms, "config": config, "records": records}
     return provenance.request("pretrain", settings, {"prepared": prepared_digest}, seed)
-
-
-RECORDED_ONLY = ("compile", "checkpoint_epochs", "checkpoint_minutes", "log_every")  # PretrainConfig fields
 
 
 def recorded_settings(cfg: PretrainConfig, world_size: int) -> dict:
     """The settings a pre-training records in provenance.json but does not match on (see
     `pretrain_request`)."""
-    return {"world_size": int(world_size), **{k: getattr(cfg, k) for k in RECORDED_ONLY}}
+    return {"world_size": int(world_size), **config_recorded(cfg)}
 
 
 def _claim(out: Path, req: dict, run: Run, force: bool) -> bool:
