@@ -489,7 +489,7 @@ PAPER_RUNS_PER_DEVICE = 13
 
 
 def _paper() -> Profile:
-    pre = PretrainConfig(epochs=300, batch_size=196, compile="reduce-overhead")
+    pre = PretrainConfig(epochs=300, batch_size=196)  # compile: off until CUDA graphs have run on a GPU (opt in with --set)
     return Profile(
         name="paper",
         data="physionet2020",
@@ -499,7 +499,7 @@ def _paper() -> Profile:
         finetune=FinetuneConfig(
             epochs={"t": 100, "s": 200, "tsc": 100, "tsg": 100},
             batch_records={"t": 128, "s": 256, "tsc": 128, "tsg": 128},
-            compile="reduce-overhead",
+            compile="off",  # reduce-overhead (CUDA graphs) is opt-in until it has run on a GPU: on the CPU inductor fails on the spec step
         ),
         device="cuda",
         workers=max(1, (os.cpu_count() or 2)),

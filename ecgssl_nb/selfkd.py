@@ -191,7 +191,7 @@ class DINOHead(nn.Module):
         # The last layer runs in fp32 whatever the autocast: its logits are sharpened at
         # tau = 0.04 by the loss, where bf16 rounding errs by up to 5 % on the top teacher
         # probability (issue 15).
-        with torch.autocast(x.device.type, enabled=False):
+        with torch.autocast(x.device.type if x.device.type in ("cuda", "cpu") else "cpu", enabled=False):
             out = self.last_layer(z.float())  # (N, out_dim) float32
         return (out, z) if return_embedding else out
 
