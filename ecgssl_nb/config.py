@@ -489,7 +489,9 @@ PAPER_RUNS_PER_DEVICE = 13
 
 
 def _paper() -> Profile:
-    pre = PretrainConfig(epochs=300, batch_size=196)  # compile: off until CUDA graphs have run on a GPU (opt in with --set)
+    pre = PretrainConfig(
+        epochs=300, batch_size=196
+    )  # compile: off until CUDA graphs have run on a GPU (opt in with --set)
     return Profile(
         name="paper",
         data="physionet2020",
