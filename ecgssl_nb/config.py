@@ -255,6 +255,22 @@ COMPILE_MODES = ("off", "default", "reduce-overhead")  # the training steps: eag
 # never matched for reuse or resume, so a backbone compiled or checkpointed otherwise is the same run
 # (selfkd.pretrain_request says why; compiled results agree with eager within the tolerance the tests state).
 RECORDED_ONLY = ("compile", "checkpoint_epochs", "checkpoint_minutes", "log_every")
+_EXECUTION = {  # their defaults, meanings and ranges, one source for PretrainConfig and FinetuneConfig
+    "compile": dict(
+        default="off",
+        what="the training step: off (eager), default, or reduce-overhead (CUDA graphs on CUDA)",
+        values=one_of(*COMPILE_MODES),
+    ),
+    "checkpoint_epochs": dict(
+        default=1, what="a checkpoint after every N-th epoch (0: by checkpoint_minutes only)", values=integer(0)
+    ),
+    "checkpoint_minutes": dict(
+        default=0.0, what="also one when M minutes passed since the last (0 = off)", values=number(0)
+    ),
+    "log_every": dict(
+        default=0, what="read the running training figures every N steps (0 = once per epoch)", values=integer(0)
+    ),
+}
 SELECT_METRICS = ("auprc", "auroc")
 DATA_KINDS = ("fixture", "samples", "physionet2020")
 LEAD_MODES = ("twelve", "lead-i")  # B1: every lead resampled, or the released lead I in all 12 channels
@@ -352,16 +368,11 @@ class PretrainConfig:
         AugmentConfig, "the views' crop, cutout and noise ranges", instance(AugmentConfig)
     )
     amp: bool = _setting(True, "bf16 autocast of backbone and head, on CUDA only (ignored on the CPU)", flag())
-    compile: str = _setting(
-        "off",
-        "the training step: off (eager), default, or reduce-overhead (CUDA graphs on CUDA)",
-        one_of(*COMPILE_MODES),
-    )
-    checkpoint_epochs: int = _setting(
-        1, "a checkpoint after every N-th epoch (0: by checkpoint_minutes only); always after the last", integer(0)
-    )
-    checkpoint_minutes: float = _setting(0.0, "also one when M minutes passed since the last (0 = off)", number(0))
-    log_every: int = _setting(0, "read the step figures every N steps (0 = once per epoch)", integer(0))
+    # how the run is executed (RECORDED_ONLY), the same four settings in both stages
+    compile: str = _setting(**_EXECUTION["compile"])
+    checkpoint_epochs: int = _setting(**_EXECUTION["checkpoint_epochs"])
+    checkpoint_minutes: float = _setting(**_EXECUTION["checkpoint_minutes"])
+    log_every: int = _setting(**_EXECUTION["log_every"])
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -408,16 +419,11 @@ class FinetuneConfig:
         "both", "B14: both (8 training folds) or paper-exact (released: 9 folds)", one_of(*PROTOCOL_MODES)
     )
     max_steps: int = _setting(0, "smoke run: stop after this many optimisation steps (0 = no limit)", integer(0))
-    compile: str = _setting(
-        "off",
-        "the training step: off (eager), default, or reduce-overhead (CUDA graphs on CUDA)",
-        one_of(*COMPILE_MODES),
-    )
-    checkpoint_epochs: int = _setting(
-        1, "a checkpoint after every N-th epoch (0: by checkpoint_minutes only)", integer(0)
-    )
-    checkpoint_minutes: float = _setting(0.0, "also one when M minutes passed since the last (0 = off)", number(0))
-    log_every: int = _setting(0, "read the running training loss every N steps (0 = once per epoch)", integer(0))
+    # how the run is executed (RECORDED_ONLY), the same four settings in both stages
+    compile: str = _setting(**_EXECUTION["compile"])
+    checkpoint_epochs: int = _setting(**_EXECUTION["checkpoint_epochs"])
+    checkpoint_minutes: float = _setting(**_EXECUTION["checkpoint_minutes"])
+    log_every: int = _setting(**_EXECUTION["log_every"])
 
     def __post_init__(self) -> None:
         _check_fields(self)
