@@ -67,6 +67,13 @@ def load(path: str | os.PathLike, resume: bool, run: dict) -> dict | None:
     return ck
 
 
+def checkpoint_due(cfg: Any, epoch: int, minutes_since_last: float) -> bool:
+    """Whether a checkpoint follows `epoch` (both stages; `cfg` a PretrainConfig or FinetuneConfig): every `checkpoint_epochs`-th epoch, or when
+    `checkpoint_minutes` (> 0) minutes have passed since the last one (or since the run started)."""
+    every = cfg.checkpoint_epochs
+    return (every > 0 and epoch % every == 0) or 0 < cfg.checkpoint_minutes <= minutes_since_last
+
+
 # --- random number generators ------------------------------------------------------------------
 
 

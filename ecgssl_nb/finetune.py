@@ -94,6 +94,8 @@ import torch.nn.functional as F
 
 from . import checkpoint, metrics, provenance
 from .config import (
+    matched_settings,
+    recorded_settings,
     COMPILE_MODES,
     FUSION_SSL,
     PROTOCOL_MODES,
@@ -117,6 +119,7 @@ from .labels import ABBREVIATIONS, CLASSES
 from .metrics import auprc, auroc, binarize, threshold_search, write_challenge_outputs
 from .results import METRIC_KEYS, write_csv_atomic, write_json_atomic
 from .transforms import SPEC_MEAN, SPEC_STD, stft_magnitude
+from .checkpoint import checkpoint_due
 from .writer import Writer, host_copy
 
 if TYPE_CHECKING:  # layer 2 modules, imported when a run starts
@@ -142,7 +145,6 @@ __all__ = [
     "steps_per_epoch",
     "checkpoint_due",
     "spec_lead_mean",
-    "use_fast_cuda_math",
     "COMPILE_MODES",
     "finetune_request",
 ]
@@ -543,7 +545,7 @@ def finetune(
     if provenance.finished(run.out, req, *OUTPUTS) and finished_fault(run.out, req) is None:
         return _finished_result(run.out, progress)  # read as it is: no lock, no write access needed
     with provenance.lock(run.out):  # then claimed under the lock, checked again: another may have finished it
-        status = provenance.claim(run.out, req, force=force)
+        status = provenance.claim(run.out, req, force=force, recorded=recorded_settings(run.cfg))
         if status == "same" and (run.out / "result.json").is_file():
             fault = finished_fault(run.out, req)
             if fault is None:
@@ -602,7 +604,8 @@ def finetune_request(
     setups, the SHA-256 of each backbone file loaded; the seed."""
     family = setup_family(setup)
     cfg = replace(cfg, epochs={**cfg.epochs, family: int(epochs)})
-    settings = {"setup": setup, "fold": int(fold), "inner_fold": inner, "protocol": protocol, "config": as_dict(cfg)}
+    config = matched_settings(cfg)  # compile, checkpoint cadence, log_every: recorded only (config.RECORDED_ONLY)
+    settings = {"setup": setup, "fold": int(fold), "inner_fold": inner, "protocol": protocol, "config": config}
     inputs = {
         "prepared": prepared_digest,
         **{f"backbone.{m}": provenance.sha256_file(p) for m, p in sorted((backbones or {}).items())},
@@ -634,17 +637,6 @@ class Progress:
     elapsed_s: float = 0.0  # seconds spent before this process started
 
 
-def use_fast_cuda_math(device: torch.device) -> None:
-    """On CUDA, TF32 for fp32 matmuls and convolutions and cudnn.benchmark (the one place the
-    fine-tuning stage sets them; process-wide); nothing on other devices. bf16 autocast of the
-    forward pass is `FinetuneConfig.amp`. cudnn.benchmark picks kernels by timing them, so two CUDA
-    runs may differ in the last bits; on the CPU a resumed run still equals an uninterrupted one."""
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
-        torch.backends.cudnn.conv.fp32_precision = "tf32"
-        torch.backends.cudnn.benchmark = True
-
-
 def build_trainer(run: Run) -> Trainer:
     """Seed everything from (seed, fold) (B26), then the network, Adam and the cosine schedule.
     Adam is the fused implementation (one kernel for all parameters, its step counts on the
@@ -652,6 +644,8 @@ def build_trainer(run: Run) -> Trainer:
     `cfg.compile` says (`make_step_loss`)."""
     rs = run_seed(run.seed, run.split.fold)
     seed_everything(rs)
+    from .models import use_fast_cuda_math  # ~10 ms at import: only when a run builds a model
+
     use_fast_cuda_math(run.device)
     model = build_finetune_model(run.setup, run.files, seed=rs, fusion_ssl=run.cfg.fusion_ssl).to(run.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=run.cfg.lr, fused=True)
@@ -671,7 +665,7 @@ def _checkpoint_run(run: Run) -> dict:
         "seed": run.seed,
         "epochs": run.n_epochs,
         "protocol": run.cfg.protocol,
-        "config": as_dict(run.cfg),
+        "config": matched_settings(run.cfg),
         "data": {"n_records": int(len(run.prep.index)), "total_samples": run.prep.stats.get("total_samples")},
     }
 
@@ -688,13 +682,6 @@ def restore_checkpoint(run: Run, tr: Trainer) -> Progress:
     if run.progress:
         print(f"finetune: resuming {run.out} after epoch {ck['epoch']}", file=sys.stderr)
     return Progress(ck["epoch"] + 1, ck["history"], checkpoint.to_arrays(ck["best"]), ck["elapsed_s"])
-
-
-def checkpoint_due(cfg: FinetuneConfig, epoch: int, minutes_since_last: float) -> bool:
-    """Whether a checkpoint follows `epoch`: every `checkpoint_epochs`-th epoch, or when
-    `checkpoint_minutes` (> 0) minutes have passed since the last one (or since the run started)."""
-    every = cfg.checkpoint_epochs
-    return (every > 0 and epoch % every == 0) or 0 < cfg.checkpoint_minutes <= minutes_since_last
 
 
 def save_checkpoint(run: Run, tr: Trainer, done: Progress, epoch: int, writer: Writer | None = None) -> None:

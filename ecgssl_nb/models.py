@@ -239,3 +239,14 @@ def load_backbone(backbone: nn.Module, source: str | Path | Mapping) -> int:
         f" (stripped {stripped})" if stripped else "",
     )
     return len(state)
+
+
+def use_fast_cuda_math(device: torch.device | str) -> None:
+    """On CUDA, TF32 for fp32 matmuls and convolutions and cudnn.benchmark (the one place
+    both training stages set them; process-wide); nothing on other devices. bf16 autocast of the
+    forward pass is the stage config's `amp`. cudnn.benchmark picks kernels by timing them, so two CUDA
+    runs may differ in the last bits; on the CPU a resumed run still equals an uninterrupted one."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+        torch.backends.cudnn.benchmark = True

@@ -229,13 +229,17 @@ def request(stage: str, settings: dict, inputs: dict[str, str], seed: int) -> di
     return canonical({"stage": stage, "settings": settings, "inputs": inputs, "seed": int(seed)})
 
 
-def record(req: dict) -> dict:
-    """A full provenance record for `req`: the request plus the code version and a UTC time."""
-    return {
+def record(req: dict, recorded: dict | None = None) -> dict:
+    """A full provenance record for `req`: the request plus the code version and a UTC time, and
+    `recorded`: settings kept for the reader but not matched (e.g. a pre-training's process count)."""
+    rec = {
         "request": req,
         "code_version": code_version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if recorded is not None:
+        rec["recorded"] = canonical(recorded)
+    return rec
 
 
 def differences(old: Any, new: Any, where: str = "") -> list[str]:
@@ -276,9 +280,9 @@ def read(folder: str | os.PathLike) -> dict | None:
     return rec
 
 
-def write(folder: str | os.PathLike, req: dict) -> dict:
-    """Write `folder/provenance.json` for `req` (atomically); returns the record."""
-    rec = record(req)
+def write(folder: str | os.PathLike, req: dict, recorded: dict | None = None) -> dict:
+    """Write `folder/provenance.json` for `req` (and `recorded`, see `record`) atomically; returns the record."""
+    rec = record(req, recorded)
     write_text_atomic(Path(folder) / PROVENANCE, json.dumps(rec, indent=2, sort_keys=True, allow_nan=False) + "\n")
     return rec
 
@@ -322,11 +326,13 @@ def refusal(folder: str | os.PathLike, req: dict) -> str | None:
     return "it was made by a different request: " + "; ".join(diff[:6]) + more
 
 
-def claim(folder: str | os.PathLike, req: dict, force: bool = False, what: str = "--out") -> str:
+def claim(
+    folder: str | os.PathLike, req: dict, force: bool = False, what: str = "--out", recorded: dict | None = None
+) -> str:
     """Make `folder` the home of `req`. Returns 'new' (created, or was empty), 'same' (it holds
     this request: resume it or reuse what is finished), or 'moved' (it held something else and
     `force` moved it aside). Without `force`, a folder `refusal` objects to is a UserError naming
-    why. Writes the record."""
+    why. Writes the record (with `recorded`, see `record`)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{what} {folder} exists and is not a folder")
@@ -343,7 +349,7 @@ def claim(folder: str | os.PathLike, req: dict, force: bool = False, what: str =
         print(f"{folder}: {why}; moved aside to {moved.name}", flush=True)
         status = "moved"
     folder.mkdir(parents=True, exist_ok=True)
-    write(folder, req)
+    write(folder, req, recorded)
     return status
 
 

@@ -280,6 +280,9 @@ class Job:
         if self.kind == "pretrain":
             from .selfkd import pretrain_request  # scipy (via prepare): only when a stage runs
 
+            # The settings that change the result, amp and the global batch among them (in the
+            # config); the process count, compile mode, checkpoint cadence and log_every are only
+            # recorded, so a finished torchrun backbone is reused (selfkd.pretrain_request).
             digest = load_prepared(a["prepared_dir"]).digest
             return pretrain_request(a["config"], a["modality"], a["transforms"], a["seed"], digest)
         if self.kind != "finetune":

@@ -12,12 +12,22 @@ The file reads as the method:
 * `train_step`: student forward/backward, last layer frozen in epoch 0 (B9 fixed), AdamW with
   no decay on biases and norms (B10 fixed, "adam-l2" keeps the released coupled L2), EMA teacher.
 * `pretrain`: the loop (`_train`: `make_schedules`, `build_state`, `restore_checkpoint`, then
-  per epoch `train_one_epoch`, `save_checkpoint` and the log row). Schedules are arrays indexed by
+  per epoch `train_one_epoch` of `pretrain_step`s, and at the checkpoint cadence the checkpoint
+  and the log). Schedules are arrays indexed by
   `it = epoch * L + i`, epoch from 0 (B8 fixed). Data: every kept record of every fold
   (transductive, as released: book: Deviations, B13), one random 250-sample window per record
-  per epoch, drawn and augmented on the device. Every epoch writes a checkpoint (continued only
-  with `resume`: `checkpoint.load`), then a row of collapse diagnostics; the student backbone of
-  the final epoch is kept (B12 fixed; "lowest-loss" keeps the released choice).
+  per epoch, drawn and augmented on the device. Every `checkpoint_epochs` epochs (or
+  `checkpoint_minutes`, and always at the end) a checkpoint is copied to the host and written in
+  the background (continued only with `resume`: `checkpoint.load`), then the log of collapse
+  diagnostics; the student backbone of the final epoch is kept (B12 fixed; "lowest-loss" keeps
+  the released choice).
+
+The GPU path (issue 15): a steady-state step never blocks the host (no value read back, no
+data-dependent shape; tests/test_gpu_path_pretrain.py counts it), every step has the same
+shapes (drop_last), the optimiser is fused AdamW, `compile` runs the forward half (and with it
+its backward) as one torch.compile graph, CUDA graphs with "reduce-overhead" (the paper
+profile), and on CUDA the backbone and head run in bf16 autocast (`amp`) with TF32 and
+cudnn.benchmark on, the head's last layer, the centring and the loss in fp32.
 
 Provenance: OUT/provenance.json holds the request (`pretrain_request`: every resolved setting,
 the prepared corpus's digest, the seed); OUT is resumed or reused only for an equal request, and
@@ -25,8 +35,12 @@ one process writes it at a time. Checkpoints hold tensors and plain values only 
 with `weights_only=True`, so nothing in a results folder can run code.
 
 Multi-GPU: under `torchrun` (RANK / WORLD_SIZE in the environment) the student is wrapped in
-DistributedDataParallel, every rank trains on its own share of each epoch's shuffled records,
-the centre and logged figures are all-reduced, and only rank 0 writes files.
+DistributedDataParallel, every rank trains on its own share (batch_size / world records) of each
+step's global batch of shuffled records, the centre and logged figures are all-reduced, and only
+rank 0 writes files. The device is the profile's unless --device says otherwise (paper: cuda,
+cuda:LOCAL_RANK per process). The global batch, not the process count, is part of the request,
+so `reproduce` reuses a finished torchrun backbone (`pretrain_request`). Rank 0 claims OUT after
+the processes have joined and tells every rank the outcome, so its failure ends all of them.
 """
 
 from __future__ import annotations
@@ -39,7 +53,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -52,7 +66,9 @@ from tqdm import tqdm
 
 from . import checkpoint, provenance
 from .atomic import atomic_write
+from .config import recorded_settings as config_recorded
 from .config import (
+    matched_settings,
     CENTER_UPDATES,
     KEEP_CHOICES,
     MAIN_TRANSFORMS,
@@ -63,7 +79,6 @@ from .config import (
     PretrainConfig,
     add_settings_arguments,
     apply_settings,
-    as_dict,
     check_modality,
     get_profile,
     read_config,
@@ -74,6 +89,7 @@ from .prepare import Prepared, load_prepared
 from .results import write_json_atomic
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
 from .windows import Corpus
+from .writer import Writer, host_copy
 
 OUTPUTS = ("backbone.pt", "summary.json")  # what later stages read: recorded in digests.json, written last
 
@@ -171,8 +187,12 @@ class DINOHead(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """(N, in_dim) -> logits (N, out_dim); with return_embedding, also the unit-norm
         bottleneck embedding (N, bottleneck)."""
-        z = F.normalize(self.mlp(x), dim=-1)  # (N, bottleneck), ||z|| = 1
-        out = self.last_layer(z)  # (N, out_dim)
+        z = F.normalize(self.mlp(x), dim=-1)  # (N, bottleneck), ||z|| = 1 (bf16 under CUDA autocast)
+        # The last layer runs in fp32 whatever the autocast: its logits are sharpened at
+        # tau = 0.04 by the loss, where bf16 rounding errs by up to 5 % on the top teacher
+        # probability (issue 15).
+        with torch.autocast(x.device.type if x.device.type in ("cuda", "cpu") else "cpu", enabled=False):
+            out = self.last_layer(z.float())  # (N, out_dim) float32
         return (out, z) if return_embedding else out
 
 
@@ -240,6 +260,9 @@ class DINOLoss(nn.Module):
         self.student_temp = float(student_temp)
         self.center_momentum = float(center_momentum)
         self.register_buffer("center", torch.zeros(1, out_dim))
+        # The schedule on the device too, so a step indexes it by a device epoch (no host value
+        # that a compiled step would specialise on); derived from teacher_temp, not saved.
+        self.register_buffer("temps", torch.as_tensor(temps, dtype=torch.float32), persistent=False)
         self.last_teacher_entropy = torch.zeros(())  # nats, mean over teacher rows of the last call
 
     def temperature(self, epoch: int) -> float:
@@ -253,10 +276,31 @@ class DINOLoss(nn.Module):
         return float(self.teacher_temp[epoch])
 
     def forward(
-        self, student_out: torch.Tensor, teacher_out: torch.Tensor, epoch: int = 0, update_center: bool = True
+        self,
+        student_out: torch.Tensor,
+        teacher_out: torch.Tensor,
+        epoch: int | torch.Tensor = 0,
+        update_center: bool = True,
     ) -> torch.Tensor:
         """student_out (V, B, K) over all views, teacher_out (G, B, K) over the global views ->
-        scalar loss. Teacher outputs carry no gradient."""
+        scalar loss. Teacher outputs carry no gradient. `epoch`: 0-based, an int or a 0-d
+        LongTensor on the device (what a compiled step passes)."""
+        loss, self.last_teacher_entropy = self.loss_and_entropy(student_out, teacher_out, epoch, update_center)
+        return loss
+
+    def loss_and_entropy(
+        self,
+        student_out: torch.Tensor,
+        teacher_out: torch.Tensor,
+        epoch: int | torch.Tensor = 0,
+        update_center: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward`'s loss and the mean entropy (nats) of the teacher distributions, both
+        float32 scalars, computed in fp32 whatever autocast the caller runs under."""
+        with torch.autocast(student_out.device.type, enabled=False):
+            return self._loss(student_out, teacher_out, epoch, update_center)
+
+    def _loss(self, student_out, teacher_out, epoch, update_center) -> tuple[torch.Tensor, torch.Tensor]:
         v, b, k = student_out.shape
         g = teacher_out.shape[0]
         if g != self.n_global or teacher_out.shape[1:] != (b, k) or v < g:
@@ -264,21 +308,29 @@ class DINOLoss(nn.Module):
                 f"DINOLoss: student_out (V, B, K) = {tuple(student_out.shape)} and teacher_out "
                 f"(G={self.n_global}, B, K) = {tuple(teacher_out.shape)} do not fit"
             )
+        if v == 1:
+            raise ValueError("DINOLoss: one view only; there is no (teacher, other student view) pair")
+        if isinstance(epoch, torch.Tensor):  # a gather, not temps[epoch] (which reads the index on the host)
+            at = (
+                epoch.reshape(1) if len(self.temps) > 1 else torch.zeros_like(epoch).reshape(1)
+            )  # a constant serves all
+            temp = self.temps.index_select(0, at).reshape(())
+        else:
+            temp = self.temperature(epoch)
         teacher_out = teacher_out.detach().float()
         log_s = F.log_softmax(student_out.float() / self.student_temp, dim=-1)  # (V, B, K)
-        p_t = F.softmax((teacher_out - self.center) / self.temperature(epoch), dim=-1)  # (G, B, K)
+        p_t = F.softmax((teacher_out - self.center) / temp, dim=-1)  # (G, B, K), the centring in fp32
         # ce[q, v] = -(1/B) sum_b sum_k p_t[q, b, k] log_s[v, b, k]: one (G, B*K) @ (B*K, V) product
         ce = -(p_t.reshape(g, b * k) @ log_s.reshape(v, b * k).T) / b  # (G, V)
-        keep = torch.ones(g, v, dtype=torch.bool, device=ce.device)
-        keep[torch.arange(g), torch.arange(g)] = False  # a global view is not its own target
-        if not keep.any():
-            raise ValueError("DINOLoss: one view only; there is no (teacher, other student view) pair")
-        loss = ce[keep].mean()
+        # The mean over the G*V - G pairs (q, v != q): a global view is not its own target. The
+        # pairs (q, q) are the diagonal of ce; subtracting them keeps the shape static (a boolean
+        # mask would give a data-dependent shape, a host-device synchronisation on CUDA).
+        loss = (ce.sum() - ce.diagonal().sum()) / (g * v - g)
         with torch.no_grad():
-            self.last_teacher_entropy = torch.special.entr(p_t).sum(-1).mean()
+            entropy = torch.special.entr(p_t).sum(-1).mean()
         if update_center:
             self.update_center(teacher_out)
-        return loss
+        return loss, entropy
 
     @torch.no_grad()
     def update_center(self, teacher_out: torch.Tensor) -> None:
@@ -287,12 +339,12 @@ class DINOLoss(nn.Module):
         center_update="twice" reproduces the released code (book: Deviations, B7): that mean is
         divided again by this process's row count G*B, so the centre moves towards mean/(G*B)."""
         t = teacher_out.detach().float().reshape(-1, teacher_out.shape[-1])  # (G*B, K)
-        total = t.sum(0, keepdim=True)  # (1, K)
-        count = torch.tensor([float(t.shape[0])], device=t.device)
+        # The row sums and the row count in one tensor (1, K + 1), filled on the device: one
+        # all-reduce, and no host-to-device copy of the count.
+        total = torch.cat([t.sum(0), t.new_full((1,), float(t.shape[0]))])[None]
         if _dist_on():
             dist.all_reduce(total)
-            dist.all_reduce(count)
-        mean = total / count
+        mean = total[:, :-1] / total[:, -1:]
         if self.center_update == "twice":
             mean = mean / t.shape[0]  # the released double division
         self.center.mul_(self.center_momentum).add_(mean, alpha=1.0 - self.center_momentum)
@@ -315,13 +367,26 @@ def param_groups(model: nn.Module) -> list[dict]:
 def make_optimizer(model: nn.Module, kind: str = "adamw") -> torch.optim.Optimizer:
     """ "adamw": AdamW, decoupled decay on the first group only (DINO). "adam-l2": Adam with
     coupled L2 on every trainable parameter, one group (the released code). The learning rate
-    and the first group's weight decay are set every iteration from the schedules."""
+    and the first group's weight decay are set every iteration from the schedules.
+
+    Fused (one kernel per group and dtype, its step counters on the device, so a step never
+    reads a value back) on the devices whose fused Adam kernels this torch has: CUDA and the CPU
+    in torch >= 2.4; elsewhere the default (foreach) implementation."""
+    fused = _fused_ok(model)
     if kind == "adamw":
-        return torch.optim.AdamW(param_groups(model), lr=0.0, weight_decay=0.0)
+        return torch.optim.AdamW(param_groups(model), lr=0.0, weight_decay=0.0, fused=fused)
     if kind == "adam-l2":
         params = [p for p in model.parameters() if p.requires_grad]
-        return torch.optim.Adam([{"params": params, "name": "all"}], lr=0.0, weight_decay=0.0)
+        return torch.optim.Adam([{"params": params, "name": "all"}], lr=0.0, weight_decay=0.0, fused=fused)
     raise UserError(f"optimizer {kind!r} is not an optimiser; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def _fused_ok(model: nn.Module) -> bool | None:
+    """True when every parameter lives on a device with fused Adam kernels (None: the default)."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices  # torch's own list
+
+    devices = {p.device.type for p in model.parameters()}
+    return True if devices and devices <= set(_get_fused_kernels_supported_devices()) else None
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -355,6 +420,54 @@ def embedding_std(z: torch.Tensor) -> torch.Tensor:
     return z.detach().float().std(dim=1).mean()
 
 
+def forward_loss(
+    student: nn.Module,
+    teacher: nn.Module,
+    loss_fn: DINOLoss,
+    views: torch.Tensor,
+    epoch: int | torch.Tensor,
+    amp: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The forward half of a DINO step on views (V, B, ...) (global views first): the teacher on
+    the global views, the student on all, the loss (and the centre update). Returns float32
+    scalars (loss, teacher entropy, embedding std of the teacher). This is what `compile_forward`
+    compiles: its backward is compiled with it. Precision: under `amp` (CUDA only) the backbone
+    and the head's MLP run in bf16 autocast; the head's last layer, the centring and the loss in
+    fp32 (`DINOHead.forward`, `DINOLoss.loss_and_entropy`)."""
+    g = loss_fn.n_global
+    device_type = views.device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp and device_type == "cuda"):
+        with torch.no_grad():
+            t_out, t_z = teacher(views[:g], return_embedding=True)  # (G, B, K) fp32, (G, B, D)
+        s_out = student(views)  # (V, B, K) fp32
+    loss, entropy = loss_fn.loss_and_entropy(s_out, t_out, epoch)
+    return loss, entropy, embedding_std(t_z)
+
+
+class CompiledForward:
+    """`forward_loss` under torch.compile (`mode` "default" or "reduce-overhead": CUDA graphs),
+    with fullgraph=True so that a graph break is an error rather than a slow step. The epoch is
+    passed as a 0-d device tensor (filled on the device once per epoch), so the compiled graph
+    neither specialises on it nor copies it from the host. Under CUDA graphs the outputs live in
+    the graphs' memory until the next step begins (marked here): `train_step` and its caller use
+    them within the step (the loop adds them to its sums at once)."""
+
+    def __init__(self, mode: str, fullgraph: bool = True, backend: str = "inductor"):
+        self.graphs = mode == "reduce-overhead"
+        self.fn = torch.compile(forward_loss, mode=None if mode == "default" else mode, fullgraph=fullgraph,
+                                backend=backend)  # fmt: skip
+        self._epoch: tuple[int, torch.Tensor] | None = None
+
+    def __call__(
+        self, student: nn.Module, teacher: nn.Module, loss_fn: DINOLoss, views: torch.Tensor, epoch: int, amp=False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self._epoch is None or self._epoch[0] != epoch or self._epoch[1].device != views.device:
+            self._epoch = (epoch, torch.full((), epoch, dtype=torch.long, device=views.device))
+        if self.graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs may be reused
+        return self.fn(student, teacher, loss_fn, views, self._epoch[1], amp)
+
+
 def train_step(
     student: nn.Module,
     teacher: nn.Module,
@@ -368,23 +481,20 @@ def train_step(
     clip_grad: float = 0.0,
     freeze_last_layer_epochs: int = 1,
     amp: bool = False,
+    forward: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = forward_loss,
 ) -> dict[str, torch.Tensor]:
     """One DINO iteration on views (V, B, ...) (global views first). Sets the learning rate of
-    every group and the weight decay of the first group, steps the student, then the EMA
-    teacher. Returns detached scalar tensors: loss, teacher_entropy, embedding_std (teacher)."""
+    every group and the weight decay of the first group (host numbers: nothing is copied),
+    runs `forward` (`forward_loss`, or its `CompiledForward`), steps the student, then the EMA
+    teacher. Returns detached scalar tensors: loss, teacher_entropy, embedding_std (teacher).
+
+    Nothing here reads a value back from the device: a non-finite loss is found by the caller
+    from its on-device sums (`train_one_epoch`), at most `log_every` steps later."""
     for i, group in enumerate(optimizer.param_groups):
         group["lr"] = lr
         if i == 0:
             group["weight_decay"] = weight_decay
-    g = loss_fn.n_global
-    device_type = views.device.type
-    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp and device_type == "cuda"):
-        with torch.no_grad():
-            t_out, t_z = teacher(views[:g], return_embedding=True)  # (G, B, K), (G, B, D)
-        s_out = student(views)  # (V, B, K)
-    loss = loss_fn(s_out.float(), t_out.float(), epoch)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"DINO loss is {loss.item()} at epoch {epoch}; lower the learning rate")
+    loss, entropy, emb_std = forward(student, teacher, loss_fn, views, epoch, amp)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip_grad > 0:
@@ -392,7 +502,7 @@ def train_step(
     cancel_last_layer_grads(student, epoch, freeze_last_layer_epochs)
     optimizer.step()
     ema_update(teacher, student, momentum)
-    return {"loss": loss.detach(), "teacher_entropy": loss_fn.last_teacher_entropy, "embedding_std": embedding_std(t_z)}
+    return {"loss": loss.detach(), "teacher_entropy": entropy, "embedding_std": emb_std}
 
 
 # --- data and models ---------------------------------------------------------------------------
@@ -410,18 +520,21 @@ def make_views(
     generator: torch.Generator,
     released_fc: bool = False,
     augment: AugmentConfig | None = None,
+    checked: bool = False,
 ) -> torch.Tensor:
     """One random 250-sample window of each record rec (B,), then its DINO views, on the corpus
     device: (V, B, 12, 250) normalised time series or (V, B, 12, 13, 21) spectrograms.
     `augment` holds the crop scales, cutout and noise ranges (PretrainConfig.augment).
-    released_fc=True drops the spectrogram frequency cutout as the released code does (B16)."""
+    released_fc=True drops the spectrogram frequency cutout as the released code does (B16).
+    checked=True: `rec` (a LongTensor on the corpus device), `mean` and `std` were checked once
+    at set-up (`transforms.check_lead_stats`), so no value is read back from the device."""
     from .transforms import spec_views, time_views  # ~6 ms at import: only when a run starts
 
     augment = AugmentConfig() if augment is None else augment
-    raw = corpus.random_windows(rec, 1, generator, length=WINDOW)  # (B, 12, 250) mV
+    raw = corpus.random_windows(rec, 1, generator, length=WINDOW, checked=checked)  # (B, 12, 250) mV
     views = dict(transforms=transforms, n_global=n_global, n_local=n_local, generator=generator)
     if modality == "time":
-        return time_views(raw, mean, std, **views, **augment.time_view_args())
+        return time_views(raw, mean, std, **views, **augment.time_view_args(), checked=checked)
     return spec_views(raw, released_fc=released_fc, **views, **augment.spec_view_args())
 
 
@@ -535,11 +648,6 @@ def _gather(obj) -> list:
     return out
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
-
-
 # --- one run, resolved -------------------------------------------------------------------------
 
 
@@ -571,11 +679,12 @@ class Run:
         return {
             "modality": self.modality,
             "profile": self.profile,
-            "config": as_dict(self.cfg),
+            "config": matched_settings(self.cfg),
             "transforms": self.transforms,
             "seed": self.seed,
             "records": self.records,
             "world_size": self.world,
+            "execution": config_recorded(self.cfg),  # not matched on resume
         }
 
 
@@ -611,7 +720,7 @@ def pretrain(
     profile: str = "tiny",
     epochs: int | None = None,
     batch_size: int | None = None,
-    device: str = "cpu",
+    device: str | None = None,
     transforms: str | None = None,
     seed: int = 0,
     resume: bool = False,
@@ -619,7 +728,6 @@ def pretrain(
     progress: bool = True,
     records: int | Sequence[int] | None = None,
     stop_after: int | None = None,
-    amp: bool = False,
     overrides: dict | None = None,
     config: PretrainConfig | None = None,
     force: bool = False,
@@ -627,11 +735,12 @@ def pretrain(
 ) -> Path:
     """DINO pre-training of the `modality` ("time" or "spec") backbone on a prepared corpus.
 
-    epochs / batch_size (records per step and per process) / keep default to the profile's
+    epochs / batch_size (records per step over all processes) / keep default to the profile's
     `PretrainConfig`; transforms to "t1" (time) or "t2" (spec). `records` = a count (the first
     N rows of the index) or row numbers; None = every kept record of every fold (book: Deviations, B13).
     `stop_after` = train at most this many epochs in this call and leave a resumable run
-    (schedules still span `epochs`). `amp` = bf16 autocast, CUDA only. `overrides` = other
+    (schedules still span `epochs`). `device` = cpu, cuda, cuda:1 or auto; None = the profile's
+    (paper: cuda; under torchrun each process takes cuda:LOCAL_RANK). `overrides` = other
     PretrainConfig fields to replace, e.g. {"optimizer": "adam-l2", "clip_grad": 3.0}. `config` =
     the resolved settings to use instead of the profile's (what `reproduce` passes its jobs).
     OUT holds `provenance.json` (see `pretrain_request`): OUT is resumed or reported finished only
@@ -640,7 +749,9 @@ def pretrain(
     continued only with `resume` (`checkpoint.load`).
     `max_steps` = a smoke run: stop after that many optimisation steps (schedules still span
     `epochs`), then write every output as usual with `"smoke": true` in summary.json.
-    Writes OUT/checkpoint.pt and OUT/log.csv every epoch; when finished OUT/backbone.pt (the
+    The settings `amp` (bf16 autocast, CUDA only), `compile`, `checkpoint_epochs`,
+    `checkpoint_minutes` and `log_every` are PretrainConfig fields like the others.
+    Writes OUT/checkpoint.pt and OUT/log.csv at the checkpoint cadence; when finished OUT/backbone.pt (the
     student backbone's state_dict) and OUT/summary.json. Returns OUT.
     """
     started_at = time.perf_counter()
@@ -654,9 +765,8 @@ def pretrain(
     seed = check_seed("--seed", seed)
     if stop_after is not None and (not isinstance(stop_after, (int, np.integer)) or stop_after < 1):
         raise UserError(f"--stop-after must be an integer >= 1, got {stop_after!r}")
-    device = resolve_device(device)
-    if amp and not device.startswith("cuda"):
-        raise UserError("--amp (bf16 autocast) is for CUDA devices only; drop it on the CPU")
+    device = resolve_device(prof.device if device is None else device)
+    amp = cfg.amp and device.startswith("cuda")  # bf16 autocast is for CUDA only (ignored on the CPU)
     prepared = load_prepared(prepared_dir)  # the one check: exists, finished, consistent
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -667,25 +777,22 @@ def pretrain(
     _check_batch(cfg.batch_size, world, len(prepared.index) if rows is None else len(rows))
     run = Run(cfg, prepared, out, modality, transforms, seed, rows, records_key, prof.name, device, resume,
               progress, stop_after, amp, started_at)  # fmt: skip
-    req = pretrain_request(cfg, modality, transforms, seed, prepared.digest, records_key, world, amp)
-    first = int(os.environ.get("RANK", "0")) == 0
-    if first and provenance.finished(out, req, "summary.json", "backbone.pt"):  # read as it is: no lock
+    req = pretrain_request(cfg, modality, transforms, seed, prepared.digest, records_key)
+    if provenance.finished(out, req, *OUTPUTS):  # read as it is, by every rank alike: no lock, no write access
         _keep_finished(out, resume, progress, cfg.epochs)
         return out
-    with provenance.lock(out) if first else contextlib.nullcontext():
-        if first and _claim(out, req, resume, force, progress, cfg.epochs):
-            return out  # finished earlier with this very request
-        if not first and provenance.digest_fault(out, OUTPUTS) is None and provenance.read(out)["request"] == req:
-            return out
-        return _run_processes(run)
+    return _run_processes(run, req, force)
 
 
 def _check_batch(batch_size: int, world: int, n_records: int) -> None:
-    if n_records // (batch_size * world) < 1:  # drop_last over the global batch of batch_size * world
+    """batch_size is the global batch: a multiple of the process count, at most the records."""
+    if batch_size % world:
         raise UserError(
-            f"--batch-size {batch_size} x {world} process(es) is larger than the {n_records} records; "
-            f"use a batch of at most {n_records // world}"
+            f"--batch-size {batch_size} (records per step over all processes) is not a multiple of the "
+            f"{world} processes; use a multiple of {world}"
         )
+    if n_records // batch_size < 1:  # drop_last over the global batch
+        raise UserError(f"--batch-size {batch_size} is larger than the {n_records} records; use at most {n_records}")
 
 
 def pretrain_request(
@@ -695,37 +802,49 @@ def pretrain_request(
     seed: int,
     prepared_digest: str,
     records: int | list[int] | None = None,
-    world_size: int = 1,
-    amp: bool = False,
 ) -> dict:
-    """The provenance request of a pre-training: every resolved setting (never a profile name),
-    the prepared corpus's digest, the seed. Equal requests give equal runs."""
-    settings = {
-        "modality": modality,
-        "transforms": transforms,
-        "config": as_dict(cfg),
-        "records": records,
-        "world_size": int(world_size),
-        "amp": bool(amp),
-    }
+    """The provenance request of a pre-training: every resolved setting that changes the result
+    (never a profile name), the prepared corpus's digest, the seed. Equal requests give equal
+    runs, so `reproduce` reuses a finished folder only for an equal request.
+
+    What is matched and what is only recorded (`recorded_settings`, issue 15):
+    * matched: the data (digest, records), the seed, the views and every PretrainConfig field
+      that enters the arithmetic, `batch_size` (the global batch) and `amp` (bf16 autocast
+      changes every number) included.
+    * recorded only: the process count (`world_size`: with the same global batch, the
+      schedules, steps and recipe are the same; only the random streams of the views are split
+      per rank, and on the CPU BatchNorm statistics are per rank, a difference of the same kind
+      as another seed's), and how the run is executed: `compile` (the same arithmetic, within
+      float rounding: tests/test_gpu_path_pretrain.py states the tolerance), the checkpoint
+      cadence and `log_every` (they change when files are written and figures read, not values).
+    A resume is stricter: it continues a checkpoint only for the same settings, the process count
+    included (`restore_checkpoint`), since one random stream per rank is saved."""
+    config = matched_settings(cfg)
+    settings = {"modality": modality, "transforms": transforms, "config": config, "records": records}
     return provenance.request("pretrain", settings, {"prepared": prepared_digest}, seed)
 
 
-def _claim(out: Path, req: dict, resume: bool, force: bool, progress: bool, epochs: int) -> bool:
+def recorded_settings(cfg: PretrainConfig, world_size: int) -> dict:
+    """The settings a pre-training records in provenance.json but does not match on (see
+    `pretrain_request`)."""
+    return {"world_size": int(world_size), **config_recorded(cfg)}
+
+
+def _claim(out: Path, req: dict, run: Run, force: bool) -> bool:
     """Make OUT the home of `req` (provenance.claim); True when it already holds this finished run
     (which is kept only with --resume). A half-done run is `checkpoint.load`'s to judge."""
-    status = provenance.claim(out, req, force=force)
+    status = provenance.claim(out, req, force=force, recorded=recorded_settings(run.cfg, run.world))
     if status != "same":
         return False
     if (out / "summary.json").is_file() and (out / "backbone.pt").is_file():
-        if _damaged(out, req, force):
+        if _damaged(out, req, force, recorded_settings(run.cfg, run.world)):
             return False
-        _keep_finished(out, resume, progress, epochs)
+        _keep_finished(out, run.resume, run.progress, run.cfg.epochs)
         return True
     return False
 
 
-def _damaged(out: Path, req: dict, force: bool) -> bool:
+def _damaged(out: Path, req: dict, force: bool, recorded: dict) -> bool:
     """True when the finished-looking OUT's outputs are not as written (the full digest check: it
     is about to be reused) and must be written again: from its checkpoint when it has one, else
     after `force` moved it aside (without `force`, a UserError naming the file)."""
@@ -742,7 +861,7 @@ def _damaged(out: Path, req: dict, force: bool) -> bool:
         )
     moved = provenance.move_aside(out)
     print(f"{out}: {fault}; moved aside to {moved.name}", flush=True)
-    provenance.claim(out, req)
+    provenance.claim(out, req, recorded=recorded)
     return True
 
 
@@ -757,16 +876,36 @@ def _keep_finished(out: Path, resume: bool, progress: bool, epochs: int) -> None
         print(f"pretrain: {out} already finished ({epochs} epochs); nothing to do")
 
 
-def _run_processes(run: Run) -> Path:
-    """`pretrain` once OUT is claimed and locked: join the processes (torchrun), then train."""
+def _run_processes(run: Run, req: dict, force: bool) -> Path:
+    """Join the processes (torchrun) first, then let rank 0 lock and claim OUT, and tell every
+    rank the outcome: train, finished already, or rank 0's error, which then ends every rank with
+    the same one line (rather than leaving them in the process-group set-up until its timeout)."""
     rank, world, device, started_dist = _dist_setup(run.device)
+    run = replace(run, rank=rank, world=world, device=device)
     try:
-        if world > 1:
-            dist.barrier()  # rank 0 has claimed OUT before any rank reads it
-        return _train(replace(run, rank=rank, world=world, device=device))
+        with contextlib.ExitStack() as held:
+            verdict = ["train", ""]
+            if rank == 0:
+                try:
+                    held.enter_context(provenance.lock(run.out))  # held by rank 0 for the whole run
+                    verdict[0] = "done" if _claim(run.out, req, run, force) else "train"
+                except Exception as exc:  # told to every rank, then raised here as it was
+                    verdict = ["error", str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"]
+                    _tell_ranks(verdict)
+                    raise
+            _tell_ranks(verdict)
+            if verdict[0] == "error":
+                raise UserError(f"pretrain: rank 0 could not claim {run.out}: {verdict[1]}")
+            return run.out if verdict[0] == "done" else _train(run)
     finally:
         if started_dist:
             dist.destroy_process_group()
+
+
+def _tell_ranks(verdict: list) -> None:
+    """Rank 0's verdict to every rank (in place); nothing to do for one process."""
+    if _dist_on():
+        dist.broadcast_object_list(verdict, src=0)
 
 
 # --- the state of a run: built fresh, or from its checkpoint -----------------------------------
@@ -791,10 +930,12 @@ class Schedules:
 
 
 def make_schedules(cfg: PretrainConfig, n_records: int, world: int) -> Schedules:
-    """The schedules of `n_records` records per epoch shared by `world` processes (drop_last over
-    the global batch of batch_size * world records; `pretrain` checked that one step fits)."""
-    E, L = cfg.epochs, n_records // (cfg.batch_size * world)
-    peak_lr = cfg.base_lr * cfg.batch_size * world / 256.0  # linear scaling with the total batch
+    """The schedules of `n_records` records per epoch shared by `world` processes: batch_size is
+    the global batch (batch_size / world records per process), drop_last over it (`pretrain`
+    checked that one step fits). So the schedules, and the run's recipe, do not depend on
+    `world` (issue 15: a torchrun backbone is the one `reproduce` asks for)."""
+    E, L = cfg.epochs, n_records // cfg.batch_size
+    peak_lr = cfg.base_lr * cfg.batch_size / 256.0  # linear scaling with the (global) batch
     return Schedules(
         lr=cosine_schedule(peak_lr, cfg.min_lr, E, L, warmup_epochs=min(cfg.warmup_epochs, E)),
         wd=cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, E, L),
@@ -819,6 +960,7 @@ class State:
     optimizer: torch.optim.Optimizer
     perm_gen: torch.Generator  # record order, the same on every rank (CPU)
     view_gen: torch.Generator  # windows and views, one stream per rank (on the device)
+    forward: object = forward_loss  # the forward half of the step: forward_loss or a CompiledForward
     epoch: int = 0  # the next epoch to run (0-based)
     best_loss: float = math.inf
     best_epoch: int = -1
@@ -847,6 +989,9 @@ def build_state(run: Run, sched: Schedules) -> State:
         ids = [torch.device(device).index] if device.startswith("cuda") else None
         model = nn.parallel.DistributedDataParallel(student, device_ids=ids)
     view_seed = int(np.random.SeedSequence([run.seed, run.rank]).generate_state(1)[0])
+    # Compiled: one graph (fullgraph) for one process; under DDP, Dynamo splits the graph at the
+    # gradient buckets on purpose (its DDPOptimizer), so fullgraph is not asked for there.
+    forward = forward_loss if cfg.compile == "off" else CompiledForward(cfg.compile, fullgraph=run.world == 1)
     return State(
         student,
         teacher,
@@ -855,13 +1000,16 @@ def build_state(run: Run, sched: Schedules) -> State:
         optimizer,
         perm_gen=torch.Generator().manual_seed(run.seed),
         view_gen=torch.Generator(device=device).manual_seed(view_seed),
+        forward=forward,
     )
 
 
 def restore_checkpoint(run: Run, st: State) -> None:
     """Load OUT/checkpoint.pt into `st` when resuming (the rule of `checkpoint.load`; the
     profile's name is not compared, its settings are)."""
-    must_match = {k: v for k, v in run.settings().items() if k != "profile"}
+    # The same run: every setting but the profile's name and how it is executed (compile mode,
+    # checkpoint cadence, log_every: see pretrain_request); the process count does count here.
+    must_match = {k: v for k, v in run.settings().items() if k not in ("profile", "execution")}
     ck = checkpoint.load(run.out / checkpoint.NAME, run.resume, must_match)
     if ck is None:
         if run.resume and run.progress and run.rank == 0:
@@ -877,9 +1025,10 @@ def restore_checkpoint(run: Run, st: State) -> None:
     st.best_backbone = ck.get("best_backbone")
 
 
-def save_checkpoint(run: Run, st: State, view_states: list[torch.Tensor]) -> None:
-    """Write OUT/checkpoint.pt after epoch st.epoch - 1 (rank 0; `view_states` of every rank)."""
-    state = {
+def checkpoint_state(run: Run, st: State, view_states: list[torch.Tensor]) -> dict:
+    """What OUT/checkpoint.pt holds after epoch st.epoch - 1 (`view_states` of every rank); its
+    tensors are the live ones (`writer.host_copy` copies them)."""
+    return {
         "run": run.settings(),
         "epoch": st.epoch,
         "student": st.student.state_dict(),
@@ -892,7 +1041,6 @@ def save_checkpoint(run: Run, st: State, view_states: list[torch.Tensor]) -> Non
         "best_epoch": st.best_epoch,
         "best_backbone": st.best_backbone,
     }
-    checkpoint.save(run.out / checkpoint.NAME, state)
 
 
 # --- the loop ----------------------------------------------------------------------------------
@@ -902,35 +1050,32 @@ def train_one_epoch(
     run: Run, st: State, sched: Schedules, corpus: Corpus, mean: torch.Tensor, std: torch.Tensor
 ) -> dict:
     """Epoch st.epoch: each step takes this rank's share of the shuffled records, one random window
-    each, its views, and one `train_step`. Returns the log row (figures averaged over the ranks)."""
+    each, its views, and one `train_step`. Returns the log row (figures averaged over the ranks).
+
+    Sync-free steady state (issue 15): the record order is copied to the device once per epoch,
+    each step's figures are summed on the device, and the host reads them only every
+    `log_every` steps (progress bar, non-finite check) and at the epoch's end; step times come
+    from CUDA events read then (`_Timer`). Static shapes: every step has batch_size records
+    (drop_last: the records past the last full global batch sit this epoch out, as in DINO)."""
     cfg, device, epoch, L = run.cfg, run.device, st.epoch, sched.steps
     t_epoch = time.perf_counter()
-    perm = torch.randperm(len(corpus.lengths), generator=st.perm_gen)  # (n,) the same on every rank
+    perm = torch.randperm(len(corpus.lengths), generator=st.perm_gen).to(device)  # (n,) the same on every rank
     sums = torch.zeros(3, device=device)  # loss, teacher entropy, embedding std
-    views_time = model_time = 0.0
     n_steps = min(L, sched.limit - epoch * L)  # L, but fewer in the last epoch of a smoke run
     shown = run.progress and run.rank == 0
     bar = tqdm(range(n_steps), desc=f"pretrain {run.modality} {epoch + 1}/{cfg.epochs}", disable=not shown, leave=False)
-    b = cfg.batch_size
+    every = cfg.log_every or n_steps
+    timer = _Timer(device)
     for i in bar:
-        it = epoch * L + i
-        t0 = time.perf_counter()
-        first = (i * run.world + run.rank) * b
-        rec = perm[first : first + b].to(device)  # (B,) this rank's share of step i
-        views = make_views(corpus, rec, run.modality, mean, std, run.transforms, cfg.n_global, cfg.n_local,
-                           st.view_gen, released_fc=cfg.freq_cutout == "discarded", augment=cfg.augment)  # fmt: skip
-        _sync(device)
-        t1 = time.perf_counter()
-        stats = train_step(st.model, st.teacher, st.loss_fn, st.optimizer, views, epoch, float(sched.lr[it]),
-                           float(sched.wd[it]), float(sched.momentum[it]), cfg.clip_grad,
-                           cfg.freeze_last_layer_epochs, run.amp)  # fmt: skip
-        sums += torch.stack([stats["loss"], stats["teacher_entropy"], stats["embedding_std"]])
-        _sync(device)
-        views_time += t1 - t0
-        model_time += time.perf_counter() - t1
-        if shown:
-            bar.set_postfix(loss=f"{stats['loss'].item():.4f}")
-    loss, entropy, emb_std = (_mean_over_ranks(sums / n_steps)).tolist()
+        sums += pretrain_step(run, st, sched, corpus, mean, std, perm, i, timer)
+        if (i + 1) % every == 0 and i + 1 < n_steps and (shown or run.world == 1):
+            loss_so_far = sums[0].item() / (i + 1)  # one read every log_every steps
+            if run.world == 1:  # (under DDP every rank checks the all-reduced sums below, together)
+                _check_finite(loss_so_far, epoch, i + 1)
+            bar.set_postfix(loss=f"{loss_so_far:.4f}")
+    loss, entropy, emb_std = (_mean_over_ranks(sums / n_steps)).tolist()  # the epoch's one read
+    _check_finite(loss, epoch, n_steps)
+    views_time, model_time = timer.totals()
     sl = slice(epoch * L, epoch * L + n_steps)
     return {
         "epoch": epoch,
@@ -947,13 +1092,101 @@ def train_one_epoch(
     }
 
 
+def pretrain_step(
+    run: Run,
+    st: State,
+    sched: Schedules,
+    corpus: Corpus,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    perm: torch.Tensor,
+    i: int,
+    timer: _Timer | None = None,
+) -> torch.Tensor:
+    """Step i of epoch st.epoch with its batch preparation: this rank's share of the shuffled
+    records `perm` (on the device), one random window each, its views, one `train_step`.
+    Returns (loss, teacher entropy, embedding std) as a (3,) device tensor; reads nothing back."""
+    cfg, epoch = run.cfg, st.epoch
+    it = epoch * sched.steps + i
+    mark = timer.mark if timer is not None else (lambda: None)
+    mark()
+    b = cfg.batch_size // run.world  # records per step on this process
+    first = i * cfg.batch_size + run.rank * b
+    rec = perm[first : first + b]  # (B,) this rank's share of step i, on the device
+    views = make_views(corpus, rec, run.modality, mean, std, run.transforms, cfg.n_global, cfg.n_local,
+                       st.view_gen, released_fc=cfg.freq_cutout == "discarded", augment=cfg.augment,
+                       checked=True)  # fmt: skip
+    mark()
+    stats = train_step(st.model, st.teacher, st.loss_fn, st.optimizer, views, epoch, float(sched.lr[it]),
+                       float(sched.wd[it]), float(sched.momentum[it]), cfg.clip_grad,
+                       cfg.freeze_last_layer_epochs, run.amp, forward=st.forward)  # fmt: skip
+    out = torch.stack([stats["loss"], stats["teacher_entropy"], stats["embedding_std"]])
+    mark()
+    return out
+
+
+def _check_finite(mean_loss: float, epoch: int, steps: int) -> None:
+    """Stop the run when the mean loss of the epoch's first `steps` steps is not finite."""
+    if not math.isfinite(mean_loss):
+        raise FloatingPointError(
+            f"DINO loss is {mean_loss} at epoch {epoch} (within its first {steps} steps); lower the learning rate"
+        )
+
+
+class _Timer:
+    """Seconds in the views and in the model step, marked three times per step (start, views
+    done, step done): CUDA events on a GPU, read once per epoch so the steps never wait for
+    them; the host clock on the CPU (where the host waits for each op anyway)."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+        self.marks: list = []
+
+    def mark(self) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def totals(self) -> tuple[float, float]:
+        """(views, model) seconds over the marked steps."""
+        if self.cuda:
+            torch.cuda.synchronize()
+
+        def span(a, b) -> float:
+            return a.elapsed_time(b) / 1000.0 if self.cuda else b - a
+
+        m = self.marks
+        steps = range(0, len(m) - 2, 3)
+        return sum(span(m[j], m[j + 1]) for j in steps), sum(span(m[j + 1], m[j + 2]) for j in steps)
+
+
+def _checkpoint_due(run: Run, epoch_done: int, end_epoch: int, last_write: float) -> bool:
+    """After epoch `epoch_done` (1-based count of finished epochs): every checkpoint_epochs
+    epochs, when checkpoint_minutes passed since the last write, and always at the end of this
+    call (so that a --stop-after run, a finished one or one killed later resumes from here)."""
+    cfg = run.cfg
+    due = [checkpoint.checkpoint_due(cfg, epoch_done, (time.monotonic() - last_write) / 60) or epoch_done >= end_epoch]
+    if _dist_on():
+        dist.broadcast_object_list(due, src=0)  # rank 0's clock decides, so every rank gathers together
+    return bool(due[0])
+
+
 def _train(run: Run) -> Path:
-    """The DINO loop of this process: per epoch, train_one_epoch, then (rank 0) the checkpoint,
-    then the log row; when the run is complete, the backbone and summary.json."""
+    """The DINO loop of this process: per epoch, train_one_epoch, then (rank 0, at the cadence of
+    `_checkpoint_due`) the checkpoint and the log in the background; when the run is complete,
+    the backbone and summary.json."""
+    from .models import use_fast_cuda_math  # ~10 ms at import: only when a run builds a model
+    from .transforms import check_lead_stats  # ~6 ms at import: only when a run starts
+
+    use_fast_cuda_math(run.device)
     corpus = Corpus.from_prepared(run.prepared, rows=run.rows, device=run.device)
     sched = make_schedules(run.cfg, len(corpus.lengths), run.world)
     st = build_state(run, sched)
     restore_checkpoint(run, st)
+    check_lead_stats(run.prepared.mean, run.prepared.std)  # once: the steps then never read them
     mean = torch.as_tensor(np.asarray(run.prepared.mean), dtype=torch.float32, device=run.device)
     std = torch.as_tensor(np.asarray(run.prepared.std), dtype=torch.float32, device=run.device)
     log_path = run.out / "log.csv"
@@ -961,23 +1194,24 @@ def _train(run: Run) -> Path:
         run.out.mkdir(parents=True, exist_ok=True)
     log_rows = _read_log(log_path, st.epoch) if run.rank == 0 else []
     end_epoch = sched.last_epoch if run.stop_after is None else min(sched.last_epoch, st.epoch + run.stop_after)
-    while st.epoch < end_epoch:
-        row = train_one_epoch(run, st, sched, corpus, mean, std)
-        _average_buffers(st.student)
-        _average_buffers(st.teacher)
-        if row["loss"] < st.best_loss:
-            st.best_loss, st.best_epoch = row["loss"], st.epoch
-            if run.cfg.keep == "lowest-loss":
-                st.best_backbone = {k: v.detach().cpu().clone() for k, v in st.student.backbone.state_dict().items()}
-        st.epoch += 1
-        view_states = _gather(st.view_gen.get_state())
-        if run.rank == 0:
-            save_checkpoint(run, st, view_states)
-            log_rows.append(row)  # after the checkpoint: the log never shows an epoch a resume runs again
-            _write_log(log_path, log_rows)
-            _print_epoch(run, row)
-        if run.world > 1:
-            dist.barrier()  # the checkpoint is complete before any rank goes on
+    writer, last_write = Writer(), time.monotonic()
+    try:
+        while st.epoch < end_epoch:
+            row = train_one_epoch(run, st, sched, corpus, mean, std)
+            _end_epoch(run, st, row)
+            if run.rank == 0:
+                log_rows.append(row)
+                _print_epoch(run, row)
+            if _checkpoint_due(run, st.epoch, end_epoch, last_write):
+                view_states = _gather(st.view_gen.get_state())
+                if run.rank == 0:
+                    _submit_checkpoint(writer, run, st, view_states, list(log_rows))
+                last_write = time.monotonic()
+        writer.wait()
+    finally:
+        writer.drain()  # a failing step still leaves the last checkpoint whole
+    if run.world > 1:
+        dist.barrier()  # the checkpoint is complete before any rank goes on
     if end_epoch < sched.last_epoch:
         return run.out
     if run.rank == 0:
@@ -985,6 +1219,30 @@ def _train(run: Run) -> Path:
     if run.world > 1:
         dist.barrier()
     return run.out
+
+
+def _end_epoch(run: Run, st: State, row: dict) -> None:
+    """After an epoch: buffers averaged over the ranks, the lowest loss kept, the epoch counted."""
+    _average_buffers(st.student)
+    _average_buffers(st.teacher)
+    if row["loss"] < st.best_loss:
+        st.best_loss, st.best_epoch = row["loss"], st.epoch
+        if run.cfg.keep == "lowest-loss":
+            st.best_backbone = {k: v.detach().cpu().clone() for k, v in st.student.backbone.state_dict().items()}
+    st.epoch += 1
+
+
+def _submit_checkpoint(writer: Writer, run: Run, st: State, view_states: list, log_rows: list[dict]) -> None:
+    """Copy the state to the host now, then write OUT/checkpoint.pt and after it OUT/log.csv in
+    the background (so the log never shows an epoch that a resume runs again)."""
+    state = host_copy(checkpoint_state(run, st, view_states))
+    log_path = run.out / "log.csv"
+
+    def write() -> None:
+        checkpoint.save(run.out / checkpoint.NAME, state)
+        _write_log(log_path, log_rows)
+
+    writer.submit(write)
 
 
 def _print_epoch(run: Run, row: dict) -> None:
@@ -1010,14 +1268,14 @@ def _write_final(run: Run, st: State, sched: Schedules, log_rows: list[dict], n:
         "epochs": cfg.epochs,
         "smoke": bool(cfg.max_steps),
         "steps": sched.limit,  # a smoke run is never a result
-        "batch_size_per_process": cfg.batch_size,
+        "batch_size_per_process": cfg.batch_size // run.world,
         "steps_per_epoch": sched.steps,
         "peak_lr": sched.peak_lr,
         "data": {
             "prepared": str(run.prepared.path),
             "n_prepared": len(run.prepared.index),
             "n_records": n,
-            "records_per_epoch": sched.steps * cfg.batch_size * run.world,
+            "records_per_epoch": sched.steps * cfg.batch_size,
             "folds": "all (transductive, as the released code: book Deviations, B13)",
             "window_samples": WINDOW,
             "crops_per_record_per_epoch": 1,
@@ -1031,7 +1289,8 @@ def _write_final(run: Run, st: State, sched: Schedules, log_rows: list[dict], n:
         "final_embedding_std": float(last["embedding_std"]) if last else math.nan,
         "wall_time_s": time.perf_counter() - run.started_at,
         "device": device if not device.startswith("cuda") else f"{device} ({torch.cuda.get_device_name(device)})",
-        "amp": run.amp,
+        "amp": run.amp,  # bf16 autocast in effect (cfg.amp on CUDA)
+        "compile": cfg.compile,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "provenance": provenance.read(run.out),
@@ -1055,8 +1314,14 @@ def _parser() -> argparse.ArgumentParser:
         "--profile", default="tiny", help="tiny (fixture, CPU) or paper (the authors' settings); default tiny"
     )
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the profile's)")
-    p.add_argument("--batch-size", type=int, default=None, help="records per step per process (default: the profile's)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="records per step over all processes (default: the profile's)"
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda, cuda:1 or auto (default: the profile's: tiny cpu, paper cuda; under torchrun cuda:LOCAL_RANK)",
+    )
     p.add_argument(
         "--transforms",
         default=None,
@@ -1067,7 +1332,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", default=None, help="backbone kept: final (default) or lowest-loss (released)")
     p.add_argument("--records", type=int, default=None, help="use only the first N prepared records (quick runs)")
     p.add_argument("--stop-after", type=int, default=None, help="train at most N epochs now; --resume goes on")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     p.add_argument(
         "--max-steps",
         type=int,
@@ -1109,7 +1373,6 @@ def cli(argv: list[str]) -> int:
         progress=not a.no_progress,
         records=a.records,
         stop_after=a.stop_after,
-        amp=a.amp,
         config=cfg,
         force=a.force,
         max_steps=a.max_steps,

@@ -20,6 +20,7 @@ cutout is applied before time cutout, with a flag for the released code's time-o
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -142,7 +143,7 @@ def _sorted_rows(keys: torch.Tensor) -> torch.Tensor:
 
 
 def _random_subset(
-    k: torch.Tensor, n: int, gen: torch.Generator, key_dtype: torch.dtype = torch.float32
+    k: torch.Tensor, n: int, gen: torch.Generator, key_dtype: torch.dtype = torch.float64
 ) -> torch.Tensor:
     """Row r of the (R, n) bool result marks a uniform random k[r]-subset of range(n), i.e. k[r]
     items drawn without replacement (`k` a LongTensor (R,) with 0 <= k < n).
@@ -150,23 +151,16 @@ def _random_subset(
     Every item gets a random key ~ U[0, 1), and the items whose key is below the row's
     (k+1)-th smallest key are chosen: the k smallest keys. The keys are i.i.d., so every
     k-subset is equally likely to hold them. That needs only the sorted key values (no argsort,
-    no scatter). The one catch is a tie at the threshold (two equal keys there; float32 keys
-    have 24 random bits, so for n = 248 about 1 row in 70,000): such a row has fewer than k
-    keys below the threshold, and it is drawn again. The result stays exactly uniform, because
-    "no tie at the threshold" does not depend on which items hold the smallest keys.
+    no scatter) and never reads the device (no host-device synchronisation, issue 15). The one
+    catch is a tie at the threshold: such a row holds fewer than k items (never more, so a
+    crop plan stays in range). The keys are float64, 53 random bits, so that any two of n = 248
+    keys are equal in fewer than 4 rows in 10^12. (Until issue 15 the keys were float32, 24 bits,
+    a tie in about 1 row in 70,000, and such rows were drawn again; deciding to draw again needs
+    the host to see the tie, a `nonzero` that blocks the host on CUDA at every step.)
     """
-
-    def draw(k: torch.Tensor) -> torch.Tensor:
-        keys = _uniform((k.shape[0], n), gen, k.device, key_dtype)
-        threshold = _sorted_rows(keys).gather(1, k[:, None])  # the (k+1)-th smallest key of each row
-        return keys < threshold
-
-    chosen = draw(k)
-    redo = torch.nonzero(chosen.sum(1) != k)[:, 0]  # rows with a tie at the threshold
-    while redo.numel():
-        chosen[redo] = draw(k[redo])
-        redo = redo[chosen[redo].sum(1) != k[redo]]
-    return chosen
+    keys = _uniform((k.shape[0], n), gen, k.device, key_dtype)
+    threshold = _sorted_rows(keys).gather(1, k[:, None])  # the (k+1)-th smallest key of each row
+    return keys < threshold
 
 
 # --- time-series transforms (paper Sec. II-B.1) ------------------------------------------------
@@ -310,13 +304,30 @@ def gaussian_noise(
     return x + _standard_normal(x.shape, gen, x) * s
 
 
-def _per_lead(v, name: str, n_leads: int, like: torch.Tensor) -> torch.Tensor:
+def _per_lead(v, name: str, n_leads: int, like: torch.Tensor, checked: bool = False) -> torch.Tensor:
+    """v as a (n_leads,) tensor on like's device and dtype. Its values are checked (finite)
+    unless `checked`: the caller did that once at set-up (`check_lead_stats`), since reading a
+    device tensor's values blocks the host on CUDA."""
     t = torch.as_tensor(np.asarray(v, dtype=np.float64) if not isinstance(v, torch.Tensor) else v)
     if t.shape != (n_leads,):
         raise UserError(f"{name} must hold one value per lead, shape ({n_leads},), got {tuple(t.shape)}")
-    if not torch.isfinite(t).all():
+    if not checked and not torch.isfinite(t).all():
         raise UserError(f"{name} must be finite")
     return t.to(device=like.device, dtype=like.dtype)
+
+
+def check_lead_stats(mean: PerLead, std: PerLead, n_leads: int = 12) -> None:
+    """UserError unless mean and std hold n_leads finite values each and std >= 0: the checks
+    that `time_views(..., checked=True)` leaves to its caller, made once before a run."""
+    m = np.asarray(mean.detach().cpu() if isinstance(mean, torch.Tensor) else mean, dtype=np.float64)
+    s = np.asarray(std.detach().cpu() if isinstance(std, torch.Tensor) else std, dtype=np.float64)
+    for name, v in (("mean", m), ("std", s)):
+        if v.shape != (n_leads,):
+            raise UserError(f"{name} must hold one value per lead, shape ({n_leads},), got {v.shape}")
+        if not np.isfinite(v).all():
+            raise UserError(f"{name} must be finite")
+    if (s < 0).any():
+        raise UserError("std must be >= 0 for every lead")
 
 
 def normalize(x: torch.Tensor, mean: PerLead, std: PerLead) -> torch.Tensor:
@@ -362,8 +373,14 @@ def normalize_spectrogram(spec: torch.Tensor) -> torch.Tensor:
     spec = _check_batch(spec, "spec", 4, "(B, 12, freq, frames)")
     if spec.shape[1] != len(SPEC_MEAN):
         raise UserError(f"spec must have {len(SPEC_MEAN)} leads, got {spec.shape[1]}")
-    mean = torch.tensor(SPEC_MEAN, dtype=spec.dtype, device=spec.device)
-    return (spec - mean[:, None, None]) / SPEC_STD
+    return (spec - _spec_mean(spec.dtype, spec.device)[:, None, None]) / SPEC_STD
+
+
+@functools.lru_cache(maxsize=8)
+def _spec_mean(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """SPEC_MEAN (12,) on `device`, made once: a tensor built from Python numbers is a
+    host-to-device copy, which on CUDA waits for the queue at every call."""
+    return torch.tensor(SPEC_MEAN, dtype=dtype, device=device)
 
 
 def spectrogram(x: torch.Tensor) -> torch.Tensor:
@@ -489,10 +506,14 @@ def _view_ratios(b: int, n_global: int, n_local: int, global_scale, local_scale,
         raise UserError("n_global + n_local must be at least 1")
     glo, ghi = _check_range("global_scale", global_scale, 0.0, 1.0, lo_open=True)
     llo, lhi = _check_range("local_scale", local_scale, 0.0, 1.0, lo_open=True)
-    lo = torch.tensor([glo] * n_global + [llo] * n_local, dtype=torch.float64, device=device)
-    hi = torch.tensor([ghi] * n_global + [lhi] * n_local, dtype=torch.float64, device=device)
+
+    # The bounds are filled on the device (no host-to-device copy of Python numbers per call).
+    def bounds(g: float, loc: float) -> torch.Tensor:
+        f64 = dict(dtype=torch.float64, device=device)
+        return torch.cat([torch.full((n_global * b,), g, **f64), torch.full((n_local * b,), loc, **f64)])
+
     v = n_global + n_local
-    return _between(lo.repeat_interleave(b), hi.repeat_interleave(b), (v * b,), gen, device)
+    return _between(bounds(glo, llo), bounds(ghi, lhi), (v * b,), gen, device)
 
 
 def time_views(
@@ -508,6 +529,7 @@ def time_views(
     generator: torch.Generator | None = None,
     tc_ratio: Sequence[float] | None = None,
     sigma: Sequence[float] = AUGMENT.noise_sigma,
+    checked: bool = False,
 ) -> torch.Tensor:
     """DINO time-series views (paper Sec. II-B.1): raw mV (B, 12, 250) -> normalised (V, B, 12, 250).
 
@@ -520,6 +542,8 @@ def time_views(
     The random draws are those of random_resized_crop, time_cutout and gaussian_noise applied
     in turn to the V*B stacked windows, so the views equal that composition followed by
     `normalize` (up to float rounding); the work is arranged to make few passes over the output.
+    checked=True: `mean` and `std` were checked once by the caller (`check_lead_stats`), so no
+    value of theirs is read here and the call never blocks the host on CUDA.
     """
     names = _check_set(transforms, TIME_TRANSFORMS, "transforms")
     raw = _check_batch(raw, "raw", 3, "(B, leads, samples)")
@@ -527,8 +551,8 @@ def time_views(
     tc_lo, tc_hi = _check_range("tc_ratio", _cutout_ratio(tc_mode, tc_ratio, "tc_mode"), 0.0, 1.0)
     sigma_lo, sigma_hi = _check_range("sigma", sigma, 0.0, float("inf"))
     b, c, n = raw.shape
-    mean_t, std_t = _per_lead(mean, "mean", c, raw), _per_lead(std, "std", c, raw)
-    if (std_t < 0).any():
+    mean_t, std_t = _per_lead(mean, "mean", c, raw, checked), _per_lead(std, "std", c, raw, checked)
+    if not checked and (std_t < 0).any():
         raise UserError("std must be >= 0 for every lead")
     v = n_global + n_local
     ratio = _view_ratios(b, n_global, n_local, global_scale, local_scale, gen, raw.device)  # (V*B,)

@@ -76,7 +76,7 @@ class Corpus:
         self.offsets = off.to(self.device)
         self.lengths = ln.to(self.device)
         self._lengths_host = ln.detach().cpu().clone()  # window counts without device syncs
-        self._shortest = int(ln.min()) if len(ln) else 0  # set-up time: random_windows checks against it
+        self._shortest = int(self._lengths_host.min()) if len(ln) else 0  # samples, read once (random_windows)
         self._eval_index: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, np.ndarray]] = {}
         self.labels = None
         if labels is not None:
@@ -170,13 +170,16 @@ class Corpus:
     # --- training crops ------------------------------------------------------------------------
 
     def random_windows(
-        self, rec: torch.Tensor, n_crops: int, generator: torch.Generator, length: int = WINDOW
+        self, rec: torch.Tensor, n_crops: int, generator: torch.Generator, length: int = WINDOW, checked: bool = False
     ) -> torch.Tensor:
         """Independent random crops: (B,) record positions -> (B*n_crops, 12, length) raw mV.
 
         Rows b*n_crops .. b*n_crops+n_crops-1 are crops of record rec[b]. Each start is uniform in
         [0, len-length-1] (0 for a record of exactly `length`), drawn with `generator` on its own
         device. Every record in the corpus must be at least `length` samples long.
+        checked=True: `rec` is a LongTensor on the corpus device whose positions the caller knows
+        to be valid (a permutation of the records), so they are not read back: the call then never
+        blocks the host on CUDA (the pre-training step, issue 15).
         """
         if not isinstance(generator, torch.Generator):
             raise UserError(f"generator must be a torch.Generator, got {type(generator).__name__}")
@@ -186,7 +189,8 @@ class Corpus:
             raise UserError(f"length must be an integer >= 1, got {length!r}")
         if self._shortest < length:
             raise UserError(f"length {length} is longer than the shortest record ({self._shortest} samples)")
-        r = self._check_rec(rec).repeat_interleave(n_crops)  # (B*n,)
+        r = rec if checked else self._check_rec(rec)
+        r = r.repeat_interleave(n_crops, output_size=len(r) * n_crops)  # (B*n,), a length known on the host
         span = (self.lengths[r] - length).clamp(min=1)  # number of allowed starts
         u = torch.rand(r.shape, generator=generator, device=generator.device, dtype=torch.float64)
         start = torch.minimum((u.to(self.device) * span).long(), span - 1)  # (B*n,)

@@ -61,6 +61,13 @@ class Writer:
         if error is not None:
             raise error
 
+    def drain(self) -> None:
+        """Block until the job in flight is done, keeping its error for the next `wait` (on the way
+        out of a loop that is already failing: its checkpoint is left whole, its error not masked)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
     @property
     def busy(self) -> bool:
         """True while a job is running."""

@@ -177,7 +177,7 @@ display(
 # the `honest` protocol picks the epoch with the best AUPRC on J.
 
 # %% mystnb={"figure": {"caption": "Training of the run shown (setup, fold, data and profile as above), per epoch: the training loss (binary cross-entropy with logits) and the learning rate.", "name": "fig-ft-train"}, "image": {"alt": "Two line plots against epoch: training loss and learning rate"}} tags=["remove-input"]
-assert len(log) == res["epochs"], "one log row per epoch"
+assert len(log) == res["epochs"] or res.get("smoke"), "one log row per epoch (a smoke run stops early)"
 fig = plots.curves(log, ["train_loss", "lr"], title=f"{setup.upper()}, fold {fold}: training")
 
 # %% mystnb={"figure": {"caption": "Macro AUROC and AUPRC of the same run after each epoch, on the inner fold J (used by the honest protocol to choose) and the outer fold K (reported).", "name": "fig-ft-val"}, "image": {"alt": "Line plots of AUROC and AUPRC against epoch for the inner and the outer fold"}} tags=["remove-input"]

@@ -262,3 +262,13 @@ def test_a_compiled_finetune_runs_end_to_end_and_its_training_loss_matches_eager
     assert runs["reduce-overhead"]["config"]["compile"] == "reduce-overhead"
     eager, compiled = (runs[m]["history"][0]["train_loss"] for m in ("off", "reduce-overhead"))
     assert compiled == pytest.approx(eager, rel=1e-3)  # 4 Adam steps: rounding noise, not a different step
+
+
+def test_how_a_run_is_executed_is_recorded_but_never_matched_for_reuse():
+    # compile mode, checkpoint cadence and log_every change when files are written and how the step
+    # runs, not what it computes: the same request (so a finished run is reused, a checkpoint resumed)
+    cfg = get_profile("tiny").finetune
+    other = replace(cfg, compile="default", checkpoint_epochs=3, checkpoint_minutes=5.0, log_every=7)
+    args = ("t", 0, 1, 3, "both", 0, "digest")
+    assert ft.finetune_request(cfg, *args) == ft.finetune_request(other, *args)
+    assert ft.finetune_request(cfg, *args) != ft.finetune_request(replace(cfg, lr=cfg.lr / 2), *args)

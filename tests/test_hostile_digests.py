@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,22 +18,14 @@ import pytest
 from ecgssl_nb import finetune as ft
 from ecgssl_nb import provenance, results, selfkd
 from ecgssl_nb.__main__ import main
-from ecgssl_nb.config import get_profile
 from ecgssl_nb.errors import UserError
 from ecgssl_nb.fixture import make_fixture
 from ecgssl_nb.prepare import load_prepared, prepare
 from ecgssl_nb.reproduce import reproduce
+from test_trust_runs import SMALL  # the very small real study of that file: seconds per `reproduce`
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-TINY = get_profile("tiny")
-# A real but very small study (as tests/test_trust_runs.py): 1 pre-training epoch, 0-epoch fine-tunings.
-SMALL_PRE = replace(TINY.pretrain["time"], epochs=1, batch_size=16, n_local=0, out_dim=64, warmup_epochs=0)
-SMALL = replace(
-    TINY,
-    pretrain={"time": SMALL_PRE, "spec": SMALL_PRE},
-    finetune=replace(TINY.finetune, crops=1, eval_batch_windows=512, epochs={f: 0 for f in ("t", "s", "tsc", "tsg")}),
-)
 PRE_RUN = dict(modality="time", epochs=2, batch_size=4, records=8, progress=False)
 PRE_RUN["overrides"] = {"out_dim": 64, "base_lr": 0.5, "warmup_epochs": 0}
 

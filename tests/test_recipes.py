@@ -200,7 +200,7 @@ def test_b10_released_optimiser_is_one_adam_group_over_every_parameter():
 
 def test_b16_released_spectrogram_views_have_no_cut_frequency_row():
     class Fake:  # what make_views needs of a corpus (windows.Corpus.random_windows): raw windows
-        def random_windows(self, rec, n, gen, length=250):
+        def random_windows(self, rec, n, gen, length=250, checked=False):
             return torch.randn(len(rec), 12, length, generator=gen)
 
     rec = torch.arange(4)

@@ -73,7 +73,7 @@ def _pretrain(prepared: str, out: str) -> dict:
         seen["centre"].append((teacher_out.detach().clone(), before, self.center.clone()))
 
     selfkd.make_views, selfkd.train_step, selfkd.DINOLoss.update_center = views_spy, step_spy, update_spy
-    selfkd.pretrain(prepared, out, "time", epochs=1, batch_size=2, records=8, progress=False, overrides=FAST)
+    selfkd.pretrain(prepared, out, "time", epochs=1, batch_size=4, records=8, progress=False, overrides=FAST)
     assert dist.is_initialized()  # pretrain left the caller's group alone
     student = selfkd._unwrap(seen["student"])
     return {
@@ -109,7 +109,7 @@ def test_two_processes_share_the_centre_train_on_distinct_records_and_end_identi
     torch.testing.assert_close(c0["center"], want)
     torch.testing.assert_close(c1["center"], want)
 
-    # Records: 8 records, 2 per rank per step, 2 steps; every record once, no record on both ranks.
+    # Records: 8 records, a global batch of 4 (2 per rank) per step, 2 steps; every record once, on one rank.
     seen0, seen1 = torch.cat(r0["rec"]).tolist(), torch.cat(r1["rec"]).tolist()
     assert len(r0["rec"]) == len(r1["rec"]) == 2
     assert not set(seen0) & set(seen1) and sorted(seen0 + seen1) == list(range(8))
