@@ -158,7 +158,10 @@ def _collect(job, ref) -> None:
     except Exception as exc:  # RayTaskError, WorkerCrashedError, NodeDiedError, ...
         bad = [n.name for n in job.needs if n.status in ("failed", "blocked")]
         rec = {"status": "blocked", "reason": f"needs {', '.join(bad)}, which failed"} if bad else {}
-        rec = rec or {"status": "failed", "reason": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
+        if not rec:  # the task's own error: its last line as the reason, all of it in error.txt
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            rec = {"status": "failed", "reason": f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]}
+            _note(job, f"{type(exc).__name__}\n{exc}\n")
     for key in ("status", "reason", "device", "node", "host", "gpu_ids", "started", "ended", "wall_s"):
         if key in rec:
             setattr(job, key, rec[key])
@@ -184,7 +187,8 @@ def _task(job, cwd: str, as_notebooks: bool, *needs: dict) -> dict:
         _run_notebook(job, "cuda" if gpu_ids else "cpu", True)
         rec = {"status": job.status, "reason": job.reason, "device": "cuda" if gpu_ids else "cpu"}
     else:
-        rec = _child(job, cwd, "cuda" if gpu_ids else "cpu")
+        ddp = len(gpu_ids) if job.kind == "pretrain" and len(gpu_ids) > 1 else 1
+        rec = _child(job, cwd, "cuda" if gpu_ids else "cpu", ddp)
     return {
         "name": job.name,
         **rec,
@@ -195,16 +199,17 @@ def _task(job, cwd: str, as_notebooks: bool, *needs: dict) -> dict:
     }
 
 
-def _child(job, cwd: str, device: str) -> dict:
+def _child(job, cwd: str, device: str, ddp: int = 1) -> dict:
     """Run `job` in `python -m ecgssl_nb.cluster` (its output to the job's log), which dies with
-    this worker; its record, or a failure with the log's tail when it did not write one."""
+    this worker (ddp > 1: a pre-training under DDP, one process per GPU of the task); its record,
+    or a failure with the log's tail when it did not write one."""
     from .reproduce import _failed, _log_path
 
     log = _log_path(job)
     log.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ecgssl-task-") as tmp:
         out = Path(tmp) / "record.json"
-        cmd = [sys.executable, "-m", "ecgssl_nb.cluster", device, str(out)]
+        cmd = [sys.executable, "-m", "ecgssl_nb.cluster", device, str(out), str(ddp)]
         with open(log, "w") as fh:
             fh.write(f"$ {' '.join(cmd)}  # {job.name}\n")
             fh.flush()
@@ -229,18 +234,41 @@ def _die_with_parent() -> None:
 
 
 def _main(argv: list[str]) -> int:
-    """`python -m ecgssl_nb.cluster DEVICE RECORD` with a pickled Job on stdin (from `_child`):
-    run it as `reproduce` runs a job in its own process; its status goes to the RECORD file."""
+    """`python -m ecgssl_nb.cluster DEVICE RECORD DDP` with a pickled Job on stdin (from `_child`):
+    run it as `reproduce` runs a job in its own process (DDP > 1: under torchrun with DDP
+    processes); its status goes to the RECORD file."""
     from .config import resolve_device
     from .reproduce import _run_inprocess
 
-    device, record = argv
+    device, record, ddp = argv
     job = pickle.loads(sys.stdin.buffer.read())
     if device == "cuda" and resolve_device("auto") == "cpu":
         device = "cpu"  # GPUs declared to Ray but absent here (a test cluster's fake GPUs)
-    _run_inprocess(job, device)
+    if int(ddp) > 1:
+        _run_torchrun(job, device, int(ddp))
+    else:
+        _run_inprocess(job, device)
     Path(record).write_text(json.dumps({"status": job.status, "reason": job.reason, "device": device}))
     return 0
+
+
+def _run_torchrun(job, device: str, n: int) -> None:
+    """A pre-training under DDP on this task's `n` GPUs: `torchrun --standalone` starts one
+    `python -m ecgssl_nb pretrain` per GPU (rank 0 claims the folder and writes it). The folder's
+    lock is waited for first and the run checked again, so one another driver finished is skipped."""
+    from . import provenance
+    from .reproduce import LOCK_WAIT_S, _failed, _log_path, _succeeded
+
+    with provenance.lock(job.folder, what=job.name, wait_s=LOCK_WAIT_S):
+        if job.done_before():
+            job.status = "skipped"
+            return
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"]
+    rc = subprocess.run([*cmd, "-m", "ecgssl_nb", *job.argv(device)]).returncode
+    if rc == 0 and job.done_before():
+        return _succeeded(job)
+    reason = f"torchrun exit status {rc} ({n} processes)"
+    _failed(job, reason, f"{reason}: their output is in {_log_path(job)}\n")
 
 
 if __name__ == "__main__":

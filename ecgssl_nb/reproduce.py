@@ -2,8 +2,9 @@
 
 The study is planned, then run: `plan(...)` returns every job as data (a `Job`: the command,
 the keyword arguments of its function, what it needs) without writing or running anything;
-`run_jobs` runs the same spec in this process, as a `python -m ecgssl_nb` subprocess or as its
-chapter notebook; `write_tables` makes the tables. Steps, in order:
+`run_jobs` runs them, one at a time in this process (one device, one run at a time: the tiny
+book build) or as Ray tasks (`cluster`: several runs at once, GPUs, `--address`), each as
+itself or as its chapter notebook; `write_tables` makes the tables. Steps, in order:
 
 1. Data. For the tiny profile without --data-dir, the synthetic fixture is written
    (`profile.fixture_records` records; kept when a complete one is there). Then `prepare` runs,
@@ -15,13 +16,14 @@ chapter notebook; `write_tables` makes the tables. Steps, in order:
 3. Fine-tunings (`finetune.finetune`, protocol "both"): every chosen setup on every chosen fold,
    then the ablation runs. The ablation fine-tunes ssl-t / ssl-s from each ablation backbone; t1
    and t2 are the main ssl-t / ssl-s runs. A run whose result.json exists (same request, its digests intact) is
-   skipped; an interrupted one resumes from its checkpoint (see Provenance below). With several devices, or
-   `runs_per_device` k > 1, the runs are subprocesses (`python -m ecgssl_nb finetune ...`) from a
-   shared queue, k fine-tunings at a time on each device (`--runs-per-device`, default the
-   profile's; a pre-training keeps a whole device). With one device and k = 1 the runs execute in
-   this process. A failing run does not stop the others: its traceback goes
-   to `<run>/error.txt` and it is listed at the end. A run whose pre-training failed is reported
-   as blocked.
+   skipped; an interrupted one resumes from its checkpoint (see Provenance below). Steps 2
+   and 3 run together: each run starts once the runs it needs exist (a scratch fine-tuning at
+   once, an ssl- one when its backbones are written). On Ray each fine-tuning holds
+   `--gpus-per-run` of a GPU (default 1/`--runs-per-device`, the profile's k) and each
+   pre-training `--gpus-per-pretrain` GPUs (DDP inside its task when more than one); a task whose
+   worker dies runs again (`--retries`). A failing run does not stop the others: its traceback
+   goes to `<run>/error.txt` and it is listed at the end. A run whose pre-training failed is
+   reported as blocked.
 4. Tables. `tables/table2.csv` holds the 8 setups beside paper Table II, and `tables/table1.csv`
    holds SSL-T, SSL-S and SSL-TSG beside Table I, for both protocols. `tables/fig3.csv` holds the
    transform ablation. All come from `results.load_results` / `aggregate` / `compare_with_paper`.
@@ -54,11 +56,11 @@ notebook (03 or 04) through papermill (`notebook_jobs`), with the job's paramete
 `study_config` = RUNS/<profile>/jobs/study.json (the resolved profile and seed, so a customised
 profile runs the same in this process, as a subprocess and as a notebook). The executed notebook
 is kept as `<run folder>/notebook.ipynb`; a finished run without one runs its notebook, which then
-only shows it. With several devices (or k > 1) each worker runs one notebook process at a time.
+only shows it. On Ray each task runs its notebook.
 
-`manifest.json` records what ran, when, with which versions and devices, the runs per device of
-each stage, which device (and which of its k slots) ran each run, when it started, and the wall
-time of each step and run (s); `wall_s` is the study's total over every call (`call_wall_s` the last
+`manifest.json` records what ran, when, with which versions and devices, where the runs went
+(`placement`: in this process, or Ray with the resources asked), which node, host and GPU ids ran
+each run, when it started and ended, and the wall time of each step and run (s); `wall_s` is the study's total over every call (`call_wall_s` the last
 call's), and a run skipped now keeps the wall time measured when it ran. It is rewritten after
 every step, so an interrupted study still shows how far it got.
 The folder layout is in `paths`.
@@ -1030,6 +1032,7 @@ def reproduce(
     gpus_per_run: float | None = None,
     cpus_per_run: float = 1.0,
     retries: int = cluster.RETRIES,
+    gpus_per_pretrain: int = 1,
 ) -> Path:
     """Run the study of `profile` into OUT/<profile>/ (see the module docstring); returns that
     folder. folds: '0-9', '0,3' or a list (default the profile's); setups: 'all', 't,tsg' or a
@@ -1049,8 +1052,9 @@ def reproduce(
     so gpus_per_run defaults to 1/k; pre-trainings keep a whole GPU). address: the Ray cluster to
     run on (default RAY_ADDRESS; else a local one when the study runs several jobs at once or on
     GPUs, and in this process when it runs one job at a time on one device); gpus_per_run: each
-    fine-tuning's GPU share; cpus_per_run: CPU threads per job; retries: how often a job whose
-    worker died runs again (`cluster`). None of these changes a result, so they are recorded in
+    fine-tuning's GPU share; gpus_per_pretrain: a pre-training's GPUs (more than 1: DDP inside its
+    task, one process per GPU as torchrun starts them); cpus_per_run: CPU threads per job;
+    retries: how often a job whose worker died runs again (`cluster`). None of these changes a result, so they are recorded in
     the manifest, not in the runs' provenance. Several calls on one runs folder share its work:
     each run is claimed by one of them (its folder's lock), the others wait for it. A run is
     skipped only when its folder's provenance request equals the one asked now; a run made by
@@ -1065,7 +1069,7 @@ def reproduce(
     chosen = parse_setups(setups)
     fold_list, ablation_folds = _fold_lists(prof, folds)
     device_list = parse_devices(devices, prof) if not (address or os.environ.get("RAY_ADDRESS")) else ["ray"]
-    place = _placement(prof, device_list, address, gpus_per_run, cpus_per_run, retries)
+    place = _placement(prof, device_list, address, (gpus_per_run, gpus_per_pretrain, cpus_per_run), retries)
     jobs = plan(prof, train_seed, out, data_dir, chosen, fold_list, ablation_folds, ablation, progress)
     runs_ft = stage_runs(out, prof.departures, "finetune")
     root = paths.profile_root(runs_ft, prof.name)
@@ -1084,23 +1088,27 @@ def reproduce(
     return root
 
 
-def _placement(prof: Profile, devices: list[str], address, gpus_per_run, cpus_per_run, retries) -> Placement | None:
+def _placement(prof: Profile, devices: list[str], address, shares: tuple, retries) -> Placement | None:
     """Where the study's runs go: None (one at a time in this process: one CPU device, one run per
     device, no cluster asked) or the Ray placement: GPUs when the devices (or --gpus-per-run) say
-    so, each fine-tuning 1/runs_per_device of one by default, a pre-training a whole one."""
+    so, each fine-tuning 1/runs_per_device of one by default, a pre-training `gpus_per_pretrain`
+    whole ones. shares: (gpus_per_run, gpus_per_pretrain, cpus_per_run) as asked."""
+    gpus_per_run, gpus_per_pretrain, cpus_per_run = shares
     k = prof.runs_per_device
     retries = check_int("--retries", retries, 0)
+    n_pre = check_int("--gpus-per-pretrain", gpus_per_pretrain, 1)
     cpus = cluster.check_share("--cpus-per-run", cpus_per_run, 1024)
     gpu = (
         any(d.startswith("cuda") for d in devices)
         or bool(gpus_per_run)
+        or n_pre > 1
         or (devices == ["ray"] and prof.device != "cpu")
     )
     share = cluster.check_share("--gpus-per-run", gpus_per_run if gpus_per_run else 1 / k, 1) if gpu else 0.0
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None and not gpu and len(devices) == 1 and k == 1:
         return None  # the tiny book build: no cluster, as fast as before
-    place = Placement(address, share, 1.0 if gpu else 0.0, cpus, retries)
+    place = Placement(address, share, float(n_pre) if gpu else 0.0, cpus, retries)
     if address is not None:
         return place
     cuda = [d for d in devices if d.startswith("cuda")]
@@ -1474,6 +1482,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--address", default=None, help="run on this Ray cluster, e.g. 10.0.0.1:6379 (default RAY_ADDRESS)")
     p.add_argument("--gpus-per-run", type=float, default=None, help="a fine-tuning's GPU share on Ray, 1 or 1/k")
+    p.add_argument(
+        "--gpus-per-pretrain",
+        type=int,
+        default=1,
+        metavar="N",
+        help="GPUs of each pre-training on Ray (default 1; N > 1: DDP inside its task, one process per GPU)",
+    )
     p.add_argument("--cpus-per-run", type=float, default=1.0, help="CPU threads per run on Ray (default 1)")
     p.add_argument("--retries", type=int, default=cluster.RETRIES, help="reruns of a run whose worker or node died")
     p.add_argument("--no-ablation", action="store_true", help="skip the Fig. 3 transform ablation")
@@ -1542,7 +1557,7 @@ def cli(argv: list[str]) -> int:
         }  # Fig. 3: corrected only
         kw |= {"settings": a.set, "recipe": recipe, "max_steps": a.max_steps, "protocol": a.protocol}
         kw |= {"runs_per_device": a.runs_per_device, "address": a.address, "gpus_per_run": a.gpus_per_run}
-        kw |= {"cpus_per_run": a.cpus_per_run, "retries": a.retries}
+        kw |= {"cpus_per_run": a.cpus_per_run, "retries": a.retries, "gpus_per_pretrain": a.gpus_per_pretrain}
         try:
             root = reproduce(a.profile, **kw, as_notebooks=a.as_notebooks)
         except RunsFailed as exc:

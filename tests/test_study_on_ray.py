@@ -163,3 +163,81 @@ def test_a_worker_node_lost_mid_study_leaves_the_study_finished_on_the_head_with
     for setup in ("t", "s"):
         for fold in (0, 1):
             assert (tmp_path / "tiny" / "finetune" / setup / f"fold{fold}" / "result.json").is_file()
+
+
+def _head(ray_dir: Path, *extra: str) -> str:
+    """A one-node Ray cluster (`ray start --head`) on loopback; its address."""
+    port = _free_port()
+    _start(["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(ray_dir / "h"), *extra])
+    return f"127.0.0.1:{port}"
+
+
+def _same_runs(a: Path, b: Path) -> list[str]:
+    """The run folders of study `a` (relative), each checked equal to `b`'s: the provenance request
+    (settings, seed, input digests: the prepared corpus's and a backbone's) and the fine-tunings'
+    metrics. The prepared folder's request names its input folder and the tables' the hashes of
+    result files (which hold wall times), so those two are compared by their contents."""
+    names = []
+    for prov in sorted((a / "tiny").rglob("provenance.json")):
+        rel = prov.parent.relative_to(a)
+        other = b / rel
+        want = json.loads(prov.read_text())["request"]
+        if want["stage"] == "tables":
+            for csv in prov.parent.glob("*.csv"):
+                assert csv.read_text() == (other / csv.name).read_text(), csv.name
+        elif want["stage"] == "prepare":
+            assert (prov.parent / "signals.npy").read_bytes() == (other / "signals.npy").read_bytes()
+        else:
+            assert want == json.loads((other / "provenance.json").read_text())["request"], rel
+        if (prov.parent / "result.json").is_file():
+            ra, rb = (json.loads((d / "result.json").read_text()) for d in (prov.parent, other))
+            for key in ("metrics", "per_class", "thresholds", "selection"):
+                assert ra[key] == rb[key], (rel, key)
+        names.append(str(rel))
+    return names
+
+
+def test_the_tiny_study_on_a_local_ray_cluster_equals_the_study_run_in_this_process(tmp_path):
+    inproc, on_ray = tmp_path / "inproc", tmp_path / "ray"
+    study = ("--setups", "t,ssl-t", "--folds", "0")
+    _finish(_reproduce(inproc, *study))  # one device: in the driver's process, no Ray
+    _finish(_reproduce(on_ray, *study, "--devices", "cpu,cpu"))  # two at once: a local Ray cluster
+    engines = [json.loads((d / "tiny" / "manifest.json").read_text())["placement"]["engine"] for d in (inproc, on_ray)]
+    assert engines == ["in-process", "ray"]
+    names = _same_runs(inproc, on_ray)
+    assert {"tiny/pretrain/time", "tiny/finetune/t/fold0", "tiny/finetune/ssl-t/fold0"} <= set(names)
+
+
+def test_a_pretraining_asking_two_gpus_runs_under_ddp_inside_its_task(ray_dir, tmp_path):
+    address = _head(ray_dir, "--num-cpus", "3", "--num-gpus", "2")  # declared GPUs: the ranks run on the CPU
+    _finish(_reproduce(tmp_path, "--address", address, "--gpus-per-pretrain", "2", "--setups", "ssl-t", "--folds", "0"))
+    runs = _runs(tmp_path)
+    assert runs["pretrain time"]["status"] == "done" and sorted(runs["pretrain time"]["gpu_ids"]) == ["0", "1"]
+    assert runs["finetune ssl-t fold 0"]["status"] == "done" and len(runs["finetune ssl-t fold 0"]["gpu_ids"]) == 1
+    summary = json.loads((tmp_path / "tiny" / "pretrain" / "time" / "summary.json").read_text())
+    assert summary["world_size"] == 2  # two DDP processes trained it
+
+
+def test_ctrl_c_stops_a_study_on_ray_cleanly_and_every_finished_run_is_reused(tmp_path):
+    before = set(Path(tempfile.gettempdir()).glob("ecgssl-ray-*"))
+    study = ("--setups", "t,s,ssl-t", "--folds", "0,1", "--devices", "cpu,cpu")
+    cmd = [sys.executable, "-m", "ecgssl_nb", "reproduce", "--out", str(tmp_path), *STUDY, *study]
+    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "tiny" / "finetune").rglob("result.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert p.poll() is None, "the study ended before a run finished"
+    os.killpg(p.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the driver's whole process group
+    text = p.communicate(timeout=120)[0]
+    assert p.returncode == 130, text[-3000:]
+    assert "interrupted: finished work is kept" in text
+    assert set(Path(tempfile.gettempdir()).glob("ecgssl-ray-*")) <= before  # the local cluster was shut down
+    finished = {r.parent for r in (tmp_path / "tiny").rglob("result.json")}
+    for folder in finished:  # every result on disk is whole: its digests check
+        ok = subprocess.run([sys.executable, "-m", "ecgssl_nb", "verify", str(folder)], env=ENV, capture_output=True)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+    _finish(_reproduce(tmp_path, *study))  # run again: what finished is reused, the rest runs
+    counts = json.loads((tmp_path / "tiny" / "manifest.json").read_text())["counts"]  # the second call's
+    assert counts["skipped"] >= len(finished) and counts["failed"] == counts["blocked"] == 0
+    assert not list((tmp_path / "tiny").rglob("*.stale-*"))  # nothing finished was redone
+    assert len(list((tmp_path / "tiny" / "finetune").rglob("result.json"))) == 6
