@@ -162,7 +162,7 @@ def _collect(job, ref) -> None:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             rec = {"status": "failed", "reason": f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]}
             _note(job, f"{type(exc).__name__}\n{exc}\n")
-    for key in ("status", "reason", "device", "node", "host", "gpu_ids", "started", "ended", "wall_s"):
+    for key in ("status", "reason", "device", "node", "host", "gpu_ids", "started", "ended", "wall_s", "replaced"):
         if key in rec:
             setattr(job, key, rec[key])
     if job.status == "blocked":
@@ -248,7 +248,8 @@ def _main(argv: list[str]) -> int:
         _run_torchrun(job, device, int(ddp))
     else:
         _run_inprocess(job, device)
-    Path(record).write_text(json.dumps({"status": job.status, "reason": job.reason, "device": device}))
+    rec = {"status": job.status, "reason": job.reason, "device": device, "replaced": job.replaced}
+    Path(record).write_text(json.dumps(rec))
     return 0
 
 

@@ -408,9 +408,12 @@ def _run_inprocess(job: Job, device: str) -> None:
     wait_s = LOCK_WAIT_S if job.lock_wait_s is None else job.lock_wait_s
     try:
         with provenance.lock(job.folder, what=job.name, wait_s=wait_s, lend=True):  # the stage's own lock: lent
+            told = list(job.replaced)
             if job.done_before():
                 job.status = "skipped"
                 return
+            if job.replaced != told:  # judged only now (a job it needs ran in this study)
+                _say_replaced(job)
             job.call(device)
     except KeyboardInterrupt:
         raise
@@ -451,21 +454,30 @@ def _run_one(job: Job, device: str, as_notebooks: bool) -> None:
 
 def _pending(jobs: list[Job], as_notebooks: bool) -> list[Job]:
     """The jobs to run: those not finished before with the request asked now (as notebooks: also
-    a finished one without its executed notebook). The others are marked skipped."""
-    todo = []
+    a finished one without its executed notebook). The others are marked skipped. A job that
+    needs one that runs now is not judged here: its request holds that job's output digests, so
+    it is checked when it starts (`_run_inprocess`), once the new outputs exist."""
+    todo: list[Job] = []
     for job in jobs:
-        if job.done_before() and not (as_notebooks and not job.record.is_file()):
+        waits = any(any(n is t for t in todo) for n in job.needs)
+        if not waits and job.done_before() and not (as_notebooks and not job.record.is_file()):
             job.status = "skipped"
             continue
         _drop_own_notes(job.folder)
-        if job.replaced and job.folder.exists():
-            print(
-                f"reproduce: {job.name}: {job.folder} cannot be reused ({'; '.join(job.replaced[:4])}"
-                f"{'; ...' if len(job.replaced) > 4 else ''}); running it again (what it holds is moved aside)",
-                file=sys.stderr,
-            )
+        _say_replaced(job)
         todo.append(job)
     return todo
+
+
+def _say_replaced(job: Job) -> None:
+    """Say on stderr why `job`'s folder cannot be reused (it runs again; what it holds is moved aside)."""
+    if job.replaced and job.folder.exists():
+        shown = "; ".join(job.replaced[:4]) + ("; ..." if len(job.replaced) > 4 else "")
+        print(
+            f"reproduce: {job.name}: {job.folder} cannot be reused ({shown}); running it again "
+            f"(what it holds is moved aside)",
+            file=sys.stderr,
+        )
 
 
 def _blocked(job: Job) -> bool:

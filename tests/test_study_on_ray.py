@@ -222,7 +222,9 @@ def test_ctrl_c_stops_a_study_on_ray_cleanly_and_every_finished_run_is_reused(tm
     before = set(Path(tempfile.gettempdir()).glob("ecgssl-ray-*"))
     study = ("--setups", "t,s,ssl-t", "--folds", "0,1", "--devices", "cpu,cpu")
     cmd = [sys.executable, "-m", "ecgssl_nb", "reproduce", "--out", str(tmp_path), *STUDY, *study]
-    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    p = subprocess.Popen(
+        cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     while not list((tmp_path / "tiny" / "finetune").rglob("result.json")) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -241,3 +243,16 @@ def test_ctrl_c_stops_a_study_on_ray_cleanly_and_every_finished_run_is_reused(tm
     assert counts["skipped"] >= len(finished) and counts["failed"] == counts["blocked"] == 0
     assert not list((tmp_path / "tiny").rglob("*.stale-*"))  # nothing finished was redone
     assert len(list((tmp_path / "tiny" / "finetune").rglob("result.json"))) == 6
+
+
+def test_on_ray_a_changed_pretraining_reruns_the_ssl_finetuning_that_reads_its_backbone(tmp_path):
+    study = ("--setups", "t,ssl-t", "--folds", "0", "--devices", "cpu,cpu")
+    _finish(_reproduce(tmp_path, *study))
+    _finish(_reproduce(tmp_path, *study, "--set", "pretrain.warmup_epochs=0"))  # a new backbone (LR > 0 at step 1)
+    runs = _runs(tmp_path)
+    status = {k: v["status"] for k, v in runs.items()}
+    assert status == {"pretrain time": "done", "finetune t fold 0": "skipped", "finetune ssl-t fold 0": "done"}
+    assert [d.split(":")[0] for d in runs["finetune ssl-t fold 0"]["replaced"]] == ["inputs.backbone.time"]
+    backbone = json.loads((tmp_path / "tiny" / "pretrain" / "time" / "digests.json").read_text())
+    inputs = json.loads((tmp_path / "tiny" / "finetune" / "ssl-t" / "fold0" / "provenance.json").read_text())
+    assert inputs["request"]["inputs"]["backbone.time"] == backbone["files"]["backbone.pt"]["sha256"]  # the new one
