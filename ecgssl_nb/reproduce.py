@@ -1492,17 +1492,7 @@ def _parser() -> argparse.ArgumentParser:
         help="fine-tunings at once on each device (default: the profile's, 1 for tiny; for paper an "
         "estimate of what fits an 80 GB GPU, see the Reproduce chapter); --gpus-per-run defaults to 1/K",
     )
-    p.add_argument("--address", default=None, help="run on this Ray cluster, e.g. 10.0.0.1:6379 (default RAY_ADDRESS)")
-    p.add_argument("--gpus-per-run", type=float, default=None, help="a fine-tuning's GPU share on Ray, 1 or 1/k")
-    p.add_argument(
-        "--gpus-per-pretrain",
-        type=int,
-        default=1,
-        metavar="N",
-        help="GPUs of each pre-training on Ray (default 1; N > 1: DDP inside its task, one process per GPU)",
-    )
-    p.add_argument("--cpus-per-run", type=float, default=1.0, help="CPU threads per run on Ray (default 1)")
-    p.add_argument("--retries", type=int, default=cluster.RETRIES, help="reruns of a run whose worker or node died")
+    _cluster_arguments(p)
     p.add_argument("--no-ablation", action="store_true", help="skip the Fig. 3 transform ablation")
     p.add_argument(
         "--seed",
@@ -1550,6 +1540,21 @@ def _parser() -> argparse.ArgumentParser:
         "recipe runs the Fig. 3 ablation, and each other recipe only the setups it changes",
     )
     return p
+
+
+def _cluster_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of the study on Ray (`cluster`): where, with what, how often again."""
+    p.add_argument("--address", default=None, help="run on this Ray cluster, e.g. 10.0.0.1:6379 (default RAY_ADDRESS)")
+    p.add_argument("--gpus-per-run", type=float, default=None, help="a fine-tuning's GPU share on Ray, 1 or 1/k")
+    p.add_argument(
+        "--gpus-per-pretrain",
+        type=int,
+        default=1,
+        metavar="N",
+        help="GPUs of each pre-training on Ray (default 1; N > 1: DDP inside its task, one process per GPU)",
+    )
+    p.add_argument("--cpus-per-run", type=float, default=1.0, help="CPU threads per run on Ray (default 1)")
+    p.add_argument("--retries", type=int, default=cluster.RETRIES, help="reruns of a run whose worker or node died")
 
 
 def cli(argv: list[str]) -> int:
