@@ -44,7 +44,7 @@ from typing import Any, Iterator
 from filelock import FileLock, Timeout
 
 from .atomic import write_text_atomic
-from .errors import UserError
+from .core.errors import UserError
 
 PROVENANCE = "provenance.json"
 LOCK = ".lock"  # where versions before the sibling lock kept it, inside the folder: ignored there

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import FinetuneConfig, PretrainConfig, Profile, is_ssl, setup_modalities
-from .errors import UserError
+from .core.errors import UserError
+from .core.settings import FinetuneConfig, PretrainConfig, Profile, is_ssl, setup_modalities
 from .paths import profile_root, recipe_runs
 
 __all__ = [

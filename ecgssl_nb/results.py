@@ -61,9 +61,9 @@ import pandas as pd
 
 from . import provenance
 from .atomic import atomic_write, write_text_atomic  # noqa: F401  (public here too)
-from .config import PROTOCOLS, SETUPS
-from .metrics import METRIC_KEYS
-from .errors import UserError
+from .core.errors import UserError
+from .core.metrics import METRIC_KEYS
+from .core.settings import PROTOCOLS, SETUPS
 
 METRIC_LABELS = {
     "auroc": "AUROC",

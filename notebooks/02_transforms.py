@@ -16,7 +16,7 @@
 #
 # Self-distillation needs several *views* of each ECG window. The teacher sees two global views
 # and the student sees all ten (2 global + 8 local), and both must agree on what they see. This
-# chapter applies every transform of `ecgssl_nb.transforms` to one real 2.5 s window:
+# chapter applies every transform of `ecgssl_nb.core.transforms` to one real 2.5 s window:
 #
 # - **time series:** random resized crop, time cutout (TC), Gaussian noise (GN), normalisation;
 #   T1 = TC + GN;
@@ -50,13 +50,13 @@ import scipy.signal
 import torch
 from IPython.display import Markdown, display
 
-from ecgssl_nb import labels, plots, prepare, records, report
-from ecgssl_nb import params
+from ecgssl_nb import params, plots, prepare, report
+from ecgssl_nb.core import labels, records
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
-from ecgssl_nb import transforms as T
+from ecgssl_nb.core import transforms as T
 
 rec = records.read_record(next(Path(samples).rglob(f"{record}.hea")))
 x100 = prepare.resample_100hz(rec.signal, rec.fs).T  # (12, n) mV at 100 Hz, as prepare stores it
