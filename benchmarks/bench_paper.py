@@ -243,28 +243,27 @@ def stage_prepare(a) -> dict:
     }
 
 
-def _written(submit):
-    """`pretrain_stage._submit_checkpoint`, waiting for its background write: the meter then times the whole
-    write (host copy, serialise, fsync), an upper bound on what a checkpoint can stall the steps,
-    as fine-tuning's checkpoint is timed (written at once there)."""
+def _written(make_job):
+    """`pretrain_stage._checkpoint_job`, its write run at once rather than in the background: the
+    meter then times the whole write (host copy, serialise, fsync), an upper bound on what a
+    checkpoint can stall the steps."""
 
-    def submit_and_wait(writer, *args, **kwargs):
-        submit(writer, *args, **kwargs)
-        writer.wait()
+    def written(*args, **kwargs) -> None:
+        make_job(*args, **kwargs)()  # nothing left for the background writer
 
-    return submit_and_wait
+    return written
 
 
 def stage_pretrain(a, modality: str) -> dict:
-    from ecgssl_nb.core import dino
     from ecgssl_nb.stages import pretrain as pretrain_stage
 
     prof, p = study_plan(a)
     job, cfg = p.main_pre[modality], prof.pretrain[modality]
     warm, eager = _warmup(cfg, a.steps), _count_ops(a.device, cfg)
     step, views, ckpt = Meter(a.device, warm, eager), Meter(a.device, warm, eager), Meter(a.device, 0, False)
-    dino.train_step, dino.make_views = step.wrap(dino.train_step), views.wrap(dino.make_views)
-    pretrain_stage._submit_checkpoint = ckpt.wrap(_written(pretrain_stage._submit_checkpoint))
+    pretrain_stage.train_step = step.wrap(pretrain_stage.train_step)  # what the stage's loop calls
+    pretrain_stage.make_views = views.wrap(pretrain_stage.make_views)
+    pretrain_stage._checkpoint_job = ckpt.wrap(_written(pretrain_stage._checkpoint_job))
     job.args["progress"] = False
     shutil.rmtree(job.folder, ignore_errors=True)  # this benchmark's own folder: a run of an earlier call
     t = time.perf_counter()
@@ -299,7 +298,7 @@ def _one_checkpoint(ft, ckpt: Meter, trainers: list):
 
     def wrapper(run, data, done):
         if trainers:
-            ckpt.wrap(ft.save_checkpoint)(run, trainers[-1], done, max(len(done.history), 1))
+            ckpt.wrap(lambda *a: ft.checkpoint_job(*a)())(run, trainers[-1], done, max(len(done.history), 1))
         return write(run, data, done)
 
     return wrapper

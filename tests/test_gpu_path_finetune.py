@@ -115,11 +115,11 @@ def test_epoch_plan_has_one_shape_and_sees_every_record_once_filling_the_last_st
 
 def test_checkpoint_cadence_follows_the_epochs_and_minutes_settings():
     cfg = TINY.finetune
-    assert [ft.checkpoint_due(cfg, e, 0.0) for e in (1, 2, 3)] == [True, True, True]  # default: every epoch
+    assert [checkpoint.checkpoint_due(cfg, e, 0.0) for e in (1, 2, 3)] == [True, True, True]  # default: every epoch
     two = replace(cfg, checkpoint_epochs=2)
-    assert [ft.checkpoint_due(two, e, 0.0) for e in (1, 2, 3, 4)] == [False, True, False, True]
+    assert [checkpoint.checkpoint_due(two, e, 0.0) for e in (1, 2, 3, 4)] == [False, True, False, True]
     by_time = replace(cfg, checkpoint_epochs=0, checkpoint_minutes=5.0)
-    assert not ft.checkpoint_due(by_time, 1, 4.9) and ft.checkpoint_due(by_time, 1, 5.0)
+    assert not checkpoint.checkpoint_due(by_time, 1, 4.9) and checkpoint.checkpoint_due(by_time, 1, 5.0)
 
 
 def test_host_copy_is_a_snapshot_that_later_in_place_updates_do_not_reach():

@@ -80,7 +80,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,7 +91,6 @@ import torch
 
 from .. import checkpoint, provenance
 from ..atomic import write_text_atomic
-from ..checkpoint import checkpoint_due
 from ..config import add_settings_arguments, apply_settings, as_dict, matched_settings, read_config, recorded_settings
 from ..core import classify
 from ..core.classify import Data, Split, Trainer, evaluate_epoch, select, steps_per_epoch, train_one_epoch
@@ -111,7 +110,8 @@ from ..core.settings import (
     setup_modalities,
 )
 from ..results import write_csv_atomic, write_json_atomic
-from ..writer import Writer, host_copy
+from ..writer import host_copy
+from .stage import Checkpoints, add_run_arguments, write_log
 
 if TYPE_CHECKING:  # annotations only
     from ..prepare import Prepared
@@ -448,7 +448,7 @@ def restore_checkpoint(run: Run, tr: Trainer) -> Progress:
     return Progress(ck["epoch"] + 1, ck["history"], checkpoint.to_arrays(ck["best"]), ck["elapsed_s"])
 
 
-def save_checkpoint(run: Run, tr: Trainer, done: Progress, epoch: int, writer: Writer | None = None) -> None:
+def checkpoint_job(run: Run, tr: Trainer, done: Progress, epoch: int) -> Callable[[], None]:
     """Write OUT/checkpoint.pt after `epoch` (everything a resume needs to repeat the run), THEN
     log.csv with the epochs it holds: the log never shows an epoch that a resume would run again.
     The state is copied to the host now; with a `writer` both files are written in the background
@@ -471,20 +471,16 @@ def save_checkpoint(run: Run, tr: Trainer, done: Progress, epoch: int, writer: W
         checkpoint.save(run.out / checkpoint.NAME, state)
         _write_log(run.out / "log.csv", state["history"], run.cfg.protocol)
 
-    if writer is None:
-        job()
-    else:
-        writer.submit(job)
+    return job
 
 
 # --- the data on the device, one epoch, one evaluation, the selection --------------------------
 
 
 def _write_log(path: Path, history: list[dict], protocol: str) -> None:
-    df = pd.DataFrame(history, columns=list(LOG_COLUMNS))
-    if protocol == "paper-exact":
-        df = df.drop(columns=["inner_auroc", "inner_auprc"])
-    write_csv_atomic(path, df)
+    """log.csv: LOG_COLUMNS, without the inner fold's under paper-exact (there is none)."""
+    inner = ("inner_auroc", "inner_auprc")
+    write_log(path, history, [c for c in LOG_COLUMNS if protocol != "paper-exact" or c not in inner])
 
 
 # --- the loop ----------------------------------------------------------------------------------
@@ -512,23 +508,17 @@ def _train(run: Run) -> dict:
     bar = tqdm(
         epochs, desc=desc, unit="epoch", disable=not run.progress, initial=done.start_epoch - 1, total=last_epoch
     )
-    writer = Writer()  # checkpoints (then the log) are written beside the next epoch's steps
-    try:
-        _epochs(run, tr, data, done, bar, last_epoch, writer)
-    except BaseException:
-        with contextlib.suppress(BaseException):
-            writer.wait()  # the checkpoint in flight is finished before the error goes on
-        raise
-    writer.wait()  # raises the error of a failed checkpoint: no result after a lost one
+    with Checkpoints(run.cfg) as ck:  # checkpoints (then the log) are written beside the next epoch's steps
+        _epochs(run, tr, data, done, bar, last_epoch, ck)
     bar.close()
     _write_log(log_path, done.history, run.cfg.protocol)  # every epoch, the last one included
     return write_outputs(run, data, done)
 
 
-def _epochs(run: Run, tr: Trainer, data: Data, done: Progress, bar, last_epoch: int, writer: Writer) -> None:
+def _epochs(run: Run, tr: Trainer, data: Data, done: Progress, bar, last_epoch: int, ck: Checkpoints) -> None:
     """Train and evaluate each epoch of `bar`, select, and checkpoint as the cadence says
-    (`checkpoint_due`; never after the last epoch, which goes straight to result.json)."""
-    metric, last_saved = run.cfg.select_metric, time.monotonic()
+    (`Checkpoints.due`; never after the last epoch, which goes straight to result.json)."""
+    metric = run.cfg.select_metric
     for epoch in bar:
         t0 = time.perf_counter()
         loss = train_one_epoch(
@@ -547,9 +537,8 @@ def _epochs(run: Run, tr: Trainer, data: Data, done: Progress, bar, last_epoch: 
         done.history.append(row)
         shown = {"loss": f"{loss:.4f}", "outer_prc": f"{row['outer_auprc']:.3f}"}
         bar.set_postfix(shown | ({"inner_prc": f"{row['inner_auprc']:.3f}"} if data.inner is not None else {}))
-        if epoch < last_epoch and checkpoint_due(run.cfg, epoch, (time.monotonic() - last_saved) / 60):
-            save_checkpoint(run, tr, done, epoch, writer)  # then the log: it never runs ahead of the checkpoint
-            last_saved = time.monotonic()
+        if epoch < last_epoch and ck.due(epoch):
+            ck.after(lambda: checkpoint_job(run, tr, done, epoch))  # then the log: never ahead of the checkpoint
 
 
 # --- the files of a finished run ---------------------------------------------------------------
@@ -690,16 +679,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--setup", required=True, help=f"one of {', '.join(SETUPS)}")
     p.add_argument("--fold", required=True, type=int, help="outer (held-out) fold, 0..n_folds-1")
-    p.add_argument("--prepared", required=True, help="a folder written by `python -m ecgssl_nb prepare`")
-    p.add_argument("--out", required=True, help="run folder (result.json, predictions.csv, log.csv, ...)")
+    add_run_arguments(p, "run folder (result.json, predictions.csv, log.csv, ...)", "cpu",
+                      "cpu, cuda, cuda:1 or auto (default cpu)")  # fmt: skip
     p.add_argument("--pretrained", default=None, help="ssl- setups: folder with time/backbone.pt, spec/backbone.pt")
     p.add_argument("--pretrained-time", default=None, help="ssl- setups: time backbone file (overrides --pretrained)")
     p.add_argument("--pretrained-spec", default=None, help="ssl- setups: spec backbone file (overrides --pretrained)")
-    p.add_argument("--profile", default="tiny", help="tiny (default) or paper")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the profile's for the setup)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
-    p.add_argument("--seed", type=int, default=0, help="seed; python/numpy/torch are seeded per (seed, fold)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument(
         "--protocol",
         default=None,
@@ -719,13 +703,6 @@ def _parser() -> argparse.ArgumentParser:
         help="what the prepared data is (default: inferred)",
     )
     add_settings_arguments(p, FinetuneConfig, "--set lr=1e-3 --set epochs.tsg=5")
-    p.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        help="smoke run: stop after N optimisation steps, write every output marked smoke",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 

@@ -48,12 +48,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import csv
 import math
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -64,7 +63,6 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import checkpoint, provenance
-from ..atomic import atomic_write
 from ..config import add_settings_arguments, apply_settings, matched_settings, read_config
 from ..config import recorded_settings as config_recorded
 from ..core.dino import (
@@ -82,6 +80,7 @@ from ..core.dino import (
     train_step,
 )
 from ..core.errors import UserError, check_int, check_seed
+from ..core.models import use_fast_cuda_math
 from ..core.settings import (
     KEEP_CHOICES,
     MODALITIES,
@@ -91,10 +90,12 @@ from ..core.settings import (
     get_profile,
     resolve_device,
 )
+from ..core.transforms import check_lead_stats
 from ..core.windows import Corpus
 from ..prepare import Prepared, load_prepared
 from ..results import write_json_atomic
-from ..writer import Writer, host_copy
+from ..writer import host_copy
+from .stage import Checkpoints, add_run_arguments, read_log, write_log
 
 OUTPUTS = ("backbone.pt", "summary.json")  # what later stages read: recorded in digests.json, written last
 
@@ -136,23 +137,6 @@ def _select_rows(n_available: int, records: int | Sequence[int] | None) -> np.nd
 
 
 # --- files -------------------------------------------------------------------------------------
-
-
-def _write_log(path: Path, rows: list[dict]) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
-
-    atomic_write(path, write)
-
-
-def _read_log(path: Path, before_epoch: int) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [row for row in csv.DictReader(f) if int(row["epoch"]) < before_epoch]
 
 
 # --- the loop ----------------------------------------------------------------------------------
@@ -337,7 +321,8 @@ def pretrain(
     if provenance.finished(out, req, *OUTPUTS):  # read as it is, by every rank alike: no lock, no write access
         _keep_finished(out, resume, progress, cfg.epochs)
         return out
-    return _run_processes(run, req, force)
+    with _processes(run, req, force) as run:  # None: rank 0 found this run finished
+        return _train(run) if run is not None else out
 
 
 def _check_batch(batch_size: int, world: int, n_records: int) -> None:
@@ -432,10 +417,12 @@ def _keep_finished(out: Path, resume: bool, progress: bool, epochs: int) -> None
         print(f"pretrain: {out} already finished ({epochs} epochs); nothing to do")
 
 
-def _run_processes(run: Run, req: dict, force: bool) -> Path:
+@contextlib.contextmanager
+def _processes(run: Run, req: dict, force: bool) -> Iterator[Run | None]:
     """Join the processes (torchrun) first, then let rank 0 lock and claim OUT, and tell every
-    rank the outcome: train, finished already, or rank 0's error, which then ends every rank with
-    the same one line (rather than leaving them in the process-group set-up until its timeout)."""
+    rank the outcome: the run of this rank to train, None when OUT holds it finished already, or
+    rank 0's error, which then ends every rank with the same one line (rather than leaving them in
+    the process-group set-up until its timeout). Rank 0 holds the lock for the whole block."""
     rank, world, device, started_dist = _dist_setup(run.device)
     run = replace(run, rank=rank, world=world, device=device)
     try:
@@ -452,7 +439,7 @@ def _run_processes(run: Run, req: dict, force: bool) -> Path:
             _tell_ranks(verdict)
             if verdict[0] == "error":
                 raise UserError(f"pretrain: rank 0 could not claim {run.out}: {verdict[1]}")
-            return run.out if verdict[0] == "done" else _train(run)
+            yield None if verdict[0] == "done" else run
     finally:
         if started_dist:
             dist.destroy_process_group()
@@ -585,7 +572,15 @@ def train_one_epoch(
     every = cfg.log_every or n_steps
     timer = _Timer(device)
     for i in bar:
-        sums += pretrain_step(run, st, sched, corpus, mean, std, perm, i, timer)
+        it = epoch * L + i  # the schedules' index
+        timer.mark()
+        views = batch_views(run, st, corpus, mean, std, perm, i)  # (V, B, 12, 250) or (V, B, 12, 13, 21)
+        timer.mark()
+        stats = train_step(st.model, st.teacher, st.loss_fn, st.optimizer, views, epoch, float(sched.lr[it]),
+                           float(sched.wd[it]), float(sched.momentum[it]), cfg.clip_grad,
+                           cfg.freeze_last_layer_epochs, run.amp, forward=st.forward)  # fmt: skip
+        sums += torch.stack([stats["loss"], stats["teacher_entropy"], stats["embedding_std"]])
+        timer.mark()
         if (i + 1) % every == 0 and i + 1 < n_steps and (shown or run.world == 1):
             loss_so_far = sums[0].item() / (i + 1)  # one read every log_every steps
             if run.world == 1:  # (under DDP every rank checks the all-reduced sums below, together)
@@ -610,37 +605,18 @@ def train_one_epoch(
     }
 
 
-def pretrain_step(
-    run: Run,
-    st: State,
-    sched: Schedules,
-    corpus: Corpus,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    perm: torch.Tensor,
-    i: int,
-    timer: _Timer | None = None,
+def batch_views(
+    run: Run, st: State, corpus: Corpus, mean: torch.Tensor, std: torch.Tensor, perm: torch.Tensor, i: int
 ) -> torch.Tensor:
-    """Step i of epoch st.epoch with its batch preparation: this rank's share of the shuffled
-    records `perm` (on the device), one random window each, its views, one `train_step`.
-    Returns (loss, teacher entropy, embedding std) as a (3,) device tensor; reads nothing back."""
-    cfg, epoch = run.cfg, st.epoch
-    it = epoch * sched.steps + i
-    mark = timer.mark if timer is not None else (lambda: None)
-    mark()
+    """The views of step i of epoch st.epoch: this rank's share of the shuffled records `perm` (on
+    the device), one random window each, its DINO views (`dino.make_views`); reads nothing back."""
+    cfg = run.cfg
     b = cfg.batch_size // run.world  # records per step on this process
     first = i * cfg.batch_size + run.rank * b
     rec = perm[first : first + b]  # (B,) this rank's share of step i, on the device
-    views = make_views(corpus, rec, run.modality, mean, std, run.transforms, cfg.n_global, cfg.n_local,
-                       st.view_gen, released_fc=cfg.freq_cutout == "discarded", augment=cfg.augment,
-                       checked=True)  # fmt: skip
-    mark()
-    stats = train_step(st.model, st.teacher, st.loss_fn, st.optimizer, views, epoch, float(sched.lr[it]),
-                       float(sched.wd[it]), float(sched.momentum[it]), cfg.clip_grad,
-                       cfg.freeze_last_layer_epochs, run.amp, forward=st.forward)  # fmt: skip
-    out = torch.stack([stats["loss"], stats["teacher_entropy"], stats["embedding_std"]])
-    mark()
-    return out
+    return make_views(corpus, rec, run.modality, mean, std, run.transforms, cfg.n_global, cfg.n_local,
+                      st.view_gen, released_fc=cfg.freq_cutout == "discarded", augment=cfg.augment,
+                      checked=True)  # fmt: skip
 
 
 def _check_finite(mean_loss: float, epoch: int, steps: int) -> None:
@@ -681,14 +657,13 @@ class _Timer:
         return sum(span(m[j], m[j + 1]) for j in steps), sum(span(m[j + 1], m[j + 2]) for j in steps)
 
 
-def _checkpoint_due(run: Run, epoch_done: int, end_epoch: int, last_write: float) -> bool:
-    """After epoch `epoch_done` (1-based count of finished epochs): every checkpoint_epochs
-    epochs, when checkpoint_minutes passed since the last write, and always at the end of this
-    call (so that a --stop-after run, a finished one or one killed later resumes from here)."""
-    cfg = run.cfg
-    due = [checkpoint.checkpoint_due(cfg, epoch_done, (time.monotonic() - last_write) / 60) or epoch_done >= end_epoch]
+def _checkpoint_due(run: Run, ck: Checkpoints, epoch_done: int, end_epoch: int) -> bool:
+    """After epoch `epoch_done` (1-based count of finished epochs): as the cadence says
+    (`Checkpoints.due`), and always at the end of this call (so that a --stop-after run, a
+    finished one or one killed later resumes from here). Rank 0's clock decides for every rank."""
+    due = [ck.due(epoch_done) or epoch_done >= end_epoch]
     if dist_on():
-        dist.broadcast_object_list(due, src=0)  # rank 0's clock decides, so every rank gathers together
+        dist.broadcast_object_list(due, src=0)  # so every rank gathers together
     return bool(due[0])
 
 
@@ -696,9 +671,6 @@ def _train(run: Run) -> Path:
     """The DINO loop of this process: per epoch, train_one_epoch, then (rank 0, at the cadence of
     `_checkpoint_due`) the checkpoint and the log in the background; when the run is complete,
     the backbone and summary.json."""
-    from ..core.models import use_fast_cuda_math  # ~10 ms at import: only when a run builds a model
-    from ..core.transforms import check_lead_stats  # ~6 ms at import: only when a run starts
-
     use_fast_cuda_math(run.device)
     corpus = Corpus.from_prepared(run.prepared, rows=run.rows, device=run.device)
     sched = make_schedules(run.cfg, len(corpus.lengths), run.world)
@@ -710,24 +682,18 @@ def _train(run: Run) -> Path:
     log_path = run.out / "log.csv"
     if run.rank == 0:
         run.out.mkdir(parents=True, exist_ok=True)
-    log_rows = _read_log(log_path, st.epoch) if run.rank == 0 else []
+    log_rows = read_log(log_path, st.epoch) if run.rank == 0 else []
     end_epoch = sched.last_epoch if run.stop_after is None else min(sched.last_epoch, st.epoch + run.stop_after)
-    writer, last_write = Writer(), time.monotonic()
-    try:
+    with Checkpoints(run.cfg) as ck:
         while st.epoch < end_epoch:
             row = train_one_epoch(run, st, sched, corpus, mean, std)
             _end_epoch(run, st, row)
             if run.rank == 0:
                 log_rows.append(row)
                 _print_epoch(run, row)
-            if _checkpoint_due(run, st.epoch, end_epoch, last_write):
+            if _checkpoint_due(run, ck, st.epoch, end_epoch):
                 view_states = _gather(st.view_gen.get_state())
-                if run.rank == 0:
-                    _submit_checkpoint(writer, run, st, view_states, list(log_rows))
-                last_write = time.monotonic()
-        writer.wait()
-    finally:
-        writer.drain()  # a failing step still leaves the last checkpoint whole
+                ck.after(lambda: _checkpoint_job(run, st, view_states, list(log_rows)) if run.rank == 0 else None)
     if run.world > 1:
         dist.barrier()  # the checkpoint is complete before any rank goes on
     if end_epoch < sched.last_epoch:
@@ -750,17 +716,16 @@ def _end_epoch(run: Run, st: State, row: dict) -> None:
     st.epoch += 1
 
 
-def _submit_checkpoint(writer: Writer, run: Run, st: State, view_states: list, log_rows: list[dict]) -> None:
-    """Copy the state to the host now, then write OUT/checkpoint.pt and after it OUT/log.csv in
-    the background (so the log never shows an epoch that a resume runs again)."""
+def _checkpoint_job(run: Run, st: State, view_states: list, log_rows: list[dict]) -> Callable[[], None]:
+    """Copy the state to the host now; return the job that writes OUT/checkpoint.pt and after it
+    OUT/log.csv (so the log never shows an epoch that a resume runs again)."""
     state = host_copy(checkpoint_state(run, st, view_states))
-    log_path = run.out / "log.csv"
 
     def write() -> None:
         checkpoint.save(run.out / checkpoint.NAME, state)
-        _write_log(log_path, log_rows)
+        write_log(run.out / "log.csv", log_rows, LOG_COLUMNS)
 
-    writer.submit(write)
+    return write
 
 
 def _print_epoch(run: Run, row: dict) -> None:
@@ -826,38 +791,21 @@ def _parser() -> argparse.ArgumentParser:
         description="DINO self-distillation pre-training of one backbone (paper Sec. II-B).",
     )
     p.add_argument("--modality", required=True, help=f"which backbone: {' or '.join(MODALITIES)}")
-    p.add_argument("--prepared", required=True, help="a folder written by `python -m ecgssl_nb prepare`")
-    p.add_argument("--out", required=True, help="output folder (checkpoint.pt, log.csv, backbone.pt, summary.json)")
-    p.add_argument(
-        "--profile", default="tiny", help="tiny (fixture, CPU) or paper (the authors' settings); default tiny"
-    )
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the profile's)")
+    add_run_arguments(p, "output folder (checkpoint.pt, log.csv, backbone.pt, summary.json)", None,
+                      "cpu, cuda, cuda:1 or auto (default: the profile's: tiny cpu, paper cuda; under torchrun "
+                      "cuda:LOCAL_RANK)")  # fmt: skip
     p.add_argument(
         "--batch-size", type=int, default=None, help="records per step over all processes (default: the profile's)"
-    )
-    p.add_argument(
-        "--device",
-        default=None,
-        help="cpu, cuda, cuda:1 or auto (default: the profile's: tiny cpu, paper cuda; under torchrun cuda:LOCAL_RANK)",
     )
     p.add_argument(
         "--transforms",
         default=None,
         help="view transforms: time none|tc|gn|t1 (default t1), spec none|tc|fc|t2 (default t2)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for initialisation, record order and views (default 0)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same settings)")
     p.add_argument("--keep", default=None, help="backbone kept: final (default) or lowest-loss (released)")
     p.add_argument("--records", type=int, default=None, help="use only the first N prepared records (quick runs)")
     p.add_argument("--stop-after", type=int, default=None, help="train at most N epochs now; --resume goes on")
-    p.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        help="smoke run: stop after N optimisation steps, write every output marked smoke",
-    )
     add_settings_arguments(p, PretrainConfig, "--set optimizer=adam-l2 --set clip_grad=3")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument(
         "--recipe",
         default="corrected",
