@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 from dataclasses import replace
@@ -71,8 +72,6 @@ def _field_types(cls) -> dict[str, tuple]:
 
 def _convert(item: str, name: str, text: str, kind: type, nullable: bool) -> Any:
     """`text` as a value of `kind`; UserError '--set clip_grad=abc: clip_grad takes a float'."""
-    import json
-
     if nullable and text.lower() in ("none", "null"):
         return None
     try:
@@ -233,8 +232,6 @@ def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, example: 
 
 def read_config(cls, path: str | os.PathLike) -> Any:
     """The settings dataclass saved as JSON in `path` (written by `reproduce` for its jobs)."""
-    import json
-
     try:
         data = json.loads(open(path, encoding="utf-8").read())
     except (OSError, ValueError) as exc:

@@ -49,7 +49,7 @@ import pandas as pd
 import scipy.signal  # imported before the worker processes fork
 
 from . import provenance
-from .atomic import atomic_write, write_text_atomic
+from .atomic import atomic_write, write_json, write_text_atomic
 from .core import labels as L
 from .core import records as R
 from .core.errors import RecordError, UserError, check_seed
@@ -139,7 +139,7 @@ def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, n
 
 def _write_json(path: Path, obj) -> None:
     """Strict JSON (a NaN or inf is a ValueError, never a bare `NaN` in the file), atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    write_json(path, obj)
 
 
 def _write_npy(path: Path, n_rows: int, blocks) -> None:
@@ -186,7 +186,7 @@ def _process_chunk(task: tuple[int, str, list[str], str, str]) -> tuple[int, int
         arrays.append(x)
     _write_npy(npy_path, sum(len(a) for a in arrays), arrays)  # written one by one: no second copy
     arrays.clear()
-    write_text_atomic(json_path, json.dumps({"rels": rels, "records": metas, "skipped": skipped}, allow_nan=False))
+    write_json(json_path, {"rels": rels, "records": metas, "skipped": skipped}, indent=None)
     return k, len(rels)
 
 

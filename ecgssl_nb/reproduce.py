@@ -730,10 +730,9 @@ def _check_same_smoke(mpath: Path, max_steps: int) -> None:
 
 
 def _versions() -> dict:
-    from .stages.finetune import package_version  # ~25 ms at import: only when a stage runs
 
     return {
-        "ecgssl_nb": package_version(),
+        "ecgssl_nb": provenance.package_version(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,

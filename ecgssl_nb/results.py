@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 
 from . import provenance
-from .atomic import atomic_write, write_text_atomic  # noqa: F401  (public here too)
+from .atomic import atomic_write, write_json, write_text_atomic  # noqa: F401  (public here too)
 from .core.errors import UserError
 from .core.metrics import METRIC_KEYS
 from .core.settings import PROTOCOLS, SETUPS
@@ -125,8 +125,7 @@ def to_jsonable(obj: Any, where: str = "$") -> Any:
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
     """Write `obj` as JSON atomically. The whole text is made before the file is touched, so an
     unserialisable value (TypeError naming where it is) leaves the old file intact."""
-    text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False, ensure_ascii=False)
-    return write_text_atomic(path, text + "\n")
+    return write_json(path, to_jsonable(obj), indent=indent, ensure_ascii=False)
 
 
 def write_csv_atomic(path: str | os.PathLike, df: pd.DataFrame, index: bool = False) -> Path:

@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._foreach_utils import _get_fused_kernels_supported_devices  # torch's own list
 
 from .errors import UserError
 from .models import init_xavier, make_backbone
@@ -293,8 +294,6 @@ def make_optimizer(model: nn.Module, kind: str = "adamw") -> torch.optim.Optimiz
 
 def _fused_ok(model: nn.Module) -> bool | None:
     """True when every parameter lives on a device with fused Adam kernels (None: the default)."""
-    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices  # torch's own list
-
     devices = {p.device.type for p in model.parameters()}
     return True if devices and devices <= set(_get_fused_kernels_supported_devices()) else None
 

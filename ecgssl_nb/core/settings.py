@@ -608,7 +608,7 @@ def parse_folds(spec: str, n_folds: int = N_FOLDS) -> tuple:
 
 def resolve_device(device: str | None) -> str:
     """'auto' -> 'cuda' when available else 'cpu'; a clear error for an unavailable device."""
-    import torch
+    import torch  # torch: ~1.3 s at import; the settings (reproduce --help, the notebooks) are read without it
 
     device = device or "auto"
     if device == "auto":

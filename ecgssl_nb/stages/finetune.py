@@ -1,46 +1,9 @@
-"""Fine-tune one setup on one outer fold and evaluate it under two protocols (paper Sec. II-C;
-book: Deviations, B14, B15).
-
-One function, `finetune(setup, fold, ...)`, serves all eight setups (t, s, tsc, tsg and their
-ssl- variants): the setup only decides which backbones the network has, what they are fed, how
-they are initialised and which cosine floor the learning rate has.
-
-Protocol (one training run per (setup, outer fold K)):
-
-* Folds. Outer fold K is held out. The inner fold is J = (K + 1) % n_folds. The network trains on
-  the other n_folds - 2 folds (8 of 10). After every epoch it predicts J and K.
-* Prediction (book: Fine-tuning). Windows of 250 samples at stride 125 (a shorter tail is dropped). The
-  record's probability is the mean of its windows' sigmoid outputs.
-* Protocol "paper" (optimistic, as the authors did). The epoch with the best macro AUPRC on K
-  (first epoch on ties: strict improvement, as released) is selected. The per-class thresholds are
-  tuned on K's predictions at that epoch (grid {0.1..0.5}, others at 0.1, book: Deviations, B15). Metrics are
-  reported on K.
-* Protocol "honest" (nested). The epoch is selected by macro AUPRC on J. The thresholds are tuned
-  on J's predictions at that epoch. Metrics are reported on K at that epoch. K is never used to
-  choose anything.
-* `protocol="paper-exact"` trains on all nine folds other than K (the authors' exact split) and
-  reports only the paper protocol.
-
-Training (paper Sec. II-C; book: Fine-tuning). Every step takes `batch_records` records,
-shuffled each epoch with a seeded generator on the run's device (`epoch_plan`: all steps of the
-epoch drawn at its start, each of the same shape; a short last step is filled with the first
-records of the shuffle). From each record it cuts 5 random 250-sample crops (`Corpus.random_windows`,
-on the device). Time inputs are normalised with the prepared mean/std. The spectrogram is taken
-from the raw crop (`transforms.spectrogram`). The optimiser is Adam(lr) with
-CosineAnnealingLR(T_max=epochs, eta_min per family), stepped at the START of every epoch, as
-released (B22): epoch 1 already runs below the peak rate. The loss is BCE-with-logits, mean over
-windows and classes. Scratch setups are re-initialised with `models.init_xavier` (as released). ssl-
-setups load PRE/time/backbone.pt and/or PRE/spec/backbone.pt with `models.load_backbone`, which
-refuses a partial load (B6); their heads keep PyTorch's default initialisation. Python, NumPy and
-torch are seeded from (seed, fold) (B26).
-
-The GPU path. A steady-state step and an evaluation pass make no host-device synchronisation
-(tests/test_gpu_path_finetune.py): checks that need a host value run at set-up, the losses add
-up on the device and are read once per epoch (or every `log_every` steps), evaluation reads its
-probabilities back once. Adam is fused (`build_trainer`). `FinetuneConfig.compile` compiles the
-step's forward and loss (`make_step_loss`: fullgraph, static shapes; "reduce-overhead" replays
-CUDA graphs). On CUDA the network runs under bf16 autocast (`FinetuneConfig.amp`; inputs, STFT
-and loss stay fp32) with TF32 and cudnn.benchmark on (`use_fast_cuda_math`).
+"""Running one fine-tuning: `finetune(setup, fold, ...)` resolves the settings into a frozen `Run`,
+claims and locks OUT, restores its checkpoint, then per epoch calls the method (`core.classify`:
+`train_one_epoch`, `evaluate_epoch`, `select`) and checkpoints on the cadence (`stage.Checkpoints`);
+at the end the two protocols' thresholds and scores (`classify.protocols`) go into its files.
+The science (folds, steps, prediction, the paper and honest protocols) is `ecgssl_nb.core.classify`'s
+(paper Sec. II-C; book: Fine-tuning, Deviations B14, B15).
 
 Files in OUT:
 
@@ -88,6 +51,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from .. import checkpoint, provenance
 from ..atomic import write_text_atomic
@@ -97,6 +61,7 @@ from ..core.classify import Data, Split, Trainer, evaluate_epoch, select, steps_
 from ..core.errors import UserError, check_int, check_seed
 from ..core.labels import ABBREVIATIONS, CLASSES
 from ..core.metrics import METRIC_KEYS, binarize, challenge_outputs
+from ..core.models import use_fast_cuda_math
 from ..core.settings import (
     PROTOCOL_MODES,
     SETUPS,
@@ -125,16 +90,6 @@ LOG_COLUMNS = ("epoch", "lr", "train_loss", "inner_auroc", "inner_auprc", "outer
 
 
 # --- seeds, inputs, models ---------------------------------------------------------------------
-
-
-def package_version() -> str:
-    """The installed ecgssl_nb version ("unknown" when it is not installed)."""
-    try:
-        from importlib.metadata import version
-
-        return version("ecgssl_nb")
-    except Exception:
-        return "unknown"
 
 
 def resolve_pretrained(setup: str, pretrained: str | os.PathLike | Mapping | None) -> dict[str, Path]:
@@ -207,7 +162,7 @@ def infer_data_kind(prepared: Prepared) -> str:
 
 
 def _load_prepared(prepared):
-    from ..prepare import Prepared, load_prepared  # scipy: only when a stage reads or writes its data
+    from ..prepare import Prepared, load_prepared  # scipy.signal: ~1.1 s at import, only when a run reads its data
 
     if isinstance(prepared, Prepared):
         return prepared
@@ -408,8 +363,6 @@ def build_trainer(run: Run) -> Trainer:
     `cfg.compile` says (`make_step_loss`)."""
     rs = classify.run_seed(run.seed, run.split.fold)
     classify.seed_everything(rs)
-    from ..core.models import use_fast_cuda_math  # ~10 ms at import: only when a run builds a model
-
     use_fast_cuda_math(run.device)
     model = classify.build_finetune_model(run.setup, run.files, seed=rs, fusion_ssl=run.cfg.fusion_ssl).to(run.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=run.cfg.lr, fused=True)
@@ -489,8 +442,6 @@ def _write_log(path: Path, history: list[dict], protocol: str) -> None:
 def _train(run: Run) -> dict:
     """`finetune` once OUT is claimed and locked: train (or resume), evaluate every epoch, select,
     write the files."""
-    from tqdm.auto import tqdm
-
     tr = build_trainer(run)
     done = restore_checkpoint(run, tr)
     data = classify.load_data(run.prep, run.split, run.device)
@@ -615,7 +566,7 @@ def _result(run: Run, protocols: dict, gate: dict | None, done: Progress) -> dic
         "run_seed": classify.run_seed(run.seed, split.fold),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or "cpu"),
         "versions": {
-            "ecgssl_nb": package_version(),
+            "ecgssl_nb": provenance.package_version(),
             "torch": torch.__version__,
             "numpy": np.__version__,
             "python": platform.python_version(),
@@ -708,7 +659,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb finetune --setup SETUP --fold K --prepared DIR --out OUT ...`."""
-    from ..recipes import apply_recipe, parse_recipe  # ~4 ms at import: only for --recipe
+    from ..recipes import apply_recipe, parse_recipe  # recipes: ~6 ms at import, only for --recipe
 
     a = _parser().parse_args(argv)
 

@@ -1,26 +1,12 @@
-"""Self-knowledge-distillation (DINO-style) pre-training of one backbone (paper Sec. II-A,
-II-B; book: Self-distillation).
-
-The file reads as the method:
-
-* `DINOHead`: 512 -> 512 -> 512 -> 128 MLP (GELU, no BN), L2-normalise, then a weight-normed
-  Linear(128 -> out_dim) whose row norms g are frozen at 1.
-* `MultiCropModel`: all V views of a batch go through backbone and head in ONE forward pass.
-* `DINOLoss`: cross-entropy between the centred, sharpened teacher distribution of each global
-  view and the student distribution of every other view; the centre is an EMA of the batch mean
-  of the teacher outputs, divided once (B7 fixed), all-reduced across processes.
-* `train_step`: student forward/backward, last layer frozen in epoch 0 (B9 fixed), AdamW with
-  no decay on biases and norms (B10 fixed, "adam-l2" keeps the released coupled L2), EMA teacher.
-* `pretrain`: the loop (`_train`: `make_schedules`, `build_state`, `restore_checkpoint`, then
-  per epoch `train_one_epoch` of `pretrain_step`s, and at the checkpoint cadence the checkpoint
-  and the log). Schedules are arrays indexed by
-  `it = epoch * L + i`, epoch from 0 (B8 fixed). Data: every kept record of every fold
-  (transductive, as released: book: Deviations, B13), one random 250-sample window per record
-  per epoch, drawn and augmented on the device. Every `checkpoint_epochs` epochs (or
-  `checkpoint_minutes`, and always at the end) a checkpoint is copied to the host and written in
-  the background (continued only with `resume`: `checkpoint.load`), then the log of collapse
-  diagnostics; the student backbone of the final epoch is kept (B12 fixed; "lowest-loss" keeps
-  the released choice).
+"""Running one DINO pre-training: `pretrain(prepared, out, modality, ...)` resolves the settings into
+a frozen `Run`, claims OUT (rank 0, under a lock), then `_train`: `make_schedules`, `build_state`,
+`restore_checkpoint`, and per epoch `train_one_epoch` (each step: `batch_views`, then
+`dino.train_step`), the checkpoint and the log on the cadence (`stage.Checkpoints`), and at the
+end OUT/backbone.pt and summary.json. The method (head, loss, centring, EMA, views, schedules) is
+`ecgssl_nb.core.dino`'s (paper Sec. II-A, II-B; book: Self-distillation). Data: every kept record
+of every fold (transductive, as released: book: Deviations, B13), one random 250-sample window per
+record per epoch, drawn and augmented on the device; the student backbone of the final epoch is
+kept (B12 fixed; "lowest-loss" keeps the released choice).
 
 The GPU path (issue 15): a steady-state step never blocks the host (no value read back, no
 data-dependent shape; tests/test_gpu_path_pretrain.py counts it), every step has the same
@@ -819,7 +805,7 @@ def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb pretrain --modality {time,spec} --prepared DIR --out OUT ...`."""
     a = _parser().parse_args(argv)
     check_modality(a.modality)
-    from ..recipes import parse_recipe, pretrain_overrides  # ~4 ms at import: only for --recipe
+    from ..recipes import parse_recipe, pretrain_overrides  # recipes: ~6 ms at import, only for --recipe
 
     base = read_config(PretrainConfig, a.config) if a.config else get_profile(a.profile).pretrain[a.modality]
     base = replace(base, **pretrain_overrides(parse_recipe(a.recipe)))  # the recipe first; --keep and --set win
