@@ -109,7 +109,7 @@ def dino_loss_parts(log: pd.DataFrame) -> pd.DataFrame:
 
 
 def stft_settings() -> pd.DataFrame:
-    """The spectrogram's STFT settings (transforms' constants, config.TARGET_FS) as the Transforms
+    """The spectrogram's STFT settings (transforms' constants, settings.TARGET_FS) as the Transforms
     chapter lists them, one row each."""
     from .core import transforms as T  # ~6 ms at import: only for the transforms chapter
 
@@ -129,7 +129,7 @@ def stft_settings() -> pd.DataFrame:
 
 
 def augment_settings(augment: AugmentConfig | None = None) -> pd.DataFrame:
-    """The view settings (`config.AugmentConfig`, default: its defaults), one row per field as
+    """The view settings (`settings.AugmentConfig`, default: its defaults), one row per field as
     `--set augment.KEY=VALUE` names it: its value, the values it takes and what it sets (the
     field's metadata, the same facts that check it and that --help lists)."""
     import dataclasses
@@ -158,7 +158,7 @@ def gate_at_init(
 ) -> dict:
     """The gate of a TSG network before any fine-tuning, on real windows of `prepared`.
 
-    Builds the network exactly as fine-tuning does (`finetune.build_finetune_model`: the
+    Builds the network exactly as fine-tuning does (`classify.build_finetune_model`: the
     pre-trained backbones loaded, the gate and head at PyTorch's default init for ssl-tsg), takes
     up to `n_windows` evaluation windows of the records `rows` (default: all), and returns the
     mean L2 norms of the time and spectrogram features (512 each), the gate's logit gap
@@ -317,7 +317,7 @@ def run_study(device: str = "cpu", **kwargs: Any) -> Path:
 
 def run_samples_study(runs: str | Path, samples: str | Path, device: str = "cpu") -> Path:
     """The book's study on the real sample records: profile `samples`, setups
-    `config.SAMPLES_SETUPS`, folds `config.SAMPLES_FOLDS`, no ablation, on `book_devices(device)`;
+    `settings.SAMPLES_SETUPS`, folds `settings.SAMPLES_FOLDS`, no ablation, on `book_devices(device)`;
     finished work is skipped. Returns RUNS/samples/."""
     return run_study(
         device, profile="samples", data_dir=samples, out=runs, setups=",".join(SAMPLES_SETUPS), ablation=False
@@ -591,7 +591,7 @@ def class_counts(label_matrix: np.ndarray, name: str = "this corpus") -> pd.Data
 
 
 def fold_counts(label_matrix: np.ndarray, folds: ArrayLike, n_folds: int | None = None) -> pd.DataFrame:
-    """Per fold 0..n_folds-1 (default config.N_FOLDS): its records, then its positives of each of the
+    """Per fold 0..n_folds-1 (default settings.N_FOLDS): its records, then its positives of each of the
     24 classes (columns labels.ABBREVIATIONS). `folds` (N,) gives each row's fold."""
     n_folds = N_FOLDS if n_folds is None else n_folds
     y, f = np.asarray(label_matrix), np.asarray(folds)
@@ -790,7 +790,7 @@ def fig3_bars(fig3: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def full_set_best(fig3: dict[str, pd.DataFrame], metric: str = "auroc") -> pd.DataFrame:
     """Per protocol and modality: the setting with the highest mean `metric` and whether it is the
-    full view set (config.MAIN_TRANSFORMS: T1 for time, T2 for spectrograms), "yes" or "no"."""
+    full view set (settings.MAIN_TRANSFORMS: T1 for time, T2 for spectrograms), "yes" or "no"."""
     rows = {}
     for p, a in fig3.items():
         for m, part in a.groupby("modality", sort=False):

@@ -12,7 +12,7 @@ Result file schema: one per fine-tuning run, written by `finetune` to
 `RUNS/<profile>/ablation/finetune/<run>/fold<k>/`)::
 
     {
-      "setup":   "ssl-tsg",                     # one of config.SETUPS
+      "setup":   "ssl-tsg",                     # one of settings.SETUPS
       "fold":    3,                             # the outer validation fold, 0..9
       "profile": "tiny" | "paper",
       "data":    {"kind": "fixture" | "samples" | "physionet2020",

@@ -103,7 +103,7 @@ fig = plots.ecg_leads(window[0].numpy(), fs=100, title=f"{rec.name}: one window"
 #   view.
 # - **Normalisation** (`normalize`): (x − mean)/(std + 1e-8) per lead.
 #
-# Every range above is a field of `config.AugmentConfig` (`PretrainConfig.augment`), which a run
+# Every range above is a field of `core.settings.AugmentConfig` (`PretrainConfig.augment`), which a run
 # can change with `--set augment.KEY=VALUE`; its defaults are the ones listed here:
 
 # %% tags=["hide-input"]
@@ -111,7 +111,7 @@ report.augment_settings()
 
 # %% mystnb={"figure": {"caption": "Each time-series transform applied alone to lead II of the window in {numref}`fig-window` (mV against seconds). The Gaussian noise is small beside the ECG (σ of 0.005 to 0.025 mV), so its row is followed by the noise itself (noisy minus raw) on its own scale.", "name": "fig-time-transforms"}, "image": {"alt": "Seven stacked line plots of lead II under each time-series transform"}} tags=["remove-input"]
 raw = window.clone()
-A = T.AUGMENT  # the default view settings (config.AugmentConfig)
+A = T.AUGMENT  # the default view settings (core.settings.AugmentConfig)
 panels = {
     "raw window": raw[0, lead],
     f"random resized crop, global (r ~ U{A.time_global_scale})": T.random_resized_crop(

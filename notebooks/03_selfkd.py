@@ -61,8 +61,8 @@
 # ```
 #
 # with $m = 0.9$ and $\lambda = 0.996$. In the code: {eq}`eq-dino-dists` and {eq}`eq-dino-loss`
-# are `selfkd.DINOLoss.forward`, the centre update is `DINOLoss.update_center`, and the EMA is
-# `selfkd.ema_update`. Only the student receives gradients.
+# are `core.dino.DINOLoss.forward`, the centre update is `DINOLoss.update_center`, and the EMA is
+# `core.dino.ema_update`. Only the student receives gradients.
 #
 # Because the loss is a cross-entropy, it splits into the teacher's own entropy and the part the
 # student can reduce:

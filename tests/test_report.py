@@ -267,7 +267,7 @@ def test_fold_counts_and_balance_by_hand():
     balance = report.fold_balance(counts)
     assert balance.loc[ABBREVIATIONS[0]].tolist() == [4, 1.3, 1.7]  # ideal 4/3; fold 0 has 3
     assert balance.loc[ABBREVIATIONS[1]].tolist() == [1, 0.3, 0.7]
-    assert report.fold_counts(y, np.zeros(6)).shape == (10, 25)  # config.N_FOLDS folds by default
+    assert report.fold_counts(y, np.zeros(6)).shape == (10, 25)  # settings.N_FOLDS folds by default
 
 
 def test_records_per_source_counts_and_shares():

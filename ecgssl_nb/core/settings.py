@@ -221,7 +221,7 @@ def _check_fields(obj: Any) -> None:
     for f in dataclasses.fields(obj):
         values = f.metadata.get("range")
         if values is None:
-            raise TypeError(f"{type(obj).__name__}.{f.name} declares no range (config._setting)")
+            raise TypeError(f"{type(obj).__name__}.{f.name} declares no range (settings._setting)")
         values.check(f.name, getattr(obj, f.name))
 
 
@@ -241,7 +241,7 @@ FUSION_SSL = ("loaded", "ignored")  # B6: the fusion models' SSL backbones
 COMPILE_MODES = ("off", "default", "reduce-overhead")  # the training steps: eager, compiled, compiled + CUDA graphs
 # How a run is executed, not what it computes (both stages' configs): recorded in provenance.json,
 # never matched for reuse or resume, so a backbone compiled or checkpointed otherwise is the same run
-# (selfkd.pretrain_request says why; compiled results agree with eager within the tolerance the tests state).
+# (stages.pretrain.pretrain_request says why; compiled results agree with eager within the tolerance the tests state).
 RECORDED_ONLY = ("compile", "checkpoint_epochs", "checkpoint_minutes", "log_every")
 _EXECUTION = {  # their defaults, meanings and ranges, one source for PretrainConfig and FinetuneConfig
     "compile": dict(

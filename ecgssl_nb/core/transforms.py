@@ -9,7 +9,7 @@ the copy. The same generator state gives the same views.
 
 Time series are raw mV windows `(B, 12, 250)` (100 Hz). Spectrograms are `(B, 12, 13, 21)`
 (lead, frequency 0..48 Hz in SPEC_FREQ_STEP_HZ = 4 Hz steps, frame every SPEC_HOP_S = 0.13 s).
-The ranges of the random draws default to `config.AugmentConfig`'s (`AUGMENT`); a pre-training
+The ranges of the random draws default to `settings.AugmentConfig`'s (`AUGMENT`); a pre-training
 passes its own with `**cfg.augment.time_view_args()` / `spec_view_args()`.
 
 Faithful choices (book: Deviations): local time views are 250 samples long like global ones (B17);

@@ -334,7 +334,7 @@ def finetune_request(
     setups, the SHA-256 of each backbone file loaded; the seed."""
     family = setup_family(setup)
     cfg = replace(cfg, epochs={**cfg.epochs, family: int(epochs)})
-    config = matched_settings(cfg)  # compile, checkpoint cadence, log_every: recorded only (config.RECORDED_ONLY)
+    config = matched_settings(cfg)  # compile, checkpoint cadence, log_every: recorded only (settings.RECORDED_ONLY)
     settings = {"setup": setup, "fold": int(fold), "inner_fold": inner, "protocol": protocol, "config": config}
     inputs = {
         "prepared": prepared_digest,
