@@ -49,13 +49,13 @@ import pandas as pd
 import scipy.signal  # imported before the worker processes fork
 
 from . import provenance
+from . import records as R
 from .atomic import atomic_write, write_json, write_text_atomic
 from .core import labels as L
-from .core import records as R
 from .core.errors import RecordError, UserError, check_seed
-from .core.records import LEADS, SOURCES, read_header, read_record_raw, source_of
 from .core.settings import TARGET_FS, WINDOW
 from .folds import assign_folds
+from .records import LEADS, SOURCES, read_header, read_record_raw, source_of
 
 FORMAT_VERSION = 1
 DEFAULT_CHUNK = 256  # records per part file (at most)

@@ -49,7 +49,8 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from ecgssl_nb import params, paths, plots, prepare, report
-from ecgssl_nb.core import labels, records, settings
+from ecgssl_nb import records
+from ecgssl_nb.core import labels, settings
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table

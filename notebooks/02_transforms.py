@@ -51,7 +51,8 @@ import torch
 from IPython.display import Markdown, display
 
 from ecgssl_nb import params, plots, prepare, report
-from ecgssl_nb.core import labels, records
+from ecgssl_nb import records
+from ecgssl_nb.core import labels
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table

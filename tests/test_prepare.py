@@ -16,7 +16,7 @@ from ecgssl_nb import prepare as P
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.core import labels as L
 from ecgssl_nb.core.errors import UserError
-from ecgssl_nb.core.records import LEADS
+from ecgssl_nb.records import LEADS
 
 SAMPLES = Path(__file__).parent / "data" / "ecg-samples"
 OUTPUTS = ("signals.npy", "index.csv", "skipped.csv", "stats.json")

@@ -16,9 +16,8 @@ import torch
 from ecgssl_nb import paths, provenance, recipes
 from ecgssl_nb.config import as_dict
 from ecgssl_nb.core import classify, dino
-from ecgssl_nb.core.models import build_model
 from ecgssl_nb.core.errors import UserError
-from ecgssl_nb.core.models import se_resnet34, xresnet1d50
+from ecgssl_nb.core.models import build_model, se_resnet34, xresnet1d50
 from ecgssl_nb.core.settings import get_profile
 from ecgssl_nb.fixture import make_fixture
 from ecgssl_nb.prepare import load_prepared, prepare

@@ -3,7 +3,6 @@ Phan et al. 2022 (the machinery that runs it, records it and writes its files is
 `ecgssl_nb.stages`, `ecgssl_nb.reproduce` and the data modules).
 
     labels      the 24 scored classes and the official tables (Sec. III-A)
-    records     reading one Challenge 2020 record (Sec. III-A)
     windows     250-sample windows of the records on the device (Sec. II-B, II-C)
     transforms  the views: crops, time cutout, Gaussian noise, frequency cutout, the STFT (Sec. II-B)
     backbones   xresnet1d50 and SE-ResNet34 (Sec. II-B.1, II-B.2)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .records import LEADS
+from .labels import LEADS
 from .settings import WINDOW
 
 
