@@ -282,8 +282,8 @@ class Job:
             return pretrain_request(a["config"], a["modality"], a["transforms"], a["seed"], digest)
         if self.kind != "finetune":
             return None
-        from .core import classify
-        from .stages import finetune as ft  # ~25 ms at import: only when a stage runs
+        from .core import classify  # torch: ~1.3 s at import, only when a stage runs
+        from .stages import finetune as ft  # torch: ~1.3 s at import, only when a stage runs
 
         prep, cfg, setup, fold = load_prepared(a["prepared"]), a["config"], a["setup"], a["fold"]
         n_folds = int(prep.stats.get("n_folds", int(prep.index["fold"].max()) + 1))
