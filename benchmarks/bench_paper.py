@@ -197,7 +197,7 @@ SSL_SETUPS = tuple(f"ssl-{f}" for f in FAMILIES)
 def study_plan(a):
     """(resolved profile, the plan of its main study's ssl- setups on every fold) as `reproduce`
     makes them: `--set` items and the smoke limit of --steps applied (`resolve_study`)."""
-    from ecgssl_nb.config import N_FOLDS
+    from ecgssl_nb.core.settings import N_FOLDS
     from ecgssl_nb.reproduce import plan, resolve_study
 
     prof, seed = resolve_study(a.profile, settings=a.set, max_steps=a.steps)
@@ -243,27 +243,27 @@ def stage_prepare(a) -> dict:
     }
 
 
-def _written(submit):
-    """`selfkd._submit_checkpoint`, waiting for its background write: the meter then times the whole
-    write (host copy, serialise, fsync), an upper bound on what a checkpoint can stall the steps,
-    as fine-tuning's checkpoint is timed (written at once there)."""
+def _written(make_job):
+    """`pretrain_stage._checkpoint_job`, its write run at once rather than in the background: the
+    meter then times the whole write (host copy, serialise, fsync), an upper bound on what a
+    checkpoint can stall the steps."""
 
-    def submit_and_wait(writer, *args, **kwargs):
-        submit(writer, *args, **kwargs)
-        writer.wait()
+    def written(*args, **kwargs) -> None:
+        make_job(*args, **kwargs)()  # nothing left for the background writer
 
-    return submit_and_wait
+    return written
 
 
 def stage_pretrain(a, modality: str) -> dict:
-    from ecgssl_nb import selfkd
+    from ecgssl_nb.stages import pretrain as pretrain_stage
 
     prof, p = study_plan(a)
     job, cfg = p.main_pre[modality], prof.pretrain[modality]
     warm, eager = _warmup(cfg, a.steps), _count_ops(a.device, cfg)
     step, views, ckpt = Meter(a.device, warm, eager), Meter(a.device, warm, eager), Meter(a.device, 0, False)
-    selfkd.train_step, selfkd.make_views = step.wrap(selfkd.train_step), views.wrap(selfkd.make_views)
-    selfkd._submit_checkpoint = ckpt.wrap(_written(selfkd._submit_checkpoint))
+    pretrain_stage.train_step = step.wrap(pretrain_stage.train_step)  # what the stage's loop calls
+    pretrain_stage.make_views = views.wrap(pretrain_stage.make_views)
+    pretrain_stage._checkpoint_job = ckpt.wrap(_written(pretrain_stage._checkpoint_job))
     job.args["progress"] = False
     shutil.rmtree(job.folder, ignore_errors=True)  # this benchmark's own folder: a run of an earlier call
     t = time.perf_counter()
@@ -298,16 +298,16 @@ def _one_checkpoint(ft, ckpt: Meter, trainers: list):
 
     def wrapper(run, data, done):
         if trainers:
-            ckpt.wrap(ft.save_checkpoint)(run, trainers[-1], done, max(len(done.history), 1))
+            ckpt.wrap(lambda *a: ft.checkpoint_job(*a)())(run, trainers[-1], done, max(len(done.history), 1))
         return write(run, data, done)
 
     return wrapper
 
 
 def stage_finetune(a, setup: str) -> dict:
-    from ecgssl_nb import finetune as ft
-    from ecgssl_nb import windows
-    from ecgssl_nb.config import setup_family
+    from ecgssl_nb.core import classify, windows
+    from ecgssl_nb.core.settings import setup_family
+    from ecgssl_nb.stages import finetune as ft
 
     prof, p = study_plan(a)
     cfg, family = prof.finetune, setup_family(setup)
@@ -315,7 +315,7 @@ def stage_finetune(a, setup: str) -> dict:
     warm, eager = _warmup(cfg, a.steps), _count_ops(a.device, cfg)
     step, crops, labels = (Meter(a.device, warm, eager) for _ in range(3))
     preds, ckpt, trainers = Meter(a.device, 0, False), Meter(a.device, 0, False), []
-    ft.train_step, ft.predict = step.wrap(ft.train_step), preds.wrap(ft.predict)
+    classify.train_step, classify.predict = step.wrap(classify.train_step), preds.wrap(classify.predict)
     windows.Corpus.random_windows = crops.wrap(windows.Corpus.random_windows)
     windows.Corpus.window_labels = labels.wrap(windows.Corpus.window_labels)
     build = ft.build_trainer
@@ -353,11 +353,13 @@ def stage_finetune(a, setup: str) -> dict:
     }
 
 
-_EVAL_WINDOWS: dict = {}  # windows predicted by the wrapped ft.predict calls of this process
+_EVAL_WINDOWS: dict = {}  # windows predicted by the wrapped classify.predict calls of this process
 
 
 def _count_eval_windows(ft) -> None:
-    predict = ft.predict
+    from ecgssl_nb.core import classify
+
+    predict = classify.predict
 
     def wrapper(model, corpus, *args, **kwargs):
         stride = kwargs.get("stride", 125)
@@ -366,7 +368,7 @@ def _count_eval_windows(ft) -> None:
         _EVAL_WINDOWS["n"] = _EVAL_WINDOWS.get("n", 0) + _windows(lengths.numpy(), stride)
         return predict(model, corpus, *args, **kwargs)
 
-    ft.predict = wrapper
+    classify.predict = wrapper
 
 
 def child(a) -> None:
@@ -384,7 +386,7 @@ def child(a) -> None:
     elif stage.startswith("pretrain-"):
         r = stage_pretrain(a, stage.split("-", 1)[1])
     else:
-        from ecgssl_nb import finetune as ft
+        from ecgssl_nb.stages import finetune as ft
 
         _count_eval_windows(ft)
         r = stage_finetune(a, stage.split("-", 1)[1])
@@ -479,9 +481,9 @@ def count_flops(profile: str) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ecgssl_nb.config import get_profile, setup_family
-    from ecgssl_nb.models import build_model, make_backbone
-    from ecgssl_nb.selfkd import DINOHead, MultiCropModel
+    from ecgssl_nb.core.dino import DINOHead, MultiCropModel
+    from ecgssl_nb.core.models import build_model, make_backbone
+    from ecgssl_nb.core.settings import get_profile, setup_family
 
     def student(m: str, out_dim: int):  # built on the meta device: no memory, no initialisation
         with torch.device("meta"):
@@ -518,8 +520,8 @@ def _saved_bytes(setup: str, n_windows: int, amp: bool) -> int:
     """Bytes autograd keeps for backward (distinct storages) in a forward of `n_windows` windows."""
     import torch
 
-    from ecgssl_nb.finetune import _inputs
-    from ecgssl_nb.models import build_model
+    from ecgssl_nb.core.classify import model_inputs
+    from ecgssl_nb.core.models import build_model
 
     model, storages = build_model(setup).train(), {}
 
@@ -530,7 +532,7 @@ def _saved_bytes(setup: str, n_windows: int, amp: bool) -> int:
 
     x = torch.randn(n_windows, 12, 250)
     with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
-        x_time, x_spec = _inputs(model, x, torch.zeros(12), torch.ones(12))
+        x_time, x_spec = model_inputs(model, x, torch.zeros(12), torch.ones(12))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
             model(x_time, x_spec)
     return sum(storages.values())
@@ -542,8 +544,8 @@ def memory_estimate(profile: str = "paper", corpus_gb: float = FULL_SIGNALS_GB) 
     windows under bf16 autocast when the profile uses it, extrapolated linearly to batch x crops)
     x ACTIVATION_MARGIN, weights + gradients + AdamW moments (16 bytes per parameter), the corpus
     on the device, and a CUDA context. gpu_check.sh measures the real peak."""
-    from ecgssl_nb.config import get_profile
-    from ecgssl_nb.models import build_model
+    from ecgssl_nb.core.models import build_model
+    from ecgssl_nb.core.settings import get_profile
 
     prof = get_profile(profile)
     amp, rows = bool(getattr(prof.finetune, "amp", False)), {}
@@ -568,7 +570,7 @@ def estimate(res: dict, profile: str, records: int, runs_per_device: int = 1, fl
     hours on this device, scaled from `records` to the full 43,101; fine-tunings ran
     `runs_per_device` at once (their s/step measured so), pre-trainings one at a time. With
     `flops` (count_flops), each row's PFLOP too."""
-    from ecgssl_nb.config import N_FOLDS, get_profile
+    from ecgssl_nb.core.settings import N_FOLDS, get_profile
 
     prof = get_profile(profile)
     scale = FULL_RECORDS / records
@@ -687,7 +689,7 @@ def report(res: dict, a, device_name: str, packing: dict | None = None, flops=No
 
 
 def _estimate_lines(res: dict, a, flops) -> list[str]:
-    from ecgssl_nb.config import get_profile
+    from ecgssl_nb.core.settings import get_profile
 
     rows = estimate(res, a.profile, a.records, a.runs_per_device, flops)
     lines = [f"study at full size ({FULL_RECORDS} records) on this device, profile {a.profile}:"]
@@ -777,8 +779,8 @@ def _print_memory_estimate(profile: str) -> None:
 
 def _check_arguments(a) -> None:
     """The device, the runs per device and the `--set` items, checked as `reproduce` checks them."""
-    from ecgssl_nb.config import resolve_device
-    from ecgssl_nb.errors import check_int
+    from ecgssl_nb.core.errors import check_int
+    from ecgssl_nb.core.settings import resolve_device
     from ecgssl_nb.reproduce import resolve_study
 
     a.device = resolve_device(a.device)
@@ -801,7 +803,7 @@ def main(argv=None) -> int:
         return 0
     import torch
 
-    from ecgssl_nb.errors import UserError
+    from ecgssl_nb.core.errors import UserError
 
     try:
         _check_arguments(a)

@@ -38,7 +38,7 @@ def simple_corpus(root: Path, n: int, seed: int = 0) -> None:
     """n records (A/E/HR prefixes), 12 x 5000 int16 random walks, one or two scored codes."""
     import scipy.io
 
-    from ecgssl_nb.labels import LEADS, SCORED_CODES
+    from ecgssl_nb.core.labels import LEADS, SCORED_CODES
 
     rng = np.random.default_rng(seed)
     for i in range(n):

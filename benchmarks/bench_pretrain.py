@@ -27,10 +27,9 @@ import time
 
 import torch
 
-from ecgssl_nb.config import get_profile, resolve_device
-from ecgssl_nb.config import MAIN_TRANSFORMS
-from ecgssl_nb.selfkd import DINOLoss, build_student, make_optimizer, make_views, train_step
-from ecgssl_nb.windows import Corpus
+from ecgssl_nb.core.dino import DINOLoss, build_student, make_optimizer, make_views, train_step
+from ecgssl_nb.core.settings import MAIN_TRANSFORMS, get_profile, resolve_device
+from ecgssl_nb.core.windows import Corpus
 
 REF_STEP_RECORDS_S = 34.0  # released code, time-series DINO step on the 2-core machine
 REF_VIEWS_RECORDS_S = 260.0  # released code, views per DataLoader worker process

@@ -17,7 +17,6 @@ PYTHONPATH pointing there (its eager step only: it may predate the `compile` set
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import subprocess
@@ -32,19 +31,18 @@ SETUPS = ("t", "s", "tsg")
 
 def _epoch(ft, run, tr, data, steps: int) -> None:
     run = replace(run, cfg=replace(run.cfg, max_steps=steps))
-    if "batches" in inspect.signature(ft.train_one_epoch).parameters:  # before the epoch plan
-        batches = ft.batch_bounds(len(data.train), run.batch_records, run.cfg.crops)
-        ft.train_one_epoch(run, tr, data, batches, 1)
-    else:
-        ft.train_one_epoch(run, tr, data, 1)
+    from ecgssl_nb.core import classify
+
+    classify.train_one_epoch(tr, data, run.cfg, run.batch_records, 1, run.amp)
 
 
 def _measure(prepared: str, setup: str, compile_mode: str, steps: int, out: str) -> dict:
     """{calls, syncs, steps_per_s} of one setup's step in this process's ecgssl_nb."""
     import torch
 
-    from ecgssl_nb import finetune as ft
-    from ecgssl_nb.config import get_profile
+    from ecgssl_nb.core import classify
+    from ecgssl_nb.core.settings import get_profile
+    from ecgssl_nb.stages import finetune as ft
     from ecgssl_nb.syncs import count_ops
 
     torch.set_num_threads(1)
@@ -56,7 +54,7 @@ def _measure(prepared: str, setup: str, compile_mode: str, steps: int, out: str)
         cfg = replace(cfg, compile=compile_mode)
     args = (setup, 0, prepared, Path(out) / f"{setup}-{compile_mode}", None, prof, None, "cpu", 0, False, None, False)
     run = ft._resolve(*args, None, cfg, None)
-    tr, data = ft.build_trainer(run), ft.load_data(run)
+    tr, data = ft.build_trainer(run), classify.load_data(run.prep, run.split, run.device)
     _epoch(ft, run, tr, data, 1)  # warm-up: optimiser state, compilation
     res = {}
     if compile_mode == "off":

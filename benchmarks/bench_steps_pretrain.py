@@ -10,7 +10,7 @@ from ECGs) and measures one step with its batch preparation (`make_views` then `
 * aten calls and host-device synchronisations per step, counted by `ecgssl_nb.syncs.count_ops`
   over one steady-state eager step (after warm-up steps; under a dispatch mode torch.compile does
   not compile, and a compiled step runs inductor kernels rather than aten calls);
-* steps/s eager, and compiled (`selfkd.CompiledForward`, inductor) where the code has it.
+* steps/s eager, and compiled (`dino.CompiledForward`, inductor) where the code has it.
 Each measurement runs in a fresh subprocess with PYTHONPATH at the code measured: this checkout,
 or a temporary `git worktree` of --before (removed afterwards), so all figures come from one run on
 the same machine and load. Ratios are now / before and compiled / eager.
@@ -37,10 +37,10 @@ def _measure(modality: str, mode: str, steps: int, warmup: int) -> dict:
 
     import torch
 
-    from ecgssl_nb import selfkd
-    from ecgssl_nb.config import MAIN_TRANSFORMS, get_profile
+    from ecgssl_nb.core import dino
+    from ecgssl_nb.core.settings import MAIN_TRANSFORMS, get_profile
+    from ecgssl_nb.core.windows import Corpus
     from ecgssl_nb.syncs import count_ops
-    from ecgssl_nb.windows import Corpus
 
     torch.set_num_threads(1)
     cfg = get_profile("tiny").pretrain[modality]
@@ -48,23 +48,23 @@ def _measure(modality: str, mode: str, steps: int, warmup: int) -> dict:
     n_rec = cfg.batch_size
     corpus = Corpus(torch.randn(12, n_rec * 1000, generator=gen) * 0.3, torch.arange(n_rec) * 1000,
                     torch.full((n_rec,), 1000))  # fmt: skip
-    student = selfkd.build_student(modality, cfg.out_dim, seed=0)
+    student = dino.build_student(modality, cfg.out_dim, seed=0)
     teacher = copy.deepcopy(student).requires_grad_(False)
-    loss_fn = selfkd.DINOLoss(cfg.out_dim, cfg.n_global, teacher_temp=cfg.teacher_temp)
-    opt = selfkd.make_optimizer(student, cfg.optimizer)
+    loss_fn = dino.DINOLoss(cfg.out_dim, cfg.n_global, teacher_temp=cfg.teacher_temp)
+    opt = dino.make_optimizer(student, cfg.optimizer)
     mean, std = torch.zeros(12), torch.full((12,), 0.3)
     rec = torch.arange(n_rec)
-    view_args = {"checked": True} if "checked" in inspect.signature(selfkd.make_views).parameters else {}
+    view_args = {"checked": True} if "checked" in inspect.signature(dino.make_views).parameters else {}
     step_args = {}
     if mode != "off":
-        if not hasattr(selfkd, "CompiledForward"):
+        if not hasattr(dino, "CompiledForward"):
             return {"modality": modality, "mode": mode, "missing": True}
-        step_args = {"forward": selfkd.CompiledForward(mode)}
+        step_args = {"forward": dino.CompiledForward(mode)}
 
     def step() -> None:
-        views = selfkd.make_views(corpus, rec, modality, mean, std, MAIN_TRANSFORMS[modality], cfg.n_global,
+        views = dino.make_views(corpus, rec, modality, mean, std, MAIN_TRANSFORMS[modality], cfg.n_global,
                                   cfg.n_local, gen, **view_args)  # fmt: skip
-        selfkd.train_step(student, teacher, loss_fn, opt, views, 1, 1e-4, 0.04, 0.996, **step_args)
+        dino.train_step(student, teacher, loss_fn, opt, views, 1, 1e-4, 0.04, 0.996, **step_args)
 
     t0 = time.perf_counter()
     for _ in range(warmup):

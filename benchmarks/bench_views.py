@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 import ecgssl_nb
-from ecgssl_nb import transforms as T
+from ecgssl_nb.core import transforms as T
 
 AUTHORS_RECORDS_PER_S = 260.0  # time views, one loader process (measured on the released code)
 ROOT = Path(__file__).resolve().parents[1]

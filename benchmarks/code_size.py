@@ -33,10 +33,10 @@ def _docstring_lines(tree: ast.AST) -> set[int]:
 
 
 def measure(folder: Path) -> tuple[int, int, list[tuple[int, str]]]:
-    """(lines, code lines, [(length, 'file.py:line name')]) over folder/*.py."""
+    """(lines, code lines, [(length, 'file.py:line name')]) over folder/**/*.py (its subpackages too)."""
     total = code = 0
     functions = []
-    for path in sorted(folder.glob("*.py")):
+    for path in sorted(folder.rglob("*.py")):
         src = path.read_text(encoding="utf-8")
         tree = ast.parse(src)
         total += len(src.splitlines())
@@ -46,7 +46,7 @@ def measure(folder: Path) -> tuple[int, int, list[tuple[int, str]]]:
                 with_code.update(range(tok.start[0], tok.end[0] + 1))
         code += len(with_code - _docstring_lines(tree))
         functions += [
-            (n.end_lineno - n.lineno + 1, f"{path.name}:{n.lineno} {n.name}")
+            (n.end_lineno - n.lineno + 1, f"{path.relative_to(folder).as_posix()}:{n.lineno} {n.name}")
             for n in ast.walk(tree)
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
         ]

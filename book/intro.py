@@ -67,7 +67,8 @@ import warnings
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import config, params, paths, report, results
+from ecgssl_nb import params, paths, report, results
+from ecgssl_nb.core import settings
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
@@ -78,8 +79,8 @@ report.run_samples_study(runs, samples, device=device)  # skips finished work
 with warnings.catch_warnings():
     warnings.simplefilter("error", results.ResultFileWarning)
     ours = results.load_results(paths.profile_root(runs, profile) / "finetune")
-agg = {p: results.aggregate(ours, protocol=p) for p in config.PROTOCOLS}
-pooled = report.pooled_auroc(runs, "samples", config.SAMPLES_SETUPS[0], config.SAMPLES_FOLDS, protocol="honest")
+agg = {p: results.aggregate(ours, protocol=p) for p in settings.PROTOCOLS}
+pooled = report.pooled_auroc(runs, "samples", settings.SAMPLES_SETUPS[0], settings.SAMPLES_FOLDS, protocol="honest")
 
 # %% [markdown]
 # ## What is reproduced, and on what data
@@ -120,7 +121,7 @@ common = pooled.iloc[:-1].query("positives >= 10").sort_values("positives", asce
 display(
     Markdown(
         f"**This build, real sample records** (setup T from scratch, profile `samples`, the out-of-fold "
-        f"predictions of folds {', '.join(map(str, config.SAMPLES_FOLDS))} pooled: {int(macro['negatives'])} records). "
+        f"predictions of folds {', '.join(map(str, settings.SAMPLES_FOLDS))} pooled: {int(macro['negatives'])} records). "
         f"Macro AUROC over the classes with a positive: **{macro['AUROC']:.2f}**. The classes with at least ten "
         "positives, with the number of positives behind each value and the half-width of its 95% interval "
         "(Hanley and McNeil); the {doc}`Real sample records <../notebooks/08_samples>` chapter shows all 24:"

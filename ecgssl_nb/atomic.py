@@ -6,10 +6,11 @@ Write to a temporary file in the target's folder, fsync it, give it the usual pe
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -70,3 +71,14 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
             fh.write(text)
 
     return atomic_write(path, _write)
+
+
+def write_json(
+    path: str | os.PathLike, obj: Any, indent: int | None = 2, sort_keys: bool = False, ensure_ascii: bool = True
+) -> Path:
+    """Write `obj` as strict JSON (a NaN or inf is a ValueError, never a bare `NaN` in the file)
+    atomically, with a final newline when indented. The text is made before the file is touched,
+    so a value that cannot be written leaves the old file intact. The one JSON writer of the
+    library (results' `write_json_atomic` converts numpy values first)."""
+    text = json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=False, ensure_ascii=ensure_ascii)
+    return write_text_atomic(path, text + ("\n" if indent is not None else ""))

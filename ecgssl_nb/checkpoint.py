@@ -24,7 +24,7 @@ import torch
 
 from . import provenance
 from .atomic import atomic_write
-from .errors import UserError
+from .core.errors import UserError
 
 NAME = "checkpoint.pt"
 

@@ -30,14 +30,13 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from numpy.typing import ArrayLike
-
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
-from .config import ABLATION_SETUPS, ABLATION_TRANSFORMS, MAIN_TRANSFORMS, MODALITIES
-from .errors import UserError
-from .metrics import HEADLINE_METRICS, binarize, evaluate_outputs
+from .core.errors import UserError
+from .core.metrics import HEADLINE_METRICS, binarize, evaluate_outputs
+from .core.settings import ABLATION_SETUPS, ABLATION_TRANSFORMS, MAIN_TRANSFORMS, MODALITIES
 
 __all__ = [
     "CLAIMS",

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import UserError
+from .core.errors import UserError
 
 __all__ = ["Placement", "check_share", "connect", "run", "RETRIES"]
 
@@ -237,7 +237,7 @@ def _main(argv: list[str]) -> int:
     """`python -m ecgssl_nb.cluster DEVICE RECORD DDP` with a pickled Job on stdin (from `_child`):
     run it as `reproduce` runs a job in its own process (DDP > 1: under torchrun with DDP
     processes); its status goes to the RECORD file."""
-    from .config import resolve_device
+    from .core.settings import resolve_device
     from .reproduce import _run_inprocess
 
     device, record, ddp = argv

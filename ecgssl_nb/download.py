@@ -76,7 +76,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from . import provenance
-from .errors import UserError, check_int
+from .core.errors import UserError, check_int
 
 BASE_URL = "https://storage.googleapis.com/physionet-challenge-2020-12-lead-ecg-public/"
 _USER_AGENT = "ecgssl_nb-download (python urllib)"

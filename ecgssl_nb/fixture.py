@@ -46,9 +46,9 @@ import numpy as np
 import scipy.io
 from scipy.signal import sawtooth
 
-from . import labels
-from .errors import UserError, check_seed
-from .labels import LEADS
+from .core import labels
+from .core.errors import UserError, check_seed
+from .core.labels import LEADS
 
 GAIN = 1000  # ADC units per mV, as in most Challenge 2020 headers
 FIXTURE_VERSION = 1

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UserError
+from .core.errors import UserError
 
 if TYPE_CHECKING:  # papermill's dependency, imported where a notebook runs
     import nbformat

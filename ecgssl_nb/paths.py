@@ -28,8 +28,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import ABLATION_SETUPS, ABLATION_TRANSFORMS, MAIN_TRANSFORMS, check_modality, check_setup
-from .errors import UserError
+from .core.errors import UserError
+from .core.settings import ABLATION_SETUPS, ABLATION_TRANSFORMS, MAIN_TRANSFORMS, check_modality, check_setup
 
 __all__ = [
     "ABLATION_TRANSFORMS",

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from numpy.typing import ArrayLike
-
 import matplotlib
+from numpy.typing import ArrayLike
 
 matplotlib.rcParams.setdefault("figure.dpi", 100)
 
@@ -22,9 +21,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .config import TARGET_FS  # noqa: E402
+from .core.settings import TARGET_FS  # noqa: E402
+from .core.transforms import SPEC_FREQ_STEP_HZ, SPEC_HOP_S  # noqa: E402  (4 Hz rows, 0.13 s frames)
 from .records import LEADS  # noqa: E402
-from .transforms import SPEC_FREQ_STEP_HZ, SPEC_HOP_S  # noqa: E402  (4 Hz rows, 0.13 s frames)
 
 OURS_COLOR = "#1f77b4"
 PAPER_COLOR = "#d62728"

@@ -48,12 +48,12 @@ import numpy as np
 import pandas as pd
 import scipy.signal  # imported before the worker processes fork
 
-from . import labels as L
 from . import provenance
 from . import records as R
-from .atomic import atomic_write, write_text_atomic
-from .config import TARGET_FS, WINDOW
-from .errors import RecordError, UserError, check_seed
+from .atomic import atomic_write, write_json, write_text_atomic
+from .core import labels as L
+from .core.errors import RecordError, UserError, check_seed
+from .core.settings import TARGET_FS, WINDOW
 from .folds import assign_folds
 from .records import LEADS, SOURCES, read_header, read_record_raw, source_of
 
@@ -139,7 +139,7 @@ def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, n
 
 def _write_json(path: Path, obj) -> None:
     """Strict JSON (a NaN or inf is a ValueError, never a bare `NaN` in the file), atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    write_json(path, obj)
 
 
 def _write_npy(path: Path, n_rows: int, blocks) -> None:
@@ -186,7 +186,7 @@ def _process_chunk(task: tuple[int, str, list[str], str, str]) -> tuple[int, int
         arrays.append(x)
     _write_npy(npy_path, sum(len(a) for a in arrays), arrays)  # written one by one: no second copy
     arrays.clear()
-    write_text_atomic(json_path, json.dumps({"rels": rels, "records": metas, "skipped": skipped}, allow_nan=False))
+    write_json(json_path, {"rels": rels, "records": metas, "skipped": skipped}, indent=None)
     return k, len(rels)
 
 

@@ -43,8 +43,9 @@ from typing import Any, Iterator
 
 from filelock import FileLock, Timeout
 
-from .atomic import write_text_atomic
-from .errors import UserError
+from . import __version__
+from .atomic import write_json
+from .core.errors import UserError
 
 PROVENANCE = "provenance.json"
 LOCK = ".lock"  # where versions before the sibling lock kept it, inside the folder: ignored there
@@ -117,7 +118,7 @@ def write_digests(folder: str | os.PathLike, names: tuple[str, ...]) -> dict:
     if rec is None:
         raise UserError(f"{folder} has no {PROVENANCE}; its outputs cannot be recorded")
     digests = {"request": rec["request"], "files": {n: fingerprint(folder / n) for n in names}}
-    write_text_atomic(folder / DIGESTS, json.dumps(digests, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    write_json(folder / DIGESTS, digests, sort_keys=True)
     return digests
 
 
@@ -195,16 +196,16 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable in a provenance record")
 
 
+def package_version() -> str:
+    """The version of this ecgssl_nb (`ecgssl_nb.__version__`, the one place it is written)."""
+    return __version__
+
+
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """'<package version>+<git commit>[-dirty]' when the package runs from a git checkout,
     else the package version."""
-    try:
-        from importlib.metadata import version
-
-        base = version("ecgssl_nb")
-    except Exception:
-        base = "unknown"
+    base = package_version()
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
@@ -283,7 +284,7 @@ def read(folder: str | os.PathLike) -> dict | None:
 def write(folder: str | os.PathLike, req: dict, recorded: dict | None = None) -> dict:
     """Write `folder/provenance.json` for `req` (and `recorded`, see `record`) atomically; returns the record."""
     rec = record(req, recorded)
-    write_text_atomic(Path(folder) / PROVENANCE, json.dumps(rec, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    write_json(Path(folder) / PROVENANCE, rec, sort_keys=True)
     return rec
 
 

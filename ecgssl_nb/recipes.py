@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import FinetuneConfig, PretrainConfig, Profile, is_ssl, setup_modalities
-from .errors import UserError
+from .core.errors import UserError
+from .core.settings import FinetuneConfig, PretrainConfig, Profile, is_ssl, setup_modalities
 from .paths import profile_root, recipe_runs
 
 __all__ = [
@@ -308,7 +308,7 @@ def stage_runs(runs: str | os.PathLike, keys: Sequence[str], stage: str) -> Path
 
 
 def pretrain_overrides(keys: Sequence[str]) -> dict[str, object]:
-    """PretrainConfig fields the recipe changes ({} for corrected), for `selfkd.pretrain`'s
+    """PretrainConfig fields the recipe changes ({} for corrected), for `stages.pretrain.pretrain`'s
     `overrides` / `--set` (the `keep` field included)."""
     return {k.split(".", 1)[1]: v for k, v in _overrides(_ordered(keys)).items() if k.startswith("pretrain.")}
 

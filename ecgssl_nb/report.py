@@ -14,8 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import metrics, paths
-from .config import (
+from . import paths
+from .core import metrics
+from .core.errors import UserError
+from .core.labels import ABBREVIATIONS, CLASSES, MERGES, official_totals
+from .core.settings import (
     MAIN_TRANSFORMS,
     N_FOLDS,
     PROTOCOLS,
@@ -30,15 +33,13 @@ from .config import (
     is_ssl,
     setup_family,
 )
-from .errors import UserError
 from .results import run_file_fault
-from .labels import ABBREVIATIONS, CLASSES, MERGES, official_totals
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
+    from .core.windows import Corpus
     from .prepare import Prepared
-    from .windows import Corpus
 
 
 def _columns(pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -108,9 +109,9 @@ def dino_loss_parts(log: pd.DataFrame) -> pd.DataFrame:
 
 
 def stft_settings() -> pd.DataFrame:
-    """The spectrogram's STFT settings (transforms' constants, config.TARGET_FS) as the Transforms
+    """The spectrogram's STFT settings (transforms' constants, settings.TARGET_FS) as the Transforms
     chapter lists them, one row each."""
-    from . import transforms as T  # ~6 ms at import: only for the transforms chapter
+    from .core import transforms as T  # ~6 ms at import: only for the transforms chapter
 
     frames = T.stft_magnitude(torch.zeros(1, 1, WINDOW)).shape[-1]
     top = (T.SPEC_N_FREQ - 1) * T.SPEC_FREQ_STEP_HZ
@@ -128,7 +129,7 @@ def stft_settings() -> pd.DataFrame:
 
 
 def augment_settings(augment: AugmentConfig | None = None) -> pd.DataFrame:
-    """The view settings (`config.AugmentConfig`, default: its defaults), one row per field as
+    """The view settings (`settings.AugmentConfig`, default: its defaults), one row per field as
     `--set augment.KEY=VALUE` names it: its value, the values it takes and what it sets (the
     field's metadata, the same facts that check it and that --help lists)."""
     import dataclasses
@@ -157,7 +158,7 @@ def gate_at_init(
 ) -> dict:
     """The gate of a TSG network before any fine-tuning, on real windows of `prepared`.
 
-    Builds the network exactly as fine-tuning does (`finetune.build_finetune_model`: the
+    Builds the network exactly as fine-tuning does (`classify.build_finetune_model`: the
     pre-trained backbones loaded, the gate and head at PyTorch's default init for ssl-tsg), takes
     up to `n_windows` evaluation windows of the records `rows` (default: all), and returns the
     mean L2 norms of the time and spectrogram features (512 each), the gate's logit gap
@@ -167,16 +168,17 @@ def gate_at_init(
     the gate's logits: 0 when saturated), and the mean L1 norm of [f1; f2]. With `lr`, also
     `gap_step_bound` = lr * mean ||[f1; f2]||_1: Adam moves each gate weight by at most about
     lr per step whatever the gradient's size, so this bounds how far one step can move z2 - z1."""
-    from . import windows  # ~3 ms at import: only when a figure needs windows
-    from .finetune import _inputs, build_finetune_model  # ~25 ms at import: only when a figure needs a model
+    from .core import windows  # ~3 ms at import: only when a figure needs windows
+    from .core.classify import build_finetune_model, model_inputs  # ~25 ms at import: only when a figure needs a model
+    from .stages.finetune import resolve_pretrained  # ~25 ms at import: only when a figure needs a model
 
-    model = build_finetune_model(setup, pretrained, seed=seed).eval()
+    model = build_finetune_model(setup, resolve_pretrained(setup, pretrained), seed=seed).eval()
     rows = np.arange(len(prepared.index)) if rows is None else np.asarray(rows)
     corpus = windows.Corpus.from_prepared(prepared, rows=rows, device="cpu")
     mean = torch.as_tensor(prepared.mean, dtype=torch.float32)
     std = torch.as_tensor(prepared.std, dtype=torch.float32)
     x = torch.cat([w for w, _ in corpus.iter_sliding_windows(n_windows)])[:n_windows]  # (W, 12, 250) mV
-    x_time, x_spec = _inputs(model, x, mean, std)
+    x_time, x_spec = model_inputs(model, x, mean, std)
     f1 = model.time_backbone(x_time)  # (W, 512)
     f2 = model.spec_backbone(x_spec)  # (W, 512)
     weight, bias = model.gate.weight, model.gate.bias  # (2, 1024), (2,)
@@ -315,7 +317,7 @@ def run_study(device: str = "cpu", **kwargs: Any) -> Path:
 
 def run_samples_study(runs: str | Path, samples: str | Path, device: str = "cpu") -> Path:
     """The book's study on the real sample records: profile `samples`, setups
-    `config.SAMPLES_SETUPS`, folds `config.SAMPLES_FOLDS`, no ablation, on `book_devices(device)`;
+    `settings.SAMPLES_SETUPS`, folds `settings.SAMPLES_FOLDS`, no ablation, on `book_devices(device)`;
     finished work is skipped. Returns RUNS/samples/."""
     return run_study(
         device, profile="samples", data_dir=samples, out=runs, setups=",".join(SAMPLES_SETUPS), ablation=False
@@ -589,7 +591,7 @@ def class_counts(label_matrix: np.ndarray, name: str = "this corpus") -> pd.Data
 
 
 def fold_counts(label_matrix: np.ndarray, folds: ArrayLike, n_folds: int | None = None) -> pd.DataFrame:
-    """Per fold 0..n_folds-1 (default config.N_FOLDS): its records, then its positives of each of the
+    """Per fold 0..n_folds-1 (default settings.N_FOLDS): its records, then its positives of each of the
     24 classes (columns labels.ABBREVIATIONS). `folds` (N,) gives each row's fold."""
     n_folds = N_FOLDS if n_folds is None else n_folds
     y, f = np.asarray(label_matrix), np.asarray(folds)
@@ -661,7 +663,7 @@ def record_features(
     windows (`corpus.iter_sliding_windows`, 250 samples every 125), each window given to the
     backbone as fine-tuning gives it: normalised per lead with `mean`, `std` (12,) mV ("time") or
     as its normalised spectrogram ("spec"). The backbone is left in eval mode, on the corpus device."""
-    from .transforms import normalize, spectrogram  # ~6 ms at import: only for the transforms chapter
+    from .core.transforms import normalize, spectrogram  # ~6 ms at import: only for the transforms chapter
 
     check_modality(modality)
     backbone.eval().to(corpus.device)
@@ -788,7 +790,7 @@ def fig3_bars(fig3: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def full_set_best(fig3: dict[str, pd.DataFrame], metric: str = "auroc") -> pd.DataFrame:
     """Per protocol and modality: the setting with the highest mean `metric` and whether it is the
-    full view set (config.MAIN_TRANSFORMS: T1 for time, T2 for spectrograms), "yes" or "no"."""
+    full view set (settings.MAIN_TRANSFORMS: T1 for time, T2 for spectrograms), "yes" or "no"."""
     rows = {}
     for p, a in fig3.items():
         for m, part in a.groupby("modality", sort=False):

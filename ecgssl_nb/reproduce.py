@@ -9,7 +9,7 @@ itself or as its chapter notebook; `write_tables` makes the tables. Steps, in or
 1. Data. For the tiny profile without --data-dir, the synthetic fixture is written
    (`profile.fixture_records` records; kept when a complete one is there). Then `prepare` runs,
    which does nothing when the folder is already prepared from the same input.
-2. Pre-trainings (`selfkd.pretrain`). The main ones, time (t1 views) and spec (t2 views), run only
+2. Pre-trainings (`pretrain_stage.pretrain`). The main ones, time (t1 views) and spec (t2 views), run only
    for the modalities the chosen ssl- setups need. With the ablation on, the Fig. 3 ones follow:
    time-{none,tc,gn} and spec-{none,tc,fc}, for ssl-t / ssl-s. A finished pre-training (its
    backbone.pt and summary.json, of the same request) is skipped; an interrupted one resumes.
@@ -102,20 +102,19 @@ import torch
 
 from . import cluster, notebook_jobs, paths, provenance
 from .cluster import Placement
-from .config import (
+from .config import apply_settings, as_dict, config_from_dict
+from .core.errors import UserError, check_int, check_seed
+from .core.settings import (
     MODALITIES,
     N_FOLDS,
     SETUPS,
     FinetuneConfig,
     PretrainConfig,
     Profile,
-    apply_settings,
-    as_dict,
-    check_fold,
     SettingError,
+    check_fold,
     check_modality,
     check_setup,
-    config_from_dict,
     get_profile,
     is_ssl,
     parse_folds,
@@ -123,7 +122,6 @@ from .config import (
     setup_family,
     setup_modalities,
 )
-from .errors import UserError, check_int, check_seed
 from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, parse_recipe, recipe_spec, stage_runs
 
 __all__ = [
@@ -233,7 +231,7 @@ class Job:
     kind: str  # "fixture", "prepare", "pretrain" or "finetune"
     name: str  # e.g. "finetune ssl-tsg fold 3", "pretrain time-gn"
     folder: Path
-    args: dict = field(default_factory=dict)  # selfkd.pretrain / finetune.finetune keyword arguments
+    args: dict = field(default_factory=dict)  # pretrain_stage.pretrain / finetune.finetune keyword arguments
     needs: list[Job] = field(default_factory=list)  # jobs that must have succeeded (or been done before)
     log: Path | None = None  # subprocess output (default: beside the folder, <folder>.run.log)
     config_file: Path | None = None  # where a subprocess's --config (args["config"]) is written
@@ -266,10 +264,10 @@ class Job:
         """Why the finished outputs may not be reused for `want` (the full check: every byte
         against digests.json; a fine-tuning's result.json made under `want`), None if they may."""
         if self.kind == "finetune":
-            from . import finetune as ft  # ~25 ms at import: only when a stage runs
+            from .stages import finetune as ft  # ~25 ms at import: only when a stage runs
 
             return ft.finished_fault(self.folder, want)
-        from .selfkd import OUTPUTS  # scipy (via prepare): only when a stage runs
+        from .stages.pretrain import OUTPUTS  # scipy (via prepare): only when a stage runs
 
         return provenance.digest_fault(self.folder, OUTPUTS, full=True)
 
@@ -280,20 +278,21 @@ class Job:
 
         a = self.args
         if self.kind == "pretrain":
-            from .selfkd import pretrain_request  # scipy (via prepare): only when a stage runs
+            from .stages.pretrain import pretrain_request  # scipy (via prepare): only when a stage runs
 
             # The settings that change the result, amp and the global batch among them (in the
             # config); the process count, compile mode, checkpoint cadence and log_every are only
-            # recorded, so a finished torchrun backbone is reused (selfkd.pretrain_request).
+            # recorded, so a finished torchrun backbone is reused (pretrain_stage.pretrain_request).
             digest = load_prepared(a["prepared_dir"]).digest
             return pretrain_request(a["config"], a["modality"], a["transforms"], a["seed"], digest)
         if self.kind != "finetune":
             return None
-        from . import finetune as ft  # ~25 ms at import: only when a stage runs
+        from .core import classify  # torch: ~1.3 s at import, only when a stage runs
+        from .stages import finetune as ft  # torch: ~1.3 s at import, only when a stage runs
 
         prep, cfg, setup, fold = load_prepared(a["prepared"]), a["config"], a["setup"], a["fold"]
         n_folds = int(prep.stats.get("n_folds", int(prep.index["fold"].max()) + 1))
-        inner = ft.inner_fold(fold, n_folds, cfg.protocol)
+        inner = classify.inner_fold(fold, n_folds, cfg.protocol)
         files = ft.resolve_pretrained(setup, a["pretrained"])
         epochs = cfg.epochs[setup_family(setup)]
         return ft.finetune_request(cfg, setup, fold, inner, epochs, cfg.protocol, a["seed"], prep.digest, files)
@@ -323,10 +322,10 @@ class Job:
     def call(self, device: str) -> object:
         """Run a pre-training or fine-tuning job in this process on `device`."""
         if self.kind == "pretrain":
-            from . import selfkd  # scipy (via prepare): only when a stage runs
+            from .stages import pretrain as pretrain_stage  # scipy (via prepare): only when a stage runs
 
-            return selfkd.pretrain(**self.args, device=device)
-        from . import finetune as ft  # ~25 ms at import: only when a stage runs
+            return pretrain_stage.pretrain(**self.args, device=device)
+        from .stages import finetune as ft  # ~25 ms at import: only when a stage runs
 
         return ft.finetune(**self.args, device=device)
 
@@ -713,10 +712,9 @@ def _check_same_smoke(mpath: Path, max_steps: int) -> None:
 
 
 def _versions() -> dict:
-    from .finetune import package_version  # ~25 ms at import: only when a stage runs
 
     return {
-        "ecgssl_nb": package_version(),
+        "ecgssl_nb": provenance.package_version(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
@@ -1160,8 +1158,8 @@ def _study(
     """`reproduce` once its arguments are checked: data (step 1), the pre-trainings and
     fine-tunings together (2, 3: each run starts once the runs it needs exist), tables (4), the
     manifest rewritten after each step and run."""
-    from .finetune import infer_data_kind  # ~25 ms at import: only when a stage runs
     from .prepare import load_prepared  # scipy: only when a stage reads or writes its data
+    from .stages.finetune import infer_data_kind  # ~25 ms at import: only when a stage runs
 
     for job in p.data:
         manifest.step(job.kind, partial(_make_data, job, prof.name, LOCK_WAIT_S), progress)

@@ -12,7 +12,7 @@ Result file schema: one per fine-tuning run, written by `finetune` to
 `RUNS/<profile>/ablation/finetune/<run>/fold<k>/`)::
 
     {
-      "setup":   "ssl-tsg",                     # one of config.SETUPS
+      "setup":   "ssl-tsg",                     # one of settings.SETUPS
       "fold":    3,                             # the outer validation fold, 0..9
       "profile": "tiny" | "paper",
       "data":    {"kind": "fixture" | "samples" | "physionet2020",
@@ -60,10 +60,10 @@ import numpy as np
 import pandas as pd
 
 from . import provenance
-from .atomic import atomic_write, write_text_atomic  # noqa: F401  (public here too)
-from .config import PROTOCOLS, SETUPS
-from .metrics import METRIC_KEYS
-from .errors import UserError
+from .atomic import atomic_write, write_json, write_text_atomic  # noqa: F401  (public here too)
+from .core.errors import UserError
+from .core.metrics import METRIC_KEYS
+from .core.settings import PROTOCOLS, SETUPS
 
 METRIC_LABELS = {
     "auroc": "AUROC",
@@ -125,8 +125,7 @@ def to_jsonable(obj: Any, where: str = "$") -> Any:
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
     """Write `obj` as JSON atomically. The whole text is made before the file is touched, so an
     unserialisable value (TypeError naming where it is) leaves the old file intact."""
-    text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False, ensure_ascii=False)
-    return write_text_atomic(path, text + "\n")
+    return write_json(path, to_jsonable(obj), indent=indent, ensure_ascii=False)
 
 
 def write_csv_atomic(path: str | os.PathLike, df: pd.DataFrame, index: bool = False) -> Path:

@@ -42,14 +42,15 @@ seed = None  # default 0
 # %% tags=["remove-stderr", "hide-input"]
 from pathlib import Path
 
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from ecgssl_nb import config, labels, paths, plots, prepare, records, report
-from ecgssl_nb import params
+from ecgssl_nb import params, paths, plots, prepare, report
+from ecgssl_nb import records
+from ecgssl_nb.core import labels, settings
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
@@ -57,7 +58,7 @@ pd.set_option("display.max_colwidth", None)  # nor a long cell
 from ecgssl_nb import fixture as fx
 from ecgssl_nb import reproduce as rp
 
-prof = config.get_profile(profile)
+prof = settings.get_profile(profile)
 if profile == "tiny":
     # The tiny study (fixture, preparation, pre-training, fine-tuning, tables) is run once and
     # shared by the book build and nbval; finished work is skipped.
@@ -231,7 +232,7 @@ fig = plots.ecg_leads(x100, fs=100, seconds=10, title=f"{rec.name} at 100 Hz aft
 
 # %% tags=["remove-stderr", "remove-input"]
 sample_prep_dir = paths.prepared_dir(runs, "samples")
-prepare.prepare(sample_dir, sample_prep_dir, workers=config.get_profile("samples").workers, progress=False)
+prepare.prepare(sample_dir, sample_prep_dir, workers=settings.get_profile("samples").workers, progress=False)
 sp = prepare.load_prepared(sample_prep_dir)
 sample_skipped = pd.read_csv(sample_prep_dir / "skipped.csv", keep_default_na=False)
 n_sample_headers = len(list(sample_dir.rglob("*.hea")))

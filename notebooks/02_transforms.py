@@ -16,7 +16,7 @@
 #
 # Self-distillation needs several *views* of each ECG window. The teacher sees two global views
 # and the student sees all ten (2 global + 8 local), and both must agree on what they see. This
-# chapter applies every transform of `ecgssl_nb.transforms` to one real 2.5 s window:
+# chapter applies every transform of `ecgssl_nb.core.transforms` to one real 2.5 s window:
 #
 # - **time series:** random resized crop, time cutout (TC), Gaussian noise (GN), normalisation;
 #   T1 = TC + GN;
@@ -50,13 +50,14 @@ import scipy.signal
 import torch
 from IPython.display import Markdown, display
 
-from ecgssl_nb import labels, plots, prepare, records, report
-from ecgssl_nb import params
+from ecgssl_nb import params, plots, prepare, report
+from ecgssl_nb import records
+from ecgssl_nb.core import labels
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
-from ecgssl_nb import transforms as T
+from ecgssl_nb.core import transforms as T
 
 rec = records.read_record(next(Path(samples).rglob(f"{record}.hea")))
 x100 = prepare.resample_100hz(rec.signal, rec.fs).T  # (12, n) mV at 100 Hz, as prepare stores it
@@ -103,7 +104,7 @@ fig = plots.ecg_leads(window[0].numpy(), fs=100, title=f"{rec.name}: one window"
 #   view.
 # - **Normalisation** (`normalize`): (x − mean)/(std + 1e-8) per lead.
 #
-# Every range above is a field of `config.AugmentConfig` (`PretrainConfig.augment`), which a run
+# Every range above is a field of `core.settings.AugmentConfig` (`PretrainConfig.augment`), which a run
 # can change with `--set augment.KEY=VALUE`; its defaults are the ones listed here:
 
 # %% tags=["hide-input"]
@@ -111,7 +112,7 @@ report.augment_settings()
 
 # %% mystnb={"figure": {"caption": "Each time-series transform applied alone to lead II of the window in {numref}`fig-window` (mV against seconds). The Gaussian noise is small beside the ECG (σ of 0.005 to 0.025 mV), so its row is followed by the noise itself (noisy minus raw) on its own scale.", "name": "fig-time-transforms"}, "image": {"alt": "Seven stacked line plots of lead II under each time-series transform"}} tags=["remove-input"]
 raw = window.clone()
-A = T.AUGMENT  # the default view settings (config.AugmentConfig)
+A = T.AUGMENT  # the default view settings (core.settings.AugmentConfig)
 panels = {
     "raw window": raw[0, lead],
     f"random resized crop, global (r ~ U{A.time_global_scale})": T.random_resized_crop(

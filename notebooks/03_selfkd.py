@@ -61,8 +61,8 @@
 # ```
 #
 # with $m = 0.9$ and $\lambda = 0.996$. In the code: {eq}`eq-dino-dists` and {eq}`eq-dino-loss`
-# are `selfkd.DINOLoss.forward`, the centre update is `DINOLoss.update_center`, and the EMA is
-# `selfkd.ema_update`. Only the student receives gradients.
+# are `core.dino.DINOLoss.forward`, the centre update is `DINOLoss.update_center`, and the EMA is
+# `core.dino.ema_update`. Only the student receives gradients.
 #
 # Because the loss is a cross-entropy, it splits into the teacher's own entropy and the part the
 # student can reduce:
@@ -110,21 +110,22 @@ max_steps = None  # smoke run: stop each stage after this many steps; default 0 
 # %% tags=["remove-stderr", "hide-input"]
 import json
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from ecgssl_nb import config, models, plots, prepare, report, windows
-from ecgssl_nb import params
+from ecgssl_nb import params, plots, prepare, report
+from ecgssl_nb.core import models, windows
+from ecgssl_nb.core import settings as core_settings
 
 params.resolve(globals(), modality="all")
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
 from ecgssl_nb import reproduce as rp
 
-modalities = list(config.MODALITIES) if modality == "all" else [config.check_modality(modality)]
+modalities = list(core_settings.MODALITIES) if modality == "all" else [core_settings.check_modality(modality)]
 # compute each pre-training shown, and what it needs, unless finished (the provenance rules of reproduce)
 targets = {
     m: rp.ensure_pretrain(

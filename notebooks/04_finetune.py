@@ -42,7 +42,7 @@
 # gradient that reaches $z$ is multiplied by $w_1 w_2 = w_2(1 - w_2)$: it vanishes when the gate
 # is saturated ($w_2 \to 0$ or $1$).
 #
-# **Metrics** (`ecgssl_nb.metrics`, the Challenge 2020 evaluation code's definitions). For $N$
+# **Metrics** (`ecgssl_nb.core.metrics`, the Challenge 2020 evaluation code's definitions). For $N$
 # records with labels $y_{ik} \in \{0, 1\}$ and thresholded outputs $o_{ik}$ over $K = 24$
 # classes:
 #
@@ -121,15 +121,16 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import config, labels, plots, prepare, report, results
-from ecgssl_nb import params
+from ecgssl_nb import params, plots, prepare, report, results
+from ecgssl_nb.core import labels
+from ecgssl_nb.core import settings as core_settings
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
 from ecgssl_nb import reproduce as rp
 
-config.check_setup(setup)
+core_settings.check_setup(setup)
 # compute the run and what it needs (prepare, its pre-trainings) unless finished: reproduce's planning and provenance
 target = rp.ensure_finetune(
     profile,
@@ -265,7 +266,7 @@ per_class.rename(columns=report.PROTOCOL_LABELS).round(2).astype(object).T
 
 # %% mystnb={"figure": {"caption": "Mean gate weights {eq}`eq-gate` per class over the outer-fold records of the run shown: $w_1$ (time series, blue) and $w_2$ (spectrogram, orange). The dotted line marks an even split.", "name": "fig-ft-gate"}, "image": {"alt": "Stacked horizontal bars of the two gate weights per class"}} tags=["remove-input"]
 gate = res.get("gate_weights")
-if config.setup_family(setup) == "tsg":
+if core_settings.setup_family(setup) == "tsg":
     assert gate is not None, "a TSG run records its gate weights"
     gw = pd.DataFrame({"time": gate["time"], "spec": gate["spec"]}, index=labels.ABBREVIATIONS).astype(float)
     ok = gw.dropna()
@@ -286,11 +287,13 @@ else:
 # and how much of the gate's logit gap $z_2 - z_1$ each one contributes.
 
 # %% tags=["remove-input"]
-if config.setup_family(setup) == "tsg":
-    pre = target.pretrain if config.is_ssl(setup) else None
+if core_settings.setup_family(setup) == "tsg":
+    pre = target.pretrain if core_settings.is_ssl(setup) else None
     outer_rows = np.flatnonzero(prep.index["fold"].to_numpy() == fold)
     g0 = report.gate_at_init(prep, pre, rows=outer_rows, seed=res["seed"], setup=setup, lr=prof.finetune.lr)
-    n_steps = int(res["epochs"]) * -(-int(d["n_train"]) // prof.finetune.batch_records[config.setup_family(setup)])
+    n_steps = int(res["epochs"]) * -(
+        -int(d["n_train"]) // prof.finetune.batch_records[core_settings.setup_family(setup)]
+    )
     w2_after = float(gw["spec"].dropna().mean())
     display(pd.Series(g0).round(4).to_frame(f"{setup.upper()} at initialisation").T)
     cause = (

@@ -40,8 +40,8 @@ import warnings
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import config, paths, plots, report, results
-from ecgssl_nb import params
+from ecgssl_nb import params, paths, plots, report, results
+from ecgssl_nb.core import settings
 
 params.resolve(globals())
 
@@ -55,7 +55,7 @@ with warnings.catch_warnings():
     df = results.load_results(paths.profile_root(runs, profile) / "finetune")
 df = df[df["setup"].isin(TABLE_I_SETUPS)]
 assert set(df["setup"]) == set(TABLE_I_SETUPS), f"Table I needs {TABLE_I_SETUPS}, have {sorted(set(df['setup']))}"
-agg = {p: results.aggregate(df, protocol=p) for p in config.PROTOCOLS}
+agg = {p: results.aggregate(df, protocol=p) for p in settings.PROTOCOLS}
 first = agg["paper"].iloc[0]
 KIND = report.data_kind(first["data"])
 FOLDS = first["folds"]

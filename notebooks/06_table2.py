@@ -43,7 +43,8 @@ import warnings
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import claims, config, params, paths, plots, recipes, report, results
+from ecgssl_nb import claims, params, paths, plots, recipes, report, results
+from ecgssl_nb.core import settings
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
@@ -54,9 +55,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("error", results.ResultFileWarning)  # a broken result file fails the chapter
     df = results.load_results(paths.profile_root(runs, profile) / "finetune")
     exact = recipes.load_recipe_results(runs, profile, "B14")  # paper-exact runs (nine training folds), if any
-assert set(df["setup"]) == set(config.SETUPS), f"all eight setups have results (have {sorted(set(df['setup']))})"
-agg = {p: results.aggregate(df, protocol=p) for p in config.PROTOCOLS}
-assert list(agg["paper"].index) == list(config.SETUPS), "Table II shows the eight setups in the paper's order"
+assert set(df["setup"]) == set(settings.SETUPS), f"all eight setups have results (have {sorted(set(df['setup']))})"
+agg = {p: results.aggregate(df, protocol=p) for p in settings.PROTOCOLS}
+assert list(agg["paper"].index) == list(settings.SETUPS), "Table II shows the eight setups in the paper's order"
 first = agg["paper"].iloc[0]
 KIND = report.data_kind(first["data"])
 FOLDS = first["folds"]
@@ -102,7 +103,7 @@ comparable = first["data"] == "physionet2020"
 table = report.results_table(
     agg, metrics_shown=results.METRIC_KEYS, paper=results.PAPER_TABLE_II if comparable else None
 )
-assert list(table.index) == [results.SETUP_LABELS[s] for s in config.SETUPS], "the eight setups in the paper's order"
+assert list(table.index) == [results.SETUP_LABELS[s] for s in settings.SETUPS], "the eight setups in the paper's order"
 display(Markdown(f"*Ours: {report.describe_runs(agg['paper'], split='eight')}.*"))
 table
 

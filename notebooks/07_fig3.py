@@ -46,8 +46,8 @@ import warnings
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import claims, config, paths, plots, report, results
-from ecgssl_nb import params
+from ecgssl_nb import claims, params, paths, plots, report, results
+from ecgssl_nb.core import settings
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
@@ -63,7 +63,7 @@ with warnings.catch_warnings():
 # the table `reproduce` wrote (tables/fig3.csv): the full sets (T1, T2) are the main SSL-T / SSL-S runs
 agg = report.read_fig3(runs, profile)  # {protocol: one row per setting, in the figure's order}
 names = list(agg["paper"].index)  # "ssl-t-none", ..., "ssl-t-t1", "ssl-s-none", ..., "ssl-s-t2"
-assert set(config.PROTOCOLS) <= set(agg) and len(names) == 8, "both protocols, 4 + 4 settings in the Fig. 3 table"
+assert set(settings.PROTOCOLS) <= set(agg) and len(names) == 8, "both protocols, 4 + 4 settings in the Fig. 3 table"
 first = agg["paper"].iloc[0]
 KIND = report.data_kind(first["data"])
 FOLDS = sorted({int(f) for folds in agg["paper"]["folds"] for f in str(folds).split(",")})
@@ -167,8 +167,8 @@ pooled = pd.concat(
         claims.pooled_oof(root / "finetune", protocol="honest").replace(
             {
                 "setup": {
-                    config.ABLATION_SETUPS[m]: f"{config.ABLATION_SETUPS[m]}-{config.MAIN_TRANSFORMS[m]}"
-                    for m in config.MODALITIES
+                    settings.ABLATION_SETUPS[m]: f"{settings.ABLATION_SETUPS[m]}-{settings.MAIN_TRANSFORMS[m]}"
+                    for m in settings.MODALITIES
                 }
             }
         ),

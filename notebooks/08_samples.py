@@ -36,7 +36,8 @@ device = None  # default "cpu"
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import config, params, paths, plots, prepare, report
+from ecgssl_nb import params, paths, plots, prepare, report
+from ecgssl_nb.core import settings
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
@@ -45,9 +46,9 @@ root = report.run_samples_study(runs, samples, device=device)  # skips finished 
 control_root = report.run_samples_control(runs, samples, device=device)
 prep = prepare.load_prepared(paths.prepared_dir(runs, "samples"))
 skipped = pd.read_csv(paths.prepared_dir(runs, "samples") / "skipped.csv", keep_default_na=False)
-SETUP = config.SAMPLES_SETUPS[0]
-FOLDS = config.SAMPLES_FOLDS
-prof, ctrl = config.get_profile("samples"), report.samples_control_profile()
+SETUP = settings.SAMPLES_SETUPS[0]
+FOLDS = settings.SAMPLES_FOLDS
+prof, ctrl = settings.get_profile("samples"), report.samples_control_profile()
 ours = report.pooled_auroc(runs, "samples", SETUP, FOLDS, protocol="honest")
 control = report.pooled_auroc(control_root.parent, "samples", SETUP, FOLDS, protocol="honest")
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ecgssl_nb import checkpoint
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.core.errors import UserError
 
 RUN = {"setup": "t", "fold": 0, "config": {"lr": 0.001}}
 

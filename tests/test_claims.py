@@ -12,9 +12,9 @@ import pytest
 import scipy.stats
 
 from ecgssl_nb import claims
-from ecgssl_nb.errors import UserError
-from ecgssl_nb.labels import ABBREVIATIONS
-from ecgssl_nb.metrics import evaluate_outputs
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.labels import ABBREVIATIONS
+from ecgssl_nb.core.metrics import evaluate_outputs
 
 
 def _results(values: dict, protocol: str = "honest") -> pd.DataFrame:

@@ -17,7 +17,7 @@ from code_size import measure  # noqa: E402  (the benchmark that reports the sam
 
 def _public_functions(folder: Path):
     """(file:line name, node) of every public function and public method of a public class."""
-    for path in sorted(folder.glob("*.py")):
+    for path in sorted(folder.rglob("*.py")):
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
             if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
                 members = [m for m in node.body if isinstance(m, ast.FunctionDef)]
@@ -25,7 +25,7 @@ def _public_functions(folder: Path):
                 members = [node] if isinstance(node, ast.FunctionDef) else []
             for f in members:
                 if not f.name.startswith("_") or f.name == "__init__":
-                    yield f"{path.name}:{f.lineno} {f.name}", f
+                    yield f"{path.relative_to(folder).as_posix()}:{f.lineno} {f.name}", f
 
 
 def test_no_library_function_is_longer_than_80_lines():
@@ -55,3 +55,12 @@ def test_the_shape_checks_see_a_long_untyped_function(tmp_path):
     (tmp_path / "n.py").write_text("def _private(a):\n    pass\n\n\ndef typed(a: int) -> int:\n    return a\n")
     assert measure(tmp_path)[2][0] == (81, "m.py:1 long")
     assert _untyped(tmp_path) == ["m.py:1 long: ['a']"]
+
+
+def test_the_shape_checks_see_the_subpackages(tmp_path):
+    # ecgssl_nb/core and ecgssl_nb/stages are measured like the top-level modules
+    (tmp_path / "core").mkdir()
+    body = "\n".join(f"    x{i} = {i}" for i in range(80))
+    (tmp_path / "core" / "m.py").write_text(f"def long(a):\n{body}\n")
+    assert measure(tmp_path)[2][0] == (81, "core/m.py:1 long")
+    assert _untyped(tmp_path) == ["core/m.py:1 long: ['a']"]

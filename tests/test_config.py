@@ -5,24 +5,22 @@ import re
 
 import pytest
 
-from ecgssl_nb import metrics
-from ecgssl_nb.config import (
+from ecgssl_nb.config import apply_settings, as_dict, config_from_dict
+from ecgssl_nb.core import metrics
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.settings import (
     ABLATION_SETUPS,
     ABLATION_TRANSFORMS,
     MAIN_TRANSFORMS,
     SETUPS,
     AugmentConfig,
     PretrainConfig,
-    apply_settings,
-    as_dict,
-    config_from_dict,
     get_profile,
     is_ssl,
     setup_family,
     setup_modalities,
 )
-from ecgssl_nb.errors import UserError
-from ecgssl_nb.transforms import SPEC_TRANSFORMS, TIME_TRANSFORMS
+from ecgssl_nb.core.transforms import SPEC_TRANSFORMS, TIME_TRANSFORMS
 
 
 def test_setup_facts_come_from_one_table_and_match_table_ii_of_the_paper():

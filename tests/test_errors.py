@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ecgssl_nb.errors import UserError, check_int
+from ecgssl_nb.core.errors import UserError, check_int
 
 
 def test_check_int_returns_a_python_int_for_python_and_numpy_integers():

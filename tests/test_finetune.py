@@ -15,16 +15,17 @@ import pytest
 import torch
 
 from ecgssl_nb import checkpoint
-from ecgssl_nb import finetune as ft
 from ecgssl_nb.__main__ import main
-from ecgssl_nb.config import SETUPS, get_profile
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.core import classify
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.labels import ABBREVIATIONS
+from ecgssl_nb.core.metrics import METRIC_KEYS
+from ecgssl_nb.core.models import se_resnet34, xresnet1d50
+from ecgssl_nb.core.settings import SETUPS, get_profile
 from ecgssl_nb.fixture import make_fixture
-from ecgssl_nb.labels import ABBREVIATIONS
-from ecgssl_nb.metrics import METRIC_KEYS
-from ecgssl_nb.models import se_resnet34, xresnet1d50
 from ecgssl_nb.prepare import load_prepared, prepare
 from ecgssl_nb.results import check_result
+from ecgssl_nb.stages import finetune as ft
 
 # A cheap variant of the tiny profile: one crop per record, 1 epoch by default.
 FAST = replace(
@@ -119,7 +120,7 @@ def test_a_finished_run_is_returned_without_training_again(prepared_dir, tmp_pat
     def boom(*a, **k):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr(ft, "train_step", boom)
+    monkeypatch.setattr(classify, "train_step", boom)
     assert _run("t", prepared_dir, tmp_path) == first
 
 
@@ -128,14 +129,14 @@ def test_a_finished_run_is_returned_without_training_again(prepared_dir, tmp_pat
 
 def test_ssl_setups_start_from_the_saved_backbones(prepared_dir, pretrained_dir, tmp_path, monkeypatch):
     built = {}
-    real = ft.build_finetune_model
+    real = classify.build_finetune_model
 
     def spy(*a, **k):
         model = real(*a, **k)
         built["state"] = copy.deepcopy(model.state_dict())
         return model
 
-    monkeypatch.setattr(ft, "build_finetune_model", spy)
+    monkeypatch.setattr(classify, "build_finetune_model", spy)
     res = _run("ssl-tsc", prepared_dir, tmp_path, pretrained=pretrained_dir, epochs=0)
     assert res["metrics"]["paper"]["epoch"] == 0 and res["epochs"] == 0
     for modality in ("time", "spec"):
@@ -149,9 +150,11 @@ def test_scratch_setups_get_the_released_xavier_init_and_ssl_setups_do_not(tmp_p
         conv = next(m for m in model.time_backbone.modules() if isinstance(m, torch.nn.Conv1d) and m.bias is not None)
         return conv.bias
 
-    assert 0.6 < float(stem_bias(ft.build_finetune_model("t", seed=0)).detach().std()) < 1.5  # N(0, 1), as released
+    assert (
+        0.6 < float(stem_bias(classify.build_finetune_model("t", seed=0)).detach().std()) < 1.5
+    )  # N(0, 1), as released
     torch.save(xresnet1d50().state_dict(), tmp_path / "backbone.pt")  # PyTorch default: |bias| < 1/sqrt(60)
-    loaded = ft.build_finetune_model("ssl-t", {"time": tmp_path / "backbone.pt"}, seed=0)
+    loaded = classify.build_finetune_model("ssl-t", {"time": tmp_path / "backbone.pt"}, seed=0)
     assert float(stem_bias(loaded).detach().abs().max()) < 0.2  # loaded, not re-initialised
 
 
@@ -224,7 +227,7 @@ def test_a_run_killed_mid_epoch_leaves_no_result_and_resumes_to_the_uninterrupte
     whole = _run("t", prepared_dir, tmp_path / "whole", epochs=2)
 
     calls = {"n": 0}
-    real = ft.train_step
+    real = classify.train_step
 
     def dies_in_epoch_two(*a, **k):
         calls["n"] += 1
@@ -232,7 +235,7 @@ def test_a_run_killed_mid_epoch_leaves_no_result_and_resumes_to_the_uninterrupte
             raise KeyboardInterrupt("killed")
         return real(*a, **k)
 
-    monkeypatch.setattr(ft, "train_step", dies_in_epoch_two)
+    monkeypatch.setattr(classify, "train_step", dies_in_epoch_two)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         _run("t", prepared_dir, out, epochs=2)
@@ -246,7 +249,7 @@ def test_a_run_killed_mid_epoch_leaves_no_result_and_resumes_to_the_uninterrupte
         _run("t", prepared_dir, out, epochs=2)  # the one rule of both stages: never silently start over
     assert (out / "checkpoint.pt").read_bytes() == before
 
-    monkeypatch.setattr(ft, "train_step", real)
+    monkeypatch.setattr(classify, "train_step", real)
     resumed = _run("t", prepared_dir, out, epochs=2, resume=True)
     for key in ("metrics", "per_class", "thresholds", "selection"):
         assert resumed[key] == whole[key], key

@@ -17,9 +17,10 @@ from scipy.signal import find_peaks, resample_poly
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from ecgssl_nb import fixture, labels
+from ecgssl_nb import fixture
 from ecgssl_nb.__main__ import main
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.core import labels
+from ecgssl_nb.core.errors import UserError
 
 REAL = Path(__file__).parent / "data" / "ecg-samples" / "cinc2020"
 LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]

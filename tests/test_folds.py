@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.folds import assign_folds
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ecgssl_nb import config
+from ecgssl_nb.core import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
@@ -74,8 +74,8 @@ def test_paper_runs_per_device_is_what_the_memory_estimate_fits_on_an_80_gb_h100
     # benchmark's derivation, not a number typed in
     bp = _bench_paper()
     est = bp.memory_estimate("paper")
-    paper, tiny = config.get_profile("paper"), config.get_profile("tiny")
-    assert paper.runs_per_device == config.PAPER_RUNS_PER_DEVICE == est["runs_per_device"] > 1
+    paper, tiny = settings.get_profile("paper"), settings.get_profile("tiny")
+    assert paper.runs_per_device == settings.PAPER_RUNS_PER_DEVICE == est["runs_per_device"] > 1
     assert getattr(tiny, "runs_per_device", None) == 1
     fams = est["families"]
     assert [fams[s]["windows"] for s in ("ssl-t", "ssl-s", "ssl-tsc", "ssl-tsg")] == [640, 1280, 640, 640]

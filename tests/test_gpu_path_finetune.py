@@ -23,11 +23,12 @@ import pytest
 import torch
 
 from ecgssl_nb import checkpoint, provenance
-from ecgssl_nb import finetune as ft
-from ecgssl_nb.config import get_profile
-from ecgssl_nb.models import build_model
+from ecgssl_nb.core import classify
+from ecgssl_nb.core.models import build_model
+from ecgssl_nb.core.settings import get_profile
+from ecgssl_nb.core.transforms import spectrogram
+from ecgssl_nb.stages import finetune as ft
 from ecgssl_nb.syncs import count_ops
-from ecgssl_nb.transforms import spectrogram
 from ecgssl_nb.writer import Writer, host_copy
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -47,12 +48,14 @@ FAST = replace(  # 4 records x 1 crop per step: the cheapest steps that still ha
 def _trainer(setup, prepared, tmp_path, **cfg):
     run = ft._resolve(setup, 0, prepared, tmp_path / setup, None, FAST, None, "cpu", 0, False, None, False, None,
                       replace(FAST.finetune, **cfg), None)  # fmt: skip
-    return run, ft.build_trainer(run), ft.load_data(run)
+    return run, ft.build_trainer(run), classify.load_data(run.prep, run.split, run.device)
 
 
 def _epoch_ops(run, tr, data, steps: int):
     with count_ops() as c:
-        ft.train_one_epoch(replace(run, cfg=replace(run.cfg, max_steps=steps)), tr, data, 1, log=lambda s, x: None)
+        classify.train_one_epoch(
+            tr, data, replace(run.cfg, max_steps=steps), run.batch_records, 1, log=lambda s, x: None
+        )
     return c
 
 
@@ -79,9 +82,9 @@ def test_log_every_reads_the_running_loss_once_per_that_many_steps(prepared_corp
 def test_evaluation_makes_no_sync_in_its_loop_over_the_validation_windows(setup, prepared_corpus, tmp_path):
     run, tr, data = _trainer(setup, prepared_corpus, tmp_path)
     kw = dict(batch_windows=16, stride=run.cfg.val_stride, spec_mean=data.spec_mean)
-    first, _ = ft.predict(tr.model, data.outer, data.mean, data.std, **kw)  # warm-up: builds the window index
+    first, _ = classify.predict(tr.model, data.outer, data.mean, data.std, **kw)  # warm-up: builds the window index
     with count_ops() as c:
-        again, gate = ft.predict(tr.model, data.outer, data.mean, data.std, **kw)
+        again, gate = classify.predict(tr.model, data.outer, data.mean, data.std, **kw)
     n_batches = -(-int(data.outer._all_windows(250, run.cfg.val_stride)[2].sum()) // 16)
     assert n_batches > 3 and c.calls["aten.index_add_"] == n_batches * (1 if gate is None else 2)
     assert c.n_syncs == 0, c.syncs
@@ -92,19 +95,19 @@ def test_evaluation_makes_no_sync_in_its_loop_over_the_validation_windows(setup,
 def test_step_inputs_give_the_transforms_spectrogram_bit_for_bit():
     x = torch.randn(6, 12, 250, generator=torch.Generator().manual_seed(0))
     model = build_model("tsg")
-    x_time, x_spec = ft._inputs(model, x, torch.zeros(12), torch.ones(12), ft.spec_lead_mean("cpu"))
+    x_time, x_spec = classify.model_inputs(model, x, torch.zeros(12), torch.ones(12), classify.spec_lead_mean("cpu"))
     assert torch.equal(x_spec, spectrogram(x))
     assert torch.equal(x_time, x / (1 + 1e-8))
 
 
 def test_epoch_plan_has_one_shape_and_sees_every_record_once_filling_the_last_step_from_the_shuffle():
-    plan = ft.epoch_plan(10, 4, torch.Generator().manual_seed(0))
+    plan = classify.epoch_plan(10, 4, torch.Generator().manual_seed(0))
     assert plan.shape == (3, 4)  # static: the last step has 4 records too
     flat = plan.reshape(-1)
     assert sorted(flat[:10].tolist()) == list(range(10)) and flat[10:].tolist() == flat[:2].tolist()
-    assert ft.epoch_plan(3, 8, torch.Generator()).shape == (1, 3)  # fewer records than a batch: one step of all
-    again = ft.epoch_plan(10, 4, torch.Generator().manual_seed(0))
-    assert torch.equal(plan, again) and ft.steps_per_epoch(10, 4) == 3
+    assert classify.epoch_plan(3, 8, torch.Generator()).shape == (1, 3)  # fewer records than a batch: one step of all
+    again = classify.epoch_plan(10, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(plan, again) and classify.steps_per_epoch(10, 4) == 3
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
@@ -112,11 +115,11 @@ def test_epoch_plan_has_one_shape_and_sees_every_record_once_filling_the_last_st
 
 def test_checkpoint_cadence_follows_the_epochs_and_minutes_settings():
     cfg = TINY.finetune
-    assert [ft.checkpoint_due(cfg, e, 0.0) for e in (1, 2, 3)] == [True, True, True]  # default: every epoch
+    assert [checkpoint.checkpoint_due(cfg, e, 0.0) for e in (1, 2, 3)] == [True, True, True]  # default: every epoch
     two = replace(cfg, checkpoint_epochs=2)
-    assert [ft.checkpoint_due(two, e, 0.0) for e in (1, 2, 3, 4)] == [False, True, False, True]
+    assert [checkpoint.checkpoint_due(two, e, 0.0) for e in (1, 2, 3, 4)] == [False, True, False, True]
     by_time = replace(cfg, checkpoint_epochs=0, checkpoint_minutes=5.0)
-    assert not ft.checkpoint_due(by_time, 1, 4.9) and ft.checkpoint_due(by_time, 1, 5.0)
+    assert not checkpoint.checkpoint_due(by_time, 1, 4.9) and checkpoint.checkpoint_due(by_time, 1, 5.0)
 
 
 def test_host_copy_is_a_snapshot_that_later_in_place_updates_do_not_reach():
@@ -172,7 +175,7 @@ def test_checkpoints_every_second_epoch_keep_the_log_at_the_checkpoint_and_resum
         return ft.finetune("t", 0, prepared_corpus, out, profile=CADENCE, progress=False, **kw)
 
     whole = run(tmp_path / "whole")
-    real, calls = ft.train_step, {"n": 0}
+    real, calls = classify.train_step, {"n": 0}
 
     def dies_in_epoch_three(*a, **k):
         calls["n"] += 1
@@ -180,13 +183,13 @@ def test_checkpoints_every_second_epoch_keep_the_log_at_the_checkpoint_and_resum
             raise KeyboardInterrupt("killed")
         return real(*a, **k)
 
-    monkeypatch.setattr(ft, "train_step", dies_in_epoch_three)
+    monkeypatch.setattr(classify, "train_step", dies_in_epoch_three)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         run(out)
     assert provenance.load_checkpoint(out / checkpoint.NAME)["epoch"] == 2  # none after epoch 1
     assert list(pd.read_csv(out / "log.csv")["epoch"]) == [1, 2]  # the log is where the checkpoint is
-    monkeypatch.setattr(ft, "train_step", real)
+    monkeypatch.setattr(classify, "train_step", real)
     resumed = run(out, resume=True)
     for key in ("metrics", "per_class", "thresholds", "selection"):
         assert resumed[key] == whole[key], key
@@ -219,13 +222,15 @@ def test_the_training_step_compiles_with_fullgraph_and_matches_eager_within_tole
     scale = (torch.zeros(12), torch.ones(12))
     losses, grads = {}, {}
     for name, model, loss_fn in (
-        ("eager", eager_model, ft.step_loss),
-        ("compiled", compiled_model, ft.make_step_loss("default", backend=backend)),
+        ("eager", eager_model, classify.step_loss),
+        ("compiled", compiled_model, classify.make_step_loss("default", backend=backend)),
     ):
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
         losses[name] = []
         for x, y in batches:
-            loss = ft.train_step(model, opt, x, y, *scale, spec_mean=ft.spec_lead_mean("cpu"), loss_fn=loss_fn)
+            loss = classify.train_step(
+                model, opt, x, y, *scale, spec_mean=classify.spec_lead_mean("cpu"), loss_fn=loss_fn
+            )
             losses[name].append(loss.item())
             grads.setdefault(name, {n: p.grad.clone() for n, p in model.named_parameters()})  # the first step's
     np.testing.assert_allclose(losses["compiled"], losses["eager"], rtol=LOSS_RTOL)
@@ -235,12 +240,12 @@ def test_the_training_step_compiles_with_fullgraph_and_matches_eager_within_tole
 
 def test_an_unknown_compile_mode_is_refused_naming_the_setting():
     with pytest.raises(ft.UserError, match="compile 'max' must be one of off, default, reduce-overhead"):
-        ft.make_step_loss("max")
+        classify.make_step_loss("max")
 
 
 @pytest.mark.slow  # one small compile, ~5 s
 def test_the_shortcut_pool_is_ceil_mode_average_pooling_and_compiles_to_the_same_gradient():
-    from ecgssl_nb.xresnet1d import HalvingAvgPool1d
+    from ecgssl_nb.core.backbones import HalvingAvgPool1d
 
     ref, pool = torch.nn.AvgPool1d(2, stride=2, ceil_mode=True), HalvingAvgPool1d()
     x = torch.randn(2, 3, 63, requires_grad=True)  # odd: the last sample is a window of its own

@@ -26,12 +26,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ecgssl_nb import reproduce, selfkd
-from ecgssl_nb.config import get_profile
-from ecgssl_nb.errors import UserError
-from ecgssl_nb.models import use_fast_cuda_math
+from ecgssl_nb import reproduce
+from ecgssl_nb.core import dino
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.models import use_fast_cuda_math
+from ecgssl_nb.core.settings import get_profile
+from ecgssl_nb.core.windows import Corpus
+from ecgssl_nb.stages import pretrain as pretrain_stage
 from ecgssl_nb.syncs import count_ops
-from ecgssl_nb.windows import Corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -55,13 +57,24 @@ def one_run(prepared_dir, modality: str, **changes):
 
     prep = load_prepared(prepared_dir)
     cfg = replace(get_profile("tiny").pretrain[modality], **{**SMALL, **changes})
-    run = selfkd.Run(cfg, prep, Path(prepared_dir).parent / "unused", modality, TRANSFORMS[modality], 0, None, None,
+    run = pretrain_stage.Run(cfg, prep, Path(prepared_dir).parent / "unused", modality, TRANSFORMS[modality], 0, None, None,
                      "tiny", "cpu", False, False, None, False, time.perf_counter())  # fmt: skip
     corpus = Corpus.from_prepared(prep, device="cpu")
-    sched = selfkd.make_schedules(cfg, len(corpus), 1)
-    st = selfkd.build_state(run, sched)
+    sched = dino.make_schedules(cfg, len(corpus), 1)
+    st = pretrain_stage.build_state(run, sched)
     mean, std = (torch.as_tensor(np.asarray(v), dtype=torch.float32) for v in (prep.mean, prep.std))
     return run, corpus, sched, st, mean, std
+
+
+def one_step(run, st, sched, corpus, mean, std, perm, i: int) -> torch.Tensor:
+    """Step i of epoch st.epoch as `train_one_epoch` runs it: its views, one `dino.train_step`;
+    (loss, teacher entropy, embedding std) as a (3,) device tensor."""
+    cfg, it = run.cfg, st.epoch * sched.steps + i
+    views = pretrain_stage.batch_views(run, st, corpus, mean, std, perm, i)
+    stats = dino.train_step(st.model, st.teacher, st.loss_fn, st.optimizer, views, st.epoch, float(sched.lr[it]),
+                            float(sched.wd[it]), float(sched.momentum[it]), cfg.clip_grad,
+                            cfg.freeze_last_layer_epochs, run.amp, forward=st.forward)  # fmt: skip
+    return torch.stack([stats["loss"], stats["teacher_entropy"], stats["embedding_std"]])
 
 
 # --- 1. no host-device synchronisation in steady state --------------------------------------------
@@ -70,20 +83,20 @@ def one_run(prepared_dir, modality: str, **changes):
 @pytest.mark.parametrize("modality", ["time", "spec"])
 def test_pretraining_steps_make_no_host_device_synchronisation_in_steady_state(prepared, modality):
     run, corpus, sched, st, mean, std = one_run(prepared, modality)
-    selfkd.train_one_epoch(run, st, replace(sched, limit=1), corpus, mean, std)  # warm-up (optimiser state)
+    pretrain_stage.train_one_epoch(run, st, replace(sched, limit=1), corpus, mean, std)  # warm-up (optimiser state)
     # A whole epoch of 1 step and one of 3: the per-epoch reads (the sums, once) are the same, so
     # any difference is what the 2 extra steps synchronise.
     with count_ops() as one:
-        selfkd.train_one_epoch(run, st, replace(sched, limit=1), corpus, mean, std)
+        pretrain_stage.train_one_epoch(run, st, replace(sched, limit=1), corpus, mean, std)
     with count_ops() as three:
-        selfkd.train_one_epoch(run, st, replace(sched, limit=3), corpus, mean, std)
+        pretrain_stage.train_one_epoch(run, st, replace(sched, limit=3), corpus, mean, std)
     assert three.n_syncs == one.n_syncs, f"2 steps added {three.n_syncs - one.n_syncs} syncs: {three.syncs}"
     assert one.n_syncs <= 2, one.syncs  # the epoch's reads: its sums, once
     # And one step on its own, batch preparation included (windows, views, forward, loss with its
     # mask-free pair mean and centre, backward, fused AdamW, EMA): not one sync.
     perm = torch.randperm(len(corpus), generator=st.perm_gen)
     with count_ops() as step:
-        selfkd.pretrain_step(run, st, sched, corpus, mean, std, perm, 1)
+        one_step(run, st, sched, corpus, mean, std, perm, 1)
     assert step.n_syncs == 0, step.syncs
     assert step.n_calls > 100  # the counter saw the step
 
@@ -93,7 +106,7 @@ def test_a_non_finite_loss_still_stops_the_run_with_one_clear_error(prepared):
     with torch.no_grad():
         st.student.head.mlp[0].weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match=r"DINO loss is nan at epoch 0 \(within its first 1 steps\)"):
-        selfkd.train_one_epoch(run, st, replace(sched, limit=3), corpus, mean, std)
+        pretrain_stage.train_one_epoch(run, st, replace(sched, limit=3), corpus, mean, std)
 
 
 # --- 2. compiled: one graph, within a stated tolerance of eager ---------------------------------
@@ -110,11 +123,11 @@ def compiled_against_eager(prepared, modality: str, backend: str) -> tuple[list,
     torch._dynamo.reset()
     counters.clear()
     figures = []
-    for forward in (selfkd.forward_loss, selfkd.CompiledForward("default", fullgraph=True, backend=backend)):
+    for forward in (dino.forward_loss, dino.CompiledForward("default", fullgraph=True, backend=backend)):
         run, corpus, sched, st, mean, std = one_run(prepared, modality)
         st.forward = forward
         perm = torch.randperm(len(corpus), generator=st.perm_gen)
-        figures.append([selfkd.pretrain_step(run, st, sched, corpus, mean, std, perm, i) for i in range(3)])
+        figures.append([one_step(run, st, sched, corpus, mean, std, perm, i) for i in range(3)])
     assert not counters["graph_break"], dict(counters["graph_break"])
     assert counters["stats"]["unique_graphs"] == 1  # one graph, compiled once for the 3 steps
     return figures[0], figures[1]
@@ -140,11 +153,11 @@ def test_compiled_spec_step_is_one_graph_without_graph_breaks(prepared):
 def test_head_last_layer_and_loss_run_in_fp32_under_bf16_autocast():
     # CPU autocast in bf16 stands in for CUDA's: the MLP runs in bf16, the last layer, the
     # centring and the loss in fp32 (the logits are sharpened at tau = 0.04).
-    head = selfkd.DINOHead(64, out_dim=32, hidden=64, bottleneck=16)
+    head = dino.DINOHead(64, out_dim=32, hidden=64, bottleneck=16)
     x = torch.randn(8, 64, generator=torch.Generator().manual_seed(0))
-    loss_fn = selfkd.DINOLoss(32, n_global=2)
+    loss_fn = dino.DINOLoss(32, n_global=2)
     s, t = torch.randn(4, 2, 32), torch.randn(2, 2, 32)
-    want = selfkd.DINOLoss(32, n_global=2)(s, t)
+    want = dino.DINOLoss(32, n_global=2)(s, t)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out, z = head(x, return_embedding=True)
         assert head.mlp(x).dtype == torch.bfloat16  # autocast is on for the rest of the head
@@ -182,8 +195,8 @@ FAST = {"out_dim": 64, "n_local": 2, "base_lr": 0.5, "warmup_epochs": 0, "checkp
 
 
 def test_checkpoints_every_2_epochs_and_a_killed_run_resumes_bit_identically(prepared, tmp_path, monkeypatch):
-    whole = selfkd.pretrain(prepared, tmp_path / "whole", overrides=FAST, **CADENCE)
-    real = selfkd.train_one_epoch
+    whole = pretrain_stage.pretrain(prepared, tmp_path / "whole", overrides=FAST, **CADENCE)
+    real = pretrain_stage.train_one_epoch
 
     def killed_in_epoch(epoch):
         def one_epoch(run, st, *args):
@@ -194,17 +207,17 @@ def test_checkpoints_every_2_epochs_and_a_killed_run_resumes_bit_identically(pre
         return one_epoch
 
     out = tmp_path / "killed"
-    monkeypatch.setattr(selfkd, "train_one_epoch", killed_in_epoch(1))
+    monkeypatch.setattr(pretrain_stage, "train_one_epoch", killed_in_epoch(1))
     with pytest.raises(KeyboardInterrupt):
-        selfkd.pretrain(prepared, out, overrides=FAST, **CADENCE)
+        pretrain_stage.pretrain(prepared, out, overrides=FAST, **CADENCE)
     assert not (out / "checkpoint.pt").exists() and not (out / "log.csv").exists()  # epoch 0: not due
-    monkeypatch.setattr(selfkd, "train_one_epoch", killed_in_epoch(2))
+    monkeypatch.setattr(pretrain_stage, "train_one_epoch", killed_in_epoch(2))
     with pytest.raises(KeyboardInterrupt):
-        selfkd.pretrain(prepared, out, overrides=FAST, resume=True, **CADENCE)
+        pretrain_stage.pretrain(prepared, out, overrides=FAST, resume=True, **CADENCE)
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ck["epoch"] == 2 and len((out / "log.csv").read_text().splitlines()) == 3  # header + 2 epochs
-    monkeypatch.setattr(selfkd, "train_one_epoch", real)
-    selfkd.pretrain(prepared, out, overrides=FAST, resume=True, **CADENCE)
+    monkeypatch.setattr(pretrain_stage, "train_one_epoch", real)
+    pretrain_stage.pretrain(prepared, out, overrides=FAST, resume=True, **CADENCE)
     a, b = (torch.load(p / "checkpoint.pt", weights_only=True) for p in (whole, out))
     assert a["epoch"] == b["epoch"] == 3  # the last epoch is always written
     for part in ("student", "teacher", "loss"):
@@ -221,7 +234,7 @@ def test_pretrain_without_device_uses_the_profiles_device(prepared, tmp_path):
     # The paper profile names cuda: without --device the stage must use it (here: refuse, as this
     # machine has none) rather than train the paper's settings on the CPU.
     with pytest.raises(UserError, match="CUDA is not available"):
-        selfkd.cli(
+        pretrain_stage.cli(
             ["--modality", "time", "--profile", "paper", "--prepared", str(prepared), "--out", str(tmp_path / "o")]
         )
 
@@ -241,13 +254,13 @@ def _as_torchrun(rank: int, world: int, port: int) -> None:
 
 def _pretrain_rank(rank: int, world: int, port: int, kwargs: dict) -> None:
     _as_torchrun(rank, world, port)
-    selfkd.pretrain(**kwargs)
+    pretrain_stage.pretrain(**kwargs)
 
 
 def _claim_rank(rank: int, world: int, port: int, kwargs: dict, report: str) -> None:
     _as_torchrun(rank, world, port)
     try:
-        selfkd.pretrain(**kwargs)
+        pretrain_stage.pretrain(**kwargs)
         Path(report, f"rank{rank}").write_text("no error")
     except UserError as exc:
         Path(report, f"rank{rank}").write_text(str(exc))

@@ -14,15 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_trust_runs import SMALL  # the very small real study of that file: seconds per `reproduce`
 
-from ecgssl_nb import finetune as ft
-from ecgssl_nb import provenance, results, selfkd
+from ecgssl_nb import provenance, results
 from ecgssl_nb.__main__ import main
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.fixture import make_fixture
 from ecgssl_nb.prepare import load_prepared, prepare
 from ecgssl_nb.reproduce import reproduce
-from test_trust_runs import SMALL  # the very small real study of that file: seconds per `reproduce`
+from ecgssl_nb.stages import finetune as ft
+from ecgssl_nb.stages import pretrain as pretrain_stage
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -220,13 +221,13 @@ def test_a_truncated_result_is_run_again_by_reproduce_and_tabled(data, tmp_path)
 
 def test_a_replaced_backbone_is_written_again_from_its_pretraining_checkpoint(data, tmp_path):
     out, other = tmp_path / "pre", tmp_path / "other"
-    selfkd.pretrain(data["prepared"], out, **PRE_RUN)
-    selfkd.pretrain(data["prepared"], other, seed=7, **PRE_RUN)
+    pretrain_stage.pretrain(data["prepared"], out, **PRE_RUN)
+    pretrain_stage.pretrain(data["prepared"], other, seed=7, **PRE_RUN)
     good = sha(out / "backbone.pt")
     shutil.copy(other / "backbone.pt", out / "backbone.pt")
     with pytest.raises(UserError, match=r"backbone\.pt changed since it was written.*not the time backbone"):
         ft.resolve_pretrained("ssl-t", {"time": out})  # no fine-tuning adopts it
-    selfkd.pretrain(data["prepared"], out, resume=True, **PRE_RUN)  # never "already finished"
+    pretrain_stage.pretrain(data["prepared"], out, resume=True, **PRE_RUN)  # never "already finished"
     assert sha(out / "backbone.pt") == good
     assert ft.resolve_pretrained("ssl-t", {"time": out}) == {"time": out / "backbone.pt"}
 
@@ -238,7 +239,7 @@ def test_reproduce_does_not_adopt_a_backbone_of_another_pretraining(data, tmp_pa
     good = sha(root / "pretrain" / "time" / "backbone.pt")
     table = (root / "tables" / "table2.csv").read_text()
     other = tmp_path / "other"
-    selfkd.pretrain(root / "prepared", other, seed=7, **PRE_RUN)
+    pretrain_stage.pretrain(root / "prepared", other, seed=7, **PRE_RUN)
     shutil.copy(other / "backbone.pt", root / "pretrain" / "time" / "backbone.pt")
     reproduce(SMALL, data_dir=data["records"], **kw)
     assert sha(root / "pretrain" / "time" / "backbone.pt") == good

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from ecgssl_nb import finetune as ft
 from ecgssl_nb import paths, provenance
 from ecgssl_nb import reproduce as rp
 from ecgssl_nb.__main__ import main
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.reproduce import RunsFailed, ensure_finetune, reproduce
+from ecgssl_nb.stages import finetune as ft
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -59,7 +59,7 @@ def live_forced_finetune(prepared_corpus, tmp_path):
     provenance.write(out, provenance.request("finetune", {"someone": "else"}, {}, 0))
     (out / "notes.txt").write_text("an earlier run")
     code = (
-        "import sys, time\nfrom ecgssl_nb import finetune as ft\nfrom ecgssl_nb.__main__ import main\n"
+        "import sys, time\nfrom ecgssl_nb.stages import finetune as ft\nfrom ecgssl_nb.__main__ import main\n"
         "def _train(run):\n    print('training', flush=True)\n    time.sleep(120)\n"
         f"ft._train = _train\nsys.exit(main({_finetune_argv(prepared_corpus, out, '--epochs', '12', '--force')!r}))\n"
     )

@@ -14,12 +14,13 @@ from test_prepare_trust import _good
 from test_trust_runs import PRE_RUN, _result
 
 from ecgssl_nb import download as D
-from ecgssl_nb import provenance, results, selfkd
+from ecgssl_nb import provenance, results
 from ecgssl_nb.__main__ import main
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.fixture import make_fixture
 from ecgssl_nb.prepare import load_prepared, prepare
 from ecgssl_nb.reproduce import write_tables
+from ecgssl_nb.stages import pretrain as pretrain_stage
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -174,9 +175,9 @@ def test_a_pretraining_with_a_damaged_provenance_json_runs_after_force_as_its_me
     (out / "provenance.json").write_bytes(b"\x00" * 40)  # e.g. a crash of the file system
     (out / "log.csv").write_text("epoch\n")
     with pytest.raises(UserError, match="--force to move it aside"):
-        selfkd.pretrain(prep, out, **PRE_RUN)
+        pretrain_stage.pretrain(prep, out, **PRE_RUN)
     assert (out / "provenance.json").read_bytes() == b"\x00" * 40
-    selfkd.pretrain(prep, out, force=True, **PRE_RUN)  # the remedy
+    pretrain_stage.pretrain(prep, out, force=True, **PRE_RUN)  # the remedy
     assert (out / "backbone.pt").is_file() and provenance.read(out)["request"]["stage"] == "pretrain"
     (aside,) = tmp_path.glob("pre.stale-*")
     assert (aside / "provenance.json").read_bytes() == b"\x00" * 40

@@ -1,6 +1,6 @@
 """Hostile settings and the failures that named nothing (issue 18, causes 3 and 7).
 
-Cause 3: every setting has a range, declared with its field (`config._setting`) and checked once,
+Cause 3: every setting has a range, declared with its field (`settings._setting`) and checked once,
 when the settings object is built, so a bad value is refused on one line naming the key before
 any folder is claimed: the corrected run then starts in the same --out. Seeds are 0 <= n < 2**63
 in every command that takes one.
@@ -22,8 +22,10 @@ import pytest
 
 from ecgssl_nb import config, notebook_jobs, params, reproduce
 from ecgssl_nb.__main__ import main
-from ecgssl_nb.config import AugmentConfig, FinetuneConfig, PretrainConfig, Profile, get_profile, read_config
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.config import read_config
+from ecgssl_nb.core import settings
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.settings import AugmentConfig, FinetuneConfig, PretrainConfig, Profile, get_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = get_profile("tiny")
@@ -48,7 +50,7 @@ def _one_line(err: str) -> str:
 def test_every_setting_declares_its_meaning_and_its_range_with_its_field(cls):
     for f in dataclasses.fields(cls):
         assert f.metadata.get("what"), f"{cls.__name__}.{f.name} says nothing of what it is"
-        assert isinstance(f.metadata.get("range"), config.Range), f"{cls.__name__}.{f.name} declares no range"
+        assert isinstance(f.metadata.get("range"), settings.Range), f"{cls.__name__}.{f.name} declares no range"
     help_text = config.settings_help(cls)  # the same table serves --help
     assert all(f"  {f.name}: " in help_text or f"  {f.name}." in help_text for f in dataclasses.fields(cls))
 
@@ -134,7 +136,7 @@ def test_reproduce_set_names_the_key_as_written_and_plans_nothing(tmp_path, caps
 
 
 def test_seeds_are_zero_to_two_to_the_63_the_range_torch_and_the_results_tables_hold():
-    from ecgssl_nb.errors import check_seed
+    from ecgssl_nb.core.errors import check_seed
 
     assert check_seed("--seed", 2**63 - 1) == 2**63 - 1
     for bad in (2**63, 2**64, -1, True, 1.0):

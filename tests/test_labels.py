@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ecgssl_nb import labels
+from ecgssl_nb.core import labels
 
 
 def test_there_are_27_scored_codes_and_24_classes_after_merging():

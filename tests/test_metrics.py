@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, fbeta_score
 
-from ecgssl_nb import metrics
-from ecgssl_nb.errors import UserError
-from ecgssl_nb.labels import CLASSES, MERGES, NORMAL_CLASS, weight_matrix
+from ecgssl_nb.core import metrics
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.labels import CLASSES, MERGES, NORMAL_CLASS, weight_matrix
+from ecgssl_nb.stages import finetune as ft
 
 NSR = CLASSES.index(NORMAL_CLASS)
 
@@ -122,7 +123,21 @@ def test_tied_scores_form_one_threshold():
 
 
 @pytest.mark.parametrize("ties", [False, True])
-def test_sklearn_per_class_areas_equal_the_challenge_sweep(ties):
+def test_per_class_areas_equal_sklearns(ties):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    lab, sco = random_case(n=60, k=24, seed=5, ties=ties)
+    _, roc = metrics.auroc(lab, sco)
+    _, prc = metrics.auprc(lab, sco)
+    for k in range(24):
+        if 0 < lab[:, k].sum() < len(lab):
+            assert roc[k] == pytest.approx(roc_auc_score(lab[:, k], sco[:, k]), rel=1e-12)
+        if lab[:, k].any():
+            assert prc[k] == pytest.approx(average_precision_score(lab[:, k], sco[:, k]), rel=1e-12)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_per_class_areas_equal_the_challenge_sweep(ties):
     lab, sco = random_case(n=60, k=24, seed=3, ties=ties)
     _, roc = metrics.auroc(lab, sco)
     _, prc = metrics.auprc(lab, sco)
@@ -385,7 +400,7 @@ def test_bool_and_float_labels_give_the_same_results():
 def test_output_files_have_the_official_four_line_layout(tmp_path):
     sco = np.array([[0.25, 0.5], [0.125, 1.0]])
     out = sco >= 0.5
-    paths = metrics.write_challenge_outputs(tmp_path, ["A1", "A2"], sco, out, classes=["59118001", "426783006"])
+    paths = ft.write_challenge_outputs(tmp_path, ["A1", "A2"], sco, out, classes=["59118001", "426783006"])
     assert [p.name for p in paths] == ["A1.csv", "A2.csv"]
     # the merged code 59118001 (RBBB) is written as its representative 713427006 (CRBBB)
     assert paths[0].read_text() == "#A1\n713427006,426783006\n0,1\n0.25,0.5\n"
@@ -397,7 +412,7 @@ def test_output_files_round_trip_exactly(tmp_path):
     sco = sco.astype(np.float32)  # what a model gives; must survive the text round trip
     out = metrics.binarize(sco, 0.3)
     names = [f"R{i:03d}" for i in range(25)]
-    metrics.write_challenge_outputs(tmp_path, names, sco, out)
+    ft.write_challenge_outputs(tmp_path, names, sco, out)
     records, classes, binary, scores = read_outputs_as_official_scorer(tmp_path)
     assert records == names and classes == list(CLASSES)
     np.testing.assert_array_equal(binary, out)
@@ -409,7 +424,7 @@ def test_written_output_files_read_as_the_official_scorer_give_the_array_results
     lab[0] = False  # a record with no scored label
     thr = metrics.threshold_search(lab, sco)
     names = [f"Q{i:04d}" for i in range(40)]
-    metrics.write_challenge_outputs(tmp_path, names, sco, metrics.binarize(sco, thr))
+    ft.write_challenge_outputs(tmp_path, names, sco, metrics.binarize(sco, thr))
     records, classes, binary, scores = read_outputs_as_official_scorer(tmp_path)
     assert records == names and classes == list(CLASSES)
     from_files = metrics.evaluate_outputs(lab, scores, binary)
@@ -445,6 +460,6 @@ def test_unreadable_output_files_raise_a_user_error_naming_the_file(tmp_path):
 def test_record_names_must_be_unique_file_names(tmp_path):
     sco = np.zeros((2, 24))
     with pytest.raises(metrics.MetricInputError, match="duplicate"):
-        metrics.write_challenge_outputs(tmp_path, ["A", "A"], sco, sco.astype(bool))
+        ft.write_challenge_outputs(tmp_path, ["A", "A"], sco, sco.astype(bool))
     with pytest.raises(metrics.MetricInputError, match="file name"):
-        metrics.write_challenge_outputs(tmp_path, ["A", "x/y"], sco, sco.astype(bool))
+        ft.write_challenge_outputs(tmp_path, ["A", "x/y"], sco, sco.astype(bool))

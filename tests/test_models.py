@@ -11,8 +11,8 @@ import math
 import pytest
 import torch
 
-from ecgssl_nb.errors import UserError
-from ecgssl_nb.models import (
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.models import (
     ClassifierHead,
     ECGNet,
     build_model,
@@ -22,7 +22,6 @@ from ecgssl_nb.models import (
     se_resnet34,
     xresnet1d50,
 )
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -378,7 +377,7 @@ def test_load_backbone_reads_a_file_and_strips_ddp_and_wrapper_prefixes(tmp_path
     a, b = _trained_pair()
     path = tmp_path / "backbone.pt"
     torch.save({f"module.backbone.{k}": v for k, v in a.state_dict().items()}, path)
-    with caplog.at_level("INFO", logger="ecgssl_nb.models"):
+    with caplog.at_level("INFO", logger="ecgssl_nb.core.models"):
         n = load_backbone(b, path)
     assert n == len(a.state_dict())
     assert f"loaded {n} of {n} tensors" in caplog.text

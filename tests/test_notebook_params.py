@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ecgssl_nb import params
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = [*sorted((ROOT / "notebooks").glob("[0-9]*.py")), ROOT / "book" / "intro.py"]

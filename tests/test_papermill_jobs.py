@@ -19,9 +19,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from ecgssl_nb import notebook_jobs, paths, provenance, selfkd
-from ecgssl_nb.config import get_profile
-from ecgssl_nb.errors import UserError
+from ecgssl_nb import notebook_jobs, paths, provenance
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.settings import get_profile
 from ecgssl_nb.fixture import make_fixture
 from ecgssl_nb.recipes import apply_recipe
 from ecgssl_nb.reproduce import (
@@ -35,6 +35,7 @@ from ecgssl_nb.reproduce import (
     run_jobs,
     write_study_config,
 )
+from ecgssl_nb.stages import pretrain as pretrain_stage
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -115,7 +116,7 @@ def test_ensure_finetune_raises_naming_the_pretraining_that_failed(data_dir, tmp
     def broken(*a, **k):
         raise RuntimeError("pre-training diverged")
 
-    monkeypatch.setattr(selfkd, "pretrain", broken)
+    monkeypatch.setattr(pretrain_stage, "pretrain", broken)
     with pytest.raises(RunsFailed) as err:
         ensure_finetune("tiny", tmp_path, "ssl-t", 0, data=data_dir, device="cpu", settings=SMALL_SETTINGS)
     assert [f[0] for f in err.value.failures] == ["pretrain time", "finetune ssl-t fold 0"]

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 import scipy.io
 import scipy.signal
+from test_records import rand_val, write_record
 
-from ecgssl_nb import labels as L
 from ecgssl_nb import prepare as P
 from ecgssl_nb.__main__ import main
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.core import labels as L
+from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.records import LEADS
-from test_records import rand_val, write_record
 
 SAMPLES = Path(__file__).parent / "data" / "ecg-samples"
 OUTPUTS = ("signals.npy", "index.csv", "skipped.csv", "stats.json")

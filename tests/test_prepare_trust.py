@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_prepare import OUTPUTS, make_corpus
+from test_records import rand_val, write_record
 
 from ecgssl_nb import prepare as P
 from ecgssl_nb import provenance
 from ecgssl_nb.__main__ import main
-from ecgssl_nb.errors import UserError
-from test_prepare import OUTPUTS, make_corpus
-from test_records import rand_val, write_record
+from ecgssl_nb.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 

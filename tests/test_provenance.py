@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from ecgssl_nb import provenance as P
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.core.errors import UserError
 
 
 def test_sha256_file_equals_hashlib(tmp_path):

@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from ecgssl_nb import finetune as ft
-from ecgssl_nb import paths, provenance, recipes, selfkd
-from ecgssl_nb.config import as_dict, get_profile
-from ecgssl_nb.errors import UserError
+from ecgssl_nb import paths, provenance, recipes
+from ecgssl_nb.config import as_dict
+from ecgssl_nb.core import classify, dino
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.models import build_model, se_resnet34, xresnet1d50
+from ecgssl_nb.core.settings import get_profile
 from ecgssl_nb.fixture import make_fixture
-from ecgssl_nb.models import se_resnet34, xresnet1d50
 from ecgssl_nb.prepare import load_prepared, prepare
+from ecgssl_nb.stages import finetune as ft
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -151,17 +153,21 @@ def backbones(tmp_path_factory):
 
 def test_b6_fusion_backbones_keep_their_scratch_weights(backbones):
     seed = 7
-    released = ft.build_finetune_model("ssl-tsg", backbones, seed=seed, fusion_ssl="ignored")
-    corrected = ft.build_finetune_model("ssl-tsg", backbones, seed=seed)
+    released = classify.build_finetune_model(
+        "ssl-tsg", ft.resolve_pretrained("ssl-tsg", backbones), seed=seed, fusion_ssl="ignored"
+    )
+    corrected = classify.build_finetune_model("ssl-tsg", ft.resolve_pretrained("ssl-tsg", backbones), seed=seed)
     torch.manual_seed(seed)
-    scratch = ft._model_setup("ssl-tsg")  # PyTorch default init, no xavier: what the released code trains
+    scratch = build_model("ssl-tsg")  # PyTorch default init, no xavier: what the released code trains
     assert all(torch.equal(v, scratch.state_dict()[k]) for k, v in released.state_dict().items())
     saved = torch.load(backbones / "time" / "backbone.pt")
     key = next(k for k in saved if k.endswith("weight") and saved[k].ndim > 1)
     assert torch.equal(corrected.time_backbone.state_dict()[key], saved[key])
     assert not torch.equal(released.time_backbone.state_dict()[key], saved[key])
     # single-modality ssl- setups load as before: B6 is about the fusion models only
-    t = ft.build_finetune_model("ssl-t", backbones, seed=seed, fusion_ssl="ignored")
+    t = classify.build_finetune_model(
+        "ssl-t", ft.resolve_pretrained("ssl-t", backbones), seed=seed, fusion_ssl="ignored"
+    )
     assert torch.equal(t.time_backbone.state_dict()[key], saved[key])
 
 
@@ -169,22 +175,22 @@ def test_b7_centre_after_one_update_equals_the_released_value_by_hand():
     g, b, k = 2, 196, 8
     teacher = torch.full((g, b, k), 3.0)
     for update, expected in (("once", 0.1 * 3.0), ("twice", 0.1 * 3.0 / (g * b))):
-        loss = selfkd.DINOLoss(k, n_global=g, center_update=update)
+        loss = dino.DINOLoss(k, n_global=g, center_update=update)
         loss.update_center(teacher)
         torch.testing.assert_close(loss.center, torch.full((1, k), expected))
     assert abs(0.1 * 3.0 / 392 - 7.653e-4) < 1e-6  # the value computed by hand for the signal batch
     with pytest.raises(UserError, match="center_update"):
-        selfkd.DINOLoss(k, center_update="thrice")
+        dino.DINOLoss(k, center_update="thrice")
 
 
 def test_b9_released_never_freezes_the_last_layer():
-    model = selfkd.MultiCropModel(torch.nn.Flatten(), selfkd.DINOHead(8, 4, hidden=8, bottleneck=4))
+    model = dino.MultiCropModel(torch.nn.Flatten(), dino.DINOHead(8, 4, hidden=8, bottleneck=4))
     for epochs, frozen in (
         (TINY.pretrain["time"].freeze_last_layer_epochs, True),
         (recipes.apply_recipe(TINY, "B9").pretrain["time"].freeze_last_layer_epochs, False),
     ):
         model(torch.randn(2, 3, 8)).sum().backward()  # (V, B, features)
-        selfkd.cancel_last_layer_grads(model, 0, epochs)
+        dino.cancel_last_layer_grads(model, 0, epochs)
         assert (model.head.last_layer.weight_v.grad is None) == frozen
         model.zero_grad(set_to_none=True)
 
@@ -192,10 +198,10 @@ def test_b9_released_never_freezes_the_last_layer():
 def test_b10_released_optimiser_is_one_adam_group_over_every_parameter():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
     kind = recipes.apply_recipe(TINY, "B10").pretrain["spec"].optimizer
-    opt = selfkd.make_optimizer(model, kind)
+    opt = dino.make_optimizer(model, kind)
     assert type(opt) is torch.optim.Adam and len(opt.param_groups) == 1
     assert len(opt.param_groups[0]["params"]) == 4  # weight, bias, BN gamma, BN beta
-    assert len(selfkd.make_optimizer(model, TINY.pretrain["spec"].optimizer).param_groups) == 2
+    assert len(dino.make_optimizer(model, TINY.pretrain["spec"].optimizer).param_groups) == 2
 
 
 def test_b16_released_spectrogram_views_have_no_cut_frequency_row():
@@ -205,8 +211,8 @@ def test_b16_released_spectrogram_views_have_no_cut_frequency_row():
 
     rec = torch.arange(4)
     args = (Fake(), rec, "spec", None, None, "fc", 2, 0)
-    kept = selfkd.make_views(*args, torch.Generator().manual_seed(0))  # (V, B, 12, 13, 21)
-    dropped = selfkd.make_views(*args, torch.Generator().manual_seed(0), released_fc=True)
+    kept = dino.make_views(*args, torch.Generator().manual_seed(0))  # (V, B, 12, 13, 21)
+    dropped = dino.make_views(*args, torch.Generator().manual_seed(0), released_fc=True)
     zero_rows = lambda v: int((v == 0).all(dim=-1).sum())  # noqa: E731 (whole frequency rows set to 0)
     assert zero_rows(kept) == 2 * 4 * 12  # one row per view, record and channel
     assert zero_rows(dropped) == 0
@@ -261,7 +267,7 @@ def test_released_recipe_runs_end_to_end_records_itself_and_compares_with_correc
 
 
 def test_only_the_setups_a_departure_changes_are_rerun():
-    from ecgssl_nb.config import SETUPS
+    from ecgssl_nb.core.settings import SETUPS
 
     assert recipes.affected_setups(("B7",), SETUPS) == ("ssl-t", "ssl-s", "ssl-tsc", "ssl-tsg")
     assert recipes.affected_setups(("B6",), SETUPS) == ("ssl-tsc", "ssl-tsg")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from ecgssl_nb.errors import RecordError
+from ecgssl_nb.core.errors import RecordError
 from ecgssl_nb.records import LEADS, SOURCES, read_header, read_mat_val, read_record, source_of
 
 SAMPLES = Path(__file__).parent / "data" / "ecg-samples"

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from ecgssl_nb import labels, models, paths, prepare, report
-from ecgssl_nb.errors import UserError
-from ecgssl_nb.labels import ABBREVIATIONS
+from ecgssl_nb import paths, prepare, report
+from ecgssl_nb.core import labels, models
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.labels import ABBREVIATIONS
 
 SAMPLES = Path(__file__).parent / "data" / "ecg-samples" / "cinc2020"
 
@@ -46,7 +47,7 @@ def test_exact_match_counts_records_whose_24_outputs_all_equal_their_labels():
 
 
 def test_dino_loss_minus_teacher_entropy_is_the_mean_kl_between_teacher_and_student():
-    from ecgssl_nb.selfkd import DINOLoss
+    from ecgssl_nb.core.dino import DINOLoss
 
     torch.manual_seed(0)
     fn = DINOLoss(out_dim=16, n_global=2)
@@ -82,13 +83,14 @@ def test_gate_at_init_splits_the_logit_gap_and_agrees_with_the_network_gate(smal
         "gap_step_bound"
     ] == pytest.approx(1e-3 * got["feature_l1"], rel=1e-5)
     # independent: the network's own forward pass returns the same gate weights
-    from ecgssl_nb import windows
-    from ecgssl_nb.finetune import _inputs, build_finetune_model
+    from ecgssl_nb.core import windows
+    from ecgssl_nb.core.classify import build_finetune_model, model_inputs
+    from ecgssl_nb.stages.finetune import resolve_pretrained
 
-    model = build_finetune_model("ssl-tsg", tmp_path, seed=0).eval()
+    model = build_finetune_model("ssl-tsg", resolve_pretrained("ssl-tsg", tmp_path), seed=0).eval()
     corpus = windows.Corpus.from_prepared(small_prepared)
     x = torch.cat([w for w, _ in corpus.iter_sliding_windows(8)])[:8]
-    xt, xs = _inputs(model, x, torch.as_tensor(small_prepared.mean), torch.as_tensor(small_prepared.std))
+    xt, xs = model_inputs(model, x, torch.as_tensor(small_prepared.mean), torch.as_tensor(small_prepared.std))
     with torch.no_grad():
         _, gate = model(xt, xs, return_gate=True)
         f1 = model.time_backbone(xt)
@@ -265,7 +267,7 @@ def test_fold_counts_and_balance_by_hand():
     balance = report.fold_balance(counts)
     assert balance.loc[ABBREVIATIONS[0]].tolist() == [4, 1.3, 1.7]  # ideal 4/3; fold 0 has 3
     assert balance.loc[ABBREVIATIONS[1]].tolist() == [1, 0.3, 0.7]
-    assert report.fold_counts(y, np.zeros(6)).shape == (10, 25)  # config.N_FOLDS folds by default
+    assert report.fold_counts(y, np.zeros(6)).shape == (10, 25)  # settings.N_FOLDS folds by default
 
 
 def test_records_per_source_counts_and_shares():
@@ -278,7 +280,7 @@ def test_records_per_source_counts_and_shares():
 
 
 def test_record_features_average_each_records_window_features(small_prepared, one_thread):
-    from ecgssl_nb import transforms, windows
+    from ecgssl_nb.core import transforms, windows
 
     corpus = windows.Corpus.from_prepared(small_prepared, rows=[0, 1, 2])
     torch.manual_seed(0)
@@ -426,7 +428,7 @@ def test_stft_settings_list_the_transforms_constants():
 
 
 def test_augment_settings_show_every_field_with_its_value_and_meaning():
-    from ecgssl_nb.config import AugmentConfig
+    from ecgssl_nb.core.settings import AugmentConfig
 
     got = report.augment_settings(AugmentConfig(noise_sigma=(0.01, 0.02)))
     assert len(got) == 9 and got.at["augment.noise_sigma", "value"] == "(0.01, 0.02)"
@@ -434,7 +436,7 @@ def test_augment_settings_show_every_field_with_its_value_and_meaning():
 
 
 def test_finetune_budget_counts_the_steps_of_each_profile():
-    from ecgssl_nb.config import get_profile
+    from ecgssl_nb.core.settings import get_profile
 
     got = report.finetune_budget({"tiny": get_profile("tiny"), "samples": get_profile("samples")}, n_train=100)
     assert got.loc["tiny"].tolist() == [3, 16, 2, 1e-3, 7, 21]  # ceil(100 / 16) = 7 steps per epoch

@@ -13,14 +13,12 @@ import pandas as pd
 import pytest
 import torch
 
-from ecgssl_nb import finetune as ft
-from ecgssl_nb import paths, selfkd
-from ecgssl_nb.__main__ import main
-from ecgssl_nb.config import get_profile
-from ecgssl_nb.errors import UserError
-from ecgssl_nb.models import make_backbone
+from ecgssl_nb import paths
 from ecgssl_nb import reproduce as rp
-from ecgssl_nb.config import SETUPS, is_ssl, setup_modalities
+from ecgssl_nb.__main__ import main
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.models import make_backbone
+from ecgssl_nb.core.settings import SETUPS, get_profile, is_ssl, setup_modalities
 from ecgssl_nb.prepare import load_prepared, prepare
 from ecgssl_nb.reproduce import (
     Job,
@@ -34,6 +32,8 @@ from ecgssl_nb.reproduce import (
     run_jobs,
     Placement,
 )
+from ecgssl_nb.stages import finetune as ft
+from ecgssl_nb.stages import pretrain as pretrain_stage
 
 TINY = get_profile("tiny")
 
@@ -131,7 +131,7 @@ def test_ssl_and_ablation_runs_fine_tune_from_their_own_pretrainings(data_dir, t
         (out / "summary.json").write_text("{}")
         return out
 
-    monkeypatch.setattr(selfkd, "pretrain", fake_pretrain)
+    monkeypatch.setattr(pretrain_stage, "pretrain", fake_pretrain)
     prof = replace(fast(0), folds=(0, 1), finetune=replace(fast(0).finetune, ablation_folds=(0,)))
     with pytest.raises(RunsFailed) as err:
         reproduce(prof, data_dir=data_dir, out=tmp_path, setups="ssl-t,ssl-s", progress=False)
@@ -288,11 +288,11 @@ def _finish_pretraining(prepared_dir, out, modality, transforms, config, seed, h
         if started is not None:
             started.set()
         time.sleep(hold_s)
-        req = selfkd.pretrain_request(config, modality, transforms, seed, load_prepared(prepared_dir).digest)
+        req = pretrain_stage.pretrain_request(config, modality, transforms, seed, load_prepared(prepared_dir).digest)
         rp.provenance.claim(out, req, force=True)
         torch.save(make_backbone(modality).state_dict(), out / "backbone.pt")
         (out / "summary.json").write_text("{}")
-        rp.provenance.write_digests(out, selfkd.OUTPUTS)  # last, as the real one
+        rp.provenance.write_digests(out, pretrain_stage.OUTPUTS)  # last, as the real one
     return out
 
 
@@ -306,7 +306,7 @@ def test_two_folds_that_need_one_missing_pretraining_wait_for_each_other_and_the
         made.append(k["modality"])
         return _finish_pretraining(*a, hold_s=1.5, started=started, **k)
 
-    monkeypatch.setattr(selfkd, "pretrain", slow)
+    monkeypatch.setattr(pretrain_stage, "pretrain", slow)
     kw = dict(data=data_dir, device="cpu")
     first = threading.Thread(target=lambda: results.append(ensure_pretrain("tiny", tmp_path, "time", **kw)))
     results: list = []

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgssl_nb import metrics, results
-from ecgssl_nb.errors import UserError
+from ecgssl_nb import results
+from ecgssl_nb.core import metrics
+from ecgssl_nb.core.errors import UserError
 
 
 def leftovers(folder):

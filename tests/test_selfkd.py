@@ -14,11 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-from ecgssl_nb import selfkd
-from ecgssl_nb.errors import UserError
-from ecgssl_nb.schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
-from ecgssl_nb.selfkd import DINOHead, DINOLoss, MultiCropModel
-
+from ecgssl_nb.core import dino
+from ecgssl_nb.core.dino import DINOHead, DINOLoss, MultiCropModel
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
+from ecgssl_nb.stages import pretrain as pretrain_stage
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -177,14 +177,14 @@ def step_setup(optimizer="adamw"):
     for p in teacher.parameters():
         p.requires_grad_(False)
     loss_fn = DINOLoss(16, teacher_temp=0.04)
-    return student, teacher, loss_fn, selfkd.make_optimizer(student, optimizer)
+    return student, teacher, loss_fn, dino.make_optimizer(student, optimizer)
 
 
 def test_teacher_gets_no_gradient_and_moves_only_by_the_ema_formula():
     student, teacher, loss_fn, opt = step_setup()
     t0 = [p.clone() for p in teacher.parameters()]
     views = torch.randn(10, 4, 12, 250, generator=torch.Generator().manual_seed(0))
-    selfkd.train_step(student, teacher, loss_fn, opt, views, epoch=1, lr=1e-2, weight_decay=0.04, momentum=0.9)
+    dino.train_step(student, teacher, loss_fn, opt, views, epoch=1, lr=1e-2, weight_decay=0.04, momentum=0.9)
     for p_t, p0, p_s in zip(teacher.parameters(), t0, student.parameters()):
         assert p_t.grad is None and not p_t.requires_grad
         torch.testing.assert_close(p_t, 0.9 * p0 + 0.1 * p_s.detach())
@@ -197,10 +197,10 @@ def test_last_layer_is_frozen_in_epoch_0_and_trained_in_epoch_1():
     views = torch.randn(10, 4, 12, 250, generator=torch.Generator().manual_seed(0))
     v0 = student.head.last_layer.weight_v.detach().clone()
     mlp0 = student.head.mlp[0].weight.detach().clone()
-    selfkd.train_step(student, teacher, loss_fn, opt, views, epoch=0, lr=1e-2, weight_decay=0.04, momentum=0.99)
+    dino.train_step(student, teacher, loss_fn, opt, views, epoch=0, lr=1e-2, weight_decay=0.04, momentum=0.99)
     assert torch.equal(student.head.last_layer.weight_v, v0)  # not even decayed
     assert not torch.equal(student.head.mlp[0].weight, mlp0)  # the rest trains
-    selfkd.train_step(student, teacher, loss_fn, opt, views, epoch=1, lr=1e-2, weight_decay=0.04, momentum=0.99)
+    dino.train_step(student, teacher, loss_fn, opt, views, epoch=1, lr=1e-2, weight_decay=0.04, momentum=0.99)
     assert not torch.equal(student.head.last_layer.weight_v, v0)
 
 
@@ -241,8 +241,8 @@ def test_adam_l2_decays_every_parameter_including_biases():
 
 def test_embedding_std_is_zero_for_collapsed_and_large_for_spread_embeddings():
     z = torch.nn.functional.normalize(torch.randn(2, 4096, 128), dim=-1)
-    assert selfkd.embedding_std(z).item() == pytest.approx(1 / math.sqrt(128), rel=0.02)
-    assert selfkd.embedding_std(z[:, :1].expand(2, 50, 128)).item() == 0.0
+    assert dino.embedding_std(z).item() == pytest.approx(1 / math.sqrt(128), rel=0.02)
+    assert dino.embedding_std(z[:, :1].expand(2, 50, 128)).item() == 0.0
 
 
 # --- schedules (B8) ----------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def prepared(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run3(prepared, tmp_path_factory):
     """One uninterrupted 3-epoch run, shared by the tests that read its files."""
-    return selfkd.pretrain(prepared, tmp_path_factory.mktemp("run3") / "time", **RUN)
+    return pretrain_stage.pretrain(prepared, tmp_path_factory.mktemp("run3") / "time", **RUN)
 
 
 def read_log(out) -> list[dict]:
@@ -322,7 +322,7 @@ def read_log(out) -> list[dict]:
 
 
 def test_pretrain_writes_a_loadable_final_student_backbone_and_a_summary(run3):
-    from ecgssl_nb.models import load_backbone, xresnet1d50
+    from ecgssl_nb.core.models import load_backbone, xresnet1d50
 
     assert load_backbone(xresnet1d50(), run3 / "backbone.pt") == len(xresnet1d50().state_dict())
     saved = torch.load(run3 / "backbone.pt", weights_only=True)
@@ -336,7 +336,7 @@ def test_pretrain_writes_a_loadable_final_student_backbone_and_a_summary(run3):
     assert summary["data"]["n_records"] == 8 and summary["data"]["records_per_epoch"] == 8
     assert summary["config"]["out_dim"] == 256 and summary["device"] == "cpu"
     log = read_log(run3)
-    assert [r["epoch"] for r in log] == ["0", "1", "2"] and tuple(log[0]) == selfkd.LOG_COLUMNS
+    assert [r["epoch"] for r in log] == ["0", "1", "2"] and tuple(log[0]) == pretrain_stage.LOG_COLUMNS
     assert summary["final_loss"] == pytest.approx(float(log[-1]["loss"]))
 
 
@@ -351,13 +351,15 @@ def test_short_pretraining_lowers_the_loss_without_collapse(run3):
 
 def test_resumed_run_ends_exactly_where_the_uninterrupted_run_ends(prepared, run3, tmp_path):
     out = tmp_path / "time"
-    selfkd.pretrain(prepared, out, stop_after=1, **RUN)
+    pretrain_stage.pretrain(prepared, out, stop_after=1, **RUN)
     assert not (out / "backbone.pt").exists() and len(read_log(out)) == 1
     before = (out / "checkpoint.pt").read_bytes()
     with pytest.raises(UserError, match=r"unfinished run \(.*checkpoint\.pt\); pass --resume .* or remove"):
-        selfkd.pretrain(prepared, out, **RUN)  # the one rule of both stages: no silent restart over a half-done run
+        pretrain_stage.pretrain(
+            prepared, out, **RUN
+        )  # the one rule of both stages: no silent restart over a half-done run
     assert (out / "checkpoint.pt").read_bytes() == before and len(read_log(out)) == 1
-    selfkd.pretrain(prepared, out, resume=True, **RUN)
+    pretrain_stage.pretrain(prepared, out, resume=True, **RUN)
     a = torch.load(run3 / "checkpoint.pt", weights_only=True)
     b = torch.load(out / "checkpoint.pt", weights_only=True)
     for part in ("student", "teacher", "loss"):
@@ -370,12 +372,12 @@ def test_resumed_run_ends_exactly_where_the_uninterrupted_run_ends(prepared, run
 def test_a_finished_run_is_never_overwritten(prepared, run3):
     before = (run3 / "backbone.pt").stat().st_mtime_ns
     with pytest.raises(UserError, match="finished"):
-        selfkd.pretrain(prepared, run3, **RUN)
-    assert selfkd.pretrain(prepared, run3, resume=True, **RUN) == run3  # nothing left to do
+        pretrain_stage.pretrain(prepared, run3, **RUN)
+    assert pretrain_stage.pretrain(prepared, run3, resume=True, **RUN) == run3  # nothing left to do
     with pytest.raises(UserError, match=r"different request: settings\.config\.epochs: 3 -> 5"):
-        selfkd.pretrain(prepared, run3, resume=True, **{**RUN, "epochs": 5})  # schedules span the whole run
+        pretrain_stage.pretrain(prepared, run3, resume=True, **{**RUN, "epochs": 5})  # schedules span the whole run
     with pytest.raises(UserError, match=r"different request: settings\.transforms: t1 -> tc"):
-        selfkd.pretrain(prepared, run3, resume=True, transforms="tc", **RUN)
+        pretrain_stage.pretrain(prepared, run3, resume=True, transforms="tc", **RUN)
     assert (run3 / "backbone.pt").stat().st_mtime_ns == before
 
 
@@ -385,15 +387,15 @@ def test_resume_refuses_a_checkpoint_written_with_other_settings(prepared, run3,
     shutil.copy(run3 / "checkpoint.pt", out / "checkpoint.pt")  # an unfinished run of RUN
     shutil.copy(run3 / "provenance.json", out / "provenance.json")
     with pytest.raises(UserError, match="different request: seed: 0 -> 1"):
-        selfkd.pretrain(prepared, out, resume=True, seed=1, **RUN)
+        pretrain_stage.pretrain(prepared, out, resume=True, seed=1, **RUN)
     with pytest.raises(UserError, match="different request: settings.records: 8 -> 4"):
-        selfkd.pretrain(prepared, out, resume=True, **{**RUN, "records": 4})
+        pretrain_stage.pretrain(prepared, out, resume=True, **{**RUN, "records": 4})
     assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == ["checkpoint.pt", "provenance.json"]
 
 
 def test_spectrogram_pretraining_from_the_command_line_keeps_the_lowest_loss_student(prepared, tmp_path):
     from ecgssl_nb.__main__ import main
-    from ecgssl_nb.models import load_backbone, se_resnet34
+    from ecgssl_nb.core.models import load_backbone, se_resnet34
 
     out = tmp_path / "spec"
     sets = [arg for k, v in {**FAST, "n_local": 2}.items() for arg in ("--set", f"{k}={v}")]
@@ -454,18 +456,18 @@ def test_spectrogram_pretraining_from_the_command_line_keeps_the_lowest_loss_stu
 def test_bad_arguments_raise_user_errors_naming_the_parameter(prepared, tmp_path, kwargs, word):
     args = {"modality": "time", "progress": False, **kwargs}
     with pytest.raises(UserError, match=word):
-        selfkd.pretrain(prepared, tmp_path / "out", **args)
+        pretrain_stage.pretrain(prepared, tmp_path / "out", **args)
     assert not (tmp_path / "out" / "checkpoint.pt").exists()
 
 
 def test_a_folder_that_is_not_prepared_is_refused(tmp_path):
     with pytest.raises(UserError, match="--prepared .* does not exist"):
-        selfkd.pretrain(tmp_path / "nowhere", tmp_path / "out", "time")
+        pretrain_stage.pretrain(tmp_path / "nowhere", tmp_path / "out", "time")
     (tmp_path / "empty").mkdir()
     with pytest.raises(
         UserError, match="--prepared .* not a prepared folder: index.csv, signals.npy, stats.json missing"
     ):
-        selfkd.pretrain(tmp_path / "empty", tmp_path / "out", "time")
+        pretrain_stage.pretrain(tmp_path / "empty", tmp_path / "out", "time")
 
 
 @pytest.mark.parametrize(
@@ -490,4 +492,4 @@ def test_pretraining_draws_on_every_record_of_every_fold_by_default(prepared, tm
     index = load_prepared(prepared).index
     assert index["fold"].nunique() > 1  # the fixture spans several folds ...
     with pytest.raises(UserError, match=f"larger than the {len(index)} records"):  # ... and all are used (B13)
-        selfkd.pretrain(prepared, tmp_path / "out", "time", batch_size=len(index) + 1, progress=False)
+        pretrain_stage.pretrain(prepared, tmp_path / "out", "time", batch_size=len(index) + 1, progress=False)

@@ -12,7 +12,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ecgssl_nb import selfkd
+from ecgssl_nb.core import dino
+from ecgssl_nb.stages import pretrain as pretrain_stage
 
 FAST = {"out_dim": 64, "n_local": 2, "base_lr": 0.5, "warmup_epochs": 0}
 
@@ -37,7 +38,7 @@ def _centre_check(rank: int) -> dict:
     """One centre update with unequal batches per rank: the mean is over rows, not of the means."""
     rows = 3 if rank == 0 else 1
     t = torch.arange(2 * rows * 4, dtype=torch.float32).reshape(2, rows, 4) + 100 * rank  # (G, B_rank, 4)
-    loss_fn = selfkd.DINOLoss(4, center_momentum=0.9)
+    loss_fn = dino.DINOLoss(4, center_momentum=0.9)
     loss_fn.center.fill_(1.0)
     loss_fn.update_center(t)
     return {"t": t, "center": loss_fn.center.clone()}
@@ -55,7 +56,11 @@ def _worker(rank: int, world: int, port: int, prepared: str, out: str, dump: str
 
 def _pretrain(prepared: str, out: str) -> dict:
     seen = {"rec": [], "centre": [], "loss": []}
-    real_views, real_step, real_update = selfkd.make_views, selfkd.train_step, selfkd.DINOLoss.update_center
+    real_views, real_step, real_update = (
+        pretrain_stage.make_views,
+        pretrain_stage.train_step,
+        dino.DINOLoss.update_center,
+    )
 
     def views_spy(corpus, rec, *args, **kwargs):
         seen["rec"].append(rec.clone())
@@ -72,10 +77,11 @@ def _pretrain(prepared: str, out: str) -> dict:
         real_update(self, teacher_out)
         seen["centre"].append((teacher_out.detach().clone(), before, self.center.clone()))
 
-    selfkd.make_views, selfkd.train_step, selfkd.DINOLoss.update_center = views_spy, step_spy, update_spy
-    selfkd.pretrain(prepared, out, "time", epochs=1, batch_size=4, records=8, progress=False, overrides=FAST)
+    pretrain_stage.make_views, pretrain_stage.train_step = views_spy, step_spy  # what the stage calls
+    dino.DINOLoss.update_center = update_spy
+    pretrain_stage.pretrain(prepared, out, "time", epochs=1, batch_size=4, records=8, progress=False, overrides=FAST)
     assert dist.is_initialized()  # pretrain left the caller's group alone
-    student = selfkd._unwrap(seen["student"])
+    student = dino._unwrap(seen["student"])
     return {
         "student": student.state_dict(),
         "teacher": seen["teacher"].state_dict(),
@@ -118,7 +124,7 @@ def test_two_processes_share_the_centre_train_on_distinct_records_and_end_identi
     for part in ("student", "teacher"):
         assert all(torch.equal(r0[part][k], r1[part][k]) for k in r0[part]), part
     assert torch.equal(r0["centre"], r1["centre"])
-    init = selfkd.build_student("time", FAST["out_dim"], seed=0).state_dict()
+    init = dino.build_student("time", FAST["out_dim"], seed=0).state_dict()
     assert not torch.equal(r0["student"]["head.mlp.0.weight"], init["head.mlp.0.weight"])
 
     # Each centre update used the teacher rows of BOTH ranks (different records, different outputs).

@@ -9,16 +9,9 @@ import sys
 
 import pytest
 
-from ecgssl_nb.config import (
-    AugmentConfig,
-    FinetuneConfig,
-    PretrainConfig,
-    apply_settings,
-    as_dict,
-    config_from_dict,
-    get_profile,
-)
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.config import apply_settings, as_dict, config_from_dict
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.settings import AugmentConfig, FinetuneConfig, PretrainConfig, get_profile
 
 
 def _configs(profile: str) -> list:

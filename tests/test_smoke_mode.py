@@ -10,13 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgssl_nb import finetune as ft
-from ecgssl_nb import paths, results, selfkd
-from ecgssl_nb.config import get_profile
-from ecgssl_nb.errors import UserError
-from ecgssl_nb.metrics import METRIC_KEYS
+from ecgssl_nb import paths, results
+from ecgssl_nb.core import classify
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.metrics import METRIC_KEYS
+from ecgssl_nb.core.settings import get_profile
 from ecgssl_nb.recipes import recipe_label
 from ecgssl_nb.reproduce import reproduce, write_tables
+from ecgssl_nb.stages import finetune as ft
+from ecgssl_nb.stages import pretrain as pretrain_stage
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -56,7 +58,7 @@ def _count_calls(monkeypatch, module, name: str) -> list:
 def test_finetune_stops_after_max_steps_then_evaluates_and_writes_every_output_marked_smoke(
     prepared_dir, tmp_path, monkeypatch
 ):
-    steps = _count_calls(monkeypatch, ft, "train_step")
+    steps = _count_calls(monkeypatch, classify, "train_step")
     res = ft.finetune("t", 0, prepared_dir, tmp_path / "run", profile=FAST, progress=False, max_steps=2)
     assert len(steps) == 2  # of the 3 epochs x 6 steps configured
     assert res["smoke"] is True and res["epochs"] == 3 and res["config"]["max_steps"] == 2
@@ -68,7 +70,7 @@ def test_finetune_stops_after_max_steps_then_evaluates_and_writes_every_output_m
 
 
 def test_finetune_max_steps_beyond_an_epoch_runs_into_the_next_epoch(prepared_dir, tmp_path, monkeypatch):
-    steps = _count_calls(monkeypatch, ft, "train_step")
+    steps = _count_calls(monkeypatch, classify, "train_step")
     res = ft.finetune("t", 0, prepared_dir, tmp_path / "run", profile=FAST, progress=False, max_steps=8)
     n_train = res["data"]["n_train"]
     per_epoch = -(-n_train // 16)
@@ -82,8 +84,8 @@ def test_a_full_finetune_is_not_marked_smoke(prepared_dir, tmp_path):
 
 
 def test_pretrain_stops_after_max_steps_and_writes_a_backbone_and_a_smoke_summary(prepared_dir, tmp_path, monkeypatch):
-    steps = _count_calls(monkeypatch, selfkd, "train_step")
-    out = selfkd.pretrain(prepared_dir, tmp_path / "pre", max_steps=3, **PRE)
+    steps = _count_calls(monkeypatch, pretrain_stage, "train_step")
+    out = pretrain_stage.pretrain(prepared_dir, tmp_path / "pre", max_steps=3, **PRE)
     assert len(steps) == 3  # 2 steps in epoch 0, 1 in epoch 1, of 3 epochs x 2 steps
     summary = json.loads((out / "summary.json").read_text())
     assert summary["smoke"] is True and summary["steps"] == 3 and summary["epochs"] == 3
@@ -92,18 +94,18 @@ def test_pretrain_stops_after_max_steps_and_writes_a_backbone_and_a_smoke_summar
     log = pd.read_csv(out / "log.csv")
     assert list(log["epoch"]) == [0, 1]
     with pytest.raises(UserError, match=r"different request: .*max_steps: 3 -> 0"):  # never resumed as a full run
-        selfkd.pretrain(prepared_dir, out, resume=True, **PRE)
+        pretrain_stage.pretrain(prepared_dir, out, resume=True, **PRE)
 
 
 def test_a_full_pretraining_is_not_marked_smoke(prepared_dir, tmp_path):
-    out = selfkd.pretrain(prepared_dir, tmp_path / "pre", **{**PRE, "epochs": 1})
+    out = pretrain_stage.pretrain(prepared_dir, tmp_path / "pre", **{**PRE, "epochs": 1})
     summary = json.loads((out / "summary.json").read_text())
     assert summary["smoke"] is False and summary["steps"] == 2
 
 
 def test_bad_max_steps_is_a_user_error(prepared_dir, tmp_path):
     with pytest.raises(UserError, match="max_steps"):
-        selfkd.pretrain(prepared_dir, tmp_path / "a", max_steps=-1, **PRE)
+        pretrain_stage.pretrain(prepared_dir, tmp_path / "a", max_steps=-1, **PRE)
     with pytest.raises(UserError, match="--max-steps"):
         ft.finetune("t", 0, prepared_dir, tmp_path / "b", profile=FAST, max_steps=-2, progress=False)
     with pytest.raises(UserError, match="--max-steps"):

@@ -10,9 +10,9 @@ import scipy.signal
 import scipy.stats
 import torch
 
-from ecgssl_nb import transforms as T
-from ecgssl_nb.config import AugmentConfig
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.core import transforms as T
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.settings import AugmentConfig
 
 N = 250
 SAMPLES = Path(__file__).parent / "data" / "ecg-samples" / "cinc2020"

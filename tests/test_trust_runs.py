@@ -15,14 +15,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgssl_nb import finetune as ft
-from ecgssl_nb import provenance, results, selfkd
+from ecgssl_nb import provenance, results
 from ecgssl_nb.__main__ import main
-from ecgssl_nb.config import FinetuneConfig, PretrainConfig, apply_settings, get_profile
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.config import apply_settings
+from ecgssl_nb.core import classify
+from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.settings import FinetuneConfig, PretrainConfig, get_profile
 from ecgssl_nb.fixture import make_fixture
 from ecgssl_nb.prepare import load_prepared, prepare
 from ecgssl_nb.reproduce import reproduce, resolve_settings
+from ecgssl_nb.stages import finetune as ft
+from ecgssl_nb.stages import pretrain as pretrain_stage
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -72,16 +75,16 @@ def corpora(tmp_path_factory):
 
 def test_planted_pretraining_checkpoint_is_refused_and_its_payload_never_runs(corpora, tmp_path):
     out, marker = tmp_path / "pre", tmp_path / "ran.txt"
-    selfkd.pretrain(corpora["A"], out, stop_after=1, **PRE_RUN)  # a genuine, resumable run
+    pretrain_stage.pretrain(corpora["A"], out, stop_after=1, **PRE_RUN)  # a genuine, resumable run
     plant(out / "checkpoint.pt", marker)
     with pytest.raises(UserError, match="checkpoint.pt is not a checkpoint of plain tensors"):
-        selfkd.pretrain(corpora["A"], out, resume=True, **PRE_RUN)
+        pretrain_stage.pretrain(corpora["A"], out, resume=True, **PRE_RUN)
     assert not marker.exists()
 
 
 def test_planted_finetuning_checkpoint_is_refused_and_its_payload_never_runs(corpora, tmp_path, monkeypatch):
     out, marker = tmp_path / "ft", tmp_path / "ran.txt"
-    real, calls = ft.train_step, {"n": 0}
+    real, calls = classify.train_step, {"n": 0}
 
     def dies_in_epoch_two(*a, **k):
         calls["n"] += 1
@@ -90,12 +93,12 @@ def test_planted_finetuning_checkpoint_is_refused_and_its_payload_never_runs(cor
         return real(*a, **k)
 
     prof = replace(SMALL, finetune=replace(SMALL.finetune, batch_records={f: 32 for f in ("t", "s", "tsc", "tsg")}))
-    monkeypatch.setattr(ft, "train_step", dies_in_epoch_two)
+    monkeypatch.setattr(classify, "train_step", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         ft.finetune("t", 0, corpora["A"], out, profile=prof, epochs=2, progress=False)
     assert (out / "checkpoint.pt").is_file()
     plant(out / "checkpoint.pt", marker)
-    monkeypatch.setattr(ft, "train_step", real)
+    monkeypatch.setattr(classify, "train_step", real)
     with pytest.raises(UserError, match="refusing to load it"):
         ft.finetune("t", 0, corpora["A"], out, profile=prof, epochs=2, resume=True, progress=False)
     assert not marker.exists()
@@ -117,9 +120,9 @@ def test_load_checkpoint_reads_tensors_and_plain_values_only(tmp_path):
 
 def test_pretrain_resume_with_other_prepared_data_is_refused(corpora, tmp_path):
     out = tmp_path / "pre"
-    selfkd.pretrain(corpora["A"], out, stop_after=1, **PRE_RUN)
+    pretrain_stage.pretrain(corpora["A"], out, stop_after=1, **PRE_RUN)
     with pytest.raises(UserError, match=r"different request: inputs\.prepared"):
-        selfkd.pretrain(corpora["B"], out, resume=True, **PRE_RUN)
+        pretrain_stage.pretrain(corpora["B"], out, resume=True, **PRE_RUN)
     assert provenance.read(out)["request"]["inputs"]["prepared"] == load_prepared(corpora["A"]).digest
 
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from ecgssl_nb import windows as W
-from ecgssl_nb.errors import UserError
+from ecgssl_nb.core import windows as W
+from ecgssl_nb.core.errors import UserError
 
 LENGTHS = [1000, 250, 260, 1124, 1125, 249 + 250]
 

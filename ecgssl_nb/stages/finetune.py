@@ -1,46 +1,9 @@
-"""Fine-tune one setup on one outer fold and evaluate it under two protocols (paper Sec. II-C;
-book: Deviations, B14, B15).
-
-One function, `finetune(setup, fold, ...)`, serves all eight setups (t, s, tsc, tsg and their
-ssl- variants): the setup only decides which backbones the network has, what they are fed, how
-they are initialised and which cosine floor the learning rate has.
-
-Protocol (one training run per (setup, outer fold K)):
-
-* Folds. Outer fold K is held out. The inner fold is J = (K + 1) % n_folds. The network trains on
-  the other n_folds - 2 folds (8 of 10). After every epoch it predicts J and K.
-* Prediction (book: Fine-tuning). Windows of 250 samples at stride 125 (a shorter tail is dropped). The
-  record's probability is the mean of its windows' sigmoid outputs.
-* Protocol "paper" (optimistic, as the authors did). The epoch with the best macro AUPRC on K
-  (first epoch on ties: strict improvement, as released) is selected. The per-class thresholds are
-  tuned on K's predictions at that epoch (grid {0.1..0.5}, others at 0.1, book: Deviations, B15). Metrics are
-  reported on K.
-* Protocol "honest" (nested). The epoch is selected by macro AUPRC on J. The thresholds are tuned
-  on J's predictions at that epoch. Metrics are reported on K at that epoch. K is never used to
-  choose anything.
-* `protocol="paper-exact"` trains on all nine folds other than K (the authors' exact split) and
-  reports only the paper protocol.
-
-Training (paper Sec. II-C; book: Fine-tuning). Every step takes `batch_records` records,
-shuffled each epoch with a seeded generator on the run's device (`epoch_plan`: all steps of the
-epoch drawn at its start, each of the same shape; a short last step is filled with the first
-records of the shuffle). From each record it cuts 5 random 250-sample crops (`Corpus.random_windows`,
-on the device). Time inputs are normalised with the prepared mean/std. The spectrogram is taken
-from the raw crop (`transforms.spectrogram`). The optimiser is Adam(lr) with
-CosineAnnealingLR(T_max=epochs, eta_min per family), stepped at the START of every epoch, as
-released (B22): epoch 1 already runs below the peak rate. The loss is BCE-with-logits, mean over
-windows and classes. Scratch setups are re-initialised with `models.init_xavier` (as released). ssl-
-setups load PRE/time/backbone.pt and/or PRE/spec/backbone.pt with `models.load_backbone`, which
-refuses a partial load (B6); their heads keep PyTorch's default initialisation. Python, NumPy and
-torch are seeded from (seed, fold) (B26).
-
-The GPU path. A steady-state step and an evaluation pass make no host-device synchronisation
-(tests/test_gpu_path_finetune.py): checks that need a host value run at set-up, the losses add
-up on the device and are read once per epoch (or every `log_every` steps), evaluation reads its
-probabilities back once. Adam is fused (`build_trainer`). `FinetuneConfig.compile` compiles the
-step's forward and loss (`make_step_loss`: fullgraph, static shapes; "reduce-overhead" replays
-CUDA graphs). On CUDA the network runs under bf16 autocast (`FinetuneConfig.amp`; inputs, STFT
-and loss stay fp32) with TF32 and cudnn.benchmark on (`use_fast_cuda_math`).
+"""Running one fine-tuning: `finetune(setup, fold, ...)` resolves the settings into a frozen `Run`,
+claims and locks OUT, restores its checkpoint, then per epoch calls the method (`core.classify`:
+`train_one_epoch`, `evaluate_epoch`, `select`) and checkpoints on the cadence (`stage.Checkpoints`);
+at the end the two protocols' thresholds and scores (`classify.protocols`) go into its files.
+The science (folds, steps, prediction, the paper and honest protocols) is `ecgssl_nb.core.classify`'s
+(paper Sec. II-C; book: Fine-tuning, Deviations B14, B15).
 
 Files in OUT:
 
@@ -78,11 +41,9 @@ import json
 import math
 import os
 import platform
-import random
 import sys
 import time
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,64 +51,38 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from . import checkpoint, metrics, provenance
-from .config import (
-    matched_settings,
-    recorded_settings,
-    COMPILE_MODES,
-    FUSION_SSL,
+from .. import checkpoint, provenance
+from ..atomic import write_text_atomic
+from ..config import add_settings_arguments, apply_settings, as_dict, matched_settings, read_config, recorded_settings
+from ..core import classify
+from ..core.classify import Data, Split, Trainer, evaluate_epoch, select, steps_per_epoch, train_one_epoch
+from ..core.errors import UserError, check_int, check_seed
+from ..core.labels import ABBREVIATIONS, CLASSES
+from ..core.metrics import METRIC_KEYS, binarize, challenge_outputs
+from ..core.models import use_fast_cuda_math
+from ..core.settings import (
     PROTOCOL_MODES,
     SETUPS,
     FinetuneConfig,
     Profile,
-    add_settings_arguments,
-    apply_settings,
-    as_dict,
-    check_fold,
     check_setup,
     get_profile,
     is_ssl,
-    read_config,
     resolve_device,
     setup_family,
     setup_modalities,
 )
-from .errors import UserError, check_int, check_seed
-from .labels import ABBREVIATIONS, CLASSES
-from .metrics import auprc, auroc, binarize, threshold_search, write_challenge_outputs
-from .results import METRIC_KEYS, write_csv_atomic, write_json_atomic
-from .transforms import SPEC_MEAN, SPEC_STD, stft_magnitude
-from .checkpoint import checkpoint_due
-from .writer import Writer, host_copy
+from ..results import write_csv_atomic, write_json_atomic
+from ..writer import host_copy
+from .stage import Checkpoints, add_run_arguments, write_log
 
-if TYPE_CHECKING:  # layer 2 modules, imported when a run starts
-    from .prepare import Prepared
-    from .windows import Corpus
+if TYPE_CHECKING:  # annotations only
+    from ..prepare import Prepared
 
-__all__ = [
-    "PROTOCOL_MODES",
-    "RESULT_SCHEMA",
-    "LOG_COLUMNS",
-    "finetune",
-    "cli",
-    "build_finetune_model",
-    "resolve_pretrained",
-    "predict",
-    "run_seed",
-    "seed_everything",
-    "infer_data_kind",
-    "train_step",
-    "step_loss",
-    "make_step_loss",
-    "epoch_plan",
-    "steps_per_epoch",
-    "checkpoint_due",
-    "spec_lead_mean",
-    "COMPILE_MODES",
-    "finetune_request",
-]
+__all__ = ["OUTPUTS", "RESULT_SCHEMA", "LOG_COLUMNS", "finetune", "cli", "resolve_pretrained", "infer_data_kind",
+           "finetune_request", "write_challenge_outputs"]  # fmt: skip
 
 OUTPUTS = ("result.json", "predictions.csv")  # what the tables and the book read: in digests.json
 RESULT_SCHEMA = "ecgssl_nb.finetune/1"
@@ -155,34 +90,6 @@ LOG_COLUMNS = ("epoch", "lr", "train_loss", "inner_auroc", "inner_auprc", "outer
 
 
 # --- seeds, inputs, models ---------------------------------------------------------------------
-
-
-def package_version() -> str:
-    """The installed ecgssl_nb version ("unknown" when it is not installed)."""
-    try:
-        from importlib.metadata import version
-
-        return version("ecgssl_nb")
-    except Exception:
-        return "unknown"
-
-
-def run_seed(seed: int, fold: int) -> int:
-    """One 32-bit seed per (seed, fold) run (B26); different folds get unrelated streams."""
-    return int(np.random.SeedSequence([int(seed), int(fold)]).generate_state(1)[0])
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global generators (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _model_setup(setup: str):
-    from .models import build_model  # ~10 ms at import: only when a run builds a model
-
-    return build_model(setup)
 
 
 def resolve_pretrained(setup: str, pretrained: str | os.PathLike | Mapping | None) -> dict[str, Path]:
@@ -232,31 +139,6 @@ def resolve_pretrained(setup: str, pretrained: str | os.PathLike | Mapping | Non
     return found
 
 
-def build_finetune_model(
-    setup: str, pretrained: str | os.PathLike | Mapping | None = None, seed: int = 0, fusion_ssl: str = "loaded"
-) -> torch.nn.Module:
-    """The network of `setup` ready to fine-tune, on the CPU: scratch setups re-initialised with
-    `init_xavier` (as released), ssl- setups with their backbones loaded all-or-nothing from
-    `pretrained` (see `resolve_pretrained`; B6) and heads at PyTorch's default init.
-    fusion_ssl="ignored" reproduces the released fusion models (book: Deviations, B6): ssl-tsc and
-    ssl-tsg load nothing and skip xavier, so the whole network keeps PyTorch's default init."""
-    from .models import init_xavier, load_backbone  # ~10 ms at import: only when a run builds a model
-
-    if fusion_ssl not in FUSION_SSL:
-        raise UserError(f"fusion_ssl {fusion_ssl!r} must be one of {', '.join(FUSION_SSL)}")
-    files = resolve_pretrained(setup, pretrained)
-    torch.manual_seed(seed)  # default init of every layer (the heads of ssl- setups keep it)
-    model = _model_setup(setup)
-    if fusion_ssl == "ignored" and is_ssl(setup) and len(setup_modalities(setup)) == 2:
-        return model  # released: the checkpoints match 0 keys and xavier is skipped
-    if not files:
-        init_xavier(model, generator=torch.Generator().manual_seed(seed))
-    for modality, path in files.items():
-        backbone = model.time_backbone if modality == "time" else model.spec_backbone
-        load_backbone(backbone, path)  # UserError on a missing file or any missing/unexpected key
-    return model
-
-
 def infer_data_kind(prepared: Prepared) -> str:
     """'fixture', 'samples' or 'physionet2020' for a prepared corpus: the stats' `data_kind` when
     present, else 'fixture' when its data folder holds the fixture's marker, else by size
@@ -276,169 +158,17 @@ def infer_data_kind(prepared: Prepared) -> str:
 # --- one step, one evaluation pass -------------------------------------------------------------
 
 
-def spec_lead_mean(device: torch.device | str) -> torch.Tensor:
-    """`transforms.SPEC_MEAN` (12,) float32 on `device`: built once per run, never per batch (a
-    constant copied from the host each call would stall a CUDA step)."""
-    return torch.tensor(SPEC_MEAN, dtype=torch.float32, device=device)
-
-
-def _inputs(model, x_raw: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, spec_mean: torch.Tensor | None = None):
-    """Raw mV windows (W, 12, 250) -> (x_time (W, 12, 250) normalised or None, x_spec (W, 12, 13, 21) or None).
-    x_spec is `transforms.spectrogram(x_raw)` with its lead means `spec_mean` already on the device
-    (built here when not given: pass it, built once, in a loop)."""
-    if spec_mean is None:
-        spec_mean = spec_lead_mean(x_raw.device)
-    x_time = (x_raw - mean[:, None]) / (std[:, None] + 1e-8) if model.uses_time else None  # per-lead z-score
-    # STFT of the RAW crop, as released, in fp32 (outside autocast)
-    x_spec = (stft_magnitude(x_raw) - spec_mean[:, None, None]) / SPEC_STD if model.uses_spec else None
-    return x_time, x_spec
-
-
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def step_loss(
-    model: torch.nn.Module,
-    x_raw: torch.Tensor,
-    y: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    spec_mean: torch.Tensor,
-    amp: bool = False,
-) -> torch.Tensor:
-    """The forward half of a training step, the part that `torch.compile(fullgraph=True)` takes
-    whole: z-score and spectrogram of raw crops (W, 12, 250) mV (fp32), the network (bf16 autocast
-    on CUDA when `amp`), then the BCE-with-logits loss in fp32 against labels (W, 24)."""
-    x_time, x_spec = _inputs(model, x_raw, mean, std, spec_mean)
-    with _autocast(x_raw.device, amp):
-        logits = model(x_time, x_spec)  # (W, 24)
-    return F.binary_cross_entropy_with_logits(logits.float(), y)
-
-
-def make_step_loss(mode: str = "off", backend: str = "inductor") -> Callable[..., torch.Tensor]:
-    """`step_loss` as a training step runs it: eager for mode "off"; else compiled with
-    fullgraph=True (a graph break is an error) and static shapes, its backward compiled with it
-    (AOTAutograd). "reduce-overhead" replays CUDA graphs on CUDA (on the CPU it is "default");
-    each call then marks a new step, so the graphs' outputs of the step before may be reused.
-    `backend` is torch.compile's (tests use "aot_eager" to check the graph without code generation)."""
-    if mode not in COMPILE_MODES:
-        raise UserError(f"compile {mode!r} must be one of {', '.join(COMPILE_MODES)}")
-    if mode == "off":
-        return step_loss
-    compiled = torch.compile(
-        step_loss, fullgraph=True, dynamic=False, backend=backend, mode=None if mode == "default" else mode
-    )
-    if mode == "default":
-        return compiled
-
-    def graphed(*args, **kwargs) -> torch.Tensor:
-        torch.compiler.cudagraph_mark_step_begin()
-        return compiled(*args, **kwargs)
-
-    return graphed
-
-
-def train_step(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x_raw: torch.Tensor,
-    y: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    amp: bool = False,
-    spec_mean: torch.Tensor | None = None,
-    loss_fn: Callable[..., torch.Tensor] = step_loss,
-) -> torch.Tensor:
-    """One Adam step on a batch of raw crops (W, 12, 250) mV with labels (W, 24); returns the
-    mean BCE-with-logits loss as a detached 0-d tensor on the device (no host-device sync).
-    `loss_fn` is `step_loss` or its compiled form (`make_step_loss`); spec_mean defaults to
-    `spec_lead_mean` (pass it, built once, in a loop)."""
-    spec_mean = spec_lead_mean(x_raw.device) if spec_mean is None else spec_mean
-    loss = loss_fn(model, x_raw, y, mean, std, spec_mean, amp)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()
-
-
-@torch.no_grad()
-def predict(
-    model: torch.nn.Module,
-    corpus: Corpus,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    batch_windows: int = 2048,
-    stride: int = 125,
-    amp: bool = False,
-    spec_mean: torch.Tensor | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Record probabilities (N, 24) float64: the mean over each record's windows (250 samples at
-    `stride`) of the sigmoid outputs (book: Fine-tuning); and for gated models the mean gate weights
-    (N, 2) = (time, spec) per record, else None. The model is left in eval mode. Nothing is read
-    back to the host but the result, once (`Corpus.mean_over_windows`); pass spec_mean
-    (`spec_lead_mean`, built once) to copy nothing to the device either."""
-    model.eval()
-    spec_mean = spec_lead_mean(corpus.device) if spec_mean is None else spec_mean
-
-    def probs_and_gate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x_time, x_spec = _inputs(model, x, mean, std, spec_mean)  # x: (w, 12, 250) raw mV
-        with _autocast(corpus.device, amp):
-            logits, gate = model(x_time, x_spec, return_gate=True)  # (w, 24), (w, 2) or None
-        return torch.sigmoid(logits.float()), None if gate is None else gate.float()
-
-    return corpus.mean_over_windows(probs_and_gate, batch_windows, stride)
-
-
 # --- the run, resolved -------------------------------------------------------------------------
 
 
 def _load_prepared(prepared):
-    from .prepare import Prepared, load_prepared  # scipy: only when a stage reads or writes its data
+    from ..prepare import Prepared, load_prepared  # scipy.signal: ~1.1 s at import, only when a run reads its data
 
     if isinstance(prepared, Prepared):
         return prepared
     if prepared is None:
         raise UserError("--prepared is required: a folder written by `python -m ecgssl_nb prepare`")
     return load_prepared(prepared)
-
-
-@dataclass(frozen=True)
-class Split:
-    """The prepared rows of one run: training rows, outer fold K (reported), inner fold J."""
-
-    fold: int
-    inner: int | None  # J, None under paper-exact
-    n_folds: int
-    folds: np.ndarray  # (N,) the fold of every prepared record
-    train: np.ndarray  # row numbers into the prepared index
-    outer: np.ndarray
-    inner_rows: np.ndarray  # empty under paper-exact
-
-
-def inner_fold(fold: int, n_folds: int, protocol: str) -> int | None:
-    """The inner fold held out for the honest protocol's choices: the next fold; None under
-    paper-exact (nine training folds, choices on the reported fold, as the authors trained)."""
-    return None if protocol == "paper-exact" else (int(fold) + 1) % int(n_folds)
-
-
-def split_folds(prep: Prepared, fold: int, protocol: str) -> Split:
-    """Train on every fold but K and J; UserError naming the fold when a set is empty."""
-    folds = prep.index["fold"].to_numpy()
-    n_folds = int(prep.stats.get("n_folds", int(prep.index["fold"].max()) + 1))
-    fold = check_fold(fold, n_folds)
-    inner = inner_fold(fold, n_folds, protocol)
-    train = np.flatnonzero((folds != fold) & (folds != (inner if inner is not None else -1)))
-    outer = np.flatnonzero(folds == fold)
-    inner_rows = np.flatnonzero(folds == inner) if inner is not None else np.array([], dtype=np.int64)
-    sets = [("training", train), (f"outer fold {fold}", outer)]
-    sets += [(f"inner fold {inner}", inner_rows)] if inner is not None else []
-    for what, rows in sets:
-        if len(rows) == 0:
-            raise UserError(f"--fold {fold}: the {what} set of {prep.path} is empty")
-    return Split(fold, inner, n_folds, folds, train, outer, inner_rows)
 
 
 @dataclass(frozen=True)
@@ -495,7 +225,7 @@ def _resolve(setup, fold, prepared, out, pretrained, profile, epochs, device, se
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
     prep = _load_prepared(prepared)
-    split = split_folds(prep, fold, cfg.protocol)
+    split = classify.split_folds(prep, fold, cfg.protocol)
     files = resolve_pretrained(setup, pretrained)  # fail early, before any work
     dev = torch.device(resolve_device(device))
     if n_epochs > 0 and cfg.batch_records[family] * cfg.crops < 2 and "spec" in setup_modalities(setup):
@@ -604,7 +334,7 @@ def finetune_request(
     setups, the SHA-256 of each backbone file loaded; the seed."""
     family = setup_family(setup)
     cfg = replace(cfg, epochs={**cfg.epochs, family: int(epochs)})
-    config = matched_settings(cfg)  # compile, checkpoint cadence, log_every: recorded only (config.RECORDED_ONLY)
+    config = matched_settings(cfg)  # compile, checkpoint cadence, log_every: recorded only (settings.RECORDED_ONLY)
     settings = {"setup": setup, "fold": int(fold), "inner_fold": inner, "protocol": protocol, "config": config}
     inputs = {
         "prepared": prepared_digest,
@@ -614,17 +344,6 @@ def finetune_request(
 
 
 # --- the state of a run: built fresh, or from its checkpoint -----------------------------------
-
-
-@dataclass
-class Trainer:
-    """What training changes: the network, its optimiser and scheduler, the record/crop stream."""
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    generator: torch.Generator  # record order and crop starts, on the run's device (no copies per step)
-    loss_fn: Callable[..., torch.Tensor] = step_loss  # `make_step_loss(cfg.compile)`
 
 
 @dataclass
@@ -642,18 +361,16 @@ def build_trainer(run: Run) -> Trainer:
     Adam is the fused implementation (one kernel for all parameters, its step counts on the
     device: no host read per step) on CUDA and on the CPU alike; the step is compiled as
     `cfg.compile` says (`make_step_loss`)."""
-    rs = run_seed(run.seed, run.split.fold)
-    seed_everything(rs)
-    from .models import use_fast_cuda_math  # ~10 ms at import: only when a run builds a model
-
+    rs = classify.run_seed(run.seed, run.split.fold)
+    classify.seed_everything(rs)
     use_fast_cuda_math(run.device)
-    model = build_finetune_model(run.setup, run.files, seed=rs, fusion_ssl=run.cfg.fusion_ssl).to(run.device)
+    model = classify.build_finetune_model(run.setup, run.files, seed=rs, fusion_ssl=run.cfg.fusion_ssl).to(run.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=run.cfg.lr, fused=True)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=max(run.n_epochs, 1), eta_min=run.cfg.min_lr[run.family]
     )
     generator = torch.Generator(device=run.device).manual_seed(rs)
-    return Trainer(model, optimizer, scheduler, generator, make_step_loss(run.cfg.compile))
+    return Trainer(model, optimizer, scheduler, generator, classify.make_step_loss(run.cfg.compile))
 
 
 def _checkpoint_run(run: Run) -> dict:
@@ -684,7 +401,7 @@ def restore_checkpoint(run: Run, tr: Trainer) -> Progress:
     return Progress(ck["epoch"] + 1, ck["history"], checkpoint.to_arrays(ck["best"]), ck["elapsed_s"])
 
 
-def save_checkpoint(run: Run, tr: Trainer, done: Progress, epoch: int, writer: Writer | None = None) -> None:
+def checkpoint_job(run: Run, tr: Trainer, done: Progress, epoch: int) -> Callable[[], None]:
     """Write OUT/checkpoint.pt after `epoch` (everything a resume needs to repeat the run), THEN
     log.csv with the epochs it holds: the log never shows an epoch that a resume would run again.
     The state is copied to the host now; with a `writer` both files are written in the background
@@ -707,147 +424,16 @@ def save_checkpoint(run: Run, tr: Trainer, done: Progress, epoch: int, writer: W
         checkpoint.save(run.out / checkpoint.NAME, state)
         _write_log(run.out / "log.csv", state["history"], run.cfg.protocol)
 
-    if writer is None:
-        job()
-    else:
-        writer.submit(job)
+    return job
 
 
 # --- the data on the device, one epoch, one evaluation, the selection --------------------------
 
 
-@dataclass(frozen=True)
-class Data:
-    """The run's records on the device, and the labels of the evaluated folds."""
-
-    train: Corpus
-    outer: Corpus
-    inner: Corpus | None
-    mean: torch.Tensor  # (12,) mV, per lead
-    std: torch.Tensor  # (12,) mV
-    spec_mean: torch.Tensor  # (12,) `spec_lead_mean`, on the device
-    y_outer: np.ndarray  # (N_outer, 24)
-    y_inner: np.ndarray | None  # (N_inner, 24)
-
-
-def load_data(run: Run) -> Data:
-    from .windows import Corpus  # ~3 ms at import: only when a run loads its data
-
-    prep, dev, split = run.prep, run.device, run.split
-    outer = Corpus.from_prepared(prep, rows=split.outer, device=dev)
-    inner = Corpus.from_prepared(prep, rows=split.inner_rows, device=dev) if split.inner is not None else None
-    return Data(
-        train=Corpus.from_prepared(prep, rows=split.train, device=dev),
-        outer=outer,
-        inner=inner,
-        mean=torch.as_tensor(np.asarray(prep.mean, dtype=np.float32), device=dev),
-        std=torch.as_tensor(np.asarray(prep.std, dtype=np.float32), device=dev),
-        spec_mean=spec_lead_mean(dev),
-        y_outer=outer.labels.cpu().numpy(),
-        y_inner=inner.labels.cpu().numpy() if inner is not None else None,
-    )
-
-
-def steps_per_epoch(n_train: int, batch_records: int) -> int:
-    """Optimisation steps in an epoch: ceil(n_train / batch), batch = min(batch_records, n_train)."""
-    return -(-n_train // max(1, min(batch_records, n_train)))
-
-
-def epoch_plan(n_train: int, batch_records: int, generator: torch.Generator) -> torch.Tensor:
-    """The records of every step of one epoch, drawn at its start on the generator's device:
-    (steps, batch) positions, batch = min(batch_records, n_train). Every step has the same shape
-    (static shapes: one compiled graph, CUDA graphs replayable). The records are shuffled
-    (`torch.randperm`); a last step that would be short is filled with the first records of the
-    shuffle, so every record is seen once per epoch and batch - n_train % batch of them twice."""
-    batch = max(1, min(batch_records, n_train))
-    steps = steps_per_epoch(n_train, batch)
-    order = torch.randperm(n_train, generator=generator, device=generator.device)  # (n_train,)
-    return torch.cat([order, order[: steps * batch - n_train]]).view(steps, batch)
-
-
-def train_one_epoch(
-    run: Run, tr: Trainer, data: Data, epoch: int, log: Callable[[int, float], None] | None = None
-) -> float:
-    """Step the learning rate (at the START of the epoch, as released: B22), then one pass over
-    the shuffled training records (`epoch_plan`), `crops` random windows each; returns the mean
-    training loss of the epoch's steps. The losses add up on the device and are read once, at the
-    end (and every cfg.log_every steps when > 0, given to `log(step, running mean)`). A smoke run
-    stops after cfg.max_steps steps of the whole run."""
-    cfg = run.cfg
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
-        tr.scheduler.step()
-    tr.model.train()
-    plan = epoch_plan(len(data.train), run.batch_records, tr.generator)  # (steps, batch) on the device
-    loss_sum, n_steps = torch.zeros((), device=run.device), 0
-    for j, rec in enumerate(plan):
-        step = (epoch - 1) * len(plan) + j
-        if cfg.max_steps and step >= cfg.max_steps:
-            break
-        x = data.train.random_windows(rec, cfg.crops, tr.generator)  # (batch*crops, 12, 250) raw mV
-        y = data.train.window_labels(rec, cfg.crops)  # (batch*crops, 24)
-        loss = train_step(tr.model, tr.optimizer, x, y, data.mean, data.std, run.amp, data.spec_mean, tr.loss_fn)
-        loss_sum += loss
-        n_steps += 1
-        if log is not None and cfg.log_every and n_steps % cfg.log_every == 0:
-            log(step + 1, float(loss_sum.item() / n_steps))  # a host read every log_every steps
-    return float(loss_sum.item() / max(n_steps, 1))
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """The record probabilities of one epoch and their macro AUROC/AUPRC (log.csv's columns)."""
-
-    outer: np.ndarray  # (N_outer, 24)
-    gate: np.ndarray | None  # (N_outer, 2) mean (time, spec) gate weights, tsg only
-    inner: np.ndarray | None  # (N_inner, 24)
-    metrics: dict  # outer_auroc, outer_auprc[, inner_auroc, inner_auprc]
-
-
-def evaluate(run: Run, model: torch.nn.Module, data: Data) -> Evaluation:
-    """Record probabilities on the outer (and inner) fold, and their macro AUROC and AUPRC."""
-    kw = dict(
-        batch_windows=run.cfg.eval_batch_windows, stride=run.cfg.val_stride, amp=run.amp, spec_mean=data.spec_mean
-    )
-    p_out, g_out = predict(model, data.outer, data.mean, data.std, **kw)
-    metrics = dict(zip(("outer_auroc", "outer_auprc"), _macro(data.y_outer, p_out)))
-    p_in = None
-    if data.inner is not None:
-        p_in, _ = predict(model, data.inner, data.mean, data.std, **kw)
-        metrics.update(zip(("inner_auroc", "inner_auprc"), _macro(data.y_inner, p_in)))
-    return Evaluation(p_out, g_out, p_in, metrics)
-
-
-def select(best: dict, epoch: int, ev: Evaluation, metric: str) -> dict:
-    """The best epochs so far after `epoch`: "paper" by `metric` (macro auprc or auroc) on the
-    outer fold, "honest" on the inner fold; a later epoch wins only by strict improvement (as
-    released), a NaN score never does."""
-    best = dict(best)
-    score = _score(ev.metrics[f"outer_{metric}"])
-    if best["paper"] is None or score > best["paper"]["score"]:
-        best["paper"] = {"epoch": epoch, "score": score, "outer": ev.outer, "gate": ev.gate}
-    if ev.inner is not None:
-        score = _score(ev.metrics[f"inner_{metric}"])
-        if best["honest"] is None or score > best["honest"]["score"]:
-            best["honest"] = {"epoch": epoch, "score": score, "inner": ev.inner, "outer": ev.outer}
-    return best
-
-
-def _macro(labels: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of a fold with no positives at all
-        return float(auroc(labels, probs)[0]), float(auprc(labels, probs)[0])
-
-
-def _score(x: float) -> float:
-    return x if math.isfinite(x) else -math.inf
-
-
 def _write_log(path: Path, history: list[dict], protocol: str) -> None:
-    df = pd.DataFrame(history, columns=list(LOG_COLUMNS))
-    if protocol == "paper-exact":
-        df = df.drop(columns=["inner_auroc", "inner_auprc"])
-    write_csv_atomic(path, df)
+    """log.csv: LOG_COLUMNS, without the inner fold's under paper-exact (there is none)."""
+    inner = ("inner_auroc", "inner_auprc")
+    write_log(path, history, [c for c in LOG_COLUMNS if protocol != "paper-exact" or c not in inner])
 
 
 # --- the loop ----------------------------------------------------------------------------------
@@ -856,17 +442,15 @@ def _write_log(path: Path, history: list[dict], protocol: str) -> None:
 def _train(run: Run) -> dict:
     """`finetune` once OUT is claimed and locked: train (or resume), evaluate every epoch, select,
     write the files."""
-    from tqdm.auto import tqdm
-
     tr = build_trainer(run)
     done = restore_checkpoint(run, tr)
-    data = load_data(run)
+    data = classify.load_data(run.prep, run.split, run.device)
     n_steps = steps_per_epoch(len(data.train), run.batch_records)
     # a smoke run (cfg.max_steps > 0) stops after max_steps optimisation steps, at last_epoch
     last_epoch = min(run.n_epochs, -(-run.cfg.max_steps // n_steps)) if run.cfg.max_steps else run.n_epochs
     log_path, metric = run.out / "log.csv", run.cfg.select_metric
     if run.n_epochs == 0 and done.best["paper"] is None:  # the initial network, "epoch 0"
-        ev = evaluate(run, tr.model, data)
+        ev = evaluate_epoch(tr.model, data, run.cfg, run.amp)
         done.history.append({"epoch": 0, "lr": run.cfg.lr, "train_loss": math.nan, "seconds": 0.0, **ev.metrics})
         done.best = select(done.best, 0, ev, metric)
         _write_log(log_path, done.history, run.cfg.protocol)
@@ -875,85 +459,40 @@ def _train(run: Run) -> dict:
     bar = tqdm(
         epochs, desc=desc, unit="epoch", disable=not run.progress, initial=done.start_epoch - 1, total=last_epoch
     )
-    writer = Writer()  # checkpoints (then the log) are written beside the next epoch's steps
-    try:
-        _epochs(run, tr, data, done, bar, last_epoch, writer)
-    except BaseException:
-        with contextlib.suppress(BaseException):
-            writer.wait()  # the checkpoint in flight is finished before the error goes on
-        raise
-    writer.wait()  # raises the error of a failed checkpoint: no result after a lost one
+    with Checkpoints(run.cfg) as ck:  # checkpoints (then the log) are written beside the next epoch's steps
+        _epochs(run, tr, data, done, bar, last_epoch, ck)
     bar.close()
     _write_log(log_path, done.history, run.cfg.protocol)  # every epoch, the last one included
     return write_outputs(run, data, done)
 
 
-def _epochs(run: Run, tr: Trainer, data: Data, done: Progress, bar, last_epoch: int, writer: Writer) -> None:
+def _epochs(run: Run, tr: Trainer, data: Data, done: Progress, bar, last_epoch: int, ck: Checkpoints) -> None:
     """Train and evaluate each epoch of `bar`, select, and checkpoint as the cadence says
-    (`checkpoint_due`; never after the last epoch, which goes straight to result.json)."""
-    metric, last_saved = run.cfg.select_metric, time.monotonic()
+    (`Checkpoints.due`; never after the last epoch, which goes straight to result.json)."""
+    metric = run.cfg.select_metric
     for epoch in bar:
         t0 = time.perf_counter()
-        loss = train_one_epoch(run, tr, data, epoch, log=lambda step, x: bar.set_postfix(step=step, loss=f"{x:.4f}"))
-        ev = evaluate(run, tr.model, data)
+        loss = train_one_epoch(
+            tr,
+            data,
+            run.cfg,
+            run.batch_records,
+            epoch,
+            run.amp,
+            log=lambda step, x: bar.set_postfix(step=step, loss=f"{x:.4f}"),
+        )
+        ev = evaluate_epoch(tr.model, data, run.cfg, run.amp)
         done.best = select(done.best, epoch, ev, metric)
         lr = tr.optimizer.param_groups[0]["lr"]
         row = {"epoch": epoch, "lr": lr, "train_loss": loss, **ev.metrics, "seconds": time.perf_counter() - t0}
         done.history.append(row)
         shown = {"loss": f"{loss:.4f}", "outer_prc": f"{row['outer_auprc']:.3f}"}
         bar.set_postfix(shown | ({"inner_prc": f"{row['inner_auprc']:.3f}"} if data.inner is not None else {}))
-        if epoch < last_epoch and checkpoint_due(run.cfg, epoch, (time.monotonic() - last_saved) / 60):
-            save_checkpoint(run, tr, done, epoch, writer)  # then the log: it never runs ahead of the checkpoint
-            last_saved = time.monotonic()
+        if epoch < last_epoch and ck.due(epoch):
+            ck.after(lambda: checkpoint_job(run, tr, done, epoch))  # then the log: never ahead of the checkpoint
 
 
 # --- the files of a finished run ---------------------------------------------------------------
-
-
-def _gate_by_class(gate: np.ndarray, labels: np.ndarray) -> dict:
-    """Mean (time, spec) gate weight over the records positive for each class (NaN if none)."""
-    pos = labels > 0.5  # (N, 24)
-    n_pos = pos.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (pos.T.astype(np.float64) @ gate) / n_pos[:, None]  # (24, 2)
-    return {"time": mean[:, 0], "spec": mean[:, 1], "n_positive": n_pos, "overall": gate.mean(axis=0)}
-
-
-def _protocol_result(name: str, best: dict, tune_labels, tune_probs, report_labels, report_probs, cfg) -> dict:
-    """Thresholds tuned on (tune_labels, tune_probs); metrics of (report_labels, report_probs)."""
-    thresholds = threshold_search(tune_labels, tune_probs, grid=cfg.threshold_grid, default=cfg.threshold_default)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        m = metrics.evaluate(report_labels, report_probs, thresholds)
-    per_class = m.pop("per_class")
-    on = "outer" if name == "paper" else "inner"
-    return {
-        "metrics": {**m, "epoch": best["epoch"]},
-        "per_class": per_class,
-        "thresholds": thresholds,
-        "selection": {
-            "epoch": best["epoch"],
-            "metric": cfg.select_metric,
-            "score": best["score"],
-            "selected_on": on,
-            "thresholds_on": on,
-            "reported_on": "outer",
-        },
-    }
-
-
-def _protocols(run: Run, data: Data, best: dict) -> dict:
-    """{"paper": ..., "honest": ...}: thresholds and metrics of each protocol's selected epoch."""
-    paper = best["paper"]
-    out = {
-        "paper": _protocol_result("paper", paper, data.y_outer, paper["outer"], data.y_outer, paper["outer"], run.cfg)
-    }
-    if data.inner is not None:
-        honest = best["honest"]
-        out["honest"] = _protocol_result(
-            "honest", honest, data.y_inner, honest["inner"], data.y_outer, honest["outer"], run.cfg
-        )
-    return out
 
 
 def _gate_weights(data: Data, best: dict) -> dict | None:
@@ -962,7 +501,7 @@ def _gate_weights(data: Data, best: dict) -> dict | None:
         return None
     return {
         "classes": list(CLASSES),
-        **_gate_by_class(paper["gate"], data.y_outer),
+        **classify.gate_by_class(paper["gate"], data.y_outer),
         "epoch": paper["epoch"],
         "protocol": "paper",
         "records": "outer fold, positive for the class",
@@ -1024,10 +563,10 @@ def _result(run: Run, protocols: dict, gate: dict | None, done: Progress) -> dic
         "inner_fold": split.inner,
         "protocol_mode": cfg.protocol,
         "selection": {k: v["selection"] for k, v in protocols.items()},
-        "run_seed": run_seed(run.seed, split.fold),
+        "run_seed": classify.run_seed(run.seed, split.fold),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or "cpu"),
         "versions": {
-            "ecgssl_nb": package_version(),
+            "ecgssl_nb": provenance.package_version(),
             "torch": torch.__version__,
             "numpy": np.__version__,
             "python": platform.python_version(),
@@ -1050,7 +589,7 @@ def _result(run: Run, protocols: dict, gate: dict | None, done: Progress) -> dic
 def write_outputs(run: Run, data: Data, done: Progress) -> dict:
     """predictions.csv, challenge_outputs/, result.json, then digests.json (the digests of
     OUTPUTS, the completion mark); removes the checkpoint."""
-    protocols = _protocols(run, data, done.best)
+    protocols = classify.protocols(data, done.best, run.cfg)
     write_csv_atomic(run.out / "predictions.csv", _predictions(run, data, done.best))
     outer = done.best["paper"]["outer"]
     records = run.prep.index["record"].to_numpy()[run.split.outer]
@@ -1063,6 +602,26 @@ def write_outputs(run: Run, data: Data, done: Progress) -> dict:
     return json.loads((run.out / "result.json").read_text())
 
 
+# --- the official Challenge output files (one per record) --------------------------------------
+
+
+def write_challenge_outputs(
+    out_dir: str | Path,
+    records: Sequence[str],
+    scores: np.ndarray,
+    binary: np.ndarray,
+    classes: Sequence[str] = CLASSES,
+) -> list[Path]:
+    """Write one official-format output file `<record>.csv` per record (`metrics.challenge_outputs`),
+    each atomically. Returns the paths."""
+    files = challenge_outputs(records, scores, binary, classes)
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for rec, text in files.items():
+        write_text_atomic(folder / f"{rec}.csv", text)
+    return [folder / f"{rec}.csv" for rec in files]
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ecgssl_nb finetune",
@@ -1071,16 +630,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--setup", required=True, help=f"one of {', '.join(SETUPS)}")
     p.add_argument("--fold", required=True, type=int, help="outer (held-out) fold, 0..n_folds-1")
-    p.add_argument("--prepared", required=True, help="a folder written by `python -m ecgssl_nb prepare`")
-    p.add_argument("--out", required=True, help="run folder (result.json, predictions.csv, log.csv, ...)")
+    add_run_arguments(p, "run folder (result.json, predictions.csv, log.csv, ...)", "cpu",
+                      "cpu, cuda, cuda:1 or auto (default cpu)")  # fmt: skip
     p.add_argument("--pretrained", default=None, help="ssl- setups: folder with time/backbone.pt, spec/backbone.pt")
     p.add_argument("--pretrained-time", default=None, help="ssl- setups: time backbone file (overrides --pretrained)")
     p.add_argument("--pretrained-spec", default=None, help="ssl- setups: spec backbone file (overrides --pretrained)")
-    p.add_argument("--profile", default="tiny", help="tiny (default) or paper")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the profile's for the setup)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
-    p.add_argument("--seed", type=int, default=0, help="seed; python/numpy/torch are seeded per (seed, fold)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument(
         "--protocol",
         default=None,
@@ -1100,19 +654,12 @@ def _parser() -> argparse.ArgumentParser:
         help="what the prepared data is (default: inferred)",
     )
     add_settings_arguments(p, FinetuneConfig, "--set lr=1e-3 --set epochs.tsg=5")
-    p.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        help="smoke run: stop after N optimisation steps, write every output marked smoke",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb finetune --setup SETUP --fold K --prepared DIR --out OUT ...`."""
-    from .recipes import apply_recipe, parse_recipe  # ~4 ms at import: only for --recipe
+    from ..recipes import apply_recipe, parse_recipe  # recipes: ~6 ms at import, only for --recipe
 
     a = _parser().parse_args(argv)
 

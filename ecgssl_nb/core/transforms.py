@@ -9,7 +9,7 @@ the copy. The same generator state gives the same views.
 
 Time series are raw mV windows `(B, 12, 250)` (100 Hz). Spectrograms are `(B, 12, 13, 21)`
 (lead, frequency 0..48 Hz in SPEC_FREQ_STEP_HZ = 4 Hz steps, frame every SPEC_HOP_S = 0.13 s).
-The ranges of the random draws default to `config.AugmentConfig`'s (`AUGMENT`); a pre-training
+The ranges of the random draws default to `settings.AugmentConfig`'s (`AUGMENT`); a pre-training
 passes its own with `**cfg.augment.time_view_args()` / `spec_view_args()`.
 
 Faithful choices (book: Deviations): local time views are 250 samples long like global ones (B17);
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import MAIN_TRANSFORMS, TARGET_FS, TC_MODES, AugmentConfig
 from .errors import UserError, check_int
+from .settings import MAIN_TRANSFORMS, TARGET_FS, TC_MODES, AugmentConfig
 
 # --- constants ---------------------------------------------------------------------------------
 
@@ -330,6 +330,12 @@ def check_lead_stats(mean: PerLead, std: PerLead, n_leads: int = 12) -> None:
         raise UserError("std must be >= 0 for every lead")
 
 
+def zscore(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """The per-lead z-score (x - mean) / (std + 1e-8) of x (..., C, N) mV with mean, std (C,)
+    tensors on x's device, unchecked (nothing read back: the form a training step uses)."""
+    return (x - mean[:, None]) / (std[:, None] + 1e-8)
+
+
 def normalize(x: torch.Tensor, mean: PerLead, std: PerLead) -> torch.Tensor:
     """(x - mean) / (std + 1e-8) per lead (book: The data). `x` (..., C, N); mean, std (C,) mV."""
     if not isinstance(x, torch.Tensor) or x.ndim < 2 or not x.is_floating_point():
@@ -339,7 +345,7 @@ def normalize(x: torch.Tensor, mean: PerLead, std: PerLead) -> torch.Tensor:
     s = _per_lead(std, "std", c, x)
     if (s < 0).any():
         raise UserError("std must be >= 0 for every lead")
-    return (x - m[:, None]) / (s[:, None] + 1e-8)
+    return zscore(x, m, s)
 
 
 # --- spectrogram (paper Sec. II-B.2, Eq. 2) ----------------------------------------------------
@@ -572,7 +578,7 @@ def time_views(
     # raw batch is normalised first (B windows rather than V*B views) and cropped after:
     # (x - mean) / (std + 1e-8). A cut span (0 mV) then holds (0 - mean) / (std + 1e-8), and
     # sigma mV of noise is sigma / (std + 1e-8).
-    x = (raw - mean_t[:, None]) / (std_t[:, None] + 1e-8)  # (B, C, N)
+    x = zscore(raw, mean_t, std_t)  # (B, C, N)
     step = x.diff(dim=-1)  # x[i+1] - x[i], for the interpolation
     fill = -mean_t[:, None] / (std_t[:, None] + 1e-8)  # (C, 1)
     inv = 1.0 / (std_t[:, None] + 1e-8)  # (C, 1)

@@ -14,8 +14,9 @@ physionetchallenges/evaluation-2020, the copy the authors ship; our own code):
   ∫ TNR dTPR = 1 - ∫ FPR dTPR, i.e. `sklearn.metrics.roc_auc_score`. The second is exactly
   `sklearn.metrics.average_precision_score`: sklearn also groups tied scores into one threshold
   (`_binary_clf_curve` keeps the last index of each distinct score) and sums
-  (R_n - R_{n-1}) P_n over them; thresholds that add no recall add nothing to either sum. So both
-  use scikit-learn, and `tests/test_metrics.py` checks them against a transcription of the
+  (R_n - R_{n-1}) P_n over them; thresholds that add no recall add nothing to either sum. Both
+  are computed here over that one sweep (`_sweep`, numpy: the core imports no scikit-learn), and
+  `tests/test_metrics.py` checks them against scikit-learn and a transcription of the
   Challenge's sweep on tied and untied data. The Challenge's undefined cases are kept: a class
   with no positives gives NaN for both; a class with no negatives gives NaN for AUROC (TNR is
   0/0) and 1 for AUPRC (every PPV is 1). Macro = `nanmean` over classes (NaN classes skipped).
@@ -55,13 +56,11 @@ folder that holds weights.csv; it uses `np.bool`, so it needs numpy < 1.24, book
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .atomic import write_text_atomic
 from .errors import UserError
 from .labels import CLASSES, MERGES, NORMAL_CLASS, weight_matrix
 
@@ -166,36 +165,47 @@ def _nanmean(x: np.ndarray) -> float:
 # threshold-free metrics
 
 
+def _sweep(lab: np.ndarray, sco: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(true positives, false positives) at each distinct threshold of one class, highest first:
+    tied scores form one threshold (the Challenge's sweep, and scikit-learn's)."""
+    order = np.argsort(-sco, kind="mergesort")
+    s, y = sco[order], lab[order].astype(np.float64)
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last record of each tie group
+    tps = np.cumsum(y)[last]
+    return tps, (last + 1) - tps
+
+
 def auroc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
     """Challenge AUROC: (macro over classes with positives and negatives, per class (K,)).
 
-    Per class this is `sklearn.metrics.roc_auc_score`; NaN for a class with no positives or no
-    negatives (the Challenge's 0/0), skipped by the macro mean."""
-    from sklearn.metrics import roc_auc_score
-
+    Per class the trapezoid area under (FPR, TPR) over the distinct thresholds, equal to
+    `sklearn.metrics.roc_auc_score`; NaN for a class with no positives or no negatives (the
+    Challenge's 0/0), skipped by the macro mean."""
     lab = _binary(labels, "labels")
     sco = _real(scores, "scores", lab.shape)
     per = np.full(lab.shape[1], np.nan)
     for k in range(lab.shape[1]):
         n_pos = int(lab[:, k].sum())
         if 0 < n_pos < lab.shape[0]:
-            per[k] = roc_auc_score(lab[:, k], sco[:, k])
+            tps, fps = _sweep(lab[:, k], sco[:, k])
+            tpr, fpr = np.r_[0.0, tps / n_pos], np.r_[0.0, fps / (lab.shape[0] - n_pos)]
+            per[k] = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
     return _nanmean(per), per
 
 
 def auprc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
     """Challenge AUPRC: (macro over classes with positives, per class (K,)).
 
-    Per class this is `sklearn.metrics.average_precision_score` (the Challenge's step sum
-    Σ (TPR_{j+1} - TPR_j) PPV_{j+1} over distinct thresholds); NaN for a class with no positives."""
-    from sklearn.metrics import average_precision_score
-
+    Per class the Challenge's step sum Σ (TPR_{j+1} - TPR_j) PPV_{j+1} over distinct thresholds,
+    equal to `sklearn.metrics.average_precision_score`; NaN for a class with no positives."""
     lab = _binary(labels, "labels")
     sco = _real(scores, "scores", lab.shape)
     per = np.full(lab.shape[1], np.nan)
     for k in range(lab.shape[1]):
         if lab[:, k].any():
-            per[k] = average_precision_score(lab[:, k], sco[:, k])
+            tps, fps = _sweep(lab[:, k], sco[:, k])
+            recall = np.r_[0.0, tps / tps[-1]]
+            per[k] = float(np.sum(np.diff(recall) * (tps / (tps + fps))))
     return _nanmean(per), per
 
 
@@ -419,12 +429,12 @@ def _fmt_score(x: float) -> str:
     return repr(float(x))  # shortest text that reads back to the same float64
 
 
-def write_challenge_outputs(
-    out_dir: str | Path, records: Sequence[str], scores: ArrayLike, binary: ArrayLike, classes: Sequence[str] = CLASSES
-) -> list[Path]:
-    """Write one official-format output file `<record>.csv` per record (each atomically).
-
-    Merged classes are written as their representative code (labels.MERGES). Returns the paths."""
+def challenge_outputs(
+    records: Sequence[str], scores: ArrayLike, binary: ArrayLike, classes: Sequence[str] = CLASSES
+) -> dict[str, str]:
+    """The official output file of each record, {record: text}: `#record`, the class codes,
+    the binary outputs, the scores (PhysioNet/CinC 2020's format). Merged classes are written as
+    their representative code (labels.MERGES)."""
     sco = np.asarray(scores)
     if sco.ndim != 2:
         raise MetricInputError(f"scores must be a 2-D array (records, classes); got shape {sco.shape}")
@@ -437,21 +447,9 @@ def write_challenge_outputs(
         raise MetricInputError(f"classes has {len(codes)} codes but scores have {sco.shape[1]} classes")
     if len(set(codes)) != len(codes):
         raise MetricInputError("classes contains duplicate codes (after merging equivalent classes)")
-    recs = _check_records(records, sco.shape[0])
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     header = ",".join(codes)
-    paths = []
-    for i, rec in enumerate(recs):
-        text = "\n".join(
-            [
-                f"#{rec}",
-                header,
-                ",".join("1" if b else "0" for b in out[i]),
-                ",".join(_fmt_score(x) for x in sco[i]),
-            ]
-        )
-        path = folder / f"{rec}.csv"
-        write_text_atomic(path, text + "\n")
-        paths.append(path)
-    return paths
+    return {
+        rec: "\n".join([f"#{rec}", header, ",".join("1" if b else "0" for b in out[i]),
+                        ",".join(_fmt_score(x) for x in sco[i])]) + "\n"
+        for i, rec in enumerate(_check_records(records, sco.shape[0]))
+    }  # fmt: skip

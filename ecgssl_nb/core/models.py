@@ -21,10 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import check_modality, check_positive, check_setup, setup_family, setup_modalities
+from .backbones import SEResNet2d, XResNet1d, se_resnet34, xresnet1d50
 from .errors import UserError
-from .seresnet2d import SEResNet2d, se_resnet34
-from .xresnet1d import XResNet1d, xresnet1d50
+from .settings import check_modality, check_positive, check_setup, setup_family, setup_modalities
 
 __all__ = [
     "ClassifierHead",

@@ -28,9 +28,9 @@ LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V
 
 def data_file(name: str) -> Path:
     """Path of one packaged official table, e.g. data_file('weights.csv')."""
-    # next to this file: importlib.resources breaks when an editable install is seen as a
+    # in the package, beside core/: importlib.resources breaks when an editable install is seen as a
     # namespace package (running from another folder)
-    return Path(__file__).resolve().parent / "data" / name
+    return Path(__file__).resolve().parent.parent / "data" / name
 
 
 def _read_mapping(name: str) -> list[dict]:

@@ -15,17 +15,30 @@ work, no loader processes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
 
-from .config import WINDOW
 from .errors import UserError
-from .records import LEADS
+from .labels import LEADS
+from .settings import WINDOW
 
-if TYPE_CHECKING:
-    from .prepare import Prepared
+
+class PreparedLike(Protocol):
+    """What the method reads of a prepared corpus (`ecgssl_nb.prepare.Prepared` is one): the
+    signals (T, 12) float32 mV, the index (one row per record: offset, length, fold), the
+    per-lead mean and std (12,) mV, the (N, 24) label matrix."""
+
+    path: Any
+    signals: Any
+    index: Any
+    mean: Any
+    std: Any
+    stats: dict
+
+    def label_matrix(self) -> np.ndarray: ...
+
 
 Rows = np.ndarray | Sequence[int] | None  # corpus positions (or a boolean mask); None = all
 
@@ -91,7 +104,7 @@ class Corpus:
     # --- construction --------------------------------------------------------------------------
 
     @classmethod
-    def from_prepared(cls, prepared: Prepared, rows: Rows = None, device: str | torch.device = "cpu") -> Corpus:
+    def from_prepared(cls, prepared: PreparedLike, rows: Rows = None, device: str | torch.device = "cpu") -> Corpus:
         """The records of `prepared` (from `prepare.load_prepared`) at index positions `rows`
         (int array, or a boolean mask over the index; None = all), in that order.
 

@@ -1,0 +1,622 @@
+"""The settings of the study, every hyperparameter declared once with its range (paper Sec. III-B,
+Table I's settings; book: Deviations for every departure).
+
+`tiny`  : the synthetic fixture, few epochs, small batches, 2 of the 10 folds, CPU (the default).
+`paper` : PhysioNet/CinC 2020, the paper's settings (pre-training and fine-tuning as the authors
+          ran them), 10 folds, GPU.
+`samples`: the real sample records shipped with the tests, CPU, 4 of 10 folds.
+
+Values are the paper's where it states them and the authors' released code's otherwise; where the
+two differ, or the released code has a bug, the corrected choice is the default and the released
+behaviour a named option (book: Deviations; `ecgssl_nb.recipes`). Every field is declared
+`_setting(default, what, range)` and checked once, when the dataclass is built (`SettingError`
+naming the key). Reading settings from text (`--set`, config files) is `ecgssl_nb.config`'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from dataclasses import dataclass, field, replace
+from numbers import Integral, Real
+from typing import Any, Callable
+
+from .errors import SEED_LIMIT, UserError
+from .metrics import DEFAULT_GRID, DEFAULT_THRESHOLD
+
+SETUPS = ("t", "s", "tsc", "tsg", "ssl-t", "ssl-s", "ssl-tsc", "ssl-tsg")
+MODALITIES = ("time", "spec")
+PROTOCOLS = ("paper", "honest")
+WINDOW = 250  # samples at 100 Hz = 2.5 s, every model (book: Transforms)
+TARGET_FS = 100  # Hz
+N_FOLDS = 10
+# The view transform sets of the Fig. 3 ablation, by modality (transforms.TIME_TRANSFORMS / SPEC_TRANSFORMS
+# say what each name applies): the full set the main pre-training uses, and the ablated ones.
+MAIN_TRANSFORMS = {"time": "t1", "spec": "t2"}
+ABLATION_TRANSFORMS = {"time": ("none", "tc", "gn"), "spec": ("none", "tc", "fc")}
+ABLATION_SETUPS = {"time": "ssl-t", "spec": "ssl-s"}  # the fine-tuning that scores each ablated backbone
+TC_MODES = ("per_lead", "paper")  # time cutout: one span per lead (released) or one shared by all leads (Eq. 1)
+
+
+def _check_pair(name: str, pair: Any, lo_min: float, hi_max: float, lo_open: bool = False) -> tuple[float, float]:
+    """(lo, hi) with lo_min <= lo <= hi <= hi_max (lo > lo_min when lo_open); UserError naming `name`."""
+    try:
+        lo, hi = (float(v) for v in pair)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a pair (lo, hi) of numbers, got {pair!r}") from None
+    if not (lo > lo_min if lo_open else lo >= lo_min) or not lo <= hi <= hi_max or not math.isfinite(lo + hi):
+        raise UserError(f"{name} must satisfy {lo_min} {'<' if lo_open else '<='} lo <= hi <= {hi_max}, got {pair!r}")
+    return lo, hi
+
+
+# --- the range of every setting: declared with its field, checked once when the settings are built --
+#
+# Each settings field is declared with `_setting(default, what, range)`: its meaning and the values it
+# takes sit in the field's metadata, so one table serves the check (`__post_init__` of every settings
+# class calls `_check_fields`), --help (`settings_help`) and the book. A new field is one line, e.g.
+#     log_every: int = _setting(0, "a log line every N steps (0 = once per epoch)", integer(0))
+
+FAMILIES = ("t", "s", "tsc", "tsg")  # the setup families, keys of the per-family fine-tuning settings
+
+
+class SettingError(UserError):
+    """A setting outside its range. `key` is the setting as written ('lr', 'epochs.t'), `keys` the
+    fields a check of several fields involves; the message is '{key} {problem}'."""
+
+    def __init__(self, key: str, problem: str, keys: tuple[str, ...] = ()):
+        super().__init__(f"{key} {problem}")
+        self.key, self.problem, self.keys = key, problem, keys or (key.partition(".")[0],)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values one setting takes: `text` says which (--help, the book); `problem(value)` is None
+    for a value in range, else what is wrong ('must be an integer >= 1, got 0')."""
+
+    text: str
+    problem: Callable[[Any], str | None]
+    entries: tuple[str, ...] = ()  # a dict setting: exactly these keys, each value checked by `problem`
+
+    def check(self, key: str, value: Any) -> None:
+        """SettingError naming `key` (and the entry, for a dict) when `value` is out of range."""
+        if self.entries:
+            if not isinstance(value, dict) or sorted(map(str, value)) != sorted(self.entries):
+                got = sorted(map(str, value)) if isinstance(value, dict) else value
+                raise SettingError(key, f"must have exactly the entries {', '.join(self.entries)}, got {got!r}")
+            for entry in self.entries:
+                wrong = self.problem(value[entry])
+                if wrong:
+                    raise SettingError(f"{key}.{entry}", wrong, (key,))
+            return
+        wrong = self.problem(value)
+        if wrong:
+            raise SettingError(key, wrong)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def integer(low: int, high: int | None = None) -> Range:
+    """An integer (not a bool, not 3.0) with low <= value (< high when given)."""
+    text = f"an integer >= {low}" if high is None else f"an integer {low} <= n < {high}"
+
+    def problem(v: Any) -> str | None:
+        ok = isinstance(v, Integral) and not isinstance(v, bool) and low <= v and (high is None or v < high)
+        return None if ok else f"must be {text}, got {v!r}"
+
+    return Range(text, problem)
+
+
+def number(low: float | None = None, high: float | None = None, low_open: bool = False) -> Range:
+    """A finite real number (not a bool) with low <= value (low < value when low_open) <= high."""
+    sign = ">" if low_open else ">="
+    if low is not None and high is not None:
+        text = f"a number in {'(' if low_open else '['}{low}, {high}]"
+    else:
+        text = "a finite number" + (f" {sign} {low}" if low is not None else "")
+
+    def problem(v: Any) -> str | None:
+        ok = _is_number(v) and (low is None or (v > low if low_open else v >= low)) and (high is None or v <= high)
+        return None if ok else f"must be {text}, got {v!r}"
+
+    return Range(text, problem)
+
+
+def one_of(*choices: str) -> Range:
+    """One of the named choices."""
+    return Range(
+        f"one of {', '.join(choices)}",
+        lambda v: None if isinstance(v, str) and v in choices else f"{v!r} is not one of {', '.join(choices)}",
+    )
+
+
+def flag() -> Range:
+    """true or false (a bool, not 1 or 'yes')."""
+    return Range("true or false", lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}")
+
+
+def any_text() -> Range:
+    """Any non-empty text."""
+    return Range("text", lambda v: None if isinstance(v, str) and v else f"must be non-empty text, got {v!r}")
+
+
+def pair(lo_min: float, hi_max: float, lo_open: bool = False) -> Range:
+    """A pair (lo, hi) of numbers with lo_min <= lo <= hi <= hi_max (lo > lo_min when lo_open)."""
+
+    def problem(v: Any) -> str | None:
+        try:
+            _check_pair("", v, lo_min, hi_max, lo_open)
+        except UserError as exc:
+            return str(exc).strip()
+        return None
+
+    return Range(f"a pair (lo, hi) with {lo_min} {'<' if lo_open else '<='} lo <= hi <= {hi_max}", problem)
+
+
+def per_family(entry: Range) -> Range:
+    """A dict of one value per setup family (t, s, tsc, tsg), each in `entry`'s range."""
+    return Range(f"{{t, s, tsc, tsg}} -> {entry.text}", entry.problem, FAMILIES)
+
+
+def numbers_in(low: float, high: float) -> Range:
+    """A non-empty list of numbers in [low, high] (the threshold grid)."""
+    inner = number(low, high)
+
+    def problem(v: Any) -> str | None:
+        ok = isinstance(v, (tuple, list)) and len(v) > 0 and not any(inner.problem(x) for x in v)
+        return None if ok else f"must be a non-empty list of numbers in [{low}, {high}], got {v!r}"
+
+    return Range(f"a non-empty list of numbers in [{low}, {high}]", problem)
+
+
+def fold_list(nullable: bool = False) -> Range:
+    """A non-empty list of distinct folds 0..N_FOLDS-1 (or None when nullable)."""
+    text = f"a non-empty list of distinct folds 0..{N_FOLDS - 1}" + (" (or none)" if nullable else "")
+
+    def problem(v: Any) -> str | None:
+        if v is None and nullable:
+            return None
+        ok = isinstance(v, (tuple, list)) and len(v) > 0 and len(set(v)) == len(v)
+        ok = ok and not any(integer(0, N_FOLDS).problem(f) for f in v)
+        return None if ok else f"must be {text}, got {v!r}"
+
+    return Range(text, problem)
+
+
+def instance(cls: type, per_modality: bool = False) -> Range:
+    """A `cls` (built, hence checked), or a dict {time, spec} of them when per_modality."""
+    if per_modality:
+        return Range(f"{{time, spec}} -> a {cls.__name__}", instance(cls).problem, MODALITIES)
+    return Range(f"a {cls.__name__}", lambda v: None if isinstance(v, cls) else f"must be a {cls.__name__}, got {v!r}")
+
+
+def codes() -> Range:
+    """A list of departure codes like ('B1', 'B7')."""
+    return Range(
+        "a list of codes like B1, B7",
+        lambda v: (
+            None
+            if isinstance(v, (tuple, list)) and all(isinstance(c, str) and re.fullmatch(r"B\d+", c) for c in v)
+            else f"must be a list of codes like B1, B7, got {v!r}"
+        ),
+    )
+
+
+def _setting(default: Any = dataclasses.MISSING, what: str = "", values: Range | None = None) -> Any:
+    """A settings field with its meaning and its range attached (`dataclasses.fields(cls)[i].metadata`:
+    "what" and "range"); a dict default is copied for each instance."""
+    meta = {"what": what, "range": values}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    if isinstance(default, type) and dataclasses.is_dataclass(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _check_fields(obj: Any) -> None:
+    """SettingError for the first field of the settings dataclass `obj` outside its declared range."""
+    for f in dataclasses.fields(obj):
+        values = f.metadata.get("range")
+        if values is None:
+            raise TypeError(f"{type(obj).__name__}.{f.name} declares no range (settings._setting)")
+        values.check(f.name, getattr(obj, f.name))
+
+
+SEED = Range(  # the range of every seed (Profile.seed; errors.check_seed for each command's --seed)
+    "an integer 0 <= n < 2**63",
+    lambda v: integer(0, SEED_LIMIT).problem(v) and f"must be an integer 0 <= n < 2**63, got {v!r}",
+)
+
+
+# The choices of the settings that name a behaviour (the stages import them from here).
+KEEP_CHOICES = ("final", "lowest-loss")  # B12: the backbone kept
+OPTIMIZERS = ("adamw", "adam-l2")  # B10: DINO's AdamW / the released Adam with L2
+CENTER_UPDATES = ("once", "twice")  # B7: official DINO / released code
+FREQ_CUTOUT = ("applied", "discarded")  # B16: FC chained before TC / released code (TC only)
+PROTOCOL_MODES = ("both", "paper-exact")  # B14: 8 training folds (paper + honest) / the released 9
+FUSION_SSL = ("loaded", "ignored")  # B6: the fusion models' SSL backbones
+COMPILE_MODES = ("off", "default", "reduce-overhead")  # the training steps: eager, compiled, compiled + CUDA graphs
+# How a run is executed, not what it computes (both stages' configs): recorded in provenance.json,
+# never matched for reuse or resume, so a backbone compiled or checkpointed otherwise is the same run
+# (stages.pretrain.pretrain_request says why; compiled results agree with eager within the tolerance the tests state).
+RECORDED_ONLY = ("compile", "checkpoint_epochs", "checkpoint_minutes", "log_every")
+_EXECUTION = {  # their defaults, meanings and ranges, one source for PretrainConfig and FinetuneConfig
+    "compile": dict(
+        default="off",
+        what="the training step: off (eager), default, or reduce-overhead (CUDA graphs on CUDA)",
+        values=one_of(*COMPILE_MODES),
+    ),
+    "checkpoint_epochs": dict(
+        default=1, what="a checkpoint after every N-th epoch (0: by checkpoint_minutes only)", values=integer(0)
+    ),
+    "checkpoint_minutes": dict(
+        default=0.0, what="also one when M minutes passed since the last (0 = off)", values=number(0)
+    ),
+    "log_every": dict(
+        default=0, what="read the running training figures every N steps (0 = once per epoch)", values=integer(0)
+    ),
+}
+SELECT_METRICS = ("auprc", "auroc")
+DATA_KINDS = ("fixture", "samples", "physionet2020")
+LEAD_MODES = ("twelve", "lead-i")  # B1: every lead resampled, or the released lead I in all 12 channels
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The settings of the DINO views (paper Sec. II-B; book: Transforms, Deviations B16-B19), read
+    by `transforms`. Each pair (lo, hi) is the range of a uniform draw: crop scales and cut spans
+    are fractions of the window (time: of its 250 samples; spectrogram: of its 21 frames, cut
+    spans of the crop), the noise sigma is in mV. Checked once, when built. Each field's meaning is
+    in its metadata["what"], its range in metadata["range"]."""
+
+    time_global_scale: tuple = _setting((0.5, 1.0), "crop ratio r of a global time view", pair(0.0, 1.0, True))
+    time_local_scale: tuple = _setting(
+        (0.1, 0.5), "crop ratio r of a local time view, stretched to 250 samples too (B17)", pair(0.0, 1.0, True)
+    )
+    time_cutout_mode: str = _setting(
+        "per_lead", "time cutout: a span per lead (per_lead, released) or one for all (paper, B18)", one_of(*TC_MODES)
+    )
+    time_cutout: tuple = _setting((0.2, 0.4), "time cutout span / window, mode per_lead", pair(0.0, 1.0))
+    paper_time_cutout: tuple = _setting((0.0, 0.5), "time cutout span / window, mode paper (Eq. 1)", pair(0.0, 1.0))
+    noise_sigma: tuple = _setting((0.005, 0.025), "Gaussian noise sigma, mV, one per view", pair(0.0, float("inf")))
+    spec_global_scale: tuple = _setting(
+        (0.6, 1.0), "crop ratio of a global spectrogram view, of its 21 frames (B19)", pair(0.0, 1.0, True)
+    )
+    spec_local_scale: tuple = _setting((0.3, 0.6), "crop ratio of a local spectrogram view", pair(0.0, 1.0, True))
+    spec_time_cutout: tuple = _setting((0.1, 0.35), "spectrogram time cutout span / crop width", pair(0.0, 1.0))
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
+    def time_view_args(self) -> dict[str, Any]:
+        """Keyword arguments of `transforms.time_views` for these settings."""
+        mode = self.time_cutout_mode
+        ratio = self.time_cutout if mode == "per_lead" else self.paper_time_cutout
+        return dict(
+            global_scale=self.time_global_scale,
+            local_scale=self.time_local_scale,
+            tc_mode=mode,
+            tc_ratio=ratio,
+            sigma=self.noise_sigma,
+        )
+
+    def spec_view_args(self) -> dict[str, Any]:
+        """Keyword arguments of `transforms.spec_views` for these settings."""
+        return dict(
+            global_scale=self.spec_global_scale, local_scale=self.spec_local_scale, tc_ratio=self.spec_time_cutout
+        )
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Self-distillation (DINO-style) settings for one modality (paper Sec. II-A, II-B;
+    book: Deviations, B7-B13). Every field's range is declared with it and checked when built."""
+
+    epochs: int = _setting(what="training epochs", values=integer(1))
+    batch_size: int = _setting(
+        what="records per step, the global batch (split over DDP processes); each gives n_global + n_local views",
+        values=integer(2),
+    )
+    n_global: int = _setting(2, "global views per record", integer(1))
+    n_local: int = _setting(8, "local views per record", integer(0))
+    out_dim: int = _setting(65536, "DINO head output width", integer(1))
+    base_lr: float = _setting(5e-4, "peak LR = base_lr * batch_size / 256", number(0, low_open=True))
+    min_lr: float = _setting(1e-6, "final LR of the cosine schedule", number(0))
+    warmup_epochs: int = _setting(10, "epochs of linear LR warm-up", integer(0))
+    weight_decay: float = _setting(0.04, "weight decay at the start of its cosine schedule", number(0))
+    weight_decay_end: float = _setting(0.4, "weight decay at the end", number(0))
+    teacher_temp: float = _setting(0.04, "teacher softmax temperature after its warm-up", number(0, low_open=True))
+    warmup_teacher_temp: float = _setting(0.04, "teacher temperature at the start", number(0, low_open=True))
+    warmup_teacher_temp_epochs: int = _setting(30, "epochs of the teacher temperature warm-up", integer(0))
+    student_temp: float = _setting(0.1, "student softmax temperature", number(0, low_open=True))
+    center_momentum: float = _setting(0.9, "EMA momentum of the teacher centre", number(0, 1))
+    teacher_momentum: float = _setting(0.996, "EMA momentum of the teacher weights", number(0, 1))
+    teacher_momentum_schedule: str = _setting(
+        "fixed", "fixed (released) or cosine (to 1, official DINO)", one_of("fixed", "cosine")
+    )
+    optimizer: str = _setting(
+        "adamw", "adamw (DINO, no decay on biases/norms) or adam-l2 (released, B10)", one_of(*OPTIMIZERS)
+    )
+    clip_grad: float = _setting(0.0, "gradient norm clip; 0 = none (released); DINO uses 3.0", number(0))
+    freeze_last_layer_epochs: int = _setting(
+        1, "epochs the head's last layer stays frozen (B9: frozen during epoch 0)", integer(0)
+    )
+    keep: str = _setting("final", "backbone kept: final (B12 fix) or lowest-loss (released)", one_of(*KEEP_CHOICES))
+    center_update: str = _setting(
+        "once", "B7: once (batch mean, official DINO) or twice (released: mean / (2B) again)", one_of(*CENTER_UPDATES)
+    )
+    freq_cutout: str = _setting(
+        "applied", "B16: spec t2/fc views: applied (FC then TC) or discarded (released: TC only)", one_of(*FREQ_CUTOUT)
+    )
+    max_steps: int = _setting(0, "smoke run: stop after this many optimisation steps (0 = no limit)", integer(0))
+    augment: AugmentConfig = _setting(
+        AugmentConfig, "the views' crop, cutout and noise ranges", instance(AugmentConfig)
+    )
+    amp: bool = _setting(True, "bf16 autocast of backbone and head, on CUDA only (ignored on the CPU)", flag())
+    # how the run is executed (RECORDED_ONLY), the same four settings in both stages
+    compile: str = _setting(**_EXECUTION["compile"])
+    checkpoint_epochs: int = _setting(**_EXECUTION["checkpoint_epochs"])
+    checkpoint_minutes: float = _setting(**_EXECUTION["checkpoint_minutes"])
+    log_every: int = _setting(**_EXECUTION["log_every"])
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        if self.n_global + self.n_local < 2:
+            raise SettingError(
+                "n_global + n_local", "must be at least 2 (a teacher view and another student view)",
+                ("n_global", "n_local"),
+            )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Down-stream fine-tuning settings (paper Sec. II-C; book: Fine-tuning). Every field's range
+    is declared with it and checked when built."""
+
+    epochs: dict = _setting(what="epochs per setup family", values=per_family(integer(0)))
+    batch_records: dict = _setting(
+        what="records per step per setup family (each gives `crops` windows)", values=per_family(integer(1))
+    )
+    crops: int = _setting(5, "random 250-sample crops per record and step", integer(1))
+    lr: float = _setting(5e-3, "peak learning rate (Adam, cosine schedule)", number(0, low_open=True))
+    min_lr: dict = _setting(
+        {"t": 1e-5, "s": 1e-6, "tsc": 1e-5, "tsg": 1e-5}, "final LR per setup family (<= lr)", per_family(number(0))
+    )
+    val_stride: int = _setting(125, "samples between validation windows", integer(1))
+    eval_batch_windows: int = _setting(2048, "windows per evaluation batch", integer(1))
+    select_metric: str = _setting(
+        "auprc", "the checkpoint kept: best auprc (the README's best-PRC) or auroc", one_of(*SELECT_METRICS)
+    )
+    threshold_grid: tuple = _setting(DEFAULT_GRID, "the threshold search's grid", numbers_in(0.0, 1.0))
+    threshold_default: float = _setting(
+        DEFAULT_THRESHOLD, "every other class's threshold while one is searched", number(0.0, 1.0)
+    )
+    amp: bool = _setting(True, "bf16 autocast of the forward pass, on CUDA only (ignored on the CPU)", flag())
+    ablation_folds: tuple | None = _setting(
+        None, "Fig. 3 fine-tunings run on these folds (none: the profile's)", fold_list(nullable=True)
+    )
+    fusion_ssl: str = _setting(
+        "loaded",
+        "B6: ssl-tsc/ssl-tsg backbones loaded or ignored (released: scratch, default init)",
+        one_of(*FUSION_SSL),
+    )
+    protocol: str = _setting(
+        "both", "B14: both (8 training folds) or paper-exact (released: 9 folds)", one_of(*PROTOCOL_MODES)
+    )
+    max_steps: int = _setting(0, "smoke run: stop after this many optimisation steps (0 = no limit)", integer(0))
+    # how the run is executed (RECORDED_ONLY), the same four settings in both stages
+    compile: str = _setting(**_EXECUTION["compile"])
+    checkpoint_epochs: int = _setting(**_EXECUTION["checkpoint_epochs"])
+    checkpoint_minutes: float = _setting(**_EXECUTION["checkpoint_minutes"])
+    log_every: int = _setting(**_EXECUTION["log_every"])
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        for family, low in self.min_lr.items():
+            if low > self.lr:  # the cosine would climb, not decay
+                raise SettingError(f"min_lr.{family}", f"must be <= lr ({self.lr}), got {low!r}", ("min_lr", "lr"))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A study: its data, folds, the settings of both stages and the training seed."""
+
+    name: str = _setting(what="the profile's name", values=any_text())
+    data: str = _setting(what="the records: fixture, samples or physionet2020", values=one_of(*DATA_KINDS))
+    folds: tuple = _setting(what="folds run by `reproduce` (each the outer validation fold once)", values=fold_list())
+    fixture_records: int = _setting(what="size of the synthetic corpus (tiny profile only)", values=integer(0))
+    pretrain: dict = _setting(what="modality -> PretrainConfig", values=instance(PretrainConfig, per_modality=True))
+    finetune: FinetuneConfig = _setting(what="the fine-tuning settings", values=instance(FinetuneConfig))
+    device: str = _setting("cpu", "cpu, cuda, cuda:1 or auto", any_text())
+    workers: int = _setting(2, "prepare: processes", integer(1))
+    seed: int = _setting(0, "seed of the data (fixture, folds) and default training seed", SEED)
+    leads: str = _setting("twelve", "B1, prepare: twelve or lead-i (released)", one_of(*LEAD_MODES))
+    recipe: str = _setting("corrected", "the recipe label (see `recipes`)", any_text())
+    departures: tuple = _setting((), "the released behaviours switched on, e.g. (B1, B7)", codes())
+    runs_per_device: int = _setting(1, "fine-tunings at once per `reproduce --devices` entry", integer(1))
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
+
+def _tiny() -> Profile:
+    # Sized so that the whole tiny study (8 pre-trainings with the Fig. 3 ablation, 22 fine-tunings)
+    # fits CI on 2 CPU cores: 2 epochs and 2 global + 4 local views (the paper: 300 epochs, 2 + 8).
+    # Tiny numbers illustrate the pipeline; they are never a reproduction of the paper.
+    pre = PretrainConfig(
+        epochs=2, batch_size=32, n_local=4, out_dim=4096, warmup_epochs=1, warmup_teacher_temp_epochs=0
+    )
+    return Profile(
+        name="tiny",
+        data="fixture",
+        folds=(0, 1),
+        fixture_records=400,
+        pretrain={"time": pre, "spec": replace(pre, batch_size=32)},
+        # Sized for a 2-core CPU: 3 epochs of 2 crops per record, 16 records per step (about 20
+        # steps per epoch on the 400-record fixture). Measured there, TSG reaches a held-out macro
+        # AUROC of about 0.75 in three epochs (tests/test_finetune.py pins > 0.65); with lr 3e-3 it
+        # reached only 0.62 (the paper's 5e-3 suits 100 epochs). The Fig. 3 ablation runs on fold 0.
+        finetune=FinetuneConfig(
+            epochs={"t": 3, "s": 3, "tsc": 3, "tsg": 3},
+            batch_records={"t": 16, "s": 16, "tsc": 16, "tsg": 16},
+            crops=2,
+            lr=1e-3,
+            eval_batch_windows=512,
+            ablation_folds=(0,),
+        ),
+        device="cpu",
+    )
+
+
+# An ESTIMATE, not a measurement (no GPU has run this code yet): the fine-tunings of the paper
+# profile that fit at once on one 80 GB H100 with 16 host cores. `benchmarks/bench_paper.py
+# --memory-estimate` derives it on the CPU: per run, the bytes autograd saves at the paper's
+# batches under bf16 autocast (x 1.5 for backward, the allocator and CUDA graphs), weights,
+# gradients and AdamW moments, the 3.1 GB corpus each run keeps on the device and a CUDA context;
+# about 5.5 GB for the fusion families, so 13 fit in 90 % of 80 GB (the host's 16 cores less 2
+# would allow 14). A test keeps this constant equal to what it derives; `benchmarks/gpu_check.sh`
+# measures the real peak with this many runs at once.
+PAPER_RUNS_PER_DEVICE = 13
+
+
+def _paper() -> Profile:
+    pre = PretrainConfig(
+        epochs=300, batch_size=196
+    )  # compile: off until CUDA graphs have run on a GPU (opt in with --set)
+    return Profile(
+        name="paper",
+        data="physionet2020",
+        folds=tuple(range(N_FOLDS)),
+        fixture_records=0,
+        pretrain={"time": pre, "spec": replace(pre, batch_size=256)},
+        finetune=FinetuneConfig(
+            epochs={"t": 100, "s": 200, "tsc": 100, "tsg": 100},
+            batch_records={"t": 128, "s": 256, "tsc": 128, "tsg": 128},
+            compile="off",  # reduce-overhead (CUDA graphs) is opt-in until it has run on a GPU: on the CPU inductor fails on the spec step
+        ),
+        device="cuda",
+        workers=max(1, (os.cpu_count() or 2)),
+        runs_per_device=PAPER_RUNS_PER_DEVICE,
+    )
+
+
+def _samples() -> Profile:
+    # The real sample records shipped in tests/data/ecg-samples (208 Challenge 2020/2021 records,
+    # `reproduce --profile samples --data-dir tests/data/ecg-samples`), on a CPU in minutes. The
+    # tiny profile's 3 epochs of about 6 steps learn nothing on them; the fine-tuning settings
+    # below were chosen by measurement (book: Real sample records). A demonstration on real
+    # signals, never a reproduction of the paper.
+    tiny = _tiny()
+    return replace(
+        tiny,
+        name="samples",
+        data="samples",
+        folds=SAMPLES_FOLDS,
+        fixture_records=0,
+        finetune=replace(
+            tiny.finetune,
+            epochs={"t": 8, "s": 8, "tsc": 8, "tsg": 8},
+            batch_records={"t": 8, "s": 8, "tsc": 8, "tsg": 8},
+            crops=4,
+            lr=1e-3,
+            ablation_folds=None,
+        ),
+    )
+
+
+SAMPLES_FOLDS = (0, 1, 2, 3)  # 4 of 10 folds: about 40% of the records predicted out of fold (build budget)
+SAMPLES_SETUPS = ("t",)  # what the book runs on the sample records (reproduce --setups)
+
+
+PROFILES = {"tiny": _tiny, "paper": _paper, "samples": _samples}
+
+
+def get_profile(name: str = "tiny") -> Profile:
+    """The named profile; a clear error for an unknown name."""
+    if name not in PROFILES:
+        raise UserError(f"--profile {name!r} is not a profile; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name]()
+
+
+def check_setup(setup: str) -> str:
+    if setup not in SETUPS:
+        raise UserError(f"--setup {setup!r} is not a setup; choose one of {', '.join(SETUPS)}")
+    return setup
+
+
+# The one source for what a setup is (paper Sec. II-C, Table II): its family without the "ssl-"
+# prefix, the modalities its classifier reads, and whether it starts from pre-trained backbones.
+SETUP_MODALITIES = {"t": ("time",), "s": ("spec",), "tsc": ("time", "spec"), "tsg": ("time", "spec")}
+
+
+def setup_family(setup: str) -> str:
+    """'ssl-tsg' -> 'tsg' (the classifier without the pre-training)."""
+    return check_setup(setup).removeprefix("ssl-")
+
+
+def setup_modalities(setup: str) -> tuple[str, ...]:
+    """The modalities a setup's classifier reads: 'tsg' -> ('time', 'spec'), 'ssl-s' -> ('spec',)."""
+    return SETUP_MODALITIES[setup_family(setup)]
+
+
+def is_ssl(setup: str) -> bool:
+    """True for the setups fine-tuned from self-distilled backbones ('ssl-t', ...)."""
+    return check_setup(setup).startswith("ssl-")
+
+
+def check_modality(modality: str) -> str:
+    if modality not in MODALITIES:
+        raise UserError(f"--modality {modality!r} is not a modality; choose one of {', '.join(MODALITIES)}")
+    return modality
+
+
+def check_fold(fold: int, n_folds: int = N_FOLDS) -> int:
+    if not (0 <= int(fold) < n_folds):
+        raise UserError(f"--fold {fold} is out of range: folds are 0..{n_folds - 1}")
+    return int(fold)
+
+
+def check_positive(name: str, value: Any) -> Any:
+    if value is None or value <= 0:
+        raise UserError(f"{name} must be a positive number, got {value!r}")
+    return value
+
+
+def parse_folds(spec: str, n_folds: int = N_FOLDS) -> tuple:
+    """'0-9' -> (0..9); '0,3,5' -> (0, 3, 5)."""
+    out: list[int] = []
+    try:
+        for part in str(spec).split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = part.split("-")
+                out.extend(range(int(lo), int(hi) + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise UserError(f"--folds {spec!r} is not a list of folds like '0-9' or '0,3,5'") from None
+    bad = [f for f in out if not 0 <= f < n_folds]
+    if bad:
+        raise UserError(f"--folds {spec!r}: fold {bad[0]} is out of range (folds are 0..{n_folds - 1})")
+    if not out:
+        raise UserError(f"--folds {spec!r} names no fold")
+    return tuple(dict.fromkeys(out))
+
+
+def resolve_device(device: str | None) -> str:
+    """'auto' -> 'cuda' when available else 'cpu'; a clear error for an unavailable device."""
+    import torch  # torch: ~1.3 s at import; the settings (reproduce --help, the notebooks) are read without it
+
+    device = device or "auto"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device!r}: CUDA is not available on this machine (use --device cpu)")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device!r} is not a torch device (try cpu, cuda, cuda:1)") from None
+    return device
