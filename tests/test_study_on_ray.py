@@ -61,30 +61,20 @@ def _finish(p: subprocess.Popen, timeout: float = 400) -> str:
     return text
 
 
+def _head(ray_dir: Path, *extra: str) -> str:
+    """A one-node Ray cluster (`ray start --head`) on loopback; its address."""
+    port = _free_port()
+    _start(["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(ray_dir / "h"), *extra])
+    return f"127.0.0.1:{port}"
+
+
 def _runs(out: Path) -> dict:
     return json.loads((out / "tiny" / "manifest.json").read_text())["runs"]
 
 
 def test_fractional_gpus_place_two_fine_tunings_on_each_declared_gpu_at_once(ray_dir, tmp_path):
-    port = _free_port()
-    _start(
-        [
-            "--head",
-            "--port",
-            str(port),
-            "--num-cpus",
-            "4",
-            "--num-gpus",
-            "2",
-            "--include-dashboard",
-            "false",
-            "--temp-dir",
-            str(ray_dir / "h"),
-        ]
-    )
-    p = _reproduce(
-        tmp_path, "--address", f"127.0.0.1:{port}", "--gpus-per-run", "0.5", "--setups", "t,s", "--folds", "0,1"
-    )
+    address = _head(ray_dir, "--num-cpus", "4", "--num-gpus", "2")
+    p = _reproduce(tmp_path, "--address", address, "--gpus-per-run", "0.5", "--setups", "t,s", "--folds", "0,1")
     _finish(p)
     runs = list(_runs(tmp_path).values())
     assert len(runs) == 4 and all(r["status"] == "done" for r in runs)
@@ -119,26 +109,11 @@ def _raylet_pids(session: Path) -> list[int]:
 
 
 def test_a_worker_node_lost_mid_study_leaves_the_study_finished_on_the_head_with_nothing_lost(ray_dir, tmp_path):
-    port = _free_port()
-    _start(
-        [
-            "--head",
-            "--port",
-            str(port),
-            "--num-cpus",
-            "1",
-            "--num-gpus",
-            "0",
-            "--include-dashboard",
-            "false",
-            "--temp-dir",
-            str(ray_dir / "h"),
-        ]
-    )
+    address = _head(ray_dir, "--num-cpus", "1", "--num-gpus", "0")
     _start(
         [
             "--address",
-            f"127.0.0.1:{port}",
+            address,
             "--num-cpus",
             "1",
             "--resources",
@@ -147,7 +122,7 @@ def test_a_worker_node_lost_mid_study_leaves_the_study_finished_on_the_head_with
             str(ray_dir / "w"),
         ]
     )
-    p = _reproduce(tmp_path, "--address", f"127.0.0.1:{port}", "--setups", "t,s", "--folds", "0,1")
+    p = _reproduce(tmp_path, "--address", address, "--setups", "t,s", "--folds", "0,1")
     jobs = tmp_path / "tiny" / "jobs"
     deadline = time.monotonic() + 120
     while len(list(jobs.glob("*.log"))) < 2 and time.monotonic() < deadline:  # a run on each node
@@ -163,13 +138,6 @@ def test_a_worker_node_lost_mid_study_leaves_the_study_finished_on_the_head_with
     for setup in ("t", "s"):
         for fold in (0, 1):
             assert (tmp_path / "tiny" / "finetune" / setup / f"fold{fold}" / "result.json").is_file()
-
-
-def _head(ray_dir: Path, *extra: str) -> str:
-    """A one-node Ray cluster (`ray start --head`) on loopback; its address."""
-    port = _free_port()
-    _start(["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(ray_dir / "h"), *extra])
-    return f"127.0.0.1:{port}"
 
 
 def _same_runs(a: Path, b: Path) -> list[str]:
