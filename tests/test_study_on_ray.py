@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -33,11 +34,36 @@ def _free_port() -> int:
 @pytest.fixture
 def ray_dir():
     """Session folders of `ray start` (short: Ray's socket paths must stay under 107 characters);
-    every Ray process is stopped afterwards."""
+    the processes of these clusters are killed afterwards (not `ray stop`, which stops every Ray
+    cluster on the machine, another test's too)."""
     d = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     yield d
-    subprocess.run([RAY, "stop", "--force"], env=ENV, capture_output=True, timeout=120)
+    for _ in range(3):  # a dying raylet may start no more, but its workers end after it
+        for pid in _pids_with(str(d)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
     shutil.rmtree(d, ignore_errors=True)
+
+
+def _pids_with(text: str) -> list[int]:
+    """The processes whose command line holds `text` (a cluster's session folder), and their
+    descendants (Ray's agents rename their command line)."""
+    cmds, parents = {}, {}
+    for f in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = f.read_text()
+            cmds[int(f.parent.name)] = (f.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        parents[int(f.parent.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found = {pid for pid, cmd in cmds.items() if text in cmd and pid != os.getpid()}
+    grew = True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in found} - found
+        found |= more
+        grew = bool(more)
+    return sorted(found)
 
 
 def _start(args: list[str]) -> None:
@@ -97,15 +123,11 @@ def test_two_drivers_on_one_runs_folder_finish_the_study_together_each_run_train
 
 
 def _raylet_pids(session: Path) -> list[int]:
-    pids = []
-    for f in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            cmd = f.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "raylet/raylet" in cmd and str(session) in cmd:
-            pids.append(int(f.parent.name))
-    return pids
+    return [
+        pid
+        for pid in _pids_with(str(session))
+        if "raylet/raylet" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    ]
 
 
 def test_a_worker_node_lost_mid_study_leaves_the_study_finished_on_the_head_with_nothing_lost(ray_dir, tmp_path):
