@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from test_study_on_ray import _free_port  # a free loopback port for the Ray head
 
 ROOT = Path(__file__).resolve().parent.parent
 NEEDS = ("sbatch", "slurmctld", "slurmd", "munged")
@@ -25,14 +26,6 @@ pytestmark = [
         not all(shutil.which(c) for c in NEEDS), reason="no SLURM here: apt-get install -y slurm-wlm munge"
     ),
 ]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_slurm_script_runs_the_tiny_study_on_ray_inside_one_slurm_job(tmp_path):
