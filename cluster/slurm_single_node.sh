@@ -4,7 +4,7 @@
 # (tests/test_study_on_slurm.py). Needs root and Debian's slurm-wlm + munge (22.05):
 #     apt-get install -y slurm-wlm munge && cluster/slurm_single_node.sh
 # Idempotent, and refuses to touch a SLURM it did not set up: writes /etc/slurm/slurm.conf for this host (CPUs and memory as it has them) and
-# starts the three daemons unless they run. No cgroup.conf (slurmd 22.05 refuses to start with
+# starts the three daemons unless they run (restarting them when that file changed). No cgroup.conf (slurmd 22.05 refuses to start with
 # one it cannot use) and no accounting database (`sacct` answers "accounting storage is
 # disabled"; `squeue` and `sbatch --wait` work).
 set -euo pipefail
@@ -13,7 +13,7 @@ for cmd in slurmctld slurmd munged sbatch; do
     command -v "$cmd" >/dev/null || { echo "slurm_single_node.sh: $cmd not found: apt-get install -y slurm-wlm munge" >&2; exit 2; }
 done
 host=$(hostname -s)
-cpus=$(nproc)
+cpus=$(nproc --all)  # (plain nproc obeys OMP_NUM_THREADS: 1 under CI's OMP_NUM_THREADS=1)
 mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 8 / 10 ))  # 80 %: slurmd refuses a node declaring more than it has
 
 if ! pgrep -x munged >/dev/null; then
@@ -31,7 +31,7 @@ if [ -e /etc/slurm/slurm.conf ] && ! grep -qF "$mark" /etc/slurm/slurm.conf; the
     exit 2
 fi
 mkdir -p /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
-cat > /etc/slurm/slurm.conf <<CONF
+conf=$(cat <<CONF
 $mark
 ClusterName=ecgssl
 SlurmctldHost=$host
@@ -51,8 +51,16 @@ SlurmdLogFile=/var/log/slurm/slurmd.log
 NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
+)
 rm -f /etc/slurm/cgroup.conf
 
+if [ "$(cat /etc/slurm/slurm.conf 2>/dev/null)" != "$conf" ]; then  # new, or this host changed
+    printf '%s\n' "$conf" > /etc/slurm/slurm.conf
+    if pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null; then  # daemons on the old one
+        pkill -x slurmctld || true; pkill -x slurmd || true
+        for _ in $(seq 30); do pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break; sleep 1; done
+    fi
+fi
 pgrep -x slurmctld >/dev/null || slurmctld
 pgrep -x slurmd >/dev/null || slurmd
 for _ in $(seq 60); do  # the node answers idle (or mixed/allocated: already running jobs)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -46,13 +48,18 @@ def test_the_slurm_script_runs_the_tiny_study_on_ray_inside_one_slurm_job(tmp_pa
         "RAY_TMP": ray_tmp,
     }
     log = tmp_path / "job.out"
-    cmd = ["sbatch", "--wait", "--nodes", "1", "--cpus-per-task", str(os.cpu_count() or 1), "--output", str(log)]
+    node_cpus = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True).stdout.split()[0]
+    cmd = ["sbatch", "--parsable", "--nodes", "1", "--cpus-per-task", node_cpus, "--time", "15", "--output", str(log)]
     try:
-        job = subprocess.run([*cmd, str(ROOT / "cluster" / "slurm_ray.sbatch")], env=env, cwd=ROOT, timeout=900)
+        job = subprocess.run(
+            [*cmd, str(ROOT / "cluster" / "slurm_ray.sbatch")], env=env, cwd=ROOT, capture_output=True, text=True
+        )
+        assert job.returncode == 0, job.stderr
+        state = _wait_for(job.stdout.strip().split(";")[0])
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     text = log.read_text(errors="replace") if log.exists() else ""
-    assert job.returncode == 0, text[-4000:]
+    assert state == "COMPLETED", f"job {state}: " + text[-4000:]
     assert "reproduce: finished" in text
     manifest = json.loads((tmp_path / "runs" / "tiny" / "manifest.json").read_text())
     assert manifest["placement"]["engine"] == "ray" and manifest["placement"]["address"].startswith("127.0.0.1:")
@@ -60,3 +67,23 @@ def test_the_slurm_script_runs_the_tiny_study_on_ray_inside_one_slurm_job(tmp_pa
     assert set(runs) == {"pretrain time", "finetune t fold 0", "finetune ssl-t fold 0"}
     assert {r["status"] for r in runs.values()} == {"done"} and all(r["node"] for r in runs.values())
     assert (tmp_path / "runs" / "tiny" / "tables" / "table2.csv").is_file()
+
+
+def _wait_for(job_id: str, timeout: float = 900.0) -> str:
+    """The job's end state; fails at once with SLURM's reason when it cannot start (a job pending
+    on a node that cannot hold it waits forever), and cancels it when it runs past `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+        if "JobState=" not in out:  # purged from the controller's memory (MinJobAge) before we looked
+            return "GONE"
+        state = re.search(r"JobState=(\S+)", out).group(1)
+        reason = re.search(r"Reason=(\S+)", out).group(1)
+        if state not in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING"):
+            return state
+        if state == "PENDING" and reason not in ("None", "Priority", "Resources", "BeginTime"):
+            subprocess.run(["scancel", job_id])
+            pytest.fail(f"SLURM job {job_id} cannot start: {reason}\n{out}")
+        time.sleep(2)
+    subprocess.run(["scancel", job_id])
+    pytest.fail(f"SLURM job {job_id} still not finished after {timeout:.0f} s: cancelled")
