@@ -3,8 +3,9 @@
 # SLURM script (cluster/slurm_ray.sbatch) before a real cluster, and for its test
 # (tests/test_study_on_slurm.py). Needs root and Debian's slurm-wlm + munge (22.05):
 #     apt-get install -y slurm-wlm munge && cluster/slurm_single_node.sh
-# Idempotent, and refuses to touch a SLURM it did not set up: writes /etc/slurm/slurm.conf for this host (CPUs and memory as it has them) and
-# starts the three daemons unless they run (restarting them when that file changed). No cgroup.conf (slurmd 22.05 refuses to start with
+# Idempotent, and refuses to touch a SLURM it did not set up: writes /etc/slurm/slurm.conf for
+# this host (CPUs and memory as it has them) and starts the three daemons unless they run
+# (restarting them when that file changed). No cgroup.conf (slurmd 22.05 refuses to start with
 # one it cannot use) and no accounting database (`sacct` answers "accounting storage is
 # disabled"; `squeue` and `sbatch --wait` work).
 set -euo pipefail
