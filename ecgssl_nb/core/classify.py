@@ -49,7 +49,7 @@ from .errors import UserError
 from .metrics import auprc, auroc, threshold_search
 from .models import build_model, init_xavier, load_backbone
 from .settings import COMPILE_MODES, FUSION_SSL, FinetuneConfig, check_fold, is_ssl, setup_modalities
-from .transforms import SPEC_MEAN, SPEC_STD, stft_magnitude, zscore
+from .transforms import spec_lead_mean, spectrogram, zscore
 from .windows import Corpus, PreparedLike
 
 # --- seeds and the network (Sec. II-C; B6, B26) ---------------------------------------------------
@@ -101,12 +101,6 @@ def build_finetune_model(
 # --- inputs, one step, prediction over sliding windows (Sec. II-C) --------------------------------
 
 
-def spec_lead_mean(device: torch.device | str) -> torch.Tensor:
-    """`transforms.SPEC_MEAN` (12,) float32 on `device`: built once per run, never per batch (a
-    constant copied from the host each call would stall a CUDA step)."""
-    return torch.tensor(SPEC_MEAN, dtype=torch.float32, device=device)
-
-
 def model_inputs(
     model: torch.nn.Module,
     x_raw: torch.Tensor,
@@ -120,8 +114,7 @@ def model_inputs(
     if spec_mean is None:
         spec_mean = spec_lead_mean(x_raw.device)
     x_time = zscore(x_raw, mean, std) if model.uses_time else None
-    # STFT of the RAW crop, as released, in fp32 (outside autocast)
-    x_spec = (stft_magnitude(x_raw) - spec_mean[:, None, None]) / SPEC_STD if model.uses_spec else None
+    x_spec = spectrogram(x_raw, spec_mean) if model.uses_spec else None  # of the RAW crop, as released, fp32
     return x_time, x_spec
 
 

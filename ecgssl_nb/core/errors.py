@@ -1,6 +1,9 @@
-"""Errors that carry a message meant for a person (file or parameter named, what is wrong)."""
+"""Errors that carry a message meant for a person (file or parameter named, what is wrong), and
+the checks of a number that every module shares."""
 
+import math
 from numbers import Integral
+from typing import Any
 
 
 class UserError(Exception):
@@ -19,22 +22,39 @@ class RecordError(Exception):
         super().__init__(f"{self.path}: {reason}" + (f" ({detail})" if detail else ""))
 
 
+SEED_LIMIT = 2**63  # seeds are 0 <= seed < 2**63: torch takes < 2**64, the results tables hold int64
+
+
+def is_int(value: object, low: int, high: int | None = None) -> bool:
+    """True for an integer low <= value (< high when given): a Python or numpy integer; a bool
+    is not one, nor is an integral float such as 3.0."""
+    ok = isinstance(value, Integral) and not isinstance(value, bool) and low <= value
+    return ok and (high is None or value < high)
+
+
 def check_int(name: str, value: object, low: int) -> int:
-    """`value` as an int when it is an integer >= `low` (a Python or numpy integer; a bool is
-    not one, nor is an integral float such as 3.0); else UserError
+    """`value` as an int when `is_int(value, low)`; else UserError
     "{name} must be an integer >= {low}, got {value!r}"."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+    if not is_int(value, low):
         raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
 
 
-SEED_LIMIT = 2**63  # seeds are 0 <= seed < 2**63: torch takes < 2**64, the results tables hold int64
-
-
 def check_seed(name: str, value: object) -> int:
-    """`value` as a seed when it is an integer 0 <= seed < 2**63 (what torch and the results
-    tables hold; numpy takes any such integer through SeedSequence); else UserError
-    "{name} must be an integer 0 <= n < 2**63, got {value!r}". Every command's --seed."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or not 0 <= value < SEED_LIMIT:
+    """`value` as a seed, an integer 0 <= seed < 2**63 (what torch and the results tables hold);
+    else UserError "{name} must be an integer 0 <= n < 2**63, got {value!r}". Every command's --seed."""
+    if not is_int(value, 0, SEED_LIMIT):
         raise UserError(f"{name} must be an integer 0 <= n < 2**63, got {value!r}")
     return int(value)
+
+
+def check_pair(name: str, pair: Any, lo_min: float, hi_max: float, lo_open: bool = False) -> tuple[float, float]:
+    """(lo, hi) floats with lo_min <= lo <= hi <= hi_max, both finite (lo > lo_min when lo_open):
+    the range of a uniform draw (settings.AugmentConfig, the transforms); else UserError naming `name`."""
+    try:
+        lo, hi = (float(v) for v in pair)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a pair (lo, hi) of numbers, got {pair!r}") from None
+    if not (lo > lo_min if lo_open else lo >= lo_min) or not lo <= hi <= hi_max or not math.isfinite(lo + hi):
+        raise UserError(f"{name} must satisfy {lo_min} {'<' if lo_open else '<='} lo <= hi <= {hi_max}, got {pair!r}")
+    return lo, hi
