@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from .backbones import SEResNet2d, XResNet1d, se_resnet34, xresnet1d50
-from .errors import UserError
-from .settings import check_modality, check_positive, check_setup, setup_family, setup_modalities
+from .errors import UserError, check_int
+from .settings import check_modality, check_setup, setup_family, setup_modalities
 
 __all__ = [
     "ClassifierHead",
@@ -80,9 +80,7 @@ class ECGNet(nn.Module):
         super().__init__()
         self.setup = check_setup(setup)
         self.family = setup_family(setup)  # "t", "s", "tsc" or "tsg"
-        if not isinstance(n_classes, int):
-            raise UserError(f"n_classes must be a positive integer, got {n_classes!r}")
-        check_positive("n_classes", n_classes)
+        check_int("n_classes", n_classes, 1)
         self.uses_time = "time" in setup_modalities(setup)
         self.uses_spec = "spec" in setup_modalities(setup)
         self.time_backbone = xresnet1d50() if self.uses_time else None

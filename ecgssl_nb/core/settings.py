@@ -1,16 +1,14 @@
 """The settings of the study, every hyperparameter declared once with its range (paper Sec. III-B,
-Table I's settings; book: Deviations for every departure).
+Table I; book: Deviations for every departure), and the three profiles: `tiny` (the synthetic
+fixture on a CPU, the default), `paper` (PhysioNet/CinC 2020 as the authors ran it, GPU) and
+`samples` (the real sample records shipped with the tests, CPU).
 
-`tiny`  : the synthetic fixture, few epochs, small batches, 2 of the 10 folds, CPU (the default).
-`paper` : PhysioNet/CinC 2020, the paper's settings (pre-training and fine-tuning as the authors
-          ran them), 10 folds, GPU.
-`samples`: the real sample records shipped with the tests, CPU, 4 of 10 folds.
-
-Values are the paper's where it states them and the authors' released code's otherwise; where the
-two differ, or the released code has a bug, the corrected choice is the default and the released
-behaviour a named option (book: Deviations; `ecgssl_nb.recipes`). Every field is declared
-`_setting(default, what, range)` and checked once, when the dataclass is built (`SettingError`
-naming the key). Reading settings from text (`--set`, config files) is `ecgssl_nb.config`'s.
+Values are the paper's where it states them and the released code's otherwise; where the two
+differ, or the released code has a bug, the corrected choice is the default and the released
+behaviour a named option (`ecgssl_nb.recipes`). Every field is declared `_setting(default, what,
+range)` and checked once when its dataclass is built (`SettingError` naming the key); one table
+serves the check, --help (`config.settings_help`) and the book. Text (`--set`, config files) is
+`ecgssl_nb.config`'s.
 """
 
 from __future__ import annotations
@@ -20,10 +18,10 @@ import math
 import os
 import re
 from dataclasses import dataclass, field, replace
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any, Callable
 
-from .errors import SEED_LIMIT, UserError
+from .errors import SEED_LIMIT, UserError, check_pair, is_int
 from .metrics import DEFAULT_GRID, DEFAULT_THRESHOLD
 
 SETUPS = ("t", "s", "tsc", "tsg", "ssl-t", "ssl-s", "ssl-tsc", "ssl-tsg")
@@ -40,23 +38,7 @@ ABLATION_SETUPS = {"time": "ssl-t", "spec": "ssl-s"}  # the fine-tuning that sco
 TC_MODES = ("per_lead", "paper")  # time cutout: one span per lead (released) or one shared by all leads (Eq. 1)
 
 
-def _check_pair(name: str, pair: Any, lo_min: float, hi_max: float, lo_open: bool = False) -> tuple[float, float]:
-    """(lo, hi) with lo_min <= lo <= hi <= hi_max (lo > lo_min when lo_open); UserError naming `name`."""
-    try:
-        lo, hi = (float(v) for v in pair)
-    except (TypeError, ValueError):
-        raise UserError(f"{name} must be a pair (lo, hi) of numbers, got {pair!r}") from None
-    if not (lo > lo_min if lo_open else lo >= lo_min) or not lo <= hi <= hi_max or not math.isfinite(lo + hi):
-        raise UserError(f"{name} must satisfy {lo_min} {'<' if lo_open else '<='} lo <= hi <= {hi_max}, got {pair!r}")
-    return lo, hi
-
-
-# --- the range of every setting: declared with its field, checked once when the settings are built --
-#
-# Each settings field is declared with `_setting(default, what, range)`: its meaning and the values it
-# takes sit in the field's metadata, so one table serves the check (`__post_init__` of every settings
-# class calls `_check_fields`), --help (`settings_help`) and the book. A new field is one line, e.g.
-#     log_every: int = _setting(0, "a log line every N steps (0 = once per epoch)", integer(0))
+# --- the range of every setting, declared with its field --------------------------------------------
 
 FAMILIES = ("t", "s", "tsc", "tsg")  # the setup families, keys of the per-family fine-tuning settings
 
@@ -104,8 +86,7 @@ def integer(low: int, high: int | None = None) -> Range:
     text = f"an integer >= {low}" if high is None else f"an integer {low} <= n < {high}"
 
     def problem(v: Any) -> str | None:
-        ok = isinstance(v, Integral) and not isinstance(v, bool) and low <= v and (high is None or v < high)
-        return None if ok else f"must be {text}, got {v!r}"
+        return None if is_int(v, low, high) else f"must be {text}, got {v!r}"
 
     return Range(text, problem)
 
@@ -148,7 +129,7 @@ def pair(lo_min: float, hi_max: float, lo_open: bool = False) -> Range:
 
     def problem(v: Any) -> str | None:
         try:
-            _check_pair("", v, lo_min, hi_max, lo_open)
+            check_pair("", v, lo_min, hi_max, lo_open)
         except UserError as exc:
             return str(exc).strip()
         return None
@@ -180,7 +161,7 @@ def fold_list(nullable: bool = False) -> Range:
         if v is None and nullable:
             return None
         ok = isinstance(v, (tuple, list)) and len(v) > 0 and len(set(v)) == len(v)
-        ok = ok and not any(integer(0, N_FOLDS).problem(f) for f in v)
+        ok = ok and all(is_int(f, 0, N_FOLDS) for f in v)
         return None if ok else f"must be {text}, got {v!r}"
 
     return Range(text, problem)
@@ -227,7 +208,7 @@ def _check_fields(obj: Any) -> None:
 
 SEED = Range(  # the range of every seed (Profile.seed; errors.check_seed for each command's --seed)
     "an integer 0 <= n < 2**63",
-    lambda v: integer(0, SEED_LIMIT).problem(v) and f"must be an integer 0 <= n < 2**63, got {v!r}",
+    lambda v: None if is_int(v, 0, SEED_LIMIT) else f"must be an integer 0 <= n < 2**63, got {v!r}",
 )
 
 
@@ -443,9 +424,8 @@ class Profile:
 
 
 def _tiny() -> Profile:
-    # Sized so that the whole tiny study (8 pre-trainings with the Fig. 3 ablation, 22 fine-tunings)
-    # fits CI on 2 CPU cores: 2 epochs and 2 global + 4 local views (the paper: 300 epochs, 2 + 8).
-    # Tiny numbers illustrate the pipeline; they are never a reproduction of the paper.
+    # The whole tiny study (8 pre-trainings with the Fig. 3 ablation, 22 fine-tunings) on 2 CPU
+    # cores: 2 epochs, 2 global + 4 local views (the paper: 300, 2 + 8). It illustrates, never reproduces.
     pre = PretrainConfig(
         epochs=2, batch_size=32, n_local=4, out_dim=4096, warmup_epochs=1, warmup_teacher_temp_epochs=0
     )
@@ -455,10 +435,8 @@ def _tiny() -> Profile:
         folds=(0, 1),
         fixture_records=400,
         pretrain={"time": pre, "spec": replace(pre, batch_size=32)},
-        # Sized for a 2-core CPU: 3 epochs of 2 crops per record, 16 records per step (about 20
-        # steps per epoch on the 400-record fixture). Measured there, TSG reaches a held-out macro
-        # AUROC of about 0.75 in three epochs (tests/test_finetune.py pins > 0.65); with lr 3e-3 it
-        # reached only 0.62 (the paper's 5e-3 suits 100 epochs). The Fig. 3 ablation runs on fold 0.
+        # About 20 steps per epoch on the 400-record fixture: TSG reaches a held-out macro AUROC of
+        # about 0.75 in 3 epochs (tests/test_finetune.py pins > 0.65; lr 3e-3 gave 0.62).
         finetune=FinetuneConfig(
             epochs={"t": 3, "s": 3, "tsc": 3, "tsg": 3},
             batch_records={"t": 16, "s": 16, "tsc": 16, "tsg": 16},
@@ -471,14 +449,10 @@ def _tiny() -> Profile:
     )
 
 
-# An ESTIMATE, not a measurement (no GPU has run this code yet): the fine-tunings of the paper
-# profile that fit at once on one 80 GB H100 with 16 host cores. `benchmarks/bench_paper.py
-# --memory-estimate` derives it on the CPU: per run, the bytes autograd saves at the paper's
-# batches under bf16 autocast (x 1.5 for backward, the allocator and CUDA graphs), weights,
-# gradients and AdamW moments, the 3.1 GB corpus each run keeps on the device and a CUDA context;
-# about 5.5 GB for the fusion families, so 13 fit in 90 % of 80 GB (the host's 16 cores less 2
-# would allow 14). A test keeps this constant equal to what it derives; `benchmarks/gpu_check.sh`
-# measures the real peak with this many runs at once.
+# An ESTIMATE, not a measurement: the paper profile's fine-tunings that fit at once on one 80 GB
+# H100 with 16 host cores, about 5.5 GB each for the fusion families (activations under bf16, weights,
+# AdamW moments, the 3.1 GB corpus, a CUDA context) in 90 % of 80 GB. `benchmarks/bench_paper.py
+# --memory-estimate` derives it (a test keeps the two equal); `benchmarks/gpu_check.sh` measures it.
 PAPER_RUNS_PER_DEVICE = 13
 
 
@@ -504,11 +478,8 @@ def _paper() -> Profile:
 
 
 def _samples() -> Profile:
-    # The real sample records shipped in tests/data/ecg-samples (208 Challenge 2020/2021 records,
-    # `reproduce --profile samples --data-dir tests/data/ecg-samples`), on a CPU in minutes. The
-    # tiny profile's 3 epochs of about 6 steps learn nothing on them; the fine-tuning settings
-    # below were chosen by measurement (book: Real sample records). A demonstration on real
-    # signals, never a reproduction of the paper.
+    # The 208 real records of tests/data/ecg-samples on a CPU in minutes; the tiny profile's 3 epochs
+    # learn nothing on them, these fine-tuning settings were measured (book: Real sample records).
     tiny = _tiny()
     return replace(
         tiny,
@@ -577,12 +548,6 @@ def check_fold(fold: int, n_folds: int = N_FOLDS) -> int:
     if not (0 <= int(fold) < n_folds):
         raise UserError(f"--fold {fold} is out of range: folds are 0..{n_folds - 1}")
     return int(fold)
-
-
-def check_positive(name: str, value: Any) -> Any:
-    if value is None or value <= 0:
-        raise UserError(f"{name} must be a positive number, got {value!r}")
-    return value
 
 
 def parse_folds(spec: str, n_folds: int = N_FOLDS) -> tuple:
