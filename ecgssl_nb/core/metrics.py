@@ -1,57 +1,27 @@
-"""The PhysioNet/CinC Challenge 2020 scores, the paper's threshold search, and Challenge files.
+"""The PhysioNet/CinC Challenge 2020 scores (paper Sec. III-A, III-B), the paper's threshold search
+and the Challenge's output files; our own numpy code, read off the final `evaluate_12ECG_score.py`
+of physionetchallenges/evaluation-2020 (the copy the authors ship).
 
-Arrays in, numbers out (scikit-learn style). `labels` is an (N, K) array of {0, 1} (or bool),
-`scores` an (N, K) array of real scores (probabilities here), `outputs` an (N, K) binary array;
-column k is class `classes[k]`, by default `labels.CLASSES` (K = 24). Other K work with explicit
-`classes` and `weights` (the Challenge metric needs them). Every result is a fraction in 0..1.
+Arrays in, numbers out (scikit-learn style): `labels` (N, K) {0, 1} or bool, `scores` (N, K)
+real, `outputs` (N, K) binary; column k is `classes[k]`, by default `labels.CLASSES` (K = 24).
+Every score is a fraction in 0..1; a macro score is the `nanmean` over classes.
 
-Definitions (the paper's metrics, paper Sec. III-A, read off the final `evaluate_12ECG_score.py` of
-physionetchallenges/evaluation-2020, the copy the authors ship; our own code):
-
-* AUROC_k, AUPRC_k. The Challenge sweeps every distinct score as a threshold
-  (`score >= t`), highest first, and sums ½ (TPR_{j+1} - TPR_j)(TNR_{j+1} + TNR_j) and
-  (TPR_{j+1} - TPR_j) PPV_{j+1}. The first is the trapezoidal area under the ROC curve, because
-  ∫ TNR dTPR = 1 - ∫ FPR dTPR, i.e. `sklearn.metrics.roc_auc_score`. The second is exactly
-  `sklearn.metrics.average_precision_score`: sklearn also groups tied scores into one threshold
-  (`_binary_clf_curve` keeps the last index of each distinct score) and sums
-  (R_n - R_{n-1}) P_n over them; thresholds that add no recall add nothing to either sum. Both
-  are computed here over that one sweep (`_sweep`, numpy: the core imports no scikit-learn), and
-  `tests/test_metrics.py` checks them against scikit-learn and a transcription of the
-  Challenge's sweep on tied and untied data. The Challenge's undefined cases are kept: a class
-  with no positives gives NaN for both; a class with no negatives gives NaN for AUROC (TNR is
-  0/0) and 1 for AUPRC (every PPV is 1). Macro = `nanmean` over classes (NaN classes skipped).
-* Accuracy: the fraction of records whose whole K-vector of outputs equals the labels
-  (scikit-learn's subset accuracy).
-* F1_k = 2TP / (2TP + FP + FN) on plain counts; NaN when 2TP + FP + FN = 0 (a class with no
-  positives and no positive outputs), skipped by the macro `nanmean`, as the Challenge does.
-* F_beta_k = (1+β²)TP / ((1+β²)TP + FP + β²FN), G_beta_k = TP / (TP + FP + β FN), counts where
-  record i adds 1/max(n_i, 1), n_i its number of true labels; NaN when the denominator is 0.
+* AUROC_k, AUPRC_k: the Challenge's sweep over every distinct score (`score >= t`, ties one
+  threshold), equal to `sklearn.metrics.roc_auc_score` and `average_precision_score`
+  (tests/test_metrics.py checks both and the Challenge's own sweep). No positives: NaN for both;
+  no negatives: NaN for AUROC, 1 for AUPRC.
+* Accuracy: the fraction of records whose whole output vector equals the labels.
+* F1_k = 2TP / (2TP + FP + FN); F_beta_k = (1+β²)TP / ((1+β²)TP + FP + β²FN) and
+  G_beta_k = TP / (TP + FP + β FN) with record i counting 1/max(n_i, 1), n_i its true labels;
+  NaN when a denominator is 0.
 * Challenge metric: A_jk = Σ_i l_ij o_ik / max(|l_i ∪ o_i|, 1), s(o) = Σ_jk W_jk A_jk,
-  ChM = (s(o) - s(NSR only)) / (s(labels) - s(NSR only)); 0.0 when the denominator is 0 (the
-  final 2020 code and the authors' copy return 0.0; some earlier revisions returned NaN). Unlike
-  an early revision of the scorer, labels and outputs are used as given: NSR is neither forced
-  on for empty rows nor switched off beside other classes.
+  ChM = (s(o) - s(NSR only)) / (s(labels) - s(NSR only)), 0.0 when the denominator is 0 (as the
+  final 2020 code); labels and outputs are used as given (NSR never forced on or off).
 
-Binarisation is `scores >= threshold`, per class, as in the released threshold search (book: Deviations, B15).
-
-Bad input raises `MetricInputError`, which is both an `errors.UserError` (the CLI prints it on
-one line) and a `ValueError` (what scikit-learn raises), with the argument named.
-
-Challenge output files (the official 2020 format, `python-classifier-2020` driver), one per
-record, `<record>.csv`::
-
-    #<record>
-    270492004,164889003,...      class codes (merged classes: the representative code)
-    0,1,...                      binary outputs
-    0.0123,0.8765,...            scores
-
-The official scorer checks a run end to end, with the run's labelled `.hea` records as LABELS_DIR::
-
-    python evaluate_12ECG_score.py LABELS_DIR OUTPUTS_DIR scores.csv
-
-(`evaluate_12ECG_score.py` and `weights.csv` from physionetchallenges/evaluation-2020, run in a
-folder that holds weights.csv; it uses `np.bool`, so it needs numpy < 1.24, book: Deviations, B23.)
-`tests/test_metrics.py` reads written files back as that scorer does and checks the scores agree.
+Binarisation is `scores >= threshold` per class (B15). Bad input raises `MetricInputError`, a
+`UserError` and a `ValueError` (what scikit-learn raises) naming the argument. The output files
+(`challenge_outputs`) are the official 2020 format, which the official scorer reads
+(`python evaluate_12ECG_score.py LABELS_DIR OUTPUTS_DIR scores.csv`; numpy < 1.24, B23).
 """
 
 from __future__ import annotations
@@ -80,11 +50,16 @@ class MetricInputError(UserError, ValueError):
 # input checks
 
 
-def _binary(x, name: str) -> np.ndarray:
-    """(N, K) bool from bool or numeric {0, 1}; raises MetricInputError naming `name`."""
+def _matrix(x, name: str) -> np.ndarray:
     a = np.asarray(x)
     if a.ndim != 2:
         raise MetricInputError(f"{name} must be a 2-D array (records, classes); got shape {a.shape}")
+    return a
+
+
+def _binary(x, name: str) -> np.ndarray:
+    """(N, K) bool from bool or numeric {0, 1}; raises MetricInputError naming `name`."""
+    a = _matrix(x, name)
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise MetricInputError(f"{name} is empty (shape {a.shape}); need at least one record and one class")
     if a.dtype == bool:
@@ -100,12 +75,10 @@ def _binary(x, name: str) -> np.ndarray:
     return a.astype(bool)
 
 
-def _real(x, name: str, shape: tuple) -> np.ndarray:
-    """(N, K) float64 of finite values with the given shape."""
-    a = np.asarray(x)
-    if a.ndim != 2:
-        raise MetricInputError(f"{name} must be a 2-D array (records, classes); got shape {a.shape}")
-    if a.shape != shape:
+def _real(x, name: str, shape: tuple | None = None) -> np.ndarray:
+    """(N, K) float64 of finite values with the given shape (any, when None)."""
+    a = _matrix(x, name)
+    if shape is not None and a.shape != shape:
         raise MetricInputError(f"{name} has shape {a.shape} but labels have shape {shape}")
     if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
         raise MetricInputError(f"{name} must be real numbers; got dtype {a.dtype}")
@@ -225,10 +198,7 @@ def macro_auprc(labels: ArrayLike, scores: ArrayLike) -> float:
 
 def binarize(scores: ArrayLike, thresholds: ArrayLike) -> np.ndarray:
     """(N, K) bool outputs `scores >= thresholds` (a scalar or one threshold per class)."""
-    sco = np.asarray(scores)
-    if sco.ndim != 2:
-        raise MetricInputError(f"scores must be a 2-D array (records, classes); got shape {sco.shape}")
-    sco = _real(sco, "scores", sco.shape)
+    sco = _real(scores, "scores")
     thr = np.asarray(thresholds, dtype=np.float64)
     if thr.ndim == 0:
         thr = np.full(sco.shape[1], float(thr))
@@ -302,14 +272,23 @@ def challenge_metric(
     return _challenge(lab, out, w, normal)
 
 
-def _challenge(lab: np.ndarray, out: np.ndarray, w: np.ndarray, normal: int) -> float:
-    lw = lab.astype(np.float64) @ w  # (N, K): row i is Σ_j l_ij W_j.
+def _scale(lab: np.ndarray, w: np.ndarray, normal: int) -> tuple[np.ndarray, float, float]:
+    """lw = L @ W (N, K) (row i is Σ_j l_ij W_j.), and the two ends of the Challenge metric's
+    scale: s(labels) (scores 1) and s(NSR only) (scores 0)."""
+    lw = lab.astype(np.float64) @ w
     inactive = np.zeros_like(lab)
     inactive[:, normal] = True
-    s_obs, s_true, s_inact = _reward(lab, out, lw), _reward(lab, lab, lw), _reward(lab, inactive, lw)
-    if s_true == s_inact:
-        return 0.0
-    return float((s_obs - s_inact) / (s_true - s_inact))
+    return lw, _reward(lab, lab, lw), _reward(lab, inactive, lw)
+
+
+def _normalised(s, s_true: float, s_inact: float):
+    """(s - s(NSR only)) / (s(labels) - s(NSR only)); 0 when the two ends are equal."""
+    return np.zeros_like(s) if s_true == s_inact else (s - s_inact) / (s_true - s_inact)
+
+
+def _challenge(lab: np.ndarray, out: np.ndarray, w: np.ndarray, normal: int) -> float:
+    lw, s_true, s_inact = _scale(lab, w, normal)
+    return float(_normalised(_reward(lab, out, lw), s_true, s_inact))
 
 
 def evaluate_outputs(
@@ -386,24 +365,19 @@ def threshold_search(
         raise MetricInputError(f"default must be a finite number; got {default}")
     w, _, normal = _label_space(lab.shape[1], weights, classes, normal_class)
 
-    n, k_all = lab.shape
-    lw = lab.astype(np.float64) @ w  # (N, K)
-    inactive = np.zeros_like(lab)
-    inactive[:, normal] = True
-    s_true, s_inact = _reward(lab, lab, lw), _reward(lab, inactive, lw)
+    lw, s_true, s_inact = _scale(lab, w, normal)
     base = sco >= default  # (N, K)
     num_base = (lw * base).sum(axis=1)  # (N,)
     cand = sco[None, :, :] >= grid_a[:, None, None]  # (G, N, K)
-    out = np.empty(k_all)
-    for k in range(k_all):
+    out = np.empty(lab.shape[1])
+    for k in range(lab.shape[1]):
         # Everything but column k is the default binarisation; column k varies over the grid.
         num_rest = num_base - lw[:, k] * base[:, k]  # (N,)
         union_rest = (lab | base).sum(axis=1) - (lab[:, k] | base[:, k])  # (N,)
         ok = cand[:, :, k]  # (G, N)
         num = num_rest[None, :] + lw[None, :, k] * ok
         union = np.maximum(union_rest[None, :] + (lab[None, :, k] | ok), 1)
-        s = np.sum(num / union, axis=1)  # (G,)
-        chm = np.zeros_like(s) if s_true == s_inact else (s - s_inact) / (s_true - s_inact)
+        chm = _normalised(np.sum(num / union, axis=1), s_true, s_inact)  # (G,)
         out[k] = grid_a[int(np.argmax(chm))]  # argmax: first maximum
     return out
 
@@ -435,10 +409,7 @@ def challenge_outputs(
     """The official output file of each record, {record: text}: `#record`, the class codes,
     the binary outputs, the scores (PhysioNet/CinC 2020's format). Merged classes are written as
     their representative code (labels.MERGES)."""
-    sco = np.asarray(scores)
-    if sco.ndim != 2:
-        raise MetricInputError(f"scores must be a 2-D array (records, classes); got shape {sco.shape}")
-    sco = _real(sco, "scores", sco.shape)
+    sco = _real(scores, "scores")
     out = _binary(binary, "binary")
     if out.shape != sco.shape:
         raise MetricInputError(f"binary has shape {out.shape} but scores have shape {sco.shape}")
