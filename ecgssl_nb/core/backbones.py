@@ -1,22 +1,15 @@
-"""The two backbones of the paper (Sec. II-B.1, II-B.2), one per modality.
+"""The two backbones of the paper, one per modality, each giving a (B, 512) feature.
 
-xresnet1d50, the time-series backbone S¹θ: (B, 12, 250) mV windows -> (B, 512) features.
+xresnet1d50, the time-series backbone S¹θ (Sec. II-B.1): (B, 12, 250) mV -> (B, 512). A 1-D "bag
+of tricks" ResNet-50 (three-conv stem, bottleneck blocks, average-pool shortcuts), every stage
+64 wide (64 x 4 = 256 channels out), features the concatenated adaptive max and average pools.
+Its first stem conv is the released replacement, Conv1d(12, 32, 5, stride 2, padding 2) with a
+bias and PyTorch's default init. 886,432 parameters.
 
-Paper Sec. II-B.1. A 1-D "bag of tricks" ResNet-50 (three-conv stem, bottleneck blocks, average-pool
-shortcuts) with every stage 64 wide, so each stage outputs 64 x 4 = 256 channels. The feature
-is the concatenation of an adaptive max pool and an adaptive average pool over time.
-
-The released model replaces the first stem conv after construction by a plain
-Conv1d(12, 32, 5, stride 2, padding 2) with a bias and PyTorch's default init; we build it that
-way directly. Backbone parameters: 886,432.
-
-SE-ResNet34 2D, the spectrogram backbone S²θ̂: (B, 12, 13, 21) spectrograms -> (B, 512).
-
-Paper Sec. II-B.2. A ResNet-34 (basic blocks [3, 4, 6, 3], widths 64/128/256/512, 1x1 conv + BN
-shortcut where the stride or width changes) whose every block rescales its channels with a
-squeeze-and-excitation layer (reduction 16) before the residual add. The stem conv takes the
-12 leads as channels and, as in the released model, has a bias. The feature is a global
-average pool. Backbone parameters: 21,470,144.
+SE-ResNet34 2D, the spectrogram backbone S²θ̂ (Sec. II-B.2): (B, 12, 13, 21) -> (B, 512). Basic
+blocks [3, 4, 6, 3], widths 64/128/256/512, 1x1 conv + BN shortcuts where stride or width change,
+squeeze-and-excitation (reduction 16) before every residual add, a stem conv with a bias (as
+released), a global average pool. 21,470,144 parameters.
 """
 
 from __future__ import annotations
@@ -28,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import UserError
+from .errors import check_int
 
 
 @dataclass(frozen=True)
@@ -160,9 +153,7 @@ class XResNet1d(nn.Module):
 def xresnet1d50(in_channels: int = 12) -> XResNet1d:
     """The paper's time-series backbone: (B, in_channels, T) -> (B, 512); 886,432 parameters
     for 12 leads."""
-    if not isinstance(in_channels, int) or in_channels <= 0:
-        raise UserError(f"in_channels must be a positive integer, got {in_channels!r}")
-    return XResNet1d(XResNet1dConfig(in_channels=in_channels))
+    return XResNet1d(XResNet1dConfig(in_channels=check_int("in_channels", in_channels, 1)))
 
 
 # --- SE-ResNet34 2D, the spectrogram backbone (paper Sec. II-B.2) ---------------------------
@@ -256,6 +247,4 @@ class SEResNet2d(nn.Module):
 def se_resnet34(in_channels: int = 12) -> SEResNet2d:
     """The paper's spectrogram backbone: (B, in_channels, F, frames) -> (B, 512); 21,470,144
     parameters for 12 leads."""
-    if not isinstance(in_channels, int) or in_channels <= 0:
-        raise UserError(f"in_channels must be a positive integer, got {in_channels!r}")
-    return SEResNet2d(SEResNet2dConfig(in_channels=in_channels))
+    return SEResNet2d(SEResNet2dConfig(in_channels=check_int("in_channels", in_channels, 1)))

@@ -1,38 +1,20 @@
 """Fine-tuning and evaluation of one setup on one outer fold, under two protocols (paper Sec. II-C,
-III-B; book: Fine-tuning, Deviations B14, B15, B22, B26).
+III-B; book: Fine-tuning, Deviations B14, B15, B22, B26), in the paper's order: the seeds and the
+network of a setup (`build_finetune_model`, B6, B26), its inputs (`model_inputs`: the z-scored
+raw crop and the spectrogram of the RAW crop, as released), one step and one epoch (the learning
+rate stepped at the START of the epoch, B22), prediction over sliding windows, the folds
+(`split_folds`: outer K held out, inner J = (K + 1) % n_folds; "paper-exact" trains on all nine
+but K, B14), the selection of the two protocols after every epoch ("paper": best on K, as the
+authors did; "honest": best on J) and their thresholds and scores (`protocols`, B15).
 
-One network serves all eight setups (t, s, tsc, tsg and their ssl- variants): the setup only
-decides which backbones it has, what they are fed and how they are initialised
-(`build_finetune_model`). Read top to bottom:
-
-* Seeds: Python, NumPy and torch are seeded from (seed, fold) (`run_seed`, B26).
-* Inputs (`model_inputs`): raw mV crops (W, 12, 250); the time backbone takes their per-lead
-  z-score (`transforms.zscore`), the spectrogram backbone the STFT of the RAW crop, as released.
-* One step (`train_step`): BCE-with-logits over windows and classes, one Adam step.
-* One epoch (`train_one_epoch`): the learning rate is stepped at the START of the epoch, as
-  released (B22); the records are shuffled (`epoch_plan`: every step of the same shape), and
-  each gives `crops` random 250-sample windows.
-* Prediction (`predict`): windows of 250 samples at stride 125 (a shorter tail is dropped); a
-  record's probability is the mean of its windows' sigmoid outputs.
-* Folds (`split_folds`): outer fold K is held out, the inner fold J = (K + 1) % n_folds; the
-  network trains on the other folds (8 of 10); under "paper-exact" on all nine but K (B14).
-* Selection (`select`), after every epoch: protocol "paper" (optimistic, as the authors did)
-  keeps the epoch with the best macro AUPRC on K (strict improvement, as released); protocol
-  "honest" (nested) keeps the best on J, and K chooses nothing.
-* Thresholds and scores (`protocols`): per-class thresholds tuned on the selecting fold's
-  predictions (grid {0.1..0.5}, others at 0.1, B15), the Challenge metrics reported on K.
-
-The run around it (settings, folders, checkpoints, files) is `ecgssl_nb.stages.finetune`'s.
-
-The GPU path: a step and an evaluation pass make no host-device synchronisation; the losses add
-up on the device and are read once per epoch (or every `log_every` steps); `make_step_loss`
-compiles the step's forward and loss (fullgraph, static shapes; "reduce-overhead" replays CUDA
-graphs); on CUDA the network runs under bf16 autocast (inputs, STFT and loss stay fp32).
+The run around it (settings, folders, checkpoints, files) is `ecgssl_nb.stages.finetune`'s. A step
+and an evaluation pass never synchronise host and device (the losses are read once per epoch, or
+every `log_every` steps); `make_step_loss` compiles a step; on CUDA the network runs in bf16
+autocast (inputs, STFT and loss in fp32).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
@@ -75,10 +57,9 @@ def build_finetune_model(
 ) -> torch.nn.Module:
     """The network of `setup` ready to fine-tune, on the CPU: scratch setups re-initialised with
     `init_xavier` (as released), ssl- setups with their backbones loaded all-or-nothing from
-    `backbones` ({modality: backbone file or state_dict}, every modality of the setup; B6) and
-    heads at PyTorch's default init.
-    fusion_ssl="ignored" reproduces the released fusion models (book: Deviations, B6): ssl-tsc and
-    ssl-tsg load nothing and skip xavier, so the whole network keeps PyTorch's default init."""
+    `backbones` ({modality: file or state_dict}, B6), heads at PyTorch's default init.
+    fusion_ssl="ignored" is the released fusion models (B6): ssl-tsc and ssl-tsg load nothing and
+    skip xavier, the whole network at PyTorch's default init."""
     if fusion_ssl not in FUSION_SSL:
         raise UserError(f"fusion_ssl {fusion_ssl!r} must be one of {', '.join(FUSION_SSL)}")
     files = dict(backbones or {})
@@ -108,9 +89,8 @@ def model_inputs(
     std: torch.Tensor,
     spec_mean: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Raw mV windows (W, 12, 250) -> (x_time (W, 12, 250) normalised or None, x_spec (W, 12, 13, 21) or None).
-    x_spec is `transforms.spectrogram(x_raw)` with its lead means `spec_mean` already on the device
-    (built here when not given: pass it, built once, in a loop)."""
+    """Raw mV windows (W, 12, 250) -> (x_time (W, 12, 250) z-scored or None, x_spec (W, 12, 13, 21)
+    `transforms.spectrogram` or None); `spec_mean` is `spec_lead_mean` on the device."""
     if spec_mean is None:
         spec_mean = spec_lead_mean(x_raw.device)
     x_time = zscore(x_raw, mean, std) if model.uses_time else None
@@ -118,10 +98,8 @@ def model_inputs(
     return x_time, x_spec
 
 
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def _autocast(device: torch.device, amp: bool) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 
 def step_loss(
@@ -143,11 +121,9 @@ def step_loss(
 
 
 def make_step_loss(mode: str = "off", backend: str = "inductor") -> Callable[..., torch.Tensor]:
-    """`step_loss` as a training step runs it: eager for mode "off"; else compiled with
-    fullgraph=True (a graph break is an error) and static shapes, its backward compiled with it
-    (AOTAutograd). "reduce-overhead" replays CUDA graphs on CUDA (on the CPU it is "default");
-    each call then marks a new step, so the graphs' outputs of the step before may be reused.
-    `backend` is torch.compile's (tests use "aot_eager" to check the graph without code generation)."""
+    """`step_loss` as a training step runs it: eager for mode "off"; else compiled, fullgraph (a
+    graph break is an error), static shapes, its backward with it. "reduce-overhead" replays CUDA
+    graphs on CUDA, each call marking a new step. `backend` is torch.compile's (tests: "aot_eager")."""
     if mode not in COMPILE_MODES:
         raise UserError(f"compile {mode!r} must be one of {', '.join(COMPILE_MODES)}")
     if mode == "off":
@@ -176,10 +152,8 @@ def train_step(
     spec_mean: torch.Tensor | None = None,
     loss_fn: Callable[..., torch.Tensor] = step_loss,
 ) -> torch.Tensor:
-    """One Adam step on a batch of raw crops (W, 12, 250) mV with labels (W, 24); returns the
-    mean BCE-with-logits loss as a detached 0-d tensor on the device (no host-device sync).
-    `loss_fn` is `step_loss` or its compiled form (`make_step_loss`); spec_mean defaults to
-    `spec_lead_mean` (pass it, built once, in a loop)."""
+    """One Adam step on raw crops (W, 12, 250) mV with labels (W, 24); returns the mean
+    BCE-with-logits loss, detached, on the device. `loss_fn` is `step_loss` or `make_step_loss`'s."""
     spec_mean = spec_lead_mean(x_raw.device) if spec_mean is None else spec_mean
     loss = loss_fn(model, x_raw, y, mean, std, spec_mean, amp)
     optimizer.zero_grad(set_to_none=True)
@@ -199,11 +173,10 @@ def predict(
     amp: bool = False,
     spec_mean: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Record probabilities (N, 24) float64: the mean over each record's windows (250 samples at
-    `stride`) of the sigmoid outputs (book: Fine-tuning); and for gated models the mean gate weights
-    (N, 2) = (time, spec) per record, else None. The model is left in eval mode. Nothing is read
-    back to the host but the result, once (`Corpus.mean_over_windows`); pass spec_mean
-    (`spec_lead_mean`, built once) to copy nothing to the device either."""
+    """Record probabilities (N, 24) float64, the mean of the sigmoid outputs over each record's
+    windows (250 samples every `stride`, a shorter tail dropped), and for gated models the mean
+    gate weights (N, 2) = (time, spec), else None. The model is left in eval mode; only the result
+    is read back (`Corpus.mean_over_windows`)."""
     model.eval()
     spec_mean = spec_lead_mean(corpus.device) if spec_mean is None else spec_mean
 
@@ -305,11 +278,9 @@ def steps_per_epoch(n_train: int, batch_records: int) -> int:
 
 
 def epoch_plan(n_train: int, batch_records: int, generator: torch.Generator) -> torch.Tensor:
-    """The records of every step of one epoch, drawn at its start on the generator's device:
-    (steps, batch) positions, batch = min(batch_records, n_train). Every step has the same shape
-    (static shapes: one compiled graph, CUDA graphs replayable). The records are shuffled
-    (`torch.randperm`); a last step that would be short is filled with the first records of the
-    shuffle, so every record is seen once per epoch and batch - n_train % batch of them twice."""
+    """The shuffled records of every step of one epoch, (steps, batch) positions on the generator's
+    device, batch = min(batch_records, n_train); a last step that would be short is filled with
+    the first records of the shuffle, so every step has one shape (one compiled graph)."""
     batch = max(1, min(batch_records, n_train))
     steps = steps_per_epoch(n_train, batch)
     order = torch.randperm(n_train, generator=generator, device=generator.device)  # (n_train,)
@@ -326,9 +297,8 @@ def train_one_epoch(
     log: Callable[[int, float], None] | None = None,
 ) -> float:
     """Step the learning rate (at the START of the epoch, as released: B22), then one pass over
-    the shuffled training records (`epoch_plan`), `crops` random windows each; returns the mean
-    training loss of the epoch's steps. The losses add up on the device and are read once, at the
-    end (and every cfg.log_every steps when > 0, given to `log(step, running mean)`). A smoke run
+    the shuffled records (`epoch_plan`), `crops` random windows each; returns the epoch's mean
+    loss, read once (and every cfg.log_every steps, to `log(step, running mean)`). A smoke run
     stops after cfg.max_steps steps of the whole run."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")

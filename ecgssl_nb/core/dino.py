@@ -1,27 +1,14 @@
-"""Self-knowledge distillation, DINO-style (paper Sec. II-A, II-B; book: Self-distillation).
+"""Self-knowledge distillation, DINO-style (paper Sec. II-A, II-B; book: Self-distillation), in the
+paper's order: the head (`DINOHead`, `MultiCropModel`: all V views in one pass), the loss with its
+centre (`DINOLoss`; the centre divided once, B7), the optimiser (AdamW without decay on biases and
+norms, B10; the released "adam-l2" kept) and ONE pre-training step (`train_step`: the head's last
+layer frozen in epoch 0, B9, then the EMA teacher), the views of a batch (`make_views`) and the
+schedules indexed by `it = epoch * L + i`, epoch from 0 (`make_schedules`, B8). The loop around
+them is `ecgssl_nb.stages.pretrain`'s.
 
-Read top to bottom, as the paper's Sec. II-A:
-
-* `DINOHead`: 512 -> 512 -> 512 -> 128 MLP (GELU, no BN), L2-normalise, then a weight-normed
-  Linear(128 -> out_dim) whose row norms g are frozen at 1.
-* `MultiCropModel`: all V views of a batch go through backbone and head in ONE forward pass.
-* `DINOLoss`: cross-entropy between the centred, sharpened teacher distribution of each global
-  view and the student distribution of every other view; the centre is an EMA of the batch mean
-  of the teacher outputs, divided once (B7 fixed), all-reduced across processes.
-* `train_step`: ONE pre-training step: student forward/backward, last layer frozen in epoch 0
-  (B9 fixed), AdamW with no decay on biases and norms (B10 fixed, "adam-l2" keeps the released
-  coupled L2), then the EMA teacher (`ema_update`).
-* `make_views`: one random 250-sample window per record, then its multi-crop views
-  (`transforms.time_views` / `spec_views`).
-* `make_schedules`: learning rate, weight decay, teacher momentum and temperature as arrays
-  indexed by `it = epoch * L + i`, epoch from 0 (B8 fixed).
-
-The loop that runs these steps, its checkpoints and its files are `ecgssl_nb.stages.pretrain`'s.
-
-The GPU path (issue 15): a step never blocks the host (no value read back, no data-dependent
-shape), the optimiser is fused AdamW, `CompiledForward` runs the forward half (and with it its
-backward) as one torch.compile graph, and on CUDA the backbone and head run in bf16 autocast
-(`amp`), the head's last layer, the centring and the loss in fp32.
+A step never blocks the host (no value read back, no data-dependent shape); `CompiledForward`
+compiles its forward half (and so its backward); on CUDA the backbone and head run in bf16
+autocast (`amp`), the head's last layer, the centring and the loss in fp32 (issue 15).
 """
 
 from __future__ import annotations
@@ -37,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices  # torch's own list
 
-from .errors import UserError
+from .errors import UserError, check_int
 from .models import init_xavier, make_backbone
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
 from .settings import CENTER_UPDATES, MAIN_TRANSFORMS, OPTIMIZERS, WINDOW, AugmentConfig, PretrainConfig
@@ -78,8 +65,7 @@ class DINOHead(nn.Module):
     def __init__(self, in_dim: int = 512, out_dim: int = 65536, hidden: int = 512, bottleneck: int = 128):
         super().__init__()
         for name, value in (("in_dim", in_dim), ("out_dim", out_dim), ("hidden", hidden), ("bottleneck", bottleneck)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise UserError(f"DINOHead: {name} must be a positive integer, got {value!r}")
+            check_int(f"DINOHead: {name}", value, 1)
         self.mlp = nn.Sequential(
             nn.Linear(in_dim, hidden), nn.GELU(),
             nn.Linear(hidden, hidden), nn.GELU(),
@@ -157,8 +143,7 @@ class DINOLoss(nn.Module):
         if center_update not in CENTER_UPDATES:
             raise UserError(f"center_update {center_update!r} must be one of {', '.join(CENTER_UPDATES)}")
         self.center_update = center_update
-        if not isinstance(n_global, int) or n_global < 1:
-            raise UserError(f"n_global must be an integer >= 1, got {n_global!r}")
+        check_int("n_global", n_global, 1)
         temps = np.atleast_1d(np.asarray(teacher_temp, dtype=np.float64))
         if temps.ndim != 1 or not (temps > 0).all():
             raise UserError(f"teacher_temp must be > 0 (a number or a per-epoch array), got {teacher_temp!r}")
@@ -221,10 +206,8 @@ class DINOLoss(nn.Module):
             )
         if v == 1:
             raise ValueError("DINOLoss: one view only; there is no (teacher, other student view) pair")
-        if isinstance(epoch, torch.Tensor):  # a gather, not temps[epoch] (which reads the index on the host)
-            at = (
-                epoch.reshape(1) if len(self.temps) > 1 else torch.zeros_like(epoch).reshape(1)
-            )  # a constant serves all
+        if isinstance(epoch, torch.Tensor):  # a gather: temps[epoch] would read the index on the host
+            at = (epoch if len(self.temps) > 1 else torch.zeros_like(epoch)).reshape(1)  # a constant serves all
             temp = self.temps.index_select(0, at).reshape(())
         else:
             temp = self.temperature(epoch)
@@ -276,13 +259,10 @@ def param_groups(model: nn.Module) -> list[dict]:
 
 
 def make_optimizer(model: nn.Module, kind: str = "adamw") -> torch.optim.Optimizer:
-    """ "adamw": AdamW, decoupled decay on the first group only (DINO). "adam-l2": Adam with
-    coupled L2 on every trainable parameter, one group (the released code). The learning rate
-    and the first group's weight decay are set every iteration from the schedules.
-
-    Fused (one kernel per group and dtype, its step counters on the device, so a step never
-    reads a value back) on the devices whose fused Adam kernels this torch has: CUDA and the CPU
-    in torch >= 2.4; elsewhere the default (foreach) implementation."""
+    """ "adamw": AdamW, decoupled decay on the first group only (DINO); "adam-l2": Adam with coupled
+    L2 on every trainable parameter, one group (released, B10). The learning rate and the first
+    group's weight decay are set every iteration from the schedules. Fused (its step counters on
+    the device: a step reads nothing back) where this torch has fused Adam kernels, else foreach."""
     fused = _fused_ok(model)
     if kind == "adamw":
         return torch.optim.AdamW(param_groups(model), lr=0.0, weight_decay=0.0, fused=fused)
@@ -338,11 +318,9 @@ def forward_loss(
     amp: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The forward half of a DINO step on views (V, B, ...) (global views first): the teacher on
-    the global views, the student on all, the loss (and the centre update). Returns float32
-    scalars (loss, teacher entropy, embedding std of the teacher). This is what `compile_forward`
-    compiles: its backward is compiled with it. Precision: under `amp` (CUDA only) the backbone
-    and the head's MLP run in bf16 autocast; the head's last layer, the centring and the loss in
-    fp32 (`DINOHead.forward`, `DINOLoss.loss_and_entropy`)."""
+    the global views, the student on all, the loss and the centre update. Returns float32
+    scalars (loss, teacher entropy, embedding std of the teacher); what `CompiledForward` compiles.
+    Under `amp` (CUDA only) backbone and head MLP run in bf16, the rest in fp32."""
     g = loss_fn.n_global
     device_type = views.device.type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp and device_type == "cuda"):
@@ -355,11 +333,9 @@ def forward_loss(
 
 class CompiledForward:
     """`forward_loss` under torch.compile (`mode` "default" or "reduce-overhead": CUDA graphs),
-    with fullgraph=True so that a graph break is an error rather than a slow step. The epoch is
-    passed as a 0-d device tensor (filled on the device once per epoch), so the compiled graph
-    neither specialises on it nor copies it from the host. Under CUDA graphs the outputs live in
-    the graphs' memory until the next step begins (marked here): `train_step` and its caller use
-    them within the step (the loop adds them to its sums at once)."""
+    fullgraph=True (a graph break is an error). The epoch goes in as a 0-d device tensor, filled
+    once per epoch, so the graph neither specialises on it nor copies it. Under CUDA graphs the
+    outputs live until the next step begins (marked here): the caller uses them within the step."""
 
     def __init__(self, mode: str, fullgraph: bool = True, backend: str = "inductor"):
         self.graphs = mode == "reduce-overhead"
@@ -392,13 +368,11 @@ def train_step(
     amp: bool = False,
     forward: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = forward_loss,
 ) -> dict[str, torch.Tensor]:
-    """One DINO iteration on views (V, B, ...) (global views first). Sets the learning rate of
-    every group and the weight decay of the first group (host numbers: nothing is copied),
-    runs `forward` (`forward_loss`, or its `CompiledForward`), steps the student, then the EMA
-    teacher. Returns detached scalar tensors: loss, teacher_entropy, embedding_std (teacher).
-
-    Nothing here reads a value back from the device: a non-finite loss is found by the caller
-    from its on-device sums (`train_one_epoch`), at most `log_every` steps later."""
+    """One DINO iteration on views (V, B, ...) (global views first): the learning rate of every
+    group and the first group's weight decay set, `forward` (`forward_loss` or a `CompiledForward`),
+    the student's step (clipped, the last layer frozen while epoch < freeze_last_layer_epochs: B9),
+    then the EMA teacher. Returns detached scalar tensors loss, teacher_entropy, embedding_std;
+    nothing is read back (the caller finds a non-finite loss from its on-device sums)."""
     for i, group in enumerate(optimizer.param_groups):
         group["lr"] = lr
         if i == 0:
@@ -431,12 +405,10 @@ def make_views(
     augment: AugmentConfig | None = None,
     checked: bool = False,
 ) -> torch.Tensor:
-    """One random 250-sample window of each record rec (B,), then its DINO views, on the corpus
-    device: (V, B, 12, 250) normalised time series or (V, B, 12, 13, 21) spectrograms.
-    `augment` holds the crop scales, cutout and noise ranges (PretrainConfig.augment).
-    released_fc=True drops the spectrogram frequency cutout as the released code does (B16).
-    checked=True: `rec` (a LongTensor on the corpus device), `mean` and `std` were checked once
-    at set-up (`transforms.check_lead_stats`), so no value is read back from the device."""
+    """One random 250-sample window of each record rec (B,), then its DINO views on the corpus
+    device: (V, B, 12, 250) normalised time series or (V, B, 12, 13, 21) spectrograms, with the
+    ranges of `augment` (PretrainConfig.augment); released_fc drops the frequency cutout (B16).
+    checked=True: `rec`, `mean` and `std` were checked at set-up, so nothing is read back."""
     augment = AugmentConfig() if augment is None else augment
     raw = corpus.random_windows(rec, 1, generator, length=WINDOW, checked=checked)  # (B, 12, 250) mV
     views = dict(transforms=transforms, n_global=n_global, n_local=n_local, generator=generator)
@@ -479,10 +451,9 @@ class Schedules:
 
 
 def make_schedules(cfg: PretrainConfig, n_records: int, world: int) -> Schedules:
-    """The schedules of `n_records` records per epoch shared by `world` processes: batch_size is
-    the global batch (batch_size / world records per process), drop_last over it (`pretrain`
-    checked that one step fits). So the schedules, and the run's recipe, do not depend on
-    `world` (issue 15: a torchrun backbone is the one `reproduce` asks for)."""
+    """The schedules of `n_records` records per epoch: batch_size is the global batch, shared by
+    the `world` processes, drop_last over it, so neither the schedules nor the recipe depend on
+    `world` (a torchrun backbone is the one `reproduce` asks for)."""
     E, L = cfg.epochs, n_records // cfg.batch_size
     peak_lr = cfg.base_lr * cfg.batch_size / 256.0  # linear scaling with the (global) batch
     return Schedules(

@@ -21,23 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .backbones import SEResNet2d, XResNet1d, se_resnet34, xresnet1d50
+from .backbones import se_resnet34, xresnet1d50
 from .errors import UserError, check_int
 from .settings import check_modality, check_setup, setup_family, setup_modalities
-
-__all__ = [
-    "ClassifierHead",
-    "ECGNet",
-    "build_model",
-    "make_backbone",
-    "init_xavier",
-    "load_backbone",
-    "xresnet1d50",
-    "se_resnet34",
-    "XResNet1d",
-    "SEResNet2d",
-    "STRIP_PREFIXES",
-]
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +41,7 @@ class ClassifierHead(nn.Module):
         super().__init__()
         hidden = in_dim // 2 if hidden is None else hidden
         for name, value in (("in_dim", in_dim), ("n_classes", n_classes), ("hidden", hidden)):
-            if not isinstance(value, int) or value <= 0:
-                raise UserError(f"ClassifierHead: {name} must be a positive integer, got {value!r}")
+            check_int(f"ClassifierHead: {name}", value, 1)
         self.fc1 = nn.Linear(in_dim, hidden)
         self.fc2 = nn.Linear(hidden, n_classes)
 
@@ -207,15 +192,8 @@ def load_backbone(backbone: nn.Module, source: str | Path | Mapping) -> int:
     ]
     if missing or unexpected or mismatched:
         where = source if isinstance(source, (str, Path)) else "the given state_dict"
-        parts = [
-            _listing(w, items)
-            for w, items in (
-                ("missing keys", missing),
-                ("unexpected keys", unexpected),
-                ("shape mismatches", mismatched),
-            )
-            if items
-        ]
+        found = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
+        parts = [_listing(w, items) for w, items in found if items]
         note = f"; stripped prefixes {stripped}" if stripped else ""
         heads = {k.split(".", 1)[0] for k in unexpected}
         if missing and len(heads) == 1 and len(unexpected) == len(state):
@@ -228,21 +206,14 @@ def load_backbone(backbone: nn.Module, source: str | Path | Mapping) -> int:
             f"({len(target)} tensors): " + "; ".join(parts) + note
         )
     backbone.load_state_dict(state, strict=True)
-    log.info(
-        "load_backbone: loaded %d of %d tensors into %s%s",
-        len(state),
-        len(target),
-        type(backbone).__name__,
-        f" (stripped {stripped})" if stripped else "",
-    )
+    note = f" (stripped {stripped})" if stripped else ""
+    log.info("load_backbone: loaded %d of %d tensors into %s%s", len(state), len(target), type(backbone).__name__, note)
     return len(state)
 
 
 def use_fast_cuda_math(device: torch.device | str) -> None:
-    """On CUDA, TF32 for fp32 matmuls and convolutions and cudnn.benchmark (the one place
-    both training stages set them; process-wide); nothing on other devices. bf16 autocast of the
-    forward pass is the stage config's `amp`. cudnn.benchmark picks kernels by timing them, so two CUDA
-    runs may differ in the last bits; on the CPU a resumed run still equals an uninterrupted one."""
+    """On CUDA, TF32 for fp32 matmuls and convolutions and cudnn.benchmark (process-wide, for both
+    training stages; two CUDA runs may then differ in the last bits); nothing on other devices."""
     if torch.device(device).type == "cuda":
         torch.backends.cuda.matmul.fp32_precision = "tf32"
         torch.backends.cudnn.conv.fp32_precision = "tf32"

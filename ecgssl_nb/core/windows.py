@@ -1,16 +1,8 @@
-"""Windows of 250 samples cut from records held on the device (book: Transforms;
-book: Fine-tuning).
-
-A `Corpus` keeps the raw mV signals of the selected records back to back in ONE tensor
-`(12, T)` float32 on the training device, with each record's `offsets` and `lengths` (samples
-at 100 Hz). Batches of windows are then a single gather on that device: no per-record Python
-work, no loader processes.
-
-* Training crops (fine-tuning and self-distillation): `random_windows`, start uniform in
-  [0, length_of_record - 251] as released (`random.randint(0, T-251)`; a 250-sample record gets
-  start 0, the last sample is never used, book: Deviations, B25).
-* Evaluation: `iter_sliding_windows`, windows at 0, 125, 250, ... while they fit; a shorter tail
-  is dropped (a 1,000-sample record gives 7 windows).
+"""Windows of 250 samples cut from records held on the device (paper Sec. II-B, II-C; book:
+Transforms, Fine-tuning). A `Corpus` keeps the raw mV signals of its records back to back in ONE
+(12, T) float32 tensor on the training device, so a batch of windows is one gather: training
+crops start uniform in [0, length - 251] as released (a 250-sample record gets 0, B25), the
+evaluation windows every 125 samples while they fit (a shorter tail is dropped).
 """
 
 from __future__ import annotations
@@ -20,7 +12,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 import torch
 
-from .errors import UserError
+from .errors import UserError, check_int
 from .labels import LEADS
 from .settings import WINDOW
 
@@ -105,12 +97,8 @@ class Corpus:
 
     @classmethod
     def from_prepared(cls, prepared: PreparedLike, rows: Rows = None, device: str | torch.device = "cpu") -> Corpus:
-        """The records of `prepared` (from `prepare.load_prepared`) at index positions `rows`
-        (int array, or a boolean mask over the index; None = all), in that order.
-
-        Only the selected records are copied, run by run, from the (T, 12) memmap into one
-        preallocated (12, T_selected) tensor on `device`.
-        """
+        """The records of `prepared` at index positions `rows` (ints, or a boolean mask; None = all),
+        in that order, copied run by run from the (T, 12) memmap into one (12, T_selected) tensor."""
         index = prepared.index
         n_all = len(index)
         if rows is None:
@@ -185,21 +173,14 @@ class Corpus:
     def random_windows(
         self, rec: torch.Tensor, n_crops: int, generator: torch.Generator, length: int = WINDOW, checked: bool = False
     ) -> torch.Tensor:
-        """Independent random crops: (B,) record positions -> (B*n_crops, 12, length) raw mV.
-
-        Rows b*n_crops .. b*n_crops+n_crops-1 are crops of record rec[b]. Each start is uniform in
-        [0, len-length-1] (0 for a record of exactly `length`), drawn with `generator` on its own
-        device. Every record in the corpus must be at least `length` samples long.
-        checked=True: `rec` is a LongTensor on the corpus device whose positions the caller knows
-        to be valid (a permutation of the records), so they are not read back: the call then never
-        blocks the host on CUDA (the pre-training step, issue 15).
-        """
+        """Independent random crops: (B,) record positions -> (B*n_crops, 12, length) raw mV, rows
+        b*n_crops.. of record rec[b], each start uniform in [0, len-length-1] (0 for a record of
+        exactly `length`; B25). checked=True: `rec` is a LongTensor on the corpus device known to
+        be valid, so it is not read back and the call never blocks the host (issue 15)."""
         if not isinstance(generator, torch.Generator):
             raise UserError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        if not isinstance(n_crops, (int, np.integer)) or n_crops < 1:
-            raise UserError(f"n_crops must be an integer >= 1, got {n_crops!r}")
-        if not isinstance(length, (int, np.integer)) or length < 1:
-            raise UserError(f"length must be an integer >= 1, got {length!r}")
+        check_int("n_crops", n_crops, 1)
+        check_int("length", length, 1)
         if self._shortest < length:
             raise UserError(f"length {length} is longer than the shortest record ({self._shortest} samples)")
         r = rec if checked else self._check_rec(rec)
@@ -228,15 +209,10 @@ class Corpus:
     def sliding_windows(
         self, length: int = WINDOW, stride: int = STRIDE, rows: Rows = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Index of the evaluation windows: (owner (W,), start (W,)) LongTensors on the CPU.
-
-        Record p (a corpus position; all records, or those in `rows`, in that order) has windows
-        at starts 0, stride, 2*stride, ... while start + length <= its length; the tail is
-        dropped and a record shorter than `length` has none.
-        """
-        for name, v in (("length", length), ("stride", stride)):
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise UserError(f"{name} must be an integer >= 1, got {v!r}")
+        """Index of the evaluation windows, (owner (W,), start (W,)) on the CPU: each record (all, or
+        `rows` in that order) has windows at 0, stride, 2*stride, ... while they fit (none if short)."""
+        check_int("length", length, 1)
+        check_int("stride", stride, 1)
         recs = self._records(rows)
         ln = self._lengths_host[recs]
         count = torch.where(ln >= length, (ln - length) // stride + 1, 0)  # (R,) windows per record
@@ -250,8 +226,7 @@ class Corpus:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (x (w, 12, length) raw mV, owner (w,)) batches of at most `batch_windows`
         evaluation windows, record by record in order; owner = the record's corpus position."""
-        if not isinstance(batch_windows, (int, np.integer)) or batch_windows < 1:
-            raise UserError(f"batch_windows must be an integer >= 1, got {batch_windows!r}")
+        check_int("batch_windows", batch_windows, 1)
         if rows is None:  # all records: the index is built once and kept on the device
             owner, start, _ = self._all_windows(length, stride)
         else:
@@ -275,12 +250,9 @@ class Corpus:
     def mean_over_windows(
         self, fn: Callable[[torch.Tensor], tuple[torch.Tensor | None, ...]], batch_windows: int, stride: int = STRIDE
     ) -> tuple[np.ndarray | None, ...]:
-        """Per record, the mean of each output of `fn` over the record's evaluation windows
-        (`iter_sliding_windows`: WINDOW samples every `stride`). `fn` maps a batch x (w, 12, 250)
-        raw mV to a tuple of (w, D_i) tensors (or None for an output it does not give); the result
-        is a tuple of (records, D_i) float64 arrays (None where every batch gave None).
-        UserError when a record is too short to have a window. Nothing is read back to the host
-        but the sums, once, at the end."""
+        """Per record, the mean of each output of `fn` over its evaluation windows (WINDOW samples
+        every `stride`): `fn` maps x (w, 12, 250) raw mV to a tuple of (w, D_i) tensors or None; the
+        result is a tuple of (records, D_i) float64 arrays or None. Only the sums are read back, once."""
         n = self._all_windows(WINDOW, stride)[2]  # (N,) windows per record, on the host
         if (n == 0).any():
             raise UserError(f"{int((n == 0).sum())} records are shorter than {WINDOW} samples and have no window")
