@@ -77,6 +77,11 @@ class Range:
             raise SettingError(key, wrong)
 
 
+def _range(text: str, ok: Callable[[Any], bool]) -> Range:
+    """The values `ok` accepts, described by `text`; the problem of another is 'must be {text}, got {v!r}'."""
+    return Range(text, lambda v: None if ok(v) else f"must be {text}, got {v!r}")
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -84,11 +89,7 @@ def _is_number(value: Any) -> bool:
 def integer(low: int, high: int | None = None) -> Range:
     """An integer (not a bool, not 3.0) with low <= value (< high when given)."""
     text = f"an integer >= {low}" if high is None else f"an integer {low} <= n < {high}"
-
-    def problem(v: Any) -> str | None:
-        return None if is_int(v, low, high) else f"must be {text}, got {v!r}"
-
-    return Range(text, problem)
+    return _range(text, lambda v: is_int(v, low, high))
 
 
 def number(low: float | None = None, high: float | None = None, low_open: bool = False) -> Range:
@@ -99,11 +100,10 @@ def number(low: float | None = None, high: float | None = None, low_open: bool =
     else:
         text = "a finite number" + (f" {sign} {low}" if low is not None else "")
 
-    def problem(v: Any) -> str | None:
-        ok = _is_number(v) and (low is None or (v > low if low_open else v >= low)) and (high is None or v <= high)
-        return None if ok else f"must be {text}, got {v!r}"
+    def ok(v: Any) -> bool:
+        return _is_number(v) and (low is None or (v > low if low_open else v >= low)) and (high is None or v <= high)
 
-    return Range(text, problem)
+    return _range(text, ok)
 
 
 def one_of(*choices: str) -> Range:
@@ -116,7 +116,7 @@ def one_of(*choices: str) -> Range:
 
 def flag() -> Range:
     """true or false (a bool, not 1 or 'yes')."""
-    return Range("true or false", lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}")
+    return _range("true or false", lambda v: isinstance(v, bool))
 
 
 def any_text() -> Range:
@@ -144,46 +144,37 @@ def per_family(entry: Range) -> Range:
 
 def numbers_in(low: float, high: float) -> Range:
     """A non-empty list of numbers in [low, high] (the threshold grid)."""
-    inner = number(low, high)
-
-    def problem(v: Any) -> str | None:
-        ok = isinstance(v, (tuple, list)) and len(v) > 0 and not any(inner.problem(x) for x in v)
-        return None if ok else f"must be a non-empty list of numbers in [{low}, {high}], got {v!r}"
-
-    return Range(f"a non-empty list of numbers in [{low}, {high}]", problem)
+    inner, text = number(low, high).problem, f"a non-empty list of numbers in [{low}, {high}]"
+    return _range(text, lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and not any(map(inner, v)))
 
 
 def fold_list(nullable: bool = False) -> Range:
     """A non-empty list of distinct folds 0..N_FOLDS-1 (or None when nullable)."""
     text = f"a non-empty list of distinct folds 0..{N_FOLDS - 1}" + (" (or none)" if nullable else "")
 
-    def problem(v: Any) -> str | None:
-        if v is None and nullable:
-            return None
-        ok = isinstance(v, (tuple, list)) and len(v) > 0 and len(set(v)) == len(v)
-        ok = ok and all(is_int(f, 0, N_FOLDS) for f in v)
-        return None if ok else f"must be {text}, got {v!r}"
+    def ok(v: Any) -> bool:
+        if v is None:
+            return nullable
+        distinct = isinstance(v, (tuple, list)) and len(v) > 0 and len(set(v)) == len(v)
+        return distinct and all(is_int(f, 0, N_FOLDS) for f in v)
 
-    return Range(text, problem)
+    return _range(text, ok)
 
 
 def instance(cls: type, per_modality: bool = False) -> Range:
     """A `cls` (built, hence checked), or a dict {time, spec} of them when per_modality."""
     if per_modality:
         return Range(f"{{time, spec}} -> a {cls.__name__}", instance(cls).problem, MODALITIES)
-    return Range(f"a {cls.__name__}", lambda v: None if isinstance(v, cls) else f"must be a {cls.__name__}, got {v!r}")
+    return _range(f"a {cls.__name__}", lambda v: isinstance(v, cls))
 
 
 def codes() -> Range:
     """A list of departure codes like ('B1', 'B7')."""
-    return Range(
-        "a list of codes like B1, B7",
-        lambda v: (
-            None
-            if isinstance(v, (tuple, list)) and all(isinstance(c, str) and re.fullmatch(r"B\d+", c) for c in v)
-            else f"must be a list of codes like B1, B7, got {v!r}"
-        ),
-    )
+
+    def ok(v: Any) -> bool:
+        return isinstance(v, (tuple, list)) and all(isinstance(c, str) and re.fullmatch(r"B\d+", c) for c in v)
+
+    return _range("a list of codes like B1, B7", ok)
 
 
 def _setting(default: Any = dataclasses.MISSING, what: str = "", values: Range | None = None) -> Any:
@@ -206,10 +197,8 @@ def _check_fields(obj: Any) -> None:
         values.check(f.name, getattr(obj, f.name))
 
 
-SEED = Range(  # the range of every seed (Profile.seed; errors.check_seed for each command's --seed)
-    "an integer 0 <= n < 2**63",
-    lambda v: None if is_int(v, 0, SEED_LIMIT) else f"must be an integer 0 <= n < 2**63, got {v!r}",
-)
+# the range of every seed (Profile.seed; errors.check_seed for each command's --seed)
+SEED = _range("an integer 0 <= n < 2**63", lambda v: is_int(v, 0, SEED_LIMIT))
 
 
 # The choices of the settings that name a behaviour (the stages import them from here).
