@@ -161,8 +161,12 @@ class DINOLoss(nn.Module):
         self.register_buffer("temps", torch.as_tensor(temps, dtype=torch.float32), persistent=False)
         self.last_teacher_entropy = torch.zeros(())  # nats, mean over teacher rows of the last call
 
-    def temperature(self, epoch: int) -> float:
-        """Teacher temperature of a 0-based epoch (a constant schedule serves every epoch)."""
+    def temperature(self, epoch: int | torch.Tensor) -> float | torch.Tensor:
+        """Teacher temperature of a 0-based epoch (a constant schedule serves every epoch); of a
+        0-d device tensor, a gather from `temps` (indexing would read the epoch on the host)."""
+        if isinstance(epoch, torch.Tensor):
+            at = (epoch if len(self.temps) > 1 else torch.zeros_like(epoch)).reshape(1)
+            return self.temps.index_select(0, at).reshape(())
         if len(self.teacher_temp) == 1:
             return float(self.teacher_temp[0])
         if not 0 <= epoch < len(self.teacher_temp):
@@ -193,10 +197,6 @@ class DINOLoss(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`forward`'s loss and the mean entropy (nats) of the teacher distributions, both
         float32 scalars, computed in fp32 whatever autocast the caller runs under."""
-        with torch.autocast(student_out.device.type, enabled=False):
-            return self._loss(student_out, teacher_out, epoch, update_center)
-
-    def _loss(self, student_out, teacher_out, epoch, update_center) -> tuple[torch.Tensor, torch.Tensor]:
         v, b, k = student_out.shape
         g = teacher_out.shape[0]
         if g != self.n_global or teacher_out.shape[1:] != (b, k) or v < g:
@@ -206,22 +206,17 @@ class DINOLoss(nn.Module):
             )
         if v == 1:
             raise ValueError("DINOLoss: one view only; there is no (teacher, other student view) pair")
-        if isinstance(epoch, torch.Tensor):  # a gather: temps[epoch] would read the index on the host
-            at = (epoch if len(self.temps) > 1 else torch.zeros_like(epoch)).reshape(1)  # a constant serves all
-            temp = self.temps.index_select(0, at).reshape(())
-        else:
-            temp = self.temperature(epoch)
         teacher_out = teacher_out.detach().float()
-        log_s = F.log_softmax(student_out.float() / self.student_temp, dim=-1)  # (V, B, K)
-        p_t = F.softmax((teacher_out - self.center) / temp, dim=-1)  # (G, B, K), the centring in fp32
-        # ce[q, v] = -(1/B) sum_b sum_k p_t[q, b, k] log_s[v, b, k]: one (G, B*K) @ (B*K, V) product
-        ce = -(p_t.reshape(g, b * k) @ log_s.reshape(v, b * k).T) / b  # (G, V)
-        # The mean over the G*V - G pairs (q, v != q): a global view is not its own target. The
-        # pairs (q, q) are the diagonal of ce; subtracting them keeps the shape static (a boolean
-        # mask would give a data-dependent shape, a host-device synchronisation on CUDA).
-        loss = (ce.sum() - ce.diagonal().sum()) / (g * v - g)
-        with torch.no_grad():
-            entropy = torch.special.entr(p_t).sum(-1).mean()
+        with torch.autocast(student_out.device.type, enabled=False):
+            log_s = F.log_softmax(student_out.float() / self.student_temp, dim=-1)  # (V, B, K)
+            p_t = F.softmax((teacher_out - self.center) / self.temperature(epoch), dim=-1)  # (G, B, K)
+            # ce[q, v] = -(1/B) sum_b sum_k p_t[q, b, k] log_s[v, b, k]: one (G, B*K) @ (B*K, V) product
+            ce = -(p_t.reshape(g, b * k) @ log_s.reshape(v, b * k).T) / b  # (G, V)
+            # The mean over the G*V - G pairs (q, v != q): a global view is not its own target;
+            # subtracting the diagonal keeps the shape static (a mask would be data-dependent).
+            loss = (ce.sum() - ce.diagonal().sum()) / (g * v - g)
+            with torch.no_grad():
+                entropy = torch.special.entr(p_t).sum(-1).mean()
         if update_center:
             self.update_center(teacher_out)
         return loss, entropy

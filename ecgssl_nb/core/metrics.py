@@ -46,8 +46,7 @@ class MetricInputError(UserError, ValueError):
     """An argument of a metric has the wrong shape, type or values (the message names it)."""
 
 
-# ------------------------------------------------------------------------------------------
-# input checks
+# --- input checks --------------------------------------------------------------------------------
 
 
 def _matrix(x, name: str) -> np.ndarray:
@@ -134,8 +133,7 @@ def _nanmean(x: np.ndarray) -> float:
     return float(x[ok].mean()) if ok.any() else float("nan")
 
 
-# ------------------------------------------------------------------------------------------
-# threshold-free metrics
+# --- threshold-free metrics ----------------------------------------------------------------------
 
 
 def _sweep(lab: np.ndarray, sco: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -148,22 +146,31 @@ def _sweep(lab: np.ndarray, sco: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tps, (last + 1) - tps
 
 
+def _per_class(labels: ArrayLike, scores: ArrayLike, area, both: bool) -> tuple[float, np.ndarray]:
+    """(macro, per class (K,)) of `area(tps, fps)` over each class's sweep; NaN for a class with
+    no positives (or, when `both`, no negatives)."""
+    lab = _binary(labels, "labels")
+    sco = _real(scores, "scores", lab.shape)
+    per = np.full(lab.shape[1], np.nan)
+    for k in range(lab.shape[1]):
+        n_pos = int(lab[:, k].sum())
+        if 0 < n_pos and (n_pos < lab.shape[0] or not both):
+            per[k] = area(*_sweep(lab[:, k], sco[:, k]))
+    return _nanmean(per), per
+
+
 def auroc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
     """Challenge AUROC: (macro over classes with positives and negatives, per class (K,)).
 
     Per class the trapezoid area under (FPR, TPR) over the distinct thresholds, equal to
     `sklearn.metrics.roc_auc_score`; NaN for a class with no positives or no negatives (the
     Challenge's 0/0), skipped by the macro mean."""
-    lab = _binary(labels, "labels")
-    sco = _real(scores, "scores", lab.shape)
-    per = np.full(lab.shape[1], np.nan)
-    for k in range(lab.shape[1]):
-        n_pos = int(lab[:, k].sum())
-        if 0 < n_pos < lab.shape[0]:
-            tps, fps = _sweep(lab[:, k], sco[:, k])
-            tpr, fpr = np.r_[0.0, tps / n_pos], np.r_[0.0, fps / (lab.shape[0] - n_pos)]
-            per[k] = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
-    return _nanmean(per), per
+
+    def area(tps: np.ndarray, fps: np.ndarray) -> float:
+        tpr, fpr = np.r_[0.0, tps / tps[-1]], np.r_[0.0, fps / fps[-1]]
+        return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+    return _per_class(labels, scores, area, both=True)
 
 
 def auprc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
@@ -171,15 +178,11 @@ def auprc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
 
     Per class the Challenge's step sum Σ (TPR_{j+1} - TPR_j) PPV_{j+1} over distinct thresholds,
     equal to `sklearn.metrics.average_precision_score`; NaN for a class with no positives."""
-    lab = _binary(labels, "labels")
-    sco = _real(scores, "scores", lab.shape)
-    per = np.full(lab.shape[1], np.nan)
-    for k in range(lab.shape[1]):
-        if lab[:, k].any():
-            tps, fps = _sweep(lab[:, k], sco[:, k])
-            recall = np.r_[0.0, tps / tps[-1]]
-            per[k] = float(np.sum(np.diff(recall) * (tps / (tps + fps))))
-    return _nanmean(per), per
+
+    def area(tps: np.ndarray, fps: np.ndarray) -> float:
+        return float(np.sum(np.diff(np.r_[0.0, tps / tps[-1]]) * (tps / (tps + fps))))
+
+    return _per_class(labels, scores, area, both=False)
 
 
 def macro_auroc(labels: ArrayLike, scores: ArrayLike) -> float:
@@ -192,8 +195,7 @@ def macro_auprc(labels: ArrayLike, scores: ArrayLike) -> float:
     return auprc(labels, scores)[0]
 
 
-# ------------------------------------------------------------------------------------------
-# binary metrics
+# --- binary metrics ------------------------------------------------------------------------------
 
 
 def binarize(scores: ArrayLike, thresholds: ArrayLike) -> np.ndarray:
@@ -337,8 +339,7 @@ def evaluate(
     return evaluate_outputs(lab, sco, binarize(sco, thresholds), weights, classes, normal_class)
 
 
-# ------------------------------------------------------------------------------------------
-# threshold search (book: Deviations, B15)
+# --- threshold search (book: Deviations, B15) ----------------------------------------------------
 
 
 def threshold_search(
@@ -382,8 +383,7 @@ def threshold_search(
     return out
 
 
-# ------------------------------------------------------------------------------------------
-# Challenge files
+# --- Challenge files -----------------------------------------------------------------------------
 
 
 def _check_records(records, n: int | None = None) -> list[str]:

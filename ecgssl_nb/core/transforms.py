@@ -208,19 +208,18 @@ def time_cutout(
     for all leads from t1 uniform in [0, N-alpha].
     """
     x = _check_batch(x, "x", 3, "(B, leads, samples)")
-    ratio = _cutout_ratio(mode, ratio, "mode")
-    lo, hi = check_pair("ratio", ratio, 0.0, 1.0)
+    lo, hi = _cutout_ratio(mode, ratio, "mode", "ratio")
     start, length = _cutout_spans(x.shape, lo, hi, mode, _check_generator(generator), x.device)
     return x.masked_fill(_span_mask(start, length, x.shape[-1]), 0.0)
 
 
-def _cutout_ratio(mode: str, ratio: Sequence[float] | None, param: str) -> Sequence[float]:
-    """`ratio`, or the mode's default span range from AUGMENT when None."""
+def _cutout_ratio(mode: str, ratio: Sequence[float] | None, param: str, name: str) -> tuple[float, float]:
+    """The span range (lo, hi), checked: `ratio`, or the mode's default from AUGMENT when None."""
     if mode not in TC_MODES:
         raise UserError(f"{param} {mode!r} is not a time-cutout mode; choose one of {', '.join(TC_MODES)}")
     if ratio is None:
-        return AUGMENT.time_cutout if mode == "per_lead" else AUGMENT.paper_time_cutout
-    return ratio
+        ratio = AUGMENT.time_cutout if mode == "per_lead" else AUGMENT.paper_time_cutout
+    return check_pair(name, ratio, 0.0, 1.0)
 
 
 def _cutout_spans(shape: tuple[int, int, int], lo: float, hi: float, mode: str, gen: torch.Generator, device):
@@ -498,7 +497,7 @@ def time_views(
     names = _check_set(transforms, TIME_TRANSFORMS, "transforms")
     raw = _check_batch(raw, "raw", 3, "(B, leads, samples)")
     gen = _check_generator(generator)
-    tc_lo, tc_hi = check_pair("tc_ratio", _cutout_ratio(tc_mode, tc_ratio, "tc_mode"), 0.0, 1.0)
+    tc_lo, tc_hi = _cutout_ratio(tc_mode, tc_ratio, "tc_mode", "tc_ratio")
     sigma_lo, sigma_hi = check_pair("sigma", sigma, 0.0, float("inf"))
     b, c, n = raw.shape
     mean_t, std_t = _per_lead(mean, std, raw, checked)
