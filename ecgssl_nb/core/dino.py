@@ -58,9 +58,9 @@ class WeightNormLinear(nn.Module):
 
 
 class DINOHead(nn.Module):
-    """Projection head: Linear(in->hidden) GELU Linear(hidden->hidden) GELU Linear(hidden->
-    bottleneck), L2-normalise, weight-normed Linear(bottleneck->out_dim). MLP weights are
-    truncated-normal(0.02) and biases 0 (before any `init_xavier`)."""
+    """Projection head in_dim -> hidden -> hidden -> bottleneck (512, 512, 128; GELU, no BN,
+    truncated-normal(0.02) weights, zero biases), L2-normalise, weight-normed Linear(bottleneck ->
+    out_dim) with row norms frozen at 1."""
 
     def __init__(self, in_dim: int = 512, out_dim: int = 65536, hidden: int = 512, bottleneck: int = 128):
         super().__init__()
@@ -121,14 +121,10 @@ def dist_on() -> bool:
 
 
 class DINOLoss(nn.Module):
-    """Self-distillation cross-entropy.
-
-    For each teacher (global) view q and each student view v != q:
-    CE(q, v) = mean_b sum_k -softmax((t_qb - c) / tau_t)_k * log_softmax(s_vb / tau_s)_k,
-    averaged over all such pairs (18 for 2 global + 8 local views). `teacher_temp` is a float
-    or a per-epoch array (index = 0-based epoch). The centre c (1, out_dim) is updated after the
-    loss by `update_center` (forward does it unless update_center=False).
-    """
+    """Self-distillation cross-entropy, for each teacher (global) view q and student view v != q
+    CE(q, v) = mean_b sum_k -softmax((t_qb - c) / tau_t)_k * log_softmax(s_vb / tau_s)_k, averaged
+    over the pairs (18 for 2 + 8 views). `teacher_temp`: a float or one per 0-based epoch. The
+    centre c (1, out_dim) is updated after the loss (`update_center`, unless update_center=False)."""
 
     def __init__(
         self,
@@ -182,9 +178,8 @@ class DINOLoss(nn.Module):
         epoch: int | torch.Tensor = 0,
         update_center: bool = True,
     ) -> torch.Tensor:
-        """student_out (V, B, K) over all views, teacher_out (G, B, K) over the global views ->
-        scalar loss. Teacher outputs carry no gradient. `epoch`: 0-based, an int or a 0-d
-        LongTensor on the device (what a compiled step passes)."""
+        """student_out (V, B, K) over all views, teacher_out (G, B, K) (no gradient) over the global
+        views -> scalar loss. `epoch`: 0-based, an int or a 0-d LongTensor on the device."""
         loss, self.last_teacher_entropy = self.loss_and_entropy(student_out, teacher_out, epoch, update_center)
         return loss
 
@@ -223,10 +218,9 @@ class DINOLoss(nn.Module):
 
     @torch.no_grad()
     def update_center(self, teacher_out: torch.Tensor) -> None:
-        """center <- m * center + (1 - m) * mean of the teacher outputs (G, B, K) over all rows
-        of all processes: the sum and the row count are all-reduced, then divided ONCE (B7).
-        center_update="twice" reproduces the released code (book: Deviations, B7): that mean is
-        divided again by this process's row count G*B, so the centre moves towards mean/(G*B)."""
+        """center <- m * center + (1 - m) * mean of the teacher outputs (G, B, K) over all rows of
+        all processes, divided ONCE (B7); center_update="twice" is the released code, which divides
+        that mean again by this process's G*B rows."""
         t = teacher_out.detach().float().reshape(-1, teacher_out.shape[-1])  # (G*B, K)
         # The row sums and the row count in one tensor (1, K + 1), filled on the device: one
         # all-reduce, and no host-to-device copy of the count.
@@ -298,9 +292,8 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
 
 
 def embedding_std(z: torch.Tensor) -> torch.Tensor:
-    """Mean over dimensions (and views) of the per-dimension std over the batch of unit-norm
-    embeddings z (V, B, D). Near 0 = every record maps to one point (collapse); for embeddings
-    spread uniformly on the sphere it is about 1/sqrt(D) (0.088 for D = 128)."""
+    """Mean over dimensions and views of the std over the batch of unit-norm embeddings z (V, B, D):
+    near 0 is collapse; spread uniformly on the sphere, about 1/sqrt(D) (0.088 for D = 128)."""
     return z.detach().float().std(dim=1).mean()
 
 
@@ -413,9 +406,8 @@ def make_views(
 
 
 def build_student(modality: str, out_dim: int, seed: int = 0) -> MultiCropModel:
-    """Backbone + DINOHead(512 -> out_dim), initialised as the released DINO student
-    (`init_xavier` over backbone and head MLP; the weight-normed last layer keeps its own init),
-    reproducibly from `seed` without touching the global RNG."""
+    """Backbone + DINOHead(512 -> out_dim) initialised as the released DINO student (`init_xavier`;
+    the weight-normed last layer keeps its own), from `seed`, the global RNG untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         backbone = make_backbone(modality)

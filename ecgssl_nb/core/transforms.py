@@ -40,8 +40,8 @@ SPEC_MEAN: tuple[float, ...] = (
 )  # fmt: skip
 SPEC_STD = 0.05418394
 
-# Transform sets of the Fig. 3 ablation. Crops are always on: they are what makes views global
-# or local. Names are applied in the order of paper Sec. II-B.1 / II-B.2 whatever order a set lists.
+# Transform sets of the Fig. 3 ablation, applied in the paper's order (crops, which make views
+# global or local, always on).
 TIME_TRANSFORMS = {
     "none": (),
     "tc": ("time_cutout",),
@@ -262,8 +262,7 @@ def gaussian_noise(
 
 def check_lead_stats(mean: PerLead, std: PerLead, n_leads: int = 12) -> tuple[np.ndarray, np.ndarray]:
     """mean, std as float64 (n_leads,) mV arrays; UserError unless each holds n_leads finite values
-    and std >= 0. The checks that `time_views(..., checked=True)` leaves to its caller, made once
-    before a run (reading a device tensor's values blocks the host on CUDA)."""
+    and std >= 0: the checks `time_views(checked=True)` leaves to its caller, made once per run."""
     out = []
     for name, v in (("mean", mean), ("std", std)):
         a = np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, dtype=np.float64)
@@ -309,13 +308,9 @@ def normalize(x: torch.Tensor, mean: PerLead, std: PerLead) -> torch.Tensor:
 
 
 def stft_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """|STFT| of each lead, equal to abs(scipy.signal.stft(x, fs=100, window='hann', nperseg=25)).
-
-    `x` (B, C, N) raw mV -> (B, C, 13, frames); N = 250 gives 21 frames. Like scipy's defaults:
-    periodic Hann window of 25 samples, hop 13, 12 zeros padded at each end (boundary='zeros'),
-    zeros appended so the last segment is full (padded=True), 'spectrum' scaling (divided by
-    the window's sum). Same dtype and device as x.
-    """
+    """|STFT| of each lead (Eq. 2), equal to abs(scipy.signal.stft(x, fs=100, window='hann',
+    nperseg=25)): (B, C, N) raw mV -> (B, C, 13, frames), 21 frames for N = 250 (periodic Hann,
+    hop 13, boundary='zeros', padded=True, 'spectrum' scaling)."""
     x = _check_batch(x, "x", 3, "(B, leads, samples)")
     b, c, n = x.shape
     half = SPEC_NPERSEG // 2
