@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from . import metrics
-from .errors import UserError
+from .errors import UserError, check_choice
 from .metrics import auprc, auroc, threshold_search
 from .models import build_model, init_xavier, load_backbone
 from .settings import COMPILE_MODES, FUSION_SSL, FinetuneConfig, check_fold, is_ssl, setup_modalities
@@ -60,8 +60,7 @@ def build_finetune_model(
     `backbones` ({modality: file or state_dict}, B6), heads at PyTorch's default init.
     fusion_ssl="ignored" is the released fusion models (B6): ssl-tsc and ssl-tsg load nothing and
     skip xavier, the whole network at PyTorch's default init."""
-    if fusion_ssl not in FUSION_SSL:
-        raise UserError(f"fusion_ssl {fusion_ssl!r} must be one of {', '.join(FUSION_SSL)}")
+    check_choice("fusion_ssl", fusion_ssl, FUSION_SSL)
     files = dict(backbones or {})
     missing = [m for m in setup_modalities(setup) if is_ssl(setup) and m not in files]
     if missing or (files and not is_ssl(setup)):
@@ -124,8 +123,7 @@ def make_step_loss(mode: str = "off", backend: str = "inductor") -> Callable[...
     """`step_loss` as a training step runs it: eager for mode "off"; else compiled, fullgraph (a
     graph break is an error), static shapes, its backward with it. "reduce-overhead" replays CUDA
     graphs on CUDA, each call marking a new step. `backend` is torch.compile's (tests: "aot_eager")."""
-    if mode not in COMPILE_MODES:
-        raise UserError(f"compile {mode!r} must be one of {', '.join(COMPILE_MODES)}")
+    check_choice("compile", mode, COMPILE_MODES)
     if mode == "off":
         return step_loss
     compiled = torch.compile(

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices  # torch's own list
 
-from .errors import UserError, check_int
+from .errors import UserError, check_choice, check_int
 from .models import init_xavier, make_backbone
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
 from .settings import CENTER_UPDATES, MAIN_TRANSFORMS, OPTIMIZERS, WINDOW, AugmentConfig, PretrainConfig
@@ -136,9 +136,7 @@ class DINOLoss(nn.Module):
         center_update: str = "once",
     ):
         super().__init__()
-        if center_update not in CENTER_UPDATES:
-            raise UserError(f"center_update {center_update!r} must be one of {', '.join(CENTER_UPDATES)}")
-        self.center_update = center_update
+        self.center_update = check_choice("center_update", center_update, CENTER_UPDATES)
         check_int("n_global", n_global, 1)
         temps = np.atleast_1d(np.asarray(teacher_temp, dtype=np.float64))
         if temps.ndim != 1 or not (temps > 0).all():
@@ -253,12 +251,10 @@ def make_optimizer(model: nn.Module, kind: str = "adamw") -> torch.optim.Optimiz
     group's weight decay are set every iteration from the schedules. Fused (its step counters on
     the device: a step reads nothing back) where this torch has fused Adam kernels, else foreach."""
     fused = _fused_ok(model)
-    if kind == "adamw":
+    if check_choice("optimizer", kind, OPTIMIZERS, "an optimiser") == "adamw":
         return torch.optim.AdamW(param_groups(model), lr=0.0, weight_decay=0.0, fused=fused)
-    if kind == "adam-l2":
-        params = [p for p in model.parameters() if p.requires_grad]
-        return torch.optim.Adam([{"params": params, "name": "all"}], lr=0.0, weight_decay=0.0, fused=fused)
-    raise UserError(f"optimizer {kind!r} is not an optimiser; choose one of {', '.join(OPTIMIZERS)}")
+    params = [p for p in model.parameters() if p.requires_grad]  # "adam-l2"
+    return torch.optim.Adam([{"params": params, "name": "all"}], lr=0.0, weight_decay=0.0, fused=fused)
 
 
 def _fused_ok(model: nn.Module) -> bool | None:
@@ -459,8 +455,4 @@ def make_schedules(cfg: PretrainConfig, n_records: int, world: int) -> Schedules
 def check_transforms(modality: str, transforms: str | None) -> str:
     table = TIME_TRANSFORMS if modality == "time" else SPEC_TRANSFORMS
     transforms = MAIN_TRANSFORMS[modality] if transforms is None else transforms
-    if transforms not in table:
-        raise UserError(
-            f"--transforms {transforms!r} is not a {modality} transform set; choose one of {', '.join(table)}"
-        )
-    return transforms
+    return check_choice("--transforms", transforms, table, f"a {modality} transform set")

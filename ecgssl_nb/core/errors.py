@@ -3,7 +3,7 @@ the checks of a number that every module shares."""
 
 import math
 from numbers import Integral
-from typing import Any
+from typing import Any, Iterable
 
 
 class UserError(Exception):
@@ -58,3 +58,13 @@ def check_pair(name: str, pair: Any, lo_min: float, hi_max: float, lo_open: bool
     if not (lo > lo_min if lo_open else lo >= lo_min) or not lo <= hi <= hi_max or not math.isfinite(lo + hi):
         raise UserError(f"{name} must satisfy {lo_min} {'<' if lo_open else '<='} lo <= hi <= {hi_max}, got {pair!r}")
     return lo, hi
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str], what: str = "") -> Any:
+    """`value` when it is one of the named `choices`; else UserError "{name} {value!r} is not
+    {what}; choose one of a, b" ("{name} {value!r} must be one of a, b" without `what`)."""
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        problem = f"is not {what}; choose one of" if what else "must be one of"
+        raise UserError(f"{name} {value!r} {problem} {', '.join(choices)}")
+    return value

@@ -55,11 +55,8 @@ def make_backbone(modality: str) -> nn.Module:
 
 
 class ECGNet(nn.Module):
-    """One of the study's classifiers. `forward(x_time, x_spec)` -> logits (B, n_classes).
-
-    x_time: (B, 12, 250) normalised time window; x_spec: (B, 12, 13, 21) normalised spectrogram.
-    A setup's unused input may be passed and is ignored; a missing required one is an error.
-    """
+    """One of the study's classifiers: `forward(x_time (B, 12, 250), x_spec (B, 12, 13, 21))`, both
+    normalised, -> logits (B, n_classes); an input the setup does not use is ignored."""
 
     def __init__(self, setup: str, n_classes: int = 24):
         super().__init__()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from numbers import Real
 from typing import Any, Callable
 
-from .errors import SEED_LIMIT, UserError, check_pair, is_int
+from .errors import SEED_LIMIT, UserError, check_choice, check_pair, is_int
 from .metrics import DEFAULT_GRID, DEFAULT_THRESHOLD
 
 SETUPS = ("t", "s", "tsc", "tsg", "ssl-t", "ssl-s", "ssl-tsc", "ssl-tsg")
@@ -30,8 +30,7 @@ PROTOCOLS = ("paper", "honest")
 WINDOW = 250  # samples at 100 Hz = 2.5 s, every model (book: Transforms)
 TARGET_FS = 100  # Hz
 N_FOLDS = 10
-# The view transform sets of the Fig. 3 ablation, by modality (transforms.TIME_TRANSFORMS / SPEC_TRANSFORMS
-# say what each name applies): the full set the main pre-training uses, and the ablated ones.
+# The view transform sets (transforms.TIME_TRANSFORMS, SPEC_TRANSFORMS): main pre-training, Fig. 3 ablation
 MAIN_TRANSFORMS = {"time": "t1", "spec": "t2"}
 ABLATION_TRANSFORMS = {"time": ("none", "tc", "gn"), "spec": ("none", "tc", "fc")}
 ABLATION_SETUPS = {"time": "ssl-t", "spec": "ssl-s"}  # the fine-tuning that scores each ablated backbone
@@ -209,9 +208,8 @@ FREQ_CUTOUT = ("applied", "discarded")  # B16: FC chained before TC / released c
 PROTOCOL_MODES = ("both", "paper-exact")  # B14: 8 training folds (paper + honest) / the released 9
 FUSION_SSL = ("loaded", "ignored")  # B6: the fusion models' SSL backbones
 COMPILE_MODES = ("off", "default", "reduce-overhead")  # the training steps: eager, compiled, compiled + CUDA graphs
-# How a run is executed, not what it computes (both stages' configs): recorded in provenance.json,
-# never matched for reuse or resume, so a backbone compiled or checkpointed otherwise is the same run
-# (stages.pretrain.pretrain_request says why; compiled results agree with eager within the tolerance the tests state).
+# How a run is executed, not what it computes: recorded in provenance.json, never matched for reuse
+# or resume (stages.pretrain.pretrain_request says why; compiled agrees with eager within the tests' tolerance).
 RECORDED_ONLY = ("compile", "checkpoint_epochs", "checkpoint_minutes", "log_every")
 _EXECUTION = {  # their defaults, meanings and ranges, one source for PretrainConfig and FinetuneConfig
     "compile": dict(
@@ -236,11 +234,9 @@ LEAD_MODES = ("twelve", "lead-i")  # B1: every lead resampled, or the released l
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """The settings of the DINO views (paper Sec. II-B; book: Transforms, Deviations B16-B19), read
-    by `transforms`. Each pair (lo, hi) is the range of a uniform draw: crop scales and cut spans
-    are fractions of the window (time: of its 250 samples; spectrogram: of its 21 frames, cut
-    spans of the crop), the noise sigma is in mV. Checked once, when built. Each field's meaning is
-    in its metadata["what"], its range in metadata["range"]."""
+    """The settings of the DINO views (paper Sec. II-B; book: Transforms, Deviations B16-B19). Each
+    pair (lo, hi) is the range of a uniform draw: crop scales and cut spans are fractions of the
+    window (250 samples; 21 frames, spectrogram cut spans of the crop), the noise sigma is in mV."""
 
     time_global_scale: tuple = _setting((0.5, 1.0), "crop ratio r of a global time view", pair(0.0, 1.0, True))
     time_local_scale: tuple = _setting(
@@ -282,8 +278,7 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Self-distillation (DINO-style) settings for one modality (paper Sec. II-A, II-B;
-    book: Deviations, B7-B13). Every field's range is declared with it and checked when built."""
+    """Self-distillation settings of one modality (paper Sec. II-A, II-B; book: Deviations, B7-B13)."""
 
     epochs: int = _setting(what="training epochs", values=integer(1))
     batch_size: int = _setting(
@@ -343,8 +338,7 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Down-stream fine-tuning settings (paper Sec. II-C; book: Fine-tuning). Every field's range
-    is declared with it and checked when built."""
+    """Down-stream fine-tuning settings (paper Sec. II-C; book: Fine-tuning)."""
 
     epochs: dict = _setting(what="epochs per setup family", values=per_family(integer(0)))
     batch_records: dict = _setting(
@@ -496,15 +490,11 @@ PROFILES = {"tiny": _tiny, "paper": _paper, "samples": _samples}
 
 def get_profile(name: str = "tiny") -> Profile:
     """The named profile; a clear error for an unknown name."""
-    if name not in PROFILES:
-        raise UserError(f"--profile {name!r} is not a profile; choose one of {', '.join(PROFILES)}")
-    return PROFILES[name]()
+    return PROFILES[check_choice("--profile", name, PROFILES, "a profile")]()
 
 
 def check_setup(setup: str) -> str:
-    if setup not in SETUPS:
-        raise UserError(f"--setup {setup!r} is not a setup; choose one of {', '.join(SETUPS)}")
-    return setup
+    return check_choice("--setup", setup, SETUPS, "a setup")
 
 
 # The one source for what a setup is (paper Sec. II-C, Table II): its family without the "ssl-"
@@ -528,9 +518,7 @@ def is_ssl(setup: str) -> bool:
 
 
 def check_modality(modality: str) -> str:
-    if modality not in MODALITIES:
-        raise UserError(f"--modality {modality!r} is not a modality; choose one of {', '.join(MODALITIES)}")
-    return modality
+    return check_choice("--modality", modality, MODALITIES, "a modality")
 
 
 def check_fold(fold: int, n_folds: int = N_FOLDS) -> int:

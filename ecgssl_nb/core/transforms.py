@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError, check_int, check_pair
+from .errors import UserError, check_choice, check_int, check_pair
 from .settings import MAIN_TRANSFORMS, TARGET_FS, TC_MODES, AugmentConfig
 
 # --- constants ---------------------------------------------------------------------------------
@@ -215,8 +215,7 @@ def time_cutout(
 
 def _cutout_ratio(mode: str, ratio: Sequence[float] | None, param: str, name: str) -> tuple[float, float]:
     """The span range (lo, hi), checked: `ratio`, or the mode's default from AUGMENT when None."""
-    if mode not in TC_MODES:
-        raise UserError(f"{param} {mode!r} is not a time-cutout mode; choose one of {', '.join(TC_MODES)}")
+    check_choice(param, mode, TC_MODES, "a time-cutout mode")
     if ratio is None:
         ratio = AUGMENT.time_cutout if mode == "per_lead" else AUGMENT.paper_time_cutout
     return check_pair(name, ratio, 0.0, 1.0)
@@ -442,9 +441,7 @@ def freq_cutout(spec: torch.Tensor, generator: torch.Generator | None = None) ->
 
 
 def _check_set(transforms: str, table: dict, param: str) -> tuple[str, ...]:
-    if not isinstance(transforms, str) or transforms not in table:
-        raise UserError(f"{param} {transforms!r} is not a transform set; choose one of {', '.join(table)}")
-    return table[transforms]
+    return table[check_choice(param, transforms, table, "a transform set")]
 
 
 def _view_ratios(b: int, n_global: int, n_local: int, global_scale, local_scale, gen, device) -> torch.Tensor:

@@ -18,9 +18,8 @@ from .settings import WINDOW
 
 
 class PreparedLike(Protocol):
-    """What the method reads of a prepared corpus (`ecgssl_nb.prepare.Prepared` is one): the
-    signals (T, 12) float32 mV, the index (one row per record: offset, length, fold), the
-    per-lead mean and std (12,) mV, the (N, 24) label matrix."""
+    """What the method reads of a prepared corpus (`ecgssl_nb.prepare.Prepared`): signals (T, 12)
+    float32 mV, the index (offset, length, fold per record), mean and std (12,) mV, labels (N, 24)."""
 
     path: Any
     signals: Any
@@ -47,13 +46,9 @@ def _as_long(v, name: str) -> torch.Tensor:
 
 
 class Corpus:
-    """Raw mV signals of N records on one device, addressable by record position 0..N-1.
-
-    signal  (12, T) float32 (or a numpy array of that shape); records back to back.
-    offsets (N,) first sample of each record in `signal`; lengths (N,) samples per record.
-    labels  (N, 24) float32 multi-hot, optional. rows (N,) optional: each record's row in the
-    prepared index it came from (kept for writing predictions; default 0..N-1).
-    """
+    """Raw mV signals of N records on one device, by record position 0..N-1: signal (12, T), the
+    records back to back; offsets, lengths (N,) samples; labels (N, 24) multi-hot, optional; rows
+    (N,) each record's row in the prepared index (for the predictions; default 0..N-1)."""
 
     def __init__(
         self,
@@ -119,21 +114,19 @@ class Corpus:
         if signals.ndim != 2 or signals.shape[1] != N_LEADS:
             raise UserError(f"prepared.signals must have shape (T, {N_LEADS}), got {signals.shape}")
         dev = torch.device(device)
-        new_off = np.concatenate([[0], np.cumsum(src_len)[:-1]]).astype(np.int64) if len(sel) else src_off
+        new_off = np.cumsum(src_len) - src_len  # (N,) each record's first sample in `out`
         out = torch.empty((N_LEADS, int(src_len.sum())), dtype=torch.float32, device=dev)
 
-        # Merge records that are adjacent both in the file and in the selection into runs, then
-        # copy each run in chunks of at most _COPY_CHUNK samples.
-        if len(sel):
-            breaks = np.flatnonzero(src_off[1:] != src_off[:-1] + src_len[:-1]) + 1
-            starts = np.concatenate([[0], breaks])
-            ends = np.concatenate([breaks, [len(sel)]])
-            for a, e in zip(starts, ends):
-                file_pos, dst, n = int(src_off[a]), int(new_off[a]), int(src_len[a:e].sum())
-                for k in range(0, n, _COPY_CHUNK):
-                    m = min(_COPY_CHUNK, n - k)
-                    block = np.array(signals[file_pos + k : file_pos + k + m], dtype=np.float32)  # (m, 12), in RAM
-                    out[:, dst + k : dst + k + m] = torch.from_numpy(block).to(dev).T  # (m, 12) -> (12, m)
+        # Records adjacent both in the file and in the selection are one run, copied in chunks of
+        # at most _COPY_CHUNK samples.
+        breaks = np.flatnonzero(src_off[1:] != src_off[:-1] + src_len[:-1]) + 1
+        runs = zip(np.r_[0, breaks], np.r_[breaks, len(sel)]) if len(sel) else []  # (first, end) records
+        for a, e in runs:
+            file_pos, dst, n = int(src_off[a]), int(new_off[a]), int(src_len[a:e].sum())
+            for k in range(0, n, _COPY_CHUNK):
+                m = min(_COPY_CHUNK, n - k)
+                block = np.array(signals[file_pos + k : file_pos + k + m], dtype=np.float32)  # (m, 12), in RAM
+                out[:, dst + k : dst + k + m] = torch.from_numpy(block).to(dev).T  # (m, 12) -> (12, m)
         labels = np.asarray(prepared.label_matrix())[sel]
         return cls(out, new_off, src_len, labels=labels, device=dev, rows=sel)
 
