@@ -48,10 +48,8 @@ class WeightNormLinear(nn.Module):
     def weight(self) -> torch.Tensor:
         # g / ||v|| per row, then one broadcast multiply: cheaper to differentiate than a division
         # of the whole (out, in) matrix (F.normalize), which matters at out = 65,536.
-        scale = (
-            self.weight_g * torch.linalg.vector_norm(self.weight_v, dim=1, keepdim=True).clamp_min(1e-12).reciprocal()
-        )
-        return self.weight_v * scale  # (out, in), rows of norm g
+        norm = torch.linalg.vector_norm(self.weight_v, dim=1, keepdim=True).clamp_min(1e-12)  # (out, 1)
+        return self.weight_v * (self.weight_g * norm.reciprocal())  # (out, in), rows of norm g
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight)  # (N, in) -> (N, out)

@@ -512,8 +512,8 @@ def time_views(
     # sigma mV of noise is sigma / (std + 1e-8).
     x = zscore(raw, mean_t, std_t)  # (B, C, N)
     step = x.diff(dim=-1)  # x[i+1] - x[i], for the interpolation
-    fill = -mean_t[:, None] / (std_t[:, None] + 1e-8)  # (C, 1)
-    inv = 1.0 / (std_t[:, None] + 1e-8)  # (C, 1)
+    fill = zscore(torch.zeros_like(mean_t)[:, None], mean_t, std_t)  # (C, 1): 0 mV, z-scored
+    inv = 1.0 / (std_t[:, None] + 1e-8)  # (C, 1): the z-score's scale
 
     cuts = (cut_start.view(v, b, -1), cut_len.view(v, b, -1)) if cutout else None  # (V, B, C or 1) each
     scale = s.view(v, b, 1, 1) * inv if noise else None  # (V, B, C, 1): sigma / (std + 1e-8)
