@@ -170,13 +170,10 @@ def _listing(what: str, items: Sequence[str], limit: int = 8) -> str:
 
 
 def load_backbone(backbone: nn.Module, source: str | Path | Mapping) -> int:
-    """Load a state_dict (a dict or a file holding one) into `backbone`, all or nothing.
-
-    Prefixes a wrapper adds to every key (``module.``, ``_orig_mod.``, ``backbone.``) are
-    stripped. Any missing key, unexpected key or shape mismatch raises UserError listing them,
-    and nothing is loaded: the released fusion models silently loaded 0 of 601 tensors (B6).
-    Returns the number of tensors loaded (also logged).
-    """
+    """Load a state_dict (or a file holding one) into `backbone`, all or nothing; returns (and logs)
+    the number of tensors loaded. Wrapper prefixes on every key (STRIP_PREFIXES) are stripped; any
+    missing or unexpected key or shape mismatch is a UserError listing them, and nothing is loaded
+    (the released fusion models silently loaded 0 of 601 tensors, B6)."""
     state = _read_state(source)
     target = backbone.state_dict()
     state, stripped = _strip_prefixes(state, set(target))
