@@ -1,57 +1,27 @@
 """`python -m ecgssl_nb download`: the PhysioNet/CinC Challenge 2020 training data, verified.
 
-By default (`--from physionet`) the records come from PhysioNet as loose files: project
-challenge-2020, version 1.0.2, `https://physionet.org/files/challenge-2020/1.0.2/training/<tranche>/
-<gN>/<record>.hea|.mat`, with `SHA256SUMS.txt` at the version's root listing the SHA-256 of every
-file (one "<sha256> <path>" line each, paths from the version's root). `TRANCHES` maps the six
-tranche folders to the sources (`records.SOURCES`), so `--sources` picks tranches. How big and how
-long (estimates, not measurements): 43,101 records are about 86,200 files and roughly 8 GB (12
-leads of int16 at 257-1000 Hz); the list itself is a few MB. The time is set by PhysioNet, one
-request per file: expect roughly 1-3 hours with the default 8 workers, less on a fast link.
+`--from physionet` (the default): the loose files of PhysioNet's challenge-2020 1.0.2
+(`PHYSIONET_URL`, `TRANCHES` maps its six `training/` folders to `records.SOURCES`), each checked
+against the version's `SHA256SUMS.txt` (or `--sha256 FILE`, a copy you trust, e.g. for a mirror at
+`--base-url`). About 86,200 files, roughly 8 GB, 1-3 hours with 8 workers (estimates). A file is
+hashed as it is written to `<file>.part` and renamed in only with its listed SHA-256; a mismatch
+is kept in `DIR/.physionet/rejected/` and tried again (3 tries, `--workers` at a time); a verified
+file is never fetched again and a `.part` is resumed (HTTP Range). A source is marked complete
+only when every listed file is verified; otherwise one line names the first bad file, and a rerun
+fetches only what is missing. Layout: `DIR/.physionet/{SHA256SUMS.txt,<source>/,rejected/}`
+while fetching; `DIR/<source>/gN/<record>.hea|mat` with `DIR/<source>/.complete` when finished.
 
-What is verified, and when. The list is fetched first (or read from `--sha256 FILE`, a copy you
-trust, e.g. for a mirror of the tree at `--base-url`); only its `training/` .hea/.mat entries of
-the chosen sources are fetched. Each file is hashed as it is written to `<file>.part` and renamed
-into place only when its SHA-256 is the listed one; a mismatch is kept in
-`DIR/.physionet/rejected/` and tried again (3 tries per file, `--workers` at a time). A file
-already there with the listed SHA-256 is not fetched again; a `.part` is resumed with an HTTP
-Range request (or restarted when the server sends the whole file). A source is marked complete
-only when every one of its listed files is present and verified; otherwise the command fails with
-one line naming the first bad file, and running it again fetches only what is missing.
+`--from bucket`: the six tar.gz archives of the Challenge's public Google Cloud bucket
+(`BASE_URL`, `ARCHIVES`). No checksum of them is published (so `Archive.sha256` is None for all
+six): an archive is accepted only with a SHA-256 from `--sha256 FILE` (`sha256sum` lines, which
+may list extracted files too, then checked), or with the loudly named `--unverified-archives`. A
+mismatch is moved to `DIR/.archives/<file>.bad` (kept); a fault anywhere in the gzip or tar stream
+fails the extraction and marks nothing. Layout: `DIR/.archives/<file>[.part]`, then
+`DIR/<source>/...` with `.complete`.
 
-Layout written (what `prepare --data-dir DIR` reads; hidden folders are not read by it):
-
-    DIR/.physionet/SHA256SUMS.txt     the list the files were checked against
-    DIR/.physionet/<source>/...       a source being fetched (files, <file>.part partials)
-    DIR/.physionet/rejected/...       bytes that did not match the list (kept, never used)
-    DIR/<source>/gN/<record>.hea|mat  a finished source, moved from .physionet/ in one rename;
-                                      DIR/<source>/.complete marks it finished
-
-`--from bucket`: the six tar.gz archives the Challenge released in the public Google Cloud bucket
-`physionet-challenge-2020-12-lead-ecg-public` (announced on the physionet-challenges mailing
-list, "four new tranches of 12-lead ECG data", as `https://storage.cloud.google.com/<bucket>/
-<file>`; served without a login at `https://storage.googleapis.com/<bucket>/<file>`). `ARCHIVES`
-lists them: source, file, records announced. No checksum of these archives is published
-(PhysioNet's SHA256SUMS.txt lists the loose files, not the archives), and no sum is recorded here
-that was not found verbatim in an official source (`Archive.sha256` is None for all six). So an
-archive is only accepted with a SHA-256 from `--sha256 FILE` (lines "<hex>  <file name>", as
-`sha256sum` writes them), and without one the command refuses before it downloads anything,
-unless you pass the loudly named `--unverified-archives` (then each archive is reported as
-unverified). A mismatch moves the file to `DIR/.archives/<file>.bad` (kept, never deleted) and
-fails; running again downloads it afresh. The sums file may also list extracted files by name
-(PhysioNet's own SHA256SUMS.txt, say): every extracted file whose name it lists must match.
-Extraction fails loudly on any fault of the gzip or tar stream (a CRC error, a truncated stream,
-a damaged header anywhere, data after the end of the archive): the archive is kept, nothing is
-marked complete. Its layout (two archives both unpack to `WFDB/`, so each gets its own folder):
-
-    DIR/.archives/<file>.part   a partial download (resumed with an HTTP Range request)
-    DIR/.archives/<file>        a finished download (removed after extraction unless --keep-archives)
-    DIR/<source>/...            the extracted archive; DIR/<source>/.complete marks it finished
-
-Either way, running the command again skips finished sources. A folder `DIR/<source>` without
-`.complete` (not made by this command) is refused before anything is downloaded; with `--force`
-it is moved to `DIR/.moved-aside/<source>.stale-<time>` (hidden, so `prepare` never reads it),
-never deleted.
+Either way finished sources are skipped. A folder `DIR/<source>` without `.complete` is refused
+before anything is downloaded; with `--force` it is moved to `DIR/.moved-aside/` (hidden from
+`prepare`), never deleted.
 """
 
 from __future__ import annotations
@@ -131,6 +101,17 @@ def parse_sources(spec: str) -> list[str]:
     return [s for s in ARCHIVES if s in chosen]
 
 
+_NO_RETRY = (400, 401, 403, 404, 410)  # HTTP errors that another try will not cure
+
+
+class _Failed(Exception):
+    """One try at one file failed; `final` when another try cannot help."""
+
+    def __init__(self, reason: str, final: bool = False):
+        super().__init__(reason)
+        self.final = final
+
+
 def _total_from_headers(resp, offset: int) -> int | None:
     """Size of the whole file announced by a 200 (Content-Length) or 206 (Content-Range) reply."""
     cr = resp.headers.get("Content-Range")
@@ -144,73 +125,95 @@ def _total_from_headers(resp, offset: int) -> int | None:
     return None
 
 
-def fetch(url: str, dest: Path, sha256: str | None = None, progress: bool | None = None, timeout: float = 60.0) -> Path:
-    """Download `url` to `dest`, resuming `dest.part` with an HTTP Range request when the server
-    allows it (else starting over). Checks the announced size (and the SHA-256 if given), then
-    renames `dest.part` to `dest` atomically. Returns dest. UserError on failure (the .part is
-    kept when it may be resumed; one with the wrong SHA-256 is moved to `dest.bad`)."""
-    dest = Path(dest)
-    part = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    offset = part.stat().st_size if part.exists() else 0
+def _open(url: str, offset: int, timeout: float):
+    """The reply to a GET of `url` (from byte `offset` on when > 0); _Failed otherwise."""
     headers = {"User-Agent": _USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
-    req = urllib.request.Request(url, headers=headers)
     try:
-        resp = urllib.request.urlopen(req, timeout=timeout)
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset:  # our .part is not a prefix the server can continue
-            part.unlink()
-            return fetch(url, dest, sha256=sha256, progress=progress, timeout=timeout)
-        raise UserError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
+        raise _Failed(f"HTTP {exc.code} {exc.reason}", final=exc.code in _NO_RETRY) from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        raise UserError(f"download of {url} failed: {getattr(exc, 'reason', exc)}; run again to resume") from None
+        raise _Failed(f"{getattr(exc, 'reason', exc)}") from None
 
+
+def _fetch_once(url: str, part: Path, count: Callable[[int], object], timeout: float, want: str | None) -> str:
+    """One try: resume `part` (or start it over when the server sends the whole file), hashing
+    the bytes as they are written, and check the announced size; returns the SHA-256 of `part`
+    (at once when a resumable `part` already has the SHA-256 `want`). `count(n)` gets each block's
+    size; _Failed otherwise (a `part` that is no prefix of the file is removed)."""
+    h, offset = hashlib.sha256(), part.stat().st_size if part.exists() else 0
+    if offset and want is not None:
+        with open(part, "rb") as fh:
+            while block := fh.read(_CHUNK):
+                h.update(block)
+        if h.hexdigest() == want:  # all there already (stopped before its rename)
+            return want
+    try:
+        resp = _open(url, offset, timeout)
+    except _Failed as exc:
+        if offset and str(exc).startswith("HTTP 416"):  # our .part is no prefix the server can continue
+            part.unlink()
+        raise
     with resp:
-        total = _receive(resp, url, part, offset, progress)
+        start = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range") or "")
+        if getattr(resp, "status", 200) != 206:
+            h, offset = hashlib.sha256(), 0  # the whole file (or a file:// URL): start over
+        elif not start or int(start.group(1)) != offset:
+            part.unlink()
+            raise _Failed(f"the server resumed at the wrong place ({resp.headers.get('Content-Range')!r})")
+        elif want is None:  # the resumed prefix was not hashed above
+            with open(part, "rb") as fh:
+                while block := fh.read(_CHUNK):
+                    h.update(block)
+        total = _total_from_headers(resp, offset)
+        with open(part, "ab" if offset else "wb") as fh:
+            try:
+                while block := resp.read(_CHUNK):
+                    fh.write(block)
+                    h.update(block)
+                    count(len(block))
+            except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
+                raise _Failed(f"interrupted ({exc})") from None
     size = part.stat().st_size
     if total is not None and size != total:
-        if size > total:
+        if size > total:  # no prefix of the file: start over next time
             part.unlink()
-        raise UserError(f"download of {url}: got {size} bytes, the server announced {total}; run again to resume")
-    if sha256 is not None:
-        check_sha256(part, sha256, url, bad=dest.with_name(dest.name + ".bad"))
+        raise _Failed(f"got {size} bytes, the server announced {total}")
+    return h.hexdigest()
+
+
+def _reject(path: Path, got: str, want: str, bad: Path) -> str:
+    """Move the file `path`, whose SHA-256 `got` is not `want`, to `bad` (kept for inspection,
+    never used nor deleted); the reason, in words."""
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, bad)
+    return f"SHA-256 {got} is not the expected {want}; the file was moved to {bad} (kept, not deleted)"
+
+
+def fetch(url: str, dest: Path, sha256: str | None = None, progress: bool | None = None, timeout: float = 60.0) -> Path:
+    """Download `url` to `dest` (`_fetch_once`: `dest.part` resumed with an HTTP Range request,
+    the announced size checked), check the SHA-256 if given, then rename `dest.part` onto `dest`.
+    Returns dest. UserError on failure (the .part is kept when it may be resumed; one with the
+    wrong SHA-256 is moved to `dest.bad`)."""
+    from tqdm import tqdm  # only when something is downloaded
+
+    dest, want = Path(dest), None if sha256 is None else sha256.lower()
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    disable = None if progress is None else not progress
+    with tqdm(unit="B", unit_scale=True, desc=dest.name, disable=disable) as bar:
+        for again in (True, False):  # a .part the server cannot continue (HTTP 416) is dropped once
+            try:
+                got = _fetch_once(url, part, bar.update, timeout, want)
+                break
+            except _Failed as exc:
+                if not (again and str(exc).startswith("HTTP 416")):
+                    raise UserError(f"download of {url} failed: {exc}; run again to resume") from None
+    if want is not None and got != want:
+        why = _reject(part, got, want, dest.with_name(dest.name + ".bad"))
+        raise UserError(f"{url}: {why}: run again to download it afresh")
     os.replace(part, dest)
     return dest
-
-
-def _receive(resp, url: str, part: Path, offset: int, progress: bool | None) -> int | None:
-    """Append the reply's body to `part` (206: a resumed range starting at `offset`) or write it
-    anew (200); returns the whole file's announced size in bytes (None when not announced)."""
-    from tqdm import tqdm
-
-    status = getattr(resp, "status", None) or resp.getcode() or 200
-    if status == 206:
-        m = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range", ""))
-        if not m or int(m.group(1)) != offset:
-            raise UserError(
-                f"download of {url}: the server resumed at the wrong place ({resp.headers.get('Content-Range')!r})"
-            )
-        mode = "ab"
-    else:  # 200 (or a file:// URL): the server sent the whole file, start over
-        offset, mode = 0, "wb"
-    total = _total_from_headers(resp, offset)
-    disable = None if progress is None else not progress
-    bar = tqdm(
-        total=total, initial=offset, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"), disable=disable
-    )
-    try:
-        with open(part, mode) as fh:
-            while True:
-                try:
-                    block = resp.read(_CHUNK)
-                except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
-                    raise UserError(f"download of {url} interrupted: {exc}; run again to resume") from None
-                if not block:
-                    return total
-                fh.write(block)
-                bar.update(len(block))
-    finally:
-        bar.close()
 
 
 def check_sha256(path: Path, expected: str, what: str, bad: Path) -> None:
@@ -218,11 +221,7 @@ def check_sha256(path: Path, expected: str, what: str, bad: Path) -> None:
     `bad` (kept for inspection, never deleted), so that running again downloads it afresh."""
     got = provenance.sha256_file(path)
     if got != expected.lower():
-        os.replace(path, bad)
-        raise UserError(
-            f"{what}: SHA-256 {got} is not the expected {expected.lower()}; the file was moved to {bad} "
-            f"(kept, not deleted): run again to download it afresh"
-        )
+        raise UserError(f"{what}: {_reject(path, got, expected.lower(), bad)}: run again to download it afresh")
 
 
 # "<64 hex> <name>" as PhysioNet writes SHA256SUMS.txt (one space, paths from the version's root),
@@ -473,7 +472,6 @@ TRANCHES: dict[str, str] = {
     "Georgia": "georgia",
 }
 _STAGE = ".physionet"  # OUT/.physionet/<source>/: a source being fetched (hidden from `prepare`)
-_NO_RETRY = (400, 401, 403, 404, 410)  # HTTP errors that another try will not cure
 RETRY_BACKOFF_S = 1.0  # seconds before the 2nd try of a file, twice that before the 3rd
 
 
@@ -508,92 +506,31 @@ def physionet_plan(sums: dict[str, str], names: list[str], where: str = SUMS_NAM
     return plan
 
 
-class _Failed(Exception):
-    """One try at one file failed; `final` when another try cannot help."""
-
-    def __init__(self, reason: str, final: bool = False):
-        super().__init__(reason)
-        self.final = final
-
-
-def _open(url: str, offset: int, timeout: float):
-    """The reply to a GET of `url` (from byte `offset` on when > 0); _Failed otherwise."""
-    headers = {"User-Agent": _USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
-    try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        raise _Failed(f"HTTP {exc.code} {exc.reason}", final=exc.code in _NO_RETRY) from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        raise _Failed(f"{getattr(exc, 'reason', exc)}") from None
-
-
-def _fetch_once(url: str, dest: Path, want: str, rejected: Path, count, timeout: float) -> None:
-    """One try: resume `dest.part` (or start it over when the server sends the whole file),
-    hashing the bytes as they are written, then rename it to `dest` only if its SHA-256 is `want`.
-    A mismatching file is moved to `rejected` (kept, never used). `count(n)` gets each block's size."""
-    part = dest.with_name(dest.name + ".part")
-    h, offset = hashlib.sha256(), part.stat().st_size if part.exists() else 0
-    if offset:
-        with open(part, "rb") as fh:
-            while block := fh.read(_CHUNK):
-                h.update(block)
-        if h.hexdigest() == want:  # all there already (stopped before its rename)
-            os.replace(part, dest)
-            return
-    try:
-        resp = _open(url, offset, timeout)
-    except _Failed as exc:
-        if offset and str(exc).startswith("HTTP 416"):  # our .part is no prefix the server can continue
-            part.unlink()
-        raise
-    with resp:
-        start = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range") or "")
-        if getattr(resp, "status", 200) != 206:
-            h, offset = hashlib.sha256(), 0  # the whole file: start over
-        elif not start or int(start.group(1)) != offset:
-            part.unlink()
-            raise _Failed(f"the server resumed at the wrong place ({resp.headers.get('Content-Range')!r})")
-        total = _total_from_headers(resp, offset)
-        with open(part, "ab" if offset else "wb") as fh:
-            try:
-                while block := resp.read(_CHUNK):
-                    fh.write(block)
-                    h.update(block)
-                    count(len(block))
-            except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
-                raise _Failed(f"interrupted ({exc})") from None
-    size = part.stat().st_size
-    if total is not None and size != total:
-        if size > total:  # no prefix of the file: start over next time
-            part.unlink()
-        raise _Failed(f"got {size} bytes, the server announced {total}")
-    if h.hexdigest() != want:
-        rejected.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(part, rejected)
-        raise _Failed(f"SHA-256 {h.hexdigest()} is not the listed {want} (the bytes are kept in {rejected})")
-    os.replace(part, dest)
-
-
 def fetch_listed(
     url: str, dest: Path, want: str, rejected: Path, count: Callable[[int], object] = lambda n: None, **opts
 ) -> str | None:
     """Make `dest` a verified copy of `url`: skipped when it is already there with SHA-256 `want`,
-    else fetched (resuming a `.part`) with up to `retries` (3) tries, `backoff` s apart times the try
-    (RETRY_BACKOFF_S). Returns None on success, else the last reason it failed (the .part is kept)."""
+    else fetched (`_fetch_once`, resuming a `.part`) with up to `retries` (3) tries, `backoff` s
+    apart times the try (RETRY_BACKOFF_S); bytes with another SHA-256 are moved to `rejected`.
+    Returns None on success, else the last reason it failed (the .part is kept)."""
     retries, timeout = opts.get("retries", 3), opts.get("timeout", 60.0)
     backoff = opts.get("backoff", RETRY_BACKOFF_S)
     if dest.exists() and provenance.sha256_file(dest) == want:
         return None
     dest.parent.mkdir(parents=True, exist_ok=True)
-    reason = "not tried"
+    part, reason = dest.with_name(dest.name + ".part"), "not tried"
     for attempt in range(1, retries + 1):
         try:
-            _fetch_once(url, dest, want, rejected, count, timeout)
-            return None
+            got = _fetch_once(url, part, count, timeout, want)
+            if got == want:
+                os.replace(part, dest)
+                return None
+            reason = _reject(part, got, want, rejected)
         except _Failed as exc:
             reason = str(exc)
-            if exc.final or attempt == retries:
+            if exc.final:
                 break
+        if attempt < retries:
             time.sleep(backoff * attempt)
     return reason
 
