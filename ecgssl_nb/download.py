@@ -26,7 +26,6 @@ before anything is downloaded; with `--force` it is moved to `DIR/.moved-aside/`
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import os
@@ -47,6 +46,7 @@ from pathlib import Path, PurePosixPath
 
 from . import provenance
 from .core.errors import UserError, check_int
+from .records import RECORDS_2020
 
 BASE_URL = "https://storage.googleapis.com/physionet-challenge-2020-12-lead-ecg-public/"
 _USER_AGENT = "ecgssl_nb-download (python urllib)"
@@ -61,8 +61,12 @@ _SIZE_NOTE = (
 class Archive:
     source: str  # one of records.SOURCES
     file: str  # object name in the bucket
-    records: int  # records announced by the Challenge
     sha256: str | None = None  # None: no official checksum published (see the module docstring)
+
+    @property
+    def records(self) -> int:
+        """Records announced by the Challenge (`records.RECORDS_2020`)."""
+        return RECORDS_2020[self.source]
 
     def url(self, base_url: str = BASE_URL) -> str:
         """The archive's address below `base_url` (the public bucket, or a mirror)."""
@@ -72,12 +76,12 @@ class Archive:
 ARCHIVES: dict[str, Archive] = {
     a.source: a
     for a in (
-        Archive("CPSC", "PhysioNetChallenge2020_Training_CPSC.tar.gz", 6877),
-        Archive("CPSC-Extra", "PhysioNetChallenge2020_Training_2.tar.gz", 3453),
-        Archive("INCART", "PhysioNetChallenge2020_Training_StPetersburg.tar.gz", 74),
-        Archive("PTB", "PhysioNetChallenge2020_Training_PTB.tar.gz", 516),
-        Archive("PTB-XL", "PhysioNetChallenge2020_PTB-XL.tar.gz", 21837),
-        Archive("Georgia", "PhysioNetChallenge2020_Training_E.tar.gz", 10344),
+        Archive("CPSC", "PhysioNetChallenge2020_Training_CPSC.tar.gz"),
+        Archive("CPSC-Extra", "PhysioNetChallenge2020_Training_2.tar.gz"),
+        Archive("INCART", "PhysioNetChallenge2020_Training_StPetersburg.tar.gz"),
+        Archive("PTB", "PhysioNetChallenge2020_Training_PTB.tar.gz"),
+        Archive("PTB-XL", "PhysioNetChallenge2020_PTB-XL.tar.gz"),
+        Archive("Georgia", "PhysioNetChallenge2020_Training_E.tar.gz"),
     )
 }
 _CHUNK = 1 << 20  # bytes per read
@@ -250,13 +254,8 @@ def parse_sums(text: str, where: str) -> dict[str, str]:
 def read_sums(path: str | Path) -> dict[str, str]:
     """{file name: lower-case hex SHA-256} from a SHA256SUMS-style file (see `parse_sums`). A name
     with folders is also listed under its last part. UserError naming the file and line otherwise."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"--sha256 {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
     sums: dict[str, str] = {}
-    for name, digest in parse_sums(text, f"--sha256 {path}").items():
+    for name, digest in _read_list(path)[0].items():
         for key in {name, PurePosixPath(name).name}:
             if sums.get(key, digest) != digest:
                 raise UserError(f"--sha256 {path}: {key!r} is listed twice with different sums")
@@ -363,13 +362,54 @@ def _move_aside(target: Path) -> Path:
     return final
 
 
-def source_state(out: Path, archive: Archive) -> str:
+def _start(out: str | Path, sources: str | list[str]) -> tuple[Path, list[str]]:
+    """(the data folder, the chosen sources); UserError for bad sources or an --out that is a file."""
+    out = Path(out)
+    names = parse_sources(sources if isinstance(sources, str) else ",".join(sources))
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    return out, names
+
+
+def _dry_row(out: Path, name: str, state: str, url: str) -> None:
+    """One line of --dry-run: a source, its records, its state, where it comes from and goes."""
+    print(f"{name:<11} {ARCHIVES[name].records:>6} records  {state:<20} {url} -> {out / name}")
+
+
+def _pending(out: Path, names: list[str], state: Callable[[Path, str], str], force: bool) -> list[str]:
+    """The sources not finished yet; UserError (before anything is written) for a folder in
+    their way, unless `force`."""
+    todo = [n for n in names if state(out, n) != "extracted"]
+    blocked = [n for n in todo if _occupied(out / n)]
+    if blocked and not force:
+        raise UserError(_in_the_way(out / blocked[0]) + (f" (also: {', '.join(blocked[1:])})" if blocked[1:] else ""))
+    for name in names:
+        if name not in todo:
+            print(f"{name}: already complete in {out / name}", file=sys.stderr)
+    return todo
+
+
+def _make(out: Path, folder: str) -> None:
+    """Create OUT/<folder>; UserError when that cannot be done."""
+    try:
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out} cannot be created: {exc.strerror or exc}") from None
+
+
+def _finished_or_blocked(out: Path, source: str) -> str | None:
+    """'extracted' (OUT/<source>/.complete), 'in the way' (it holds files but no .complete), or None."""
+    if (out / source / ".complete").exists():
+        return "extracted"
+    return "in the way" if _occupied(out / source) else None
+
+
+def source_state(out: Path, archive: Archive | str) -> str:
     """'extracted', 'in the way' (OUT/<source> holds files but no .complete), 'downloaded',
     'partial (N bytes)' or 'missing'."""
-    if (out / archive.source / ".complete").exists():
-        return "extracted"
-    if _occupied(out / archive.source):
-        return "in the way"
+    archive = ARCHIVES[archive] if isinstance(archive, str) else archive
+    if done := _finished_or_blocked(out, archive.source):
+        return done
     store = out / ".archives"
     if (store / archive.file).exists():
         return "downloaded"
@@ -395,39 +435,14 @@ def download_archives(
     the extracted files'); unverified: accept an archive with no known sum (said loudly); force:
     move a folder `out/<source>` that `download` did not make aside. With dry_run, only prints
     what would be done. Every refusal comes before anything is downloaded or moved."""
-    out = Path(out)
-    names = parse_sources(sources) if isinstance(sources, str) else parse_sources(",".join(sources))
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
+    out, names = _start(out, sources)
     sums = read_sums(sha256) if sha256 is not None else {}
     if dry_run:
         for name in names:
-            a = ARCHIVES[name]
-            print(f"{name:<11} {a.records:>6} records  {source_state(out, a):<20} {a.url(base_url)} -> {out / name}")
+            _dry_row(out, name, source_state(out, name), ARCHIVES[name].url(base_url))
         return out
-    todo = [ARCHIVES[n] for n in names if source_state(out, ARCHIVES[n]) != "extracted"]
+    todo = [ARCHIVES[n] for n in _pending(out, names, source_state, force)]
     expected = {a.source: sums.get(a.file) or a.sha256 for a in todo}
-    _check_plan(out, todo, expected, unverified, force)
-    try:
-        (out / ".archives").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {out} cannot be created: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out} is not writable")
-    for name in names:
-        if name not in expected:
-            print(f"{name}: already extracted in {out / name}", file=sys.stderr)
-    for a in todo:
-        _get_one(out, a, expected[a.source], sums, base_url, keep_archives, progress, force)
-    return out
-
-
-def _check_plan(out: Path, todo: list[Archive], expected: dict[str, str | None], unverified: bool, force: bool) -> None:
-    """Refuse, before anything is written, a source folder in the way (without `force`) or an
-    archive with no known SHA-256 (without `unverified`)."""
-    blocked = [a.source for a in todo if _occupied(out / a.source)]
-    if blocked and not force:
-        raise UserError(_in_the_way(out / blocked[0]) + (f" (also: {', '.join(blocked[1:])})" if blocked[1:] else ""))
     unknown = [a.file for a in todo if expected[a.source] is None]
     if unknown and not unverified:
         raise UserError(
@@ -435,6 +450,12 @@ def _check_plan(out: Path, todo: list[Archive], expected: dict[str, str | None],
             f"pass --sha256 FILE with lines '<sha256>  <file name>', or --unverified-archives to accept "
             f"them unchecked; nothing was downloaded"
         )
+    _make(out, ".archives")
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out} is not writable")
+    for a in todo:
+        _get_one(out, a, expected[a.source], sums, base_url, keep_archives, progress, force)
+    return out
 
 
 def _get_one(
@@ -537,10 +558,8 @@ def fetch_listed(
 
 def _physionet_state(out: Path, source: str) -> str:
     """'extracted' (OUT/<source>/.complete), 'in the way', 'partial (N files)' or 'missing'."""
-    if (out / source / ".complete").exists():
-        return "extracted"
-    if _occupied(out / source):
-        return "in the way"
+    if done := _finished_or_blocked(out, source):
+        return done
     stage = out / _STAGE / source
     n = sum(1 for p in stage.rglob("*") if p.is_file() and not p.name.endswith(".part")) if stage.is_dir() else 0
     return f"partial ({n} files)" if n else "missing"
@@ -582,33 +601,20 @@ def download_physionet(
     """Fetch the chosen sources' .hea/.mat files from PhysioNet (or a mirror of its tree at
     `base_url`), each verified against SHA256SUMS.txt (or `sums_file`), into `out/<source>/`
     (see the module docstring); returns `out`. `opts`: retries, backoff, timeout (per file)."""
-    out = Path(out)
-    names = parse_sources(sources) if isinstance(sources, str) else parse_sources(",".join(sources))
+    out, names = _start(out, sources)
     workers = check_int("--workers", workers, 1)
     if workers > 64:
         raise UserError(f"--workers {workers}: at most 64 (PhysioNet is a shared server)")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
     given = _read_list(sums_file) if sums_file is not None else None  # a bad FILE is refused first
     if dry_run:
         print(f"{'list':<11} {'':>6}          {'':<20} {base_url.rstrip('/')}/{SUMS_NAME}")
         for name in names:
-            a, folder = ARCHIVES[name], f"{base_url.rstrip('/')}/training/{TRANCHES[name]}/"
-            print(f"{name:<11} {a.records:>6} records  {_physionet_state(out, name):<20} {folder} -> {out / name}")
+            _dry_row(out, name, _physionet_state(out, name), f"{base_url.rstrip('/')}/training/{TRANCHES[name]}/")
         return out
-    todo = [n for n in names if _physionet_state(out, n) != "extracted"]
-    blocked = [n for n in todo if _occupied(out / n)]
-    if blocked and not force:
-        raise UserError(_in_the_way(out / blocked[0]) + (f" (also: {', '.join(blocked[1:])})" if blocked[1:] else ""))
-    for name in names:
-        if name not in todo:
-            print(f"{name}: already complete in {out / name}", file=sys.stderr)
+    todo = _pending(out, names, _physionet_state, force)
     if not todo:
         return out
-    try:
-        (out / _STAGE).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {out} cannot be created: {exc.strerror or exc}") from None
+    _make(out, _STAGE)
     sums, origin = given or _fetch_list(out, base_url)
     plan = physionet_plan(sums, todo, origin)
     failed = _fetch_plan(out, plan, base_url, workers, progress, opts)
@@ -722,14 +728,9 @@ def download(
     )
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UserError(f"download: {message}")
-
-
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb download --out DIR [--sources all|CPSC,...] [--from physionet|bucket] ...`."""
-    p = _Parser(
+    p = provenance.CommandParser(
         prog="python -m ecgssl_nb download",
         description=__doc__.split("\n\n")[0] + " " + _SIZE_NOTE,
         epilog="The module docstring (python -m pydoc ecgssl_nb.download) describes the layout and each check.",
@@ -761,6 +762,7 @@ def cli(argv: list[str]) -> int:
     )
     p.add_argument(
         "--unverified-archives",
+        dest="unverified",
         action="store_true",
         help="--from bucket: accept archives with no known SHA-256 (UNSAFE: a damaged or altered archive goes unnoticed)",
     )
@@ -772,17 +774,5 @@ def cli(argv: list[str]) -> int:
         action="store_true",
         help="move a folder OUT/<source> that download did not make to OUT/.moved-aside/ (never deleted)",
     )
-    args = p.parse_args(argv)
-    download(
-        args.out,
-        args.sources,
-        origin=args.origin,
-        dry_run=args.dry_run,
-        force=args.force,
-        base_url=args.base_url,
-        sha256=args.sha256,
-        unverified=args.unverified_archives,
-        keep_archives=args.keep_archives,
-        workers=args.workers,
-    )
+    download(**vars(p.parse_args(argv)))
     return 0

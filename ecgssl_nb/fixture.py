@@ -49,6 +49,7 @@ from scipy.signal import sawtooth
 from .core import labels
 from .core.errors import UserError, check_seed
 from .core.labels import LEADS
+from .records import RECORDS_2020
 
 GAIN = 1000  # ADC units per mV, as in most Challenge 2020 headers
 FIXTURE_VERSION = 1
@@ -86,14 +87,6 @@ FIXTURE_SOURCES: dict[str, FixtureSource] = {
 # lengths. `make_fixture(..., shape="physionet2020")` writes a synthetic corpus of this shape
 # (43,101 records at full size, with the 30-minute INCART and the long PTB records) for the
 # full-size benchmarks; same folders, names and headers as the tiny shape.
-PHYSIONET2020_RECORDS = {
-    "CPSC": 6877,
-    "CPSC-Extra": 3453,
-    "INCART": 74,
-    "PTB": 516,
-    "PTB-XL": 21837,
-    "Georgia": 10344,
-}  # 43,101 in all
 _PHYSIONET2020_SECONDS = {
     "CPSC": (6.0, 60.0),
     "CPSC-Extra": (6.0, 60.0),
@@ -105,7 +98,7 @@ _PHYSIONET2020_SECONDS = {
 SHAPES = {
     "tiny": FIXTURE_SOURCES,
     "physionet2020": {
-        k: replace(s, seconds=_PHYSIONET2020_SECONDS[k], share=PHYSIONET2020_RECORDS[k] / 43101)
+        k: replace(s, seconds=_PHYSIONET2020_SECONDS[k], share=RECORDS_2020[k] / sum(RECORDS_2020.values()))
         for k, s in FIXTURE_SOURCES.items()
     },
 }

@@ -32,7 +32,6 @@ the SIGBUS of a memory map). `load_prepared` checks every file before use.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import hashlib
 import io
@@ -857,14 +856,9 @@ def _index_fault(index: pd.DataFrame, n_rows: int, stats: dict) -> str | None:
     return None
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, via the dispatcher
-        raise UserError(f"prepare: {message}")
-
-
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb prepare --data-dir DIR --out OUT [--workers N] [--n-folds K] [--seed S] [--force]`."""
-    p = _Parser(prog="python -m ecgssl_nb prepare", description=__doc__.split("\n\n")[0])
+    p = provenance.CommandParser(prog="python -m ecgssl_nb prepare", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--data-dir", required=True, help="folder with the Challenge records (*.hea + *.mat), searched recursively"
     )
@@ -887,15 +881,5 @@ def cli(argv: list[str]) -> int:
         choices=LEAD_MODES,
         help="twelve (default) or lead-i: the released code's lead I copied into all 12 channels (B1)",
     )
-    args = p.parse_args(argv)
-    prepare(
-        args.data_dir,
-        args.out,
-        workers=args.workers,
-        n_folds=args.n_folds,
-        seed=args.seed,
-        chunk_size=args.chunk_size,
-        force=args.force,
-        leads=args.leads,
-    )
+    prepare(**vars(p.parse_args(argv)))
     return 0

@@ -28,6 +28,7 @@ every stage folder below PATH in full.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import hashlib
@@ -39,7 +40,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 from filelock import FileLock, Timeout
 
@@ -49,6 +50,14 @@ from .core.errors import UserError
 
 PROVENANCE = "provenance.json"
 LOCK = ".lock"  # where versions before the sibling lock kept it, inside the folder: ignored there
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of a data command (`prepare`, `download`, `verify`): a bad argument is one line,
+    '<command>: <argparse's message>' (a UserError: exit 2, via the dispatcher)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog.split()[-1]}: {message}")
 
 
 class Busy(UserError):
@@ -523,13 +532,7 @@ def verify(root: str | os.PathLike) -> list[tuple[Path, str, str]]:
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb verify PATH`: hash every recorded output of the stage folders below
     PATH (a runs folder, a prepared folder, one run) against its digests.json."""
-    import argparse
-
-    class _Parser(argparse.ArgumentParser):
-        def error(self, message):  # one line, exit 2, via the dispatcher
-            raise UserError(f"verify: {message}")
-
-    p = _Parser(prog="python -m ecgssl_nb verify", description=cli.__doc__.split(":")[0])
+    p = CommandParser(prog="python -m ecgssl_nb verify", description=cli.__doc__.split(":")[0])
     p.add_argument("path", help="a runs folder, a prepared folder or one run folder")
     root = Path(p.parse_args(argv).path)
     if not root.is_dir():

@@ -41,6 +41,9 @@ from .core.labels import LEADS
 
 SOURCES = ("CPSC", "CPSC-Extra", "INCART", "PTB", "PTB-XL", "Georgia", "Chapman-Shaoxing", "Ningbo", "unknown")
 _LEAD_INDEX = {name.lower(): i for i, name in enumerate(LEADS)}
+# Records per source of the Challenge 2020 training set (paper Sec. III-A; 43,101 in all): what
+# the archives announced (`download.ARCHIVES`) and the full-size synthetic shape (`fixture`).
+RECORDS_2020 = {"CPSC": 6877, "CPSC-Extra": 3453, "INCART": 74, "PTB": 516, "PTB-XL": 21837, "Georgia": 10344}
 
 # Bounds of a usable record (see the module docstring).
 MAX_ABS_MV = 50.0
