@@ -1,33 +1,17 @@
 """A tiny, deterministic, learnable synthetic corpus in the exact Challenge 2020 on-disk format.
 
-`make_fixture(out, n_records=400, seed=0)` writes, per record, a WFDB header `NAME.hea` and a
-MATLAB v4 signal file `NAME.mat` (variable `val`, int16, 12 x N, gain 1000/mV, format `16+24`),
-as the PhysioNet/CinC Challenge 2020 training archives do. Layout (`FIXTURE_SOURCES`):
+`make_fixture(out, n_records=400, seed=0)` writes per record a WFDB header `NAME.hea` and a
+MATLAB v4 `NAME.mat` (`val`, int16 12 x N, 1000/mV, format `16+24`) into one folder per source
+named like the real archive's (`FIXTURE_SOURCES`: CPSC, CPSC-Extra, INCART, PTB, PTB-XL, Georgia,
+at their rates and lengths), with `fixture.json` (what was made; written first, completed last)
+and `fixture_records.csv` (one row per record). Same seed, size and shape: the same bytes.
 
-    OUT/fixture.json                       what was made (seed, records, version); written first
-    OUT/fixture_records.csv                one row per record: name, source, path, fs, n_samples, dx
-    OUT/CPSC/Training_WFDB/A0001.hea       CPSC 2018        500 Hz,  6-30 s
-    OUT/CPSC-Extra/Training_2/Q0001.hea    CPSC-Extra       500 Hz,  6-30 s
-    OUT/INCART/Training_StPetersburg/I0001.hea  St Petersburg INCART  257 Hz, 30-40 s
-    OUT/PTB/Training_PTB/S0001.hea         PTB             1000 Hz, 10-14 s
-    OUT/PTB-XL/WFDB/HR00001.hea            PTB-XL           500 Hz, 10 s
-    OUT/Georgia/WFDB/E00001.hea            Georgia          500 Hz, 10 s
-
-Each source folder holds one sub-folder named like the real archive's, as in the authors' layout
-`<dataset>/<one sub-folder>/*.hea` (book: The data).
-
-Labels: every one of the 24 merged classes is the "primary" diagnosis of about n/24 records, to
-which a compatible rhythm and up to two further diagnoses are added (never NSR with AF, at most
-one bundle-branch pattern, ...). Some records carry the removed codes of the official merges
-(RBBB, SVPB, VPB), some carry unscored codes beside scored ones, n // 64 carry only unscored
-codes (prepare must skip them), one repeats a code, and n // 150 have `#Age: NaN`.
-
-Waveforms (`synth_ecg`): each beat is a sum of Gaussian waves (P, septal q, R, S, T, ...), each a
-3-D heart vector projected onto the 12 leads (limb leads obey Einthoven and Goldberger exactly,
-before noise and rounding), plus baseline wander and noise, in mV. The morphology follows the
-labels (rate, rhythm, PR, QRS width and shape, axis, QT, T polarity, voltage, ectopic beats,
-pacing spikes, fibrillation and flutter waves), so a model can learn them in a few epochs.
-Nothing here is a clinical model: it is test data that looks and reads like the real thing.
+Labels: each of the 24 classes is the primary diagnosis of about n/24 records, with a compatible
+rhythm and up to two further diagnoses; some records carry the codes the official merges remove
+(RBBB, SVPB, VPB) or unscored codes, n // 64 only unscored codes, one a repeated code, n // 150
+`#Age: NaN`. Waveforms (`synth_ecg`): Gaussian waves of a 3-D heart vector projected onto the
+leads (limb leads obey Einthoven and Goldberger), with wander and noise, their morphology
+following the labels so that a model learns them in a few epochs. Test data, not a clinical model.
 """
 
 from __future__ import annotations
@@ -35,10 +19,11 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
+import multiprocessing
 import os
 import sys
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -46,8 +31,9 @@ import numpy as np
 import scipy.io
 from scipy.signal import sawtooth
 
+from .atomic import write_json
 from .core import labels
-from .core.errors import UserError, check_seed
+from .core.errors import UserError, check_int, check_seed
 from .core.labels import LEADS
 from .records import RECORDS_2020
 
@@ -83,18 +69,10 @@ FIXTURE_SOURCES: dict[str, FixtureSource] = {
     )
 }
 
-# The real training set's shape (paper Sec. III-A): records per source and their rates and
-# lengths. `make_fixture(..., shape="physionet2020")` writes a synthetic corpus of this shape
-# (43,101 records at full size, with the 30-minute INCART and the long PTB records) for the
-# full-size benchmarks; same folders, names and headers as the tiny shape.
-_PHYSIONET2020_SECONDS = {
-    "CPSC": (6.0, 60.0),
-    "CPSC-Extra": (6.0, 60.0),
-    "INCART": (1800.0, 1800.0),
-    "PTB": (38.0, 120.0),
-    "PTB-XL": (10.0, 10.0),
-    "Georgia": (10.0, 10.0),
-}
+# shape="physionet2020": the real training set's source shares and record lengths (paper Sec.
+# III-A; 30-minute INCART, long PTB records), for the full-size benchmarks; same folders and names.
+_PHYSIONET2020_SECONDS = {"CPSC": (6.0, 60.0), "CPSC-Extra": (6.0, 60.0), "INCART": (1800.0, 1800.0)}
+_PHYSIONET2020_SECONDS |= {"PTB": (38.0, 120.0), "PTB-XL": (10.0, 10.0), "Georgia": (10.0, 10.0)}
 SHAPES = {
     "tiny": FIXTURE_SOURCES,
     "physionet2020": {
@@ -211,13 +189,6 @@ def _allocate(n: int, shares: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _whole(value, name: str, low: int) -> int:
-    """`value` as an int; UserError naming `name` unless it is a whole number >= low."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise UserError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return int(value)
-
-
 def _check_shape(shape: str) -> dict:
     if shape not in SHAPES:
         raise UserError(f"--shape {shape!r} is not a fixture shape; choose one of {', '.join(SHAPES)}")
@@ -228,7 +199,7 @@ def plan_fixture(n_records: int = 400, seed: int = 0, shape: str = "tiny") -> li
     """The records `make_fixture` writes (names, sources, rates, lengths, codes), cheaply, in
     order of source then number. Every class is a primary label floor(n_scored / 24) times.
     shape: "tiny" (default) or "physionet2020" (the real source shares and record lengths)."""
-    n, seed = _whole(n_records, "records", 1), check_seed("seed", seed)
+    n, seed = check_int("records", n_records, 1), check_seed("seed", seed)
     rng = np.random.default_rng([seed, 20200])
     sources = list(_check_shape(shape).values())
     counts = _allocate(n, np.array([s.share for s in sources]))
@@ -265,19 +236,9 @@ def plan_fixture(n_records: int = 400, seed: int = 0, shape: str = "tiny") -> li
         age = None if i in no_age else float(int(np.clip(rng.normal(60, 16), 18, 95)))
         sex = "Male" if rng.random() < 0.52 else "Female"
         hms = rng.integers(0, 86400)
-        plan.append(
-            FixtureRecord(
-                index=i,
-                name=f"{src.prefix}{numbers[source_of[i]]:0{src.digits}d}",
-                source=src.name,
-                fs=src.fs,
-                n_samples=int(round(seconds * src.fs)),
-                dx=tuple(dx),
-                age=age,
-                sex=sex,
-                time=f"{hms // 3600:02d}:{hms // 60 % 60:02d}:{hms % 60:02d}",
-            )
-        )
+        time = f"{hms // 3600:02d}:{hms // 60 % 60:02d}:{hms % 60:02d}"
+        name = f"{src.prefix}{numbers[source_of[i]]:0{src.digits}d}"
+        plan.append(FixtureRecord(i, name, src.name, src.fs, int(round(seconds * src.fs)), tuple(dx), age, sex, time))
     order = {s.name: k for k, s in enumerate(sources)}
     return sorted(plan, key=lambda r: (order[r.source], r.name))
 
@@ -663,14 +624,12 @@ def make_fixture(
     progress: bool = False,
     workers: int = 1,
 ) -> Path:
-    """Write the synthetic corpus (see the module doc for the layout) into `out`, which must be
-    new, empty or an earlier fixture. Same seed, size and shape -> byte-identical files. shape
-    "physionet2020": the real data set's source shares and record lengths (`SHAPES`). Records are
-    written one at a time, by `workers` processes (memory bounded by the longest record per
-    process). Returns out."""
-    n, seed = _whole(n_records, "records", 1), check_seed("seed", seed)
+    """Write the synthetic corpus (the module docstring) into `out`: new, empty or an earlier
+    fixture. Same seed, size and shape -> the same bytes. shape "physionet2020": the real data
+    set's shares and lengths (`SHAPES`). Records are written by `workers` processes. Returns out."""
+    n, seed = check_int("records", n_records, 1), check_seed("seed", seed)
     _check_shape(shape)
-    _whole(workers, "--workers", 1)
+    check_int("--workers", workers, 1)
     out = Path(out)
     _prepare_out(out)
     plan = plan_fixture(n, seed, shape)
@@ -684,18 +643,14 @@ def make_fixture(
     }
     if shape != "tiny":  # the tiny fixture's marker stays byte-identical
         meta["shape"] = shape
-    (out / MARKER).write_text(json.dumps(meta, indent=1) + "\n")
+    write_json(out / MARKER, meta, indent=1)
     for src in FIXTURE_SOURCES.values():
         (out / src.folder).mkdir(parents=True, exist_ok=True)
-    from functools import partial
-
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # only to write a corpus
 
     write = partial(_write_record, out=out, seed=seed)
     bar = dict(total=len(plan), desc="fixture", unit="record", disable=not progress, file=sys.stderr)
     if workers > 1:  # records are independent: the same bytes in any order, written in parallel
-        import multiprocessing
-
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             rows = list(tqdm(pool.imap(write, plan, chunksize=16), **bar))
     else:
@@ -705,10 +660,7 @@ def make_fixture(
     writer.writerow(["record", "source", "path", "fs", "n_samples", "dx"])
     writer.writerows(rows)
     (out / MANIFEST).write_text(buf.getvalue())
-    meta["complete"] = True
-    tmp = out / (MARKER + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(tmp, out / MARKER)
+    write_json(out / MARKER, dict(meta, complete=True), indent=1)
     return out
 
 
