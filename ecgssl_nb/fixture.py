@@ -319,14 +319,9 @@ class _Heart:
 
 def _heart(flags: set, rng: np.random.Generator) -> _Heart:
     u = rng.uniform
-    if LANFB in flags:
-        theta = u(-75, -45)
-    elif LAD in flags:
-        theta = u(-80, -35)
-    elif RAD in flags:
-        theta = u(100, 150)
-    else:
-        theta = u(10, 80)
+    theta = (
+        u(-75, -45) if LANFB in flags else u(-80, -35) if LAD in flags else u(100, 150) if RAD in flags else u(10, 80)
+    )
     amp = u(1.0, 1.8) * (u(0.25, 0.4) if LQRSV in flags else 1.0)
     main = _frontal(theta, -u(0.3, 0.6)) * amp
     septal = _unit([-0.5, 0.2, 0.8]) * u(0.12, 0.25) * amp / 1.4
@@ -379,14 +374,8 @@ def _beats(rhythm: str, flags: set, seconds: float, rng: np.random.Generator) ->
     flutter period (s; 0 unless AFL). kinds: 'sinus' (P + QRS), 'pac', 'pvc', 'paced', 'nop'
     (QRS without P: AF, AFL, junctional). In AFL every QRS falls on the flutter cycle."""
     u = rng.uniform
-    hr = {NSR: (60, 95), SA: (58, 88), SB: (40, 56), STACH: (105, 150), BRADY: (35, 52), AF: (75, 130)}
-    if rhythm == PACED:
-        hr_lo, hr_hi = 60, 80
-    elif rhythm == AFL:
-        hr_lo = hr_hi = 0
-    else:
-        hr_lo, hr_hi = hr[rhythm]
-    rr0 = 60.0 / u(hr_lo, hr_hi) if rhythm != AFL else 0.0
+    hr = {NSR: (60, 95), SA: (58, 88), SB: (40, 56), STACH: (105, 150), BRADY: (35, 52), AF: (75, 130), PACED: (60, 80)}
+    rr0 = 0.0 if rhythm == AFL else 60.0 / u(*hr[rhythm])
     sa_depth, sa_period, sa_phase = (u(0.12, 0.22), u(3, 6), u(0, 2 * np.pi)) if rhythm == SA else (0, 1, 0)
     if rhythm == AFL:
         f_period = 60.0 / u(250, 320)
