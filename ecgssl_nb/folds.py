@@ -1,26 +1,14 @@
 """The 10 folds: iterative multilabel stratification (Sechidis, Tsoumakas and Vlahavas 2011).
 
-The paper adopts this stratification (paper Sec. III-A; book: The data). Each fold should
-receive 1/K of the records and 1/K of every label's occurrences.
-Repeat until every labelled record is placed:
-
-1. take the label with the fewest records not yet placed (ties: the first label in sorted order);
-2. go through the unplaced records carrying it in reverse index order (what the authors' stable
-   argsort of all-ones counts reversed amounts to);
-3. put each into the fold with the largest remaining need for that label; ties go to the tied fold
-   with the largest remaining overall need, then to a seeded random choice among those;
-4. lower that fold's need for every label of the record and its overall need.
-
-Records without any label go last, in index order, to the fold with the largest overall need.
-
-Needs are kept as integers scaled by K (need * K = count - K * placed), so ties are exact.
-`assign_folds` runs this per source dataset on records sorted by (record, path), with a fresh
-seed per source as the authors' `np.random.seed(0)` per call (B3 fixed: input order never
-matters). Records of one duplicate group are placed together as one unit.
-
-One deliberate difference from the authors' copy of Mehari & Strodthoff's code: its second
-tie-break compares the overall need of *all* folds rather than of the folds tied on the label
-need (Sechidis et al. compare only the tied ones); we follow the paper by Sechidis et al.
+Paper Sec. III-A; book: The data. Each fold should get 1/K of the records and of every label's
+occurrences. Until every labelled record is placed: take the label with the fewest unplaced
+records (ties: the first in sorted order); put its unplaced records, in reverse index order (the
+authors' stable argsort), each into the fold with the largest remaining need for it (ties: the
+largest overall need among the tied folds, as Sechidis et al. do, where the authors' copy compares
+all folds; then a seeded choice); lower that fold's needs. Unlabelled records go last. Needs are
+integers scaled by K, so ties are exact. `assign_folds` runs this per source on records sorted by
+(record, path), a fresh seed per source (B3 fixed: input order never matters); a duplicate group
+is placed as one unit.
 """
 
 from __future__ import annotations
