@@ -17,10 +17,12 @@ resumable chunks (`make_chunks`) by `--workers` processes; arrays are written wi
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -454,9 +456,8 @@ def _foreign(out: Path, req: dict) -> str | None:
     why = provenance.refusal(out, req)  # an unreadable provenance.json is a refusal too
     if why or not provenance.holds_files(out):
         return why
-    if all((out / f).is_file() for f in (*OUTPUTS, _COMPLETE)):
-        return _content_fault(out, full=True) or "it was made by this request but is not complete"
-    return "it was made by this request but is not complete"
+    complete = all((out / f).is_file() for f in (*OUTPUTS, _COMPLETE))
+    return (complete and _content_fault(out, full=True)) or "it was made by this request but is not complete"
 
 
 def _swap_in(stage: Path, out: Path) -> None:
@@ -573,22 +574,18 @@ def _parts_for(stage: Path, manifest: dict) -> Path:
 
 
 def _run_tasks(tasks: list, workers: int, total: int, progress: bool | None) -> None:
-    from tqdm import tqdm
+    """Process the chunk `tasks` here or in a pool of `workers` processes, counting records."""
+    from tqdm import tqdm  # only when there is work
 
-    bar = tqdm(total=total, unit="rec", desc="prepare", disable=(None if progress is None else not progress))
-    try:
+    disable = None if progress is None else not progress
+    with tqdm(total=total, unit="rec", desc="prepare", disable=disable) as bar, contextlib.ExitStack() as stack:
         if workers == 1 or len(tasks) <= 1:
-            for t in tasks:
-                _, n = _process_chunk(t)
-                bar.update(n)
+            done = map(_process_chunk, tasks)
         else:
-            import multiprocessing as mp
-
-            with mp.get_context().Pool(min(workers, len(tasks))) as pool:
-                for _, n in pool.imap_unordered(_process_chunk, tasks):
-                    bar.update(n)
-    finally:
-        bar.close()
+            pool = stack.enter_context(multiprocessing.get_context().Pool(min(workers, len(tasks))))
+            done = pool.imap_unordered(_process_chunk, tasks)
+        for _, n in done:
+            bar.update(n)
 
 
 _CONTENT = ("signals.npy", "index.csv", "stats.json")  # what corpus_digest covers
@@ -742,8 +739,7 @@ def _index_fault(index: pd.DataFrame, n_rows: int, stats: dict) -> str | None:
         return f"index.csv points past the end of signals.npy ({n_rows} rows): the folder is incomplete"
     if n_rows != stats["total_samples"]:
         return f"signals.npy: {n_rows} rows, but stats.json says total_samples {stats['total_samples']}"
-    rec = index["record"].to_numpy()
-    dup = index["record"].duplicated().to_numpy()
+    rec, dup = index["record"].to_numpy(), index["record"].duplicated().to_numpy()
     if dup.any():
         return f"index.csv: record name {rec[dup.argmax()]!r} appears more than once"
     off, length = index["offset"].to_numpy(), index["length"].to_numpy()
