@@ -327,12 +327,17 @@ def extract(archive: Path, target: Path, sums: dict[str, str] | None = None, for
             f"delete it and run again"
         ) from None
     (tmp / ".complete").write_text(archive.name + "\n")
+    _install(tmp, target)
+    return target
+
+
+def _install(tmp: Path, target: Path) -> None:
+    """Rename the finished folder `tmp` onto `target`; a `target` holding anything is moved aside."""
     if _occupied(target) or (target / ".complete").exists():
         _move_aside(target)
     elif target.exists():
         target.rmdir()  # an empty folder
     os.replace(tmp, target)
-    return target
 
 
 def _occupied(target: Path) -> bool:
@@ -635,7 +640,7 @@ def download_physionet(
 def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers: int, progress, opts) -> dict:
     """Fetch every planned file with a pool of `workers` threads, counting files and bytes with
     tqdm; returns {source: (files not verified, first such path, its reason)} for the failures."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # only when something is downloaded
 
     jobs = [(name, f) for name, files in plan.items() for f in files]
     disable = None if progress is None else not progress
@@ -685,13 +690,9 @@ def _finish_source(out: Path, name: str, files: list[Listed], origin: str, force
     (stage / ".complete").write_text(
         f"challenge-2020 1.0.2, {len(files)} .hea/.mat files, each verified against {origin}\n"
     )
-    if _occupied(target):
-        if not force:
-            raise UserError(_in_the_way(target))
-        _move_aside(target)
-    elif target.exists():
-        target.rmdir()  # an empty folder
-    os.replace(stage, target)
+    if _occupied(target) and not force:
+        raise UserError(_in_the_way(target))
+    _install(stage, target)
     print(f"{name}: {len(files)} files verified, complete in {target}", file=sys.stderr)
 
 
