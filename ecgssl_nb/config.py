@@ -49,14 +49,8 @@ def as_dict(obj: Any) -> Any:
 # the class's `__post_init__` then checks the ranges). Not OmegaConf 2.4: no strict mode ("3"
 # becomes 3 silently), a `DictConfig` back, and no `__post_init__` on a merge.
 
-_TYPE_WORDS = {
-    int: "an integer",
-    float: "a float",
-    str: "text",
-    bool: "true or false",
-    dict: "a JSON object",
-    tuple: "a JSON list",
-}
+_TYPE_WORDS = {int: "an integer", float: "a float", str: "text", bool: "true or false"}
+_TYPE_WORDS |= {dict: "a JSON object", tuple: "a JSON list"}
 
 
 @functools.lru_cache(maxsize=None)

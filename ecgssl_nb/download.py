@@ -503,8 +503,7 @@ RETRY_BACKOFF_S = 1.0  # seconds before the 2nd try of a file, twice that before
 
 @dataclass(frozen=True)
 class Listed:
-    """One file PhysioNet lists: its path below the version's root, below its source folder, and
-    its SHA-256."""
+    """One file PhysioNet lists: its path below the version's root and its source folder, its SHA-256."""
 
     path: str  # 'training/cpsc_2018/g1/A0001.hea'
     rel: str  # 'g1/A0001.hea' (where it goes below OUT/<source>/)

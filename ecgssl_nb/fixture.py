@@ -494,12 +494,10 @@ def _synth(codes: Iterable[str], fs: float, n: int, rng: np.random.Generator) ->
     spikes = [b[0] - 0.045 for b in beats if b[1] == "paced"]  # just before the paced QRS
     waves = np.array(rows, dtype=np.float64).reshape(-1, 5)
     if spikes:  # pacemaker artefact: a spike centred on a sample (never missed) and an overshoot
-        spike_vec = _unit(rng.normal(size=3)) * rng.uniform(2.0, 4.0)
-        centres = np.rint(np.array(spikes) * fs) / fs
-        spike = np.column_stack([centres, np.full(len(spikes), 0.45 / fs), np.tile(spike_vec, (len(spikes), 1))])
-        overshoot = np.column_stack(
-            [centres + 0.004, np.full(len(spikes), 0.003), np.tile(-0.15 * spike_vec, (len(spikes), 1))]
-        )
+        vec = _unit(rng.normal(size=3)) * rng.uniform(2.0, 4.0)
+        c = np.rint(np.array(spikes) * fs)[:, None] / fs  # (S, 1) s
+        spike = np.hstack([c, np.full_like(c, 0.45 / fs), np.tile(vec, (len(c), 1))])
+        overshoot = np.hstack([c + 0.004, np.full_like(c, 0.003), np.tile(-0.15 * vec, (len(c), 1))])
         waves = np.concatenate([waves, spike, overshoot])
     heart_vector = _render(waves, fs, n) + _atrial_activity(rhythm, beats, f_period, fs, n, rng)
     rec8 = _lead_matrix(rng) @ heart_vector  # I, II, V1..V6
