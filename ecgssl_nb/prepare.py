@@ -420,18 +420,12 @@ def _request(manifest: dict, n_folds: int, seed: int) -> dict:
 
 
 def _finished(folder: Path, req: dict) -> bool:
-    """True when `folder` is a complete prepared folder of request `req` that passes
-    `load_prepared` and whose outputs are as written, byte for byte (it is about to be reused)."""
-    if not all((folder / f).is_file() for f in (*OUTPUTS, _COMPLETE)):
-        return False
+    """True when `folder` is a complete prepared folder of request `req` whose outputs are as
+    written, byte for byte (`provenance.finished`: it is about to be reused), passing `load_prepared`."""
     try:
-        rec = provenance.read(folder)
-        if rec is None or rec["request"] != req or "digest" not in json.loads((folder / _COMPLETE).read_text()):
-            return False
-        load_prepared(folder)
+        return provenance.finished(folder, req, *OUTPUTS) and load_prepared(folder) is not None
     except (UserError, OSError, ValueError, TypeError):
         return False
-    return _content_fault(folder, full=True) is None
 
 
 def _content_fault(folder: Path, full: bool) -> str | None:
