@@ -73,17 +73,10 @@ class Archive:
         return base_url.rstrip("/") + "/" + self.file
 
 
-ARCHIVES: dict[str, Archive] = {
-    a.source: a
-    for a in (
-        Archive("CPSC", "PhysioNetChallenge2020_Training_CPSC.tar.gz"),
-        Archive("CPSC-Extra", "PhysioNetChallenge2020_Training_2.tar.gz"),
-        Archive("INCART", "PhysioNetChallenge2020_Training_StPetersburg.tar.gz"),
-        Archive("PTB", "PhysioNetChallenge2020_Training_PTB.tar.gz"),
-        Archive("PTB-XL", "PhysioNetChallenge2020_PTB-XL.tar.gz"),
-        Archive("Georgia", "PhysioNetChallenge2020_Training_E.tar.gz"),
-    )
-}
+# source -> PhysioNetChallenge2020_<name>.tar.gz, the bucket's object
+_ARCHIVE_NAMES = {"CPSC": "Training_CPSC", "CPSC-Extra": "Training_2", "INCART": "Training_StPetersburg"}
+_ARCHIVE_NAMES |= {"PTB": "Training_PTB", "PTB-XL": "PTB-XL", "Georgia": "Training_E"}
+ARCHIVES = {s: Archive(s, f"PhysioNetChallenge2020_{name}.tar.gz") for s, name in _ARCHIVE_NAMES.items()}
 _CHUNK = 1 << 20  # bytes per read
 _MOVED = ".moved-aside"  # where --force puts a folder that was in the way (hidden from `prepare`)
 

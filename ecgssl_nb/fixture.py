@@ -377,11 +377,8 @@ def _beats(rhythm: str, flags: set, seconds: float, rng: np.random.Generator) ->
     hr = {NSR: (60, 95), SA: (58, 88), SB: (40, 56), STACH: (105, 150), BRADY: (35, 52), AF: (75, 130), PACED: (60, 80)}
     rr0 = 0.0 if rhythm == AFL else 60.0 / u(*hr[rhythm])
     sa_depth, sa_period, sa_phase = (u(0.12, 0.22), u(3, 6), u(0, 2 * np.pi)) if rhythm == SA else (0, 1, 0)
-    if rhythm == AFL:
-        f_period = 60.0 / u(250, 320)
-        ratio = [2, 4, 0][rng.integers(3)]  # 0: variable 2:1 / 3:1 / 4:1 block
-    else:
-        f_period = 0.0
+    f_period = 60.0 / u(250, 320) if rhythm == AFL else 0.0
+    ratio = [2, 4, 0][rng.integers(3)] if rhythm == AFL else 0  # 0: variable 2:1 / 3:1 / 4:1 block
 
     def next_rr(t: float) -> float:
         if rhythm == AF:
