@@ -90,21 +90,9 @@ def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, n
         raise RecordError(hea, "too short", f"{x.shape[0]} samples at {TARGET_FS} Hz < {WINDOW}")
     if leads == "lead-i":
         x = np.ascontiguousarray(np.repeat(x[:, :1], 12, axis=1))  # (L, 12), every column lead I
-    meta = {
-        "record": rec.name,
-        "source": rec.source,
-        "path": rel,
-        "fs": float(rec.fs),
-        "n_samples": int(rec.signal.shape[1]),
-        "length": int(x.shape[0]),
-        "age": rec.age,
-        "sex": rec.sex,
-        "codes": codes,
-        "dx": list(rec.dx),
-        "hash": _signal_hash(raw),
-        "mean": x.mean(axis=0, dtype=np.float64).tolist(),
-        "std": x.std(axis=0, dtype=np.float64).tolist(),
-    }
+    meta = dict(record=rec.name, source=rec.source, path=rel, fs=float(rec.fs), n_samples=int(rec.signal.shape[1]))
+    meta |= dict(length=int(x.shape[0]), age=rec.age, sex=rec.sex, codes=codes, dx=list(rec.dx), hash=_signal_hash(raw))
+    meta |= dict(mean=x.mean(axis=0, dtype=np.float64).tolist(), std=x.std(axis=0, dtype=np.float64).tolist())
     return meta, x
 
 
