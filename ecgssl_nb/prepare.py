@@ -618,46 +618,46 @@ def load_prepared(path: str | Path) -> Prepared:
     UserError naming the folder, the file and the fault."""
     path = Path(path)
     make = f"run `python -m ecgssl_nb prepare --data-dir D --out {path}`"
-    redo = f"{make} (with --force to move this one aside)"
     if not path.is_dir():
         what = "it does not exist" if not path.exists() else "it is not a folder"
         raise UserError(f"--prepared {path} is not a prepared folder: {what} ({make})")
+    try:
+        return _open_prepared(path)
+    except UserError as exc:  # every fault names the remedy
+        raise UserError(f"{exc}; {make} (with --force to move this one aside)") from None
+
+
+def _open_prepared(path: Path) -> Prepared:
+    """`load_prepared`'s checks, in order, of the folder `path`."""
     missing = [f for f in ("index.csv", "signals.npy", "stats.json") if not (path / f).is_file()]
     if missing:
-        raise UserError(f"--prepared {path} is not a prepared folder: {', '.join(missing)} missing; {redo}")
+        raise UserError(f"--prepared {path} is not a prepared folder: {', '.join(missing)} missing")
     try:
         digest = str(json.loads((path / _COMPLETE).read_text())["digest"])
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(
-            f"--prepared {path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest; {redo}"
+            f"--prepared {path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest"
         ) from None
-    try:
-        rec = provenance.read(path)
-    except UserError as exc:  # an unreadable provenance.json
-        raise UserError(f"{exc}; {redo}") from None
+    rec = provenance.read(path)  # UserError when unreadable
     if rec is None or rec["request"].get("stage") != "prepare":
         raise UserError(
             f"{path}/{provenance.PROVENANCE} is missing or not from `prepare`: the folder was made by "
-            f"something else or an older version; {redo}"
+            f"something else or an older version"
         )
     try:
         signals = np.load(path / "signals.npy", mmap_mode="r")
     except (ValueError, OSError) as exc:
-        raise UserError(f"{path}/signals.npy is not a readable .npy array ({exc}); {redo}") from None
+        raise UserError(f"{path}/signals.npy is not a readable .npy array ({exc})") from None
     if signals.ndim != 2 or signals.shape[1] != 12 or signals.dtype != np.float32:
-        raise UserError(f"{path}/signals.npy must be float32 (T, 12), got {signals.dtype} {signals.shape}; {redo}")
-    try:
-        stats, index = _read_stats(path), _read_index(path)
-    except UserError as exc:  # an unreadable or incomplete stats.json or index.csv
-        raise UserError(f"{exc}; {redo}") from None
+        raise UserError(f"{path}/signals.npy must be float32 (T, 12), got {signals.dtype} {signals.shape}")
+    stats, index = _read_stats(path), _read_index(path)
     fault = _index_fault(index, signals.shape[0], stats)
     if fault:
-        raise UserError(f"{path}/{fault}; the folder is damaged or was edited: {redo}")
+        raise UserError(f"{path}/{fault}; the folder is damaged or was edited")
     fault = _content_fault(path, full=False)  # sizes, sampled blocks; a changed mtime: every byte
     if fault:
-        raise UserError(f"--prepared {fault}; {redo}")
-    mean = np.asarray(stats["mean"], dtype=np.float32)
-    std = np.asarray(stats["std"], dtype=np.float32)
+        raise UserError(f"--prepared {fault}")
+    mean, std = (np.asarray(stats[k], dtype=np.float32) for k in ("mean", "std"))
     return Prepared(path=path, signals=signals, index=index, stats=stats, mean=mean, std=std, digest=digest)
 
 
