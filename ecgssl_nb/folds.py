@@ -13,6 +13,7 @@ is placed as one unit.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -78,16 +79,11 @@ def _stratify_units(
     return fold
 
 
-def _label_lists(column: pd.Series) -> list[list[str]]:
-    out = []
-    for v in column.tolist():
-        if isinstance(v, str):
-            out.append(v.split())
-        elif isinstance(v, (list, tuple, set, np.ndarray)):
-            out.append([str(x) for x in v])
-        else:  # NaN / None: no label
-            out.append([])
-    return out
+def _labels_of(v: object) -> list[str]:
+    """The codes of one row: space-separated text or a list; NaN / None: no label."""
+    if isinstance(v, str):
+        return v.split()
+    return [str(x) for x in v] if isinstance(v, (list, tuple, set, np.ndarray)) else []
 
 
 def assign_folds(
@@ -117,20 +113,15 @@ def assign_folds(
     sort_cols = [source_col, record_col] + (["path"] if "path" in index_df.columns else [])
     frame = index_df[sort_cols].astype(str).reset_index(drop=True)
     order = np.lexsort([frame[c].to_numpy() for c in reversed(sort_cols)])  # sorted row positions
-    labels_all = _label_lists(index_df[label_col])
+    labels_all = [_labels_of(v) for v in index_df[label_col].tolist()]
     groups = index_df[group_col].astype(str).to_numpy() if group_col else np.arange(n).astype(str)
     unit_rows, unit_source = _units(order, groups, index_df[source_col].astype(str).to_numpy())
     for source in sorted(set(unit_source)):
         rows = [r for r, s in zip(unit_rows, unit_source) if s == source]  # already sorted
         labels = sorted({lab for r in rows for pos in r for lab in labels_all[pos]})
         index = {lab: i for i, lab in enumerate(labels)}
-        unit_labels = []
-        for r in rows:  # records of the unit carrying each label
-            counts: dict[int, int] = {}
-            for pos in r:
-                for lab in dict.fromkeys(labels_all[pos]):
-                    counts[index[lab]] = counts.get(index[lab], 0) + 1
-            unit_labels.append(counts)
+        # per unit, {label index: records of the unit carrying it}
+        unit_labels = [Counter(index[lab] for pos in r for lab in dict.fromkeys(labels_all[pos])) for r in rows]
         rng = np.random.default_rng(seed)  # a fresh seed per source, as the authors' per-call seed
         unit_fold = _stratify_units(unit_labels, [len(r) for r in rows], len(labels), n_folds, rng)
         for r, f in zip(rows, unit_fold):

@@ -63,6 +63,7 @@ _SEX_RE = re.compile(r"^#\s*sex\s*:(.*)$", re.IGNORECASE)
 _GAIN_RE = re.compile(r"^([-+0-9.eE]+)?(?:\(([-+0-9.eE]+)\))?(?:/(.*))?$")
 _UNIT_SCALE = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "µv": 1e-3, "v": 1e3}  # to mV
 _MISSING = {"", "nan", "unknown", "none", "n/a", "na"}
+_SEXES = {"m": "Male", "male": "Male", "f": "Female", "female": "Female"}
 
 
 @dataclass(frozen=True)
@@ -135,15 +136,8 @@ def _parse_missing_float(text: str) -> float | None:
 
 
 def _parse_sex(text: str) -> str | None:
-    text = text.strip()
-    low = text.lower()
-    if low in _MISSING:
-        return None
-    if low in ("m", "male"):
-        return "Male"
-    if low in ("f", "female"):
-        return "Female"
-    return text
+    low = text.strip().lower()
+    return None if low in _MISSING else _SEXES.get(low, text.strip())
 
 
 def _leading_number(text: str) -> float:
