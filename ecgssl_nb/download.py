@@ -672,9 +672,8 @@ def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers
 
 
 def _finish_source(out: Path, name: str, files: list[Listed], origin: str, force: bool) -> None:
-    """Mark a source whose every listed file is present and verified complete, and move it from
-    OUT/.physionet/<source> to OUT/<source> (a folder in the way there is moved aside, with
-    `force`, never deleted)."""
+    """Mark a source whose every listed file is verified complete and move it from
+    OUT/.physionet/<source> to OUT/<source> (a folder in the way moved aside with `force`)."""
     stage, target = out / _STAGE / name, out / name
     missing = [f.path for f in files if not (stage / f.rel).is_file()]
     if missing:  # cannot happen after a clean _fetch_plan; checked because it is what .complete claims

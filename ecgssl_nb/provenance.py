@@ -194,19 +194,12 @@ def code_version() -> str:
     """'<package version>+<git commit>[-dirty]' from a git checkout, else the package version."""
     base = package_version()
     here = Path(__file__).resolve().parent
+    git = functools.partial(subprocess.run, cwd=here, capture_output=True, text=True, timeout=10)
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
+        commit = git(["git", "rev-parse", "--short=12", "HEAD"]).stdout.strip()
         if not commit:
             return base
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", str(here)],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
+        dirty = git(["git", "status", "--porcelain", "--untracked-files=no", "--", str(here)]).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return base
     return f"{base}+{commit}{'-dirty' if dirty else ''}"
