@@ -422,9 +422,7 @@ def _beats(rhythm: str, flags: set, seconds: float, rng: np.random.Generator) ->
 def _waves_for(beats: list[tuple], heart: _Heart, rhythm: str, rng: np.random.Generator) -> list[list[float]]:
     """All Gaussian waves of a record: rows of (centre s, sigma s, vx, vy, vz mV)."""
     rows = []
-    qrs = np.array(heart.qrs)
-    pvc = np.array(heart.pvc)
-    paced = np.array(heart.paced)
+    qrs, pvc, paced = (np.array(w) for w in (heart.qrs, heart.pvc, heart.paced))  # (K, 5) templates
     retro_p = rhythm == BRADY and rng.random() < 0.5
     for t, kind, rr in beats:
         jitter = 1 + rng.normal(0, 0.03)
@@ -441,8 +439,7 @@ def _waves_for(beats: list[tuple], heart: _Heart, rhythm: str, rng: np.random.Ge
         block[:, 2:] *= jitter
         rows.extend(block.tolist())
         if heart.t_biphasic:
-            rows.append(_wave(t_centre - t_sigma, t_sigma * 0.8, t_vec))
-            rows.append(_wave(t_centre + t_sigma, t_sigma * 0.8, -t_vec))
+            rows += [_wave(t_centre - t_sigma, t_sigma * 0.8, t_vec), _wave(t_centre + t_sigma, t_sigma * 0.8, -t_vec)]
         else:
             rows.append(_wave(t_centre - 0.5 * t_sigma, t_sigma * 1.25, t_vec * 0.55))
             rows.append(_wave(t_centre, t_sigma, t_vec * 0.7))
