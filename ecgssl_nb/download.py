@@ -270,10 +270,8 @@ def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
 
 
 def _read_to_the_end(tar: tarfile.TarFile, archive: Path) -> None:
-    """UserError unless everything after the last member is the tar end blocks (zeros) up to a
-    clean end of the compressed stream. `tarfile` ends its listing, without a word, at the first
-    damaged header after the first one; reading on to the end also makes gzip check its CRC and
-    length."""
+    """UserError unless all after the last member is zeros up to a clean end of the gzip stream
+    (`tarfile` stops listing at a damaged header without a word; gzip checks its CRC at the end)."""
     stream = tar.fileobj
     stream.seek(tar.offset)
     while block := stream.read(_CHUNK):
@@ -293,11 +291,9 @@ def _check_members(tmp: Path, members: list[tarfile.TarInfo], sums: dict[str, st
 
 
 def extract(archive: Path, target: Path, sums: dict[str, str] | None = None, force: bool = False) -> Path:
-    """Unpack `archive` (tar.gz) into `target` via a temporary sibling folder renamed at the end,
-    then mark it with `target/.complete`. Every extracted file that `sums` names must match it.
-    UserError for a corrupt, truncated or unsafe archive (the archive is left where it is, nothing
-    is marked complete), and for a `target` that holds files, unless `force` (then it is moved
-    to `<target's folder>/.moved-aside/`, never deleted)."""
+    """Unpack `archive` (tar.gz) into `target` (via a sibling folder renamed in, marked with
+    `.complete`); every extracted file that `sums` names must match. UserError for a corrupt,
+    truncated or unsafe archive (kept; nothing marked), or a `target` in the way (unless `force`)."""
     archive, target = Path(archive), Path(target)
     if _occupied(target) and not force:
         raise UserError(_in_the_way(target))
@@ -429,10 +425,9 @@ def download_archives(
     force: bool = False,
 ) -> Path:
     """`--from bucket`: download, verify and extract the chosen sources' archives into
-    `out/<source>/` (see the module docstring); returns `out`. sha256: a SHA256SUMS-style file with the archives' sums (and maybe
-    the extracted files'); unverified: accept an archive with no known sum (said loudly); force:
-    move a folder `out/<source>` that `download` did not make aside. With dry_run, only prints
-    what would be done. Every refusal comes before anything is downloaded or moved."""
+    `out/<source>/` (the module docstring); returns `out`. sha256: a sums file; unverified: accept
+    an archive with no known sum (said loudly); force: move a folder in the way aside. Every
+    refusal comes before anything is downloaded or moved; dry_run only prints the plan."""
     out, names = _start(out, sources)
     sums = read_sums(sha256) if sha256 is not None else {}
     if dry_run:
