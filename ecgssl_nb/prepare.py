@@ -160,12 +160,8 @@ def walk_corpus(data_dir: Path) -> tuple[list[str], list[str]]:
                 keep.append(d)
         dirs[:] = keep
         base = Path(root).relative_to(data_dir)
-        for f in files:
-            if not f.startswith("."):
-                if f.endswith(".hea"):
-                    heas.append((base / f).as_posix())
-                elif f.endswith(".mat"):
-                    mats.append((base / f).as_posix())
+        heas += [(base / f).as_posix() for f in files if f.endswith(".hea") and not f.startswith(".")]
+        mats += [(base / f).as_posix() for f in files if f.endswith(".mat") and not f.startswith(".")]
     have = set(heas)
     orphans = [m for m in mats if m[: -len(".mat")] + ".hea" not in have]
     return sorted(heas, key=_order_key), sorted(orphans, key=_order_key)
