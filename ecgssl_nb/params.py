@@ -42,16 +42,12 @@ def _convert(shown: str, text: str, default: Any) -> Any:
     UserError '{shown} is not an integer' otherwise."""
     if isinstance(default, bool):
         return text.strip().lower() in ("1", "true", "yes", "on")
-    if isinstance(default, int):
+    if isinstance(default, (int, float)):
+        kind, what = (int, "an integer") if isinstance(default, int) else (float, "a number")
         try:
-            return int(text)
+            return kind(text)
         except ValueError:
-            raise UserError(f"{shown} is not an integer") from None
-    if isinstance(default, float):
-        try:
-            return float(text)
-        except ValueError:
-            raise UserError(f"{shown} is not a number") from None
+            raise UserError(f"{shown} is not {what}") from None
     return text
 
 
