@@ -162,9 +162,8 @@ def _signal_fields(hea_path: Path, fmt_field: str, gain_field: str, adc_zero_fie
         gain = float(g.group(1)) if g.group(1) else 0.0
         adc_zero = float(adc_zero_field)
     except ValueError:
-        raise RecordError(
-            hea_path, "unreadable header", f"gain {gain_field!r} or ADC zero {adc_zero_field!r}"
-        ) from None
+        detail = f"gain {gain_field!r} or ADC zero {adc_zero_field!r}"
+        raise RecordError(hea_path, "unreadable header", detail) from None
     if gain == 0:  # WFDB: 0 means "uncalibrated"; its default of 200 would be a guess
         raise RecordError(hea_path, "invalid gain", f"gain {gain_field!r} (0: uncalibrated)")
     baseline = float(g.group(2)) if g.group(2) else adc_zero  # WFDB: baseline defaults to ADC zero
@@ -173,11 +172,8 @@ def _signal_fields(hea_path: Path, fmt_field: str, gain_field: str, adc_zero_fie
         raise RecordError(hea_path, "unsupported unit", f"unit {g.group(3)!r}")
     gain_mv = gain / _UNIT_SCALE[unit]  # gain per unit -> gain per mV (a gain per uV times 1000)
     if not GAIN_MIN <= gain_mv <= GAIN_MAX:  # also catches negative, inf and NaN
-        raise RecordError(
-            hea_path,
-            "invalid gain",
-            f"gain {gain_field!r} = {gain_mv:g} units/mV, outside [{GAIN_MIN:g}, {GAIN_MAX:g}]",
-        )
+        detail = f"gain {gain_field!r} = {gain_mv:g} units/mV, outside [{GAIN_MIN:g}, {GAIN_MAX:g}]"
+        raise RecordError(hea_path, "invalid gain", detail)
     if not np.isfinite(baseline):
         raise RecordError(hea_path, "unreadable header", f"baseline {baseline!r}")
     return gain_mv, baseline
