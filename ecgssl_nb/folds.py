@@ -31,11 +31,9 @@ def _stratify_units(
 ) -> np.ndarray:
     """Core loop. unit_labels[u] = {label index: records of unit u with that label};
     unit_sizes[u] = records in unit u. Returns the fold of each unit."""
-    n_units = len(unit_sizes)
-    K = n_folds
+    n_units, K = len(unit_sizes), n_folds
     fold = np.full(n_units, -1, dtype=np.int64)
-    total = int(sum(unit_sizes))
-    need_all = [total] * K  # K * (remaining overall need) of each fold
+    need_all = [int(sum(unit_sizes))] * K  # K * (remaining overall need) of each fold
     count = [0] * n_labels
     members: list[list[int]] = [[] for _ in range(n_labels)]
     for u, labels in enumerate(unit_labels):
@@ -95,13 +93,9 @@ def assign_folds(
     source_col: str = "source",
     record_col: str = "record",
 ) -> np.ndarray:
-    """Fold of each row of `index_df` (same order as the rows), stratified per source.
-
-    Within each source, rows are sorted by (record, path) first, so the result never depends on
-    the input order. `label_col` holds space-separated codes (or lists): the authors stratify on the
-    pre-merge scored codes. Rows sharing a `group_col` value (e.g. one signal under two names) are
-    placed in the same fold; a group spanning sources is stratified within the source of its
-    first member in (source, record) order."""
+    """Fold of each row of `index_df` (in row order), stratified per source on `label_col`
+    (space-separated codes or lists; the authors use the pre-merge scored codes), whatever the
+    input order. Rows sharing a `group_col` value share a fold, in the source of its first row."""
     n_folds = check_int("n_folds", n_folds, 2)
     for col in (label_col, source_col, record_col) + ((group_col,) if group_col else ()):
         if col not in index_df.columns:
