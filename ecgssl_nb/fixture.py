@@ -578,14 +578,10 @@ def _prepare_out(out: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise UserError(f"--out {out}: not writable ({exc.strerror or exc})") from None
-    # an older fixture here: remove only the files it wrote
-    if (out / MARKER).is_file():
+    if (out / MARKER).is_file():  # an older fixture here: remove only the files it wrote
         for src in FIXTURE_SOURCES.values():
-            folder = out / src.folder
-            if folder.is_dir():
-                for f in folder.iterdir():
-                    if f.suffix in (".hea", ".mat") and f.name.startswith(src.prefix):
-                        f.unlink()
+            for f in [*(out / src.folder).glob(f"{src.prefix}*.hea"), *(out / src.folder).glob(f"{src.prefix}*.mat")]:
+                f.unlink()
 
 
 def _write_record(rec: FixtureRecord, out: Path, seed: int) -> list:
