@@ -99,8 +99,7 @@ def _parse(item: str, name: str, text: str, tp: Any) -> Any:
 
 
 def _change(cfg: Any, changes: dict, item: str, shown: str) -> None:
-    """Put the value of one `--set` item into `changes` (type-checked; `shown` is the item as the
-    user wrote it, for the message)."""
+    """Put one `--set` item's value, type-checked, into `changes` (`shown`: as the user wrote it)."""
     types = _field_types(type(cfg))
     key, sep, text = str(item).partition("=")
     key, written = key.strip(), shown.partition("=")[0].strip()

@@ -180,8 +180,7 @@ def _fetch_once(url: str, part: Path, count: Callable[[int], object], timeout: f
 
 
 def _reject(path: Path, got: str, want: str, bad: Path) -> str:
-    """Move the file `path`, whose SHA-256 `got` is not `want`, to `bad` (kept for inspection,
-    never used nor deleted); the reason, in words."""
+    """Move `path` (SHA-256 `got`, not `want`) to `bad`, kept and never used; the reason, in words."""
     bad.parent.mkdir(parents=True, exist_ok=True)
     os.replace(path, bad)
     return f"SHA-256 {got} is not the expected {want}; the file was moved to {bad} (kept, not deleted)"
@@ -330,8 +329,7 @@ def _install(tmp: Path, target: Path) -> None:
 
 
 def _occupied(target: Path) -> bool:
-    """True when `target` is a file, or a folder holding anything, that `download` did not finish
-    (no `.complete` in it)."""
+    """True when `target` is a file, or a folder holding anything, without `download`'s `.complete`."""
     if not target.exists() or (target / ".complete").exists():
         return False
     return not target.is_dir() or any(target.iterdir())
@@ -345,8 +343,7 @@ def _in_the_way(target: Path) -> str:
 
 
 def _move_aside(target: Path) -> Path:
-    """Move `target` to `<its folder>/.moved-aside/<name>.stale-<UTC time>` (hidden: `prepare`
-    never reads it) and say so."""
+    """Move `target` to `<its folder>/.moved-aside/<name>.stale-<UTC time>` (hidden) and say so."""
     aside = target.parent / _MOVED
     aside.mkdir(exist_ok=True)
     moved = provenance.move_aside(target)
@@ -371,8 +368,7 @@ def _dry_row(out: Path, name: str, state: str, url: str) -> None:
 
 
 def _pending(out: Path, names: list[str], state: Callable[[Path, str], str], force: bool) -> list[str]:
-    """The sources not finished yet; UserError (before anything is written) for a folder in
-    their way, unless `force`."""
+    """The sources not finished yet; UserError for a folder in their way, unless `force`."""
     todo = [n for n in names if state(out, n) != "extracted"]
     blocked = [n for n in todo if _occupied(out / n)]
     if blocked and not force:
@@ -454,8 +450,7 @@ def download_archives(
 def _get_one(
     out: Path, a: Archive, sha256: str | None, sums: dict, base_url: str, keep: bool, progress, force: bool
 ) -> None:
-    """Fetch (unless already downloaded), verify and extract one source; the archive is removed
-    only after a clean extraction (unless `keep`)."""
+    """Fetch (unless there), verify and extract one source; the archive removed after (unless `keep`)."""
     archive = out / ".archives" / a.file
     bad = archive.with_name(archive.name + ".bad")
     if archive.exists():  # downloaded earlier: verified again before use

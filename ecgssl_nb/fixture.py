@@ -455,8 +455,7 @@ def _waves_for(beats: list[tuple], heart: _Heart, rhythm: str, rng: np.random.Ge
 def _atrial_activity(
     rhythm: str, beats: list, f_period: float, fs: float, n: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """(3, n) fibrillatory (AF) or flutter (AFL, period f_period s, locked to the QRS) waves,
-    zero otherwise."""
+    """(3, n) fibrillatory (AF) or flutter (AFL, period f_period s, locked to the QRS) waves, else 0."""
     out = np.zeros((3, n))
     t = np.arange(n) / fs
     if rhythm == AF:
@@ -535,8 +534,7 @@ def synth_ecg(codes: Iterable[str], fs: float, seconds: float, rng: np.random.Ge
 
 
 def wfdb_checksum(digital: np.ndarray) -> np.ndarray:
-    """WFDB per-signal checksum of (channels, N) integer samples: the sum modulo 65536 as a
-    signed 16-bit number."""
+    """WFDB checksum of each row of (channels, N) integer samples: the sum mod 65536, signed 16-bit."""
     s = np.asarray(digital, dtype=np.int64).sum(axis=1) % 65536
     return np.where(s >= 32768, s - 65536, s)
 

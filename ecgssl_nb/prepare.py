@@ -78,8 +78,7 @@ def _signal_hash(raw: np.ndarray) -> str:
 
 
 def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, np.ndarray]:
-    """Meta data and the (L, 12) 100 Hz signal of one record; RecordError when it is unusable.
-    leads="lead-i": lead I in all twelve channels, as the released code does (B1)."""
+    """Metadata and the (L, 12) 100 Hz signal of one record (lead-i: lead I in all 12, B1), else RecordError."""
     header = read_header(hea)
     codes = [c for c in header.dx if c in _SCORED]  # pre-merge, header order
     if not codes:
@@ -97,8 +96,7 @@ def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, n
 
 
 def _write_npy(path: Path, n_rows: int, blocks) -> None:
-    """A float32 (n_rows, 12) .npy file from row blocks, with plain writes: a full disk is an
-    OSError (ENOSPC/EFBIG), not the SIGBUS of a write through a memory map."""
+    """A float32 (n_rows, 12) .npy from row blocks, by plain writes (a full disk: OSError, never SIGBUS)."""
     head = io.BytesIO()
     np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False, "shape": (int(n_rows), 12)})
     written = 0
@@ -123,8 +121,7 @@ def _chunk_paths(parts: Path, k: int) -> tuple[Path, Path]:
 
 
 def _process_chunk(task: tuple[int, str, list[str], str, str]) -> tuple[int, int]:
-    """Records `rels` (relative to data_dir) -> chunk k's part files: the .npy, then the .json
-    (its completion mark), both atomically."""
+    """Records `rels` -> chunk k's part files, atomically: the .npy, then the .json (its completion mark)."""
     k, data_dir, rels, parts, leads = task
     parts_dir = Path(parts)
     npy_path, json_path = _chunk_paths(parts_dir, k)
@@ -512,8 +509,7 @@ def prepare(
 def _build(
     stage: Path, data_dir: Path, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress
 ) -> dict:
-    """The missing chunks into `stage/.parts`, then the outputs, provenance.json, digests.json
-    and `.complete.json` (last) in `stage`; returns the stats."""
+    """Missing chunks, outputs, provenance, digests and `.complete.json` (last) into `stage`; the stats."""
     for name in (_COMPLETE, provenance.PROVENANCE):
         (stage / name).unlink(missing_ok=True)
     parts = _parts_for(stage, manifest)
@@ -570,8 +566,7 @@ _CONTENT = ("signals.npy", "index.csv", "stats.json")  # what corpus_digest cove
 
 
 def corpus_digest(out: Path) -> str:
-    """SHA-256 of a prepared corpus's content (signals, index, stats; skipped.csv is a report):
-    `.complete.json`'s `digest`."""
+    """SHA-256 of a prepared corpus's signals, index and stats: `.complete.json`'s `digest`."""
     return _combined_digest({name: provenance.sha256_file(out / name) for name in _CONTENT})
 
 

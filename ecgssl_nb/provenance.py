@@ -112,8 +112,7 @@ def write_digests(folder: str | os.PathLike, names: tuple[str, ...]) -> dict:
 
 
 def read_digests(folder: str | os.PathLike) -> dict | None:
-    """`folder/digests.json` ({"request", "files": {name: fingerprint}}), None when absent or
-    not such a record."""
+    """`folder/digests.json` ({"request", "files": {name: fingerprint}}), None when absent or not one."""
     try:
         digests = json.loads((Path(folder) / DIGESTS).read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -252,8 +252,7 @@ def _comments(comments: list[str]) -> tuple[tuple[str, ...], float | None, str |
 
 
 def read_header(hea_path: str | Path) -> Header:
-    """Parse one Challenge WFDB header; raises RecordError('missing header'|'unreadable header'|
-    'unsupported format'|'unsupported unit'|'invalid gain')."""
+    """Parse one WFDB header; RecordError: missing/unreadable header, unsupported format/unit, invalid gain."""
     hea_path = Path(hea_path)
     body, comments = _header_lines(hea_path)
     n_leads, fs, n_samples = _record_line(hea_path, body[0])
