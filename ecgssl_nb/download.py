@@ -213,8 +213,7 @@ def fetch(url: str, dest: Path, sha256: str | None = None, progress: bool | None
 
 
 def check_sha256(path: Path, expected: str, what: str, bad: Path) -> None:
-    """UserError unless the file's SHA-256 is `expected`; a mismatching file is first moved to
-    `bad` (kept for inspection, never deleted), so that running again downloads it afresh."""
+    """UserError unless the file's SHA-256 is `expected` (it is then moved to `bad`, kept; a rerun fetches it)."""
     got = provenance.sha256_file(path)
     if got != expected.lower():
         raise UserError(f"{what}: {_reject(path, got, expected.lower(), bad)}: run again to download it afresh")

@@ -253,8 +253,7 @@ def _unit(v) -> np.ndarray:
 
 
 def _frontal(theta_deg: float, z: float) -> np.ndarray:
-    """Unit heart vector with frontal angle theta (0 = leftward, +90 = inferior) and anterior
-    component z (x = left, y = inferior, z = anterior)."""
+    """Unit heart vector at frontal angle theta (0 left, +90 inferior), anterior part z (x left, y down, z front)."""
     t = np.deg2rad(theta_deg)
     return _unit([np.cos(t), np.sin(t), z])
 
@@ -274,8 +273,7 @@ def _lead_matrix(rng: np.random.Generator) -> np.ndarray:
 
 
 def _twelve_leads(rec8: np.ndarray) -> np.ndarray:
-    """(8, N) leads I, II, V1..V6 -> (12, N) standard order, deriving III, aVR, aVL, aVF as an
-    electrocardiograph does (Einthoven and Goldberger)."""
+    """(8, N) leads I, II, V1..V6 -> (12, N) standard order, III, aVR, aVL, aVF derived (Einthoven, Goldberger)."""
     i, ii = rec8[0], rec8[1]
     return np.stack([i, ii, ii - i, -(i + ii) / 2, i - ii / 2, ii - i / 2, *rec8[2:]])
 

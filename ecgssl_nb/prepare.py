@@ -401,8 +401,7 @@ def _request(manifest: dict, n_folds: int, seed: int) -> dict:
 
 
 def _finished(folder: Path, req: dict) -> bool:
-    """True when `folder` is a complete prepared folder of request `req` whose outputs are as
-    written, byte for byte (`provenance.finished`: it is about to be reused), passing `load_prepared`."""
+    """True when `folder` is a prepared folder of `req`, byte for byte as written, that passes `load_prepared`."""
     try:
         return provenance.finished(folder, req, *OUTPUTS) and load_prepared(folder) is not None
     except (UserError, OSError, ValueError, TypeError):

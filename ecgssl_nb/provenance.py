@@ -170,8 +170,7 @@ def _file_fault(path: Path, want: dict, full: bool) -> str | None:
 
 
 def canonical(obj: Any) -> Any:
-    """`obj` as plain JSON values (tuples -> lists, dict keys -> str) so that a request read back
-    from disk compares equal to the same request built in memory."""
+    """`obj` as plain JSON values (tuples -> lists, keys -> str): a request read back equals the one in memory."""
     return json.loads(json.dumps(obj, sort_keys=True, default=_json_default, allow_nan=False))
 
 
@@ -463,8 +462,7 @@ def load_checkpoint(path: str | os.PathLike) -> Any:
 
 
 def stage_folders(root: str | os.PathLike) -> list[Path]:
-    """Every stage folder (one holding provenance.json) at or below `root`, in path order; moved
-    aside (*.stale-*), staging (*.partial) and hidden folders left out."""
+    """Every stage folder (with provenance.json) at or below `root`, in path order; not *.stale-*, *.partial, hidden."""
     root = Path(root)
     found = []
     for dirpath, dirs, files in os.walk(root):
@@ -475,8 +473,7 @@ def stage_folders(root: str | os.PathLike) -> list[Path]:
 
 
 def verify(root: str | os.PathLike) -> list[tuple[Path, str, str]]:
-    """(folder, status, detail) of every stage folder below `root`, checked in full: "ok",
-    "changed" (a recorded output differs) or "unverified" (no digests.json)."""
+    """(folder, status, detail) per stage folder below `root`, in full: "ok", "changed" or "unverified" (no digests)."""
     rows = []
     for folder in stage_folders(root):
         stage = ((read_digests(folder) or {}).get("request") or {}).get("stage")

@@ -325,8 +325,7 @@ def _read_mat_scipy(mat_path: Path) -> np.ndarray:
 
 
 def _lead_order(leads: tuple[str, ...] | list[str], path: str | Path = "") -> np.ndarray:
-    """Row index of each standard lead (LEADS order) in the header's order; RecordError
-    'not 12 leads' if the header does not hold exactly the 12 standard leads."""
+    """Row of each standard lead (LEADS order) in the header's order; RecordError 'not 12 leads' unless those 12."""
     if len(leads) != 12:
         raise RecordError(path, "not 12 leads", f"{len(leads)} leads")
     found = [_LEAD_INDEX.get(name.strip().lower()) for name in leads]
