@@ -718,42 +718,27 @@ def cli(argv: list[str]) -> int:
     )
     p.add_argument("--out", required=True, help="data folder; each source goes to OUT/<source>/")
     p.add_argument("--sources", default="all", help=f"'all' (default) or a comma list of {', '.join(ARCHIVES)}")
-    p.add_argument(
-        "--from",
-        dest="origin",
-        default="physionet",
-        choices=ORIGINS,
-        help="physionet (default): PhysioNet's loose files, each checked against its SHA256SUMS.txt; "
-        "bucket: the six tar.gz archives of the Challenge's cloud bucket (no published sums: needs "
-        "--sha256 FILE or --unverified-archives)",
+    origin = (
+        "physionet (default): PhysioNet's loose files, each checked against its SHA256SUMS.txt; bucket: the six "
+        "tar.gz archives of the Challenge's cloud bucket (no published sums: needs --sha256 FILE or "
+        "--unverified-archives)"
     )
+    p.add_argument("--from", dest="origin", default="physionet", choices=ORIGINS, help=origin)
     p.add_argument("--dry-run", action="store_true", help="print the URLs and what is already there; download nothing")
     p.add_argument("--workers", type=int, default=8, help="files fetched at once from PhysioNet (default 8)")
-    p.add_argument(
-        "--base-url",
-        help=f"a mirror: of PhysioNet's tree (default {PHYSIONET_URL}) or, with --from bucket, of the "
-        f"bucket (default {BASE_URL}); http(s):// or file://",
+    mirror = f"a mirror: of PhysioNet's tree (default {PHYSIONET_URL}) or, with --from bucket, of the bucket "
+    p.add_argument("--base-url", help=mirror + f"(default {BASE_URL}); http(s):// or file://")
+    sums = (
+        "a SHA256SUMS-style file ('<sha256>  <file name>' lines): for physionet, used instead of the fetched "
+        "SHA256SUMS.txt (a copy you trust, for a mirror); for bucket, the archives' sums (extracted files it "
+        "lists are checked too)"
     )
-    p.add_argument(
-        "--sha256",
-        metavar="FILE",
-        help="a SHA256SUMS-style file ('<sha256>  <file name>' lines): for physionet, used instead of "
-        "the fetched SHA256SUMS.txt (a copy you trust, for a mirror); for bucket, the archives' sums "
-        "(extracted files it lists are checked too)",
-    )
-    p.add_argument(
-        "--unverified-archives",
-        dest="unverified",
-        action="store_true",
-        help="--from bucket: accept archives with no known SHA-256 (UNSAFE: a damaged or altered archive goes unnoticed)",
-    )
-    p.add_argument(
-        "--keep-archives", action="store_true", help="--from bucket: keep the .tar.gz files in OUT/.archives"
-    )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="move a folder OUT/<source> that download did not make to OUT/.moved-aside/ (never deleted)",
-    )
+    p.add_argument("--sha256", metavar="FILE", help=sums)
+    unsafe = "--from bucket: accept archives with no known SHA-256 (UNSAFE: a damaged or altered archive "
+    p.add_argument("--unverified-archives", dest="unverified", action="store_true", help=unsafe + "goes unnoticed)")
+    keep = "--from bucket: keep the .tar.gz files in OUT/.archives"
+    p.add_argument("--keep-archives", action="store_true", help=keep)
+    aside = "move a folder OUT/<source> that download did not make to OUT/.moved-aside/ (never deleted)"
+    p.add_argument("--force", action="store_true", help=aside)
     download(**vars(p.parse_args(argv)))
     return 0

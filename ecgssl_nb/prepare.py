@@ -754,17 +754,9 @@ def cli(argv: list[str]) -> int:
     p.add_argument(
         "--chunk-size", type=int, default=DEFAULT_CHUNK, help=f"records per resumable part (default {DEFAULT_CHUNK})"
     )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="rebuild an --out made from other data or settings, or damaged "
-        "(the old one is moved aside to OUT.stale-<time>, never deleted)",
-    )
-    p.add_argument(
-        "--leads",
-        default="twelve",
-        choices=LEAD_MODES,
-        help="twelve (default) or lead-i: the released code's lead I copied into all 12 channels (B1)",
-    )
+    force = "rebuild an --out made from other data or settings, or damaged (the old one is moved aside to "
+    p.add_argument("--force", action="store_true", help=force + "OUT.stale-<time>, never deleted)")
+    leads = "twelve (default) or lead-i: the released code's lead I copied into all 12 channels (B1)"
+    p.add_argument("--leads", default="twelve", choices=LEAD_MODES, help=leads)
     prepare(**vars(p.parse_args(argv)))
     return 0
