@@ -646,12 +646,8 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="folder to write (new, empty, or an earlier fixture)")
     parser.add_argument("--records", type=int, default=400, help="number of records (default 400)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
-    parser.add_argument(
-        "--shape",
-        default="tiny",
-        help="tiny (default) or physionet2020: the real data set's source "
-        "shares and record lengths (use --records 43101 for full size)",
-    )
+    shape = "tiny (default) or physionet2020: the real data set's source shares and record lengths (use --records "
+    parser.add_argument("--shape", default="tiny", help=shape + "43101 for full size)")
     parser.add_argument("--progress", action="store_true", help="a progress bar")
     parser.add_argument("--workers", type=int, default=1, help="processes writing records (default 1)")
     args = parser.parse_args(argv)
