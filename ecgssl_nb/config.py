@@ -19,8 +19,8 @@ from .core.settings import RECORDED_ONLY, SettingError
 
 
 def settings_help(cls: type, prefix: str = "") -> str:
-    """One line per field of the settings dataclass `cls` (and of the settings it holds, as
-    'augment.noise_sigma'): name, range, default, meaning. The epilog of the stages' --help."""
+    """One line per field of the settings dataclass `cls` (nested ones as 'augment.noise_sigma'):
+    name, range, default, meaning. The epilog of the stages' --help."""
     lines = [] if prefix else [f"{cls.__name__} settings (--set FIELD=VALUE):"]
     for f in dataclasses.fields(cls):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
@@ -45,25 +45,12 @@ def as_dict(obj: Any) -> Any:
 
 
 # --- resolved settings: --set KEY=VALUE and config files -----------------------------------------
-#
-# The JSON type of every value is checked by pydantic (v2), over the settings dataclasses as they
-# are: `TypeAdapter(PretrainConfig)` validates the stdlib dataclass, strictly, and returns the
-# dataclass itself (its `__post_init__` then checks the ranges, `_check_fields`), reading
-# `tuple`, `tuple | None` and the nested `AugmentConfig` from the annotations. Not OmegaConf
-# (2.4, tried on these classes): it reads them too, but has no strict mode ("epochs": "3" becomes
-# 3 and "optimizer": 3 becomes "3", silently), hands back a `DictConfig` rather than the
-# dataclass, and a merge runs no `__post_init__`, so a range is checked only on `to_object`.
-# pydantic is imported where it is used: about 30 ms at import (`python -X importtime`), which
-# no --help needs.
+# JSON types are checked by pydantic v2 (`TypeAdapter` over the settings dataclasses, strictly;
+# the class's `__post_init__` then checks the ranges). Not OmegaConf 2.4: no strict mode ("3"
+# becomes 3 silently), a `DictConfig` back, and no `__post_init__` on a merge.
 
-_TYPE_WORDS = {
-    int: "an integer",
-    float: "a float",
-    str: "text",
-    bool: "true or false",
-    dict: "a JSON object",
-    tuple: "a JSON list",
-}
+_TYPE_WORDS = {int: "an integer", float: "a float", str: "text", bool: "true or false"}
+_TYPE_WORDS |= {dict: "a JSON object", tuple: "a JSON list"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -97,8 +84,8 @@ def _words(kind: Any) -> str:
 
 
 def _parse(item: str, name: str, text: str, tp: Any) -> Any:
-    """The `--set` text as a value of the type `tp` (JSON for lists and objects, 'none' for None
-    where allowed); UserError '--set clip_grad=abc: clip_grad takes a float'."""
+    """The `--set` text as a value of type `tp` (JSON for lists and objects, 'none' for None);
+    UserError '--set clip_grad=abc: clip_grad takes a float'."""
     kind, nullable = _kind(tp)
     if nullable and text.lower() in ("none", "null"):
         return None
@@ -112,8 +99,7 @@ def _parse(item: str, name: str, text: str, tp: Any) -> Any:
 
 
 def _change(cfg: Any, changes: dict, item: str, shown: str) -> None:
-    """Put the value of one `--set` item into `changes` (type-checked; `shown` is the item as the
-    user wrote it, for the message)."""
+    """Put one `--set` item's value, type-checked, into `changes` (`shown`: as the user wrote it)."""
     types = _field_types(type(cfg))
     key, sep, text = str(item).partition("=")
     key, written = key.strip(), shown.partition("=")[0].strip()
@@ -150,13 +136,10 @@ def _change(cfg: Any, changes: dict, item: str, shown: str) -> None:
 
 
 def apply_settings(cfg: Any, items: list[str] | tuple = (), shown: list[str] | tuple | None = None) -> Any:
-    """`cfg` (a PretrainConfig or FinetuneConfig) with `--set KEY=VALUE` items applied, each value
-    type-checked against the field's type and then range-checked by the settings class (all items
-    at once, so that a check of two fields sees both): 'clip_grad=3', 'optimizer=adam-l2',
-    'epochs.t=5' (one entry of a dict field), 'threshold_grid=[0.1,0.5]' (JSON for dicts and
-    lists). `shown`: the items as the user wrote them (`reproduce` strips 'finetune.'), for the
-    messages. UserError on one line naming the item: an unknown key, a value of the wrong type or
-    out of its range."""
+    """`cfg` (a PretrainConfig or FinetuneConfig) with `--set KEY=VALUE` items applied, each
+    type-checked, then all range-checked at once by the class: 'clip_grad=3', 'epochs.t=5' (one
+    entry of a dict field), 'threshold_grid=[0.1,0.5]' (JSON for dicts and lists). `shown`: the
+    items as the user wrote them, for the messages. UserError on one line naming the item."""
     shown = [str(i) for i in items] if shown is None else [str(i) for i in shown]
     changes: dict[str, Any] = {}
     for item, seen in zip(items, shown):
@@ -180,10 +163,9 @@ def _blame(exc: SettingError, items: list, shown: list[str]) -> UserError:
 
 
 def config_from_dict(cls, data: dict, source: str = "--config") -> Any:
-    """A settings dataclass rebuilt from `as_dict` output read back from JSON (lists back to
-    tuples, validated by pydantic against the field types, strictly: "3" is not an integer, nor
-    true); UserError naming `source` and the field for a missing or unknown field, a value of the
-    wrong JSON type, or one out of its range (the class checks every field's range when built)."""
+    """A settings dataclass rebuilt from `as_dict` output read back from JSON, strictly typed ("3"
+    is no integer); UserError naming `source` and the field for a missing or unknown field, a
+    wrong JSON type, or a value out of its range."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a JSON object of {cls.__name__} settings")
     types = _field_types(cls)
@@ -213,9 +195,8 @@ def _wrong_type(error: dict, cls: type, data: dict, source: str) -> UserError:
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, example: str) -> None:
-    """The options every training command shares: --set FIELD=VALUE (type- and range-checked by
-    `apply_settings`), --config FILE (a resolved `cls` written by `reproduce`), --force; --help
-    ends with every field's range and meaning (`settings_help`)."""
+    """The options every training command shares: --set FIELD=VALUE (`apply_settings`), --config
+    FILE (a resolved `cls`), --force; --help ends with every field (`settings_help`)."""
     name = cls.__name__
     parser.epilog = settings_help(cls)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the epilog's one line per field

@@ -1,62 +1,31 @@
 """`python -m ecgssl_nb download`: the PhysioNet/CinC Challenge 2020 training data, verified.
 
-By default (`--from physionet`) the records come from PhysioNet as loose files: project
-challenge-2020, version 1.0.2, `https://physionet.org/files/challenge-2020/1.0.2/training/<tranche>/
-<gN>/<record>.hea|.mat`, with `SHA256SUMS.txt` at the version's root listing the SHA-256 of every
-file (one "<sha256> <path>" line each, paths from the version's root). `TRANCHES` maps the six
-tranche folders to the sources (`records.SOURCES`), so `--sources` picks tranches. How big and how
-long (estimates, not measurements): 43,101 records are about 86,200 files and roughly 8 GB (12
-leads of int16 at 257-1000 Hz); the list itself is a few MB. The time is set by PhysioNet, one
-request per file: expect roughly 1-3 hours with the default 8 workers, less on a fast link.
+`--from physionet` (the default): the loose files of PhysioNet's challenge-2020 1.0.2
+(`PHYSIONET_URL`, `TRANCHES` maps its six `training/` folders to `records.SOURCES`), each checked
+against the version's `SHA256SUMS.txt` (or `--sha256 FILE`, a copy you trust, e.g. for a mirror at
+`--base-url`). About 86,200 files, roughly 8 GB, 1-3 hours with 8 workers (estimates). A file is
+hashed as it is written to `<file>.part` and renamed in only with its listed SHA-256; a mismatch
+is kept in `DIR/.physionet/rejected/` and tried again (3 tries, `--workers` at a time); a verified
+file is never fetched again and a `.part` is resumed (HTTP Range). A source is marked complete
+only when every listed file is verified; otherwise one line names the first bad file, and a rerun
+fetches only what is missing. Layout: `DIR/.physionet/{SHA256SUMS.txt,<source>/,rejected/}`
+while fetching; `DIR/<source>/gN/<record>.hea|mat` with `DIR/<source>/.complete` when finished.
 
-What is verified, and when. The list is fetched first (or read from `--sha256 FILE`, a copy you
-trust, e.g. for a mirror of the tree at `--base-url`); only its `training/` .hea/.mat entries of
-the chosen sources are fetched. Each file is hashed as it is written to `<file>.part` and renamed
-into place only when its SHA-256 is the listed one; a mismatch is kept in
-`DIR/.physionet/rejected/` and tried again (3 tries per file, `--workers` at a time). A file
-already there with the listed SHA-256 is not fetched again; a `.part` is resumed with an HTTP
-Range request (or restarted when the server sends the whole file). A source is marked complete
-only when every one of its listed files is present and verified; otherwise the command fails with
-one line naming the first bad file, and running it again fetches only what is missing.
+`--from bucket`: the six tar.gz archives of the Challenge's public Google Cloud bucket
+(`BASE_URL`, `ARCHIVES`). No checksum of them is published (so `Archive.sha256` is None for all
+six): an archive is accepted only with a SHA-256 from `--sha256 FILE` (`sha256sum` lines, which
+may list extracted files too, then checked), or with the loudly named `--unverified-archives`. A
+mismatch is moved to `DIR/.archives/<file>.bad` (kept); a fault anywhere in the gzip or tar stream
+fails the extraction and marks nothing. Layout: `DIR/.archives/<file>[.part]`, then
+`DIR/<source>/...` with `.complete`.
 
-Layout written (what `prepare --data-dir DIR` reads; hidden folders are not read by it):
-
-    DIR/.physionet/SHA256SUMS.txt     the list the files were checked against
-    DIR/.physionet/<source>/...       a source being fetched (files, <file>.part partials)
-    DIR/.physionet/rejected/...       bytes that did not match the list (kept, never used)
-    DIR/<source>/gN/<record>.hea|mat  a finished source, moved from .physionet/ in one rename;
-                                      DIR/<source>/.complete marks it finished
-
-`--from bucket`: the six tar.gz archives the Challenge released in the public Google Cloud bucket
-`physionet-challenge-2020-12-lead-ecg-public` (announced on the physionet-challenges mailing
-list, "four new tranches of 12-lead ECG data", as `https://storage.cloud.google.com/<bucket>/
-<file>`; served without a login at `https://storage.googleapis.com/<bucket>/<file>`). `ARCHIVES`
-lists them: source, file, records announced. No checksum of these archives is published
-(PhysioNet's SHA256SUMS.txt lists the loose files, not the archives), and no sum is recorded here
-that was not found verbatim in an official source (`Archive.sha256` is None for all six). So an
-archive is only accepted with a SHA-256 from `--sha256 FILE` (lines "<hex>  <file name>", as
-`sha256sum` writes them), and without one the command refuses before it downloads anything,
-unless you pass the loudly named `--unverified-archives` (then each archive is reported as
-unverified). A mismatch moves the file to `DIR/.archives/<file>.bad` (kept, never deleted) and
-fails; running again downloads it afresh. The sums file may also list extracted files by name
-(PhysioNet's own SHA256SUMS.txt, say): every extracted file whose name it lists must match.
-Extraction fails loudly on any fault of the gzip or tar stream (a CRC error, a truncated stream,
-a damaged header anywhere, data after the end of the archive): the archive is kept, nothing is
-marked complete. Its layout (two archives both unpack to `WFDB/`, so each gets its own folder):
-
-    DIR/.archives/<file>.part   a partial download (resumed with an HTTP Range request)
-    DIR/.archives/<file>        a finished download (removed after extraction unless --keep-archives)
-    DIR/<source>/...            the extracted archive; DIR/<source>/.complete marks it finished
-
-Either way, running the command again skips finished sources. A folder `DIR/<source>` without
-`.complete` (not made by this command) is refused before anything is downloaded; with `--force`
-it is moved to `DIR/.moved-aside/<source>.stale-<time>` (hidden, so `prepare` never reads it),
-never deleted.
+Either way finished sources are skipped. A folder `DIR/<source>` without `.complete` is refused
+before anything is downloaded; with `--force` it is moved to `DIR/.moved-aside/` (hidden from
+`prepare`), never deleted.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import os
@@ -77,6 +46,7 @@ from pathlib import Path, PurePosixPath
 
 from . import provenance
 from .core.errors import UserError, check_int
+from .records import RECORDS_2020
 
 BASE_URL = "https://storage.googleapis.com/physionet-challenge-2020-12-lead-ecg-public/"
 _USER_AGENT = "ecgssl_nb-download (python urllib)"
@@ -91,25 +61,22 @@ _SIZE_NOTE = (
 class Archive:
     source: str  # one of records.SOURCES
     file: str  # object name in the bucket
-    records: int  # records announced by the Challenge
     sha256: str | None = None  # None: no official checksum published (see the module docstring)
+
+    @property
+    def records(self) -> int:
+        """Records announced by the Challenge (`records.RECORDS_2020`)."""
+        return RECORDS_2020[self.source]
 
     def url(self, base_url: str = BASE_URL) -> str:
         """The archive's address below `base_url` (the public bucket, or a mirror)."""
         return base_url.rstrip("/") + "/" + self.file
 
 
-ARCHIVES: dict[str, Archive] = {
-    a.source: a
-    for a in (
-        Archive("CPSC", "PhysioNetChallenge2020_Training_CPSC.tar.gz", 6877),
-        Archive("CPSC-Extra", "PhysioNetChallenge2020_Training_2.tar.gz", 3453),
-        Archive("INCART", "PhysioNetChallenge2020_Training_StPetersburg.tar.gz", 74),
-        Archive("PTB", "PhysioNetChallenge2020_Training_PTB.tar.gz", 516),
-        Archive("PTB-XL", "PhysioNetChallenge2020_PTB-XL.tar.gz", 21837),
-        Archive("Georgia", "PhysioNetChallenge2020_Training_E.tar.gz", 10344),
-    )
-}
+# source -> PhysioNetChallenge2020_<name>.tar.gz, the bucket's object
+_ARCHIVE_NAMES = {"CPSC": "Training_CPSC", "CPSC-Extra": "Training_2", "INCART": "Training_StPetersburg"}
+_ARCHIVE_NAMES |= {"PTB": "Training_PTB", "PTB-XL": "PTB-XL", "Georgia": "Training_E"}
+ARCHIVES = {s: Archive(s, f"PhysioNetChallenge2020_{name}.tar.gz") for s, name in _ARCHIVE_NAMES.items()}
 _CHUNK = 1 << 20  # bytes per read
 _MOVED = ".moved-aside"  # where --force puts a folder that was in the way (hidden from `prepare`)
 
@@ -131,6 +98,17 @@ def parse_sources(spec: str) -> list[str]:
     return [s for s in ARCHIVES if s in chosen]
 
 
+_NO_RETRY = (400, 401, 403, 404, 410)  # HTTP errors that another try will not cure
+
+
+class _Failed(Exception):
+    """One try at one file failed; `final` when another try cannot help."""
+
+    def __init__(self, reason: str, final: bool = False):
+        super().__init__(reason)
+        self.final = final
+
+
 def _total_from_headers(resp, offset: int) -> int | None:
     """Size of the whole file announced by a 200 (Content-Length) or 206 (Content-Range) reply."""
     cr = resp.headers.get("Content-Range")
@@ -144,85 +122,101 @@ def _total_from_headers(resp, offset: int) -> int | None:
     return None
 
 
-def fetch(url: str, dest: Path, sha256: str | None = None, progress: bool | None = None, timeout: float = 60.0) -> Path:
-    """Download `url` to `dest`, resuming `dest.part` with an HTTP Range request when the server
-    allows it (else starting over). Checks the announced size (and the SHA-256 if given), then
-    renames `dest.part` to `dest` atomically. Returns dest. UserError on failure (the .part is
-    kept when it may be resumed; one with the wrong SHA-256 is moved to `dest.bad`)."""
-    dest = Path(dest)
-    part = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    offset = part.stat().st_size if part.exists() else 0
+def _open(url: str, offset: int, timeout: float):
+    """The reply to a GET of `url` (from byte `offset` on when > 0); _Failed otherwise."""
     headers = {"User-Agent": _USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
-    req = urllib.request.Request(url, headers=headers)
     try:
-        resp = urllib.request.urlopen(req, timeout=timeout)
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset:  # our .part is not a prefix the server can continue
-            part.unlink()
-            return fetch(url, dest, sha256=sha256, progress=progress, timeout=timeout)
-        raise UserError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
+        raise _Failed(f"HTTP {exc.code} {exc.reason}", final=exc.code in _NO_RETRY) from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        raise UserError(f"download of {url} failed: {getattr(exc, 'reason', exc)}; run again to resume") from None
+        raise _Failed(f"{getattr(exc, 'reason', exc)}") from None
 
+
+def _fetch_once(url: str, part: Path, count: Callable[[int], object], timeout: float, want: str | None) -> str:
+    """One try: resume `part` (or start it over when the server sends the whole file), hashing
+    the bytes as they are written, and check the announced size; returns the SHA-256 of `part`
+    (at once when a resumable `part` already has the SHA-256 `want`). `count(n)` gets each block's
+    size; _Failed otherwise (a `part` that is no prefix of the file is removed)."""
+    h, offset = hashlib.sha256(), part.stat().st_size if part.exists() else 0
+    if offset and want is not None:
+        with open(part, "rb") as fh:
+            while block := fh.read(_CHUNK):
+                h.update(block)
+        if h.hexdigest() == want:  # all there already (stopped before its rename)
+            return want
+    try:
+        resp = _open(url, offset, timeout)
+    except _Failed as exc:
+        if offset and str(exc).startswith("HTTP 416"):  # our .part is no prefix the server can continue
+            part.unlink()
+        raise
     with resp:
-        total = _receive(resp, url, part, offset, progress)
+        start = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range") or "")
+        if getattr(resp, "status", 200) != 206:
+            h, offset = hashlib.sha256(), 0  # the whole file (or a file:// URL): start over
+        elif not start or int(start.group(1)) != offset:
+            part.unlink()
+            raise _Failed(f"the server resumed at the wrong place ({resp.headers.get('Content-Range')!r})")
+        elif want is None:  # the resumed prefix was not hashed above
+            with open(part, "rb") as fh:
+                while block := fh.read(_CHUNK):
+                    h.update(block)
+        total = _total_from_headers(resp, offset)
+        with open(part, "ab" if offset else "wb") as fh:
+            try:
+                while block := resp.read(_CHUNK):
+                    fh.write(block)
+                    h.update(block)
+                    count(len(block))
+            except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
+                raise _Failed(f"interrupted ({exc})") from None
     size = part.stat().st_size
     if total is not None and size != total:
-        if size > total:
+        if size > total:  # no prefix of the file: start over next time
             part.unlink()
-        raise UserError(f"download of {url}: got {size} bytes, the server announced {total}; run again to resume")
-    if sha256 is not None:
-        check_sha256(part, sha256, url, bad=dest.with_name(dest.name + ".bad"))
+        raise _Failed(f"got {size} bytes, the server announced {total}")
+    return h.hexdigest()
+
+
+def _reject(path: Path, got: str, want: str, bad: Path) -> str:
+    """Move `path` (SHA-256 `got`, not `want`) to `bad`, kept and never used; the reason, in words."""
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, bad)
+    return f"SHA-256 {got} is not the expected {want}; the file was moved to {bad} (kept, not deleted)"
+
+
+def fetch(url: str, dest: Path, sha256: str | None = None, progress: bool | None = None, timeout: float = 60.0) -> Path:
+    """Download `url` to `dest` (`_fetch_once`: `dest.part` resumed with an HTTP Range request,
+    the announced size checked), check the SHA-256 if given, then rename `dest.part` onto `dest`.
+    Returns dest. UserError on failure (the .part is kept when it may be resumed; one with the
+    wrong SHA-256 is moved to `dest.bad`)."""
+    from tqdm import tqdm  # only when something is downloaded
+
+    dest, want = Path(dest), None if sha256 is None else sha256.lower()
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    disable = None if progress is None else not progress
+    with tqdm(unit="B", unit_scale=True, desc=dest.name, disable=disable) as bar:
+        for again in (True, False):  # a .part the server cannot continue (HTTP 416) is dropped once
+            try:
+                got = _fetch_once(url, part, bar.update, timeout, want)
+                break
+            except _Failed as exc:
+                if not (again and str(exc).startswith("HTTP 416")):
+                    raise UserError(f"download of {url} failed: {exc}; run again to resume") from None
+    if want is not None and got != want:
+        why = _reject(part, got, want, dest.with_name(dest.name + ".bad"))
+        raise UserError(f"{url}: {why}: run again to download it afresh")
     os.replace(part, dest)
     return dest
 
 
-def _receive(resp, url: str, part: Path, offset: int, progress: bool | None) -> int | None:
-    """Append the reply's body to `part` (206: a resumed range starting at `offset`) or write it
-    anew (200); returns the whole file's announced size in bytes (None when not announced)."""
-    from tqdm import tqdm
-
-    status = getattr(resp, "status", None) or resp.getcode() or 200
-    if status == 206:
-        m = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range", ""))
-        if not m or int(m.group(1)) != offset:
-            raise UserError(
-                f"download of {url}: the server resumed at the wrong place ({resp.headers.get('Content-Range')!r})"
-            )
-        mode = "ab"
-    else:  # 200 (or a file:// URL): the server sent the whole file, start over
-        offset, mode = 0, "wb"
-    total = _total_from_headers(resp, offset)
-    disable = None if progress is None else not progress
-    bar = tqdm(
-        total=total, initial=offset, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"), disable=disable
-    )
-    try:
-        with open(part, mode) as fh:
-            while True:
-                try:
-                    block = resp.read(_CHUNK)
-                except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
-                    raise UserError(f"download of {url} interrupted: {exc}; run again to resume") from None
-                if not block:
-                    return total
-                fh.write(block)
-                bar.update(len(block))
-    finally:
-        bar.close()
-
-
 def check_sha256(path: Path, expected: str, what: str, bad: Path) -> None:
-    """UserError unless the file's SHA-256 is `expected`; a mismatching file is first moved to
-    `bad` (kept for inspection, never deleted), so that running again downloads it afresh."""
+    """UserError unless the file's SHA-256 is `expected` (it is then moved to `bad`, kept; a rerun fetches it)."""
     got = provenance.sha256_file(path)
     if got != expected.lower():
-        os.replace(path, bad)
-        raise UserError(
-            f"{what}: SHA-256 {got} is not the expected {expected.lower()}; the file was moved to {bad} "
-            f"(kept, not deleted): run again to download it afresh"
-        )
+        raise UserError(f"{what}: {_reject(path, got, expected.lower(), bad)}: run again to download it afresh")
 
 
 # "<64 hex> <name>" as PhysioNet writes SHA256SUMS.txt (one space, paths from the version's root),
@@ -251,13 +245,8 @@ def parse_sums(text: str, where: str) -> dict[str, str]:
 def read_sums(path: str | Path) -> dict[str, str]:
     """{file name: lower-case hex SHA-256} from a SHA256SUMS-style file (see `parse_sums`). A name
     with folders is also listed under its last part. UserError naming the file and line otherwise."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"--sha256 {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
     sums: dict[str, str] = {}
-    for name, digest in parse_sums(text, f"--sha256 {path}").items():
+    for name, digest in _read_list(path)[0].items():
         for key in {name, PurePosixPath(name).name}:
             if sums.get(key, digest) != digest:
                 raise UserError(f"--sha256 {path}: {key!r} is listed twice with different sums")
@@ -279,10 +268,8 @@ def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
 
 
 def _read_to_the_end(tar: tarfile.TarFile, archive: Path) -> None:
-    """UserError unless everything after the last member is the tar end blocks (zeros) up to a
-    clean end of the compressed stream. `tarfile` ends its listing, without a word, at the first
-    damaged header after the first one; reading on to the end also makes gzip check its CRC and
-    length."""
+    """UserError unless all after the last member is zeros up to a clean end of the gzip stream
+    (`tarfile` stops listing at a damaged header without a word; gzip checks its CRC at the end)."""
     stream = tar.fileobj
     stream.seek(tar.offset)
     while block := stream.read(_CHUNK):
@@ -302,11 +289,9 @@ def _check_members(tmp: Path, members: list[tarfile.TarInfo], sums: dict[str, st
 
 
 def extract(archive: Path, target: Path, sums: dict[str, str] | None = None, force: bool = False) -> Path:
-    """Unpack `archive` (tar.gz) into `target` via a temporary sibling folder renamed at the end,
-    then mark it with `target/.complete`. Every extracted file that `sums` names must match it.
-    UserError for a corrupt, truncated or unsafe archive (the archive is left where it is, nothing
-    is marked complete), and for a `target` that holds files, unless `force` (then it is moved
-    to `<target's folder>/.moved-aside/`, never deleted)."""
+    """Unpack `archive` (tar.gz) into `target` (via a sibling folder renamed in, marked with
+    `.complete`); every extracted file that `sums` names must match. UserError for a corrupt,
+    truncated or unsafe archive (kept; nothing marked), or a `target` in the way (unless `force`)."""
     archive, target = Path(archive), Path(target)
     if _occupied(target) and not force:
         raise UserError(_in_the_way(target))
@@ -329,17 +314,21 @@ def extract(archive: Path, target: Path, sums: dict[str, str] | None = None, for
             f"delete it and run again"
         ) from None
     (tmp / ".complete").write_text(archive.name + "\n")
+    _install(tmp, target)
+    return target
+
+
+def _install(tmp: Path, target: Path) -> None:
+    """Rename the finished folder `tmp` onto `target`; a `target` holding anything is moved aside."""
     if _occupied(target) or (target / ".complete").exists():
         _move_aside(target)
     elif target.exists():
         target.rmdir()  # an empty folder
     os.replace(tmp, target)
-    return target
 
 
 def _occupied(target: Path) -> bool:
-    """True when `target` is a file, or a folder holding anything, that `download` did not finish
-    (no `.complete` in it)."""
+    """True when `target` is a file, or a folder holding anything, without `download`'s `.complete`."""
     if not target.exists() or (target / ".complete").exists():
         return False
     return not target.is_dir() or any(target.iterdir())
@@ -353,8 +342,7 @@ def _in_the_way(target: Path) -> str:
 
 
 def _move_aside(target: Path) -> Path:
-    """Move `target` to `<its folder>/.moved-aside/<name>.stale-<UTC time>` (hidden: `prepare`
-    never reads it) and say so."""
+    """Move `target` to `<its folder>/.moved-aside/<name>.stale-<UTC time>` (hidden) and say so."""
     aside = target.parent / _MOVED
     aside.mkdir(exist_ok=True)
     moved = provenance.move_aside(target)
@@ -364,13 +352,53 @@ def _move_aside(target: Path) -> Path:
     return final
 
 
-def source_state(out: Path, archive: Archive) -> str:
+def _start(out: str | Path, sources: str | list[str]) -> tuple[Path, list[str]]:
+    """(the data folder, the chosen sources); UserError for bad sources or an --out that is a file."""
+    out = Path(out)
+    names = parse_sources(sources if isinstance(sources, str) else ",".join(sources))
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    return out, names
+
+
+def _dry_row(out: Path, name: str, state: str, url: str) -> None:
+    """One line of --dry-run: a source, its records, its state, where it comes from and goes."""
+    print(f"{name:<11} {ARCHIVES[name].records:>6} records  {state:<20} {url} -> {out / name}")
+
+
+def _pending(out: Path, names: list[str], state: Callable[[Path, str], str], force: bool) -> list[str]:
+    """The sources not finished yet; UserError for a folder in their way, unless `force`."""
+    todo = [n for n in names if state(out, n) != "extracted"]
+    blocked = [n for n in todo if _occupied(out / n)]
+    if blocked and not force:
+        raise UserError(_in_the_way(out / blocked[0]) + (f" (also: {', '.join(blocked[1:])})" if blocked[1:] else ""))
+    for name in names:
+        if name not in todo:
+            print(f"{name}: already complete in {out / name}", file=sys.stderr)
+    return todo
+
+
+def _make(out: Path, folder: str) -> None:
+    """Create OUT/<folder>; UserError when that cannot be done."""
+    try:
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out} cannot be created: {exc.strerror or exc}") from None
+
+
+def _finished_or_blocked(out: Path, source: str) -> str | None:
+    """'extracted' (OUT/<source>/.complete), 'in the way' (it holds files but no .complete), or None."""
+    if (out / source / ".complete").exists():
+        return "extracted"
+    return "in the way" if _occupied(out / source) else None
+
+
+def source_state(out: Path, archive: Archive | str) -> str:
     """'extracted', 'in the way' (OUT/<source> holds files but no .complete), 'downloaded',
     'partial (N bytes)' or 'missing'."""
-    if (out / archive.source / ".complete").exists():
-        return "extracted"
-    if _occupied(out / archive.source):
-        return "in the way"
+    archive = ARCHIVES[archive] if isinstance(archive, str) else archive
+    if done := _finished_or_blocked(out, archive.source):
+        return done
     store = out / ".archives"
     if (store / archive.file).exists():
         return "downloaded"
@@ -392,43 +420,17 @@ def download_archives(
     force: bool = False,
 ) -> Path:
     """`--from bucket`: download, verify and extract the chosen sources' archives into
-    `out/<source>/` (see the module docstring); returns `out`. sha256: a SHA256SUMS-style file with the archives' sums (and maybe
-    the extracted files'); unverified: accept an archive with no known sum (said loudly); force:
-    move a folder `out/<source>` that `download` did not make aside. With dry_run, only prints
-    what would be done. Every refusal comes before anything is downloaded or moved."""
-    out = Path(out)
-    names = parse_sources(sources) if isinstance(sources, str) else parse_sources(",".join(sources))
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
+    `out/<source>/` (the module docstring); returns `out`. sha256: a sums file; unverified: accept
+    an archive with no known sum (said loudly); force: move a folder in the way aside. Every
+    refusal comes before anything is downloaded or moved; dry_run only prints the plan."""
+    out, names = _start(out, sources)
     sums = read_sums(sha256) if sha256 is not None else {}
     if dry_run:
         for name in names:
-            a = ARCHIVES[name]
-            print(f"{name:<11} {a.records:>6} records  {source_state(out, a):<20} {a.url(base_url)} -> {out / name}")
+            _dry_row(out, name, source_state(out, name), ARCHIVES[name].url(base_url))
         return out
-    todo = [ARCHIVES[n] for n in names if source_state(out, ARCHIVES[n]) != "extracted"]
+    todo = [ARCHIVES[n] for n in _pending(out, names, source_state, force)]
     expected = {a.source: sums.get(a.file) or a.sha256 for a in todo}
-    _check_plan(out, todo, expected, unverified, force)
-    try:
-        (out / ".archives").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {out} cannot be created: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out} is not writable")
-    for name in names:
-        if name not in expected:
-            print(f"{name}: already extracted in {out / name}", file=sys.stderr)
-    for a in todo:
-        _get_one(out, a, expected[a.source], sums, base_url, keep_archives, progress, force)
-    return out
-
-
-def _check_plan(out: Path, todo: list[Archive], expected: dict[str, str | None], unverified: bool, force: bool) -> None:
-    """Refuse, before anything is written, a source folder in the way (without `force`) or an
-    archive with no known SHA-256 (without `unverified`)."""
-    blocked = [a.source for a in todo if _occupied(out / a.source)]
-    if blocked and not force:
-        raise UserError(_in_the_way(out / blocked[0]) + (f" (also: {', '.join(blocked[1:])})" if blocked[1:] else ""))
     unknown = [a.file for a in todo if expected[a.source] is None]
     if unknown and not unverified:
         raise UserError(
@@ -436,13 +438,18 @@ def _check_plan(out: Path, todo: list[Archive], expected: dict[str, str | None],
             f"pass --sha256 FILE with lines '<sha256>  <file name>', or --unverified-archives to accept "
             f"them unchecked; nothing was downloaded"
         )
+    _make(out, ".archives")
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out} is not writable")
+    for a in todo:
+        _get_one(out, a, expected[a.source], sums, base_url, keep_archives, progress, force)
+    return out
 
 
 def _get_one(
     out: Path, a: Archive, sha256: str | None, sums: dict, base_url: str, keep: bool, progress, force: bool
 ) -> None:
-    """Fetch (unless already downloaded), verify and extract one source; the archive is removed
-    only after a clean extraction (unless `keep`)."""
+    """Fetch (unless there), verify and extract one source; the archive removed after (unless `keep`)."""
     archive = out / ".archives" / a.file
     bad = archive.with_name(archive.name + ".bad")
     if archive.exists():  # downloaded earlier: verified again before use
@@ -473,14 +480,12 @@ TRANCHES: dict[str, str] = {
     "Georgia": "georgia",
 }
 _STAGE = ".physionet"  # OUT/.physionet/<source>/: a source being fetched (hidden from `prepare`)
-_NO_RETRY = (400, 401, 403, 404, 410)  # HTTP errors that another try will not cure
 RETRY_BACKOFF_S = 1.0  # seconds before the 2nd try of a file, twice that before the 3rd
 
 
 @dataclass(frozen=True)
 class Listed:
-    """One file PhysioNet lists: its path below the version's root, below its source folder, and
-    its SHA-256."""
+    """One file PhysioNet lists: its path below the version's root and its source folder, its SHA-256."""
 
     path: str  # 'training/cpsc_2018/g1/A0001.hea'
     rel: str  # 'g1/A0001.hea' (where it goes below OUT/<source>/)
@@ -508,102 +513,39 @@ def physionet_plan(sums: dict[str, str], names: list[str], where: str = SUMS_NAM
     return plan
 
 
-class _Failed(Exception):
-    """One try at one file failed; `final` when another try cannot help."""
-
-    def __init__(self, reason: str, final: bool = False):
-        super().__init__(reason)
-        self.final = final
-
-
-def _open(url: str, offset: int, timeout: float):
-    """The reply to a GET of `url` (from byte `offset` on when > 0); _Failed otherwise."""
-    headers = {"User-Agent": _USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
-    try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        raise _Failed(f"HTTP {exc.code} {exc.reason}", final=exc.code in _NO_RETRY) from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        raise _Failed(f"{getattr(exc, 'reason', exc)}") from None
-
-
-def _fetch_once(url: str, dest: Path, want: str, rejected: Path, count, timeout: float) -> None:
-    """One try: resume `dest.part` (or start it over when the server sends the whole file),
-    hashing the bytes as they are written, then rename it to `dest` only if its SHA-256 is `want`.
-    A mismatching file is moved to `rejected` (kept, never used). `count(n)` gets each block's size."""
-    part = dest.with_name(dest.name + ".part")
-    h, offset = hashlib.sha256(), part.stat().st_size if part.exists() else 0
-    if offset:
-        with open(part, "rb") as fh:
-            while block := fh.read(_CHUNK):
-                h.update(block)
-        if h.hexdigest() == want:  # all there already (stopped before its rename)
-            os.replace(part, dest)
-            return
-    try:
-        resp = _open(url, offset, timeout)
-    except _Failed as exc:
-        if offset and str(exc).startswith("HTTP 416"):  # our .part is no prefix the server can continue
-            part.unlink()
-        raise
-    with resp:
-        start = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range") or "")
-        if getattr(resp, "status", 200) != 206:
-            h, offset = hashlib.sha256(), 0  # the whole file: start over
-        elif not start or int(start.group(1)) != offset:
-            part.unlink()
-            raise _Failed(f"the server resumed at the wrong place ({resp.headers.get('Content-Range')!r})")
-        total = _total_from_headers(resp, offset)
-        with open(part, "ab" if offset else "wb") as fh:
-            try:
-                while block := resp.read(_CHUNK):
-                    fh.write(block)
-                    h.update(block)
-                    count(len(block))
-            except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
-                raise _Failed(f"interrupted ({exc})") from None
-    size = part.stat().st_size
-    if total is not None and size != total:
-        if size > total:  # no prefix of the file: start over next time
-            part.unlink()
-        raise _Failed(f"got {size} bytes, the server announced {total}")
-    if h.hexdigest() != want:
-        rejected.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(part, rejected)
-        raise _Failed(f"SHA-256 {h.hexdigest()} is not the listed {want} (the bytes are kept in {rejected})")
-    os.replace(part, dest)
-
-
 def fetch_listed(
     url: str, dest: Path, want: str, rejected: Path, count: Callable[[int], object] = lambda n: None, **opts
 ) -> str | None:
     """Make `dest` a verified copy of `url`: skipped when it is already there with SHA-256 `want`,
-    else fetched (resuming a `.part`) with up to `retries` (3) tries, `backoff` s apart times the try
-    (RETRY_BACKOFF_S). Returns None on success, else the last reason it failed (the .part is kept)."""
+    else fetched (`_fetch_once`, resuming a `.part`) with up to `retries` (3) tries, `backoff` s
+    apart times the try (RETRY_BACKOFF_S); bytes with another SHA-256 are moved to `rejected`.
+    Returns None on success, else the last reason it failed (the .part is kept)."""
     retries, timeout = opts.get("retries", 3), opts.get("timeout", 60.0)
     backoff = opts.get("backoff", RETRY_BACKOFF_S)
     if dest.exists() and provenance.sha256_file(dest) == want:
         return None
     dest.parent.mkdir(parents=True, exist_ok=True)
-    reason = "not tried"
+    part, reason = dest.with_name(dest.name + ".part"), "not tried"
     for attempt in range(1, retries + 1):
         try:
-            _fetch_once(url, dest, want, rejected, count, timeout)
-            return None
+            got = _fetch_once(url, part, count, timeout, want)
+            if got == want:
+                os.replace(part, dest)
+                return None
+            reason = _reject(part, got, want, rejected)
         except _Failed as exc:
             reason = str(exc)
-            if exc.final or attempt == retries:
+            if exc.final:
                 break
+        if attempt < retries:
             time.sleep(backoff * attempt)
     return reason
 
 
 def _physionet_state(out: Path, source: str) -> str:
     """'extracted' (OUT/<source>/.complete), 'in the way', 'partial (N files)' or 'missing'."""
-    if (out / source / ".complete").exists():
-        return "extracted"
-    if _occupied(out / source):
-        return "in the way"
+    if done := _finished_or_blocked(out, source):
+        return done
     stage = out / _STAGE / source
     n = sum(1 for p in stage.rglob("*") if p.is_file() and not p.name.endswith(".part")) if stage.is_dir() else 0
     return f"partial ({n} files)" if n else "missing"
@@ -645,33 +587,20 @@ def download_physionet(
     """Fetch the chosen sources' .hea/.mat files from PhysioNet (or a mirror of its tree at
     `base_url`), each verified against SHA256SUMS.txt (or `sums_file`), into `out/<source>/`
     (see the module docstring); returns `out`. `opts`: retries, backoff, timeout (per file)."""
-    out = Path(out)
-    names = parse_sources(sources) if isinstance(sources, str) else parse_sources(",".join(sources))
+    out, names = _start(out, sources)
     workers = check_int("--workers", workers, 1)
     if workers > 64:
         raise UserError(f"--workers {workers}: at most 64 (PhysioNet is a shared server)")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
     given = _read_list(sums_file) if sums_file is not None else None  # a bad FILE is refused first
     if dry_run:
         print(f"{'list':<11} {'':>6}          {'':<20} {base_url.rstrip('/')}/{SUMS_NAME}")
         for name in names:
-            a, folder = ARCHIVES[name], f"{base_url.rstrip('/')}/training/{TRANCHES[name]}/"
-            print(f"{name:<11} {a.records:>6} records  {_physionet_state(out, name):<20} {folder} -> {out / name}")
+            _dry_row(out, name, _physionet_state(out, name), f"{base_url.rstrip('/')}/training/{TRANCHES[name]}/")
         return out
-    todo = [n for n in names if _physionet_state(out, n) != "extracted"]
-    blocked = [n for n in todo if _occupied(out / n)]
-    if blocked and not force:
-        raise UserError(_in_the_way(out / blocked[0]) + (f" (also: {', '.join(blocked[1:])})" if blocked[1:] else ""))
-    for name in names:
-        if name not in todo:
-            print(f"{name}: already complete in {out / name}", file=sys.stderr)
+    todo = _pending(out, names, _physionet_state, force)
     if not todo:
         return out
-    try:
-        (out / _STAGE).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {out} cannot be created: {exc.strerror or exc}") from None
+    _make(out, _STAGE)
     sums, origin = given or _fetch_list(out, base_url)
     plan = physionet_plan(sums, todo, origin)
     failed = _fetch_plan(out, plan, base_url, workers, progress, opts)
@@ -692,7 +621,7 @@ def download_physionet(
 def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers: int, progress, opts) -> dict:
     """Fetch every planned file with a pool of `workers` threads, counting files and bytes with
     tqdm; returns {source: (files not verified, first such path, its reason)} for the failures."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # only when something is downloaded
 
     jobs = [(name, f) for name, files in plan.items() for f in files]
     disable = None if progress is None else not progress
@@ -732,9 +661,8 @@ def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers
 
 
 def _finish_source(out: Path, name: str, files: list[Listed], origin: str, force: bool) -> None:
-    """Mark a source whose every listed file is present and verified complete, and move it from
-    OUT/.physionet/<source> to OUT/<source> (a folder in the way there is moved aside, with
-    `force`, never deleted)."""
+    """Mark a source whose every listed file is verified complete and move it from
+    OUT/.physionet/<source> to OUT/<source> (a folder in the way moved aside with `force`)."""
     stage, target = out / _STAGE / name, out / name
     missing = [f.path for f in files if not (stage / f.rel).is_file()]
     if missing:  # cannot happen after a clean _fetch_plan; checked because it is what .complete claims
@@ -742,13 +670,9 @@ def _finish_source(out: Path, name: str, files: list[Listed], origin: str, force
     (stage / ".complete").write_text(
         f"challenge-2020 1.0.2, {len(files)} .hea/.mat files, each verified against {origin}\n"
     )
-    if _occupied(target):
-        if not force:
-            raise UserError(_in_the_way(target))
-        _move_aside(target)
-    elif target.exists():
-        target.rmdir()  # an empty folder
-    os.replace(stage, target)
+    if _occupied(target) and not force:
+        raise UserError(_in_the_way(target))
+    _install(stage, target)
     print(f"{name}: {len(files)} files verified, complete in {target}", file=sys.stderr)
 
 
@@ -785,67 +709,36 @@ def download(
     )
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UserError(f"download: {message}")
-
-
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb download --out DIR [--sources all|CPSC,...] [--from physionet|bucket] ...`."""
-    p = _Parser(
+    p = provenance.CommandParser(
         prog="python -m ecgssl_nb download",
         description=__doc__.split("\n\n")[0] + " " + _SIZE_NOTE,
         epilog="The module docstring (python -m pydoc ecgssl_nb.download) describes the layout and each check.",
     )
     p.add_argument("--out", required=True, help="data folder; each source goes to OUT/<source>/")
     p.add_argument("--sources", default="all", help=f"'all' (default) or a comma list of {', '.join(ARCHIVES)}")
-    p.add_argument(
-        "--from",
-        dest="origin",
-        default="physionet",
-        choices=ORIGINS,
-        help="physionet (default): PhysioNet's loose files, each checked against its SHA256SUMS.txt; "
-        "bucket: the six tar.gz archives of the Challenge's cloud bucket (no published sums: needs "
-        "--sha256 FILE or --unverified-archives)",
+    origin = (
+        "physionet (default): PhysioNet's loose files, each checked against its SHA256SUMS.txt; bucket: the six "
+        "tar.gz archives of the Challenge's cloud bucket (no published sums: needs --sha256 FILE or "
+        "--unverified-archives)"
     )
+    p.add_argument("--from", dest="origin", default="physionet", choices=ORIGINS, help=origin)
     p.add_argument("--dry-run", action="store_true", help="print the URLs and what is already there; download nothing")
     p.add_argument("--workers", type=int, default=8, help="files fetched at once from PhysioNet (default 8)")
-    p.add_argument(
-        "--base-url",
-        help=f"a mirror: of PhysioNet's tree (default {PHYSIONET_URL}) or, with --from bucket, of the "
-        f"bucket (default {BASE_URL}); http(s):// or file://",
+    mirror = f"a mirror: of PhysioNet's tree (default {PHYSIONET_URL}) or, with --from bucket, of the bucket "
+    p.add_argument("--base-url", help=mirror + f"(default {BASE_URL}); http(s):// or file://")
+    sums = (
+        "a SHA256SUMS-style file ('<sha256>  <file name>' lines): for physionet, used instead of the fetched "
+        "SHA256SUMS.txt (a copy you trust, for a mirror); for bucket, the archives' sums (extracted files it "
+        "lists are checked too)"
     )
-    p.add_argument(
-        "--sha256",
-        metavar="FILE",
-        help="a SHA256SUMS-style file ('<sha256>  <file name>' lines): for physionet, used instead of "
-        "the fetched SHA256SUMS.txt (a copy you trust, for a mirror); for bucket, the archives' sums "
-        "(extracted files it lists are checked too)",
-    )
-    p.add_argument(
-        "--unverified-archives",
-        action="store_true",
-        help="--from bucket: accept archives with no known SHA-256 (UNSAFE: a damaged or altered archive goes unnoticed)",
-    )
-    p.add_argument(
-        "--keep-archives", action="store_true", help="--from bucket: keep the .tar.gz files in OUT/.archives"
-    )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="move a folder OUT/<source> that download did not make to OUT/.moved-aside/ (never deleted)",
-    )
-    args = p.parse_args(argv)
-    download(
-        args.out,
-        args.sources,
-        origin=args.origin,
-        dry_run=args.dry_run,
-        force=args.force,
-        base_url=args.base_url,
-        sha256=args.sha256,
-        unverified=args.unverified_archives,
-        keep_archives=args.keep_archives,
-        workers=args.workers,
-    )
+    p.add_argument("--sha256", metavar="FILE", help=sums)
+    unsafe = "--from bucket: accept archives with no known SHA-256 (UNSAFE: a damaged or altered archive "
+    p.add_argument("--unverified-archives", dest="unverified", action="store_true", help=unsafe + "goes unnoticed)")
+    keep = "--from bucket: keep the .tar.gz files in OUT/.archives"
+    p.add_argument("--keep-archives", action="store_true", help=keep)
+    aside = "move a folder OUT/<source> that download did not make to OUT/.moved-aside/ (never deleted)"
+    p.add_argument("--force", action="store_true", help=aside)
+    download(**vars(p.parse_args(argv)))
     return 0

@@ -1,33 +1,17 @@
 """A tiny, deterministic, learnable synthetic corpus in the exact Challenge 2020 on-disk format.
 
-`make_fixture(out, n_records=400, seed=0)` writes, per record, a WFDB header `NAME.hea` and a
-MATLAB v4 signal file `NAME.mat` (variable `val`, int16, 12 x N, gain 1000/mV, format `16+24`),
-as the PhysioNet/CinC Challenge 2020 training archives do. Layout (`FIXTURE_SOURCES`):
+`make_fixture(out, n_records=400, seed=0)` writes per record a WFDB header `NAME.hea` and a
+MATLAB v4 `NAME.mat` (`val`, int16 12 x N, 1000/mV, format `16+24`) into one folder per source
+named like the real archive's (`FIXTURE_SOURCES`: CPSC, CPSC-Extra, INCART, PTB, PTB-XL, Georgia,
+at their rates and lengths), with `fixture.json` (what was made; written first, completed last)
+and `fixture_records.csv` (one row per record). Same seed, size and shape: the same bytes.
 
-    OUT/fixture.json                       what was made (seed, records, version); written first
-    OUT/fixture_records.csv                one row per record: name, source, path, fs, n_samples, dx
-    OUT/CPSC/Training_WFDB/A0001.hea       CPSC 2018        500 Hz,  6-30 s
-    OUT/CPSC-Extra/Training_2/Q0001.hea    CPSC-Extra       500 Hz,  6-30 s
-    OUT/INCART/Training_StPetersburg/I0001.hea  St Petersburg INCART  257 Hz, 30-40 s
-    OUT/PTB/Training_PTB/S0001.hea         PTB             1000 Hz, 10-14 s
-    OUT/PTB-XL/WFDB/HR00001.hea            PTB-XL           500 Hz, 10 s
-    OUT/Georgia/WFDB/E00001.hea            Georgia          500 Hz, 10 s
-
-Each source folder holds one sub-folder named like the real archive's, as in the authors' layout
-`<dataset>/<one sub-folder>/*.hea` (book: The data).
-
-Labels: every one of the 24 merged classes is the "primary" diagnosis of about n/24 records, to
-which a compatible rhythm and up to two further diagnoses are added (never NSR with AF, at most
-one bundle-branch pattern, ...). Some records carry the removed codes of the official merges
-(RBBB, SVPB, VPB), some carry unscored codes beside scored ones, n // 64 carry only unscored
-codes (prepare must skip them), one repeats a code, and n // 150 have `#Age: NaN`.
-
-Waveforms (`synth_ecg`): each beat is a sum of Gaussian waves (P, septal q, R, S, T, ...), each a
-3-D heart vector projected onto the 12 leads (limb leads obey Einthoven and Goldberger exactly,
-before noise and rounding), plus baseline wander and noise, in mV. The morphology follows the
-labels (rate, rhythm, PR, QRS width and shape, axis, QT, T polarity, voltage, ectopic beats,
-pacing spikes, fibrillation and flutter waves), so a model can learn them in a few epochs.
-Nothing here is a clinical model: it is test data that looks and reads like the real thing.
+Labels: each of the 24 classes is the primary diagnosis of about n/24 records, with a compatible
+rhythm and up to two further diagnoses; some records carry the codes the official merges remove
+(RBBB, SVPB, VPB) or unscored codes, n // 64 only unscored codes, one a repeated code, n // 150
+`#Age: NaN`. Waveforms (`synth_ecg`): Gaussian waves of a 3-D heart vector projected onto the
+leads (limb leads obey Einthoven and Goldberger), with wander and noise, their morphology
+following the labels so that a model learns them in a few epochs. Test data, not a clinical model.
 """
 
 from __future__ import annotations
@@ -35,10 +19,11 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
+import multiprocessing
 import os
 import sys
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -46,9 +31,11 @@ import numpy as np
 import scipy.io
 from scipy.signal import sawtooth
 
+from .atomic import write_json
 from .core import labels
-from .core.errors import UserError, check_seed
+from .core.errors import UserError, check_int, check_seed
 from .core.labels import LEADS
+from .records import RECORDS_2020
 
 GAIN = 1000  # ADC units per mV, as in most Challenge 2020 headers
 FIXTURE_VERSION = 1
@@ -82,30 +69,14 @@ FIXTURE_SOURCES: dict[str, FixtureSource] = {
     )
 }
 
-# The real training set's shape (paper Sec. III-A): records per source and their rates and
-# lengths. `make_fixture(..., shape="physionet2020")` writes a synthetic corpus of this shape
-# (43,101 records at full size, with the 30-minute INCART and the long PTB records) for the
-# full-size benchmarks; same folders, names and headers as the tiny shape.
-PHYSIONET2020_RECORDS = {
-    "CPSC": 6877,
-    "CPSC-Extra": 3453,
-    "INCART": 74,
-    "PTB": 516,
-    "PTB-XL": 21837,
-    "Georgia": 10344,
-}  # 43,101 in all
-_PHYSIONET2020_SECONDS = {
-    "CPSC": (6.0, 60.0),
-    "CPSC-Extra": (6.0, 60.0),
-    "INCART": (1800.0, 1800.0),
-    "PTB": (38.0, 120.0),
-    "PTB-XL": (10.0, 10.0),
-    "Georgia": (10.0, 10.0),
-}
+# shape="physionet2020": the real training set's source shares and record lengths (paper Sec.
+# III-A; 30-minute INCART, long PTB records), for the full-size benchmarks; same folders and names.
+_PHYSIONET2020_SECONDS = {"CPSC": (6.0, 60.0), "CPSC-Extra": (6.0, 60.0), "INCART": (1800.0, 1800.0)}
+_PHYSIONET2020_SECONDS |= {"PTB": (38.0, 120.0), "PTB-XL": (10.0, 10.0), "Georgia": (10.0, 10.0)}
 SHAPES = {
     "tiny": FIXTURE_SOURCES,
     "physionet2020": {
-        k: replace(s, seconds=_PHYSIONET2020_SECONDS[k], share=PHYSIONET2020_RECORDS[k] / 43101)
+        k: replace(s, seconds=_PHYSIONET2020_SECONDS[k], share=RECORDS_2020[k] / sum(RECORDS_2020.values()))
         for k, s in FIXTURE_SOURCES.items()
     },
 }
@@ -218,13 +189,6 @@ def _allocate(n: int, shares: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _whole(value, name: str, low: int) -> int:
-    """`value` as an int; UserError naming `name` unless it is a whole number >= low."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise UserError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return int(value)
-
-
 def _check_shape(shape: str) -> dict:
     if shape not in SHAPES:
         raise UserError(f"--shape {shape!r} is not a fixture shape; choose one of {', '.join(SHAPES)}")
@@ -235,7 +199,7 @@ def plan_fixture(n_records: int = 400, seed: int = 0, shape: str = "tiny") -> li
     """The records `make_fixture` writes (names, sources, rates, lengths, codes), cheaply, in
     order of source then number. Every class is a primary label floor(n_scored / 24) times.
     shape: "tiny" (default) or "physionet2020" (the real source shares and record lengths)."""
-    n, seed = _whole(n_records, "records", 1), check_seed("seed", seed)
+    n, seed = check_int("records", n_records, 1), check_seed("seed", seed)
     rng = np.random.default_rng([seed, 20200])
     sources = list(_check_shape(shape).values())
     counts = _allocate(n, np.array([s.share for s in sources]))
@@ -272,19 +236,9 @@ def plan_fixture(n_records: int = 400, seed: int = 0, shape: str = "tiny") -> li
         age = None if i in no_age else float(int(np.clip(rng.normal(60, 16), 18, 95)))
         sex = "Male" if rng.random() < 0.52 else "Female"
         hms = rng.integers(0, 86400)
-        plan.append(
-            FixtureRecord(
-                index=i,
-                name=f"{src.prefix}{numbers[source_of[i]]:0{src.digits}d}",
-                source=src.name,
-                fs=src.fs,
-                n_samples=int(round(seconds * src.fs)),
-                dx=tuple(dx),
-                age=age,
-                sex=sex,
-                time=f"{hms // 3600:02d}:{hms // 60 % 60:02d}:{hms % 60:02d}",
-            )
-        )
+        time = f"{hms // 3600:02d}:{hms // 60 % 60:02d}:{hms % 60:02d}"
+        name = f"{src.prefix}{numbers[source_of[i]]:0{src.digits}d}"
+        plan.append(FixtureRecord(i, name, src.name, src.fs, int(round(seconds * src.fs)), tuple(dx), age, sex, time))
     order = {s.name: k for k, s in enumerate(sources)}
     return sorted(plan, key=lambda r: (order[r.source], r.name))
 
@@ -299,8 +253,7 @@ def _unit(v) -> np.ndarray:
 
 
 def _frontal(theta_deg: float, z: float) -> np.ndarray:
-    """Unit heart vector with frontal angle theta (0 = leftward, +90 = inferior) and anterior
-    component z (x = left, y = inferior, z = anterior)."""
+    """Unit heart vector at frontal angle theta (0 left, +90 inferior), anterior part z (x left, y down, z front)."""
     t = np.deg2rad(theta_deg)
     return _unit([np.cos(t), np.sin(t), z])
 
@@ -320,8 +273,7 @@ def _lead_matrix(rng: np.random.Generator) -> np.ndarray:
 
 
 def _twelve_leads(rec8: np.ndarray) -> np.ndarray:
-    """(8, N) leads I, II, V1..V6 -> (12, N) standard order, deriving III, aVR, aVL, aVF as an
-    electrocardiograph does (Einthoven and Goldberger)."""
+    """(8, N) leads I, II, V1..V6 -> (12, N) standard order, III, aVR, aVL, aVF derived (Einthoven, Goldberger)."""
     i, ii = rec8[0], rec8[1]
     return np.stack([i, ii, ii - i, -(i + ii) / 2, i - ii / 2, ii - i / 2, *rec8[2:]])
 
@@ -365,14 +317,9 @@ class _Heart:
 
 def _heart(flags: set, rng: np.random.Generator) -> _Heart:
     u = rng.uniform
-    if LANFB in flags:
-        theta = u(-75, -45)
-    elif LAD in flags:
-        theta = u(-80, -35)
-    elif RAD in flags:
-        theta = u(100, 150)
-    else:
-        theta = u(10, 80)
+    theta = (
+        u(-75, -45) if LANFB in flags else u(-80, -35) if LAD in flags else u(100, 150) if RAD in flags else u(10, 80)
+    )
     amp = u(1.0, 1.8) * (u(0.25, 0.4) if LQRSV in flags else 1.0)
     main = _frontal(theta, -u(0.3, 0.6)) * amp
     septal = _unit([-0.5, 0.2, 0.8]) * u(0.12, 0.25) * amp / 1.4
@@ -425,20 +372,11 @@ def _beats(rhythm: str, flags: set, seconds: float, rng: np.random.Generator) ->
     flutter period (s; 0 unless AFL). kinds: 'sinus' (P + QRS), 'pac', 'pvc', 'paced', 'nop'
     (QRS without P: AF, AFL, junctional). In AFL every QRS falls on the flutter cycle."""
     u = rng.uniform
-    hr = {NSR: (60, 95), SA: (58, 88), SB: (40, 56), STACH: (105, 150), BRADY: (35, 52), AF: (75, 130)}
-    if rhythm == PACED:
-        hr_lo, hr_hi = 60, 80
-    elif rhythm == AFL:
-        hr_lo = hr_hi = 0
-    else:
-        hr_lo, hr_hi = hr[rhythm]
-    rr0 = 60.0 / u(hr_lo, hr_hi) if rhythm != AFL else 0.0
+    hr = {NSR: (60, 95), SA: (58, 88), SB: (40, 56), STACH: (105, 150), BRADY: (35, 52), AF: (75, 130), PACED: (60, 80)}
+    rr0 = 0.0 if rhythm == AFL else 60.0 / u(*hr[rhythm])
     sa_depth, sa_period, sa_phase = (u(0.12, 0.22), u(3, 6), u(0, 2 * np.pi)) if rhythm == SA else (0, 1, 0)
-    if rhythm == AFL:
-        f_period = 60.0 / u(250, 320)
-        ratio = [2, 4, 0][rng.integers(3)]  # 0: variable 2:1 / 3:1 / 4:1 block
-    else:
-        f_period = 0.0
+    f_period = 60.0 / u(250, 320) if rhythm == AFL else 0.0
+    ratio = [2, 4, 0][rng.integers(3)] if rhythm == AFL else 0  # 0: variable 2:1 / 3:1 / 4:1 block
 
     def next_rr(t: float) -> float:
         if rhythm == AF:
@@ -482,9 +420,7 @@ def _beats(rhythm: str, flags: set, seconds: float, rng: np.random.Generator) ->
 def _waves_for(beats: list[tuple], heart: _Heart, rhythm: str, rng: np.random.Generator) -> list[list[float]]:
     """All Gaussian waves of a record: rows of (centre s, sigma s, vx, vy, vz mV)."""
     rows = []
-    qrs = np.array(heart.qrs)
-    pvc = np.array(heart.pvc)
-    paced = np.array(heart.paced)
+    qrs, pvc, paced = (np.array(w) for w in (heart.qrs, heart.pvc, heart.paced))  # (K, 5) templates
     retro_p = rhythm == BRADY and rng.random() < 0.5
     for t, kind, rr in beats:
         jitter = 1 + rng.normal(0, 0.03)
@@ -501,8 +437,7 @@ def _waves_for(beats: list[tuple], heart: _Heart, rhythm: str, rng: np.random.Ge
         block[:, 2:] *= jitter
         rows.extend(block.tolist())
         if heart.t_biphasic:
-            rows.append(_wave(t_centre - t_sigma, t_sigma * 0.8, t_vec))
-            rows.append(_wave(t_centre + t_sigma, t_sigma * 0.8, -t_vec))
+            rows += [_wave(t_centre - t_sigma, t_sigma * 0.8, t_vec), _wave(t_centre + t_sigma, t_sigma * 0.8, -t_vec)]
         else:
             rows.append(_wave(t_centre - 0.5 * t_sigma, t_sigma * 1.25, t_vec * 0.55))
             rows.append(_wave(t_centre, t_sigma, t_vec * 0.7))
@@ -518,8 +453,7 @@ def _waves_for(beats: list[tuple], heart: _Heart, rhythm: str, rng: np.random.Ge
 def _atrial_activity(
     rhythm: str, beats: list, f_period: float, fs: float, n: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """(3, n) fibrillatory (AF) or flutter (AFL, period f_period s, locked to the QRS) waves,
-    zero otherwise."""
+    """(3, n) fibrillatory (AF) or flutter (AFL, period f_period s, locked to the QRS) waves, else 0."""
     out = np.zeros((3, n))
     t = np.arange(n) / fs
     if rhythm == AF:
@@ -551,12 +485,10 @@ def _synth(codes: Iterable[str], fs: float, n: int, rng: np.random.Generator) ->
     spikes = [b[0] - 0.045 for b in beats if b[1] == "paced"]  # just before the paced QRS
     waves = np.array(rows, dtype=np.float64).reshape(-1, 5)
     if spikes:  # pacemaker artefact: a spike centred on a sample (never missed) and an overshoot
-        spike_vec = _unit(rng.normal(size=3)) * rng.uniform(2.0, 4.0)
-        centres = np.rint(np.array(spikes) * fs) / fs
-        spike = np.column_stack([centres, np.full(len(spikes), 0.45 / fs), np.tile(spike_vec, (len(spikes), 1))])
-        overshoot = np.column_stack(
-            [centres + 0.004, np.full(len(spikes), 0.003), np.tile(-0.15 * spike_vec, (len(spikes), 1))]
-        )
+        vec = _unit(rng.normal(size=3)) * rng.uniform(2.0, 4.0)
+        c = np.rint(np.array(spikes) * fs)[:, None] / fs  # (S, 1) s
+        spike = np.hstack([c, np.full_like(c, 0.45 / fs), np.tile(vec, (len(c), 1))])
+        overshoot = np.hstack([c + 0.004, np.full_like(c, 0.003), np.tile(-0.15 * vec, (len(c), 1))])
         waves = np.concatenate([waves, spike, overshoot])
     heart_vector = _render(waves, fs, n) + _atrial_activity(rhythm, beats, f_period, fs, n, rng)
     rec8 = _lead_matrix(rng) @ heart_vector  # I, II, V1..V6
@@ -600,8 +532,7 @@ def synth_ecg(codes: Iterable[str], fs: float, seconds: float, rng: np.random.Ge
 
 
 def wfdb_checksum(digital: np.ndarray) -> np.ndarray:
-    """WFDB per-signal checksum of (channels, N) integer samples: the sum modulo 65536 as a
-    signed 16-bit number."""
+    """WFDB checksum of each row of (channels, N) integer samples: the sum mod 65536, signed 16-bit."""
     s = np.asarray(digital, dtype=np.int64).sum(axis=1) % 65536
     return np.where(s >= 32768, s - 65536, s)
 
@@ -643,14 +574,10 @@ def _prepare_out(out: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise UserError(f"--out {out}: not writable ({exc.strerror or exc})") from None
-    # an older fixture here: remove only the files it wrote
-    if (out / MARKER).is_file():
+    if (out / MARKER).is_file():  # an older fixture here: remove only the files it wrote
         for src in FIXTURE_SOURCES.values():
-            folder = out / src.folder
-            if folder.is_dir():
-                for f in folder.iterdir():
-                    if f.suffix in (".hea", ".mat") and f.name.startswith(src.prefix):
-                        f.unlink()
+            for f in [*(out / src.folder).glob(f"{src.prefix}*.hea"), *(out / src.folder).glob(f"{src.prefix}*.mat")]:
+                f.unlink()
 
 
 def _write_record(rec: FixtureRecord, out: Path, seed: int) -> list:
@@ -670,14 +597,12 @@ def make_fixture(
     progress: bool = False,
     workers: int = 1,
 ) -> Path:
-    """Write the synthetic corpus (see the module doc for the layout) into `out`, which must be
-    new, empty or an earlier fixture. Same seed, size and shape -> byte-identical files. shape
-    "physionet2020": the real data set's source shares and record lengths (`SHAPES`). Records are
-    written one at a time, by `workers` processes (memory bounded by the longest record per
-    process). Returns out."""
-    n, seed = _whole(n_records, "records", 1), check_seed("seed", seed)
+    """Write the synthetic corpus (the module docstring) into `out`: new, empty or an earlier
+    fixture. Same seed, size and shape -> the same bytes. shape "physionet2020": the real data
+    set's shares and lengths (`SHAPES`). Records are written by `workers` processes. Returns out."""
+    n, seed = check_int("records", n_records, 1), check_seed("seed", seed)
     _check_shape(shape)
-    _whole(workers, "--workers", 1)
+    check_int("--workers", workers, 1)
     out = Path(out)
     _prepare_out(out)
     plan = plan_fixture(n, seed, shape)
@@ -691,18 +616,14 @@ def make_fixture(
     }
     if shape != "tiny":  # the tiny fixture's marker stays byte-identical
         meta["shape"] = shape
-    (out / MARKER).write_text(json.dumps(meta, indent=1) + "\n")
+    write_json(out / MARKER, meta, indent=1)
     for src in FIXTURE_SOURCES.values():
         (out / src.folder).mkdir(parents=True, exist_ok=True)
-    from functools import partial
-
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # only to write a corpus
 
     write = partial(_write_record, out=out, seed=seed)
     bar = dict(total=len(plan), desc="fixture", unit="record", disable=not progress, file=sys.stderr)
     if workers > 1:  # records are independent: the same bytes in any order, written in parallel
-        import multiprocessing
-
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             rows = list(tqdm(pool.imap(write, plan, chunksize=16), **bar))
     else:
@@ -712,10 +633,7 @@ def make_fixture(
     writer.writerow(["record", "source", "path", "fs", "n_samples", "dx"])
     writer.writerows(rows)
     (out / MANIFEST).write_text(buf.getvalue())
-    meta["complete"] = True
-    tmp = out / (MARKER + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(tmp, out / MARKER)
+    write_json(out / MARKER, dict(meta, complete=True), indent=1)
     return out
 
 
@@ -728,12 +646,8 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="folder to write (new, empty, or an earlier fixture)")
     parser.add_argument("--records", type=int, default=400, help="number of records (default 400)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
-    parser.add_argument(
-        "--shape",
-        default="tiny",
-        help="tiny (default) or physionet2020: the real data set's source "
-        "shares and record lengths (use --records 43101 for full size)",
-    )
+    shape = "tiny (default) or physionet2020: the real data set's source shares and record lengths (use --records "
+    parser.add_argument("--shape", default="tiny", help=shape + "43101 for full size)")
     parser.add_argument("--progress", action="store_true", help="a progress bar")
     parser.add_argument("--workers", type=int, default=1, help="processes writing records (default 1)")
     args = parser.parse_args(argv)

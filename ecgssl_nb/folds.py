@@ -1,30 +1,19 @@
 """The 10 folds: iterative multilabel stratification (Sechidis, Tsoumakas and Vlahavas 2011).
 
-The paper adopts this stratification (paper Sec. III-A; book: The data). Each fold should
-receive 1/K of the records and 1/K of every label's occurrences.
-Repeat until every labelled record is placed:
-
-1. take the label with the fewest records not yet placed (ties: the first label in sorted order);
-2. go through the unplaced records carrying it in reverse index order (what the authors' stable
-   argsort of all-ones counts reversed amounts to);
-3. put each into the fold with the largest remaining need for that label; ties go to the tied fold
-   with the largest remaining overall need, then to a seeded random choice among those;
-4. lower that fold's need for every label of the record and its overall need.
-
-Records without any label go last, in index order, to the fold with the largest overall need.
-
-Needs are kept as integers scaled by K (need * K = count - K * placed), so ties are exact.
-`assign_folds` runs this per source dataset on records sorted by (record, path), with a fresh
-seed per source as the authors' `np.random.seed(0)` per call (B3 fixed: input order never
-matters). Records of one duplicate group are placed together as one unit.
-
-One deliberate difference from the authors' copy of Mehari & Strodthoff's code: its second
-tie-break compares the overall need of *all* folds rather than of the folds tied on the label
-need (Sechidis et al. compare only the tied ones); we follow the paper by Sechidis et al.
+Paper Sec. III-A; book: The data. Each fold should get 1/K of the records and of every label's
+occurrences. Until every labelled record is placed: take the label with the fewest unplaced
+records (ties: the first in sorted order); put its unplaced records, in reverse index order (the
+authors' stable argsort), each into the fold with the largest remaining need for it (ties: the
+largest overall need among the tied folds, as Sechidis et al. do, where the authors' copy compares
+all folds; then a seeded choice); lower that fold's needs. Unlabelled records go last. Needs are
+integers scaled by K, so ties are exact. `assign_folds` runs this per source on records sorted by
+(record, path), a fresh seed per source (B3 fixed: input order never matters); a duplicate group
+is placed as one unit.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -42,11 +31,9 @@ def _stratify_units(
 ) -> np.ndarray:
     """Core loop. unit_labels[u] = {label index: records of unit u with that label};
     unit_sizes[u] = records in unit u. Returns the fold of each unit."""
-    n_units = len(unit_sizes)
-    K = n_folds
+    n_units, K = len(unit_sizes), n_folds
     fold = np.full(n_units, -1, dtype=np.int64)
-    total = int(sum(unit_sizes))
-    need_all = [total] * K  # K * (remaining overall need) of each fold
+    need_all = [int(sum(unit_sizes))] * K  # K * (remaining overall need) of each fold
     count = [0] * n_labels
     members: list[list[int]] = [[] for _ in range(n_labels)]
     for u, labels in enumerate(unit_labels):
@@ -90,16 +77,11 @@ def _stratify_units(
     return fold
 
 
-def _label_lists(column: pd.Series) -> list[list[str]]:
-    out = []
-    for v in column.tolist():
-        if isinstance(v, str):
-            out.append(v.split())
-        elif isinstance(v, (list, tuple, set, np.ndarray)):
-            out.append([str(x) for x in v])
-        else:  # NaN / None: no label
-            out.append([])
-    return out
+def _labels_of(v: object) -> list[str]:
+    """The codes of one row: space-separated text or a list; NaN / None: no label."""
+    if isinstance(v, str):
+        return v.split()
+    return [str(x) for x in v] if isinstance(v, (list, tuple, set, np.ndarray)) else []
 
 
 def assign_folds(
@@ -111,13 +93,9 @@ def assign_folds(
     source_col: str = "source",
     record_col: str = "record",
 ) -> np.ndarray:
-    """Fold of each row of `index_df` (same order as the rows), stratified per source.
-
-    Within each source, rows are sorted by (record, path) first, so the result never depends on
-    the input order. `label_col` holds space-separated codes (or lists): the authors stratify on the
-    pre-merge scored codes. Rows sharing a `group_col` value (e.g. one signal under two names) are
-    placed in the same fold; a group spanning sources is stratified within the source of its
-    first member in (source, record) order."""
+    """Fold of each row of `index_df` (in row order), stratified per source on `label_col`
+    (space-separated codes or lists; the authors use the pre-merge scored codes), whatever the
+    input order. Rows sharing a `group_col` value share a fold, in the source of its first row."""
     n_folds = check_int("n_folds", n_folds, 2)
     for col in (label_col, source_col, record_col) + ((group_col,) if group_col else ()):
         if col not in index_df.columns:
@@ -129,20 +107,15 @@ def assign_folds(
     sort_cols = [source_col, record_col] + (["path"] if "path" in index_df.columns else [])
     frame = index_df[sort_cols].astype(str).reset_index(drop=True)
     order = np.lexsort([frame[c].to_numpy() for c in reversed(sort_cols)])  # sorted row positions
-    labels_all = _label_lists(index_df[label_col])
+    labels_all = [_labels_of(v) for v in index_df[label_col].tolist()]
     groups = index_df[group_col].astype(str).to_numpy() if group_col else np.arange(n).astype(str)
     unit_rows, unit_source = _units(order, groups, index_df[source_col].astype(str).to_numpy())
     for source in sorted(set(unit_source)):
         rows = [r for r, s in zip(unit_rows, unit_source) if s == source]  # already sorted
         labels = sorted({lab for r in rows for pos in r for lab in labels_all[pos]})
         index = {lab: i for i, lab in enumerate(labels)}
-        unit_labels = []
-        for r in rows:  # records of the unit carrying each label
-            counts: dict[int, int] = {}
-            for pos in r:
-                for lab in dict.fromkeys(labels_all[pos]):
-                    counts[index[lab]] = counts.get(index[lab], 0) + 1
-            unit_labels.append(counts)
+        # per unit, {label index: records of the unit carrying it}
+        unit_labels = [Counter(index[lab] for pos in r for lab in dict.fromkeys(labels_all[pos])) for r in rows]
         rng = np.random.default_rng(seed)  # a fresh seed per source, as the authors' per-call seed
         unit_fold = _stratify_units(unit_labels, [len(r) for r in rows], len(labels), n_folds, rng)
         for r, f in zip(rows, unit_fold):

@@ -1,11 +1,8 @@
 """Notebook parameters: one rule for every chapter, papermill > ECGSSL_* environment > default.
 
-Each notebook's `parameters` cell holds plain assignments that papermill can parse, every value
-`None` ("not given"), e.g. ``profile = None  # tiny, samples or paper``. Papermill injects its
-values in the cell right after it. The next cell calls `resolve(globals())`, which fills every
-name that is still `None` from the environment variable ``ECGSSL_<NAME>`` (how `make book` and
-nbval pass a profile in) or else from `DEFAULTS`, converted to the default's type. So a value
-given to papermill wins over the environment, and the environment wins over the default.
+A notebook's `parameters` cell assigns `None` ("not given") to each name, e.g. ``profile = None``;
+papermill injects its values after it, and the next cell's `resolve(globals())` fills each name
+still `None` from ``ECGSSL_<NAME>`` (how `make book` and nbval pass a profile) or `DEFAULTS`.
 """
 
 from __future__ import annotations
@@ -45,16 +42,12 @@ def _convert(shown: str, text: str, default: Any) -> Any:
     UserError '{shown} is not an integer' otherwise."""
     if isinstance(default, bool):
         return text.strip().lower() in ("1", "true", "yes", "on")
-    if isinstance(default, int):
+    if isinstance(default, (int, float)):
+        kind, what = (int, "an integer") if isinstance(default, int) else (float, "a number")
         try:
-            return int(text)
+            return kind(text)
         except ValueError:
-            raise UserError(f"{shown} is not an integer") from None
-    if isinstance(default, float):
-        try:
-            return float(text)
-        except ValueError:
-            raise UserError(f"{shown} is not a number") from None
+            raise UserError(f"{shown} is not {what}") from None
     return text
 
 
@@ -77,12 +70,10 @@ def _given(name: str, value: Any, default: Any) -> Any:
 def resolve(
     namespace: MutableMapping[str, Any], environ: MutableMapping[str, str] | None = None, **defaults: Any
 ) -> dict[str, Any]:
-    """Fill the parameters in `namespace` (a notebook's globals()) that are still None.
-
-    A parameter is a name of `DEFAULTS` (or of `defaults`, a notebook's own defaults, which win
-    over `DEFAULTS`) present in `namespace`. Each None is replaced by $ECGSSL_<NAME> when set
-    (converted to the default's type; a clear error otherwise), else by the default. Values that
-    are not None (set by papermill) are kept. Returns the resolved parameters, {name: value}."""
+    """Fill the parameters (names of `DEFAULTS` or of a notebook's own `defaults`, which win) in
+    `namespace` (a notebook's globals()) that are still None from $ECGSSL_<NAME> (converted to the
+    default's type; UserError otherwise) or the default; papermill's values are type-checked and
+    kept. Returns {name: value}."""
     environ = os.environ if environ is None else environ
     table = {**DEFAULTS, **defaults}
     resolved = {}

@@ -1,42 +1,28 @@
 """`python -m ecgssl_nb prepare`: Challenge records -> one 100 Hz memmap, an index, stats and folds.
 
-What it does (paper Sec. III-A; book: The data; book: Deviations, B1-B3, B25):
+Paper Sec. III-A; book: The data; Deviations B1-B3, B25. Every `*.hea` below `--data-dir` is read
+in (source, record name, path) order, never the file system's (B3; `walk_corpus`); a record is
+kept when it carries a scored code, passes `records`' checks, is at least `WINDOW` samples long
+at 100 Hz (every lead resampled, B1 fixed; `--leads lead-i` is the released code's lead I in all
+12 channels) and is no exact duplicate of a kept signal; folds come from `folds.assign_folds`.
 
-* walks `--data-dir` for `*.hea` (hidden folders excepted, symlinks followed, each real folder
-  once) in (source in `records.SOURCES` order, record name, path) order, never the file
-  system's (B3);
-* keeps a record only if it carries one of the 27 scored codes, passes `records`' checks and is
-  at least `WINDOW` (250) samples long at 100 Hz;
-* resamples every lead to 100 Hz (`resample_100hz`; B1 fixed: the released code copied lead I
-  into all 12 channels, still available as `--leads lead-i`);
-* skips exact duplicate signals (the raw int16 samples, hashed): the first in the order above is
-  kept, so a duplicate never sits on both sides of a split;
-* assigns folds by iterative multilabel stratification per source on the pre-merge scored codes
-  (`folds.assign_folds`).
-
-The output folder and what makes it trustworthy (built in `OUT.partial/`, renamed in when
-complete, `provenance.json`, one writer, `--force` moves a foreign or damaged OUT aside and
-builds it anew) are described in ARCHITECTURE.md. Files: `signals.npy` float32 (T, 12) mV; `index.csv` one row per kept record
-(`INDEX_COLUMNS`; age empty if unknown, codes separated by spaces; labels merged, CLASSES order;
-codes pre-merge scored, header order; dx all header codes); `skipped.csv` (`SKIPPED_COLUMNS`:
-every header is kept or here with a reason, and so is every `.mat` with no header beside it);
-`stats.json` per-lead mean and std (mV) and counts; `provenance.json`; `.complete.json` (input
-manifest, folds, seed and `digest`), written last.
-
-Work is done in chunks (at most 256 records and 64 MiB of signal files) in `--workers`
-processes; each chunk's result is written atomically to `OUT.partial/.parts/`, so a killed run
-resumes with the missing chunks and assembles the same bytes (whatever the number of workers).
-Arrays are written with plain file writes (a full disk is then one line naming the file, never
-the SIGBUS of a memory map). `load_prepared` checks every file before use.
+OUT (built in `OUT.partial/`, renamed in when complete; ARCHITECTURE.md): `signals.npy` float32
+(T, 12) mV; `index.csv` (`INDEX_COLUMNS`: labels merged, codes pre-merge scored, dx all codes);
+`skipped.csv` (`SKIPPED_COLUMNS`: every header or orphan `.mat` not kept, with its reason);
+`stats.json` per-lead mean and std (mV) and counts; `provenance.json`, `digests.json`; and
+`.complete.json` (input manifest, folds, seed, `digest`), written last. Records are processed in
+resumable chunks (`make_chunks`) by `--workers` processes; arrays are written with plain writes
+(a full disk is one line naming the file, never a SIGBUS). `load_prepared` checks every file.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import errno
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -52,8 +38,8 @@ from . import provenance
 from . import records as R
 from .atomic import atomic_write, write_json, write_text_atomic
 from .core import labels as L
-from .core.errors import RecordError, UserError, check_seed
-from .core.settings import TARGET_FS, WINDOW
+from .core.errors import RecordError, UserError, check_int, check_seed
+from .core.settings import LEAD_MODES, TARGET_FS, WINDOW
 from .folds import assign_folds
 from .records import LEADS, SOURCES, read_header, read_record_raw, source_of
 
@@ -70,17 +56,11 @@ _STAGING_SUFFIX = ".partial"
 _NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
-# ----------------------------------------------------------------------------------------------
-# one record
-
-
 def resample_100hz(signal: np.ndarray, fs: float) -> np.ndarray:
     """(12, n) mV at `fs` Hz -> (int(n*100/fs), 12) float32 mV at 100 Hz, every lead resampled
-    with scipy.signal.resample (FFT; the authors' method and length rule).
-
-    Computed in float32, 1.5-3x faster than float64 for the record lengths with large prime
-    factors (CPSC lengths are arbitrary): it differs from a float64 computation by about 1e-6 mV
-    at most (a few float32 ulps), a thousandth of the 1 uV step of the int16 input."""
+    with scipy.signal.resample (FFT; the authors' method and length rule). In float32: 1.5-3x
+    faster than float64 for CPSC's prime-factor lengths, within 1e-6 mV of it (a thousandth of
+    the int16 input's 1 uV step)."""
     n = signal.shape[1]
     new_len = int(n * TARGET_FS / fs)
     x = np.ascontiguousarray(signal, dtype=np.float32)
@@ -90,21 +70,15 @@ def resample_100hz(signal: np.ndarray, fs: float) -> np.ndarray:
 
 
 def _signal_hash(raw: np.ndarray) -> str:
-    """Identity of a record's stored samples (the raw int16 signal as in its .mat file, with its
-    shape) for exact-duplicate detection."""
+    """Identity of a record's stored samples (raw int16 and shape), to find exact duplicates."""
     h = hashlib.sha1()  # the fastest hashlib digest here; a collision only matters if forced
     h.update(repr((raw.shape, str(raw.dtype))).encode())
     h.update(np.ascontiguousarray(raw).tobytes())
     return h.hexdigest()
 
 
-LEAD_MODES = ("twelve", "lead-i")  # B1: every lead resampled, or the released code's lead I in all 12 channels
-
-
 def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, np.ndarray]:
-    """Meta data and the (L, 12) 100 Hz signal of one record; RecordError when it is unusable.
-    leads="lead-i" copies lead I into all twelve channels, as the released code does (book:
-    Deviations, B1); the statistics are then those of the copied signal."""
+    """Metadata and the (L, 12) 100 Hz signal of one record (lead-i: lead I in all 12, B1), else RecordError."""
     header = read_header(hea)
     codes = [c for c in header.dx if c in _SCORED]  # pre-merge, header order
     if not codes:
@@ -115,36 +89,14 @@ def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, n
         raise RecordError(hea, "too short", f"{x.shape[0]} samples at {TARGET_FS} Hz < {WINDOW}")
     if leads == "lead-i":
         x = np.ascontiguousarray(np.repeat(x[:, :1], 12, axis=1))  # (L, 12), every column lead I
-    meta = {
-        "record": rec.name,
-        "source": rec.source,
-        "path": rel,
-        "fs": float(rec.fs),
-        "n_samples": int(rec.signal.shape[1]),
-        "length": int(x.shape[0]),
-        "age": rec.age,
-        "sex": rec.sex,
-        "codes": codes,
-        "dx": list(rec.dx),
-        "hash": _signal_hash(raw),
-        "mean": x.mean(axis=0, dtype=np.float64).tolist(),
-        "std": x.std(axis=0, dtype=np.float64).tolist(),
-    }
+    meta = dict(record=rec.name, source=rec.source, path=rel, fs=float(rec.fs), n_samples=int(rec.signal.shape[1]))
+    meta |= dict(length=int(x.shape[0]), age=rec.age, sex=rec.sex, codes=codes, dx=list(rec.dx), hash=_signal_hash(raw))
+    meta |= dict(mean=x.mean(axis=0, dtype=np.float64).tolist(), std=x.std(axis=0, dtype=np.float64).tolist())
     return meta, x
 
 
-# ----------------------------------------------------------------------------------------------
-# chunks and part files
-
-
-def _write_json(path: Path, obj) -> None:
-    """Strict JSON (a NaN or inf is a ValueError, never a bare `NaN` in the file), atomically."""
-    write_json(path, obj)
-
-
 def _write_npy(path: Path, n_rows: int, blocks) -> None:
-    """A float32 (n_rows, 12) .npy file from row blocks, with plain writes: a full disk is an
-    OSError (ENOSPC/EFBIG), not the SIGBUS of a write through a memory map."""
+    """A float32 (n_rows, 12) .npy from row blocks, by plain writes (a full disk: OSError, never SIGBUS)."""
     head = io.BytesIO()
     np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False, "shape": (int(n_rows), 12)})
     written = 0
@@ -169,8 +121,7 @@ def _chunk_paths(parts: Path, k: int) -> tuple[Path, Path]:
 
 
 def _process_chunk(task: tuple[int, str, list[str], str, str]) -> tuple[int, int]:
-    """Process records `rels` (paths relative to data_dir) into part files of chunk k, in lead
-    mode `leads`. The .npy goes first, the .json (the completion mark) last, both atomically."""
+    """Records `rels` -> chunk k's part files, atomically: the .npy, then the .json (its completion mark)."""
     k, data_dir, rels, parts, leads = task
     parts_dir = Path(parts)
     npy_path, json_path = _chunk_paths(parts_dir, k)
@@ -191,11 +142,9 @@ def _process_chunk(task: tuple[int, str, list[str], str, str]) -> tuple[int, int
 
 
 def walk_corpus(data_dir: Path) -> tuple[list[str], list[str]]:
-    """(headers, orphan signal files) below data_dir: relative POSIX paths of every *.hea, and
-    of every *.mat with no header of the same name beside it, each ordered by (source, record
-    name, path). Hidden files and folders (e.g. `download`'s unfinished `.extract-*`) are not
-    searched. Symlinked folders are followed, but each real folder (device, inode) is searched
-    once, by the first path that reaches it in sorted order, so symlink loops end."""
+    """(headers, orphan signal files) below data_dir: relative POSIX paths of every *.hea and of
+    every *.mat with no header beside it, in (source, record name, path) order. Hidden files and
+    folders are left out; symlinked folders are followed, each real folder once (loops end)."""
     data_dir = Path(data_dir)
     seen = {_identity(data_dir)}
     heas, mats = [], []
@@ -208,12 +157,8 @@ def walk_corpus(data_dir: Path) -> tuple[list[str], list[str]]:
                 keep.append(d)
         dirs[:] = keep
         base = Path(root).relative_to(data_dir)
-        for f in files:
-            if not f.startswith("."):
-                if f.endswith(".hea"):
-                    heas.append((base / f).as_posix())
-                elif f.endswith(".mat"):
-                    mats.append((base / f).as_posix())
+        heas += [(base / f).as_posix() for f in files if f.endswith(".hea") and not f.startswith(".")]
+        mats += [(base / f).as_posix() for f in files if f.endswith(".mat") and not f.startswith(".")]
     have = set(heas)
     orphans = [m for m in mats if m[: -len(".mat")] + ".hea" not in have]
     return sorted(heas, key=_order_key), sorted(orphans, key=_order_key)
@@ -242,9 +187,8 @@ def _signal_bytes(data_dir: Path, rel: str) -> int:
 
 
 def make_chunks(rels: list[str], sizes: list[int], chunk_size: int, chunk_bytes: int = CHUNK_BYTES) -> list[list[str]]:
-    """Consecutive groups of records: at most `chunk_size` records and, unless a single record
-    is larger, at most `chunk_bytes` of signal files (INCART's 30-min records are 11 MB each),
-    so one worker never holds much. Depends only on the file list and sizes (resume-safe)."""
+    """Consecutive groups of at most `chunk_size` records and (unless one record is larger)
+    `chunk_bytes` of signal files; depends only on the list and sizes (resume-safe)."""
     chunks: list[list[str]] = []
     cur: list[str] = []
     cur_bytes = 0
@@ -260,8 +204,7 @@ def make_chunks(rels: list[str], sizes: list[int], chunk_size: int, chunk_bytes:
 
 
 def _stamp(path: Path) -> str:
-    """'size mtime_ns' of a record file; 'error N' when it cannot be read (a missing .mat, a
-    broken or looping symlink: its record is skipped as unreadable)."""
+    """'size mtime_ns' of a record file; 'error N' when it cannot be read (its record is skipped)."""
     try:
         st = path.stat()
     except OSError as exc:
@@ -272,10 +215,9 @@ def _stamp(path: Path) -> str:
 def _manifest(
     data_dir: Path, rels: list[str], sizes: list[int], chunk_size: int, orphans: list[str] = (), leads: str = "twelve"
 ) -> dict:
-    """What the parts were made from: every header and its .mat (path, size and mtime of each)
-    and every orphan signal file, hashed; plus the chunking and the lead mode. `headers` is the
-    input fingerprint: a signal file rewritten in place (its header untouched) changes it, as a
-    header does. (Hashing every byte of the records would read the whole corpus on every call.)"""
+    """What the parts are made from: `headers`, a hash of every header's and .mat's path, size
+    and mtime and of every orphan (the input fingerprint: a rewritten .mat changes it), with
+    the chunking and the lead mode."""
     h = hashlib.blake2b(digest_size=16)
     for rel, size in zip(rels, sizes):
         stamps = [_stamp(data_dir / rel), _stamp((data_dir / rel).with_suffix(".mat"))]
@@ -294,19 +236,10 @@ def _manifest(
     }
 
 
-# ----------------------------------------------------------------------------------------------
-# assembly
-
-
-def _fmt_float(v) -> str:
-    """'' for a missing value (None or NaN), else the shortest exact repr."""
-    return "" if v is None or v != v else repr(float(v))
-
-
 def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, orphans: list[str] = ()) -> dict:
-    """Read the part files in order, drop duplicates, write skipped.csv, signals.npy, index.csv and
-    stats.json (each atomically, in that order), holding one chunk's signals at a time; returns the
-    stats. UserError (after writing skipped.csv) when no record is kept."""
+    """The part files, duplicates dropped -> skipped.csv, signals.npy, index.csv, stats.json (each
+    atomically, in that order; one chunk's signals held at a time); returns the stats. UserError
+    (after writing skipped.csv) when no record is kept."""
     kept, skipped, take = _dedup(parts, n_chunks)
     n_headers = len(kept) + len(skipped)
     skipped += [
@@ -321,7 +254,7 @@ def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, or
     index = _index_frame(kept, n_folds, seed)
     _write_csv(out / "index.csv", index, list(INDEX_COLUMNS))
     stats = _stats(kept, skipped, index, n_headers, len(orphans), n_folds, seed)
-    _write_json(out / "stats.json", stats)
+    write_json(out / "stats.json", stats)
     return stats
 
 
@@ -335,9 +268,8 @@ def _reason_counts(skipped: list[dict]) -> dict[str, int]:
 
 
 def _dedup(parts: Path, n_chunks: int) -> tuple[list[dict], list[dict], list[list[tuple[int, int]]]]:
-    """(kept records, each with its `offset` in signals.npy; skipped rows; per chunk, the (start,
-    length) rows of its kept records in the chunk's block), in record order. A record whose signal
-    (hash) or name was kept before is skipped."""
+    """(kept records with their `offset` in signals.npy; skipped rows; per chunk, the (start,
+    length) of its kept records in its block). A signal (hash) or name kept before is skipped."""
     kept, skipped, take = [], [], []
     first_by_hash: dict[str, str] = {}
     names: set[str] = set()
@@ -391,8 +323,7 @@ def _index_frame(kept: list[dict], n_folds: int, seed: int) -> pd.DataFrame:
 def _stats(
     kept: list[dict], skipped: list[dict], index: pd.DataFrame, n_headers: int, n_orphans: int, n_folds: int, seed: int
 ) -> dict:
-    """stats.json: per-lead mean and std in mV (the average over kept records of each record's own),
-    and counts."""
+    """stats.json: per-lead mean and std in mV (averages of the records' own) and counts."""
     means = np.array([m["mean"] for m in kept], dtype=np.float64).reshape(-1, 12)
     stds = np.array([m["std"] for m in kept], dtype=np.float64).reshape(-1, 12)
     label_matrix = L.encode_many(index["labels"].tolist())
@@ -420,14 +351,10 @@ def _stats(
 
 def _write_csv(path: Path, df: pd.DataFrame, columns: list[str]) -> None:
     df = df[columns].copy()
-    for col in ("fs", "age"):  # repr() floats: exact, and the same bytes on every run
+    for col in ("fs", "age"):  # repr() floats: exact, the same bytes on every run; '' when missing
         if col in df.columns:
-            df[col] = [_fmt_float(v) for v in df[col].tolist()]
+            df[col] = ["" if v is None or v != v else repr(float(v)) for v in df[col].tolist()]
     write_text_atomic(path, df.to_csv(index=False, lineterminator="\n"))
-
-
-# ----------------------------------------------------------------------------------------------
-# the command
 
 
 def _check_args(data_dir, out, workers, n_folds, seed, chunk_size) -> tuple[Path, Path]:
@@ -436,13 +363,8 @@ def _check_args(data_dir, out, workers, n_folds, seed, chunk_size) -> tuple[Path
         raise UserError(f"--data-dir {data_dir} does not exist")
     if not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
-    for flag, value, low, need in (
-        ("--workers", workers, 1, "an integer >= 1"),
-        ("--n-folds", n_folds, 2, "an integer >= 2"),
-        ("--chunk-size", chunk_size, 1, "an integer >= 1"),
-    ):
-        if not isinstance(value, (int, np.integer)) or value < low:
-            raise UserError(f"{flag} must be {need}, got {value!r}")
+    for flag, value, low in (("--workers", workers, 1), ("--n-folds", n_folds, 2), ("--chunk-size", chunk_size, 1)):
+        check_int(flag, value, low)
     check_seed("--seed", seed)  # 0 <= seed < 2**63, as in every command
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -458,8 +380,7 @@ def _check_args(data_dir, out, workers, n_folds, seed, chunk_size) -> tuple[Path
 
 
 def staging_dir(out: str | Path) -> Path:
-    """`OUT.partial`: where `prepare` builds (and resumes) a prepared folder before renaming it
-    onto OUT."""
+    """`OUT.partial`: where `prepare` builds (and resumes) OUT before renaming it in."""
     out = Path(os.path.abspath(out))
     return out.with_name(out.name + _STAGING_SUFFIX)
 
@@ -480,26 +401,17 @@ def _request(manifest: dict, n_folds: int, seed: int) -> dict:
 
 
 def _finished(folder: Path, req: dict) -> bool:
-    """True when `folder` is a complete prepared folder made by request `req` that passes every
-    check of `load_prepared` and whose outputs are as written, byte for byte (the full check: it is
-    about to be reused). A damaged one is never "already prepared" (without --force it is refused,
-    with --force rebuilt)."""
-    if not all((folder / f).is_file() for f in (*OUTPUTS, _COMPLETE)):
-        return False
+    """True when `folder` is a prepared folder of `req`, byte for byte as written, that passes `load_prepared`."""
     try:
-        rec = provenance.read(folder)
-        if rec is None or rec["request"] != req or "digest" not in json.loads((folder / _COMPLETE).read_text()):
-            return False
-        load_prepared(folder)
+        return provenance.finished(folder, req, *OUTPUTS) and load_prepared(folder) is not None
     except (UserError, OSError, ValueError, TypeError):
         return False
-    return _content_fault(folder, full=True) is None
 
 
 def _content_fault(folder: Path, full: bool) -> str | None:
-    """Why the outputs of the prepared `folder` are not the ones `prepare` wrote (a sentence
-    naming the file), None when they are: `provenance.digest_fault` (cheap, or `full`), and the
-    `digest` of .complete.json, which later stages record, made from those files."""
+    """Why the outputs of `folder` are not the ones `prepare` wrote (a sentence naming the file),
+    None when they are: `provenance.digest_fault` (cheap, or `full`), and .complete.json's
+    `digest` (what later stages record) made from those files."""
     fault = provenance.digest_fault(folder, OUTPUTS, full=full)
     if fault:
         return fault
@@ -518,9 +430,8 @@ def _foreign(out: Path, req: dict) -> str | None:
     why = provenance.refusal(out, req)  # an unreadable provenance.json is a refusal too
     if why or not provenance.holds_files(out):
         return why
-    if all((out / f).is_file() for f in (*OUTPUTS, _COMPLETE)):
-        return _content_fault(out, full=True) or "it was made by this request but is not complete"
-    return "it was made by this request but is not complete"
+    complete = all((out / f).is_file() for f in (*OUTPUTS, _COMPLETE))
+    return (complete and _content_fault(out, full=True)) or "it was made by this request but is not complete"
 
 
 def _swap_in(stage: Path, out: Path) -> None:
@@ -547,15 +458,11 @@ def prepare(
     leads: str = "twelve",
     wait_s: float = 0.0,
 ) -> Path:
-    """Prepare the records below `data_dir` into `out` (see the module docstring); returns `out`.
-    Builds in `OUT.partial/` and renames it onto `out` when complete; resumes from its parts after
-    an interruption. A finished `out` for the same request that passes `load_prepared`'s checks is
-    left as it is; one made from something else, or damaged, is refused unless `force`, which
-    builds it anew and moves the old one aside (`OUT.stale-<time>`), never deleted: the remedy
-    that `load_prepared`'s errors name.
-    leads: "twelve" (every lead) or "lead-i" (the released code's lead I in all 12 channels, B1).
-    One process writes `out` and `OUT.partial` at a time (the lock of `out`, beside it); another
-    one's is waited for at most `wait_s` seconds, then refused naming it."""
+    """Prepare the records below `data_dir` into `out` (the module docstring); returns `out`.
+    Built in `OUT.partial/` (resumed after an interruption) and renamed in. A finished `out` of
+    the same request is left as it is; another or a damaged one is refused unless `force`, which
+    moves it aside (`OUT.stale-<time>`) and builds anew. leads: "twelve" or "lead-i" (B1). One
+    writer at a time (the lock of `out`); another's is waited for `wait_s` seconds, then refused."""
     data_dir, out = _check_args(data_dir, out, workers, n_folds, seed, chunk_size)
     if leads not in LEAD_MODES:
         raise UserError(f"--leads {leads!r} must be one of {', '.join(LEAD_MODES)}")
@@ -601,8 +508,7 @@ def prepare(
 def _build(
     stage: Path, data_dir: Path, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress
 ) -> dict:
-    """Process the missing chunks into `stage/.parts`, assemble the outputs in `stage`, write
-    provenance.json and `.complete.json` (last); returns the stats."""
+    """Missing chunks, outputs, provenance, digests and `.complete.json` (last) into `stage`; the stats."""
     for name in (_COMPLETE, provenance.PROVENANCE):
         (stage / name).unlink(missing_ok=True)
     parts = _parts_for(stage, manifest)
@@ -617,7 +523,7 @@ def _build(
     provenance.write(stage, req)
     files = provenance.write_digests(stage, OUTPUTS)["files"]  # one pass over signals.npy
     digest = _combined_digest({n: files[n]["sha256"] for n in _CONTENT})
-    _write_json(stage / _COMPLETE, dict(manifest, n_folds=int(n_folds), seed=int(seed), digest=digest))
+    write_json(stage / _COMPLETE, dict(manifest, n_folds=int(n_folds), seed=int(seed), digest=digest))
     shutil.rmtree(parts, ignore_errors=True)
     return stats
 
@@ -636,39 +542,30 @@ def _parts_for(stage: Path, manifest: dict) -> Path:
             shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
     if not mpath.exists():
-        _write_json(mpath, manifest)
+        write_json(mpath, manifest)
     return parts
 
 
 def _run_tasks(tasks: list, workers: int, total: int, progress: bool | None) -> None:
-    from tqdm import tqdm
+    """Process the chunk `tasks` here or in a pool of `workers` processes, counting records."""
+    from tqdm import tqdm  # only when there is work
 
-    bar = tqdm(total=total, unit="rec", desc="prepare", disable=(None if progress is None else not progress))
-    try:
+    disable = None if progress is None else not progress
+    with tqdm(total=total, unit="rec", desc="prepare", disable=disable) as bar, contextlib.ExitStack() as stack:
         if workers == 1 or len(tasks) <= 1:
-            for t in tasks:
-                _, n = _process_chunk(t)
-                bar.update(n)
+            done = map(_process_chunk, tasks)
         else:
-            import multiprocessing as mp
-
-            with mp.get_context().Pool(min(workers, len(tasks))) as pool:
-                for _, n in pool.imap_unordered(_process_chunk, tasks):
-                    bar.update(n)
-    finally:
-        bar.close()
-
-
-# ----------------------------------------------------------------------------------------------
-# reading a prepared folder
+            pool = stack.enter_context(multiprocessing.get_context().Pool(min(workers, len(tasks))))
+            done = pool.imap_unordered(_process_chunk, tasks)
+        for _, n in done:
+            bar.update(n)
 
 
 _CONTENT = ("signals.npy", "index.csv", "stats.json")  # what corpus_digest covers
 
 
 def corpus_digest(out: Path) -> str:
-    """SHA-256 fingerprint of a prepared corpus's content: its signals, index and statistics
-    (skipped.csv is a report, not content). Stored in `.complete.json` as `digest`."""
+    """SHA-256 of a prepared corpus's signals, index and stats: `.complete.json`'s `digest`."""
     return _combined_digest({name: provenance.sha256_file(out / name) for name in _CONTENT})
 
 
@@ -704,54 +601,53 @@ class Prepared:
 
 
 def load_prepared(path: str | Path) -> Prepared:
-    """Open the prepared folder `path` (the `--prepared` of every later stage) after checking that
-    it exists, is complete and consistent: every file present, `.complete.json` with its digest,
-    provenance from `prepare`, index.csv typed with unique names, known labels, folds in range and
-    records back to back in signals.npy, counts equal to stats.json's, and every file as `prepare`
-    wrote it (digests.json: sizes and sampled blocks, every byte of a file whose mtime changed).
-    The one check of a prepared folder; a UserError naming the folder, the file and the fault."""
+    """Open the prepared folder `path` (every later stage's `--prepared`), the one check of it:
+    every file present, `.complete.json` with its digest, provenance from `prepare`, a typed
+    index (unique names, known labels, folds in range, records back to back in signals.npy)
+    agreeing with stats.json, and every file as written (`provenance.digest_fault`, cheap).
+    UserError naming the folder, the file and the fault."""
     path = Path(path)
     make = f"run `python -m ecgssl_nb prepare --data-dir D --out {path}`"
-    redo = f"{make} (with --force to move this one aside)"
     if not path.is_dir():
         what = "it does not exist" if not path.exists() else "it is not a folder"
         raise UserError(f"--prepared {path} is not a prepared folder: {what} ({make})")
+    try:
+        return _open_prepared(path)
+    except UserError as exc:  # every fault names the remedy
+        raise UserError(f"{exc}; {make} (with --force to move this one aside)") from None
+
+
+def _open_prepared(path: Path) -> Prepared:
+    """`load_prepared`'s checks, in order, of the folder `path`."""
     missing = [f for f in ("index.csv", "signals.npy", "stats.json") if not (path / f).is_file()]
     if missing:
-        raise UserError(f"--prepared {path} is not a prepared folder: {', '.join(missing)} missing; {redo}")
+        raise UserError(f"--prepared {path} is not a prepared folder: {', '.join(missing)} missing")
     try:
         digest = str(json.loads((path / _COMPLETE).read_text())["digest"])
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(
-            f"--prepared {path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest; {redo}"
+            f"--prepared {path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest"
         ) from None
-    try:
-        rec = provenance.read(path)
-    except UserError as exc:  # an unreadable provenance.json
-        raise UserError(f"{exc}; {redo}") from None
+    rec = provenance.read(path)  # UserError when unreadable
     if rec is None or rec["request"].get("stage") != "prepare":
         raise UserError(
             f"{path}/{provenance.PROVENANCE} is missing or not from `prepare`: the folder was made by "
-            f"something else or an older version; {redo}"
+            f"something else or an older version"
         )
     try:
         signals = np.load(path / "signals.npy", mmap_mode="r")
     except (ValueError, OSError) as exc:
-        raise UserError(f"{path}/signals.npy is not a readable .npy array ({exc}); {redo}") from None
+        raise UserError(f"{path}/signals.npy is not a readable .npy array ({exc})") from None
     if signals.ndim != 2 or signals.shape[1] != 12 or signals.dtype != np.float32:
-        raise UserError(f"{path}/signals.npy must be float32 (T, 12), got {signals.dtype} {signals.shape}; {redo}")
-    try:
-        stats, index = _read_stats(path), _read_index(path)
-    except UserError as exc:  # an unreadable or incomplete stats.json or index.csv
-        raise UserError(f"{exc}; {redo}") from None
+        raise UserError(f"{path}/signals.npy must be float32 (T, 12), got {signals.dtype} {signals.shape}")
+    stats, index = _read_stats(path), _read_index(path)
     fault = _index_fault(index, signals.shape[0], stats)
     if fault:
-        raise UserError(f"{path}/{fault}; the folder is damaged or was edited: {redo}")
+        raise UserError(f"{path}/{fault}; the folder is damaged or was edited")
     fault = _content_fault(path, full=False)  # sizes, sampled blocks; a changed mtime: every byte
     if fault:
-        raise UserError(f"--prepared {fault}; {redo}")
-    mean = np.asarray(stats["mean"], dtype=np.float32)
-    std = np.asarray(stats["std"], dtype=np.float32)
+        raise UserError(f"--prepared {fault}")
+    mean, std = (np.asarray(stats[k], dtype=np.float32) for k in ("mean", "std"))
     return Prepared(path=path, signals=signals, index=index, stats=stats, mean=mean, std=std, digest=digest)
 
 
@@ -763,14 +659,9 @@ def _read_stats(path: Path) -> dict:
         raise UserError(f"{path}/stats.json is not strict JSON: {exc}") from None
     try:
         mean, std = (np.asarray(stats[k], dtype=np.float64) for k in ("mean", "std"))
-        ok = mean.shape == std.shape == (12,) and bool(
-            np.isfinite(mean).all() and (std > 0).all() and np.isfinite(std).all()
-        )
-        ok = (
-            ok
-            and all(isinstance(stats[k], int) for k in ("n_records", "total_samples", "n_folds"))
-            and stats["n_folds"] >= 2
-        )
+        ok = mean.shape == std.shape == (12,) and bool(np.isfinite(mean).all() and np.isfinite(std).all())
+        ok = ok and bool((std > 0).all()) and stats["n_folds"] >= 2
+        ok = ok and all(isinstance(stats[k], int) for k in ("n_records", "total_samples", "n_folds"))
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
@@ -797,13 +688,8 @@ def _read_index(path: Path) -> pd.DataFrame:
             f"{path}/index.csv has no column {', '.join(map(repr, missing))} (columns: {', '.join(map(str, index.columns))})"
         )
     index["age"] = pd.to_numeric(index["age"].replace("", np.nan), errors="coerce").astype(np.float64)
-    for col, dtype in (
-        ("fs", np.float64),
-        ("n_samples", np.int64),
-        ("offset", np.int64),
-        ("length", np.int64),
-        ("fold", np.int64),
-    ):
+    for col in ("fs", "n_samples", "offset", "length", "fold"):
+        dtype = np.float64 if col == "fs" else np.int64
         try:
             index[col] = index[col].astype(dtype)
         except (ValueError, TypeError):
@@ -814,8 +700,7 @@ def _read_index(path: Path) -> pd.DataFrame:
 
 
 def _index_fault(index: pd.DataFrame, n_rows: int, stats: dict) -> str | None:
-    """What is wrong with the index against signals.npy (`n_rows` rows) and stats.json, or None.
-    Vectorised: a few ms for 43k rows."""
+    """What is wrong with the index against signals.npy (`n_rows` rows) and stats.json, or None."""
     n = len(index)
     if n != stats["n_records"]:
         return f"index.csv: {n} rows, but stats.json says n_records {stats['n_records']}"
@@ -826,8 +711,7 @@ def _index_fault(index: pd.DataFrame, n_rows: int, stats: dict) -> str | None:
         return f"index.csv points past the end of signals.npy ({n_rows} rows): the folder is incomplete"
     if n_rows != stats["total_samples"]:
         return f"signals.npy: {n_rows} rows, but stats.json says total_samples {stats['total_samples']}"
-    rec = index["record"].to_numpy()
-    dup = index["record"].duplicated().to_numpy()
+    rec, dup = index["record"].to_numpy(), index["record"].duplicated().to_numpy()
     if dup.any():
         return f"index.csv: record name {rec[dup.argmax()]!r} appears more than once"
     off, length = index["offset"].to_numpy(), index["length"].to_numpy()
@@ -857,14 +741,9 @@ def _index_fault(index: pd.DataFrame, n_rows: int, stats: dict) -> str | None:
     return None
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, via the dispatcher
-        raise UserError(f"prepare: {message}")
-
-
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb prepare --data-dir DIR --out OUT [--workers N] [--n-folds K] [--seed S] [--force]`."""
-    p = _Parser(prog="python -m ecgssl_nb prepare", description=__doc__.split("\n\n")[0])
+    p = provenance.CommandParser(prog="python -m ecgssl_nb prepare", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--data-dir", required=True, help="folder with the Challenge records (*.hea + *.mat), searched recursively"
     )
@@ -875,27 +754,9 @@ def cli(argv: list[str]) -> int:
     p.add_argument(
         "--chunk-size", type=int, default=DEFAULT_CHUNK, help=f"records per resumable part (default {DEFAULT_CHUNK})"
     )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="rebuild an --out made from other data or settings, or damaged "
-        "(the old one is moved aside to OUT.stale-<time>, never deleted)",
-    )
-    p.add_argument(
-        "--leads",
-        default="twelve",
-        choices=LEAD_MODES,
-        help="twelve (default) or lead-i: the released code's lead I copied into all 12 channels (B1)",
-    )
-    args = p.parse_args(argv)
-    prepare(
-        args.data_dir,
-        args.out,
-        workers=args.workers,
-        n_folds=args.n_folds,
-        seed=args.seed,
-        chunk_size=args.chunk_size,
-        force=args.force,
-        leads=args.leads,
-    )
+    force = "rebuild an --out made from other data or settings, or damaged (the old one is moved aside to "
+    p.add_argument("--force", action="store_true", help=force + "OUT.stale-<time>, never deleted)")
+    leads = "twelve (default) or lead-i: the released code's lead I copied into all 12 channels (B1)"
+    p.add_argument("--leads", default="twelve", choices=LEAD_MODES, help=leads)
+    prepare(**vars(p.parse_args(argv)))
     return 0

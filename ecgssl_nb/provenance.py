@@ -1,45 +1,34 @@
 """Provenance: what made a stage's output folder, and whether it may be reused.
 
-Every stage folder holds `provenance.json` (format and reuse rules: ARCHITECTURE.md, Provenance):
-
-    {"request": {"stage": "finetune", "settings": {...every resolved value...},
-                 "inputs": {"prepared": "<sha256>", "backbone.time": "<sha256>"}, "seed": 3},
-     "code_version": "0.1.0+a7af6ff", "created": "2026-12-02T06:40:00Z"}
-
-A folder is reused only when its `request` equals the one asked now, key for key; otherwise it
-is refused naming the keys that differ (`refusal`), or with force moved aside (`move_aside`),
-never deleted. The code version is recorded but not matched: a change of documentation must not
-invalidate a 300-epoch pre-training; a change that alters results must change a setting or the
-stage's `FORMAT` instead.
-
-`lock(folder)` is an exclusive lock (the `filelock` package: `flock` on POSIX, the native lock on
-Windows) on `.<name>.lock` BESIDE the folder, never inside it: moving a folder aside (`--force`)
-neither moves nor frees its lock, so a second writer is refused while the first lives. The
-operating system drops the lock when its holder dies, so a killed run never leaves a stale lock;
-the file itself stays, holding the last holder's pid, host and start time for refusals. A
-finished run is read without its lock (`finished`): its outputs are written atomically, last,
-and never change, so reading a finished study needs no write access.
-
-A finished folder also holds `digests.json` (`write_digests`, written last): the fingerprint of
-every output a later stage reads, checked cheaply on every open and in full before reuse
-(`digest_fault`; see "fingerprints" below). `python -m ecgssl_nb verify PATH` (`cli`) checks
-every stage folder below PATH in full.
+Every stage folder holds `provenance.json`, {"request": {"stage", "settings", "inputs", "seed"},
+"code_version", "created"} (ARCHITECTURE.md, Provenance). A folder is reused only when its
+`request` equals the one asked now, key for key; otherwise it is refused naming the keys that
+differ (`refusal`), or with force moved aside (`move_aside`), never deleted. The code version is
+recorded, not matched (a change that alters results must change a setting or a stage's FORMAT).
+A finished folder also holds `digests.json` (`write_digests`, last): the fingerprint of every
+output a later stage reads, checked cheaply on every open and in full before reuse
+(`digest_fault`); `python -m ecgssl_nb verify PATH` checks every folder below PATH in full.
+`lock(folder)` is an exclusive lock on `.<name>.lock` BESIDE the folder (so moving the folder
+aside neither moves nor frees it); the OS drops it when its holder dies, and the file keeps the
+last holder's pid, host and time for refusals. A finished run is read without its lock.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import hashlib
 import json
 import os
+import pickle
 import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 from filelock import FileLock, Timeout
 
@@ -49,6 +38,14 @@ from .core.errors import UserError
 
 PROVENANCE = "provenance.json"
 LOCK = ".lock"  # where versions before the sibling lock kept it, inside the folder: ignored there
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of a data command (`prepare`, `download`, `verify`): a bad argument is one line,
+    '<command>: <argparse's message>' (a UserError: exit 2, via the dispatcher)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog.split()[-1]}: {message}")
 
 
 class Busy(UserError):
@@ -67,23 +64,16 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-# What is verified when (book: Reproduce the study, Verifying a runs folder). Every output a
-# later stage consumes is recorded in its folder's `digests.json` when the stage finishes, with
-# its size, mtime, SHA-256 and `sample` = SHA-256 of SAMPLE_BLOCKS fixed blocks:
-# * on every open (`digest_fault(full=False)`): sizes and sampled blocks are compared; a file whose
-#   mtime differs from the one recorded (rewritten, or copied without -p) is hashed in full (once
-#   per process for an unchanged stat). About 1 MiB read per file: milliseconds for 3 GB.
-# * before a folder is reused as finished (`full=True`: prepare's "already prepared", a
-#   pre-training or fine-tuning found finished, `reproduce` skipping a run) and on demand
-#   (`python -m ecgssl_nb verify`): every byte is hashed.
+# What is verified when (book: Reproduce the study, Verifying a runs folder): on every open
+# (`digest_fault(full=False)`) sizes and SAMPLE_BLOCKS sampled blocks (about 1 MiB a file), and
+# the full SHA-256 of a file whose mtime changed; before reuse and by `verify`, every byte.
 DIGESTS = "digests.json"
 SAMPLE_BLOCKS = 16  # the first block, the last, and 14 evenly between
 SAMPLE_BLOCK = 1 << 16  # 64 KiB each: 1 MiB read per file, whatever its size
 
 
 def sample_digest(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's size and SAMPLE_BLOCKS fixed blocks of SAMPLE_BLOCK bytes (the
-    whole file when it is smaller than that): the cheap check of a large file."""
+    """Hex SHA-256 of a file's size and SAMPLE_BLOCKS fixed blocks (the whole of a small file)."""
     size = os.path.getsize(path)
     h = hashlib.sha256(f"{size}\n".encode())
     with open(path, "rb") as fh:
@@ -105,14 +95,13 @@ def fingerprint(path: str | os.PathLike) -> dict:
 
 @functools.lru_cache(maxsize=256)
 def _sha256_of_stat(path: str, size: int, mtime_ns: int, inode: int) -> str:
-    """sha256_file, remembered for a file whose stat is unchanged (a moved or copied folder is
-    hashed once per process, not on every open)."""
+    """sha256_file, remembered per process for a file whose stat is unchanged."""
     return sha256_file(path)
 
 
 def write_digests(folder: str | os.PathLike, names: tuple[str, ...]) -> dict:
-    """Record `fingerprint` of each output `names` of `folder`, with the request of its
-    provenance.json, in `folder/digests.json` (atomically; a stage writes it last). Returns it."""
+    """Record the `fingerprint` of each output `names` of `folder`, with its provenance request,
+    in `folder/digests.json` (atomically; a stage writes it last). Returns it."""
     folder = Path(folder)
     rec = read(folder)
     if rec is None:
@@ -123,8 +112,7 @@ def write_digests(folder: str | os.PathLike, names: tuple[str, ...]) -> dict:
 
 
 def read_digests(folder: str | os.PathLike) -> dict | None:
-    """`folder/digests.json` ({"request", "files": {name: fingerprint}}), None when absent or
-    not such a record."""
+    """`folder/digests.json` ({"request", "files": {name: fingerprint}}), None when absent or not one."""
     try:
         digests = json.loads((Path(folder) / DIGESTS).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -135,9 +123,8 @@ def read_digests(folder: str | os.PathLike) -> dict | None:
 
 def digest_fault(folder: str | os.PathLike, names: tuple[str, ...] = (), full: bool = False) -> str | None:
     """Why the recorded outputs of `folder` cannot be trusted (a sentence naming the file), None
-    when they check: digests.json present and readable, made for the request in provenance.json,
-    recording every file of `names`, and every recorded file as recorded: size and sampled blocks
-    (and the full SHA-256 when its mtime changed); with `full`, the SHA-256 of every file."""
+    when digests.json is readable, of provenance.json's request, records every file of `names`,
+    and every recorded file is as recorded (cheaply; with `full`, its SHA-256)."""
     folder = Path(folder)
     digests = read_digests(folder)
     if digests is None:
@@ -183,8 +170,7 @@ def _file_fault(path: Path, want: dict, full: bool) -> str | None:
 
 
 def canonical(obj: Any) -> Any:
-    """`obj` as plain JSON values (tuples -> lists, dict keys -> str) so that a request read back
-    from disk compares equal to the same request built in memory."""
+    """`obj` as plain JSON values (tuples -> lists, keys -> str): a request read back equals the one in memory."""
     return json.loads(json.dumps(obj, sort_keys=True, default=_json_default, allow_nan=False))
 
 
@@ -203,23 +189,15 @@ def package_version() -> str:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """'<package version>+<git commit>[-dirty]' when the package runs from a git checkout,
-    else the package version."""
+    """'<package version>+<git commit>[-dirty]' from a git checkout, else the package version."""
     base = package_version()
     here = Path(__file__).resolve().parent
+    git = functools.partial(subprocess.run, cwd=here, capture_output=True, text=True, timeout=10)
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
+        commit = git(["git", "rev-parse", "--short=12", "HEAD"]).stdout.strip()
         if not commit:
             return base
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", str(here)],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
+        dirty = git(["git", "status", "--porcelain", "--untracked-files=no", "--", str(here)]).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return base
     return f"{base}+{commit}{'-dirty' if dirty else ''}"
@@ -231,8 +209,8 @@ def request(stage: str, settings: dict, inputs: dict[str, str], seed: int) -> di
 
 
 def record(req: dict, recorded: dict | None = None) -> dict:
-    """A full provenance record for `req`: the request plus the code version and a UTC time, and
-    `recorded`: settings kept for the reader but not matched (e.g. a pre-training's process count)."""
+    """The provenance record of `req`: with the code version, a UTC time, and `recorded`
+    (settings kept for the reader, not matched: e.g. a pre-training's process count)."""
     rec = {
         "request": req,
         "code_version": code_version(),
@@ -308,10 +286,9 @@ def holds_files(folder: str | os.PathLike) -> bool:
 
 
 def refusal(folder: str | os.PathLike, req: dict) -> str | None:
-    """Why `folder` may not be used for `req` (it holds files with no provenance record, an
-    unreadable one, or one of another request, naming the keys that differ); None when it is
-    absent, empty or made by `req`. An unreadable record is a reason like any other, so that
-    `claim(force=True)` moves such a folder aside too."""
+    """Why `folder` may not be used for `req` (files with no provenance record, an unreadable
+    one, or one of another request, naming the keys that differ); None when it is absent, empty
+    or made by `req`."""
     if not holds_files(folder):
         return None
     try:
@@ -330,10 +307,8 @@ def refusal(folder: str | os.PathLike, req: dict) -> str | None:
 def claim(
     folder: str | os.PathLike, req: dict, force: bool = False, what: str = "--out", recorded: dict | None = None
 ) -> str:
-    """Make `folder` the home of `req`. Returns 'new' (created, or was empty), 'same' (it holds
-    this request: resume it or reuse what is finished), or 'moved' (it held something else and
-    `force` moved it aside). Without `force`, a folder `refusal` objects to is a UserError naming
-    why. Writes the record (with `recorded`, see `record`)."""
+    """Make `folder` the home of `req` and write its record: 'new' (created, or was empty), 'same'
+    (it holds this request) or 'moved' (`force` moved another aside; without it, UserError)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{what} {folder} exists and is not a folder")
@@ -355,10 +330,8 @@ def claim(
 
 
 def finished(folder: str | os.PathLike, req: dict, *outputs: str) -> bool:
-    """True when `folder` holds every file of `outputs`, a provenance record of `req`, and those
-    outputs as its digests.json recorded them, byte for byte (`digest_fault`, full: the run is about
-    to be reused): a finished run, which is read as it is, without its lock (so without write
-    access). Anything less is False, and the locked path judges and reports it."""
+    """True when `folder` holds every file of `outputs` and a record of `req`, and passes the full
+    `digest_fault`: a finished run, read without its lock. Else False (the locked path reports)."""
     folder = Path(folder)
     try:
         if not all((folder / f).is_file() for f in outputs) or (read(folder) or {}).get("request") != req:
@@ -400,11 +373,9 @@ _LENT = threading.local()  # .held: {lock file: FileLock} held by this thread an
 def lock(
     folder: str | os.PathLike, what: str = "--out", wait_s: float = 0.0, tell_every_s: float = 300.0, lend: bool = False
 ) -> Iterator[Path]:
-    """Hold the exclusive lock of `folder` (`lock_path`; its parent is created, not the folder)
-    for the duration of the block. Held by another process or thread (or by this thread,
-    unlent): wait up to `wait_s` seconds (saying on stderr whom it waits for, then every
-    `tell_every_s`), then `Busy` naming the holder. lend: the block's own code in this thread may
-    take the lock again (a stage that its orchestrator runs once it holds the stage's folder)."""
+    """Hold the exclusive lock of `folder` (`lock_path`) for the block. Held elsewhere: wait up to
+    `wait_s` seconds (saying whom for on stderr, every `tell_every_s`), then `Busy` naming the
+    holder. lend: code in this block and thread may take it again (a stage its orchestrator runs)."""
     folder = Path(folder)
     path = lock_path(folder)
     lent = _LENT.__dict__.setdefault("held", {})
@@ -473,12 +444,9 @@ def _duration(seconds: float) -> str:
 
 
 def load_checkpoint(path: str | os.PathLike) -> Any:
-    """A training checkpoint read with `torch.load(weights_only=True)`: tensors, dicts, lists and
-    plain values only. Anything that would need arbitrary code to unpickle (a planted file) is
-    refused with a UserError and never runs."""
-    import pickle
-
-    import torch
+    """A training checkpoint read with `torch.load(weights_only=True)`: plain tensors and values;
+    anything needing code to unpickle (a planted file) is a UserError and never runs."""
+    import torch  # ~1 s at import: only where a checkpoint is read
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -494,8 +462,7 @@ def load_checkpoint(path: str | os.PathLike) -> Any:
 
 
 def stage_folders(root: str | os.PathLike) -> list[Path]:
-    """Every stage folder at or below `root` (one holding provenance.json), in path order; folders
-    moved aside (*.stale-*), staging folders (*.partial) and hidden ones are left out."""
+    """Every stage folder (with provenance.json) at or below `root`, in path order; not *.stale-*, *.partial, hidden."""
     root = Path(root)
     found = []
     for dirpath, dirs, files in os.walk(root):
@@ -506,9 +473,7 @@ def stage_folders(root: str | os.PathLike) -> list[Path]:
 
 
 def verify(root: str | os.PathLike) -> list[tuple[Path, str, str]]:
-    """Check every stage folder below `root` in full (`digest_fault(full=True)`): one
-    (folder, status, detail) per folder, status "ok", "changed" (a recorded output differs) or
-    "unverified" (no digests.json: unfinished, made by an older version, or a tables folder)."""
+    """(folder, status, detail) per stage folder below `root`, in full: "ok", "changed" or "unverified" (no digests)."""
     rows = []
     for folder in stage_folders(root):
         stage = ((read_digests(folder) or {}).get("request") or {}).get("stage")
@@ -523,13 +488,7 @@ def verify(root: str | os.PathLike) -> list[tuple[Path, str, str]]:
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb verify PATH`: hash every recorded output of the stage folders below
     PATH (a runs folder, a prepared folder, one run) against its digests.json."""
-    import argparse
-
-    class _Parser(argparse.ArgumentParser):
-        def error(self, message):  # one line, exit 2, via the dispatcher
-            raise UserError(f"verify: {message}")
-
-    p = _Parser(prog="python -m ecgssl_nb verify", description=cli.__doc__.split(":")[0])
+    p = CommandParser(prog="python -m ecgssl_nb verify", description=cli.__doc__.split(":")[0])
     p.add_argument("path", help="a runs folder, a prepared folder or one run folder")
     root = Path(p.parse_args(argv).path)
     if not root.is_dir():

@@ -1,31 +1,15 @@
 """One PhysioNet/CinC Challenge 2020/2021 record: WFDB header (.hea) + MATLAB v4 signal (.mat).
 
-The header is parsed here (not by wfdb) because the released headers carry quirks that a general
-WFDB reader trips over or that cost time at 43k records:
-
-* the first line can name the record `E00009.mat` instead of `E00009`;
-* diagnosis lines are written `#Dx: a,b` (2020) or `# Dx: a,b` (2021), codes can repeat;
-* signal format `16+24` (2020) or `16x1+24` (2021; 1 sample per frame, 24-byte .mat header);
-* gain `1000/mV`, `4880/mV`, `1000.0(0)/mV` (with baseline in brackets) and unit `/mv`;
-* age `NaN` or `Unknown`.
-
-Physical value (mV) = (digital - baseline) / gain, as WFDB defines it. The signal is returned in
-the standard lead order I, II, III, aVR, aVL, aVF, V1..V6 whatever the header's order.
-A record that cannot be used raises `RecordError(path, reason)` with a stable reason (skipped.csv
-groups by it): missing header, unreadable header, missing signal file, unreadable signal file,
-truncated signal file, length mismatch, unsupported format, unsupported unit, not 12 leads, NaN
-samples, invalid gain, implausible amplitude.
-
-What is checked, so that a bad record is skipped with a reason instead of poisoning the corpus:
-
-* the header must be UTF-8 (the Challenge headers are ASCII): other bytes are 'unreadable header',
-  never a mangled Dx code;
-* every gain must lie in [`GAIN_MIN`, `GAIN_MAX`] digital units per mV ('invalid gain'). A gain
-  of 0 is WFDB's "uncalibrated": the record's scale is unknown, so it is refused rather than
-  read with WFDB's default of 200 (a guess for this data);
-* after conversion to float32 mV every sample must be finite and within +-`MAX_ABS_MV`
-  ('implausible amplitude'): this catches float .mat values that overflow float32 and int32 or
-  float signals far beyond any ECG.
+The header is parsed here, not by wfdb, for the released headers' quirks (a first line naming
+`E00009.mat`; `#Dx:` or `# Dx:`, repeated codes; format `16+24` or `16x1+24`; gains such as
+`1000.0(0)/mV`, unit `/mv`; age `NaN` or `Unknown`) and for speed at 43k records. mV =
+(digital - baseline) / gain, as WFDB defines it, in the standard lead order I, II, III, aVR, aVL,
+aVF, V1..V6 whatever the header's. A record that cannot be used raises `RecordError(path,
+reason)` with a stable reason (skipped.csv groups by it): missing header, unreadable header
+(also bytes that are not UTF-8), missing, unreadable or truncated signal file, length mismatch,
+unsupported format or unit, not 12 leads, NaN samples, invalid gain (outside [`GAIN_MIN`,
+`GAIN_MAX`] units per mV; 0, WFDB's "uncalibrated", is refused rather than read as 200) and
+implausible amplitude (a converted sample not finite or beyond +-`MAX_ABS_MV`).
 """
 
 from __future__ import annotations
@@ -41,58 +25,37 @@ from .core.labels import LEADS
 
 SOURCES = ("CPSC", "CPSC-Extra", "INCART", "PTB", "PTB-XL", "Georgia", "Chapman-Shaoxing", "Ningbo", "unknown")
 _LEAD_INDEX = {name.lower(): i for i, name in enumerate(LEADS)}
+# Records per source of the Challenge 2020 training set (paper Sec. III-A; 43,101 in all): what
+# the archives announced (`download.ARCHIVES`) and the full-size synthetic shape (`fixture`).
+RECORDS_2020 = {"CPSC": 6877, "CPSC-Extra": 3453, "INCART": 74, "PTB": 516, "PTB-XL": 21837, "Georgia": 10344}
 
-# Bounds of a usable record (see the module docstring).
+# Bounds of a usable record. Surface ECGs are a few mV (the 208 real sample records peak at
+# 12.5 mV, wander included): 50 mV is an artefact, a wrong gain or a corrupt file. Below 1 unit
+# per mV one unit is coarser than the QRS; above 1e5 it is under 10 nV (amplifiers resolve
+# 0.5-5 uV; the Challenge uses 200-4880 units/mV) and int16 full scale is less than a QRS.
 MAX_ABS_MV = 50.0
-"""Largest |sample| accepted, in mV. Surface ECG amplitudes are a few mV (a tall QRS is 3-5 mV;
-the 208 real sample records peak at 12.5 mV, baseline wander included); 50 mV is an order of
-magnitude beyond any physiological QRS, so a larger value is an artefact, a wrong gain or a
-corrupt file. (int16 at the Challenge gains of 1000-4880 units/mV cannot exceed 33 mV; only the
-2020 PTB-XL headers' 200 units/mV can, for samples above 10,000 units.)"""
 GAIN_MIN = 1.0
-"""Smallest gain accepted, digital units per mV: below it one unit is more than 1 mV, coarser
-than the QRS complex itself."""
 GAIN_MAX = 1e5
-"""Largest gain accepted, digital units per mV: above it one unit is under 10 nV (ECG amplifiers
-resolve about 0.5-5 uV; the Challenge headers use 200-4880 units/mV) and int16 full scale is
-under +-0.33 mV, less than a normal QRS."""
 
 # Record-name prefixes of the Challenge sources (2020 and 2021 releases).
-_PREFIX_SOURCE = {
-    "A": "CPSC",
-    "Q": "CPSC-Extra",
-    "I": "INCART",
-    "S": "PTB",
-    "HR": "PTB-XL",
-    "E": "Georgia",
-}
+_PREFIX_SOURCE = {"A": "CPSC", "Q": "CPSC-Extra", "I": "INCART", "S": "PTB", "HR": "PTB-XL", "E": "Georgia"}
 # JS records: JS00001..JS10646 come from Chapman-Shaoxing, JS10647.. from Ningbo (Challenge 2021).
 _JS_LAST_CHAPMAN = 10646
 _NAME_RE = re.compile(r"^(HR|JS|A|Q|I|S|E)(\d+)$")
 # Folder names used by the Challenge tarballs, the authors' scripts and `download` (lower case).
 _FOLDER_SOURCE = {
-    "cpsc": "CPSC",
-    "cpsc_2018": "CPSC",
-    "cpsc2018": "CPSC",
-    "icbeb2018": "CPSC",
-    "training_wfdb": "CPSC",
-    "cpsc-extra": "CPSC-Extra",
-    "cpsc_2018_extra": "CPSC-Extra",
-    "icbeb2018_2": "CPSC-Extra",
-    "training_2": "CPSC-Extra",
-    "incart": "INCART",
-    "st_petersburg_incart": "INCART",
-    "stpetersburg": "INCART",
-    "training_stpetersburg": "INCART",
-    "ptb": "PTB",
-    "training_ptb": "PTB",
-    "ptb-xl": "PTB-XL",
-    "ptb_xl": "PTB-XL",
-    "ptbxl": "PTB-XL",
-    "georgia": "Georgia",
-    "chapman-shaoxing": "Chapman-Shaoxing",
-    "chapman_shaoxing": "Chapman-Shaoxing",
-    "ningbo": "Ningbo",
+    folder: source
+    for source, folders in {
+        "CPSC": "cpsc cpsc_2018 cpsc2018 icbeb2018 training_wfdb",
+        "CPSC-Extra": "cpsc-extra cpsc_2018_extra icbeb2018_2 training_2",
+        "INCART": "incart st_petersburg_incart stpetersburg training_stpetersburg",
+        "PTB": "ptb training_ptb",
+        "PTB-XL": "ptb-xl ptb_xl ptbxl",
+        "Georgia": "georgia",
+        "Chapman-Shaoxing": "chapman-shaoxing chapman_shaoxing",
+        "Ningbo": "ningbo",
+    }.items()
+    for folder in folders.split()
 }
 _DX_RE = re.compile(r"^#\s*dx\s*:(.*)$", re.IGNORECASE)
 _AGE_RE = re.compile(r"^#\s*age\s*:(.*)$", re.IGNORECASE)
@@ -100,6 +63,7 @@ _SEX_RE = re.compile(r"^#\s*sex\s*:(.*)$", re.IGNORECASE)
 _GAIN_RE = re.compile(r"^([-+0-9.eE]+)?(?:\(([-+0-9.eE]+)\))?(?:/(.*))?$")
 _UNIT_SCALE = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "µv": 1e-3, "v": 1e3}  # to mV
 _MISSING = {"", "nan", "unknown", "none", "n/a", "na"}
+_SEXES = {"m": "Male", "male": "Male", "f": "Female", "female": "Female"}
 
 
 @dataclass(frozen=True)
@@ -172,15 +136,8 @@ def _parse_missing_float(text: str) -> float | None:
 
 
 def _parse_sex(text: str) -> str | None:
-    text = text.strip()
-    low = text.lower()
-    if low in _MISSING:
-        return None
-    if low in ("m", "male"):
-        return "Male"
-    if low in ("f", "female"):
-        return "Female"
-    return text
+    low = text.strip().lower()
+    return None if low in _MISSING else _SEXES.get(low, text.strip())
 
 
 def _leading_number(text: str) -> float:
@@ -205,9 +162,8 @@ def _signal_fields(hea_path: Path, fmt_field: str, gain_field: str, adc_zero_fie
         gain = float(g.group(1)) if g.group(1) else 0.0
         adc_zero = float(adc_zero_field)
     except ValueError:
-        raise RecordError(
-            hea_path, "unreadable header", f"gain {gain_field!r} or ADC zero {adc_zero_field!r}"
-        ) from None
+        detail = f"gain {gain_field!r} or ADC zero {adc_zero_field!r}"
+        raise RecordError(hea_path, "unreadable header", detail) from None
     if gain == 0:  # WFDB: 0 means "uncalibrated"; its default of 200 would be a guess
         raise RecordError(hea_path, "invalid gain", f"gain {gain_field!r} (0: uncalibrated)")
     baseline = float(g.group(2)) if g.group(2) else adc_zero  # WFDB: baseline defaults to ADC zero
@@ -216,11 +172,8 @@ def _signal_fields(hea_path: Path, fmt_field: str, gain_field: str, adc_zero_fie
         raise RecordError(hea_path, "unsupported unit", f"unit {g.group(3)!r}")
     gain_mv = gain / _UNIT_SCALE[unit]  # gain per unit -> gain per mV (a gain per uV times 1000)
     if not GAIN_MIN <= gain_mv <= GAIN_MAX:  # also catches negative, inf and NaN
-        raise RecordError(
-            hea_path,
-            "invalid gain",
-            f"gain {gain_field!r} = {gain_mv:g} units/mV, outside [{GAIN_MIN:g}, {GAIN_MAX:g}]",
-        )
+        detail = f"gain {gain_field!r} = {gain_mv:g} units/mV, outside [{GAIN_MIN:g}, {GAIN_MAX:g}]"
+        raise RecordError(hea_path, "invalid gain", detail)
     if not np.isfinite(baseline):
         raise RecordError(hea_path, "unreadable header", f"baseline {baseline!r}")
     return gain_mv, baseline
@@ -299,8 +252,7 @@ def _comments(comments: list[str]) -> tuple[tuple[str, ...], float | None, str |
 
 
 def read_header(hea_path: str | Path) -> Header:
-    """Parse one Challenge WFDB header; raises RecordError('missing header'|'unreadable header'|
-    'unsupported format'|'unsupported unit'|'invalid gain')."""
+    """Parse one WFDB header; RecordError: missing/unreadable header, unsupported format/unit, invalid gain."""
     hea_path = Path(hea_path)
     body, comments = _header_lines(hea_path)
     n_leads, fs, n_samples = _record_line(hea_path, body[0])
@@ -329,10 +281,9 @@ _V4_TYPES = {0: "f8", 1: "f4", 2: "i4", 3: "i2", 4: "u2", 5: "u1"}
 
 
 def read_mat_val(mat_path: str | Path) -> np.ndarray:
-    """The `val` matrix of a Challenge .mat file as stored (rows x cols), without conversion.
-
-    MATLAB v4 files (what the Challenge ships) are parsed directly (about 10x faster than
-    scipy.io.loadmat); anything else falls back to scipy.io.loadmat."""
+    """The `val` matrix of a Challenge .mat file as stored (rows x cols), without conversion:
+    MATLAB v4 (what the Challenge ships) parsed here, 10x faster than scipy.io.loadmat, the
+    fallback for anything else."""
     mat_path = Path(mat_path)
     raw = _read_bytes(mat_path, "missing signal file", "unreadable signal file")
     if len(raw) < 20:
@@ -365,11 +316,8 @@ def _read_mat_scipy(mat_path: Path) -> np.ndarray:
         val = scipy.io.loadmat(str(mat_path), variable_names=["val"]).get("val")
     except Exception as exc:  # scipy raises several types for corrupt files
         msg = str(exc)
-        reason = (
-            "truncated signal file"
-            if ("end of file" in msg.lower() or "truncat" in msg.lower())
-            else "unreadable signal file"
-        )
+        truncated = "end of file" in msg.lower() or "truncat" in msg.lower()
+        reason = "truncated signal file" if truncated else "unreadable signal file"
         raise RecordError(mat_path, reason, msg[:200]) from None
     if val is None:
         raise RecordError(mat_path, "unreadable signal file", "no variable 'val'")
@@ -377,8 +325,7 @@ def _read_mat_scipy(mat_path: Path) -> np.ndarray:
 
 
 def _lead_order(leads: tuple[str, ...] | list[str], path: str | Path = "") -> np.ndarray:
-    """Row index of each standard lead (LEADS order) in the header's order; RecordError
-    'not 12 leads' if the header does not hold exactly the 12 standard leads."""
+    """Row of each standard lead (LEADS order) in the header's order; RecordError 'not 12 leads' unless those 12."""
     if len(leads) != 12:
         raise RecordError(path, "not 12 leads", f"{len(leads)} leads")
     found = [_LEAD_INDEX.get(name.strip().lower()) for name in leads]
@@ -414,21 +361,16 @@ def _read_val(header: Header) -> np.ndarray:
 
 
 def read_record(hea_path: str | Path, header: Header | None = None) -> Record:
-    """Read one record: float32 (12, N) mV in LEADS order (C-contiguous), dx codes, age, sex, source.
-
-    mV = (digital - baseline) / gain, computed in float32 (exact operands, one correctly rounded
-    division). Digital -32768 is WFDB's 'no sample' marker for format 16 and counts as NaN, as
-    wfdb does. `header`: the already parsed header of `hea_path`, to skip parsing it again."""
+    """Read one record: float32 (12, N) mV in LEADS order (C-contiguous), dx codes, age, sex,
+    source. mV = (digital - baseline) / gain in float32; digital -32768 (WFDB's 'no sample')
+    is NaN, as in wfdb. `header`: the already parsed header of `hea_path`."""
     return read_record_raw(hea_path, header)[0]
 
 
 def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple[Record, np.ndarray]:
-    """`read_record` plus the stored samples as read, (N, n_leads) in the header's lead order
-    (usually int16): what `prepare` hashes to find duplicate signals.
-
-    RecordError 'NaN samples' for NaN/inf stored samples or WFDB's int16 'no sample' marker, and
-    'implausible amplitude' when a converted sample is not finite (a float value that overflows
-    float32) or exceeds +-MAX_ABS_MV."""
+    """`read_record` plus the stored samples, (N, n_leads) in the header's lead order (usually
+    int16; what `prepare` hashes to find duplicates). RecordError 'NaN samples' or 'implausible
+    amplitude' (`_to_mv`)."""
     header = header if header is not None else read_header(hea_path)
     order = _lead_order(header.leads, header.path)
     nt = _read_val(header).T  # (N, 12): contiguous for MATLAB v4 files, so the passes below are fast

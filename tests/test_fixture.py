@@ -399,7 +399,7 @@ def test_physionet2020_shape_has_the_real_source_counts_rates_and_lengths():
 def test_physionet2020_shape_at_a_fraction_keeps_the_shares_and_writes_readable_records(tmp_path):
     plan = fixture.plan_fixture(431, 0, shape="physionet2020")
     counts = Counter(r.source for r in plan)
-    for name, real in fixture.PHYSIONET2020_RECORDS.items():
+    for name, real in fixture.RECORDS_2020.items():
         assert abs(counts[name] - 431 * real / 43101) <= 1.5, name  # every source at least once
     assert counts["INCART"] >= 1
     small = fixture.make_fixture(tmp_path / "fx", 40, 0, shape="physionet2020")
