@@ -175,6 +175,21 @@ def test_provenance_edited_to_another_epoch_count_does_not_return_the_old_result
     assert json.loads((aside / "result.json").read_text())["epochs"] == 0
 
 
+def test_a_damaged_finished_finetune_forced_aside_records_how_its_new_run_is_executed(data, run_t0, tmp_path):
+    # the new run's provenance.json holds its execution settings (compile, checkpoint cadence, ...),
+    # as a first run's does: moving a damaged result aside is no reason to lose them
+    out = tmp_path / "run"
+    shutil.copytree(run_t0, out)
+    (out / "predictions.csv").write_text("record\n")
+    kw = dict(profile=SMALL, epochs=0, progress=False)
+    with pytest.raises(UserError, match=r"predictions\.csv changed since it was written.*--force"):
+        ft.finetune("t", 0, data["prepared"], out, **kw)
+    res = ft.finetune("t", 0, data["prepared"], out, force=True, **kw)
+    assert provenance.read(out)["recorded"] == provenance.read(run_t0)["recorded"] == res["provenance"]["recorded"]
+    (aside,) = tmp_path.glob("run.stale-*")
+    assert (aside / "predictions.csv").read_text() == "record\n"
+
+
 def test_a_result_edited_by_hand_is_left_out_of_the_tables_naming_why(run_t0, tmp_path):
     root = tmp_path / "finetune"
     shutil.copytree(run_t0, root / "t" / "fold0")
