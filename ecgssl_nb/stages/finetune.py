@@ -39,18 +39,8 @@ from ..core.errors import UserError, check_int, check_seed
 from ..core.labels import ABBREVIATIONS, CLASSES
 from ..core.metrics import METRIC_KEYS, binarize, challenge_outputs
 from ..core.models import use_fast_cuda_math
-from ..core.settings import (
-    PROTOCOL_MODES,
-    SETUPS,
-    FinetuneConfig,
-    Profile,
-    check_setup,
-    get_profile,
-    is_ssl,
-    resolve_device,
-    setup_family,
-    setup_modalities,
-)
+from ..core.settings import PROTOCOL_MODES, SETUPS, FinetuneConfig, Profile, check_setup, get_profile, is_ssl
+from ..core.settings import resolve_device, setup_family, setup_modalities
 from ..results import write_csv_atomic, write_json_atomic
 from . import stage
 
@@ -132,9 +122,6 @@ def infer_data_kind(prepared: Prepared) -> str:
     return "physionet2020" if int(stats.get("n_records", len(prepared.index))) >= 1000 else "samples"
 
 
-# --- one step, one evaluation pass -------------------------------------------------------------
-
-
 # --- the run, resolved -------------------------------------------------------------------------
 
 
@@ -166,18 +153,9 @@ class Run:
     resume: bool
     progress: bool
     started: float  # time.perf_counter() when `finetune` was called
-
-    @property
-    def family(self) -> str:
-        return setup_family(self.setup)
-
-    @property
-    def batch_records(self) -> int:
-        return self.cfg.batch_records[self.family]
-
-    @property
-    def amp(self) -> bool:
-        return bool(self.cfg.amp) and self.device.type == "cuda"
+    family: str  # the setup's family (`setup_family`)
+    batch_records: int  # records per step (the family's)
+    amp: bool  # bf16 autocast: cfg.amp on CUDA
 
 
 def _resolve(setup, fold, prepared, out, pretrained, profile, epochs, device, seed, resume, protocol, progress,
@@ -208,7 +186,9 @@ def _resolve(setup, fold, prepared, out, pretrained, profile, epochs, device, se
     if n_epochs > 0 and cfg.batch_records[family] * cfg.crops < 2 and "spec" in setup_modalities(setup):
         raise UserError("batch_records * crops must be >= 2 (BatchNorm of the spectrogram backbone)")
     kind = data_kind or infer_data_kind(prep)
-    return Run(setup, prep, split, out, prof, cfg, files, n_epochs, seed, dev, kind, resume, progress, started)
+    amp = bool(cfg.amp) and dev.type == "cuda"
+    return Run(setup, prep, split, out, prof, cfg, files, n_epochs, seed, dev, kind, resume, progress, started, family,
+               cfg.batch_records[family], amp)  # fmt: skip
 
 
 def finetune(
@@ -302,10 +282,8 @@ class Progress:
 
 
 def build_trainer(run: Run) -> Trainer:
-    """Seed everything from (seed, fold) (B26), then the network, Adam and the cosine schedule.
-    Adam is the fused implementation (one kernel for all parameters, its step counts on the
-    device: no host read per step) on CUDA and on the CPU alike; the step is compiled as
-    `cfg.compile` says (`make_step_loss`)."""
+    """Seed everything from (seed, fold) (B26), then the network, fused Adam (no host read per step)
+    and the cosine schedule; the step compiled as `cfg.compile` says (`make_step_loss`)."""
     rs = classify.run_seed(run.seed, run.split.fold)
     classify.seed_everything(rs)
     use_fast_cuda_math(run.device)

@@ -33,31 +33,12 @@ from tqdm import tqdm
 from .. import checkpoint, provenance
 from ..config import apply_settings, matched_settings, read_config
 from ..config import recorded_settings as config_recorded
-from ..core.dino import (
-    CompiledForward,
-    DINOLoss,
-    MultiCropModel,
-    Schedules,
-    build_student,
-    check_transforms,
-    dist_on,
-    forward_loss,
-    make_optimizer,
-    make_schedules,
-    make_views,
-    train_step,
-)
+from ..core.dino import CompiledForward, DINOLoss, MultiCropModel, Schedules, build_student, check_transforms
+from ..core.dino import dist_on, forward_loss, make_optimizer, make_schedules, make_views, train_step
 from ..core.errors import UserError, check_int, check_seed
 from ..core.models import use_fast_cuda_math
-from ..core.settings import (
-    KEEP_CHOICES,
-    MODALITIES,
-    WINDOW,
-    PretrainConfig,
-    check_modality,
-    get_profile,
-    resolve_device,
-)
+from ..core.settings import KEEP_CHOICES, MODALITIES, WINDOW, PretrainConfig, check_modality, get_profile
+from ..core.settings import resolve_device
 from ..core.transforms import check_lead_stats
 from ..core.windows import Corpus
 from ..prepare import Prepared, load_prepared
@@ -391,16 +372,8 @@ def build_state(run: Run, sched: Schedules) -> State:
     # Compiled: one graph (fullgraph) for one process; under DDP, Dynamo splits the graph at the
     # gradient buckets on purpose (its DDPOptimizer), so fullgraph is not asked for there.
     forward = forward_loss if cfg.compile == "off" else CompiledForward(cfg.compile, fullgraph=run.world == 1)
-    return State(
-        student,
-        teacher,
-        model,
-        loss_fn,
-        optimizer,
-        perm_gen=torch.Generator().manual_seed(run.seed),
-        view_gen=torch.Generator(device=device).manual_seed(view_seed),
-        forward=forward,
-    )
+    perm_gen, view_gen = torch.Generator().manual_seed(run.seed), torch.Generator(device).manual_seed(view_seed)
+    return State(student, teacher, model, loss_fn, optimizer, perm_gen, view_gen, forward)
 
 
 def restore_checkpoint(run: Run, st: State) -> None:
