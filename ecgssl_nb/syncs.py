@@ -18,22 +18,13 @@ from typing import Any, Iterator
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-# aten operators that block the host on CUDA (their output's value or shape lives on the device)
+# aten operators that block the host on CUDA (their output's value or shape lives on the device):
+# _local_scalar_dense is .item(), int(t), float(t), bool(t) and `if t:`; repeat_interleave counts
+# only without output_size (its length is then data-dependent)
 SYNC_OPS = frozenset(
-    {
-        "aten._local_scalar_dense",  # .item(), int(t), float(t), bool(t), `if t:`
-        "aten.is_nonzero",
-        "aten.nonzero",
-        "aten.masked_select",
-        "aten.unique",
-        "aten._unique",
-        "aten._unique2",
-        "aten.unique_dim",
-        "aten.unique_consecutive",
-        "aten.equal",
-        "aten.repeat_interleave",  # without output_size: its length is data-dependent
-        "aten.allclose",
-    }
+    f"aten.{name}"
+    for name in "_local_scalar_dense is_nonzero nonzero masked_select unique _unique _unique2 unique_dim "
+    "unique_consecutive equal repeat_interleave allclose".split()
 )
 
 

@@ -162,27 +162,23 @@ class Run:
 
 def _resolve_config(cfg: PretrainConfig, epochs, batch_size, keep, overrides, max_steps) -> PretrainConfig:
     """`cfg` with pretrain's explicit arguments and `overrides` applied and checked (UserError)."""
-    changes, given = {}, dict(overrides or {})
+    changes = dict(overrides or {})
+    for name in changes:
+        if name not in PretrainConfig.__dataclass_fields__ or name in ("epochs", "batch_size", "keep"):
+            raise UserError(
+                f"overrides: {name!r} is not a PretrainConfig field that can be overridden "
+                f"(epochs, batch_size and keep have their own parameters)"
+            )
     if epochs is not None:
         changes["epochs"] = check_int("--epochs", epochs, 1)
     if batch_size is not None:
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 2:
             raise UserError(f"--batch-size must be an integer >= 2 (BatchNorm needs two records), got {batch_size!r}")
         changes["batch_size"] = int(batch_size)
-    if keep is not None:
-        if keep not in KEEP_CHOICES:
-            raise UserError(f"--keep {keep!r} is not a choice; choose one of {', '.join(KEEP_CHOICES)}")
-        changes["keep"] = keep
-    for name, value in given.items():
-        if name not in PretrainConfig.__dataclass_fields__ or name in ("epochs", "batch_size", "keep"):
-            raise UserError(
-                f"overrides: {name!r} is not a PretrainConfig field that can be overridden "
-                f"(epochs, batch_size and keep have their own parameters)"
-            )
-        changes[name] = value
-    if max_steps is not None:
-        changes["max_steps"] = max_steps
-    return replace(cfg, **changes)  # PretrainConfig checks every field's range when built
+    if keep is not None and keep not in KEEP_CHOICES:
+        raise UserError(f"--keep {keep!r} is not a choice; choose one of {', '.join(KEEP_CHOICES)}")
+    given = {"keep": keep, "max_steps": max_steps}
+    return replace(cfg, **changes, **{k: v for k, v in given.items() if v is not None})  # every range checked
 
 
 def pretrain(
@@ -493,27 +489,19 @@ class _Timer:
     done, step done): CUDA events read once per epoch on a GPU, the host clock on the CPU."""
 
     def __init__(self, device: str):
-        self.cuda = device.startswith("cuda")
-        self.marks: list = []
+        self.cuda, self.marks = device.startswith("cuda"), []
 
     def mark(self) -> None:
+        self.marks.append(torch.cuda.Event(enable_timing=True) if self.cuda else time.perf_counter())
         if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            self.marks.append(event)
-        else:
-            self.marks.append(time.perf_counter())
+            self.marks[-1].record()
 
     def totals(self) -> tuple[float, float]:
         """(views, model) seconds over the marked steps."""
         if self.cuda:
             torch.cuda.synchronize()
-
-        def span(a, b) -> float:
-            return a.elapsed_time(b) / 1000.0 if self.cuda else b - a
-
-        m = self.marks
-        steps = range(0, len(m) - 2, 3)
+        span = (lambda a, b: a.elapsed_time(b) / 1000.0) if self.cuda else (lambda a, b: b - a)
+        m, steps = self.marks, range(0, len(self.marks) - 2, 3)
         return sum(span(m[j], m[j + 1]) for j in steps), sum(span(m[j + 1], m[j + 2]) for j in steps)
 
 
