@@ -449,9 +449,7 @@ def _result(run: Run, protocols: dict, gate: dict | None, done: Progress) -> dic
         "seed": run.seed,
         "epochs": run.n_epochs,
         "smoke": bool(cfg.max_steps),  # stopped after max_steps optimisation steps: never a result
-        "metrics": {k: v["metrics"] for k, v in protocols.items()},
-        "per_class": {k: v["per_class"] for k, v in protocols.items()},
-        "thresholds": {k: v["thresholds"] for k, v in protocols.items()},
+        **{part: {k: v[part] for k, v in protocols.items()} for part in ("metrics", "per_class", "thresholds")},
         "gate_weights": gate,
         "wall_time_s": done.elapsed_s + time.perf_counter() - run.started,
         "device": str(dev),

@@ -66,7 +66,7 @@ def claim(out: Path, req: dict, outputs: Sequence[str], force: bool, recorded: d
         return False
     if not force:
         raise UserError(
-            f"--out {out} holds a finished {what} whose files are not as written: {fault}. "
+            f"--out {out} holds a finished {what} that cannot be reused: {fault}. "
             f"Use another --out, or --force to move it aside (nothing is deleted)"
         )
     moved = provenance.move_aside(out)
@@ -152,15 +152,12 @@ def parser(prog: str, description: str, out: str, device: tuple[str | None, str]
     p.add_argument("--prepared", required=True, help="a folder written by `python -m ecgssl_nb prepare`")
     p.add_argument("--out", required=True, help=out)
     p.add_argument("--profile", default="tiny", help="tiny (fixture, CPU; default), samples or paper")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the profile's)")
+    p.add_argument("--epochs", type=int, help="epochs (default: the profile's)")
     p.add_argument("--device", default=device[0], help=device[1])
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, record order and crops (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same settings)")
     p.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        help="smoke run: stop after N optimisation steps, write every output marked smoke",
+        "--max-steps", type=int, help="smoke run: stop after N optimisation steps, write every output marked smoke"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     return p
