@@ -78,12 +78,11 @@ def resolve_pretrained(setup: str, pretrained: str | os.PathLike | Mapping | Non
         unknown = sorted(set(pretrained) - {"time", "spec"})
         if unknown:
             raise UserError(f"pretrained: keys must be 'time' and/or 'spec', got {unknown}")
-        found = {}
-        for m in needed:
-            if m not in pretrained or pretrained[m] is None:
-                raise UserError(f"--pretrained-{m} is required for setup {setup!r}")
-            p = Path(pretrained[m])
-            found[m] = p / "backbone.pt" if p.is_dir() else p
+        missing = [m for m in needed if pretrained.get(m) is None]
+        if missing:
+            raise UserError(f"--pretrained-{missing[0]} is required for setup {setup!r}")
+        found = {m: Path(pretrained[m]) for m in needed}
+        found = {m: p / "backbone.pt" if p.is_dir() else p for m, p in found.items()}  # a folder: its backbone.pt
     else:
         root = Path(pretrained)
         if not root.is_dir():
