@@ -29,12 +29,8 @@ def _mark(outputs: Sequence[str]) -> str:
     return next(name for name in outputs if name.endswith(".json"))
 
 
-def finished_fault(out: Path, req: dict, outputs: Sequence[str]) -> str | None:
-    """Why the finished-looking OUT may not be reused as the run of `req` (None: it may): its
-    outputs as digests.json recorded them, byte for byte, and its JSON output made under `req`."""
-    fault = provenance.digest_fault(out, tuple(outputs), full=True)
-    if fault:
-        return fault
+def _made_under(out: Path, req: dict, outputs: Sequence[str]) -> str | None:
+    """Why OUT's JSON output was not made under `req` (None: it was): it holds its provenance record."""
     path = out / _mark(outputs)
     try:
         made = json.loads(path.read_text())["provenance"]["request"]
@@ -46,9 +42,15 @@ def finished_fault(out: Path, req: dict, outputs: Sequence[str]) -> str | None:
     return None
 
 
+def finished_fault(out: Path, req: dict, outputs: Sequence[str]) -> str | None:
+    """Why the finished-looking OUT may not be reused as the run of `req` (None: it may): its
+    outputs as digests.json recorded them, byte for byte, and its JSON output made under `req`."""
+    return provenance.digest_fault(out, tuple(outputs), full=True) or _made_under(out, req, outputs)
+
+
 def finished(out: Path, req: dict, outputs: Sequence[str]) -> bool:
     """OUT holds the run of `req` finished and as written: read as it is, without its lock."""
-    return provenance.finished(out, req, *outputs) and finished_fault(out, req, outputs) is None
+    return provenance.finished(out, req, *outputs) and _made_under(out, req, outputs) is None
 
 
 def claim(out: Path, req: dict, outputs: Sequence[str], force: bool, recorded: dict, what: str) -> bool:
