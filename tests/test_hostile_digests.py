@@ -261,3 +261,23 @@ def test_reproduce_does_not_adopt_a_backbone_of_another_pretraining(data, tmp_pa
     res = json.loads((root / "finetune" / "ssl-t" / "fold0" / "result.json").read_text())
     assert res["provenance"]["request"]["inputs"]["backbone.time"] == good
     assert (root / "tables" / "table2.csv").read_text() == table
+
+
+def test_a_damaged_finished_pretraining_without_its_checkpoint_is_refused_then_forced_aside_as_fine_tuning_is(
+    data, tmp_path
+):
+    # the same claim as a fine-tuning's (`stage.claim`): refused naming the file, then with --force
+    # moved aside and run again, its provenance recording how the new run is executed
+    out = tmp_path / "pre"
+    pretrain_stage.pretrain(data["prepared"], out, **PRE_RUN)
+    recorded = provenance.read(out)["recorded"]
+    (out / "checkpoint.pt").unlink()  # nothing to write the outputs again from
+    (out / "summary.json").write_text("{}")
+    with pytest.raises(UserError, match=r"summary\.json changed since it was written.*--force"):
+        pretrain_stage.pretrain(data["prepared"], out, resume=True, **PRE_RUN)
+    pretrain_stage.pretrain(data["prepared"], out, resume=True, force=True, **PRE_RUN)
+    assert (
+        provenance.read(out)["recorded"] == recorded and json.loads((out / "summary.json").read_text())["epochs"] == 2
+    )
+    (aside,) = tmp_path.glob("pre.stale-*")
+    assert (aside / "summary.json").read_text() == "{}"
