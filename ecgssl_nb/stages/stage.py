@@ -63,8 +63,8 @@ def claim(out: Path, req: dict, outputs: Sequence[str], force: bool, recorded: d
     fault = finished_fault(out, req, outputs)
     if fault is None:
         return True
-    if (out / checkpoint.NAME).is_file():  # the run's last state: its outputs are written again from it
-        print(f"{out}: {fault}; writing its outputs again from {checkpoint.NAME}", file=sys.stderr, flush=True)
+    if (out / checkpoint.NAME).is_file():  # the run's last checkpoint: resumed, its outputs written again
+        print(f"{out}: {fault}; going on from its {checkpoint.NAME}", file=sys.stderr, flush=True)
         return False
     if not force:
         raise UserError(
