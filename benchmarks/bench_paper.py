@@ -244,7 +244,7 @@ def stage_prepare(a) -> dict:
 
 
 def _written(make_job):
-    """`pretrain_stage._checkpoint_job`, its write run at once rather than in the background: the
+    """`stage.checkpoint_job`, its write run at once rather than in the background: the
     meter then times the whole write (host copy, serialise, fsync), an upper bound on what a
     checkpoint can stall the steps."""
 
@@ -256,6 +256,7 @@ def _written(make_job):
 
 def stage_pretrain(a, modality: str) -> dict:
     from ecgssl_nb.stages import pretrain as pretrain_stage
+    from ecgssl_nb.stages import stage
 
     prof, p = study_plan(a)
     job, cfg = p.main_pre[modality], prof.pretrain[modality]
@@ -263,7 +264,7 @@ def stage_pretrain(a, modality: str) -> dict:
     step, views, ckpt = Meter(a.device, warm, eager), Meter(a.device, warm, eager), Meter(a.device, 0, False)
     pretrain_stage.train_step = step.wrap(pretrain_stage.train_step)  # what the stage's loop calls
     pretrain_stage.make_views = views.wrap(pretrain_stage.make_views)
-    pretrain_stage._checkpoint_job = ckpt.wrap(_written(pretrain_stage._checkpoint_job))
+    stage.checkpoint_job = ckpt.wrap(_written(stage.checkpoint_job))  # what the stage's loop calls
     job.args["progress"] = False
     shutil.rmtree(job.folder, ignore_errors=True)  # this benchmark's own folder: a run of an earlier call
     t = time.perf_counter()
@@ -294,11 +295,14 @@ def stage_pretrain(a, modality: str) -> dict:
 def _one_checkpoint(ft, ckpt: Meter, trainers: list):
     """ft.write_outputs wrapped: first one checkpoint of the finished smoke epoch, timed (a smoke
     run of one epoch writes none: its last epoch goes straight to result.json)."""
+    from ecgssl_nb.stages import stage
+
     write = ft.write_outputs
 
     def wrapper(run, data, done):
         if trainers:
-            ckpt.wrap(lambda *a: ft.checkpoint_job(*a)())(run, trainers[-1], done, max(len(done.history), 1))
+            state = ft.checkpoint_state(run, trainers[-1], done, max(len(done.history), 1))
+            ckpt.wrap(_written(stage.checkpoint_job))(run.out, state, done.history, ft.log_columns(run.cfg.protocol))
         return write(run, data, done)
 
     return wrapper

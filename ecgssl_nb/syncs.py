@@ -1,17 +1,11 @@
 """Counting host-device synchronisations and aten calls, on any device (issue: the GPU path).
 
-A CUDA step that reads a tensor's value on the host (`.item()`, `bool(t)`, `int(t)`, `if t:`),
-asks for a data-dependent shape (`nonzero`, boolean-mask indexing, `masked_select`, `unique`) or
-compares whole tensors (`torch.equal`) blocks the host until the GPU has caught up: the queue of
-kernels drains and the step runs at the speed of Python. Those ops reach the dispatcher as a few
-aten operators whatever the device, so counting them under a `TorchDispatchMode` on the CPU
-counts the synchronisations the same code would make on CUDA. On CUDA itself
+A CUDA op that reads a value on the host (`.item()`, `if t:`), has a data-dependent shape
+(`nonzero`, boolean-mask indexing, `unique`) or compares whole tensors blocks the host until the
+GPU caught up. Those ops reach the dispatcher as the same aten operators on every device, so
+counting them under a `TorchDispatchMode` on the CPU counts what CUDA would sync on
+(`with count_ops() as c: ...; c.syncs, c.n_syncs, c.n_calls`). On CUDA,
 `torch.cuda.set_sync_debug_mode("error")` is the independent check (`gpu_check.sh` uses both).
-
-    with count_ops() as c:
-        train_step(...)
-    c.syncs        # {'aten._local_scalar_dense': 2, 'aten.nonzero': 1}
-    c.n_syncs, c.n_calls
 """
 
 from __future__ import annotations
@@ -24,22 +18,13 @@ from typing import Any, Iterator
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-# aten operators that block the host on CUDA (their output's value or shape lives on the device)
+# aten operators that block the host on CUDA (their output's value or shape lives on the device):
+# _local_scalar_dense is .item(), int(t), float(t), bool(t) and `if t:`; repeat_interleave counts
+# only without output_size (its length is then data-dependent)
 SYNC_OPS = frozenset(
-    {
-        "aten._local_scalar_dense",  # .item(), int(t), float(t), bool(t), `if t:`
-        "aten.is_nonzero",
-        "aten.nonzero",
-        "aten.masked_select",
-        "aten.unique",
-        "aten._unique",
-        "aten._unique2",
-        "aten.unique_dim",
-        "aten.unique_consecutive",
-        "aten.equal",
-        "aten.repeat_interleave",  # without output_size: its length is data-dependent
-        "aten.allclose",
-    }
+    f"aten.{name}"
+    for name in "_local_scalar_dense is_nonzero nonzero masked_select unique _unique _unique2 unique_dim "
+    "unique_consecutive equal repeat_interleave allclose".split()
 )
 
 

@@ -1,13 +1,8 @@
-"""Writing files beside the training loop: one background job at a time (issue: the GPU path).
-
-A checkpoint of a fine-tuning is 0.26 GB; serialising and fsyncing it takes seconds that the
-device would otherwise spend idle. `Writer.submit(job)` runs `job` on a background thread while
-the loop goes on. At most one job is in flight: `submit` first waits for the one before, so
-files are written in the order they were submitted, and a job that failed (or was interrupted)
-raises its error in the training thread at the next `submit` or `wait`, never silently.
-
-The job must not read state that training keeps changing: `host_copy` takes a snapshot of
-tensors (on the host, detached, cloned) before the job is submitted.
+"""Writing files beside the training loop (issue: the GPU path): a checkpoint takes seconds to
+serialise and fsync that the device would spend idle, so `Writer.submit(job)` runs it on a
+background thread, one job at a time, in order; a failed (or interrupted) job raises its error
+in the training thread at the next `submit` or `wait`. A job reads a snapshot (`host_copy`), never
+the state training keeps changing.
 """
 
 from __future__ import annotations
@@ -21,8 +16,8 @@ __all__ = ["Writer", "host_copy"]
 
 
 def host_copy(obj: Any) -> Any:
-    """A snapshot of `obj` on the host: every tensor detached and copied to the CPU (cloned when it
-    is on the CPU already), recursively through dicts, lists and tuples; other values as they are."""
+    """`obj` with every tensor detached and copied to the host (cloned when it is there already),
+    recursively through dicts, lists and tuples."""
     if isinstance(obj, torch.Tensor):
         t = obj.detach()
         return t.clone() if t.device.type == "cpu" else t.to("cpu")
@@ -52,21 +47,19 @@ class Writer:
         self._thread = threading.Thread(target=self._run, args=(job,), name="ecgssl-writer", daemon=True)
         self._thread.start()
 
-    def wait(self) -> None:
-        """Block until the job in flight is done; raise the error it ended with, if any."""
+    def drain(self) -> None:
+        """Block until the job in flight is done, keeping its error for the next `wait` (on the way
+        out of a loop that is already failing)."""
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+    def wait(self) -> None:
+        """Block until the job in flight is done; raise the error it ended with, if any."""
+        self.drain()
         error, self._error = self._error, None
         if error is not None:
             raise error
-
-    def drain(self) -> None:
-        """Block until the job in flight is done, keeping its error for the next `wait` (on the way
-        out of a loop that is already failing: its checkpoint is left whole, its error not masked)."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
 
     @property
     def busy(self) -> bool:

@@ -175,6 +175,21 @@ def test_provenance_edited_to_another_epoch_count_does_not_return_the_old_result
     assert json.loads((aside / "result.json").read_text())["epochs"] == 0
 
 
+def test_a_damaged_finished_finetune_forced_aside_records_how_its_new_run_is_executed(data, run_t0, tmp_path):
+    # the new run's provenance.json holds its execution settings (compile, checkpoint cadence, ...),
+    # as a first run's does: moving a damaged result aside is no reason to lose them
+    out = tmp_path / "run"
+    shutil.copytree(run_t0, out)
+    (out / "predictions.csv").write_text("record\n")
+    kw = dict(profile=SMALL, epochs=0, progress=False)
+    with pytest.raises(UserError, match=r"predictions\.csv changed since it was written.*--force"):
+        ft.finetune("t", 0, data["prepared"], out, **kw)
+    res = ft.finetune("t", 0, data["prepared"], out, force=True, **kw)
+    assert provenance.read(out)["recorded"] == provenance.read(run_t0)["recorded"] == res["provenance"]["recorded"]
+    (aside,) = tmp_path.glob("run.stale-*")
+    assert (aside / "predictions.csv").read_text() == "record\n"
+
+
 def test_a_result_edited_by_hand_is_left_out_of_the_tables_naming_why(run_t0, tmp_path):
     root = tmp_path / "finetune"
     shutil.copytree(run_t0, root / "t" / "fold0")
@@ -246,3 +261,23 @@ def test_reproduce_does_not_adopt_a_backbone_of_another_pretraining(data, tmp_pa
     res = json.loads((root / "finetune" / "ssl-t" / "fold0" / "result.json").read_text())
     assert res["provenance"]["request"]["inputs"]["backbone.time"] == good
     assert (root / "tables" / "table2.csv").read_text() == table
+
+
+def test_a_damaged_finished_pretraining_without_its_checkpoint_is_refused_then_forced_aside_as_fine_tuning_is(
+    data, tmp_path
+):
+    # the same claim as a fine-tuning's (`stage.claim`): refused naming the file, then with --force
+    # moved aside and run again, its provenance recording how the new run is executed
+    out = tmp_path / "pre"
+    pretrain_stage.pretrain(data["prepared"], out, **PRE_RUN)
+    recorded = provenance.read(out)["recorded"]
+    (out / "checkpoint.pt").unlink()  # nothing to write the outputs again from
+    (out / "summary.json").write_text("{}")
+    with pytest.raises(UserError, match=r"summary\.json changed since it was written.*--force"):
+        pretrain_stage.pretrain(data["prepared"], out, resume=True, **PRE_RUN)
+    pretrain_stage.pretrain(data["prepared"], out, resume=True, force=True, **PRE_RUN)
+    assert (
+        provenance.read(out)["recorded"] == recorded and json.loads((out / "summary.json").read_text())["epochs"] == 2
+    )
+    (aside,) = tmp_path.glob("pre.stale-*")
+    assert (aside / "summary.json").read_text() == "{}"

@@ -1,36 +1,12 @@
-"""Running one fine-tuning: `finetune(setup, fold, ...)` resolves the settings into a frozen `Run`,
-claims and locks OUT, restores its checkpoint, then per epoch calls the method (`core.classify`:
-`train_one_epoch`, `evaluate_epoch`, `select`) and checkpoints on the cadence (`stage.Checkpoints`);
-at the end the two protocols' thresholds and scores (`classify.protocols`) go into its files.
-The science (folds, steps, prediction, the paper and honest protocols) is `ecgssl_nb.core.classify`'s
-(paper Sec. II-C; book: Fine-tuning, Deviations B14, B15).
-
-Files in OUT:
-
-* checkpoint.pt: written atomically after every `checkpoint_epochs`-th epoch (and, when
-  `checkpoint_minutes` > 0, once that many minutes passed), never after the last; from a host
-  copy of the state, on a background thread while the next epoch trains. It holds the model,
-  optimiser, scheduler and generator states and the best-so-far predictions of both protocols, so
-  `resume=True` ends with the same result as an uninterrupted run; without `resume` a folder
-  holding one is refused (`checkpoint.load`, the rule of both stages). It is removed once
-  result.json is written.
-* log.csv: one row per epoch with epoch, lr, train_loss, inner/outer macro AUROC and AUPRC, and
-  seconds. It is rewritten atomically from the checkpointed history after each checkpoint (so
-  it never shows an epoch a resume runs again) and with every epoch at the end.
-* provenance.json: the request that made the folder (`finetune_request`: resolved settings,
-  prepared and backbone digests, seed). A result is reused, a checkpoint resumed, only for an
-  equal request; another request is refused unless `force` moves the folder aside. OUT is
-  locked while a process writes it. Checkpoints hold tensors and plain values only and are read
-  with `weights_only=True` (`provenance.load_checkpoint`): a planted pickle never runs.
-* result.json: written atomically (schema in `results`), with the provenance record. When it
-  exists for an equal request, is as written and was made under that request (`finished_fault`),
-  `finetune` returns it without training again; otherwise the folder is refused, or with `force`
-  moved aside and run again.
-* digests.json: written last, the completion mark: the size, mtime, sampled and full SHA-256 of
-  result.json and predictions.csv (`OUTPUTS`, what the tables and the book read) and the request.
-* predictions.csv: the record probabilities and labels at the selected epochs. The rows are
-  (paper, outer), (honest, inner) and (honest, outer).
-* challenge_outputs/: official Challenge files for the outer fold under the paper protocol.
+"""Running one fine-tuning (paper Sec. II-C; book: Fine-tuning, Deviations B14, B15): `finetune`
+resolves the settings into a frozen `Run`, claims OUT (`stage.claim`, under its lock), resumes
+its checkpoint, then per epoch calls the method (`core.classify`: `train_one_epoch`,
+`evaluate_epoch`, `select`), checkpointing on the cadence (never after the last epoch; the
+checkpoint is removed once result.json is written). At the end the two protocols' thresholds and
+scores (`classify.protocols`) go into OUT: predictions.csv (rows (paper, outer), (honest, inner),
+(honest, outer)), challenge_outputs/ (the official files of the outer fold, paper protocol),
+result.json (schema in `results`, with its provenance record), then digests.json of `OUTPUTS`,
+the completion mark. log.csv has one row per epoch (`LOG_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -43,8 +19,9 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,28 +32,17 @@ from tqdm.auto import tqdm
 
 from .. import checkpoint, provenance
 from ..atomic import write_text_atomic
-from ..config import add_settings_arguments, apply_settings, as_dict, matched_settings, read_config, recorded_settings
+from ..config import apply_settings, as_dict, matched_settings, read_config, recorded_settings
 from ..core import classify
 from ..core.classify import Data, Split, Trainer, evaluate_epoch, select, steps_per_epoch, train_one_epoch
 from ..core.errors import UserError, check_int, check_seed
 from ..core.labels import ABBREVIATIONS, CLASSES
 from ..core.metrics import METRIC_KEYS, binarize, challenge_outputs
 from ..core.models import use_fast_cuda_math
-from ..core.settings import (
-    PROTOCOL_MODES,
-    SETUPS,
-    FinetuneConfig,
-    Profile,
-    check_setup,
-    get_profile,
-    is_ssl,
-    resolve_device,
-    setup_family,
-    setup_modalities,
-)
+from ..core.settings import PROTOCOL_MODES, SETUPS, FinetuneConfig, Profile, check_setup, get_profile, is_ssl
+from ..core.settings import resolve_device, setup_family, setup_modalities
 from ..results import write_csv_atomic, write_json_atomic
-from ..writer import host_copy
-from .stage import Checkpoints, add_run_arguments, write_log
+from . import stage
 
 if TYPE_CHECKING:  # annotations only
     from ..prepare import Prepared
@@ -86,6 +52,7 @@ __all__ = ["OUTPUTS", "RESULT_SCHEMA", "LOG_COLUMNS", "finetune", "cli", "resolv
 
 OUTPUTS = ("result.json", "predictions.csv")  # what the tables and the book read: in digests.json
 RESULT_SCHEMA = "ecgssl_nb.finetune/1"
+DATA_KINDS = ("fixture", "samples", "physionet2020")
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "inner_auroc", "inner_auprc", "outer_auroc", "outer_auprc", "seconds")
 
 
@@ -111,12 +78,11 @@ def resolve_pretrained(setup: str, pretrained: str | os.PathLike | Mapping | Non
         unknown = sorted(set(pretrained) - {"time", "spec"})
         if unknown:
             raise UserError(f"pretrained: keys must be 'time' and/or 'spec', got {unknown}")
-        found = {}
-        for m in needed:
-            if m not in pretrained or pretrained[m] is None:
-                raise UserError(f"--pretrained-{m} is required for setup {setup!r}")
-            p = Path(pretrained[m])
-            found[m] = p / "backbone.pt" if p.is_dir() else p
+        missing = [m for m in needed if pretrained.get(m) is None]
+        if missing:
+            raise UserError(f"--pretrained-{missing[0]} is required for setup {setup!r}")
+        found = {m: Path(pretrained[m]) for m in needed}
+        found = {m: p / "backbone.pt" if p.is_dir() else p for m, p in found.items()}  # a folder: its backbone.pt
     else:
         root = Path(pretrained)
         if not root.is_dir():
@@ -155,9 +121,6 @@ def infer_data_kind(prepared: Prepared) -> str:
     return "physionet2020" if int(stats.get("n_records", len(prepared.index))) >= 1000 else "samples"
 
 
-# --- one step, one evaluation pass -------------------------------------------------------------
-
-
 # --- the run, resolved -------------------------------------------------------------------------
 
 
@@ -189,18 +152,9 @@ class Run:
     resume: bool
     progress: bool
     started: float  # time.perf_counter() when `finetune` was called
-
-    @property
-    def family(self) -> str:
-        return setup_family(self.setup)
-
-    @property
-    def batch_records(self) -> int:
-        return self.cfg.batch_records[self.family]
-
-    @property
-    def amp(self) -> bool:
-        return bool(self.cfg.amp) and self.device.type == "cuda"
+    family: str  # the setup's family (`setup_family`)
+    batch_records: int  # records per step (the family's)
+    amp: bool  # bf16 autocast: cfg.amp on CUDA
 
 
 def _resolve(setup, fold, prepared, out, pretrained, profile, epochs, device, seed, resume, protocol, progress,
@@ -231,7 +185,9 @@ def _resolve(setup, fold, prepared, out, pretrained, profile, epochs, device, se
     if n_epochs > 0 and cfg.batch_records[family] * cfg.crops < 2 and "spec" in setup_modalities(setup):
         raise UserError("batch_records * crops must be >= 2 (BatchNorm of the spectrogram backbone)")
     kind = data_kind or infer_data_kind(prep)
-    return Run(setup, prep, split, out, prof, cfg, files, n_epochs, seed, dev, kind, resume, progress, started)
+    amp = bool(cfg.amp) and dev.type == "cuda"
+    return Run(setup, prep, split, out, prof, cfg, files, n_epochs, seed, dev, kind, resume, progress, started, family,
+               cfg.batch_records[family], amp)  # fmt: skip
 
 
 def finetune(
@@ -254,17 +210,14 @@ def finetune(
 ) -> dict:
     """Fine-tune `setup` with outer fold `fold` held out; returns the result dict (result.json).
 
-    prepared: a prepared folder (or a `prepare.Prepared`). pretrained: for ssl- setups, the
-    folder holding time/backbone.pt and spec/backbone.pt, or {modality: file}. epochs: default
-    the profile's for the setup's family; 0 evaluates the initial network (selected epoch 0).
-    protocol: "both" (paper and honest, 8 training folds) or "paper-exact" (9 training folds,
-    paper protocol only); default the profile's `FinetuneConfig.protocol`, and the one used is
-    recorded there. resume: go on from OUT/checkpoint.pt (same run settings); without it an
-    OUT holding a checkpoint is refused (`checkpoint.load`). data_kind: 'fixture', 'samples' or
-    'physionet2020' (default: inferred).
-    max_steps: a smoke run (default the profile's `max_steps`, 0 = none): stop after that many
-    optimisation steps, evaluate, write every output as usual with `"smoke": true`.
-    See the module docstring for the protocol and the files written.
+    prepared: a prepared folder or `prepare.Prepared`. pretrained: for ssl- setups, the folder
+    holding time/backbone.pt and spec/backbone.pt, or {modality: file}. epochs: default the
+    profile's for the setup's family; 0 evaluates the initial network (selected epoch 0).
+    protocol: "both" (paper and honest, 8 training folds) or "paper-exact" (9 training folds, the
+    paper protocol only); default the profile's, and the one used is recorded. max_steps: a smoke
+    run, its outputs marked `"smoke": true`. OUT is returned finished or resumed only for an equal
+    request (`finetune_request`), another's is refused unless `force` moves it aside, and a
+    checkpoint is continued only with `resume`.
     """
     args = (setup, fold, prepared, out, pretrained, profile, epochs, device, seed, resume, protocol, progress)
     run = _resolve(*args, data_kind, config, max_steps)
@@ -272,44 +225,15 @@ def finetune(
     req = finetune_request(
         cfg, setup, split.fold, split.inner, run.n_epochs, cfg.protocol, run.seed, run.prep.digest, run.files
     )
-    if provenance.finished(run.out, req, *OUTPUTS) and finished_fault(run.out, req) is None:
+    if stage.finished(run.out, req, OUTPUTS):
         return _finished_result(run.out, progress)  # read as it is: no lock, no write access needed
     with provenance.lock(run.out):  # then claimed under the lock, checked again: another may have finished it
-        status = provenance.claim(run.out, req, force=force, recorded=recorded_settings(run.cfg))
-        if status == "same" and (run.out / "result.json").is_file():
-            fault = finished_fault(run.out, req)
-            if fault is None:
-                return _finished_result(run.out, progress)
-            if not (run.out / checkpoint.NAME).is_file():  # (with one: stopped before its last files; resume it)
-                _move_aside_unfinished(run.out, req, fault, force)
+        if stage.claim(run.out, req, OUTPUTS, force, recorded_settings(cfg), "fine-tuning"):
+            return _finished_result(run.out, progress)
         return _train(run)
 
 
-def finished_fault(out: Path, req: dict) -> str | None:
-    """Why the finished-looking run folder `out` may not be returned as the run of `req` (None:
-    it may): its outputs as written, byte for byte (`provenance.digest_fault`, full), and
-    result.json made under `req` (it holds its own provenance)."""
-    fault = provenance.digest_fault(out, OUTPUTS, full=True)
-    if fault:
-        return fault
-    try:
-        made = json.loads((out / "result.json").read_text())["provenance"]["request"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"{out / 'result.json'} records no provenance"
-    if made != req:
-        diff = "; ".join(provenance.differences(made, req)[:3])
-        return f"{out / 'result.json'} was made by another request than its provenance.json says ({diff})"
-    return None
-
-
-def _move_aside_unfinished(out: Path, req: dict, fault: str, force: bool) -> None:
-    """A run folder whose result cannot be trusted (`fault`): refused, or with `force` moved aside
-    and claimed afresh for `req`."""
-    if not force:
-        raise UserError(f"--out {out}: {fault}. Use another folder, or --force to move it aside (nothing is deleted)")
-    moved = provenance.move_aside(out)
-    print(f"{out}: {fault}; moved aside to {moved.name}", file=sys.stderr, flush=True)
-    provenance.claim(out, req)
+finished_fault = partial(stage.finished_fault, outputs=OUTPUTS)  # (out, req): `reproduce`'s check of a finished run
 
 
 def _finished_result(out: Path, progress: bool) -> dict:
@@ -357,10 +281,8 @@ class Progress:
 
 
 def build_trainer(run: Run) -> Trainer:
-    """Seed everything from (seed, fold) (B26), then the network, Adam and the cosine schedule.
-    Adam is the fused implementation (one kernel for all parameters, its step counts on the
-    device: no host read per step) on CUDA and on the CPU alike; the step is compiled as
-    `cfg.compile` says (`make_step_loss`)."""
+    """Seed everything from (seed, fold) (B26), then the network, fused Adam (no host read per step)
+    and the cosine schedule; the step compiled as `cfg.compile` says (`make_step_loss`)."""
     rs = classify.run_seed(run.seed, run.split.fold)
     classify.seed_everything(rs)
     use_fast_cuda_math(run.device)
@@ -401,39 +323,24 @@ def restore_checkpoint(run: Run, tr: Trainer) -> Progress:
     return Progress(ck["epoch"] + 1, ck["history"], checkpoint.to_arrays(ck["best"]), ck["elapsed_s"])
 
 
-def checkpoint_job(run: Run, tr: Trainer, done: Progress, epoch: int) -> Callable[[], None]:
-    """Write OUT/checkpoint.pt after `epoch` (everything a resume needs to repeat the run), THEN
-    log.csv with the epochs it holds: the log never shows an epoch that a resume would run again.
-    The state is copied to the host now; with a `writer` both files are written in the background
-    (one checkpoint in flight), else at once."""
-    state = host_copy(
-        {
-            "run": _checkpoint_run(run),
-            "epoch": epoch,
-            "model": tr.model.state_dict(),
-            "optimizer": tr.optimizer.state_dict(),
-            "scheduler": tr.scheduler.state_dict(),
-            "rng": checkpoint.rng_state(tr.generator),
-            "history": done.history,
-            "best": checkpoint.to_tensors(done.best),
-            "elapsed_s": done.elapsed_s + time.perf_counter() - run.started,
-        }
-    )
-
-    def job() -> None:
-        checkpoint.save(run.out / checkpoint.NAME, state)
-        _write_log(run.out / "log.csv", state["history"], run.cfg.protocol)
-
-    return job
+def checkpoint_state(run: Run, tr: Trainer, done: Progress, epoch: int) -> dict:
+    """OUT/checkpoint.pt after `epoch`: everything a resume needs to repeat the run (live tensors)."""
+    return {
+        "run": _checkpoint_run(run),
+        "epoch": epoch,
+        "model": tr.model.state_dict(),
+        "optimizer": tr.optimizer.state_dict(),
+        "scheduler": tr.scheduler.state_dict(),
+        "rng": checkpoint.rng_state(tr.generator),
+        "history": done.history,
+        "best": checkpoint.to_tensors(done.best),
+        "elapsed_s": done.elapsed_s + time.perf_counter() - run.started,
+    }
 
 
-# --- the data on the device, one epoch, one evaluation, the selection --------------------------
-
-
-def _write_log(path: Path, history: list[dict], protocol: str) -> None:
-    """log.csv: LOG_COLUMNS, without the inner fold's under paper-exact (there is none)."""
-    inner = ("inner_auroc", "inner_auprc")
-    write_log(path, history, [c for c in LOG_COLUMNS if protocol != "paper-exact" or c not in inner])
+def log_columns(protocol: str) -> list[str]:
+    """The columns of log.csv: LOG_COLUMNS, without the inner fold's under paper-exact (there is none)."""
+    return [c for c in LOG_COLUMNS if protocol != "paper-exact" or not c.startswith("inner_")]
 
 
 # --- the loop ----------------------------------------------------------------------------------
@@ -448,48 +355,39 @@ def _train(run: Run) -> dict:
     n_steps = steps_per_epoch(len(data.train), run.batch_records)
     # a smoke run (cfg.max_steps > 0) stops after max_steps optimisation steps, at last_epoch
     last_epoch = min(run.n_epochs, -(-run.cfg.max_steps // n_steps)) if run.cfg.max_steps else run.n_epochs
-    log_path, metric = run.out / "log.csv", run.cfg.select_metric
+    log_path, columns = run.out / "log.csv", log_columns(run.cfg.protocol)
     if run.n_epochs == 0 and done.best["paper"] is None:  # the initial network, "epoch 0"
         ev = evaluate_epoch(tr.model, data, run.cfg, run.amp)
         done.history.append({"epoch": 0, "lr": run.cfg.lr, "train_loss": math.nan, "seconds": 0.0, **ev.metrics})
-        done.best = select(done.best, 0, ev, metric)
-        _write_log(log_path, done.history, run.cfg.protocol)
+        done.best = select(done.best, 0, ev, run.cfg.select_metric)
+        stage.write_log(log_path, done.history, columns)
     desc = f"finetune {run.setup} fold {run.split.fold}"
     epochs = range(done.start_epoch, last_epoch + 1)
     bar = tqdm(
         epochs, desc=desc, unit="epoch", disable=not run.progress, initial=done.start_epoch - 1, total=last_epoch
     )
-    with Checkpoints(run.cfg) as ck:  # checkpoints (then the log) are written beside the next epoch's steps
-        _epochs(run, tr, data, done, bar, last_epoch, ck)
+    with stage.Checkpoints(run.cfg) as ck:  # checkpoints (then the log) are written beside the next epoch's steps
+        for epoch in bar:
+            _epoch(run, tr, data, done, bar, epoch)
+            if epoch < last_epoch and ck.due(epoch):  # never after the last: it goes straight to result.json
+                ck.after(stage.checkpoint_job(run.out, checkpoint_state(run, tr, done, epoch), done.history, columns))
     bar.close()
-    _write_log(log_path, done.history, run.cfg.protocol)  # every epoch, the last one included
+    stage.write_log(log_path, done.history, columns)  # every epoch, the last one included
     return write_outputs(run, data, done)
 
 
-def _epochs(run: Run, tr: Trainer, data: Data, done: Progress, bar, last_epoch: int, ck: Checkpoints) -> None:
-    """Train and evaluate each epoch of `bar`, select, and checkpoint as the cadence says
-    (`Checkpoints.due`; never after the last epoch, which goes straight to result.json)."""
-    metric = run.cfg.select_metric
-    for epoch in bar:
-        t0 = time.perf_counter()
-        loss = train_one_epoch(
-            tr,
-            data,
-            run.cfg,
-            run.batch_records,
-            epoch,
-            run.amp,
-            log=lambda step, x: bar.set_postfix(step=step, loss=f"{x:.4f}"),
-        )
-        ev = evaluate_epoch(tr.model, data, run.cfg, run.amp)
-        done.best = select(done.best, epoch, ev, metric)
-        lr = tr.optimizer.param_groups[0]["lr"]
-        row = {"epoch": epoch, "lr": lr, "train_loss": loss, **ev.metrics, "seconds": time.perf_counter() - t0}
-        done.history.append(row)
-        shown = {"loss": f"{loss:.4f}", "outer_prc": f"{row['outer_auprc']:.3f}"}
-        bar.set_postfix(shown | ({"inner_prc": f"{row['inner_auprc']:.3f}"} if data.inner is not None else {}))
-        if epoch < last_epoch and ck.due(epoch):
-            ck.after(lambda: checkpoint_job(run, tr, done, epoch))  # then the log: never ahead of the checkpoint
+def _epoch(run: Run, tr: Trainer, data: Data, done: Progress, bar: tqdm, epoch: int) -> None:
+    """Train and evaluate `epoch`, select, log its row."""
+    t0 = time.perf_counter()
+    loss = train_one_epoch(tr, data, run.cfg, run.batch_records, epoch, run.amp,
+                           log=lambda step, x: bar.set_postfix(step=step, loss=f"{x:.4f}"))  # fmt: skip
+    ev = evaluate_epoch(tr.model, data, run.cfg, run.amp)
+    done.best = select(done.best, epoch, ev, run.cfg.select_metric)
+    lr = tr.optimizer.param_groups[0]["lr"]
+    row = {"epoch": epoch, "lr": lr, "train_loss": loss, **ev.metrics, "seconds": time.perf_counter() - t0}
+    done.history.append(row)
+    shown = {"loss": f"{loss:.4f}", "outer_prc": f"{row['outer_auprc']:.3f}"}
+    bar.set_postfix(shown | ({"inner_prc": f"{row['inner_auprc']:.3f}"} if data.inner is not None else {}))
 
 
 # --- the files of a finished run ---------------------------------------------------------------
@@ -550,9 +448,7 @@ def _result(run: Run, protocols: dict, gate: dict | None, done: Progress) -> dic
         "seed": run.seed,
         "epochs": run.n_epochs,
         "smoke": bool(cfg.max_steps),  # stopped after max_steps optimisation steps: never a result
-        "metrics": {k: v["metrics"] for k, v in protocols.items()},
-        "per_class": {k: v["per_class"] for k, v in protocols.items()},
-        "thresholds": {k: v["thresholds"] for k, v in protocols.items()},
+        **{part: {k: v[part] for k, v in protocols.items()} for part in ("metrics", "per_class", "thresholds")},
         "gate_weights": gate,
         "wall_time_s": done.elapsed_s + time.perf_counter() - run.started,
         "device": str(dev),
@@ -623,37 +519,22 @@ def write_challenge_outputs(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m ecgssl_nb finetune",
-        description="Fine-tune one setup with one outer fold held out; evaluate it under "
-        "the paper (optimistic) and honest (nested) protocols.",
-    )
+    p = stage.parser("finetune", "Fine-tune one setup with one outer fold held out; evaluate it under the paper "
+                     "(optimistic) and honest (nested) protocols.", "run folder (result.json, predictions.csv, "
+                     "log.csv, ...)", ("cpu", "cpu, cuda, cuda:1 or auto (default cpu)"))  # fmt: skip
     p.add_argument("--setup", required=True, help=f"one of {', '.join(SETUPS)}")
     p.add_argument("--fold", required=True, type=int, help="outer (held-out) fold, 0..n_folds-1")
-    add_run_arguments(p, "run folder (result.json, predictions.csv, log.csv, ...)", "cpu",
-                      "cpu, cuda, cuda:1 or auto (default cpu)")  # fmt: skip
-    p.add_argument("--pretrained", default=None, help="ssl- setups: folder with time/backbone.pt, spec/backbone.pt")
-    p.add_argument("--pretrained-time", default=None, help="ssl- setups: time backbone file (overrides --pretrained)")
-    p.add_argument("--pretrained-spec", default=None, help="ssl- setups: spec backbone file (overrides --pretrained)")
+    p.add_argument("--pretrained", help="ssl- setups: folder with time/backbone.pt, spec/backbone.pt")
+    for m in ("time", "spec"):
+        p.add_argument(f"--pretrained-{m}", help=f"ssl- setups: {m} backbone file (overrides --pretrained)")
     p.add_argument(
         "--protocol",
-        default=None,
         choices=PROTOCOL_MODES,
         help="both: 8 training folds, paper + honest protocols (default, unless the recipe says "
         "otherwise); paper-exact: 9 training folds, paper protocol only",
     )
-    p.add_argument(
-        "--recipe",
-        default="corrected",
-        help="corrected (default), released, or released departures like B6,B14 (see `recipes`)",
-    )
-    p.add_argument(
-        "--data-kind",
-        default=None,
-        choices=("fixture", "samples", "physionet2020"),
-        help="what the prepared data is (default: inferred)",
-    )
-    add_settings_arguments(p, FinetuneConfig, "--set lr=1e-3 --set epochs.tsg=5")
+    p.add_argument("--data-kind", choices=DATA_KINDS, help="what the prepared data is (default: inferred)")
+    stage.settings(p, FinetuneConfig, "--set lr=1e-3 --set epochs.tsg=5", "B6,B14", "--set wins")
     return p
 
 
@@ -662,7 +543,6 @@ def cli(argv: list[str]) -> int:
     from ..recipes import apply_recipe, parse_recipe  # recipes: ~6 ms at import, only for --recipe
 
     a = _parser().parse_args(argv)
-
     recipe = parse_recipe(a.recipe)
     if a.protocol == "paper-exact":  # the authors' nine training folds: the recipe's B14, recorded as such
         recipe = tuple(sorted(set(recipe) | {"B14"}))
@@ -673,24 +553,8 @@ def cli(argv: list[str]) -> int:
         base = Path(a.pretrained) if a.pretrained else None
         pretrained = {m: (getattr(a, f"pretrained_{m}") or (base / m if base else None)) for m in ("time", "spec")}
         pretrained = {m: v for m, v in pretrained.items() if v is not None}
-    res = finetune(
-        a.setup,
-        a.fold,
-        a.prepared,
-        a.out,
-        pretrained=pretrained,
-        profile=prof,
-        epochs=a.epochs,
-        device=a.device,
-        seed=a.seed,
-        resume=a.resume,
-        protocol=a.protocol,
-        progress=not a.no_progress,
-        data_kind=a.data_kind,
-        config=cfg,
-        force=a.force,
-        max_steps=a.max_steps,
-    )
+    res = finetune(a.setup, a.fold, a.prepared, a.out, pretrained=pretrained, profile=prof, protocol=a.protocol,
+                   data_kind=a.data_kind, **stage.run_options(a, cfg))  # fmt: skip
     for name, m in res["metrics"].items():
         print(
             f"{res['setup']} fold {res['fold']} {name:6s} epoch {m['epoch']}: "

@@ -1,32 +1,14 @@
-"""Running one DINO pre-training: `pretrain(prepared, out, modality, ...)` resolves the settings into
-a frozen `Run`, claims OUT (rank 0, under a lock), then `_train`: `make_schedules`, `build_state`,
-`restore_checkpoint`, and per epoch `train_one_epoch` (each step: `batch_views`, then
-`dino.train_step`), the checkpoint and the log on the cadence (`stage.Checkpoints`), and at the
-end OUT/backbone.pt and summary.json. The method (head, loss, centring, EMA, views, schedules) is
-`ecgssl_nb.core.dino`'s (paper Sec. II-A, II-B; book: Self-distillation). Data: every kept record
-of every fold (transductive, as released: book: Deviations, B13), one random 250-sample window per
-record per epoch, drawn and augmented on the device; the student backbone of the final epoch is
-kept (B12 fixed; "lowest-loss" keeps the released choice).
-
-The GPU path (issue 15): a steady-state step never blocks the host (no value read back, no
-data-dependent shape; tests/test_gpu_path_pretrain.py counts it), every step has the same
-shapes (drop_last), the optimiser is fused AdamW, `compile` runs the forward half (and with it
-its backward) as one torch.compile graph, CUDA graphs with "reduce-overhead" (the paper
-profile), and on CUDA the backbone and head run in bf16 autocast (`amp`) with TF32 and
-cudnn.benchmark on, the head's last layer, the centring and the loss in fp32.
-
-Provenance: OUT/provenance.json holds the request (`pretrain_request`: every resolved setting,
-the prepared corpus's digest, the seed); OUT is resumed or reused only for an equal request, and
-one process writes it at a time. Checkpoints hold tensors and plain values only and are read
-with `weights_only=True`, so nothing in a results folder can run code.
-
-Multi-GPU: under `torchrun` (RANK / WORLD_SIZE in the environment) the student is wrapped in
-DistributedDataParallel, every rank trains on its own share (batch_size / world records) of each
-step's global batch of shuffled records, the centre and logged figures are all-reduced, and only
-rank 0 writes files. The device is the profile's unless --device says otherwise (paper: cuda,
-cuda:LOCAL_RANK per process). The global batch, not the process count, is part of the request,
-so `reproduce` reuses a finished torchrun backbone (`pretrain_request`). Rank 0 claims OUT after
-the processes have joined and tells every rank the outcome, so its failure ends all of them.
+"""Running one DINO pre-training (paper Sec. II-A, II-B; book: Self-distillation): `pretrain`
+resolves the settings into a frozen `Run`, claims OUT (`stage.claim`; under torchrun rank 0, for
+every rank), then `_train` resumes its checkpoint and loops over the epochs (`train_one_epoch`:
+`batch_views`, then `core.dino.train_step`), checkpointing on the cadence, and writes
+OUT/backbone.pt and summary.json. Data: every kept record of every fold (transductive, as
+released: B13), one random 250-sample window per record per epoch, drawn and augmented on the
+device; the final epoch's student backbone is kept (B12 fixed; "lowest-loss" keeps the released
+choice). The GPU path (issue 15): no host read in a steady-state step, static shapes
+(drop_last), fused AdamW, optional torch.compile / CUDA graphs, bf16 autocast on CUDA
+(tests/test_gpu_path_pretrain.py). Under torchrun the student is in DistributedDataParallel,
+each rank trains on its share of the global batch, and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -38,7 +20,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -49,61 +31,30 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import checkpoint, provenance
-from ..config import add_settings_arguments, apply_settings, matched_settings, read_config
+from ..config import apply_settings, matched_settings, read_config
 from ..config import recorded_settings as config_recorded
-from ..core.dino import (
-    CompiledForward,
-    DINOLoss,
-    MultiCropModel,
-    Schedules,
-    build_student,
-    check_transforms,
-    dist_on,
-    forward_loss,
-    make_optimizer,
-    make_schedules,
-    make_views,
-    train_step,
-)
+from ..core.dino import CompiledForward, DINOLoss, MultiCropModel, Schedules, build_student, check_transforms
+from ..core.dino import dist_on, forward_loss, make_optimizer, make_schedules, make_views, train_step
 from ..core.errors import UserError, check_int, check_seed
 from ..core.models import use_fast_cuda_math
-from ..core.settings import (
-    KEEP_CHOICES,
-    MODALITIES,
-    WINDOW,
-    PretrainConfig,
-    check_modality,
-    get_profile,
-    resolve_device,
-)
+from ..core.settings import KEEP_CHOICES, MODALITIES, WINDOW, PretrainConfig, check_modality, get_profile
+from ..core.settings import resolve_device
 from ..core.transforms import check_lead_stats
 from ..core.windows import Corpus
 from ..prepare import Prepared, load_prepared
 from ..results import write_json_atomic
-from ..writer import host_copy
-from .stage import Checkpoints, add_run_arguments, read_log, write_log
+from . import stage
 
 OUTPUTS = ("backbone.pt", "summary.json")  # what later stages read: recorded in digests.json, written last
 
 __all__ = ["pretrain", "cli", "LOG_COLUMNS", "OUTPUTS", "pretrain_request"]
 
-# OUT/log.csv, one row per epoch: epoch (0-based); loss (nats, mean over the epoch's steps and the
-# processes); lr, wd, teacher_momentum (means of the per-iteration schedules over the epoch);
-# teacher_temp; teacher_entropy (nats, mean entropy of the centred, sharpened teacher distribution;
-# at most log(out_dim)); embedding_std (`embedding_std` of the teacher's global views: ~0 means
-# collapse); time_s, views_time_s (windows + views), model_time_s (train_step), in seconds.
-LOG_COLUMNS = (
-    "epoch",
-    "loss",
-    "lr",
-    "wd",
-    "teacher_temp",
-    "teacher_momentum",
-    "teacher_entropy",
-    "embedding_std",
-    "time_s",
-    "views_time_s",
-    "model_time_s",
+# OUT/log.csv, one row per epoch: loss and teacher_entropy in nats (means over the epoch's steps and
+# the processes; the entropy at most log(out_dim)); lr, wd, teacher_momentum: means of the
+# per-step schedules; embedding_std of the teacher's global views (~0: collapse); times in seconds.
+LOG_COLUMNS = tuple(
+    "epoch loss lr wd teacher_temp teacher_momentum teacher_entropy embedding_std time_s views_time_s "
+    "model_time_s".split()
 )
 
 
@@ -122,10 +73,7 @@ def _select_rows(n_available: int, records: int | Sequence[int] | None) -> np.nd
     return rows
 
 
-# --- files -------------------------------------------------------------------------------------
-
-
-# --- the loop ----------------------------------------------------------------------------------
+# --- processes (torchrun) ------------------------------------------------------------------------
 
 
 def _dist_setup(device: str) -> tuple[int, int, str, bool]:
@@ -155,9 +103,8 @@ def _mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def _average_buffers(module: nn.Module) -> None:
-    """Average the floating-point buffers (BatchNorm running statistics) over the processes, so
-    every rank holds, and rank 0 saves, the same model. Each rank's statistics come from its own
-    records (DDP only broadcasts rank 0's at each forward)."""
+    """Average the floating-point buffers (BatchNorm running statistics: each rank's come from its
+    own records) over the processes, so every rank holds, and rank 0 saves, the same model."""
     if not dist_on():
         return
     bufs = [b for b in module.buffers() if b.is_floating_point()]
@@ -179,8 +126,7 @@ def _gather(obj) -> list:
 
 @dataclass(frozen=True)
 class Run:
-    """One pre-training as `pretrain` resolved it: the one config object of the loop.
-    `rank`, `world` and `device` are this process's (set by `_dist_setup` under torchrun)."""
+    """One pre-training as `pretrain` resolved it; `rank`, `world` and `device` are this process's."""
 
     cfg: PretrainConfig
     prepared: Prepared
@@ -201,7 +147,7 @@ class Run:
     world: int = 1
 
     def settings(self) -> dict:
-        """The run's settings: the first keys of summary.json, and the "run" of its checkpoints."""
+        """The first keys of summary.json, and the "run" of its checkpoints."""
         return {
             "modality": self.modality,
             "profile": self.profile,
@@ -216,27 +162,23 @@ class Run:
 
 def _resolve_config(cfg: PretrainConfig, epochs, batch_size, keep, overrides, max_steps) -> PretrainConfig:
     """`cfg` with pretrain's explicit arguments and `overrides` applied and checked (UserError)."""
-    changes, given = {}, dict(overrides or {})
+    changes = dict(overrides or {})
+    for name in changes:
+        if name not in PretrainConfig.__dataclass_fields__ or name in ("epochs", "batch_size", "keep"):
+            raise UserError(
+                f"overrides: {name!r} is not a PretrainConfig field that can be overridden "
+                f"(epochs, batch_size and keep have their own parameters)"
+            )
     if epochs is not None:
         changes["epochs"] = check_int("--epochs", epochs, 1)
     if batch_size is not None:
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 2:
             raise UserError(f"--batch-size must be an integer >= 2 (BatchNorm needs two records), got {batch_size!r}")
         changes["batch_size"] = int(batch_size)
-    if keep is not None:
-        if keep not in KEEP_CHOICES:
-            raise UserError(f"--keep {keep!r} is not a choice; choose one of {', '.join(KEEP_CHOICES)}")
-        changes["keep"] = keep
-    for name, value in given.items():
-        if name not in PretrainConfig.__dataclass_fields__ or name in ("epochs", "batch_size", "keep"):
-            raise UserError(
-                f"overrides: {name!r} is not a PretrainConfig field that can be overridden "
-                f"(epochs, batch_size and keep have their own parameters)"
-            )
-        changes[name] = value
-    if max_steps is not None:
-        changes["max_steps"] = max_steps
-    return replace(cfg, **changes)  # PretrainConfig checks every field's range when built
+    if keep is not None and keep not in KEEP_CHOICES:
+        raise UserError(f"--keep {keep!r} is not a choice; choose one of {', '.join(KEEP_CHOICES)}")
+    given = {"keep": keep, "max_steps": max_steps}
+    return replace(cfg, **changes, **{k: v for k, v in given.items() if v is not None})  # every range checked
 
 
 def pretrain(
@@ -259,26 +201,18 @@ def pretrain(
     force: bool = False,
     max_steps: int | None = None,
 ) -> Path:
-    """DINO pre-training of the `modality` ("time" or "spec") backbone on a prepared corpus.
+    """DINO pre-training of the `modality` ("time" or "spec") backbone on a prepared corpus; returns OUT.
 
-    epochs / batch_size (records per step over all processes) / keep default to the profile's
-    `PretrainConfig`; transforms to "t1" (time) or "t2" (spec). `records` = a count (the first
-    N rows of the index) or row numbers; None = every kept record of every fold (book: Deviations, B13).
-    `stop_after` = train at most this many epochs in this call and leave a resumable run
-    (schedules still span `epochs`). `device` = cpu, cuda, cuda:1 or auto; None = the profile's
-    (paper: cuda; under torchrun each process takes cuda:LOCAL_RANK). `overrides` = other
-    PretrainConfig fields to replace, e.g. {"optimizer": "adam-l2", "clip_grad": 3.0}. `config` =
-    the resolved settings to use instead of the profile's (what `reproduce` passes its jobs).
-    OUT holds `provenance.json` (see `pretrain_request`): OUT is resumed or reported finished only
-    for an equal request; one made by another request is refused unless `force`, which moves it
-    aside. One process writes OUT at a time (a lock). An unfinished run (OUT/checkpoint.pt) is
-    continued only with `resume` (`checkpoint.load`).
-    `max_steps` = a smoke run: stop after that many optimisation steps (schedules still span
-    `epochs`), then write every output as usual with `"smoke": true` in summary.json.
-    The settings `amp` (bf16 autocast, CUDA only), `compile`, `checkpoint_epochs`,
-    `checkpoint_minutes` and `log_every` are PretrainConfig fields like the others.
-    Writes OUT/checkpoint.pt and OUT/log.csv at the checkpoint cadence; when finished OUT/backbone.pt (the
-    student backbone's state_dict) and OUT/summary.json. Returns OUT.
+    epochs, batch_size (records per step over all processes), keep: default the profile's
+    PretrainConfig (or `config`'s, what `reproduce` passes); `overrides` = other fields, e.g.
+    {"clip_grad": 3.0}. transforms: default "t1" (time) or "t2" (spec). records: a count (the
+    first N rows) or row numbers; None = every kept record of every fold (B13). stop_after: train
+    at most this many epochs now and leave a resumable run. device: cpu, cuda, cuda:1 or auto;
+    None = the profile's (under torchrun cuda:LOCAL_RANK). max_steps: a smoke run, its outputs
+    marked `"smoke": true`. OUT is resumed or reported finished only for an equal request
+    (`pretrain_request`), another's is refused unless `force` moves it aside, and a checkpoint is
+    continued only with `resume`. Writes OUT/checkpoint.pt and log.csv on the cadence, then
+    OUT/backbone.pt (the kept student backbone's state_dict) and summary.json.
     """
     started_at = time.perf_counter()
     modality = check_modality(modality)
@@ -304,8 +238,8 @@ def pretrain(
     run = Run(cfg, prepared, out, modality, transforms, seed, rows, records_key, prof.name, device, resume,
               progress, stop_after, amp, started_at)  # fmt: skip
     req = pretrain_request(cfg, modality, transforms, seed, prepared.digest, records_key)
-    if provenance.finished(out, req, *OUTPUTS):  # read as it is, by every rank alike: no lock, no write access
-        _keep_finished(out, resume, progress, cfg.epochs)
+    if stage.finished(out, req, OUTPUTS):  # read as it is, by every rank alike: no lock, no write access
+        _keep_finished(run)
         return out
     with _processes(run, req, force) as run:  # None: rank 0 found this run finished
         return _train(run) if run is not None else out
@@ -330,94 +264,45 @@ def pretrain_request(
     prepared_digest: str,
     records: int | list[int] | None = None,
 ) -> dict:
-    """The provenance request of a pre-training: every resolved setting that changes the result
-    (never a profile name), the prepared corpus's digest, the seed. Equal requests give equal
-    runs, so `reproduce` reuses a finished folder only for an equal request.
-
-    What is matched and what is only recorded (`recorded_settings`, issue 15):
-    * matched: the data (digest, records), the seed, the views and every PretrainConfig field
-      that enters the arithmetic, `batch_size` (the global batch) and `amp` (bf16 autocast
-      changes every number) included.
-    * recorded only: the process count (`world_size`: with the same global batch, the
-      schedules, steps and recipe are the same; only the random streams of the views are split
-      per rank, and on the CPU BatchNorm statistics are per rank, a difference of the same kind
-      as another seed's), and how the run is executed: `compile` (the same arithmetic, within
-      float rounding: tests/test_gpu_path_pretrain.py states the tolerance), the checkpoint
-      cadence and `log_every` (they change when files are written and figures read, not values).
-    A resume is stricter: it continues a checkpoint only for the same settings, the process count
-    included (`restore_checkpoint`), since one random stream per rank is saved."""
-    config = matched_settings(cfg)
-    settings = {"modality": modality, "transforms": transforms, "config": config, "records": records}
+    """The provenance request of a pre-training (never a profile name): equal requests give equal
+    runs. Matched: the data (digest, records), the seed, the views and every PretrainConfig field
+    that enters the arithmetic (`batch_size`, the global batch, and `amp` included). Recorded only
+    (issue 15): the process count (the same global batch gives the same schedules and steps; only
+    the views' random streams are split per rank) and how the run is executed (`compile`, the
+    checkpoint cadence, `log_every`). A resume also matches the process count (`restore_checkpoint`:
+    one random stream per rank is saved)."""
+    settings = {"modality": modality, "transforms": transforms, "config": matched_settings(cfg), "records": records}
     return provenance.request("pretrain", settings, {"prepared": prepared_digest}, seed)
 
 
-def recorded_settings(cfg: PretrainConfig, world_size: int) -> dict:
-    """The settings a pre-training records in provenance.json but does not match on (see
-    `pretrain_request`)."""
-    return {"world_size": int(world_size), **config_recorded(cfg)}
-
-
-def _claim(out: Path, req: dict, run: Run, force: bool) -> bool:
-    """Make OUT the home of `req` (provenance.claim); True when it already holds this finished run
-    (which is kept only with --resume). A half-done run is `checkpoint.load`'s to judge."""
-    status = provenance.claim(out, req, force=force, recorded=recorded_settings(run.cfg, run.world))
-    if status != "same":
-        return False
-    if (out / "summary.json").is_file() and (out / "backbone.pt").is_file():
-        if _damaged(out, req, force, recorded_settings(run.cfg, run.world)):
-            return False
-        _keep_finished(out, run.resume, run.progress, run.cfg.epochs)
-        return True
-    return False
-
-
-def _damaged(out: Path, req: dict, force: bool, recorded: dict) -> bool:
-    """True when the finished-looking OUT's outputs are not as written (the full digest check: it
-    is about to be reused) and must be written again: from its checkpoint when it has one, else
-    after `force` moved it aside (without `force`, a UserError naming the file)."""
-    fault = provenance.digest_fault(out, OUTPUTS, full=True)
-    if not fault:
-        return False
-    if (out / checkpoint.NAME).is_file():  # the last epoch's state: write the outputs again from it
-        print(f"{out}: {fault}; writing its outputs again from {checkpoint.NAME}", flush=True)
-        return True
-    if not force:
-        raise UserError(
-            f"--out {out} holds a finished pre-training whose files are not as written: {fault}. "
-            f"Use another --out, or --force to move it aside (nothing is deleted)"
-        )
-    moved = provenance.move_aside(out)
-    print(f"{out}: {fault}; moved aside to {moved.name}", flush=True)
-    provenance.claim(out, req, recorded=recorded)
-    return True
-
-
-def _keep_finished(out: Path, resume: bool, progress: bool, epochs: int) -> None:
+def _keep_finished(run: Run) -> None:
     """OUT holds this finished pre-training: kept with --resume, else a UserError saying so."""
-    if not resume:
+    if not run.resume:
         raise UserError(
-            f"--out {out} already holds this finished pre-training (summary.json); pass --resume "
+            f"--out {run.out} already holds this finished pre-training (summary.json); pass --resume "
             f"to keep it, or choose another --out"
         )
-    if progress:
-        print(f"pretrain: {out} already finished ({epochs} epochs); nothing to do")
+    if run.progress:
+        print(f"pretrain: {run.out} already finished ({run.cfg.epochs} epochs); nothing to do")
 
 
 @contextlib.contextmanager
 def _processes(run: Run, req: dict, force: bool) -> Iterator[Run | None]:
-    """Join the processes (torchrun) first, then let rank 0 lock and claim OUT, and tell every
-    rank the outcome: the run of this rank to train, None when OUT holds it finished already, or
-    rank 0's error, which then ends every rank with the same one line (rather than leaving them in
-    the process-group set-up until its timeout). Rank 0 holds the lock for the whole block."""
+    """Join the processes (torchrun), then rank 0 locks and claims OUT (holding the lock for the
+    whole block) and tells every rank the outcome: this rank's run to train, None when OUT holds
+    it finished, or rank 0's error, which ends every rank with the same one line."""
     rank, world, device, started_dist = _dist_setup(run.device)
     run = replace(run, rank=rank, world=world, device=device)
+    recorded = {"world_size": world, **config_recorded(run.cfg)}  # recorded, not matched (`pretrain_request`)
     try:
         with contextlib.ExitStack() as held:
             verdict = ["train", ""]
             if rank == 0:
                 try:
-                    held.enter_context(provenance.lock(run.out))  # held by rank 0 for the whole run
-                    verdict[0] = "done" if _claim(run.out, req, run, force) else "train"
+                    held.enter_context(provenance.lock(run.out))
+                    if stage.claim(run.out, req, OUTPUTS, force, recorded, "pre-training"):
+                        _keep_finished(run)
+                        verdict[0] = "done"
                 except Exception as exc:  # told to every rank, then raised here as it was
                     verdict = ["error", str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"]
                     _tell_ranks(verdict)
@@ -442,7 +327,7 @@ def _tell_ranks(verdict: list) -> None:
 
 @dataclass
 class State:
-    """What training changes, all of it checkpointed every epoch."""
+    """What training changes, all of it checkpointed."""
 
     student: MultiCropModel
     teacher: MultiCropModel
@@ -483,23 +368,13 @@ def build_state(run: Run, sched: Schedules) -> State:
     # Compiled: one graph (fullgraph) for one process; under DDP, Dynamo splits the graph at the
     # gradient buckets on purpose (its DDPOptimizer), so fullgraph is not asked for there.
     forward = forward_loss if cfg.compile == "off" else CompiledForward(cfg.compile, fullgraph=run.world == 1)
-    return State(
-        student,
-        teacher,
-        model,
-        loss_fn,
-        optimizer,
-        perm_gen=torch.Generator().manual_seed(run.seed),
-        view_gen=torch.Generator(device=device).manual_seed(view_seed),
-        forward=forward,
-    )
+    perm_gen, view_gen = torch.Generator().manual_seed(run.seed), torch.Generator(device).manual_seed(view_seed)
+    return State(student, teacher, model, loss_fn, optimizer, perm_gen, view_gen, forward)
 
 
 def restore_checkpoint(run: Run, st: State) -> None:
-    """Load OUT/checkpoint.pt into `st` when resuming (the rule of `checkpoint.load`; the
-    profile's name is not compared, its settings are)."""
-    # The same run: every setting but the profile's name and how it is executed (compile mode,
-    # checkpoint cadence, log_every: see pretrain_request); the process count does count here.
+    """Load OUT/checkpoint.pt into `st` when resuming (`checkpoint.load`): the same settings but the
+    profile's name and how the run is executed; the process count counts here."""
     must_match = {k: v for k, v in run.settings().items() if k not in ("profile", "execution")}
     ck = checkpoint.load(run.out / checkpoint.NAME, run.resume, must_match)
     if ck is None:
@@ -517,8 +392,8 @@ def restore_checkpoint(run: Run, st: State) -> None:
 
 
 def checkpoint_state(run: Run, st: State, view_states: list[torch.Tensor]) -> dict:
-    """What OUT/checkpoint.pt holds after epoch st.epoch - 1 (`view_states` of every rank); its
-    tensors are the live ones (`writer.host_copy` copies them)."""
+    """What OUT/checkpoint.pt holds after epoch st.epoch - 1 (`view_states`: every rank's), live
+    tensors (`stage.checkpoint_job` copies them)."""
     return {
         "run": run.settings(),
         "epoch": st.epoch,
@@ -540,14 +415,10 @@ def checkpoint_state(run: Run, st: State, view_states: list[torch.Tensor]) -> di
 def train_one_epoch(
     run: Run, st: State, sched: Schedules, corpus: Corpus, mean: torch.Tensor, std: torch.Tensor
 ) -> dict:
-    """Epoch st.epoch: each step takes this rank's share of the shuffled records, one random window
-    each, its views, and one `train_step`. Returns the log row (figures averaged over the ranks).
-
-    Sync-free steady state (issue 15): the record order is copied to the device once per epoch,
-    each step's figures are summed on the device, and the host reads them only every
-    `log_every` steps (progress bar, non-finite check) and at the epoch's end; step times come
-    from CUDA events read then (`_Timer`). Static shapes: every step has batch_size records
-    (drop_last: the records past the last full global batch sit this epoch out, as in DINO)."""
+    """Epoch st.epoch, one `train_step` per global batch of shuffled records; returns its log row
+    (averaged over the ranks). Sync-free (issue 15): the figures are summed on the device and read
+    every `log_every` steps and at the epoch's end; the records past the last full global batch
+    sit this epoch out (drop_last, as DINO)."""
     cfg, device, epoch, L = run.cfg, run.device, st.epoch, sched.steps
     t_epoch = time.perf_counter()
     perm = torch.randperm(len(corpus.lengths), generator=st.perm_gen).to(device)  # (n,) the same on every rank
@@ -594,8 +465,8 @@ def train_one_epoch(
 def batch_views(
     run: Run, st: State, corpus: Corpus, mean: torch.Tensor, std: torch.Tensor, perm: torch.Tensor, i: int
 ) -> torch.Tensor:
-    """The views of step i of epoch st.epoch: this rank's share of the shuffled records `perm` (on
-    the device), one random window each, its DINO views (`dino.make_views`); reads nothing back."""
+    """The views of step i: this rank's share of the shuffled records `perm`, one random window
+    each, its DINO views (`dino.make_views`); reads nothing back."""
     cfg = run.cfg
     b = cfg.batch_size // run.world  # records per step on this process
     first = i * cfg.batch_size + run.rank * b
@@ -615,38 +486,29 @@ def _check_finite(mean_loss: float, epoch: int, steps: int) -> None:
 
 class _Timer:
     """Seconds in the views and in the model step, marked three times per step (start, views
-    done, step done): CUDA events on a GPU, read once per epoch so the steps never wait for
-    them; the host clock on the CPU (where the host waits for each op anyway)."""
+    done, step done): CUDA events read once per epoch on a GPU, the host clock on the CPU."""
 
     def __init__(self, device: str):
-        self.cuda = device.startswith("cuda")
-        self.marks: list = []
+        self.cuda, self.marks = device.startswith("cuda"), []
 
     def mark(self) -> None:
+        self.marks.append(torch.cuda.Event(enable_timing=True) if self.cuda else time.perf_counter())
         if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            self.marks.append(event)
-        else:
-            self.marks.append(time.perf_counter())
+            self.marks[-1].record()
 
     def totals(self) -> tuple[float, float]:
         """(views, model) seconds over the marked steps."""
         if self.cuda:
             torch.cuda.synchronize()
-
-        def span(a, b) -> float:
-            return a.elapsed_time(b) / 1000.0 if self.cuda else b - a
-
-        m = self.marks
-        steps = range(0, len(m) - 2, 3)
+        span = (lambda a, b: a.elapsed_time(b) / 1000.0) if self.cuda else (lambda a, b: b - a)
+        m, steps = self.marks, range(0, len(self.marks) - 2, 3)
         return sum(span(m[j], m[j + 1]) for j in steps), sum(span(m[j + 1], m[j + 2]) for j in steps)
 
 
-def _checkpoint_due(run: Run, ck: Checkpoints, epoch_done: int, end_epoch: int) -> bool:
-    """After epoch `epoch_done` (1-based count of finished epochs): as the cadence says
-    (`Checkpoints.due`), and always at the end of this call (so that a --stop-after run, a
-    finished one or one killed later resumes from here). Rank 0's clock decides for every rank."""
+def _checkpoint_due(run: Run, ck: stage.Checkpoints, epoch_done: int, end_epoch: int) -> bool:
+    """After `epoch_done` finished epochs: as the cadence says, and always at the end of this call
+    (a --stop-after run, a finished one or one killed later resumes from there); rank 0's clock
+    decides for every rank."""
     due = [ck.due(epoch_done) or epoch_done >= end_epoch]
     if dist_on():
         dist.broadcast_object_list(due, src=0)  # so every rank gathers together
@@ -654,9 +516,7 @@ def _checkpoint_due(run: Run, ck: Checkpoints, epoch_done: int, end_epoch: int) 
 
 
 def _train(run: Run) -> Path:
-    """The DINO loop of this process: per epoch, train_one_epoch, then (rank 0, at the cadence of
-    `_checkpoint_due`) the checkpoint and the log in the background; when the run is complete,
-    the backbone and summary.json."""
+    """The DINO loop of this process, resumed from its checkpoint; when the run is complete, its files."""
     use_fast_cuda_math(run.device)
     corpus = Corpus.from_prepared(run.prepared, rows=run.rows, device=run.device)
     sched = make_schedules(run.cfg, len(corpus.lengths), run.world)
@@ -665,12 +525,11 @@ def _train(run: Run) -> Path:
     check_lead_stats(run.prepared.mean, run.prepared.std)  # once: the steps then never read them
     mean = torch.as_tensor(np.asarray(run.prepared.mean), dtype=torch.float32, device=run.device)
     std = torch.as_tensor(np.asarray(run.prepared.std), dtype=torch.float32, device=run.device)
-    log_path = run.out / "log.csv"
     if run.rank == 0:
         run.out.mkdir(parents=True, exist_ok=True)
-    log_rows = read_log(log_path, st.epoch) if run.rank == 0 else []
+    log_rows = stage.read_log(run.out / "log.csv", st.epoch) if run.rank == 0 else []
     end_epoch = sched.last_epoch if run.stop_after is None else min(sched.last_epoch, st.epoch + run.stop_after)
-    with Checkpoints(run.cfg) as ck:
+    with stage.Checkpoints(run.cfg) as ck:
         while st.epoch < end_epoch:
             row = train_one_epoch(run, st, sched, corpus, mean, std)
             _end_epoch(run, st, row)
@@ -679,7 +538,8 @@ def _train(run: Run) -> Path:
                 _print_epoch(run, row)
             if _checkpoint_due(run, ck, st.epoch, end_epoch):
                 view_states = _gather(st.view_gen.get_state())
-                ck.after(lambda: _checkpoint_job(run, st, view_states, list(log_rows)) if run.rank == 0 else None)
+                state = checkpoint_state(run, st, view_states) if run.rank == 0 else None
+                ck.after(stage.checkpoint_job(run.out, state, log_rows, LOG_COLUMNS) if state else None)
     if run.world > 1:
         dist.barrier()  # the checkpoint is complete before any rank goes on
     if end_epoch < sched.last_epoch:
@@ -702,18 +562,6 @@ def _end_epoch(run: Run, st: State, row: dict) -> None:
     st.epoch += 1
 
 
-def _checkpoint_job(run: Run, st: State, view_states: list, log_rows: list[dict]) -> Callable[[], None]:
-    """Copy the state to the host now; return the job that writes OUT/checkpoint.pt and after it
-    OUT/log.csv (so the log never shows an epoch that a resume runs again)."""
-    state = host_copy(checkpoint_state(run, st, view_states))
-
-    def write() -> None:
-        checkpoint.save(run.out / checkpoint.NAME, state)
-        write_log(run.out / "log.csv", log_rows, LOG_COLUMNS)
-
-    return write
-
-
 def _print_epoch(run: Run, row: dict) -> None:
     if run.progress:
         print(
@@ -724,7 +572,7 @@ def _print_epoch(run: Run, row: dict) -> None:
 
 
 def _write_final(run: Run, st: State, sched: Schedules, log_rows: list[dict], n: int) -> None:
-    """OUT/backbone.pt (the kept student backbone), then OUT/summary.json."""
+    """OUT/backbone.pt (the kept student backbone), OUT/summary.json, then digests.json."""
     cfg, device = run.cfg, run.device
     if cfg.keep == "lowest-loss":
         state = st.best_backbone
@@ -735,8 +583,8 @@ def _write_final(run: Run, st: State, sched: Schedules, log_rows: list[dict], n:
     summary = {
         **run.settings(),
         "epochs": cfg.epochs,
-        "smoke": bool(cfg.max_steps),
-        "steps": sched.limit,  # a smoke run is never a result
+        "smoke": bool(cfg.max_steps),  # a smoke run is never a result
+        "steps": sched.limit,
         "batch_size_per_process": cfg.batch_size // run.world,
         "steps_per_epoch": sched.steps,
         "peak_lr": sched.peak_lr,
@@ -772,32 +620,20 @@ def _write_final(run: Run, st: State, sched: Schedules, log_rows: list[dict], n:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m ecgssl_nb pretrain",
-        description="DINO self-distillation pre-training of one backbone (paper Sec. II-B).",
+    device_help = (
+        "cpu, cuda, cuda:1 or auto (default: the profile's: tiny cpu, paper cuda; under torchrun cuda:LOCAL_RANK)"
     )
+    p = stage.parser("pretrain", "DINO self-distillation pre-training of one backbone (paper Sec. II-B).",
+                     "output folder (checkpoint.pt, log.csv, backbone.pt, summary.json)", (None, device_help))  # fmt: skip
     p.add_argument("--modality", required=True, help=f"which backbone: {' or '.join(MODALITIES)}")
-    add_run_arguments(p, "output folder (checkpoint.pt, log.csv, backbone.pt, summary.json)", None,
-                      "cpu, cuda, cuda:1 or auto (default: the profile's: tiny cpu, paper cuda; under torchrun "
-                      "cuda:LOCAL_RANK)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, help="records per step over all processes (default: the profile's)")
     p.add_argument(
-        "--batch-size", type=int, default=None, help="records per step over all processes (default: the profile's)"
+        "--transforms", help="view transforms: time none|tc|gn|t1 (default t1), spec none|tc|fc|t2 (default t2)"
     )
-    p.add_argument(
-        "--transforms",
-        default=None,
-        help="view transforms: time none|tc|gn|t1 (default t1), spec none|tc|fc|t2 (default t2)",
-    )
-    p.add_argument("--keep", default=None, help="backbone kept: final (default) or lowest-loss (released)")
-    p.add_argument("--records", type=int, default=None, help="use only the first N prepared records (quick runs)")
-    p.add_argument("--stop-after", type=int, default=None, help="train at most N epochs now; --resume goes on")
-    add_settings_arguments(p, PretrainConfig, "--set optimizer=adam-l2 --set clip_grad=3")
-    p.add_argument(
-        "--recipe",
-        default="corrected",
-        help="corrected (default), released, or released departures like B7,B10 (see `recipes`); "
-        "--keep and --set win over it",
-    )
+    p.add_argument("--keep", help="backbone kept: final (default) or lowest-loss (released)")
+    p.add_argument("--records", type=int, help="use only the first N prepared records (quick runs)")
+    p.add_argument("--stop-after", type=int, help="train at most N epochs now; --resume goes on")
+    stage.settings(p, PretrainConfig, "--set optimizer=adam-l2 --set clip_grad=3", "B7,B10", "--keep and --set win")
     return p
 
 
@@ -809,26 +645,9 @@ def cli(argv: list[str]) -> int:
 
     base = read_config(PretrainConfig, a.config) if a.config else get_profile(a.profile).pretrain[a.modality]
     base = replace(base, **pretrain_overrides(parse_recipe(a.recipe)))  # the recipe first; --keep and --set win
-    cfg = apply_settings(base, a.set)
-    out = pretrain(
-        a.prepared,
-        a.out,
-        a.modality,
-        profile=a.profile,
-        epochs=a.epochs,
-        batch_size=a.batch_size,
-        device=a.device,
-        transforms=a.transforms,
-        seed=a.seed,
-        resume=a.resume,
-        keep=a.keep,
-        progress=not a.no_progress,
-        records=a.records,
-        stop_after=a.stop_after,
-        config=cfg,
-        force=a.force,
-        max_steps=a.max_steps,
-    )
+    out = pretrain(a.prepared, a.out, a.modality, profile=a.profile, batch_size=a.batch_size, transforms=a.transforms,
+                   keep=a.keep, records=a.records, stop_after=a.stop_after,
+                   **stage.run_options(a, apply_settings(base, a.set)))  # fmt: skip
     if int(os.environ.get("RANK", "0")) == 0 and not a.no_progress:
         print(f"pretrain: wrote {out}")
     return 0
