@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from . import cluster, paths, provenance
 from .atomic import write_json
@@ -68,6 +69,7 @@ from .core.settings import (
     setup_modalities,
 )
 from .jobs import ENDED, LOCK_WAIT_S, Job, blocked, drop_own_notes, run_inprocess, run_notebook, say_replaced
+from .results import METRIC_KEYS, aggregate, check_one_study, compare_with_paper, load_results, write_csv_atomic
 from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, parse_recipe, stage_runs
 
 __all__ = [
@@ -107,12 +109,17 @@ class RunsFailed(Exception):
 # --- arguments ---------------------------------------------------------------------------------
 
 
+def _items(value: str | Sequence) -> list[str]:
+    """'a, b' or a list -> ['a', 'b'] (empty items dropped)."""
+    items = value.split(",") if isinstance(value, str) else value
+    return [t for t in (str(i).strip() for i in items) if t]
+
+
 def parse_setups(setups: str | Sequence[str] | None) -> tuple[str, ...]:
     """'all' -> every setup; 't,tsg' or a list -> those, in the paper's order."""
     if setups is None or setups == "all":
         return SETUPS
-    items = [s.strip() for s in setups.split(",")] if isinstance(setups, str) else list(setups)
-    items = [s for s in items if s]
+    items = _items(setups)
     if not items:
         raise UserError(f"--setups {setups!r} names no setup; use 'all' or a list like t,tsg,ssl-t")
     for s in items:
@@ -122,9 +129,7 @@ def parse_setups(setups: str | Sequence[str] | None) -> tuple[str, ...]:
 
 def parse_devices(devices: str | Sequence[str] | None, profile: Profile) -> list[str]:
     """'0,1' -> ['cuda:0', 'cuda:1']; 'cpu' -> ['cpu']; 'cpu,cpu' -> two CPU workers; None -> every
-    visible GPU for the paper profile (UserError when there is none), the profile's device
-    otherwise. Each entry runs one pre-training at a time and `runs_per_device` fine-tunings
-    (`run_jobs`)."""
+    visible GPU for the paper profile (UserError when there is none), else the profile's device."""
     if devices is None:
         if profile.device.startswith("cuda"):
             n = torch.cuda.device_count()
@@ -135,20 +140,14 @@ def parse_devices(devices: str | Sequence[str] | None, profile: Profile) -> list
                 )
             return [f"cuda:{i}" for i in range(n)]
         return [resolve_device(profile.device)]
-    items = [d.strip() for d in devices.split(",")] if isinstance(devices, str) else [str(d) for d in devices]
-    items = [d for d in items if d]
+    items = _items(devices)
     if not items:
         raise UserError(f"--devices {devices!r} names no device; use e.g. 0,1 or cpu")
     out = []
-    for d in items:
-        d = f"cuda:{d}" if d.isdigit() else d
-        if (
-            d.startswith("cuda:")
-            and d[5:].isdigit()
-            and torch.cuda.is_available()
-            and int(d[5:]) >= torch.cuda.device_count()
-        ):
-            raise UserError(f"--devices: {d} does not exist ({torch.cuda.device_count()} GPUs visible)")
+    for d in (f"cuda:{d}" if d.isdigit() else d for d in items):
+        n = torch.cuda.device_count()
+        if d.startswith("cuda:") and d[5:].isdigit() and torch.cuda.is_available() and int(d[5:]) >= n:
+            raise UserError(f"--devices: {d} does not exist ({n} GPUs visible)")
         out.append(resolve_device(d))
     return out  # a device named twice is two entries: twice the runs on it at a time (e.g. cpu,cpu)
 
@@ -197,8 +196,6 @@ class _Bar:
     by kind; calls `on_update` after each run (reproduce rewrites its manifest)."""
 
     def __init__(self, todo: list[Job], progress: bool, on_update: Callable[[], None] | None):
-        from tqdm.auto import tqdm
-
         self.todo, self.on_update = todo, on_update
         self.bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not progress, file=sys.stderr)
 
@@ -251,83 +248,49 @@ def run_jobs(
 
 
 def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
-    """Write tables/table1.csv, table2.csv (ours beside the paper, both protocols) and
-    tables/fig3.csv (the transform ablation, both protocols) from the finished runs; a table
-    without any finished run is not written. Returns {name: path} of the tables written.
-    tables/provenance.json lists every run aggregated (folder, result digest, prepared digest,
-    settings fingerprint, code version). Runs of different data or settings are refused
-    (UserError naming two of them); folders moved aside (*.stale-*) are never read. Rows of smoke
-    runs carry `smoke` = True. Every table is computed before the tables folder is touched, so a
-    refusal leaves the tables written before as they were."""
-    from .results import check_one_study, load_results  # pandas tables: ~10 ms at import
-
-    written = {}
-    ft_root = paths.profile_root(runs, profile) / "finetune"
-    ab_root = paths.profile_root(runs, profile) / "ablation" / "finetune"
+    """Write tables/table1.csv, table2.csv (ours beside paper Tables I and II) and fig3.csv (the
+    transform ablation), both protocols, from the finished runs (never from *.stale-* folders);
+    returns {name: path} of those written (none without a run). tables/provenance.json lists
+    every run aggregated. Runs of different data or settings are refused (UserError naming two);
+    every table is computed before the folder is touched, so a refusal leaves it as it was."""
+    root = paths.profile_root(runs, profile)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        main = load_results(ft_root) if ft_root.is_dir() else pd.DataFrame()
-        ab = load_results(ab_root) if ab_root.is_dir() else pd.DataFrame()
-    if not len(main) and not len(ab):
-        return written
-    check_one_study(pd.concat([f for f in (main, ab) if len(f)]))  # UserError naming two runs that differ
-    tables = _tables(main, ab)  # every other refusal (aggregate's) also comes before anything moves
-    with provenance.lock(paths.tables_dir(runs, profile), what="tables folder", wait_s=600):  # another driver
-        provenance.claim(
-            paths.tables_dir(runs, profile),
-            _tables_request(runs, profile, [main, ab]),
-            force=True,
-            what="tables folder",
+        main, ab = (
+            load_results(d) if d.is_dir() else pd.DataFrame()
+            for d in (root / "finetune", root / "ablation" / "finetune")
         )
-        return _write_tables(runs, profile, tables)
+        if not len(main) and not len(ab):
+            return {}
+        check_one_study(pd.concat([f for f in (main, ab) if len(f)]))  # UserError naming two runs that differ
+        tables = {**(_paper_tables(main) if len(main) else {}), "fig3": _fig3_table(main, ab)}
+    with provenance.lock(paths.tables_dir(runs, profile), what="tables folder", wait_s=600):  # another driver
+        request = _tables_request(root, profile, [main, ab])
+        provenance.claim(paths.tables_dir(runs, profile), request, force=True, what="tables folder")
+        return {
+            n: write_csv_atomic(paths.table_path(runs, profile, n), df) for n, df in tables.items() if df is not None
+        }
 
 
-def _tables_request(runs, profile: str, frames: list[pd.DataFrame]) -> dict:
+def _tables_request(root: Path, profile: str, frames: list[pd.DataFrame]) -> dict:
     """The tables' provenance: every run they aggregate (its folder, result.json digest, prepared
-    digest, settings fingerprint and code version). Tables are rebuilt on every call; a folder
-    of tables made from other runs is moved aside first."""
-    root = paths.profile_root(runs, profile)
+    digest, settings fingerprint and code version)."""
     df = pd.concat([f for f in frames if len(f)]).drop_duplicates("path")
     made = {}
     for _, r in df.iterrows():
-        rel = str(Path(r["path"]).parent.relative_to(root))
-        made[rel] = {
+        made[str(Path(r["path"]).parent.relative_to(root))] = {
             "result_sha256": provenance.sha256_file(r["path"]),
             **{k: r[k] if isinstance(r[k], str) else None for k in ("digest", "settings_id", "code_version")},
         }
-    digests = sorted({str(d) for d in df["digest"] if isinstance(d, str)})
+    digests = ",".join(sorted({str(d) for d in df["digest"] if isinstance(d, str)}))
     seeds = sorted({int(x) for x in df["seed"] if x is not None and x == x})
-    return provenance.request(
-        "tables",
-        {"profile": profile, "runs": made},
-        {"prepared": ",".join(digests)},
-        seeds[0] if len(seeds) == 1 else -1,
-    )
-
-
-def _tables(main: pd.DataFrame, ab: pd.DataFrame) -> dict[str, pd.DataFrame | None]:
-    """table1, table2 and fig3 as frames (None: no run for it); UserError if the runs may not be
-    aggregated."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return {**(_paper_tables(main) if len(main) else {}), "fig3": _fig3_table(main, ab)}
-
-
-def _write_tables(runs, profile: str, tables: dict[str, pd.DataFrame | None]) -> dict[str, Path]:
-    from .results import write_csv_atomic  # pandas tables: ~10 ms at import
-
-    return {
-        name: write_csv_atomic(paths.table_path(runs, profile, name), df)
-        for name, df in tables.items()
-        if df is not None
-    }
+    seed = seeds[0] if len(seeds) == 1 else -1
+    return provenance.request("tables", {"profile": profile, "runs": made}, {"prepared": digests}, seed)
 
 
 def _paper_tables(main: pd.DataFrame) -> dict[str, pd.DataFrame | None]:
     """table2 (every setup beside paper Table II) and table1 (SSL-T, SSL-S, SSL-TSG beside Table I),
     one block per protocol; None for a table without any run."""
-    from .results import aggregate, compare_with_paper  # pandas tables: ~10 ms at import
-
     tables = {}
     for name, table, keep in (("table2", "II", None), ("table1", "I", ("ssl-t", "ssl-s", "ssl-tsg"))):
         parts = []
@@ -364,14 +327,12 @@ def _fig3_table(main: pd.DataFrame, ab: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def _fig3_rows(modality: str, setup: str, both: pd.DataFrame) -> list[dict]:
-    from .results import METRIC_KEYS, aggregate  # pandas tables: ~10 ms at import
-
     rows = []
     for protocol in sorted(both["protocol"].unique()):
         for run, r in aggregate(both, protocol, by="run").iterrows():
             row = {"modality": modality, "transforms": run[len(setup) + 1 :], "setup": setup, "protocol": protocol}
             row |= {k: r[k] for k in ("n_folds", "folds", "profile", "data", "smoke")}
-            row |= {f"{m}_mean": r[f"{m}_mean"] for m in METRIC_KEYS} | {f"{m}_std": r[f"{m}_std"] for m in METRIC_KEYS}
+            row |= {f"{m}_{x}": r[f"{m}_{x}"] for x in ("mean", "std") for m in METRIC_KEYS}
             rows.append(row)
     return rows
 
@@ -396,12 +357,16 @@ def _check_max_steps(max_steps) -> int:
     return int(max_steps)
 
 
-def _check_same_smoke(mpath: Path, max_steps: int) -> None:
-    """A smoke study and a full one never share a runs folder (neither may reuse the other's runs)."""
+def _read_json(path: Path) -> dict | None:
+    """A JSON file's contents; None when it is missing or unreadable."""
     try:
-        before = json.loads(mpath.read_text()) if mpath.exists() else None
+        return json.loads(path.read_text()) if path.exists() else None
     except (OSError, ValueError):
-        return
+        return None
+
+
+def _check_same_smoke(mpath: Path, before: dict | None, max_steps: int) -> None:
+    """A smoke study and a full one never share a runs folder (neither may reuse the other's runs)."""
     if before is not None and bool(before.get("smoke", False)) != bool(max_steps):
         was = "a smoke study (--max-steps)" if before.get("smoke") else "a full study"
         raise UserError(
@@ -411,7 +376,6 @@ def _check_same_smoke(mpath: Path, max_steps: int) -> None:
 
 
 def _versions() -> dict:
-
     return {
         "ecgssl_nb": provenance.package_version(),
         "python": platform.python_version(),
@@ -555,14 +519,8 @@ class _Context:
         study = paths.job_file(self.runs_ft, self.prof.name, STUDY_CONFIG, ".json")
         data = str(Path(self.data_dir).resolve()) if self.data_dir else ""
         base = {"profile": self.prof.name, "runs": str(self.out.resolve()), "data": data, "seed": self.seed}
-        return {
-            **base,
-            "recipe": "corrected",
-            "settings": "",
-            "max_steps": 0,
-            **extra,
-            "study_config": str(study.resolve()),
-        }
+        base |= {"recipe": "corrected", "settings": "", "max_steps": 0}  # the study is in study_config
+        return {**base, **extra, "study_config": str(study.resolve())}
 
 
 def plan(
@@ -772,9 +730,10 @@ def reproduce(
     head |= {"folds": list(fold_list), "ablation_folds": list(ablation_folds) if ablation else []}
     head |= {"setups": list(chosen), "ablation": bool(ablation), "as_notebooks": bool(as_notebooks)}
     head["placement"] = _placement_record(place, device_list)
-    manifest = _Manifest(paths.manifest_path(runs_ft, prof.name), prof, train_seed, device_list, settings, head)
-    _study(p, prof, train_seed, runs_ft, manifest, device_list[0], place, progress, as_notebooks)
-    failures = manifest.finish(p.pre_jobs + p.ft_jobs, time.perf_counter() - t_start, progress)
+    mpath = paths.manifest_path(runs_ft, prof.name)
+    manifest = _Manifest(mpath, prof, train_seed, device_list, settings, head, progress)
+    _study(p, manifest, runs_ft, device_list[0], place, as_notebooks)
+    failures = manifest.finish(p.pre_jobs + p.ft_jobs, time.perf_counter() - t_start)
     if failures:
         raise RunsFailed(root, failures)
     return root
@@ -824,35 +783,25 @@ def _placement_record(place: Placement | None, devices: list[str]) -> dict:
     return {"engine": "ray", **asdict(place)}
 
 
-def _study(
-    p: Plan,
-    prof: Profile,
-    seed: int,
-    runs_ft: Path,
-    manifest: _Manifest,
-    device: str,
-    place: Placement | None,
-    progress: bool,
-    as_notebooks: bool,
-) -> None:
-    """`reproduce` once its arguments are checked: data (step 1), the pre-trainings and
-    fine-tunings together (2, 3: each run starts once the runs it needs exist), tables (4), the
-    manifest rewritten after each step and run."""
+def _study(p: Plan, manifest: _Manifest, runs_ft: Path, device: str, place: Placement | None, nb: bool) -> None:
+    """`reproduce` once its arguments are checked: data (step 1), the runs (2, 3), tables (4),
+    the manifest rewritten after each step and run. nb: the runs as notebooks."""
     from .prepare import load_prepared  # scipy: only when a stage reads or writes its data
     from .stages.finetune import infer_data_kind  # ~25 ms at import: only when a stage runs
 
+    prof, progress = manifest.prof, manifest.progress
     for job in p.data:
-        manifest.step(job.kind, partial(_make_data, job, prof.name, LOCK_WAIT_S), progress)
+        manifest.step(job.kind, partial(_make_data, job, prof.name, LOCK_WAIT_S))
     prepared = load_prepared(p.prep_dir)
     manifest.data |= {"data_kind": p.data_kind or infer_data_kind(prepared), "n_records": len(prepared.index)}
-    if as_notebooks:  # the resolved study that every notebook job reads (`study_config`)
-        write_study_config(runs_ft, prof, seed)
+    if nb:  # the resolved study that every notebook job reads (`study_config`)
+        write_study_config(runs_ft, prof, manifest.data["seed"])
     runs = p.pre_jobs + p.ft_jobs
     update = partial(manifest.record_runs, runs)
-    manifest.step("runs", partial(run_jobs, runs, device, place, progress, update, as_notebooks), progress)
+    manifest.step("runs", partial(run_jobs, runs, device, place, progress, update, nb))
     update()
     try:  # refused, naming the runs, if the finished runs mix data or settings
-        tables = manifest.step("tables", partial(write_tables, runs_ft, prof.name), progress)
+        tables = manifest.step("tables", partial(write_tables, runs_ft, prof.name))
     except UserError as exc:
         manifest.data["tables_error"] = str(exc)
         manifest.save()
@@ -862,16 +811,15 @@ def _study(
 
 class _Manifest:
     """RUNS/<profile>/manifest.json: what ran, when, with which versions, devices and settings,
-    where each run ran and the wall time of each step and run; rewritten after every step and
-    run, so an interrupted study still shows how far it got. Several drivers share it: each save
-    merges, under the manifest's lock, what the others recorded (a run another driver did keeps
-    its record here, and `drivers` holds each driver's counts). Runs skipped now keep the wall
-    time measured when they ran, and `wall_s` adds this call's time to the earlier calls'."""
+    where and how long (s) each step and run took; rewritten after every step and run. Several
+    drivers share it: each save merges what the others recorded, under its lock. A run skipped
+    now keeps the wall time measured when it ran; `wall_s` adds up every call's."""
 
-    def __init__(self, path: Path, prof: Profile, seed: int, devices: list[str], settings, head: dict):
-        self.path = path
-        earlier = self._read()
-        _check_same_smoke(path, prof.finetune.max_steps)
+    def __init__(self, path: Path, prof: Profile, seed: int, devices: list[str], settings, head: dict, progress: bool):
+        self.path, self.prof, self.progress = path, prof, progress
+        earlier = _read_json(path)
+        _check_same_smoke(path, earlier, prof.finetune.max_steps)
+        earlier = earlier or {}
         self.earlier_runs = earlier.get("runs", {})
         self.earlier_wall_s = float(earlier.get("wall_s") or 0.0)
         self.driver = f"{socket.gethostname()}:{os.getpid()}"
@@ -891,16 +839,10 @@ class _Manifest:
         ft = prof.finetune
         self.data |= {"smoke": bool(ft.max_steps), "max_steps": ft.max_steps, "protocol": ft.protocol}
 
-    def _read(self) -> dict:
-        try:
-            return json.loads(self.path.read_text()) if self.path.exists() else {}
-        except (OSError, ValueError):
-            return {}
-
     def save(self) -> None:
         """Write the manifest, merged with what another driver wrote meanwhile (under its lock)."""
         with provenance.lock(self.path, what="manifest", wait_s=600):
-            theirs = self._read()
+            theirs = _read_json(self.path) or {}
             for name, rec in (theirs.get("runs") or {}).items():
                 ours = self.data["runs"].get(name)
                 new = rec != self.earlier_runs.get(name)  # written by another driver since this one started
@@ -909,10 +851,10 @@ class _Manifest:
             self.data["drivers"] = {**(theirs.get("drivers") or {}), **self.data.get("drivers", {})}
             write_json(self.path, self.data, ensure_ascii=False)
 
-    def step(self, name: str, fn: Callable[[], object], progress: bool) -> object:
+    def step(self, name: str, fn: Callable[[], object]) -> object:
         """Run one step of the study, recording its wall time (s)."""
         t0 = time.perf_counter()
-        if progress:
+        if self.progress:
             print(f"reproduce [{self.data['profile']}]: {name} ...", file=sys.stderr)
         result = fn()
         self.data["steps"][name] = {"wall_s": round(time.perf_counter() - t0, 3)}
@@ -935,7 +877,7 @@ class _Manifest:
             self.data["runs"][job.name] = rec
         self.save()
 
-    def finish(self, jobs: list[Job], call_wall_s: float, progress: bool) -> list[tuple[str, str, str]]:
+    def finish(self, jobs: list[Job], call_wall_s: float) -> list[tuple[str, str, str]]:
         """Counts, failures and wall times; returns the failures (name, folder, reason)."""
         failures = [(j.name, str(j.folder), j.reason) for j in jobs if j.status in ("failed", "blocked")]
         counts = {s: sum(j.status == s for j in jobs) for s in ("done", "skipped", "failed", "blocked")}
@@ -944,7 +886,7 @@ class _Manifest:
         self.data["drivers"] = {self.driver: counts}
         self.data |= {"call_wall_s": round(call_wall_s, 3), "wall_s": round(self.earlier_wall_s + call_wall_s, 3)}
         self.save()
-        if progress:
+        if self.progress:
             tables = ", ".join(self.data.get("tables", {}).values()) or "none"
             print(
                 f"reproduce [{self.data['profile']}]: {counts['done']} runs done, {counts['skipped']} already "
