@@ -17,20 +17,7 @@ from .atomic import write_json, write_text_atomic
 from .config import as_dict
 from .core.errors import UserError
 from .core.settings import Profile, setup_family
-from .recipes import recipe_spec
-
-__all__ = [
-    "Job",
-    "LOCK_WAIT_S",
-    "log_path",
-    "run_inprocess",
-    "run_notebook",
-    "succeeded",
-    "failed",
-    "note",
-    "blocked",
-    "blocked_reason",
-]
+from .recipes import recipe_label
 
 LOCK_WAIT_S = 2 * 24 * 3600.0  # the longest a run waits for another process that holds a folder it needs (s)
 _FLAGS = {"prepared_dir": "--prepared"}  # keyword argument -> command-line flag, where the names differ
@@ -153,7 +140,7 @@ class Job:
             elif key == "config":
                 out += [flag, str(write_json(self.config_file, as_dict(value), ensure_ascii=False))]
             elif isinstance(value, Profile):
-                out += [flag, value.name, "--recipe", recipe_spec(value.departures)]
+                out += [flag, value.name, "--recipe", recipe_label(value.departures)]
             elif isinstance(value, dict):
                 out += [arg for m, p in value.items() for arg in (f"{flag}-{m}", str(p))]
             elif value is True:

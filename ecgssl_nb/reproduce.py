@@ -72,28 +72,6 @@ from .jobs import ENDED, LOCK_WAIT_S, Job, blocked, drop_own_notes, run_inproces
 from .results import METRIC_KEYS, aggregate, check_one_study, compare_with_paper, load_results, write_csv_atomic
 from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, parse_recipe, stage_runs
 
-__all__ = [
-    "reproduce",
-    "cli",
-    "RunsFailed",
-    "parse_setups",
-    "parse_devices",
-    "write_tables",
-    "Job",
-    "ensure_pretrain",
-    "ensure_finetune",
-    "Target",
-    "TargetOptions",
-    "resolve_study",
-    "plan",
-    "Plan",
-    "run_jobs",
-    "Placement",
-    "write_study_config",
-    "read_study_config",
-    "LOCK_WAIT_S",
-]
-
 
 class RunsFailed(Exception):
     """Some runs of a study failed (the others finished; tables were written from them).
@@ -656,15 +634,9 @@ def _make_fixture(out: Path, n_records: int, seed: int, wait_s: float = 0.0) -> 
 def _fixture_done(out: Path, n_records: int, seed: int) -> bool:
     from .fixture import FIXTURE_VERSION, MARKER
 
-    try:
-        meta = json.loads((out / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return bool(meta.get("complete")) and (meta.get("n_records"), meta.get("seed"), meta.get("version")) == (
-        n_records,
-        seed,
-        FIXTURE_VERSION,
-    )
+    meta = _read_json(out / MARKER) or {}
+    made = (meta.get("n_records"), meta.get("seed"), meta.get("version"))
+    return bool(meta.get("complete")) and made == (n_records, seed, FIXTURE_VERSION)
 
 
 # --- the study: plan, run, tables, manifest ------------------------------------------------------
@@ -749,12 +721,8 @@ def _placement(prof: Profile, devices: list[str], address, shares: tuple, retrie
     retries = check_int("--retries", retries, 0)
     n_pre = check_int("--gpus-per-pretrain", gpus_per_pretrain, 1)
     cpus = cluster.check_share("--cpus-per-run", cpus_per_run, 1024)
-    gpu = (
-        any(d.startswith("cuda") for d in devices)
-        or bool(gpus_per_run)
-        or n_pre > 1
-        or (devices == ["ray"] and prof.device != "cpu")
-    )
+    gpu = any(d.startswith("cuda") for d in devices) or bool(gpus_per_run) or n_pre > 1
+    gpu = gpu or (devices == ["ray"] and prof.device != "cpu")
     share = cluster.check_share("--gpus-per-run", gpus_per_run if gpus_per_run else 1 / k, 1) if gpu else 0.0
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None and not gpu and len(devices) == 1 and k == 1:
