@@ -13,6 +13,7 @@ Without `address` a local cluster is started for the block and shut down after i
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import pickle
@@ -98,7 +99,7 @@ def run(todo: list[Job], place: Placement, cwd: Path, as_notebooks: bool, done: 
     """Run the jobs `todo` (needs first) as Ray tasks on the cluster of `connect`; each job's
     status, reason, where and when it ran are set on it, and `done(job)` is called as each one
     ends. KeyboardInterrupt cancels the tasks still running, then is raised again."""
-    import ray
+    import ray  # ~1 s at import: only when the study runs on Ray
 
     _check_fits(todo, place, ray.cluster_resources())
     task = ray.remote(_task)
@@ -106,8 +107,9 @@ def run(todo: list[Job], place: Placement, cwd: Path, as_notebooks: bool, done: 
     for job in todo:  # needs come before the jobs that need them (the plan's order)
         deps = [refs[id(n)] for n in job.needs if id(n) in refs]
         opts = {**place.resources(job.kind), "max_retries": place.retries, "retry_exceptions": False}
-        refs[id(job)] = task.options(**opts, name=job.name).remote(_slim(job), str(cwd), as_notebooks, *deps)
-    by_ref = {ref: job for job in todo for ref in [refs[id(job)]]}
+        slim = replace(job, needs=[])  # what the task is sent: the needs' results come as arguments
+        refs[id(job)] = task.options(**opts, name=job.name).remote(slim, str(cwd), as_notebooks, *deps)
+    by_ref = {refs[id(job)]: job for job in todo}
     pending = list(by_ref)
     try:
         while pending:
@@ -134,15 +136,10 @@ def _check_fits(todo: list[Job], place: Placement, have: dict) -> None:
             )
 
 
-def _slim(job: Job) -> Job:
-    """The job as a task sends it: without the jobs it needs (their results come as arguments)."""
-    return replace(job, needs=[])
-
-
 def _collect(job: Job, ref) -> None:
     """The task's record onto `job`; a task that raised (its worker died more than `retries`
     times, or a need did) fails the job, or blocks it when a job it needs failed."""
-    import ray
+    import ray  # ~1 s at import: only when the study runs on Ray
 
     try:
         rec = ray.get(ref)
@@ -163,7 +160,7 @@ def _collect(job: Job, ref) -> None:
 def _task(job: Job, cwd: str, as_notebooks: bool, *needs: dict) -> dict:
     """One job in a Ray worker: blocked when a job it needs did not succeed; else run in a child
     process on the GPU(s) Ray gave this task (CUDA_VISIBLE_DEVICES), or on the CPU."""
-    import ray
+    import ray  # in the Ray worker, where it is loaded already
 
     os.chdir(cwd)  # the driver's folder: a job's paths may be relative to it
     bad = [n["name"] for n in needs if n["status"] not in ("done", "skipped")]
@@ -215,8 +212,6 @@ def _die_with_parent() -> None:
     """In the child, before it starts: SIGKILL when the Ray worker that started it dies (Linux),
     so a retried task never meets an orphan still writing its folder."""
     if sys.platform.startswith("linux"):
-        import ctypes
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 

@@ -44,98 +44,51 @@ class Departure:
     override: tuple = ()  # ((setting, released value), ...)
 
 
-DEPARTURES: dict[str, Departure] = {
-    d.key: d
-    for d in (
-        Departure(
-            "B1",
-            "lead-i",
-            "prepare",
-            "copies lead I into all twelve channels: every model sees lead I twelve times",
-            "resamples every lead and keeps the 12-lead order",
-            (("leads", "lead-i"),),
-        ),
-        Departure(
-            "B7",
-            "centre-twice",
-            "pretrain",
-            "divides the batch mean of the teacher outputs by the batch size again: the centre is "
-            "1/(2B) of the mean, so centring is essentially off",
-            "centre <- 0.9 centre + 0.1 batch mean (official DINO)",
-            (("pretrain.center_update", "twice"),),
-        ),
-        Departure(
-            "B9",
-            "no-freeze",
-            "pretrain",
-            "never freezes the DINO head's last layer (the freeze test is always false)",
-            "drops the last layer's gradients during the first epoch, as DINO does",
-            (("pretrain.freeze_last_layer_epochs", 0),),
-        ),
-        Departure(
-            "B10",
-            "adam-l2",
-            "pretrain",
-            "Adam with coupled L2 weight decay (0.04 -> 0.4) on every parameter, biases and norms included",
-            "AdamW, decoupled decay on weights only (DINO), same schedule",
-            (("pretrain.optimizer", "adam-l2"),),
-        ),
-        Departure(
-            "B12",
-            "lowest-loss",
-            "pretrain",
-            "transfers the student of the epoch with the lowest training loss",
-            "transfers the final student",
-            (("pretrain.keep", "lowest-loss"),),
-        ),
-        Departure(
-            "B16",
-            "fc-discarded",
-            "pretrain",
-            "computes the spectrogram frequency cutout and discards it: T2 views get time cutout only",
-            "frequency cutout then time cutout (T2 = TC + FC, as the paper says)",
-            (("pretrain.freq_cutout", "discarded"),),
-        ),
-        Departure(
-            "B6",
-            "fusion-unloaded",
-            "finetune",
-            "loads no SSL weight into the fusion models (0 keys match) and skips xavier: SSL-TSC and "
-            "SSL-TSG are scratch models at default init",
-            "loads both pre-trained backbones, refusing any missing or unexpected key",
-            (("finetune.fusion_ssl", "ignored"),),
-        ),
-        Departure(
-            "B14",
-            "paper-exact",
-            "finetune",
-            "trains on nine folds and selects the checkpoint and tunes thresholds on the reported fold",
-            "eight training folds; reports the nested (honest) protocol beside the paper's",
-            (("finetune.protocol", "paper-exact"),),
-        ),
-    )
-}
+# fmt: off
+# (key, name, stage, override), what the released code does, what the corrected recipe does
+DEPARTURES: dict[str, Departure] = {d.key: d for d in (
+    Departure("B1", "lead-i", "prepare",
+              "copies lead I into all twelve channels: every model sees lead I twelve times",
+              "resamples every lead and keeps the 12-lead order", (("leads", "lead-i"),)),
+    Departure("B7", "centre-twice", "pretrain",
+              "divides the batch mean of the teacher outputs by the batch size again: the centre is "
+              "1/(2B) of the mean, so centring is essentially off",
+              "centre <- 0.9 centre + 0.1 batch mean (official DINO)", (("pretrain.center_update", "twice"),)),
+    Departure("B9", "no-freeze", "pretrain",
+              "never freezes the DINO head's last layer (the freeze test is always false)",
+              "drops the last layer's gradients during the first epoch, as DINO does",
+              (("pretrain.freeze_last_layer_epochs", 0),)),
+    Departure("B10", "adam-l2", "pretrain",
+              "Adam with coupled L2 weight decay (0.04 -> 0.4) on every parameter, biases and norms included",
+              "AdamW, decoupled decay on weights only (DINO), same schedule", (("pretrain.optimizer", "adam-l2"),)),
+    Departure("B12", "lowest-loss", "pretrain",
+              "transfers the student of the epoch with the lowest training loss",
+              "transfers the final student", (("pretrain.keep", "lowest-loss"),)),
+    Departure("B16", "fc-discarded", "pretrain",
+              "computes the spectrogram frequency cutout and discards it: T2 views get time cutout only",
+              "frequency cutout then time cutout (T2 = TC + FC, as the paper says)",
+              (("pretrain.freq_cutout", "discarded"),)),
+    Departure("B6", "fusion-unloaded", "finetune",
+              "loads no SSL weight into the fusion models (0 keys match) and skips xavier: SSL-TSC and "
+              "SSL-TSG are scratch models at default init",
+              "loads both pre-trained backbones, refusing any missing or unexpected key",
+              (("finetune.fusion_ssl", "ignored"),)),
+    Departure("B14", "paper-exact", "finetune",
+              "trains on nine folds and selects the checkpoint and tunes thresholds on the reported fold",
+              "eight training folds; reports the nested (honest) protocol beside the paper's",
+              (("finetune.protocol", "paper-exact"),)),
+)}
 
-CRASHES: dict[str, Departure] = {
-    d.key: d
-    for d in (
-        Departure(
-            "B4",
-            "model-type",
-            "crash",
-            "reads args.model_type, which does not exist: AttributeError at the first checkpoint save",
-            "fixed checkpoint names; not reproduced (a crash measures nothing)",
-        ),
-        Departure(
-            "B8",
-            "epoch-index",
-            "crash",
-            "indexes the schedules with epochs starting at 1: IndexError in epoch 301 after 300 epochs "
-            "trained, warm-up shifted by one epoch",
-            "epochs 0..299; not reproduced (the crash comes after the last checkpoint)",
-        ),
-    )
-}
+CRASHES: dict[str, Departure] = {d.key: d for d in (
+    Departure("B4", "model-type", "crash",
+              "reads args.model_type, which does not exist: AttributeError at the first checkpoint save",
+              "fixed checkpoint names; not reproduced (a crash measures nothing)"),
+    Departure("B8", "epoch-index", "crash",
+              "indexes the schedules with epochs starting at 1: IndexError in epoch 301 after 300 epochs "
+              "trained, warm-up shifted by one epoch",
+              "epochs 0..299; not reproduced (the crash comes after the last checkpoint)"),
+)}
+# fmt: on
 
 
 def departure_table() -> pd.DataFrame:
@@ -223,8 +176,10 @@ def expand_recipes(specs: str | Sequence[str]) -> list[tuple[str, ...]]:
     return out
 
 
-def _overrides(keys) -> dict[str, object]:
-    return {setting: value for k in keys for setting, value in DEPARTURES[k].override}
+def _overrides(keys, group: str) -> dict[str, object]:
+    """The settings of `group` ("pretrain.", "finetune." or "" for Profile fields) the departures change."""
+    ov = {setting: value for k in keys for setting, value in DEPARTURES[k].override}
+    return {k[len(group) :]: v for k, v in ov.items() if k.startswith(group) and (group or "." not in k)}
 
 
 def apply_recipe(profile: Profile, spec: str | Sequence[str]) -> Profile:
@@ -235,18 +190,11 @@ def apply_recipe(profile: Profile, spec: str | Sequence[str]) -> Profile:
         raise UserError(
             f"profile {profile.name!r} already carries recipe {profile.recipe!r}; apply a recipe to the plain profile"
         )
-    ov = _overrides(keys)
-    pre = {k.split(".", 1)[1]: v for k, v in ov.items() if k.startswith("pretrain.")}
-    fin = {k.split(".", 1)[1]: v for k, v in ov.items() if k.startswith("finetune.")}
-    top = {k: v for k, v in ov.items() if "." not in k}
-    return replace(
-        profile,
-        **top,
-        recipe=recipe_label(keys),
-        departures=keys,
-        pretrain={m: replace(c, **pre) for m, c in profile.pretrain.items()},
-        finetune=replace(profile.finetune, **fin),
-    )
+    pre, fin = _overrides(keys, "pretrain."), _overrides(keys, "finetune.")
+    pretrain = {m: replace(c, **pre) for m, c in profile.pretrain.items()}
+    finetune = replace(profile.finetune, **fin)
+    top = _overrides(keys, "")
+    return replace(profile, **top, recipe=recipe_label(keys), departures=keys, pretrain=pretrain, finetune=finetune)
 
 
 def stage_departures(keys: Sequence[str], stage: str) -> tuple[str, ...]:
@@ -269,7 +217,7 @@ def stage_runs(runs: str | os.PathLike, keys: Sequence[str], stage: str) -> Path
 def pretrain_overrides(keys: Sequence[str]) -> dict[str, object]:
     """PretrainConfig fields the recipe changes ({} for corrected), for `stages.pretrain.pretrain`'s
     `overrides` / `--set` (the `keep` field included)."""
-    return {k.split(".", 1)[1]: v for k, v in _overrides(_ordered(keys)).items() if k.startswith("pretrain.")}
+    return _overrides(_ordered(keys), "pretrain.")
 
 
 def affected_setups(keys: Sequence[str], setups: Sequence[str]) -> tuple[str, ...]:
