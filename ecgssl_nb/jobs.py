@@ -223,11 +223,9 @@ def run_inprocess(job: Job, device: str) -> None:
             if job.replaced != told:  # judged only now (a job it needs ran in this study)
                 say_replaced(job)
             job.call(device)
-    except KeyboardInterrupt:
-        raise
     except provenance.Busy as exc:  # never got the folder: leave nothing in it
         return failed(job, f"{type(exc).__name__}: {exc}", None)
-    except Exception as exc:
+    except Exception as exc:  # (not KeyboardInterrupt: Ctrl-C stops the study)
         return failed(job, f"{type(exc).__name__}: {exc}".splitlines()[0], traceback.format_exc())
     succeeded(job)
 
@@ -241,8 +239,6 @@ def run_notebook(job: Job, device: str, in_child: bool) -> None:
             notebook_jobs.execute_subprocess(job.kind, params, job.record, log_path(job))
         else:
             notebook_jobs.execute(job.kind, params, job.record)
-    except KeyboardInterrupt:
-        raise
     except Exception as exc:
         return failed(job, f"{type(exc).__name__}: {exc}".strip().splitlines()[-1], traceback.format_exc())
     succeeded(job)

@@ -797,13 +797,8 @@ class _Manifest:
         self.data["runs_per_device"] = {"pretrain": 1, "finetune": prof.runs_per_device}  # at once per GPU
         self.data |= {"code_version": provenance.code_version(), "seed": seed}
         self.data["settings"] = {"pretrain": pre, "finetune": as_dict(prof.finetune), "set": list(settings)}
-        self.data |= {
-            "steps": {},
-            "runs": {},
-            "failures": [],
-            "recipe": prof.recipe,
-            "departures": list(prof.departures),
-        }
+        self.data |= {"steps": {}, "runs": {}, "failures": []}
+        self.data |= {"recipe": prof.recipe, "departures": list(prof.departures)}
         ft = prof.finetune
         self.data |= {"smoke": bool(ft.max_steps), "max_steps": ft.max_steps, "protocol": ft.protocol}
 
