@@ -154,9 +154,8 @@ def _run_one(job: Job, device: str, as_notebooks: bool) -> None:
 
 def _pending(jobs: list[Job], as_notebooks: bool) -> list[Job]:
     """The jobs to run: those not finished before with the request asked now (as notebooks: also
-    a finished one without its executed notebook). The others are marked skipped. A job that
-    needs one that runs now is not judged here: its request holds that job's output digests, so
-    it is checked when it starts (`jobs.run_inprocess`), once the new outputs exist."""
+    one without its executed notebook); the others are skipped. A job that needs one that runs
+    now is judged when it starts (`jobs.run_inprocess`): its request holds that job's outputs."""
     todo: list[Job] = []
     for job in jobs:
         waits = any(any(n is t for t in todo) for n in job.needs)
@@ -202,9 +201,7 @@ def run_jobs(
 ) -> None:
     """Run `jobs` (needs first; finished ones skipped, those whose needs failed blocked): one at a
     time in this process on `device` when `place` is None, else as Ray tasks placed by `place`
-    (`cluster`), each starting once the jobs it needs succeeded. as_notebooks: each job runs as its
-    chapter notebook (`notebook_jobs`), and a finished run without its executed notebook runs the
-    notebook (which then only shows the run)."""
+    (`cluster`). as_notebooks: each as its chapter notebook (`notebook_jobs`)."""
     todo = _pending(jobs, as_notebooks)
     if not todo:
         return
@@ -512,11 +509,10 @@ def plan(
     ablation: bool = True,
     progress: bool = False,
 ) -> Plan:
-    """The jobs of the study of `prof` (resolved, as `resolve_study` returns it) with training
-    seed `seed` into the runs folder `out`, without writing or running anything. data_dir: the
-    records (None: the synthetic fixture for a fixture profile, else the prepared folder as it
-    is); folds / ablation_folds: the outer folds of the main / Fig. 3 fine-tunings (default the
-    profile's). Each job runs with the resolved settings of `prof`."""
+    """The jobs of the study of `prof` (as `resolve_study` returns it) with training seed `seed`
+    into the runs folder `out`; nothing is written or run. data_dir: the records (None: the
+    fixture of a fixture profile, else the prepared folder as it is); folds / ablation_folds: the
+    outer folds of the main / Fig. 3 fine-tunings (default the profile's)."""
     out = Path(out)
     runs_prep, runs_pre, runs_ft = (stage_runs(out, prof.departures, st) for st in STAGES)
     prep_dir = paths.prepared_dir(runs_prep, prof.name)
