@@ -1,28 +1,19 @@
 """The study's jobs as Ray tasks: on this machine's cores and GPUs, or on a cluster (`--address`).
 
-`reproduce` hands the jobs it has to run (`Job`s of `reproduce.plan`, already checked against
-provenance) to `run`. Each job becomes one Ray task that depends only on the jobs it needs (an
-ssl- fine-tuning on its pre-trainings; a scratch one starts at once) and asks for its share of
-a GPU (`Placement.gpus_per_run`: 1/k packs k fine-tunings on one GPU; a pre-training asks for
-`gpus_per_pretrain`) and `cpus_per_run` CPU threads. Ray places it and sets CUDA_VISIBLE_DEVICES;
-the task runs the job in a child process (`python -m ecgssl_nb.cluster`) exactly as `reproduce`
-runs it in its own process (`reproduce._run_inprocess`: the folder's lock waited for, the run
-checked again under it, so a run another driver finished is skipped), and returns where it ran
-(node, host, GPU ids) and when. A task whose worker dies (a killed process, a lost node) is
-retried `retries` times; the run resumes from its checkpoint. A failed run is reported and the
-others go on; a run whose needs failed is blocked. Ctrl-C cancels every task: finished runs
-stay usable (their files are written atomically).
-
-Ray starts only here: `reproduce` keeps a study that runs one job at a time on one device in its
-own process (the tiny book build). Without `address` a local cluster is started with the
-resources asked (`local_cpus`, `local_gpus`), its session files in a temporary folder, no
-dashboard and a small object store, and shut down at the end; with one (or RAY_ADDRESS) the
-driver joins that cluster and leaves it running.
+Each `jobs.Job` becomes one Ray task that depends only on the jobs it needs and asks for its
+`Placement` share (a fine-tuning `gpus_per_run`: 1/k packs k on one GPU; a pre-training
+`gpus_per_pretrain`, DDP inside its task when more than 1). The task runs the job in a child
+process (`python -m ecgssl_nb.cluster`) through `jobs.run_inprocess`, as `reproduce` does in its
+own process, and returns where (node, host, GPU ids) and when it ran. A task whose worker dies
+is retried `retries` times (the run resumes from its checkpoint); Ctrl-C cancels every task.
+Without `address` a local cluster is started for the block and shut down after it; with one
+(or RAY_ADDRESS) the driver joins that cluster and leaves it running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import pickle
@@ -37,7 +28,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from . import provenance
 from .core.errors import UserError
+from .core.settings import resolve_device
+from .jobs import LOCK_WAIT_S, Job, blocked_reason, failed, log_path, note, run_inprocess, run_notebook, succeeded
 
 __all__ = ["Placement", "check_share", "connect", "run", "RETRIES"]
 
@@ -101,11 +95,11 @@ def connect(place: Placement) -> Iterator[None]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run(todo: list, place: Placement, cwd: Path, as_notebooks: bool, done: Callable[[object], None]) -> None:
+def run(todo: list[Job], place: Placement, cwd: Path, as_notebooks: bool, done: Callable[[Job], None]) -> None:
     """Run the jobs `todo` (needs first) as Ray tasks on the cluster of `connect`; each job's
     status, reason, where and when it ran are set on it, and `done(job)` is called as each one
     ends. KeyboardInterrupt cancels the tasks still running, then is raised again."""
-    import ray
+    import ray  # ~1 s at import: only when the study runs on Ray
 
     _check_fits(todo, place, ray.cluster_resources())
     task = ray.remote(_task)
@@ -113,8 +107,9 @@ def run(todo: list, place: Placement, cwd: Path, as_notebooks: bool, done: Calla
     for job in todo:  # needs come before the jobs that need them (the plan's order)
         deps = [refs[id(n)] for n in job.needs if id(n) in refs]
         opts = {**place.resources(job.kind), "max_retries": place.retries, "retry_exceptions": False}
-        refs[id(job)] = task.options(**opts, name=job.name).remote(_slim(job), str(cwd), as_notebooks, *deps)
-    by_ref = {ref: job for job in todo for ref in [refs[id(job)]]}
+        slim = replace(job, needs=[])  # what the task is sent: the needs' results come as arguments
+        refs[id(job)] = task.options(**opts, name=job.name).remote(slim, str(cwd), as_notebooks, *deps)
+    by_ref = {refs[id(job)]: job for job in todo}
     pending = list(by_ref)
     try:
         while pending:
@@ -128,7 +123,7 @@ def run(todo: list, place: Placement, cwd: Path, as_notebooks: bool, done: Calla
         raise
 
 
-def _check_fits(todo: list, place: Placement, have: dict) -> None:
+def _check_fits(todo: list[Job], place: Placement, have: dict) -> None:
     """UserError when a job asks for more GPUs or CPUs than the whole cluster has (it would wait
     forever)."""
     for key, name in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
@@ -141,50 +136,41 @@ def _check_fits(todo: list, place: Placement, have: dict) -> None:
             )
 
 
-def _slim(job):
-    """The job as a task sends it: without the jobs it needs (their results come as arguments)."""
-    return replace(job, needs=[])
-
-
-def _collect(job, ref) -> None:
+def _collect(job: Job, ref) -> None:
     """The task's record onto `job`; a task that raised (its worker died more than `retries`
     times, or a need did) fails the job, or blocks it when a job it needs failed."""
-    import ray
-
-    from .reproduce import _note
+    import ray  # ~1 s at import: only when the study runs on Ray
 
     try:
         rec = ray.get(ref)
     except Exception as exc:  # RayTaskError, WorkerCrashedError, NodeDiedError, ...
         bad = [n.name for n in job.needs if n.status in ("failed", "blocked")]
-        rec = {"status": "blocked", "reason": f"needs {', '.join(bad)}, which failed"} if bad else {}
+        rec = {"status": "blocked", "reason": blocked_reason(bad)} if bad else {}
         if not rec:  # the task's own error: its last line as the reason, all of it in error.txt
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             rec = {"status": "failed", "reason": f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]}
-            _note(job, f"{type(exc).__name__}\n{exc}\n")
+            note(job, f"{type(exc).__name__}\n{exc}\n")
     for key in ("status", "reason", "device", "node", "host", "gpu_ids", "started", "ended", "wall_s", "replaced"):
         if key in rec:
             setattr(job, key, rec[key])
     if job.status == "blocked":
-        _note(job, f"not run: {job.reason}\n")
+        note(job, f"not run: {job.reason}\n")
 
 
-def _task(job, cwd: str, as_notebooks: bool, *needs: dict) -> dict:
+def _task(job: Job, cwd: str, as_notebooks: bool, *needs: dict) -> dict:
     """One job in a Ray worker: blocked when a job it needs did not succeed; else run in a child
     process on the GPU(s) Ray gave this task (CUDA_VISIBLE_DEVICES), or on the CPU."""
-    import ray
+    import ray  # in the Ray worker, where it is loaded already
 
     os.chdir(cwd)  # the driver's folder: a job's paths may be relative to it
     bad = [n["name"] for n in needs if n["status"] not in ("done", "skipped")]
     if bad:
-        return {"name": job.name, "status": "blocked", "reason": f"needs {', '.join(bad)}, which failed"}
+        return {"name": job.name, "status": "blocked", "reason": blocked_reason(bad)}
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
     where = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "gpu_ids": gpu_ids}
     t0, started = time.perf_counter(), time.time()
     if as_notebooks:
-        from .reproduce import _run_notebook
-
-        _run_notebook(job, "cuda" if gpu_ids else "cpu", True)
+        run_notebook(job, "cuda" if gpu_ids else "cpu", True)
         rec = {"status": job.status, "reason": job.reason, "device": "cuda" if gpu_ids else "cpu"}
     else:
         ddp = len(gpu_ids) if job.kind == "pretrain" and len(gpu_ids) > 1 else 1
@@ -199,13 +185,11 @@ def _task(job, cwd: str, as_notebooks: bool, *needs: dict) -> dict:
     }
 
 
-def _child(job, cwd: str, device: str, ddp: int = 1) -> dict:
+def _child(job: Job, cwd: str, device: str, ddp: int = 1) -> dict:
     """Run `job` in `python -m ecgssl_nb.cluster` (its output to the job's log), which dies with
     this worker (ddp > 1: a pre-training under DDP, one process per GPU of the task); its record,
     or a failure with the log's tail when it did not write one."""
-    from .reproduce import _failed, _log_path
-
-    log = _log_path(job)
+    log = log_path(job)
     log.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ecgssl-task-") as tmp:
         out = Path(tmp) / "record.json"
@@ -220,7 +204,7 @@ def _child(job, cwd: str, device: str, ddp: int = 1) -> dict:
             return json.loads(out.read_text())
     tail = log.read_text(errors="replace").splitlines()[-60:]
     last = next((ln for ln in reversed(tail) if ln.strip()), "")
-    _failed(job, f"exit status {rc}: {last.strip()}", f"exit status {rc}\n\n" + "\n".join(tail) + "\n")
+    failed(job, f"exit status {rc}: {last.strip()}", f"exit status {rc}\n\n" + "\n".join(tail) + "\n")
     return {"status": job.status, "reason": job.reason, "device": device}
 
 
@@ -228,8 +212,6 @@ def _die_with_parent() -> None:
     """In the child, before it starts: SIGKILL when the Ray worker that started it dies (Linux),
     so a retried task never meets an orphan still writing its folder."""
     if sys.platform.startswith("linux"):
-        import ctypes
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
@@ -237,9 +219,6 @@ def _main(argv: list[str]) -> int:
     """`python -m ecgssl_nb.cluster DEVICE RECORD DDP` with a pickled Job on stdin (from `_child`):
     run it as `reproduce` runs a job in its own process (DDP > 1: under torchrun with DDP
     processes); its status goes to the RECORD file."""
-    from .core.settings import resolve_device
-    from .reproduce import _run_inprocess
-
     device, record, ddp = argv
     job = pickle.loads(sys.stdin.buffer.read())
     if device == "cuda" and resolve_device("auto") == "cpu":
@@ -247,19 +226,16 @@ def _main(argv: list[str]) -> int:
     if int(ddp) > 1:
         _run_torchrun(job, device, int(ddp))
     else:
-        _run_inprocess(job, device)
+        run_inprocess(job, device)
     rec = {"status": job.status, "reason": job.reason, "device": device, "replaced": job.replaced}
     Path(record).write_text(json.dumps(rec))
     return 0
 
 
-def _run_torchrun(job, device: str, n: int) -> None:
+def _run_torchrun(job: Job, device: str, n: int) -> None:
     """A pre-training under DDP on this task's `n` GPUs: `torchrun --standalone` starts one
     `python -m ecgssl_nb pretrain` per GPU (rank 0 claims the folder and writes it). The folder's
     lock is waited for first and the run checked again, so one another driver finished is skipped."""
-    from . import provenance
-    from .reproduce import LOCK_WAIT_S, _failed, _log_path, _succeeded
-
     with provenance.lock(job.folder, what=job.name, wait_s=LOCK_WAIT_S):
         if job.done_before():
             job.status = "skipped"
@@ -267,9 +243,9 @@ def _run_torchrun(job, device: str, n: int) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"]
     rc = subprocess.run([*cmd, "-m", "ecgssl_nb", *job.argv(device)]).returncode
     if rc == 0 and job.done_before():
-        return _succeeded(job)
+        return succeeded(job)
     reason = f"torchrun exit status {rc} ({n} processes)"
-    _failed(job, reason, f"{reason}: their output is in {_log_path(job)}\n")
+    failed(job, reason, f"{reason}: their output is in {log_path(job)}\n")
 
 
 if __name__ == "__main__":

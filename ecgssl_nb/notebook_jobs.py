@@ -1,19 +1,11 @@
 """Pre-trainings and fine-tunings as executed chapter notebooks (papermill).
 
-A run of the study can execute as the chapter that shows it: a pre-training as
-`notebooks/03_selfkd.py`, a fine-tuning as `notebooks/04_finetune.py`. The jupytext source is
-read in memory (`jupytext.read`; papermill itself reads only .ipynb), its `parameters` cell gets
-the run's parameters (profile, runs, data, setup/modality, fold, transforms, device, seed and
-`config`, the file of the study's resolved settings), and the notebook computes the run through
-`reproduce.ensure_pretrain` / `ensure_finetune` (skipping finished work), then shows it. The
-executed notebook is the run's record, `<run folder>/notebook.ipynb`: papermill writes it beside
-the folder while it runs (`<folder>.notebook.partial.ipynb`, never inside the folder the run
-claims, nor inside notebooks/) and it is moved in once every cell succeeded. The kernel runs in
-notebooks/ (as Jupyter Book and nbval do) and imports this checkout's `ecgssl_nb`.
-
-`reproduce --as-notebooks` uses `execute` with one device and `execute_subprocess` (one
-`python -m ecgssl_nb.notebook_jobs KIND OUT PARAMETERS_JSON` process per device worker) with
-several.
+A pre-training runs as `notebooks/03_selfkd.py`, a fine-tuning as `notebooks/04_finetune.py`:
+the jupytext source is read in memory, its `parameters` cell gets the run's parameters (with
+`study_config`, the study's resolved settings), and the notebook computes the run through
+`reproduce.ensure_*`, then shows it. The executed notebook, the run's record, is written beside
+the run folder while it runs and moved in as `<run folder>/notebook.ipynb` once every cell
+succeeded. The kernel runs in notebooks/ and imports this checkout's `ecgssl_nb`.
 """
 
 from __future__ import annotations
@@ -21,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -54,8 +47,6 @@ def chapter(kind: str) -> Path:
 
 def declared_parameters(nb: nbformat.NotebookNode) -> set[str]:
     """The names assigned in a notebook's cell tagged `parameters` (plain `name = value` lines)."""
-    import re
-
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     return {m.group(1) for c in cells for m in re.finditer(r"^(\w+)\s*=", c.source, flags=re.MULTILINE)}
 
@@ -91,11 +82,10 @@ def absolute_paths(parameters: dict) -> dict:
 
 
 def execute(kind: str, parameters: dict, out: str | os.PathLike) -> Path:
-    """Execute the chapter notebook of `kind` with `parameters` (papermill, kernel in notebooks/;
-    relative paths are made absolute first, `absolute_paths`) and keep the executed notebook at
-    `out` (written atomically: moved in only when every cell succeeded). A failing cell raises
+    """Execute the chapter notebook of `kind` with `parameters` (relative paths made absolute)
+    and keep it at `out`, moved in only when every cell succeeded. A failing cell raises
     RuntimeError naming the cell's error and the partial notebook kept beside the run folder."""
-    import jupytext
+    import jupytext  # ~0.5 s with papermill: only when a notebook runs
     import papermill
 
     src, out, parameters = chapter(kind), Path(out).resolve(), absolute_paths(parameters)

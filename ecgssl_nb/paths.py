@@ -1,5 +1,5 @@
-"""Where every artefact of a study lives: one function per folder, used by `reproduce` and by the
-notebooks so that both read and write the same places.
+"""Where every artefact of a study lives: one function per folder, so that `reproduce` and the
+notebooks read and write the same places. RUNS is `reproduce --out` (default "runs").
 
     RUNS/<profile>/fixture/                                  synthetic corpus (tiny, no --data-dir)
     RUNS/<profile>/prepared/                                 prepare.prepare output
@@ -8,19 +8,12 @@ notebooks so that both read and write the same places.
     RUNS/<profile>/ablation/pretrain/<modality>-<transforms>/    Fig. 3 pre-trainings
     RUNS/<profile>/ablation/finetune/<ssl-t|ssl-s>-<transforms>/fold<k>/
     RUNS/<profile>/tables/{table1,table2,fig3}.csv, provenance.json (the runs aggregated)
-    RUNS/<profile>/jobs/<job>.json, <job>.log                 resolved settings and output of each job
-    RUNS/<profile>/jobs/study.json                            the resolved study a notebook job runs
-    <run folder>/notebook.ipynb                               the executed chapter notebook of a run
-                                                              (reproduce --as-notebooks)
+    RUNS/<profile>/jobs/<job>.json, <job>.log, study.json     each job's settings and output; the study
     RUNS/<profile>/manifest.json
+    <run folder>/notebook.ipynb                               its executed chapter (--as-notebooks)
 
-Every stage folder holds `provenance.json` (see `provenance`); a folder made by another request
-is moved aside to `<folder>.stale-<UTC time>` and never read again.
-A recipe other than `corrected` (see `recipes`) uses the same layout below
-RUNS/recipes/<label>/ (`recipe_runs`), so its runs never mix with the corrected ones.
-
-`RUNS` is the `--out` of `reproduce` (default "runs"). The main pre-training folder `pretrain/`
-is the `--pretrained` folder of the ssl- fine-tunings (it holds `time/` and `spec/`).
+A folder made by another request is moved aside to `<folder>.stale-<UTC time>` (`provenance`). A
+recipe other than `corrected` (`recipes`) uses the same layout below RUNS/recipes/<label>/.
 """
 
 from __future__ import annotations
@@ -29,32 +22,12 @@ import os
 from pathlib import Path
 
 from .core.errors import UserError
-from .core.settings import ABLATION_SETUPS, ABLATION_TRANSFORMS, MAIN_TRANSFORMS, check_modality, check_setup
+from .core.settings import ABLATION_SETUPS as ABLATION_SETUPS  # Fig. 3's view sets: re-exported for the layout
+from .core.settings import ABLATION_TRANSFORMS as ABLATION_TRANSFORMS
+from .core.settings import MAIN_TRANSFORMS as MAIN_TRANSFORMS
+from .core.settings import check_modality, check_setup
 
-__all__ = [
-    "ABLATION_TRANSFORMS",
-    "MAIN_TRANSFORMS",
-    "ABLATION_SETUPS",
-    "profile_root",
-    "fixture_dir",
-    "prepared_dir",
-    "pretrain_dir",
-    "pretrain_run_dir",
-    "finetune_dir",
-    "ablation_pretrain_dir",
-    "ablation_finetune_dir",
-    "tables_dir",
-    "table_path",
-    "manifest_path",
-    "job_file",
-    "recipe_runs",
-]
-
-# Fig. 3's view sets live in config (one source); re-exported for the layout's readers.
-
-
-def _root(runs: str | os.PathLike) -> Path:
-    return Path(runs)
+TABLES = ("table1", "table2", "fig3")
 
 
 def recipe_runs(runs: str | os.PathLike, recipe: str = "corrected") -> Path:
@@ -62,12 +35,12 @@ def recipe_runs(runs: str | os.PathLike, recipe: str = "corrected") -> Path:
     recipe = str(recipe)
     if not recipe or "/" in recipe or recipe.startswith("."):
         raise UserError(f"recipe label {recipe!r} is not a folder name")
-    return _root(runs) if recipe == "corrected" else _root(runs) / "recipes" / recipe
+    return Path(runs) if recipe == "corrected" else Path(runs) / "recipes" / recipe
 
 
 def profile_root(runs: str | os.PathLike, profile: str) -> Path:
     """RUNS/<profile>/."""
-    return _root(runs) / str(profile)
+    return Path(runs) / str(profile)
 
 
 def fixture_dir(runs: str | os.PathLike, profile: str) -> Path:
@@ -81,7 +54,7 @@ def prepared_dir(runs: str | os.PathLike, profile: str) -> Path:
 
 
 def pretrain_dir(runs: str | os.PathLike, profile: str) -> Path:
-    """RUNS/<profile>/pretrain/: the `--pretrained` folder of the ssl- setups."""
+    """RUNS/<profile>/pretrain/: the `--pretrained` folder of the ssl- setups (time/, spec/)."""
     return profile_root(runs, profile) / "pretrain"
 
 
@@ -118,9 +91,6 @@ def ablation_finetune_dir(runs: str | os.PathLike, profile: str, modality: str, 
     return profile_root(runs, profile) / "ablation" / "finetune" / name / f"fold{int(fold)}"
 
 
-TABLES = ("table1", "table2", "fig3")
-
-
 def tables_dir(runs: str | os.PathLike, profile: str) -> Path:
     """RUNS/<profile>/tables/."""
     return profile_root(runs, profile) / "tables"
@@ -139,6 +109,6 @@ def manifest_path(runs: str | os.PathLike, profile: str) -> Path:
 
 
 def job_file(runs: str | os.PathLike, profile: str, name: str, suffix: str) -> Path:
-    """RUNS/<profile>/jobs/<name with _ for spaces><suffix>: the resolved settings (.json) that
-    `reproduce` hands a subprocess job, or its output (.log)."""
+    """RUNS/<profile>/jobs/<name with _ for spaces><suffix>: a subprocess job's resolved settings
+    (.json) or its output (.log)."""
     return profile_root(runs, profile) / "jobs" / (str(name).replace(" ", "_") + suffix)

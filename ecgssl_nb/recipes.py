@@ -1,28 +1,22 @@
 """Recipes: the corrected study (the default) and what the authors' released code actually does.
 
-The book lists where the released code departs from the paper or is broken (book: Deviations,
-B1..B28) and implements the corrected choice for each. A *departure* switches one of those
-choices back to the released behaviour; a *recipe* is a set of departures:
+The book's Deviations page lists where the released code departs from the paper or is broken
+(B1..B28); the library implements the corrected choice for each. A *departure* switches one
+choice back to the released behaviour, as a field of the existing settings (`Profile.leads`,
+`PretrainConfig`, `FinetuneConfig`), so every result file records its recipe; a *recipe* is a
+set of them: `corrected` (none), `released` (all), `B7` or `B1,B7` (those alone), `released-B7`
+(the released recipe with B7 fixed). The released crashes (B4, B8) are listed, not reproduced.
 
-* `corrected`: none (the default everywhere);
-* `released`: all of them, i.e. what the released code measured;
-* `B7` or `B1,B7`: those departures alone on top of the corrected study;
-* `released-B7`: the released recipe with B7 fixed (one fix at a time).
-
-Each departure is a field of the existing settings (`Profile.leads`, `PretrainConfig`,
-`FinetuneConfig`), so every result file, which records the resolved settings, records the recipe
-too, and `apply_recipe` stamps `Profile.recipe` / `Profile.departures` for the result files. The
-released behaviours that are crashes (B4, B8) are listed, and not reproduced.
-
-Folders (`paths.recipe_runs`): the corrected recipe keeps RUNS/<profile>/; any other recipe lives in
-RUNS/recipes/<label>/<profile>/. A stage only depends on the departures that act on it or before
-it, so a recipe shares the stages it does not change (`stage_runs`): e.g. `B6` (fine-tuning only)
-fine-tunes from the corrected pre-trainings, and `B1` alone uses the released recipe's prepared corpus.
+The corrected recipe keeps RUNS/<profile>/, any other lives in RUNS/recipes/<label>/<profile>/,
+sharing every stage it does not change (`stage_runs`): e.g. `B6` (fine-tuning only) fine-tunes
+from the corrected pre-trainings.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -32,28 +26,6 @@ import pandas as pd
 from .core.errors import UserError
 from .core.settings import FinetuneConfig, PretrainConfig, Profile, is_ssl, setup_modalities
 from .paths import profile_root, recipe_runs
-
-__all__ = [
-    "Departure",
-    "DEPARTURES",
-    "CRASHES",
-    "STAGES",
-    "departure_table",
-    "parse_recipe",
-    "recipe_label",
-    "recipe_spec",
-    "apply_recipe",
-    "stage_departures",
-    "stage_runs",
-    "pretrain_overrides",
-    "expand_recipes",
-    "reported_protocol",
-    "affected_setups",
-    "recipes_on_disk",
-    "load_recipe_results",
-    "compare_recipes",
-    "departure_effects",
-]
 
 STAGES = ("prepare", "pretrain", "finetune")
 
@@ -72,98 +44,51 @@ class Departure:
     override: tuple = ()  # ((setting, released value), ...)
 
 
-DEPARTURES: dict[str, Departure] = {
-    d.key: d
-    for d in (
-        Departure(
-            "B1",
-            "lead-i",
-            "prepare",
-            "copies lead I into all twelve channels: every model sees lead I twelve times",
-            "resamples every lead and keeps the 12-lead order",
-            (("leads", "lead-i"),),
-        ),
-        Departure(
-            "B7",
-            "centre-twice",
-            "pretrain",
-            "divides the batch mean of the teacher outputs by the batch size again: the centre is "
-            "1/(2B) of the mean, so centring is essentially off",
-            "centre <- 0.9 centre + 0.1 batch mean (official DINO)",
-            (("pretrain.center_update", "twice"),),
-        ),
-        Departure(
-            "B9",
-            "no-freeze",
-            "pretrain",
-            "never freezes the DINO head's last layer (the freeze test is always false)",
-            "drops the last layer's gradients during the first epoch, as DINO does",
-            (("pretrain.freeze_last_layer_epochs", 0),),
-        ),
-        Departure(
-            "B10",
-            "adam-l2",
-            "pretrain",
-            "Adam with coupled L2 weight decay (0.04 -> 0.4) on every parameter, biases and norms included",
-            "AdamW, decoupled decay on weights only (DINO), same schedule",
-            (("pretrain.optimizer", "adam-l2"),),
-        ),
-        Departure(
-            "B12",
-            "lowest-loss",
-            "pretrain",
-            "transfers the student of the epoch with the lowest training loss",
-            "transfers the final student",
-            (("pretrain.keep", "lowest-loss"),),
-        ),
-        Departure(
-            "B16",
-            "fc-discarded",
-            "pretrain",
-            "computes the spectrogram frequency cutout and discards it: T2 views get time cutout only",
-            "frequency cutout then time cutout (T2 = TC + FC, as the paper says)",
-            (("pretrain.freq_cutout", "discarded"),),
-        ),
-        Departure(
-            "B6",
-            "fusion-unloaded",
-            "finetune",
-            "loads no SSL weight into the fusion models (0 keys match) and skips xavier: SSL-TSC and "
-            "SSL-TSG are scratch models at default init",
-            "loads both pre-trained backbones, refusing any missing or unexpected key",
-            (("finetune.fusion_ssl", "ignored"),),
-        ),
-        Departure(
-            "B14",
-            "paper-exact",
-            "finetune",
-            "trains on nine folds and selects the checkpoint and tunes thresholds on the reported fold",
-            "eight training folds; reports the nested (honest) protocol beside the paper's",
-            (("finetune.protocol", "paper-exact"),),
-        ),
-    )
-}
+# fmt: off
+# (key, name, stage, override), what the released code does, what the corrected recipe does
+DEPARTURES: dict[str, Departure] = {d.key: d for d in (
+    Departure("B1", "lead-i", "prepare",
+              "copies lead I into all twelve channels: every model sees lead I twelve times",
+              "resamples every lead and keeps the 12-lead order", (("leads", "lead-i"),)),
+    Departure("B7", "centre-twice", "pretrain",
+              "divides the batch mean of the teacher outputs by the batch size again: the centre is "
+              "1/(2B) of the mean, so centring is essentially off",
+              "centre <- 0.9 centre + 0.1 batch mean (official DINO)", (("pretrain.center_update", "twice"),)),
+    Departure("B9", "no-freeze", "pretrain",
+              "never freezes the DINO head's last layer (the freeze test is always false)",
+              "drops the last layer's gradients during the first epoch, as DINO does",
+              (("pretrain.freeze_last_layer_epochs", 0),)),
+    Departure("B10", "adam-l2", "pretrain",
+              "Adam with coupled L2 weight decay (0.04 -> 0.4) on every parameter, biases and norms included",
+              "AdamW, decoupled decay on weights only (DINO), same schedule", (("pretrain.optimizer", "adam-l2"),)),
+    Departure("B12", "lowest-loss", "pretrain",
+              "transfers the student of the epoch with the lowest training loss",
+              "transfers the final student", (("pretrain.keep", "lowest-loss"),)),
+    Departure("B16", "fc-discarded", "pretrain",
+              "computes the spectrogram frequency cutout and discards it: T2 views get time cutout only",
+              "frequency cutout then time cutout (T2 = TC + FC, as the paper says)",
+              (("pretrain.freq_cutout", "discarded"),)),
+    Departure("B6", "fusion-unloaded", "finetune",
+              "loads no SSL weight into the fusion models (0 keys match) and skips xavier: SSL-TSC and "
+              "SSL-TSG are scratch models at default init",
+              "loads both pre-trained backbones, refusing any missing or unexpected key",
+              (("finetune.fusion_ssl", "ignored"),)),
+    Departure("B14", "paper-exact", "finetune",
+              "trains on nine folds and selects the checkpoint and tunes thresholds on the reported fold",
+              "eight training folds; reports the nested (honest) protocol beside the paper's",
+              (("finetune.protocol", "paper-exact"),)),
+)}
 
-CRASHES: dict[str, Departure] = {
-    d.key: d
-    for d in (
-        Departure(
-            "B4",
-            "model-type",
-            "crash",
-            "reads args.model_type, which does not exist: AttributeError at the first checkpoint save",
-            "fixed checkpoint names; not reproduced (a crash measures nothing)",
-        ),
-        Departure(
-            "B8",
-            "epoch-index",
-            "crash",
-            "indexes the schedules with epochs starting at 1: IndexError in epoch 301 after 300 epochs "
-            "trained, warm-up shifted by one epoch",
-            "epochs 0..299; not reproduced (the crash comes after the last checkpoint)",
-        ),
-    )
-}
+CRASHES: dict[str, Departure] = {d.key: d for d in (
+    Departure("B4", "model-type", "crash",
+              "reads args.model_type, which does not exist: AttributeError at the first checkpoint save",
+              "fixed checkpoint names; not reproduced (a crash measures nothing)"),
+    Departure("B8", "epoch-index", "crash",
+              "indexes the schedules with epochs starting at 1: IndexError in epoch 301 after 300 epochs "
+              "trained, warm-up shifted by one epoch",
+              "epochs 0..299; not reproduced (the crash comes after the last checkpoint)"),
+)}
+# fmt: on
 
 
 def departure_table() -> pd.DataFrame:
@@ -172,17 +97,8 @@ def departure_table() -> pd.DataFrame:
     rows = []
     for d in (*DEPARTURES.values(), *CRASHES.values()):
         setting = ", ".join(f"{k} = {v!r}" for k, v in d.override) or "not reproduced"
-        rows.append(
-            {
-                "B": d.key,
-                "name": d.name,
-                "stage": d.stage,
-                "released code": d.released,
-                "corrected": d.ours,
-                "setting": setting,
-            }
-        )
-    return pd.DataFrame(rows).set_index("B")
+        rows.append((d.key, d.name, d.stage, d.released, d.ours, setting))
+    return pd.DataFrame(rows, columns=["B", "name", "stage", "released code", "corrected", "setting"]).set_index("B")
 
 
 def _one(item: str) -> str:
@@ -229,7 +145,8 @@ def parse_recipe(spec: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def recipe_label(keys: str | Sequence[str]) -> str:
-    """Departures -> a folder-safe label: 'corrected', 'released', 'b1+b7', 'released-b7'."""
+    """Departures -> a folder-safe label: 'corrected', 'released', 'b1+b7', 'released-b7'; also
+    a `--recipe` value that parses back to them."""
     keys = parse_recipe(keys) if not isinstance(keys, (tuple, list)) else _ordered(keys)
     if not keys:
         return "corrected"
@@ -239,11 +156,6 @@ def recipe_label(keys: str | Sequence[str]) -> str:
     if len(missing) < len(keys):
         return "released-" + "-".join(k.lower() for k in missing)
     return "+".join(k.lower() for k in keys)
-
-
-def recipe_spec(keys: str | Sequence[str]) -> str:
-    """Departures -> a `--recipe` value that parses back to them (the label does)."""
-    return recipe_label(keys)
 
 
 def expand_recipes(specs: str | Sequence[str]) -> list[tuple[str, ...]]:
@@ -264,8 +176,10 @@ def expand_recipes(specs: str | Sequence[str]) -> list[tuple[str, ...]]:
     return out
 
 
-def _overrides(keys) -> dict[str, object]:
-    return {setting: value for k in keys for setting, value in DEPARTURES[k].override}
+def _overrides(keys, group: str) -> dict[str, object]:
+    """The settings of `group` ("pretrain.", "finetune." or "" for Profile fields) the departures change."""
+    ov = {setting: value for k in keys for setting, value in DEPARTURES[k].override}
+    return {k[len(group) :]: v for k, v in ov.items() if k.startswith(group) and (group or "." not in k)}
 
 
 def apply_recipe(profile: Profile, spec: str | Sequence[str]) -> Profile:
@@ -276,18 +190,11 @@ def apply_recipe(profile: Profile, spec: str | Sequence[str]) -> Profile:
         raise UserError(
             f"profile {profile.name!r} already carries recipe {profile.recipe!r}; apply a recipe to the plain profile"
         )
-    ov = _overrides(keys)
-    pre = {k.split(".", 1)[1]: v for k, v in ov.items() if k.startswith("pretrain.")}
-    fin = {k.split(".", 1)[1]: v for k, v in ov.items() if k.startswith("finetune.")}
-    top = {k: v for k, v in ov.items() if "." not in k}
-    return replace(
-        profile,
-        **top,
-        recipe=recipe_label(keys),
-        departures=keys,
-        pretrain={m: replace(c, **pre) for m, c in profile.pretrain.items()},
-        finetune=replace(profile.finetune, **fin),
-    )
+    pre, fin = _overrides(keys, "pretrain."), _overrides(keys, "finetune.")
+    pretrain = {m: replace(c, **pre) for m, c in profile.pretrain.items()}
+    finetune = replace(profile.finetune, **fin)
+    top = _overrides(keys, "")
+    return replace(profile, **top, recipe=recipe_label(keys), departures=keys, pretrain=pretrain, finetune=finetune)
 
 
 def stage_departures(keys: Sequence[str], stage: str) -> tuple[str, ...]:
@@ -310,7 +217,7 @@ def stage_runs(runs: str | os.PathLike, keys: Sequence[str], stage: str) -> Path
 def pretrain_overrides(keys: Sequence[str]) -> dict[str, object]:
     """PretrainConfig fields the recipe changes ({} for corrected), for `stages.pretrain.pretrain`'s
     `overrides` / `--set` (the `keep` field included)."""
-    return {k.split(".", 1)[1]: v for k, v in _overrides(_ordered(keys)).items() if k.startswith("pretrain.")}
+    return _overrides(_ordered(keys), "pretrain.")
 
 
 def affected_setups(keys: Sequence[str], setups: Sequence[str]) -> tuple[str, ...]:
@@ -355,9 +262,6 @@ def load_recipe_results(runs: str | os.PathLike, profile: str, recipe: str | Seq
     column. Every result.json must record this recipe (results written before recipes existed
     count as corrected); a result of another recipe raises UserError, so two recipes' runs are
     never mixed."""
-    import json
-    import warnings
-
     from .results import load_results  # pandas tables: ~10 ms at import
 
     keys = parse_recipe(recipe)
@@ -421,21 +325,18 @@ def compare_recipes(
             for m in metrics:
                 d = mine.loc[folds, m].to_numpy(float) - ref.loc[folds, m].to_numpy(float)
                 s = paired_stats(d, n_boot=n_boot, seed=seed)
-                rows.append(
-                    {
-                        "recipe": recipe_label(recipe),
-                        "departures": ",".join(recipe),
-                        "setup": setup,
-                        "metric": m,
-                        "protocol": proto,
-                        "n_folds": len(folds),
-                        "recipe mean": 100 * mine.loc[folds, m].mean(),
-                        "corrected mean": 100 * ref.loc[folds, m].mean(),
-                        "difference": 100 * s["mean"],
-                        "bootstrap lo": 100 * s["boot_lo"],
-                        "bootstrap hi": 100 * s["boot_hi"],
-                    }
-                )
+                row = {"recipe": recipe_label(recipe), "departures": ",".join(recipe), "setup": setup}
+                row |= {"metric": m, "protocol": proto, "n_folds": len(folds)}
+                row |= {
+                    "recipe mean": 100 * mine.loc[folds, m].mean(),
+                    "corrected mean": 100 * ref.loc[folds, m].mean(),
+                }
+                row |= {
+                    "difference": 100 * s["mean"],
+                    "bootstrap lo": 100 * s["boot_lo"],
+                    "bootstrap hi": 100 * s["boot_hi"],
+                }
+                rows.append(row)
     return pd.DataFrame(rows)
 
 

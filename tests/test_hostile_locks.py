@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ecgssl_nb import paths, provenance
+from ecgssl_nb import jobs, paths, provenance
 from ecgssl_nb import reproduce as rp
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.core.errors import UserError
@@ -203,7 +203,7 @@ def test_a_ray_task_waits_for_the_process_that_holds_its_folder_then_runs_and_le
         holder.kill()
         holder.wait()
     assert job.status == "done" and (folder / "result.json").is_file()
-    assert f"is in use by pid {holder.pid}" in rp._log_path(job).read_text()  # it said whom it waited for
+    assert f"is in use by pid {holder.pid}" in jobs.log_path(job).read_text()  # it said whom it waited for
     assert not (folder / "error.txt").exists()
 
 
