@@ -101,6 +101,7 @@ import pandas as pd
 import torch
 
 from . import cluster, notebook_jobs, paths, provenance
+from .atomic import write_csv_atomic, write_json_atomic, write_text_atomic
 from .cluster import Placement
 from .config import apply_settings, as_dict, config_from_dict
 from .core.errors import UserError, check_int, check_seed
@@ -353,14 +354,10 @@ class Job:
 
 
 def _write_json(path: Path, data: dict) -> Path:
-    from .results import write_json_atomic  # pandas tables: ~10 ms at import
-
     return write_json_atomic(path, data)
 
 
 def _write_error(folder: Path, text: str) -> None:
-    from .results import write_text_atomic  # pandas tables: ~10 ms at import
-
     write_text_atomic(folder / "error.txt", text)
 
 
@@ -558,7 +555,7 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
     refusal leaves the tables written before as they were."""
     import warnings
 
-    from .results import check_one_study, load_results  # pandas tables: ~10 ms at import
+    from .analysis.results import check_one_study, load_results  # pandas tables: ~10 ms at import
 
     written = {}
     ft_root = paths.profile_root(runs, profile) / "finetune"
@@ -615,8 +612,6 @@ def _tables(main: pd.DataFrame, ab: pd.DataFrame) -> dict[str, pd.DataFrame | No
 
 
 def _write_tables(runs, profile: str, tables: dict[str, pd.DataFrame | None]) -> dict[str, Path]:
-    from .results import write_csv_atomic  # pandas tables: ~10 ms at import
-
     return {
         name: write_csv_atomic(paths.table_path(runs, profile, name), df)
         for name, df in tables.items()
@@ -627,7 +622,7 @@ def _write_tables(runs, profile: str, tables: dict[str, pd.DataFrame | None]) ->
 def _paper_tables(main: pd.DataFrame) -> dict[str, pd.DataFrame | None]:
     """table2 (every setup beside paper Table II) and table1 (SSL-T, SSL-S, SSL-TSG beside Table I),
     one block per protocol; None for a table without any run."""
-    from .results import aggregate, compare_with_paper  # pandas tables: ~10 ms at import
+    from .analysis.results import aggregate, compare_with_paper  # pandas tables: ~10 ms at import
 
     tables = {}
     for name, table, keep in (("table2", "II", None), ("table1", "I", ("ssl-t", "ssl-s", "ssl-tsg"))):
@@ -665,7 +660,7 @@ def _fig3_table(main: pd.DataFrame, ab: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def _fig3_rows(modality: str, setup: str, both: pd.DataFrame) -> list[dict]:
-    from .results import METRIC_KEYS, aggregate  # pandas tables: ~10 ms at import
+    from .analysis.results import METRIC_KEYS, aggregate  # pandas tables: ~10 ms at import
 
     rows = []
     for protocol in sorted(both["protocol"].unique()):
@@ -1289,8 +1284,6 @@ def write_study_config(runs: str | Path, prof: Profile, seed: int) -> Path:
     """RUNS/<profile>/jobs/study.json: the resolved profile (recipe, `--set` items and smoke limit
     applied) and the training seed, so that a job run as a notebook (`config` parameter) plans
     exactly the runs `reproduce` planned, even for a customised profile."""
-    from .results import write_json_atomic  # pandas tables: ~10 ms at import
-
     return write_json_atomic(
         paths.job_file(runs, prof.name, STUDY_CONFIG, ".json"), {"profile": as_dict(prof), "seed": int(seed)}
     )

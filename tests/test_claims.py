@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from ecgssl_nb import claims
+from ecgssl_nb.analysis import claims
 from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.core.labels import ABBREVIATIONS
 from ecgssl_nb.core.metrics import evaluate_outputs

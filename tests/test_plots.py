@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from ecgssl_nb import plots  # noqa: E402
+from ecgssl_nb.analysis import plots, results  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -150,9 +150,9 @@ def test_ablation_bars_one_panel_per_modality():
 
 
 def test_mean_std_formats_fractions_as_percent():
-    assert plots.mean_std(0.95987, 0.00312) == "95.99 ± 0.31"
-    assert plots.mean_std(0.5, float("nan")) == "50.00"
-    assert plots.mean_std(float("nan"), 0.1) == "–"
+    assert results.mean_std(0.95987, 0.00312) == "95.99 ± 0.31"
+    assert results.mean_std(0.5, float("nan")) == "50.00"
+    assert results.mean_std(float("nan"), 0.1) == "–"
 
 
 def test_spectrogram_panels_wrap_into_rows_of_three_with_labelled_axes():

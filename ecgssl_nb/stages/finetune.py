@@ -74,7 +74,7 @@ from ..core.settings import (
     setup_family,
     setup_modalities,
 )
-from ..results import write_csv_atomic, write_json_atomic
+from ..atomic import write_csv_atomic, write_json_atomic
 from ..writer import host_copy
 from .stage import Checkpoints, add_run_arguments, write_log
 

@@ -79,7 +79,7 @@ from ..core.settings import (
 from ..core.transforms import check_lead_stats
 from ..core.windows import Corpus
 from ..prepare import Prepared, load_prepared
-from ..results import write_json_atomic
+from ..atomic import write_json_atomic
 from ..writer import host_copy
 from .stage import Checkpoints, add_run_arguments, read_log, write_log
 

@@ -1,54 +1,27 @@
-"""Result files of the study, their aggregation over folds, and the paper's tables beside ours.
+"""Result files of the study (one result.json per fine-tuning run), their aggregation over
+folds, and the paper's tables (paper Sec. III-B, Tables I and II) beside ours.
 
-Atomic files. `write_json_atomic`, `write_csv_atomic` and `write_text_atomic` write a temporary
-file in the target's folder, flush and fsync it, then `os.replace` it over the target: a reader
-sees the old file or the new one, never half of one, and a failure (an unserialisable value, a
-full disk, an interrupt) leaves the old file as it was and no temporary file behind. JSON gets
-numpy scalars and arrays as numbers and lists, paths as strings, datetimes as ISO strings, and
-NaN/inf as `null` (JSON has no NaN); `load_results` reads `null` metrics back as NaN.
+Result file schema (written by `stages.finetune` to RUNS/<profile>/finetune/<setup>/fold<k>/, the
+ablation's under RUNS/<profile>/ablation/finetune/<run>/fold<k>/)::
 
-Result file schema: one per fine-tuning run, written by `finetune` to
-`RUNS/<profile>/finetune/<setup>/fold<k>/result.json` (ablation runs use the same schema under
-`RUNS/<profile>/ablation/finetune/<run>/fold<k>/`)::
+    {"setup": "ssl-tsg", "fold": 3, "profile": "tiny" | "samples" | "paper",
+     "data": {"kind": "fixture" | "samples" | "physionet2020", "n_records", "n_train", "n_val", ...},
+     "seed", "epochs",
+     "metrics": {"paper": {auroc, auprc, accuracy, f1, f2, g2, challenge, epoch},   # fractions, null
+                 "honest": {...}},                                                 # when undefined
+     "per_class": {"paper": {"auroc": [24], "auprc": [24], "f1": [24]}, ...},
+     "thresholds": {"paper": [24], "honest": [24]},
+     "gate_weights": {"classes", "time", "spec"} | null, "wall_time_s", "device", "created",
+     "provenance": {"request", "code_version", "created"}}
 
-    {
-      "setup":   "ssl-tsg",                     # one of settings.SETUPS
-      "fold":    3,                             # the outer validation fold, 0..9
-      "profile": "tiny" | "paper",
-      "data":    {"kind": "fixture" | "samples" | "physionet2020",
-                  "n_records": int, "n_train": int, "n_val": int, ...},
-      "seed":    int,
-      "epochs":  int,
-      "metrics": {                              # fractions 0..1, null when undefined
-        "paper":  {"auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge", "epoch"},
-        "honest": {... the same keys ...}       # book: Deviations, B14; optional
-      },
-      "per_class":  {"paper": {"auroc": [24], "auprc": [24], "f1": [24]}, "honest": {...}},
-      "thresholds": {"paper": [24], "honest": [24]},
-      "gate_weights": {"classes": [24 codes], "time": [24], "spec": [24]} | null,
-      "wall_time_s": float,
-      "device":  "cpu" | "cuda" | ...,
-      "created": "2026-11-25T13:00:00+00:00",
-      "provenance": {"request": {...}, "code_version": ..., "created": ...}   # see provenance.py
-    }
-
-"paper" is the released protocol (checkpoint and thresholds chosen on the reported fold:
-optimistic); "honest" chooses both on an inner validation fold (book: Deviations, B14, B15). `epoch` is the
-selected checkpoint's epoch. Required keys: setup, fold, profile, data.kind and, for at least one
-protocol, the seven metrics; `check_result` says what is missing.
-
-Tables. `load_results` gives one row per run and protocol (metrics as fractions);
-`aggregate` gives mean and sample std (ddof=1) over folds per setup in the paper's row order,
-and refuses runs of different prepared data or settings (`check_one_study`, naming two runs);
-`PAPER_TABLE_I` / `PAPER_TABLE_II` hold the paper's printed numbers (×100, paper Tables I and II);
-`compare_with_paper` puts ours (×100) beside them; `display_frame` renders any
-of these with 2 decimals, "mean ± std", and "–" for missing values.
+"paper" is the released protocol (checkpoint and thresholds chosen on the reported fold);
+"honest" chooses both on an inner fold (book: Deviations, B14, B15). Required: setup, fold,
+profile, data.kind and, for one protocol at least, the seven metrics (`check_result`).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import io
+import hashlib
 import json
 import math
 import os
@@ -59,11 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import provenance
-from .atomic import atomic_write, write_json, write_text_atomic  # noqa: F401  (public here too)
-from .core.errors import UserError
-from .core.metrics import METRIC_KEYS
-from .core.settings import PROTOCOLS, SETUPS
+from .. import provenance
+from ..core.errors import UserError
+from ..core.labels import ABBREVIATIONS
+from ..core.metrics import METRIC_KEYS
+from ..core.settings import PROTOCOLS, SETUPS
 
 METRIC_LABELS = {
     "auroc": "AUROC",
@@ -80,59 +53,6 @@ DATA_KINDS = ("fixture", "samples", "physionet2020")
 
 class ResultFileWarning(UserWarning):
     """A result file was skipped (unreadable or not in the schema); the message names it."""
-
-
-# ------------------------------------------------------------------------------------------
-# atomic files
-
-
-# write_text_atomic lives in atomic.py (imported above) so lower modules share it
-
-
-def to_jsonable(obj: Any, where: str = "$") -> Any:
-    """`obj` as plain JSON values: numpy -> Python, NaN/inf -> None, Path -> str, datetime -> ISO.
-    Raises TypeError naming the place (`$.metrics.paper`) of anything else."""
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, (int, np.integer)) and not isinstance(obj, np.bool_):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        out = {}
-        for key, value in obj.items():
-            if isinstance(key, (np.generic,)):
-                key = key.item()
-            if not isinstance(key, (str, int, float, bool)) and key is not None:
-                raise TypeError(f"{where}: key {key!r} of type {type(key).__name__} cannot be a JSON key")
-            out[str(key) if not isinstance(key, str) else key] = to_jsonable(value, f"{where}.{key}")
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(obj)]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist(), where)
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, (_dt.datetime, _dt.date)):
-        return obj.isoformat()
-    if hasattr(obj, "tolist") and callable(obj.tolist):  # torch tensors, pandas Series
-        return to_jsonable(obj.tolist(), where)
-    raise TypeError(f"{where}: a {type(obj).__name__} cannot be written to JSON")
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
-    """Write `obj` as JSON atomically. The whole text is made before the file is touched, so an
-    unserialisable value (TypeError naming where it is) leaves the old file intact."""
-    return write_json(path, to_jsonable(obj), indent=indent, ensure_ascii=False)
-
-
-def write_csv_atomic(path: str | os.PathLike, df: pd.DataFrame, index: bool = False) -> Path:
-    """Write a DataFrame as CSV atomically (floats at full precision, NaN as an empty cell)."""
-    buf = io.StringIO()
-    df.to_csv(buf, index=index, lineterminator="\n")
-    return write_text_atomic(path, buf.getvalue())
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -177,6 +97,15 @@ def check_result(obj: Any) -> list[str]:
     return problems
 
 
+def predictions(pred: pd.DataFrame, protocol: str, role: str = "outer") -> tuple[np.ndarray, np.ndarray]:
+    """(labels (n, 24) int, probabilities (n, 24) float) of the predictions.csv rows `pred` of
+    `protocol` and `role`, classes in labels.ABBREVIATIONS order."""
+    rows = pred[(pred["protocol"] == protocol) & (pred["role"] == role)]
+    return rows[[f"y_{a}" for a in ABBREVIATIONS]].to_numpy(int), rows[[f"p_{a}" for a in ABBREVIATIONS]].to_numpy(
+        float
+    )
+
+
 def _num(x) -> float:
     return float("nan") if x is None else float(x)
 
@@ -202,8 +131,6 @@ def study_settings(req: dict) -> dict:
 
 def settings_id(req: dict) -> str:
     """A short fingerprint of `study_settings(req)`."""
-    import hashlib
-
     text = json.dumps(study_settings(req), sort_keys=True, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -475,14 +402,18 @@ def compare_with_paper(agg: pd.DataFrame, table: str = "II") -> pd.DataFrame:
 # display
 
 
-def _cell(x: float, decimals: int = 2) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{decimals}f}"
+def fmt(x: float | None, decimals: int = 2) -> str:
+    """`x` with `decimals` decimals; "–" for a missing value (None, NaN, inf)."""
+    return "–" if x is None or not math.isfinite(x) else f"{x:.{decimals}f}"
 
 
-def _mean_std(mean: float, std: float) -> str:
-    if math.isnan(mean):
+def mean_std(mean: float | None, std: float | None, scale: float = 100.0, digits: int = 2) -> str:
+    """'95.99 ± 0.31' from fractions (scale 100 -> percent); the mean alone without a std (one
+    fold); '–' for a missing mean."""
+    if mean is None or not math.isfinite(mean):
         return "–"
-    return _cell(mean) if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+    text = fmt(mean * scale, digits)
+    return text if std is None or not math.isfinite(std) else f"{text} ± {std * scale:.{digits}f}"
 
 
 def display_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -501,13 +432,13 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
             who = f"ours ({first['profile']}, {first['data']}, {first['protocol']}, {int(first['n_folds'])} folds)"
             if bool(first.get("smoke", False)):
                 who = f"{SMOKE_LABEL}: {who}"
-            rows.append([_mean_std(part.at[m, "ours mean"], part.at[m, "ours std"]) for m in METRIC_KEYS])
-            rows.append([_cell(part.at[m, "paper"]) for m in METRIC_KEYS])
+            rows.append([mean_std(part.at[m, "ours mean"], part.at[m, "ours std"], scale=1) for m in METRIC_KEYS])
+            rows.append([fmt(part.at[m, "paper"]) for m in METRIC_KEYS])
             index += [(setting, who), (setting, "paper")]
         return pd.DataFrame(rows, columns=labels, index=pd.MultiIndex.from_tuples(index, names=["setting", "source"]))
     if any(c.endswith("_mean") for c in df.columns):
         rows = [
-            [_mean_std(100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]) for m in METRIC_KEYS] + [str(r["n_folds"])]
+            [mean_std(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRIC_KEYS] + [str(r["n_folds"])]
             for _, r in df.iterrows()
         ]
         index = pd.Index(
@@ -520,8 +451,38 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(rows, columns=labels + ["folds"], index=index)
     if set(METRIC_KEYS) <= set(df.columns):
         decimals = int(df.attrs.get("decimals", 2))
-        out = pd.DataFrame({METRIC_LABELS[m]: [_cell(v, decimals) for v in df[m]] for m in METRIC_KEYS}, index=df.index)
+        out = pd.DataFrame({METRIC_LABELS[m]: [fmt(v, decimals) for v in df[m]] for m in METRIC_KEYS}, index=df.index)
         if "source" in df.columns:
             out["source"] = df["source"]
         return out
     raise UserError("display_frame needs an aggregate, compare_with_paper or paper-table frame")
+
+
+PROTOCOL_LABELS = {  # protocol names as the book prints them: never confusable with "the paper's numbers"
+    "paper": "optimistic protocol (authors')",
+    "honest": "honest protocol (held-out)",
+}
+
+
+DATA_LABELS = {  # a run's `data` (result.json, Profile.data) as table captions name it
+    "fixture": "synthetic fixture",
+    "samples": "real sample records",
+    "physionet2020": "PhysioNet/CinC 2020",
+}
+
+
+def data_kind(data: str) -> str:
+    """A run's `data` as a chapter's sentence names it: 'fixture' -> 'the synthetic fixture (not
+    real ECGs)', 'samples' -> 'the real sample records', 'physionet2020' -> 'the PhysioNet/CinC 2020
+    training data'."""
+    if data not in DATA_LABELS:
+        raise UserError(f"data {data!r} is not a kind of data; choose one of {', '.join(DATA_LABELS)}")
+    return {
+        "fixture": "the synthetic fixture (not real ECGs)",
+        "physionet2020": "the PhysioNet/CinC 2020 training data",
+    }.get(data, f"the {DATA_LABELS[data]}")
+
+
+def is_smoke(agg: pd.DataFrame) -> bool:
+    """True when any row of an aggregate was made from smoke runs (`reproduce --max-steps`)."""
+    return "smoke" in agg.columns and bool(agg["smoke"].astype(bool).any())

@@ -1,10 +1,8 @@
-"""Figures for the book: ECG leads, spectrograms, augmented views, curves, gate weights, tables.
+"""Figures for the book: ECG leads, spectrograms, views, curves, gate weights, table bars.
 
-Every function takes plain arrays or DataFrames (mV, samples at `fs` Hz, spectrograms
-(12, 13, 21) = lead x frequency 0..48 Hz x frame) and returns a matplotlib `Figure`, made with
-`plt.subplots` so a notebook shows it inline. No function computes a result: the numbers come
-from the library (prepare, selfkd, finetune, results); these only draw them, and each figure's
-title or caption says which data it shows. Tests call every function (tests/test_plots.py).
+Each function takes arrays or DataFrames (mV, samples at `fs` Hz, spectrograms (12, 13, 21) =
+lead x frequency 0..48 Hz x frame) computed elsewhere in the library and returns a matplotlib
+`Figure` (`plt.subplots`, so a notebook shows it inline); none computes a result.
 """
 
 from __future__ import annotations
@@ -21,9 +19,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .core.settings import TARGET_FS  # noqa: E402
-from .core.transforms import SPEC_FREQ_STEP_HZ, SPEC_HOP_S  # noqa: E402  (4 Hz rows, 0.13 s frames)
-from .records import LEADS  # noqa: E402
+from ..core.settings import TARGET_FS  # noqa: E402
+from ..core.transforms import SPEC_FREQ_STEP_HZ, SPEC_HOP_S  # noqa: E402  (4 Hz rows, 0.13 s frames)
+from ..records import LEADS  # noqa: E402
 
 OURS_COLOR = "#1f77b4"
 PAPER_COLOR = "#d62728"
@@ -430,13 +428,3 @@ def paired_intervals(table: pd.DataFrame, xlabel: str, title: str = "", label: s
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=1, frameon=False)
     fig.tight_layout()
     return fig
-
-
-def mean_std(mean: float | None, std: float | None, scale: float = 100.0, digits: int = 2) -> str:
-    """'95.99 ± 0.31' from fractions (scale 100 -> percent); '–' for a missing value."""
-    if mean is None or not np.isfinite(float(mean)):
-        return "–"
-    text = f"{float(mean) * scale:.{digits}f}"
-    if std is not None and np.isfinite(float(std)):
-        text += f" ± {float(std) * scale:.{digits}f}"
-    return text
