@@ -67,10 +67,6 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
 
 
-# ------------------------------------------------------------------------------------------
-# result files -> tables
-
-
 def check_result(obj: Any) -> list[str]:
     """The schema problems of one parsed result.json (empty list when it is usable)."""
     if not isinstance(obj, dict):
@@ -101,9 +97,8 @@ def predictions(pred: pd.DataFrame, protocol: str, role: str = "outer") -> tuple
     """(labels (n, 24) int, probabilities (n, 24) float) of the predictions.csv rows `pred` of
     `protocol` and `role`, classes in labels.ABBREVIATIONS order."""
     rows = pred[(pred["protocol"] == protocol) & (pred["role"] == role)]
-    return rows[[f"y_{a}" for a in ABBREVIATIONS]].to_numpy(int), rows[[f"p_{a}" for a in ABBREVIATIONS]].to_numpy(
-        float
-    )
+    y, p = ([f"{kind}_{a}" for a in ABBREVIATIONS] for kind in "yp")
+    return rows[y].to_numpy(int), rows[p].to_numpy(float)
 
 
 def _num(x) -> float:
@@ -115,11 +110,8 @@ RESULT_COLUMNS = (
     + list(METRIC_KEYS)
     + ["wall_time_s", "device", "created", "run", "path", "digest", "settings_id", "code_version", "smoke"]
 )
-# Provenance columns (None for result files written before provenance.json existed):
-# digest = the prepared corpus's content digest the run trained and was evaluated on;
-# settings_id = 12 hex digits of SHA-256 over the run's resolved settings other than setup,
-# folds and backbone files, plus its seed (see `study_settings`): runs of one table share it;
-# code_version = the package version and git commit that made the run.
+# digest: the prepared corpus's digest; settings_id: `settings_id` of the run's request (runs of
+# one table share it); code_version: what made the run. None without provenance.json.
 
 
 def study_settings(req: dict) -> dict:
@@ -158,10 +150,10 @@ SMOKE_LABEL = "SMOKE RUN, not a result"  # marks every row, table and label made
 def load_results(root: str | os.PathLike) -> pd.DataFrame:
     """One row per (result.json under `root`, protocol); metric columns are fractions 0..1.
 
-    Unreadable files, files outside the schema and files of a run folder that are not as the run
-    wrote them (`provenance.digest_fault` against its digests.json) are skipped with a
-    `ResultFileWarning` that names them and why. `run` is the run's folder name (the setup, or e.g. "ssl-t-tc" in the ablation);
-    point `root` at RUNS/<profile>/finetune to get the main study only."""
+    Unreadable files, files outside the schema and files not as their run wrote them
+    (`run_file_fault`) are skipped with a `ResultFileWarning` naming them and why; folders moved
+    aside (`is_stale`) are not read. `run` is the run's folder name (the setup, or e.g. "ssl-t-tc"
+    in the ablation); RUNS/<profile>/finetune holds the main study only."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"results folder {root} does not exist")
@@ -182,34 +174,15 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
         if problems:
             warnings.warn(f"skipped {path}: {'; '.join(problems)}", ResultFileWarning, stacklevel=2)
             continue
-        data = obj["data"]
+        run = {"profile": obj["profile"], "data": obj["data"]["kind"], "smoke": bool(obj.get("smoke", False))}
+        run.update({k: obj["data"].get(k) for k in ("n_records", "n_train", "n_val")})
+        run.update({k: obj.get(k) for k in ("setup", "fold", "seed", "epochs", "device", "created")})
+        run.update(wall_time_s=_num(obj.get("wall_time_s")), run=path.parent.parent.name, path=str(path))
         for protocol, values in obj["metrics"].items():
-            row = {
-                "setup": obj["setup"],
-                "fold": obj["fold"],
-                "protocol": protocol,
-                "profile": obj["profile"],
-                "data": data["kind"],
-                "n_records": data.get("n_records"),
-                "n_train": data.get("n_train"),
-                "n_val": data.get("n_val"),
-                "seed": obj.get("seed"),
-                "epochs": obj.get("epochs"),
-                "epoch": values.get("epoch"),
-            }
-            row.update({m: _num(values[m]) for m in METRIC_KEYS})
-            row.update(
-                {
-                    "wall_time_s": _num(obj.get("wall_time_s")),
-                    "device": obj.get("device"),
-                    "created": obj.get("created"),
-                    "run": path.parent.parent.name,
-                    "path": str(path),
-                    **_provenance_columns(obj),
-                    "smoke": bool(obj.get("smoke", False)),
-                }
+            metrics = {m: _num(values[m]) for m in METRIC_KEYS}
+            rows.append(
+                {**run, "protocol": protocol, "epoch": values.get("epoch"), **metrics, **_provenance_columns(obj)}
             )
-            rows.append(row)
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     if len(df):
         df["_order"] = df["setup"].map(_setup_rank)
@@ -218,10 +191,9 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
 
 
 def run_file_fault(folder: str | os.PathLike, names: tuple[str, ...]) -> str | None:
-    """Why the files `names` of the run folder `folder` are not the ones its run wrote (the cheap
-    check against its digests.json; a run folder without one is unfinished or of an older
-    version), None when they are, or when `folder` is no run folder (no provenance.json: files
-    written by hand)."""
+    """Why the files `names` of the run folder `folder` are not the ones its run wrote
+    (`provenance.digest_fault`, the cheap check); None when they are, or when `folder` holds
+    neither provenance.json nor digests.json (files written by hand)."""
     folder = Path(folder)
     if not (folder / provenance.PROVENANCE).is_file() and not (folder / provenance.DIGESTS).exists():
         return None
@@ -237,20 +209,18 @@ def check_one_study(df: pd.DataFrame) -> None:
             continue
         known = df[df[col].notna()]
         if known[col].nunique() > 1:
-            groups = list(known.groupby(col, sort=False))
-            (ka, a), (kb, b) = groups[0], groups[1]
-            name = (
-                (lambda r: f"{r['run']} fold {r['fold']}") if "run" in df.columns else (lambda r: f"fold {r['fold']}")
+            (ka, a), (kb, b) = list(known.groupby(col, sort=False))[:2]
+            na, nb = (
+                f"{r['run']} fold {r['fold']}" if "run" in df.columns else f"fold {r['fold']}"
+                for r in (a.iloc[0], b.iloc[0])
             )
             raise UserError(
-                f"results mix runs made from different {words}: {name(a.iloc[0])} ({col} {str(ka)[:12]}) and "
-                f"{name(b.iloc[0])} ({col} {str(kb)[:12]}), {known[col].nunique()} kinds in all; {_unmix(b)}"
+                f"results mix runs made from different {words}: {na} ({col} {str(ka)[:12]}) and "
+                f"{nb} ({col} {str(kb)[:12]}), {known[col].nunique()} kinds in all; {_unmix(b)}"
             )
 
 
 def _unmix(runs: pd.DataFrame) -> str:
-    """The remedy for a mixed study: take the runs that do not belong out of it (a folder renamed
-    `<name>.stale-<anything>` is never read, see `is_stale`), or re-run them like the others."""
     if "path" not in runs.columns:
         return "load the results of one study"
     folder = Path(runs["path"].iloc[0]).parent
@@ -295,20 +265,12 @@ def aggregate(df: pd.DataFrame, protocol: str = "paper", by: str = "setup") -> p
     check_one_study(sub)
     rows = {}
     for key, group in sub.groupby(by, sort=False):
-        row = {}
-        for m in METRIC_KEYS:
-            row[f"{m}_mean"] = group[m].mean()
-            row[f"{m}_std"] = group[m].std(ddof=1)
+        stats = {m: (group[m].mean(), group[m].std(ddof=1)) for m in METRIC_KEYS}
+        row = {f"{m}_{k}": v for m, pair in stats.items() for k, v in zip(("mean", "std"), pair)}
         folds = sorted(int(f) for f in group["fold"])
-        row.update(
-            n_folds=len(folds),
-            folds=",".join(map(str, folds)),
-            profile=group["profile"].iloc[0],
-            data=group["data"].iloc[0],
-            protocol=protocol,
-        )
-        row["smoke"] = bool(group["smoke"].any()) if "smoke" in group else False
-        rows[key] = row
+        row.update(n_folds=len(folds), folds=",".join(map(str, folds)), profile=group["profile"].iloc[0])
+        row.update(data=group["data"].iloc[0], protocol=protocol)
+        rows[key] = {**row, "smoke": bool(group["smoke"].any()) if "smoke" in group else False}
     out = pd.DataFrame.from_dict(rows, orient="index")
     out = out.loc[sorted(out.index, key=_setup_rank)]
     out.index.name = by
@@ -377,29 +339,13 @@ def compare_with_paper(agg: pd.DataFrame, table: str = "II") -> pd.DataFrame:
         for m in METRIC_KEYS:
             ours, std = 100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]
             ref = paper.at[setting, m] if setting in paper.index else _NA
-            rows.append(
-                [
-                    ours,
-                    std,
-                    ref,
-                    ours - ref,
-                    r["n_folds"],
-                    r["profile"],
-                    r["data"],
-                    r["protocol"],
-                    bool(r.get("smoke", False)),
-                ]
-            )
+            runs = [r["n_folds"], r["profile"], r["data"], r["protocol"], bool(r.get("smoke", False))]
+            rows.append([ours, std, ref, ours - ref, *runs])
             index.append((setting, m))
-    out = pd.DataFrame(
-        rows, columns=COMPARE_COLUMNS, index=pd.MultiIndex.from_tuples(index, names=["setting", "metric"])
-    )
+    index = pd.MultiIndex.from_tuples(index, names=["setting", "metric"])
+    out = pd.DataFrame(rows, columns=COMPARE_COLUMNS, index=index)
     out.attrs.update(caption=f"Ours beside paper Table {table} (all ×100).")
     return out
-
-
-# ------------------------------------------------------------------------------------------
-# display
 
 
 def fmt(x: float | None, decimals: int = 2) -> str:
