@@ -48,7 +48,14 @@ METRIC_LABELS = {
     "challenge": "ChM",
 }
 SETUP_LABELS = {s: s.upper() for s in SETUPS}  # "t" -> "T", "ssl-tsg" -> "SSL-TSG"
-DATA_KINDS = ("fixture", "samples", "physionet2020")
+
+
+def setting_label(run: str) -> str:
+    """A setting as the tables name it: "ssl-t" -> "SSL-T"; "ssl-t-tc" (a Fig. 3 run) -> "SSL-T (TC)"."""
+    if run in SETUP_LABELS:
+        return SETUP_LABELS[run]
+    base, _, tr = run.rpartition("-")
+    return f"{SETUP_LABELS.get(base, base)} ({tr.upper()})"
 
 
 class ResultFileWarning(UserWarning):

@@ -21,6 +21,7 @@ from .results import (
     SETUP_LABELS,
     SMOKE_LABEL,
     fmt,
+    setting_label,
     is_smoke,
     mean_std,
 )
@@ -98,12 +99,8 @@ def results_table(
         for protocol, agg in aggs.items():
             smoke = f" ({SMOKE_LABEL})" if is_smoke(agg) else ""
             columns.append((METRIC_LABELS[m], f"ours{smoke}, {PROTOCOL_LABELS[protocol]}"))
-            cells = []
-            for s in first.index:
-                mean, std = 100 * agg.at[s, f"{m}_mean"], 100 * agg.at[s, f"{m}_std"]
-                one = int(agg.at[s, "n_folds"]) < 2 or not np.isfinite(std)
-                cells.append(fmt(mean, decimals) if one else f"{fmt(mean, decimals)} ± {fmt(std, decimals)}")
-            data.append(cells)
+            std = [agg.at[s, f"{m}_std"] if int(agg.at[s, "n_folds"]) > 1 else None for s in first.index]
+            data.append([mean_std(agg.at[s, f"{m}_mean"], sd, digits=decimals) for s, sd in zip(first.index, std)])
     out = pd.DataFrame(dict(zip(columns, data)), index=[SETUP_LABELS[s] for s in first.index])
     out.columns = pd.MultiIndex.from_tuples(columns, names=["metric", "whose number"])
     out.index.name = "setup"
@@ -121,17 +118,10 @@ def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None)
     test's p-value and the verdict. With `noise` (`claims.margins_vs_noise`), also the paper's
     claimed margin, the larger fold std of A and B in our runs (×100) and whether the margin
     exceeds it."""
-
-    def name(run: str) -> str:  # "ssl-t" -> "SSL-T"; "ssl-t-tc" (a Fig. 3 setting) -> "SSL-T (TC)"
-        if run in SETUP_LABELS:
-            return SETUP_LABELS[run]
-        base, _, tr = run.rpartition("-")
-        return f"{SETUP_LABELS.get(base, base)} ({tr.upper()})"
-
     rows, index = [], []
     for _, r in claim_table.iterrows():
         row = {
-            "A → B": f"{name(r['A'])} → {name(r['B'])}",
+            "A → B": f"{setting_label(r['A'])} → {setting_label(r['B'])}",
             "folds": int(r["n_folds"]),
             "B − A (×100)": f"{r['mean B - A']:+.2f}",
             "95 % bootstrap over folds": _interval(r["bootstrap lo"], r["bootstrap hi"]),
@@ -143,23 +133,14 @@ def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None)
             n = noise[(noise["claim"] == r["claim"]) & (noise["metric"] == r["metric"])]
             if len(n):
                 n = n.iloc[0]
-                std = (
-                    np.nanmax([n["our fold std A"], n["our fold std B"]])
-                    if np.isfinite([n["our fold std A"], n["our fold std B"]]).any()
-                    else float("nan")
-                )
+                std = max((v for v in (n["our fold std A"], n["our fold std B"]) if np.isfinite(v)), default=np.nan)
                 row["paper's margin (×100)"] = f"{n['paper margin']:+.2f}"
                 row["our larger fold std (×100)"] = fmt(std, 2)
                 row["margin > fold std?"] = {True: "yes", False: "no"}.get(n["margin > fold std"], "– (one fold)")
         rows.append(row)
-        claim = re.sub(
-            r"beats (none|tc|gn|fc)$",
-            lambda m: "beats " + ("no transform" if m[1] == "none" else m[1].upper()),
-            r["claim"],
-        )  # Fig. 3 claims: "T1 beats tc" -> "T1 beats TC"
-        index.append((claim, METRIC_LABELS[r["metric"]]))
-    out = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["claim", "metric"]))
-    return out
+        fig3 = lambda m: "beats " + ("no transform" if m[1] == "none" else m[1].upper())  # noqa: E731
+        index.append((re.sub(r"beats (none|tc|gn|fc)$", fig3, r["claim"]), METRIC_LABELS[r["metric"]]))
+    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["claim", "metric"]))
 
 
 def pooled_beside_means(
@@ -182,11 +163,7 @@ def pooled_beside_means(
         data[(METRIC_LABELS[m], "mean over folds")] = [fmt(100 * agg_honest.at[n, f"{m}_mean"], 2) for n in names]
     data[("folds", "pooled")] = [pooled.at[n, "folds"] if n in pooled.index else "–" for n in names]
     data[("folds", "mean")] = [agg_honest.at[n, "folds"] for n in names]
-    label = {
-        n: SETUP_LABELS.get(n, f"{SETUP_LABELS.get(n.rpartition('-')[0], n)} ({n.rpartition('-')[2].upper()})")
-        for n in names
-    }
-    out = pd.DataFrame(data, index=pd.Index([label[n] for n in names], name="setting"))
+    out = pd.DataFrame(data, index=pd.Index([setting_label(n) for n in names], name="setting"))
     out.columns = pd.MultiIndex.from_tuples(out.columns, names=["metric", "how"])
     return out
 
@@ -224,12 +201,11 @@ PAPER_PATTERNS = {
 def paper_patterns(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Does each ordering of PAPER_PATTERNS hold in our means? "yes"/"no" per ordering (rows) and
     protocol (columns, PROTOCOL_LABELS), from {protocol: results.aggregate(...)} of the eight setups."""
-    out = pd.DataFrame(
-        {
-            PROTOCOL_LABELS[p]: {name: "yes" if f(a) else "no" for name, f in PAPER_PATTERNS.items()}
-            for p, a in aggs.items()
-        }
-    )
+    holds = {
+        PROTOCOL_LABELS[p]: {name: "yes" if f(a) else "no" for name, f in PAPER_PATTERNS.items()}
+        for p, a in aggs.items()
+    }
+    out = pd.DataFrame(holds)
     out.index.name = "ordering" + (f" ({SMOKE_LABEL})" if any(is_smoke(a) for a in aggs.values()) else "")
     return out
 
@@ -251,8 +227,6 @@ def fig3_table(fig3: dict[str, pd.DataFrame], metrics_shown: Sequence[str] = CLA
     """The Fig. 3 table as the chapter prints it: per setting (index "SSL-T (TC)", ...) its modality,
     transforms, mean ± std ×100 of each metric under each protocol of `fig3` (from `read_fig3`), and
     the folds behind it."""
-    from .results import METRIC_LABELS, SETUP_LABELS, SMOKE_LABEL  # pandas tables: ~10 ms at import
-
     first = next(iter(fig3.values()))
     data = {"modality": list(first["modality"]), "transforms": [t.upper() for t in first["transforms"]]}
     for p, a in fig3.items():
@@ -262,21 +236,16 @@ def fig3_table(fig3: dict[str, pd.DataFrame], metrics_shown: Sequence[str] = CLA
             ]
     data["folds"] = list(first["folds"])
     smoke = any(is_smoke(a) for a in fig3.values())
-    index = [f"{SETUP_LABELS[s]} ({t.upper()})" for s, t in zip(first["setup"], first["transforms"])]
+    index = [setting_label(n) for n in first.index]
     return pd.DataFrame(data, index=pd.Index(index, name="setting" + (f" ({SMOKE_LABEL})" if smoke else "")))
 
 
 def fig3_bars(fig3: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The bars of one Fig. 3 panel pair from one protocol's frame of `read_fig3`: modality,
     transforms, mean and std of `metric` ×100, one row per setting."""
-    return pd.DataFrame(
-        {
-            "modality": list(fig3["modality"]),
-            "transforms": list(fig3["transforms"]),
-            "mean": list(100 * fig3[f"{metric}_mean"]),
-            "std": list(100 * fig3[f"{metric}_std"]),
-        }
-    )
+    bars = {"modality": fig3["modality"], "transforms": fig3["transforms"]}
+    bars.update(mean=100 * fig3[f"{metric}_mean"], std=100 * fig3[f"{metric}_std"])
+    return pd.DataFrame({k: list(v) for k, v in bars.items()})
 
 
 def full_set_best(fig3: dict[str, pd.DataFrame], metric: str = "auroc") -> pd.DataFrame:
