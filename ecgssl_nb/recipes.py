@@ -398,7 +398,7 @@ def compare_recipes(
     each in the protocol it reports (`reported_protocol`: paper for B14 recipes, else honest),
     the mean over those folds, the mean paired difference (recipe - corrected) and its bootstrap
     interval (`claims.paired_stats`). Recipes or setups without runs are left out."""
-    from .analysis.claims import paired_stats  # ~4 ms at import: only for the comparison
+    from .analysis.claims import paired_stats  # scipy.stats (~0.7 s at import): only for the comparison
 
     base = load_recipe_results(runs, profile, "corrected")
     rows = []

@@ -164,10 +164,9 @@ def claims_table(
     n_boot: int = 10_000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """One row per (claim, metric) with results for both settings: n_folds, the mean paired
-    difference B - A and its intervals (x100), p-values and a verdict. `results` from
-    `with_ablation_runs` (or `load_results`, then transform claims are skipped); claims default to
-    CLAIMS + TRANSFORM_CLAIMS. Claims without a common fold are left out."""
+    """One row per (claim, metric) with a common fold: n_folds, the mean paired difference B - A
+    and its intervals (x100), the p-values and a verdict. `results` from `with_ablation_runs` (from
+    `load_results` the transform claims find no runs); claims default to CLAIMS + TRANSFORM_CLAIMS."""
     by = "run" if "run" in results.columns and results["run"].notna().all() else "setup"
     rows = []
     for claim, worse, better in claims or CLAIMS + TRANSFORM_CLAIMS:
@@ -183,8 +182,8 @@ def claims_table(
 
 
 def paper_margins(metrics: Sequence[str] = HEADLINE_METRICS) -> pd.DataFrame:
-    """The margin the paper claims for each claim of CLAIMS: Table II(B) - Table II(A), x100
-    as printed. Columns claim, A, B, metric, paper margin."""
+    """Per claim of CLAIMS and metric, the margin the paper claims: Table II(B) - Table II(A)
+    (x100, as printed)."""
     rows = []
     for claim, worse, better in CLAIMS:
         for m in metrics:
@@ -196,10 +195,8 @@ def paper_margins(metrics: Sequence[str] = HEADLINE_METRICS) -> pd.DataFrame:
 def margins_vs_noise(
     results: pd.DataFrame, protocol: str = "honest", metrics: Sequence[str] = HEADLINE_METRICS
 ) -> pd.DataFrame:
-    """`paper_margins` beside the fold-to-fold noise of our runs (x100): the fold std of A and of
-    B (sample std over folds), the std of the paired difference, and whether the claimed margin
-    exceeds the larger single-setting fold std ("margin > fold std"). The paper reports means
-    only (no fold std), so ours is the only noise estimate available."""
+    """`paper_margins` beside our runs' fold noise (x100): the fold std (ddof=1) of A and of B, the
+    std of the paired difference, and whether the margin exceeds the larger fold std."""
     pm = paper_margins(metrics)
     if "run" in results.columns:  # main runs only (not the ablation's ssl-t-tc, ...)
         results = results[results["run"] == results["setup"]]

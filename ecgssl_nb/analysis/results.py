@@ -38,15 +38,7 @@ from ..core.labels import ABBREVIATIONS
 from ..core.metrics import METRIC_KEYS
 from ..core.settings import PROTOCOLS, SETUPS
 
-METRIC_LABELS = {
-    "auroc": "AUROC",
-    "auprc": "AUPRC",
-    "accuracy": "Acc",
-    "f1": "F1",
-    "f2": "F2",
-    "g2": "G2",
-    "challenge": "ChM",
-}
+METRIC_LABELS = dict(zip(METRIC_KEYS, ("AUROC", "AUPRC", "Acc", "F1", "F2", "G2", "ChM")))  # as the paper heads them
 SETUP_LABELS = {s: s.upper() for s in SETUPS}  # "t" -> "T", "ssl-tsg" -> "SSL-TSG"
 
 

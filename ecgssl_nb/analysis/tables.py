@@ -82,11 +82,10 @@ def results_table(
     paper: pd.DataFrame | None = None,
     decimals: int = 2,
 ) -> pd.DataFrame:
-    """One row per setup; for each metric, the paper's value as printed (only when `paper` is
-    given: a paper table of `results`, shown with its own `attrs['decimals']`) and ours under
-    each protocol of `aggs` ({protocol: results.aggregate(...)}), ×100, "mean ± std" when more
-    than one fold was averaged and the mean alone otherwise. Column labels say whose number it
-    is: "paper (as printed)" or "ours, <protocol label>"."""
+    """One row per setup; per metric, the paper's value as printed (with `paper`, a paper table of
+    `results`, at its `attrs['decimals']`) and ours under each protocol of `aggs` ({protocol:
+    results.aggregate(...)}), ×100, "mean ± std" (the mean alone for one fold). The columns say
+    whose number it is: "paper (as printed)" or "ours, <protocol label>"."""
     first = next(iter(aggs.values()))
     columns, data = [], []
     for m in metrics_shown:
@@ -112,12 +111,10 @@ def _interval(lo: float, hi: float) -> str:
 
 
 def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None) -> pd.DataFrame:
-    """`claims.claims_table` rows as the book prints them: one row per (claim, metric), readable
-    labels ("T → SSL-T"), the number of paired folds, the mean paired difference B − A (×100), its
-    95 % percentile-bootstrap interval over folds and its 95 % paired-t interval, the paired t
-    test's p-value and the verdict. With `noise` (`claims.margins_vs_noise`), also the paper's
-    claimed margin, the larger fold std of A and B in our runs (×100) and whether the margin
-    exceeds it."""
+    """`claims.claims_table` as the book prints it, per (claim, metric): "T → SSL-T", the paired
+    folds, B − A (×100), its 95 % bootstrap and paired-t intervals, the t test's p-value and the
+    verdict; with `noise` (`claims.margins_vs_noise`), the paper's margin, our larger fold std of
+    A and B (×100) and whether the margin exceeds it."""
     rows, index = [], []
     for _, r in claim_table.iterrows():
         row = {
@@ -149,10 +146,9 @@ def pooled_beside_means(
     names: Sequence[str] | None = None,
     metrics_shown: Sequence[str] = metrics.HEADLINE_METRICS,
 ) -> pd.DataFrame:
-    """Per setting of `agg_honest` (`results.aggregate(..., protocol="honest")`, optionally only
-    the rows `names`): the pooled out-of-fold metric (rows of `claims.pooled_oof`, honest
-    protocol, its `setup` column naming the setting) beside the mean over folds, ×100, and the
-    folds behind each. Settings without predictions get "–"."""
+    """Per setting of `agg_honest` (an honest `results.aggregate`, or its rows `names`): the
+    pooled out-of-fold metric (`claims.pooled_oof`) beside the mean over folds, ×100, and the
+    folds behind each; "–" without predictions."""
     pooled = pooled.set_index("setup") if len(pooled) else pd.DataFrame()
     names = list(agg_honest.index) if names is None else list(names)
     data = {}
@@ -211,10 +207,9 @@ def paper_patterns(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def read_fig3(runs: str | Path, profile: str) -> dict[str, pd.DataFrame]:
-    """The Fig. 3 table `reproduce` wrote (RUNS/<profile>/tables/fig3.csv) as {protocol: frame}, each
-    frame indexed by run ("ssl-t-tc", ..., "ssl-t-t1", "ssl-s-none", ...) in the figure's order,
-    with the columns of a `results.aggregate` (modality, transforms, n_folds, folds, <metric>_mean,
-    <metric>_std, ...). UserError when the table is missing."""
+    """RUNS/<profile>/tables/fig3.csv (written by `reproduce`) as {protocol: frame}, each indexed
+    by run ("ssl-t-tc", ..., "ssl-t-t1", ...) in the figure's order, with the columns of a
+    `results.aggregate` plus modality and transforms. UserError when the table is missing."""
     path = paths.table_path(runs, profile, "fig3")
     if not path.is_file():
         raise UserError(f"{path} does not exist: run `reproduce --profile {profile}` with the ablation first")

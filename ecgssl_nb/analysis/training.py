@@ -69,10 +69,9 @@ def per_class_auroc(res: dict, pred: pd.DataFrame) -> pd.DataFrame:
 def pooled_auroc(
     runs: str | Path, profile: str, setup: str, folds: Sequence[int], protocol: str = "honest"
 ) -> pd.DataFrame:
-    """Per-class AUROC of the out-of-fold predictions of `folds` pooled into one set (each
-    record is predicted once, by the run in which its fold was the outer fold), with the number
-    of positive and negative records behind each value; AUROC is NaN for a class without both.
-    Rows: the 24 classes and 'macro (classes with >= 1 positive)'."""
+    """Per-class AUROC (NaN without positives and negatives) of the outer-fold predictions of
+    `folds` pooled into one set, with the positives and negatives behind each value and its
+    Hanley-McNeil 95 % half-width; rows the 24 classes and 'macro (classes with >= 1 positive)'."""
     frames = []
     for fold in folds:
         run = paths.finetune_dir(runs, profile, setup, fold)
@@ -178,10 +177,9 @@ def pretrain_settings(summaries: dict[str, dict]) -> pd.DataFrame:
 def record_features(
     backbone: torch.nn.Module, corpus: Corpus, mean: ArrayLike, std: ArrayLike, modality: str, batch_windows: int = 512
 ) -> np.ndarray:
-    """(records, feature_dim) float64: each record's backbone features averaged over its evaluation
-    windows (`corpus.iter_sliding_windows`, 250 samples every 125), each window given to the
-    backbone as fine-tuning gives it: normalised per lead with `mean`, `std` (12,) mV ("time") or
-    as its normalised spectrogram ("spec"). The backbone is left in eval mode, on the corpus device."""
+    """(records, feature_dim) float64: each record's backbone features averaged over its
+    evaluation windows (250 samples every 125), each fed as fine-tuning feeds it (normalised per
+    lead with `mean`, `std` (12,) mV, or as its spectrogram). Leaves the backbone in eval mode."""
     from ..core.transforms import normalize, spectrogram  # ~6 ms at import: only for the transforms chapter
 
     check_modality(modality)
