@@ -160,7 +160,7 @@ assert fold_table["records"].sum() == len(index) and (fold_table["records"] > 0)
 fold_table
 
 # %% mystnb={"figure": {"caption": "Share of each class's records in each of the ten folds, for the corpus used in this build; the ideal share is 0.1.", "name": "fig-fold-balance"}, "image": {"alt": "Heat map of the share of each class in each fold"}} tags=["remove-input"]
-fig = plots.fold_balance(fold_table.drop(columns="records"), title="Class balance over the ten folds")
+fig = plots.fold_balance(fold_table, title="Class balance over the ten folds")
 
 # %% [markdown]
 # The largest deviation from the ideal count per fold is a direct measure of the balance.

@@ -88,6 +88,10 @@ def test_fold_balance_shows_each_class_share_per_fold():
     counts = pd.DataFrame({"AF": [1, 3], "NSR": [2, 2]}, index=[0, 1])
     fig = plots.fold_balance(counts)
     np.testing.assert_allclose(fig.axes[0].images[0].get_array(), [[0.25, 0.5], [0.75, 0.5]])
+    with_records = counts.assign(records=[3, 5])  # dataset.fold_counts' first column is not a class
+    np.testing.assert_allclose(
+        plots.fold_balance(with_records).axes[0].images[0].get_array(), [[0.25, 0.5], [0.75, 0.5]]
+    )
 
 
 def test_curves_plots_each_logged_column_and_names_missing_ones():

@@ -56,9 +56,7 @@ def run_samples_study(runs: str | Path, samples: str | Path, device: str = "cpu"
     """The book's study on the real sample records: profile `samples`, setups
     `settings.SAMPLES_SETUPS`, folds `settings.SAMPLES_FOLDS`, no ablation, on `book_devices(device)`;
     finished work is skipped. Returns RUNS/samples/."""
-    return run_study(
-        device, profile="samples", data_dir=samples, out=runs, setups=",".join(SAMPLES_SETUPS), ablation=False
-    )
+    return _samples(device, "samples", samples, runs)
 
 
 def samples_control_profile() -> Profile:
@@ -70,14 +68,12 @@ def samples_control_profile() -> Profile:
 def run_samples_control(runs: str | Path, samples: str | Path, device: str = "cpu") -> Path:
     """`samples_control_profile` on the same records, setups and folds as `run_samples_study`,
     into RUNS/samples-control/samples/. Returns that folder."""
-    return run_study(
-        device,
-        profile=samples_control_profile(),
-        data_dir=samples,
-        out=Path(runs) / "samples-control",
-        setups=",".join(SAMPLES_SETUPS),
-        ablation=False,
-    )
+    return _samples(device, samples_control_profile(), samples, Path(runs) / "samples-control")
+
+
+def _samples(device: str, profile: str | Profile, samples: str | Path, out: str | Path) -> Path:
+    setups = ",".join(SAMPLES_SETUPS)
+    return run_study(device, profile=profile, data_dir=samples, out=out, setups=setups, ablation=False)
 
 
 def status_table() -> pd.DataFrame:
