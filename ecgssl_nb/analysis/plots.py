@@ -333,15 +333,8 @@ def compare_with_paper(
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(setups) + 2), 4.0))
     width = 0.38 if paper is not None else 0.6
     at = x - (width / 2 if paper is not None else 0)
-    ax.bar(
-        at,
-        ours["mean"].astype(float),
-        width=width,
-        yerr=_error_bars(ours["std"]),
-        capsize=3,
-        color=OURS_COLOR,
-        label=ours_label,
-    )
+    bars = {"width": width, "yerr": _error_bars(ours["std"]), "capsize": 3, "color": OURS_COLOR, "label": ours_label}
+    ax.bar(at, ours["mean"].astype(float), **bars)
     if paper is not None:
         pv = np.array([float(paper.get(s, np.nan)) for s in setups])
         ax.bar(x + width / 2, pv, width=width, color=PAPER_COLOR, alpha=0.8, label="paper (Phan et al. 2022)")

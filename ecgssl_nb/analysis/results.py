@@ -382,18 +382,11 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
             index += [(setting, who), (setting, "paper")]
         return pd.DataFrame(rows, columns=labels, index=pd.MultiIndex.from_tuples(index, names=["setting", "source"]))
     if any(c.endswith("_mean") for c in df.columns):
-        rows = [
-            [mean_std(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRIC_KEYS] + [str(r["n_folds"])]
-            for _, r in df.iterrows()
-        ]
-        index = pd.Index(
-            [
-                SETUP_LABELS.get(s, str(s)) + (f" ({SMOKE_LABEL})" if bool(r.get("smoke", False)) else "")
-                for s, r in df.iterrows()
-            ],
-            name="setting",
-        )
-        return pd.DataFrame(rows, columns=labels + ["folds"], index=index)
+        rows, index = [], []
+        for s, r in df.iterrows():
+            rows.append([mean_std(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRIC_KEYS] + [str(r["n_folds"])])
+            index.append(SETUP_LABELS.get(s, str(s)) + (f" ({SMOKE_LABEL})" if bool(r.get("smoke", False)) else ""))
+        return pd.DataFrame(rows, columns=labels + ["folds"], index=pd.Index(index, name="setting"))
     if set(METRIC_KEYS) <= set(df.columns):
         decimals = int(df.attrs.get("decimals", 2))
         out = pd.DataFrame({METRIC_LABELS[m]: [fmt(v, decimals) for v in df[m]] for m in METRIC_KEYS}, index=df.index)
