@@ -63,7 +63,7 @@ def stft_settings() -> pd.DataFrame:
     chapter lists them, one row each."""
     import torch  # ~1.3 s at import: only for the transforms chapter
 
-    from ..core import transforms as T  # the STFT's constants
+    from ..core import transforms as T  # the STFT constants (imports torch too)
 
     frames = T.stft_magnitude(torch.zeros(1, 1, WINDOW)).shape[-1]
     top = (T.SPEC_N_FREQ - 1) * T.SPEC_FREQ_STEP_HZ
