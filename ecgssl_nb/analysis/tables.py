@@ -14,22 +14,11 @@ from .. import paths
 from ..core import metrics
 from ..core.errors import UserError
 from ..core.settings import MAIN_TRANSFORMS, PROTOCOLS
-from .results import (
-    DATA_LABELS,
-    METRIC_LABELS,
-    PROTOCOL_LABELS,
-    SETUP_LABELS,
-    SMOKE_LABEL,
-    fmt,
-    setting_label,
-    is_smoke,
-    mean_std,
-)
+from .results import DATA_LABELS, METRIC_LABELS, PROTOCOL_LABELS, SETUP_LABELS, SMOKE_LABEL
+from .results import fmt, is_smoke, mean_std, setting_label
 
 
 CLAIM_METRICS = ("auroc", "challenge")  # the two metrics the table chapters show beside the paper and test claims on
-
-
 SPLIT_LABELS = {  # which folds trained the network: the tables always say which they show
     "eight": "eight training folds (one outer fold reported, one inner fold held out for the honest protocol)",
     "nine": "nine training folds, as the authors trained (paper-exact protocol, departure B14)",
@@ -40,13 +29,11 @@ def describe_runs(agg: pd.DataFrame, split: str | None = None) -> str:
     """'synthetic fixture, profile tiny, outer folds 0,1 (2 folds)': what produced an aggregate,
     prefixed with results.SMOKE_LABEL when it was made from smoke runs; with `split` ("eight" or
     "nine"), also the training split (SPLIT_LABELS)."""
-    first = agg.iloc[0]
-    text = (
-        f"{DATA_LABELS.get(first['data'], first['data'])}, profile `{first['profile']}`, "
-        f"outer folds {first['folds']} ({int(first['n_folds'])} fold{'s' if int(first['n_folds']) > 1 else ''})"
+    first, n = agg.iloc[0], int(agg.iloc[0]["n_folds"])
+    text = f"{DATA_LABELS.get(first['data'], first['data'])}, profile `{first['profile']}`, "
+    text += f"outer folds {first['folds']} ({n} fold{'s' if n > 1 else ''})" + (
+        f", {SPLIT_LABELS[split]}" if split else ""
     )
-    if split is not None:
-        text += f", {SPLIT_LABELS[split]}"
     return f"{SMOKE_LABEL}: {text}" if bool(first.get("smoke", False)) else text
 
 
