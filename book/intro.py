@@ -67,30 +67,31 @@ import warnings
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import params, paths, report, results
+from ecgssl_nb import params, paths
+from ecgssl_nb.analysis import results, study, tables, training
 from ecgssl_nb.core import settings
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
 if profile == "tiny":
-    report.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
-report.run_samples_study(runs, samples, device=device)  # skips finished work
+    study.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
+study.run_samples_study(runs, samples, device=device)  # skips finished work
 with warnings.catch_warnings():
     warnings.simplefilter("error", results.ResultFileWarning)
     ours = results.load_results(paths.profile_root(runs, profile) / "finetune")
 agg = {p: results.aggregate(ours, protocol=p) for p in settings.PROTOCOLS}
-pooled = report.pooled_auroc(runs, "samples", settings.SAMPLES_SETUPS[0], settings.SAMPLES_FOLDS, protocol="honest")
+pooled = training.pooled_auroc(runs, "samples", settings.SAMPLES_SETUPS[0], settings.SAMPLES_FOLDS, protocol="honest")
 
 # %% [markdown]
 # ## What is reproduced, and on what data
 #
 # Each column is one way of running the study; the last three are profiles of `ecgssl_nb`
 # (`python -m ecgssl_nb reproduce --profile NAME`). This table is read off the profiles
-# themselves (`report.status_table`).
+# themselves (`study.status_table`).
 
 # %% tags=["remove-input"]
-report.status_table()
+study.status_table()
 
 # %% [markdown]
 # ## Results at a glance
@@ -108,12 +109,12 @@ paper_rows.rename(columns={"auroc": "AUROC", "challenge": "ChM"}).map(lambda v: 
 # %% tags=["remove-input"]
 display(
     Markdown(
-        f"**This build, synthetic fixture** ({report.describe_runs(agg['honest'])}; honest protocol, ×100). "
+        f"**This build, synthetic fixture** ({tables.describe_runs(agg['honest'])}; honest protocol, ×100). "
         "A check that the pipeline runs and learns on signals whose shape follows their labels; "
         "not ECGs of people, not comparable with the paper:"
     )
 )
-report.results_table({"honest": agg["honest"]})
+tables.results_table({"honest": agg["honest"]})
 
 # %% tags=["remove-input"]
 macro = pooled.iloc[-1]
@@ -147,7 +148,7 @@ common.round(2).astype({"positives": int, "negatives": int})
 # ## Whose numbers are these?
 #
 # - **The paper's numbers** appear only in columns labelled *paper (as printed)*, copied from
-#   its Tables I and II (`ecgssl_nb.results.PAPER_TABLE_I` / `PAPER_TABLE_II`).
+#   its Tables I and II (`ecgssl_nb.analysis.results.PAPER_TABLE_I` / `PAPER_TABLE_II`).
 # - **Our numbers** always say which **data** (the synthetic *fixture*, the *real sample
 #   records*, or *PhysioNet/CinC 2020*), which **profile** (`tiny`, `samples`, `paper`), which
 #   **folds**, and which **protocol**:

@@ -6,11 +6,17 @@ Write to a temporary file in the target's folder, fsync it, give it the usual pe
 
 from __future__ import annotations
 
+import datetime as _dt
+import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -79,6 +85,47 @@ def write_json(
     """Write `obj` as strict JSON (a NaN or inf is a ValueError, never a bare `NaN` in the file)
     atomically, with a final newline when indented. The text is made before the file is touched,
     so a value that cannot be written leaves the old file intact. The one JSON writer of the
-    library (results' `write_json_atomic` converts numpy values first)."""
+    library (`write_json_atomic` converts numpy values first)."""
     text = json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=False, ensure_ascii=ensure_ascii)
     return write_text_atomic(path, text + ("\n" if indent is not None else ""))
+
+
+def to_jsonable(obj: Any, where: str = "$") -> Any:
+    """`obj` as plain JSON values: numpy -> Python, NaN/inf -> None, Path -> str, datetime -> ISO.
+    Raises TypeError naming the place (`$.metrics.paper`) of anything else."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):  # numpy's float64 too
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        out = {}
+        for key, value in obj.items():
+            key = key.item() if hasattr(key, "item") and not isinstance(key, (str, int, float)) else key
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise TypeError(f"{where}: key {key!r} of type {type(key).__name__} cannot be a JSON key")
+            out[str(key) if not isinstance(key, str) else key] = to_jsonable(value, f"{where}.{key}")
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (_dt.datetime, _dt.date)):
+        return obj.isoformat()
+    if callable(getattr(obj, "tolist", None)):  # numpy scalars and arrays, torch tensors, pandas Series
+        return to_jsonable(obj.tolist(), where)
+    raise TypeError(f"{where}: a {type(obj).__name__} cannot be written to JSON")
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
+    """`write_json` of `to_jsonable(obj)` (NaN/inf as null, UTF-8 kept): an unserialisable value
+    raises TypeError naming where it is and leaves the old file intact."""
+    return write_json(path, to_jsonable(obj), indent=indent, ensure_ascii=False)
+
+
+def write_csv_atomic(path: str | os.PathLike, df: pd.DataFrame, index: bool = False) -> Path:
+    """Write a DataFrame as CSV atomically (floats at full precision, NaN as an empty cell)."""
+    buf = io.StringIO()
+    df.to_csv(buf, index=index, lineterminator="\n")
+    return write_text_atomic(path, buf.getvalue())

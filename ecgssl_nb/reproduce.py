@@ -47,7 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import cluster, paths, provenance
-from .atomic import write_json
+from .atomic import write_csv_atomic, write_json
 from .cluster import Placement
 from .config import apply_settings, as_dict, config_from_dict
 from .core.errors import UserError, check_int, check_seed
@@ -69,7 +69,7 @@ from .core.settings import (
     setup_modalities,
 )
 from .jobs import ENDED, LOCK_WAIT_S, Job, blocked, drop_own_notes, run_inprocess, run_notebook, say_replaced
-from .results import METRIC_KEYS, aggregate, check_one_study, compare_with_paper, load_results, write_csv_atomic
+from .analysis.results import METRIC_KEYS, aggregate, check_one_study, compare_with_paper, load_results
 from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, parse_recipe, stage_runs
 
 

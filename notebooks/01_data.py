@@ -48,7 +48,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from ecgssl_nb import params, paths, plots, prepare, report
+from ecgssl_nb import params, paths, prepare
+from ecgssl_nb.analysis import dataset, plots, results
 from ecgssl_nb import records
 from ecgssl_nb.core import labels, settings
 
@@ -65,7 +66,7 @@ if profile == "tiny":
     rp.reproduce(profile="tiny", out=runs, devices=device, data_dir=data or None, progress=False)
 prep = prepare.load_prepared(paths.prepared_dir(runs, profile))
 index = prep.index
-DATA = report.data_kind("physionet2020" if prof.data == "fixture" and data else prof.data)
+DATA = results.data_kind("physionet2020" if prof.data == "fixture" and data else prof.data)
 display(
     Markdown(
         f"**Data in this chapter:** {DATA}, {len(index)} records kept"
@@ -115,7 +116,7 @@ classes
 # records that `prepare` kept with that class after merging.
 
 # %% tags=["hide-input"]
-counts = report.class_counts(prep.label_matrix(), name=f"this corpus ({profile})")
+counts = dataset.class_counts(prep.label_matrix(), name=f"this corpus ({profile})")
 if profile == "tiny":
     # every class must be present in the fixture, or a class has no positives to learn or score
     missing = counts.index[counts.iloc[:, 0] == 0].tolist()
@@ -140,7 +141,7 @@ official_by_source
 # Records kept per source in the corpus in use:
 
 # %% tags=["hide-input"]
-report.records_per_source(index)
+dataset.records_per_source(index)
 
 # %% [markdown]
 # ## The ten folds
@@ -154,12 +155,12 @@ report.records_per_source(index)
 
 # %% tags=["hide-input"]
 Y = prep.label_matrix()
-fold_table = report.fold_counts(Y, index["fold"])  # records and positives per class of each fold
+fold_table = dataset.fold_counts(Y, index["fold"])  # records and positives per class of each fold
 assert fold_table["records"].sum() == len(index) and (fold_table["records"] > 0).all(), "every fold holds records"
 fold_table
 
 # %% mystnb={"figure": {"caption": "Share of each class's records in each of the ten folds, for the corpus used in this build; the ideal share is 0.1.", "name": "fig-fold-balance"}, "image": {"alt": "Heat map of the share of each class in each fold"}} tags=["remove-input"]
-fig = plots.fold_balance(fold_table.drop(columns="records"), title="Class balance over the ten folds")
+fig = plots.fold_balance(fold_table, title="Class balance over the ten folds")
 
 # %% [markdown]
 # The largest deviation from the ideal count per fold is a direct measure of the balance.
@@ -168,7 +169,7 @@ fig = plots.fold_balance(fold_table.drop(columns="records"), title="Class balanc
 # sources, so these deviations can add up across sources.
 
 # %% tags=["hide-input"]
-report.fold_balance(fold_table)
+dataset.fold_balance(fold_table)
 
 # %% [markdown]
 # ## Real 12-lead records

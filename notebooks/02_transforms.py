@@ -50,7 +50,8 @@ import scipy.signal
 import torch
 from IPython.display import Markdown, display
 
-from ecgssl_nb import params, plots, prepare, report
+from ecgssl_nb import params, prepare
+from ecgssl_nb.analysis import dataset, plots
 from ecgssl_nb import records
 from ecgssl_nb.core import labels
 
@@ -108,7 +109,7 @@ fig = plots.ecg_leads(window[0].numpy(), fs=100, title=f"{rec.name}: one window"
 # can change with `--set augment.KEY=VALUE`; its defaults are the ones listed here:
 
 # %% tags=["hide-input"]
-report.augment_settings()
+dataset.augment_settings()
 
 # %% mystnb={"figure": {"caption": "Each time-series transform applied alone to lead II of the window in {numref}`fig-window` (mV against seconds). The Gaussian noise is small beside the ECG (σ of 0.005 to 0.025 mV), so its row is followed by the noise itself (noisy minus raw) on its own scale.", "name": "fig-time-transforms"}, "image": {"alt": "Seven stacked line plots of lead II under each time-series transform"}} tags=["remove-input"]
 raw = window.clone()
@@ -166,7 +167,7 @@ fig = plots.signal_panels(
 # device. The magnitudes are then normalised per lead with the released constants.
 
 # %% tags=["hide-input"]
-report.stft_settings()  # transforms' STFT constants and their meaning
+dataset.stft_settings()  # transforms' STFT constants and their meaning
 
 # %% mystnb={"figure": {"caption": "The normalised magnitude spectrogram of the window in {numref}`fig-window`, per lead: 13 frequency rows (0 to 48 Hz) by 21 frames of 0.13 s.", "name": "fig-spectrogram"}, "image": {"alt": "Twelve small heat maps, one spectrogram per lead"}} tags=["remove-input"]
 mag = T.stft_magnitude(window.double())  # (1, 12, 13, 21)

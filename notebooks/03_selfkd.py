@@ -116,7 +116,8 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from ecgssl_nb import params, plots, prepare, report
+from ecgssl_nb import params, prepare
+from ecgssl_nb.analysis import plots, results, training
 from ecgssl_nb.core import models, windows
 from ecgssl_nb.core import settings as core_settings
 
@@ -154,7 +155,7 @@ NAMES = {"time": "time series (xresnet1d50)", "spec": "spectrogram (SE-ResNet34)
 def describe(m: str) -> str:
     s = summaries[m]
     d = s.get("data", {})
-    kind = report.data_kind("physionet2020" if prof.data == "fixture" and data else prof.data)
+    kind = results.data_kind("physionet2020" if prof.data == "fixture" and data else prof.data)
     return (
         f"{NAMES[m]}: {kind}, {d.get('n_records', '?')} records of all folds (no labels), profile `{profile}`, "
         f"{s.get('epochs', '?')} epochs of batch {s.get('batch_size_per_process', '?')}, "
@@ -171,7 +172,7 @@ display(Markdown("**Pre-trainings shown:**\n\n" + "\n".join(f"- {describe(m)}" f
 # shrunk: a few epochs, a 4,096-wide head instead of 65,536, batch 32.
 
 # %% tags=["hide-input"]
-report.pretrain_settings(summaries)
+training.pretrain_settings(summaries)
 
 # %% [markdown]
 # ## Training curves
@@ -222,16 +223,16 @@ for m in modalities:
 # With only a few epochs the loss may go *up* ({numref}`fig-pretrain-time`). Whether the
 # student is getting worse can be read off {eq}`eq-dino-split`: the loss is the teacher's entropy plus
 # $\operatorname{KL}(P_t \| P_s)$, and both are measured: `teacher_entropy` is logged, and
-# `report.dino_loss_parts` takes the difference. (Each teacher view enters the same number of
+# `training.dino_loss_parts` takes the difference. (Each teacher view enters the same number of
 # pairs, so the split holds exactly for the averaged loss; `tests/test_report.py` checks it
 # against an independent computation.)
 
 # %% tags=["remove-input"]
-parts = pd.concat({NAMES[m]: report.dino_loss_parts(logs[m]).set_index("epoch") for m in modalities}, axis=1)
+parts = pd.concat({NAMES[m]: training.dino_loss_parts(logs[m]).set_index("epoch") for m in modalities}, axis=1)
 display(parts.round(3))
 lines = []
 for m in modalities:
-    p = report.dino_loss_parts(logs[m])
+    p = training.dino_loss_parts(logs[m])
     d_loss, d_h, d_kl = (p[c].iloc[-1] - p[c].iloc[0] for c in ("loss", "teacher_entropy", "kl"))
     lines.append(
         f"- **{NAMES[m]}:** loss {p['loss'].iloc[0]:.2f} → {p['loss'].iloc[-1]:.2f} ({d_loss:+.2f}); "
@@ -266,7 +267,7 @@ display(Markdown("\n".join(lines)))
 # %% tags=["hide-input"]
 rows = np.flatnonzero(prep.index["fold"].to_numpy() == fold)[:max_records]
 corpus = windows.Corpus.from_prepared(prep, rows=rows, device=device)
-rarest = report.rarest_class(prep.label_matrix()[rows])  # each record's rarest class, for the colours
+rarest = training.rarest_class(prep.label_matrix()[rows])  # each record's rarest class, for the colours
 
 from myst_nb import glue
 
@@ -279,7 +280,7 @@ for m in modalities:
         ("trained", "pre-trained student", trained),
         ("untrained", "untrained (same architecture)", untrained),
     ):
-        pts, share = report.pca2(report.record_features(net, corpus, prep.mean, prep.std, m))
+        pts, share = training.pca2(training.record_features(net, corpus, prep.mean, prep.std, m))
         fig = plots.feature_scatter(
             pts,
             rarest,

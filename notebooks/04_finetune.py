@@ -121,7 +121,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import params, plots, prepare, report, results
+from ecgssl_nb import params, prepare
+from ecgssl_nb.analysis import plots, results, training
 from ecgssl_nb.core import labels
 from ecgssl_nb.core import settings as core_settings
 
@@ -154,7 +155,7 @@ pred = pd.read_csv(run_dir / "predictions.csv")
 prep = prepare.load_prepared(target.prepared)
 assert res["setup"] == setup and res["fold"] == fold and res["profile"] == profile
 d = res["data"]
-KIND = report.data_kind(d["kind"])
+KIND = results.data_kind(d["kind"])
 inner = res.get("inner_fold", d.get("inner_fold"))
 display(
     Markdown(
@@ -202,22 +203,22 @@ fig = plots.curves(
 # outer fold K. The selected epoch counts from 1, as in `log.csv`.
 
 # %% tags=["remove-input"]
-report.run_metrics(res)
+training.run_metrics(res)
 
 # %% [markdown]
 # ### Why exact-match accuracy is (near) zero
 #
 # Acc {eq}`eq-acc` counts a record only when all 24 thresholded outputs equal its labels. The
-# measurement below (`report.exact_match`, on the run's saved predictions and thresholds)
+# measurement below (`training.exact_match`, on the run's saved predictions and thresholds)
 # counts those records and shows what the others get wrong.
 
 # %% tags=["remove-input"]
-em = {p: report.exact_match(pred, res["thresholds"][p], protocol=p) for p in res["thresholds"]}
+em = {p: training.exact_match(pred, res["thresholds"][p], protocol=p) for p in res["thresholds"]}
 for p, e in em.items():
     assert abs(e["accuracy"] - float(res["metrics"][p]["accuracy"])) < 1e-9, (
         "the measurement reproduces the reported Acc"
     )
-display(pd.DataFrame(em).T.rename(index=report.PROTOCOL_LABELS).round(2))
+display(pd.DataFrame(em).T.rename(index=results.PROTOCOL_LABELS).round(2))
 e = em["paper"]
 display(
     Markdown(
@@ -244,9 +245,9 @@ display(
 # with no positive record in the fold is blank.
 
 # %% mystnb={"figure": {"caption": "Per-class AUROC of the run shown on the outer fold, under both protocols (the optimistic and the honest one choose different epochs). The dashed line is chance (0.5); a class with no positive record in the fold is blank. The table below the figure gives the number of positives behind each bar.", "name": "fig-ft-auroc"}, "image": {"alt": "Bar chart of AUROC per class under the two protocols"}} tags=["remove-input"]
-per_class = report.per_class_auroc(res, pred)  # positives in the outer fold, then AUROC per protocol
+per_class = training.per_class_auroc(res, pred)  # positives in the outer fold, then AUROC per protocol
 fig = plots.per_class_bars(
-    per_class.drop(columns=per_class.columns[0]).rename(columns=report.PROTOCOL_LABELS),
+    per_class.drop(columns=per_class.columns[0]).rename(columns=results.PROTOCOL_LABELS),
     ylabel="AUROC (outer fold)",
     ylim=(0, 1),
     reference=0.5,
@@ -254,7 +255,7 @@ fig = plots.per_class_bars(
 )
 
 # %% tags=["remove-input"]
-per_class.rename(columns=report.PROTOCOL_LABELS).round(2).astype(object).T
+per_class.rename(columns=results.PROTOCOL_LABELS).round(2).astype(object).T
 
 # %% [markdown]
 # ## The gate's weights per class (TSG setups)
@@ -281,7 +282,7 @@ else:
 #
 # If {numref}`fig-ft-gate` shows the same weight for every class, the gate is not choosing per
 # class. Three causes are possible: the initialisation, the scale of the two feature vectors,
-# or what fine-tuning learned. `report.gate_at_init` rebuilds the network exactly as
+# or what fine-tuning learned. `training.gate_at_init` rebuilds the network exactly as
 # fine-tuning starts it (pre-trained backbones, gate and head at PyTorch's default
 # initialisation) and measures, on real windows of this corpus, the size of each feature vector
 # and how much of the gate's logit gap $z_2 - z_1$ each one contributes.
@@ -290,7 +291,7 @@ else:
 if core_settings.setup_family(setup) == "tsg":
     pre = target.pretrain if core_settings.is_ssl(setup) else None
     outer_rows = np.flatnonzero(prep.index["fold"].to_numpy() == fold)
-    g0 = report.gate_at_init(prep, pre, rows=outer_rows, seed=res["seed"], setup=setup, lr=prof.finetune.lr)
+    g0 = training.gate_at_init(prep, pre, rows=outer_rows, seed=res["seed"], setup=setup, lr=prof.finetune.lr)
     n_steps = int(res["epochs"]) * -(
         -int(d["n_train"]) // prof.finetune.batch_records[core_settings.setup_family(setup)]
     )
@@ -341,7 +342,7 @@ else:
 # the reported fold.
 
 # %% mystnb={"figure": {"caption": "Per-class decision thresholds chosen by the released search under the two protocols, for the run shown.", "name": "fig-ft-thr"}, "image": {"alt": "Bar chart of the chosen threshold per class under the two protocols"}} tags=["remove-input"]
-thr = pd.DataFrame(res["thresholds"], index=labels.ABBREVIATIONS).astype(float).rename(columns=report.PROTOCOL_LABELS)
+thr = pd.DataFrame(res["thresholds"], index=labels.ABBREVIATIONS).astype(float).rename(columns=results.PROTOCOL_LABELS)
 grid = set(np.round(prof.finetune.threshold_grid, 3))
 assert set(np.round(thr.to_numpy().ravel(), 3)) <= grid, "every threshold is on the search grid"
 fig = plots.per_class_bars(

@@ -40,7 +40,8 @@ import warnings
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import params, paths, plots, report, results
+from ecgssl_nb import params, paths
+from ecgssl_nb.analysis import plots, results, study, tables
 from ecgssl_nb.core import settings
 
 params.resolve(globals())
@@ -49,7 +50,7 @@ pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
 TABLE_I_SETUPS = ["ssl-t", "ssl-s", "ssl-tsg"]
 if profile == "tiny":
-    report.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
+    study.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
 with warnings.catch_warnings():
     warnings.simplefilter("error", results.ResultFileWarning)
     df = results.load_results(paths.profile_root(runs, profile) / "finetune")
@@ -57,18 +58,18 @@ df = df[df["setup"].isin(TABLE_I_SETUPS)]
 assert set(df["setup"]) == set(TABLE_I_SETUPS), f"Table I needs {TABLE_I_SETUPS}, have {sorted(set(df['setup']))}"
 agg = {p: results.aggregate(df, protocol=p) for p in settings.PROTOCOLS}
 first = agg["paper"].iloc[0]
-KIND = report.data_kind(first["data"])
+KIND = results.data_kind(first["data"])
 FOLDS = first["folds"]
 display(
     Markdown(
         f"**Our runs:** data {KIND} ({int(df['n_records'].iloc[0])} records); profile `{profile}`; outer folds {FOLDS} "
         f"({first['n_folds']} fold{'s' if first['n_folds'] > 1 else ''}); each network trained on "
-        f"{report.SPLIT_LABELS['eight']}; the optimistic (authors') and the honest protocol. The paper-exact runs "
+        f"{tables.SPLIT_LABELS['eight']}; the optimistic (authors') and the honest protocol. The paper-exact runs "
         "(nine training folds, as the authors trained) are in the Table II chapter."
-        + (f" **{results.SMOKE_LABEL}.**" if report.is_smoke(agg["paper"]) else "")
+        + (f" **{results.SMOKE_LABEL}.**" if results.is_smoke(agg["paper"]) else "")
     )
 )
-warning = report.runs_warning(agg["paper"])
+warning = tables.runs_warning(agg["paper"])
 if warning:
     display(
         Markdown(
@@ -100,11 +101,11 @@ paper_table
 
 # %% tags=["remove-input"]
 comparable = first["data"] == "physionet2020"
-table = report.results_table(
+table = tables.results_table(
     agg, metrics_shown=results.METRIC_KEYS, paper=results.PAPER_TABLE_I if comparable else None, decimals=1
 )
 assert list(table.index) == ["SSL-T", "SSL-S", "SSL-TSG"]
-display(Markdown(f"*Ours: {report.describe_runs(agg['paper'], split='eight')}.*"))
+display(Markdown(f"*Ours: {tables.describe_runs(agg['paper'], split='eight')}.*"))
 table
 
 # %% [markdown]
@@ -120,6 +121,6 @@ fig = plots.compare_with_paper(
     ours,
     paper1["challenge"] if comparable else None,
     "ChM (×100)",
-    ours_label=f"ours: {report.describe_runs(agg['paper']).replace('`', '')}, optimistic protocol",
+    ours_label=f"ours: {tables.describe_runs(agg['paper']).replace('`', '')}, optimistic protocol",
     title="Table I setups: Challenge metric",
 )

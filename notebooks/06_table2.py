@@ -43,14 +43,15 @@ import warnings
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import claims, params, paths, plots, recipes, report, results
+from ecgssl_nb import params, paths, recipes
+from ecgssl_nb.analysis import claims, plots, results, study, tables
 from ecgssl_nb.core import settings
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
 if profile == "tiny":
-    report.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
+    study.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
 with warnings.catch_warnings():
     warnings.simplefilter("error", results.ResultFileWarning)  # a broken result file fails the chapter
     df = results.load_results(paths.profile_root(runs, profile) / "finetune")
@@ -59,24 +60,24 @@ assert set(df["setup"]) == set(settings.SETUPS), f"all eight setups have results
 agg = {p: results.aggregate(df, protocol=p) for p in settings.PROTOCOLS}
 assert list(agg["paper"].index) == list(settings.SETUPS), "Table II shows the eight setups in the paper's order"
 first = agg["paper"].iloc[0]
-KIND = report.data_kind(first["data"])
+KIND = results.data_kind(first["data"])
 FOLDS = first["folds"]
 n_records = int(df["n_records"].iloc[0])
 display(
     Markdown(
         f"**Our runs:** data {KIND} ({n_records} records); profile `{profile}`; outer folds {FOLDS} "
         f"({first['n_folds']} fold{'s' if first['n_folds'] > 1 else ''}); {int(df['epochs'].max())} epochs at most; "
-        f"each network trained on {report.SPLIT_LABELS['eight']}; the optimistic (authors') and the honest protocol. "
+        f"each network trained on {tables.SPLIT_LABELS['eight']}; the optimistic (authors') and the honest protocol. "
         + (
             f"Paper-exact runs (nine training folds) found for {len(set(exact['setup']))} setups, shown separately below. "
             if len(exact)
             else "No paper-exact runs (nine training folds) in this runs folder. "
         )
         + "The paper: PhysioNet/CinC 2020, 10 folds, nine training folds, the optimistic protocol."
-        + (f" **{results.SMOKE_LABEL}.**" if report.is_smoke(agg["paper"]) else "")
+        + (f" **{results.SMOKE_LABEL}.**" if results.is_smoke(agg["paper"]) else "")
     )
 )
-warning = report.runs_warning(agg["paper"])
+warning = tables.runs_warning(agg["paper"])
 if warning:
     display(Markdown(warning))
 
@@ -100,11 +101,11 @@ paper_table
 
 # %% tags=["remove-input"]
 comparable = first["data"] == "physionet2020"
-table = report.results_table(
+table = tables.results_table(
     agg, metrics_shown=results.METRIC_KEYS, paper=results.PAPER_TABLE_II if comparable else None
 )
 assert list(table.index) == [results.SETUP_LABELS[s] for s in settings.SETUPS], "the eight setups in the paper's order"
-display(Markdown(f"*Ours: {report.describe_runs(agg['paper'], split='eight')}.*"))
+display(Markdown(f"*Ours: {tables.describe_runs(agg['paper'], split='eight')}.*"))
 table
 
 # %% [markdown]
@@ -119,10 +120,10 @@ table
 # %% tags=["remove-input"]
 if len(exact):
     agg_exact = results.aggregate(exact, protocol="paper")
-    exact_table = report.results_table(
+    exact_table = tables.results_table(
         {"paper": agg_exact}, metrics_shown=results.METRIC_KEYS, paper=results.PAPER_TABLE_II if comparable else None
     )
-    display(Markdown(f"*Ours, paper-exact: {report.describe_runs(agg_exact, split='nine')}.*"))
+    display(Markdown(f"*Ours, paper-exact: {tables.describe_runs(agg_exact, split='nine')}.*"))
     display(exact_table)
 else:
     display(
@@ -139,9 +140,9 @@ else:
 # much choosing on the reported fold flatters the results.
 
 # %% tags=["remove-input"]
-gap = report.protocol_gap(agg)
+gap = tables.protocol_gap(agg)
 assert gap.notna().any(axis=None), "the two protocols were compared"
-display(Markdown(f"*Optimistic minus honest, ×100; {report.describe_runs(agg['paper'], split='eight')}.*"))
+display(Markdown(f"*Optimistic minus honest, ×100; {tables.describe_runs(agg['paper'], split='eight')}.*"))
 gap
 
 # %% [markdown]
@@ -153,7 +154,7 @@ gap
 
 # %% mystnb={"figure": {"caption": "Macro AUROC (×100) per setup, ours under the optimistic (authors') protocol; data, profile and folds in the legend.", "name": "fig-table2-auroc"}, "image": {"alt": "Bar chart of macro AUROC per setup"}} tags=["remove-input"]
 paper2 = results.PAPER_TABLE_II.rename(index={v: k for k, v in results.SETUP_LABELS.items()})
-who = f"ours: {report.describe_runs(agg['paper']).replace('`', '')}, eight training folds, optimistic protocol"
+who = f"ours: {tables.describe_runs(agg['paper']).replace('`', '')}, eight training folds, optimistic protocol"
 
 
 def bars(m: str):
@@ -182,7 +183,7 @@ fig = bars("challenge")
 
 
 # %% tags=["remove-input"]
-report.paper_patterns(agg)  # each ordering of report.PAPER_PATTERNS, yes or no per protocol
+tables.paper_patterns(agg)  # each ordering of tables.PAPER_PATTERNS, yes or no per protocol
 
 # %% [markdown]
 # ## The paper's claims against fold-to-fold noise
@@ -204,12 +205,12 @@ report.paper_patterns(agg)  # each ordering of report.PAPER_PATTERNS, yes or no 
 # %% tags=["remove-input"]
 everything = claims.with_ablation_runs(df)
 claim_rows = claims.claims_table(
-    everything, protocol="honest", metrics=report.CLAIM_METRICS, claims=claims.CLAIMS, n_boot=2000
+    everything, protocol="honest", metrics=tables.CLAIM_METRICS, claims=claims.CLAIMS, n_boot=2000
 )
-noise = claims.margins_vs_noise(df, protocol="honest", metrics=report.CLAIM_METRICS)
-assert len(claim_rows) == len(claims.CLAIMS) * len(report.CLAIM_METRICS), "every claim of Table II was tested"
-display(Markdown(f"*Paired differences, honest protocol; {report.describe_runs(agg['honest'], split='eight')}.*"))
-report.claims_display(claim_rows, noise)
+noise = claims.margins_vs_noise(df, protocol="honest", metrics=tables.CLAIM_METRICS)
+assert len(claim_rows) == len(claims.CLAIMS) * len(tables.CLAIM_METRICS), "every claim of Table II was tested"
+display(Markdown(f"*Paired differences, honest protocol; {tables.describe_runs(agg['honest'], split='eight')}.*"))
+tables.claims_display(claim_rows, noise)
 
 # %% tags=["remove-input"]
 from scipy import stats
@@ -229,7 +230,7 @@ display(
         + (
             "These runs can show that the statistics are computed and labelled; they cannot confirm or refute any "
             "claim of the paper. Only ten folds of the real data (the `paper` profile) can."
-            if first["data"] != "physionet2020" or report.is_smoke(agg["paper"])
+            if first["data"] != "physionet2020" or results.is_smoke(agg["paper"])
             else "On the paper's data these intervals are the answer, within the limits of the folds run."
         )
     )
@@ -245,9 +246,9 @@ display(
 
 # %% tags=["remove-input"]
 pooled = claims.pooled_oof(paths.profile_root(runs, profile) / "finetune", protocol="honest")
-side = report.pooled_beside_means(pooled, agg["honest"])
+side = tables.pooled_beside_means(pooled, agg["honest"])
 assert (side[("AUROC", "pooled out-of-fold")] != "–").all(), "every setup has pooled out-of-fold metrics"
 display(
-    Markdown(f"*Pooled and fold-mean metrics, honest protocol; {report.describe_runs(agg['honest'], split='eight')}.*")
+    Markdown(f"*Pooled and fold-mean metrics, honest protocol; {tables.describe_runs(agg['honest'], split='eight')}.*")
 )
 side

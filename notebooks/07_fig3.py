@@ -46,7 +46,8 @@ import warnings
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import claims, params, paths, plots, report, results
+from ecgssl_nb import params, paths
+from ecgssl_nb.analysis import claims, plots, results, study, tables
 from ecgssl_nb.core import settings
 
 params.resolve(globals())
@@ -54,35 +55,35 @@ pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
 
 if profile == "tiny":
-    report.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
+    study.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
 root = paths.profile_root(runs, profile)
 with warnings.catch_warnings():
     warnings.simplefilter("error", results.ResultFileWarning)
     ablation = results.load_results(root / "ablation" / "finetune")
     all_main = results.load_results(root / "finetune")
 # the table `reproduce` wrote (tables/fig3.csv): the full sets (T1, T2) are the main SSL-T / SSL-S runs
-agg = report.read_fig3(runs, profile)  # {protocol: one row per setting, in the figure's order}
+agg = tables.read_fig3(runs, profile)  # {protocol: one row per setting, in the figure's order}
 names = list(agg["paper"].index)  # "ssl-t-none", ..., "ssl-t-t1", "ssl-s-none", ..., "ssl-s-t2"
 assert set(settings.PROTOCOLS) <= set(agg) and len(names) == 8, "both protocols, 4 + 4 settings in the Fig. 3 table"
 first = agg["paper"].iloc[0]
-KIND = report.data_kind(first["data"])
+KIND = results.data_kind(first["data"])
 FOLDS = sorted({int(f) for folds in agg["paper"]["folds"] for f in str(folds).split(",")})
 display(
     Markdown(
         f"**Our runs:** data {KIND}; profile `{profile}`; outer folds {FOLDS}; each setting = one pre-training with "
         f"those views + an SSL-T or SSL-S fine-tuning per fold; "
         + ("mean ± std over folds; " if len(FOLDS) > 1 else "one fold, so no spread can be given; ")
-        + f"each fine-tuning trained on {report.SPLIT_LABELS['eight']}; "
+        + f"each fine-tuning trained on {tables.SPLIT_LABELS['eight']}; "
         + "the optimistic (authors') and the honest protocol. **No paper values exist for this figure.**"
-        + (f" **{results.SMOKE_LABEL}.**" if report.is_smoke(agg["paper"]) else "")
+        + (f" **{results.SMOKE_LABEL}.**" if results.is_smoke(agg["paper"]) else "")
     )
 )
-warning = report.runs_warning(agg["paper"])
+warning = tables.runs_warning(agg["paper"])
 if warning:
     display(Markdown(warning))
 
 # %% tags=["remove-input"]
-table = report.fig3_table(agg)
+table = tables.fig3_table(agg)
 assert len(table) == 8, "4 time-series + 4 time-frequency settings"
 table
 
@@ -90,10 +91,10 @@ table
 # %% tags=["remove-cell"]
 def fig3(k: str, p: str = "paper"):
     return plots.ablation_bars(
-        report.fig3_bars(agg[p], k),
+        tables.fig3_bars(agg[p], k),
         f"fine-tuned {results.METRIC_LABELS[k]} (×100)",
-        title=(f"{results.SMOKE_LABEL}: " if report.is_smoke(agg[p]) else "")
-        + f"Fig. 3 ({results.METRIC_LABELS[k]}, {report.PROTOCOL_LABELS[p]})",
+        title=(f"{results.SMOKE_LABEL}: " if results.is_smoke(agg[p]) else "")
+        + f"Fig. 3 ({results.METRIC_LABELS[k]}, {results.PROTOCOL_LABELS[p]})",
     )
 
 
@@ -110,7 +111,7 @@ fig = fig3("challenge")
 # on our means: the answer is "yes" when the full set has the highest mean of the four.
 
 # %% tags=["remove-input"]
-report.full_set_best(agg)
+tables.full_set_best(agg)
 
 # %% [markdown]
 # ## The claim against fold-to-fold noise
@@ -126,11 +127,11 @@ report.full_set_best(agg)
 # %% tags=["remove-input"]
 everything = claims.with_ablation_runs(all_main, ablation)
 transform_rows = claims.claims_table(
-    everything, protocol="honest", metrics=report.CLAIM_METRICS, claims=claims.TRANSFORM_CLAIMS, n_boot=2000
+    everything, protocol="honest", metrics=tables.CLAIM_METRICS, claims=claims.TRANSFORM_CLAIMS, n_boot=2000
 )
-assert len(transform_rows) == len(claims.TRANSFORM_CLAIMS) * len(report.CLAIM_METRICS), "every Fig. 3 claim was tested"
-display(Markdown(f"*Paired differences, honest protocol; {report.describe_runs(agg['honest'], split='eight')}.*"))
-report.claims_display(transform_rows)
+assert len(transform_rows) == len(claims.TRANSFORM_CLAIMS) * len(tables.CLAIM_METRICS), "every Fig. 3 claim was tested"
+display(Markdown(f"*Paired differences, honest protocol; {tables.describe_runs(agg['honest'], split='eight')}.*"))
+tables.claims_display(transform_rows)
 
 # %% tags=["remove-input"]
 n = len(FOLDS)
@@ -146,7 +147,7 @@ display(
         + (
             "These runs show that the ablation runs and is tested; they cannot confirm or refute the paper's choice of "
             "T1 and T2. Ten folds of the real data (the `paper` profile) can."
-            if first["data"] != "physionet2020" or report.is_smoke(agg["paper"])
+            if first["data"] != "physionet2020" or results.is_smoke(agg["paper"])
             else ""
         )
     )
@@ -175,9 +176,9 @@ pooled = pd.concat(
     ],
     ignore_index=True,
 )
-side = report.pooled_beside_means(pooled, agg["honest"], names=names)
+side = tables.pooled_beside_means(pooled, agg["honest"], names=names)
 assert (side[("AUROC", "pooled out-of-fold")] != "–").all(), "every Fig. 3 setting has pooled out-of-fold metrics"
 display(
-    Markdown(f"*Pooled and fold-mean metrics, honest protocol; {report.describe_runs(agg['honest'], split='eight')}.*")
+    Markdown(f"*Pooled and fold-mean metrics, honest protocol; {tables.describe_runs(agg['honest'], split='eight')}.*")
 )
 side

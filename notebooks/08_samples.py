@@ -36,21 +36,22 @@ device = None  # default "cpu"
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import params, paths, plots, prepare, report
+from ecgssl_nb import params, paths, prepare
+from ecgssl_nb.analysis import dataset, plots, study, training
 from ecgssl_nb.core import settings
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
-root = report.run_samples_study(runs, samples, device=device)  # skips finished work
-control_root = report.run_samples_control(runs, samples, device=device)
+root = study.run_samples_study(runs, samples, device=device)  # skips finished work
+control_root = study.run_samples_control(runs, samples, device=device)
 prep = prepare.load_prepared(paths.prepared_dir(runs, "samples"))
 skipped = pd.read_csv(paths.prepared_dir(runs, "samples") / "skipped.csv", keep_default_na=False)
 SETUP = settings.SAMPLES_SETUPS[0]
 FOLDS = settings.SAMPLES_FOLDS
-prof, ctrl = settings.get_profile("samples"), report.samples_control_profile()
-ours = report.pooled_auroc(runs, "samples", SETUP, FOLDS, protocol="honest")
-control = report.pooled_auroc(control_root.parent, "samples", SETUP, FOLDS, protocol="honest")
+prof, ctrl = settings.get_profile("samples"), study.samples_control_profile()
+ours = training.pooled_auroc(runs, "samples", SETUP, FOLDS, protocol="honest")
+control = training.pooled_auroc(control_root.parent, "samples", SETUP, FOLDS, protocol="honest")
 
 # %% [markdown]
 # ## The records
@@ -67,7 +68,7 @@ display(
         f"({', '.join(f'{n} {r}' for r, n in skipped.groupby('reason').size().items())})."
     )
 )
-report.records_per_source(prep.index)[["records kept"]].T
+dataset.records_per_source(prep.index)[["records kept"]].T
 
 # %% [markdown]
 # ## Settings that learn
@@ -82,7 +83,7 @@ report.records_per_source(prep.index)[["records kept"]].T
 
 
 # %% tags=["remove-input"]
-budget = report.finetune_budget(
+budget = training.finetune_budget(
     {"tiny profile's fine-tuning (control)": ctrl, "samples profile": prof}, n_train=int(len(prep.index) * 0.8)
 )
 budget

@@ -49,7 +49,8 @@ import warnings
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import params, paths, plots, recipes, report, results
+from ecgssl_nb import params, paths, recipes
+from ecgssl_nb.analysis import plots, results, study, tables
 
 params.resolve(globals(), released_folds="0", released_setups="t,ssl-t,ssl-tsg")
 pd.set_option("display.max_columns", None)  # never cut a wide table
@@ -57,10 +58,10 @@ pd.set_option("display.max_colwidth", None)  # the departure table's sentences i
 cost = {}
 if profile == "tiny":  # both recipes on the fixture; finished runs are skipped
     t0 = time.perf_counter()
-    report.run_study(device, profile="tiny", out=runs, data_dir=data or None)
+    study.run_study(device, profile="tiny", out=runs, data_dir=data or None)
     cost["corrected"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    report.run_study(
+    study.run_study(
         device,
         profile="tiny",
         out=runs,
@@ -79,15 +80,15 @@ assert len(main), f"the corrected study has results under {paths.profile_root(ru
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)
     means = results.aggregate(main[main["run"] == main["setup"]], protocol="honest")
-KIND = report.data_kind(main["data"].iloc[0])
-ANSWER = main["data"].iloc[0] == "physionet2020" and not report.is_smoke(means)
+KIND = results.data_kind(main["data"].iloc[0])
+ANSWER = main["data"].iloc[0] == "physionet2020" and not results.is_smoke(means)
 # every label of this chapter's tables and figures: which runs, and whether they can answer
-RUNS_TEXT = report.describe_runs(means)
+RUNS_TEXT = tables.describe_runs(means)
 WHO = RUNS_TEXT + ("" if ANSWER else "; shows the machinery, not the answer")
 display(
     Markdown(
         f"**Runs shown:** profile `{profile}`, data {KIND}; corrected recipe on folds "
-        f"{','.join(map(str, sorted(main['fold'].unique())))}, each network trained on {report.SPLIT_LABELS['eight']}; "
+        f"{','.join(map(str, sorted(main['fold'].unique())))}, each network trained on {tables.SPLIT_LABELS['eight']}; "
         f"other recipes found: {', '.join(f'`{r}`' for r in on_disk) or 'none'}."
     )
 )
@@ -150,7 +151,7 @@ if len(released_vs):
             f"training folds; corrected: honest protocol, eight training folds.*"
         )
     )
-    display(report.recipe_differences(released_vs))
+    display(tables.recipe_differences(released_vs))
 if profile == "tiny":
     display(
         Markdown(

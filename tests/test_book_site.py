@@ -189,7 +189,7 @@ def _parse(html: str) -> _Collector:
 
 
 def _paper_table_ii() -> dict[str, list[str]]:
-    from ecgssl_nb.results import METRIC_KEYS, PAPER_TABLE_II
+    from ecgssl_nb.analysis.results import METRIC_KEYS, PAPER_TABLE_II
 
     return {s: [f"{PAPER_TABLE_II.at[s, m]:.2f}" for m in METRIC_KEYS] for s in PAPER_TABLE_II.index}
 

@@ -1,5 +1,6 @@
 """Claims against fold noise: paired differences on a hand-made 3-fold table, the bootstrap
-interval against a direct computation, the paired t test against scipy, the paper's margins
+interval against a direct computation with the same seed, the paired t test against
+scipy.stats.ttest_rel and the t interval by hand, the paper's margins
 read off Table II by hand, and pooled out-of-fold metrics against scoring the concatenation."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from ecgssl_nb import claims
+from ecgssl_nb.analysis import claims
 from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.core.labels import ABBREVIATIONS
 from ecgssl_nb.core.metrics import evaluate_outputs
@@ -59,8 +60,13 @@ def test_paired_t_agrees_with_scipy():
     assert (s["lo"], s["hi"]) == pytest.approx((ci.low, ci.high))
     full = claims.paired_stats(b - a, n_boot=200)
     assert full["p_wilcoxon"] == pytest.approx(scipy.stats.wilcoxon(b - a).pvalue)
-    const = claims.paired_t([0.01, 0.01, 0.01])
-    assert const["p"] == 0.0 and const["t"] == np.inf
+    d = b - a  # the t interval by hand: mean +- t_{n-1, 0.975} sd / sqrt(n)
+    half = scipy.stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    assert (s["lo"], s["hi"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    const = claims.paired_t([0.01, 0.01, 0.01])  # zero variance: no scipy call, a point interval
+    assert const["p"] == 0.0 and const["t"] == np.inf and const["lo"] == const["hi"] == pytest.approx(0.01)
+    zero = claims.paired_t([0.0, 0.0])
+    assert zero["t"] == 0.0 and zero["p"] == 1.0
 
 
 def test_claims_table_says_beyond_noise_only_when_both_intervals_exclude_zero():

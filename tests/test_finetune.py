@@ -24,7 +24,7 @@ from ecgssl_nb.core.models import se_resnet34, xresnet1d50
 from ecgssl_nb.core.settings import SETUPS, get_profile
 from ecgssl_nb.fixture import make_fixture
 from ecgssl_nb.prepare import load_prepared, prepare
-from ecgssl_nb.results import check_result
+from ecgssl_nb.analysis.results import check_result
 from ecgssl_nb.stages import finetune as ft
 
 # A cheap variant of the tiny profile: one crop per record, 1 epoch by default.

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from test_trust_runs import SMALL  # the very small real study of that file: seconds per `reproduce`
 
-from ecgssl_nb import provenance, results
+from ecgssl_nb import atomic, provenance
+from ecgssl_nb.analysis import results
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.fixture import make_fixture
@@ -197,13 +198,14 @@ def test_a_result_edited_by_hand_is_left_out_of_the_tables_naming_why(run_t0, tm
     assert len(results.load_results(root)) == 2  # paper and honest
     obj = json.loads(path.read_text())
     obj["metrics"]["paper"]["auroc"] = 0.99
-    results.write_json_atomic(path, obj)
+    atomic.write_json_atomic(path, obj)
     with pytest.warns(results.ResultFileWarning, match=r"result\.json changed since it was written"):
         assert results.load_results(root).empty
 
 
 def test_predictions_edited_by_hand_are_not_pooled_or_reported(run_t0, tmp_path):
-    from ecgssl_nb import claims, paths, report
+    from ecgssl_nb import paths
+    from ecgssl_nb.analysis import claims, training
 
     run = paths.finetune_dir(tmp_path, "tiny", "t", 0)
     shutil.copytree(run_t0, run)
@@ -213,7 +215,7 @@ def test_predictions_edited_by_hand_are_not_pooled_or_reported(run_t0, tmp_path)
     with pytest.warns(results.ResultFileWarning, match=r"predictions\.csv changed since it was written"):
         assert claims.pooled_oof(run.parent.parent).empty
     with pytest.raises(UserError, match=r"predictions\.csv changed since it was written"):
-        report.pooled_auroc(tmp_path, "tiny", "t", folds=(0,))
+        training.pooled_auroc(tmp_path, "tiny", "t", folds=(0,))
 
 
 def test_a_truncated_result_is_run_again_by_reproduce_and_tabled(data, tmp_path):

@@ -14,7 +14,7 @@ from test_prepare_trust import _good
 from test_trust_runs import PRE_RUN, _result
 
 from ecgssl_nb import download as D
-from ecgssl_nb import provenance, results
+from ecgssl_nb import atomic, provenance
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.fixture import make_fixture
@@ -32,13 +32,13 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 def test_a_refused_table_write_keeps_the_old_tables_and_its_remedy_works(tmp_path):
     ft_root = tmp_path / "tiny" / "finetune"
-    results.write_json_atomic(ft_root / "t/fold0/result.json", _result("t", 0, "aaa", 0.1))
-    results.write_json_atomic(ft_root / "tsg/fold0/result.json", _result("tsg", 0, "aaa", 0.1))
+    atomic.write_json_atomic(ft_root / "t/fold0/result.json", _result("t", 0, "aaa", 0.1))
+    atomic.write_json_atomic(ft_root / "tsg/fold0/result.json", _result("tsg", 0, "aaa", 0.1))
     assert "table2" in write_tables(tmp_path, "tiny")
     tables = tmp_path / "tiny" / "tables"
     before = _tree(tables)
 
-    results.write_json_atomic(ft_root / "tsg/fold1/result.json", _result("tsg", 1, "bbb", 0.1))  # other data
+    atomic.write_json_atomic(ft_root / "tsg/fold1/result.json", _result("tsg", 1, "bbb", 0.1))  # other data
     with pytest.raises(UserError, match="different prepared data") as err:
         write_tables(tmp_path, "tiny")
     assert _tree(tables) == before and not list(tables.parent.glob("tables.stale-*"))  # nothing moved
@@ -53,11 +53,11 @@ def test_a_refused_table_write_keeps_the_old_tables_and_its_remedy_works(tmp_pat
 
 def test_a_table_write_refused_by_aggregate_keeps_the_old_tables(tmp_path):
     ft_root = tmp_path / "tiny" / "finetune"
-    results.write_json_atomic(ft_root / "t/fold0/result.json", _result("t", 0, "aaa", 0.1))
+    atomic.write_json_atomic(ft_root / "t/fold0/result.json", _result("t", 0, "aaa", 0.1))
     assert "table2" in write_tables(tmp_path, "tiny")
     tables = tmp_path / "tiny" / "tables"
     before = _tree(tables)
-    results.write_json_atomic(ft_root / "t/fold1/result.json", dict(_result("t", 1, "aaa", 0.1), smoke=True))
+    atomic.write_json_atomic(ft_root / "t/fold1/result.json", dict(_result("t", 1, "aaa", 0.1), smoke=True))
     with pytest.raises(UserError, match="mix smokes"):  # a smoke run beside a full one
         write_tables(tmp_path, "tiny")
     assert _tree(tables) == before and not list(tables.parent.glob("tables.stale-*"))

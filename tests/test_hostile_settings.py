@@ -261,8 +261,8 @@ def test_a_notebook_job_given_relative_paths_runs_its_kernel_with_absolute_ones(
 
 
 def test_the_book_shows_each_view_setting_with_the_range_that_checks_it():
-    from ecgssl_nb import report
+    from ecgssl_nb.analysis import dataset
 
-    got = report.augment_settings()
+    got = dataset.augment_settings()
     assert got.at["augment.time_global_scale", "range"] == "a pair (lo, hi) with 0.0 < lo <= hi <= 1.0"
     assert got.at["augment.time_cutout_mode", "range"] == "one of per_lead, paper"

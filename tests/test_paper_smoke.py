@@ -19,7 +19,7 @@ from ecgssl_nb import paths
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.core.settings import SETUPS, get_profile
 from ecgssl_nb.fixture import make_fixture
-from ecgssl_nb.results import SETUP_LABELS, SMOKE_LABEL
+from ecgssl_nb.analysis.results import SETUP_LABELS, SMOKE_LABEL
 
 ROOT = Path(__file__).resolve().parent.parent
 # 300 records: 296 kept by prepare, enough for one spectrogram pre-training batch of 256 and

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from ecgssl_nb import plots  # noqa: E402
+from ecgssl_nb.analysis import plots, results  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -88,6 +88,10 @@ def test_fold_balance_shows_each_class_share_per_fold():
     counts = pd.DataFrame({"AF": [1, 3], "NSR": [2, 2]}, index=[0, 1])
     fig = plots.fold_balance(counts)
     np.testing.assert_allclose(fig.axes[0].images[0].get_array(), [[0.25, 0.5], [0.75, 0.5]])
+    with_records = counts.assign(records=[3, 5])  # dataset.fold_counts' first column is not a class
+    np.testing.assert_allclose(
+        plots.fold_balance(with_records).axes[0].images[0].get_array(), [[0.25, 0.5], [0.75, 0.5]]
+    )
 
 
 def test_curves_plots_each_logged_column_and_names_missing_ones():
@@ -150,9 +154,9 @@ def test_ablation_bars_one_panel_per_modality():
 
 
 def test_mean_std_formats_fractions_as_percent():
-    assert plots.mean_std(0.95987, 0.00312) == "95.99 ± 0.31"
-    assert plots.mean_std(0.5, float("nan")) == "50.00"
-    assert plots.mean_std(float("nan"), 0.1) == "–"
+    assert results.mean_std(0.95987, 0.00312) == "95.99 ± 0.31"
+    assert results.mean_std(0.5, float("nan")) == "50.00"
+    assert results.mean_std(float("nan"), 0.1) == "–"
 
 
 def test_spectrogram_panels_wrap_into_rows_of_three_with_labelled_axes():

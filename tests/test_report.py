@@ -1,4 +1,4 @@
-"""The book's measurements (ecgssl_nb.report): each checked by hand or against an independent
+"""The book's measurements (ecgssl_nb.analysis: dataset, training, tables, study): each checked by hand or against an independent
 computation (the DINO loss module, the network's own gate, scikit-learn)."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from ecgssl_nb import paths, prepare, report
+from ecgssl_nb import atomic, paths, prepare
+from ecgssl_nb.analysis import claims, dataset, results, study, tables, training
 from ecgssl_nb.core import labels, models
 from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.core.labels import ABBREVIATIONS
@@ -37,13 +38,13 @@ def test_exact_match_counts_records_whose_24_outputs_all_equal_their_labels():
     p[2, 3] = 0.9
     p[2, 10] = 0.6  # record 2: one extra label -> 1 wrong
     pred = pd.concat([_pred_frame(y, p), _pred_frame(y, np.ones((3, 24)), protocol="honest")])
-    got = report.exact_match(pred, [0.5] * 24, protocol="paper")
+    got = training.exact_match(pred, [0.5] * 24, protocol="paper")
     assert got["records"] == 3 and got["exact"] == 1
     assert got["accuracy"] == pytest.approx(1 / 3)
     assert got["true_labels_per_record"] == pytest.approx(4 / 3)
     assert got["predicted_labels_per_record"] == pytest.approx(4 / 3)
     assert got["wrong_outputs_per_record"] == pytest.approx(2 / 3)
-    assert report.exact_match(pred, [0.5] * 24, protocol="honest")["exact"] == 0  # every label on
+    assert training.exact_match(pred, [0.5] * 24, protocol="honest")["exact"] == 0  # every label on
 
 
 def test_dino_loss_minus_teacher_entropy_is_the_mean_kl_between_teacher_and_student():
@@ -54,7 +55,7 @@ def test_dino_loss_minus_teacher_entropy_is_the_mean_kl_between_teacher_and_stud
     s, t = torch.randn(4, 8, 16), torch.randn(2, 8, 16)
     loss = fn(s, t, update_center=False)
     log = pd.DataFrame({"epoch": [1], "loss": [float(loss)], "teacher_entropy": [float(fn.last_teacher_entropy)]})
-    kl = report.dino_loss_parts(log)["kl"].iloc[0]
+    kl = training.dino_loss_parts(log)["kl"].iloc[0]
     # independent: KL(P_t[q] || P_s[v]) over the 6 pairs q != v, with the same temperatures
     p_t = torch.softmax((t - fn.center) / fn.temperature(0), dim=-1)
     log_s = torch.log_softmax(s / fn.student_temp, dim=-1)
@@ -76,10 +77,10 @@ def test_gate_at_init_splits_the_logit_gap_and_agrees_with_the_network_gate(smal
     for m in ("time", "spec"):
         (tmp_path / m).mkdir()
         torch.save(models.make_backbone(m).state_dict(), tmp_path / m / "backbone.pt")
-    got = report.gate_at_init(small_prepared, tmp_path, n_windows=8, seed=0)
+    got = training.gate_at_init(small_prepared, tmp_path, n_windows=8, seed=0)
     assert got["windows"] == 8
     assert 0 <= got["w2_mean"] <= 1 and 0 <= got["softmax_gradient_factor"] <= 0.25
-    assert report.gate_at_init(small_prepared, tmp_path, n_windows=8, seed=0, lr=1e-3)[
+    assert training.gate_at_init(small_prepared, tmp_path, n_windows=8, seed=0, lr=1e-3)[
         "gap_step_bound"
     ] == pytest.approx(1e-3 * got["feature_l1"], rel=1e-5)
     # independent: the network's own forward pass returns the same gate weights
@@ -114,7 +115,7 @@ def test_pooled_auroc_pools_the_outer_predictions_of_every_fold_and_counts_posit
         pd.concat([_pred_frame(y, p, "honest"), _pred_frame(1 - y, p, "honest", role="inner")]).to_csv(
             d / "predictions.csv", index=False
         )
-    table = report.pooled_auroc(tmp_path, "samples", "t", folds=(0, 1), protocol="honest")
+    table = training.pooled_auroc(tmp_path, "samples", "t", folds=(0, 1), protocol="honest")
     y, p = np.vstack(ys), np.vstack(ps)
     assert table.loc["AF", "positives"] == y[:, 1].sum() and table.loc["AF", "negatives"] == 20 - y[:, 1].sum()
     assert table.loc["AF", "AUROC"] == pytest.approx(roc_auc_score(y[:, 1], p[:, 1]))
@@ -125,9 +126,9 @@ def test_auroc_halfwidth_is_hanley_mcneil_by_hand_and_shrinks_with_more_positive
     # A = 0.8, 10 positives, 90 negatives: Q1 = 0.8/1.2, Q2 = 1.28/1.8
     a, q1, q2 = 0.8, 0.8 / 1.2, 1.28 / 1.8
     se = np.sqrt((a * 0.2 + 9 * (q1 - 0.64) + 89 * (q2 - 0.64)) / 900)
-    assert report.auroc_halfwidth(0.8, 10, 90) == pytest.approx(1.96 * se)
-    assert report.auroc_halfwidth(0.8, 40, 90) < report.auroc_halfwidth(0.8, 10, 90)
-    assert np.isnan(report.auroc_halfwidth(0.8, 0, 90)) and np.isnan(report.auroc_halfwidth(float("nan"), 5, 5))
+    assert training.auroc_halfwidth(0.8, 10, 90) == pytest.approx(1.96 * se)
+    assert training.auroc_halfwidth(0.8, 40, 90) < training.auroc_halfwidth(0.8, 10, 90)
+    assert np.isnan(training.auroc_halfwidth(0.8, 0, 90)) and np.isnan(training.auroc_halfwidth(float("nan"), 5, 5))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,10 +136,10 @@ def test_auroc_halfwidth_is_hanley_mcneil_by_hand_and_shrinks_with_more_positive
 
 
 def test_book_devices_uses_two_cpu_workers_only_on_a_cpu_with_two_cores():
-    assert report.book_devices("cpu", cpus=2) == "cpu,cpu"
-    assert report.book_devices("cpu", cpus=16) == "cpu,cpu"
-    assert report.book_devices("cpu", cpus=1) == "cpu"
-    assert report.book_devices("cuda:0", cpus=16) == "cuda:0"
+    assert study.book_devices("cpu", cpus=2) == "cpu,cpu"
+    assert study.book_devices("cpu", cpus=16) == "cpu,cpu"
+    assert study.book_devices("cpu", cpus=1) == "cpu"
+    assert study.book_devices("cuda:0", cpus=16) == "cuda:0"
 
 
 def test_run_study_gives_each_cpu_worker_one_thread_and_restores_the_environment(monkeypatch):
@@ -156,7 +157,7 @@ def test_run_study_gives_each_cpu_worker_one_thread_and_restores_the_environment
         return Path("x")
 
     monkeypatch.setattr(rp, "reproduce", fake)
-    assert report.run_study("cpu", profile="tiny", out="runs") == Path("x")
+    assert study.run_study("cpu", profile="tiny", out="runs") == Path("x")
     assert seen["devices"] == "cpu,cpu" and seen["omp"] == "1" and seen["mkl"] == "4"
     assert seen["progress"] is False and seen["profile"] == "tiny"
     import os
@@ -171,26 +172,25 @@ def _agg(profile="tiny", data="fixture", n=2, smoke=False):
 
 
 def test_runs_warning_names_smoke_runs_of_the_paper_profile_without_calling_them_tiny():
-    from ecgssl_nb.results import SMOKE_LABEL
+    from ecgssl_nb.analysis.results import SMOKE_LABEL
 
-    text = report.runs_warning(_agg("paper", "fixture", 1, smoke=True))
+    text = tables.runs_warning(_agg("paper", "fixture", 1, smoke=True))
     assert text.startswith("```{warning}") and text.endswith("```")
     assert SMOKE_LABEL in text and "`paper`" in text and "tiny" not in text
-    assert "`tiny`" in report.runs_warning(_agg()) and SMOKE_LABEL not in report.runs_warning(_agg())
-    assert report.runs_warning(_agg("paper", "physionet2020", 10)) is None  # full runs on the paper's data
-    assert SMOKE_LABEL in report.runs_warning(_agg("paper", "physionet2020", 1, smoke=True))
+    assert "`tiny`" in tables.runs_warning(_agg()) and SMOKE_LABEL not in tables.runs_warning(_agg())
+    assert tables.runs_warning(_agg("paper", "physionet2020", 10)) is None  # full runs on the paper's data
+    assert SMOKE_LABEL in tables.runs_warning(_agg("paper", "physionet2020", 1, smoke=True))
 
 
 def test_describe_runs_prefixes_smoke_and_names_the_training_split():
-    from ecgssl_nb.results import SMOKE_LABEL
+    from ecgssl_nb.analysis.results import SMOKE_LABEL
 
-    assert report.describe_runs(_agg(smoke=True)).startswith(f"{SMOKE_LABEL}: synthetic fixture")
-    assert not report.describe_runs(_agg()).startswith(SMOKE_LABEL)
-    assert report.describe_runs(_agg(), split="nine").endswith(report.SPLIT_LABELS["nine"])
+    assert tables.describe_runs(_agg(smoke=True)).startswith(f"{SMOKE_LABEL}: synthetic fixture")
+    assert not tables.describe_runs(_agg()).startswith(SMOKE_LABEL)
+    assert tables.describe_runs(_agg(), split="nine").endswith(tables.SPLIT_LABELS["nine"])
 
 
 def test_claims_display_prints_one_row_per_claim_and_metric_with_both_intervals_and_the_margin_check():
-    from ecgssl_nb import claims
 
     # two folds, differences computed by hand: ssl-t - t = +2 and +4 points (AUROC), -1 and +1 (ChM)
     rows = []
@@ -200,7 +200,7 @@ def test_claims_display_prints_one_row_per_claim_and_metric_with_both_intervals_
     df = pd.DataFrame(rows)
     ct = claims.claims_table(df, metrics=("auroc", "challenge"), claims=[("SSL helps T", "t", "ssl-t")], n_boot=200)
     noise = claims.margins_vs_noise(df, metrics=("auroc", "challenge"))
-    shown = report.claims_display(ct, noise)
+    shown = tables.claims_display(ct, noise)
     assert list(shown.index) == [("SSL helps T", "AUROC"), ("SSL helps T", "ChM")]
     auroc = shown.iloc[0]
     assert auroc["A → B"] == "T → SSL-T" and auroc["folds"] == 2 and auroc["B − A (×100)"] == "+3.00"
@@ -221,7 +221,7 @@ def test_pooled_beside_means_puts_the_pooled_metric_beside_the_fold_mean_and_mar
     agg = pd.DataFrame(
         {"auroc_mean": [0.8, 0.7], "challenge_mean": [0.4, 0.3], "folds": ["0,1", "0,1"]}, index=["t", "ssl-t-tc"]
     )
-    side = report.pooled_beside_means(pooled, agg, metrics_shown=("auroc", "challenge"))
+    side = tables.pooled_beside_means(pooled, agg, metrics_shown=("auroc", "challenge"))
     assert list(side.index) == ["T", "SSL-T (TC)"]
     assert (
         side.loc["T", ("AUROC", "pooled out-of-fold")] == "90.00"
@@ -235,18 +235,18 @@ def test_pooled_beside_means_puts_the_pooled_metric_beside_the_fold_mean_and_mar
 
 
 def test_data_kind_names_each_kind_of_data_in_one_phrase():
-    assert report.data_kind("fixture") == "the synthetic fixture (not real ECGs)"
-    assert report.data_kind("samples") == "the real sample records"
-    assert report.data_kind("physionet2020") == "the PhysioNet/CinC 2020 training data"
+    assert results.data_kind("fixture") == "the synthetic fixture (not real ECGs)"
+    assert results.data_kind("samples") == "the real sample records"
+    assert results.data_kind("physionet2020") == "the PhysioNet/CinC 2020 training data"
     with pytest.raises(UserError, match="data 'x' is not a kind of data"):
-        report.data_kind("x")
+        results.data_kind("x")
 
 
 def test_class_counts_add_the_merged_codes_to_the_official_totals():
     y = np.zeros((5, 24), dtype=np.float32)
     y[:3, 0] = 1
     y[4, [0, 23]] = 1
-    counts = report.class_counts(y, name="ours")
+    counts = dataset.class_counts(y, name="ours")
     assert list(counts.index) == list(ABBREVIATIONS) and list(counts.columns) == ["ours", "official total (6 sources)"]
     assert counts["ours"].tolist() == [4] + [0] * 22 + [1]
     totals = labels.official_totals()
@@ -261,18 +261,18 @@ def test_fold_counts_and_balance_by_hand():
     y = np.zeros((6, 24), dtype=np.float32)
     y[[0, 1, 2, 3], 0] = 1  # class 0: folds 0, 0, 0, 1
     y[5, 1] = 1  # class 1: fold 2
-    counts = report.fold_counts(y, [0, 0, 0, 1, 2, 2], n_folds=3)
+    counts = dataset.fold_counts(y, [0, 0, 0, 1, 2, 2], n_folds=3)
     assert counts["records"].tolist() == [3, 1, 2] and counts.index.name == "fold"
     assert counts[ABBREVIATIONS[0]].tolist() == [3, 1, 0] and counts[ABBREVIATIONS[1]].tolist() == [0, 0, 1]
-    balance = report.fold_balance(counts)
+    balance = dataset.fold_balance(counts)
     assert balance.loc[ABBREVIATIONS[0]].tolist() == [4, 1.3, 1.7]  # ideal 4/3; fold 0 has 3
     assert balance.loc[ABBREVIATIONS[1]].tolist() == [1, 0.3, 0.7]
-    assert report.fold_counts(y, np.zeros(6)).shape == (10, 25)  # settings.N_FOLDS folds by default
+    assert dataset.fold_counts(y, np.zeros(6)).shape == (10, 25)  # settings.N_FOLDS folds by default
 
 
 def test_records_per_source_counts_and_shares():
     index = pd.DataFrame({"source": ["PTB", "PTB", "PTB", "CPSC"]})
-    got = report.records_per_source(index)
+    got = dataset.records_per_source(index)
     assert got.to_dict("index") == {
         "CPSC": {"records kept": 1, "share": 0.25},
         "PTB": {"records kept": 3, "share": 0.75},
@@ -286,7 +286,7 @@ def test_record_features_average_each_records_window_features(small_prepared, on
     torch.manual_seed(0)
     for modality in ("time", "spec"):
         backbone = models.make_backbone(modality)
-        feats = report.record_features(backbone, corpus, small_prepared.mean, small_prepared.std, modality, 7)
+        feats = training.record_features(backbone, corpus, small_prepared.mean, small_prepared.std, modality, 7)
         assert feats.shape == (3, 512) and feats.dtype == np.float64 and not backbone.training
         # independent: every window of record 1 through the backbone, then the mean
         owner, start = corpus.sliding_windows()
@@ -305,7 +305,7 @@ def test_record_features_average_each_records_window_features(small_prepared, on
 def test_pca2_finds_the_direction_of_a_line_and_its_variance_share():
     t = np.linspace(-1, 1, 50)
     f = np.stack([t, 2 * t, -t], axis=1)  # every standardised column is +-t: one component
-    pts, share = report.pca2(f)
+    pts, share = training.pca2(f)
     assert pts.shape == (50, 2) and share[0] == pytest.approx(1.0) and share[1] == pytest.approx(0.0, abs=1e-12)
     np.testing.assert_allclose(np.abs(pts[:, 0]), np.sqrt(3) * np.abs(t / t.std()), rtol=1e-6)
 
@@ -314,7 +314,7 @@ def test_rarest_class_is_the_least_frequent_label_of_each_record():
     y = np.zeros((4, 24))
     y[:3, 0] = 1
     y[2, 5] = 1
-    assert report.rarest_class(y) == [ABBREVIATIONS[0], ABBREVIATIONS[0], ABBREVIATIONS[5], "none"]
+    assert training.rarest_class(y) == [ABBREVIATIONS[0], ABBREVIATIONS[0], ABBREVIATIONS[5], "none"]
 
 
 def _setup_means(values: dict) -> pd.DataFrame:
@@ -325,12 +325,12 @@ def test_paper_patterns_check_each_ordering_under_each_protocol():
     paper_like = {"t": 0.92, "s": 0.90, "tsc": 0.93, "tsg": 0.94, "ssl-t": 0.95, "ssl-s": 0.91, "ssl-tsc": 0.955}
     paper_like["ssl-tsg"] = 0.96
     flat = dict.fromkeys(paper_like, 0.5)
-    got = report.paper_patterns({"paper": _setup_means(paper_like), "honest": _setup_means(flat)})
-    assert list(got.columns) == [report.PROTOCOL_LABELS["paper"], report.PROTOCOL_LABELS["honest"]]
-    assert list(got.index) == list(report.PAPER_PATTERNS) and got.index.name == "ordering"
+    got = tables.paper_patterns({"paper": _setup_means(paper_like), "honest": _setup_means(flat)})
+    assert list(got.columns) == [results.PROTOCOL_LABELS["paper"], results.PROTOCOL_LABELS["honest"]]
+    assert list(got.index) == list(tables.PAPER_PATTERNS) and got.index.name == "ordering"
     assert (got.iloc[:, 0] == "yes").all() and (got.iloc[:4, 1] == "no").all()
     swapped = dict(paper_like, tsc=0.95)  # TSC above TSG: the first and the gate orderings fail
-    assert report.paper_patterns({"paper": _setup_means(swapped)}).iloc[:, 0].tolist() == [
+    assert tables.paper_patterns({"paper": _setup_means(swapped)}).iloc[:, 0].tolist() == [
         "no",
         "yes",
         "yes",
@@ -342,39 +342,37 @@ def test_paper_patterns_check_each_ordering_under_each_protocol():
 def test_fig3_table_reads_the_table_reproduce_wrote(tmp_path):
     from test_results import result
 
-    from ecgssl_nb import reproduce, results
+    from ecgssl_nb import reproduce
 
     prof = paths.profile_root(tmp_path, "tiny")
     for fold, (t1, tc) in enumerate([(0.8, 0.7), (0.9, 0.6)]):
-        results.write_json_atomic(
-            prof / "finetune" / "ssl-t" / f"fold{fold}" / "result.json", result("ssl-t", fold, t1)
-        )
+        atomic.write_json_atomic(prof / "finetune" / "ssl-t" / f"fold{fold}" / "result.json", result("ssl-t", fold, t1))
         ab = prof / "ablation" / "finetune" / "ssl-t-tc" / f"fold{fold}" / "result.json"
-        results.write_json_atomic(ab, result("ssl-t", fold, tc))
+        atomic.write_json_atomic(ab, result("ssl-t", fold, tc))
     with pytest.raises(UserError, match="fig3.csv does not exist"):
-        report.read_fig3(tmp_path, "tiny")
+        tables.read_fig3(tmp_path, "tiny")
     reproduce.write_tables(tmp_path, "tiny")
-    fig3 = report.read_fig3(tmp_path, "tiny")
+    fig3 = tables.read_fig3(tmp_path, "tiny")
     assert list(fig3) == ["paper", "honest"] and list(fig3["paper"].index) == ["ssl-t-tc", "ssl-t-t1"]
     assert (
         fig3["paper"].at["ssl-t-t1", "auroc_mean"] == pytest.approx(0.85)
         and fig3["paper"].at["ssl-t-t1", "folds"] == "0,1"
     )
-    table = report.fig3_table(fig3)
+    table = tables.fig3_table(fig3)
     assert list(table.index) == ["SSL-T (TC)", "SSL-T (T1)"] and table["transforms"].tolist() == ["TC", "T1"]
     # paper protocol: tc 0.7, 0.6 -> 65.00 ± 7.07; honest (result() gives auroc - 0.1): 55.00 ± 7.07
-    assert table.at["SSL-T (TC)", f"AUROC, {report.PROTOCOL_LABELS['paper']}"] == "65.00 ± 7.07"
-    assert table.at["SSL-T (TC)", f"AUROC, {report.PROTOCOL_LABELS['honest']}"] == "55.00 ± 7.07"
+    assert table.at["SSL-T (TC)", f"AUROC, {results.PROTOCOL_LABELS['paper']}"] == "65.00 ± 7.07"
+    assert table.at["SSL-T (TC)", f"AUROC, {results.PROTOCOL_LABELS['honest']}"] == "55.00 ± 7.07"
     assert table["folds"].tolist() == ["0,1", "0,1"]
-    best = report.full_set_best(fig3)
+    best = tables.full_set_best(fig3)
     assert best["best by AUROC"].tolist() == ["ssl-t-t1"] * 2 and (best["full set best?"] == "yes").all()
-    bars = report.fig3_bars(fig3["paper"], "auroc")
+    bars = tables.fig3_bars(fig3["paper"], "auroc")
     assert bars[["transforms", "mean"]].values.tolist() == [["tc", pytest.approx(65.0)], ["t1", pytest.approx(85.0)]]
 
 
 def test_pretrain_settings_read_the_summary_then_its_config():
-    got = report.pretrain_settings({"time": {"epochs": 2, "config": {"out_dim": 4096, "epochs": 9}}, "spec": {}})
-    assert list(got.index) == list(report.PRETRAIN_SUMMARY_KEYS) and list(got.columns) == ["time", "spec"]
+    got = training.pretrain_settings({"time": {"epochs": 2, "config": {"out_dim": 4096, "epochs": 9}}, "spec": {}})
+    assert list(got.index) == list(training.PRETRAIN_SUMMARY_KEYS) and list(got.columns) == ["time", "spec"]
     assert got.at["epochs", "time"] == 2 and got.at["out_dim", "time"] == 4096 and got.at["epochs", "spec"] == "–"
 
 
@@ -390,8 +388,8 @@ def _run_result() -> dict:
 
 
 def test_run_metrics_show_each_protocol_x100_with_where_it_chose():
-    got = report.run_metrics(_run_result())
-    paper, honest = report.PROTOCOL_LABELS["paper"], report.PROTOCOL_LABELS["honest"]
+    got = training.run_metrics(_run_result())
+    paper, honest = results.PROTOCOL_LABELS["paper"], results.PROTOCOL_LABELS["honest"]
     assert list(got.index) == [
         f"{paper}: chosen on fold 3, reported on fold 3",
         f"{honest}: chosen on fold 4, reported on fold 3",
@@ -405,7 +403,7 @@ def test_per_class_auroc_counts_the_outer_folds_positives():
     y[:, 0] = 1
     y[1, 5] = 1
     pred = pd.concat([_pred_frame(y, np.zeros((3, 24))), _pred_frame(1 - y, np.zeros((3, 24)), role="inner")])
-    got = report.per_class_auroc(_run_result(), pred)
+    got = training.per_class_auroc(_run_result(), pred)
     assert list(got.columns) == ["positives in fold 3", "paper", "honest"] and list(got.index) == list(ABBREVIATIONS)
     assert got.iloc[0, 0] == 3 and got.iloc[5, 0] == 1 and got.iloc[:, 0].sum() == 4
     assert got["paper"].iloc[-1] == 1.0 and got["honest"].isna().all()
@@ -415,13 +413,13 @@ def test_protocol_gap_is_optimistic_minus_honest_x100():
     cols = {f"{m}_mean": 0.5 for m in ("auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge")}
     paper = pd.DataFrame([dict(cols, auroc_mean=0.9), cols], index=["t", "ssl-tsg"])
     honest = pd.DataFrame([dict(cols, auroc_mean=0.85), cols], index=["t", "ssl-tsg"])
-    gap = report.protocol_gap({"paper": paper, "honest": honest})
+    gap = tables.protocol_gap({"paper": paper, "honest": honest})
     assert list(gap.index) == ["T", "SSL-TSG"] and gap.index.name == "setup"
     assert gap.at["T", "AUROC"] == 5.0 and gap.at["SSL-TSG", "AUROC"] == 0.0 and gap.at["T", "ChM"] == 0.0
 
 
 def test_stft_settings_list_the_transforms_constants():
-    got = report.stft_settings()["STFT"]
+    got = dataset.stft_settings()["STFT"]
     assert got["sampling rate"] == "100 Hz" and got["window"] == "Hann, 25 samples (0.25 s)"
     assert got["overlap / hop"] == "12 / 13 samples (0.13 s)" and got["frequency rows"] == "13: 0, 4, ..., 48 Hz"
     assert got["frames for 250 samples"] == "21" and got["normalisation"] == "(|Z| - mean[lead]) / 0.05418394"
@@ -430,7 +428,7 @@ def test_stft_settings_list_the_transforms_constants():
 def test_augment_settings_show_every_field_with_its_value_and_meaning():
     from ecgssl_nb.core.settings import AugmentConfig
 
-    got = report.augment_settings(AugmentConfig(noise_sigma=(0.01, 0.02)))
+    got = dataset.augment_settings(AugmentConfig(noise_sigma=(0.01, 0.02)))
     assert len(got) == 9 and got.at["augment.noise_sigma", "value"] == "(0.01, 0.02)"
     assert got.at["augment.time_cutout", "value"] == "(0.2, 0.4)" and (got["what"].str.len() > 10).all()
 
@@ -438,7 +436,7 @@ def test_augment_settings_show_every_field_with_its_value_and_meaning():
 def test_finetune_budget_counts_the_steps_of_each_profile():
     from ecgssl_nb.core.settings import get_profile
 
-    got = report.finetune_budget({"tiny": get_profile("tiny"), "samples": get_profile("samples")}, n_train=100)
+    got = training.finetune_budget({"tiny": get_profile("tiny"), "samples": get_profile("samples")}, n_train=100)
     assert got.loc["tiny"].tolist() == [3, 16, 2, 1e-3, 7, 21]  # ceil(100 / 16) = 7 steps per epoch
     assert got.loc["samples"].tolist() == [8, 8, 4, 1e-3, 13, 104]
 
@@ -456,7 +454,7 @@ def test_recipe_differences_put_both_means_and_the_interval_side_by_side():
             "n_folds": [2, 2],
         }
     )
-    got = report.recipe_differences(rows)
+    got = tables.recipe_differences(rows)
     assert list(got.index) == ["T"] and got.index.name == "setup"
     assert got.loc["T", ("AUROC", "released")] == "80.00" and got.loc["T", ("AUROC", "corrected")] == "82.50"
     assert got.loc["T", ("AUROC", "released − corrected [95 % bootstrap]")] == "-2.50 [-4.00, -1.00]"

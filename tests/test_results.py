@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgssl_nb import results
+from ecgssl_nb import atomic
+from ecgssl_nb.analysis import results
 from ecgssl_nb.core import metrics
 from ecgssl_nb.core.errors import UserError
 
@@ -29,7 +30,7 @@ def test_json_round_trip_turns_numpy_into_numbers_and_nan_into_null(tmp_path):
         "f": tmp_path / "x",
         7: "int key",
     }
-    path = results.write_json_atomic(tmp_path / "r.json", obj)
+    path = atomic.write_json_atomic(tmp_path / "r.json", obj)
     assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
     back = results.read_json(path)
     assert back == {
@@ -46,31 +47,31 @@ def test_json_round_trip_turns_numpy_into_numbers_and_nan_into_null(tmp_path):
 
 def test_unserialisable_value_leaves_the_old_file_and_no_temporary_file(tmp_path):
     path = tmp_path / "result.json"
-    results.write_json_atomic(path, {"ok": 1})
+    atomic.write_json_atomic(path, {"ok": 1})
     before = path.read_text()
     with pytest.raises(TypeError, match=r"\$\.metrics\.paper\[1\]: a object"):
-        results.write_json_atomic(path, {"metrics": {"paper": [1.0, object()]}})
+        atomic.write_json_atomic(path, {"metrics": {"paper": [1.0, object()]}})
     assert path.read_text() == before
     assert leftovers(tmp_path) == []
 
 
 def test_failure_while_replacing_leaves_the_old_file_and_no_temporary_file(tmp_path, monkeypatch):
     path = tmp_path / "result.json"
-    results.write_json_atomic(path, {"ok": 1})
+    atomic.write_json_atomic(path, {"ok": 1})
 
     def boom(src, dst):
         raise OSError("disk full")
 
     monkeypatch.setattr(results.os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
-        results.write_json_atomic(path, {"ok": 2})
+        atomic.write_json_atomic(path, {"ok": 2})
     assert json.loads(path.read_text()) == {"ok": 1}
     assert leftovers(tmp_path) == []
 
 
 def test_csv_round_trip_keeps_values_and_nan(tmp_path):
     df = pd.DataFrame({"setup": ["t", "s"], "auroc": [0.123456789012345, np.nan]})
-    path = results.write_csv_atomic(tmp_path / "sub" / "t.csv", df)
+    path = atomic.write_csv_atomic(tmp_path / "sub" / "t.csv", df)
     back = pd.read_csv(path)
     pd.testing.assert_frame_equal(back, df)
     assert leftovers(path.parent) == []
@@ -112,7 +113,7 @@ def result(setup, fold, auroc, profile="tiny", kind="fixture", honest=True, **me
 
 def write_study(root, entries):
     for setup, fold, auroc in entries:
-        results.write_json_atomic(root / setup / f"fold{fold}" / "result.json", result(setup, fold, auroc))
+        atomic.write_json_atomic(root / setup / f"fold{fold}" / "result.json", result(setup, fold, auroc))
 
 
 def test_aggregate_gives_hand_computed_mean_and_sample_std(tmp_path):
@@ -150,7 +151,7 @@ def test_unreadable_and_off_schema_files_are_skipped_with_a_warning_naming_them(
     (tmp_path / "s" / "fold0" / "result.json").write_text("{truncated")
     bad = result("s", 1, 0.9)
     del bad["metrics"]["paper"]["challenge"]
-    results.write_json_atomic(tmp_path / "s" / "fold1" / "result.json", bad)
+    atomic.write_json_atomic(tmp_path / "s" / "fold1" / "result.json", bad)
     with pytest.warns(results.ResultFileWarning) as caught:
         df = results.load_results(tmp_path)
     text = " ".join(str(w.message) for w in caught)
@@ -161,7 +162,7 @@ def test_unreadable_and_off_schema_files_are_skipped_with_a_warning_naming_them(
 
 def test_null_metrics_are_nan_and_the_fold_mean_skips_them(tmp_path):
     for fold, value in enumerate([0.4, None, 0.6]):
-        results.write_json_atomic(tmp_path / f"fold{fold}" / "result.json", result("s", fold, 0.9, f1=value))
+        atomic.write_json_atomic(tmp_path / f"fold{fold}" / "result.json", result("s", fold, 0.9, f1=value))
     df = results.load_results(tmp_path)
     assert df["f1"].isna().sum() == 2  # one per protocol
     agg = results.aggregate(df)
@@ -178,14 +179,14 @@ def test_aggregate_refuses_two_results_for_one_fold(tmp_path):
 
 def test_aggregate_by_run_separates_ablation_variants(tmp_path):
     for run, auroc in (("ssl-t-tc", 0.7), ("ssl-t-gn", 0.8)):
-        results.write_json_atomic(tmp_path / run / "fold0" / "result.json", result("ssl-t", 0, auroc))
+        atomic.write_json_atomic(tmp_path / run / "fold0" / "result.json", result("ssl-t", 0, auroc))
     agg = results.aggregate(results.load_results(tmp_path), by="run")
     assert agg.at["ssl-t-tc", "auroc_mean"] == 0.7 and agg.at["ssl-t-gn", "auroc_mean"] == 0.8
 
 
 def test_aggregate_refuses_mixed_profiles_and_unknown_protocols(tmp_path):
-    results.write_json_atomic(tmp_path / "a" / "result.json", result("t", 0, 0.9, profile="tiny"))
-    results.write_json_atomic(tmp_path / "b" / "result.json", result("t", 1, 0.9, profile="paper"))
+    atomic.write_json_atomic(tmp_path / "a" / "result.json", result("t", 0, 0.9, profile="tiny"))
+    atomic.write_json_atomic(tmp_path / "b" / "result.json", result("t", 1, 0.9, profile="paper"))
     df = results.load_results(tmp_path)
     with pytest.raises(UserError, match="mix profiles"):
         results.aggregate(df)
@@ -255,5 +256,5 @@ def test_an_oserror_that_names_no_file_is_raised_again_naming_the_target_and_kee
 
     monkeypatch.setattr(results.os, "replace", full)
     with pytest.raises(OSError, match="No space left on device") as info:
-        results.write_json_atomic(path, {"ok": 1})
+        atomic.write_json_atomic(path, {"ok": 1})
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgssl_nb import paths, results
+from ecgssl_nb import paths
+from ecgssl_nb.analysis import results
 from ecgssl_nb.core import classify
 from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.core.metrics import METRIC_KEYS

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgssl_nb import provenance, results
+from ecgssl_nb import atomic, provenance
+from ecgssl_nb.analysis import results
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.config import apply_settings
 from ecgssl_nb.core import classify
@@ -359,10 +360,10 @@ def test_tables_refuse_runs_of_other_data_or_settings_naming_them(tmp_path, chan
     from ecgssl_nb.reproduce import write_tables
 
     ft_root = tmp_path / "tiny" / "finetune"
-    results.write_json_atomic(ft_root / "t/fold0/result.json", _result("t", 0, "aaa", 0.1))
+    atomic.write_json_atomic(ft_root / "t/fold0/result.json", _result("t", 0, "aaa", 0.1))
     base = {"digest": "aaa", "lr": 0.1, "seed": 0}
-    results.write_json_atomic(ft_root / "tsg/fold1/result.json", _result("tsg", 1, **{**base, **change}))
-    results.write_json_atomic(ft_root / "tsg/fold0/result.json", _result("tsg", 0, "aaa", 0.1))
+    atomic.write_json_atomic(ft_root / "tsg/fold1/result.json", _result("tsg", 1, **{**base, **change}))
+    atomic.write_json_atomic(ft_root / "tsg/fold0/result.json", _result("tsg", 0, "aaa", 0.1))
     df = results.load_results(ft_root)
     with pytest.raises(UserError, match=f"{words}: t fold 0 .* and tsg fold 1"):
         results.aggregate(df, "paper")
@@ -374,8 +375,8 @@ def test_tables_refuse_runs_of_other_data_or_settings_naming_them(tmp_path, chan
 
 
 def test_results_moved_aside_are_never_read(tmp_path):
-    results.write_json_atomic(tmp_path / "t/fold0/result.json", _result("t", 0, "aaa", 0.1))
-    results.write_json_atomic(tmp_path / "t/fold0.stale-20261202-000000/result.json", _result("t", 0, "old", 0.1))
+    atomic.write_json_atomic(tmp_path / "t/fold0/result.json", _result("t", 0, "aaa", 0.1))
+    atomic.write_json_atomic(tmp_path / "t/fold0.stale-20261202-000000/result.json", _result("t", 0, "old", 0.1))
     df = results.load_results(tmp_path)
     assert list(df["digest"]) == ["aaa"] and isinstance(df["code_version"].iloc[0], str)
     assert isinstance(pd.DataFrame(df)["settings_id"].iloc[0], str) and np.all(df["fold"] == 0)

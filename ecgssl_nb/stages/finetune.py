@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import checkpoint, provenance
-from ..atomic import write_text_atomic
+from ..atomic import write_csv_atomic, write_json_atomic, write_text_atomic
 from ..config import apply_settings, as_dict, matched_settings, read_config, recorded_settings
 from ..core import classify
 from ..core.classify import Data, Split, Trainer, evaluate_epoch, select, steps_per_epoch, train_one_epoch
@@ -41,7 +41,6 @@ from ..core.metrics import METRIC_KEYS, binarize, challenge_outputs
 from ..core.models import use_fast_cuda_math
 from ..core.settings import PROTOCOL_MODES, SETUPS, FinetuneConfig, Profile, check_setup, get_profile, is_ssl
 from ..core.settings import resolve_device, setup_family, setup_modalities
-from ..results import write_csv_atomic, write_json_atomic
 from . import stage
 
 if TYPE_CHECKING:  # annotations only

@@ -42,7 +42,7 @@ from ..core.settings import resolve_device
 from ..core.transforms import check_lead_stats
 from ..core.windows import Corpus
 from ..prepare import Prepared, load_prepared
-from ..results import write_json_atomic
+from ..atomic import write_json_atomic
 from . import stage
 
 OUTPUTS = ("backbone.pt", "summary.json")  # what later stages read: recorded in digests.json, written last

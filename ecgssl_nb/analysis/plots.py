@@ -1,10 +1,8 @@
-"""Figures for the book: ECG leads, spectrograms, augmented views, curves, gate weights, tables.
+"""Figures for the book: ECG leads, spectrograms, views, curves, gate weights, table bars.
 
-Every function takes plain arrays or DataFrames (mV, samples at `fs` Hz, spectrograms
-(12, 13, 21) = lead x frequency 0..48 Hz x frame) and returns a matplotlib `Figure`, made with
-`plt.subplots` so a notebook shows it inline. No function computes a result: the numbers come
-from the library (prepare, selfkd, finetune, results); these only draw them, and each figure's
-title or caption says which data it shows. Tests call every function (tests/test_plots.py).
+Each function takes arrays or DataFrames (mV, samples at `fs` Hz, spectrograms (12, 13, 21) =
+lead x frequency 0..48 Hz x frame) computed elsewhere in the library and returns a matplotlib
+`Figure` (`plt.subplots`, so a notebook shows it inline); none computes a result.
 """
 
 from __future__ import annotations
@@ -21,9 +19,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .core.settings import TARGET_FS  # noqa: E402
-from .core.transforms import SPEC_FREQ_STEP_HZ, SPEC_HOP_S  # noqa: E402  (4 Hz rows, 0.13 s frames)
-from .records import LEADS  # noqa: E402
+from ..core.settings import TARGET_FS  # noqa: E402
+from ..core.transforms import SPEC_FREQ_STEP_HZ, SPEC_HOP_S  # noqa: E402  (4 Hz rows, 0.13 s frames)
+from ..records import LEADS  # noqa: E402
 
 OURS_COLOR = "#1f77b4"
 PAPER_COLOR = "#d62728"
@@ -38,6 +36,36 @@ def _check_2d(a, name: str, rows: int | None = None) -> np.ndarray:
     return a
 
 
+def _need(table: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
+    if not set(columns) <= set(table.columns):
+        raise ValueError(f"{name} needs columns {sorted(columns)}, has {list(table.columns)}")
+
+
+def _done(fig: Figure, title: str | None = None, **suptitle) -> Figure:
+    if title is not None:
+        fig.suptitle(title, **suptitle)
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    return fig
+
+
+def _spec_image(ax, a: np.ndarray, **kw):  # a: (frequencies, frames), 4 Hz rows, 0.13 s frames
+    extent = (0.0, a.shape[1] * SPEC_HOP_S, 0.0, a.shape[0] * SPEC_FREQ_STEP_HZ)
+    return ax.imshow(a, origin="lower", aspect="auto", extent=extent, cmap="magma", **kw)
+
+
+def _grouped_bars(ax, t: pd.DataFrame, horizontal: bool = False) -> np.ndarray:
+    """One bar per row and column of `t`, the columns side by side; returns the row positions."""
+    x, width = np.arange(len(t)), 0.8 / t.shape[1]
+    for j, col in enumerate(t.columns):
+        at = x + (j - (t.shape[1] - 1) / 2) * width
+        if horizontal:
+            ax.barh(at, t[col].to_numpy(), height=width, label=str(col))
+        else:
+            ax.bar(at, t[col].to_numpy(), width=width, label=str(col))
+    return x
+
+
 def ecg_leads(
     signal: ArrayLike,
     fs: float = TARGET_FS,
@@ -48,19 +76,16 @@ def ecg_leads(
     """Twelve leads of one record, (12, N) mV at `fs` Hz, in a 6 x 2 grid (limb | chest leads)."""
     x = _check_2d(signal, "signal", rows=len(leads))
     n = x.shape[1] if seconds is None else min(x.shape[1], int(round(seconds * fs)))
-    t = np.arange(n) / fs
     fig, axes = plt.subplots(6, 2, figsize=(11, 7), sharex=True)
     for k, name in enumerate(leads):
         ax = axes[k % 6, k // 6]
-        ax.plot(t, x[k, :n], lw=0.7, color="black")
+        ax.plot(np.arange(n) / fs, x[k, :n], lw=0.7, color="black")
         ax.set_ylabel(f"{name}\nmV", rotation=0, ha="right", va="center", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.25)
     for ax in axes[-1]:
         ax.set_xlabel("time (s)")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _done(fig, title)
 
 
 def spectrogram_leads(
@@ -72,19 +97,15 @@ def spectrogram_leads(
         raise ValueError(f"spec must have shape ({len(leads)}, frequencies, frames), got {s.shape}")
     fig, axes = plt.subplots(3, 4, figsize=(11, 6), sharex=True, sharey=True, layout="constrained")
     vmin, vmax = np.nanmin(s), np.nanmax(s)
-    extent = (0.0, s.shape[2] * SPEC_HOP_S, 0.0, s.shape[1] * SPEC_FREQ_STEP_HZ)
-    im = None
     for k, name in enumerate(leads):
-        ax = axes[k // 4, k % 4]
-        im = ax.imshow(s[k], origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax, cmap="magma")
-        ax.set_title(name, fontsize=9)
+        im = _spec_image(axes[k // 4, k % 4], s[k], vmin=vmin, vmax=vmax)
+        axes[k // 4, k % 4].set_title(name, fontsize=9)
     for ax in axes[-1]:
         ax.set_xlabel("time (s)")
     for ax in axes[:, 0]:
         ax.set_ylabel("Hz")
-    fig.suptitle(title)
     fig.colorbar(im, ax=axes, shrink=0.8, label=label)
-    return fig
+    return _done(fig, title)
 
 
 def signal_panels(
@@ -101,9 +122,7 @@ def signal_panels(
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.25)
     axes[-1, 0].set_xlabel("time (s)")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _done(fig, title)
 
 
 def spectrogram_panels(panels: Mapping[str, np.ndarray], title: str = "") -> Figure:
@@ -111,28 +130,21 @@ def spectrogram_panels(panels: Mapping[str, np.ndarray], title: str = "") -> Fig
     if not panels:
         raise ValueError("panels is empty: give at least one {name: spectrogram} entry")
     arrays = {k: _check_2d(v, f"panels[{k!r}]") for k, v in panels.items()}
-    vmin = min(np.nanmin(a) for a in arrays.values())
-    vmax = max(np.nanmax(a) for a in arrays.values())
+    vmin, vmax = min(np.nanmin(a) for a in arrays.values()), max(np.nanmax(a) for a in arrays.values())
     cols = min(3, len(arrays))
     rows = -(-len(arrays) // cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(3.4 * cols + 1.2, 2.9 * rows + 0.4), sharey=True, squeeze=False, layout="constrained"
-    )
-    im = None
-    for i, ax in enumerate(axes.ravel()):
-        if i >= len(arrays):
-            ax.axis("off")
-            continue
-        name, a = list(arrays.items())[i]
-        extent = (0.0, a.shape[1] * SPEC_HOP_S, 0.0, a.shape[0] * SPEC_FREQ_STEP_HZ)
-        im = ax.imshow(a, origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax, cmap="magma")
+    size = (3.4 * cols + 1.2, 2.9 * rows + 0.4)
+    fig, axes = plt.subplots(rows, cols, figsize=size, sharey=True, squeeze=False, layout="constrained")
+    for ax in axes.ravel()[len(arrays) :]:
+        ax.axis("off")
+    for i, (ax, (name, a)) in enumerate(zip(axes.ravel(), arrays.items())):
+        im = _spec_image(ax, a, vmin=vmin, vmax=vmax)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("time (s)")
         if i % cols == 0:
             ax.set_ylabel("frequency (Hz)")
-    fig.suptitle(title)
     fig.colorbar(im, ax=axes, shrink=0.9, label="normalised |STFT|")
-    return fig
+    return _done(fig, title)
 
 
 def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = TARGET_FS, title: str = "") -> Figure:
@@ -141,7 +153,7 @@ def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = 
     v = np.asarray(views, dtype=float)
     if kind not in ("time", "spec"):
         raise ValueError(f"kind must be 'time' or 'spec', got {kind!r}")
-    if (kind == "time" and v.ndim != 2) or (kind == "spec" and v.ndim != 3):
+    if v.ndim != {"time": 2, "spec": 3}[kind]:
         raise ValueError(
             f"views of kind {kind!r} must be {'(V, n)' if kind == 'time' else '(V, 13, 21)'}, got {v.shape}"
         )
@@ -151,66 +163,45 @@ def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = 
     cols = min(5, n_views)
     rows = int(np.ceil(n_views / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols, 1.9 * rows + 0.5), squeeze=False, sharey=True)
-    for i in range(rows * cols):
-        ax = axes[i // cols, i % cols]
-        if i >= n_views:
-            ax.axis("off")
-            continue
-        is_global = i < n_global
+    for ax in axes.ravel()[n_views:]:
+        ax.axis("off")
+    for i, ax in enumerate(axes.ravel()[:n_views]):
         if kind == "time":
             ax.plot(np.arange(v.shape[1]) / fs, v[i], lw=0.6, color="black")
         else:
-            ax.imshow(
-                v[i],
-                origin="lower",
-                aspect="auto",
-                cmap="magma",
-                extent=(0.0, v.shape[2] * SPEC_HOP_S, 0.0, v.shape[1] * SPEC_FREQ_STEP_HZ),
-            )
-        ax.set_title(f"{'global' if is_global else 'local'} view {i + 1}", fontsize=8)
-        color = "#1f77b4" if is_global else "#ff7f0e"
+            _spec_image(ax, v[i])
+        ax.set_title(f"{'global' if i < n_global else 'local'} view {i + 1}", fontsize=8)
         for spine in ax.spines.values():
-            spine.set_edgecolor(color)
-            spine.set_linewidth(2)
+            spine.set(edgecolor="#1f77b4" if i < n_global else "#ff7f0e", linewidth=2)
         ax.tick_params(labelsize=7)
         if i // cols == rows - 1 or i + cols >= n_views:
             ax.set_xlabel("time (s)", fontsize=8)
         if i % cols == 0:
             ax.set_ylabel("normalised amplitude" if kind == "time" else "frequency (Hz)", fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _done(fig, title)
 
 
 def class_counts(table: pd.DataFrame, title: str = "", log: bool = True) -> Figure:
-    """Records per class: `table` indexed by class name, one column per count series
-    (e.g. 'this corpus', 'official total'); horizontal bars, log scale by default."""
+    """`dataset.class_counts` (or any table of counts indexed by class, a column per series) as
+    horizontal bars, log scale by default."""
     if table.empty:
         raise ValueError("table is empty")
-    t = table.astype(float)
-    fig, ax = plt.subplots(figsize=(9, 0.28 * len(t) + 1.5))
-    height = 0.8 / t.shape[1]
-    y = np.arange(len(t))
-    for j, col in enumerate(t.columns):
-        ax.barh(y + (j - (t.shape[1] - 1) / 2) * height, t[col].to_numpy(), height=height, label=str(col))
-    ax.set_yticks(y, [str(i) for i in t.index], fontsize=8)
+    fig, ax = plt.subplots(figsize=(9, 0.28 * len(table) + 1.5))
+    y = _grouped_bars(ax, table.astype(float), horizontal=True)
+    ax.set_yticks(y, [str(i) for i in table.index], fontsize=8)
     ax.invert_yaxis()
-    if log:
-        ax.set_xscale("log")
-    ax.set_xlabel("records")
+    ax.set(xscale="log" if log else "linear", xlabel="records", title=title)
     ax.legend(fontsize=8)
-    ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _done(fig)
 
 
 def fold_balance(counts: pd.DataFrame, title: str = "") -> Figure:
-    """Share of each class's records that fall in each fold: `counts` is folds x classes (record
-    counts); a perfectly balanced split has every cell at 1 / n_folds."""
+    """Share of each class's records in each fold, from `dataset.fold_counts` (folds x classes,
+    its "records" column dropped when there); a balanced split has every cell at 1 / n_folds."""
     if counts.empty:
         raise ValueError("counts is empty")
-    c = counts.astype(float)
+    c = counts.drop(columns="records", errors="ignore").astype(float)
     share = c / c.sum(axis=0).replace(0, np.nan)
     fig, ax = plt.subplots(figsize=(11, 0.35 * len(c) + 1.8), layout="constrained")
     ideal = 1.0 / len(c)
@@ -251,15 +242,11 @@ def curves(
         ax.plot(log[x], log[col], marker="o", ms=3, lw=1.2)
         ax.set_title(labels.get(col, col), fontsize=9)
         ax.set_ylabel(labels.get(col, col), fontsize=8)
-        ax.set_xlabel(labels.get(x, x))
+        ax.set(xlabel=labels.get(x, x), yscale="log" if col in logy else "linear")
         if x == "epoch":
             ax.set_xticks(log[x].to_numpy())
-        if col in logy:
-            ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _done(fig, title)
 
 
 def feature_scatter(points: ArrayLike, groups: Sequence[str], title: str = "", max_groups: int = 10) -> Figure:
@@ -276,16 +263,12 @@ def feature_scatter(points: ArrayLike, groups: Sequence[str], title: str = "", m
     rest = ~g.isin(top).to_numpy()
     if rest.any():
         ax.scatter(p[rest, 0], p[rest, 1], s=10, c="lightgrey", label="other")
-    cmap = plt.get_cmap("tab10")
     for i, name in enumerate(top):
         m = (g == name).to_numpy()
-        ax.scatter(p[m, 0], p[m, 1], s=12, color=cmap(i % 10), label=f"{name} ({m.sum()})")
-    ax.set_xlabel("component 1")
-    ax.set_ylabel("component 2")
+        ax.scatter(p[m, 0], p[m, 1], s=12, color=plt.get_cmap("tab10")(i % 10), label=f"{name} ({m.sum()})")
+    ax.set(xlabel="component 1", ylabel="component 2", title=title)
     ax.legend(fontsize=7, loc="best", markerscale=1.5)
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _done(fig)
 
 
 def per_class_bars(
@@ -300,25 +283,16 @@ def per_class_bars(
     series (e.g. per-class AUROC); NaN (a class absent from the fold) is left blank."""
     if values.empty:
         raise ValueError("values is empty")
-    v = values.astype(float)
     fig, ax = plt.subplots(figsize=(11, 3.6))
-    width = 0.8 / v.shape[1]
-    x = np.arange(len(v))
-    for j, col in enumerate(v.columns):
-        ax.bar(x + (j - (v.shape[1] - 1) / 2) * width, v[col].to_numpy(), width=width, label=str(col))
+    x = _grouped_bars(ax, values.astype(float))
     if reference is not None:
         ax.axhline(reference, color="grey", ls="--", lw=1)
-    ax.set_xticks(x, [str(i) for i in v.index], rotation=90, fontsize=8)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if ylim:
-        ax.set_ylim(*ylim)
-    if v.shape[1] > 1:
+    ax.set_xticks(x, [str(i) for i in values.index], rotation=90, fontsize=8)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, **({"ylim": ylim} if ylim else {}))
+    if values.shape[1] > 1:
         ax.legend(fontsize=8)
-    ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _done(fig)
 
 
 def gate_weights(weights: pd.DataFrame, title: str = "") -> Figure:
@@ -335,12 +309,14 @@ def gate_weights(weights: pd.DataFrame, title: str = "") -> Figure:
     ax.axvline(0.5, color="black", lw=0.8, ls=":")
     ax.set_yticks(y, [str(i) for i in w.index], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("mean gate weight over the class's records")
+    ax.set(xlim=(0, 1), xlabel="mean gate weight over the class's records", title=title)
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _done(fig)
+
+
+def _error_bars(std: pd.Series) -> pd.Series | None:  # NaN for a single fold: no error bar is drawn then
+    std = std.astype(float)
+    return std if std.notna().any() else None
 
 
 def compare_with_paper(
@@ -356,16 +332,9 @@ def compare_with_paper(
     x = np.arange(len(setups))
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(setups) + 2), 4.0))
     width = 0.38 if paper is not None else 0.6
-    std = ours["std"].astype(float)
-    ax.bar(
-        x - (width / 2 if paper is not None else 0),
-        ours["mean"].astype(float),
-        width=width,
-        yerr=std if std.notna().any() else None,
-        capsize=3,
-        color=OURS_COLOR,
-        label=ours_label,
-    )
+    at = x - (width / 2 if paper is not None else 0)
+    bars = {"width": width, "yerr": _error_bars(ours["std"]), "capsize": 3, "color": OURS_COLOR, "label": ours_label}
+    ax.bar(at, ours["mean"].astype(float), **bars)
     if paper is not None:
         pv = np.array([float(paper.get(s, np.nan)) for s in setups])
         ax.bar(x + width / 2, pv, width=width, color=PAPER_COLOR, alpha=0.8, label="paper (Phan et al. 2022)")
@@ -374,50 +343,35 @@ def compare_with_paper(
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _done(fig)
 
 
 def ablation_bars(table: pd.DataFrame, metric: str, title: str = "") -> Figure:
     """Fig. 3 style: fine-tuned score per pre-training transform set and modality. `table` has
     columns 'modality', 'transforms', 'mean', 'std' (one row per setting)."""
-    need = {"modality", "transforms", "mean", "std"}
-    if not need <= set(table.columns):
-        raise ValueError(f"table needs columns {sorted(need)}, has {list(table.columns)}")
+    _need(table, "table", ("modality", "transforms", "mean", "std"))
     mods = list(dict.fromkeys(table["modality"]))
     fig, axes = plt.subplots(1, len(mods), figsize=(4.2 * len(mods), 3.3), squeeze=False, sharey=True)
     for ax, mod in zip(axes[0], mods):
         t = table[table["modality"] == mod]
         x = np.arange(len(t))
-        std = t["std"].astype(float)  # NaN for a single fold: no error bar is drawn then
-        ax.bar(
-            x,
-            t["mean"].astype(float),
-            yerr=std if std.notna().any() else None,
-            capsize=3,
-            color=MODALITY_COLORS.get(mod, OURS_COLOR),
-        )
+        color = MODALITY_COLORS.get(mod, OURS_COLOR)
+        ax.bar(x, t["mean"].astype(float), yerr=_error_bars(t["std"]), capsize=3, color=color)
         ax.set_xlabel("pre-training transforms")
         ax.set_xticks(x, [str(s).upper() for s in t["transforms"]])
         ax.set_title({"time": "time series", "spec": "time-frequency"}.get(mod, mod), fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].set_ylabel(metric)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _done(fig, title, fontsize=10)
 
 
 def paired_intervals(table: pd.DataFrame, xlabel: str, title: str = "", label: str = "") -> Figure:
-    """Mean paired differences with their intervals, one row per comparison: a dot at 'mean' and a
-    bar from 'lo' to 'hi' (no bar where either is NaN, e.g. one fold), a dashed line at 0 (no
-    difference). `table` is indexed by the row labels, top row first; `label` goes in the legend
-    (what data and runs the differences come from)."""
-    need = {"mean", "lo", "hi"}
-    if not need <= set(table.columns):
-        raise ValueError(f"table needs columns {sorted(need)}, has {list(table.columns)}")
+    """Mean paired differences with their intervals, one row per comparison (`table` indexed by
+    the row labels, top row first): a dot at 'mean', a bar from 'lo' to 'hi' (none where either
+    is NaN), a dashed line at 0; `label` (what data and runs) goes in the legend."""
+    _need(table, "table", ("mean", "lo", "hi"))
     y = np.arange(len(table))[::-1]  # first row on top
-    mean = table["mean"].astype(float).to_numpy()
-    lo, hi = table["lo"].astype(float).to_numpy(), table["hi"].astype(float).to_numpy()
+    mean, lo, hi = (table[c].astype(float).to_numpy() for c in ("mean", "lo", "hi"))
     fig, ax = plt.subplots(figsize=(6.0, 0.45 * len(table) + 1.6))
     ok = np.isfinite(lo) & np.isfinite(hi)
     ax.hlines(y[ok], lo[ok], hi[ok], color=OURS_COLOR, lw=2, label="95 % interval" if ok.any() else None)
@@ -428,15 +382,4 @@ def paired_intervals(table: pd.DataFrame, xlabel: str, title: str = "", label: s
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=1, frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def mean_std(mean: float | None, std: float | None, scale: float = 100.0, digits: int = 2) -> str:
-    """'95.99 ± 0.31' from fractions (scale 100 -> percent); '–' for a missing value."""
-    if mean is None or not np.isfinite(float(mean)):
-        return "–"
-    text = f"{float(mean) * scale:.{digits}f}"
-    if std is not None and np.isfinite(float(std)):
-        text += f" ± {float(std) * scale:.{digits}f}"
-    return text
+    return _done(fig)

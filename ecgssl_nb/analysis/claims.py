@@ -1,25 +1,13 @@
-"""The paper's claims tested against fold-to-fold noise, and pooled out-of-fold metrics.
+"""The paper's claims ("setting B beats setting A on a metric", paper Sec. III-B, Table II and
+Fig. 3) tested against fold-to-fold noise, and pooled out-of-fold metrics.
 
-Every claim is "setting B beats setting A on a metric". With results for the same outer folds,
-the per-fold difference d_k = metric_k(B) - metric_k(A) is paired (both runs saw the same
-held-out records), so the noise that matters is the spread of d_k, not of either metric alone.
-
-* `paired_differences`: the d_k of one claim, one metric, one protocol.
-* `paired_stats`: mean of d_k with two 95 % intervals, stated: a percentile bootstrap over folds
-  (10,000 resamples of the folds with replacement, fixed seed) and the paired t interval
-  (mean +- t_{n-1, 0.975} * sd / sqrt(n)), with the two-sided paired t test's p-value and the
-  Wilcoxon signed-rank p-value (scipy). With 10 folds both intervals are rough; with 2 (the
-  tiny profile) they say almost nothing, and the book says so.
-* `claims_table`: every claim the book checks (SSL helps each setup; gate beats concatenation;
-  fusion beats each single modality; the full transform set beats each of its ablations).
-* `paper_margins`: the margins the paper claims (Table II means, x100). The paper reports no fold
-  standard deviation, so `margins_vs_noise` sets each claimed margin against the fold std our runs
-  measure: a margin below one fold std cannot be told from noise by a mean over folds.
-* `pooled_oof`: the outer folds' predictions concatenated (each binarised with its own fold's
-  thresholds) and scored once, beside the mean over folds.
-
-Metric values are fractions (0..1) in the inputs; every difference in the tables is x100, as the
-paper prints them.
+Runs of the same outer fold saw the same held-out records, so the per-fold difference
+d_k = metric_k(B) - metric_k(A) is paired and its spread is the noise that matters. Its mean gets
+two 95 % intervals (a percentile bootstrap over folds, 10,000 resamples, fixed seed; the paired
+t interval) and two p-values (paired t, Wilcoxon signed-rank). With 10 folds they are rough; with
+2 (the tiny profile) they say almost nothing, and the book says so. The paper reports no fold
+std, so `margins_vs_noise` sets its claimed margins against the fold std of our runs. Inputs are
+fractions (0..1); every difference in the tables is x100, as the paper prints them.
 """
 
 from __future__ import annotations
@@ -32,25 +20,13 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 from numpy.typing import ArrayLike
 
-from .core.errors import UserError
-from .core.metrics import HEADLINE_METRICS, binarize, evaluate_outputs
-from .core.settings import ABLATION_SETUPS, ABLATION_TRANSFORMS, MAIN_TRANSFORMS, MODALITIES
-
-__all__ = [
-    "CLAIMS",
-    "TRANSFORM_CLAIMS",
-    "paired_differences",
-    "bootstrap_ci",
-    "paired_t",
-    "paired_stats",
-    "claims_table",
-    "paper_margins",
-    "margins_vs_noise",
-    "pooled_oof",
-    "with_ablation_runs",
-]
+from ..core.errors import UserError
+from ..core.metrics import HEADLINE_METRICS, METRIC_KEYS, binarize, evaluate_outputs
+from ..core.settings import ABLATION_SETUPS, ABLATION_TRANSFORMS, MAIN_TRANSFORMS, MODALITIES
+from .results import PAPER_TABLE_II, ResultFileWarning, predictions, run_file_fault
 
 # (claim, worse setting A, better setting B): the paper says B beats A (paper Sec. III-B, Table II)
 CLAIMS = (
@@ -99,54 +75,55 @@ def paired_differences(
     return out
 
 
-def bootstrap_ci(diffs: ArrayLike, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `diffs` (n,): resample the n folds with
-    replacement n_boot times (numpy default_rng(seed)), take the (1-level)/2 and (1+level)/2
-    quantiles of the resampled means. NaN for fewer than 2 values."""
+def _finite(diffs: ArrayLike) -> np.ndarray:
     d = np.asarray(diffs, dtype=np.float64)
-    d = d[np.isfinite(d)]
+    return d[np.isfinite(d)]
+
+
+def bootstrap_ci(diffs: ArrayLike, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `diffs` (n,) (`scipy.stats.bootstrap`, the n
+    folds resampled n_boot times with numpy default_rng(seed)). NaN for fewer than 2 values."""
+    d = _finite(diffs)
     if len(d) < 2:
         return float("nan"), float("nan")
-    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))  # (n_boot, n)
-    means = d[idx].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    ci = scipy.stats.bootstrap(
+        (d,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile", rng=np.random.default_rng(seed)
+    ).confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 def paired_t(diffs: ArrayLike, level: float = LEVEL) -> dict:
-    """Paired t test of mean(diffs) = 0 (two-sided) and its t interval: {n, mean, sd, t, p, lo,
-    hi}. sd is the sample std (ddof=1). NaN where n < 2; t = +-inf and p = 0 when sd = 0 and the
-    mean is not 0."""
-    from scipy.stats import t as student_t
-
-    d = np.asarray(diffs, dtype=np.float64)
-    d = d[np.isfinite(d)]
-    n = len(d)
-    nan = float("nan")
+    """Two-sided paired t test of mean(diffs) = 0 and its t interval (`scipy.stats.ttest_1samp`):
+    {n, mean, sd (ddof=1), t, p, lo, hi}. NaN where n < 2; when sd = 0, lo = hi = mean and
+    t = +-inf, p = 0 (t = 0, p = 1 for a zero mean)."""
+    d = _finite(diffs)
+    n, nan = len(d), float("nan")
     if n < 2:
         return {"n": n, "mean": float(d.mean()) if n else nan, "sd": nan, "t": nan, "p": nan, "lo": nan, "hi": nan}
     mean, sd = float(d.mean()), float(d.std(ddof=1))
-    se = sd / np.sqrt(n)
-    crit = float(student_t.ppf((1 + level) / 2, n - 1))
-    if se == 0:
+    if sd == 0:
         t = 0.0 if mean == 0 else float(np.sign(mean) * np.inf)
-        p = 1.0 if mean == 0 else 0.0
-    else:
-        t = mean / se
-        p = float(2 * student_t.sf(abs(t), n - 1))
-    return {"n": n, "mean": mean, "sd": sd, "t": t, "p": p, "lo": mean - crit * se, "hi": mean + crit * se}
+        return {"n": n, "mean": mean, "sd": sd, "t": t, "p": float(mean == 0), "lo": mean, "hi": mean}
+    res = scipy.stats.ttest_1samp(d, 0.0)
+    ci = res.confidence_interval(level)
+    return {
+        "n": n,
+        "mean": mean,
+        "sd": sd,
+        "t": float(res.statistic),
+        "p": float(res.pvalue),
+        "lo": ci.low,
+        "hi": ci.high,
+    }
 
 
 def paired_stats(diffs: ArrayLike, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> dict:
-    """`paired_t` plus the bootstrap interval (boot_lo, boot_hi) and the Wilcoxon signed-rank
-    p-value (scipy, two-sided; NaN below 2 non-zero differences)."""
-    from scipy.stats import wilcoxon
-
+    """`paired_t` plus the bootstrap interval (boot_lo, boot_hi) and the two-sided Wilcoxon
+    signed-rank p-value (NaN below 2 non-zero differences)."""
     out = paired_t(diffs, level)
     out["boot_lo"], out["boot_hi"] = bootstrap_ci(diffs, level, n_boot, seed)
-    d = np.asarray(diffs, dtype=np.float64)
-    d = d[np.isfinite(d)]
-    out["p_wilcoxon"] = float(wilcoxon(d).pvalue) if np.count_nonzero(d) >= 2 else float("nan")
+    d = _finite(diffs)
+    out["p_wilcoxon"] = float(scipy.stats.wilcoxon(d).pvalue) if np.count_nonzero(d) >= 2 else float("nan")
     return out
 
 
@@ -173,6 +150,11 @@ def with_ablation_runs(main: pd.DataFrame, ablation: pd.DataFrame | None = None)
     return pd.concat(parts, ignore_index=True)
 
 
+# claims_table's columns of paired_stats' values, x100
+_PERCENT_STATS = {"mean B - A": "mean", "sd of B - A": "sd", "bootstrap lo": "boot_lo", "bootstrap hi": "boot_hi"}
+_PERCENT_STATS.update({"t lo": "lo", "t hi": "hi"})
+
+
 def claims_table(
     results: pd.DataFrame,
     protocol: str = "honest",
@@ -182,10 +164,9 @@ def claims_table(
     n_boot: int = 10_000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """One row per (claim, metric) with results for both settings: n_folds, the mean paired
-    difference B - A and its intervals (x100), p-values and a verdict. `results` from
-    `with_ablation_runs` (or `load_results`, then transform claims are skipped); claims default to
-    CLAIMS + TRANSFORM_CLAIMS. Claims without a common fold are left out."""
+    """One row per (claim, metric) with a common fold: n_folds, the mean paired difference B - A
+    and its intervals (x100), the p-values and a verdict. `results` from `with_ablation_runs` (from
+    `load_results` the transform claims find no runs); claims default to CLAIMS + TRANSFORM_CLAIMS."""
     by = "run" if "run" in results.columns and results["run"].notna().all() else "setup"
     rows = []
     for claim, worse, better in claims or CLAIMS + TRANSFORM_CLAIMS:
@@ -194,33 +175,15 @@ def claims_table(
             if d.empty:
                 continue
             s = paired_stats(d["diff"].to_numpy(), level, n_boot, seed)
-            rows.append(
-                {
-                    "claim": claim,
-                    "A": worse,
-                    "B": better,
-                    "metric": m,
-                    "protocol": protocol,
-                    "n_folds": s["n"],
-                    "mean B - A": 100 * s["mean"],
-                    "sd of B - A": 100 * s["sd"],
-                    "bootstrap lo": 100 * s["boot_lo"],
-                    "bootstrap hi": 100 * s["boot_hi"],
-                    "t lo": 100 * s["lo"],
-                    "t hi": 100 * s["hi"],
-                    "p (paired t)": s["p"],
-                    "p (Wilcoxon)": s["p_wilcoxon"],
-                    "verdict": _verdict(s),
-                }
-            )
+            row = {"claim": claim, "A": worse, "B": better, "metric": m, "protocol": protocol, "n_folds": s["n"]}
+            row.update({col: 100 * s[k] for col, k in _PERCENT_STATS.items()})
+            rows.append({**row, "p (paired t)": s["p"], "p (Wilcoxon)": s["p_wilcoxon"], "verdict": _verdict(s)})
     return pd.DataFrame(rows)
 
 
 def paper_margins(metrics: Sequence[str] = HEADLINE_METRICS) -> pd.DataFrame:
-    """The margin the paper claims for each claim of CLAIMS: Table II(B) - Table II(A), x100
-    as printed. Columns claim, A, B, metric, paper margin."""
-    from .results import PAPER_TABLE_II  # pandas tables: ~10 ms at import
-
+    """Per claim of CLAIMS and metric, the margin the paper claims: Table II(B) - Table II(A)
+    (x100, as printed)."""
     rows = []
     for claim, worse, better in CLAIMS:
         for m in metrics:
@@ -232,10 +195,8 @@ def paper_margins(metrics: Sequence[str] = HEADLINE_METRICS) -> pd.DataFrame:
 def margins_vs_noise(
     results: pd.DataFrame, protocol: str = "honest", metrics: Sequence[str] = HEADLINE_METRICS
 ) -> pd.DataFrame:
-    """`paper_margins` beside the fold-to-fold noise of our runs (x100): the fold std of A and of
-    B (sample std over folds), the std of the paired difference, and whether the claimed margin
-    exceeds the larger single-setting fold std ("margin > fold std"). The paper reports means
-    only (no fold std), so ours is the only noise estimate available."""
+    """`paper_margins` beside our runs' fold noise (x100): the fold std (ddof=1) of A and of B, the
+    std of the paired difference, and whether the margin exceeds the larger fold std."""
     pm = paper_margins(metrics)
     if "run" in results.columns:  # main runs only (not the ablation's ssl-t-tc, ...)
         results = results[results["run"] == results["setup"]]
@@ -246,15 +207,9 @@ def margins_vs_noise(
         d = paired_differences(results, r["A"], r["B"], r["metric"], protocol)
         sd_diff = 100 * d["diff"].std(ddof=1) if len(d) > 1 else float("nan")
         noise = max(sd["A"], sd["B"])
+        sds = {"our fold std A": sd["A"], "our fold std B": sd["B"], "our sd of B - A": sd_diff, "n_folds": len(d)}
         rows.append(
-            {
-                **r.to_dict(),
-                "our fold std A": sd["A"],
-                "our fold std B": sd["B"],
-                "our sd of B - A": sd_diff,
-                "n_folds": len(d),
-                "margin > fold std": bool(r["paper margin"] > noise) if np.isfinite(noise) else None,
-            }
+            {**r.to_dict(), **sds, "margin > fold std": bool(r["paper margin"] > noise) if np.isfinite(noise) else None}
         )
     return pd.DataFrame(rows)
 
@@ -267,13 +222,9 @@ def _fold_thresholds(run_dir: Path, protocol: str) -> np.ndarray:
 
 
 def pooled_oof(finetune_root: str | os.PathLike, protocol: str = "honest") -> pd.DataFrame:
-    """Pooled out-of-fold metrics per setup under RUNS/<profile>/finetune (or an ablation
-    finetune folder): every fold's outer-fold predictions at the protocol's selected epoch,
-    binarised with that fold's thresholds, concatenated and scored once with
-    `metrics.evaluate_outputs`. One row per setup: n_folds, n_records and the seven metrics
-    (fractions)."""
-    from .results import METRIC_KEYS, ResultFileWarning, run_file_fault  # pandas tables: ~10 ms at import
-
+    """Per setup under RUNS/<profile>/finetune (or an ablation's): every fold's outer-fold
+    predictions, binarised with that fold's thresholds, concatenated and scored once
+    (`metrics.evaluate_outputs`): n_folds, folds, n_records and the seven metrics (fractions)."""
     root = Path(finetune_root)
     if not root.is_dir():
         raise UserError(f"finetune folder {root} does not exist")
@@ -287,12 +238,9 @@ def pooled_oof(finetune_root: str | os.PathLike, protocol: str = "honest") -> pd
             if fault:  # as load_results: left out, naming why
                 warnings.warn(f"skipped {run}: {fault}", ResultFileWarning, stacklevel=2)
                 continue
-            pred = pd.read_csv(run / "predictions.csv")
-            pred = pred[(pred["protocol"] == protocol) & (pred["role"] == "outer")]
-            if pred.empty:
+            y, p = predictions(pd.read_csv(run / "predictions.csv"), protocol)  # (n, 24) each
+            if not len(y):
                 continue
-            p = pred[[c for c in pred.columns if c.startswith("p_")]].to_numpy(np.float64)  # (n, 24)
-            y = pred[[c for c in pred.columns if c.startswith("y_")]].to_numpy(np.int8)  # (n, 24)
             labels.append(y)
             scores.append(p)
             outputs.append(binarize(p, _fold_thresholds(run, protocol)))
@@ -300,14 +248,7 @@ def pooled_oof(finetune_root: str | os.PathLike, protocol: str = "honest") -> pd
         if not folds:
             continue
         ev = evaluate_outputs(np.concatenate(labels), np.concatenate(scores), np.concatenate(outputs))
-        rows.append(
-            {
-                "setup": setup_dir.name,
-                "protocol": protocol,
-                "n_folds": len(folds),
-                "folds": ",".join(map(str, folds)),
-                "n_records": int(sum(len(y) for y in labels)),
-                **{m: float(ev[m]) for m in METRIC_KEYS},
-            }
-        )
+        n = int(sum(len(y) for y in labels))
+        row = {"setup": setup_dir.name, "protocol": protocol, "n_folds": len(folds), "folds": ",".join(map(str, folds))}
+        rows.append({**row, "n_records": n, **{m: float(ev[m]) for m in METRIC_KEYS}})
     return pd.DataFrame(rows)

@@ -1,54 +1,27 @@
-"""Result files of the study, their aggregation over folds, and the paper's tables beside ours.
+"""Result files of the study (one result.json per fine-tuning run), their aggregation over
+folds, and the paper's tables (paper Sec. III-B, Tables I and II) beside ours.
 
-Atomic files. `write_json_atomic`, `write_csv_atomic` and `write_text_atomic` write a temporary
-file in the target's folder, flush and fsync it, then `os.replace` it over the target: a reader
-sees the old file or the new one, never half of one, and a failure (an unserialisable value, a
-full disk, an interrupt) leaves the old file as it was and no temporary file behind. JSON gets
-numpy scalars and arrays as numbers and lists, paths as strings, datetimes as ISO strings, and
-NaN/inf as `null` (JSON has no NaN); `load_results` reads `null` metrics back as NaN.
+Result file schema (written by `stages.finetune` to RUNS/<profile>/finetune/<setup>/fold<k>/, the
+ablation's under RUNS/<profile>/ablation/finetune/<run>/fold<k>/)::
 
-Result file schema: one per fine-tuning run, written by `finetune` to
-`RUNS/<profile>/finetune/<setup>/fold<k>/result.json` (ablation runs use the same schema under
-`RUNS/<profile>/ablation/finetune/<run>/fold<k>/`)::
+    {"setup": "ssl-tsg", "fold": 3, "profile": "tiny" | "samples" | "paper",
+     "data": {"kind": "fixture" | "samples" | "physionet2020", "n_records", "n_train", "n_val", ...},
+     "seed", "epochs",
+     "metrics": {"paper": {auroc, auprc, accuracy, f1, f2, g2, challenge, epoch},   # fractions, null
+                 "honest": {...}},                                                 # when undefined
+     "per_class": {"paper": {"auroc": [24], "auprc": [24], "f1": [24]}, ...},
+     "thresholds": {"paper": [24], "honest": [24]},
+     "gate_weights": {"classes", "time", "spec"} | null, "wall_time_s", "device", "created",
+     "provenance": {"request", "code_version", "created"}}
 
-    {
-      "setup":   "ssl-tsg",                     # one of settings.SETUPS
-      "fold":    3,                             # the outer validation fold, 0..9
-      "profile": "tiny" | "paper",
-      "data":    {"kind": "fixture" | "samples" | "physionet2020",
-                  "n_records": int, "n_train": int, "n_val": int, ...},
-      "seed":    int,
-      "epochs":  int,
-      "metrics": {                              # fractions 0..1, null when undefined
-        "paper":  {"auroc", "auprc", "accuracy", "f1", "f2", "g2", "challenge", "epoch"},
-        "honest": {... the same keys ...}       # book: Deviations, B14; optional
-      },
-      "per_class":  {"paper": {"auroc": [24], "auprc": [24], "f1": [24]}, "honest": {...}},
-      "thresholds": {"paper": [24], "honest": [24]},
-      "gate_weights": {"classes": [24 codes], "time": [24], "spec": [24]} | null,
-      "wall_time_s": float,
-      "device":  "cpu" | "cuda" | ...,
-      "created": "2026-11-25T13:00:00+00:00",
-      "provenance": {"request": {...}, "code_version": ..., "created": ...}   # see provenance.py
-    }
-
-"paper" is the released protocol (checkpoint and thresholds chosen on the reported fold:
-optimistic); "honest" chooses both on an inner validation fold (book: Deviations, B14, B15). `epoch` is the
-selected checkpoint's epoch. Required keys: setup, fold, profile, data.kind and, for at least one
-protocol, the seven metrics; `check_result` says what is missing.
-
-Tables. `load_results` gives one row per run and protocol (metrics as fractions);
-`aggregate` gives mean and sample std (ddof=1) over folds per setup in the paper's row order,
-and refuses runs of different prepared data or settings (`check_one_study`, naming two runs);
-`PAPER_TABLE_I` / `PAPER_TABLE_II` hold the paper's printed numbers (×100, paper Tables I and II);
-`compare_with_paper` puts ours (×100) beside them; `display_frame` renders any
-of these with 2 decimals, "mean ± std", and "–" for missing values.
+"paper" is the released protocol (checkpoint and thresholds chosen on the reported fold);
+"honest" chooses both on an inner fold (book: Deviations, B14, B15). Required: setup, fold,
+profile, data.kind and, for one protocol at least, the seven metrics (`check_result`).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import io
+import hashlib
 import json
 import math
 import os
@@ -59,80 +32,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import provenance
-from .atomic import atomic_write, write_json, write_text_atomic  # noqa: F401  (public here too)
-from .core.errors import UserError
-from .core.metrics import METRIC_KEYS
-from .core.settings import PROTOCOLS, SETUPS
+from .. import provenance
+from ..core.errors import UserError
+from ..core.labels import ABBREVIATIONS
+from ..core.metrics import METRIC_KEYS
+from ..core.settings import PROTOCOLS, SETUPS
 
-METRIC_LABELS = {
-    "auroc": "AUROC",
-    "auprc": "AUPRC",
-    "accuracy": "Acc",
-    "f1": "F1",
-    "f2": "F2",
-    "g2": "G2",
-    "challenge": "ChM",
-}
+METRIC_LABELS = dict(zip(METRIC_KEYS, ("AUROC", "AUPRC", "Acc", "F1", "F2", "G2", "ChM")))  # as the paper heads them
 SETUP_LABELS = {s: s.upper() for s in SETUPS}  # "t" -> "T", "ssl-tsg" -> "SSL-TSG"
-DATA_KINDS = ("fixture", "samples", "physionet2020")
+
+
+def setting_label(run: str) -> str:
+    """A setting as the tables name it: "ssl-t" -> "SSL-T"; "ssl-t-tc" (a Fig. 3 run) -> "SSL-T (TC)"."""
+    if run in SETUP_LABELS:
+        return SETUP_LABELS[run]
+    base, _, tr = run.rpartition("-")
+    return f"{SETUP_LABELS.get(base, base)} ({tr.upper()})"
 
 
 class ResultFileWarning(UserWarning):
     """A result file was skipped (unreadable or not in the schema); the message names it."""
-
-
-# ------------------------------------------------------------------------------------------
-# atomic files
-
-
-# write_text_atomic lives in atomic.py (imported above) so lower modules share it
-
-
-def to_jsonable(obj: Any, where: str = "$") -> Any:
-    """`obj` as plain JSON values: numpy -> Python, NaN/inf -> None, Path -> str, datetime -> ISO.
-    Raises TypeError naming the place (`$.metrics.paper`) of anything else."""
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, (int, np.integer)) and not isinstance(obj, np.bool_):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        out = {}
-        for key, value in obj.items():
-            if isinstance(key, (np.generic,)):
-                key = key.item()
-            if not isinstance(key, (str, int, float, bool)) and key is not None:
-                raise TypeError(f"{where}: key {key!r} of type {type(key).__name__} cannot be a JSON key")
-            out[str(key) if not isinstance(key, str) else key] = to_jsonable(value, f"{where}.{key}")
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(obj)]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist(), where)
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, (_dt.datetime, _dt.date)):
-        return obj.isoformat()
-    if hasattr(obj, "tolist") and callable(obj.tolist):  # torch tensors, pandas Series
-        return to_jsonable(obj.tolist(), where)
-    raise TypeError(f"{where}: a {type(obj).__name__} cannot be written to JSON")
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
-    """Write `obj` as JSON atomically. The whole text is made before the file is touched, so an
-    unserialisable value (TypeError naming where it is) leaves the old file intact."""
-    return write_json(path, to_jsonable(obj), indent=indent, ensure_ascii=False)
-
-
-def write_csv_atomic(path: str | os.PathLike, df: pd.DataFrame, index: bool = False) -> Path:
-    """Write a DataFrame as CSV atomically (floats at full precision, NaN as an empty cell)."""
-    buf = io.StringIO()
-    df.to_csv(buf, index=index, lineterminator="\n")
-    return write_text_atomic(path, buf.getvalue())
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -145,10 +64,6 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UserError(f"{path}: no such file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
-
-
-# ------------------------------------------------------------------------------------------
-# result files -> tables
 
 
 def check_result(obj: Any) -> list[str]:
@@ -177,6 +92,14 @@ def check_result(obj: Any) -> list[str]:
     return problems
 
 
+def predictions(pred: pd.DataFrame, protocol: str, role: str = "outer") -> tuple[np.ndarray, np.ndarray]:
+    """(labels (n, 24) int, probabilities (n, 24) float) of the predictions.csv rows `pred` of
+    `protocol` and `role`, classes in labels.ABBREVIATIONS order."""
+    rows = pred[(pred["protocol"] == protocol) & (pred["role"] == role)]
+    y, p = ([f"{kind}_{a}" for a in ABBREVIATIONS] for kind in "yp")
+    return rows[y].to_numpy(int), rows[p].to_numpy(float)
+
+
 def _num(x) -> float:
     return float("nan") if x is None else float(x)
 
@@ -186,11 +109,8 @@ RESULT_COLUMNS = (
     + list(METRIC_KEYS)
     + ["wall_time_s", "device", "created", "run", "path", "digest", "settings_id", "code_version", "smoke"]
 )
-# Provenance columns (None for result files written before provenance.json existed):
-# digest = the prepared corpus's content digest the run trained and was evaluated on;
-# settings_id = 12 hex digits of SHA-256 over the run's resolved settings other than setup,
-# folds and backbone files, plus its seed (see `study_settings`): runs of one table share it;
-# code_version = the package version and git commit that made the run.
+# digest: the prepared corpus's digest; settings_id: `settings_id` of the run's request (runs of
+# one table share it); code_version: what made the run. None without provenance.json.
 
 
 def study_settings(req: dict) -> dict:
@@ -202,8 +122,6 @@ def study_settings(req: dict) -> dict:
 
 def settings_id(req: dict) -> str:
     """A short fingerprint of `study_settings(req)`."""
-    import hashlib
-
     text = json.dumps(study_settings(req), sort_keys=True, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -231,10 +149,10 @@ SMOKE_LABEL = "SMOKE RUN, not a result"  # marks every row, table and label made
 def load_results(root: str | os.PathLike) -> pd.DataFrame:
     """One row per (result.json under `root`, protocol); metric columns are fractions 0..1.
 
-    Unreadable files, files outside the schema and files of a run folder that are not as the run
-    wrote them (`provenance.digest_fault` against its digests.json) are skipped with a
-    `ResultFileWarning` that names them and why. `run` is the run's folder name (the setup, or e.g. "ssl-t-tc" in the ablation);
-    point `root` at RUNS/<profile>/finetune to get the main study only."""
+    Unreadable files, files outside the schema and files not as their run wrote them
+    (`run_file_fault`) are skipped with a `ResultFileWarning` naming them and why; folders moved
+    aside (`is_stale`) are not read. `run` is the run's folder name (the setup, or e.g. "ssl-t-tc"
+    in the ablation); RUNS/<profile>/finetune holds the main study only."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"results folder {root} does not exist")
@@ -255,34 +173,15 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
         if problems:
             warnings.warn(f"skipped {path}: {'; '.join(problems)}", ResultFileWarning, stacklevel=2)
             continue
-        data = obj["data"]
+        run = {"profile": obj["profile"], "data": obj["data"]["kind"], "smoke": bool(obj.get("smoke", False))}
+        run.update({k: obj["data"].get(k) for k in ("n_records", "n_train", "n_val")})
+        run.update({k: obj.get(k) for k in ("setup", "fold", "seed", "epochs", "device", "created")})
+        run.update(wall_time_s=_num(obj.get("wall_time_s")), run=path.parent.parent.name, path=str(path))
         for protocol, values in obj["metrics"].items():
-            row = {
-                "setup": obj["setup"],
-                "fold": obj["fold"],
-                "protocol": protocol,
-                "profile": obj["profile"],
-                "data": data["kind"],
-                "n_records": data.get("n_records"),
-                "n_train": data.get("n_train"),
-                "n_val": data.get("n_val"),
-                "seed": obj.get("seed"),
-                "epochs": obj.get("epochs"),
-                "epoch": values.get("epoch"),
-            }
-            row.update({m: _num(values[m]) for m in METRIC_KEYS})
-            row.update(
-                {
-                    "wall_time_s": _num(obj.get("wall_time_s")),
-                    "device": obj.get("device"),
-                    "created": obj.get("created"),
-                    "run": path.parent.parent.name,
-                    "path": str(path),
-                    **_provenance_columns(obj),
-                    "smoke": bool(obj.get("smoke", False)),
-                }
+            metrics = {m: _num(values[m]) for m in METRIC_KEYS}
+            rows.append(
+                {**run, "protocol": protocol, "epoch": values.get("epoch"), **metrics, **_provenance_columns(obj)}
             )
-            rows.append(row)
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     if len(df):
         df["_order"] = df["setup"].map(_setup_rank)
@@ -291,10 +190,9 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
 
 
 def run_file_fault(folder: str | os.PathLike, names: tuple[str, ...]) -> str | None:
-    """Why the files `names` of the run folder `folder` are not the ones its run wrote (the cheap
-    check against its digests.json; a run folder without one is unfinished or of an older
-    version), None when they are, or when `folder` is no run folder (no provenance.json: files
-    written by hand)."""
+    """Why the files `names` of the run folder `folder` are not the ones its run wrote
+    (`provenance.digest_fault`, the cheap check); None when they are, or when `folder` holds
+    neither provenance.json nor digests.json (files written by hand)."""
     folder = Path(folder)
     if not (folder / provenance.PROVENANCE).is_file() and not (folder / provenance.DIGESTS).exists():
         return None
@@ -310,20 +208,18 @@ def check_one_study(df: pd.DataFrame) -> None:
             continue
         known = df[df[col].notna()]
         if known[col].nunique() > 1:
-            groups = list(known.groupby(col, sort=False))
-            (ka, a), (kb, b) = groups[0], groups[1]
-            name = (
-                (lambda r: f"{r['run']} fold {r['fold']}") if "run" in df.columns else (lambda r: f"fold {r['fold']}")
+            (ka, a), (kb, b) = list(known.groupby(col, sort=False))[:2]
+            na, nb = (
+                f"{r['run']} fold {r['fold']}" if "run" in df.columns else f"fold {r['fold']}"
+                for r in (a.iloc[0], b.iloc[0])
             )
             raise UserError(
-                f"results mix runs made from different {words}: {name(a.iloc[0])} ({col} {str(ka)[:12]}) and "
-                f"{name(b.iloc[0])} ({col} {str(kb)[:12]}), {known[col].nunique()} kinds in all; {_unmix(b)}"
+                f"results mix runs made from different {words}: {na} ({col} {str(ka)[:12]}) and "
+                f"{nb} ({col} {str(kb)[:12]}), {known[col].nunique()} kinds in all; {_unmix(b)}"
             )
 
 
 def _unmix(runs: pd.DataFrame) -> str:
-    """The remedy for a mixed study: take the runs that do not belong out of it (a folder renamed
-    `<name>.stale-<anything>` is never read, see `is_stale`), or re-run them like the others."""
     if "path" not in runs.columns:
         return "load the results of one study"
     folder = Path(runs["path"].iloc[0]).parent
@@ -368,20 +264,12 @@ def aggregate(df: pd.DataFrame, protocol: str = "paper", by: str = "setup") -> p
     check_one_study(sub)
     rows = {}
     for key, group in sub.groupby(by, sort=False):
-        row = {}
-        for m in METRIC_KEYS:
-            row[f"{m}_mean"] = group[m].mean()
-            row[f"{m}_std"] = group[m].std(ddof=1)
+        stats = {m: (group[m].mean(), group[m].std(ddof=1)) for m in METRIC_KEYS}
+        row = {f"{m}_{k}": v for m, pair in stats.items() for k, v in zip(("mean", "std"), pair)}
         folds = sorted(int(f) for f in group["fold"])
-        row.update(
-            n_folds=len(folds),
-            folds=",".join(map(str, folds)),
-            profile=group["profile"].iloc[0],
-            data=group["data"].iloc[0],
-            protocol=protocol,
-        )
-        row["smoke"] = bool(group["smoke"].any()) if "smoke" in group else False
-        rows[key] = row
+        row.update(n_folds=len(folds), folds=",".join(map(str, folds)), profile=group["profile"].iloc[0])
+        row.update(data=group["data"].iloc[0], protocol=protocol)
+        rows[key] = {**row, "smoke": bool(group["smoke"].any()) if "smoke" in group else False}
     out = pd.DataFrame.from_dict(rows, orient="index")
     out = out.loc[sorted(out.index, key=_setup_rank)]
     out.index.name = by
@@ -450,39 +338,27 @@ def compare_with_paper(agg: pd.DataFrame, table: str = "II") -> pd.DataFrame:
         for m in METRIC_KEYS:
             ours, std = 100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]
             ref = paper.at[setting, m] if setting in paper.index else _NA
-            rows.append(
-                [
-                    ours,
-                    std,
-                    ref,
-                    ours - ref,
-                    r["n_folds"],
-                    r["profile"],
-                    r["data"],
-                    r["protocol"],
-                    bool(r.get("smoke", False)),
-                ]
-            )
+            runs = [r["n_folds"], r["profile"], r["data"], r["protocol"], bool(r.get("smoke", False))]
+            rows.append([ours, std, ref, ours - ref, *runs])
             index.append((setting, m))
-    out = pd.DataFrame(
-        rows, columns=COMPARE_COLUMNS, index=pd.MultiIndex.from_tuples(index, names=["setting", "metric"])
-    )
+    index = pd.MultiIndex.from_tuples(index, names=["setting", "metric"])
+    out = pd.DataFrame(rows, columns=COMPARE_COLUMNS, index=index)
     out.attrs.update(caption=f"Ours beside paper Table {table} (all ×100).")
     return out
 
 
-# ------------------------------------------------------------------------------------------
-# display
+def fmt(x: float | None, decimals: int = 2) -> str:
+    """`x` with `decimals` decimals; "–" for a missing value (None, NaN, inf)."""
+    return "–" if x is None or not math.isfinite(x) else f"{x:.{decimals}f}"
 
 
-def _cell(x: float, decimals: int = 2) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{decimals}f}"
-
-
-def _mean_std(mean: float, std: float) -> str:
-    if math.isnan(mean):
+def mean_std(mean: float | None, std: float | None, scale: float = 100.0, digits: int = 2) -> str:
+    """'95.99 ± 0.31' from fractions (scale 100 -> percent); the mean alone without a std (one
+    fold); '–' for a missing mean."""
+    if mean is None or not math.isfinite(mean):
         return "–"
-    return _cell(mean) if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+    text = fmt(mean * scale, digits)
+    return text if std is None or not math.isfinite(std) else f"{text} ± {std * scale:.{digits}f}"
 
 
 def display_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -501,27 +377,50 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
             who = f"ours ({first['profile']}, {first['data']}, {first['protocol']}, {int(first['n_folds'])} folds)"
             if bool(first.get("smoke", False)):
                 who = f"{SMOKE_LABEL}: {who}"
-            rows.append([_mean_std(part.at[m, "ours mean"], part.at[m, "ours std"]) for m in METRIC_KEYS])
-            rows.append([_cell(part.at[m, "paper"]) for m in METRIC_KEYS])
+            rows.append([mean_std(part.at[m, "ours mean"], part.at[m, "ours std"], scale=1) for m in METRIC_KEYS])
+            rows.append([fmt(part.at[m, "paper"]) for m in METRIC_KEYS])
             index += [(setting, who), (setting, "paper")]
         return pd.DataFrame(rows, columns=labels, index=pd.MultiIndex.from_tuples(index, names=["setting", "source"]))
     if any(c.endswith("_mean") for c in df.columns):
-        rows = [
-            [_mean_std(100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]) for m in METRIC_KEYS] + [str(r["n_folds"])]
-            for _, r in df.iterrows()
-        ]
-        index = pd.Index(
-            [
-                SETUP_LABELS.get(s, str(s)) + (f" ({SMOKE_LABEL})" if bool(r.get("smoke", False)) else "")
-                for s, r in df.iterrows()
-            ],
-            name="setting",
-        )
-        return pd.DataFrame(rows, columns=labels + ["folds"], index=index)
+        rows, index = [], []
+        for s, r in df.iterrows():
+            rows.append([mean_std(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRIC_KEYS] + [str(r["n_folds"])])
+            index.append(SETUP_LABELS.get(s, str(s)) + (f" ({SMOKE_LABEL})" if bool(r.get("smoke", False)) else ""))
+        return pd.DataFrame(rows, columns=labels + ["folds"], index=pd.Index(index, name="setting"))
     if set(METRIC_KEYS) <= set(df.columns):
         decimals = int(df.attrs.get("decimals", 2))
-        out = pd.DataFrame({METRIC_LABELS[m]: [_cell(v, decimals) for v in df[m]] for m in METRIC_KEYS}, index=df.index)
+        out = pd.DataFrame({METRIC_LABELS[m]: [fmt(v, decimals) for v in df[m]] for m in METRIC_KEYS}, index=df.index)
         if "source" in df.columns:
             out["source"] = df["source"]
         return out
     raise UserError("display_frame needs an aggregate, compare_with_paper or paper-table frame")
+
+
+PROTOCOL_LABELS = {  # protocol names as the book prints them: never confusable with "the paper's numbers"
+    "paper": "optimistic protocol (authors')",
+    "honest": "honest protocol (held-out)",
+}
+
+
+DATA_LABELS = {  # a run's `data` (result.json, Profile.data) as table captions name it
+    "fixture": "synthetic fixture",
+    "samples": "real sample records",
+    "physionet2020": "PhysioNet/CinC 2020",
+}
+
+
+def data_kind(data: str) -> str:
+    """A run's `data` as a chapter's sentence names it: 'fixture' -> 'the synthetic fixture (not
+    real ECGs)', 'samples' -> 'the real sample records', 'physionet2020' -> 'the PhysioNet/CinC 2020
+    training data'."""
+    if data not in DATA_LABELS:
+        raise UserError(f"data {data!r} is not a kind of data; choose one of {', '.join(DATA_LABELS)}")
+    return {
+        "fixture": "the synthetic fixture (not real ECGs)",
+        "physionet2020": "the PhysioNet/CinC 2020 training data",
+    }.get(data, f"the {DATA_LABELS[data]}")
+
+
+def is_smoke(agg: pd.DataFrame) -> bool:
+    """True when any row of an aggregate was made from smoke runs (`reproduce --max-steps`)."""
+    return "smoke" in agg.columns and bool(agg["smoke"].astype(bool).any())

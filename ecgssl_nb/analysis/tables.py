@@ -1,0 +1,267 @@
+"""The table chapters (Tables I and II, Fig. 3, the released code): our aggregates beside the
+paper's, the claims as the book prints them, the paper's orderings, and what made the runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import paths
+from ..core import metrics
+from ..core.errors import UserError
+from ..core.settings import MAIN_TRANSFORMS, PROTOCOLS
+from .results import DATA_LABELS, METRIC_LABELS, PROTOCOL_LABELS, SETUP_LABELS, SMOKE_LABEL
+from .results import fmt, is_smoke, mean_std, setting_label
+
+
+CLAIM_METRICS = ("auroc", "challenge")  # the two metrics the table chapters show beside the paper and test claims on
+SPLIT_LABELS = {  # which folds trained the network: the tables always say which they show
+    "eight": "eight training folds (one outer fold reported, one inner fold held out for the honest protocol)",
+    "nine": "nine training folds, as the authors trained (paper-exact protocol, departure B14)",
+}
+
+
+def describe_runs(agg: pd.DataFrame, split: str | None = None) -> str:
+    """'synthetic fixture, profile tiny, outer folds 0,1 (2 folds)': what produced an aggregate,
+    prefixed with results.SMOKE_LABEL when it was made from smoke runs; with `split` ("eight" or
+    "nine"), also the training split (SPLIT_LABELS)."""
+    first, n = agg.iloc[0], int(agg.iloc[0]["n_folds"])
+    text = f"{DATA_LABELS.get(first['data'], first['data'])}, profile `{first['profile']}`, "
+    text += f"outer folds {first['folds']} ({n} fold{'s' if n > 1 else ''})" + (
+        f", {SPLIT_LABELS[split]}" if split else ""
+    )
+    return f"{SMOKE_LABEL}: {text}" if bool(first.get("smoke", False)) else text
+
+
+def runs_warning(agg: pd.DataFrame) -> str | None:
+    """The warning box (MyST markdown) a results chapter shows above its tables, or None for full
+    runs on the paper's data: smoke runs say they are not results (whatever their profile);
+    runs on the fixture or the sample records say they are not a reproduction of the paper."""
+    first = agg.iloc[0]
+    profile, data = first["profile"], DATA_LABELS.get(first["data"], first["data"])
+    n = int(first["n_folds"])
+    if is_smoke(agg):
+        body = (
+            f"**{SMOKE_LABEL}.** These runs of the `{profile}` profile (data: {data}) were stopped after a few "
+            "optimisation steps per stage (`reproduce --max-steps`): they check that every stage of this profile "
+            "runs at its exact settings. Every number below is untrained noise, labelled "
+            f'"{SMOKE_LABEL}", and means **nothing** about the paper or the method.'
+        )
+    elif first["data"] == "physionet2020":
+        return None
+    else:
+        body = (
+            f"These are numbers from the `{profile}` profile (data: {data}): a few epochs, {n} fold{'s' if n > 1 else ''}. "
+            "They show that the pipeline runs and learns. They are **not** a reproduction of the paper, and their "
+            "distance from the paper's values means nothing. Run the `paper` profile on the real data to compare "
+            "(see the Reproduce chapter)."
+        )
+    return "```{warning}\n" + body + "\n```"
+
+
+def results_table(
+    aggs: dict[str, pd.DataFrame],
+    metrics_shown: Sequence[str] = CLAIM_METRICS,
+    paper: pd.DataFrame | None = None,
+    decimals: int = 2,
+) -> pd.DataFrame:
+    """One row per setup; per metric, the paper's value as printed (with `paper`, a paper table of
+    `results`, at its `attrs['decimals']`) and ours under each protocol of `aggs` ({protocol:
+    results.aggregate(...)}), ×100, "mean ± std" (the mean alone for one fold). The columns say
+    whose number it is: "paper (as printed)" or "ours, <protocol label>"."""
+    first = next(iter(aggs.values()))
+    columns, data = [], []
+    for m in metrics_shown:
+        if paper is not None:
+            d = int(paper.attrs.get("decimals", 2))
+            columns.append((METRIC_LABELS[m], "paper (as printed)"))
+            data.append(
+                [fmt(paper.at[SETUP_LABELS[s], m], d) if SETUP_LABELS[s] in paper.index else "–" for s in first.index]
+            )
+        for protocol, agg in aggs.items():
+            smoke = f" ({SMOKE_LABEL})" if is_smoke(agg) else ""
+            columns.append((METRIC_LABELS[m], f"ours{smoke}, {PROTOCOL_LABELS[protocol]}"))
+            std = [agg.at[s, f"{m}_std"] if int(agg.at[s, "n_folds"]) > 1 else None for s in first.index]
+            data.append([mean_std(agg.at[s, f"{m}_mean"], sd, digits=decimals) for s, sd in zip(first.index, std)])
+    out = pd.DataFrame(dict(zip(columns, data)), index=[SETUP_LABELS[s] for s in first.index])
+    out.columns = pd.MultiIndex.from_tuples(columns, names=["metric", "whose number"])
+    out.index.name = "setup"
+    return out
+
+
+def _interval(lo: float, hi: float) -> str:
+    return "–" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:+.2f}, {hi:+.2f}]"
+
+
+def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`claims.claims_table` as the book prints it, per (claim, metric): "T → SSL-T", the paired
+    folds, B − A (×100), its 95 % bootstrap and paired-t intervals, the t test's p-value and the
+    verdict; with `noise` (`claims.margins_vs_noise`), the paper's margin, our larger fold std of
+    A and B (×100) and whether the margin exceeds it."""
+    rows, index = [], []
+    for _, r in claim_table.iterrows():
+        row = {
+            "A → B": f"{setting_label(r['A'])} → {setting_label(r['B'])}",
+            "folds": int(r["n_folds"]),
+            "B − A (×100)": f"{r['mean B - A']:+.2f}",
+            "95 % bootstrap over folds": _interval(r["bootstrap lo"], r["bootstrap hi"]),
+            "95 % paired t": _interval(r["t lo"], r["t hi"]),
+            "p (paired t)": "–" if not np.isfinite(r["p (paired t)"]) else f"{r['p (paired t)']:.2f}",
+            "verdict": r["verdict"],
+        }
+        if noise is not None:
+            n = noise[(noise["claim"] == r["claim"]) & (noise["metric"] == r["metric"])]
+            if len(n):
+                n = n.iloc[0]
+                std = max((v for v in (n["our fold std A"], n["our fold std B"]) if np.isfinite(v)), default=np.nan)
+                row["paper's margin (×100)"] = f"{n['paper margin']:+.2f}"
+                row["our larger fold std (×100)"] = fmt(std, 2)
+                row["margin > fold std?"] = {True: "yes", False: "no"}.get(n["margin > fold std"], "– (one fold)")
+        rows.append(row)
+        fig3 = lambda m: "beats " + ("no transform" if m[1] == "none" else m[1].upper())  # noqa: E731
+        index.append((re.sub(r"beats (none|tc|gn|fc)$", fig3, r["claim"]), METRIC_LABELS[r["metric"]]))
+    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["claim", "metric"]))
+
+
+def pooled_beside_means(
+    pooled: pd.DataFrame,
+    agg_honest: pd.DataFrame,
+    names: Sequence[str] | None = None,
+    metrics_shown: Sequence[str] = metrics.HEADLINE_METRICS,
+) -> pd.DataFrame:
+    """Per setting of `agg_honest` (an honest `results.aggregate`, or its rows `names`): the
+    pooled out-of-fold metric (`claims.pooled_oof`) beside the mean over folds, ×100, and the
+    folds behind each; "–" without predictions."""
+    pooled = pooled.set_index("setup") if len(pooled) else pd.DataFrame()
+    names = list(agg_honest.index) if names is None else list(names)
+    data = {}
+    for m in metrics_shown:
+        data[(METRIC_LABELS[m], "pooled out-of-fold")] = [
+            fmt(100 * pooled.at[n, m], 2) if n in pooled.index else "–" for n in names
+        ]
+        data[(METRIC_LABELS[m], "mean over folds")] = [fmt(100 * agg_honest.at[n, f"{m}_mean"], 2) for n in names]
+    data[("folds", "pooled")] = [pooled.at[n, "folds"] if n in pooled.index else "–" for n in names]
+    data[("folds", "mean")] = [agg_honest.at[n, "folds"] for n in names]
+    out = pd.DataFrame(data, index=pd.Index([setting_label(n) for n in names], name="setting"))
+    out.columns = pd.MultiIndex.from_tuples(out.columns, names=["metric", "how"])
+    return out
+
+
+def protocol_gap(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Optimistic minus honest mean of each metric (×100, 2 decimals) per setup (index
+    results.SETUP_LABELS, named "setup"), from {protocol: results.aggregate(...)}."""
+    paper, honest = aggs["paper"], aggs["honest"]
+    gap = pd.DataFrame(
+        {METRIC_LABELS[m]: (100 * (paper[f"{m}_mean"] - honest[f"{m}_mean"])).to_numpy() for m in metrics.METRIC_KEYS},
+        index=pd.Index([SETUP_LABELS[s] for s in paper.index], name="setup"),
+    )
+    return gap.round(2)
+
+
+def _descending(a: pd.DataFrame, metric: str, order: list[str]) -> bool:
+    v = [a.at[s, f"{metric}_mean"] for s in order]
+    return all(x > y for x, y in zip(v, v[1:]))
+
+
+# (ordering the paper reads off Table II, test on an aggregate of the eight setups)
+PAPER_PATTERNS = {
+    "no SSL: TSG > TSC > T > S (AUROC)": lambda a: _descending(a, "auroc", ["tsg", "tsc", "t", "s"]),
+    "SSL: TSG > T > S (AUROC)": lambda a: _descending(a, "auroc", ["ssl-tsg", "ssl-t", "ssl-s"]),
+    "SSL beats scratch for every architecture (AUROC)": lambda a: all(
+        a.at[f"ssl-{f}", "auroc_mean"] > a.at[f, "auroc_mean"] for f in ("t", "s", "tsc", "tsg")
+    ),
+    "gate beats concatenation, with and without SSL (AUROC)": lambda a: all(
+        a.at[f"{p}tsg", "auroc_mean"] > a.at[f"{p}tsc", "auroc_mean"] for p in ("", "ssl-")
+    ),
+    "SSL-TSG is the best setup (ChM)": lambda a: a["challenge_mean"].idxmax() == "ssl-tsg",
+}
+
+
+def paper_patterns(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Does each ordering of PAPER_PATTERNS hold in our means? "yes"/"no" per ordering (rows) and
+    protocol (columns, PROTOCOL_LABELS), from {protocol: results.aggregate(...)} of the eight setups."""
+    holds = {
+        PROTOCOL_LABELS[p]: {name: "yes" if f(a) else "no" for name, f in PAPER_PATTERNS.items()}
+        for p, a in aggs.items()
+    }
+    out = pd.DataFrame(holds)
+    out.index.name = "ordering" + (f" ({SMOKE_LABEL})" if any(is_smoke(a) for a in aggs.values()) else "")
+    return out
+
+
+def read_fig3(runs: str | Path, profile: str) -> dict[str, pd.DataFrame]:
+    """RUNS/<profile>/tables/fig3.csv (written by `reproduce`) as {protocol: frame}, each indexed
+    by run ("ssl-t-tc", ..., "ssl-t-t1", ...) in the figure's order, with the columns of a
+    `results.aggregate` plus modality and transforms. UserError when the table is missing."""
+    path = paths.table_path(runs, profile, "fig3")
+    if not path.is_file():
+        raise UserError(f"{path} does not exist: run `reproduce --profile {profile}` with the ablation first")
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"folds": str})
+    df.index = pd.Index(df["setup"] + "-" + df["transforms"], name="run")
+    return {p: df[df["protocol"] == p] for p in PROTOCOLS if (df["protocol"] == p).any()}
+
+
+def fig3_table(fig3: dict[str, pd.DataFrame], metrics_shown: Sequence[str] = CLAIM_METRICS) -> pd.DataFrame:
+    """The Fig. 3 table as the chapter prints it: per setting (index "SSL-T (TC)", ...) its modality,
+    transforms, mean ± std ×100 of each metric under each protocol of `fig3` (from `read_fig3`), and
+    the folds behind it."""
+    first = next(iter(fig3.values()))
+    data = {"modality": list(first["modality"]), "transforms": [t.upper() for t in first["transforms"]]}
+    for p, a in fig3.items():
+        for k in metrics_shown:
+            data[f"{METRIC_LABELS[k]}, {PROTOCOL_LABELS[p]}"] = [
+                mean_std(a.at[n, f"{k}_mean"], a.at[n, f"{k}_std"]) for n in first.index
+            ]
+    data["folds"] = list(first["folds"])
+    smoke = any(is_smoke(a) for a in fig3.values())
+    index = [setting_label(n) for n in first.index]
+    return pd.DataFrame(data, index=pd.Index(index, name="setting" + (f" ({SMOKE_LABEL})" if smoke else "")))
+
+
+def fig3_bars(fig3: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The bars of one Fig. 3 panel pair from one protocol's frame of `read_fig3`: modality,
+    transforms, mean and std of `metric` ×100, one row per setting."""
+    bars = {"modality": fig3["modality"], "transforms": fig3["transforms"]}
+    bars.update(mean=100 * fig3[f"{metric}_mean"], std=100 * fig3[f"{metric}_std"])
+    return pd.DataFrame({k: list(v) for k, v in bars.items()})
+
+
+def full_set_best(fig3: dict[str, pd.DataFrame], metric: str = "auroc") -> pd.DataFrame:
+    """Per protocol and modality: the setting with the highest mean `metric` and whether it is the
+    full view set (settings.MAIN_TRANSFORMS: T1 for time, T2 for spectrograms), "yes" or "no"."""
+    rows = {}
+    for p, a in fig3.items():
+        for m, part in a.groupby("modality", sort=False):
+            best = part[f"{metric}_mean"].idxmax()
+            rows[(PROTOCOL_LABELS[p], m)] = {
+                f"best by {metric.upper()}": best,
+                "full set best?": "yes" if part.at[best, "transforms"] == MAIN_TRANSFORMS[m] else "no",
+            }
+    out = pd.DataFrame(rows).T
+    out.index.names = ["protocol", "modality"]
+    return out
+
+
+def recipe_differences(rows: pd.DataFrame) -> pd.DataFrame:
+    """`recipes.compare_recipes` rows of one recipe -> one row per setup (results.SETUP_LABELS):
+    per metric of CLAIM_METRICS the recipe's and the corrected mean (×100, 2 decimals) and their
+    paired difference with its 95 % bootstrap interval ("[–]" without one), then the folds."""
+    out = {}
+    for m in CLAIM_METRICS:
+        part = rows[rows["metric"] == m].set_index("setup")
+        name = METRIC_LABELS[m]
+        out[(name, "released")] = part["recipe mean"].map(lambda v: f"{v:.2f}")
+        out[(name, "corrected")] = part["corrected mean"].map(lambda v: f"{v:.2f}")
+        out[(name, "released − corrected [95 % bootstrap]")] = [
+            f"{d:+.2f} " + ("[–]" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]")
+            for d, lo, hi in zip(part["difference"], part["bootstrap lo"], part["bootstrap hi"])
+        ]
+    out[("", "folds")] = part["n_folds"]
+    t = pd.DataFrame(out)
+    t.columns = pd.MultiIndex.from_tuples(t.columns, names=["metric", "recipe"])
+    t.index = pd.Index([SETUP_LABELS[s] for s in t.index], name="setup")
+    return t

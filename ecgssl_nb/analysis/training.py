@@ -1,0 +1,228 @@
+"""The training chapters' measurements (self-distillation, fine-tuning, the sample records):
+one run's metrics and predictions, exact-match accuracy, the DINO loss split, the gate at
+initialisation, the backbones' features, per-class AUROC of pooled out-of-fold predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import paths
+from ..core import metrics
+from ..core.errors import UserError
+from ..core.labels import ABBREVIATIONS
+from ..core.settings import Profile, check_modality, setup_family
+from .results import METRIC_LABELS, PROTOCOL_LABELS, predictions, run_file_fault
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ..core.windows import Corpus
+    from ..prepare import Prepared
+
+
+def exact_match(pred: pd.DataFrame, thresholds: ArrayLike, protocol: str = "paper", role: str = "outer") -> dict:
+    """Why exact-match accuracy is what it is: one run's `predictions.csv` rows of `protocol` and
+    `role`, binarised with that protocol's 24 `thresholds`: records, exact (records whose 24
+    outputs all equal their labels), accuracy (exact / records, as the Challenge code), the mean
+    true and predicted labels per record and the mean wrong outputs (of 24) per record."""
+    y, p = predictions(pred, protocol, role)
+    out = metrics.binarize(p, np.asarray(thresholds, dtype=float))
+    wrong = (out != y).sum(axis=1)
+    means = {"true_labels_per_record": y.sum(axis=1), "predicted_labels_per_record": out.sum(axis=1)}
+    means["wrong_outputs_per_record"] = wrong
+    nan = float("nan")
+    head = {"records": int(len(y)), "exact": int((wrong == 0).sum())}
+    head["accuracy"] = float(metrics.accuracy(y, out)) if len(y) else nan
+    return {**head, **{k: float(v.mean()) if len(y) else nan for k, v in means.items()}}
+
+
+def run_metrics(res: dict) -> pd.DataFrame:
+    """One fine-tuning run's seven metrics (×100, 2 decimals) and selected epoch, one row per
+    protocol of its result.json `res`, each row saying where the epoch and thresholds were chosen
+    (paper: the outer fold; honest: the inner fold) and that the outer fold is reported."""
+    fold, inner = res["fold"], res.get("inner_fold", res["data"].get("inner_fold"))
+    m = pd.DataFrame(res["metrics"]).T
+    shown = m[list(metrics.METRIC_KEYS)].astype(float).mul(100).round(2)
+    shown.columns = [METRIC_LABELS[k] for k in metrics.METRIC_KEYS]
+    shown["selected epoch"] = m["epoch"].astype(int)
+    shown.index = [
+        f"{PROTOCOL_LABELS[p]}: chosen on fold {fold if p == 'paper' else inner}, reported on fold {fold}"
+        for p in shown.index
+    ]
+    return shown
+
+
+def per_class_auroc(res: dict, pred: pd.DataFrame) -> pd.DataFrame:
+    """Per class (rows labels.ABBREVIATIONS): the positives of the run's outer fold (its
+    predictions.csv rows `pred`), then the outer-fold AUROC under each protocol of result.json `res`."""
+    out = pd.DataFrame({p: res["per_class"][p]["auroc"] for p in res["per_class"]}, index=list(ABBREVIATIONS))
+    y, _ = predictions(pred, "paper")
+    out.insert(0, f"positives in fold {res['fold']}", y.sum(axis=0).astype(int))
+    return out.astype({p: float for p in res["per_class"]})
+
+
+def pooled_auroc(
+    runs: str | Path, profile: str, setup: str, folds: Sequence[int], protocol: str = "honest"
+) -> pd.DataFrame:
+    """Per-class AUROC (NaN without positives and negatives) of the outer-fold predictions of
+    `folds` pooled into one set, with the positives and negatives behind each value and its
+    Hanley-McNeil 95 % half-width; rows the 24 classes and 'macro (classes with >= 1 positive)'."""
+    frames = []
+    for fold in folds:
+        run = paths.finetune_dir(runs, profile, setup, fold)
+        fault = run_file_fault(run, ("predictions.csv",))
+        if fault:
+            raise UserError(f"{fault}: run the fine-tuning again (`reproduce` does)")
+        frames.append(predictions(pd.read_csv(run / "predictions.csv"), protocol))
+    y, p = (np.concatenate(part) for part in zip(*frames))  # (N, 24) each
+    _, per_class = metrics.auroc(y, p)
+    pos = y.sum(axis=0)
+    half = [auroc_halfwidth(a, n, len(y) - n) for a, n in zip(per_class, pos)]
+    table = pd.DataFrame({"positives": pos, "negatives": len(y) - pos, "AUROC": per_class, "± (95%)": half})
+    table.index = list(ABBREVIATIONS)
+    table.loc["macro (classes with >= 1 positive)"] = [int(y.sum()), int(len(y)), float(np.nanmean(per_class)), np.nan]
+    return table
+
+
+def auroc_halfwidth(auc: float, n_pos: int, n_neg: int, z: float = 1.96) -> float:
+    """Half-width of the normal-approximation 95% interval of an AUROC from `n_pos` positives
+    and `n_neg` negatives, with Hanley and McNeil's (1982) standard error:
+    SE^2 = [A(1-A) + (n_pos-1)(Q1-A^2) + (n_neg-1)(Q2-A^2)] / (n_pos n_neg),
+    Q1 = A/(2-A), Q2 = 2A^2/(1+A). NaN when A is NaN or a count is 0."""
+    if not np.isfinite(auc) or n_pos < 1 or n_neg < 1:
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)
+    return float(z * np.sqrt(max(var, 0.0)))
+
+
+def dino_loss_parts(log: pd.DataFrame) -> pd.DataFrame:
+    """Split the self-distillation loss of each epoch into the teacher's entropy and the rest.
+
+    The loss is the cross-entropy H(P_t, P_s) averaged over (teacher view, student view) pairs,
+    and each teacher row enters the same number of pairs, so exactly
+    loss = mean H(P_t) + mean KL(P_t || P_s): `teacher_entropy` is logged, and
+    `kl` = loss - teacher_entropy >= 0 is the part the student can reduce."""
+    out = log[["epoch", "loss", "teacher_entropy"]].copy()
+    out["kl"] = out["loss"] - out["teacher_entropy"]
+    return out
+
+
+@torch.no_grad()
+def gate_at_init(
+    prepared: Prepared,
+    pretrained: str | Path | None,
+    rows: ArrayLike | None = None,
+    seed: int = 0,
+    n_windows: int = 256,
+    setup: str = "ssl-tsg",
+    lr: float | None = None,
+) -> dict:
+    """The gate of a TSG network built as fine-tuning builds it (`classify.build_finetune_model`),
+    before any step, on up to `n_windows` evaluation windows of the records `rows` of `prepared`:
+    the mean L2 norms of the time and spectrogram features (512 each), the logit gap z2 - z1 split
+    into its time, spectrogram and bias parts, the mean spectrogram weight w2 = softmax(z)_2, the
+    share of windows with w2 > 0.99, the mean w1 * w2 (the softmax's factor on every gradient
+    reaching the logits: 0 when saturated) and the mean ||[f1; f2]||_1. With `lr`, also
+    `gap_step_bound` = lr * that norm: Adam moves each weight by about lr at most per step."""
+    from ..core import windows  # ~3 ms at import: only when a figure needs windows
+    from ..core.classify import build_finetune_model, model_inputs  # ~25 ms at import: only when a figure needs a model
+    from ..stages.finetune import resolve_pretrained  # ~25 ms at import: only when a figure needs a model
+
+    model = build_finetune_model(setup, resolve_pretrained(setup, pretrained), seed=seed).eval()
+    rows = np.arange(len(prepared.index)) if rows is None else np.asarray(rows)
+    corpus = windows.Corpus.from_prepared(prepared, rows=rows, device="cpu")
+    mean = torch.as_tensor(prepared.mean, dtype=torch.float32)
+    std = torch.as_tensor(prepared.std, dtype=torch.float32)
+    x = torch.cat([w for w, _ in corpus.iter_sliding_windows(n_windows)])[:n_windows]  # (W, 12, 250) mV
+    x_time, x_spec = model_inputs(model, x, mean, std)
+    f1 = model.time_backbone(x_time)  # (W, 512)
+    f2 = model.spec_backbone(x_spec)  # (W, 512)
+    weight, bias = model.gate.weight, model.gate.bias  # (2, 1024), (2,)
+    d = weight[1] - weight[0]  # (1024,): z2 - z1 = d . [f1, f2] + (b2 - b1)
+    from_time, from_spec = f1 @ d[:512], f2 @ d[512:]  # (W,)
+    gap = from_time + from_spec + (bias[1] - bias[0])
+    w2 = torch.sigmoid(gap)  # softmax over two logits: w2 = sigmoid(z2 - z1)
+    l1 = torch.cat([f1, f2], dim=1).abs().sum(dim=1).mean()
+    out = {"norm_time": f1.norm(dim=1).mean(), "norm_spec": f2.norm(dim=1).mean(), "gap_mean": gap.mean()}
+    out.update(gap_from_time_absmean=from_time.abs().mean(), gap_from_spec_absmean=from_spec.abs().mean())
+    out.update(gap_from_bias=bias[1] - bias[0], w2_mean=w2.mean(), w2_over_099=(w2 > 0.99).float().mean())
+    out.update(
+        softmax_gradient_factor=(w2 * (1 - w2)).mean(), feature_l1=l1, **({"gap_step_bound": lr * l1} if lr else {})
+    )
+    return {"windows": int(len(x)), **{k: float(v) for k, v in out.items()}}
+
+
+PRETRAIN_SUMMARY_KEYS = tuple(  # what the self-distillation chapter shows of each run's summary.json
+    "epochs batch_size_per_process steps_per_epoch peak_lr out_dim optimizer teacher_temp student_temp "
+    "teacher_momentum center_momentum transforms kept final_loss final_teacher_entropy final_embedding_std "
+    "wall_time_s device".split()
+)
+
+
+def pretrain_settings(summaries: dict[str, dict]) -> pd.DataFrame:
+    """The settings and final state of pre-trainings, one column per run ({name: summary.json}),
+    one row per PRETRAIN_SUMMARY_KEYS: the summary's value, else its `config` entry's, else "–"."""
+    return pd.DataFrame(
+        {m: {k: s.get(k, s.get("config", {}).get(k, "–")) for k in PRETRAIN_SUMMARY_KEYS} for m, s in summaries.items()}
+    )
+
+
+@torch.no_grad()
+def record_features(
+    backbone: torch.nn.Module, corpus: Corpus, mean: ArrayLike, std: ArrayLike, modality: str, batch_windows: int = 512
+) -> np.ndarray:
+    """(records, feature_dim) float64: each record's backbone features averaged over its
+    evaluation windows (250 samples every 125), each fed as fine-tuning feeds it (normalised per
+    lead with `mean`, `std` (12,) mV, or as its spectrogram). Leaves the backbone in eval mode."""
+    from ..core.transforms import normalize, spectrogram  # ~6 ms at import: only for the transforms chapter
+
+    check_modality(modality)
+    backbone.eval().to(corpus.device)
+
+    def features(x: torch.Tensor) -> tuple[torch.Tensor]:  # x: (w, 12, 250) raw mV -> (w, D)
+        return (backbone(normalize(x, mean, std) if modality == "time" else spectrogram(x)),)
+
+    return corpus.mean_over_windows(features, batch_windows)[0]
+
+
+def pca2(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first two principal components of the standardised features (N, D): (points (N, 2),
+    their shares of the total variance (2,))."""
+    f = np.asarray(features, dtype=np.float64)
+    z = (f - f.mean(axis=0)) / (f.std(axis=0) + 1e-8)
+    u, s, _ = np.linalg.svd(z, full_matrices=False)
+    return u[:, :2] * s[:2], (s[:2] ** 2) / (s**2).sum()
+
+
+def rarest_class(label_matrix: np.ndarray) -> list[str]:
+    """Per record (rows of `label_matrix` (N, 24)), the abbreviation of its class with the fewest
+    records among these rows (usually its most specific one), or "none" for a record without any."""
+    y = np.asarray(label_matrix)
+    freq = y.sum(axis=0)
+    return [ABBREVIATIONS[min(np.flatnonzero(r), key=lambda k: freq[k])] if r.any() else "none" for r in y]
+
+
+def finetune_budget(profiles: dict[str, Profile], n_train: int, setup: str = "t") -> pd.DataFrame:
+    """How much one fine-tuning of `setup` trains under each profile ({name: Profile}, one row
+    each) on `n_train` training records: epochs, records per step, crops per record, learning
+    rate, and the (ceil) steps per epoch and in all."""
+    family = setup_family(setup)
+    rows = {}
+    for name, p in profiles.items():
+        f = p.finetune
+        steps = -(-n_train // f.batch_records[family])
+        rows[name] = {
+            "epochs": f.epochs[family],
+            "records per step": f.batch_records[family],
+            "crops per record": f.crops,
+        }
+        rows[name].update(
+            {"learning rate": f.lr, "steps per epoch (about)": steps, "steps in all (about)": steps * f.epochs[family]}
+        )
+    return pd.DataFrame(rows, dtype=object).T
