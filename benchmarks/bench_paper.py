@@ -198,7 +198,7 @@ def study_plan(a):
     """(resolved profile, the plan of its main study's ssl- setups on every fold) as `reproduce`
     makes them: `--set` items and the smoke limit of --steps applied (`resolve_study`)."""
     from ecgssl_nb.core.settings import N_FOLDS
-    from ecgssl_nb.reproduce import plan, resolve_study
+    from ecgssl_nb.study.reproduce import plan, resolve_study
 
     prof, seed = resolve_study(a.profile, settings=a.set, max_steps=a.steps)
     runs, data = Path(a.out) / "runs", Path(a.out) / "data"
@@ -216,7 +216,7 @@ def finetune_wave(k: int) -> list[tuple[str, int]]:
 
 
 def stage_fixture(a) -> dict:
-    from ecgssl_nb.fixture import make_fixture
+    from ecgssl_nb.data.fixture import make_fixture
 
     t = time.perf_counter()
     out = make_fixture(Path(a.out) / "data", a.records, seed=0, shape="physionet2020", workers=a.workers)
@@ -226,7 +226,7 @@ def stage_fixture(a) -> dict:
 
 
 def stage_prepare(a) -> dict:
-    from ecgssl_nb.prepare import load_prepared, prepare
+    from ecgssl_nb.data.prepare import load_prepared, prepare
 
     _, p = study_plan(a)
     job = p.data[-1]  # the study's prepare job (the data folder is given: no fixture job)
@@ -785,7 +785,7 @@ def _check_arguments(a) -> None:
     """The device, the runs per device and the `--set` items, checked as `reproduce` checks them."""
     from ecgssl_nb.core.errors import check_int
     from ecgssl_nb.core.settings import resolve_device
-    from ecgssl_nb.reproduce import resolve_study
+    from ecgssl_nb.study.reproduce import resolve_study
 
     a.device = resolve_device(a.device)
     a.deadline = None if a.time_limit is None else time.time() + a.time_limit

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_prepare.py [--records 3000] [--tmp DIR]
 
-The corpus is `ecgssl_nb.fixture.make_fixture` when that module is present; otherwise (and with
+The corpus is `ecgssl_nb.data.fixture.make_fixture` when that module is present; otherwise (and with
 --simple) a simple generator in this file writes 10 s, 500 Hz, 12-lead records in the Challenge
 on-disk format (header + MATLAB v4 `val` int16), all with scored labels, so every record is read,
 resampled on all 12 leads, and written. Each run is a fresh subprocess so its peak RSS (the main
@@ -57,7 +57,7 @@ def simple_corpus(root: Path, n: int, seed: int = 0) -> None:
 
 def run_once(data: str, out: str, workers: int) -> None:
     """Child process: one prepare run; prints a JSON line with time and peak memory."""
-    from ecgssl_nb.prepare import prepare
+    from ecgssl_nb.data.prepare import prepare
 
     before = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
@@ -98,10 +98,10 @@ def main() -> None:
     try:
         if args.simple:
             raise ImportError
-        from ecgssl_nb.fixture import make_fixture
+        from ecgssl_nb.data.fixture import make_fixture
 
         make_fixture(data, n_records=args.records, seed=0)
-        kind = "ecgssl_nb.fixture.make_fixture"
+        kind = "ecgssl_nb.data.fixture.make_fixture"
     except ImportError:
         simple_corpus(data, args.records)
     print(f"corpus: {args.records} records from {kind} in {time.perf_counter() - t0:.1f} s at {data}")

@@ -95,8 +95,8 @@ def _run_worker(tree: Path, a, tmp: Path, compile_setups: str) -> dict:
 
 
 def _prepare(tmp: Path) -> str:
-    from ecgssl_nb.fixture import make_fixture
-    from ecgssl_nb.prepare import prepare
+    from ecgssl_nb.data.fixture import make_fixture
+    from ecgssl_nb.data.prepare import prepare
 
     fixture = make_fixture(tmp / "fixture", n_records=120, seed=0)
     return str(prepare(fixture, tmp / "prepared", workers=1, progress=False))

@@ -54,7 +54,7 @@
 # gate and the metrics ({doc}`Fine-tuning <../notebooks/04_finetune>`), and the results.
 
 # %% tags=["parameters", "remove-cell"]
-# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.study.params).
 profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
 runs = None  # the study's results folder (reproduce --out); default "../runs"
 data = None  # real data folder (paper profile); default: empty, meaning the fixture
@@ -67,16 +67,16 @@ import warnings
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import params, paths
-from ecgssl_nb.analysis import results, study, tables, training
+from ecgssl_nb.study import book, params, paths
+from ecgssl_nb.analysis import results, tables, training
 from ecgssl_nb.core import settings
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
 if profile == "tiny":
-    study.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
-study.run_samples_study(runs, samples, device=device)  # skips finished work
+    book.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
+book.run_samples_study(runs, samples, device=device)  # skips finished work
 with warnings.catch_warnings():
     warnings.simplefilter("error", results.ResultFileWarning)
     ours = results.load_results(paths.profile_root(runs, profile) / "finetune")
@@ -88,10 +88,10 @@ pooled = training.pooled_auroc(runs, "samples", settings.SAMPLES_SETUPS[0], sett
 #
 # Each column is one way of running the study; the last three are profiles of `ecgssl_nb`
 # (`python -m ecgssl_nb reproduce --profile NAME`). This table is read off the profiles
-# themselves (`study.status_table`).
+# themselves (`book.status_table`).
 
 # %% tags=["remove-input"]
-study.status_table()
+book.status_table()
 
 # %% [markdown]
 # ## Results at a glance

@@ -14,12 +14,12 @@ from .atomic import WriteError
 from .core.errors import UserError
 
 COMMANDS = {
-    "fixture": ("ecgssl_nb.fixture", "write the synthetic tiny corpus in the Challenge on-disk format"),
-    "download": ("ecgssl_nb.download", "download the PhysioNet/CinC 2020 training data (6 sources)"),
-    "prepare": ("ecgssl_nb.prepare", "records -> 100 Hz memmap, index, stats and folds"),
+    "fixture": ("ecgssl_nb.data.fixture", "write the synthetic tiny corpus in the Challenge on-disk format"),
+    "download": ("ecgssl_nb.data.download", "download the PhysioNet/CinC 2020 training data (6 sources)"),
+    "prepare": ("ecgssl_nb.data.prepare", "records -> 100 Hz memmap, index, stats and folds"),
     "pretrain": ("ecgssl_nb.stages.pretrain", "self-distillation pre-training of one backbone"),
     "finetune": ("ecgssl_nb.stages.finetune", "fine-tune one setup on one fold and evaluate it"),
-    "reproduce": ("ecgssl_nb.reproduce", "run the whole study and write the tables"),
+    "reproduce": ("ecgssl_nb.study.reproduce", "run the whole study and write the tables"),
     "verify": ("ecgssl_nb.provenance", "hash every recorded output below a folder against its digests.json"),
 }
 

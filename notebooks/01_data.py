@@ -28,7 +28,7 @@
 # notebook only calls it and shows the results.
 
 # %% tags=["parameters", "remove-cell"]
-# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.study.params).
 profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
 runs = None  # the study's results folder (reproduce --out); default "../runs"
 data = None  # real data folder (paper profile); default: empty, meaning the fixture
@@ -48,16 +48,17 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from ecgssl_nb import params, paths, prepare
+from ecgssl_nb.study import params, paths
+from ecgssl_nb.data import prepare
 from ecgssl_nb.analysis import dataset, plots, results
-from ecgssl_nb import records
+from ecgssl_nb.data import records
 from ecgssl_nb.core import labels, settings
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
-from ecgssl_nb import fixture as fx
-from ecgssl_nb import reproduce as rp
+from ecgssl_nb.data import fixture as fx
+from ecgssl_nb.study import reproduce as rp
 
 prof = settings.get_profile(profile)
 if profile == "tiny":

@@ -28,7 +28,7 @@
 # from the `torch.Generator` it is given, so the same seed gives the same figure.
 
 # %% tags=["parameters", "remove-cell"]
-# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.study.params).
 profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
 runs = None  # the study's results folder (reproduce --out); default "../runs"
 data = None  # real data folder (paper profile); default: empty, meaning the fixture
@@ -50,9 +50,10 @@ import scipy.signal
 import torch
 from IPython.display import Markdown, display
 
-from ecgssl_nb import params, prepare
+from ecgssl_nb.study import params
+from ecgssl_nb.data import prepare
 from ecgssl_nb.analysis import dataset, plots
-from ecgssl_nb import records
+from ecgssl_nb.data import records
 from ecgssl_nb.core import labels
 
 params.resolve(globals())

@@ -91,7 +91,7 @@
 # of work of one modality. `modality` selects `time`, `spec`, or `all` (both, the default).
 
 # %% tags=["parameters", "remove-cell"]
-# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.study.params).
 profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
 runs = None  # the study's results folder (reproduce --out); default "../runs"
 data = None  # real data folder (paper profile); default: empty, meaning the fixture
@@ -116,7 +116,8 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from ecgssl_nb import params, prepare
+from ecgssl_nb.study import params
+from ecgssl_nb.data import prepare
 from ecgssl_nb.analysis import plots, results, training
 from ecgssl_nb.core import models, windows
 from ecgssl_nb.core import settings as core_settings
@@ -124,7 +125,7 @@ from ecgssl_nb.core import settings as core_settings
 params.resolve(globals(), modality="all")
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
-from ecgssl_nb import reproduce as rp
+from ecgssl_nb.study import reproduce as rp
 
 modalities = list(core_settings.MODALITIES) if modality == "all" else [core_settings.check_modality(modality)]
 # compute each pre-training shown, and what it needs, unless finished (the provenance rules of reproduce)

@@ -100,7 +100,7 @@
 # So one papermill job per fold is a way to run the study.
 
 # %% tags=["parameters", "remove-cell"]
-# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.study.params).
 profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
 runs = None  # the study's results folder (reproduce --out); default "../runs"
 data = None  # real data folder (paper profile); default: empty, meaning the fixture
@@ -121,7 +121,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import params, prepare
+from ecgssl_nb.study import params
+from ecgssl_nb.data import prepare
 from ecgssl_nb.analysis import plots, results, training
 from ecgssl_nb.core import labels
 from ecgssl_nb.core import settings as core_settings
@@ -129,7 +130,7 @@ from ecgssl_nb.core import settings as core_settings
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
-from ecgssl_nb import reproduce as rp
+from ecgssl_nb.study import reproduce as rp
 
 core_settings.check_setup(setup)
 # compute the run and what it needs (prepare, its pre-trainings) unless finished: reproduce's planning and provenance

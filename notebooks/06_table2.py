@@ -27,7 +27,7 @@
 #   reported on an untouched outer fold.
 
 # %% tags=["parameters", "remove-cell"]
-# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.study.params).
 profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
 runs = None  # the study's results folder (reproduce --out); default "../runs"
 data = None  # real data folder (paper profile); default: empty, meaning the fixture
@@ -43,15 +43,15 @@ import warnings
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import params, paths, recipes
-from ecgssl_nb.analysis import claims, plots, results, study, tables
+from ecgssl_nb.study import book, params, paths, recipes
+from ecgssl_nb.analysis import claims, plots, results, tables
 from ecgssl_nb.core import settings
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
 if profile == "tiny":
-    study.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
+    book.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
 with warnings.catch_warnings():
     warnings.simplefilter("error", results.ResultFileWarning)  # a broken result file fails the chapter
     df = results.load_results(paths.profile_root(runs, profile) / "finetune")

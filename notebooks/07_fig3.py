@@ -30,7 +30,7 @@
 # and their SSL-T and SSL-S fine-tunings. The six other settings are in `ablation/`.
 
 # %% tags=["parameters", "remove-cell"]
-# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.study.params).
 profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
 runs = None  # the study's results folder (reproduce --out); default "../runs"
 data = None  # real data folder (paper profile); default: empty, meaning the fixture
@@ -46,8 +46,8 @@ import warnings
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import params, paths
-from ecgssl_nb.analysis import claims, plots, results, study, tables
+from ecgssl_nb.study import book, params, paths
+from ecgssl_nb.analysis import claims, plots, results, tables
 from ecgssl_nb.core import settings
 
 params.resolve(globals())
@@ -55,7 +55,7 @@ pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
 
 if profile == "tiny":
-    study.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
+    book.run_study(device, profile="tiny", out=runs, data_dir=data or None)  # skips finished work
 root = paths.profile_root(runs, profile)
 with warnings.catch_warnings():
     warnings.simplefilter("error", results.ResultFileWarning)

@@ -27,7 +27,7 @@
 # ```
 
 # %% tags=["parameters", "remove-cell"]
-# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.study.params).
 runs = None  # the study's results folder (reproduce --out); default "../runs"
 samples = None  # the real sample records; default "../tests/data/ecg-samples"
 device = None  # default "cpu"
@@ -36,20 +36,21 @@ device = None  # default "cpu"
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import params, paths, prepare
-from ecgssl_nb.analysis import dataset, plots, study, training
+from ecgssl_nb.study import book, params, paths
+from ecgssl_nb.data import prepare
+from ecgssl_nb.analysis import dataset, plots, training
 from ecgssl_nb.core import settings
 
 params.resolve(globals())
 pd.set_option("display.max_columns", None)  # never cut a wide table
 pd.set_option("display.max_colwidth", None)  # nor a long cell
-root = study.run_samples_study(runs, samples, device=device)  # skips finished work
-control_root = study.run_samples_control(runs, samples, device=device)
+root = book.run_samples_study(runs, samples, device=device)  # skips finished work
+control_root = book.run_samples_control(runs, samples, device=device)
 prep = prepare.load_prepared(paths.prepared_dir(runs, "samples"))
 skipped = pd.read_csv(paths.prepared_dir(runs, "samples") / "skipped.csv", keep_default_na=False)
 SETUP = settings.SAMPLES_SETUPS[0]
 FOLDS = settings.SAMPLES_FOLDS
-prof, ctrl = settings.get_profile("samples"), study.samples_control_profile()
+prof, ctrl = settings.get_profile("samples"), book.samples_control_profile()
 ours = training.pooled_auroc(runs, "samples", SETUP, FOLDS, protocol="honest")
 control = training.pooled_auroc(control_root.parent, "samples", SETUP, FOLDS, protocol="honest")
 

@@ -34,7 +34,7 @@
 # a GPU, and what it costs.
 
 # %% tags=["parameters", "remove-cell"]
-# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.params).
+# None = not given: then $ECGSSL_<NAME>, else the default (ecgssl_nb.study.params).
 profile = None  # "tiny" (synthetic fixture, CPU), "samples" (real sample records, CPU) or "paper"
 runs = None  # the study's results folder (reproduce --out); default "../runs"
 data = None  # real data folder (paper profile); default: empty, meaning the fixture
@@ -49,8 +49,8 @@ import warnings
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgssl_nb import params, paths, recipes
-from ecgssl_nb.analysis import plots, results, study, tables
+from ecgssl_nb.study import book, params, paths, recipes
+from ecgssl_nb.analysis import plots, results, tables
 
 params.resolve(globals(), released_folds="0", released_setups="t,ssl-t,ssl-tsg")
 pd.set_option("display.max_columns", None)  # never cut a wide table
@@ -58,10 +58,10 @@ pd.set_option("display.max_colwidth", None)  # the departure table's sentences i
 cost = {}
 if profile == "tiny":  # both recipes on the fixture; finished runs are skipped
     t0 = time.perf_counter()
-    study.run_study(device, profile="tiny", out=runs, data_dir=data or None)
+    book.run_study(device, profile="tiny", out=runs, data_dir=data or None)
     cost["corrected"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    study.run_study(
+    book.run_study(
         device,
         profile="tiny",
         out=runs,

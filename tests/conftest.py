@@ -50,7 +50,7 @@ def _read_only(folder: Path):
 def fixture_corpus(tmp_path_factory):
     """The synthetic Challenge 2020 corpus `make_fixture(n_records=120, seed=0)`, built once per
     session (six sources, .hea + .mat). Read-only."""
-    from ecgssl_nb.fixture import make_fixture
+    from ecgssl_nb.data.fixture import make_fixture
 
     out = make_fixture(tmp_path_factory.mktemp("shared") / "fixture", **SHARED_FIXTURE)
     yield from _read_only(Path(out))
@@ -60,7 +60,7 @@ def fixture_corpus(tmp_path_factory):
 def prepared_corpus(fixture_corpus, tmp_path_factory):
     """`prepare(fixture_corpus, workers=1)`: the prepared folder of the shared corpus (10 folds,
     seed 0), built once per session. Read-only."""
-    from ecgssl_nb.prepare import prepare
+    from ecgssl_nb.data.prepare import prepare
 
     out = prepare(fixture_corpus, tmp_path_factory.mktemp("shared") / "prepared", workers=1, progress=False)
     yield from _read_only(Path(out))

@@ -455,7 +455,7 @@ def test_notebook_starts_with_one_parameters_cell_resolved_to_the_tiny_profile_o
     code = [c for c in nb.cells if c.cell_type == "code"]
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and code[0] is tagged[0], "exactly one parameters cell, the first code cell"
-    from ecgssl_nb import params
+    from ecgssl_nb.study import params
 
     namespace: dict = {}
     exec(tagged[0].source, namespace)  # noqa: S102 - our own parameters cell: plain assignments

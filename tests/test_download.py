@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from test_records import rand_val, write_record
 
-from ecgssl_nb import download as D
+from ecgssl_nb.data import download as D
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.core.errors import UserError
-from ecgssl_nb.prepare import load_prepared, prepare
-from ecgssl_nb.records import SOURCES
+from ecgssl_nb.data.prepare import load_prepared, prepare
+from ecgssl_nb.data.records import SOURCES
 
 
 class Server:

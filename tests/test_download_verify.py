@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from test_download import Server, sums_file, tar_gz
 
-from ecgssl_nb import download as D
+from ecgssl_nb.data import download as D
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.core.errors import UserError
-from ecgssl_nb.prepare import load_prepared, prepare
+from ecgssl_nb.data.prepare import load_prepared, prepare
 
 CPSC = D.ARCHIVES["CPSC"].file
 

@@ -22,8 +22,8 @@ from ecgssl_nb.core.labels import ABBREVIATIONS
 from ecgssl_nb.core.metrics import METRIC_KEYS
 from ecgssl_nb.core.models import se_resnet34, xresnet1d50
 from ecgssl_nb.core.settings import SETUPS, get_profile
-from ecgssl_nb.fixture import make_fixture
-from ecgssl_nb.prepare import load_prepared, prepare
+from ecgssl_nb.data.fixture import make_fixture
+from ecgssl_nb.data.prepare import load_prepared, prepare
 from ecgssl_nb.analysis.results import check_result
 from ecgssl_nb.stages import finetune as ft
 
@@ -181,7 +181,7 @@ def test_a_missing_or_partial_backbone_file_is_refused(prepared_dir, pretrained_
 def reseal_prepared(folder) -> None:
     """Record a prepared folder edited on purpose as if `prepare` had written it: its digests.json
     and the content digest in .complete.json (else every stage refuses it as damaged)."""
-    from ecgssl_nb import prepare as P
+    from ecgssl_nb.data import prepare as P
 
     P.provenance.write_digests(folder, P.OUTPUTS)
     complete = json.loads((folder / ".complete.json").read_text())

@@ -17,7 +17,7 @@ from scipy.signal import find_peaks, resample_poly
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from ecgssl_nb import fixture
+from ecgssl_nb.data import fixture
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.core import labels
 from ecgssl_nb.core.errors import UserError

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ecgssl_nb.core.errors import UserError
-from ecgssl_nb.folds import assign_folds
+from ecgssl_nb.data.folds import assign_folds
 
 
 def stratify(label_sets, n_folds=10, seed=0):

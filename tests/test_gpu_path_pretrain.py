@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ecgssl_nb import reproduce
+from ecgssl_nb.study import reproduce
 from ecgssl_nb.core import dino
 from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.core.models import use_fast_cuda_math
@@ -43,8 +43,8 @@ TRANSFORMS = {"time": "t1", "spec": "t2"}
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    from ecgssl_nb.fixture import make_fixture
-    from ecgssl_nb.prepare import prepare
+    from ecgssl_nb.data.fixture import make_fixture
+    from ecgssl_nb.data.prepare import prepare
 
     root = tmp_path_factory.mktemp("gpu_path")
     make_fixture(root / "fixture", n_records=24, seed=0)
@@ -53,7 +53,7 @@ def prepared(tmp_path_factory):
 
 def one_run(prepared_dir, modality: str, **changes):
     """A resolved single-process run with its corpus, schedules, state and lead statistics."""
-    from ecgssl_nb.prepare import load_prepared
+    from ecgssl_nb.data.prepare import load_prepared
 
     prep = load_prepared(prepared_dir)
     cfg = replace(get_profile("tiny").pretrain[modality], **{**SMALL, **changes})

@@ -20,9 +20,9 @@ from ecgssl_nb import atomic, provenance
 from ecgssl_nb.analysis import results
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.core.errors import UserError
-from ecgssl_nb.fixture import make_fixture
-from ecgssl_nb.prepare import load_prepared, prepare
-from ecgssl_nb.reproduce import reproduce
+from ecgssl_nb.data.fixture import make_fixture
+from ecgssl_nb.data.prepare import load_prepared, prepare
+from ecgssl_nb.study.reproduce import reproduce
 from ecgssl_nb.stages import finetune as ft
 from ecgssl_nb.stages import pretrain as pretrain_stage
 
@@ -204,7 +204,7 @@ def test_a_result_edited_by_hand_is_left_out_of_the_tables_naming_why(run_t0, tm
 
 
 def test_predictions_edited_by_hand_are_not_pooled_or_reported(run_t0, tmp_path):
-    from ecgssl_nb import paths
+    from ecgssl_nb.study import paths
     from ecgssl_nb.analysis import claims, training
 
     run = paths.finetune_dir(tmp_path, "tiny", "t", 0)

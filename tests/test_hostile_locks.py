@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from ecgssl_nb import jobs, paths, provenance
-from ecgssl_nb import reproduce as rp
+from ecgssl_nb.study import jobs, paths
+from ecgssl_nb import provenance
+from ecgssl_nb.study import reproduce as rp
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.core.errors import UserError
-from ecgssl_nb.reproduce import RunsFailed, ensure_finetune, reproduce
+from ecgssl_nb.study.reproduce import RunsFailed, ensure_finetune, reproduce
 from ecgssl_nb.stages import finetune as ft
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -245,7 +246,7 @@ def test_ensure_finetune_wait_must_be_seconds(fixture_corpus, tmp_path):
 _NOTEBOOK = """
 import json, os, sys, time
 from pathlib import Path
-from ecgssl_nb.reproduce import ensure_finetune
+from ecgssl_nb.study.reproduce import ensure_finetune
 runs, data, fold, settings = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
 Path(runs, f"ready{fold}").touch()
 while not all(Path(runs, f"ready{k}").exists() for k in (0, 1)):  # start together

@@ -13,13 +13,13 @@ from test_download import Server, challenge_archive, sums_file
 from test_prepare_trust import _good
 from test_trust_runs import PRE_RUN, _result
 
-from ecgssl_nb import download as D
+from ecgssl_nb.data import download as D
 from ecgssl_nb import atomic, provenance
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.core.errors import UserError
-from ecgssl_nb.fixture import make_fixture
-from ecgssl_nb.prepare import load_prepared, prepare
-from ecgssl_nb.reproduce import write_tables
+from ecgssl_nb.data.fixture import make_fixture
+from ecgssl_nb.data.prepare import load_prepared, prepare
+from ecgssl_nb.study.reproduce import write_tables
 from ecgssl_nb.stages import pretrain as pretrain_stage
 
 

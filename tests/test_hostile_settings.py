@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from ecgssl_nb import config, notebook_jobs, params, reproduce
+from ecgssl_nb import config
+from ecgssl_nb.study import notebook_jobs, params, reproduce
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.config import read_config
 from ecgssl_nb.core import settings
@@ -214,7 +215,8 @@ def test_a_checkpoint_write_under_a_file_size_limit_is_one_line_naming_the_file_
 
 
 def test_the_cli_prints_a_refused_write_on_one_line_naming_the_file(monkeypatch, capsys):
-    from ecgssl_nb import atomic, fixture
+    from ecgssl_nb import atomic
+    from ecgssl_nb.data import fixture
 
     def refused(argv):
         raise atomic.WriteError(27, "File too large", "runs/x/checkpoint.pt")  # what atomic_write raises

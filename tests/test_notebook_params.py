@@ -1,5 +1,5 @@
 """Notebook parameters: papermill parses every `parameters` cell cleanly, and the precedence
-papermill > ECGSSL_* environment > default of `ecgssl_nb.params.resolve` holds."""
+papermill > ECGSSL_* environment > default of `ecgssl_nb.study.params.resolve` holds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ecgssl_nb import params
+from ecgssl_nb.study import params
 from ecgssl_nb.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent

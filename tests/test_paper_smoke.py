@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ecgssl_nb import paths
+from ecgssl_nb.study import paths
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.core.settings import SETUPS, get_profile
-from ecgssl_nb.fixture import make_fixture
+from ecgssl_nb.data.fixture import make_fixture
 from ecgssl_nb.analysis.results import SETUP_LABELS, SMOKE_LABEL
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,12 +19,13 @@ import nbformat
 import pandas as pd
 import pytest
 
-from ecgssl_nb import notebook_jobs, paths, provenance
+from ecgssl_nb.study import notebook_jobs, paths
+from ecgssl_nb import provenance
 from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.core.settings import get_profile
-from ecgssl_nb.fixture import make_fixture
-from ecgssl_nb.recipes import apply_recipe
-from ecgssl_nb.reproduce import (
+from ecgssl_nb.data.fixture import make_fixture
+from ecgssl_nb.study.recipes import apply_recipe
+from ecgssl_nb.study.reproduce import (
     Job,
     RunsFailed,
     ensure_finetune,
@@ -285,5 +286,7 @@ def test_several_devices_run_each_notebook_job_in_its_own_process_and_keep_its_f
     assert job.status == "failed" and job.device == "cpu"
     assert "04_finetune.py has no parameter config" in job.reason
     assert "04_finetune.py has no parameter config" in (tmp_path / "run" / "error.txt").read_text()
-    assert "-m ecgssl_nb.notebook_jobs finetune" in (tmp_path / "run.run.log").read_text()  # a child process ran it
+    assert (
+        "-m ecgssl_nb.study.notebook_jobs finetune" in (tmp_path / "run.run.log").read_text()
+    )  # a child process ran it
     assert not (tmp_path / "run" / notebook_jobs.NOTEBOOK_RECORD).exists()

@@ -12,11 +12,11 @@ import scipy.io
 import scipy.signal
 from test_records import rand_val, write_record
 
-from ecgssl_nb import prepare as P
+from ecgssl_nb.data import prepare as P
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.core import labels as L
 from ecgssl_nb.core.errors import UserError
-from ecgssl_nb.records import LEADS
+from ecgssl_nb.data.records import LEADS
 
 SAMPLES = Path(__file__).parent / "data" / "ecg-samples"
 OUTPUTS = ("signals.npy", "index.csv", "skipped.csv", "stats.json")
@@ -296,7 +296,7 @@ def test_resample_keeps_length_rule_and_passes_100hz_through():
 
 
 def test_synthetic_fixture_prepares_as_its_manifest_says(tmp_path):
-    fixture = pytest.importorskip("ecgssl_nb.fixture")
+    fixture = pytest.importorskip("ecgssl_nb.data.fixture")
     data = fixture.make_fixture(tmp_path / "fx", n_records=160, seed=0)
     P.prepare(data, tmp_path / "out", workers=2, chunk_size=32, progress=False)
     prep = P.load_prepared(tmp_path / "out")

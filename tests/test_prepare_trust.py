@@ -20,7 +20,7 @@ import pytest
 from test_prepare import OUTPUTS, make_corpus
 from test_records import rand_val, write_record
 
-from ecgssl_nb import prepare as P
+from ecgssl_nb.data import prepare as P
 from ecgssl_nb import provenance
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.core.errors import UserError

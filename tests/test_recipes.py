@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from ecgssl_nb import paths, provenance, recipes
+from ecgssl_nb.study import paths, recipes
+from ecgssl_nb import provenance
 from ecgssl_nb.config import as_dict
 from ecgssl_nb.core import classify, dino
 from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.core.models import build_model, se_resnet34, xresnet1d50
 from ecgssl_nb.core.settings import get_profile
-from ecgssl_nb.fixture import make_fixture
-from ecgssl_nb.prepare import load_prepared, prepare
+from ecgssl_nb.data.fixture import make_fixture
+from ecgssl_nb.data.prepare import load_prepared, prepare
 from ecgssl_nb.stages import finetune as ft
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -232,7 +233,7 @@ def _quick():
 
 @pytest.mark.slow
 def test_released_recipe_runs_end_to_end_records_itself_and_compares_with_corrected(tmp_path):
-    from ecgssl_nb.reproduce import reproduce
+    from ecgssl_nb.study.reproduce import reproduce
 
     data = make_fixture(tmp_path / "fx", n_records=100, seed=0)
     kw = dict(data_dir=data, out=tmp_path / "runs", folds="0", setups="ssl-t", ablation=False, progress=False)
@@ -277,7 +278,7 @@ def test_only_the_setups_a_departure_changes_are_rerun():
 
 
 def test_reproduce_command_runs_each_recipe_with_only_its_changed_setups_and_no_second_ablation(monkeypatch, tmp_path):
-    from ecgssl_nb import reproduce as rp
+    from ecgssl_nb.study import reproduce as rp
     from ecgssl_nb.__main__ import main
 
     calls = []

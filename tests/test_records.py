@@ -11,7 +11,7 @@ import pytest
 import scipy.io
 
 from ecgssl_nb.core.errors import RecordError
-from ecgssl_nb.records import LEADS, SOURCES, read_header, read_mat_val, read_record, source_of
+from ecgssl_nb.data.records import LEADS, SOURCES, read_header, read_mat_val, read_record, source_of
 
 SAMPLES = Path(__file__).parent / "data" / "ecg-samples"
 REAL = sorted(SAMPLES.glob("*/*.hea"))
@@ -260,7 +260,7 @@ def test_source_from_prefix_then_folder(name, path, expected):
 
 
 def test_read_record_raw_returns_the_stored_samples_as_n_by_leads():
-    from ecgssl_nb.records import read_record_raw
+    from ecgssl_nb.data.records import read_record_raw
 
     hea = SAMPLES / "cinc2021" / "JS00666.hea"
     rec, raw = read_record_raw(hea)

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from ecgssl_nb import atomic, paths, prepare
-from ecgssl_nb.analysis import claims, dataset, results, study, tables, training
+from ecgssl_nb import atomic
+from ecgssl_nb.study import book, paths
+from ecgssl_nb.data import prepare
+from ecgssl_nb.analysis import claims, dataset, results, tables, training
 from ecgssl_nb.core import labels, models
 from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.core.labels import ABBREVIATIONS
@@ -136,14 +138,14 @@ def test_auroc_halfwidth_is_hanley_mcneil_by_hand_and_shrinks_with_more_positive
 
 
 def test_book_devices_uses_two_cpu_workers_only_on_a_cpu_with_two_cores():
-    assert study.book_devices("cpu", cpus=2) == "cpu,cpu"
-    assert study.book_devices("cpu", cpus=16) == "cpu,cpu"
-    assert study.book_devices("cpu", cpus=1) == "cpu"
-    assert study.book_devices("cuda:0", cpus=16) == "cuda:0"
+    assert book.book_devices("cpu", cpus=2) == "cpu,cpu"
+    assert book.book_devices("cpu", cpus=16) == "cpu,cpu"
+    assert book.book_devices("cpu", cpus=1) == "cpu"
+    assert book.book_devices("cuda:0", cpus=16) == "cuda:0"
 
 
 def test_run_study_gives_each_cpu_worker_one_thread_and_restores_the_environment(monkeypatch):
-    import ecgssl_nb.reproduce as rp
+    import ecgssl_nb.study.reproduce as rp
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setenv("MKL_NUM_THREADS", "4")  # a value already set is kept
@@ -157,7 +159,7 @@ def test_run_study_gives_each_cpu_worker_one_thread_and_restores_the_environment
         return Path("x")
 
     monkeypatch.setattr(rp, "reproduce", fake)
-    assert study.run_study("cpu", profile="tiny", out="runs") == Path("x")
+    assert book.run_study("cpu", profile="tiny", out="runs") == Path("x")
     assert seen["devices"] == "cpu,cpu" and seen["omp"] == "1" and seen["mkl"] == "4"
     assert seen["progress"] is False and seen["profile"] == "tiny"
     import os
@@ -342,7 +344,7 @@ def test_paper_patterns_check_each_ordering_under_each_protocol():
 def test_fig3_table_reads_the_table_reproduce_wrote(tmp_path):
     from test_results import result
 
-    from ecgssl_nb import reproduce
+    from ecgssl_nb.study import reproduce
 
     prof = paths.profile_root(tmp_path, "tiny")
     for fold, (t1, tc) in enumerate([(0.8, 0.7), (0.9, 0.6)]):

@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 import torch
 
-from ecgssl_nb import paths
-from ecgssl_nb import reproduce as rp
+from ecgssl_nb.study import paths
+from ecgssl_nb.study import reproduce as rp
 from ecgssl_nb.__main__ import main
 from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.core.models import make_backbone
 from ecgssl_nb.core.settings import SETUPS, get_profile, is_ssl, setup_modalities
-from ecgssl_nb.prepare import load_prepared, prepare
-from ecgssl_nb.reproduce import (
+from ecgssl_nb.data.prepare import load_prepared, prepare
+from ecgssl_nb.study.reproduce import (
     Job,
     RunsFailed,
     ensure_pretrain,

@@ -8,7 +8,7 @@ import re
 import shlex
 from pathlib import Path
 
-from ecgssl_nb import reproduce
+from ecgssl_nb.study import reproduce
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTER = (ROOT / "book" / "reproduce.md").read_text()

@@ -302,8 +302,8 @@ RUN = dict(modality="time", epochs=3, batch_size=4, records=8, progress=False, o
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    from ecgssl_nb.fixture import make_fixture
-    from ecgssl_nb.prepare import prepare
+    from ecgssl_nb.data.fixture import make_fixture
+    from ecgssl_nb.data.prepare import prepare
 
     root = tmp_path_factory.mktemp("selfkd")
     make_fixture(root / "fixture", n_records=24, seed=0)
@@ -487,7 +487,7 @@ def test_cli_reports_bad_arguments_on_one_line_with_status_2(prepared, tmp_path,
 
 
 def test_pretraining_draws_on_every_record_of_every_fold_by_default(prepared, tmp_path):
-    from ecgssl_nb.prepare import load_prepared
+    from ecgssl_nb.data.prepare import load_prepared
 
     index = load_prepared(prepared).index
     assert index["fold"].nunique() > 1  # the fixture spans several folds ...

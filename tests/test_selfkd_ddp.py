@@ -94,8 +94,8 @@ def _pretrain(prepared: str, out: str) -> dict:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    from ecgssl_nb.fixture import make_fixture
-    from ecgssl_nb.prepare import prepare
+    from ecgssl_nb.data.fixture import make_fixture
+    from ecgssl_nb.data.prepare import prepare
 
     root = tmp_path_factory.mktemp("ddp")
     make_fixture(root / "fixture", n_records=12, seed=1)

@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgssl_nb import paths
+from ecgssl_nb.study import paths
 from ecgssl_nb.analysis import results
 from ecgssl_nb.core import classify
 from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.core.metrics import METRIC_KEYS
 from ecgssl_nb.core.settings import get_profile
-from ecgssl_nb.recipes import recipe_label
-from ecgssl_nb.reproduce import reproduce, write_tables
+from ecgssl_nb.study.recipes import recipe_label
+from ecgssl_nb.study.reproduce import reproduce, write_tables
 from ecgssl_nb.stages import finetune as ft
 from ecgssl_nb.stages import pretrain as pretrain_stage
 

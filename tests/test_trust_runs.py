@@ -22,9 +22,9 @@ from ecgssl_nb.config import apply_settings
 from ecgssl_nb.core import classify
 from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.core.settings import FinetuneConfig, PretrainConfig, get_profile
-from ecgssl_nb.fixture import make_fixture
-from ecgssl_nb.prepare import load_prepared, prepare
-from ecgssl_nb.reproduce import reproduce, resolve_settings
+from ecgssl_nb.data.fixture import make_fixture
+from ecgssl_nb.data.prepare import load_prepared, prepare
+from ecgssl_nb.study.reproduce import reproduce, resolve_settings
 from ecgssl_nb.stages import finetune as ft
 from ecgssl_nb.stages import pretrain as pretrain_stage
 
@@ -357,7 +357,7 @@ def _result(setup, fold, digest, lr, seed=0):
     ],
 )
 def test_tables_refuse_runs_of_other_data_or_settings_naming_them(tmp_path, change, words):
-    from ecgssl_nb.reproduce import write_tables
+    from ecgssl_nb.study.reproduce import write_tables
 
     ft_root = tmp_path / "tiny" / "finetune"
     atomic.write_json_atomic(ft_root / "t/fold0/result.json", _result("t", 0, "aaa", 0.1))

@@ -1,3 +1,3 @@
 """The book's analysis: result files and the paper's tables (`results`), claims against fold
-noise (`claims`), figures (`plots`), and each chapter's tables (`dataset`, `training`, `tables`,
-`study`). The notebooks only call these."""
+noise (`claims`), figures (`plots`), and each chapter's tables (`dataset`, `training`, `tables`).
+The notebooks only call these."""

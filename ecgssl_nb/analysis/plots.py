@@ -21,7 +21,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from ..core.settings import TARGET_FS  # noqa: E402
 from ..core.transforms import SPEC_FREQ_STEP_HZ, SPEC_HOP_S  # noqa: E402  (4 Hz rows, 0.13 s frames)
-from ..records import LEADS  # noqa: E402
+from ..data.records import LEADS  # noqa: E402
 
 OURS_COLOR = "#1f77b4"
 PAPER_COLOR = "#d62728"

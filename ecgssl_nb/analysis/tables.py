@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .. import paths
+from ..study import paths
 from ..core import metrics
 from ..core.errors import UserError
 from ..core.settings import MAIN_TRANSFORMS, PROTOCOLS

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import paths
+from ..study import paths
 from ..core import metrics
 from ..core.errors import UserError
 from ..core.labels import ABBREVIATIONS
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
     from ..core.windows import Corpus
-    from ..prepare import Prepared
+    from ..data.prepare import Prepared
 
 
 def exact_match(pred: pd.DataFrame, thresholds: ArrayLike, protocol: str = "paper", role: str = "outer") -> dict:

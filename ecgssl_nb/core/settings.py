@@ -5,7 +5,7 @@ fixture on a CPU, the default), `paper` (PhysioNet/CinC 2020 as the authors ran 
 
 Values are the paper's where it states them and the released code's otherwise; where the two
 differ, or the released code has a bug, the corrected choice is the default and the released
-behaviour a named option (`ecgssl_nb.recipes`). Every field is declared `_setting(default, what,
+behaviour a named option (`ecgssl_nb.study.recipes`). Every field is declared `_setting(default, what,
 range)` and checked once when its dataclass is built (`SettingError` naming the key); one table
 serves the check, --help (`config.settings_help`) and the book. Text (`--set`, config files) is
 `ecgssl_nb.config`'s.

@@ -18,7 +18,7 @@ from .settings import WINDOW
 
 
 class PreparedLike(Protocol):
-    """What the method reads of a prepared corpus (`ecgssl_nb.prepare.Prepared`): signals (T, 12)
+    """What the method reads of a prepared corpus (`ecgssl_nb.data.prepare.Prepared`): signals (T, 12)
     float32 mV, the index (offset, length, fold per record), mean and std (12,) mV, labels (N, 24)."""
 
     path: Any

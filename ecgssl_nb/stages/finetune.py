@@ -44,7 +44,7 @@ from ..core.settings import resolve_device, setup_family, setup_modalities
 from . import stage
 
 if TYPE_CHECKING:  # annotations only
-    from ..prepare import Prepared
+    from ..data.prepare import Prepared
 
 __all__ = ["OUTPUTS", "RESULT_SCHEMA", "LOG_COLUMNS", "finetune", "cli", "resolve_pretrained", "infer_data_kind",
            "finetune_request", "write_challenge_outputs"]  # fmt: skip
@@ -124,7 +124,7 @@ def infer_data_kind(prepared: Prepared) -> str:
 
 
 def _load_prepared(prepared):
-    from ..prepare import Prepared, load_prepared  # scipy.signal: ~1.1 s at import, only when a run reads its data
+    from ..data.prepare import Prepared, load_prepared  # scipy.signal: ~1.1 s at import, only when a run reads its data
 
     if isinstance(prepared, Prepared):
         return prepared
@@ -539,7 +539,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb finetune --setup SETUP --fold K --prepared DIR --out OUT ...`."""
-    from ..recipes import apply_recipe, parse_recipe  # recipes: ~6 ms at import, only for --recipe
+    from ..study.recipes import apply_recipe, parse_recipe  # recipes: ~6 ms at import, only for --recipe
 
     a = _parser().parse_args(argv)
     recipe = parse_recipe(a.recipe)

@@ -41,7 +41,7 @@ from ..core.settings import KEEP_CHOICES, MODALITIES, WINDOW, PretrainConfig, ch
 from ..core.settings import resolve_device
 from ..core.transforms import check_lead_stats
 from ..core.windows import Corpus
-from ..prepare import Prepared, load_prepared
+from ..data.prepare import Prepared, load_prepared
 from ..atomic import write_json_atomic
 from . import stage
 
@@ -641,7 +641,7 @@ def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb pretrain --modality {time,spec} --prepared DIR --out OUT ...`."""
     a = _parser().parse_args(argv)
     check_modality(a.modality)
-    from ..recipes import parse_recipe, pretrain_overrides  # recipes: ~6 ms at import, only for --recipe
+    from ..study.recipes import parse_recipe, pretrain_overrides  # recipes: ~6 ms at import, only for --recipe
 
     base = read_config(PretrainConfig, a.config) if a.config else get_profile(a.profile).pretrain[a.modality]
     base = replace(base, **pretrain_overrides(parse_recipe(a.recipe)))  # the recipe first; --keep and --set win

@@ -12,11 +12,12 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import notebook_jobs, provenance
-from .atomic import write_json, write_text_atomic
-from .config import as_dict
-from .core.errors import UserError
-from .core.settings import Profile, setup_family
+from . import notebook_jobs
+from .. import provenance
+from ..atomic import write_json, write_text_atomic
+from ..config import as_dict
+from ..core.errors import UserError
+from ..core.settings import Profile, setup_family
 from .recipes import recipe_label
 
 LOCK_WAIT_S = 2 * 24 * 3600.0  # the longest a run waits for another process that holds a folder it needs (s)
@@ -64,29 +65,29 @@ class Job:
         """Why the finished outputs may not be reused for `want` (every byte against
         digests.json; a fine-tuning's result.json made under `want`), None if they may."""
         if self.kind == "finetune":
-            from .stages import finetune as ft  # ~25 ms at import: only when a stage runs
+            from ..stages import finetune as ft  # ~25 ms at import: only when a stage runs
 
             return ft.finished_fault(self.folder, want)
-        from .stages.pretrain import OUTPUTS  # scipy (via prepare): only when a stage runs
+        from ..stages.pretrain import OUTPUTS  # scipy (via prepare): only when a stage runs
 
         return provenance.digest_fault(self.folder, OUTPUTS, full=True)
 
     def request(self) -> dict | None:
         """The provenance request this run must match to be reused (read off the prepared folder
         and the backbone files, so only once they exist); None: reused when its files are there."""
-        from .prepare import load_prepared  # scipy: only when a stage reads or writes its data
+        from ..data.prepare import load_prepared  # scipy: only when a stage reads or writes its data
 
         a = self.args
         if self.kind == "pretrain":
-            from .stages.pretrain import pretrain_request  # scipy (via prepare): only when a stage runs
+            from ..stages.pretrain import pretrain_request  # scipy (via prepare): only when a stage runs
 
             # only what changes the result; the process count, compile mode, cadences are recorded only
             digest = load_prepared(a["prepared_dir"]).digest
             return pretrain_request(a["config"], a["modality"], a["transforms"], a["seed"], digest)
         if self.kind != "finetune":
             return None
-        from .core import classify  # torch: ~1.3 s at import, only when a stage runs
-        from .stages import finetune as ft  # torch: ~1.3 s at import, only when a stage runs
+        from ..core import classify  # torch: ~1.3 s at import, only when a stage runs
+        from ..stages import finetune as ft  # torch: ~1.3 s at import, only when a stage runs
 
         prep, cfg, setup, fold = load_prepared(a["prepared"]), a["config"], a["setup"], a["fold"]
         n_folds = int(prep.stats.get("n_folds", int(prep.index["fold"].max()) + 1))
@@ -120,10 +121,10 @@ class Job:
     def call(self, device: str) -> object:
         """Run a pre-training or fine-tuning job in this process on `device`."""
         if self.kind == "pretrain":
-            from .stages import pretrain as pretrain_stage  # scipy (via prepare): only when a stage runs
+            from ..stages import pretrain as pretrain_stage  # scipy (via prepare): only when a stage runs
 
             return pretrain_stage.pretrain(**self.args, device=device)
-        from .stages import finetune as ft  # ~25 ms at import: only when a stage runs
+        from ..stages import finetune as ft  # ~25 ms at import: only when a stage runs
 
         return ft.finetune(**self.args, device=device)
 
@@ -232,7 +233,7 @@ def run_inprocess(job: Job, device: str) -> None:
 
 def run_notebook(job: Job, device: str, in_child: bool) -> None:
     """Run `job` as its chapter notebook (`notebook_jobs`) with the job's parameters, keeping it
-    as <folder>/notebook.ipynb. in_child: in a `python -m ecgssl_nb.notebook_jobs` process."""
+    as <folder>/notebook.ipynb. in_child: in a `python -m ecgssl_nb.study.notebook_jobs` process."""
     params = {**job.notebook, "device": device}
     try:
         if in_child:

@@ -31,10 +31,10 @@ import numpy as np
 import scipy.io
 from scipy.signal import sawtooth
 
-from .atomic import write_json
-from .core import labels
-from .core.errors import UserError, check_int, check_seed
-from .core.labels import LEADS
+from ..atomic import write_json
+from ..core import labels
+from ..core.errors import UserError, check_int, check_seed
+from ..core.labels import LEADS
 from .records import RECORDS_2020
 
 GAIN = 1000  # ADC units per mV, as in most Challenge 2020 headers

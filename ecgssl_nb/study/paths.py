@@ -21,11 +21,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .core.errors import UserError
-from .core.settings import ABLATION_SETUPS as ABLATION_SETUPS  # Fig. 3's view sets: re-exported for the layout
-from .core.settings import ABLATION_TRANSFORMS as ABLATION_TRANSFORMS
-from .core.settings import MAIN_TRANSFORMS as MAIN_TRANSFORMS
-from .core.settings import check_modality, check_setup
+from ..core.errors import UserError
+from ..core.settings import ABLATION_SETUPS as ABLATION_SETUPS  # Fig. 3's view sets: re-exported for the layout
+from ..core.settings import ABLATION_TRANSFORMS as ABLATION_TRANSFORMS
+from ..core.settings import MAIN_TRANSFORMS as MAIN_TRANSFORMS
+from ..core.settings import check_modality, check_setup
 
 TABLES = ("table1", "table2", "fig3")
 

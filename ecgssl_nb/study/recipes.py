@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core.errors import UserError
-from .core.settings import FinetuneConfig, PretrainConfig, Profile, is_ssl, setup_modalities
+from ..core.errors import UserError
+from ..core.settings import FinetuneConfig, PretrainConfig, Profile, is_ssl, setup_modalities
 from .paths import profile_root, recipe_runs
 
 STAGES = ("prepare", "pretrain", "finetune")
@@ -262,7 +262,7 @@ def load_recipe_results(runs: str | os.PathLike, profile: str, recipe: str | Seq
     column. Every result.json must record this recipe (results written before recipes existed
     count as corrected); a result of another recipe raises UserError, so two recipes' runs are
     never mixed."""
-    from .analysis.results import load_results  # pandas tables: ~10 ms at import
+    from ..analysis.results import load_results  # pandas tables: ~10 ms at import
 
     keys = parse_recipe(recipe)
     root = profile_root(stage_runs(runs, keys, "finetune"), profile) / "finetune"
@@ -302,7 +302,7 @@ def compare_recipes(
     each in the protocol it reports (`reported_protocol`: paper for B14 recipes, else honest),
     the mean over those folds, the mean paired difference (recipe - corrected) and its bootstrap
     interval (`claims.paired_stats`). Recipes or setups without runs are left out."""
-    from .analysis.claims import paired_stats  # scipy.stats (~0.7 s at import): only for the comparison
+    from ..analysis.claims import paired_stats  # scipy.stats (~0.7 s at import): only for the comparison
 
     base = load_recipe_results(runs, profile, "corrected")
     rows = []

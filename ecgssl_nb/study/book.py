@@ -45,7 +45,7 @@ def one_thread_per_worker(devices: str) -> Iterator[None]:
 def run_study(device: str = "cpu", **kwargs: Any) -> Path:
     """`reproduce.reproduce(**kwargs)` as the book starts it: on `book_devices(device)` with one
     thread per CPU worker, progress bars off. Finished work is skipped. Returns its folder."""
-    from ..reproduce import reproduce  # the whole study (~60 ms at import): only when one runs
+    from .reproduce import reproduce  # the whole study (~60 ms at import): only when one runs
 
     devices = book_devices(device)
     with one_thread_per_worker(devices):

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .core.errors import UserError, check_int
+from ..core.errors import UserError, check_int
 
 
 def _stratify_units(

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.errors import RecordError
-from .core.labels import LEADS
+from ..core.errors import RecordError
+from ..core.labels import LEADS
 
 SOURCES = ("CPSC", "CPSC-Extra", "INCART", "PTB", "PTB-XL", "Georgia", "Chapman-Shaoxing", "Ningbo", "unknown")
 _LEAD_INDEX = {name.lower(): i for i, name in enumerate(LEADS)}

@@ -46,12 +46,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import cluster, paths, provenance
-from .atomic import write_csv_atomic, write_json
+from . import cluster, paths
+from .. import provenance
+from ..atomic import write_csv_atomic, write_json
 from .cluster import Placement
-from .config import apply_settings, as_dict, config_from_dict
-from .core.errors import UserError, check_int, check_seed
-from .core.settings import (
+from ..config import apply_settings, as_dict, config_from_dict
+from ..core.errors import UserError, check_int, check_seed
+from ..core.settings import (
     MODALITIES,
     N_FOLDS,
     SETUPS,
@@ -69,7 +70,7 @@ from .core.settings import (
     setup_modalities,
 )
 from .jobs import ENDED, LOCK_WAIT_S, Job, blocked, drop_own_notes, run_inprocess, run_notebook, say_replaced
-from .analysis.results import METRIC_KEYS, aggregate, check_one_study, compare_with_paper, load_results
+from ..analysis.results import METRIC_KEYS, aggregate, check_one_study, compare_with_paper, load_results
 from .recipes import STAGES, affected_setups, apply_recipe, expand_recipes, parse_recipe, stage_runs
 
 
@@ -602,7 +603,7 @@ def _make_data(job: Job, profile: str, wait_s: float = 0.0) -> Path:
     version is kept), `prepare` (nothing to do when prepared from the same input), or, without
     records, check the prepared folder (UserError naming the profile when it is not usable).
     Another process writing the same folder is waited for at most `wait_s` seconds."""
-    from .prepare import load_prepared, prepare  # scipy: only when a stage reads or writes its data
+    from ..data.prepare import load_prepared, prepare  # scipy: only when a stage reads or writes its data
 
     if job.kind == "fixture":
         return _make_fixture(**job.args, wait_s=wait_s)
@@ -617,7 +618,7 @@ def _make_data(job: Job, profile: str, wait_s: float = 0.0) -> Path:
 def _make_fixture(out: Path, n_records: int, seed: int, wait_s: float = 0.0) -> Path:
     """The fixture in `out`: a complete one of this size, seed and version is read as it is (no
     lock); else it is made under the folder's lock, checked again once the lock is held."""
-    from .fixture import make_fixture  # scipy: only when the fixture is made
+    from ..data.fixture import make_fixture  # scipy: only when the fixture is made
 
     if _fixture_done(out, n_records, seed):
         return out
@@ -628,7 +629,7 @@ def _make_fixture(out: Path, n_records: int, seed: int, wait_s: float = 0.0) -> 
 
 
 def _fixture_done(out: Path, n_records: int, seed: int) -> bool:
-    from .fixture import FIXTURE_VERSION, MARKER
+    from ..data.fixture import FIXTURE_VERSION, MARKER  # scipy.io and scipy.signal (~1.1 s): only on the tiny profile
 
     meta = _read_json(out / MARKER) or {}
     made = (meta.get("n_records"), meta.get("seed"), meta.get("version"))
@@ -750,8 +751,8 @@ def _placement_record(place: Placement | None, devices: list[str]) -> dict:
 def _study(p: Plan, manifest: _Manifest, runs_ft: Path, device: str, place: Placement | None, nb: bool) -> None:
     """`reproduce` once its arguments are checked: data (step 1), the runs (2, 3), tables (4),
     the manifest rewritten after each step and run. nb: the runs as notebooks."""
-    from .prepare import load_prepared  # scipy: only when a stage reads or writes its data
-    from .stages.finetune import infer_data_kind  # ~25 ms at import: only when a stage runs
+    from ..data.prepare import load_prepared  # scipy: only when a stage reads or writes its data
+    from ..stages.finetune import infer_data_kind  # ~25 ms at import: only when a stage runs
 
     prof, progress = manifest.prof, manifest.progress
     for job in p.data:

@@ -11,7 +11,7 @@ import os
 from numbers import Integral, Real
 from typing import Any, MutableMapping
 
-from .core.errors import UserError, check_seed
+from ..core.errors import UserError, check_seed
 
 DEFAULTS: dict[str, Any] = {
     "profile": "tiny",  # tiny (synthetic fixture, CPU), samples (real sample records, CPU) or paper

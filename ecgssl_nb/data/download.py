@@ -44,8 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from . import provenance
-from .core.errors import UserError, check_int
+from .. import provenance
+from ..core.errors import UserError, check_int
 from .records import RECORDS_2020
 
 BASE_URL = "https://storage.googleapis.com/physionet-challenge-2020-12-lead-ecg-public/"
@@ -714,7 +714,7 @@ def cli(argv: list[str]) -> int:
     p = provenance.CommandParser(
         prog="python -m ecgssl_nb download",
         description=__doc__.split("\n\n")[0] + " " + _SIZE_NOTE,
-        epilog="The module docstring (python -m pydoc ecgssl_nb.download) describes the layout and each check.",
+        epilog="The module docstring (python -m pydoc ecgssl_nb.data.download) describes the layout and each check.",
     )
     p.add_argument("--out", required=True, help="data folder; each source goes to OUT/<source>/")
     p.add_argument("--sources", default="all", help=f"'all' (default) or a comma list of {', '.join(ARCHIVES)}")

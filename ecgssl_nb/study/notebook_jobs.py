@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .core.errors import UserError
+from ..core.errors import UserError
 
 if TYPE_CHECKING:  # papermill's dependency, imported where a notebook runs
     import nbformat
 
-ROOT = Path(__file__).resolve().parent.parent  # the repository checkout holding notebooks/
+ROOT = Path(__file__).resolve().parents[2]  # the repository checkout holding notebooks/
 NOTEBOOK_DIR = ROOT / "notebooks"
 CHAPTERS = {"pretrain": "03_selfkd.py", "finetune": "04_finetune.py"}  # job kind -> chapter notebook
 NOTEBOOK_RECORD = "notebook.ipynb"  # the executed notebook, inside the run folder
@@ -86,7 +86,7 @@ def execute(kind: str, parameters: dict, out: str | os.PathLike) -> Path:
     and keep it at `out`, moved in only when every cell succeeded. A failing cell raises
     RuntimeError naming the cell's error and the partial notebook kept beside the run folder."""
     import jupytext  # ~0.5 s with papermill: only when a notebook runs
-    import papermill
+    import papermill  # (with jupytext above) only when a notebook runs
 
     src, out, parameters = chapter(kind), Path(out).resolve(), absolute_paths(parameters)
     nb = jupytext.read(src)
@@ -116,9 +116,9 @@ def execute(kind: str, parameters: dict, out: str | os.PathLike) -> Path:
 
 
 def execute_subprocess(kind: str, parameters: dict, out: str | os.PathLike, log: str | os.PathLike) -> Path:
-    """`execute` in a child process (`python -m ecgssl_nb.notebook_jobs`), its output in `log`;
+    """`execute` in a child process (`python -m ecgssl_nb.study.notebook_jobs`), its output in `log`;
     RuntimeError with the last line of the log when it fails."""
-    cmd = [sys.executable, "-m", "ecgssl_nb.notebook_jobs", kind, str(out), json.dumps(parameters)]
+    cmd = [sys.executable, "-m", "ecgssl_nb.study.notebook_jobs", kind, str(out), json.dumps(parameters)]
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
     with _kernel_env(), open(log, "w") as fh:
@@ -132,10 +132,13 @@ def execute_subprocess(kind: str, parameters: dict, out: str | os.PathLike, log:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ecgssl_nb.notebook_jobs KIND OUT PARAMETERS_JSON`: one job as its notebook."""
+    """`python -m ecgssl_nb.study.notebook_jobs KIND OUT PARAMETERS_JSON`: one job as its notebook."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 3:
-        print("usage: python -m ecgssl_nb.notebook_jobs pretrain|finetune OUT.ipynb PARAMETERS_JSON", file=sys.stderr)
+        print(
+            "usage: python -m ecgssl_nb.study.notebook_jobs pretrain|finetune OUT.ipynb PARAMETERS_JSON",
+            file=sys.stderr,
+        )
         return 2
     try:
         execute(argv[0], json.loads(argv[2]), argv[1])

@@ -3,7 +3,7 @@
 Each `jobs.Job` becomes one Ray task that depends only on the jobs it needs and asks for its
 `Placement` share (a fine-tuning `gpus_per_run`: 1/k packs k on one GPU; a pre-training
 `gpus_per_pretrain`, DDP inside its task when more than 1). The task runs the job in a child
-process (`python -m ecgssl_nb.cluster`) through `jobs.run_inprocess`, as `reproduce` does in its
+process (`python -m ecgssl_nb.study.cluster`) through `jobs.run_inprocess`, as `reproduce` does in its
 own process, and returns where (node, host, GPU ids) and when it ran. A task whose worker dies
 is retried `retries` times (the run resumes from its checkpoint); Ctrl-C cancels every task.
 Without `address` a local cluster is started for the block and shut down after it; with one
@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import provenance
-from .core.errors import UserError
-from .core.settings import resolve_device
+from .. import provenance
+from ..core.errors import UserError
+from ..core.settings import resolve_device
 from .jobs import LOCK_WAIT_S, Job, blocked_reason, failed, log_path, note, run_inprocess, run_notebook, succeeded
 
 __all__ = ["Placement", "check_share", "connect", "run", "RETRIES"]
@@ -186,14 +186,14 @@ def _task(job: Job, cwd: str, as_notebooks: bool, *needs: dict) -> dict:
 
 
 def _child(job: Job, cwd: str, device: str, ddp: int = 1) -> dict:
-    """Run `job` in `python -m ecgssl_nb.cluster` (its output to the job's log), which dies with
+    """Run `job` in `python -m ecgssl_nb.study.cluster` (its output to the job's log), which dies with
     this worker (ddp > 1: a pre-training under DDP, one process per GPU of the task); its record,
     or a failure with the log's tail when it did not write one."""
     log = log_path(job)
     log.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ecgssl-task-") as tmp:
         out = Path(tmp) / "record.json"
-        cmd = [sys.executable, "-m", "ecgssl_nb.cluster", device, str(out), str(ddp)]
+        cmd = [sys.executable, "-m", "ecgssl_nb.study.cluster", device, str(out), str(ddp)]
         with open(log, "w") as fh:
             fh.write(f"$ {' '.join(cmd)}  # {job.name}\n")
             fh.flush()
@@ -216,7 +216,7 @@ def _die_with_parent() -> None:
 
 
 def _main(argv: list[str]) -> int:
-    """`python -m ecgssl_nb.cluster DEVICE RECORD DDP` with a pickled Job on stdin (from `_child`):
+    """`python -m ecgssl_nb.study.cluster DEVICE RECORD DDP` with a pickled Job on stdin (from `_child`):
     run it as `reproduce` runs a job in its own process (DDP > 1: under torchrun with DDP
     processes); its status goes to the RECORD file."""
     device, record, ddp = argv

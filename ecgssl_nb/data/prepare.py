@@ -34,12 +34,12 @@ import numpy as np
 import pandas as pd
 import scipy.signal  # imported before the worker processes fork
 
-from . import provenance
+from .. import provenance
 from . import records as R
-from .atomic import atomic_write, write_json, write_text_atomic
-from .core import labels as L
-from .core.errors import RecordError, UserError, check_int, check_seed
-from .core.settings import LEAD_MODES, TARGET_FS, WINDOW
+from ..atomic import atomic_write, write_json, write_text_atomic
+from ..core import labels as L
+from ..core.errors import RecordError, UserError, check_int, check_seed
+from ..core.settings import LEAD_MODES, TARGET_FS, WINDOW
 from .folds import assign_folds
 from .records import LEADS, SOURCES, read_header, read_record_raw, source_of
 
