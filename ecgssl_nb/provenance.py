@@ -1,7 +1,7 @@
 """Provenance: what made a stage's output folder, and whether it may be reused.
 
 Every stage folder holds `provenance.json`, {"request": {"stage", "settings", "inputs", "seed"},
-"code_version", "created"} (ARCHITECTURE.md, Provenance). A folder is reused only when its
+"code_version", "created"} (ARCHITECTURE.md, A study on disk). A folder is reused only when its
 `request` equals the one asked now, key for key; otherwise it is refused naming the keys that
 differ (`refusal`), or with force moved aside (`move_aside`), never deleted. The code version is
 recorded, not matched (a change that alters results must change a setting or a stage's FORMAT).

@@ -1,4 +1,4 @@
-"""The library keeps the shape a reader can follow (ARCHITECTURE.md, Code shape): short functions
+"""The library keeps the shape a reader can follow (ARCHITECTURE.md, Rules a test keeps): short functions
 and typed public functions. These are checks of the source, measured with `ast`, not style taste:
 a refactor that breaks them fails here, with the function named."""
 

@@ -1,4 +1,4 @@
-"""The core is the paper and nothing else (ARCHITECTURE.md, The core): every module of
+"""The core is the paper and nothing else (ARCHITECTURE.md, Rules a test keeps): every module of
 ecgssl_nb/core imports only the core, the standard library, numpy, scipy and torch, at module
 level, inside functions and under `if TYPE_CHECKING:` alike, and importing it loads none of the
 machinery (pandas, provenance, checkpoints)."""
