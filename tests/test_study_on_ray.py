@@ -208,12 +208,18 @@ def test_a_pretraining_asking_two_gpus_runs_under_ddp_inside_its_task(ray_dir, t
     assert summary["world_size"] == 2  # two DDP processes trained it
 
 
-def test_ctrl_c_stops_a_study_on_ray_cleanly_and_every_finished_run_is_reused(tmp_path):
-    before = set(Path(tempfile.gettempdir()).glob("ecgssl-ray-*"))
+def test_ctrl_c_stops_a_study_on_ray_cleanly_and_every_finished_run_is_reused(ray_dir, tmp_path):
+    # the driver's own temp folder (short, for Ray's socket paths): its local cluster's session
+    # folder goes there, so another Ray user on the machine cannot pass or fail the check
     study = ("--setups", "t,s,ssl-t", "--folds", "0,1", "--devices", "cpu,cpu")
     cmd = [sys.executable, "-m", "ecgssl_nb", "reproduce", "--out", str(tmp_path), *STUDY, *study]
     p = subprocess.Popen(
-        cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        cmd,
+        env={**ENV, "TMPDIR": str(ray_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 300
     while not list((tmp_path / "tiny" / "finetune").rglob("result.json")) and time.monotonic() < deadline:
@@ -223,7 +229,7 @@ def test_ctrl_c_stops_a_study_on_ray_cleanly_and_every_finished_run_is_reused(tm
     text = p.communicate(timeout=120)[0]
     assert p.returncode == 130, text[-3000:]
     assert "interrupted: finished work is kept" in text
-    assert set(Path(tempfile.gettempdir()).glob("ecgssl-ray-*")) <= before  # the local cluster was shut down
+    assert not list(ray_dir.glob("ecgssl-ray-*"))  # the local cluster was shut down, its folder removed
     finished = {r.parent for r in (tmp_path / "tiny").rglob("result.json")}
     for folder in finished:  # every result on disk is whole: its digests check
         ok = subprocess.run([sys.executable, "-m", "ecgssl_nb", "verify", str(folder)], env=ENV, capture_output=True)
