@@ -17,6 +17,7 @@ PYTHONPATH pointing there (its eager step only: it may predate the `compile` set
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import subprocess
@@ -52,8 +53,10 @@ def _measure(prepared: str, setup: str, compile_mode: str, steps: int, out: str)
         if "compile" not in {f.name for f in fields(cfg)}:
             return {}
         cfg = replace(cfg, compile=compile_mode)
-    args = (setup, 0, prepared, Path(out) / f"{setup}-{compile_mode}", None, prof, None, "cpu", 0, False, None, False)
-    run = ft._resolve(*args, None, cfg, None)
+    given = dict(setup=setup, fold=0, prepared=prepared, out=Path(out) / f"{setup}-{compile_mode}", pretrained=None,
+                 profile=prof, config=cfg, settings=(), device="cpu", seed=0, resume=False, progress=False)  # fmt: skip
+    # by name, None for the rest: an older commit's `_resolve` (--before) took epochs, protocol, max_steps
+    run = ft._resolve(**{name: given.get(name) for name in inspect.signature(ft._resolve).parameters})
     tr, data = ft.build_trainer(run), classify.load_data(run.prep, run.split, run.device)
     _epoch(ft, run, tr, data, 1)  # warm-up: optimiser state, compilation
     res = {}

@@ -150,6 +150,15 @@ def apply_settings(cfg: Any, items: list[str] | tuple = (), shown: list[str] | t
         raise _blame(exc, list(items), shown) from None
 
 
+def check_items(items: Any) -> list[str]:
+    """The `settings` of a stage function: a list of `--set KEY=VALUE` texts (not one text)."""
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise UserError(
+            f"settings must be a list of KEY=VALUE items (as --set takes), e.g. ['epochs=2'], got {items!r}"
+        )
+    return list(items)
+
+
 def _blame(exc: SettingError, items: list, shown: list[str]) -> UserError:
     """The SettingError `exc` as one line naming the last item that set a field it involves:
     '--set finetune.epochs.t=-1: finetune.epochs.t must be an integer >= 0, got -1'."""

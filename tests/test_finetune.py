@@ -137,7 +137,7 @@ def test_ssl_setups_start_from_the_saved_backbones(prepared_dir, pretrained_dir,
         return model
 
     monkeypatch.setattr(classify, "build_finetune_model", spy)
-    res = _run("ssl-tsc", prepared_dir, tmp_path, pretrained=pretrained_dir, epochs=0)
+    res = _run("ssl-tsc", prepared_dir, tmp_path, pretrained=pretrained_dir, settings=["epochs.tsc=0"])
     assert res["metrics"]["paper"]["epoch"] == 0 and res["epochs"] == 0
     for modality in ("time", "spec"):
         saved = torch.load(pretrained_dir / modality / "backbone.pt")
@@ -198,8 +198,8 @@ def test_honest_protocol_never_looks_at_the_outer_fold(prepared_dir, tmp_path):
     index.to_csv(shuffled / "index.csv", index=False)
     reseal_prepared(shuffled)
 
-    a = _run("t", prepared_dir, tmp_path / "a", epochs=3)
-    b = _run("t", shuffled, tmp_path / "b", epochs=3)
+    a = _run("t", prepared_dir, tmp_path / "a", settings=["epochs.t=3"])
+    b = _run("t", shuffled, tmp_path / "b", settings=["epochs.t=3"])
     assert a["metrics"]["honest"]["epoch"] == b["metrics"]["honest"]["epoch"]
     assert a["thresholds"]["honest"] == b["thresholds"]["honest"]
     assert a["selection"]["honest"]["score"] == b["selection"]["honest"]["score"]
@@ -212,7 +212,7 @@ def test_honest_protocol_never_looks_at_the_outer_fold(prepared_dir, tmp_path):
 
 
 def test_paper_exact_protocol_trains_on_all_nine_other_folds(prepared_dir, tmp_path):
-    res = _run("t", prepared_dir, tmp_path, protocol="paper-exact", epochs=0)
+    res = _run("t", prepared_dir, tmp_path, settings=["protocol=paper-exact", "epochs.t=0"])
     assert res["data"]["train_folds"] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     assert set(res["metrics"]) == {"paper"} and check_result(res) == []
     assert set(pd.read_csv(tmp_path / "predictions.csv")["role"]) == {"outer"}
@@ -224,7 +224,7 @@ def test_paper_exact_protocol_trains_on_all_nine_other_folds(prepared_dir, tmp_p
 def test_a_run_killed_mid_epoch_leaves_no_result_and_resumes_to_the_uninterrupted_result(
     prepared_dir, tmp_path, monkeypatch
 ):
-    whole = _run("t", prepared_dir, tmp_path / "whole", epochs=2)
+    whole = _run("t", prepared_dir, tmp_path / "whole", settings=["epochs.t=2"])
 
     calls = {"n": 0}
     real = classify.train_step
@@ -238,19 +238,19 @@ def test_a_run_killed_mid_epoch_leaves_no_result_and_resumes_to_the_uninterrupte
     monkeypatch.setattr(classify, "train_step", dies_in_epoch_two)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        _run("t", prepared_dir, out, epochs=2)
+        _run("t", prepared_dir, out, settings=["epochs.t=2"])
     assert not (out / "result.json").exists()
     assert (out / "checkpoint.pt").is_file()
     assert list(pd.read_csv(out / "log.csv")["epoch"]) == [1]
     with pytest.raises(UserError, match="different request: seed: 0 -> 1"):
-        _run("t", prepared_dir, out, epochs=2, seed=1, resume=True)
+        _run("t", prepared_dir, out, settings=["epochs.t=2"], seed=1, resume=True)
     before = (out / "checkpoint.pt").read_bytes()
     with pytest.raises(UserError, match=r"unfinished run \(.*checkpoint\.pt\); pass --resume .* or remove"):
-        _run("t", prepared_dir, out, epochs=2)  # the one rule of both stages: never silently start over
+        _run("t", prepared_dir, out, settings=["epochs.t=2"])  # the one rule of both stages: never silently start over
     assert (out / "checkpoint.pt").read_bytes() == before
 
     monkeypatch.setattr(classify, "train_step", real)
-    resumed = _run("t", prepared_dir, out, epochs=2, resume=True)
+    resumed = _run("t", prepared_dir, out, settings=["epochs.t=2"], resume=True)
     for key in ("metrics", "per_class", "thresholds", "selection"):
         assert resumed[key] == whole[key], key
     assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in whole["history"]]
@@ -273,7 +273,7 @@ def test_a_run_killed_while_checkpointing_leaves_no_log_row_that_the_resume_runs
     monkeypatch.setattr(checkpoint, "atomic_write", dies_writing_the_checkpoint)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        _run("t", prepared_dir, out, epochs=2)
+        _run("t", prepared_dir, out, settings=["epochs.t=2"])
     assert not (out / "checkpoint.pt").exists() and not (out / "log.csv").exists()
 
 
@@ -303,10 +303,16 @@ def test_bad_arguments_raise_user_errors_that_name_the_parameter(prepared_dir, t
         ft.finetune("t", 10, prepared_dir, tmp_path, profile=FAST, progress=False)
     with pytest.raises(UserError, match="not a prepared folder"):
         _run("t", tmp_path / "nothing", tmp_path / "o")
-    with pytest.raises(UserError, match="--epochs"):
-        _run("t", prepared_dir, tmp_path, epochs=-1)
-    with pytest.raises(UserError, match="--protocol"):
-        _run("t", prepared_dir, tmp_path, protocol="optimistic")
+    with pytest.raises(UserError, match="^--set epochs.t=-1: epochs.t must be an integer >= 0, got -1$"):
+        _run("t", prepared_dir, tmp_path, settings=["epochs.t=-1"])
+    with pytest.raises(
+        UserError, match="^--set protocol=optimistic: protocol 'optimistic' is not one of both, paper-exact$"
+    ):
+        _run("t", prepared_dir, tmp_path, settings=["protocol=optimistic"])
+    with pytest.raises(UserError, match="^--set epochs=2: epochs takes a JSON object$"):  # a dict field: epochs.t=2
+        _run("t", prepared_dir, tmp_path, settings=["epochs=2"])
+    with pytest.raises(UserError, match="settings must be a list of KEY=VALUE items"):
+        _run("t", prepared_dir, tmp_path, settings="epochs.t=2")
     with pytest.raises(UserError, match="--profile"):
         _run("t", prepared_dir, tmp_path, profile="huge")
 
@@ -356,3 +362,18 @@ def test_cli_exits_2_on_bad_input_and_runs_a_zero_epoch_evaluation(prepared_dir,
     )
     assert "t fold 0 paper  epoch 0" in capsys.readouterr().out
     assert json.loads((tmp_path / "y" / "result.json").read_text())["epochs"] == 0
+
+
+def test_the_cli_turns_its_setting_options_into_one_list_of_set_items_in_which_the_options_win():
+    from ecgssl_nb.stages import pretrain as pretrain_stage
+    from ecgssl_nb.stages import stage
+
+    base = ["--prepared", "p", "--out", "o", "--set", "epochs=5", "--set", "lr=1e-3"]
+    a = ft._parser().parse_args(["--setup", "ssl-tsg", "--fold", "0", *base, "--epochs", "2", "--protocol",
+                                 "paper-exact", "--max-steps", "3"])  # fmt: skip
+    flags = {"epochs.tsg": a.epochs, "protocol": a.protocol, "max_steps": a.max_steps}
+    items = stage.run_options(a, None, flags)["settings"]
+    assert items == ["epochs=5", "lr=1e-3", "epochs.tsg=2", "protocol=paper-exact", "max_steps=3"]  # last wins
+    a = pretrain_stage._parser().parse_args(["--modality", "time", *base, "--keep", "lowest-loss"])
+    opts = stage.run_options(a, "cfg", {"batch_size": a.batch_size, "keep": a.keep, "epochs": a.epochs})
+    assert opts["settings"] == ["epochs=5", "lr=1e-3", "keep=lowest-loss"] and opts["config"] == "cfg"

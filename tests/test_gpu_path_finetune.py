@@ -46,8 +46,8 @@ FAST = replace(  # 4 records x 1 crop per step: the cheapest steps that still ha
 
 
 def _trainer(setup, prepared, tmp_path, **cfg):
-    run = ft._resolve(setup, 0, prepared, tmp_path / setup, None, FAST, None, "cpu", 0, False, None, False, None,
-                      replace(FAST.finetune, **cfg), None)  # fmt: skip
+    run = ft._resolve(setup, 0, prepared, tmp_path / setup, None, FAST, replace(FAST.finetune, **cfg), (), "cpu", 0,
+                      False, False, None)  # fmt: skip
     return run, ft.build_trainer(run), classify.load_data(run.prep, run.split, run.device)
 
 

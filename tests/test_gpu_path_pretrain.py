@@ -190,12 +190,13 @@ def test_cuda_runs_turn_on_tf32_and_cudnn_benchmark():
 
 # --- 4. checkpoint cadence ------------------------------------------------------------------------
 
-CADENCE = dict(modality="time", epochs=3, batch_size=4, records=8, progress=False)
 FAST = {"out_dim": 64, "n_local": 2, "base_lr": 0.5, "warmup_epochs": 0, "checkpoint_epochs": 2}
+CADENCE = dict(modality="time", records=8, progress=False)
+CADENCE["settings"] = ["epochs=3", "batch_size=4", *(f"{k}={v}" for k, v in FAST.items())]
 
 
 def test_checkpoints_every_2_epochs_and_a_killed_run_resumes_bit_identically(prepared, tmp_path, monkeypatch):
-    whole = pretrain_stage.pretrain(prepared, tmp_path / "whole", overrides=FAST, **CADENCE)
+    whole = pretrain_stage.pretrain(prepared, tmp_path / "whole", **CADENCE)
     real = pretrain_stage.train_one_epoch
 
     def killed_in_epoch(epoch):
@@ -209,15 +210,15 @@ def test_checkpoints_every_2_epochs_and_a_killed_run_resumes_bit_identically(pre
     out = tmp_path / "killed"
     monkeypatch.setattr(pretrain_stage, "train_one_epoch", killed_in_epoch(1))
     with pytest.raises(KeyboardInterrupt):
-        pretrain_stage.pretrain(prepared, out, overrides=FAST, **CADENCE)
+        pretrain_stage.pretrain(prepared, out, **CADENCE)
     assert not (out / "checkpoint.pt").exists() and not (out / "log.csv").exists()  # epoch 0: not due
     monkeypatch.setattr(pretrain_stage, "train_one_epoch", killed_in_epoch(2))
     with pytest.raises(KeyboardInterrupt):
-        pretrain_stage.pretrain(prepared, out, overrides=FAST, resume=True, **CADENCE)
+        pretrain_stage.pretrain(prepared, out, resume=True, **CADENCE)
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ck["epoch"] == 2 and len((out / "log.csv").read_text().splitlines()) == 3  # header + 2 epochs
     monkeypatch.setattr(pretrain_stage, "train_one_epoch", real)
-    pretrain_stage.pretrain(prepared, out, overrides=FAST, resume=True, **CADENCE)
+    pretrain_stage.pretrain(prepared, out, resume=True, **CADENCE)
     a, b = (torch.load(p / "checkpoint.pt", weights_only=True) for p in (whole, out))
     assert a["epoch"] == b["epoch"] == 3  # the last epoch is always written
     for part in ("student", "teacher", "loss"):
@@ -292,7 +293,8 @@ def test_a_rank_0_failure_while_claiming_ends_every_rank_with_one_line(prepared,
     (out / "notes.txt").write_text("someone else's folder")  # rank 0 refuses to claim it
     report = tmp_path / "report"
     report.mkdir()
-    kwargs = dict(prepared_dir=prepared, out=out, modality="time", epochs=1, batch_size=4, records=8, progress=False)
+    kwargs = dict(prepared_dir=prepared, out=out, modality="time", records=8, progress=False)
+    kwargs["settings"] = ["epochs=1", "batch_size=4"]
     ctx = multiprocessing.get_context("spawn")
     port = _free_port()
     procs = [ctx.Process(target=_claim_rank, args=(r, 2, port, kwargs, str(report))) for r in (0, 1)]

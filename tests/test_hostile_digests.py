@@ -28,8 +28,8 @@ from ecgssl_nb.stages import pretrain as pretrain_stage
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-PRE_RUN = dict(modality="time", epochs=2, batch_size=4, records=8, progress=False)
-PRE_RUN["overrides"] = {"out_dim": 64, "base_lr": 0.5, "warmup_epochs": 0}
+PRE_RUN = dict(modality="time", records=8, progress=False)
+PRE_RUN["settings"] = ["epochs=2", "batch_size=4", "out_dim=64", "base_lr=0.5", "warmup_epochs=0"]
 
 
 def sha(path) -> str:
@@ -157,7 +157,7 @@ def test_verify_hashes_every_recorded_output_and_names_a_changed_one(data, tmp_p
 def run_t0(data):
     """A finished fine-tuning (setup t, fold 0, 0 epochs) on the small corpus; copy it to change it."""
     out = data["root"] / "run-t0"
-    ft.finetune("t", 0, data["prepared"], out, profile=SMALL, epochs=0, progress=False)
+    ft.finetune("t", 0, data["prepared"], out, profile=SMALL, settings=["epochs.t=0"], progress=False)
     return out
 
 
@@ -167,7 +167,7 @@ def test_provenance_edited_to_another_epoch_count_does_not_return_the_old_result
     rec = json.loads((out / "provenance.json").read_text())
     rec["request"]["settings"]["config"]["epochs"]["t"] = 1  # by hand: as if this run had trained 1 epoch
     (out / "provenance.json").write_text(json.dumps(rec))
-    kw = dict(profile=SMALL, epochs=1, progress=False)
+    kw = dict(profile=SMALL, settings=["epochs.t=1"], progress=False)
     with pytest.raises(UserError, match=r"provenance\.json is not the one its outputs were made under.*--force"):
         ft.finetune("t", 0, data["prepared"], out, **kw)
     assert json.loads((out / "result.json").read_text())["epochs"] == 0  # the refusal changed nothing
@@ -182,7 +182,7 @@ def test_a_damaged_finished_finetune_forced_aside_records_how_its_new_run_is_exe
     out = tmp_path / "run"
     shutil.copytree(run_t0, out)
     (out / "predictions.csv").write_text("record\n")
-    kw = dict(profile=SMALL, epochs=0, progress=False)
+    kw = dict(profile=SMALL, settings=["epochs.t=0"], progress=False)
     with pytest.raises(UserError, match=r"predictions\.csv changed since it was written.*--force"):
         ft.finetune("t", 0, data["prepared"], out, **kw)
     res = ft.finetune("t", 0, data["prepared"], out, force=True, **kw)

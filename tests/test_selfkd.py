@@ -297,7 +297,8 @@ def test_bad_schedule_arguments_name_the_parameter(kwargs, word):
 # Cheap but real: the paper's backbone and 2 global + 8 local views, 8 records, 4 records per
 # step, a 256-wide head and a learning rate high enough that 3 epochs of 2 steps move the loss.
 FAST = {"out_dim": 256, "base_lr": 0.5, "warmup_epochs": 0}
-RUN = dict(modality="time", epochs=3, batch_size=4, records=8, progress=False, overrides=FAST)
+SETTINGS = ["epochs=3", "batch_size=4", *(f"{k}={v}" for k, v in FAST.items())]  # `--set` items
+RUN = dict(modality="time", records=8, progress=False, settings=SETTINGS)
 
 
 @pytest.fixture(scope="module")
@@ -375,7 +376,9 @@ def test_a_finished_run_is_never_overwritten(prepared, run3):
         pretrain_stage.pretrain(prepared, run3, **RUN)
     assert pretrain_stage.pretrain(prepared, run3, resume=True, **RUN) == run3  # nothing left to do
     with pytest.raises(UserError, match=r"different request: settings\.config\.epochs: 3 -> 5"):
-        pretrain_stage.pretrain(prepared, run3, resume=True, **{**RUN, "epochs": 5})  # schedules span the whole run
+        pretrain_stage.pretrain(
+            prepared, run3, resume=True, **{**RUN, "settings": [*SETTINGS, "epochs=5"]}
+        )  # schedules span the whole run
     with pytest.raises(UserError, match=r"different request: settings\.transforms: t1 -> tc"):
         pretrain_stage.pretrain(prepared, run3, resume=True, transforms="tc", **RUN)
     assert (run3 / "backbone.pt").stat().st_mtime_ns == before
@@ -440,17 +443,19 @@ def test_spectrogram_pretraining_from_the_command_line_keeps_the_lowest_loss_stu
     [
         ({"modality": "ecg"}, "--modality"),
         ({"transforms": "t2"}, "--transforms"),  # a spectrogram set for the time modality
-        ({"epochs": 0}, "--epochs"),
-        ({"batch_size": 1}, "--batch-size"),
-        ({"batch_size": 16, "records": 8}, "--batch-size"),  # more than the records
-        ({"keep": "best"}, "--keep"),
+        ({"settings": ["epochs=0"]}, "^--set epochs=0: epochs must be an integer >= 1, got 0$"),
+        ({"settings": ["batch_size=1"]}, "^--set batch_size=1: batch_size must be an integer >= 2, got 1$"),
+        ({"settings": ["batch_size=16"], "records": 8}, "--batch-size"),  # more than the records
+        ({"settings": ["keep=best"]}, "^--set keep=best: keep 'best' is not one of final, lowest-loss$"),
+        ({"settings": ["max_steps=-1"]}, "^--set max_steps=-1: max_steps must be an integer >= 0, got -1$"),
+        ({"settings": "epochs=2"}, "settings must be a list of KEY=VALUE items"),  # one text, not a list
         ({"profile": "huge"}, "--profile"),
         ({"records": 10_000}, "records"),
         ({"seed": -1}, "--seed"),
         ({"device": "cuda:7"}, "--device"),
-        ({"overrides": {"optimizer": "sgd"}}, "optimizer"),
-        ({"overrides": {"learning_rate": 1.0}}, "learning_rate"),
-        ({"overrides": {"student_temp": 0.0}}, "student_temp"),
+        ({"settings": ["optimizer=sgd"]}, "optimizer"),
+        ({"settings": ["learning_rate=1.0"]}, "learning_rate"),
+        ({"settings": ["student_temp=0.0"]}, "student_temp"),
     ],
 )
 def test_bad_arguments_raise_user_errors_naming_the_parameter(prepared, tmp_path, kwargs, word):
@@ -492,4 +497,6 @@ def test_pretraining_draws_on_every_record_of_every_fold_by_default(prepared, tm
     index = load_prepared(prepared).index
     assert index["fold"].nunique() > 1  # the fixture spans several folds ...
     with pytest.raises(UserError, match=f"larger than the {len(index)} records"):  # ... and all are used (B13)
-        pretrain_stage.pretrain(prepared, tmp_path / "out", "time", batch_size=len(index) + 1, progress=False)
+        pretrain_stage.pretrain(
+            prepared, tmp_path / "out", "time", settings=[f"batch_size={len(index) + 1}"], progress=False
+        )

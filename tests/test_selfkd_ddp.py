@@ -79,7 +79,8 @@ def _pretrain(prepared: str, out: str) -> dict:
 
     pretrain_stage.make_views, pretrain_stage.train_step = views_spy, step_spy  # what the stage calls
     dino.DINOLoss.update_center = update_spy
-    pretrain_stage.pretrain(prepared, out, "time", epochs=1, batch_size=4, records=8, progress=False, overrides=FAST)
+    settings = ["epochs=1", "batch_size=4", *(f"{k}={v}" for k, v in FAST.items())]
+    pretrain_stage.pretrain(prepared, out, "time", records=8, progress=False, settings=settings)
     assert dist.is_initialized()  # pretrain left the caller's group alone
     student = dino._unwrap(seen["student"])
     return {

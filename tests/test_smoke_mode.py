@@ -34,9 +34,8 @@ FAST = replace(
         eval_batch_windows=512,
     ),
 )
-PRE = dict(
-    modality="time", epochs=3, batch_size=4, records=8, progress=False, overrides={"out_dim": 256, "warmup_epochs": 0}
-)  # 2 steps per epoch
+PRE_SETTINGS = ["epochs=3", "batch_size=4", "out_dim=256", "warmup_epochs=0"]
+PRE = dict(modality="time", records=8, progress=False, settings=PRE_SETTINGS)  # 2 steps per epoch
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +59,7 @@ def test_finetune_stops_after_max_steps_then_evaluates_and_writes_every_output_m
     prepared_dir, tmp_path, monkeypatch
 ):
     steps = _count_calls(monkeypatch, classify, "train_step")
-    res = ft.finetune("t", 0, prepared_dir, tmp_path / "run", profile=FAST, progress=False, max_steps=2)
+    res = ft.finetune("t", 0, prepared_dir, tmp_path / "run", profile=FAST, progress=False, settings=["max_steps=2"])
     assert len(steps) == 2  # of the 3 epochs x 6 steps configured
     assert res["smoke"] is True and res["epochs"] == 3 and res["config"]["max_steps"] == 2
     assert [h["epoch"] for h in res["history"]] == [1]  # stopped inside epoch 1, which was evaluated
@@ -72,7 +71,7 @@ def test_finetune_stops_after_max_steps_then_evaluates_and_writes_every_output_m
 
 def test_finetune_max_steps_beyond_an_epoch_runs_into_the_next_epoch(prepared_dir, tmp_path, monkeypatch):
     steps = _count_calls(monkeypatch, classify, "train_step")
-    res = ft.finetune("t", 0, prepared_dir, tmp_path / "run", profile=FAST, progress=False, max_steps=8)
+    res = ft.finetune("t", 0, prepared_dir, tmp_path / "run", profile=FAST, progress=False, settings=["max_steps=8"])
     n_train = res["data"]["n_train"]
     per_epoch = -(-n_train // 16)
     assert len(steps) == 8 and per_epoch < 8 < 2 * per_epoch
@@ -80,13 +79,13 @@ def test_finetune_max_steps_beyond_an_epoch_runs_into_the_next_epoch(prepared_di
 
 
 def test_a_full_finetune_is_not_marked_smoke(prepared_dir, tmp_path):
-    res = ft.finetune("t", 0, prepared_dir, tmp_path / "run", profile=FAST, epochs=0, progress=False)
+    res = ft.finetune("t", 0, prepared_dir, tmp_path / "run", profile=FAST, settings=["epochs.t=0"], progress=False)
     assert res["smoke"] is False and res["config"]["max_steps"] == 0
 
 
 def test_pretrain_stops_after_max_steps_and_writes_a_backbone_and_a_smoke_summary(prepared_dir, tmp_path, monkeypatch):
     steps = _count_calls(monkeypatch, pretrain_stage, "train_step")
-    out = pretrain_stage.pretrain(prepared_dir, tmp_path / "pre", max_steps=3, **PRE)
+    out = pretrain_stage.pretrain(prepared_dir, tmp_path / "pre", **{**PRE, "settings": [*PRE_SETTINGS, "max_steps=3"]})
     assert len(steps) == 3  # 2 steps in epoch 0, 1 in epoch 1, of 3 epochs x 2 steps
     summary = json.loads((out / "summary.json").read_text())
     assert summary["smoke"] is True and summary["steps"] == 3 and summary["epochs"] == 3
@@ -99,16 +98,16 @@ def test_pretrain_stops_after_max_steps_and_writes_a_backbone_and_a_smoke_summar
 
 
 def test_a_full_pretraining_is_not_marked_smoke(prepared_dir, tmp_path):
-    out = pretrain_stage.pretrain(prepared_dir, tmp_path / "pre", **{**PRE, "epochs": 1})
+    out = pretrain_stage.pretrain(prepared_dir, tmp_path / "pre", **{**PRE, "settings": [*PRE_SETTINGS, "epochs=1"]})
     summary = json.loads((out / "summary.json").read_text())
     assert summary["smoke"] is False and summary["steps"] == 2
 
 
 def test_bad_max_steps_is_a_user_error(prepared_dir, tmp_path):
-    with pytest.raises(UserError, match="max_steps"):
-        pretrain_stage.pretrain(prepared_dir, tmp_path / "a", max_steps=-1, **PRE)
-    with pytest.raises(UserError, match="--max-steps"):
-        ft.finetune("t", 0, prepared_dir, tmp_path / "b", profile=FAST, max_steps=-2, progress=False)
+    with pytest.raises(UserError, match="^--set max_steps=-1: max_steps must be an integer >= 0, got -1$"):
+        pretrain_stage.pretrain(prepared_dir, tmp_path / "a", **{**PRE, "settings": ["max_steps=-1"]})
+    with pytest.raises(UserError, match="^--set max_steps=-2: max_steps must be an integer >= 0, got -2$"):
+        ft.finetune("t", 0, prepared_dir, tmp_path / "b", profile=FAST, settings=["max_steps=-2"], progress=False)
     with pytest.raises(UserError, match="--max-steps"):
         reproduce("tiny", out=tmp_path, max_steps=-1)
     with pytest.raises(UserError, match="--protocol"):

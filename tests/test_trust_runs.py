@@ -40,7 +40,8 @@ SMALL = replace(
     finetune=replace(TINY.finetune, crops=1, eval_batch_windows=512, epochs={f: 0 for f in ("t", "s", "tsc", "tsg")}),
 )
 FAST_PRE = {"out_dim": 64, "base_lr": 0.5, "warmup_epochs": 0}
-PRE_RUN = dict(modality="time", epochs=2, batch_size=4, records=8, progress=False, overrides=FAST_PRE)
+PRE_RUN = dict(modality="time", records=8, progress=False)
+PRE_RUN["settings"] = ["epochs=2", "batch_size=4", *(f"{k}={v}" for k, v in FAST_PRE.items())]
 
 
 class Payload:
@@ -96,12 +97,12 @@ def test_planted_finetuning_checkpoint_is_refused_and_its_payload_never_runs(cor
     prof = replace(SMALL, finetune=replace(SMALL.finetune, batch_records={f: 32 for f in ("t", "s", "tsc", "tsg")}))
     monkeypatch.setattr(classify, "train_step", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
-        ft.finetune("t", 0, corpora["A"], out, profile=prof, epochs=2, progress=False)
+        ft.finetune("t", 0, corpora["A"], out, profile=prof, settings=["epochs.t=2"], progress=False)
     assert (out / "checkpoint.pt").is_file()
     plant(out / "checkpoint.pt", marker)
     monkeypatch.setattr(classify, "train_step", real)
     with pytest.raises(UserError, match="refusing to load it"):
-        ft.finetune("t", 0, corpora["A"], out, profile=prof, epochs=2, resume=True, progress=False)
+        ft.finetune("t", 0, corpora["A"], out, profile=prof, settings=["epochs.t=2"], resume=True, progress=False)
     assert not marker.exists()
 
 

@@ -32,10 +32,10 @@ from tqdm.auto import tqdm
 
 from .. import checkpoint, provenance
 from ..atomic import write_csv_atomic, write_json_atomic, write_text_atomic
-from ..config import apply_settings, as_dict, matched_settings, read_config, recorded_settings
+from ..config import apply_settings, as_dict, check_items, matched_settings, read_config, recorded_settings
 from ..core import classify
 from ..core.classify import Data, Split, Trainer, evaluate_epoch, select, steps_per_epoch, train_one_epoch
-from ..core.errors import UserError, check_int, check_seed
+from ..core.errors import UserError, check_seed
 from ..core.labels import ABBREVIATIONS, CLASSES
 from ..core.metrics import METRIC_KEYS, binarize, challenge_outputs
 from ..core.models import use_fast_cuda_math
@@ -156,8 +156,8 @@ class Run:
     amp: bool  # bf16 autocast: cfg.amp on CUDA
 
 
-def _resolve(setup, fold, prepared, out, pretrained, profile, epochs, device, seed, resume, protocol, progress,
-             data_kind, config, max_steps) -> Run:  # fmt: skip
+def _resolve(setup, fold, prepared, out, pretrained, profile, config, settings, device, seed, resume, progress,
+             data_kind) -> Run:  # fmt: skip
     """`finetune`'s arguments (but `force`), checked and resolved; UserError naming the first bad one."""
     started = time.perf_counter()
     family = setup_family(setup)  # UserError naming --setup
@@ -167,12 +167,8 @@ def _resolve(setup, fold, prepared, out, pretrained, profile, epochs, device, se
     cfg = prof.finetune if config is None else config
     if not isinstance(cfg, FinetuneConfig):
         raise UserError(f"config must be a FinetuneConfig, got {type(cfg).__name__}")
-    if protocol is not None and protocol not in PROTOCOL_MODES:
-        raise UserError(f"--protocol {protocol!r} is not a protocol; choose one of {', '.join(PROTOCOL_MODES)}")
-    cfg = replace(cfg, protocol=cfg.protocol if protocol is None else protocol)  # the protocol that ran (B14)
-    if max_steps is not None:
-        cfg = replace(cfg, max_steps=check_int("--max-steps", max_steps, 0))
-    n_epochs = cfg.epochs[family] if epochs is None else check_int("--epochs", epochs, 0)
+    cfg = apply_settings(cfg, check_items(settings))  # every range checked, once; the protocol that runs (B14)
+    n_epochs = cfg.epochs[family]
     seed = check_seed("--seed", seed)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -196,36 +192,36 @@ def finetune(
     out: str | os.PathLike,
     pretrained: str | os.PathLike | Mapping | None = None,
     profile: str | Profile = "tiny",
-    epochs: int | None = None,
+    config: FinetuneConfig | None = None,
+    settings: Sequence[str] = (),
     device: str = "cpu",
     seed: int = 0,
     resume: bool = False,
-    protocol: str | None = None,
     progress: bool = True,
     data_kind: str | None = None,
-    config: FinetuneConfig | None = None,
     force: bool = False,
-    max_steps: int | None = None,
 ) -> dict:
     """Fine-tune `setup` with outer fold `fold` held out; returns the result dict (result.json).
 
     prepared: a prepared folder or `prepare.Prepared`. pretrained: for ssl- setups, the folder
-    holding time/backbone.pt and spec/backbone.pt, or {modality: file}. epochs: default the
-    profile's for the setup's family; 0 evaluates the initial network (selected epoch 0).
-    protocol: "both" (paper and honest, 8 training folds) or "paper-exact" (9 training folds, the
-    paper protocol only); default the profile's, and the one used is recorded. max_steps: a smoke
-    run, its outputs marked `"smoke": true`. OUT is returned finished or resumed only for an equal
-    request (`finetune_request`), another's is refused unless `force` moves it aside, and a
-    checkpoint is continued only with `resume`.
+    holding time/backbone.pt and spec/backbone.pt, or {modality: file}. config: the
+    FinetuneConfig (None: the profile's); `settings`: `--set KEY=VALUE` items applied to it and
+    checked once (`config.apply_settings`), e.g. ["epochs.t=2", "protocol=paper-exact",
+    "max_steps=3"]. The epochs are the setup family's entry (0 evaluates the initial network,
+    selected epoch 0); protocol "both" (paper and honest, 8 training folds) or "paper-exact" (9
+    training folds, the paper protocol only), the one used recorded; max_steps: a smoke run, its
+    outputs marked `"smoke": true`. OUT is returned finished or resumed only for an equal request
+    (`finetune_request`), another's is refused unless `force` moves it aside, and a checkpoint is
+    continued only with `resume`.
     """
-    args = (setup, fold, prepared, out, pretrained, profile, epochs, device, seed, resume, protocol, progress)
-    run = _resolve(*args, data_kind, config, max_steps)
+    args = (setup, fold, prepared, out, pretrained, profile, config, settings, device, seed, resume, progress)
+    run = _resolve(*args, data_kind)
     cfg, split = run.cfg, run.split
     req = finetune_request(
         cfg, setup, split.fold, split.inner, run.n_epochs, cfg.protocol, run.seed, run.prep.digest, run.files
     )
     if stage.finished(run.out, req, OUTPUTS):
-        return _finished_result(run.out, progress)  # read as it is: no lock, no write access needed
+        return _finished_result(run.out, progress)  # read as it is, no lock, no write access needed
     with provenance.lock(run.out):  # then claimed under the lock, checked again: another may have finished it
         if stage.claim(run.out, req, OUTPUTS, force, recorded_settings(cfg), "fine-tuning"):
             return _finished_result(run.out, progress)
@@ -546,14 +542,16 @@ def cli(argv: list[str]) -> int:
     if a.protocol == "paper-exact":  # the authors' nine training folds: the recipe's B14, recorded as such
         recipe = tuple(sorted(set(recipe) | {"B14"}))
     prof = apply_recipe(get_profile(a.profile), recipe)
-    cfg = apply_settings(read_config(FinetuneConfig, a.config) if a.config else prof.finetune, a.set)
+    cfg = read_config(FinetuneConfig, a.config) if a.config else prof.finetune
     pretrained = a.pretrained
     if a.pretrained_time or a.pretrained_spec:
         base = Path(a.pretrained) if a.pretrained else None
         pretrained = {m: (getattr(a, f"pretrained_{m}") or (base / m if base else None)) for m in ("time", "spec")}
         pretrained = {m: v for m, v in pretrained.items() if v is not None}
-    res = finetune(a.setup, a.fold, a.prepared, a.out, pretrained=pretrained, profile=prof, protocol=a.protocol,
-                   data_kind=a.data_kind, **stage.run_options(a, cfg))  # fmt: skip
+    epochs = {f"epochs.{setup_family(a.setup)}": a.epochs} if a.epochs is not None else {}  # the setup's family
+    flags = {**epochs, "protocol": a.protocol, "max_steps": a.max_steps}
+    res = finetune(a.setup, a.fold, a.prepared, a.out, pretrained=pretrained, profile=prof, data_kind=a.data_kind,
+                   **stage.run_options(a, cfg, flags))  # fmt: skip
     for name, m in res["metrics"].items():
         print(
             f"{res['setup']} fold {res['fold']} {name:6s} epoch {m['epoch']}: "

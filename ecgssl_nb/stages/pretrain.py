@@ -31,13 +31,13 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import checkpoint, provenance
-from ..config import apply_settings, matched_settings, read_config
+from ..config import apply_settings, check_items, matched_settings, read_config
 from ..config import recorded_settings as config_recorded
 from ..core.dino import CompiledForward, DINOLoss, MultiCropModel, Schedules, build_student, check_transforms
 from ..core.dino import dist_on, forward_loss, make_optimizer, make_schedules, make_views, train_step
-from ..core.errors import UserError, check_int, check_seed
+from ..core.errors import UserError, check_seed
 from ..core.models import use_fast_cuda_math
-from ..core.settings import KEEP_CHOICES, MODALITIES, WINDOW, PretrainConfig, check_modality, get_profile
+from ..core.settings import MODALITIES, WINDOW, PretrainConfig, check_modality, get_profile
 from ..core.settings import resolve_device
 from ..core.transforms import check_lead_stats
 from ..core.windows import Corpus
@@ -160,56 +160,32 @@ class Run:
         }
 
 
-def _resolve_config(cfg: PretrainConfig, epochs, batch_size, keep, overrides, max_steps) -> PretrainConfig:
-    """`cfg` with pretrain's explicit arguments and `overrides` applied and checked (UserError)."""
-    changes = dict(overrides or {})
-    for name in changes:
-        if name not in PretrainConfig.__dataclass_fields__ or name in ("epochs", "batch_size", "keep"):
-            raise UserError(
-                f"overrides: {name!r} is not a PretrainConfig field that can be overridden "
-                f"(epochs, batch_size and keep have their own parameters)"
-            )
-    if epochs is not None:
-        changes["epochs"] = check_int("--epochs", epochs, 1)
-    if batch_size is not None:
-        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 2:
-            raise UserError(f"--batch-size must be an integer >= 2 (BatchNorm needs two records), got {batch_size!r}")
-        changes["batch_size"] = int(batch_size)
-    if keep is not None and keep not in KEEP_CHOICES:
-        raise UserError(f"--keep {keep!r} is not a choice; choose one of {', '.join(KEEP_CHOICES)}")
-    given = {"keep": keep, "max_steps": max_steps}
-    return replace(cfg, **changes, **{k: v for k, v in given.items() if v is not None})  # every range checked
-
-
 def pretrain(
     prepared_dir: str | Path,
     out: str | Path,
     modality: str,
     profile: str = "tiny",
-    epochs: int | None = None,
-    batch_size: int | None = None,
+    config: PretrainConfig | None = None,
+    settings: Sequence[str] = (),
     device: str | None = None,
     transforms: str | None = None,
     seed: int = 0,
     resume: bool = False,
-    keep: str | None = None,
     progress: bool = True,
     records: int | Sequence[int] | None = None,
     stop_after: int | None = None,
-    overrides: dict | None = None,
-    config: PretrainConfig | None = None,
     force: bool = False,
-    max_steps: int | None = None,
 ) -> Path:
     """DINO pre-training of the `modality` ("time" or "spec") backbone on a prepared corpus; returns OUT.
 
-    epochs, batch_size (records per step over all processes), keep: default the profile's
-    PretrainConfig (or `config`'s, what `reproduce` passes); `overrides` = other fields, e.g.
-    {"clip_grad": 3.0}. transforms: default "t1" (time) or "t2" (spec). records: a count (the
-    first N rows) or row numbers; None = every kept record of every fold (B13). stop_after: train
-    at most this many epochs now and leave a resumable run. device: cpu, cuda, cuda:1 or auto;
-    None = the profile's (under torchrun cuda:LOCAL_RANK). max_steps: a smoke run, its outputs
-    marked `"smoke": true`. OUT is resumed or reported finished only for an equal request
+    config: the PretrainConfig (None: the profile's for `modality`); `settings`: `--set KEY=VALUE`
+    items applied to it and checked once (`config.apply_settings`), e.g. ["epochs=2",
+    "batch_size=8", "keep=lowest-loss", "max_steps=3"] (batch_size: records per step over all
+    processes; max_steps: a smoke run, its outputs marked `"smoke": true`). transforms: default
+    "t1" (time) or "t2" (spec). records: a count (the first N rows) or row numbers; None = every
+    kept record of every fold (B13). stop_after: train at most this many epochs now and leave a
+    resumable run. device: cpu, cuda, cuda:1 or auto; None = the profile's (under torchrun
+    cuda:LOCAL_RANK). OUT is resumed or reported finished only for an equal request
     (`pretrain_request`), another's is refused unless `force` moves it aside, and a checkpoint is
     continued only with `resume`. Writes OUT/checkpoint.pt and log.csv on the cadence, then
     OUT/backbone.pt (the kept student backbone's state_dict) and summary.json.
@@ -220,7 +196,7 @@ def pretrain(
     base = prof.pretrain[modality] if config is None else config
     if not isinstance(base, PretrainConfig):
         raise UserError(f"config must be a PretrainConfig, got {type(base).__name__}")
-    cfg = _resolve_config(base, epochs, batch_size, keep, overrides, max_steps)
+    cfg = apply_settings(base, check_items(settings))  # every range checked, once
     transforms = check_transforms(modality, transforms)
     seed = check_seed("--seed", seed)
     if stop_after is not None and (not isinstance(stop_after, (int, np.integer)) or stop_after < 1):
@@ -644,10 +620,12 @@ def cli(argv: list[str]) -> int:
     from ..study.recipes import parse_recipe, pretrain_overrides  # recipes: ~6 ms at import, only for --recipe
 
     base = read_config(PretrainConfig, a.config) if a.config else get_profile(a.profile).pretrain[a.modality]
-    base = replace(base, **pretrain_overrides(parse_recipe(a.recipe)))  # the recipe first; --keep and --set win
-    out = pretrain(a.prepared, a.out, a.modality, profile=a.profile, batch_size=a.batch_size, transforms=a.transforms,
-                   keep=a.keep, records=a.records, stop_after=a.stop_after,
-                   **stage.run_options(a, apply_settings(base, a.set)))  # fmt: skip
+    base = replace(
+        base, **pretrain_overrides(parse_recipe(a.recipe))
+    )  # the recipe first; --set, then the flags win over it
+    flags = {"batch_size": a.batch_size, "keep": a.keep, "epochs": a.epochs, "max_steps": a.max_steps}
+    out = pretrain(a.prepared, a.out, a.modality, profile=a.profile, transforms=a.transforms, records=a.records,
+                   stop_after=a.stop_after, **stage.run_options(a, base, flags))  # fmt: skip
     if int(os.environ.get("RANK", "0")) == 0 and not a.no_progress:
         print(f"pretrain: wrote {out}")
     return 0

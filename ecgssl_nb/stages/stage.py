@@ -175,7 +175,10 @@ def settings(p: argparse.ArgumentParser, cls: type, example: str, departures: st
     add_settings_arguments(p, cls, example)
 
 
-def run_options(a: argparse.Namespace, config: Any) -> dict:
-    """The keyword arguments both stage functions take from the options of `parser` and `settings`."""
-    return dict(epochs=a.epochs, device=a.device, seed=a.seed, resume=a.resume, progress=not a.no_progress,
-                config=config, force=a.force, max_steps=a.max_steps)  # fmt: skip
+def run_options(a: argparse.Namespace, config: Any, flags: dict[str, Any]) -> dict:
+    """The keyword arguments both stage functions take from the options of `parser` and `settings`:
+    `config`, and one list of `--set` items, the --set ones first, then one per setting option
+    given (`flags`, e.g. {"epochs": 2}: "epochs=2"), so that an option wins over --set."""
+    items = [*a.set, *(f"{key}={value}" for key, value in flags.items() if value is not None)]
+    return dict(config=config, settings=items, device=a.device, seed=a.seed, resume=a.resume,
+                progress=not a.no_progress, force=a.force)  # fmt: skip

@@ -568,7 +568,7 @@ def _finetune_job(
 ) -> Job:
     args = {"setup": setup, "fold": int(fold), "prepared": c.prep_dir, "out": folder, "pretrained": pretrained}
     args |= {"profile": c.prof, "config": c.prof.finetune, "seed": c.seed, "data_kind": c.data_kind}
-    args |= {"resume": True, "force": True, "protocol": None, "progress": c.progress}
+    args |= {"resume": True, "force": True, "progress": c.progress}
     notebook = c.notebook(setup=setup, fold=int(fold), transforms=transforms)
     return _job("finetune", name, folder, args, needs, c.runs_ft, c.prof.name, notebook)
 
