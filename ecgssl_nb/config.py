@@ -123,12 +123,13 @@ def _change(cfg: Any, changes: dict, item: str, shown: str) -> None:
         )
     elif dot:
         current = dict(changes.get(name, getattr(cfg, name)) or {})
-        if kind is not dict or entry not in current:
+        known = {**dict(getattr(cfg, name) or {}), **current}  # an entry of cfg's, or of an earlier item's value
+        if kind is not dict or entry not in known:
             raise UserError(
                 f"--set {shown}: {name} has no entry {entry!r}"
-                + (f" (entries: {', '.join(map(str, current))})" if kind is dict else "")
+                + (f" (entries: {', '.join(map(str, known))})" if kind is dict else "")
             )
-        old = current[entry]  # an entry takes the type of the value it replaces
+        old = known[entry]  # an entry takes the type of the value it replaces
         current[entry] = _parse(shown, written, text.strip(), type(old) if type(old) in (float, int, bool) else str)
         changes[name] = current
     else:
@@ -161,14 +162,17 @@ def check_items(items: Any) -> list[str]:
 
 def _blame(exc: SettingError, items: list, shown: list[str]) -> UserError:
     """The SettingError `exc` as one line naming the last item that set a field it involves:
-    '--set finetune.epochs.t=-1: finetune.epochs.t must be an integer >= 0, got -1'."""
-    for item, seen in reversed(list(zip(items, shown))):
-        key = str(item).partition("=")[0].strip()
-        if key.partition(".")[0] in exc.keys:
-            written = seen.partition("=")[0].strip()
-            prefix = written[: len(written) - len(key)] if written.endswith(key) else ""
-            return UserError(f"--set {seen}: {prefix}{exc.key} {exc.problem}")
-    return UserError(f"--set: {exc}")
+    '--set finetune.epochs.t=-1: finetune.epochs.t must be an integer >= 0, got -1'; a problem of
+    a whole field names the last item that set it whole ('epochs={}', not a later 'epochs.t=2')."""
+    touched = [(str(item).partition("=")[0].strip(), seen) for item, seen in zip(items, shown)]
+    touched = [(key, seen) for key, seen in touched if key.partition(".")[0] in exc.keys]
+    whole = [(key, seen) for key, seen in touched if key == exc.key and "." not in key]
+    if not touched:
+        return UserError(f"--set: {exc}")
+    key, seen = (whole or touched)[-1]
+    written = seen.partition("=")[0].strip()
+    prefix = written[: len(written) - len(key)] if written.endswith(key) else ""
+    return UserError(f"--set {seen}: {prefix}{exc.key} {exc.problem}")
 
 
 def config_from_dict(cls, data: dict, source: str = "--config") -> Any:

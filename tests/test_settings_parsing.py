@@ -83,3 +83,13 @@ def test_importing_the_settings_does_not_import_pydantic():
     # pydantic costs about 30 ms at import; the commands' --help and the science need none of it
     code = "import sys, ecgssl_nb.config; sys.exit('pydantic' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_an_entry_item_after_a_whole_field_item_blames_the_whole_one():
+    # the finetune CLI puts its --epochs after the --set items: `--set epochs={} --epochs 0`
+    cfg = get_profile("tiny").finetune
+    with pytest.raises(UserError, match=r"^--set epochs=\{\}: epochs must have exactly the entries t, s, tsc, tsg"):
+        apply_settings(cfg, ["epochs={}", "epochs.t=0"])
+    assert apply_settings(cfg, ['epochs={"t": 1, "s": 1, "tsc": 1, "tsg": 1}', "epochs.t=2"]).epochs["t"] == 2
+    with pytest.raises(UserError, match="^--set epochs.x=1: epochs has no entry 'x' \\(entries: t, s, tsc, tsg\\)$"):
+        apply_settings(cfg, ["epochs.x=1"])
