@@ -548,8 +548,7 @@ def cli(argv: list[str]) -> int:
         base = Path(a.pretrained) if a.pretrained else None
         pretrained = {m: (getattr(a, f"pretrained_{m}") or (base / m if base else None)) for m in ("time", "spec")}
         pretrained = {m: v for m, v in pretrained.items() if v is not None}
-    epochs = {f"epochs.{setup_family(a.setup)}": a.epochs} if a.epochs is not None else {}  # the setup's family
-    flags = {**epochs, "protocol": a.protocol, "max_steps": a.max_steps}
+    flags = {f"epochs.{setup_family(a.setup)}": a.epochs, "protocol": a.protocol, "max_steps": a.max_steps}
     res = finetune(a.setup, a.fold, a.prepared, a.out, pretrained=pretrained, profile=prof, data_kind=a.data_kind,
                    **stage.run_options(a, cfg, flags))  # fmt: skip
     for name, m in res["metrics"].items():
