@@ -1,17 +1,13 @@
 """A tiny, deterministic, learnable synthetic corpus in the exact Challenge 2020 on-disk format.
 
-`make_fixture(out, n_records=400, seed=0)` writes per record a WFDB header `NAME.hea` and a
-MATLAB v4 `NAME.mat` (`val`, int16 12 x N, 1000/mV, format `16+24`) into one folder per source
-named like the real archive's (`FIXTURE_SOURCES`: CPSC, CPSC-Extra, INCART, PTB, PTB-XL, Georgia,
-at their rates and lengths), with `fixture.json` (what was made; written first, completed last)
-and `fixture_records.csv` (one row per record). Same seed, size and shape: the same bytes.
-
-Labels: each of the 24 classes is the primary diagnosis of about n/24 records, with a compatible
-rhythm and up to two further diagnoses; some records carry the codes the official merges remove
-(RBBB, SVPB, VPB) or unscored codes, n // 64 only unscored codes, one a repeated code, n // 150
-`#Age: NaN`. Waveforms (`synth_ecg`): Gaussian waves of a 3-D heart vector projected onto the
-leads (limb leads obey Einthoven and Goldberger), with wander and noise, their morphology
-following the labels so that a model learns them in a few epochs. Test data, not a clinical model.
+`make_fixture(out, n_records=400, seed=0)` writes per record a WFDB `NAME.hea` and a MATLAB v4
+`NAME.mat` (`val`, int16 12 x N, 1000/mV) into one folder per source as in the real archives
+(`FIXTURE_SOURCES`), with `fixture.json` and `fixture_records.csv`; same seed, size and shape, same
+bytes. Each of the 24 classes is the primary label of about n/24 records, with a compatible rhythm,
+up to two more diagnoses and the real headers' quirks (codes the merges remove, unscored codes,
+a repeated code, `#Age: NaN`). Waveforms (`synth_ecg`): Gaussian waves of a 3-D heart vector
+projected onto the leads (Einthoven, Goldberger), wander and noise, shaped by the labels so that a
+model learns them in a few epochs. Test data, not a clinical model.
 """
 
 from __future__ import annotations
