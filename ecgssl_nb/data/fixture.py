@@ -602,14 +602,9 @@ def make_fixture(
     out = Path(out)
     _prepare_out(out)
     plan = plan_fixture(n, seed, shape)
-    meta = {
-        "what": "ecgssl_nb synthetic fixture (not real ECGs)",
-        "version": FIXTURE_VERSION,
-        "n_records": n,
-        "seed": seed,
-        "complete": False,
-        "sources": {s.name: {"folder": s.folder, "prefix": s.prefix, "fs": s.fs} for s in FIXTURE_SOURCES.values()},
-    }
+    meta = dict(what="ecgssl_nb synthetic fixture (not real ECGs)", version=FIXTURE_VERSION, n_records=n, seed=seed)
+    sources = {s.name: {"folder": s.folder, "prefix": s.prefix, "fs": s.fs} for s in FIXTURE_SOURCES.values()}
+    meta |= dict(complete=False, sources=sources)
     if shape != "tiny":  # the tiny fixture's marker stays byte-identical
         meta["shape"] = shape
     write_json(out / MARKER, meta, indent=1)

@@ -214,16 +214,11 @@ def _manifest(
         h.update(f"{rel}\0{stamps[0]}\0{size}\0{stamps[1]}\n".encode())
     for rel in orphans:
         h.update(f"orphan\0{rel}\n".encode())
-    return {
-        "version": FORMAT_VERSION,
-        "data_dir": str(data_dir.resolve()),
-        "n_headers": len(rels),
-        "headers": h.hexdigest(),
-        "chunk_size": chunk_size,
-        "chunk_bytes": CHUNK_BYTES,
-        "fs": TARGET_FS,
-        "leads": leads,  # B1: recorded so that a lead-I corpus is never taken for a 12-lead one
-    }
+    manifest = dict(
+        version=FORMAT_VERSION, data_dir=str(data_dir.resolve()), n_headers=len(rels), headers=h.hexdigest()
+    )
+    # leads (B1): recorded so that a lead-I corpus is never taken for a 12-lead one
+    return manifest | dict(chunk_size=chunk_size, chunk_bytes=CHUNK_BYTES, fs=TARGET_FS, leads=leads)
 
 
 def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, orphans: list[str] = ()) -> dict:
@@ -376,16 +371,9 @@ def staging_dir(out: str | Path) -> Path:
 
 def _request(manifest: dict, n_folds: int, seed: int) -> dict:
     """The provenance request of a prepared folder: everything its content depends on."""
-    settings = {
-        "format_version": FORMAT_VERSION,
-        "data_dir": manifest["data_dir"],
-        "fs": TARGET_FS,
-        "min_length": WINDOW,
-        "max_abs_mv": R.MAX_ABS_MV,
-        "gain_range_per_mv": [R.GAIN_MIN, R.GAIN_MAX],
-        "n_folds": int(n_folds),
-        "leads": manifest["leads"],  # B1: a lead-I corpus is never taken for a 12-lead one
-    }
+    settings = dict(format_version=FORMAT_VERSION, data_dir=manifest["data_dir"], fs=TARGET_FS, min_length=WINDOW)
+    settings |= dict(max_abs_mv=R.MAX_ABS_MV, gain_range_per_mv=[R.GAIN_MIN, R.GAIN_MAX], n_folds=int(n_folds))
+    settings["leads"] = manifest["leads"]  # B1: a lead-I corpus is never taken for a 12-lead one
     return provenance.request("prepare", settings, {"headers": manifest["headers"]}, seed)
 
 

@@ -258,19 +258,9 @@ def read_header(hea_path: str | Path) -> Header:
         raise RecordError(hea_path, "unreadable header", f"{n_leads} signals announced, {len(body) - 1} signal lines")
     signal_file, leads, gains, baselines = _signal_lines(hea_path, body[1 : 1 + n_leads])
     dx, age, sex = _comments(comments)
+    gain, baseline = (np.asarray(v, dtype=np.float64) for v in (gains, baselines))
     return Header(
-        name=hea_path.stem,
-        path=hea_path,
-        n_leads=n_leads,
-        fs=fs,
-        n_samples=n_samples,
-        signal_file=signal_file,
-        leads=tuple(leads),
-        gain=np.asarray(gains, dtype=np.float64),
-        baseline=np.asarray(baselines, dtype=np.float64),
-        dx=dx,
-        age=age,
-        sex=sex,
+        hea_path.stem, hea_path, n_leads, fs, n_samples, signal_file, tuple(leads), gain, baseline, dx, age, sex
     )
 
 
@@ -375,17 +365,8 @@ def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple
     x = _to_mv(header, nt)  # (N, 12) float32 mV, header order
     if not np.array_equal(order, np.arange(12)):
         x = x[:, order]
-    record = Record(
-        name=header.name,
-        source=source_of(header.name, header.path),
-        fs=header.fs,
-        signal=np.ascontiguousarray(x.T),
-        dx=list(header.dx),
-        age=header.age,
-        sex=header.sex,
-        path=header.path,
-    )
-    return record, nt
+    source, signal = source_of(header.name, header.path), np.ascontiguousarray(x.T)
+    return Record(header.name, source, header.fs, signal, list(header.dx), header.age, header.sex, header.path), nt
 
 
 def _to_mv(header: Header, nt: np.ndarray) -> np.ndarray:
