@@ -279,8 +279,7 @@ def holds_files(folder: str | os.PathLike) -> bool:
 
 
 def refusal(folder: str | os.PathLike, req: dict) -> str | None:
-    """Why `folder` may not be used for `req` (no, a damaged or another request's record, naming the
-    keys that differ); None when it is absent, empty or made by `req`."""
+    """Why `folder` may not hold `req` (no record, a damaged one, another request's: keys that differ), else None."""
     if not holds_files(folder):
         return None
     try:

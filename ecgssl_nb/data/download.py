@@ -250,15 +250,11 @@ def read_sums(path: str | Path) -> dict[str, str]:
 
 def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
     """Regular files and folders with relative paths inside the target; UserError otherwise."""
-    members = []
     for m in tar.getmembers():
-        p = PurePosixPath(m.name)
-        if p.is_absolute() or ".." in p.parts:
+        if PurePosixPath(m.name).is_absolute() or ".." in PurePosixPath(m.name).parts:
             raise UserError(f"{archive}: refusing to extract {m.name!r} (path leaves the target folder)")
-        if m.isdir() or m.isfile():
-            members.append(m)
-        # links, devices and fifos are not part of a Challenge archive: skipped
-    return members
+    # links, devices and fifos are not part of a Challenge archive: skipped
+    return [m for m in tar.getmembers() if m.isdir() or m.isfile()]
 
 
 def _read_to_the_end(tar: tarfile.TarFile, archive: Path) -> None:
@@ -388,8 +384,7 @@ def _finished_or_blocked(out: Path, source: str) -> str | None:
 
 
 def source_state(out: Path, archive: Archive | str) -> str:
-    """'extracted', 'in the way' (OUT/<source> holds files but no .complete), 'downloaded',
-    'partial (N bytes)' or 'missing'."""
+    """A bucket source's state: 'extracted', 'in the way', 'downloaded', 'partial (N bytes)' or 'missing'."""
     archive = ARCHIVES[archive] if isinstance(archive, str) else archive
     if done := _finished_or_blocked(out, archive.source):
         return done
@@ -604,8 +599,7 @@ def download_physionet(
 
 
 def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers: int, progress, opts) -> dict:
-    """Fetch every planned file with a pool of `workers` threads, counting files and bytes with
-    tqdm; returns {source: (files not verified, first such path, its reason)} for the failures."""
+    """Fetch the plan with `workers` threads; {source: (files not verified, the first, its reason)} of failures."""
     from tqdm import tqdm  # only when something is downloaded
 
     jobs = [(name, f) for name, files in plan.items() for f in files]
@@ -646,8 +640,7 @@ def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers
 
 
 def _finish_source(out: Path, name: str, files: list[Listed], origin: str, force: bool) -> None:
-    """Mark a source whose every listed file is verified complete and move it from
-    OUT/.physionet/<source> to OUT/<source> (a folder in the way moved aside with `force`)."""
+    """Mark a fully verified source complete and move it to OUT/<source> (past a folder in the way: `force`)."""
     stage, target = out / _STAGE / name, out / name
     missing = [f.path for f in files if not (stage / f.rel).is_file()]
     if missing:  # cannot happen after a clean _fetch_plan; checked because it is what .complete claims

@@ -160,8 +160,7 @@ def _draw_labels(primary: str, rng: np.random.Generator) -> list[str]:
 
 
 def _written_codes(classes: list[str], rng: np.random.Generator) -> list[str]:
-    """Header codes for a label set: some merged classes under their removed code, an unscored
-    code now and then, in a random order (real headers have no fixed order)."""
+    """Header codes of a label set: some merged classes under their removed code, an unscored one, shuffled."""
     removed = {CRBBB: (RBBB, 0.4), PAC: (SVPB, 0.35), PVC: (VPB, 0.4)}
     codes = [removed[c][0] if c in removed and rng.random() < removed[c][1] else c for c in classes]
     if rng.random() < 0.15:
@@ -275,8 +274,7 @@ def _twelve_leads(rec8: np.ndarray) -> np.ndarray:
 
 
 def _render(waves: np.ndarray, fs: float, n: int) -> np.ndarray:
-    """Sum of Gaussian waves -> (3, n) heart vector in mV. waves: (K, 5) rows of
-    (centre s, sigma s, vx, vy, vz); each wave is evaluated within 4 sigma of its centre."""
+    """Gaussian waves (K, 5) of (centre s, sigma s, vx, vy, vz), each within 4 sigma -> (3, n) mV."""
     out = np.zeros((3, n))
     if len(waves) == 0:
         return out

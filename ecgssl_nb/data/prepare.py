@@ -206,8 +206,7 @@ def _stamp(path: Path) -> str:
 def _manifest(
     data_dir: Path, rels: list[str], sizes: list[int], chunk_size: int, orphans: list[str] = (), leads: str = "twelve"
 ) -> dict:
-    """What the parts are made from: `headers` hashes every header's and .mat's path, size and mtime
-    and every orphan (the input fingerprint), with the chunking and the lead mode."""
+    """What the parts are made from: the input fingerprint `headers` (paths, sizes, mtimes), chunking, leads."""
     h = hashlib.blake2b(digest_size=16)
     for rel, size in zip(rels, sizes):
         stamps = [_stamp(data_dir / rel), _stamp((data_dir / rel).with_suffix(".mat"))]

@@ -100,18 +100,12 @@ def source_of(name: str, path: str | Path | None = None) -> str:
     """Source dataset of a record, from its name prefix ('A0001' -> 'CPSC'), else from a folder
     name on its path ('.../georgia/g1/x.hea' -> 'Georgia'), else 'unknown'."""
     stem = Path(str(name)).name
-    if stem.lower().endswith(".mat") or stem.lower().endswith(".hea"):
+    if stem.lower().endswith((".mat", ".hea")):
         stem = stem[:-4]
     m = _NAME_RE.match(stem)
-    folder_hint = None
-    if path is not None:
-        for part in reversed(Path(path).parts[:-1]):
-            hit = _FOLDER_SOURCE.get(part.lower())
-            if hit is None and part in SOURCES[:-1]:
-                hit = part
-            if hit is not None:
-                folder_hint = hit
-                break
+    parts = reversed(Path(path).parts[:-1]) if path is not None else ()  # the nearest folder first
+    hints = (_FOLDER_SOURCE.get(part.lower()) or (part if part in SOURCES[:-1] else None) for part in parts)
+    folder_hint = next((h for h in hints if h is not None), None)
     if m:
         prefix, number = m.group(1), int(m.group(2))
         if prefix == "JS":
