@@ -130,17 +130,14 @@ class FixtureRecord:
 def _compatible(chosen: Sequence[str], new: str) -> bool:
     if new in chosen:
         return False
-    for group in _GROUPS:
-        if new in group and group & set(chosen):
-            return False
+    if any(new in group and group & set(chosen) for group in _GROUPS):  # one of each group
+        return False
     if any(frozenset((new, c)) in _FORBIDDEN_PAIRS for c in chosen):
         return False
     rhythm = next((c for c in chosen if c in RHYTHMS), None)
     if new in _NEEDS_SINUS and rhythm is not None and rhythm not in SINUS:
         return False
-    if new in RHYTHMS and (rhythm is not None or (new not in SINUS and _NEEDS_SINUS & set(chosen))):
-        return False
-    return True
+    return not (new in RHYTHMS and (rhythm is not None or (new not in SINUS and _NEEDS_SINUS & set(chosen))))
 
 
 def _draw_labels(primary: str, rng: np.random.Generator) -> list[str]:
@@ -397,14 +394,10 @@ def _beats(rhythm: str, flags: set, seconds: float, rng: np.random.Generator) ->
                 forced[kind] = None
             elif rng.random() < p_ectopic:
                 kind = ectopics[rng.integers(len(ectopics))]
-        if kind == "pac":
-            te = last + u(0.6, 0.75) * (nxt - last)
-            beats.append((te, "pac", te - last))
-            last, nxt = te, te + next_rr(te)
-        elif kind == "pvc":
-            te = last + u(0.5, 0.65) * (nxt - last)
-            beats.append((te, "pvc", te - last))
-            last, nxt = te, nxt + next_rr(nxt)  # compensatory pause: the scheduled beat is lost
+        if kind in ("pac", "pvc"):  # early; after a PVC the scheduled beat is lost (compensatory pause)
+            te = last + (u(0.6, 0.75) if kind == "pac" else u(0.5, 0.65)) * (nxt - last)
+            beats.append((te, kind, te - last))
+            last, nxt = te, te + next_rr(te) if kind == "pac" else nxt + next_rr(nxt)
         else:
             beats.append((nxt, base, (nxt - last) if last is not None else next_rr(nxt)))
             last, nxt = nxt, nxt + next_rr(nxt)

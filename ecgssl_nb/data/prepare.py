@@ -342,10 +342,8 @@ def _write_csv(path: Path, df: pd.DataFrame, columns: list[str]) -> None:
 
 def _check_args(data_dir, out, workers, n_folds, seed, chunk_size) -> tuple[Path, Path]:
     data_dir = Path(data_dir)
-    if not data_dir.exists():
-        raise UserError(f"--data-dir {data_dir} does not exist")
     if not data_dir.is_dir():
-        raise UserError(f"--data-dir {data_dir} is not a folder")
+        raise UserError(f"--data-dir {data_dir} {'is not a folder' if data_dir.exists() else 'does not exist'}")
     for flag, value, low in (("--workers", workers, 1), ("--n-folds", n_folds, 2), ("--chunk-size", chunk_size, 1)):
         check_int(flag, value, low)
     check_seed("--seed", seed)  # 0 <= seed < 2**63, as in every command

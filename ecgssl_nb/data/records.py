@@ -287,8 +287,7 @@ def read_mat_val(mat_path: str | Path) -> np.ndarray:
     if len(raw) - start < need:
         raise RecordError(mat_path, "truncated signal file", f"{len(raw) - start} of {need} data bytes")
     # MATLAB stores column-major: the bytes are (ncols, mrows) in C order
-    data = np.frombuffer(raw, dtype=dtype, count=mrows * ncols, offset=start).reshape(ncols, mrows).T
-    return data
+    return np.frombuffer(raw, dtype=dtype, count=mrows * ncols, offset=start).reshape(ncols, mrows).T
 
 
 def _read_mat_scipy(mat_path: Path) -> np.ndarray:
@@ -323,13 +322,10 @@ def _read_val(header: Header) -> np.ndarray:
     """The .mat `val` of a parsed header, (n_leads, N) in the header's lead order, as stored
     (usually int16; for MATLAB v4 files a transposed view of the file's (N, n_leads) layout)."""
     mat_path = header.path.parent / header.signal_file
-    if not mat_path.exists():
-        # headers that name the record file oddly: fall back to NAME.mat beside the header
-        alt = header.path.with_suffix(".mat")
-        if alt.exists():
-            mat_path = alt
-        else:
+    if not mat_path.exists():  # a header that names the record file oddly: NAME.mat beside it
+        if not header.path.with_suffix(".mat").exists():
             raise RecordError(header.path, "missing signal file", str(mat_path.name))
+        mat_path = header.path.with_suffix(".mat")
     val = read_mat_val(mat_path)
     if val.ndim != 2:
         raise RecordError(mat_path, "unreadable signal file", f"val has shape {val.shape}")
@@ -366,11 +362,7 @@ def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple
 def _to_mv(header: Header, nt: np.ndarray) -> np.ndarray:
     """Stored samples (N, n_leads) -> float32 mV, (digital - baseline) / gain, after checking that
     none is missing ('NaN samples') and none exceeds +-MAX_ABS_MV ('implausible amplitude')."""
-    if nt.dtype.kind == "f":
-        bad = not np.isfinite(nt).all()
-    else:
-        bad = nt.dtype == np.int16 and bool((nt == -32768).any())
-    if bad:
+    if not np.isfinite(nt).all() if nt.dtype.kind == "f" else nt.dtype == np.int16 and bool((nt == -32768).any()):
         raise RecordError(header.path, "NaN samples")
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught just below
         x = nt.astype(np.float32)
