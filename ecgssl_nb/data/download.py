@@ -206,13 +206,6 @@ def fetch(url: str, dest: Path, sha256: str | None = None, progress: bool | None
     return dest
 
 
-def check_sha256(path: Path, expected: str, what: str, bad: Path) -> None:
-    """UserError unless the file's SHA-256 is `expected` (it is then moved to `bad`, kept; a rerun fetches it)."""
-    got = provenance.sha256_file(path)
-    if got != expected.lower():
-        raise UserError(f"{what}: {_reject(path, got, expected.lower(), bad)}: run again to download it afresh")
-
-
 # "<64 hex> <name>" as PhysioNet writes SHA256SUMS.txt (one space, paths from the version's root),
 # "<64 hex>  <name>" or "<64 hex> *<name>" as `sha256sum` writes it.
 _SUM_LINE = re.compile(r"([0-9a-fA-F]{64})(?: \*| {1,2})(.+)")
@@ -440,10 +433,11 @@ def _get_one(
 ) -> None:
     """Fetch (unless there), verify and extract one source; the archive removed after (unless `keep`)."""
     archive = out / ".archives" / a.file
-    bad = archive.with_name(archive.name + ".bad")
-    if archive.exists():  # downloaded earlier: verified again before use
-        if sha256 is not None:
-            check_sha256(archive, sha256, str(archive), bad)
+    if archive.exists():  # downloaded earlier: verified again before use (a mismatch kept as <file>.bad)
+        got = provenance.sha256_file(archive) if sha256 is not None else None
+        if got is not None and got != sha256.lower():
+            why = _reject(archive, got, sha256.lower(), archive.with_name(archive.name + ".bad"))
+            raise UserError(f"{archive}: {why}: run again to download it afresh")
     else:
         print(f"{a.source}: downloading {a.url(base_url)}", file=sys.stderr)
         fetch(a.url(base_url), archive, sha256=sha256, progress=progress)

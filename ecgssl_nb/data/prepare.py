@@ -116,13 +116,11 @@ def _chunk_paths(parts: Path, k: int) -> tuple[Path, Path]:
 def _process_chunk(task: tuple[int, str, list[str], str, str]) -> tuple[int, int]:
     """Records `rels` -> chunk k's part files, atomically: the .npy, then the .json (its completion mark)."""
     k, data_dir, rels, parts, leads = task
-    parts_dir = Path(parts)
-    npy_path, json_path = _chunk_paths(parts_dir, k)
+    npy_path, json_path = _chunk_paths(Path(parts), k)
     metas, skipped, arrays = [], [], []
     for rel in rels:
-        hea = Path(data_dir) / rel
         try:
-            meta, x = _process_record(hea, rel, leads)
+            meta, x = _process_record(Path(data_dir) / rel, rel, leads)
         except RecordError as exc:
             skipped.append(_skip_row(rel, exc.reason, exc.detail))
             continue
