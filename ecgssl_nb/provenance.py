@@ -1,16 +1,12 @@
 """Provenance: what made a stage's output folder, and whether it may be reused.
 
-Every stage folder holds `provenance.json`, {"request": {"stage", "settings", "inputs", "seed"},
-"code_version", "created"} (ARCHITECTURE.md, A study on disk). A folder is reused only when its
-`request` equals the one asked now, key for key; otherwise it is refused naming the keys that
-differ (`refusal`), or with force moved aside (`move_aside`), never deleted. The code version is
-recorded, not matched (a change that alters results must change a setting or a stage's FORMAT).
-A finished folder also holds `digests.json` (`write_digests`, last): the fingerprint of every
-output a later stage reads, checked cheaply on every open and in full before reuse
-(`digest_fault`); `python -m ecgssl_nb verify PATH` checks every folder below PATH in full.
-`lock(folder)` is an exclusive lock on `.<name>.lock` BESIDE the folder (so moving the folder
-aside neither moves nor frees it); the OS drops it when its holder dies, and the file keeps the
-last holder's pid, host and time for refusals. A finished run is read without its lock.
+`provenance.json` = {"request": {"stage", "settings", "inputs", "seed"}, "code_version", "created"}
+(ARCHITECTURE.md, A study on disk). A folder is reused only when its `request` equals the one asked
+now, key for key; else it is refused naming the keys that differ (`refusal`) or, with force, moved
+aside (`move_aside`), never deleted. The code version is recorded, not matched. `digests.json`
+(`write_digests`, last) fingerprints every output, checked cheaply on open and in full before reuse
+and by `python -m ecgssl_nb verify` (`digest_fault`). `lock(folder)` locks `.<name>.lock` BESIDE the
+folder (moving the folder aside keeps it); the OS frees it when its holder dies.
 """
 
 from __future__ import annotations
@@ -100,8 +96,7 @@ def _sha256_of_stat(path: str, size: int, mtime_ns: int, inode: int) -> str:
 
 
 def write_digests(folder: str | os.PathLike, names: tuple[str, ...]) -> dict:
-    """Record the `fingerprint` of each output `names` of `folder`, with its provenance request,
-    in `folder/digests.json` (atomically; a stage writes it last). Returns it."""
+    """Write (atomically, last) `folder/digests.json`: the provenance request and each output's `fingerprint`."""
     folder = Path(folder)
     rec = read(folder)
     if rec is None:
@@ -122,9 +117,8 @@ def read_digests(folder: str | os.PathLike) -> dict | None:
 
 
 def digest_fault(folder: str | os.PathLike, names: tuple[str, ...] = (), full: bool = False) -> str | None:
-    """Why the recorded outputs of `folder` cannot be trusted (a sentence naming the file), None
-    when digests.json is readable, of provenance.json's request, records every file of `names`,
-    and every recorded file is as recorded (cheaply; with `full`, its SHA-256)."""
+    """Why the recorded outputs of `folder` (at least `names`) cannot be trusted, a sentence naming the
+    file; None when every one is as recorded (cheaply; with `full`, its SHA-256)."""
     folder = Path(folder)
     digests = read_digests(folder)
     if digests is None:
@@ -209,8 +203,7 @@ def request(stage: str, settings: dict, inputs: dict[str, str], seed: int) -> di
 
 
 def record(req: dict, recorded: dict | None = None) -> dict:
-    """The provenance record of `req`: with the code version, a UTC time, and `recorded`
-    (settings kept for the reader, not matched: e.g. a pre-training's process count)."""
+    """The provenance record of `req`, with the code version, a UTC time and `recorded` (not matched)."""
     rec = {
         "request": req,
         "code_version": code_version(),
@@ -286,9 +279,7 @@ def holds_files(folder: str | os.PathLike) -> bool:
 
 
 def refusal(folder: str | os.PathLike, req: dict) -> str | None:
-    """Why `folder` may not be used for `req` (files with no provenance record, an unreadable
-    one, or one of another request, naming the keys that differ); None when it is absent, empty
-    or made by `req`."""
+    """Why `folder` may not hold `req` (no record, a damaged one, another request's: keys that differ), else None."""
     if not holds_files(folder):
         return None
     try:
@@ -330,8 +321,7 @@ def claim(
 
 
 def finished(folder: str | os.PathLike, req: dict, *outputs: str) -> bool:
-    """True when `folder` holds every file of `outputs` and a record of `req`, and passes the full
-    `digest_fault`: a finished run, read without its lock. Else False (the locked path reports)."""
+    """True when `folder` is a finished run of `req` holding `outputs` (full `digest_fault`), read without its lock."""
     folder = Path(folder)
     try:
         if not all((folder / f).is_file() for f in outputs) or (read(folder) or {}).get("request") != req:
@@ -373,9 +363,8 @@ _LENT = threading.local()  # .held: {lock file: FileLock} held by this thread an
 def lock(
     folder: str | os.PathLike, what: str = "--out", wait_s: float = 0.0, tell_every_s: float = 300.0, lend: bool = False
 ) -> Iterator[Path]:
-    """Hold the exclusive lock of `folder` (`lock_path`) for the block. Held elsewhere: wait up to
-    `wait_s` seconds (saying whom for on stderr, every `tell_every_s`), then `Busy` naming the
-    holder. lend: code in this block and thread may take it again (a stage its orchestrator runs)."""
+    """Hold the lock of `folder` (`lock_path`) for the block; held elsewhere: wait `wait_s` seconds
+    (saying for whom every `tell_every_s`), then `Busy`. lend: this thread's block may take it again."""
     folder = Path(folder)
     path = lock_path(folder)
     lent = _LENT.__dict__.setdefault("held", {})
@@ -444,8 +433,7 @@ def _duration(seconds: float) -> str:
 
 
 def load_checkpoint(path: str | os.PathLike) -> Any:
-    """A training checkpoint read with `torch.load(weights_only=True)`: plain tensors and values;
-    anything needing code to unpickle (a planted file) is a UserError and never runs."""
+    """A checkpoint by `torch.load(weights_only=True)`; anything needing code to unpickle is a UserError, never run."""
     import torch  # ~1 s at import: only where a checkpoint is read
 
     try:
@@ -486,8 +474,7 @@ def verify(root: str | os.PathLike) -> list[tuple[Path, str, str]]:
 
 
 def cli(argv: list[str]) -> int:
-    """`python -m ecgssl_nb verify PATH`: hash every recorded output of the stage folders below
-    PATH (a runs folder, a prepared folder, one run) against its digests.json."""
+    """`python -m ecgssl_nb verify PATH`: hash every recorded output of the stage folders below PATH."""
     p = CommandParser(prog="python -m ecgssl_nb verify", description=cli.__doc__.split(":")[0])
     p.add_argument("path", help="a runs folder, a prepared folder or one run folder")
     root = Path(p.parse_args(argv).path)

@@ -1,27 +1,17 @@
 """`python -m ecgssl_nb download`: the PhysioNet/CinC Challenge 2020 training data, verified.
 
-`--from physionet` (the default): the loose files of PhysioNet's challenge-2020 1.0.2
-(`PHYSIONET_URL`, `TRANCHES` maps its six `training/` folders to `records.SOURCES`), each checked
-against the version's `SHA256SUMS.txt` (or `--sha256 FILE`, a copy you trust, e.g. for a mirror at
-`--base-url`). About 86,200 files, roughly 8 GB, 1-3 hours with 8 workers (estimates). A file is
-hashed as it is written to `<file>.part` and renamed in only with its listed SHA-256; a mismatch
-is kept in `DIR/.physionet/rejected/` and tried again (3 tries, `--workers` at a time); a verified
-file is never fetched again and a `.part` is resumed (HTTP Range). A source is marked complete
-only when every listed file is verified; otherwise one line names the first bad file, and a rerun
-fetches only what is missing. Layout: `DIR/.physionet/{SHA256SUMS.txt,<source>/,rejected/}`
-while fetching; `DIR/<source>/gN/<record>.hea|mat` with `DIR/<source>/.complete` when finished.
-
-`--from bucket`: the six tar.gz archives of the Challenge's public Google Cloud bucket
-(`BASE_URL`, `ARCHIVES`). No checksum of them is published (so `Archive.sha256` is None for all
-six): an archive is accepted only with a SHA-256 from `--sha256 FILE` (`sha256sum` lines, which
-may list extracted files too, then checked), or with the loudly named `--unverified-archives`. A
-mismatch is moved to `DIR/.archives/<file>.bad` (kept); a fault anywhere in the gzip or tar stream
-fails the extraction and marks nothing. Layout: `DIR/.archives/<file>[.part]`, then
-`DIR/<source>/...` with `.complete`.
-
-Either way finished sources are skipped. A folder `DIR/<source>` without `.complete` is refused
-before anything is downloaded; with `--force` it is moved to `DIR/.moved-aside/` (hidden from
-`prepare`), never deleted.
+`--from physionet` (default): the loose files of PhysioNet's challenge-2020 1.0.2 (`PHYSIONET_URL`,
+`TRANCHES`), each checked against its `SHA256SUMS.txt` (or `--sha256 FILE`, e.g. for a mirror at
+`--base-url`); about 86,200 files, 8 GB, 1-3 hours with 8 workers (estimates). A file is hashed as
+it is written to `<file>.part` (resumed with HTTP Range) and renamed in only with its listed
+SHA-256; a mismatch is kept in `DIR/.physionet/rejected/`; 3 tries. A source is marked complete
+only when every file is verified, else one line names the first bad file and a rerun fetches the
+rest. `--from bucket`: the six tar.gz archives of the Challenge's bucket (`BASE_URL`, `ARCHIVES`),
+accepted only with a SHA-256 from `--sha256 FILE` (none is published) or `--unverified-archives`;
+a mismatch is kept as `DIR/.archives/<file>.bad`, a fault in the gzip or tar stream marks nothing.
+Either way a source ends in `DIR/<source>/` with `.complete`, finished sources are skipped, and a
+`DIR/<source>` without `.complete` is refused before any download (`--force`: moved to
+`DIR/.moved-aside/`, hidden from `prepare`, never deleted).
 """
 
 from __future__ import annotations
@@ -73,10 +63,12 @@ class Archive:
         return base_url.rstrip("/") + "/" + self.file
 
 
-# source -> PhysioNetChallenge2020_<name>.tar.gz, the bucket's object
-_ARCHIVE_NAMES = {"CPSC": "Training_CPSC", "CPSC-Extra": "Training_2", "INCART": "Training_StPetersburg"}
-_ARCHIVE_NAMES |= {"PTB": "Training_PTB", "PTB-XL": "PTB-XL", "Georgia": "Training_E"}
-ARCHIVES = {s: Archive(s, f"PhysioNetChallenge2020_{name}.tar.gz") for s, name in _ARCHIVE_NAMES.items()}
+# source (records.SOURCES) -> (the bucket's PhysioNetChallenge2020_<name>.tar.gz, PhysioNet's training/<folder>)
+_NAMES = {"CPSC": ("Training_CPSC", "cpsc_2018"), "CPSC-Extra": ("Training_2", "cpsc_2018_extra")}
+_NAMES |= {"INCART": ("Training_StPetersburg", "st_petersburg_incart"), "PTB": ("Training_PTB", "ptb")}
+_NAMES |= {"PTB-XL": ("PTB-XL", "ptb-xl"), "Georgia": ("Training_E", "georgia")}
+ARCHIVES = {s: Archive(s, f"PhysioNetChallenge2020_{name}.tar.gz") for s, (name, _) in _NAMES.items()}
+TRANCHES: dict[str, str] = {s: folder for s, (_, folder) in _NAMES.items()}  # PhysioNet's tranche folders
 _CHUNK = 1 << 20  # bytes per read
 _MOVED = ".moved-aside"  # where --force puts a folder that was in the way (hidden from `prepare`)
 
@@ -139,12 +131,8 @@ def _fetch_once(url: str, part: Path, count: Callable[[int], object], timeout: f
     (at once when a resumable `part` already has the SHA-256 `want`). `count(n)` gets each block's
     size; _Failed otherwise (a `part` that is no prefix of the file is removed)."""
     h, offset = hashlib.sha256(), part.stat().st_size if part.exists() else 0
-    if offset and want is not None:
-        with open(part, "rb") as fh:
-            while block := fh.read(_CHUNK):
-                h.update(block)
-        if h.hexdigest() == want:  # all there already (stopped before its rename)
-            return want
+    if offset and want is not None and _hash_into(h, part) == want:  # all there (stopped before its rename)
+        return want
     try:
         resp = _open(url, offset, timeout)
     except _Failed as exc:
@@ -159,9 +147,7 @@ def _fetch_once(url: str, part: Path, count: Callable[[int], object], timeout: f
             part.unlink()
             raise _Failed(f"the server resumed at the wrong place ({resp.headers.get('Content-Range')!r})")
         elif want is None:  # the resumed prefix was not hashed above
-            with open(part, "rb") as fh:
-                while block := fh.read(_CHUNK):
-                    h.update(block)
+            _hash_into(h, part)
         total = _total_from_headers(resp, offset)
         with open(part, "ab" if offset else "wb") as fh:
             try:
@@ -176,6 +162,14 @@ def _fetch_once(url: str, part: Path, count: Callable[[int], object], timeout: f
         if size > total:  # no prefix of the file: start over next time
             part.unlink()
         raise _Failed(f"got {size} bytes, the server announced {total}")
+    return h.hexdigest()
+
+
+def _hash_into(h, path: Path) -> str:
+    """Feed the bytes of `path` to the hash `h`; its hex digest so far."""
+    with open(path, "rb") as fh:
+        while block := fh.read(_CHUNK):
+            h.update(block)
     return h.hexdigest()
 
 
@@ -210,13 +204,6 @@ def fetch(url: str, dest: Path, sha256: str | None = None, progress: bool | None
         raise UserError(f"{url}: {why}: run again to download it afresh")
     os.replace(part, dest)
     return dest
-
-
-def check_sha256(path: Path, expected: str, what: str, bad: Path) -> None:
-    """UserError unless the file's SHA-256 is `expected` (it is then moved to `bad`, kept; a rerun fetches it)."""
-    got = provenance.sha256_file(path)
-    if got != expected.lower():
-        raise UserError(f"{what}: {_reject(path, got, expected.lower(), bad)}: run again to download it afresh")
 
 
 # "<64 hex> <name>" as PhysioNet writes SHA256SUMS.txt (one space, paths from the version's root),
@@ -256,15 +243,11 @@ def read_sums(path: str | Path) -> dict[str, str]:
 
 def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
     """Regular files and folders with relative paths inside the target; UserError otherwise."""
-    members = []
     for m in tar.getmembers():
-        p = PurePosixPath(m.name)
-        if p.is_absolute() or ".." in p.parts:
+        if PurePosixPath(m.name).is_absolute() or ".." in PurePosixPath(m.name).parts:
             raise UserError(f"{archive}: refusing to extract {m.name!r} (path leaves the target folder)")
-        if m.isdir() or m.isfile():
-            members.append(m)
-        # links, devices and fifos are not part of a Challenge archive: skipped
-    return members
+    # links, devices and fifos are not part of a Challenge archive: skipped
+    return [m for m in tar.getmembers() if m.isdir() or m.isfile()]
 
 
 def _read_to_the_end(tar: tarfile.TarFile, archive: Path) -> None:
@@ -394,8 +377,7 @@ def _finished_or_blocked(out: Path, source: str) -> str | None:
 
 
 def source_state(out: Path, archive: Archive | str) -> str:
-    """'extracted', 'in the way' (OUT/<source> holds files but no .complete), 'downloaded',
-    'partial (N bytes)' or 'missing'."""
+    """A bucket source's state: 'extracted', 'in the way', 'downloaded', 'partial (N bytes)' or 'missing'."""
     archive = ARCHIVES[archive] if isinstance(archive, str) else archive
     if done := _finished_or_blocked(out, archive.source):
         return done
@@ -451,10 +433,11 @@ def _get_one(
 ) -> None:
     """Fetch (unless there), verify and extract one source; the archive removed after (unless `keep`)."""
     archive = out / ".archives" / a.file
-    bad = archive.with_name(archive.name + ".bad")
-    if archive.exists():  # downloaded earlier: verified again before use
-        if sha256 is not None:
-            check_sha256(archive, sha256, str(archive), bad)
+    if archive.exists():  # downloaded earlier: verified again before use (a mismatch kept as <file>.bad)
+        got = provenance.sha256_file(archive) if sha256 is not None else None
+        if got is not None and got != sha256.lower():
+            why = _reject(archive, got, sha256.lower(), archive.with_name(archive.name + ".bad"))
+            raise UserError(f"{archive}: {why}: run again to download it afresh")
     else:
         print(f"{a.source}: downloading {a.url(base_url)}", file=sys.stderr)
         fetch(a.url(base_url), archive, sha256=sha256, progress=progress)
@@ -470,15 +453,6 @@ def _get_one(
 
 PHYSIONET_URL = "https://physionet.org/files/challenge-2020/1.0.2/"
 SUMS_NAME = "SHA256SUMS.txt"  # at the version's root; lists every file of the version
-# Tranche folder below `training/` on PhysioNet -> the source it holds (records.SOURCES names).
-TRANCHES: dict[str, str] = {
-    "CPSC": "cpsc_2018",
-    "CPSC-Extra": "cpsc_2018_extra",
-    "INCART": "st_petersburg_incart",
-    "PTB": "ptb",
-    "PTB-XL": "ptb-xl",
-    "Georgia": "georgia",
-}
 _STAGE = ".physionet"  # OUT/.physionet/<source>/: a source being fetched (hidden from `prepare`)
 RETRY_BACKOFF_S = 1.0  # seconds before the 2nd try of a file, twice that before the 3rd
 
@@ -619,8 +593,7 @@ def download_physionet(
 
 
 def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers: int, progress, opts) -> dict:
-    """Fetch every planned file with a pool of `workers` threads, counting files and bytes with
-    tqdm; returns {source: (files not verified, first such path, its reason)} for the failures."""
+    """Fetch the plan with `workers` threads; {source: (files not verified, the first, its reason)} of failures."""
     from tqdm import tqdm  # only when something is downloaded
 
     jobs = [(name, f) for name, files in plan.items() for f in files]
@@ -661,8 +634,7 @@ def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers
 
 
 def _finish_source(out: Path, name: str, files: list[Listed], origin: str, force: bool) -> None:
-    """Mark a source whose every listed file is verified complete and move it from
-    OUT/.physionet/<source> to OUT/<source> (a folder in the way moved aside with `force`)."""
+    """Mark a fully verified source complete and move it to OUT/<source> (past a folder in the way: `force`)."""
     stage, target = out / _STAGE / name, out / name
     missing = [f.path for f in files if not (stage / f.rel).is_file()]
     if missing:  # cannot happen after a clean _fetch_plan; checked because it is what .complete claims

@@ -1,17 +1,13 @@
 """A tiny, deterministic, learnable synthetic corpus in the exact Challenge 2020 on-disk format.
 
-`make_fixture(out, n_records=400, seed=0)` writes per record a WFDB header `NAME.hea` and a
-MATLAB v4 `NAME.mat` (`val`, int16 12 x N, 1000/mV, format `16+24`) into one folder per source
-named like the real archive's (`FIXTURE_SOURCES`: CPSC, CPSC-Extra, INCART, PTB, PTB-XL, Georgia,
-at their rates and lengths), with `fixture.json` (what was made; written first, completed last)
-and `fixture_records.csv` (one row per record). Same seed, size and shape: the same bytes.
-
-Labels: each of the 24 classes is the primary diagnosis of about n/24 records, with a compatible
-rhythm and up to two further diagnoses; some records carry the codes the official merges remove
-(RBBB, SVPB, VPB) or unscored codes, n // 64 only unscored codes, one a repeated code, n // 150
-`#Age: NaN`. Waveforms (`synth_ecg`): Gaussian waves of a 3-D heart vector projected onto the
-leads (limb leads obey Einthoven and Goldberger), with wander and noise, their morphology
-following the labels so that a model learns them in a few epochs. Test data, not a clinical model.
+`make_fixture(out, n_records=400, seed=0)` writes per record a WFDB `NAME.hea` and a MATLAB v4
+`NAME.mat` (`val`, int16 12 x N, 1000/mV) into one folder per source as in the real archives
+(`FIXTURE_SOURCES`), with `fixture.json` and `fixture_records.csv`; same seed, size and shape, same
+bytes. Each of the 24 classes is the primary label of about n/24 records, with a compatible rhythm,
+up to two more diagnoses and the real headers' quirks (codes the merges remove, unscored codes,
+a repeated code, `#Age: NaN`). Waveforms (`synth_ecg`): Gaussian waves of a 3-D heart vector
+projected onto the leads (Einthoven, Goldberger), wander and noise, shaped by the labels so that a
+model learns them in a few epochs. Test data, not a clinical model.
 """
 
 from __future__ import annotations
@@ -134,17 +130,14 @@ class FixtureRecord:
 def _compatible(chosen: Sequence[str], new: str) -> bool:
     if new in chosen:
         return False
-    for group in _GROUPS:
-        if new in group and group & set(chosen):
-            return False
+    if any(new in group and group & set(chosen) for group in _GROUPS):  # one of each group
+        return False
     if any(frozenset((new, c)) in _FORBIDDEN_PAIRS for c in chosen):
         return False
     rhythm = next((c for c in chosen if c in RHYTHMS), None)
     if new in _NEEDS_SINUS and rhythm is not None and rhythm not in SINUS:
         return False
-    if new in RHYTHMS and (rhythm is not None or (new not in SINUS and _NEEDS_SINUS & set(chosen))):
-        return False
-    return True
+    return not (new in RHYTHMS and (rhythm is not None or (new not in SINUS and _NEEDS_SINUS & set(chosen))))
 
 
 def _draw_labels(primary: str, rng: np.random.Generator) -> list[str]:
@@ -164,8 +157,7 @@ def _draw_labels(primary: str, rng: np.random.Generator) -> list[str]:
 
 
 def _written_codes(classes: list[str], rng: np.random.Generator) -> list[str]:
-    """Header codes for a label set: some merged classes under their removed code, an unscored
-    code now and then, in a random order (real headers have no fixed order)."""
+    """Header codes of a label set: some merged classes under their removed code, an unscored one, shuffled."""
     removed = {CRBBB: (RBBB, 0.4), PAC: (SVPB, 0.35), PVC: (VPB, 0.4)}
     codes = [removed[c][0] if c in removed and rng.random() < removed[c][1] else c for c in classes]
     if rng.random() < 0.15:
@@ -279,8 +271,7 @@ def _twelve_leads(rec8: np.ndarray) -> np.ndarray:
 
 
 def _render(waves: np.ndarray, fs: float, n: int) -> np.ndarray:
-    """Sum of Gaussian waves -> (3, n) heart vector in mV. waves: (K, 5) rows of
-    (centre s, sigma s, vx, vy, vz); each wave is evaluated within 4 sigma of its centre."""
+    """Gaussian waves (K, 5) of (centre s, sigma s, vx, vy, vz), each within 4 sigma -> (3, n) mV."""
     out = np.zeros((3, n))
     if len(waves) == 0:
         return out
@@ -403,14 +394,10 @@ def _beats(rhythm: str, flags: set, seconds: float, rng: np.random.Generator) ->
                 forced[kind] = None
             elif rng.random() < p_ectopic:
                 kind = ectopics[rng.integers(len(ectopics))]
-        if kind == "pac":
-            te = last + u(0.6, 0.75) * (nxt - last)
-            beats.append((te, "pac", te - last))
-            last, nxt = te, te + next_rr(te)
-        elif kind == "pvc":
-            te = last + u(0.5, 0.65) * (nxt - last)
-            beats.append((te, "pvc", te - last))
-            last, nxt = te, nxt + next_rr(nxt)  # compensatory pause: the scheduled beat is lost
+        if kind in ("pac", "pvc"):  # early; after a PVC the scheduled beat is lost (compensatory pause)
+            te = last + (u(0.6, 0.75) if kind == "pac" else u(0.5, 0.65)) * (nxt - last)
+            beats.append((te, kind, te - last))
+            last, nxt = te, te + next_rr(te) if kind == "pac" else nxt + next_rr(nxt)
         else:
             beats.append((nxt, base, (nxt - last) if last is not None else next_rr(nxt)))
             last, nxt = nxt, nxt + next_rr(nxt)
@@ -606,14 +593,9 @@ def make_fixture(
     out = Path(out)
     _prepare_out(out)
     plan = plan_fixture(n, seed, shape)
-    meta = {
-        "what": "ecgssl_nb synthetic fixture (not real ECGs)",
-        "version": FIXTURE_VERSION,
-        "n_records": n,
-        "seed": seed,
-        "complete": False,
-        "sources": {s.name: {"folder": s.folder, "prefix": s.prefix, "fs": s.fs} for s in FIXTURE_SOURCES.values()},
-    }
+    meta = dict(what="ecgssl_nb synthetic fixture (not real ECGs)", version=FIXTURE_VERSION, n_records=n, seed=seed)
+    sources = {s.name: {"folder": s.folder, "prefix": s.prefix, "fs": s.fs} for s in FIXTURE_SOURCES.values()}
+    meta |= dict(complete=False, sources=sources)
     if shape != "tiny":  # the tiny fixture's marker stays byte-identical
         meta["shape"] = shape
     write_json(out / MARKER, meta, indent=1)

@@ -124,8 +124,7 @@ def assign_folds(
 
 
 def _units(order: np.ndarray, groups: np.ndarray, sources: np.ndarray) -> tuple[list[list[int]], list[str]]:
-    """(row positions of each unit, its source): one unit per group, in the sorted row `order`,
-    owned by the source of its first row."""
+    """(row positions, source) of each unit: one per group, in `order`, owned by its first row's source."""
     unit_of_group: dict[str, int] = {}
     unit_rows: list[list[int]] = []
     unit_source: list[str] = []

@@ -1,18 +1,13 @@
 """`python -m ecgssl_nb prepare`: Challenge records -> one 100 Hz memmap, an index, stats and folds.
 
-Paper Sec. III-A; book: The data; Deviations B1-B3, B25. Every `*.hea` below `--data-dir` is read
-in (source, record name, path) order, never the file system's (B3; `walk_corpus`); a record is
-kept when it carries a scored code, passes `records`' checks, is at least `WINDOW` samples long
-at 100 Hz (every lead resampled, B1 fixed; `--leads lead-i` is the released code's lead I in all
-12 channels) and is no exact duplicate of a kept signal; folds come from `folds.assign_folds`.
-
-OUT (built in `OUT.partial/`, renamed in when complete; ARCHITECTURE.md): `signals.npy` float32
-(T, 12) mV; `index.csv` (`INDEX_COLUMNS`: labels merged, codes pre-merge scored, dx all codes);
-`skipped.csv` (`SKIPPED_COLUMNS`: every header or orphan `.mat` not kept, with its reason);
-`stats.json` per-lead mean and std (mV) and counts; `provenance.json`, `digests.json`; and
-`.complete.json` (input manifest, folds, seed, `digest`), written last. Records are processed in
-resumable chunks (`make_chunks`) by `--workers` processes; arrays are written with plain writes
-(a full disk is one line naming the file, never a SIGBUS). `load_prepared` checks every file.
+Paper Sec. III-A; book: The data; B1-B3, B25. Every `*.hea` below `--data-dir`, in (source, name,
+path) order (B3, `walk_corpus`), is kept when it has a scored code, passes `records`' checks, is at
+least `WINDOW` samples at 100 Hz (every lead resampled, B1; `--leads lead-i`: lead I in all 12) and
+duplicates no kept signal. OUT, built in `OUT.partial/` from resumable chunks (`make_chunks`) and
+renamed in: `signals.npy` float32 (T, 12) mV, `index.csv` (`INDEX_COLUMNS`), `skipped.csv` (every
+file not kept, with its reason), `stats.json` (per-lead mean and std in mV, counts),
+`provenance.json`, `digests.json` and, last, `.complete.json` (the input manifest and `digest`).
+Arrays are written by plain writes (a full disk is one line, never a SIGBUS); `load_prepared` checks all.
 """
 
 from __future__ import annotations
@@ -57,10 +52,8 @@ _NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 def resample_100hz(signal: np.ndarray, fs: float) -> np.ndarray:
-    """(12, n) mV at `fs` Hz -> (int(n*100/fs), 12) float32 mV at 100 Hz, every lead resampled
-    with scipy.signal.resample (FFT; the authors' method and length rule). In float32: 1.5-3x
-    faster than float64 for CPSC's prime-factor lengths, within 1e-6 mV of it (a thousandth of
-    the int16 input's 1 uV step)."""
+    """(12, n) mV at `fs` Hz -> (int(n*100/fs), 12) float32 mV at 100 Hz: scipy.signal.resample (FFT,
+    the authors' method and length rule) in float32, within 1e-6 mV of float64 and 1.5-3x faster."""
     n = signal.shape[1]
     new_len = int(n * TARGET_FS / fs)
     x = np.ascontiguousarray(signal, dtype=np.float32)
@@ -123,13 +116,11 @@ def _chunk_paths(parts: Path, k: int) -> tuple[Path, Path]:
 def _process_chunk(task: tuple[int, str, list[str], str, str]) -> tuple[int, int]:
     """Records `rels` -> chunk k's part files, atomically: the .npy, then the .json (its completion mark)."""
     k, data_dir, rels, parts, leads = task
-    parts_dir = Path(parts)
-    npy_path, json_path = _chunk_paths(parts_dir, k)
+    npy_path, json_path = _chunk_paths(Path(parts), k)
     metas, skipped, arrays = [], [], []
     for rel in rels:
-        hea = Path(data_dir) / rel
         try:
-            meta, x = _process_record(hea, rel, leads)
+            meta, x = _process_record(Path(data_dir) / rel, rel, leads)
         except RecordError as exc:
             skipped.append(_skip_row(rel, exc.reason, exc.detail))
             continue
@@ -142,9 +133,8 @@ def _process_chunk(task: tuple[int, str, list[str], str, str]) -> tuple[int, int
 
 
 def walk_corpus(data_dir: Path) -> tuple[list[str], list[str]]:
-    """(headers, orphan signal files) below data_dir: relative POSIX paths of every *.hea and of
-    every *.mat with no header beside it, in (source, record name, path) order. Hidden files and
-    folders are left out; symlinked folders are followed, each real folder once (loops end)."""
+    """(headers, orphan .mat files) below data_dir as relative POSIX paths in (source, record name,
+    path) order; hidden ones left out, symlinked folders followed once each (loops end)."""
     data_dir = Path(data_dir)
     seen = {_identity(data_dir)}
     heas, mats = [], []
@@ -187,8 +177,7 @@ def _signal_bytes(data_dir: Path, rel: str) -> int:
 
 
 def make_chunks(rels: list[str], sizes: list[int], chunk_size: int, chunk_bytes: int = CHUNK_BYTES) -> list[list[str]]:
-    """Consecutive groups of at most `chunk_size` records and (unless one record is larger)
-    `chunk_bytes` of signal files; depends only on the list and sizes (resume-safe)."""
+    """Consecutive groups of at most `chunk_size` records and (unless one is larger) `chunk_bytes`."""
     chunks: list[list[str]] = []
     cur: list[str] = []
     cur_bytes = 0
@@ -215,31 +204,23 @@ def _stamp(path: Path) -> str:
 def _manifest(
     data_dir: Path, rels: list[str], sizes: list[int], chunk_size: int, orphans: list[str] = (), leads: str = "twelve"
 ) -> dict:
-    """What the parts are made from: `headers`, a hash of every header's and .mat's path, size
-    and mtime and of every orphan (the input fingerprint: a rewritten .mat changes it), with
-    the chunking and the lead mode."""
+    """What the parts are made from: the input fingerprint `headers` (paths, sizes, mtimes), chunking, leads."""
     h = hashlib.blake2b(digest_size=16)
     for rel, size in zip(rels, sizes):
         stamps = [_stamp(data_dir / rel), _stamp((data_dir / rel).with_suffix(".mat"))]
         h.update(f"{rel}\0{stamps[0]}\0{size}\0{stamps[1]}\n".encode())
     for rel in orphans:
         h.update(f"orphan\0{rel}\n".encode())
-    return {
-        "version": FORMAT_VERSION,
-        "data_dir": str(data_dir.resolve()),
-        "n_headers": len(rels),
-        "headers": h.hexdigest(),
-        "chunk_size": chunk_size,
-        "chunk_bytes": CHUNK_BYTES,
-        "fs": TARGET_FS,
-        "leads": leads,  # B1: recorded so that a lead-I corpus is never taken for a 12-lead one
-    }
+    manifest = dict(
+        version=FORMAT_VERSION, data_dir=str(data_dir.resolve()), n_headers=len(rels), headers=h.hexdigest()
+    )
+    # leads (B1): recorded so that a lead-I corpus is never taken for a 12-lead one
+    return manifest | dict(chunk_size=chunk_size, chunk_bytes=CHUNK_BYTES, fs=TARGET_FS, leads=leads)
 
 
 def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, orphans: list[str] = ()) -> dict:
-    """The part files, duplicates dropped -> skipped.csv, signals.npy, index.csv, stats.json (each
-    atomically, in that order; one chunk's signals held at a time); returns the stats. UserError
-    (after writing skipped.csv) when no record is kept."""
+    """The parts, duplicates dropped -> skipped.csv, signals.npy, index.csv, stats.json (atomically, in
+    that order); returns the stats. UserError (after skipped.csv) when no record is kept."""
     kept, skipped, take = _dedup(parts, n_chunks)
     n_headers = len(kept) + len(skipped)
     skipped += [
@@ -359,10 +340,8 @@ def _write_csv(path: Path, df: pd.DataFrame, columns: list[str]) -> None:
 
 def _check_args(data_dir, out, workers, n_folds, seed, chunk_size) -> tuple[Path, Path]:
     data_dir = Path(data_dir)
-    if not data_dir.exists():
-        raise UserError(f"--data-dir {data_dir} does not exist")
     if not data_dir.is_dir():
-        raise UserError(f"--data-dir {data_dir} is not a folder")
+        raise UserError(f"--data-dir {data_dir} {'is not a folder' if data_dir.exists() else 'does not exist'}")
     for flag, value, low in (("--workers", workers, 1), ("--n-folds", n_folds, 2), ("--chunk-size", chunk_size, 1)):
         check_int(flag, value, low)
     check_seed("--seed", seed)  # 0 <= seed < 2**63, as in every command
@@ -387,16 +366,9 @@ def staging_dir(out: str | Path) -> Path:
 
 def _request(manifest: dict, n_folds: int, seed: int) -> dict:
     """The provenance request of a prepared folder: everything its content depends on."""
-    settings = {
-        "format_version": FORMAT_VERSION,
-        "data_dir": manifest["data_dir"],
-        "fs": TARGET_FS,
-        "min_length": WINDOW,
-        "max_abs_mv": R.MAX_ABS_MV,
-        "gain_range_per_mv": [R.GAIN_MIN, R.GAIN_MAX],
-        "n_folds": int(n_folds),
-        "leads": manifest["leads"],  # B1: a lead-I corpus is never taken for a 12-lead one
-    }
+    settings = dict(format_version=FORMAT_VERSION, data_dir=manifest["data_dir"], fs=TARGET_FS, min_length=WINDOW)
+    settings |= dict(max_abs_mv=R.MAX_ABS_MV, gain_range_per_mv=[R.GAIN_MIN, R.GAIN_MAX], n_folds=int(n_folds))
+    settings["leads"] = manifest["leads"]  # B1: a lead-I corpus is never taken for a 12-lead one
     return provenance.request("prepare", settings, {"headers": manifest["headers"]}, seed)
 
 
@@ -409,20 +381,26 @@ def _finished(folder: Path, req: dict) -> bool:
 
 
 def _content_fault(folder: Path, full: bool) -> str | None:
-    """Why the outputs of `folder` are not the ones `prepare` wrote (a sentence naming the file),
-    None when they are: `provenance.digest_fault` (cheap, or `full`), and .complete.json's
-    `digest` (what later stages record) made from those files."""
+    """Why the outputs of `folder` are not the ones `prepare` wrote (`provenance.digest_fault`, cheap
+    or `full`, and .complete.json's `digest` of those files), None when they are."""
     fault = provenance.digest_fault(folder, OUTPUTS, full=full)
     if fault:
         return fault
     files = provenance.read_digests(folder)["files"]
-    try:
-        digest = json.loads((folder / _COMPLETE).read_text())["digest"]
-    except (OSError, ValueError, KeyError, TypeError):
+    digest = _complete_digest(folder)
+    if digest is None:
         return f"{folder / _COMPLETE} is unreadable or has no digest"
     if digest != _combined_digest({n: files[n].get("sha256") for n in _CONTENT}):
         return f"{folder / _COMPLETE}: its digest is not the one of the files recorded in {provenance.DIGESTS}"
     return None
+
+
+def _complete_digest(folder: Path) -> str | None:
+    """`.complete.json`'s `digest`, None when it is unreadable or has none."""
+    try:
+        return str(json.loads((folder / _COMPLETE).read_text())["digest"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _foreign(out: Path, req: dict) -> str | None:
@@ -458,11 +436,10 @@ def prepare(
     leads: str = "twelve",
     wait_s: float = 0.0,
 ) -> Path:
-    """Prepare the records below `data_dir` into `out` (the module docstring); returns `out`.
-    Built in `OUT.partial/` (resumed after an interruption) and renamed in. A finished `out` of
-    the same request is left as it is; another or a damaged one is refused unless `force`, which
-    moves it aside (`OUT.stale-<time>`) and builds anew. leads: "twelve" or "lead-i" (B1). One
-    writer at a time (the lock of `out`); another's is waited for `wait_s` seconds, then refused."""
+    """Prepare the records below `data_dir` into `out` (the module docstring); returns `out`. A finished
+    `out` of the same request is kept; another or a damaged one is refused unless `force` (moved
+    aside, `OUT.stale-<time>`). leads: "twelve" or "lead-i" (B1). One writer at a time (the lock
+    of `out`), another's waited for `wait_s` seconds."""
     data_dir, out = _check_args(data_dir, out, workers, n_folds, seed, chunk_size)
     if leads not in LEAD_MODES:
         raise UserError(f"--leads {leads!r} must be one of {', '.join(LEAD_MODES)}")
@@ -601,11 +578,9 @@ class Prepared:
 
 
 def load_prepared(path: str | Path) -> Prepared:
-    """Open the prepared folder `path` (every later stage's `--prepared`), the one check of it:
-    every file present, `.complete.json` with its digest, provenance from `prepare`, a typed
-    index (unique names, known labels, folds in range, records back to back in signals.npy)
-    agreeing with stats.json, and every file as written (`provenance.digest_fault`, cheap).
-    UserError naming the folder, the file and the fault."""
+    """Open the prepared folder `path` (every later stage's `--prepared`), the one check of it: every
+    file present and as written (cheaply), from `prepare`, a typed index (unique names, known
+    labels, folds in range, records back to back) agreeing with stats.json; else UserError."""
     path = Path(path)
     make = f"run `python -m ecgssl_nb prepare --data-dir D --out {path}`"
     if not path.is_dir():
@@ -622,12 +597,9 @@ def _open_prepared(path: Path) -> Prepared:
     missing = [f for f in ("index.csv", "signals.npy", "stats.json") if not (path / f).is_file()]
     if missing:
         raise UserError(f"--prepared {path} is not a prepared folder: {', '.join(missing)} missing")
-    try:
-        digest = str(json.loads((path / _COMPLETE).read_text())["digest"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(
-            f"--prepared {path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest"
-        ) from None
+    digest = _complete_digest(path)
+    if digest is None:
+        raise UserError(f"--prepared {path} is not a finished prepared folder: {_COMPLETE} is missing or has no digest")
     rec = provenance.read(path)  # UserError when unreadable
     if rec is None or rec["request"].get("stage") != "prepare":
         raise UserError(
@@ -701,20 +673,20 @@ def _read_index(path: Path) -> pd.DataFrame:
 
 def _index_fault(index: pd.DataFrame, n_rows: int, stats: dict) -> str | None:
     """What is wrong with the index against signals.npy (`n_rows` rows) and stats.json, or None."""
-    n = len(index)
+    n, rec = len(index), index["record"].to_numpy()
+    off, length = index["offset"].to_numpy(), index["length"].to_numpy()
+    end = off + length
     if n != stats["n_records"]:
         return f"index.csv: {n} rows, but stats.json says n_records {stats['n_records']}"
     if n == 0:
         return "index.csv: no records"
-    end = index["offset"].to_numpy() + index["length"].to_numpy()
-    if int(end.max()) > n_rows or int(index["offset"].min()) < 0:
+    if int(end.max()) > n_rows or int(off.min()) < 0:
         return f"index.csv points past the end of signals.npy ({n_rows} rows): the folder is incomplete"
     if n_rows != stats["total_samples"]:
         return f"signals.npy: {n_rows} rows, but stats.json says total_samples {stats['total_samples']}"
-    rec, dup = index["record"].to_numpy(), index["record"].duplicated().to_numpy()
+    dup = index["record"].duplicated().to_numpy()
     if dup.any():
         return f"index.csv: record name {rec[dup.argmax()]!r} appears more than once"
-    off, length = index["offset"].to_numpy(), index["length"].to_numpy()
     if (length <= 0).any():
         i = int((length <= 0).argmax())
         return f"index.csv: record {rec[i]!r} has length {length[i]}"

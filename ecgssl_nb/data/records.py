@@ -1,15 +1,13 @@
 """One PhysioNet/CinC Challenge 2020/2021 record: WFDB header (.hea) + MATLAB v4 signal (.mat).
 
 The header is parsed here, not by wfdb, for the released headers' quirks (a first line naming
-`E00009.mat`; `#Dx:` or `# Dx:`, repeated codes; format `16+24` or `16x1+24`; gains such as
-`1000.0(0)/mV`, unit `/mv`; age `NaN` or `Unknown`) and for speed at 43k records. mV =
-(digital - baseline) / gain, as WFDB defines it, in the standard lead order I, II, III, aVR, aVL,
-aVF, V1..V6 whatever the header's. A record that cannot be used raises `RecordError(path,
-reason)` with a stable reason (skipped.csv groups by it): missing header, unreadable header
-(also bytes that are not UTF-8), missing, unreadable or truncated signal file, length mismatch,
-unsupported format or unit, not 12 leads, NaN samples, invalid gain (outside [`GAIN_MIN`,
-`GAIN_MAX`] units per mV; 0, WFDB's "uncalibrated", is refused rather than read as 200) and
-implausible amplitude (a converted sample not finite or beyond +-`MAX_ABS_MV`).
+`E00009.mat`, `#Dx:` or `# Dx:`, format `16+24` or `16x1+24`, gains such as `1000.0(0)/mV`, unit
+`/mv`, age `NaN` or `Unknown`) and for speed. mV = (digital - baseline) / gain (WFDB), in the
+standard lead order I, II, III, aVR, aVL, aVF, V1..V6. A record that cannot be used raises
+`RecordError(path, reason)`, a stable reason skipped.csv groups by: missing or unreadable header
+(bytes not UTF-8 too), missing, unreadable or truncated signal file, length mismatch, unsupported
+format or unit, not 12 leads, NaN samples, invalid gain (outside [`GAIN_MIN`, `GAIN_MAX`] units per
+mV; 0, "uncalibrated", too) and implausible amplitude (not finite or beyond +-`MAX_ABS_MV`).
 """
 
 from __future__ import annotations
@@ -102,18 +100,12 @@ def source_of(name: str, path: str | Path | None = None) -> str:
     """Source dataset of a record, from its name prefix ('A0001' -> 'CPSC'), else from a folder
     name on its path ('.../georgia/g1/x.hea' -> 'Georgia'), else 'unknown'."""
     stem = Path(str(name)).name
-    if stem.lower().endswith(".mat") or stem.lower().endswith(".hea"):
+    if stem.lower().endswith((".mat", ".hea")):
         stem = stem[:-4]
     m = _NAME_RE.match(stem)
-    folder_hint = None
-    if path is not None:
-        for part in reversed(Path(path).parts[:-1]):
-            hit = _FOLDER_SOURCE.get(part.lower())
-            if hit is None and part in SOURCES[:-1]:
-                hit = part
-            if hit is not None:
-                folder_hint = hit
-                break
+    parts = reversed(Path(path).parts[:-1]) if path is not None else ()  # the nearest folder first
+    hints = (_FOLDER_SOURCE.get(part.lower()) or (part if part in SOURCES[:-1] else None) for part in parts)
+    folder_hint = next((h for h in hints if h is not None), None)
     if m:
         prefix, number = m.group(1), int(m.group(2))
         if prefix == "JS":
@@ -260,19 +252,9 @@ def read_header(hea_path: str | Path) -> Header:
         raise RecordError(hea_path, "unreadable header", f"{n_leads} signals announced, {len(body) - 1} signal lines")
     signal_file, leads, gains, baselines = _signal_lines(hea_path, body[1 : 1 + n_leads])
     dx, age, sex = _comments(comments)
+    gain, baseline = (np.asarray(v, dtype=np.float64) for v in (gains, baselines))
     return Header(
-        name=hea_path.stem,
-        path=hea_path,
-        n_leads=n_leads,
-        fs=fs,
-        n_samples=n_samples,
-        signal_file=signal_file,
-        leads=tuple(leads),
-        gain=np.asarray(gains, dtype=np.float64),
-        baseline=np.asarray(baselines, dtype=np.float64),
-        dx=dx,
-        age=age,
-        sex=sex,
+        hea_path.stem, hea_path, n_leads, fs, n_samples, signal_file, tuple(leads), gain, baseline, dx, age, sex
     )
 
 
@@ -305,8 +287,7 @@ def read_mat_val(mat_path: str | Path) -> np.ndarray:
     if len(raw) - start < need:
         raise RecordError(mat_path, "truncated signal file", f"{len(raw) - start} of {need} data bytes")
     # MATLAB stores column-major: the bytes are (ncols, mrows) in C order
-    data = np.frombuffer(raw, dtype=dtype, count=mrows * ncols, offset=start).reshape(ncols, mrows).T
-    return data
+    return np.frombuffer(raw, dtype=dtype, count=mrows * ncols, offset=start).reshape(ncols, mrows).T
 
 
 def _read_mat_scipy(mat_path: Path) -> np.ndarray:
@@ -341,13 +322,10 @@ def _read_val(header: Header) -> np.ndarray:
     """The .mat `val` of a parsed header, (n_leads, N) in the header's lead order, as stored
     (usually int16; for MATLAB v4 files a transposed view of the file's (N, n_leads) layout)."""
     mat_path = header.path.parent / header.signal_file
-    if not mat_path.exists():
-        # headers that name the record file oddly: fall back to NAME.mat beside the header
-        alt = header.path.with_suffix(".mat")
-        if alt.exists():
-            mat_path = alt
-        else:
+    if not mat_path.exists():  # a header that names the record file oddly: NAME.mat beside it
+        if not header.path.with_suffix(".mat").exists():
             raise RecordError(header.path, "missing signal file", str(mat_path.name))
+        mat_path = header.path.with_suffix(".mat")
     val = read_mat_val(mat_path)
     if val.ndim != 2:
         raise RecordError(mat_path, "unreadable signal file", f"val has shape {val.shape}")
@@ -377,27 +355,14 @@ def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple
     x = _to_mv(header, nt)  # (N, 12) float32 mV, header order
     if not np.array_equal(order, np.arange(12)):
         x = x[:, order]
-    record = Record(
-        name=header.name,
-        source=source_of(header.name, header.path),
-        fs=header.fs,
-        signal=np.ascontiguousarray(x.T),
-        dx=list(header.dx),
-        age=header.age,
-        sex=header.sex,
-        path=header.path,
-    )
-    return record, nt
+    source, signal = source_of(header.name, header.path), np.ascontiguousarray(x.T)
+    return Record(header.name, source, header.fs, signal, list(header.dx), header.age, header.sex, header.path), nt
 
 
 def _to_mv(header: Header, nt: np.ndarray) -> np.ndarray:
     """Stored samples (N, n_leads) -> float32 mV, (digital - baseline) / gain, after checking that
     none is missing ('NaN samples') and none exceeds +-MAX_ABS_MV ('implausible amplitude')."""
-    if nt.dtype.kind == "f":
-        bad = not np.isfinite(nt).all()
-    else:
-        bad = nt.dtype == np.int16 and bool((nt == -32768).any())
-    if bad:
+    if not np.isfinite(nt).all() if nt.dtype.kind == "f" else nt.dtype == np.int16 and bool((nt == -32768).any()):
         raise RecordError(header.path, "NaN samples")
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught just below
         x = nt.astype(np.float32)
