@@ -41,12 +41,29 @@ def _need(table: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
         raise ValueError(f"{name} needs columns {sorted(columns)}, has {list(table.columns)}")
 
 
+def _nonempty(x: Mapping | pd.DataFrame, name: str) -> None:
+    if x.empty if isinstance(x, pd.DataFrame) else not x:
+        raise ValueError(f"{name} is empty: give at least one entry")
+
+
 def _done(fig: Figure, title: str | None = None, **suptitle) -> Figure:
     if title is not None:
         fig.suptitle(title, **suptitle)
     if fig.get_layout_engine() is None:
         fig.tight_layout()
     return fig
+
+
+def _panels(
+    n: int, cols: int, size: tuple[float, float], extra: tuple[float, float], **kw
+) -> tuple[Figure, np.ndarray]:
+    """`n` panels in rows of `cols` (figure size per panel `size` plus `extra`), the unused ones hidden."""
+    rows = -(-n // cols)
+    figsize = (size[0] * cols + extra[0], size[1] * rows + extra[1])
+    fig, axes = plt.subplots(rows, cols, figsize=figsize, squeeze=False, **kw)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return fig, axes
 
 
 def _spec_image(ax, a: np.ndarray, **kw):  # a: (frequencies, frames), 4 Hz rows, 0.13 s frames
@@ -112,8 +129,7 @@ def signal_panels(
     panels: Mapping[str, np.ndarray], fs: float = TARGET_FS, title: str = "", ylabel: str = "mV"
 ) -> Figure:
     """One lead under several transforms: {name: (n,) array}, one row each, same time axis."""
-    if not panels:
-        raise ValueError("panels is empty: give at least one {name: signal} entry")
+    _nonempty(panels, "panels")
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 1.6 * len(panels) + 0.6), sharex=True, squeeze=False)
     for ax, (name, y) in zip(axes[:, 0], panels.items()):
         y = np.asarray(y, dtype=float).ravel()
@@ -127,16 +143,11 @@ def signal_panels(
 
 def spectrogram_panels(panels: Mapping[str, np.ndarray], title: str = "") -> Figure:
     """One lead's spectrogram under several transforms: {name: (13, 21) array}, side by side."""
-    if not panels:
-        raise ValueError("panels is empty: give at least one {name: spectrogram} entry")
+    _nonempty(panels, "panels")
     arrays = {k: _check_2d(v, f"panels[{k!r}]") for k, v in panels.items()}
     vmin, vmax = min(np.nanmin(a) for a in arrays.values()), max(np.nanmax(a) for a in arrays.values())
     cols = min(3, len(arrays))
-    rows = -(-len(arrays) // cols)
-    size = (3.4 * cols + 1.2, 2.9 * rows + 0.4)
-    fig, axes = plt.subplots(rows, cols, figsize=size, sharey=True, squeeze=False, layout="constrained")
-    for ax in axes.ravel()[len(arrays) :]:
-        ax.axis("off")
+    fig, axes = _panels(len(arrays), cols, (3.4, 2.9), (1.2, 0.4), sharey=True, layout="constrained")
     for i, (ax, (name, a)) in enumerate(zip(axes.ravel(), arrays.items())):
         im = _spec_image(ax, a, vmin=vmin, vmax=vmax)
         ax.set_title(name, fontsize=10)
@@ -161,10 +172,8 @@ def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = 
     if not 0 <= n_global <= n_views:
         raise ValueError(f"n_global must be between 0 and the number of views ({n_views}), got {n_global}")
     cols = min(5, n_views)
-    rows = int(np.ceil(n_views / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols, 1.9 * rows + 0.5), squeeze=False, sharey=True)
-    for ax in axes.ravel()[n_views:]:
-        ax.axis("off")
+    rows = -(-n_views // cols)
+    fig, axes = _panels(n_views, cols, (2.5, 1.9), (0.0, 0.5), sharey=True)
     for i, ax in enumerate(axes.ravel()[:n_views]):
         if kind == "time":
             ax.plot(np.arange(v.shape[1]) / fs, v[i], lw=0.6, color="black")
@@ -184,8 +193,7 @@ def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = 
 def class_counts(table: pd.DataFrame, title: str = "", log: bool = True) -> Figure:
     """`dataset.class_counts` (or any table of counts indexed by class, a column per series) as
     horizontal bars, log scale by default."""
-    if table.empty:
-        raise ValueError("table is empty")
+    _nonempty(table, "table")
     fig, ax = plt.subplots(figsize=(9, 0.28 * len(table) + 1.5))
     y = _grouped_bars(ax, table.astype(float), horizontal=True)
     ax.set_yticks(y, [str(i) for i in table.index], fontsize=8)
@@ -199,8 +207,7 @@ def class_counts(table: pd.DataFrame, title: str = "", log: bool = True) -> Figu
 def fold_balance(counts: pd.DataFrame, title: str = "") -> Figure:
     """Share of each class's records in each fold, from `dataset.fold_counts` (folds x classes,
     its "records" column dropped when there); a balanced split has every cell at 1 / n_folds."""
-    if counts.empty:
-        raise ValueError("counts is empty")
+    _nonempty(counts, "counts")
     c = counts.drop(columns="records", errors="ignore").astype(float)
     share = c / c.sum(axis=0).replace(0, np.nan)
     fig, ax = plt.subplots(figsize=(11, 0.35 * len(c) + 1.8), layout="constrained")
@@ -281,8 +288,7 @@ def per_class_bars(
 ) -> Figure:
     """One value per class for one or more series: `values` indexed by class, a column per
     series (e.g. per-class AUROC); NaN (a class absent from the fold) is left blank."""
-    if values.empty:
-        raise ValueError("values is empty")
+    _nonempty(values, "values")
     fig, ax = plt.subplots(figsize=(11, 3.6))
     x = _grouped_bars(ax, values.astype(float))
     if reference is not None:
@@ -298,9 +304,7 @@ def per_class_bars(
 def gate_weights(weights: pd.DataFrame, title: str = "") -> Figure:
     """Mean TSG gate weights per class: `weights` indexed by class with columns 'time' and
     'spec' (each row sums to 1); stacked horizontal bars."""
-    for col in ("time", "spec"):
-        if col not in weights.columns:
-            raise ValueError(f"weights needs columns 'time' and 'spec', has {list(weights.columns)}")
+    _need(weights, "weights", ("time", "spec"))
     w = weights[["time", "spec"]].astype(float)
     fig, ax = plt.subplots(figsize=(8, 0.28 * len(w) + 1.4))
     y = np.arange(len(w))
@@ -325,9 +329,7 @@ def compare_with_paper(
     """One metric per setup: ours (mean with a +-1 std error bar over folds) beside the paper's
     value. `ours` is indexed by setup with columns 'mean' and 'std' (same scale as `paper`,
     e.g. x100); `paper` is indexed by setup (missing setups are left out)."""
-    for col in ("mean", "std"):
-        if col not in ours.columns:
-            raise ValueError(f"ours needs columns 'mean' and 'std', has {list(ours.columns)}")
+    _need(ours, "ours", ("mean", "std"))
     setups = list(ours.index)
     x = np.arange(len(setups))
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(setups) + 2), 4.0))
