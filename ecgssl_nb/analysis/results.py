@@ -15,8 +15,7 @@ ablation's under RUNS/<profile>/ablation/finetune/<run>/fold<k>/)::
      "provenance": {"request", "code_version", "created"}}
 
 "paper" is the released protocol (checkpoint and thresholds chosen on the reported fold);
-"honest" chooses both on an inner fold (book: Deviations, B14, B15). Required: setup, fold,
-profile, data.kind and, for one protocol at least, the seven metrics (`check_result`).
+"honest" chooses both on an inner fold (book: Deviations, B14, B15). `check_result` says what is required.
 """
 
 from __future__ import annotations
@@ -70,10 +69,7 @@ def check_result(obj: Any) -> list[str]:
     """The schema problems of one parsed result.json (empty list when it is usable)."""
     if not isinstance(obj, dict):
         return [f"top level is a {type(obj).__name__}, not an object"]
-    problems = []
-    for key in ("setup", "fold", "profile", "data", "metrics"):
-        if key not in obj:
-            problems.append(f"missing key {key!r}")
+    problems = [f"missing key {key!r}" for key in ("setup", "fold", "profile", "data", "metrics") if key not in obj]
     if "fold" in obj and not (isinstance(obj["fold"], int) and not isinstance(obj["fold"], bool)):
         problems.append(f"fold must be an integer, got {obj['fold']!r}")
     if "data" in obj and not (isinstance(obj["data"], dict) and "kind" in obj["data"]):
