@@ -177,12 +177,12 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
 
 def _read_result(path: Path) -> dict | None:
     """The parsed result.json at `path`, or None after a ResultFileWarning saying why it is skipped."""
+    fault = run_file_fault(path.parent, ("result.json",))
     try:
-        fault = run_file_fault(path.parent, ("result.json",))
-        obj = read_json(path) if not fault else None
-        fault = fault or "; ".join(check_result(obj))
-    except UserError as exc:
-        fault = str(exc).removeprefix(f"{path}: ")
+        obj = None if fault else read_json(path)
+    except UserError as exc:  # missing or not JSON: its message names the file
+        obj, fault = None, str(exc).removeprefix(f"{path}: ")
+    fault = fault or "; ".join(check_result(obj))
     if fault:
         warnings.warn(f"skipped {path}: {fault}", ResultFileWarning, stacklevel=3)
         return None
