@@ -41,29 +41,12 @@ def _need(table: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
         raise ValueError(f"{name} needs columns {sorted(columns)}, has {list(table.columns)}")
 
 
-def _nonempty(x: Mapping | pd.DataFrame, name: str) -> None:
-    if x.empty if isinstance(x, pd.DataFrame) else not x:
-        raise ValueError(f"{name} is empty: give at least one entry")
-
-
 def _done(fig: Figure, title: str | None = None, **suptitle) -> Figure:
     if title is not None:
         fig.suptitle(title, **suptitle)
     if fig.get_layout_engine() is None:
         fig.tight_layout()
     return fig
-
-
-def _panels(
-    n: int, cols: int, size: tuple[float, float], extra: tuple[float, float], **kw
-) -> tuple[Figure, np.ndarray]:
-    """`n` panels in rows of `cols` (figure size per panel `size` plus `extra`), the unused ones hidden."""
-    rows = -(-n // cols)
-    figsize = (size[0] * cols + extra[0], size[1] * rows + extra[1])
-    fig, axes = plt.subplots(rows, cols, figsize=figsize, squeeze=False, **kw)
-    for ax in axes.ravel()[n:]:
-        ax.axis("off")
-    return fig, axes
 
 
 def _spec_image(ax, a: np.ndarray, **kw):  # a: (frequencies, frames), 4 Hz rows, 0.13 s frames
@@ -129,7 +112,8 @@ def signal_panels(
     panels: Mapping[str, np.ndarray], fs: float = TARGET_FS, title: str = "", ylabel: str = "mV"
 ) -> Figure:
     """One lead under several transforms: {name: (n,) array}, one row each, same time axis."""
-    _nonempty(panels, "panels")
+    if not panels:
+        raise ValueError("panels is empty: give at least one {name: signal} entry")
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 1.6 * len(panels) + 0.6), sharex=True, squeeze=False)
     for ax, (name, y) in zip(axes[:, 0], panels.items()):
         y = np.asarray(y, dtype=float).ravel()
@@ -143,11 +127,16 @@ def signal_panels(
 
 def spectrogram_panels(panels: Mapping[str, np.ndarray], title: str = "") -> Figure:
     """One lead's spectrogram under several transforms: {name: (13, 21) array}, side by side."""
-    _nonempty(panels, "panels")
+    if not panels:
+        raise ValueError("panels is empty: give at least one {name: spectrogram} entry")
     arrays = {k: _check_2d(v, f"panels[{k!r}]") for k, v in panels.items()}
     vmin, vmax = min(np.nanmin(a) for a in arrays.values()), max(np.nanmax(a) for a in arrays.values())
     cols = min(3, len(arrays))
-    fig, axes = _panels(len(arrays), cols, (3.4, 2.9), (1.2, 0.4), sharey=True, layout="constrained")
+    rows = -(-len(arrays) // cols)
+    size = (3.4 * cols + 1.2, 2.9 * rows + 0.4)
+    fig, axes = plt.subplots(rows, cols, figsize=size, sharey=True, squeeze=False, layout="constrained")
+    for ax in axes.ravel()[len(arrays) :]:
+        ax.axis("off")
     for i, (ax, (name, a)) in enumerate(zip(axes.ravel(), arrays.items())):
         im = _spec_image(ax, a, vmin=vmin, vmax=vmax)
         ax.set_title(name, fontsize=10)
@@ -172,8 +161,10 @@ def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = 
     if not 0 <= n_global <= n_views:
         raise ValueError(f"n_global must be between 0 and the number of views ({n_views}), got {n_global}")
     cols = min(5, n_views)
-    rows = -(-n_views // cols)
-    fig, axes = _panels(n_views, cols, (2.5, 1.9), (0.0, 0.5), sharey=True)
+    rows = int(np.ceil(n_views / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols, 1.9 * rows + 0.5), squeeze=False, sharey=True)
+    for ax in axes.ravel()[n_views:]:
+        ax.axis("off")
     for i, ax in enumerate(axes.ravel()[:n_views]):
         if kind == "time":
             ax.plot(np.arange(v.shape[1]) / fs, v[i], lw=0.6, color="black")
@@ -193,7 +184,8 @@ def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = 
 def class_counts(table: pd.DataFrame, title: str = "", log: bool = True) -> Figure:
     """`dataset.class_counts` (or any table of counts indexed by class, a column per series) as
     horizontal bars, log scale by default."""
-    _nonempty(table, "table")
+    if table.empty:
+        raise ValueError("table is empty")
     fig, ax = plt.subplots(figsize=(9, 0.28 * len(table) + 1.5))
     y = _grouped_bars(ax, table.astype(float), horizontal=True)
     ax.set_yticks(y, [str(i) for i in table.index], fontsize=8)
@@ -207,7 +199,8 @@ def class_counts(table: pd.DataFrame, title: str = "", log: bool = True) -> Figu
 def fold_balance(counts: pd.DataFrame, title: str = "") -> Figure:
     """Share of each class's records in each fold, from `dataset.fold_counts` (folds x classes,
     its "records" column dropped when there); a balanced split has every cell at 1 / n_folds."""
-    _nonempty(counts, "counts")
+    if counts.empty:
+        raise ValueError("counts is empty")
     c = counts.drop(columns="records", errors="ignore").astype(float)
     share = c / c.sum(axis=0).replace(0, np.nan)
     fig, ax = plt.subplots(figsize=(11, 0.35 * len(c) + 1.8), layout="constrained")
@@ -288,7 +281,8 @@ def per_class_bars(
 ) -> Figure:
     """One value per class for one or more series: `values` indexed by class, a column per
     series (e.g. per-class AUROC); NaN (a class absent from the fold) is left blank."""
-    _nonempty(values, "values")
+    if values.empty:
+        raise ValueError("values is empty")
     fig, ax = plt.subplots(figsize=(11, 3.6))
     x = _grouped_bars(ax, values.astype(float))
     if reference is not None:
