@@ -7,7 +7,7 @@ runs end to end and records itself; two recipes' results are never mixed."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -18,6 +18,7 @@ from ecgssl_nb import provenance
 from ecgssl_nb.config import as_dict
 from ecgssl_nb.core import classify, dino
 from ecgssl_nb.core.errors import UserError
+from ecgssl_nb.core.settings import FinetuneConfig, PretrainConfig, Profile
 from ecgssl_nb.core.models import build_model, se_resnet34, xresnet1d50
 from ecgssl_nb.core.settings import get_profile
 from ecgssl_nb.data.fixture import make_fixture
@@ -307,3 +308,12 @@ def test_reproduce_command_runs_each_recipe_with_only_its_changed_setups_and_no_
     by = {g[0]: g for g in got}
     assert by["b7"][1] == ("ssl-t", "ssl-s", "ssl-tsc", "ssl-tsg") and by["b6"][1] == ("ssl-tsc", "ssl-tsg")
     assert not any(g[2] for g in got[1:])
+
+
+def test_every_override_names_an_existing_setting():
+    names = {"pretrain": PretrainConfig, "finetune": FinetuneConfig, "": Profile}
+    names = {group: {f.name for f in fields(cls)} for group, cls in names.items()}
+    for d in recipes.DEPARTURES.values():
+        for setting, _ in d.override:
+            group, _, name = setting.rpartition(".")
+            assert name in names[group], f"{d.key}: {setting} is not a setting"

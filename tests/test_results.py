@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ecgssl_nb import atomic
-from ecgssl_nb.analysis import results
+from ecgssl_nb.analysis import results, tables
 from ecgssl_nb.core import metrics
 from ecgssl_nb.core.errors import UserError
 
@@ -237,13 +237,15 @@ def test_compare_with_paper_aligns_our_setups_with_the_paper_rows(tmp_path):
 def test_tables_are_shown_as_percent_mean_plus_minus_std(tmp_path):
     write_study(tmp_path, [("t", 0, 0.9234), ("t", 1, 0.9434), ("s", 0, 0.5)])
     agg = results.aggregate(results.load_results(tmp_path))
-    shown = results.display_frame(agg)
+    shown = tables.results_table({"paper": agg}, metrics_shown=["auroc", "auprc"], paper=results.PAPER_TABLE_II)
     # t: mean 0.9334, std sqrt(2 * 0.01²) = 0.014142 -> "93.34 ± 1.41"; s has one fold: no std
-    assert shown.at["T", "AUROC"] == "93.34 ± 1.41" and shown.at["S", "AUROC"] == "50.00"
-    cmp = results.display_frame(results.compare_with_paper(agg))
-    assert cmp.loc[("T", "ours (tiny, fixture, paper, 2 folds)"), "AUROC"] == "93.34 ± 1.41"
-    assert list(cmp.loc[("T", "paper")].iloc[:2]) == ["95.34", "62.93"]
+    ours = ("AUROC", f"ours, {results.PROTOCOL_LABELS['paper']}")
+    assert shown.at["T", ours] == "93.34 ± 1.41" and shown.at["S", ours] == "50.00"
+    assert [shown.at["T", (m, "paper (as printed)")] for m in ("AUROC", "AUPRC")] == ["95.34", "62.93"]
     assert list(results.display_frame(results.PAPER_TABLE_I).loc["[31]"].iloc[:2]) == ["–", "–"]
+    assert results.display_frame(results.PAPER_TABLE_I).at["SSL-T", "AUROC"] == "95.7"  # as printed: 1 decimal
+    with pytest.raises(UserError, match="paper table"):
+        results.display_frame(agg)
 
 
 def test_an_oserror_that_names_no_file_is_raised_again_naming_the_target_and_keeping_its_text(tmp_path, monkeypatch):

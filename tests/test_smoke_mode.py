@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ecgssl_nb.study import paths
-from ecgssl_nb.analysis import results
+from ecgssl_nb.analysis import results, tables
 from ecgssl_nb.core import classify
 from ecgssl_nb.core.errors import UserError
 from ecgssl_nb.core.metrics import METRIC_KEYS
@@ -140,17 +140,16 @@ def test_aggregates_and_tables_of_smoke_runs_carry_the_flag_and_the_label():
     assert bool(agg.loc["t", "smoke"]) is True
     cmp = results.compare_with_paper(agg, "II")
     assert cmp["smoke"].all()
-    shown = results.display_frame(cmp)
-    ours = [s for _, s in shown.index if s != "paper"]
-    assert ours and all(s.startswith(results.SMOKE_LABEL) for s in ours)
-    assert results.display_frame(agg).index[0] == f"T ({results.SMOKE_LABEL})"
-    assert results.SMOKE_LABEL in results.display_frame(cmp).to_string()
+    shown = tables.results_table({"paper": agg}, paper=results.PAPER_TABLE_II)
+    ours = [whose for _, whose in shown.columns if whose.startswith("ours")]
+    assert ours and all(results.SMOKE_LABEL in whose for whose in ours)
 
 
 def test_full_runs_are_shown_without_the_smoke_label():
     agg = results.aggregate(_frame([False, False]), "paper")
     assert bool(agg.loc["t", "smoke"]) is False
-    assert results.SMOKE_LABEL not in results.display_frame(results.compare_with_paper(agg, "II")).to_string()
+    assert not results.compare_with_paper(agg, "II")["smoke"].any()
+    assert results.SMOKE_LABEL not in tables.results_table({"paper": agg}).to_string()
 
 
 def test_aggregate_refuses_to_mix_smoke_and_full_runs():

@@ -100,21 +100,13 @@ def paired_t(diffs: ArrayLike, level: float = LEVEL) -> dict:
     n, nan = len(d), float("nan")
     if n < 2:
         return {"n": n, "mean": float(d.mean()) if n else nan, "sd": nan, "t": nan, "p": nan, "lo": nan, "hi": nan}
-    mean, sd = float(d.mean()), float(d.std(ddof=1))
-    if sd == 0:
-        t = 0.0 if mean == 0 else float(np.sign(mean) * np.inf)
-        return {"n": n, "mean": mean, "sd": sd, "t": t, "p": float(mean == 0), "lo": mean, "hi": mean}
+    out = {"n": n, "mean": float(d.mean()), "sd": float(d.std(ddof=1))}
+    if out["sd"] == 0:
+        t = 0.0 if out["mean"] == 0 else float(np.sign(out["mean"]) * np.inf)
+        return {**out, "t": t, "p": float(out["mean"] == 0), "lo": out["mean"], "hi": out["mean"]}
     res = scipy.stats.ttest_1samp(d, 0.0)
     ci = res.confidence_interval(level)
-    return {
-        "n": n,
-        "mean": mean,
-        "sd": sd,
-        "t": float(res.statistic),
-        "p": float(res.pvalue),
-        "lo": ci.low,
-        "hi": ci.high,
-    }
+    return {**out, "t": float(res.statistic), "p": float(res.pvalue), "lo": ci.low, "hi": ci.high}
 
 
 def paired_stats(diffs: ArrayLike, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> dict:
@@ -214,11 +206,22 @@ def margins_vs_noise(
     return pd.DataFrame(rows)
 
 
-def _fold_thresholds(run_dir: Path, protocol: str) -> np.ndarray:
-    res = json.loads((run_dir / "result.json").read_text())
+def _fold_outputs(run: Path, protocol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(labels, probabilities, outputs) (n, 24) of one fold's outer-fold predictions, binarised with
+    its thresholds; None without predictions (a ResultFileWarning when its files are not its run's)."""
+    if not ((run / "result.json").is_file() and (run / "predictions.csv").is_file()):
+        return None
+    fault = run_file_fault(run, ("result.json", "predictions.csv"))
+    if fault:  # as load_results: left out, naming why
+        warnings.warn(f"skipped {run}: {fault}", ResultFileWarning, stacklevel=3)
+        return None
+    y, p = predictions(pd.read_csv(run / "predictions.csv"), protocol)
+    if not len(y):
+        return None
+    res = json.loads((run / "result.json").read_text())
     if protocol not in res.get("thresholds", {}):
-        raise UserError(f"{run_dir}/result.json has no thresholds for protocol {protocol!r}")
-    return np.asarray(res["thresholds"][protocol], dtype=np.float64)
+        raise UserError(f"{run}/result.json has no thresholds for protocol {protocol!r}")
+    return y, p, binarize(p, np.asarray(res["thresholds"][protocol], dtype=np.float64))
 
 
 def pooled_oof(finetune_root: str | os.PathLike, protocol: str = "honest") -> pd.DataFrame:
@@ -230,25 +233,12 @@ def pooled_oof(finetune_root: str | os.PathLike, protocol: str = "honest") -> pd
         raise UserError(f"finetune folder {root} does not exist")
     rows = []
     for setup_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        labels, scores, outputs, folds = [], [], [], []
-        for run in sorted(setup_dir.glob("fold*")):
-            if not ((run / "result.json").is_file() and (run / "predictions.csv").is_file()):
-                continue
-            fault = run_file_fault(run, ("result.json", "predictions.csv"))
-            if fault:  # as load_results: left out, naming why
-                warnings.warn(f"skipped {run}: {fault}", ResultFileWarning, stacklevel=2)
-                continue
-            y, p = predictions(pd.read_csv(run / "predictions.csv"), protocol)  # (n, 24) each
-            if not len(y):
-                continue
-            labels.append(y)
-            scores.append(p)
-            outputs.append(binarize(p, _fold_thresholds(run, protocol)))
-            folds.append(int(run.name[4:]))
-        if not folds:
+        parts = {run.name: _fold_outputs(run, protocol) for run in sorted(setup_dir.glob("fold*"))}
+        parts = {int(name[4:]): part for name, part in parts.items() if part is not None}
+        if not parts:
             continue
-        ev = evaluate_outputs(np.concatenate(labels), np.concatenate(scores), np.concatenate(outputs))
-        n = int(sum(len(y) for y in labels))
+        labels, scores, outputs = (np.concatenate(a) for a in zip(*parts.values()))  # (N, 24) each
+        ev, folds, n = evaluate_outputs(labels, scores, outputs), list(parts), len(labels)
         row = {"setup": setup_dir.name, "protocol": protocol, "n_folds": len(folds), "folds": ",".join(map(str, folds))}
         rows.append({**row, "n_records": n, **{m: float(ev[m]) for m in METRIC_KEYS}})
     return pd.DataFrame(rows)

@@ -298,9 +298,7 @@ def per_class_bars(
 def gate_weights(weights: pd.DataFrame, title: str = "") -> Figure:
     """Mean TSG gate weights per class: `weights` indexed by class with columns 'time' and
     'spec' (each row sums to 1); stacked horizontal bars."""
-    for col in ("time", "spec"):
-        if col not in weights.columns:
-            raise ValueError(f"weights needs columns 'time' and 'spec', has {list(weights.columns)}")
+    _need(weights, "weights", ("time", "spec"))
     w = weights[["time", "spec"]].astype(float)
     fig, ax = plt.subplots(figsize=(8, 0.28 * len(w) + 1.4))
     y = np.arange(len(w))
@@ -325,9 +323,7 @@ def compare_with_paper(
     """One metric per setup: ours (mean with a +-1 std error bar over folds) beside the paper's
     value. `ours` is indexed by setup with columns 'mean' and 'std' (same scale as `paper`,
     e.g. x100); `paper` is indexed by setup (missing setups are left out)."""
-    for col in ("mean", "std"):
-        if col not in ours.columns:
-            raise ValueError(f"ours needs columns 'mean' and 'std', has {list(ours.columns)}")
+    _need(ours, "ours", ("mean", "std"))
     setups = list(ours.index)
     x = np.arange(len(setups))
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(setups) + 2), 4.0))

@@ -15,8 +15,7 @@ ablation's under RUNS/<profile>/ablation/finetune/<run>/fold<k>/)::
      "provenance": {"request", "code_version", "created"}}
 
 "paper" is the released protocol (checkpoint and thresholds chosen on the reported fold);
-"honest" chooses both on an inner fold (book: Deviations, B14, B15). Required: setup, fold,
-profile, data.kind and, for one protocol at least, the seven metrics (`check_result`).
+"honest" chooses both on an inner fold (book: Deviations, B14, B15). `check_result` says what is required.
 """
 
 from __future__ import annotations
@@ -70,10 +69,7 @@ def check_result(obj: Any) -> list[str]:
     """The schema problems of one parsed result.json (empty list when it is usable)."""
     if not isinstance(obj, dict):
         return [f"top level is a {type(obj).__name__}, not an object"]
-    problems = []
-    for key in ("setup", "fold", "profile", "data", "metrics"):
-        if key not in obj:
-            problems.append(f"missing key {key!r}")
+    problems = [f"missing key {key!r}" for key in ("setup", "fold", "profile", "data", "metrics") if key not in obj]
     if "fold" in obj and not (isinstance(obj["fold"], int) and not isinstance(obj["fold"], bool)):
         problems.append(f"fold must be an integer, got {obj['fold']!r}")
     if "data" in obj and not (isinstance(obj["data"], dict) and "kind" in obj["data"]):
@@ -160,18 +156,8 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
     for path in sorted(root.rglob("result.json")):
         if is_stale(path, root):
             continue  # an old run kept aside, never part of a table
-        fault = run_file_fault(path.parent, ("result.json",))
-        if fault:
-            warnings.warn(f"skipped {path}: {fault}", ResultFileWarning, stacklevel=2)
-            continue
-        try:
-            obj = read_json(path)
-        except UserError as exc:
-            warnings.warn(f"skipped {exc}", ResultFileWarning, stacklevel=2)
-            continue
-        problems = check_result(obj)
-        if problems:
-            warnings.warn(f"skipped {path}: {'; '.join(problems)}", ResultFileWarning, stacklevel=2)
+        obj = _read_result(path)
+        if obj is None:
             continue
         run = {"profile": obj["profile"], "data": obj["data"]["kind"], "smoke": bool(obj.get("smoke", False))}
         run.update({k: obj["data"].get(k) for k in ("n_records", "n_train", "n_val")})
@@ -187,6 +173,20 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
         df["_order"] = df["setup"].map(_setup_rank)
         df = df.sort_values(["_order", "run", "fold", "protocol"]).drop(columns="_order").reset_index(drop=True)
     return df
+
+
+def _read_result(path: Path) -> dict | None:
+    """The parsed result.json at `path`, or None after a ResultFileWarning saying why it is skipped."""
+    fault = run_file_fault(path.parent, ("result.json",))
+    try:
+        obj = None if fault else read_json(path)
+    except UserError as exc:  # missing or not JSON: its message names the file
+        obj, fault = None, str(exc).removeprefix(f"{path}: ")
+    fault = fault or "; ".join(check_result(obj))
+    if fault:
+        warnings.warn(f"skipped {path}: {fault}", ResultFileWarning, stacklevel=3)
+        return None
+    return obj
 
 
 def run_file_fault(folder: str | os.PathLike, names: tuple[str, ...]) -> str | None:
@@ -361,39 +361,15 @@ def mean_std(mean: float | None, std: float | None, scale: float = 100.0, digits
     return text if std is None or not math.isfinite(std) else f"{text} ± {std * scale:.{digits}f}"
 
 
-def display_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """A table of strings for the book, columns AUROC ... ChM:
-
-    * an `aggregate` frame -> one row per setting, "mean ± std" ×100 (2 decimals), plus folds;
-    * a `compare_with_paper` frame -> rows (setting, "ours (profile, data, protocol, n folds)")
-      and (setting, "paper"), so ours and the paper's value sit one above the other;
-    * a paper table -> its values as printed ("–" where it has none)."""
-    labels = [METRIC_LABELS[m] for m in METRIC_KEYS]
-    if "ours mean" in df.columns:
-        rows, index = [], []
-        for setting in dict.fromkeys(df.index.get_level_values("setting")):
-            part = df.xs(setting, level="setting")
-            first = part.iloc[0]
-            who = f"ours ({first['profile']}, {first['data']}, {first['protocol']}, {int(first['n_folds'])} folds)"
-            if bool(first.get("smoke", False)):
-                who = f"{SMOKE_LABEL}: {who}"
-            rows.append([mean_std(part.at[m, "ours mean"], part.at[m, "ours std"], scale=1) for m in METRIC_KEYS])
-            rows.append([fmt(part.at[m, "paper"]) for m in METRIC_KEYS])
-            index += [(setting, who), (setting, "paper")]
-        return pd.DataFrame(rows, columns=labels, index=pd.MultiIndex.from_tuples(index, names=["setting", "source"]))
-    if any(c.endswith("_mean") for c in df.columns):
-        rows, index = [], []
-        for s, r in df.iterrows():
-            rows.append([mean_std(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRIC_KEYS] + [str(r["n_folds"])])
-            index.append(SETUP_LABELS.get(s, str(s)) + (f" ({SMOKE_LABEL})" if bool(r.get("smoke", False)) else ""))
-        return pd.DataFrame(rows, columns=labels + ["folds"], index=pd.Index(index, name="setting"))
-    if set(METRIC_KEYS) <= set(df.columns):
-        decimals = int(df.attrs.get("decimals", 2))
-        out = pd.DataFrame({METRIC_LABELS[m]: [fmt(v, decimals) for v in df[m]] for m in METRIC_KEYS}, index=df.index)
-        if "source" in df.columns:
-            out["source"] = df["source"]
-        return out
-    raise UserError("display_frame needs an aggregate, compare_with_paper or paper-table frame")
+def display_frame(paper: pd.DataFrame) -> pd.DataFrame:
+    """A paper table (PAPER_TABLE_I or II) as printed, for the book: columns AUROC ... ChM at its
+    attrs['decimals'], "–" where it has no value, then its `source` column when it has one.
+    (Our aggregates are shown by `tables.results_table`.)"""
+    if not set(METRIC_KEYS) <= set(paper.columns):
+        raise UserError("display_frame needs a paper table (PAPER_TABLE_I or PAPER_TABLE_II)")
+    decimals = int(paper.attrs.get("decimals", 2))
+    out = pd.DataFrame({METRIC_LABELS[m]: [fmt(v, decimals) for v in paper[m]] for m in METRIC_KEYS}, index=paper.index)
+    return out.assign(source=paper["source"]) if "source" in paper.columns else out
 
 
 PROTOCOL_LABELS = {  # protocol names as the book prints them: never confusable with "the paper's numbers"
@@ -407,18 +383,16 @@ DATA_LABELS = {  # a run's `data` (result.json, Profile.data) as table captions 
     "samples": "real sample records",
     "physionet2020": "PhysioNet/CinC 2020",
 }
+_DATA_SENTENCES = {"fixture": "the synthetic fixture (not real ECGs)", "samples": "the real sample records"}
+_DATA_SENTENCES["physionet2020"] = "the PhysioNet/CinC 2020 training data"
 
 
 def data_kind(data: str) -> str:
     """A run's `data` as a chapter's sentence names it: 'fixture' -> 'the synthetic fixture (not
-    real ECGs)', 'samples' -> 'the real sample records', 'physionet2020' -> 'the PhysioNet/CinC 2020
-    training data'."""
+    real ECGs)', 'samples' -> 'the real sample records'."""
     if data not in DATA_LABELS:
         raise UserError(f"data {data!r} is not a kind of data; choose one of {', '.join(DATA_LABELS)}")
-    return {
-        "fixture": "the synthetic fixture (not real ECGs)",
-        "physionet2020": "the PhysioNet/CinC 2020 training data",
-    }.get(data, f"the {DATA_LABELS[data]}")
+    return _DATA_SENTENCES[data]
 
 
 def is_smoke(agg: pd.DataFrame) -> bool:

@@ -85,8 +85,7 @@ def results_table(
         for protocol, agg in aggs.items():
             smoke = f" ({SMOKE_LABEL})" if is_smoke(agg) else ""
             columns.append((METRIC_LABELS[m], f"ours{smoke}, {PROTOCOL_LABELS[protocol]}"))
-            std = [agg.at[s, f"{m}_std"] if int(agg.at[s, "n_folds"]) > 1 else None for s in first.index]
-            data.append([mean_std(agg.at[s, f"{m}_mean"], sd, digits=decimals) for s, sd in zip(first.index, std)])
+            data.append([mean_std(*agg.loc[s, [f"{m}_mean", f"{m}_std"]], digits=decimals) for s in first.index])
     out = pd.DataFrame(dict(zip(columns, data)), index=[SETUP_LABELS[s] for s in first.index])
     out.columns = pd.MultiIndex.from_tuples(columns, names=["metric", "whose number"])
     out.index.name = "setup"

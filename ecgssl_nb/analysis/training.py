@@ -215,14 +215,8 @@ def finetune_budget(profiles: dict[str, Profile], n_train: int, setup: str = "t"
     family = setup_family(setup)
     rows = {}
     for name, p in profiles.items():
-        f = p.finetune
-        steps = -(-n_train // f.batch_records[family])
-        rows[name] = {
-            "epochs": f.epochs[family],
-            "records per step": f.batch_records[family],
-            "crops per record": f.crops,
-        }
-        rows[name].update(
-            {"learning rate": f.lr, "steps per epoch (about)": steps, "steps in all (about)": steps * f.epochs[family]}
-        )
+        f, batch, epochs = p.finetune, p.finetune.batch_records[family], p.finetune.epochs[family]
+        steps = -(-n_train // batch)
+        rows[name] = {"epochs": epochs, "records per step": batch, "crops per record": f.crops, "learning rate": f.lr}
+        rows[name].update({"steps per epoch (about)": steps, "steps in all (about)": steps * epochs})
     return pd.DataFrame(rows, dtype=object).T

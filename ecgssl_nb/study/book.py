@@ -26,20 +26,15 @@ def book_devices(device: str = "cpu", cpus: int | None = None) -> str:
 def one_thread_per_worker(devices: str) -> Iterator[None]:
     """With several CPU workers, make each worker subprocess use one torch thread (sets
     OMP_NUM_THREADS / MKL_NUM_THREADS to 1 where they are unset, which the subprocesses inherit;
-    restored on exit), so two workers never oversubscribe two cores."""
-    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-    before = {n: os.environ.get(n) for n in names}
-    if str(devices).split(",").count("cpu") > 1:
-        for n in names:
-            os.environ.setdefault(n, "1")
+    unset again on exit), so two workers never oversubscribe two cores."""
+    several = str(devices).split(",").count("cpu") > 1
+    unset = [n for n in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if several and n not in os.environ]
+    os.environ.update(dict.fromkeys(unset, "1"))
     try:
         yield
     finally:
-        for n, v in before.items():
-            if v is None:
-                os.environ.pop(n, None)
-            else:
-                os.environ[n] = v
+        for n in unset:
+            os.environ.pop(n, None)
 
 
 def run_study(device: str = "cpu", **kwargs: Any) -> Path:

@@ -1,16 +1,7 @@
-"""Where every artefact of a study lives: one function per folder, so that `reproduce` and the
-notebooks read and write the same places. RUNS is `reproduce --out` (default "runs").
-
-    RUNS/<profile>/fixture/                                  synthetic corpus (tiny, no --data-dir)
-    RUNS/<profile>/prepared/                                 prepare.prepare output
-    RUNS/<profile>/pretrain/{time,spec}/                     main pre-trainings (t1, t2 views)
-    RUNS/<profile>/finetune/<setup>/fold<k>/                 one fine-tuning run
-    RUNS/<profile>/ablation/pretrain/<modality>-<transforms>/    Fig. 3 pre-trainings
-    RUNS/<profile>/ablation/finetune/<ssl-t|ssl-s>-<transforms>/fold<k>/
-    RUNS/<profile>/tables/{table1,table2,fig3}.csv, provenance.json (the runs aggregated)
-    RUNS/<profile>/jobs/<job>.json, <job>.log, study.json     each job's settings and output; the study
-    RUNS/<profile>/manifest.json
-    <run folder>/notebook.ipynb                               its executed chapter (--as-notebooks)
+"""Where every artefact of a study lives: one function per folder or file (its docstring names the
+path below RUNS/<profile>/), so that `reproduce` and the notebooks read and write the same places.
+RUNS is `reproduce --out` (default "runs"); a run folder run as a notebook (--as-notebooks) also
+holds its executed chapter, notebook.ipynb.
 
 A folder made by another request is moved aside to `<folder>.stale-<UTC time>` (`provenance`). A
 recipe other than `corrected` (`recipes`) uses the same layout below RUNS/recipes/<label>/.
@@ -92,7 +83,7 @@ def ablation_finetune_dir(runs: str | os.PathLike, profile: str, modality: str, 
 
 
 def tables_dir(runs: str | os.PathLike, profile: str) -> Path:
-    """RUNS/<profile>/tables/."""
+    """RUNS/<profile>/tables/: table1.csv, table2.csv, fig3.csv and provenance.json (the runs aggregated)."""
     return profile_root(runs, profile) / "tables"
 
 
@@ -110,5 +101,5 @@ def manifest_path(runs: str | os.PathLike, profile: str) -> Path:
 
 def job_file(runs: str | os.PathLike, profile: str, name: str, suffix: str) -> Path:
     """RUNS/<profile>/jobs/<name with _ for spaces><suffix>: a subprocess job's resolved settings
-    (.json) or its output (.log)."""
+    (.json) or its output (.log); the folder also holds study.json, the study's."""
     return profile_root(runs, profile) / "jobs" / (str(name).replace(" ", "_") + suffix)

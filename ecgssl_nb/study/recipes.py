@@ -18,13 +18,13 @@ import json
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from ..core.errors import UserError
-from ..core.settings import FinetuneConfig, PretrainConfig, Profile, is_ssl, setup_modalities
+from ..core.settings import Profile, is_ssl, setup_modalities
 from .paths import profile_root, recipe_runs
 
 STAGES = ("prepare", "pretrain", "finetune")
@@ -105,10 +105,8 @@ def _one(item: str) -> str:
     """'b7', 'B7' or 'centre-twice' -> 'B7'."""
     key = item.strip().upper()
     by_name = {d.name: k for k, d in DEPARTURES.items()}
-    if key in DEPARTURES:
-        return key
-    if item.strip().lower() in by_name:
-        return by_name[item.strip().lower()]
+    if key in DEPARTURES or item.strip().lower() in by_name:
+        return by_name.get(item.strip().lower(), key)
     if key in CRASHES:
         raise UserError(
             f"--recipe: {key} is a crash in the released code ({CRASHES[key].released}); it is not reproduced"
@@ -237,23 +235,6 @@ def reported_protocol(keys: Sequence[str]) -> str:
     return "paper" if "B14" in _ordered(keys) else "honest"
 
 
-def _check_fields() -> None:
-    """Every override names an existing setting (checked at import: a typo fails loudly)."""
-    names = {
-        "pretrain": {f.name for f in fields(PretrainConfig)},
-        "finetune": {f.name for f in fields(FinetuneConfig)},
-        "": {f.name for f in fields(Profile)},
-    }
-    for d in DEPARTURES.values():
-        for setting, _ in d.override:
-            group, _, name = setting.rpartition(".")
-            if name not in names[group]:
-                raise AssertionError(f"{d.key}: {setting} is not a setting")
-
-
-_check_fields()
-
-
 # --- results of several recipes side by side ----------------------------------------------------
 
 
@@ -302,42 +283,34 @@ def compare_recipes(
     each in the protocol it reports (`reported_protocol`: paper for B14 recipes, else honest),
     the mean over those folds, the mean paired difference (recipe - corrected) and its bootstrap
     interval (`claims.paired_stats`). Recipes or setups without runs are left out."""
-    from ..analysis.claims import paired_stats  # scipy.stats (~0.7 s at import): only for the comparison
+    from ..analysis.claims import paired_differences, paired_stats  # scipy.stats (~0.7 s at import)
 
     base = load_recipe_results(runs, profile, "corrected")
-    rows = []
     if base.empty:
         return pd.DataFrame()
-    for recipe in expand_recipes(recipes):
-        if not recipe:
-            continue
+    rows = []
+    for recipe in [r for r in expand_recipes(recipes) if r]:
         df = load_recipe_results(runs, profile, recipe)
         if df.empty:
             continue
         proto = reported_protocol(recipe)
+        arms = pd.concat([_main_runs(base, "honest", "corrected"), _main_runs(df, proto, "recipe")])
         for setup in [s for s in df["setup"].unique() if s in set(base["setup"])]:
-            mine = df[(df["setup"] == setup) & (df["protocol"] == proto) & (df["run"] == setup)].set_index("fold")
-            ref = base[(base["setup"] == setup) & (base["protocol"] == "honest") & (base["run"] == setup)]
-            ref = ref.set_index("fold")
-            folds = sorted(set(mine.index) & set(ref.index))
-            if not folds:
-                continue
-            for m in metrics:
-                d = mine.loc[folds, m].to_numpy(float) - ref.loc[folds, m].to_numpy(float)
-                s = paired_stats(d, n_boot=n_boot, seed=seed)
-                row = {"recipe": recipe_label(recipe), "departures": ",".join(recipe), "setup": setup}
-                row |= {"metric": m, "protocol": proto, "n_folds": len(folds)}
-                row |= {
-                    "recipe mean": 100 * mine.loc[folds, m].mean(),
-                    "corrected mean": 100 * ref.loc[folds, m].mean(),
-                }
-                row |= {
-                    "difference": 100 * s["mean"],
-                    "bootstrap lo": 100 * s["boot_lo"],
-                    "bootstrap hi": 100 * s["boot_hi"],
-                }
-                rows.append(row)
+            for m in metrics:  # the recipe's protocol against the corrected recipe's honest one
+                d = paired_differences(arms[arms["setup"] == setup], "corrected", "recipe", m, "reported", by="arm")
+                if d.empty:
+                    break
+                s = paired_stats(d["diff"].to_numpy(), n_boot=n_boot, seed=seed)
+                row = {"recipe": recipe_label(recipe), "departures": ",".join(recipe), "setup": setup, "metric": m}
+                row |= {"protocol": proto, "n_folds": len(d), "recipe mean": 100 * d["better"].mean()}
+                row |= {"corrected mean": 100 * d["worse"].mean(), "difference": 100 * s["mean"]}
+                rows.append(row | {"bootstrap lo": 100 * s["boot_lo"], "bootstrap hi": 100 * s["boot_hi"]})
     return pd.DataFrame(rows)
+
+
+def _main_runs(df: pd.DataFrame, protocol: str, arm: str) -> pd.DataFrame:
+    """The main runs (not the ablation's) of `protocol`, named `arm` and relabelled protocol "reported"."""
+    return df[(df["protocol"] == protocol) & (df["run"] == df["setup"])].assign(arm=arm, protocol="reported")
 
 
 def departure_effects(comparison: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
