@@ -35,11 +35,11 @@ class Server:
             def log_message(self, *args):
                 pass
 
-            def do_GET(self):
+            def do_GET(self):  # each request is logged before its reply, so the client never sees a reply first
                 name = self.path.lstrip("/")
                 if name not in outer.files:
-                    self.send_error(404)
                     outer.log.append((name, None, 0))
+                    self.send_error(404)
                     return
                 data = outer.files[name]
                 rng = self.headers.get("Range")
@@ -47,10 +47,10 @@ class Server:
                 if outer.ranges and m:
                     start = int(m.group(1))
                     if start >= len(data):
+                        outer.log.append((name, rng, 0))
                         self.send_response(416)
                         self.send_header("Content-Range", f"bytes */{len(data)}")
                         self.end_headers()
-                        outer.log.append((name, rng, 0))
                         return
                     body = data[start:]
                     self.send_response(206)
@@ -59,13 +59,13 @@ class Server:
                     body = data
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
                 if name in outer.cut:
                     outer.cut.discard(name)
                     body = body[: len(body) // 2]
                     self.close_connection = True
-                self.wfile.write(body)
                 outer.log.append((name, rng, len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
