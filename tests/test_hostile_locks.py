@@ -196,7 +196,7 @@ def test_a_lock_taken_between_the_look_and_the_run_is_waited_for_and_leaves_no_n
 def test_a_ray_task_waits_for_the_process_that_holds_its_folder_then_runs_and_leaves_no_note(prepared_corpus, tmp_path):
     folder = tmp_path / "t-fold0"
     job = rp.Job("finetune", "finetune t fold 0", folder, {"setup": "t", "fold": 0, "prepared": prepared_corpus})
-    job.args |= {"out": folder, "epochs": 0, "progress": False}
+    job.args |= {"out": folder, "settings": ["epochs.t=0"], "progress": False}
     holder = _hold(folder, 15)  # e.g. another driver or a notebook computing this run
     try:
         rp.run_jobs([job], "cpu", rp.Placement(local_cpus=2), progress=False)  # on Ray: a child process
