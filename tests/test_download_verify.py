@@ -298,7 +298,7 @@ def test_a_rerun_skips_verified_files_resumes_a_part_and_restarts_a_part_that_is
     (stage / "g2").mkdir()
     (stage / "g2" / "E00015.hea").write_bytes(b"not the listed bytes")  # damaged since: fetched again
     (stage / "g2" / "E00015.mat.part").write_bytes(b"\xff" * 7000)  # no prefix of the file
-    assert D._physionet_state(tmp_path / "data", "Georgia") == "partial (2 files)"
+    assert D.source_state(tmp_path / "data", "Georgia", "physionet") == "partial (2 files)"
     with Server(files) as srv:
         D.download(tmp_path / "data", "Georgia", base_url=srv.url, progress=False)
     assert srv.log[0][0] == "SHA256SUMS.txt"  # the pool's order varies: the rest compared sorted

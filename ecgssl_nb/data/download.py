@@ -71,6 +71,13 @@ ARCHIVES = {s: Archive(s, f"PhysioNetChallenge2020_{name}.tar.gz") for s, (name,
 TRANCHES: dict[str, str] = {s: folder for s, (_, folder) in _NAMES.items()}  # PhysioNet's tranche folders
 _CHUNK = 1 << 20  # bytes per read
 _MOVED = ".moved-aside"  # where --force puts a folder that was in the way (hidden from `prepare`)
+PHYSIONET_URL = "https://physionet.org/files/challenge-2020/1.0.2/"
+SUMS_NAME = "SHA256SUMS.txt"  # at the version's root; lists every file of the version
+_STAGE = ".physionet"  # OUT/.physionet/<source>/: a source being fetched (hidden from `prepare`)
+_TRIES = 3  # tries of one PhysioNet file
+_TIMEOUT_S = 60.0  # seconds without a byte before a try fails
+RETRY_BACKOFF_S = 1.0  # seconds before the 2nd try of a file, twice that before the 3rd
+ORIGINS = ("physionet", "bucket")
 
 
 def parse_sources(spec: str) -> list[str]:
@@ -114,30 +121,31 @@ def _total_from_headers(resp, offset: int) -> int | None:
     return None
 
 
-def _open(url: str, offset: int, timeout: float):
+def _open(url: str, offset: int):
     """The reply to a GET of `url` (from byte `offset` on when > 0); _Failed otherwise."""
     headers = {"User-Agent": _USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
     try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_TIMEOUT_S)
     except urllib.error.HTTPError as exc:
         raise _Failed(f"HTTP {exc.code} {exc.reason}", final=exc.code in _NO_RETRY) from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise _Failed(f"{getattr(exc, 'reason', exc)}") from None
 
 
-def _fetch_once(url: str, part: Path, count: Callable[[int], object], timeout: float, want: str | None) -> str:
-    """One try: resume `part` (or start it over when the server sends the whole file), hashing
-    the bytes as they are written, and check the announced size; returns the SHA-256 of `part`
-    (at once when a resumable `part` already has the SHA-256 `want`). `count(n)` gets each block's
-    size; _Failed otherwise (a `part` that is no prefix of the file is removed)."""
+def _fetch_once(url: str, part: Path, count: Callable[[int], object], want: str | None) -> str:
+    """One try: resume `part` (started over when the server sends the whole file, or cannot
+    continue it: HTTP 416), hashing the bytes as they are written, and check the announced size;
+    returns the SHA-256 of `part` (at once when a resumable `part` already has the SHA-256 `want`).
+    `count(n)` gets each block's size; _Failed otherwise (a `part` that is no prefix is removed)."""
     h, offset = hashlib.sha256(), part.stat().st_size if part.exists() else 0
     if offset and want is not None and _hash_into(h, part) == want:  # all there (stopped before its rename)
         return want
     try:
-        resp = _open(url, offset, timeout)
+        resp = _open(url, offset)
     except _Failed as exc:
         if offset and str(exc).startswith("HTTP 416"):  # our .part is no prefix the server can continue
             part.unlink()
+            return _fetch_once(url, part, count, want)
         raise
     with resp:
         start = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range") or "")
@@ -180,29 +188,44 @@ def _reject(path: Path, got: str, want: str, bad: Path) -> str:
     return f"SHA-256 {got} is not the expected {want}; the file was moved to {bad} (kept, not deleted)"
 
 
-def fetch(url: str, dest: Path, sha256: str | None = None, progress: bool | None = None, timeout: float = 60.0) -> Path:
-    """Download `url` to `dest` (`_fetch_once`: `dest.part` resumed with an HTTP Range request,
-    the announced size checked), check the SHA-256 if given, then rename `dest.part` onto `dest`.
+def _get(url: str, dest: Path, want: str | None, bad: Path, count: Callable[[int], object], tries: int) -> str | None:
+    """Make `dest` the bytes of `url` (`_fetch_once`, resuming `dest.part`) with SHA-256 `want`
+    (any when None) in up to `tries` tries, RETRY_BACKOFF_S s apart times the try; bytes with
+    another SHA-256 are moved to `bad`. None on success, else the last reason (the .part kept)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part, reason = dest.with_name(dest.name + ".part"), "not tried"
+    for attempt in range(1, tries + 1):
+        try:
+            got = _fetch_once(url, part, count, want)
+            if want is None or got == want:
+                os.replace(part, dest)
+                return None
+            reason = _reject(part, got, want, bad)
+        except _Failed as exc:
+            reason = str(exc)
+            if exc.final:
+                break
+        if attempt < tries:
+            time.sleep(RETRY_BACKOFF_S * attempt)
+    return reason
+
+
+def fetch(url: str, dest: Path, sha256: str | None = None, progress: bool | None = None) -> Path:
+    """Download `url` to `dest` in one try (`_get`: `dest.part` resumed with an HTTP Range
+    request, the announced size checked, the SHA-256 checked if given, then renamed onto `dest`).
     Returns dest. UserError on failure (the .part is kept when it may be resumed; one with the
     wrong SHA-256 is moved to `dest.bad`)."""
     from tqdm import tqdm  # only when something is downloaded
 
-    dest, want = Path(dest), None if sha256 is None else sha256.lower()
-    part = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest = Path(dest)
     disable = None if progress is None else not progress
     with tqdm(unit="B", unit_scale=True, desc=dest.name, disable=disable) as bar:
-        for again in (True, False):  # a .part the server cannot continue (HTTP 416) is dropped once
-            try:
-                got = _fetch_once(url, part, bar.update, timeout, want)
-                break
-            except _Failed as exc:
-                if not (again and str(exc).startswith("HTTP 416")):
-                    raise UserError(f"download of {url} failed: {exc}; run again to resume") from None
-    if want is not None and got != want:
-        why = _reject(part, got, want, dest.with_name(dest.name + ".bad"))
-        raise UserError(f"{url}: {why}: run again to download it afresh")
-    os.replace(part, dest)
+        want = None if sha256 is None else sha256.lower()
+        reason = _get(url, dest, want, dest.with_name(dest.name + ".bad"), bar.update, 1)
+    if reason is not None and reason.startswith("SHA-256 "):  # `_reject`'s words: the bytes are kept aside
+        raise UserError(f"{url}: {reason}: run again to download it afresh")
+    if reason is not None:
+        raise UserError(f"download of {url} failed: {reason}; run again to resume")
     return dest
 
 
@@ -232,13 +255,28 @@ def parse_sums(text: str, where: str) -> dict[str, str]:
 def read_sums(path: str | Path) -> dict[str, str]:
     """{file name: lower-case hex SHA-256} from a SHA256SUMS-style file (see `parse_sums`). A name
     with folders is also listed under its last part. UserError naming the file and line otherwise."""
+    return _by_name(*_read_list(path))
+
+
+def _by_name(listed: dict[str, str], where: str) -> dict[str, str]:
+    """`listed` with each name that has folders also listed under its last part; UserError for a
+    last part listed twice with different sums."""
     sums: dict[str, str] = {}
-    for name, digest in _read_list(path)[0].items():
+    for name, digest in listed.items():
         for key in {name, PurePosixPath(name).name}:
             if sums.get(key, digest) != digest:
-                raise UserError(f"--sha256 {path}: {key!r} is listed twice with different sums")
+                raise UserError(f"{where}: {key!r} is listed twice with different sums")
             sums[key] = digest
     return sums
+
+
+def _read_list(sums_file: str | Path) -> tuple[dict[str, str], str]:
+    """`--sha256 FILE` in place of the fetched list (a copy you trust, e.g. for a mirror)."""
+    path = Path(sums_file)
+    try:
+        return parse_sums(path.read_text(encoding="utf-8"), f"--sha256 {path}"), f"--sha256 {path}"
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--sha256 {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
@@ -335,23 +373,28 @@ def _move_aside(target: Path) -> Path:
     return final
 
 
-def _start(out: str | Path, sources: str | list[str]) -> tuple[Path, list[str]]:
-    """(the data folder, the chosen sources); UserError for bad sources or an --out that is a file."""
-    out = Path(out)
-    names = parse_sources(sources if isinstance(sources, str) else ",".join(sources))
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
-    return out, names
+def source_state(out: Path, archive: Archive | str, origin: str = "bucket") -> str:
+    """'extracted' (OUT/<source>/.complete), 'in the way' (it holds files but no .complete), else
+    from the bucket 'downloaded', 'partial (N bytes)' or 'missing', from PhysioNet 'partial (N
+    files)' or 'missing'."""
+    a = ARCHIVES[archive] if isinstance(archive, str) else archive
+    if (out / a.source / ".complete").exists():
+        return "extracted"
+    if _occupied(out / a.source):
+        return "in the way"
+    if origin == "physionet":
+        stage = out / _STAGE / a.source
+        n = sum(1 for p in stage.rglob("*") if p.is_file() and not p.name.endswith(".part")) if stage.is_dir() else 0
+        return f"partial ({n} files)" if n else "missing"
+    if (out / ".archives" / a.file).exists():
+        return "downloaded"
+    part = out / ".archives" / (a.file + ".part")
+    return f"partial ({part.stat().st_size} bytes)" if part.exists() else "missing"
 
 
-def _dry_row(out: Path, name: str, state: str, url: str) -> None:
-    """One line of --dry-run: a source, its records, its state, where it comes from and goes."""
-    print(f"{name:<11} {ARCHIVES[name].records:>6} records  {state:<20} {url} -> {out / name}")
-
-
-def _pending(out: Path, names: list[str], state: Callable[[Path, str], str], force: bool) -> list[str]:
+def _pending(out: Path, names: list[str], origin: str, force: bool) -> list[str]:
     """The sources not finished yet; UserError for a folder in their way, unless `force`."""
-    todo = [n for n in names if state(out, n) != "extracted"]
+    todo = [n for n in names if source_state(out, n, origin) != "extracted"]
     blocked = [n for n in todo if _occupied(out / n)]
     if blocked and not force:
         raise UserError(_in_the_way(out / blocked[0]) + (f" (also: {', '.join(blocked[1:])})" if blocked[1:] else ""))
@@ -369,51 +412,67 @@ def _make(out: Path, folder: str) -> None:
         raise UserError(f"--out {out} cannot be created: {exc.strerror or exc}") from None
 
 
-def _finished_or_blocked(out: Path, source: str) -> str | None:
-    """'extracted' (OUT/<source>/.complete), 'in the way' (it holds files but no .complete), or None."""
-    if (out / source / ".complete").exists():
-        return "extracted"
-    return "in the way" if _occupied(out / source) else None
-
-
-def source_state(out: Path, archive: Archive | str) -> str:
-    """A bucket source's state: 'extracted', 'in the way', 'downloaded', 'partial (N bytes)' or 'missing'."""
-    archive = ARCHIVES[archive] if isinstance(archive, str) else archive
-    if done := _finished_or_blocked(out, archive.source):
-        return done
-    store = out / ".archives"
-    if (store / archive.file).exists():
-        return "downloaded"
-    part = store / (archive.file + ".part")
-    if part.exists():
-        return f"partial ({part.stat().st_size} bytes)"
-    return "missing"
-
-
-def download_archives(
+def download(
     out: str | Path,
     sources: str | list[str] = "all",
+    origin: str = "physionet",
     dry_run: bool = False,
-    keep_archives: bool = False,
-    base_url: str = BASE_URL,
+    force: bool = False,
     progress: bool | None = None,
+    base_url: str | None = None,
     sha256: str | Path | None = None,
     unverified: bool = False,
-    force: bool = False,
+    keep_archives: bool = False,
+    workers: int = 8,
 ) -> Path:
-    """`--from bucket`: download, verify and extract the chosen sources' archives into
-    `out/<source>/` (the module docstring); returns `out`. sha256: a sums file; unverified: accept
-    an archive with no known sum (said loudly); force: move a folder in the way aside. Every
-    refusal comes before anything is downloaded or moved; dry_run only prints the plan."""
-    out, names = _start(out, sources)
-    sums = read_sums(sha256) if sha256 is not None else {}
+    """The chosen sources into `out/<source>/`, each marked complete only when verified (the
+    module docstring): from PhysioNet's loose files (`origin` 'physionet', the default; `sha256`
+    replaces the fetched SHA256SUMS.txt) or the bucket's archives ('bucket'; `sha256`: their sums,
+    `unverified`: accept one with no known sum, said loudly). force: move a folder in the way
+    aside. Every refusal comes before anything is downloaded or moved; dry_run only prints the
+    plan. Returns `out`."""
+    if origin not in ORIGINS:
+        raise UserError(f"--from {origin!r}: choose one of {', '.join(ORIGINS)}")
+    bucket = origin == "bucket"
+    wrong = [flag for flag, on in (("--unverified-archives", unverified), ("--keep-archives", keep_archives)) if on]
+    if wrong and not bucket:
+        raise UserError(f"{wrong[0]} applies to --from bucket only (PhysioNet's files are always verified)")
+    out, names = Path(out), parse_sources(sources if isinstance(sources, str) else ",".join(sources))
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    if not bucket and check_int("--workers", workers, 1) > 64:
+        raise UserError(f"--workers {workers}: at most 64 (PhysioNet is a shared server)")
+    given = _read_list(sha256) if sha256 is not None else None  # a bad FILE is refused first
+    sums = _by_name(*given) if bucket and given else {}
+    base_url = (base_url or (BASE_URL if bucket else PHYSIONET_URL)).rstrip("/")
     if dry_run:
+        if not bucket:
+            print(f"{'list':<11} {'':>6}          {'':<20} {base_url}/{SUMS_NAME}")
         for name in names:
-            _dry_row(out, name, source_state(out, name), ARCHIVES[name].url(base_url))
+            url = ARCHIVES[name].url(base_url) if bucket else f"{base_url}/training/{TRANCHES[name]}/"
+            state = source_state(out, name, origin)
+            print(f"{name:<11} {ARCHIVES[name].records:>6} records  {state:<20} {url} -> {out / name}")
         return out
-    todo = [ARCHIVES[n] for n in _pending(out, names, source_state, force)]
-    expected = {a.source: sums.get(a.file) or a.sha256 for a in todo}
-    unknown = [a.file for a in todo if expected[a.source] is None]
+    todo = _pending(out, names, origin, force)
+    if bucket:
+        _get_archives(out, todo, sums, base_url, unverified, keep_archives, progress, force)
+    elif todo:
+        _get_physionet(out, todo, given, base_url, workers, progress, force)
+    return out
+
+
+def download_archives(out: str | Path, sources: str | list[str] = "all", **kwargs) -> Path:
+    """`download(out, sources, "bucket", ...)`: the six tar.gz archives of the Challenge's bucket."""
+    return download(out, sources, "bucket", **kwargs)
+
+
+def _get_archives(
+    out: Path, todo: list[str], sums: dict, base_url: str, unverified: bool, keep: bool, progress, force: bool
+) -> None:
+    """`--from bucket`: refuse archives with no known SHA-256 (unless `unverified`), then fetch
+    each (unless there), verify and extract it; the archive removed after (unless `keep`)."""
+    expected = {s: sums.get(ARCHIVES[s].file) or ARCHIVES[s].sha256 for s in todo}
+    unknown = [ARCHIVES[s].file for s in todo if expected[s] is None]
     if unknown and not unverified:
         raise UserError(
             f"no SHA-256 is known for {', '.join(unknown)} (none is published for the Challenge's archives): "
@@ -423,38 +482,26 @@ def download_archives(
     _make(out, ".archives")
     if not os.access(out, os.W_OK | os.X_OK):
         raise UserError(f"--out {out} is not writable")
-    for a in todo:
-        _get_one(out, a, expected[a.source], sums, base_url, keep_archives, progress, force)
-    return out
-
-
-def _get_one(
-    out: Path, a: Archive, sha256: str | None, sums: dict, base_url: str, keep: bool, progress, force: bool
-) -> None:
-    """Fetch (unless there), verify and extract one source; the archive removed after (unless `keep`)."""
-    archive = out / ".archives" / a.file
-    if archive.exists():  # downloaded earlier: verified again before use (a mismatch kept as <file>.bad)
-        got = provenance.sha256_file(archive) if sha256 is not None else None
-        if got is not None and got != sha256.lower():
-            why = _reject(archive, got, sha256.lower(), archive.with_name(archive.name + ".bad"))
-            raise UserError(f"{archive}: {why}: run again to download it afresh")
-    else:
-        print(f"{a.source}: downloading {a.url(base_url)}", file=sys.stderr)
-        fetch(a.url(base_url), archive, sha256=sha256, progress=progress)
-    if sha256 is None:
-        print(f"{a.source}: WARNING: {a.file} is UNVERIFIED (no SHA-256 known; --unverified-archives)", file=sys.stderr)
-    print(f"{a.source}: extracting into {out / a.source}", file=sys.stderr)
-    extract(archive, out / a.source, sums=sums, force=force)
-    if not keep:
-        archive.unlink()
+    for s in todo:
+        a, want = ARCHIVES[s], expected[s]
+        archive = out / ".archives" / a.file
+        if archive.exists():  # downloaded earlier: verified again before use (a mismatch kept as <file>.bad)
+            got = provenance.sha256_file(archive) if want is not None else None
+            if got is not None and got != want:
+                why = _reject(archive, got, want, archive.with_name(archive.name + ".bad"))
+                raise UserError(f"{archive}: {why}: run again to download it afresh")
+        else:
+            print(f"{s}: downloading {a.url(base_url)}", file=sys.stderr)
+            fetch(a.url(base_url), archive, sha256=want, progress=progress)
+        if want is None:
+            print(f"{s}: WARNING: {a.file} is UNVERIFIED (no SHA-256 known; --unverified-archives)", file=sys.stderr)
+        print(f"{s}: extracting into {out / s}", file=sys.stderr)
+        extract(archive, out / s, sums=sums, force=force)
+        if not keep:
+            archive.unlink()
 
 
 # --- the default origin: PhysioNet's loose files, each verified against its SHA256SUMS.txt -------
-
-PHYSIONET_URL = "https://physionet.org/files/challenge-2020/1.0.2/"
-SUMS_NAME = "SHA256SUMS.txt"  # at the version's root; lists every file of the version
-_STAGE = ".physionet"  # OUT/.physionet/<source>/: a source being fetched (hidden from `prepare`)
-RETRY_BACKOFF_S = 1.0  # seconds before the 2nd try of a file, twice that before the 3rd
 
 
 @dataclass(frozen=True)
@@ -487,97 +534,23 @@ def physionet_plan(sums: dict[str, str], names: list[str], where: str = SUMS_NAM
     return plan
 
 
-def fetch_listed(
-    url: str, dest: Path, want: str, rejected: Path, count: Callable[[int], object] = lambda n: None, **opts
-) -> str | None:
-    """Make `dest` a verified copy of `url`: skipped when it is already there with SHA-256 `want`,
-    else fetched (`_fetch_once`, resuming a `.part`) with up to `retries` (3) tries, `backoff` s
-    apart times the try (RETRY_BACKOFF_S); bytes with another SHA-256 are moved to `rejected`.
-    Returns None on success, else the last reason it failed (the .part is kept)."""
-    retries, timeout = opts.get("retries", 3), opts.get("timeout", 60.0)
-    backoff = opts.get("backoff", RETRY_BACKOFF_S)
-    if dest.exists() and provenance.sha256_file(dest) == want:
-        return None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part, reason = dest.with_name(dest.name + ".part"), "not tried"
-    for attempt in range(1, retries + 1):
-        try:
-            got = _fetch_once(url, part, count, timeout, want)
-            if got == want:
-                os.replace(part, dest)
-                return None
-            reason = _reject(part, got, want, rejected)
-        except _Failed as exc:
-            reason = str(exc)
-            if exc.final:
-                break
-        if attempt < retries:
-            time.sleep(backoff * attempt)
-    return reason
-
-
-def _physionet_state(out: Path, source: str) -> str:
-    """'extracted' (OUT/<source>/.complete), 'in the way', 'partial (N files)' or 'missing'."""
-    if done := _finished_or_blocked(out, source):
-        return done
-    stage = out / _STAGE / source
-    n = sum(1 for p in stage.rglob("*") if p.is_file() and not p.name.endswith(".part")) if stage.is_dir() else 0
-    return f"partial ({n} files)" if n else "missing"
-
-
-def _read_list(sums_file: str | Path) -> tuple[dict[str, str], str]:
-    """`--sha256 FILE` in place of the fetched list (a copy you trust, e.g. for a mirror)."""
-    path = Path(sums_file)
-    try:
-        return parse_sums(path.read_text(encoding="utf-8"), f"--sha256 {path}"), f"--sha256 {path}"
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"--sha256 {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
-
-
-def _fetch_list(out: Path, base_url: str) -> tuple[dict[str, str], str]:
-    """SHA256SUMS.txt fetched beside the data into OUT/.physionet/ (atomically), parsed."""
-    url = base_url.rstrip("/") + "/" + SUMS_NAME
-    dest = out / _STAGE / SUMS_NAME
-    print(f"downloading the list of files and their SHA-256: {url}", file=sys.stderr)
-    dest.with_name(dest.name + ".part").unlink(missing_ok=True)  # small: always fetched whole
-    fetch(url, dest, progress=False)
-    try:
-        return parse_sums(dest.read_text(encoding="utf-8"), url), url
-    except UnicodeDecodeError:
-        raise UserError(f"{url} is not a text SHA256SUMS file; run again, or pass --sha256 FILE") from None
-
-
-def download_physionet(
-    out: str | Path,
-    sources: str | list[str] = "all",
-    base_url: str = PHYSIONET_URL,
-    sums_file: str | Path | None = None,
-    workers: int = 8,
-    force: bool = False,
-    progress: bool | None = None,
-    dry_run: bool = False,
-    **opts,
-) -> Path:
-    """Fetch the chosen sources' .hea/.mat files from PhysioNet (or a mirror of its tree at
-    `base_url`), each verified against SHA256SUMS.txt (or `sums_file`), into `out/<source>/`
-    (see the module docstring); returns `out`. `opts`: retries, backoff, timeout (per file)."""
-    out, names = _start(out, sources)
-    workers = check_int("--workers", workers, 1)
-    if workers > 64:
-        raise UserError(f"--workers {workers}: at most 64 (PhysioNet is a shared server)")
-    given = _read_list(sums_file) if sums_file is not None else None  # a bad FILE is refused first
-    if dry_run:
-        print(f"{'list':<11} {'':>6}          {'':<20} {base_url.rstrip('/')}/{SUMS_NAME}")
-        for name in names:
-            _dry_row(out, name, _physionet_state(out, name), f"{base_url.rstrip('/')}/training/{TRANCHES[name]}/")
-        return out
-    todo = _pending(out, names, _physionet_state, force)
-    if not todo:
-        return out
+def _get_physionet(
+    out: Path, todo: list[str], given: tuple | None, base_url: str, workers: int, progress, force: bool
+) -> None:
+    """Fetch SHA256SUMS.txt (unless `given`: --sha256 FILE) into OUT/.physionet/, then the
+    pending sources' files; every fully verified source is finished, the first failure is said."""
     _make(out, _STAGE)
-    sums, origin = given or _fetch_list(out, base_url)
+    if given is None:
+        url, dest = f"{base_url}/{SUMS_NAME}", out / _STAGE / SUMS_NAME
+        print(f"downloading the list of files and their SHA-256: {url}", file=sys.stderr)
+        dest.with_name(dest.name + ".part").unlink(missing_ok=True)  # small: always fetched whole
+        try:
+            given = parse_sums(fetch(url, dest, progress=False).read_text(encoding="utf-8"), url), url
+        except UnicodeDecodeError:
+            raise UserError(f"{url} is not a text SHA256SUMS file; run again, or pass --sha256 FILE") from None
+    sums, origin = given
     plan = physionet_plan(sums, todo, origin)
-    failed = _fetch_plan(out, plan, base_url, workers, progress, opts)
+    failed = _fetch_plan(out, plan, base_url, workers, progress)
     for name in todo:
         if name not in failed:
             _finish_source(out, name, plan[name], origin, force)
@@ -589,11 +562,12 @@ def download_physionet(
             f"nothing of {', '.join(failed)} was marked complete and every verified file is kept in "
             f"{out / _STAGE}: run the same command again to fetch the rest"
         )
-    return out
 
 
-def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers: int, progress, opts) -> dict:
-    """Fetch the plan with `workers` threads; {source: (files not verified, the first, its reason)} of failures."""
+def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers: int, progress) -> dict:
+    """Fetch the plan with `workers` threads (a file already there with its listed SHA-256 is
+    skipped; `_TRIES` tries, a mismatch kept in OUT/.physionet/rejected/); {source: (files not
+    verified, the first, its reason)} of failures."""
     from tqdm import tqdm  # only when something is downloaded
 
     jobs = [(name, f) for name, files in plan.items() for f in files]
@@ -608,11 +582,11 @@ def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers
 
     def one(job: tuple[str, Listed]) -> str | None:
         name, f = job
-        url = base_url.rstrip("/") + "/" + urllib.parse.quote(f.path)
+        url, dest = f"{base_url}/{urllib.parse.quote(f.path)}", out / _STAGE / name / f.rel
         try:
-            reason = fetch_listed(
-                url, out / _STAGE / name / f.rel, f.sha256, out / _STAGE / "rejected" / name / f.rel, count, **opts
-            )
+            reason = None
+            if not (dest.exists() and provenance.sha256_file(dest) == f.sha256):
+                reason = _get(url, dest, f.sha256, out / _STAGE / "rejected" / name / f.rel, count, _TRIES)
         except OSError as exc:  # a folder or file that cannot be written here
             reason = f"cannot be written: {exc.strerror or exc}"
         with lock:
@@ -646,39 +620,6 @@ def _finish_source(out: Path, name: str, files: list[Listed], origin: str, force
         raise UserError(_in_the_way(target))
     _install(stage, target)
     print(f"{name}: {len(files)} files verified, complete in {target}", file=sys.stderr)
-
-
-ORIGINS = ("physionet", "bucket")
-
-
-def download(
-    out: str | Path,
-    sources: str | list[str] = "all",
-    origin: str = "physionet",
-    dry_run: bool = False,
-    force: bool = False,
-    progress: bool | None = None,
-    base_url: str | None = None,
-    sha256: str | Path | None = None,
-    unverified: bool = False,
-    keep_archives: bool = False,
-    workers: int = 8,
-) -> Path:
-    """The chosen sources into `out/<source>/`, each marked complete only when verified: from
-    PhysioNet's loose files (`origin` 'physionet', the default; `sha256` then replaces the fetched
-    SHA256SUMS.txt) or the bucket's archives ('bucket'; see `download_archives`). Returns `out`."""
-    if origin not in ORIGINS:
-        raise UserError(f"--from {origin!r}: choose one of {', '.join(ORIGINS)}")
-    if origin == "bucket":
-        return download_archives(
-            out, sources, dry_run, keep_archives, base_url or BASE_URL, progress, sha256, unverified, force
-        )
-    wrong = [flag for flag, on in (("--unverified-archives", unverified), ("--keep-archives", keep_archives)) if on]
-    if wrong:
-        raise UserError(f"{wrong[0]} applies to --from bucket only (PhysioNet's files are always verified)")
-    return download_physionet(
-        out, sources, base_url or PHYSIONET_URL, sha256, workers, force, progress=progress, dry_run=dry_run
-    )
 
 
 def cli(argv: list[str]) -> int:
