@@ -108,19 +108,6 @@ class _Failed(Exception):
         self.final = final
 
 
-def _total_from_headers(resp, offset: int) -> int | None:
-    """Size of the whole file announced by a 200 (Content-Length) or 206 (Content-Range) reply."""
-    cr = resp.headers.get("Content-Range")
-    if cr:
-        m = re.match(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", cr)
-        if m and m.group(3) != "*":
-            return int(m.group(3))
-    cl = resp.headers.get("Content-Length")
-    if cl is not None and cl.isdigit():
-        return int(cl) + offset
-    return None
-
-
 def _open(url: str, offset: int):
     """The reply to a GET of `url` (from byte `offset` on when > 0); _Failed otherwise."""
     headers = {"User-Agent": _USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
@@ -148,15 +135,17 @@ def _fetch_once(url: str, part: Path, count: Callable[[int], object], want: str 
             return _fetch_once(url, part, count, want)
         raise
     with resp:
-        start = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range") or "")
+        cr = re.match(r"bytes\s+(\d+)-(?:\d+/(\d+))?", resp.headers.get("Content-Range") or "")
         if getattr(resp, "status", 200) != 206:
             h, offset = hashlib.sha256(), 0  # the whole file (or a file:// URL): start over
-        elif not start or int(start.group(1)) != offset:
+        elif not cr or int(cr.group(1)) != offset:
             part.unlink()
             raise _Failed(f"the server resumed at the wrong place ({resp.headers.get('Content-Range')!r})")
         elif want is None:  # the resumed prefix was not hashed above
             _hash_into(h, part)
-        total = _total_from_headers(resp, offset)
+        total = int(cr.group(2)) if cr and cr.group(2) else None  # the whole file's size, as announced
+        if total is None and (resp.headers.get("Content-Length") or "").isdigit():
+            total = int(resp.headers["Content-Length"]) + offset
         with open(part, "ab" if offset else "wb") as fh:
             try:
                 while block := resp.read(_CHUNK):
@@ -255,17 +244,11 @@ def parse_sums(text: str, where: str) -> dict[str, str]:
 def read_sums(path: str | Path) -> dict[str, str]:
     """{file name: lower-case hex SHA-256} from a SHA256SUMS-style file (see `parse_sums`). A name
     with folders is also listed under its last part. UserError naming the file and line otherwise."""
-    return _by_name(*_read_list(path))
-
-
-def _by_name(listed: dict[str, str], where: str) -> dict[str, str]:
-    """`listed` with each name that has folders also listed under its last part; UserError for a
-    last part listed twice with different sums."""
     sums: dict[str, str] = {}
-    for name, digest in listed.items():
+    for name, digest in _read_list(path)[0].items():
         for key in {name, PurePosixPath(name).name}:
             if sums.get(key, digest) != digest:
-                raise UserError(f"{where}: {key!r} is listed twice with different sums")
+                raise UserError(f"--sha256 {path}: {key!r} is listed twice with different sums")
             sums[key] = digest
     return sums
 
@@ -301,19 +284,11 @@ def _read_to_the_end(tar: tarfile.TarFile, archive: Path) -> None:
             )
 
 
-def _check_members(tmp: Path, members: list[tarfile.TarInfo], sums: dict[str, str], archive: Path) -> None:
-    """UserError naming the first extracted file whose name `sums` lists with another SHA-256."""
-    for m in members:
-        want = sums.get(m.name) or sums.get(PurePosixPath(m.name).name)
-        if m.isfile() and want is not None and provenance.sha256_file(tmp / m.name) != want:
-            raise UserError(f"{archive}: the extracted {m.name} does not have the SHA-256 the sums file lists")
-
-
 def extract(archive: Path, target: Path, sums: dict[str, str] | None = None, force: bool = False) -> Path:
     """Unpack `archive` (tar.gz) into `target` (via a sibling folder renamed in, marked with
     `.complete`); every extracted file that `sums` names must match. UserError for a corrupt,
     truncated or unsafe archive (kept; nothing marked), or a `target` in the way (unless `force`)."""
-    archive, target = Path(archive), Path(target)
+    archive, target, sums = Path(archive), Path(target), sums or {}
     if _occupied(target) and not force:
         raise UserError(_in_the_way(target))
     tmp = target.with_name(f".extract-{target.name}")
@@ -325,7 +300,10 @@ def extract(archive: Path, target: Path, sums: dict[str, str] | None = None, for
             kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(tmp, members=members, **kwargs)
             _read_to_the_end(tar, archive)
-        _check_members(tmp, members, sums or {}, archive)
+        for m in members:  # the first extracted file whose name `sums` lists with another SHA-256
+            want = sums.get(m.name) or sums.get(PurePosixPath(m.name).name)
+            if m.isfile() and want is not None and provenance.sha256_file(tmp / m.name) != want:
+                raise UserError(f"{archive}: the extracted {m.name} does not have the SHA-256 the sums file lists")
     except (tarfile.TarError, EOFError, OSError, zlib.error, UserError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, UserError):
@@ -340,9 +318,13 @@ def extract(archive: Path, target: Path, sums: dict[str, str] | None = None, for
 
 
 def _install(tmp: Path, target: Path) -> None:
-    """Rename the finished folder `tmp` onto `target`; a `target` holding anything is moved aside."""
+    """Rename the finished folder `tmp` onto `target`; a `target` holding anything is moved to
+    `<its folder>/.moved-aside/<name>.stale-<UTC time>` (hidden), and that is said."""
     if _occupied(target) or (target / ".complete").exists():
-        _move_aside(target)
+        (target.parent / _MOVED).mkdir(exist_ok=True)
+        moved = provenance.move_aside(target)
+        os.replace(moved, target.parent / _MOVED / moved.name)
+        print(f"{target}: moved aside to {target.parent / _MOVED / moved.name}", file=sys.stderr)
     elif target.exists():
         target.rmdir()  # an empty folder
     os.replace(tmp, target)
@@ -360,17 +342,6 @@ def _in_the_way(target: Path) -> str:
         f"{target} holds files but no .complete marker (it was not made by `download`); move it away, "
         f"or pass --force to move it to {target.parent / _MOVED} (nothing is deleted)"
     )
-
-
-def _move_aside(target: Path) -> Path:
-    """Move `target` to `<its folder>/.moved-aside/<name>.stale-<UTC time>` (hidden) and say so."""
-    aside = target.parent / _MOVED
-    aside.mkdir(exist_ok=True)
-    moved = provenance.move_aside(target)
-    final = aside / moved.name
-    os.replace(moved, final)
-    print(f"{target}: moved aside to {final}", file=sys.stderr)
-    return final
 
 
 def source_state(out: Path, archive: Archive | str, origin: str = "bucket") -> str:
@@ -442,8 +413,8 @@ def download(
         raise UserError(f"--out {out} exists and is not a folder")
     if not bucket and check_int("--workers", workers, 1) > 64:
         raise UserError(f"--workers {workers}: at most 64 (PhysioNet is a shared server)")
-    given = _read_list(sha256) if sha256 is not None else None  # a bad FILE is refused first
-    sums = _by_name(*given) if bucket and given else {}
+    given = _read_list(sha256) if sha256 is not None and not bucket else None  # a bad FILE is refused first
+    sums = read_sums(sha256) if sha256 is not None and bucket else {}
     base_url = (base_url or (BASE_URL if bucket else PHYSIONET_URL)).rstrip("/")
     if dry_run:
         if not bucket:
@@ -551,9 +522,16 @@ def _get_physionet(
     sums, origin = given
     plan = physionet_plan(sums, todo, origin)
     failed = _fetch_plan(out, plan, base_url, workers, progress)
-    for name in todo:
-        if name not in failed:
-            _finish_source(out, name, plan[name], origin, force)
+    for name in [n for n in todo if n not in failed]:  # marked complete, then moved to OUT/<source>
+        stage, target, n = out / _STAGE / name, out / name, len(plan[name])
+        missing = [f.path for f in plan[name] if not (stage / f.rel).is_file()]
+        if missing:  # cannot happen after a clean _fetch_plan; checked because it is what .complete claims
+            raise UserError(f"{name}: {missing[0]} is missing from {stage} after its download; run again")
+        (stage / ".complete").write_text(f"challenge-2020 1.0.2, {n} .hea/.mat files, each verified against {origin}\n")
+        if _occupied(target) and not force:
+            raise UserError(_in_the_way(target))
+        _install(stage, target)
+        print(f"{name}: {n} files verified, complete in {target}", file=sys.stderr)
     if failed:
         name, (n_bad, path, reason) = next(iter(failed.items()))
         others = f"; also {', '.join(list(failed)[1:])}" if len(failed) > 1 else ""
@@ -605,21 +583,6 @@ def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers
         files_bar.close()
         bytes_bar.close()
     return failed
-
-
-def _finish_source(out: Path, name: str, files: list[Listed], origin: str, force: bool) -> None:
-    """Mark a fully verified source complete and move it to OUT/<source> (past a folder in the way: `force`)."""
-    stage, target = out / _STAGE / name, out / name
-    missing = [f.path for f in files if not (stage / f.rel).is_file()]
-    if missing:  # cannot happen after a clean _fetch_plan; checked because it is what .complete claims
-        raise UserError(f"{name}: {missing[0]} is missing from {stage} after its download; run again")
-    (stage / ".complete").write_text(
-        f"challenge-2020 1.0.2, {len(files)} .hea/.mat files, each verified against {origin}\n"
-    )
-    if _occupied(target) and not force:
-        raise UserError(_in_the_way(target))
-    _install(stage, target)
-    print(f"{name}: {len(files)} files verified, complete in {target}", file=sys.stderr)
 
 
 def cli(argv: list[str]) -> int:
