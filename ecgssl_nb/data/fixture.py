@@ -29,7 +29,7 @@ from scipy.signal import sawtooth
 
 from ..atomic import write_json
 from ..core import labels
-from ..core.errors import UserError, check_int, check_seed
+from ..core.errors import UserError, check_int, check_seed, is_int
 from ..core.labels import LEADS
 from .records import RECORDS_2020
 
@@ -181,19 +181,15 @@ def _allocate(n: int, shares: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _check_shape(shape: str) -> dict:
-    if shape not in SHAPES:
-        raise UserError(f"--shape {shape!r} is not a fixture shape; choose one of {', '.join(SHAPES)}")
-    return SHAPES[shape]
-
-
 def plan_fixture(n_records: int = 400, seed: int = 0, shape: str = "tiny") -> list[FixtureRecord]:
     """The records `make_fixture` writes (names, sources, rates, lengths, codes), cheaply, in
     order of source then number. Every class is a primary label floor(n_scored / 24) times.
     shape: "tiny" (default) or "physionet2020" (the real source shares and record lengths)."""
     n, seed = check_int("records", n_records, 1), check_seed("seed", seed)
+    if shape not in SHAPES:
+        raise UserError(f"--shape {shape!r} is not a fixture shape; choose one of {', '.join(SHAPES)}")
     rng = np.random.default_rng([seed, 20200])
-    sources = list(_check_shape(shape).values())
+    sources = list(SHAPES[shape].values())
     counts = _allocate(n, np.array([s.share for s in sources]))
     source_of = np.repeat(np.arange(len(sources)), counts)[rng.permutation(n)]
     special = rng.permutation(n)
@@ -457,14 +453,10 @@ def _atrial_activity(
     return out
 
 
-def _rhythm_of(flags: set) -> str:
-    return next((r for r in _RHYTHM_PRECEDENCE if r in flags), NSR)
-
-
 def _synth(codes: Iterable[str], fs: float, n: int, rng: np.random.Generator) -> np.ndarray:
     """(12, n) float64 mV for the given header codes (merged and unscored handled)."""
     flags = set(labels.merge_codes(codes))
-    rhythm = _rhythm_of(flags)
+    rhythm = next((r for r in _RHYTHM_PRECEDENCE if r in flags), NSR)
     seconds = n / fs
     heart = _heart(flags, rng)
     beats, f_period = _beats(rhythm, flags, seconds, rng)
@@ -487,14 +479,6 @@ def _synth(codes: Iterable[str], fs: float, n: int, rng: np.random.Generator) ->
     return _twelve_leads(rec8)
 
 
-def _as_rng(rng) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0:
-        return np.random.default_rng(int(rng))
-    raise UserError(f"rng must be a numpy Generator or a seed >= 0, got {rng!r}")
-
-
 def synth_ecg(codes: Iterable[str], fs: float, seconds: float, rng: np.random.Generator | int) -> np.ndarray:
     """A synthetic 12-lead ECG for the SNOMED `codes`: float32 (12, round(fs * seconds)) in mV,
     leads I, II, III, aVR, aVL, aVF, V1..V6, sampled at `fs` Hz. Unscored codes do not change the
@@ -511,7 +495,11 @@ def synth_ecg(codes: Iterable[str], fs: float, seconds: float, rng: np.random.Ge
     n = int(round(fs * seconds))
     if n < 1:
         raise UserError(f"seconds * fs must give at least one sample, got {seconds!r} s at {fs!r} Hz")
-    return _synth(codes, float(fs), n, _as_rng(rng)).astype(np.float32)
+    if not isinstance(rng, np.random.Generator):
+        if not is_int(rng, 0):
+            raise UserError(f"rng must be a numpy Generator or a seed >= 0, got {rng!r}")
+        rng = np.random.default_rng(int(rng))
+    return _synth(codes, float(fs), n, rng).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -543,12 +531,6 @@ def record_signal(rec: FixtureRecord, seed: int) -> np.ndarray:
     return np.clip(np.rint(mv * GAIN), -32768, 32767).astype(np.int16)
 
 
-def _mat_bytes(digital: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    scipy.io.savemat(buf, {"val": digital}, format="4")
-    return buf.getvalue()
-
-
 def _prepare_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
@@ -571,7 +553,7 @@ def _write_record(rec: FixtureRecord, out: Path, seed: int) -> list:
     """Write one record's .mat and .hea under out; its row of the manifest."""
     digital = record_signal(rec, seed)
     hea = out / rec.path
-    hea.with_suffix(".mat").write_bytes(_mat_bytes(digital))
+    scipy.io.savemat(hea.with_suffix(".mat"), {"val": digital}, format="4")
     hea.write_text(header_text(rec, digital))
     return [rec.name, rec.source, rec.path, rec.fs, rec.n_samples, ",".join(rec.dx)]
 
@@ -587,12 +569,11 @@ def make_fixture(
     """Write the synthetic corpus (the module docstring) into `out`: new, empty or an earlier
     fixture. Same seed, size and shape -> the same bytes. shape "physionet2020": the real data
     set's shares and lengths (`SHAPES`). Records are written by `workers` processes. Returns out."""
-    n, seed = check_int("records", n_records, 1), check_seed("seed", seed)
-    _check_shape(shape)
+    plan = plan_fixture(n_records, seed, shape)  # records, seed and shape checked there
+    n, seed = len(plan), int(seed)
     check_int("--workers", workers, 1)
     out = Path(out)
     _prepare_out(out)
-    plan = plan_fixture(n, seed, shape)
     meta = dict(what="ecgssl_nb synthetic fixture (not real ECGs)", version=FIXTURE_VERSION, n_records=n, seed=seed)
     sources = {s.name: {"folder": s.folder, "prefix": s.prefix, "fs": s.fs} for s in FIXTURE_SOURCES.values()}
     meta |= dict(complete=False, sources=sources)
@@ -633,9 +614,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--progress", action="store_true", help="a progress bar")
     parser.add_argument("--workers", type=int, default=1, help="processes writing records (default 1)")
     args = parser.parse_args(argv)
-    out = make_fixture(
-        args.out, args.records, args.seed, shape=args.shape, progress=args.progress, workers=args.workers
-    )
+    out = make_fixture(args.out, args.records, args.seed, args.shape, args.progress, args.workers)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"wrote {args.records} synthetic records ({size / 1e6:.1f} MB) to {out}")
     return 0
