@@ -108,17 +108,6 @@ class _Failed(Exception):
         self.final = final
 
 
-def _open(url: str, offset: int):
-    """The reply to a GET of `url` (from byte `offset` on when > 0); _Failed otherwise."""
-    headers = {"User-Agent": _USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
-    try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_TIMEOUT_S)
-    except urllib.error.HTTPError as exc:
-        raise _Failed(f"HTTP {exc.code} {exc.reason}", final=exc.code in _NO_RETRY) from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        raise _Failed(f"{getattr(exc, 'reason', exc)}") from None
-
-
 def _fetch_once(url: str, part: Path, count: Callable[[int], object], want: str | None) -> str:
     """One try: resume `part` (started over when the server sends the whole file, or cannot
     continue it: HTTP 416), hashing the bytes as they are written, and check the announced size;
@@ -127,13 +116,16 @@ def _fetch_once(url: str, part: Path, count: Callable[[int], object], want: str 
     h, offset = hashlib.sha256(), part.stat().st_size if part.exists() else 0
     if offset and want is not None and _hash_into(h, part) == want:  # all there (stopped before its rename)
         return want
+    headers = {"User-Agent": _USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
     try:
-        resp = _open(url, offset)
-    except _Failed as exc:
-        if offset and str(exc).startswith("HTTP 416"):  # our .part is no prefix the server can continue
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_TIMEOUT_S)
+    except urllib.error.HTTPError as exc:
+        if offset and exc.code == 416:  # our .part is no prefix the server can continue
             part.unlink()
             return _fetch_once(url, part, count, want)
-        raise
+        raise _Failed(f"HTTP {exc.code} {exc.reason}", final=exc.code in _NO_RETRY) from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise _Failed(f"{getattr(exc, 'reason', exc)}") from None
     with resp:
         cr = re.match(r"bytes\s+(\d+)-(?:\d+/(\d+))?", resp.headers.get("Content-Range") or "")
         if getattr(resp, "status", 200) != 206:
@@ -363,18 +355,6 @@ def source_state(out: Path, archive: Archive | str, origin: str = "bucket") -> s
     return f"partial ({part.stat().st_size} bytes)" if part.exists() else "missing"
 
 
-def _pending(out: Path, names: list[str], origin: str, force: bool) -> list[str]:
-    """The sources not finished yet; UserError for a folder in their way, unless `force`."""
-    todo = [n for n in names if source_state(out, n, origin) != "extracted"]
-    blocked = [n for n in todo if _occupied(out / n)]
-    if blocked and not force:
-        raise UserError(_in_the_way(out / blocked[0]) + (f" (also: {', '.join(blocked[1:])})" if blocked[1:] else ""))
-    for name in names:
-        if name not in todo:
-            print(f"{name}: already complete in {out / name}", file=sys.stderr)
-    return todo
-
-
 def _make(out: Path, folder: str) -> None:
     """Create OUT/<folder>; UserError when that cannot be done."""
     try:
@@ -396,12 +376,9 @@ def download(
     keep_archives: bool = False,
     workers: int = 8,
 ) -> Path:
-    """The chosen sources into `out/<source>/`, each marked complete only when verified (the
-    module docstring): from PhysioNet's loose files (`origin` 'physionet', the default; `sha256`
-    replaces the fetched SHA256SUMS.txt) or the bucket's archives ('bucket'; `sha256`: their sums,
-    `unverified`: accept one with no known sum, said loudly). force: move a folder in the way
-    aside. Every refusal comes before anything is downloaded or moved; dry_run only prints the
-    plan. Returns `out`."""
+    """The chosen sources into `out/<source>/` from `origin` 'physionet' or 'bucket', as the
+    module docstring and the CLI flags of the same names say; every refusal comes before anything
+    is downloaded or moved, and dry_run only prints the plan. Returns `out`."""
     if origin not in ORIGINS:
         raise UserError(f"--from {origin!r}: choose one of {', '.join(ORIGINS)}")
     bucket = origin == "bucket"
@@ -424,7 +401,12 @@ def download(
             state = source_state(out, name, origin)
             print(f"{name:<11} {ARCHIVES[name].records:>6} records  {state:<20} {url} -> {out / name}")
         return out
-    todo = _pending(out, names, origin, force)
+    todo = [n for n in names if source_state(out, n, origin) != "extracted"]
+    blocked = [n for n in todo if _occupied(out / n)]
+    if blocked and not force:
+        raise UserError(_in_the_way(out / blocked[0]) + (f" (also: {', '.join(blocked[1:])})" if blocked[1:] else ""))
+    for name in [n for n in names if n not in todo]:
+        print(f"{name}: already complete in {out / name}", file=sys.stderr)
     if bucket:
         _get_archives(out, todo, sums, base_url, unverified, keep_archives, progress, force)
     elif todo:
