@@ -304,14 +304,17 @@ def extract(archive: Path, target: Path, sums: dict[str, str] | None = None, for
             f"{archive} is not a readable tar.gz ({exc}); nothing was extracted and the archive is kept: "
             f"delete it and run again"
         ) from None
-    (tmp / ".complete").write_text(archive.name + "\n")
-    _install(tmp, target)
+    _install(tmp, target, archive.name, force)
     return target
 
 
-def _install(tmp: Path, target: Path) -> None:
-    """Rename the finished folder `tmp` onto `target`; a `target` holding anything is moved to
+def _install(tmp: Path, target: Path, marker: str, force: bool) -> None:
+    """Mark the finished folder `tmp` with `.complete` (its line `marker`) and rename it onto
+    `target`; a `target` in the way is refused unless `force`, one holding anything is moved to
     `<its folder>/.moved-aside/<name>.stale-<UTC time>` (hidden), and that is said."""
+    if _occupied(target) and not force:
+        raise UserError(_in_the_way(target))
+    (tmp / ".complete").write_text(marker + "\n")
     if _occupied(target) or (target / ".complete").exists():
         (target.parent / _MOVED).mkdir(exist_ok=True)
         moved = provenance.move_aside(target)
@@ -509,10 +512,7 @@ def _get_physionet(
         missing = [f.path for f in plan[name] if not (stage / f.rel).is_file()]
         if missing:  # cannot happen after a clean _fetch_plan; checked because it is what .complete claims
             raise UserError(f"{name}: {missing[0]} is missing from {stage} after its download; run again")
-        (stage / ".complete").write_text(f"challenge-2020 1.0.2, {n} .hea/.mat files, each verified against {origin}\n")
-        if _occupied(target) and not force:
-            raise UserError(_in_the_way(target))
-        _install(stage, target)
+        _install(stage, target, f"challenge-2020 1.0.2, {n} .hea/.mat files, each verified against {origin}", force)
         print(f"{name}: {n} files verified, complete in {target}", file=sys.stderr)
     if failed:
         name, (n_bad, path, reason) = next(iter(failed.items()))
