@@ -506,7 +506,8 @@ def _get_physionet(
             raise UserError(f"{url} is not a text SHA256SUMS file; run again, or pass --sha256 FILE") from None
     sums, origin = given
     plan = physionet_plan(sums, todo, origin)
-    failed = _fetch_plan(out, plan, base_url, workers, progress)
+    bad = _fetch_plan(out, plan, base_url, workers, progress)
+    failed = list(dict.fromkeys(name for name, _, _ in bad))  # the sources with a file not verified
     for name in [n for n in todo if n not in failed]:  # marked complete, then moved to OUT/<source>
         stage, target, n = out / _STAGE / name, out / name, len(plan[name])
         missing = [f.path for f in plan[name] if not (stage / f.rel).is_file()]
@@ -514,9 +515,9 @@ def _get_physionet(
             raise UserError(f"{name}: {missing[0]} is missing from {stage} after its download; run again")
         _install(stage, target, f"challenge-2020 1.0.2, {n} .hea/.mat files, each verified against {origin}", force)
         print(f"{name}: {n} files verified, complete in {target}", file=sys.stderr)
-    if failed:
-        name, (n_bad, path, reason) = next(iter(failed.items()))
-        others = f"; also {', '.join(list(failed)[1:])}" if len(failed) > 1 else ""
+    if bad:
+        (name, path, reason), n_bad = bad[0], sum(b[0] == failed[0] for b in bad)
+        others = f"; also {', '.join(failed[1:])}" if failed[1:] else ""
         raise UserError(
             f"{name}: {n_bad} of {len(plan[name])} files not verified (first: {path}: {reason}){others}; "
             f"nothing of {', '.join(failed)} was marked complete and every verified file is kept in "
@@ -524,10 +525,10 @@ def _get_physionet(
         )
 
 
-def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers: int, progress) -> dict:
+def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers: int, progress) -> list[tuple]:
     """Fetch the plan with `workers` threads (a file already there with its listed SHA-256 is
-    skipped; `_TRIES` tries, a mismatch kept in OUT/.physionet/rejected/); {source: (files not
-    verified, the first, its reason)} of failures."""
+    skipped; `_TRIES` tries, a mismatch kept in OUT/.physionet/rejected/); (source, path, reason)
+    of each file not verified, in the plan's order."""
     from tqdm import tqdm  # only when something is downloaded
 
     jobs = [(name, f) for name, files in plan.items() for f in files]
@@ -553,18 +554,14 @@ def _fetch_plan(out: Path, plan: dict[str, list[Listed]], base_url: str, workers
             files_bar.update(reason is None)
         return reason
 
-    failed: dict[str, tuple[int, str, str]] = {}
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        for (name, f), reason in zip(jobs, pool.map(one, jobs)):
-            if reason is not None:
-                n, first, why = failed.get(name, (0, f.path, reason))
-                failed[name] = (n + 1, first, why)
+        reasons = list(pool.map(one, jobs))
     finally:  # on Ctrl-C: the files in flight finish (or keep their .part), the queued ones never start
         pool.shutdown(wait=True, cancel_futures=True)
         files_bar.close()
         bytes_bar.close()
-    return failed
+    return [(name, f.path, reason) for (name, f), reason in zip(jobs, reasons) if reason is not None]
 
 
 def cli(argv: list[str]) -> int:
