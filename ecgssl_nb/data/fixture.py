@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import multiprocessing
 import os
 import sys
@@ -123,8 +122,7 @@ class FixtureRecord:
         return f"{FIXTURE_SOURCES[self.source].folder}/{self.name}.hea"
 
 
-# ---------------------------------------------------------------------------------------------
-# Labels
+# --- labels ---------------------------------------------------------------------------------------
 
 
 def _compatible(chosen: Sequence[str], new: str) -> bool:
@@ -231,8 +229,7 @@ def plan_fixture(n_records: int = 400, seed: int = 0, shape: str = "tiny") -> li
     return sorted(plan, key=lambda r: (order[r.source], r.name))
 
 
-# ---------------------------------------------------------------------------------------------
-# Waveforms
+# --- waveforms ------------------------------------------------------------------------------------
 
 
 def _unit(v) -> np.ndarray:
@@ -502,8 +499,7 @@ def synth_ecg(codes: Iterable[str], fs: float, seconds: float, rng: np.random.Ge
     return _synth(codes, float(fs), n, rng).astype(np.float32)
 
 
-# ---------------------------------------------------------------------------------------------
-# Files
+# --- files ----------------------------------------------------------------------------------------
 
 
 def wfdb_checksum(digital: np.ndarray) -> np.ndarray:
@@ -591,11 +587,8 @@ def make_fixture(
             rows = list(tqdm(pool.imap(write, plan, chunksize=16), **bar))
     else:
         rows = [write(rec) for rec in tqdm(plan, **bar)]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["record", "source", "path", "fs", "n_samples", "dx"])
-    writer.writerows(rows)
-    (out / MANIFEST).write_text(buf.getvalue())
+    with open(out / MANIFEST, "w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows([["record", "source", "path", "fs", "n_samples", "dx"], *rows])
     write_json(out / MARKER, dict(meta, complete=True), indent=1)
     return out
 
