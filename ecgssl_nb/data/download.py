@@ -298,12 +298,8 @@ def extract(archive: Path, target: Path, sums: dict[str, str] | None = None, for
                 raise UserError(f"{archive}: the extracted {m.name} does not have the SHA-256 the sums file lists")
     except (tarfile.TarError, EOFError, OSError, zlib.error, UserError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, UserError):
-            raise UserError(f"{exc}; nothing was extracted and {archive} is kept: delete it and run again") from None
-        raise UserError(
-            f"{archive} is not a readable tar.gz ({exc}); nothing was extracted and the archive is kept: "
-            f"delete it and run again"
-        ) from None
+        why = exc if isinstance(exc, UserError) else f"{archive} is not a readable tar.gz ({exc})"
+        raise UserError(f"{why}; nothing was extracted and the archive is kept: delete it and run again") from None
     _install(tmp, target, archive.name, force)
     return target
 
