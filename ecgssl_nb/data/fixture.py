@@ -264,10 +264,8 @@ def _twelve_leads(rec8: np.ndarray) -> np.ndarray:
 
 
 def _render(waves: np.ndarray, fs: float, n: int) -> np.ndarray:
-    """Gaussian waves (K, 5) of (centre s, sigma s, vx, vy, vz), each within 4 sigma -> (3, n) mV."""
+    """Gaussian waves (K >= 1, 5) of (centre s, sigma s, vx, vy, vz), each within 4 sigma -> (3, n) mV."""
     out = np.zeros((3, n))
-    if len(waves) == 0:
-        return out
     centre, sigma, vec = waves[:, 0], waves[:, 1], waves[:, 2:5]
     half = int(np.ceil(4 * sigma.max() * fs)) + 1
     idx = np.rint(centre * fs).astype(np.int64)[:, None] + np.arange(-half, half + 1)  # (K, W)
