@@ -34,14 +34,11 @@ def settings_help(cls: type, prefix: str = "") -> str:
 
 
 def as_dict(obj: Any) -> Any:
-    """Dataclasses (nested) -> plain dicts, for result files."""
-    if dataclasses.is_dataclass(obj):
-        return {k: as_dict(v) for k, v in dataclasses.asdict(obj).items()}
+    """Dataclasses (nested) -> plain dicts, tuples -> lists, for result files."""
+    obj = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
     if isinstance(obj, dict):
         return {k: as_dict(v) for k, v in obj.items()}
-    if isinstance(obj, tuple):
-        return list(obj)
-    return obj
+    return list(obj) if isinstance(obj, tuple) else obj
 
 
 # --- resolved settings: --set KEY=VALUE and config files -----------------------------------------
@@ -111,16 +108,13 @@ def _change(cfg: Any, changes: dict, item: str, shown: str) -> None:
             f"--set {shown}: {name!r} is not a {type(cfg).__name__} setting; choose one of {', '.join(types)}"
         )
     kind = _kind(types[name])[0]
-    if dot and dataclasses.is_dataclass(kind):  # 'augment.noise_sigma=[0.01, 0.02]'
-        if entry not in _field_types(kind):
-            raise UserError(
-                f"--set {shown}: {name} has no setting {entry!r}; choose one of {', '.join(_field_types(kind))}"
-            )
+    if dataclasses.is_dataclass(kind):  # 'augment.noise_sigma=[0.01, 0.02]'
+        fields = _field_types(kind)
+        if not dot:
+            raise UserError(f"--set {shown}: set one entry of {name} at a time, e.g. {name}.{next(iter(fields))}=...")
+        if entry not in fields:
+            raise UserError(f"--set {shown}: {name} has no setting {entry!r}; choose one of {', '.join(fields)}")
         changes[name] = apply_settings(changes.get(name, getattr(cfg, name)), [f"{entry}={text}"], [shown])
-    elif dataclasses.is_dataclass(kind):
-        raise UserError(
-            f"--set {shown}: set one entry of {name} at a time, e.g. {name}.{dataclasses.fields(kind)[0].name}=..."
-        )
     elif dot:
         current = dict(changes.get(name, getattr(cfg, name)) or {})
         known = {**dict(getattr(cfg, name) or {}), **current}  # an entry of cfg's, or of an earlier item's value

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from itertools import count
 from pathlib import Path
 from typing import Any, Iterator, NoReturn
 
@@ -150,12 +151,9 @@ def _file_fault(path: Path, want: dict, full: bool) -> str | None:
             return f"changed since it was written: {st.st_size} bytes, {want.get('size')} recorded"
         if sample_digest(path) != want.get("sample"):
             return "changed since it was written (sampled blocks differ)"
-        if full:
-            sha = sha256_file(path)
-        elif st.st_mtime_ns != want.get("mtime_ns"):
-            sha = _sha256_of_stat(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-        else:
+        if not full and st.st_mtime_ns == want.get("mtime_ns"):
             return None
+        sha = sha256_file(path) if full else _sha256_of_stat(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
     except FileNotFoundError:
         return "is missing"
     except OSError as exc:
@@ -263,11 +261,8 @@ def move_aside(folder: str | os.PathLike) -> Path:
     """Rename `folder` to `folder.stale-<UTC time>[-n]` beside it and return the new path."""
     folder = Path(folder)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    target = folder.with_name(f"{folder.name}.stale-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = folder.with_name(f"{folder.name}.stale-{stamp}-{n}")
+    names = (f"{folder.name}.stale-{stamp}" + (f"-{n}" if n > 1 else "") for n in count(1))
+    target = next(t for t in map(folder.with_name, names) if not t.exists())
     os.replace(folder, target)
     return target
 
@@ -341,11 +336,9 @@ def lock_path(folder: str | os.PathLike) -> Path:
 
 def holder(folder: str | os.PathLike) -> str:
     """Who holds (or last held) `folder`'s lock: 'pid N on HOST since TIME', as its holder wrote it."""
-    try:
-        text = lock_path(folder).read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        text = ""
-    return text[:200] or "another process"
+    with contextlib.suppress(OSError):
+        return lock_path(folder).read_text(encoding="utf-8", errors="replace").strip()[:200] or "another process"
+    return "another process"
 
 
 def _write_holder(fd: int) -> None:
@@ -365,40 +358,37 @@ def lock(
 ) -> Iterator[Path]:
     """Hold the lock of `folder` (`lock_path`) for the block; held elsewhere: wait `wait_s` seconds
     (saying for whom every `tell_every_s`), then `Busy`. lend: this thread's block may take it again."""
-    folder = Path(folder)
-    path = lock_path(folder)
+    folder, path = Path(folder), lock_path(folder)
     lent = _LENT.__dict__.setdefault("held", {})
-    if str(path) in lent:  # taken again inside the block that lent it: the same hold, counted
-        lent[str(path)].acquire(timeout=0)
+    held = lent.get(str(path))
+    again = held is not None
+    if again:  # taken again inside the block that lent it: the same hold, counted
+        held.acquire(timeout=0)
+    else:
         try:
-            yield folder
-        finally:
-            lent[str(path)].release()
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{what} {folder}: cannot create {path.parent} for its lock: {exc.strerror or exc}") from None
-    held = FileLock(path, on_acquired=_write_holder)
-    _acquire(held, folder, what, float(wait_s), float(tell_every_s))
-    if lend:
-        lent[str(path)] = held
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(
+                f"{what} {folder}: cannot create {path.parent} for its lock: {exc.strerror or exc}"
+            ) from None
+        held = FileLock(path, on_acquired=_write_holder)
+        _acquire(held, folder, what, float(wait_s), float(tell_every_s))
+        if lend:
+            lent[str(path)] = held
     try:
         yield folder
     finally:
-        if lend:
+        if lend and not again:
             del lent[str(path)]
         held.release()
 
 
 def _acquire(held: FileLock, folder: Path, what: str, wait_s: float, tell_every_s: float) -> None:
     """Acquire `held` (the lock of `folder`), waiting in the lock itself: no look-then-leap."""
-    t0 = time.monotonic()
-    waited = False
+    t0, waited = time.monotonic(), False
     while True:
-        left = max(0.0, wait_s - (time.monotonic() - t0))
         try:
-            held.acquire(timeout=min(left, tell_every_s) if waited else 0)
+            held.acquire(timeout=min(max(0.0, wait_s - (time.monotonic() - t0)), tell_every_s) if waited else 0)
             return
         except Timeout:
             pass

@@ -499,13 +499,9 @@ def parse_folds(spec: str, n_folds: int = N_FOLDS) -> tuple:
     """'0-9' -> (0..9); '0,3,5' -> (0, 3, 5)."""
     out: list[int] = []
     try:
-        for part in str(spec).split(","):
-            part = part.strip()
-            if "-" in part:
-                lo, hi = part.split("-")
-                out.extend(range(int(lo), int(hi) + 1))
-            elif part:
-                out.append(int(part))
+        for part in filter(None, (p.strip() for p in str(spec).split(","))):
+            lo, dash, hi = part.partition("-")  # '3' or '3-5'
+            out.extend(range(int(lo), int(hi if dash else lo) + 1))
     except ValueError:
         raise UserError(f"--folds {spec!r} is not a list of folds like '0-9' or '0,3,5'") from None
     bad = [f for f in out if not 0 <= f < n_folds]
