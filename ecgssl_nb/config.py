@@ -27,9 +27,8 @@ def settings_help(cls: type, prefix: str = "") -> str:
         if dataclasses.is_dataclass(default):
             lines.append(settings_help(type(default), f"{prefix}{f.name}."))
             continue
-        values = f.metadata.get("range")
         shown = "" if default is dataclasses.MISSING else f" (default {default!r})"
-        lines.append(f"  {prefix}{f.name}: {values.text if values else '?'}{shown}; {f.metadata.get('what', '')}")
+        lines.append(f"  {prefix}{f.name}: {f.metadata['range'].text}{shown}; {f.metadata['what']}")
     return "\n".join(lines)
 
 

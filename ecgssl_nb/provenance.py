@@ -137,8 +137,7 @@ def digest_fault(folder: str | os.PathLike, names: tuple[str, ...] = (), full: b
     if unrecorded:
         return f"{folder / DIGESTS} records no digest of {', '.join(unrecorded)}"
     for name, want in sorted(files.items()):
-        fault = _file_fault(folder / name, want, full)
-        if fault:
+        if fault := _file_fault(folder / name, want, full):
             return f"{folder / name} {fault}"
     return None
 
@@ -441,26 +440,12 @@ def load_checkpoint(path: str | os.PathLike) -> Any:
 
 def stage_folders(root: str | os.PathLike) -> list[Path]:
     """Every stage folder (with provenance.json) at or below `root`, in path order; not *.stale-*, *.partial, hidden."""
-    root = Path(root)
     found = []
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and ".stale-" not in d and not d.endswith(".partial"))
         if PROVENANCE in files:
             found.append(Path(dirpath))
     return found
-
-
-def verify(root: str | os.PathLike) -> list[tuple[Path, str, str]]:
-    """(folder, status, detail) per stage folder below `root`, in full: "ok", "changed" or "unverified" (no digests)."""
-    rows = []
-    for folder in stage_folders(root):
-        stage = ((read_digests(folder) or {}).get("request") or {}).get("stage")
-        if not (folder / DIGESTS).exists():
-            rows.append((folder, "unverified", f"no {DIGESTS} (unfinished, an older version, or not a stage output)"))
-            continue
-        fault = digest_fault(folder, full=True)
-        rows.append((folder, "changed" if fault else "ok", fault or f"{stage}: every recorded output as written"))
-    return rows
 
 
 def cli(argv: list[str]) -> int:
@@ -470,13 +455,21 @@ def cli(argv: list[str]) -> int:
     root = Path(p.parse_args(argv).path)
     if not root.is_dir():
         raise UserError(f"verify: {root} is not a folder")
-    rows = verify(root)
-    if not rows:
+    folders = stage_folders(root)
+    if not folders:
         raise UserError(f"verify: {root} holds no stage folder (no {PROVENANCE} at or below it)")
-    for folder, status, detail in rows:
+    changed = 0
+    for folder in folders:  # each in full: "ok", "changed" or "unverified" (no digests)
+        if not (folder / DIGESTS).exists():
+            status, detail = "unverified", f"no {DIGESTS} (unfinished, an older version, or not a stage output)"
+        elif fault := digest_fault(folder, full=True):
+            status, detail = "changed", fault
+        else:
+            stage = (read_digests(folder) or {}).get("request", {}).get("stage")
+            status, detail = "ok", f"{stage}: every recorded output as written"
+        changed += status == "changed"
         print(f"{status:<10} {folder}: {detail}", flush=True)
-    changed = [f for f, s, _ in rows if s == "changed"]
-    print(f"{len(rows)} folders: {len(rows) - len(changed)} unchanged or unverified, {len(changed)} changed")
+    print(f"{len(folders)} folders: {len(folders) - changed} unchanged or unverified, {changed} changed")
     if changed:
-        raise UserError(f"verify: {len(changed)} of {len(rows)} folders below {root} changed since they were written")
+        raise UserError(f"verify: {changed} of {len(folders)} folders below {root} changed since they were written")
     return 0

@@ -193,8 +193,7 @@ FUSION_SSL = ("loaded", "ignored")  # B6: the fusion models' SSL backbones
 COMPILE_MODES = ("off", "default", "reduce-overhead")  # the training steps: eager, compiled, compiled + CUDA graphs
 # How a run is executed, not what it computes: recorded in provenance.json, never matched for reuse
 # or resume (stages.pretrain.pretrain_request says why; compiled agrees with eager within the tests' tolerance).
-RECORDED_ONLY = ("compile", "checkpoint_epochs", "checkpoint_minutes", "log_every")
-_EXECUTION = {  # their (default, meaning, range): one source for PretrainConfig and FinetuneConfig
+_EXECUTION = {  # (default, meaning, range) of each: one source for PretrainConfig and FinetuneConfig
     "compile": (
         "off",
         "the training step: off (eager), default, or reduce-overhead (CUDA graphs on CUDA)",
@@ -206,6 +205,7 @@ _EXECUTION = {  # their (default, meaning, range): one source for PretrainConfig
 }
 SELECT_METRICS = ("auprc", "auroc")
 DATA_KINDS = ("fixture", "samples", "physionet2020")
+RECORDED_ONLY = tuple(_EXECUTION)
 LEAD_MODES = ("twelve", "lead-i")  # B1: every lead resampled, or the released lead I in all 12 channels
 
 
@@ -217,7 +217,7 @@ class AugmentConfig(_Checked):
 
     time_global_scale: tuple = _setting((0.5, 1.0), "crop ratio r of a global time view", CROP)
     time_local_scale: tuple = _setting(
-        (0.1, 0.5), "crop ratio r of a local time view, stretched to 250 samples too (B17)", CROP
+        (0.1, 0.5), "local time view crop ratio r, stretched to 250 samples too (B17)", CROP
     )
     time_cutout_mode: str = _setting(
         "per_lead", "time cutout: a span per lead (per_lead, released) or one for all (paper, B18)", one_of(*TC_MODES)
@@ -225,9 +225,7 @@ class AugmentConfig(_Checked):
     time_cutout: tuple = _setting((0.2, 0.4), "time cutout span / window, mode per_lead", SPAN)
     paper_time_cutout: tuple = _setting((0.0, 0.5), "time cutout span / window, mode paper (Eq. 1)", SPAN)
     noise_sigma: tuple = _setting((0.005, 0.025), "Gaussian noise sigma, mV, one per view", pair(0.0, float("inf")))
-    spec_global_scale: tuple = _setting(
-        (0.6, 1.0), "crop ratio of a global spectrogram view, of its 21 frames (B19)", CROP
-    )
+    spec_global_scale: tuple = _setting((0.6, 1.0), "crop ratio of a global spectrogram view, of 21 frames (B19)", CROP)
     spec_local_scale: tuple = _setting((0.3, 0.6), "crop ratio of a local spectrogram view", CROP)
     spec_time_cutout: tuple = _setting((0.1, 0.35), "spectrogram time cutout span / crop width", SPAN)
 
@@ -291,9 +289,7 @@ class PretrainConfig(_Checked):
         "applied", "B16: spec t2/fc views: applied (FC then TC) or discarded (released: TC only)", one_of(*FREQ_CUTOUT)
     )
     max_steps: int = _setting(0, "smoke run: stop after this many optimisation steps (0 = no limit)", integer(0))
-    augment: AugmentConfig = _setting(
-        AugmentConfig, "the views' crop, cutout and noise ranges", instance(AugmentConfig)
-    )
+    augment: AugmentConfig = _setting(AugmentConfig, "the views' crop, cutout, noise ranges", instance(AugmentConfig))
     amp: bool = _setting(True, "bf16 autocast of backbone and head, on CUDA only (ignored on the CPU)", FLAG)
     # how the run is executed (RECORDED_ONLY), the same four settings in both stages
     compile: str = _setting(*_EXECUTION["compile"])
@@ -392,8 +388,8 @@ def _tiny() -> Profile:
         # About 20 steps per epoch on the 400-record fixture: TSG reaches a held-out macro AUROC of
         # about 0.75 in 3 epochs (tests/test_finetune.py pins > 0.65; lr 3e-3 gave 0.62).
         finetune=FinetuneConfig(
-            epochs={"t": 3, "s": 3, "tsc": 3, "tsg": 3},
-            batch_records={"t": 16, "s": 16, "tsc": 16, "tsg": 16},
+            epochs=dict.fromkeys(FAMILIES, 3),
+            batch_records=dict.fromkeys(FAMILIES, 16),
             crops=2,
             lr=1e-3,
             eval_batch_windows=512,
@@ -441,8 +437,8 @@ def _samples() -> Profile:
         fixture_records=0,
         finetune=replace(
             tiny.finetune,
-            epochs={"t": 8, "s": 8, "tsc": 8, "tsg": 8},
-            batch_records={"t": 8, "s": 8, "tsc": 8, "tsg": 8},
+            epochs=dict.fromkeys(FAMILIES, 8),
+            batch_records=dict.fromkeys(FAMILIES, 8),
             crops=4,
             ablation_folds=None,
         ),
