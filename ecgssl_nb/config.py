@@ -90,8 +90,7 @@ def _parse(item: str, name: str, text: str, tp: Any) -> Any:
             return _adapter(kind).validate_json(text, strict=True)
         return _adapter(kind, finite=True).validate_strings(text)  # '3', '1e-4', 'true', 'yes', text
     except ValueError:  # pydantic's ValidationError
-        pass
-    raise UserError(f"--set {item}: {name} takes {_words(kind)}{' (or none)' if nullable else ''}")
+        raise UserError(f"--set {item}: {name} takes {_words(kind)}{' (or none)' if nullable else ''}") from None
 
 
 def _change(cfg: Any, changes: dict, item: str, shown: str) -> None:

@@ -201,11 +201,8 @@ def request(stage: str, settings: dict, inputs: dict[str, str], seed: int) -> di
 
 def record(req: dict, recorded: dict | None = None) -> dict:
     """The provenance record of `req`, with the code version, a UTC time and `recorded` (not matched)."""
-    rec = {
-        "request": req,
-        "code_version": code_version(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    rec = {"request": req, "code_version": code_version(), "created": created}
     if recorded is not None:
         rec["recorded"] = canonical(recorded)
     return rec
@@ -300,18 +297,13 @@ def claim(
     why = refusal(folder, req)
     if why is None and holds_files(folder):
         return "same"
-    status = "new"
+    if why is not None and not force:
+        raise UserError(f"{what} {folder}: {why}. Use another folder, or --force to move it aside (nothing is deleted)")
     if why is not None:
-        if not force:
-            raise UserError(
-                f"{what} {folder}: {why}. Use another folder, or --force to move it aside (nothing is deleted)"
-            )
-        moved = move_aside(folder)
-        print(f"{folder}: {why}; moved aside to {moved.name}", flush=True)
-        status = "moved"
+        print(f"{folder}: {why}; moved aside to {move_aside(folder).name}", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     write(folder, req, recorded)
-    return status
+    return "new" if why is None else "moved"
 
 
 def finished(folder: str | os.PathLike, req: dict, *outputs: str) -> bool:

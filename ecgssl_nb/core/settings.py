@@ -180,7 +180,7 @@ class _Checked:
         self._check()
 
     def _check(self) -> None:
-        pass
+        """The checks of several fields at once (a class with some overrides it)."""
 
 
 # The choices of the settings that name a behaviour (the stages import them from here).
