@@ -205,25 +205,13 @@ def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, example: 
     name = cls.__name__
     parser.epilog = settings_help(cls)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the epilog's one line per field
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help=f"override a {name} field, type- and range-checked, e.g. {example} (repeatable; the fields below)",
-    )
-    parser.add_argument(
-        "--config",
-        default=None,
-        metavar="FILE",
-        help=f"JSON file of the resolved {name} (instead of the profile's; `reproduce` writes one per "
-        f"job); --set and the other options still apply on top",
-    )
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help="if OUT was made by another request, move it aside (nothing is deleted) and start afresh",
-    )
+    set_help = f"override a {name} field, type- and range-checked, e.g. {example} (repeatable; the fields below)"
+    config_help = f"JSON file of the resolved {name} (instead of the profile's; `reproduce` writes one per job); "
+    config_help += "--set and the other options still apply on top"
+    force_help = "if OUT was made by another request, move it aside (nothing is deleted) and start afresh"
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help=set_help)
+    parser.add_argument("--config", metavar="FILE", help=config_help)
+    parser.add_argument("--force", action="store_true", help=force_help)
 
 
 def read_config(cls, path: str | os.PathLike) -> Any:

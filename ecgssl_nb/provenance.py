@@ -378,8 +378,9 @@ def _acquire(held: FileLock, folder: Path, what: str, wait_s: float, tell_every_
     """Acquire `held` (the lock of `folder`), waiting in the lock itself: no look-then-leap."""
     t0, waited = time.monotonic(), False
     while True:
+        left = max(0.0, wait_s - (time.monotonic() - t0))
         try:
-            held.acquire(timeout=min(max(0.0, wait_s - (time.monotonic() - t0)), tell_every_s) if waited else 0)
+            held.acquire(timeout=min(left, tell_every_s) if waited else 0)
             return
         except Timeout:
             pass

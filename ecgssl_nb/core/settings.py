@@ -150,9 +150,9 @@ TEXT = _range("text", lambda v: isinstance(v, str) and v != "", "non-empty text"
 CODES = _range(
     "a list of codes like B1, B7", lambda v: _listed(v, lambda c: isinstance(c, str) and re.fullmatch(r"B\d+", c))
 )
+UNIT = number(0.0, 1.0)
 GRID = _range(  # the threshold grid
-    "a non-empty list of numbers in [0.0, 1.0]",
-    lambda v: _listed(v, lambda x: not number(0.0, 1.0).problem(x), empty=False),
+    "a non-empty list of numbers in [0.0, 1.0]", lambda v: _listed(v, lambda x: not UNIT.problem(x), empty=False)
 )
 CROP, SPAN = pair(0.0, 1.0, True), pair(0.0, 1.0)  # a crop ratio (> 0) and a cut span, fractions of the window
 SEED = _range("an integer 0 <= n < 2**63", lambda v: is_int(v, 0, SEED_LIMIT))  # errors.check_seed: every --seed
@@ -203,9 +203,9 @@ _EXECUTION = {  # (default, meaning, range) of each: one source for PretrainConf
     "checkpoint_minutes": (0.0, "also one when M minutes passed since the last (0 = off)", number(0)),
     "log_every": (0, "read the running training figures every N steps (0 = once per epoch)", integer(0)),
 }
+RECORDED_ONLY = tuple(_EXECUTION)
 SELECT_METRICS = ("auprc", "auroc")
 DATA_KINDS = ("fixture", "samples", "physionet2020")
-RECORDED_ONLY = tuple(_EXECUTION)
 LEAD_MODES = ("twelve", "lead-i")  # B1: every lead resampled, or the released lead I in all 12 channels
 
 
@@ -326,9 +326,7 @@ class FinetuneConfig(_Checked):
         "auprc", "the checkpoint kept: best auprc (the README's best-PRC) or auroc", one_of(*SELECT_METRICS)
     )
     threshold_grid: tuple = _setting(DEFAULT_GRID, "the threshold search's grid", GRID)
-    threshold_default: float = _setting(
-        DEFAULT_THRESHOLD, "every other class's threshold while one is searched", number(0.0, 1.0)
-    )
+    threshold_default: float = _setting(DEFAULT_THRESHOLD, "every other class's threshold while one is searched", UNIT)
     amp: bool = _setting(True, "bf16 autocast of the forward pass, on CUDA only (ignored on the CPU)", FLAG)
     ablation_folds: tuple | None = _setting(
         None, "Fig. 3 fine-tunings run on these folds (none: the profile's)", fold_list(nullable=True)
