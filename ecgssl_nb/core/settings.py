@@ -217,7 +217,7 @@ class AugmentConfig(_Checked):
 
     time_global_scale: tuple = _setting((0.5, 1.0), "crop ratio r of a global time view", CROP)
     time_local_scale: tuple = _setting(
-        (0.1, 0.5), "local time view crop ratio r, stretched to 250 samples too (B17)", CROP
+        (0.1, 0.5), "crop ratio r of a local time view, stretched to 250 samples too (B17)", CROP
     )
     time_cutout_mode: str = _setting(
         "per_lead", "time cutout: a span per lead (per_lead, released) or one for all (paper, B18)", one_of(*TC_MODES)
