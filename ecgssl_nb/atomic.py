@@ -7,7 +7,6 @@ Write to a temporary file in the target's folder, fsync it, give it the usual pe
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
 import math
 import os
@@ -71,12 +70,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` (UTF-8, '\\n' line ends) to `path` atomically."""
-
-    def _write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-
-    return atomic_write(path, _write)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n"))
 
 
 def write_json(
@@ -105,7 +99,7 @@ def to_jsonable(obj: Any, where: str = "$") -> Any:
             key = key.item() if hasattr(key, "item") and not isinstance(key, (str, int, float)) else key
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 raise TypeError(f"{where}: key {key!r} of type {type(key).__name__} cannot be a JSON key")
-            out[str(key) if not isinstance(key, str) else key] = to_jsonable(value, f"{where}.{key}")
+            out[str(key)] = to_jsonable(value, f"{where}.{key}")
         return out
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(obj)]
@@ -126,6 +120,4 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Pat
 
 def write_csv_atomic(path: str | os.PathLike, df: pd.DataFrame, index: bool = False) -> Path:
     """Write a DataFrame as CSV atomically (floats at full precision, NaN as an empty cell)."""
-    buf = io.StringIO()
-    df.to_csv(buf, index=index, lineterminator="\n")
-    return write_text_atomic(path, buf.getvalue())
+    return write_text_atomic(path, df.to_csv(index=index, lineterminator="\n"))

@@ -27,21 +27,17 @@ def settings_help(cls: type, prefix: str = "") -> str:
         if dataclasses.is_dataclass(default):
             lines.append(settings_help(type(default), f"{prefix}{f.name}."))
             continue
-        values = f.metadata.get("range")
         shown = "" if default is dataclasses.MISSING else f" (default {default!r})"
-        lines.append(f"  {prefix}{f.name}: {values.text if values else '?'}{shown}; {f.metadata.get('what', '')}")
+        lines.append(f"  {prefix}{f.name}: {f.metadata['range'].text}{shown}; {f.metadata['what']}")
     return "\n".join(lines)
 
 
 def as_dict(obj: Any) -> Any:
-    """Dataclasses (nested) -> plain dicts, for result files."""
-    if dataclasses.is_dataclass(obj):
-        return {k: as_dict(v) for k, v in dataclasses.asdict(obj).items()}
+    """Dataclasses (nested) -> plain dicts, tuples -> lists, for result files."""
+    obj = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
     if isinstance(obj, dict):
         return {k: as_dict(v) for k, v in obj.items()}
-    if isinstance(obj, tuple):
-        return list(obj)
-    return obj
+    return list(obj) if isinstance(obj, tuple) else obj
 
 
 # --- resolved settings: --set KEY=VALUE and config files -----------------------------------------
@@ -94,8 +90,7 @@ def _parse(item: str, name: str, text: str, tp: Any) -> Any:
             return _adapter(kind).validate_json(text, strict=True)
         return _adapter(kind, finite=True).validate_strings(text)  # '3', '1e-4', 'true', 'yes', text
     except ValueError:  # pydantic's ValidationError
-        pass
-    raise UserError(f"--set {item}: {name} takes {_words(kind)}{' (or none)' if nullable else ''}")
+        raise UserError(f"--set {item}: {name} takes {_words(kind)}{' (or none)' if nullable else ''}") from None
 
 
 def _change(cfg: Any, changes: dict, item: str, shown: str) -> None:
@@ -111,16 +106,13 @@ def _change(cfg: Any, changes: dict, item: str, shown: str) -> None:
             f"--set {shown}: {name!r} is not a {type(cfg).__name__} setting; choose one of {', '.join(types)}"
         )
     kind = _kind(types[name])[0]
-    if dot and dataclasses.is_dataclass(kind):  # 'augment.noise_sigma=[0.01, 0.02]'
-        if entry not in _field_types(kind):
-            raise UserError(
-                f"--set {shown}: {name} has no setting {entry!r}; choose one of {', '.join(_field_types(kind))}"
-            )
+    if dataclasses.is_dataclass(kind):  # 'augment.noise_sigma=[0.01, 0.02]'
+        fields = _field_types(kind)
+        if not dot:
+            raise UserError(f"--set {shown}: set one entry of {name} at a time, e.g. {name}.{next(iter(fields))}=...")
+        if entry not in fields:
+            raise UserError(f"--set {shown}: {name} has no setting {entry!r}; choose one of {', '.join(fields)}")
         changes[name] = apply_settings(changes.get(name, getattr(cfg, name)), [f"{entry}={text}"], [shown])
-    elif dataclasses.is_dataclass(kind):
-        raise UserError(
-            f"--set {shown}: set one entry of {name} at a time, e.g. {name}.{dataclasses.fields(kind)[0].name}=..."
-        )
     elif dot:
         current = dict(changes.get(name, getattr(cfg, name)) or {})
         known = {**dict(getattr(cfg, name) or {}), **current}  # an entry of cfg's, or of an earlier item's value
@@ -213,25 +205,13 @@ def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, example: 
     name = cls.__name__
     parser.epilog = settings_help(cls)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the epilog's one line per field
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help=f"override a {name} field, type- and range-checked, e.g. {example} (repeatable; the fields below)",
-    )
-    parser.add_argument(
-        "--config",
-        default=None,
-        metavar="FILE",
-        help=f"JSON file of the resolved {name} (instead of the profile's; `reproduce` writes one per "
-        f"job); --set and the other options still apply on top",
-    )
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help="if OUT was made by another request, move it aside (nothing is deleted) and start afresh",
-    )
+    set_help = f"override a {name} field, type- and range-checked, e.g. {example} (repeatable; the fields below)"
+    config_help = f"JSON file of the resolved {name} (instead of the profile's; `reproduce` writes one per job); "
+    config_help += "--set and the other options still apply on top"
+    force_help = "if OUT was made by another request, move it aside (nothing is deleted) and start afresh"
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help=set_help)
+    parser.add_argument("--config", metavar="FILE", help=config_help)
+    parser.add_argument("--force", action="store_true", help=force_help)
 
 
 def read_config(cls, path: str | os.PathLike) -> Any:

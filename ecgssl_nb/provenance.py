@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from itertools import count
 from pathlib import Path
 from typing import Any, Iterator, NoReturn
 
@@ -136,8 +137,7 @@ def digest_fault(folder: str | os.PathLike, names: tuple[str, ...] = (), full: b
     if unrecorded:
         return f"{folder / DIGESTS} records no digest of {', '.join(unrecorded)}"
     for name, want in sorted(files.items()):
-        fault = _file_fault(folder / name, want, full)
-        if fault:
+        if fault := _file_fault(folder / name, want, full):
             return f"{folder / name} {fault}"
     return None
 
@@ -150,12 +150,9 @@ def _file_fault(path: Path, want: dict, full: bool) -> str | None:
             return f"changed since it was written: {st.st_size} bytes, {want.get('size')} recorded"
         if sample_digest(path) != want.get("sample"):
             return "changed since it was written (sampled blocks differ)"
-        if full:
-            sha = sha256_file(path)
-        elif st.st_mtime_ns != want.get("mtime_ns"):
-            sha = _sha256_of_stat(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-        else:
+        if not full and st.st_mtime_ns == want.get("mtime_ns"):
             return None
+        sha = sha256_file(path) if full else _sha256_of_stat(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
     except FileNotFoundError:
         return "is missing"
     except OSError as exc:
@@ -204,11 +201,8 @@ def request(stage: str, settings: dict, inputs: dict[str, str], seed: int) -> di
 
 def record(req: dict, recorded: dict | None = None) -> dict:
     """The provenance record of `req`, with the code version, a UTC time and `recorded` (not matched)."""
-    rec = {
-        "request": req,
-        "code_version": code_version(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    rec = {"request": req, "code_version": code_version(), "created": created}
     if recorded is not None:
         rec["recorded"] = canonical(recorded)
     return rec
@@ -263,11 +257,8 @@ def move_aside(folder: str | os.PathLike) -> Path:
     """Rename `folder` to `folder.stale-<UTC time>[-n]` beside it and return the new path."""
     folder = Path(folder)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    target = folder.with_name(f"{folder.name}.stale-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = folder.with_name(f"{folder.name}.stale-{stamp}-{n}")
+    names = (f"{folder.name}.stale-{stamp}" + (f"-{n}" if n > 1 else "") for n in count(1))
+    target = next(t for t in map(folder.with_name, names) if not t.exists())
     os.replace(folder, target)
     return target
 
@@ -306,18 +297,13 @@ def claim(
     why = refusal(folder, req)
     if why is None and holds_files(folder):
         return "same"
-    status = "new"
+    if why is not None and not force:
+        raise UserError(f"{what} {folder}: {why}. Use another folder, or --force to move it aside (nothing is deleted)")
     if why is not None:
-        if not force:
-            raise UserError(
-                f"{what} {folder}: {why}. Use another folder, or --force to move it aside (nothing is deleted)"
-            )
-        moved = move_aside(folder)
-        print(f"{folder}: {why}; moved aside to {moved.name}", flush=True)
-        status = "moved"
+        print(f"{folder}: {why}; moved aside to {move_aside(folder).name}", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     write(folder, req, recorded)
-    return status
+    return "new" if why is None else "moved"
 
 
 def finished(folder: str | os.PathLike, req: dict, *outputs: str) -> bool:
@@ -341,11 +327,9 @@ def lock_path(folder: str | os.PathLike) -> Path:
 
 def holder(folder: str | os.PathLike) -> str:
     """Who holds (or last held) `folder`'s lock: 'pid N on HOST since TIME', as its holder wrote it."""
-    try:
-        text = lock_path(folder).read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        text = ""
-    return text[:200] or "another process"
+    with contextlib.suppress(OSError):
+        return lock_path(folder).read_text(encoding="utf-8", errors="replace").strip()[:200] or "another process"
+    return "another process"
 
 
 def _write_holder(fd: int) -> None:
@@ -365,36 +349,34 @@ def lock(
 ) -> Iterator[Path]:
     """Hold the lock of `folder` (`lock_path`) for the block; held elsewhere: wait `wait_s` seconds
     (saying for whom every `tell_every_s`), then `Busy`. lend: this thread's block may take it again."""
-    folder = Path(folder)
-    path = lock_path(folder)
+    folder, path = Path(folder), lock_path(folder)
     lent = _LENT.__dict__.setdefault("held", {})
-    if str(path) in lent:  # taken again inside the block that lent it: the same hold, counted
-        lent[str(path)].acquire(timeout=0)
+    held = lent.get(str(path))
+    again = held is not None
+    if again:  # taken again inside the block that lent it: the same hold, counted
+        held.acquire(timeout=0)
+    else:
         try:
-            yield folder
-        finally:
-            lent[str(path)].release()
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{what} {folder}: cannot create {path.parent} for its lock: {exc.strerror or exc}") from None
-    held = FileLock(path, on_acquired=_write_holder)
-    _acquire(held, folder, what, float(wait_s), float(tell_every_s))
-    if lend:
-        lent[str(path)] = held
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(
+                f"{what} {folder}: cannot create {path.parent} for its lock: {exc.strerror or exc}"
+            ) from None
+        held = FileLock(path, on_acquired=_write_holder)
+        _acquire(held, folder, what, float(wait_s), float(tell_every_s))
+        if lend:
+            lent[str(path)] = held
     try:
         yield folder
     finally:
-        if lend:
+        if lend and not again:
             del lent[str(path)]
         held.release()
 
 
 def _acquire(held: FileLock, folder: Path, what: str, wait_s: float, tell_every_s: float) -> None:
     """Acquire `held` (the lock of `folder`), waiting in the lock itself: no look-then-leap."""
-    t0 = time.monotonic()
-    waited = False
+    t0, waited = time.monotonic(), False
     while True:
         left = max(0.0, wait_s - (time.monotonic() - t0))
         try:
@@ -451,26 +433,12 @@ def load_checkpoint(path: str | os.PathLike) -> Any:
 
 def stage_folders(root: str | os.PathLike) -> list[Path]:
     """Every stage folder (with provenance.json) at or below `root`, in path order; not *.stale-*, *.partial, hidden."""
-    root = Path(root)
     found = []
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and ".stale-" not in d and not d.endswith(".partial"))
         if PROVENANCE in files:
             found.append(Path(dirpath))
     return found
-
-
-def verify(root: str | os.PathLike) -> list[tuple[Path, str, str]]:
-    """(folder, status, detail) per stage folder below `root`, in full: "ok", "changed" or "unverified" (no digests)."""
-    rows = []
-    for folder in stage_folders(root):
-        stage = ((read_digests(folder) or {}).get("request") or {}).get("stage")
-        if not (folder / DIGESTS).exists():
-            rows.append((folder, "unverified", f"no {DIGESTS} (unfinished, an older version, or not a stage output)"))
-            continue
-        fault = digest_fault(folder, full=True)
-        rows.append((folder, "changed" if fault else "ok", fault or f"{stage}: every recorded output as written"))
-    return rows
 
 
 def cli(argv: list[str]) -> int:
@@ -480,13 +448,21 @@ def cli(argv: list[str]) -> int:
     root = Path(p.parse_args(argv).path)
     if not root.is_dir():
         raise UserError(f"verify: {root} is not a folder")
-    rows = verify(root)
-    if not rows:
+    folders = stage_folders(root)
+    if not folders:
         raise UserError(f"verify: {root} holds no stage folder (no {PROVENANCE} at or below it)")
-    for folder, status, detail in rows:
+    changed = 0
+    for folder in folders:  # each in full: "ok", "changed" or "unverified" (no digests)
+        if not (folder / DIGESTS).exists():
+            status, detail = "unverified", f"no {DIGESTS} (unfinished, an older version, or not a stage output)"
+        elif fault := digest_fault(folder, full=True):
+            status, detail = "changed", fault
+        else:
+            stage = (read_digests(folder) or {}).get("request", {}).get("stage")
+            status, detail = "ok", f"{stage}: every recorded output as written"
+        changed += status == "changed"
         print(f"{status:<10} {folder}: {detail}", flush=True)
-    changed = [f for f, s, _ in rows if s == "changed"]
-    print(f"{len(rows)} folders: {len(rows) - len(changed)} unchanged or unverified, {len(changed)} changed")
+    print(f"{len(folders)} folders: {len(folders) - changed} unchanged or unverified, {changed} changed")
     if changed:
-        raise UserError(f"verify: {len(changed)} of {len(rows)} folders below {root} changed since they were written")
+        raise UserError(f"verify: {changed} of {len(folders)} folders below {root} changed since they were written")
     return 0

@@ -3,12 +3,11 @@ Table I; book: Deviations for every departure), and the three profiles: `tiny` (
 fixture on a CPU, the default), `paper` (PhysioNet/CinC 2020 as the authors ran it, GPU) and
 `samples` (the real sample records shipped with the tests, CPU).
 
-Values are the paper's where it states them and the released code's otherwise; where the two
-differ, or the released code has a bug, the corrected choice is the default and the released
-behaviour a named option (`ecgssl_nb.study.recipes`). Every field is declared `_setting(default, what,
-range)` and checked once when its dataclass is built (`SettingError` naming the key); one table
-serves the check, --help (`config.settings_help`) and the book. Text (`--set`, config files) is
-`ecgssl_nb.config`'s.
+Values are the paper's where it states them, else the released code's; where the two differ or the
+released code has a bug, the corrected choice is the default and the released behaviour a named
+option (`ecgssl_nb.study.recipes`). Every field is `_setting(default, what, range)`, checked when
+its dataclass is built (`SettingError` naming the key); the one table serves the check, --help
+(`config.settings_help`) and the book. Text (`--set`, config files) is `ecgssl_nb.config`'s.
 """
 
 from __future__ import annotations
@@ -43,8 +42,8 @@ FAMILIES = ("t", "s", "tsc", "tsg")  # the setup families, keys of the per-famil
 
 
 class SettingError(UserError):
-    """A setting outside its range. `key` is the setting as written ('lr', 'epochs.t'), `keys` the
-    fields a check of several fields involves; the message is '{key} {problem}'."""
+    """A setting outside its range: '{key} {problem}'. `key` is the setting as written ('lr',
+    'epochs.t'), `keys` the fields the failed check involves."""
 
     def __init__(self, key: str, problem: str, keys: tuple[str, ...] = ()):
         super().__init__(f"{key} {problem}")
@@ -54,35 +53,29 @@ class SettingError(UserError):
 @dataclass(frozen=True)
 class Range:
     """The values one setting takes: `text` says which (--help, the book); `problem(value)` is None
-    for a value in range, else what is wrong ('must be an integer >= 1, got 0')."""
+    in range, else what is wrong ('must be an integer >= 1, got 0'). A dict setting has exactly the
+    keys `entries`, each value checked by `problem`."""
 
     text: str
     problem: Callable[[Any], str | None]
-    entries: tuple[str, ...] = ()  # a dict setting: exactly these keys, each value checked by `problem`
+    entries: tuple[str, ...] = ()
 
     def check(self, key: str, value: Any) -> None:
         """SettingError naming `key` (and the entry, for a dict) when `value` is out of range."""
         if self.entries:
-            if not isinstance(value, dict) or sorted(map(str, value)) != sorted(self.entries):
-                got = sorted(map(str, value)) if isinstance(value, dict) else value
+            got = sorted(map(str, value)) if isinstance(value, dict) else value
+            if not isinstance(value, dict) or got != sorted(self.entries):
                 raise SettingError(key, f"must have exactly the entries {', '.join(self.entries)}, got {got!r}")
-            for entry in self.entries:
-                wrong = self.problem(value[entry])
-                if wrong:
-                    raise SettingError(f"{key}.{entry}", wrong, (key,))
-            return
-        wrong = self.problem(value)
-        if wrong:
-            raise SettingError(key, wrong)
+        named = [(f"{key}.{e}", value[e]) for e in self.entries] if self.entries else [(key, value)]
+        for name, v in named:
+            wrong = self.problem(v)
+            if wrong:
+                raise SettingError(name, wrong, (key,))
 
 
-def _range(text: str, ok: Callable[[Any], bool]) -> Range:
-    """The values `ok` accepts, described by `text`; the problem of another is 'must be {text}, got {v!r}'."""
-    return Range(text, lambda v: None if ok(v) else f"must be {text}, got {v!r}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+def _range(text: str, ok: Callable[[Any], bool], must: str = "") -> Range:
+    """The values `ok` accepts, described by `text`; another's problem: 'must be {must or text}, got {v!r}'."""
+    return Range(text, lambda v: None if ok(v) else f"must be {must or text}, got {v!r}")
 
 
 def integer(low: int, high: int | None = None) -> Range:
@@ -93,34 +86,24 @@ def integer(low: int, high: int | None = None) -> Range:
 
 def number(low: float | None = None, high: float | None = None, low_open: bool = False) -> Range:
     """A finite real number (not a bool) with low <= value (low < value when low_open) <= high."""
-    sign = ">" if low_open else ">="
     if low is not None and high is not None:
         text = f"a number in {'(' if low_open else '['}{low}, {high}]"
     else:
-        text = "a finite number" + (f" {sign} {low}" if low is not None else "")
+        text = "a finite number" + (f" {'>' if low_open else '>='} {low}" if low is not None else "")
 
     def ok(v: Any) -> bool:
-        return _is_number(v) and (low is None or (v > low if low_open else v >= low)) and (high is None or v <= high)
+        real = isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
+        return real and (low is None or (v > low if low_open else v >= low)) and (high is None or v <= high)
 
     return _range(text, ok)
 
 
 def one_of(*choices: str) -> Range:
     """One of the named choices."""
+    named = ", ".join(choices)
     return Range(
-        f"one of {', '.join(choices)}",
-        lambda v: None if isinstance(v, str) and v in choices else f"{v!r} is not one of {', '.join(choices)}",
+        f"one of {named}", lambda v: None if isinstance(v, str) and v in choices else f"{v!r} is not one of {named}"
     )
-
-
-def flag() -> Range:
-    """true or false (a bool, not 1 or 'yes')."""
-    return _range("true or false", lambda v: isinstance(v, bool))
-
-
-def any_text() -> Range:
-    """Any non-empty text."""
-    return Range("text", lambda v: None if isinstance(v, str) and v else f"must be non-empty text, got {v!r}")
 
 
 def pair(lo_min: float, hi_max: float, lo_open: bool = False) -> Range:
@@ -136,15 +119,19 @@ def pair(lo_min: float, hi_max: float, lo_open: bool = False) -> Range:
     return Range(f"a pair (lo, hi) with {lo_min} {'<' if lo_open else '<='} lo <= hi <= {hi_max}", problem)
 
 
-def per_family(entry: Range) -> Range:
-    """A dict of one value per setup family (t, s, tsc, tsg), each in `entry`'s range."""
-    return Range(f"{{t, s, tsc, tsg}} -> {entry.text}", entry.problem, FAMILIES)
+def per_key(keys: tuple[str, ...], entry: Range) -> Range:
+    """A dict of exactly `keys` (the setup families, the modalities), each value in `entry`'s range."""
+    return Range(f"{{{', '.join(keys)}}} -> {entry.text}", entry.problem, keys)
 
 
-def numbers_in(low: float, high: float) -> Range:
-    """A non-empty list of numbers in [low, high] (the threshold grid)."""
-    inner, text = number(low, high).problem, f"a non-empty list of numbers in [{low}, {high}]"
-    return _range(text, lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and not any(map(inner, v)))
+def instance(cls: type) -> Range:
+    """A `cls` (built, hence checked)."""
+    return _range(f"a {cls.__name__}", lambda v: isinstance(v, cls))
+
+
+def _listed(v: Any, item: Callable[[Any], Any], empty: bool = True) -> bool:
+    """A list or tuple (non-empty unless `empty`) of values that `item` accepts."""
+    return isinstance(v, (tuple, list)) and (empty or len(v) > 0) and all(map(item, v))
 
 
 def fold_list(nullable: bool = False) -> Range:
@@ -152,28 +139,23 @@ def fold_list(nullable: bool = False) -> Range:
     text = f"a non-empty list of distinct folds 0..{N_FOLDS - 1}" + (" (or none)" if nullable else "")
 
     def ok(v: Any) -> bool:
-        if v is None:
-            return nullable
-        distinct = isinstance(v, (tuple, list)) and len(v) > 0 and len(set(v)) == len(v)
-        return distinct and all(is_int(f, 0, N_FOLDS) for f in v)
+        folds = _listed(v, lambda f: is_int(f, 0, N_FOLDS), empty=False)
+        return (v is None and nullable) or (folds and len(set(v)) == len(v))
 
     return _range(text, ok)
 
 
-def instance(cls: type, per_modality: bool = False) -> Range:
-    """A `cls` (built, hence checked), or a dict {time, spec} of them when per_modality."""
-    if per_modality:
-        return Range(f"{{time, spec}} -> a {cls.__name__}", instance(cls).problem, MODALITIES)
-    return _range(f"a {cls.__name__}", lambda v: isinstance(v, cls))
-
-
-def codes() -> Range:
-    """A list of departure codes like ('B1', 'B7')."""
-
-    def ok(v: Any) -> bool:
-        return isinstance(v, (tuple, list)) and all(isinstance(c, str) and re.fullmatch(r"B\d+", c) for c in v)
-
-    return _range("a list of codes like B1, B7", ok)
+FLAG = _range("true or false", lambda v: isinstance(v, bool))  # a bool, not 1 or 'yes'
+TEXT = _range("text", lambda v: isinstance(v, str) and v != "", "non-empty text")
+CODES = _range(
+    "a list of codes like B1, B7", lambda v: _listed(v, lambda c: isinstance(c, str) and re.fullmatch(r"B\d+", c))
+)
+UNIT = number(0.0, 1.0)
+GRID = _range(  # the threshold grid
+    "a non-empty list of numbers in [0.0, 1.0]", lambda v: _listed(v, lambda x: not UNIT.problem(x), empty=False)
+)
+CROP, SPAN = pair(0.0, 1.0, True), pair(0.0, 1.0)  # a crop ratio (> 0) and a cut span, fractions of the window
+SEED = _range("an integer 0 <= n < 2**63", lambda v: is_int(v, 0, SEED_LIMIT))  # errors.check_seed: every --seed
 
 
 def _setting(default: Any = dataclasses.MISSING, what: str = "", values: Range | None = None) -> Any:
@@ -187,17 +169,18 @@ def _setting(default: Any = dataclasses.MISSING, what: str = "", values: Range |
     return field(default=default, metadata=meta)
 
 
-def _check_fields(obj: Any) -> None:
-    """SettingError for the first field of the settings dataclass `obj` outside its declared range."""
-    for f in dataclasses.fields(obj):
-        values = f.metadata.get("range")
-        if values is None:
-            raise TypeError(f"{type(obj).__name__}.{f.name} declares no range (settings._setting)")
-        values.check(f.name, getattr(obj, f.name))
+class _Checked:
+    """A settings dataclass: its fields are range-checked when it is built, then `_check` (several at once)."""
 
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.metadata.get("range") is None:
+                raise TypeError(f"{type(self).__name__}.{f.name} declares no range (settings._setting)")
+            f.metadata["range"].check(f.name, getattr(self, f.name))
+        self._check()
 
-# the range of every seed (Profile.seed; errors.check_seed for each command's --seed)
-SEED = _range("an integer 0 <= n < 2**63", lambda v: is_int(v, 0, SEED_LIMIT))
+    def _check(self) -> None:
+        """The checks of several fields at once (a class with some overrides it)."""
 
 
 # The choices of the settings that name a behaviour (the stages import them from here).
@@ -210,52 +193,41 @@ FUSION_SSL = ("loaded", "ignored")  # B6: the fusion models' SSL backbones
 COMPILE_MODES = ("off", "default", "reduce-overhead")  # the training steps: eager, compiled, compiled + CUDA graphs
 # How a run is executed, not what it computes: recorded in provenance.json, never matched for reuse
 # or resume (stages.pretrain.pretrain_request says why; compiled agrees with eager within the tests' tolerance).
-RECORDED_ONLY = ("compile", "checkpoint_epochs", "checkpoint_minutes", "log_every")
-_EXECUTION = {  # their defaults, meanings and ranges, one source for PretrainConfig and FinetuneConfig
-    "compile": dict(
-        default="off",
-        what="the training step: off (eager), default, or reduce-overhead (CUDA graphs on CUDA)",
-        values=one_of(*COMPILE_MODES),
+_EXECUTION = {  # (default, meaning, range) of each: one source for PretrainConfig and FinetuneConfig
+    "compile": (
+        "off",
+        "the training step: off (eager), default, or reduce-overhead (CUDA graphs on CUDA)",
+        one_of(*COMPILE_MODES),
     ),
-    "checkpoint_epochs": dict(
-        default=1, what="a checkpoint after every N-th epoch (0: by checkpoint_minutes only)", values=integer(0)
-    ),
-    "checkpoint_minutes": dict(
-        default=0.0, what="also one when M minutes passed since the last (0 = off)", values=number(0)
-    ),
-    "log_every": dict(
-        default=0, what="read the running training figures every N steps (0 = once per epoch)", values=integer(0)
-    ),
+    "checkpoint_epochs": (1, "a checkpoint after every N-th epoch (0: by checkpoint_minutes only)", integer(0)),
+    "checkpoint_minutes": (0.0, "also one when M minutes passed since the last (0 = off)", number(0)),
+    "log_every": (0, "read the running training figures every N steps (0 = once per epoch)", integer(0)),
 }
+RECORDED_ONLY = tuple(_EXECUTION)
 SELECT_METRICS = ("auprc", "auroc")
 DATA_KINDS = ("fixture", "samples", "physionet2020")
 LEAD_MODES = ("twelve", "lead-i")  # B1: every lead resampled, or the released lead I in all 12 channels
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(_Checked):
     """The settings of the DINO views (paper Sec. II-B; book: Transforms, Deviations B16-B19). Each
     pair (lo, hi) is the range of a uniform draw: crop scales and cut spans are fractions of the
     window (250 samples; 21 frames, spectrogram cut spans of the crop), the noise sigma is in mV."""
 
-    time_global_scale: tuple = _setting((0.5, 1.0), "crop ratio r of a global time view", pair(0.0, 1.0, True))
+    time_global_scale: tuple = _setting((0.5, 1.0), "crop ratio r of a global time view", CROP)
     time_local_scale: tuple = _setting(
-        (0.1, 0.5), "crop ratio r of a local time view, stretched to 250 samples too (B17)", pair(0.0, 1.0, True)
+        (0.1, 0.5), "crop ratio r of a local time view, stretched to 250 samples too (B17)", CROP
     )
     time_cutout_mode: str = _setting(
         "per_lead", "time cutout: a span per lead (per_lead, released) or one for all (paper, B18)", one_of(*TC_MODES)
     )
-    time_cutout: tuple = _setting((0.2, 0.4), "time cutout span / window, mode per_lead", pair(0.0, 1.0))
-    paper_time_cutout: tuple = _setting((0.0, 0.5), "time cutout span / window, mode paper (Eq. 1)", pair(0.0, 1.0))
+    time_cutout: tuple = _setting((0.2, 0.4), "time cutout span / window, mode per_lead", SPAN)
+    paper_time_cutout: tuple = _setting((0.0, 0.5), "time cutout span / window, mode paper (Eq. 1)", SPAN)
     noise_sigma: tuple = _setting((0.005, 0.025), "Gaussian noise sigma, mV, one per view", pair(0.0, float("inf")))
-    spec_global_scale: tuple = _setting(
-        (0.6, 1.0), "crop ratio of a global spectrogram view, of its 21 frames (B19)", pair(0.0, 1.0, True)
-    )
-    spec_local_scale: tuple = _setting((0.3, 0.6), "crop ratio of a local spectrogram view", pair(0.0, 1.0, True))
-    spec_time_cutout: tuple = _setting((0.1, 0.35), "spectrogram time cutout span / crop width", pair(0.0, 1.0))
-
-    def __post_init__(self) -> None:
-        _check_fields(self)
+    spec_global_scale: tuple = _setting((0.6, 1.0), "crop ratio of a global spectrogram view, of 21 frames (B19)", CROP)
+    spec_local_scale: tuple = _setting((0.3, 0.6), "crop ratio of a local spectrogram view", CROP)
+    spec_time_cutout: tuple = _setting((0.1, 0.35), "spectrogram time cutout span / crop width", SPAN)
 
     def time_view_args(self) -> dict[str, Any]:
         """Keyword arguments of `transforms.time_views` for these settings."""
@@ -277,7 +249,7 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(_Checked):
     """Self-distillation settings of one modality (paper Sec. II-A, II-B; book: Deviations, B7-B13)."""
 
     epochs: int = _setting(what="training epochs", values=integer(1))
@@ -317,18 +289,15 @@ class PretrainConfig:
         "applied", "B16: spec t2/fc views: applied (FC then TC) or discarded (released: TC only)", one_of(*FREQ_CUTOUT)
     )
     max_steps: int = _setting(0, "smoke run: stop after this many optimisation steps (0 = no limit)", integer(0))
-    augment: AugmentConfig = _setting(
-        AugmentConfig, "the views' crop, cutout and noise ranges", instance(AugmentConfig)
-    )
-    amp: bool = _setting(True, "bf16 autocast of backbone and head, on CUDA only (ignored on the CPU)", flag())
+    augment: AugmentConfig = _setting(AugmentConfig, "the views' crop, cutout, noise ranges", instance(AugmentConfig))
+    amp: bool = _setting(True, "bf16 autocast of backbone and head, on CUDA only (ignored on the CPU)", FLAG)
     # how the run is executed (RECORDED_ONLY), the same four settings in both stages
-    compile: str = _setting(**_EXECUTION["compile"])
-    checkpoint_epochs: int = _setting(**_EXECUTION["checkpoint_epochs"])
-    checkpoint_minutes: float = _setting(**_EXECUTION["checkpoint_minutes"])
-    log_every: int = _setting(**_EXECUTION["log_every"])
+    compile: str = _setting(*_EXECUTION["compile"])
+    checkpoint_epochs: int = _setting(*_EXECUTION["checkpoint_epochs"])
+    checkpoint_minutes: float = _setting(*_EXECUTION["checkpoint_minutes"])
+    log_every: int = _setting(*_EXECUTION["log_every"])
 
-    def __post_init__(self) -> None:
-        _check_fields(self)
+    def _check(self) -> None:
         if self.n_global + self.n_local < 2:
             raise SettingError(
                 "n_global + n_local", "must be at least 2 (a teacher view and another student view)",
@@ -337,28 +306,28 @@ class PretrainConfig:
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(_Checked):
     """Down-stream fine-tuning settings (paper Sec. II-C; book: Fine-tuning)."""
 
-    epochs: dict = _setting(what="epochs per setup family", values=per_family(integer(0)))
+    epochs: dict = _setting(what="epochs per setup family", values=per_key(FAMILIES, integer(0)))
     batch_records: dict = _setting(
-        what="records per step per setup family (each gives `crops` windows)", values=per_family(integer(1))
+        what="records per step per setup family (each gives `crops` windows)", values=per_key(FAMILIES, integer(1))
     )
     crops: int = _setting(5, "random 250-sample crops per record and step", integer(1))
     lr: float = _setting(5e-3, "peak learning rate (Adam, cosine schedule)", number(0, low_open=True))
     min_lr: dict = _setting(
-        {"t": 1e-5, "s": 1e-6, "tsc": 1e-5, "tsg": 1e-5}, "final LR per setup family (<= lr)", per_family(number(0))
+        {"t": 1e-5, "s": 1e-6, "tsc": 1e-5, "tsg": 1e-5},
+        "final LR per setup family (<= lr)",
+        per_key(FAMILIES, number(0)),
     )
     val_stride: int = _setting(125, "samples between validation windows", integer(1))
     eval_batch_windows: int = _setting(2048, "windows per evaluation batch", integer(1))
     select_metric: str = _setting(
         "auprc", "the checkpoint kept: best auprc (the README's best-PRC) or auroc", one_of(*SELECT_METRICS)
     )
-    threshold_grid: tuple = _setting(DEFAULT_GRID, "the threshold search's grid", numbers_in(0.0, 1.0))
-    threshold_default: float = _setting(
-        DEFAULT_THRESHOLD, "every other class's threshold while one is searched", number(0.0, 1.0)
-    )
-    amp: bool = _setting(True, "bf16 autocast of the forward pass, on CUDA only (ignored on the CPU)", flag())
+    threshold_grid: tuple = _setting(DEFAULT_GRID, "the threshold search's grid", GRID)
+    threshold_default: float = _setting(DEFAULT_THRESHOLD, "every other class's threshold while one is searched", UNIT)
+    amp: bool = _setting(True, "bf16 autocast of the forward pass, on CUDA only (ignored on the CPU)", FLAG)
     ablation_folds: tuple | None = _setting(
         None, "Fig. 3 fine-tunings run on these folds (none: the profile's)", fold_list(nullable=True)
     )
@@ -372,38 +341,34 @@ class FinetuneConfig:
     )
     max_steps: int = _setting(0, "smoke run: stop after this many optimisation steps (0 = no limit)", integer(0))
     # how the run is executed (RECORDED_ONLY), the same four settings in both stages
-    compile: str = _setting(**_EXECUTION["compile"])
-    checkpoint_epochs: int = _setting(**_EXECUTION["checkpoint_epochs"])
-    checkpoint_minutes: float = _setting(**_EXECUTION["checkpoint_minutes"])
-    log_every: int = _setting(**_EXECUTION["log_every"])
+    compile: str = _setting(*_EXECUTION["compile"])
+    checkpoint_epochs: int = _setting(*_EXECUTION["checkpoint_epochs"])
+    checkpoint_minutes: float = _setting(*_EXECUTION["checkpoint_minutes"])
+    log_every: int = _setting(*_EXECUTION["log_every"])
 
-    def __post_init__(self) -> None:
-        _check_fields(self)
+    def _check(self) -> None:
         for family, low in self.min_lr.items():
             if low > self.lr:  # the cosine would climb, not decay
                 raise SettingError(f"min_lr.{family}", f"must be <= lr ({self.lr}), got {low!r}", ("min_lr", "lr"))
 
 
 @dataclass(frozen=True)
-class Profile:
+class Profile(_Checked):
     """A study: its data, folds, the settings of both stages and the training seed."""
 
-    name: str = _setting(what="the profile's name", values=any_text())
+    name: str = _setting(what="the profile's name", values=TEXT)
     data: str = _setting(what="the records: fixture, samples or physionet2020", values=one_of(*DATA_KINDS))
     folds: tuple = _setting(what="folds run by `reproduce` (each the outer validation fold once)", values=fold_list())
     fixture_records: int = _setting(what="size of the synthetic corpus (tiny profile only)", values=integer(0))
-    pretrain: dict = _setting(what="modality -> PretrainConfig", values=instance(PretrainConfig, per_modality=True))
+    pretrain: dict = _setting(what="modality -> PretrainConfig", values=per_key(MODALITIES, instance(PretrainConfig)))
     finetune: FinetuneConfig = _setting(what="the fine-tuning settings", values=instance(FinetuneConfig))
-    device: str = _setting("cpu", "cpu, cuda, cuda:1 or auto", any_text())
+    device: str = _setting("cpu", "cpu, cuda, cuda:1 or auto", TEXT)
     workers: int = _setting(2, "prepare: processes", integer(1))
     seed: int = _setting(0, "seed of the data (fixture, folds) and default training seed", SEED)
     leads: str = _setting("twelve", "B1, prepare: twelve or lead-i (released)", one_of(*LEAD_MODES))
-    recipe: str = _setting("corrected", "the recipe label (see `recipes`)", any_text())
-    departures: tuple = _setting((), "the released behaviours switched on, e.g. (B1, B7)", codes())
+    recipe: str = _setting("corrected", "the recipe label (see `recipes`)", TEXT)
+    departures: tuple = _setting((), "the released behaviours switched on, e.g. (B1, B7)", CODES)
     runs_per_device: int = _setting(1, "fine-tunings at once per `reproduce --devices` entry", integer(1))
-
-    def __post_init__(self) -> None:
-        _check_fields(self)
 
 
 def _tiny() -> Profile:
@@ -417,18 +382,17 @@ def _tiny() -> Profile:
         data="fixture",
         folds=(0, 1),
         fixture_records=400,
-        pretrain={"time": pre, "spec": replace(pre, batch_size=32)},
+        pretrain={"time": pre, "spec": pre},
         # About 20 steps per epoch on the 400-record fixture: TSG reaches a held-out macro AUROC of
         # about 0.75 in 3 epochs (tests/test_finetune.py pins > 0.65; lr 3e-3 gave 0.62).
         finetune=FinetuneConfig(
-            epochs={"t": 3, "s": 3, "tsc": 3, "tsg": 3},
-            batch_records={"t": 16, "s": 16, "tsc": 16, "tsg": 16},
+            epochs=dict.fromkeys(FAMILIES, 3),
+            batch_records=dict.fromkeys(FAMILIES, 16),
             crops=2,
             lr=1e-3,
             eval_batch_windows=512,
             ablation_folds=(0,),
         ),
-        device="cpu",
     )
 
 
@@ -440,9 +404,9 @@ PAPER_RUNS_PER_DEVICE = 13
 
 
 def _paper() -> Profile:
-    pre = PretrainConfig(
-        epochs=300, batch_size=196
-    )  # compile: off until CUDA graphs have run on a GPU (opt in with --set)
+    # compile stays off in both stages (the default) until CUDA graphs have run on a GPU (opt in
+    # with --set); on the CPU inductor fails on the spec fine-tuning step
+    pre = PretrainConfig(epochs=300, batch_size=196)
     return Profile(
         name="paper",
         data="physionet2020",
@@ -452,7 +416,6 @@ def _paper() -> Profile:
         finetune=FinetuneConfig(
             epochs={"t": 100, "s": 200, "tsc": 100, "tsg": 100},
             batch_records={"t": 128, "s": 256, "tsc": 128, "tsg": 128},
-            compile="off",  # reduce-overhead (CUDA graphs) is opt-in until it has run on a GPU: on the CPU inductor fails on the spec step
         ),
         device="cuda",
         workers=max(1, (os.cpu_count() or 2)),
@@ -462,7 +425,7 @@ def _paper() -> Profile:
 
 def _samples() -> Profile:
     # The 208 real records of tests/data/ecg-samples on a CPU in minutes; the tiny profile's 3 epochs
-    # learn nothing on them, these fine-tuning settings were measured (book: Real sample records).
+    # learn nothing on them, these fine-tuning settings (lr: the tiny one's) were measured (book: Real sample records).
     tiny = _tiny()
     return replace(
         tiny,
@@ -472,10 +435,9 @@ def _samples() -> Profile:
         fixture_records=0,
         finetune=replace(
             tiny.finetune,
-            epochs={"t": 8, "s": 8, "tsc": 8, "tsg": 8},
-            batch_records={"t": 8, "s": 8, "tsc": 8, "tsg": 8},
+            epochs=dict.fromkeys(FAMILIES, 8),
+            batch_records=dict.fromkeys(FAMILIES, 8),
             crops=4,
-            lr=1e-3,
             ablation_folds=None,
         ),
     )
@@ -531,13 +493,9 @@ def parse_folds(spec: str, n_folds: int = N_FOLDS) -> tuple:
     """'0-9' -> (0..9); '0,3,5' -> (0, 3, 5)."""
     out: list[int] = []
     try:
-        for part in str(spec).split(","):
-            part = part.strip()
-            if "-" in part:
-                lo, hi = part.split("-")
-                out.extend(range(int(lo), int(hi) + 1))
-            elif part:
-                out.append(int(part))
+        for part in filter(None, (p.strip() for p in str(spec).split(","))):
+            lo, dash, hi = part.partition("-")  # '3' or '3-5'
+            out.extend(range(int(lo), int(hi if dash else lo) + 1))
     except ValueError:
         raise UserError(f"--folds {spec!r} is not a list of folds like '0-9' or '0,3,5'") from None
     bad = [f for f in out if not 0 <= f < n_folds]
