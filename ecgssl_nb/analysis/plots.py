@@ -1,9 +1,6 @@
-"""Figures for the book: ECG leads, spectrograms, views, curves, gate weights, table bars.
-
-Each function takes arrays or DataFrames (mV, samples at `fs` Hz, spectrograms (12, 13, 21) =
-lead x frequency 0..48 Hz x frame) computed elsewhere in the library and returns a matplotlib
-`Figure` (`plt.subplots`, so a notebook shows it inline); none computes a result.
-"""
+"""Figures for the book. Each function draws arrays or DataFrames computed elsewhere (mV at `fs`
+Hz; spectrograms (12, 13, 21) = lead x frequency 0..48 Hz x frame) and returns a matplotlib
+`Figure`, shown inline by a notebook; none computes a result."""
 
 from __future__ import annotations
 
@@ -30,9 +27,8 @@ MODALITY_COLORS = {"time": "#1f77b4", "spec": "#ff7f0e"}
 
 def _check_2d(a, name: str, rows: int | None = None) -> np.ndarray:
     a = np.asarray(a, dtype=float)
-    if a.ndim != 2 or (rows is not None and a.shape[0] != rows):
-        want = f"({rows}, N)" if rows is not None else "(rows, columns)"
-        raise ValueError(f"{name} must be a 2-D array of shape {want}, got shape {a.shape}")
+    if a.ndim != 2 or a.shape[0] != (rows or a.shape[0]):
+        raise ValueError(f"{name} must be a 2-D array of shape ({rows or 'rows'}, N), got shape {a.shape}")
     return a
 
 
@@ -66,6 +62,31 @@ def _grouped_bars(ax, t: pd.DataFrame, horizontal: bool = False) -> np.ndarray:
     return x
 
 
+def _grid(n: int, max_cols: int, cell: tuple[float, float], pad: tuple[float, float], **kw) -> tuple:
+    """(fig, axes (rows, cols), cols) for `n` panels in rows of up to `max_cols`, the unused ones hidden."""
+    cols = min(max_cols, n)
+    rows = -(-n // cols)
+    size = (cell[0] * cols + pad[0], cell[1] * rows + pad[1])
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False, sharey=True, **kw)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return fig, axes, cols
+
+
+def _spectrograms(arrays: Mapping[str, np.ndarray], cols: int, cell: tuple, pad: tuple, title: str, label: str):
+    """{name: (frequencies, frames)} in rows of `cols` panels on one colour scale, one colour bar."""
+    vmin, vmax = min(np.nanmin(a) for a in arrays.values()), max(np.nanmax(a) for a in arrays.values())
+    fig, axes, cols = _grid(len(arrays), cols, cell, pad, sharex=True, layout="constrained")
+    for i, (ax, (name, a)) in enumerate(zip(axes.ravel(), arrays.items())):
+        im = _spec_image(ax, a, vmin=vmin, vmax=vmax)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("time (s)")
+        if i % cols == 0:
+            ax.set_ylabel("frequency (Hz)")
+    fig.colorbar(im, ax=axes, shrink=0.9, label=label)
+    return _done(fig, title)
+
+
 def ecg_leads(
     signal: ArrayLike,
     fs: float = TARGET_FS,
@@ -95,17 +116,7 @@ def spectrogram_leads(
     s = np.asarray(spec, dtype=float)
     if s.ndim != 3 or s.shape[0] != len(leads):
         raise ValueError(f"spec must have shape ({len(leads)}, frequencies, frames), got {s.shape}")
-    fig, axes = plt.subplots(3, 4, figsize=(11, 6), sharex=True, sharey=True, layout="constrained")
-    vmin, vmax = np.nanmin(s), np.nanmax(s)
-    for k, name in enumerate(leads):
-        im = _spec_image(axes[k // 4, k % 4], s[k], vmin=vmin, vmax=vmax)
-        axes[k // 4, k % 4].set_title(name, fontsize=9)
-    for ax in axes[-1]:
-        ax.set_xlabel("time (s)")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("Hz")
-    fig.colorbar(im, ax=axes, shrink=0.8, label=label)
-    return _done(fig, title)
+    return _spectrograms(dict(zip(leads, s)), 4, (2.7, 1.9), (1.0, 0.5), title, label)
 
 
 def signal_panels(
@@ -130,21 +141,7 @@ def spectrogram_panels(panels: Mapping[str, np.ndarray], title: str = "") -> Fig
     if not panels:
         raise ValueError("panels is empty: give at least one {name: spectrogram} entry")
     arrays = {k: _check_2d(v, f"panels[{k!r}]") for k, v in panels.items()}
-    vmin, vmax = min(np.nanmin(a) for a in arrays.values()), max(np.nanmax(a) for a in arrays.values())
-    cols = min(3, len(arrays))
-    rows = -(-len(arrays) // cols)
-    size = (3.4 * cols + 1.2, 2.9 * rows + 0.4)
-    fig, axes = plt.subplots(rows, cols, figsize=size, sharey=True, squeeze=False, layout="constrained")
-    for ax in axes.ravel()[len(arrays) :]:
-        ax.axis("off")
-    for i, (ax, (name, a)) in enumerate(zip(axes.ravel(), arrays.items())):
-        im = _spec_image(ax, a, vmin=vmin, vmax=vmax)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("time (s)")
-        if i % cols == 0:
-            ax.set_ylabel("frequency (Hz)")
-    fig.colorbar(im, ax=axes, shrink=0.9, label="normalised |STFT|")
-    return _done(fig, title)
+    return _spectrograms(arrays, 3, (3.4, 2.9), (1.2, 0.4), title, "normalised |STFT|")
 
 
 def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = TARGET_FS, title: str = "") -> Figure:
@@ -160,11 +157,7 @@ def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = 
     n_views = v.shape[0]
     if not 0 <= n_global <= n_views:
         raise ValueError(f"n_global must be between 0 and the number of views ({n_views}), got {n_global}")
-    cols = min(5, n_views)
-    rows = int(np.ceil(n_views / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols, 1.9 * rows + 0.5), squeeze=False, sharey=True)
-    for ax in axes.ravel()[n_views:]:
-        ax.axis("off")
+    fig, axes, cols = _grid(n_views, 5, (2.5, 1.9), (0.0, 0.5))
     for i, ax in enumerate(axes.ravel()[:n_views]):
         if kind == "time":
             ax.plot(np.arange(v.shape[1]) / fs, v[i], lw=0.6, color="black")
@@ -174,7 +167,7 @@ def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = 
         for spine in ax.spines.values():
             spine.set(edgecolor="#1f77b4" if i < n_global else "#ff7f0e", linewidth=2)
         ax.tick_params(labelsize=7)
-        if i // cols == rows - 1 or i + cols >= n_views:
+        if i + cols >= n_views:  # the last panel of its column
             ax.set_xlabel("time (s)", fontsize=8)
         if i % cols == 0:
             ax.set_ylabel("normalised amplitude" if kind == "time" else "frequency (Hz)", fontsize=8)
@@ -233,9 +226,7 @@ def curves(
     logy: Sequence[str] = (),
 ) -> Figure:
     """Training curves from a per-epoch log.csv: one small panel per column, against `x`."""
-    missing = [c for c in [x, *columns] if c not in log.columns]
-    if missing:
-        raise ValueError(f"log has no column(s) {missing}; it has {list(log.columns)}")
+    _need(log, "log", [x, *columns])
     labels = {**CURVE_LABELS, **dict(labels or {})}
     fig, axes = plt.subplots(1, len(columns), figsize=(3.3 * len(columns), 2.9), squeeze=False)
     for ax, col in zip(axes[0], columns):

@@ -26,13 +26,13 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .. import provenance
-from ..core.errors import UserError
+from ..core.errors import UserError, check_choice
 from ..core.labels import ABBREVIATIONS
 from ..core.metrics import METRIC_KEYS
 from ..core.settings import PROTOCOLS, SETUPS
@@ -75,16 +75,14 @@ def check_result(obj: Any) -> list[str]:
     if "data" in obj and not (isinstance(obj["data"], dict) and "kind" in obj["data"]):
         problems.append("data must be an object with a 'kind'")
     metrics = obj.get("metrics")
-    if "metrics" in obj:
-        if not isinstance(metrics, dict) or not metrics:
-            problems.append("metrics must be a non-empty object of protocols")
-        else:
-            for protocol, values in metrics.items():
-                if protocol not in PROTOCOLS:
-                    problems.append(f"metrics: unknown protocol {protocol!r} (expected {', '.join(PROTOCOLS)})")
-                elif not isinstance(values, dict) or not set(METRIC_KEYS) <= set(values):
-                    missing = sorted(set(METRIC_KEYS) - set(values if isinstance(values, dict) else {}))
-                    problems.append(f"metrics.{protocol}: missing {', '.join(missing)}")
+    if "metrics" in obj and not (isinstance(metrics, dict) and metrics):
+        problems.append("metrics must be a non-empty object of protocols")
+    for protocol, values in (metrics if isinstance(metrics, dict) else {}).items():
+        missing = sorted(set(METRIC_KEYS) - set(values if isinstance(values, dict) else ()))
+        if protocol not in PROTOCOLS:
+            problems.append(f"metrics: unknown protocol {protocol!r} (expected {', '.join(PROTOCOLS)})")
+        elif missing:
+            problems.append(f"metrics.{protocol}: missing {', '.join(missing)}")
     return problems
 
 
@@ -109,16 +107,12 @@ RESULT_COLUMNS = (
 # one table share it); code_version: what made the run. None without provenance.json.
 
 
-def study_settings(req: dict) -> dict:
-    """The part of a fine-tuning's provenance request that every run of one table must share:
-    its settings less setup/fold/inner_fold, and its seed. (Backbone digests differ by design.)"""
-    settings = {k: v for k, v in (req.get("settings") or {}).items() if k not in ("setup", "fold", "inner_fold")}
-    return {"settings": settings, "seed": req.get("seed")}
-
-
 def settings_id(req: dict) -> str:
-    """A short fingerprint of `study_settings(req)`."""
-    text = json.dumps(study_settings(req), sort_keys=True, allow_nan=False)
+    """A short fingerprint of what every run of one table must share, from a fine-tuning's
+    provenance request: its settings less setup/fold/inner_fold, and its seed (backbone digests
+    differ by design)."""
+    settings = {k: v for k, v in (req.get("settings") or {}).items() if k not in ("setup", "fold", "inner_fold")}
+    text = json.dumps({"settings": settings, "seed": req.get("seed")}, sort_keys=True, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -134,11 +128,6 @@ def _provenance_columns(obj: dict) -> dict:
     }
 
 
-def is_stale(path: str | os.PathLike, root: str | os.PathLike) -> bool:
-    """True for a file inside a folder moved aside by provenance.move_aside ('<name>.stale-<time>')."""
-    return any(".stale-" in part for part in Path(path).relative_to(root).parts)
-
-
 SMOKE_LABEL = "SMOKE RUN, not a result"  # marks every row, table and label made from smoke runs
 
 
@@ -147,16 +136,15 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
 
     Unreadable files, files outside the schema and files not as their run wrote them
     (`run_file_fault`) are skipped with a `ResultFileWarning` naming them and why; folders moved
-    aside (`is_stale`) are not read. `run` is the run's folder name (the setup, or e.g. "ssl-t-tc"
+    aside by provenance.move_aside ('<name>.stale-<time>') are not read. `run` is the run's folder name (the setup, or e.g. "ssl-t-tc"
     in the ablation); RUNS/<profile>/finetune holds the main study only."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"results folder {root} does not exist")
     rows = []
     for path in sorted(root.rglob("result.json")):
-        if is_stale(path, root):
-            continue  # an old run kept aside, never part of a table
-        obj = _read_result(path)
+        stale = any(".stale-" in part for part in path.relative_to(root).parts)  # an old run kept aside
+        obj = None if stale else read_result(path)
         if obj is None:
             continue
         run = {"profile": obj["profile"], "data": obj["data"]["kind"], "smoke": bool(obj.get("smoke", False))}
@@ -175,9 +163,10 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def _read_result(path: Path) -> dict | None:
-    """The parsed result.json at `path`, or None after a ResultFileWarning saying why it is skipped."""
-    fault = run_file_fault(path.parent, ("result.json",))
+def read_result(path: Path, names: tuple[str, ...] = ("result.json",)) -> dict | None:
+    """The parsed result.json at `path`, or None after a ResultFileWarning saying why it is skipped
+    (its run's files `names` not as the run wrote them, unreadable, or outside the schema)."""
+    fault = run_file_fault(path.parent, names)
     try:
         obj = None if fault else read_json(path)
     except UserError as exc:  # missing or not JSON: its message names the file
@@ -229,6 +218,13 @@ def _unmix(runs: pd.DataFrame) -> str:
     )
 
 
+def need_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
+    """UserError naming the `columns` that `df`, a frame of `load_results`, lacks."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise UserError(f"results lack columns {', '.join(missing)}; pass the output of load_results")
+
+
 def _setup_rank(setup: str) -> tuple:
     return (SETUPS.index(setup), "") if setup in SETUPS else (len(SETUPS), str(setup))
 
@@ -239,13 +235,9 @@ def aggregate(df: pd.DataFrame, protocol: str = "paper", by: str = "setup") -> p
     ablation). Columns `<metric>_mean`, `<metric>_std` (fractions), `n_folds`, `folds`, `profile`,
     `data`, `protocol`, `smoke` (True: made from smoke runs, never a result). Mixing profiles,
     data kinds, smoke with full runs, or two results for one fold is refused."""
-    if protocol not in PROTOCOLS:
-        raise UserError(f"protocol {protocol!r} must be one of {', '.join(PROTOCOLS)}")
-    if by not in ("setup", "run"):
-        raise UserError(f"by must be 'setup' or 'run', got {by!r}")
-    missing = [c for c in (by, "fold", "protocol", "profile", "data", *METRIC_KEYS) if c not in df.columns]
-    if missing:
-        raise UserError(f"df lacks columns {', '.join(missing)}; pass the output of load_results")
+    check_choice("protocol", protocol, PROTOCOLS)
+    check_choice("by", by, ("setup", "run"))
+    need_columns(df, (by, "fold", "protocol", "profile", "data", *METRIC_KEYS))
     sub = df[df["protocol"] == protocol]
     if sub.empty:
         have = sorted(df["protocol"].unique())
@@ -264,12 +256,11 @@ def aggregate(df: pd.DataFrame, protocol: str = "paper", by: str = "setup") -> p
     check_one_study(sub)
     rows = {}
     for key, group in sub.groupby(by, sort=False):
-        stats = {m: (group[m].mean(), group[m].std(ddof=1)) for m in METRIC_KEYS}
-        row = {f"{m}_{k}": v for m, pair in stats.items() for k, v in zip(("mean", "std"), pair)}
+        row = {f"{m}_{k}": v for m in METRIC_KEYS for k, v in (("mean", group[m].mean()), ("std", group[m].std()))}
         folds = sorted(int(f) for f in group["fold"])
         row.update(n_folds=len(folds), folds=",".join(map(str, folds)), profile=group["profile"].iloc[0])
-        row.update(data=group["data"].iloc[0], protocol=protocol)
-        rows[key] = {**row, "smoke": bool(group["smoke"].any()) if "smoke" in group else False}
+        smoke = bool(group["smoke"].any()) if "smoke" in group else False
+        rows[key] = {**row, "data": group["data"].iloc[0], "protocol": protocol, "smoke": smoke}
     out = pd.DataFrame.from_dict(rows, orient="index")
     out = out.loc[sorted(out.index, key=_setup_rank)]
     out.index.name = by
@@ -326,9 +317,7 @@ def compare_with_paper(agg: pd.DataFrame, table: str = "II") -> pd.DataFrame:
     """Ours (×100) beside the paper's Table I or II: one row per (setting, metric), columns
     `ours mean`, `ours std`, `paper`, `ours - paper` (all ×100) and the description of our runs
     (`n_folds`, `profile`, `data`, `protocol`). `paper` is NaN where the paper gives no value."""
-    table = str(table).upper()
-    if table not in ("I", "II"):
-        raise UserError(f"table must be 'I' or 'II', got {table!r}")
+    table = check_choice("table", str(table).upper(), ("I", "II"))
     paper = PAPER_TABLE_I if table == "I" else PAPER_TABLE_II
     if not any(c.endswith("_mean") for c in agg.columns):
         raise UserError("agg must be the output of aggregate (columns <metric>_mean, <metric>_std)")
@@ -388,11 +377,8 @@ _DATA_SENTENCES["physionet2020"] = "the PhysioNet/CinC 2020 training data"
 
 
 def data_kind(data: str) -> str:
-    """A run's `data` as a chapter's sentence names it: 'fixture' -> 'the synthetic fixture (not
-    real ECGs)', 'samples' -> 'the real sample records'."""
-    if data not in DATA_LABELS:
-        raise UserError(f"data {data!r} is not a kind of data; choose one of {', '.join(DATA_LABELS)}")
-    return _DATA_SENTENCES[data]
+    """A run's `data` as a chapter's sentence names it (`_DATA_SENTENCES`)."""
+    return _DATA_SENTENCES[check_choice("data", data, DATA_LABELS, "a kind of data")]
 
 
 def is_smoke(agg: pd.DataFrame) -> bool:

@@ -25,10 +25,20 @@ SPLIT_LABELS = {  # which folds trained the network: the tables always say which
 }
 
 
+def _smoke(aggs) -> str:  # the mark of a table made from smoke runs
+    return f" ({SMOKE_LABEL})" if any(is_smoke(a) for a in aggs) else ""
+
+
+def _frame(data: dict, index: list, name: str, levels: list[str]) -> pd.DataFrame:
+    """{(metric, column): values} as a frame with two-level columns named `levels`."""
+    out = pd.DataFrame(data, index=pd.Index(index, name=name))
+    out.columns.names = levels
+    return out
+
+
 def describe_runs(agg: pd.DataFrame, split: str | None = None) -> str:
-    """'synthetic fixture, profile tiny, outer folds 0,1 (2 folds)': what produced an aggregate,
-    prefixed with results.SMOKE_LABEL when it was made from smoke runs; with `split` ("eight" or
-    "nine"), also the training split (SPLIT_LABELS)."""
+    """'synthetic fixture, profile `tiny`, outer folds 0,1 (2 folds)': what produced an aggregate,
+    with `split`'s training folds (SPLIT_LABELS), prefixed with SMOKE_LABEL for smoke runs."""
     first, n = agg.iloc[0], int(agg.iloc[0]["n_folds"])
     text = f"{DATA_LABELS.get(first['data'], first['data'])}, profile `{first['profile']}`, "
     text += f"outer folds {first['folds']} ({n} fold{'s' if n > 1 else ''})" + (
@@ -41,9 +51,8 @@ def runs_warning(agg: pd.DataFrame) -> str | None:
     """The warning box (MyST markdown) a results chapter shows above its tables, or None for full
     runs on the paper's data: smoke runs say they are not results (whatever their profile);
     runs on the fixture or the sample records say they are not a reproduction of the paper."""
-    first = agg.iloc[0]
+    first, n = agg.iloc[0], int(agg.iloc[0]["n_folds"])
     profile, data = first["profile"], DATA_LABELS.get(first["data"], first["data"])
-    n = int(first["n_folds"])
     if is_smoke(agg):
         body = (
             f"**{SMOKE_LABEL}.** These runs of the `{profile}` profile (data: {data}) were stopped after a few "
@@ -73,27 +82,20 @@ def results_table(
     `results`, at its `attrs['decimals']`) and ours under each protocol of `aggs` ({protocol:
     results.aggregate(...)}), ×100, "mean ± std" (the mean alone for one fold). The columns say
     whose number it is: "paper (as printed)" or "ours, <protocol label>"."""
-    first = next(iter(aggs.values()))
-    columns, data = [], []
+    setups = list(next(iter(aggs.values())).index)
+    labels, data = [SETUP_LABELS[s] for s in setups], {}
     for m in metrics_shown:
-        if paper is not None:
+        if paper is not None:  # NaN (printed "–") where the paper has no such row
             d = int(paper.attrs.get("decimals", 2))
-            columns.append((METRIC_LABELS[m], "paper (as printed)"))
-            data.append(
-                [fmt(paper.at[SETUP_LABELS[s], m], d) if SETUP_LABELS[s] in paper.index else "–" for s in first.index]
-            )
+            data[(METRIC_LABELS[m], "paper (as printed)")] = [fmt(v, d) for v in paper[m].reindex(labels)]
         for protocol, agg in aggs.items():
-            smoke = f" ({SMOKE_LABEL})" if is_smoke(agg) else ""
-            columns.append((METRIC_LABELS[m], f"ours{smoke}, {PROTOCOL_LABELS[protocol]}"))
-            data.append([mean_std(*agg.loc[s, [f"{m}_mean", f"{m}_std"]], digits=decimals) for s in first.index])
-    out = pd.DataFrame(dict(zip(columns, data)), index=[SETUP_LABELS[s] for s in first.index])
-    out.columns = pd.MultiIndex.from_tuples(columns, names=["metric", "whose number"])
-    out.index.name = "setup"
-    return out
+            ours = [mean_std(agg.at[s, f"{m}_mean"], agg.at[s, f"{m}_std"], digits=decimals) for s in setups]
+            data[(METRIC_LABELS[m], f"ours{_smoke([agg])}, {PROTOCOL_LABELS[protocol]}")] = ours
+    return _frame(data, labels, "setup", ["metric", "whose number"])
 
 
-def _interval(lo: float, hi: float) -> str:
-    return "–" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:+.2f}, {hi:+.2f}]"
+def _interval(lo: float, hi: float, missing: str = "–") -> str:
+    return missing if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:+.2f}, {hi:+.2f}]"
 
 
 def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -145,9 +147,7 @@ def pooled_beside_means(
         data[(METRIC_LABELS[m], "mean over folds")] = [fmt(100 * agg_honest.at[n, f"{m}_mean"], 2) for n in names]
     data[("folds", "pooled")] = [pooled.at[n, "folds"] if n in pooled.index else "–" for n in names]
     data[("folds", "mean")] = [agg_honest.at[n, "folds"] for n in names]
-    out = pd.DataFrame(data, index=pd.Index([setting_label(n) for n in names], name="setting"))
-    out.columns = pd.MultiIndex.from_tuples(out.columns, names=["metric", "how"])
-    return out
+    return _frame(data, [setting_label(n) for n in names], "setting", ["metric", "how"])
 
 
 def protocol_gap(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -187,9 +187,7 @@ def paper_patterns(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
         PROTOCOL_LABELS[p]: {name: "yes" if f(a) else "no" for name, f in PAPER_PATTERNS.items()}
         for p, a in aggs.items()
     }
-    out = pd.DataFrame(holds)
-    out.index.name = "ordering" + (f" ({SMOKE_LABEL})" if any(is_smoke(a) for a in aggs.values()) else "")
-    return out
+    return pd.DataFrame(holds).rename_axis("ordering" + _smoke(aggs.values()))
 
 
 def read_fig3(runs: str | Path, profile: str) -> dict[str, pd.DataFrame]:
@@ -216,9 +214,8 @@ def fig3_table(fig3: dict[str, pd.DataFrame], metrics_shown: Sequence[str] = CLA
                 mean_std(a.at[n, f"{k}_mean"], a.at[n, f"{k}_std"]) for n in first.index
             ]
     data["folds"] = list(first["folds"])
-    smoke = any(is_smoke(a) for a in fig3.values())
     index = [setting_label(n) for n in first.index]
-    return pd.DataFrame(data, index=pd.Index(index, name="setting" + (f" ({SMOKE_LABEL})" if smoke else "")))
+    return pd.DataFrame(data, index=pd.Index(index, name="setting" + _smoke(fig3.values())))
 
 
 def fig3_bars(fig3: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -253,14 +250,11 @@ def recipe_differences(rows: pd.DataFrame) -> pd.DataFrame:
     for m in CLAIM_METRICS:
         part = rows[rows["metric"] == m].set_index("setup")
         name = METRIC_LABELS[m]
-        out[(name, "released")] = part["recipe mean"].map(lambda v: f"{v:.2f}")
-        out[(name, "corrected")] = part["corrected mean"].map(lambda v: f"{v:.2f}")
+        out[(name, "released")] = [f"{v:.2f}" for v in part["recipe mean"]]
+        out[(name, "corrected")] = [f"{v:.2f}" for v in part["corrected mean"]]
         out[(name, "released − corrected [95 % bootstrap]")] = [
-            f"{d:+.2f} " + ("[–]" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]")
+            f"{d:+.2f} {_interval(lo, hi, '[–]')}"
             for d, lo, hi in zip(part["difference"], part["bootstrap lo"], part["bootstrap hi"])
         ]
-    out[("", "folds")] = part["n_folds"]
-    t = pd.DataFrame(out)
-    t.columns = pd.MultiIndex.from_tuples(t.columns, names=["metric", "recipe"])
-    t.index = pd.Index([SETUP_LABELS[s] for s in t.index], name="setup")
-    return t
+    out[("", "folds")] = list(part["n_folds"])
+    return _frame(out, [SETUP_LABELS[s] for s in part.index], "setup", ["metric", "recipe"])
