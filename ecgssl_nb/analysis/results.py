@@ -116,28 +116,13 @@ def settings_id(req: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _provenance_columns(obj: dict) -> dict:
-    rec = obj.get("provenance") if isinstance(obj.get("provenance"), dict) else None
-    req = rec.get("request") if rec and isinstance(rec.get("request"), dict) else None
-    if req is None:
-        return {"digest": None, "settings_id": None, "code_version": None}
-    return {
-        "digest": (req.get("inputs") or {}).get("prepared"),
-        "settings_id": settings_id(req),
-        "code_version": rec.get("code_version"),
-    }
-
-
 SMOKE_LABEL = "SMOKE RUN, not a result"  # marks every row, table and label made from smoke runs
 
 
 def load_results(root: str | os.PathLike) -> pd.DataFrame:
-    """One row per (result.json under `root`, protocol); metric columns are fractions 0..1.
-
-    Unreadable files, files outside the schema and files not as their run wrote them
-    (`run_file_fault`) are skipped with a `ResultFileWarning` naming them and why; folders moved
-    aside by provenance.move_aside ('<name>.stale-<time>') are not read. `run` is the run's folder name (the setup, or e.g. "ssl-t-tc"
-    in the ablation); RUNS/<profile>/finetune holds the main study only."""
+    """One row per (result.json under `root`, protocol), metrics as fractions 0..1; `run` is the
+    run's folder name (the setup, or e.g. "ssl-t-tc" in the ablation). Files `read_result` skips
+    are left out; folders moved aside by provenance.move_aside ('<name>.stale-<time>') unread."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"results folder {root} does not exist")
@@ -151,11 +136,15 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
         run.update({k: obj["data"].get(k) for k in ("n_records", "n_train", "n_val")})
         run.update({k: obj.get(k) for k in ("setup", "fold", "seed", "epochs", "device", "created")})
         run.update(wall_time_s=_num(obj.get("wall_time_s")), run=path.parent.parent.name, path=str(path))
+        prov = obj["provenance"] if isinstance(obj.get("provenance"), dict) else {}
+        req = prov.get("request") if isinstance(prov.get("request"), dict) else None
+        run.update(digest=None, settings_id=None, code_version=None)  # without provenance.json
+        if req is not None:
+            run.update(digest=(req.get("inputs") or {}).get("prepared"), settings_id=settings_id(req))
+            run.update(code_version=prov.get("code_version"))
         for protocol, values in obj["metrics"].items():
             metrics = {m: _num(values[m]) for m in METRIC_KEYS}
-            rows.append(
-                {**run, "protocol": protocol, "epoch": values.get("epoch"), **metrics, **_provenance_columns(obj)}
-            )
+            rows.append({**run, "protocol": protocol, "epoch": values.get("epoch"), **metrics})
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     if len(df):
         df["_order"] = df["setup"].map(_setup_rank)
@@ -191,31 +180,25 @@ def run_file_fault(folder: str | os.PathLike, names: tuple[str, ...]) -> str | N
 def check_one_study(df: pd.DataFrame) -> None:
     """UserError naming two runs when the rows of `df` come from different prepared corpora
     (`digest`) or different settings or seeds (`settings_id`): such runs never share a table."""
-    what = {"digest": "prepared data", "settings_id": "settings or seed"}
-    for col, words in what.items():
-        if col not in df.columns:
+    for col, words in {"digest": "prepared data", "settings_id": "settings or seed"}.items():
+        if col not in df.columns or df[col].nunique() < 2:  # nunique counts known values only
             continue
-        known = df[df[col].notna()]
-        if known[col].nunique() > 1:
-            (ka, a), (kb, b) = list(known.groupby(col, sort=False))[:2]
-            na, nb = (
-                f"{r['run']} fold {r['fold']}" if "run" in df.columns else f"fold {r['fold']}"
-                for r in (a.iloc[0], b.iloc[0])
+        (ka, a), (kb, b) = list(df[df[col].notna()].groupby(col, sort=False))[:2]
+        na, nb = (
+            f"{r['run']} fold {r['fold']}" if "run" in df.columns else f"fold {r['fold']}"
+            for r in (a.iloc[0], b.iloc[0])
+        )
+        fix = "load the results of one study"
+        if "path" in b.columns:
+            folder = Path(b["path"].iloc[0]).parent
+            fix = (
+                f"move the runs that do not belong out of the study (rename e.g. {folder} to {folder.name}.stale-mixed "
+                f"beside it: folders named *.stale-* are never read), or re-run them with the study's data and settings"
             )
-            raise UserError(
-                f"results mix runs made from different {words}: {na} ({col} {str(ka)[:12]}) and "
-                f"{nb} ({col} {str(kb)[:12]}), {known[col].nunique()} kinds in all; {_unmix(b)}"
-            )
-
-
-def _unmix(runs: pd.DataFrame) -> str:
-    if "path" not in runs.columns:
-        return "load the results of one study"
-    folder = Path(runs["path"].iloc[0]).parent
-    return (
-        f"move the runs that do not belong out of the study (rename e.g. {folder} to {folder.name}.stale-mixed "
-        f"beside it: folders named *.stale-* are never read), or re-run them with the study's data and settings"
-    )
+        raise UserError(
+            f"results mix runs made from different {words}: {na} ({col} {str(ka)[:12]}) and "
+            f"{nb} ({col} {str(kb)[:12]}), {df[col].nunique()} kinds in all; {fix}"
+        )
 
 
 def need_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
