@@ -112,7 +112,7 @@ def ecg_leads(
 def spectrogram_leads(
     spec: ArrayLike, title: str = "", leads: Sequence[str] = LEADS, label: str = "normalised |STFT|"
 ) -> Figure:
-    """Spectrogram of every lead, (12, 13, 21) = lead x frequency (0..48 Hz) x frame (0.13 s)."""
+    """Spectrogram of every lead, (12, 13, 21) = lead x frequency x frame."""
     s = np.asarray(spec, dtype=float)
     if s.ndim != 3 or s.shape[0] != len(leads):
         raise ValueError(f"spec must have shape ({len(leads)}, frequencies, frames), got {s.shape}")
@@ -145,8 +145,8 @@ def spectrogram_panels(panels: Mapping[str, np.ndarray], title: str = "") -> Fig
 
 
 def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = TARGET_FS, title: str = "") -> Figure:
-    """DINO views of one record and one lead: (V, n) time views or (V, 13, 21) spectrogram views,
-    global views first (outlined in blue), local views after (orange)."""
+    """DINO views of one record and lead, (V, n) or (V, 13, 21): global views first (outlined in
+    blue), then local views (orange)."""
     v = np.asarray(views, dtype=float)
     if kind not in ("time", "spec"):
         raise ValueError(f"kind must be 'time' or 'spec', got {kind!r}")
@@ -175,8 +175,7 @@ def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = 
 
 
 def class_counts(table: pd.DataFrame, title: str = "", log: bool = True) -> Figure:
-    """`dataset.class_counts` (or any table of counts indexed by class, a column per series) as
-    horizontal bars, log scale by default."""
+    """Counts indexed by class, a column per series (`dataset.class_counts`), as horizontal bars."""
     if table.empty:
         raise ValueError("table is empty")
     fig, ax = plt.subplots(figsize=(9, 0.28 * len(table) + 1.5))
@@ -190,8 +189,8 @@ def class_counts(table: pd.DataFrame, title: str = "", log: bool = True) -> Figu
 
 
 def fold_balance(counts: pd.DataFrame, title: str = "") -> Figure:
-    """Share of each class's records in each fold, from `dataset.fold_counts` (folds x classes,
-    its "records" column dropped when there); a balanced split has every cell at 1 / n_folds."""
+    """Share of each class's records in each fold, from `dataset.fold_counts` (folds x classes);
+    a balanced split has every cell at 1 / n_folds."""
     if counts.empty:
         raise ValueError("counts is empty")
     c = counts.drop(columns="records", errors="ignore").astype(float)
@@ -241,8 +240,8 @@ def curves(
 
 
 def feature_scatter(points: ArrayLike, groups: Sequence[str], title: str = "", max_groups: int = 10) -> Figure:
-    """A 2-D projection of features (N, 2), one colour per group label; the `max_groups`
-    largest groups are coloured, the rest drawn in grey as 'other'."""
+    """A 2-D projection of features (N, 2), one colour for each of the `max_groups` largest
+    groups, the rest grey ('other')."""
     p = _check_2d(points, "points")
     if p.shape[1] != 2:
         raise ValueError(f"points must have 2 columns, got {p.shape[1]}")
@@ -270,8 +269,7 @@ def per_class_bars(
     reference: float | None = None,
     xlabel: str = "class",
 ) -> Figure:
-    """One value per class for one or more series: `values` indexed by class, a column per
-    series (e.g. per-class AUROC); NaN (a class absent from the fold) is left blank."""
+    """`values` indexed by class, a column per series (e.g. per-class AUROC), as bars; NaN blank."""
     if values.empty:
         raise ValueError("values is empty")
     fig, ax = plt.subplots(figsize=(11, 3.6))
@@ -287,8 +285,7 @@ def per_class_bars(
 
 
 def gate_weights(weights: pd.DataFrame, title: str = "") -> Figure:
-    """Mean TSG gate weights per class: `weights` indexed by class with columns 'time' and
-    'spec' (each row sums to 1); stacked horizontal bars."""
+    """Mean TSG gate weights per class (columns 'time', 'spec', summing to 1) as stacked bars."""
     _need(weights, "weights", ("time", "spec"))
     w = weights[["time", "spec"]].astype(float)
     fig, ax = plt.subplots(figsize=(8, 0.28 * len(w) + 1.4))
@@ -304,28 +301,23 @@ def gate_weights(weights: pd.DataFrame, title: str = "") -> Figure:
 
 
 def _error_bars(std: pd.Series) -> pd.Series | None:  # NaN for a single fold: no error bar is drawn then
-    std = std.astype(float)
-    return std if std.notna().any() else None
+    return std.astype(float) if std.notna().any() else None
 
 
 def compare_with_paper(
     ours: pd.DataFrame, paper: pd.Series | None, metric: str, title: str = "", ours_label: str = "ours"
 ) -> Figure:
-    """One metric per setup: ours (mean with a +-1 std error bar over folds) beside the paper's
-    value. `ours` is indexed by setup with columns 'mean' and 'std' (same scale as `paper`,
-    e.g. x100); `paper` is indexed by setup (missing setups are left out)."""
+    """One metric per setup: ours ('mean' with a +-1 'std' error bar over folds) beside the
+    paper's value (`paper`, indexed by setup, on the same scale; a missing setup left out)."""
     _need(ours, "ours", ("mean", "std"))
-    setups = list(ours.index)
-    x = np.arange(len(setups))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(setups) + 2), 4.0))
-    width = 0.38 if paper is not None else 0.6
-    at = x - (width / 2 if paper is not None else 0)
+    x, width = np.arange(len(ours)), 0.6 if paper is None else 0.38
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(ours) + 2), 4.0))
     bars = {"width": width, "yerr": _error_bars(ours["std"]), "capsize": 3, "color": OURS_COLOR, "label": ours_label}
-    ax.bar(at, ours["mean"].astype(float), **bars)
+    ax.bar(x if paper is None else x - width / 2, ours["mean"].astype(float), **bars)
     if paper is not None:
-        pv = np.array([float(paper.get(s, np.nan)) for s in setups])
+        pv = [float(paper.get(s, np.nan)) for s in ours.index]
         ax.bar(x + width / 2, pv, width=width, color=PAPER_COLOR, alpha=0.8, label="paper (Phan et al. 2022)")
-    ax.set_xticks(x, [str(s).upper() for s in setups], rotation=30, fontsize=8)
+    ax.set_xticks(x, [str(s).upper() for s in ours.index], rotation=30, fontsize=8)
     ax.set_ylabel(metric)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     ax.set_title(title, fontsize=10)
@@ -334,8 +326,7 @@ def compare_with_paper(
 
 
 def ablation_bars(table: pd.DataFrame, metric: str, title: str = "") -> Figure:
-    """Fig. 3 style: fine-tuned score per pre-training transform set and modality. `table` has
-    columns 'modality', 'transforms', 'mean', 'std' (one row per setting)."""
+    """Fig. 3: the fine-tuned 'mean' +- 'std' per pre-training 'transforms', a panel per 'modality'."""
     _need(table, "table", ("modality", "transforms", "mean", "std"))
     mods = list(dict.fromkeys(table["modality"]))
     fig, axes = plt.subplots(1, len(mods), figsize=(4.2 * len(mods), 3.3), squeeze=False, sharey=True)
@@ -353,9 +344,8 @@ def ablation_bars(table: pd.DataFrame, metric: str, title: str = "") -> Figure:
 
 
 def paired_intervals(table: pd.DataFrame, xlabel: str, title: str = "", label: str = "") -> Figure:
-    """Mean paired differences with their intervals, one row per comparison (`table` indexed by
-    the row labels, top row first): a dot at 'mean', a bar from 'lo' to 'hi' (none where either
-    is NaN), a dashed line at 0; `label` (what data and runs) goes in the legend."""
+    """One row per comparison, the first on top: a dot at 'mean', a bar from 'lo' to 'hi' (none
+    where either is NaN), a dashed line at 0; `label` (what data and runs) in the legend."""
     _need(table, "table", ("mean", "lo", "hi"))
     y = np.arange(len(table))[::-1]  # first row on top
     mean, lo, hi = (table[c].astype(float).to_numpy() for c in ("mean", "lo", "hi"))

@@ -87,8 +87,8 @@ def check_result(obj: Any) -> list[str]:
 
 
 def predictions(pred: pd.DataFrame, protocol: str, role: str = "outer") -> tuple[np.ndarray, np.ndarray]:
-    """(labels (n, 24) int, probabilities (n, 24) float) of the predictions.csv rows `pred` of
-    `protocol` and `role`, classes in labels.ABBREVIATIONS order."""
+    """(labels (n, 24) int, probabilities (n, 24) float) of the predictions.csv rows of `protocol`
+    and `role`."""
     rows = pred[(pred["protocol"] == protocol) & (pred["role"] == role)]
     y, p = ([f"{kind}_{a}" for a in ABBREVIATIONS] for kind in "yp")
     return rows[y].to_numpy(int), rows[p].to_numpy(float)
@@ -168,9 +168,8 @@ def read_result(path: Path, names: tuple[str, ...] = ("result.json",)) -> dict |
 
 
 def run_file_fault(folder: str | os.PathLike, names: tuple[str, ...]) -> str | None:
-    """Why the files `names` of the run folder `folder` are not the ones its run wrote
-    (`provenance.digest_fault`, the cheap check); None when they are, or when `folder` holds
-    neither provenance.json nor digests.json (files written by hand)."""
+    """Why the files `names` of a run folder are not the ones its run wrote (the cheap
+    `provenance.digest_fault`); None when they are or when no run recorded them (written by hand)."""
     folder = Path(folder)
     if not (folder / provenance.PROVENANCE).is_file() and not (folder / provenance.DIGESTS).exists():
         return None
@@ -213,11 +212,10 @@ def _setup_rank(setup: str) -> tuple:
 
 
 def aggregate(df: pd.DataFrame, protocol: str = "paper", by: str = "setup") -> pd.DataFrame:
-    """Mean and sample std (ddof=1; NaN for one fold) over folds of each metric, per `by`
-    (default the setup, in the paper's order T, S, TSC, TSG, SSL-T, ...; use by="run" for the
-    ablation). Columns `<metric>_mean`, `<metric>_std` (fractions), `n_folds`, `folds`, `profile`,
-    `data`, `protocol`, `smoke` (True: made from smoke runs, never a result). Mixing profiles,
-    data kinds, smoke with full runs, or two results for one fold is refused."""
+    """Mean and std (ddof=1; NaN for one fold) over folds of each metric per setup (in the
+    paper's order) or per run (the ablation): columns `<metric>_mean`, `<metric>_std`
+    (fractions), `n_folds`, `folds`, `profile`, `data`, `protocol`, `smoke`. Refuses to mix
+    profiles, data kinds, smoke with full runs (`check_one_study`) or two results for a fold."""
     check_choice("protocol", protocol, PROTOCOLS)
     check_choice("by", by, ("setup", "run"))
     need_columns(df, (by, "fold", "protocol", "profile", "data", *METRIC_KEYS))
@@ -297,9 +295,8 @@ COMPARE_COLUMNS = ["ours mean", "ours std", "paper", "ours - paper", "n_folds", 
 
 
 def compare_with_paper(agg: pd.DataFrame, table: str = "II") -> pd.DataFrame:
-    """Ours (×100) beside the paper's Table I or II: one row per (setting, metric), columns
-    `ours mean`, `ours std`, `paper`, `ours - paper` (all ×100) and the description of our runs
-    (`n_folds`, `profile`, `data`, `protocol`). `paper` is NaN where the paper gives no value."""
+    """Ours beside the paper's Table I or II, a row per (setting, metric): COMPARE_COLUMNS, the
+    numbers ×100 (`paper` NaN where the paper gives none), then what made our runs."""
     table = check_choice("table", str(table).upper(), ("I", "II"))
     paper = PAPER_TABLE_I if table == "I" else PAPER_TABLE_II
     if not any(c.endswith("_mean") for c in agg.columns):
@@ -325,8 +322,7 @@ def fmt(x: float | None, decimals: int = 2) -> str:
 
 
 def mean_std(mean: float | None, std: float | None, scale: float = 100.0, digits: int = 2) -> str:
-    """'95.99 ± 0.31' from fractions (scale 100 -> percent); the mean alone without a std (one
-    fold); '–' for a missing mean."""
+    """'95.99 ± 0.31' from fractions; the mean alone without a std (one fold); '–' without a mean."""
     if mean is None or not math.isfinite(mean):
         return "–"
     text = fmt(mean * scale, digits)
@@ -334,9 +330,8 @@ def mean_std(mean: float | None, std: float | None, scale: float = 100.0, digits
 
 
 def display_frame(paper: pd.DataFrame) -> pd.DataFrame:
-    """A paper table (PAPER_TABLE_I or II) as printed, for the book: columns AUROC ... ChM at its
-    attrs['decimals'], "–" where it has no value, then its `source` column when it has one.
-    (Our aggregates are shown by `tables.results_table`.)"""
+    """PAPER_TABLE_I or II as printed: AUROC ... ChM at its attrs['decimals'], "–" where it has no
+    value, then its `source` column when it has one."""
     if not set(METRIC_KEYS) <= set(paper.columns):
         raise UserError("display_frame needs a paper table (PAPER_TABLE_I or PAPER_TABLE_II)")
     decimals = int(paper.attrs.get("decimals", 2))
