@@ -32,12 +32,10 @@ def exact_match(pred: pd.DataFrame, thresholds: ArrayLike, protocol: str = "pape
     y, p = predictions(pred, protocol, role)
     out = metrics.binarize(p, np.asarray(thresholds, dtype=float))
     wrong = (out != y).sum(axis=1)
-    means = {"true_labels_per_record": y.sum(axis=1), "predicted_labels_per_record": out.sum(axis=1)}
-    means["wrong_outputs_per_record"] = wrong
-    nan = float("nan")
-    head = {"records": int(len(y)), "exact": int((wrong == 0).sum())}
-    head["accuracy"] = float(metrics.accuracy(y, out)) if len(y) else nan
-    return {**head, **{k: float(v.mean()) if len(y) else nan for k, v in means.items()}}
+    per_record = {"true_labels": y.sum(axis=1), "predicted_labels": out.sum(axis=1), "wrong_outputs": wrong}
+    means = {f"{k}_per_record": float(v.mean()) if len(y) else float("nan") for k, v in per_record.items()}
+    accuracy = float(metrics.accuracy(y, out)) if len(y) else float("nan")
+    return {"records": int(len(y)), "exact": int((wrong == 0).sum()), "accuracy": accuracy, **means}
 
 
 def run_metrics(res: dict) -> pd.DataFrame:
