@@ -147,13 +147,11 @@ def spectrogram_panels(panels: Mapping[str, np.ndarray], title: str = "") -> Fig
 def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = TARGET_FS, title: str = "") -> Figure:
     """DINO views of one record and lead, (V, n) or (V, 13, 21): global views first (outlined in
     blue), then local views (orange)."""
-    v = np.asarray(views, dtype=float)
-    if kind not in ("time", "spec"):
+    v, shape = np.asarray(views, dtype=float), {"time": "(V, n)", "spec": "(V, 13, 21)"}.get(kind)
+    if shape is None:
         raise ValueError(f"kind must be 'time' or 'spec', got {kind!r}")
-    if v.ndim != {"time": 2, "spec": 3}[kind]:
-        raise ValueError(
-            f"views of kind {kind!r} must be {'(V, n)' if kind == 'time' else '(V, 13, 21)'}, got {v.shape}"
-        )
+    if v.ndim != (2 if kind == "time" else 3):
+        raise ValueError(f"views of kind {kind!r} must be {shape}, got {v.shape}")
     n_views = v.shape[0]
     if not 0 <= n_global <= n_views:
         raise ValueError(f"n_global must be between 0 and the number of views ({n_views}), got {n_global}")
