@@ -301,17 +301,15 @@ def compare_with_paper(agg: pd.DataFrame, table: str = "II") -> pd.DataFrame:
     paper = PAPER_TABLE_I if table == "I" else PAPER_TABLE_II
     if not any(c.endswith("_mean") for c in agg.columns):
         raise UserError("agg must be the output of aggregate (columns <metric>_mean, <metric>_std)")
-    rows, index = [], []
+    rows = {}
     for setup, r in agg.iterrows():
         setting = SETUP_LABELS.get(setup, str(setup))
+        runs = [r["n_folds"], r["profile"], r["data"], r["protocol"], bool(r.get("smoke", False))]
         for m in METRIC_KEYS:
-            ours, std = 100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]
-            ref = paper.at[setting, m] if setting in paper.index else _NA
-            runs = [r["n_folds"], r["profile"], r["data"], r["protocol"], bool(r.get("smoke", False))]
-            rows.append([ours, std, ref, ours - ref, *runs])
-            index.append((setting, m))
-    index = pd.MultiIndex.from_tuples(index, names=["setting", "metric"])
-    out = pd.DataFrame(rows, columns=COMPARE_COLUMNS, index=index)
+            ours, ref = 100 * r[f"{m}_mean"], paper[m].get(setting, _NA)
+            rows[(setting, m)] = [ours, 100 * r[f"{m}_std"], ref, ours - ref, *runs]
+    index = pd.MultiIndex.from_tuples(rows, names=["setting", "metric"])
+    out = pd.DataFrame(list(rows.values()), columns=COMPARE_COLUMNS, index=index)
     out.attrs.update(caption=f"Ours beside paper Table {table} (all ×100).")
     return out
 

@@ -104,6 +104,7 @@ def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None)
     verdict; with `noise` (`claims.margins_vs_noise`), the paper's margin, our larger fold std of
     A and B (×100) and whether the margin exceeds it."""
     rows, index = [], []
+    noise_of = {} if noise is None else {(n["claim"], n["metric"]): n for _, n in noise.iterrows()}
     for _, r in claim_table.iterrows():
         row = {
             "A → B": f"{setting_label(r['A'])} → {setting_label(r['B'])}",
@@ -114,14 +115,11 @@ def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None)
             "p (paired t)": fmt(r["p (paired t)"], 2),
             "verdict": r["verdict"],
         }
-        if noise is not None:
-            n = noise[(noise["claim"] == r["claim"]) & (noise["metric"] == r["metric"])]
-            if len(n):
-                n = n.iloc[0]
-                std = max((v for v in (n["our fold std A"], n["our fold std B"]) if np.isfinite(v)), default=np.nan)
-                row["paper's margin (×100)"] = f"{n['paper margin']:+.2f}"
-                row["our larger fold std (×100)"] = fmt(std, 2)
-                row["margin > fold std?"] = {True: "yes", False: "no"}.get(n["margin > fold std"], "– (one fold)")
+        n = noise_of.get((r["claim"], r["metric"]))
+        if n is not None:
+            row["paper's margin (×100)"] = f"{n['paper margin']:+.2f}"
+            row["our larger fold std (×100)"] = fmt(np.fmax(n["our fold std A"], n["our fold std B"]), 2)
+            row["margin > fold std?"] = {True: "yes", False: "no"}.get(n["margin > fold std"], "– (one fold)")
         rows.append(row)
         fig3 = lambda m: "beats " + ("no transform" if m[1] == "none" else m[1].upper())  # noqa: E731
         index.append((re.sub(r"beats (none|tc|gn|fc)$", fig3, r["claim"]), METRIC_LABELS[r["metric"]]))
