@@ -10,7 +10,6 @@ Inputs are fractions (0..1); every difference in the tables is x100, as the pape
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -24,7 +23,7 @@ from numpy.typing import ArrayLike
 from ..core.errors import UserError
 from ..core.metrics import HEADLINE_METRICS, METRIC_KEYS, binarize, evaluate_outputs
 from ..core.settings import ABLATION_SETUPS, ABLATION_TRANSFORMS, MAIN_TRANSFORMS, MODALITIES
-from .results import PAPER_TABLE_II, ResultFileWarning, need_columns, predictions, run_file_fault
+from .results import PAPER_TABLE_II, ResultFileWarning, need_columns, predictions, read_json, run_file_fault
 
 # (claim, worse setting A, better setting B): the paper says B beats A (paper Sec. III-B, Table II)
 CLAIMS = (
@@ -189,12 +188,10 @@ def margins_vs_noise(
     for _, r in pm.iterrows():
         sd = {k: 100 * sub.loc[sub["setup"] == r[k], r["metric"]].std(ddof=1) for k in ("A", "B")}
         d = paired_differences(results, r["A"], r["B"], r["metric"], protocol)
-        sd_diff = 100 * d["diff"].std(ddof=1) if len(d) > 1 else float("nan")
-        noise = max(sd["A"], sd["B"])
-        sds = {"our fold std A": sd["A"], "our fold std B": sd["B"], "our sd of B - A": sd_diff, "n_folds": len(d)}
-        rows.append(
-            {**r.to_dict(), **sds, "margin > fold std": bool(r["paper margin"] > noise) if np.isfinite(noise) else None}
-        )
+        noise = max(sd["A"], sd["B"])  # NaN std (ddof=1) below two folds
+        sds = {"our fold std A": sd["A"], "our fold std B": sd["B"], "our sd of B - A": 100 * d["diff"].std(ddof=1)}
+        margin = bool(r["paper margin"] > noise) if np.isfinite(noise) else None
+        rows.append({**r.to_dict(), **sds, "n_folds": len(d), "margin > fold std": margin})
     return pd.DataFrame(rows)
 
 
@@ -210,7 +207,7 @@ def _fold_outputs(run: Path, protocol: str) -> tuple[np.ndarray, np.ndarray, np.
     y, p = predictions(pd.read_csv(run / "predictions.csv"), protocol)
     if not len(y):
         return None
-    res = json.loads((run / "result.json").read_text())
+    res = read_json(run / "result.json")
     if protocol not in res.get("thresholds", {}):
         raise UserError(f"{run}/result.json has no thresholds for protocol {protocol!r}")
     return y, p, binarize(p, np.asarray(res["thresholds"][protocol], dtype=np.float64))
