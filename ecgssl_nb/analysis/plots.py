@@ -50,16 +50,26 @@ def _spec_image(ax, a: np.ndarray, **kw):  # a: (frequencies, frames), 4 Hz rows
     return ax.imshow(a, origin="lower", aspect="auto", extent=extent, cmap="magma", **kw)
 
 
-def _grouped_bars(ax, t: pd.DataFrame, horizontal: bool = False) -> np.ndarray:
-    """One bar per row and column of `t`, the columns side by side; returns the row positions."""
-    x, width = np.arange(len(t)), 0.8 / t.shape[1]
+def _grouped_bars(t: pd.DataFrame, name: str, size: tuple, horizontal: bool = False) -> tuple:
+    """(fig, ax) of one bar per row (a tick each, the first on top) and column of `t`, the columns
+    side by side, with a grid along the values."""
+    if t.empty:
+        raise ValueError(f"{name} is empty")
+    fig, ax = plt.subplots(figsize=size)
+    x, width, t = np.arange(len(t)), 0.8 / t.shape[1], t.astype(float)
     for j, col in enumerate(t.columns):
         at = x + (j - (t.shape[1] - 1) / 2) * width
         if horizontal:
             ax.barh(at, t[col].to_numpy(), height=width, label=str(col))
         else:
             ax.bar(at, t[col].to_numpy(), width=width, label=str(col))
-    return x
+    if horizontal:
+        ax.set_yticks(x, [str(i) for i in t.index], fontsize=8)
+        ax.invert_yaxis()
+    else:
+        ax.set_xticks(x, [str(i) for i in t.index], rotation=90, fontsize=8)
+    ax.grid(axis="x" if horizontal else "y", alpha=0.3)
+    return fig, ax
 
 
 def _grid(n: int, max_cols: int, cell: tuple[float, float], pad: tuple[float, float], **kw) -> tuple:
@@ -174,15 +184,9 @@ def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = 
 
 def class_counts(table: pd.DataFrame, title: str = "", log: bool = True) -> Figure:
     """Counts indexed by class, a column per series (`dataset.class_counts`), as horizontal bars."""
-    if table.empty:
-        raise ValueError("table is empty")
-    fig, ax = plt.subplots(figsize=(9, 0.28 * len(table) + 1.5))
-    y = _grouped_bars(ax, table.astype(float), horizontal=True)
-    ax.set_yticks(y, [str(i) for i in table.index], fontsize=8)
-    ax.invert_yaxis()
+    fig, ax = _grouped_bars(table, "table", (9, 0.28 * len(table) + 1.5), horizontal=True)
     ax.set(xscale="log" if log else "linear", xlabel="records", title=title)
     ax.legend(fontsize=8)
-    ax.grid(axis="x", alpha=0.3)
     return _done(fig)
 
 
@@ -268,17 +272,12 @@ def per_class_bars(
     xlabel: str = "class",
 ) -> Figure:
     """`values` indexed by class, a column per series (e.g. per-class AUROC), as bars; NaN blank."""
-    if values.empty:
-        raise ValueError("values is empty")
-    fig, ax = plt.subplots(figsize=(11, 3.6))
-    x = _grouped_bars(ax, values.astype(float))
+    fig, ax = _grouped_bars(values, "values", (11, 3.6))
     if reference is not None:
         ax.axhline(reference, color="grey", ls="--", lw=1)
-    ax.set_xticks(x, [str(i) for i in values.index], rotation=90, fontsize=8)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title, **({"ylim": ylim} if ylim else {}))
     if values.shape[1] > 1:
         ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
     return _done(fig)
 
 

@@ -145,11 +145,8 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
         for protocol, values in obj["metrics"].items():
             metrics = {m: _num(values[m]) for m in METRIC_KEYS}
             rows.append({**run, "protocol": protocol, "epoch": values.get("epoch"), **metrics})
-    df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    if len(df):
-        df["_order"] = df["setup"].map(_setup_rank)
-        df = df.sort_values(["_order", "run", "fold", "protocol"]).drop(columns="_order").reset_index(drop=True)
-    return df
+    rows.sort(key=lambda r: (_setup_rank(r["setup"]), r["run"], r["fold"], r["protocol"]))
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
 def read_result(path: Path, names: tuple[str, ...] = ("result.json",)) -> dict | None:
@@ -242,10 +239,8 @@ def aggregate(df: pd.DataFrame, protocol: str = "paper", by: str = "setup") -> p
         row.update(n_folds=len(folds), folds=",".join(map(str, folds)), profile=group["profile"].iloc[0])
         smoke = bool(group["smoke"].any()) if "smoke" in group else False
         rows[key] = {**row, "data": group["data"].iloc[0], "protocol": protocol, "smoke": smoke}
-    out = pd.DataFrame.from_dict(rows, orient="index")
-    out = out.loc[sorted(out.index, key=_setup_rank)]
-    out.index.name = by
-    return out
+    out = pd.DataFrame.from_dict(rows, orient="index").rename_axis(by)
+    return out.loc[sorted(out.index, key=_setup_rank)]
 
 
 # ------------------------------------------------------------------------------------------
