@@ -78,10 +78,9 @@ def results_table(
     paper: pd.DataFrame | None = None,
     decimals: int = 2,
 ) -> pd.DataFrame:
-    """One row per setup; per metric, the paper's value as printed (with `paper`, a paper table of
-    `results`, at its `attrs['decimals']`) and ours under each protocol of `aggs` ({protocol:
-    results.aggregate(...)}), ×100, "mean ± std" (the mean alone for one fold). The columns say
-    whose number it is: "paper (as printed)" or "ours, <protocol label>"."""
+    """One row per setup; per metric, the paper's value as printed (with `paper`, PAPER_TABLE_I or
+    II) and ours (×100, "mean ± std") under each protocol of `aggs` ({protocol: aggregate}), each
+    column named for whose number it is."""
     setups = list(next(iter(aggs.values())).index)
     labels, data = [SETUP_LABELS[s] for s in setups], {}
     for m in metrics_shown:
@@ -99,10 +98,9 @@ def _interval(lo: float, hi: float, missing: str = "–") -> str:
 
 
 def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None) -> pd.DataFrame:
-    """`claims.claims_table` as the book prints it, per (claim, metric): "T → SSL-T", the paired
-    folds, B − A (×100), its 95 % bootstrap and paired-t intervals, the t test's p-value and the
-    verdict; with `noise` (`claims.margins_vs_noise`), the paper's margin, our larger fold std of
-    A and B (×100) and whether the margin exceeds it."""
+    """`claims.claims_table` as the book prints it, per (claim, metric): A → B, the folds, B − A
+    (×100), both intervals, the t test's p and the verdict; with `noise`
+    (`claims.margins_vs_noise`), the paper's margin beside our larger fold std (×100)."""
     rows, index = [], []
     noise_of = {} if noise is None else {(n["claim"], n["metric"]): n for _, n in noise.iterrows()}
     for _, r in claim_table.iterrows():
@@ -132,9 +130,8 @@ def pooled_beside_means(
     names: Sequence[str] | None = None,
     metrics_shown: Sequence[str] = metrics.HEADLINE_METRICS,
 ) -> pd.DataFrame:
-    """Per setting of `agg_honest` (an honest `results.aggregate`, or its rows `names`): the
-    pooled out-of-fold metric (`claims.pooled_oof`) beside the mean over folds, ×100, and the
-    folds behind each; "–" without predictions."""
+    """Per setting of an honest aggregate (or its rows `names`): the pooled out-of-fold metric
+    (`claims.pooled_oof`, "–" without predictions) beside the mean over folds, ×100, and their folds."""
     names = list(agg_honest.index) if names is None else list(names)
     pooled = (pooled.set_index("setup") if len(pooled) else pd.DataFrame(columns=[*metrics_shown, "folds"])).reindex(
         names
@@ -149,8 +146,7 @@ def pooled_beside_means(
 
 
 def protocol_gap(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Optimistic minus honest mean of each metric (×100, 2 decimals) per setup (index
-    results.SETUP_LABELS, named "setup"), from {protocol: results.aggregate(...)}."""
+    """Optimistic minus honest mean of each metric per setup (×100, 2 decimals)."""
     paper, honest = aggs["paper"], aggs["honest"]
     gap = pd.DataFrame(
         {METRIC_LABELS[m]: (100 * (paper[f"{m}_mean"] - honest[f"{m}_mean"])).to_numpy() for m in metrics.METRIC_KEYS},
@@ -170,8 +166,8 @@ PAPER_PATTERNS = {
 
 
 def paper_patterns(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Does each ordering of PAPER_PATTERNS hold in our means? "yes"/"no" per ordering (rows) and
-    protocol (columns, PROTOCOL_LABELS), from {protocol: results.aggregate(...)} of the eight setups."""
+    """Per ordering of PAPER_PATTERNS (rows) and protocol (columns) of {protocol: aggregate of the
+    eight setups}: "yes" when it holds in our means, else "no"."""
     holds = {
         PROTOCOL_LABELS[p]: {
             name: "yes" if all(a.at[b, f"{m}_mean"] > a.at[w, f"{m}_mean"] for b, w in pairs) else "no"
@@ -183,9 +179,8 @@ def paper_patterns(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def read_fig3(runs: str | Path, profile: str) -> dict[str, pd.DataFrame]:
-    """RUNS/<profile>/tables/fig3.csv (written by `reproduce`) as {protocol: frame}, each indexed
-    by run ("ssl-t-tc", ..., "ssl-t-t1", ...) in the figure's order, with the columns of a
-    `results.aggregate` plus modality and transforms. UserError when the table is missing."""
+    """RUNS/<profile>/tables/fig3.csv (written by `reproduce`) as {protocol: aggregate-like frame
+    with modality and transforms}, indexed by run ("ssl-t-tc", ...) in the figure's order."""
     path = paths.table_path(runs, profile, "fig3")
     if not path.is_file():
         raise UserError(f"{path} does not exist: run `reproduce --profile {profile}` with the ablation first")
@@ -195,9 +190,8 @@ def read_fig3(runs: str | Path, profile: str) -> dict[str, pd.DataFrame]:
 
 
 def fig3_table(fig3: dict[str, pd.DataFrame], metrics_shown: Sequence[str] = CLAIM_METRICS) -> pd.DataFrame:
-    """The Fig. 3 table as the chapter prints it: per setting (index "SSL-T (TC)", ...) its modality,
-    transforms, mean ± std ×100 of each metric under each protocol of `fig3` (from `read_fig3`), and
-    the folds behind it."""
+    """The Fig. 3 table per setting ("SSL-T (TC)", ...): modality, transforms, mean ± std ×100 of
+    each metric under each protocol of `read_fig3`, and the folds."""
     first = next(iter(fig3.values()))
     data = {"modality": list(first["modality"]), "transforms": [t.upper() for t in first["transforms"]]}
     for p, a in fig3.items():
@@ -211,16 +205,15 @@ def fig3_table(fig3: dict[str, pd.DataFrame], metrics_shown: Sequence[str] = CLA
 
 
 def fig3_bars(fig3: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The bars of one Fig. 3 panel pair from one protocol's frame of `read_fig3`: modality,
-    transforms, mean and std of `metric` ×100, one row per setting."""
+    """One Fig. 3 panel pair's bars from a `read_fig3` frame: modality, transforms, mean and std ×100."""
     bars = {"modality": fig3["modality"], "transforms": fig3["transforms"]}
     bars.update(mean=100 * fig3[f"{metric}_mean"], std=100 * fig3[f"{metric}_std"])
     return pd.DataFrame({k: list(v) for k, v in bars.items()})
 
 
 def full_set_best(fig3: dict[str, pd.DataFrame], metric: str = "auroc") -> pd.DataFrame:
-    """Per protocol and modality: the setting with the highest mean `metric` and whether it is the
-    full view set (settings.MAIN_TRANSFORMS: T1 for time, T2 for spectrograms), "yes" or "no"."""
+    """Per protocol and modality: the setting with the highest mean `metric`, and is it the full
+    view set (settings.MAIN_TRANSFORMS)?"""
     rows = {}
     for p, a in fig3.items():
         for m, part in a.groupby("modality", sort=False):
@@ -235,9 +228,9 @@ def full_set_best(fig3: dict[str, pd.DataFrame], metric: str = "auroc") -> pd.Da
 
 
 def recipe_differences(rows: pd.DataFrame) -> pd.DataFrame:
-    """`recipes.compare_recipes` rows of one recipe -> one row per setup (results.SETUP_LABELS):
-    per metric of CLAIM_METRICS the recipe's and the corrected mean (×100, 2 decimals) and their
-    paired difference with its 95 % bootstrap interval ("[–]" without one), then the folds."""
+    """`recipes.compare_recipes` rows of one recipe, a row per setup: per metric of CLAIM_METRICS
+    the released and corrected means (×100), their paired difference with its 95 % bootstrap
+    interval, then the folds."""
     out = {}
     for m in CLAIM_METRICS:
         part = rows[rows["metric"] == m].set_index("setup")
