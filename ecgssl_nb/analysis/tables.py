@@ -206,9 +206,8 @@ def fig3_table(fig3: dict[str, pd.DataFrame], metrics_shown: Sequence[str] = CLA
 
 def fig3_bars(fig3: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One Fig. 3 panel pair's bars from a `read_fig3` frame: modality, transforms, mean and std ×100."""
-    bars = {"modality": fig3["modality"], "transforms": fig3["transforms"]}
-    bars.update(mean=100 * fig3[f"{metric}_mean"], std=100 * fig3[f"{metric}_std"])
-    return pd.DataFrame({k: list(v) for k, v in bars.items()})
+    bars = fig3[["modality", "transforms"]].assign(mean=100 * fig3[f"{metric}_mean"], std=100 * fig3[f"{metric}_std"])
+    return bars.reset_index(drop=True)
 
 
 def full_set_best(fig3: dict[str, pd.DataFrame], metric: str = "auroc") -> pd.DataFrame:
@@ -222,9 +221,7 @@ def full_set_best(fig3: dict[str, pd.DataFrame], metric: str = "auroc") -> pd.Da
                 f"best by {metric.upper()}": best,
                 "full set best?": "yes" if part.at[best, "transforms"] == MAIN_TRANSFORMS[m] else "no",
             }
-    out = pd.DataFrame(rows).T
-    out.index.names = ["protocol", "modality"]
-    return out
+    return pd.DataFrame(rows).T.rename_axis(["protocol", "modality"])
 
 
 def recipe_differences(rows: pd.DataFrame) -> pd.DataFrame:
