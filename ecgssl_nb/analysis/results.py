@@ -121,7 +121,7 @@ SMOKE_LABEL = "SMOKE RUN, not a result"  # marks every row, table and label made
 
 def load_results(root: str | os.PathLike) -> pd.DataFrame:
     """One row per (result.json under `root`, protocol), metrics as fractions 0..1; `run` is the
-    run's folder name (the setup, or e.g. "ssl-t-tc" in the ablation). Files `read_result` skips
+    run's folder name (the setup, or e.g. "ssl-t-tc" in the ablation). Files `_read_result` skips
     are left out; folders moved aside by provenance.move_aside ('<name>.stale-<time>') unread."""
     root = Path(root)
     if not root.is_dir():
@@ -129,7 +129,7 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
     rows = []
     for path in sorted(root.rglob("result.json")):
         stale = any(".stale-" in part for part in path.relative_to(root).parts)  # an old run kept aside
-        obj = None if stale else read_result(path)
+        obj = None if stale else _read_result(path)
         if obj is None:
             continue
         run = {"profile": obj["profile"], "data": obj["data"]["kind"], "smoke": bool(obj.get("smoke", False))}
@@ -149,10 +149,10 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
-def read_result(path: Path, names: tuple[str, ...] = ("result.json",)) -> dict | None:
+def _read_result(path: Path) -> dict | None:
     """The parsed result.json at `path`, or None after a ResultFileWarning saying why it is skipped
-    (its run's files `names` not as the run wrote them, unreadable, or outside the schema)."""
-    fault = run_file_fault(path.parent, names)
+    (not as its run wrote it, unreadable, or outside the schema)."""
+    fault = run_file_fault(path.parent, ("result.json",))
     try:
         obj = None if fault else read_json(path)
     except UserError as exc:  # missing or not JSON: its message names the file
