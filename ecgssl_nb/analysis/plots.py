@@ -78,8 +78,7 @@ def _grid(n: int, max_cols: int, cell: tuple[float, float], pad: tuple[float, fl
     rows = -(-n // cols)
     size = (cell[0] * cols + pad[0], cell[1] * rows + pad[1])
     fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False, sharey=True, **kw)
-    for ax in axes.ravel()[n:]:
-        ax.axis("off")
+    plt.setp(axes.ravel()[n:], visible=False)
     return fig, axes, cols
 
 
@@ -114,8 +113,7 @@ def ecg_leads(
         ax.set_ylabel(f"{name}\nmV", rotation=0, ha="right", va="center", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.25)
-    for ax in axes[-1]:
-        ax.set_xlabel("time (s)")
+    plt.setp(axes[-1], xlabel="time (s)")
     return _done(fig, title)
 
 
@@ -172,8 +170,7 @@ def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = 
         else:
             _spec_image(ax, v[i])
         ax.set_title(f"{'global' if i < n_global else 'local'} view {i + 1}", fontsize=8)
-        for spine in ax.spines.values():
-            spine.set(edgecolor="#1f77b4" if i < n_global else "#ff7f0e", linewidth=2)
+        plt.setp(list(ax.spines.values()), edgecolor="#1f77b4" if i < n_global else "#ff7f0e", linewidth=2)
         ax.tick_params(labelsize=7)
         if i + cols >= n_views:  # the last panel of its column
             ax.set_xlabel("time (s)", fontsize=8)

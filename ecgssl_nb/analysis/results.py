@@ -338,18 +338,17 @@ PROTOCOL_LABELS = {  # protocol names as the book prints them: never confusable 
 }
 
 
-DATA_LABELS = {  # a run's `data` (result.json, Profile.data) as table captions name it
-    "fixture": "synthetic fixture",
-    "samples": "real sample records",
-    "physionet2020": "PhysioNet/CinC 2020",
+_DATA_NAMES = {  # a run's `data` (result.json, Profile.data): (as table captions, as a chapter's sentence name it)
+    "fixture": ("synthetic fixture", "the synthetic fixture (not real ECGs)"),
+    "samples": ("real sample records", "the real sample records"),
+    "physionet2020": ("PhysioNet/CinC 2020", "the PhysioNet/CinC 2020 training data"),
 }
-_DATA_SENTENCES = {"fixture": "the synthetic fixture (not real ECGs)", "samples": "the real sample records"}
-_DATA_SENTENCES["physionet2020"] = "the PhysioNet/CinC 2020 training data"
+DATA_LABELS = {data: names[0] for data, names in _DATA_NAMES.items()}
 
 
 def data_kind(data: str) -> str:
-    """A run's `data` as a chapter's sentence names it (`_DATA_SENTENCES`)."""
-    return _DATA_SENTENCES[check_choice("data", data, DATA_LABELS, "a kind of data")]
+    """A run's `data` as a chapter's sentence names it: 'fixture' -> 'the synthetic fixture (not real ECGs)'."""
+    return _DATA_NAMES[check_choice("data", data, DATA_LABELS, "a kind of data")][1]
 
 
 def is_smoke(agg: pd.DataFrame) -> bool:
