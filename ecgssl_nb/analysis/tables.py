@@ -41,9 +41,8 @@ def describe_runs(agg: pd.DataFrame, split: str | None = None) -> str:
     with `split`'s training folds (SPLIT_LABELS), prefixed with SMOKE_LABEL for smoke runs."""
     first, n = agg.iloc[0], int(agg.iloc[0]["n_folds"])
     text = f"{DATA_LABELS.get(first['data'], first['data'])}, profile `{first['profile']}`, "
-    text += f"outer folds {first['folds']} ({n} fold{'s' if n > 1 else ''})" + (
-        f", {SPLIT_LABELS[split]}" if split else ""
-    )
+    text += f"outer folds {first['folds']} ({n} fold{'s' if n > 1 else ''})"
+    text += f", {SPLIT_LABELS[split]}" if split else ""
     return f"{SMOKE_LABEL}: {text}" if bool(first.get("smoke", False)) else text
 
 
