@@ -25,10 +25,10 @@ PAPER_COLOR = "#d62728"
 MODALITY_COLORS = {"time": "#1f77b4", "spec": "#ff7f0e"}
 
 
-def _check_2d(a, name: str, rows: int | None = None) -> np.ndarray:
+def _check_2d(a, name: str, rows: int | None = None, cols: int | None = None) -> np.ndarray:
     a = np.asarray(a, dtype=float)
-    if a.ndim != 2 or a.shape[0] != (rows or a.shape[0]):
-        raise ValueError(f"{name} must be a 2-D array of shape ({rows or 'rows'}, N), got shape {a.shape}")
+    if a.ndim != 2 or a.shape != (rows or a.shape[0], cols or a.shape[1]):
+        raise ValueError(f"{name} must be a 2-D array of shape ({rows or 'rows'}, {cols or 'N'}), got shape {a.shape}")
     return a
 
 
@@ -241,9 +241,7 @@ def curves(
 def feature_scatter(points: ArrayLike, groups: Sequence[str], title: str = "", max_groups: int = 10) -> Figure:
     """A 2-D projection of features (N, 2), one colour for each of the `max_groups` largest
     groups, the rest grey ('other')."""
-    p = _check_2d(points, "points")
-    if p.shape[1] != 2:
-        raise ValueError(f"points must have 2 columns, got {p.shape[1]}")
+    p = _check_2d(points, "points", cols=2)
     g = pd.Series(list(groups), dtype=str)
     if len(g) != len(p):
         raise ValueError(f"groups has {len(g)} labels for {len(p)} points")

@@ -126,8 +126,7 @@ def gate_at_init(
     model = build_finetune_model(setup, resolve_pretrained(setup, pretrained), seed=seed).eval()
     rows = np.arange(len(prepared.index)) if rows is None else np.asarray(rows)
     corpus = windows.Corpus.from_prepared(prepared, rows=rows, device="cpu")
-    mean = torch.as_tensor(prepared.mean, dtype=torch.float32)
-    std = torch.as_tensor(prepared.std, dtype=torch.float32)
+    mean, std = (torch.as_tensor(v, dtype=torch.float32) for v in (prepared.mean, prepared.std))  # (12,) mV
     x = torch.cat([w for w, _ in corpus.iter_sliding_windows(n_windows)])[:n_windows]  # (W, 12, 250) mV
     x_time, x_spec = model_inputs(model, x, mean, std)
     f1 = model.time_backbone(x_time)  # (W, 512)
