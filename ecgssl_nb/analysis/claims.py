@@ -1,18 +1,15 @@
 """The paper's claims ("setting B beats setting A on a metric", paper Sec. III-B, Table II and
 Fig. 3) tested against fold-to-fold noise, and pooled out-of-fold metrics.
 
-Runs of the same outer fold saw the same held-out records, so the per-fold difference
-d_k = metric_k(B) - metric_k(A) is paired and its spread is the noise that matters. Its mean gets
-two 95 % intervals (a percentile bootstrap over folds, 10,000 resamples, fixed seed; the paired
-t interval) and two p-values (paired t, Wilcoxon signed-rank). With 10 folds they are rough; with
-2 (the tiny profile) they say almost nothing, and the book says so. The paper reports no fold
-std, so `margins_vs_noise` sets its claimed margins against the fold std of our runs. Inputs are
-fractions (0..1); every difference in the tables is x100, as the paper prints them.
+Runs of one outer fold saw the same held-out records, so d_k = metric_k(B) - metric_k(A) is
+paired. Its mean gets two 95 % intervals (percentile bootstrap over folds; paired t) and two
+p-values (paired t, Wilcoxon signed-rank): rough with 10 folds, almost nothing with 2 (tiny).
+The paper reports no fold std, so `margins_vs_noise` sets its margins against our runs' fold std.
+Inputs are fractions (0..1); every difference in the tables is x100, as the paper prints them.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -26,7 +23,7 @@ from numpy.typing import ArrayLike
 from ..core.errors import UserError
 from ..core.metrics import HEADLINE_METRICS, METRIC_KEYS, binarize, evaluate_outputs
 from ..core.settings import ABLATION_SETUPS, ABLATION_TRANSFORMS, MAIN_TRANSFORMS, MODALITIES
-from .results import PAPER_TABLE_II, ResultFileWarning, predictions, run_file_fault
+from .results import PAPER_TABLE_II, ResultFileWarning, need_columns, predictions, read_json, run_file_fault
 
 # (claim, worse setting A, better setting B): the paper says B beats A (paper Sec. III-B, Table II)
 CLAIMS = (
@@ -57,12 +54,9 @@ LEVEL = 0.95
 def paired_differences(
     df: pd.DataFrame, worse: str, better: str, metric: str, protocol: str, by: str = "setup"
 ) -> pd.DataFrame:
-    """Per outer fold present for both settings: columns fold, worse, better, diff = better -
-    worse (fractions). `df` is `results.load_results` output (or `with_ablation_runs`); `by` is
-    the column naming the setting ("setup" or "run")."""
-    for col in (by, "fold", "protocol", metric):
-        if col not in df.columns:
-            raise UserError(f"results lack column {col!r}; pass the output of results.load_results")
+    """Per outer fold of both settings (named in column `by` of a `results.load_results` or
+    `with_ablation_runs` frame): columns fold, worse, better, diff = better - worse (fractions)."""
+    need_columns(df, (by, "fold", "protocol", metric))
     sub = df[df["protocol"] == protocol]
     a = sub[sub[by] == worse].set_index("fold")[metric]
     b = sub[sub[by] == better].set_index("fold")[metric]
@@ -81,8 +75,8 @@ def _finite(diffs: ArrayLike) -> np.ndarray:
 
 
 def bootstrap_ci(diffs: ArrayLike, level: float = LEVEL, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `diffs` (n,) (`scipy.stats.bootstrap`, the n
-    folds resampled n_boot times with numpy default_rng(seed)). NaN for fewer than 2 values."""
+    """Percentile bootstrap interval (`scipy.stats.bootstrap`, default_rng(seed)) of the mean of
+    `diffs` (n,); NaN for fewer than 2 values."""
     d = _finite(diffs)
     if len(d) < 2:
         return float("nan"), float("nan")
@@ -93,9 +87,8 @@ def bootstrap_ci(diffs: ArrayLike, level: float = LEVEL, n_boot: int = 10_000, s
 
 
 def paired_t(diffs: ArrayLike, level: float = LEVEL) -> dict:
-    """Two-sided paired t test of mean(diffs) = 0 and its t interval (`scipy.stats.ttest_1samp`):
-    {n, mean, sd (ddof=1), t, p, lo, hi}. NaN where n < 2; when sd = 0, lo = hi = mean and
-    t = +-inf, p = 0 (t = 0, p = 1 for a zero mean)."""
+    """Two-sided paired t test of mean(diffs) = 0 with its interval: {n, mean, sd (ddof=1), t, p,
+    lo, hi}; NaN where n < 2; for sd = 0, lo = hi = mean, t = +-inf, p = 0 (t = 0, p = 1 at 0)."""
     d = _finite(diffs)
     n, nan = len(d), float("nan")
     if n < 2:
@@ -130,9 +123,8 @@ def _verdict(s: dict) -> str:
 
 
 def with_ablation_runs(main: pd.DataFrame, ablation: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One frame with a `run` column naming every setting: main runs by their setup, the ssl-t /
-    ssl-s main runs also as ssl-t-t1 / ssl-s-t2 (the full view sets of Fig. 3), plus the
-    ablation runs (`load_results` of the ablation folder names them ssl-t-tc etc.)."""
+    """Main and ablation runs in one frame, a `run` column naming each setting: the main runs by
+    their setup, ssl-t / ssl-s also as ssl-t-t1 / ssl-s-t2 (Fig. 3's full view sets)."""
     parts = [main.assign(run=main["setup"])]
     for m in MODALITIES:
         setup = ABLATION_SETUPS[m]
@@ -157,8 +149,8 @@ def claims_table(
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per (claim, metric) with a common fold: n_folds, the mean paired difference B - A
-    and its intervals (x100), the p-values and a verdict. `results` from `with_ablation_runs` (from
-    `load_results` the transform claims find no runs); claims default to CLAIMS + TRANSFORM_CLAIMS."""
+    and its intervals (x100), the p-values and a verdict, from `with_ablation_runs` (claims
+    default to CLAIMS + TRANSFORM_CLAIMS; on `load_results` the transform claims find no runs)."""
     by = "run" if "run" in results.columns and results["run"].notna().all() else "setup"
     rows = []
     for claim, worse, better in claims or CLAIMS + TRANSFORM_CLAIMS:
@@ -174,8 +166,7 @@ def claims_table(
 
 
 def paper_margins(metrics: Sequence[str] = HEADLINE_METRICS) -> pd.DataFrame:
-    """Per claim of CLAIMS and metric, the margin the paper claims: Table II(B) - Table II(A)
-    (x100, as printed)."""
+    """Per claim of CLAIMS and metric, the paper's margin Table II(B) - Table II(A) (x100)."""
     rows = []
     for claim, worse, better in CLAIMS:
         for m in metrics:
@@ -197,18 +188,16 @@ def margins_vs_noise(
     for _, r in pm.iterrows():
         sd = {k: 100 * sub.loc[sub["setup"] == r[k], r["metric"]].std(ddof=1) for k in ("A", "B")}
         d = paired_differences(results, r["A"], r["B"], r["metric"], protocol)
-        sd_diff = 100 * d["diff"].std(ddof=1) if len(d) > 1 else float("nan")
-        noise = max(sd["A"], sd["B"])
-        sds = {"our fold std A": sd["A"], "our fold std B": sd["B"], "our sd of B - A": sd_diff, "n_folds": len(d)}
-        rows.append(
-            {**r.to_dict(), **sds, "margin > fold std": bool(r["paper margin"] > noise) if np.isfinite(noise) else None}
-        )
+        noise = max(sd["A"], sd["B"])  # NaN std (ddof=1) below two folds
+        sds = {"our fold std A": sd["A"], "our fold std B": sd["B"], "our sd of B - A": 100 * d["diff"].std(ddof=1)}
+        margin = bool(r["paper margin"] > noise) if np.isfinite(noise) else None
+        rows.append({**r.to_dict(), **sds, "n_folds": len(d), "margin > fold std": margin})
     return pd.DataFrame(rows)
 
 
 def _fold_outputs(run: Path, protocol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(labels, probabilities, outputs) (n, 24) of one fold's outer-fold predictions, binarised with
-    its thresholds; None without predictions (a ResultFileWarning when its files are not its run's)."""
+    """(labels, probabilities, outputs) (n, 24) of one fold's outer fold, binarised with its
+    thresholds; None without predictions (with a ResultFileWarning when they are not its run's)."""
     if not ((run / "result.json").is_file() and (run / "predictions.csv").is_file()):
         return None
     fault = run_file_fault(run, ("result.json", "predictions.csv"))
@@ -218,16 +207,15 @@ def _fold_outputs(run: Path, protocol: str) -> tuple[np.ndarray, np.ndarray, np.
     y, p = predictions(pd.read_csv(run / "predictions.csv"), protocol)
     if not len(y):
         return None
-    res = json.loads((run / "result.json").read_text())
+    res = read_json(run / "result.json")
     if protocol not in res.get("thresholds", {}):
         raise UserError(f"{run}/result.json has no thresholds for protocol {protocol!r}")
     return y, p, binarize(p, np.asarray(res["thresholds"][protocol], dtype=np.float64))
 
 
 def pooled_oof(finetune_root: str | os.PathLike, protocol: str = "honest") -> pd.DataFrame:
-    """Per setup under RUNS/<profile>/finetune (or an ablation's): every fold's outer-fold
-    predictions, binarised with that fold's thresholds, concatenated and scored once
-    (`metrics.evaluate_outputs`): n_folds, folds, n_records and the seven metrics (fractions)."""
+    """Per setup under RUNS/<profile>/finetune (or an ablation's): its folds' outer-fold outputs
+    (`_fold_outputs`) scored at once: n_folds, folds, n_records and the seven metrics (fractions)."""
     root = Path(finetune_root)
     if not root.is_dir():
         raise UserError(f"finetune folder {root} does not exist")

@@ -17,9 +17,8 @@ if TYPE_CHECKING:
 
 
 def class_counts(label_matrix: np.ndarray, name: str = "this corpus") -> pd.DataFrame:
-    """Records per class (24 rows, labels.ABBREVIATIONS): column `name` counts the positives of
-    `label_matrix` (N, 24), column "official total (6 sources)" the official Challenge 2020 total
-    (labels.official_totals), the codes merged into a class (labels.MERGES) added to it."""
+    """Per class: the positives of `label_matrix` (N, 24) (column `name`) and the official
+    Challenge 2020 total with the codes merged into the class (labels.MERGES) added."""
     totals = official_totals()
     official = [totals[c]["Total"] + sum(totals[r]["Total"] for r, k in MERGES.items() if k == c) for c in CLASSES]
     ours = np.asarray(label_matrix).sum(axis=0).astype(int)
@@ -27,8 +26,8 @@ def class_counts(label_matrix: np.ndarray, name: str = "this corpus") -> pd.Data
 
 
 def fold_counts(label_matrix: np.ndarray, folds: ArrayLike, n_folds: int | None = None) -> pd.DataFrame:
-    """Per fold 0..n_folds-1 (default settings.N_FOLDS): its records, then its positives of each of the
-    24 classes (columns labels.ABBREVIATIONS). `folds` (N,) gives each row's fold."""
+    """Per fold 0..n_folds-1 (default settings.N_FOLDS; `folds` (N,) gives each row's): its
+    records, then its positives of each class."""
     n_folds = N_FOLDS if n_folds is None else n_folds
     y, f = np.asarray(label_matrix), np.asarray(folds)
     counts = pd.DataFrame([y[f == k].sum(axis=0) for k in range(n_folds)], columns=list(ABBREVIATIONS)).astype(int)
@@ -38,8 +37,8 @@ def fold_counts(label_matrix: np.ndarray, folds: ArrayLike, n_folds: int | None 
 
 
 def fold_balance(counts: pd.DataFrame) -> pd.DataFrame:
-    """Per class, from `fold_counts`: its records, the ideal count per fold (records / folds) and
-    the largest distance of a fold's count from that ideal (1 decimal)."""
+    """Per class of `fold_counts`: its records, the ideal count per fold and a fold's largest
+    distance from it (1 decimal)."""
     per_class = counts.drop(columns="records")
     ideal = per_class.sum(axis=0) / len(per_class)
     return pd.DataFrame(
@@ -59,8 +58,7 @@ def records_per_source(index: pd.DataFrame) -> pd.DataFrame:
 
 
 def stft_settings() -> pd.DataFrame:
-    """The spectrogram's STFT settings (transforms' constants, settings.TARGET_FS) as the Transforms
-    chapter lists them, one row each."""
+    """The spectrogram's STFT settings (transforms' constants), one row each."""
     import torch  # ~1.3 s at import: only for the transforms chapter
 
     from ..core import transforms as T  # the STFT constants (imports torch too)
@@ -81,9 +79,8 @@ def stft_settings() -> pd.DataFrame:
 
 
 def augment_settings(augment: AugmentConfig | None = None) -> pd.DataFrame:
-    """The view settings (`settings.AugmentConfig`, default: its defaults), one row per field as
-    `--set augment.KEY=VALUE` names it: its value, the values it takes and what it sets (the
-    field's metadata, the same facts that check it and that --help lists)."""
+    """The view settings (`settings.AugmentConfig`, default its defaults), a row per field as
+    `--set augment.KEY=VALUE` names it: its value, range and what it sets (the field's metadata)."""
     augment = AugmentConfig() if augment is None else augment
     fields = dataclasses.fields(augment)
     return pd.DataFrame(

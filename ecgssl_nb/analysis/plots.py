@@ -1,9 +1,6 @@
-"""Figures for the book: ECG leads, spectrograms, views, curves, gate weights, table bars.
-
-Each function takes arrays or DataFrames (mV, samples at `fs` Hz, spectrograms (12, 13, 21) =
-lead x frequency 0..48 Hz x frame) computed elsewhere in the library and returns a matplotlib
-`Figure` (`plt.subplots`, so a notebook shows it inline); none computes a result.
-"""
+"""Figures for the book. Each function draws arrays or DataFrames computed elsewhere (mV at `fs`
+Hz; spectrograms (12, 13, 21) = lead x frequency 0..48 Hz x frame) and returns a matplotlib
+`Figure`, shown inline by a notebook; none computes a result."""
 
 from __future__ import annotations
 
@@ -28,11 +25,10 @@ PAPER_COLOR = "#d62728"
 MODALITY_COLORS = {"time": "#1f77b4", "spec": "#ff7f0e"}
 
 
-def _check_2d(a, name: str, rows: int | None = None) -> np.ndarray:
+def _check_2d(a, name: str, rows: int | None = None, cols: int | None = None) -> np.ndarray:
     a = np.asarray(a, dtype=float)
-    if a.ndim != 2 or (rows is not None and a.shape[0] != rows):
-        want = f"({rows}, N)" if rows is not None else "(rows, columns)"
-        raise ValueError(f"{name} must be a 2-D array of shape {want}, got shape {a.shape}")
+    if a.ndim != 2 or a.shape != (rows or a.shape[0], cols or a.shape[1]):
+        raise ValueError(f"{name} must be a 2-D array of shape ({rows or 'rows'}, {cols or 'N'}), got shape {a.shape}")
     return a
 
 
@@ -54,16 +50,50 @@ def _spec_image(ax, a: np.ndarray, **kw):  # a: (frequencies, frames), 4 Hz rows
     return ax.imshow(a, origin="lower", aspect="auto", extent=extent, cmap="magma", **kw)
 
 
-def _grouped_bars(ax, t: pd.DataFrame, horizontal: bool = False) -> np.ndarray:
-    """One bar per row and column of `t`, the columns side by side; returns the row positions."""
-    x, width = np.arange(len(t)), 0.8 / t.shape[1]
+def _grouped_bars(t: pd.DataFrame, name: str, size: tuple, horizontal: bool = False) -> tuple:
+    """(fig, ax) of one bar per row (a tick each, the first on top) and column of `t`, the columns
+    side by side, with a grid along the values."""
+    if t.empty:
+        raise ValueError(f"{name} is empty")
+    fig, ax = plt.subplots(figsize=size)
+    x, width, t = np.arange(len(t)), 0.8 / t.shape[1], t.astype(float)
     for j, col in enumerate(t.columns):
         at = x + (j - (t.shape[1] - 1) / 2) * width
         if horizontal:
             ax.barh(at, t[col].to_numpy(), height=width, label=str(col))
         else:
             ax.bar(at, t[col].to_numpy(), width=width, label=str(col))
-    return x
+    if horizontal:
+        ax.set_yticks(x, [str(i) for i in t.index], fontsize=8)
+        ax.invert_yaxis()
+    else:
+        ax.set_xticks(x, [str(i) for i in t.index], rotation=90, fontsize=8)
+    ax.grid(axis="x" if horizontal else "y", alpha=0.3)
+    return fig, ax
+
+
+def _grid(n: int, max_cols: int, cell: tuple[float, float], pad: tuple[float, float], **kw) -> tuple:
+    """(fig, axes (rows, cols), cols) for `n` panels in rows of up to `max_cols`, the unused ones hidden."""
+    cols = min(max_cols, n)
+    rows = -(-n // cols)
+    size = (cell[0] * cols + pad[0], cell[1] * rows + pad[1])
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False, sharey=True, **kw)
+    plt.setp(axes.ravel()[n:], visible=False)
+    return fig, axes, cols
+
+
+def _spectrograms(arrays: Mapping[str, np.ndarray], cols: int, cell: tuple, pad: tuple, title: str, label: str):
+    """{name: (frequencies, frames)} in rows of `cols` panels on one colour scale, one colour bar."""
+    vmin, vmax = min(np.nanmin(a) for a in arrays.values()), max(np.nanmax(a) for a in arrays.values())
+    fig, axes, cols = _grid(len(arrays), cols, cell, pad, sharex=True, layout="constrained")
+    for i, (ax, (name, a)) in enumerate(zip(axes.ravel(), arrays.items())):
+        im = _spec_image(ax, a, vmin=vmin, vmax=vmax)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("time (s)")
+        if i % cols == 0:
+            ax.set_ylabel("frequency (Hz)")
+    fig.colorbar(im, ax=axes, shrink=0.9, label=label)
+    return _done(fig, title)
 
 
 def ecg_leads(
@@ -83,29 +113,18 @@ def ecg_leads(
         ax.set_ylabel(f"{name}\nmV", rotation=0, ha="right", va="center", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.25)
-    for ax in axes[-1]:
-        ax.set_xlabel("time (s)")
+    plt.setp(axes[-1], xlabel="time (s)")
     return _done(fig, title)
 
 
 def spectrogram_leads(
     spec: ArrayLike, title: str = "", leads: Sequence[str] = LEADS, label: str = "normalised |STFT|"
 ) -> Figure:
-    """Spectrogram of every lead, (12, 13, 21) = lead x frequency (0..48 Hz) x frame (0.13 s)."""
+    """Spectrogram of every lead, (12, 13, 21) = lead x frequency x frame."""
     s = np.asarray(spec, dtype=float)
     if s.ndim != 3 or s.shape[0] != len(leads):
         raise ValueError(f"spec must have shape ({len(leads)}, frequencies, frames), got {s.shape}")
-    fig, axes = plt.subplots(3, 4, figsize=(11, 6), sharex=True, sharey=True, layout="constrained")
-    vmin, vmax = np.nanmin(s), np.nanmax(s)
-    for k, name in enumerate(leads):
-        im = _spec_image(axes[k // 4, k % 4], s[k], vmin=vmin, vmax=vmax)
-        axes[k // 4, k % 4].set_title(name, fontsize=9)
-    for ax in axes[-1]:
-        ax.set_xlabel("time (s)")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("Hz")
-    fig.colorbar(im, ax=axes, shrink=0.8, label=label)
-    return _done(fig, title)
+    return _spectrograms(dict(zip(leads, s)), 4, (2.7, 1.9), (1.0, 0.5), title, label)
 
 
 def signal_panels(
@@ -130,51 +149,30 @@ def spectrogram_panels(panels: Mapping[str, np.ndarray], title: str = "") -> Fig
     if not panels:
         raise ValueError("panels is empty: give at least one {name: spectrogram} entry")
     arrays = {k: _check_2d(v, f"panels[{k!r}]") for k, v in panels.items()}
-    vmin, vmax = min(np.nanmin(a) for a in arrays.values()), max(np.nanmax(a) for a in arrays.values())
-    cols = min(3, len(arrays))
-    rows = -(-len(arrays) // cols)
-    size = (3.4 * cols + 1.2, 2.9 * rows + 0.4)
-    fig, axes = plt.subplots(rows, cols, figsize=size, sharey=True, squeeze=False, layout="constrained")
-    for ax in axes.ravel()[len(arrays) :]:
-        ax.axis("off")
-    for i, (ax, (name, a)) in enumerate(zip(axes.ravel(), arrays.items())):
-        im = _spec_image(ax, a, vmin=vmin, vmax=vmax)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("time (s)")
-        if i % cols == 0:
-            ax.set_ylabel("frequency (Hz)")
-    fig.colorbar(im, ax=axes, shrink=0.9, label="normalised |STFT|")
-    return _done(fig, title)
+    return _spectrograms(arrays, 3, (3.4, 2.9), (1.2, 0.4), title, "normalised |STFT|")
 
 
 def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = TARGET_FS, title: str = "") -> Figure:
-    """DINO views of one record and one lead: (V, n) time views or (V, 13, 21) spectrogram views,
-    global views first (outlined in blue), local views after (orange)."""
-    v = np.asarray(views, dtype=float)
-    if kind not in ("time", "spec"):
+    """DINO views of one record and lead, (V, n) or (V, 13, 21): global views first (outlined in
+    blue), then local views (orange)."""
+    v, shape = np.asarray(views, dtype=float), {"time": "(V, n)", "spec": "(V, 13, 21)"}.get(kind)
+    if shape is None:
         raise ValueError(f"kind must be 'time' or 'spec', got {kind!r}")
-    if v.ndim != {"time": 2, "spec": 3}[kind]:
-        raise ValueError(
-            f"views of kind {kind!r} must be {'(V, n)' if kind == 'time' else '(V, 13, 21)'}, got {v.shape}"
-        )
+    if v.ndim != (2 if kind == "time" else 3):
+        raise ValueError(f"views of kind {kind!r} must be {shape}, got {v.shape}")
     n_views = v.shape[0]
     if not 0 <= n_global <= n_views:
         raise ValueError(f"n_global must be between 0 and the number of views ({n_views}), got {n_global}")
-    cols = min(5, n_views)
-    rows = int(np.ceil(n_views / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols, 1.9 * rows + 0.5), squeeze=False, sharey=True)
-    for ax in axes.ravel()[n_views:]:
-        ax.axis("off")
+    fig, axes, cols = _grid(n_views, 5, (2.5, 1.9), (0.0, 0.5))
     for i, ax in enumerate(axes.ravel()[:n_views]):
         if kind == "time":
             ax.plot(np.arange(v.shape[1]) / fs, v[i], lw=0.6, color="black")
         else:
             _spec_image(ax, v[i])
         ax.set_title(f"{'global' if i < n_global else 'local'} view {i + 1}", fontsize=8)
-        for spine in ax.spines.values():
-            spine.set(edgecolor="#1f77b4" if i < n_global else "#ff7f0e", linewidth=2)
+        plt.setp(list(ax.spines.values()), edgecolor="#1f77b4" if i < n_global else "#ff7f0e", linewidth=2)
         ax.tick_params(labelsize=7)
-        if i // cols == rows - 1 or i + cols >= n_views:
+        if i + cols >= n_views:  # the last panel of its column
             ax.set_xlabel("time (s)", fontsize=8)
         if i % cols == 0:
             ax.set_ylabel("normalised amplitude" if kind == "time" else "frequency (Hz)", fontsize=8)
@@ -182,23 +180,16 @@ def views_grid(views: ArrayLike, n_global: int, kind: str = "time", fs: float = 
 
 
 def class_counts(table: pd.DataFrame, title: str = "", log: bool = True) -> Figure:
-    """`dataset.class_counts` (or any table of counts indexed by class, a column per series) as
-    horizontal bars, log scale by default."""
-    if table.empty:
-        raise ValueError("table is empty")
-    fig, ax = plt.subplots(figsize=(9, 0.28 * len(table) + 1.5))
-    y = _grouped_bars(ax, table.astype(float), horizontal=True)
-    ax.set_yticks(y, [str(i) for i in table.index], fontsize=8)
-    ax.invert_yaxis()
+    """Counts indexed by class, a column per series (`dataset.class_counts`), as horizontal bars."""
+    fig, ax = _grouped_bars(table, "table", (9, 0.28 * len(table) + 1.5), horizontal=True)
     ax.set(xscale="log" if log else "linear", xlabel="records", title=title)
     ax.legend(fontsize=8)
-    ax.grid(axis="x", alpha=0.3)
     return _done(fig)
 
 
 def fold_balance(counts: pd.DataFrame, title: str = "") -> Figure:
-    """Share of each class's records in each fold, from `dataset.fold_counts` (folds x classes,
-    its "records" column dropped when there); a balanced split has every cell at 1 / n_folds."""
+    """Share of each class's records in each fold, from `dataset.fold_counts` (folds x classes);
+    a balanced split has every cell at 1 / n_folds."""
     if counts.empty:
         raise ValueError("counts is empty")
     c = counts.drop(columns="records", errors="ignore").astype(float)
@@ -233,9 +224,7 @@ def curves(
     logy: Sequence[str] = (),
 ) -> Figure:
     """Training curves from a per-epoch log.csv: one small panel per column, against `x`."""
-    missing = [c for c in [x, *columns] if c not in log.columns]
-    if missing:
-        raise ValueError(f"log has no column(s) {missing}; it has {list(log.columns)}")
+    _need(log, "log", [x, *columns])
     labels = {**CURVE_LABELS, **dict(labels or {})}
     fig, axes = plt.subplots(1, len(columns), figsize=(3.3 * len(columns), 2.9), squeeze=False)
     for ax, col in zip(axes[0], columns):
@@ -250,11 +239,9 @@ def curves(
 
 
 def feature_scatter(points: ArrayLike, groups: Sequence[str], title: str = "", max_groups: int = 10) -> Figure:
-    """A 2-D projection of features (N, 2), one colour per group label; the `max_groups`
-    largest groups are coloured, the rest drawn in grey as 'other'."""
-    p = _check_2d(points, "points")
-    if p.shape[1] != 2:
-        raise ValueError(f"points must have 2 columns, got {p.shape[1]}")
+    """A 2-D projection of features (N, 2), one colour for each of the `max_groups` largest
+    groups, the rest grey ('other')."""
+    p = _check_2d(points, "points", cols=2)
     g = pd.Series(list(groups), dtype=str)
     if len(g) != len(p):
         raise ValueError(f"groups has {len(g)} labels for {len(p)} points")
@@ -279,25 +266,18 @@ def per_class_bars(
     reference: float | None = None,
     xlabel: str = "class",
 ) -> Figure:
-    """One value per class for one or more series: `values` indexed by class, a column per
-    series (e.g. per-class AUROC); NaN (a class absent from the fold) is left blank."""
-    if values.empty:
-        raise ValueError("values is empty")
-    fig, ax = plt.subplots(figsize=(11, 3.6))
-    x = _grouped_bars(ax, values.astype(float))
+    """`values` indexed by class, a column per series (e.g. per-class AUROC), as bars; NaN blank."""
+    fig, ax = _grouped_bars(values, "values", (11, 3.6))
     if reference is not None:
         ax.axhline(reference, color="grey", ls="--", lw=1)
-    ax.set_xticks(x, [str(i) for i in values.index], rotation=90, fontsize=8)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title, **({"ylim": ylim} if ylim else {}))
     if values.shape[1] > 1:
         ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
     return _done(fig)
 
 
 def gate_weights(weights: pd.DataFrame, title: str = "") -> Figure:
-    """Mean TSG gate weights per class: `weights` indexed by class with columns 'time' and
-    'spec' (each row sums to 1); stacked horizontal bars."""
+    """Mean TSG gate weights per class (columns 'time', 'spec', summing to 1) as stacked bars."""
     _need(weights, "weights", ("time", "spec"))
     w = weights[["time", "spec"]].astype(float)
     fig, ax = plt.subplots(figsize=(8, 0.28 * len(w) + 1.4))
@@ -313,28 +293,23 @@ def gate_weights(weights: pd.DataFrame, title: str = "") -> Figure:
 
 
 def _error_bars(std: pd.Series) -> pd.Series | None:  # NaN for a single fold: no error bar is drawn then
-    std = std.astype(float)
-    return std if std.notna().any() else None
+    return std.astype(float) if std.notna().any() else None
 
 
 def compare_with_paper(
     ours: pd.DataFrame, paper: pd.Series | None, metric: str, title: str = "", ours_label: str = "ours"
 ) -> Figure:
-    """One metric per setup: ours (mean with a +-1 std error bar over folds) beside the paper's
-    value. `ours` is indexed by setup with columns 'mean' and 'std' (same scale as `paper`,
-    e.g. x100); `paper` is indexed by setup (missing setups are left out)."""
+    """One metric per setup: ours ('mean' with a +-1 'std' error bar over folds) beside the
+    paper's value (`paper`, indexed by setup, on the same scale; a missing setup left out)."""
     _need(ours, "ours", ("mean", "std"))
-    setups = list(ours.index)
-    x = np.arange(len(setups))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(setups) + 2), 4.0))
-    width = 0.38 if paper is not None else 0.6
-    at = x - (width / 2 if paper is not None else 0)
+    x, width = np.arange(len(ours)), 0.6 if paper is None else 0.38
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(ours) + 2), 4.0))
     bars = {"width": width, "yerr": _error_bars(ours["std"]), "capsize": 3, "color": OURS_COLOR, "label": ours_label}
-    ax.bar(at, ours["mean"].astype(float), **bars)
+    ax.bar(x if paper is None else x - width / 2, ours["mean"].astype(float), **bars)
     if paper is not None:
-        pv = np.array([float(paper.get(s, np.nan)) for s in setups])
+        pv = [float(paper.get(s, np.nan)) for s in ours.index]
         ax.bar(x + width / 2, pv, width=width, color=PAPER_COLOR, alpha=0.8, label="paper (Phan et al. 2022)")
-    ax.set_xticks(x, [str(s).upper() for s in setups], rotation=30, fontsize=8)
+    ax.set_xticks(x, [str(s).upper() for s in ours.index], rotation=30, fontsize=8)
     ax.set_ylabel(metric)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     ax.set_title(title, fontsize=10)
@@ -343,8 +318,7 @@ def compare_with_paper(
 
 
 def ablation_bars(table: pd.DataFrame, metric: str, title: str = "") -> Figure:
-    """Fig. 3 style: fine-tuned score per pre-training transform set and modality. `table` has
-    columns 'modality', 'transforms', 'mean', 'std' (one row per setting)."""
+    """Fig. 3: the fine-tuned 'mean' +- 'std' per pre-training 'transforms', a panel per 'modality'."""
     _need(table, "table", ("modality", "transforms", "mean", "std"))
     mods = list(dict.fromkeys(table["modality"]))
     fig, axes = plt.subplots(1, len(mods), figsize=(4.2 * len(mods), 3.3), squeeze=False, sharey=True)
@@ -362,9 +336,8 @@ def ablation_bars(table: pd.DataFrame, metric: str, title: str = "") -> Figure:
 
 
 def paired_intervals(table: pd.DataFrame, xlabel: str, title: str = "", label: str = "") -> Figure:
-    """Mean paired differences with their intervals, one row per comparison (`table` indexed by
-    the row labels, top row first): a dot at 'mean', a bar from 'lo' to 'hi' (none where either
-    is NaN), a dashed line at 0; `label` (what data and runs) goes in the legend."""
+    """One row per comparison, the first on top: a dot at 'mean', a bar from 'lo' to 'hi' (none
+    where either is NaN), a dashed line at 0; `label` (what data and runs) in the legend."""
     _need(table, "table", ("mean", "lo", "hi"))
     y = np.arange(len(table))[::-1]  # first row on top
     mean, lo, hi = (table[c].astype(float).to_numpy() for c in ("mean", "lo", "hi"))

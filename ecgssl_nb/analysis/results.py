@@ -26,13 +26,13 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .. import provenance
-from ..core.errors import UserError
+from ..core.errors import UserError, check_choice
 from ..core.labels import ABBREVIATIONS
 from ..core.metrics import METRIC_KEYS
 from ..core.settings import PROTOCOLS, SETUPS
@@ -75,22 +75,20 @@ def check_result(obj: Any) -> list[str]:
     if "data" in obj and not (isinstance(obj["data"], dict) and "kind" in obj["data"]):
         problems.append("data must be an object with a 'kind'")
     metrics = obj.get("metrics")
-    if "metrics" in obj:
-        if not isinstance(metrics, dict) or not metrics:
-            problems.append("metrics must be a non-empty object of protocols")
-        else:
-            for protocol, values in metrics.items():
-                if protocol not in PROTOCOLS:
-                    problems.append(f"metrics: unknown protocol {protocol!r} (expected {', '.join(PROTOCOLS)})")
-                elif not isinstance(values, dict) or not set(METRIC_KEYS) <= set(values):
-                    missing = sorted(set(METRIC_KEYS) - set(values if isinstance(values, dict) else {}))
-                    problems.append(f"metrics.{protocol}: missing {', '.join(missing)}")
+    if "metrics" in obj and not (isinstance(metrics, dict) and metrics):
+        problems.append("metrics must be a non-empty object of protocols")
+    for protocol, values in (metrics if isinstance(metrics, dict) else {}).items():
+        missing = sorted(set(METRIC_KEYS) - set(values if isinstance(values, dict) else ()))
+        if protocol not in PROTOCOLS:
+            problems.append(f"metrics: unknown protocol {protocol!r} (expected {', '.join(PROTOCOLS)})")
+        elif missing:
+            problems.append(f"metrics.{protocol}: missing {', '.join(missing)}")
     return problems
 
 
 def predictions(pred: pd.DataFrame, protocol: str, role: str = "outer") -> tuple[np.ndarray, np.ndarray]:
-    """(labels (n, 24) int, probabilities (n, 24) float) of the predictions.csv rows `pred` of
-    `protocol` and `role`, classes in labels.ABBREVIATIONS order."""
+    """(labels (n, 24) int, probabilities (n, 24) float) of the predictions.csv rows of `protocol`
+    and `role`."""
     rows = pred[(pred["protocol"] == protocol) & (pred["role"] == role)]
     y, p = ([f"{kind}_{a}" for a in ABBREVIATIONS] for kind in "yp")
     return rows[y].to_numpy(int), rows[p].to_numpy(float)
@@ -109,74 +107,51 @@ RESULT_COLUMNS = (
 # one table share it); code_version: what made the run. None without provenance.json.
 
 
-def study_settings(req: dict) -> dict:
-    """The part of a fine-tuning's provenance request that every run of one table must share:
-    its settings less setup/fold/inner_fold, and its seed. (Backbone digests differ by design.)"""
-    settings = {k: v for k, v in (req.get("settings") or {}).items() if k not in ("setup", "fold", "inner_fold")}
-    return {"settings": settings, "seed": req.get("seed")}
-
-
 def settings_id(req: dict) -> str:
-    """A short fingerprint of `study_settings(req)`."""
-    text = json.dumps(study_settings(req), sort_keys=True, allow_nan=False)
+    """A short fingerprint of what every run of one table must share, from a fine-tuning's
+    provenance request: its settings less setup/fold/inner_fold, and its seed (backbone digests
+    differ by design)."""
+    settings = {k: v for k, v in (req.get("settings") or {}).items() if k not in ("setup", "fold", "inner_fold")}
+    text = json.dumps({"settings": settings, "seed": req.get("seed")}, sort_keys=True, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _provenance_columns(obj: dict) -> dict:
-    rec = obj.get("provenance") if isinstance(obj.get("provenance"), dict) else None
-    req = rec.get("request") if rec and isinstance(rec.get("request"), dict) else None
-    if req is None:
-        return {"digest": None, "settings_id": None, "code_version": None}
-    return {
-        "digest": (req.get("inputs") or {}).get("prepared"),
-        "settings_id": settings_id(req),
-        "code_version": rec.get("code_version"),
-    }
-
-
-def is_stale(path: str | os.PathLike, root: str | os.PathLike) -> bool:
-    """True for a file inside a folder moved aside by provenance.move_aside ('<name>.stale-<time>')."""
-    return any(".stale-" in part for part in Path(path).relative_to(root).parts)
 
 
 SMOKE_LABEL = "SMOKE RUN, not a result"  # marks every row, table and label made from smoke runs
 
 
 def load_results(root: str | os.PathLike) -> pd.DataFrame:
-    """One row per (result.json under `root`, protocol); metric columns are fractions 0..1.
-
-    Unreadable files, files outside the schema and files not as their run wrote them
-    (`run_file_fault`) are skipped with a `ResultFileWarning` naming them and why; folders moved
-    aside (`is_stale`) are not read. `run` is the run's folder name (the setup, or e.g. "ssl-t-tc"
-    in the ablation); RUNS/<profile>/finetune holds the main study only."""
+    """One row per (result.json under `root`, protocol), metrics as fractions 0..1; `run` is the
+    run's folder name (the setup, or e.g. "ssl-t-tc" in the ablation). Files `_read_result` skips
+    are left out; folders moved aside by provenance.move_aside ('<name>.stale-<time>') unread."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"results folder {root} does not exist")
     rows = []
     for path in sorted(root.rglob("result.json")):
-        if is_stale(path, root):
-            continue  # an old run kept aside, never part of a table
-        obj = _read_result(path)
+        stale = any(".stale-" in part for part in path.relative_to(root).parts)  # an old run kept aside
+        obj = None if stale else _read_result(path)
         if obj is None:
             continue
         run = {"profile": obj["profile"], "data": obj["data"]["kind"], "smoke": bool(obj.get("smoke", False))}
         run.update({k: obj["data"].get(k) for k in ("n_records", "n_train", "n_val")})
         run.update({k: obj.get(k) for k in ("setup", "fold", "seed", "epochs", "device", "created")})
         run.update(wall_time_s=_num(obj.get("wall_time_s")), run=path.parent.parent.name, path=str(path))
+        prov = obj["provenance"] if isinstance(obj.get("provenance"), dict) else {}
+        req = prov.get("request") if isinstance(prov.get("request"), dict) else None
+        run.update(digest=None, settings_id=None, code_version=None)  # without provenance.json
+        if req is not None:
+            run.update(digest=(req.get("inputs") or {}).get("prepared"), settings_id=settings_id(req))
+            run.update(code_version=prov.get("code_version"))
         for protocol, values in obj["metrics"].items():
             metrics = {m: _num(values[m]) for m in METRIC_KEYS}
-            rows.append(
-                {**run, "protocol": protocol, "epoch": values.get("epoch"), **metrics, **_provenance_columns(obj)}
-            )
-    df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    if len(df):
-        df["_order"] = df["setup"].map(_setup_rank)
-        df = df.sort_values(["_order", "run", "fold", "protocol"]).drop(columns="_order").reset_index(drop=True)
-    return df
+            rows.append({**run, "protocol": protocol, "epoch": values.get("epoch"), **metrics})
+    rows.sort(key=lambda r: (_setup_rank(r["setup"]), r["run"], r["fold"], r["protocol"]))
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
 def _read_result(path: Path) -> dict | None:
-    """The parsed result.json at `path`, or None after a ResultFileWarning saying why it is skipped."""
+    """The parsed result.json at `path`, or None after a ResultFileWarning saying why it is skipped
+    (not as its run wrote it, unreadable, or outside the schema)."""
     fault = run_file_fault(path.parent, ("result.json",))
     try:
         obj = None if fault else read_json(path)
@@ -190,9 +165,8 @@ def _read_result(path: Path) -> dict | None:
 
 
 def run_file_fault(folder: str | os.PathLike, names: tuple[str, ...]) -> str | None:
-    """Why the files `names` of the run folder `folder` are not the ones its run wrote
-    (`provenance.digest_fault`, the cheap check); None when they are, or when `folder` holds
-    neither provenance.json nor digests.json (files written by hand)."""
+    """Why the files `names` of a run folder are not the ones its run wrote (the cheap
+    `provenance.digest_fault`); None when they are or when no run recorded them (written by hand)."""
     folder = Path(folder)
     if not (folder / provenance.PROVENANCE).is_file() and not (folder / provenance.DIGESTS).exists():
         return None
@@ -202,31 +176,32 @@ def run_file_fault(folder: str | os.PathLike, names: tuple[str, ...]) -> str | N
 def check_one_study(df: pd.DataFrame) -> None:
     """UserError naming two runs when the rows of `df` come from different prepared corpora
     (`digest`) or different settings or seeds (`settings_id`): such runs never share a table."""
-    what = {"digest": "prepared data", "settings_id": "settings or seed"}
-    for col, words in what.items():
-        if col not in df.columns:
+    for col, words in {"digest": "prepared data", "settings_id": "settings or seed"}.items():
+        if col not in df.columns or df[col].nunique() < 2:  # nunique counts known values only
             continue
-        known = df[df[col].notna()]
-        if known[col].nunique() > 1:
-            (ka, a), (kb, b) = list(known.groupby(col, sort=False))[:2]
-            na, nb = (
-                f"{r['run']} fold {r['fold']}" if "run" in df.columns else f"fold {r['fold']}"
-                for r in (a.iloc[0], b.iloc[0])
+        (ka, a), (kb, b) = list(df[df[col].notna()].groupby(col, sort=False))[:2]
+        na, nb = (
+            f"{r['run']} fold {r['fold']}" if "run" in df.columns else f"fold {r['fold']}"
+            for r in (a.iloc[0], b.iloc[0])
+        )
+        fix = "load the results of one study"
+        if "path" in b.columns:
+            folder = Path(b["path"].iloc[0]).parent
+            fix = (
+                f"move the runs that do not belong out of the study (rename e.g. {folder} to {folder.name}.stale-mixed "
+                f"beside it: folders named *.stale-* are never read), or re-run them with the study's data and settings"
             )
-            raise UserError(
-                f"results mix runs made from different {words}: {na} ({col} {str(ka)[:12]}) and "
-                f"{nb} ({col} {str(kb)[:12]}), {known[col].nunique()} kinds in all; {_unmix(b)}"
-            )
+        raise UserError(
+            f"results mix runs made from different {words}: {na} ({col} {str(ka)[:12]}) and "
+            f"{nb} ({col} {str(kb)[:12]}), {df[col].nunique()} kinds in all; {fix}"
+        )
 
 
-def _unmix(runs: pd.DataFrame) -> str:
-    if "path" not in runs.columns:
-        return "load the results of one study"
-    folder = Path(runs["path"].iloc[0]).parent
-    return (
-        f"move the runs that do not belong out of the study (rename e.g. {folder} to {folder.name}.stale-mixed "
-        f"beside it: folders named *.stale-* are never read), or re-run them with the study's data and settings"
-    )
+def need_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
+    """UserError naming the `columns` that `df`, a frame of `load_results`, lacks."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise UserError(f"results lack columns {', '.join(missing)}; pass the output of load_results")
 
 
 def _setup_rank(setup: str) -> tuple:
@@ -234,18 +209,13 @@ def _setup_rank(setup: str) -> tuple:
 
 
 def aggregate(df: pd.DataFrame, protocol: str = "paper", by: str = "setup") -> pd.DataFrame:
-    """Mean and sample std (ddof=1; NaN for one fold) over folds of each metric, per `by`
-    (default the setup, in the paper's order T, S, TSC, TSG, SSL-T, ...; use by="run" for the
-    ablation). Columns `<metric>_mean`, `<metric>_std` (fractions), `n_folds`, `folds`, `profile`,
-    `data`, `protocol`, `smoke` (True: made from smoke runs, never a result). Mixing profiles,
-    data kinds, smoke with full runs, or two results for one fold is refused."""
-    if protocol not in PROTOCOLS:
-        raise UserError(f"protocol {protocol!r} must be one of {', '.join(PROTOCOLS)}")
-    if by not in ("setup", "run"):
-        raise UserError(f"by must be 'setup' or 'run', got {by!r}")
-    missing = [c for c in (by, "fold", "protocol", "profile", "data", *METRIC_KEYS) if c not in df.columns]
-    if missing:
-        raise UserError(f"df lacks columns {', '.join(missing)}; pass the output of load_results")
+    """Mean and std (ddof=1; NaN for one fold) over folds of each metric per setup (in the
+    paper's order) or per run (the ablation): columns `<metric>_mean`, `<metric>_std`
+    (fractions), `n_folds`, `folds`, `profile`, `data`, `protocol`, `smoke`. Refuses to mix
+    profiles, data kinds, smoke with full runs (`check_one_study`) or two results for a fold."""
+    check_choice("protocol", protocol, PROTOCOLS)
+    check_choice("by", by, ("setup", "run"))
+    need_columns(df, (by, "fold", "protocol", "profile", "data", *METRIC_KEYS))
     sub = df[df["protocol"] == protocol]
     if sub.empty:
         have = sorted(df["protocol"].unique())
@@ -264,16 +234,13 @@ def aggregate(df: pd.DataFrame, protocol: str = "paper", by: str = "setup") -> p
     check_one_study(sub)
     rows = {}
     for key, group in sub.groupby(by, sort=False):
-        stats = {m: (group[m].mean(), group[m].std(ddof=1)) for m in METRIC_KEYS}
-        row = {f"{m}_{k}": v for m, pair in stats.items() for k, v in zip(("mean", "std"), pair)}
+        row = {f"{m}_{k}": v for m in METRIC_KEYS for k, v in (("mean", group[m].mean()), ("std", group[m].std()))}
         folds = sorted(int(f) for f in group["fold"])
         row.update(n_folds=len(folds), folds=",".join(map(str, folds)), profile=group["profile"].iloc[0])
-        row.update(data=group["data"].iloc[0], protocol=protocol)
-        rows[key] = {**row, "smoke": bool(group["smoke"].any()) if "smoke" in group else False}
-    out = pd.DataFrame.from_dict(rows, orient="index")
-    out = out.loc[sorted(out.index, key=_setup_rank)]
-    out.index.name = by
-    return out
+        smoke = bool(group["smoke"].any()) if "smoke" in group else False
+        rows[key] = {**row, "data": group["data"].iloc[0], "protocol": protocol, "smoke": smoke}
+    out = pd.DataFrame.from_dict(rows, orient="index").rename_axis(by)
+    return out.loc[sorted(out.index, key=_setup_rank)]
 
 
 # ------------------------------------------------------------------------------------------
@@ -323,26 +290,21 @@ COMPARE_COLUMNS = ["ours mean", "ours std", "paper", "ours - paper", "n_folds", 
 
 
 def compare_with_paper(agg: pd.DataFrame, table: str = "II") -> pd.DataFrame:
-    """Ours (×100) beside the paper's Table I or II: one row per (setting, metric), columns
-    `ours mean`, `ours std`, `paper`, `ours - paper` (all ×100) and the description of our runs
-    (`n_folds`, `profile`, `data`, `protocol`). `paper` is NaN where the paper gives no value."""
-    table = str(table).upper()
-    if table not in ("I", "II"):
-        raise UserError(f"table must be 'I' or 'II', got {table!r}")
+    """Ours beside the paper's Table I or II, a row per (setting, metric): COMPARE_COLUMNS, the
+    numbers ×100 (`paper` NaN where the paper gives none), then what made our runs."""
+    table = check_choice("table", str(table).upper(), ("I", "II"))
     paper = PAPER_TABLE_I if table == "I" else PAPER_TABLE_II
     if not any(c.endswith("_mean") for c in agg.columns):
         raise UserError("agg must be the output of aggregate (columns <metric>_mean, <metric>_std)")
-    rows, index = [], []
+    rows = {}
     for setup, r in agg.iterrows():
         setting = SETUP_LABELS.get(setup, str(setup))
+        runs = [r["n_folds"], r["profile"], r["data"], r["protocol"], bool(r.get("smoke", False))]
         for m in METRIC_KEYS:
-            ours, std = 100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]
-            ref = paper.at[setting, m] if setting in paper.index else _NA
-            runs = [r["n_folds"], r["profile"], r["data"], r["protocol"], bool(r.get("smoke", False))]
-            rows.append([ours, std, ref, ours - ref, *runs])
-            index.append((setting, m))
-    index = pd.MultiIndex.from_tuples(index, names=["setting", "metric"])
-    out = pd.DataFrame(rows, columns=COMPARE_COLUMNS, index=index)
+            ours, ref = 100 * r[f"{m}_mean"], paper[m].get(setting, _NA)
+            rows[(setting, m)] = [ours, 100 * r[f"{m}_std"], ref, ours - ref, *runs]
+    index = pd.MultiIndex.from_tuples(rows, names=["setting", "metric"])
+    out = pd.DataFrame(list(rows.values()), columns=COMPARE_COLUMNS, index=index)
     out.attrs.update(caption=f"Ours beside paper Table {table} (all ×100).")
     return out
 
@@ -353,8 +315,7 @@ def fmt(x: float | None, decimals: int = 2) -> str:
 
 
 def mean_std(mean: float | None, std: float | None, scale: float = 100.0, digits: int = 2) -> str:
-    """'95.99 ± 0.31' from fractions (scale 100 -> percent); the mean alone without a std (one
-    fold); '–' for a missing mean."""
+    """'95.99 ± 0.31' from fractions; the mean alone without a std (one fold); '–' without a mean."""
     if mean is None or not math.isfinite(mean):
         return "–"
     text = fmt(mean * scale, digits)
@@ -362,9 +323,8 @@ def mean_std(mean: float | None, std: float | None, scale: float = 100.0, digits
 
 
 def display_frame(paper: pd.DataFrame) -> pd.DataFrame:
-    """A paper table (PAPER_TABLE_I or II) as printed, for the book: columns AUROC ... ChM at its
-    attrs['decimals'], "–" where it has no value, then its `source` column when it has one.
-    (Our aggregates are shown by `tables.results_table`.)"""
+    """PAPER_TABLE_I or II as printed: AUROC ... ChM at its attrs['decimals'], "–" where it has no
+    value, then its `source` column when it has one."""
     if not set(METRIC_KEYS) <= set(paper.columns):
         raise UserError("display_frame needs a paper table (PAPER_TABLE_I or PAPER_TABLE_II)")
     decimals = int(paper.attrs.get("decimals", 2))
@@ -378,21 +338,17 @@ PROTOCOL_LABELS = {  # protocol names as the book prints them: never confusable 
 }
 
 
-DATA_LABELS = {  # a run's `data` (result.json, Profile.data) as table captions name it
-    "fixture": "synthetic fixture",
-    "samples": "real sample records",
-    "physionet2020": "PhysioNet/CinC 2020",
+_DATA_NAMES = {  # a run's `data` (result.json, Profile.data): (as table captions, as a chapter's sentence name it)
+    "fixture": ("synthetic fixture", "the synthetic fixture (not real ECGs)"),
+    "samples": ("real sample records", "the real sample records"),
+    "physionet2020": ("PhysioNet/CinC 2020", "the PhysioNet/CinC 2020 training data"),
 }
-_DATA_SENTENCES = {"fixture": "the synthetic fixture (not real ECGs)", "samples": "the real sample records"}
-_DATA_SENTENCES["physionet2020"] = "the PhysioNet/CinC 2020 training data"
+DATA_LABELS = {data: names[0] for data, names in _DATA_NAMES.items()}
 
 
 def data_kind(data: str) -> str:
-    """A run's `data` as a chapter's sentence names it: 'fixture' -> 'the synthetic fixture (not
-    real ECGs)', 'samples' -> 'the real sample records'."""
-    if data not in DATA_LABELS:
-        raise UserError(f"data {data!r} is not a kind of data; choose one of {', '.join(DATA_LABELS)}")
-    return _DATA_SENTENCES[data]
+    """A run's `data` as a chapter's sentence names it: 'fixture' -> 'the synthetic fixture (not real ECGs)'."""
+    return _DATA_NAMES[check_choice("data", data, DATA_LABELS, "a kind of data")][1]
 
 
 def is_smoke(agg: pd.DataFrame) -> bool:

@@ -13,7 +13,7 @@ import pandas as pd
 from ..study import paths
 from ..core import metrics
 from ..core.errors import UserError
-from ..core.settings import MAIN_TRANSFORMS, PROTOCOLS
+from ..core.settings import MAIN_TRANSFORMS, PROTOCOLS, SETUPS
 from .results import DATA_LABELS, METRIC_LABELS, PROTOCOL_LABELS, SETUP_LABELS, SMOKE_LABEL
 from .results import fmt, is_smoke, mean_std, setting_label
 
@@ -25,15 +25,24 @@ SPLIT_LABELS = {  # which folds trained the network: the tables always say which
 }
 
 
+def _smoke(aggs) -> str:  # the mark of a table made from smoke runs
+    return f" ({SMOKE_LABEL})" if any(is_smoke(a) for a in aggs) else ""
+
+
+def _frame(data: dict, index: list, name: str, levels: list[str]) -> pd.DataFrame:
+    """{(metric, column): values} as a frame with two-level columns named `levels`."""
+    out = pd.DataFrame(data, index=pd.Index(index, name=name))
+    out.columns.names = levels
+    return out
+
+
 def describe_runs(agg: pd.DataFrame, split: str | None = None) -> str:
-    """'synthetic fixture, profile tiny, outer folds 0,1 (2 folds)': what produced an aggregate,
-    prefixed with results.SMOKE_LABEL when it was made from smoke runs; with `split` ("eight" or
-    "nine"), also the training split (SPLIT_LABELS)."""
+    """'synthetic fixture, profile `tiny`, outer folds 0,1 (2 folds)': what produced an aggregate,
+    with `split`'s training folds (SPLIT_LABELS), prefixed with SMOKE_LABEL for smoke runs."""
     first, n = agg.iloc[0], int(agg.iloc[0]["n_folds"])
     text = f"{DATA_LABELS.get(first['data'], first['data'])}, profile `{first['profile']}`, "
-    text += f"outer folds {first['folds']} ({n} fold{'s' if n > 1 else ''})" + (
-        f", {SPLIT_LABELS[split]}" if split else ""
-    )
+    text += f"outer folds {first['folds']} ({n} fold{'s' if n > 1 else ''})"
+    text += f", {SPLIT_LABELS[split]}" if split else ""
     return f"{SMOKE_LABEL}: {text}" if bool(first.get("smoke", False)) else text
 
 
@@ -41,9 +50,8 @@ def runs_warning(agg: pd.DataFrame) -> str | None:
     """The warning box (MyST markdown) a results chapter shows above its tables, or None for full
     runs on the paper's data: smoke runs say they are not results (whatever their profile);
     runs on the fixture or the sample records say they are not a reproduction of the paper."""
-    first = agg.iloc[0]
+    first, n = agg.iloc[0], int(agg.iloc[0]["n_folds"])
     profile, data = first["profile"], DATA_LABELS.get(first["data"], first["data"])
-    n = int(first["n_folds"])
     if is_smoke(agg):
         body = (
             f"**{SMOKE_LABEL}.** These runs of the `{profile}` profile (data: {data}) were stopped after a few "
@@ -69,39 +77,31 @@ def results_table(
     paper: pd.DataFrame | None = None,
     decimals: int = 2,
 ) -> pd.DataFrame:
-    """One row per setup; per metric, the paper's value as printed (with `paper`, a paper table of
-    `results`, at its `attrs['decimals']`) and ours under each protocol of `aggs` ({protocol:
-    results.aggregate(...)}), ×100, "mean ± std" (the mean alone for one fold). The columns say
-    whose number it is: "paper (as printed)" or "ours, <protocol label>"."""
-    first = next(iter(aggs.values()))
-    columns, data = [], []
+    """One row per setup; per metric, the paper's value as printed (with `paper`, PAPER_TABLE_I or
+    II) and ours (×100, "mean ± std") under each protocol of `aggs` ({protocol: aggregate}), each
+    column named for whose number it is."""
+    setups = list(next(iter(aggs.values())).index)
+    labels, data = [SETUP_LABELS[s] for s in setups], {}
     for m in metrics_shown:
-        if paper is not None:
+        if paper is not None:  # NaN (printed "–") where the paper has no such row
             d = int(paper.attrs.get("decimals", 2))
-            columns.append((METRIC_LABELS[m], "paper (as printed)"))
-            data.append(
-                [fmt(paper.at[SETUP_LABELS[s], m], d) if SETUP_LABELS[s] in paper.index else "–" for s in first.index]
-            )
+            data[(METRIC_LABELS[m], "paper (as printed)")] = [fmt(v, d) for v in paper[m].reindex(labels)]
         for protocol, agg in aggs.items():
-            smoke = f" ({SMOKE_LABEL})" if is_smoke(agg) else ""
-            columns.append((METRIC_LABELS[m], f"ours{smoke}, {PROTOCOL_LABELS[protocol]}"))
-            data.append([mean_std(*agg.loc[s, [f"{m}_mean", f"{m}_std"]], digits=decimals) for s in first.index])
-    out = pd.DataFrame(dict(zip(columns, data)), index=[SETUP_LABELS[s] for s in first.index])
-    out.columns = pd.MultiIndex.from_tuples(columns, names=["metric", "whose number"])
-    out.index.name = "setup"
-    return out
+            ours = [mean_std(agg.at[s, f"{m}_mean"], agg.at[s, f"{m}_std"], digits=decimals) for s in setups]
+            data[(METRIC_LABELS[m], f"ours{_smoke([agg])}, {PROTOCOL_LABELS[protocol]}")] = ours
+    return _frame(data, labels, "setup", ["metric", "whose number"])
 
 
-def _interval(lo: float, hi: float) -> str:
-    return "–" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:+.2f}, {hi:+.2f}]"
+def _interval(lo: float, hi: float, missing: str = "–") -> str:
+    return missing if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:+.2f}, {hi:+.2f}]"
 
 
 def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None) -> pd.DataFrame:
-    """`claims.claims_table` as the book prints it, per (claim, metric): "T → SSL-T", the paired
-    folds, B − A (×100), its 95 % bootstrap and paired-t intervals, the t test's p-value and the
-    verdict; with `noise` (`claims.margins_vs_noise`), the paper's margin, our larger fold std of
-    A and B (×100) and whether the margin exceeds it."""
+    """`claims.claims_table` as the book prints it, per (claim, metric): A → B, the folds, B − A
+    (×100), both intervals, the t test's p and the verdict; with `noise`
+    (`claims.margins_vs_noise`), the paper's margin beside our larger fold std (×100)."""
     rows, index = [], []
+    noise_of = {} if noise is None else {(n["claim"], n["metric"]): n for _, n in noise.iterrows()}
     for _, r in claim_table.iterrows():
         row = {
             "A → B": f"{setting_label(r['A'])} → {setting_label(r['B'])}",
@@ -109,17 +109,14 @@ def claims_display(claim_table: pd.DataFrame, noise: pd.DataFrame | None = None)
             "B − A (×100)": f"{r['mean B - A']:+.2f}",
             "95 % bootstrap over folds": _interval(r["bootstrap lo"], r["bootstrap hi"]),
             "95 % paired t": _interval(r["t lo"], r["t hi"]),
-            "p (paired t)": "–" if not np.isfinite(r["p (paired t)"]) else f"{r['p (paired t)']:.2f}",
+            "p (paired t)": fmt(r["p (paired t)"], 2),
             "verdict": r["verdict"],
         }
-        if noise is not None:
-            n = noise[(noise["claim"] == r["claim"]) & (noise["metric"] == r["metric"])]
-            if len(n):
-                n = n.iloc[0]
-                std = max((v for v in (n["our fold std A"], n["our fold std B"]) if np.isfinite(v)), default=np.nan)
-                row["paper's margin (×100)"] = f"{n['paper margin']:+.2f}"
-                row["our larger fold std (×100)"] = fmt(std, 2)
-                row["margin > fold std?"] = {True: "yes", False: "no"}.get(n["margin > fold std"], "– (one fold)")
+        n = noise_of.get((r["claim"], r["metric"]))
+        if n is not None:
+            row["paper's margin (×100)"] = f"{n['paper margin']:+.2f}"
+            row["our larger fold std (×100)"] = fmt(np.fmax(n["our fold std A"], n["our fold std B"]), 2)
+            row["margin > fold std?"] = {True: "yes", False: "no"}.get(n["margin > fold std"], "– (one fold)")
         rows.append(row)
         fig3 = lambda m: "beats " + ("no transform" if m[1] == "none" else m[1].upper())  # noqa: E731
         index.append((re.sub(r"beats (none|tc|gn|fc)$", fig3, r["claim"]), METRIC_LABELS[r["metric"]]))
@@ -132,27 +129,23 @@ def pooled_beside_means(
     names: Sequence[str] | None = None,
     metrics_shown: Sequence[str] = metrics.HEADLINE_METRICS,
 ) -> pd.DataFrame:
-    """Per setting of `agg_honest` (an honest `results.aggregate`, or its rows `names`): the
-    pooled out-of-fold metric (`claims.pooled_oof`) beside the mean over folds, ×100, and the
-    folds behind each; "–" without predictions."""
-    pooled = pooled.set_index("setup") if len(pooled) else pd.DataFrame()
+    """Per setting of an honest aggregate (or its rows `names`): the pooled out-of-fold metric
+    (`claims.pooled_oof`, "–" without predictions) beside the mean over folds, ×100, and their folds."""
     names = list(agg_honest.index) if names is None else list(names)
+    pooled = (pooled.set_index("setup") if len(pooled) else pd.DataFrame(columns=[*metrics_shown, "folds"])).reindex(
+        names
+    )
     data = {}
-    for m in metrics_shown:
-        data[(METRIC_LABELS[m], "pooled out-of-fold")] = [
-            fmt(100 * pooled.at[n, m], 2) if n in pooled.index else "–" for n in names
-        ]
+    for m in metrics_shown:  # NaN, printed "–", for a setting without predictions
+        data[(METRIC_LABELS[m], "pooled out-of-fold")] = [fmt(100 * v, 2) for v in pooled[m].astype(float)]
         data[(METRIC_LABELS[m], "mean over folds")] = [fmt(100 * agg_honest.at[n, f"{m}_mean"], 2) for n in names]
-    data[("folds", "pooled")] = [pooled.at[n, "folds"] if n in pooled.index else "–" for n in names]
+    data[("folds", "pooled")] = list(pooled["folds"].fillna("–"))
     data[("folds", "mean")] = [agg_honest.at[n, "folds"] for n in names]
-    out = pd.DataFrame(data, index=pd.Index([setting_label(n) for n in names], name="setting"))
-    out.columns = pd.MultiIndex.from_tuples(out.columns, names=["metric", "how"])
-    return out
+    return _frame(data, [setting_label(n) for n in names], "setting", ["metric", "how"])
 
 
 def protocol_gap(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Optimistic minus honest mean of each metric (×100, 2 decimals) per setup (index
-    results.SETUP_LABELS, named "setup"), from {protocol: results.aggregate(...)}."""
+    """Optimistic minus honest mean of each metric per setup (×100, 2 decimals)."""
     paper, honest = aggs["paper"], aggs["honest"]
     gap = pd.DataFrame(
         {METRIC_LABELS[m]: (100 * (paper[f"{m}_mean"] - honest[f"{m}_mean"])).to_numpy() for m in metrics.METRIC_KEYS},
@@ -161,41 +154,32 @@ def protocol_gap(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return gap.round(2)
 
 
-def _descending(a: pd.DataFrame, metric: str, order: list[str]) -> bool:
-    v = [a.at[s, f"{metric}_mean"] for s in order]
-    return all(x > y for x, y in zip(v, v[1:]))
-
-
-# (ordering the paper reads off Table II, test on an aggregate of the eight setups)
+# the orderings the paper reads off Table II: (metric, the (better, worse) setups they assert)
 PAPER_PATTERNS = {
-    "no SSL: TSG > TSC > T > S (AUROC)": lambda a: _descending(a, "auroc", ["tsg", "tsc", "t", "s"]),
-    "SSL: TSG > T > S (AUROC)": lambda a: _descending(a, "auroc", ["ssl-tsg", "ssl-t", "ssl-s"]),
-    "SSL beats scratch for every architecture (AUROC)": lambda a: all(
-        a.at[f"ssl-{f}", "auroc_mean"] > a.at[f, "auroc_mean"] for f in ("t", "s", "tsc", "tsg")
-    ),
-    "gate beats concatenation, with and without SSL (AUROC)": lambda a: all(
-        a.at[f"{p}tsg", "auroc_mean"] > a.at[f"{p}tsc", "auroc_mean"] for p in ("", "ssl-")
-    ),
-    "SSL-TSG is the best setup (ChM)": lambda a: a["challenge_mean"].idxmax() == "ssl-tsg",
+    "no SSL: TSG > TSC > T > S (AUROC)": ("auroc", [("tsg", "tsc"), ("tsc", "t"), ("t", "s")]),
+    "SSL: TSG > T > S (AUROC)": ("auroc", [("ssl-tsg", "ssl-t"), ("ssl-t", "ssl-s")]),
+    "SSL beats scratch for every architecture (AUROC)": ("auroc", [(f"ssl-{f}", f) for f in SETUPS[:4]]),
+    "gate beats concatenation, with and without SSL (AUROC)": ("auroc", [("tsg", "tsc"), ("ssl-tsg", "ssl-tsc")]),
+    "SSL-TSG is the best setup (ChM)": ("challenge", [("ssl-tsg", s) for s in SETUPS[:-1]]),
 }
 
 
 def paper_patterns(aggs: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Does each ordering of PAPER_PATTERNS hold in our means? "yes"/"no" per ordering (rows) and
-    protocol (columns, PROTOCOL_LABELS), from {protocol: results.aggregate(...)} of the eight setups."""
+    """Per ordering of PAPER_PATTERNS (rows) and protocol (columns) of {protocol: aggregate of the
+    eight setups}: "yes" when it holds in our means, else "no"."""
     holds = {
-        PROTOCOL_LABELS[p]: {name: "yes" if f(a) else "no" for name, f in PAPER_PATTERNS.items()}
+        PROTOCOL_LABELS[p]: {
+            name: "yes" if all(a.at[b, f"{m}_mean"] > a.at[w, f"{m}_mean"] for b, w in pairs) else "no"
+            for name, (m, pairs) in PAPER_PATTERNS.items()
+        }
         for p, a in aggs.items()
     }
-    out = pd.DataFrame(holds)
-    out.index.name = "ordering" + (f" ({SMOKE_LABEL})" if any(is_smoke(a) for a in aggs.values()) else "")
-    return out
+    return pd.DataFrame(holds).rename_axis("ordering" + _smoke(aggs.values()))
 
 
 def read_fig3(runs: str | Path, profile: str) -> dict[str, pd.DataFrame]:
-    """RUNS/<profile>/tables/fig3.csv (written by `reproduce`) as {protocol: frame}, each indexed
-    by run ("ssl-t-tc", ..., "ssl-t-t1", ...) in the figure's order, with the columns of a
-    `results.aggregate` plus modality and transforms. UserError when the table is missing."""
+    """RUNS/<profile>/tables/fig3.csv (written by `reproduce`) as {protocol: aggregate-like frame
+    with modality and transforms}, indexed by run ("ssl-t-tc", ...) in the figure's order."""
     path = paths.table_path(runs, profile, "fig3")
     if not path.is_file():
         raise UserError(f"{path} does not exist: run `reproduce --profile {profile}` with the ablation first")
@@ -205,9 +189,8 @@ def read_fig3(runs: str | Path, profile: str) -> dict[str, pd.DataFrame]:
 
 
 def fig3_table(fig3: dict[str, pd.DataFrame], metrics_shown: Sequence[str] = CLAIM_METRICS) -> pd.DataFrame:
-    """The Fig. 3 table as the chapter prints it: per setting (index "SSL-T (TC)", ...) its modality,
-    transforms, mean ± std ×100 of each metric under each protocol of `fig3` (from `read_fig3`), and
-    the folds behind it."""
+    """The Fig. 3 table per setting ("SSL-T (TC)", ...): modality, transforms, mean ± std ×100 of
+    each metric under each protocol of `read_fig3`, and the folds."""
     first = next(iter(fig3.values()))
     data = {"modality": list(first["modality"]), "transforms": [t.upper() for t in first["transforms"]]}
     for p, a in fig3.items():
@@ -216,22 +199,19 @@ def fig3_table(fig3: dict[str, pd.DataFrame], metrics_shown: Sequence[str] = CLA
                 mean_std(a.at[n, f"{k}_mean"], a.at[n, f"{k}_std"]) for n in first.index
             ]
     data["folds"] = list(first["folds"])
-    smoke = any(is_smoke(a) for a in fig3.values())
     index = [setting_label(n) for n in first.index]
-    return pd.DataFrame(data, index=pd.Index(index, name="setting" + (f" ({SMOKE_LABEL})" if smoke else "")))
+    return pd.DataFrame(data, index=pd.Index(index, name="setting" + _smoke(fig3.values())))
 
 
 def fig3_bars(fig3: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The bars of one Fig. 3 panel pair from one protocol's frame of `read_fig3`: modality,
-    transforms, mean and std of `metric` ×100, one row per setting."""
-    bars = {"modality": fig3["modality"], "transforms": fig3["transforms"]}
-    bars.update(mean=100 * fig3[f"{metric}_mean"], std=100 * fig3[f"{metric}_std"])
-    return pd.DataFrame({k: list(v) for k, v in bars.items()})
+    """One Fig. 3 panel pair's bars from a `read_fig3` frame: modality, transforms, mean and std ×100."""
+    bars = fig3[["modality", "transforms"]].assign(mean=100 * fig3[f"{metric}_mean"], std=100 * fig3[f"{metric}_std"])
+    return bars.reset_index(drop=True)
 
 
 def full_set_best(fig3: dict[str, pd.DataFrame], metric: str = "auroc") -> pd.DataFrame:
-    """Per protocol and modality: the setting with the highest mean `metric` and whether it is the
-    full view set (settings.MAIN_TRANSFORMS: T1 for time, T2 for spectrograms), "yes" or "no"."""
+    """Per protocol and modality: the setting with the highest mean `metric`, and is it the full
+    view set (settings.MAIN_TRANSFORMS)?"""
     rows = {}
     for p, a in fig3.items():
         for m, part in a.groupby("modality", sort=False):
@@ -240,27 +220,22 @@ def full_set_best(fig3: dict[str, pd.DataFrame], metric: str = "auroc") -> pd.Da
                 f"best by {metric.upper()}": best,
                 "full set best?": "yes" if part.at[best, "transforms"] == MAIN_TRANSFORMS[m] else "no",
             }
-    out = pd.DataFrame(rows).T
-    out.index.names = ["protocol", "modality"]
-    return out
+    return pd.DataFrame(rows).T.rename_axis(["protocol", "modality"])
 
 
 def recipe_differences(rows: pd.DataFrame) -> pd.DataFrame:
-    """`recipes.compare_recipes` rows of one recipe -> one row per setup (results.SETUP_LABELS):
-    per metric of CLAIM_METRICS the recipe's and the corrected mean (×100, 2 decimals) and their
-    paired difference with its 95 % bootstrap interval ("[–]" without one), then the folds."""
+    """`recipes.compare_recipes` rows of one recipe, a row per setup: per metric of CLAIM_METRICS
+    the released and corrected means (×100), their paired difference with its 95 % bootstrap
+    interval, then the folds."""
     out = {}
     for m in CLAIM_METRICS:
         part = rows[rows["metric"] == m].set_index("setup")
         name = METRIC_LABELS[m]
-        out[(name, "released")] = part["recipe mean"].map(lambda v: f"{v:.2f}")
-        out[(name, "corrected")] = part["corrected mean"].map(lambda v: f"{v:.2f}")
+        out[(name, "released")] = [f"{v:.2f}" for v in part["recipe mean"]]
+        out[(name, "corrected")] = [f"{v:.2f}" for v in part["corrected mean"]]
         out[(name, "released − corrected [95 % bootstrap]")] = [
-            f"{d:+.2f} " + ("[–]" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]")
+            f"{d:+.2f} {_interval(lo, hi, '[–]')}"
             for d, lo, hi in zip(part["difference"], part["bootstrap lo"], part["bootstrap hi"])
         ]
-    out[("", "folds")] = part["n_folds"]
-    t = pd.DataFrame(out)
-    t.columns = pd.MultiIndex.from_tuples(t.columns, names=["metric", "recipe"])
-    t.index = pd.Index([SETUP_LABELS[s] for s in t.index], name="setup")
-    return t
+    out[("", "folds")] = list(part["n_folds"])
+    return _frame(out, [SETUP_LABELS[s] for s in part.index], "setup", ["metric", "recipe"])

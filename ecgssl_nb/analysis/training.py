@@ -26,25 +26,21 @@ if TYPE_CHECKING:
 
 
 def exact_match(pred: pd.DataFrame, thresholds: ArrayLike, protocol: str = "paper", role: str = "outer") -> dict:
-    """Why exact-match accuracy is what it is: one run's `predictions.csv` rows of `protocol` and
-    `role`, binarised with that protocol's 24 `thresholds`: records, exact (records whose 24
-    outputs all equal their labels), accuracy (exact / records, as the Challenge code), the mean
-    true and predicted labels per record and the mean wrong outputs (of 24) per record."""
+    """Why exact-match accuracy is what it is, from one run's `predictions.csv` rows binarised with
+    the protocol's 24 `thresholds`: records, exact (all 24 outputs right), accuracy (exact /
+    records), the mean true and predicted labels and the mean wrong outputs per record."""
     y, p = predictions(pred, protocol, role)
     out = metrics.binarize(p, np.asarray(thresholds, dtype=float))
     wrong = (out != y).sum(axis=1)
-    means = {"true_labels_per_record": y.sum(axis=1), "predicted_labels_per_record": out.sum(axis=1)}
-    means["wrong_outputs_per_record"] = wrong
-    nan = float("nan")
-    head = {"records": int(len(y)), "exact": int((wrong == 0).sum())}
-    head["accuracy"] = float(metrics.accuracy(y, out)) if len(y) else nan
-    return {**head, **{k: float(v.mean()) if len(y) else nan for k, v in means.items()}}
+    per_record = {"true_labels": y.sum(axis=1), "predicted_labels": out.sum(axis=1), "wrong_outputs": wrong}
+    means = {f"{k}_per_record": float(v.mean()) if len(y) else float("nan") for k, v in per_record.items()}
+    accuracy = float(metrics.accuracy(y, out)) if len(y) else float("nan")
+    return {"records": int(len(y)), "exact": int((wrong == 0).sum()), "accuracy": accuracy, **means}
 
 
 def run_metrics(res: dict) -> pd.DataFrame:
-    """One fine-tuning run's seven metrics (×100, 2 decimals) and selected epoch, one row per
-    protocol of its result.json `res`, each row saying where the epoch and thresholds were chosen
-    (paper: the outer fold; honest: the inner fold) and that the outer fold is reported."""
+    """One run's seven metrics (×100, 2 decimals) and selected epoch, a row per protocol of its
+    result.json `res`, named by the fold that chose the epoch and thresholds and the one reported."""
     fold, inner = res["fold"], res.get("inner_fold", res["data"].get("inner_fold"))
     m = pd.DataFrame(res["metrics"]).T
     shown = m[list(metrics.METRIC_KEYS)].astype(float).mul(100).round(2)
@@ -58,8 +54,8 @@ def run_metrics(res: dict) -> pd.DataFrame:
 
 
 def per_class_auroc(res: dict, pred: pd.DataFrame) -> pd.DataFrame:
-    """Per class (rows labels.ABBREVIATIONS): the positives of the run's outer fold (its
-    predictions.csv rows `pred`), then the outer-fold AUROC under each protocol of result.json `res`."""
+    """Per class: the positives of the run's outer fold (its predictions.csv `pred`), then the
+    outer-fold AUROC under each protocol of its result.json `res`."""
     out = pd.DataFrame({p: res["per_class"][p]["auroc"] for p in res["per_class"]}, index=list(ABBREVIATIONS))
     y, _ = predictions(pred, "paper")
     out.insert(0, f"positives in fold {res['fold']}", y.sum(axis=0).astype(int))
@@ -69,9 +65,8 @@ def per_class_auroc(res: dict, pred: pd.DataFrame) -> pd.DataFrame:
 def pooled_auroc(
     runs: str | Path, profile: str, setup: str, folds: Sequence[int], protocol: str = "honest"
 ) -> pd.DataFrame:
-    """Per-class AUROC (NaN without positives and negatives) of the outer-fold predictions of
-    `folds` pooled into one set, with the positives and negatives behind each value and its
-    Hanley-McNeil 95 % half-width; rows the 24 classes and 'macro (classes with >= 1 positive)'."""
+    """Per class, then 'macro (classes with >= 1 positive)': the AUROC of `folds`' outer-fold
+    predictions pooled (NaN without both kinds), its positives, negatives and 95 % half-width."""
     frames = []
     for fold in folds:
         run = paths.finetune_dir(runs, profile, setup, fold)
@@ -90,10 +85,8 @@ def pooled_auroc(
 
 
 def auroc_halfwidth(auc: float, n_pos: int, n_neg: int, z: float = 1.96) -> float:
-    """Half-width of the normal-approximation 95% interval of an AUROC from `n_pos` positives
-    and `n_neg` negatives, with Hanley and McNeil's (1982) standard error:
-    SE^2 = [A(1-A) + (n_pos-1)(Q1-A^2) + (n_neg-1)(Q2-A^2)] / (n_pos n_neg),
-    Q1 = A/(2-A), Q2 = 2A^2/(1+A). NaN when A is NaN or a count is 0."""
+    """z times Hanley and McNeil's (1982) standard error of an AUROC A from `n_pos` positives and
+    `n_neg` negatives (the 95 % normal interval's half-width); NaN when A is NaN or a count 0."""
     if not np.isfinite(auc) or n_pos < 1 or n_neg < 1:
         return float("nan")
     q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
@@ -102,12 +95,9 @@ def auroc_halfwidth(auc: float, n_pos: int, n_neg: int, z: float = 1.96) -> floa
 
 
 def dino_loss_parts(log: pd.DataFrame) -> pd.DataFrame:
-    """Split the self-distillation loss of each epoch into the teacher's entropy and the rest.
-
-    The loss is the cross-entropy H(P_t, P_s) averaged over (teacher view, student view) pairs,
-    and each teacher row enters the same number of pairs, so exactly
-    loss = mean H(P_t) + mean KL(P_t || P_s): `teacher_entropy` is logged, and
-    `kl` = loss - teacher_entropy >= 0 is the part the student can reduce."""
+    """Each epoch's self-distillation loss split exactly: the loss, the cross-entropy H(P_t, P_s)
+    over view pairs each teacher row enters equally often, is mean H(P_t) (`teacher_entropy`,
+    logged) + `kl` = mean KL(P_t || P_s) >= 0, the part the student can reduce."""
     out = log[["epoch", "loss", "teacher_entropy"]].copy()
     out["kl"] = out["loss"] - out["teacher_entropy"]
     return out
@@ -123,13 +113,12 @@ def gate_at_init(
     setup: str = "ssl-tsg",
     lr: float | None = None,
 ) -> dict:
-    """The gate of a TSG network built as fine-tuning builds it (`classify.build_finetune_model`),
-    before any step, on up to `n_windows` evaluation windows of the records `rows` of `prepared`:
-    the mean L2 norms of the time and spectrogram features (512 each), the logit gap z2 - z1 split
-    into its time, spectrogram and bias parts, the mean spectrogram weight w2 = softmax(z)_2, the
-    share of windows with w2 > 0.99, the mean w1 * w2 (the softmax's factor on every gradient
-    reaching the logits: 0 when saturated) and the mean ||[f1; f2]||_1. With `lr`, also
-    `gap_step_bound` = lr * that norm: Adam moves each weight by about lr at most per step."""
+    """The gate of a TSG network as fine-tuning builds it, before any step, on up to `n_windows`
+    evaluation windows of the records `rows`: the mean L2 norms of the time and spectrogram
+    features, the logit gap z2 - z1 split into its time, spectrogram and bias parts, the mean
+    w2 = softmax(z)_2, the share with w2 > 0.99, the mean w1 * w2 (the softmax's factor on every
+    gradient reaching the logits) and ||[f1; f2]||_1; with `lr`, `gap_step_bound` = lr * that
+    norm (Adam moves each weight by about lr at most per step)."""
     from ..core import windows  # ~3 ms at import: only when a figure needs windows
     from ..core.classify import build_finetune_model, model_inputs  # ~25 ms at import: only when a figure needs a model
     from ..stages.finetune import resolve_pretrained  # ~25 ms at import: only when a figure needs a model
@@ -137,8 +126,7 @@ def gate_at_init(
     model = build_finetune_model(setup, resolve_pretrained(setup, pretrained), seed=seed).eval()
     rows = np.arange(len(prepared.index)) if rows is None else np.asarray(rows)
     corpus = windows.Corpus.from_prepared(prepared, rows=rows, device="cpu")
-    mean = torch.as_tensor(prepared.mean, dtype=torch.float32)
-    std = torch.as_tensor(prepared.std, dtype=torch.float32)
+    mean, std = (torch.as_tensor(v, dtype=torch.float32) for v in (prepared.mean, prepared.std))  # (12,) mV
     x = torch.cat([w for w, _ in corpus.iter_sliding_windows(n_windows)])[:n_windows]  # (W, 12, 250) mV
     x_time, x_spec = model_inputs(model, x, mean, std)
     f1 = model.time_backbone(x_time)  # (W, 512)
@@ -166,8 +154,8 @@ PRETRAIN_SUMMARY_KEYS = tuple(  # what the self-distillation chapter shows of ea
 
 
 def pretrain_settings(summaries: dict[str, dict]) -> pd.DataFrame:
-    """The settings and final state of pre-trainings, one column per run ({name: summary.json}),
-    one row per PRETRAIN_SUMMARY_KEYS: the summary's value, else its `config` entry's, else "–"."""
+    """Per PRETRAIN_SUMMARY_KEYS (rows) and run ({name: summary.json}, columns): the summary's
+    value, else its `config` entry's, else "–"."""
     return pd.DataFrame(
         {m: {k: s.get(k, s.get("config", {}).get(k, "–")) for k in PRETRAIN_SUMMARY_KEYS} for m, s in summaries.items()}
     )
@@ -178,8 +166,8 @@ def record_features(
     backbone: torch.nn.Module, corpus: Corpus, mean: ArrayLike, std: ArrayLike, modality: str, batch_windows: int = 512
 ) -> np.ndarray:
     """(records, feature_dim) float64: each record's backbone features averaged over its
-    evaluation windows (250 samples every 125), each fed as fine-tuning feeds it (normalised per
-    lead with `mean`, `std` (12,) mV, or as its spectrogram). Leaves the backbone in eval mode."""
+    evaluation windows, fed as fine-tuning feeds them (normalised with `mean`, `std` (12,) mV, or
+    as spectrograms). Leaves the backbone in eval mode."""
     from ..core.transforms import normalize, spectrogram  # ~6 ms at import: only for the transforms chapter
 
     check_modality(modality)
@@ -192,8 +180,8 @@ def record_features(
 
 
 def pca2(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The first two principal components of the standardised features (N, D): (points (N, 2),
-    their shares of the total variance (2,))."""
+    """(points (N, 2), variance shares (2,)) of the first two principal components of the
+    standardised features (N, D)."""
     f = np.asarray(features, dtype=np.float64)
     z = (f - f.mean(axis=0)) / (f.std(axis=0) + 1e-8)
     u, s, _ = np.linalg.svd(z, full_matrices=False)
@@ -201,17 +189,16 @@ def pca2(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rarest_class(label_matrix: np.ndarray) -> list[str]:
-    """Per record (rows of `label_matrix` (N, 24)), the abbreviation of its class with the fewest
-    records among these rows (usually its most specific one), or "none" for a record without any."""
+    """Per record of `label_matrix` (N, 24): its class with the fewest records among these rows
+    (usually its most specific one), or "none"."""
     y = np.asarray(label_matrix)
     freq = y.sum(axis=0)
     return [ABBREVIATIONS[min(np.flatnonzero(r), key=lambda k: freq[k])] if r.any() else "none" for r in y]
 
 
 def finetune_budget(profiles: dict[str, Profile], n_train: int, setup: str = "t") -> pd.DataFrame:
-    """How much one fine-tuning of `setup` trains under each profile ({name: Profile}, one row
-    each) on `n_train` training records: epochs, records per step, crops per record, learning
-    rate, and the (ceil) steps per epoch and in all."""
+    """How much one fine-tuning of `setup` on `n_train` records trains under each profile (rows):
+    epochs, records per step, crops per record, learning rate, steps per epoch and in all."""
     family = setup_family(setup)
     rows = {}
     for name, p in profiles.items():
