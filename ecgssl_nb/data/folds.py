@@ -31,8 +31,8 @@ def _stratify_units(
 ) -> np.ndarray:
     """Core loop. unit_labels[u] = {label index: records of unit u with that label};
     unit_sizes[u] = records in unit u. Returns the fold of each unit."""
-    n_units, K = len(unit_sizes), n_folds
-    fold = np.full(n_units, -1, dtype=np.int64)
+    K = n_folds
+    fold = [-1] * len(unit_sizes)  # -1: not placed yet
     need_all = [int(sum(unit_sizes))] * K  # K * (remaining overall need) of each fold
     count = [0] * n_labels
     members: list[list[int]] = [[] for _ in range(n_labels)]
@@ -42,39 +42,30 @@ def _stratify_units(
             members[lab].append(u)
     need = [[count[lab]] * K for lab in range(n_labels)]  # K * (remaining need) per label and fold
     remaining = list(count)  # records not yet placed, per label
-    placed = [False] * n_units
-    folds_range = range(K)
 
     def pick(row: list[int]) -> int:
         best = max(row)
-        cands = [j for j in folds_range if row[j] == best]
-        if len(cands) > 1:
-            best_all = max(need_all[j] for j in cands)
-            cands = [j for j in cands if need_all[j] == best_all]
-            if len(cands) > 1:
-                return cands[int(rng.integers(len(cands)))]
-        return cands[0]
+        cands = [j for j in range(K) if row[j] == best]
+        best_all = max(need_all[j] for j in cands)
+        cands = [j for j in cands if need_all[j] == best_all]
+        return cands[int(rng.integers(len(cands)))] if len(cands) > 1 else cands[0]
 
     def place(u: int, j: int) -> None:
-        placed[u] = True
         fold[u] = j
         need_all[j] -= K * unit_sizes[u]
         for lab, c in unit_labels[u].items():
             need[lab][j] -= K * c
             remaining[lab] -= c
 
-    while True:
-        live = [lab for lab in range(n_labels) if remaining[lab] > 0]
-        if not live:
-            break
+    while live := [lab for lab in range(n_labels) if remaining[lab] > 0]:
         label = min(live, key=lambda lab: (remaining[lab], lab))
         for u in reversed(members[label]):
-            if not placed[u]:
+            if fold[u] < 0:
                 place(u, pick(need[label]))
-    for u in range(n_units):  # records without labels
-        if not placed[u]:
+    for u in range(len(fold)):  # records without labels
+        if fold[u] < 0:
             place(u, pick(need_all))
-    return fold
+    return np.asarray(fold, dtype=np.int64)
 
 
 def _labels_of(v: object) -> list[str]:
@@ -129,9 +120,8 @@ def _units(order: np.ndarray, groups: np.ndarray, sources: np.ndarray) -> tuple[
     unit_rows: list[list[int]] = []
     unit_source: list[str] = []
     for pos in order:
-        u = unit_of_group.get(groups[pos])
-        if u is None:
-            unit_of_group[groups[pos]] = u = len(unit_rows)
+        u = unit_of_group.setdefault(groups[pos], len(unit_rows))
+        if u == len(unit_rows):  # the group's first row
             unit_rows.append([])
             unit_source.append(sources[pos])
         unit_rows[u].append(int(pos))

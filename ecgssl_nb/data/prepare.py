@@ -62,14 +62,6 @@ def resample_100hz(signal: np.ndarray, fs: float) -> np.ndarray:
     return np.ascontiguousarray(x.T, dtype=np.float32)
 
 
-def _signal_hash(raw: np.ndarray) -> str:
-    """Identity of a record's stored samples (raw int16 and shape), to find exact duplicates."""
-    h = hashlib.sha1()  # the fastest hashlib digest here; a collision only matters if forced
-    h.update(repr((raw.shape, str(raw.dtype))).encode())
-    h.update(np.ascontiguousarray(raw).tobytes())
-    return h.hexdigest()
-
-
 def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, np.ndarray]:
     """Metadata and the (L, 12) 100 Hz signal of one record (lead-i: lead I in all 12, B1), else RecordError."""
     header = read_header(hea)
@@ -77,13 +69,19 @@ def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, n
     if not codes:
         raise RecordError(hea, "no scored label", ",".join(header.dx))
     rec, raw = read_record_raw(hea, header)
+    # the identity of the stored samples (raw int16 and shape), to find exact duplicates: SHA-1, the
+    # fastest hashlib digest here (a collision only matters if forced)
+    signal_hash = hashlib.sha1(repr((raw.shape, str(raw.dtype))).encode())
+    signal_hash.update(np.ascontiguousarray(raw).tobytes())
     x = resample_100hz(rec.signal, rec.fs)
     if x.shape[0] < WINDOW:
         raise RecordError(hea, "too short", f"{x.shape[0]} samples at {TARGET_FS} Hz < {WINDOW}")
     if leads == "lead-i":
         x = np.ascontiguousarray(np.repeat(x[:, :1], 12, axis=1))  # (L, 12), every column lead I
     meta = dict(record=rec.name, source=rec.source, path=rel, fs=float(rec.fs), n_samples=int(rec.signal.shape[1]))
-    meta |= dict(length=int(x.shape[0]), age=rec.age, sex=rec.sex, codes=codes, dx=list(rec.dx), hash=_signal_hash(raw))
+    meta |= dict(
+        length=int(x.shape[0]), age=rec.age, sex=rec.sex, codes=codes, dx=list(rec.dx), hash=signal_hash.hexdigest()
+    )
     meta |= dict(mean=x.mean(axis=0, dtype=np.float64).tolist(), std=x.std(axis=0, dtype=np.float64).tolist())
     return meta, x
 
@@ -168,14 +166,6 @@ def _order_key(rel: str):
     return SOURCES.index(source_of(stem, rel)), stem, rel
 
 
-def _signal_bytes(data_dir: Path, rel: str) -> int:
-    """Size of the record's .mat beside its header (0 if absent): the chunking budget."""
-    try:
-        return (data_dir / rel).with_suffix(".mat").stat().st_size
-    except OSError:
-        return 0
-
-
 def make_chunks(rels: list[str], sizes: list[int], chunk_size: int, chunk_bytes: int = CHUNK_BYTES) -> list[list[str]]:
     """Consecutive groups of at most `chunk_size` records and (unless one is larger) `chunk_bytes`."""
     chunks: list[list[str]] = []
@@ -192,30 +182,31 @@ def make_chunks(rels: list[str], sizes: list[int], chunk_size: int, chunk_bytes:
     return chunks
 
 
-def _stamp(path: Path) -> str:
-    """'size mtime_ns' of a record file; 'error N' when it cannot be read (its record is skipped)."""
+def _stamp(path: Path) -> tuple[str, int]:
+    """('size mtime_ns', size) of a record file; ('error N', 0) when it cannot be read (its record is skipped)."""
     try:
         st = path.stat()
     except OSError as exc:
-        return f"error {exc.errno}"
-    return f"{st.st_size}\0{st.st_mtime_ns}"
+        return f"error {exc.errno}", 0
+    return f"{st.st_size}\0{st.st_mtime_ns}", st.st_size
 
 
-def _manifest(
-    data_dir: Path, rels: list[str], sizes: list[int], chunk_size: int, orphans: list[str] = (), leads: str = "twelve"
-) -> dict:
-    """What the parts are made from: the input fingerprint `headers` (paths, sizes, mtimes), chunking, leads."""
+def _manifest(data_dir: Path, rels: list[str], chunk_size: int, orphans: list[str], leads: str) -> tuple[dict, list]:
+    """(what the parts are made from: the input fingerprint `headers` (paths, sizes, mtimes), chunking,
+    leads; the size of each header's .mat in bytes, 0 if absent: the chunking budget)."""
     h = hashlib.blake2b(digest_size=16)
-    for rel, size in zip(rels, sizes):
-        stamps = [_stamp(data_dir / rel), _stamp((data_dir / rel).with_suffix(".mat"))]
-        h.update(f"{rel}\0{stamps[0]}\0{size}\0{stamps[1]}\n".encode())
+    sizes = []
+    for rel in rels:
+        (hea, _), (mat, size) = _stamp(data_dir / rel), _stamp((data_dir / rel).with_suffix(".mat"))
+        h.update(f"{rel}\0{hea}\0{size}\0{mat}\n".encode())
+        sizes.append(size)
     for rel in orphans:
         h.update(f"orphan\0{rel}\n".encode())
     manifest = dict(
         version=FORMAT_VERSION, data_dir=str(data_dir.resolve()), n_headers=len(rels), headers=h.hexdigest()
     )
     # leads (B1): recorded so that a lead-I corpus is never taken for a 12-lead one
-    return manifest | dict(chunk_size=chunk_size, chunk_bytes=CHUNK_BYTES, fs=TARGET_FS, leads=leads)
+    return manifest | dict(chunk_size=chunk_size, chunk_bytes=CHUNK_BYTES, fs=TARGET_FS, leads=leads), sizes
 
 
 def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, orphans: list[str] = ()) -> dict:
@@ -446,8 +437,7 @@ def prepare(
     rels, orphans = walk_corpus(data_dir)
     if not rels:
         raise UserError(f"--data-dir {data_dir} holds no .hea header files (searched all sub-folders)")
-    sizes = [_signal_bytes(data_dir, rel) for rel in rels]
-    manifest = _manifest(data_dir, rels, sizes, int(chunk_size), orphans, leads)
+    manifest, sizes = _manifest(data_dir, rels, int(chunk_size), orphans, leads)
     req = _request(manifest, n_folds, seed)
     if _finished(out, req):
         print(f"{out} is already prepared from {data_dir} ({len(rels)} headers); nothing to do", file=sys.stderr)
@@ -508,18 +498,16 @@ def _build(
 def _parts_for(stage: Path, manifest: dict) -> Path:
     """`stage/.parts`, with the parts of an earlier run kept only when made from this `manifest`."""
     parts = stage / _PARTS
-    mpath = parts / "manifest.json"
-    if parts.exists():
-        try:
-            same = json.loads(mpath.read_text()) == manifest
-        except (OSError, ValueError):
-            same = False
-        if not same:
-            print(f"{parts}: parts from another input or settings; starting over", file=sys.stderr)
-            shutil.rmtree(parts)
+    try:
+        same = json.loads((parts / "manifest.json").read_text()) == manifest
+    except (OSError, ValueError):
+        same = False
+    if parts.exists() and not same:
+        print(f"{parts}: parts from another input or settings; starting over", file=sys.stderr)
+        shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
-    if not mpath.exists():
-        write_json(mpath, manifest)
+    if not same:
+        write_json(parts / "manifest.json", manifest)
     return parts
 
 

@@ -12,6 +12,7 @@ mV; 0, "uncalibrated", too) and implausible amplitude (not finite or beyond +-`M
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,12 +56,10 @@ _FOLDER_SOURCE = {
     }.items()
     for folder in folders.split()
 }
-_DX_RE = re.compile(r"^#\s*dx\s*:(.*)$", re.IGNORECASE)
-_AGE_RE = re.compile(r"^#\s*age\s*:(.*)$", re.IGNORECASE)
-_SEX_RE = re.compile(r"^#\s*sex\s*:(.*)$", re.IGNORECASE)
+_COMMENT_RE = re.compile(r"^#\s*(dx|age|sex)\s*:(.*)$", re.IGNORECASE)
 _GAIN_RE = re.compile(r"^([-+0-9.eE]+)?(?:\(([-+0-9.eE]+)\))?(?:/(.*))?$")
 _UNIT_SCALE = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "µv": 1e-3, "v": 1e3}  # to mV
-_MISSING = {"", "nan", "unknown", "none", "n/a", "na"}
+_NO_SEX = {"", "nan", "unknown", "none", "n/a", "na"}
 _SEXES = {"m": "Male", "male": "Male", "f": "Female", "female": "Female"}
 
 
@@ -116,27 +115,6 @@ def source_of(name: str, path: str | Path | None = None) -> str:
     return folder_hint or "unknown"
 
 
-def _parse_missing_float(text: str) -> float | None:
-    text = text.strip()
-    if text.lower() in _MISSING:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return None if np.isnan(value) else value
-
-
-def _parse_sex(text: str) -> str | None:
-    low = text.strip().lower()
-    return None if low in _MISSING else _SEXES.get(low, text.strip())
-
-
-def _leading_number(text: str) -> float:
-    """'500' -> 500.0; '500/10' or '500(0)' (WFDB counter frequency / base) -> 500.0."""
-    return float(re.split(r"[/(]", text, maxsplit=1)[0])
-
-
 _FMT_RE = re.compile(r"^(\d+)(?:x(\d+))?(?::\d+)?(?:\+(\d+))?$")
 
 
@@ -181,27 +159,11 @@ def _read_bytes(path: Path, missing: str, unreadable: str) -> bytes:
         raise RecordError(path, unreadable, exc.strerror or str(exc)) from None
 
 
-def _header_lines(hea_path: Path) -> tuple[list[str], list[str]]:
-    """(record and signal lines, comment lines) of a header, stripped. Bytes that are not UTF-8 are
-    'unreadable header' (never decoded into a wrong Dx code)."""
-    raw = _read_bytes(hea_path, "missing header", "unreadable header")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise RecordError(hea_path, "unreadable header", f"bytes that are not UTF-8 on line {line}") from None
-    lines = [ln.strip() for ln in text.splitlines()]
-    body = [ln for ln in lines if ln and not ln.startswith("#")]
-    if not body:
-        raise RecordError(hea_path, "unreadable header", "no record line")
-    return body, [ln for ln in lines if ln.startswith("#")]
-
-
 def _record_line(hea_path: Path, line: str) -> tuple[int, float, int]:
     """(leads, sampling rate in Hz, samples per lead) from the header's first line."""
     first = line.split()
-    try:
-        n_leads, fs, n_samples = int(first[1]), _leading_number(first[2]), int(first[3])
+    try:  # fs '500', '500/10' or '500(0)' (WFDB counter frequency / base): 500.0
+        n_leads, fs, n_samples = int(first[1]), float(re.split(r"[/(]", first[2], maxsplit=1)[0]), int(first[3])
     except (IndexError, ValueError):
         raise RecordError(hea_path, "unreadable header", f"record line {line!r}") from None
     if n_leads <= 0 or fs <= 0 or n_samples < 0:
@@ -233,25 +195,37 @@ def _comments(comments: list[str]) -> tuple[tuple[str, ...], float | None, str |
     """(Dx codes in header order without repeats, age in years, sex) from the `#` lines."""
     dx: dict[str, None] = {}
     age = sex = None
-    for ln in comments:
-        if m := _DX_RE.match(ln):
-            dx.update(dict.fromkeys(c.strip() for c in m.group(1).split(",") if c.strip()))
-        elif m := _AGE_RE.match(ln):
-            age = _parse_missing_float(m.group(1))
-        elif m := _SEX_RE.match(ln):
-            sex = _parse_sex(m.group(1))
+    for m in filter(None, map(_COMMENT_RE.match, comments)):
+        key, text = m.group(1).lower(), m.group(2).strip()
+        if key == "dx":
+            dx.update(dict.fromkeys(c.strip() for c in text.split(",") if c.strip()))
+        elif key == "age":  # 'NaN', 'Unknown', '': None
+            age = None
+            with contextlib.suppress(ValueError):
+                age = None if np.isnan(float(text)) else float(text)
+        else:
+            sex = None if text.lower() in _NO_SEX else _SEXES.get(text.lower(), text)
     return tuple(dx), age, sex
 
 
 def read_header(hea_path: str | Path) -> Header:
-    """Parse one WFDB header; RecordError: missing/unreadable header, unsupported format/unit, invalid gain."""
+    """Parse one WFDB header; RecordError: missing/unreadable header, unsupported format/unit, invalid gain.
+    Bytes that are not UTF-8 are 'unreadable header' (never decoded into a wrong Dx code)."""
     hea_path = Path(hea_path)
-    body, comments = _header_lines(hea_path)
+    raw = _read_bytes(hea_path, "missing header", "unreadable header")
+    try:
+        lines = [ln.strip() for ln in raw.decode("utf-8").splitlines()]
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise RecordError(hea_path, "unreadable header", f"bytes that are not UTF-8 on line {line}") from None
+    body = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not body:
+        raise RecordError(hea_path, "unreadable header", "no record line")
     n_leads, fs, n_samples = _record_line(hea_path, body[0])
     if len(body) - 1 < n_leads:
         raise RecordError(hea_path, "unreadable header", f"{n_leads} signals announced, {len(body) - 1} signal lines")
     signal_file, leads, gains, baselines = _signal_lines(hea_path, body[1 : 1 + n_leads])
-    dx, age, sex = _comments(comments)
+    dx, age, sex = _comments([ln for ln in lines if ln.startswith("#")])
     gain, baseline = (np.asarray(v, dtype=np.float64) for v in (gains, baselines))
     return Header(
         hea_path.stem, hea_path, n_leads, fs, n_samples, signal_file, tuple(leads), gain, baseline, dx, age, sex
@@ -263,9 +237,8 @@ _V4_TYPES = {0: "f8", 1: "f4", 2: "i4", 3: "i2", 4: "u2", 5: "u1"}
 
 
 def read_mat_val(mat_path: str | Path) -> np.ndarray:
-    """The `val` matrix of a Challenge .mat file as stored (rows x cols), without conversion:
-    MATLAB v4 (what the Challenge ships) parsed here, 10x faster than scipy.io.loadmat, the
-    fallback for anything else."""
+    """The `val` matrix of a Challenge .mat file as stored (rows x cols): MATLAB v4 (what the
+    Challenge ships) parsed here, 10x faster than scipy.io.loadmat, the fallback for the rest."""
     mat_path = Path(mat_path)
     raw = _read_bytes(mat_path, "missing signal file", "unreadable signal file")
     if len(raw) < 20:
@@ -319,8 +292,7 @@ def _lead_order(leads: tuple[str, ...] | list[str], path: str | Path = "") -> np
 
 
 def _read_val(header: Header) -> np.ndarray:
-    """The .mat `val` of a parsed header, (n_leads, N) in the header's lead order, as stored
-    (usually int16; for MATLAB v4 files a transposed view of the file's (N, n_leads) layout)."""
+    """The .mat `val` of a parsed header, (n_leads, N) in the header's lead order, as stored."""
     mat_path = header.path.parent / header.signal_file
     if not mat_path.exists():  # a header that names the record file oddly: NAME.mat beside it
         if not header.path.with_suffix(".mat").exists():
@@ -347,11 +319,10 @@ def read_record(hea_path: str | Path, header: Header | None = None) -> Record:
 
 def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple[Record, np.ndarray]:
     """`read_record` plus the stored samples, (N, n_leads) in the header's lead order (usually
-    int16; what `prepare` hashes to find duplicates). RecordError 'NaN samples' or 'implausible
-    amplitude' (`_to_mv`)."""
+    int16; what `prepare` hashes to find duplicates)."""
     header = header if header is not None else read_header(hea_path)
     order = _lead_order(header.leads, header.path)
-    nt = _read_val(header).T  # (N, 12): contiguous for MATLAB v4 files, so the passes below are fast
+    nt = _read_val(header).T  # (N, 12): contiguous for MATLAB v4 files (a transposed view), so fast
     x = _to_mv(header, nt)  # (N, 12) float32 mV, header order
     if not np.array_equal(order, np.arange(12)):
         x = x[:, order]
