@@ -16,6 +16,7 @@ import contextlib
 import errno
 import hashlib
 import io
+import itertools
 import json
 import multiprocessing
 import os
@@ -212,7 +213,7 @@ def _manifest(data_dir: Path, rels: list[str], chunk_size: int, orphans: list[st
 def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, orphans: list[str] = ()) -> dict:
     """The parts, duplicates dropped -> skipped.csv, signals.npy, index.csv, stats.json (atomically, in
     that order); returns the stats. UserError (after skipped.csv) when no record is kept."""
-    kept, skipped, take = _dedup(parts, n_chunks)
+    kept, skipped = _dedup(parts, n_chunks)
     n_headers = len(kept) + len(skipped)
     skipped += [
         _skip_row(rel, "missing header", f"signal file with no {Path(rel).stem}.hea beside it") for rel in orphans
@@ -222,7 +223,7 @@ def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, or
         reasons = ", ".join(f"{r}: {c}" for r, c in _reason_counts(skipped).items())
         raise UserError(f"no record kept: all {n_headers} headers were skipped ({reasons}); see {out / 'skipped.csv'}")
     total = sum(m["length"] for m in kept)
-    _write_npy(out / "signals.npy", total, _kept_blocks(parts, take))
+    _write_npy(out / "signals.npy", total, _kept_blocks(parts, kept))
     index = _index_frame(kept, n_folds, seed)
     _write_csv(out / "index.csv", index, list(INDEX_COLUMNS))
     stats = _stats(kept, skipped, index, n_headers, len(orphans), n_folds, seed)
@@ -239,10 +240,10 @@ def _reason_counts(skipped: list[dict]) -> dict[str, int]:
     return dict(sorted(Counter(s["reason"] for s in skipped).items()))
 
 
-def _dedup(parts: Path, n_chunks: int) -> tuple[list[dict], list[dict], list[list[tuple[int, int]]]]:
-    """(kept records with their `offset` in signals.npy; skipped rows; per chunk, the (start,
-    length) of its kept records in its block). A signal (hash) or name kept before is skipped."""
-    kept, skipped, take = [], [], []
+def _dedup(parts: Path, n_chunks: int) -> tuple[list[dict], list[dict]]:
+    """(kept records with their `offset` in signals.npy and their `chunk` and `start` in its part;
+    skipped rows). A signal (hash) or name kept before is skipped."""
+    kept, skipped = [], []
     first_by_hash: dict[str, str] = {}
     names: set[str] = set()
     offset = 0
@@ -250,13 +251,12 @@ def _dedup(parts: Path, n_chunks: int) -> tuple[list[dict], list[dict], list[lis
         info = json.loads(_chunk_paths(parts, k)[1].read_text())
         ok = {m["path"]: m for m in info["records"]}
         bad = {s["path"]: s for s in info["skipped"]}
-        start, chunk_take = 0, []
+        start = 0
         for rel in info["rels"]:
             if rel in bad:
                 skipped.append(bad[rel])
                 continue
             item = ok[rel]
-            block_start, start = start, start + item["length"]
             if item["hash"] in first_by_hash:
                 skipped.append(_skip_row(rel, "duplicate signal", f"duplicate of {first_by_hash[item['hash']]}"))
             elif item["record"] in names:
@@ -264,21 +264,17 @@ def _dedup(parts: Path, n_chunks: int) -> tuple[list[dict], list[dict], list[lis
             else:
                 first_by_hash[item["hash"]] = item["record"]
                 names.add(item["record"])
-                kept.append(dict(item, offset=offset))
+                kept.append(dict(item, offset=offset, chunk=k, start=start))
                 offset += item["length"]
-                chunk_take.append((block_start, item["length"]))
-        take.append(chunk_take)
-    return kept, skipped, take
+            start += item["length"]
+    return kept, skipped
 
 
-def _kept_blocks(parts: Path, take: list[list[tuple[int, int]]]):
-    """The kept records' signal rows, (length, 12) float32 each, chunk by chunk."""
-    for k, rows in enumerate(take):
-        if rows:
-            block = np.load(_chunk_paths(parts, k)[0], mmap_mode="r")
-            for s, n in rows:
-                yield block[s : s + n]
-            del block
+def _kept_blocks(parts: Path, kept: list[dict]):
+    """The kept records' signal rows, (length, 12) float32 each, one part at a time."""
+    for k, records in itertools.groupby(kept, key=lambda m: m["chunk"]):
+        block = np.load(_chunk_paths(parts, k)[0], mmap_mode="r")
+        yield from (block[m["start"] : m["start"] + m["length"]] for m in records)
 
 
 def _index_frame(kept: list[dict], n_folds: int, seed: int) -> pd.DataFrame:
@@ -298,7 +294,7 @@ def _stats(
     """stats.json: per-lead mean and std in mV (averages of the records' own) and counts."""
     means = np.array([m["mean"] for m in kept], dtype=np.float64).reshape(-1, 12)
     stds = np.array([m["std"] for m in kept], dtype=np.float64).reshape(-1, 12)
-    label_matrix = L.encode_many(index["labels"].tolist())
+    label_matrix, per_source = L.encode_many(index["labels"].tolist()), index["source"].value_counts()
     return {
         "format_version": FORMAT_VERSION,
         "fs": TARGET_FS,
@@ -311,7 +307,7 @@ def _stats(
         "n_records": len(kept),
         "n_skipped": len(skipped),  # = n_headers + n_orphan_signal_files - n_records
         "total_samples": int(index["length"].sum()),
-        "per_source": {s: int(c) for s in SOURCES if (c := sum(m["source"] == s for m in kept))},
+        "per_source": {s: int(per_source[s]) for s in SOURCES if s in per_source},
         "classes": list(L.CLASSES),
         "per_class": {a: int(c) for a, c in zip(L.ABBREVIATIONS, label_matrix.sum(axis=0))},
         "per_skip_reason": _reason_counts(skipped),
