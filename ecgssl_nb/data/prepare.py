@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import io
 import itertools
 import json
 import multiprocessing
@@ -89,14 +88,13 @@ def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, n
 
 def _write_npy(path: Path, n_rows: int, blocks) -> None:
     """A float32 (n_rows, 12) .npy from row blocks, by plain writes (a full disk: OSError, never SIGBUS)."""
-    head = io.BytesIO()
-    np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False, "shape": (int(n_rows), 12)})
     written = 0
 
     def write(tmp: str) -> None:
         nonlocal written
         with open(tmp, "wb") as fh:
-            fh.write(head.getvalue())
+            header = {"descr": "<f4", "fortran_order": False, "shape": (int(n_rows), 12)}
+            np.lib.format.write_array_header_1_0(fh, header)
             for b in blocks:
                 b = np.ascontiguousarray(b, dtype="<f4")
                 written += len(b)
@@ -480,8 +478,17 @@ def _build(
     if len(todo) < len(chunks):
         print(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already done", file=sys.stderr)
     tasks = [(k, str(data_dir), chunks[k], str(parts), manifest["leads"]) for k in todo]
-    _run_tasks(tasks, workers, total=sum(len(t[2]) for t in tasks), progress=progress)
+    from tqdm import tqdm  # tqdm: only when a corpus is built
 
+    total, disable = sum(len(t[2]) for t in tasks), None if progress is None else not progress
+    with tqdm(total=total, unit="rec", desc="prepare", disable=disable) as bar, contextlib.ExitStack() as stack:
+        if workers == 1 or len(tasks) <= 1:  # here, else in a pool of `workers` processes
+            done = map(_process_chunk, tasks)
+        else:
+            pool = stack.enter_context(multiprocessing.get_context().Pool(min(workers, len(tasks))))
+            done = pool.imap_unordered(_process_chunk, tasks)
+        for _, n in done:
+            bar.update(n)
     stats = _assemble(stage, parts, len(chunks), int(n_folds), int(seed), orphans)
     provenance.write(stage, req)
     files = provenance.write_digests(stage, OUTPUTS)["files"]  # one pass over signals.npy
@@ -505,21 +512,6 @@ def _parts_for(stage: Path, manifest: dict) -> Path:
     if not same:
         write_json(parts / "manifest.json", manifest)
     return parts
-
-
-def _run_tasks(tasks: list, workers: int, total: int, progress: bool | None) -> None:
-    """Process the chunk `tasks` here or in a pool of `workers` processes, counting records."""
-    from tqdm import tqdm  # only when there is work
-
-    disable = None if progress is None else not progress
-    with tqdm(total=total, unit="rec", desc="prepare", disable=disable) as bar, contextlib.ExitStack() as stack:
-        if workers == 1 or len(tasks) <= 1:
-            done = map(_process_chunk, tasks)
-        else:
-            pool = stack.enter_context(multiprocessing.get_context().Pool(min(workers, len(tasks))))
-            done = pool.imap_unordered(_process_chunk, tasks)
-        for _, n in done:
-            bar.update(n)
 
 
 _CONTENT = ("signals.npy", "index.csv", "stats.json")  # what corpus_digest covers
