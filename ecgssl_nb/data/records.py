@@ -171,24 +171,23 @@ def _record_line(hea_path: Path, line: str) -> tuple[int, float, int]:
     return n_leads, fs, n_samples
 
 
-def _signal_lines(hea_path: Path, lines: list[str]) -> tuple[str, list[str], list[float], list[float]]:
-    """(signal file, lead names, gains in units per mV, baselines in units) of the signal lines."""
-    files, leads, gains, baselines = [], [], [], []
+def _signal_lines(hea_path: Path, lines: list[str]) -> tuple[str, list[str], np.ndarray]:
+    """(signal file, lead names, (2, n_leads) float64 gains in units per mV and baselines in units)."""
+    files, leads, fields = set(), [], []
     seen: dict[tuple[str, str, str], tuple[float, float]] = {}
     for ln in lines:
         parts = ln.split()
         if len(parts) < 9:
             raise RecordError(hea_path, "unreadable header", f"signal line without lead name: {ln!r}")
-        files.append(parts[0])
+        files.add(parts[0])
         key = (parts[1], parts[2], parts[4])  # format, gain, ADC zero: shared by the 12 lines as a rule
         if key not in seen:
             seen[key] = _signal_fields(hea_path, *key)
-        gains.append(seen[key][0])
-        baselines.append(seen[key][1])
+        fields.append(seen[key])
         leads.append(" ".join(parts[8:]))
-    if len(set(files)) != 1:
-        raise RecordError(hea_path, "unreadable header", f"signals in several files {sorted(set(files))}")
-    return files[0], leads, gains, baselines
+    if len(files) != 1:
+        raise RecordError(hea_path, "unreadable header", f"signals in several files {sorted(files)}")
+    return files.pop(), leads, np.asarray(fields, dtype=np.float64).T
 
 
 def _comments(comments: list[str]) -> tuple[tuple[str, ...], float | None, str | None]:
@@ -224,9 +223,8 @@ def read_header(hea_path: str | Path) -> Header:
     n_leads, fs, n_samples = _record_line(hea_path, body[0])
     if len(body) - 1 < n_leads:
         raise RecordError(hea_path, "unreadable header", f"{n_leads} signals announced, {len(body) - 1} signal lines")
-    signal_file, leads, gains, baselines = _signal_lines(hea_path, body[1 : 1 + n_leads])
+    signal_file, leads, (gain, baseline) = _signal_lines(hea_path, body[1 : 1 + n_leads])
     dx, age, sex = _comments([ln for ln in lines if ln.startswith("#")])
-    gain, baseline = (np.asarray(v, dtype=np.float64) for v in (gains, baselines))
     return Header(
         hea_path.stem, hea_path, n_leads, fs, n_samples, signal_file, tuple(leads), gain, baseline, dx, age, sex
     )
@@ -280,9 +278,7 @@ def _lead_order(leads: tuple[str, ...] | list[str], path: str | Path = "") -> np
     missing = [LEADS[i] for i in range(12) if i not in found]
     if missing:
         raise RecordError(path, "not 12 leads", f"missing {', '.join(missing)}; header has {', '.join(leads)}")
-    order = np.empty(12, dtype=np.int64)
-    order[np.asarray(found)] = np.arange(12)
-    return order
+    return np.argsort(found)  # the inverse of the permutation `found`
 
 
 def _read_val(header: Header) -> np.ndarray:
