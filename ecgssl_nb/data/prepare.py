@@ -692,15 +692,13 @@ def _index_fault(index: pd.DataFrame, n_rows: int, stats: dict) -> str | None:
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb prepare --data-dir DIR --out OUT [--workers N] [--n-folds K] [--seed S] [--force]`."""
     p = provenance.CommandParser(prog="python -m ecgssl_nb prepare", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--data-dir", required=True, help="folder with the Challenge records (*.hea + *.mat), searched recursively"
-    )
+    p.add_argument("--data-dir", required=True, help="folder of the records (*.hea + *.mat), searched recursively")
     p.add_argument("--out", required=True, help="output folder (signals.npy, index.csv, skipped.csv, stats.json)")
     p.add_argument("--workers", type=int, default=2, help="processes reading and resampling records (default 2)")
     p.add_argument("--n-folds", type=int, default=10, help="folds for iterative stratification (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stratification's tie-breaks (default 0)")
     p.add_argument(
-        "--chunk-size", type=int, default=DEFAULT_CHUNK, help=f"records per resumable part (default {DEFAULT_CHUNK})"
+        "--chunk-size", type=int, default=DEFAULT_CHUNK, help="records per resumable part (default %(default)s)"
     )
     force = "rebuild an --out made from other data or settings, or damaged (the old one is moved aside to "
     p.add_argument("--force", action="store_true", help=force + "OUT.stale-<time>, never deleted)")
