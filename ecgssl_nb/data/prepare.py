@@ -316,11 +316,9 @@ def _stats(
 
 
 def _write_csv(path: Path, df: pd.DataFrame, columns: list[str]) -> None:
-    df = df[columns].copy()
-    for col in ("fs", "age"):  # repr() floats: exact, the same bytes on every run; '' when missing
-        if col in df.columns:
-            df[col] = ["" if v is None or v != v else repr(float(v)) for v in df[col].tolist()]
-    write_text_atomic(path, df.to_csv(index=False, lineterminator="\n"))
+    """`df[columns]` as CSV, floats as repr(): exact, the same bytes on every run; '' when missing."""
+    text = df[columns].to_csv(index=False, lineterminator="\n", float_format=lambda v: repr(float(v)))
+    write_text_atomic(path, text)
 
 
 def _check_args(data_dir, out, workers, n_folds, seed, chunk_size) -> tuple[Path, Path]:
