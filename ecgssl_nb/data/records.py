@@ -129,14 +129,13 @@ def _signal_fields(hea_path: Path, fmt_field: str, gain_field: str, adc_zero_fie
     if not g:
         raise RecordError(hea_path, "unreadable header", f"gain {gain_field!r}")
     try:
-        gain = float(g.group(1)) if g.group(1) else 0.0
-        adc_zero = float(adc_zero_field)
+        gain, adc_zero = float(g.group(1) or 0), float(adc_zero_field)
+        baseline = float(g.group(2)) if g.group(2) else adc_zero  # WFDB: baseline defaults to ADC zero
     except ValueError:
         detail = f"gain {gain_field!r} or ADC zero {adc_zero_field!r}"
         raise RecordError(hea_path, "unreadable header", detail) from None
     if gain == 0:  # WFDB: 0 means "uncalibrated"; its default of 200 would be a guess
         raise RecordError(hea_path, "invalid gain", f"gain {gain_field!r} (0: uncalibrated)")
-    baseline = float(g.group(2)) if g.group(2) else adc_zero  # WFDB: baseline defaults to ADC zero
     unit = (g.group(3) or "mV").strip().lower()
     if unit not in _UNIT_SCALE:
         raise RecordError(hea_path, "unsupported unit", f"unit {g.group(3)!r}")
