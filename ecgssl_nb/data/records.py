@@ -300,9 +300,8 @@ def _read_val(header: Header) -> np.ndarray:
 
 
 def read_record(hea_path: str | Path, header: Header | None = None) -> Record:
-    """Read one record: float32 (12, N) mV in LEADS order (C-contiguous), dx codes, age, sex,
-    source. mV = (digital - baseline) / gain in float32; digital -32768 (WFDB's 'no sample')
-    is NaN, as in wfdb. `header`: the already parsed header of `hea_path`."""
+    """Read one record: float32 (12, N) mV in LEADS order (C-contiguous), dx codes, age, sex, source.
+    `header`: the already parsed header of `hea_path`."""
     return read_record_raw(hea_path, header)[0]
 
 
@@ -320,8 +319,8 @@ def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple
 
 
 def _to_mv(header: Header, nt: np.ndarray) -> np.ndarray:
-    """Stored samples (N, n_leads) -> float32 mV, (digital - baseline) / gain, after checking that
-    none is missing ('NaN samples') and none exceeds +-MAX_ABS_MV ('implausible amplitude')."""
+    """Stored samples (N, n_leads) -> float32 mV, (digital - baseline) / gain; RecordError 'NaN samples'
+    (NaN, or -32768: WFDB's 'no sample') or 'implausible amplitude' (beyond +-MAX_ABS_MV)."""
     if not np.isfinite(nt).all() if nt.dtype.kind == "f" else nt.dtype == np.int16 and bool((nt == -32768).any()):
         raise RecordError(header.path, "NaN samples")
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught just below
