@@ -105,14 +105,11 @@ def source_of(name: str, path: str | Path | None = None) -> str:
     parts = reversed(Path(path).parts[:-1]) if path is not None else ()  # the nearest folder first
     hints = (_FOLDER_SOURCE.get(part.lower()) or (part if part in SOURCES[:-1] else None) for part in parts)
     folder_hint = next((h for h in hints if h is not None), None)
-    if m:
-        prefix, number = m.group(1), int(m.group(2))
-        if prefix == "JS":
-            if folder_hint in ("Chapman-Shaoxing", "Ningbo"):
-                return folder_hint
-            return "Chapman-Shaoxing" if number <= _JS_LAST_CHAPMAN else "Ningbo"
-        return _PREFIX_SOURCE[prefix]
-    return folder_hint or "unknown"
+    if m is None or (m.group(1) == "JS" and folder_hint in ("Chapman-Shaoxing", "Ningbo")):
+        return folder_hint or "unknown"
+    if m.group(1) == "JS":
+        return "Chapman-Shaoxing" if int(m.group(2)) <= _JS_LAST_CHAPMAN else "Ningbo"
+    return _PREFIX_SOURCE[m.group(1)]
 
 
 _FMT_RE = re.compile(r"^(\d+)(?:x(\d+))?(?::\d+)?(?:\+(\d+))?$")
