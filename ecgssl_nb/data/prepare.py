@@ -164,18 +164,15 @@ def _order_key(rel: str):
 
 def make_chunks(rels: list[str], sizes: list[int], chunk_size: int, chunk_bytes: int = CHUNK_BYTES) -> list[list[str]]:
     """Consecutive groups of at most `chunk_size` records and (unless one is larger) `chunk_bytes`."""
-    chunks: list[list[str]] = []
-    cur: list[str] = []
-    cur_bytes = 0
+    chunks: list[list[str]] = [[]]
+    cur_bytes = 0  # of the last chunk
     for rel, size in zip(rels, sizes):
-        if cur and (len(cur) >= chunk_size or cur_bytes + size > chunk_bytes):
-            chunks.append(cur)
-            cur, cur_bytes = [], 0
-        cur.append(rel)
+        if chunks[-1] and (len(chunks[-1]) >= chunk_size or cur_bytes + size > chunk_bytes):
+            chunks.append([])
+            cur_bytes = 0
+        chunks[-1].append(rel)
         cur_bytes += size
-    if cur:
-        chunks.append(cur)
-    return chunks
+    return chunks if rels else []
 
 
 def _stamp(path: Path) -> tuple[str, int]:
