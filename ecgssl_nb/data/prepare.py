@@ -45,6 +45,7 @@ _SCORED = frozenset(L.SCORED_CODES)
 INDEX_COLUMNS = tuple("record source path fs n_samples offset length age sex labels codes dx fold".split())
 SKIPPED_COLUMNS = ("record", "path", "reason", "detail")
 OUTPUTS = ("signals.npy", "index.csv", "skipped.csv", "stats.json")
+_CONTENT = ("signals.npy", "index.csv", "stats.json")  # what corpus_digest covers
 _PARTS = ".parts"
 _COMPLETE = ".complete.json"
 _STAGING_SUFFIX = ".partial"
@@ -367,7 +368,7 @@ def _content_fault(folder: Path, full: bool) -> str | None:
     digest = _complete_digest(folder)
     if digest is None:
         return f"{folder / _COMPLETE} is unreadable or has no digest"
-    if digest != _combined_digest({n: files[n].get("sha256") for n in _CONTENT}):
+    if digest != corpus_digest(folder, {n: files[n].get("sha256") for n in _CONTENT}):
         return f"{folder / _COMPLETE}: its digest is not the one of the files recorded in {provenance.DIGESTS}"
     return None
 
@@ -484,7 +485,7 @@ def _build(
     stats = _assemble(stage, parts, len(chunks), int(n_folds), int(seed), orphans)
     provenance.write(stage, req)
     files = provenance.write_digests(stage, OUTPUTS)["files"]  # one pass over signals.npy
-    digest = _combined_digest({n: files[n]["sha256"] for n in _CONTENT})
+    digest = corpus_digest(stage, {n: files[n]["sha256"] for n in _CONTENT})
     write_json(stage / _COMPLETE, dict(manifest, n_folds=int(n_folds), seed=int(seed), digest=digest))
     shutil.rmtree(parts, ignore_errors=True)
     return stats
@@ -506,16 +507,11 @@ def _parts_for(stage: Path, manifest: dict) -> Path:
     return parts
 
 
-_CONTENT = ("signals.npy", "index.csv", "stats.json")  # what corpus_digest covers
-
-
-def corpus_digest(out: Path) -> str:
-    """SHA-256 of a prepared corpus's signals, index and stats: `.complete.json`'s `digest`."""
-    return _combined_digest({name: provenance.sha256_file(out / name) for name in _CONTENT})
-
-
-def _combined_digest(shas: dict[str, str]) -> str:
-    """corpus_digest from the SHA-256 of each file of _CONTENT."""
+def corpus_digest(out: Path, shas: dict[str, str] | None = None) -> str:
+    """SHA-256 of a prepared corpus's signals, index and stats (`.complete.json`'s `digest`), from
+    the SHA-256 of each file (`shas`; when not given, read from `out`)."""
+    if shas is None:
+        shas = {name: provenance.sha256_file(out / name) for name in _CONTENT}
     return hashlib.sha256("\n".join(f"{name}:{shas[name]}" for name in _CONTENT).encode()).hexdigest()
 
 

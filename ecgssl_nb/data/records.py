@@ -56,11 +56,14 @@ _FOLDER_SOURCE = {
     }.items()
     for folder in folders.split()
 }
+_FMT_RE = re.compile(r"^(\d+)(?:x(\d+))?(?::\d+)?(?:\+(\d+))?$")
 _COMMENT_RE = re.compile(r"^#\s*(dx|age|sex)\s*:(.*)$", re.IGNORECASE)
 _GAIN_RE = re.compile(r"^([-+0-9.eE]+)?(?:\(([-+0-9.eE]+)\))?(?:/(.*))?$")
 _UNIT_SCALE = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "µv": 1e-3, "v": 1e3}  # to mV
 _NO_SEX = {"", "nan", "unknown", "none", "n/a", "na"}
 _SEXES = {"m": "Male", "male": "Male", "f": "Female", "female": "Female"}
+# MATLAB v4 MOPT code of a little-endian (M 0) full (T 0) numeric matrix -> its type (P: MOPT / 10)
+_V4_TYPES = {0: "<f8", 10: "<f4", 20: "<i4", 30: "<i2", 40: "<u2", 50: "<u1"}
 
 
 @dataclass(frozen=True)
@@ -110,9 +113,6 @@ def source_of(name: str, path: str | Path | None = None) -> str:
     if m.group(1) == "JS":
         return "Chapman-Shaoxing" if int(m.group(2)) <= _JS_LAST_CHAPMAN else "Ningbo"
     return _PREFIX_SOURCE[m.group(1)]
-
-
-_FMT_RE = re.compile(r"^(\d+)(?:x(\d+))?(?::\d+)?(?:\+(\d+))?$")
 
 
 def _signal_fields(hea_path: Path, fmt_field: str, gain_field: str, adc_zero_field: str) -> tuple[float, float]:
@@ -224,10 +224,6 @@ def read_header(hea_path: str | Path) -> Header:
     return Header(
         hea_path.stem, hea_path, n_leads, fs, n_samples, signal_file, tuple(leads), gain, baseline, dx, age, sex
     )
-
-
-# MATLAB v4 MOPT code of a little-endian (M 0) full (T 0) numeric matrix -> its type (P: MOPT / 10)
-_V4_TYPES = {0: "<f8", 10: "<f4", 20: "<i4", 30: "<i2", 40: "<u2", 50: "<u1"}
 
 
 def read_mat_val(mat_path: str | Path) -> np.ndarray:
