@@ -392,13 +392,12 @@ def _foreign(out: Path, req: dict) -> str | None:
 
 def _swap_in(stage: Path, out: Path) -> None:
     """Rename the finished `stage` onto `out`; a non-empty `out` is first moved aside."""
-    if out.exists():
-        if provenance.holds_files(out):
-            moved = provenance.move_aside(out)
-            print(f"{out}: the previous folder was moved aside to {moved.name}", file=sys.stderr)
-        else:
-            (out / provenance.LOCK).unlink(missing_ok=True)
-            out.rmdir()
+    if provenance.holds_files(out):
+        moved = provenance.move_aside(out)
+        print(f"{out}: the previous folder was moved aside to {moved.name}", file=sys.stderr)
+    elif out.exists():  # an empty folder, or one holding only an old in-folder lock file
+        (out / provenance.LOCK).unlink(missing_ok=True)
+        out.rmdir()
     os.replace(stage, out)
 
 
