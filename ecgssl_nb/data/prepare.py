@@ -438,9 +438,7 @@ def prepare(
                 return out
             stage.mkdir(parents=True, exist_ok=True)
             if not _finished(stage, req):  # (else: finished but not yet renamed when it was stopped)
-                stats = _build(
-                    stage, data_dir, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress
-                )
+                stats = _build(stage, data_dir, rels, orphans, sizes, manifest, req, workers, progress)
                 print(
                     f"prepared {stats['n_records']} records ({stats['total_samples']} samples at {TARGET_FS} Hz), "
                     f"skipped {stats['n_skipped']}: {stats['per_skip_reason']} -> {out}",
@@ -458,14 +456,13 @@ def prepare(
     return out
 
 
-def _build(
-    stage: Path, data_dir: Path, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress
-) -> dict:
+def _build(stage: Path, data_dir: Path, rels, orphans, sizes, manifest, req, workers, progress) -> dict:
     """Missing chunks, outputs, provenance, digests and `.complete.json` (last) into `stage`; the stats."""
+    n_folds, seed = req["settings"]["n_folds"], req["seed"]
     for name in (_COMPLETE, provenance.PROVENANCE):
         (stage / name).unlink(missing_ok=True)
     parts = _parts_for(stage, manifest)
-    chunks = make_chunks(rels, sizes, int(chunk_size))
+    chunks = make_chunks(rels, sizes, manifest["chunk_size"])
     todo = [k for k in range(len(chunks)) if not all(p.exists() for p in _chunk_paths(parts, k))]
     if len(todo) < len(chunks):
         print(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already done", file=sys.stderr)
@@ -481,11 +478,11 @@ def _build(
             done = pool.imap_unordered(_process_chunk, tasks)
         for _, n in done:
             bar.update(n)
-    stats = _assemble(stage, parts, len(chunks), int(n_folds), int(seed), orphans)
+    stats = _assemble(stage, parts, len(chunks), n_folds, seed, orphans)
     provenance.write(stage, req)
     files = provenance.write_digests(stage, OUTPUTS)["files"]  # one pass over signals.npy
     digest = corpus_digest(stage, {n: files[n]["sha256"] for n in _CONTENT})
-    write_json(stage / _COMPLETE, dict(manifest, n_folds=int(n_folds), seed=int(seed), digest=digest))
+    write_json(stage / _COMPLETE, dict(manifest, n_folds=n_folds, seed=seed, digest=digest))
     shutil.rmtree(parts, ignore_errors=True)
     return stats
 
