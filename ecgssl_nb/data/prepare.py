@@ -196,11 +196,10 @@ def _manifest(data_dir: Path, rels: list[str], chunk_size: int, orphans: list[st
         sizes.append(size)
     for rel in orphans:
         h.update(f"orphan\0{rel}\n".encode())
-    manifest = dict(
-        version=FORMAT_VERSION, data_dir=str(data_dir.resolve()), n_headers=len(rels), headers=h.hexdigest()
-    )
-    # leads (B1): recorded so that a lead-I corpus is never taken for a 12-lead one
-    return manifest | dict(chunk_size=chunk_size, chunk_bytes=CHUNK_BYTES, fs=TARGET_FS, leads=leads), sizes
+    manifest = dict(version=FORMAT_VERSION, data_dir=str(data_dir.resolve()), n_headers=len(rels))
+    manifest |= dict(headers=h.hexdigest(), chunk_size=chunk_size, chunk_bytes=CHUNK_BYTES, fs=TARGET_FS)
+    manifest["leads"] = leads  # B1: recorded so that a lead-I corpus is never taken for a 12-lead one
+    return manifest, sizes
 
 
 def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, orphans: list[str] = ()) -> dict:
@@ -208,9 +207,8 @@ def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, or
     that order); returns the stats. UserError (after skipped.csv) when no record is kept."""
     kept, skipped = _dedup(parts, n_chunks)
     n_headers = len(kept) + len(skipped)
-    skipped += [
-        _skip_row(rel, "missing header", f"signal file with no {Path(rel).stem}.hea beside it") for rel in orphans
-    ]
+    for rel in orphans:
+        skipped.append(_skip_row(rel, "missing header", f"signal file with no {Path(rel).stem}.hea beside it"))
     _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS)), list(SKIPPED_COLUMNS))
     if not kept:
         reasons = ", ".join(f"{r}: {c}" for r, c in _reason_counts(skipped).items())
@@ -219,7 +217,7 @@ def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, or
     _write_npy(out / "signals.npy", total, _kept_blocks(parts, kept))
     index = _index_frame(kept, n_folds, seed)
     _write_csv(out / "index.csv", index, list(INDEX_COLUMNS))
-    stats = _stats(kept, skipped, index, n_headers, len(orphans), n_folds, seed)
+    stats = _stats(kept, skipped, index, len(orphans), n_folds, seed)
     write_json(out / "stats.json", stats)
     return stats
 
@@ -281,9 +279,7 @@ def _index_frame(kept: list[dict], n_folds: int, seed: int) -> pd.DataFrame:
     return index
 
 
-def _stats(
-    kept: list[dict], skipped: list[dict], index: pd.DataFrame, n_headers: int, n_orphans: int, n_folds: int, seed: int
-) -> dict:
+def _stats(kept: list[dict], skipped: list[dict], index: pd.DataFrame, n_orphans: int, n_folds: int, seed: int) -> dict:
     """stats.json: per-lead mean and std in mV (averages of the records' own) and counts."""
     means = np.array([m["mean"] for m in kept], dtype=np.float64).reshape(-1, 12)
     stds = np.array([m["std"] for m in kept], dtype=np.float64).reshape(-1, 12)
@@ -295,7 +291,7 @@ def _stats(
         "mean": means.mean(axis=0).tolist(),
         "std": stds.mean(axis=0).tolist(),
         "stats_definition": "average over kept records (all folds) of each record's per-lead mean / std (ddof 0) at 100 Hz, mV (book: The data, normalisation)",
-        "n_headers": n_headers,
+        "n_headers": len(kept) + len(skipped) - n_orphans,
         "n_orphan_signal_files": n_orphans,
         "n_records": len(kept),
         "n_skipped": len(skipped),  # = n_headers + n_orphan_signal_files - n_records
