@@ -409,10 +409,9 @@ def prepare(
     leads: str = "twelve",
     wait_s: float = 0.0,
 ) -> Path:
-    """Prepare the records below `data_dir` into `out` (the module docstring); returns `out`. A finished
-    `out` of the same request is kept; another or a damaged one is refused unless `force` (moved
-    aside, `OUT.stale-<time>`). leads: "twelve" or "lead-i" (B1). One writer at a time (the lock
-    of `out`), another's waited for `wait_s` seconds."""
+    """Prepare the records below `data_dir` into `out` (the module docstring); returns `out`. A finished `out`
+    of the same request is kept; another or a damaged one is refused unless `force` (moved aside, `OUT.stale-<time>`).
+    leads: "twelve" or "lead-i" (B1). One writer at a time (the lock of `out`), another's waited for `wait_s` s."""
     data_dir, out = _check_args(data_dir, out, workers, n_folds, seed, chunk_size)
     if leads not in LEAD_MODES:
         raise UserError(f"--leads {leads!r} must be one of {', '.join(LEAD_MODES)}")

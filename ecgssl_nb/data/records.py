@@ -1,13 +1,12 @@
 """One PhysioNet/CinC Challenge 2020/2021 record: WFDB header (.hea) + MATLAB v4 signal (.mat).
 
-The header is parsed here, not by wfdb, for the released headers' quirks (a first line naming
-`E00009.mat`, `#Dx:` or `# Dx:`, format `16+24` or `16x1+24`, gains such as `1000.0(0)/mV`, unit
-`/mv`, age `NaN` or `Unknown`) and for speed. mV = (digital - baseline) / gain (WFDB), in the
-standard lead order I, II, III, aVR, aVL, aVF, V1..V6. A record that cannot be used raises
-`RecordError(path, reason)`, a stable reason skipped.csv groups by: missing or unreadable header
-(bytes not UTF-8 too), missing, unreadable or truncated signal file, length mismatch, unsupported
-format or unit, not 12 leads, NaN samples, invalid gain (outside [`GAIN_MIN`, `GAIN_MAX`] units per
-mV; 0, "uncalibrated", too) and implausible amplitude (not finite or beyond +-`MAX_ABS_MV`).
+Headers are parsed here, not by wfdb, for speed and the released quirks (`E00009.mat` on the first
+line, `#Dx:` or `# Dx:`, format `16+24` or `16x1+24`, gains such as `1000.0(0)/mV`, unit `/mv`, age
+`NaN` or `Unknown`). mV = (digital - baseline) / gain (WFDB), in LEADS order. An unusable record
+raises `RecordError(path, reason)`, the stable reasons skipped.csv groups by: missing or unreadable
+header (bytes not UTF-8 too), missing, unreadable or truncated signal file, length mismatch,
+unsupported format or unit, not 12 leads, NaN samples, invalid gain (0, "uncalibrated", or outside
+[`GAIN_MIN`, `GAIN_MAX`] units per mV) and implausible amplitude (not finite or beyond +-`MAX_ABS_MV`).
 """
 
 from __future__ import annotations
