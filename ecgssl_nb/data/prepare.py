@@ -660,11 +660,10 @@ def _index_fault(index: pd.DataFrame, n_rows: int, stats: dict) -> str | None:
     bad_labels = {t for t in pd.unique(index["labels"]) if not t.split() or not set(t.split()) <= classes}
     if bad_labels:  # checked once per distinct label string: a few hundred at most
         i = int(index["labels"].isin(bad_labels).to_numpy().argmax())
-        codes = index["labels"].iloc[i].split()
-        if not codes:
+        unknown = [c for c in index["labels"].iloc[i].split() if c not in classes]  # none: no code at all
+        if not unknown:
             return f"index.csv: record {rec[i]!r} has no label"
-        unknown = next(c for c in codes if c not in classes)
-        return f"index.csv: record {rec[i]!r} has label code {unknown!r}, not one of the {L.N_CLASSES} classes"
+        return f"index.csv: record {rec[i]!r} has label code {unknown[0]!r}, not one of the {L.N_CLASSES} classes"
     return None
 
 
