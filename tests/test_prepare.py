@@ -160,6 +160,17 @@ def test_bad_records_are_skipped_with_their_reason(tmp_path):
         assert part["record"].tolist() == sorted(part["record"])
 
 
+def test_a_second_record_of_a_kept_name_is_skipped(tmp_path):
+    write_record(tmp_path / "data" / "cpsc", "A0001", rand_val(n=1500, seed=1), dx="#Dx: 426783006")
+    write_record(tmp_path / "data" / "georgia", "A0001", rand_val(n=1500, seed=2), dx="#Dx: 426783006")
+    P.prepare(tmp_path / "data", tmp_path / "out", workers=1, chunk_size=1, progress=False)
+    skipped = pd.read_csv(tmp_path / "out" / "skipped.csv", keep_default_na=False)
+    assert skipped[["path", "reason", "detail"]].values.tolist() == [
+        ["georgia/A0001.hea", "duplicate record name", "another A0001 was kept"]
+    ]
+    assert P.load_prepared(tmp_path / "out").index["path"].tolist() == ["cpsc/A0001.hea"]
+
+
 def test_hidden_folders_are_not_searched(tmp_path):
     write_record(tmp_path / "data" / "cpsc", "A0001", rand_val(n=1500), dx="#Dx: 426783006")
     write_record(tmp_path / "data" / ".extract-CPSC" / "WFDB", "A0002", rand_val(n=1500, seed=1))

@@ -295,6 +295,7 @@ TAMPER = {
         lambda f: _edit_index(f, _set("labels", 1, "164889003 123456")),
         r"index\.csv: record .* has label code '123456', not one of the 24 classes",
     ),
+    "empty labels": (lambda f: _edit_index(f, _set("labels", 1, "")), r"index\.csv: record .* has no label"),
     "duplicate record name": (
         lambda f: _edit_index(f, lambda ix: ix.__setitem__("record", [ix["record"][0]] * len(ix))),
         r"index\.csv: record name .* appears more than once",

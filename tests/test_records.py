@@ -228,6 +228,11 @@ def test_unknown_unit_is_unsupported(tmp_path):
     assert _reason(write_record(tmp_path, "A0001", rand_val(), gain="1000/mmHg")) == "unsupported unit"
 
 
+@pytest.mark.parametrize("gain", ["1000(1.2.3)/mV", "1.2.3/mV", "1000(0)(0)/mV"])
+def test_gain_or_baseline_that_is_not_a_number_is_unreadable_header(tmp_path, gain):
+    assert _reason(write_record(tmp_path, "A0001", rand_val(), gain=gain)) == "unreadable header"
+
+
 def test_record_error_names_the_file(tmp_path):
     hea = write_record(tmp_path, "A0001", rand_val(11), leads=LEADS[:11])
     with pytest.raises(RecordError) as info:

@@ -14,7 +14,6 @@ is placed as one unit.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,17 +21,11 @@ import pandas as pd
 from ..core.errors import UserError, check_int
 
 
-def _stratify_units(
-    unit_labels: Sequence[dict[int, int]],
-    unit_sizes: Sequence[int],
-    n_labels: int,
-    n_folds: int,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Core loop. unit_labels[u] = {label index: records of unit u with that label};
+def _stratify_units(unit_labels: list[Counter], unit_sizes: list[int], K: int, rng: np.random.Generator) -> np.ndarray:
+    """Core loop, into K folds. unit_labels[u] = {label index 0..: records of unit u with that label};
     unit_sizes[u] = records in unit u. Returns the fold of each unit."""
-    n_units, K = len(unit_sizes), n_folds
-    fold = np.full(n_units, -1, dtype=np.int64)
+    n_labels = 1 + max((lab for labels in unit_labels for lab in labels), default=-1)
+    fold = [-1] * len(unit_sizes)  # -1: not placed yet
     need_all = [int(sum(unit_sizes))] * K  # K * (remaining overall need) of each fold
     count = [0] * n_labels
     members: list[list[int]] = [[] for _ in range(n_labels)]
@@ -42,39 +35,30 @@ def _stratify_units(
             members[lab].append(u)
     need = [[count[lab]] * K for lab in range(n_labels)]  # K * (remaining need) per label and fold
     remaining = list(count)  # records not yet placed, per label
-    placed = [False] * n_units
-    folds_range = range(K)
 
     def pick(row: list[int]) -> int:
         best = max(row)
-        cands = [j for j in folds_range if row[j] == best]
-        if len(cands) > 1:
-            best_all = max(need_all[j] for j in cands)
-            cands = [j for j in cands if need_all[j] == best_all]
-            if len(cands) > 1:
-                return cands[int(rng.integers(len(cands)))]
-        return cands[0]
+        cands = [j for j in range(K) if row[j] == best]
+        best_all = max(need_all[j] for j in cands)
+        cands = [j for j in cands if need_all[j] == best_all]
+        return cands[int(rng.integers(len(cands)))] if len(cands) > 1 else cands[0]
 
     def place(u: int, j: int) -> None:
-        placed[u] = True
         fold[u] = j
         need_all[j] -= K * unit_sizes[u]
         for lab, c in unit_labels[u].items():
             need[lab][j] -= K * c
             remaining[lab] -= c
 
-    while True:
-        live = [lab for lab in range(n_labels) if remaining[lab] > 0]
-        if not live:
-            break
+    while live := [lab for lab in range(n_labels) if remaining[lab] > 0]:
         label = min(live, key=lambda lab: (remaining[lab], lab))
         for u in reversed(members[label]):
-            if not placed[u]:
+            if fold[u] < 0:
                 place(u, pick(need[label]))
-    for u in range(n_units):  # records without labels
-        if not placed[u]:
+    for u in range(len(fold)):  # records without labels
+        if fold[u] < 0:
             place(u, pick(need_all))
-    return fold
+    return np.asarray(fold, dtype=np.int64)
 
 
 def _labels_of(v: object) -> list[str]:
@@ -100,16 +84,13 @@ def assign_folds(
     for col in (label_col, source_col, record_col) + ((group_col,) if group_col else ()):
         if col not in index_df.columns:
             raise UserError(f"index has no column {col!r} (columns: {', '.join(map(str, index_df.columns))})")
-    n = len(index_df)
-    result = np.full(n, -1, dtype=np.int64)
-    if n == 0:
-        return result
+    result = np.full(len(index_df), -1, dtype=np.int64)
     sort_cols = [source_col, record_col] + (["path"] if "path" in index_df.columns else [])
     frame = index_df[sort_cols].astype(str).reset_index(drop=True)
     order = np.lexsort([frame[c].to_numpy() for c in reversed(sort_cols)])  # sorted row positions
     labels_all = [_labels_of(v) for v in index_df[label_col].tolist()]
-    groups = index_df[group_col].astype(str).to_numpy() if group_col else np.arange(n).astype(str)
-    unit_rows, unit_source = _units(order, groups, index_df[source_col].astype(str).to_numpy())
+    groups = index_df[group_col].astype(str).to_numpy() if group_col else np.arange(len(index_df)).astype(str)
+    unit_rows, unit_source = _units(order, groups, frame[source_col].to_numpy())
     for source in sorted(set(unit_source)):
         rows = [r for r, s in zip(unit_rows, unit_source) if s == source]  # already sorted
         labels = sorted({lab for r in rows for pos in r for lab in labels_all[pos]})
@@ -117,7 +98,7 @@ def assign_folds(
         # per unit, {label index: records of the unit carrying it}
         unit_labels = [Counter(index[lab] for pos in r for lab in dict.fromkeys(labels_all[pos])) for r in rows]
         rng = np.random.default_rng(seed)  # a fresh seed per source, as the authors' per-call seed
-        unit_fold = _stratify_units(unit_labels, [len(r) for r in rows], len(labels), n_folds, rng)
+        unit_fold = _stratify_units(unit_labels, [len(r) for r in rows], n_folds, rng)
         for r, f in zip(rows, unit_fold):
             result[r] = f
     return result
@@ -129,9 +110,8 @@ def _units(order: np.ndarray, groups: np.ndarray, sources: np.ndarray) -> tuple[
     unit_rows: list[list[int]] = []
     unit_source: list[str] = []
     for pos in order:
-        u = unit_of_group.get(groups[pos])
-        if u is None:
-            unit_of_group[groups[pos]] = u = len(unit_rows)
+        u = unit_of_group.setdefault(groups[pos], len(unit_rows))
+        if u == len(unit_rows):  # the group's first row
             unit_rows.append([])
             unit_source.append(sources[pos])
         unit_rows[u].append(int(pos))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import io
+import itertools
 import json
 import multiprocessing
 import os
@@ -45,6 +45,7 @@ _SCORED = frozenset(L.SCORED_CODES)
 INDEX_COLUMNS = tuple("record source path fs n_samples offset length age sex labels codes dx fold".split())
 SKIPPED_COLUMNS = ("record", "path", "reason", "detail")
 OUTPUTS = ("signals.npy", "index.csv", "skipped.csv", "stats.json")
+_CONTENT = ("signals.npy", "index.csv", "stats.json")  # what corpus_digest covers
 _PARTS = ".parts"
 _COMPLETE = ".complete.json"
 _STAGING_SUFFIX = ".partial"
@@ -62,14 +63,6 @@ def resample_100hz(signal: np.ndarray, fs: float) -> np.ndarray:
     return np.ascontiguousarray(x.T, dtype=np.float32)
 
 
-def _signal_hash(raw: np.ndarray) -> str:
-    """Identity of a record's stored samples (raw int16 and shape), to find exact duplicates."""
-    h = hashlib.sha1()  # the fastest hashlib digest here; a collision only matters if forced
-    h.update(repr((raw.shape, str(raw.dtype))).encode())
-    h.update(np.ascontiguousarray(raw).tobytes())
-    return h.hexdigest()
-
-
 def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, np.ndarray]:
     """Metadata and the (L, 12) 100 Hz signal of one record (lead-i: lead I in all 12, B1), else RecordError."""
     header = read_header(hea)
@@ -77,27 +70,29 @@ def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, n
     if not codes:
         raise RecordError(hea, "no scored label", ",".join(header.dx))
     rec, raw = read_record_raw(hea, header)
+    # exact duplicates: SHA-1 (the fastest hashlib digest; a collision only matters if forced) of the raw samples
+    h = hashlib.sha1(repr((raw.shape, str(raw.dtype))).encode())
+    h.update(np.ascontiguousarray(raw).tobytes())
     x = resample_100hz(rec.signal, rec.fs)
     if x.shape[0] < WINDOW:
         raise RecordError(hea, "too short", f"{x.shape[0]} samples at {TARGET_FS} Hz < {WINDOW}")
     if leads == "lead-i":
         x = np.ascontiguousarray(np.repeat(x[:, :1], 12, axis=1))  # (L, 12), every column lead I
     meta = dict(record=rec.name, source=rec.source, path=rel, fs=float(rec.fs), n_samples=int(rec.signal.shape[1]))
-    meta |= dict(length=int(x.shape[0]), age=rec.age, sex=rec.sex, codes=codes, dx=list(rec.dx), hash=_signal_hash(raw))
+    meta |= dict(length=int(x.shape[0]), age=rec.age, sex=rec.sex, codes=codes, dx=list(rec.dx), hash=h.hexdigest())
     meta |= dict(mean=x.mean(axis=0, dtype=np.float64).tolist(), std=x.std(axis=0, dtype=np.float64).tolist())
     return meta, x
 
 
 def _write_npy(path: Path, n_rows: int, blocks) -> None:
     """A float32 (n_rows, 12) .npy from row blocks, by plain writes (a full disk: OSError, never SIGBUS)."""
-    head = io.BytesIO()
-    np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False, "shape": (int(n_rows), 12)})
     written = 0
 
     def write(tmp: str) -> None:
         nonlocal written
         with open(tmp, "wb") as fh:
-            fh.write(head.getvalue())
+            header = {"descr": "<f4", "fortran_order": False, "shape": (int(n_rows), 12)}
+            np.lib.format.write_array_header_1_0(fh, header)
             for b in blocks:
                 b = np.ascontiguousarray(b, dtype="<f4")
                 written += len(b)
@@ -168,73 +163,61 @@ def _order_key(rel: str):
     return SOURCES.index(source_of(stem, rel)), stem, rel
 
 
-def _signal_bytes(data_dir: Path, rel: str) -> int:
-    """Size of the record's .mat beside its header (0 if absent): the chunking budget."""
-    try:
-        return (data_dir / rel).with_suffix(".mat").stat().st_size
-    except OSError:
-        return 0
-
-
 def make_chunks(rels: list[str], sizes: list[int], chunk_size: int, chunk_bytes: int = CHUNK_BYTES) -> list[list[str]]:
     """Consecutive groups of at most `chunk_size` records and (unless one is larger) `chunk_bytes`."""
-    chunks: list[list[str]] = []
-    cur: list[str] = []
-    cur_bytes = 0
+    chunks: list[list[str]] = [[]]
+    cur_bytes = 0  # of the last chunk
     for rel, size in zip(rels, sizes):
-        if cur and (len(cur) >= chunk_size or cur_bytes + size > chunk_bytes):
-            chunks.append(cur)
-            cur, cur_bytes = [], 0
-        cur.append(rel)
+        if chunks[-1] and (len(chunks[-1]) >= chunk_size or cur_bytes + size > chunk_bytes):
+            chunks.append([])
+            cur_bytes = 0
+        chunks[-1].append(rel)
         cur_bytes += size
-    if cur:
-        chunks.append(cur)
-    return chunks
+    return chunks if rels else []
 
 
-def _stamp(path: Path) -> str:
-    """'size mtime_ns' of a record file; 'error N' when it cannot be read (its record is skipped)."""
+def _stamp(path: Path) -> tuple[str, int]:
+    """('size mtime_ns', size) of a record file; ('error N', 0) when it cannot be read (its record is skipped)."""
     try:
         st = path.stat()
     except OSError as exc:
-        return f"error {exc.errno}"
-    return f"{st.st_size}\0{st.st_mtime_ns}"
+        return f"error {exc.errno}", 0
+    return f"{st.st_size}\0{st.st_mtime_ns}", st.st_size
 
 
-def _manifest(
-    data_dir: Path, rels: list[str], sizes: list[int], chunk_size: int, orphans: list[str] = (), leads: str = "twelve"
-) -> dict:
-    """What the parts are made from: the input fingerprint `headers` (paths, sizes, mtimes), chunking, leads."""
+def _manifest(data_dir: Path, rels: list[str], chunk_size: int, orphans: list[str], leads: str) -> tuple[dict, list]:
+    """(what the parts are made from: the input fingerprint `headers` (paths, sizes, mtimes), chunking,
+    leads; the size of each header's .mat in bytes, 0 if absent: the chunking budget)."""
     h = hashlib.blake2b(digest_size=16)
-    for rel, size in zip(rels, sizes):
-        stamps = [_stamp(data_dir / rel), _stamp((data_dir / rel).with_suffix(".mat"))]
-        h.update(f"{rel}\0{stamps[0]}\0{size}\0{stamps[1]}\n".encode())
+    sizes = []
+    for rel in rels:
+        (hea, _), (mat, size) = _stamp(data_dir / rel), _stamp((data_dir / rel).with_suffix(".mat"))
+        h.update(f"{rel}\0{hea}\0{size}\0{mat}\n".encode())
+        sizes.append(size)
     for rel in orphans:
         h.update(f"orphan\0{rel}\n".encode())
-    manifest = dict(
-        version=FORMAT_VERSION, data_dir=str(data_dir.resolve()), n_headers=len(rels), headers=h.hexdigest()
-    )
-    # leads (B1): recorded so that a lead-I corpus is never taken for a 12-lead one
-    return manifest | dict(chunk_size=chunk_size, chunk_bytes=CHUNK_BYTES, fs=TARGET_FS, leads=leads)
+    manifest = dict(version=FORMAT_VERSION, data_dir=str(data_dir.resolve()), n_headers=len(rels))
+    manifest |= dict(headers=h.hexdigest(), chunk_size=chunk_size, chunk_bytes=CHUNK_BYTES, fs=TARGET_FS)
+    manifest["leads"] = leads  # B1: recorded so that a lead-I corpus is never taken for a 12-lead one
+    return manifest, sizes
 
 
 def _assemble(out: Path, parts: Path, n_chunks: int, n_folds: int, seed: int, orphans: list[str] = ()) -> dict:
     """The parts, duplicates dropped -> skipped.csv, signals.npy, index.csv, stats.json (atomically, in
     that order); returns the stats. UserError (after skipped.csv) when no record is kept."""
-    kept, skipped, take = _dedup(parts, n_chunks)
+    kept, skipped = _dedup(parts, n_chunks)
     n_headers = len(kept) + len(skipped)
-    skipped += [
-        _skip_row(rel, "missing header", f"signal file with no {Path(rel).stem}.hea beside it") for rel in orphans
-    ]
+    for rel in orphans:
+        skipped.append(_skip_row(rel, "missing header", f"signal file with no {Path(rel).stem}.hea beside it"))
     _write_csv(out / "skipped.csv", pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS)), list(SKIPPED_COLUMNS))
     if not kept:
         reasons = ", ".join(f"{r}: {c}" for r, c in _reason_counts(skipped).items())
         raise UserError(f"no record kept: all {n_headers} headers were skipped ({reasons}); see {out / 'skipped.csv'}")
     total = sum(m["length"] for m in kept)
-    _write_npy(out / "signals.npy", total, _kept_blocks(parts, take))
+    _write_npy(out / "signals.npy", total, _kept_blocks(parts, kept))
     index = _index_frame(kept, n_folds, seed)
     _write_csv(out / "index.csv", index, list(INDEX_COLUMNS))
-    stats = _stats(kept, skipped, index, n_headers, len(orphans), n_folds, seed)
+    stats = _stats(kept, skipped, index, len(orphans), n_folds, seed)
     write_json(out / "stats.json", stats)
     return stats
 
@@ -248,10 +231,10 @@ def _reason_counts(skipped: list[dict]) -> dict[str, int]:
     return dict(sorted(Counter(s["reason"] for s in skipped).items()))
 
 
-def _dedup(parts: Path, n_chunks: int) -> tuple[list[dict], list[dict], list[list[tuple[int, int]]]]:
-    """(kept records with their `offset` in signals.npy; skipped rows; per chunk, the (start,
-    length) of its kept records in its block). A signal (hash) or name kept before is skipped."""
-    kept, skipped, take = [], [], []
+def _dedup(parts: Path, n_chunks: int) -> tuple[list[dict], list[dict]]:
+    """(kept records with their `offset` in signals.npy and their `chunk` and `start` in its part;
+    skipped rows). A signal (hash) or name kept before is skipped."""
+    kept, skipped = [], []
     first_by_hash: dict[str, str] = {}
     names: set[str] = set()
     offset = 0
@@ -259,13 +242,12 @@ def _dedup(parts: Path, n_chunks: int) -> tuple[list[dict], list[dict], list[lis
         info = json.loads(_chunk_paths(parts, k)[1].read_text())
         ok = {m["path"]: m for m in info["records"]}
         bad = {s["path"]: s for s in info["skipped"]}
-        start, chunk_take = 0, []
+        start = 0
         for rel in info["rels"]:
             if rel in bad:
                 skipped.append(bad[rel])
                 continue
             item = ok[rel]
-            block_start, start = start, start + item["length"]
             if item["hash"] in first_by_hash:
                 skipped.append(_skip_row(rel, "duplicate signal", f"duplicate of {first_by_hash[item['hash']]}"))
             elif item["record"] in names:
@@ -273,21 +255,17 @@ def _dedup(parts: Path, n_chunks: int) -> tuple[list[dict], list[dict], list[lis
             else:
                 first_by_hash[item["hash"]] = item["record"]
                 names.add(item["record"])
-                kept.append(dict(item, offset=offset))
+                kept.append(dict(item, offset=offset, chunk=k, start=start))
                 offset += item["length"]
-                chunk_take.append((block_start, item["length"]))
-        take.append(chunk_take)
-    return kept, skipped, take
+            start += item["length"]
+    return kept, skipped
 
 
-def _kept_blocks(parts: Path, take: list[list[tuple[int, int]]]):
-    """The kept records' signal rows, (length, 12) float32 each, chunk by chunk."""
-    for k, rows in enumerate(take):
-        if rows:
-            block = np.load(_chunk_paths(parts, k)[0], mmap_mode="r")
-            for s, n in rows:
-                yield block[s : s + n]
-            del block
+def _kept_blocks(parts: Path, kept: list[dict]):
+    """The kept records' signal rows, (length, 12) float32 each, one part at a time."""
+    for k, records in itertools.groupby(kept, key=lambda m: m["chunk"]):
+        block = np.load(_chunk_paths(parts, k)[0], mmap_mode="r")
+        yield from (block[m["start"] : m["start"] + m["length"]] for m in records)
 
 
 def _index_frame(kept: list[dict], n_folds: int, seed: int) -> pd.DataFrame:
@@ -301,13 +279,11 @@ def _index_frame(kept: list[dict], n_folds: int, seed: int) -> pd.DataFrame:
     return index
 
 
-def _stats(
-    kept: list[dict], skipped: list[dict], index: pd.DataFrame, n_headers: int, n_orphans: int, n_folds: int, seed: int
-) -> dict:
+def _stats(kept: list[dict], skipped: list[dict], index: pd.DataFrame, n_orphans: int, n_folds: int, seed: int) -> dict:
     """stats.json: per-lead mean and std in mV (averages of the records' own) and counts."""
     means = np.array([m["mean"] for m in kept], dtype=np.float64).reshape(-1, 12)
     stds = np.array([m["std"] for m in kept], dtype=np.float64).reshape(-1, 12)
-    label_matrix = L.encode_many(index["labels"].tolist())
+    label_matrix, per_source = L.encode_many(index["labels"].tolist()), index["source"].value_counts()
     return {
         "format_version": FORMAT_VERSION,
         "fs": TARGET_FS,
@@ -315,12 +291,12 @@ def _stats(
         "mean": means.mean(axis=0).tolist(),
         "std": stds.mean(axis=0).tolist(),
         "stats_definition": "average over kept records (all folds) of each record's per-lead mean / std (ddof 0) at 100 Hz, mV (book: The data, normalisation)",
-        "n_headers": n_headers,
+        "n_headers": len(kept) + len(skipped) - n_orphans,
         "n_orphan_signal_files": n_orphans,
         "n_records": len(kept),
         "n_skipped": len(skipped),  # = n_headers + n_orphan_signal_files - n_records
         "total_samples": int(index["length"].sum()),
-        "per_source": {s: int(c) for s in SOURCES if (c := sum(m["source"] == s for m in kept))},
+        "per_source": {s: int(per_source[s]) for s in SOURCES if s in per_source},
         "classes": list(L.CLASSES),
         "per_class": {a: int(c) for a, c in zip(L.ABBREVIATIONS, label_matrix.sum(axis=0))},
         "per_skip_reason": _reason_counts(skipped),
@@ -331,11 +307,9 @@ def _stats(
 
 
 def _write_csv(path: Path, df: pd.DataFrame, columns: list[str]) -> None:
-    df = df[columns].copy()
-    for col in ("fs", "age"):  # repr() floats: exact, the same bytes on every run; '' when missing
-        if col in df.columns:
-            df[col] = ["" if v is None or v != v else repr(float(v)) for v in df[col].tolist()]
-    write_text_atomic(path, df.to_csv(index=False, lineterminator="\n"))
+    """`df[columns]` as CSV, floats as repr(): exact, the same bytes on every run; '' when missing."""
+    text = df[columns].to_csv(index=False, lineterminator="\n", float_format=lambda v: repr(float(v)))
+    write_text_atomic(path, text)
 
 
 def _check_args(data_dir, out, workers, n_folds, seed, chunk_size) -> tuple[Path, Path]:
@@ -390,7 +364,7 @@ def _content_fault(folder: Path, full: bool) -> str | None:
     digest = _complete_digest(folder)
     if digest is None:
         return f"{folder / _COMPLETE} is unreadable or has no digest"
-    if digest != _combined_digest({n: files[n].get("sha256") for n in _CONTENT}):
+    if digest != corpus_digest(folder, {n: files[n].get("sha256") for n in _CONTENT}):
         return f"{folder / _COMPLETE}: its digest is not the one of the files recorded in {provenance.DIGESTS}"
     return None
 
@@ -414,13 +388,12 @@ def _foreign(out: Path, req: dict) -> str | None:
 
 def _swap_in(stage: Path, out: Path) -> None:
     """Rename the finished `stage` onto `out`; a non-empty `out` is first moved aside."""
-    if out.exists():
-        if provenance.holds_files(out):
-            moved = provenance.move_aside(out)
-            print(f"{out}: the previous folder was moved aside to {moved.name}", file=sys.stderr)
-        else:
-            (out / provenance.LOCK).unlink(missing_ok=True)
-            out.rmdir()
+    if provenance.holds_files(out):
+        moved = provenance.move_aside(out)
+        print(f"{out}: the previous folder was moved aside to {moved.name}", file=sys.stderr)
+    elif out.exists():  # an empty folder, or one holding only an old in-folder lock file
+        (out / provenance.LOCK).unlink(missing_ok=True)
+        out.rmdir()
     os.replace(stage, out)
 
 
@@ -436,18 +409,16 @@ def prepare(
     leads: str = "twelve",
     wait_s: float = 0.0,
 ) -> Path:
-    """Prepare the records below `data_dir` into `out` (the module docstring); returns `out`. A finished
-    `out` of the same request is kept; another or a damaged one is refused unless `force` (moved
-    aside, `OUT.stale-<time>`). leads: "twelve" or "lead-i" (B1). One writer at a time (the lock
-    of `out`), another's waited for `wait_s` seconds."""
+    """Prepare the records below `data_dir` into `out` (the module docstring); returns `out`. A finished `out`
+    of the same request is kept; another or a damaged one is refused unless `force` (moved aside, `OUT.stale-<time>`).
+    leads: "twelve" or "lead-i" (B1). One writer at a time (the lock of `out`), another's waited for `wait_s` s."""
     data_dir, out = _check_args(data_dir, out, workers, n_folds, seed, chunk_size)
     if leads not in LEAD_MODES:
         raise UserError(f"--leads {leads!r} must be one of {', '.join(LEAD_MODES)}")
     rels, orphans = walk_corpus(data_dir)
     if not rels:
         raise UserError(f"--data-dir {data_dir} holds no .hea header files (searched all sub-folders)")
-    sizes = [_signal_bytes(data_dir, rel) for rel in rels]
-    manifest = _manifest(data_dir, rels, sizes, int(chunk_size), orphans, leads)
+    manifest, sizes = _manifest(data_dir, rels, int(chunk_size), orphans, leads)
     req = _request(manifest, n_folds, seed)
     if _finished(out, req):
         print(f"{out} is already prepared from {data_dir} ({len(rels)} headers); nothing to do", file=sys.stderr)
@@ -462,9 +433,7 @@ def prepare(
                 return out
             stage.mkdir(parents=True, exist_ok=True)
             if not _finished(stage, req):  # (else: finished but not yet renamed when it was stopped)
-                stats = _build(
-                    stage, data_dir, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress
-                )
+                stats = _build(stage, data_dir, rels, orphans, sizes, manifest, req, workers, progress)
                 print(
                     f"prepared {stats['n_records']} records ({stats['total_samples']} samples at {TARGET_FS} Hz), "
                     f"skipped {stats['n_skipped']}: {stats['per_skip_reason']} -> {out}",
@@ -482,25 +451,33 @@ def prepare(
     return out
 
 
-def _build(
-    stage: Path, data_dir: Path, rels, orphans, sizes, manifest, req, workers, n_folds, seed, chunk_size, progress
-) -> dict:
+def _build(stage: Path, data_dir: Path, rels, orphans, sizes, manifest, req, workers, progress) -> dict:
     """Missing chunks, outputs, provenance, digests and `.complete.json` (last) into `stage`; the stats."""
+    n_folds, seed = req["settings"]["n_folds"], req["seed"]
     for name in (_COMPLETE, provenance.PROVENANCE):
         (stage / name).unlink(missing_ok=True)
     parts = _parts_for(stage, manifest)
-    chunks = make_chunks(rels, sizes, int(chunk_size))
+    chunks = make_chunks(rels, sizes, manifest["chunk_size"])
     todo = [k for k in range(len(chunks)) if not all(p.exists() for p in _chunk_paths(parts, k))]
     if len(todo) < len(chunks):
         print(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already done", file=sys.stderr)
     tasks = [(k, str(data_dir), chunks[k], str(parts), manifest["leads"]) for k in todo]
-    _run_tasks(tasks, workers, total=sum(len(t[2]) for t in tasks), progress=progress)
+    from tqdm import tqdm  # tqdm: only when a corpus is built
 
-    stats = _assemble(stage, parts, len(chunks), int(n_folds), int(seed), orphans)
+    total, disable = sum(len(t[2]) for t in tasks), None if progress is None else not progress
+    with tqdm(total=total, unit="rec", desc="prepare", disable=disable) as bar, contextlib.ExitStack() as stack:
+        if workers == 1 or len(tasks) <= 1:  # here, else in a pool of `workers` processes
+            done = map(_process_chunk, tasks)
+        else:
+            pool = stack.enter_context(multiprocessing.get_context().Pool(min(workers, len(tasks))))
+            done = pool.imap_unordered(_process_chunk, tasks)
+        for _, n in done:
+            bar.update(n)
+    stats = _assemble(stage, parts, len(chunks), n_folds, seed, orphans)
     provenance.write(stage, req)
     files = provenance.write_digests(stage, OUTPUTS)["files"]  # one pass over signals.npy
-    digest = _combined_digest({n: files[n]["sha256"] for n in _CONTENT})
-    write_json(stage / _COMPLETE, dict(manifest, n_folds=int(n_folds), seed=int(seed), digest=digest))
+    digest = corpus_digest(stage, {n: files[n]["sha256"] for n in _CONTENT})
+    write_json(stage / _COMPLETE, dict(manifest, n_folds=n_folds, seed=seed, digest=digest))
     shutil.rmtree(parts, ignore_errors=True)
     return stats
 
@@ -508,46 +485,24 @@ def _build(
 def _parts_for(stage: Path, manifest: dict) -> Path:
     """`stage/.parts`, with the parts of an earlier run kept only when made from this `manifest`."""
     parts = stage / _PARTS
-    mpath = parts / "manifest.json"
-    if parts.exists():
-        try:
-            same = json.loads(mpath.read_text()) == manifest
-        except (OSError, ValueError):
-            same = False
-        if not same:
-            print(f"{parts}: parts from another input or settings; starting over", file=sys.stderr)
-            shutil.rmtree(parts)
+    try:
+        same = json.loads((parts / "manifest.json").read_text()) == manifest
+    except (OSError, ValueError):
+        same = False
+    if parts.exists() and not same:
+        print(f"{parts}: parts from another input or settings; starting over", file=sys.stderr)
+        shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
-    if not mpath.exists():
-        write_json(mpath, manifest)
+    if not same:
+        write_json(parts / "manifest.json", manifest)
     return parts
 
 
-def _run_tasks(tasks: list, workers: int, total: int, progress: bool | None) -> None:
-    """Process the chunk `tasks` here or in a pool of `workers` processes, counting records."""
-    from tqdm import tqdm  # only when there is work
-
-    disable = None if progress is None else not progress
-    with tqdm(total=total, unit="rec", desc="prepare", disable=disable) as bar, contextlib.ExitStack() as stack:
-        if workers == 1 or len(tasks) <= 1:
-            done = map(_process_chunk, tasks)
-        else:
-            pool = stack.enter_context(multiprocessing.get_context().Pool(min(workers, len(tasks))))
-            done = pool.imap_unordered(_process_chunk, tasks)
-        for _, n in done:
-            bar.update(n)
-
-
-_CONTENT = ("signals.npy", "index.csv", "stats.json")  # what corpus_digest covers
-
-
-def corpus_digest(out: Path) -> str:
-    """SHA-256 of a prepared corpus's signals, index and stats: `.complete.json`'s `digest`."""
-    return _combined_digest({name: provenance.sha256_file(out / name) for name in _CONTENT})
-
-
-def _combined_digest(shas: dict[str, str]) -> str:
-    """corpus_digest from the SHA-256 of each file of _CONTENT."""
+def corpus_digest(out: Path, shas: dict[str, str] | None = None) -> str:
+    """SHA-256 of a prepared corpus's signals, index and stats (`.complete.json`'s `digest`), from
+    the SHA-256 of each file (`shas`; when not given, read from `out`)."""
+    if shas is None:
+        shas = {name: provenance.sha256_file(out / name) for name in _CONTENT}
     return hashlib.sha256("\n".join(f"{name}:{shas[name]}" for name in _CONTENT).encode()).hexdigest()
 
 
@@ -705,26 +660,23 @@ def _index_fault(index: pd.DataFrame, n_rows: int, stats: dict) -> str | None:
     bad_labels = {t for t in pd.unique(index["labels"]) if not t.split() or not set(t.split()) <= classes}
     if bad_labels:  # checked once per distinct label string: a few hundred at most
         i = int(index["labels"].isin(bad_labels).to_numpy().argmax())
-        codes = index["labels"].iloc[i].split()
-        if not codes:
+        unknown = [c for c in index["labels"].iloc[i].split() if c not in classes]  # none: no code at all
+        if not unknown:
             return f"index.csv: record {rec[i]!r} has no label"
-        unknown = next(c for c in codes if c not in classes)
-        return f"index.csv: record {rec[i]!r} has label code {unknown!r}, not one of the {L.N_CLASSES} classes"
+        return f"index.csv: record {rec[i]!r} has label code {unknown[0]!r}, not one of the {L.N_CLASSES} classes"
     return None
 
 
 def cli(argv: list[str]) -> int:
     """`python -m ecgssl_nb prepare --data-dir DIR --out OUT [--workers N] [--n-folds K] [--seed S] [--force]`."""
     p = provenance.CommandParser(prog="python -m ecgssl_nb prepare", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--data-dir", required=True, help="folder with the Challenge records (*.hea + *.mat), searched recursively"
-    )
+    p.add_argument("--data-dir", required=True, help="folder of the records (*.hea + *.mat), searched recursively")
     p.add_argument("--out", required=True, help="output folder (signals.npy, index.csv, skipped.csv, stats.json)")
     p.add_argument("--workers", type=int, default=2, help="processes reading and resampling records (default 2)")
     p.add_argument("--n-folds", type=int, default=10, help="folds for iterative stratification (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stratification's tie-breaks (default 0)")
     p.add_argument(
-        "--chunk-size", type=int, default=DEFAULT_CHUNK, help=f"records per resumable part (default {DEFAULT_CHUNK})"
+        "--chunk-size", type=int, default=DEFAULT_CHUNK, help="records per resumable part (default %(default)s)"
     )
     force = "rebuild an --out made from other data or settings, or damaged (the old one is moved aside to "
     p.add_argument("--force", action="store_true", help=force + "OUT.stale-<time>, never deleted)")

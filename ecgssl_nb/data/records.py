@@ -1,17 +1,17 @@
 """One PhysioNet/CinC Challenge 2020/2021 record: WFDB header (.hea) + MATLAB v4 signal (.mat).
 
-The header is parsed here, not by wfdb, for the released headers' quirks (a first line naming
-`E00009.mat`, `#Dx:` or `# Dx:`, format `16+24` or `16x1+24`, gains such as `1000.0(0)/mV`, unit
-`/mv`, age `NaN` or `Unknown`) and for speed. mV = (digital - baseline) / gain (WFDB), in the
-standard lead order I, II, III, aVR, aVL, aVF, V1..V6. A record that cannot be used raises
-`RecordError(path, reason)`, a stable reason skipped.csv groups by: missing or unreadable header
-(bytes not UTF-8 too), missing, unreadable or truncated signal file, length mismatch, unsupported
-format or unit, not 12 leads, NaN samples, invalid gain (outside [`GAIN_MIN`, `GAIN_MAX`] units per
-mV; 0, "uncalibrated", too) and implausible amplitude (not finite or beyond +-`MAX_ABS_MV`).
+Headers are parsed here, not by wfdb, for speed and the released quirks (`E00009.mat` on the first
+line, `#Dx:` or `# Dx:`, format `16+24` or `16x1+24`, gains such as `1000.0(0)/mV`, unit `/mv`, age
+`NaN` or `Unknown`). mV = (digital - baseline) / gain (WFDB), in LEADS order. An unusable record
+raises `RecordError(path, reason)`, the stable reasons skipped.csv groups by: missing or unreadable
+header (bytes not UTF-8 too), missing, unreadable or truncated signal file, length mismatch,
+unsupported format or unit, not 12 leads, NaN samples, invalid gain (0, "uncalibrated", or outside
+[`GAIN_MIN`, `GAIN_MAX`] units per mV) and implausible amplitude (not finite or beyond +-`MAX_ABS_MV`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,13 +55,14 @@ _FOLDER_SOURCE = {
     }.items()
     for folder in folders.split()
 }
-_DX_RE = re.compile(r"^#\s*dx\s*:(.*)$", re.IGNORECASE)
-_AGE_RE = re.compile(r"^#\s*age\s*:(.*)$", re.IGNORECASE)
-_SEX_RE = re.compile(r"^#\s*sex\s*:(.*)$", re.IGNORECASE)
+_FMT_RE = re.compile(r"^(\d+)(?:x(\d+))?(?::\d+)?(?:\+(\d+))?$")
+_COMMENT_RE = re.compile(r"^#\s*(dx|age|sex)\s*:(.*)$", re.IGNORECASE)
 _GAIN_RE = re.compile(r"^([-+0-9.eE]+)?(?:\(([-+0-9.eE]+)\))?(?:/(.*))?$")
 _UNIT_SCALE = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "µv": 1e-3, "v": 1e3}  # to mV
-_MISSING = {"", "nan", "unknown", "none", "n/a", "na"}
+_NO_SEX = {"", "nan", "unknown", "none", "n/a", "na"}
 _SEXES = {"m": "Male", "male": "Male", "f": "Female", "female": "Female"}
+# MATLAB v4 MOPT code of a little-endian (M 0) full (T 0) numeric matrix -> its type (P: MOPT / 10)
+_V4_TYPES = {0: "<f8", 10: "<f4", 20: "<i4", 30: "<i2", 40: "<u2", 50: "<u1"}
 
 
 @dataclass(frozen=True)
@@ -106,38 +107,11 @@ def source_of(name: str, path: str | Path | None = None) -> str:
     parts = reversed(Path(path).parts[:-1]) if path is not None else ()  # the nearest folder first
     hints = (_FOLDER_SOURCE.get(part.lower()) or (part if part in SOURCES[:-1] else None) for part in parts)
     folder_hint = next((h for h in hints if h is not None), None)
-    if m:
-        prefix, number = m.group(1), int(m.group(2))
-        if prefix == "JS":
-            if folder_hint in ("Chapman-Shaoxing", "Ningbo"):
-                return folder_hint
-            return "Chapman-Shaoxing" if number <= _JS_LAST_CHAPMAN else "Ningbo"
-        return _PREFIX_SOURCE[prefix]
-    return folder_hint or "unknown"
-
-
-def _parse_missing_float(text: str) -> float | None:
-    text = text.strip()
-    if text.lower() in _MISSING:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return None if np.isnan(value) else value
-
-
-def _parse_sex(text: str) -> str | None:
-    low = text.strip().lower()
-    return None if low in _MISSING else _SEXES.get(low, text.strip())
-
-
-def _leading_number(text: str) -> float:
-    """'500' -> 500.0; '500/10' or '500(0)' (WFDB counter frequency / base) -> 500.0."""
-    return float(re.split(r"[/(]", text, maxsplit=1)[0])
-
-
-_FMT_RE = re.compile(r"^(\d+)(?:x(\d+))?(?::\d+)?(?:\+(\d+))?$")
+    if m is None or (m.group(1) == "JS" and folder_hint in ("Chapman-Shaoxing", "Ningbo")):
+        return folder_hint or "unknown"
+    if m.group(1) == "JS":
+        return "Chapman-Shaoxing" if int(m.group(2)) <= _JS_LAST_CHAPMAN else "Ningbo"
+    return _PREFIX_SOURCE[m.group(1)]
 
 
 def _signal_fields(hea_path: Path, fmt_field: str, gain_field: str, adc_zero_field: str) -> tuple[float, float]:
@@ -151,14 +125,13 @@ def _signal_fields(hea_path: Path, fmt_field: str, gain_field: str, adc_zero_fie
     if not g:
         raise RecordError(hea_path, "unreadable header", f"gain {gain_field!r}")
     try:
-        gain = float(g.group(1)) if g.group(1) else 0.0
-        adc_zero = float(adc_zero_field)
+        gain, adc_zero = float(g.group(1) or 0), float(adc_zero_field)
+        baseline = float(g.group(2)) if g.group(2) else adc_zero  # WFDB: baseline defaults to ADC zero
     except ValueError:
         detail = f"gain {gain_field!r} or ADC zero {adc_zero_field!r}"
         raise RecordError(hea_path, "unreadable header", detail) from None
     if gain == 0:  # WFDB: 0 means "uncalibrated"; its default of 200 would be a guess
         raise RecordError(hea_path, "invalid gain", f"gain {gain_field!r} (0: uncalibrated)")
-    baseline = float(g.group(2)) if g.group(2) else adc_zero  # WFDB: baseline defaults to ADC zero
     unit = (g.group(3) or "mV").strip().lower()
     if unit not in _UNIT_SCALE:
         raise RecordError(hea_path, "unsupported unit", f"unit {g.group(3)!r}")
@@ -181,27 +154,11 @@ def _read_bytes(path: Path, missing: str, unreadable: str) -> bytes:
         raise RecordError(path, unreadable, exc.strerror or str(exc)) from None
 
 
-def _header_lines(hea_path: Path) -> tuple[list[str], list[str]]:
-    """(record and signal lines, comment lines) of a header, stripped. Bytes that are not UTF-8 are
-    'unreadable header' (never decoded into a wrong Dx code)."""
-    raw = _read_bytes(hea_path, "missing header", "unreadable header")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise RecordError(hea_path, "unreadable header", f"bytes that are not UTF-8 on line {line}") from None
-    lines = [ln.strip() for ln in text.splitlines()]
-    body = [ln for ln in lines if ln and not ln.startswith("#")]
-    if not body:
-        raise RecordError(hea_path, "unreadable header", "no record line")
-    return body, [ln for ln in lines if ln.startswith("#")]
-
-
 def _record_line(hea_path: Path, line: str) -> tuple[int, float, int]:
     """(leads, sampling rate in Hz, samples per lead) from the header's first line."""
     first = line.split()
-    try:
-        n_leads, fs, n_samples = int(first[1]), _leading_number(first[2]), int(first[3])
+    try:  # fs '500', '500/10' or '500(0)' (WFDB counter frequency / base): 500.0
+        n_leads, fs, n_samples = int(first[1]), float(re.split(r"[/(]", first[2], maxsplit=1)[0]), int(first[3])
     except (IndexError, ValueError):
         raise RecordError(hea_path, "unreadable header", f"record line {line!r}") from None
     if n_leads <= 0 or fs <= 0 or n_samples < 0:
@@ -209,79 +166,78 @@ def _record_line(hea_path: Path, line: str) -> tuple[int, float, int]:
     return n_leads, fs, n_samples
 
 
-def _signal_lines(hea_path: Path, lines: list[str]) -> tuple[str, list[str], list[float], list[float]]:
-    """(signal file, lead names, gains in units per mV, baselines in units) of the signal lines."""
-    files, leads, gains, baselines = [], [], [], []
+def _signal_lines(hea_path: Path, lines: list[str]) -> tuple[str, list[str], np.ndarray]:
+    """(signal file, lead names, (2, n_leads) float64 gains in units per mV and baselines in units)."""
+    files, leads, fields = set(), [], []
     seen: dict[tuple[str, str, str], tuple[float, float]] = {}
     for ln in lines:
         parts = ln.split()
         if len(parts) < 9:
             raise RecordError(hea_path, "unreadable header", f"signal line without lead name: {ln!r}")
-        files.append(parts[0])
+        files.add(parts[0])
         key = (parts[1], parts[2], parts[4])  # format, gain, ADC zero: shared by the 12 lines as a rule
         if key not in seen:
             seen[key] = _signal_fields(hea_path, *key)
-        gains.append(seen[key][0])
-        baselines.append(seen[key][1])
+        fields.append(seen[key])
         leads.append(" ".join(parts[8:]))
-    if len(set(files)) != 1:
-        raise RecordError(hea_path, "unreadable header", f"signals in several files {sorted(set(files))}")
-    return files[0], leads, gains, baselines
+    if len(files) != 1:
+        raise RecordError(hea_path, "unreadable header", f"signals in several files {sorted(files)}")
+    return files.pop(), leads, np.asarray(fields, dtype=np.float64).T
 
 
 def _comments(comments: list[str]) -> tuple[tuple[str, ...], float | None, str | None]:
     """(Dx codes in header order without repeats, age in years, sex) from the `#` lines."""
     dx: dict[str, None] = {}
     age = sex = None
-    for ln in comments:
-        if m := _DX_RE.match(ln):
-            dx.update(dict.fromkeys(c.strip() for c in m.group(1).split(",") if c.strip()))
-        elif m := _AGE_RE.match(ln):
-            age = _parse_missing_float(m.group(1))
-        elif m := _SEX_RE.match(ln):
-            sex = _parse_sex(m.group(1))
+    for m in filter(None, map(_COMMENT_RE.match, comments)):
+        key, text = m.group(1).lower(), m.group(2).strip()
+        if key == "dx":
+            dx.update(dict.fromkeys(c.strip() for c in text.split(",") if c.strip()))
+        elif key == "age":  # 'NaN', 'Unknown', '': None
+            age = None
+            with contextlib.suppress(ValueError):
+                age = None if np.isnan(float(text)) else float(text)
+        else:
+            sex = None if text.lower() in _NO_SEX else _SEXES.get(text.lower(), text)
     return tuple(dx), age, sex
 
 
 def read_header(hea_path: str | Path) -> Header:
-    """Parse one WFDB header; RecordError: missing/unreadable header, unsupported format/unit, invalid gain."""
+    """Parse one WFDB header; RecordError: missing/unreadable header, unsupported format/unit, invalid gain.
+    Bytes that are not UTF-8 are 'unreadable header' (never decoded into a wrong Dx code)."""
     hea_path = Path(hea_path)
-    body, comments = _header_lines(hea_path)
+    raw = _read_bytes(hea_path, "missing header", "unreadable header")
+    try:
+        lines = [ln.strip() for ln in raw.decode("utf-8").splitlines()]
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise RecordError(hea_path, "unreadable header", f"bytes that are not UTF-8 on line {line}") from None
+    body = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not body:
+        raise RecordError(hea_path, "unreadable header", "no record line")
     n_leads, fs, n_samples = _record_line(hea_path, body[0])
     if len(body) - 1 < n_leads:
         raise RecordError(hea_path, "unreadable header", f"{n_leads} signals announced, {len(body) - 1} signal lines")
-    signal_file, leads, gains, baselines = _signal_lines(hea_path, body[1 : 1 + n_leads])
-    dx, age, sex = _comments(comments)
-    gain, baseline = (np.asarray(v, dtype=np.float64) for v in (gains, baselines))
+    signal_file, leads, (gain, baseline) = _signal_lines(hea_path, body[1 : 1 + n_leads])
+    dx, age, sex = _comments([ln for ln in lines if ln.startswith("#")])
     return Header(
         hea_path.stem, hea_path, n_leads, fs, n_samples, signal_file, tuple(leads), gain, baseline, dx, age, sex
     )
 
 
-# MATLAB v4 numeric type digit P of the MOPT code -> numpy type (little-endian variant)
-_V4_TYPES = {0: "f8", 1: "f4", 2: "i4", 3: "i2", 4: "u2", 5: "u1"}
-
-
 def read_mat_val(mat_path: str | Path) -> np.ndarray:
-    """The `val` matrix of a Challenge .mat file as stored (rows x cols), without conversion:
-    MATLAB v4 (what the Challenge ships) parsed here, 10x faster than scipy.io.loadmat, the
-    fallback for anything else."""
+    """The `val` matrix of a Challenge .mat file as stored (rows x cols): little-endian MATLAB v4
+    (what the Challenge ships) parsed here, 10x faster than scipy.io.loadmat, the fallback for the rest."""
     mat_path = Path(mat_path)
     raw = _read_bytes(mat_path, "missing signal file", "unreadable signal file")
     if len(raw) < 20:
         raise RecordError(mat_path, "truncated signal file", f"{len(raw)} bytes")
-    head = np.frombuffer(raw[:20], dtype="<i4")
-    mopt, mrows, ncols, imagf, namlen = (int(v) for v in head)
-    m_digit, o_digit, p_digit, t_digit = mopt // 1000, (mopt // 100) % 10, (mopt // 10) % 10, mopt % 10
-    is_v4 = 0 <= mopt < 5000 and m_digit in (0, 1) and o_digit == 0 and t_digit == 0 and p_digit in _V4_TYPES
-    if not is_v4 or imagf != 0 or mrows < 0 or ncols < 0 or not (0 < namlen < 64):
+    mopt, mrows, ncols, imagf, namlen = (int(v) for v in np.frombuffer(raw[:20], dtype="<i4"))
+    if mopt not in _V4_TYPES or imagf != 0 or mrows < 0 or ncols < 0 or not (0 < namlen < 64):
         return _read_mat_scipy(mat_path)
-    if m_digit == 1:  # big-endian file: re-read the header fields
-        mopt, mrows, ncols, imagf, namlen = (int(v) for v in np.frombuffer(raw[:20], dtype=">i4"))
-    name = raw[20 : 20 + namlen].rstrip(b"\x00").decode("latin-1")
-    if name != "val":
+    if raw[20 : 20 + namlen].rstrip(b"\x00") != b"val":
         return _read_mat_scipy(mat_path)
-    dtype = np.dtype(("<" if m_digit == 0 else ">") + _V4_TYPES[p_digit])
+    dtype = np.dtype(_V4_TYPES[mopt])
     start = 20 + namlen
     need = mrows * ncols * dtype.itemsize
     if len(raw) - start < need:
@@ -313,14 +269,11 @@ def _lead_order(leads: tuple[str, ...] | list[str], path: str | Path = "") -> np
     missing = [LEADS[i] for i in range(12) if i not in found]
     if missing:
         raise RecordError(path, "not 12 leads", f"missing {', '.join(missing)}; header has {', '.join(leads)}")
-    order = np.empty(12, dtype=np.int64)
-    order[np.asarray(found)] = np.arange(12)
-    return order
+    return np.argsort(found)  # the inverse of the permutation `found`
 
 
 def _read_val(header: Header) -> np.ndarray:
-    """The .mat `val` of a parsed header, (n_leads, N) in the header's lead order, as stored
-    (usually int16; for MATLAB v4 files a transposed view of the file's (N, n_leads) layout)."""
+    """The .mat `val` of a parsed header, (n_leads, N) in the header's lead order, as stored."""
     mat_path = header.path.parent / header.signal_file
     if not mat_path.exists():  # a header that names the record file oddly: NAME.mat beside it
         if not header.path.with_suffix(".mat").exists():
@@ -339,19 +292,17 @@ def _read_val(header: Header) -> np.ndarray:
 
 
 def read_record(hea_path: str | Path, header: Header | None = None) -> Record:
-    """Read one record: float32 (12, N) mV in LEADS order (C-contiguous), dx codes, age, sex,
-    source. mV = (digital - baseline) / gain in float32; digital -32768 (WFDB's 'no sample')
-    is NaN, as in wfdb. `header`: the already parsed header of `hea_path`."""
+    """Read one record: float32 (12, N) mV in LEADS order (C-contiguous), dx codes, age, sex, source.
+    `header`: the already parsed header of `hea_path`."""
     return read_record_raw(hea_path, header)[0]
 
 
 def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple[Record, np.ndarray]:
     """`read_record` plus the stored samples, (N, n_leads) in the header's lead order (usually
-    int16; what `prepare` hashes to find duplicates). RecordError 'NaN samples' or 'implausible
-    amplitude' (`_to_mv`)."""
+    int16; what `prepare` hashes to find duplicates)."""
     header = header if header is not None else read_header(hea_path)
     order = _lead_order(header.leads, header.path)
-    nt = _read_val(header).T  # (N, 12): contiguous for MATLAB v4 files, so the passes below are fast
+    nt = _read_val(header).T  # (N, 12): contiguous for MATLAB v4 files (a transposed view), so fast
     x = _to_mv(header, nt)  # (N, 12) float32 mV, header order
     if not np.array_equal(order, np.arange(12)):
         x = x[:, order]
@@ -360,8 +311,8 @@ def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple
 
 
 def _to_mv(header: Header, nt: np.ndarray) -> np.ndarray:
-    """Stored samples (N, n_leads) -> float32 mV, (digital - baseline) / gain, after checking that
-    none is missing ('NaN samples') and none exceeds +-MAX_ABS_MV ('implausible amplitude')."""
+    """Stored samples (N, n_leads) -> float32 mV, (digital - baseline) / gain; RecordError 'NaN samples'
+    (NaN, or -32768: WFDB's 'no sample') or 'implausible amplitude' (beyond +-MAX_ABS_MV)."""
     if not np.isfinite(nt).all() if nt.dtype.kind == "f" else nt.dtype == np.int16 and bool((nt == -32768).any()):
         raise RecordError(header.path, "NaN samples")
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught just below
