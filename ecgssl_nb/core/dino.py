@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices  # torch's own list
 
-from .errors import UserError, check_choice, check_int
+from .errors import check_choice
 from .models import init_xavier, make_backbone
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
 from .settings import CENTER_UPDATES, MAIN_TRANSFORMS, OPTIMIZERS, WINDOW, AugmentConfig, PretrainConfig
@@ -62,8 +62,6 @@ class DINOHead(nn.Module):
 
     def __init__(self, in_dim: int = 512, out_dim: int = 65536, hidden: int = 512, bottleneck: int = 128):
         super().__init__()
-        for name, value in (("in_dim", in_dim), ("out_dim", out_dim), ("hidden", hidden), ("bottleneck", bottleneck)):
-            check_int(f"DINOHead: {name}", value, 1)
         self.mlp = nn.Sequential(
             nn.Linear(in_dim, hidden), nn.GELU(),
             nn.Linear(hidden, hidden), nn.GELU(),
@@ -121,8 +119,9 @@ def dist_on() -> bool:
 class DINOLoss(nn.Module):
     """Self-distillation cross-entropy, for each teacher (global) view q and student view v != q
     CE(q, v) = mean_b sum_k -softmax((t_qb - c) / tau_t)_k * log_softmax(s_vb / tau_s)_k, averaged
-    over the pairs (18 for 2 + 8 views). `teacher_temp`: a float or one per 0-based epoch. The
-    centre c (1, out_dim) is updated after the loss (`update_center`, unless update_center=False)."""
+    over the pairs (18 for 2 + 8 views). `teacher_temp`: a float or one per 0-based epoch; the
+    values are PretrainConfig's, checked there. The centre c (1, out_dim) is updated after the
+    loss (`update_center`, unless update_center=False)."""
 
     def __init__(
         self,
@@ -135,14 +134,7 @@ class DINOLoss(nn.Module):
     ):
         super().__init__()
         self.center_update = check_choice("center_update", center_update, CENTER_UPDATES)
-        check_int("n_global", n_global, 1)
-        temps = np.atleast_1d(np.asarray(teacher_temp, dtype=np.float64))
-        if temps.ndim != 1 or not (temps > 0).all():
-            raise UserError(f"teacher_temp must be > 0 (a number or a per-epoch array), got {teacher_temp!r}")
-        if not student_temp > 0:
-            raise UserError(f"student_temp must be > 0, got {student_temp!r}")
-        if not 0.0 <= center_momentum <= 1.0:
-            raise UserError(f"center_momentum must be in [0, 1], got {center_momentum!r}")
+        temps = np.atleast_1d(np.asarray(teacher_temp, dtype=np.float64))  # (1,) or (epochs,)
         self.n_global = n_global
         self.teacher_temp = temps
         self.student_temp = float(student_temp)
@@ -248,17 +240,12 @@ def make_optimizer(model: nn.Module, kind: str = "adamw") -> torch.optim.Optimiz
     L2 on every trainable parameter, one group (released, B10). The learning rate and the first
     group's weight decay are set every iteration from the schedules. Fused (its step counters on
     the device: a step reads nothing back) where this torch has fused Adam kernels, else foreach."""
-    fused = _fused_ok(model)
+    devices = {p.device.type for p in model.parameters()}
+    fused = True if devices and devices <= set(_get_fused_kernels_supported_devices()) else None
     if check_choice("optimizer", kind, OPTIMIZERS, "an optimiser") == "adamw":
         return torch.optim.AdamW(param_groups(model), lr=0.0, weight_decay=0.0, fused=fused)
     params = [p for p in model.parameters() if p.requires_grad]  # "adam-l2"
     return torch.optim.Adam([{"params": params, "name": "all"}], lr=0.0, weight_decay=0.0, fused=fused)
-
-
-def _fused_ok(model: nn.Module) -> bool | None:
-    """True when every parameter lives on a device with fused Adam kernels (None: the default)."""
-    devices = {p.device.type for p in model.parameters()}
-    return True if devices and devices <= set(_get_fused_kernels_supported_devices()) else None
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

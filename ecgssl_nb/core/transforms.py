@@ -278,16 +278,10 @@ def check_lead_stats(mean: PerLead, std: PerLead, n_leads: int = 12) -> tuple[np
 def _per_lead(mean: PerLead, std: PerLead, like: torch.Tensor, checked: bool = False) -> list[torch.Tensor]:
     """mean, std as (C,) tensors on like's (..., C, N) device and dtype, their values checked
     (`check_lead_stats`) unless `checked`."""
-    c = like.shape[-2]
     if not checked:
-        mean, std = check_lead_stats(mean, std, c)
-    out = []
-    for name, v in (("mean", mean), ("std", std)):
-        t = torch.as_tensor(v if isinstance(v, torch.Tensor) else np.asarray(v, dtype=np.float64))
-        if t.shape != (c,):
-            raise UserError(f"{name} must hold one value per lead, shape ({c},), got {tuple(t.shape)}")
-        out.append(t.to(device=like.device, dtype=like.dtype))
-    return out
+        mean, std = check_lead_stats(mean, std, like.shape[-2])
+    out = [v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v, dtype=np.float64)) for v in (mean, std)]
+    return [t.to(device=like.device, dtype=like.dtype) for t in out]
 
 
 def zscore(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -332,19 +326,14 @@ def spec_lead_mean(device: torch.device | str, dtype: torch.dtype = torch.float3
     return torch.tensor(SPEC_MEAN, dtype=dtype, device=device)
 
 
-def normalize_spectrogram(spec: torch.Tensor, lead_mean: torch.Tensor | None = None) -> torch.Tensor:
-    """(|Z| - SPEC_MEAN[lead]) / SPEC_STD for a (B, 12, 13, F) magnitude spectrogram; `lead_mean`
-    is SPEC_MEAN on spec's device (`spec_lead_mean`, the default)."""
-    spec = _check_batch(spec, "spec", 4, "(B, 12, freq, frames)")
+def spectrogram(x: torch.Tensor, lead_mean: torch.Tensor | None = None) -> torch.Tensor:
+    """Normalised magnitude spectrogram (|Z| - SPEC_MEAN[lead]) / SPEC_STD of raw mV windows:
+    (B, 12, 250) -> (B, 12, 13, 21); `lead_mean` is SPEC_MEAN on x's device (`spec_lead_mean`)."""
+    spec = stft_magnitude(x)  # (B, 12, 13, 21)
     if spec.shape[1] != len(SPEC_MEAN):
-        raise UserError(f"spec must have {len(SPEC_MEAN)} leads, got {spec.shape[1]}")
+        raise UserError(f"x must have {len(SPEC_MEAN)} leads, got {spec.shape[1]}")
     lead_mean = spec_lead_mean(spec.device, spec.dtype) if lead_mean is None else lead_mean
     return (spec - lead_mean[:, None, None]) / SPEC_STD
-
-
-def spectrogram(x: torch.Tensor, lead_mean: torch.Tensor | None = None) -> torch.Tensor:
-    """Normalised magnitude spectrogram of raw mV windows: (B, 12, 250) -> (B, 12, 13, 21)."""
-    return normalize_spectrogram(stft_magnitude(x), lead_mean)
 
 
 # --- spectrogram transforms (paper Sec. II-B.2, Eq. 3) -----------------------------------------
@@ -390,17 +379,6 @@ def _gather_frames(spec: torch.Tensor, frame: torch.Tensor, n_views: int) -> tor
     return padded.expand(n_views, b, c, k, f + 1).gather(4, index)
 
 
-def _crop_widths(widths: torch.Tensor | None, b: int, f: int, device) -> torch.Tensor:
-    """The crop width W (b,) of each sample; the full f when widths is None."""
-    if widths is None:
-        w = torch.full((b,), f, dtype=torch.long, device=device)
-    else:
-        w = torch.as_tensor(widths).to(device=device, dtype=torch.long)
-        if w.shape != (b,) or (w < 1).any() or (w > f).any():
-            raise UserError(f"widths must be a LongTensor ({b},) of crop widths in [1, {f}]")
-    return w
-
-
 def spec_time_cutout(
     spec: torch.Tensor,
     ratio: Sequence[float] = AUGMENT.spec_time_cutout,
@@ -414,7 +392,12 @@ def spec_time_cutout(
     lo, hi = check_pair("ratio", ratio, 0.0, 1.0)
     gen = _check_generator(generator)
     b, c, _, f = spec.shape
-    width = _crop_widths(widths, b, f, spec.device)
+    if widths is None:
+        width = torch.full((b,), f, dtype=torch.long, device=spec.device)  # (B,) crop widths W
+    else:
+        width = torch.as_tensor(widths).to(device=spec.device, dtype=torch.long)
+        if width.shape != (b,) or (width < 1).any() or (width > f).any():
+            raise UserError(f"widths must be a LongTensor ({b},) of crop widths in [1, {f}]")
     start, span = _spec_cutout_spans(width, c, f, lo, hi, gen)
     return spec.masked_fill(_span_mask(start, span, f)[:, :, None, :], 0.0)  # (B, C, 1, F) mask
 
@@ -438,10 +421,6 @@ def freq_cutout(spec: torch.Tensor, generator: torch.Generator | None = None) ->
 
 
 # --- views -------------------------------------------------------------------------------------
-
-
-def _check_set(transforms: str, table: dict, param: str) -> tuple[str, ...]:
-    return table[check_choice(param, transforms, table, "a transform set")]
 
 
 def _view_ratios(b: int, n_global: int, n_local: int, global_scale, local_scale, gen, device) -> torch.Tensor:
@@ -486,7 +465,7 @@ def time_views(
     (12,) mV (up to float rounding), in few passes over the output. checked=True: `mean` and
     `std` were checked once by the caller (`check_lead_stats`): the call never blocks the host.
     """
-    names = _check_set(transforms, TIME_TRANSFORMS, "transforms")
+    names = TIME_TRANSFORMS[check_choice("transforms", transforms, TIME_TRANSFORMS, "a transform set")]
     raw = _check_batch(raw, "raw", 3, "(B, leads, samples)")
     gen = _check_generator(generator)
     tc_lo, tc_hi = _cutout_ratio(tc_mode, tc_ratio, "tc_mode", "tc_ratio")
@@ -562,7 +541,7 @@ def spec_views(
     applied in turn to the V*B stacked spectrograms of the raw windows, computed once; crop,
     padding and time cutout are one gather. released_fc=True drops the frequency cutout (B16).
     """
-    names = _check_set(transforms, SPEC_TRANSFORMS, "transforms")
+    names = SPEC_TRANSFORMS[check_choice("transforms", transforms, SPEC_TRANSFORMS, "a transform set")]
     raw = _check_batch(raw, "raw", 3, "(B, leads, samples)")
     gen = _check_generator(generator)
     tc_lo, tc_hi = check_pair("tc_ratio", tc_ratio, 0.0, 1.0)
