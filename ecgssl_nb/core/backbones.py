@@ -132,14 +132,10 @@ class XResNet1d(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pool = ConcatPool1d()
         self.feature_dim = 2 * c_out
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """Kaiming-normal conv weights, zero conv biases; the first stem conv keeps PyTorch's
-        default init, as the released model builds it after the network's own init."""
-        first = self.stem[0].conv
+        # Kaiming-normal conv weights, zero conv biases; the first stem conv keeps PyTorch's
+        # default init, as the released model builds it after the network's own init.
         for m in self.modules():
-            if isinstance(m, nn.Conv1d) and m is not first:
+            if isinstance(m, nn.Conv1d) and m is not self.stem[0].conv:
                 nn.init.kaiming_normal_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
@@ -224,12 +220,8 @@ class SEResNet2d(nn.Module):
             c_in = width
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.feature_dim = c_in
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """Kaiming-normal (fan-out) conv weights and BN gamma 1 / beta 0, the usual ResNet init;
-        the stem conv keeps PyTorch's default init as in the released model, and the
-        SE linears keep theirs."""
+        # Kaiming-normal (fan-out) conv weights, the usual ResNet init (BN gamma 1, beta 0 by
+        # default); the stem conv and the SE linears keep PyTorch's default init, as released.
         for m in self.modules():
             if isinstance(m, nn.Conv2d) and m is not self.conv1:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -90,8 +90,7 @@ def model_inputs(
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Raw mV windows (W, 12, 250) -> (x_time (W, 12, 250) z-scored or None, x_spec (W, 12, 13, 21)
     `transforms.spectrogram` or None); `spec_mean` is `spec_lead_mean` on the device."""
-    if spec_mean is None:
-        spec_mean = spec_lead_mean(x_raw.device)
+    spec_mean = spec_lead_mean(x_raw.device) if spec_mean is None else spec_mean
     x_time = zscore(x_raw, mean, std) if model.uses_time else None
     x_spec = spectrogram(x_raw, spec_mean) if model.uses_spec else None  # of the RAW crop, as released, fp32
     return x_time, x_spec
@@ -215,12 +214,11 @@ def split_folds(prep: PreparedLike, fold: int, protocol: str) -> Split:
     n_folds = int(prep.stats.get("n_folds", int(prep.index["fold"].max()) + 1))
     fold = check_fold(fold, n_folds)
     inner = inner_fold(fold, n_folds, protocol)
-    train = np.flatnonzero((folds != fold) & (folds != (inner if inner is not None else -1)))
-    outer = np.flatnonzero(folds == fold)
-    inner_rows = np.flatnonzero(folds == inner) if inner is not None else np.array([], dtype=np.int64)
-    sets = [("training", train), (f"outer fold {fold}", outer)]
-    sets += [(f"inner fold {inner}", inner_rows)] if inner is not None else []
-    for what, rows in sets:
+    j = -1 if inner is None else inner  # -1: no fold, so no inner rows under paper-exact
+    train = np.flatnonzero((folds != fold) & (folds != j))
+    outer, inner_rows = np.flatnonzero(folds == fold), np.flatnonzero(folds == j)
+    sets = [("training", train), (f"outer fold {fold}", outer), (f"inner fold {inner}", inner_rows)]
+    for what, rows in sets[: 2 if inner is None else 3]:
         if len(rows) == 0:
             raise UserError(f"--fold {fold}: the {what} set of {prep.path} is empty")
     return Split(fold, inner, n_folds, folds, train, outer, inner_rows)
@@ -377,44 +375,32 @@ def gate_by_class(gate: np.ndarray, labels: np.ndarray) -> dict:
     return {"time": mean[:, 0], "spec": mean[:, 1], "n_positive": n_pos, "overall": gate.mean(axis=0)}
 
 
-def protocol_result(
-    name: str,
-    best: dict,
-    tune_labels: np.ndarray,
-    tune_probs: np.ndarray,
-    report_labels: np.ndarray,
-    report_probs: np.ndarray,
-    cfg: FinetuneConfig,
-) -> dict:
-    """Thresholds tuned on (tune_labels, tune_probs); metrics of (report_labels, report_probs)."""
-    thresholds = threshold_search(tune_labels, tune_probs, grid=cfg.threshold_grid, default=cfg.threshold_default)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        m = metrics.evaluate(report_labels, report_probs, thresholds)
-    per_class = m.pop("per_class")
-    on = "outer" if name == "paper" else "inner"
-    return {
-        "metrics": {**m, "epoch": best["epoch"]},
-        "per_class": per_class,
-        "thresholds": thresholds,
-        "selection": {
-            "epoch": best["epoch"],
-            "metric": cfg.select_metric,
-            "score": best["score"],
-            "selected_on": on,
-            "thresholds_on": on,
-            "reported_on": "outer",
-        },
-    }
-
-
 def protocols(data: Data, best: dict, cfg: FinetuneConfig) -> dict:
-    """{"paper": ..., "honest": ...}: thresholds and metrics of each protocol's selected epoch."""
-    paper = best["paper"]
-    out = {"paper": protocol_result("paper", paper, data.y_outer, paper["outer"], data.y_outer, paper["outer"], cfg)}
-    if data.inner is not None:
-        honest = best["honest"]
-        out["honest"] = protocol_result(
-            "honest", honest, data.y_inner, honest["inner"], data.y_outer, honest["outer"], cfg
+    """{"paper": ..., "honest": ...}: each protocol's selected epoch, its thresholds tuned on the
+    fold it was selected on (paper: outer K; honest: inner J, when there is one) and its metrics
+    on the outer fold."""
+    tune_labels = {"outer": data.y_outer, "inner": data.y_inner}
+    out = {}
+    for name, on in [("paper", "outer")] + ([("honest", "inner")] if data.inner is not None else []):
+        chosen = best[name]
+        thresholds = threshold_search(
+            tune_labels[on], chosen[on], grid=cfg.threshold_grid, default=cfg.threshold_default
         )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            m = metrics.evaluate(data.y_outer, chosen["outer"], thresholds)
+        per_class = m.pop("per_class")
+        out[name] = {
+            "metrics": {**m, "epoch": chosen["epoch"]},
+            "per_class": per_class,
+            "thresholds": thresholds,
+            "selection": {
+                "epoch": chosen["epoch"],
+                "metric": cfg.select_metric,
+                "score": chosen["score"],
+                "selected_on": on,
+                "thresholds_on": on,
+                "reported_on": "outer",
+            },
+        }
     return out

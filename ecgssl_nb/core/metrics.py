@@ -160,11 +160,8 @@ def _per_class(labels: ArrayLike, scores: ArrayLike, area, both: bool) -> tuple[
 
 
 def auroc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
-    """Challenge AUROC: (macro over classes with positives and negatives, per class (K,)).
-
-    Per class the trapezoid area under (FPR, TPR) over the distinct thresholds, equal to
-    `sklearn.metrics.roc_auc_score`; NaN for a class with no positives or no negatives (the
-    Challenge's 0/0), skipped by the macro mean."""
+    """Challenge AUROC (macro, per class (K,)): per class the trapezoid area under (FPR, TPR)
+    over the distinct thresholds; NaN without positives or negatives, skipped by the macro mean."""
 
     def area(tps: np.ndarray, fps: np.ndarray) -> float:
         tpr, fpr = np.r_[0.0, tps / tps[-1]], np.r_[0.0, fps / fps[-1]]
@@ -174,10 +171,8 @@ def auroc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
 
 
 def auprc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
-    """Challenge AUPRC: (macro over classes with positives, per class (K,)).
-
-    Per class the Challenge's step sum Σ (TPR_{j+1} - TPR_j) PPV_{j+1} over distinct thresholds,
-    equal to `sklearn.metrics.average_precision_score`; NaN for a class with no positives."""
+    """Challenge AUPRC (macro, per class (K,)): per class the step sum Σ (TPR_{j+1} - TPR_j)
+    PPV_{j+1} over the distinct thresholds; NaN without positives, skipped by the macro mean."""
 
     def area(tps: np.ndarray, fps: np.ndarray) -> float:
         return float(np.sum(np.diff(np.r_[0.0, tps / tps[-1]]) * (tps / (tps + fps))))
@@ -301,10 +296,8 @@ def evaluate_outputs(
     classes: Sequence[str] | None = None,
     normal_class: str = NORMAL_CLASS,
 ) -> dict:
-    """All seven scores from scores (threshold-free ones) and binary outputs (the others).
-
-    Returns {auroc, auprc, accuracy, f1, f2, g2, challenge} as floats in 0..1 and
-    `per_class` = {auroc, auprc, f1} arrays (K,)."""
+    """{auroc, auprc (of `scores`), accuracy, f1, f2, g2, challenge (of the binary `outputs`)}
+    as floats in 0..1, and `per_class` = {auroc, auprc, f1} arrays (K,)."""
     lab = _binary(labels, "labels")
     sco = _real(scores, "scores", lab.shape)
     lab, out = _pair(lab, outputs)
@@ -399,10 +392,6 @@ def _check_records(records, n: int | None = None) -> list[str]:
     return recs
 
 
-def _fmt_score(x: float) -> str:
-    return repr(float(x))  # shortest text that reads back to the same float64
-
-
 def challenge_outputs(
     records: Sequence[str], scores: ArrayLike, binary: ArrayLike, classes: Sequence[str] = CLASSES
 ) -> dict[str, str]:
@@ -419,8 +408,9 @@ def challenge_outputs(
     if len(set(codes)) != len(codes):
         raise MetricInputError("classes contains duplicate codes (after merging equivalent classes)")
     header = ",".join(codes)
+    # each score as repr(float): the shortest text that reads back to the same float64
     return {
         rec: "\n".join([f"#{rec}", header, ",".join("1" if b else "0" for b in out[i]),
-                        ",".join(_fmt_score(x) for x in sco[i])]) + "\n"
+                        ",".join(repr(float(x)) for x in sco[i])]) + "\n"
         for i, rec in enumerate(_check_records(records, sco.shape[0]))
     }  # fmt: skip

@@ -40,8 +40,6 @@ class ClassifierHead(nn.Module):
     def __init__(self, in_dim: int, n_classes: int = 24, hidden: int | None = None):
         super().__init__()
         hidden = in_dim // 2 if hidden is None else hidden
-        for name, value in (("in_dim", in_dim), ("n_classes", n_classes), ("hidden", hidden)):
-            check_int(f"ClassifierHead: {name}", value, 1)
         self.fc1 = nn.Linear(in_dim, hidden)
         self.fc2 = nn.Linear(hidden, n_classes)
 

@@ -100,24 +100,6 @@ def _randint_below(high: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return torch.minimum((u * high).long(), high - 1)
 
 
-def _floor_len(ratio: torch.Tensor, n: int | torch.Tensor) -> torch.Tensor:
-    """int(ratio * n) as in Python (ratios are >= 0): the number of samples a ratio selects."""
-    return torch.floor(ratio * n).long()
-
-
-def _standard_normal(shape: tuple[int, ...], generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    """i.i.d. N(0, 1) of `shape` in like's dtype, on like's device, drawn on the generator's."""
-    return torch.randn(shape, generator=generator, dtype=like.dtype, device=generator.device).to(like.device)
-
-
-def _sorted_rows(keys: torch.Tensor) -> torch.Tensor:
-    """The values of a 2-D tensor sorted along each row: numpy's sort on the CPU (about 30x
-    faster than torch.sort there, benchmarks/bench_views.py), elsewhere torch.sort."""
-    if keys.device.type == "cpu":
-        return torch.from_numpy(np.sort(keys.numpy(), axis=1))
-    return keys.sort(dim=1).values
-
-
 def _random_subset(
     k: torch.Tensor, n: int, gen: torch.Generator, key_dtype: torch.dtype = torch.float64
 ) -> torch.Tensor:
@@ -128,7 +110,9 @@ def _random_subset(
     in 10^12 at n = 248 (float32 keys tied in 1 row in 70,000, and redrawing them blocked the host).
     """
     keys = _uniform((k.shape[0], n), gen, k.device, key_dtype)
-    threshold = _sorted_rows(keys).gather(1, k[:, None])  # the (k+1)-th smallest key of each row
+    # numpy's sort on the CPU: about 30x faster than torch.sort there (benchmarks/bench_views.py)
+    ordered = torch.from_numpy(np.sort(keys.numpy(), axis=1)) if keys.device.type == "cpu" else keys.sort(dim=1).values
+    threshold = ordered.gather(1, k[:, None])  # the (k+1)-th smallest key of each row
     return keys < threshold
 
 
@@ -162,7 +146,7 @@ def _crop_plan(
         raise UserError(f"x must have at least 3 samples per lead to crop, got {n}")
     r = ratio.shape[0]
     dev = ratio.device
-    length = _floor_len(ratio, n).clamp(2, n - 1)  # (R,) L
+    length = (ratio * n).long().clamp(2, n - 1)  # (R,) L = int(r * N) (truncation: r >= 0)
     start = _randint_below(n - length, gen)  # (R,) in [0, N-L-1]
 
     # The grid points that hold a crop sample ("knots"): 0, N-1 and L-2 of 1..N-2 drawn
@@ -224,7 +208,7 @@ def _cutout_ratio(mode: str, ratio: Sequence[float] | None, param: str, name: st
 def _cutout_spans(shape: tuple[int, int, int], lo: float, hi: float, mode: str, gen: torch.Generator, device):
     """time_cutout spans of windows `shape` (B, C, N): (start, length) (B, C), or (B, 1) in mode "paper"."""
     b, c, n = shape
-    length = _floor_len(_between(lo, hi, (b, c) if mode == "per_lead" else (b, 1), gen, device), n)
+    length = (_between(lo, hi, (b, c) if mode == "per_lead" else (b, 1), gen, device) * n).long()  # int(U * N)
     if mode == "per_lead":
         length = length.clamp(max=n - 1)
         start = _randint_below(n - length, gen)  # [0, N-len-1]
@@ -256,7 +240,8 @@ def gaussian_noise(
     lo, hi = check_pair("sigma", sigma, 0.0, float("inf"))
     gen = _check_generator(generator)
     s = _between(lo, hi, (x.shape[0], 1, 1), gen, x.device).to(x.dtype)  # (B, 1, 1)
-    return x + _standard_normal(x.shape, gen, x) * s
+    noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=gen.device).to(x.device)  # N(0, 1)
+    return x + noise * s
 
 
 def check_lead_stats(mean: PerLead, std: PerLead, n_leads: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -362,7 +347,7 @@ def _spec_crop_plan(ratio: torch.Tensor, f: int, gen: torch.Generator) -> tuple[
     the source frame of each output frame or f for the zero padding; the widths W (R,))."""
     if f < 2:
         raise UserError(f"spec must have at least 2 frames to crop, got {f}")
-    width = _floor_len(ratio, f).clamp(1, f - 1)  # (R,) W
+    width = (ratio * f).long().clamp(1, f - 1)  # (R,) W = int(r * F)
     start = _randint_below(f - width, gen)  # (R,) in [0, F-W-1]
     left = (f - width) // 2  # the crop goes to output frames left .. left+W-1
     j = torch.arange(f, device=ratio.device)
@@ -405,7 +390,7 @@ def spec_time_cutout(
 def _spec_cutout_spans(width: torch.Tensor, c: int, f: int, lo: float, hi: float, gen: torch.Generator):
     """Draw spec_time_cutout spans for R spectrograms with centred crops of `width` (R,) of f
     frames: (start, span) LongTensors (R, C) in output frames."""
-    span = _floor_len(_between(lo, hi, (width.shape[0], c), gen, width.device), width[:, None])  # (R, C)
+    span = (_between(lo, hi, (width.shape[0], c), gen, width.device) * width[:, None]).long()  # (R, C) int(U * W)
     span = torch.minimum(span, width[:, None] - 1).clamp(min=0)
     start = (f - width[:, None]) // 2 + _randint_below(width[:, None] - span, gen)  # (R, C)
     return start, span
@@ -482,7 +467,8 @@ def time_views(
         cut_start, cut_len = _cutout_spans((v * b, c, n), tc_lo, tc_hi, tc_mode, gen, raw.device)  # (V*B, C or 1)
     if noise:
         s = _between(sigma_lo, sigma_hi, (v * b, 1, 1), gen, raw.device).to(raw.dtype)  # mV, one per view
-        views = _standard_normal((v, b, c, n), gen, raw)  # N(0, 1), scaled and the crops added below
+        # N(0, 1) drawn on the generator's device, scaled and the crops added below
+        views = torch.randn((v, b, c, n), generator=gen, dtype=raw.dtype, device=gen.device).to(raw.device)
     else:
         views = torch.empty((v, b, c, n), dtype=raw.dtype, device=raw.device)
 

@@ -247,21 +247,17 @@ class Corpus:
         every `stride`): `fn` maps x (w, 12, 250) raw mV to a tuple of (w, D_i) tensors or None; the
         result is a tuple of (records, D_i) float64 arrays or None. Only the sums are read back, once."""
         n = self._all_windows(WINDOW, stride)[2]  # (N,) windows per record, on the host
-        if (n == 0).any():
+        if len(n) == 0 or (n == 0).any():
             raise UserError(f"{int((n == 0).sum())} records are shorter than {WINDOW} samples and have no window")
-        sums: list[torch.Tensor | None] | None = None
+        sums: list[torch.Tensor | None] = []
         for x, owner in self.iter_sliding_windows(batch_windows, length=WINDOW, stride=stride):
             outs = fn(x)
-            if sums is None:
-                sums = [None] * len(outs)
+            sums = sums or [None] * len(outs)
             for i, out in enumerate(outs):
-                if out is None:
-                    continue
-                if sums[i] is None:
-                    sums[i] = torch.zeros((len(self), out.shape[1]), dtype=torch.float64, device=self.device)
-                sums[i].index_add_(0, owner, out.double())
-        if sums is None:
-            raise UserError(f"{len(self)} records are shorter than {WINDOW} samples and have no window")
+                if out is not None:
+                    if sums[i] is None:
+                        sums[i] = torch.zeros((len(self), out.shape[1]), dtype=torch.float64, device=self.device)
+                    sums[i].index_add_(0, owner, out.double())
         given = [s for s in sums if s is not None]
         host = torch.cat(given, dim=1).cpu().numpy() if given else np.zeros((len(self), 0))  # the one read-back
         parts = iter(np.split(host, np.cumsum([s.shape[1] for s in given])[:-1], axis=1))
