@@ -1,16 +1,10 @@
-"""Fine-tuning and evaluation of one setup on one outer fold, under two protocols (paper Sec. II-C,
-III-B; book: Fine-tuning, Deviations B14, B15, B22, B26), in the paper's order: the seeds and the
-network of a setup (`build_finetune_model`, B6, B26), its inputs (`model_inputs`: the z-scored
-raw crop and the spectrogram of the RAW crop, as released), one step and one epoch (the learning
-rate stepped at the START of the epoch, B22), prediction over sliding windows, the folds
-(`split_folds`: outer K held out, inner J = (K + 1) % n_folds; "paper-exact" trains on all nine
-but K, B14), the selection of the two protocols after every epoch ("paper": best on K, as the
-authors did; "honest": best on J) and their thresholds and scores (`protocols`, B15).
-
-The run around it (settings, folders, checkpoints, files) is `ecgssl_nb.stages.finetune`'s. A step
+"""Fine-tuning and evaluation of one setup on one outer fold K under two protocols (paper Sec. II-C,
+III-B; book: Fine-tuning), in the paper's order: the seeds and network of a setup (B6, B26), one
+step, one epoch (B22), prediction over sliding windows, the folds (B14), the selection after every
+epoch ("paper": best on K, as the authors did; "honest": best on the inner fold J) and the two
+protocols' thresholds and scores (B15). The run around it is `ecgssl_nb.stages.finetune`'s. A step
 and an evaluation pass never synchronise host and device (the losses are read once per epoch, or
-every `log_every` steps); `make_step_loss` compiles a step; on CUDA the network runs in bf16
-autocast (inputs, STFT and loss in fp32).
+every `log_every` steps); on CUDA the network runs in bf16 autocast (inputs, STFT, loss in fp32).
 """
 
 from __future__ import annotations

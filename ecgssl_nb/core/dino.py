@@ -1,14 +1,9 @@
 """Self-knowledge distillation, DINO-style (paper Sec. II-A, II-B; book: Self-distillation), in the
-paper's order: the head (`DINOHead`, `MultiCropModel`: all V views in one pass), the loss with its
-centre (`DINOLoss`; the centre divided once, B7), the optimiser (AdamW without decay on biases and
-norms, B10; the released "adam-l2" kept) and ONE pre-training step (`train_step`: the head's last
-layer frozen in epoch 0, B9, then the EMA teacher), the views of a batch (`make_views`) and the
-schedules indexed by `it = epoch * L + i`, epoch from 0 (`make_schedules`, B8). The loop around
-them is `ecgssl_nb.stages.pretrain`'s.
-
-A step never blocks the host (no value read back, no data-dependent shape); `CompiledForward`
-compiles its forward half (and so its backward); on CUDA the backbone and head run in bf16
-autocast (`amp`), the head's last layer, the centring and the loss in fp32 (issue 15).
+paper's order: the head, the loss and its centre (B7), the optimiser (B10), ONE pre-training step
+(the head's last layer frozen in epoch 0, B9; then the EMA teacher), the views of a batch and the
+schedules (B8); the loop around them is `ecgssl_nb.stages.pretrain`'s. A step never blocks the
+host (no value read back, no data-dependent shape); on CUDA the backbone and head run in bf16
+autocast, the head's last layer, the centring and the loss in fp32 (issue 15).
 """
 
 from __future__ import annotations

@@ -99,8 +99,8 @@ def _pair(labels, outputs, name: str = "outputs") -> tuple[np.ndarray, np.ndarra
     return lab, _binary(out, name)
 
 
-def _label_space(k: int, weights, classes, normal_class: str) -> tuple[np.ndarray, list[str], int]:
-    """The weight matrix, class codes and normal-class index for K = k classes."""
+def _label_space(k: int, weights, classes, normal_class: str) -> tuple[np.ndarray, int]:
+    """The weight matrix (K, K) and the normal class's index for K = k classes."""
     if classes is None:
         if k != len(CLASSES):
             raise MetricInputError(
@@ -123,7 +123,7 @@ def _label_space(k: int, weights, classes, normal_class: str) -> tuple[np.ndarra
         raise MetricInputError("weights contains NaN or infinite values")
     if normal_class not in classes:
         raise MetricInputError(f"normal_class {normal_class!r} is not one of classes")
-    return w, classes, classes.index(normal_class)
+    return w, classes.index(normal_class)
 
 
 def _nanmean(x: np.ndarray) -> float:
@@ -265,8 +265,8 @@ def challenge_metric(
     """The Challenge 2020 metric: 1 for the labels themselves, 0 for NSR-only outputs
     (0.0 when those two score the same). `weights` (K, K) defaults to `labels.weight_matrix()`."""
     lab, out = _pair(labels, outputs)
-    w, _, normal = _label_space(lab.shape[1], weights, classes, normal_class)
-    return _challenge(lab, out, w, normal)
+    lw, s_true, s_inact = _scale(lab, *_label_space(lab.shape[1], weights, classes, normal_class))
+    return float(_normalised(_reward(lab, out, lw), s_true, s_inact))
 
 
 def _scale(lab: np.ndarray, w: np.ndarray, normal: int) -> tuple[np.ndarray, float, float]:
@@ -283,11 +283,6 @@ def _normalised(s, s_true: float, s_inact: float):
     return np.zeros_like(s) if s_true == s_inact else (s - s_inact) / (s_true - s_inact)
 
 
-def _challenge(lab: np.ndarray, out: np.ndarray, w: np.ndarray, normal: int) -> float:
-    lw, s_true, s_inact = _scale(lab, w, normal)
-    return float(_normalised(_reward(lab, out, lw), s_true, s_inact))
-
-
 def evaluate_outputs(
     labels: ArrayLike,
     scores: ArrayLike,
@@ -301,7 +296,6 @@ def evaluate_outputs(
     lab = _binary(labels, "labels")
     sco = _real(scores, "scores", lab.shape)
     lab, out = _pair(lab, outputs)
-    w, _, normal = _label_space(lab.shape[1], weights, classes, normal_class)
     roc, roc_k = auroc(lab, sco)
     prc, prc_k = auprc(lab, sco)
     f1, f1_k = f_measure(lab, out)
@@ -313,7 +307,7 @@ def evaluate_outputs(
         "f1": f1,
         "f2": f2,
         "g2": g2,
-        "challenge": _challenge(lab, out, w, normal),
+        "challenge": challenge_metric(lab, out, weights, classes, normal_class),
         "per_class": {"auroc": roc_k, "auprc": prc_k, "f1": f1_k},
     }
 
@@ -357,9 +351,7 @@ def threshold_search(
     default = float(default)
     if not np.isfinite(default):
         raise MetricInputError(f"default must be a finite number; got {default}")
-    w, _, normal = _label_space(lab.shape[1], weights, classes, normal_class)
-
-    lw, s_true, s_inact = _scale(lab, w, normal)
+    lw, s_true, s_inact = _scale(lab, *_label_space(lab.shape[1], weights, classes, normal_class))
     base = sco >= default  # (N, K)
     num_base = (lw * base).sum(axis=1)  # (N,)
     cand = sco[None, :, :] >= grid_a[:, None, None]  # (G, N, K)

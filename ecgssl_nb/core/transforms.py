@@ -72,21 +72,15 @@ def _check_generator(generator: torch.Generator | None) -> torch.Generator:
 
 
 def _check_batch(x: torch.Tensor, name: str, ndim: int, what: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise UserError(f"{name} must be a torch.Tensor {what}, got {type(x).__name__}")
-    if x.ndim != ndim:
-        raise UserError(f"{name} must be {what}, got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise UserError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    if not isinstance(x, torch.Tensor) or x.ndim != ndim or not x.is_floating_point():
+        got = f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise UserError(f"{name} must be a floating-point torch.Tensor {what}, got {got}")
     return x
 
 
-def _uniform(
-    shape: tuple[int, ...], generator: torch.Generator, device: torch.device, dtype: torch.dtype = torch.float64
-) -> torch.Tensor:
-    """U[0, 1) of `shape` (float64 by default), drawn on the generator's device, on `device`."""
-    u = torch.rand(shape, generator=generator, device=generator.device, dtype=dtype)
-    return u.to(device)
+def _uniform(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """U[0, 1) float64 of `shape`, drawn on the generator's device, on `device`."""
+    return torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float64).to(device)
 
 
 def _between(lo: float | torch.Tensor, hi: float | torch.Tensor, shape, generator, device) -> torch.Tensor:
@@ -100,16 +94,14 @@ def _randint_below(high: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return torch.minimum((u * high).long(), high - 1)
 
 
-def _random_subset(
-    k: torch.Tensor, n: int, gen: torch.Generator, key_dtype: torch.dtype = torch.float64
-) -> torch.Tensor:
+def _random_subset(k: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
     """Row r of the (R, n) bool result marks a uniform random k[r]-subset of range(n) (`k` a
     LongTensor (R,), 0 <= k < n): the items whose i.i.d. U[0, 1) key is below the row's (k+1)-th
     smallest key. No argsort, no scatter, no host-device synchronisation (issue 15). A tie at the
     threshold gives fewer than k items (never more); with float64 keys that is fewer than 4 rows
     in 10^12 at n = 248 (float32 keys tied in 1 row in 70,000, and redrawing them blocked the host).
     """
-    keys = _uniform((k.shape[0], n), gen, k.device, key_dtype)
+    keys = _uniform((k.shape[0], n), gen, k.device)
     # numpy's sort on the CPU: about 30x faster than torch.sort there (benchmarks/bench_views.py)
     ordered = torch.from_numpy(np.sort(keys.numpy(), axis=1)) if keys.device.type == "cpu" else keys.sort(dim=1).values
     threshold = ordered.gather(1, k[:, None])  # the (k+1)-th smallest key of each row

@@ -110,9 +110,7 @@ class Corpus:
                 raise UserError(f"rows must be positions in 0..{n_all - 1} of the prepared index")
         src_off = index["offset"].to_numpy(dtype=np.int64)[sel]
         src_len = index["length"].to_numpy(dtype=np.int64)[sel]
-        signals = prepared.signals  # (T_all, 12) float32 memmap
-        if signals.ndim != 2 or signals.shape[1] != N_LEADS:
-            raise UserError(f"prepared.signals must have shape (T, {N_LEADS}), got {signals.shape}")
+        signals = prepared.signals  # (T_all, 12) float32 memmap, its shape checked by load_prepared
         dev = torch.device(device)
         new_off = np.cumsum(src_len) - src_len  # (N,) each record's first sample in `out`
         out = torch.empty((N_LEADS, int(src_len.sum())), dtype=torch.float32, device=dev)
@@ -191,14 +189,6 @@ class Corpus:
 
     # --- evaluation windows --------------------------------------------------------------------
 
-    def _records(self, rows) -> torch.Tensor:
-        if rows is None:
-            return torch.arange(len(self))
-        r = _as_long(rows, "rows")
-        if len(r) and (int(r.min()) < 0 or int(r.max()) >= len(self)):
-            raise UserError(f"rows must hold record positions in 0..{len(self) - 1}")
-        return r
-
     def sliding_windows(
         self, length: int = WINDOW, stride: int = STRIDE, rows: Rows = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,7 +196,9 @@ class Corpus:
         `rows` in that order) has windows at 0, stride, 2*stride, ... while they fit (none if short)."""
         check_int("length", length, 1)
         check_int("stride", stride, 1)
-        recs = self._records(rows)
+        recs = torch.arange(len(self)) if rows is None else _as_long(rows, "rows")
+        if len(recs) and (int(recs.min()) < 0 or int(recs.max()) >= len(self)):
+            raise UserError(f"rows must hold record positions in 0..{len(self) - 1}")
         ln = self._lengths_host[recs]
         count = torch.where(ln >= length, (ln - length) // stride + 1, 0)  # (R,) windows per record
         owner = recs.repeat_interleave(count)  # (W,)
