@@ -61,8 +61,7 @@ class ConvBN(nn.Sequential):
 
 
 class Bottleneck1d(nn.Module):
-    """1x1 down to `width`, k=5 carrying the stride, 1x1 up to width*4 (zero-gamma BN);
-    add the shortcut, then ReLU."""
+    """1x1 down to `width`, k=5 carrying the stride, 1x1 up to width*4 (zero-gamma BN); add the shortcut, then ReLU."""
 
     def __init__(self, c_in: int, width: int, c_out: int, kernel_size: int, stride: int):
         super().__init__()
@@ -147,8 +146,7 @@ class XResNet1d(nn.Module):
 
 
 def xresnet1d50(in_channels: int = 12) -> XResNet1d:
-    """The paper's time-series backbone: (B, in_channels, T) -> (B, 512); 886,432 parameters
-    for 12 leads."""
+    """The paper's time-series backbone: (B, in_channels, T) -> (B, 512); 886,432 parameters for 12 leads."""
     return XResNet1d(XResNet1dConfig(in_channels=check_int("in_channels", in_channels, 1)))
 
 
@@ -237,6 +235,5 @@ class SEResNet2d(nn.Module):
 
 
 def se_resnet34(in_channels: int = 12) -> SEResNet2d:
-    """The paper's spectrogram backbone: (B, in_channels, F, frames) -> (B, 512); 21,470,144
-    parameters for 12 leads."""
+    """The paper's spectrogram backbone: (B, in_channels, F, frames) -> (B, 512); 21,470,144 parameters for 12 leads."""
     return SEResNet2d(SEResNet2dConfig(in_channels=check_int("in_channels", in_channels, 1)))

@@ -72,8 +72,7 @@ class DINOHead(nn.Module):
     def forward(
         self, x: torch.Tensor, return_embedding: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """(N, in_dim) -> logits (N, out_dim); with return_embedding, also the unit-norm
-        bottleneck embedding (N, bottleneck)."""
+        """(N, in_dim) -> logits (N, out_dim); with return_embedding, also z (N, bottleneck)."""
         z = F.normalize(self.mlp(x), dim=-1)  # (N, bottleneck), ||z|| = 1 (bf16 under CUDA autocast)
         # The last layer runs in fp32 whatever the autocast: its logits are sharpened at
         # tau = 0.04 by the loss, where bf16 rounding errs by up to 5 % on the top teacher
@@ -146,8 +145,7 @@ class DINOLoss(nn.Module):
         if isinstance(epoch, torch.Tensor):
             at = (epoch if len(self.temps) > 1 else torch.zeros_like(epoch)).reshape(1)
             return self.temps.index_select(0, at).reshape(())
-        if len(self.teacher_temp) == 1:
-            return float(self.teacher_temp[0])
+        epoch = epoch if len(self.teacher_temp) > 1 else 0
         if not 0 <= epoch < len(self.teacher_temp):
             raise ValueError(
                 f"epoch {epoch} is outside the teacher-temperature schedule (0..{len(self.teacher_temp) - 1})"
@@ -232,9 +230,8 @@ def param_groups(model: nn.Module) -> list[dict]:
 
 def make_optimizer(model: nn.Module, kind: str = "adamw") -> torch.optim.Optimizer:
     """ "adamw": AdamW, decoupled decay on the first group only (DINO); "adam-l2": Adam with coupled
-    L2 on every trainable parameter, one group (released, B10). The learning rate and the first
-    group's weight decay are set every iteration from the schedules. Fused (its step counters on
-    the device: a step reads nothing back) where this torch has fused Adam kernels, else foreach."""
+    L2 on every trainable parameter, one group (released, B10); lr and decay are `train_step`'s.
+    Fused (step counters on the device: nothing read back) where torch has the kernels, else foreach."""
     devices = {p.device.type for p in model.parameters()}
     fused = True if devices and devices <= set(_get_fused_kernels_supported_devices()) else None
     if check_choice("optimizer", kind, OPTIMIZERS, "an optimiser") == "adamw":
@@ -259,8 +256,7 @@ def cancel_last_layer_grads(model: nn.Module, epoch: int, freeze_epochs: int) ->
 
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
-    """teacher <- momentum * teacher + (1 - momentum) * student, parameter by parameter.
-    Buffers (BatchNorm running statistics) are the teacher's own."""
+    """teacher <- m * teacher + (1 - m) * student per parameter; buffers (BatchNorm statistics) stay the teacher's."""
     t_params = list(teacher.parameters())
     s_params = [p.detach() for p in _unwrap(student).parameters()]
     torch._foreach_mul_(t_params, momentum)
@@ -282,9 +278,8 @@ def forward_loss(
     amp: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The forward half of a DINO step on views (V, B, ...) (global views first): the teacher on
-    the global views, the student on all, the loss and the centre update. Returns float32
-    scalars (loss, teacher entropy, embedding std of the teacher); what `CompiledForward` compiles.
-    Under `amp` (CUDA only) backbone and head MLP run in bf16, the rest in fp32."""
+    the global views, the student on all, the loss and the centre update -> float32 scalars (loss,
+    teacher entropy, teacher embedding std). `amp` (CUDA only): backbone and head MLP in bf16."""
     g = loss_fn.n_global
     device_type = views.device.type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp and device_type == "cuda"):
@@ -332,11 +327,10 @@ def train_step(
     amp: bool = False,
     forward: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = forward_loss,
 ) -> dict[str, torch.Tensor]:
-    """One DINO iteration on views (V, B, ...) (global views first): the learning rate of every
-    group and the first group's weight decay set, `forward` (`forward_loss` or a `CompiledForward`),
-    the student's step (clipped, the last layer frozen while epoch < freeze_last_layer_epochs: B9),
-    then the EMA teacher. Returns detached scalar tensors loss, teacher_entropy, embedding_std;
-    nothing is read back (the caller finds a non-finite loss from its on-device sums)."""
+    """One DINO iteration on views (V, B, ...): lr for every group and weight decay for the first,
+    `forward` (`forward_loss` or a `CompiledForward`), the student's step (clipped; the last layer
+    frozen while epoch < freeze_last_layer_epochs: B9), then the EMA teacher. Returns detached
+    scalar tensors loss, teacher_entropy, embedding_std; nothing is read back."""
     for i, group in enumerate(optimizer.param_groups):
         group["lr"] = lr
         if i == 0:
@@ -369,10 +363,9 @@ def make_views(
     augment: AugmentConfig | None = None,
     checked: bool = False,
 ) -> torch.Tensor:
-    """One random 250-sample window of each record rec (B,), then its DINO views on the corpus
-    device: (V, B, 12, 250) normalised time series or (V, B, 12, 13, 21) spectrograms, with the
-    ranges of `augment` (PretrainConfig.augment); released_fc drops the frequency cutout (B16).
-    checked=True: `rec`, `mean` and `std` were checked at set-up, so nothing is read back."""
+    """One random 250-sample window of each record rec (B,), then its DINO views with the ranges of
+    `augment` (PretrainConfig.augment): (V, B, 12, 250) or (V, B, 12, 13, 21); released_fc drops the
+    frequency cutout (B16). checked=True: `rec`, `mean`, `std` checked at set-up, nothing read back."""
     augment = AugmentConfig() if augment is None else augment
     raw = corpus.random_windows(rec, 1, generator, length=WINDOW, checked=checked)  # (B, 12, 250) mV
     views = dict(transforms=transforms, n_global=n_global, n_local=n_local, generator=generator)

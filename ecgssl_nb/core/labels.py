@@ -71,8 +71,7 @@ def weight_matrix() -> np.ndarray:
 
 
 def merge_codes(codes: Iterable[str]) -> list[str]:
-    """Scored codes of a record after the official merges: unique, in CLASSES order.
-    Unscored codes are dropped (they never crash anything)."""
+    """Scored codes of a record after the official merges, unique, in CLASSES order (unscored codes dropped)."""
     kept = {MERGES.get(str(c).strip(), str(c).strip()) for c in codes}
     return [c for c in CLASSES if c in kept]
 

@@ -51,8 +51,7 @@ def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, e
 
 
 def momentum_schedule(base: float, epochs: int, iters_per_epoch: int, kind: str = "fixed") -> np.ndarray:
-    """Teacher EMA momentum per iteration: "fixed" = `base` throughout (released code), "cosine" =
-    half cosine from `base` to 1 (official DINO)."""
+    """Teacher EMA momentum per iteration: "fixed" = `base` (released), "cosine" = half cosine to 1 (official DINO)."""
     if kind == "fixed":
         _check_counts(epochs, iters_per_epoch, 0)
         return np.full(epochs * iters_per_epoch, float(base))

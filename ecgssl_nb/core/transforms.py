@@ -1,11 +1,10 @@
 """DINO views of an ECG window: time-series (paper Sec. II-B.1, Eq. 1) and spectrogram (paper
-Sec. II-B.2, Eq. 2-3) transforms.
-
-Time series are raw mV windows (B, 12, 250) at 100 Hz; spectrograms (B, 12, 13, 21): lead,
-frequency 0..48 Hz in 4 Hz rows, a frame every 0.13 s. Every transform works on a whole batch on
-its own device and draws its random numbers only from the `torch.Generator` passed in, on the
-generator's device (so a CPU generator serves a CUDA batch): the same generator state gives the
-same views. The ranges of the draws default to `settings.AugmentConfig`'s (`AUGMENT`).
+Sec. II-B.2, Eq. 2-3) transforms. Time series are raw mV windows (B, 12, 250) at 100 Hz;
+spectrograms (B, 12, 13, 21): lead, frequency 0..48 Hz in 4 Hz rows, a frame every 0.13 s. Every
+transform works on a whole batch on its own device and draws its random numbers only from the
+`torch.Generator` passed in, on the generator's device (so a CPU generator serves a CUDA batch):
+the same generator state gives the same views. The ranges of the draws default to
+`settings.AugmentConfig`'s (`AUGMENT`).
 
 Faithful choices (book: Deviations): local time views are 250 samples long like global ones (B17);
 time cutout is per lead U(0.2, 0.4) by default, the paper's shared U(0, 0.5) span an option (B18);
@@ -99,8 +98,7 @@ def _random_subset(k: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tenso
     LongTensor (R,), 0 <= k < n): the items whose i.i.d. U[0, 1) key is below the row's (k+1)-th
     smallest key. No argsort, no scatter, no host-device synchronisation (issue 15). A tie at the
     threshold gives fewer than k items (never more); with float64 keys that is fewer than 4 rows
-    in 10^12 at n = 248 (float32 keys tied in 1 row in 70,000, and redrawing them blocked the host).
-    """
+    in 10^12 at n = 248 (float32 keys tied in 1 row in 70,000, and redrawing them blocked the host)."""
     keys = _uniform((k.shape[0], n), gen, k.device)
     # numpy's sort on the CPU: about 30x faster than torch.sort there (benchmarks/bench_views.py)
     ordered = torch.from_numpy(np.sort(keys.numpy(), axis=1)) if keys.device.type == "cpu" else keys.sort(dim=1).values
@@ -117,8 +115,7 @@ def random_resized_crop(
     """Random crop of each window stretched back to its length by a random time warp: (B, C, N)
     mV -> (B, C, N). Per sample: r ~ U(scale), L = int(r*N) in [2, N-1] samples from start ~
     randint(0, N-L-1) (as released), written in order at sorted random grid points that include
-    0 and N-1 (the other L-2 drawn without replacement from 1..N-2), linear interpolation between.
-    """
+    0 and N-1 (the other L-2 drawn without replacement from 1..N-2), linear interpolation between."""
     x = _check_batch(x, "x", 3, "(B, leads, samples)")
     lo, hi = check_pair("scale", scale, 0.0, 1.0, lo_open=True)
     gen = _check_generator(generator)
@@ -181,8 +178,7 @@ def time_cutout(
     """Zero one random span of each window, (B, C, N) mV -> same shape (B18). mode "per_lead"
     (released; ratio default (0.2, 0.4)): each lead its own span of int(U(ratio)*N) samples from
     randint(0, N-len-1); "paper" (Eq. 1; (0.0, 0.5)): one span of alpha = int(U(ratio)*N) samples
-    for all leads from t1 uniform in [0, N-alpha].
-    """
+    for all leads from t1 uniform in [0, N-alpha]."""
     x = _check_batch(x, "x", 3, "(B, leads, samples)")
     lo, hi = _cutout_ratio(mode, ratio, "mode", "ratio")
     start, length = _cutout_spans(x.shape, lo, hi, mode, _check_generator(generator), x.device)
@@ -253,8 +249,7 @@ def check_lead_stats(mean: PerLead, std: PerLead, n_leads: int = 12) -> tuple[np
 
 
 def _per_lead(mean: PerLead, std: PerLead, like: torch.Tensor, checked: bool = False) -> list[torch.Tensor]:
-    """mean, std as (C,) tensors on like's (..., C, N) device and dtype, their values checked
-    (`check_lead_stats`) unless `checked`."""
+    """mean, std (C,) on like's (..., C, N) device and dtype; checked (`check_lead_stats`) unless `checked`."""
     if not checked:
         mean, std = check_lead_stats(mean, std, like.shape[-2])
     out = [v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v, dtype=np.float64)) for v in (mean, std)]
@@ -284,8 +279,7 @@ def stft_magnitude(x: torch.Tensor) -> torch.Tensor:
     x = _check_batch(x, "x", 3, "(B, leads, samples)")
     b, c, n = x.shape
     half = SPEC_NPERSEG // 2
-    total = n + 2 * half
-    extra = (-(total - SPEC_NPERSEG)) % SPEC_HOP  # scipy's padded=True
+    extra = (SPEC_NPERSEG - (n + 2 * half)) % SPEC_HOP  # scipy's padded=True
     flat = F.pad(x.reshape(b * c, n), (half, half + extra))  # (B*C, n + 24 + extra)
     window = torch.hann_window(SPEC_NPERSEG, periodic=True, dtype=x.dtype, device=x.device)
     z = torch.stft(
@@ -434,14 +428,11 @@ def time_views(
     checked: bool = False,
 ) -> torch.Tensor:
     """DINO time-series views (paper Sec. II-B.1): raw mV (B, 12, 250) -> normalised (V, B, 12, 250),
-    V = n_global + n_local, global views first.
-
-    The views equal random_resized_crop (global_scale or local_scale), then as `transforms` (a
-    TIME_TRANSFORMS key) says time_cutout (`tc_mode`, `tc_ratio`) and gaussian_noise (`sigma` mV),
-    applied in turn to the V*B stacked windows, then `normalize` with the per-lead `mean`, `std`
-    (12,) mV (up to float rounding), in few passes over the output. checked=True: `mean` and
-    `std` were checked once by the caller (`check_lead_stats`): the call never blocks the host.
-    """
+    V = n_global + n_local, global views first: equal (up to float rounding) to random_resized_crop
+    (global_scale or local_scale), then as `transforms` (a TIME_TRANSFORMS key) says time_cutout
+    (`tc_mode`, `tc_ratio`) and gaussian_noise (`sigma` mV) on the V*B stacked windows, then
+    `normalize` by the per-lead `mean`, `std` (12,) mV. checked=True: `mean`, `std` were checked
+    once by the caller (`check_lead_stats`), so the call never blocks the host."""
     names = TIME_TRANSFORMS[check_choice("transforms", transforms, TIME_TRANSFORMS, "a transform set")]
     raw = _check_batch(raw, "raw", 3, "(B, leads, samples)")
     gen = _check_generator(generator)
@@ -511,14 +502,11 @@ def spec_views(
     generator: torch.Generator | None = None,
     tc_ratio: Sequence[float] = AUGMENT.spec_time_cutout,
 ) -> torch.Tensor:
-    """DINO spectrogram views (paper Sec. II-B.2): raw mV (B, 12, 250) -> (V, B, 12, 13, 21),
-    global views first.
-
-    The views equal spec_time_crop (global_scale or local_scale of the 21 frames), then as
-    `transforms` (a SPEC_TRANSFORMS key) says freq_cutout and spec_time_cutout (`tc_ratio`),
-    applied in turn to the V*B stacked spectrograms of the raw windows, computed once; crop,
-    padding and time cutout are one gather. released_fc=True drops the frequency cutout (B16).
-    """
+    """DINO spectrogram views (paper Sec. II-B.2): raw mV (B, 12, 250) -> (V, B, 12, 13, 21), global
+    views first: equal to spec_time_crop (global_scale or local_scale), then as `transforms` (a
+    SPEC_TRANSFORMS key) says freq_cutout and spec_time_cutout (`tc_ratio`) on the V*B stacked
+    spectrograms of the raw windows (computed once; crop, padding and time cutout one gather).
+    released_fc=True drops the frequency cutout (B16)."""
     names = SPEC_TRANSFORMS[check_choice("transforms", transforms, SPEC_TRANSFORMS, "a transform set")]
     raw = _check_batch(raw, "raw", 3, "(B, leads, samples)")
     gen = _check_generator(generator)
