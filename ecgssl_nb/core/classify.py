@@ -351,9 +351,7 @@ def select(best: dict, epoch: int, ev: Evaluation, metric: str) -> dict:
 
 
 def _macro(labels: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of a fold with no positives at all
-        return float(auroc(labels, probs)[0]), float(auprc(labels, probs)[0])
+    return auroc(labels, probs)[0], auprc(labels, probs)[0]  # NaN (no warning) for a fold without positives
 
 
 def _score(x: float) -> float:
@@ -380,9 +378,7 @@ def protocols(data: Data, best: dict, cfg: FinetuneConfig) -> dict:
         thresholds = threshold_search(
             tune_labels[on], chosen[on], grid=cfg.threshold_grid, default=cfg.threshold_default
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            m = metrics.evaluate(data.y_outer, chosen["outer"], thresholds)
+        m = metrics.evaluate(data.y_outer, chosen["outer"], thresholds)
         per_class = m.pop("per_class")
         out[name] = {
             "metrics": {**m, "epoch": chosen["epoch"]},

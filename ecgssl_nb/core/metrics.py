@@ -215,16 +215,11 @@ def accuracy(labels: ArrayLike, outputs: ArrayLike) -> float:
 def _counts(lab: np.ndarray, out: np.ndarray, w: np.ndarray | None = None):
     """Per-class TP, FP, FN, each record weighted by w (default 1)."""
     w = np.ones(lab.shape[0]) if w is None else w
-    tp = w @ (lab & out)
-    fp = w @ (~lab & out)
-    fn = w @ (lab & ~out)
-    return tp, fp, fn
+    return w @ (lab & out), w @ (~lab & out), w @ (lab & ~out)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    out = np.full(num.shape, np.nan)
-    np.divide(num, den, out=out, where=den != 0)
-    return out
+    return np.divide(num, den, out=np.full(num.shape, np.nan), where=den != 0)  # NaN where den == 0
 
 
 def f_measure(labels: ArrayLike, outputs: ArrayLike) -> tuple[float, np.ndarray]:

@@ -404,12 +404,10 @@ def _view_ratios(b: int, n_global: int, n_local: int, global_scale, local_scale,
     llo, lhi = check_pair("local_scale", local_scale, 0.0, 1.0, lo_open=True)
 
     # The bounds are filled on the device (no host-to-device copy of Python numbers per call).
-    def bounds(g: float, loc: float) -> torch.Tensor:
-        f64 = dict(dtype=torch.float64, device=device)
-        return torch.cat([torch.full((n_global * b,), g, **f64), torch.full((n_local * b,), loc, **f64)])
-
-    v = n_global + n_local
-    return _between(bounds(glo, llo), bounds(ghi, lhi), (v * b,), gen, device)
+    local = torch.arange((n_global + n_local) * b, device=device) >= n_global * b  # (V*B,)
+    lo = torch.full(local.shape, glo, dtype=torch.float64, device=device).masked_fill_(local, llo)
+    hi = torch.full(local.shape, ghi, dtype=torch.float64, device=device).masked_fill_(local, lhi)
+    return _between(lo, hi, local.shape, gen, device)
 
 
 def time_views(
