@@ -1,10 +1,9 @@
 """The two backbones of the paper, one per modality, each giving a (B, 512) feature.
 
 xresnet1d50, the time-series backbone S¹θ (Sec. II-B.1): (B, 12, 250) mV -> (B, 512). A 1-D "bag
-of tricks" ResNet-50 (three-conv stem, bottleneck blocks, average-pool shortcuts), every stage
-64 wide (64 x 4 = 256 channels out), features the concatenated adaptive max and average pools.
-Its first stem conv is the released replacement, Conv1d(12, 32, 5, stride 2, padding 2) with a
-bias and PyTorch's default init. 886,432 parameters.
+of tricks" ResNet-50 (three-conv stem, the first the released Conv1d(12, 32, 5, stride 2) with a
+bias, bottleneck blocks, average-pool shortcuts), every stage 64 wide (64 x 4 = 256 channels
+out), features the concatenated adaptive max and average pools. 886,432 parameters.
 
 SE-ResNet34 2D, the spectrogram backbone S²θ̂ (Sec. II-B.2): (B, 12, 13, 21) -> (B, 512). Basic
 blocks [3, 4, 6, 3], widths 64/128/256/512, 1x1 conv + BN shortcuts where stride or width change,
@@ -131,13 +130,11 @@ class XResNet1d(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pool = ConcatPool1d()
         self.feature_dim = 2 * c_out
-        # Kaiming-normal conv weights, zero conv biases; the first stem conv keeps PyTorch's
-        # default init, as the released model builds it after the network's own init.
+        # Kaiming-normal conv weights (no other conv has a bias); the first stem conv keeps
+        # PyTorch's default init, as the released model builds it after the network's own init.
         for m in self.modules():
             if isinstance(m, nn.Conv1d) and m is not self.stem[0].conv:
                 nn.init.kaiming_normal_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)  # (B, 12, 250) -> (B, 32, 125) -> (B, 64, 125) -> pool (B, 64, 63)
