@@ -83,10 +83,9 @@ class Bottleneck1d(nn.Module):
 
 
 class HalvingAvgPool1d(nn.Module):
-    """`nn.AvgPool1d(2, stride=2, ceil_mode=True)`, bit for bit in value and gradient: an odd
-    last sample is its own window. Written as a replicate pad of one sample then an exact
-    halving pool, because Inductor's backward of ceil_mode average pooling divides that last
-    window by 2 (pytorch/pytorch#198119: a compiled run would train on wrong gradients)."""
+    """`nn.AvgPool1d(2, stride=2, ceil_mode=True)` bit for bit in value and gradient (an odd last
+    sample is its own window) as a replicate pad then an exact halving pool: Inductor's backward of
+    ceil_mode pooling divides that last window by 2 (pytorch/pytorch#198119: wrong gradients)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 2:  # (B, C, T) -> (B, C, T + 1): (x + x) / 2 == x exactly

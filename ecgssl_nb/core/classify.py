@@ -52,8 +52,7 @@ def build_finetune_model(
     """The network of `setup` ready to fine-tune, on the CPU: scratch setups re-initialised with
     `init_xavier` (as released), ssl- setups with their backbones loaded all-or-nothing from
     `backbones` ({modality: file or state_dict}, B6), heads at PyTorch's default init.
-    fusion_ssl="ignored" is the released fusion models (B6): ssl-tsc and ssl-tsg load nothing and
-    skip xavier, the whole network at PyTorch's default init."""
+    fusion_ssl="ignored" (released, B6): ssl-tsc and ssl-tsg load nothing and skip xavier."""
     check_choice("fusion_ssl", fusion_ssl, FUSION_SSL)
     files = dict(backbones or {})
     missing = [m for m in setup_modalities(setup) if is_ssl(setup) and m not in files]
@@ -164,10 +163,9 @@ def predict(
     amp: bool = False,
     spec_mean: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Record probabilities (N, 24) float64, the mean of the sigmoid outputs over each record's
-    windows (250 samples every `stride`, a shorter tail dropped), and for gated models the mean
-    gate weights (N, 2) = (time, spec), else None. The model is left in eval mode; only the result
-    is read back (`Corpus.mean_over_windows`)."""
+    """Record probabilities (N, 24) float64, the mean sigmoid output over each record's windows (250
+    samples every `stride`, a shorter tail dropped), and the mean gate weights (N, 2) = (time, spec)
+    of a gated model, else None. The model is left in eval mode; only the result is read back."""
     model.eval()
     spec_mean = spec_lead_mean(corpus.device) if spec_mean is None else spec_mean
 
@@ -286,10 +284,9 @@ def train_one_epoch(
     amp: bool = False,
     log: Callable[[int, float], None] | None = None,
 ) -> float:
-    """Step the learning rate (at the START of the epoch, as released: B22), then one pass over
-    the shuffled records (`epoch_plan`), `crops` random windows each; returns the epoch's mean
-    loss, read once (and every cfg.log_every steps, to `log(step, running mean)`). A smoke run
-    stops after cfg.max_steps steps of the whole run."""
+    """Step the learning rate (at the START of the epoch, as released: B22), then one pass over the
+    shuffled records (`epoch_plan`), `crops` random windows each, to cfg.max_steps of the whole run
+    if set; returns the mean loss, read once (and every cfg.log_every steps, to `log`)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
         tr.scheduler.step()
@@ -368,9 +365,8 @@ def gate_by_class(gate: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def protocols(data: Data, best: dict, cfg: FinetuneConfig) -> dict:
-    """{"paper": ..., "honest": ...}: each protocol's selected epoch, its thresholds tuned on the
-    fold it was selected on (paper: outer K; honest: inner J, when there is one) and its metrics
-    on the outer fold."""
+    """{"paper": ..., "honest": ...}: each protocol's selected epoch, thresholds tuned on the fold it
+    was selected on (paper: outer K; honest: inner J, if any) and its metrics on the outer fold."""
     tune_labels = {"outer": data.y_outer, "inner": data.y_inner}
     out = {}
     for name, on in [("paper", "outer")] + ([("honest", "inner")] if data.inner is not None else []):

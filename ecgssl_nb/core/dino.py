@@ -291,10 +291,9 @@ def forward_loss(
 
 
 class CompiledForward:
-    """`forward_loss` under torch.compile (`mode` "default" or "reduce-overhead": CUDA graphs),
-    fullgraph=True (a graph break is an error). The epoch goes in as a 0-d device tensor, filled
-    once per epoch, so the graph neither specialises on it nor copies it. Under CUDA graphs the
-    outputs live until the next step begins (marked here): the caller uses them within the step."""
+    """`forward_loss` under torch.compile (`mode` "default" or "reduce-overhead": CUDA graphs), a graph
+    break an error. The epoch goes in as a 0-d device tensor filled once per epoch (no specialising,
+    no copy). Under CUDA graphs the outputs live until the next step begins (marked here)."""
 
     def __init__(self, mode: str, fullgraph: bool = True, backend: str = "inductor"):
         self.graphs = mode == "reduce-overhead"

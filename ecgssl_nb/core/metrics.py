@@ -333,11 +333,9 @@ def threshold_search(
     classes: Sequence[str] | None = None,
     normal_class: str = NORMAL_CLASS,
 ) -> np.ndarray:
-    """Per-class thresholds (K,) as in the released code (book: Deviations, B15 "faithful").
-
-    For each class k independently: every other class is binarised at `default`, class k tries
-    each value of `grid` in order, and the value with the highest Challenge metric is kept (the
-    first one on ties). Not a joint search: the chosen thresholds are only combined afterwards."""
+    """Per-class thresholds (K,) as in the released code (book: Deviations, B15 "faithful"): for each
+    class k independently, every other class binarised at `default`, k tries each `grid` value in
+    order and keeps the one with the highest Challenge metric (the first on ties). Not a joint search."""
     lab = _binary(labels, "labels")
     sco = _real(scores, "scores", lab.shape)
     grid_a = np.asarray(grid, dtype=np.float64).reshape(-1)

@@ -168,10 +168,9 @@ def _listing(what: str, items: Sequence[str], limit: int = 8) -> str:
 
 
 def load_backbone(backbone: nn.Module, source: str | Path | Mapping) -> int:
-    """Load a state_dict (or a file holding one) into `backbone`, all or nothing; returns (and logs)
-    the number of tensors loaded. Wrapper prefixes on every key (STRIP_PREFIXES) are stripped; any
-    missing or unexpected key or shape mismatch is a UserError listing them, and nothing is loaded
-    (the released fusion models silently loaded 0 of 601 tensors, B6)."""
+    """Load a state_dict (or a file holding one) into `backbone`, all or nothing (the released fusion
+    models silently loaded 0 of 601 tensors, B6); returns and logs the tensors loaded. Wrapper
+    prefixes (STRIP_PREFIXES) are stripped; a missing/unexpected key or shape is a UserError."""
     state = _read_state(source)
     target = backbone.state_dict()
     state, stripped = _strip_prefixes(state, set(target))

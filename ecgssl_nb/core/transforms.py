@@ -95,10 +95,9 @@ def _randint_below(high: torch.Tensor, generator: torch.Generator) -> torch.Tens
 
 def _random_subset(k: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
     """Row r of the (R, n) bool result marks a uniform random k[r]-subset of range(n) (`k` a
-    LongTensor (R,), 0 <= k < n): the items whose i.i.d. U[0, 1) key is below the row's (k+1)-th
-    smallest key. No argsort, no scatter, no host-device synchronisation (issue 15). A tie at the
-    threshold gives fewer than k items (never more); with float64 keys that is fewer than 4 rows
-    in 10^12 at n = 248 (float32 keys tied in 1 row in 70,000, and redrawing them blocked the host)."""
+    LongTensor (R,), 0 <= k < n): the items whose i.i.d. U[0, 1) float64 key is below the row's
+    (k+1)-th smallest, with no argsort, scatter or host-device sync (issue 15). A tie at the threshold
+    gives fewer items, never more: under 4 rows in 10^12 at n = 248 (float32 keys: 1 in 70,000)."""
     keys = _uniform((k.shape[0], n), gen, k.device)
     # numpy's sort on the CPU: about 30x faster than torch.sort there (benchmarks/bench_views.py)
     ordered = torch.from_numpy(np.sort(keys.numpy(), axis=1)) if keys.device.type == "cpu" else keys.sort(dim=1).values
@@ -470,9 +469,8 @@ def time_views(
 def _fill_views(views, x, step, src, t, cuts, fill, scale) -> None:
     """Write time_views' `views` (V, B, C, N) in place: the crop plans src, t (V, B, N) of the
     normalised x (B, C, N) (step = x.diff(-1)), `fill` (C, 1) on the spans `cuts` ((start, length)
-    (V, B, C or 1) or None), plus `scale` (V, B, C, 1) times the N(0, 1) `views` holds (None: no
-    noise). On one CPU thread, blocks of about _CPU_BLOCK samples stay in cache (~16 ms against
-    ~27 ms per batch of 196); with more threads or on CUDA the batch is one block (few, large ops)."""
+    (V, B, C or 1) or None), plus `scale` (V, B, C, 1) or None times the N(0, 1) `views` holds. One
+    CPU thread works in cache-sized blocks (~16 ms, not ~27, per batch of 196); else one block."""
     v, b, c, n = views.shape
     blocked = views.device.type == "cpu" and torch.get_num_threads() == 1
     size = max(1, _CPU_BLOCK // (v * c * n)) if blocked else max(1, b)  # records per block

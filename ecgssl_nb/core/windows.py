@@ -166,8 +166,7 @@ class Corpus:
     ) -> torch.Tensor:
         """Independent random crops: (B,) record positions -> (B*n_crops, 12, length) raw mV, rows
         b*n_crops.. of record rec[b], each start uniform in [0, len-length-1] (0 for a record of
-        exactly `length`; B25). checked=True: `rec` is a LongTensor on the corpus device known to
-        be valid, so it is not read back and the call never blocks the host (issue 15)."""
+        exactly `length`; B25). checked=True: `rec` is a valid LongTensor on the device, not read back."""
         if not isinstance(generator, torch.Generator):
             raise UserError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         check_int("n_crops", n_crops, 1)
