@@ -266,9 +266,8 @@ def steps_per_epoch(n_train: int, batch_records: int) -> int:
 
 
 def epoch_plan(n_train: int, batch_records: int, generator: torch.Generator) -> torch.Tensor:
-    """The shuffled records of every step of one epoch, (steps, batch) positions on the generator's
-    device, batch = min(batch_records, n_train); a last step that would be short is filled with
-    the first records of the shuffle, so every step has one shape (one compiled graph)."""
+    """The shuffled records of one epoch's steps, (steps, batch) on the generator's device, batch =
+    min(batch_records, n_train); a short last step is topped up from the shuffle's start (one shape)."""
     batch = max(1, min(batch_records, n_train))
     steps = steps_per_epoch(n_train, batch)
     order = torch.randperm(n_train, generator=generator, device=generator.device)  # (n_train,)
@@ -333,9 +332,8 @@ def evaluate_epoch(model: torch.nn.Module, data: Data, cfg: FinetuneConfig, amp:
 
 
 def select(best: dict, epoch: int, ev: Evaluation, metric: str) -> dict:
-    """The best epochs so far after `epoch`: "paper" by `metric` (macro auprc or auroc) on the
-    outer fold, "honest" on the inner fold; a later epoch wins only by strict improvement (as
-    released), a NaN score never does."""
+    """The best epochs so far: "paper" by `metric` (macro auprc or auroc) on the outer fold, "honest"
+    on the inner one; a later epoch wins only by strict improvement (as released), NaN never."""
     best = dict(best)
     score = _score(ev.metrics[f"outer_{metric}"])
     if best["paper"] is None or score > best["paper"]["score"]:

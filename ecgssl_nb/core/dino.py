@@ -199,9 +199,8 @@ class DINOLoss(nn.Module):
 
     @torch.no_grad()
     def update_center(self, teacher_out: torch.Tensor) -> None:
-        """center <- m * center + (1 - m) * mean of the teacher outputs (G, B, K) over all rows of
-        all processes, divided ONCE (B7); center_update="twice" is the released code, which divides
-        that mean again by this process's G*B rows."""
+        """center <- m * center + (1 - m) * mean of the teacher outputs (G, B, K) over all processes'
+        rows, divided ONCE (B7); "twice" (released) divides it again by this process's G*B rows."""
         t = teacher_out.detach().float().reshape(-1, teacher_out.shape[-1])  # (G*B, K)
         # The row sums and the row count in one tensor (1, K + 1), filled on the device: one
         # all-reduce, and no host-to-device copy of the count.
@@ -406,9 +405,8 @@ class Schedules:
 
 
 def make_schedules(cfg: PretrainConfig, n_records: int, world: int) -> Schedules:
-    """The schedules of `n_records` records per epoch: batch_size is the global batch, shared by
-    the `world` processes, drop_last over it, so neither the schedules nor the recipe depend on
-    `world` (a torchrun backbone is the one `reproduce` asks for)."""
+    """The schedules of `n_records` records per epoch, batch_size the global batch (drop_last) shared
+    by the `world` processes: neither the schedules nor the recipe depend on `world`."""
     E, L = cfg.epochs, n_records // cfg.batch_size
     peak_lr = cfg.base_lr * cfg.batch_size / 256.0  # linear scaling with the (global) batch
     return Schedules(

@@ -116,9 +116,9 @@ def build_model(setup: str, n_classes: int = 24) -> ECGNet:
 
 @torch.no_grad()
 def init_xavier(module: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
-    """Re-initialise every layer of `module` as the released code does for scratch runs
-    (book: Fine-tuning): conv weights xavier-normal and conv biases N(0, 1); BatchNorm gamma N(1, 0.02)
-    and beta 0; Linear weights xavier-normal, Linear biases untouched. Returns `module`."""
+    """Re-initialise `module` as the released code does for scratch runs (book: Fine-tuning): conv
+    weights xavier-normal, biases N(0, 1); BatchNorm gamma N(1, 0.02), beta 0; Linear weights
+    xavier-normal, biases untouched."""
     for m in module.modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             nn.init.xavier_normal_(m.weight, generator=generator)

@@ -214,16 +214,14 @@ class Corpus:
         if rows is None:  # all records: the index is built once and kept on the device
             owner, start, _ = self._all_windows(length, stride)
         else:
-            owner, start = self.sliding_windows(length, stride, rows)
-            owner, start = owner.to(self.device), start.to(self.device)
+            owner, start = (t.to(self.device) for t in self.sliding_windows(length, stride, rows))
         for a in range(0, len(owner), batch_windows):
             o = owner[a : a + batch_windows]
             yield self._gather(self.offsets[o] + start[a : a + batch_windows], length), o
 
     def _all_windows(self, length: int, stride: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """(owner, start) of every record's evaluation windows on the device, and the windows per
-        record (N,) on the host: built on first use, then reused, so that an evaluation pass
-        copies nothing to the device."""
+        """(owner, start) of every record's evaluation windows on the device and the windows per record
+        (N,) on the host, built once: an evaluation pass copies nothing to the device."""
         key = (int(length), int(stride))
         if key not in self._eval_index:
             owner, start = self.sliding_windows(length, stride)
