@@ -65,9 +65,8 @@ def build_finetune_model(
         return model  # released: the checkpoints match 0 keys and xavier is skipped
     if not files:
         init_xavier(model, generator=torch.Generator().manual_seed(seed))
-    for modality, path in files.items():
-        backbone = model.time_backbone if modality == "time" else model.spec_backbone
-        load_backbone(backbone, path)  # UserError on a missing file or any missing/unexpected key
+    for modality, path in files.items():  # all or nothing, B6
+        load_backbone(model.time_backbone if modality == "time" else model.spec_backbone, path)
     return model
 
 

@@ -113,9 +113,8 @@ def dist_on() -> bool:
 class DINOLoss(nn.Module):
     """Self-distillation cross-entropy, for each teacher (global) view q and student view v != q
     CE(q, v) = mean_b sum_k -softmax((t_qb - c) / tau_t)_k * log_softmax(s_vb / tau_s)_k, averaged
-    over the pairs (18 for 2 + 8 views). `teacher_temp`: a float or one per 0-based epoch; the
-    values are PretrainConfig's, checked there. The centre c (1, out_dim) is updated after the
-    loss (`update_center`, unless update_center=False)."""
+    over the pairs (18 for 2 + 8 views); `teacher_temp` a float or one per 0-based epoch (values
+    checked by PretrainConfig). The centre c (1, out_dim) is updated after the loss (`update_center`)."""
 
     def __init__(
         self,
@@ -329,10 +328,9 @@ def train_step(
     `forward` (`forward_loss` or a `CompiledForward`), the student's step (clipped; the last layer
     frozen while epoch < freeze_last_layer_epochs: B9), then the EMA teacher. Returns detached
     scalar tensors loss, teacher_entropy, embedding_std; nothing is read back."""
-    for i, group in enumerate(optimizer.param_groups):
+    for group in optimizer.param_groups:
         group["lr"] = lr
-        if i == 0:
-            group["weight_decay"] = weight_decay
+    optimizer.param_groups[0]["weight_decay"] = weight_decay  # the decayed group (adamw) or the only one
     loss, entropy, emb_std = forward(student, teacher, loss_fn, views, epoch, amp)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

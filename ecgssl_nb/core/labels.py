@@ -1,9 +1,8 @@
 """The Challenge 2020 label space: 27 scored SNOMED codes, 3 official merges, 24 classes.
 
 The official tables (weights.csv, dx_mapping_scored.csv, dx_mapping_unscored.csv; BSD-2-Clause,
-PhysioNet/Computing in Cardiology Challenges) ship in `ecgssl_nb/data/`. Class order is the
-order of weights.csv with the merged duplicates dropped (book: Deviations, B24), so class k of every array in
-this library is `CLASSES[k]`.
+PhysioNet/Computing in Cardiology Challenges) ship in `ecgssl_nb/data/`. Class order is weights.csv's
+with the merged duplicates dropped (book: Deviations, B24): class k of every array here is `CLASSES[k]`.
 """
 
 from __future__ import annotations

@@ -160,8 +160,7 @@ def _per_class(labels: ArrayLike, scores: ArrayLike, area, both: bool) -> tuple[
 
 
 def auroc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
-    """Challenge AUROC (macro, per class (K,)): per class the trapezoid area under (FPR, TPR)
-    over the distinct thresholds; NaN without positives or negatives, skipped by the macro mean."""
+    """Challenge AUROC (macro, per class (K,)): the trapezoid area under (FPR, TPR) of each class."""
 
     def area(tps: np.ndarray, fps: np.ndarray) -> float:
         tpr, fpr = np.r_[0.0, tps / tps[-1]], np.r_[0.0, fps / fps[-1]]
@@ -171,8 +170,7 @@ def auroc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
 
 
 def auprc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
-    """Challenge AUPRC (macro, per class (K,)): per class the step sum Σ (TPR_{j+1} - TPR_j)
-    PPV_{j+1} over the distinct thresholds; NaN without positives, skipped by the macro mean."""
+    """Challenge AUPRC (macro, per class (K,)): Σ (TPR_{j+1} - TPR_j) PPV_{j+1} of each class."""
 
     def area(tps: np.ndarray, fps: np.ndarray) -> float:
         return float(np.sum(np.diff(np.r_[0.0, tps / tps[-1]]) * (tps / (tps + fps))))
@@ -257,8 +255,7 @@ def challenge_metric(
     classes: Sequence[str] | None = None,
     normal_class: str = NORMAL_CLASS,
 ) -> float:
-    """The Challenge 2020 metric: 1 for the labels themselves, 0 for NSR-only outputs
-    (0.0 when those two score the same). `weights` (K, K) defaults to `labels.weight_matrix()`."""
+    """The Challenge 2020 metric (1: the labels, 0: NSR only); `weights` (K, K) default `labels.weight_matrix()`."""
     lab, out = _pair(labels, outputs)
     lw, s_true, s_inact = _scale(lab, *_label_space(lab.shape[1], weights, classes, normal_class))
     return float(_normalised(_reward(lab, out, lw), s_true, s_inact))

@@ -111,10 +111,9 @@ def _random_subset(k: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tenso
 def random_resized_crop(
     x: torch.Tensor, scale: Sequence[float] = AUGMENT.time_global_scale, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Random crop of each window stretched back to its length by a random time warp: (B, C, N)
-    mV -> (B, C, N). Per sample: r ~ U(scale), L = int(r*N) in [2, N-1] samples from start ~
-    randint(0, N-L-1) (as released), written in order at sorted random grid points that include
-    0 and N-1 (the other L-2 drawn without replacement from 1..N-2), linear interpolation between."""
+    """A random crop of each window warped back to its length, (B, C, N) mV -> same: r ~ U(scale),
+    L = int(r*N) in [2, N-1] samples from randint(0, N-L-1) (as released), set in order at sorted grid
+    points 0, N-1 and L-2 of 1..N-2 drawn without replacement, linear interpolation between."""
     x = _check_batch(x, "x", 3, "(B, leads, samples)")
     lo, hi = check_pair("scale", scale, 0.0, 1.0, lo_open=True)
     gen = _check_generator(generator)
@@ -174,10 +173,9 @@ def time_cutout(
     mode: str = "per_lead",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Zero one random span of each window, (B, C, N) mV -> same shape (B18). mode "per_lead"
-    (released; ratio default (0.2, 0.4)): each lead its own span of int(U(ratio)*N) samples from
-    randint(0, N-len-1); "paper" (Eq. 1; (0.0, 0.5)): one span of alpha = int(U(ratio)*N) samples
-    for all leads from t1 uniform in [0, N-alpha]."""
+    """Zero one random span of each window, (B, C, N) mV -> same (B18). "per_lead" (released, ratio
+    (0.2, 0.4)): each lead a span of int(U(ratio)*N) samples from randint(0, N-len-1); "paper" (Eq. 1,
+    (0.0, 0.5)): one span of alpha = int(U(ratio)*N) for all leads from t1 uniform in [0, N-alpha]."""
     x = _check_batch(x, "x", 3, "(B, leads, samples)")
     lo, hi = _cutout_ratio(mode, ratio, "mode", "ratio")
     start, length = _cutout_spans(x.shape, lo, hi, mode, _check_generator(generator), x.device)
@@ -344,8 +342,7 @@ def _gather_frames(spec: torch.Tensor, frame: torch.Tensor, n_views: int) -> tor
     of record b, holds a source frame or F for a zero frame. One gather, a zero frame appended."""
     b, c, k, f = spec.shape
     padded = F.pad(spec, (0, 1))  # (B, C, K, F+1), frame F is 0
-    shape = (n_views, b, c, k, f)
-    index = frame.view(n_views, b, -1, 1, f).expand(shape)
+    index = frame.view(n_views, b, -1, 1, f).expand(n_views, b, c, k, f)
     return padded.expand(n_views, b, c, k, f + 1).gather(4, index)
 
 
@@ -362,12 +359,9 @@ def spec_time_cutout(
     lo, hi = check_pair("ratio", ratio, 0.0, 1.0)
     gen = _check_generator(generator)
     b, c, _, f = spec.shape
-    if widths is None:
-        width = torch.full((b,), f, dtype=torch.long, device=spec.device)  # (B,) crop widths W
-    else:
-        width = torch.as_tensor(widths).to(device=spec.device, dtype=torch.long)
-        if width.shape != (b,) or (width < 1).any() or (width > f).any():
-            raise UserError(f"widths must be a LongTensor ({b},) of crop widths in [1, {f}]")
+    width = torch.as_tensor([f] * b if widths is None else widths).to(device=spec.device, dtype=torch.long)  # (B,) W
+    if width.shape != (b,) or (width < 1).any() or (width > f).any():
+        raise UserError(f"widths must be a LongTensor ({b},) of crop widths in [1, {f}]")
     start, span = _spec_cutout_spans(width, c, f, lo, hi, gen)
     return spec.masked_fill(_span_mask(start, span, f)[:, :, None, :], 0.0)  # (B, C, 1, F) mask
 
@@ -427,9 +421,8 @@ def time_views(
     """DINO time-series views (paper Sec. II-B.1): raw mV (B, 12, 250) -> normalised (V, B, 12, 250),
     V = n_global + n_local, global views first: equal (up to float rounding) to random_resized_crop
     (global_scale or local_scale), then as `transforms` (a TIME_TRANSFORMS key) says time_cutout
-    (`tc_mode`, `tc_ratio`) and gaussian_noise (`sigma` mV) on the V*B stacked windows, then
-    `normalize` by the per-lead `mean`, `std` (12,) mV. checked=True: `mean`, `std` were checked
-    once by the caller (`check_lead_stats`), so the call never blocks the host."""
+    (`tc_mode`, `tc_ratio`) and gaussian_noise (`sigma` mV), then `normalize` by `mean`, `std` (12,)
+    mV. checked=True: the caller checked `mean`, `std` (`check_lead_stats`): the host never blocks."""
     names = TIME_TRANSFORMS[check_choice("transforms", transforms, TIME_TRANSFORMS, "a transform set")]
     raw = _check_batch(raw, "raw", 3, "(B, leads, samples)")
     gen = _check_generator(generator)
