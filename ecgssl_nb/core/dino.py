@@ -51,9 +51,8 @@ class WeightNormLinear(nn.Module):
 
 
 class DINOHead(nn.Module):
-    """Projection head in_dim -> hidden -> hidden -> bottleneck (512, 512, 128; GELU, no BN,
-    truncated-normal(0.02) weights, zero biases), L2-normalise, weight-normed Linear(bottleneck ->
-    out_dim) with row norms frozen at 1."""
+    """MLP in_dim -> hidden -> hidden -> bottleneck (512, 512, 128; GELU, no BN, trunc-normal(0.02)
+    weights, zero biases), L2-normalise, weight-normed Linear(bottleneck -> out_dim), row norms 1."""
 
     def __init__(self, in_dim: int = 512, out_dim: int = 65536, hidden: int = 512, bottleneck: int = 128):
         super().__init__()
@@ -220,9 +219,8 @@ def param_groups(model: nn.Module) -> list[dict]:
     not decayed (biases and every 1-D parameter: BatchNorm gamma/beta)] (book: Deviations, B10)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
     return [{"params": decay, "name": "decay"}, {"params": no_decay, "name": "no_decay", "weight_decay": 0.0}]
 
 

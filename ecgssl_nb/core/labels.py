@@ -27,8 +27,7 @@ LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V
 
 def data_file(name: str) -> Path:
     """Path of one packaged official table, e.g. data_file('weights.csv')."""
-    # in the package, beside core/: importlib.resources breaks when an editable install is seen as a
-    # namespace package (running from another folder)
+    # beside core/: importlib.resources breaks when an editable install is seen as a namespace package
     return Path(__file__).resolve().parent.parent / "data" / name
 
 
@@ -78,8 +77,7 @@ def merge_codes(codes: Iterable[str]) -> list[str]:
 def encode(codes: Iterable[str]) -> np.ndarray:
     """Multi-hot (24,) float32 vector of a record's codes (merged; unscored ignored)."""
     out = np.zeros(N_CLASSES, dtype=np.float32)
-    for c in merge_codes(codes):
-        out[CLASS_INDEX[c]] = 1.0
+    out[[CLASS_INDEX[c] for c in merge_codes(codes)]] = 1.0
     return out
 
 

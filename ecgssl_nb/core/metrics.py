@@ -127,8 +127,7 @@ def _label_space(k: int, weights, classes, normal_class: str) -> tuple[np.ndarra
 
 
 def _nanmean(x: np.ndarray) -> float:
-    """Mean over non-NaN entries; NaN (without a warning) when all are NaN."""
-    x = np.asarray(x, dtype=np.float64)
+    """Mean over the non-NaN entries of a float64 array; NaN (without a warning) when all are NaN."""
     ok = ~np.isnan(x)
     return float(x[ok].mean()) if ok.any() else float("nan")
 
@@ -195,8 +194,7 @@ def binarize(scores: ArrayLike, thresholds: ArrayLike) -> np.ndarray:
     """(N, K) bool outputs `scores >= thresholds` (a scalar or one threshold per class)."""
     sco = _real(scores, "scores")
     thr = np.asarray(thresholds, dtype=np.float64)
-    if thr.ndim == 0:
-        thr = np.full(sco.shape[1], float(thr))
+    thr = np.full(sco.shape[1], float(thr)) if thr.ndim == 0 else thr
     if thr.shape != (sco.shape[1],):
         raise MetricInputError(f"thresholds must be a scalar or have shape ({sco.shape[1]},); got {thr.shape}")
     if not np.isfinite(thr).all():
@@ -377,9 +375,8 @@ def _check_records(records, n: int | None = None) -> list[str]:
 def challenge_outputs(
     records: Sequence[str], scores: ArrayLike, binary: ArrayLike, classes: Sequence[str] = CLASSES
 ) -> dict[str, str]:
-    """The official output file of each record, {record: text}: `#record`, the class codes,
-    the binary outputs, the scores (PhysioNet/CinC 2020's format). Merged classes are written as
-    their representative code (labels.MERGES)."""
+    """The official 2020 output file of each record, {record: text}: `#record`, the class codes
+    (a merged class as its representative, labels.MERGES), the binary outputs, the scores."""
     sco = _real(scores, "scores")
     out = _binary(binary, "binary")
     if out.shape != sco.shape:

@@ -33,9 +33,8 @@ STRIP_PREFIXES = ("module.", "_orig_mod.", "backbone.")
 
 
 class ClassifierHead(nn.Module):
-    """Linear(in_dim -> hidden) then Linear(hidden -> n_classes), with NO nonlinearity between
-    them, as the released code has it (B20: kept for faithfulness; the pair is one linear map
-    of rank <= hidden). `hidden` defaults to in_dim // 2 (512 -> 256, 1024 -> 512)."""
+    """Linear(in_dim -> hidden) then Linear(hidden -> n_classes), NO nonlinearity between, as released
+    (B20: kept; one linear map of rank <= hidden); `hidden` defaults to in_dim // 2 (512 -> 256)."""
 
     def __init__(self, in_dim: int, n_classes: int = 24, hidden: int | None = None):
         super().__init__()

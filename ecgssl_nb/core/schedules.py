@@ -40,9 +40,8 @@ def cosine_schedule(
 
 
 def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, epochs: int) -> np.ndarray:
-    """Teacher temperature per 0-based epoch: linear from `warmup_temp` to `temp` over
-    `warmup_epochs` epochs (both ends included, as in DINO), then `temp`. A warm-up longer than
-    the run is cut at `epochs` (the released 30-epoch warm-up of a 4-epoch run)."""
+    """Teacher temperature per 0-based epoch: linear from `warmup_temp` to `temp` over `warmup_epochs`
+    (both ends included, as DINO), then `temp`; cut at `epochs` (the released 30 of a 4-epoch run)."""
     check_int("epochs", epochs, 1)
     check_int("warmup_teacher_temp_epochs", warmup_epochs, 0)
     out = np.full(max(epochs, warmup_epochs), float(temp))

@@ -254,8 +254,7 @@ def _per_lead(mean: PerLead, std: PerLead, like: torch.Tensor, checked: bool = F
 
 
 def zscore(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """The per-lead z-score (x - mean) / (std + 1e-8) of x (..., C, N) mV, mean and std (C,)
-    tensors on x's device, unchecked (nothing read back: the form a training step uses)."""
+    """(x - mean) / (std + 1e-8) per lead of x (..., C, N) mV; mean, std (C,) on x's device, unchecked."""
     return (x - mean[:, None]) / (std[:, None] + 1e-8)
 
 
@@ -313,9 +312,8 @@ def spec_time_crop(
     generator: torch.Generator | None = None,
     return_widths: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Crop W = int(r*F) in [1, F-1] frames (r ~ U(scale)) from randint(0, F-W-1), no resize,
-    zero-padded back to F frames with the crop centred (left pad (F-W)//2): (B, C, K, F) -> same
-    shape; with return_widths, also the widths W (B,) that `spec_time_cutout(widths=)` takes."""
+    """(B, C, K, F) -> same: W = int(r*F) in [1, F-1] frames (r ~ U(scale)) from randint(0, F-W-1),
+    zero-padded to F with the crop centred (left pad (F-W)//2); return_widths: also W (B,), no resize."""
     spec = _check_batch(spec, "spec", 4, "(B, leads, freq, frames)")
     lo, hi = check_pair("scale", scale, 0.0, 1.0, lo_open=True)
     gen = _check_generator(generator)
@@ -352,9 +350,8 @@ def spec_time_cutout(
     generator: torch.Generator | None = None,
     widths: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Zero one span of w = int(U(ratio)*W) frames per channel (all frequency rows) from
-    randint(0, W-w-1) inside each sample's centred crop of W frames (`widths`, else the full F):
-    (B, C, K, F) -> same shape."""
+    """(B, C, K, F) -> same: zero one span of w = int(U(ratio)*W) frames per channel (all rows) from
+    randint(0, W-w-1) inside each sample's centred crop of W frames (`widths`, else the full F)."""
     spec = _check_batch(spec, "spec", 4, "(B, leads, freq, frames)")
     lo, hi = check_pair("ratio", ratio, 0.0, 1.0)
     gen = _check_generator(generator)

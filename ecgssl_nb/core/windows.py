@@ -125,8 +125,7 @@ class Corpus:
                 m = min(_COPY_CHUNK, n - k)
                 block = np.array(signals[file_pos + k : file_pos + k + m], dtype=np.float32)  # (m, 12), in RAM
                 out[:, dst + k : dst + k + m] = torch.from_numpy(block).to(dev).T  # (m, 12) -> (12, m)
-        labels = np.asarray(prepared.label_matrix())[sel]
-        return cls(out, new_off, src_len, labels=labels, device=dev, rows=sel)
+        return cls(out, new_off, src_len, labels=np.asarray(prepared.label_matrix())[sel], device=dev, rows=sel)
 
     # --- basics --------------------------------------------------------------------------------
 
@@ -148,9 +147,8 @@ class Corpus:
         return self.labels[self._check_rec(rec)].repeat_interleave(n_crops, dim=0)
 
     def _check_rec(self, rec) -> torch.Tensor:
-        """rec as a LongTensor on the device, its range checked there without reading it back:
-        `torch._assert_async` raises at once on the CPU (a UserError here) and as a device-side
-        assert on CUDA, where a host check would stall every training step."""
+        """rec as a LongTensor on the device, range-checked there by `torch._assert_async`: at once on the
+        CPU (a UserError), as a device-side assert on CUDA (a host check would stall every step)."""
         r = _as_long(rec, "rec").to(self.device)
         msg = f"rec must hold record positions in 0..{len(self) - 1}"
         try:
@@ -232,9 +230,8 @@ class Corpus:
     def mean_over_windows(
         self, fn: Callable[[torch.Tensor], tuple[torch.Tensor | None, ...]], batch_windows: int, stride: int = STRIDE
     ) -> tuple[np.ndarray | None, ...]:
-        """Per record, the mean of each output of `fn` over its evaluation windows (WINDOW samples
-        every `stride`): `fn` maps x (w, 12, 250) raw mV to a tuple of (w, D_i) tensors or None; the
-        result is a tuple of (records, D_i) float64 arrays or None. Only the sums are read back, once."""
+        """Per record, the mean of each output of `fn` (x (w, 12, 250) raw mV -> (w, D_i) tensors or
+        None) over its windows (WINDOW every `stride`): (N, D_i) float64 arrays or None; one read-back."""
         n = self._all_windows(WINDOW, stride)[2]  # (N,) windows per record, on the host
         if len(n) == 0 or (n == 0).any():
             raise UserError(f"{int((n == 0).sum())} records are shorter than {WINDOW} samples and have no window")
