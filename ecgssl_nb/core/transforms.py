@@ -159,8 +159,7 @@ def _warp(
 ) -> torch.Tensor:
     """out (V, B, C, N) = x[src] + t * step[src]: the crop plans src, t (V, B, N) applied to x
     (B, C, N), the same warp for all leads of a view; `step` = x.diff(-1); `scratch` holds step[src]."""
-    shape = out.shape
-    v, b, c, n = shape
+    v, b, c, n = shape = out.shape
     index = src.unsqueeze(2).expand(shape)
     torch.gather(x.expand(shape), 3, index, out=out)  # x[src]
     torch.gather(step.expand(v, b, c, n - 1), 3, index, out=scratch)  # step[src]
