@@ -1,10 +1,9 @@
 """The two backbones of the paper, one per modality, each giving a (B, 512) feature.
 
 xresnet1d50, the time-series backbone S¹θ (Sec. II-B.1): (B, 12, 250) mV -> (B, 512). A 1-D "bag
-of tricks" ResNet-50 (three-conv stem, bottleneck blocks, average-pool shortcuts), every stage
-64 wide (64 x 4 = 256 channels out), features the concatenated adaptive max and average pools.
-Its first stem conv is the released replacement, Conv1d(12, 32, 5, stride 2, padding 2) with a
-bias and PyTorch's default init. 886,432 parameters.
+of tricks" ResNet-50 (three-conv stem, the first the released Conv1d(12, 32, 5, stride 2) with a
+bias, bottleneck blocks, average-pool shortcuts), every stage 64 wide (64 x 4 = 256 channels
+out), features the concatenated adaptive max and average pools. 886,432 parameters.
 
 SE-ResNet34 2D, the spectrogram backbone S²θ̂ (Sec. II-B.2): (B, 12, 13, 21) -> (B, 512). Basic
 blocks [3, 4, 6, 3], widths 64/128/256/512, 1x1 conv + BN shortcuts where stride or width change,
@@ -61,8 +60,7 @@ class ConvBN(nn.Sequential):
 
 
 class Bottleneck1d(nn.Module):
-    """1x1 down to `width`, k=5 carrying the stride, 1x1 up to width*4 (zero-gamma BN);
-    add the shortcut, then ReLU."""
+    """1x1 down to `width`, k=5 carrying the stride, 1x1 up to width*4 (zero-gamma BN); add the shortcut, then ReLU."""
 
     def __init__(self, c_in: int, width: int, c_out: int, kernel_size: int, stride: int):
         super().__init__()
@@ -85,10 +83,9 @@ class Bottleneck1d(nn.Module):
 
 
 class HalvingAvgPool1d(nn.Module):
-    """`nn.AvgPool1d(2, stride=2, ceil_mode=True)`, bit for bit in value and gradient: an odd
-    last sample is its own window. Written as a replicate pad of one sample then an exact
-    halving pool, because Inductor's backward of ceil_mode average pooling divides that last
-    window by 2 (pytorch/pytorch#198119: a compiled run would train on wrong gradients)."""
+    """`nn.AvgPool1d(2, stride=2, ceil_mode=True)` bit for bit in value and gradient (an odd last
+    sample is its own window) as a replicate pad then an exact halving pool: Inductor's backward of
+    ceil_mode pooling divides that last window by 2 (pytorch/pytorch#198119: wrong gradients)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 2:  # (B, C, T) -> (B, C, T + 1): (x + x) / 2 == x exactly
@@ -132,17 +129,11 @@ class XResNet1d(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pool = ConcatPool1d()
         self.feature_dim = 2 * c_out
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """Kaiming-normal conv weights, zero conv biases; the first stem conv keeps PyTorch's
-        default init, as the released model builds it after the network's own init."""
-        first = self.stem[0].conv
+        # Kaiming-normal conv weights (no other conv has a bias); the first stem conv keeps
+        # PyTorch's default init, as the released model builds it after the network's own init.
         for m in self.modules():
-            if isinstance(m, nn.Conv1d) and m is not first:
+            if isinstance(m, nn.Conv1d) and m is not self.stem[0].conv:
                 nn.init.kaiming_normal_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)  # (B, 12, 250) -> (B, 32, 125) -> (B, 64, 125) -> pool (B, 64, 63)
@@ -151,8 +142,7 @@ class XResNet1d(nn.Module):
 
 
 def xresnet1d50(in_channels: int = 12) -> XResNet1d:
-    """The paper's time-series backbone: (B, in_channels, T) -> (B, 512); 886,432 parameters
-    for 12 leads."""
+    """The paper's time-series backbone: (B, in_channels, T) -> (B, 512); 886,432 parameters for 12 leads."""
     return XResNet1d(XResNet1dConfig(in_channels=check_int("in_channels", in_channels, 1)))
 
 
@@ -224,12 +214,8 @@ class SEResNet2d(nn.Module):
             c_in = width
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.feature_dim = c_in
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """Kaiming-normal (fan-out) conv weights and BN gamma 1 / beta 0, the usual ResNet init;
-        the stem conv keeps PyTorch's default init as in the released model, and the
-        SE linears keep theirs."""
+        # Kaiming-normal (fan-out) conv weights, the usual ResNet init (BN gamma 1, beta 0 by
+        # default); the stem conv and the SE linears keep PyTorch's default init, as released.
         for m in self.modules():
             if isinstance(m, nn.Conv2d) and m is not self.conv1:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -245,6 +231,5 @@ class SEResNet2d(nn.Module):
 
 
 def se_resnet34(in_channels: int = 12) -> SEResNet2d:
-    """The paper's spectrogram backbone: (B, in_channels, F, frames) -> (B, 512); 21,470,144
-    parameters for 12 leads."""
+    """The paper's spectrogram backbone: (B, in_channels, F, frames) -> (B, 512); 21,470,144 parameters for 12 leads."""
     return SEResNet2d(SEResNet2dConfig(in_channels=check_int("in_channels", in_channels, 1)))

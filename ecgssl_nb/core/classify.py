@@ -1,16 +1,10 @@
-"""Fine-tuning and evaluation of one setup on one outer fold, under two protocols (paper Sec. II-C,
-III-B; book: Fine-tuning, Deviations B14, B15, B22, B26), in the paper's order: the seeds and the
-network of a setup (`build_finetune_model`, B6, B26), its inputs (`model_inputs`: the z-scored
-raw crop and the spectrogram of the RAW crop, as released), one step and one epoch (the learning
-rate stepped at the START of the epoch, B22), prediction over sliding windows, the folds
-(`split_folds`: outer K held out, inner J = (K + 1) % n_folds; "paper-exact" trains on all nine
-but K, B14), the selection of the two protocols after every epoch ("paper": best on K, as the
-authors did; "honest": best on J) and their thresholds and scores (`protocols`, B15).
-
-The run around it (settings, folders, checkpoints, files) is `ecgssl_nb.stages.finetune`'s. A step
+"""Fine-tuning and evaluation of one setup on one outer fold K under two protocols (paper Sec. II-C,
+III-B; book: Fine-tuning), in the paper's order: the seeds and network of a setup (B6, B26), one
+step, one epoch (B22), prediction over sliding windows, the folds (B14), the selection after every
+epoch ("paper": best on K, as the authors did; "honest": best on the inner fold J) and the two
+protocols' thresholds and scores (B15). The run around it is `ecgssl_nb.stages.finetune`'s. A step
 and an evaluation pass never synchronise host and device (the losses are read once per epoch, or
-every `log_every` steps); `make_step_loss` compiles a step; on CUDA the network runs in bf16
-autocast (inputs, STFT and loss in fp32).
+every `log_every` steps); on CUDA the network runs in bf16 autocast (inputs, STFT, loss in fp32).
 """
 
 from __future__ import annotations
@@ -58,8 +52,7 @@ def build_finetune_model(
     """The network of `setup` ready to fine-tune, on the CPU: scratch setups re-initialised with
     `init_xavier` (as released), ssl- setups with their backbones loaded all-or-nothing from
     `backbones` ({modality: file or state_dict}, B6), heads at PyTorch's default init.
-    fusion_ssl="ignored" is the released fusion models (B6): ssl-tsc and ssl-tsg load nothing and
-    skip xavier, the whole network at PyTorch's default init."""
+    fusion_ssl="ignored" (released, B6): ssl-tsc and ssl-tsg load nothing and skip xavier."""
     check_choice("fusion_ssl", fusion_ssl, FUSION_SSL)
     files = dict(backbones or {})
     missing = [m for m in setup_modalities(setup) if is_ssl(setup) and m not in files]
@@ -72,9 +65,8 @@ def build_finetune_model(
         return model  # released: the checkpoints match 0 keys and xavier is skipped
     if not files:
         init_xavier(model, generator=torch.Generator().manual_seed(seed))
-    for modality, path in files.items():
-        backbone = model.time_backbone if modality == "time" else model.spec_backbone
-        load_backbone(backbone, path)  # UserError on a missing file or any missing/unexpected key
+    for modality, path in files.items():  # all or nothing, B6
+        load_backbone(model.time_backbone if modality == "time" else model.spec_backbone, path)
     return model
 
 
@@ -90,8 +82,7 @@ def model_inputs(
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Raw mV windows (W, 12, 250) -> (x_time (W, 12, 250) z-scored or None, x_spec (W, 12, 13, 21)
     `transforms.spectrogram` or None); `spec_mean` is `spec_lead_mean` on the device."""
-    if spec_mean is None:
-        spec_mean = spec_lead_mean(x_raw.device)
+    spec_mean = spec_lead_mean(x_raw.device) if spec_mean is None else spec_mean
     x_time = zscore(x_raw, mean, std) if model.uses_time else None
     x_spec = spectrogram(x_raw, spec_mean) if model.uses_spec else None  # of the RAW crop, as released, fp32
     return x_time, x_spec
@@ -171,10 +162,9 @@ def predict(
     amp: bool = False,
     spec_mean: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Record probabilities (N, 24) float64, the mean of the sigmoid outputs over each record's
-    windows (250 samples every `stride`, a shorter tail dropped), and for gated models the mean
-    gate weights (N, 2) = (time, spec), else None. The model is left in eval mode; only the result
-    is read back (`Corpus.mean_over_windows`)."""
+    """Record probabilities (N, 24) float64, the mean sigmoid output over each record's windows (250
+    samples every `stride`, a shorter tail dropped), and the mean gate weights (N, 2) = (time, spec)
+    of a gated model, else None. The model is left in eval mode; only the result is read back."""
     model.eval()
     spec_mean = spec_lead_mean(corpus.device) if spec_mean is None else spec_mean
 
@@ -215,12 +205,11 @@ def split_folds(prep: PreparedLike, fold: int, protocol: str) -> Split:
     n_folds = int(prep.stats.get("n_folds", int(prep.index["fold"].max()) + 1))
     fold = check_fold(fold, n_folds)
     inner = inner_fold(fold, n_folds, protocol)
-    train = np.flatnonzero((folds != fold) & (folds != (inner if inner is not None else -1)))
-    outer = np.flatnonzero(folds == fold)
-    inner_rows = np.flatnonzero(folds == inner) if inner is not None else np.array([], dtype=np.int64)
-    sets = [("training", train), (f"outer fold {fold}", outer)]
-    sets += [(f"inner fold {inner}", inner_rows)] if inner is not None else []
-    for what, rows in sets:
+    j = -1 if inner is None else inner  # -1: no fold, so no inner rows under paper-exact
+    train = np.flatnonzero((folds != fold) & (folds != j))
+    outer, inner_rows = np.flatnonzero(folds == fold), np.flatnonzero(folds == j)
+    sets = [("training", train), (f"outer fold {fold}", outer), (f"inner fold {inner}", inner_rows)]
+    for what, rows in sets[: 2 if inner is None else 3]:
         if len(rows) == 0:
             raise UserError(f"--fold {fold}: the {what} set of {prep.path} is empty")
     return Split(fold, inner, n_folds, folds, train, outer, inner_rows)
@@ -276,9 +265,8 @@ def steps_per_epoch(n_train: int, batch_records: int) -> int:
 
 
 def epoch_plan(n_train: int, batch_records: int, generator: torch.Generator) -> torch.Tensor:
-    """The shuffled records of every step of one epoch, (steps, batch) positions on the generator's
-    device, batch = min(batch_records, n_train); a last step that would be short is filled with
-    the first records of the shuffle, so every step has one shape (one compiled graph)."""
+    """The shuffled records of one epoch's steps, (steps, batch) on the generator's device, batch =
+    min(batch_records, n_train); a short last step is topped up from the shuffle's start (one shape)."""
     batch = max(1, min(batch_records, n_train))
     steps = steps_per_epoch(n_train, batch)
     order = torch.randperm(n_train, generator=generator, device=generator.device)  # (n_train,)
@@ -294,10 +282,9 @@ def train_one_epoch(
     amp: bool = False,
     log: Callable[[int, float], None] | None = None,
 ) -> float:
-    """Step the learning rate (at the START of the epoch, as released: B22), then one pass over
-    the shuffled records (`epoch_plan`), `crops` random windows each; returns the epoch's mean
-    loss, read once (and every cfg.log_every steps, to `log(step, running mean)`). A smoke run
-    stops after cfg.max_steps steps of the whole run."""
+    """Step the learning rate (at the START of the epoch, as released: B22), then one pass over the
+    shuffled records (`epoch_plan`), `crops` random windows each, to cfg.max_steps of the whole run
+    if set; returns the mean loss, read once (and every cfg.log_every steps, to `log`)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
         tr.scheduler.step()
@@ -344,9 +331,8 @@ def evaluate_epoch(model: torch.nn.Module, data: Data, cfg: FinetuneConfig, amp:
 
 
 def select(best: dict, epoch: int, ev: Evaluation, metric: str) -> dict:
-    """The best epochs so far after `epoch`: "paper" by `metric` (macro auprc or auroc) on the
-    outer fold, "honest" on the inner fold; a later epoch wins only by strict improvement (as
-    released), a NaN score never does."""
+    """The best epochs so far: "paper" by `metric` (macro auprc or auroc) on the outer fold, "honest"
+    on the inner one; a later epoch wins only by strict improvement (as released), NaN never."""
     best = dict(best)
     score = _score(ev.metrics[f"outer_{metric}"])
     if best["paper"] is None or score > best["paper"]["score"]:
@@ -359,9 +345,7 @@ def select(best: dict, epoch: int, ev: Evaluation, metric: str) -> dict:
 
 
 def _macro(labels: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of a fold with no positives at all
-        return float(auroc(labels, probs)[0]), float(auprc(labels, probs)[0])
+    return auroc(labels, probs)[0], auprc(labels, probs)[0]  # NaN (no warning) for a fold without positives
 
 
 def _score(x: float) -> float:
@@ -377,44 +361,29 @@ def gate_by_class(gate: np.ndarray, labels: np.ndarray) -> dict:
     return {"time": mean[:, 0], "spec": mean[:, 1], "n_positive": n_pos, "overall": gate.mean(axis=0)}
 
 
-def protocol_result(
-    name: str,
-    best: dict,
-    tune_labels: np.ndarray,
-    tune_probs: np.ndarray,
-    report_labels: np.ndarray,
-    report_probs: np.ndarray,
-    cfg: FinetuneConfig,
-) -> dict:
-    """Thresholds tuned on (tune_labels, tune_probs); metrics of (report_labels, report_probs)."""
-    thresholds = threshold_search(tune_labels, tune_probs, grid=cfg.threshold_grid, default=cfg.threshold_default)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        m = metrics.evaluate(report_labels, report_probs, thresholds)
-    per_class = m.pop("per_class")
-    on = "outer" if name == "paper" else "inner"
-    return {
-        "metrics": {**m, "epoch": best["epoch"]},
-        "per_class": per_class,
-        "thresholds": thresholds,
-        "selection": {
-            "epoch": best["epoch"],
-            "metric": cfg.select_metric,
-            "score": best["score"],
-            "selected_on": on,
-            "thresholds_on": on,
-            "reported_on": "outer",
-        },
-    }
-
-
 def protocols(data: Data, best: dict, cfg: FinetuneConfig) -> dict:
-    """{"paper": ..., "honest": ...}: thresholds and metrics of each protocol's selected epoch."""
-    paper = best["paper"]
-    out = {"paper": protocol_result("paper", paper, data.y_outer, paper["outer"], data.y_outer, paper["outer"], cfg)}
-    if data.inner is not None:
-        honest = best["honest"]
-        out["honest"] = protocol_result(
-            "honest", honest, data.y_inner, honest["inner"], data.y_outer, honest["outer"], cfg
+    """{"paper": ..., "honest": ...}: each protocol's selected epoch, thresholds tuned on the fold it
+    was selected on (paper: outer K; honest: inner J, if any) and its metrics on the outer fold."""
+    tune_labels = {"outer": data.y_outer, "inner": data.y_inner}
+    out = {}
+    for name, on in [("paper", "outer")] + ([("honest", "inner")] if data.inner is not None else []):
+        chosen = best[name]
+        thresholds = threshold_search(
+            tune_labels[on], chosen[on], grid=cfg.threshold_grid, default=cfg.threshold_default
         )
+        m = metrics.evaluate(data.y_outer, chosen["outer"], thresholds)
+        per_class = m.pop("per_class")
+        out[name] = {
+            "metrics": {**m, "epoch": chosen["epoch"]},
+            "per_class": per_class,
+            "thresholds": thresholds,
+            "selection": {
+                "epoch": chosen["epoch"],
+                "metric": cfg.select_metric,
+                "score": chosen["score"],
+                "selected_on": on,
+                "thresholds_on": on,
+                "reported_on": "outer",
+            },
+        }
     return out

@@ -1,14 +1,9 @@
 """Self-knowledge distillation, DINO-style (paper Sec. II-A, II-B; book: Self-distillation), in the
-paper's order: the head (`DINOHead`, `MultiCropModel`: all V views in one pass), the loss with its
-centre (`DINOLoss`; the centre divided once, B7), the optimiser (AdamW without decay on biases and
-norms, B10; the released "adam-l2" kept) and ONE pre-training step (`train_step`: the head's last
-layer frozen in epoch 0, B9, then the EMA teacher), the views of a batch (`make_views`) and the
-schedules indexed by `it = epoch * L + i`, epoch from 0 (`make_schedules`, B8). The loop around
-them is `ecgssl_nb.stages.pretrain`'s.
-
-A step never blocks the host (no value read back, no data-dependent shape); `CompiledForward`
-compiles its forward half (and so its backward); on CUDA the backbone and head run in bf16
-autocast (`amp`), the head's last layer, the centring and the loss in fp32 (issue 15).
+paper's order: the head, the loss and its centre (B7), the optimiser (B10), ONE pre-training step
+(the head's last layer frozen in epoch 0, B9; then the EMA teacher), the views of a batch and the
+schedules (B8); the loop around them is `ecgssl_nb.stages.pretrain`'s. A step never blocks the
+host (no value read back, no data-dependent shape); on CUDA the backbone and head run in bf16
+autocast, the head's last layer, the centring and the loss in fp32 (issue 15).
 """
 
 from __future__ import annotations
@@ -24,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices  # torch's own list
 
-from .errors import UserError, check_choice, check_int
+from .errors import check_choice
 from .models import init_xavier, make_backbone
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
 from .settings import CENTER_UPDATES, MAIN_TRANSFORMS, OPTIMIZERS, WINDOW, AugmentConfig, PretrainConfig
@@ -56,14 +51,11 @@ class WeightNormLinear(nn.Module):
 
 
 class DINOHead(nn.Module):
-    """Projection head in_dim -> hidden -> hidden -> bottleneck (512, 512, 128; GELU, no BN,
-    truncated-normal(0.02) weights, zero biases), L2-normalise, weight-normed Linear(bottleneck ->
-    out_dim) with row norms frozen at 1."""
+    """MLP in_dim -> hidden -> hidden -> bottleneck (512, 512, 128; GELU, no BN, trunc-normal(0.02)
+    weights, zero biases), L2-normalise, weight-normed Linear(bottleneck -> out_dim), row norms 1."""
 
     def __init__(self, in_dim: int = 512, out_dim: int = 65536, hidden: int = 512, bottleneck: int = 128):
         super().__init__()
-        for name, value in (("in_dim", in_dim), ("out_dim", out_dim), ("hidden", hidden), ("bottleneck", bottleneck)):
-            check_int(f"DINOHead: {name}", value, 1)
         self.mlp = nn.Sequential(
             nn.Linear(in_dim, hidden), nn.GELU(),
             nn.Linear(hidden, hidden), nn.GELU(),
@@ -79,8 +71,7 @@ class DINOHead(nn.Module):
     def forward(
         self, x: torch.Tensor, return_embedding: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """(N, in_dim) -> logits (N, out_dim); with return_embedding, also the unit-norm
-        bottleneck embedding (N, bottleneck)."""
+        """(N, in_dim) -> logits (N, out_dim); with return_embedding, also z (N, bottleneck)."""
         z = F.normalize(self.mlp(x), dim=-1)  # (N, bottleneck), ||z|| = 1 (bf16 under CUDA autocast)
         # The last layer runs in fp32 whatever the autocast: its logits are sharpened at
         # tau = 0.04 by the loss, where bf16 rounding errs by up to 5 % on the top teacher
@@ -121,8 +112,8 @@ def dist_on() -> bool:
 class DINOLoss(nn.Module):
     """Self-distillation cross-entropy, for each teacher (global) view q and student view v != q
     CE(q, v) = mean_b sum_k -softmax((t_qb - c) / tau_t)_k * log_softmax(s_vb / tau_s)_k, averaged
-    over the pairs (18 for 2 + 8 views). `teacher_temp`: a float or one per 0-based epoch. The
-    centre c (1, out_dim) is updated after the loss (`update_center`, unless update_center=False)."""
+    over the pairs (18 for 2 + 8 views); `teacher_temp` a float or one per 0-based epoch (values
+    checked by PretrainConfig). The centre c (1, out_dim) is updated after the loss (`update_center`)."""
 
     def __init__(
         self,
@@ -135,14 +126,7 @@ class DINOLoss(nn.Module):
     ):
         super().__init__()
         self.center_update = check_choice("center_update", center_update, CENTER_UPDATES)
-        check_int("n_global", n_global, 1)
-        temps = np.atleast_1d(np.asarray(teacher_temp, dtype=np.float64))
-        if temps.ndim != 1 or not (temps > 0).all():
-            raise UserError(f"teacher_temp must be > 0 (a number or a per-epoch array), got {teacher_temp!r}")
-        if not student_temp > 0:
-            raise UserError(f"student_temp must be > 0, got {student_temp!r}")
-        if not 0.0 <= center_momentum <= 1.0:
-            raise UserError(f"center_momentum must be in [0, 1], got {center_momentum!r}")
+        temps = np.atleast_1d(np.asarray(teacher_temp, dtype=np.float64))  # (1,) or (epochs,)
         self.n_global = n_global
         self.teacher_temp = temps
         self.student_temp = float(student_temp)
@@ -159,8 +143,7 @@ class DINOLoss(nn.Module):
         if isinstance(epoch, torch.Tensor):
             at = (epoch if len(self.temps) > 1 else torch.zeros_like(epoch)).reshape(1)
             return self.temps.index_select(0, at).reshape(())
-        if len(self.teacher_temp) == 1:
-            return float(self.teacher_temp[0])
+        epoch = epoch if len(self.teacher_temp) > 1 else 0
         if not 0 <= epoch < len(self.teacher_temp):
             raise ValueError(
                 f"epoch {epoch} is outside the teacher-temperature schedule (0..{len(self.teacher_temp) - 1})"
@@ -214,9 +197,8 @@ class DINOLoss(nn.Module):
 
     @torch.no_grad()
     def update_center(self, teacher_out: torch.Tensor) -> None:
-        """center <- m * center + (1 - m) * mean of the teacher outputs (G, B, K) over all rows of
-        all processes, divided ONCE (B7); center_update="twice" is the released code, which divides
-        that mean again by this process's G*B rows."""
+        """center <- m * center + (1 - m) * mean of the teacher outputs (G, B, K) over all processes'
+        rows, divided ONCE (B7); "twice" (released) divides it again by this process's G*B rows."""
         t = teacher_out.detach().float().reshape(-1, teacher_out.shape[-1])  # (G*B, K)
         # The row sums and the row count in one tensor (1, K + 1), filled on the device: one
         # all-reduce, and no host-to-device copy of the count.
@@ -237,28 +219,21 @@ def param_groups(model: nn.Module) -> list[dict]:
     not decayed (biases and every 1-D parameter: BatchNorm gamma/beta)] (book: Deviations, B10)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
     return [{"params": decay, "name": "decay"}, {"params": no_decay, "name": "no_decay", "weight_decay": 0.0}]
 
 
 def make_optimizer(model: nn.Module, kind: str = "adamw") -> torch.optim.Optimizer:
     """ "adamw": AdamW, decoupled decay on the first group only (DINO); "adam-l2": Adam with coupled
-    L2 on every trainable parameter, one group (released, B10). The learning rate and the first
-    group's weight decay are set every iteration from the schedules. Fused (its step counters on
-    the device: a step reads nothing back) where this torch has fused Adam kernels, else foreach."""
-    fused = _fused_ok(model)
+    L2 on every trainable parameter, one group (released, B10); lr and decay are `train_step`'s.
+    Fused (step counters on the device: nothing read back) where torch has the kernels, else foreach."""
+    devices = {p.device.type for p in model.parameters()}
+    fused = True if devices and devices <= set(_get_fused_kernels_supported_devices()) else None
     if check_choice("optimizer", kind, OPTIMIZERS, "an optimiser") == "adamw":
         return torch.optim.AdamW(param_groups(model), lr=0.0, weight_decay=0.0, fused=fused)
     params = [p for p in model.parameters() if p.requires_grad]  # "adam-l2"
     return torch.optim.Adam([{"params": params, "name": "all"}], lr=0.0, weight_decay=0.0, fused=fused)
-
-
-def _fused_ok(model: nn.Module) -> bool | None:
-    """True when every parameter lives on a device with fused Adam kernels (None: the default)."""
-    devices = {p.device.type for p in model.parameters()}
-    return True if devices and devices <= set(_get_fused_kernels_supported_devices()) else None
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -277,8 +252,7 @@ def cancel_last_layer_grads(model: nn.Module, epoch: int, freeze_epochs: int) ->
 
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
-    """teacher <- momentum * teacher + (1 - momentum) * student, parameter by parameter.
-    Buffers (BatchNorm running statistics) are the teacher's own."""
+    """teacher <- m * teacher + (1 - m) * student per parameter; buffers (BatchNorm statistics) stay the teacher's."""
     t_params = list(teacher.parameters())
     s_params = [p.detach() for p in _unwrap(student).parameters()]
     torch._foreach_mul_(t_params, momentum)
@@ -300,9 +274,8 @@ def forward_loss(
     amp: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The forward half of a DINO step on views (V, B, ...) (global views first): the teacher on
-    the global views, the student on all, the loss and the centre update. Returns float32
-    scalars (loss, teacher entropy, embedding std of the teacher); what `CompiledForward` compiles.
-    Under `amp` (CUDA only) backbone and head MLP run in bf16, the rest in fp32."""
+    the global views, the student on all, the loss and the centre update -> float32 scalars (loss,
+    teacher entropy, teacher embedding std). `amp` (CUDA only): backbone and head MLP in bf16."""
     g = loss_fn.n_global
     device_type = views.device.type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp and device_type == "cuda"):
@@ -314,10 +287,9 @@ def forward_loss(
 
 
 class CompiledForward:
-    """`forward_loss` under torch.compile (`mode` "default" or "reduce-overhead": CUDA graphs),
-    fullgraph=True (a graph break is an error). The epoch goes in as a 0-d device tensor, filled
-    once per epoch, so the graph neither specialises on it nor copies it. Under CUDA graphs the
-    outputs live until the next step begins (marked here): the caller uses them within the step."""
+    """`forward_loss` under torch.compile (`mode` "default" or "reduce-overhead": CUDA graphs), a graph
+    break an error. The epoch goes in as a 0-d device tensor filled once per epoch (no specialising,
+    no copy). Under CUDA graphs the outputs live until the next step begins (marked here)."""
 
     def __init__(self, mode: str, fullgraph: bool = True, backend: str = "inductor"):
         self.graphs = mode == "reduce-overhead"
@@ -350,15 +322,13 @@ def train_step(
     amp: bool = False,
     forward: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = forward_loss,
 ) -> dict[str, torch.Tensor]:
-    """One DINO iteration on views (V, B, ...) (global views first): the learning rate of every
-    group and the first group's weight decay set, `forward` (`forward_loss` or a `CompiledForward`),
-    the student's step (clipped, the last layer frozen while epoch < freeze_last_layer_epochs: B9),
-    then the EMA teacher. Returns detached scalar tensors loss, teacher_entropy, embedding_std;
-    nothing is read back (the caller finds a non-finite loss from its on-device sums)."""
-    for i, group in enumerate(optimizer.param_groups):
+    """One DINO iteration on views (V, B, ...): lr for every group and weight decay for the first,
+    `forward` (`forward_loss` or a `CompiledForward`), the student's step (clipped; the last layer
+    frozen while epoch < freeze_last_layer_epochs: B9), then the EMA teacher. Returns detached
+    scalar tensors loss, teacher_entropy, embedding_std; nothing is read back."""
+    for group in optimizer.param_groups:
         group["lr"] = lr
-        if i == 0:
-            group["weight_decay"] = weight_decay
+    optimizer.param_groups[0]["weight_decay"] = weight_decay  # the decayed group (adamw) or the only one
     loss, entropy, emb_std = forward(student, teacher, loss_fn, views, epoch, amp)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -387,10 +357,9 @@ def make_views(
     augment: AugmentConfig | None = None,
     checked: bool = False,
 ) -> torch.Tensor:
-    """One random 250-sample window of each record rec (B,), then its DINO views on the corpus
-    device: (V, B, 12, 250) normalised time series or (V, B, 12, 13, 21) spectrograms, with the
-    ranges of `augment` (PretrainConfig.augment); released_fc drops the frequency cutout (B16).
-    checked=True: `rec`, `mean` and `std` were checked at set-up, so nothing is read back."""
+    """One random 250-sample window of each record rec (B,), then its DINO views with the ranges of
+    `augment` (PretrainConfig.augment): (V, B, 12, 250) or (V, B, 12, 13, 21); released_fc drops the
+    frequency cutout (B16). checked=True: `rec`, `mean`, `std` checked at set-up, nothing read back."""
     augment = AugmentConfig() if augment is None else augment
     raw = corpus.random_windows(rec, 1, generator, length=WINDOW, checked=checked)  # (B, 12, 250) mV
     views = dict(transforms=transforms, n_global=n_global, n_local=n_local, generator=generator)
@@ -432,9 +401,8 @@ class Schedules:
 
 
 def make_schedules(cfg: PretrainConfig, n_records: int, world: int) -> Schedules:
-    """The schedules of `n_records` records per epoch: batch_size is the global batch, shared by
-    the `world` processes, drop_last over it, so neither the schedules nor the recipe depend on
-    `world` (a torchrun backbone is the one `reproduce` asks for)."""
+    """The schedules of `n_records` records per epoch, batch_size the global batch (drop_last) shared
+    by the `world` processes: neither the schedules nor the recipe depend on `world`."""
     E, L = cfg.epochs, n_records // cfg.batch_size
     peak_lr = cfg.base_lr * cfg.batch_size / 256.0  # linear scaling with the (global) batch
     return Schedules(

@@ -7,8 +7,7 @@ from typing import Any, Iterable
 
 
 class UserError(Exception):
-    """Bad input from the user: a missing folder, a wrong parameter. The CLI prints it on one
-    line and exits with status 2, without a traceback."""
+    """Bad input from the user (a missing folder, a wrong parameter): the CLI prints one line, exit status 2."""
 
 
 class RecordError(Exception):

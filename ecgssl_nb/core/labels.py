@@ -1,9 +1,8 @@
 """The Challenge 2020 label space: 27 scored SNOMED codes, 3 official merges, 24 classes.
 
 The official tables (weights.csv, dx_mapping_scored.csv, dx_mapping_unscored.csv; BSD-2-Clause,
-PhysioNet/Computing in Cardiology Challenges) ship in `ecgssl_nb/data/`. Class order is the
-order of weights.csv with the merged duplicates dropped (book: Deviations, B24), so class k of every array in
-this library is `CLASSES[k]`.
+PhysioNet/Computing in Cardiology Challenges) ship in `ecgssl_nb/data/`. Class order is weights.csv's
+with the merged duplicates dropped (book: Deviations, B24): class k of every array here is `CLASSES[k]`.
 """
 
 from __future__ import annotations
@@ -28,8 +27,7 @@ LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V
 
 def data_file(name: str) -> Path:
     """Path of one packaged official table, e.g. data_file('weights.csv')."""
-    # in the package, beside core/: importlib.resources breaks when an editable install is seen as a
-    # namespace package (running from another folder)
+    # beside core/: importlib.resources breaks when an editable install is seen as a namespace package
     return Path(__file__).resolve().parent.parent / "data" / name
 
 
@@ -71,8 +69,7 @@ def weight_matrix() -> np.ndarray:
 
 
 def merge_codes(codes: Iterable[str]) -> list[str]:
-    """Scored codes of a record after the official merges: unique, in CLASSES order.
-    Unscored codes are dropped (they never crash anything)."""
+    """Scored codes of a record after the official merges, unique, in CLASSES order (unscored codes dropped)."""
     kept = {MERGES.get(str(c).strip(), str(c).strip()) for c in codes}
     return [c for c in CLASSES if c in kept]
 
@@ -80,8 +77,7 @@ def merge_codes(codes: Iterable[str]) -> list[str]:
 def encode(codes: Iterable[str]) -> np.ndarray:
     """Multi-hot (24,) float32 vector of a record's codes (merged; unscored ignored)."""
     out = np.zeros(N_CLASSES, dtype=np.float32)
-    for c in merge_codes(codes):
-        out[CLASS_INDEX[c]] = 1.0
+    out[[CLASS_INDEX[c] for c in merge_codes(codes)]] = 1.0
     return out
 
 

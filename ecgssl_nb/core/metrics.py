@@ -99,8 +99,8 @@ def _pair(labels, outputs, name: str = "outputs") -> tuple[np.ndarray, np.ndarra
     return lab, _binary(out, name)
 
 
-def _label_space(k: int, weights, classes, normal_class: str) -> tuple[np.ndarray, list[str], int]:
-    """The weight matrix, class codes and normal-class index for K = k classes."""
+def _label_space(k: int, weights, classes, normal_class: str) -> tuple[np.ndarray, int]:
+    """The weight matrix (K, K) and the normal class's index for K = k classes."""
     if classes is None:
         if k != len(CLASSES):
             raise MetricInputError(
@@ -123,12 +123,11 @@ def _label_space(k: int, weights, classes, normal_class: str) -> tuple[np.ndarra
         raise MetricInputError("weights contains NaN or infinite values")
     if normal_class not in classes:
         raise MetricInputError(f"normal_class {normal_class!r} is not one of classes")
-    return w, classes, classes.index(normal_class)
+    return w, classes.index(normal_class)
 
 
 def _nanmean(x: np.ndarray) -> float:
-    """Mean over non-NaN entries; NaN (without a warning) when all are NaN."""
-    x = np.asarray(x, dtype=np.float64)
+    """Mean over the non-NaN entries of a float64 array; NaN (without a warning) when all are NaN."""
     ok = ~np.isnan(x)
     return float(x[ok].mean()) if ok.any() else float("nan")
 
@@ -160,11 +159,7 @@ def _per_class(labels: ArrayLike, scores: ArrayLike, area, both: bool) -> tuple[
 
 
 def auroc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
-    """Challenge AUROC: (macro over classes with positives and negatives, per class (K,)).
-
-    Per class the trapezoid area under (FPR, TPR) over the distinct thresholds, equal to
-    `sklearn.metrics.roc_auc_score`; NaN for a class with no positives or no negatives (the
-    Challenge's 0/0), skipped by the macro mean."""
+    """Challenge AUROC (macro, per class (K,)): the trapezoid area under (FPR, TPR) of each class."""
 
     def area(tps: np.ndarray, fps: np.ndarray) -> float:
         tpr, fpr = np.r_[0.0, tps / tps[-1]], np.r_[0.0, fps / fps[-1]]
@@ -174,10 +169,7 @@ def auroc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
 
 
 def auprc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
-    """Challenge AUPRC: (macro over classes with positives, per class (K,)).
-
-    Per class the Challenge's step sum Σ (TPR_{j+1} - TPR_j) PPV_{j+1} over distinct thresholds,
-    equal to `sklearn.metrics.average_precision_score`; NaN for a class with no positives."""
+    """Challenge AUPRC (macro, per class (K,)): Σ (TPR_{j+1} - TPR_j) PPV_{j+1} of each class."""
 
     def area(tps: np.ndarray, fps: np.ndarray) -> float:
         return float(np.sum(np.diff(np.r_[0.0, tps / tps[-1]]) * (tps / (tps + fps))))
@@ -202,8 +194,7 @@ def binarize(scores: ArrayLike, thresholds: ArrayLike) -> np.ndarray:
     """(N, K) bool outputs `scores >= thresholds` (a scalar or one threshold per class)."""
     sco = _real(scores, "scores")
     thr = np.asarray(thresholds, dtype=np.float64)
-    if thr.ndim == 0:
-        thr = np.full(sco.shape[1], float(thr))
+    thr = np.full(sco.shape[1], float(thr)) if thr.ndim == 0 else thr
     if thr.shape != (sco.shape[1],):
         raise MetricInputError(f"thresholds must be a scalar or have shape ({sco.shape[1]},); got {thr.shape}")
     if not np.isfinite(thr).all():
@@ -220,16 +211,11 @@ def accuracy(labels: ArrayLike, outputs: ArrayLike) -> float:
 def _counts(lab: np.ndarray, out: np.ndarray, w: np.ndarray | None = None):
     """Per-class TP, FP, FN, each record weighted by w (default 1)."""
     w = np.ones(lab.shape[0]) if w is None else w
-    tp = w @ (lab & out)
-    fp = w @ (~lab & out)
-    fn = w @ (lab & ~out)
-    return tp, fp, fn
+    return w @ (lab & out), w @ (~lab & out), w @ (lab & ~out)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    out = np.full(num.shape, np.nan)
-    np.divide(num, den, out=out, where=den != 0)
-    return out
+    return np.divide(num, den, out=np.full(num.shape, np.nan), where=den != 0)  # NaN where den == 0
 
 
 def f_measure(labels: ArrayLike, outputs: ArrayLike) -> tuple[float, np.ndarray]:
@@ -267,11 +253,10 @@ def challenge_metric(
     classes: Sequence[str] | None = None,
     normal_class: str = NORMAL_CLASS,
 ) -> float:
-    """The Challenge 2020 metric: 1 for the labels themselves, 0 for NSR-only outputs
-    (0.0 when those two score the same). `weights` (K, K) defaults to `labels.weight_matrix()`."""
+    """The Challenge 2020 metric (1: the labels, 0: NSR only); `weights` (K, K) default `labels.weight_matrix()`."""
     lab, out = _pair(labels, outputs)
-    w, _, normal = _label_space(lab.shape[1], weights, classes, normal_class)
-    return _challenge(lab, out, w, normal)
+    lw, s_true, s_inact = _scale(lab, *_label_space(lab.shape[1], weights, classes, normal_class))
+    return float(_normalised(_reward(lab, out, lw), s_true, s_inact))
 
 
 def _scale(lab: np.ndarray, w: np.ndarray, normal: int) -> tuple[np.ndarray, float, float]:
@@ -288,11 +273,6 @@ def _normalised(s, s_true: float, s_inact: float):
     return np.zeros_like(s) if s_true == s_inact else (s - s_inact) / (s_true - s_inact)
 
 
-def _challenge(lab: np.ndarray, out: np.ndarray, w: np.ndarray, normal: int) -> float:
-    lw, s_true, s_inact = _scale(lab, w, normal)
-    return float(_normalised(_reward(lab, out, lw), s_true, s_inact))
-
-
 def evaluate_outputs(
     labels: ArrayLike,
     scores: ArrayLike,
@@ -301,14 +281,11 @@ def evaluate_outputs(
     classes: Sequence[str] | None = None,
     normal_class: str = NORMAL_CLASS,
 ) -> dict:
-    """All seven scores from scores (threshold-free ones) and binary outputs (the others).
-
-    Returns {auroc, auprc, accuracy, f1, f2, g2, challenge} as floats in 0..1 and
-    `per_class` = {auroc, auprc, f1} arrays (K,)."""
+    """{auroc, auprc (of `scores`), accuracy, f1, f2, g2, challenge (of the binary `outputs`)}
+    as floats in 0..1, and `per_class` = {auroc, auprc, f1} arrays (K,)."""
     lab = _binary(labels, "labels")
     sco = _real(scores, "scores", lab.shape)
     lab, out = _pair(lab, outputs)
-    w, _, normal = _label_space(lab.shape[1], weights, classes, normal_class)
     roc, roc_k = auroc(lab, sco)
     prc, prc_k = auprc(lab, sco)
     f1, f1_k = f_measure(lab, out)
@@ -320,7 +297,7 @@ def evaluate_outputs(
         "f1": f1,
         "f2": f2,
         "g2": g2,
-        "challenge": _challenge(lab, out, w, normal),
+        "challenge": challenge_metric(lab, out, weights, classes, normal_class),
         "per_class": {"auroc": roc_k, "auprc": prc_k, "f1": f1_k},
     }
 
@@ -351,11 +328,9 @@ def threshold_search(
     classes: Sequence[str] | None = None,
     normal_class: str = NORMAL_CLASS,
 ) -> np.ndarray:
-    """Per-class thresholds (K,) as in the released code (book: Deviations, B15 "faithful").
-
-    For each class k independently: every other class is binarised at `default`, class k tries
-    each value of `grid` in order, and the value with the highest Challenge metric is kept (the
-    first one on ties). Not a joint search: the chosen thresholds are only combined afterwards."""
+    """Per-class thresholds (K,) as in the released code (book: Deviations, B15 "faithful"): for each
+    class k independently, every other class binarised at `default`, k tries each `grid` value in
+    order and keeps the one with the highest Challenge metric (the first on ties). Not a joint search."""
     lab = _binary(labels, "labels")
     sco = _real(scores, "scores", lab.shape)
     grid_a = np.asarray(grid, dtype=np.float64).reshape(-1)
@@ -364,9 +339,7 @@ def threshold_search(
     default = float(default)
     if not np.isfinite(default):
         raise MetricInputError(f"default must be a finite number; got {default}")
-    w, _, normal = _label_space(lab.shape[1], weights, classes, normal_class)
-
-    lw, s_true, s_inact = _scale(lab, w, normal)
+    lw, s_true, s_inact = _scale(lab, *_label_space(lab.shape[1], weights, classes, normal_class))
     base = sco >= default  # (N, K)
     num_base = (lw * base).sum(axis=1)  # (N,)
     cand = sco[None, :, :] >= grid_a[:, None, None]  # (G, N, K)
@@ -399,16 +372,11 @@ def _check_records(records, n: int | None = None) -> list[str]:
     return recs
 
 
-def _fmt_score(x: float) -> str:
-    return repr(float(x))  # shortest text that reads back to the same float64
-
-
 def challenge_outputs(
     records: Sequence[str], scores: ArrayLike, binary: ArrayLike, classes: Sequence[str] = CLASSES
 ) -> dict[str, str]:
-    """The official output file of each record, {record: text}: `#record`, the class codes,
-    the binary outputs, the scores (PhysioNet/CinC 2020's format). Merged classes are written as
-    their representative code (labels.MERGES)."""
+    """The official 2020 output file of each record, {record: text}: `#record`, the class codes
+    (a merged class as its representative, labels.MERGES), the binary outputs, the scores."""
     sco = _real(scores, "scores")
     out = _binary(binary, "binary")
     if out.shape != sco.shape:
@@ -419,8 +387,9 @@ def challenge_outputs(
     if len(set(codes)) != len(codes):
         raise MetricInputError("classes contains duplicate codes (after merging equivalent classes)")
     header = ",".join(codes)
+    # each score as repr(float): the shortest text that reads back to the same float64
     return {
         rec: "\n".join([f"#{rec}", header, ",".join("1" if b else "0" for b in out[i]),
-                        ",".join(_fmt_score(x) for x in sco[i])]) + "\n"
+                        ",".join(repr(float(x)) for x in sco[i])]) + "\n"
         for i, rec in enumerate(_check_records(records, sco.shape[0]))
     }  # fmt: skip

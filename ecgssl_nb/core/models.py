@@ -33,15 +33,12 @@ STRIP_PREFIXES = ("module.", "_orig_mod.", "backbone.")
 
 
 class ClassifierHead(nn.Module):
-    """Linear(in_dim -> hidden) then Linear(hidden -> n_classes), with NO nonlinearity between
-    them, as the released code has it (B20: kept for faithfulness; the pair is one linear map
-    of rank <= hidden). `hidden` defaults to in_dim // 2 (512 -> 256, 1024 -> 512)."""
+    """Linear(in_dim -> hidden) then Linear(hidden -> n_classes), NO nonlinearity between, as released
+    (B20: kept; one linear map of rank <= hidden); `hidden` defaults to in_dim // 2 (512 -> 256)."""
 
     def __init__(self, in_dim: int, n_classes: int = 24, hidden: int | None = None):
         super().__init__()
         hidden = in_dim // 2 if hidden is None else hidden
-        for name, value in (("in_dim", in_dim), ("n_classes", n_classes), ("hidden", hidden)):
-            check_int(f"ClassifierHead: {name}", value, 1)
         self.fc1 = nn.Linear(in_dim, hidden)
         self.fc2 = nn.Linear(hidden, n_classes)
 
@@ -118,9 +115,9 @@ def build_model(setup: str, n_classes: int = 24) -> ECGNet:
 
 @torch.no_grad()
 def init_xavier(module: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
-    """Re-initialise every layer of `module` as the released code does for scratch runs
-    (book: Fine-tuning): conv weights xavier-normal and conv biases N(0, 1); BatchNorm gamma N(1, 0.02)
-    and beta 0; Linear weights xavier-normal, Linear biases untouched. Returns `module`."""
+    """Re-initialise `module` as the released code does for scratch runs (book: Fine-tuning): conv
+    weights xavier-normal, biases N(0, 1); BatchNorm gamma N(1, 0.02), beta 0; Linear weights
+    xavier-normal, biases untouched."""
     for m in module.modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             nn.init.xavier_normal_(m.weight, generator=generator)
@@ -170,10 +167,9 @@ def _listing(what: str, items: Sequence[str], limit: int = 8) -> str:
 
 
 def load_backbone(backbone: nn.Module, source: str | Path | Mapping) -> int:
-    """Load a state_dict (or a file holding one) into `backbone`, all or nothing; returns (and logs)
-    the number of tensors loaded. Wrapper prefixes on every key (STRIP_PREFIXES) are stripped; any
-    missing or unexpected key or shape mismatch is a UserError listing them, and nothing is loaded
-    (the released fusion models silently loaded 0 of 601 tensors, B6)."""
+    """Load a state_dict (or a file holding one) into `backbone`, all or nothing (the released fusion
+    models silently loaded 0 of 601 tensors, B6); returns and logs the tensors loaded. Wrapper
+    prefixes (STRIP_PREFIXES) are stripped; a missing/unexpected key or shape is a UserError."""
     state = _read_state(source)
     target = backbone.state_dict()
     state, stripped = _strip_prefixes(state, set(target))

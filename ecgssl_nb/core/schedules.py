@@ -2,7 +2,8 @@
 Sec. III-B). The training loop only indexes them (`lr[it]`, `it = epoch * L + i`, epoch from 0),
 so a schedule can be plotted, tested and checked for length before a run starts: the fix for B8
 (the released code indexed from epoch 1, started one epoch into warm-up and crashed with an
-IndexError in its last configured epoch).
+IndexError in its last configured epoch). The values (temperatures > 0, momenta in [0, 1]) are
+PretrainConfig's, checked there; the counts are checked here.
 """
 
 from __future__ import annotations
@@ -22,12 +23,7 @@ def _check_counts(epochs: int, iters_per_epoch: int, warmup_epochs: int) -> None
 
 
 def cosine_schedule(
-    base: float,
-    final: float,
-    epochs: int,
-    iters_per_epoch: int,
-    warmup_epochs: int = 0,
-    start_warmup: float = 0.0,
+    base: float, final: float, epochs: int, iters_per_epoch: int, warmup_epochs: int = 0, start_warmup: float = 0.0
 ) -> np.ndarray:
     """Per-iteration values (epochs * iters_per_epoch,) float64: a linear warm-up, entry j of
     W = warmup_epochs * iters_per_epoch being start + (base - start) * j / W, then a half cosine
@@ -44,23 +40,17 @@ def cosine_schedule(
 
 
 def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, epochs: int) -> np.ndarray:
-    """Teacher temperature per 0-based epoch: linear from `warmup_temp` to `temp` over
-    `warmup_epochs` epochs (both ends included, as in DINO), then `temp`. A warm-up longer than
-    the run is cut at `epochs` (the released 30-epoch warm-up of a 4-epoch run)."""
+    """Teacher temperature per 0-based epoch: linear from `warmup_temp` to `temp` over `warmup_epochs`
+    (both ends included, as DINO), then `temp`; cut at `epochs` (the released 30 of a 4-epoch run)."""
     check_int("epochs", epochs, 1)
     check_int("warmup_teacher_temp_epochs", warmup_epochs, 0)
-    if warmup_temp <= 0 or temp <= 0:
-        raise UserError(f"teacher temperatures must be > 0, got {warmup_temp!r} and {temp!r}")
     out = np.full(max(epochs, warmup_epochs), float(temp))
     out[:warmup_epochs] = np.linspace(warmup_temp, temp, warmup_epochs)
     return out[:epochs]
 
 
 def momentum_schedule(base: float, epochs: int, iters_per_epoch: int, kind: str = "fixed") -> np.ndarray:
-    """Teacher EMA momentum per iteration: "fixed" = `base` throughout (released code), "cosine" =
-    half cosine from `base` to 1 (official DINO)."""
-    if not 0.0 <= base <= 1.0:
-        raise UserError(f"teacher_momentum must be in [0, 1], got {base!r}")
+    """Teacher EMA momentum per iteration: "fixed" = `base` (released), "cosine" = half cosine to 1 (official DINO)."""
     if kind == "fixed":
         _check_counts(epochs, iters_per_epoch, 0)
         return np.full(epochs * iters_per_epoch, float(base))

@@ -1,11 +1,10 @@
 """DINO views of an ECG window: time-series (paper Sec. II-B.1, Eq. 1) and spectrogram (paper
-Sec. II-B.2, Eq. 2-3) transforms.
-
-Time series are raw mV windows (B, 12, 250) at 100 Hz; spectrograms (B, 12, 13, 21): lead,
-frequency 0..48 Hz in 4 Hz rows, a frame every 0.13 s. Every transform works on a whole batch on
-its own device and draws its random numbers only from the `torch.Generator` passed in, on the
-generator's device (so a CPU generator serves a CUDA batch): the same generator state gives the
-same views. The ranges of the draws default to `settings.AugmentConfig`'s (`AUGMENT`).
+Sec. II-B.2, Eq. 2-3) transforms. Time series are raw mV windows (B, 12, 250) at 100 Hz;
+spectrograms (B, 12, 13, 21): lead, frequency 0..48 Hz in 4 Hz rows, a frame every 0.13 s. Every
+transform works on a whole batch on its own device and draws its random numbers only from the
+`torch.Generator` passed in, on the generator's device (so a CPU generator serves a CUDA batch):
+the same generator state gives the same views. The ranges of the draws default to
+`settings.AugmentConfig`'s (`AUGMENT`).
 
 Faithful choices (book: Deviations): local time views are 250 samples long like global ones (B17);
 time cutout is per lead U(0.2, 0.4) by default, the paper's shared U(0, 0.5) span an option (B18);
@@ -72,21 +71,15 @@ def _check_generator(generator: torch.Generator | None) -> torch.Generator:
 
 
 def _check_batch(x: torch.Tensor, name: str, ndim: int, what: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise UserError(f"{name} must be a torch.Tensor {what}, got {type(x).__name__}")
-    if x.ndim != ndim:
-        raise UserError(f"{name} must be {what}, got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise UserError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    if not isinstance(x, torch.Tensor) or x.ndim != ndim or not x.is_floating_point():
+        got = f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise UserError(f"{name} must be a floating-point torch.Tensor {what}, got {got}")
     return x
 
 
-def _uniform(
-    shape: tuple[int, ...], generator: torch.Generator, device: torch.device, dtype: torch.dtype = torch.float64
-) -> torch.Tensor:
-    """U[0, 1) of `shape` (float64 by default), drawn on the generator's device, on `device`."""
-    u = torch.rand(shape, generator=generator, device=generator.device, dtype=dtype)
-    return u.to(device)
+def _uniform(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """U[0, 1) float64 of `shape`, drawn on the generator's device, on `device`."""
+    return torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float64).to(device)
 
 
 def _between(lo: float | torch.Tensor, hi: float | torch.Tensor, shape, generator, device) -> torch.Tensor:
@@ -100,35 +93,15 @@ def _randint_below(high: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return torch.minimum((u * high).long(), high - 1)
 
 
-def _floor_len(ratio: torch.Tensor, n: int | torch.Tensor) -> torch.Tensor:
-    """int(ratio * n) as in Python (ratios are >= 0): the number of samples a ratio selects."""
-    return torch.floor(ratio * n).long()
-
-
-def _standard_normal(shape: tuple[int, ...], generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    """i.i.d. N(0, 1) of `shape` in like's dtype, on like's device, drawn on the generator's."""
-    return torch.randn(shape, generator=generator, dtype=like.dtype, device=generator.device).to(like.device)
-
-
-def _sorted_rows(keys: torch.Tensor) -> torch.Tensor:
-    """The values of a 2-D tensor sorted along each row: numpy's sort on the CPU (about 30x
-    faster than torch.sort there, benchmarks/bench_views.py), elsewhere torch.sort."""
-    if keys.device.type == "cpu":
-        return torch.from_numpy(np.sort(keys.numpy(), axis=1))
-    return keys.sort(dim=1).values
-
-
-def _random_subset(
-    k: torch.Tensor, n: int, gen: torch.Generator, key_dtype: torch.dtype = torch.float64
-) -> torch.Tensor:
+def _random_subset(k: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
     """Row r of the (R, n) bool result marks a uniform random k[r]-subset of range(n) (`k` a
-    LongTensor (R,), 0 <= k < n): the items whose i.i.d. U[0, 1) key is below the row's (k+1)-th
-    smallest key. No argsort, no scatter, no host-device synchronisation (issue 15). A tie at the
-    threshold gives fewer than k items (never more); with float64 keys that is fewer than 4 rows
-    in 10^12 at n = 248 (float32 keys tied in 1 row in 70,000, and redrawing them blocked the host).
-    """
-    keys = _uniform((k.shape[0], n), gen, k.device, key_dtype)
-    threshold = _sorted_rows(keys).gather(1, k[:, None])  # the (k+1)-th smallest key of each row
+    LongTensor (R,), 0 <= k < n): the items whose i.i.d. U[0, 1) float64 key is below the row's
+    (k+1)-th smallest, with no argsort, scatter or host-device sync (issue 15). A tie at the threshold
+    gives fewer items, never more: under 4 rows in 10^12 at n = 248 (float32 keys: 1 in 70,000)."""
+    keys = _uniform((k.shape[0], n), gen, k.device)
+    # numpy's sort on the CPU: about 30x faster than torch.sort there (benchmarks/bench_views.py)
+    ordered = torch.from_numpy(np.sort(keys.numpy(), axis=1)) if keys.device.type == "cpu" else keys.sort(dim=1).values
+    threshold = ordered.gather(1, k[:, None])  # the (k+1)-th smallest key of each row
     return keys < threshold
 
 
@@ -138,11 +111,9 @@ def _random_subset(
 def random_resized_crop(
     x: torch.Tensor, scale: Sequence[float] = AUGMENT.time_global_scale, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Random crop of each window stretched back to its length by a random time warp: (B, C, N)
-    mV -> (B, C, N). Per sample: r ~ U(scale), L = int(r*N) in [2, N-1] samples from start ~
-    randint(0, N-L-1) (as released), written in order at sorted random grid points that include
-    0 and N-1 (the other L-2 drawn without replacement from 1..N-2), linear interpolation between.
-    """
+    """A random crop of each window warped back to its length, (B, C, N) mV -> same: r ~ U(scale),
+    L = int(r*N) in [2, N-1] samples from randint(0, N-L-1) (as released), set in order at sorted grid
+    points 0, N-1 and L-2 of 1..N-2 drawn without replacement, linear interpolation between."""
     x = _check_batch(x, "x", 3, "(B, leads, samples)")
     lo, hi = check_pair("scale", scale, 0.0, 1.0, lo_open=True)
     gen = _check_generator(generator)
@@ -162,7 +133,7 @@ def _crop_plan(
         raise UserError(f"x must have at least 3 samples per lead to crop, got {n}")
     r = ratio.shape[0]
     dev = ratio.device
-    length = _floor_len(ratio, n).clamp(2, n - 1)  # (R,) L
+    length = (ratio * n).long().clamp(2, n - 1)  # (R,) L = int(r * N) (truncation: r >= 0)
     start = _randint_below(n - length, gen)  # (R,) in [0, N-L-1]
 
     # The grid points that hold a crop sample ("knots"): 0, N-1 and L-2 of 1..N-2 drawn
@@ -188,8 +159,7 @@ def _warp(
 ) -> torch.Tensor:
     """out (V, B, C, N) = x[src] + t * step[src]: the crop plans src, t (V, B, N) applied to x
     (B, C, N), the same warp for all leads of a view; `step` = x.diff(-1); `scratch` holds step[src]."""
-    shape = out.shape
-    v, b, c, n = shape
+    v, b, c, n = shape = out.shape
     index = src.unsqueeze(2).expand(shape)
     torch.gather(x.expand(shape), 3, index, out=out)  # x[src]
     torch.gather(step.expand(v, b, c, n - 1), 3, index, out=scratch)  # step[src]
@@ -202,11 +172,9 @@ def time_cutout(
     mode: str = "per_lead",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Zero one random span of each window, (B, C, N) mV -> same shape (B18). mode "per_lead"
-    (released; ratio default (0.2, 0.4)): each lead its own span of int(U(ratio)*N) samples from
-    randint(0, N-len-1); "paper" (Eq. 1; (0.0, 0.5)): one span of alpha = int(U(ratio)*N) samples
-    for all leads from t1 uniform in [0, N-alpha].
-    """
+    """Zero one random span of each window, (B, C, N) mV -> same (B18). "per_lead" (released, ratio
+    (0.2, 0.4)): each lead a span of int(U(ratio)*N) samples from randint(0, N-len-1); "paper" (Eq. 1,
+    (0.0, 0.5)): one span of alpha = int(U(ratio)*N) for all leads from t1 uniform in [0, N-alpha]."""
     x = _check_batch(x, "x", 3, "(B, leads, samples)")
     lo, hi = _cutout_ratio(mode, ratio, "mode", "ratio")
     start, length = _cutout_spans(x.shape, lo, hi, mode, _check_generator(generator), x.device)
@@ -224,7 +192,7 @@ def _cutout_ratio(mode: str, ratio: Sequence[float] | None, param: str, name: st
 def _cutout_spans(shape: tuple[int, int, int], lo: float, hi: float, mode: str, gen: torch.Generator, device):
     """time_cutout spans of windows `shape` (B, C, N): (start, length) (B, C), or (B, 1) in mode "paper"."""
     b, c, n = shape
-    length = _floor_len(_between(lo, hi, (b, c) if mode == "per_lead" else (b, 1), gen, device), n)
+    length = (_between(lo, hi, (b, c) if mode == "per_lead" else (b, 1), gen, device) * n).long()  # int(U * N)
     if mode == "per_lead":
         length = length.clamp(max=n - 1)
         start = _randint_below(n - length, gen)  # [0, N-len-1]
@@ -256,7 +224,8 @@ def gaussian_noise(
     lo, hi = check_pair("sigma", sigma, 0.0, float("inf"))
     gen = _check_generator(generator)
     s = _between(lo, hi, (x.shape[0], 1, 1), gen, x.device).to(x.dtype)  # (B, 1, 1)
-    return x + _standard_normal(x.shape, gen, x) * s
+    noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=gen.device).to(x.device)  # N(0, 1)
+    return x + noise * s
 
 
 def check_lead_stats(mean: PerLead, std: PerLead, n_leads: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -276,23 +245,15 @@ def check_lead_stats(mean: PerLead, std: PerLead, n_leads: int = 12) -> tuple[np
 
 
 def _per_lead(mean: PerLead, std: PerLead, like: torch.Tensor, checked: bool = False) -> list[torch.Tensor]:
-    """mean, std as (C,) tensors on like's (..., C, N) device and dtype, their values checked
-    (`check_lead_stats`) unless `checked`."""
-    c = like.shape[-2]
+    """mean, std (C,) on like's (..., C, N) device and dtype; checked (`check_lead_stats`) unless `checked`."""
     if not checked:
-        mean, std = check_lead_stats(mean, std, c)
-    out = []
-    for name, v in (("mean", mean), ("std", std)):
-        t = torch.as_tensor(v if isinstance(v, torch.Tensor) else np.asarray(v, dtype=np.float64))
-        if t.shape != (c,):
-            raise UserError(f"{name} must hold one value per lead, shape ({c},), got {tuple(t.shape)}")
-        out.append(t.to(device=like.device, dtype=like.dtype))
-    return out
+        mean, std = check_lead_stats(mean, std, like.shape[-2])
+    out = [v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v, dtype=np.float64)) for v in (mean, std)]
+    return [t.to(device=like.device, dtype=like.dtype) for t in out]
 
 
 def zscore(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """The per-lead z-score (x - mean) / (std + 1e-8) of x (..., C, N) mV, mean and std (C,)
-    tensors on x's device, unchecked (nothing read back: the form a training step uses)."""
+    """(x - mean) / (std + 1e-8) per lead of x (..., C, N) mV; mean, std (C,) on x's device, unchecked."""
     return (x - mean[:, None]) / (std[:, None] + 1e-8)
 
 
@@ -313,8 +274,7 @@ def stft_magnitude(x: torch.Tensor) -> torch.Tensor:
     x = _check_batch(x, "x", 3, "(B, leads, samples)")
     b, c, n = x.shape
     half = SPEC_NPERSEG // 2
-    total = n + 2 * half
-    extra = (-(total - SPEC_NPERSEG)) % SPEC_HOP  # scipy's padded=True
+    extra = (SPEC_NPERSEG - (n + 2 * half)) % SPEC_HOP  # scipy's padded=True
     flat = F.pad(x.reshape(b * c, n), (half, half + extra))  # (B*C, n + 24 + extra)
     window = torch.hann_window(SPEC_NPERSEG, periodic=True, dtype=x.dtype, device=x.device)
     z = torch.stft(
@@ -332,19 +292,14 @@ def spec_lead_mean(device: torch.device | str, dtype: torch.dtype = torch.float3
     return torch.tensor(SPEC_MEAN, dtype=dtype, device=device)
 
 
-def normalize_spectrogram(spec: torch.Tensor, lead_mean: torch.Tensor | None = None) -> torch.Tensor:
-    """(|Z| - SPEC_MEAN[lead]) / SPEC_STD for a (B, 12, 13, F) magnitude spectrogram; `lead_mean`
-    is SPEC_MEAN on spec's device (`spec_lead_mean`, the default)."""
-    spec = _check_batch(spec, "spec", 4, "(B, 12, freq, frames)")
+def spectrogram(x: torch.Tensor, lead_mean: torch.Tensor | None = None) -> torch.Tensor:
+    """Normalised magnitude spectrogram (|Z| - SPEC_MEAN[lead]) / SPEC_STD of raw mV windows:
+    (B, 12, 250) -> (B, 12, 13, 21); `lead_mean` is SPEC_MEAN on x's device (`spec_lead_mean`)."""
+    spec = stft_magnitude(x)  # (B, 12, 13, 21)
     if spec.shape[1] != len(SPEC_MEAN):
-        raise UserError(f"spec must have {len(SPEC_MEAN)} leads, got {spec.shape[1]}")
+        raise UserError(f"x must have {len(SPEC_MEAN)} leads, got {spec.shape[1]}")
     lead_mean = spec_lead_mean(spec.device, spec.dtype) if lead_mean is None else lead_mean
     return (spec - lead_mean[:, None, None]) / SPEC_STD
-
-
-def spectrogram(x: torch.Tensor, lead_mean: torch.Tensor | None = None) -> torch.Tensor:
-    """Normalised magnitude spectrogram of raw mV windows: (B, 12, 250) -> (B, 12, 13, 21)."""
-    return normalize_spectrogram(stft_magnitude(x), lead_mean)
 
 
 # --- spectrogram transforms (paper Sec. II-B.2, Eq. 3) -----------------------------------------
@@ -356,9 +311,8 @@ def spec_time_crop(
     generator: torch.Generator | None = None,
     return_widths: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Crop W = int(r*F) in [1, F-1] frames (r ~ U(scale)) from randint(0, F-W-1), no resize,
-    zero-padded back to F frames with the crop centred (left pad (F-W)//2): (B, C, K, F) -> same
-    shape; with return_widths, also the widths W (B,) that `spec_time_cutout(widths=)` takes."""
+    """(B, C, K, F) -> same: W = int(r*F) in [1, F-1] frames (r ~ U(scale)) from randint(0, F-W-1),
+    zero-padded to F with the crop centred (left pad (F-W)//2); return_widths: also W (B,), no resize."""
     spec = _check_batch(spec, "spec", 4, "(B, leads, freq, frames)")
     lo, hi = check_pair("scale", scale, 0.0, 1.0, lo_open=True)
     gen = _check_generator(generator)
@@ -373,7 +327,7 @@ def _spec_crop_plan(ratio: torch.Tensor, f: int, gen: torch.Generator) -> tuple[
     the source frame of each output frame or f for the zero padding; the widths W (R,))."""
     if f < 2:
         raise UserError(f"spec must have at least 2 frames to crop, got {f}")
-    width = _floor_len(ratio, f).clamp(1, f - 1)  # (R,) W
+    width = (ratio * f).long().clamp(1, f - 1)  # (R,) W = int(r * F)
     start = _randint_below(f - width, gen)  # (R,) in [0, F-W-1]
     left = (f - width) // 2  # the crop goes to output frames left .. left+W-1
     j = torch.arange(f, device=ratio.device)
@@ -385,20 +339,8 @@ def _gather_frames(spec: torch.Tensor, frame: torch.Tensor, n_views: int) -> tor
     of record b, holds a source frame or F for a zero frame. One gather, a zero frame appended."""
     b, c, k, f = spec.shape
     padded = F.pad(spec, (0, 1))  # (B, C, K, F+1), frame F is 0
-    shape = (n_views, b, c, k, f)
-    index = frame.view(n_views, b, -1, 1, f).expand(shape)
+    index = frame.view(n_views, b, -1, 1, f).expand(n_views, b, c, k, f)
     return padded.expand(n_views, b, c, k, f + 1).gather(4, index)
-
-
-def _crop_widths(widths: torch.Tensor | None, b: int, f: int, device) -> torch.Tensor:
-    """The crop width W (b,) of each sample; the full f when widths is None."""
-    if widths is None:
-        w = torch.full((b,), f, dtype=torch.long, device=device)
-    else:
-        w = torch.as_tensor(widths).to(device=device, dtype=torch.long)
-        if w.shape != (b,) or (w < 1).any() or (w > f).any():
-            raise UserError(f"widths must be a LongTensor ({b},) of crop widths in [1, {f}]")
-    return w
 
 
 def spec_time_cutout(
@@ -407,14 +349,15 @@ def spec_time_cutout(
     generator: torch.Generator | None = None,
     widths: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Zero one span of w = int(U(ratio)*W) frames per channel (all frequency rows) from
-    randint(0, W-w-1) inside each sample's centred crop of W frames (`widths`, else the full F):
-    (B, C, K, F) -> same shape."""
+    """(B, C, K, F) -> same: zero one span of w = int(U(ratio)*W) frames per channel (all rows) from
+    randint(0, W-w-1) inside each sample's centred crop of W frames (`widths`, else the full F)."""
     spec = _check_batch(spec, "spec", 4, "(B, leads, freq, frames)")
     lo, hi = check_pair("ratio", ratio, 0.0, 1.0)
     gen = _check_generator(generator)
     b, c, _, f = spec.shape
-    width = _crop_widths(widths, b, f, spec.device)
+    width = torch.as_tensor([f] * b if widths is None else widths).to(device=spec.device, dtype=torch.long)  # (B,) W
+    if width.shape != (b,) or (width < 1).any() or (width > f).any():
+        raise UserError(f"widths must be a LongTensor ({b},) of crop widths in [1, {f}]")
     start, span = _spec_cutout_spans(width, c, f, lo, hi, gen)
     return spec.masked_fill(_span_mask(start, span, f)[:, :, None, :], 0.0)  # (B, C, 1, F) mask
 
@@ -422,7 +365,7 @@ def spec_time_cutout(
 def _spec_cutout_spans(width: torch.Tensor, c: int, f: int, lo: float, hi: float, gen: torch.Generator):
     """Draw spec_time_cutout spans for R spectrograms with centred crops of `width` (R,) of f
     frames: (start, span) LongTensors (R, C) in output frames."""
-    span = _floor_len(_between(lo, hi, (width.shape[0], c), gen, width.device), width[:, None])  # (R, C)
+    span = (_between(lo, hi, (width.shape[0], c), gen, width.device) * width[:, None]).long()  # (R, C) int(U * W)
     span = torch.minimum(span, width[:, None] - 1).clamp(min=0)
     start = (f - width[:, None]) // 2 + _randint_below(width[:, None] - span, gen)  # (R, C)
     return start, span
@@ -440,10 +383,6 @@ def freq_cutout(spec: torch.Tensor, generator: torch.Generator | None = None) ->
 # --- views -------------------------------------------------------------------------------------
 
 
-def _check_set(transforms: str, table: dict, param: str) -> tuple[str, ...]:
-    return table[check_choice(param, transforms, table, "a transform set")]
-
-
 def _view_ratios(b: int, n_global: int, n_local: int, global_scale, local_scale, gen, device) -> torch.Tensor:
     """Crop ratios (V*B,) float64, view-major: n_global*B from global_scale then n_local*B."""
     for name, v in (("n_global", n_global), ("n_local", n_local)):
@@ -454,12 +393,10 @@ def _view_ratios(b: int, n_global: int, n_local: int, global_scale, local_scale,
     llo, lhi = check_pair("local_scale", local_scale, 0.0, 1.0, lo_open=True)
 
     # The bounds are filled on the device (no host-to-device copy of Python numbers per call).
-    def bounds(g: float, loc: float) -> torch.Tensor:
-        f64 = dict(dtype=torch.float64, device=device)
-        return torch.cat([torch.full((n_global * b,), g, **f64), torch.full((n_local * b,), loc, **f64)])
-
-    v = n_global + n_local
-    return _between(bounds(glo, llo), bounds(ghi, lhi), (v * b,), gen, device)
+    local = torch.arange((n_global + n_local) * b, device=device) >= n_global * b  # (V*B,)
+    lo = torch.full(local.shape, glo, dtype=torch.float64, device=device).masked_fill_(local, llo)
+    hi = torch.full(local.shape, ghi, dtype=torch.float64, device=device).masked_fill_(local, lhi)
+    return _between(lo, hi, local.shape, gen, device)
 
 
 def time_views(
@@ -478,15 +415,11 @@ def time_views(
     checked: bool = False,
 ) -> torch.Tensor:
     """DINO time-series views (paper Sec. II-B.1): raw mV (B, 12, 250) -> normalised (V, B, 12, 250),
-    V = n_global + n_local, global views first.
-
-    The views equal random_resized_crop (global_scale or local_scale), then as `transforms` (a
-    TIME_TRANSFORMS key) says time_cutout (`tc_mode`, `tc_ratio`) and gaussian_noise (`sigma` mV),
-    applied in turn to the V*B stacked windows, then `normalize` with the per-lead `mean`, `std`
-    (12,) mV (up to float rounding), in few passes over the output. checked=True: `mean` and
-    `std` were checked once by the caller (`check_lead_stats`): the call never blocks the host.
-    """
-    names = _check_set(transforms, TIME_TRANSFORMS, "transforms")
+    V = n_global + n_local, global views first: equal (up to float rounding) to random_resized_crop
+    (global_scale or local_scale), then as `transforms` (a TIME_TRANSFORMS key) says time_cutout
+    (`tc_mode`, `tc_ratio`) and gaussian_noise (`sigma` mV), then `normalize` by `mean`, `std` (12,)
+    mV. checked=True: the caller checked `mean`, `std` (`check_lead_stats`): the host never blocks."""
+    names = TIME_TRANSFORMS[check_choice("transforms", transforms, TIME_TRANSFORMS, "a transform set")]
     raw = _check_batch(raw, "raw", 3, "(B, leads, samples)")
     gen = _check_generator(generator)
     tc_lo, tc_hi = _cutout_ratio(tc_mode, tc_ratio, "tc_mode", "tc_ratio")
@@ -503,7 +436,8 @@ def time_views(
         cut_start, cut_len = _cutout_spans((v * b, c, n), tc_lo, tc_hi, tc_mode, gen, raw.device)  # (V*B, C or 1)
     if noise:
         s = _between(sigma_lo, sigma_hi, (v * b, 1, 1), gen, raw.device).to(raw.dtype)  # mV, one per view
-        views = _standard_normal((v, b, c, n), gen, raw)  # N(0, 1), scaled and the crops added below
+        # N(0, 1) drawn on the generator's device, scaled and the crops added below
+        views = torch.randn((v, b, c, n), generator=gen, dtype=raw.dtype, device=gen.device).to(raw.device)
     else:
         views = torch.empty((v, b, c, n), dtype=raw.dtype, device=raw.device)
 
@@ -524,9 +458,8 @@ def time_views(
 def _fill_views(views, x, step, src, t, cuts, fill, scale) -> None:
     """Write time_views' `views` (V, B, C, N) in place: the crop plans src, t (V, B, N) of the
     normalised x (B, C, N) (step = x.diff(-1)), `fill` (C, 1) on the spans `cuts` ((start, length)
-    (V, B, C or 1) or None), plus `scale` (V, B, C, 1) times the N(0, 1) `views` holds (None: no
-    noise). On one CPU thread, blocks of about _CPU_BLOCK samples stay in cache (~16 ms against
-    ~27 ms per batch of 196); with more threads or on CUDA the batch is one block (few, large ops)."""
+    (V, B, C or 1) or None), plus `scale` (V, B, C, 1) or None times the N(0, 1) `views` holds. One
+    CPU thread works in cache-sized blocks (~16 ms, not ~27, per batch of 196); else one block."""
     v, b, c, n = views.shape
     blocked = views.device.type == "cpu" and torch.get_num_threads() == 1
     size = max(1, _CPU_BLOCK // (v * c * n)) if blocked else max(1, b)  # records per block
@@ -554,15 +487,12 @@ def spec_views(
     generator: torch.Generator | None = None,
     tc_ratio: Sequence[float] = AUGMENT.spec_time_cutout,
 ) -> torch.Tensor:
-    """DINO spectrogram views (paper Sec. II-B.2): raw mV (B, 12, 250) -> (V, B, 12, 13, 21),
-    global views first.
-
-    The views equal spec_time_crop (global_scale or local_scale of the 21 frames), then as
-    `transforms` (a SPEC_TRANSFORMS key) says freq_cutout and spec_time_cutout (`tc_ratio`),
-    applied in turn to the V*B stacked spectrograms of the raw windows, computed once; crop,
-    padding and time cutout are one gather. released_fc=True drops the frequency cutout (B16).
-    """
-    names = _check_set(transforms, SPEC_TRANSFORMS, "transforms")
+    """DINO spectrogram views (paper Sec. II-B.2): raw mV (B, 12, 250) -> (V, B, 12, 13, 21), global
+    views first: equal to spec_time_crop (global_scale or local_scale), then as `transforms` (a
+    SPEC_TRANSFORMS key) says freq_cutout and spec_time_cutout (`tc_ratio`) on the V*B stacked
+    spectrograms of the raw windows (computed once; crop, padding and time cutout one gather).
+    released_fc=True drops the frequency cutout (B16)."""
+    names = SPEC_TRANSFORMS[check_choice("transforms", transforms, SPEC_TRANSFORMS, "a transform set")]
     raw = _check_batch(raw, "raw", 3, "(B, leads, samples)")
     gen = _check_generator(generator)
     tc_lo, tc_hi = check_pair("tc_ratio", tc_ratio, 0.0, 1.0)

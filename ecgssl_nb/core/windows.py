@@ -110,9 +110,7 @@ class Corpus:
                 raise UserError(f"rows must be positions in 0..{n_all - 1} of the prepared index")
         src_off = index["offset"].to_numpy(dtype=np.int64)[sel]
         src_len = index["length"].to_numpy(dtype=np.int64)[sel]
-        signals = prepared.signals  # (T_all, 12) float32 memmap
-        if signals.ndim != 2 or signals.shape[1] != N_LEADS:
-            raise UserError(f"prepared.signals must have shape (T, {N_LEADS}), got {signals.shape}")
+        signals = prepared.signals  # (T_all, 12) float32 memmap, its shape checked by load_prepared
         dev = torch.device(device)
         new_off = np.cumsum(src_len) - src_len  # (N,) each record's first sample in `out`
         out = torch.empty((N_LEADS, int(src_len.sum())), dtype=torch.float32, device=dev)
@@ -127,8 +125,7 @@ class Corpus:
                 m = min(_COPY_CHUNK, n - k)
                 block = np.array(signals[file_pos + k : file_pos + k + m], dtype=np.float32)  # (m, 12), in RAM
                 out[:, dst + k : dst + k + m] = torch.from_numpy(block).to(dev).T  # (m, 12) -> (12, m)
-        labels = np.asarray(prepared.label_matrix())[sel]
-        return cls(out, new_off, src_len, labels=labels, device=dev, rows=sel)
+        return cls(out, new_off, src_len, labels=np.asarray(prepared.label_matrix())[sel], device=dev, rows=sel)
 
     # --- basics --------------------------------------------------------------------------------
 
@@ -150,9 +147,8 @@ class Corpus:
         return self.labels[self._check_rec(rec)].repeat_interleave(n_crops, dim=0)
 
     def _check_rec(self, rec) -> torch.Tensor:
-        """rec as a LongTensor on the device, its range checked there without reading it back:
-        `torch._assert_async` raises at once on the CPU (a UserError here) and as a device-side
-        assert on CUDA, where a host check would stall every training step."""
+        """rec as a LongTensor on the device, range-checked there by `torch._assert_async`: at once on the
+        CPU (a UserError), as a device-side assert on CUDA (a host check would stall every step)."""
         r = _as_long(rec, "rec").to(self.device)
         msg = f"rec must hold record positions in 0..{len(self) - 1}"
         try:
@@ -168,8 +164,7 @@ class Corpus:
     ) -> torch.Tensor:
         """Independent random crops: (B,) record positions -> (B*n_crops, 12, length) raw mV, rows
         b*n_crops.. of record rec[b], each start uniform in [0, len-length-1] (0 for a record of
-        exactly `length`; B25). checked=True: `rec` is a LongTensor on the corpus device known to
-        be valid, so it is not read back and the call never blocks the host (issue 15)."""
+        exactly `length`; B25). checked=True: `rec` is a valid LongTensor on the device, not read back."""
         if not isinstance(generator, torch.Generator):
             raise UserError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         check_int("n_crops", n_crops, 1)
@@ -191,14 +186,6 @@ class Corpus:
 
     # --- evaluation windows --------------------------------------------------------------------
 
-    def _records(self, rows) -> torch.Tensor:
-        if rows is None:
-            return torch.arange(len(self))
-        r = _as_long(rows, "rows")
-        if len(r) and (int(r.min()) < 0 or int(r.max()) >= len(self)):
-            raise UserError(f"rows must hold record positions in 0..{len(self) - 1}")
-        return r
-
     def sliding_windows(
         self, length: int = WINDOW, stride: int = STRIDE, rows: Rows = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,7 +193,9 @@ class Corpus:
         `rows` in that order) has windows at 0, stride, 2*stride, ... while they fit (none if short)."""
         check_int("length", length, 1)
         check_int("stride", stride, 1)
-        recs = self._records(rows)
+        recs = torch.arange(len(self)) if rows is None else _as_long(rows, "rows")
+        if len(recs) and (int(recs.min()) < 0 or int(recs.max()) >= len(self)):
+            raise UserError(f"rows must hold record positions in 0..{len(self) - 1}")
         ln = self._lengths_host[recs]
         count = torch.where(ln >= length, (ln - length) // stride + 1, 0)  # (R,) windows per record
         owner = recs.repeat_interleave(count)  # (W,)
@@ -223,16 +212,14 @@ class Corpus:
         if rows is None:  # all records: the index is built once and kept on the device
             owner, start, _ = self._all_windows(length, stride)
         else:
-            owner, start = self.sliding_windows(length, stride, rows)
-            owner, start = owner.to(self.device), start.to(self.device)
+            owner, start = (t.to(self.device) for t in self.sliding_windows(length, stride, rows))
         for a in range(0, len(owner), batch_windows):
             o = owner[a : a + batch_windows]
             yield self._gather(self.offsets[o] + start[a : a + batch_windows], length), o
 
     def _all_windows(self, length: int, stride: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """(owner, start) of every record's evaluation windows on the device, and the windows per
-        record (N,) on the host: built on first use, then reused, so that an evaluation pass
-        copies nothing to the device."""
+        """(owner, start) of every record's evaluation windows on the device and the windows per record
+        (N,) on the host, built once: an evaluation pass copies nothing to the device."""
         key = (int(length), int(stride))
         if key not in self._eval_index:
             owner, start = self.sliding_windows(length, stride)
@@ -243,25 +230,20 @@ class Corpus:
     def mean_over_windows(
         self, fn: Callable[[torch.Tensor], tuple[torch.Tensor | None, ...]], batch_windows: int, stride: int = STRIDE
     ) -> tuple[np.ndarray | None, ...]:
-        """Per record, the mean of each output of `fn` over its evaluation windows (WINDOW samples
-        every `stride`): `fn` maps x (w, 12, 250) raw mV to a tuple of (w, D_i) tensors or None; the
-        result is a tuple of (records, D_i) float64 arrays or None. Only the sums are read back, once."""
+        """Per record, the mean of each output of `fn` (x (w, 12, 250) raw mV -> (w, D_i) tensors or
+        None) over its windows (WINDOW every `stride`): (N, D_i) float64 arrays or None; one read-back."""
         n = self._all_windows(WINDOW, stride)[2]  # (N,) windows per record, on the host
-        if (n == 0).any():
+        if len(n) == 0 or (n == 0).any():
             raise UserError(f"{int((n == 0).sum())} records are shorter than {WINDOW} samples and have no window")
-        sums: list[torch.Tensor | None] | None = None
+        sums: list[torch.Tensor | None] = []
         for x, owner in self.iter_sliding_windows(batch_windows, length=WINDOW, stride=stride):
             outs = fn(x)
-            if sums is None:
-                sums = [None] * len(outs)
+            sums = sums or [None] * len(outs)
             for i, out in enumerate(outs):
-                if out is None:
-                    continue
-                if sums[i] is None:
-                    sums[i] = torch.zeros((len(self), out.shape[1]), dtype=torch.float64, device=self.device)
-                sums[i].index_add_(0, owner, out.double())
-        if sums is None:
-            raise UserError(f"{len(self)} records are shorter than {WINDOW} samples and have no window")
+                if out is not None:
+                    if sums[i] is None:
+                        sums[i] = torch.zeros((len(self), out.shape[1]), dtype=torch.float64, device=self.device)
+                    sums[i].index_add_(0, owner, out.double())
         given = [s for s in sums if s is not None]
         host = torch.cat(given, dim=1).cpu().numpy() if given else np.zeros((len(self), 0))  # the one read-back
         parts = iter(np.split(host, np.cumsum([s.shape[1] for s in given])[:-1], axis=1))
