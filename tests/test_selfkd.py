@@ -500,3 +500,12 @@ def test_pretraining_draws_on_every_record_of_every_fold_by_default(prepared, tm
         pretrain_stage.pretrain(
             prepared, tmp_path / "out", "time", settings=[f"batch_size={len(index) + 1}"], progress=False
         )
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"teacher_temp": 0.0}, {"teacher_temp": [0.04, -0.07]}, {"student_temp": 0.0}, {"center_momentum": 1.5}],
+)
+def test_dino_loss_refuses_a_temperature_or_centre_momentum_that_would_give_nan_losses(kwargs):
+    with pytest.raises(UserError, match=r"^DINOLoss: temperatures must be > 0 and center_momentum in \[0, 1\]"):
+        DINOLoss(8, **kwargs)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices  # torch's own list
 
-from .errors import check_choice
+from .errors import UserError, check_choice
 from .models import init_xavier, make_backbone
 from .schedules import cosine_schedule, momentum_schedule, teacher_temp_schedule
 from .settings import CENTER_UPDATES, MAIN_TRANSFORMS, OPTIMIZERS, WINDOW, AugmentConfig, PretrainConfig
@@ -113,7 +113,7 @@ class DINOLoss(nn.Module):
     """Self-distillation cross-entropy, for each teacher (global) view q and student view v != q
     CE(q, v) = mean_b sum_k -softmax((t_qb - c) / tau_t)_k * log_softmax(s_vb / tau_s)_k, averaged
     over the pairs (18 for 2 + 8 views); `teacher_temp` a float or one per 0-based epoch (values
-    checked by PretrainConfig). The centre c (1, out_dim) is updated after the loss (`update_center`)."""
+    checked here and by PretrainConfig). The centre c (1, out_dim) is updated after the loss (`update_center`)."""
 
     def __init__(
         self,
@@ -127,6 +127,13 @@ class DINOLoss(nn.Module):
         super().__init__()
         self.center_update = check_choice("center_update", center_update, CENTER_UPDATES)
         temps = np.atleast_1d(np.asarray(teacher_temp, dtype=np.float64))  # (1,) or (epochs,)
+        # Kept here although PretrainConfig checks them too: the loss is used alone (notebooks,
+        # tests), and a zero temperature or a momentum past 1 would give NaN losses, not an error.
+        if not ((temps > 0).all() and student_temp > 0 and 0.0 <= center_momentum <= 1.0):
+            raise UserError(
+                f"DINOLoss: temperatures must be > 0 and center_momentum in [0, 1], got teacher_temp="
+                f"{teacher_temp!r}, student_temp={student_temp!r}, center_momentum={center_momentum!r}"
+            )
         self.n_global = n_global
         self.teacher_temp = temps
         self.student_temp = float(student_temp)
