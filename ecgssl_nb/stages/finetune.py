@@ -1,12 +1,9 @@
-"""Running one fine-tuning (paper Sec. II-C; book: Fine-tuning, Deviations B14, B15): `finetune`
-resolves the settings into a frozen `Run`, claims OUT (`stage.claim`, under its lock), resumes
-its checkpoint, then per epoch calls the method (`core.classify`: `train_one_epoch`,
-`evaluate_epoch`, `select`), checkpointing on the cadence (never after the last epoch; the
-checkpoint is removed once result.json is written). At the end the two protocols' thresholds and
-scores (`classify.protocols`) go into OUT: predictions.csv (rows (paper, outer), (honest, inner),
-(honest, outer)), challenge_outputs/ (the official files of the outer fold, paper protocol),
-result.json (schema in `results`, with its provenance record), then digests.json of `OUTPUTS`,
-the completion mark. log.csv has one row per epoch (`LOG_COLUMNS`).
+"""One fine-tuning (paper Sec. II-C; book: Fine-tuning, Deviations B14, B15): `finetune` resolves
+a frozen `Run`, claims OUT (`stage.claim`, under its lock), resumes its checkpoint, then per epoch
+calls the method (`core.classify`: `train_one_epoch`, `evaluate_epoch`, `select`), checkpointing
+on the cadence (never after the last epoch). Then OUT gets predictions.csv ((paper, outer),
+(honest, inner), (honest, outer)), challenge_outputs/ (outer fold, paper protocol), result.json
+(schema in `results`), digests.json of `OUTPUTS` (the completion mark), and loses its checkpoint.
 """
 
 from __future__ import annotations
@@ -304,14 +301,16 @@ def _checkpoint_run(run: Run) -> dict:
     }
 
 
+_MODULES = ("model", "optimizer", "scheduler")  # the Trainer's parts a checkpoint holds, under their names
+
+
 def restore_checkpoint(run: Run, tr: Trainer) -> Progress:
     """Load OUT/checkpoint.pt into `tr` when resuming (the rule of `checkpoint.load`)."""
     ck = checkpoint.load(run.out / checkpoint.NAME, run.resume, _checkpoint_run(run))
     if ck is None:
         return Progress()
-    tr.model.load_state_dict(ck["model"])
-    tr.optimizer.load_state_dict(ck["optimizer"])
-    tr.scheduler.load_state_dict(ck["scheduler"])
+    for key in _MODULES:
+        getattr(tr, key).load_state_dict(ck[key])
     checkpoint.set_rng_state(ck["rng"], tr.generator)
     if run.progress:
         print(f"finetune: resuming {run.out} after epoch {ck['epoch']}", file=sys.stderr)
@@ -323,9 +322,7 @@ def checkpoint_state(run: Run, tr: Trainer, done: Progress, epoch: int) -> dict:
     return {
         "run": _checkpoint_run(run),
         "epoch": epoch,
-        "model": tr.model.state_dict(),
-        "optimizer": tr.optimizer.state_dict(),
-        "scheduler": tr.scheduler.state_dict(),
+        **{key: getattr(tr, key).state_dict() for key in _MODULES},
         "rng": checkpoint.rng_state(tr.generator),
         "history": done.history,
         "best": checkpoint.to_tensors(done.best),
@@ -355,12 +352,8 @@ def _train(run: Run) -> dict:
         ev = evaluate_epoch(tr.model, data, run.cfg, run.amp)
         done.history.append({"epoch": 0, "lr": run.cfg.lr, "train_loss": math.nan, "seconds": 0.0, **ev.metrics})
         done.best = select(done.best, 0, ev, run.cfg.select_metric)
-        stage.write_log(log_path, done.history, columns)
-    desc = f"finetune {run.setup} fold {run.split.fold}"
-    epochs = range(done.start_epoch, last_epoch + 1)
-    bar = tqdm(
-        epochs, desc=desc, unit="epoch", disable=not run.progress, initial=done.start_epoch - 1, total=last_epoch
-    )
+    bar = tqdm(range(done.start_epoch, last_epoch + 1), desc=f"finetune {run.setup} fold {run.split.fold}",
+               unit="epoch", disable=not run.progress, initial=done.start_epoch - 1, total=last_epoch)  # fmt: skip
     with stage.Checkpoints(run.cfg) as ck:  # checkpoints (then the log) are written beside the next epoch's steps
         for epoch in bar:
             _epoch(run, tr, data, done, bar, epoch)
