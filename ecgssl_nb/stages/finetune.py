@@ -102,19 +102,15 @@ def resolve_pretrained(setup: str, pretrained: str | os.PathLike | Mapping | Non
 
 
 def infer_data_kind(prepared: Prepared) -> str:
-    """'fixture', 'samples' or 'physionet2020' for a prepared corpus: the stats' `data_kind` when
-    present, else 'fixture' when its data folder holds the fixture's marker, else by size
-    (>= 1,000 records: physionet2020; fewer: the sample records)."""
-    stats = prepared.stats
-    if stats.get("data_kind"):
-        return str(stats["data_kind"])
+    """'fixture', 'samples' or 'physionet2020' for a prepared corpus: 'fixture' when its data folder
+    holds the fixture's marker, else by size (>= 1,000 records: physionet2020; fewer: samples)."""
     try:
         done = json.loads((Path(prepared.path) / ".complete.json").read_text())
         if (Path(done["data_dir"]) / "fixture.json").is_file():
             return "fixture"
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    return "physionet2020" if int(stats.get("n_records", len(prepared.index))) >= 1000 else "samples"
+    return "physionet2020" if prepared.stats["n_records"] >= 1000 else "samples"  # an int (`load_prepared`)
 
 
 # --- the run, resolved -------------------------------------------------------------------------
@@ -151,6 +147,7 @@ class Run:
     family: str  # the setup's family (`setup_family`)
     batch_records: int  # records per step (the family's)
     amp: bool  # bf16 autocast: cfg.amp on CUDA
+    request: dict  # `finetune_request`: what OUT and its checkpoint must have been made for
 
 
 def _resolve(setup, fold, prepared, out, pretrained, profile, config, settings, device, seed, resume, progress,
@@ -178,8 +175,9 @@ def _resolve(setup, fold, prepared, out, pretrained, profile, config, settings, 
         raise UserError("batch_records * crops must be >= 2 (BatchNorm of the spectrogram backbone)")
     kind = data_kind or infer_data_kind(prep)
     amp = bool(cfg.amp) and dev.type == "cuda"
+    req = finetune_request(cfg, setup, split.fold, split.inner, n_epochs, cfg.protocol, seed, prep.digest, files)
     return Run(setup, prep, split, out, prof, cfg, files, n_epochs, seed, dev, kind, resume, progress, started, family,
-               cfg.batch_records[family], amp)  # fmt: skip
+               cfg.batch_records[family], amp, req)  # fmt: skip
 
 
 def finetune(
@@ -202,25 +200,20 @@ def finetune(
 
     prepared: a prepared folder or `prepare.Prepared`. pretrained: for ssl- setups, the folder
     holding time/backbone.pt and spec/backbone.pt, or {modality: file}. config: the
-    FinetuneConfig (None: the profile's); `settings`: `--set KEY=VALUE` items applied to it and
-    checked once (`config.apply_settings`), e.g. ["epochs.t=2", "protocol=paper-exact",
-    "max_steps=3"]. The epochs are the setup family's entry (0 evaluates the initial network,
-    selected epoch 0); protocol "both" (paper and honest, 8 training folds) or "paper-exact" (9
-    training folds, the paper protocol only), the one used recorded; max_steps: a smoke run, its
-    outputs marked `"smoke": true`. OUT is returned finished or resumed only for an equal request
+    FinetuneConfig (None: the profile's); `settings`: `--set KEY=VALUE` items checked once
+    (`config.apply_settings`), e.g. ["epochs.t=2", "protocol=paper-exact", "max_steps=3"]: the
+    setup family's epochs (0: the initial network, selected epoch 0), protocol "both" (paper and
+    honest, 8 training folds) or "paper-exact" (9 training folds, paper only), max_steps (a smoke
+    run, marked `"smoke": true`). OUT is returned finished or resumed only for an equal request
     (`finetune_request`), another's is refused unless `force` moves it aside, and a checkpoint is
     continued only with `resume`.
     """
-    args = (setup, fold, prepared, out, pretrained, profile, config, settings, device, seed, resume, progress)
-    run = _resolve(*args, data_kind)
-    cfg, split = run.cfg, run.split
-    req = finetune_request(
-        cfg, setup, split.fold, split.inner, run.n_epochs, cfg.protocol, run.seed, run.prep.digest, run.files
-    )
-    if stage.finished(run.out, req, OUTPUTS):
+    run = _resolve(setup, fold, prepared, out, pretrained, profile, config, settings, device, seed, resume, progress,
+                   data_kind)  # fmt: skip
+    if stage.finished(run.out, run.request, OUTPUTS):
         return _finished_result(run.out, progress)  # read as it is, no lock, no write access needed
     with provenance.lock(run.out):  # then claimed under the lock, checked again: another may have finished it
-        if stage.claim(run.out, req, OUTPUTS, force, recorded_settings(cfg), "fine-tuning"):
+        if stage.claim(run.out, run.request, OUTPUTS, force, recorded_settings(run.cfg), "fine-tuning"):
             return _finished_result(run.out, progress)
         return _train(run)
 
@@ -287,26 +280,13 @@ def build_trainer(run: Run) -> Trainer:
     return Trainer(model, optimizer, scheduler, generator, classify.make_step_loss(run.cfg.compile))
 
 
-def _checkpoint_run(run: Run) -> dict:
-    """The settings a checkpoint must have been written with to be continued."""
-    return {
-        "setup": run.setup,
-        "fold": run.split.fold,
-        "inner_fold": run.split.inner,
-        "seed": run.seed,
-        "epochs": run.n_epochs,
-        "protocol": run.cfg.protocol,
-        "config": matched_settings(run.cfg),
-        "data": {"n_records": int(len(run.prep.index)), "total_samples": run.prep.stats.get("total_samples")},
-    }
-
-
 _MODULES = ("model", "optimizer", "scheduler")  # the Trainer's parts a checkpoint holds, under their names
 
 
 def restore_checkpoint(run: Run, tr: Trainer) -> Progress:
-    """Load OUT/checkpoint.pt into `tr` when resuming (the rule of `checkpoint.load`)."""
-    ck = checkpoint.load(run.out / checkpoint.NAME, run.resume, _checkpoint_run(run))
+    """Load OUT/checkpoint.pt into `tr` when resuming (the rule of `checkpoint.load`: written for
+    this request)."""
+    ck = checkpoint.load(run.out / checkpoint.NAME, run.resume, run.request)
     if ck is None:
         return Progress()
     for key in _MODULES:
@@ -320,7 +300,7 @@ def restore_checkpoint(run: Run, tr: Trainer) -> Progress:
 def checkpoint_state(run: Run, tr: Trainer, done: Progress, epoch: int) -> dict:
     """OUT/checkpoint.pt after `epoch`: everything a resume needs to repeat the run (live tensors)."""
     return {
-        "run": _checkpoint_run(run),
+        "run": run.request,
         "epoch": epoch,
         **{key: getattr(tr, key).state_dict() for key in _MODULES},
         "rng": checkpoint.rng_state(tr.generator),
@@ -406,12 +386,10 @@ def _predictions(run: Run, data: Data, best: dict) -> pd.DataFrame:
         ]
     frames = []
     for proto, role, rows, labels, probs, epoch in parts:
-        df = pd.DataFrame(
-            {"record": records[rows], "fold": split.folds[rows], "role": role, "protocol": proto, "epoch": epoch}
-        )
-        p = pd.DataFrame(probs, columns=[f"p_{a}" for a in ABBREVIATIONS])
-        y = pd.DataFrame(labels.astype(np.int8), columns=[f"y_{a}" for a in ABBREVIATIONS])
-        frames.append(pd.concat([df, p, y], axis=1))
+        columns = {"record": records[rows], "fold": split.folds[rows], "role": role, "protocol": proto, "epoch": epoch}
+        columns |= {f"p_{a}": probs[:, j] for j, a in enumerate(ABBREVIATIONS)}
+        columns |= {f"y_{a}": labels[:, j].astype(np.int8) for j, a in enumerate(ABBREVIATIONS)}
+        frames.append(pd.DataFrame(columns))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -83,10 +83,9 @@ def _dist_setup(device: str) -> tuple[int, int, str, bool]:
     if device.startswith("cuda"):
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
-    started = False
-    if not dist.is_initialized():
+    started = not dist.is_initialized()
+    if started:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-        started = True
     return dist.get_rank(), dist.get_world_size(), device, started
 
 
