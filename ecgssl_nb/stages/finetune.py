@@ -70,22 +70,20 @@ def resolve_pretrained(setup: str, pretrained: str | os.PathLike | Mapping | Non
             f"--pretrained is required for setup {setup!r}: a folder with "
             f"{' and '.join(f'{m}/backbone.pt' for m in needed)} (from `python -m ecgssl_nb pretrain`)"
         )
-    if isinstance(pretrained, Mapping):
-        unknown = sorted(set(pretrained) - {"time", "spec"})
-        if unknown:
-            raise UserError(f"pretrained: keys must be 'time' and/or 'spec', got {unknown}")
-        missing = [m for m in needed if pretrained.get(m) is None]
-        if missing:
-            raise UserError(f"--pretrained-{missing[0]} is required for setup {setup!r}")
-        found = {m: Path(pretrained[m]) for m in needed}
-        found = {m: p / "backbone.pt" if p.is_dir() else p for m, p in found.items()}  # a folder: its backbone.pt
-    else:
-        root = Path(pretrained)
-        if not root.is_dir():
+    if not isinstance(pretrained, Mapping):  # the folder PRE
+        if not Path(pretrained).is_dir():
             raise UserError(
-                f"--pretrained {root} is not a folder (expected PRE/time/backbone.pt, PRE/spec/backbone.pt)"
+                f"--pretrained {Path(pretrained)} is not a folder (expected PRE/time/backbone.pt, PRE/spec/backbone.pt)"
             )
-        found = {m: root / m / "backbone.pt" for m in needed}
+        pretrained = {m: Path(pretrained) / m / "backbone.pt" for m in needed}
+    unknown = sorted(set(pretrained) - {"time", "spec"})
+    if unknown:
+        raise UserError(f"pretrained: keys must be 'time' and/or 'spec', got {unknown}")
+    missing = [m for m in needed if pretrained.get(m) is None]
+    if missing:
+        raise UserError(f"--pretrained-{missing[0]} is required for setup {setup!r}")
+    found = {m: Path(pretrained[m]) for m in needed}
+    found = {m: p / "backbone.pt" if p.is_dir() else p for m, p in found.items()}  # a folder: its backbone.pt
     for m, p in found.items():
         if not p.is_file():
             raise UserError(
