@@ -89,14 +89,6 @@ def _dist_setup(device: str) -> tuple[int, int, str, bool]:
     return dist.get_rank(), dist.get_world_size(), device, started
 
 
-def _mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
-    if dist_on():
-        values = values.clone()
-        dist.all_reduce(values)
-        values /= dist.get_world_size()
-    return values
-
-
 @torch.no_grad()
 def _average_buffers(*modules: nn.Module) -> None:
     """Average the floating-point buffers (BatchNorm running statistics: each rank's come from its
@@ -409,7 +401,11 @@ def train_one_epoch(
             if run.world == 1:  # (under DDP every rank checks the all-reduced sums below, together)
                 _check_finite(loss_so_far, epoch, i + 1)
             bar.set_postfix(loss=f"{loss_so_far:.4f}")
-    loss, entropy, emb_std = (_mean_over_ranks(sums / n_steps)).tolist()  # the epoch's one read
+    means = sums / n_steps
+    if dist_on():  # the mean over the ranks
+        dist.all_reduce(means)
+        means /= dist.get_world_size()
+    loss, entropy, emb_std = means.tolist()  # the epoch's one read
     _check_finite(loss, epoch, n_steps)
     views_time, model_time = timer.totals()
     sl = slice(epoch * L, epoch * L + n_steps)
