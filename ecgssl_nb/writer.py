@@ -7,7 +7,7 @@ the state training keeps changing.
 
 from __future__ import annotations
 
-import threading
+from concurrent import futures
 from typing import Any, Callable
 
 import torch
@@ -32,36 +32,28 @@ class Writer:
     """Run write jobs on one background thread, one at a time, in order; errors come back."""
 
     def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def _run(self, job: Callable[[], None]) -> None:
-        try:
-            job()
-        except BaseException as e:  # a KeyboardInterrupt in the job too: raised again by wait()
-            self._error = e
+        self._pool = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecgssl-writer")
+        self._job: futures.Future | None = None
 
     def submit(self, job: Callable[[], None]) -> None:
         """Wait for the job in flight (raising its error), then start `job` in the background."""
         self.wait()
-        self._thread = threading.Thread(target=self._run, args=(job,), name="ecgssl-writer", daemon=True)
-        self._thread.start()
+        self._job = self._pool.submit(job)
 
     def drain(self) -> None:
         """Block until the job in flight is done, keeping its error for the next `wait` (on the way
         out of a loop that is already failing)."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        if self._job is not None:
+            futures.wait([self._job])
 
     def wait(self) -> None:
-        """Block until the job in flight is done; raise the error it ended with, if any."""
-        self.drain()
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
+        """Block until the job in flight is done; raise the error it ended with (a KeyboardInterrupt
+        in the job too), if any."""
+        job, self._job = self._job, None
+        if job is not None:
+            job.result()
 
     @property
     def busy(self) -> bool:
         """True while a job is running."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._job is not None and not self._job.done()

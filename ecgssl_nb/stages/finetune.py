@@ -1,12 +1,9 @@
-"""Running one fine-tuning (paper Sec. II-C; book: Fine-tuning, Deviations B14, B15): `finetune`
-resolves the settings into a frozen `Run`, claims OUT (`stage.claim`, under its lock), resumes
-its checkpoint, then per epoch calls the method (`core.classify`: `train_one_epoch`,
-`evaluate_epoch`, `select`), checkpointing on the cadence (never after the last epoch; the
-checkpoint is removed once result.json is written). At the end the two protocols' thresholds and
-scores (`classify.protocols`) go into OUT: predictions.csv (rows (paper, outer), (honest, inner),
-(honest, outer)), challenge_outputs/ (the official files of the outer fold, paper protocol),
-result.json (schema in `results`, with its provenance record), then digests.json of `OUTPUTS`,
-the completion mark. log.csv has one row per epoch (`LOG_COLUMNS`).
+"""One fine-tuning (paper Sec. II-C; book: Fine-tuning, Deviations B14, B15): `finetune` resolves
+a frozen `Run`, claims OUT (`stage.claim`, under its lock), resumes its checkpoint, then per epoch
+calls the method (`core.classify`: `train_one_epoch`, `evaluate_epoch`, `select`), checkpointing
+on the cadence (never after the last epoch). Then OUT gets predictions.csv ((paper, outer),
+(honest, inner), (honest, outer)), challenge_outputs/ (outer fold, paper protocol), result.json
+(schema in `results`), digests.json of `OUTPUTS` (the completion mark), and loses its checkpoint.
 """
 
 from __future__ import annotations
@@ -73,22 +70,20 @@ def resolve_pretrained(setup: str, pretrained: str | os.PathLike | Mapping | Non
             f"--pretrained is required for setup {setup!r}: a folder with "
             f"{' and '.join(f'{m}/backbone.pt' for m in needed)} (from `python -m ecgssl_nb pretrain`)"
         )
-    if isinstance(pretrained, Mapping):
-        unknown = sorted(set(pretrained) - {"time", "spec"})
-        if unknown:
-            raise UserError(f"pretrained: keys must be 'time' and/or 'spec', got {unknown}")
-        missing = [m for m in needed if pretrained.get(m) is None]
-        if missing:
-            raise UserError(f"--pretrained-{missing[0]} is required for setup {setup!r}")
-        found = {m: Path(pretrained[m]) for m in needed}
-        found = {m: p / "backbone.pt" if p.is_dir() else p for m, p in found.items()}  # a folder: its backbone.pt
-    else:
-        root = Path(pretrained)
-        if not root.is_dir():
+    if not isinstance(pretrained, Mapping):  # the folder PRE
+        if not Path(pretrained).is_dir():
             raise UserError(
-                f"--pretrained {root} is not a folder (expected PRE/time/backbone.pt, PRE/spec/backbone.pt)"
+                f"--pretrained {Path(pretrained)} is not a folder (expected PRE/time/backbone.pt, PRE/spec/backbone.pt)"
             )
-        found = {m: root / m / "backbone.pt" for m in needed}
+        pretrained = {m: Path(pretrained) / m / "backbone.pt" for m in needed}
+    unknown = sorted(set(pretrained) - {"time", "spec"})
+    if unknown:
+        raise UserError(f"pretrained: keys must be 'time' and/or 'spec', got {unknown}")
+    missing = [m for m in needed if pretrained.get(m) is None]
+    if missing:
+        raise UserError(f"--pretrained-{missing[0]} is required for setup {setup!r}")
+    found = {m: Path(pretrained[m]) for m in needed}
+    found = {m: p / "backbone.pt" if p.is_dir() else p for m, p in found.items()}  # a folder: its backbone.pt
     for m, p in found.items():
         if not p.is_file():
             raise UserError(
@@ -105,19 +100,15 @@ def resolve_pretrained(setup: str, pretrained: str | os.PathLike | Mapping | Non
 
 
 def infer_data_kind(prepared: Prepared) -> str:
-    """'fixture', 'samples' or 'physionet2020' for a prepared corpus: the stats' `data_kind` when
-    present, else 'fixture' when its data folder holds the fixture's marker, else by size
-    (>= 1,000 records: physionet2020; fewer: the sample records)."""
-    stats = prepared.stats
-    if stats.get("data_kind"):
-        return str(stats["data_kind"])
+    """'fixture', 'samples' or 'physionet2020' for a prepared corpus: 'fixture' when its data folder
+    holds the fixture's marker, else by size (>= 1,000 records: physionet2020; fewer: samples)."""
     try:
         done = json.loads((Path(prepared.path) / ".complete.json").read_text())
         if (Path(done["data_dir"]) / "fixture.json").is_file():
             return "fixture"
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    return "physionet2020" if int(stats.get("n_records", len(prepared.index))) >= 1000 else "samples"
+    return "physionet2020" if prepared.stats["n_records"] >= 1000 else "samples"  # an int (`load_prepared`)
 
 
 # --- the run, resolved -------------------------------------------------------------------------
@@ -154,6 +145,7 @@ class Run:
     family: str  # the setup's family (`setup_family`)
     batch_records: int  # records per step (the family's)
     amp: bool  # bf16 autocast: cfg.amp on CUDA
+    request: dict  # `finetune_request`: what OUT and its checkpoint must have been made for
 
 
 def _resolve(setup, fold, prepared, out, pretrained, profile, config, settings, device, seed, resume, progress,
@@ -181,8 +173,9 @@ def _resolve(setup, fold, prepared, out, pretrained, profile, config, settings, 
         raise UserError("batch_records * crops must be >= 2 (BatchNorm of the spectrogram backbone)")
     kind = data_kind or infer_data_kind(prep)
     amp = bool(cfg.amp) and dev.type == "cuda"
+    req = finetune_request(cfg, setup, split.fold, split.inner, n_epochs, cfg.protocol, seed, prep.digest, files)
     return Run(setup, prep, split, out, prof, cfg, files, n_epochs, seed, dev, kind, resume, progress, started, family,
-               cfg.batch_records[family], amp)  # fmt: skip
+               cfg.batch_records[family], amp, req)  # fmt: skip
 
 
 def finetune(
@@ -205,25 +198,20 @@ def finetune(
 
     prepared: a prepared folder or `prepare.Prepared`. pretrained: for ssl- setups, the folder
     holding time/backbone.pt and spec/backbone.pt, or {modality: file}. config: the
-    FinetuneConfig (None: the profile's); `settings`: `--set KEY=VALUE` items applied to it and
-    checked once (`config.apply_settings`), e.g. ["epochs.t=2", "protocol=paper-exact",
-    "max_steps=3"]. The epochs are the setup family's entry (0 evaluates the initial network,
-    selected epoch 0); protocol "both" (paper and honest, 8 training folds) or "paper-exact" (9
-    training folds, the paper protocol only), the one used recorded; max_steps: a smoke run, its
-    outputs marked `"smoke": true`. OUT is returned finished or resumed only for an equal request
+    FinetuneConfig (None: the profile's); `settings`: `--set KEY=VALUE` items checked once
+    (`config.apply_settings`), e.g. ["epochs.t=2", "protocol=paper-exact", "max_steps=3"]: the
+    setup family's epochs (0: the initial network, selected epoch 0), protocol "both" (paper and
+    honest, 8 training folds) or "paper-exact" (9 training folds, paper only), max_steps (a smoke
+    run, marked `"smoke": true`). OUT is returned finished or resumed only for an equal request
     (`finetune_request`), another's is refused unless `force` moves it aside, and a checkpoint is
     continued only with `resume`.
     """
-    args = (setup, fold, prepared, out, pretrained, profile, config, settings, device, seed, resume, progress)
-    run = _resolve(*args, data_kind)
-    cfg, split = run.cfg, run.split
-    req = finetune_request(
-        cfg, setup, split.fold, split.inner, run.n_epochs, cfg.protocol, run.seed, run.prep.digest, run.files
-    )
-    if stage.finished(run.out, req, OUTPUTS):
+    run = _resolve(setup, fold, prepared, out, pretrained, profile, config, settings, device, seed, resume, progress,
+                   data_kind)  # fmt: skip
+    if stage.finished(run.out, run.request, OUTPUTS):
         return _finished_result(run.out, progress)  # read as it is, no lock, no write access needed
     with provenance.lock(run.out):  # then claimed under the lock, checked again: another may have finished it
-        if stage.claim(run.out, req, OUTPUTS, force, recorded_settings(cfg), "fine-tuning"):
+        if stage.claim(run.out, run.request, OUTPUTS, force, recorded_settings(run.cfg), "fine-tuning"):
             return _finished_result(run.out, progress)
         return _train(run)
 
@@ -290,28 +278,17 @@ def build_trainer(run: Run) -> Trainer:
     return Trainer(model, optimizer, scheduler, generator, classify.make_step_loss(run.cfg.compile))
 
 
-def _checkpoint_run(run: Run) -> dict:
-    """The settings a checkpoint must have been written with to be continued."""
-    return {
-        "setup": run.setup,
-        "fold": run.split.fold,
-        "inner_fold": run.split.inner,
-        "seed": run.seed,
-        "epochs": run.n_epochs,
-        "protocol": run.cfg.protocol,
-        "config": matched_settings(run.cfg),
-        "data": {"n_records": int(len(run.prep.index)), "total_samples": run.prep.stats.get("total_samples")},
-    }
+_MODULES = ("model", "optimizer", "scheduler")  # the Trainer's parts a checkpoint holds, under their names
 
 
 def restore_checkpoint(run: Run, tr: Trainer) -> Progress:
-    """Load OUT/checkpoint.pt into `tr` when resuming (the rule of `checkpoint.load`)."""
-    ck = checkpoint.load(run.out / checkpoint.NAME, run.resume, _checkpoint_run(run))
+    """Load OUT/checkpoint.pt into `tr` when resuming (the rule of `checkpoint.load`: written for
+    this request)."""
+    ck = checkpoint.load(run.out / checkpoint.NAME, run.resume, run.request)
     if ck is None:
         return Progress()
-    tr.model.load_state_dict(ck["model"])
-    tr.optimizer.load_state_dict(ck["optimizer"])
-    tr.scheduler.load_state_dict(ck["scheduler"])
+    for key in _MODULES:
+        getattr(tr, key).load_state_dict(ck[key])
     checkpoint.set_rng_state(ck["rng"], tr.generator)
     if run.progress:
         print(f"finetune: resuming {run.out} after epoch {ck['epoch']}", file=sys.stderr)
@@ -321,11 +298,9 @@ def restore_checkpoint(run: Run, tr: Trainer) -> Progress:
 def checkpoint_state(run: Run, tr: Trainer, done: Progress, epoch: int) -> dict:
     """OUT/checkpoint.pt after `epoch`: everything a resume needs to repeat the run (live tensors)."""
     return {
-        "run": _checkpoint_run(run),
+        "run": run.request,
         "epoch": epoch,
-        "model": tr.model.state_dict(),
-        "optimizer": tr.optimizer.state_dict(),
-        "scheduler": tr.scheduler.state_dict(),
+        **{key: getattr(tr, key).state_dict() for key in _MODULES},
         "rng": checkpoint.rng_state(tr.generator),
         "history": done.history,
         "best": checkpoint.to_tensors(done.best),
@@ -355,12 +330,8 @@ def _train(run: Run) -> dict:
         ev = evaluate_epoch(tr.model, data, run.cfg, run.amp)
         done.history.append({"epoch": 0, "lr": run.cfg.lr, "train_loss": math.nan, "seconds": 0.0, **ev.metrics})
         done.best = select(done.best, 0, ev, run.cfg.select_metric)
-        stage.write_log(log_path, done.history, columns)
-    desc = f"finetune {run.setup} fold {run.split.fold}"
-    epochs = range(done.start_epoch, last_epoch + 1)
-    bar = tqdm(
-        epochs, desc=desc, unit="epoch", disable=not run.progress, initial=done.start_epoch - 1, total=last_epoch
-    )
+    bar = tqdm(range(done.start_epoch, last_epoch + 1), desc=f"finetune {run.setup} fold {run.split.fold}",
+               unit="epoch", disable=not run.progress, initial=done.start_epoch - 1, total=last_epoch)  # fmt: skip
     with stage.Checkpoints(run.cfg) as ck:  # checkpoints (then the log) are written beside the next epoch's steps
         for epoch in bar:
             _epoch(run, tr, data, done, bar, epoch)
@@ -413,12 +384,10 @@ def _predictions(run: Run, data: Data, best: dict) -> pd.DataFrame:
         ]
     frames = []
     for proto, role, rows, labels, probs, epoch in parts:
-        df = pd.DataFrame(
-            {"record": records[rows], "fold": split.folds[rows], "role": role, "protocol": proto, "epoch": epoch}
-        )
-        p = pd.DataFrame(probs, columns=[f"p_{a}" for a in ABBREVIATIONS])
-        y = pd.DataFrame(labels.astype(np.int8), columns=[f"y_{a}" for a in ABBREVIATIONS])
-        frames.append(pd.concat([df, p, y], axis=1))
+        columns = {"record": records[rows], "fold": split.folds[rows], "role": role, "protocol": proto, "epoch": epoch}
+        columns |= {f"p_{a}": probs[:, j] for j, a in enumerate(ABBREVIATIONS)}
+        columns |= {f"y_{a}": labels[:, j].astype(np.int8) for j, a in enumerate(ABBREVIATIONS)}
+        frames.append(pd.DataFrame(columns))
     return pd.concat(frames, ignore_index=True)
 
 

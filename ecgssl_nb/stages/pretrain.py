@@ -1,14 +1,11 @@
-"""Running one DINO pre-training (paper Sec. II-A, II-B; book: Self-distillation): `pretrain`
-resolves the settings into a frozen `Run`, claims OUT (`stage.claim`; under torchrun rank 0, for
-every rank), then `_train` resumes its checkpoint and loops over the epochs (`train_one_epoch`:
-`batch_views`, then `core.dino.train_step`), checkpointing on the cadence, and writes
-OUT/backbone.pt and summary.json. Data: every kept record of every fold (transductive, as
-released: B13), one random 250-sample window per record per epoch, drawn and augmented on the
-device; the final epoch's student backbone is kept (B12 fixed; "lowest-loss" keeps the released
-choice). The GPU path (issue 15): no host read in a steady-state step, static shapes
-(drop_last), fused AdamW, optional torch.compile / CUDA graphs, bf16 autocast on CUDA
-(tests/test_gpu_path_pretrain.py). Under torchrun the student is in DistributedDataParallel,
-each rank trains on its share of the global batch, and only rank 0 writes files.
+"""One DINO pre-training (paper Sec. II-A, II-B; book: Self-distillation): `pretrain` resolves a
+frozen `Run`, claims OUT (`stage.claim`; under torchrun rank 0 for every rank), resumes its
+checkpoint, trains (`train_one_epoch`: `batch_views`, `core.dino.train_step`) and writes
+backbone.pt and summary.json. Data: every kept record of every fold (B13), one random 250-sample
+window per record per epoch, augmented on the device; the final student is kept (B12 fixed). The
+GPU path (issue 15, tests/test_gpu_path_pretrain.py): no host read in a steady-state step, static
+shapes, fused AdamW, torch.compile / CUDA graphs, bf16 on CUDA; under torchrun the student is in
+DistributedDataParallel, each rank trains on its share of the global batch, rank 0 writes.
 """
 
 from __future__ import annotations
@@ -35,7 +32,7 @@ from ..config import apply_settings, check_items, matched_settings, read_config
 from ..config import recorded_settings as config_recorded
 from ..core.dino import CompiledForward, DINOLoss, MultiCropModel, Schedules, build_student, check_transforms
 from ..core.dino import dist_on, forward_loss, make_optimizer, make_schedules, make_views, train_step
-from ..core.errors import UserError, check_seed
+from ..core.errors import UserError, check_int, check_seed
 from ..core.models import use_fast_cuda_math
 from ..core.settings import MODALITIES, WINDOW, PretrainConfig, check_modality, get_profile
 from ..core.settings import resolve_device
@@ -86,28 +83,19 @@ def _dist_setup(device: str) -> tuple[int, int, str, bool]:
     if device.startswith("cuda"):
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
-    started = False
-    if not dist.is_initialized():
+    started = not dist.is_initialized()
+    if started:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-        started = True
     return dist.get_rank(), dist.get_world_size(), device, started
 
 
-def _mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
-    if dist_on():
-        values = values.clone()
-        dist.all_reduce(values)
-        values /= dist.get_world_size()
-    return values
-
-
 @torch.no_grad()
-def _average_buffers(module: nn.Module) -> None:
+def _average_buffers(*modules: nn.Module) -> None:
     """Average the floating-point buffers (BatchNorm running statistics: each rank's come from its
     own records) over the processes, so every rank holds, and rank 0 saves, the same model."""
     if not dist_on():
         return
-    bufs = [b for b in module.buffers() if b.is_floating_point()]
+    bufs = [b for module in modules for b in module.buffers() if b.is_floating_point()]
     for b in bufs:
         dist.all_reduce(b)
     torch._foreach_div_(bufs, float(dist.get_world_size()))
@@ -119,6 +107,14 @@ def _gather(obj) -> list:
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def _from_rank0(value):
+    """Rank 0's `value` on every rank; `value` itself for one process."""
+    box = [value]
+    if dist_on():
+        dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 # --- one run, resolved -------------------------------------------------------------------------
@@ -178,17 +174,15 @@ def pretrain(
 ) -> Path:
     """DINO pre-training of the `modality` ("time" or "spec") backbone on a prepared corpus; returns OUT.
 
-    config: the PretrainConfig (None: the profile's for `modality`); `settings`: `--set KEY=VALUE`
-    items applied to it and checked once (`config.apply_settings`), e.g. ["epochs=2",
-    "batch_size=8", "keep=lowest-loss", "max_steps=3"] (batch_size: records per step over all
-    processes; max_steps: a smoke run, its outputs marked `"smoke": true`). transforms: default
-    "t1" (time) or "t2" (spec). records: a count (the first N rows) or row numbers; None = every
-    kept record of every fold (B13). stop_after: train at most this many epochs now and leave a
-    resumable run. device: cpu, cuda, cuda:1 or auto; None = the profile's (under torchrun
-    cuda:LOCAL_RANK). OUT is resumed or reported finished only for an equal request
-    (`pretrain_request`), another's is refused unless `force` moves it aside, and a checkpoint is
-    continued only with `resume`. Writes OUT/checkpoint.pt and log.csv on the cadence, then
-    OUT/backbone.pt (the kept student backbone's state_dict) and summary.json.
+    config: the PretrainConfig (None: the profile's); `settings`: `--set KEY=VALUE` items checked
+    once (`config.apply_settings`), e.g. ["epochs=2", "batch_size=8", "max_steps=3"] (batch_size:
+    records per step over all processes; max_steps: a smoke run, marked `"smoke": true`).
+    transforms: default "t1" (time) or "t2" (spec). records: a count (the first N rows) or row
+    numbers; None = all (B13). stop_after: train at most this many epochs now. device: cpu, cuda,
+    cuda:1 or auto; None = the profile's (under torchrun cuda:LOCAL_RANK). OUT is resumed or
+    reported finished only for an equal request (`pretrain_request`), another's is refused unless
+    `force` moves it aside, a checkpoint is continued only with `resume`. Writes checkpoint.pt and
+    log.csv on the cadence, then backbone.pt (the kept student backbone) and summary.json.
     """
     started_at = time.perf_counter()
     modality = check_modality(modality)
@@ -199,8 +193,7 @@ def pretrain(
     cfg = apply_settings(base, check_items(settings))  # every range checked, once
     transforms = check_transforms(modality, transforms)
     seed = check_seed("--seed", seed)
-    if stop_after is not None and (not isinstance(stop_after, (int, np.integer)) or stop_after < 1):
-        raise UserError(f"--stop-after must be an integer >= 1, got {stop_after!r}")
+    stop_after = None if stop_after is None else check_int("--stop-after", stop_after, 1)
     device = resolve_device(prof.device if device is None else device)
     amp = cfg.amp and device.startswith("cuda")  # bf16 autocast is for CUDA only (ignored on the CPU)
     prepared = load_prepared(prepared_dir)  # the one check: exists, finished, consistent
@@ -242,11 +235,9 @@ def pretrain_request(
 ) -> dict:
     """The provenance request of a pre-training (never a profile name): equal requests give equal
     runs. Matched: the data (digest, records), the seed, the views and every PretrainConfig field
-    that enters the arithmetic (`batch_size`, the global batch, and `amp` included). Recorded only
-    (issue 15): the process count (the same global batch gives the same schedules and steps; only
-    the views' random streams are split per rank) and how the run is executed (`compile`, the
-    checkpoint cadence, `log_every`). A resume also matches the process count (`restore_checkpoint`:
-    one random stream per rank is saved)."""
+    of the arithmetic (`batch_size`, the global batch, and `amp` included). Recorded only (issue
+    15): the process count (only the views' random streams are split per rank) and how the run is
+    executed (`compile`, the checkpoint cadence, `log_every`); a resume matches the process count."""
     settings = {"modality": modality, "transforms": transforms, "config": matched_settings(cfg), "records": records}
     return provenance.request("pretrain", settings, {"prepared": prepared_digest}, seed)
 
@@ -272,30 +263,23 @@ def _processes(run: Run, req: dict, force: bool) -> Iterator[Run | None]:
     recorded = {"world_size": world, **config_recorded(run.cfg)}  # recorded, not matched (`pretrain_request`)
     try:
         with contextlib.ExitStack() as held:
-            verdict = ["train", ""]
+            verdict = ("train", "")
             if rank == 0:
                 try:
                     held.enter_context(provenance.lock(run.out))
                     if stage.claim(run.out, req, OUTPUTS, force, recorded, "pre-training"):
                         _keep_finished(run)
-                        verdict[0] = "done"
+                        verdict = ("done", "")
                 except Exception as exc:  # told to every rank, then raised here as it was
-                    verdict = ["error", str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"]
-                    _tell_ranks(verdict)
+                    _from_rank0(("error", str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"))
                     raise
-            _tell_ranks(verdict)
+            verdict = _from_rank0(verdict)
             if verdict[0] == "error":
                 raise UserError(f"pretrain: rank 0 could not claim {run.out}: {verdict[1]}")
             yield None if verdict[0] == "done" else run
     finally:
         if started_dist:
             dist.destroy_process_group()
-
-
-def _tell_ranks(verdict: list) -> None:
-    """Rank 0's verdict to every rank (in place); nothing to do for one process."""
-    if dist_on():
-        dist.broadcast_object_list(verdict, src=0)
 
 
 # --- the state of a run: built fresh, or from its checkpoint -----------------------------------
@@ -348,6 +332,9 @@ def build_state(run: Run, sched: Schedules) -> State:
     return State(student, teacher, model, loss_fn, optimizer, perm_gen, view_gen, forward)
 
 
+_MODULES = {"student": "student", "teacher": "teacher", "optimizer": "optimizer", "loss": "loss_fn"}  # key: State field
+
+
 def restore_checkpoint(run: Run, st: State) -> None:
     """Load OUT/checkpoint.pt into `st` when resuming (`checkpoint.load`): the same settings but the
     profile's name and how the run is executed; the process count counts here."""
@@ -357,10 +344,8 @@ def restore_checkpoint(run: Run, st: State) -> None:
         if run.resume and run.progress and run.rank == 0:
             print(f"pretrain: no checkpoint in {run.out}; starting from epoch 0")
         return
-    st.student.load_state_dict(ck["student"])
-    st.teacher.load_state_dict(ck["teacher"])
-    st.optimizer.load_state_dict(ck["optimizer"])
-    st.loss_fn.load_state_dict(ck["loss"])
+    for key, name in _MODULES.items():
+        getattr(st, name).load_state_dict(ck[key])
     st.perm_gen.set_state(ck["perm_rng"])
     st.view_gen.set_state(ck["view_rng"][run.rank])
     st.epoch, st.best_loss, st.best_epoch = ck["epoch"], ck["best_loss"], ck["best_epoch"]
@@ -373,10 +358,7 @@ def checkpoint_state(run: Run, st: State, view_states: list[torch.Tensor]) -> di
     return {
         "run": run.settings(),
         "epoch": st.epoch,
-        "student": st.student.state_dict(),
-        "teacher": st.teacher.state_dict(),
-        "optimizer": st.optimizer.state_dict(),
-        "loss": st.loss_fn.state_dict(),
+        **{key: getattr(st, name).state_dict() for key, name in _MODULES.items()},
         "perm_rng": st.perm_gen.get_state(),
         "view_rng": view_states,
         "best_loss": st.best_loss,
@@ -419,7 +401,11 @@ def train_one_epoch(
             if run.world == 1:  # (under DDP every rank checks the all-reduced sums below, together)
                 _check_finite(loss_so_far, epoch, i + 1)
             bar.set_postfix(loss=f"{loss_so_far:.4f}")
-    loss, entropy, emb_std = (_mean_over_ranks(sums / n_steps)).tolist()  # the epoch's one read
+    means = sums / n_steps
+    if dist_on():  # the mean over the ranks
+        dist.all_reduce(means)
+        means /= dist.get_world_size()
+    loss, entropy, emb_std = means.tolist()  # the epoch's one read
     _check_finite(loss, epoch, n_steps)
     views_time, model_time = timer.totals()
     sl = slice(epoch * L, epoch * L + n_steps)
@@ -481,16 +467,6 @@ class _Timer:
         return sum(span(m[j], m[j + 1]) for j in steps), sum(span(m[j + 1], m[j + 2]) for j in steps)
 
 
-def _checkpoint_due(run: Run, ck: stage.Checkpoints, epoch_done: int, end_epoch: int) -> bool:
-    """After `epoch_done` finished epochs: as the cadence says, and always at the end of this call
-    (a --stop-after run, a finished one or one killed later resumes from there); rank 0's clock
-    decides for every rank."""
-    due = [ck.due(epoch_done) or epoch_done >= end_epoch]
-    if dist_on():
-        dist.broadcast_object_list(due, src=0)  # so every rank gathers together
-    return bool(due[0])
-
-
 def _train(run: Run) -> Path:
     """The DINO loop of this process, resumed from its checkpoint; when the run is complete, its files."""
     use_fast_cuda_math(run.device)
@@ -507,12 +483,10 @@ def _train(run: Run) -> Path:
     end_epoch = sched.last_epoch if run.stop_after is None else min(sched.last_epoch, st.epoch + run.stop_after)
     with stage.Checkpoints(run.cfg) as ck:
         while st.epoch < end_epoch:
-            row = train_one_epoch(run, st, sched, corpus, mean, std)
-            _end_epoch(run, st, row)
-            if run.rank == 0:
-                log_rows.append(row)
-                _print_epoch(run, row)
-            if _checkpoint_due(run, ck, st.epoch, end_epoch):
+            _end_epoch(run, st, train_one_epoch(run, st, sched, corpus, mean, std), log_rows)
+            # as the cadence says, and always at the end of this call (a --stop-after run, a finished
+            # one or one killed later resumes from there); rank 0's clock decides for every rank
+            if _from_rank0(ck.due(st.epoch) or st.epoch >= end_epoch):
                 view_states = _gather(st.view_gen.get_state())
                 state = checkpoint_state(run, st, view_states) if run.rank == 0 else None
                 ck.after(stage.checkpoint_job(run.out, state, log_rows, LOG_COLUMNS) if state else None)
@@ -527,19 +501,18 @@ def _train(run: Run) -> Path:
     return run.out
 
 
-def _end_epoch(run: Run, st: State, row: dict) -> None:
-    """After an epoch: buffers averaged over the ranks, the lowest loss kept, the epoch counted."""
-    _average_buffers(st.student)
-    _average_buffers(st.teacher)
+def _end_epoch(run: Run, st: State, row: dict, log_rows: list[dict]) -> None:
+    """After an epoch: buffers averaged over the ranks, the lowest loss kept, the row logged (rank
+    0), the epoch counted."""
+    _average_buffers(st.student, st.teacher)
     if row["loss"] < st.best_loss:
         st.best_loss, st.best_epoch = row["loss"], st.epoch
         if run.cfg.keep == "lowest-loss":
             st.best_backbone = {k: v.detach().cpu().clone() for k, v in st.student.backbone.state_dict().items()}
     st.epoch += 1
-
-
-def _print_epoch(run: Run, row: dict) -> None:
-    if run.progress:
+    if run.rank == 0:
+        log_rows.append(row)
+    if run.rank == 0 and run.progress:
         print(
             f"pretrain {run.modality} epoch {row['epoch'] + 1}/{run.cfg.epochs}: loss {row['loss']:.4f}, "
             f"teacher entropy {row['teacher_entropy']:.3f}, embedding std {row['embedding_std']:.4f}, "
@@ -550,11 +523,8 @@ def _print_epoch(run: Run, row: dict) -> None:
 def _write_final(run: Run, st: State, sched: Schedules, log_rows: list[dict], n: int) -> None:
     """OUT/backbone.pt (the kept student backbone), OUT/summary.json, then digests.json."""
     cfg, device = run.cfg, run.device
-    if cfg.keep == "lowest-loss":
-        state = st.best_backbone
-    else:
-        state = {k: v.detach().cpu() for k, v in st.student.backbone.state_dict().items()}
-    checkpoint.save(run.out / "backbone.pt", state)  # atomic; a refused write names the file
+    final = {k: v.detach().cpu() for k, v in st.student.backbone.state_dict().items()}
+    checkpoint.save(run.out / "backbone.pt", st.best_backbone if cfg.keep == "lowest-loss" else final)  # atomic
     last = log_rows[-1] if log_rows else {}
     summary = {
         **run.settings(),
@@ -620,9 +590,8 @@ def cli(argv: list[str]) -> int:
     from ..study.recipes import parse_recipe, pretrain_overrides  # recipes: ~6 ms at import, only for --recipe
 
     base = read_config(PretrainConfig, a.config) if a.config else get_profile(a.profile).pretrain[a.modality]
-    base = replace(
-        base, **pretrain_overrides(parse_recipe(a.recipe))
-    )  # the recipe first; --set, then the flags win over it
+    # the recipe first; --set, then the flags win over it
+    base = replace(base, **pretrain_overrides(parse_recipe(a.recipe)))
     flags = {"batch_size": a.batch_size, "keep": a.keep, "epochs": a.epochs, "max_steps": a.max_steps}
     out = pretrain(a.prepared, a.out, a.modality, profile=a.profile, transforms=a.transforms, records=a.records,
                    stop_after=a.stop_after, **stage.run_options(a, base, flags))  # fmt: skip

@@ -6,6 +6,7 @@ resume runs again), the per-epoch log and the command line."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -80,7 +81,7 @@ def claim(out: Path, req: dict, outputs: Sequence[str], force: bool, recorded: d
 # --- checkpoints and the log ---------------------------------------------------------------------
 
 
-class Checkpoints:
+class Checkpoints(contextlib.AbstractContextManager):
     """The checkpoints of an epoch loop, as a `with` block around it: `due` asks the cadence
     (`checkpoint.checkpoint_due`), `after` writes in the background (`writer.Writer`: one in
     flight). Leaving the block waits for the last write and raises its error; leaving it on an
@@ -88,9 +89,6 @@ class Checkpoints:
 
     def __init__(self, cfg: Any):
         self.cfg, self.writer, self.last = cfg, Writer(), time.monotonic()
-
-    def __enter__(self) -> Checkpoints:
-        return self
 
     def due(self, epoch: int) -> bool:
         """Whether the cadence asks for a checkpoint after `epoch`."""
