@@ -103,10 +103,9 @@ def departure_table() -> pd.DataFrame:
 
 def _one(item: str) -> str:
     """'b7', 'B7' or 'centre-twice' -> 'B7'."""
-    key = item.strip().upper()
-    by_name = {d.name: k for k, d in DEPARTURES.items()}
-    if key in DEPARTURES or item.strip().lower() in by_name:
-        return by_name.get(item.strip().lower(), key)
+    key = {d.name: k for k, d in DEPARTURES.items()}.get(item.strip().lower(), item.strip().upper())
+    if key in DEPARTURES:
+        return key
     if key in CRASHES:
         raise UserError(
             f"--recipe: {key} is a crash in the released code ({CRASHES[key].released}); it is not reproduced"
@@ -195,19 +194,15 @@ def apply_recipe(profile: Profile, spec: str | Sequence[str]) -> Profile:
     return replace(profile, **top, recipe=recipe_label(keys), departures=keys, pretrain=pretrain, finetune=finetune)
 
 
-def stage_departures(keys: Sequence[str], stage: str) -> tuple[str, ...]:
-    """The departures a stage's output depends on: its own and those of earlier stages."""
+def stage_runs(runs: str | os.PathLike, keys: Sequence[str], stage: str) -> Path:
+    """The runs folder whose `paths` layout holds `stage` of the recipe `keys`: shared with every
+    recipe that has the same departures up to that stage, its own and those of earlier stages
+    (RUNS itself for the corrected ones)."""
     if stage not in STAGES:
         raise UserError(f"stage {stage!r} must be one of {', '.join(STAGES)}")
     upto = STAGES[: STAGES.index(stage) + 1]
-    return tuple(k for k in _ordered(keys) if DEPARTURES[k].stage in upto)
-
-
-def stage_runs(runs: str | os.PathLike, keys: Sequence[str], stage: str) -> Path:
-    """The runs folder whose `paths` layout holds `stage` of the recipe `keys`: shared with every
-    recipe that has the same departures up to that stage (RUNS itself for the corrected ones)."""
-    mine = stage_departures(keys, stage)
-    if mine and mine == stage_departures(tuple(DEPARTURES), stage):
+    mine = tuple(k for k in _ordered(keys) if DEPARTURES[k].stage in upto)
+    if mine and mine == tuple(k for k, d in DEPARTURES.items() if d.stage in upto):
         return recipe_runs(runs, "released")  # the released recipe's folder holds the shared stage
     return recipe_runs(runs, recipe_label(mine))
 
@@ -227,12 +222,6 @@ def affected_setups(keys: Sequence[str], setups: Sequence[str]) -> tuple[str, ..
         return tuple(setups)
     pre = any(DEPARTURES[k].stage == "pretrain" for k in keys)
     return tuple(s for s in setups if is_ssl(s) and (pre or len(setup_modalities(s)) == 2))  # B6: the fusions
-
-
-def reported_protocol(keys: Sequence[str]) -> str:
-    """The protocol a recipe reports: 'paper' (selection on the reported fold) with B14, else
-    'honest' (nested)."""
-    return "paper" if "B14" in _ordered(keys) else "honest"
 
 
 # --- results of several recipes side by side ----------------------------------------------------
@@ -280,7 +269,7 @@ def compare_recipes(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Each recipe against the corrected one, per setup and metric, on the folds both ran (x100):
-    each in the protocol it reports (`reported_protocol`: paper for B14 recipes, else honest),
+    each in the protocol it reports (paper for B14 recipes, else the nested honest one),
     the mean over those folds, the mean paired difference (recipe - corrected) and its bootstrap
     interval (`claims.paired_stats`). Recipes or setups without runs are left out."""
     from ..analysis.claims import paired_differences, paired_stats  # scipy.stats (~0.7 s at import)
@@ -293,7 +282,7 @@ def compare_recipes(
         df = load_recipe_results(runs, profile, recipe)
         if df.empty:
             continue
-        proto = reported_protocol(recipe)
+        proto = "paper" if "B14" in recipe else "honest"  # B14: selection on the reported fold
         arms = pd.concat([_main_runs(base, "honest", "corrected"), _main_runs(df, proto, "recipe")])
         for setup in [s for s in df["setup"].unique() if s in set(base["setup"])]:
             for m in metrics:  # the recipe's protocol against the corrected recipe's honest one
