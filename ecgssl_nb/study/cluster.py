@@ -75,24 +75,21 @@ def connect(place: Placement) -> Iterator[None]:
     import ray  # ~1 s at import: only when the study runs on Ray
 
     address = place.address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        try:
-            ray.init(address=address, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UserError(f"--address {address}: no Ray cluster answers there ({exc})") from None
-        try:
-            yield
-        finally:
-            ray.shutdown()
-        return
-    tmp = tempfile.mkdtemp(prefix="ecgssl-ray-")  # short: Ray's socket paths must stay under 107 characters
-    kw = {"num_cpus": place.local_cpus, "num_gpus": place.local_gpus, "object_store_memory": OBJECT_STORE_BYTES}
+    tmp = None if address else tempfile.mkdtemp(prefix="ecgssl-ray-")  # short: Ray's socket paths < 107 characters
     try:
-        ray.init(**kw, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
+        if address:
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise UserError(f"--address {address}: no Ray cluster answers there ({exc})") from None
+        else:
+            kw = {"num_cpus": place.local_cpus, "num_gpus": place.local_gpus, "object_store_memory": OBJECT_STORE_BYTES}
+            ray.init(**kw, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
         yield
     finally:
         ray.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(todo: list[Job], place: Placement, cwd: Path, as_notebooks: bool, done: Callable[[Job], None]) -> None:
@@ -168,21 +165,14 @@ def _task(job: Job, cwd: str, as_notebooks: bool, *needs: dict) -> dict:
         return {"name": job.name, "status": "blocked", "reason": blocked_reason(bad)}
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
     where = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "gpu_ids": gpu_ids}
-    t0, started = time.perf_counter(), time.time()
+    t0, started, device = time.perf_counter(), time.time(), "cuda" if gpu_ids else "cpu"
     if as_notebooks:
-        run_notebook(job, "cuda" if gpu_ids else "cpu", True)
-        rec = {"status": job.status, "reason": job.reason, "device": "cuda" if gpu_ids else "cpu"}
+        run_notebook(job, device, True)
+        rec = {"status": job.status, "reason": job.reason, "device": device}
     else:
-        ddp = len(gpu_ids) if job.kind == "pretrain" and len(gpu_ids) > 1 else 1
-        rec = _child(job, cwd, "cuda" if gpu_ids else "cpu", ddp)
-    return {
-        "name": job.name,
-        **rec,
-        **where,
-        "started": started,
-        "ended": time.time(),
-        "wall_s": time.perf_counter() - t0,
-    }
+        rec = _child(job, cwd, device, len(gpu_ids) if job.kind == "pretrain" and len(gpu_ids) > 1 else 1)
+    rec |= {"started": started, "ended": time.time(), "wall_s": time.perf_counter() - t0}
+    return {"name": job.name, **rec, **where}
 
 
 def _child(job: Job, cwd: str, device: str, ddp: int = 1) -> dict:

@@ -583,17 +583,12 @@ def reproduce(
     gpus_per_pretrain: int = 1,
 ) -> Path:
     """Run the study of `profile` into OUT/<profile>/ (the module docstring) and return that
-    folder; calling it again resumes. folds: '0-9', '0,3' or a list; setups: 'all', 't,tsg' or a
-    list; devices: '0,1', 'cpu' or a list (default: every visible GPU for paper, else the
-    profile's device). seed: the training seed (default the profile's). settings: `--set` items
-    (`resolve_settings`). recipe: corrected, released or departures (`recipes`), other than
-    corrected below OUT/recipes/<label>/. max_steps > 0: a smoke run. protocol: paper or
-    paper-exact (B14). as_notebooks: each run as its chapter notebook. runs_per_device (default
-    the profile's k), address (a Ray cluster, default RAY_ADDRESS), gpus_per_run (default 1/k),
-    gpus_per_pretrain (> 1: DDP in its task), cpus_per_run, retries: where the runs go
-    (`cluster`), recorded in the manifest, never in provenance. Several calls on one runs folder
-    share its work (each run locks its folder). RunsFailed at the end, after the tables and the
-    manifest, when a run failed."""
+    folder; calling it again resumes. Each keyword is a flag of `cli` (`_ARGUMENTS` says what it
+    means); folds, setups and devices also take lists, settings are `--set` items
+    (`resolve_settings`). The placement (runs_per_device, address, gpus_per_run, gpus_per_pretrain,
+    cpus_per_run, retries: `cluster`) is recorded in the manifest, never in provenance. Several
+    calls on one runs folder share its work (each run locks its folder). RunsFailed at the end,
+    after the tables and the manifest, when a run failed."""
     t_start, started_at = time.perf_counter(), _stamp(time.time())
     prof, train_seed = resolve_study(profile, seed, settings, recipe, max_steps, protocol)
     if runs_per_device is not None:
@@ -814,6 +809,20 @@ def read_study_config(path: str | Path) -> tuple[Profile, int]:
         ) from None
 
 
+@dataclass
+class Target:
+    """What `ensure_pretrain` / `ensure_finetune` made or found: the run's folder, the prepared
+    corpus and the main pre-training folders (`--pretrained` of the ssl- setups), the resolved
+    profile and seed, and the status of each job involved (skipped = finished earlier)."""
+
+    folder: Path
+    prepared: Path
+    pretrain: Path
+    profile: Profile
+    seed: int
+    statuses: dict[str, str]  # job name -> done, skipped, failed or blocked
+
+
 @dataclass(frozen=True)
 class TargetOptions:
     """The keyword options of `ensure_pretrain` / `ensure_finetune`. The study: `profile` (their
@@ -854,40 +863,20 @@ class TargetOptions:
             raise UserError(f"seed {seed} differs from the seed {file_seed} of config {config}")
         return prof, file_seed
 
-    def wait(self) -> float:
-        """`wait_s` in seconds: None -> LOCK_WAIT_S; else a finite number >= 0."""
-        w = self.wait_s
-        if w is None:
-            return LOCK_WAIT_S
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf"):
-            raise UserError(f"wait_s must be a number of seconds >= 0, got {w!r}")
-        return float(w)
 
-
-@dataclass
-class Target:
-    """What `ensure_pretrain` / `ensure_finetune` made or found: the run's folder, the prepared
-    corpus and the main pre-training folders (`--pretrained` of the ssl- setups), the resolved
-    profile and seed, and the status of each job involved (skipped = finished earlier)."""
-
-    folder: Path
-    prepared: Path
-    pretrain: Path
-    profile: Profile
-    seed: int
-    statuses: dict[str, str]  # job name -> done, skipped, failed or blocked
-
-
-def _run_target(profile, runs, setups: tuple[str, ...], fold: int, ablation: bool, name: str, options: dict) -> Target:
-    """Plan the study of `setups` on `fold`, make the data, then run the job called `name` and the
-    jobs it needs in this process: finished ones are skipped (read without their locks), a
+def _run_target(
+    o: TargetOptions, profile, runs, setups: tuple[str, ...], fold: int, ablation: bool, name: str
+) -> Target:
+    """Plan the study of `setups` on `fold`, make the data, then run the job called `name` and
+    the jobs it needs in this process: finished ones are skipped (read without their locks), a
     folder another process writes is waited for (the lock taken first, then the run checked
     again). RunsFailed when it or a job it needs failed."""
-    o = TargetOptions(**options)
     prof, seed = o.study(profile)
     data = o.data or None
     p = plan(prof, seed, runs, data, setups, (fold,), (fold,), ablation, o.progress)
-    wait_s = o.wait()
+    wait_s = LOCK_WAIT_S if o.wait_s is None else o.wait_s
+    if isinstance(wait_s, bool) or not isinstance(wait_s, (int, float)) or not 0 <= wait_s < float("inf"):
+        raise UserError(f"wait_s must be a number of seconds >= 0, got {wait_s!r}")
     if data is not None:  # without data a real-data profile uses its prepared folder as it is
         _check_data_dir(prof, data)
     device = parse_devices(o.device or None, prof)[0]
@@ -896,7 +885,7 @@ def _run_target(profile, runs, setups: tuple[str, ...], fold: int, ablation: boo
     target = next(j for j in p.pre_jobs + p.ft_jobs if j.name == name)
     todo = [*target.needs, target]
     for job in todo:
-        job.lock_wait_s = wait_s
+        job.lock_wait_s = float(wait_s)
         run_jobs([job], device, None, o.progress)
     bad = [(j.name, str(j.folder), j.reason) for j in todo if j.status in ("failed", "blocked")]
     if bad:
@@ -922,7 +911,7 @@ def ensure_pretrain(
         paths.ablation_pretrain_dir(runs, "x", modality, tr)  # UserError for an unknown view set
     setups = (paths.ABLATION_SETUPS[modality],)  # ssl-t needs the time pre-training, ssl-s the spec one
     name = f"pretrain {modality}" if tr is None else f"pretrain {modality}-{tr}"
-    return _run_target(profile, runs, setups, 0, tr is not None, name, options)
+    return _run_target(TargetOptions(**options), profile, runs, setups, 0, tr is not None, name)
 
 
 def ensure_finetune(
@@ -948,7 +937,7 @@ def ensure_finetune(
             )
         paths.ablation_finetune_dir(runs, "x", m, tr, fold)  # UserError for an unknown view set
     name = f"finetune {setup} fold {fold}" if tr is None else f"ablation {setup}-{tr} fold {fold}"
-    return _run_target(profile, runs, (setup,), fold, tr is not None, name, options)
+    return _run_target(TargetOptions(**options), profile, runs, (setup,), fold, tr is not None, name)
 
 
 _RECIPE_HELP = (
