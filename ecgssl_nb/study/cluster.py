@@ -95,10 +95,18 @@ def connect(place: Placement) -> Iterator[None]:
 def run(todo: list[Job], place: Placement, cwd: Path, as_notebooks: bool, done: Callable[[Job], None]) -> None:
     """Run the jobs `todo` (needs first) as Ray tasks on the cluster of `connect`; each job's
     status, reason, where and when it ran are set on it, and `done(job)` is called as each one
-    ends. KeyboardInterrupt cancels the tasks still running, then is raised again."""
+    ends. UserError when a job asks for more GPUs or CPUs than the whole cluster has;
+    KeyboardInterrupt cancels the tasks still running, then is raised again."""
     import ray  # ~1 s at import: only when the study runs on Ray
 
-    _check_fits(todo, place, ray.cluster_resources())
+    have = ray.cluster_resources()  # a job asking for more than the whole cluster has would wait forever
+    for key, name in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
+        need = max(place.resources(j.kind)[key] for j in todo)
+        if need > have.get(name, 0.0):
+            raise UserError(
+                f"{'--gpus-per-run' if name == 'GPU' else '--cpus-per-run'}: a run asks for {need:g} {name}(s) but "
+                f"the Ray cluster has {have.get(name, 0.0):g} (start it with more, or ask for less)"
+            )
     task = ray.remote(_task)
     refs: dict[int, object] = {}
     for job in todo:  # needs come before the jobs that need them (the plan's order)
@@ -118,19 +126,6 @@ def run(todo: list[Job], place: Placement, cwd: Path, as_notebooks: bool, done: 
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
-
-
-def _check_fits(todo: list[Job], place: Placement, have: dict) -> None:
-    """UserError when a job asks for more GPUs or CPUs than the whole cluster has (it would wait
-    forever)."""
-    for key, name in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
-        need = max(place.resources(j.kind)[key] for j in todo)
-        if need > have.get(name, 0.0):
-            flag = "--gpus-per-run" if name == "GPU" else "--cpus-per-run"
-            raise UserError(
-                f"{flag}: a run asks for {need:g} {name}(s) but the Ray cluster has {have.get(name, 0.0):g} "
-                f"(start it with more, or ask for less)"
-            )
 
 
 def _collect(job: Job, ref) -> None:

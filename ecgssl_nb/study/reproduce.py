@@ -159,22 +159,6 @@ def _check_data_dir(prof: Profile, data_dir) -> None:
 # --- running the jobs --------------------------------------------------------------------------
 
 
-def _pending(jobs: list[Job], as_notebooks: bool) -> list[Job]:
-    """The jobs to run: those not finished before with the request asked now (as notebooks: also
-    one without its executed notebook); the others are skipped. A job that needs one that runs
-    now is judged when it starts (`jobs.run_inprocess`): its request holds that job's outputs."""
-    todo: list[Job] = []
-    for job in jobs:
-        waits = any(any(n is t for t in todo) for n in job.needs)
-        if not waits and job.done_before() and not (as_notebooks and not job.record.is_file()):
-            job.status = "skipped"
-            continue
-        drop_own_notes(job.folder)
-        say_replaced(job)
-        todo.append(job)
-    return todo
-
-
 def run_jobs(
     jobs: list[Job],
     device: str = "cpu",
@@ -183,12 +167,21 @@ def run_jobs(
     on_update: Callable[[], None] | None = None,
     as_notebooks: bool = False,
 ) -> None:
-    """Run `jobs` (needs first; finished ones skipped, those whose needs failed blocked): one at a
-    time in this process on `device` when `place` is None, else as Ray tasks placed by `place`
+    """Run `jobs` (needs first; those finished before with the request asked now, as notebooks
+    with their executed notebook, skipped; those whose needs failed blocked): one at a time in
+    this process on `device` when `place` is None, else as Ray tasks placed by `place`
     (`cluster`). as_notebooks: each as its chapter notebook (`notebook_jobs`). One progress bar
     counts the runs done (or found finished), in flight and failed; `on_update` is called after
     each run (reproduce rewrites its manifest)."""
-    todo = _pending(jobs, as_notebooks)
+    todo: list[Job] = []
+    for job in jobs:  # one that needs a job run now is judged when it starts (`jobs.run_inprocess`)
+        waits = any(any(n is t for t in todo) for n in job.needs)
+        if not waits and job.done_before() and not (as_notebooks and not job.record.is_file()):
+            job.status = "skipped"
+            continue
+        drop_own_notes(job.folder)
+        say_replaced(job)
+        todo.append(job)
     if not todo:
         return
     bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not progress, file=sys.stderr)
@@ -230,7 +223,8 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
     """Write tables/table1.csv, table2.csv (ours beside paper Tables I and II) and fig3.csv (the
     transform ablation), both protocols, from the finished runs (never from *.stale-* folders);
     returns {name: path} of those written (none without a run). tables/provenance.json lists
-    every run aggregated. Runs of different data or settings are refused (UserError naming two);
+    every run aggregated (its folder, result.json digest, prepared digest, settings fingerprint
+    and code version). Runs of different data or settings are refused (UserError naming two);
     every table is computed before the folder is touched, so a refusal leaves it as it was."""
     root = paths.profile_root(runs, profile)
     with warnings.catch_warnings():
@@ -244,27 +238,21 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
         check_one_study(pd.concat([f for f in (main, ab) if len(f)]))  # UserError naming two runs that differ
         tables = {**(_paper_tables(main) if len(main) else {}), "fig3": _fig3_table(main, ab)}
     with provenance.lock(paths.tables_dir(runs, profile), what="tables folder", wait_s=600):  # another driver
-        request = _tables_request(root, profile, [main, ab])
+        df = pd.concat([f for f in (main, ab) if len(f)]).drop_duplicates("path")
+        made = {}
+        for _, r in df.iterrows():
+            made[str(Path(r["path"]).parent.relative_to(root))] = {
+                "result_sha256": provenance.sha256_file(r["path"]),
+                **{k: r[k] if isinstance(r[k], str) else None for k in ("digest", "settings_id", "code_version")},
+            }
+        digests = ",".join(sorted({str(d) for d in df["digest"] if isinstance(d, str)}))
+        seeds = sorted({int(x) for x in df["seed"] if x is not None and x == x})
+        inputs, seed = {"prepared": digests}, seeds[0] if len(seeds) == 1 else -1
+        request = provenance.request("tables", {"profile": profile, "runs": made}, inputs, seed)
         provenance.claim(paths.tables_dir(runs, profile), request, force=True, what="tables folder")
         return {
             n: write_csv_atomic(paths.table_path(runs, profile, n), df) for n, df in tables.items() if df is not None
         }
-
-
-def _tables_request(root: Path, profile: str, frames: list[pd.DataFrame]) -> dict:
-    """The tables' provenance: every run they aggregate (its folder, result.json digest, prepared
-    digest, settings fingerprint and code version)."""
-    df = pd.concat([f for f in frames if len(f)]).drop_duplicates("path")
-    made = {}
-    for _, r in df.iterrows():
-        made[str(Path(r["path"]).parent.relative_to(root))] = {
-            "result_sha256": provenance.sha256_file(r["path"]),
-            **{k: r[k] if isinstance(r[k], str) else None for k in ("digest", "settings_id", "code_version")},
-        }
-    digests = ",".join(sorted({str(d) for d in df["digest"] if isinstance(d, str)}))
-    seeds = sorted({int(x) for x in df["seed"] if x is not None and x == x})
-    seed = seeds[0] if len(seeds) == 1 else -1
-    return provenance.request("tables", {"profile": profile, "runs": made}, {"prepared": digests}, seed)
 
 
 def _paper_tables(main: pd.DataFrame) -> dict[str, pd.DataFrame | None]:
@@ -349,11 +337,8 @@ def resolve_settings(prof: Profile, items: Sequence[str] = ()) -> tuple[dict[str
                 f"--set {item}: {head!r} is not a setting (PretrainConfig: {', '.join(sorted(pre_fields))}; "
                 f"FinetuneConfig: {', '.join(sorted(ft_fields))})"
             )
-
-    def _apply(cfg, pairs: list[tuple[str, str]]):
-        return apply_settings(cfg, [i for i, _ in pairs], [w for _, w in pairs])  # messages name what was written
-
-    return {m: _apply(c, pre_items[m]) for m, c in prof.pretrain.items()}, _apply(prof.finetune, ft_items)
+    pre = {m: apply_settings(c, *zip(*pre_items[m])) for m, c in prof.pretrain.items()}  # (items, as written)
+    return pre, apply_settings(prof.finetune, *zip(*ft_items))
 
 
 def resolve_study(
@@ -485,7 +470,17 @@ def plan(
     out = Path(out)
     runs_prep, runs_pre, runs_ft = (stage_runs(out, prof.departures, st) for st in STAGES)
     prep_dir = paths.prepared_dir(runs_prep, prof.name)
-    data = _data_jobs(prof, out, data_dir, prep_dir, progress)
+    # step 1: the fixture (a fixture profile without data), then prepare (force: a folder prepared from
+    # other data or settings is moved aside); a real-data profile without data: only its check
+    if data_dir is None and prof.data != "fixture":
+        data = [Job("prepare", "prepare", prep_dir, {"data_dir": None, "out": prep_dir})]
+    else:
+        fx = paths.fixture_dir(out, prof.name)
+        args = {"out": fx, "n_records": prof.fixture_records, "seed": prof.seed}
+        data = [Job("fixture", "fixture", fx, args)] if data_dir is None else []
+        args = {"data_dir": fx if data_dir is None else data_dir, "out": prep_dir, "workers": prof.workers}
+        args |= {"progress": progress, "force": True, "leads": prof.leads}
+        data.append(Job("prepare", "prepare", prep_dir, args, needs=list(data)))
     kind = "fixture" if data[0].kind == "fixture" else None
     c = _Context(prof, seed, out, data_dir, runs_pre, runs_ft, prep_dir, kind, progress)
     folds, default_ablation_folds = _fold_lists(prof, folds)
@@ -499,21 +494,6 @@ def plan(
     for k in ablation_folds:
         ft_jobs += [c.finetune(paths.ABLATION_SETUPS[m], k, [pre], tr) for (m, tr), pre in ablation_pre.items()]
     return Plan(data, main_pre, ablation_pre, ft_jobs, kind)
-
-
-def _data_jobs(prof: Profile, out: Path, data_dir, prep_dir: Path, progress: bool) -> list[Job]:
-    """Step 1: the fixture (a fixture profile without data), then `prepare` (force: a folder
-    prepared from other data or settings is moved aside). A real-data profile without data: a
-    prepare job without `data_dir`, which only checks the prepared folder (ensure_* shows it)."""
-    if data_dir is None and prof.data != "fixture":
-        return [Job("prepare", "prepare", prep_dir, {"data_dir": None, "out": prep_dir})]
-    jobs = []
-    if data_dir is None:
-        fx = paths.fixture_dir(out, prof.name)
-        jobs.append(Job("fixture", "fixture", fx, {"out": fx, "n_records": prof.fixture_records, "seed": prof.seed}))
-        data_dir = fx
-    args = {"data_dir": data_dir, "out": prep_dir, "workers": prof.workers, "progress": progress, "force": True}
-    return [*jobs, Job("prepare", "prepare", prep_dir, {**args, "leads": prof.leads}, needs=list(jobs))]
 
 
 def _make_data(job: Job, profile: str, wait_s: float = 0.0) -> Path:
