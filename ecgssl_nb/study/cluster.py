@@ -6,8 +6,6 @@ Each `jobs.Job` becomes one Ray task that depends only on the jobs it needs and 
 process (`python -m ecgssl_nb.study.cluster`) through `jobs.run_inprocess`, as `reproduce` does in its
 own process, and returns where (node, host, GPU ids) and when it ran. A task whose worker dies
 is retried `retries` times (the run resumes from its checkpoint); Ctrl-C cancels every task.
-Without `address` a local cluster is started for the block and shut down after it; with one
-(or RAY_ADDRESS) the driver joins that cluster and leaves it running.
 """
 
 from __future__ import annotations

@@ -3,9 +3,8 @@
 A pre-training runs as `notebooks/03_selfkd.py`, a fine-tuning as `notebooks/04_finetune.py`:
 the jupytext source is read in memory, its `parameters` cell gets the run's parameters (with
 `study_config`, the study's resolved settings), and the notebook computes the run through
-`reproduce.ensure_*`, then shows it. The executed notebook, the run's record, is written beside
-the run folder while it runs and moved in as `<run folder>/notebook.ipynb` once every cell
-succeeded. The kernel runs in notebooks/ and imports this checkout's `ecgssl_nb`.
+`reproduce.ensure_*`, then shows it; the executed notebook is the run's record,
+`<run folder>/notebook.ipynb`. The kernel runs in notebooks/ and imports this checkout's `ecgssl_nb`.
 """
 
 from __future__ import annotations

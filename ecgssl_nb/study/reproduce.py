@@ -1,25 +1,17 @@
 """`python -m ecgssl_nb reproduce`: the whole study in one command, resumable, run by run.
 
-`plan(...)` returns every job of the study as data (`jobs.Job`), writing nothing; `run_jobs`
-runs them (one at a time in this process, or as Ray tasks: `cluster`), each as itself or as its
-chapter notebook (`--as-notebooks`, `notebook_jobs`); `write_tables` makes the tables.
-
-1. Data: the synthetic fixture (tiny profile without --data-dir), then `prepare`.
-2. Pre-trainings: the main time (t1) and spec (t2) ones the ssl- setups need, then with the
-   ablation the Fig. 3 ones (time-{none,tc,gn}, spec-{none,tc,fc}).
-3. Fine-tunings (protocol "both"): every setup on every fold, then the ablation's ssl-t / ssl-s.
-   Steps 2 and 3 run together, a run once what it needs exists; a failing run stops no other
-   (its traceback in `<run>/error.txt`), one whose pre-training failed is blocked.
-4. Tables: tables/table2.csv (paper Table II), table1.csv (Table I), fig3.csv (the ablation).
-
-Provenance: a finished run (outputs, digests.json, provenance.json of the request asked now) is
-skipped, an interrupted one resumes, one made by another request is moved aside
-(`<folder>.stale-<time>`) and runs again. `--seed` is the training seed (the data keep the
-profile's); `--max-steps N` is a smoke run (every output marked smoke); `--protocol paper-exact`
-is the released recipe's B14 (`recipes`), below OUT/recipes/b14/. manifest.json records what
-ran, where and for how long. The folder layout is in `paths`. `ensure_pretrain` /
-`ensure_finetune` compute one run and what it needs through the same plan (the notebooks' way
-in); a folder another process writes is waited for in its lock, then reused.
+`plan` returns every job as data (`jobs.Job`), writing nothing; `run_jobs` runs them (one at a
+time here, or as Ray tasks: `cluster`), each as itself or as its chapter notebook
+(`notebook_jobs`); `write_tables` makes tables/{table2,table1,fig3}.csv (paper Tables II, I,
+Fig. 3). The data come first (the fixture of a tiny profile without --data-dir, then `prepare`);
+the pre-trainings (t1 / t2, and Fig. 3's view sets with the ablation) and the fine-tunings
+(every setup on every fold, protocol "both", then the ablation's) run together, each once what
+it needs exists; a failing run stops no other (its traceback in `<run>/error.txt`), one whose
+pre-training failed is blocked. A finished run of the request asked now is skipped, an
+interrupted one resumes, one of another request is moved aside (`<folder>.stale-<time>`) and
+runs again. manifest.json records what ran, where and how long; the layout is in `paths`.
+`ensure_pretrain` / `ensure_finetune` compute one run and what it needs through the same plan
+(the notebooks' way in), waiting for a folder another process writes, then reusing it.
 """
 
 from __future__ import annotations
@@ -188,11 +180,8 @@ def run_jobs(
 
     def done(job: Job) -> None:
         bar.update(1)
-        parts = []
-        for kind in ("pretrain", "finetune"):
-            mine = [j for j in todo if j.kind == kind]
-            if mine:
-                parts.append(f"{kind} {sum(j.status in ('done', 'skipped') for j in mine)}/{len(mine)}")
+        ok = {k: [j.status in ("done", "skipped") for j in todo if j.kind == k] for k in ("pretrain", "finetune")}
+        parts = [f"{kind} {sum(mine)}/{len(mine)}" for kind, mine in ok.items() if mine]
         ready = [j for j in todo if j.status not in ENDED and all(n.status in ENDED for n in j.needs)]
         failed = sum(j.status in ("failed", "blocked") for j in todo)
         bar.set_postfix_str(f"{', '.join(parts)}; {len(ready)} running or queued, {failed} failed")
@@ -509,10 +498,8 @@ def _make_data(job: Job, profile: str, wait_s: float = 0.0) -> Path:
 
         if _fixture_done(**job.args):
             return job.folder
-        with provenance.lock(job.folder, what="fixture", wait_s=wait_s):
-            return (
-                job.folder if _fixture_done(**job.args) else make_fixture(**job.args)
-            )  # or made meanwhile by the process waited for
+        with provenance.lock(job.folder, what="fixture", wait_s=wait_s):  # perhaps made by the process waited for
+            return job.folder if _fixture_done(**job.args) else make_fixture(**job.args)
     if job.args["data_dir"] is not None:
         return prepare(**job.args, wait_s=wait_s)
     try:
