@@ -431,10 +431,8 @@ class _Context:
             folder = paths.ablation_finetune_dir(self.runs_ft, self.prof.name, modality, transforms, fold)
             pretrained = {modality: needs[0].folder / "backbone.pt"}
         else:
-            name, folder = (
-                f"finetune {setup} fold {fold}",
-                paths.finetune_dir(self.runs_ft, self.prof.name, setup, fold),
-            )
+            name = f"finetune {setup} fold {fold}"
+            folder = paths.finetune_dir(self.runs_ft, self.prof.name, setup, fold)
             pretrained = paths.pretrain_dir(self.runs_pre, self.prof.name) if is_ssl(setup) else None
         args = {"setup": setup, "fold": int(fold), "prepared": self.prep_dir, "out": folder, "pretrained": pretrained}
         args |= {"profile": self.prof, "config": self.prof.finetune, "data_kind": self.data_kind}
