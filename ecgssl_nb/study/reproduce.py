@@ -118,24 +118,16 @@ def parse_devices(devices: str | Sequence[str] | None, profile: Profile) -> list
     return out  # a device named twice is two entries: twice the runs on it at a time (e.g. cpu,cpu)
 
 
-def _folds(folds, default: tuple) -> tuple[int, ...]:
-    if folds is None:
-        return tuple(default)
-    if isinstance(folds, str):
-        return parse_folds(folds)
-    out = tuple(check_fold(f) for f in folds)
-    if not out:
-        raise UserError("--folds names no fold")
-    return tuple(dict.fromkeys(out))
-
-
 def _fold_lists(prof: Profile, folds) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(outer folds of the main fine-tunings, of the Fig. 3 ones): `folds` for both, or by default
-    the profile's folds and its smaller ablation folds."""
-    fold_list = _folds(folds, prof.folds)
-    if folds is None and prof.finetune.ablation_folds is not None:
-        return fold_list, _folds(prof.finetune.ablation_folds, prof.folds)
-    return fold_list, fold_list
+    """(outer folds of the main fine-tunings, of the Fig. 3 ones): `folds` ('0-9', '0,3' or a
+    list) for both, or by default the profile's folds and its smaller ablation folds (both
+    checked with the profile)."""
+    if folds is None:
+        return tuple(prof.folds), tuple(prof.finetune.ablation_folds or prof.folds)
+    chosen = parse_folds(folds) if isinstance(folds, str) else tuple(dict.fromkeys(check_fold(f) for f in folds))
+    if not chosen:
+        raise UserError("--folds names no fold")
+    return chosen, chosen
 
 
 def _check_data_dir(prof: Profile, data_dir) -> None:
