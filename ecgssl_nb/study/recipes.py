@@ -39,51 +39,47 @@ class Departure:
     key: str  # "B7"
     name: str  # short name, e.g. "centre-twice"
     stage: str  # the first stage it changes: prepare, pretrain, finetune (or "crash")
+    override: tuple  # ((setting, released value), ...)
     released: str  # what the released code does
     ours: str  # what the corrected recipe does
-    override: tuple = ()  # ((setting, released value), ...)
 
 
 # fmt: off
 # (key, name, stage, override), what the released code does, what the corrected recipe does
 DEPARTURES: dict[str, Departure] = {d.key: d for d in (
-    Departure("B1", "lead-i", "prepare",
+    Departure("B1", "lead-i", "prepare", (("leads", "lead-i"),),
               "copies lead I into all twelve channels: every model sees lead I twelve times",
-              "resamples every lead and keeps the 12-lead order", (("leads", "lead-i"),)),
-    Departure("B7", "centre-twice", "pretrain",
+              "resamples every lead and keeps the 12-lead order"),
+    Departure("B7", "centre-twice", "pretrain", (("pretrain.center_update", "twice"),),
               "divides the batch mean of the teacher outputs by the batch size again: the centre is "
               "1/(2B) of the mean, so centring is essentially off",
-              "centre <- 0.9 centre + 0.1 batch mean (official DINO)", (("pretrain.center_update", "twice"),)),
-    Departure("B9", "no-freeze", "pretrain",
+              "centre <- 0.9 centre + 0.1 batch mean (official DINO)"),
+    Departure("B9", "no-freeze", "pretrain", (("pretrain.freeze_last_layer_epochs", 0),),
               "never freezes the DINO head's last layer (the freeze test is always false)",
-              "drops the last layer's gradients during the first epoch, as DINO does",
-              (("pretrain.freeze_last_layer_epochs", 0),)),
-    Departure("B10", "adam-l2", "pretrain",
+              "drops the last layer's gradients during the first epoch, as DINO does"),
+    Departure("B10", "adam-l2", "pretrain", (("pretrain.optimizer", "adam-l2"),),
               "Adam with coupled L2 weight decay (0.04 -> 0.4) on every parameter, biases and norms included",
-              "AdamW, decoupled decay on weights only (DINO), same schedule", (("pretrain.optimizer", "adam-l2"),)),
-    Departure("B12", "lowest-loss", "pretrain",
+              "AdamW, decoupled decay on weights only (DINO), same schedule"),
+    Departure("B12", "lowest-loss", "pretrain", (("pretrain.keep", "lowest-loss"),),
               "transfers the student of the epoch with the lowest training loss",
-              "transfers the final student", (("pretrain.keep", "lowest-loss"),)),
-    Departure("B16", "fc-discarded", "pretrain",
+              "transfers the final student"),
+    Departure("B16", "fc-discarded", "pretrain", (("pretrain.freq_cutout", "discarded"),),
               "computes the spectrogram frequency cutout and discards it: T2 views get time cutout only",
-              "frequency cutout then time cutout (T2 = TC + FC, as the paper says)",
-              (("pretrain.freq_cutout", "discarded"),)),
-    Departure("B6", "fusion-unloaded", "finetune",
+              "frequency cutout then time cutout (T2 = TC + FC, as the paper says)"),
+    Departure("B6", "fusion-unloaded", "finetune", (("finetune.fusion_ssl", "ignored"),),
               "loads no SSL weight into the fusion models (0 keys match) and skips xavier: SSL-TSC and "
               "SSL-TSG are scratch models at default init",
-              "loads both pre-trained backbones, refusing any missing or unexpected key",
-              (("finetune.fusion_ssl", "ignored"),)),
-    Departure("B14", "paper-exact", "finetune",
+              "loads both pre-trained backbones, refusing any missing or unexpected key"),
+    Departure("B14", "paper-exact", "finetune", (("finetune.protocol", "paper-exact"),),
               "trains on nine folds and selects the checkpoint and tunes thresholds on the reported fold",
-              "eight training folds; reports the nested (honest) protocol beside the paper's",
-              (("finetune.protocol", "paper-exact"),)),
+              "eight training folds; reports the nested (honest) protocol beside the paper's"),
 )}
 
 CRASHES: dict[str, Departure] = {d.key: d for d in (
-    Departure("B4", "model-type", "crash",
+    Departure("B4", "model-type", "crash", (),
               "reads args.model_type, which does not exist: AttributeError at the first checkpoint save",
               "fixed checkpoint names; not reproduced (a crash measures nothing)"),
-    Departure("B8", "epoch-index", "crash",
+    Departure("B8", "epoch-index", "crash", (),
               "indexes the schedules with epochs starting at 1: IndexError in epoch 301 after 300 epochs "
               "trained, warm-up shifted by one epoch",
               "epochs 0..299; not reproduced (the crash comes after the last checkpoint)"),
