@@ -4,10 +4,9 @@ control) and the status table of what each profile reproduces."""
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -22,29 +21,22 @@ def book_devices(device: str = "cpu", cpus: int | None = None) -> str:
     return "cpu,cpu" if device == "cpu" and (cpus or 1) >= 2 else device
 
 
-@contextmanager
-def one_thread_per_worker(devices: str) -> Iterator[None]:
-    """With several CPU workers, make each worker subprocess use one torch thread (sets
-    OMP_NUM_THREADS / MKL_NUM_THREADS to 1 where they are unset, which the subprocesses inherit;
-    unset again on exit), so two workers never oversubscribe two cores."""
-    several = str(devices).split(",").count("cpu") > 1
-    unset = [n for n in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if several and n not in os.environ]
-    os.environ.update(dict.fromkeys(unset, "1"))
-    try:
-        yield
-    finally:
-        for n in unset:
-            os.environ.pop(n, None)
-
-
 def run_study(device: str = "cpu", **kwargs: Any) -> Path:
-    """`reproduce.reproduce(**kwargs)` as the book starts it: on `book_devices(device)` with one
-    thread per CPU worker, progress bars off. Finished work is skipped. Returns its folder."""
+    """`reproduce.reproduce(**kwargs)` as the book starts it: on `book_devices(device)`, progress
+    bars off, finished work skipped. With several CPU workers each worker subprocess uses one
+    torch thread (OMP_NUM_THREADS / MKL_NUM_THREADS set to 1 where unset, which the subprocesses
+    inherit; unset again after), so two workers never oversubscribe two cores. Returns its folder."""
     from .reproduce import reproduce  # the whole study (~60 ms at import): only when one runs
 
     devices = book_devices(device)
-    with one_thread_per_worker(devices):
+    several = devices.split(",").count("cpu") > 1
+    unset = [n for n in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if several and n not in os.environ]
+    os.environ.update(dict.fromkeys(unset, "1"))
+    try:
         return reproduce(devices=devices, progress=False, **kwargs)
+    finally:
+        for n in unset:
+            os.environ.pop(n, None)
 
 
 def run_samples_study(runs: str | Path, samples: str | Path, device: str = "cpu") -> Path:

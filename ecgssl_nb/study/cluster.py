@@ -6,8 +6,6 @@ Each `jobs.Job` becomes one Ray task that depends only on the jobs it needs and 
 process (`python -m ecgssl_nb.study.cluster`) through `jobs.run_inprocess`, as `reproduce` does in its
 own process, and returns where (node, host, GPU ids) and when it ran. A task whose worker dies
 is retried `retries` times (the run resumes from its checkpoint); Ctrl-C cancels every task.
-Without `address` a local cluster is started for the block and shut down after it; with one
-(or RAY_ADDRESS) the driver joins that cluster and leaves it running.
 """
 
 from __future__ import annotations
@@ -75,33 +73,38 @@ def connect(place: Placement) -> Iterator[None]:
     import ray  # ~1 s at import: only when the study runs on Ray
 
     address = place.address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        try:
-            ray.init(address=address, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UserError(f"--address {address}: no Ray cluster answers there ({exc})") from None
-        try:
-            yield
-        finally:
-            ray.shutdown()
-        return
-    tmp = tempfile.mkdtemp(prefix="ecgssl-ray-")  # short: Ray's socket paths must stay under 107 characters
-    kw = {"num_cpus": place.local_cpus, "num_gpus": place.local_gpus, "object_store_memory": OBJECT_STORE_BYTES}
+    tmp = None if address else tempfile.mkdtemp(prefix="ecgssl-ray-")  # short: Ray's socket paths < 107 characters
     try:
-        ray.init(**kw, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
+        if address:
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise UserError(f"--address {address}: no Ray cluster answers there ({exc})") from None
+        else:
+            kw = {"num_cpus": place.local_cpus, "num_gpus": place.local_gpus, "object_store_memory": OBJECT_STORE_BYTES}
+            ray.init(**kw, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
         yield
     finally:
         ray.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(todo: list[Job], place: Placement, cwd: Path, as_notebooks: bool, done: Callable[[Job], None]) -> None:
     """Run the jobs `todo` (needs first) as Ray tasks on the cluster of `connect`; each job's
     status, reason, where and when it ran are set on it, and `done(job)` is called as each one
-    ends. KeyboardInterrupt cancels the tasks still running, then is raised again."""
+    ends. UserError when a job asks for more GPUs or CPUs than the whole cluster has;
+    KeyboardInterrupt cancels the tasks still running, then is raised again."""
     import ray  # ~1 s at import: only when the study runs on Ray
 
-    _check_fits(todo, place, ray.cluster_resources())
+    have = ray.cluster_resources()  # a job asking for more than the whole cluster has would wait forever
+    for key, name in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
+        need = max(place.resources(j.kind)[key] for j in todo)
+        if need > have.get(name, 0.0):
+            raise UserError(
+                f"{'--gpus-per-run' if name == 'GPU' else '--cpus-per-run'}: a run asks for {need:g} {name}(s) but "
+                f"the Ray cluster has {have.get(name, 0.0):g} (start it with more, or ask for less)"
+            )
     task = ray.remote(_task)
     refs: dict[int, object] = {}
     for job in todo:  # needs come before the jobs that need them (the plan's order)
@@ -121,19 +124,6 @@ def run(todo: list[Job], place: Placement, cwd: Path, as_notebooks: bool, done: 
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
-
-
-def _check_fits(todo: list[Job], place: Placement, have: dict) -> None:
-    """UserError when a job asks for more GPUs or CPUs than the whole cluster has (it would wait
-    forever)."""
-    for key, name in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
-        need = max(place.resources(j.kind)[key] for j in todo)
-        if need > have.get(name, 0.0):
-            flag = "--gpus-per-run" if name == "GPU" else "--cpus-per-run"
-            raise UserError(
-                f"{flag}: a run asks for {need:g} {name}(s) but the Ray cluster has {have.get(name, 0.0):g} "
-                f"(start it with more, or ask for less)"
-            )
 
 
 def _collect(job: Job, ref) -> None:
@@ -168,21 +158,14 @@ def _task(job: Job, cwd: str, as_notebooks: bool, *needs: dict) -> dict:
         return {"name": job.name, "status": "blocked", "reason": blocked_reason(bad)}
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
     where = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "gpu_ids": gpu_ids}
-    t0, started = time.perf_counter(), time.time()
+    t0, started, device = time.perf_counter(), time.time(), "cuda" if gpu_ids else "cpu"
     if as_notebooks:
-        run_notebook(job, "cuda" if gpu_ids else "cpu", True)
-        rec = {"status": job.status, "reason": job.reason, "device": "cuda" if gpu_ids else "cpu"}
+        run_notebook(job, device, True)
+        rec = {"status": job.status, "reason": job.reason, "device": device}
     else:
-        ddp = len(gpu_ids) if job.kind == "pretrain" and len(gpu_ids) > 1 else 1
-        rec = _child(job, cwd, "cuda" if gpu_ids else "cpu", ddp)
-    return {
-        "name": job.name,
-        **rec,
-        **where,
-        "started": started,
-        "ended": time.time(),
-        "wall_s": time.perf_counter() - t0,
-    }
+        rec = _child(job, cwd, device, len(gpu_ids) if job.kind == "pretrain" and len(gpu_ids) > 1 else 1)
+    rec |= {"started": started, "ended": time.time(), "wall_s": time.perf_counter() - t0}
+    return {"name": job.name, **rec, **where}
 
 
 def _child(job: Job, cwd: str, device: str, ddp: int = 1) -> dict:

@@ -72,9 +72,9 @@ class Job:
 
         return provenance.digest_fault(self.folder, OUTPUTS, full=True)
 
-    def request(self) -> dict | None:
-        """The provenance request this run must match to be reused (read off the prepared folder
-        and the backbone files, so only once they exist); None: reused when its files are there."""
+    def request(self) -> dict:
+        """The provenance request this pre-training or fine-tuning must match to be reused (read
+        off the prepared folder and the backbone files, so only once they exist)."""
         from ..data.prepare import load_prepared  # scipy: only when a stage reads or writes its data
 
         a = self.args
@@ -84,8 +84,6 @@ class Job:
             # only what changes the result; the process count, compile mode, cadences are recorded only
             digest = load_prepared(a["prepared_dir"]).digest
             return pretrain_request(a["config"], a["modality"], a["transforms"], a["seed"], digest)
-        if self.kind != "finetune":
-            return None
         from ..core import classify  # torch: ~1.3 s at import, only when a stage runs
         from ..stages import finetune as ft  # torch: ~1.3 s at import, only when a stage runs
 
@@ -102,13 +100,10 @@ class Job:
         if not self.finished_files():
             return False
         try:
-            want = self.request()
-            rec = provenance.read(self.folder) if want is not None else None
+            want, rec = self.request(), provenance.read(self.folder)
         except UserError as exc:  # unreadable record, or an input (a backbone) missing
             self.replaced = [str(exc)]
             return False
-        if want is None:
-            return True
         if rec is None:
             self.replaced = ["it has no provenance.json"]
             return False

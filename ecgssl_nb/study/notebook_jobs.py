@@ -3,9 +3,8 @@
 A pre-training runs as `notebooks/03_selfkd.py`, a fine-tuning as `notebooks/04_finetune.py`:
 the jupytext source is read in memory, its `parameters` cell gets the run's parameters (with
 `study_config`, the study's resolved settings), and the notebook computes the run through
-`reproduce.ensure_*`, then shows it. The executed notebook, the run's record, is written beside
-the run folder while it runs and moved in as `<run folder>/notebook.ipynb` once every cell
-succeeded. The kernel runs in notebooks/ and imports this checkout's `ecgssl_nb`.
+`reproduce.ensure_*`, then shows it; the executed notebook is the run's record,
+`<run folder>/notebook.ipynb`. The kernel runs in notebooks/ and imports this checkout's `ecgssl_nb`.
 """
 
 from __future__ import annotations
@@ -51,12 +50,6 @@ def declared_parameters(nb: nbformat.NotebookNode) -> set[str]:
     return {m.group(1) for c in cells for m in re.finditer(r"^(\w+)\s*=", c.source, flags=re.MULTILINE)}
 
 
-def partial_path(out: Path) -> Path:
-    """Where papermill writes while it runs: beside the run folder, <folder>.notebook.partial.ipynb."""
-    out = Path(out)
-    return out.parent.with_name(f"{out.parent.name}.notebook.partial.ipynb")
-
-
 @contextlib.contextmanager
 def _kernel_env() -> Iterator[None]:
     """PYTHONPATH starting with this checkout while a kernel starts, so the notebook imports the
@@ -72,28 +65,22 @@ def _kernel_env() -> Iterator[None]:
             os.environ["PYTHONPATH"] = before
 
 
-def absolute_paths(parameters: dict) -> dict:
-    """`parameters` with every relative path (`PATH_PARAMETERS`, when not "") made absolute from
-    this process's folder: the kernel runs in notebooks/, where a relative path means another place."""
-    return {
-        k: str(Path(v).resolve()) if k in PATH_PARAMETERS and isinstance(v, str) and v else v
-        for k, v in parameters.items()
-    }
-
-
 def execute(kind: str, parameters: dict, out: str | os.PathLike) -> Path:
-    """Execute the chapter notebook of `kind` with `parameters` (relative paths made absolute)
-    and keep it at `out`, moved in only when every cell succeeded. A failing cell raises
-    RuntimeError naming the cell's error and the partial notebook kept beside the run folder."""
+    """Execute the chapter notebook of `kind` with `parameters` (every relative path of
+    `PATH_PARAMETERS` made absolute from this process's folder: the kernel runs in notebooks/) and
+    keep it at `out`, moved in only when every cell succeeded; papermill writes beside the run
+    folder meanwhile (<folder>.notebook.partial.ipynb). A failing cell raises RuntimeError naming
+    the cell's error and that partial notebook."""
     import jupytext  # ~0.5 s with papermill: only when a notebook runs
     import papermill  # (with jupytext above) only when a notebook runs
 
-    src, out, parameters = chapter(kind), Path(out).resolve(), absolute_paths(parameters)
-    nb = jupytext.read(src)
+    src, out = chapter(kind), Path(out).resolve()
+    nb, absolute = jupytext.read(src), {k for k in PATH_PARAMETERS if isinstance(parameters.get(k), str)}
+    parameters = {k: str(Path(v).resolve()) if k in absolute and v else v for k, v in parameters.items()}
     unknown = sorted(set(parameters) - declared_parameters(nb))
     if unknown:  # papermill would only warn, and the run would silently use other settings
         raise UserError(f"{src.name} has no parameter {', '.join(unknown)}")
-    partial = partial_path(out)
+    partial = out.parent.with_name(f"{out.parent.name}.notebook.partial.ipynb")
     partial.parent.mkdir(parents=True, exist_ok=True)
     with _kernel_env():
         try:

@@ -57,13 +57,11 @@ def _given(name: str, value: Any, default: Any) -> Any:
     shown = f"parameter {name}={value!r}"
     if isinstance(value, str) and isinstance(default, (int, float)):
         return _convert(shown, value, default)
-    if isinstance(default, bool) and not isinstance(value, bool):
-        raise UserError(f"{shown} is not true or false")
-    if isinstance(default, int) and not isinstance(default, bool):
-        if isinstance(value, bool) or not isinstance(value, Integral):
-            raise UserError(f"{shown} is not an integer")
-    if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, Real)):
-        raise UserError(f"{shown} is not a number")
+    for kind, want, what in ((bool, bool, "true or false"), (int, Integral, "an integer"), (float, Real, "a number")):
+        if isinstance(default, kind):  # bool first: a bool is an int too, but no number here
+            if not isinstance(value, want) or (kind is not bool and isinstance(value, bool)):
+                raise UserError(f"{shown} is not {what}")
+            break
     return value
 
 

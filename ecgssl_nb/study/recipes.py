@@ -39,51 +39,47 @@ class Departure:
     key: str  # "B7"
     name: str  # short name, e.g. "centre-twice"
     stage: str  # the first stage it changes: prepare, pretrain, finetune (or "crash")
+    override: tuple  # ((setting, released value), ...)
     released: str  # what the released code does
     ours: str  # what the corrected recipe does
-    override: tuple = ()  # ((setting, released value), ...)
 
 
 # fmt: off
 # (key, name, stage, override), what the released code does, what the corrected recipe does
 DEPARTURES: dict[str, Departure] = {d.key: d for d in (
-    Departure("B1", "lead-i", "prepare",
+    Departure("B1", "lead-i", "prepare", (("leads", "lead-i"),),
               "copies lead I into all twelve channels: every model sees lead I twelve times",
-              "resamples every lead and keeps the 12-lead order", (("leads", "lead-i"),)),
-    Departure("B7", "centre-twice", "pretrain",
+              "resamples every lead and keeps the 12-lead order"),
+    Departure("B7", "centre-twice", "pretrain", (("pretrain.center_update", "twice"),),
               "divides the batch mean of the teacher outputs by the batch size again: the centre is "
               "1/(2B) of the mean, so centring is essentially off",
-              "centre <- 0.9 centre + 0.1 batch mean (official DINO)", (("pretrain.center_update", "twice"),)),
-    Departure("B9", "no-freeze", "pretrain",
+              "centre <- 0.9 centre + 0.1 batch mean (official DINO)"),
+    Departure("B9", "no-freeze", "pretrain", (("pretrain.freeze_last_layer_epochs", 0),),
               "never freezes the DINO head's last layer (the freeze test is always false)",
-              "drops the last layer's gradients during the first epoch, as DINO does",
-              (("pretrain.freeze_last_layer_epochs", 0),)),
-    Departure("B10", "adam-l2", "pretrain",
+              "drops the last layer's gradients during the first epoch, as DINO does"),
+    Departure("B10", "adam-l2", "pretrain", (("pretrain.optimizer", "adam-l2"),),
               "Adam with coupled L2 weight decay (0.04 -> 0.4) on every parameter, biases and norms included",
-              "AdamW, decoupled decay on weights only (DINO), same schedule", (("pretrain.optimizer", "adam-l2"),)),
-    Departure("B12", "lowest-loss", "pretrain",
+              "AdamW, decoupled decay on weights only (DINO), same schedule"),
+    Departure("B12", "lowest-loss", "pretrain", (("pretrain.keep", "lowest-loss"),),
               "transfers the student of the epoch with the lowest training loss",
-              "transfers the final student", (("pretrain.keep", "lowest-loss"),)),
-    Departure("B16", "fc-discarded", "pretrain",
+              "transfers the final student"),
+    Departure("B16", "fc-discarded", "pretrain", (("pretrain.freq_cutout", "discarded"),),
               "computes the spectrogram frequency cutout and discards it: T2 views get time cutout only",
-              "frequency cutout then time cutout (T2 = TC + FC, as the paper says)",
-              (("pretrain.freq_cutout", "discarded"),)),
-    Departure("B6", "fusion-unloaded", "finetune",
+              "frequency cutout then time cutout (T2 = TC + FC, as the paper says)"),
+    Departure("B6", "fusion-unloaded", "finetune", (("finetune.fusion_ssl", "ignored"),),
               "loads no SSL weight into the fusion models (0 keys match) and skips xavier: SSL-TSC and "
               "SSL-TSG are scratch models at default init",
-              "loads both pre-trained backbones, refusing any missing or unexpected key",
-              (("finetune.fusion_ssl", "ignored"),)),
-    Departure("B14", "paper-exact", "finetune",
+              "loads both pre-trained backbones, refusing any missing or unexpected key"),
+    Departure("B14", "paper-exact", "finetune", (("finetune.protocol", "paper-exact"),),
               "trains on nine folds and selects the checkpoint and tunes thresholds on the reported fold",
-              "eight training folds; reports the nested (honest) protocol beside the paper's",
-              (("finetune.protocol", "paper-exact"),)),
+              "eight training folds; reports the nested (honest) protocol beside the paper's"),
 )}
 
 CRASHES: dict[str, Departure] = {d.key: d for d in (
-    Departure("B4", "model-type", "crash",
+    Departure("B4", "model-type", "crash", (),
               "reads args.model_type, which does not exist: AttributeError at the first checkpoint save",
               "fixed checkpoint names; not reproduced (a crash measures nothing)"),
-    Departure("B8", "epoch-index", "crash",
+    Departure("B8", "epoch-index", "crash", (),
               "indexes the schedules with epochs starting at 1: IndexError in epoch 301 after 300 epochs "
               "trained, warm-up shifted by one epoch",
               "epochs 0..299; not reproduced (the crash comes after the last checkpoint)"),
@@ -103,10 +99,9 @@ def departure_table() -> pd.DataFrame:
 
 def _one(item: str) -> str:
     """'b7', 'B7' or 'centre-twice' -> 'B7'."""
-    key = item.strip().upper()
-    by_name = {d.name: k for k, d in DEPARTURES.items()}
-    if key in DEPARTURES or item.strip().lower() in by_name:
-        return by_name.get(item.strip().lower(), key)
+    key = {d.name: k for k, d in DEPARTURES.items()}.get(item.strip().lower(), item.strip().upper())
+    if key in DEPARTURES:
+        return key
     if key in CRASHES:
         raise UserError(
             f"--recipe: {key} is a crash in the released code ({CRASHES[key].released}); it is not reproduced"
@@ -195,19 +190,15 @@ def apply_recipe(profile: Profile, spec: str | Sequence[str]) -> Profile:
     return replace(profile, **top, recipe=recipe_label(keys), departures=keys, pretrain=pretrain, finetune=finetune)
 
 
-def stage_departures(keys: Sequence[str], stage: str) -> tuple[str, ...]:
-    """The departures a stage's output depends on: its own and those of earlier stages."""
+def stage_runs(runs: str | os.PathLike, keys: Sequence[str], stage: str) -> Path:
+    """The runs folder whose `paths` layout holds `stage` of the recipe `keys`: shared with every
+    recipe that has the same departures up to that stage, its own and those of earlier stages
+    (RUNS itself for the corrected ones)."""
     if stage not in STAGES:
         raise UserError(f"stage {stage!r} must be one of {', '.join(STAGES)}")
     upto = STAGES[: STAGES.index(stage) + 1]
-    return tuple(k for k in _ordered(keys) if DEPARTURES[k].stage in upto)
-
-
-def stage_runs(runs: str | os.PathLike, keys: Sequence[str], stage: str) -> Path:
-    """The runs folder whose `paths` layout holds `stage` of the recipe `keys`: shared with every
-    recipe that has the same departures up to that stage (RUNS itself for the corrected ones)."""
-    mine = stage_departures(keys, stage)
-    if mine and mine == stage_departures(tuple(DEPARTURES), stage):
+    mine = tuple(k for k in _ordered(keys) if DEPARTURES[k].stage in upto)
+    if mine and mine == tuple(k for k, d in DEPARTURES.items() if d.stage in upto):
         return recipe_runs(runs, "released")  # the released recipe's folder holds the shared stage
     return recipe_runs(runs, recipe_label(mine))
 
@@ -227,12 +218,6 @@ def affected_setups(keys: Sequence[str], setups: Sequence[str]) -> tuple[str, ..
         return tuple(setups)
     pre = any(DEPARTURES[k].stage == "pretrain" for k in keys)
     return tuple(s for s in setups if is_ssl(s) and (pre or len(setup_modalities(s)) == 2))  # B6: the fusions
-
-
-def reported_protocol(keys: Sequence[str]) -> str:
-    """The protocol a recipe reports: 'paper' (selection on the reported fold) with B14, else
-    'honest' (nested)."""
-    return "paper" if "B14" in _ordered(keys) else "honest"
 
 
 # --- results of several recipes side by side ----------------------------------------------------
@@ -280,7 +265,7 @@ def compare_recipes(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Each recipe against the corrected one, per setup and metric, on the folds both ran (x100):
-    each in the protocol it reports (`reported_protocol`: paper for B14 recipes, else honest),
+    each in the protocol it reports (paper for B14 recipes, else the nested honest one),
     the mean over those folds, the mean paired difference (recipe - corrected) and its bootstrap
     interval (`claims.paired_stats`). Recipes or setups without runs are left out."""
     from ..analysis.claims import paired_differences, paired_stats  # scipy.stats (~0.7 s at import)
@@ -293,7 +278,7 @@ def compare_recipes(
         df = load_recipe_results(runs, profile, recipe)
         if df.empty:
             continue
-        proto = reported_protocol(recipe)
+        proto = "paper" if "B14" in recipe else "honest"  # B14: selection on the reported fold
         arms = pd.concat([_main_runs(base, "honest", "corrected"), _main_runs(df, proto, "recipe")])
         for setup in [s for s in df["setup"].unique() if s in set(base["setup"])]:
             for m in metrics:  # the recipe's protocol against the corrected recipe's honest one

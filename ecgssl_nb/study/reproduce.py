@@ -1,29 +1,17 @@
 """`python -m ecgssl_nb reproduce`: the whole study in one command, resumable, run by run.
 
-`plan(...)` returns every job of the study as data (`jobs.Job`) without writing anything;
-`run_jobs` runs them (one at a time in this process, or as Ray tasks: `cluster`), each as itself
-or as its chapter notebook (`--as-notebooks`, `notebook_jobs`); `write_tables` makes the tables.
-
-1. Data: the synthetic fixture (tiny profile without --data-dir), then `prepare`.
-2. Pre-trainings: the main time (t1) and spec (t2) ones the chosen ssl- setups need, then with
-   the ablation the Fig. 3 ones (time-{none,tc,gn}, spec-{none,tc,fc}).
-3. Fine-tunings (protocol "both"): every setup on every fold, then the ablation's ssl-t / ssl-s
-   from each ablation backbone. Steps 2 and 3 run together: a run starts once what it needs
-   exists. A failing run does not stop the others (its traceback in `<run>/error.txt`); a run
-   whose pre-training failed is blocked.
-4. Tables: tables/table2.csv (paper Table II), table1.csv (Table I), fig3.csv (the ablation).
-
-Provenance: a finished run (outputs, digests.json, provenance.json of the request asked now) is
-skipped, an interrupted one resumes, one made by another request is moved aside
-(`<folder>.stale-<time>`) and runs again, so only what depends on a change re-runs. `--seed` is
-the training seed; the data (fixture, folds) keep the profile's. Smoke mode (`--max-steps N`)
-stops every stage after N steps and marks every output smoke; `--protocol paper-exact` is the
-released recipe's B14 (`recipes`), its runs below OUT/recipes/b14/. manifest.json records what
-ran, where and for how long, rewritten after every step. The folder layout is in `paths`.
-
+`plan` returns every job as data (`jobs.Job`), writing nothing; `run_jobs` runs them (one at a
+time here, or as Ray tasks: `cluster`), each as itself or as its chapter notebook
+(`notebook_jobs`); `write_tables` makes tables/{table2,table1,fig3}.csv (paper Tables II, I,
+Fig. 3). The data come first (the fixture of a tiny profile without --data-dir, then `prepare`);
+the pre-trainings (t1 / t2, and Fig. 3's view sets with the ablation) and the fine-tunings
+(every setup on every fold, protocol "both", then the ablation's) run together, each once what
+it needs exists; a failing run stops no other (its traceback in `<run>/error.txt`), one whose
+pre-training failed is blocked. A finished run of the request asked now is skipped, an
+interrupted one resumes, one of another request is moved aside (`<folder>.stale-<time>`) and
+runs again. manifest.json records what ran, where and how long; the layout is in `paths`.
 `ensure_pretrain` / `ensure_finetune` compute one run and what it needs through the same plan
-(the notebooks' way in: one papermill job per fold is a way to run the study); a folder another
-process writes is waited for in its lock, then reused.
+(the notebooks' way in), waiting for a folder another process writes, then reusing it.
 """
 
 from __future__ import annotations
@@ -109,87 +97,50 @@ def parse_setups(setups: str | Sequence[str] | None) -> tuple[str, ...]:
 def parse_devices(devices: str | Sequence[str] | None, profile: Profile) -> list[str]:
     """'0,1' -> ['cuda:0', 'cuda:1']; 'cpu' -> ['cpu']; 'cpu,cpu' -> two CPU workers; None -> every
     visible GPU for the paper profile (UserError when there is none), else the profile's device."""
+    n = torch.cuda.device_count()
     if devices is None:
-        if profile.device.startswith("cuda"):
-            n = torch.cuda.device_count()
-            if n == 0:
-                raise UserError(
-                    f"profile {profile.name!r} runs on GPUs but none is visible; pass --devices cpu "
-                    f"to run it on the CPU anyway"
-                )
-            return [f"cuda:{i}" for i in range(n)]
-        return [resolve_device(profile.device)]
+        if not profile.device.startswith("cuda"):
+            return [resolve_device(profile.device)]
+        if n == 0:
+            raise UserError(
+                f"profile {profile.name!r} runs on GPUs but none is visible; pass --devices cpu "
+                f"to run it on the CPU anyway"
+            )
+        return [f"cuda:{i}" for i in range(n)]
     items = _items(devices)
     if not items:
         raise UserError(f"--devices {devices!r} names no device; use e.g. 0,1 or cpu")
     out = []
     for d in (f"cuda:{d}" if d.isdigit() else d for d in items):
-        n = torch.cuda.device_count()
         if d.startswith("cuda:") and d[5:].isdigit() and torch.cuda.is_available() and int(d[5:]) >= n:
             raise UserError(f"--devices: {d} does not exist ({n} GPUs visible)")
         out.append(resolve_device(d))
     return out  # a device named twice is two entries: twice the runs on it at a time (e.g. cpu,cpu)
 
 
-def _folds(folds, default: tuple) -> tuple[int, ...]:
+def _fold_lists(prof: Profile, folds) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(outer folds of the main fine-tunings, of the Fig. 3 ones): `folds` ('0-9', '0,3' or a
+    list) for both, or by default the profile's folds and its smaller ablation folds (both
+    checked with the profile)."""
     if folds is None:
-        return tuple(default)
-    if isinstance(folds, str):
-        return parse_folds(folds)
-    out = tuple(check_fold(f) for f in folds)
-    if not out:
+        return tuple(prof.folds), tuple(prof.finetune.ablation_folds or prof.folds)
+    chosen = parse_folds(folds) if isinstance(folds, str) else tuple(dict.fromkeys(check_fold(f) for f in folds))
+    if not chosen:
         raise UserError("--folds names no fold")
-    return tuple(dict.fromkeys(out))
+    return chosen, chosen
 
 
-def _run_one(job: Job, device: str, as_notebooks: bool) -> None:
-    """Run one job on `device` in this process (as_notebooks: as its chapter notebook)."""
-    t0, job.started = time.perf_counter(), time.time()
-    job.device = device
-    if as_notebooks:
-        run_notebook(job, device, False)
-    else:
-        run_inprocess(job, device)
-    job.wall_s, job.ended = time.perf_counter() - t0, time.time()
+def _check_data_dir(prof: Profile, data_dir) -> None:
+    if data_dir is None and prof.data != "fixture":
+        raise UserError(
+            f"--data-dir is required for profile {prof.name!r}: the folder with the PhysioNet/CinC 2020 "
+            f"records (`python -m ecgssl_nb download`)"
+        )
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UserError(f"--data-dir {data_dir} is not a folder")
 
 
-def _pending(jobs: list[Job], as_notebooks: bool) -> list[Job]:
-    """The jobs to run: those not finished before with the request asked now (as notebooks: also
-    one without its executed notebook); the others are skipped. A job that needs one that runs
-    now is judged when it starts (`jobs.run_inprocess`): its request holds that job's outputs."""
-    todo: list[Job] = []
-    for job in jobs:
-        waits = any(any(n is t for t in todo) for n in job.needs)
-        if not waits and job.done_before() and not (as_notebooks and not job.record.is_file()):
-            job.status = "skipped"
-            continue
-        drop_own_notes(job.folder)
-        say_replaced(job)
-        todo.append(job)
-    return todo
-
-
-class _Bar:
-    """One progress bar over the study's runs: done (or found finished), in flight and failed,
-    by kind; calls `on_update` after each run (reproduce rewrites its manifest)."""
-
-    def __init__(self, todo: list[Job], progress: bool, on_update: Callable[[], None] | None):
-        self.todo, self.on_update = todo, on_update
-        self.bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not progress, file=sys.stderr)
-
-    def done(self, job: Job) -> None:
-        self.bar.update(1)
-        parts = []
-        for kind in ("pretrain", "finetune"):
-            mine = [j for j in self.todo if j.kind == kind]
-            if mine:
-                n_ok = sum(j.status in ("done", "skipped") for j in mine)
-                parts.append(f"{kind} {n_ok}/{len(mine)}")
-        ready = [j for j in self.todo if j.status not in ENDED and all(n.status in ENDED for n in j.needs)]
-        failed = sum(j.status in ("failed", "blocked") for j in self.todo)
-        self.bar.set_postfix_str(f"{', '.join(parts)}; {len(ready)} running or queued, {failed} failed")
-        if self.on_update is not None:
-            self.on_update()
+# --- running the jobs --------------------------------------------------------------------------
 
 
 def run_jobs(
@@ -200,24 +151,50 @@ def run_jobs(
     on_update: Callable[[], None] | None = None,
     as_notebooks: bool = False,
 ) -> None:
-    """Run `jobs` (needs first; finished ones skipped, those whose needs failed blocked): one at a
-    time in this process on `device` when `place` is None, else as Ray tasks placed by `place`
-    (`cluster`). as_notebooks: each as its chapter notebook (`notebook_jobs`)."""
-    todo = _pending(jobs, as_notebooks)
+    """Run `jobs` (needs first; those finished before with the request asked now, as notebooks
+    with their executed notebook, skipped; those whose needs failed blocked): one at a time in
+    this process on `device` when `place` is None, else as Ray tasks placed by `place`
+    (`cluster`). as_notebooks: each as its chapter notebook (`notebook_jobs`). One progress bar
+    counts the runs done (or found finished), in flight and failed; `on_update` is called after
+    each run (reproduce rewrites its manifest)."""
+    todo: list[Job] = []
+    for job in jobs:  # one that needs a job run now is judged when it starts (`jobs.run_inprocess`)
+        waits = any(any(n is t for t in todo) for n in job.needs)
+        if not waits and job.done_before() and not (as_notebooks and not job.record.is_file()):
+            job.status = "skipped"
+            continue
+        drop_own_notes(job.folder)
+        say_replaced(job)
+        todo.append(job)
     if not todo:
         return
-    bar = _Bar(todo, progress, on_update)
+    bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not progress, file=sys.stderr)
+
+    def done(job: Job) -> None:
+        bar.update(1)
+        ok = {k: [j.status in ("done", "skipped") for j in todo if j.kind == k] for k in ("pretrain", "finetune")}
+        parts = [f"{kind} {sum(mine)}/{len(mine)}" for kind, mine in ok.items() if mine]
+        ready = [j for j in todo if j.status not in ENDED and all(n.status in ENDED for n in j.needs)]
+        failed = sum(j.status in ("failed", "blocked") for j in todo)
+        bar.set_postfix_str(f"{', '.join(parts)}; {len(ready)} running or queued, {failed} failed")
+        if on_update is not None:
+            on_update()
+
     try:
-        if place is None:
-            for job in todo:
-                if not blocked(job):
-                    _run_one(job, device, as_notebooks)
-                bar.done(job)
-        else:
+        if place is not None:
             with cluster.connect(place):
-                cluster.run(todo, place, Path.cwd(), as_notebooks, bar.done)
+                return cluster.run(todo, place, Path.cwd(), as_notebooks, done)
+        for job in todo:
+            if not blocked(job):
+                t0, job.started, job.device = time.perf_counter(), time.time(), device
+                if as_notebooks:
+                    run_notebook(job, device, False)
+                else:
+                    run_inprocess(job, device)
+                job.wall_s, job.ended = time.perf_counter() - t0, time.time()
+            done(job)
     finally:
-        bar.bar.close()
+        bar.close()
 
 
 # --- tables ------------------------------------------------------------------------------------
@@ -227,7 +204,8 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
     """Write tables/table1.csv, table2.csv (ours beside paper Tables I and II) and fig3.csv (the
     transform ablation), both protocols, from the finished runs (never from *.stale-* folders);
     returns {name: path} of those written (none without a run). tables/provenance.json lists
-    every run aggregated. Runs of different data or settings are refused (UserError naming two);
+    every run aggregated (its folder, result.json digest, prepared digest, settings fingerprint
+    and code version). Runs of different data or settings are refused (UserError naming two);
     every table is computed before the folder is touched, so a refusal leaves it as it was."""
     root = paths.profile_root(runs, profile)
     with warnings.catch_warnings():
@@ -241,27 +219,21 @@ def write_tables(runs: str | Path, profile: str) -> dict[str, Path]:
         check_one_study(pd.concat([f for f in (main, ab) if len(f)]))  # UserError naming two runs that differ
         tables = {**(_paper_tables(main) if len(main) else {}), "fig3": _fig3_table(main, ab)}
     with provenance.lock(paths.tables_dir(runs, profile), what="tables folder", wait_s=600):  # another driver
-        request = _tables_request(root, profile, [main, ab])
+        df = pd.concat([f for f in (main, ab) if len(f)]).drop_duplicates("path")
+        made = {}
+        for _, r in df.iterrows():
+            made[str(Path(r["path"]).parent.relative_to(root))] = {
+                "result_sha256": provenance.sha256_file(r["path"]),
+                **{k: r[k] if isinstance(r[k], str) else None for k in ("digest", "settings_id", "code_version")},
+            }
+        digests = ",".join(sorted({str(d) for d in df["digest"] if isinstance(d, str)}))
+        seeds = sorted({int(x) for x in df["seed"] if x is not None and x == x})
+        inputs, seed = {"prepared": digests}, seeds[0] if len(seeds) == 1 else -1
+        request = provenance.request("tables", {"profile": profile, "runs": made}, inputs, seed)
         provenance.claim(paths.tables_dir(runs, profile), request, force=True, what="tables folder")
         return {
             n: write_csv_atomic(paths.table_path(runs, profile, n), df) for n, df in tables.items() if df is not None
         }
-
-
-def _tables_request(root: Path, profile: str, frames: list[pd.DataFrame]) -> dict:
-    """The tables' provenance: every run they aggregate (its folder, result.json digest, prepared
-    digest, settings fingerprint and code version)."""
-    df = pd.concat([f for f in frames if len(f)]).drop_duplicates("path")
-    made = {}
-    for _, r in df.iterrows():
-        made[str(Path(r["path"]).parent.relative_to(root))] = {
-            "result_sha256": provenance.sha256_file(r["path"]),
-            **{k: r[k] if isinstance(r[k], str) else None for k in ("digest", "settings_id", "code_version")},
-        }
-    digests = ",".join(sorted({str(d) for d in df["digest"] if isinstance(d, str)}))
-    seeds = sorted({int(x) for x in df["seed"] if x is not None and x == x})
-    seed = seeds[0] if len(seeds) == 1 else -1
-    return provenance.request("tables", {"profile": profile, "runs": made}, {"prepared": digests}, seed)
 
 
 def _paper_tables(main: pd.DataFrame) -> dict[str, pd.DataFrame | None]:
@@ -280,96 +252,40 @@ def _paper_tables(main: pd.DataFrame) -> dict[str, pd.DataFrame | None]:
     return tables
 
 
+_FIG3_COLUMNS = ["modality", "transforms", "setup", "protocol", "n_folds", "folds", "profile", "data", "smoke"]
+_FIG3_COLUMNS += [f"{m}_{x}" for x in ("mean", "std") for m in METRIC_KEYS]
+
+
 def _fig3_table(main: pd.DataFrame, ab: pd.DataFrame) -> pd.DataFrame | None:
     """Fig. 3: per modality, protocol and view set (the ablation runs, and the main ssl-t / ssl-s
     runs on the same folds as t1 / t2), mean and std over folds of every metric; None without
     ablation runs."""
-    rows = []
+    parts = []
     for modality, setup in paths.ABLATION_SETUPS.items():
-        part = ab[ab["run"].str.startswith(f"{setup}-")] if len(ab) else pd.DataFrame()
+        part = ab[ab["run"].str.startswith(f"{setup}-")] if len(ab) else ab
         if len(part) == 0:  # no ablation for this modality
             continue
         # the full view set (t1 / t2) on the folds the ablation ran, so every bar compares like with like
-        same = (main["setup"] == setup) & main["fold"].isin(part["fold"]) if len(main) else None
-        full = main[same].assign(run=f"{setup}-{paths.MAIN_TRANSFORMS[modality]}") if len(main) else main
-        rows += _fig3_rows(modality, setup, pd.concat([p for p in (part, full) if len(p)]))
-    if not rows:
+        full = main[(main["setup"] == setup) & main["fold"].isin(part["fold"])] if len(main) else main
+        full = full.assign(run=f"{setup}-{paths.MAIN_TRANSFORMS[modality]}")
+        both = pd.concat([p for p in (part, full) if len(p)])
+        for protocol in sorted(both["protocol"].unique()):
+            agg = aggregate(both, protocol, by="run")
+            parts.append(agg.assign(modality=modality, transforms=agg.index.str[len(setup) + 1 :], setup=setup))
+    if not parts:
         return None
     order = {t: i for m, ts in paths.ABLATION_TRANSFORMS.items() for i, t in enumerate((*ts, paths.MAIN_TRANSFORMS[m]))}
-    df = pd.DataFrame(rows)
-    df["_o"] = df["transforms"].map(order)
-    df = df.sort_values(["modality", "protocol", "_o"], ascending=[False, True, True]).drop(columns="_o")
-    return df.reset_index(drop=True)
+    df = pd.concat(parts)[_FIG3_COLUMNS]
+    df = df.assign(_o=df["transforms"].map(order)).sort_values(
+        ["modality", "protocol", "_o"], ascending=[False, True, True]
+    )
+    return df.drop(columns="_o").reset_index(drop=True)
 
 
-def _fig3_rows(modality: str, setup: str, both: pd.DataFrame) -> list[dict]:
-    rows = []
-    for protocol in sorted(both["protocol"].unique()):
-        for run, r in aggregate(both, protocol, by="run").iterrows():
-            row = {"modality": modality, "transforms": run[len(setup) + 1 :], "setup": setup, "protocol": protocol}
-            row |= {k: r[k] for k in ("n_folds", "folds", "profile", "data", "smoke")}
-            row |= {f"{m}_{x}": r[f"{m}_{x}"] for x in ("mean", "std") for m in METRIC_KEYS}
-            rows.append(row)
-    return rows
-
-
-# --- the study ---------------------------------------------------------------------------------
+# --- the study: its settings, then its jobs as data (nothing is written or run) -----------------
 
 
 REPRODUCE_PROTOCOLS = ("paper", "paper-exact")
-
-
-def _check_protocol(protocol: str) -> str:
-    """'paper': 8 training folds, paper and honest protocols; 'paper-exact': 9 training folds as
-    the authors trained, paper protocol only (the B14 departure, runs below OUT/recipes/b14/)."""
-    if protocol not in REPRODUCE_PROTOCOLS:
-        raise UserError(f"--protocol {protocol!r} is not a protocol; choose one of {', '.join(REPRODUCE_PROTOCOLS)}")
-    return protocol
-
-
-def _check_max_steps(max_steps) -> int:
-    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 0:
-        raise UserError(f"--max-steps must be an integer >= 0 (0 = full run), got {max_steps!r}")
-    return int(max_steps)
-
-
-def _read_json(path: Path) -> dict | None:
-    """A JSON file's contents; None when it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text()) if path.exists() else None
-    except (OSError, ValueError):
-        return None
-
-
-def _check_same_smoke(mpath: Path, before: dict | None, max_steps: int) -> None:
-    """A smoke study and a full one never share a runs folder (neither may reuse the other's runs)."""
-    if before is not None and bool(before.get("smoke", False)) != bool(max_steps):
-        was = "a smoke study (--max-steps)" if before.get("smoke") else "a full study"
-        raise UserError(
-            f"--out: {mpath.parent} holds {was}; run {'a full' if not max_steps else 'a smoke'} study "
-            f"in another --out folder"
-        )
-
-
-def _versions() -> dict:
-    return {
-        "ecgssl_nb": provenance.package_version(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "platform": platform.platform(),
-    }
-
-
-def _device_names(devices: list[str]) -> dict:
-    out = {}
-    for d in devices:
-        if d.startswith("cuda") and torch.cuda.is_available():
-            out[d] = torch.cuda.get_device_name(torch.device(d))
-        else:
-            out[d] = platform.processor() or platform.machine() or "cpu"
-    return out
 
 
 def resolve_settings(prof: Profile, items: Sequence[str] = ()) -> tuple[dict[str, PretrainConfig], FinetuneConfig]:
@@ -383,35 +299,27 @@ def resolve_settings(prof: Profile, items: Sequence[str] = ()) -> tuple[dict[str
     for item in map(str, items or ()):
         key, _, value = item.partition("=")
         head, _, rest = key.partition(".")
-        if head == "pretrain":
-            sub, _, tail = rest.partition(".")
-            targets = [sub] if sub in prof.pretrain and tail else list(prof.pretrain)
-            for m in targets:
-                pre_items[m].append((f"{tail if sub in prof.pretrain and tail else rest}={value}", item))
-            continue
-        if head == "finetune":
-            ft_items.append((f"{rest}={value}", item))
-            continue
-        in_pre, in_ft = head in pre_fields, head in ft_fields
-        if in_pre and in_ft:
+        sub, _, tail = rest.partition(".")
+        if head == "pretrain" and sub in prof.pretrain and tail:
+            pre_items[sub].append((f"{tail}={value}", item))
+        elif head in ("pretrain", "finetune"):
+            for target in pre_items.values() if head == "pretrain" else [ft_items]:
+                target.append((f"{rest}={value}", item))
+        elif head in pre_fields and head in ft_fields:
             raise UserError(
                 f"--set {item}: {head!r} is a setting of both pre-training and fine-tuning; write "
                 f"pretrain.{key}=... or finetune.{key}=..."
             )
-        if not in_pre and not in_ft:
+        elif head in pre_fields or head in ft_fields:
+            for target in pre_items.values() if head in pre_fields else [ft_items]:
+                target.append((item, item))
+        else:
             raise UserError(
                 f"--set {item}: {head!r} is not a setting (PretrainConfig: {', '.join(sorted(pre_fields))}; "
                 f"FinetuneConfig: {', '.join(sorted(ft_fields))})"
             )
-        for m in pre_items if in_pre else ():
-            pre_items[m].append((item, item))
-        if in_ft:
-            ft_items.append((item, item))
-
-    def _apply(cfg, pairs: list[tuple[str, str]]):
-        return apply_settings(cfg, [i for i, _ in pairs], [w for _, w in pairs])  # messages name what was written
-
-    return {m: _apply(c, pre_items[m]) for m, c in prof.pretrain.items()}, _apply(prof.finetune, ft_items)
+    pre = {m: apply_settings(c, *zip(*pre_items[m])) for m, c in prof.pretrain.items()}  # (items, as written)
+    return pre, apply_settings(prof.finetune, *zip(*ft_items))
 
 
 def resolve_study(
@@ -424,33 +332,25 @@ def resolve_study(
 ) -> tuple[Profile, int]:
     """The resolved request of a study: the profile with the recipe's departures, the `--set`
     items and the smoke limit applied to its configs (`prof.pretrain`, `prof.finetune` are then
-    exactly what every job runs), and the training seed. `reproduce` and `ensure_*` share it."""
+    exactly what every job runs), and the training seed. `reproduce` and `ensure_*` share it.
+    protocol: 'paper' (8 training folds, paper and honest protocols) or 'paper-exact' (9 training
+    folds as the authors trained, paper protocol only: the B14 departure)."""
     prof = get_profile(profile) if isinstance(profile, str) else profile
     if not isinstance(prof, Profile):
         raise UserError(f"--profile must be a profile name, got {type(profile).__name__}")
-    protocol, max_steps = _check_protocol(protocol), _check_max_steps(max_steps)
+    if protocol not in REPRODUCE_PROTOCOLS:
+        raise UserError(f"--protocol {protocol!r} is not a protocol; choose one of {', '.join(REPRODUCE_PROTOCOLS)}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 0:
+        raise UserError(f"--max-steps must be an integer >= 0 (0 = full run), got {max_steps!r}")
     if protocol == "paper-exact":  # the authors' nine training folds are the released recipe's B14
         recipe = tuple(sorted(set(parse_recipe(recipe)) | {"B14"}))
     prof = apply_recipe(prof, recipe)
     pre_cfgs, ft_cfg = resolve_settings(prof, settings)
     if max_steps:  # a smoke run: a setting like any other, so provenance never mixes it with a full run
-        pre_cfgs = {m: replace(c, max_steps=max_steps) for m, c in pre_cfgs.items()}
-        ft_cfg = replace(ft_cfg, max_steps=max_steps)
+        pre_cfgs = {m: replace(c, max_steps=int(max_steps)) for m, c in pre_cfgs.items()}
+        ft_cfg = replace(ft_cfg, max_steps=int(max_steps))
     train_seed = prof.seed if seed is None else seed
     return replace(prof, pretrain=pre_cfgs, finetune=ft_cfg), check_seed("--seed", train_seed)
-
-
-def _check_data_dir(prof: Profile, data_dir) -> None:
-    if data_dir is None and prof.data != "fixture":
-        raise UserError(
-            f"--data-dir is required for profile {prof.name!r}: the folder with the PhysioNet/CinC 2020 "
-            f"records (`python -m ecgssl_nb download`)"
-        )
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise UserError(f"--data-dir {data_dir} is not a folder")
-
-
-# --- planning: the jobs of a study, as data (nothing is written or run) ----------------------------
 
 
 @dataclass
@@ -488,15 +388,47 @@ class _Context:
     data_kind: str | None
     progress: bool
 
-    def notebook(self, **extra) -> dict:
-        """A job's papermill parameters: the resolved study travels in study.json (written by
-        `reproduce --as-notebooks`), so a customised profile runs the same as a notebook. Every
-        path is absolute: the kernel runs in notebooks/, not in this process's folder."""
+    def job(self, kind: str, name: str, folder: Path, args: dict, needs: list[Job], **notebook) -> Job:
+        """A pre-training or fine-tuning job: its log and --config file in RUNS/<profile>/jobs/, and
+        its papermill parameters, every path absolute (the kernel runs in notebooks/); the resolved
+        study travels in study.json (written by `reproduce --as-notebooks`), so a customised
+        profile runs the same as a notebook."""
+        runs = self.runs_pre if kind == "pretrain" else self.runs_ft
+        log, config = (paths.job_file(runs, self.prof.name, name, ext) for ext in (".log", ".json"))
         study = paths.job_file(self.runs_ft, self.prof.name, STUDY_CONFIG, ".json")
         data = str(Path(self.data_dir).resolve()) if self.data_dir else ""
-        base = {"profile": self.prof.name, "runs": str(self.out.resolve()), "data": data, "seed": self.seed}
-        base |= {"recipe": "corrected", "settings": "", "max_steps": 0}  # the study is in study_config
-        return {**base, **extra, "study_config": str(study.resolve())}
+        nb = {"profile": self.prof.name, "runs": str(self.out.resolve()), "data": data, "seed": self.seed}
+        nb |= {"recipe": "corrected", "settings": "", "max_steps": 0}  # the study is in study_config
+        nb |= {**notebook, "study_config": str(study.resolve())}
+        args = {**args, "seed": self.seed, "resume": True, "force": True, "progress": self.progress}
+        return Job(kind, name, folder, args, needs, log=log, config_file=config, notebook=nb)
+
+    def pretrain(self, modality: str, transforms: str, ablated: bool) -> Job:
+        """A pre-training: the main one of `modality` (t1 / t2 views) or a Fig. 3 one (`ablated`)."""
+        if ablated:
+            name = f"pretrain {modality}-{transforms}"
+            folder = paths.ablation_pretrain_dir(self.runs_pre, self.prof.name, modality, transforms)
+        else:
+            name, folder = f"pretrain {modality}", paths.pretrain_run_dir(self.runs_pre, self.prof.name, modality)
+        args = {"prepared_dir": self.prep_dir, "out": folder, "modality": modality, "profile": self.prof.name}
+        args |= {"config": self.prof.pretrain[modality], "transforms": transforms}  # recipe applied
+        return self.job("pretrain", name, folder, args, [], modality=modality, transforms=transforms if ablated else "")
+
+    def finetune(self, setup: str, fold: int, needs: list[Job], transforms: str = "") -> Job:
+        """`setup` on outer `fold`: a main run (an ssl- setup reads the main pre-trainings `needs`)
+        or, with `transforms`, Fig. 3's ssl-t / ssl-s from the backbone of the ablation pre-training."""
+        if transforms:
+            modality = setup_modalities(setup)[0]
+            name = f"ablation {setup}-{transforms} fold {fold}"
+            folder = paths.ablation_finetune_dir(self.runs_ft, self.prof.name, modality, transforms, fold)
+            pretrained = {modality: needs[0].folder / "backbone.pt"}
+        else:
+            name = f"finetune {setup} fold {fold}"
+            folder = paths.finetune_dir(self.runs_ft, self.prof.name, setup, fold)
+            pretrained = paths.pretrain_dir(self.runs_pre, self.prof.name) if is_ssl(setup) else None
+        args = {"setup": setup, "fold": int(fold), "prepared": self.prep_dir, "out": folder, "pretrained": pretrained}
+        args |= {"profile": self.prof, "config": self.prof.finetune, "data_kind": self.data_kind}
+        return self.job("finetune", name, folder, args, needs, setup=setup, fold=int(fold), transforms=transforms)
 
 
 def plan(
@@ -517,115 +449,53 @@ def plan(
     out = Path(out)
     runs_prep, runs_pre, runs_ft = (stage_runs(out, prof.departures, st) for st in STAGES)
     prep_dir = paths.prepared_dir(runs_prep, prof.name)
-    data = _data_jobs(prof, out, data_dir, prep_dir, progress)
+    # step 1: the fixture (a fixture profile without data), then prepare (force: a folder prepared from
+    # other data or settings is moved aside); a real-data profile without data: only its check
+    if data_dir is None and prof.data != "fixture":
+        data = [Job("prepare", "prepare", prep_dir, {"data_dir": None, "out": prep_dir})]
+    else:
+        fx = paths.fixture_dir(out, prof.name)
+        args = {"out": fx, "n_records": prof.fixture_records, "seed": prof.seed}
+        data = [Job("fixture", "fixture", fx, args)] if data_dir is None else []
+        args = {"data_dir": fx if data_dir is None else data_dir, "out": prep_dir, "workers": prof.workers}
+        args |= {"progress": progress, "force": True, "leads": prof.leads}
+        data.append(Job("prepare", "prepare", prep_dir, args, needs=list(data)))
     kind = "fixture" if data[0].kind == "fixture" else None
     c = _Context(prof, seed, out, data_dir, runs_pre, runs_ft, prep_dir, kind, progress)
     folds, default_ablation_folds = _fold_lists(prof, folds)
     ablation_folds = default_ablation_folds if ablation_folds is None else tuple(ablation_folds)
     used = [m for m in MODALITIES if any(is_ssl(s) and m in setup_modalities(s) for s in setups)]
-    main_pre = {m: _pretrain_job(c, m, paths.MAIN_TRANSFORMS[m], ablated=False) for m in used}
+    main_pre = {m: c.pretrain(m, paths.MAIN_TRANSFORMS[m], ablated=False) for m in used}
     ablated = [m for m in MODALITIES if ablation and paths.ABLATION_SETUPS[m] in setups]
-    ablation_pre = {
-        (m, tr): _pretrain_job(c, m, tr, ablated=True) for m in ablated for tr in paths.ABLATION_TRANSFORMS[m]
-    }
-    ft_jobs = [_main_finetune_job(c, s, k, main_pre) for k in folds for s in setups]
+    ablation_pre = {(m, tr): c.pretrain(m, tr, ablated=True) for m in ablated for tr in paths.ABLATION_TRANSFORMS[m]}
+    needs = {s: [main_pre[m] for m in setup_modalities(s)] if is_ssl(s) else [] for s in setups}
+    ft_jobs = [c.finetune(s, k, needs[s]) for k in folds for s in setups]
     for k in ablation_folds:
-        ft_jobs += [_ablation_finetune_job(c, m, tr, k, ablation_pre[(m, tr)]) for m, tr in ablation_pre]
+        ft_jobs += [c.finetune(paths.ABLATION_SETUPS[m], k, [pre], tr) for (m, tr), pre in ablation_pre.items()]
     return Plan(data, main_pre, ablation_pre, ft_jobs, kind)
-
-
-def _data_jobs(prof: Profile, out: Path, data_dir, prep_dir: Path, progress: bool) -> list[Job]:
-    """Step 1: the fixture (a fixture profile without data), then `prepare` (force: a folder
-    prepared from other data or settings is moved aside). A real-data profile without data: a
-    prepare job without `data_dir`, which only checks the prepared folder (ensure_* shows it)."""
-    if data_dir is None and prof.data != "fixture":
-        return [Job("prepare", "prepare", prep_dir, {"data_dir": None, "out": prep_dir})]
-    jobs = []
-    if data_dir is None:
-        fx = paths.fixture_dir(out, prof.name)
-        jobs.append(Job("fixture", "fixture", fx, {"out": fx, "n_records": prof.fixture_records, "seed": prof.seed}))
-        data_dir = fx
-    args = {"data_dir": data_dir, "out": prep_dir, "workers": prof.workers, "progress": progress, "force": True}
-    return [*jobs, Job("prepare", "prepare", prep_dir, {**args, "leads": prof.leads}, needs=list(jobs))]
-
-
-def _pretrain_job(c: _Context, modality: str, transforms: str, ablated: bool) -> Job:
-    """A pre-training: the main one of `modality` (t1 / t2 views) or a Fig. 3 one (`ablated`)."""
-    name = f"pretrain {modality}-{transforms}" if ablated else f"pretrain {modality}"
-    if ablated:
-        folder = paths.ablation_pretrain_dir(c.runs_pre, c.prof.name, modality, transforms)
-    else:
-        folder = paths.pretrain_run_dir(c.runs_pre, c.prof.name, modality)
-    args = {"prepared_dir": c.prep_dir, "out": folder, "modality": modality, "profile": c.prof.name}
-    args |= {"config": c.prof.pretrain[modality], "transforms": transforms, "seed": c.seed}  # recipe applied
-    args |= {"resume": True, "force": True, "progress": c.progress}
-    notebook = c.notebook(modality=modality, transforms=transforms if ablated else "")
-    return _job("pretrain", name, folder, args, [], c.runs_pre, c.prof.name, notebook)
-
-
-def _finetune_job(
-    c: _Context, name: str, folder: Path, setup: str, fold: int, pretrained, needs: list[Job], transforms: str = ""
-) -> Job:
-    args = {"setup": setup, "fold": int(fold), "prepared": c.prep_dir, "out": folder, "pretrained": pretrained}
-    args |= {"profile": c.prof, "config": c.prof.finetune, "seed": c.seed, "data_kind": c.data_kind}
-    args |= {"resume": True, "force": True, "progress": c.progress}
-    notebook = c.notebook(setup=setup, fold=int(fold), transforms=transforms)
-    return _job("finetune", name, folder, args, needs, c.runs_ft, c.prof.name, notebook)
-
-
-def _job(
-    kind: str, name: str, folder: Path, args: dict, needs: list[Job], runs: Path, profile: str, notebook: dict
-) -> Job:
-    """A pre-training or fine-tuning job, its log and --config file in RUNS/<profile>/jobs/."""
-    log, config = (paths.job_file(runs, profile, name, ext) for ext in (".log", ".json"))
-    return Job(kind, name, folder, args, needs, log=log, config_file=config, notebook=notebook)
-
-
-def _main_finetune_job(c: _Context, setup: str, fold: int, main_pre: dict[str, Job]) -> Job:
-    """`setup` on outer `fold`; an ssl- setup reads the main pre-trainings of its modalities."""
-    folder = paths.finetune_dir(c.runs_ft, c.prof.name, setup, fold)
-    ssl = is_ssl(setup)
-    needs = [main_pre[m] for m in setup_modalities(setup)] if ssl else []
-    pretrained = paths.pretrain_dir(c.runs_pre, c.prof.name) if ssl else None
-    return _finetune_job(c, f"finetune {setup} fold {fold}", folder, setup, fold, pretrained, needs)
-
-
-def _ablation_finetune_job(c: _Context, modality: str, transforms: str, fold: int, pre: Job) -> Job:
-    """Fig. 3: ssl-t / ssl-s on outer `fold` from the backbone of the ablation pre-training `pre`."""
-    setup = paths.ABLATION_SETUPS[modality]
-    folder = paths.ablation_finetune_dir(c.runs_ft, c.prof.name, modality, transforms, fold)
-    name = f"ablation {setup}-{transforms} fold {fold}"
-    return _finetune_job(c, name, folder, setup, fold, {modality: pre.folder / "backbone.pt"}, [pre], transforms)
 
 
 def _make_data(job: Job, profile: str, wait_s: float = 0.0) -> Path:
     """Run a data job in this process: the fixture (a complete one of the same size, seed and
-    version is kept), `prepare` (nothing to do when prepared from the same input), or, without
+    version is read as it is, without the lock; else it is made under the folder's lock, checked
+    again once held), `prepare` (nothing to do when prepared from the same input), or, without
     records, check the prepared folder (UserError naming the profile when it is not usable).
     Another process writing the same folder is waited for at most `wait_s` seconds."""
     from ..data.prepare import load_prepared, prepare  # scipy: only when a stage reads or writes its data
 
     if job.kind == "fixture":
-        return _make_fixture(**job.args, wait_s=wait_s)
+        from ..data.fixture import make_fixture  # scipy: only when the fixture is made
+
+        if _fixture_done(**job.args):
+            return job.folder
+        with provenance.lock(job.folder, what="fixture", wait_s=wait_s):  # perhaps made by the process waited for
+            return job.folder if _fixture_done(**job.args) else make_fixture(**job.args)
     if job.args["data_dir"] is not None:
         return prepare(**job.args, wait_s=wait_s)
     try:
         return load_prepared(job.folder).path
     except UserError as exc:
         raise UserError(f"data is required for profile {profile!r} to prepare the records ({exc})") from None
-
-
-def _make_fixture(out: Path, n_records: int, seed: int, wait_s: float = 0.0) -> Path:
-    """The fixture in `out`: a complete one of this size, seed and version is read as it is (no
-    lock); else it is made under the folder's lock, checked again once the lock is held."""
-    from ..data.fixture import make_fixture  # scipy: only when the fixture is made
-
-    if _fixture_done(out, n_records, seed):
-        return out
-    with provenance.lock(out, what="fixture", wait_s=wait_s):
-        if _fixture_done(out, n_records, seed):  # made meanwhile by the process waited for
-            return out
-        return make_fixture(out, n_records=n_records, seed=seed)
 
 
 def _fixture_done(out: Path, n_records: int, seed: int) -> bool:
@@ -636,16 +506,15 @@ def _fixture_done(out: Path, n_records: int, seed: int) -> bool:
     return bool(meta.get("complete")) and made == (n_records, seed, FIXTURE_VERSION)
 
 
+def _read_json(path: Path) -> dict | None:
+    """A JSON file's contents; None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
 # --- the study: plan, run, tables, manifest ------------------------------------------------------
-
-
-def _fold_lists(prof: Profile, folds) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(outer folds of the main fine-tunings, of the Fig. 3 ones): `folds` for both, or by default
-    the profile's folds and its smaller ablation folds."""
-    fold_list = _folds(folds, prof.folds)
-    if folds is None and prof.finetune.ablation_folds is not None:
-        return fold_list, _folds(prof.finetune.ablation_folds, prof.folds)
-    return fold_list, fold_list
 
 
 def reproduce(
@@ -671,18 +540,13 @@ def reproduce(
     gpus_per_pretrain: int = 1,
 ) -> Path:
     """Run the study of `profile` into OUT/<profile>/ (the module docstring) and return that
-    folder; calling it again resumes. folds: '0-9', '0,3' or a list; setups: 'all', 't,tsg' or a
-    list; devices: '0,1', 'cpu' or a list (default: every visible GPU for paper, else the
-    profile's device). seed: the training seed (default the profile's). settings: `--set` items
-    (`resolve_settings`). recipe: corrected, released or departures (`recipes`), other than
-    corrected below OUT/recipes/<label>/. max_steps > 0: a smoke run. protocol: paper or
-    paper-exact (B14). as_notebooks: each run as its chapter notebook. runs_per_device (default
-    the profile's k), address (a Ray cluster, default RAY_ADDRESS), gpus_per_run (default 1/k),
-    gpus_per_pretrain (> 1: DDP in its task), cpus_per_run, retries: where the runs go
-    (`cluster`), recorded in the manifest, never in provenance. Several calls on one runs folder
-    share its work (each run locks its folder). RunsFailed at the end, after the tables and the
-    manifest, when a run failed."""
-    t_start, started_at = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    folder; calling it again resumes. Each keyword is a flag of `cli` (`_ARGUMENTS` says what it
+    means); folds, setups and devices also take lists, settings are `--set` items
+    (`resolve_settings`). The placement (runs_per_device, address, gpus_per_run, gpus_per_pretrain,
+    cpus_per_run, retries: `cluster`) is recorded in the manifest, never in provenance. Several
+    calls on one runs folder share its work (each run locks its folder). RunsFailed at the end,
+    after the tables and the manifest, when a run failed."""
+    t_start, started_at = time.perf_counter(), _stamp(time.time())
     prof, train_seed = resolve_study(profile, seed, settings, recipe, max_steps, protocol)
     if runs_per_device is not None:
         prof = replace(prof, runs_per_device=check_int("--runs-per-device", runs_per_device, 1))
@@ -698,9 +562,12 @@ def reproduce(
     head = {"started": started_at, "data_dir": str(data_dir) if data_dir is not None else None}
     head |= {"folds": list(fold_list), "ablation_folds": list(ablation_folds) if ablation else []}
     head |= {"setups": list(chosen), "ablation": bool(ablation), "as_notebooks": bool(as_notebooks)}
-    head["placement"] = _placement_record(place, device_list)
-    mpath = paths.manifest_path(runs_ft, prof.name)
-    manifest = _Manifest(mpath, prof, train_seed, device_list, settings, head, progress)
+    head["placement"] = (
+        {"engine": "ray", **asdict(place)} if place else {"engine": "in-process", "device": device_list[0]}
+    )
+    manifest = _Manifest(
+        paths.manifest_path(runs_ft, prof.name), prof, train_seed, device_list, settings, head, progress
+    )
     _study(p, manifest, runs_ft, device_list[0], place, as_notebooks)
     failures = manifest.finish(p.pre_jobs + p.ft_jobs, time.perf_counter() - t_start)
     if failures:
@@ -741,13 +608,6 @@ def _placement(prof: Profile, devices: list[str], address, shares: tuple, retrie
     return replace(place, local_cpus=max(1, int(n * cpus)), local_gpus=0)
 
 
-def _placement_record(place: Placement | None, devices: list[str]) -> dict:
-    """The manifest's record of where the runs went (in this process, a local or a joined cluster)."""
-    if place is None:
-        return {"engine": "in-process", "device": devices[0]}
-    return {"engine": "ray", **asdict(place)}
-
-
 def _study(p: Plan, manifest: _Manifest, runs_ft: Path, device: str, place: Placement | None, nb: bool) -> None:
     """`reproduce` once its arguments are checked: data (step 1), the runs (2, 3), tables (4),
     the manifest rewritten after each step and run. nb: the runs as notebooks."""
@@ -774,29 +634,46 @@ def _study(p: Plan, manifest: _Manifest, runs_ft: Path, device: str, place: Plac
     manifest.data["tables"] = {k: str(v) for k, v in tables.items()}
 
 
+def _stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
+
+
 class _Manifest:
     """RUNS/<profile>/manifest.json: what ran, when, with which versions, devices and settings,
     where and how long (s) each step and run took; rewritten after every step and run. Several
     drivers share it: each save merges what the others recorded, under its lock. A run skipped
-    now keeps the wall time measured when it ran; `wall_s` adds up every call's."""
+    now keeps the wall time measured when it ran; `wall_s` adds up every call's. A smoke study
+    and a full one never share a runs folder (neither may reuse the other's runs)."""
 
     def __init__(self, path: Path, prof: Profile, seed: int, devices: list[str], settings, head: dict, progress: bool):
         self.path, self.prof, self.progress = path, prof, progress
-        earlier = _read_json(path)
-        _check_same_smoke(path, earlier, prof.finetune.max_steps)
+        earlier, ft = _read_json(path), prof.finetune
+        if earlier is not None and bool(earlier.get("smoke", False)) != bool(ft.max_steps):
+            was = "a smoke study (--max-steps)" if earlier.get("smoke") else "a full study"
+            raise UserError(
+                f"--out: {path.parent} holds {was}; run {'a full' if not ft.max_steps else 'a smoke'} study "
+                f"in another --out folder"
+            )
         earlier = earlier or {}
         self.earlier_runs = earlier.get("runs", {})
         self.earlier_wall_s = float(earlier.get("wall_s") or 0.0)
         self.driver = f"{socket.gethostname()}:{os.getpid()}"
-        pre = {m: as_dict(c) for m, c in prof.pretrain.items()}
+        cpu = platform.processor() or platform.machine() or "cpu"
+        gpu = torch.cuda.is_available()
+        names = {
+            d: torch.cuda.get_device_name(torch.device(d)) if gpu and d.startswith("cuda") else cpu for d in devices
+        }
+        versions = {"ecgssl_nb": provenance.package_version(), "python": platform.python_version()}
+        versions |= {"torch": torch.__version__, "numpy": np.__version__, "pandas": pd.__version__}
+        versions["platform"] = platform.platform()
         self.data = {"profile": prof.name, **head, "finished": None, "command": sys.argv}
-        self.data |= {"devices": devices, "device_names": _device_names(devices), "versions": _versions()}
+        self.data |= {"devices": devices, "device_names": names, "versions": versions}
         self.data["runs_per_device"] = {"pretrain": 1, "finetune": prof.runs_per_device}  # at once per GPU
         self.data |= {"code_version": provenance.code_version(), "seed": seed}
-        self.data["settings"] = {"pretrain": pre, "finetune": as_dict(prof.finetune), "set": list(settings)}
+        pre = {m: as_dict(c) for m, c in prof.pretrain.items()}
+        self.data["settings"] = {"pretrain": pre, "finetune": as_dict(ft), "set": list(settings)}
         self.data |= {"steps": {}, "runs": {}, "failures": []}
         self.data |= {"recipe": prof.recipe, "departures": list(prof.departures)}
-        ft = prof.finetune
         self.data |= {"smoke": bool(ft.max_steps), "max_steps": ft.max_steps, "protocol": ft.protocol}
 
     def save(self) -> None:
@@ -842,8 +719,7 @@ class _Manifest:
         failures = [(j.name, str(j.folder), j.reason) for j in jobs if j.status in ("failed", "blocked")]
         counts = {s: sum(j.status == s for j in jobs) for s in ("done", "skipped", "failed", "blocked")}
         self.data["failures"] = [{"name": n, "folder": f, "reason": r} for n, f, r in failures]
-        self.data |= {"counts": counts, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        self.data["drivers"] = {self.driver: counts}
+        self.data |= {"counts": counts, "finished": _stamp(time.time()), "drivers": {self.driver: counts}}
         self.data |= {"call_wall_s": round(call_wall_s, 3), "wall_s": round(self.earlier_wall_s + call_wall_s, 3)}
         self.save()
         if self.progress:
@@ -855,10 +731,6 @@ class _Manifest:
                 file=sys.stderr,
             )
         return failures
-
-
-def _stamp(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
 
 
 # --- one target: a single run and whatever it needs (the notebooks' way in) ---------------------
@@ -892,6 +764,20 @@ def read_study_config(path: str | Path) -> tuple[Profile, int]:
         raise UserError(
             f"{src}: not a study settings file written by reproduce ({type(exc).__name__}: {exc})"
         ) from None
+
+
+@dataclass
+class Target:
+    """What `ensure_pretrain` / `ensure_finetune` made or found: the run's folder, the prepared
+    corpus and the main pre-training folders (`--pretrained` of the ssl- setups), the resolved
+    profile and seed, and the status of each job involved (skipped = finished earlier)."""
+
+    folder: Path
+    prepared: Path
+    pretrain: Path
+    profile: Profile
+    seed: int
+    statuses: dict[str, str]  # job name -> done, skipped, failed or blocked
 
 
 @dataclass(frozen=True)
@@ -934,40 +820,20 @@ class TargetOptions:
             raise UserError(f"seed {seed} differs from the seed {file_seed} of config {config}")
         return prof, file_seed
 
-    def wait(self) -> float:
-        """`wait_s` in seconds: None -> LOCK_WAIT_S; else a finite number >= 0."""
-        w = self.wait_s
-        if w is None:
-            return LOCK_WAIT_S
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf"):
-            raise UserError(f"wait_s must be a number of seconds >= 0, got {w!r}")
-        return float(w)
 
-
-@dataclass
-class Target:
-    """What `ensure_pretrain` / `ensure_finetune` made or found: the run's folder, the prepared
-    corpus and the main pre-training folders (`--pretrained` of the ssl- setups), the resolved
-    profile and seed, and the status of each job involved (skipped = finished earlier)."""
-
-    folder: Path
-    prepared: Path
-    pretrain: Path
-    profile: Profile
-    seed: int
-    statuses: dict[str, str]  # job name -> done, skipped, failed or blocked
-
-
-def _run_target(profile, runs, setups: tuple[str, ...], fold: int, ablation: bool, name: str, options: dict) -> Target:
-    """Plan the study of `setups` on `fold`, make the data, then run the job called `name` and the
-    jobs it needs in this process: finished ones are skipped (read without their locks), a
+def _run_target(
+    o: TargetOptions, profile, runs, setups: tuple[str, ...], fold: int, ablation: bool, name: str
+) -> Target:
+    """Plan the study of `setups` on `fold`, make the data, then run the job called `name` and
+    the jobs it needs in this process: finished ones are skipped (read without their locks), a
     folder another process writes is waited for (the lock taken first, then the run checked
     again). RunsFailed when it or a job it needs failed."""
-    o = TargetOptions(**options)
     prof, seed = o.study(profile)
     data = o.data or None
     p = plan(prof, seed, runs, data, setups, (fold,), (fold,), ablation, o.progress)
-    wait_s = o.wait()
+    wait_s = LOCK_WAIT_S if o.wait_s is None else o.wait_s
+    if isinstance(wait_s, bool) or not isinstance(wait_s, (int, float)) or not 0 <= wait_s < float("inf"):
+        raise UserError(f"wait_s must be a number of seconds >= 0, got {wait_s!r}")
     if data is not None:  # without data a real-data profile uses its prepared folder as it is
         _check_data_dir(prof, data)
     device = parse_devices(o.device or None, prof)[0]
@@ -976,7 +842,7 @@ def _run_target(profile, runs, setups: tuple[str, ...], fold: int, ablation: boo
     target = next(j for j in p.pre_jobs + p.ft_jobs if j.name == name)
     todo = [*target.needs, target]
     for job in todo:
-        job.lock_wait_s = wait_s
+        job.lock_wait_s = float(wait_s)
         run_jobs([job], device, None, o.progress)
     bad = [(j.name, str(j.folder), j.reason) for j in todo if j.status in ("failed", "blocked")]
     if bad:
@@ -1002,7 +868,7 @@ def ensure_pretrain(
         paths.ablation_pretrain_dir(runs, "x", modality, tr)  # UserError for an unknown view set
     setups = (paths.ABLATION_SETUPS[modality],)  # ssl-t needs the time pre-training, ssl-s the spec one
     name = f"pretrain {modality}" if tr is None else f"pretrain {modality}-{tr}"
-    return _run_target(profile, runs, setups, 0, tr is not None, name, options)
+    return _run_target(TargetOptions(**options), profile, runs, setups, 0, tr is not None, name)
 
 
 def ensure_finetune(
@@ -1028,7 +894,7 @@ def ensure_finetune(
             )
         paths.ablation_finetune_dir(runs, "x", m, tr, fold)  # UserError for an unknown view set
     name = f"finetune {setup} fold {fold}" if tr is None else f"ablation {setup}-{tr} fold {fold}"
-    return _run_target(profile, runs, (setup,), fold, tr is not None, name, options)
+    return _run_target(TargetOptions(**options), profile, runs, (setup,), fold, tr is not None, name)
 
 
 _RECIPE_HELP = (
