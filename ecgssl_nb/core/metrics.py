@@ -159,7 +159,9 @@ def _per_class(labels: ArrayLike, scores: ArrayLike, area, both: bool) -> tuple[
 
 
 def auroc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
-    """Challenge AUROC (macro, per class (K,)): the trapezoid area under (FPR, TPR) of each class."""
+    """Challenge AUROC (macro, per class (K,)): the trapezoid area under (FPR, TPR) of each class,
+    equal to `sklearn.metrics.roc_auc_score`; NaN for a class without positives or without
+    negatives (the Challenge's 0/0), skipped by the macro mean."""
 
     def area(tps: np.ndarray, fps: np.ndarray) -> float:
         tpr, fpr = np.r_[0.0, tps / tps[-1]], np.r_[0.0, fps / fps[-1]]
@@ -169,7 +171,9 @@ def auroc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
 
 
 def auprc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, np.ndarray]:
-    """Challenge AUPRC (macro, per class (K,)): Σ (TPR_{j+1} - TPR_j) PPV_{j+1} of each class."""
+    """Challenge AUPRC (macro, per class (K,)): Σ (TPR_{j+1} - TPR_j) PPV_{j+1} of each class, equal
+    to `sklearn.metrics.average_precision_score`; NaN for a class without positives, skipped by the
+    macro mean."""
 
     def area(tps: np.ndarray, fps: np.ndarray) -> float:
         return float(np.sum(np.diff(np.r_[0.0, tps / tps[-1]]) * (tps / (tps + fps))))
