@@ -93,6 +93,11 @@ def _randint_below(high: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return torch.minimum((u * high).long(), high - 1)
 
 
+def _standard_normal(shape: tuple[int, ...], generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """i.i.d. N(0, 1) of `shape` in like's dtype, drawn on the generator's device, on like's."""
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=generator.device).to(like.device)
+
+
 def _random_subset(k: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
     """Row r of the (R, n) bool result marks a uniform random k[r]-subset of range(n) (`k` a
     LongTensor (R,), 0 <= k < n): the items whose i.i.d. U[0, 1) float64 key is below the row's
@@ -224,8 +229,7 @@ def gaussian_noise(
     lo, hi = check_pair("sigma", sigma, 0.0, float("inf"))
     gen = _check_generator(generator)
     s = _between(lo, hi, (x.shape[0], 1, 1), gen, x.device).to(x.dtype)  # (B, 1, 1)
-    noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=gen.device).to(x.device)  # N(0, 1)
-    return x + noise * s
+    return x + _standard_normal(x.shape, gen, x) * s
 
 
 def check_lead_stats(mean: PerLead, std: PerLead, n_leads: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -436,8 +440,7 @@ def time_views(
         cut_start, cut_len = _cutout_spans((v * b, c, n), tc_lo, tc_hi, tc_mode, gen, raw.device)  # (V*B, C or 1)
     if noise:
         s = _between(sigma_lo, sigma_hi, (v * b, 1, 1), gen, raw.device).to(raw.dtype)  # mV, one per view
-        # N(0, 1) drawn on the generator's device, scaled and the crops added below
-        views = torch.randn((v, b, c, n), generator=gen, dtype=raw.dtype, device=gen.device).to(raw.device)
+        views = _standard_normal((v, b, c, n), gen, raw)  # N(0, 1), scaled and the crops added below
     else:
         views = torch.empty((v, b, c, n), dtype=raw.dtype, device=raw.device)
 
