@@ -49,9 +49,12 @@ class Writer:
     def wait(self) -> None:
         """Block until the job in flight is done; raise the error it ended with (a KeyboardInterrupt
         in the job too), if any."""
+        # Forget the job only once it is done: an interrupt while blocked here must leave it to
+        # `drain` (Checkpoints.__exit__), so the lock is never released under a write in flight.
+        self.drain()
         job, self._job = self._job, None
         if job is not None:
-            job.result()
+            job.result()  # done by now: raises its error, never blocks
 
     @property
     def busy(self) -> bool:

@@ -14,6 +14,7 @@ device every call). The compiled step is checked apart (a dispatch mode turns to
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from dataclasses import replace
 
@@ -153,6 +154,30 @@ def test_writer_runs_one_job_at_a_time_in_order_and_raises_a_failed_jobs_error_a
     with pytest.raises(KeyboardInterrupt, match="killed while writing"):
         writer.wait()
     writer.wait()  # the error is raised once
+
+
+def test_a_writer_interrupted_while_waiting_still_drains_the_write_in_flight(monkeypatch):
+    # Ctrl-C while `submit` waits for the previous job: Checkpoints.__exit__ then drains, and that
+    # must wait for the write still running (the stage's lock is released after it).
+    from ecgssl_nb import writer as writer_module
+
+    release, done, writer = threading.Event(), [], Writer()
+    writer.submit(lambda: (release.wait(5), done.append("written")))
+    real_wait, calls = writer_module.futures.wait, []
+
+    def interrupted_once(fs, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_wait(fs, *args, **kwargs)
+
+    monkeypatch.setattr(writer_module.futures, "wait", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        writer.submit(lambda: None)
+    assert writer.busy  # the job in flight is not forgotten
+    release.set()
+    writer.drain()
+    assert done == ["written"] and not writer.busy
 
 
 CADENCE = replace(  # 97 training records, 4 steps of 32 per epoch, a checkpoint after every 2nd epoch
