@@ -114,13 +114,12 @@ def _change(cfg: Any, changes: dict, item: str, shown: str) -> None:
             raise UserError(f"--set {shown}: {name} has no setting {entry!r}; choose one of {', '.join(fields)}")
         changes[name] = apply_settings(changes.get(name, getattr(cfg, name)), [f"{entry}={text}"], [shown])
     elif dot:
+        if kind is not dict:  # 'lr.x=1': a number has no entries (and dict() of it would crash)
+            raise UserError(f"--set {shown}: {name} has no entry {entry!r}")
         current = dict(changes.get(name, getattr(cfg, name)) or {})
         known = {**dict(getattr(cfg, name) or {}), **current}  # an entry of cfg's, or of an earlier item's value
-        if kind is not dict or entry not in known:
-            raise UserError(
-                f"--set {shown}: {name} has no entry {entry!r}"
-                + (f" (entries: {', '.join(map(str, known))})" if kind is dict else "")
-            )
+        if entry not in known:
+            raise UserError(f"--set {shown}: {name} has no entry {entry!r} (entries: {', '.join(map(str, known))})")
         old = known[entry]  # an entry takes the type of the value it replaces
         current[entry] = _parse(shown, written, text.strip(), type(old) if type(old) in (float, int, bool) else str)
         changes[name] = current

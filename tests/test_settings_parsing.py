@@ -93,3 +93,6 @@ def test_an_entry_item_after_a_whole_field_item_blames_the_whole_one():
     assert apply_settings(cfg, ['epochs={"t": 1, "s": 1, "tsc": 1, "tsg": 1}', "epochs.t=2"]).epochs["t"] == 2
     with pytest.raises(UserError, match="^--set epochs.x=1: epochs has no entry 'x' \\(entries: t, s, tsc, tsg\\)$"):
         apply_settings(cfg, ["epochs.x=1"])
+    # an entry of a setting that is not a table: one line, not a TypeError from dict(1e-3)
+    with pytest.raises(UserError, match="^--set lr.x=1: lr has no entry 'x'$"):
+        apply_settings(cfg, ["lr.x=1"])
