@@ -162,11 +162,15 @@ def _hash_into(h, path: Path) -> str:
     return h.hexdigest()
 
 
-def _reject(path: Path, got: str, want: str, bad: Path) -> str:
+class _Rejected(str):
+    """`_reject`'s reason: the bytes arrived but had another SHA-256, and were kept aside."""
+
+
+def _reject(path: Path, got: str, want: str, bad: Path) -> _Rejected:
     """Move `path` (SHA-256 `got`, not `want`) to `bad`, kept and never used; the reason, in words."""
     bad.parent.mkdir(parents=True, exist_ok=True)
     os.replace(path, bad)
-    return f"SHA-256 {got} is not the expected {want}; the file was moved to {bad} (kept, not deleted)"
+    return _Rejected(f"SHA-256 {got} is not the expected {want}; the file was moved to {bad} (kept, not deleted)")
 
 
 def _get(url: str, dest: Path, want: str | None, bad: Path, count: Callable[[int], object], tries: int) -> str | None:
@@ -203,7 +207,7 @@ def fetch(url: str, dest: Path, sha256: str | None = None, progress: bool | None
     with tqdm(unit="B", unit_scale=True, desc=dest.name, disable=disable) as bar:
         want = None if sha256 is None else sha256.lower()
         reason = _get(url, dest, want, dest.with_name(dest.name + ".bad"), bar.update, 1)
-    if reason is not None and reason.startswith("SHA-256 "):  # `_reject`'s words: the bytes are kept aside
+    if isinstance(reason, _Rejected):
         raise UserError(f"{url}: {reason}: run again to download it afresh")
     if reason is not None:
         raise UserError(f"download of {url} failed: {reason}; run again to resume")
@@ -256,11 +260,13 @@ def _read_list(sums_file: str | Path) -> tuple[dict[str, str], str]:
 
 def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
     """Regular files and folders with relative paths inside the target; UserError otherwise."""
-    for m in tar.getmembers():
-        if PurePosixPath(m.name).is_absolute() or ".." in PurePosixPath(m.name).parts:
+    members = tar.getmembers()
+    for m in members:
+        path = PurePosixPath(m.name)
+        if path.is_absolute() or ".." in path.parts:
             raise UserError(f"{archive}: refusing to extract {m.name!r} (path leaves the target folder)")
     # links, devices and fifos are not part of a Challenge archive: skipped
-    return [m for m in tar.getmembers() if m.isdir() or m.isfile()]
+    return [m for m in members if m.isdir() or m.isfile()]
 
 
 def _read_to_the_end(tar: tarfile.TarFile, archive: Path) -> None:

@@ -70,17 +70,29 @@ def _process_record(hea: Path, rel: str, leads: str = "twelve") -> tuple[dict, n
     if not codes:
         raise RecordError(hea, "no scored label", ",".join(header.dx))
     rec, raw = read_record_raw(hea, header)
-    # exact duplicates: SHA-1 (the fastest hashlib digest; a collision only matters if forced) of the raw samples
-    h = hashlib.sha1(repr((raw.shape, str(raw.dtype))).encode())
-    h.update(np.ascontiguousarray(raw).tobytes())
     x = resample_100hz(rec.signal, rec.fs)
     if x.shape[0] < WINDOW:
         raise RecordError(hea, "too short", f"{x.shape[0]} samples at {TARGET_FS} Hz < {WINDOW}")
+    # exact duplicates: SHA-1 (the fastest hashlib digest; a collision only matters if forced) of the raw samples
+    h = hashlib.sha1(repr((raw.shape, str(raw.dtype))).encode())
+    h.update(np.ascontiguousarray(raw).tobytes())
     if leads == "lead-i":
         x = np.ascontiguousarray(np.repeat(x[:, :1], 12, axis=1))  # (L, 12), every column lead I
-    meta = dict(record=rec.name, source=rec.source, path=rel, fs=float(rec.fs), n_samples=int(rec.signal.shape[1]))
-    meta |= dict(length=int(x.shape[0]), age=rec.age, sex=rec.sex, codes=codes, dx=list(rec.dx), hash=h.hexdigest())
-    meta |= dict(mean=x.mean(axis=0, dtype=np.float64).tolist(), std=x.std(axis=0, dtype=np.float64).tolist())
+    meta = {
+        "record": rec.name,
+        "source": rec.source,
+        "path": rel,
+        "fs": float(rec.fs),
+        "n_samples": int(rec.signal.shape[1]),
+        "length": int(x.shape[0]),
+        "age": rec.age,
+        "sex": rec.sex,
+        "codes": codes,
+        "dx": list(rec.dx),
+        "hash": h.hexdigest(),
+        "mean": x.mean(axis=0, dtype=np.float64).tolist(),
+        "std": x.std(axis=0, dtype=np.float64).tolist(),
+    }
     return meta, x
 
 

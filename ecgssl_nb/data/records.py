@@ -194,9 +194,9 @@ def _comments(comments: list[str]) -> tuple[tuple[str, ...], float | None, str |
         if key == "dx":
             dx.update(dict.fromkeys(c.strip() for c in text.split(",") if c.strip()))
         elif key == "age":  # 'NaN', 'Unknown', '': None
-            age = None
             with contextlib.suppress(ValueError):
-                age = None if np.isnan(float(text)) else float(text)
+                age = float(text)
+            age = None if age is not None and np.isnan(age) else age
         else:
             sex = None if text.lower() in _NO_SEX else _SEXES.get(text.lower(), text)
     return tuple(dx), age, sex
@@ -313,7 +313,11 @@ def read_record_raw(hea_path: str | Path, header: Header | None = None) -> tuple
 def _to_mv(header: Header, nt: np.ndarray) -> np.ndarray:
     """Stored samples (N, n_leads) -> float32 mV, (digital - baseline) / gain; RecordError 'NaN samples'
     (NaN, or -32768: WFDB's 'no sample') or 'implausible amplitude' (beyond +-MAX_ABS_MV)."""
-    if not np.isfinite(nt).all() if nt.dtype.kind == "f" else nt.dtype == np.int16 and bool((nt == -32768).any()):
+    if nt.dtype.kind == "f":
+        missing = not np.isfinite(nt).all()
+    else:
+        missing = nt.dtype == np.int16 and bool((nt == -32768).any())
+    if missing:
         raise RecordError(header.path, "NaN samples")
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught just below
         x = nt.astype(np.float32)
