@@ -42,9 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[name][0])
     try:
         return int(module.cli(rest) or 0)
-    except (UserError, WriteError) as exc:  # WriteError: a full disk, a file-size limit; the file and the cause
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, UserError) else 1
+        return 2
+    except WriteError as exc:  # a full disk, a file-size limit: the file and the cause
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
         return 130

@@ -297,10 +297,13 @@ def claim(
     why = refusal(folder, req)
     if why is None and holds_files(folder):
         return "same"
-    if why is not None and not force:
-        raise UserError(f"{what} {folder}: {why}. Use another folder, or --force to move it aside (nothing is deleted)")
     if why is not None:
-        print(f"{folder}: {why}; moved aside to {move_aside(folder).name}", flush=True)
+        if not force:
+            raise UserError(
+                f"{what} {folder}: {why}. Use another folder, or --force to move it aside (nothing is deleted)"
+            )
+        moved = move_aside(folder)
+        print(f"{folder}: {why}; moved aside to {moved.name}", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     write(folder, req, recorded)
     return "new" if why is None else "moved"
