@@ -71,11 +71,12 @@ def resolve_pretrained(setup: str, pretrained: str | os.PathLike | Mapping | Non
             f"{' and '.join(f'{m}/backbone.pt' for m in needed)} (from `python -m ecgssl_nb pretrain`)"
         )
     if not isinstance(pretrained, Mapping):  # the folder PRE
-        if not Path(pretrained).is_dir():
+        root = Path(pretrained)
+        if not root.is_dir():
             raise UserError(
-                f"--pretrained {Path(pretrained)} is not a folder (expected PRE/time/backbone.pt, PRE/spec/backbone.pt)"
+                f"--pretrained {root} is not a folder (expected PRE/time/backbone.pt, PRE/spec/backbone.pt)"
             )
-        pretrained = {m: Path(pretrained) / m / "backbone.pt" for m in needed}
+        pretrained = {m: root / m / "backbone.pt" for m in needed}
     unknown = sorted(set(pretrained) - {"time", "spec"})
     if unknown:
         raise UserError(f"pretrained: keys must be 'time' and/or 'spec', got {unknown}")
@@ -206,8 +207,8 @@ def finetune(
     (`finetune_request`), another's is refused unless `force` moves it aside, and a checkpoint is
     continued only with `resume`.
     """
-    run = _resolve(setup, fold, prepared, out, pretrained, profile, config, settings, device, seed, resume, progress,
-                   data_kind)  # fmt: skip
+    args = (setup, fold, prepared, out, pretrained, profile, config, settings, device, seed, resume, progress)
+    run = _resolve(*args, data_kind)
     if stage.finished(run.out, run.request, OUTPUTS):
         return _finished_result(run.out, progress)  # read as it is, no lock, no write access needed
     with provenance.lock(run.out):  # then claimed under the lock, checked again: another may have finished it
@@ -330,8 +331,11 @@ def _train(run: Run) -> dict:
         ev = evaluate_epoch(tr.model, data, run.cfg, run.amp)
         done.history.append({"epoch": 0, "lr": run.cfg.lr, "train_loss": math.nan, "seconds": 0.0, **ev.metrics})
         done.best = select(done.best, 0, ev, run.cfg.select_metric)
-    bar = tqdm(range(done.start_epoch, last_epoch + 1), desc=f"finetune {run.setup} fold {run.split.fold}",
-               unit="epoch", disable=not run.progress, initial=done.start_epoch - 1, total=last_epoch)  # fmt: skip
+    desc = f"finetune {run.setup} fold {run.split.fold}"
+    epochs = range(done.start_epoch, last_epoch + 1)
+    bar = tqdm(
+        epochs, desc=desc, unit="epoch", disable=not run.progress, initial=done.start_epoch - 1, total=last_epoch
+    )
     with stage.Checkpoints(run.cfg) as ck:  # checkpoints (then the log) are written beside the next epoch's steps
         for epoch in bar:
             _epoch(run, tr, data, done, bar, epoch)

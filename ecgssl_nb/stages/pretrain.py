@@ -512,19 +512,22 @@ def _end_epoch(run: Run, st: State, row: dict, log_rows: list[dict]) -> None:
     st.epoch += 1
     if run.rank == 0:
         log_rows.append(row)
-    if run.rank == 0 and run.progress:
-        print(
-            f"pretrain {run.modality} epoch {row['epoch'] + 1}/{run.cfg.epochs}: loss {row['loss']:.4f}, "
-            f"teacher entropy {row['teacher_entropy']:.3f}, embedding std {row['embedding_std']:.4f}, "
-            f"{row['time_s']:.1f} s"
-        )
+        if run.progress:
+            print(
+                f"pretrain {run.modality} epoch {row['epoch'] + 1}/{run.cfg.epochs}: loss {row['loss']:.4f}, "
+                f"teacher entropy {row['teacher_entropy']:.3f}, embedding std {row['embedding_std']:.4f}, "
+                f"{row['time_s']:.1f} s"
+            )
 
 
 def _write_final(run: Run, st: State, sched: Schedules, log_rows: list[dict], n: int) -> None:
     """OUT/backbone.pt (the kept student backbone), OUT/summary.json, then digests.json."""
     cfg, device = run.cfg, run.device
-    final = {k: v.detach().cpu() for k, v in st.student.backbone.state_dict().items()}
-    checkpoint.save(run.out / "backbone.pt", st.best_backbone if cfg.keep == "lowest-loss" else final)  # atomic
+    if cfg.keep == "lowest-loss":
+        kept = st.best_backbone
+    else:  # the final student backbone, copied to the host only when it is the one kept
+        kept = {k: v.detach().cpu() for k, v in st.student.backbone.state_dict().items()}
+    checkpoint.save(run.out / "backbone.pt", kept)  # atomic
     last = log_rows[-1] if log_rows else {}
     summary = {
         **run.settings(),
