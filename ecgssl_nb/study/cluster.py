@@ -101,8 +101,9 @@ def run(todo: list[Job], place: Placement, cwd: Path, as_notebooks: bool, done: 
     for key, name in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
         need = max(place.resources(j.kind)[key] for j in todo)
         if need > have.get(name, 0.0):
+            flag = "--gpus-per-run" if name == "GPU" else "--cpus-per-run"
             raise UserError(
-                f"{'--gpus-per-run' if name == 'GPU' else '--cpus-per-run'}: a run asks for {need:g} {name}(s) but "
+                f"{flag}: a run asks for {need:g} {name}(s) but "
                 f"the Ray cluster has {have.get(name, 0.0):g} (start it with more, or ask for less)"
             )
     task = ray.remote(_task)
@@ -158,7 +159,8 @@ def _task(job: Job, cwd: str, as_notebooks: bool, *needs: dict) -> dict:
         return {"name": job.name, "status": "blocked", "reason": blocked_reason(bad)}
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
     where = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "gpu_ids": gpu_ids}
-    t0, started, device = time.perf_counter(), time.time(), "cuda" if gpu_ids else "cpu"
+    device = "cuda" if gpu_ids else "cpu"
+    t0, started = time.perf_counter(), time.time()
     if as_notebooks:
         run_notebook(job, device, True)
         rec = {"status": job.status, "reason": job.reason, "device": device}

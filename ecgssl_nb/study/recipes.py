@@ -99,7 +99,8 @@ def departure_table() -> pd.DataFrame:
 
 def _one(item: str) -> str:
     """'b7', 'B7' or 'centre-twice' -> 'B7'."""
-    key = {d.name: k for k, d in DEPARTURES.items()}.get(item.strip().lower(), item.strip().upper())
+    by_name = {d.name: k for k, d in DEPARTURES.items()}
+    key = by_name.get(item.strip().lower(), item.strip().upper())
     if key in DEPARTURES:
         return key
     if key in CRASHES:

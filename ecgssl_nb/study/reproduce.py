@@ -39,7 +39,7 @@ from .. import provenance
 from ..atomic import write_csv_atomic, write_json
 from .cluster import Placement
 from ..config import apply_settings, as_dict, config_from_dict
-from ..core.errors import UserError, check_int, check_seed
+from ..core.errors import UserError, check_choice, check_int, check_seed
 from ..core.settings import (
     MODALITIES,
     N_FOLDS,
@@ -338,8 +338,7 @@ def resolve_study(
     prof = get_profile(profile) if isinstance(profile, str) else profile
     if not isinstance(prof, Profile):
         raise UserError(f"--profile must be a profile name, got {type(profile).__name__}")
-    if protocol not in REPRODUCE_PROTOCOLS:
-        raise UserError(f"--protocol {protocol!r} is not a protocol; choose one of {', '.join(REPRODUCE_PROTOCOLS)}")
+    check_choice("--protocol", protocol, REPRODUCE_PROTOCOLS, "a protocol")
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 0:
         raise UserError(f"--max-steps must be an integer >= 0 (0 = full run), got {max_steps!r}")
     if protocol == "paper-exact":  # the authors' nine training folds are the released recipe's B14
