@@ -129,7 +129,9 @@ def load_results(root: str | os.PathLike) -> pd.DataFrame:
     rows = []
     for path in sorted(root.rglob("result.json")):
         stale = any(".stale-" in part for part in path.relative_to(root).parts)  # an old run kept aside
-        obj = None if stale else _read_result(path)
+        if stale:
+            continue
+        obj = _read_result(path)
         if obj is None:
             continue
         run = {"profile": obj["profile"], "data": obj["data"]["kind"], "smoke": bool(obj.get("smoke", False))}
@@ -153,11 +155,13 @@ def _read_result(path: Path) -> dict | None:
     """The parsed result.json at `path`, or None after a ResultFileWarning saying why it is skipped
     (not as its run wrote it, unreadable, or outside the schema)."""
     fault = run_file_fault(path.parent, ("result.json",))
-    try:
-        obj = None if fault else read_json(path)
-    except UserError as exc:  # missing or not JSON: its message names the file
-        obj, fault = None, str(exc).removeprefix(f"{path}: ")
-    fault = fault or "; ".join(check_result(obj))
+    if not fault:
+        try:
+            obj = read_json(path)
+        except UserError as exc:  # missing or not JSON: its message names the file
+            warnings.warn(f"skipped {exc}", ResultFileWarning, stacklevel=3)
+            return None
+        fault = "; ".join(check_result(obj))
     if fault:
         warnings.warn(f"skipped {path}: {fault}", ResultFileWarning, stacklevel=3)
         return None
